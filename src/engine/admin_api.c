@@ -1,0 +1,218 @@
+/* admin_api.c: the engine's admin API under /ksv/v1 (bearer token): applied state, model
+ * puts and deletes, traffic changes, error rings, fine histograms, node info.
+ * docs/API.md documents every body. */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+
+#include <json-c/json.h>
+#include <xgboost/c_api.h>
+
+#include "config.h"
+#include "engine/http.h"
+
+/* Compares in time independent of where the strings differ. */
+static bool token_matches(const char *given, const char *expected)
+{
+    size_t n = strlen(expected), m = strlen(given);
+    unsigned char diff = (unsigned char)(n != m);
+    for (size_t i = 0; i < n; i++)
+        diff |= (unsigned char)(expected[i] ^ (i < m ? given[i] : 0));
+    return diff == 0;
+}
+
+static bool authorized(const ksv_http_request *req)
+{
+    const char *h = req->authorization;
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return false;
+    return token_matches(h + 7, req->engine->token);
+}
+
+static json_object *parse_body(const ksv_http_request *req, ksv_err *err)
+{
+    if (req->body_len == 0) {
+        ksv_err_set(err, 400, "a JSON body is required");
+        return NULL;
+    }
+    json_tokener *tok = json_tokener_new_ex(32);
+    if (!tok) {
+        ksv_err_set(err, 500, "out of memory");
+        return NULL;
+    }
+    json_object *obj = json_tokener_parse_ex(tok, req->body, (int)req->body_len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t used = json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (jerr != json_tokener_success || !obj) {
+        json_object_put(obj);
+        ksv_err_set(err, 400, "malformed JSON: %s",
+                    jerr == json_tokener_continue ? "unexpected end of body"
+                                                  : json_tokener_error_desc(jerr));
+        return NULL;
+    }
+    for (size_t i = used; i < req->body_len; i++) {
+        char c = req->body[i];
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+            json_object_put(obj);
+            ksv_err_set(err, 400, "malformed JSON: trailing data after the object");
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+static void node_info(const ksv_http_request *req, ksv_http_response *resp)
+{
+    const ksv_engine_info *e = req->engine;
+    int major, minor, patch;
+    XGBoostVersion(&major, &minor, &patch);
+    double loads[3] = {0, 0, 0};
+    struct sysinfo si;
+    if (sysinfo(&si) == 0)
+        for (int i = 0; i < 3; i++)
+            loads[i] = (double)si.loads[i] / (double)(1 << SI_LOAD_SHIFT);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ksv_sb *sb = &resp->body;
+    ksv_sb_puts(sb, "{\"name\":\"ksv-engine\",\"version\":");
+    ksv_sb_json_str(sb, e->version);
+    ksv_sb_printf(sb, ",\"xgboost\":\"%d.%d.%d\",\"cuda\":", major, minor, patch);
+#ifdef HAVE_CUDA
+    ksv_sb_json_str(sb, KSV_CUDA_VERSION);
+#else
+    ksv_sb_puts(sb, "null");
+#endif
+    ksv_sb_puts(sb, ",\"runtimes\":");
+    ksv_sb_json_str(sb, ksv_runtime_names());
+    ksv_sb_puts(sb, ",\"listen\":");
+    ksv_sb_json_str(sb, e->listen_address);
+    ksv_sb_printf(sb, ",\"threads\":%u,\"max_body\":%zu,\"uptime_s\":%.1f,\"gpus\":[],"
+                      "\"load\":{\"inflight\":%lld,\"loadavg\":[%.2f,%.2f,%.2f],"
+                      "\"cpus\":%d}}",
+                  e->threads, e->max_body,
+                  (double)ts.tv_sec + ts.tv_nsec * 1e-9 - e->started_unix,
+                  (long long)ksv_registry_total_inflight(e->registry), loads[0], loads[1],
+                  loads[2], get_nprocs());
+    resp->status = 200;
+}
+
+static void put_model(const ksv_http_request *req, const char *name, ksv_http_response *resp)
+{
+    ksv_err err;
+    ksv_err_clear(&err);
+    json_object *body = parse_body(req, &err);
+    ksv_model_spec *spec = body ? malloc(sizeof *spec) : NULL;
+    int rc = -1;
+    if (body && !spec)
+        ksv_err_set(&err, 500, "out of memory");
+    if (spec && ksv_model_spec_from_json(name, body, spec, &err) == 0)
+        rc = ksv_registry_put(req->engine->registry, spec, &err);
+    free(spec);
+    json_object_put(body);
+    if (rc != 0) {
+        ksv_http_error(resp, err.status ? err.status : 400, err.msg);
+        return;
+    }
+    /* Accepted: loading runs in the background; the body says where it stands. */
+    ksv_registry_write_model(req->engine->registry, name, &resp->body, &err);
+    resp->status = 202;
+}
+
+static void put_traffic(const ksv_http_request *req, const char *name, ksv_http_response *resp)
+{
+    ksv_err err;
+    ksv_err_clear(&err);
+    json_object *body = parse_body(req, &err);
+    int rc = body ? ksv_registry_set_traffic(req->engine->registry, name, body, &err) : -1;
+    json_object_put(body);
+    if (rc != 0) {
+        ksv_http_error(resp, err.status ? err.status : 400, err.msg);
+        return;
+    }
+    ksv_registry_write_model(req->engine->registry, name, &resp->body, &err);
+    resp->status = 202;
+}
+
+static void model_routes(const ksv_http_request *req, const char *name, const char *sub,
+                         ksv_http_response *resp)
+{
+    ksv_registry *reg = req->engine->registry;
+    ksv_err err;
+    ksv_err_clear(&err);
+    bool get = strcmp(req->method, "GET") == 0, put = strcmp(req->method, "PUT") == 0,
+         del = strcmp(req->method, "DELETE") == 0;
+    int rc = 0;
+    if (!sub) {
+        if (get) {
+            rc = ksv_registry_write_model(reg, name, &resp->body, &err);
+        } else if (put) {
+            return put_model(req, name, resp);
+        } else if (del) {
+            rc = ksv_registry_delete(reg, name, &err);
+            if (rc == 0)
+                ksv_sb_puts(&resp->body, "{\"deleted\":true}");
+        } else {
+            return ksv_http_error(resp, 405, "method not allowed here; use GET, PUT or DELETE");
+        }
+    } else if (strcmp(sub, "traffic") == 0) {
+        if (!put)
+            return ksv_http_error(resp, 405, "method not allowed here; use PUT");
+        return put_traffic(req, name, resp);
+    } else if (strcmp(sub, "errors") == 0) {
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        rc = ksv_registry_write_errors(reg, name, &resp->body, &err);
+    } else {
+        return ksv_http_error(resp, 404, "unknown admin path");
+    }
+    if (rc != 0) {
+        ksv_sb_reset(&resp->body);
+        return ksv_http_error(resp, err.status, err.msg);
+    }
+    resp->status = 200;
+}
+
+void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
+{
+    if (!authorized(req)) {
+        ksv_http_error(resp, 401, "admin API: missing or wrong bearer token");
+        return;
+    }
+    const char *rest = req->path + strlen("/ksv/v1");
+    bool get = strcmp(req->method, "GET") == 0;
+    if (strcmp(rest, "/state") == 0 || strcmp(rest, "/models") == 0) {
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        ksv_registry_write_state(req->engine->registry, &resp->body);
+        resp->status = 200;
+        return;
+    }
+    if (strcmp(rest, "/node") == 0) {
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        return node_info(req, resp);
+    }
+    if (strcmp(rest, "/histograms") == 0) {
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        ksv_registry_write_histograms(req->engine->registry, &resp->body);
+        resp->status = 200;
+        return;
+    }
+    if (strncmp(rest, "/models/", 8) == 0) {
+        char name[KSV_NAME_MAX + 1];
+        const char *p = rest + 8, *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == 0 || n >= sizeof name)
+            return ksv_http_error(resp, 404, "unknown model");
+        memcpy(name, p, n);
+        name[n] = '\0';
+        const char *sub = slash && slash[1] ? slash + 1 : NULL;
+        return model_routes(req, name, sub, resp);
+    }
+    ksv_http_error(resp, 404, "unknown admin path");
+}

@@ -1,0 +1,68 @@
+/* http.h: what the HTTP layer hands to the handlers and gets back.
+ *
+ * http_server.c owns libmicrohttpd: connections, body accumulation, limits, the worker
+ * threads' scratch state, request ids and the response headers. Handlers (data_plane.c,
+ * admin_api.c) see a complete request and fill a response; they never touch sockets. */
+#ifndef KSV_ENGINE_HTTP_H
+#define KSV_ENGINE_HTTP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/strbuf.h"
+#include "engine/model_spec.h"
+#include "engine/registry.h"
+#include "engine/v2_codec.h"
+
+/* Per-thread scratch, reused across requests so the hot path does not allocate. */
+typedef struct ksv_worker {
+    unsigned index;               /* 0..workers-1, passed to runtimes */
+    uint64_t rng;                 /* traffic-split draws */
+    uint64_t next_id;
+    char id_prefix[12];
+    ksv_tensor_req tensor;
+    float *out;
+    size_t out_cap;
+} ksv_worker;
+
+typedef struct ksv_engine_info {
+    const char *version;
+    const char *token;            /* admin bearer token */
+    ksv_registry *registry;
+    size_t max_body;
+    unsigned threads;
+    double started_unix;
+    const char *listen_address;   /* as bound, e.g. 127.0.0.1:8080 */
+    const char *state_dir;
+} ksv_engine_info;
+
+typedef struct ksv_http_request {
+    const char *method;
+    const char *path;             /* without the query string */
+    const char *body;
+    size_t body_len;
+    const char *request_id;
+    const char *authorization;    /* the Authorization header or NULL */
+    double start;                 /* monotonic seconds when the headers arrived */
+    ksv_worker *worker;
+    const ksv_engine_info *engine;
+} ksv_http_request;
+
+typedef struct ksv_http_response {
+    int status;
+    ksv_sb body;
+    const char *content_type;     /* default application/json */
+    char revision[KSV_NAME_MAX];  /* ksv-revision header when non-empty */
+} ksv_http_response;
+
+/* Sets an error response {"error": message}. */
+void ksv_http_error(ksv_http_response *resp, int status, const char *message);
+
+/* Handlers. Each returns with resp filled. */
+void ksv_handle_data_plane(const ksv_http_request *req, ksv_http_response *resp);
+void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp);
+
+/* Monotonic clock in seconds. */
+double ksv_now(void);
+
+#endif

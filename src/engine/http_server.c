@@ -1,0 +1,434 @@
+/* http_server.c: libmicrohttpd glue. Owns connections and bodies; hands complete requests
+ * to the handlers; adds ksv-revision and x-request-id to every response. */
+#include "engine/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "common/log.h"
+
+struct ksv_http_server {
+    struct MHD_Daemon *daemon;
+    const ksv_engine_info *engine;
+    double request_timeout;
+    pthread_key_t worker_key;
+    _Atomic unsigned next_worker;
+    int fd;
+    bool quiesced;
+};
+
+/* One per connection while a request is being received. */
+typedef struct conn_ctx {
+    double start;
+    char request_id[64];
+    char *body;                   /* accumulated body when it arrives in pieces */
+    size_t len, cap;
+    bool answered;                /* response computed during the upload */
+    ksv_http_response resp;
+} conn_ctx;
+
+double ksv_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void ksv_http_error(ksv_http_response *resp, int status, const char *message)
+{
+    resp->status = status;
+    ksv_sb_reset(&resp->body);
+    ksv_sb_puts(&resp->body, "{\"error\":");
+    ksv_sb_json_str(&resp->body, message);
+    ksv_sb_putc(&resp->body, '}');
+}
+
+/* ------------------------------------------------------------------ worker state */
+
+static void worker_free(void *p)
+{
+    ksv_worker *w = p;
+    if (!w)
+        return;
+    ksv_tensor_req_free(&w->tensor);
+    free(w->out);
+    free(w);
+}
+
+static uint64_t random_seed(void)
+{
+    uint64_t seed = 0;
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, &seed, sizeof seed) != (ssize_t)sizeof seed)
+            seed = 0;
+        close(fd);
+    }
+    if (!seed) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        seed = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)pthread_self();
+    }
+    return seed | 1;
+}
+
+static ksv_worker *current_worker(ksv_http_server *srv)
+{
+    ksv_worker *w = pthread_getspecific(srv->worker_key);
+    if (w)
+        return w;
+    w = calloc(1, sizeof *w);
+    if (!w)
+        return NULL;
+    unsigned index = atomic_fetch_add(&srv->next_worker, 1);
+    /* MHD runs exactly `threads` pool threads; the modulo only guards the impossible. */
+    w->index = index % (srv->engine->threads ? srv->engine->threads : 1);
+    w->rng = random_seed();
+    snprintf(w->id_prefix, sizeof w->id_prefix, "%08x", (unsigned)(w->rng >> 32));
+    ksv_tensor_req_init(&w->tensor);
+    pthread_setspecific(srv->worker_key, w);
+    return w;
+}
+
+/* -------------------------------------------------------------------- responses */
+
+static void free_body(void *p)
+{
+    free(p);
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
+{
+    ksv_http_response *resp = &ctx->resp;
+    if (resp->body.oom)
+        ksv_http_error(resp, 503, "out of memory building the response");
+    size_t len;
+    char *body = ksv_sb_steal(&resp->body, &len);
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer_with_free_callback(len, body, free_body);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            resp->content_type ? resp->content_type : "application/json");
+    MHD_add_response_header(r, "x-request-id", ctx->request_id);
+    if (resp->revision[0])
+        MHD_add_response_header(r, "ksv-revision", resp->revision);
+    if (resp->status == 401)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* Request ids are echoed when they look like ids (printable, short) and generated
+ * otherwise, so a header can never smuggle control characters into logs. */
+static void set_request_id(conn_ctx *ctx, struct MHD_Connection *conn, ksv_worker *w)
+{
+    const char *given = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "x-request-id");
+    if (given) {
+        size_t n = strlen(given);
+        bool ok = n > 0 && n < sizeof ctx->request_id;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = given[i] > 0x20 && given[i] < 0x7f && given[i] != '"' && given[i] != '\\';
+        if (ok) {
+            memcpy(ctx->request_id, given, n + 1);
+            return;
+        }
+    }
+    if (w)
+        snprintf(ctx->request_id, sizeof ctx->request_id, "%s-%08llx", w->id_prefix,
+                 (unsigned long long)++w->next_id);
+    else
+        snprintf(ctx->request_id, sizeof ctx->request_id, "ksv-%llx",
+                 (unsigned long long)(ksv_now() * 1e9));
+}
+
+static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx *ctx,
+                     const char *method, const char *url, const char *body, size_t len)
+{
+    ksv_worker *w = current_worker(srv);
+    if (!w) {
+        ksv_http_error(&ctx->resp, 503, "out of memory");
+        return;
+    }
+    ksv_http_request req = {
+        .method = method,
+        .path = url,
+        .body = body,
+        .body_len = len,
+        .request_id = ctx->request_id,
+        .authorization =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .start = ctx->start,
+        .worker = w,
+        .engine = srv->engine,
+    };
+    if (strncmp(url, "/ksv/v1/", 8) == 0 || strcmp(url, "/ksv/v1") == 0)
+        ksv_handle_admin(&req, &ctx->resp);
+    else
+        ksv_handle_data_plane(&req, &ctx->resp);
+    int status = ctx->resp.status;
+    if (status >= 500)
+        ksv_log(KSV_LOG_ERROR, ctx->request_id, "%s %s -> %d %.*s", method, url, status,
+                (int)(ctx->resp.body.len < 300 ? ctx->resp.body.len : 300),
+                ctx->resp.body.data ? ctx->resp.body.data : "");
+    else if (status >= 400)
+        ksv_log(KSV_LOG_DEBUG, ctx->request_id, "%s %s -> %d %.*s", method, url, status,
+                (int)(ctx->resp.body.len < 300 ? ctx->resp.body.len : 300),
+                ctx->resp.body.data ? ctx->resp.body.data : "");
+    ctx->answered = true;
+}
+
+static bool method_has_body(const char *method)
+{
+    return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
+           strcmp(method, "PATCH") == 0 || strcmp(method, "DELETE") == 0;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version,
+                                  const char *upload_data, size_t *upload_data_size,
+                                  void **con_cls)
+{
+    ksv_http_server *srv = cls;
+    conn_ctx *ctx = *con_cls;
+    (void)version;
+    if (!ctx) {
+        /* First call: headers only. */
+        ctx = calloc(1, sizeof *ctx);
+        if (!ctx)
+            return MHD_NO;
+        ctx->start = ksv_now();
+        ksv_sb_init(&ctx->resp.body);
+        *con_cls = ctx;
+        set_request_id(ctx, conn, current_worker(srv));
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (cl) {
+            char *end;
+            errno = 0;
+            unsigned long long n = strtoull(cl, &end, 10);
+            if (errno || *end || n > srv->engine->max_body) {
+                char msg[128];
+                snprintf(msg, sizeof msg, "request body larger than the %zu-byte limit",
+                         srv->engine->max_body);
+                ksv_http_error(&ctx->resp, 413, msg);
+                ctx->answered = true;
+                return send_response(conn, ctx);
+            }
+        }
+        if (!method_has_body(method)) {
+            dispatch(srv, conn, ctx, method, url, NULL, 0);
+            return send_response(conn, ctx);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ctx->answered)
+            return MHD_YES; /* an early error answer is queued below; discard the rest */
+        if (ksv_now() - ctx->start > srv->request_timeout) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "request body not received within %.0f s",
+                     srv->request_timeout);
+            ksv_http_error(&ctx->resp, 408, msg);
+            ctx->answered = true;
+            return send_response(conn, ctx);
+        }
+        if (ctx->len + n > srv->engine->max_body) {
+            char msg[128];
+            snprintf(msg, sizeof msg, "request body larger than the %zu-byte limit",
+                     srv->engine->max_body);
+            ksv_http_error(&ctx->resp, 413, msg);
+            ctx->answered = true;
+            return send_response(conn, ctx);
+        }
+        const char *cl =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+        if (ctx->len == 0 && cl && strtoull(cl, NULL, 10) == n) {
+            /* The whole body in one piece (the common case): parse it in place. */
+            dispatch(srv, conn, ctx, method, url, upload_data, n);
+            return MHD_YES;
+        }
+        if (ctx->len + n > ctx->cap) {
+            size_t cap = ctx->cap ? ctx->cap : 4096;
+            while (cap < ctx->len + n)
+                cap *= 2;
+            char *p = realloc(ctx->body, cap);
+            if (!p) {
+                ksv_http_error(&ctx->resp, 503, "out of memory receiving the body");
+                ctx->answered = true;
+                return send_response(conn, ctx);
+            }
+            ctx->body = p;
+            ctx->cap = cap;
+        }
+        memcpy(ctx->body + ctx->len, upload_data, n);
+        ctx->len += n;
+        return MHD_YES;
+    }
+    /* Final call: the body is complete. */
+    if (!ctx->answered)
+        dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
+    return send_response(conn, ctx);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    (void)cls;
+    (void)conn;
+    (void)toe;
+    conn_ctx *ctx = *con_cls;
+    if (!ctx)
+        return;
+    free(ctx->body);
+    ksv_sb_free(&ctx->resp.body);
+    free(ctx);
+    *con_cls = NULL;
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n > 0 && msg[n - 1] == '\n')
+        msg[--n] = '\0';
+    ksv_log(KSV_LOG_DEBUG, NULL, "http: %s", msg);
+}
+
+/* ------------------------------------------------------------------ listen/start */
+
+int ksv_http_listen(const char *addr, int *fd_out, char *bound, size_t bound_cap, ksv_err *err)
+{
+    char host[256];
+    const char *port;
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (!close || close[1] != ':' || (size_t)(close - addr - 1) >= sizeof host)
+            return ksv_err_set(err, 400, "--listen %s: expected [IPV6]:PORT", addr);
+        memcpy(host, addr + 1, (size_t)(close - addr - 1));
+        host[close - addr - 1] = '\0';
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(addr, ':');
+        if (!colon || (size_t)(colon - addr) >= sizeof host)
+            return ksv_err_set(err, 400, "--listen %s: expected ADDR:PORT", addr);
+        memcpy(host, addr, (size_t)(colon - addr));
+        host[colon - addr] = '\0';
+        port = colon + 1;
+    }
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*port == '\0' || *end || p < 0 || p > 65535)
+        return ksv_err_set(err, 400, "--listen %s: bad port", addr);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE};
+    struct addrinfo *ai;
+    int gai = getaddrinfo(host, port, &hints, &ai);
+    if (gai != 0)
+        return ksv_err_set(err, 400, "--listen %s: %s (give a numeric address)", addr,
+                           gai_strerror(gai));
+    int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        freeaddrinfo(ai);
+        return ksv_err_set(err, 500, "socket: %s", strerror(errno));
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+        int e = errno;
+        freeaddrinfo(ai);
+        close(fd);
+        return ksv_err_set(err, 500, "cannot listen on %s: %s", addr, strerror(e));
+    }
+    freeaddrinfo(ai);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof ss;
+    getsockname(fd, (struct sockaddr *)&ss, &sl);
+    char ip[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof ip);
+        snprintf(bound, bound_cap, "[%s]:%u", ip, ntohs(s6->sin6_port));
+    } else {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof ip);
+        snprintf(bound, bound_cap, "%s:%u", ip, ntohs(s4->sin_port));
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_timeout,
+                          ksv_http_server **out, ksv_err *err)
+{
+    ksv_http_server *srv = calloc(1, sizeof *srv);
+    if (!srv)
+        return ksv_err_set(err, 500, "out of memory");
+    srv->engine = engine;
+    srv->request_timeout = request_timeout;
+    srv->fd = fd;
+    if (pthread_key_create(&srv->worker_key, worker_free) != 0) {
+        free(srv);
+        return ksv_err_set(err, 500, "pthread_key_create failed");
+    }
+    unsigned threads = engine->threads ? engine->threads : 1;
+    /* Idle keep-alive connections are dropped after a while; bodies have their own
+     * deadline (request_timeout), checked as data arrives. */
+    unsigned idle_timeout = (unsigned)(request_timeout * 2 < 60 ? 60 : request_timeout * 2);
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    srv->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
+        MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
+        MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)4096, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024),
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+    if (!srv->daemon) {
+        pthread_key_delete(srv->worker_key);
+        free(srv);
+        return ksv_err_set(err, 500, "libmicrohttpd failed to start");
+    }
+    *out = srv;
+    return 0;
+}
+
+void ksv_http_server_quiesce(ksv_http_server *srv)
+{
+    if (srv->quiesced)
+        return;
+    MHD_quiesce_daemon(srv->daemon);
+    srv->quiesced = true;
+}
+
+void ksv_http_server_stop(ksv_http_server *srv)
+{
+    if (!srv)
+        return;
+    MHD_stop_daemon(srv->daemon);
+    /* Quiesce handed the listening socket back to us; otherwise MHD closed it. */
+    if (srv->quiesced)
+        close(srv->fd);
+    pthread_key_delete(srv->worker_key);
+    free(srv);
+}

@@ -1,0 +1,237 @@
+/* main.c: ksv-engine: parse flags, prepare the state dir (lock, token, address), restore the
+ * applied state, serve, and shut down gracefully on SIGTERM/SIGINT. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <xgboost/c_api.h>
+
+#include "common/fileutil.h"
+#include "common/log.h"
+#include "config.h"
+#include "engine/http_server.h"
+#include "engine/options.h"
+#include "engine/registry.h"
+#include "engine/runtime.h"
+
+#define SHUTDOWN_GRACE_S 10.0
+
+static void print_version(void)
+{
+    int major, minor, patch;
+    XGBoostVersion(&major, &minor, &patch);
+    printf("ksv-engine %s\n", PACKAGE_VERSION);
+#ifdef HAVE_CUDA
+    printf("cuda: yes (%s)\n", KSV_CUDA_VERSION);
+#else
+    printf("cuda: no\n");
+#endif
+    printf("xgboost: %d.%d.%d\n", major, minor, patch);
+    printf("runtimes: %s\n", ksv_runtime_names());
+}
+
+/* Holds an exclusive lock on STATE_DIR/lock for the process lifetime so two engines can
+ * never write one state dir. */
+static int lock_state_dir(const char *dir, int *fd_out, ksv_err *err)
+{
+    char path[PATH_MAX];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ksv_err_set(err, 1, "%s: %s", path, strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        close(fd);
+        return ksv_err_set(err, 1, "state dir %s is in use by another ksv-engine (pid %s)",
+                           dir, pid[0] ? pid : "?");
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid, (size_t)n, 0) != n)
+        ksv_log(KSV_LOG_WARN, NULL, "could not write the pid into %s", path);
+    *fd_out = fd;
+    return 0;
+}
+
+/* Reads the admin token, generating STATE_DIR/token (0600) when no file is given and none
+ * exists yet. The token itself is never logged. */
+static int load_token(const ksv_engine_options *opt, char *token, size_t cap, ksv_err *err)
+{
+    char path[PATH_MAX];
+    if (opt->token_file)
+        snprintf(path, sizeof path, "%s", opt->token_file);
+    else
+        snprintf(path, sizeof path, "%s/token", opt->state_dir);
+    char *text = NULL;
+    ksv_err rerr;
+    if (ksv_read_file(path, 4096, &text, NULL, &rerr) != 0) {
+        if (rerr.status != 404 || opt->token_file)
+            return ksv_err_set(err, 1, "token: %s", rerr.msg);
+        unsigned char raw[32];
+        int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || read(fd, raw, sizeof raw) != (ssize_t)sizeof raw) {
+            if (fd >= 0)
+                close(fd);
+            return ksv_err_set(err, 1, "cannot read /dev/urandom for a token");
+        }
+        close(fd);
+        char hex[2 * sizeof raw + 2];
+        for (size_t i = 0; i < sizeof raw; i++)
+            snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+        strcat(hex, "\n");
+        if (ksv_write_file_atomic(path, hex, strlen(hex), 0600, err) != 0)
+            return -1;
+        chmod(path, 0600);
+        ksv_log(KSV_LOG_INFO, NULL, "generated an admin token in %s", path);
+        return load_token(opt, token, cap, err);
+    }
+    size_t n = strcspn(text, " \t\r\n");
+    if (n == 0 || n >= cap) {
+        free(text);
+        return ksv_err_set(err, 1, "token file %s is empty or too long", path);
+    }
+    memcpy(token, text, n);
+    token[n] = '\0';
+    free(text);
+    return 0;
+}
+
+static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ksv_err *err)
+{
+    ksv_model_spec *spec = calloc(1, sizeof *spec);
+    if (!spec)
+        return ksv_err_set(err, 1, "out of memory");
+    int rc = 0;
+    for (size_t i = 0; i < opt->n_models && rc == 0; i++) {
+        const ksv_cli_model *m = &opt->models[i];
+        memset(spec, 0, sizeof *spec);
+        snprintf(spec->name, sizeof spec->name, "%s", m->name);
+        spec->n_revisions = 1;
+        ksv_revision_spec *rev = &spec->revisions[0];
+        snprintf(rev->name, sizeof rev->name, "%.80s-00001", m->name);
+        snprintf(rev->runtime, sizeof rev->runtime, "%s", m->runtime);
+        snprintf(rev->storage_uri, sizeof rev->storage_uri, "%s", m->uri);
+        snprintf(rev->booster_pool, sizeof rev->booster_pool, "per-worker");
+        spec->traffic[0] = 100;
+        spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+        spec->pinned = true;
+        rc = ksv_registry_put(reg, spec, err);
+    }
+    free(spec);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    ksv_engine_options *opt = calloc(1, sizeof *opt);
+    ksv_err err;
+    ksv_err_clear(&err);
+    if (!opt)
+        return 1;
+    if (ksv_engine_parse_options(argc, argv, opt, &err) != 0 ||
+        (!opt->show_help && !opt->show_version && ksv_engine_scan_model_dir(opt, &err) != 0)) {
+        fprintf(stderr, "ksv-engine: %s\nTry 'ksv-engine --help'.\n", err.msg);
+        free(opt);
+        return 2;
+    }
+    if (opt->show_help || opt->show_version) {
+        if (opt->show_help)
+            ksv_engine_usage(stdout);
+        else
+            print_version();
+        free(opt);
+        return 0;
+    }
+    ksv_log_set_level(opt->log_level);
+
+    /* Signals are taken synchronously by this thread; every thread started below
+     * inherits the mask. SIGPIPE is ignored: a vanished client is not our death. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    int rc = 1, lock_fd = -1, listen_fd = -1;
+    char token[256], bound[128], path[PATH_MAX];
+    ksv_registry *reg = NULL;
+    ksv_http_server *srv = NULL;
+    ksv_engine_info info = {0};
+
+    if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
+        lock_state_dir(opt->state_dir, &lock_fd, &err) != 0 ||
+        load_token(opt, token, sizeof token, &err) != 0)
+        goto fail;
+    snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
+    ksv_registry_config cfg = {.workers = opt->threads, .state_file = path};
+    if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
+        apply_cli_models(reg, opt, &err) != 0)
+        goto fail;
+    if (strcmp(opt->gpu, "off") != 0)
+        ksv_log(KSV_LOG_INFO, NULL, "gpu: %s",
+#ifdef HAVE_CUDA
+                "CUDA build; ksv-forest probes for a device at load"
+#else
+                "this build has no CUDA; every runtime runs on the CPU"
+#endif
+        );
+    if (ksv_http_listen(opt->listen, &listen_fd, bound, sizeof bound, &err) != 0)
+        goto fail;
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    info = (ksv_engine_info){
+        .version = PACKAGE_VERSION,
+        .token = token,
+        .registry = reg,
+        .max_body = opt->max_body,
+        .threads = opt->threads,
+        .started_unix = (double)now.tv_sec + now.tv_nsec * 1e-9,
+        .listen_address = bound,
+        .state_dir = opt->state_dir,
+    };
+    if (ksv_http_server_start(&info, listen_fd, opt->request_timeout, &srv, &err) != 0) {
+        close(listen_fd);
+        goto fail;
+    }
+    {
+        char addr_path[PATH_MAX], line[160];
+        snprintf(addr_path, sizeof addr_path, "%s/address", opt->state_dir);
+        int n = snprintf(line, sizeof line, "%s\n", bound);
+        if (ksv_write_file_atomic(addr_path, line, (size_t)n, 0644, &err) != 0)
+            goto fail;
+    }
+    ksv_log(KSV_LOG_INFO, NULL, "ksv-engine %s serving on http://%s (%u threads, state %s)",
+            PACKAGE_VERSION, bound, opt->threads, opt->state_dir);
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    ksv_log(KSV_LOG_INFO, NULL, "%s: finishing in-flight requests, then exiting",
+            sig == SIGTERM ? "SIGTERM" : "SIGINT");
+    ksv_http_server_quiesce(srv);
+    double deadline = ksv_now() + SHUTDOWN_GRACE_S;
+    while (ksv_registry_total_inflight(reg) > 0 && ksv_now() < deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    rc = 0;
+fail:
+    if (rc != 0)
+        ksv_log(KSV_LOG_ERROR, NULL, "%s", err.msg);
+    ksv_http_server_stop(srv);
+    ksv_registry_destroy(reg);
+    if (lock_fd >= 0)
+        close(lock_fd);
+    free(opt);
+    return rc;
+}

@@ -1,0 +1,225 @@
+/* model_spec.c: JSON <-> ksv_model_spec, with validation. */
+#include "engine/model_spec.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "engine/runtime.h"
+
+bool ksv_valid_name(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > 63)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = name[i];
+        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (i == 0 && !alnum)
+            return false;
+        if (!alnum && c != '-' && c != '.' && c != '_')
+            return false;
+    }
+    return true;
+}
+
+static int copy_string_field(json_object *obj, const char *key, char *dst, size_t cap,
+                             bool required, const char *where, ksv_err *err)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
+        if (required)
+            return ksv_err_set(err, 400, "%s.%s is required", where, key);
+        return 0;
+    }
+    if (!json_object_is_type(v, json_type_string))
+        return ksv_err_set(err, 400, "%s.%s: expected a string", where, key);
+    const char *s = json_object_get_string(v);
+    if (strlen(s) >= cap)
+        return ksv_err_set(err, 400, "%s.%s: longer than %zu bytes", where, key, cap - 1);
+    memcpy(dst, s, strlen(s) + 1);
+    return 0;
+}
+
+static int int_field(json_object *obj, const char *key, int lo, int hi, int *dst,
+                     const char *where, ksv_err *err)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    if (!json_object_is_type(v, json_type_int))
+        return ksv_err_set(err, 400, "%s.%s: expected an integer", where, key);
+    int64_t x = json_object_get_int64(v);
+    if (x < lo || x > hi)
+        return ksv_err_set(err, 400, "%s.%s: %lld is outside %d..%d", where, key,
+                           (long long)x, lo, hi);
+    *dst = (int)x;
+    return 0;
+}
+
+static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec *rev,
+                              ksv_err *err)
+{
+    char where[48];
+    snprintf(where, sizeof where, "revisions[%zu]", index);
+    if (!json_object_is_type(obj, json_type_object))
+        return ksv_err_set(err, 400, "%s: expected an object", where);
+    memset(rev, 0, sizeof *rev);
+    strcpy(rev->runtime, "ksv-xgboost");
+    strcpy(rev->booster_pool, "per-worker");
+    if (copy_string_field(obj, "name", rev->name, sizeof rev->name, true, where, err) ||
+        copy_string_field(obj, "runtime", rev->runtime, sizeof rev->runtime, false, where,
+                          err) ||
+        copy_string_field(obj, "storage_uri", rev->storage_uri, sizeof rev->storage_uri, true,
+                          where, err))
+        return -1;
+    if (!ksv_valid_name(rev->name))
+        return ksv_err_set(err, 400, "%s.name: \"%s\" is not a valid revision name", where,
+                           rev->name);
+    if (!ksv_runtime_find(rev->runtime))
+        return ksv_err_set(err, 400, "%s.runtime: unknown runtime \"%s\" (known: %s)", where,
+                           rev->runtime, ksv_runtime_names());
+    json_object *settings;
+    if (json_object_object_get_ex(obj, "settings", &settings) &&
+        !json_object_is_type(settings, json_type_null)) {
+        if (!json_object_is_type(settings, json_type_object))
+            return ksv_err_set(err, 400, "%s.settings: expected an object", where);
+        strncat(where, ".settings", sizeof where - strlen(where) - 1);
+        if (copy_string_field(settings, "booster_pool", rev->booster_pool,
+                              sizeof rev->booster_pool, false, where, err) ||
+            int_field(settings, "predict_threads", 0, 256, &rev->predict_threads, where, err) ||
+            int_field(settings, "container_concurrency", 0, 1000000,
+                      &rev->container_concurrency, where, err) ||
+            int_field(settings, "timeout_ms", 0, 86400000, &rev->timeout_ms, where, err))
+            return -1;
+        if (strcmp(rev->booster_pool, "per-worker") != 0 &&
+            strcmp(rev->booster_pool, "shared") != 0)
+            return ksv_err_set(err, 400, "%s.booster_pool: expected \"per-worker\" or \"shared\"",
+                               where);
+    }
+    return 0;
+}
+
+int ksv_traffic_validate(const int *traffic, size_t n, ksv_err *err)
+{
+    int sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (traffic[i] < 0 || traffic[i] > 100)
+            return ksv_err_set(err, 400, "traffic: %d is not a percent", traffic[i]);
+        sum += traffic[i];
+    }
+    if (sum != 100)
+        return ksv_err_set(err, 400, "traffic: percents sum to %d, not 100", sum);
+    return 0;
+}
+
+int ksv_traffic_from_json(json_object *body, const ksv_model_spec *spec, int *traffic,
+                          ksv_err *err)
+{
+    json_object *t;
+    if (!json_object_is_type(body, json_type_object) ||
+        !json_object_object_get_ex(body, "traffic", &t))
+        return ksv_err_set(err, 400, "traffic is required: {\"traffic\":{\"REVISION\":PERCENT}}");
+    if (!json_object_is_type(t, json_type_object))
+        return ksv_err_set(err, 400, "traffic: expected an object of revision: percent");
+    for (size_t i = 0; i < spec->n_revisions; i++)
+        traffic[i] = 0;
+    json_object_object_foreach(t, key, val)
+    {
+        size_t i = 0;
+        while (i < spec->n_revisions && strcmp(spec->revisions[i].name, key) != 0)
+            i++;
+        if (i == spec->n_revisions)
+            return ksv_err_set(err, 404, "traffic: no revision \"%s\" in model %s", key,
+                               spec->name);
+        if (!json_object_is_type(val, json_type_int))
+            return ksv_err_set(err, 400, "traffic.%s: expected an integer percent", key);
+        int64_t pct = json_object_get_int64(val);
+        if (pct < 0 || pct > 100)
+            return ksv_err_set(err, 400, "traffic.%s: %lld is not a percent", key,
+                               (long long)pct);
+        traffic[i] = (int)pct;
+    }
+    return ksv_traffic_validate(traffic, spec->n_revisions, err);
+}
+
+int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec *out,
+                             ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!ksv_valid_name(name))
+        return ksv_err_set(err, 400, "\"%s\" is not a valid model name", name);
+    snprintf(out->name, sizeof out->name, "%s", name);
+    out->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+    if (!json_object_is_type(body, json_type_object))
+        return ksv_err_set(err, 400, "expected a JSON object");
+    json_object *revs;
+    if (!json_object_object_get_ex(body, "revisions", &revs) ||
+        !json_object_is_type(revs, json_type_array))
+        return ksv_err_set(err, 400, "revisions: expected an array of revisions");
+    size_t n = json_object_array_length(revs);
+    if (n == 0 || n > KSV_MAX_REVISIONS)
+        return ksv_err_set(err, 400, "revisions: expected 1 to %d revisions, got %zu",
+                           KSV_MAX_REVISIONS, n);
+    for (size_t i = 0; i < n; i++) {
+        if (revision_from_json(json_object_array_get_idx(revs, i), i, &out->revisions[i], err))
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(out->revisions[j].name, out->revisions[i].name) == 0)
+                return ksv_err_set(err, 400, "revisions: \"%s\" is listed twice",
+                                   out->revisions[i].name);
+    }
+    out->n_revisions = n;
+    if (int_field(body, "rollback_window_s", 0, 86400 * 30, &out->rollback_window_s, "model",
+                  err))
+        return -1;
+    json_object *t;
+    if (!json_object_object_get_ex(body, "traffic", &t) && n == 1) {
+        out->traffic[0] = 100; /* one revision and no split: it takes everything */
+        return 0;
+    }
+    return ksv_traffic_from_json(body, out, out->traffic, err);
+}
+
+void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
+{
+    ksv_sb_puts(sb, "{\"name\":");
+    ksv_sb_json_str(sb, rev->name);
+    ksv_sb_puts(sb, ",\"runtime\":");
+    ksv_sb_json_str(sb, rev->runtime);
+    ksv_sb_puts(sb, ",\"storage_uri\":");
+    ksv_sb_json_str(sb, rev->storage_uri);
+    ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
+    ksv_sb_json_str(sb, rev->booster_pool);
+    ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d}}",
+                  rev->predict_threads, rev->container_concurrency, rev->timeout_ms);
+}
+
+void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
+{
+    ksv_sb_puts(sb, "{\"name\":");
+    ksv_sb_json_str(sb, spec->name);
+    ksv_sb_puts(sb, ",\"revisions\":[");
+    for (size_t i = 0; i < spec->n_revisions; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        ksv_revision_spec_to_json(sb, &spec->revisions[i]);
+    }
+    ksv_sb_puts(sb, "],\"traffic\":{");
+    for (size_t i = 0; i < spec->n_revisions; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        ksv_sb_json_str(sb, spec->revisions[i].name);
+        ksv_sb_printf(sb, ":%d", spec->traffic[i]);
+    }
+    ksv_sb_printf(sb, "},\"rollback_window_s\":%d}", spec->rollback_window_s);
+}
+
+bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec *b)
+{
+    return strcmp(a->name, b->name) == 0 && strcmp(a->runtime, b->runtime) == 0 &&
+           strcmp(a->storage_uri, b->storage_uri) == 0 &&
+           strcmp(a->booster_pool, b->booster_pool) == 0 &&
+           a->predict_threads == b->predict_threads &&
+           a->container_concurrency == b->container_concurrency &&
+           a->timeout_ms == b->timeout_ms;
+}

@@ -1,0 +1,59 @@
+/* model_spec.h: what the admin API (and the applied-state file) says a model should be:
+ * its revisions (each an immutable runtime + storage + settings) and the traffic split.
+ * Parsed from and written to JSON; docs/API.md documents the format. */
+#ifndef KSV_ENGINE_MODEL_SPEC_H
+#define KSV_ENGINE_MODEL_SPEC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <json-c/json.h>
+
+#include "common/error.h"
+#include "common/strbuf.h"
+
+#define KSV_NAME_MAX 96
+#define KSV_URI_MAX 1024
+#define KSV_MAX_REVISIONS 16
+#define KSV_DEFAULT_ROLLBACK_WINDOW_S 600
+
+typedef struct ksv_revision_spec {
+    char name[KSV_NAME_MAX];         /* MODEL-NNNNN by convention; any valid name accepted */
+    char runtime[32];                /* "ksv-xgboost" | "ksv-forest" */
+    char storage_uri[KSV_URI_MAX];   /* file:///abs, /abs/path; a file or a folder of one model */
+    char booster_pool[16];           /* xgboost: "per-worker" | "shared" */
+    int predict_threads;             /* threads one prediction may use; 0 = runtime default */
+    int container_concurrency;       /* in-flight limit; 0 = unlimited */
+    int timeout_ms;                  /* per-request budget; 0 = none */
+} ksv_revision_spec;
+
+typedef struct ksv_model_spec {
+    char name[KSV_NAME_MAX];
+    size_t n_revisions;
+    ksv_revision_spec revisions[KSV_MAX_REVISIONS];
+    int traffic[KSV_MAX_REVISIONS];  /* percent per revision, same order; sums to 100 */
+    int rollback_window_s;
+    bool pinned;                     /* from --model/--model-dir: the admin API may not change it */
+} ksv_model_spec;
+
+/* A model name or revision name: 1..63 chars of [a-z0-9._-], starting alphanumeric
+ * (KServe's DNS-label rule, loosened for '.' and '_' that model repositories use). */
+bool ksv_valid_name(const char *name);
+
+/* Parses an admin PUT body {"revisions":[...],"traffic":{rev:pct},"rollback_window_s":N}
+ * for the model `name`. Validates names, runtimes, unique revisions, percents (0..100,
+ * summing to 100, only for listed revisions). 400 on any problem. */
+int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec *out,
+                             ksv_err *err);
+/* Parses {"traffic":{rev:pct}} against an existing spec's revision list into traffic[]. */
+int ksv_traffic_from_json(json_object *body, const ksv_model_spec *spec, int *traffic,
+                          ksv_err *err);
+/* Validates that traffic[] holds percents in 0..100 summing to 100. */
+int ksv_traffic_validate(const int *traffic, size_t n, ksv_err *err);
+
+/* Writes the spec as the JSON object ksv_model_spec_from_json reads back. */
+void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec);
+void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev);
+bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec *b);
+
+#endif

@@ -1,0 +1,41 @@
+/* options.h: ksv-engine's command line (DESIGN.md §3). */
+#ifndef KSV_ENGINE_OPTIONS_H
+#define KSV_ENGINE_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "common/error.h"
+#include "common/log.h"
+#include "engine/model_spec.h"
+
+#define KSV_MAX_CLI_MODELS 64
+
+typedef struct ksv_cli_model {
+    char name[KSV_NAME_MAX];
+    char uri[KSV_URI_MAX];
+    char runtime[32];
+} ksv_cli_model;
+
+typedef struct ksv_engine_options {
+    const char *listen;           /* ADDR:PORT */
+    char state_dir[1024];
+    const char *token_file;       /* NULL: STATE_DIR/token, generated when missing */
+    unsigned threads;
+    const char *gpu;              /* auto | off | N */
+    size_t max_body;
+    double request_timeout;       /* seconds to deliver a body */
+    ksv_log_level log_level;
+    ksv_cli_model models[KSV_MAX_CLI_MODELS];
+    size_t n_models;
+    const char *model_dir;
+    bool show_help, show_version;
+} ksv_engine_options;
+
+/* Parses argv. Returns 0, or -1 with err set (a usage error: exit 2). */
+int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv_err *err);
+/* Adds one model per subfolder of opt->model_dir. */
+int ksv_engine_scan_model_dir(ksv_engine_options *opt, ksv_err *err);
+void ksv_engine_usage(FILE *out);
+
+#endif

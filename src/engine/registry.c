@@ -1,0 +1,1169 @@
+/* registry.c: models, revisions, traffic split and the lifecycle thread that loads,
+ * drains and unloads revisions. See registry.h for the locking rules. */
+#include "engine/registry.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/fileutil.h"
+#include "common/log.h"
+#include "engine/storage.h"
+
+#define ERROR_RING 32
+#define MAX_MODEL_REVS (2 * KSV_MAX_REVISIONS)
+#define STATE_FILE_MAX (16u << 20)
+
+typedef struct ksv_error_entry {
+    double unix_time;
+    int status;
+    char request_id[48];
+    char revision[KSV_NAME_MAX];
+    char message[200];
+} ksv_error_entry;
+
+typedef struct split_slot {
+    ksv_revision *rev;
+    int cumulative;               /* upper bound (exclusive) of this slot in 0..100 */
+} split_slot;
+
+struct ksv_model {
+    ksv_model_spec spec;          /* desired state, as last put */
+    ksv_revision *revs[MAX_MODEL_REVS]; /* spec's revisions, then removed ones still serving */
+    size_t n_revs;
+    split_slot split[MAX_MODEL_REVS];
+    size_t n_split;               /* 0: nothing ready yet */
+    bool pending;                 /* desired split not in effect yet */
+    bool deleted;
+    int rev_structs;              /* revisions (live or dead) pointing at this model */
+    pthread_mutex_t errors_mu;    /* error path only */
+    ksv_error_entry errors[ERROR_RING];
+    size_t errors_next, errors_count;
+};
+
+struct ksv_registry {
+    pthread_rwlock_t lock;
+    ksv_model **models;
+    size_t n_models, cap_models;
+    ksv_revision **dead_revs;     /* removed revisions waiting for in-flight requests */
+    size_t n_dead, cap_dead;
+    ksv_model **dead_models;
+    size_t n_dead_models, cap_dead_models;
+
+    pthread_mutex_t admin_mu;     /* serializes admin changes and state-file writes */
+    unsigned workers;
+    char *state_file;
+
+    pthread_t lifecycle;
+    pthread_mutex_t lc_mu;
+    pthread_cond_t lc_cond;
+    bool lc_stop, lc_wake, lc_started;
+};
+
+/* ------------------------------------------------------------------ small helpers */
+
+static double monotonic_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static double unix_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+const char *ksv_rev_state_name(ksv_rev_state s)
+{
+    static const char *names[] = {"loading", "ready", "draining", "standby", "unloaded",
+                                  "failed"};
+    return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
+}
+
+static const int code_values[KSV_CODE_SLOTS] = {200, 400, 404, 408, 409, 413, 500, 503, 0};
+
+int ksv_code_slot(int status)
+{
+    for (int i = 0; i < KSV_CODE_SLOTS - 1; i++)
+        if (code_values[i] == status)
+            return i;
+    return KSV_CODE_SLOTS - 1;
+}
+
+int ksv_code_of_slot(int slot)
+{
+    return code_values[slot];
+}
+
+static bool is_loaded(const ksv_revision *rev)
+{
+    return rev->handle && (rev->state == KSV_REV_READY || rev->state == KSV_REV_DRAINING ||
+                           rev->state == KSV_REV_STANDBY);
+}
+
+static void wake_lifecycle(ksv_registry *reg)
+{
+    pthread_mutex_lock(&reg->lc_mu);
+    reg->lc_wake = true;
+    pthread_cond_signal(&reg->lc_cond);
+    pthread_mutex_unlock(&reg->lc_mu);
+}
+
+static bool push_ptr(void ***arr, size_t *n, size_t *cap, void *p)
+{
+    if (*n == *cap) {
+        size_t nc = *cap ? *cap * 2 : 8;
+        void **q = realloc(*arr, nc * sizeof *q);
+        if (!q)
+            return false;
+        *arr = q;
+        *cap = nc;
+    }
+    (*arr)[(*n)++] = p;
+    return true;
+}
+
+static ksv_model *find_model(ksv_registry *reg, const char *name)
+{
+    for (size_t i = 0; i < reg->n_models; i++)
+        if (strcmp(reg->models[i]->spec.name, name) == 0)
+            return reg->models[i];
+    return NULL;
+}
+
+static ksv_revision *find_revision(ksv_model *m, const char *name)
+{
+    for (size_t i = 0; i < m->n_revs; i++)
+        if (strcmp(m->revs[i]->spec.name, name) == 0)
+            return m->revs[i];
+    return NULL;
+}
+
+static ksv_revision *revision_new(ksv_model *m, const ksv_revision_spec *spec)
+{
+    ksv_revision *rev = calloc(1, sizeof *rev);
+    if (!rev)
+        return NULL;
+    rev->spec = *spec;
+    rev->model = m;
+    rev->state = KSV_REV_LOADING;
+    rev->ops = ksv_runtime_find(spec->runtime);
+    ksv_hist_init(&rev->latency);
+    m->rev_structs++;
+    return rev;
+}
+
+/* Frees a revision nobody uses any more; returns the loaded handle for unloading
+ * outside the lock through ops and handle. */
+static void revision_free(ksv_revision *rev, const ksv_runtime_ops **ops, void **handle)
+{
+    *ops = rev->ops;
+    *handle = rev->handle;
+    rev->model->rev_structs--;
+    free(rev);
+}
+
+static void model_free(ksv_model *m)
+{
+    pthread_mutex_destroy(&m->errors_mu);
+    free(m);
+}
+
+/* -------------------------------------------------------------- traffic application */
+
+/* Moves the effective split to the desired one when every revision it names is loaded;
+ * otherwise starts loading what is missing and leaves the old split serving.
+ * Caller holds the write lock. */
+static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
+{
+    bool all_ready = true, need_load = false;
+    for (size_t i = 0; i < m->n_revs; i++) {
+        ksv_revision *rev = m->revs[i];
+        if (rev->desired <= 0)
+            continue;
+        if (rev->state == KSV_REV_UNLOADED) {
+            rev->state = KSV_REV_LOADING;
+            need_load = true;
+        }
+        if (!is_loaded(rev))
+            all_ready = false;
+    }
+    if (need_load)
+        wake_lifecycle(reg);
+    if (!all_ready) {
+        m->pending = true;
+        return;
+    }
+    double now = monotonic_now();
+    m->n_split = 0;
+    int cumulative = 0;
+    for (size_t i = 0; i < m->n_revs; i++) {
+        ksv_revision *rev = m->revs[i];
+        int old = rev->traffic;
+        rev->traffic = rev->desired;
+        if (rev->traffic > 0) {
+            rev->state = KSV_REV_READY;
+            cumulative += rev->traffic;
+            m->split[m->n_split].rev = rev;
+            m->split[m->n_split].cumulative = cumulative;
+            m->n_split++;
+        } else if (old > 0 || rev->state == KSV_REV_READY) {
+            rev->state = KSV_REV_DRAINING;
+            rev->idle_since = now;
+        }
+    }
+    m->pending = false;
+    /* Revisions the spec no longer lists leave the model once they carry no traffic. */
+    size_t kept = 0;
+    for (size_t i = 0; i < m->n_revs; i++) {
+        ksv_revision *rev = m->revs[i];
+        bool listed = false;
+        for (size_t j = 0; j < m->spec.n_revisions; j++)
+            listed |= strcmp(m->spec.revisions[j].name, rev->spec.name) == 0;
+        if (!listed && rev->traffic == 0 &&
+            push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, rev))
+            continue;
+        m->revs[kept++] = rev;
+    }
+    m->n_revs = kept;
+    wake_lifecycle(reg);
+}
+
+/* ------------------------------------------------------------------- persistence */
+
+static void write_specs_json(ksv_registry *reg, ksv_sb *sb)
+{
+    ksv_sb_puts(sb, "{\"version\":1,\"models\":[");
+    bool first = true;
+    for (size_t i = 0; i < reg->n_models; i++) {
+        if (reg->models[i]->spec.pinned)
+            continue;
+        if (!first)
+            ksv_sb_putc(sb, ',');
+        first = false;
+        ksv_model_spec_to_json(sb, &reg->models[i]->spec);
+    }
+    ksv_sb_puts(sb, "]}\n");
+}
+
+/* Caller holds admin_mu (not the registry lock). */
+static int persist(ksv_registry *reg, ksv_err *err)
+{
+    if (!reg->state_file)
+        return 0;
+    ksv_sb sb;
+    ksv_sb_init(&sb);
+    pthread_rwlock_rdlock(&reg->lock);
+    write_specs_json(reg, &sb);
+    pthread_rwlock_unlock(&reg->lock);
+    int rc = sb.oom ? ksv_err_set(err, 500, "out of memory writing state")
+                    : ksv_write_file_atomic(reg->state_file, sb.data, sb.len, 0600, err);
+    ksv_sb_free(&sb);
+    if (rc)
+        ksv_log(KSV_LOG_ERROR, NULL, "could not save applied state: %s", err->msg);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ admin changes */
+
+/* Takes a model out of the table; it and its revisions are freed by the janitor once
+ * nothing is in flight. Caller holds the write lock. */
+static void detach_model(ksv_registry *reg, ksv_model *m)
+{
+    size_t i = 0;
+    while (reg->models[i] != m)
+        i++;
+    reg->models[i] = reg->models[--reg->n_models];
+    m->deleted = true;
+    m->n_split = 0;
+    for (size_t r = 0; r < m->n_revs; r++) {
+        m->revs[r]->traffic = m->revs[r]->desired = 0;
+        /* On allocation failure the revision leaks rather than being freed in use. */
+        push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, m->revs[r]);
+    }
+    m->n_revs = 0;
+    push_ptr((void ***)&reg->dead_models, &reg->n_dead_models, &reg->cap_dead_models, m);
+}
+
+static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *err)
+{
+    ksv_model *m = find_model(reg, spec->name);
+    if (m && m->spec.pinned && !spec->pinned)
+        return ksv_err_set(err, 409,
+                           "model %s is served from the command line (--model/--model-dir); "
+                           "restart the engine without it to manage it here",
+                           spec->name);
+    if (m && spec->pinned && !m->spec.pinned) {
+        /* Command-line models win over restored state of the same name. */
+        detach_model(reg, m);
+        m = NULL;
+    }
+    for (size_t i = 0; i < spec->n_revisions; i++) {
+        if (!ksv_runtime_find(spec->revisions[i].runtime))
+            return ksv_err_set(err, 400, "unknown runtime %s", spec->revisions[i].runtime);
+        ksv_revision *old = m ? find_revision(m, spec->revisions[i].name) : NULL;
+        if (old && !ksv_revision_spec_equal(&old->spec, &spec->revisions[i]))
+            return ksv_err_set(err, 409,
+                               "revision %s already exists with a different spec: revisions "
+                               "are immutable, name a new one",
+                               spec->revisions[i].name);
+    }
+    if (ksv_traffic_validate(spec->traffic, spec->n_revisions, err))
+        return -1;
+    bool created = false;
+    if (!m) {
+        m = calloc(1, sizeof *m);
+        if (!m)
+            return ksv_err_set(err, 500, "out of memory");
+        pthread_mutex_init(&m->errors_mu, NULL);
+        if (!push_ptr((void ***)&reg->models, &reg->n_models, &reg->cap_models, m)) {
+            model_free(m);
+            return ksv_err_set(err, 500, "out of memory");
+        }
+        created = true;
+    }
+    /* Count the revision structs the model will hold before changing anything. */
+    size_t needed = 0;
+    for (size_t i = 0; i < m->n_revs; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < spec->n_revisions; j++)
+            listed |= strcmp(spec->revisions[j].name, m->revs[i]->spec.name) == 0;
+        needed += !listed;
+    }
+    needed += spec->n_revisions;
+    if (needed > MAX_MODEL_REVS)
+        return ksv_err_set(err, 409, "model %s: too many revisions still draining; retry",
+                           spec->name);
+    for (size_t i = 0; i < spec->n_revisions; i++) {
+        ksv_revision *rev = find_revision(m, spec->revisions[i].name);
+        if (!rev) {
+            rev = revision_new(m, &spec->revisions[i]);
+            if (!rev) {
+                if (created)
+                    reg->n_models--;
+                return ksv_err_set(err, 500, "out of memory");
+            }
+            m->revs[m->n_revs++] = rev;
+        } else if (rev->state == KSV_REV_FAILED) {
+            rev->state = KSV_REV_LOADING; /* applying it again retries the load */
+        }
+        rev->desired = spec->traffic[i];
+    }
+    for (size_t i = 0; i < m->n_revs; i++) {
+        bool listed = false;
+        for (size_t j = 0; j < spec->n_revisions; j++)
+            listed |= strcmp(spec->revisions[j].name, m->revs[i]->spec.name) == 0;
+        if (!listed)
+            m->revs[i]->desired = 0;
+    }
+    m->spec = *spec;
+    model_apply_traffic(reg, m);
+    wake_lifecycle(reg);
+    return 0;
+}
+
+int ksv_registry_put(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *err)
+{
+    pthread_mutex_lock(&reg->admin_mu);
+    pthread_rwlock_wrlock(&reg->lock);
+    int rc = put_locked(reg, spec, err);
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc == 0 && !spec->pinned)
+        rc = persist(reg, err);
+    pthread_mutex_unlock(&reg->admin_mu);
+    if (rc == 0)
+        ksv_log(KSV_LOG_INFO, NULL, "model %s: %zu revision(s) applied", spec->name,
+                spec->n_revisions);
+    return rc;
+}
+
+int ksv_registry_set_traffic(ksv_registry *reg, const char *model, json_object *body,
+                             ksv_err *err)
+{
+    pthread_mutex_lock(&reg->admin_mu);
+    pthread_rwlock_wrlock(&reg->lock);
+    int rc;
+    ksv_model *m = find_model(reg, model);
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (m->spec.pinned) {
+        rc = ksv_err_set(err, 409, "model %s is served from the command line; its traffic "
+                                   "cannot change", model);
+    } else {
+        ksv_model_spec spec = m->spec;
+        rc = ksv_traffic_from_json(body, &spec, spec.traffic, err);
+        if (rc == 0)
+            rc = put_locked(reg, &spec, err);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc == 0)
+        rc = persist(reg, err);
+    pthread_mutex_unlock(&reg->admin_mu);
+    return rc;
+}
+
+int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err)
+{
+    pthread_mutex_lock(&reg->admin_mu);
+    pthread_rwlock_wrlock(&reg->lock);
+    int rc = 0;
+    ksv_model *m = find_model(reg, model);
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (m->spec.pinned) {
+        rc = ksv_err_set(err, 409, "model %s is served from the command line; it cannot be "
+                                   "deleted here", model);
+    } else {
+        detach_model(reg, m);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc == 0)
+        rc = persist(reg, err);
+    pthread_mutex_unlock(&reg->admin_mu);
+    if (rc == 0) {
+        ksv_log(KSV_LOG_INFO, NULL, "model %s deleted", model);
+        wake_lifecycle(reg);
+    }
+    return rc;
+}
+
+/* --------------------------------------------------------------- lifecycle thread */
+
+/* Loads one revision in state loading, if any. Returns true when it did some work. */
+static bool load_one(ksv_registry *reg)
+{
+    ksv_revision *rev = NULL;
+    pthread_rwlock_wrlock(&reg->lock);
+    for (size_t i = 0; i < reg->n_models && !rev; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs && !rev; r++)
+            if (m->revs[r]->state == KSV_REV_LOADING && !m->revs[r]->loader_busy)
+                rev = m->revs[r];
+    }
+    if (!rev) {
+        pthread_rwlock_unlock(&reg->lock);
+        return false;
+    }
+    rev->loader_busy = true;
+    ksv_revision_spec spec = rev->spec;
+    const ksv_runtime_ops *ops = rev->ops;
+    pthread_rwlock_unlock(&reg->lock);
+
+    ksv_err err;
+    ksv_err_clear(&err);
+    char path[4096];
+    void *handle = NULL;
+    ksv_model_info info;
+    memset(&info, 0, sizeof info);
+    ksv_runtime_options opts = {
+        .workers = reg->workers,
+        .predict_threads = spec.predict_threads,
+        .booster_pool = spec.booster_pool,
+    };
+    double t0 = monotonic_now();
+    int rc = ksv_storage_resolve(spec.storage_uri, path, sizeof path, &err);
+    if (rc == 0)
+        rc = ops->load(path, &opts, &handle, &info, &err);
+    double took = monotonic_now() - t0;
+
+    pthread_rwlock_wrlock(&reg->lock);
+    rev->loader_busy = false;
+    bool dead = false;
+    for (size_t i = 0; i < reg->n_dead; i++)
+        dead |= reg->dead_revs[i] == rev;
+    if (rc == 0 && !dead) {
+        rev->handle = handle;
+        rev->info = info;
+        rev->load_seconds = took;
+        rev->error[0] = '\0';
+        rev->state = rev->desired > 0 ? KSV_REV_READY : KSV_REV_STANDBY;
+        rev->idle_since = monotonic_now();
+        handle = NULL;
+        model_apply_traffic(reg, rev->model);
+    } else if (rc != 0) {
+        rev->state = KSV_REV_FAILED;
+        snprintf(rev->error, sizeof rev->error, "%s", err.msg);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (handle)
+        ops->unload(handle); /* loaded for a revision deleted meanwhile */
+    if (rc == 0)
+        ksv_log(KSV_LOG_INFO, NULL, "revision %s loaded in %.3f s (%zu features, %s)",
+                spec.name, took, info.num_features, info.objective);
+    else
+        ksv_log(KSV_LOG_ERROR, NULL, "revision %s failed to load: %s", spec.name, err.msg);
+    return true;
+}
+
+typedef struct unload_item {
+    const ksv_runtime_ops *ops;
+    void *handle;
+} unload_item;
+
+/* Drained revisions go to standby, expired standbys unload, dead revisions and models
+ * with nothing in flight are freed. */
+static void janitor(ksv_registry *reg)
+{
+    double now = monotonic_now();
+    bool work = false;
+    pthread_rwlock_rdlock(&reg->lock);
+    for (size_t i = 0; i < reg->n_dead && !work; i++)
+        work = atomic_load(&reg->dead_revs[i]->inflight) == 0 && !reg->dead_revs[i]->loader_busy;
+    work |= reg->n_dead_models > 0;
+    for (size_t i = 0; i < reg->n_models && !work; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs && !work; r++) {
+            ksv_revision *rev = m->revs[r];
+            work = (rev->state == KSV_REV_DRAINING && atomic_load(&rev->inflight) == 0) ||
+                   (rev->state == KSV_REV_STANDBY &&
+                    now - rev->idle_since >= m->spec.rollback_window_s);
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (!work)
+        return;
+
+    unload_item items[64];
+    size_t n_items = 0;
+    pthread_rwlock_wrlock(&reg->lock);
+    for (size_t i = 0; i < reg->n_models; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs; r++) {
+            ksv_revision *rev = m->revs[r];
+            if (rev->state == KSV_REV_DRAINING && atomic_load(&rev->inflight) == 0) {
+                rev->state = KSV_REV_STANDBY;
+                ksv_log(KSV_LOG_INFO, NULL, "revision %s drained; standby for %d s",
+                        rev->spec.name, m->spec.rollback_window_s);
+            }
+            if (rev->state == KSV_REV_STANDBY && rev->traffic == 0 &&
+                now - rev->idle_since >= m->spec.rollback_window_s &&
+                atomic_load(&rev->inflight) == 0 && n_items < 64) {
+                items[n_items].ops = rev->ops;
+                items[n_items].handle = rev->handle;
+                n_items++;
+                rev->handle = NULL;
+                rev->state = KSV_REV_UNLOADED;
+                ksv_log(KSV_LOG_INFO, NULL, "revision %s unloaded (rollback window over)",
+                        rev->spec.name);
+            }
+        }
+    }
+    size_t kept = 0;
+    for (size_t i = 0; i < reg->n_dead; i++) {
+        ksv_revision *rev = reg->dead_revs[i];
+        if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && n_items < 64) {
+            revision_free(rev, &items[n_items].ops, &items[n_items].handle);
+            n_items++;
+        } else {
+            reg->dead_revs[kept++] = rev;
+        }
+    }
+    reg->n_dead = kept;
+    kept = 0;
+    for (size_t i = 0; i < reg->n_dead_models; i++) {
+        ksv_model *m = reg->dead_models[i];
+        if (m->rev_structs == 0)
+            model_free(m);
+        else
+            reg->dead_models[kept++] = m;
+    }
+    reg->n_dead_models = kept;
+    pthread_rwlock_unlock(&reg->lock);
+    for (size_t i = 0; i < n_items; i++)
+        if (items[i].handle)
+            items[i].ops->unload(items[i].handle);
+}
+
+static void *lifecycle_main(void *arg)
+{
+    ksv_registry *reg = arg;
+    for (;;) {
+        pthread_mutex_lock(&reg->lc_mu);
+        bool stop = reg->lc_stop;
+        reg->lc_wake = false;
+        pthread_mutex_unlock(&reg->lc_mu);
+        if (stop)
+            break;
+        bool busy = load_one(reg);
+        janitor(reg);
+        if (busy)
+            continue;
+        pthread_mutex_lock(&reg->lc_mu);
+        if (!reg->lc_wake && !reg->lc_stop) {
+            struct timespec until;
+            clock_gettime(CLOCK_REALTIME, &until);
+            until.tv_nsec += 100 * 1000000L; /* drain checks need no faster tick */
+            if (until.tv_nsec >= 1000000000L) {
+                until.tv_sec++;
+                until.tv_nsec -= 1000000000L;
+            }
+            pthread_cond_timedwait(&reg->lc_cond, &reg->lc_mu, &until);
+        }
+        pthread_mutex_unlock(&reg->lc_mu);
+    }
+    return NULL;
+}
+
+/* --------------------------------------------------------------- create / destroy */
+
+int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err)
+{
+    ksv_registry *reg = calloc(1, sizeof *reg);
+    if (!reg)
+        return ksv_err_set(err, 500, "out of memory");
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    /* Admin changes must not starve behind a steady stream of readers. */
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&reg->lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    pthread_mutex_init(&reg->admin_mu, NULL);
+    pthread_mutex_init(&reg->lc_mu, NULL);
+    pthread_cond_init(&reg->lc_cond, NULL);
+    reg->workers = cfg->workers ? cfg->workers : 1;
+    if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
+        ksv_registry_destroy(reg);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    if (pthread_create(&reg->lifecycle, NULL, lifecycle_main, reg) != 0) {
+        ksv_registry_destroy(reg);
+        return ksv_err_set(err, 500, "cannot start the lifecycle thread");
+    }
+    reg->lc_started = true;
+    *out = reg;
+    return 0;
+}
+
+void ksv_registry_destroy(ksv_registry *reg)
+{
+    if (!reg)
+        return;
+    if (reg->lc_started) {
+        pthread_mutex_lock(&reg->lc_mu);
+        reg->lc_stop = true;
+        pthread_cond_signal(&reg->lc_cond);
+        pthread_mutex_unlock(&reg->lc_mu);
+        pthread_join(reg->lifecycle, NULL);
+    }
+    const ksv_runtime_ops *ops;
+    void *handle;
+    for (size_t i = 0; i < reg->n_models; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs; r++) {
+            revision_free(m->revs[r], &ops, &handle);
+            if (handle)
+                ops->unload(handle);
+        }
+        model_free(m);
+    }
+    for (size_t i = 0; i < reg->n_dead; i++) {
+        revision_free(reg->dead_revs[i], &ops, &handle);
+        if (handle)
+            ops->unload(handle);
+    }
+    for (size_t i = 0; i < reg->n_dead_models; i++)
+        model_free(reg->dead_models[i]);
+    free(reg->models);
+    free(reg->dead_revs);
+    free(reg->dead_models);
+    free(reg->state_file);
+    pthread_rwlock_destroy(&reg->lock);
+    pthread_mutex_destroy(&reg->admin_mu);
+    pthread_mutex_destroy(&reg->lc_mu);
+    pthread_cond_destroy(&reg->lc_cond);
+    free(reg);
+}
+
+int ksv_registry_restore(ksv_registry *reg, ksv_err *err)
+{
+    if (!reg->state_file)
+        return 0;
+    char *text = NULL;
+    ksv_err rerr;
+    if (ksv_read_file(reg->state_file, STATE_FILE_MAX, &text, NULL, &rerr) != 0) {
+        if (rerr.status == 404)
+            return 0;
+        return ksv_err_set(err, 500, "%s", rerr.msg);
+    }
+    json_tokener *tok = json_tokener_new();
+    json_object *root = tok ? json_tokener_parse_ex(tok, text, (int)strlen(text)) : NULL;
+    bool complete = tok && json_tokener_get_error(tok) == json_tokener_success;
+    json_tokener_free(tok);
+    free(text);
+    json_object *models;
+    if (!root || !complete || !json_object_is_type(root, json_type_object) ||
+        !json_object_object_get_ex(root, "models", &models) ||
+        !json_object_is_type(models, json_type_array)) {
+        json_object_put(root);
+        return ksv_err_set(err, 500,
+                           "%s is not a valid state file; move it aside to start empty",
+                           reg->state_file);
+    }
+    int rc = 0;
+    size_t n = json_object_array_length(models);
+    ksv_model_spec *spec = malloc(sizeof *spec);
+    if (!spec) {
+        json_object_put(root);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_object *mo = json_object_array_get_idx(models, i), *name;
+        if (!json_object_object_get_ex(mo, "name", &name) ||
+            !json_object_is_type(name, json_type_string)) {
+            rc = ksv_err_set(err, 500, "%s: models[%zu] has no name", reg->state_file, i);
+            break;
+        }
+        ksv_err perr;
+        if (ksv_model_spec_from_json(json_object_get_string(name), mo, spec, &perr) != 0) {
+            rc = ksv_err_set(err, 500, "%s: models[%zu]: %s", reg->state_file, i, perr.msg);
+            break;
+        }
+        pthread_rwlock_wrlock(&reg->lock);
+        rc = put_locked(reg, spec, err);
+        pthread_rwlock_unlock(&reg->lock);
+    }
+    free(spec);
+    json_object_put(root);
+    if (rc == 0)
+        ksv_log(KSV_LOG_INFO, NULL, "restored %zu model(s) from %s", n, reg->state_file);
+    return rc;
+}
+
+/* ------------------------------------------------------------------- request path */
+
+static uint64_t next_random(uint64_t *state)
+{
+    uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    *state = x;
+    return x;
+}
+
+int ksv_registry_route(ksv_registry *reg, const char *model, const char *revision,
+                       uint64_t *rng, ksv_route *route, ksv_err *err)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    ksv_revision *rev = NULL;
+    int rc = 0;
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (revision) {
+        rev = find_revision(m, revision);
+        if (!rev)
+            rc = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+        else if (!is_loaded(rev))
+            rc = ksv_err_set(err, 503, "revision %s is %s", revision,
+                             ksv_rev_state_name(rev->state));
+    } else if (m->n_split == 0) {
+        rc = ksv_err_set(err, 503, "model %s is not ready: no revision loaded yet", model);
+    } else {
+        int pick = (int)(next_random(rng) % 100);
+        size_t i = 0;
+        while (i + 1 < m->n_split && pick >= m->split[i].cumulative)
+            i++;
+        rev = m->split[i].rev;
+    }
+    if (rc == 0) {
+        int64_t limit = rev->spec.container_concurrency;
+        int64_t before = atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
+        if (limit > 0 && before >= limit) {
+            atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
+            atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
+                                      memory_order_relaxed);
+            rc = ksv_err_set(err, 503, "revision %s is at its concurrency limit (%lld)",
+                             rev->spec.name, (long long)limit);
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc == 0) {
+        route->rev = rev;
+        route->model = m;
+    }
+    return rc;
+}
+
+static void push_error(ksv_model *m, int status, const char *revision, const char *request_id,
+                       const char *message)
+{
+    pthread_mutex_lock(&m->errors_mu);
+    ksv_error_entry *e = &m->errors[m->errors_next];
+    e->unix_time = unix_now();
+    e->status = status;
+    snprintf(e->request_id, sizeof e->request_id, "%s", request_id ? request_id : "");
+    snprintf(e->revision, sizeof e->revision, "%s", revision ? revision : "");
+    snprintf(e->message, sizeof e->message, "%s", message ? message : "");
+    m->errors_next = (m->errors_next + 1) % ERROR_RING;
+    if (m->errors_count < ERROR_RING)
+        m->errors_count++;
+    pthread_mutex_unlock(&m->errors_mu);
+}
+
+void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double seconds,
+                         const char *request_id, const char *message)
+{
+    (void)reg;
+    ksv_revision *rev = route->rev;
+    atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(status)], 1, memory_order_relaxed);
+    ksv_hist_record(&rev->latency, seconds);
+    if (status >= 400)
+        push_error(route->model, status, rev->spec.name, request_id, message);
+    /* Last: once this reaches zero the revision may be unloaded or freed. */
+    atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
+    route->rev = NULL;
+    route->model = NULL;
+}
+
+void ksv_registry_record_model_error(ksv_registry *reg, const char *model, int status,
+                                     const char *request_id, const char *message)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    if (m)
+        push_error(m, status, NULL, request_id, message);
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+/* -------------------------------------------------------------------- read views */
+
+bool ksv_registry_all_ready(ksv_registry *reg)
+{
+    bool ready = true;
+    pthread_rwlock_rdlock(&reg->lock);
+    for (size_t i = 0; i < reg->n_models; i++) {
+        ksv_model *m = reg->models[i];
+        if (m->n_split == 0)
+            ready = false;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return ready;
+}
+
+int ksv_registry_ready(ksv_registry *reg, const char *model, const char *revision)
+{
+    int rc;
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    if (!m) {
+        rc = -1;
+    } else if (revision) {
+        ksv_revision *rev = find_revision(m, revision);
+        rc = !rev ? -1 : is_loaded(rev) ? 1 : 0;
+    } else {
+        rc = m->n_split > 0;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
+
+void ksv_registry_write_model_list(ksv_registry *reg, ksv_sb *sb)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_sb_puts(sb, "{\"models\":[");
+    for (size_t i = 0; i < reg->n_models; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        ksv_sb_json_str(sb, reg->models[i]->spec.name);
+    }
+    ksv_sb_puts(sb, "]}");
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+/* The revision whose shape describes the model: the largest share, else the newest
+ * loaded one. */
+static ksv_revision *describing_revision(ksv_model *m)
+{
+    ksv_revision *best = NULL;
+    for (size_t i = 0; i < m->n_revs; i++) {
+        ksv_revision *rev = m->revs[i];
+        if (!best || rev->traffic > best->traffic ||
+            (rev->traffic == best->traffic && is_loaded(rev) && !is_loaded(best)))
+            best = rev;
+    }
+    return best;
+}
+
+int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char *revision,
+                                ksv_sb *sb, ksv_err *err)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    ksv_revision *rev = NULL;
+    if (!m)
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    else if (revision && !(rev = find_revision(m, revision)))
+        rc = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+    if (rc == 0) {
+        if (!rev)
+            rev = describing_revision(m);
+        ksv_sb_puts(sb, "{\"name\":");
+        ksv_sb_json_str(sb, model);
+        ksv_sb_puts(sb, ",\"versions\":[");
+        if (revision) {
+            ksv_sb_json_str(sb, revision);
+        } else {
+            for (size_t i = 0; i < m->n_revs; i++) {
+                if (i)
+                    ksv_sb_putc(sb, ',');
+                ksv_sb_json_str(sb, m->revs[i]->spec.name);
+            }
+        }
+        ksv_sb_puts(sb, "],\"platform\":\"xgboost\",\"inputs\":[{\"name\":\"input-0\","
+                        "\"datatype\":\"FP32\",\"shape\":[-1");
+        if (rev && rev->handle)
+            ksv_sb_printf(sb, ",%zu", rev->info.num_features);
+        ksv_sb_puts(sb, "]}],\"outputs\":[{\"name\":\"output-0\",\"datatype\":\"FP32\","
+                        "\"shape\":[-1");
+        if (rev && rev->handle && rev->info.num_outputs > 1)
+            ksv_sb_printf(sb, ",%zu", rev->info.num_outputs);
+        ksv_sb_puts(sb, "]}],\"parameters\":{\"runtime\":");
+        ksv_sb_json_str(sb, rev ? rev->spec.runtime : "");
+        if (rev && rev->handle && rev->info.objective[0]) {
+            ksv_sb_puts(sb, ",\"objective\":");
+            ksv_sb_json_str(sb, rev->info.objective);
+        }
+        ksv_sb_puts(sb, "}}");
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
+
+static void write_revision_state(ksv_sb *sb, const ksv_revision *rev)
+{
+    ksv_sb_puts(sb, "{\"name\":");
+    ksv_sb_json_str(sb, rev->spec.name);
+    ksv_sb_puts(sb, ",\"spec\":");
+    ksv_revision_spec_to_json(sb, &rev->spec);
+    ksv_sb_printf(sb, ",\"state\":\"%s\",\"traffic\":%d,\"desired_traffic\":%d,"
+                      "\"inflight\":%lld,\"load_seconds\":%.6f",
+                  ksv_rev_state_name(rev->state), rev->traffic, rev->desired,
+                  (long long)atomic_load(&rev->inflight), rev->load_seconds);
+    if (rev->handle)
+        ksv_sb_printf(sb, ",\"num_features\":%zu,\"num_outputs\":%zu", rev->info.num_features,
+                      rev->info.num_outputs);
+    if (rev->error[0]) {
+        ksv_sb_puts(sb, ",\"error\":");
+        ksv_sb_json_str(sb, rev->error);
+    }
+    ksv_sb_putc(sb, '}');
+}
+
+static void write_model_state(ksv_sb *sb, const ksv_model *m)
+{
+    ksv_sb_puts(sb, "{\"name\":");
+    ksv_sb_json_str(sb, m->spec.name);
+    ksv_sb_printf(sb, ",\"pinned\":%s,\"rollback_window_s\":%d,\"ready\":%s,"
+                      "\"traffic_applied\":%s,\"traffic\":{",
+                  m->spec.pinned ? "true" : "false", m->spec.rollback_window_s,
+                  m->n_split > 0 ? "true" : "false", m->pending ? "false" : "true");
+    for (size_t i = 0; i < m->spec.n_revisions; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        ksv_sb_json_str(sb, m->spec.revisions[i].name);
+        ksv_sb_printf(sb, ":%d", m->spec.traffic[i]);
+    }
+    ksv_sb_puts(sb, "},\"effective_traffic\":{");
+    for (size_t i = 0; i < m->n_split; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        ksv_sb_json_str(sb, m->split[i].rev->spec.name);
+        ksv_sb_printf(sb, ":%d", m->split[i].rev->traffic);
+    }
+    ksv_sb_puts(sb, "},\"revisions\":[");
+    for (size_t i = 0; i < m->n_revs; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        write_revision_state(sb, m->revs[i]);
+    }
+    ksv_sb_puts(sb, "]}");
+}
+
+void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_sb_puts(sb, "{\"models\":[");
+    for (size_t i = 0; i < reg->n_models; i++) {
+        if (i)
+            ksv_sb_putc(sb, ',');
+        write_model_state(sb, reg->models[i]);
+    }
+    ksv_sb_puts(sb, "]}");
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    if (m)
+        write_model_state(sb, m);
+    pthread_rwlock_unlock(&reg->lock);
+    return m ? 0 : ksv_err_set(err, 404, "model %s not found", model);
+}
+
+int ksv_registry_write_errors(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    if (m) {
+        pthread_mutex_lock(&m->errors_mu);
+        ksv_sb_puts(sb, "{\"model\":");
+        ksv_sb_json_str(sb, model);
+        ksv_sb_puts(sb, ",\"errors\":[");
+        /* Newest first. */
+        for (size_t k = 0; k < m->errors_count; k++) {
+            const ksv_error_entry *e =
+                &m->errors[(m->errors_next + ERROR_RING - 1 - k) % ERROR_RING];
+            if (k)
+                ksv_sb_putc(sb, ',');
+            ksv_sb_printf(sb, "{\"time\":%.3f,\"status\":%d,\"request_id\":", e->unix_time,
+                          e->status);
+            ksv_sb_json_str(sb, e->request_id);
+            ksv_sb_puts(sb, ",\"revision\":");
+            ksv_sb_json_str(sb, e->revision);
+            ksv_sb_puts(sb, ",\"message\":");
+            ksv_sb_json_str(sb, e->message);
+            ksv_sb_putc(sb, '}');
+        }
+        ksv_sb_puts(sb, "]}");
+        pthread_mutex_unlock(&m->errors_mu);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return m ? 0 : ksv_err_set(err, 404, "model %s not found", model);
+}
+
+void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb)
+{
+    ksv_hist_snap *snap = malloc(sizeof *snap);
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_sb_puts(sb, "{\"series\":[");
+    bool first = true;
+    for (size_t i = 0; i < reg->n_models && snap; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs; r++) {
+            ksv_revision *rev = m->revs[r];
+            if (!first)
+                ksv_sb_putc(sb, ',');
+            first = false;
+            ksv_sb_puts(sb, "{\"model\":");
+            ksv_sb_json_str(sb, m->spec.name);
+            ksv_sb_puts(sb, ",\"revision\":");
+            ksv_sb_json_str(sb, rev->spec.name);
+            ksv_sb_puts(sb, ",\"codes\":{");
+            bool firstc = true;
+            for (int s = 0; s < KSV_CODE_SLOTS; s++) {
+                uint64_t c = atomic_load_explicit(&rev->codes[s], memory_order_relaxed);
+                if (!c)
+                    continue;
+                ksv_sb_printf(sb, "%s\"%d\":%llu", firstc ? "" : ",",
+                              ksv_code_of_slot(s) ? ksv_code_of_slot(s) : 599,
+                              (unsigned long long)c);
+                firstc = false;
+            }
+            ksv_sb_puts(sb, "},\"histogram\":");
+            ksv_hist_snapshot(&rev->latency, snap);
+            ksv_hist_write_fine_json(sb, snap);
+            ksv_sb_putc(sb, '}');
+        }
+    }
+    ksv_sb_puts(sb, "]}");
+    pthread_rwlock_unlock(&reg->lock);
+    free(snap);
+    if (!snap)
+        sb->oom = true;
+}
+
+typedef enum { FAM_REQUESTS, FAM_DURATION, FAM_INFLIGHT, FAM_READY, FAM_LOAD, FAM_TRAFFIC } family;
+
+static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap *snap)
+{
+    static const char *heads[] = {
+        "# HELP ksv_requests_total Requests answered, by model, revision and status code.\n"
+        "# TYPE ksv_requests_total counter\n",
+        "# HELP ksv_request_duration_seconds Time from request to response (log-linear "
+        "buckets: 8 per power of two).\n# TYPE ksv_request_duration_seconds histogram\n",
+        "# HELP ksv_inflight_requests Requests being served now.\n"
+        "# TYPE ksv_inflight_requests gauge\n",
+        "# HELP ksv_model_ready 1 when the revision is loaded and can serve.\n"
+        "# TYPE ksv_model_ready gauge\n",
+        "# HELP ksv_model_load_seconds Seconds the revision took to load and warm.\n"
+        "# TYPE ksv_model_load_seconds gauge\n",
+        "# HELP ksv_traffic_percent Share of the model's traffic the revision gets now.\n"
+        "# TYPE ksv_traffic_percent gauge\n",
+    };
+    ksv_sb_puts(sb, heads[f]);
+    for (size_t i = 0; i < reg->n_models; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs; r++) {
+            ksv_revision *rev = m->revs[r];
+            char labels[2 * KSV_NAME_MAX + 32];
+            snprintf(labels, sizeof labels, "model=\"%s\",revision=\"%s\"", m->spec.name,
+                     rev->spec.name);
+            switch (f) {
+            case FAM_REQUESTS:
+                for (int s = 0; s < KSV_CODE_SLOTS; s++) {
+                    uint64_t c = atomic_load_explicit(&rev->codes[s], memory_order_relaxed);
+                    if (c || s == 0)
+                        ksv_sb_printf(sb, "ksv_requests_total{%s,code=\"%d\"} %llu\n", labels,
+                                      ksv_code_of_slot(s) ? ksv_code_of_slot(s) : 599,
+                                      (unsigned long long)c);
+                }
+                break;
+            case FAM_DURATION:
+                ksv_hist_snapshot(&rev->latency, snap);
+                ksv_hist_write_prometheus(sb, "ksv_request_duration_seconds", labels, snap);
+                break;
+            case FAM_INFLIGHT:
+                ksv_sb_printf(sb, "ksv_inflight_requests{%s} %lld\n", labels,
+                              (long long)atomic_load(&rev->inflight));
+                break;
+            case FAM_READY:
+                ksv_sb_printf(sb, "ksv_model_ready{%s} %d\n", labels, is_loaded(rev) ? 1 : 0);
+                break;
+            case FAM_LOAD:
+                ksv_sb_printf(sb, "ksv_model_load_seconds{%s} %.6f\n", labels,
+                              rev->load_seconds);
+                break;
+            case FAM_TRAFFIC:
+                ksv_sb_printf(sb, "ksv_traffic_percent{%s} %d\n", labels, rev->traffic);
+                break;
+            }
+        }
+    }
+}
+
+void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
+{
+    ksv_hist_snap *snap = malloc(sizeof *snap);
+    if (!snap) {
+        sb->oom = true;
+        return;
+    }
+    pthread_rwlock_rdlock(&reg->lock);
+    for (int f = FAM_REQUESTS; f <= FAM_TRAFFIC; f++)
+        write_family(reg, sb, (family)f, snap);
+    pthread_rwlock_unlock(&reg->lock);
+    free(snap);
+}
+
+int64_t ksv_registry_total_inflight(ksv_registry *reg)
+{
+    int64_t total = 0;
+    pthread_rwlock_rdlock(&reg->lock);
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++)
+            total += atomic_load(&reg->models[i]->revs[r]->inflight);
+    for (size_t i = 0; i < reg->n_dead; i++)
+        total += atomic_load(&reg->dead_revs[i]->inflight);
+    pthread_rwlock_unlock(&reg->lock);
+    return total;
+}

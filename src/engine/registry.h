@@ -1,0 +1,119 @@
+/* registry.h: the engine's models, their revisions and the live traffic split.
+ *
+ * Concurrency. The request path takes the registry's read lock only to pick a revision
+ * and bump that revision's in-flight counter; prediction runs outside any lock. Structural
+ * changes (admin API, loader, janitor) take the write lock, and nothing is freed or
+ * unloaded while a revision's in-flight counter is non-zero, so a request that got a
+ * route may use it without further locking until ksv_registry_finish().
+ *
+ * Lifecycle of a revision: loading -> ready -> draining -> standby -> unloaded, or failed.
+ * A revision gets traffic only once loaded and warmed (the runtime's load does one
+ * inference). Until every revision the desired split names is ready, the previous split
+ * keeps serving. A revision that loses all its traffic drains its in-flight requests,
+ * then stays loaded (standby) for the model's rollback window, then is unloaded; traffic
+ * sent back to an unloaded revision reloads it first. */
+#ifndef KSV_ENGINE_REGISTRY_H
+#define KSV_ENGINE_REGISTRY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/histogram.h"
+#include "common/strbuf.h"
+#include "engine/model_spec.h"
+#include "engine/runtime.h"
+
+typedef enum {
+    KSV_REV_LOADING,
+    KSV_REV_READY,
+    KSV_REV_DRAINING,
+    KSV_REV_STANDBY,
+    KSV_REV_UNLOADED,
+    KSV_REV_FAILED,
+} ksv_rev_state;
+
+const char *ksv_rev_state_name(ksv_rev_state s);
+
+/* Status codes counted per revision; anything else lands in the last slot. */
+enum { KSV_CODE_SLOTS = 9 };
+int ksv_code_slot(int status);
+int ksv_code_of_slot(int slot); /* 0 for the catch-all slot */
+
+typedef struct ksv_model ksv_model;
+typedef struct ksv_registry ksv_registry;
+
+typedef struct ksv_revision {
+    ksv_revision_spec spec;
+    ksv_model *model;
+    /* Guarded by the registry lock. */
+    ksv_rev_state state;
+    const ksv_runtime_ops *ops;
+    void *handle;                 /* loaded model, NULL unless loading finished */
+    ksv_model_info info;
+    int traffic;                  /* effective percent (what the split uses now) */
+    int desired;                  /* percent the operator asked for */
+    double load_seconds;
+    double idle_since;            /* monotonic seconds when traffic last went to 0 */
+    bool loader_busy;             /* the loader thread holds it outside the lock */
+    char error[256];              /* last load failure */
+    /* Lock-free counters, updated by requests. */
+    _Atomic int64_t inflight;
+    _Atomic uint64_t codes[KSV_CODE_SLOTS];
+    ksv_hist latency;
+} ksv_revision;
+
+/* What a request holds between begin and finish. */
+typedef struct ksv_route {
+    ksv_revision *rev;
+    ksv_model *model;
+} ksv_route;
+
+typedef struct ksv_registry_config {
+    unsigned workers;             /* predict() worker indexes, one per HTTP thread */
+    const char *state_file;       /* applied state, rewritten atomically after each change */
+} ksv_registry_config;
+
+int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);
+/* Stops the lifecycle thread and frees everything; no request may be running. */
+void ksv_registry_destroy(ksv_registry *reg);
+
+/* Restores the state file written by a previous run (missing file: nothing to do). */
+int ksv_registry_restore(ksv_registry *reg, ksv_err *err);
+
+/* Admin operations; each persists the applied state before returning. Loading is
+ * asynchronous: poll ksv_registry_write_model for "traffic_applied". */
+int ksv_registry_put(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *err);
+int ksv_registry_set_traffic(ksv_registry *reg, const char *model, json_object *body,
+                             ksv_err *err);
+int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err);
+
+/* Request path. revision NULL: choose by weight. rng: the caller's per-thread state.
+ * On success the route must be given back with ksv_registry_finish. */
+int ksv_registry_route(ksv_registry *reg, const char *model, const char *revision,
+                       uint64_t *rng, ksv_route *route, ksv_err *err);
+/* Records the outcome; on error status (>= 400) also into the model's error ring. */
+void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double seconds,
+                         const char *request_id, const char *message);
+/* Counts an error that happened before a revision was chosen (unknown revision...). */
+void ksv_registry_record_model_error(ksv_registry *reg, const char *model, int status,
+                                     const char *request_id, const char *message);
+
+/* Read side for the HTTP handlers (take the read lock internally). */
+bool ksv_registry_all_ready(ksv_registry *reg);
+/* 1 ready, 0 known but not ready, -1 unknown (model or revision). */
+int ksv_registry_ready(ksv_registry *reg, const char *model, const char *revision);
+void ksv_registry_write_model_list(ksv_registry *reg, ksv_sb *sb);
+/* V2 model metadata; 404 when unknown. */
+int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char *revision,
+                                ksv_sb *sb, ksv_err *err);
+/* Admin views. */
+void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb);
+int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err);
+int ksv_registry_write_errors(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err);
+void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb);
+void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb);
+int64_t ksv_registry_total_inflight(ksv_registry *reg);
+
+#endif

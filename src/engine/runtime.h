@@ -1,0 +1,46 @@
+/* runtime.h: the interface every model runtime implements (ksv-xgboost, ksv-forest).
+ *
+ * A runtime turns a model file into a loaded model and predicts dense float rows with it.
+ * The engine owns threading: predict() is called concurrently from up to `workers` threads,
+ * each passing its own worker index in [0, workers), so a runtime may keep per-worker state
+ * without locks. load() runs off the request path and must leave the model warmed (one
+ * inference done) so the first real request pays no lazy setup. */
+#ifndef KSV_ENGINE_RUNTIME_H
+#define KSV_ENGINE_RUNTIME_H
+
+#include <stddef.h>
+
+#include "common/error.h"
+
+typedef struct ksv_runtime_options {
+    unsigned workers;       /* number of distinct worker indexes predict() may see */
+    int predict_threads;    /* threads one predict() call may use (0: runtime default, 1) */
+    const char *booster_pool; /* xgboost: "per-worker" (default) or "shared" */
+} ksv_runtime_options;
+
+typedef struct ksv_model_info {
+    size_t num_features;    /* columns a row must have */
+    size_t num_outputs;     /* values per row: 1 gives shape [N], K gives [N, K] */
+    char objective[64];     /* e.g. "binary:logistic"; "" when unknown */
+    char version[32];       /* library version that loaded it, e.g. "1.7.4" */
+} ksv_model_info;
+
+typedef struct ksv_runtime_ops {
+    const char *name;       /* "ksv-xgboost" */
+    /* path is a local file. On success *model is owned by the caller until unload(). */
+    int (*load)(const char *path, const ksv_runtime_options *opts, void **model,
+                ksv_model_info *info, ksv_err *err);
+    void (*unload)(void *model);
+    /* x: rows*cols floats, row-major, NaN = missing; out: rows*info.num_outputs floats. */
+    int (*predict)(void *model, unsigned worker, const float *x, size_t rows, size_t cols,
+                   float *out, ksv_err *err);
+} ksv_runtime_ops;
+
+/* The runtime registered under `name`, or NULL. */
+const ksv_runtime_ops *ksv_runtime_find(const char *name);
+/* Comma-separated list of runtime names, for messages and --version. */
+const char *ksv_runtime_names(void);
+
+extern const ksv_runtime_ops ksv_runtime_xgboost;
+
+#endif

@@ -1,0 +1,204 @@
+"""ksvtest: helpers shared by ksv's integration tests.
+
+Every test starts real ksv-engine processes on 127.0.0.1 with port 0 (the engine picks a
+free port and writes it to STATE_DIR/address), talks HTTP to them with the standard library
+only, and stops what it started by PID, even when an assertion fails.
+"""
+import atexit
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+SRCDIR = os.environ.get("KSV_SRCDIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.environ.get("KSV_DATA_DIR", os.path.join(SRCDIR, "data"))
+ENGINE = os.environ.get("KSV_ENGINE", os.path.join(SRCDIR, "src", "ksv-engine"))
+
+_procs = []
+_tmpdirs = []
+failures = []
+
+
+def _cleanup():
+    for p in _procs:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    for d in _tmpdirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+atexit.register(_cleanup)
+
+
+def tmpdir(prefix="ksv-test-"):
+    d = tempfile.mkdtemp(prefix=prefix)
+    _tmpdirs.append(d)
+    return d
+
+
+def check(cond, what):
+    """Records one checked fact; the test fails at the end if any check failed."""
+    print(("ok   " if cond else "FAIL ") + what, flush=True)
+    if not cond:
+        failures.append(what)
+    return cond
+
+
+def finish():
+    if failures:
+        print("%d check(s) failed:" % len(failures))
+        for f in failures:
+            print("  - " + f)
+        sys.exit(1)
+    print("all checks passed")
+    sys.exit(0)
+
+
+class Engine:
+    """A ksv-engine process with its own state dir."""
+
+    def __init__(self, *args, state_dir=None, threads=2, log_level="warn", extra_env=None):
+        self.state_dir = state_dir or tmpdir("ksv-engine-")
+        self.args = list(args)
+        self.threads = threads
+        self.log_level = log_level
+        self.env = dict(os.environ, **(extra_env or {}))
+        self.proc = None
+        self.start()
+
+    def start(self):
+        addr_file = os.path.join(self.state_dir, "address")
+        if os.path.exists(addr_file):
+            os.unlink(addr_file)
+        cmd = [ENGINE, "--listen", "127.0.0.1:0", "--state-dir", self.state_dir,
+               "--threads", str(self.threads), "--log-level", self.log_level] + self.args
+        self.log = open(os.path.join(self.state_dir, "engine.log"), "ab")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=self.log, env=self.env)
+        _procs.append(self.proc)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("ksv-engine exited with %d: %s" % (self.proc.returncode, self.log_text()))
+            if os.path.exists(addr_file):
+                with open(addr_file) as f:
+                    text = f.read().strip()
+                if text:
+                    host, port = text.rsplit(":", 1)
+                    self.host, self.port = host, int(port)
+                    break
+            time.sleep(0.02)
+        else:
+            raise RuntimeError("ksv-engine did not write its address")
+        with open(os.path.join(self.state_dir, "token")) as f:
+            self.token = f.read().strip()
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.state_dir, "engine.log"), "rb") as f:
+                return f.read().decode(errors="replace")[-3000:]
+        except OSError:
+            return ""
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, admin=False, conn=None, timeout=10):
+        """Returns (status, headers dict lower-cased, parsed JSON or raw text)."""
+        own = conn is None
+        c = conn or self.conn(timeout)
+        h = dict(headers or {})
+        if admin:
+            h["Authorization"] = "Bearer " + self.token
+        if body is not None and not isinstance(body, (bytes, str)):
+            body = json.dumps(body)
+            h.setdefault("Content-Type", "application/json")
+        try:
+            c.request(method, path, body=body, headers=h)
+            r = c.getresponse()
+            raw = r.read()
+            hdrs = {k.lower(): v for k, v in r.getheaders()}
+            try:
+                payload = json.loads(raw) if raw else None
+            except ValueError:
+                payload = raw.decode(errors="replace")
+            return r.status, hdrs, payload
+        finally:
+            if own:
+                c.close()
+
+    def wait_ready(self, model=None, timeout=20):
+        path = "/v2/health/ready" if model is None else "/v2/models/%s/ready" % model
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                if self.request("GET", path)[0] == 200:
+                    return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
+    def wait_applied(self, model, timeout=20):
+        """Waits until the model's desired traffic is in effect; returns its admin state."""
+        deadline = time.time() + timeout
+        state = None
+        while time.time() < deadline:
+            st, _, state = self.request("GET", "/ksv/v1/models/" + model, admin=True)
+            if st == 200 and state.get("traffic_applied"):
+                return state
+            time.sleep(0.05)
+        raise RuntimeError("model %s: traffic not applied in %ss: %s" % (model, timeout, state))
+
+    def stop(self, sig=signal.SIGTERM, timeout=15):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def model_path(name):
+    return os.path.join(DATA, "models", name)
+
+
+def load_json(*parts):
+    with open(os.path.join(DATA, *parts)) as f:
+        return json.load(f)
+
+
+def max_abs_diff(a, b):
+    fa, fb = flatten(a), flatten(b)
+    if len(fa) != len(fb):
+        return float("inf")
+    return max((abs(x - y) for x, y in zip(fa, fb)), default=0.0)
+
+
+def flatten(x):
+    if isinstance(x, list):
+        out = []
+        for v in x:
+            out.extend(flatten(v))
+        return out
+    return [x]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
