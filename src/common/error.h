@@ -9,7 +9,7 @@
 
 typedef struct ksv_err {
     int status;
-    char msg[256];
+    char msg[512];
 } ksv_err;
 
 /* Sets err (when non-NULL) and returns -1, so callers can `return ksv_err_set(...)`. */

@@ -174,7 +174,12 @@ int main(int argc, char **argv)
         load_token(opt, token, sizeof token, &err) != 0)
         goto fail;
     snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
-    ksv_registry_config cfg = {.workers = opt->threads, .state_file = path};
+    ksv_registry_config cfg = {
+        .workers = opt->threads,
+        .gpu = strcmp(opt->gpu, "off") == 0 ? -1
+               : strcmp(opt->gpu, "auto") == 0 ? 0 : atoi(opt->gpu),
+        .state_file = path,
+    };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0)
         goto fail;

@@ -55,6 +55,7 @@ struct ksv_registry {
 
     pthread_mutex_t admin_mu;     /* serializes admin changes and state-file writes */
     unsigned workers;
+    int gpu;
     char *state_file;
 
     pthread_t lifecycle;
@@ -465,6 +466,7 @@ static bool load_one(ksv_registry *reg)
         .workers = reg->workers,
         .predict_threads = spec.predict_threads,
         .booster_pool = spec.booster_pool,
+        .gpu = reg->gpu,
     };
     double t0 = monotonic_now();
     int rc = ksv_storage_resolve(spec.storage_uri, path, sizeof path, &err);
@@ -627,6 +629,7 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     pthread_mutex_init(&reg->lc_mu, NULL);
     pthread_cond_init(&reg->lc_cond, NULL);
     reg->workers = cfg->workers ? cfg->workers : 1;
+    reg->gpu = cfg->gpu;
     if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");

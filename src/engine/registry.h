@@ -57,7 +57,7 @@ typedef struct ksv_revision {
     double load_seconds;
     double idle_since;            /* monotonic seconds when traffic last went to 0 */
     bool loader_busy;             /* the loader thread holds it outside the lock */
-    char error[256];              /* last load failure */
+    char error[512];              /* last load failure */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
     _Atomic uint64_t codes[KSV_CODE_SLOTS];
@@ -72,6 +72,7 @@ typedef struct ksv_route {
 
 typedef struct ksv_registry_config {
     unsigned workers;             /* predict() worker indexes, one per HTTP thread */
+    int gpu;                      /* device for runtimes that use one; -1: CPU only */
     const char *state_file;       /* applied state, rewritten atomically after each change */
 } ksv_registry_config;
 

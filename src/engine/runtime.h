@@ -16,6 +16,7 @@ typedef struct ksv_runtime_options {
     unsigned workers;       /* number of distinct worker indexes predict() may see */
     int predict_threads;    /* threads one predict() call may use (0: runtime default, 1) */
     const char *booster_pool; /* xgboost: "per-worker" (default) or "shared" */
+    int gpu;                /* ksv-forest: device index, -1 = CPU only (--gpu off) */
 } ksv_runtime_options;
 
 typedef struct ksv_model_info {
@@ -42,5 +43,6 @@ const ksv_runtime_ops *ksv_runtime_find(const char *name);
 const char *ksv_runtime_names(void);
 
 extern const ksv_runtime_ops ksv_runtime_xgboost;
+extern const ksv_runtime_ops ksv_runtime_forest;
 
 #endif

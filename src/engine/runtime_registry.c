@@ -8,7 +8,8 @@
 #include "engine/runtime.h"
 
 #define KSV_RUNTIME_LIST(X) \
-    X(ksv_runtime_xgboost, "ksv-xgboost")
+    X(ksv_runtime_xgboost, "ksv-xgboost") \
+    X(ksv_runtime_forest, "ksv-forest")
 
 #define KSV_RUNTIME_AS_POINTER(ops, name) &ops,
 #define KSV_RUNTIME_AS_NAME(ops, name) ", " name

@@ -32,6 +32,7 @@
 #include <xgboost/c_api.h>
 
 #include "common/log.h"
+#include "common/strbuf.h"
 #include "engine/runtime.h"
 
 /* In-place prediction settings, the same for every model. type 0 is the objective's own
@@ -166,35 +167,118 @@ static uint64_t read_le64(const unsigned char *p)
     return v;
 }
 
-/* The legacy layout starts with an optional "binf" tag, a 136-byte parameter block and two
- * length-prefixed names (objective, booster). XGBoost trusts those lengths and resizes a
- * string to them, so garbage asks for terabytes; check them here first. */
-static bool legacy_header_ok(const unsigned char *data, size_t len)
-{
-    enum { PARAM_BYTES = 136, MAX_NAME = 256 };
-    size_t pos = 0;
+/* A little-endian reader over a legacy binary model, bounds-checked. */
+typedef struct legacy_cursor {
+    const unsigned char *p;
+    size_t left;
+} legacy_cursor;
 
-    if (len >= 4 && memcmp(data, "bs64", 4) == 0)
-        return true;    /* base64 wrapping: XGBoost decodes and checks it itself */
-    if (len >= 4 && memcmp(data, "binf", 4) == 0)
-        pos = 4;
-    if (len - pos < PARAM_BYTES)
+static bool legacy_skip(legacy_cursor *c, uint64_t n)
+{
+    if (n > c->left)
         return false;
-    pos += PARAM_BYTES;
-    for (int name = 0; name < 2; name++) {
-        if (len - pos < 8)
+    c->p += n;
+    c->left -= (size_t)n;
+    return true;
+}
+
+static bool legacy_u64(legacy_cursor *c, uint64_t *out)
+{
+    if (c->left < 8)
+        return false;
+    *out = read_le64(c->p);
+    return legacy_skip(c, 8);
+}
+
+static int32_t legacy_i32_at(const unsigned char *p)
+{
+    uint32_t v = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                 (uint32_t)p[3] << 24;
+    return (int32_t)v;
+}
+
+/* A dmlc string: 64-bit length, then the bytes. */
+static bool legacy_string(legacy_cursor *c, char *copy, size_t copy_size)
+{
+    uint64_t n;
+    if (!legacy_u64(c, &n) || n > c->left)
+        return false;
+    if (copy != NULL) {
+        if (n >= copy_size)
             return false;
-        uint64_t n = read_le64(data + pos);
-        pos += 8;
-        if (n == 0 || n > MAX_NAME || n > len - pos)
+        memcpy(copy, c->p, (size_t)n);
+        copy[n] = '\0';
+    }
+    return legacy_skip(c, n);
+}
+
+/* A dmlc vector of strings (pairs: two strings per element). */
+static bool legacy_strings(legacy_cursor *c, int per_element)
+{
+    uint64_t count;
+    if (!legacy_u64(c, &count) || count > c->left / 8)
+        return false;
+    for (uint64_t i = 0; i < count * (uint64_t)per_element; i++) {
+        if (!legacy_string(c, NULL, 0))
             return false;
-        for (uint64_t i = 0; i < n; i++) {
-            if (!isgraph(data[pos + i]))
-                return false;
-        }
-        pos += (size_t)n;
     }
     return true;
+}
+
+/* Walks the legacy binary layout (XGBoost 1.7 LearnerIO::LoadModel for a non-JSON stream):
+ * optional "binf", the 136-byte learner parameters, objective and booster names, the
+ * gbtree parameters (160 bytes), per tree its parameters (148 bytes) and num_nodes nodes
+ * (20 bytes) and stats (16 bytes), tree_info, then dart weights, attributes and metrics.
+ * XGBoost sizes vectors and strings from these numbers before reading them, so garbage
+ * would have it allocate and zero terabytes; every count must fit in the bytes left. */
+static const char *legacy_layout_problem(const unsigned char *data, size_t len)
+{
+    enum { LEARNER_PARAM = 136, GBTREE_PARAM = 160, TREE_PARAM = 148, NODE_BYTES = 20 + 16 };
+    legacy_cursor c = {data, len};
+    char objective[257], booster[257];
+
+    if (len >= 4 && memcmp(data, "bs64", 4) == 0)
+        return "base64-wrapped binary models are not supported; save the model as JSON";
+    if (len >= 4 && memcmp(data, "binf", 4) == 0)
+        legacy_skip(&c, 4);
+    const unsigned char *learner = c.p;
+    if (!legacy_skip(&c, LEARNER_PARAM) || !legacy_string(&c, objective, sizeof objective) ||
+        !legacy_string(&c, booster, sizeof booster))
+        return "not an XGBoost binary (.bst) model";
+    int32_t extra_attrs = legacy_i32_at(learner + 12), eval_metrics = legacy_i32_at(learner + 16);
+    bool dart = strcmp(booster, "dart") == 0;
+    if (strcmp(booster, "gbtree") != 0 && !dart)
+        return "only gbtree and dart binary models are supported; save the model as JSON";
+
+    if (c.left < GBTREE_PARAM)
+        return "truncated binary model";
+    int32_t num_trees = legacy_i32_at(c.p);
+    legacy_skip(&c, GBTREE_PARAM);
+    if (num_trees < 0 || (uint64_t)num_trees > c.left / (TREE_PARAM + NODE_BYTES))
+        return "bad number of trees";
+    for (int32_t t = 0; t < num_trees; t++) {
+        if (c.left < TREE_PARAM)
+            return "truncated binary model";
+        int32_t num_nodes = legacy_i32_at(c.p + 4);
+        legacy_skip(&c, TREE_PARAM);
+        if (num_nodes < 1 || (uint64_t)num_nodes > c.left / NODE_BYTES)
+            return "bad number of tree nodes";
+        legacy_skip(&c, (uint64_t)num_nodes * NODE_BYTES);
+    }
+    if (!legacy_skip(&c, (uint64_t)num_trees * 4))
+        return "truncated binary model";
+    if (dart && num_trees != 0) {
+        uint64_t weights;
+        if (!legacy_u64(&c, &weights) || weights > c.left / 4 || !legacy_skip(&c, weights * 4))
+            return "bad dart weights";
+    }
+    if (extra_attrs != 0 && !legacy_strings(&c, 2))
+        return "bad attributes";
+    if (strcmp(objective, "count:poisson") == 0 && !legacy_string(&c, NULL, 0))
+        return "bad count:poisson parameter";
+    if (eval_metrics != 0 && !legacy_strings(&c, 1))
+        return "bad metrics";
+    return NULL;
 }
 
 /* A bounds-checked walk over a UBJSON document. XGBoost 1.7.4's UBJSON reader trusts the
@@ -236,22 +320,32 @@ static bool ubj_byte(ubj_cursor *c, unsigned char *out)
     return ubj_skip(c, 1);
 }
 
-/* A length or count: an integer with its own type marker, big-endian, not negative. */
-static bool ubj_count(ubj_cursor *c, uint64_t *out)
+/* An integer of UBJSON type `marker` (big-endian). */
+static bool ubj_int(ubj_cursor *c, unsigned char marker, int64_t *out)
 {
-    unsigned char marker;
-    if (!ubj_byte(c, &marker))
-        return false;
     if (marker != 'i' && marker != 'U' && marker != 'I' && marker != 'l' && marker != 'L')
         return false;
     size_t n = ubj_scalar_size(marker);
-    if (c->left < n || (marker != 'U' && (c->p[0] & 0x80)))
+    if (c->left < n)
         return false;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++)
         v = (v << 8) | c->p[i];
-    *out = v;
+    if (marker != 'U' && n < 8 && (c->p[0] & 0x80))
+        v |= ~(uint64_t)0 << (8 * n);  /* sign-extend */
+    *out = (int64_t)v;
     return ubj_skip(c, n);
+}
+
+/* A length or count: an integer with its own type marker, not negative. */
+static bool ubj_count(ubj_cursor *c, uint64_t *out)
+{
+    unsigned char marker;
+    int64_t v;
+    if (!ubj_byte(c, &marker) || !ubj_int(c, marker, &v) || v < 0)
+        return false;
+    *out = (uint64_t)v;
+    return true;
 }
 
 static bool ubj_string(ubj_cursor *c)
@@ -320,6 +414,483 @@ static bool ubj_document_ok(const unsigned char *data, size_t len)
     return ubj_byte(&c, &marker) && marker == '{' && ubj_value(&c, marker, 0);
 }
 
+/* Navigation in a UBJSON document already walked by ubj_document_ok (XGBoost's own output
+ * here): a value is its marker and the bytes after it. */
+typedef struct ubj_ref {
+    unsigned char marker;
+    ubj_cursor at;
+} ubj_ref;
+
+static bool ubj_get(ubj_ref object, const char *key, ubj_ref *out)
+{
+    size_t key_len = strlen(key);
+    ubj_cursor c = object.at;
+
+    if (object.marker != '{')
+        return false;
+    while (c.left > 0 && c.p[0] != '}') {
+        uint64_t n;
+        unsigned char marker;
+        if (!ubj_count(&c, &n) || n > c.left)
+            return false;
+        bool match = n == key_len && memcmp(c.p, key, key_len) == 0;
+        if (!ubj_skip(&c, n) || !ubj_byte(&c, &marker))
+            return false;
+        if (match) {
+            *out = (ubj_ref){marker, c};
+            return true;
+        }
+        if (!ubj_value(&c, marker, 1))
+            return false;
+    }
+    return false;
+}
+
+/* Follows a NULL-terminated list of keys. */
+static bool ubj_path(ubj_ref from, const char *const *keys, ubj_ref *out)
+{
+    for (; *keys != NULL; keys++) {
+        if (!ubj_get(from, *keys, &from))
+            return false;
+    }
+    *out = from;
+    return true;
+}
+
+/* An integer stored as a number or, as XGBoost writes its parameters, a decimal string. */
+static bool ubj_ref_int(ubj_ref v, int64_t *out)
+{
+    if (v.marker != 'S')
+        return ubj_int(&v.at, v.marker, out);
+    uint64_t n;
+    char digits[24];
+    char *end;
+    if (!ubj_count(&v.at, &n) || n == 0 || n >= sizeof digits || n > v.at.left)
+        return false;
+    memcpy(digits, v.at.p, (size_t)n);
+    digits[n] = '\0';
+    errno = 0;
+    long long parsed = strtoll(digits, &end, 10);
+    if (errno != 0 || *end != '\0')
+        return false;
+    *out = parsed;
+    return true;
+}
+
+/* The elements of an array, typed ('$' TYPE '#' COUNT), counted ('#' COUNT) or open. */
+typedef struct ubj_items {
+    ubj_cursor c;
+    unsigned char type;     /* typed arrays: the element marker; else 0 */
+    bool counted;
+    uint64_t left;
+} ubj_items;
+
+static bool ubj_items_open(ubj_ref v, ubj_items *it)
+{
+    unsigned char marker;
+    *it = (ubj_items){.c = v.at};
+    if (v.marker != '[')
+        return false;
+    if (it->c.left > 0 && it->c.p[0] == '$') {
+        it->counted = true;
+        return ubj_skip(&it->c, 1) && ubj_byte(&it->c, &it->type) && ubj_byte(&it->c, &marker) &&
+               marker == '#' && ubj_count(&it->c, &it->left);
+    }
+    if (it->c.left > 0 && it->c.p[0] == '#') {
+        it->counted = true;
+        return ubj_skip(&it->c, 1) && ubj_count(&it->c, &it->left);
+    }
+    return true;
+}
+
+/* 1: *out is the next element (its value is skipped over); 0: end; -1: malformed. */
+static int ubj_items_next(ubj_items *it, ubj_ref *out)
+{
+    unsigned char marker = it->type;
+    if (it->counted) {
+        if (it->left == 0)
+            return 0;
+        it->left--;
+    } else {
+        if (it->c.left == 0)
+            return -1;
+        if (it->c.p[0] == ']')
+            return 0;
+    }
+    if (marker == 0 && !ubj_byte(&it->c, &marker))
+        return -1;
+    *out = (ubj_ref){marker, it->c};
+    return ubj_value(&it->c, marker, 1) ? 1 : -1;
+}
+
+/* Reads an integer array of exactly n elements into out. */
+static bool ubj_read_ints(ubj_ref v, int64_t n, int32_t *out)
+{
+    ubj_items it;
+    ubj_ref item;
+    int64_t value, i = 0;
+    int rc;
+
+    if (!ubj_items_open(v, &it))
+        return false;
+    while ((rc = ubj_items_next(&it, &item)) == 1) {
+        if (i >= n || !ubj_int(&item.at, item.marker, &value) || value < INT32_MIN ||
+            value > INT32_MAX)
+            return false;
+        out[i++] = (int32_t)value;
+    }
+    return rc == 0 && i == n;
+}
+
+enum { MAX_FEATURES = 1 << 24, MAX_TREE_NODES = 1 << 28 };
+
+/* Reads an optional integer array of exactly n elements (absent: *present = false). */
+static bool ubj_read_optional_ints(ubj_ref object, const char *key, int64_t n, int32_t *out,
+                                   bool *present)
+{
+    ubj_ref ref;
+    *present = ubj_get(object, key, &ref);
+    return !*present || ubj_read_ints(ref, n, out);
+}
+
+/* The number of elements of an array value, or -1. */
+static int64_t ubj_array_length(ubj_ref v)
+{
+    ubj_items it;
+    ubj_ref item;
+    int64_t n = 0;
+    int rc;
+    if (!ubj_items_open(v, &it))
+        return -1;
+    while ((rc = ubj_items_next(&it, &item)) == 1)
+        n++;
+    return rc == 0 ? n : -1;
+}
+
+/* Categorical splits: node i's categories are categories[segments[k], + sizes[k]) where
+ * nodes[k] == i; XGBoost's loader indexes with those numbers unchecked. */
+static const char *check_categories(ubj_ref tree, int64_t n_nodes, const int32_t *split_type,
+                                    bool have_split_type)
+{
+    ubj_ref nodes_ref, segments_ref, sizes_ref, values_ref;
+    bool have_nodes = ubj_get(tree, "categories_nodes", &nodes_ref);
+    int64_t k = have_nodes ? ubj_array_length(nodes_ref) : 0;
+    const char *problem = NULL;
+
+    if (k < 0)
+        return "bad categories_nodes";
+    if (k == 0) {
+        for (int64_t i = 0; have_split_type && i < n_nodes; i++) {
+            if (split_type[i] != 0)
+                return "categorical split without categories";
+        }
+        return NULL;
+    }
+    if (k > n_nodes || !ubj_get(tree, "categories_segments", &segments_ref) ||
+        !ubj_get(tree, "categories_sizes", &sizes_ref) ||
+        !ubj_get(tree, "categories", &values_ref))
+        return "incomplete categories";
+    int64_t n_values = ubj_array_length(values_ref);
+    int32_t *nodes = malloc((size_t)k * 3 * sizeof(int32_t));
+    int32_t *values = n_values > 0 ? malloc((size_t)n_values * sizeof(int32_t)) : NULL;
+    if (nodes == NULL || (n_values > 0 && values == NULL)) {
+        free(nodes);
+        free(values);
+        return "out of memory";
+    }
+    int32_t *segments = nodes + k, *sizes = segments + k;
+    if (n_values < 1 || !ubj_read_ints(nodes_ref, k, nodes) ||
+        !ubj_read_ints(segments_ref, k, segments) || !ubj_read_ints(sizes_ref, k, sizes) ||
+        !ubj_read_ints(values_ref, n_values, values))
+        problem = "category arrays disagree";
+    for (int64_t i = 0; problem == NULL && i < k; i++) {
+        if (nodes[i] < 0 || nodes[i] >= n_nodes || (i > 0 && nodes[i] <= nodes[i - 1]))
+            problem = "categorical node out of range";
+        else if (segments[i] < 0 || sizes[i] < 1 || segments[i] > n_values ||
+                 sizes[i] > n_values - segments[i])
+            problem = "category segment out of range";
+    }
+    /* XGBoost keeps categories as exact integers in a float: below 2^24. */
+    for (int64_t i = 0; problem == NULL && i < n_values; i++) {
+        if (values[i] < 0 || values[i] >= (1 << 24))
+            problem = "category value out of range";
+    }
+    free(nodes);
+    free(values);
+    return problem;
+}
+
+/* One tree as XGBoost loads and walks it. Loading links every node to its parent
+ * (parents[i] must be a node); prediction goes from node 0 through internal nodes
+ * (left != -1) to left, left + 1 (numeric branch) or right (missing values, categorical
+ * splits), so right must be left + 1, both in range, each node reached at most once (a
+ * cycle would make prediction loop forever), and the feature read in range. */
+static const char *check_tree(ubj_ref tree, int64_t num_feature)
+{
+    static const char *const NUM_NODES[] = {"tree_param", "num_nodes", NULL};
+    ubj_ref ref;
+    int64_t n;
+    bool have_split_type = false, have_parents = false;
+
+    if (!ubj_path(tree, NUM_NODES, &ref) || !ubj_ref_int(ref, &n) || n < 1 || n > MAX_TREE_NODES)
+        return "bad num_nodes";
+    int32_t *left = malloc((size_t)n * 6 * sizeof(int32_t));
+    if (left == NULL)
+        return "out of memory";
+    int32_t *right = left + n, *split = right + n, *parent = split + n, *type = parent + n;
+    int32_t *stack = type + n;
+    unsigned char *seen = calloc((size_t)n, 1);
+    const char *problem = NULL;
+    size_t depth = 0;
+    ubj_ref left_ref, right_ref, split_ref;
+
+    if (seen == NULL)
+        problem = "out of memory";
+    else if (!ubj_get(tree, "left_children", &left_ref) ||
+             !ubj_get(tree, "right_children", &right_ref) ||
+             !ubj_get(tree, "split_indices", &split_ref))
+        problem = "missing node arrays";
+    else if (!ubj_read_ints(left_ref, n, left) || !ubj_read_ints(right_ref, n, right) ||
+             !ubj_read_ints(split_ref, n, split) ||
+             !ubj_read_optional_ints(tree, "parents", n, parent, &have_parents) ||
+             !ubj_read_optional_ints(tree, "split_type", n, type, &have_split_type))
+        problem = "node arrays do not match num_nodes";
+    for (int64_t i = 1; problem == NULL && have_parents && i < n; i++) {
+        if (parent[i] < 0 || parent[i] >= n)
+            problem = "parent index out of range";
+    }
+    for (int64_t i = 0; problem == NULL && have_split_type && i < n; i++) {
+        if (type[i] != 0 && type[i] != 1)
+            problem = "unknown split type";
+    }
+    if (problem == NULL)
+        problem = check_categories(tree, n, type, have_split_type);
+    if (problem == NULL)
+        stack[depth++] = 0;
+    while (problem == NULL && depth > 0) {
+        int32_t node = stack[--depth];
+        if (seen[node]) {
+            problem = "a node is reached twice (cycle)";
+            break;
+        }
+        seen[node] = 1;
+        if (left[node] == -1)
+            continue;
+        if (left[node] <= 0 || left[node] >= n - 1 || right[node] != left[node] + 1)
+            problem = "child index out of range";
+        else if (split[node] < 0 || split[node] >= num_feature)
+            problem = "split feature out of range";
+        else {
+            /* Each node is pushed at most once before `seen` stops the walk: depth <= n. */
+            stack[depth++] = left[node];
+            stack[depth++] = right[node];
+        }
+    }
+    free(seen);
+    free(left);
+    return problem;
+}
+
+/* Checks an XGBoost model document (UBJSON, already walked by ubj_document_ok) for what
+ * XGBoost's loader and predictor use without checking: tree structure, feature indexes,
+ * categories, output groups. A corrupt file would otherwise crash the loader or hang or
+ * read out of bounds on the request path. Returns NULL or what is wrong. */
+static const char *check_model_document(const unsigned char *bytes, size_t len, char *detail,
+                                        size_t detail_size)
+{
+    static const char *const MPARAM[] = {"learner", "learner_model_param", NULL};
+    static const char *const GBM[] = {"learner", "gradient_booster", NULL};
+    ubj_ref root, mparam, gbm, ref, name_ref, model;
+    int64_t num_feature, num_class = 0, num_target = 1;
+    char name[16] = "";
+    uint64_t name_len;
+
+    if (len < 1 || bytes[0] != '{')
+        return "not a UBJSON object";
+    root = (ubj_ref){'{', {bytes + 1, len - 1}};
+    if (!ubj_path(root, MPARAM, &mparam) || !ubj_get(mparam, "num_feature", &ref) ||
+        !ubj_ref_int(ref, &num_feature) || !ubj_path(root, GBM, &gbm) ||
+        !ubj_get(gbm, "name", &name_ref) || name_ref.marker != 'S')
+        return "unexpected model layout";
+    if (ubj_get(mparam, "num_class", &ref) && !ubj_ref_int(ref, &num_class))
+        return "bad num_class";
+    if (ubj_get(mparam, "num_target", &ref) && !ubj_ref_int(ref, &num_target))
+        return "bad num_target";
+    if (num_feature < 1 || num_feature > MAX_FEATURES || num_class < 0 || num_class > 1 << 20 ||
+        num_target < 1 || num_target > 1 << 20)
+        return "num_feature, num_class or num_target out of range";
+    int64_t groups = num_class > num_target ? num_class : num_target;
+    if (!ubj_count(&name_ref.at, &name_len) || name_len >= sizeof name ||
+        name_len > name_ref.at.left)
+        return "unknown booster";
+    memcpy(name, name_ref.at.p, (size_t)name_len);
+
+    if (strcmp(name, "gblinear") == 0) {
+        /* One weight per feature and output group, plus one bias per group. */
+        if (!ubj_get(gbm, "model", &model) || !ubj_get(model, "weights", &ref) ||
+            ubj_array_length(ref) != (num_feature + 1) * groups)
+            return "gblinear weights do not match num_feature";
+        return NULL;
+    }
+    if (strcmp(name, "dart") == 0) {
+        if (!ubj_get(gbm, "gbtree", &ref) || !ubj_get(ref, "model", &model))
+            return "dart without trees";
+    } else if (strcmp(name, "gbtree") != 0 || !ubj_get(gbm, "model", &model)) {
+        return "unknown booster";
+    }
+
+    static const char *const NUM_TREES[] = {"gbtree_model_param", "num_trees", NULL};
+    ubj_items trees, info;
+    ubj_ref tree, group_ref;
+    int64_t index = 0, group, num_trees;
+    int rc;
+    if (!ubj_path(model, NUM_TREES, &ref) || !ubj_ref_int(ref, &num_trees) ||
+        !ubj_get(model, "trees", &ref) || ubj_array_length(ref) != num_trees ||
+        !ubj_items_open(ref, &trees) || !ubj_get(model, "tree_info", &ref) ||
+        ubj_array_length(ref) != num_trees || !ubj_items_open(ref, &info))
+        return "trees, tree_info and num_trees disagree";
+    while ((rc = ubj_items_next(&trees, &tree)) == 1) {
+        const char *problem = NULL;
+        if (ubj_items_next(&info, &group_ref) != 1 ||
+            !ubj_int(&group_ref.at, group_ref.marker, &group) || group < 0 || group >= groups)
+            problem = "output group out of range";
+        else
+            problem = check_tree(tree, num_feature);
+        if (problem != NULL) {
+            snprintf(detail, detail_size, "tree %" PRId64 ": %s", index, problem);
+            return detail;
+        }
+        index++;
+    }
+    return rc == 0 ? NULL : "malformed trees";
+}
+
+/* Writes a json-c value as UBJSON, so a JSON model can go through check_model_document. */
+static void json_to_ubj(json_object *value, ksv_sb *out)
+{
+    unsigned char be[9];
+
+    switch (json_object_get_type(value)) {
+    case json_type_null:
+        ksv_sb_putc(out, 'Z');
+        return;
+    case json_type_boolean:
+        ksv_sb_putc(out, json_object_get_boolean(value) ? 'T' : 'F');
+        return;
+    case json_type_double: {
+        double d = json_object_get_double(value);
+        uint64_t bits;
+        memcpy(&bits, &d, sizeof bits);
+        be[0] = 'D';
+        for (int i = 0; i < 8; i++)
+            be[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
+        ksv_sb_append(out, (const char *)be, 9);
+        return;
+    }
+    case json_type_int: {
+        uint64_t v = (uint64_t)json_object_get_int64(value);
+        be[0] = 'L';
+        for (int i = 0; i < 8; i++)
+            be[1 + i] = (unsigned char)(v >> (56 - 8 * i));
+        ksv_sb_append(out, (const char *)be, 9);
+        return;
+    }
+    case json_type_string: {
+        uint64_t n = (uint64_t)json_object_get_string_len(value);
+        be[0] = 'S';
+        ksv_sb_append(out, (const char *)be, 1);
+        be[0] = 'L';
+        for (int i = 0; i < 8; i++)
+            be[1 + i] = (unsigned char)(n >> (56 - 8 * i));
+        ksv_sb_append(out, (const char *)be, 9);
+        ksv_sb_append(out, json_object_get_string(value), (size_t)n);
+        return;
+    }
+    case json_type_array: {
+        size_t n = json_object_array_length(value);
+        ksv_sb_putc(out, '[');
+        for (size_t i = 0; i < n && !out->oom; i++)
+            json_to_ubj(json_object_array_get_idx(value, i), out);
+        ksv_sb_putc(out, ']');
+        return;
+    }
+    case json_type_object: {
+        ksv_sb_putc(out, '{');
+        json_object_object_foreach(value, key, member) {
+            uint64_t n = strlen(key);
+            be[0] = 'L';
+            for (int i = 0; i < 8; i++)
+                be[1 + i] = (unsigned char)(n >> (56 - 8 * i));
+            ksv_sb_append(out, (const char *)be, 9);
+            ksv_sb_append(out, key, (size_t)n);
+            json_to_ubj(member, out);
+        }
+        ksv_sb_putc(out, '}');
+        return;
+    }
+    }
+}
+
+/* Checks the model file's own document before XGBoost parses it (see check_model_document).
+ * JSON text is read with json-c and re-encoded as UBJSON for the same checks. */
+static int check_input_document(const char *path, const char *bytes, size_t len, ksv_err *err)
+{
+    char detail[96];
+    const char *problem;
+    const unsigned char *u = (const unsigned char *)bytes;
+
+    if (len >= 2 && u[0] == '{' && (u[1] == '"' || u[1] == '}' || isspace(u[1]))) {
+        json_tokener *tok = json_tokener_new();
+        json_object *root = NULL;
+        if (tok == NULL)
+            return ksv_err_set(err, 500, "out of memory");
+        if (len <= INT32_MAX)
+            root = json_tokener_parse_ex(tok, bytes, (int)len);
+        enum json_tokener_error jerr = json_tokener_get_error(tok);
+        json_tokener_free(tok);
+        if (root == NULL || jerr != json_tokener_success) {
+            json_object_put(root);
+            return ksv_err_set(err, 400, "model file %s: not valid JSON (%s)", path,
+                               len > INT32_MAX ? "too large" : json_tokener_error_desc(jerr));
+        }
+        ksv_sb ubj;
+        ksv_sb_init(&ubj);
+        json_to_ubj(root, &ubj);
+        json_object_put(root);
+        if (ubj.oom) {
+            ksv_sb_free(&ubj);
+            return ksv_err_set(err, 500, "out of memory");
+        }
+        problem = check_model_document((const unsigned char *)ubj.data, ubj.len, detail,
+                                       sizeof detail);
+        ksv_sb_free(&ubj);
+    } else {
+        problem = check_model_document(u, len, detail, sizeof detail);
+    }
+    if (problem != NULL)
+        return ksv_err_set(err, 400, "model file %s: %s", path, problem);
+    return 0;
+}
+
+/* Checks the model as XGBoost holds it after loading (for the legacy binary format, whose
+ * nodes XGBoost reads as raw structs), re-serialized as UBJSON by XGBoost itself. */
+static int check_loaded_model(BoosterHandle booster, const char *path, ksv_err *err)
+{
+    bst_ulong len = 0;
+    const char *bytes = NULL;
+    char detail[96];
+
+    if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"ubj\"}", &len, &bytes) != 0)
+        return xgb_fail(err, 500, "xgboost save model");
+    if (!ubj_document_ok((const unsigned char *)bytes, (size_t)len))
+        return ksv_err_set(err, 500, "model file %s: XGBoost's own UBJSON is unreadable", path);
+    const char *problem = check_model_document((const unsigned char *)bytes, (size_t)len, detail,
+                                               sizeof detail);
+    if (problem != NULL)
+        return ksv_err_set(err, 400, "model file %s: %s", path, problem);
+    return 0;
+}
+
 /* A look at the content before XGBoost's loaders see it: anything not starting with '{'
  * goes to XGBoost's legacy binary reader, and a UBJSON document to a reader that trusts its
  * lengths. *skip: leading bytes to drop, a UTF-8 byte order mark and whitespace before a
@@ -332,9 +903,10 @@ static int check_content(const char *path, model_format format, const char *data
 
     *skip = 0;
     if (format == FORMAT_LEGACY) {
-        if (legacy_header_ok(u, len))
+        const char *problem = legacy_layout_problem(u, len);
+        if (problem == NULL)
             return 0;
-        return ksv_err_set(err, 400, "model file %s: not an XGBoost binary (.bst) model", path);
+        return ksv_err_set(err, 400, "model file %s: %s", path, problem);
     }
     if (format == FORMAT_JSON) {
         if (len >= 3 && memcmp(u, "\xef\xbb\xbf", 3) == 0)
@@ -433,6 +1005,8 @@ static int warm_up(BoosterHandle booster, bool inplace, size_t num_features, siz
             row[i] = __builtin_nanf("");
         rc = booster_predict(booster, inplace, row, 1, num_features, out, MAX_OUTPUTS,
                              num_outputs, err);
+        if (rc != 0 && err != NULL)
+            err->status = 400;  /* a model that cannot predict one row is a bad model */
     }
     free(row);
     free(out);
@@ -563,6 +1137,10 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
     }
     const char *model_bytes = data + skip;
     size_t model_len = len - skip;
+    if (format != FORMAT_LEGACY && check_input_document(path, model_bytes, model_len, err) != 0) {
+        free(data);
+        return -1;
+    }
 
     xgb_model *model = calloc(1, sizeof *model);
     BoosterHandle first = NULL;
@@ -583,6 +1161,10 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
         goto fail;
     }
     if (read_config(first, fresh.objective, sizeof fresh.objective, &is_tree, err) != 0) {
+        XGBoosterFree(first);
+        goto fail;
+    }
+    if (format == FORMAT_LEGACY && check_loaded_model(first, path, err) != 0) {
         XGBoosterFree(first);
         goto fail;
     }

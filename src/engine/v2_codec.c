@@ -32,8 +32,6 @@
 #include <string.h>
 
 #define KSV_JSON_MAX_DEPTH 64
-#define KSV_ID_MAX_BYTES (sizeof(((ksv_tensor_req *)0)->id) - 1)
-#define KSV_NAME_MAX_BYTES (sizeof(((ksv_tensor_req *)0)->input_name) - 1)
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -307,7 +305,7 @@ static const long double exact_pow10l[28] = {
  * 64-bit ulp of the exact value; rounding that to double can only differ from rounding the
  * exact value when the 64-bit result sits on a double halfway point (low 11 bits 0x400).
  * Those rare cases return false and go to strtod. */
-static bool x87_decimal(uint64_t m, int e10, double *out)
+static bool x87_decimal(uint64_t m, int64_t e10, double *out)
 {
     if (e10 < -27 || e10 > 27)
         return false;
@@ -466,7 +464,7 @@ static int scan_number(scanner *s, numtok *t)
         d = e10 < 0 ? (double)m / exact_pow10[-e10] : (double)m * exact_pow10[e10];
 #endif
 #ifdef KSV_HAVE_X87_PATH
-    } else if (!dropped && x87_decimal(m, (int)e10, &d)) {
+    } else if (!dropped && x87_decimal(m, e10, &d)) {
         /* d set */
 #endif
     } else {
@@ -682,24 +680,30 @@ typedef struct data_sink {
     size_t max_values;
     const dtype_info *dt;
     const char *where; /* "inputs[0].data" or "instances" */
+    size_t stop;       /* min(cap, max_values): store() calls grow() when count reaches it */
 } data_sink;
 
+/* Called when count reaches k->stop: refuses past max_values, else makes room. The buffer
+ * kept from earlier requests may already be big enough; it then only moves k->stop. */
 static int grow(scanner *s, data_sink *k)
 {
     ksv_tensor_req *req = k->req;
     if (req->count >= k->max_values)
         return ksv_err_set(s->err, 413, "%s: more than %zu values, the limit of this server",
                            k->where, k->max_values);
-    size_t cap = req->cap < 64 ? 64 : req->cap * 2;
-    if (cap > k->max_values || cap < req->cap)
-        cap = k->max_values;
-    if (cap > SIZE_MAX / sizeof(float))
-        return ksv_err_set(s->err, 413, "%s: too many values", k->where);
-    float *p = realloc(req->data, cap * sizeof(float));
-    if (!p)
-        return ksv_err_set(s->err, 500, "out of memory for %zu values", cap);
-    req->data = p;
-    req->cap = cap;
+    if (req->count >= req->cap) {
+        size_t cap = req->cap < 64 ? 64 : req->cap * 2;
+        if (cap > k->max_values || cap < req->cap)
+            cap = k->max_values;
+        if (cap > SIZE_MAX / sizeof(float))
+            return ksv_err_set(s->err, 413, "%s: too many values", k->where);
+        float *p = realloc(req->data, cap * sizeof(float));
+        if (!p)
+            return ksv_err_set(s->err, 500, "out of memory for %zu values", cap);
+        req->data = p;
+        req->cap = cap;
+    }
+    k->stop = req->cap < k->max_values ? req->cap : k->max_values;
     return 0;
 }
 
@@ -719,13 +723,14 @@ static int reserve(scanner *s, ksv_tensor_req *req, size_t n)
 static inline int store(scanner *s, data_sink *k, float v)
 {
     ksv_tensor_req *req = k->req;
-    if (UNLIKELY(req->count == req->cap) && grow(s, k) != 0)
+    if (UNLIKELY(req->count == k->stop) && grow(s, k) != 0)
         return -1;
     req->data[req->count++] = v;
     return 0;
 }
 
-/* The float for a number token under the datatype's rules, or NULL with *why set. */
+/* The float for a number token under the datatype's rules: 0 with *out set, or -1 with *why
+ * saying what is wrong with the value. */
 static int number_to_float(const numtok *t, const dtype_info *dt, float *out, const char **why)
 {
     if (dt->type == DT_BOOL) {

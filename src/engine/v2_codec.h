@@ -40,13 +40,19 @@ void ksv_tensor_req_free(ksv_tensor_req *req);
  * "outputs"?:[{name,parameters?}]}. Exactly one input. Datatypes FP16 (refused), FP32,
  * FP64, BOOL, INT8..INT64, UINT8..UINT64 are converted to float; BYTES is refused (400).
  * `data` may be flat or nested; its element count must equal the product of `shape`.
- * max_values bounds the product of shape (overflow-safe) before anything is allocated.
- * Returns 0, or -1 with err->status 400 (or 413 when max_values is exceeded). */
+ * max_values bounds the product of shape (overflow-safe) before anything is allocated, and
+ * the number of values read when `data` comes before `shape` (members may come in any order).
+ * null is NaN; BOOL takes true/false; INT/UINT values must be integral and in range; a value
+ * that overflows float is refused. A known member given twice is a 400; unknown members and
+ * "parameters" are skipped after being checked. Values equal json-c's bit for bit.
+ * Returns 0, or -1 with err->status 400 (or 413 when max_values is exceeded, 500 when out of
+ * memory); after a failure req->count is 0 and the other fields are unspecified. */
 int ksv_v2_decode_infer(const char *body, size_t len, size_t max_values, ksv_tensor_req *req,
                         ksv_err *err);
 
 /* V1 predict body: {"instances":[[f,...],...]} (or a list of scalars for one-feature
- * rows). Sets shape to [rows, cols]; every row must have the same length. */
+ * rows). Sets shape to [rows, cols]; every row must have the same length. {"inputs":[...]}
+ * is accepted as an alias of "instances", as KServe's V1 does. */
 int ksv_v1_decode_predict(const char *body, size_t len, size_t max_values, ksv_tensor_req *req,
                           ksv_err *err);
 

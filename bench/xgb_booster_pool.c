@@ -1,0 +1,164 @@
+/* xgb_booster_pool.c: calls/s of the ksv-xgboost runtime with one booster per worker
+ * ("per-worker") against one booster shared by all workers ("shared").
+ *
+ * For each pool, 1, 2 and 4 threads (thread i is worker i) each call predict() with 1-row
+ * and then 64-row batches of the 100-tree fraud model for SECONDS seconds (default 2), and
+ * the total calls/s and rows/s are printed. predict_threads is 1, as the engine runs it.
+ *
+ *   bench/xgb_booster_pool [MODEL] [SECONDS]
+ *
+ * Figures depend on the cores free while it runs: the first line prints the load average. */
+#include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/runtime.h"
+
+#ifndef KSV_SRCDIR
+#define KSV_SRCDIR "."
+#endif
+
+enum { MAX_THREADS = 4, MAX_ROWS = 64 };
+
+typedef struct bench_thread {
+    void *model;
+    unsigned worker;
+    size_t rows;
+    size_t cols;
+    size_t outputs;
+    const float *x;             /* MAX_ROWS rows */
+    const atomic_bool *stop;
+    unsigned long long calls;
+    unsigned long long errors;
+} bench_thread;
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void *run_thread(void *arg)
+{
+    bench_thread *t = arg;
+    float out[MAX_ROWS * 16];
+    ksv_err err;
+
+    while (!atomic_load_explicit(t->stop, memory_order_relaxed)) {
+        if (ksv_runtime_xgboost.predict(t->model, t->worker, t->x, t->rows, t->cols, out,
+                                        &err) != 0)
+            t->errors++;
+        t->calls++;
+    }
+    return NULL;
+}
+
+/* Runs `threads` threads on `rows`-row calls for `seconds`; returns calls/s, or -1. */
+static double measure(void *model, const ksv_model_info *info, const float *x, unsigned threads,
+                      size_t rows, double seconds)
+{
+    bench_thread jobs[MAX_THREADS];
+    pthread_t ids[MAX_THREADS];
+    atomic_bool stop = false;
+    unsigned started = 0;
+    unsigned long long calls = 0, errors = 0;
+    struct timespec pause = {.tv_sec = (time_t)seconds,
+                             .tv_nsec = (long)((seconds - floor(seconds)) * 1e9)};
+
+    double begin = now_seconds();
+    for (unsigned i = 0; i < threads; i++) {
+        jobs[i] = (bench_thread){.model = model, .worker = i, .rows = rows,
+                                 .cols = info->num_features, .outputs = info->num_outputs,
+                                 .x = x, .stop = &stop};
+        if (pthread_create(&ids[i], NULL, run_thread, &jobs[i]) != 0)
+            break;
+        started++;
+    }
+    nanosleep(&pause, NULL);
+    atomic_store(&stop, true);
+    for (unsigned i = 0; i < started; i++) {
+        pthread_join(ids[i], NULL);
+        calls += jobs[i].calls;
+        errors += jobs[i].errors;
+    }
+    double elapsed = now_seconds() - begin;
+    if (started != threads || errors != 0) {
+        fprintf(stderr, "%u of %u threads started, %llu errors\n", started, threads, errors);
+        return -1;
+    }
+    return (double)calls / elapsed;
+}
+
+int main(int argc, char **argv)
+{
+    const char *model_path = argc > 1 ? argv[1] : KSV_SRCDIR "/data/models/fraud/model.json";
+    double seconds = argc > 2 ? atof(argv[2]) : 2.0;
+    static const char *const POOLS[] = {"per-worker", "shared"};
+    static const unsigned THREADS[] = {1, 2, 4};
+    static const size_t ROWS[] = {1, 64};
+    char load[64] = "?";
+    FILE *f = fopen("/proc/loadavg", "r");
+
+    if (f != NULL) {
+        if (fgets(load, sizeof load, f) != NULL)
+            load[strcspn(load, "\n")] = '\0';
+        fclose(f);
+    }
+    if (seconds <= 0)
+        seconds = 2.0;
+    printf("model %s, %.1f s per case, load average %s\n", model_path, seconds, load);
+    printf("%-10s %7s %5s %12s %12s\n", "pool", "threads", "rows", "calls/s", "rows/s");
+
+    for (size_t p = 0; p < 2; p++) {
+        ksv_runtime_options opts = {.workers = MAX_THREADS, .predict_threads = 1,
+                                    .booster_pool = POOLS[p]};
+        ksv_model_info info;
+        ksv_err err = {0};
+        void *model = NULL;
+        if (ksv_runtime_xgboost.load(model_path, &opts, &model, &info, &err) != 0) {
+            fprintf(stderr, "load %s: %s\n", model_path, err.msg);
+            return 1;
+        }
+        if (info.num_outputs > 16) {
+            fprintf(stderr, "%zu outputs per row: this bench handles up to 16\n",
+                    info.num_outputs);
+            ksv_runtime_xgboost.unload(model);
+            return 1;
+        }
+        float *x = malloc(MAX_ROWS * info.num_features * sizeof(float));
+        if (x == NULL) {
+            ksv_runtime_xgboost.unload(model);
+            return 1;
+        }
+        uint64_t state = 88172645463325252ULL;
+        for (size_t i = 0; i < MAX_ROWS * info.num_features; i++) {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            x[i] = state % 10 == 0 ? NAN : (float)((double)(state >> 11) / 9007199254740992.0 * 6.0 - 3.0);
+        }
+        for (size_t t = 0; t < 3; t++) {
+            for (size_t r = 0; r < 2; r++) {
+                double rate = measure(model, &info, x, THREADS[t], ROWS[r], seconds);
+                if (rate < 0) {
+                    free(x);
+                    ksv_runtime_xgboost.unload(model);
+                    return 1;
+                }
+                printf("%-10s %7u %5zu %12.0f %12.0f\n", POOLS[p], THREADS[t], ROWS[r], rate,
+                       rate * (double)ROWS[r]);
+                fflush(stdout);
+            }
+        }
+        free(x);
+        ksv_runtime_xgboost.unload(model);
+    }
+    return 0;
+}

@@ -1,0 +1,151 @@
+/* manifest.h: KServe InferenceService manifests (DESIGN.md §4) read into typed specs, their
+ * canonical form (the identity of a revision, §5), and rendering back to KServe YAML.
+ *
+ * Input: YAML (several `---` documents per file) or JSON (one object, several objects one
+ * after another, or `{"kind":"List","items":[...]}`). Each document must be an
+ * `apiVersion: serving.kserve.io/v1beta1`, `kind: InferenceService` serving an xgboost model,
+ * written either in the model form (`spec.predictor.model`) or in KServe's older framework
+ * shorthand (`spec.predictor.xgboost`). Anything refused is reported as
+ * "FILE:LINE:COL: FIELD: reason" in ksv_err (status 400; 404 when the file cannot be read,
+ * 413 when it is too large).
+ *
+ * Nothing written in a manifest is dropped: every spec keeps the whole document (`original`),
+ * fields ksv does not act on are listed by ksv_isvc_not_acted_on(), and both the canonical
+ * form and the rendered YAML carry them.
+ *
+ * Ownership: a ksv_manifest_list owns its specs; a spec owns every string and array in it and
+ * one reference to `original`. Free the list with ksv_manifest_list_free(); a single spec
+ * taken out of a list (set the list's slot to a zeroed struct) is freed with ksv_isvc_free().
+ */
+#ifndef KSV_COMMON_MANIFEST_H
+#define KSV_COMMON_MANIFEST_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <json-c/json.h>
+
+#include "common/error.h"
+#include "common/strbuf.h"
+
+#define KSV_MANIFEST_API_VERSION "serving.kserve.io/v1beta1"
+#define KSV_MANIFEST_KIND "InferenceService"
+#define KSV_RUNTIME_XGBOOST "ksv-xgboost"
+#define KSV_RUNTIME_FOREST "ksv-forest"
+#define KSV_DEFAULT_ROLLBACK_WINDOW_S 600
+#define KSV_MANIFEST_MAX_BYTES (4u * 1024u * 1024u) /* larger files are refused */
+
+typedef enum {
+    KSV_STORAGE_LOCAL, /* storage_uri is an absolute, lexically normalized path */
+    KSV_STORAGE_HTTP,  /* storage_uri is an http:// or https:// URL */
+} ksv_storage_kind;
+
+typedef struct ksv_kv {
+    char *key;
+    char *value;
+} ksv_kv;
+
+/* One of `resources.limits` / `resources.requests` of the model container. */
+typedef struct ksv_resource_list {
+    bool has_gpu;
+    int64_t gpu;            /* nvidia.com/gpu */
+    bool has_memory;
+    char *memory;           /* as written, e.g. "2Gi" */
+    uint64_t memory_bytes;  /* the same quantity in bytes (rounded up) */
+} ksv_resource_list;
+
+typedef struct ksv_isvc {
+    char *source;          /* display name of the file it came from */
+    int line;              /* line where its document (or List item) starts */
+
+    char *name;            /* metadata.name, a DNS-1123 label */
+    char *namespace_name;  /* metadata.namespace, "default" when absent */
+    ksv_kv *annotations;   /* metadata.annotations in file order */
+    size_t n_annotations;
+
+    /* Annotations ksv acts on, decoded. */
+    char **nodes;                /* ksv.io/nodes split at commas; NULL when absent */
+    size_t n_nodes;
+    char *sha256;                /* ksv.io/sha256, 64 lowercase hex digits; NULL when absent */
+    int64_t rollback_window_s;   /* ksv.io/rollback-window, default 600 */
+
+    /* spec.predictor, as ksv reads it. Fields marked "effective" hold the default when
+     * the manifest leaves them out; the has_ flags say whether it wrote them. */
+    bool shorthand;              /* written as spec.predictor.xgboost */
+    char *model_format;          /* "xgboost" */
+    char *model_format_version;  /* NULL when absent */
+    char *runtime;               /* effective: "ksv-xgboost" or "ksv-forest" */
+    char *runtime_written;       /* model.runtime as written; NULL when absent */
+    bool runtime_mapped;         /* a KServe runtime name was mapped to `runtime` */
+    char *protocol_version;      /* effective: "v1" unless written */
+    char *runtime_version;       /* NULL when absent */
+    char *storage_uri;           /* normalized: see ksv_storage_kind */
+    char *storage_uri_written;   /* as written */
+    ksv_storage_kind storage_kind;
+    bool has_min_replicas;
+    int64_t min_replicas;        /* effective, default 1 */
+    bool has_max_replicas;
+    int64_t max_replicas;        /* effective, default 0 (no bound) */
+    bool has_scale_target;
+    int64_t scale_target;
+    char *scale_metric;          /* concurrency|rps|cpu|memory; NULL when absent */
+    bool has_container_concurrency;
+    int64_t container_concurrency; /* effective, default 0 (no limit) */
+    bool has_timeout;
+    int64_t timeout_s;           /* only meaningful when has_timeout */
+    bool has_canary;
+    int canary_percent;          /* 0..100, when has_canary */
+    ksv_resource_list limits, requests;
+
+    json_object *original;       /* the whole document as written (one reference owned) */
+    char **not_acted_on;         /* dotted paths of fields kept but not acted on */
+    size_t n_not_acted_on;
+} ksv_isvc;
+
+typedef struct ksv_manifest_list {
+    ksv_isvc *items;
+    size_t n;
+} ksv_manifest_list;
+
+/* Reads FILE (at most 4 MiB); relative storage paths resolve against FILE's directory.
+ * On success *out holds at least one spec (caller frees); on failure *out is empty. */
+int ksv_manifest_load_file(const char *path, ksv_manifest_list *out, ksv_err *err);
+
+/* Reads text[0..len) (need not be NUL-terminated). display_name names it in messages;
+ * base_dir resolves relative storage paths (NULL: the current directory). The syntax is
+ * JSON when display_name ends in ".json", or when the text starts with '{' or '[' and reads
+ * as JSON; YAML otherwise. */
+int ksv_manifest_parse_buffer(const char *text, size_t len, const char *display_name,
+                              const char *base_dir, ksv_manifest_list *out, ksv_err *err);
+
+void ksv_manifest_list_free(ksv_manifest_list *list);
+void ksv_isvc_free(ksv_isvc *spec);
+
+/* The fields of spec that ksv keeps but does not act on, as dotted paths
+ * ("spec.predictor.minReplicas", "metadata.labels"); the array belongs to spec. */
+const char *const *ksv_isvc_not_acted_on(const ksv_isvc *spec, size_t *n);
+
+/* Appends the notes an operator should see once per apply, one line each:
+ * "FILE:LINE: NS/NAME: runtime kserve-xgbserver mapped to ksv-xgboost" and
+ * "FILE:LINE: NS/NAME: not acted on: spec.predictor.minReplicas, ...". */
+void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out);
+
+/* The revision identity of spec as deterministic JSON (sorted keys, no spaces):
+ * {"predictor":{...}} plus "sha256" when the ksv.io/sha256 annotation pins the model bytes.
+ * The predictor is normalized: shorthand turned into the model form, runtime mapped,
+ * defaults filled (protocolVersion, minReplicas, maxReplicas, containerConcurrency), the
+ * storage URI normalized, GPU counts as integers; canaryTrafficPercent is left out, since
+ * it moves traffic and does not make a new revision. Unknown predictor fields are kept.
+ * Returns a malloc'd string (caller frees), or NULL on allocation failure. */
+char *ksv_manifest_canonical_json(const ksv_isvc *spec);
+
+/* Appends spec as one KServe YAML document (model form, normalized storage URI, namespace
+ * filled, canaryTrafficPercent when set, every other field as written). Parsing the result
+ * gives the same canonical JSON. Returns 0, or -1 on allocation failure. */
+int ksv_manifest_to_yaml(const ksv_isvc *spec, ksv_sb *out);
+
+/* Appends json as deterministic JSON: object keys sorted bytewise, no whitespace. */
+void ksv_manifest_write_sorted_json(const json_object *json, ksv_sb *out);
+
+#endif

@@ -1,0 +1,464 @@
+/* models.c: models (namespace, name, current spec, annotations, placement): upsert, lookup,
+ * listing, deletion and the NAME / NAMESPACE/NAME resolution the CLI uses. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/strbuf.h"
+#include "store/store_internal.h"
+
+#define MODEL_COLUMNS                                                                      \
+    "id, namespace, name, spec, annotations, stable_revision_id, created_at, updated_at"
+
+static int read_model(ksv_store *s, sqlite3_stmt *st, ksv_model *m, ksv_err *err)
+{
+    memset(m, 0, sizeof *m);
+    int r = 0;
+    if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "models.id", &m->id, err) < 0 ||
+        store_col_text(s, st, 1, false, "models.namespace", &m->ns, err) < 0 ||
+        store_col_text(s, st, 2, false, "models.name", &m->name, err) < 0 ||
+        store_col_text(s, st, 3, false, "models.spec", &m->spec_json, err) < 0 ||
+        store_col_text(s, st, 4, false, "models.annotations", &m->annotations_json, err) < 0 ||
+        store_col_int64(s, st, 5, true, 1, INT64_MAX, "models.stable_revision_id",
+                        &m->stable_revision_id, err) < 0 ||
+        store_col_int64(s, st, 6, false, 0, INT64_MAX, "models.created_at", &m->created_at_ms,
+                        err) < 0 ||
+        store_col_int64(s, st, 7, false, 0, INT64_MAX, "models.updated_at", &m->updated_at_ms,
+                        err) < 0) {
+        r = -1;
+    } else if (!*m->ns || !*m->name || strchr(m->ns, '/') || strchr(m->name, '/')) {
+        r = store_corrupt(s, err, "model %lld has the name '%s/%s'", (long long)m->id, m->ns,
+                          m->name);
+    } else if (store_check_json_object(m->spec_json, "", 500, NULL) < 0) {
+        r = store_corrupt(s, err, "the spec of model %s/%s is not a JSON object", m->ns,
+                          m->name);
+    } else if (store_check_json_object(m->annotations_json, "", 500, NULL) < 0) {
+        r = store_corrupt(s, err, "the annotations of model %s/%s are not a JSON object",
+                          m->ns, m->name);
+    }
+    if (r < 0)
+        ksv_model_clear(m);
+    return r;
+}
+
+static int load_placement(ksv_store *s, ksv_model *m, ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "SELECT n.name, p.model_name FROM placement p JOIN nodes n "
+                      "ON n.id = p.node_id WHERE p.model_id = ?1 ORDER BY n.name",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = 0;
+    size_t cap = 0;
+    store_bind_int64(&rc, st, 1, m->id);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        char *node = NULL, *model_name = NULL;
+        if (store_col_text(s, st, 0, false, "nodes.name", &node, err) < 0 ||
+            store_col_text(s, st, 1, false, "placement.model_name", &model_name, err) < 0) {
+            free(node);
+            r = -1;
+            break;
+        }
+        bool same = strcmp(model_name, m->name) == 0;
+        free(model_name);
+        if (!same) {
+            r = store_corrupt(s, err, "the placement of model %s/%s on node %s names another "
+                              "model", m->ns, m->name, node);
+            free(node);
+            break;
+        }
+        char **slot = store_list_push((void **)&m->nodes, &m->n_nodes, &cap, sizeof *slot);
+        if (!slot) {
+            free(node);
+            r = ksv_err_set(err, 500, "out of memory");
+            break;
+        }
+        *slot = node;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "reading a model's placement", err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* Runs a SELECT of MODEL_COLUMNS bound to (text1, text2) or id, filling out; 404 when no
+ * row. Placement included. */
+static int get_model(ksv_store *s, const char *sql, const char *t1, const char *t2, int64_t id,
+                     ksv_model *out, const char *what, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    store_tx tx;
+    if (store_tx_begin(s, &tx, false, err) < 0)
+        return -1;
+    sqlite3_stmt *st;
+    int r = -1;
+    if (store_prepare(s, sql, &st, err) < 0) {
+        store_tx_abort(s, &tx);
+        return -1;
+    }
+    int rc = SQLITE_OK;
+    if (t1) {
+        store_bind_text(&rc, st, 1, t1);
+        store_bind_text(&rc, st, 2, t2);
+    } else {
+        store_bind_int64(&rc, st, 1, id);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = read_model(s, st, out, err);
+    else if (rc == SQLITE_DONE)
+        ksv_err_set(err, 404, "model %s not found", what);
+    else
+        store_db_error(s, rc, "reading a model", err);
+    sqlite3_finalize(st);
+    if (r == 0 && load_placement(s, out, err) < 0) {
+        ksv_model_clear(out);
+        r = -1;
+    }
+    store_tx_abort(s, &tx); /* read only: ending it is all */
+    return r;
+}
+
+int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_model *out,
+                        ksv_err *err)
+{
+    char what[2 * STORE_NAME_MAX + 8];
+    snprintf(what, sizeof what, "%s/%s", ns ? ns : "", name ? name : "");
+    return get_model(s, "SELECT " MODEL_COLUMNS " FROM models WHERE namespace = ?1 AND name = ?2",
+                     ns ? ns : "", name ? name : "", 0, out, what, err);
+}
+
+int ksv_store_model_get_by_id(ksv_store *s, int64_t id, ksv_model *out, ksv_err *err)
+{
+    char what[32];
+    snprintf(what, sizeof what, "#%lld", (long long)id);
+    return get_model(s, "SELECT " MODEL_COLUMNS " FROM models WHERE id = ?1", NULL, NULL, id,
+                     out, what, err);
+}
+
+int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_list *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    store_tx tx;
+    if (store_tx_begin(s, &tx, false, err) < 0)
+        return -1;
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "SELECT " MODEL_COLUMNS " FROM models WHERE ?1 IS NULL OR namespace = ?1 "
+                      "ORDER BY namespace, name",
+                      &st, err) < 0) {
+        store_tx_abort(s, &tx);
+        return -1;
+    }
+    int rc = SQLITE_OK, r = 0;
+    size_t cap = 0;
+    store_bind_text(&rc, st, 1, ns);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        ksv_model *m = store_list_push((void **)&out->items, &out->n, &cap, sizeof *m);
+        if (!m) {
+            r = ksv_err_set(err, 500, "out of memory listing models");
+            break;
+        }
+        if (read_model(s, st, m, err) < 0 || load_placement(s, m, err) < 0) {
+            r = -1;
+            break;
+        }
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "listing models", err);
+    sqlite3_finalize(st);
+    store_tx_abort(s, &tx);
+    if (r < 0)
+        ksv_model_list_free(out);
+    return r;
+}
+
+/* Looks a node up by name for placement: its id, or 404. */
+static int node_id_by_name(ksv_store *s, const char *name, int64_t *id, ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT id FROM nodes WHERE name = ?1", &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = -1;
+    store_bind_text(&rc, st, 1, name);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = store_col_int64(s, st, 0, false, 1, INT64_MAX, "nodes.id", id, err);
+    else if (rc == SQLITE_DONE)
+        ksv_err_set(err, 404, "node %s not found (add it with `ksv node add`)", name);
+    else
+        store_db_error(s, rc, "looking a node up", err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* 409 when node_id already serves a model called name from another namespace. */
+static int check_name_free_on_node(ksv_store *s, int64_t model_id, const char *ns,
+                                   const char *name, const char *node, int64_t node_id,
+                                   ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "SELECT m.namespace FROM placement p JOIN models m ON m.id = p.model_id "
+                      "WHERE p.node_id = ?1 AND p.model_name = ?2 AND p.model_id <> ?3",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = 0;
+    store_bind_int64(&rc, st, 1, node_id);
+    store_bind_text(&rc, st, 2, name);
+    store_bind_int64(&rc, st, 3, model_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        const unsigned char *other = sqlite3_column_text(st, 0);
+        r = ksv_err_set(err, 409, "node %s already serves a model named %s from namespace "
+                        "%s; engines address models by name, so %s/%s cannot share that node",
+                        node, name, other ? (const char *)other : "?", ns, name);
+    } else if (rc != SQLITE_DONE) {
+        r = store_db_error(s, rc, "checking a placement", err);
+    }
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int run_bound(ksv_store *s, const char *sql, int64_t a, int64_t b, const char *text,
+                     const char *what, ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK;
+    store_bind_int64(&rc, st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        store_bind_int64(&rc, st, 2, b);
+    if (sqlite3_bind_parameter_count(st) >= 3)
+        store_bind_text(&rc, st, 3, text);
+    int r = rc == SQLITE_OK ? store_step_done(s, st, what, err) : store_db_error(s, rc, what, err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int set_placement(ksv_store *s, int64_t model_id, const ksv_model *in, ksv_err *err)
+{
+    if (run_bound(s, "DELETE FROM placement WHERE model_id = ?1", model_id, 0, NULL,
+                  "clearing a placement", err) < 0)
+        return -1;
+    for (size_t i = 0; i < in->n_nodes; i++) {
+        int64_t node_id;
+        if (node_id_by_name(s, in->nodes[i], &node_id, err) < 0 ||
+            check_name_free_on_node(s, model_id, in->ns, in->name, in->nodes[i], node_id,
+                                    err) < 0 ||
+            run_bound(s, "INSERT INTO placement (model_id, node_id, model_name) "
+                      "VALUES (?1, ?2, ?3)", model_id, node_id, in->name, "placing a model",
+                      err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int check_model_input(const ksv_model *in, ksv_err *err)
+{
+    if (store_check_name(in->ns, "namespace", true, err) < 0 ||
+        store_check_name(in->name, "model name", true, err) < 0)
+        return -1;
+    if (store_check_json_object(in->spec_json, "the spec", 400, err) < 0)
+        return -1;
+    if (in->annotations_json &&
+        store_check_json_object(in->annotations_json, "the annotations", 400, err) < 0)
+        return -1;
+    if (in->n_nodes > 0 && !in->nodes)
+        return ksv_err_set(err, 400, "model %s/%s: placement has no node names", in->ns,
+                           in->name);
+    for (size_t i = 0; i < in->n_nodes; i++) {
+        if (store_check_name(in->nodes[i], "node name", false, err) < 0)
+            return -1;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(in->nodes[i], in->nodes[j]) == 0)
+                return ksv_err_set(err, 400, "model %s/%s: node %s is listed twice", in->ns,
+                                   in->name, in->nodes[i]);
+    }
+    return 0;
+}
+
+int ksv_store_model_upsert(ksv_store *s, const ksv_model *in, int64_t *id, bool *created,
+                           ksv_err *err)
+{
+    if (check_model_input(in, err) < 0)
+        return -1;
+    const char *annotations = in->annotations_json ? in->annotations_json : "{}";
+    store_tx tx;
+    if (store_tx_begin(s, &tx, true, err) < 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int64_t model_id = 0, now = store_now_ms();
+    if (store_prepare(s, "SELECT id FROM models WHERE namespace = ?1 AND name = ?2", &st,
+                      err) < 0)
+        goto fail;
+    int rc = SQLITE_OK;
+    store_bind_text(&rc, st, 1, in->ns);
+    store_bind_text(&rc, st, 2, in->name);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "models.id", &model_id, err) < 0)
+            goto fail;
+    } else if (rc != SQLITE_DONE) {
+        store_db_error(s, rc, "looking a model up", err);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    bool is_new = model_id == 0;
+    if (store_prepare(s,
+                      is_new ? "INSERT INTO models (namespace, name, spec, annotations, "
+                               "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+                             : "UPDATE models SET spec = ?3, annotations = ?4, updated_at = ?5 "
+                               "WHERE namespace = ?1 AND name = ?2",
+                      &st, err) < 0)
+        goto fail;
+    rc = SQLITE_OK;
+    store_bind_text(&rc, st, 1, in->ns);
+    store_bind_text(&rc, st, 2, in->name);
+    store_bind_text(&rc, st, 3, in->spec_json);
+    store_bind_text(&rc, st, 4, annotations);
+    store_bind_int64(&rc, st, 5, now);
+    if (rc != SQLITE_OK) {
+        store_db_error(s, rc, "writing a model", err);
+        goto fail;
+    }
+    if (store_step_done(s, st, "writing a model", err) < 0)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (is_new)
+        model_id = sqlite3_last_insert_rowid(s->db);
+    if (set_placement(s, model_id, in, err) < 0)
+        goto fail;
+    if (store_tx_commit(s, &tx, err) < 0)
+        return -1;
+    if (id)
+        *id = model_id;
+    if (created)
+        *created = is_new;
+    return 0;
+fail:
+    sqlite3_finalize(st);
+    store_tx_abort(s, &tx);
+    return -1;
+}
+
+int ksv_store_model_delete(ksv_store *s, int64_t id, ksv_err *err)
+{
+    store_tx tx;
+    if (store_tx_begin(s, &tx, true, err) < 0)
+        return -1;
+    /* Drop the model's reference to its stable revision first, so the cascade that deletes
+     * the revisions never sees a model still pointing at one. */
+    if (run_bound(s, "UPDATE models SET stable_revision_id = NULL WHERE id = ?1", id, 0, NULL,
+                  "deleting a model", err) < 0 ||
+        run_bound(s, "DELETE FROM models WHERE id = ?1", id, 0, NULL, "deleting a model",
+                  err) < 0) {
+        store_tx_abort(s, &tx);
+        return -1;
+    }
+    if (sqlite3_changes(s->db) == 0) {
+        store_tx_abort(s, &tx);
+        return ksv_err_set(err, 404, "model #%lld not found", (long long)id);
+    }
+    return store_tx_commit(s, &tx, err);
+}
+
+int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_ns,
+                            ksv_model *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!ref || !*ref)
+        return ksv_err_set(err, 400, "a model is named NAME or NAMESPACE/NAME, not ''");
+    const char *slash = strchr(ref, '/');
+    if (slash) {
+        size_t ns_len = (size_t)(slash - ref);
+        if (ns_len == 0 || !slash[1] || strchr(slash + 1, '/') || ns_len > STORE_NAME_MAX)
+            return ksv_err_set(err, 400, "a model is named NAME or NAMESPACE/NAME, not '%s'",
+                               ref);
+        char ns[STORE_NAME_MAX + 1];
+        memcpy(ns, ref, ns_len);
+        ns[ns_len] = '\0';
+        return ksv_store_model_get(s, ns, slash + 1, out, err);
+    }
+    if (default_ns)
+        return ksv_store_model_get(s, default_ns, ref, out, err);
+
+    store_tx tx;
+    if (store_tx_begin(s, &tx, false, err) < 0)
+        return -1;
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT namespace FROM models WHERE name = ?1 ORDER BY namespace", &st,
+                      err) < 0) {
+        store_tx_abort(s, &tx);
+        return -1;
+    }
+    ksv_sb namespaces;
+    ksv_sb_init(&namespaces);
+    size_t count = 0;
+    char *only = NULL;
+    int rc = SQLITE_OK, r = 0;
+    store_bind_text(&rc, st, 1, ref);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        char *ns = NULL;
+        if (store_col_text(s, st, 0, false, "models.namespace", &ns, err) < 0) {
+            r = -1;
+            break;
+        }
+        ksv_sb_printf(&namespaces, "%s%s", count ? ", " : "", ns);
+        if (count++ == 0)
+            only = ns;
+        else
+            free(ns);
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "resolving a model name", err);
+    sqlite3_finalize(st);
+    if (r == 0 && count == 0)
+        r = ksv_err_set(err, 404, "model %s not found", ref);
+    else if (r == 0 && count > 1)
+        r = ksv_err_set(err, 409, "model name %s is in %zu namespaces (%s): write "
+                        "NAMESPACE/%s or use -n NAMESPACE", ref, count,
+                        namespaces.data ? namespaces.data : "", ref);
+    else if (r == 0)
+        r = ksv_store_model_get(s, only, ref, out, err);
+    free(only);
+    ksv_sb_free(&namespaces);
+    store_tx_abort(s, &tx);
+    return r;
+}
+
+void ksv_model_clear(ksv_model *m)
+{
+    if (!m)
+        return;
+    free(m->ns);
+    free(m->name);
+    free(m->spec_json);
+    free(m->annotations_json);
+    for (size_t i = 0; i < m->n_nodes; i++)
+        free(m->nodes[i]);
+    free(m->nodes);
+    memset(m, 0, sizeof *m);
+}
+
+void ksv_model_list_free(ksv_model_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        ksv_model_clear(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}

@@ -1,0 +1,292 @@
+/* nodes.c: the engine hosts ksv manages: registration, lookup, removal, last contact. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/strbuf.h"
+#include "store/store_internal.h"
+
+static const char *const kind_names[] = {"local", "http", "ssh"};
+
+const char *ksv_node_kind_name(ksv_node_kind kind)
+{
+    if ((unsigned)kind < sizeof kind_names / sizeof kind_names[0])
+        return kind_names[kind];
+    return "?";
+}
+
+int ksv_node_kind_parse(const char *name, ksv_node_kind *out)
+{
+    for (size_t i = 0; name && i < sizeof kind_names / sizeof kind_names[0]; i++) {
+        if (strcmp(name, kind_names[i]) == 0) {
+            *out = (ksv_node_kind)i;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+#define NODE_COLUMNS                                                                       \
+    "id, name, kind, address, token_file, ssh_identity, ssh_known_hosts, engine_port, "    \
+    "engine_path, engine_state_dir, created_at, last_seen, last_error, engine_version"
+
+static int read_node(ksv_store *s, sqlite3_stmt *st, ksv_node *n, ksv_err *err)
+{
+    memset(n, 0, sizeof *n);
+    char *kind = NULL;
+    int64_t port = 0;
+    int r = 0;
+    if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "nodes.id", &n->id, err) < 0 ||
+        store_col_text(s, st, 1, false, "nodes.name", &n->name, err) < 0 ||
+        store_col_text(s, st, 2, false, "nodes.kind", &kind, err) < 0 ||
+        store_col_text(s, st, 3, false, "nodes.address", &n->address, err) < 0 ||
+        store_col_text(s, st, 4, true, "nodes.token_file", &n->token_file, err) < 0 ||
+        store_col_text(s, st, 5, true, "nodes.ssh_identity", &n->ssh_identity, err) < 0 ||
+        store_col_text(s, st, 6, true, "nodes.ssh_known_hosts", &n->ssh_known_hosts, err) < 0 ||
+        store_col_int64(s, st, 7, true, 1, 65535, "nodes.engine_port", &port, err) < 0 ||
+        store_col_text(s, st, 8, true, "nodes.engine_path", &n->engine_path, err) < 0 ||
+        store_col_text(s, st, 9, true, "nodes.engine_state_dir", &n->engine_state_dir, err) < 0 ||
+        store_col_int64(s, st, 10, false, 0, INT64_MAX, "nodes.created_at", &n->created_at_ms,
+                        err) < 0 ||
+        store_col_int64(s, st, 11, true, 0, INT64_MAX, "nodes.last_seen", &n->last_seen_ms,
+                        err) < 0 ||
+        store_col_text(s, st, 12, true, "nodes.last_error", &n->last_error, err) < 0 ||
+        store_col_text(s, st, 13, true, "nodes.engine_version", &n->engine_version, err) < 0) {
+        r = -1;
+    } else if (ksv_node_kind_parse(kind, &n->kind) < 0) {
+        r = store_corrupt(s, err, "nodes.kind of node '%s' is '%s'", n->name, kind);
+    } else if (!*n->name || !*n->address) {
+        r = store_corrupt(s, err, "a node has an empty name or address");
+    }
+    n->engine_port = (int)port;
+    free(kind);
+    if (r < 0)
+        ksv_node_clear(n);
+    return r;
+}
+
+static bool has_prefix(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int ksv_store_node_add(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err *err)
+{
+    if (store_check_name(node->name, "node name", false, err) < 0)
+        return -1;
+    if ((unsigned)node->kind > KSV_NODE_SSH)
+        return ksv_err_set(err, 400, "node %s: unknown kind %d", node->name, (int)node->kind);
+    if (!node->address || !*node->address)
+        return ksv_err_set(err, 400, "node %s: address must not be empty", node->name);
+    if (node->kind == KSV_NODE_HTTP && !has_prefix(node->address, "http://") &&
+        !has_prefix(node->address, "https://"))
+        return ksv_err_set(err, 400, "node %s: an http node's address starts with http:// or "
+                           "https://, not '%s'", node->name, node->address);
+    if (node->kind == KSV_NODE_SSH && !has_prefix(node->address, "ssh://"))
+        return ksv_err_set(err, 400, "node %s: an ssh node's address starts with ssh://, not "
+                           "'%s'", node->name, node->address);
+    if (node->engine_port < 0 || node->engine_port > 65535)
+        return ksv_err_set(err, 400, "node %s: engine port %d is not in 1..65535", node->name,
+                           node->engine_port);
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "INSERT INTO nodes (name, kind, address, token_file, ssh_identity, "
+                      "ssh_known_hosts, engine_port, engine_path, engine_state_dir, created_at) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK;
+    store_bind_text(&rc, st, 1, node->name);
+    store_bind_text(&rc, st, 2, ksv_node_kind_name(node->kind));
+    store_bind_text(&rc, st, 3, node->address);
+    store_bind_text(&rc, st, 4, node->token_file);
+    store_bind_text(&rc, st, 5, node->ssh_identity);
+    store_bind_text(&rc, st, 6, node->ssh_known_hosts);
+    store_bind_opt_int64(&rc, st, 7, node->engine_port);
+    store_bind_text(&rc, st, 8, node->engine_path);
+    store_bind_text(&rc, st, 9, node->engine_state_dir);
+    store_bind_int64(&rc, st, 10, store_now_ms());
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+        return ksv_err_set(err, 409, "node %s already exists", node->name);
+    if (rc != SQLITE_DONE)
+        return store_db_error(s, rc, "adding a node", err);
+    if (id)
+        *id = sqlite3_last_insert_rowid(s->db);
+    return 0;
+}
+
+int ksv_store_node_get(ksv_store *s, const char *name, ksv_node *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?1", &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = -1;
+    store_bind_text(&rc, st, 1, name ? name : "");
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = read_node(s, st, out, err);
+    else if (rc == SQLITE_DONE)
+        ksv_err_set(err, 404, "node %s not found", name ? name : "(null)");
+    else
+        store_db_error(s, rc, "reading a node", err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+int ksv_store_node_list(ksv_store *s, ksv_node_list *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, err) < 0)
+        return -1;
+    size_t cap = 0;
+    int rc, r = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        ksv_node *n = store_list_push((void **)&out->items, &out->n, &cap, sizeof *n);
+        if (!n) {
+            r = ksv_err_set(err, 500, "out of memory listing nodes");
+            break;
+        }
+        if (read_node(s, st, n, err) < 0) {
+            r = -1;
+            break;
+        }
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "listing nodes", err);
+    sqlite3_finalize(st);
+    if (r < 0)
+        ksv_node_list_free(out);
+    return r;
+}
+
+/* "ns/a, ns/b" of the models placed on node_id, into sb. */
+static int placed_models(ksv_store *s, int64_t node_id, ksv_sb *sb, size_t *count,
+                         ksv_err *err)
+{
+    sqlite3_stmt *st;
+    *count = 0;
+    if (store_prepare(s,
+                      "SELECT m.namespace, m.name FROM placement p JOIN models m "
+                      "ON m.id = p.model_id WHERE p.node_id = ?1 ORDER BY m.namespace, m.name",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK;
+    store_bind_int64(&rc, st, 1, node_id);
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const unsigned char *ns = sqlite3_column_text(st, 0);
+        const unsigned char *name = sqlite3_column_text(st, 1);
+        ksv_sb_printf(sb, "%s%s/%s", *count ? ", " : "", ns ? (const char *)ns : "?",
+                      name ? (const char *)name : "?");
+        (*count)++;
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return store_db_error(s, rc, "listing a node's models", err);
+    return 0;
+}
+
+int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
+{
+    store_tx tx;
+    if (store_tx_begin(s, &tx, true, err) < 0)
+        return -1;
+    ksv_node node;
+    ksv_sb models;
+    ksv_sb_init(&models);
+    size_t count = 0;
+    sqlite3_stmt *st = NULL;
+    if (ksv_store_node_get(s, name, &node, err) < 0)
+        goto fail;
+    int64_t node_id = node.id;
+    ksv_node_clear(&node);
+    if (placed_models(s, node_id, &models, &count, err) < 0)
+        goto fail;
+    if (count > 0) {
+        ksv_err_set(err, 409, "node %s still serves %zu model%s (%s): delete them or place "
+                    "them elsewhere first", name, count, count == 1 ? "" : "s",
+                    models.data ? models.data : "");
+        goto fail;
+    }
+    if (store_prepare(s, "DELETE FROM nodes WHERE id = ?1", &st, err) < 0)
+        goto fail;
+    int rc = SQLITE_OK;
+    store_bind_int64(&rc, st, 1, node_id);
+    if (rc != SQLITE_OK) {
+        store_db_error(s, rc, "removing a node", err);
+        goto fail;
+    }
+    if (store_step_done(s, st, "removing a node", err) < 0)
+        goto fail;
+    sqlite3_finalize(st);
+    ksv_sb_free(&models);
+    return store_tx_commit(s, &tx, err);
+fail:
+    sqlite3_finalize(st);
+    ksv_sb_free(&models);
+    store_tx_abort(s, &tx);
+    return -1;
+}
+
+int ksv_store_node_set_status(ksv_store *s, const char *name, int64_t seen_ms,
+                              const char *error, const char *engine_version, ksv_err *err)
+{
+    if (!error && seen_ms <= 0)
+        return ksv_err_set(err, 400, "node %s: a successful contact needs its time",
+                           name ? name : "(null)");
+    sqlite3_stmt *st;
+    const char *sql =
+        error ? "UPDATE nodes SET last_error = ?2 WHERE name = ?1"
+              : "UPDATE nodes SET last_seen = ?2, last_error = NULL, "
+                "engine_version = coalesce(?3, engine_version) WHERE name = ?1";
+    if (store_prepare(s, sql, &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK;
+    store_bind_text(&rc, st, 1, name ? name : "");
+    if (error) {
+        store_bind_text(&rc, st, 2, error);
+    } else {
+        store_bind_int64(&rc, st, 2, seen_ms);
+        store_bind_text(&rc, st, 3, engine_version);
+    }
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE)
+        return store_db_error(s, rc, "recording a node's status", err);
+    if (sqlite3_changes(s->db) == 0)
+        return ksv_err_set(err, 404, "node %s not found", name ? name : "(null)");
+    return 0;
+}
+
+void ksv_node_clear(ksv_node *n)
+{
+    if (!n)
+        return;
+    free(n->name);
+    free(n->address);
+    free(n->token_file);
+    free(n->ssh_identity);
+    free(n->ssh_known_hosts);
+    free(n->engine_path);
+    free(n->engine_state_dir);
+    free(n->last_error);
+    free(n->engine_version);
+    memset(n, 0, sizeof *n);
+}
+
+void ksv_node_list_free(ksv_node_list *l)
+{
+    if (!l)
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        ksv_node_clear(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}

@@ -1,0 +1,21 @@
+/* sha256.h: SHA-256 (FIPS 180-4), for revision spec hashes. Small and dependency-free. */
+#ifndef KSV_STORE_SHA256_H
+#define KSV_STORE_SHA256_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ksv_sha256 {
+    uint32_t state[8];
+    uint64_t total_len;       /* bytes fed so far */
+    uint8_t block[64];
+    size_t block_len;
+} ksv_sha256;
+
+void ksv_sha256_init(ksv_sha256 *h);
+void ksv_sha256_update(ksv_sha256 *h, const void *data, size_t len);
+void ksv_sha256_final(ksv_sha256 *h, uint8_t digest[32]);
+/* One-shot: writes 64 lowercase hex digits and a NUL. */
+void ksv_sha256_hex(const void *data, size_t len, char hex[65]);
+
+#endif

@@ -1,0 +1,190 @@
+/* traffic.c: a model's traffic split across its revisions, replaced as a whole. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+
+static int check_split(int64_t model_id, const ksv_traffic_entry *e, size_t n, ksv_err *err)
+{
+    if (n == 0 || !e)
+        return ksv_err_set(err, 400, "model #%lld: a traffic split needs at least one revision",
+                           (long long)model_id);
+    long sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (e[i].percent < 0 || e[i].percent > 100)
+            return ksv_err_set(err, 400, "traffic percent %d is not in 0..100", e[i].percent);
+        if (e[i].revision_id <= 0)
+            return ksv_err_set(err, 400, "traffic entry %zu names no revision", i);
+        for (size_t j = 0; j < i; j++)
+            if (e[j].revision_id == e[i].revision_id)
+                return ksv_err_set(err, 400, "revision #%lld appears twice in a traffic split",
+                                   (long long)e[i].revision_id);
+        sum += e[i].percent;
+    }
+    if (sum != 100)
+        return ksv_err_set(err, 400, "traffic percents sum to %ld, not 100", sum);
+    return 0;
+}
+
+/* 404 unless revision_id exists, 400 unless it is model_id's. */
+static int check_revision_of(ksv_store *s, int64_t model_id, int64_t revision_id, ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT model_id FROM revisions WHERE id = ?1", &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = -1;
+    int64_t owner = 0;
+    store_bind_int64(&rc, st, 1, revision_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = store_col_int64(s, st, 0, false, 1, INT64_MAX, "revisions.model_id", &owner, err);
+    else if (rc == SQLITE_DONE)
+        ksv_err_set(err, 404, "revision #%lld not found", (long long)revision_id);
+    else
+        store_db_error(s, rc, "checking a revision", err);
+    sqlite3_finalize(st);
+    if (r == 0 && owner != model_id)
+        r = ksv_err_set(err, 400, "revision #%lld belongs to another model",
+                        (long long)revision_id);
+    return r;
+}
+
+static int model_exists(ksv_store *s, int64_t model_id, ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT 1 FROM models WHERE id = ?1", &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = -1;
+    store_bind_int64(&rc, st, 1, model_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        r = 0;
+    else if (rc == SQLITE_DONE)
+        ksv_err_set(err, 404, "model #%lld not found", (long long)model_id);
+    else
+        store_db_error(s, rc, "reading a model", err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entry *entries,
+                          size_t n, ksv_err *err)
+{
+    if (check_split(model_id, entries, n, err) < 0)
+        return -1;
+    store_tx tx;
+    if (store_tx_begin(s, &tx, true, err) < 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    if (model_exists(s, model_id, err) < 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++)
+        if (check_revision_of(s, model_id, entries[i].revision_id, err) < 0)
+            goto fail;
+    if (store_prepare(s, "DELETE FROM traffic WHERE model_id = ?1", &st, err) < 0)
+        goto fail;
+    int rc = SQLITE_OK;
+    store_bind_int64(&rc, st, 1, model_id);
+    if (rc != SQLITE_OK) {
+        store_db_error(s, rc, "replacing a traffic split", err);
+        goto fail;
+    }
+    if (store_step_done(s, st, "replacing a traffic split", err) < 0)
+        goto fail;
+    sqlite3_finalize(st);
+    st = NULL;
+    if (store_prepare(s, "INSERT INTO traffic (model_id, revision_id, percent) "
+                      "VALUES (?1, ?2, ?3)", &st, err) < 0)
+        goto fail;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(st);
+        rc = SQLITE_OK;
+        store_bind_int64(&rc, st, 1, model_id);
+        store_bind_int64(&rc, st, 2, entries[i].revision_id);
+        store_bind_int64(&rc, st, 3, entries[i].percent);
+        if (rc != SQLITE_OK) {
+            store_db_error(s, rc, "writing a traffic split", err);
+            goto fail;
+        }
+        if (store_step_done(s, st, "writing a traffic split", err) < 0)
+            goto fail;
+    }
+    sqlite3_finalize(st);
+    return store_tx_commit(s, &tx, err);
+fail:
+    sqlite3_finalize(st);
+    store_tx_abort(s, &tx);
+    return -1;
+}
+
+int ksv_store_traffic_get(ksv_store *s, int64_t model_id, ksv_traffic *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    store_tx tx;
+    if (store_tx_begin(s, &tx, false, err) < 0)
+        return -1;
+    sqlite3_stmt *st = NULL;
+    int r = model_exists(s, model_id, err);
+    /* LEFT JOIN: a row pointing at a missing revision is damage to report, not to skip. */
+    if (r == 0)
+        r = store_prepare(s,
+                          "SELECT t.revision_id, r.name, t.percent FROM traffic t "
+                          "LEFT JOIN revisions r ON r.id = t.revision_id AND r.model_id = t.model_id "
+                          "WHERE t.model_id = ?1 ORDER BY r.seq, t.revision_id",
+                          &st, err);
+    int rc = SQLITE_OK;
+    size_t cap = 0;
+    long sum = 0;
+    if (r == 0)
+        store_bind_int64(&rc, st, 1, model_id);
+    while (r == 0 && rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        ksv_traffic_entry *e = store_list_push((void **)&out->items, &out->n, &cap, sizeof *e);
+        int64_t percent = 0;
+        if (!e) {
+            r = ksv_err_set(err, 500, "out of memory reading traffic");
+            break;
+        }
+        if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "traffic.revision_id",
+                            &e->revision_id, err) < 0 ||
+            store_col_int64(s, st, 2, false, 0, 100, "traffic.percent", &percent, err) < 0) {
+            r = -1;
+            break;
+        }
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
+            r = store_corrupt(s, err, "traffic of model #%lld names revision #%lld, which is "
+                              "not one of its revisions", (long long)model_id,
+                              (long long)e->revision_id);
+            break;
+        }
+        if (store_col_text(s, st, 1, false, "revisions.name", &e->revision_name, err) < 0) {
+            r = -1;
+            break;
+        }
+        e->percent = (int)percent;
+        sum += percent;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "reading traffic", err);
+    if (r == 0 && out->n > 0 && sum != 100)
+        r = store_corrupt(s, err, "traffic of model #%lld sums to %ld%%", (long long)model_id,
+                          sum);
+    sqlite3_finalize(st);
+    store_tx_abort(s, &tx);
+    if (r < 0)
+        ksv_traffic_free(out);
+    return r;
+}
+
+void ksv_traffic_free(ksv_traffic *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++)
+        free(t->items[i].revision_name);
+    free(t->items);
+    t->items = NULL;
+    t->n = 0;
+}
