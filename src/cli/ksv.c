@@ -1,0 +1,157 @@
+/* ksv.c: the ksv command line (DESIGN.md §6): global options, command dispatch and output.
+ * Every command goes through the control layer (src/control); exit codes: 0 success,
+ * 1 the operation failed (the message says where and why), 2 usage error. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "cli/cli.h"
+#include "cli/table.h"
+#include "config.h"
+
+static const char usage_text[] =
+    "Usage: ksv [GLOBAL OPTIONS] COMMAND [ARGS]\n"
+    "Operate ksv-engine nodes: apply KServe InferenceService manifests, move canary\n"
+    "traffic, promote, roll back, and read history and live figures.\n"
+    "\n"
+    "Commands:\n"
+    "  node add NAME local|http://HOST:PORT [--token-file FILE] [--engine-state-dir DIR]\n"
+    "           [--engine-path PATH]      register a node (local: start or attach an engine)\n"
+    "  node ls | rm NAME | status [NAME]  list, forget, or check nodes (reachability, drift)\n"
+    "  apply -f FILE [--node NAME]...     apply InferenceService manifests (YAML or JSON)\n"
+    "  get models | revisions MODEL       list models (with QPS, P99, ERR%) or revisions\n"
+    "  describe MODEL                     a model's spec, revisions, traffic and nodes\n"
+    "  rollout status MODEL | set-traffic MODEL PERCENT | promote MODEL\n"
+    "        | rollback MODEL [--to REV]  move canary traffic, promote, roll back\n"
+    "  history [MODEL] [--limit N]        every change, newest first\n"
+    "  delete MODEL                       remove a model from ksv and its nodes\n"
+    "  reconcile [MODEL]                  push the desired state to the nodes again\n"
+    "  load MODEL [--rps N] [--duration S] [--concurrency N] [--body FILE]\n"
+    "                                     send V2 traffic to the model's node\n"
+    "  top                                the console (same as ksv-top)\n"
+    "\n"
+    "Global options (before or after the command):\n"
+    "  --db PATH        database (env KSV_DB; default $XDG_STATE_HOME/ksv/ksv.db)\n"
+    "  -o table|json    output format (default table)\n"
+    "  -n NAMESPACE     namespace for MODEL arguments (a bare NAME must be unique)\n"
+    "  --timeout SECS   wait for nodes to report changes in effect (default 120)\n"
+    "  --help           this help; `ksv COMMAND --help` for one command\n"
+    "  --version        print the version\n"
+    "\n"
+    "Exit codes: 0 success, 1 the operation failed, 2 usage error.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "ksv: ");
+    fprintf(stderr, fmt, arg ? arg : "");
+    fprintf(stderr, "\nTry 'ksv --help'.\n");
+    return 2;
+}
+
+/* Pulls the global options out of argv wherever they are; the rest stays in order. */
+/* Returns the new argc, or -2 after a usage error (already printed). */
+static int parse_globals(int argc, char **argv, ksv_cli *cli)
+{
+    int out = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *val = NULL;
+        bool takes = strcmp(a, "--db") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "-n") == 0 ||
+                     strcmp(a, "--timeout") == 0 || strcmp(a, "--namespace") == 0 ||
+                     strcmp(a, "--output") == 0;
+        if (takes) {
+            if (i + 1 >= argc)
+                return -usage_error("%s needs a value", a);
+            val = argv[++i];
+        } else if (strncmp(a, "--db=", 5) == 0 || strncmp(a, "--timeout=", 10) == 0 ||
+                   strncmp(a, "--output=", 9) == 0 || strncmp(a, "--namespace=", 12) == 0) {
+            val = strchr(a, '=') + 1;
+        } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
+            val = a + 2;
+            a = "-o";
+        } else {
+            argv[out++] = argv[i];
+            continue;
+        }
+        if (strncmp(a, "--db", 4) == 0) {
+            cli->db = val;
+        } else if (strncmp(a, "--timeout", 9) == 0) {
+            char *end;
+            cli->timeout_s = strtod(val, &end);
+            if (*end || !(cli->timeout_s > 0))
+                return -usage_error("--timeout: expected seconds, got %s", val);
+        } else if (strcmp(a, "-o") == 0 || strncmp(a, "--output", 8) == 0) {
+            if (strcmp(val, "json") == 0)
+                cli->json = true;
+            else if (strcmp(val, "table") != 0 && strcmp(val, "wide") != 0)
+                return -usage_error("-o: expected table or json, got %s", val);
+        } else {
+            cli->ns = val;
+        }
+    }
+    argv[out] = NULL;
+    return out;
+}
+
+static bool wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+            return true;
+    return false;
+}
+
+int main(int argc, char **argv)
+{
+    ksv_cli cli = {.timeout_s = 120.0, .argv0 = argv[0]};
+    int n = parse_globals(argc, argv, &cli);
+    if (n <= 0)
+        return 2;
+    argc = n;
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
+        printf("ksv %s\n", PACKAGE_VERSION);
+        return 0;
+    }
+    static const ksv_command commands[] = {
+        {"node", ksv_cmd_node, "node add|ls|rm|status ..."},
+        {"apply", ksv_cmd_apply, "apply -f FILE [--node NAME]..."},
+        {"get", ksv_cmd_get, "get models | get revisions MODEL"},
+        {"describe", ksv_cmd_describe, "describe MODEL"},
+        {"rollout", ksv_cmd_rollout,
+         "rollout status MODEL | set-traffic MODEL PERCENT | promote MODEL | rollback MODEL "
+         "[--to REV]"},
+        {"history", ksv_cmd_history, "history [MODEL] [--limit N]"},
+        {"delete", ksv_cmd_delete, "delete MODEL"},
+        {"reconcile", ksv_cmd_reconcile, "reconcile [MODEL]"},
+        {"load", ksv_cmd_load,
+         "load MODEL [--rps N] [--duration SECONDS] [--concurrency N] [--body FILE] "
+         "[--bad-fraction F]"},
+        {"top", ksv_cmd_top, "top [ksv-top options]"},
+    };
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        if (strcmp(cmd, commands[i].name) != 0)
+            continue;
+        if (wants_help(argc - 2, argv + 2)) {
+            printf("Usage: ksv %s\n", commands[i].usage);
+            return 0;
+        }
+        cli.usage = commands[i].usage;
+        return commands[i].run(&cli, argc - 2, argv + 2);
+    }
+    return usage_error("unknown command: %s", cmd);
+}

@@ -1,0 +1,145 @@
+/* control.c: opening the control layer, results and history rows. */
+#include "control/control.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "control/control_internal.h"
+
+static void default_db_path(char *out, size_t cap)
+{
+    const char *env = getenv("KSV_DB"), *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (env && *env)
+        snprintf(out, cap, "%s", env);
+    else if (xdg && *xdg)
+        snprintf(out, cap, "%s/ksv/ksv.db", xdg);
+    else
+        snprintf(out, cap, "%s/.local/state/ksv/ksv.db", home && *home ? home : ".");
+}
+
+int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
+{
+    ksv_ctl *ctl = calloc(1, sizeof *ctl);
+    if (!ctl)
+        return ksv_err_set(err, 500, "out of memory");
+    if (opts->db_path && *opts->db_path)
+        snprintf(ctl->db_path, sizeof ctl->db_path, "%s", opts->db_path);
+    else
+        default_db_path(ctl->db_path, sizeof ctl->db_path);
+    const char *user = opts->actor ? opts->actor : getenv("USER");
+    snprintf(ctl->actor, sizeof ctl->actor, "%s", user && *user ? user : "unknown");
+    snprintf(ctl->engine_path, sizeof ctl->engine_path, "%s",
+             opts->engine_path ? opts->engine_path : "");
+    snprintf(ctl->argv0, sizeof ctl->argv0, "%s", opts->argv0 ? opts->argv0 : "");
+    ctl->node_timeout_ms = opts->node_timeout_ms > 0 ? opts->node_timeout_ms : 5000;
+    if (ksv_store_open(ctl->db_path, &ctl->store, err) != 0) {
+        free(ctl);
+        return -1;
+    }
+    *out = ctl;
+    return 0;
+}
+
+void ksv_ctl_close(ksv_ctl *ctl)
+{
+    if (!ctl)
+        return;
+    ksv_store_close(ctl->store);
+    free(ctl);
+}
+
+ksv_store *ksv_ctl_store(ksv_ctl *ctl)
+{
+    return ctl->store;
+}
+
+const char *ksv_ctl_actor(const ksv_ctl *ctl)
+{
+    return ctl->actor;
+}
+
+int64_t ctl_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ksv_ctl_result_free(ksv_ctl_result *r)
+{
+    free(r->nodes);
+    memset(r, 0, sizeof *r);
+}
+
+bool ksv_ctl_result_ok(const ksv_ctl_result *r)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (!r->nodes[i].ok)
+            return false;
+    return true;
+}
+
+int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *message)
+{
+    ksv_node_result *p = realloc(r->nodes, (r->n + 1) * sizeof *p);
+    if (!p)
+        return -1;
+    r->nodes = p;
+    ksv_node_result *nr = &r->nodes[r->n++];
+    snprintf(nr->node, sizeof nr->node, "%s", node);
+    nr->ok = ok;
+    snprintf(nr->message, sizeof nr->message, "%s", message ? message : "");
+    return 0;
+}
+
+int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const char *node,
+                    const char *old_value, const char *new_value, const ksv_ctl_result *res,
+                    const char *result_override, ksv_err *err)
+{
+    ksv_sb nodes;
+    ksv_sb_init(&nodes);
+    char result[600];
+    if (result_override) {
+        snprintf(result, sizeof result, "%s", result_override);
+    } else if (res && res->n > 0) {
+        size_t failed = 0;
+        for (size_t i = 0; i < res->n; i++)
+            failed += !res->nodes[i].ok;
+        if (failed == 0)
+            snprintf(result, sizeof result, "ok on %zu node(s)", res->n);
+        else
+            snprintf(result, sizeof result, "failed on %zu of %zu node(s)", failed, res->n);
+    } else {
+        snprintf(result, sizeof result, "ok");
+    }
+    if (res && res->n > 0) {
+        ksv_sb_putc(&nodes, '{');
+        for (size_t i = 0; i < res->n; i++) {
+            if (i)
+                ksv_sb_putc(&nodes, ',');
+            ksv_sb_json_str(&nodes, res->nodes[i].node);
+            ksv_sb_putc(&nodes, ':');
+            char line[600];
+            snprintf(line, sizeof line, "%s%s%s", res->nodes[i].ok ? "ok" : "failed",
+                     res->nodes[i].message[0] ? ": " : "", res->nodes[i].message);
+            ksv_sb_json_str(&nodes, line);
+        }
+        ksv_sb_putc(&nodes, '}');
+    }
+    ksv_history_entry e = {
+        .actor = ctl->actor,
+        .action = (char *)action,
+        .model = (char *)model,
+        .node = (char *)node,
+        .old_value = (char *)old_value,
+        .new_value = (char *)new_value,
+        .result = result,
+        .node_results_json = nodes.len ? nodes.data : NULL,
+    };
+    int rc = ksv_store_history_append(ctl->store, &e, NULL, err);
+    ksv_sb_free(&nodes);
+    return rc;
+}

@@ -1,0 +1,138 @@
+/* control.h: ksv's control layer, shared by the `ksv` CLI and `ksv-top`.
+ *
+ * Desired state lives in the SQLite store (src/store); this layer changes it (apply,
+ * rollout, delete, nodes), records every change in history, and reconciles it onto each
+ * node's engine through the admin API (src/remote). Callers never touch SQLite or sockets.
+ *
+ * Every change follows one pattern, so a crash at any point is safe: (1) one store
+ * transaction writes the new desired state and a history row saying what was asked;
+ * (2) each node is reconciled (idempotent PUTs); (3) a second history row records each
+ * node's result. Re-running a command after a crash finds the desired state already
+ * written (a no-op in the store) and finishes step 2. */
+#ifndef KSV_CONTROL_CONTROL_H
+#define KSV_CONTROL_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/manifest.h"
+#include "common/strbuf.h"
+#include "store/store.h"
+
+typedef struct ksv_ctl ksv_ctl;
+
+typedef struct ksv_ctl_options {
+    const char *db_path;          /* NULL: $KSV_DB, then $XDG_STATE_HOME/ksv/ksv.db */
+    const char *actor;            /* NULL: $USER */
+    const char *engine_path;      /* NULL: KSV_ENGINE, beside argv0, then PATH */
+    const char *argv0;
+    long node_timeout_ms;         /* per admin call; default 5000 */
+} ksv_ctl_options;
+
+int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err);
+void ksv_ctl_close(ksv_ctl *ctl);
+ksv_store *ksv_ctl_store(ksv_ctl *ctl);
+const char *ksv_ctl_actor(const ksv_ctl *ctl);
+
+/* The result of one change on each node it touched. */
+typedef struct ksv_node_result {
+    char node[64];
+    bool ok;
+    char message[512];
+} ksv_node_result;
+
+typedef struct ksv_ctl_result {
+    ksv_node_result *nodes;
+    size_t n;
+    bool changed;                 /* the desired state changed (false: a no-op) */
+    char summary[1536];           /* one line for people */
+} ksv_ctl_result;
+
+void ksv_ctl_result_free(ksv_ctl_result *r);
+/* True when every node reported success. */
+bool ksv_ctl_result_ok(const ksv_ctl_result *r);
+
+/* ---- nodes ---------------------------------------------------------------------- */
+typedef struct ksv_node_add_options {
+    const char *token_file;
+    const char *engine_state_dir;
+    const char *engine_path;
+    const char *identity, *known_hosts;
+    int engine_port;
+    bool trust_new, install;
+} ksv_node_add_options;
+
+/* local: starts (or attaches to) an engine on this machine; http://: checks it answers. */
+int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
+                     const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err);
+int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv_err *err);
+
+typedef struct ksv_node_status {
+    ksv_node node;                /* from the store */
+    bool reachable;
+    char error[512];
+    char engine_version[64];
+    double uptime_s;
+    int threads;
+    char **drift;                 /* lines: desired vs applied differences */
+    size_t n_drift;
+} ksv_node_status;
+
+/* name NULL: every node. */
+int ksv_ctl_node_status(ksv_ctl *ctl, const char *name, ksv_node_status **out, size_t *n,
+                        ksv_err *err);
+void ksv_node_status_free(ksv_node_status *st, size_t n);
+
+/* ---- models ----------------------------------------------------------------------- */
+typedef struct ksv_apply_options {
+    const char *const *nodes;     /* --node NAME..., overrides ksv.io/nodes */
+    size_t n_nodes;
+    double timeout_s;             /* wait for nodes to report the change in effect */
+} ksv_apply_options;
+
+/* Applies every InferenceService of the list; res collects every node's result. */
+int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_options *opts,
+                  ksv_ctl_result *res, ksv_err *err);
+
+typedef enum { KSV_ROLLOUT_SET_TRAFFIC, KSV_ROLLOUT_PROMOTE, KSV_ROLLOUT_ROLLBACK } ksv_rollout_op;
+
+typedef struct ksv_rollout_request {
+    ksv_rollout_op op;
+    const char *model;            /* NAME or NAMESPACE/NAME */
+    const char *ns;               /* -n, may be NULL */
+    int percent;                  /* set-traffic */
+    const char *to_revision;      /* rollback --to, may be NULL */
+    double timeout_s;
+} ksv_rollout_request;
+
+int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result *res,
+                    ksv_err *err);
+int ksv_ctl_delete(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
+                   ksv_ctl_result *res, ksv_err *err);
+/* Pushes the desired state of one model (or every model: model NULL) to its nodes. */
+int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
+                      ksv_ctl_result *res, ksv_err *err);
+
+/* A model's desired state in one view: revisions with traffic, the stable one. */
+typedef struct ksv_model_view {
+    ksv_model model;
+    ksv_revision_list revisions;
+    ksv_traffic traffic;
+    int64_t stable_id;
+    int64_t canary_id;            /* newest revision when it is not the stable one; 0 none */
+} ksv_model_view;
+
+int ksv_ctl_model_view(ksv_ctl *ctl, const char *model, const char *ns, ksv_model_view *out,
+                       ksv_err *err);
+void ksv_model_view_free(ksv_model_view *v);
+/* The percent of traffic a revision gets in the view (0 when absent). */
+int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id);
+
+/* Appends a history row with the given action and result (used by every change). */
+int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const char *node,
+                    const char *old_value, const char *new_value, const ksv_ctl_result *res,
+                    const char *result_override, ksv_err *err);
+
+#endif

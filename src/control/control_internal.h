@@ -1,0 +1,40 @@
+/* control_internal.h: what the control layer's files share; not for callers. */
+#ifndef KSV_CONTROL_INTERNAL_H
+#define KSV_CONTROL_INTERNAL_H
+
+#include <limits.h>
+
+#include "control/control.h"
+#include "remote/engine_client.h"
+
+struct ksv_ctl {
+    ksv_store *store;
+    char db_path[PATH_MAX];
+    char actor[64];
+    char engine_path[PATH_MAX];
+    char argv0[PATH_MAX];
+    long node_timeout_ms;
+};
+
+int64_t ctl_now_ms(void);
+int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *message);
+
+/* A connected node: its admin client. */
+typedef struct ctl_node_conn {
+    char name[64];
+    ksv_engine_client *client;
+} ctl_node_conn;
+
+/* Connects to a stored node (starting a local engine when it is not running). */
+int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err);
+void ctl_node_disconnect(ctl_node_conn *c);
+/* Where a local node's engine keeps its state. */
+void ctl_local_state_dir(const ksv_node *node, char *out, size_t cap);
+
+/* Builds the engine's PUT body for the model's desired state (revisions with traffic,
+ * the stable one and the recent ones kept for rollback). */
+int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err *err);
+/* "a-00001=90,a-00002=10" */
+void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap);
+
+#endif

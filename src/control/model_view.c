@@ -1,0 +1,159 @@
+/* model_view.c: a model's desired state read from the store in one piece, and the engine
+ * PUT body built from it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "control/control_internal.h"
+
+/* Revisions the engine keeps besides those with traffic, so a rollback is instant. */
+#define KEEP_RECENT 4
+#define ENGINE_MAX_REVISIONS 16
+
+int ksv_ctl_model_view(ksv_ctl *ctl, const char *model, const char *ns, ksv_model_view *out,
+                       ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (ksv_store_model_resolve(ctl->store, model, ns, &out->model, err) != 0)
+        return -1;
+    if (ksv_store_revision_list(ctl->store, out->model.id, &out->revisions, err) != 0 ||
+        ksv_store_traffic_get(ctl->store, out->model.id, &out->traffic, err) != 0) {
+        ksv_model_view_free(out);
+        return -1;
+    }
+    out->stable_id = out->model.stable_revision_id;
+    if (out->revisions.n > 0) {
+        const ksv_revision *newest = &out->revisions.items[out->revisions.n - 1];
+        if (newest->id != out->stable_id)
+            out->canary_id = newest->id;
+    }
+    return 0;
+}
+
+void ksv_model_view_free(ksv_model_view *v)
+{
+    ksv_model_clear(&v->model);
+    ksv_revision_list_free(&v->revisions);
+    ksv_traffic_free(&v->traffic);
+    memset(v, 0, sizeof *v);
+}
+
+int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id)
+{
+    for (size_t i = 0; i < v->traffic.n; i++)
+        if (v->traffic.items[i].revision_id == revision_id)
+            return v->traffic.items[i].percent;
+    return 0;
+}
+
+void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < v->traffic.n && len < cap; i++) {
+        if (v->traffic.items[i].percent == 0)
+            continue;
+        int n = snprintf(out + len, cap - len, "%s%s=%d", len ? "," : "",
+                         v->traffic.items[i].revision_name, v->traffic.items[i].percent);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+    if (!out[0])
+        snprintf(out, cap, "none");
+}
+
+/* Reads predictor settings the engine acts on from a revision's canonical spec. */
+static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int64_t *timeout_s)
+{
+    *concurrency = 0;
+    *timeout_s = 0;
+    json_object *root = json_tokener_parse(rev->spec_json), *pred, *v;
+    if (root && json_object_object_get_ex(root, "predictor", &pred)) {
+        if (json_object_object_get_ex(pred, "containerConcurrency", &v))
+            *concurrency = json_object_get_int64(v);
+        if (json_object_object_get_ex(pred, "timeout", &v))
+            *timeout_s = json_object_get_int64(v);
+    }
+    json_object_put(root);
+}
+
+static int64_t rollback_window(const ksv_model *m)
+{
+    int64_t window = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+    json_object *root = json_tokener_parse(m->annotations_json ? m->annotations_json : "{}"), *v;
+    if (root && json_object_object_get_ex(root, "ksv.io/rollback-window", &v)) {
+        const char *s = json_object_get_string(v);
+        char *end;
+        long long w = strtoll(s, &end, 10);
+        if (end != s && w >= 0 && w <= 30 * 86400)
+            window = w;
+    }
+    json_object_put(root);
+    return window;
+}
+
+int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err *err)
+{
+    (void)ctl;
+    size_t n = v->revisions.n;
+    bool *keep = calloc(n ? n : 1, sizeof *keep);
+    if (!keep)
+        return ksv_err_set(err, 500, "out of memory");
+    size_t kept = 0;
+    /* Traffic first, then the stable one, then the newest few, up to the engine's limit. */
+    for (size_t pass = 0; pass < 3; pass++) {
+        for (size_t i = n; i-- > 0 && kept < ENGINE_MAX_REVISIONS;) {
+            const ksv_revision *r = &v->revisions.items[i];
+            bool want = pass == 0   ? ksv_model_view_percent(v, r->id) > 0
+                        : pass == 1 ? r->id == v->stable_id
+                                    : i + KEEP_RECENT >= n;
+            if (want && !keep[i]) {
+                keep[i] = true;
+                kept++;
+            }
+        }
+    }
+    if (kept == 0) {
+        free(keep);
+        return ksv_err_set(err, 409, "model %s has no revision to serve", v->model.name);
+    }
+    ksv_sb_puts(body, "{\"revisions\":[");
+    bool first = true;
+    for (size_t i = 0; i < n; i++) {
+        if (!keep[i])
+            continue;
+        const ksv_revision *r = &v->revisions.items[i];
+        int64_t concurrency, timeout_s;
+        revision_settings(r, &concurrency, &timeout_s);
+        ksv_sb_puts(body, first ? "{\"name\":" : ",{\"name\":");
+        first = false;
+        ksv_sb_json_str(body, r->name);
+        ksv_sb_puts(body, ",\"runtime\":");
+        ksv_sb_json_str(body, r->runtime);
+        ksv_sb_puts(body, ",\"storage_uri\":");
+        ksv_sb_json_str(body, r->storage_uri);
+        ksv_sb_printf(body, ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld}}",
+                      (long long)concurrency, (long long)timeout_s * 1000);
+    }
+    ksv_sb_puts(body, "],\"traffic\":{");
+    first = true;
+    int sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!keep[i])
+            continue;
+        int pct = ksv_model_view_percent(v, v->revisions.items[i].id);
+        sum += pct;
+        ksv_sb_printf(body, "%s", first ? "" : ",");
+        first = false;
+        ksv_sb_json_str(body, v->revisions.items[i].name);
+        ksv_sb_printf(body, ":%d", pct);
+    }
+    ksv_sb_printf(body, "},\"rollback_window_s\":%lld}", (long long)rollback_window(&v->model));
+    free(keep);
+    if (sum != 100)
+        return ksv_err_set(err, 500, "model %s: stored traffic sums to %d", v->model.name, sum);
+    return body->oom ? ksv_err_set(err, 500, "out of memory") : 0;
+}

@@ -1,0 +1,315 @@
+/* nodes.c: registering nodes, connecting to their engines, and their status (reachability,
+ * engine version, drift between desired and applied state). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "common/fileutil.h"
+#include "control/control_internal.h"
+#include "remote/local_node.h"
+
+void ctl_local_state_dir(const ksv_node *node, char *out, size_t cap)
+{
+    if (node->engine_state_dir && *node->engine_state_dir) {
+        snprintf(out, cap, "%s", node->engine_state_dir);
+        return;
+    }
+    const char *xdg = getenv("XDG_STATE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(out, cap, "%s/ksv/nodes/%s", xdg, node->name);
+    else
+        snprintf(out, cap, "%s/.local/state/ksv/nodes/%s", home && *home ? home : ".",
+                 node->name);
+}
+
+static int read_token_file(const char *path, char *token, size_t cap, ksv_err *err)
+{
+    char *text;
+    if (ksv_read_file(path, 4096, &text, NULL, err) != 0)
+        return ksv_err_set(err, err->status, "token file: %s", err->msg);
+    size_t n = strcspn(text, " \t\r\n");
+    if (n == 0 || n >= cap) {
+        free(text);
+        return ksv_err_set(err, 400, "token file %s is empty or too long", path);
+    }
+    memcpy(token, text, n);
+    token[n] = '\0';
+    free(text);
+    return 0;
+}
+
+int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->name, sizeof out->name, "%s", node->name);
+    char url[512], token[256];
+    if (node->kind == KSV_NODE_LOCAL) {
+        char dir[PATH_MAX], engine[PATH_MAX];
+        ctl_local_state_dir(node, dir, sizeof dir);
+        if (node->engine_path && *node->engine_path)
+            snprintf(engine, sizeof engine, "%s", node->engine_path);
+        else if (ctl->engine_path[0])
+            snprintf(engine, sizeof engine, "%s", ctl->engine_path);
+        else if (ksv_find_engine(engine, sizeof engine, ctl->argv0) != 0)
+            return ksv_err_set(err, 503, "node %s: ksv-engine not found (set KSV_ENGINE or "
+                                         "install it beside ksv or on PATH)", node->name);
+        ksv_local_engine le;
+        if (ksv_local_engine_start(engine, dir, NULL, &le, err) != 0)
+            return ksv_err_set(err, err->status ? err->status : 503, "node %s: %s", node->name,
+                               err->msg);
+        snprintf(url, sizeof url, "%s", le.base_url);
+        snprintf(token, sizeof token, "%s", le.token);
+    } else if (node->kind == KSV_NODE_HTTP) {
+        snprintf(url, sizeof url, "%s", node->address);
+        size_t n = strlen(url);
+        while (n > 0 && url[n - 1] == '/')
+            url[--n] = '\0';
+        if (!node->token_file)
+            return ksv_err_set(err, 400, "node %s: no --token-file recorded", node->name);
+        if (read_token_file(node->token_file, token, sizeof token, err) != 0)
+            return ksv_err_set(err, err->status, "node %s: %s", node->name, err->msg);
+    } else {
+        return ksv_err_set(err, 501, "node %s: ssh:// nodes are not supported by this version "
+                                     "of ksv yet", node->name);
+    }
+    if (ksv_engine_client_new(url, token, ctl->node_timeout_ms, &out->client, err) != 0)
+        return -1;
+    return 0;
+}
+
+void ctl_node_disconnect(ctl_node_conn *c)
+{
+    ksv_engine_client_free(c->client);
+    c->client = NULL;
+}
+
+int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
+                     const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err)
+{
+    ksv_node node = {0};
+    node.name = (char *)name;
+    if (strcmp(address, "local") == 0) {
+        node.kind = KSV_NODE_LOCAL;
+    } else if (strncmp(address, "http://", 7) == 0 || strncmp(address, "https://", 8) == 0) {
+        node.kind = KSV_NODE_HTTP;
+        if (!opts->token_file)
+            return ksv_err_set(err, 2, "node add %s: http:// nodes need --token-file FILE "
+                                       "(the engine's STATE_DIR/token)", name);
+    } else if (strncmp(address, "ssh://", 6) == 0) {
+        return ksv_err_set(err, 2, "node add %s: ssh:// nodes are not supported by this "
+                                   "version of ksv yet; use local or http://HOST:PORT", name);
+    } else {
+        return ksv_err_set(err, 2, "node add %s: address must be local, http://HOST:PORT or "
+                                   "ssh://[USER@]HOST[:PORT], got %s", name, address);
+    }
+    node.address = (char *)address;
+    node.token_file = (char *)opts->token_file;
+    node.engine_state_dir = (char *)opts->engine_state_dir;
+    node.engine_path = (char *)opts->engine_path;
+    node.engine_port = opts->engine_port;
+    node.ssh_identity = (char *)opts->identity;
+    node.ssh_known_hosts = (char *)opts->known_hosts;
+    char dir[PATH_MAX];
+    if (node.kind == KSV_NODE_LOCAL && !node.engine_state_dir) {
+        ctl_local_state_dir(&node, dir, sizeof dir);
+        node.engine_state_dir = dir;
+    }
+    /* Reach it before recording it: a node that never answered is a typo, not a node. */
+    ctl_node_conn conn;
+    if (ctl_node_connect(ctl, &node, &conn, err) != 0)
+        return -1;
+    ksv_engine_node_info info;
+    int rc = ksv_engine_client_get_node(conn.client, &info, err);
+    ctl_node_disconnect(&conn);
+    if (rc != 0)
+        return ksv_err_set(err, err->status, "node add %s: %s", name, err->msg);
+    char version[64];
+    snprintf(version, sizeof version, "%s", info.version);
+    if (ksv_store_begin(ctl->store, err) != 0)
+        return -1;
+    ctl_result_add(res, name, true, version[0] ? version : "reachable");
+    if (ksv_store_node_add(ctl->store, &node, NULL, err) != 0 ||
+        ksv_store_node_set_status(ctl->store, name, ctl_now_ms(), NULL, version, err) != 0 ||
+        ksv_ctl_history(ctl, "node add", NULL, name, NULL, address, res, NULL, err) != 0 ||
+        ksv_store_commit(ctl->store, err) != 0) {
+        ksv_err ignored;
+        if (ksv_store_in_transaction(ctl->store))
+            ksv_store_rollback(ctl->store, &ignored);
+        return -1;
+    }
+    snprintf(res->summary, sizeof res->summary, "node %s added (%s, engine %s)", name, address,
+             version[0] ? version : "?");
+    res->changed = true;
+    return 0;
+}
+
+int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv_err *err)
+{
+    ksv_node node;
+    if (ksv_store_node_get(ctl->store, name, &node, err) != 0)
+        return -1;
+    char address[512];
+    snprintf(address, sizeof address, "%s", node.address);
+    ksv_node_clear(&node);
+    if (ksv_store_begin(ctl->store, err) != 0)
+        return -1;
+    if (ksv_store_node_remove(ctl->store, name, err) != 0 ||
+        ksv_ctl_history(ctl, "node rm", NULL, name, address, NULL, NULL, "ok", err) != 0 ||
+        ksv_store_commit(ctl->store, err) != 0) {
+        ksv_err ignored;
+        if (ksv_store_in_transaction(ctl->store))
+            ksv_store_rollback(ctl->store, &ignored);
+        return -1;
+    }
+    snprintf(res->summary, sizeof res->summary, "node %s removed (its engine keeps serving)",
+             name);
+    res->changed = true;
+    return 0;
+}
+
+static void add_drift(ksv_node_status *st, const char *fmt, const char *a, const char *b)
+{
+    char line[1200];
+    snprintf(line, sizeof line, fmt, a, b);
+    char **p = realloc(st->drift, (st->n_drift + 1) * sizeof *p);
+    if (!p)
+        return;
+    st->drift = p;
+    st->drift[st->n_drift++] = strdup(line);
+}
+
+/* Compares the node's applied state with the desired state of the models placed on it. */
+static void compute_drift(ksv_ctl *ctl, ksv_node_status *st, json_object *applied)
+{
+    ksv_model_list models;
+    ksv_err err;
+    if (ksv_store_model_list(ctl->store, NULL, &models, &err) != 0)
+        return;
+    json_object *arr = NULL;
+    json_object_object_get_ex(applied, "models", &arr);
+    size_t n_applied = arr ? json_object_array_length(arr) : 0;
+    bool *matched = calloc(n_applied + 1, sizeof *matched);
+    for (size_t i = 0; i < models.n; i++) {
+        ksv_model *m = &models.items[i];
+        bool placed = false;
+        for (size_t j = 0; j < m->n_nodes; j++)
+            placed |= strcmp(m->nodes[j], st->node.name) == 0;
+        if (!placed)
+            continue;
+        char ref[300];
+        snprintf(ref, sizeof ref, "%s/%s", m->ns, m->name);
+        json_object *am = NULL;
+        for (size_t k = 0; k < n_applied; k++) {
+            json_object *o = json_object_array_get_idx(arr, k), *nm;
+            if (json_object_object_get_ex(o, "name", &nm) &&
+                strcmp(json_object_get_string(nm), m->name) == 0) {
+                am = o;
+                if (matched)
+                    matched[k] = true;
+            }
+        }
+        if (!am) {
+            add_drift(st, "%s: desired, not applied on the engine%s", ref, "");
+            continue;
+        }
+        ksv_model_view v;
+        if (ksv_ctl_model_view(ctl, ref, NULL, &v, &err) != 0)
+            continue;
+        json_object *traffic = NULL;
+        json_object_object_get_ex(am, "effective_traffic", &traffic);
+        for (size_t r = 0; r < v.revisions.n; r++) {
+            int want = ksv_model_view_percent(&v, v.revisions.items[r].id);
+            json_object *pct = NULL;
+            int have = traffic && json_object_object_get_ex(traffic, v.revisions.items[r].name, &pct)
+                           ? json_object_get_int(pct)
+                           : 0;
+            if (want != have) {
+                char a[512], b[64];
+                snprintf(a, sizeof a, "%s revision %s", ref, v.revisions.items[r].name);
+                snprintf(b, sizeof b, "desired %d%%, applied %d%%", want, have);
+                add_drift(st, "%s: %s", a, b);
+            }
+        }
+        ksv_model_view_free(&v);
+    }
+    for (size_t k = 0; k < n_applied; k++) {
+        json_object *o = json_object_array_get_idx(arr, k), *nm, *pinned;
+        if (matched && matched[k])
+            continue;
+        bool is_pinned = json_object_object_get_ex(o, "pinned", &pinned) &&
+                         json_object_get_boolean(pinned);
+        if (json_object_object_get_ex(o, "name", &nm))
+            add_drift(st, "%s: on the engine, not in ksv's desired state%s",
+                      json_object_get_string(nm),
+                      is_pinned ? " (served from the engine's command line)" : "");
+    }
+    free(matched);
+    ksv_model_list_free(&models);
+}
+
+int ksv_ctl_node_status(ksv_ctl *ctl, const char *name, ksv_node_status **out, size_t *n,
+                        ksv_err *err)
+{
+    ksv_node_list list = {0};
+    if (name) {
+        list.items = calloc(1, sizeof *list.items);
+        if (!list.items)
+            return ksv_err_set(err, 500, "out of memory");
+        if (ksv_store_node_get(ctl->store, name, &list.items[0], err) != 0) {
+            free(list.items);
+            return -1;
+        }
+        list.n = 1;
+    } else if (ksv_store_node_list(ctl->store, &list, err) != 0) {
+        return -1;
+    }
+    ksv_node_status *st = calloc(list.n ? list.n : 1, sizeof *st);
+    if (!st) {
+        ksv_node_list_free(&list);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    for (size_t i = 0; i < list.n; i++) {
+        st[i].node = list.items[i];
+        ctl_node_conn conn;
+        ksv_err one;
+        ksv_err_clear(&one);
+        ksv_engine_node_info info;
+        json_object *state = NULL;
+        if (ctl_node_connect(ctl, &st[i].node, &conn, &one) == 0) {
+            if (ksv_engine_client_get_node(conn.client, &info, &one) == 0 &&
+                ksv_engine_client_get_state(conn.client, &state, &one) == 0) {
+                st[i].reachable = true;
+                snprintf(st[i].engine_version, sizeof st[i].engine_version, "%s", info.version);
+                st[i].uptime_s = info.uptime_s;
+                st[i].threads = info.threads;
+                compute_drift(ctl, &st[i], state);
+            }
+            ctl_node_disconnect(&conn);
+        }
+        if (!st[i].reachable)
+            snprintf(st[i].error, sizeof st[i].error, "%s", one.msg);
+        ksv_err ignored;
+        ksv_store_node_set_status(ctl->store, st[i].node.name, st[i].reachable ? ctl_now_ms() : 0,
+                                  st[i].reachable ? NULL : st[i].error,
+                                  st[i].reachable ? st[i].engine_version : NULL, &ignored);
+        json_object_put(state);
+    }
+    free(list.items); /* the nodes themselves moved into st */
+    *out = st;
+    *n = list.n;
+    return 0;
+}
+
+void ksv_node_status_free(ksv_node_status *st, size_t n)
+{
+    for (size_t i = 0; st && i < n; i++) {
+        ksv_node_clear(&st[i].node);
+        for (size_t j = 0; j < st[i].n_drift; j++)
+            free(st[i].drift[j]);
+        free(st[i].drift);
+    }
+    free(st);
+}

@@ -1,0 +1,478 @@
+/* rollout.c: apply, set-traffic, promote, rollback, delete and reconcile: each writes the
+ * desired state and a history row in one store transaction, then pushes the model to
+ * every node that holds it and records each node's result. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+#include "control/control_internal.h"
+
+/* ------------------------------------------------------------------ reconcile */
+
+static void node_result(ksv_ctl *ctl, ksv_ctl_result *res, const char *node, bool ok,
+                        const char *message)
+{
+    ctl_result_add(res, node, ok, message);
+    ksv_err ignored;
+    ksv_store_node_set_status(ctl->store, node, ctl_now_ms(), ok ? NULL : message, NULL,
+                              &ignored);
+}
+
+/* Pushes one model's desired state to each of its nodes and waits for it to take effect. */
+static void reconcile_view(ksv_ctl *ctl, const ksv_model_view *v, double timeout_s,
+                           ksv_ctl_result *res)
+{
+    ksv_sb body;
+    ksv_sb_init(&body);
+    ksv_err err;
+    ksv_err_clear(&err);
+    if (ctl_engine_body(ctl, v, &body, &err) != 0) {
+        for (size_t i = 0; i < v->model.n_nodes; i++)
+            ctl_result_add(res, v->model.nodes[i], false, err.msg);
+        ksv_sb_free(&body);
+        return;
+    }
+    for (size_t i = 0; i < v->model.n_nodes; i++) {
+        const char *name = v->model.nodes[i];
+        ksv_node node;
+        ctl_node_conn conn;
+        ksv_err_clear(&err);
+        if (ksv_store_node_get(ctl->store, name, &node, &err) != 0) {
+            ctl_result_add(res, name, false, err.msg);
+            continue;
+        }
+        int rc = ctl_node_connect(ctl, &node, &conn, &err);
+        ksv_node_clear(&node);
+        if (rc == 0) {
+            rc = ksv_engine_client_put_model_json(conn.client, v->model.name, body.data, NULL,
+                                                  &err);
+            if (rc == 0)
+                rc = ksv_engine_client_wait_applied(conn.client, v->model.name,
+                                                    (long)(timeout_s * 1000), NULL, &err);
+            ctl_node_disconnect(&conn);
+        }
+        node_result(ctl, res, name, rc == 0, rc == 0 ? "in effect" : err.msg);
+    }
+    ksv_sb_free(&body);
+}
+
+static int finish_change(ksv_ctl *ctl, const ksv_model_view *v, double timeout_s,
+                         ksv_ctl_result *res, ksv_err *err)
+{
+    reconcile_view(ctl, v, timeout_s, res);
+    char model[160], traffic[512];
+    snprintf(model, sizeof model, "%s/%s", v->model.ns, v->model.name);
+    ctl_traffic_text(v, traffic, sizeof traffic);
+    if (ksv_ctl_history(ctl, "reconcile", model, NULL, NULL, traffic, res, NULL, err) != 0)
+        return -1;
+    if (!ksv_ctl_result_ok(res)) {
+        for (size_t i = 0; i < res->n; i++)
+            if (!res->nodes[i].ok)
+                return ksv_err_set(err, 1, "%s: node %s: %s", model, res->nodes[i].node,
+                                   res->nodes[i].message);
+    }
+    return 0;
+}
+
+int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
+                      ksv_ctl_result *res, ksv_err *err)
+{
+    if (model) {
+        ksv_model_view v;
+        if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
+            return -1;
+        int rc = finish_change(ctl, &v, timeout_s, res, err);
+        ksv_model_view_free(&v);
+        return rc;
+    }
+    ksv_model_list list;
+    if (ksv_store_model_list(ctl->store, ns, &list, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < list.n; i++) {
+        char ref[300];
+        snprintf(ref, sizeof ref, "%s/%s", list.items[i].ns, list.items[i].name);
+        ksv_err one;
+        if (ksv_ctl_reconcile(ctl, ref, NULL, timeout_s, res, &one) != 0 && rc == 0) {
+            rc = -1;
+            *err = one;
+        }
+    }
+    ksv_model_list_free(&list);
+    return rc;
+}
+
+/* ---------------------------------------------------------------------- apply */
+
+static int set_traffic_pair(ksv_ctl *ctl, int64_t model_id, int64_t stable_id, int stable_pct,
+                            int64_t other_id, int other_pct, ksv_err *err)
+{
+    ksv_traffic_entry e[2];
+    size_t n = 0;
+    if (stable_id && (stable_pct > 0 || !other_id))
+        e[n++] = (ksv_traffic_entry){.revision_id = stable_id, .percent = stable_pct};
+    if (other_id && other_id != stable_id)
+        e[n++] = (ksv_traffic_entry){.revision_id = other_id, .percent = other_pct};
+    return ksv_store_traffic_set(ctl->store, model_id, e, n, err);
+}
+
+/* Where a spec is placed: --node, else ksv.io/nodes, else the only registered node. */
+static int placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
+                     char ***nodes, size_t *n, ksv_err *err)
+{
+    const char *const *src = NULL;
+    size_t count = 0;
+    ksv_node_list all = {0};
+    if (opts->n_nodes) {
+        src = opts->nodes;
+        count = opts->n_nodes;
+    } else if (spec->n_nodes) {
+        src = (const char *const *)spec->nodes;
+        count = spec->n_nodes;
+    } else {
+        if (ksv_store_node_list(ctl->store, &all, err) != 0)
+            return -1;
+        if (all.n != 1) {
+            size_t have = all.n;
+            ksv_node_list_free(&all);
+            return ksv_err_set(err, 400,
+                               "%s:%d: %s/%s: %s; name the nodes with --node NAME or the "
+                               "ksv.io/nodes annotation",
+                               spec->source, spec->line, spec->namespace_name, spec->name,
+                               have == 0 ? "no node is registered (ksv node add NAME local)"
+                                         : "several nodes are registered");
+        }
+        count = 1;
+    }
+    *nodes = calloc(count, sizeof **nodes);
+    for (size_t i = 0; *nodes && i < count; i++) {
+        const char *name = src ? src[i] : all.items[0].name;
+        ksv_node probe;
+        if (ksv_store_node_get(ctl->store, name, &probe, err) != 0) {
+            ksv_node_list_free(&all);
+            for (size_t j = 0; j < i; j++)
+                free((*nodes)[j]);
+            free(*nodes);
+            return ksv_err_set(err, 404, "%s/%s: node %s is not registered (ksv node ls)",
+                               spec->namespace_name, spec->name, name);
+        }
+        ksv_node_clear(&probe);
+        (*nodes)[i] = strdup(name);
+    }
+    *n = count;
+    ksv_node_list_free(&all);
+    return *nodes ? 0 : ksv_err_set(err, 500, "out of memory");
+}
+
+/* One InferenceService into the store: the new desired state and its history row, in one
+ * transaction. Sets *changed when anything changed. */
+static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
+                              bool *changed, ksv_err *err)
+{
+    *changed = false;
+    char **nodes = NULL;
+    size_t n_nodes = 0;
+    if (placement(ctl, spec, opts, &nodes, &n_nodes, err) != 0)
+        return -1;
+    char *canonical = ksv_manifest_canonical_json(spec);
+    ksv_sb original, annotations;
+    ksv_sb_init(&original);
+    ksv_sb_init(&annotations);
+    ksv_manifest_write_sorted_json(spec->original, &original);
+    ksv_sb_putc(&annotations, '{');
+    for (size_t i = 0; i < spec->n_annotations; i++) {
+        if (i)
+            ksv_sb_putc(&annotations, ',');
+        ksv_sb_json_str(&annotations, spec->annotations[i].key);
+        ksv_sb_putc(&annotations, ':');
+        ksv_sb_json_str(&annotations, spec->annotations[i].value);
+    }
+    ksv_sb_putc(&annotations, '}');
+    int rc = -1;
+    if (!canonical || original.oom || annotations.oom) {
+        ksv_err_set(err, 500, "out of memory");
+        goto out;
+    }
+    if (ksv_store_begin(ctl->store, err) != 0)
+        goto out;
+    ksv_model existing;
+    bool had_model = ksv_store_model_get(ctl->store, spec->namespace_name, spec->name,
+                                         &existing, err) == 0;
+    bool placement_changed = !had_model || existing.n_nodes != n_nodes;
+    for (size_t i = 0; had_model && !placement_changed && i < n_nodes; i++) {
+        bool found = false;
+        for (size_t j = 0; j < existing.n_nodes; j++)
+            found |= strcmp(existing.nodes[j], nodes[i]) == 0;
+        placement_changed = !found;
+    }
+    if (had_model)
+        ksv_model_clear(&existing);
+    ksv_model m = {
+        .ns = spec->namespace_name,
+        .name = spec->name,
+        .spec_json = original.data,
+        .annotations_json = annotations.data,
+        .nodes = nodes,
+        .n_nodes = n_nodes,
+    };
+    int64_t model_id;
+    bool created;
+    char hash[65];
+    ksv_revision found;
+    if (ksv_store_model_upsert(ctl->store, &m, &model_id, &created, err) != 0 ||
+        ksv_store_spec_hash(canonical, hash, err) != 0)
+        goto rollback;
+    int f = ksv_store_revision_find_by_hash(ctl->store, model_id, hash, &found, err);
+    if (f < 0)
+        goto rollback;
+    char ref[200];
+    snprintf(ref, sizeof ref, "%s/%s", spec->namespace_name, spec->name);
+    if (f == 1) {
+        /* Same spec: the live split is the operator's (DESIGN §5). */
+        ksv_revision_clear(&found);
+        if (placement_changed &&
+            ksv_ctl_history(ctl, "apply", ref, NULL, NULL, "placement changed", NULL,
+                            "recorded", err) != 0)
+            goto rollback;
+        *changed = placement_changed;
+        rc = ksv_store_commit(ctl->store, err);
+        goto out;
+    }
+    int64_t stable = 0;
+    if (ksv_store_stable_get(ctl->store, model_id, &stable, err) != 0)
+        goto rollback;
+    ksv_revision rev;
+    if (ksv_store_revision_create(ctl->store, model_id, canonical, spec->runtime,
+                                  spec->storage_uri, &rev, err) != 0)
+        goto rollback;
+    char old_text[512] = "none", new_text[512];
+    if (stable) {
+        ksv_model_view before;
+        if (ksv_ctl_model_view(ctl, ref, NULL, &before, err) == 0) {
+            ctl_traffic_text(&before, old_text, sizeof old_text);
+            ksv_model_view_free(&before);
+        }
+    }
+    int trc;
+    if (stable && spec->has_canary) {
+        /* KServe: the new revision gets N%, the last rolled-out one keeps the rest. */
+        trc = set_traffic_pair(ctl, model_id, stable, 100 - spec->canary_percent, rev.id,
+                               spec->canary_percent, err);
+        snprintf(new_text, sizeof new_text, "%s canary at %d%%", rev.name, spec->canary_percent);
+    } else {
+        trc = set_traffic_pair(ctl, model_id, rev.id, 100, 0, 0, err);
+        if (trc == 0)
+            trc = ksv_store_stable_set(ctl->store, model_id, rev.id, err);
+        snprintf(new_text, sizeof new_text, "%s at 100%%", rev.name);
+    }
+    ksv_revision_clear(&rev);
+    if (trc != 0 ||
+        ksv_ctl_history(ctl, "apply", ref, NULL, old_text, new_text, NULL, "recorded", err) != 0)
+        goto rollback;
+    *changed = true;
+    rc = ksv_store_commit(ctl->store, err);
+    goto out;
+rollback:
+    if (ksv_store_in_transaction(ctl->store)) {
+        ksv_err ignored;
+        ksv_store_rollback(ctl->store, &ignored);
+    }
+out:
+    for (size_t i = 0; i < n_nodes; i++)
+        free(nodes[i]);
+    free(nodes);
+    free(canonical);
+    ksv_sb_free(&original);
+    ksv_sb_free(&annotations);
+    return rc;
+}
+
+int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_options *opts,
+                  ksv_ctl_result *res, ksv_err *err)
+{
+    int rc = 0;
+    size_t changed_count = 0;
+    for (size_t i = 0; i < list->n; i++) {
+        const ksv_isvc *spec = &list->items[i];
+        bool changed;
+        if (apply_one_to_store(ctl, spec, opts, &changed, err) != 0)
+            return -1;
+        changed_count += changed;
+        /* Reconcile even when unchanged: a previous run may have died before the nodes
+         * got it, and reconciling is idempotent. */
+        char ref[200];
+        snprintf(ref, sizeof ref, "%s/%s", spec->namespace_name, spec->name);
+        ksv_model_view v;
+        if (ksv_ctl_model_view(ctl, ref, NULL, &v, err) != 0)
+            return -1;
+        ksv_err one;
+        ksv_err_clear(&one);
+        if (finish_change(ctl, &v, opts->timeout_s, res, &one) != 0 && rc == 0) {
+            rc = -1;
+            *err = one;
+        }
+        ksv_model_view_free(&v);
+    }
+    res->changed = changed_count > 0;
+    snprintf(res->summary, sizeof res->summary, "%zu model(s) applied, %zu changed", list->n,
+             changed_count);
+    return rc;
+}
+
+/* -------------------------------------------------------------------- rollout */
+
+static const ksv_revision *view_revision(const ksv_model_view *v, int64_t id)
+{
+    for (size_t i = 0; i < v->revisions.n; i++)
+        if (v->revisions.items[i].id == id)
+            return &v->revisions.items[i];
+    return NULL;
+}
+
+int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result *res,
+                    ksv_err *err)
+{
+    ksv_model_view v;
+    if (ksv_ctl_model_view(ctl, req->model, req->ns, &v, err) != 0)
+        return -1;
+    char ref[200], old_text[512], new_text[512];
+    snprintf(ref, sizeof ref, "%s/%s", v.model.ns, v.model.name);
+    ctl_traffic_text(&v, old_text, sizeof old_text);
+    const char *action = req->op == KSV_ROLLOUT_SET_TRAFFIC ? "set-traffic"
+                         : req->op == KSV_ROLLOUT_PROMOTE   ? "promote"
+                                                            : "rollback";
+    int rc = -1;
+    if (ksv_store_begin(ctl->store, err) != 0)
+        goto out;
+    const ksv_revision *canary = view_revision(&v, v.canary_id);
+    const ksv_revision *stable = view_revision(&v, v.stable_id);
+    switch (req->op) {
+    case KSV_ROLLOUT_SET_TRAFFIC:
+        if (req->percent < 0 || req->percent > 100) {
+            ksv_err_set(err, 2, "set-traffic: PERCENT must be 0..100, got %d", req->percent);
+            goto rollback;
+        }
+        if (!canary || !stable) {
+            ksv_err_set(err, 409, "%s has no canary: apply a changed spec to make one", ref);
+            goto rollback;
+        }
+        if (set_traffic_pair(ctl, v.model.id, stable->id, 100 - req->percent, canary->id,
+                             req->percent, err) != 0)
+            goto rollback;
+        snprintf(new_text, sizeof new_text, "%s=%d,%s=%d", stable->name, 100 - req->percent,
+                 canary->name, req->percent);
+        break;
+    case KSV_ROLLOUT_PROMOTE:
+        if (!canary) {
+            ksv_err_set(err, 409, "%s has no canary to promote", ref);
+            goto rollback;
+        }
+        if (set_traffic_pair(ctl, v.model.id, canary->id, 100, 0, 0, err) != 0 ||
+            ksv_store_stable_set(ctl->store, v.model.id, canary->id, err) != 0)
+            goto rollback;
+        snprintf(new_text, sizeof new_text, "%s=100 (promoted)", canary->name);
+        break;
+    case KSV_ROLLOUT_ROLLBACK: {
+        ksv_revision target;
+        bool have_target = false;
+        if (req->to_revision) {
+            if (ksv_store_revision_get(ctl->store, v.model.id, req->to_revision, &target, err) != 0)
+                goto rollback;
+            have_target = true;
+        } else if (canary && stable && ksv_model_view_percent(&v, canary->id) > 0) {
+            /* A canary holds traffic: everything back to the rolled-out revision. */
+            if (ksv_store_revision_get_by_id(ctl->store, stable->id, &target, err) != 0)
+                goto rollback;
+            have_target = true;
+        } else {
+            int f = ksv_store_stable_previous(ctl->store, v.model.id, &target, err);
+            if (f < 0)
+                goto rollback;
+            if (f == 0) {
+                ksv_err_set(err, 409, "%s: nothing to roll back to (no earlier rolled-out "
+                                      "revision; use --to REV)", ref);
+                goto rollback;
+            }
+            have_target = true;
+        }
+        int trc = set_traffic_pair(ctl, v.model.id, target.id, 100, 0, 0, err);
+        if (trc == 0)
+            trc = ksv_store_stable_set(ctl->store, v.model.id, target.id, err);
+        snprintf(new_text, sizeof new_text, "%s=100 (rolled back)", target.name);
+        if (have_target)
+            ksv_revision_clear(&target);
+        if (trc != 0)
+            goto rollback;
+        break;
+    }
+    }
+    if (ksv_ctl_history(ctl, action, ref, NULL, old_text, new_text, NULL, "recorded", err) != 0 ||
+        ksv_store_commit(ctl->store, err) != 0)
+        goto rollback;
+    ksv_model_view_free(&v);
+    if (ksv_ctl_model_view(ctl, ref, NULL, &v, err) != 0)
+        return -1;
+    res->changed = true;
+    snprintf(res->summary, sizeof res->summary, "%s %s: %s -> %s", action, ref, old_text, new_text);
+    rc = finish_change(ctl, &v, req->timeout_s, res, err);
+    goto out;
+rollback:
+    if (ksv_store_in_transaction(ctl->store)) {
+        ksv_err ignored;
+        ksv_store_rollback(ctl->store, &ignored);
+    }
+out:
+    ksv_model_view_free(&v);
+    return rc;
+}
+
+int ksv_ctl_delete(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
+                   ksv_ctl_result *res, ksv_err *err)
+{
+    (void)timeout_s;
+    ksv_model_view v;
+    if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
+        return -1;
+    char ref[200], old_text[512];
+    snprintf(ref, sizeof ref, "%s/%s", v.model.ns, v.model.name);
+    ctl_traffic_text(&v, old_text, sizeof old_text);
+    int rc = -1;
+    if (ksv_store_begin(ctl->store, err) != 0)
+        goto out;
+    if (ksv_store_model_delete(ctl->store, v.model.id, err) != 0 ||
+        ksv_ctl_history(ctl, "delete", ref, NULL, old_text, NULL, NULL, "recorded", err) != 0 ||
+        ksv_store_commit(ctl->store, err) != 0) {
+        ksv_err ignored;
+        if (ksv_store_in_transaction(ctl->store))
+            ksv_store_rollback(ctl->store, &ignored);
+        goto out;
+    }
+    for (size_t i = 0; i < v.model.n_nodes; i++) {
+        ksv_node node;
+        ctl_node_conn conn;
+        ksv_err one;
+        ksv_err_clear(&one);
+        int nrc = ksv_store_node_get(ctl->store, v.model.nodes[i], &node, &one);
+        if (nrc == 0) {
+            nrc = ctl_node_connect(ctl, &node, &conn, &one);
+            ksv_node_clear(&node);
+        }
+        if (nrc == 0) {
+            nrc = ksv_engine_client_delete_model(conn.client, v.model.name, &one);
+            if (nrc != 0 && one.status == 404)
+                nrc = 0; /* already gone: the goal is reached */
+            ctl_node_disconnect(&conn);
+        }
+        node_result(ctl, res, v.model.nodes[i], nrc == 0, nrc == 0 ? "deleted" : one.msg);
+    }
+    res->changed = true;
+    snprintf(res->summary, sizeof res->summary, "deleted %s", ref);
+    rc = ksv_ctl_history(ctl, "reconcile", ref, NULL, NULL, "deleted", res, NULL, err);
+    if (rc == 0 && !ksv_ctl_result_ok(res))
+        rc = ksv_err_set(err, 1, "%s deleted from the store; some nodes failed", ref);
+out:
+    ksv_model_view_free(&v);
+    return rc;
+}

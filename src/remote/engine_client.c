@@ -1,0 +1,731 @@
+/* engine_client.c: HTTP calls to one ksv-engine through a reused libcurl easy handle, and
+ * the mapping of transport failures, HTTP errors and bad replies onto ksv_err. */
+#include "remote/engine_client.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "common/strbuf.h"
+
+struct ksv_engine_client {
+    CURL *curl;
+    char *base_url;                 /* no trailing slash */
+    struct curl_slist *headers;     /* Authorization, Expect:, Accept */
+    struct curl_slist *json_headers;/* the same plus Content-Type: application/json */
+    long timeout_ms;
+    size_t max_reply;
+    long connections;
+    char curl_error[CURL_ERROR_SIZE];
+};
+
+/* curl_global_init is not thread-safe before libcurl 7.84; a once-guard makes the first
+ * client creation safe from any thread. The global state is libcurl's, never torn down. */
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_result = CURLE_FAILED_INIT;
+
+static void curl_init_once(void)
+{
+    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static void free_headers_wiped(struct curl_slist *list)
+{
+    /* The Authorization line holds the token: wipe it before the memory goes back. */
+    for (struct curl_slist *h = list; h; h = h->next)
+        explicit_bzero(h->data, strlen(h->data));
+    curl_slist_free_all(list);
+}
+
+static int build_headers(ksv_engine_client *c, const char *token, ksv_err *err)
+{
+    struct curl_slist *list = NULL, *json = NULL;
+    bool ok = true;
+    for (int pass = 0; pass < 2 && ok; pass++) {
+        struct curl_slist **dst = pass == 0 ? &list : &json;
+        const char *lines[] = {"Expect:", "Accept: application/json, text/plain",
+                               pass == 1 ? "Content-Type: application/json" : NULL};
+        for (size_t i = 0; i < sizeof lines / sizeof *lines && ok; i++) {
+            if (!lines[i])
+                continue;
+            struct curl_slist *next = curl_slist_append(*dst, lines[i]);
+            ok = next != NULL;
+            if (ok)
+                *dst = next;
+        }
+        if (ok && token && *token) {
+            size_t n = strlen(token) + sizeof "Authorization: Bearer ";
+            char *line = malloc(n);
+            ok = line != NULL;
+            if (ok) {
+                snprintf(line, n, "Authorization: Bearer %s", token);
+                struct curl_slist *next = curl_slist_append(*dst, line);
+                explicit_bzero(line, n);
+                free(line);
+                ok = next != NULL;
+                if (ok)
+                    *dst = next;
+            }
+        }
+    }
+    if (!ok) {
+        free_headers_wiped(list);
+        free_headers_wiped(json);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    c->headers = list;
+    c->json_headers = json;
+    return 0;
+}
+
+/* Accepts http(s)://HOST[:PORT][/] and nothing else, so a path appended later is the
+ * engine's path and not a surprise. */
+static int check_base_url(const char *url, ksv_err *err)
+{
+    if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
+        return ksv_err_set(err, 400, "node URL \"%s\": expected http://HOST:PORT",
+                           url ? url : "(null)");
+    CURLU *u = curl_url();
+    if (!u)
+        return ksv_err_set(err, 500, "out of memory");
+    char *path = NULL, *query = NULL, *user = NULL;
+    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
+    if (rc == CURLUE_OK) {
+        curl_url_get(u, CURLUPART_PATH, &path, 0);
+        curl_url_get(u, CURLUPART_QUERY, &query, 0);
+        curl_url_get(u, CURLUPART_USER, &user, 0);
+    }
+    bool bad = rc != CURLUE_OK || (path && strcmp(path, "/") != 0 && path[0]) || query || user;
+    curl_free(path);
+    curl_free(query);
+    curl_free(user);
+    curl_url_cleanup(u);
+    if (bad)
+        return ksv_err_set(err, 400, "node URL \"%s\": expected http://HOST:PORT", url);
+    return 0;
+}
+
+int ksv_engine_client_new(const char *base_url, const char *token, long timeout_ms,
+                          ksv_engine_client **out, ksv_err *err)
+{
+    *out = NULL;
+    if (check_base_url(base_url, err) != 0)
+        return -1;
+    pthread_once(&curl_once, curl_init_once);
+    if (curl_init_result != CURLE_OK)
+        return ksv_err_set(err, 500, "libcurl: %s", curl_easy_strerror(curl_init_result));
+    ksv_engine_client *c = calloc(1, sizeof *c);
+    if (!c)
+        return ksv_err_set(err, 500, "out of memory");
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : KSV_ENGINE_CLIENT_DEFAULT_TIMEOUT_MS;
+    c->max_reply = KSV_ENGINE_CLIENT_MAX_REPLY;
+    c->base_url = strdup(base_url);
+    c->curl = curl_easy_init();
+    if (!c->base_url || !c->curl) {
+        ksv_engine_client_free(c);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    size_t n = strlen(c->base_url);
+    while (n > 0 && c->base_url[n - 1] == '/')
+        c->base_url[--n] = '\0';
+    if (build_headers(c, token, err) != 0) {
+        ksv_engine_client_free(c);
+        return -1;
+    }
+    *out = c;
+    return 0;
+}
+
+void ksv_engine_client_free(ksv_engine_client *c)
+{
+    if (!c)
+        return;
+    if (c->curl)
+        curl_easy_cleanup(c->curl);
+    free_headers_wiped(c->headers);
+    free_headers_wiped(c->json_headers);
+    free(c->base_url);
+    free(c);
+}
+
+const char *ksv_engine_client_base_url(const ksv_engine_client *c)
+{
+    return c->base_url;
+}
+
+void ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes)
+{
+    c->max_reply = bytes;
+}
+
+long ksv_engine_client_connections_opened(const ksv_engine_client *c)
+{
+    return c->connections;
+}
+
+/* --- one request ---------------------------------------------------------------------- */
+
+typedef struct reply_sink {
+    ksv_sb body;
+    size_t cap;
+    bool over_cap;
+} reply_sink;
+
+static size_t sink_write(char *data, size_t size, size_t nmemb, void *userdata)
+{
+    reply_sink *s = userdata;
+    size_t n = size * nmemb;
+    if (n > s->cap - s->body.len) {
+        s->over_cap = true;
+        return 0; /* makes curl stop with CURLE_WRITE_ERROR */
+    }
+    ksv_sb_append(&s->body, data, n);
+    return s->body.oom ? 0 : n;
+}
+
+/* Percent-encodes one path segment (a model name), so no name can reach another path. */
+static void append_segment(ksv_sb *sb, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+            ksv_sb_putc(sb, (char)*p);
+        } else {
+            ksv_sb_putc(sb, '%');
+            ksv_sb_putc(sb, hex[*p >> 4]);
+            ksv_sb_putc(sb, hex[*p & 15]);
+        }
+    }
+}
+
+static int transport_error(ksv_engine_client *c, CURLcode rc, const reply_sink *sink,
+                           long timeout_ms, ksv_err *err)
+{
+    const char *why = c->curl_error[0] ? c->curl_error : curl_easy_strerror(rc);
+    switch (rc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return ksv_err_set(err, 503, "node unreachable: %s: no answer within %ld ms (%s)",
+                           c->base_url, timeout_ms, why);
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_SSL_CONNECT_ERROR:
+        return ksv_err_set(err, 503, "node unreachable: %s: %s", c->base_url, why);
+    case CURLE_WRITE_ERROR:
+        if (sink->over_cap)
+            return ksv_err_set(err, 502, "bad reply from engine: %s: reply over %zu bytes",
+                               c->base_url, sink->cap);
+        return ksv_err_set(err, 500, "out of memory reading the reply of %s", c->base_url);
+    case CURLE_FILESIZE_EXCEEDED:
+        return ksv_err_set(err, 502, "bad reply from engine: %s: reply over %zu bytes",
+                           c->base_url, sink->cap);
+    case CURLE_OUT_OF_MEMORY:
+        return ksv_err_set(err, 500, "out of memory talking to %s", c->base_url);
+    case CURLE_URL_MALFORMAT:
+    case CURLE_UNSUPPORTED_PROTOCOL:
+        return ksv_err_set(err, 400, "bad node URL %s: %s", c->base_url, why);
+    default:
+        return ksv_err_set(err, 502, "bad reply from engine: %s: %s", c->base_url, why);
+    }
+}
+
+/* Performs one request with a total budget of timeout_ms; see ksv_engine_client_request. */
+static int perform(ksv_engine_client *c, const char *method, const char *path,
+                   const char *body, size_t body_len, long timeout_ms, long *http_status,
+                   ksv_sb *reply, ksv_err *err)
+{
+    if (!method || !path || path[0] != '/')
+        return ksv_err_set(err, 400, "request path must start with '/'");
+    ksv_sb url;
+    ksv_sb_init(&url);
+    ksv_sb_puts(&url, c->base_url);
+    ksv_sb_puts(&url, path);
+    reply_sink sink = {.cap = c->max_reply};
+    ksv_sb_init(&sink.body);
+    if (url.oom) {
+        ksv_sb_free(&url);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+
+    CURL *h = c->curl;
+    /* A reset drops every option of the last call but keeps the live connection. */
+    curl_easy_reset(h);
+    c->curl_error[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_URL, url.data);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_error);
+    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
+    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_reply);
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, body ? c->json_headers : c->headers);
+    if (strcmp(method, "GET") == 0) {
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+    } else {
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
+        if (body) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
+        } else if (strcmp(method, "DELETE") != 0) {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
+        }
+    }
+    CURLcode rc = curl_easy_perform(h);
+    long opened = 0;
+    if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &opened) == CURLE_OK)
+        c->connections += opened;
+    ksv_sb_free(&url);
+    if (rc == CURLE_OK && sink.body.oom)
+        rc = CURLE_OUT_OF_MEMORY;
+    if (rc != CURLE_OK) {
+        transport_error(c, rc, &sink, timeout_ms, err);
+        ksv_sb_free(&sink.body);
+        return -1;
+    }
+    ksv_sb_putc(&sink.body, '\0'); /* guarantees data != NULL even for an empty body */
+    sink.body.len--;
+    if (sink.body.oom) {
+        ksv_sb_free(&sink.body);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, http_status);
+    *reply = sink.body;
+    return 0;
+}
+
+int ksv_engine_client_request(ksv_engine_client *c, const char *method, const char *path,
+                              const char *body, size_t body_len, long *http_status,
+                              char **reply, size_t *reply_len, ksv_err *err)
+{
+    ksv_sb sb;
+    long status = 0;
+    if (reply)
+        *reply = NULL;
+    if (perform(c, method, path, body, body_len, c->timeout_ms, &status, &sb, err) != 0)
+        return -1;
+    if (http_status)
+        *http_status = status;
+    if (reply_len)
+        *reply_len = sb.len;
+    if (reply)
+        *reply = ksv_sb_steal(&sb, NULL);
+    else
+        ksv_sb_free(&sb);
+    return 0;
+}
+
+/* Parses a whole reply as one JSON value; trailing bytes other than whitespace are an error. */
+static json_object *parse_reply(const char *text, size_t len, const char **why)
+{
+    json_tokener *tok = json_tokener_new_ex(64);
+    if (!tok) {
+        *why = "out of memory";
+        return NULL;
+    }
+    json_object *obj = len > 0 && len < (size_t)INT32_MAX
+                           ? json_tokener_parse_ex(tok, text, (int)len) : NULL;
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t used = (size_t)json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!obj) {
+        *why = len == 0 ? "empty reply"
+               : jerr == json_tokener_continue ? "truncated JSON"
+                                                : json_tokener_error_desc(jerr);
+        return NULL;
+    }
+    for (size_t i = used; i < len; i++) {
+        if (text[i] != ' ' && text[i] != '\t' && text[i] != '\r' && text[i] != '\n') {
+            json_object_put(obj);
+            *why = "bytes after the JSON value";
+            return NULL;
+        }
+    }
+    return obj;
+}
+
+/* Maps a non-2xx answer to an error carrying the engine's status and message. */
+static int http_error(const ksv_engine_client *c, long status, const char *method,
+                      const char *path, const ksv_sb *reply, ksv_err *err)
+{
+    const char *why = NULL;
+    json_object *obj = parse_reply(reply->data, reply->len, &why), *msg;
+    int code = status >= 400 && status <= 599 ? (int)status : 502;
+    int rc;
+    if (obj && json_object_is_type(obj, json_type_object) &&
+        json_object_object_get_ex(obj, "error", &msg) &&
+        json_object_is_type(msg, json_type_string))
+        rc = ksv_err_set(err, code, "%s", json_object_get_string(msg));
+    else if (status >= 300 && status < 400)
+        rc = ksv_err_set(err, 502, "bad reply from engine: %s: %s %s answered HTTP %ld "
+                         "(redirects are not followed)", c->base_url, method, path, status);
+    else
+        rc = ksv_err_set(err, code, "%s %s%s: HTTP %ld: %.200s", method, c->base_url, path,
+                         status, reply->len ? reply->data : "(no body)");
+    json_object_put(obj);
+    return rc;
+}
+
+static int call_json_timed(ksv_engine_client *c, const char *method, const char *path,
+                           const char *body, long timeout_ms, json_object **out, ksv_err *err)
+{
+    *out = NULL;
+    ksv_sb reply;
+    long status = 0;
+    if (perform(c, method, path, body, body ? strlen(body) : 0, timeout_ms, &status, &reply,
+                err) != 0)
+        return -1;
+    int rc = 0;
+    if (status < 200 || status > 299) {
+        rc = http_error(c, status, method, path, &reply, err);
+    } else {
+        const char *why = NULL;
+        *out = parse_reply(reply.data, reply.len, &why);
+        if (!*out)
+            rc = ksv_err_set(err, 502, "bad reply from engine: %s: %s %s: %s", c->base_url,
+                             method, path, why);
+    }
+    ksv_sb_free(&reply);
+    return rc;
+}
+
+int ksv_engine_client_call_json(ksv_engine_client *c, const char *method, const char *path,
+                                const char *body, json_object **out, ksv_err *err)
+{
+    return call_json_timed(c, method, path, body, c->timeout_ms, out, err);
+}
+
+/* Same as call_json, but insists the answer is a JSON object. */
+static int call_object(ksv_engine_client *c, const char *method, const char *path,
+                       const char *body, long timeout_ms, json_object **out, ksv_err *err)
+{
+    if (call_json_timed(c, method, path, body, timeout_ms, out, err) != 0)
+        return -1;
+    if (!json_object_is_type(*out, json_type_object)) {
+        json_object_put(*out);
+        *out = NULL;
+        return ksv_err_set(err, 502, "bad reply from engine: %s: %s %s: expected a JSON "
+                           "object", c->base_url, method, path);
+    }
+    return 0;
+}
+
+static int call_text(ksv_engine_client *c, const char *path, char **text, size_t *len,
+                     ksv_err *err)
+{
+    *text = NULL;
+    ksv_sb reply;
+    long status = 0;
+    if (perform(c, "GET", path, NULL, 0, c->timeout_ms, &status, &reply, err) != 0)
+        return -1;
+    if (status < 200 || status > 299) {
+        http_error(c, status, "GET", path, &reply, err);
+        ksv_sb_free(&reply);
+        return -1;
+    }
+    if (len)
+        *len = reply.len;
+    *text = ksv_sb_steal(&reply, NULL);
+    return 0;
+}
+
+/* Builds "/ksv/v1/models/{model}{suffix}"; NULL (and err set) on a bad name. */
+static char *model_path(const char *model, const char *suffix, ksv_err *err)
+{
+    if (!model || !*model) {
+        ksv_err_set(err, 400, "a model name is required");
+        return NULL;
+    }
+    ksv_sb sb;
+    ksv_sb_init(&sb);
+    ksv_sb_puts(&sb, "/ksv/v1/models/");
+    append_segment(&sb, model);
+    ksv_sb_puts(&sb, suffix);
+    if (sb.oom) {
+        ksv_sb_free(&sb);
+        ksv_err_set(err, 500, "out of memory");
+        return NULL;
+    }
+    return ksv_sb_steal(&sb, NULL);
+}
+
+static int model_call(ksv_engine_client *c, const char *method, const char *model,
+                      const char *suffix, const char *body, long timeout_ms,
+                      json_object **out, ksv_err *err)
+{
+    *out = NULL;
+    char *path = model_path(model, suffix, err);
+    if (!path)
+        return -1;
+    int rc = call_object(c, method, path, body, timeout_ms, out, err);
+    free(path);
+    return rc;
+}
+
+/* --- admin API -------------------------------------------------------------------------- */
+
+int ksv_engine_client_get_state(ksv_engine_client *c, json_object **out, ksv_err *err)
+{
+    if (call_object(c, "GET", "/ksv/v1/state", NULL, c->timeout_ms, out, err) != 0)
+        return -1;
+    json_object *models;
+    if (!json_object_object_get_ex(*out, "models", &models) ||
+        !json_object_is_type(models, json_type_array)) {
+        json_object_put(*out);
+        *out = NULL;
+        return ksv_err_set(err, 502, "bad reply from engine: %s: state without a \"models\" "
+                           "array", c->base_url);
+    }
+    return 0;
+}
+
+int ksv_engine_client_get_model(ksv_engine_client *c, const char *model, json_object **out,
+                                ksv_err *err)
+{
+    return model_call(c, "GET", model, "", NULL, c->timeout_ms, out, err);
+}
+
+int ksv_engine_client_get_errors(ksv_engine_client *c, const char *model, json_object **out,
+                                 ksv_err *err)
+{
+    return model_call(c, "GET", model, "/errors", NULL, c->timeout_ms, out, err);
+}
+
+static int return_state(json_object *state, json_object **state_out)
+{
+    if (state_out)
+        *state_out = state;
+    else
+        json_object_put(state);
+    return 0;
+}
+
+int ksv_engine_client_put_model_json(ksv_engine_client *c, const char *model,
+                                     const char *body, json_object **state_out, ksv_err *err)
+{
+    if (state_out)
+        *state_out = NULL;
+    if (!body)
+        return ksv_err_set(err, 400, "a PUT body is required");
+    json_object *state;
+    if (model_call(c, "PUT", model, "", body, c->timeout_ms, &state, err) != 0)
+        return -1;
+    return return_state(state, state_out);
+}
+
+int ksv_engine_client_put_model(ksv_engine_client *c, const char *model,
+                                const ksv_engine_model_put *m, json_object **state_out,
+                                ksv_err *err)
+{
+    if (state_out)
+        *state_out = NULL;
+    char *body = NULL;
+    if (ksv_engine_model_put_to_json(m, &body, err) != 0)
+        return -1;
+    int rc = ksv_engine_client_put_model_json(c, model, body, state_out, err);
+    free(body);
+    return rc;
+}
+
+int ksv_engine_client_put_traffic(ksv_engine_client *c, const char *model,
+                                  const ksv_engine_traffic *split, size_t n,
+                                  json_object **state_out, ksv_err *err)
+{
+    if (state_out)
+        *state_out = NULL;
+    json_object *body = json_object_new_object(), *t = json_object_new_object();
+    if (!body || !t) {
+        json_object_put(body);
+        json_object_put(t);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    json_object_object_add(body, "traffic", t);
+    for (size_t i = 0; i < n; i++) {
+        if (!split[i].revision || !*split[i].revision) {
+            json_object_put(body);
+            return ksv_err_set(err, 400, "traffic: entry %zu has no revision", i);
+        }
+        json_object_object_add(t, split[i].revision, json_object_new_int(split[i].percent));
+    }
+    const char *text = json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN);
+    json_object *state = NULL;
+    int rc = text ? model_call(c, "PUT", model, "/traffic", text, c->timeout_ms, &state, err)
+                  : ksv_err_set(err, 500, "out of memory");
+    json_object_put(body);
+    return rc != 0 ? -1 : return_state(state, state_out);
+}
+
+int ksv_engine_client_delete_model(ksv_engine_client *c, const char *model, ksv_err *err)
+{
+    json_object *answer;
+    if (model_call(c, "DELETE", model, "", NULL, c->timeout_ms, &answer, err) != 0)
+        return -1;
+    json_object_put(answer);
+    return 0;
+}
+
+int ksv_engine_client_get_histograms(ksv_engine_client *c, json_object **out, ksv_err *err)
+{
+    return call_object(c, "GET", "/ksv/v1/histograms", NULL, c->timeout_ms, out, err);
+}
+
+int ksv_engine_client_get_histograms_text(ksv_engine_client *c, char **text, size_t *len,
+                                          ksv_err *err)
+{
+    return call_text(c, "/ksv/v1/histograms", text, len, err);
+}
+
+int ksv_engine_client_get_metrics_text(ksv_engine_client *c, char **text, size_t *len,
+                                       ksv_err *err)
+{
+    return call_text(c, "/metrics", text, len, err);
+}
+
+int ksv_engine_client_health(ksv_engine_client *c, ksv_err *err)
+{
+    json_object *answer;
+    if (call_json_timed(c, "GET", "/v2/health/live", NULL, c->timeout_ms, &answer, err) != 0)
+        return -1;
+    json_object_put(answer);
+    return 0;
+}
+
+int ksv_engine_client_get_node(ksv_engine_client *c, ksv_engine_node_info *out, ksv_err *err)
+{
+    json_object *node;
+    if (call_object(c, "GET", "/ksv/v1/node", NULL, c->timeout_ms, &node, err) != 0)
+        return -1;
+    int rc = ksv_engine_node_info_parse(node, out, err);
+    json_object_put(node);
+    return rc;
+}
+
+int ksv_engine_client_get_model_status(ksv_engine_client *c, const char *model,
+                                       ksv_engine_model_status *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    json_object *state;
+    if (ksv_engine_client_get_model(c, model, &state, err) != 0)
+        return -1;
+    int rc = ksv_engine_model_status_parse(state, out, err);
+    json_object_put(state);
+    return rc;
+}
+
+/* --- waiting for a change to take effect ------------------------------------------------ */
+
+static double monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(double ms)
+{
+    if (ms <= 0)
+        return;
+    long long ns = (long long)(ms * 1e6);
+    struct timespec ts = {(time_t)(ns / 1000000000LL), (long)(ns % 1000000000LL)};
+    nanosleep(&ts, NULL);
+}
+
+/* Lists the revisions the split still waits for: "churn-00002 (loading)". */
+static void describe_pending(const ksv_engine_model_status *s, char *out, size_t cap)
+{
+    size_t used = 0;
+    out[0] = '\0';
+    for (size_t i = 0; i < s->n_revisions && used < cap; i++) {
+        const ksv_engine_revision_status *r = &s->revisions[i];
+        if (r->desired_traffic > 0 && strcmp(r->state, "ready") != 0) {
+            int n = snprintf(out + used, cap - used, "%s%s (%s)", used ? ", " : "", r->name,
+                             r->state);
+            used += n > 0 ? (size_t)n : 0;
+        }
+    }
+}
+
+int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long timeout_ms,
+                                   json_object **state_out, ksv_err *err)
+{
+    if (state_out)
+        *state_out = NULL;
+    double deadline = monotonic_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0);
+    double pause = 20;
+    char pending[256] = "";
+    ksv_err last;
+    ksv_err_clear(&last);
+    for (;;) {
+        double left = deadline - monotonic_ms();
+        long budget = left < 1 ? 1 : (long)left;
+        if (budget > c->timeout_ms)
+            budget = c->timeout_ms;
+        json_object *state = NULL;
+        ksv_err call_err;
+        if (model_call(c, "GET", model, "", NULL, budget, &state, &call_err) != 0) {
+            if (call_err.status != 503) {
+                if (err)
+                    *err = call_err;
+                return -1;
+            }
+            last = call_err;
+        } else {
+            ksv_engine_model_status s;
+            if (ksv_engine_model_status_parse(state, &s, err) != 0) {
+                json_object_put(state);
+                return -1;
+            }
+            int rc = 1;
+            if (s.traffic_applied) {
+                rc = 0;
+            } else {
+                for (size_t i = 0; i < s.n_revisions && rc == 1; i++) {
+                    const ksv_engine_revision_status *r = &s.revisions[i];
+                    if (r->desired_traffic > 0 && strcmp(r->state, "failed") == 0)
+                        rc = ksv_err_set(err, 500, "model %s on %s: revision %s failed: %s",
+                                         model, c->base_url, r->name,
+                                         r->error[0] ? r->error : "(no message)");
+                }
+            }
+            describe_pending(&s, pending, sizeof pending);
+            ksv_engine_model_status_free(&s);
+            ksv_err_clear(&last);
+            if (rc != 1) {
+                if (state_out)
+                    *state_out = state;
+                else
+                    json_object_put(state);
+                return rc;
+            }
+            if (state_out) {
+                json_object_put(*state_out);
+                *state_out = state;
+            } else {
+                json_object_put(state);
+            }
+        }
+        left = deadline - monotonic_ms();
+        if (left <= 0)
+            break;
+        sleep_ms(pause < left ? pause : left);
+        pause = pause * 1.5 > 250 ? 250 : pause * 1.5;
+    }
+    if (last.msg[0])
+        return ksv_err_set(err, 504, "model %s: traffic not applied within %ld ms; last "
+                           "error: %s", model, timeout_ms, last.msg);
+    return ksv_err_set(err, 504, "model %s on %s: traffic not applied within %ld ms%s%s",
+                       model, c->base_url, timeout_ms, pending[0] ? "; waiting for " : "",
+                       pending);
+}
