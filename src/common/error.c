@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
 {
@@ -13,6 +14,33 @@ int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
     }
+    return -1;
+}
+
+int ksv_err_prefix(ksv_err *err, const char *fmt, ...)
+{
+    if (!err)
+        return -1;
+    char prefix[256], old[sizeof err->msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, err->msg, sizeof old);
+    old[sizeof old - 1] = '\0';
+    /* Truncation is fine here: the message is for people and keeps its start. */
+    size_t n = strlen(prefix), m = strlen(old), cap = sizeof err->msg - 1;
+    if (n > cap)
+        n = cap;
+    memcpy(err->msg, prefix, n);
+    if (n + 2 <= cap) {
+        memcpy(err->msg + n, ": ", 2);
+        n += 2;
+    }
+    if (m > cap - n)
+        m = cap - n;
+    memcpy(err->msg + n, old, m);
+    err->msg[n + m] = '\0';
     return -1;
 }
 

@@ -16,5 +16,7 @@ typedef struct ksv_err {
 int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void ksv_err_clear(ksv_err *err);
+/* Puts "PREFIX: " in front of err's message (keeping its status); returns -1. */
+int ksv_err_prefix(ksv_err *err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

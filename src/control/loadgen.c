@@ -21,8 +21,7 @@
 
 typedef struct load_slot {
     CURL *easy;
-    double due;       /* when the request was due (rate mode) or sent (otherwise) */
-    double sent_at;   /* when it was handed to libcurl */
+    double queued;    /* how long the request waited for a free handle after it was due */
     bool busy;
     char errbuf[CURL_ERROR_SIZE];
 } load_slot;
@@ -45,6 +44,7 @@ typedef struct load_run {
     double grace_s;
     double t0;
     double issue_end;
+    double free_since;        /* since when some handle has been idle (nfree > 0) */
     uint64_t next_index;      /* rate mode: request i is due at t0 + i / rps */
 } load_run;
 
@@ -285,15 +285,18 @@ static void record_latency(ksv_load_report *rep, double seconds)
         rep->max_s = seconds;
 }
 
+/* Rate mode charges a request the time from when it was due until a handle was free for it,
+ * which is the server's doing; not the generator's own timer slack after that (up to 1 ms:
+ * curl_multi_poll sleeps in whole milliseconds). */
 static void send_request(load_run *run, double due, double now)
 {
     ksv_load_report *rep = run->rep;
     load_slot *slot = &run->slots[run->free_slots[--run->nfree]];
+    double available = run->free_since < now ? run->free_since : now;
     bool bad = run->cfg->bad_fraction > 0 && rng_unit(&run->rng) < run->cfg->bad_fraction;
     curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE,
                      (curl_off_t)(bad ? run->bad_len : run->body_len));
-    slot->due = due;
-    slot->sent_at = now;
+    slot->queued = available > due ? available - due : 0.0;
     slot->errbuf[0] = '\0';
     rep->sent++;
     if (bad)
@@ -334,11 +337,13 @@ static void issue_due(load_run *run, double now)
     }
 }
 
-static void finish(load_run *run, load_slot *slot, CURLcode result)
+static void finish(load_run *run, load_slot *slot, CURLcode result, double now)
 {
     ksv_load_report *rep = run->rep;
     curl_multi_remove_handle(run->multi, slot->easy);
     slot->busy = false;
+    if (run->nfree == 0)
+        run->free_since = now;
     run->free_slots[run->nfree++] = (unsigned)(slot - run->slots);
 
     long status = 0;
@@ -364,11 +369,10 @@ static void finish(load_run *run, load_slot *slot, CURLcode result)
      * free handle after it was due. */
     curl_off_t total_us = 0;
     curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-    double queued = slot->sent_at > slot->due ? slot->sent_at - slot->due : 0.0;
-    record_latency(rep, queued + (double)total_us * 1e-6);
+    record_latency(rep, slot->queued + (double)total_us * 1e-6);
 }
 
-static unsigned harvest(load_run *run)
+static unsigned harvest(load_run *run, double now)
 {
     unsigned done = 0;
     CURLMsg *msg;
@@ -381,7 +385,7 @@ static unsigned harvest(load_run *run)
         load_slot *slot = (load_slot *)priv;
         CURLcode result = msg->data.result;   /* msg is invalid once the handle is removed */
         if (slot) {
-            finish(run, slot, result);
+            finish(run, slot, result, now);
             done++;
         }
     }
@@ -439,6 +443,7 @@ static void run_loop(load_run *run)
     const ksv_load_config *cfg = run->cfg;
     ksv_load_report *rep = run->rep;
     run->t0 = mono_now();
+    run->free_since = run->t0;
     run->issue_end = run->t0 + cfg->duration_s;
     progress_state ps = {.next_at = run->t0 + 1.0, .last_at = run->t0, .last_completed = 0};
     bool issuing = true;
@@ -463,8 +468,8 @@ static void run_loop(load_run *run)
         }
         int running = 0;
         curl_multi_perform(run->multi, &running);
-        unsigned done = harvest(run);
         now = mono_now();
+        unsigned done = harvest(run, now);
         if (done)
             last_end = now;
         maybe_progress(run, &ps, now);

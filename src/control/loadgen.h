@@ -13,7 +13,8 @@
  * server shows up as latency instead of silently lowering the request rate (no coordinated
  * omission). When a request is due and all `concurrency` handles are busy it waits for a free
  * one; the wait counts in its latency, and the achieved rate falls below the target. Pick
- * concurrency >= rps * expected latency to keep the schedule.
+ * concurrency >= rps * expected latency to keep the schedule. (The generator's own timer
+ * slack, under 1 ms, is not charged: only the wait for a busy handle is.)
  * As-fast-as-possible mode (rps == 0): every handle sends its next request as soon as its
  * previous one finishes; latency runs from the actual send.
  *

@@ -29,7 +29,7 @@ static int read_token_file(const char *path, char *token, size_t cap, ksv_err *e
 {
     char *text;
     if (ksv_read_file(path, 4096, &text, NULL, err) != 0)
-        return ksv_err_set(err, err->status, "token file: %s", err->msg);
+        return ksv_err_prefix(err, "token file");
     size_t n = strcspn(text, " \t\r\n");
     if (n == 0 || n >= cap) {
         free(text);
@@ -58,8 +58,7 @@ int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
                                          "install it beside ksv or on PATH)", node->name);
         ksv_local_engine le;
         if (ksv_local_engine_start(engine, dir, NULL, &le, err) != 0)
-            return ksv_err_set(err, err->status ? err->status : 503, "node %s: %s", node->name,
-                               err->msg);
+            return ksv_err_prefix(err, "node %s", node->name);
         snprintf(url, sizeof url, "%s", le.base_url);
         snprintf(token, sizeof token, "%s", le.token);
     } else if (node->kind == KSV_NODE_HTTP) {
@@ -70,7 +69,7 @@ int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
         if (!node->token_file)
             return ksv_err_set(err, 400, "node %s: no --token-file recorded", node->name);
         if (read_token_file(node->token_file, token, sizeof token, err) != 0)
-            return ksv_err_set(err, err->status, "node %s: %s", node->name, err->msg);
+            return ksv_err_prefix(err, "node %s", node->name);
     } else {
         return ksv_err_set(err, 501, "node %s: ssh:// nodes are not supported by this version "
                                      "of ksv yet", node->name);
@@ -125,7 +124,7 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
     int rc = ksv_engine_client_get_node(conn.client, &info, err);
     ctl_node_disconnect(&conn);
     if (rc != 0)
-        return ksv_err_set(err, err->status, "node add %s: %s", name, err->msg);
+        return ksv_err_prefix(err, "node add %s", name);
     char version[64];
     snprintf(version, sizeof version, "%s", info.version);
     if (ksv_store_begin(ctl->store, err) != 0)

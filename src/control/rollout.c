@@ -224,14 +224,18 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_appl
     if (ksv_store_model_upsert(ctl->store, &m, &model_id, &created, err) != 0 ||
         ksv_store_spec_hash(canonical, hash, err) != 0)
         goto rollback;
-    int f = ksv_store_revision_find_by_hash(ctl->store, model_id, hash, &found, err);
+    /* Compared with the newest revision only, as Knative does: applying an older spec
+     * again makes a new revision of it, it does not silently mean "go back". */
+    int f = ksv_store_revision_latest(ctl->store, model_id, &found, err);
     if (f < 0)
         goto rollback;
     char ref[200];
     snprintf(ref, sizeof ref, "%s/%s", spec->namespace_name, spec->name);
-    if (f == 1) {
-        /* Same spec: the live split is the operator's (DESIGN §5). */
+    bool same = f == 1 && strcmp(found.spec_sha256, hash) == 0;
+    if (f == 1)
         ksv_revision_clear(&found);
+    if (same) {
+        /* Same spec: the live split is the operator's (DESIGN §5). */
         if (placement_changed &&
             ksv_ctl_history(ctl, "apply", ref, NULL, NULL, "placement changed", NULL,
                             "recorded", err) != 0)

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,6 +137,38 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
     return ret;
 }
 
+/* libmicrohttpd (0.9.75) refuses to queue a response while the body is still arriving
+ * (MHD_queue_response fails, and returning MHD_NO alone drops the connection without a
+ * word). Errors found mid-body (408, 413, out of memory) are therefore written straight to
+ * the socket, with Connection: close, before MHD_NO makes MHD close it. MHD has nothing of its
+ * own in flight on the socket at this point: it sends only after the request is complete. */
+static enum MHD_Result answer_mid_body(struct MHD_Connection *conn, conn_ctx *ctx)
+{
+    ksv_http_response *resp = &ctx->resp;
+    ctx->answered = true;
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci || resp->body.oom)
+        return MHD_NO;
+    const char *reason = MHD_get_reason_phrase_for((unsigned)resp->status);
+    char head[256];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nConnection: close\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "x-request-id: %s\r\n\r\n",
+                     resp->status, reason ? reason : "Error", resp->body.len, ctx->request_id);
+    if (n <= 0 || (size_t)n >= sizeof head)
+        return MHD_NO;
+    struct iovec iov[2] = {{.iov_base = head, .iov_len = (size_t)n},
+                           {.iov_base = resp->body.data, .iov_len = resp->body.len}};
+    struct msghdr msg = {.msg_iov = iov, .msg_iovlen = 2};
+    /* A small answer on a socket with nothing else queued fits the send buffer; a client
+     * that does not read gets what fits, which is all it deserves. */
+    if (sendmsg(ci->connect_fd, &msg, MSG_NOSIGNAL) > 0)
+        shutdown(ci->connect_fd, SHUT_WR);
+    return MHD_NO;
+}
+
 /* Request ids are echoed when they look like ids (printable, short) and generated
  * otherwise, so a header can never smuggle control characters into logs. */
 static void set_request_id(conn_ctx *ctx, struct MHD_Connection *conn, ksv_worker *w)
@@ -249,16 +282,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             snprintf(msg, sizeof msg, "request body not received within %.0f s",
                      srv->request_timeout);
             ksv_http_error(&ctx->resp, 408, msg);
-            ctx->answered = true;
-            return send_response(conn, ctx);
+            return answer_mid_body(conn, ctx);
         }
         if (ctx->len + n > srv->engine->max_body) {
             char msg[128];
             snprintf(msg, sizeof msg, "request body larger than the %zu-byte limit",
                      srv->engine->max_body);
             ksv_http_error(&ctx->resp, 413, msg);
-            ctx->answered = true;
-            return send_response(conn, ctx);
+            return answer_mid_body(conn, ctx);
         }
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -274,8 +305,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             char *p = realloc(ctx->body, cap);
             if (!p) {
                 ksv_http_error(&ctx->resp, 503, "out of memory receiving the body");
-                ctx->answered = true;
-                return send_response(conn, ctx);
+                return answer_mid_body(conn, ctx);
             }
             ctx->body = p;
             ctx->cap = cap;

@@ -121,7 +121,7 @@ static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ks
         snprintf(rev->name, sizeof rev->name, "%.80s-00001", m->name);
         snprintf(rev->runtime, sizeof rev->runtime, "%s", m->runtime);
         snprintf(rev->storage_uri, sizeof rev->storage_uri, "%s", m->uri);
-        snprintf(rev->booster_pool, sizeof rev->booster_pool, "per-worker");
+        snprintf(rev->booster_pool, sizeof rev->booster_pool, "shared");
         spec->traffic[0] = 100;
         spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
         spec->pinned = true;

@@ -65,7 +65,7 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
         return ksv_err_set(err, 400, "%s: expected an object", where);
     memset(rev, 0, sizeof *rev);
     strcpy(rev->runtime, "ksv-xgboost");
-    strcpy(rev->booster_pool, "per-worker");
+    strcpy(rev->booster_pool, "shared");
     if (copy_string_field(obj, "name", rev->name, sizeof rev->name, true, where, err) ||
         copy_string_field(obj, "runtime", rev->runtime, sizeof rev->runtime, false, where,
                           err) ||

@@ -15,7 +15,7 @@
 typedef struct ksv_runtime_options {
     unsigned workers;       /* number of distinct worker indexes predict() may see */
     int predict_threads;    /* threads one predict() call may use (0: runtime default, 1) */
-    const char *booster_pool; /* xgboost: "per-worker" (default) or "shared" */
+    const char *booster_pool; /* xgboost: "shared" (default) or "per-worker" */
     int gpu;                /* ksv-forest: device index, -1 = CPU only (--gpu off) */
 } ksv_runtime_options;
 

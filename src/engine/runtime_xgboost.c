@@ -3,13 +3,16 @@
  *
  * The model file is read once into memory and every booster is loaded from those bytes.
  * Booster pools (ksv_runtime_options.booster_pool):
- *  - "per-worker" (default): one booster per worker index, so calls never share one.
- *  - "shared": one booster for all workers. XGBoost documents prediction as thread-safe for
- *    tree boosters since 1.4 (doc/prediction.rst, "Thread Safety", dmlc/xgboost
+ *  - "shared" (default): one booster for all workers. XGBoost documents prediction as
+ *    thread-safe for tree boosters since 1.4 (doc/prediction.rst, "Thread Safety", dmlc/xgboost
  *    release_1.7.0); the output buffer it returns is per calling thread. Configuration is
  *    lazy and happens on the first prediction, which load() does (warm-up) before the
- *    booster is shared. A gblinear model is outside that guarantee and gets per-worker
- *    boosters even when "shared" is asked for.
+ *    booster is shared. Measured against "per-worker" (bench/xgb_booster_pool.c,
+ *    docs/BENCHMARKS.md) it is as fast at 1, 2 and 4 threads, and it loads once and holds
+ *    one copy of the model, so it is the default.
+ *  - "per-worker": one booster per worker index, so calls never share one.
+ * A gblinear model is outside XGBoost's guarantee and gets per-worker boosters even when
+ * "shared" is asked for.
  * Tree boosters (gbtree, dart) predict in place from the caller's rows. XGBoost 1.7 has no
  * in-place prediction for gblinear ("Inplace predict is not supported by current booster"),
  * so such a model predicts through a DMatrix made for each call.
@@ -414,8 +417,8 @@ static bool ubj_document_ok(const unsigned char *data, size_t len)
     return ubj_byte(&c, &marker) && marker == '{' && ubj_value(&c, marker, 0);
 }
 
-/* Navigation in a UBJSON document already walked by ubj_document_ok (XGBoost's own output
- * here): a value is its marker and the bytes after it. */
+/* Navigation in a UBJSON document already walked by ubj_document_ok, so lengths are known
+ * to fit: a value is its marker and the bytes after it. */
 typedef struct ubj_ref {
     unsigned char marker;
     ubj_cursor at;
@@ -1013,7 +1016,7 @@ static int warm_up(BoosterHandle booster, bool inplace, size_t num_features, siz
     return rc;
 }
 
-/* Creates a booster from the model bytes, sets its threads and runs the first prediction. */
+/* Creates a booster from the model bytes and sets its threads (warm_up predicts first). */
 static int make_booster(const char *path, const char *data, size_t len, const char *nthread,
                         BoosterHandle *out, ksv_err *err)
 {
@@ -1096,10 +1099,10 @@ static int parse_options(const ksv_runtime_options *opts, bool *want_shared, uns
     *workers = (opts != NULL && opts->workers > 0) ? opts->workers : 1;
     if (*workers > MAX_WORKERS)
         return ksv_err_set(err, 400, "%u workers: at most %d", *workers, MAX_WORKERS);
-    if (pool == NULL || pool[0] == '\0' || strcmp(pool, "per-worker") == 0)
-        *want_shared = false;
-    else if (strcmp(pool, "shared") == 0)
+    if (pool == NULL || pool[0] == '\0' || strcmp(pool, "shared") == 0)
         *want_shared = true;
+    else if (strcmp(pool, "per-worker") == 0)
+        *want_shared = false;
     else
         return ksv_err_set(err, 400, "booster_pool \"%.40s\": want per-worker or shared", pool);
     if (threads < 0)
