@@ -116,7 +116,8 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
     rc = ksv_load_run(&cfg, report, &err);
     if (rc == 0) {
         ksv_load_report_print(report, stdout, cli->json);
-        code = report->errors > 0 ? 1 : 0;
+        /* Deliberately malformed requests (--bad-fraction) are expected to fail. */
+        code = report->errors > report->bad_sent ? 1 : 0;
     } else {
         ksv_fail("%s", err.msg);
     }

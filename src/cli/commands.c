@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
-#include "cli/figures.h"
+#include "control/figures.h"
 #include "cli/table.h"
 #include "common/fileutil.h"
 #include "common/manifest.h"

@@ -28,6 +28,7 @@ struct ksv_http_server {
     double request_timeout;
     pthread_key_t worker_key;
     _Atomic unsigned next_worker;
+    _Atomic long active;          /* requests between their headers and their completion */
     int fd;
     bool quiesced;
 };
@@ -250,6 +251,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx->start = ksv_now();
         ksv_sb_init(&ctx->resp.body);
         *con_cls = ctx;
+        atomic_fetch_add(&srv->active, 1);
         set_request_id(ctx, conn, current_worker(srv));
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -270,6 +272,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
             dispatch(srv, conn, ctx, method, url, NULL, 0);
             return send_response(conn, ctx);
         }
+        /* A body that trickles gets a 408 when its next byte arrives late; one that stops
+         * altogether is cut off by this idle timeout, so it never holds a connection. */
+        MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,
+                                  (unsigned)(srv->request_timeout + 0.999));
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -323,12 +329,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    (void)cls;
+    ksv_http_server *srv = cls;
     (void)conn;
     (void)toe;
     conn_ctx *ctx = *con_cls;
     if (!ctx)
         return;
+    atomic_fetch_sub(&srv->active, 1);
     free(ctx->body);
     ksv_sb_free(&ctx->resp.body);
     free(ctx);
@@ -449,6 +456,11 @@ void ksv_http_server_quiesce(ksv_http_server *srv)
         return;
     MHD_quiesce_daemon(srv->daemon);
     srv->quiesced = true;
+}
+
+long ksv_http_server_active(ksv_http_server *srv)
+{
+    return atomic_load(&srv->active);
 }
 
 void ksv_http_server_stop(ksv_http_server *srv)

@@ -21,6 +21,8 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_
                           ksv_http_server **out, ksv_err *err);
 /* Stops accepting new connections; requests already in flight go on. */
 void ksv_http_server_quiesce(ksv_http_server *srv);
+/* Requests received (headers read) and not yet completed. */
+long ksv_http_server_active(ksv_http_server *srv);
 /* Stops the threads and closes every connection. */
 void ksv_http_server_stop(ksv_http_server *srv);
 

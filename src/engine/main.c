@@ -224,8 +224,13 @@ int main(int argc, char **argv)
     ksv_log(KSV_LOG_INFO, NULL, "%s: finishing in-flight requests, then exiting",
             sig == SIGTERM ? "SIGTERM" : "SIGINT");
     ksv_http_server_quiesce(srv);
+    /* Requests already read from keep-alive connections are still answered: wait until
+     * none is between its headers and its response, bounded. */
     double deadline = ksv_now() + SHUTDOWN_GRACE_S;
-    while (ksv_registry_total_inflight(reg) > 0 && ksv_now() < deadline) {
+    struct timespec settle = {0, 50 * 1000000L};
+    nanosleep(&settle, NULL);
+    while ((ksv_http_server_active(srv) > 0 || ksv_registry_total_inflight(reg) > 0) &&
+           ksv_now() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }

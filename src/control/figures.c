@@ -1,5 +1,5 @@
 /* figures.c: live figures from two readings of each node's fine histograms. */
-#include "cli/figures.h"
+#include "control/figures.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -2,8 +2,8 @@
  * node's fine histograms twice, a short interval apart (KSV_SAMPLE_SECONDS, default 1):
  * QPS and error rate are the counters' increase over it, P50/P99 come from the increase of
  * the fine histogram (within 1.6%). A window without requests shows "-", never 0. */
-#ifndef KSV_CLI_FIGURES_H
-#define KSV_CLI_FIGURES_H
+#ifndef KSV_CONTROL_FIGURES_H
+#define KSV_CONTROL_FIGURES_H
 
 #include <stdbool.h>
 #include <stddef.h>
