@@ -268,10 +268,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 return send_response(conn, ctx);
             }
         }
-        if (!method_has_body(method)) {
-            dispatch(srv, conn, ctx, method, url, NULL, 0);
-            return send_response(conn, ctx);
-        }
+        /* Requests without a body are answered on the next call: a response queued this
+         * early makes libmicrohttpd close the connection instead of keeping it alive. */
+        if (!method_has_body(method))
+            return MHD_YES;
         /* A body that trickles gets a 408 when its next byte arrives late; one that stops
          * altogether is cut off by this idle timeout, so it never holds a connection. */
         MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT,

@@ -3,6 +3,7 @@
 #include "remote/engine_client.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -230,7 +231,6 @@ static int transport_error(ksv_engine_client *c, CURLcode rc, const reply_sink *
     case CURLE_OUT_OF_MEMORY:
         return ksv_err_set(err, 500, "out of memory talking to %s", c->base_url);
     case CURLE_URL_MALFORMAT:
-    case CURLE_UNSUPPORTED_PROTOCOL:
         return ksv_err_set(err, 400, "bad node URL %s: %s", c->base_url, why);
     default:
         return ksv_err_set(err, 502, "bad reply from engine: %s: %s", c->base_url, why);
@@ -668,9 +668,11 @@ int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long
     ksv_err last;
     ksv_err_clear(&last);
     for (;;) {
+        /* The last poll may overrun the deadline a little rather than get no time. */
         double left = deadline - monotonic_ms();
-        long budget = left < 1 ? 1 : (long)left;
-        if (budget > c->timeout_ms)
+        long budget = left < 50 ? 50 : (long)left;
+        bool cut_short = budget < c->timeout_ms;
+        if (!cut_short)
             budget = c->timeout_ms;
         json_object *state = NULL;
         ksv_err call_err;
@@ -680,7 +682,9 @@ int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long
                     *err = call_err;
                 return -1;
             }
-            last = call_err;
+            /* A poll our own deadline cut short says nothing new about the node. */
+            if (!(cut_short && pending[0]))
+                last = call_err;
         } else {
             ksv_engine_model_status s;
             if (ksv_engine_model_status_parse(state, &s, err) != 0) {
@@ -702,19 +706,15 @@ int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long
             describe_pending(&s, pending, sizeof pending);
             ksv_engine_model_status_free(&s);
             ksv_err_clear(&last);
-            if (rc != 1) {
-                if (state_out)
-                    *state_out = state;
-                else
-                    json_object_put(state);
-                return rc;
-            }
+            /* *state_out always holds the latest state read. */
             if (state_out) {
                 json_object_put(*state_out);
                 *state_out = state;
             } else {
                 json_object_put(state);
             }
+            if (rc != 1)
+                return rc;
         }
         left = deadline - monotonic_ms();
         if (left <= 0)

@@ -4,6 +4,7 @@
 #include "remote/engine_client.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

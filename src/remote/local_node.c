@@ -145,8 +145,9 @@ static int read_token(const char *dir, char *token, size_t cap, ksv_err *err)
     return rc;
 }
 
-/* The last non-empty line of STATE_DIR/engine.log, for a failure message. */
-static void last_log_line(const char *dir, char *out, size_t cap)
+/* The last two lines of STATE_DIR/engine.log joined by " | ", for a failure message:
+ * an engine that refuses its arguments says why on the line before its last. */
+static void last_log_lines(const char *dir, char *out, size_t cap)
 {
     char path[PATH_MAX];
     out[0] = '\0';
@@ -165,11 +166,24 @@ static void last_log_line(const char *dir, char *out, size_t cap)
     buf[n] = '\0';
     while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
         buf[--n] = '\0';
-    char *line = strrchr(buf, '\n');
-    const char *last = line ? line + 1 : buf;
-    size_t len = strlen(last) < cap - 1 ? strlen(last) : cap - 1;
-    memcpy(out, last, len);
-    out[len] = '\0';
+    const char *start = buf;
+    int newlines = 0;
+    for (ssize_t i = n - 1; i >= 0; i--) {
+        if (buf[i] == '\n' && ++newlines == 2) {
+            start = buf + i + 1;
+            break;
+        }
+    }
+    size_t used = 0;
+    for (const char *p = start; *p && used + 4 < cap; p++) {
+        if (*p == '\n') {
+            memcpy(out + used, " | ", 3);
+            used += 3;
+        } else if (*p != '\r') {
+            out[used++] = *p;
+        }
+    }
+    out[used] = '\0';
 }
 
 /* True while pid names a live process that is not a zombie waiting to be reaped. */
@@ -191,7 +205,9 @@ static bool process_alive(pid_t pid)
     return !(paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X'));
 }
 
-/* One attempt at attaching: address and token readable, health answering. */
+/* One attempt at attaching: address readable, health answering, token readable.
+ * -1: not yet (worth retrying); -2: the engine answers but its token cannot be read, which
+ * waiting will not change. */
 static int try_attach(const char *dir, ksv_local_engine *out, ksv_err *err)
 {
     ksv_engine_client *c = NULL;
@@ -200,8 +216,10 @@ static int try_attach(const char *dir, ksv_local_engine *out, ksv_err *err)
         return -1;
     int rc = ksv_engine_client_health(c, err);
     ksv_engine_client_free(c);
-    if (rc != 0 || read_token(dir, out->token, sizeof out->token, err) != 0)
+    if (rc != 0)
         return -1;
+    if (read_token(dir, out->token, sizeof out->token, err) != 0)
+        return -2;
     out->pid = read_lock_pid(dir);
     if (out->pid <= 0)
         return ksv_err_set(err, 500, "%s/lock holds no pid", dir);
@@ -217,8 +235,14 @@ int ksv_local_engine_attach(const char *state_dir, long timeout_ms, ksv_local_en
         if (!ksv_local_engine_running(state_dir))
             return ksv_err_set(err, 404, "no ksv-engine runs on state dir %s", state_dir);
         ksv_err why;
-        if (try_attach(state_dir, out, &why) == 0)
+        int rc = try_attach(state_dir, out, &why);
+        if (rc == 0)
             return 0;
+        if (rc == -2) {
+            if (err)
+                *err = why;
+            return -1;
+        }
         if (monotonic_ms() >= deadline) {
             memset(out->token, 0, sizeof out->token);
             return ksv_err_set(err, 503, "the ksv-engine on %s does not answer: %s",
@@ -382,8 +406,10 @@ static int spawn_engine(const char *engine_path, const char *dir, const char *co
     return rc;
 }
 
-int ksv_local_engine_start(const char *engine_path, const char *state_dir,
-                           const char *const *extra_args, ksv_local_engine *out, ksv_err *err)
+/* The attach-or-launch loop; *launched gets the pid it launched (left 0 when none). */
+static int start_or_attach(const char *engine_path, const char *state_dir,
+                           const char *const *extra_args, ksv_local_engine *out,
+                           pid_t *launched, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     char dir[PATH_MAX], address[PATH_MAX], log_path[PATH_MAX];
@@ -410,8 +436,14 @@ int ksv_local_engine_start(const char *engine_path, const char *state_dir,
                 return ksv_err_set(err, 500, "cannot open %s/lock: %s", dir, strerror(errno));
             if (p == LOCK_HELD) {
                 /* Already running (or still starting, when another ksv launched it). */
-                if (try_attach(dir, out, &why) == 0)
+                int rc = try_attach(dir, out, &why);
+                if (rc == 0)
                     return 0;
+                if (rc == -2) {
+                    if (err)
+                        *err = why;
+                    return -1;
+                }
             } else {
                 /* Holding the lock proves no engine runs, so the address file is stale. */
                 if (unlink(address) != 0 && errno != ENOENT) {
@@ -422,19 +454,26 @@ int ksv_local_engine_start(const char *engine_path, const char *state_dir,
                 close(lock_fd); /* the engine must be able to take it */
                 if (spawn_engine(engine_path, dir, extra_args, log_path, &child, err) != 0)
                     return -1;
+                *launched = child;
                 spawns++;
             }
         } else {
             /* The lock is not probed while our engine starts: holding it even for a moment
              * could make the engine's own non-blocking attempt fail. The address file,
              * removed before the launch, appears once an engine holds the lock. */
-            if (try_attach(dir, out, &why) == 0) {
+            int rc = try_attach(dir, out, &why);
+            if (rc == 0) {
                 out->started = out->pid == child;
                 return 0;
             }
+            if (rc == -2) {
+                if (err)
+                    *err = why;
+                return -1;
+            }
             if (!process_alive(child)) {
                 char line[400];
-                last_log_line(dir, line, sizeof line);
+                last_log_lines(dir, line, sizeof line);
                 bool lost_race = strstr(line, "in use by another") != NULL;
                 if (ksv_local_engine_running(dir) || (lost_race && spawns < 3)) {
                     child = 0; /* attach to the winner, or try again */
@@ -449,10 +488,24 @@ int ksv_local_engine_start(const char *engine_path, const char *state_dir,
         sleep_ms(20);
     }
     char line[400];
-    last_log_line(dir, line, sizeof line);
+    last_log_lines(dir, line, sizeof line);
     return ksv_err_set(err, 503, "ksv-engine on %s did not come up within %ld ms: %s%s%s", dir,
                        KSV_LOCAL_ENGINE_START_TIMEOUT_MS, why.msg[0] ? why.msg : "no answer",
                        line[0] ? "; engine.log: " : "", line);
+}
+
+int ksv_local_engine_start(const char *engine_path, const char *state_dir,
+                           const char *const *extra_args, ksv_local_engine *out, ksv_err *err)
+{
+    pid_t launched = 0;
+    if (start_or_attach(engine_path, state_dir, extra_args, out, &launched, err) == 0)
+        return 0;
+    /* An engine we launched but cannot use is not left behind; it is signalled only while
+     * it still holds the state dir's lock under its own pid. */
+    if (launched > 0 && process_alive(launched) && read_lock_pid(state_dir) == launched)
+        ksv_local_engine_stop(state_dir, 2000, NULL);
+    memset(out->token, 0, sizeof out->token);
+    return -1;
 }
 
 /* --- stopping ----------------------------------------------------------------------------- */

@@ -1,0 +1,1139 @@
+/* test_engine_client.c: the engine admin client and the local node launcher against real
+ * ksv-engine processes ($KSV_ENGINE, else found the way ksv finds it), plus small socket
+ * servers in this process that refuse, stall, or answer garbage.
+ *
+ * Oracles are independent of the code under test: the token and address files read with
+ * stdio, /proc for the engine's pid and executable, json-c for replies, the numbers of
+ * requests this test itself sent, the percents it asked for, and the engine's --threads.
+ * Every engine started here is killed by pid at exit, even after a failed check or a
+ * sanitizer report. Data: $KSV_DATA_DIR, else $KSV_SRCDIR/data, else KSV_SRCDIR/data. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysinfo.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include "remote/engine_client.h"
+#include "remote/local_node.h"
+
+#ifndef KSV_SRCDIR
+#define KSV_SRCDIR "."
+#endif
+
+static int failures;
+
+static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(bool ok, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    printf("%s - ", ok ? "ok" : "FAIL");
+    vprintf(fmt, ap);
+    printf("\n");
+    va_end(ap);
+    fflush(stdout);
+    if (!ok)
+        failures++;
+}
+
+/* --- engines started here are killed by pid, whatever happens ------------------------- */
+
+#define MAX_ENGINES 8
+static volatile sig_atomic_t engine_pids[MAX_ENGINES];
+
+static void remember_pid(pid_t pid)
+{
+    for (int i = 0; i < MAX_ENGINES; i++) {
+        if (engine_pids[i] == pid)
+            return;
+        if (engine_pids[i] == 0) {
+            engine_pids[i] = pid;
+            return;
+        }
+    }
+}
+
+/* Async-signal-safe: runs from atexit, signal handlers and the sanitizer's death hook. */
+static void kill_engines(void)
+{
+    for (int i = 0; i < MAX_ENGINES; i++) {
+        if (engine_pids[i] > 0)
+            kill((pid_t)engine_pids[i], SIGKILL);
+        engine_pids[i] = 0;
+    }
+}
+
+static void on_fatal_signal(int sig)
+{
+    kill_engines();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Provided by the sanitizer runtimes; NULL in a plain build. */
+void __sanitizer_set_death_callback(void (*callback)(void)) __attribute__((weak));
+
+static void install_cleanup(void)
+{
+    atexit(kill_engines);
+    int sigs[] = {SIGINT, SIGTERM, SIGHUP, SIGABRT, SIGSEGV, SIGBUS, SIGFPE};
+    for (size_t i = 0; i < sizeof sigs / sizeof *sigs; i++) {
+        /* The sanitizers report SEGV and friends themselves, then call the death hook. */
+        if (__sanitizer_set_death_callback && sigs[i] != SIGINT && sigs[i] != SIGTERM &&
+            sigs[i] != SIGHUP)
+            continue;
+        signal(sigs[i], on_fatal_signal);
+    }
+    if (__sanitizer_set_death_callback)
+        __sanitizer_set_death_callback(kill_engines);
+}
+
+/* --- small oracles ------------------------------------------------------------------------ */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* First line of a file, newline stripped; "" when unreadable. */
+static void read_first_line(const char *path, char *out, size_t cap)
+{
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (fgets(out, (int)cap, f))
+        out[strcspn(out, "\r\n")] = '\0';
+    fclose(f);
+}
+
+/* A process that exists and is not a zombie. */
+static bool pid_running(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    read_first_line(path, buf, sizeof buf);
+    const char *paren = strrchr(buf, ')');
+    return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
+}
+
+static bool pid_gone_within(pid_t pid, double ms)
+{
+    double end = now_ms() + ms;
+    while (pid_running(pid) && now_ms() < end)
+        usleep(10000);
+    return !pid_running(pid);
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* --- a tiny HTTP server that answers whatever the test sets ----------------------------- */
+
+typedef struct canned_server {
+    int listen_fd;
+    int port;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    char reply[8192];
+    size_t reply_len;
+    char last_request[8192];
+    int requests;
+    int connections;
+    bool keep_alive;      /* serve several requests per connection */
+} canned_server;
+
+static int listen_loopback(int *port_out, int backlog)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, backlog) != 0 ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    *port_out = ntohs(a.sin_port);
+    return fd;
+}
+
+static void *canned_serve(void *arg)
+{
+    canned_server *s = arg;
+    for (;;) {
+        int fd = accept(s->listen_fd, NULL, NULL);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            return NULL; /* shutdown() of the listening socket ends the thread */
+        }
+        pthread_mutex_lock(&s->lock);
+        s->connections++;
+        pthread_mutex_unlock(&s->lock);
+        bool again = true;
+        while (again) {
+            char req[8192];
+            size_t n = 0;
+            bool complete = false;
+            while (!complete && n < sizeof req - 1) {
+                ssize_t r = read(fd, req + n, sizeof req - 1 - n);
+                if (r <= 0)
+                    break;
+                n += (size_t)r;
+                req[n] = '\0';
+                char *end = strstr(req, "\r\n\r\n");
+                if (end) {
+                    const char *cl = strcasestr(req, "\r\nContent-Length:");
+                    size_t want = cl ? strtoul(cl + 17, NULL, 10) : 0;
+                    complete = n - (size_t)(end + 4 - req) >= want;
+                }
+            }
+            req[n] = '\0';
+            if (!complete)
+                break;
+            pthread_mutex_lock(&s->lock);
+            memcpy(s->last_request, req, n + 1);
+            s->requests++;
+            size_t off = 0;
+            while (off < s->reply_len) {
+                ssize_t w = write(fd, s->reply + off, s->reply_len - off);
+                if (w <= 0)
+                    break;
+                off += (size_t)w;
+            }
+            again = s->keep_alive;
+            pthread_mutex_unlock(&s->lock);
+        }
+        close(fd);
+    }
+}
+
+static int canned_start(canned_server *s)
+{
+    memset(s, 0, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    s->listen_fd = listen_loopback(&s->port, 16);
+    if (s->listen_fd < 0)
+        return -1;
+    return pthread_create(&s->thread, NULL, canned_serve, s) == 0 ? 0 : -1;
+}
+
+static void canned_stop(canned_server *s)
+{
+    shutdown(s->listen_fd, SHUT_RDWR);
+    pthread_join(s->thread, NULL);
+    close(s->listen_fd);
+    pthread_mutex_destroy(&s->lock);
+}
+
+static void canned_set_raw(canned_server *s, const char *raw, size_t len)
+{
+    pthread_mutex_lock(&s->lock);
+    if (len > sizeof s->reply)
+        len = sizeof s->reply;
+    memcpy(s->reply, raw, len);
+    s->reply_len = len;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* An HTTP/1.1 answer with a correct Content-Length. */
+static void canned_set(canned_server *s, int status, const char *body)
+{
+    char raw[8192];
+    int n = snprintf(raw, sizeof raw,
+                     "HTTP/1.1 %d X\r\nContent-Type: application/json\r\nContent-Length: %zu"
+                     "\r\n\r\n%s", status, strlen(body), body);
+    canned_set_raw(s, raw, n > 0 && (size_t)n < sizeof raw ? (size_t)n : 0);
+}
+
+static void canned_last_request(canned_server *s, char *out, size_t cap)
+{
+    pthread_mutex_lock(&s->lock);
+    snprintf(out, cap, "%s", s->last_request);
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* --- checks against real engines -------------------------------------------------------- */
+
+typedef struct fixture {
+    char engine[PATH_MAX];
+    char data[PATH_MAX];
+    char base[PATH_MAX];   /* temp folder holding the state dirs */
+    char state_a[PATH_MAX + 8];
+} fixture;
+
+static void check_local_engine_files(const fixture *fx, const ksv_local_engine *le)
+{
+    char path[PATH_MAX + 32], token[512], address[256], url[300];
+    snprintf(path, sizeof path, "%s/token", fx->state_a);
+    read_first_line(path, token, sizeof token);
+    struct stat st;
+    check(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "token file is mode 0600");
+    check(token[0] && strcmp(token, le->token) == 0, "token matches STATE_DIR/token");
+    snprintf(path, sizeof path, "%s/address", fx->state_a);
+    read_first_line(path, address, sizeof address);
+    snprintf(url, sizeof url, "http://%s", address);
+    check(strcmp(url, le->base_url) == 0, "base_url %s is http:// + STATE_DIR/address (%s)",
+          le->base_url, address);
+    char exe[PATH_MAX] = "", want[PATH_MAX] = "";
+    snprintf(path, sizeof path, "/proc/%ld/exe", (long)le->pid);
+    ssize_t n = readlink(path, exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    check(realpath(fx->engine, want) && strcmp(exe, want) == 0,
+          "pid %ld runs %s", (long)le->pid, exe);
+}
+
+static void check_find_engine(const fixture *fx, const char *argv0)
+{
+    char found[PATH_MAX];
+    check(ksv_find_engine(found, sizeof found, argv0) == 0 && strcmp(found, fx->engine) == 0,
+          "ksv_find_engine honours KSV_ENGINE");
+    char *saved_env = strdup(getenv("KSV_ENGINE") ? getenv("KSV_ENGINE") : "");
+    char *saved_path = strdup(getenv("PATH") ? getenv("PATH") : "");
+    setenv("KSV_ENGINE", "/nonexistent/ksv-engine", 1);
+    check(ksv_find_engine(found, sizeof found, argv0) == -1,
+          "ksv_find_engine: a KSV_ENGINE that is not executable is an error, no fallback");
+    unsetenv("KSV_ENGINE");
+    /* PATH lookup: a bin folder holding a link to the engine. The engine may also sit
+     * beside this test's executable, which wins. */
+    char bin[PATH_MAX + 8], link_path[PATH_MAX + 32], self[PATH_MAX] = "", beside[PATH_MAX + 32];
+    snprintf(bin, sizeof bin, "%s/bin", fx->base);
+    snprintf(link_path, sizeof link_path, "%s/ksv-engine", bin);
+    mkdir(bin, 0700);
+    char abs_engine[PATH_MAX];
+    bool linked = realpath(fx->engine, abs_engine) && symlink(abs_engine, link_path) == 0;
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    self[n > 0 ? n : 0] = '\0';
+    char *slash = strrchr(self, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(beside, sizeof beside, "%s/ksv-engine", self);
+    const char *expect = access(beside, X_OK) == 0 ? beside : link_path;
+    char path_env[PATH_MAX + 64];
+    snprintf(path_env, sizeof path_env, "/nonexistent-bin::%s", bin);
+    setenv("PATH", path_env, 1);
+    check(linked && ksv_find_engine(found, sizeof found, "test_engine_client") == 0 &&
+              strcmp(found, expect) == 0,
+          "ksv_find_engine without KSV_ENGINE finds %s (got %s)", expect, found);
+    char tiny[4];
+    check(ksv_find_engine(tiny, sizeof tiny, "x") == -1, "ksv_find_engine: too small a buffer");
+    setenv("PATH", "/nonexistent-bin", 1);
+    if (access(beside, X_OK) != 0)
+        check(ksv_find_engine(found, sizeof found, "x") == -1 && found[0] == '\0',
+              "ksv_find_engine: nothing found is -1");
+    setenv("PATH", saved_path, 1);
+    setenv("KSV_ENGINE", saved_env, 1);
+    free(saved_env);
+    free(saved_path);
+}
+
+/* Sends n V2 inferences of one all-zero row; returns how many answered 200 with an output. */
+static int infer_rows(ksv_engine_client *c, long features, int n)
+{
+    char body[1024];
+    int off = snprintf(body, sizeof body, "{\"inputs\":[{\"name\":\"input-0\",\"shape\":[1,%ld],"
+                                          "\"datatype\":\"FP32\",\"data\":[", features);
+    for (long i = 0; i < features && off < (int)sizeof body - 16; i++)
+        off += snprintf(body + off, sizeof body - (size_t)off, "%s0.5", i ? "," : "");
+    snprintf(body + off, sizeof body - (size_t)off, "]}]}");
+    int good = 0;
+    for (int i = 0; i < n; i++) {
+        long status = 0;
+        char *reply = NULL;
+        ksv_err err;
+        if (ksv_engine_client_request(c, "POST", "/v2/models/churn/infer", body, strlen(body),
+                                      &status, &reply, NULL, &err) == 0 && status == 200) {
+            json_object *o = json_tokener_parse(reply), *outs;
+            if (o && json_object_object_get_ex(o, "outputs", &outs) &&
+                json_object_array_length(outs) == 1)
+                good++;
+            json_object_put(o);
+        }
+        free(reply);
+    }
+    return good;
+}
+
+/* The traffic map of model `name` in a /state answer, as "rev=pct,rev=pct". */
+static void traffic_of(json_object *state, const char *name, const char *key, char *out,
+                       size_t cap)
+{
+    out[0] = '\0';
+    json_object *models, *t;
+    if (!json_object_object_get_ex(state, "models", &models))
+        return;
+    for (size_t i = 0; i < json_object_array_length(models); i++) {
+        json_object *m = json_object_array_get_idx(models, i), *nm;
+        if (!json_object_object_get_ex(m, "name", &nm) ||
+            strcmp(json_object_get_string(nm), name) != 0 ||
+            !json_object_object_get_ex(m, key, &t))
+            continue;
+        size_t used = 0;
+        json_object_object_foreach(t, rev, pct)
+        {
+            int w = snprintf(out + used, cap - used, "%s%s=%d", used ? "," : "", rev,
+                             json_object_get_int(pct));
+            if (w < 0 || (size_t)w >= cap - used)
+                break;
+            used += (size_t)w;
+        }
+    }
+}
+
+/* Sum of ksv_requests_total samples carrying all the given label pairs. */
+static double metric_sum(const char *text, const char *const *labels)
+{
+    double sum = 0;
+    const char *p = text;
+    while (p && *p) {
+        const char *eol = strchr(p, '\n');
+        size_t len = eol ? (size_t)(eol - p) : strlen(p);
+        if (len < 1024 && strncmp(p, "ksv_requests_total{", 19) == 0) {
+            char line[1024];
+            memcpy(line, p, len);
+            line[len] = '\0';
+            bool all = true;
+            for (size_t i = 0; labels[i]; i++)
+                all = all && strstr(line, labels[i]) != NULL;
+            const char *close = strrchr(line, '}');
+            if (all && close)
+                sum += strtod(close + 1, NULL);
+        }
+        p = eol ? eol + 1 : NULL;
+    }
+    return sum;
+}
+
+/* The "200" code count of (model, revision) in a /ksv/v1/histograms answer; -1 if absent. */
+static long hist_code_count(json_object *h, const char *model, const char *rev)
+{
+    json_object *series;
+    if (!json_object_object_get_ex(h, "series", &series))
+        return -1;
+    for (size_t i = 0; i < json_object_array_length(series); i++) {
+        json_object *s = json_object_array_get_idx(series, i), *m, *r, *codes, *ok;
+        if (json_object_object_get_ex(s, "model", &m) &&
+            json_object_object_get_ex(s, "revision", &r) &&
+            strcmp(json_object_get_string(m), model) == 0 &&
+            strcmp(json_object_get_string(r), rev) == 0 &&
+            json_object_object_get_ex(s, "codes", &codes) &&
+            json_object_object_get_ex(codes, "200", &ok))
+            return (long)json_object_get_int64(ok);
+    }
+    return -1;
+}
+
+static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
+{
+    ksv_engine_client *c = NULL;
+    ksv_err err;
+    check(ksv_engine_client_new(le->base_url, le->token, 5000, &c, &err) == 0, "client for %s",
+          le->base_url);
+    if (!c)
+        return;
+    check(ksv_engine_client_health(c, &err) == 0, "health answers");
+    json_object *state = NULL;
+    check(ksv_engine_client_get_state(c, &state, &err) == 0 &&
+              json_object_array_length(json_object_object_get(state, "models")) == 0,
+          "a fresh engine has no models");
+    json_object_put(state);
+
+    char uri1[PATH_MAX + 32], uri2[PATH_MAX + 32];
+    snprintf(uri1, sizeof uri1, "file://%s/models/churn-v1", fx->data);
+    snprintf(uri2, sizeof uri2, "%s/models/churn-v2/model.json", fx->data);
+    ksv_engine_model_put put;
+    ksv_engine_model_put_init(&put);
+    ksv_engine_revision_put r1 = {.name = "churn-00001", .runtime = "ksv-xgboost",
+                                  .storage_uri = uri1, .traffic = 100};
+    check(ksv_engine_model_put_add(&put, &r1, &err) == 0, "typed PUT body: one revision");
+    char *body = NULL;
+    check(ksv_engine_model_put_to_json(&put, &body, &err) == 0, "typed PUT body renders");
+    json_object *parsed = body ? json_tokener_parse(body) : NULL, *x;
+    check(parsed && json_object_object_get_ex(parsed, "traffic", &x) &&
+              json_object_get_int(json_object_object_get(x, "churn-00001")) == 100 &&
+              !json_object_object_get_ex(parsed, "rollback_window_s", &x) &&
+              !json_object_object_get_ex(
+                  json_object_array_get_idx(json_object_object_get(parsed, "revisions"), 0),
+                  "settings", &x),
+          "PUT body: traffic map, defaults left out: %s", body ? body : "(null)");
+    json_object_put(parsed);
+    free(body);
+
+    json_object *answer = NULL;
+    int rc = ksv_engine_client_put_model(c, "churn", &put, &answer, &err);
+    check(rc == 0, "put model churn (churn-v1): %s", rc == 0 ? "202" : err.msg);
+    check(answer && strcmp(json_object_get_string(json_object_object_get(answer, "name")),
+                           "churn") == 0, "PUT answers the model's state");
+    json_object_put(answer);
+    double t0 = now_ms();
+    rc = ksv_engine_client_wait_applied(c, "churn", 10000, &answer, &err);
+    check(rc == 0, "wait_applied churn: %s (%.0f ms)", rc == 0 ? "applied" : err.msg,
+          now_ms() - t0);
+    check(answer && json_object_get_boolean(json_object_object_get(answer, "traffic_applied")),
+          "wait_applied hands back the applied state");
+    json_object_put(answer);
+
+    ksv_engine_model_status ms;
+    rc = ksv_engine_client_get_model_status(c, "churn", &ms, &err);
+    check(rc == 0 && ms.traffic_applied && ms.ready && !ms.pinned && ms.n_revisions == 1 &&
+              strcmp(ms.revisions[0].state, "ready") == 0 && ms.revisions[0].traffic == 100 &&
+              ms.revisions[0].num_features == 8 && ms.rollback_window_s == 600 &&
+              strcmp(ms.revisions[0].storage_uri, uri1) == 0,
+          "typed model status: ready, 100%%, 8 features, window 600 s, URI kept");
+    long features = rc == 0 && ms.n_revisions ? ms.revisions[0].num_features : 8;
+    ksv_engine_model_status_free(&ms);
+
+    const int n_infer = 7;
+    check(infer_rows(c, features, n_infer) == n_infer, "%d inferences answered 200", n_infer);
+
+    /* Second revision at 0%, then the 80/20 split. */
+    ksv_engine_revision_put r2 = {.name = "churn-00002", .storage_uri = uri2,
+                                  .container_concurrency = 64, .timeout_ms = 2000};
+    r1.traffic = 100;
+    check(ksv_engine_model_put_add(&put, &r2, &err) == 0, "typed PUT body: two revisions");
+    put.rollback_window_s = 120;
+    rc = ksv_engine_client_put_model(c, "churn", &put, NULL, &err);
+    check(rc == 0, "put churn with churn-00002 at 0%%: %s", rc == 0 ? "202" : err.msg);
+    check(ksv_engine_client_wait_applied(c, "churn", 10000, NULL, &err) == 0,
+          "wait_applied after adding churn-00002");
+    ksv_engine_traffic split[] = {{"churn-00001", 80}, {"churn-00002", 20}};
+    check(ksv_engine_client_put_traffic(c, "churn", split, 2, NULL, &err) == 0,
+          "put traffic 80/20");
+    check(ksv_engine_client_wait_applied(c, "churn", 10000, NULL, &err) == 0,
+          "wait_applied after 80/20");
+    check(ksv_engine_client_get_state(c, &state, &err) == 0, "get_state");
+    char traffic[256], effective[256];
+    traffic_of(state, "churn", "traffic", traffic, sizeof traffic);
+    traffic_of(state, "churn", "effective_traffic", effective, sizeof effective);
+    check(strcmp(traffic, "churn-00001=80,churn-00002=20") == 0, "state traffic %s", traffic);
+    check(strcmp(effective, "churn-00001=80,churn-00002=20") == 0, "state effective %s",
+          effective);
+    json_object *model0 = json_object_array_get_idx(json_object_object_get(state, "models"), 0);
+    rc = ksv_engine_model_status_parse(model0, &ms, &err);
+    check(rc == 0 && ms.n_revisions == 2 && ms.rollback_window_s == 120 &&
+              strcmp(ms.revisions[1].name, "churn-00002") == 0 &&
+              ms.revisions[1].desired_traffic == 20 && ms.revisions[0].desired_traffic == 80,
+          "typed status from /state: two revisions, 80/20, window 120 s");
+    ksv_engine_model_status_free(&ms);
+    json_object_put(state);
+
+    /* Traffic errors come back with the engine's status and words. */
+    ksv_engine_traffic bad_sum[] = {{"churn-00001", 50}, {"churn-00002", 40}};
+    rc = ksv_engine_client_put_traffic(c, "churn", bad_sum, 2, NULL, &err);
+    check(rc != 0 && err.status == 400 && strstr(err.msg, "100"), "traffic 50/40: 400 (%s)",
+          err.msg);
+    ksv_engine_traffic bad_rev[] = {{"churn-00009", 100}};
+    rc = ksv_engine_client_put_traffic(c, "churn", bad_rev, 1, NULL, &err);
+    check(rc != 0 && err.status == 404 && strstr(err.msg, "churn-00009"),
+          "traffic to an unknown revision: 404 (%s)", err.msg);
+    rc = ksv_engine_client_get_model(c, "nosuch", &answer, &err);
+    check(rc != 0 && err.status == 404 && answer == NULL, "unknown model: 404 (%s)", err.msg);
+    rc = ksv_engine_client_get_model(c, "../state", &answer, &err);
+    check(rc != 0 && err.status == 404, "a model name cannot climb the path: 404 (%s)", err.msg);
+
+    ksv_engine_node_info node;
+    rc = ksv_engine_client_get_node(c, &node, &err);
+    check(rc == 0 && node.version[0] && node.threads == 1 && node.uptime_s >= 0 &&
+              node.cpus == get_nprocs() && node.n_gpus == 0 && node.max_body > 0 &&
+              strcmp(node.listen, le->base_url + 7) == 0,
+          "node: version %s, threads %d (asked 1), cpus %d, uptime %.1f s, listen %s",
+          node.version, node.threads, node.cpus, node.uptime_s, node.listen);
+
+    json_object *hist = NULL;
+    rc = ksv_engine_client_get_histograms(c, &hist, &err);
+    long count = rc == 0 ? hist_code_count(hist, "churn", "churn-00001") : -1;
+    check(count == n_infer, "histograms: churn-00001 has %ld code-200 requests (sent %d)", count,
+          n_infer);
+    json_object_put(hist);
+    char *text = NULL;
+    size_t len = 0;
+    rc = ksv_engine_client_get_histograms_text(c, &text, &len, &err);
+    json_object *again = rc == 0 ? json_tokener_parse(text) : NULL;
+    check(again && hist_code_count(again, "churn", "churn-00001") == n_infer &&
+              len == strlen(text), "histograms as text parse to the same count");
+    json_object_put(again);
+    free(text);
+
+    rc = ksv_engine_client_get_metrics_text(c, &text, &len, &err);
+    const char *labels[] = {"model=\"churn\"", "revision=\"churn-00001\"", "code=\"200\"", NULL};
+    double total = rc == 0 ? metric_sum(text, labels) : -1;
+    check(rc == 0 && strstr(text, "ksv_requests_total") && total == n_infer,
+          "metrics text: ksv_requests_total{churn,churn-00001,200} = %g (sent %d)", total,
+          n_infer);
+    free(text);
+
+    ksv_engine_client_set_max_reply(c, 100);
+    rc = ksv_engine_client_get_metrics_text(c, &text, &len, &err);
+    check(rc != 0 && err.status == 502 && strstr(err.msg, "over 100 bytes") && text == NULL,
+          "a reply over the cap: 502 (%s)", err.msg);
+    ksv_engine_client_set_max_reply(c, KSV_ENGINE_CLIENT_MAX_REPLY);
+
+    /* A revision whose file is not a model: the load fails and wait_applied says so. */
+    char bad_dir[PATH_MAX + 16], bad_file[PATH_MAX + 32];
+    snprintf(bad_dir, sizeof bad_dir, "%s/bad-model", fx->base);
+    snprintf(bad_file, sizeof bad_file, "%s/model.json", bad_dir);
+    mkdir(bad_dir, 0700);
+    FILE *f = fopen(bad_file, "w");
+    if (f) {
+        fputs("{\"this is\": \"not an xgboost model\"}\n", f);
+        fclose(f);
+    }
+    ksv_engine_model_put broken;
+    ksv_engine_model_put_init(&broken);
+    ksv_engine_revision_put rb = {.name = "broken-00001", .storage_uri = bad_file,
+                                  .traffic = 100};
+    ksv_engine_model_put_add(&broken, &rb, &err);
+    rc = ksv_engine_client_put_model(c, "broken", &broken, NULL, &err);
+    if (rc == 0) {
+        rc = ksv_engine_client_wait_applied(c, "broken", 10000, NULL, &err);
+        check(rc != 0 && err.status == 500 && strstr(err.msg, "broken-00001 failed"),
+              "wait_applied on a model that cannot load: 500 (%s)", err.msg);
+        check(ksv_engine_client_delete_model(c, "broken", &err) == 0, "delete broken");
+    } else {
+        check(err.status == 400, "a model file that is not a model is refused: %d (%s)",
+              err.status, err.msg);
+    }
+
+    check(ksv_engine_client_delete_model(c, "churn", &err) == 0, "delete churn");
+    rc = ksv_engine_client_get_model(c, "churn", &answer, &err);
+    check(rc != 0 && err.status == 404, "churn is gone after delete (404)");
+    rc = ksv_engine_client_delete_model(c, "churn", &err);
+    check(rc != 0 && err.status == 404, "deleting it again: 404 (%s)", err.msg);
+
+    /* The engine may close after each answer; the client must never open more than one
+     * connection per call (keep-alive itself is checked against the canned server). */
+    printf("note: %ld connections opened for this engine's calls\n",
+           ksv_engine_client_connections_opened(c));
+    ksv_engine_client_free(c);
+
+    /* Wrong and missing tokens. */
+    ksv_engine_client *bad = NULL;
+    check(ksv_engine_client_new(le->base_url, "not-the-token", 2000, &bad, &err) == 0,
+          "client with a wrong token");
+    rc = bad ? ksv_engine_client_get_state(bad, &state, &err) : -1;
+    check(rc != 0 && err.status == 401 && err.msg[0] && !strstr(err.msg, le->token),
+          "wrong token: 401 (%s)", err.msg);
+    ksv_engine_client_free(bad);
+    check(ksv_engine_client_new(le->base_url, NULL, 2000, &bad, &err) == 0,
+          "client without a token");
+    rc = bad ? ksv_engine_client_get_node(bad, &node, &err) : -1;
+    check(rc != 0 && err.status == 401, "no token: 401 (%s)", err.msg);
+    check(bad && ksv_engine_client_health(bad, &err) == 0, "health needs no token");
+    ksv_engine_client_free(bad);
+}
+
+/* --- checks against sockets that misbehave ---------------------------------------------- */
+
+static void test_unreachable(void)
+{
+    ksv_err err;
+    int port = 0, fd = listen_loopback(&port, 1);
+    close(fd); /* nothing listens there now */
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    ksv_engine_client *c = NULL;
+    ksv_engine_client_new(url, "t", 2000, &c, &err);
+    double t0 = now_ms();
+    json_object *state = NULL;
+    int rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
+    check(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && strstr(err.msg, url)
+              && state == NULL,
+          "nothing listening: 503 in %.0f ms (%s)", now_ms() - t0, err.msg);
+    rc = c ? ksv_engine_client_wait_applied(c, "m", 300, NULL, &err) : 0;
+    check(rc != 0 && err.status == 504 && strstr(err.msg, "unreachable"),
+          "wait_applied on a dead node: 504 naming the last error (%s)", err.msg);
+    ksv_engine_client_free(c);
+
+    /* A listening socket that never accepts: the kernel completes the handshake, so only
+     * the total timeout can end the call. */
+    fd = listen_loopback(&port, 4);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
+    c = NULL;
+    ksv_engine_client_new(url, "t", 300, &c, &err);
+    t0 = now_ms();
+    rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
+    double took = now_ms() - t0;
+    check(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && took >= 250 &&
+              took < 300 + 700,
+          "a server that never answers: 503 after %.0f ms (timeout 300) (%s)", took, err.msg);
+    check(c && strcmp(ksv_engine_client_base_url(c), url) != 0 &&
+              strncmp(ksv_engine_client_base_url(c), url, strlen(url) - 1) == 0,
+          "the base URL's trailing slash is dropped");
+    ksv_engine_client_free(c);
+    close(fd);
+
+    const char *bad_urls[] = {"", "ftp://127.0.0.1:1", "127.0.0.1:8080", "http://",
+                              "http://127.0.0.1:8080/ksv", "http://user@127.0.0.1:1",
+                              "http://127.0.0.1:8080?x=1", "file:///etc/passwd", NULL};
+    for (size_t i = 0; bad_urls[i]; i++) {
+        c = NULL;
+        rc = ksv_engine_client_new(bad_urls[i], "t", 100, &c, &err);
+        check(rc != 0 && c == NULL && err.status == 400, "bad node URL \"%s\": 400",
+              bad_urls[i]);
+    }
+    rc = ksv_engine_client_new(NULL, "t", 100, &c, &err);
+    check(rc != 0 && err.status == 400, "NULL node URL: 400");
+}
+
+typedef enum { CALL_STATE, CALL_NODE, CALL_MODEL_STATUS, CALL_METRICS, CALL_HEALTH } call_kind;
+
+typedef struct bad_reply_case {
+    const char *what;
+    const char *raw;      /* a whole raw answer, or NULL to use status + body */
+    size_t raw_len;       /* 0: strlen(raw) */
+    int status;
+    const char *body;
+    call_kind call;
+    int want_status;
+    const char *want_text;
+} bad_reply_case;
+
+static int run_call(ksv_engine_client *c, call_kind call, ksv_err *err)
+{
+    json_object *obj = NULL;
+    ksv_engine_node_info node;
+    ksv_engine_model_status ms;
+    char *text = NULL;
+    int rc;
+    switch (call) {
+    case CALL_STATE:
+        rc = ksv_engine_client_get_state(c, &obj, err);
+        break;
+    case CALL_NODE:
+        rc = ksv_engine_client_get_node(c, &node, err);
+        break;
+    case CALL_MODEL_STATUS:
+        rc = ksv_engine_client_get_model_status(c, "m", &ms, err);
+        if (rc == 0)
+            ksv_engine_model_status_free(&ms);
+        break;
+    case CALL_METRICS:
+        rc = ksv_engine_client_get_metrics_text(c, &text, NULL, err);
+        break;
+    default:
+        rc = ksv_engine_client_health(c, err);
+        break;
+    }
+    json_object_put(obj);
+    free(text);
+    return rc;
+}
+
+static void test_bad_replies(void)
+{
+    canned_server srv;
+    if (canned_start(&srv) != 0) {
+        check(false, "start the canned server");
+        return;
+    }
+    char url[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+    ksv_engine_client *c = NULL;
+    ksv_err err;
+    const char *token = "s3cret-token-value";
+    ksv_engine_client_new(url, token, 1000, &c, &err);
+    if (!c) {
+        check(false, "client for the canned server");
+        canned_stop(&srv);
+        return;
+    }
+    char deep[4100];
+    memset(deep, '[', 2000);
+    memset(deep + 2000, ']', 2000);
+    deep[4000] = '\0';
+    static const char nul_body[] =
+        "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n{\"models\":[]}\0x";
+    static const char node_ok[] =
+        "{\"version\":\"0.1.0\",\"threads\":2,\"uptime_s\":1.5,\"gpus\":[{\"index\":0,"
+        "\"name\":\"H100\",\"utilization_ratio\":0.5,\"memory_used_bytes\":10,"
+        "\"memory_total_bytes\":80}],\"load\":{\"inflight\":3,\"loadavg\":[1,2,3],\"cpus\":16}}";
+    const bad_reply_case cases[] = {
+        {"5 bytes of {{{{{", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{{{{{", 0, 0, NULL,
+         CALL_STATE, 502, "bad reply from engine"},
+        {"trailing bytes", NULL, 0, 200, "{\"models\":[]} x", CALL_STATE, 502, "after the JSON"},
+        {"empty 200 body", NULL, 0, 200, "", CALL_STATE, 502, "empty reply"},
+        {"truncated JSON", NULL, 0, 200, "{\"models\":[", CALL_STATE, 502, "truncated"},
+        {"an array, not an object", NULL, 0, 200, "[1]", CALL_STATE, 502, "expected a JSON object"},
+        {"models is not an array", NULL, 0, 200, "{\"models\":1}", CALL_STATE, 502, "models"},
+        {"nesting 2000 deep", NULL, 0, 200, deep, CALL_STATE, 502, "bad reply"},
+        {"NUL inside the body", nul_body, sizeof nul_body - 1, 0, NULL, CALL_STATE, 502,
+         "bad reply"},
+        {"not HTTP at all", "garbage\r\n\r\n", 0, 0, NULL, CALL_STATE, 502, "bad reply"},
+        {"body shorter than Content-Length",
+         "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"a\":", 0, 0, NULL, CALL_STATE, 502,
+         "bad reply"},
+        {"Content-Length over the cap",
+         "HTTP/1.1 200 OK\r\nContent-Length: 999999999999\r\n\r\n{}", 0, 0, NULL, CALL_STATE, 502,
+         "over"},
+        {"a redirect is not followed",
+         "HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:1/\r\nContent-Length: 0\r\n\r\n", 0, 0,
+         NULL, CALL_STATE, 502, "redirects are not followed"},
+        {"engine error JSON", NULL, 0, 503, "{\"error\":\"overloaded: try later\"}", CALL_STATE, 503,
+         "overloaded: try later"},
+        {"HTTP error with a text body", NULL, 0, 500, "boom", CALL_STATE, 500, "HTTP 500"},
+        {"error JSON with a non-string error", NULL, 0, 409, "{\"error\":1}", CALL_STATE, 409,
+         "HTTP 409"},
+        {"node: version is a number", NULL, 0, 200,
+         "{\"version\":1,\"threads\":2,\"uptime_s\":1}", CALL_NODE, 502, "version"},
+        {"node: threads missing", NULL, 0, 200, "{\"version\":\"1\",\"uptime_s\":1}", CALL_NODE, 502,
+         "threads"},
+        {"node: loadavg of 2", NULL, 0, 200,
+         "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1,\"load\":{\"loadavg\":[1,2]}}",
+         CALL_NODE, 502, "loadavg"},
+        {"node: gpus is an object", NULL, 0, 200,
+         "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1,\"gpus\":{}}", CALL_NODE, 502, "gpus"},
+        {"node: negative threads", NULL, 0, 200,
+         "{\"version\":\"1\",\"threads\":-4,\"uptime_s\":1}", CALL_NODE, 502, "out of range"},
+        {"model: only a name", NULL, 0, 200, "{\"name\":\"m\"}", CALL_MODEL_STATUS, 502, "pinned"},
+        {"model: revisions not an array", NULL, 0, 200,
+         "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":true,"
+         "\"revisions\":{}}", CALL_MODEL_STATUS, 502, "revisions"},
+        {"model: revision traffic 300", NULL, 0, 200,
+         "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":true,"
+         "\"revisions\":[{\"name\":\"m-1\",\"state\":\"ready\",\"traffic\":300,"
+         "\"desired_traffic\":100}]}", CALL_MODEL_STATUS, 502, "out of range"},
+        {"model: revision is a string", NULL, 0, 200,
+         "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":true,"
+         "\"revisions\":[\"m-1\"]}", CALL_MODEL_STATUS, 502, "not an object"},
+        {"model: load_seconds is a string", NULL, 0, 200,
+         "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":true,"
+         "\"revisions\":[{\"name\":\"m-1\",\"state\":\"ready\",\"traffic\":1,"
+         "\"desired_traffic\":1,\"load_seconds\":\"x\"}]}", CALL_MODEL_STATUS, 502, "number"},
+        {"health: 503", NULL, 0, 503, "{\"error\":\"shutting down\"}", CALL_HEALTH, 503,
+         "shutting down"},
+        {"metrics: 404 text", NULL, 0, 404, "not here", CALL_METRICS, 404, "not here"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        const bad_reply_case *k = &cases[i];
+        if (k->raw)
+            canned_set_raw(&srv, k->raw, k->raw_len ? k->raw_len : strlen(k->raw));
+        else
+            canned_set(&srv, k->status, k->body);
+        ksv_err_clear(&err);
+        int rc = run_call(c, k->call, &err);
+        check(rc != 0 && err.status == k->want_status && strstr(err.msg, k->want_text) &&
+                  !strstr(err.msg, token),
+              "%s: %d \"%s\"", k->what, err.status, err.msg);
+    }
+
+    /* Good canned answers parse into the typed structs. */
+    canned_set(&srv, 200, node_ok);
+    ksv_engine_node_info node;
+    int rc = ksv_engine_client_get_node(c, &node, &err);
+    check(rc == 0 && node.n_gpus == 1 && node.gpus[0].utilization_ratio == 0.5 &&
+              node.gpus[0].memory_total_bytes == 80 && strcmp(node.gpus[0].name, "H100") == 0 &&
+              node.inflight == 3 && node.loadavg[2] == 3 && node.cpus == 16 && node.cuda[0] == 0,
+          "node with a GPU parses");
+
+    /* The request itself: method, path encoding, bearer token, no Expect. */
+    char req[8192];
+    canned_set(&srv, 200, "{\"name\":\"a/b c\",\"pinned\":false,\"ready\":false,"
+                          "\"traffic_applied\":true,\"revisions\":[]}");
+    json_object *obj = NULL;
+    rc = ksv_engine_client_get_model(c, "a/b c", &obj, &err);
+    json_object_put(obj);
+    canned_last_request(&srv, req, sizeof req);
+    char auth[128];
+    snprintf(auth, sizeof auth, "\r\nAuthorization: Bearer %s\r\n", token);
+    check(rc == 0 && strncmp(req, "GET /ksv/v1/models/a%2Fb%20c HTTP/1.1\r\n", 39) == 0,
+          "the model name is one percent-encoded path segment");
+    check(strstr(req, auth) != NULL, "the bearer token is sent");
+    ksv_engine_traffic split[] = {{"m-00001", 30}, {"m-\"2", 70}};
+    rc = ksv_engine_client_put_traffic(c, "m", split, 2, NULL, &err);
+    canned_last_request(&srv, req, sizeof req);
+    const char *body = strstr(req, "\r\n\r\n");
+    json_object *sent = body ? json_tokener_parse(body + 4) : NULL, *t = NULL;
+    check(rc == 0 && strncmp(req, "PUT /ksv/v1/models/m/traffic HTTP/1.1", 37) == 0 &&
+              strcasestr(req, "\r\nContent-Type: application/json") && !strcasestr(req, "Expect:") &&
+              sent && json_object_object_get_ex(sent, "traffic", &t) &&
+              json_object_get_int(json_object_object_get(t, "m-\"2")) == 70 &&
+              json_object_get_int(json_object_object_get(t, "m-00001")) == 30,
+          "put_traffic sends PUT .../traffic with a JSON body json-c reads back");
+    json_object_put(sent);
+    rc = ksv_engine_client_delete_model(c, "m", &err);
+    canned_last_request(&srv, req, sizeof req);
+    check(rc == 0 && strncmp(req, "DELETE /ksv/v1/models/m HTTP/1.1", 32) == 0,
+          "delete sends DELETE");
+
+    /* wait_applied: a revision that failed, and a split that never applies. */
+    canned_set(&srv, 200,
+               "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":false,"
+               "\"revisions\":[{\"name\":\"m-00001\",\"state\":\"ready\",\"traffic\":100,"
+               "\"desired_traffic\":0},{\"name\":\"m-00002\",\"state\":\"failed\","
+               "\"traffic\":0,\"desired_traffic\":100,\"error\":\"cannot parse model.json\"}]}");
+    rc = ksv_engine_client_wait_applied(c, "m", 2000, &obj, &err);
+    check(rc != 0 && err.status == 500 && strstr(err.msg, "m-00002") &&
+              strstr(err.msg, "cannot parse model.json") && obj != NULL,
+          "wait_applied: a failed revision is reported (%s)", err.msg);
+    json_object_put(obj);
+    canned_set(&srv, 200,
+               "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":false,"
+               "\"revisions\":[{\"name\":\"m-00002\",\"state\":\"loading\",\"traffic\":0,"
+               "\"desired_traffic\":100}]}");
+    double t0 = now_ms();
+    rc = ksv_engine_client_wait_applied(c, "m", 400, NULL, &err);
+    double took = now_ms() - t0;
+    check(rc != 0 && err.status == 504 && strstr(err.msg, "m-00002 (loading)") && took >= 390 &&
+              took < 400 + 700,
+          "wait_applied times out after %.0f ms (asked 400): %s", took, err.msg);
+    canned_set(&srv, 404, "{\"error\":\"model m not found\"}");
+    rc = ksv_engine_client_wait_applied(c, "m", 2000, NULL, &err);
+    check(rc != 0 && err.status == 404, "wait_applied on a deleted model: 404 at once");
+
+    long status = 0;
+    char *reply = NULL;
+    size_t len = 0;
+    canned_set(&srv, 418, "{\"error\":\"teapot\"}");
+    rc = ksv_engine_client_request(c, "POST", "/v2/models/m/infer", "{}", 2, &status, &reply,
+                                   &len, &err);
+    check(rc == 0 && status == 418 && len == strlen(reply) && strstr(reply, "teapot"),
+          "raw request hands back any status and body");
+    free(reply);
+    rc = ksv_engine_client_request(c, "GET", "no-slash", NULL, 0, &status, NULL, NULL, &err);
+    check(rc != 0 && err.status == 400, "a path without '/' is refused");
+
+    /* Keep-alive: a server that keeps the connection open gets every call on one. */
+    pthread_mutex_lock(&srv.lock);
+    srv.keep_alive = true;
+    int conns_before = srv.connections;
+    pthread_mutex_unlock(&srv.lock);
+    canned_set(&srv, 200, "{\"models\":[]}");
+    long opened_before = ksv_engine_client_connections_opened(c);
+    int good = 0;
+    for (int i = 0; i < 5; i++) {
+        json_object *st = NULL;
+        good += ksv_engine_client_get_state(c, &st, &err) == 0;
+        json_object_put(st);
+    }
+    pthread_mutex_lock(&srv.lock);
+    int conns = srv.connections - conns_before;
+    srv.keep_alive = false;
+    pthread_mutex_unlock(&srv.lock);
+    long opened = ksv_engine_client_connections_opened(c) - opened_before;
+    check(good == 5 && conns == 1 && opened == 1,
+          "5 calls on one kept-alive connection (server saw %d, client opened %ld)", conns,
+          opened);
+
+    ksv_engine_client_free(c);
+    canned_stop(&srv);
+}
+
+static void test_put_builder_errors(void)
+{
+    ksv_engine_model_put m;
+    ksv_err err;
+    ksv_engine_model_put_init(&m);
+    char *body = NULL;
+    check(ksv_engine_model_put_to_json(&m, &body, &err) != 0 && err.status == 400 && !body,
+          "PUT body without revisions: 400");
+    ksv_engine_revision_put nameless = {.storage_uri = "/m", .traffic = 100};
+    check(ksv_engine_model_put_add(&m, &nameless, &err) != 0 && err.status == 400,
+          "revision without a name: 400");
+    ksv_engine_revision_put no_uri = {.name = "m-00001", .traffic = 100};
+    check(ksv_engine_model_put_add(&m, &no_uri, &err) != 0 && err.status == 400,
+          "revision without a storage URI: 400");
+    ksv_engine_revision_put too_much = {.name = "m-00001", .storage_uri = "/m", .traffic = 101};
+    check(ksv_engine_model_put_add(&m, &too_much, &err) != 0 && err.status == 400,
+          "traffic 101: 400");
+    ksv_engine_revision_put ok = {.name = "m-00001", .storage_uri = "/m"};
+    for (int i = 0; i < KSV_ENGINE_MAX_REVISIONS; i++)
+        ksv_engine_model_put_add(&m, &ok, &err);
+    check(ksv_engine_model_put_add(&m, &ok, &err) != 0 && m.n_revisions == 16,
+          "a 17th revision: 400");
+    m.rollback_window_s = 0;
+    m.revisions[0].booster_pool = "shared";
+    m.revisions[0].predict_threads = 2;
+    m.revisions[0].name = "quote\"and\\slash";
+    check(ksv_engine_model_put_to_json(&m, &body, &err) == 0, "PUT body renders");
+    json_object *o = body ? json_tokener_parse(body) : NULL, *revs, *r0, *settings, *x;
+    check(o && json_object_object_get_ex(o, "rollback_window_s", &x) &&
+              json_object_get_int(x) == 0 && json_object_object_get_ex(o, "revisions", &revs) &&
+              (r0 = json_object_array_get_idx(revs, 0)) &&
+              strcmp(json_object_get_string(json_object_object_get(r0, "name")),
+                     "quote\"and\\slash") == 0 &&
+              json_object_object_get_ex(r0, "settings", &settings) &&
+              json_object_get_int(json_object_object_get(settings, "predict_threads")) == 2 &&
+              strcmp(json_object_get_string(json_object_object_get(settings, "booster_pool")),
+                     "shared") == 0 &&
+              !json_object_object_get_ex(settings, "timeout_ms", &x),
+          "PUT body: escaping, settings set and unset, rollback window 0 kept");
+    json_object_put(o);
+    free(body);
+}
+
+/* --- the local node launcher ------------------------------------------------------------ */
+
+static void test_local_node(fixture *fx)
+{
+    ksv_err err;
+    ksv_local_engine le, again;
+    const char *extra[] = {"--threads", "1", "--log-level", "info", NULL};
+    snprintf(fx->state_a, sizeof fx->state_a, "%s/a/state", fx->base);
+
+    check(!ksv_local_engine_running(fx->state_a), "no engine runs on a fresh state dir");
+    int rc = ksv_local_engine_attach(fx->state_a, 200, &le, &err);
+    check(rc != 0 && err.status == 404, "attach with nothing running: 404 (%s)", err.msg);
+    check(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stop with nothing running: 0");
+
+    double t0 = now_ms();
+    rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &le, &err);
+    check(rc == 0 && le.started && le.pid > 0 && strncmp(le.base_url, "http://127.0.0.1:", 17) == 0,
+          "start: pid %ld at %s in %.0f ms (%s)", (long)le.pid, le.base_url, now_ms() - t0,
+          rc == 0 ? "started" : err.msg);
+    if (rc != 0)
+        return;
+    remember_pid(le.pid);
+    check_local_engine_files(fx, &le);
+    check(ksv_local_engine_running(fx->state_a), "the lock is held while it runs");
+
+    rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &again, &err);
+    check(rc == 0 && !again.started && again.pid == le.pid &&
+              strcmp(again.base_url, le.base_url) == 0 && strcmp(again.token, le.token) == 0,
+          "start again attaches to the running engine (pid %ld)", (long)again.pid);
+    rc = ksv_local_engine_attach(fx->state_a, 2000, &again, &err);
+    check(rc == 0 && again.pid == le.pid && strcmp(again.base_url, le.base_url) == 0,
+          "attach finds the same engine");
+
+    test_model_lifecycle(fx, &le);
+
+    /* Stop: the process goes, the lock frees, the port stops answering. */
+    t0 = now_ms();
+    rc = ksv_local_engine_stop(fx->state_a, 5000, &err);
+    check(rc == 0 && pid_gone_within(le.pid, 2000) && !ksv_local_engine_running(fx->state_a),
+          "stop: pid %ld gone in %.0f ms", (long)le.pid, now_ms() - t0);
+    ksv_engine_client *c = NULL;
+    ksv_engine_client_new(le.base_url, le.token, 1000, &c, &err);
+    rc = c ? ksv_engine_client_health(c, &err) : 0;
+    check(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable"),
+          "a stopped engine is unreachable (%s)", err.msg);
+    ksv_engine_client_free(c);
+    check(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stopping it again: 0");
+
+    /* A restart on the same state dir: the stale address file is replaced. */
+    rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &again, &err);
+    check(rc == 0 && again.started && again.pid != le.pid && strcmp(again.token, le.token) == 0,
+          "restart: new pid %ld, same token (%s)", (long)again.pid, rc == 0 ? "ok" : err.msg);
+    if (rc == 0) {
+        remember_pid(again.pid);
+        char path[PATH_MAX + 32], address[256];
+        snprintf(path, sizeof path, "%s/address", fx->state_a);
+        read_first_line(path, address, sizeof address);
+        check(strcmp(again.base_url + 7, address) == 0, "the address file names the new port");
+        /* A hard kill leaves lock and address files behind: start must not trust them. */
+        kill(again.pid, SIGKILL);
+        check(pid_gone_within(again.pid, 3000), "SIGKILLed engine gone");
+        ksv_local_engine third;
+        rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &third, &err);
+        check(rc == 0 && third.started && third.pid != again.pid,
+              "start after a crash: new pid %ld (%s)", (long)third.pid, rc == 0 ? "ok" : err.msg);
+        if (rc == 0) {
+            remember_pid(third.pid);
+            check(ksv_local_engine_stop(fx->state_a, 5000, &err) == 0 &&
+                      pid_gone_within(third.pid, 2000), "stop the third engine");
+        }
+    }
+
+    /* Launch failures. */
+    char state_b[PATH_MAX + 16];
+    snprintf(state_b, sizeof state_b, "%s/b", fx->base);
+    rc = ksv_local_engine_start("/nonexistent/ksv-engine", state_b, NULL, &again, &err);
+    check(rc != 0 && err.status == 404, "an engine path that does not exist: 404 (%s)", err.msg);
+    const char *bogus[] = {"--no-such-flag", NULL};
+    t0 = now_ms();
+    rc = ksv_local_engine_start(fx->engine, state_b, bogus, &again, &err);
+    check(rc != 0 && err.status == 503 && strstr(err.msg, "exited at start") &&
+              now_ms() - t0 < 5000,
+          "an engine that exits at once is reported in %.0f ms (%s)", now_ms() - t0, err.msg);
+    if (rc == 0)
+        remember_pid(again.pid);
+
+    /* An engine whose token lives elsewhere cannot be attached: said at once, and the
+     * engine launched for nothing is stopped again. */
+    char state_c[PATH_MAX + 16], token_file[PATH_MAX + 16];
+    snprintf(state_c, sizeof state_c, "%s/c", fx->base);
+    snprintf(token_file, sizeof token_file, "%s/elsewhere.token", fx->base);
+    FILE *f = fopen(token_file, "w");
+    if (f) {
+        fputs("elsewhere\n", f);
+        fclose(f);
+    }
+    const char *token_args[] = {"--token-file", token_file, NULL};
+    t0 = now_ms();
+    rc = ksv_local_engine_start(fx->engine, state_c, token_args, &again, &err);
+    double took = now_ms() - t0;
+    pid_t stray = 0;
+    char lock_path[PATH_MAX + 32], pid_text[32];
+    snprintf(lock_path, sizeof lock_path, "%s/lock", state_c);
+    read_first_line(lock_path, pid_text, sizeof pid_text);
+    stray = (pid_t)atoi(pid_text);
+    if (stray > 0)
+        remember_pid(stray);
+    check(rc != 0 && err.status == 500 && strstr(err.msg, "token") && took < 3000 &&
+              !ksv_local_engine_running(state_c) && (stray <= 0 || pid_gone_within(stray, 2000)),
+          "engine with --token-file: refused in %.0f ms and stopped (%s)", took, err.msg);
+}
+
+int main(int argc, char **argv)
+{
+    (void)argc;
+    install_cleanup();
+    signal(SIGPIPE, SIG_IGN);
+    fixture fx;
+    memset(&fx, 0, sizeof fx);
+    if (ksv_find_engine(fx.engine, sizeof fx.engine, argv[0]) != 0) {
+        printf("SKIP: no ksv-engine (set KSV_ENGINE)\n");
+        return 77;
+    }
+    const char *data = getenv("KSV_DATA_DIR"), *src = getenv("KSV_SRCDIR");
+    if (data && *data)
+        snprintf(fx.data, sizeof fx.data, "%s", data);
+    else
+        snprintf(fx.data, sizeof fx.data, "%s/data", src && *src ? src : KSV_SRCDIR);
+    char abs_data[PATH_MAX];
+    if (realpath(fx.data, abs_data))
+        snprintf(fx.data, sizeof fx.data, "%s", abs_data);
+    printf("engine %s, data %s\n", fx.engine, fx.data);
+    snprintf(fx.base, sizeof fx.base, "/tmp/ksv-test-engine-client-XXXXXX");
+    if (!mkdtemp(fx.base)) {
+        printf("FAIL - mkdtemp: %s\n", strerror(errno));
+        return 1;
+    }
+
+    check_find_engine(&fx, argv[0]);
+    test_put_builder_errors();
+    test_unreachable();
+    test_bad_replies();
+    test_local_node(&fx);
+
+    kill_engines();
+    nftw(fx.base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
+    return failures ? 1 : 0;
+}
