@@ -23,6 +23,7 @@ HTTP_DIR="$ROOT/bench/http"
 MODEL="data/models/fraud/model.json"
 ENGINE="src/ksv-engine"
 ENGINE_THREADS=""
+ENGINE_RUNTIME="ksv-xgboost"
 DURATION=10
 WARMUP=2
 THREADS=2
@@ -45,6 +46,7 @@ usage: bench/run-http-bench.sh [options]
   --model PATH           XGBoost model (default $MODEL)
   --engine PATH          ksv-engine binary (default $ENGINE)
   --engine-threads N     ksv-engine --threads (default: the engine's own default)
+  --engine-runtime R     ksv-engine runtime for the model: ksv-xgboost (default) or ksv-forest
   -d, --duration SECS    length of each measured wrk run (default $DURATION)
   --warmup SECS          unmeasured wrk run before each measured one (default $WARMUP)
   -t, --threads N        wrk threads (default $THREADS)
@@ -75,6 +77,7 @@ while [ $# -gt 0 ]; do
     --model) MODEL=$2; shift 2 ;;
     --engine) ENGINE=$2; shift 2 ;;
     --engine-threads) ENGINE_THREADS=$2; shift 2 ;;
+    --engine-runtime) ENGINE_RUNTIME=$2; shift 2 ;;
     -d|--duration) DURATION=${2%s}; shift 2 ;;
     --warmup) WARMUP=${2%s}; shift 2 ;;
     -t|--threads) THREADS=$2; shift 2 ;;
@@ -207,7 +210,7 @@ echo "== starting servers"
 if want_peer ksv; then
     if [ -x "$ENGINE" ]; then
         mkdir -p "$WORK/ksv-state"
-        args=(--listen 127.0.0.1:0 --state-dir "$WORK/ksv-state" --model "fraud=$MODEL")
+        args=(--listen 127.0.0.1:0 --state-dir "$WORK/ksv-state" --model "fraud=$MODEL,runtime=$ENGINE_RUNTIME")
         [ -z "$ENGINE_THREADS" ] || args+=(--threads "$ENGINE_THREADS")
         echo "  ksv-engine: $ENGINE ${args[*]}"
         start_server ksv "$ENGINE" "${args[@]}"
