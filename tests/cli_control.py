@@ -196,6 +196,12 @@ spec:
           "get models: P99 and ERR%% measured (%s ms, %s%%)" % (m.get("p99_ms"), m.get("error_pct")))
     rc, out, _ = ksv("get", "models")
     check(rc == 0 and "QPS" in out and "P99" in out and "ERR%" in out, "get models table has QPS, P99, ERR%")
+    import sqlite3
+    db = sqlite3.connect(env["KSV_DB"])
+    stored = db.execute("select count(*), coalesce(sum(requests_2xx), 0) from metric_samples "
+                        "where model = 'churn'").fetchone()
+    db.close()
+    check(stored[0] > 0 and stored[1] > 0, "scrapes are stored as samples in SQLite (%s rows, %s 2xx)" % stored)
 
     # Drift: change a node behind ksv's back, see it, reconcile it away.
     st, body, addr = engine_state("a", "churn")

@@ -1,35 +1,28 @@
-/* figures.h: the live figures `ksv get models` shows (QPS, P50, P99, ERR%), read from each
- * node's fine histograms twice, a short interval apart (KSV_SAMPLE_SECONDS, default 1):
- * QPS and error rate are the counters' increase over it, P50/P99 come from the increase of
- * the fine histogram (within 1.6%). A window without requests shows "-", never 0. */
+/* figures.h: the live figures `ksv get models` shows (QPS, P50, P99, ERR%), from two
+ * scrapes of each node's fine histograms a short interval apart (KSV_SAMPLE_SECONDS,
+ * default 1), through the metrics window of metrics_window.h (the one place that turns
+ * counters and histograms into rates and quantiles, counter resets included). Each scrape
+ * pair is also stored as samples in SQLite, with bounded retention. A window without
+ * requests shows "-", never 0. */
 #ifndef KSV_CONTROL_FIGURES_H
 #define KSV_CONTROL_FIGURES_H
 
 #include <stdbool.h>
-#include <stddef.h>
+#include <stdint.h>
 
 #include <json-c/json.h>
 
-#include "common/histogram.h"
 #include "control/control.h"
-
-typedef struct ksv_figure_series {
-    char node[64];
-    char model[96];
-    char revision[96];
-    ksv_hist_snap *before, *after;
-    double codes_before[3], codes_after[3];   /* 2xx/other, 4xx, 5xx */
-} ksv_figure_series;
+#include "control/metrics_window.h"
 
 typedef struct ksv_figures {
-    ksv_figure_series *series;
-    size_t n;
-    double seconds;               /* the sampling interval actually measured */
+    ksv_mwin *window;
+    int64_t now_ms;               /* when the second scrape ended */
+    int64_t span_ms;              /* between the two scrapes */
 } ksv_figures;
 
 typedef struct ksv_model_figures {
-    bool has_data;                /* both samples were read */
-    double requests;              /* in the interval */
+    bool has_data;                /* two scrapes of a node holding the model */
     double qps;
     double p50_s, p99_s;          /* NaN: no requests */
     double err_pct;               /* 5xx share in percent; NaN: no requests */

@@ -153,6 +153,16 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
 int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
                          int64_t window_ms, ksv_hist_snap *out, size_t *series, ksv_err *err);
 
+/* ---- figures ---- */
+
+/* The figures as ksv and ksv-top print them, independent of the locale (an ncurses program
+ * may have set LC_NUMERIC to a decimal comma): QPS with one decimal ("12.3"), latency in ms
+ * with one decimal ("3.2ms"), a ratio as percent with two decimals ("0.25%"), and "-" for
+ * NaN (no data). Halves round away from zero. */
+void ksv_mwin_format_qps(char buf[32], double qps);
+void ksv_mwin_format_latency(char buf[32], double seconds);
+void ksv_mwin_format_ratio(char buf[32], double ratio);
+
 /* ---- persistence ---- */
 
 /* The increments between the last two scrapes of each of node's series whose newest scrape

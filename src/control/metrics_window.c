@@ -1,0 +1,862 @@
+/* metrics_window.c: scrape rings per (node, model, revision) and the window math.
+ * See metrics_window.h for the decisions behind every figure. */
+#include "control/metrics_window.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <json-c/json.h>
+
+enum { CLASS_2XX, CLASS_4XX, CLASS_5XX, CLASS_OTHER, N_CLASSES };
+
+static int class_of(int code)
+{
+    if (code >= 200 && code <= 299)
+        return CLASS_2XX;
+    if (code >= 400 && code <= 499)
+        return CLASS_4XX;
+    if (code >= 500 && code <= 599)
+        return CLASS_5XX;
+    return CLASS_OTHER;
+}
+
+/* ---- scrapes ---- */
+
+static void scrape_rev_clear(ksv_scrape_rev *r)
+{
+    free(r->model);
+    free(r->revision);
+    free(r->codes);
+    free(r->hist);
+}
+
+void ksv_scrape_free(ksv_scrape *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->n; i++)
+        scrape_rev_clear(&s->revs[i]);
+    free(s->revs);
+    s->revs = NULL;
+    s->n = 0;
+}
+
+static int check_unique(const ksv_scrape *s, ksv_err *err)
+{
+    for (size_t i = 0; i < s->n; i++)
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(s->revs[i].model, s->revs[j].model) == 0 &&
+                strcmp(s->revs[i].revision, s->revs[j].revision) == 0)
+                return ksv_err_set(err, 400, "scrape lists %s/%s twice", s->revs[i].model,
+                                   s->revs[i].revision);
+    return 0;
+}
+
+static int parse_codes(json_object *codes, ksv_scrape_rev *r, ksv_err *err)
+{
+    size_t n = (size_t)json_object_object_length(codes);
+    r->codes = calloc(n ? n : 1, sizeof *r->codes);
+    if (!r->codes)
+        return ksv_err_set(err, 500, "out of memory");
+    json_object_object_foreach(codes, key, val)
+    {
+        char *end = NULL;
+        long code = strtol(key, &end, 10);
+        if (key[0] < '0' || key[0] > '9' || *end || code < 100 || code > 999)
+            return ksv_err_set(err, 400, "%s/%s: \"%s\" is not a status code", r->model,
+                               r->revision, key);
+        if (!json_object_is_type(val, json_type_int) || json_object_get_int64(val) < 0)
+            return ksv_err_set(err, 400, "%s/%s: code %s needs a non-negative integer count",
+                               r->model, r->revision, key);
+        r->codes[r->n_codes++] = (ksv_code_count){(int)code, (uint64_t)json_object_get_int64(val)};
+    }
+    return 0;
+}
+
+static int parse_series(json_object *o, size_t i, ksv_scrape_rev *r, ksv_err *err)
+{
+    json_object *model, *revision, *codes, *hist;
+    if (!json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, "model", &model) ||
+        !json_object_object_get_ex(o, "revision", &revision) ||
+        !json_object_is_type(model, json_type_string) ||
+        !json_object_is_type(revision, json_type_string) ||
+        json_object_get_string_len(model) == 0 || json_object_get_string_len(revision) == 0)
+        return ksv_err_set(err, 400, "series %zu: needs non-empty \"model\" and \"revision\" "
+                           "strings", i);
+    r->model = strdup(json_object_get_string(model));
+    r->revision = strdup(json_object_get_string(revision));
+    if (!r->model || !r->revision)
+        return ksv_err_set(err, 500, "out of memory");
+    if (!json_object_object_get_ex(o, "codes", &codes) ||
+        !json_object_is_type(codes, json_type_object))
+        return ksv_err_set(err, 400, "%s/%s: needs a \"codes\" object", r->model, r->revision);
+    if (parse_codes(codes, r, err) < 0)
+        return -1;
+    if (!json_object_object_get_ex(o, "histogram", &hist) || json_object_is_type(hist, json_type_null))
+        return 0;
+    r->hist = malloc(sizeof *r->hist);
+    if (!r->hist)
+        return ksv_err_set(err, 500, "out of memory");
+    const char *text = json_object_to_json_string_ext(hist, JSON_C_TO_STRING_PLAIN);
+    ksv_err inner = {0};
+    if (!text || ksv_hist_parse_fine_json(text, r->hist, &inner) < 0)
+        return ksv_err_set(err, inner.status ? inner.status : 500, "%s/%s: histogram: %s",
+                           r->model, r->revision, inner.msg);
+    return 0;
+}
+
+int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *out,
+                                     ksv_err *err)
+{
+    out->revs = NULL;
+    out->n = 0;
+    if (len > (size_t)INT32_MAX)
+        return ksv_err_set(err, 400, "histograms document too large");
+    json_tokener *tok = json_tokener_new();
+    if (!tok)
+        return ksv_err_set(err, 500, "out of memory");
+    json_object *root = json_tokener_parse_ex(tok, json, (int)len);
+    enum json_tokener_error jerr = json_tokener_get_error(tok);
+    size_t used = (size_t)json_tokener_get_parse_end(tok);
+    json_tokener_free(tok);
+    if (!root || jerr != json_tokener_success) {
+        json_object_put(root);
+        return ksv_err_set(err, 400, "histograms document is not JSON: %s",
+                           root ? "incomplete" : json_tokener_error_desc(jerr));
+    }
+    for (; used < len; used++) {
+        char c = json[used];
+        if (c != ' ' && c != '\n' && c != '\r' && c != '\t') {
+            json_object_put(root);
+            return ksv_err_set(err, 400, "histograms document has text after the JSON");
+        }
+    }
+    json_object *series;
+    int rc = 0;
+    if (!json_object_is_type(root, json_type_object) ||
+        !json_object_object_get_ex(root, "series", &series) ||
+        !json_object_is_type(series, json_type_array)) {
+        rc = ksv_err_set(err, 400, "histograms document needs a \"series\" array");
+    } else {
+        size_t n = json_object_array_length(series);
+        out->revs = calloc(n ? n : 1, sizeof *out->revs);
+        if (!out->revs)
+            rc = ksv_err_set(err, 500, "out of memory");
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            out->n = i + 1;
+            rc = parse_series(json_object_array_get_idx(series, i), i, &out->revs[i], err);
+        }
+        if (rc == 0)
+            rc = check_unique(out, err);
+    }
+    json_object_put(root);
+    if (rc < 0)
+        ksv_scrape_free(out);
+    return rc;
+}
+
+int ksv_scrape_from_prom(const ksv_prom_rev_list *list, ksv_scrape *out, ksv_err *err)
+{
+    out->n = 0;
+    out->revs = calloc(list->n ? list->n : 1, sizeof *out->revs);
+    if (!out->revs)
+        return ksv_err_set(err, 500, "out of memory");
+    for (size_t i = 0; i < list->n; i++) {
+        const ksv_prom_rev *p = &list->items[i];
+        ksv_scrape_rev *r = &out->revs[i];
+        out->n = i + 1;
+        r->model = strdup(p->model);
+        r->revision = strdup(p->revision);
+        r->codes = malloc((p->n_codes ? p->n_codes : 1) * sizeof *r->codes);
+        if (!r->model || !r->revision || !r->codes) {
+            ksv_scrape_free(out);
+            return ksv_err_set(err, 500, "out of memory");
+        }
+        if (p->n_codes)
+            memcpy(r->codes, p->codes, p->n_codes * sizeof *r->codes);
+        r->n_codes = p->n_codes;
+    }
+    return 0;
+}
+
+/* ---- window storage ---- */
+
+/* One scrape of one series: cumulative class totals and the sparse fine histogram. */
+typedef struct entry {
+    int64_t t_ms;
+    bool reset; /* some counter went backwards since the series' previous scrape */
+    uint64_t classes[N_CLASSES];
+    bool has_hist;
+    double sum_s;
+    uint16_t *idx; /* non-zero buckets, increasing index */
+    uint64_t *cnt;
+    size_t n_nz;
+    size_t cap_nz;
+} entry;
+
+typedef struct series {
+    char *node;
+    char *model;
+    char *revision;
+    entry *ring; /* capacity entries; oldest at head */
+    size_t capacity;
+    size_t head;
+    size_t n;
+    ksv_code_count *last_codes; /* the newest scrape's codes, to detect resets */
+    size_t n_last_codes;
+    size_t cap_last_codes;
+} series;
+
+typedef struct node_time {
+    char *node;
+    int64_t last_ms;
+} node_time;
+
+struct ksv_mwin {
+    size_t capacity;
+    series **series;
+    size_t n_series;
+    size_t cap_series;
+    node_time *nodes;
+    size_t n_nodes;
+    size_t cap_nodes;
+};
+
+/* The k-th oldest scrape of a series (k < s->n). */
+static entry *entry_at(const series *s, size_t k)
+{
+    return &s->ring[(s->head + k) % s->capacity];
+}
+
+int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err)
+{
+    *out = NULL;
+    if (capacity == 0)
+        capacity = KSV_MWIN_DEFAULT_CAPACITY;
+    if (capacity < 2 || capacity > 65536)
+        return ksv_err_set(err, 400, "window capacity %zu is not in 2..65536", capacity);
+    ksv_mwin *w = calloc(1, sizeof *w);
+    if (!w)
+        return ksv_err_set(err, 500, "out of memory");
+    w->capacity = capacity;
+    *out = w;
+    return 0;
+}
+
+static void series_free(series *s, size_t capacity)
+{
+    if (!s)
+        return;
+    if (s->ring)
+        for (size_t i = 0; i < capacity; i++) {
+            free(s->ring[i].idx);
+            free(s->ring[i].cnt);
+        }
+    free(s->ring);
+    free(s->last_codes);
+    free(s->node);
+    free(s->model);
+    free(s->revision);
+    free(s);
+}
+
+void ksv_mwin_free(ksv_mwin *w)
+{
+    if (!w)
+        return;
+    for (size_t i = 0; i < w->n_series; i++)
+        series_free(w->series[i], w->capacity);
+    free(w->series);
+    for (size_t i = 0; i < w->n_nodes; i++)
+        free(w->nodes[i].node);
+    free(w->nodes);
+    free(w);
+}
+
+static node_time *find_node(const ksv_mwin *w, const char *node)
+{
+    for (size_t i = 0; i < w->n_nodes; i++)
+        if (strcmp(w->nodes[i].node, node) == 0)
+            return &w->nodes[i];
+    return NULL;
+}
+
+int64_t ksv_mwin_node_last_ms(const ksv_mwin *w, const char *node)
+{
+    const node_time *nt = find_node(w, node);
+    return nt ? nt->last_ms : 0;
+}
+
+size_t ksv_mwin_series_count(const ksv_mwin *w)
+{
+    return w->n_series;
+}
+
+void ksv_mwin_series_at(const ksv_mwin *w, size_t i, const char **node, const char **model,
+                        const char **revision)
+{
+    const series *s = i < w->n_series ? w->series[i] : NULL;
+    if (node)
+        *node = s ? s->node : NULL;
+    if (model)
+        *model = s ? s->model : NULL;
+    if (revision)
+        *revision = s ? s->revision : NULL;
+}
+
+static series *find_series(const ksv_mwin *w, const char *node, const char *model,
+                           const char *revision)
+{
+    for (size_t i = 0; i < w->n_series; i++) {
+        series *s = w->series[i];
+        if (strcmp(s->node, node) == 0 && strcmp(s->model, model) == 0 &&
+            strcmp(s->revision, revision) == 0)
+            return s;
+    }
+    return NULL;
+}
+
+static series *add_series(ksv_mwin *w, const char *node, const char *model,
+                          const char *revision)
+{
+    if (w->n_series == w->cap_series) {
+        size_t cap = w->cap_series ? w->cap_series * 2 : 16;
+        series **grown = realloc(w->series, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        w->series = grown;
+        w->cap_series = cap;
+    }
+    series *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->capacity = w->capacity;
+    s->ring = calloc(w->capacity, sizeof *s->ring);
+    s->node = strdup(node);
+    s->model = strdup(model);
+    s->revision = strdup(revision);
+    if (!s->ring || !s->node || !s->model || !s->revision) {
+        series_free(s, w->capacity);
+        return NULL;
+    }
+    w->series[w->n_series++] = s;
+    return s;
+}
+
+static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_ms)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < w->n_series; i++) {
+        series *s = w->series[i];
+        bool drop = node ? strcmp(s->node, node) == 0
+                         : s->n == 0 || entry_at(s, s->n - 1)->t_ms < older_than_ms;
+        if (drop)
+            series_free(s, w->capacity);
+        else
+            w->series[kept++] = s;
+    }
+    w->n_series = kept;
+}
+
+void ksv_mwin_forget_node(ksv_mwin *w, const char *node)
+{
+    remove_series_if(w, node, 0);
+    node_time *nt = find_node(w, node);
+    if (nt) {
+        free(nt->node);
+        *nt = w->nodes[--w->n_nodes];
+    }
+}
+
+static uint64_t code_count(const ksv_code_count *codes, size_t n, int code)
+{
+    for (size_t i = 0; i < n; i++)
+        if (codes[i].code == code)
+            return codes[i].count;
+    return 0;
+}
+
+static int validate_scrape(const ksv_scrape *s, ksv_err *err)
+{
+    for (size_t i = 0; i < s->n; i++) {
+        const ksv_scrape_rev *r = &s->revs[i];
+        if (!r->model || !r->revision || !*r->model || !*r->revision)
+            return ksv_err_set(err, 400, "scrape entry %zu has no model or revision", i);
+        for (size_t c = 0; c < r->n_codes; c++) {
+            if (r->codes[c].code < 100 || r->codes[c].code > 999)
+                return ksv_err_set(err, 400, "%s/%s: code %d is not in 100..999", r->model,
+                                   r->revision, r->codes[c].code);
+            for (size_t d = 0; d < c; d++)
+                if (r->codes[d].code == r->codes[c].code)
+                    return ksv_err_set(err, 400, "%s/%s: code %d listed twice", r->model,
+                                       r->revision, r->codes[c].code);
+        }
+    }
+    return check_unique(s, err);
+}
+
+/* Fills e's sparse histogram from a snapshot, reusing e's arrays. */
+static int set_hist(entry *e, const ksv_hist_snap *h)
+{
+    e->n_nz = 0;
+    e->has_hist = h != NULL;
+    e->sum_s = h ? h->sum_seconds : 0;
+    if (!h)
+        return 0;
+    size_t nz = 0;
+    for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
+        nz += h->counts[i] != 0;
+    if (nz > e->cap_nz) {
+        uint16_t *idx = realloc(e->idx, nz * sizeof *idx);
+        if (idx)
+            e->idx = idx;
+        uint64_t *cnt = idx ? realloc(e->cnt, nz * sizeof *cnt) : NULL;
+        if (!cnt) {
+            e->has_hist = false;
+            return -1;
+        }
+        e->cnt = cnt;
+        e->cap_nz = nz;
+    }
+    for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
+        if (h->counts[i]) {
+            e->idx[e->n_nz] = (uint16_t)i;
+            e->cnt[e->n_nz++] = h->counts[i];
+        }
+    return 0;
+}
+
+static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *r)
+{
+    entry *prev = s->n ? entry_at(s, s->n - 1) : NULL;
+    bool reset = false;
+    if (prev) {
+        for (size_t c = 0; c < s->n_last_codes && !reset; c++)
+            reset = code_count(r->codes, r->n_codes, s->last_codes[c].code) <
+                    s->last_codes[c].count;
+        /* A bucket or the sum that went backwards is a restart too. */
+        if (!reset && prev->has_hist && r->hist) {
+            reset = r->hist->sum_seconds < prev->sum_s;
+            for (size_t i = 0; i < prev->n_nz && !reset; i++)
+                reset = r->hist->counts[prev->idx[i]] < prev->cnt[i];
+        }
+    }
+    entry *e;
+    if (s->n == w->capacity) {
+        e = entry_at(s, 0);
+        s->head = (s->head + 1) % w->capacity;
+    } else {
+        e = entry_at(s, s->n);
+        s->n++;
+    }
+    e->t_ms = now_ms;
+    e->reset = reset;
+    memset(e->classes, 0, sizeof e->classes);
+    for (size_t c = 0; c < r->n_codes; c++)
+        e->classes[class_of(r->codes[c].code)] += r->codes[c].count;
+    if (set_hist(e, r->hist) < 0)
+        return -1;
+    if (r->n_codes > s->cap_last_codes) {
+        ksv_code_count *grown = realloc(s->last_codes, r->n_codes * sizeof *grown);
+        if (!grown)
+            return -1;
+        s->last_codes = grown;
+        s->cap_last_codes = r->n_codes;
+    }
+    if (r->n_codes)
+        memcpy(s->last_codes, r->codes, r->n_codes * sizeof *r->codes);
+    s->n_last_codes = r->n_codes;
+    return 0;
+}
+
+int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv_scrape *s,
+                        ksv_err *err)
+{
+    if (!node || !*node)
+        return ksv_err_set(err, 400, "a scrape needs a node name");
+    node_time *nt = find_node(w, node);
+    if (nt && now_ms <= nt->last_ms)
+        return ksv_err_set(err, 400, "node %s: scrape time %lld is not after the previous "
+                           "one (%lld)", node, (long long)now_ms, (long long)nt->last_ms);
+    if (validate_scrape(s, err) < 0)
+        return -1;
+    remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+    size_t new_series = 0;
+    for (size_t i = 0; i < s->n; i++)
+        new_series += find_series(w, node, s->revs[i].model, s->revs[i].revision) == NULL;
+    if (w->n_series + new_series > KSV_MWIN_MAX_SERIES)
+        return ksv_err_set(err, 503, "more than %d series to keep", KSV_MWIN_MAX_SERIES);
+    if (!nt) {
+        if (w->n_nodes == w->cap_nodes) {
+            size_t cap = w->cap_nodes ? w->cap_nodes * 2 : 8;
+            node_time *grown = realloc(w->nodes, cap * sizeof *grown);
+            if (!grown)
+                return ksv_err_set(err, 500, "out of memory");
+            w->nodes = grown;
+            w->cap_nodes = cap;
+        }
+        char *copy = strdup(node);
+        if (!copy)
+            return ksv_err_set(err, 500, "out of memory");
+        nt = &w->nodes[w->n_nodes++];
+        nt->node = copy;
+    }
+    nt->last_ms = now_ms;
+    for (size_t i = 0; i < s->n; i++) {
+        const ksv_scrape_rev *r = &s->revs[i];
+        series *se = find_series(w, node, r->model, r->revision);
+        if (!se)
+            se = add_series(w, node, r->model, r->revision);
+        if (!se || record(w, se, now_ms, r) < 0)
+            return ksv_err_set(err, 500, "out of memory recording %s/%s", r->model,
+                               r->revision);
+    }
+    return 0;
+}
+
+/* ---- queries ---- */
+
+static bool matches(const series *s, const ksv_mwin_sel *sel)
+{
+    return !sel || ((!sel->node || strcmp(sel->node, s->node) == 0) &&
+                    (!sel->model || strcmp(sel->model, s->model) == 0) &&
+                    (!sel->revision || strcmp(sel->revision, s->revision) == 0));
+}
+
+/* The scrapes of s inside [now - window, now]: indexes [*lo, *hi]; false when none. */
+static bool window_range(const series *s, int64_t now_ms, int64_t window_ms, size_t *lo,
+                         size_t *hi)
+{
+    size_t k = 0;
+    while (k < s->n && entry_at(s, k)->t_ms < now_ms - window_ms)
+        k++;
+    size_t last = s->n;
+    while (last > k && entry_at(s, last - 1)->t_ms > now_ms)
+        last--;
+    if (last == k)
+        return false;
+    *lo = k;
+    *hi = last - 1;
+    return true;
+}
+
+static uint64_t sat_sub(uint64_t a, uint64_t b)
+{
+    return a > b ? a - b : 0;
+}
+
+int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                   int64_t window_ms, ksv_mwin_rate_stats *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->qps = out->qps_2xx = out->qps_4xx = out->qps_5xx = out->qps_other = NAN;
+    out->error_ratio = out->client_error_ratio = NAN;
+    if (window_ms <= 0)
+        return ksv_err_set(err, 400, "window must be positive, not %lld ms",
+                           (long long)window_ms);
+    double rate[N_CLASSES] = {0};
+    uint64_t total[N_CLASSES] = {0};
+    for (size_t i = 0; i < w->n_series; i++) {
+        const series *s = w->series[i];
+        size_t lo, hi;
+        if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi) || hi == lo)
+            continue;
+        uint64_t base[N_CLASSES], inc[N_CLASSES] = {0};
+        memcpy(base, entry_at(s, lo)->classes, sizeof base);
+        for (size_t k = lo + 1; k <= hi; k++) {
+            const entry *e = entry_at(s, k);
+            if (!e->reset)
+                continue;
+            /* Close the segment before the restart; after it, counts start from zero. */
+            const entry *before = entry_at(s, k - 1);
+            for (int c = 0; c < N_CLASSES; c++)
+                inc[c] += sat_sub(before->classes[c], base[c]);
+            memset(base, 0, sizeof base);
+            out->resets++;
+        }
+        const entry *last = entry_at(s, hi);
+        int64_t span = last->t_ms - entry_at(s, lo)->t_ms;
+        for (int c = 0; c < N_CLASSES; c++) {
+            inc[c] += sat_sub(last->classes[c], base[c]);
+            total[c] += inc[c];
+            rate[c] += (double)inc[c] * 1000.0 / (double)span;
+        }
+        out->has_data = true;
+        out->series++;
+        if (span > out->span_ms)
+            out->span_ms = span;
+        if (last->t_ms > out->newest_ms)
+            out->newest_ms = last->t_ms;
+    }
+    if (!out->has_data)
+        return 0;
+    out->qps_2xx = rate[CLASS_2XX];
+    out->qps_4xx = rate[CLASS_4XX];
+    out->qps_5xx = rate[CLASS_5XX];
+    out->qps_other = rate[CLASS_OTHER];
+    out->qps = rate[0] + rate[1] + rate[2] + rate[3];
+    out->requests_2xx = total[CLASS_2XX];
+    out->requests_4xx = total[CLASS_4XX];
+    out->requests_5xx = total[CLASS_5XX];
+    out->requests_other = total[CLASS_OTHER];
+    out->requests = total[0] + total[1] + total[2] + total[3];
+    if (out->requests) {
+        out->error_ratio = (double)out->requests_5xx / (double)out->requests;
+        out->client_error_ratio = (double)out->requests_4xx / (double)out->requests;
+    }
+    return 0;
+}
+
+static void expand(const entry *e, ksv_hist_snap *out)
+{
+    ksv_hist_snap_clear(out);
+    for (size_t i = 0; i < e->n_nz; i++) {
+        out->counts[e->idx[i]] = e->cnt[i];
+        out->count += e->cnt[i];
+    }
+    out->sum_seconds = e->sum_s;
+}
+
+/* acc += the histogram increments of one segment: last - base, or all of last when the
+ * segment starts at a restart (base NULL). */
+static void add_segment(const entry *base, const entry *last, ksv_hist_snap *scratch,
+                        ksv_hist_snap *scratch2, ksv_hist_snap *acc)
+{
+    expand(last, scratch);
+    if (base) {
+        expand(base, scratch2);
+        ksv_hist_snap_delta(scratch, scratch2, scratch);
+    }
+    ksv_hist_snap_merge(acc, scratch);
+}
+
+int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                         int64_t window_ms, ksv_hist_snap *out, size_t *n_series,
+                         ksv_err *err)
+{
+    ksv_hist_snap_clear(out);
+    if (n_series)
+        *n_series = 0;
+    if (window_ms <= 0)
+        return ksv_err_set(err, 400, "window must be positive, not %lld ms",
+                           (long long)window_ms);
+    ksv_hist_snap *scratch = malloc(2 * sizeof *scratch);
+    if (!scratch)
+        return ksv_err_set(err, 500, "out of memory");
+    for (size_t i = 0; i < w->n_series; i++) {
+        const series *s = w->series[i];
+        size_t lo, hi;
+        if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi))
+            continue;
+        /* Walk the window's scrapes; a segment runs from a baseline (the first histogram
+         * scrape, or zero after a restart) to the last histogram scrape before the next
+         * restart. Scrapes without a histogram only mark restarts. */
+        bool in_segment = false;
+        const entry *base = NULL, *last = NULL;
+        size_t hist_scrapes = 0;
+        for (size_t k = lo; k <= hi; k++) {
+            const entry *e = entry_at(s, k);
+            if (k > lo && e->reset) {
+                if (in_segment && last && last != base)
+                    add_segment(base, last, &scratch[0], &scratch[1], out);
+                in_segment = true;
+                base = last = NULL;
+            }
+            if (!e->has_hist)
+                continue;
+            hist_scrapes++;
+            if (!in_segment) {
+                in_segment = true;
+                base = last = e;
+            } else {
+                last = e;
+            }
+        }
+        if (in_segment && last && last != base)
+            add_segment(base, last, &scratch[0], &scratch[1], out);
+        if (hist_scrapes >= 2 && n_series)
+            (*n_series)++;
+    }
+    free(scratch);
+    return 0;
+}
+
+int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                     int64_t window_ms, ksv_mwin_latency_stats *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->mean_s = out->p50_s = out->p99_s = NAN;
+    ksv_hist_snap *acc = malloc(sizeof *acc);
+    if (!acc)
+        return ksv_err_set(err, 500, "out of memory");
+    size_t n_series = 0;
+    int rc = ksv_mwin_window_hist(w, sel, now_ms, window_ms, acc, &n_series, err);
+    if (rc == 0 && n_series) {
+        out->has_data = true;
+        out->series = n_series;
+        out->count = acc->count;
+        out->sum_s = acc->sum_seconds;
+        if (acc->count) {
+            out->mean_s = acc->sum_seconds / (double)acc->count;
+            out->p50_s = ksv_hist_quantile(acc, 0.5);
+            out->p99_s = ksv_hist_quantile(acc, 0.99);
+        }
+        for (size_t i = 0; i < w->n_series; i++) {
+            size_t lo, hi;
+            const series *s = w->series[i];
+            if (matches(s, sel) && window_range(s, now_ms, window_ms, &lo, &hi)) {
+                int64_t span = entry_at(s, hi)->t_ms - entry_at(s, lo)->t_ms;
+                if (span > out->span_ms)
+                    out->span_ms = span;
+            }
+        }
+    }
+    free(acc);
+    return rc;
+}
+
+/* ---- persistence ---- */
+
+void ksv_mwin_store_samples_free(ksv_metric_sample *samples, size_t n)
+{
+    if (!samples)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(samples[i].node);
+        free(samples[i].model);
+        free(samples[i].revision);
+        free(samples[i].buckets);
+    }
+    free(samples);
+}
+
+/* Dense bucket increments cur - prev (or cur after a reset), trimmed after the last
+ * non-zero one. */
+static int bucket_increments(const entry *prev, const entry *cur, bool reset,
+                             ksv_metric_sample *m)
+{
+    m->n_buckets = 0;
+    m->buckets = NULL;
+    if (!cur->has_hist || (!reset && !prev->has_hist))
+        return 0;
+    size_t top = 0;
+    for (size_t i = 0; i < cur->n_nz; i++)
+        if ((size_t)cur->idx[i] + 1 > top)
+            top = (size_t)cur->idx[i] + 1;
+    if (top == 0)
+        return 0;
+    m->buckets = calloc(top, sizeof *m->buckets);
+    if (!m->buckets)
+        return -1;
+    for (size_t i = 0; i < cur->n_nz; i++)
+        m->buckets[cur->idx[i]] = cur->cnt[i];
+    if (!reset)
+        for (size_t i = 0; i < prev->n_nz; i++)
+            if (prev->idx[i] < top)
+                m->buckets[prev->idx[i]] = sat_sub(m->buckets[prev->idx[i]], prev->cnt[i]);
+    while (top > 0 && m->buckets[top - 1] == 0)
+        top--;
+    m->n_buckets = top;
+    m->latency_sum_s = reset ? cur->sum_s : cur->sum_s - prev->sum_s;
+    if (m->latency_sum_s < 0)
+        m->latency_sum_s = 0;
+    if (top == 0) {
+        free(m->buckets);
+        m->buckets = NULL;
+    }
+    return 0;
+}
+
+int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sample **out,
+                           size_t *n, ksv_err *err)
+{
+    *out = NULL;
+    *n = 0;
+    const node_time *nt = node ? find_node(w, node) : NULL;
+    if (!nt)
+        return 0;
+    size_t want = 0;
+    for (size_t i = 0; i < w->n_series; i++) {
+        const series *s = w->series[i];
+        want += strcmp(s->node, node) == 0 && s->n >= 2 &&
+                entry_at(s, s->n - 1)->t_ms == nt->last_ms;
+    }
+    if (want == 0)
+        return 0;
+    ksv_metric_sample *samples = calloc(want, sizeof *samples);
+    if (!samples)
+        return ksv_err_set(err, 500, "out of memory");
+    size_t got = 0;
+    for (size_t i = 0; i < w->n_series && got < want; i++) {
+        const series *s = w->series[i];
+        if (strcmp(s->node, node) != 0 || s->n < 2 ||
+            entry_at(s, s->n - 1)->t_ms != nt->last_ms)
+            continue;
+        const entry *prev = entry_at(s, s->n - 2), *cur = entry_at(s, s->n - 1);
+        ksv_metric_sample *m = &samples[got++];
+        m->at_ms = cur->t_ms;
+        m->span_ms = cur->t_ms - prev->t_ms;
+        m->node = strdup(s->node);
+        m->model = strdup(s->model);
+        m->revision = strdup(s->revision);
+        uint64_t inc[N_CLASSES];
+        for (int c = 0; c < N_CLASSES; c++)
+            inc[c] = cur->reset ? cur->classes[c] : sat_sub(cur->classes[c], prev->classes[c]);
+        m->requests_2xx = inc[CLASS_2XX];
+        m->requests_4xx = inc[CLASS_4XX];
+        m->requests_5xx = inc[CLASS_5XX];
+        m->requests_other = inc[CLASS_OTHER];
+        if (!m->node || !m->model || !m->revision ||
+            bucket_increments(prev, cur, cur->reset, m) < 0) {
+            ksv_mwin_store_samples_free(samples, got);
+            return ksv_err_set(err, 500, "out of memory");
+        }
+    }
+    *out = samples;
+    *n = got;
+    return 0;
+}
+
+/* ---- figures ---- */
+
+/* v with `decimals` (1 or 2) digits after a '.', then suffix. */
+static void format_fixed(char buf[32], double v, int decimals, const char *suffix)
+{
+    if (isnan(v)) {
+        snprintf(buf, 32, "-");
+        return;
+    }
+    double scale = decimals == 2 ? 100.0 : 10.0;
+    double scaled = v * scale;
+    if (isinf(v)) {
+        snprintf(buf, 32, "%sinf%s", v < 0 ? "-" : "", suffix);
+        return;
+    }
+    if (!(fabs(scaled) < 9e15)) { /* beyond exact integers: whole units, no '.' to localise */
+        snprintf(buf, 32, "%.0f%s", v, suffix);
+        return;
+    }
+    long long n = llround(scaled);
+    unsigned long long mag = n < 0 ? 0ULL - (unsigned long long)n : (unsigned long long)n;
+    unsigned long long unit = decimals == 2 ? 100 : 10;
+    snprintf(buf, 32, "%s%llu.%0*llu%s", n < 0 ? "-" : "", mag / unit, decimals, mag % unit,
+             suffix);
+}
+
+void ksv_mwin_format_qps(char buf[32], double qps)
+{
+    format_fixed(buf, qps, 1, "");
+}
+
+void ksv_mwin_format_latency(char buf[32], double seconds)
+{
+    format_fixed(buf, seconds * 1000.0, 1, "ms");
+}
+
+void ksv_mwin_format_ratio(char buf[32], double ratio)
+{
+    format_fixed(buf, ratio * 100.0, 2, "%");
+}
