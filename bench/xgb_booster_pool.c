@@ -1,11 +1,13 @@
 /* xgb_booster_pool.c: calls/s of the ksv-xgboost runtime with one booster per worker
  * ("per-worker") against one booster shared by all workers ("shared").
  *
- * For each pool, 1, 2 and 4 threads (thread i is worker i) each call predict() with 1-row
- * and then 64-row batches of the 100-tree fraud model for SECONDS seconds (default 2), and
- * the total calls/s and rows/s are printed. predict_threads is 1, as the engine runs it.
+ * With 1, 2 and 4 threads (thread i is worker i) calling predict() with 1-row and then
+ * 64-row batches of the 100-tree fraud model, each pool runs SECONDS seconds (default 1),
+ * the two pools alternating, REPEATS times (default 3); the median calls/s of each is
+ * printed. Alternating keeps both pools under the same background load on a shared
+ * machine. predict_threads is 1, as the engine runs it.
  *
- *   bench/xgb_booster_pool [MODEL] [SECONDS]
+ *   bench/xgb_booster_pool [MODEL] [SECONDS] [REPEATS]
  *
  * Figures depend on the cores free while it runs: the first line prints the load average. */
 #include <math.h>
@@ -96,14 +98,27 @@ static double measure(void *model, const ksv_model_info *info, const float *x, u
     return (double)calls / elapsed;
 }
 
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+enum { MAX_REPEATS = 15 };
+
 int main(int argc, char **argv)
 {
     const char *model_path = argc > 1 ? argv[1] : KSV_SRCDIR "/data/models/fraud/model.json";
-    double seconds = argc > 2 ? atof(argv[2]) : 2.0;
+    double seconds = argc > 2 ? atof(argv[2]) : 1.0;
+    int repeats = argc > 3 ? atoi(argv[3]) : 3;
     static const char *const POOLS[] = {"per-worker", "shared"};
     static const unsigned THREADS[] = {1, 2, 4};
     static const size_t ROWS[] = {1, 64};
+    void *models[2] = {NULL, NULL};
+    ksv_model_info info;
     char load[64] = "?";
+    float *x = NULL;
+    int rc = 1;
     FILE *f = fopen("/proc/loadavg", "r");
 
     if (f != NULL) {
@@ -112,53 +127,61 @@ int main(int argc, char **argv)
         fclose(f);
     }
     if (seconds <= 0)
-        seconds = 2.0;
-    printf("model %s, %.1f s per case, load average %s\n", model_path, seconds, load);
-    printf("%-10s %7s %5s %12s %12s\n", "pool", "threads", "rows", "calls/s", "rows/s");
-
+        seconds = 1.0;
+    if (repeats < 1 || repeats > MAX_REPEATS)
+        repeats = 3;
     for (size_t p = 0; p < 2; p++) {
         ksv_runtime_options opts = {.workers = MAX_THREADS, .predict_threads = 1,
                                     .booster_pool = POOLS[p]};
-        ksv_model_info info;
         ksv_err err = {0};
-        void *model = NULL;
-        if (ksv_runtime_xgboost.load(model_path, &opts, &model, &info, &err) != 0) {
+        if (ksv_runtime_xgboost.load(model_path, &opts, &models[p], &info, &err) != 0) {
             fprintf(stderr, "load %s: %s\n", model_path, err.msg);
-            return 1;
+            goto done;
         }
-        if (info.num_outputs > 16) {
-            fprintf(stderr, "%zu outputs per row: this bench handles up to 16\n",
-                    info.num_outputs);
-            ksv_runtime_xgboost.unload(model);
-            return 1;
-        }
-        float *x = malloc(MAX_ROWS * info.num_features * sizeof(float));
-        if (x == NULL) {
-            ksv_runtime_xgboost.unload(model);
-            return 1;
-        }
-        uint64_t state = 88172645463325252ULL;
-        for (size_t i = 0; i < MAX_ROWS * info.num_features; i++) {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            x[i] = state % 10 == 0 ? NAN : (float)((double)(state >> 11) / 9007199254740992.0 * 6.0 - 3.0);
-        }
-        for (size_t t = 0; t < 3; t++) {
-            for (size_t r = 0; r < 2; r++) {
-                double rate = measure(model, &info, x, THREADS[t], ROWS[r], seconds);
-                if (rate < 0) {
-                    free(x);
-                    ksv_runtime_xgboost.unload(model);
-                    return 1;
-                }
-                printf("%-10s %7u %5zu %12.0f %12.0f\n", POOLS[p], THREADS[t], ROWS[r], rate,
-                       rate * (double)ROWS[r]);
-                fflush(stdout);
-            }
-        }
-        free(x);
-        ksv_runtime_xgboost.unload(model);
     }
-    return 0;
+    if (info.num_outputs > 16) {
+        fprintf(stderr, "%zu outputs per row: this bench handles up to 16\n", info.num_outputs);
+        goto done;
+    }
+    x = malloc(MAX_ROWS * info.num_features * sizeof(float));
+    if (x == NULL)
+        goto done;
+    uint64_t state = 88172645463325252ULL;
+    for (size_t i = 0; i < MAX_ROWS * info.num_features; i++) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        x[i] = state % 10 == 0 ? NAN
+                               : (float)((double)(state >> 11) / 9007199254740992.0 * 6.0 - 3.0);
+    }
+
+    printf("model %s, %.1f s x %d per case and pool, load average %s\n", model_path, seconds,
+           repeats, load);
+    printf("%7s %5s %14s %14s %8s\n", "threads", "rows", "per-worker/s", "shared/s", "ratio");
+    for (size_t t = 0; t < 3; t++) {
+        for (size_t r = 0; r < 2; r++) {
+            double rates[2][MAX_REPEATS];
+            for (int k = 0; k < repeats; k++) {
+                for (size_t p = 0; p < 2; p++) {
+                    rates[p][k] = measure(models[p], &info, x, THREADS[t], ROWS[r], seconds);
+                    if (rates[p][k] < 0)
+                        goto done;
+                }
+            }
+            qsort(rates[0], (size_t)repeats, sizeof(double), compare_doubles);
+            qsort(rates[1], (size_t)repeats, sizeof(double), compare_doubles);
+            double per_worker = rates[0][repeats / 2], shared = rates[1][repeats / 2];
+            printf("%7u %5zu %14.0f %14.0f %8.2f\n", THREADS[t], ROWS[r], per_worker, shared,
+                   shared / per_worker);
+            fflush(stdout);
+        }
+    }
+    rc = 0;
+done:
+    free(x);
+    for (size_t p = 0; p < 2; p++) {
+        if (models[p] != NULL)
+            ksv_runtime_xgboost.unload(models[p]);
+    }
+    return rc;
 }

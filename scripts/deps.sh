@@ -27,7 +27,7 @@ ksv_build() {
     top=$(cd "$(dirname "$0")/.." && pwd)
     build=${1:-$top/build}
     [ $# -gt 0 ] && shift
-    [ -x "$top/configure" ] || (cd "$top" && autoreconf -fi >/dev/null)
+    [ -x "$top/configure" ] || (cd "$top" && mkdir -p m4 && autoreconf -fi >/dev/null 2>&1)
     mkdir -p "$build"
     if [ ! -f "$build/Makefile" ]; then
         (cd "$build" && "$top/configure" -q "$@")

@@ -606,7 +606,7 @@ typedef struct thread_job {
     float *outputs_buf;
     size_t mismatches;
     size_t errors;
-    char first_error[256];
+    char first_error[sizeof ((ksv_err *)0)->msg];
 } thread_job;
 
 static void *run_job(void *arg)
