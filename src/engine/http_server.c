@@ -218,7 +218,9 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
     else
         ksv_handle_data_plane(&req, &ctx->resp);
     int status = ctx->resp.status;
-    if (status >= 500)
+    /* A probe that finds the engine still loading is routine, not an error. */
+    bool probe = strncmp(url, "/v2/health/", 11) == 0;
+    if (status >= 500 && !probe)
         ksv_log(KSV_LOG_ERROR, ctx->request_id, "%s %s -> %d %.*s", method, url, status,
                 (int)(ctx->resp.body.len < 300 ? ctx->resp.body.len : 300),
                 ctx->resp.body.data ? ctx->resp.body.data : "");
