@@ -1,12 +1,17 @@
 #!/bin/sh
-# demo.sh: the Quick start's first command. Installs what is missing, builds, starts
-# ksv-engine with the demo models of data/ on 127.0.0.1, sends a sample V2 request and
-# prints the answer, then keeps serving until Ctrl-C (--once: stop after the request).
+# demo.sh: the Quick start's first command. Installs what is missing, builds, and opens
+# the console on a demo: `ksv-top --demo` starts a local engine with the demo models of
+# data/ (churn with a canary), drives traffic at it, and removes everything on quit.
+# --once (or no terminal): start ksv-engine with the demo models, send a sample V2
+# request, print the answer and a one-shot console snapshot, and stop.
 set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/deps.sh"
 ksv_install_deps
 ksv_build "$top/build"
+if [ "${1:-}" != "--once" ] && [ -t 0 ] && [ -t 1 ]; then
+    exec "$top/build/src/ksv-top" --demo
+fi
 
 state=$(mktemp -d /tmp/ksv-demo.XXXXXX)
 "$top/build/src/ksv-engine" --listen 127.0.0.1:0 --state-dir "$state" \
@@ -25,9 +30,8 @@ echo
 echo "POST http://$addr/v2/models/iris/infer  (data/requests/iris.json)"
 curl -s -H 'Content-Type: application/json' --data @"$top/data/requests/iris.json" \
     "http://$addr/v2/models/iris/infer"; echo
-[ "${1:-}" = "--once" ] && exit 0
 echo
-echo "Try: curl -s -d @data/requests/fraud.json http://$addr/v2/models/fraud/infer"
-echo "     curl -s http://$addr/metrics | grep ksv_requests_total"
-echo "Admin token: $state/token.  Ctrl-C stops the engine."
-wait $pid
+echo "ksv-top --demo --once -o json (the console's snapshot of its own demo):"
+"$top/build/src/ksv-top" --demo --once -o json | head -n 24
+echo "  ..."
+echo "In a terminal, sh scripts/demo.sh opens the live console (q quits, ? for help)."

@@ -76,6 +76,7 @@ void ksv_figures_model(const ksv_figures *f, const ksv_model *m, ksv_model_figur
 {
     memset(out, 0, sizeof *out);
     out->qps = out->p50_s = out->p99_s = out->err_pct = out->client_err_pct = NAN;
+    out->server_err_pct = NAN;
     if (!f->window)
         return;
     /* The window covers both scrapes, with slack for the time the scrapes took. */
@@ -98,7 +99,10 @@ void ksv_figures_model(const ksv_figures *f, const ksv_model *m, ksv_model_figur
         return;
     out->qps = qps;
     if (requests > 0) {
-        out->err_pct = 100.0 * (double)e5 / (double)requests;
+        /* ERR% counts every answer that is not 2xx: a client sending malformed requests is
+         * as much an operator's problem as a failing model. 5xx alone is server_err_pct. */
+        out->err_pct = 100.0 * (double)(e4 + e5) / (double)requests;
+        out->server_err_pct = 100.0 * (double)e5 / (double)requests;
         out->client_err_pct = 100.0 * (double)e4 / (double)requests;
     }
     /* Quantiles over every node of the model together, from the merged histograms. */
@@ -148,6 +152,7 @@ void ksv_figures_to_json(const ksv_model_figures *f, json_object *obj)
     json_object_object_add(obj, "p99_ms", num_or_null(f->p99_s * 1000));
     json_object_object_add(obj, "error_pct", num_or_null(f->err_pct));
     json_object_object_add(obj, "client_error_pct", num_or_null(f->client_err_pct));
+    json_object_object_add(obj, "server_error_pct", num_or_null(f->server_err_pct));
 }
 
 void ksv_figures_free(ksv_figures *f)

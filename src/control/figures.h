@@ -25,8 +25,9 @@ typedef struct ksv_model_figures {
     bool has_data;                /* two scrapes of a node holding the model */
     double qps;
     double p50_s, p99_s;          /* NaN: no requests */
-    double err_pct;               /* 5xx share in percent; NaN: no requests */
+    double err_pct;               /* non-2xx share in percent; NaN: no requests */
     double client_err_pct;        /* 4xx share */
+    double server_err_pct;        /* 5xx share */
 } ksv_model_figures;
 
 void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out);

@@ -1,0 +1,271 @@
+/* console.c: listings, node probes, spec editing and local-engine control for ksv-top. */
+#include "control/console.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <curl/curl.h>
+#include <json-c/json.h>
+
+#include "control/control_internal.h"
+#include "remote/local_node.h"
+
+/* ---- listings ------------------------------------------------------------------------ */
+
+int ksv_ctl_model_list(ksv_ctl *ctl, ksv_model_list *out, ksv_err *err)
+{
+    return ksv_store_model_list(ctl->store, NULL, out, err);
+}
+
+int ksv_ctl_node_list(ksv_ctl *ctl, ksv_node_list *out, ksv_err *err)
+{
+    return ksv_store_node_list(ctl->store, out, err);
+}
+
+int ksv_ctl_history_list(ksv_ctl *ctl, const char *model, size_t limit,
+                         ksv_history_list *out, ksv_err *err)
+{
+    return ksv_store_history_list(ctl->store, model, limit, out, err);
+}
+
+/* ---- probing -------------------------------------------------------------------------- */
+
+/* Connects without ever starting an engine: a console observes, and an operator who
+ * stopped an engine on purpose must not see it come back because a screen was open. */
+static int probe_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *conn, ksv_err *err)
+{
+    if (node->kind != KSV_NODE_LOCAL)
+        return ctl_node_connect(ctl, node, conn, err);
+    memset(conn, 0, sizeof *conn);
+    snprintf(conn->name, sizeof conn->name, "%s", node->name);
+    char dir[PATH_MAX];
+    ctl_local_state_dir(node, dir, sizeof dir);
+    ksv_local_engine le;
+    if (ksv_local_engine_attach(dir, ctl->node_timeout_ms, &le, err) != 0) {
+        if (err->status == 404)
+            ksv_err_set(err, 503, "engine not running (state dir %s)", dir);
+        return -1;
+    }
+    return ksv_engine_client_new(le.base_url, le.token, ctl->node_timeout_ms, &conn->client,
+                                 err);
+}
+
+static void copy_str(char *dst, size_t cap, json_object *obj, const char *key)
+{
+    json_object *v;
+    dst[0] = '\0';
+    if (json_object_object_get_ex(obj, key, &v) && json_object_is_type(v, json_type_string))
+        snprintf(dst, cap, "%s", json_object_get_string(v));
+}
+
+static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
+{
+    json_object *root = NULL, *models;
+    ksv_err err;
+    if (ksv_engine_client_get_state(client, &root, &err) != 0)
+        return;
+    if (json_object_object_get_ex(root, "models", &models) &&
+        json_object_is_type(models, json_type_array)) {
+        for (size_t i = 0; i < json_object_array_length(models); i++) {
+            ksv_engine_model_status st;
+            if (ksv_engine_model_status_parse(json_object_array_get_idx(models, i), &st,
+                                              &err) != 0)
+                continue;
+            ksv_probe_rev *p = realloc(out->revs, (out->n_revs + st.n_revisions + 1) * sizeof *p);
+            if (p) {
+                out->revs = p;
+                for (size_t r = 0; r < st.n_revisions; r++) {
+                    ksv_probe_rev *pr = &out->revs[out->n_revs++];
+                    memset(pr, 0, sizeof *pr);
+                    snprintf(pr->model, sizeof pr->model, "%s", st.name);
+                    snprintf(pr->revision, sizeof pr->revision, "%s", st.revisions[r].name);
+                    snprintf(pr->state, sizeof pr->state, "%s", st.revisions[r].state);
+                    snprintf(pr->error, sizeof pr->error, "%s", st.revisions[r].error);
+                    pr->traffic = st.revisions[r].traffic;
+                }
+            }
+            ksv_engine_model_status_free(&st);
+        }
+    }
+    json_object_put(root);
+}
+
+static void probe_errors(ksv_engine_client *client, const char *model, ksv_node_probe *out)
+{
+    json_object *root = NULL, *list;
+    ksv_err err;
+    if (ksv_engine_client_get_errors(client, model, &root, &err) != 0)
+        return;
+    if (json_object_object_get_ex(root, "errors", &list) &&
+        json_object_is_type(list, json_type_array)) {
+        size_t n = json_object_array_length(list);
+        out->errors = n ? calloc(n, sizeof *out->errors) : NULL;
+        for (size_t i = 0; out->errors && i < n; i++) {
+            json_object *e = json_object_array_get_idx(list, i), *v;
+            ksv_probe_error *pe = &out->errors[out->n_errors++];
+            if (json_object_object_get_ex(e, "time", &v))
+                pe->unix_time = json_object_get_double(v);
+            if (json_object_object_get_ex(e, "status", &v))
+                pe->status = json_object_get_int(v);
+            copy_str(pe->request_id, sizeof pe->request_id, e, "request_id");
+            copy_str(pe->revision, sizeof pe->revision, e, "revision");
+            copy_str(pe->message, sizeof pe->message, e, "message");
+        }
+    }
+    json_object_put(root);
+}
+
+int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
+                       ksv_node_probe *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    ksv_node node;
+    if (ksv_store_node_get(ctl->store, name, &node, err) != 0)
+        return -1;
+    ctl_node_conn conn;
+    ksv_err e;
+    ksv_err_clear(&e);
+    int rc = probe_connect(ctl, &node, &conn, &e);
+    ksv_node_clear(&node);
+    if (rc == 0) {
+        ksv_engine_node_info info;
+        rc = ksv_engine_client_get_node(conn.client, &info, &e);
+        if (rc == 0) {
+            out->reachable = true;
+            snprintf(out->engine_version, sizeof out->engine_version, "%s", info.version);
+            out->uptime_s = info.uptime_s;
+            out->threads = info.threads;
+            out->inflight = info.inflight;
+            out->loadavg1 = info.loadavg[0];
+            out->cpus = info.cpus;
+            for (size_t g = 0; g < info.n_gpus && g < KSV_PROBE_MAX_GPUS; g++) {
+                ksv_probe_gpu *pg = &out->gpus[out->n_gpus++];
+                snprintf(pg->name, sizeof pg->name, "%s", info.gpus[g].name);
+                pg->utilization = info.gpus[g].utilization_ratio;
+                pg->mem_used = info.gpus[g].memory_used_bytes;
+                pg->mem_total = info.gpus[g].memory_total_bytes;
+            }
+            char *text = NULL;
+            size_t len = 0;
+            if (ksv_engine_client_get_histograms_text(conn.client, &text, &len, &e) == 0 &&
+                ksv_scrape_parse_histograms_json(text, len, &out->scrape, &e) == 0)
+                out->has_scrape = true;
+            free(text);
+            probe_state(conn.client, out);
+            if (errors_model)
+                probe_errors(conn.client, errors_model, out);
+        }
+        ctl_node_disconnect(&conn);
+    }
+    if (!out->reachable)
+        snprintf(out->error, sizeof out->error, "%s", e.msg);
+    out->at_ms = ctl_now_ms();
+    return 0;
+}
+
+void ksv_node_probe_free(ksv_node_probe *p)
+{
+    free(p->revs);
+    free(p->errors);
+    if (p->has_scrape)
+        ksv_scrape_free(&p->scrape);
+    memset(p, 0, sizeof *p);
+}
+
+/* ---- editing ---------------------------------------------------------------------------- */
+
+int ksv_console_spec_yaml(const char *spec_json, const char *storage_uri, ksv_sb *out,
+                          ksv_err *err)
+{
+    json_object *doc = json_tokener_parse(spec_json), *spec, *pred, *model;
+    if (!doc || !json_object_is_type(doc, json_type_object)) {
+        json_object_put(doc);
+        return ksv_err_set(err, 500, "stored spec is not a JSON object");
+    }
+    if (storage_uri && json_object_object_get_ex(doc, "spec", &spec) &&
+        json_object_object_get_ex(spec, "predictor", &pred)) {
+        /* The stored document may name the model relative to the file it came from. */
+        if (json_object_object_get_ex(pred, "model", &model) ||
+            json_object_object_get_ex(pred, "xgboost", &model))
+            json_object_object_add(model, "storageUri", json_object_new_string(storage_uri));
+    }
+    const char *text = json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
+                                                               JSON_C_TO_STRING_NOSLASHESCAPE);
+    ksv_manifest_list list;
+    int rc = ksv_manifest_parse_buffer(text, strlen(text), "spec.json", NULL, &list, err);
+    json_object_put(doc);
+    if (rc != 0)
+        return -1;
+    rc = list.n == 1 ? ksv_manifest_to_yaml(&list.items[0], out) : -1;
+    ksv_manifest_list_free(&list);
+    if (rc != 0)
+        return ksv_err_set(err, 500, "cannot render the spec as YAML");
+    return 0;
+}
+
+int ksv_console_parse_edit(const char *text, size_t len, const char *ns, const char *name,
+                           ksv_manifest_list *out, ksv_err *err)
+{
+    if (ksv_manifest_parse_buffer(text, len, "edited.yaml", NULL, out, err) != 0)
+        return -1;
+    if (out->n != 1) {
+        ksv_manifest_list_free(out);
+        return ksv_err_set(err, 400, "expected exactly one InferenceService, found %zu",
+                           out->n);
+    }
+    const ksv_isvc *s = &out->items[0];
+    if (strcmp(s->namespace_name, ns) != 0 || strcmp(s->name, name) != 0) {
+        ksv_err_set(err, 400, "metadata.name and metadata.namespace cannot change (%s/%s, "
+                              "expected %s/%s)", s->namespace_name, s->name, ns, name);
+        ksv_manifest_list_free(out);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---- local engines -------------------------------------------------------------------- */
+
+static int local_state_dir(ksv_ctl *ctl, const char *name, char *dir, size_t cap,
+                           ksv_err *err)
+{
+    ksv_node node;
+    if (ksv_store_node_get(ctl->store, name, &node, err) != 0)
+        return -1;
+    bool local = node.kind == KSV_NODE_LOCAL;
+    if (local)
+        ctl_local_state_dir(&node, dir, cap);
+    ksv_node_clear(&node);
+    if (!local)
+        return ksv_err_set(err, 400, "node %s is not a local node", name);
+    return 0;
+}
+
+int ksv_ctl_local_node_url(ksv_ctl *ctl, const char *name, char *url, size_t cap,
+                           ksv_err *err)
+{
+    char dir[PATH_MAX];
+    if (local_state_dir(ctl, name, dir, sizeof dir, err) != 0)
+        return -1;
+    ksv_local_engine le;
+    if (ksv_local_engine_attach(dir, ctl->node_timeout_ms, &le, err) != 0)
+        return -1;
+    snprintf(url, cap, "%s", le.base_url);
+    return 0;
+}
+
+int ksv_ctl_local_node_stop(ksv_ctl *ctl, const char *name, long timeout_ms, ksv_err *err)
+{
+    char dir[PATH_MAX];
+    if (local_state_dir(ctl, name, dir, sizeof dir, err) != 0)
+        return -1;
+    return ksv_local_engine_stop(dir, timeout_ms, err);
+}
+
+int ksv_console_global_init(ksv_err *err)
+{
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        return ksv_err_set(err, 500, "cannot initialise libcurl");
+    return 0;
+}

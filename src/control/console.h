@@ -1,0 +1,111 @@
+/* console.h: what the console (ksv-top) needs from the control layer besides control.h:
+ * listings for display (models, nodes, history) without touching the store from src/tui,
+ * an observe-only probe of one node (never starts an engine), the rendering of a model's
+ * current spec as KServe YAML for editing, and the local-engine lifecycle of --demo.
+ *
+ * Threads: a ksv_ctl is used by one thread at a time; a console opens one per thread
+ * (each holds its own database handle). The pure functions (spec YAML, validation) touch
+ * no handle at all. */
+#ifndef KSV_CONTROL_CONSOLE_H
+#define KSV_CONTROL_CONSOLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/manifest.h"
+#include "common/strbuf.h"
+#include "control/control.h"
+#include "control/metrics_window.h"
+
+/* ---- listings (read from the store) ---------------------------------------------- */
+
+int ksv_ctl_model_list(ksv_ctl *ctl, ksv_model_list *out, ksv_err *err);
+int ksv_ctl_node_list(ksv_ctl *ctl, ksv_node_list *out, ksv_err *err);
+/* model: "namespace/name" or NULL for every entry; limit 0: no limit. Newest first. */
+int ksv_ctl_history_list(ksv_ctl *ctl, const char *model, size_t limit,
+                         ksv_history_list *out, ksv_err *err);
+
+/* ---- probing a node ----------------------------------------------------------------- */
+
+#define KSV_PROBE_MAX_GPUS 8
+
+typedef struct ksv_probe_gpu {
+    char name[128];
+    double utilization;           /* 0..1, -1 unknown */
+    long long mem_used, mem_total;/* bytes, -1 unknown */
+} ksv_probe_gpu;
+
+/* One revision as the engine serves it. */
+typedef struct ksv_probe_rev {
+    char model[96];
+    char revision[96];
+    char state[16];               /* loading|ready|draining|standby|unloaded|failed */
+    int traffic;                  /* effective percent */
+    char error[512];
+} ksv_probe_rev;
+
+/* One recent failed request, as the engine remembers it. */
+typedef struct ksv_probe_error {
+    double unix_time;
+    int status;
+    char request_id[64];
+    char revision[96];
+    char message[256];
+} ksv_probe_error;
+
+typedef struct ksv_node_probe {
+    int64_t at_ms;                /* wall clock when the answers were read */
+    bool reachable;
+    char error[512];              /* why not, when !reachable */
+    char engine_version[64];
+    double uptime_s;
+    int threads;
+    long long inflight;
+    double loadavg1;
+    int cpus;
+    size_t n_gpus;
+    ksv_probe_gpu gpus[KSV_PROBE_MAX_GPUS];
+    ksv_probe_rev *revs;          /* owned */
+    size_t n_revs;
+    bool has_scrape;
+    ksv_scrape scrape;            /* cumulative counters and histograms (metrics_window.h) */
+    ksv_probe_error *errors;      /* of errors_model, newest first; owned */
+    size_t n_errors;
+} ksv_node_probe;
+
+/* Reads node's info, applied state and histograms (and, when errors_model is non-NULL, the
+ * engine's recent errors for that model), each call bounded by the handle's node_timeout_ms
+ * (ksv_ctl_options). Observe only: a
+ * local node whose engine is not running is reported unreachable, never started. Returns 0
+ * with out->reachable telling the outcome; -1 only for an unknown node (404) or no memory.
+ * Free with ksv_node_probe_free. */
+int ksv_ctl_node_probe(ksv_ctl *ctl, const char *node, const char *errors_model,
+                       ksv_node_probe *out, ksv_err *err);
+void ksv_node_probe_free(ksv_node_probe *p);
+
+/* ---- editing ---------------------------------------------------------------------------- */
+
+/* The model's current spec as one KServe YAML document: spec_json as stored (the document
+ * as last applied), with its storage URI replaced by storage_uri (the newest revision's,
+ * already absolute) so the file means the same wherever it is edited. */
+int ksv_console_spec_yaml(const char *spec_json, const char *storage_uri, ksv_sb *out,
+                          ksv_err *err);
+/* Parses an edited document for model ns/name: exactly one InferenceService, the same
+ * namespace and name. On success *out holds it (caller frees). */
+int ksv_console_parse_edit(const char *text, size_t len, const char *ns, const char *name,
+                           ksv_manifest_list *out, ksv_err *err);
+
+/* ---- local engines (ksv-top --demo) ------------------------------------------------- */
+
+/* The base URL ("http://127.0.0.1:PORT") of the engine of local node `node`. */
+int ksv_ctl_local_node_url(ksv_ctl *ctl, const char *node, char *url, size_t cap,
+                           ksv_err *err);
+/* Initialises the HTTP library once per program, before threads start (the load generator
+ * needs it: loadgen.h). */
+int ksv_console_global_init(ksv_err *err);
+/* Stops the engine of local node `node` (SIGTERM, then SIGKILL after timeout_ms). */
+int ksv_ctl_local_node_stop(ksv_ctl *ctl, const char *node, long timeout_ms, ksv_err *err);
+
+#endif

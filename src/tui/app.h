@@ -1,0 +1,60 @@
+/* app.h: ksv-top's UI thread: the state of the screens, the event loop, key dispatch
+ * through the binding table, the confirm dialog, the `/` and `:` input lines, and the edit
+ * flow. Everything slow happens on the worker (worker.h). */
+#ifndef KSV_TUI_APP_H
+#define KSV_TUI_APP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "tui/crt.h"
+#include "tui/keys.h"
+#include "tui/model.h"
+#include "tui/worker.h"
+
+#define TUI_MIN_COLS 80
+#define TUI_MIN_LINES 24
+
+typedef enum { TUI_MODE_NORMAL, TUI_MODE_FILTER, TUI_MODE_COMMAND, TUI_MODE_DIALOG } tui_mode;
+
+typedef struct tui_app {
+    tui_crt crt;
+    tui_worker *worker;
+    tui_snapshot *snap;
+    tui_view view;
+    tui_slider slider;
+    tui_screen screen, back;
+    char detail_key[TUI_KEY_LEN];
+    bool readonly;
+    bool quit;
+    tui_mode mode;
+    char input[128];
+    size_t input_len;
+    /* the confirm dialog */
+    char dialog_title[96];
+    char dialog_lines[8][256];
+    size_t dialog_n;
+    char dialog_ok[24];
+    int dialog_focus;              /* 0: Cancel (the default), 1: the action */
+    tui_job dialog_job;
+    /* the status line */
+    char status[1024];
+    tui_color status_color;
+    /* scroll positions of the list screens */
+    size_t list_cursor, list_top;
+    const char *banner;            /* "demo" etc., shown in the header */
+} tui_app;
+
+typedef struct tui_app_options {
+    bool readonly;
+    bool mono;
+    const char *banner;
+} tui_app_options;
+
+/* Runs the console on worker w until q. Returns the exit status. */
+int tui_app_run(tui_worker *w, const tui_app_options *o);
+
+/* Drawing (screens.c). */
+void tui_draw(tui_app *a);
+
+#endif

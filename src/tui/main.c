@@ -1,0 +1,179 @@
+/* main.c: ksv-top, the console (DESIGN §7). Parses flags, starts the worker (and for
+ * --demo the demo), then runs the UI, or prints one snapshot for --once -o json. */
+#include <json-c/json.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "tui/app.h"
+#include "tui/demo.h"
+#include "tui/worker.h"
+
+static const char usage[] =
+    "Usage: ksv-top [--db PATH] [-d SECONDS] [--demo] [--readonly] [-C] [--once -o json]\n"
+    "  --db PATH        the ksv database (env KSV_DB; default $XDG_STATE_HOME/ksv/ksv.db)\n"
+    "  -d SECONDS       refresh period (default 1)\n"
+    "  --demo           a local engine with the demo models and demo traffic, in a\n"
+    "                   temporary directory removed on quit\n"
+    "  --prometheus URL read figures from Prometheus (not available in this version)\n"
+    "  --readonly       disable every change (traffic, promote, rollback, edit)\n"
+    "  -C               monochrome (also when NO_COLOR is set)\n"
+    "  --once -o json   print one snapshot as JSON and exit\n"
+    "  --help, --version\n";
+
+static json_object *num_or_null(double v)
+{
+    return isnan(v) ? NULL : json_object_new_double(round(v * 1000) / 1000);
+}
+
+static void figs_json(const tui_figs *f, json_object *o)
+{
+    json_object_object_add(o, "qps", f->has_rate ? num_or_null(f->qps) : NULL);
+    json_object_object_add(o, "p50_ms", num_or_null(f->p50_ms));
+    json_object_object_add(o, "p99_ms", num_or_null(f->p99_ms));
+    json_object_object_add(o, "error_pct", num_or_null(f->err_pct));
+}
+
+static void print_snapshot(const tui_snapshot *s)
+{
+    json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_THREAD);
+    json_object *root = json_object_new_object(), *models = json_object_new_array(),
+                *nodes = json_object_new_array();
+    json_object_object_add(root, "taken_ms", json_object_new_int64(s->taken_ms));
+    for (size_t i = 0; i < s->n_models; i++) {
+        const tui_model *m = &s->models[i];
+        json_object *o = json_object_new_object(), *revs = json_object_new_array();
+        json_object_object_add(o, "namespace", json_object_new_string(m->ns));
+        json_object_object_add(o, "name", json_object_new_string(m->name));
+        json_object_object_add(o, "nodes", json_object_new_string(m->nodes));
+        json_object_object_add(o, "ready_nodes", json_object_new_int((int)m->ready_nodes));
+        json_object_object_add(o, "stale", json_object_new_boolean(m->stale));
+        figs_json(&m->figs, o);
+        for (size_t r = 0; r < m->n_revs; r++) {
+            const tui_rev *rv = &m->revs[r];
+            json_object *ro = json_object_new_object();
+            json_object_object_add(ro, "name", json_object_new_string(rv->name));
+            json_object_object_add(ro, "traffic", json_object_new_int(rv->percent));
+            json_object_object_add(ro, "role", json_object_new_string(
+                                                   rv->stable ? "stable" : rv->canary ? "canary" : ""));
+            json_object_object_add(ro, "runtime", json_object_new_string(rv->runtime));
+            json_object_object_add(ro, "state", json_object_new_string(rv->state));
+            figs_json(&rv->figs, ro);
+            json_object_array_add(revs, ro);
+        }
+        json_object_object_add(o, "revisions", revs);
+        json_object_array_add(models, o);
+    }
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        const tui_node *n = &s->nodes[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "name", json_object_new_string(n->name));
+        json_object_object_add(o, "address", json_object_new_string(n->address));
+        json_object_object_add(o, "reachable", json_object_new_boolean(n->reachable && !n->stale));
+        json_object_object_add(o, "error", n->error[0] ? json_object_new_string(n->error) : NULL);
+        json_object_object_add(o, "engine_version", json_object_new_string(n->version));
+        json_object_array_add(nodes, o);
+    }
+    json_object_object_add(root, "models", models);
+    json_object_object_add(root, "nodes", nodes);
+    if (s->error[0])
+        json_object_object_add(root, "error", json_object_new_string(s->error));
+    printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
+                                                            JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(root);
+}
+
+static void progress_line(const char *line)
+{
+    fprintf(stderr, "%s\n", line);
+}
+
+int main(int argc, char **argv)
+{
+    const char *db = NULL, *output = NULL;
+    double interval = 1;
+    bool demo = false, readonly = false, mono = false, once = false;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        bool has_next = i + 1 < argc;
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            fputs(usage, stdout);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+            printf("ksv-top %s\n", PACKAGE_VERSION);
+            return 0;
+        } else if (strcmp(a, "--db") == 0 && has_next) {
+            db = argv[++i];
+        } else if (strcmp(a, "-d") == 0 && has_next) {
+            char *end;
+            interval = strtod(argv[++i], &end);
+            if (*end || !(interval >= 0.1 && interval <= 3600)) {
+                fprintf(stderr, "ksv-top: -d: expected seconds between 0.1 and 3600\n%s", usage);
+                return 2;
+            }
+        } else if (strcmp(a, "--demo") == 0) {
+            demo = true;
+        } else if (strcmp(a, "--prometheus") == 0 && has_next) {
+            fprintf(stderr, "ksv-top: --prometheus is not available in this version yet; "
+                            "ksv-top scrapes the engines itself\n");
+            return 2;
+        } else if (strcmp(a, "--readonly") == 0) {
+            readonly = true;
+        } else if (strcmp(a, "-C") == 0 || strcmp(a, "--no-color") == 0) {
+            mono = true;
+        } else if (strcmp(a, "--once") == 0) {
+            once = true;
+        } else if (strcmp(a, "-o") == 0 && has_next) {
+            output = argv[++i];
+        } else {
+            fprintf(stderr, "ksv-top: unexpected argument %s\n%s", a, usage);
+            return 2;
+        }
+    }
+    if (output && strcmp(output, "json") != 0) {
+        fprintf(stderr, "ksv-top: -o: only json is supported\n");
+        return 2;
+    }
+    if (output && !once) {
+        fprintf(stderr, "ksv-top: -o json goes with --once\n");
+        return 2;
+    }
+    signal(SIGPIPE, SIG_IGN);
+    tui_demo *d = NULL;
+    ksv_err err;
+    if (demo) {
+        if (tui_demo_start(argv[0], once ? NULL : progress_line, &d, &err) != 0) {
+            fprintf(stderr, "ksv-top: --demo: %s\n", err.msg);
+            tui_demo_stop(d);
+            return 1;
+        }
+        db = tui_demo_db(d);
+    }
+    tui_worker_options wo = {.db_path = db, .argv0 = argv[0], .interval_s = interval};
+    int code = 0;
+    if (once) {
+        tui_snapshot *s;
+        if (tui_collect_once(&wo, &s, &err) != 0) {
+            fprintf(stderr, "ksv-top: %s\n", err.msg);
+            code = 1;
+        } else {
+            print_snapshot(s);
+            tui_snapshot_unref(s);
+        }
+    } else {
+        tui_worker *w;
+        if (tui_worker_start(&wo, &w, &err) != 0) {
+            fprintf(stderr, "ksv-top: %s\n", err.msg);
+            code = 1;
+        } else {
+            tui_app_options ao = {.readonly = readonly, .mono = mono, .banner = demo ? "[demo]" : NULL};
+            code = tui_app_run(w, &ao);
+            tui_worker_stop(w);
+        }
+    }
+    tui_demo_stop(d);
+    return code;
+}

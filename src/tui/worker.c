@@ -1,0 +1,759 @@
+/* worker.c: probers, collector and actor threads behind ksv-top. */
+#include "tui/worker.h"
+
+#include <errno.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "control/console.h"
+#include "control/control.h"
+#include "control/metrics_window.h"
+
+#define HISTORY_ROWS 200
+
+/* One node's prober and its latest answer. */
+typedef struct node_slot {
+    char name[64];
+    pthread_t thread;
+    bool started;
+    bool retired;                /* the node left the store: the prober ends */
+    ksv_node_probe probe;        /* latest, owned; valid when has_probe */
+    bool has_probe;
+    uint64_t gen;                /* bumps with each new probe */
+    uint64_t fed_gen;            /* the last probe fed into the window (collector's) */
+    int64_t last_ok_ms;          /* wall clock of the last successful probe, 0 never */
+    struct tui_worker *w;
+} node_slot;
+
+typedef struct spark_hist {
+    char key[TUI_KEY_LEN];
+    double qps[TUI_SPARK_LEN], p99[TUI_SPARK_LEN];
+    size_t n;
+    double last_qps;
+} spark_hist;
+
+struct tui_worker {
+    tui_worker_options opts;
+    char db_path[4096];
+    char argv0[4096];
+
+    pthread_mutex_t mu;          /* guards everything below except the collector's own */
+    pthread_cond_t cond;         /* wakes the collector, the probers and the actor */
+    bool stop;
+    bool refresh;
+    tui_snapshot *snap;
+    uint64_t snap_seq;
+    char focus[TUI_KEY_LEN];
+    node_slot **slots;
+    size_t n_slots;
+    /* the actor */
+    bool job_pending, job_running, result_ready;
+    tui_job job;
+    char *job_manifest;
+    tui_job_result result;
+
+    pthread_t collector, actor;
+    bool collector_started, actor_started;
+
+    /* the collector's own (no lock) */
+    ksv_ctl *ctl;
+    ksv_mwin *mwin;
+    spark_hist *sparks;
+    size_t n_sparks;
+};
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits on w->cond until *flag, stop, or ms pass. Called with w->mu held. */
+static void wait_ms(tui_worker *w, const bool *flag, double ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    long long ns = (long long)ts.tv_nsec + (long long)(ms * 1e6);
+    ts.tv_sec += (time_t)(ns / 1000000000LL);
+    ts.tv_nsec = (long)(ns % 1000000000LL);
+    while (!w->stop && !(flag && *flag))
+        if (pthread_cond_timedwait(&w->cond, &w->mu, &ts) == ETIMEDOUT)
+            break;
+}
+
+static int open_ctl(tui_worker *w, long timeout_ms, ksv_ctl **ctl, ksv_err *err)
+{
+    ksv_ctl_options o = {.db_path = w->db_path[0] ? w->db_path : NULL,
+                         .argv0 = w->argv0,
+                         .node_timeout_ms = timeout_ms};
+    return ksv_ctl_open(&o, ctl, err);
+}
+
+/* ---- probers ---- */
+
+static void *prober_main(void *arg)
+{
+    node_slot *slot = arg;
+    tui_worker *w = slot->w;
+    ksv_ctl *ctl = NULL;
+    ksv_err err;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop && !slot->retired) {
+        char focus[TUI_KEY_LEN];
+        snprintf(focus, sizeof focus, "%s", w->focus);
+        pthread_mutex_unlock(&w->mu);
+        ksv_node_probe p;
+        bool have = false;
+        if (ctl || open_ctl(w, w->opts.node_timeout_ms, &ctl, &err) == 0) {
+            const char *slash = strchr(focus, '/');
+            have = ksv_ctl_node_probe(ctl, slot->name, slash ? slash + 1 : NULL, &p, &err) == 0;
+        }
+        pthread_mutex_lock(&w->mu);
+        if (have) {
+            if (slot->has_probe)
+                ksv_node_probe_free(&slot->probe);
+            slot->probe = p;
+            slot->has_probe = true;
+            slot->gen++;
+            if (p.reachable)
+                slot->last_ok_ms = p.at_ms;
+        }
+        wait_ms(w, NULL, w->opts.interval_s * 1000);
+    }
+    pthread_mutex_unlock(&w->mu);
+    ksv_ctl_close(ctl);
+    return NULL;
+}
+
+/* Starts probers for nodes new to the store and retires those gone. With w->mu held. */
+static void sync_slots(tui_worker *w, const ksv_node_list *nodes)
+{
+    for (size_t i = 0; i < w->n_slots; i++) {
+        bool present = false;
+        for (size_t k = 0; k < nodes->n && !present; k++)
+            present = strcmp(nodes->items[k].name, w->slots[i]->name) == 0;
+        if (!present)
+            w->slots[i]->retired = true;
+    }
+    for (size_t k = 0; k < nodes->n; k++) {
+        bool known = false;
+        for (size_t i = 0; i < w->n_slots && !known; i++)
+            known = !w->slots[i]->retired && strcmp(w->slots[i]->name, nodes->items[k].name) == 0;
+        if (known)
+            continue;
+        node_slot **p = realloc(w->slots, (w->n_slots + 1) * sizeof *p);
+        node_slot *s = calloc(1, sizeof *s);
+        if (!p || !s) {
+            if (p)
+                w->slots = p;
+            free(s);
+            return;
+        }
+        w->slots = p;
+        snprintf(s->name, sizeof s->name, "%s", nodes->items[k].name);
+        s->w = w;
+        if (pthread_create(&s->thread, NULL, prober_main, s) == 0)
+            s->started = true;
+        w->slots[w->n_slots++] = s;
+    }
+    pthread_cond_broadcast(&w->cond);
+}
+
+static node_slot *find_slot(tui_worker *w, const char *name)
+{
+    for (size_t i = 0; i < w->n_slots; i++)
+        if (!w->slots[i]->retired && strcmp(w->slots[i]->name, name) == 0)
+            return w->slots[i];
+    return NULL;
+}
+
+/* ---- the collector ---- */
+
+static double stale_limit_ms(const tui_worker *w)
+{
+    double ms = w->opts.interval_s * 2500;
+    return ms < 3000 ? 3000 : ms;
+}
+
+static spark_hist *spark_for(tui_worker *w, const char *key)
+{
+    for (size_t i = 0; i < w->n_sparks; i++)
+        if (strcmp(w->sparks[i].key, key) == 0)
+            return &w->sparks[i];
+    spark_hist *p = realloc(w->sparks, (w->n_sparks + 1) * sizeof *p);
+    if (!p)
+        return NULL;
+    w->sparks = p;
+    spark_hist *h = &w->sparks[w->n_sparks++];
+    memset(h, 0, sizeof *h);
+    snprintf(h->key, sizeof h->key, "%s", key);
+    h->last_qps = NAN;
+    return h;
+}
+
+static void spark_push(double *ring, size_t n, double v)
+{
+    if (n == TUI_SPARK_LEN)
+        memmove(ring, ring + 1, (TUI_SPARK_LEN - 1) * sizeof *ring);
+    ring[n == TUI_SPARK_LEN ? n - 1 : n] = v;
+}
+
+/* Figures of (model, revision) over every node in nodes (NULL: any node). */
+static void figures_for(tui_worker *w, const char *const *nodes, size_t n_nodes,
+                        const char *model, const char *revision, int64_t now, tui_figs *out)
+{
+    out->has_rate = false;
+    out->qps = out->err_pct = out->p50_ms = out->p99_ms = NAN;
+    double qps = 0;
+    uint64_t requests = 0, e5 = 0;
+    bool lat_any = false;
+    size_t loops = nodes ? n_nodes : 1;
+    for (size_t i = 0; i < loops; i++) {
+        ksv_mwin_sel sel = {nodes ? nodes[i] : NULL, model, revision};
+        ksv_mwin_rate_stats r;
+        ksv_mwin_latency_stats l;
+        ksv_err err;
+        if (ksv_mwin_rates(w->mwin, &sel, now, KSV_MWIN_RATE_WINDOW_MS, &r, &err) == 0 &&
+            r.has_data) {
+            out->has_rate = true;
+            qps += r.qps;
+            requests += r.requests;
+            /* ERR% counts every answer that is not 2xx (ksv_figures_model does too). */
+            e5 += r.requests_4xx + r.requests_5xx;
+        }
+        if (ksv_mwin_latency(w->mwin, &sel, now, KSV_MWIN_LATENCY_WINDOW_MS, &l, &err) == 0 &&
+            l.has_data && !isnan(l.p99_s)) {
+            /* Several nodes under one name in different namespaces: the worst node. */
+            if (!lat_any || l.p99_s * 1000 > out->p99_ms) {
+                out->p99_ms = l.p99_s * 1000;
+                out->p50_ms = l.p50_s * 1000;
+            }
+            lat_any = true;
+        }
+    }
+    if (out->has_rate) {
+        out->qps = qps;
+        out->err_pct = requests ? 100.0 * (double)e5 / (double)requests : NAN;
+    }
+}
+
+/* Feeds new scrapes into the window and copies node facts. With w->mu held. */
+static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, tui_snapshot *s, int64_t now)
+{
+    s->nodes = calloc(nodes->n ? nodes->n : 1, sizeof *s->nodes);
+    if (!s->nodes)
+        return;
+    for (size_t k = 0; k < nodes->n; k++) {
+        const ksv_node *n = &nodes->items[k];
+        tui_node *tn = &s->nodes[s->n_nodes++];
+        snprintf(tn->name, sizeof tn->name, "%s", n->name);
+        snprintf(tn->kind, sizeof tn->kind, "%s", ksv_node_kind_name(n->kind));
+        snprintf(tn->address, sizeof tn->address, "%s", n->address);
+        tn->age_ms = -1;
+        node_slot *slot = find_slot(w, n->name);
+        if (!slot || !slot->has_probe) {
+            snprintf(tn->error, sizeof tn->error, "not probed yet");
+            continue;
+        }
+        const ksv_node_probe *p = &slot->probe;
+        if (slot->gen != slot->fed_gen && p->has_scrape) {
+            ksv_err err;
+            ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err);
+        }
+        slot->fed_gen = slot->gen;
+        tn->reachable = p->reachable;
+        tn->age_ms = slot->last_ok_ms ? now - slot->last_ok_ms : -1;
+        tn->stale = !p->reachable || tn->age_ms < 0 || tn->age_ms > stale_limit_ms(w);
+        if (p->reachable && tn->stale)
+            snprintf(tn->error, sizeof tn->error, "no answer for %llds",
+                     (long long)(tn->age_ms / 1000));
+        else
+            snprintf(tn->error, sizeof tn->error, "%.250s", p->reachable ? "" : p->error);
+        snprintf(tn->version, sizeof tn->version, "%s", p->engine_version);
+        tn->uptime_s = p->uptime_s;
+        tn->threads = p->threads;
+        tn->cpus = p->cpus;
+        tn->inflight = p->inflight;
+        tn->load1 = p->loadavg1;
+        for (size_t g = 0; g < p->n_gpus && g < 8; g++) {
+            tui_gpu *tg = &tn->gpus[tn->n_gpus++];
+            snprintf(tg->name, sizeof tg->name, "%s", p->gpus[g].name);
+            tg->utilization = p->gpus[g].utilization;
+            tg->mem_used = p->gpus[g].mem_used;
+            tg->mem_total = p->gpus[g].mem_total;
+        }
+    }
+}
+
+static const tui_node *snap_node(const tui_snapshot *s, const char *name)
+{
+    for (size_t i = 0; i < s->n_nodes; i++)
+        if (strcmp(s->nodes[i].name, name) == 0)
+            return &s->nodes[i];
+    return NULL;
+}
+
+/* Engine-reported facts about one model: ready nodes, revision states, recent errors.
+ * With w->mu held. */
+static void model_engine_facts(tui_worker *w, const tui_snapshot *s, tui_model *tm,
+                               char *const *nodes, size_t n_nodes, bool focused)
+{
+    for (size_t k = 0; k < n_nodes; k++) {
+        node_slot *slot = find_slot(w, nodes[k]);
+        const tui_node *tn = snap_node(s, nodes[k]);
+        if (tn && tn->stale) {
+            tm->stale = true;
+            int64_t age = tn->age_ms < 0 ? -1 : tn->age_ms;
+            if (age > tm->stale_age_ms)
+                tm->stale_age_ms = age;
+        }
+        if (!slot || !slot->has_probe || !slot->probe.reachable)
+            continue;
+        bool ready = false;
+        for (size_t r = 0; r < slot->probe.n_revs; r++) {
+            const ksv_probe_rev *pr = &slot->probe.revs[r];
+            if (strcmp(pr->model, tm->name) != 0)
+                continue;
+            if (strcmp(pr->state, "ready") == 0)
+                ready = true;
+            for (size_t i = 0; i < tm->n_revs; i++)
+                if (strcmp(tm->revs[i].name, pr->revision) == 0 && !tm->revs[i].state[0])
+                    snprintf(tm->revs[i].state, sizeof tm->revs[i].state, "%s", pr->state);
+        }
+        tm->ready_nodes += ready && tn && !tn->stale;
+        if (!focused || slot->probe.n_errors == 0)
+            continue;
+        tui_req_error *p = realloc(tm->errors, (tm->n_errors + slot->probe.n_errors) * sizeof *p);
+        if (!p)
+            continue;
+        tm->errors = p;
+        for (size_t e = 0; e < slot->probe.n_errors; e++) {
+            const ksv_probe_error *pe = &slot->probe.errors[e];
+            tui_req_error *te = &tm->errors[tm->n_errors++];
+            te->unix_time = pe->unix_time;
+            te->status = pe->status;
+            snprintf(te->node, sizeof te->node, "%s", nodes[k]);
+            snprintf(te->request_id, sizeof te->request_id, "%s", pe->request_id);
+            snprintf(te->revision, sizeof te->revision, "%s", pe->revision);
+            snprintf(te->message, sizeof te->message, "%s", pe->message);
+        }
+    }
+    /* Newest first across nodes. */
+    for (size_t i = 1; i < tm->n_errors; i++) {
+        tui_req_error x = tm->errors[i];
+        size_t j = i;
+        while (j > 0 && tm->errors[j - 1].unix_time < x.unix_time) {
+            tm->errors[j] = tm->errors[j - 1];
+            j--;
+        }
+        tm->errors[j] = x;
+    }
+}
+
+static bool name_unique(const ksv_model_list *models, const char *name)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < models->n; i++)
+        n += strcmp(models->items[i].name, name) == 0;
+    return n <= 1;
+}
+
+static void fill_model(tui_worker *w, tui_snapshot *s, const ksv_model_list *models,
+                       const ksv_model_view *v, tui_model *tm, int64_t now, bool focused)
+{
+    snprintf(tm->ns, sizeof tm->ns, "%s", v->model.ns);
+    snprintf(tm->name, sizeof tm->name, "%s", v->model.name);
+    snprintf(tm->key, sizeof tm->key, "%s/%s", v->model.ns, v->model.name);
+    size_t len = 0;
+    tm->nodes[0] = '\0';
+    for (size_t i = 0; i < v->model.n_nodes; i++) {
+        int n = snprintf(tm->nodes + len, sizeof tm->nodes - len, "%s%s", i ? "," : "",
+                         v->model.nodes[i]);
+        if (n < 0 || (size_t)n >= sizeof tm->nodes - len)
+            break;
+        len += (size_t)n;
+    }
+    tm->n_nodes = v->model.n_nodes;
+    tm->created_ms = v->model.created_at_ms;
+    tm->spec_json = strdup(v->model.spec_json ? v->model.spec_json : "{}");
+    tm->stable = tm->canary = -1;
+    tm->revs = calloc(v->revisions.n ? v->revisions.n : 1, sizeof *tm->revs);
+    if (tm->revs) {
+        for (size_t i = 0; i < v->revisions.n; i++) {
+            const ksv_revision *r = &v->revisions.items[i];
+            tui_rev *tr = &tm->revs[tm->n_revs++];
+            snprintf(tr->name, sizeof tr->name, "%s", r->name);
+            snprintf(tr->runtime, sizeof tr->runtime, "%s", r->runtime);
+            snprintf(tr->storage_uri, sizeof tr->storage_uri, "%s", r->storage_uri);
+            tr->seq = r->seq;
+            tr->percent = ksv_model_view_percent(v, r->id);
+            tr->stable = r->id == v->stable_id;
+            tr->canary = r->id == v->canary_id;
+            tr->created_ms = r->created_at_ms;
+            tr->rolled_out_ms = r->rolled_out_at_ms;
+            if (tr->stable)
+                tm->stable = (int)i;
+            if (tr->canary)
+                tm->canary = (int)i;
+        }
+    }
+    bool unique = name_unique(models, tm->name);
+    const char *const *nodes = unique ? NULL : (const char *const *)v->model.nodes;
+    figures_for(w, nodes, v->model.n_nodes, tm->name, NULL, now, &tm->figs);
+    for (size_t i = 0; i < tm->n_revs; i++)
+        figures_for(w, nodes, v->model.n_nodes, tm->name, tm->revs[i].name, now,
+                    &tm->revs[i].figs);
+    model_engine_facts(w, s, tm, v->model.nodes, v->model.n_nodes, focused);
+
+    spark_hist *h = spark_for(w, tm->key);
+    if (h) {
+        double q = tm->figs.has_rate ? tm->figs.qps : NAN;
+        if (!isnan(q) && !isnan(h->last_qps)) {
+            double d = q - h->last_qps, base = h->last_qps > 1 ? h->last_qps : 1;
+            tm->qps_trend = fabs(d) / base >= 0.10 ? (d > 0 ? 1 : -1) : 0;
+        }
+        h->last_qps = q;
+        spark_push(h->qps, h->n, q);
+        spark_push(h->p99, h->n, tm->figs.p99_ms);
+        if (h->n < TUI_SPARK_LEN)
+            h->n++;
+        memcpy(tm->qps_hist, h->qps, sizeof h->qps);
+        memcpy(tm->p99_hist, h->p99, sizeof h->p99);
+        tm->n_hist = h->n;
+    }
+}
+
+static void fill_history(tui_snapshot *s, const ksv_history_list *hl)
+{
+    s->history = calloc(hl->n ? hl->n : 1, sizeof *s->history);
+    if (!s->history)
+        return;
+    for (size_t i = 0; i < hl->n; i++) {
+        const ksv_history_entry *e = &hl->items[i];
+        tui_hist_row *r = &s->history[s->n_history++];
+        r->at_ms = e->at_ms;
+        snprintf(r->actor, sizeof r->actor, "%s", e->actor ? e->actor : "");
+        snprintf(r->action, sizeof r->action, "%s", e->action ? e->action : "");
+        snprintf(r->target, sizeof r->target, "%s",
+                 e->model ? e->model : e->node ? e->node : "");
+        snprintf(r->old_value, sizeof r->old_value, "%s", e->old_value ? e->old_value : "");
+        snprintf(r->new_value, sizeof r->new_value, "%s", e->new_value ? e->new_value : "");
+        snprintf(r->result, sizeof r->result, "%s", e->result ? e->result : "");
+    }
+}
+
+/* One collection: reads the store, the probes, builds and publishes a snapshot. */
+static void collect(tui_worker *w)
+{
+    tui_snapshot *s = tui_snapshot_new();
+    if (!s)
+        return;
+    int64_t now = wall_ms();
+    s->taken_ms = now;
+    s->interval_s = w->opts.interval_s;
+    ksv_err err;
+    ksv_node_list nodes = {0};
+    ksv_model_list models = {0};
+    ksv_history_list hist = {0};
+    if (ksv_ctl_node_list(w->ctl, &nodes, &err) != 0 ||
+        ksv_ctl_model_list(w->ctl, &models, &err) != 0 ||
+        ksv_ctl_history_list(w->ctl, NULL, HISTORY_ROWS, &hist, &err) != 0)
+        snprintf(s->error, sizeof s->error, "store: %.240s", err.msg);
+
+    pthread_mutex_lock(&w->mu);
+    sync_slots(w, &nodes);
+    feed_nodes(w, &nodes, s, now);
+    char focus[TUI_KEY_LEN];
+    snprintf(focus, sizeof focus, "%s", w->focus);
+    s->models = calloc(models.n ? models.n : 1, sizeof *s->models);
+    for (size_t i = 0; s->models && i < models.n; i++) {
+        char ref[TUI_KEY_LEN];
+        snprintf(ref, sizeof ref, "%s/%s", models.items[i].ns, models.items[i].name);
+        ksv_model_view v;
+        if (ksv_ctl_model_view(w->ctl, ref, NULL, &v, &err) != 0)
+            continue;
+        fill_model(w, s, &models, &v, &s->models[s->n_models++], now, strcmp(ref, focus) == 0);
+        ksv_model_view_free(&v);
+    }
+    fill_history(s, &hist);
+    s->seq = ++w->snap_seq;
+    tui_snapshot *old = w->snap;
+    w->snap = s;
+    pthread_mutex_unlock(&w->mu);
+    tui_snapshot_unref(old);
+    ksv_node_list_free(&nodes);
+    ksv_model_list_free(&models);
+    ksv_history_list_free(&hist);
+}
+
+static void *collector_main(void *arg)
+{
+    tui_worker *w = arg;
+    pthread_mutex_lock(&w->mu);
+    while (!w->stop) {
+        w->refresh = false;
+        pthread_mutex_unlock(&w->mu);
+        collect(w);
+        pthread_mutex_lock(&w->mu);
+        wait_ms(w, &w->refresh, w->opts.interval_s * 1000);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return NULL;
+}
+
+/* ---- the actor ---- */
+
+static void describe_result(const ksv_ctl_result *res, int rc, const ksv_err *err,
+                            tui_job_result *out)
+{
+    size_t len = 0;
+    out->ok = rc == 0 && ksv_ctl_result_ok(res);
+    int n = snprintf(out->text, sizeof out->text, "%s", rc == 0 ? res->summary : err->msg);
+    len = n > 0 && (size_t)n < sizeof out->text ? (size_t)n : strlen(out->text);
+    for (size_t i = 0; i < res->n && len < sizeof out->text; i++) {
+        n = snprintf(out->text + len, sizeof out->text - len, "%snode %s: %s%s%s",
+                     len ? "; " : "", res->nodes[i].node, res->nodes[i].ok ? "ok" : "FAILED",
+                     res->nodes[i].message[0] ? " " : "", res->nodes[i].message);
+        if (n < 0)
+            break;
+        len += (size_t)n;
+    }
+}
+
+static void run_job(ksv_ctl *ctl, const tui_job *job, const char *manifest, double timeout_s,
+                    tui_job_result *out)
+{
+    ksv_ctl_result res = {0};
+    ksv_err err;
+    ksv_err_clear(&err);
+    int rc;
+    if (job->kind == TUI_JOB_APPLY) {
+        ksv_manifest_list list;
+        rc = ksv_manifest_parse_buffer(manifest, strlen(manifest), "edited.yaml", NULL, &list,
+                                       &err);
+        if (rc == 0) {
+            ksv_apply_options o = {.timeout_s = timeout_s};
+            rc = ksv_ctl_apply(ctl, &list, &o, &res, &err);
+            ksv_manifest_list_free(&list);
+        }
+    } else {
+        ksv_rollout_request req = {
+            .op = job->kind == TUI_JOB_SET_TRAFFIC ? KSV_ROLLOUT_SET_TRAFFIC
+                  : job->kind == TUI_JOB_PROMOTE   ? KSV_ROLLOUT_PROMOTE
+                                                   : KSV_ROLLOUT_ROLLBACK,
+            .model = job->model,
+            .percent = job->percent,
+            .timeout_s = timeout_s,
+        };
+        rc = ksv_ctl_rollout(ctl, &req, &res, &err);
+    }
+    describe_result(&res, rc, &err, out);
+    ksv_ctl_result_free(&res);
+}
+
+static void *actor_main(void *arg)
+{
+    tui_worker *w = arg;
+    ksv_ctl *ctl = NULL;
+    pthread_mutex_lock(&w->mu);
+    for (;;) {
+        while (!w->stop && !w->job_pending)
+            pthread_cond_wait(&w->cond, &w->mu);
+        if (w->stop)
+            break;
+        tui_job job = w->job;
+        char *manifest = w->job_manifest;
+        w->job_manifest = NULL;
+        w->job_pending = false;
+        w->job_running = true;
+        pthread_mutex_unlock(&w->mu);
+        tui_job_result r = {0};
+        ksv_err err;
+        if (!ctl && open_ctl(w, 0, &ctl, &err) != 0)
+            snprintf(r.text, sizeof r.text, "%s", err.msg);
+        else
+            run_job(ctl, &job, manifest ? manifest : "", w->opts.change_timeout_s, &r);
+        free(manifest);
+        pthread_mutex_lock(&w->mu);
+        w->result = r;
+        w->result_ready = true;
+        w->job_running = false;
+        w->refresh = true;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
+    ksv_ctl_close(ctl);
+    return NULL;
+}
+
+/* ---- public ---- */
+
+int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err)
+{
+    *out = NULL;
+    tui_worker *w = calloc(1, sizeof *w);
+    if (!w)
+        return ksv_err_set(err, 500, "out of memory");
+    w->opts = *o;
+    if (!(w->opts.interval_s > 0))
+        w->opts.interval_s = 1;
+    if (w->opts.node_timeout_ms <= 0)
+        w->opts.node_timeout_ms = 2000;
+    if (!(w->opts.change_timeout_s > 0))
+        w->opts.change_timeout_s = 60;
+    snprintf(w->db_path, sizeof w->db_path, "%s", o->db_path ? o->db_path : "");
+    snprintf(w->argv0, sizeof w->argv0, "%s", o->argv0 ? o->argv0 : "");
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    if (open_ctl(w, w->opts.node_timeout_ms, &w->ctl, err) != 0 ||
+        ksv_mwin_new(0, &w->mwin, err) != 0) {
+        tui_worker_stop(w);
+        return -1;
+    }
+    if (pthread_create(&w->collector, NULL, collector_main, w) != 0) {
+        tui_worker_stop(w);
+        return ksv_err_set(err, 500, "cannot start the collector thread");
+    }
+    w->collector_started = true;
+    if (pthread_create(&w->actor, NULL, actor_main, w) != 0) {
+        tui_worker_stop(w);
+        return ksv_err_set(err, 500, "cannot start the actor thread");
+    }
+    w->actor_started = true;
+    *out = w;
+    return 0;
+}
+
+void tui_worker_stop(tui_worker *w)
+{
+    if (!w)
+        return;
+    pthread_mutex_lock(&w->mu);
+    w->stop = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    if (w->collector_started)
+        pthread_join(w->collector, NULL);
+    if (w->actor_started)
+        pthread_join(w->actor, NULL);
+    for (size_t i = 0; i < w->n_slots; i++) {
+        if (w->slots[i]->started)
+            pthread_join(w->slots[i]->thread, NULL);
+        if (w->slots[i]->has_probe)
+            ksv_node_probe_free(&w->slots[i]->probe);
+        free(w->slots[i]);
+    }
+    free(w->slots);
+    free(w->job_manifest);
+    tui_snapshot_unref(w->snap);
+    free(w->sparks);
+    ksv_mwin_free(w->mwin);
+    ksv_ctl_close(w->ctl);
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->mu);
+    free(w);
+}
+
+tui_snapshot *tui_worker_snapshot(tui_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    tui_snapshot *s = tui_snapshot_ref(w->snap);
+    pthread_mutex_unlock(&w->mu);
+    return s;
+}
+
+void tui_worker_set_focus(tui_worker *w, const char *model_key)
+{
+    pthread_mutex_lock(&w->mu);
+    if (strcmp(w->focus, model_key ? model_key : "") != 0) {
+        snprintf(w->focus, sizeof w->focus, "%s", model_key ? model_key : "");
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+void tui_worker_refresh(tui_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    w->refresh = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+}
+
+int tui_worker_submit(tui_worker *w, const tui_job *job, ksv_err *err)
+{
+    char *manifest = NULL;
+    if (job->kind == TUI_JOB_APPLY) {
+        manifest = malloc(job->manifest_len + 1);
+        if (!manifest)
+            return ksv_err_set(err, 500, "out of memory");
+        memcpy(manifest, job->manifest, job->manifest_len);
+        manifest[job->manifest_len] = '\0';
+    }
+    pthread_mutex_lock(&w->mu);
+    if (w->job_pending || w->job_running) {
+        pthread_mutex_unlock(&w->mu);
+        free(manifest);
+        return ksv_err_set(err, 409, "another change is still running");
+    }
+    w->job = *job;
+    w->job.manifest = NULL;
+    w->job_manifest = manifest;
+    w->job_pending = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->mu);
+    return 0;
+}
+
+bool tui_worker_busy(tui_worker *w)
+{
+    pthread_mutex_lock(&w->mu);
+    bool busy = w->job_pending || w->job_running;
+    pthread_mutex_unlock(&w->mu);
+    return busy;
+}
+
+bool tui_worker_take_result(tui_worker *w, tui_job_result *out)
+{
+    pthread_mutex_lock(&w->mu);
+    bool ready = w->result_ready;
+    if (ready) {
+        *out = w->result;
+        w->result_ready = false;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return ready;
+}
+
+int tui_collect_once(const tui_worker_options *o, tui_snapshot **out, ksv_err *err)
+{
+    *out = NULL;
+    tui_worker *w;
+    if (tui_worker_start(o, &w, err) != 0)
+        return -1;
+    /* Two probes of each node, one interval apart, make the first rates. */
+    double wait_s = w->opts.interval_s * 2 + 0.5;
+    struct timespec ts = {(time_t)wait_s, (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
+    nanosleep(&ts, NULL);
+    tui_snapshot *before = tui_worker_snapshot(w);
+    uint64_t seq = before ? before->seq : 0;
+    tui_snapshot_unref(before);
+    tui_worker_refresh(w);
+    for (int i = 0; i < 200; i++) {
+        tui_snapshot *s = tui_worker_snapshot(w);
+        if (s && s->seq > seq) {
+            *out = s;
+            break;
+        }
+        tui_snapshot_unref(s);
+        struct timespec step = {0, 20 * 1000000L};
+        nanosleep(&step, NULL);
+    }
+    tui_worker_stop(w);
+    return *out ? 0 : ksv_err_set(err, 500, "no snapshot was collected");
+}

@@ -1,0 +1,317 @@
+/* test_tui_model.c: ksv-top's screen model without a terminal: figure formatting (DESIGN
+ * §7's examples), sparklines against the Unicode braille dot numbering, filter, sort, the
+ * deferred re-sort, row expansion, the canary slider's arithmetic, rollback targets, the
+ * key table and column layout. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tui/format.h"
+#include "tui/keys.h"
+#include "tui/model.h"
+#include "tui/spark.h"
+#include "tui/widgets.h"
+
+static int passed, failed;
+
+static void check(int cond, const char *what)
+{
+    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
+    if (cond)
+        passed++;
+    else
+        failed++;
+}
+
+static void check_str(const char *got, const char *want, const char *what)
+{
+    char line[512];
+    snprintf(line, sizeof line, "%s: \"%s\" (want \"%s\")", what, got, want);
+    check(strcmp(got, want) == 0, line);
+}
+
+/* UTF-8 of one code point, for expected braille strings built from the dot numbering. */
+static void utf8_of(unsigned cp, char *out)
+{
+    out[0] = (char)(0xE0 | (cp >> 12));
+    out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[2] = (char)(0x80 | (cp & 0x3F));
+    out[3] = '\0';
+}
+
+static void test_format(void)
+{
+    char b[64];
+    tui_fmt_qps(true, 12.34, b, sizeof b);
+    check_str(b, "12.3", "qps one decimal");
+    tui_fmt_qps(false, 12.34, b, sizeof b);
+    check_str(b, "-", "qps without data");
+    tui_fmt_qps(true, NAN, b, sizeof b);
+    check_str(b, "-", "qps NaN");
+    tui_fmt_ms(3.2, b, sizeof b);
+    check_str(b, "3.2ms", "latency ms");
+    tui_fmt_ms(NAN, b, sizeof b);
+    check_str(b, "-", "latency without data");
+    tui_fmt_pct(0.25, b, sizeof b);
+    check_str(b, "0.25%", "error percent");
+    tui_fmt_pct(NAN, b, sizeof b);
+    check_str(b, "-", "error percent without requests");
+    tui_fmt_pct(0, b, sizeof b);
+    check_str(b, "0.00%", "zero errors with requests");
+    tui_fmt_age(42000, b, sizeof b);
+    check_str(b, "42s", "age seconds");
+    tui_fmt_age(5 * 60000, b, sizeof b);
+    check_str(b, "5m", "age minutes");
+    tui_fmt_age(3 * 3600000LL, b, sizeof b);
+    check_str(b, "3h", "age hours");
+    tui_fmt_age(-1, b, sizeof b);
+    check_str(b, "-", "age unknown");
+    tui_fmt_bytes(1536LL * 1024 * 1024, b, sizeof b);
+    check_str(b, "1.5G", "bytes");
+}
+
+static void test_spark(void)
+{
+    char out[256], want[256], cell[8];
+    /* Full height in both columns: every dot, U+28FF. */
+    double full[2] = {4, 4};
+    tui_spark_render(full, 2, 1, 4, true, out, sizeof out);
+    utf8_of(0x28FF, want);
+    check_str(out, want, "braille full cell");
+    /* Left empty, right full: dots 4,5,6,8 = 0x08|0x10|0x20|0x80. */
+    double right[2] = {0, 4};
+    tui_spark_render(right, 2, 1, 4, true, out, sizeof out);
+    utf8_of(0x2800 + 0x08 + 0x10 + 0x20 + 0x80, want);
+    check_str(out, want, "braille right column");
+    /* Level 1 left (dot 7), level 2 right (dots 8 and 6). */
+    double low[2] = {1, 2};
+    tui_spark_render(low, 2, 1, 4, true, out, sizeof out);
+    utf8_of(0x2800 + 0x40 + 0x80 + 0x20, want);
+    check_str(out, want, "braille low levels");
+    /* Three cells for two samples: two blank cells on the left (U+2800), right-aligned. */
+    tui_spark_render(full, 2, 3, 4, true, out, sizeof out);
+    utf8_of(0x2800, cell);
+    snprintf(want, sizeof want, "%s%s", cell, cell);
+    utf8_of(0x28FF, cell);
+    strcat(want, cell);
+    check_str(out, want, "braille right-aligned history");
+    /* Only the newest samples fit. */
+    double many[6] = {4, 4, 4, 4, 0, 0};
+    tui_spark_render(many, 6, 1, 4, true, out, sizeof out);
+    utf8_of(0x2800, want);
+    check_str(out, want, "braille shows the newest samples");
+    /* ASCII: one sample per cell, " .-=#". */
+    double ramp[5] = {0, 1, 2, 3, 4};
+    tui_spark_render(ramp, 5, 5, 4, false, out, sizeof out);
+    check_str(out, " .-=#", "ascii ramp");
+    /* Auto scale to the largest sample; NaN is empty. */
+    double auto_s[3] = {NAN, 50, 100};
+    tui_spark_render(auto_s, 3, 3, 0, false, out, sizeof out);
+    check_str(out, " -#", "ascii auto scale and NaN");
+    check(tui_spark_level(0.001, 100) == 1, "a tiny positive value still shows");
+    check(tui_spark_level(-5, 100) == 0, "negative draws empty");
+}
+
+static tui_snapshot *make_snapshot(void)
+{
+    tui_snapshot *s = tui_snapshot_new();
+    s->n_models = 3;
+    s->models = calloc(3, sizeof *s->models);
+    const char *ns[3] = {"default", "default", "team"};
+    const char *names[3] = {"churn", "fraud", "iris"};
+    double qps[3] = {50, 10, NAN};
+    double p99[3] = {4, 9, NAN};
+    for (int i = 0; i < 3; i++) {
+        tui_model *m = &s->models[i];
+        snprintf(m->ns, sizeof m->ns, "%s", ns[i]);
+        snprintf(m->name, sizeof m->name, "%s", names[i]);
+        snprintf(m->key, sizeof m->key, "%s/%s", ns[i], names[i]);
+        m->figs.has_rate = !isnan(qps[i]);
+        m->figs.qps = qps[i];
+        m->figs.p99_ms = p99[i];
+        m->figs.p50_ms = m->figs.err_pct = NAN;
+        m->created_ms = 1000 * (3 - i);
+        m->stable = m->canary = -1;
+    }
+    /* churn: stable 00001 (80 %), canary 00002 (20 %). */
+    tui_model *c = &s->models[0];
+    c->n_revs = 2;
+    c->revs = calloc(2, sizeof *c->revs);
+    snprintf(c->revs[0].name, sizeof c->revs[0].name, "churn-00001");
+    snprintf(c->revs[1].name, sizeof c->revs[1].name, "churn-00002");
+    c->revs[0].seq = 1;
+    c->revs[1].seq = 2;
+    c->revs[0].percent = 80;
+    c->revs[1].percent = 20;
+    c->revs[0].stable = c->revs[1].canary = true;
+    c->revs[0].rolled_out_ms = 5;
+    c->stable = 0;
+    c->canary = 1;
+    /* fraud: three revisions, 00003 stable with 100 %, 00001 and 00002 once rolled out. */
+    tui_model *f = &s->models[1];
+    f->n_revs = 3;
+    f->revs = calloc(3, sizeof *f->revs);
+    for (int r = 0; r < 3; r++) {
+        snprintf(f->revs[r].name, sizeof f->revs[r].name, "fraud-0000%d", r + 1);
+        f->revs[r].seq = r + 1;
+        f->revs[r].rolled_out_ms = r == 1 ? 0 : 10 + r;
+    }
+    f->revs[2].percent = 100;
+    f->revs[2].stable = true;
+    f->stable = 2;
+    return s;
+}
+
+static void test_view(void)
+{
+    tui_snapshot *s = make_snapshot();
+    tui_view v;
+    tui_view_init(&v);
+    tui_view_rebuild(&v, s, 100000);
+    check(v.n_rows == 3, "three model rows");
+    check(strcmp(s->models[v.rows[0].model].name, "churn") == 0, "sorted by name first");
+
+    snprintf(v.filter, sizeof v.filter, "FRA");
+    v.force_sort = true;
+    tui_view_rebuild(&v, s, 100000);
+    check(v.n_rows == 1 && strcmp(s->models[v.rows[0].model].name, "fraud") == 0,
+          "filter is a case-insensitive substring");
+    snprintf(v.filter, sizeof v.filter, "!default/");
+    tui_view_rebuild(&v, s, 100000);
+    check(v.n_rows == 1 && strcmp(s->models[v.rows[0].model].name, "iris") == 0,
+          "filter ! inverts");
+    snprintf(v.filter, sizeof v.filter, "team/");
+    tui_view_rebuild(&v, s, 100000);
+    check(v.n_rows == 1, "filter matches the namespace");
+    v.filter[0] = '\0';
+
+    v.sort = TUI_SORT_QPS;
+    v.descending = true;
+    v.force_sort = true;
+    tui_view_rebuild(&v, s, 100000);
+    check(strcmp(s->models[v.rows[0].model].name, "churn") == 0 &&
+              strcmp(s->models[v.rows[2].model].name, "iris") == 0,
+          "sort by QPS descending, no data last");
+    v.sort = TUI_SORT_P99;
+    v.descending = false;
+    v.force_sort = true;
+    tui_view_rebuild(&v, s, 100000);
+    check(strcmp(s->models[v.rows[0].model].name, "iris") == 0 &&
+              strcmp(s->models[v.rows[2].model].name, "fraud") == 0,
+          "sort by P99 ascending");
+
+    /* Rows do not re-sort under the cursor while the operator acts. */
+    v.sort = TUI_SORT_QPS;
+    v.descending = true;
+    v.force_sort = true;
+    tui_view_rebuild(&v, s, 100000);
+    tui_view_move(&v, -100);
+    tui_view_move(&v, 1); /* on fraud */
+    v.last_key_ms = 100000;
+    s->models[1].figs.qps = 500; /* fraud now leads */
+    tui_view_rebuild(&v, s, 101000);
+    check(strcmp(s->models[v.rows[0].model].name, "churn") == 0, "re-sort deferred after a key");
+    check(strcmp(tui_view_current(&v, s)->name, "fraud") == 0, "cursor stays on its model");
+    tui_view_rebuild(&v, s, 100000 + TUI_RESORT_DELAY_MS);
+    check(strcmp(s->models[v.rows[0].model].name, "fraud") == 0, "re-sorted once idle");
+    check(strcmp(tui_view_current(&v, s)->name, "fraud") == 0, "cursor followed the model");
+
+    /* Expansion adds one row per revision, under its model. */
+    tui_view_toggle_expanded(&v, "default/churn");
+    tui_view_rebuild(&v, s, 200000);
+    check(v.n_rows == 5, "expanded churn: 3 models + 2 revisions");
+    size_t churn_row = 0;
+    for (size_t i = 0; i < v.n_rows; i++)
+        if (v.rows[i].rev < 0 && strcmp(s->models[v.rows[i].model].name, "churn") == 0)
+            churn_row = i;
+    check(v.rows[churn_row + 1].rev == 0 && v.rows[churn_row + 2].rev == 1,
+          "revision rows follow their model");
+    tui_view_toggle_expanded(&v, "default/churn");
+    tui_view_rebuild(&v, s, 200000);
+    check(v.n_rows == 3, "collapsed again");
+    tui_view_move(&v, 100);
+    check(v.cursor == 2, "cursor clamps at the last row");
+    tui_view_move(&v, -100);
+    check(v.cursor == 0, "cursor clamps at the first row");
+
+    tui_view_free(&v);
+    tui_snapshot_unref(s);
+}
+
+static void test_slider(void)
+{
+    tui_snapshot *s = make_snapshot();
+    const tui_model *churn = &s->models[0], *fraud = &s->models[1];
+    tui_slider sl = {0};
+    check(tui_slider_move(&sl, churn, 5) && sl.pending == 25 && sl.live == 20, "+5 from 20");
+    tui_slider_move(&sl, churn, 1);
+    check(sl.pending == 26, "]: +1");
+    tui_slider_move(&sl, churn, -1);
+    tui_slider_move(&sl, churn, -5);
+    check(sl.pending == 20, "back to the live share");
+    for (int i = 0; i < 30; i++)
+        tui_slider_move(&sl, churn, 5);
+    check(sl.pending == 100, "clamped at 100");
+    for (int i = 0; i < 30; i++)
+        tui_slider_move(&sl, churn, -5);
+    check(sl.pending == 0, "clamped at 0");
+    check(!tui_slider_move(&sl, fraud, 5), "no canary: nothing moves");
+    tui_slider_cancel(&sl);
+    check(!sl.active, "Esc cancels");
+    check(tui_slider_clamp(-3) == 0 && tui_slider_clamp(103) == 100 && tui_slider_clamp(42) == 42,
+          "clamp");
+
+    char b[64];
+    tui_split_text(churn, -1, false, b, sizeof b);
+    check_str(b, "80/20", "live split");
+    tui_split_text(churn, 25, false, b, sizeof b);
+    check_str(b, "80/20->75/25", "pending split (ASCII)");
+    tui_split_text(churn, 25, true, b, sizeof b);
+    check_str(b, "80/20\u219275/25", "pending split (UTF-8 arrow)");
+    tui_split_text(fraud, -1, false, b, sizeof b);
+    check_str(b, "100", "one revision serving");
+
+    check(tui_rollback_target(churn) == 0, "rollback with a canary serving: the stable one");
+    check(tui_rollback_target(fraud) == 0,
+          "rollback without a canary: the revision rolled out before (00002 never was)");
+    tui_snapshot_unref(s);
+}
+
+static void test_keys_and_layout(void)
+{
+    check(tui_key_action('q', TUI_SCREEN_MODELS, NULL) == TUI_ACT_QUIT, "q quits");
+    const tui_binding *b;
+    check(tui_key_action('+', TUI_SCREEN_MODELS, &b) == TUI_ACT_CANARY_UP5 && b->changes,
+          "+ moves the canary and counts as a change");
+    check(tui_key_action('+', TUI_SCREEN_HISTORY, NULL) == TUI_ACT_NONE,
+          "+ does nothing on the history screen");
+    char **lines;
+    size_t n = tui_help_lines(true, &lines), ro = 0, with_p = 0;
+    for (size_t i = 0; i < n; i++) {
+        ro += strstr(lines[i], "--readonly") != NULL;
+        with_p += strncmp(lines[i], "P ", 2) == 0;
+        free(lines[i]);
+    }
+    free(lines);
+    check(n > 10 && ro >= 7 && with_p == 1, "help is generated from the table, readonly marked");
+
+    tui_column cols[3] = {{"A", 10, false, 3, false}, {"B", 10, false, 1, false},
+                          {"C", 5, false, 2, true}};
+    int w[3];
+    tui_layout_columns(cols, 3, 40, w);
+    check(w[0] == 10 && w[1] == 10 && w[2] == 18, "flex column takes the rest");
+    tui_layout_columns(cols, 3, 20, w);
+    check(w[0] == 10 && w[1] == 0 && w[2] == 9, "lowest priority dropped first");
+}
+
+int main(void)
+{
+    test_format();
+    test_spark();
+    test_view();
+    test_slider();
+    test_keys_and_layout();
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}
