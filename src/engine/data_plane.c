@@ -129,7 +129,11 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
                            rev->spec.timeout_ms);
     if (ensure_out(w, rows * width, err))
         return -1;
-    if (rev->ops->predict(rev->handle, w->index, t->data, rows, features, w->out, err))
+    int prc = rev->batcher ? ksv_batcher_predict(rev->batcher, rev->ops, rev->handle, w->index,
+                                                 t->data, rows, w->out, err)
+                           : rev->ops->predict(rev->handle, w->index, t->data, rows, features,
+                                               w->out, err);
+    if (prc)
         return -1;
     if (v1) {
         ksv_v1_encode_predict(&resp->body, w->out, rows, width);

@@ -17,6 +17,7 @@
 #include "common/fileutil.h"
 #include "common/log.h"
 #include "config.h"
+#include "engine/batcher.h"
 #include "engine/http_server.h"
 #include "engine/options.h"
 #include "engine/registry.h"
@@ -122,6 +123,7 @@ static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ks
         snprintf(rev->runtime, sizeof rev->runtime, "%s", m->runtime);
         snprintf(rev->storage_uri, sizeof rev->storage_uri, "%s", m->uri);
         snprintf(rev->booster_pool, sizeof rev->booster_pool, "shared");
+        rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
         spec->traffic[0] = 100;
         spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
         spec->pinned = true;

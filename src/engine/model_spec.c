@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "engine/batcher.h"
 #include "engine/runtime.h"
 
 bool ksv_valid_name(const char *name)
@@ -66,6 +67,7 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
     memset(rev, 0, sizeof *rev);
     strcpy(rev->runtime, "ksv-xgboost");
     strcpy(rev->booster_pool, "shared");
+    rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
     if (copy_string_field(obj, "name", rev->name, sizeof rev->name, true, where, err) ||
         copy_string_field(obj, "runtime", rev->runtime, sizeof rev->runtime, false, where,
                           err) ||
@@ -89,7 +91,11 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
             int_field(settings, "predict_threads", 0, 256, &rev->predict_threads, where, err) ||
             int_field(settings, "container_concurrency", 0, 1000000,
                       &rev->container_concurrency, where, err) ||
-            int_field(settings, "timeout_ms", 0, 86400000, &rev->timeout_ms, where, err))
+            int_field(settings, "timeout_ms", 0, 86400000, &rev->timeout_ms, where, err) ||
+            int_field(settings, "batch_max_rows", 0, 1 << 20, &rev->batch_max_rows, where,
+                      err) ||
+            int_field(settings, "batch_max_delay_us", 0, 1000000, &rev->batch_max_delay_us,
+                      where, err))
             return -1;
         if (strcmp(rev->booster_pool, "per-worker") != 0 &&
             strcmp(rev->booster_pool, "shared") != 0)
@@ -190,8 +196,10 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     ksv_sb_json_str(sb, rev->storage_uri);
     ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
     ksv_sb_json_str(sb, rev->booster_pool);
-    ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d}}",
-                  rev->predict_threads, rev->container_concurrency, rev->timeout_ms);
+    ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
+                      "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d}}",
+                  rev->predict_threads, rev->container_concurrency, rev->timeout_ms,
+                  rev->batch_max_rows, rev->batch_max_delay_us);
 }
 
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
@@ -221,5 +229,6 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            strcmp(a->booster_pool, b->booster_pool) == 0 &&
            a->predict_threads == b->predict_threads &&
            a->container_concurrency == b->container_concurrency &&
-           a->timeout_ms == b->timeout_ms;
+           a->timeout_ms == b->timeout_ms && a->batch_max_rows == b->batch_max_rows &&
+           a->batch_max_delay_us == b->batch_max_delay_us;
 }

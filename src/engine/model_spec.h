@@ -25,6 +25,8 @@ typedef struct ksv_revision_spec {
     int predict_threads;             /* threads one prediction may use; 0 = runtime default */
     int container_concurrency;       /* in-flight limit; 0 = unlimited */
     int timeout_ms;                  /* per-request budget; 0 = none */
+    int batch_max_rows;              /* 0: the runtime's choice; 1: off; N: batches of <= N */
+    int batch_max_delay_us;          /* how long a lone request waits for company */
 } ksv_revision_spec;
 
 typedef struct ksv_model_spec {

@@ -160,12 +160,27 @@ static ksv_revision *revision_new(ksv_model *m, const ksv_revision_spec *spec)
     return rev;
 }
 
-/* Frees a revision nobody uses any more; returns the loaded handle for unloading
- * outside the lock through ops and handle. */
-static void revision_free(ksv_revision *rev, const ksv_runtime_ops **ops, void **handle)
+typedef struct unload_item {
+    const ksv_runtime_ops *ops;
+    void *handle;
+    ksv_batcher *batcher;
+} unload_item;
+
+/* Frees what unloading a revision leaves; called outside the lock. */
+static void unload(const unload_item *it)
 {
-    *ops = rev->ops;
-    *handle = rev->handle;
+    ksv_batcher_destroy(it->batcher);
+    if (it->handle)
+        it->ops->unload(it->handle);
+}
+
+/* Frees a revision nobody uses any more; what it had loaded goes to *it, to be unloaded
+ * outside the lock. */
+static void revision_free(ksv_revision *rev, unload_item *it)
+{
+    it->ops = rev->ops;
+    it->handle = rev->handle;
+    it->batcher = rev->batcher;
     rev->model->rev_structs--;
     free(rev);
 }
@@ -473,6 +488,15 @@ static bool load_one(ksv_registry *reg)
     if (rc == 0)
         rc = ops->load(path, &opts, &handle, &info, &err);
     double took = monotonic_now() - t0;
+    ksv_batcher *batcher = NULL;
+    size_t batch_rows = spec.batch_max_rows > 1                             ? (size_t)spec.batch_max_rows
+                        : spec.batch_max_rows == 0 && info.prefers_batches ? KSV_BATCH_DEFAULT_MAX_ROWS
+                                                                            : 0;
+    ksv_err berr;
+    if (rc == 0 && batch_rows > 0 &&
+        ksv_batcher_create(batch_rows, (unsigned)spec.batch_max_delay_us, info.num_features,
+                           info.num_outputs, &batcher, &berr) != 0)
+        ksv_log(KSV_LOG_WARN, NULL, "revision %s: no batching: %s", spec.name, berr.msg);
 
     pthread_rwlock_wrlock(&reg->lock);
     rev->loader_busy = false;
@@ -481,6 +505,8 @@ static bool load_one(ksv_registry *reg)
         dead |= reg->dead_revs[i] == rev;
     if (rc == 0 && !dead) {
         rev->handle = handle;
+        rev->batcher = batcher;
+        batcher = NULL;
         rev->info = info;
         rev->load_seconds = took;
         rev->error[0] = '\0';
@@ -493,6 +519,7 @@ static bool load_one(ksv_registry *reg)
         snprintf(rev->error, sizeof rev->error, "%s", err.msg);
     }
     pthread_rwlock_unlock(&reg->lock);
+    ksv_batcher_destroy(batcher);
     if (handle)
         ops->unload(handle); /* loaded for a revision deleted meanwhile */
     if (rc == 0)
@@ -502,11 +529,6 @@ static bool load_one(ksv_registry *reg)
         ksv_log(KSV_LOG_ERROR, NULL, "revision %s failed to load: %s", spec.name, err.msg);
     return true;
 }
-
-typedef struct unload_item {
-    const ksv_runtime_ops *ops;
-    void *handle;
-} unload_item;
 
 /* Drained revisions go to standby, expired standbys unload, dead revisions and models
  * with nothing in flight are freed. */
@@ -548,8 +570,10 @@ static void janitor(ksv_registry *reg)
                 atomic_load(&rev->inflight) == 0 && n_items < 64) {
                 items[n_items].ops = rev->ops;
                 items[n_items].handle = rev->handle;
+                items[n_items].batcher = rev->batcher;
                 n_items++;
                 rev->handle = NULL;
+                rev->batcher = NULL;
                 rev->state = KSV_REV_UNLOADED;
                 ksv_log(KSV_LOG_INFO, NULL, "revision %s unloaded (rollback window over)",
                         rev->spec.name);
@@ -560,7 +584,7 @@ static void janitor(ksv_registry *reg)
     for (size_t i = 0; i < reg->n_dead; i++) {
         ksv_revision *rev = reg->dead_revs[i];
         if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && n_items < 64) {
-            revision_free(rev, &items[n_items].ops, &items[n_items].handle);
+            revision_free(rev, &items[n_items]);
             n_items++;
         } else {
             reg->dead_revs[kept++] = rev;
@@ -578,8 +602,7 @@ static void janitor(ksv_registry *reg)
     reg->n_dead_models = kept;
     pthread_rwlock_unlock(&reg->lock);
     for (size_t i = 0; i < n_items; i++)
-        if (items[i].handle)
-            items[i].ops->unload(items[i].handle);
+        unload(&items[i]);
 }
 
 static void *lifecycle_main(void *arg)
@@ -654,21 +677,18 @@ void ksv_registry_destroy(ksv_registry *reg)
         pthread_mutex_unlock(&reg->lc_mu);
         pthread_join(reg->lifecycle, NULL);
     }
-    const ksv_runtime_ops *ops;
-    void *handle;
+    unload_item it;
     for (size_t i = 0; i < reg->n_models; i++) {
         ksv_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
-            revision_free(m->revs[r], &ops, &handle);
-            if (handle)
-                ops->unload(handle);
+            revision_free(m->revs[r], &it);
+            unload(&it);
         }
         model_free(m);
     }
     for (size_t i = 0; i < reg->n_dead; i++) {
-        revision_free(reg->dead_revs[i], &ops, &handle);
-        if (handle)
-            ops->unload(handle);
+        revision_free(reg->dead_revs[i], &it);
+        unload(&it);
     }
     for (size_t i = 0; i < reg->n_dead_models; i++)
         model_free(reg->dead_models[i]);
@@ -1085,7 +1105,16 @@ void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb)
         sb->oom = true;
 }
 
-typedef enum { FAM_REQUESTS, FAM_DURATION, FAM_INFLIGHT, FAM_READY, FAM_LOAD, FAM_TRAFFIC } family;
+typedef enum {
+    FAM_REQUESTS,
+    FAM_DURATION,
+    FAM_INFLIGHT,
+    FAM_READY,
+    FAM_LOAD,
+    FAM_TRAFFIC,
+    FAM_BATCHES,
+    FAM_BATCH_ROWS,
+} family;
 
 static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap *snap)
 {
@@ -1102,6 +1131,10 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
         "# TYPE ksv_model_load_seconds gauge\n",
         "# HELP ksv_traffic_percent Share of the model's traffic the revision gets now.\n"
         "# TYPE ksv_traffic_percent gauge\n",
+        "# HELP ksv_batches_total Runtime calls that served merged requests (batching on).\n"
+        "# TYPE ksv_batches_total counter\n",
+        "# HELP ksv_batch_rows_total Rows predicted through those calls.\n"
+        "# TYPE ksv_batch_rows_total counter\n",
     };
     ksv_sb_puts(sb, heads[f]);
     for (size_t i = 0; i < reg->n_models; i++) {
@@ -1139,6 +1172,17 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
             case FAM_TRAFFIC:
                 ksv_sb_printf(sb, "ksv_traffic_percent{%s} %d\n", labels, rev->traffic);
                 break;
+            case FAM_BATCHES:
+            case FAM_BATCH_ROWS:
+                if (rev->batcher) {
+                    uint64_t batches, rows;
+                    ksv_batcher_counts(rev->batcher, &batches, &rows);
+                    ksv_sb_printf(sb, "%s{%s} %llu\n",
+                                  f == FAM_BATCHES ? "ksv_batches_total" : "ksv_batch_rows_total",
+                                  labels,
+                                  (unsigned long long)(f == FAM_BATCHES ? batches : rows));
+                }
+                break;
             }
         }
     }
@@ -1152,7 +1196,7 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
         return;
     }
     pthread_rwlock_rdlock(&reg->lock);
-    for (int f = FAM_REQUESTS; f <= FAM_TRAFFIC; f++)
+    for (int f = FAM_REQUESTS; f <= FAM_BATCH_ROWS; f++)
         write_family(reg, sb, (family)f, snap);
     pthread_rwlock_unlock(&reg->lock);
     free(snap);

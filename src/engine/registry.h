@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/histogram.h"
 #include "common/strbuf.h"
+#include "engine/batcher.h"
 #include "engine/model_spec.h"
 #include "engine/runtime.h"
 
@@ -51,6 +52,7 @@ typedef struct ksv_revision {
     ksv_rev_state state;
     const ksv_runtime_ops *ops;
     void *handle;                 /* loaded model, NULL unless loading finished */
+    ksv_batcher *batcher;         /* merges concurrent requests; NULL: each predicts alone */
     ksv_model_info info;
     int traffic;                  /* effective percent (what the split uses now) */
     int desired;                  /* percent the operator asked for */

@@ -8,6 +8,7 @@
 #ifndef KSV_ENGINE_RUNTIME_H
 #define KSV_ENGINE_RUNTIME_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/error.h"
@@ -24,6 +25,7 @@ typedef struct ksv_model_info {
     size_t num_outputs;     /* values per row: 1 gives shape [N], K gives [N, K] */
     char objective[64];     /* e.g. "binary:logistic"; "" when unknown */
     char version[32];       /* library version that loaded it, e.g. "1.7.4" */
+    bool prefers_batches;   /* one call of N rows costs far less than N calls (a GPU) */
 } ksv_model_info;
 
 typedef struct ksv_runtime_ops {

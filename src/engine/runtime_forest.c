@@ -130,6 +130,9 @@ static int forest_open(const char *path, const ksv_runtime_options *opts, void *
     info->num_outputs = m->f->num_outputs;
     snprintf(info->objective, sizeof info->objective, "%s", m->f->objective);
     snprintf(info->version, sizeof info->version, "%s", m->f->version);
+#ifdef HAVE_CUDA
+    info->prefers_batches = m->gpu != NULL;
+#endif
     *model = m;
     return 0;
 }
