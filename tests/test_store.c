@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "store/sha256.h"
+#include "common/sha256.h"
 #include "store/store.h"
 
 static int failures;

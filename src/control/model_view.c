@@ -65,12 +65,18 @@ void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
         snprintf(out, cap, "none");
 }
 
-/* Reads predictor settings the engine acts on from a revision's canonical spec. */
-static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int64_t *timeout_s)
+/* Reads predictor settings the engine acts on from a revision's canonical spec, and the
+ * model file digest pinned by ksv.io/sha256 ("" when none). */
+static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int64_t *timeout_s,
+                              char sha256[65])
 {
     *concurrency = 0;
     *timeout_s = 0;
+    sha256[0] = '\0';
     json_object *root = json_tokener_parse(rev->spec_json), *pred, *v;
+    if (root && json_object_object_get_ex(root, "sha256", &v) &&
+        json_object_is_type(v, json_type_string) && strlen(json_object_get_string(v)) == 64)
+        memcpy(sha256, json_object_get_string(v), 65);
     if (root && json_object_object_get_ex(root, "predictor", &pred)) {
         if (json_object_object_get_ex(pred, "containerConcurrency", &v))
             *concurrency = json_object_get_int64(v);
@@ -127,7 +133,8 @@ int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err
             continue;
         const ksv_revision *r = &v->revisions.items[i];
         int64_t concurrency, timeout_s;
-        revision_settings(r, &concurrency, &timeout_s);
+        char sha256[65];
+        revision_settings(r, &concurrency, &timeout_s, sha256);
         ksv_sb_puts(body, first ? "{\"name\":" : ",{\"name\":");
         first = false;
         ksv_sb_json_str(body, r->name);
@@ -135,6 +142,10 @@ int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err
         ksv_sb_json_str(body, r->runtime);
         ksv_sb_puts(body, ",\"storage_uri\":");
         ksv_sb_json_str(body, r->storage_uri);
+        if (sha256[0]) {
+            ksv_sb_puts(body, ",\"sha256\":");
+            ksv_sb_json_str(body, sha256);
+        }
         ksv_sb_printf(body, ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld}}",
                       (long long)concurrency, (long long)timeout_s * 1000);
     }

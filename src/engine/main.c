@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
 #include <xgboost/c_api.h>
 
 #include "common/fileutil.h"
@@ -155,6 +156,13 @@ int main(int argc, char **argv)
         return 0;
     }
     ksv_log_set_level(opt->log_level);
+    /* Once, before any thread: the loader fetches http(s) models with libcurl. */
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+        fprintf(stderr, "ksv-engine: libcurl failed to initialise\n");
+        free(opt);
+        return 1;
+    }
+    atexit(curl_global_cleanup);
 
     /* Signals are taken synchronously by this thread; every thread started below
      * inherits the mask. SIGPIPE is ignored: a vanished client is not our death. */
@@ -176,11 +184,14 @@ int main(int argc, char **argv)
         load_token(opt, token, sizeof token, &err) != 0)
         goto fail;
     snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
+    char cache_dir[PATH_MAX];
+    snprintf(cache_dir, sizeof cache_dir, "%s/cache", opt->state_dir);
     ksv_registry_config cfg = {
         .workers = opt->threads,
         .gpu = strcmp(opt->gpu, "off") == 0 ? -1
                : strcmp(opt->gpu, "auto") == 0 ? 0 : atoi(opt->gpu),
         .state_file = path,
+        .cache_dir = cache_dir,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0)

@@ -72,8 +72,16 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
         copy_string_field(obj, "runtime", rev->runtime, sizeof rev->runtime, false, where,
                           err) ||
         copy_string_field(obj, "storage_uri", rev->storage_uri, sizeof rev->storage_uri, true,
-                          where, err))
+                          where, err) ||
+        copy_string_field(obj, "sha256", rev->sha256, sizeof rev->sha256, false, where, err))
         return -1;
+    for (size_t i = 0; rev->sha256[i]; i++) {
+        char c = rev->sha256[i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
+            return ksv_err_set(err, 400, "%s.sha256: expected 64 hex digits", where);
+    }
+    if (rev->sha256[0] && strlen(rev->sha256) != 64)
+        return ksv_err_set(err, 400, "%s.sha256: expected 64 hex digits", where);
     if (!ksv_valid_name(rev->name))
         return ksv_err_set(err, 400, "%s.name: \"%s\" is not a valid revision name", where,
                            rev->name);
@@ -194,6 +202,10 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     ksv_sb_json_str(sb, rev->runtime);
     ksv_sb_puts(sb, ",\"storage_uri\":");
     ksv_sb_json_str(sb, rev->storage_uri);
+    if (rev->sha256[0]) {
+        ksv_sb_puts(sb, ",\"sha256\":");
+        ksv_sb_json_str(sb, rev->sha256);
+    }
     ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
     ksv_sb_json_str(sb, rev->booster_pool);
     ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
@@ -225,7 +237,7 @@ void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
 bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec *b)
 {
     return strcmp(a->name, b->name) == 0 && strcmp(a->runtime, b->runtime) == 0 &&
-           strcmp(a->storage_uri, b->storage_uri) == 0 &&
+           strcmp(a->storage_uri, b->storage_uri) == 0 && strcmp(a->sha256, b->sha256) == 0 &&
            strcmp(a->booster_pool, b->booster_pool) == 0 &&
            a->predict_threads == b->predict_threads &&
            a->container_concurrency == b->container_concurrency &&

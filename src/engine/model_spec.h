@@ -20,7 +20,9 @@
 typedef struct ksv_revision_spec {
     char name[KSV_NAME_MAX];         /* MODEL-NNNNN by convention; any valid name accepted */
     char runtime[32];                /* "ksv-xgboost" | "ksv-forest" */
-    char storage_uri[KSV_URI_MAX];   /* file:///abs, /abs/path; a file or a folder of one model */
+    char storage_uri[KSV_URI_MAX];   /* file:///abs, /abs/path (a file or a folder of one
+                                      * model), http(s)://.../model.json (fetched and cached) */
+    char sha256[65];                 /* expected digest of the model file; "" = any */
     char booster_pool[16];           /* xgboost: "shared" (default) | "per-worker" */
     int predict_threads;             /* threads one prediction may use; 0 = runtime default */
     int container_concurrency;       /* in-flight limit; 0 = unlimited */

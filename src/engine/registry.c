@@ -57,6 +57,7 @@ struct ksv_registry {
     unsigned workers;
     int gpu;
     char *state_file;
+    char *cache_dir;
 
     pthread_t lifecycle;
     pthread_mutex_t lc_mu;
@@ -484,7 +485,8 @@ static bool load_one(ksv_registry *reg)
         .gpu = reg->gpu,
     };
     double t0 = monotonic_now();
-    int rc = ksv_storage_resolve(spec.storage_uri, path, sizeof path, &err);
+    int rc = ksv_storage_resolve(spec.storage_uri, reg->cache_dir, spec.sha256, path,
+                                 sizeof path, &err);
     if (rc == 0)
         rc = ops->load(path, &opts, &handle, &info, &err);
     double took = monotonic_now() - t0;
@@ -653,7 +655,8 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     pthread_cond_init(&reg->lc_cond, NULL);
     reg->workers = cfg->workers ? cfg->workers : 1;
     reg->gpu = cfg->gpu;
-    if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
+    if ((cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) ||
+        (cfg->cache_dir && !(reg->cache_dir = strdup(cfg->cache_dir)))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
     }
@@ -696,6 +699,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     free(reg->dead_revs);
     free(reg->dead_models);
     free(reg->state_file);
+    free(reg->cache_dir);
     pthread_rwlock_destroy(&reg->lock);
     pthread_mutex_destroy(&reg->admin_mu);
     pthread_mutex_destroy(&reg->lc_mu);

@@ -76,6 +76,7 @@ typedef struct ksv_registry_config {
     unsigned workers;             /* predict() worker indexes, one per HTTP thread */
     int gpu;                      /* device for runtimes that use one; -1: CPU only */
     const char *state_file;       /* applied state, rewritten atomically after each change */
+    const char *cache_dir;        /* where http(s) models are fetched to */
 } ksv_registry_config;
 
 int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);

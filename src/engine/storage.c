@@ -1,10 +1,23 @@
 /* storage.c: storage URI resolution. */
 #include "engine/storage.h"
 
+#include <ctype.h>
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "common/fileutil.h"
+#include "common/log.h"
+#include "common/sha256.h"
 
 int ksv_storage_is_model_file(const char *name)
 {
@@ -18,15 +31,187 @@ int ksv_storage_is_model_file(const char *name)
     return 0;
 }
 
-int ksv_storage_resolve(const char *uri, char *path, size_t cap, ksv_err *err)
+/* The digest of a file as 64 hex digits. */
+static int file_sha256(const char *path, char hex[65], ksv_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ksv_err_set(err, 500, "%s: %s", path, strerror(errno));
+    ksv_sha256 h;
+    ksv_sha256_init(&h);
+    unsigned char buf[65536];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        ksv_sha256_update(&h, buf, (size_t)n);
+    close(fd);
+    if (n < 0)
+        return ksv_err_set(err, 500, "%s: %s", path, strerror(errno));
+    unsigned char digest[32];
+    ksv_sha256_final(&h, digest);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+    return 0;
+}
+
+static bool digest_matches(const char *expected, const char *actual)
+{
+    for (size_t i = 0; i < 64; i++)
+        if (tolower((unsigned char)expected[i]) != actual[i])
+            return false;
+    return expected[64] == '\0';
+}
+
+#define KSV_URI_KEY_MAX 2200
+
+typedef struct download {
+    FILE *f;
+    unsigned long long bytes;
+} download;
+
+static size_t write_chunk(char *data, size_t size, size_t n, void *user)
+{
+    download *d = user;
+    d->bytes += size * n;
+    if (d->bytes > KSV_STORAGE_MAX_DOWNLOAD)
+        return 0;
+    return fwrite(data, size, n, d->f) == n ? size * n : 0;
+}
+
+/* Fetches url into path (through a temp file and a rename, so a crash leaves no half
+ * file under the final name). */
+static int fetch(const char *url, const char *path, ksv_err *err)
+{
+    char tmp[PATH_MAX];
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld", path, (long)getpid()) >= sizeof tmp)
+        return ksv_err_set(err, 400, "storage %s: cache path too long", url);
+    download d = {.f = fopen(tmp, "wbe")};
+    if (!d.f)
+        return ksv_err_set(err, 500, "%s: %s", tmp, strerror(errno));
+    CURL *c = curl_easy_init();
+    if (!c) {
+        fclose(d.f);
+        unlink(tmp);
+        return ksv_err_set(err, 500, "storage %s: libcurl failed to start", url);
+    }
+    char curl_err[CURL_ERROR_SIZE] = "";
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_chunk);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
+    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
+    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
+    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
+    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
+#if LIBCURL_VERSION_NUM >= 0x075500
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+#else
+    curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
+#endif
+    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
+    /* A stalled transfer (under 1 KiB/s for 30 s) is abandoned; a slow one is not. */
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
+    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    CURLcode rc = curl_easy_perform(c);
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_cleanup(c);
+    int closed = fclose(d.f);
+    if (rc != CURLE_OK || closed != 0) {
+        unlink(tmp);
+        if (d.bytes > KSV_STORAGE_MAX_DOWNLOAD)
+            return ksv_err_set(err, 400, "storage %s: larger than %llu bytes", url,
+                               KSV_STORAGE_MAX_DOWNLOAD);
+        return ksv_err_set(err, status == 404 ? 404 : 503, "storage %s: %s", url,
+                           curl_err[0] ? curl_err : curl_easy_strerror(rc));
+    }
+    if (rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ksv_err_set(err, 500, "rename to %s: %s", path, strerror(e));
+    }
+    ksv_log(KSV_LOG_INFO, NULL, "fetched %s (%llu bytes) into the cache", url, d.bytes);
+    return 0;
+}
+
+/* http(s): the cached copy, fetched first when missing or not the expected bytes. */
+static int resolve_http(const char *uri, const char *cache_dir, const char *sha256, char *path,
+                        size_t cap, ksv_err *err)
+{
+    if (!cache_dir)
+        return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads", uri);
+    if (sha256 && *sha256) {
+        bool hex = strlen(sha256) == 64;
+        for (size_t i = 0; hex && i < 64; i++)
+            hex = isxdigit((unsigned char)sha256[i]) != 0;
+        if (!hex)
+            return ksv_err_set(err, 400, "storage %s: sha256 must be 64 hex digits", uri);
+    }
+    /* The file keeps the URL's name so the runtime knows its format. */
+    const char *end = uri + strcspn(uri, "?#");
+    const char *name = end;
+    while (name > uri && name[-1] != '/')
+        name--;
+    char base[256];
+    if ((size_t)(end - name) >= sizeof base || end == name)
+        return ksv_err_set(err, 400, "storage %s: the URL must name a model file", uri);
+    memcpy(base, name, (size_t)(end - name));
+    base[end - name] = '\0';
+    if (!ksv_storage_is_model_file(base) || strchr(base, '%'))
+        return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj or .bst file",
+                           uri);
+    /* Keyed by the URL and the digest asked for, so a revision that expects other bytes
+     * never disturbs a good cached copy. */
+    char url_hash[65], dir[PATH_MAX], key[KSV_URI_KEY_MAX];
+    int klen = snprintf(key, sizeof key, "%s\n%s", uri, sha256 ? sha256 : "");
+    if (klen < 0 || (size_t)klen >= sizeof key)
+        return ksv_err_set(err, 400, "storage %s: URL too long", uri);
+    for (char *c = key + strlen(uri) + 1; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    ksv_sha256_hex(key, (size_t)klen, url_hash);
+    if ((size_t)snprintf(dir, sizeof dir, "%s/%s", cache_dir, url_hash) >= sizeof dir ||
+        (size_t)snprintf(path, cap, "%s/%s", dir, base) >= cap)
+        return ksv_err_set(err, 400, "storage %s: cache path too long", uri);
+    if (ksv_mkdir_p(dir, 0700, err) != 0)
+        return -1;
+    char actual[65];
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (!(sha256 && *sha256))
+            return 0;
+        if (file_sha256(path, actual, err) != 0)
+            return -1;
+        if (digest_matches(sha256, actual))
+            return 0;
+        unlink(path); /* cached bytes are not the ones asked for: fetch again */
+    }
+    if (fetch(uri, path, err) != 0)
+        return -1;
+    if (sha256 && *sha256) {
+        if (file_sha256(path, actual, err) != 0)
+            return -1;
+        if (!digest_matches(sha256, actual)) {
+            unlink(path);
+            return ksv_err_set(err, 400, "storage %s: sha256 mismatch: expected %s, got %s",
+                               uri, sha256, actual);
+        }
+    }
+    return 0;
+}
+
+int ksv_storage_resolve(const char *uri, const char *cache_dir, const char *sha256, char *path,
+                        size_t cap, ksv_err *err)
 {
     const char *p = uri;
+    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0)
+        return resolve_http(uri, cache_dir, sha256, path, cap, err);
     if (strncmp(uri, "file://", 7) == 0)
         p = uri + 7;
     else if (strstr(uri, "://"))
         return ksv_err_set(err, 400,
-                           "storage %s: only file:// URIs and local paths are served by this "
-                           "engine version (copy the model to the node first)",
+                           "storage %s: only file://, http:// and https:// URIs and local "
+                           "paths are served (copy the model to the node first)",
                            uri);
     if (p[0] != '/')
         return ksv_err_set(err, 400, "storage %s: expected an absolute path", uri);

@@ -1,7 +1,11 @@
 /* storage.h: turning a revision's storage URI into a local model file.
- * Accepted: file:///abs/path, /abs/path. A path names a model file (.json, .ubj, .bst) or
- * a folder that holds exactly one, as KServe's model servers accept. http(s) fetching
- * into the state dir's cache is not built yet and is refused with a message saying so. */
+ *
+ * file:///abs/path and /abs/path name a model file (.json, .ubj, .bst) or a folder that
+ * holds exactly one, as KServe's model servers accept. http:// and https:// URLs name a
+ * model file that the engine fetches once into its cache (STATE_DIR/cache/KEY/, KEY the
+ * sha256 of the URL and the digest asked for),
+ * checked against the expected sha256 when one is given (the ksv.io/sha256 annotation);
+ * a cached copy is reused, so a restarted engine loads without the network. */
 #ifndef KSV_ENGINE_STORAGE_H
 #define KSV_ENGINE_STORAGE_H
 
@@ -9,7 +13,13 @@
 
 #include "common/error.h"
 
-int ksv_storage_resolve(const char *uri, char *path, size_t cap, ksv_err *err);
+/* Largest model file fetched over HTTP. */
+#define KSV_STORAGE_MAX_DOWNLOAD (8ull << 30)
+
+/* cache_dir: where fetched files go (NULL: http(s) is refused). sha256: expected digest of
+ * the file as 64 hex digits, or NULL/"" to accept any. */
+int ksv_storage_resolve(const char *uri, const char *cache_dir, const char *sha256, char *path,
+                        size_t cap, ksv_err *err);
 /* True when the file name ends in an extension some runtime loads. */
 int ksv_storage_is_model_file(const char *name);
 

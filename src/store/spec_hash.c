@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common/strbuf.h"
-#include "store/sha256.h"
+#include "common/sha256.h"
 #include "store/store_internal.h"
 
 static void canon_string(ksv_sb *sb, const char *s, size_t len)

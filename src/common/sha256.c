@@ -1,5 +1,5 @@
 /* sha256.c: SHA-256 as FIPS 180-4 specifies it, one 64-byte block at a time. */
-#include "store/sha256.h"
+#include "common/sha256.h"
 
 #include <string.h>
 

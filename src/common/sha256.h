@@ -1,6 +1,7 @@
-/* sha256.h: SHA-256 (FIPS 180-4), for revision spec hashes. Small and dependency-free. */
-#ifndef KSV_STORE_SHA256_H
-#define KSV_STORE_SHA256_H
+/* sha256.h: SHA-256 (FIPS 180-4), for revision spec hashes and model file digests.
+ * Small and dependency-free. */
+#ifndef KSV_COMMON_SHA256_H
+#define KSV_COMMON_SHA256_H
 
 #include <stddef.h>
 #include <stdint.h>
