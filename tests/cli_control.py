@@ -96,8 +96,9 @@ spec:
     check(rc == 0 and "rollout" in out and "Exit codes" in out, "--help lists the commands")
     rc, out, _ = ksv("rollout", "--help")
     check(rc == 0 and "set-traffic" in out, "`ksv rollout --help` shows its usage")
-    rc, _, err = ksv("node", "add", "edge", "ssh://user@127.0.0.1")
-    check(rc == 2 and "ssh://" in err, "ssh:// nodes are refused with a clear message (for now)")
+    rc, _, err = ksv("--timeout", "3", "node", "add", "edge", "ssh://user@127.0.0.1:%d" % free_port())
+    check(rc == 1 and "edge" in err and "127.0.0.1" in err, "an ssh:// node that does not answer is refused (%s)" % err.strip()[:100])
+    check(ksv("node", "add", "edge", "ftp://x")[0] == 2, "an unknown address scheme is a usage error")
 
     # Nodes: two local engines.
     for n in ("a", "b"):

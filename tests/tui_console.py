@@ -230,8 +230,9 @@ try:
     check(r.returncode == 0 and names == ["churn", "fraud"], "--once -o json lists the models")
     check(bool(churn) and isinstance(churn[0].get("qps"), (int, float)) and churn[0]["qps"] > 0,
           "--once -o json has live QPS for churn")
-    r = subprocess.run([TOP, "--prometheus", "http://x"], capture_output=True, text=True, env=env)
-    check(r.returncode == 2 and "not available" in r.stderr, "--prometheus is refused for now")
+    r = subprocess.run([TOP, "--prometheus", "ftp://x", "--once", "-o", "json"], capture_output=True,
+                       text=True, env=env, timeout=30)
+    check(r.returncode != 0 and "--prometheus" in r.stderr, "--prometheus refuses a URL that is not http(s)")
 finally:
     tmux("kill-server")
     for p in procs:

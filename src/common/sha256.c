@@ -1,6 +1,12 @@
 /* sha256.c: SHA-256 as FIPS 180-4 specifies it, one 64-byte block at a time. */
 #include "common/sha256.h"
 
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
 #include <string.h>
 
 static const uint32_t sha256_k[64] = {
@@ -119,4 +125,44 @@ void ksv_sha256_hex(const void *data, size_t len, char hex[65])
         hex[2 * i + 1] = digits[d[i] & 15];
     }
     hex[64] = '\0';
+}
+
+void ksv_sha256_digest_hex(const uint8_t digest[32], char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        hex[2 * i] = digits[digest[i] >> 4];
+        hex[2 * i + 1] = digits[digest[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+int ksv_sha256_file(const char *path, char hex[65], long long *size_out, ksv_err *err)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return ksv_err_set(err, errno == ENOENT ? 404 : 500, "%s: %s", path, strerror(errno));
+    ksv_sha256 c;
+    ksv_sha256_init(&c);
+    unsigned char buf[65536];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            int e = errno;
+            close(fd);
+            return ksv_err_set(err, 500, "%s: %s", path, strerror(e));
+        }
+        if (n == 0)
+            break;
+        ksv_sha256_update(&c, buf, (size_t)n);
+    }
+    close(fd);
+    if (size_out)
+        *size_out = (long long)c.total_len;
+    uint8_t d[32];
+    ksv_sha256_final(&c, d);
+    ksv_sha256_digest_hex(d, hex);
+    return 0;
 }

@@ -6,6 +6,7 @@
 
 #include "control/control.h"
 #include "remote/engine_client.h"
+#include "remote/ssh_tunnel.h"
 
 struct ksv_ctl {
     ksv_store *store;
@@ -14,6 +15,8 @@ struct ksv_ctl {
     char engine_path[PATH_MAX];
     char argv0[PATH_MAX];
     long node_timeout_ms;
+    /* Set only while `node add` connects: trust an unknown host key, install the engine. */
+    bool ssh_trust_new, ssh_install;
 };
 
 int64_t ctl_now_ms(void);
@@ -23,6 +26,8 @@ int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *mes
 typedef struct ctl_node_conn {
     char name[64];
     ksv_engine_client *client;
+    ksv_ssh_tunnel *tunnel;       /* ssh nodes: the forwarded port the client talks to */
+    char engine_path[1100];       /* ssh nodes: the engine found or installed */
 } ctl_node_conn;
 
 /* Connects to a stored node (starting a local engine when it is not running). */

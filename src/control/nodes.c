@@ -10,6 +10,9 @@
 #include "common/fileutil.h"
 #include "control/control_internal.h"
 #include "remote/local_node.h"
+#include "remote/ssh_config.h"
+#include "remote/ssh_engine.h"
+#include "remote/ssh_session.h"
 
 void ctl_local_state_dir(const ksv_node *node, char *out, size_t cap)
 {
@@ -41,6 +44,69 @@ static int read_token_file(const char *path, char *token, size_t cap, ksv_err *e
     return 0;
 }
 
+/* The local engine binary: the node's recorded path, --engine-path, or the usual search. */
+static int local_engine_path(ksv_ctl *ctl, const ksv_node *node, char *out, size_t cap,
+                             ksv_err *err)
+{
+    if (node->kind == KSV_NODE_LOCAL && node->engine_path && *node->engine_path)
+        snprintf(out, cap, "%s", node->engine_path);
+    else if (ctl->engine_path[0])
+        snprintf(out, cap, "%s", ctl->engine_path);
+    else if (ksv_find_engine(out, cap, ctl->argv0) != 0)
+        return ksv_err_set(err, 503, "node %s: ksv-engine not found (set KSV_ENGINE or "
+                                     "install it beside ksv or on PATH)", node->name);
+    return 0;
+}
+
+/* One SSH session per connection: host key checked, engine found (or installed) and
+ * started on the node's loopback, its token read, and a local port forwarded to it. */
+static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, char *url,
+                       size_t url_cap, char *token, size_t token_cap, ksv_err *err)
+{
+    char user[64], host[256], local_engine[PATH_MAX] = "";
+    int port = 0;
+    if (ksv_ssh_parse_address(node->address, user, sizeof user, host, sizeof host, &port,
+                              err) != 0)
+        return ksv_err_prefix(err, "node %s", node->name);
+    ksv_ssh_target target = {
+        .host = host,
+        .user = user[0] ? user : NULL,
+        .port = port,
+        .identity = node->ssh_identity,
+        .known_hosts = node->ssh_known_hosts,
+        .trust_new = ctl->ssh_trust_new,
+        .connect_timeout_ms = ctl->node_timeout_ms,
+        .io_timeout_ms = ctl->node_timeout_ms * 3,
+    };
+    ksv_ssh_session *s;
+    if (ksv_ssh_session_open(&target, &s, err) != 0)
+        return ksv_err_prefix(err, "node %s", node->name);
+    if (ctl->ssh_install && local_engine_path(ctl, node, local_engine, sizeof local_engine,
+                                              err) != 0) {
+        ksv_ssh_session_close(s);
+        return -1;
+    }
+    ksv_ssh_engine_options eo = {
+        .engine_path = node->engine_path,
+        .state_dir = node->engine_state_dir,
+        .engine_port = node->engine_port,
+        .install = ctl->ssh_install,
+        .local_engine = local_engine[0] ? local_engine : NULL,
+    };
+    ksv_ssh_engine eng;
+    if (ksv_ssh_ensure_engine(s, &eo, &eng, err) != 0) {
+        ksv_ssh_session_close(s);
+        return ksv_err_prefix(err, "node %s", node->name);
+    }
+    /* The tunnel owns the session from here, whatever happens. */
+    if (ksv_ssh_tunnel_start(s, "127.0.0.1", eng.port, &out->tunnel, err) != 0)
+        return ksv_err_prefix(err, "node %s", node->name);
+    snprintf(url, url_cap, "%s", ksv_ssh_tunnel_base_url(out->tunnel));
+    snprintf(token, token_cap, "%s", eng.token);
+    snprintf(out->engine_path, sizeof out->engine_path, "%s", eng.engine_path);
+    return 0;
+}
+
 int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -49,13 +115,8 @@ int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
     if (node->kind == KSV_NODE_LOCAL) {
         char dir[PATH_MAX], engine[PATH_MAX];
         ctl_local_state_dir(node, dir, sizeof dir);
-        if (node->engine_path && *node->engine_path)
-            snprintf(engine, sizeof engine, "%s", node->engine_path);
-        else if (ctl->engine_path[0])
-            snprintf(engine, sizeof engine, "%s", ctl->engine_path);
-        else if (ksv_find_engine(engine, sizeof engine, ctl->argv0) != 0)
-            return ksv_err_set(err, 503, "node %s: ksv-engine not found (set KSV_ENGINE or "
-                                         "install it beside ksv or on PATH)", node->name);
+        if (local_engine_path(ctl, node, engine, sizeof engine, err) != 0)
+            return -1;
         ksv_local_engine le;
         if (ksv_local_engine_start(engine, dir, NULL, &le, err) != 0)
             return ksv_err_prefix(err, "node %s", node->name);
@@ -70,12 +131,13 @@ int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
             return ksv_err_set(err, 400, "node %s: no --token-file recorded", node->name);
         if (read_token_file(node->token_file, token, sizeof token, err) != 0)
             return ksv_err_prefix(err, "node %s", node->name);
-    } else {
-        return ksv_err_set(err, 501, "node %s: ssh:// nodes are not supported by this version "
-                                     "of ksv yet", node->name);
-    }
-    if (ksv_engine_client_new(url, token, ctl->node_timeout_ms, &out->client, err) != 0)
+    } else if (connect_ssh(ctl, node, out, url, sizeof url, token, sizeof token, err) != 0) {
         return -1;
+    }
+    if (ksv_engine_client_new(url, token, ctl->node_timeout_ms, &out->client, err) != 0) {
+        ctl_node_disconnect(out);
+        return -1;
+    }
     return 0;
 }
 
@@ -83,6 +145,8 @@ void ctl_node_disconnect(ctl_node_conn *c)
 {
     ksv_engine_client_free(c->client);
     c->client = NULL;
+    ksv_ssh_tunnel_close(c->tunnel);
+    c->tunnel = NULL;
 }
 
 int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
@@ -98,8 +162,7 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
             return ksv_err_set(err, 2, "node add %s: http:// nodes need --token-file FILE "
                                        "(the engine's STATE_DIR/token)", name);
     } else if (strncmp(address, "ssh://", 6) == 0) {
-        return ksv_err_set(err, 2, "node add %s: ssh:// nodes are not supported by this "
-                                   "version of ksv yet; use local or http://HOST:PORT", name);
+        node.kind = KSV_NODE_SSH;
     } else {
         return ksv_err_set(err, 2, "node add %s: address must be local, http://HOST:PORT or "
                                    "ssh://[USER@]HOST[:PORT], got %s", name, address);
@@ -118,8 +181,16 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
     }
     /* Reach it before recording it: a node that never answered is a typo, not a node. */
     ctl_node_conn conn;
-    if (ctl_node_connect(ctl, &node, &conn, err) != 0)
+    ctl->ssh_trust_new = opts->trust_new;
+    ctl->ssh_install = opts->install;
+    int crc = ctl_node_connect(ctl, &node, &conn, err);
+    ctl->ssh_trust_new = ctl->ssh_install = false;
+    if (crc != 0)
         return -1;
+    char found_engine[1100];
+    snprintf(found_engine, sizeof found_engine, "%s", conn.engine_path);
+    if (node.kind == KSV_NODE_SSH && found_engine[0])
+        node.engine_path = found_engine; /* later connects start the same binary */
     ksv_engine_node_info info;
     int rc = ksv_engine_client_get_node(conn.client, &info, err);
     ctl_node_disconnect(&conn);

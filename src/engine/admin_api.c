@@ -90,11 +90,11 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
     ksv_sb_json_str(sb, ksv_runtime_names());
     ksv_sb_puts(sb, ",\"listen\":");
     ksv_sb_json_str(sb, e->listen_address);
-    ksv_sb_printf(sb, ",\"threads\":%u,\"max_body\":%zu,\"uptime_s\":%.1f,\"gpus\":[],"
-                      "\"load\":{\"inflight\":%lld,\"loadavg\":[%.2f,%.2f,%.2f],"
-                      "\"cpus\":%d}}",
+    ksv_sb_printf(sb, ",\"threads\":%u,\"max_body\":%zu,\"uptime_s\":%.1f,\"gpus\":",
                   e->threads, e->max_body,
-                  (double)ts.tv_sec + ts.tv_nsec * 1e-9 - e->started_unix,
+                  (double)ts.tv_sec + ts.tv_nsec * 1e-9 - e->started_unix);
+    ksv_gpu_telemetry_write_json(e->gpu, sb);
+    ksv_sb_printf(sb, ",\"load\":{\"inflight\":%lld,\"loadavg\":[%.2f,%.2f,%.2f],\"cpus\":%d}}",
                   (long long)ksv_registry_total_inflight(e->registry), loads[0], loads[1],
                   loads[2], get_nprocs());
     resp->status = 200;

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "common/strbuf.h"
+#include "engine/gpu_telemetry.h"
 #include "engine/model_spec.h"
 #include "engine/registry.h"
 #include "engine/v2_codec.h"
@@ -34,6 +35,7 @@ typedef struct ksv_engine_info {
     double started_unix;
     const char *listen_address;   /* as bound, e.g. 127.0.0.1:8080 */
     const char *state_dir;
+    ksv_gpu_telemetry *gpu;       /* GPU gauges; 0 GPUs when NVML is absent */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {

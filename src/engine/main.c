@@ -177,6 +177,7 @@ int main(int argc, char **argv)
     char token[256], bound[128], path[PATH_MAX];
     ksv_registry *reg = NULL;
     ksv_http_server *srv = NULL;
+    ksv_gpu_telemetry *gpu = NULL;
     ksv_engine_info info = {0};
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
@@ -204,6 +205,9 @@ int main(int argc, char **argv)
                 "this build has no CUDA; every runtime runs on the CPU"
 #endif
         );
+    /* Monitoring, not inference: GPU gauges are read even with --gpu off. */
+    if (ksv_gpu_telemetry_open(getenv("KSV_NVML_LIBRARY"), &gpu) != 0)
+        ksv_log(KSV_LOG_WARN, NULL, "gpu telemetry: out of memory; no GPU gauges");
     if (ksv_http_listen(opt->listen, &listen_fd, bound, sizeof bound, &err) != 0)
         goto fail;
     struct timespec now;
@@ -217,6 +221,7 @@ int main(int argc, char **argv)
         .started_unix = (double)now.tv_sec + now.tv_nsec * 1e-9,
         .listen_address = bound,
         .state_dir = opt->state_dir,
+        .gpu = gpu,
     };
     if (ksv_http_server_start(&info, listen_fd, opt->request_timeout, &srv, &err) != 0) {
         close(listen_fd);
@@ -252,6 +257,7 @@ fail:
     if (rc != 0)
         ksv_log(KSV_LOG_ERROR, NULL, "%s", err.msg);
     ksv_http_server_stop(srv);
+    ksv_gpu_telemetry_close(gpu);
     ksv_registry_destroy(reg);
     if (lock_fd >= 0)
         close(lock_fd);

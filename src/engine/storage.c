@@ -31,28 +31,6 @@ int ksv_storage_is_model_file(const char *name)
     return 0;
 }
 
-/* The digest of a file as 64 hex digits. */
-static int file_sha256(const char *path, char hex[65], ksv_err *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return ksv_err_set(err, 500, "%s: %s", path, strerror(errno));
-    ksv_sha256 h;
-    ksv_sha256_init(&h);
-    unsigned char buf[65536];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0)
-        ksv_sha256_update(&h, buf, (size_t)n);
-    close(fd);
-    if (n < 0)
-        return ksv_err_set(err, 500, "%s: %s", path, strerror(errno));
-    unsigned char digest[32];
-    ksv_sha256_final(&h, digest);
-    for (int i = 0; i < 32; i++)
-        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-    return 0;
-}
-
 static bool digest_matches(const char *expected, const char *actual)
 {
     for (size_t i = 0; i < 64; i++)
@@ -180,7 +158,7 @@ static int resolve_http(const char *uri, const char *cache_dir, const char *sha2
     if (stat(path, &st) == 0) {
         if (!(sha256 && *sha256))
             return 0;
-        if (file_sha256(path, actual, err) != 0)
+        if (ksv_sha256_file(path, actual, NULL, err) != 0)
             return -1;
         if (digest_matches(sha256, actual))
             return 0;
@@ -189,7 +167,7 @@ static int resolve_http(const char *uri, const char *cache_dir, const char *sha2
     if (fetch(uri, path, err) != 0)
         return -1;
     if (sha256 && *sha256) {
-        if (file_sha256(path, actual, err) != 0)
+        if (ksv_sha256_file(path, actual, NULL, err) != 0)
             return -1;
         if (!digest_matches(sha256, actual)) {
             unlink(path);

@@ -8,17 +8,22 @@
 #include <string.h>
 
 #include "config.h"
+#include "control/console.h"
 #include "tui/app.h"
 #include "tui/demo.h"
 #include "tui/worker.h"
 
 static const char usage[] =
-    "Usage: ksv-top [--db PATH] [-d SECONDS] [--demo] [--readonly] [-C] [--once -o json]\n"
+    "Usage: ksv-top [--db PATH] [-d SECONDS] [--demo] [--prometheus URL] [--readonly] [-C]\n"
+    "               [--once -o json]\n"
     "  --db PATH        the ksv database (env KSV_DB; default $XDG_STATE_HOME/ksv/ksv.db)\n"
     "  -d SECONDS       refresh period (default 1)\n"
     "  --demo           a local engine with the demo models and demo traffic, in a\n"
     "                   temporary directory removed on quit\n"
-    "  --prometheus URL read figures from Prometheus (not available in this version)\n"
+    "  --prometheus URL take QPS, P50, P99 and ERR% from the Prometheus server at URL\n"
+    "                   (http://HOST:9090), which scrapes the engines at least every 5 s,\n"
+    "                   instead of reading the engines' histograms; models, revisions\n"
+    "                   and node states still come from the database and the engines\n"
     "  --readonly       disable every change (traffic, promote, rollback, edit)\n"
     "  -C               monochrome (also when NO_COLOR is set)\n"
     "  --once -o json   print one snapshot as JSON and exit\n"
@@ -37,12 +42,16 @@ static void figs_json(const tui_figs *f, json_object *o)
     json_object_object_add(o, "error_pct", num_or_null(f->err_pct));
 }
 
-static void print_snapshot(const tui_snapshot *s)
+static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
 {
     json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_THREAD);
     json_object *root = json_object_new_object(), *models = json_object_new_array(),
                 *nodes = json_object_new_array();
     json_object_object_add(root, "taken_ms", json_object_new_int64(s->taken_ms));
+    json_object_object_add(root, "source",
+                           json_object_new_string(prometheus_url ? "prometheus" : "engines"));
+    if (prometheus_url)
+        json_object_object_add(root, "prometheus", json_object_new_string(prometheus_url));
     for (size_t i = 0; i < s->n_models; i++) {
         const tui_model *m = &s->models[i];
         json_object *o = json_object_new_object(), *revs = json_object_new_array();
@@ -93,7 +102,7 @@ static void progress_line(const char *line)
 
 int main(int argc, char **argv)
 {
-    const char *db = NULL, *output = NULL;
+    const char *db = NULL, *output = NULL, *prometheus = NULL;
     double interval = 1;
     bool demo = false, readonly = false, mono = false, once = false;
     for (int i = 1; i < argc; i++) {
@@ -117,9 +126,7 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "--demo") == 0) {
             demo = true;
         } else if (strcmp(a, "--prometheus") == 0 && has_next) {
-            fprintf(stderr, "ksv-top: --prometheus is not available in this version yet; "
-                            "ksv-top scrapes the engines itself\n");
-            return 2;
+            prometheus = argv[++i];
         } else if (strcmp(a, "--readonly") == 0) {
             readonly = true;
         } else if (strcmp(a, "-C") == 0 || strcmp(a, "--no-color") == 0) {
@@ -144,6 +151,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     tui_demo *d = NULL;
     ksv_err err;
+    /* libcurl's global state, before any thread (the Prometheus client uses libcurl). */
+    if (prometheus && ksv_console_global_init(&err) != 0) {
+        fprintf(stderr, "ksv-top: %s\n", err.msg);
+        return 1;
+    }
     if (demo) {
         if (tui_demo_start(argv[0], once ? NULL : progress_line, &d, &err) != 0) {
             fprintf(stderr, "ksv-top: --demo: %s\n", err.msg);
@@ -152,7 +164,8 @@ int main(int argc, char **argv)
         }
         db = tui_demo_db(d);
     }
-    tui_worker_options wo = {.db_path = db, .argv0 = argv[0], .interval_s = interval};
+    tui_worker_options wo = {.db_path = db, .argv0 = argv[0], .interval_s = interval,
+                             .prometheus_url = prometheus};
     int code = 0;
     if (once) {
         tui_snapshot *s;
@@ -160,7 +173,7 @@ int main(int argc, char **argv)
             fprintf(stderr, "ksv-top: %s\n", err.msg);
             code = 1;
         } else {
-            print_snapshot(s);
+            print_snapshot(s, prometheus);
             tui_snapshot_unref(s);
         }
     } else {
@@ -169,7 +182,18 @@ int main(int argc, char **argv)
             fprintf(stderr, "ksv-top: %s\n", err.msg);
             code = 1;
         } else {
-            tui_app_options ao = {.readonly = readonly, .mono = mono, .banner = demo ? "[demo]" : NULL};
+            /* The header says where the figures come from. */
+            char banner[96];
+            const char *host = prometheus ? strstr(prometheus, "://") : NULL;
+            host = host ? host + 3 : prometheus;
+            /* Never user:password on screen. */
+            const char *at = host ? strchr(host, '@') : NULL, *slash = host ? strchr(host, '/') : NULL;
+            if (at && (!slash || at < slash))
+                host = at + 1;
+            if (prometheus)
+                snprintf(banner, sizeof banner, "%s[prom %.40s]", demo ? "[demo] " : "", host);
+            tui_app_options ao = {.readonly = readonly, .mono = mono,
+                                  .banner = prometheus ? banner : demo ? "[demo]" : NULL};
             code = tui_app_run(w, &ao);
             tui_worker_stop(w);
         }

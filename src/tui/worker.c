@@ -12,6 +12,7 @@
 #include "control/console.h"
 #include "control/control.h"
 #include "control/metrics_window.h"
+#include "control/prom_source.h"
 
 #define HISTORY_ROWS 200
 
@@ -62,6 +63,8 @@ struct tui_worker {
     /* the collector's own (no lock) */
     ksv_ctl *ctl;
     ksv_mwin *mwin;
+    ksv_prom_source *prom;       /* --prometheus: the figures' source instead of mwin */
+    ksv_prom_round prom_round;   /* its latest answers */
     spark_hist *sparks;
     size_t n_sparks;
 };
@@ -242,6 +245,22 @@ static void figures_for(tui_worker *w, const char *const *nodes, size_t n_nodes,
     }
 }
 
+/* Figures of (model, revision) from the latest Prometheus round; revision NULL: the model. */
+static void prom_figures_for(const tui_worker *w, const char *model, const char *revision,
+                             tui_figs *out)
+{
+    out->has_rate = false;
+    out->qps = out->err_pct = out->p50_ms = out->p99_ms = NAN;
+    const ksv_prom_figures *f = ksv_prom_round_find(&w->prom_round, model, revision);
+    if (!f)
+        return;
+    out->has_rate = f->has_rate;
+    out->qps = f->qps;
+    out->err_pct = f->err_pct;
+    out->p50_ms = f->p50_s * 1000;
+    out->p99_ms = f->p99_s * 1000;
+}
+
 /* Feeds new scrapes into the window and copies node facts. With w->mu held. */
 static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, tui_snapshot *s, int64_t now)
 {
@@ -261,7 +280,7 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, tui_snapshot *
             continue;
         }
         const ksv_node_probe *p = &slot->probe;
-        if (slot->gen != slot->fed_gen && p->has_scrape) {
+        if (slot->gen != slot->fed_gen && p->has_scrape && !w->prom) {
             ksv_err err;
             ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err);
         }
@@ -402,12 +421,20 @@ static void fill_model(tui_worker *w, tui_snapshot *s, const ksv_model_list *mod
                 tm->canary = (int)i;
         }
     }
-    bool unique = name_unique(models, tm->name);
-    const char *const *nodes = unique ? NULL : (const char *const *)v->model.nodes;
-    figures_for(w, nodes, v->model.n_nodes, tm->name, NULL, now, &tm->figs);
-    for (size_t i = 0; i < tm->n_revs; i++)
-        figures_for(w, nodes, v->model.n_nodes, tm->name, tm->revs[i].name, now,
-                    &tm->revs[i].figs);
+    if (w->prom) {
+        /* Engines label series with the model's name only: Prometheus cannot tell one name
+         * in two namespaces apart (prom_source.h). */
+        prom_figures_for(w, tm->name, NULL, &tm->figs);
+        for (size_t i = 0; i < tm->n_revs; i++)
+            prom_figures_for(w, tm->name, tm->revs[i].name, &tm->revs[i].figs);
+    } else {
+        bool unique = name_unique(models, tm->name);
+        const char *const *nodes = unique ? NULL : (const char *const *)v->model.nodes;
+        figures_for(w, nodes, v->model.n_nodes, tm->name, NULL, now, &tm->figs);
+        for (size_t i = 0; i < tm->n_revs; i++)
+            figures_for(w, nodes, v->model.n_nodes, tm->name, tm->revs[i].name, now,
+                        &tm->revs[i].figs);
+    }
     model_engine_facts(w, s, tm, v->model.nodes, v->model.n_nodes, focused);
 
     spark_hist *h = spark_for(w, tm->key);
@@ -453,6 +480,13 @@ static void collect(tui_worker *w)
     tui_snapshot *s = tui_snapshot_new();
     if (!s)
         return;
+    if (w->prom) {
+        /* Off the lock: a slow Prometheus delays this snapshot, never the UI or a prober. */
+        ksv_prom_round_free(&w->prom_round);
+        ksv_err perr;
+        if (ksv_prom_source_fetch(w->prom, &w->prom_round, &perr) != 0)
+            snprintf(s->error, sizeof s->error, "%.250s", perr.msg);
+    }
     int64_t now = wall_ms();
     s->taken_ms = now;
     s->interval_s = w->opts.interval_s;
@@ -615,6 +649,14 @@ int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err
         tui_worker_stop(w);
         return -1;
     }
+    if (o->prometheus_url) {
+        ksv_prom_options po = {.url = o->prometheus_url, .timeout_ms = w->opts.node_timeout_ms};
+        if (ksv_prom_source_new(&po, &w->prom, err) != 0) {
+            tui_worker_stop(w);
+            return -1;
+        }
+    }
+    w->opts.prometheus_url = NULL; /* the caller's string; the source keeps its own copy */
     if (pthread_create(&w->collector, NULL, collector_main, w) != 0) {
         tui_worker_stop(w);
         return ksv_err_set(err, 500, "cannot start the collector thread");
@@ -653,6 +695,8 @@ void tui_worker_stop(tui_worker *w)
     tui_snapshot_unref(w->snap);
     free(w->sparks);
     ksv_mwin_free(w->mwin);
+    ksv_prom_round_free(&w->prom_round);
+    ksv_prom_source_free(w->prom);
     ksv_ctl_close(w->ctl);
     pthread_cond_destroy(&w->cond);
     pthread_mutex_destroy(&w->mu);

@@ -9,6 +9,9 @@
  *     traffic, nodes, history), feeds new scrapes into the metrics window (10 s rates,
  *     60 s latency), keeps sparkline history, builds an immutable tui_snapshot and
  *     publishes it by swapping a mutex-protected pointer.
+ *     With --prometheus the collector takes QPS, ERR%, P50 and P99 from a Prometheus server
+ *     (control/prom_source.h) instead: the probers still ask the engines what only they know
+ *     (reachability, revision states, recent errors), but their histograms are not used.
  *   - the actor: runs one change at a time (set-traffic, promote, rollback, apply) through
  *     the control layer and leaves a one-line result for the status line.
  * The UI thread only takes references to snapshots, submits jobs and reads results. */
@@ -30,6 +33,8 @@ typedef struct tui_worker_options {
     double interval_s;           /* refresh period (-d), > 0 */
     long node_timeout_ms;        /* per engine call while probing; 0: 2000 */
     double change_timeout_s;     /* wait for nodes to apply a change; 0: 60 */
+    const char *prometheus_url;  /* NULL: figures from the engines' histograms; else the base
+                                  * URL of a Prometheus that scrapes them (checked by start) */
 } tui_worker_options;
 
 typedef enum { TUI_JOB_SET_TRAFFIC, TUI_JOB_PROMOTE, TUI_JOB_ROLLBACK, TUI_JOB_APPLY } tui_job_kind;

@@ -1,0 +1,224 @@
+"""ksv with an edge node reached over SSH: a real OpenSSH sshd on 127.0.0.1 with host and
+user keys made here. Adds the node (unknown host refused, --trust-new records it, a changed
+key and a wrong user key refused), applies and moves traffic through the tunnel, and cuts
+the link: the node shows unreachable within 5 s, its engine keeps serving load sent straight
+to it with zero errors, a change made meanwhile fails and is recorded, and reconcile applies
+it once sshd is back."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from ksvtest import DATA, ENGINE, check, finish, free_port, load_json, tmpdir
+
+SSHD = "/usr/sbin/sshd"
+if not os.path.exists(SSHD) or not shutil.which("ssh-keygen"):
+    print("SKIP: openssh-server is not installed")
+    sys.exit(77)
+
+KSV = os.environ.get("KSV_CLI", os.path.join(os.path.dirname(ENGINE), "ksv"))
+work = tmpdir("ksv-ssh-")
+env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), HOME=work, USER="tester",
+           XDG_STATE_HOME=os.path.join(work, "state"), KSV_ENGINE=ENGINE, KSV_SAMPLE_SECONDS="0.5")
+env.pop("SSH_AUTH_SOCK", None)
+user = os.environ.get("LOGNAME") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+
+
+def keygen(path, kind="ed25519"):
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", path], check=True, stdin=subprocess.DEVNULL)
+
+
+for k in ("host_ed25519", "other_host", "user_key", "stranger_key"):
+    keygen(os.path.join(work, k))
+shutil.copy(os.path.join(work, "user_key.pub"), os.path.join(work, "authorized_keys"))
+port = free_port()
+conf = os.path.join(work, "sshd_config")
+with open(conf, "w") as f:
+    f.write("ListenAddress 127.0.0.1\nHostKey %s/host_ed25519\nAuthorizedKeysFile %s/authorized_keys\n"
+            "StrictModes no\nUsePAM no\nPidFile %s/sshd.pid\nPermitRootLogin prohibit-password\n"
+            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxSessions 64\n"
+            "Subsystem sftp internal-sftp\n" % (work, work, work))
+os.makedirs("/run/sshd", exist_ok=True)
+sshd = [None]
+
+
+def start_sshd():
+    sshd[0] = subprocess.Popen([SSHD, "-D", "-e", "-f", conf, "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "sshd.log"), "ab"))
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        try:
+            socket_ok = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            socket_ok.connect()
+            socket_ok.close()
+            return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def stop_sshd():
+    if sshd[0] and sshd[0].poll() is None:
+        sshd[0].send_signal(signal.SIGTERM)
+        sshd[0].wait(10)
+    # sshd's per-connection children carry the open sessions: end them too, as a cut would.
+    subprocess.run(["pkill", "-f", "sshd: %s" % user], capture_output=True)
+
+
+def ksv(*args, timeout=120):
+    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def ksv_json(*args):
+    rc, out, err = ksv(*args, "-o", "json")
+    try:
+        return rc, json.loads(out)
+    except ValueError:
+        return rc, {"stderr": err}
+
+
+engine_dir = os.path.join(work, "edge-engine")
+engine_port = free_port()
+known = os.path.join(work, "known_hosts")
+key = os.path.join(work, "user_key")
+address = "ssh://%s@127.0.0.1:%d" % (user, port)
+common = ["--identity", key, "--known-hosts", known, "--engine-path", ENGINE,
+          "--engine-state-dir", engine_dir, "--engine-port", str(engine_port)]
+
+
+def engine_pid():
+    try:
+        with open(os.path.join(engine_dir, "lock")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def engine_request(method, path, body=None):
+    with open(os.path.join(engine_dir, "token")) as f:
+        token = f.read().strip()
+    c = http.client.HTTPConnection("127.0.0.1", engine_port, timeout=10)
+    c.request(method, path, body=json.dumps(body) if body is not None else None,
+              headers={"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    return r.status, json.loads(data) if data else None
+
+
+try:
+    check(start_sshd(), "sshd runs on 127.0.0.1:%d" % port)
+    open(known, "w").close()
+
+    rc, _, err = ksv("node", "add", "edge", address, *common)
+    check(rc == 1 and "is not in" in err and "--trust-new" in err and os.path.getsize(known) == 0,
+          "an unknown host key is refused and nothing is recorded (%s)" % err.strip()[:120])
+    rc, out, err = ksv("node", "add", "edge", address, "--trust-new", *common)
+    check(rc == 0 and "added" in out, "--trust-new records the host key and adds the node (%s)" % err.strip()[:200])
+    check(os.path.getsize(known) > 0, "the key is in the known_hosts file")
+    check(engine_pid() is not None, "ksv started ksv-engine on the node over SSH")
+    engine_port_open = engine_request("GET", "/ksv/v1/node")[0] == 200
+    check(engine_port_open, "the engine listens on the node's loopback")
+
+    # Wrong user key; changed host key.
+    rc, _, err = ksv("node", "add", "edge2", address, *(common[:1] + [os.path.join(work, "stranger_key")] + common[2:]))
+    check(rc == 1 and ("auth" in err.lower() or "401" in err or "denied" in err.lower()),
+          "a user key the node does not know is refused (%s)" % err.strip()[:120])
+    known2 = os.path.join(work, "known_hosts_changed")
+    with open(os.path.join(work, "other_host.pub")) as f:
+        other = f.read().split()
+    with open(known2, "w") as f:
+        f.write("# another host\n[127.0.0.1]:%d %s %s\n" % (port, other[0], other[1]))
+    args2 = list(common)
+    args2[args2.index(known)] = known2
+    rc, _, err = ksv("node", "add", "edge3", address, "--trust-new", *args2)
+    check(rc == 1 and known2 in err and ":2" in err, "a changed host key is refused, naming file and line (%s)" % err.strip()[:160])
+
+    # Apply and move traffic through SSH.
+    models = os.path.join(DATA, "models")
+    plain = os.path.join(work, "churn.yaml")
+    with open(plain, "w") as f:
+        f.write("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: churn\n"
+                "spec:\n  predictor:\n    model:\n      modelFormat:\n        name: xgboost\n"
+                "      storageUri: %s/churn-v1/model.json\n" % models)
+    canary = os.path.join(work, "churn-canary.yaml")
+    with open(canary, "w") as f:
+        f.write(open(plain).read().replace("churn-v1", "churn-v2").replace("  predictor:\n", "  predictor:\n    canaryTrafficPercent: 10\n"))
+    rc, out, err = ksv("apply", "-f", plain)
+    check(rc == 0 and engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 100},
+          "apply through the SSH tunnel (%s)" % err.strip()[:120])
+    rc, out, err = ksv("apply", "-f", canary)
+    check(rc == 0 and engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 90, "churn-00002": 10},
+          "canary through SSH")
+    check(ksv("rollout", "set-traffic", "churn", "40")[0] == 0 and
+          engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 60, "churn-00002": 40},
+          "set-traffic through SSH")
+    check(ksv("rollout", "promote", "churn")[0] == 0 and
+          engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00002": 100},
+          "promote through SSH")
+    check(ksv("rollout", "rollback", "churn")[0] == 0 and
+          engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 100},
+          "rollback through SSH")
+    rc, st = ksv_json("node", "status", "edge")
+    check(rc == 0 and st[0]["reachable"] and st[0]["drift"] == [], "node status: reachable, no drift")
+
+    # Cut the link while load goes straight to the node's engine.
+    req = load_json("requests", "churn-v1.json")
+    stop_load = threading.Event()
+    counts = {"ok": 0, "bad": 0}
+
+    def load():
+        c = http.client.HTTPConnection("127.0.0.1", engine_port, timeout=10)
+        body = json.dumps(req)
+        while not stop_load.is_set():
+            try:
+                c.request("POST", "/v2/models/churn/infer", body=body)
+                r = c.getresponse()
+                r.read()
+                counts["ok" if r.status == 200 else "bad"] += 1
+            except OSError:
+                counts["bad"] += 1
+                c = http.client.HTTPConnection("127.0.0.1", engine_port, timeout=10)
+            time.sleep(0.002)
+
+    t = threading.Thread(target=load)
+    t.start()
+    time.sleep(0.5)
+    stop_sshd()
+    t0 = time.time()
+    rc, st = ksv_json("--timeout", "5", "node", "status", "edge")
+    took = time.time() - t0
+    check(rc == 1 and st and st[0]["reachable"] is False and took <= 5.0,
+          "with sshd stopped the node shows unreachable within 5 s (%.1f s)" % took)
+    rc, _, err = ksv("--timeout", "5", "rollout", "set-traffic", "churn", "0")
+    check(rc == 1, "a change while the link is down fails, naming the node (%s)" % err.strip()[:100])
+    rc, hist = ksv_json("history", "churn", "--limit", "2")
+    check(hist and hist[0]["action"] == "reconcile" and "failed" in hist[0]["result"],
+          "history records the change and the node's failure")
+    check(start_sshd(), "sshd is back")
+    rc, out, err = ksv("reconcile", "churn")
+    check(rc == 0, "reconcile after the link returns applies what changed meanwhile (%s)" % err.strip()[:100])
+    time.sleep(0.3)
+    stop_load.set()
+    t.join()
+    check(counts["bad"] == 0 and counts["ok"] > 50,
+          "the node's engine served %d requests with zero errors while sshd was down and back" % counts["ok"])
+    rc, view = ksv_json("get", "revisions", "churn")
+    want = {r["name"]: r["traffic"] for r in view["revisions"] if r["traffic"]}
+    check(engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == want,
+          "the node matches the desired state again")
+finally:
+    pid = engine_pid()
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    stop_sshd()
+finish()
