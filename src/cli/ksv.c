@@ -22,8 +22,11 @@ static const char usage_text[] =
     "traffic, promote, roll back, and read history and live figures.\n"
     "\n"
     "Commands:\n"
-    "  node add NAME local|http://HOST:PORT [--token-file FILE] [--engine-state-dir DIR]\n"
-    "           [--engine-path PATH]      register a node (local: start or attach an engine)\n"
+    "  node add NAME local|http://HOST:PORT|ssh://[USER@]HOST[:PORT] [--token-file FILE]\n"
+    "           [--identity FILE] [--known-hosts FILE] [--trust-new] [--engine-port N]\n"
+    "           [--engine-path PATH] [--engine-state-dir DIR] [--install]\n"
+    "                                     register a node (local: start or attach an engine;\n"
+    "                                     ssh: check its host key, start the engine there)\n"
     "  node ls | rm NAME | status [NAME]  list, forget, or check nodes (reachability, drift)\n"
     "  apply -f FILE [--node NAME]...     apply InferenceService manifests (YAML or JSON)\n"
     "  get models | revisions MODEL       list models (with QPS, P99, ERR%) or revisions\n"
@@ -135,7 +138,11 @@ int main(int argc, char **argv)
         return 0;
     }
     static const ksv_command commands[] = {
-        {"node", ksv_cmd_node, "node add|ls|rm|status ..."},
+        {"node", ksv_cmd_node,
+         "node add NAME local|http://HOST:PORT|ssh://[USER@]HOST[:PORT] [--token-file FILE] "
+         "[--identity FILE] [--known-hosts FILE] [--trust-new] [--engine-port N] "
+         "[--engine-path PATH] [--engine-state-dir DIR] [--install]\n"
+         "       ksv node ls | rm NAME | status [NAME]"},
         {"apply", ksv_cmd_apply, "apply -f FILE [--node NAME]..."},
         {"get", ksv_cmd_get, "get models | get revisions MODEL"},
         {"describe", ksv_cmd_describe, "describe MODEL"},
