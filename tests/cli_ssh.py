@@ -153,6 +153,17 @@ try:
     rc, out, err = ksv("apply", "-f", plain)
     check(rc == 0 and engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 100},
           "apply through the SSH tunnel (%s)" % err.strip()[:120])
+    check("uploading" in err and "churn-v1/model.json" in err, "apply reports the model upload's progress")
+    rev = engine_request("GET", "/ksv/v1/models/churn")[1]["revisions"][0]
+    remote = rev["spec"]["storage_uri"]
+    check(remote.startswith(os.path.realpath(engine_dir) + "/models/") or remote.startswith(engine_dir + "/models/"),
+          "the node loads its own copy, uploaded by SFTP into its state dir (%s)" % remote)
+    with open(os.path.join(DATA, "models", "churn-v1", "model.json"), "rb") as f:
+        local_digest = __import__("hashlib").sha256(f.read()).hexdigest()
+    check(os.path.basename(os.path.dirname(remote)) == local_digest + ".d",
+          "the copy is named by its sha256")
+    rc, out, err = ksv("reconcile", "churn")
+    check(rc == 0 and "uploading" not in err, "a second push finds the file already there: nothing is sent again")
     rc, out, err = ksv("apply", "-f", canary)
     check(rc == 0 and engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 90, "churn-00002": 10},
           "canary through SSH")

@@ -37,10 +37,27 @@ int ksv_fail(const char *fmt, ...)
     return 1;
 }
 
+/* Model uploads to SSH nodes: a live line on a terminal, one line when done otherwise. */
+static void print_upload(const char *node, const char *file, long long done, long long total,
+                         double rate, void *user)
+{
+    (void)user;
+    bool tty = isatty(STDERR_FILENO);
+    if (!tty && done < total)
+        return;
+    fprintf(stderr, "%sksv: node %s: uploading %s: %.1f/%.1f MB (%.1f MB/s)%s", tty ? "\r" : "",
+            node, file, done / 1e6, total / 1e6, rate / 1e6, done < total ? "" : "\n");
+    fflush(stderr);
+}
+
 int ksv_cli_open(ksv_cli *cli, ksv_ctl **ctl)
 {
     ksv_err err;
-    ksv_ctl_options opts = {.db_path = cli->db, .argv0 = cli->argv0};
+    ksv_ctl_options opts = {
+        .db_path = cli->db,
+        .argv0 = cli->argv0,
+        .upload_progress = print_upload,
+    };
     if (ksv_ctl_open(&opts, ctl, &err) != 0)
         return ksv_fail("%s", err.msg);
     return 0;

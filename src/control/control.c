@@ -35,6 +35,8 @@ int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
              opts->engine_path ? opts->engine_path : "");
     snprintf(ctl->argv0, sizeof ctl->argv0, "%s", opts->argv0 ? opts->argv0 : "");
     ctl->node_timeout_ms = opts->node_timeout_ms > 0 ? opts->node_timeout_ms : 5000;
+    ctl->upload_progress = opts->upload_progress;
+    ctl->upload_progress_user = opts->upload_progress_user;
     if (ksv_store_open(ctl->db_path, &ctl->store, err) != 0) {
         free(ctl);
         return -1;

@@ -29,6 +29,10 @@ typedef struct ksv_ctl_options {
     const char *engine_path;      /* NULL: KSV_ENGINE, beside argv0, then PATH */
     const char *argv0;
     long node_timeout_ms;         /* per admin call; default 5000 */
+    /* Model files sent to SSH nodes report progress here (may be NULL). */
+    void (*upload_progress)(const char *node, const char *file, long long done,
+                            long long total, double bytes_per_s, void *user);
+    void *upload_progress_user;
 } ksv_ctl_options;
 
 int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err);

@@ -17,7 +17,19 @@ struct ksv_ctl {
     long node_timeout_ms;
     /* Set only while `node add` connects: trust an unknown host key, install the engine. */
     bool ssh_trust_new, ssh_install;
+    /* Set only while reconcile connects to an SSH node: model files to send first. */
+    struct ctl_upload *uploads;
+    size_t n_uploads;
+    void (*upload_progress)(const char *node, const char *file, long long done,
+                            long long total, double bytes_per_s, void *user);
+    void *upload_progress_user;
 };
+
+/* A local model file and where it lives on an SSH node once uploaded. */
+typedef struct ctl_upload {
+    char local[4096];             /* the revision's storage URI as stored */
+    char remote[1300];            /* "" until uploaded */
+} ctl_upload;
 
 int64_t ctl_now_ms(void);
 int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *message);
@@ -39,6 +51,9 @@ void ctl_local_state_dir(const ksv_node *node, char *out, size_t cap);
 /* Builds the engine's PUT body for the model's desired state (revisions with traffic,
  * the stable one and the recent ones kept for rollback). */
 int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err *err);
+/* The same for one node, with storage URIs replaced by their uploaded copies. */
+int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_upload *map,
+                           size_t n_map, ksv_sb *body, ksv_err *err);
 /* "a-00001=90,a-00002=10" */
 void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap);
 

@@ -103,6 +103,12 @@ static int64_t rollback_window(const ksv_model *m)
 
 int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err *err)
 {
+    return ctl_engine_body_mapped(ctl, v, NULL, 0, body, err);
+}
+
+int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_upload *map,
+                           size_t n_map, ksv_sb *body, ksv_err *err)
+{
     (void)ctl;
     size_t n = v->revisions.n;
     bool *keep = calloc(n ? n : 1, sizeof *keep);
@@ -141,7 +147,11 @@ int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err
         ksv_sb_puts(body, ",\"runtime\":");
         ksv_sb_json_str(body, r->runtime);
         ksv_sb_puts(body, ",\"storage_uri\":");
-        ksv_sb_json_str(body, r->storage_uri);
+        const char *uri = r->storage_uri;
+        for (size_t k = 0; k < n_map; k++)
+            if (strcmp(map[k].local, uri) == 0 && map[k].remote[0])
+                uri = map[k].remote;
+        ksv_sb_json_str(body, uri);
         if (sha256[0]) {
             ksv_sb_puts(body, ",\"sha256\":");
             ksv_sb_json_str(body, sha256);

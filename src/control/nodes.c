@@ -13,6 +13,8 @@
 #include "remote/ssh_config.h"
 #include "remote/ssh_engine.h"
 #include "remote/ssh_session.h"
+#include "remote/ssh_sftp.h"
+#include "common/model_path.h"
 
 void ctl_local_state_dir(const ksv_node *node, char *out, size_t cap)
 {
@@ -58,6 +60,58 @@ static int local_engine_path(ksv_ctl *ctl, const ksv_node *node, char *out, size
     return 0;
 }
 
+typedef struct progress_ctx {
+    ksv_ctl *ctl;
+    const char *node, *file;
+} progress_ctx;
+
+static int on_progress(long long done, long long total, double rate, void *arg)
+{
+    progress_ctx *p = arg;
+    p->ctl->upload_progress(p->node, p->file, done, total, rate, p->ctl->upload_progress_user);
+    return 0;
+}
+
+/* Sends each pending model file to the node's STATE_DIR/models, named by its sha256 (and
+ * skipped when already there), and links it as SHA256.d/model.EXT so the engine knows
+ * its format. Records the remote path in ctl->uploads. */
+static int upload_models(ksv_ctl *ctl, const ksv_node *node, ksv_ssh_session *s,
+                         const char *state_dir, ksv_err *err)
+{
+    char dir[1200];
+    snprintf(dir, sizeof dir, "%s/models", state_dir);
+    for (size_t i = 0; i < ctl->n_uploads; i++) {
+        ctl_upload *u = &ctl->uploads[i];
+        char file[4096];
+        if (ksv_model_path_resolve(u->local, u->local, file, sizeof file, err) != 0)
+            return ksv_err_prefix(err, "node %s", node->name);
+        progress_ctx pc = {ctl, node->name, file};
+        ksv_ssh_upload_result res;
+        if (ksv_ssh_sftp_upload(s, file, dir, ctl->upload_progress ? on_progress : NULL, &pc,
+                                &res, err) != 0)
+            return ksv_err_prefix(err, "node %s: uploading %s", node->name, file);
+        const char *ext = strrchr(file, '.');
+        char link[1300], target_q[1300], link_q[1300], dir_q[1300], cmd[4200];
+        snprintf(link, sizeof link, "%s.d/model%s", res.remote_path, ext ? ext : ".json");
+        char link_dir[1300];
+        snprintf(link_dir, sizeof link_dir, "%s.d", res.remote_path);
+        if (ksv_ssh_shell_quote(res.remote_path, target_q, sizeof target_q) != 0 ||
+            ksv_ssh_shell_quote(link, link_q, sizeof link_q) != 0 ||
+            ksv_ssh_shell_quote(link_dir, dir_q, sizeof dir_q) != 0)
+            return ksv_err_set(err, 400, "node %s: path too long", node->name);
+        snprintf(cmd, sizeof cmd, "mkdir -p %s && ln -sfn %s %s", dir_q, target_q, link_q);
+        ksv_ssh_exec_result r;
+        if (ksv_ssh_exec(s, cmd, NULL, ctl->node_timeout_ms * 3, &r, err) != 0)
+            return ksv_err_prefix(err, "node %s", node->name);
+        int status = r.exit_status;
+        ksv_ssh_exec_result_free(&r);
+        if (status != 0)
+            return ksv_err_set(err, 500, "node %s: cannot link %s", node->name, link);
+        snprintf(u->remote, sizeof u->remote, "%s", link);
+    }
+    return 0;
+}
+
 /* One SSH session per connection: host key checked, engine found (or installed) and
  * started on the node's loopback, its token read, and a local port forwarded to it. */
 static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, char *url,
@@ -97,6 +151,11 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, c
     if (ksv_ssh_ensure_engine(s, &eo, &eng, err) != 0) {
         ksv_ssh_session_close(s);
         return ksv_err_prefix(err, "node %s", node->name);
+    }
+    /* Model files go up before the tunnel takes the session (libssh2 is one-thread). */
+    if (upload_models(ctl, node, s, eng.state_dir, err) != 0) {
+        ksv_ssh_session_close(s);
+        return -1;
     }
     /* The tunnel owns the session from here, whatever happens. */
     if (ksv_ssh_tunnel_start(s, "127.0.0.1", eng.port, &out->tunnel, err) != 0)

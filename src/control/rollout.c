@@ -20,6 +20,24 @@ static void node_result(ksv_ctl *ctl, ksv_ctl_result *res, const char *node, boo
                               &ignored);
 }
 
+/* The local model files the model's revisions name (http(s) URLs are fetched by the
+ * engine itself). Returns how many; *out is the caller's. */
+static size_t local_files(const ksv_model_view *v, ctl_upload **out)
+{
+    *out = calloc(v->revisions.n ? v->revisions.n : 1, sizeof **out);
+    size_t n = 0;
+    for (size_t i = 0; *out && i < v->revisions.n; i++) {
+        const char *uri = v->revisions.items[i].storage_uri;
+        if (strncmp(uri, "file://", 7) == 0)
+            uri += 7;
+        if (uri[0] != '/')
+            continue;
+        snprintf((*out)[n].local, sizeof (*out)[n].local, "%s", v->revisions.items[i].storage_uri);
+        n++;
+    }
+    return n;
+}
+
 /* Pushes one model's desired state to each of its nodes and waits for it to take effect. */
 static void reconcile_view(ksv_ctl *ctl, const ksv_model_view *v, double timeout_s,
                            ksv_ctl_result *res)
@@ -43,16 +61,33 @@ static void reconcile_view(ksv_ctl *ctl, const ksv_model_view *v, double timeout
             ctl_result_add(res, name, false, err.msg);
             continue;
         }
+        /* An SSH node gets the model files first, and a body naming its copies. */
+        ctl_upload *uploads = NULL;
+        size_t n_uploads = 0;
+        if (node.kind == KSV_NODE_SSH)
+            n_uploads = local_files(v, &uploads);
+        ctl->uploads = uploads;
+        ctl->n_uploads = n_uploads;
         int rc = ctl_node_connect(ctl, &node, &conn, &err);
+        ctl->uploads = NULL;
+        ctl->n_uploads = 0;
         ksv_node_clear(&node);
+        ksv_sb mapped;
+        ksv_sb_init(&mapped);
+        if (rc == 0 && n_uploads > 0)
+            rc = ctl_engine_body_mapped(ctl, v, uploads, n_uploads, &mapped, &err);
+        free(uploads);
         if (rc == 0) {
-            rc = ksv_engine_client_put_model_json(conn.client, v->model.name, body.data, NULL,
+            rc = ksv_engine_client_put_model_json(conn.client, v->model.name,
+                                                  mapped.len ? mapped.data : body.data, NULL,
                                                   &err);
             if (rc == 0)
                 rc = ksv_engine_client_wait_applied(conn.client, v->model.name,
                                                     (long)(timeout_s * 1000), NULL, &err);
-            ctl_node_disconnect(&conn);
         }
+        if (conn.client || conn.tunnel)
+            ctl_node_disconnect(&conn);
+        ksv_sb_free(&mapped);
         node_result(ctl, res, name, rc == 0, rc == 0 ? "in effect" : err.msg);
     }
     ksv_sb_free(&body);

@@ -17,19 +17,8 @@
 
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "common/model_path.h"
 #include "common/sha256.h"
-
-int ksv_storage_is_model_file(const char *name)
-{
-    static const char *exts[] = {".json", ".ubj", ".bst"};
-    size_t n = strlen(name);
-    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
-        size_t e = strlen(exts[i]);
-        if (n > e && strcmp(name + n - e, exts[i]) == 0)
-            return 1;
-    }
-    return 0;
-}
 
 static bool digest_matches(const char *expected, const char *actual)
 {
@@ -136,7 +125,7 @@ static int resolve_http(const char *uri, const char *cache_dir, const char *sha2
         return ksv_err_set(err, 400, "storage %s: the URL must name a model file", uri);
     memcpy(base, name, (size_t)(end - name));
     base[end - name] = '\0';
-    if (!ksv_storage_is_model_file(base) || strchr(base, '%'))
+    if (!ksv_model_file_name(base) || strchr(base, '%'))
         return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj or .bst file",
                            uri);
     /* Keyed by the URL and the digest asked for, so a revision that expects other bytes
@@ -191,41 +180,5 @@ int ksv_storage_resolve(const char *uri, const char *cache_dir, const char *sha2
                            "storage %s: only file://, http:// and https:// URIs and local "
                            "paths are served (copy the model to the node first)",
                            uri);
-    if (p[0] != '/')
-        return ksv_err_set(err, 400, "storage %s: expected an absolute path", uri);
-    struct stat st;
-    if (stat(p, &st) != 0)
-        return ksv_err_set(err, 404, "storage %s: no such file or folder", uri);
-    if (S_ISREG(st.st_mode)) {
-        if (!ksv_storage_is_model_file(p))
-            return ksv_err_set(err, 400, "storage %s: not a model file (.json, .ubj, .bst)",
-                               uri);
-        if ((size_t)snprintf(path, cap, "%s", p) >= cap)
-            return ksv_err_set(err, 400, "storage %s: path too long", uri);
-        return 0;
-    }
-    if (!S_ISDIR(st.st_mode))
-        return ksv_err_set(err, 400, "storage %s: not a file or folder", uri);
-    DIR *d = opendir(p);
-    if (!d)
-        return ksv_err_set(err, 400, "storage %s: cannot read folder", uri);
-    char found[256] = "";
-    int count = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (de->d_name[0] == '.' || !ksv_storage_is_model_file(de->d_name))
-            continue;
-        if (count++ == 0)
-            snprintf(found, sizeof found, "%s", de->d_name);
-    }
-    closedir(d);
-    if (count == 0)
-        return ksv_err_set(err, 404, "storage %s: the folder holds no model file "
-                                     "(.json, .ubj, .bst)", uri);
-    if (count > 1)
-        return ksv_err_set(err, 400, "storage %s: the folder holds %d model files; name one",
-                           uri, count);
-    if ((size_t)snprintf(path, cap, "%s/%s", p, found) >= cap)
-        return ksv_err_set(err, 400, "storage %s: path too long", uri);
-    return 0;
+    return ksv_model_path_resolve(p, uri, path, cap, err);
 }

@@ -20,7 +20,5 @@
  * the file as 64 hex digits, or NULL/"" to accept any. */
 int ksv_storage_resolve(const char *uri, const char *cache_dir, const char *sha256, char *path,
                         size_t cap, ksv_err *err);
-/* True when the file name ends in an extension some runtime loads. */
-int ksv_storage_is_model_file(const char *name);
 
 #endif

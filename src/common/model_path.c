@@ -1,0 +1,61 @@
+/* model_path.c: resolving a local model path to its model file. */
+#include "common/model_path.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+bool ksv_model_file_name(const char *name)
+{
+    static const char *exts[] = {".json", ".ubj", ".bst"};
+    size_t n = strlen(name);
+    for (size_t i = 0; i < sizeof exts / sizeof exts[0]; i++) {
+        size_t e = strlen(exts[i]);
+        if (n > e && strcmp(name + n - e, exts[i]) == 0)
+            return true;
+    }
+    return false;
+}
+
+int ksv_model_path_resolve(const char *p, const char *shown, char *path, size_t cap,
+                           ksv_err *err)
+{
+    if (p[0] != '/')
+        return ksv_err_set(err, 400, "storage %s: expected an absolute path", shown);
+    struct stat st;
+    if (stat(p, &st) != 0)
+        return ksv_err_set(err, 404, "storage %s: no such file or folder", shown);
+    if (S_ISREG(st.st_mode)) {
+        if (!ksv_model_file_name(p))
+            return ksv_err_set(err, 400, "storage %s: not a model file (.json, .ubj, .bst)",
+                               shown);
+        if ((size_t)snprintf(path, cap, "%s", p) >= cap)
+            return ksv_err_set(err, 400, "storage %s: path too long", shown);
+        return 0;
+    }
+    if (!S_ISDIR(st.st_mode))
+        return ksv_err_set(err, 400, "storage %s: not a file or folder", shown);
+    DIR *d = opendir(p);
+    if (!d)
+        return ksv_err_set(err, 400, "storage %s: cannot read folder", shown);
+    char found[256] = "";
+    int count = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.' || !ksv_model_file_name(de->d_name))
+            continue;
+        if (count++ == 0)
+            snprintf(found, sizeof found, "%s", de->d_name);
+    }
+    closedir(d);
+    if (count == 0)
+        return ksv_err_set(err, 404, "storage %s: the folder holds no model file "
+                                     "(.json, .ubj, .bst)", shown);
+    if (count > 1)
+        return ksv_err_set(err, 400, "storage %s: the folder holds %d model files; name one",
+                           shown, count);
+    if ((size_t)snprintf(path, cap, "%s/%s", p, found) >= cap)
+        return ksv_err_set(err, 400, "storage %s: path too long", shown);
+    return 0;
+}
