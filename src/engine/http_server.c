@@ -418,9 +418,20 @@ int ksv_http_listen(const char *addr, int *fd_out, char *bound, size_t bound_cap
     return 0;
 }
 
+/* libmicrohttpd's fatal errors: say what it was before the process ends, so a crash is
+ * diagnosable from the log. */
+static void mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
+{
+    (void)cls;
+    ksv_log(KSV_LOG_ERROR, NULL, "libmicrohttpd panic at %s:%u: %s", file ? file : "?", line,
+            reason ? reason : "");
+    abort();
+}
+
 int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_timeout,
                           ksv_http_server **out, ksv_err *err)
 {
+    MHD_set_panic_func(mhd_panic, NULL);
     ksv_http_server *srv = calloc(1, sizeof *srv);
     if (!srv)
         return ksv_err_set(err, 500, "out of memory");
