@@ -44,10 +44,16 @@ bool tui_locale_is_utf8(void)
     return cs && (strcmp(cs, "UTF-8") == 0 || strcmp(cs, "utf8") == 0);
 }
 
+/* Only the character type follows the user's locale (for UTF-8 and braille): numbers keep
+ * the C locale's '.' so figures read "12.3" everywhere, as DESIGN §7 writes them. */
+void tui_crt_locale_init(void)
+{
+    setlocale(LC_CTYPE, "");
+}
+
 int tui_crt_init(tui_crt *crt, bool mono)
 {
     memset(crt, 0, sizeof *crt);
-    setlocale(LC_ALL, "");
     crt->utf8 = tui_locale_is_utf8();
     const char *no_color = getenv("NO_COLOR");
     crt->mono = mono || (no_color && *no_color);

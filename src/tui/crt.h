@@ -31,8 +31,14 @@ typedef struct tui_crt {
     bool utf8;           /* the locale's charset is UTF-8: braille and arrows */
 } tui_crt;
 
-/* Sets the locale, decides utf8, starts curses (cbreak, no echo, keypad, short ESC delay).
- * mono: -C or NO_COLOR. */
+/* Adopts the environment's locale (setlocale(LC_ALL, "")), which curses needs for UTF-8.
+ * Call it before any thread starts: glibc's setlocale is not thread-safe, and a
+ * duplocale(LC_GLOBAL_LOCALE) running beside it (json-c makes one on every parse, in the
+ * worker threads) sizes the locale names before the change and copies them after it,
+ * writing past its allocation. */
+void tui_crt_locale_init(void);
+/* Decides utf8 from the locale already set, starts curses (cbreak, no echo, keypad, short
+ * ESC delay). mono: -C or NO_COLOR. */
 int tui_crt_init(tui_crt *crt, bool mono);
 void tui_crt_done(tui_crt *crt);
 /* Leaves curses for a child program (an editor) and comes back. */

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "control/console.h"
 #include "tui/app.h"
+#include "tui/crt.h"
 #include "tui/demo.h"
 #include "tui/worker.h"
 
@@ -149,6 +150,10 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* The terminal's locale while this is the only thread (crt.h says why). --once keeps
+     * the C locale: its JSON numbers must not take a locale's decimal comma. */
+    if (!once)
+        tui_crt_locale_init();
     tui_demo *d = NULL;
     ksv_err err;
     /* libcurl's global state, before any thread (the Prometheus client uses libcurl). */
