@@ -230,6 +230,16 @@ try:
     check(r.returncode == 0 and names == ["churn", "fraud"], "--once -o json lists the models")
     check(bool(churn) and isinstance(churn[0].get("qps"), (int, float)) and churn[0]["qps"] > 0,
           "--once -o json has live QPS for churn")
+    # The console stored its scrapes as samples; a fresh ksv-top starts its sparkline
+    # from them (it survives a restart), so the history is longer than one refresh.
+    import sqlite3
+    conn = sqlite3.connect(db)
+    stored = conn.execute("select count(*) from metric_samples where model = 'churn'").fetchone()[0]
+    conn.close()
+    check(stored > 0, "ksv-top stores its scrapes as samples in SQLite (%d rows)" % stored)
+    hist = churn[0].get("qps_history") or [] if churn else []
+    check(len(hist) >= 5 and any(isinstance(v, (int, float)) and v > 0 for v in hist[:-2]),
+          "a restarted ksv-top's QPS sparkline starts from the stored samples (%d points)" % len(hist))
     r = subprocess.run([TOP, "--prometheus", "ftp://x", "--once", "-o", "json"], capture_output=True,
                        text=True, env=env, timeout=30)
     check(r.returncode != 0 and "--prometheus" in r.stderr, "--prometheus refuses a URL that is not http(s)")

@@ -2,6 +2,7 @@
 #include "control/console.h"
 
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -267,5 +268,55 @@ int ksv_console_global_init(ksv_err *err)
 {
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return ksv_err_set(err, 500, "cannot initialise libcurl");
+    return 0;
+}
+
+int ksv_ctl_store_window_samples(ksv_ctl *ctl, const ksv_mwin *w, const char *node,
+                                 ksv_err *err)
+{
+    ksv_metric_sample *samples = NULL;
+    size_t n = 0;
+    if (ksv_mwin_store_samples(w, node, &samples, &n, err) != 0)
+        return -1;
+    int rc = n > 0 ? ksv_store_metrics_insert(ctl->store, samples, n, err) : 0;
+    ksv_mwin_store_samples_free(samples, n);
+    int64_t now = ctl_now_ms();
+    if (rc == 0 && now - ctl->last_compact_ms >= 60000) {
+        ksv_metrics_compact_stats stats;
+        ctl->last_compact_ms = now;
+        rc = ksv_store_metrics_compact(ctl->store, now, &stats, err);
+    }
+    return rc;
+}
+
+int ksv_ctl_recent_qps(ksv_ctl *ctl, const char *model, int64_t now_ms, int64_t step_ms,
+                       size_t n, double *out, ksv_err *err)
+{
+    for (size_t i = 0; i < n; i++)
+        out[i] = NAN;
+    if (n == 0 || step_ms <= 0)
+        return 0;
+    int64_t from = now_ms - (int64_t)n * step_ms;
+    ksv_metric_list list;
+    if (ksv_store_metrics_query(ctl->store, KSV_METRICS_RAW, NULL, model, NULL, from, now_ms,
+                                &list, err) != 0)
+        return -1;
+    /* Each sample's requests spread over its span; a step gets the rate of what ended in it. */
+    double *requests = calloc(n, sizeof *requests), *covered = calloc(n, sizeof *covered);
+    for (size_t i = 0; requests && covered && i < list.n; i++) {
+        const ksv_metric_sample *m = &list.items[i];
+        int64_t step = (m->at_ms - 1 - from) / step_ms;
+        if (step < 0 || (size_t)step >= n)
+            continue;
+        requests[step] += (double)(m->requests_2xx + m->requests_4xx + m->requests_5xx +
+                                   m->requests_other);
+        covered[step] += (double)m->span_ms;
+    }
+    for (size_t i = 0; requests && covered && i < n; i++)
+        if (covered[i] > 0)
+            out[i] = requests[i] / (covered[i] / 1000.0);
+    free(requests);
+    free(covered);
+    ksv_metric_list_free(&list);
     return 0;
 }

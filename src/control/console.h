@@ -105,6 +105,16 @@ int ksv_ctl_local_node_url(ksv_ctl *ctl, const char *node, char *url, size_t cap
 /* Initialises the HTTP library once per program, before threads start (the load generator
  * needs it: loadgen.h). */
 int ksv_console_global_init(ksv_err *err);
+
+/* Stores the increments between the node's last two scrapes in w as SQLite samples, and
+ * compacts old samples about once a minute (raw 24 h, minute roll-ups 30 days). */
+int ksv_ctl_store_window_samples(ksv_ctl *ctl, const ksv_mwin *w, const char *node,
+                                 ksv_err *err);
+/* A model's QPS over the n steps of step_ms that end at now_ms, oldest first, from the
+ * stored samples (every node and revision summed); NaN where no sample covers a step.
+ * Sparklines start from it, so they survive a restart of the console. */
+int ksv_ctl_recent_qps(ksv_ctl *ctl, const char *model, int64_t now_ms, int64_t step_ms,
+                       size_t n, double *out, ksv_err *err);
 /* Stops the engine of local node `node` (SIGTERM, then SIGKILL after timeout_ms). */
 int ksv_ctl_local_node_stop(ksv_ctl *ctl, const char *node, long timeout_ms, ksv_err *err);
 

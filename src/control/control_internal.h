@@ -23,6 +23,7 @@ struct ksv_ctl {
     void (*upload_progress)(const char *node, const char *file, long long done,
                             long long total, double bytes_per_s, void *user);
     void *upload_progress_user;
+    int64_t last_compact_ms;      /* metric sample retention, run about once a minute */
 };
 
 /* A local model file and where it lives on an SSH node once uploaded. */

@@ -62,6 +62,11 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
         json_object_object_add(o, "ready_nodes", json_object_new_int((int)m->ready_nodes));
         json_object_object_add(o, "stale", json_object_new_boolean(m->stale));
         figs_json(&m->figs, o);
+        /* The QPS sparkline's points, oldest first (stored samples from earlier runs first). */
+        json_object *spark = json_object_new_array();
+        for (size_t k = 0; k < m->n_hist; k++)
+            json_object_array_add(spark, num_or_null(m->qps_hist[k]));
+        json_object_object_add(o, "qps_history", spark);
         for (size_t r = 0; r < m->n_revs; r++) {
             const tui_rev *rv = &m->revs[r];
             json_object *ro = json_object_new_object();

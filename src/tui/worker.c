@@ -183,6 +183,13 @@ static double stale_limit_ms(const tui_worker *w)
     return ms < 3000 ? 3000 : ms;
 }
 
+static int64_t now_ms_wall(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static spark_hist *spark_for(tui_worker *w, const char *key)
 {
     for (size_t i = 0; i < w->n_sparks; i++)
@@ -196,6 +203,23 @@ static spark_hist *spark_for(tui_worker *w, const char *key)
     memset(h, 0, sizeof *h);
     snprintf(h->key, sizeof h->key, "%s", key);
     h->last_qps = NAN;
+    /* Start from what earlier runs stored, so the sparkline survives a restart. */
+    const char *slash = strchr(key, '/');
+    double seed[TUI_SPARK_LEN];
+    ksv_err err;
+    int64_t step = (int64_t)(w->opts.interval_s * 1000);
+    if (w->ctl && step > 0 &&
+        ksv_ctl_recent_qps(w->ctl, slash ? slash + 1 : key, now_ms_wall(), step, TUI_SPARK_LEN,
+                           seed, &err) == 0) {
+        size_t first = 0;
+        while (first < TUI_SPARK_LEN && isnan(seed[first]))
+            first++;
+        for (size_t i = first; i < TUI_SPARK_LEN; i++) {
+            h->qps[h->n] = isnan(seed[i]) ? 0 : seed[i];
+            h->p99[h->n] = NAN;
+            h->n++;
+        }
+    }
     return h;
 }
 
@@ -282,7 +306,8 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, tui_snapshot *
         const ksv_node_probe *p = &slot->probe;
         if (slot->gen != slot->fed_gen && p->has_scrape && !w->prom) {
             ksv_err err;
-            ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err);
+            if (ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err) == 0)
+                ksv_ctl_store_window_samples(w->ctl, w->mwin, n->name, &err);
         }
         slot->fed_gen = slot->gen;
         tn->reachable = p->reachable;
