@@ -29,8 +29,7 @@ struct ksv_http_server {
     pthread_key_t worker_key;
     _Atomic unsigned next_worker;
     _Atomic long active;          /* requests between their headers and their completion */
-    int fd;
-    bool quiesced;
+    _Atomic bool draining;        /* SIGTERM: new connections are turned away */
 };
 
 /* One per connection while a request is being received. */
@@ -418,6 +417,17 @@ int ksv_http_listen(const char *addr, int *fd_out, char *bound, size_t bound_cap
     return 0;
 }
 
+/* MHD_quiesce_daemon() races with the pool threads over the listen socket's place in
+ * their epoll sets and can abort (libmicrohttpd 0.9.75 panics when epoll_ctl fails), so
+ * draining turns new connections away here instead: closed as soon as accepted. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    ksv_http_server *srv = cls;
+    (void)addr;
+    (void)len;
+    return atomic_load_explicit(&srv->draining, memory_order_relaxed) ? MHD_NO : MHD_YES;
+}
+
 /* libmicrohttpd's fatal errors: say what it was before the process ends, so a crash is
  * diagnosable from the log. */
 static void mhd_panic(void *cls, const char *file, unsigned int line, const char *reason)
@@ -437,7 +447,6 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_
         return ksv_err_set(err, 500, "out of memory");
     srv->engine = engine;
     srv->request_timeout = request_timeout;
-    srv->fd = fd;
     if (pthread_key_create(&srv->worker_key, worker_free) != 0) {
         free(srv);
         return ksv_err_set(err, 500, "pthread_key_create failed");
@@ -449,7 +458,7 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG;
     srv->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
+        flags, 0, accept_policy, srv, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
         MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout, MHD_OPTION_CONNECTION_LIMIT,
         (unsigned)4096, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
@@ -465,10 +474,7 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_
 
 void ksv_http_server_quiesce(ksv_http_server *srv)
 {
-    if (srv->quiesced)
-        return;
-    MHD_quiesce_daemon(srv->daemon);
-    srv->quiesced = true;
+    atomic_store(&srv->draining, true);
 }
 
 long ksv_http_server_active(ksv_http_server *srv)
@@ -480,10 +486,7 @@ void ksv_http_server_stop(ksv_http_server *srv)
 {
     if (!srv)
         return;
-    MHD_stop_daemon(srv->daemon);
-    /* Quiesce handed the listening socket back to us; otherwise MHD closed it. */
-    if (srv->quiesced)
-        close(srv->fd);
+    MHD_stop_daemon(srv->daemon); /* closes the listening socket too */
     pthread_key_delete(srv->worker_key);
     free(srv);
 }

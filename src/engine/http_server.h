@@ -19,7 +19,7 @@ int ksv_http_listen(const char *addr, int *fd, char *bound, size_t bound_cap, ks
  * request_timeout: seconds a client has to deliver its whole body (408 after). */
 int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_timeout,
                           ksv_http_server **out, ksv_err *err);
-/* Stops accepting new connections; requests already in flight go on. */
+/* Turns new connections away (closed as accepted); requests already in flight go on. */
 void ksv_http_server_quiesce(ksv_http_server *srv);
 /* Requests received (headers read) and not yet completed. */
 long ksv_http_server_active(ksv_http_server *srv);
