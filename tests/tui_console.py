@@ -206,7 +206,28 @@ try:
     tmux("send-keys", "-t", "top", "M")
     text = wait_for(lambda t: "stale" in t and "+churn" in t, 5)
     check("stale" in text, "its models say their figures are stale, with an age")
+    # A change made while the node is away fails there and is recorded; once it answers
+    # again the console catches it up (a reconcile, recorded in history).
+    rc, _, _ = ksv("--timeout", "3", "rollout", "rollback", "churn")
+    check(rc == 1, "a rollback while the node hangs fails for that node")
     os.kill(engine_pid, signal.SIGCONT)
+    rc, out, _ = ksv("get", "revisions", "churn", "-o", "json")
+    want = {r["name"]: r["traffic"] for r in json.loads(out)["revisions"] if r["traffic"]} if rc == 0 else {}
+    deadline = time.time() + 20
+    live, caught_up = None, False
+    while time.time() < deadline:
+        live = {k: v for k, v in engine_split("churn").items() if v}
+        rc, out, _ = ksv("history", "churn", "-o", "json", "--limit", "3")
+        rows = json.loads(out) if rc == 0 else []
+        # Newest first: a successful reconcile after the one that failed during the hang.
+        caught_up = (len(rows) >= 2 and rows[0]["action"] == "reconcile" and
+                     rows[0]["result"].startswith("ok") and
+                     any(r["action"] == "reconcile" and "failed" in r["result"] for r in rows[1:]))
+        if live == want and caught_up:
+            break
+        time.sleep(0.3)
+    check(live == want and caught_up,
+          "when the node answers again ksv-top reconciles it, recorded in history (%s, want %s)" % (live, want))
 
     # q exits and leaves nothing behind.
     tmux("send-keys", "-t", "top", "q")

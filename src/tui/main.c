@@ -25,7 +25,8 @@ static const char usage[] =
     "                   (http://HOST:9090), which scrapes the engines at least every 5 s,\n"
     "                   instead of reading the engines' histograms; models, revisions\n"
     "                   and node states still come from the database and the engines\n"
-    "  --readonly       disable every change (traffic, promote, rollback, edit)\n"
+    "  --readonly       disable every change (traffic, promote, rollback, edit, and the\n"
+    "                   catch-up reconcile of a node that comes back)\n"
     "  -C               monochrome (also when NO_COLOR is set)\n"
     "  --once -o json   print one snapshot as JSON and exit\n"
     "  --help, --version\n";
@@ -175,7 +176,7 @@ int main(int argc, char **argv)
         db = tui_demo_db(d);
     }
     tui_worker_options wo = {.db_path = db, .argv0 = argv[0], .interval_s = interval,
-                             .prometheus_url = prometheus};
+                             .prometheus_url = prometheus, .readonly = readonly || once};
     int code = 0;
     if (once) {
         tui_snapshot *s;

@@ -27,6 +27,7 @@ typedef struct node_slot {
     uint64_t gen;                /* bumps with each new probe */
     uint64_t fed_gen;            /* the last probe fed into the window (collector's) */
     int64_t last_ok_ms;          /* wall clock of the last successful probe, 0 never */
+    bool was_down;               /* the last probe found it unreachable */
     struct tui_worker *w;
 } node_slot;
 
@@ -99,6 +100,28 @@ static int open_ctl(tui_worker *w, long timeout_ms, ksv_ctl **ctl, ksv_err *err)
 
 /* ---- probers ---- */
 
+static void catch_up(ksv_ctl *ctl, const char *node, double timeout_s)
+{
+    ksv_model_list models;
+    ksv_err err;
+    if (ksv_ctl_model_list(ctl, &models, &err) != 0)
+        return;
+    for (size_t i = 0; i < models.n; i++) {
+        const ksv_model *m = &models.items[i];
+        bool placed = false;
+        for (size_t k = 0; k < m->n_nodes; k++)
+            placed |= strcmp(m->nodes[k], node) == 0;
+        if (!placed)
+            continue;
+        char ref[TUI_KEY_LEN];
+        snprintf(ref, sizeof ref, "%s/%s", m->ns, m->name);
+        ksv_ctl_result res = {0};
+        ksv_ctl_reconcile(ctl, ref, NULL, timeout_s > 0 ? timeout_s : 60, &res, &err);
+        ksv_ctl_result_free(&res);
+    }
+    ksv_model_list_free(&models);
+}
+
 static void *prober_main(void *arg)
 {
     node_slot *slot = arg;
@@ -116,6 +139,12 @@ static void *prober_main(void *arg)
             const char *slash = strchr(focus, '/');
             have = ksv_ctl_node_probe(ctl, slot->name, slash ? slash + 1 : NULL, &p, &err) == 0;
         }
+        /* A node that comes back gets what changed while it was away: reconcile the models
+         * placed on it (idempotent; each one is a history row with the node's result). */
+        if (have && p.reachable && slot->was_down && !w->opts.readonly)
+            catch_up(ctl, slot->name, w->opts.change_timeout_s);
+        if (have)
+            slot->was_down = !p.reachable;
         pthread_mutex_lock(&w->mu);
         if (have) {
             if (slot->has_probe)

@@ -35,6 +35,7 @@ typedef struct tui_worker_options {
     double change_timeout_s;     /* wait for nodes to apply a change; 0: 60 */
     const char *prometheus_url;  /* NULL: figures from the engines' histograms; else the base
                                   * URL of a Prometheus that scrapes them (checked by start) */
+    bool readonly;               /* never change a node, not even to catch one up */
 } tui_worker_options;
 
 typedef enum { TUI_JOB_SET_TRAFFIC, TUI_JOB_PROMOTE, TUI_JOB_ROLLBACK, TUI_JOB_APPLY } tui_job_kind;
