@@ -179,6 +179,30 @@ try:
     rc, st = ksv_json("node", "status", "edge")
     check(rc == 0 and st[0]["reachable"] and st[0]["drift"] == [], "node status: reachable, no drift")
 
+    # ksv-top drives the SSH node like a local one: figures through the tunnel.
+    TOP = os.environ.get("KSV_TOP", os.path.join(os.path.dirname(ENGINE), "ksv-top"))
+    load = subprocess.Popen([KSV, "load", "churn", "--rps", "50", "--duration", "6", "-o", "json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    time.sleep(1)
+    r = subprocess.run([TOP, "--once", "-o", "json", "-d", "1"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    load_out, _ = load.communicate(timeout=30)
+    try:
+        report = json.loads(load_out)
+    except ValueError:
+        report = {}
+    check(load.returncode == 0 and report.get("errors") == 0 and report.get("completed", 0) >= 250,
+          "ksv load through the SSH tunnel: %s requests, %s errors" % (report.get("completed"), report.get("errors")))
+    try:
+        snap = json.loads(r.stdout)
+    except ValueError:
+        snap = {}
+    edge = [n for n in snap.get("nodes", []) if n.get("name") == "edge"]
+    churn = [m for m in snap.get("models", []) if m.get("name") == "churn"]
+    check(edge and edge[0].get("reachable") is True, "ksv-top sees the SSH node reachable")
+    check(churn and isinstance(churn[0].get("qps"), (int, float)) and churn[0]["qps"] > 0,
+          "ksv-top shows live QPS for a model on the SSH node (%s)" % (churn[0].get("qps") if churn else None))
+
     # Cut the link while load goes straight to the node's engine.
     req = load_json("requests", "churn-v1.json")
     stop_load = threading.Event()
@@ -207,6 +231,14 @@ try:
     took = time.time() - t0
     check(rc == 1 and st and st[0]["reachable"] is False and took <= 5.0,
           "with sshd stopped the node shows unreachable within 5 s (%.1f s)" % took)
+    r = subprocess.run([TOP, "--once", "-o", "json", "-d", "1"], capture_output=True, text=True,
+                       env=env, timeout=60)
+    try:
+        snap = json.loads(r.stdout)
+    except ValueError:
+        snap = {}
+    edge = [n for n in snap.get("nodes", []) if n.get("name") == "edge"]
+    check(edge and edge[0].get("reachable") is False, "ksv-top shows the SSH node unreachable while sshd is down")
     rc, _, err = ksv("--timeout", "5", "rollout", "set-traffic", "churn", "0")
     check(rc == 1, "a change while the link is down fails, naming the node (%s)" % err.strip()[:100])
     rc, hist = ksv_json("history", "churn", "--limit", "2")

@@ -85,14 +85,17 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
             features = st.revisions[i].num_features;
         ksv_engine_model_status_free(&st);
     }
-    ctl_node_disconnect(&conn);
+    /* The connection stays open for the run: for an SSH node it is the tunnel the
+     * requests travel through. */
     if (body_file && ksv_read_file(body_file, 64u << 20, &body, &body_len, &err) != 0) {
         ksv_fail("--body: %s", err.msg);
+        ctl_node_disconnect(&conn);
         goto out;
     }
     if (!body && features <= 0) {
         ksv_fail("%s: the engine does not report the input width yet (is it loaded?); pass "
                  "--body FILE", model);
+        ctl_node_disconnect(&conn);
         goto out;
     }
     ksv_load_config cfg = {
@@ -108,6 +111,7 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
     ksv_load_report *report = calloc(1, sizeof *report);
     if (!report) {
         ksv_fail("out of memory");
+        ctl_node_disconnect(&conn);
         goto out;
     }
     if (!cli->json)
@@ -122,6 +126,7 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
         ksv_fail("%s", err.msg);
     }
     free(report);
+    ctl_node_disconnect(&conn);
 out:
     free(body);
     ksv_model_view_free(&v);

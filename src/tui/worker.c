@@ -834,10 +834,26 @@ int tui_collect_once(const tui_worker_options *o, tui_snapshot **out, ksv_err *e
     tui_worker *w;
     if (tui_worker_start(o, &w, err) != 0)
         return -1;
-    /* Two probes of each node, one interval apart, make the first rates. */
+    /* Two probes of each node, one interval apart, make the first rates. A node behind SSH
+     * takes a handshake per probe, so wait for the probes themselves (a node that does not
+     * answer counts once it has failed), bounded. */
     double wait_s = w->opts.interval_s * 2 + 0.5;
     struct timespec ts = {(time_t)wait_s, (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
     nanosleep(&ts, NULL);
+    for (int i = 0; i < 500; i++) {
+        bool done = true;
+        pthread_mutex_lock(&w->mu);
+        for (size_t k = 0; k < w->n_slots; k++) {
+            const node_slot *slot = w->slots[k];
+            if (!slot->retired && !(slot->has_probe && (slot->gen >= 2 || !slot->probe.reachable)))
+                done = false;
+        }
+        pthread_mutex_unlock(&w->mu);
+        if (done)
+            break;
+        struct timespec step = {0, 20 * 1000000L};
+        nanosleep(&step, NULL);
+    }
     tui_snapshot *before = tui_worker_snapshot(w);
     uint64_t seq = before ? before->seq : 0;
     tui_snapshot_unref(before);
