@@ -79,7 +79,7 @@ static void thresholds_collect(const forest *f, thresholds *t)
         size_t n = f->num_trees * forest_perfect_inner(f->depth);
         for (size_t i = 0; i < n; i++)
             thresholds_add(t, f->pnodes[i].feature & FOREST_FEATURE_MASK, f->pnodes[i].threshold);
-    } else {
+    } else if (f->layout == FOREST_LAYOUT_SPARSE) {
         for (size_t i = 0; i < f->tree_start[f->num_trees]; i++)
             if (!(f->snodes[i].feature & FOREST_LEAF))
                 thresholds_add(t, f->snodes[i].feature & FOREST_FEATURE_MASK, f->snodes[i].value);
@@ -126,8 +126,20 @@ static float *xgb_predict(BoosterHandle booster, const float *x, size_t rows, si
     const bst_ulong *shape;
     bst_ulong dim;
     const float *result;
-    if (XGBoosterPredictFromDense(booster, array, config, NULL, &shape, &dim, &result) != 0) {
+    /* gblinear has no in-place prediction in XGBoost 1.7: predict through a DMatrix. */
+    DMatrixHandle dm = NULL;
+    int prc = XGBoosterPredictFromDense(booster, array, config, NULL, &shape, &dim, &result);
+    if (prc != 0 && strstr(XGBGetLastError(), "Inplace predict is not supported")) {
+        static const char dm_config[] =
+            "{\"type\":0,\"training\":false,\"iteration_begin\":0,\"iteration_end\":0,"
+            "\"strict_shape\":false}";
+        prc = XGDMatrixCreateFromMat(x, rows, cols, NAN, &dm);
+        if (prc == 0)
+            prc = XGBoosterPredictFromDMatrix(booster, dm, dm_config, &shape, &dim, &result);
+    }
+    if (prc != 0) {
         printf("  libxgboost predict failed: %s\n", XGBGetLastError());
+        XGDMatrixFree(dm);
         return NULL;
     }
     size_t total = 1;
@@ -135,10 +147,12 @@ static float *xgb_predict(BoosterHandle booster, const float *x, size_t rows, si
         total *= shape[d];
     if (total != expect) {
         printf("  libxgboost returned %zu values, ksv-forest %zu\n", total, expect);
+        XGDMatrixFree(dm);
         return NULL;
     }
     float *copy = malloc(total * sizeof *copy);
     memcpy(copy, result, total * sizeof *copy);
+    XGDMatrixFree(dm);
     return copy;
 }
 
@@ -212,7 +226,9 @@ static int compare_model(const char *path)
     }
     CHECK(worst <= 1e-5, "%s: max |diff| %.3g > 1e-5", path, worst);
     printf("ok   %-58s %-16s layout %-7s depth %2u trees %4u: max |diff| %.3g, %zu/%zu bit-equal\n",
-           path, info.objective, layout->layout == FOREST_LAYOUT_PERFECT ? "perfect" : "sparse",
+           path, info.objective, layout->layout == FOREST_LAYOUT_PERFECT  ? "perfect"
+           : layout->layout == FOREST_LAYOUT_LINEAR ? "linear"
+                                                    : "sparse",
            layout->depth, layout->num_trees, worst, exact, total);
     models_checked++;
 

@@ -109,7 +109,8 @@ static int forest_open(const char *path, const ksv_runtime_options *opts, void *
         return ksv_err_set(err, 500, "out of memory");
     }
 #ifdef HAVE_CUDA
-    forest_attach_gpu(m, opts ? opts->gpu : 0, path);
+    if (m->f->layout != FOREST_LAYOUT_LINEAR) /* a linear model is cheaper than a launch */
+        forest_attach_gpu(m, opts ? opts->gpu : 0, path);
 #endif
     /* Warm-up: one prediction per worker's scratch so first requests pay no page faults. */
     float *row = calloc(m->f->num_features, sizeof *row);

@@ -30,7 +30,7 @@ typedef struct forest_snode {
     uint32_t left;      /* index of the left child inside the tree; right child is left + 1 */
 } forest_snode;
 
-typedef enum { FOREST_LAYOUT_PERFECT, FOREST_LAYOUT_SPARSE } forest_layout_kind;
+typedef enum { FOREST_LAYOUT_PERFECT, FOREST_LAYOUT_SPARSE, FOREST_LAYOUT_LINEAR } forest_layout_kind;
 
 /* What turns the summed margins into outputs; mirrors XGBoost's PredTransform. */
 typedef enum {
@@ -56,6 +56,8 @@ typedef struct forest {
     float *pleaves;          /* PERFECT: [num_trees][2^depth] */
     forest_snode *snodes;    /* SPARSE: all trees' nodes back to back */
     uint32_t *tree_start;    /* SPARSE: [num_trees + 1] offsets into snodes */
+    float *linear;           /* LINEAR (gblinear): [num_features][num_groups] weights, then
+                              * [num_groups] biases, as XGBoost stores them */
 } forest;
 
 static inline size_t forest_perfect_inner(uint32_t depth) { return ((size_t)1 << depth) - 1; }

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ void forest_free(forest *f)
     free(f->pleaves);
     free(f->snodes);
     free(f->tree_start);
+    free(f->linear);
     free(f);
 }
 
@@ -521,12 +523,38 @@ static int read_header(json_object *root, forest *f, json_object **trees_out,
     json_object *gb_name = gb ? member(gb, "name", json_type_string, "gradient_booster", err) : NULL;
     if (!gb_name)
         return -1;
-    if (strcmp(json_object_get_string(gb_name), "gbtree") != 0)
+    bool linear = strcmp(json_object_get_string(gb_name), "gblinear") == 0;
+    if (!linear && strcmp(json_object_get_string(gb_name), "gbtree") != 0)
         return ksv_err_set(err, 400, "model: booster \"%.40s\" is not supported by ksv-forest "
-                           "(gbtree only; use runtime ksv-xgboost)", json_object_get_string(gb_name));
+                           "(gbtree and gblinear; use runtime ksv-xgboost)",
+                           json_object_get_string(gb_name));
     json_object *model = member(gb, "model", json_type_object, "gradient_booster", err);
     if (!model)
         return -1;
+    if (linear) {
+        /* gblinear: one weight per feature and group, then one bias per group. */
+        json_object *w = optional_member(model, "weights");
+        size_t want = (size_t)f->num_features * f->num_groups + f->num_groups;
+        if (!w || !json_object_is_type(w, json_type_array))
+            return ksv_err_set(err, 400, "model: gblinear model has no weights array");
+        if (json_object_array_length(w) != want)
+            return ksv_err_set(err, 400, "model: gblinear weights has %zu values, want %zu",
+                               json_object_array_length(w), want);
+        f->linear = malloc(want * sizeof *f->linear);
+        if (!f->linear)
+            return ksv_err_set(err, 500, "model: out of memory");
+        for (size_t i = 0; i < want; i++) {
+            json_object *e = json_object_array_get_idx(w, i);
+            if (!json_object_is_type(e, json_type_double) && !json_object_is_type(e, json_type_int))
+                return ksv_err_set(err, 400, "model: gblinear weights[%zu] is not a number", i);
+            f->linear[i] = (float)json_object_get_double(e);
+        }
+        f->layout = FOREST_LAYOUT_LINEAR;
+        f->num_trees = 0;
+        *trees_out = NULL;
+        *tree_info_out = NULL;
+        return 0;
+    }
     if (optional_member(model, "weight_drop"))
         return ksv_err_set(err, 400, "model: dart weights (weight_drop) are not supported by "
                            "ksv-forest (use runtime ksv-xgboost)");
@@ -567,6 +595,10 @@ static int build_forest(json_object *root, forest_layout_pref pref, forest **out
     int rc = read_header(root, f, &trees, &tree_info, err);
     if (rc < 0)
         goto fail;
+    if (f->layout == FOREST_LAYOUT_LINEAR) {
+        *out = f;
+        return 0;
+    }
     f->tree_group = malloc((f->num_trees ? f->num_trees : 1) * sizeof *f->tree_group);
     raw = calloc(f->num_trees ? f->num_trees : 1, sizeof *raw);
     if (!f->tree_group || !raw) {

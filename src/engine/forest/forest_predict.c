@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <math.h>
 #include <string.h>
 
 #include "engine/forest/forest_traverse.h"
@@ -72,6 +73,24 @@ static void perfect_lanes(const forest *f, const float *x, size_t rows, float *a
     }
 }
 
+/* gblinear as XGBoost computes it in float: bias plus base margin, then weight times value
+ * for each present feature in index order; a missing value adds nothing. */
+static void linear_rows(const forest *f, const float *x, size_t rows, float *acc)
+{
+    const uint32_t cols = f->num_features, groups = f->num_groups;
+    const float *bias = f->linear + (size_t)cols * groups;
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        for (uint32_t g = 0; g < groups; g++) {
+            float psum = bias[g] + acc[r * groups + g];
+            for (uint32_t c = 0; c < cols; c++)
+                if (!isnan(row[c]))
+                    psum += row[c] * f->linear[(size_t)c * groups + g];
+            acc[r * groups + g] = psum;
+        }
+    }
+}
+
 static void sparse_rows(const forest *f, const float *x, size_t rows, float *acc)
 {
     const uint32_t cols = f->num_features, groups = f->num_groups;
@@ -95,7 +114,9 @@ void forest_predict(const forest *f, const float *x, size_t rows, float *out, fl
         size_t n = rows - begin < FOREST_BLOCK_ROWS ? rows - begin : FOREST_BLOCK_ROWS;
         const float *xb = x + begin * cols;
         init_margins(f, n, scratch);
-        if (f->layout == FOREST_LAYOUT_SPARSE)
+        if (f->layout == FOREST_LAYOUT_LINEAR)
+            linear_rows(f, xb, n, scratch);
+        else if (f->layout == FOREST_LAYOUT_SPARSE)
             sparse_rows(f, xb, n, scratch);
         else if (n < FOREST_MIN_ROW_LOCKSTEP)
             perfect_lanes(f, xb, n, scratch);
