@@ -11,9 +11,8 @@ import signal
 import subprocess
 import time
 
-from ksvtest import (DATA, ENGINE, SRCDIR, check, finish, free_port, tmpdir)
+from ksvtest import DATA, ENGINE, KSV, SRCDIR, check, finish, free_port, lock_pid, tmpdir
 
-KSV = os.environ.get("KSV_CLI", os.path.join(os.path.dirname(ENGINE), "ksv"))
 work = tmpdir("ksv-cli-")
 env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=os.path.join(work, "state"),
            KSV_ENGINE=ENGINE, KSV_SAMPLE_SECONDS="1", USER="tester")
@@ -50,14 +49,7 @@ def engine_state(node, model):
 
 
 def engine_pids():
-    pids = []
-    for d in node_dirs.values():
-        try:
-            with open(os.path.join(d, "lock")) as f:
-                pids.append(int(f.read().strip()))
-        except (OSError, ValueError):
-            pass
-    return pids
+    return [p for p in (lock_pid(d) for d in node_dirs.values()) if p]
 
 
 def manifest(path, text):

@@ -7,67 +7,23 @@ it once sshd is back."""
 import http.client
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 
-from ksvtest import DATA, ENGINE, check, finish, free_port, load_json, tmpdir
+from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, free_port, load_json, lock_pid, tmpdir
+from sshnode import SshNode, skip_unless_available
 
-SSHD = "/usr/sbin/sshd"
-if not os.path.exists(SSHD) or not shutil.which("ssh-keygen"):
-    print("SKIP: openssh-server is not installed")
-    sys.exit(77)
+skip_unless_available()
 
-KSV = os.environ.get("KSV_CLI", os.path.join(os.path.dirname(ENGINE), "ksv"))
 work = tmpdir("ksv-ssh-")
 env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), HOME=work, USER="tester",
            XDG_STATE_HOME=os.path.join(work, "state"), KSV_ENGINE=ENGINE, KSV_SAMPLE_SECONDS="0.5")
 env.pop("SSH_AUTH_SOCK", None)
-user = os.environ.get("LOGNAME") or subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
-
-
-def keygen(path, kind="ed25519"):
-    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-f", path], check=True, stdin=subprocess.DEVNULL)
-
-
-for k in ("host_ed25519", "other_host", "user_key", "stranger_key"):
-    keygen(os.path.join(work, k))
-shutil.copy(os.path.join(work, "user_key.pub"), os.path.join(work, "authorized_keys"))
-port = free_port()
-conf = os.path.join(work, "sshd_config")
-with open(conf, "w") as f:
-    f.write("ListenAddress 127.0.0.1\nHostKey %s/host_ed25519\nAuthorizedKeysFile %s/authorized_keys\n"
-            "StrictModes no\nUsePAM no\nPidFile %s/sshd.pid\nPermitRootLogin prohibit-password\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\nMaxSessions 64\n"
-            "Subsystem sftp internal-sftp\n" % (work, work, work))
-os.makedirs("/run/sshd", exist_ok=True)
-sshd = [None]
-
-
-def start_sshd():
-    sshd[0] = subprocess.Popen([SSHD, "-D", "-e", "-f", conf, "-p", str(port)],
-                               stdout=subprocess.DEVNULL, stderr=open(os.path.join(work, "sshd.log"), "ab"))
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        try:
-            socket_ok = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            socket_ok.connect()
-            socket_ok.close()
-            return True
-        except OSError:
-            time.sleep(0.05)
-    return False
-
-
-def stop_sshd():
-    if sshd[0] and sshd[0].poll() is None:
-        sshd[0].send_signal(signal.SIGTERM)
-        sshd[0].wait(10)
-    # sshd's per-connection children carry the open sessions: end them too, as a cut would.
-    subprocess.run(["pkill", "-f", "sshd: %s" % user], capture_output=True)
+box = SshNode(work)
+port, known, key, address = box.port, box.known_hosts, box.key, box.address
+start_sshd, stop_sshd = box.start, box.stop
 
 
 def ksv(*args, timeout=120):
@@ -85,19 +41,11 @@ def ksv_json(*args):
 
 engine_dir = os.path.join(work, "edge-engine")
 engine_port = free_port()
-known = os.path.join(work, "known_hosts")
-key = os.path.join(work, "user_key")
-address = "ssh://%s@127.0.0.1:%d" % (user, port)
-common = ["--identity", key, "--known-hosts", known, "--engine-path", ENGINE,
-          "--engine-state-dir", engine_dir, "--engine-port", str(engine_port)]
+common = box.node_args(ENGINE, engine_dir, engine_port)
 
 
 def engine_pid():
-    try:
-        with open(os.path.join(engine_dir, "lock")) as f:
-            return int(f.read().strip())
-    except (OSError, ValueError):
-        return None
+    return lock_pid(engine_dir)
 
 
 def engine_request(method, path, body=None):
@@ -114,7 +62,6 @@ def engine_request(method, path, body=None):
 
 try:
     check(start_sshd(), "sshd runs on 127.0.0.1:%d" % port)
-    open(known, "w").close()
 
     rc, _, err = ksv("node", "add", "edge", address, *common)
     check(rc == 1 and "is not in" in err and "--trust-new" in err and os.path.getsize(known) == 0,
@@ -125,6 +72,36 @@ try:
     check(engine_pid() is not None, "ksv started ksv-engine on the node over SSH")
     engine_port_open = engine_request("GET", "/ksv/v1/node")[0] == 200
     check(engine_port_open, "the engine listens on the node's loopback")
+
+    # --install: no engine on the node's PATH, so ksv uploads this build's, but only to a
+    # node of the same architecture (a node-bin/uname stands in for another machine's).
+    inst_dir = os.path.join(work, "installed-engine")
+    inst_args = box.node_args(None, inst_dir, free_port())
+    rc, _, err = ksv("node", "add", "edge-i", address, *inst_args)
+    check(rc == 1 and "--install" in err, "without --engine-path or --install, a node with no ksv-engine is refused (%s)" % err.strip()[:120])
+    fake_uname = os.path.join(box.bin, "uname")
+    with open(fake_uname, "w") as f:
+        f.write("#!/bin/sh\n[ \"$1\" = -m ] && { echo riscv64; exit 0; }\nexec /bin/uname \"$@\"\n")
+    os.chmod(fake_uname, 0o755)
+    rc, _, err = ksv("node", "add", "edge-i", address, "--install", *inst_args)
+    check(rc == 1 and "riscv64" in err and os.uname().machine in err and not os.path.exists(os.path.join(inst_dir, "bin")),
+          "--install refuses a node of another architecture, uploading nothing (%s)" % err.strip()[:160])
+    os.remove(fake_uname)
+    rc, out, err = ksv("node", "add", "edge-i", address, "--install", *inst_args)
+    with open(ENGINE, "rb") as f:
+        engine_digest = __import__("hashlib").sha256(f.read()).hexdigest()
+    installed = os.path.join(inst_dir, "bin", engine_digest)
+    check(rc == 0 and "installed at" in out and os.access(installed, os.X_OK),
+          "--install uploads this ksv-engine into the node's state dir and starts it (%s)" % (out + err).strip()[:200])
+    check("uploaded" in err and "ksv-engine" in err, "the engine upload reports its progress")
+    inst_pid = lock_pid(inst_dir)
+    inst_exe = os.path.realpath("/proc/%d/exe" % inst_pid) if inst_pid else None
+    check(inst_exe == os.path.realpath(installed), "the node runs the installed copy (%s)" % inst_exe)
+    rc, st = ksv_json("node", "status", "edge-i")
+    check(rc == 0 and st[0]["reachable"], "the installed engine is reachable through SSH")
+    check(ksv("node", "rm", "edge-i")[0] == 0, "node rm edge-i")
+    if inst_pid:
+        os.kill(inst_pid, signal.SIGTERM)
 
     # Wrong user key; changed host key.
     rc, _, err = ksv("node", "add", "edge2", address, *(common[:1] + [os.path.join(work, "stranger_key")] + common[2:]))
@@ -153,7 +130,7 @@ try:
     rc, out, err = ksv("apply", "-f", plain)
     check(rc == 0 and engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 100},
           "apply through the SSH tunnel (%s)" % err.strip()[:120])
-    check("uploading" in err and "churn-v1/model.json" in err, "apply reports the model upload's progress")
+    check("uploaded" in err and "churn-v1/model.json" in err, "apply reports the model upload's progress (%s)" % err.strip()[:160])
     rev = engine_request("GET", "/ksv/v1/models/churn")[1]["revisions"][0]
     remote = rev["spec"]["storage_uri"]
     check(remote.startswith(os.path.realpath(engine_dir) + "/models/") or remote.startswith(engine_dir + "/models/"),
@@ -163,7 +140,7 @@ try:
     check(os.path.basename(os.path.dirname(remote)) == local_digest + ".d",
           "the copy is named by its sha256")
     rc, out, err = ksv("reconcile", "churn")
-    check(rc == 0 and "uploading" not in err, "a second push finds the file already there: nothing is sent again")
+    check(rc == 0 and "upload" not in err, "a second push finds the file already there: nothing is sent again")
     rc, out, err = ksv("apply", "-f", canary)
     check(rc == 0 and engine_request("GET", "/ksv/v1/models/churn")[1]["effective_traffic"] == {"churn-00001": 90, "churn-00002": 10},
           "canary through SSH")
@@ -180,7 +157,6 @@ try:
     check(rc == 0 and st[0]["reachable"] and st[0]["drift"] == [], "node status: reachable, no drift")
 
     # ksv-top drives the SSH node like a local one: figures through the tunnel.
-    TOP = os.environ.get("KSV_TOP", os.path.join(os.path.dirname(ENGINE), "ksv-top"))
     load = subprocess.Popen([KSV, "load", "churn", "--rps", "50", "--duration", "6", "-o", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     time.sleep(1)

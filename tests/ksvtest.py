@@ -19,6 +19,8 @@ import time
 SRCDIR = os.environ.get("KSV_SRCDIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.environ.get("KSV_DATA_DIR", os.path.join(SRCDIR, "data"))
 ENGINE = os.environ.get("KSV_ENGINE", os.path.join(SRCDIR, "src", "ksv-engine"))
+KSV = os.environ.get("KSV_CLI", os.path.join(os.path.dirname(ENGINE), "ksv"))
+TOP = os.environ.get("KSV_TOP", os.path.join(os.path.dirname(ENGINE), "ksv-top"))
 
 _procs = []
 _tmpdirs = []
@@ -202,3 +204,12 @@ def free_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+def lock_pid(state_dir):
+    """The PID of the engine holding STATE_DIR/lock, None when there is none."""
+    try:
+        with open(os.path.join(state_dir, "lock")) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None

@@ -13,49 +13,26 @@ import subprocess
 import sys
 import time
 
-from ksvtest import DATA, ENGINE, check, finish, tmpdir
+from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, lock_pid, tmpdir
+from tmuxterm import Tmux
 
 if not shutil.which("tmux"):
     print("tmux not installed: skipping")
     sys.exit(77)
 
-BIN = os.path.dirname(ENGINE)
-KSV = os.environ.get("KSV_CLI", os.path.join(BIN, "ksv"))
-TOP = os.environ.get("KSV_TOP", os.path.join(BIN, "ksv-top"))
 work = tmpdir("ksv-top-")
 node_dir = os.path.join(work, "node-a")
 db = os.path.join(work, "ksv.db")
 env = dict(os.environ, KSV_DB=db, XDG_STATE_HOME=os.path.join(work, "state"), KSV_ENGINE=ENGINE,
            USER="tester", LC_ALL="C.UTF-8")
-socket_name = "ksvtop%d" % os.getpid()
 procs = []
+term = Tmux("ksvtop")
+tmux, screen, wait_for = term.run, term.screen, term.wait_for
 
 
 def ksv(*args, timeout=120):
     r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
     return r.returncode, r.stdout, r.stderr
-
-
-def tmux(*args):
-    r = subprocess.run(["tmux", "-L", socket_name, "-f", "/dev/null"] + list(args),
-                       capture_output=True, text=True)
-    return r.stdout
-
-
-def screen():
-    return tmux("capture-pane", "-p", "-t", "top")
-
-
-def wait_for(pred, timeout=15.0):
-    """Polls the screen until pred(text) holds; returns the last screen."""
-    deadline = time.time() + timeout
-    text = screen()
-    while time.time() < deadline:
-        if pred(text):
-            return text
-        time.sleep(0.2)
-        text = screen()
-    return text
 
 
 def engine_split(model):
@@ -100,8 +77,7 @@ engine_pid = None
 try:
     rc, out, err = ksv("node", "add", "a", "local", "--engine-state-dir", node_dir)
     check(rc == 0, "node add a local: " + out + err)
-    with open(os.path.join(node_dir, "lock")) as f:
-        engine_pid = int(f.read().strip())
+    engine_pid = lock_pid(node_dir)
     for m in ("churn.yaml", "churn-canary.yaml", "fraud.yaml"):
         rc, out, err = ksv("apply", "-f", os.path.join(DATA, "manifests", m))
         check(rc == 0, "apply " + m)

@@ -19,16 +19,13 @@ import sys
 import time
 import urllib.parse
 
-from ksvtest import DATA, ENGINE, check, finish, free_port, tmpdir
+from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, free_port, lock_pid, tmpdir
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 if not os.access(PROMETHEUS, os.X_OK):
     print("prometheus not installed: skipping")
     sys.exit(77)
 
-BIN = os.path.dirname(ENGINE)
-KSV = os.environ.get("KSV_CLI", os.path.join(BIN, "ksv"))
-TOP = os.environ.get("KSV_TOP", os.path.join(BIN, "ksv-top"))
 RPS = 40
 work = tmpdir("ksv-prom-")
 node_dir = os.path.join(work, "node-a")
@@ -140,8 +137,7 @@ tmux_started = False
 try:
     rc, out, err = ksv("node", "add", "a", "local", "--engine-state-dir", node_dir)
     check(rc == 0, "node add a local: " + out + err)
-    with open(os.path.join(node_dir, "lock")) as f:
-        engine_pid = int(f.read().strip())
+    engine_pid = lock_pid(node_dir)
     rc, out, err = ksv("apply", "-f", os.path.join(DATA, "manifests", "fraud.yaml"))
     check(rc == 0, "apply fraud.yaml: " + out + err)
     with open(os.path.join(node_dir, "address")) as f:

@@ -45,8 +45,11 @@ static void print_upload(const char *node, const char *file, long long done, lon
     bool tty = isatty(STDERR_FILENO);
     if (!tty && done < total)
         return;
-    fprintf(stderr, "%sksv: node %s: uploading %s: %.1f/%.1f MB (%.1f MB/s)%s", tty ? "\r" : "",
-            node, file, done / 1e6, total / 1e6, rate / 1e6, done < total ? "" : "\n");
+    char line[4400];
+    ksv_ctl_format_upload(node, file, done, total, rate, line, sizeof line);
+    /* \033[K clears what a longer progress line left behind. */
+    fprintf(stderr, "%sksv: %s%s%s", tty ? "\r" : "", line, tty ? "\033[K" : "",
+            done < total ? "" : "\n");
     fflush(stderr);
 }
 

@@ -158,7 +158,12 @@ int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
             if (errors_model)
                 probe_errors(conn.client, errors_model, out);
         }
+        bool kept = conn.borrowed;
         ctl_node_disconnect(&conn);
+        /* The link is up but the engine did not answer: dial afresh next time, which also
+         * finds (and restarts) the engine on the node, as a new connection always does. */
+        if (rc != 0 && kept)
+            ctl_kept_forget(ctl, name);
     }
     if (!out->reachable)
         snprintf(out->error, sizeof out->error, "%s", e.msg);

@@ -20,6 +20,17 @@ static void default_db_path(char *out, size_t cap)
         snprintf(out, cap, "%s/.local/state/ksv/ksv.db", home && *home ? home : ".");
 }
 
+void ksv_ctl_format_upload(const char *node, const char *file, long long done,
+                           long long total, double bytes_per_s, char *out, size_t cap)
+{
+    if (done < total)
+        snprintf(out, cap, "node %s: uploading %s: %.1f/%.1f MB (%.1f MB/s)", node, file,
+                 (double)done / 1e6, (double)total / 1e6, bytes_per_s / 1e6);
+    else
+        snprintf(out, cap, "node %s: uploaded %s: %.1f MB (%.1f MB/s)", node, file,
+                 (double)total / 1e6, bytes_per_s / 1e6);
+}
+
 int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
 {
     ksv_ctl *ctl = calloc(1, sizeof *ctl);
@@ -37,6 +48,11 @@ int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
     ctl->node_timeout_ms = opts->node_timeout_ms > 0 ? opts->node_timeout_ms : 5000;
     ctl->upload_progress = opts->upload_progress;
     ctl->upload_progress_user = opts->upload_progress_user;
+    ctl->keep_connections = opts->keep_connections;
+    ctl->reconnect_min_ms = opts->reconnect_min_ms > 0 ? opts->reconnect_min_ms : 1000;
+    ctl->reconnect_max_ms = opts->reconnect_max_ms > 0 ? opts->reconnect_max_ms : 30000;
+    if (ctl->reconnect_max_ms < ctl->reconnect_min_ms)
+        ctl->reconnect_max_ms = ctl->reconnect_min_ms;
     if (ksv_store_open(ctl->db_path, &ctl->store, err) != 0) {
         free(ctl);
         return -1;
@@ -49,6 +65,7 @@ void ksv_ctl_close(ksv_ctl *ctl)
 {
     if (!ctl)
         return;
+    ctl_kept_close_all(ctl);
     ksv_store_close(ctl->store);
     free(ctl);
 }

@@ -33,7 +33,18 @@ typedef struct ksv_ctl_options {
     void (*upload_progress)(const char *node, const char *file, long long done,
                             long long total, double bytes_per_s, void *user);
     void *upload_progress_user;
+    /* Keep each SSH node's session and tunnel open between calls instead of dialling per
+     * call, and redial a failed node with exponential backoff (kept_conns.c): for long-lived
+     * callers such as ksv-top's probers. */
+    bool keep_connections;
+    long reconnect_min_ms;        /* first wait after a failed connect; default 1000 */
+    long reconnect_max_ms;        /* the longest wait; default 30000 */
 } ksv_ctl_options;
+
+/* One line for an upload_progress report: "node edge: uploading F: 0.4/1.2 MB (3.1 MB/s)",
+ * "node edge: uploaded F: 1.2 MB (3.1 MB/s)" once done. */
+void ksv_ctl_format_upload(const char *node, const char *file, long long done,
+                           long long total, double bytes_per_s, char *out, size_t cap);
 
 int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err);
 void ksv_ctl_close(ksv_ctl *ctl);

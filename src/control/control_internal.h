@@ -3,6 +3,7 @@
 #define KSV_CONTROL_INTERNAL_H
 
 #include <limits.h>
+#include <stdint.h>
 
 #include "control/control.h"
 #include "remote/engine_client.h"
@@ -24,6 +25,12 @@ struct ksv_ctl {
                             long long total, double bytes_per_s, void *user);
     void *upload_progress_user;
     int64_t last_compact_ms;      /* metric sample retention, run about once a minute */
+    /* SSH connections kept across calls (kept_conns.c), when keep_connections is set. */
+    bool keep_connections;
+    long reconnect_min_ms, reconnect_max_ms;
+    struct ctl_kept **kept;
+    size_t n_kept;
+    uint64_t jitter_state;
 };
 
 /* A local model file and where it lives on an SSH node once uploaded. */
@@ -41,11 +48,30 @@ typedef struct ctl_node_conn {
     ksv_engine_client *client;
     ksv_ssh_tunnel *tunnel;       /* ssh nodes: the forwarded port the client talks to */
     char engine_path[1100];       /* ssh nodes: the engine found or installed */
+    bool engine_installed;        /* ssh nodes: this connect uploaded it (--install) */
+    bool borrowed;                /* kept by the ctl (kept_conns.c): disconnect leaves it */
 } ctl_node_conn;
 
-/* Connects to a stored node (starting a local engine when it is not running). */
+/* Connects to a stored node (starting a local engine when it is not running). On a handle
+ * with keep_connections, an SSH node's connection is kept and reused (borrowed), except
+ * while model files are to be uploaded or the node is being added. */
 int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err);
+/* Always a new connection, owned by the caller. */
+int ctl_node_connect_fresh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
+                           ksv_err *err);
+/* Frees what the connection owns; a borrowed one stays with the ctl. */
 void ctl_node_disconnect(ctl_node_conn *c);
+
+/* ---- kept connections (kept_conns.c) ---- */
+typedef struct ctl_kept ctl_kept;
+/* The node's kept connection, dialled when there is none and the backoff allows it. */
+int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err);
+/* Drops the node's kept connection (the next connect dials again, without waiting). */
+void ctl_kept_forget(ksv_ctl *ctl, const char *name);
+void ctl_kept_close_all(ksv_ctl *ctl);
+/* The wait before reconnect attempt number `failures` (>= 1): min_ms doubled per failure,
+ * at most max_ms, times 0.8 + 0.4 * unit (unit in [0,1): the jitter). */
+long ctl_backoff_delay_ms(long min_ms, long max_ms, int failures, double unit);
 /* Where a local node's engine keeps its state. */
 void ctl_local_state_dir(const ksv_node *node, char *out, size_t cap);
 

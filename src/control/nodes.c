@@ -140,12 +140,15 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, c
         ksv_ssh_session_close(s);
         return -1;
     }
+    progress_ctx pc = {ctl, node->name, local_engine};
     ksv_ssh_engine_options eo = {
         .engine_path = node->engine_path,
         .state_dir = node->engine_state_dir,
         .engine_port = node->engine_port,
         .install = ctl->ssh_install,
         .local_engine = local_engine[0] ? local_engine : NULL,
+        .progress = ctl->upload_progress ? on_progress : NULL,
+        .progress_arg = &pc,
     };
     ksv_ssh_engine eng;
     if (ksv_ssh_ensure_engine(s, &eo, &eng, err) != 0) {
@@ -163,10 +166,20 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, c
     snprintf(url, url_cap, "%s", ksv_ssh_tunnel_base_url(out->tunnel));
     snprintf(token, token_cap, "%s", eng.token);
     snprintf(out->engine_path, sizeof out->engine_path, "%s", eng.engine_path);
+    out->engine_installed = eng.installed;
     return 0;
 }
 
 int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
+{
+    if (node->kind == KSV_NODE_SSH && ctl->keep_connections && ctl->n_uploads == 0 &&
+        !ctl->ssh_trust_new && !ctl->ssh_install)
+        return ctl_kept_connect(ctl, node, out, err);
+    return ctl_node_connect_fresh(ctl, node, out, err);
+}
+
+int ctl_node_connect_fresh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
+                           ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", node->name);
@@ -202,6 +215,10 @@ int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
 
 void ctl_node_disconnect(ctl_node_conn *c)
 {
+    if (c->borrowed) {
+        memset(c, 0, sizeof *c);
+        return;
+    }
     ksv_engine_client_free(c->client);
     c->client = NULL;
     ksv_ssh_tunnel_close(c->tunnel);
@@ -248,6 +265,7 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
         return -1;
     char found_engine[1100];
     snprintf(found_engine, sizeof found_engine, "%s", conn.engine_path);
+    bool installed = conn.engine_installed;
     if (node.kind == KSV_NODE_SSH && found_engine[0])
         node.engine_path = found_engine; /* later connects start the same binary */
     ksv_engine_node_info info;
@@ -269,8 +287,9 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
             ksv_store_rollback(ctl->store, &ignored);
         return -1;
     }
-    snprintf(res->summary, sizeof res->summary, "node %s added (%s, engine %s)", name, address,
-             version[0] ? version : "?");
+    snprintf(res->summary, sizeof res->summary, "node %s added (%s, engine %s%s%.1100s)", name,
+             address, version[0] ? version : "?", installed ? ", installed at " : "",
+             installed ? found_engine : "");
     res->changed = true;
     return 0;
 }
@@ -293,6 +312,7 @@ int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv
             ksv_store_rollback(ctl->store, &ignored);
         return -1;
     }
+    ctl_kept_forget(ctl, name);
     snprintf(res->summary, sizeof res->summary, "node %s removed (its engine keeps serving)",
              name);
     res->changed = true;

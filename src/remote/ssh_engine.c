@@ -87,10 +87,13 @@ static int install_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
                                      "--engine-path", s->name, out->arch, u.machine, out->arch);
     if (!o->local_engine || !*o->local_engine)
         return ksv_err_set(err, 400, "--install: no local ksv-engine to upload");
-    char cache[1100];
-    if (absolute(home, o->cache_dir && *o->cache_dir ? o->cache_dir : KSV_SSH_DEFAULT_CACHE_DIR,
-                 cache, sizeof cache) != 0)
-        return ksv_err_set(err, 400, "cache dir too long");
+    char cache[1200];
+    if (o->cache_dir && *o->cache_dir) {
+        if (absolute(home, o->cache_dir, cache, sizeof cache) != 0)
+            return ksv_err_set(err, 400, "cache dir too long");
+    } else if ((size_t)snprintf(cache, sizeof cache, "%s/bin", out->state_dir) >= sizeof cache) {
+        return ksv_err_set(err, 400, "--engine-state-dir too long");
+    }
     ksv_ssh_upload_result up;
     if (ksv_ssh_sftp_upload(s, o->local_engine, cache, o->progress, o->progress_arg, &up,
                             err) != 0)

@@ -16,7 +16,6 @@
 
 #define KSV_SSH_DEFAULT_ENGINE_PORT 8080
 #define KSV_SSH_DEFAULT_STATE_DIR ".local/state/ksv/engine"   /* under the remote home */
-#define KSV_SSH_DEFAULT_CACHE_DIR ".cache/ksv"                /* under the remote home */
 #define KSV_SSH_ENGINE_START_TIMEOUT_MS 10000L
 
 typedef struct ksv_ssh_engine_options {
@@ -25,7 +24,9 @@ typedef struct ksv_ssh_engine_options {
     int engine_port;            /* --engine-port; 0: KSV_SSH_DEFAULT_ENGINE_PORT */
     bool install;               /* --install: upload local_engine when none is found */
     const char *local_engine;   /* this build's ksv-engine (required with install) */
-    const char *cache_dir;      /* NULL: ~/KSV_SSH_DEFAULT_CACHE_DIR */
+    const char *cache_dir;      /* where --install puts the binary, named by its sha256;
+                                   NULL: STATE_DIR/bin, so removing the state dir removes
+                                   everything ksv put on the node */
     ksv_ssh_progress_fn progress;   /* upload progress (may be NULL) */
     void *progress_arg;
     long start_timeout_ms;      /* <= 0: KSV_SSH_ENGINE_START_TIMEOUT_MS */

@@ -527,7 +527,7 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
         fprintf(stderr, "ksv-top: cannot initialise the terminal\n");
         return 1;
     }
-    uint64_t seen = 0;
+    uint64_t seen = 0, transfer_seen = 0;
     while (!a->quit) {
         tui_snapshot *s = tui_worker_snapshot(w);
         if (s && s->seq != seen) {
@@ -538,6 +538,11 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
         } else {
             tui_snapshot_unref(s);
         }
+        char transfer[256];
+        bool transfer_done;
+        if (tui_worker_take_transfer(w, &transfer_seen, transfer, sizeof transfer,
+                                     &transfer_done))
+            set_status(a, transfer_done ? TUI_C_OK : TUI_C_PENDING, "%s", transfer);
         tui_job_result r;
         if (tui_worker_take_result(w, &r))
             set_status(a, r.ok ? TUI_C_OK : TUI_C_BAD, "%s", r.text);

@@ -29,7 +29,10 @@ static const char usage[] =
     "                   catch-up reconcile of a node that comes back)\n"
     "  -C               monochrome (also when NO_COLOR is set)\n"
     "  --once -o json   print one snapshot as JSON and exit\n"
-    "  --help, --version\n";
+    "  --help, --version\n"
+    "SSH nodes: each node's session and tunnel stay open between refreshes; a node that\n"
+    "cannot be reached is redialled with backoff (1 s doubling to 30 s), and one that comes\n"
+    "back is caught up with what changed meanwhile. Model uploads show in the status line.\n";
 
 static json_object *num_or_null(double v)
 {

@@ -57,6 +57,11 @@ struct tui_worker {
     tui_job job;
     char *job_manifest;
     tui_job_result result;
+    /* model uploads to SSH nodes, for the status line */
+    char transfer[256];
+    int64_t transfer_ms;
+    bool transfer_done;
+    uint64_t transfer_seq;
 
     pthread_t collector, actor;
     bool collector_started, actor_started;
@@ -90,11 +95,39 @@ static void wait_ms(tui_worker *w, const bool *flag, double ms)
             break;
 }
 
-static int open_ctl(tui_worker *w, long timeout_ms, ksv_ctl **ctl, ksv_err *err)
+/* Model files sent to SSH nodes (by a prober catching a node up, or by the actor): the
+ * newest progress line for the status line, at most every 200 ms and always at the end. */
+static void on_upload(const char *node, const char *file, long long done, long long total,
+                      double rate, void *user)
+{
+    tui_worker *w = user;
+    int64_t now = wall_ms();
+    pthread_mutex_lock(&w->mu);
+    if (done >= total || now - w->transfer_ms >= 200) {
+        /* The last two parts of the path say which model it is and fit the line. */
+        const char *shown = file, *p = file + strlen(file);
+        int slashes = 0;
+        while (p > file && slashes < 2)
+            if (*--p == '/' && ++slashes == 2)
+                shown = p + 1;
+        ksv_ctl_format_upload(node, shown, done, total, rate, w->transfer,
+                              sizeof w->transfer);
+        w->transfer_ms = now;
+        w->transfer_done = done >= total;
+        w->transfer_seq++;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+/* keep: the handle keeps SSH connections open between calls (the probers'). */
+static int open_ctl(tui_worker *w, long timeout_ms, bool keep, ksv_ctl **ctl, ksv_err *err)
 {
     ksv_ctl_options o = {.db_path = w->db_path[0] ? w->db_path : NULL,
                          .argv0 = w->argv0,
-                         .node_timeout_ms = timeout_ms};
+                         .node_timeout_ms = timeout_ms,
+                         .upload_progress = on_upload,
+                         .upload_progress_user = w,
+                         .keep_connections = keep};
     return ksv_ctl_open(&o, ctl, err);
 }
 
@@ -135,7 +168,7 @@ static void *prober_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         ksv_node_probe p;
         bool have = false;
-        if (ctl || open_ctl(w, w->opts.node_timeout_ms, &ctl, &err) == 0) {
+        if (ctl || open_ctl(w, w->opts.node_timeout_ms, true, &ctl, &err) == 0) {
             const char *slash = strchr(focus, '/');
             have = ksv_ctl_node_probe(ctl, slot->name, slash ? slash + 1 : NULL, &p, &err) == 0;
         }
@@ -212,13 +245,6 @@ static double stale_limit_ms(const tui_worker *w)
     return ms < 3000 ? 3000 : ms;
 }
 
-static int64_t now_ms_wall(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static spark_hist *spark_for(tui_worker *w, const char *key)
 {
     for (size_t i = 0; i < w->n_sparks; i++)
@@ -238,7 +264,7 @@ static spark_hist *spark_for(tui_worker *w, const char *key)
     ksv_err err;
     int64_t step = (int64_t)(w->opts.interval_s * 1000);
     if (w->ctl && step > 0 &&
-        ksv_ctl_recent_qps(w->ctl, slash ? slash + 1 : key, now_ms_wall(), step, TUI_SPARK_LEN,
+        ksv_ctl_recent_qps(w->ctl, slash ? slash + 1 : key, wall_ms(), step, TUI_SPARK_LEN,
                            seed, &err) == 0) {
         size_t first = 0;
         while (first < TUI_SPARK_LEN && isnan(seed[first]))
@@ -662,7 +688,7 @@ static void *actor_main(void *arg)
         pthread_mutex_unlock(&w->mu);
         tui_job_result r = {0};
         ksv_err err;
-        if (!ctl && open_ctl(w, 0, &ctl, &err) != 0)
+        if (!ctl && open_ctl(w, 0, false, &ctl, &err) != 0)
             snprintf(r.text, sizeof r.text, "%s", err.msg);
         else
             run_job(ctl, &job, manifest ? manifest : "", w->opts.change_timeout_s, &r);
@@ -698,7 +724,7 @@ int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err
     snprintf(w->argv0, sizeof w->argv0, "%s", o->argv0 ? o->argv0 : "");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
-    if (open_ctl(w, w->opts.node_timeout_ms, &w->ctl, err) != 0 ||
+    if (open_ctl(w, w->opts.node_timeout_ms, false, &w->ctl, err) != 0 ||
         ksv_mwin_new(0, &w->mwin, err) != 0) {
         tui_worker_stop(w);
         return -1;
@@ -826,6 +852,20 @@ bool tui_worker_take_result(tui_worker *w, tui_job_result *out)
     }
     pthread_mutex_unlock(&w->mu);
     return ready;
+}
+
+bool tui_worker_take_transfer(tui_worker *w, uint64_t *seen, char *out, size_t cap,
+                              bool *done)
+{
+    pthread_mutex_lock(&w->mu);
+    bool fresh = w->transfer_seq != *seen;
+    if (fresh) {
+        *seen = w->transfer_seq;
+        snprintf(out, cap, "%s", w->transfer);
+        *done = w->transfer_done;
+    }
+    pthread_mutex_unlock(&w->mu);
+    return fresh;
 }
 
 int tui_collect_once(const tui_worker_options *o, tui_snapshot **out, ksv_err *err)

@@ -3,7 +3,9 @@
  * Threads, each with its own ksv_ctl (a store handle is used by one thread at a time):
  *   - one prober per node: probes its engine every interval (node info, applied state,
  *     histograms, recent errors of the focused model) and leaves the latest answer in the
- *     node's slot. A hung node only holds up its own prober; its slot ages, and the
+ *     node's slot. An SSH node's session and tunnel stay open between probes, and a node
+ *     that cannot be reached is redialled with exponential backoff (control.h,
+ *     keep_connections). A hung node only holds up its own prober; its slot ages, and the
  *     snapshot shows the node stale with the age of its figures.
  *   - the collector: every interval (or when asked) reads the store (models, revisions,
  *     traffic, nodes, history), feeds new scrapes into the metrics window (10 s rates,
@@ -69,6 +71,12 @@ int tui_worker_submit(tui_worker *w, const tui_job *job, ksv_err *err);
 bool tui_worker_busy(tui_worker *w);
 /* True once per finished job, with its result. */
 bool tui_worker_take_result(tui_worker *w, tui_job_result *out);
+
+/* True when a model upload to an SSH node made progress since *seen (updated), with its
+ * line ("node edge: uploading churn-v2/model.json: 0.4/1.2 MB (3.1 MB/s)") in out and
+ * *done telling whether that file is complete. */
+bool tui_worker_take_transfer(tui_worker *w, uint64_t *seen, char *out, size_t cap,
+                              bool *done);
 
 /* --once: probes every node twice, one interval apart, and builds one snapshot on the
  * calling thread. */
