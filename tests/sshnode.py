@@ -82,14 +82,20 @@ class SshNode:
         return False
 
     def stop(self):
-        """Stops sshd and the children that carry its open sessions, as a cut would."""
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            self.proc.wait(10)
-        # Per-connection children are named "sshd: USER..." and are not ours to find by PID
-        # (sshd forks them); match the user and kill only sshd processes that have our
-        # config's listening port gone, i.e. every one of that user's sessions here.
-        subprocess.run(["pkill", "-f", "sshd: %s" % self.user], capture_output=True)
+        """Stops sshd and the children that carry its open sessions, as a cut would.
+
+        Only this sshd's own descendants: tests run in parallel, each with its own sshd, and
+        killing every "sshd: USER" process would cut the other tests' links too."""
+        if not self.proc or self.proc.poll() is not None:
+            return
+        children = _descendants(self.proc.pid)
+        self.proc.send_signal(signal.SIGTERM)
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.proc.wait(10)
 
     def logins(self):
         """How many logins sshd has accepted so far."""
@@ -104,3 +110,25 @@ class SshNode:
         return (["--identity", key or self.key, "--known-hosts", known_hosts or self.known_hosts]
                 + (["--engine-path", engine] if engine else [])
                 + ["--engine-state-dir", engine_dir, "--engine-port", str(engine_port)])
+
+
+def _descendants(root):
+    """PIDs of every process below root, from /proc (children before they can re-parent)."""
+    parent = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+            # The command may hold spaces and parentheses: the fields follow the last ')'.
+            parent[int(entry)] = int(stat[stat.rindex(")") + 2:].split()[1])
+        except (OSError, ValueError, IndexError):
+            pass
+    found, frontier = [], [root]
+    while frontier:
+        p = frontier.pop()
+        kids = [c for c, pp in parent.items() if pp == p]
+        found += kids
+        frontier += kids
+    return found

@@ -18,7 +18,6 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,25 +33,11 @@
 #include "remote/engine_client.h"
 #include "remote/local_node.h"
 
+#include "ktest.h"
+
 #ifndef KSV_SRCDIR
 #define KSV_SRCDIR "."
 #endif
-
-static int failures;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s - ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-    if (!ok)
-        failures++;
-}
 
 /* --- engines started here are killed by pid, whatever happens ------------------------- */
 
@@ -295,31 +280,31 @@ static void check_local_engine_files(const fixture *fx, const ksv_local_engine *
     snprintf(path, sizeof path, "%s/token", fx->state_a);
     read_first_line(path, token, sizeof token);
     struct stat st;
-    check(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "token file is mode 0600");
-    check(token[0] && strcmp(token, le->token) == 0, "token matches STATE_DIR/token");
+    KT_CHECK(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600, "token file is mode 0600");
+    KT_CHECK(token[0] && strcmp(token, le->token) == 0, "token matches STATE_DIR/token");
     snprintf(path, sizeof path, "%s/address", fx->state_a);
     read_first_line(path, address, sizeof address);
     snprintf(url, sizeof url, "http://%s", address);
-    check(strcmp(url, le->base_url) == 0, "base_url %s is http:// + STATE_DIR/address (%s)",
-          le->base_url, address);
+    KT_CHECK(strcmp(url, le->base_url) == 0, "base_url %s is http:// + STATE_DIR/address (%s)",
+             le->base_url, address);
     char exe[PATH_MAX] = "", want[PATH_MAX] = "";
     snprintf(path, sizeof path, "/proc/%ld/exe", (long)le->pid);
     ssize_t n = readlink(path, exe, sizeof exe - 1);
     exe[n > 0 ? n : 0] = '\0';
-    check(realpath(fx->engine, want) && strcmp(exe, want) == 0,
-          "pid %ld runs %s", (long)le->pid, exe);
+    KT_CHECK(realpath(fx->engine, want) && strcmp(exe, want) == 0,
+             "pid %ld runs %s", (long)le->pid, exe);
 }
 
 static void check_find_engine(const fixture *fx, const char *argv0)
 {
     char found[PATH_MAX];
-    check(ksv_find_engine(found, sizeof found, argv0) == 0 && strcmp(found, fx->engine) == 0,
-          "ksv_find_engine honours KSV_ENGINE");
+    KT_CHECK(ksv_find_engine(found, sizeof found, argv0) == 0 && strcmp(found, fx->engine) == 0,
+             "ksv_find_engine honours KSV_ENGINE");
     char *saved_env = strdup(getenv("KSV_ENGINE") ? getenv("KSV_ENGINE") : "");
     char *saved_path = strdup(getenv("PATH") ? getenv("PATH") : "");
     setenv("KSV_ENGINE", "/nonexistent/ksv-engine", 1);
-    check(ksv_find_engine(found, sizeof found, argv0) == -1,
-          "ksv_find_engine: a KSV_ENGINE that is not executable is an error, no fallback");
+    KT_CHECK(ksv_find_engine(found, sizeof found, argv0) == -1,
+             "ksv_find_engine: a KSV_ENGINE that is not executable is an error, no fallback");
     unsetenv("KSV_ENGINE");
     /* PATH lookup: a bin folder holding a link to the engine. The engine may also sit
      * beside this test's executable, which wins. */
@@ -339,15 +324,15 @@ static void check_find_engine(const fixture *fx, const char *argv0)
     char path_env[PATH_MAX + 64];
     snprintf(path_env, sizeof path_env, "/nonexistent-bin::%s", bin);
     setenv("PATH", path_env, 1);
-    check(linked && ksv_find_engine(found, sizeof found, "test_engine_client") == 0 &&
-              strcmp(found, expect) == 0,
-          "ksv_find_engine without KSV_ENGINE finds %s (got %s)", expect, found);
+    KT_CHECK(linked && ksv_find_engine(found, sizeof found, "test_engine_client") == 0 &&
+                 strcmp(found, expect) == 0,
+             "ksv_find_engine without KSV_ENGINE finds %s (got %s)", expect, found);
     char tiny[4];
-    check(ksv_find_engine(tiny, sizeof tiny, "x") == -1, "ksv_find_engine: too small a buffer");
+    KT_CHECK(ksv_find_engine(tiny, sizeof tiny, "x") == -1, "ksv_find_engine: too small a buffer");
     setenv("PATH", "/nonexistent-bin", 1);
     if (access(beside, X_OK) != 0)
-        check(ksv_find_engine(found, sizeof found, "x") == -1 && found[0] == '\0',
-              "ksv_find_engine: nothing found is -1");
+        KT_CHECK(ksv_find_engine(found, sizeof found, "x") == -1 && found[0] == '\0',
+                 "ksv_find_engine: nothing found is -1");
     setenv("PATH", saved_path, 1);
     setenv("KSV_ENGINE", saved_env, 1);
     free(saved_env);
@@ -454,15 +439,15 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
 {
     ksv_engine_client *c = NULL;
     ksv_err err;
-    check(ksv_engine_client_new(le->base_url, le->token, 5000, &c, &err) == 0, "client for %s",
-          le->base_url);
+    KT_CHECK(ksv_engine_client_new(le->base_url, le->token, 5000, &c, &err) == 0, "client for %s",
+             le->base_url);
     if (!c)
         return;
-    check(ksv_engine_client_health(c, &err) == 0, "health answers");
+    KT_CHECK(ksv_engine_client_health(c, &err) == 0, "health answers");
     json_object *state = NULL;
-    check(ksv_engine_client_get_state(c, &state, &err) == 0 &&
-              json_object_array_length(json_object_object_get(state, "models")) == 0,
-          "a fresh engine has no models");
+    KT_CHECK(ksv_engine_client_get_state(c, &state, &err) == 0 &&
+                 json_object_array_length(json_object_object_get(state, "models")) == 0,
+             "a fresh engine has no models");
     json_object_put(state);
 
     char uri1[PATH_MAX + 32], uri2[PATH_MAX + 32];
@@ -472,127 +457,127 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
     ksv_engine_model_put_init(&put);
     ksv_engine_revision_put r1 = {.name = "churn-00001", .runtime = "ksv-xgboost",
                                   .storage_uri = uri1, .traffic = 100};
-    check(ksv_engine_model_put_add(&put, &r1, &err) == 0, "typed PUT body: one revision");
+    KT_CHECK(ksv_engine_model_put_add(&put, &r1, &err) == 0, "typed PUT body: one revision");
     char *body = NULL;
-    check(ksv_engine_model_put_to_json(&put, &body, &err) == 0, "typed PUT body renders");
+    KT_CHECK(ksv_engine_model_put_to_json(&put, &body, &err) == 0, "typed PUT body renders");
     json_object *parsed = body ? json_tokener_parse(body) : NULL, *x;
-    check(parsed && json_object_object_get_ex(parsed, "traffic", &x) &&
-              json_object_get_int(json_object_object_get(x, "churn-00001")) == 100 &&
-              !json_object_object_get_ex(parsed, "rollback_window_s", &x) &&
-              !json_object_object_get_ex(
-                  json_object_array_get_idx(json_object_object_get(parsed, "revisions"), 0),
-                  "settings", &x),
-          "PUT body: traffic map, defaults left out: %s", body ? body : "(null)");
+    KT_CHECK(parsed && json_object_object_get_ex(parsed, "traffic", &x) &&
+                 json_object_get_int(json_object_object_get(x, "churn-00001")) == 100 &&
+                 !json_object_object_get_ex(parsed, "rollback_window_s", &x) &&
+                 !json_object_object_get_ex(
+                     json_object_array_get_idx(json_object_object_get(parsed, "revisions"), 0),
+                     "settings", &x),
+             "PUT body: traffic map, defaults left out: %s", body ? body : "(null)");
     json_object_put(parsed);
     free(body);
 
     json_object *answer = NULL;
     int rc = ksv_engine_client_put_model(c, "churn", &put, &answer, &err);
-    check(rc == 0, "put model churn (churn-v1): %s", rc == 0 ? "202" : err.msg);
-    check(answer && strcmp(json_object_get_string(json_object_object_get(answer, "name")),
-                           "churn") == 0, "PUT answers the model's state");
+    KT_CHECK(rc == 0, "put model churn (churn-v1): %s", rc == 0 ? "202" : err.msg);
+    KT_CHECK(answer && strcmp(json_object_get_string(json_object_object_get(answer, "name")),
+                              "churn") == 0, "PUT answers the model's state");
     json_object_put(answer);
     double t0 = now_ms();
     rc = ksv_engine_client_wait_applied(c, "churn", 10000, &answer, &err);
-    check(rc == 0, "wait_applied churn: %s (%.0f ms)", rc == 0 ? "applied" : err.msg,
-          now_ms() - t0);
-    check(answer && json_object_get_boolean(json_object_object_get(answer, "traffic_applied")),
-          "wait_applied hands back the applied state");
+    KT_CHECK(rc == 0, "wait_applied churn: %s (%.0f ms)", rc == 0 ? "applied" : err.msg,
+             now_ms() - t0);
+    KT_CHECK(answer && json_object_get_boolean(json_object_object_get(answer, "traffic_applied")),
+             "wait_applied hands back the applied state");
     json_object_put(answer);
 
     ksv_engine_model_status ms;
     rc = ksv_engine_client_get_model_status(c, "churn", &ms, &err);
-    check(rc == 0 && ms.traffic_applied && ms.ready && !ms.pinned && ms.n_revisions == 1 &&
-              strcmp(ms.revisions[0].state, "ready") == 0 && ms.revisions[0].traffic == 100 &&
-              ms.revisions[0].num_features == 8 && ms.rollback_window_s == 600 &&
-              strcmp(ms.revisions[0].storage_uri, uri1) == 0,
-          "typed model status: ready, 100%%, 8 features, window 600 s, URI kept");
+    KT_CHECK(rc == 0 && ms.traffic_applied && ms.ready && !ms.pinned && ms.n_revisions == 1 &&
+                 strcmp(ms.revisions[0].state, "ready") == 0 && ms.revisions[0].traffic == 100 &&
+                 ms.revisions[0].num_features == 8 && ms.rollback_window_s == 600 &&
+                 strcmp(ms.revisions[0].storage_uri, uri1) == 0,
+             "typed model status: ready, 100%%, 8 features, window 600 s, URI kept");
     long features = rc == 0 && ms.n_revisions ? ms.revisions[0].num_features : 8;
     ksv_engine_model_status_free(&ms);
 
     const int n_infer = 7;
-    check(infer_rows(c, features, n_infer) == n_infer, "%d inferences answered 200", n_infer);
+    KT_CHECK(infer_rows(c, features, n_infer) == n_infer, "%d inferences answered 200", n_infer);
 
     /* Second revision at 0%, then the 80/20 split. */
     ksv_engine_revision_put r2 = {.name = "churn-00002", .storage_uri = uri2,
                                   .container_concurrency = 64, .timeout_ms = 2000};
     r1.traffic = 100;
-    check(ksv_engine_model_put_add(&put, &r2, &err) == 0, "typed PUT body: two revisions");
+    KT_CHECK(ksv_engine_model_put_add(&put, &r2, &err) == 0, "typed PUT body: two revisions");
     put.rollback_window_s = 120;
     rc = ksv_engine_client_put_model(c, "churn", &put, NULL, &err);
-    check(rc == 0, "put churn with churn-00002 at 0%%: %s", rc == 0 ? "202" : err.msg);
-    check(ksv_engine_client_wait_applied(c, "churn", 10000, NULL, &err) == 0,
-          "wait_applied after adding churn-00002");
+    KT_CHECK(rc == 0, "put churn with churn-00002 at 0%%: %s", rc == 0 ? "202" : err.msg);
+    KT_CHECK(ksv_engine_client_wait_applied(c, "churn", 10000, NULL, &err) == 0,
+             "wait_applied after adding churn-00002");
     ksv_engine_traffic split[] = {{"churn-00001", 80}, {"churn-00002", 20}};
-    check(ksv_engine_client_put_traffic(c, "churn", split, 2, NULL, &err) == 0,
-          "put traffic 80/20");
-    check(ksv_engine_client_wait_applied(c, "churn", 10000, NULL, &err) == 0,
-          "wait_applied after 80/20");
-    check(ksv_engine_client_get_state(c, &state, &err) == 0, "get_state");
+    KT_CHECK(ksv_engine_client_put_traffic(c, "churn", split, 2, NULL, &err) == 0,
+             "put traffic 80/20");
+    KT_CHECK(ksv_engine_client_wait_applied(c, "churn", 10000, NULL, &err) == 0,
+             "wait_applied after 80/20");
+    KT_CHECK(ksv_engine_client_get_state(c, &state, &err) == 0, "get_state");
     char traffic[256], effective[256];
     traffic_of(state, "churn", "traffic", traffic, sizeof traffic);
     traffic_of(state, "churn", "effective_traffic", effective, sizeof effective);
-    check(strcmp(traffic, "churn-00001=80,churn-00002=20") == 0, "state traffic %s", traffic);
-    check(strcmp(effective, "churn-00001=80,churn-00002=20") == 0, "state effective %s",
-          effective);
+    KT_CHECK(strcmp(traffic, "churn-00001=80,churn-00002=20") == 0, "state traffic %s", traffic);
+    KT_CHECK(strcmp(effective, "churn-00001=80,churn-00002=20") == 0, "state effective %s",
+             effective);
     json_object *model0 = json_object_array_get_idx(json_object_object_get(state, "models"), 0);
     rc = ksv_engine_model_status_parse(model0, &ms, &err);
-    check(rc == 0 && ms.n_revisions == 2 && ms.rollback_window_s == 120 &&
-              strcmp(ms.revisions[1].name, "churn-00002") == 0 &&
-              ms.revisions[1].desired_traffic == 20 && ms.revisions[0].desired_traffic == 80,
-          "typed status from /state: two revisions, 80/20, window 120 s");
+    KT_CHECK(rc == 0 && ms.n_revisions == 2 && ms.rollback_window_s == 120 &&
+                 strcmp(ms.revisions[1].name, "churn-00002") == 0 &&
+                 ms.revisions[1].desired_traffic == 20 && ms.revisions[0].desired_traffic == 80,
+             "typed status from /state: two revisions, 80/20, window 120 s");
     ksv_engine_model_status_free(&ms);
     json_object_put(state);
 
     /* Traffic errors come back with the engine's status and words. */
     ksv_engine_traffic bad_sum[] = {{"churn-00001", 50}, {"churn-00002", 40}};
     rc = ksv_engine_client_put_traffic(c, "churn", bad_sum, 2, NULL, &err);
-    check(rc != 0 && err.status == 400 && strstr(err.msg, "100"), "traffic 50/40: 400 (%s)",
-          err.msg);
+    KT_CHECK(rc != 0 && err.status == 400 && strstr(err.msg, "100"), "traffic 50/40: 400 (%s)",
+             err.msg);
     ksv_engine_traffic bad_rev[] = {{"churn-00009", 100}};
     rc = ksv_engine_client_put_traffic(c, "churn", bad_rev, 1, NULL, &err);
-    check(rc != 0 && err.status == 404 && strstr(err.msg, "churn-00009"),
-          "traffic to an unknown revision: 404 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 404 && strstr(err.msg, "churn-00009"),
+             "traffic to an unknown revision: 404 (%s)", err.msg);
     rc = ksv_engine_client_get_model(c, "nosuch", &answer, &err);
-    check(rc != 0 && err.status == 404 && answer == NULL, "unknown model: 404 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 404 && answer == NULL, "unknown model: 404 (%s)", err.msg);
     rc = ksv_engine_client_get_model(c, "../state", &answer, &err);
-    check(rc != 0 && err.status == 404, "a model name cannot climb the path: 404 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 404, "a model name cannot climb the path: 404 (%s)", err.msg);
 
     ksv_engine_node_info node;
     rc = ksv_engine_client_get_node(c, &node, &err);
-    check(rc == 0 && node.version[0] && node.threads == 1 && node.uptime_s >= 0 &&
-              node.cpus == get_nprocs() && node.n_gpus == 0 && node.max_body > 0 &&
-              strcmp(node.listen, le->base_url + 7) == 0,
-          "node: version %s, threads %d (asked 1), cpus %d, uptime %.1f s, listen %s",
-          node.version, node.threads, node.cpus, node.uptime_s, node.listen);
+    KT_CHECK(rc == 0 && node.version[0] && node.threads == 1 && node.uptime_s >= 0 &&
+                 node.cpus == get_nprocs() && node.n_gpus == 0 && node.max_body > 0 &&
+                 strcmp(node.listen, le->base_url + 7) == 0,
+             "node: version %s, threads %d (asked 1), cpus %d, uptime %.1f s, listen %s",
+             node.version, node.threads, node.cpus, node.uptime_s, node.listen);
 
     json_object *hist = NULL;
     rc = ksv_engine_client_get_histograms(c, &hist, &err);
     long count = rc == 0 ? hist_code_count(hist, "churn", "churn-00001") : -1;
-    check(count == n_infer, "histograms: churn-00001 has %ld code-200 requests (sent %d)", count,
-          n_infer);
+    KT_CHECK(count == n_infer, "histograms: churn-00001 has %ld code-200 requests (sent %d)", count,
+             n_infer);
     json_object_put(hist);
     char *text = NULL;
     size_t len = 0;
     rc = ksv_engine_client_get_histograms_text(c, &text, &len, &err);
     json_object *again = rc == 0 ? json_tokener_parse(text) : NULL;
-    check(again && hist_code_count(again, "churn", "churn-00001") == n_infer &&
-              len == strlen(text), "histograms as text parse to the same count");
+    KT_CHECK(again && hist_code_count(again, "churn", "churn-00001") == n_infer &&
+                 len == strlen(text), "histograms as text parse to the same count");
     json_object_put(again);
     free(text);
 
     rc = ksv_engine_client_get_metrics_text(c, &text, &len, &err);
     const char *labels[] = {"model=\"churn\"", "revision=\"churn-00001\"", "code=\"200\"", NULL};
     double total = rc == 0 ? metric_sum(text, labels) : -1;
-    check(rc == 0 && strstr(text, "ksv_requests_total") && total == n_infer,
-          "metrics text: ksv_requests_total{churn,churn-00001,200} = %g (sent %d)", total,
-          n_infer);
+    KT_CHECK(rc == 0 && strstr(text, "ksv_requests_total") && total == n_infer,
+             "metrics text: ksv_requests_total{churn,churn-00001,200} = %g (sent %d)", total,
+             n_infer);
     free(text);
 
     ksv_engine_client_set_max_reply(c, 100);
     rc = ksv_engine_client_get_metrics_text(c, &text, &len, &err);
-    check(rc != 0 && err.status == 502 && strstr(err.msg, "over 100 bytes") && text == NULL,
-          "a reply over the cap: 502 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 502 && strstr(err.msg, "over 100 bytes") && text == NULL,
+             "a reply over the cap: 502 (%s)", err.msg);
     ksv_engine_client_set_max_reply(c, KSV_ENGINE_CLIENT_MAX_REPLY);
 
     /* A revision whose file is not a model: the load fails and wait_applied says so. */
@@ -613,19 +598,19 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
     rc = ksv_engine_client_put_model(c, "broken", &broken, NULL, &err);
     if (rc == 0) {
         rc = ksv_engine_client_wait_applied(c, "broken", 10000, NULL, &err);
-        check(rc != 0 && err.status == 500 && strstr(err.msg, "broken-00001 failed"),
-              "wait_applied on a model that cannot load: 500 (%s)", err.msg);
-        check(ksv_engine_client_delete_model(c, "broken", &err) == 0, "delete broken");
+        KT_CHECK(rc != 0 && err.status == 500 && strstr(err.msg, "broken-00001 failed"),
+                 "wait_applied on a model that cannot load: 500 (%s)", err.msg);
+        KT_CHECK(ksv_engine_client_delete_model(c, "broken", &err) == 0, "delete broken");
     } else {
-        check(err.status == 400, "a model file that is not a model is refused: %d (%s)",
-              err.status, err.msg);
+        KT_CHECK(err.status == 400, "a model file that is not a model is refused: %d (%s)",
+                 err.status, err.msg);
     }
 
-    check(ksv_engine_client_delete_model(c, "churn", &err) == 0, "delete churn");
+    KT_CHECK(ksv_engine_client_delete_model(c, "churn", &err) == 0, "delete churn");
     rc = ksv_engine_client_get_model(c, "churn", &answer, &err);
-    check(rc != 0 && err.status == 404, "churn is gone after delete (404)");
+    KT_CHECK(rc != 0 && err.status == 404, "churn is gone after delete (404)");
     rc = ksv_engine_client_delete_model(c, "churn", &err);
-    check(rc != 0 && err.status == 404, "deleting it again: 404 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 404, "deleting it again: 404 (%s)", err.msg);
 
     /* The engine may close after each answer; the client must never open more than one
      * connection per call (keep-alive itself is checked against the canned server). */
@@ -635,17 +620,17 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
 
     /* Wrong and missing tokens. */
     ksv_engine_client *bad = NULL;
-    check(ksv_engine_client_new(le->base_url, "not-the-token", 2000, &bad, &err) == 0,
-          "client with a wrong token");
+    KT_CHECK(ksv_engine_client_new(le->base_url, "not-the-token", 2000, &bad, &err) == 0,
+             "client with a wrong token");
     rc = bad ? ksv_engine_client_get_state(bad, &state, &err) : -1;
-    check(rc != 0 && err.status == 401 && err.msg[0] && !strstr(err.msg, le->token),
-          "wrong token: 401 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 401 && err.msg[0] && !strstr(err.msg, le->token),
+             "wrong token: 401 (%s)", err.msg);
     ksv_engine_client_free(bad);
-    check(ksv_engine_client_new(le->base_url, NULL, 2000, &bad, &err) == 0,
-          "client without a token");
+    KT_CHECK(ksv_engine_client_new(le->base_url, NULL, 2000, &bad, &err) == 0,
+             "client without a token");
     rc = bad ? ksv_engine_client_get_node(bad, &node, &err) : -1;
-    check(rc != 0 && err.status == 401, "no token: 401 (%s)", err.msg);
-    check(bad && ksv_engine_client_health(bad, &err) == 0, "health needs no token");
+    KT_CHECK(rc != 0 && err.status == 401, "no token: 401 (%s)", err.msg);
+    KT_CHECK(bad && ksv_engine_client_health(bad, &err) == 0, "health needs no token");
     ksv_engine_client_free(bad);
 }
 
@@ -663,12 +648,12 @@ static void test_unreachable(void)
     double t0 = now_ms();
     json_object *state = NULL;
     int rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
-    check(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && strstr(err.msg, url)
-              && state == NULL,
-          "nothing listening: 503 in %.0f ms (%s)", now_ms() - t0, err.msg);
+    KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && strstr(err.msg, url)
+                 && state == NULL,
+             "nothing listening: 503 in %.0f ms (%s)", now_ms() - t0, err.msg);
     rc = c ? ksv_engine_client_wait_applied(c, "m", 300, NULL, &err) : 0;
-    check(rc != 0 && err.status == 504 && strstr(err.msg, "unreachable"),
-          "wait_applied on a dead node: 504 naming the last error (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 504 && strstr(err.msg, "unreachable"),
+             "wait_applied on a dead node: 504 naming the last error (%s)", err.msg);
     ksv_engine_client_free(c);
 
     /* A listening socket that never accepts: the kernel completes the handshake, so only
@@ -680,12 +665,12 @@ static void test_unreachable(void)
     t0 = now_ms();
     rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
     double took = now_ms() - t0;
-    check(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && took >= 250 &&
-              took < 300 + 700,
-          "a server that never answers: 503 after %.0f ms (timeout 300) (%s)", took, err.msg);
-    check(c && strcmp(ksv_engine_client_base_url(c), url) != 0 &&
-              strncmp(ksv_engine_client_base_url(c), url, strlen(url) - 1) == 0,
-          "the base URL's trailing slash is dropped");
+    KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && took >= 250 &&
+                 took < 300 + 700,
+             "a server that never answers: 503 after %.0f ms (timeout 300) (%s)", took, err.msg);
+    KT_CHECK(c && strcmp(ksv_engine_client_base_url(c), url) != 0 &&
+                 strncmp(ksv_engine_client_base_url(c), url, strlen(url) - 1) == 0,
+             "the base URL's trailing slash is dropped");
     ksv_engine_client_free(c);
     close(fd);
 
@@ -695,11 +680,11 @@ static void test_unreachable(void)
     for (size_t i = 0; bad_urls[i]; i++) {
         c = NULL;
         rc = ksv_engine_client_new(bad_urls[i], "t", 100, &c, &err);
-        check(rc != 0 && c == NULL && err.status == 400, "bad node URL \"%s\": 400",
-              bad_urls[i]);
+        KT_CHECK(rc != 0 && c == NULL && err.status == 400, "bad node URL \"%s\": 400",
+                 bad_urls[i]);
     }
     rc = ksv_engine_client_new(NULL, "t", 100, &c, &err);
-    check(rc != 0 && err.status == 400, "NULL node URL: 400");
+    KT_CHECK(rc != 0 && err.status == 400, "NULL node URL: 400");
 }
 
 typedef enum { CALL_STATE, CALL_NODE, CALL_MODEL_STATUS, CALL_METRICS, CALL_HEALTH } call_kind;
@@ -750,7 +735,7 @@ static void test_bad_replies(void)
 {
     canned_server srv;
     if (canned_start(&srv) != 0) {
-        check(false, "start the canned server");
+        KT_CHECK(false, "start the canned server");
         return;
     }
     char url[64];
@@ -760,7 +745,7 @@ static void test_bad_replies(void)
     const char *token = "s3cret-token-value";
     ksv_engine_client_new(url, token, 1000, &c, &err);
     if (!c) {
-        check(false, "client for the canned server");
+        KT_CHECK(false, "client for the canned server");
         canned_stop(&srv);
         return;
     }
@@ -838,19 +823,19 @@ static void test_bad_replies(void)
             canned_set(&srv, k->status, k->body);
         ksv_err_clear(&err);
         int rc = run_call(c, k->call, &err);
-        check(rc != 0 && err.status == k->want_status && strstr(err.msg, k->want_text) &&
-                  !strstr(err.msg, token),
-              "%s: %d \"%s\"", k->what, err.status, err.msg);
+        KT_CHECK(rc != 0 && err.status == k->want_status && strstr(err.msg, k->want_text) &&
+                     !strstr(err.msg, token),
+                 "%s: %d \"%s\"", k->what, err.status, err.msg);
     }
 
     /* Good canned answers parse into the typed structs. */
     canned_set(&srv, 200, node_ok);
     ksv_engine_node_info node;
     int rc = ksv_engine_client_get_node(c, &node, &err);
-    check(rc == 0 && node.n_gpus == 1 && node.gpus[0].utilization_ratio == 0.5 &&
-              node.gpus[0].memory_total_bytes == 80 && strcmp(node.gpus[0].name, "H100") == 0 &&
-              node.inflight == 3 && node.loadavg[2] == 3 && node.cpus == 16 && node.cuda[0] == 0,
-          "node with a GPU parses");
+    KT_CHECK(rc == 0 && node.n_gpus == 1 && node.gpus[0].utilization_ratio == 0.5 &&
+                 node.gpus[0].memory_total_bytes == 80 && strcmp(node.gpus[0].name, "H100") == 0 &&
+                 node.inflight == 3 && node.loadavg[2] == 3 && node.cpus == 16 && node.cuda[0] == 0,
+             "node with a GPU parses");
 
     /* The request itself: method, path encoding, bearer token, no Expect. */
     char req[8192];
@@ -862,25 +847,26 @@ static void test_bad_replies(void)
     canned_last_request(&srv, req, sizeof req);
     char auth[128];
     snprintf(auth, sizeof auth, "\r\nAuthorization: Bearer %s\r\n", token);
-    check(rc == 0 && strncmp(req, "GET /ksv/v1/models/a%2Fb%20c HTTP/1.1\r\n", 39) == 0,
-          "the model name is one percent-encoded path segment");
-    check(strstr(req, auth) != NULL, "the bearer token is sent");
+    KT_CHECK(rc == 0 && strncmp(req, "GET /ksv/v1/models/a%2Fb%20c HTTP/1.1\r\n", 39) == 0,
+             "the model name is one percent-encoded path segment");
+    KT_CHECK(strstr(req, auth) != NULL, "the bearer token is sent");
     ksv_engine_traffic split[] = {{"m-00001", 30}, {"m-\"2", 70}};
     rc = ksv_engine_client_put_traffic(c, "m", split, 2, NULL, &err);
     canned_last_request(&srv, req, sizeof req);
     const char *body = strstr(req, "\r\n\r\n");
     json_object *sent = body ? json_tokener_parse(body + 4) : NULL, *t = NULL;
-    check(rc == 0 && strncmp(req, "PUT /ksv/v1/models/m/traffic HTTP/1.1", 37) == 0 &&
-              strcasestr(req, "\r\nContent-Type: application/json") && !strcasestr(req, "Expect:") &&
-              sent && json_object_object_get_ex(sent, "traffic", &t) &&
-              json_object_get_int(json_object_object_get(t, "m-\"2")) == 70 &&
-              json_object_get_int(json_object_object_get(t, "m-00001")) == 30,
-          "put_traffic sends PUT .../traffic with a JSON body json-c reads back");
+    KT_CHECK(rc == 0 && strncmp(req, "PUT /ksv/v1/models/m/traffic HTTP/1.1", 37) == 0 &&
+                 strcasestr(req, "\r\nContent-Type: application/json") &&
+                 !strcasestr(req, "Expect:") && sent &&
+                 json_object_object_get_ex(sent, "traffic", &t) &&
+                 json_object_get_int(json_object_object_get(t, "m-\"2")) == 70 &&
+                 json_object_get_int(json_object_object_get(t, "m-00001")) == 30,
+             "put_traffic sends PUT .../traffic with a JSON body json-c reads back");
     json_object_put(sent);
     rc = ksv_engine_client_delete_model(c, "m", &err);
     canned_last_request(&srv, req, sizeof req);
-    check(rc == 0 && strncmp(req, "DELETE /ksv/v1/models/m HTTP/1.1", 32) == 0,
-          "delete sends DELETE");
+    KT_CHECK(rc == 0 && strncmp(req, "DELETE /ksv/v1/models/m HTTP/1.1", 32) == 0,
+             "delete sends DELETE");
 
     /* wait_applied: a revision that failed, and a split that never applies. */
     canned_set(&srv, 200,
@@ -889,9 +875,9 @@ static void test_bad_replies(void)
                "\"desired_traffic\":0},{\"name\":\"m-00002\",\"state\":\"failed\","
                "\"traffic\":0,\"desired_traffic\":100,\"error\":\"cannot parse model.json\"}]}");
     rc = ksv_engine_client_wait_applied(c, "m", 2000, &obj, &err);
-    check(rc != 0 && err.status == 500 && strstr(err.msg, "m-00002") &&
-              strstr(err.msg, "cannot parse model.json") && obj != NULL,
-          "wait_applied: a failed revision is reported (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 500 && strstr(err.msg, "m-00002") &&
+                 strstr(err.msg, "cannot parse model.json") && obj != NULL,
+             "wait_applied: a failed revision is reported (%s)", err.msg);
     json_object_put(obj);
     canned_set(&srv, 200,
                "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":false,"
@@ -900,12 +886,12 @@ static void test_bad_replies(void)
     double t0 = now_ms();
     rc = ksv_engine_client_wait_applied(c, "m", 400, NULL, &err);
     double took = now_ms() - t0;
-    check(rc != 0 && err.status == 504 && strstr(err.msg, "m-00002 (loading)") && took >= 390 &&
-              took < 400 + 700,
-          "wait_applied times out after %.0f ms (asked 400): %s", took, err.msg);
+    KT_CHECK(rc != 0 && err.status == 504 && strstr(err.msg, "m-00002 (loading)") && took >= 390 &&
+                 took < 400 + 700,
+             "wait_applied times out after %.0f ms (asked 400): %s", took, err.msg);
     canned_set(&srv, 404, "{\"error\":\"model m not found\"}");
     rc = ksv_engine_client_wait_applied(c, "m", 2000, NULL, &err);
-    check(rc != 0 && err.status == 404, "wait_applied on a deleted model: 404 at once");
+    KT_CHECK(rc != 0 && err.status == 404, "wait_applied on a deleted model: 404 at once");
 
     long status = 0;
     char *reply = NULL;
@@ -913,11 +899,11 @@ static void test_bad_replies(void)
     canned_set(&srv, 418, "{\"error\":\"teapot\"}");
     rc = ksv_engine_client_request(c, "POST", "/v2/models/m/infer", "{}", 2, &status, &reply,
                                    &len, &err);
-    check(rc == 0 && status == 418 && len == strlen(reply) && strstr(reply, "teapot"),
-          "raw request hands back any status and body");
+    KT_CHECK(rc == 0 && status == 418 && len == strlen(reply) && strstr(reply, "teapot"),
+             "raw request hands back any status and body");
     free(reply);
     rc = ksv_engine_client_request(c, "GET", "no-slash", NULL, 0, &status, NULL, NULL, &err);
-    check(rc != 0 && err.status == 400, "a path without '/' is refused");
+    KT_CHECK(rc != 0 && err.status == 400, "a path without '/' is refused");
 
     /* Keep-alive: a server that keeps the connection open gets every call on one. */
     pthread_mutex_lock(&srv.lock);
@@ -937,9 +923,9 @@ static void test_bad_replies(void)
     srv.keep_alive = false;
     pthread_mutex_unlock(&srv.lock);
     long opened = ksv_engine_client_connections_opened(c) - opened_before;
-    check(good == 5 && conns == 1 && opened == 1,
-          "5 calls on one kept-alive connection (server saw %d, client opened %ld)", conns,
-          opened);
+    KT_CHECK(good == 5 && conns == 1 && opened == 1,
+             "5 calls on one kept-alive connection (server saw %d, client opened %ld)", conns,
+             opened);
 
     ksv_engine_client_free(c);
     canned_stop(&srv);
@@ -951,39 +937,39 @@ static void test_put_builder_errors(void)
     ksv_err err;
     ksv_engine_model_put_init(&m);
     char *body = NULL;
-    check(ksv_engine_model_put_to_json(&m, &body, &err) != 0 && err.status == 400 && !body,
-          "PUT body without revisions: 400");
+    KT_CHECK(ksv_engine_model_put_to_json(&m, &body, &err) != 0 && err.status == 400 && !body,
+             "PUT body without revisions: 400");
     ksv_engine_revision_put nameless = {.storage_uri = "/m", .traffic = 100};
-    check(ksv_engine_model_put_add(&m, &nameless, &err) != 0 && err.status == 400,
-          "revision without a name: 400");
+    KT_CHECK(ksv_engine_model_put_add(&m, &nameless, &err) != 0 && err.status == 400,
+             "revision without a name: 400");
     ksv_engine_revision_put no_uri = {.name = "m-00001", .traffic = 100};
-    check(ksv_engine_model_put_add(&m, &no_uri, &err) != 0 && err.status == 400,
-          "revision without a storage URI: 400");
+    KT_CHECK(ksv_engine_model_put_add(&m, &no_uri, &err) != 0 && err.status == 400,
+             "revision without a storage URI: 400");
     ksv_engine_revision_put too_much = {.name = "m-00001", .storage_uri = "/m", .traffic = 101};
-    check(ksv_engine_model_put_add(&m, &too_much, &err) != 0 && err.status == 400,
-          "traffic 101: 400");
+    KT_CHECK(ksv_engine_model_put_add(&m, &too_much, &err) != 0 && err.status == 400,
+             "traffic 101: 400");
     ksv_engine_revision_put ok = {.name = "m-00001", .storage_uri = "/m"};
     for (int i = 0; i < KSV_ENGINE_MAX_REVISIONS; i++)
         ksv_engine_model_put_add(&m, &ok, &err);
-    check(ksv_engine_model_put_add(&m, &ok, &err) != 0 && m.n_revisions == 16,
-          "a 17th revision: 400");
+    KT_CHECK(ksv_engine_model_put_add(&m, &ok, &err) != 0 && m.n_revisions == 16,
+             "a 17th revision: 400");
     m.rollback_window_s = 0;
     m.revisions[0].booster_pool = "shared";
     m.revisions[0].predict_threads = 2;
     m.revisions[0].name = "quote\"and\\slash";
-    check(ksv_engine_model_put_to_json(&m, &body, &err) == 0, "PUT body renders");
+    KT_CHECK(ksv_engine_model_put_to_json(&m, &body, &err) == 0, "PUT body renders");
     json_object *o = body ? json_tokener_parse(body) : NULL, *revs, *r0, *settings, *x;
-    check(o && json_object_object_get_ex(o, "rollback_window_s", &x) &&
-              json_object_get_int(x) == 0 && json_object_object_get_ex(o, "revisions", &revs) &&
-              (r0 = json_object_array_get_idx(revs, 0)) &&
-              strcmp(json_object_get_string(json_object_object_get(r0, "name")),
-                     "quote\"and\\slash") == 0 &&
-              json_object_object_get_ex(r0, "settings", &settings) &&
-              json_object_get_int(json_object_object_get(settings, "predict_threads")) == 2 &&
-              strcmp(json_object_get_string(json_object_object_get(settings, "booster_pool")),
-                     "shared") == 0 &&
-              !json_object_object_get_ex(settings, "timeout_ms", &x),
-          "PUT body: escaping, settings set and unset, rollback window 0 kept");
+    KT_CHECK(o && json_object_object_get_ex(o, "rollback_window_s", &x) &&
+                 json_object_get_int(x) == 0 && json_object_object_get_ex(o, "revisions", &revs) &&
+                 (r0 = json_object_array_get_idx(revs, 0)) &&
+                 strcmp(json_object_get_string(json_object_object_get(r0, "name")),
+                        "quote\"and\\slash") == 0 &&
+                 json_object_object_get_ex(r0, "settings", &settings) &&
+                 json_object_get_int(json_object_object_get(settings, "predict_threads")) == 2 &&
+                 strcmp(json_object_get_string(json_object_object_get(settings, "booster_pool")),
+                        "shared") == 0 &&
+                 !json_object_object_get_ex(settings, "timeout_ms", &x),
+             "PUT body: escaping, settings set and unset, rollback window 0 kept");
     json_object_put(o);
     free(body);
 }
@@ -997,66 +983,68 @@ static void test_local_node(fixture *fx)
     const char *extra[] = {"--threads", "1", "--log-level", "info", NULL};
     snprintf(fx->state_a, sizeof fx->state_a, "%s/a/state", fx->base);
 
-    check(!ksv_local_engine_running(fx->state_a), "no engine runs on a fresh state dir");
+    KT_CHECK(!ksv_local_engine_running(fx->state_a), "no engine runs on a fresh state dir");
     int rc = ksv_local_engine_attach(fx->state_a, 200, &le, &err);
-    check(rc != 0 && err.status == 404, "attach with nothing running: 404 (%s)", err.msg);
-    check(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stop with nothing running: 0");
+    KT_CHECK(rc != 0 && err.status == 404, "attach with nothing running: 404 (%s)", err.msg);
+    KT_CHECK(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stop with nothing running: 0");
 
     double t0 = now_ms();
     rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &le, &err);
-    check(rc == 0 && le.started && le.pid > 0 && strncmp(le.base_url, "http://127.0.0.1:", 17) == 0,
-          "start: pid %ld at %s in %.0f ms (%s)", (long)le.pid, le.base_url, now_ms() - t0,
-          rc == 0 ? "started" : err.msg);
+    KT_CHECK(rc == 0 && le.started && le.pid > 0 &&
+                 strncmp(le.base_url, "http://127.0.0.1:", 17) == 0,
+             "start: pid %ld at %s in %.0f ms (%s)", (long)le.pid, le.base_url, now_ms() - t0,
+             rc == 0 ? "started" : err.msg);
     if (rc != 0)
         return;
     remember_pid(le.pid);
     check_local_engine_files(fx, &le);
-    check(ksv_local_engine_running(fx->state_a), "the lock is held while it runs");
+    KT_CHECK(ksv_local_engine_running(fx->state_a), "the lock is held while it runs");
 
     rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &again, &err);
-    check(rc == 0 && !again.started && again.pid == le.pid &&
-              strcmp(again.base_url, le.base_url) == 0 && strcmp(again.token, le.token) == 0,
-          "start again attaches to the running engine (pid %ld)", (long)again.pid);
+    KT_CHECK(rc == 0 && !again.started && again.pid == le.pid &&
+                 strcmp(again.base_url, le.base_url) == 0 && strcmp(again.token, le.token) == 0,
+             "start again attaches to the running engine (pid %ld)", (long)again.pid);
     rc = ksv_local_engine_attach(fx->state_a, 2000, &again, &err);
-    check(rc == 0 && again.pid == le.pid && strcmp(again.base_url, le.base_url) == 0,
-          "attach finds the same engine");
+    KT_CHECK(rc == 0 && again.pid == le.pid && strcmp(again.base_url, le.base_url) == 0,
+             "attach finds the same engine");
 
     test_model_lifecycle(fx, &le);
 
     /* Stop: the process goes, the lock frees, the port stops answering. */
     t0 = now_ms();
     rc = ksv_local_engine_stop(fx->state_a, 5000, &err);
-    check(rc == 0 && pid_gone_within(le.pid, 2000) && !ksv_local_engine_running(fx->state_a),
-          "stop: pid %ld gone in %.0f ms", (long)le.pid, now_ms() - t0);
+    KT_CHECK(rc == 0 && pid_gone_within(le.pid, 2000) && !ksv_local_engine_running(fx->state_a),
+             "stop: pid %ld gone in %.0f ms", (long)le.pid, now_ms() - t0);
     ksv_engine_client *c = NULL;
     ksv_engine_client_new(le.base_url, le.token, 1000, &c, &err);
     rc = c ? ksv_engine_client_health(c, &err) : 0;
-    check(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable"),
-          "a stopped engine is unreachable (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable"),
+             "a stopped engine is unreachable (%s)", err.msg);
     ksv_engine_client_free(c);
-    check(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stopping it again: 0");
+    KT_CHECK(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stopping it again: 0");
 
     /* A restart on the same state dir: the stale address file is replaced. */
     rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &again, &err);
-    check(rc == 0 && again.started && again.pid != le.pid && strcmp(again.token, le.token) == 0,
-          "restart: new pid %ld, same token (%s)", (long)again.pid, rc == 0 ? "ok" : err.msg);
+    KT_CHECK(rc == 0 && again.started && again.pid != le.pid && strcmp(again.token, le.token) == 0,
+             "restart: new pid %ld, same token (%s)", (long)again.pid, rc == 0 ? "ok" : err.msg);
     if (rc == 0) {
         remember_pid(again.pid);
         char path[PATH_MAX + 32], address[256];
         snprintf(path, sizeof path, "%s/address", fx->state_a);
         read_first_line(path, address, sizeof address);
-        check(strcmp(again.base_url + 7, address) == 0, "the address file names the new port");
+        KT_CHECK(strcmp(again.base_url + 7, address) == 0, "the address file names the new port");
         /* A hard kill leaves lock and address files behind: start must not trust them. */
         kill(again.pid, SIGKILL);
-        check(pid_gone_within(again.pid, 3000), "SIGKILLed engine gone");
+        KT_CHECK(pid_gone_within(again.pid, 3000), "SIGKILLed engine gone");
         ksv_local_engine third;
         rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &third, &err);
-        check(rc == 0 && third.started && third.pid != again.pid,
-              "start after a crash: new pid %ld (%s)", (long)third.pid, rc == 0 ? "ok" : err.msg);
+        KT_CHECK(rc == 0 && third.started && third.pid != again.pid,
+                 "start after a crash: new pid %ld (%s)", (long)third.pid,
+                 rc == 0 ? "ok" : err.msg);
         if (rc == 0) {
             remember_pid(third.pid);
-            check(ksv_local_engine_stop(fx->state_a, 5000, &err) == 0 &&
-                      pid_gone_within(third.pid, 2000), "stop the third engine");
+            KT_CHECK(ksv_local_engine_stop(fx->state_a, 5000, &err) == 0 &&
+                         pid_gone_within(third.pid, 2000), "stop the third engine");
         }
     }
 
@@ -1064,13 +1052,13 @@ static void test_local_node(fixture *fx)
     char state_b[PATH_MAX + 16];
     snprintf(state_b, sizeof state_b, "%s/b", fx->base);
     rc = ksv_local_engine_start("/nonexistent/ksv-engine", state_b, NULL, &again, &err);
-    check(rc != 0 && err.status == 404, "an engine path that does not exist: 404 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 404, "an engine path that does not exist: 404 (%s)", err.msg);
     const char *bogus[] = {"--no-such-flag", NULL};
     t0 = now_ms();
     rc = ksv_local_engine_start(fx->engine, state_b, bogus, &again, &err);
-    check(rc != 0 && err.status == 503 && strstr(err.msg, "exited at start") &&
-              now_ms() - t0 < 5000,
-          "an engine that exits at once is reported in %.0f ms (%s)", now_ms() - t0, err.msg);
+    KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "exited at start") &&
+                 now_ms() - t0 < 5000,
+             "an engine that exits at once is reported in %.0f ms (%s)", now_ms() - t0, err.msg);
     if (rc == 0)
         remember_pid(again.pid);
 
@@ -1095,14 +1083,15 @@ static void test_local_node(fixture *fx)
     stray = (pid_t)atoi(pid_text);
     if (stray > 0)
         remember_pid(stray);
-    check(rc != 0 && err.status == 500 && strstr(err.msg, "token") && took < 3000 &&
-              !ksv_local_engine_running(state_c) && (stray <= 0 || pid_gone_within(stray, 2000)),
-          "engine with --token-file: refused in %.0f ms and stopped (%s)", took, err.msg);
+    KT_CHECK(rc != 0 && err.status == 500 && strstr(err.msg, "token") && took < 3000 &&
+                 !ksv_local_engine_running(state_c) && (stray <= 0 || pid_gone_within(stray, 2000)),
+             "engine with --token-file: refused in %.0f ms and stopped (%s)", took, err.msg);
 }
 
 int main(int argc, char **argv)
 {
     (void)argc;
+    kt_set_verbose(true);
     install_cleanup();
     signal(SIGPIPE, SIG_IGN);
     fixture fx;
@@ -1134,6 +1123,5 @@ int main(int argc, char **argv)
 
     kill_engines();
     nftw(fx.base, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_engine_client");
 }

@@ -20,24 +20,15 @@
 #include "engine/forest/forest_predict.h"
 #include "engine/runtime.h"
 
+#include "ktest.h"
+
 #ifndef KSV_SRCDIR
 #define KSV_SRCDIR "."
 #endif
 
 extern const ksv_runtime_ops ksv_runtime_forest;
 
-static int failures;
 static int models_checked;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                       \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-        }                                                                                     \
-    } while (0)
 
 /* xorshift64*: a fixed, portable random sequence. */
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
@@ -177,22 +168,23 @@ static int compare_model(const char *path)
         /* Models outside ksv-forest's documented scope (gblinear, dart, categorical, other
          * objectives) must be refused by name; any other refusal is a failure. */
         int unsupported = strstr(err.msg, "not supported") || strstr(err.msg, "does not support");
-        CHECK(unsupported, "%s: ksv-forest refused it: %s", path, err.msg);
+        KT_CHECK(unsupported, "%s: ksv-forest refused it: %s", path, err.msg);
         if (unsupported)
             printf("ok   %s refused as unsupported: %s\n", path, err.msg);
         XGBoosterFree(booster);
         return 0;
     }
-    CHECK(forest_load_file(path, FOREST_PREFER_SPARSE, &sparse, &err) == 0, "%s sparse: %s", path,
-          err.msg);
+    KT_CHECK(forest_load_file(path, FOREST_PREFER_SPARSE, &sparse, &err) == 0, "%s sparse: %s",
+             path, err.msg);
     forest *layout = NULL;
-    CHECK(forest_load_file(path, FOREST_PREFER_AUTO, &layout, &err) == 0, "%s: %s", path, err.msg);
+    KT_CHECK(forest_load_file(path, FOREST_PREFER_AUTO, &layout, &err) == 0, "%s: %s", path,
+             err.msg);
     if (!sparse || !layout)
         goto done;
     bst_ulong xgb_features = 0;
     XGBoosterGetNumFeature(booster, &xgb_features);
-    CHECK(info.num_features == xgb_features, "%s: %zu features, libxgboost says %llu", path,
-          info.num_features, (unsigned long long)xgb_features);
+    KT_CHECK(info.num_features == xgb_features, "%s: %zu features, libxgboost says %llu", path,
+             info.num_features, (unsigned long long)xgb_features);
 
     thresholds th;
     thresholds_collect(layout, &th);
@@ -205,10 +197,10 @@ static int compare_model(const char *path)
         float *ours = malloc(nout * sizeof *ours), *ours_sparse = malloc(nout * sizeof *ours);
         random_rows(&th, x, rows);
         int rc = ksv_runtime_forest.predict(model, 1, x, rows, cols, ours, &err);
-        CHECK(rc == 0, "%s: predict failed: %s", path, err.msg);
+        KT_CHECK(rc == 0, "%s: predict failed: %s", path, err.msg);
         forest_predict(sparse, x, rows, ours_sparse, scratch);
         float *theirs = xgb_predict(booster, x, rows, cols, nout);
-        CHECK(theirs != NULL, "%s: no libxgboost answer for %zu rows", path, rows);
+        KT_CHECK(theirs != NULL, "%s: no libxgboost answer for %zu rows", path, rows);
         for (size_t i = 0; theirs && i < nout; i++) {
             double d = fabs((double)ours[i] - theirs[i]);
             double ds = fabs((double)ours_sparse[i] - theirs[i]);
@@ -224,7 +216,7 @@ static int compare_model(const char *path)
         free(ours);
         free(ours_sparse);
     }
-    CHECK(worst <= 1e-5, "%s: max |diff| %.3g > 1e-5", path, worst);
+    KT_CHECK(worst <= 1e-5, "%s: max |diff| %.3g > 1e-5", path, worst);
     printf("ok   %-58s %-16s layout %-7s depth %2u trees %4u: max |diff| %.3g, %zu/%zu bit-equal\n",
            path, info.objective, layout->layout == FOREST_LAYOUT_PERFECT  ? "perfect"
            : layout->layout == FOREST_LAYOUT_LINEAR ? "linear"
@@ -234,8 +226,8 @@ static int compare_model(const char *path)
 
     /* The runtime refuses rows of the wrong width instead of reading past them. */
     float one[1] = {0};
-    CHECK(ksv_runtime_forest.predict(model, 0, one, 1, info.num_features + 1, one, &err) != 0 &&
-              err.status == 400, "%s: wrong column count accepted", path);
+    KT_CHECK(ksv_runtime_forest.predict(model, 0, one, 1, info.num_features + 1, one, &err) != 0 &&
+                 err.status == 400, "%s: wrong column count accepted", path);
     thresholds_free(&th);
     free(scratch);
 done:
@@ -291,15 +283,16 @@ static void check_bracketed_base_score(const char *path)
     memcpy(edited + head + 2 + value, close, len - head - value);
     forest *plain = NULL, *bracketed = NULL;
     ksv_err err = {0};
-    CHECK(forest_load_buffer(text, len, FOREST_FORMAT_JSON, FOREST_PREFER_AUTO, &plain, &err) == 0,
-          "%s: %s", path, err.msg);
-    CHECK(forest_load_buffer(edited, len + 2, FOREST_FORMAT_JSON, FOREST_PREFER_AUTO, &bracketed,
-                             &err) == 0, "%s with [base_score]: %s", path, err.msg);
+    KT_CHECK(forest_load_buffer(text, len, FOREST_FORMAT_JSON, FOREST_PREFER_AUTO, &plain,
+                                &err) == 0,
+             "%s: %s", path, err.msg);
+    KT_CHECK(forest_load_buffer(edited, len + 2, FOREST_FORMAT_JSON, FOREST_PREFER_AUTO, &bracketed,
+                                &err) == 0, "%s with [base_score]: %s", path, err.msg);
     if (plain && bracketed) {
         int same = 1;
         for (uint32_t g = 0; g < plain->num_groups; g++)
             same &= plain->base_margin[g] == bracketed->base_margin[g];
-        CHECK(same, "%s: \"[x]\" base_score differs from \"x\"", path);
+        KT_CHECK(same, "%s: \"[x]\" base_score differs from \"x\"", path);
         printf("ok   %s: base_score \"[%.*s]\" read like \"%.*s\"\n", path, (int)value, at,
                (int)value, at);
     }
@@ -393,16 +386,18 @@ static void check_broken(void)
     char *good = model_text(NULL, NULL, NULL, NULL, NULL, NULL);
     forest *f = NULL;
     ksv_err err = {0};
-    CHECK(forest_load_buffer(good, strlen(good), FOREST_FORMAT_JSON, FOREST_PREFER_AUTO, &f, &err)
-              == 0, "template model refused: %s", err.msg);
+    KT_CHECK(forest_load_buffer(good, strlen(good), FOREST_FORMAT_JSON, FOREST_PREFER_AUTO, &f,
+                                &err) == 0,
+             "template model refused: %s", err.msg);
     if (f) {
         /* logit(0.5) = 0; row (nan, 0.6): feature 1 present, 0.6 >= 0.5 -> right -> 0.75. */
         float row[2] = {NAN, 0.6f}, out, scratch[FOREST_BLOCK_ROWS];
         forest_predict(f, row, 1, &out, scratch);
-        CHECK(out == 1.0f / (expf(-0.75f) + 1.0f + 1e-16f), "template model predicts %g", out);
+        KT_CHECK(out == 1.0f / (expf(-0.75f) + 1.0f + 1e-16f), "template model predicts %g", out);
         row[1] = NAN;  /* missing -> default left -> -0.25 */
         forest_predict(f, row, 1, &out, scratch);
-        CHECK(out == 1.0f / (expf(0.25f) + 1.0f + 1e-16f), "template missing path predicts %g", out);
+        KT_CHECK(out == 1.0f / (expf(0.25f) + 1.0f + 1e-16f), "template missing path predicts %g",
+                 out);
     }
     forest_free(f);
     size_t good_len = strlen(good);
@@ -494,11 +489,11 @@ static void check_broken(void)
         ksv_err berr = {0};
         int rc = forest_load_buffer(cases[i].text, len, cases[i].format, FOREST_PREFER_AUTO, &bf,
                                     &berr);
-        CHECK(rc != 0 && bf == NULL, "broken model \"%s\" was accepted", cases[i].what);
-        CHECK(berr.msg[0] != 0, "broken model \"%s\": no message", cases[i].what);
-        CHECK(!cases[i].message || strstr(berr.msg, cases[i].message),
-              "broken model \"%s\": message \"%s\" lacks \"%s\"", cases[i].what, berr.msg,
-              cases[i].message);
+        KT_CHECK(rc != 0 && bf == NULL, "broken model \"%s\" was accepted", cases[i].what);
+        KT_CHECK(berr.msg[0] != 0, "broken model \"%s\": no message", cases[i].what);
+        KT_CHECK(!cases[i].message || strstr(berr.msg, cases[i].message),
+                 "broken model \"%s\": message \"%s\" lacks \"%s\"", cases[i].what, berr.msg,
+                 cases[i].message);
         printf("ok   refused %-32s %s\n", cases[i].what, berr.msg);
         forest_free(bf);
         free(cases[i].text);
@@ -518,7 +513,7 @@ static void check_ubj_mutations(const char *path)
         forest *f = NULL;
         ksv_err err = {0};
         int rc = forest_load_buffer(data, cut, FOREST_FORMAT_UBJSON, FOREST_PREFER_AUTO, &f, &err);
-        CHECK(rc != 0, "%s truncated to %zu bytes was accepted", path, cut);
+        KT_CHECK(rc != 0, "%s truncated to %zu bytes was accepted", path, cut);
         refused += rc != 0;
         tried++;
         forest_free(f);
@@ -559,10 +554,8 @@ int main(void)
     check_broken();
 
     if (models_checked == 0) {
-        printf("FAIL no model compared against libxgboost (data dir %s)\n", data);
-        failures++;
+        KT_FAIL("no model compared against libxgboost (data dir %s)", data);
     }
-    printf("%s: %d models compared, %d failures\n", failures ? "FAIL" : "PASS", models_checked,
-           failures);
-    return failures ? 1 : 0;
+    printf("%d models compared against libxgboost\n", models_checked);
+    return kt_summary("test_forest");
 }

@@ -29,21 +29,11 @@
 #include "engine/gpu_telemetry.h"
 #include "remote/engine_client.h"
 
+#include "ktest.h"
+
 #ifndef KSV_FAKE_NVML_DIR
 #define KSV_FAKE_NVML_DIR "tests"
 #endif
-
-static int failures;
-
-#define CHECK(cond, ...)                                                                      \
-    do {                                                                                      \
-        if (!(cond)) {                                                                        \
-            failures++;                                                                       \
-            printf("  FAIL %s:%d: ", __FILE__, __LINE__);                                     \
-            printf(__VA_ARGS__);                                                              \
-            printf("\n");                                                                     \
-        }                                                                                     \
-    } while (0)
 
 /* ---- the fake library's control functions ----------------------------------------------- */
 
@@ -240,13 +230,13 @@ static void check_prom_metric(const prom_doc *doc, const char *metric, unsigned 
 {
     const prom_sample *s = prom_find(doc, metric, gpu);
     if (!expected) {
-        CHECK(!s, "%s{gpu=\"%u\"} should be absent", metric, gpu);
+        KT_CHECK(!s, "%s{gpu=\"%u\"} should be absent", metric, gpu);
         return;
     }
-    CHECK(s, "%s{gpu=\"%u\"} missing", metric, gpu);
+    KT_CHECK(s, "%s{gpu=\"%u\"} missing", metric, gpu);
     if (s)
-        CHECK(fabs(s->value - want) <= 1e-9 * fmax(1, fabs(want)),
-              "%s{gpu=\"%u\"} = %.17g, want %.17g", metric, gpu, s->value, want);
+        KT_CHECK(fabs(s->value - want) <= 1e-9 * fmax(1, fabs(want)),
+                 "%s{gpu=\"%u\"} = %.17g, want %.17g", metric, gpu, s->value, want);
 }
 
 static void check_prometheus(ksv_gpu_telemetry *t, const device_expect *ex, size_t n)
@@ -254,10 +244,10 @@ static void check_prometheus(ksv_gpu_telemetry *t, const device_expect *ex, size
     ksv_sb sb;
     ksv_sb_init(&sb);
     ksv_gpu_telemetry_write_prometheus(t, &sb);
-    CHECK(!sb.oom, "out of memory writing metrics");
+    KT_CHECK(!sb.oom, "out of memory writing metrics");
     prom_doc doc;
     const char *bad = prom_parse(sb.data ? sb.data : "", sb.len, &doc);
-    CHECK(!bad, "Prometheus text: %s\n%s", bad, sb.data ? sb.data : "");
+    KT_CHECK(!bad, "Prometheus text: %s\n%s", bad, sb.data ? sb.data : "");
     size_t want_samples = 0;
     for (size_t i = 0; i < n; i++) {
         const device_expect *e = &ex[i];
@@ -275,24 +265,24 @@ static void check_prometheus(ksv_gpu_telemetry *t, const device_expect *ex, size
         want_samples += e->has_utilization + 2 * e->has_memory + e->has_temperature +
                         e->has_power;
     }
-    CHECK(doc.n_samples == want_samples, "%zu samples, want %zu", doc.n_samples, want_samples);
+    KT_CHECK(doc.n_samples == want_samples, "%zu samples, want %zu", doc.n_samples, want_samples);
 
     /* What ksv and ksv-top will make of it: the same samples, typed gauge. */
     ksv_prom_doc scraped;
     ksv_err err;
     ksv_err_clear(&err);
     int rc = ksv_prom_parse(sb.data ? sb.data : "", sb.len, NULL, &scraped, &err);
-    CHECK(rc == 0, "ksv's Prometheus parser refused the metrics: %s", err.msg);
+    KT_CHECK(rc == 0, "ksv's Prometheus parser refused the metrics: %s", err.msg);
     if (rc == 0) {
-        CHECK(scraped.n_samples == doc.n_samples, "scraper saw %zu samples, want %zu",
-              scraped.n_samples, doc.n_samples);
+        KT_CHECK(scraped.n_samples == doc.n_samples, "scraper saw %zu samples, want %zu",
+                 scraped.n_samples, doc.n_samples);
         for (size_t i = 0; i < scraped.n_samples; i++) {
             const ksv_prom_sample *s = &scraped.samples[i];
             const char *gpu = ksv_prom_label_value(s, "gpu");
             const prom_sample *mine = gpu ? prom_find(&doc, s->name, (unsigned)atoi(gpu)) : NULL;
-            CHECK(s->type == KSV_PROM_GAUGE && s->n_labels == 1 && mine &&
-                      mine->value == s->value,
-                  "scraped %s{gpu=%s} %g differs", s->name, gpu ? gpu : "?", s->value);
+            KT_CHECK(s->type == KSV_PROM_GAUGE && s->n_labels == 1 && mine &&
+                         mine->value == s->value,
+                     "scraped %s{gpu=%s} %g differs", s->name, gpu ? gpu : "?", s->value);
         }
     }
     ksv_prom_doc_free(&scraped);
@@ -303,7 +293,7 @@ static void check_prometheus(ksv_gpu_telemetry *t, const device_expect *ex, size
             continue;
         snprintf(needle, sizeof needle, "ksv_gpu_memory_used_bytes{gpu=\"%u\"} %llu\n",
                  ex[i].index, ex[i].s->memory_used);
-        CHECK(sb.data && strstr(sb.data, needle), "no exact line %s", needle);
+        KT_CHECK(sb.data && strstr(sb.data, needle), "no exact line %s", needle);
     }
     ksv_sb_free(&sb);
 }
@@ -352,39 +342,39 @@ static void check_json_gpu(json_object *g, const device_expect *e)
     double dv = -1;
     size_t want_keys = 1 + e->has_name + e->has_utilization + 2 * e->has_memory +
                        e->has_temperature + e->has_power;
-    CHECK(json_object_is_type(g, json_type_object), "gpus[] element is not an object");
+    KT_CHECK(json_object_is_type(g, json_type_object), "gpus[] element is not an object");
     if (!json_object_is_type(g, json_type_object))
         return;
-    CHECK((size_t)json_object_object_length(g) == want_keys, "gpu %u has %d keys, want %zu",
-          e->index, json_object_object_length(g), want_keys);
-    CHECK(json_int(g, "index", &iv) && iv == e->index, "gpu index %lld, want %u", iv, e->index);
+    KT_CHECK((size_t)json_object_object_length(g) == want_keys, "gpu %u has %d keys, want %zu",
+             e->index, json_object_object_length(g), want_keys);
+    KT_CHECK(json_int(g, "index", &iv) && iv == e->index, "gpu index %lld, want %u", iv, e->index);
     json_object *name;
     bool has_name = json_object_object_get_ex(g, "name", &name);
-    CHECK(has_name == e->has_name, "gpu %u: name present=%d", e->index, has_name);
+    KT_CHECK(has_name == e->has_name, "gpu %u: name present=%d", e->index, has_name);
     if (has_name && e->has_name)
-        CHECK(json_object_is_type(name, json_type_string) &&
-                  strcmp(json_object_get_string(name), s->name) == 0,
-              "gpu %u name %s, want %s", e->index, json_object_get_string(name), s->name);
+        KT_CHECK(json_object_is_type(name, json_type_string) &&
+                     strcmp(json_object_get_string(name), s->name) == 0,
+                 "gpu %u name %s, want %s", e->index, json_object_get_string(name), s->name);
     bool has = json_number(g, "utilization_ratio", &dv);
-    CHECK(has == e->has_utilization, "gpu %u: utilization_ratio present=%d", e->index, has);
+    KT_CHECK(has == e->has_utilization, "gpu %u: utilization_ratio present=%d", e->index, has);
     if (has && e->has_utilization)
-        CHECK(fabs(dv - s->utilization_percent / 100.0) < 1e-12, "utilization %g", dv);
+        KT_CHECK(fabs(dv - s->utilization_percent / 100.0) < 1e-12, "utilization %g", dv);
     has = json_int(g, "memory_used_bytes", &iv);
-    CHECK(has == e->has_memory, "gpu %u: memory_used_bytes present=%d", e->index, has);
+    KT_CHECK(has == e->has_memory, "gpu %u: memory_used_bytes present=%d", e->index, has);
     if (has && e->has_memory)
-        CHECK(iv == (long long)s->memory_used, "memory_used_bytes %lld", iv);
+        KT_CHECK(iv == (long long)s->memory_used, "memory_used_bytes %lld", iv);
     has = json_int(g, "memory_total_bytes", &iv);
-    CHECK(has == e->has_memory, "gpu %u: memory_total_bytes present=%d", e->index, has);
+    KT_CHECK(has == e->has_memory, "gpu %u: memory_total_bytes present=%d", e->index, has);
     if (has && e->has_memory)
-        CHECK(iv == (long long)s->memory_total, "memory_total_bytes %lld", iv);
+        KT_CHECK(iv == (long long)s->memory_total, "memory_total_bytes %lld", iv);
     has = json_int(g, "temperature_c", &iv);
-    CHECK(has == e->has_temperature, "gpu %u: temperature_c present=%d", e->index, has);
+    KT_CHECK(has == e->has_temperature, "gpu %u: temperature_c present=%d", e->index, has);
     if (has && e->has_temperature)
-        CHECK(iv == s->celsius, "temperature_c %lld", iv);
+        KT_CHECK(iv == s->celsius, "temperature_c %lld", iv);
     has = json_number(g, "power_watts", &dv);
-    CHECK(has == e->has_power, "gpu %u: power_watts present=%d", e->index, has);
+    KT_CHECK(has == e->has_power, "gpu %u: power_watts present=%d", e->index, has);
     if (has && e->has_power)
-        CHECK(fabs(dv - s->milliwatts / 1000.0) < 1e-9, "power_watts %.17g", dv);
+        KT_CHECK(fabs(dv - s->milliwatts / 1000.0) < 1e-9, "power_watts %.17g", dv);
 }
 
 /* The array through json-c, then a whole node info through the CLI's parser. */
@@ -393,14 +383,14 @@ static void check_json(ksv_gpu_telemetry *t, const device_expect *ex, size_t n)
     ksv_sb sb;
     ksv_sb_init(&sb);
     ksv_gpu_telemetry_write_json(t, &sb);
-    CHECK(!sb.oom && sb.data, "no JSON written");
+    KT_CHECK(!sb.oom && sb.data, "no JSON written");
     if (!sb.data)
         return;
     json_object *arr = parse_json_strict(sb.data, sb.len);
-    CHECK(arr && json_object_is_type(arr, json_type_array), "not a JSON array: %s", sb.data);
+    KT_CHECK(arr && json_object_is_type(arr, json_type_array), "not a JSON array: %s", sb.data);
     if (arr && json_object_is_type(arr, json_type_array)) {
-        CHECK(json_object_array_length(arr) == n, "%zu gpus in JSON, want %zu",
-              json_object_array_length(arr), n);
+        KT_CHECK(json_object_array_length(arr) == n, "%zu gpus in JSON, want %zu",
+                 json_object_array_length(arr), n);
         for (size_t i = 0; i < n && i < json_object_array_length(arr); i++)
             check_json_gpu(json_object_array_get_idx(arr, i), &ex[i]);
     }
@@ -415,24 +405,24 @@ static void check_json(ksv_gpu_telemetry *t, const device_expect *ex, size_t n)
     ksv_err err;
     ksv_err_clear(&err);
     int rc = obj ? ksv_engine_node_info_parse(obj, &info, &err) : -1;
-    CHECK(rc == 0, "client parser refused the node info: %s", err.msg);
+    KT_CHECK(rc == 0, "client parser refused the node info: %s", err.msg);
     if (rc == 0) {
-        CHECK(info.n_gpus == n, "client saw %zu gpus, want %zu", info.n_gpus, n);
+        KT_CHECK(info.n_gpus == n, "client saw %zu gpus, want %zu", info.n_gpus, n);
         for (size_t i = 0; i < n && i < info.n_gpus; i++) {
             const ksv_engine_gpu_info *g = &info.gpus[i];
             const device_expect *e = &ex[i];
-            CHECK(g->index == (int)e->index, "client gpu index %d", g->index);
-            CHECK(strcmp(g->name, e->has_name ? e->s->name : "") == 0, "client name %s",
-                  g->name);
+            KT_CHECK(g->index == (int)e->index, "client gpu index %d", g->index);
+            KT_CHECK(strcmp(g->name, e->has_name ? e->s->name : "") == 0, "client name %s",
+                     g->name);
             double want_util = e->has_utilization ? e->s->utilization_percent / 100.0 : -1;
-            CHECK(fabs(g->utilization_ratio - want_util) < 1e-12, "client utilization %g",
-                  g->utilization_ratio);
-            CHECK(g->memory_used_bytes ==
-                      (e->has_memory ? (long long)e->s->memory_used : -1),
-                  "client memory used %lld", g->memory_used_bytes);
-            CHECK(g->memory_total_bytes ==
-                      (e->has_memory ? (long long)e->s->memory_total : -1),
-                  "client memory total %lld", g->memory_total_bytes);
+            KT_CHECK(fabs(g->utilization_ratio - want_util) < 1e-12, "client utilization %g",
+                     g->utilization_ratio);
+            KT_CHECK(g->memory_used_bytes ==
+                         (e->has_memory ? (long long)e->s->memory_used : -1),
+                     "client memory used %lld", g->memory_used_bytes);
+            KT_CHECK(g->memory_total_bytes ==
+                         (e->has_memory ? (long long)e->s->memory_total : -1),
+                     "client memory total %lld", g->memory_total_bytes);
         }
     }
     json_object_put(obj);
@@ -445,23 +435,23 @@ static void check_readings(ksv_gpu_telemetry *t, const device_expect *ex, size_t
     ksv_gpu_reading r[4];
     size_t got = 99;
     ksv_gpu_telemetry_read(t, r, 4, &got);
-    CHECK(got == n, "read %zu readings, want %zu", got, n);
+    KT_CHECK(got == n, "read %zu readings, want %zu", got, n);
     for (size_t i = 0; i < n && i < got; i++) {
         const device_expect *e = &ex[i];
         const device_setting *s = e->s;
-        CHECK(r[i].index == e->index, "reading %zu index %u", i, r[i].index);
-        CHECK(strcmp(r[i].name, e->has_name ? s->name : "") == 0, "name '%s'", r[i].name);
-        CHECK(e->has_utilization ? r[i].utilization_ratio == s->utilization_percent / 100.0
-                                 : r[i].utilization_ratio < 0,
-              "gpu %u utilization %g", e->index, r[i].utilization_ratio);
-        CHECK(r[i].memory_used_bytes == (e->has_memory ? (long long)s->memory_used : -1),
-              "gpu %u memory used %lld", e->index, r[i].memory_used_bytes);
-        CHECK(r[i].memory_total_bytes == (e->has_memory ? (long long)s->memory_total : -1),
-              "gpu %u memory total %lld", e->index, r[i].memory_total_bytes);
-        CHECK(r[i].temperature_c == (e->has_temperature ? (int)s->celsius : -1),
-              "gpu %u temperature %d", e->index, r[i].temperature_c);
-        CHECK(e->has_power ? r[i].power_watts == s->milliwatts / 1000.0 : r[i].power_watts < 0,
-              "gpu %u power %g", e->index, r[i].power_watts);
+        KT_CHECK(r[i].index == e->index, "reading %zu index %u", i, r[i].index);
+        KT_CHECK(strcmp(r[i].name, e->has_name ? s->name : "") == 0, "name '%s'", r[i].name);
+        KT_CHECK(e->has_utilization ? r[i].utilization_ratio == s->utilization_percent / 100.0
+                                    : r[i].utilization_ratio < 0,
+                 "gpu %u utilization %g", e->index, r[i].utilization_ratio);
+        KT_CHECK(r[i].memory_used_bytes == (e->has_memory ? (long long)s->memory_used : -1),
+                 "gpu %u memory used %lld", e->index, r[i].memory_used_bytes);
+        KT_CHECK(r[i].memory_total_bytes == (e->has_memory ? (long long)s->memory_total : -1),
+                 "gpu %u memory total %lld", e->index, r[i].memory_total_bytes);
+        KT_CHECK(r[i].temperature_c == (e->has_temperature ? (int)s->celsius : -1),
+                 "gpu %u temperature %d", e->index, r[i].temperature_c);
+        KT_CHECK(e->has_power ? r[i].power_watts == s->milliwatts / 1000.0 : r[i].power_watts < 0,
+                 "gpu %u power %g", e->index, r[i].power_watts);
     }
 }
 
@@ -470,21 +460,21 @@ static void check_readings(ksv_gpu_telemetry *t, const device_expect *ex, size_t
 /* A handle without NVML: no readings, no metric lines, an empty array, a reason. */
 static void check_no_gpus(ksv_gpu_telemetry *t, const char *reason_part)
 {
-    CHECK(ksv_gpu_telemetry_count(t) == 0, "count %zu, want 0", ksv_gpu_telemetry_count(t));
+    KT_CHECK(ksv_gpu_telemetry_count(t) == 0, "count %zu, want 0", ksv_gpu_telemetry_count(t));
     const char *reason = ksv_gpu_telemetry_unavailable_reason(t);
     if (reason_part)
-        CHECK(reason && strstr(reason, reason_part), "reason '%s' should mention '%s'",
-              reason ? reason : "(none)", reason_part);
+        KT_CHECK(reason && strstr(reason, reason_part), "reason '%s' should mention '%s'",
+                 reason ? reason : "(none)", reason_part);
     ksv_gpu_reading r[2];
     size_t n = 99;
     ksv_gpu_telemetry_read(t, r, 2, &n);
-    CHECK(n == 0, "read %zu readings without NVML", n);
+    KT_CHECK(n == 0, "read %zu readings without NVML", n);
     ksv_sb sb;
     ksv_sb_init(&sb);
     ksv_gpu_telemetry_write_prometheus(t, &sb);
-    CHECK(sb.len == 0, "metrics written without a GPU: %s", sb.data);
+    KT_CHECK(sb.len == 0, "metrics written without a GPU: %s", sb.data);
     ksv_gpu_telemetry_write_json(t, &sb);
-    CHECK(sb.data && strcmp(sb.data, "[]") == 0, "JSON without a GPU: %s", sb.data);
+    KT_CHECK(sb.data && strcmp(sb.data, "[]") == 0, "JSON without a GPU: %s", sb.data);
     ksv_sb_free(&sb);
 }
 
@@ -492,12 +482,12 @@ static void test_missing_library(void)
 {
     printf("no library, not a library, NULL handle -> 0 GPUs, nothing written\n");
     ksv_gpu_telemetry *t = NULL;
-    CHECK(ksv_gpu_telemetry_open("/nonexistent/dir/libnvidia-ml.so.1", &t) == 0 && t,
-          "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open("/nonexistent/dir/libnvidia-ml.so.1", &t) == 0 && t,
+             "open must not fail");
     check_no_gpus(t, "/nonexistent/dir/libnvidia-ml.so.1");
     ksv_gpu_telemetry_close(t);
 
-    CHECK(ksv_gpu_telemetry_open("/dev/null", &t) == 0 && t, "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open("/dev/null", &t) == 0 && t, "open must not fail");
     check_no_gpus(t, "/dev/null");
     ksv_gpu_telemetry_close(t);
 
@@ -511,7 +501,7 @@ static void test_default_library(void)
     printf("default library (%s): whatever the host has, consistent outputs\n",
            KSV_GPU_TELEMETRY_DEFAULT_LIBRARY);
     ksv_gpu_telemetry *t = NULL;
-    CHECK(ksv_gpu_telemetry_open("", &t) == 0 && t, "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open("", &t) == 0 && t, "open must not fail");
     size_t count = ksv_gpu_telemetry_count(t);
     const char *reason = ksv_gpu_telemetry_unavailable_reason(t);
     printf("  host: %zu GPU(s)%s%s\n", count, reason ? ", " : "", reason ? reason : "");
@@ -520,18 +510,18 @@ static void test_default_library(void)
     ksv_gpu_telemetry_write_prometheus(t, &sb);
     prom_doc doc;
     const char *bad = prom_parse(sb.data ? sb.data : "", sb.len, &doc);
-    CHECK(!bad, "Prometheus text: %s", bad);
+    KT_CHECK(!bad, "Prometheus text: %s", bad);
     if (count == 0)
-        CHECK(sb.len == 0, "metrics without a GPU");
+        KT_CHECK(sb.len == 0, "metrics without a GPU");
     for (size_t i = 0; i < doc.n_samples; i++)
         printf("  %s{gpu=\"%u\"} %.10g\n", doc.samples[i].metric, doc.samples[i].gpu,
                doc.samples[i].value);
     ksv_sb_reset(&sb);
     ksv_gpu_telemetry_write_json(t, &sb);
     json_object *arr = sb.data ? parse_json_strict(sb.data, sb.len) : NULL;
-    CHECK(arr && json_object_is_type(arr, json_type_array) &&
-              json_object_array_length(arr) == count,
-          "JSON %s", sb.data);
+    KT_CHECK(arr && json_object_is_type(arr, json_type_array) &&
+                 json_object_array_length(arr) == count,
+             "JSON %s", sb.data);
     json_object_put(arr);
     ksv_sb_free(&sb);
     ksv_gpu_telemetry_close(t);
@@ -543,11 +533,11 @@ static void test_two_devices(const fake_nvml *f, const char *path)
     f->reset();
     apply_settings(f, first_settings);
     ksv_gpu_telemetry *t = NULL;
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open failed");
-    CHECK(ksv_gpu_telemetry_count(t) == 2, "count %zu", ksv_gpu_telemetry_count(t));
-    CHECK(ksv_gpu_telemetry_unavailable_reason(t) == NULL, "reason %s",
-          ksv_gpu_telemetry_unavailable_reason(t));
-    CHECK(f->init_depth() == 1, "nvmlInit_v2 depth %d after open", f->init_depth());
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open failed");
+    KT_CHECK(ksv_gpu_telemetry_count(t) == 2, "count %zu", ksv_gpu_telemetry_count(t));
+    KT_CHECK(ksv_gpu_telemetry_unavailable_reason(t) == NULL, "reason %s",
+             ksv_gpu_telemetry_unavailable_reason(t));
+    KT_CHECK(f->init_depth() == 1, "nvmlInit_v2 depth %d after open", f->init_depth());
 
     device_expect ex[2] = {expect_all(0, &first_settings[0]), expect_all(1, &first_settings[1])};
     check_readings(t, ex, 2);
@@ -556,20 +546,20 @@ static void test_two_devices(const fake_nvml *f, const char *path)
     ksv_gpu_reading one;
     size_t n = 0;
     ksv_gpu_telemetry_read(t, &one, 1, &n);
-    CHECK(n == 1 && one.index == 0, "read with max 1 gave %zu", n);
+    KT_CHECK(n == 1 && one.index == 0, "read with max 1 gave %zu", n);
 
     printf("  cache: new figures and refusals stay hidden for %.1f s\n",
            KSV_GPU_TELEMETRY_CACHE_S);
     unsigned long queries = f->queries();
-    CHECK(queries == 2 * 4, "%lu device queries for one sample of 2 devices", queries);
+    KT_CHECK(queries == 2 * 4, "%lu device queries for one sample of 2 devices", queries);
     apply_settings(f, second_settings);
     f->set_result("nvmlDeviceGetUtilizationRates", 1, 3 /* NOT_SUPPORTED, as under MIG */);
     f->set_result("nvmlDeviceGetTemperature", 1, 4 /* NO_PERMISSION */);
     f->set_result("nvmlDeviceGetMemoryInfo", 0, 15 /* GPU_IS_LOST */);
     check_readings(t, ex, 2);
     check_json(t, ex, 2);
-    CHECK(f->queries() == queries, "cached reads queried NVML (%lu -> %lu)", queries,
-          f->queries());
+    KT_CHECK(f->queries() == queries, "cached reads queried NVML (%lu -> %lu)", queries,
+             f->queries());
 
     struct timespec pause = {1, 150 * 1000000L};
     nanosleep(&pause, NULL);
@@ -581,11 +571,11 @@ static void test_two_devices(const fake_nvml *f, const char *path)
     check_readings(t, later, 2);
     check_prometheus(t, later, 2);
     check_json(t, later, 2);
-    CHECK(f->queries() == queries + 8, "one refresh should query 8 times, did %lu",
-          f->queries() - queries);
+    KT_CHECK(f->queries() == queries + 8, "one refresh should query 8 times, did %lu",
+             f->queries() - queries);
 
     ksv_gpu_telemetry_close(t);
-    CHECK(f->init_depth() == 0, "nvmlShutdown not called at close (depth %d)", f->init_depth());
+    KT_CHECK(f->init_depth() == 0, "nvmlShutdown not called at close (depth %d)", f->init_depth());
 }
 
 typedef struct reader_arg {
@@ -623,28 +613,29 @@ static void test_concurrent_readers(const fake_nvml *f, const char *path)
     f->reset();
     apply_settings(f, first_settings);
     ksv_gpu_telemetry *t = NULL;
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 2,
-          "open failed");
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 2,
+             "open failed");
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     pthread_t th[4];
     reader_arg args[4];
     for (int i = 0; i < 4; i++) {
         args[i] = (reader_arg){t, 0};
-        CHECK(pthread_create(&th[i], NULL, reader, &args[i]) == 0, "pthread_create");
+        KT_CHECK(pthread_create(&th[i], NULL, reader, &args[i]) == 0, "pthread_create");
     }
     for (int i = 0; i < 4; i++) {
         pthread_join(th[i], NULL);
-        CHECK(args[i].bad == 0, "thread %d saw %d inconsistent results", i, args[i].bad);
+        KT_CHECK(args[i].bad == 0, "thread %d saw %d inconsistent results", i, args[i].bad);
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double elapsed = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) * 1e-9;
     unsigned long refreshes = f->queries() / 8;
     printf("  %.3f s, %lu NVML refreshes for 16000 reads\n", elapsed, refreshes);
-    CHECK(refreshes >= 1 && refreshes <= (unsigned long)(elapsed / KSV_GPU_TELEMETRY_CACHE_S) + 2,
-          "%lu refreshes in %.3f s", refreshes, elapsed);
+    KT_CHECK(refreshes >= 1 &&
+                 refreshes <= (unsigned long)(elapsed / KSV_GPU_TELEMETRY_CACHE_S) + 2,
+             "%lu refreshes in %.3f s", refreshes, elapsed);
     ksv_gpu_telemetry_close(t);
-    CHECK(f->init_depth() == 0, "init depth %d after close", f->init_depth());
+    KT_CHECK(f->init_depth() == 0, "init depth %d after close", f->init_depth());
 }
 
 static void test_nvml_failures(const fake_nvml *f, const char *path)
@@ -655,28 +646,28 @@ static void test_nvml_failures(const fake_nvml *f, const char *path)
     f->reset();
     apply_settings(f, first_settings);
     f->set_result("nvmlInit_v2", -1, 9);
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
     check_no_gpus(t, "nvmlInit_v2: Driver Not Loaded (9)");
-    CHECK(f->init_depth() == 0, "init depth %d", f->init_depth());
+    KT_CHECK(f->init_depth() == 0, "init depth %d", f->init_depth());
     ksv_gpu_telemetry_close(t);
-    CHECK(f->queries() == 0, "queried devices without NVML");
+    KT_CHECK(f->queries() == 0, "queried devices without NVML");
 
     printf("nvmlDeviceGetCount_v2 fails -> 0 GPUs, NVML shut down again\n");
     f->reset();
     apply_settings(f, first_settings);
     f->set_result("nvmlDeviceGetCount_v2", -1, 999);
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
     check_no_gpus(t, "nvmlDeviceGetCount_v2: Unknown Error (999)");
-    CHECK(f->init_depth() == 0, "init depth %d after failed enumeration", f->init_depth());
+    KT_CHECK(f->init_depth() == 0, "init depth %d after failed enumeration", f->init_depth());
     ksv_gpu_telemetry_close(t);
-    CHECK(f->init_depth() == 0, "init depth %d after close", f->init_depth());
+    KT_CHECK(f->init_depth() == 0, "init depth %d after close", f->init_depth());
 
     printf("no device handle for GPU 0 (NO_PERMISSION) -> GPU 1 alone, keeping its index\n");
     f->reset();
     apply_settings(f, first_settings);
     f->set_result("nvmlDeviceGetHandleByIndex_v2", 0, 4);
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 1,
-          "count %zu, want 1", ksv_gpu_telemetry_count(t));
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 1,
+             "count %zu, want 1", ksv_gpu_telemetry_count(t));
     device_expect only1 = expect_all(1, &first_settings[1]);
     check_readings(t, &only1, 1);
     check_prometheus(t, &only1, 1);
@@ -687,8 +678,8 @@ static void test_nvml_failures(const fake_nvml *f, const char *path)
     f->reset();
     apply_settings(f, first_settings);
     f->set_result("nvmlDeviceGetName", -1, 3);
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 2,
-          "count %zu", ksv_gpu_telemetry_count(t));
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 2,
+             "count %zu", ksv_gpu_telemetry_count(t));
     device_expect nameless[2] = {expect_all(0, &first_settings[0]),
                                  expect_all(1, &first_settings[1])};
     nameless[0].has_name = nameless[1].has_name = false;
@@ -703,23 +694,23 @@ static void test_nvml_failures(const fake_nvml *f, const char *path)
     memset(long_name, 'x', sizeof long_name - 1);
     long_name[sizeof long_name - 1] = '\0';
     f->set_device(0, long_name, 1, 2, 3, 4, 5);
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 2,
-          "count %zu", ksv_gpu_telemetry_count(t));
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && ksv_gpu_telemetry_count(t) == 2,
+             "count %zu", ksv_gpu_telemetry_count(t));
     ksv_gpu_reading r[2];
     size_t n = 0;
     ksv_gpu_telemetry_read(t, r, 2, &n);
-    CHECK(n == 2 && r[0].name[0] == '\0' && r[0].memory_total_bytes == 3,
-          "long name: n=%zu name '%.20s'", n, r[0].name);
+    KT_CHECK(n == 2 && r[0].name[0] == '\0' && r[0].memory_total_bytes == 3,
+             "long name: n=%zu name '%.20s'", n, r[0].name);
     ksv_gpu_telemetry_close(t);
 
     printf("NVML present, no device -> 0 GPUs, no reason, nothing written\n");
     f->reset();
     f->set_device_count(0);
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
     check_no_gpus(t, NULL);
-    CHECK(ksv_gpu_telemetry_unavailable_reason(t) == NULL, "reason with NVML present");
+    KT_CHECK(ksv_gpu_telemetry_unavailable_reason(t) == NULL, "reason with NVML present");
     ksv_gpu_telemetry_close(t);
-    CHECK(f->init_depth() == 0, "init depth %d after close", f->init_depth());
+    KT_CHECK(f->init_depth() == 0, "init depth %d after close", f->init_depth());
 }
 
 static void test_missing_function(void)
@@ -729,15 +720,15 @@ static void test_missing_function(void)
     char path[4200];
     fake_path("fake_nvml_nopower.so", path, sizeof path);
     if (!fake_open("fake_nvml_nopower.so", &f)) {
-        CHECK(false, "cannot load %s", path);
+        KT_CHECK(false, "cannot load %s", path);
         return;
     }
     f.reset();
     apply_settings(&f, first_settings);
     ksv_gpu_telemetry *t = NULL;
-    CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
+    KT_CHECK(ksv_gpu_telemetry_open(path, &t) == 0 && t, "open must not fail");
     check_no_gpus(t, "nvmlDeviceGetPowerUsage");
-    CHECK(f.init_depth() == 0, "NVML initialised although a function is missing");
+    KT_CHECK(f.init_depth() == 0, "NVML initialised although a function is missing");
     ksv_gpu_telemetry_close(t);
     dlclose(f.lib);
 }
@@ -765,10 +756,5 @@ int main(void)
     dlclose(f.lib);
     test_missing_function();
 
-    if (failures) {
-        printf("FAIL: %d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("PASS\n");
-    return 0;
+    return kt_summary("test_gpu_telemetry");
 }

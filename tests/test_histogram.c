@@ -17,17 +17,7 @@
 
 #include <json-c/json.h>
 
-static int failures;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "ktest.h"
 
 /* ---- deterministic random numbers (splitmix64) ---- */
 
@@ -159,27 +149,27 @@ static void check_prom_text(const char *text, const char *metric, const char *la
                             uint64_t n, long double exact_sum, prom_parsed *p)
 {
     bool ok = parse_prom(text, metric, labels, p);
-    CHECK(ok, "Prometheus text for %s{%s} does not parse", metric, labels);
+    KT_CHECK(ok, "Prometheus text for %s{%s} does not parse", metric, labels);
     if (!ok)
         return;
-    CHECK(p->n == ksv_hist_prom_bucket_count(), "%zu bucket lines, want %zu", p->n,
-          ksv_hist_prom_bucket_count());
+    KT_CHECK(p->n == ksv_hist_prom_bucket_count(), "%zu bucket lines, want %zu", p->n,
+             ksv_hist_prom_bucket_count());
     for (size_t i = 0; i < p->n; i++) {
-        CHECK(p->le[i] == ksv_hist_prom_le(i), "le \"%s\" reads back as %.17g, want %.17g",
-              p->le_text[i], p->le[i], ksv_hist_prom_le(i));
+        KT_CHECK(p->le[i] == ksv_hist_prom_le(i), "le \"%s\" reads back as %.17g, want %.17g",
+                 p->le_text[i], p->le[i], ksv_hist_prom_le(i));
         if (i > 0) {
-            CHECK(p->le[i] > p->le[i - 1], "le not increasing at %zu", i);
-            CHECK(p->cum[i] >= p->cum[i - 1], "cumulative decreases at le=%s", p->le_text[i]);
+            KT_CHECK(p->le[i] > p->le[i - 1], "le not increasing at %zu", i);
+            KT_CHECK(p->cum[i] >= p->cum[i - 1], "cumulative decreases at le=%s", p->le_text[i]);
         }
     }
-    CHECK(isinf(p->le[p->n - 1]), "last bucket is not +Inf");
-    CHECK(p->cum[p->n - 1] == (double)n, "+Inf bucket %.0f, want %llu", p->cum[p->n - 1],
-          (unsigned long long)n);
-    CHECK(p->count == (double)n, "_count %.0f, want %llu", p->count, (unsigned long long)n);
+    KT_CHECK(isinf(p->le[p->n - 1]), "last bucket is not +Inf");
+    KT_CHECK(p->cum[p->n - 1] == (double)n, "+Inf bucket %.0f, want %llu", p->cum[p->n - 1],
+             (unsigned long long)n);
+    KT_CHECK(p->count == (double)n, "_count %.0f, want %llu", p->count, (unsigned long long)n);
     /* Each sample is rounded to a whole nanosecond in the sum. */
     double tol = 0.5e-9 * (double)n + 1e-12 * (double)exact_sum;
-    CHECK(fabsl((long double)p->sum - exact_sum) <= tol, "_sum %.12g, exact %.12Lg", p->sum,
-          exact_sum);
+    KT_CHECK(fabsl((long double)p->sum - exact_sum) <= tol, "_sum %.12g, exact %.12Lg", p->sum,
+             exact_sum);
 }
 
 /* ---- accuracy per distribution ---- */
@@ -227,7 +217,7 @@ static void test_distribution(const dist *d, ksv_hist *h, ksv_hist_snap *snap, k
     const size_t n = 200000;
     double *x = malloc(n * sizeof *x);
     if (!x) {
-        CHECK(false, "out of memory");
+        KT_CHECK(false, "out of memory");
         return;
     }
     rng r = {0x5eed0000u + (uint64_t)d->kind};
@@ -240,12 +230,12 @@ static void test_distribution(const dist *d, ksv_hist *h, ksv_hist_snap *snap, k
     }
     qsort(x, n, sizeof *x, cmp_double);
     ksv_hist_snapshot(h, snap);
-    CHECK(snap->count == n, "%s: snapshot count %llu", d->name, (unsigned long long)snap->count);
+    KT_CHECK(snap->count == n, "%s: snapshot count %llu", d->name, (unsigned long long)snap->count);
 
     const char *labels = "model=\"m\",revision=\"m-00001\"";
     ksv_sb_reset(sb);
     ksv_hist_write_prometheus(sb, "ksv_request_duration_seconds", labels, snap);
-    CHECK(!sb->oom, "out of memory");
+    KT_CHECK(!sb->oom, "out of memory");
     static prom_parsed p;
     check_prom_text(sb->data, "ksv_request_duration_seconds", labels, n, exact_sum, &p);
 
@@ -260,10 +250,11 @@ static void test_distribution(const dist *d, ksv_hist *h, ksv_hist_snap *snap, k
         double prom_bound = d->smooth ? 0.05 : coarse_width_at(exact);
         printf(" P%-2.0f exact %9.4f ms prom %6.3f%% fine %6.3f%% |", q * 100, exact * 1e3,
                e_prom * 100, e_fine * 100);
-        CHECK(e_prom <= prom_bound, "%s P%g: Prometheus estimate %.6g vs exact %.6g (%.3f%% > %.2f%%)",
-              d->name, q * 100, prom, exact, e_prom * 100, prom_bound * 100);
-        CHECK(e_fine <= 0.02, "%s P%g: fine estimate %.6g vs exact %.6g (%.3f%%)", d->name,
-              q * 100, fine, exact, e_fine * 100);
+        KT_CHECK(e_prom <= prom_bound,
+                 "%s P%g: Prometheus estimate %.6g vs exact %.6g (%.3f%% > %.2f%%)", d->name,
+                 q * 100, prom, exact, e_prom * 100, prom_bound * 100);
+        KT_CHECK(e_fine <= 0.02, "%s P%g: fine estimate %.6g vs exact %.6g (%.3f%%)", d->name,
+                 q * 100, fine, exact, e_fine * 100);
     }
     printf("\n");
     free(x);
@@ -289,16 +280,16 @@ static void test_spike_sweep(ksv_hist *h, ksv_hist_snap *snap, ksv_sb *sb)
         ksv_hist_write_prometheus(sb, "m", "", snap);
         static prom_parsed p;
         if (!parse_prom(sb->data, "m", "", &p)) {
-            CHECK(false, "spike %d: text does not parse", trial);
+            KT_CHECK(false, "spike %d: text does not parse", trial);
             continue;
         }
         double exact = exact_quantile(x, 1000, 0.99);
         double e_fine = rel_err(ksv_hist_quantile(snap, 0.99), exact);
         double e_prom = rel_err(ksv_prom_histogram_quantile(p.le, p.cum, p.n, 0.99), exact);
         double bound = coarse_width_at(exact);
-        CHECK(e_fine <= 1.0 / 64, "spike at %.6g: fine error %.4f%%", center, e_fine * 100);
-        CHECK(e_prom <= bound, "spike at %.6g: Prometheus error %.4f%% > bucket width %.4f%%",
-              center, e_prom * 100, bound * 100);
+        KT_CHECK(e_fine <= 1.0 / 64, "spike at %.6g: fine error %.4f%%", center, e_fine * 100);
+        KT_CHECK(e_prom <= bound, "spike at %.6g: Prometheus error %.4f%% > bucket width %.4f%%",
+                 center, e_prom * 100, bound * 100);
         if (e_fine > worst_fine)
             worst_fine = e_fine;
         if (e_prom > worst_prom) {
@@ -332,7 +323,7 @@ static size_t oracle_index(double v)
 static void test_geometry(void)
 {
     printf("bucket geometry\n");
-    CHECK(KSV_HIST_BUCKETS == 1922, "fine bucket count %d", KSV_HIST_BUCKETS);
+    KT_CHECK(KSV_HIST_BUCKETS == 1922, "fine bucket count %d", KSV_HIST_BUCKETS);
     struct {
         double v;
         size_t want;
@@ -360,7 +351,7 @@ static void test_geometry(void)
     };
     for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
         size_t got = ksv_hist_bucket_index(edge[i].v);
-        CHECK(got == edge[i].want, "index(%s) = %zu, want %zu", edge[i].what, got, edge[i].want);
+        KT_CHECK(got == edge[i].want, "index(%s) = %zu, want %zu", edge[i].what, got, edge[i].want);
     }
 
     /* Random values across and beyond the range, and every fine bound exactly. */
@@ -386,28 +377,28 @@ static void test_geometry(void)
         if (idx > 0 && width > 1.0 / 64)
             outside++;
     }
-    CHECK(mismatches == 0, "%zu index mismatches against the frexp oracle", mismatches);
-    CHECK(outside == 0, "%zu values outside their bucket or buckets too wide", outside);
+    KT_CHECK(mismatches == 0, "%zu index mismatches against the frexp oracle", mismatches);
+    KT_CHECK(outside == 0, "%zu values outside their bucket or buckets too wide", outside);
     printf("  %zu edge values, 1e6 random values and all %d bounds agree with the frexp oracle\n",
            sizeof edge / sizeof edge[0], KSV_HIST_BUCKETS - 1);
 
     /* Coarse bounds: count, range, exact fine bounds, geometric spacing. */
     size_t n = ksv_hist_prom_bucket_count();
-    CHECK(n == 194, "Prometheus bucket count %zu, want 194", n);
-    CHECK(ksv_hist_prom_le(0) == 0x1p-15, "first le %.17g", ksv_hist_prom_le(0));
-    CHECK(ksv_hist_prom_le(n - 2) == 0x1p9, "last finite le %.17g", ksv_hist_prom_le(n - 2));
-    CHECK(isinf(ksv_hist_prom_le(n - 1)), "last le is not +Inf");
+    KT_CHECK(n == 194, "Prometheus bucket count %zu, want 194", n);
+    KT_CHECK(ksv_hist_prom_le(0) == 0x1p-15, "first le %.17g", ksv_hist_prom_le(0));
+    KT_CHECK(ksv_hist_prom_le(n - 2) == 0x1p9, "last finite le %.17g", ksv_hist_prom_le(n - 2));
+    KT_CHECK(isinf(ksv_hist_prom_le(n - 1)), "last le is not +Inf");
     double max_width = 0;
     for (size_t i = 0; i + 1 < n; i++) {
         double le = ksv_hist_prom_le(i);
         size_t fine = ksv_hist_prom_fine_index(i);
-        CHECK(ksv_hist_bucket_upper(fine) == le, "le %.17g is not a fine bound", le);
+        KT_CHECK(ksv_hist_bucket_upper(fine) == le, "le %.17g is not a fine bound", le);
         if (i % 8 == 0 && i + 1 < n - 1) {
             int e = KSV_HIST_PROM_MIN_EXP + (int)(i / 8);
             for (int k = 0; k < 8; k++) {
                 double want = ldexp(round(64 * exp2(k / 8.0)) / 64, e);
-                CHECK(ksv_hist_prom_le(i + (size_t)k) == want, "le[%zu] = %.17g, want %.17g",
-                      i + (size_t)k, ksv_hist_prom_le(i + (size_t)k), want);
+                KT_CHECK(ksv_hist_prom_le(i + (size_t)k) == want, "le[%zu] = %.17g, want %.17g",
+                         i + (size_t)k, ksv_hist_prom_le(i + (size_t)k), want);
             }
         }
         if (i > 0) {
@@ -416,20 +407,20 @@ static void test_geometry(void)
                 max_width = w;
         }
     }
-    CHECK(ksv_hist_prom_fine_index(n - 1) == KSV_HIST_OVERFLOW, "+Inf maps to overflow");
-    CHECK(max_width < 0.097, "widest coarse bucket %.4f", max_width);
+    KT_CHECK(ksv_hist_prom_fine_index(n - 1) == KSV_HIST_OVERFLOW, "+Inf maps to overflow");
+    KT_CHECK(max_width < 0.097, "widest coarse bucket %.4f", max_width);
     printf("  %zu Prometheus buckets (%zu finite, 2^-15..2^9 s, 8 per octave), widest %.2f%%\n",
            n, n - 1, max_width * 100);
 
     char buf[32];
     ksv_hist_format_float(buf, 1.0);
-    CHECK(!strcmp(buf, "1.0"), "1 formats as %s", buf);
+    KT_CHECK(!strcmp(buf, "1.0"), "1 formats as %s", buf);
     ksv_hist_format_float(buf, 0x1p-15);
-    CHECK(strtod(buf, NULL) == 0x1p-15, "2^-15 formats as %s", buf);
+    KT_CHECK(strtod(buf, NULL) == 0x1p-15, "2^-15 formats as %s", buf);
     ksv_hist_format_float(buf, 0.1);
-    CHECK(!strcmp(buf, "0.1"), "0.1 formats as %s", buf);
+    KT_CHECK(!strcmp(buf, "0.1"), "0.1 formats as %s", buf);
     ksv_hist_format_float(buf, INFINITY);
-    CHECK(!strcmp(buf, "+Inf"), "Inf formats as %s", buf);
+    KT_CHECK(!strcmp(buf, "+Inf"), "Inf formats as %s", buf);
 }
 
 /* ---- recording edge values, quantile edge cases ---- */
@@ -442,34 +433,36 @@ static void test_record_edges(ksv_hist *h, ksv_hist_snap *s, ksv_sb *sb)
     for (size_t i = 0; i < sizeof values / sizeof values[0]; i++)
         ksv_hist_record(h, values[i]);
     ksv_hist_snapshot(h, s);
-    CHECK(s->count == 9, "count %llu", (unsigned long long)s->count);
-    CHECK(s->counts[KSV_HIST_UNDERFLOW] == 4, "underflow %llu",
-          (unsigned long long)s->counts[KSV_HIST_UNDERFLOW]);
-    CHECK(s->counts[KSV_HIST_OVERFLOW] == 3, "overflow %llu",
-          (unsigned long long)s->counts[KSV_HIST_OVERFLOW]);
+    KT_CHECK(s->count == 9, "count %llu", (unsigned long long)s->count);
+    KT_CHECK(s->counts[KSV_HIST_UNDERFLOW] == 4, "underflow %llu",
+             (unsigned long long)s->counts[KSV_HIST_UNDERFLOW]);
+    KT_CHECK(s->counts[KSV_HIST_OVERFLOW] == 3, "overflow %llu",
+             (unsigned long long)s->counts[KSV_HIST_OVERFLOW]);
     /* 0.25 + 0.25, +Inf and 1e300 clamped to 1e6 s each; NaN, negatives and 1e-30 add 0. */
     double want_sum = 0.5 + 2 * KSV_HIST_SUM_CLAMP_SECONDS;
-    CHECK(s->sum_seconds == want_sum, "sum %.17g, want %.17g", s->sum_seconds, want_sum);
+    KT_CHECK(s->sum_seconds == want_sum, "sum %.17g, want %.17g", s->sum_seconds, want_sum);
     ksv_sb_reset(sb);
     ksv_hist_write_prometheus(sb, "m", NULL, s);
     static prom_parsed p;
-    CHECK(parse_prom(sb->data, "m", "", &p), "unlabelled text does not parse");
-    CHECK(p.cum[p.n - 1] == 9 && p.count == 9, "+Inf %.0f _count %.0f", p.cum[p.n - 1], p.count);
-    CHECK(p.cum[0] == 4, "le=2^-15 holds %.0f, want the 4 underflow samples", p.cum[0]);
-    CHECK(p.cum[p.n - 2] == 6, "le=512 holds %.0f, want 6", p.cum[p.n - 2]);
+    KT_CHECK(parse_prom(sb->data, "m", "", &p), "unlabelled text does not parse");
+    KT_CHECK(p.cum[p.n - 1] == 9 && p.count == 9, "+Inf %.0f _count %.0f", p.cum[p.n - 1], p.count);
+    KT_CHECK(p.cum[0] == 4, "le=2^-15 holds %.0f, want the 4 underflow samples", p.cum[0]);
+    KT_CHECK(p.cum[p.n - 2] == 6, "le=512 holds %.0f, want 6", p.cum[p.n - 2]);
 
     ksv_hist_snap_clear(s);
-    CHECK(isnan(ksv_hist_quantile(s, 0.5)), "empty histogram quantile is not NaN");
+    KT_CHECK(isnan(ksv_hist_quantile(s, 0.5)), "empty histogram quantile is not NaN");
     s->counts[100] = 10;
-    CHECK(isnan(ksv_hist_quantile(s, -0.1)) && isnan(ksv_hist_quantile(s, 1.1)) &&
-              isnan(ksv_hist_quantile(s, NAN)),
-          "q outside [0,1] is not NaN");
-    CHECK(ksv_hist_quantile(s, 0) == ksv_hist_bucket_lower(100), "q=0 is the bucket's lower bound");
-    CHECK(ksv_hist_quantile(s, 1) == ksv_hist_bucket_upper(100), "q=1 is the bucket's upper bound");
+    KT_CHECK(isnan(ksv_hist_quantile(s, -0.1)) && isnan(ksv_hist_quantile(s, 1.1)) &&
+                 isnan(ksv_hist_quantile(s, NAN)),
+             "q outside [0,1] is not NaN");
+    KT_CHECK(ksv_hist_quantile(s, 0) == ksv_hist_bucket_lower(100),
+             "q=0 is the bucket's lower bound");
+    KT_CHECK(ksv_hist_quantile(s, 1) == ksv_hist_bucket_upper(100),
+             "q=1 is the bucket's upper bound");
     ksv_hist_snap_clear(s);
     s->counts[KSV_HIST_OVERFLOW] = 5;
-    CHECK(ksv_hist_quantile(s, 0.99) == 0x1p10, "overflow quantile %.17g",
-          ksv_hist_quantile(s, 0.99));
+    KT_CHECK(ksv_hist_quantile(s, 0.99) == 0x1p10, "overflow quantile %.17g",
+             ksv_hist_quantile(s, 0.99));
 }
 
 /* ---- Prometheus' algorithm on hand-worked cases ---- */
@@ -508,14 +501,14 @@ static void test_prom_algorithm(void)
         bool ok = isnan(cases[i].want) ? isnan(got)
                   : isinf(cases[i].want) ? got == cases[i].want
                                          : fabs(got - cases[i].want) <= 1e-12;
-        CHECK(ok, "%s: got %.17g, want %.17g", cases[i].what, got, cases[i].want);
+        KT_CHECK(ok, "%s: got %.17g, want %.17g", cases[i].what, got, cases[i].want);
     }
     /* A 1e-15-relative wobble is float noise: bucket (1,2] is really empty, so a rank just
      * past 100 lands in (2,3] (near 2), not inside the phantom (1,2] bucket (1.6). */
     double le[] = {1, 2, 3, inf}, cum[] = {100, 100.0000000000001, 200, 200};
     double got = ksv_prom_histogram_quantile(le, cum, 4, 0.5000000000000003);
-    CHECK(fabs(got - 2) < 1e-6, "precision wobble: got %.17g, want ~2", got);
-    CHECK(isnan(ksv_prom_histogram_quantile(NULL, NULL, 0, 0.5)), "empty input is not NaN");
+    KT_CHECK(fabs(got - 2) < 1e-6, "precision wobble: got %.17g, want ~2", got);
+    KT_CHECK(isnan(ksv_prom_histogram_quantile(NULL, NULL, 0, 0.5)), "empty input is not NaN");
     printf("  %zu hand-worked cases + precision wobble\n", sizeof cases / sizeof cases[0]);
 }
 
@@ -542,45 +535,45 @@ static void test_fine_json(ksv_hist *h, ksv_hist_snap *s, ksv_hist_snap *back, k
 
     /* json-c's own view of the document. */
     json_object *root = json_tokener_parse(sb->data), *o;
-    CHECK(root != NULL, "json-c cannot parse the fine JSON");
+    KT_CHECK(root != NULL, "json-c cannot parse the fine JSON");
     if (root) {
-        CHECK(json_object_object_get_ex(root, "scheme", &o) &&
-                  !strcmp(json_object_get_string(o), "log2x64"),
-              "scheme");
-        CHECK(json_object_object_get_ex(root, "count", &o) &&
-                  (uint64_t)json_object_get_int64(o) == s->count,
-              "count");
-        CHECK(json_object_object_get_ex(root, "sum", &o) &&
-                  json_object_get_double(o) == s->sum_seconds,
-              "sum");
+        KT_CHECK(json_object_object_get_ex(root, "scheme", &o) &&
+                     !strcmp(json_object_get_string(o), "log2x64"),
+                 "scheme");
+        KT_CHECK(json_object_object_get_ex(root, "count", &o) &&
+                     (uint64_t)json_object_get_int64(o) == s->count,
+                 "count");
+        KT_CHECK(json_object_object_get_ex(root, "sum", &o) &&
+                     json_object_get_double(o) == s->sum_seconds,
+                 "sum");
         size_t nonzero = 0;
         for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
             nonzero += s->counts[i] != 0;
-        CHECK(json_object_object_get_ex(root, "buckets", &o) &&
-                  json_object_array_length(o) == nonzero,
-              "bucket entries");
+        KT_CHECK(json_object_object_get_ex(root, "buckets", &o) &&
+                     json_object_array_length(o) == nonzero,
+                 "bucket entries");
         json_object_put(root);
     }
 
     ksv_err err = {0};
     int rc = ksv_hist_parse_fine_json(sb->data, back, &err);
-    CHECK(rc == 0, "round trip refused: %s", err.msg);
-    CHECK(rc != 0 || snaps_equal(s, back), "round trip changed the snapshot");
-    CHECK(rc != 0 || ksv_hist_quantile(s, 0.99) == ksv_hist_quantile(back, 0.99),
-          "round trip changed P99");
+    KT_CHECK(rc == 0, "round trip refused: %s", err.msg);
+    KT_CHECK(rc != 0 || snaps_equal(s, back), "round trip changed the snapshot");
+    KT_CHECK(rc != 0 || ksv_hist_quantile(s, 0.99) == ksv_hist_quantile(back, 0.99),
+             "round trip changed P99");
     printf("  round trip of %llu samples in %zu bytes: exact\n", (unsigned long long)s->count,
            sb->len);
 
     /* A trailing newline (as an HTTP body may have) is not garbage. */
     ksv_sb_puts(sb, "\r\n");
     rc = ksv_hist_parse_fine_json(sb->data, back, &err);
-    CHECK(rc == 0 && snaps_equal(s, back), "trailing whitespace refused: %s", err.msg);
+    KT_CHECK(rc == 0 && snaps_equal(s, back), "trailing whitespace refused: %s", err.msg);
 
     ksv_hist_snap_clear(s);
     ksv_sb_reset(sb);
     ksv_hist_write_fine_json(sb, s);
     rc = ksv_hist_parse_fine_json(sb->data, back, &err);
-    CHECK(rc == 0 && back->count == 0, "empty histogram round trip: %s", err.msg);
+    KT_CHECK(rc == 0 && back->count == 0, "empty histogram round trip: %s", err.msg);
 
 #define HDR "{\"scheme\":\"log2x64\",\"min_exp\":-20,\"max_exp\":10,"
     struct {
@@ -628,10 +621,10 @@ static void test_fine_json(ksv_hist *h, ksv_hist_snap *s, ksv_hist_snap *back, k
         rc = ksv_hist_parse_fine_json(bad[i].json, back, &e);
         bool refused = rc == -1 && e.status == 400 && strstr(e.msg, bad[i].expect) != NULL;
         n_refused += refused;
-        CHECK(refused,
-              "broken input %zu (%s): rc %d, message \"%s\", want \"%s\"", i,
-              bad[i].json ? bad[i].json : "NULL", rc, e.msg, bad[i].expect);
-        CHECK(back->count == 0, "broken input %zu left data in the output", i);
+        KT_CHECK(refused,
+                 "broken input %zu (%s): rc %d, message \"%s\", want \"%s\"", i,
+                 bad[i].json ? bad[i].json : "NULL", rc, e.msg, bad[i].expect);
+        KT_CHECK(back->count == 0, "broken input %zu left data in the output", i);
         if (i < 3 || i % 8 == 0)
             printf("  refused: %-60.60s -> %s\n", bad[i].json ? bad[i].json : "NULL", e.msg);
     }
@@ -654,11 +647,11 @@ static void test_delta(ksv_hist *h, ksv_hist_snap *before, ksv_hist_snap *now, k
     ksv_hist_snapshot(h, now);
     ksv_hist_snap_delta(now, before, out);
     size_t i1 = ksv_hist_bucket_index(0.001), i2 = ksv_hist_bucket_index(0.002);
-    CHECK(out->count == 57 && out->counts[i1] == 7 && out->counts[i2] == 50,
-          "delta: count %llu", (unsigned long long)out->count);
-    CHECK(fabs(out->sum_seconds - 0.107) < 1e-12, "delta sum %.17g", out->sum_seconds);
-    CHECK(fabs(ksv_hist_quantile(out, 0.5) - 0.002) <= 0.002 / 64, "delta P50 %.6g",
-          ksv_hist_quantile(out, 0.5));
+    KT_CHECK(out->count == 57 && out->counts[i1] == 7 && out->counts[i2] == 50,
+             "delta: count %llu", (unsigned long long)out->count);
+    KT_CHECK(fabs(out->sum_seconds - 0.107) < 1e-12, "delta sum %.17g", out->sum_seconds);
+    KT_CHECK(fabs(ksv_hist_quantile(out, 0.5) - 0.002) <= 0.002 / 64, "delta P50 %.6g",
+             ksv_hist_quantile(out, 0.5));
 
     /* Engine restarted: a fresh histogram with fewer samples in one bucket. */
     ksv_hist_init(h);
@@ -667,7 +660,8 @@ static void test_delta(ksv_hist *h, ksv_hist_snap *before, ksv_hist_snap *now, k
     ksv_hist_record(h, 0.001);
     ksv_hist_snapshot(h, now);
     ksv_hist_snap_delta(now, before, out);
-    CHECK(snaps_equal(out, now), "reset not detected: count %llu", (unsigned long long)out->count);
+    KT_CHECK(snaps_equal(out, now), "reset not detected: count %llu",
+             (unsigned long long)out->count);
 
     /* Counts all grew but the sum went back: also a reset. */
     *now = *before;
@@ -675,7 +669,7 @@ static void test_delta(ksv_hist *h, ksv_hist_snap *before, ksv_hist_snap *now, k
     now->count += 1;
     now->sum_seconds = before->sum_seconds / 2;
     ksv_hist_snap_delta(now, before, out);
-    CHECK(snaps_equal(out, now), "sum going backwards not treated as a reset");
+    KT_CHECK(snaps_equal(out, now), "sum going backwards not treated as a reset");
 
     /* Aliasing: out == now. */
     *now = *before;
@@ -683,7 +677,7 @@ static void test_delta(ksv_hist *h, ksv_hist_snap *before, ksv_hist_snap *now, k
     now->count += 4;
     now->sum_seconds += 0.008;
     ksv_hist_snap_delta(now, before, now);
-    CHECK(now->count == 4 && now->counts[i2] == 4 && now->counts[i1] == 0, "aliased delta");
+    KT_CHECK(now->count == 4 && now->counts[i2] == 4 && now->counts[i1] == 0, "aliased delta");
 
     /* Merge: two halves equal the whole. */
     ksv_hist_init(h);
@@ -701,9 +695,9 @@ static void test_delta(ksv_hist *h, ksv_hist_snap *before, ksv_hist_snap *now, k
         ksv_hist_snap_merge(out, now);
     }
     ksv_hist_snapshot(h, now);
-    CHECK(out->count == now->count && !memcmp(out->counts, now->counts, sizeof now->counts) &&
-              fabs(out->sum_seconds - now->sum_seconds) < 1e-9,
-          "merge differs from recording everything in one histogram");
+    KT_CHECK(out->count == now->count && !memcmp(out->counts, now->counts, sizeof now->counts) &&
+                 fabs(out->sum_seconds - now->sum_seconds) < 1e-9,
+             "merge differs from recording everything in one histogram");
     printf("  delta, counter reset, sum reset, aliasing, merge checked\n");
 }
 
@@ -741,7 +735,7 @@ static void test_threads(ksv_hist *h, ksv_hist_snap *s, ksv_hist_snap *prev)
     for (int t = 0; t < THREADS; t++) {
         args[t] = (thread_arg){h, 0.001 * (t + 1), PER_THREAD};
         if (pthread_create(&tid[t], NULL, recorder, &args[t]) != 0) {
-            CHECK(false, "pthread_create");
+            KT_CHECK(false, "pthread_create");
             return;
         }
     }
@@ -753,22 +747,22 @@ static void test_threads(ksv_hist *h, ksv_hist_snap *s, ksv_hist_snap *prev)
         uint64_t total = 0;
         for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
             total += s->counts[i];
-        CHECK(total == s->count && s->count >= prev->count, "inconsistent live snapshot");
+        KT_CHECK(total == s->count && s->count >= prev->count, "inconsistent live snapshot");
         *prev = *s;
     }
     for (int t = 0; t < THREADS; t++)
         pthread_join(tid[t], NULL);
     double elapsed = now_seconds() - t0;
     ksv_hist_snapshot(h, s);
-    CHECK(s->count == (uint64_t)THREADS * PER_THREAD, "total %llu, want %d",
-          (unsigned long long)s->count, THREADS * PER_THREAD);
+    KT_CHECK(s->count == (uint64_t)THREADS * PER_THREAD, "total %llu, want %d",
+             (unsigned long long)s->count, THREADS * PER_THREAD);
     for (int t = 0; t < THREADS; t++) {
         size_t idx = ksv_hist_bucket_index(0.001 * (t + 1));
-        CHECK(s->counts[idx] == PER_THREAD, "thread %d bucket %llu", t,
-              (unsigned long long)s->counts[idx]);
+        KT_CHECK(s->counts[idx] == PER_THREAD, "thread %d bucket %llu", t,
+                 (unsigned long long)s->counts[idx]);
     }
     /* 1e6 x (1+2+3+4) ms, every sample a whole number of nanoseconds. */
-    CHECK(s->sum_seconds == 10000.0, "sum %.17g, want 10000", s->sum_seconds);
+    KT_CHECK(s->sum_seconds == 10000.0, "sum %.17g, want 10000", s->sum_seconds);
     printf("  %d threads x %d records: count %llu exact, sum %.3f s exact, %d live snapshots, "
            "%.1f ns/record wall (contended)\n",
            THREADS, PER_THREAD, (unsigned long long)s->count, s->sum_seconds, snapshots,
@@ -830,10 +824,5 @@ int main(void)
     free(s1);
     free(s2);
     free(s3);
-    if (failures) {
-        printf("%d check(s) FAILED\n", failures);
-        return 1;
-    }
-    printf("all histogram checks passed\n");
-    return 0;
+    return kt_summary("test_histogram");
 }

@@ -33,21 +33,11 @@
 
 #include <json-c/json.h>
 
+#include "ktest.h"
+
 #ifndef KSV_SRCDIR
 #define KSV_SRCDIR "."
 #endif
-
-static int failures;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
 
 static double now_s(void)
 {
@@ -362,7 +352,7 @@ static bool run_load(const ksv_load_config *cfg, ksv_load_report *rep, double *w
     int rc = ksv_load_run(cfg, rep, &err);
     if (wall)
         *wall = now_s() - t;
-    CHECK(rc == 0, "ksv_load_run failed: %s", err.msg);
+    KT_CHECK(rc == 0, "ksv_load_run failed: %s", err.msg);
     return rc == 0;
 }
 
@@ -380,24 +370,24 @@ static void check_invariants(const char *what, const ksv_load_report *r)
     uint64_t by_status = r->status_out_of_range;
     for (int i = 0; i < KSV_LOAD_STATUS_SLOTS; i++)
         by_status += r->status[i];
-    CHECK(by_status == r->completed, "%s: statuses add to %llu, completed %llu", what,
-          (unsigned long long)by_status, (unsigned long long)r->completed);
-    CHECK(r->sent == r->completed + transport_total(r) + r->aborted,
-          "%s: sent %llu != completed + transport errors + aborted", what,
-          (unsigned long long)r->sent);
-    CHECK(r->errors == r->completed - r->ok + transport_total(r),
-          "%s: errors %llu are not non-2xx + transport", what, (unsigned long long)r->errors);
-    CHECK(r->latency.count == r->completed, "%s: %llu latencies for %llu completed", what,
-          (unsigned long long)r->latency.count, (unsigned long long)r->completed);
+    KT_CHECK(by_status == r->completed, "%s: statuses add to %llu, completed %llu", what,
+             (unsigned long long)by_status, (unsigned long long)r->completed);
+    KT_CHECK(r->sent == r->completed + transport_total(r) + r->aborted,
+             "%s: sent %llu != completed + transport errors + aborted", what,
+             (unsigned long long)r->sent);
+    KT_CHECK(r->errors == r->completed - r->ok + transport_total(r),
+             "%s: errors %llu are not non-2xx + transport", what, (unsigned long long)r->errors);
+    KT_CHECK(r->latency.count == r->completed, "%s: %llu latencies for %llu completed", what,
+             (unsigned long long)r->latency.count, (unsigned long long)r->completed);
     if (r->completed) {
-        CHECK(r->p50_s > 0 && r->p50_s <= r->p99_s && r->p99_s <= r->p999_s,
-              "%s: quantiles out of order: %g %g %g", what, r->p50_s, r->p99_s, r->p999_s);
-        CHECK(r->p999_s <= r->max_s * (1 + 1.0 / 64) + 1e-9, "%s: p99.9 %g above max %g", what,
-              r->p999_s, r->max_s);
-        CHECK(r->mean_s > 0 && r->mean_s <= r->max_s, "%s: mean %g, max %g", what, r->mean_s,
-              r->max_s);
+        KT_CHECK(r->p50_s > 0 && r->p50_s <= r->p99_s && r->p99_s <= r->p999_s,
+                 "%s: quantiles out of order: %g %g %g", what, r->p50_s, r->p99_s, r->p999_s);
+        KT_CHECK(r->p999_s <= r->max_s * (1 + 1.0 / 64) + 1e-9, "%s: p99.9 %g above max %g", what,
+                 r->p999_s, r->max_s);
+        KT_CHECK(r->mean_s > 0 && r->mean_s <= r->max_s, "%s: mean %g, max %g", what, r->mean_s,
+                 r->max_s);
     } else {
-        CHECK(isnan(r->p50_s) && isnan(r->max_s), "%s: quantiles without samples", what);
+        KT_CHECK(isnan(r->p50_s) && isnan(r->max_s), "%s: quantiles without samples", what);
     }
 }
 
@@ -439,22 +429,22 @@ static void test_rate_mode(const engine *e)
     long long served = engine_count(e, 200) - before;
     show("rate mode, 200 req/s for 2 s", &r, wall);
     check_invariants("rate", &r);
-    CHECK(r.achieved_rps >= 190 && r.achieved_rps <= 210, "achieved %.1f req/s, want 190..210",
-          r.achieved_rps);
-    CHECK(r.errors == 0 && r.aborted == 0, "errors %llu aborted %llu",
-          (unsigned long long)r.errors, (unsigned long long)r.aborted);
-    CHECK(r.completed >= 395 && r.completed <= 400, "completed %llu, want ~400 (at most 400)",
-          (unsigned long long)r.completed);
-    CHECK(r.status[200] == r.completed, "200s %llu of %llu", (unsigned long long)r.status[200],
-          (unsigned long long)r.completed);
-    CHECK(served == (long long)r.status[200], "engine counted %lld 200s, report %llu", served,
-          (unsigned long long)r.status[200]);
+    KT_CHECK(r.achieved_rps >= 190 && r.achieved_rps <= 210, "achieved %.1f req/s, want 190..210",
+             r.achieved_rps);
+    KT_CHECK(r.errors == 0 && r.aborted == 0, "errors %llu aborted %llu",
+             (unsigned long long)r.errors, (unsigned long long)r.aborted);
+    KT_CHECK(r.completed >= 395 && r.completed <= 400, "completed %llu, want ~400 (at most 400)",
+             (unsigned long long)r.completed);
+    KT_CHECK(r.status[200] == r.completed, "200s %llu of %llu", (unsigned long long)r.status[200],
+             (unsigned long long)r.completed);
+    KT_CHECK(served == (long long)r.status[200], "engine counted %lld 200s, report %llu", served,
+             (unsigned long long)r.status[200]);
     double engine_rate = (double)served / wall;
-    CHECK(fabs(engine_rate - r.achieved_rps) <= 0.05 * r.achieved_rps,
-          "engine-side rate %.1f vs reported %.1f", engine_rate, r.achieved_rps);
-    CHECK(wall < 2.0 + 0.5, "a 2 s run took %.2f s", wall);
-    CHECK(log.calls >= 1 && log.first_rps >= 150 && log.first_rps <= 250,
-          "progress: %d calls, first interval %.1f req/s", log.calls, log.first_rps);
+    KT_CHECK(fabs(engine_rate - r.achieved_rps) <= 0.05 * r.achieved_rps,
+             "engine-side rate %.1f vs reported %.1f", engine_rate, r.achieved_rps);
+    KT_CHECK(wall < 2.0 + 0.5, "a 2 s run took %.2f s", wall);
+    KT_CHECK(log.calls >= 1 && log.first_rps >= 150 && log.first_rps <= 250,
+             "progress: %d calls, first interval %.1f req/s", log.calls, log.first_rps);
 }
 
 static double test_max_mode(const engine *e)
@@ -470,14 +460,14 @@ static double test_max_mode(const engine *e)
     long long served = engine_count(e, 200) - before;
     show("as fast as possible, concurrency 4, 1 s", &r, wall);
     check_invariants("max", &r);
-    CHECK(r.completed > 0 && r.errors == 0 && r.aborted == 0,
-          "completed %llu errors %llu aborted %llu", (unsigned long long)r.completed,
-          (unsigned long long)r.errors, (unsigned long long)r.aborted);
-    CHECK(served == (long long)r.completed, "engine counted %lld, report %llu", served,
-          (unsigned long long)r.completed);
-    CHECK(r.target_rps == 0 && r.concurrency == 4, "report echoes target %g concurrency %u",
-          r.target_rps, r.concurrency);
-    CHECK(wall < 1.5, "a 1 s run took %.2f s", wall);
+    KT_CHECK(r.completed > 0 && r.errors == 0 && r.aborted == 0,
+             "completed %llu errors %llu aborted %llu", (unsigned long long)r.completed,
+             (unsigned long long)r.errors, (unsigned long long)r.aborted);
+    KT_CHECK(served == (long long)r.completed, "engine counted %lld, report %llu", served,
+             (unsigned long long)r.completed);
+    KT_CHECK(r.target_rps == 0 && r.concurrency == 4, "report echoes target %g concurrency %u",
+             r.target_rps, r.concurrency);
+    KT_CHECK(wall < 1.5, "a 1 s run took %.2f s", wall);
     return r.achieved_rps;
 }
 
@@ -495,23 +485,23 @@ static void test_bad_fraction(const engine *e, ksv_load_report *r)
     long long ok = engine_count(e, 200) - ok_before, bad = engine_count(e, 400) - bad_before;
     show("20% malformed, 1000 requests", r, wall);
     check_invariants("bad", r);
-    CHECK(r->sent == 1000 && r->completed == 1000, "sent %llu completed %llu of max 1000",
-          (unsigned long long)r->sent, (unsigned long long)r->completed);
+    KT_CHECK(r->sent == 1000 && r->completed == 1000, "sent %llu completed %llu of max 1000",
+             (unsigned long long)r->sent, (unsigned long long)r->completed);
     double share = (double)r->status[400] / (double)r->completed;
-    CHECK(share >= 0.12 && share <= 0.28, "400 share %.3f, want 0.20 +- 0.08", share);
-    CHECK(r->status[400] == r->bad_sent && r->status[200] == r->sent - r->bad_sent,
-          "each malformed body got a 400 and the rest 200: 400s %llu, bad %llu, 200s %llu",
-          (unsigned long long)r->status[400], (unsigned long long)r->bad_sent,
-          (unsigned long long)r->status[200]);
-    CHECK(ok == (long long)r->status[200] && bad == (long long)r->status[400],
-          "engine counted 200:%lld 400:%lld", ok, bad);
-    CHECK(r->errors == r->status[400], "errors %llu", (unsigned long long)r->errors);
+    KT_CHECK(share >= 0.12 && share <= 0.28, "400 share %.3f, want 0.20 +- 0.08", share);
+    KT_CHECK(r->status[400] == r->bad_sent && r->status[200] == r->sent - r->bad_sent,
+             "each malformed body got a 400 and the rest 200: 400s %llu, bad %llu, 200s %llu",
+             (unsigned long long)r->status[400], (unsigned long long)r->bad_sent,
+             (unsigned long long)r->status[200]);
+    KT_CHECK(ok == (long long)r->status[200] && bad == (long long)r->status[400],
+             "engine counted 200:%lld 400:%lld", ok, bad);
+    KT_CHECK(r->errors == r->status[400], "errors %llu", (unsigned long long)r->errors);
 }
 
 static void test_connect_refused(ksv_load_report *r)
 {
     int port = free_port();
-    CHECK(port > 0, "no free port");
+    KT_CHECK(port > 0, "no free port");
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/models/iris/infer", port);
     ksv_load_config c = base_config(url);
@@ -522,13 +512,13 @@ static void test_connect_refused(ksv_load_report *r)
         return;
     show("nothing listening, 40 req/s", r, wall);
     check_invariants("connect", r);
-    CHECK(r->sent >= 15 && r->transport[KSV_LOAD_CONNECT].count == r->sent,
-          "sent %llu, connect errors %llu", (unsigned long long)r->sent,
-          (unsigned long long)r->transport[KSV_LOAD_CONNECT].count);
-    CHECK(r->completed == 0 && r->errors == r->sent, "completed %llu errors %llu",
-          (unsigned long long)r->completed, (unsigned long long)r->errors);
-    CHECK(r->transport[KSV_LOAD_CONNECT].last_message[0] != '\0', "no connect message");
-    CHECK(wall < 1.5, "took %.2f s", wall);
+    KT_CHECK(r->sent >= 15 && r->transport[KSV_LOAD_CONNECT].count == r->sent,
+             "sent %llu, connect errors %llu", (unsigned long long)r->sent,
+             (unsigned long long)r->transport[KSV_LOAD_CONNECT].count);
+    KT_CHECK(r->completed == 0 && r->errors == r->sent, "completed %llu errors %llu",
+             (unsigned long long)r->completed, (unsigned long long)r->errors);
+    KT_CHECK(r->transport[KSV_LOAD_CONNECT].last_message[0] != '\0', "no connect message");
+    KT_CHECK(wall < 1.5, "took %.2f s", wall);
 
     /* As fast as possible against a dead port spins through failures but still ends. */
     ksv_load_report r2;
@@ -537,16 +527,16 @@ static void test_connect_refused(ksv_load_report *r)
     if (!run_load(&c, &r2, &wall))
         return;
     check_invariants("connect max", &r2);
-    CHECK(r2.sent > 0 && r2.transport[KSV_LOAD_CONNECT].count == r2.sent && wall < 1.3,
-          "max mode: sent %llu connect %llu wall %.2f", (unsigned long long)r2.sent,
-          (unsigned long long)r2.transport[KSV_LOAD_CONNECT].count, wall);
+    KT_CHECK(r2.sent > 0 && r2.transport[KSV_LOAD_CONNECT].count == r2.sent && wall < 1.3,
+             "max mode: sent %llu connect %llu wall %.2f", (unsigned long long)r2.sent,
+             (unsigned long long)r2.transport[KSV_LOAD_CONNECT].count, wall);
 }
 
 static void test_never_answers(void)
 {
     int port;
     int fd = listen_socket(&port);   /* listens, never accepts: the kernel queues them */
-    CHECK(fd >= 0, "no listening socket");
+    KT_CHECK(fd >= 0, "no listening socket");
     if (fd < 0)
         return;
     char url[128];
@@ -563,11 +553,11 @@ static void test_never_answers(void)
     if (run_load(&c, &r, &wall)) {
         show("never answers, 0.2 s timeout", &r, wall);
         check_invariants("timeout", &r);
-        CHECK(r.sent == 5 && r.transport[KSV_LOAD_TIMEOUT].count == r.sent && r.aborted == 0,
-              "sent %llu timeouts %llu aborted %llu (want 5, 5, 0)", (unsigned long long)r.sent,
-              (unsigned long long)r.transport[KSV_LOAD_TIMEOUT].count,
-              (unsigned long long)r.aborted);
-        CHECK(wall < 0.25 + 0.2 + 0.3, "took %.2f s", wall);
+        KT_CHECK(r.sent == 5 && r.transport[KSV_LOAD_TIMEOUT].count == r.sent && r.aborted == 0,
+                 "sent %llu timeouts %llu aborted %llu (want 5, 5, 0)", (unsigned long long)r.sent,
+                 (unsigned long long)r.transport[KSV_LOAD_TIMEOUT].count,
+                 (unsigned long long)r.aborted);
+        KT_CHECK(wall < 0.25 + 0.2 + 0.3, "took %.2f s", wall);
     }
 
     c.timeout_s = 30;
@@ -575,11 +565,11 @@ static void test_never_answers(void)
     if (run_load(&c, &r, &wall)) {
         show("never answers, 0.2 s grace", &r, wall);
         check_invariants("aborted", &r);
-        CHECK(r.sent == 5 && r.aborted == r.sent && r.errors == 0,
-              "sent %llu aborted %llu errors %llu (want 5, 5, 0)", (unsigned long long)r.sent,
-              (unsigned long long)r.aborted, (unsigned long long)r.errors);
-        CHECK(wall >= 0.25 + 0.2 - 0.02 && wall < 0.25 + 0.2 + 0.3,
-              "took %.2f s, want duration + grace", wall);
+        KT_CHECK(r.sent == 5 && r.aborted == r.sent && r.errors == 0,
+                 "sent %llu aborted %llu errors %llu (want 5, 5, 0)", (unsigned long long)r.sent,
+                 (unsigned long long)r.aborted, (unsigned long long)r.errors);
+        KT_CHECK(wall >= 0.25 + 0.2 - 0.02 && wall < 0.25 + 0.2 + 0.3,
+                 "took %.2f s, want duration + grace", wall);
     }
     close(fd);
 }
@@ -592,7 +582,7 @@ static void test_body_file(const engine *e, const char *data_dir)
     bool have_iris = read_small_file(path, iris, sizeof iris);
     snprintf(path, sizeof path, "%s/requests/fraud.json", data_dir);
     bool have_fraud = read_small_file(path, fraud, sizeof fraud);
-    CHECK(have_iris && have_fraud, "cannot read %s/requests/{iris,fraud}.json", data_dir);
+    KT_CHECK(have_iris && have_fraud, "cannot read %s/requests/{iris,fraud}.json", data_dir);
     if (!have_iris || !have_fraud)
         return;
 
@@ -609,10 +599,10 @@ static void test_body_file(const engine *e, const char *data_dir)
         long long served = engine_count(e, 200) - before;
         show("body from data/requests/iris.json (5 rows)", &r, wall);
         check_invariants("file", &r);
-        CHECK(r.completed >= 48 && r.completed <= 50 && r.status[200] == r.completed,
-              "completed %llu 200s %llu (want ~50, all 200)", (unsigned long long)r.completed,
-              (unsigned long long)r.status[200]);
-        CHECK(served == (long long)r.status[200], "engine counted %lld", served);
+        KT_CHECK(r.completed >= 48 && r.completed <= 50 && r.status[200] == r.completed,
+                 "completed %llu 200s %llu (want ~50, all 200)", (unsigned long long)r.completed,
+                 (unsigned long long)r.status[200]);
+        KT_CHECK(served == (long long)r.status[200], "engine counted %lld", served);
     }
 
     /* The body really is the file's: fraud's 20-feature rows are refused by iris. */
@@ -622,8 +612,8 @@ static void test_body_file(const engine *e, const char *data_dir)
     c.max_requests = 20;
     if (run_load(&c, &r, &wall)) {
         check_invariants("wrong file", &r);
-        CHECK(r.completed == 20 && r.status[400] == 20, "fraud body at iris: %llu of %llu 400",
-              (unsigned long long)r.status[400], (unsigned long long)r.completed);
+        KT_CHECK(r.completed == 20 && r.status[400] == 20, "fraud body at iris: %llu of %llu 400",
+                 (unsigned long long)r.status[400], (unsigned long long)r.completed);
     }
 }
 
@@ -650,7 +640,7 @@ static void test_stop_flag(const engine *e)
     c.stop = &stop;
     pthread_t t;
     if (pthread_create(&t, NULL, stop_later, &s) != 0) {
-        CHECK(0, "pthread_create");
+        KT_CHECK(0, "pthread_create");
         return;
     }
     ksv_load_report r;
@@ -661,12 +651,12 @@ static void test_stop_flag(const engine *e)
         return;
     show("stop flag after 0.5 s of 10 s", &r, wall);
     check_invariants("stop", &r);
-    CHECK(r.stopped, "report does not say stopped");
-    CHECK(wall < 1.0, "returned after %.2f s, want within ~1 s", wall);
-    CHECK(r.elapsed_s >= 0.45 && r.elapsed_s < 1.0, "elapsed %.2f", r.elapsed_s);
-    CHECK(r.completed >= 40 && r.completed <= 60 && r.errors == 0,
-          "completed %llu errors %llu (want ~50, 0)", (unsigned long long)r.completed,
-          (unsigned long long)r.errors);
+    KT_CHECK(r.stopped, "report does not say stopped");
+    KT_CHECK(wall < 1.0, "returned after %.2f s, want within ~1 s", wall);
+    KT_CHECK(r.elapsed_s >= 0.45 && r.elapsed_s < 1.0, "elapsed %.2f", r.elapsed_s);
+    KT_CHECK(r.completed >= 40 && r.completed <= 60 && r.errors == 0,
+             "completed %llu errors %llu (want ~50, 0)", (unsigned long long)r.completed,
+             (unsigned long long)r.errors);
 }
 
 /* Concurrency 1 at 100 req/s against a server that takes 20 ms: request k can only go out
@@ -678,11 +668,11 @@ static void test_coordinated_omission(void)
     memset(&s, 0, sizeof s);
     s.delay_s = 0.020;
     s.listen_fd = listen_socket(&s.port);
-    CHECK(s.listen_fd >= 0, "no listening socket");
+    KT_CHECK(s.listen_fd >= 0, "no listening socket");
     if (s.listen_fd < 0)
         return;
     if (pthread_create(&s.thread, NULL, slow_server_main, &s) != 0) {
-        CHECK(0, "pthread_create");
+        KT_CHECK(0, "pthread_create");
         close(s.listen_fd);
         return;
     }
@@ -702,19 +692,19 @@ static void test_coordinated_omission(void)
         return;
     show("100 req/s, concurrency 1, server takes 20 ms", &r, wall);
     check_invariants("omission", &r);
-    CHECK(r.completed == atomic_load(&s.served) && r.errors == 0,
-          "completed %llu, server answered %u, errors %llu", (unsigned long long)r.completed,
-          atomic_load(&s.served), (unsigned long long)r.errors);
-    CHECK(r.completed >= 35 && r.completed <= 52, "completed %llu, want ~50 (one per 20 ms)",
-          (unsigned long long)r.completed);
+    KT_CHECK(r.completed == atomic_load(&s.served) && r.errors == 0,
+             "completed %llu, server answered %u, errors %llu", (unsigned long long)r.completed,
+             atomic_load(&s.served), (unsigned long long)r.errors);
+    KT_CHECK(r.completed >= 35 && r.completed <= 52, "completed %llu, want ~50 (one per 20 ms)",
+             (unsigned long long)r.completed);
     double n = (double)r.completed;
     double want_p50 = 0.010 * (n / 2) + 0.020;
-    CHECK(r.p50_s >= 0.6 * want_p50 && r.p50_s <= 1.4 * want_p50,
-          "p50 %.1f ms, want ~%.1f ms measured from the due time", r.p50_s * 1e3,
-          want_p50 * 1e3);
-    CHECK(r.max_s >= 0.010 * (n - 1), "max %.1f ms, want >= %.1f ms", r.max_s * 1e3,
-          10 * (n - 1));
-    CHECK(r.achieved_rps < 60, "achieved %.1f req/s cannot beat 1/20 ms", r.achieved_rps);
+    KT_CHECK(r.p50_s >= 0.6 * want_p50 && r.p50_s <= 1.4 * want_p50,
+             "p50 %.1f ms, want ~%.1f ms measured from the due time", r.p50_s * 1e3,
+             want_p50 * 1e3);
+    KT_CHECK(r.max_s >= 0.010 * (n - 1), "max %.1f ms, want >= %.1f ms", r.max_s * 1e3,
+             10 * (n - 1));
+    KT_CHECK(r.achieved_rps < 60, "achieved %.1f req/s cannot beat 1/20 ms", r.achieved_rps);
 }
 
 static void test_bad_configs(void)
@@ -758,15 +748,15 @@ static void test_bad_configs(void)
         ksv_err_clear(&err);
         double t = now_s();
         int rc = ksv_load_run(&cases[i].c, &r, &err);
-        CHECK(rc == -1 && err.status == 400 && err.msg[0] && r.sent == 0 && now_s() - t < 0.5,
-              "bad config '%s': rc %d status %d sent %llu", cases[i].what, rc, err.status,
-              (unsigned long long)r.sent);
+        KT_CHECK(rc == -1 && err.status == 400 && err.msg[0] && r.sent == 0 && now_s() - t < 0.5,
+                 "bad config '%s': rc %d status %d sent %llu", cases[i].what, rc, err.status,
+                 (unsigned long long)r.sent);
     }
     ksv_load_report r;
     ksv_err err;
-    CHECK(ksv_load_run(NULL, &r, &err) == -1 && err.status == 400, "NULL config accepted");
+    KT_CHECK(ksv_load_run(NULL, &r, &err) == -1 && err.status == 400, "NULL config accepted");
     ksv_load_config ok = {.url = "http://127.0.0.1:1/", .features = 4, .duration_s = 1};
-    CHECK(ksv_load_run(&ok, NULL, &err) == -1, "NULL report accepted");
+    KT_CHECK(ksv_load_run(&ok, NULL, &err) == -1, "NULL report accepted");
     printf("bad configs: %zu refused\n", sizeof cases / sizeof cases[0]);
 }
 
@@ -783,9 +773,9 @@ static void test_make_body(void)
         int rc = ksv_load_make_body(f, NULL, 42, &a, &err);
         rc |= ksv_load_make_body(f, NULL, 42, &b, &err);
         rc |= ksv_load_make_body(f, "x\"y", 43, &other, &err);
-        CHECK(rc == 0, "make_body(%zu): %s", f, err.msg);
-        CHECK(rc != 0 || (a.len == b.len && memcmp(a.data, b.data, a.len) == 0),
-              "same seed, different bodies for %zu features", f);
+        KT_CHECK(rc == 0, "make_body(%zu): %s", f, err.msg);
+        KT_CHECK(rc != 0 || (a.len == b.len && memcmp(a.data, b.data, a.len) == 0),
+                 "same seed, different bodies for %zu features", f);
         json_object *doc = rc == 0 ? json_tokener_parse(a.data) : NULL;
         json_object *inputs = NULL, *in0 = NULL, *name = NULL, *shape = NULL, *dtype = NULL,
                     *data = NULL;
@@ -798,39 +788,39 @@ static void test_make_body(void)
                       json_object_object_get_ex(in0, "datatype", &dtype) &&
                       json_object_object_get_ex(in0, "data", &data) &&
                       json_object_get_type(data) == json_type_array;
-        CHECK(shaped, "built body for %zu features is not a V2 request: %.200s", f,
-              a.data ? a.data : "");
+        KT_CHECK(shaped, "built body for %zu features is not a V2 request: %.200s", f,
+                 a.data ? a.data : "");
         if (shaped) {
-            CHECK(strcmp(json_object_get_string(name), "input-0") == 0 &&
-                      strcmp(json_object_get_string(dtype), "FP32") == 0 &&
-                      json_object_array_length(shape) == 2 &&
-                      json_object_get_int64(json_object_array_get_idx(shape, 0)) == 1 &&
-                      json_object_get_int64(json_object_array_get_idx(shape, 1)) ==
-                          (int64_t)f &&
-                      json_object_array_length(data) == f,
-                  "built body for %zu features: wrong name, type or shape", f);
+            KT_CHECK(strcmp(json_object_get_string(name), "input-0") == 0 &&
+                         strcmp(json_object_get_string(dtype), "FP32") == 0 &&
+                         json_object_array_length(shape) == 2 &&
+                         json_object_get_int64(json_object_array_get_idx(shape, 0)) == 1 &&
+                         json_object_get_int64(json_object_array_get_idx(shape, 1)) ==
+                             (int64_t)f &&
+                         json_object_array_length(data) == f,
+                     "built body for %zu features: wrong name, type or shape", f);
             size_t distinct_from_first = 0;
             double first = json_object_get_double(json_object_array_get_idx(data, 0));
             for (size_t i = 0; i < json_object_array_length(data); i++) {
                 json_object *v = json_object_array_get_idx(data, i);
                 double d = json_object_get_double(v);
-                CHECK((json_object_get_type(v) == json_type_double ||
-                       json_object_get_type(v) == json_type_int) &&
-                          d >= 0 && d < 10,
-                      "value %zu = %g outside [0, 10)", i, d);
+                KT_CHECK((json_object_get_type(v) == json_type_double ||
+                          json_object_get_type(v) == json_type_int) &&
+                             d >= 0 && d < 10,
+                         "value %zu = %g outside [0, 10)", i, d);
                 distinct_from_first += d != first;
             }
-            CHECK(f < 20 || distinct_from_first > f / 2, "values barely vary (%zu of %zu)",
-                  distinct_from_first, f);
+            KT_CHECK(f < 20 || distinct_from_first > f / 2, "values barely vary (%zu of %zu)",
+                     distinct_from_first, f);
         }
         json_object *odoc = rc == 0 ? json_tokener_parse(other.data) : NULL;
         json_object *oin = NULL, *oname = NULL;
-        CHECK(odoc && json_object_object_get_ex(odoc, "inputs", &oin) &&
-                  json_object_object_get_ex(json_object_array_get_idx(oin, 0), "name",
-                                            &oname) &&
-                  strcmp(json_object_get_string(oname), "x\"y") == 0,
-              "input name not escaped/kept");
-        CHECK(f < 4 || strcmp(a.data, other.data) != 0, "another seed, same body");
+        KT_CHECK(odoc && json_object_object_get_ex(odoc, "inputs", &oin) &&
+                     json_object_object_get_ex(json_object_array_get_idx(oin, 0), "name",
+                                               &oname) &&
+                     strcmp(json_object_get_string(oname), "x\"y") == 0,
+                 "input name not escaped/kept");
+        KT_CHECK(f < 4 || strcmp(a.data, other.data) != 0, "another seed, same body");
         json_object_put(doc);
         json_object_put(odoc);
         ksv_sb_free(&a);
@@ -840,8 +830,8 @@ static void test_make_body(void)
     ksv_sb sb;
     ksv_sb_init(&sb);
     ksv_err err;
-    CHECK(ksv_load_make_body(0, NULL, 1, &sb, &err) == -1 && err.status == 400,
-          "0 features accepted");
+    KT_CHECK(ksv_load_make_body(0, NULL, 1, &sb, &err) == -1 && err.status == 400,
+             "0 features accepted");
     ksv_sb_free(&sb);
     printf("built bodies: checked with json-c\n");
 }
@@ -862,7 +852,7 @@ static void check_json_report(const char *what, const ksv_load_report *r)
     size_t len = 0;
     FILE *f = open_memstream(&text, &len);
     if (!f) {
-        CHECK(0, "open_memstream");
+        KT_CHECK(0, "open_memstream");
         return;
     }
     ksv_load_report_print(r, f, true);
@@ -871,47 +861,47 @@ static void check_json_report(const char *what, const ksv_load_report *r)
     json_object *doc = json_tokener_parse_ex(tok, text, (int)len);
     enum json_tokener_error jerr = json_tokener_get_error(tok);
     json_tokener_free(tok);
-    CHECK(doc && jerr == json_tokener_success && len > 0 && text[len - 1] == '\n',
-          "%s: JSON report does not parse: %s", what, text);
+    KT_CHECK(doc && jerr == json_tokener_success && len > 0 && text[len - 1] == '\n',
+             "%s: JSON report does not parse: %s", what, text);
     if (doc) {
         const char *counts[] = {"sent", "completed", "ok", "errors", "aborted", "bad_sent"};
         uint64_t want[] = {r->sent, r->completed, r->ok, r->errors, r->aborted, r->bad_sent};
         for (size_t i = 0; i < 6; i++) {
             json_object *v = get_path(doc, counts[i], NULL);
-            CHECK(v && json_object_get_type(v) == json_type_int &&
-                      (uint64_t)json_object_get_int64(v) == want[i],
-                  "%s: JSON %s", what, counts[i]);
+            KT_CHECK(v && json_object_get_type(v) == json_type_int &&
+                         (uint64_t)json_object_get_int64(v) == want[i],
+                     "%s: JSON %s", what, counts[i]);
         }
         const char *nums[] = {"duration_s", "elapsed_s", "achieved_rps", "bad_fraction"};
         double nwant[] = {r->duration_s, r->elapsed_s, r->achieved_rps, r->bad_fraction};
         for (size_t i = 0; i < 4; i++) {
             json_object *v = get_path(doc, nums[i], NULL);
-            CHECK(v && fabs(json_object_get_double(v) - nwant[i]) <= 1e-6 * fabs(nwant[i]),
-                  "%s: JSON %s", what, nums[i]);
+            KT_CHECK(v && fabs(json_object_get_double(v) - nwant[i]) <= 1e-6 * fabs(nwant[i]),
+                     "%s: JSON %s", what, nums[i]);
         }
         json_object *target = get_path(doc, "target_rps", NULL);
-        CHECK(r->target_rps > 0 ? fabs(json_object_get_double(target) - r->target_rps) < 1e-9
-                                : target == NULL && json_object_object_get_ex(doc, "target_rps",
-                                                                              NULL),
-              "%s: JSON target_rps", what);
+        KT_CHECK(r->target_rps > 0 ? fabs(json_object_get_double(target) - r->target_rps) < 1e-9
+                                   : target == NULL && json_object_object_get_ex(doc, "target_rps",
+                                                                                 NULL),
+                 "%s: JSON target_rps", what);
         json_object *conc = get_path(doc, "concurrency", NULL);
-        CHECK(conc && json_object_get_int(conc) == (int)r->concurrency, "%s: concurrency",
-              what);
+        KT_CHECK(conc && json_object_get_int(conc) == (int)r->concurrency, "%s: concurrency",
+                 what);
         json_object *stopped = get_path(doc, "stopped", NULL);
-        CHECK(stopped && json_object_get_type(stopped) == json_type_boolean &&
-                  json_object_get_boolean(stopped) == r->stopped,
-              "%s: stopped", what);
+        KT_CHECK(stopped && json_object_get_type(stopped) == json_type_boolean &&
+                     json_object_get_boolean(stopped) == r->stopped,
+                 "%s: stopped", what);
         const char *lat[] = {"p50", "p99", "p999", "mean", "max"};
         double lwant[] = {r->p50_s, r->p99_s, r->p999_s, r->mean_s, r->max_s};
         for (size_t i = 0; i < 5; i++) {
             json_object *v = get_path(doc, "latency_ms", lat[i]);
             bool present = json_object_object_get_ex(get_path(doc, "latency_ms", NULL),
                                                      lat[i], NULL);
-            CHECK(present && (isnan(lwant[i])
-                                  ? v == NULL
-                                  : fabs(json_object_get_double(v) - lwant[i] * 1e3) <=
-                                        1e-6 * lwant[i] * 1e3),
-                  "%s: latency_ms.%s", what, lat[i]);
+            KT_CHECK(present && (isnan(lwant[i])
+                                     ? v == NULL
+                                     : fabs(json_object_get_double(v) - lwant[i] * 1e3) <=
+                                           1e-6 * lwant[i] * 1e3),
+                     "%s: latency_ms.%s", what, lat[i]);
         }
         json_object *status = get_path(doc, "status", NULL);
         size_t nonzero = 0;
@@ -922,24 +912,24 @@ static void check_json_report(const char *what, const ksv_load_report *r)
             char key[16];
             snprintf(key, sizeof key, "%d", code);
             json_object *v = get_path(doc, "status", key);
-            CHECK(v && (uint64_t)json_object_get_int64(v) == r->status[code],
-                  "%s: status.%s", what, key);
+            KT_CHECK(v && (uint64_t)json_object_get_int64(v) == r->status[code],
+                     "%s: status.%s", what, key);
         }
-        CHECK(status && json_object_get_type(status) == json_type_object &&
-                  (size_t)json_object_object_length(status) == nonzero,
-              "%s: status has %zu codes", what, nonzero);
+        KT_CHECK(status && json_object_get_type(status) == json_type_object &&
+                     (size_t)json_object_object_length(status) == nonzero,
+                 "%s: status has %zu codes", what, nonzero);
         for (int k = 0; k < KSV_LOAD_TRANSPORT_KINDS; k++) {
             const char *name = ksv_load_transport_name((ksv_load_transport)k);
             json_object *t = get_path(doc, "transport_errors", name);
             json_object *count = NULL, *message = NULL, *code = NULL;
-            CHECK(t && json_object_object_get_ex(t, "count", &count) &&
-                      json_object_object_get_ex(t, "message", &message) &&
-                      json_object_object_get_ex(t, "curl_code", &code) &&
-                      (uint64_t)json_object_get_int64(count) == r->transport[k].count &&
-                      json_object_get_int(code) == r->transport[k].last_curl_code &&
-                      strcmp(json_object_get_string(message), r->transport[k].last_message) ==
-                          0,
-                  "%s: transport_errors.%s", what, name);
+            KT_CHECK(t && json_object_object_get_ex(t, "count", &count) &&
+                         json_object_object_get_ex(t, "message", &message) &&
+                         json_object_object_get_ex(t, "curl_code", &code) &&
+                         (uint64_t)json_object_get_int64(count) == r->transport[k].count &&
+                         json_object_get_int(code) == r->transport[k].last_curl_code &&
+                         strcmp(json_object_get_string(message), r->transport[k].last_message) ==
+                             0,
+                     "%s: transport_errors.%s", what, name);
         }
     }
     json_object_put(doc);
@@ -957,8 +947,8 @@ static void check_table(const ksv_load_report *r)
     fclose(f);
     char want[64];
     snprintf(want, sizeof want, "sent %llu ", (unsigned long long)r->sent);
-    CHECK(strstr(text, want) && strstr(text, "p99.9") && strstr(text, "connect"),
-          "table lacks '%s', p99.9 or connect:\n%s", want, text);
+    KT_CHECK(strstr(text, want) && strstr(text, "p99.9") && strstr(text, "connect"),
+             "table lacks '%s', p99.9 or connect:\n%s", want, text);
     free(text);
 }
 
@@ -1007,7 +997,7 @@ int main(void)
     test_bad_fraction(&e, &bad);
     test_body_file(&e, data_dir);
     test_stop_flag(&e);
-    stop_engine(&e, failures > 0);
+    stop_engine(&e, kt_failures() > 0);
 
     test_connect_refused(&refused);
     test_never_answers();
@@ -1021,10 +1011,5 @@ int main(void)
     curl_global_cleanup();
     printf("max rate against the engine: %.0f req/s (concurrency 4, one load thread)\n",
            max_rps);
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all loadgen checks passed\n");
-    return 0;
+    return kt_summary("test_loadgen");
 }

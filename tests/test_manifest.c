@@ -9,7 +9,6 @@
  * Files are found under $KSV_SRCDIR, else the compile-time KSV_SRCDIR, else ".". */
 #include <ctype.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,26 +17,11 @@
 
 #include "common/manifest.h"
 
+#include "ktest.h"
+
 #ifndef KSV_SRCDIR
 #define KSV_SRCDIR "."
 #endif
-
-static int failures;
-static int checks;
-
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    checks++;
-    if (!ok)
-        failures++;
-    printf("%s: ", ok ? "ok" : "FAIL");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    putchar('\n');
-}
 
 static const char *srcdir(void)
 {
@@ -157,46 +141,48 @@ static char *canonical_of(const char *rel, size_t index)
 static void test_plain(void)
 {
     ksv_manifest_list yaml, json;
-    check(load("tests/manifests/plain.yaml", &yaml) == 0 && yaml.n == 1, "plain.yaml reads one spec");
+    KT_CHECK(load("tests/manifests/plain.yaml", &yaml) == 0 && yaml.n == 1,
+             "plain.yaml reads one spec");
     if (yaml.n != 1)
         return;
     const ksv_isvc *s = &yaml.items[0];
-    check(str_eq(s->name, "xgboost-iris") && str_eq(s->namespace_name, "kserve-test"),
-          "plain: name and namespace");
-    check(str_eq(s->model_format, "xgboost") && !s->shorthand, "plain: model form, xgboost");
-    check(str_eq(s->runtime, "ksv-xgboost") && s->runtime_mapped &&
-              str_eq(s->runtime_written, "kserve-xgbserver"),
-          "plain: kserve-xgbserver mapped to ksv-xgboost");
-    check(s->storage_kind == KSV_STORAGE_LOCAL &&
-              str_eq(s->storage_uri, expected_abs("tests/manifests", "models/iris/model.json")),
-          "plain: relative storageUri resolved against the manifest's folder (%s)",
-          s->storage_uri);
-    check(str_eq(s->storage_uri_written, "models/iris/model.json"), "plain: URI as written kept");
-    check(!s->has_canary && s->min_replicas == 1 && !s->has_min_replicas &&
-              s->max_replicas == 0 && s->rollback_window_s == 600 && !s->sha256 && !s->nodes,
-          "plain: defaults");
-    check(s->n_not_acted_on == 0, "plain: every field acted on");
-    check(s->line == 1, "plain: document starts at line 1 (got %d)", s->line);
+    KT_CHECK(str_eq(s->name, "xgboost-iris") && str_eq(s->namespace_name, "kserve-test"),
+             "plain: name and namespace");
+    KT_CHECK(str_eq(s->model_format, "xgboost") && !s->shorthand, "plain: model form, xgboost");
+    KT_CHECK(str_eq(s->runtime, "ksv-xgboost") && s->runtime_mapped &&
+                 str_eq(s->runtime_written, "kserve-xgbserver"),
+             "plain: kserve-xgbserver mapped to ksv-xgboost");
+    KT_CHECK(s->storage_kind == KSV_STORAGE_LOCAL &&
+                 str_eq(s->storage_uri, expected_abs("tests/manifests", "models/iris/model.json")),
+             "plain: relative storageUri resolved against the manifest's folder (%s)",
+             s->storage_uri);
+    KT_CHECK(str_eq(s->storage_uri_written, "models/iris/model.json"),
+             "plain: URI as written kept");
+    KT_CHECK(!s->has_canary && s->min_replicas == 1 && !s->has_min_replicas &&
+                 s->max_replicas == 0 && s->rollback_window_s == 600 && !s->sha256 && !s->nodes,
+             "plain: defaults");
+    KT_CHECK(s->n_not_acted_on == 0, "plain: every field acted on");
+    KT_CHECK(s->line == 1, "plain: document starts at line 1 (got %d)", s->line);
     ksv_sb notes;
     ksv_sb_init(&notes);
     ksv_manifest_format_notes(&yaml, &notes);
-    check(notes.data && strstr(notes.data, "kserve-test/xgboost-iris: runtime kserve-xgbserver "
-                                           "mapped to ksv-xgboost") &&
-              !strstr(notes.data, "not acted on"),
-          "plain: notes say the runtime was mapped");
+    KT_CHECK(notes.data && strstr(notes.data, "kserve-test/xgboost-iris: runtime kserve-xgbserver "
+                                              "mapped to ksv-xgboost") &&
+                 !strstr(notes.data, "not acted on"),
+             "plain: notes say the runtime was mapped");
     ksv_sb_free(&notes);
 
     /* The same manifest as JSON: the kept document must be what json-c reads from it. */
-    check(load("tests/manifests/plain.json", &json) == 0 && json.n == 1, "plain.json reads");
+    KT_CHECK(load("tests/manifests/plain.json", &json) == 0 && json.n == 1, "plain.json reads");
     if (json.n == 1) {
         json_object *oracle = json_object_from_file(src_path("tests/manifests/plain.json"));
-        check(oracle && json_object_equal(oracle, json.items[0].original),
-              "plain.json: original equals json-c's reading of the file");
-        check(json_object_equal(yaml.items[0].original, json.items[0].original),
-              "plain.yaml and plain.json keep the same document");
+        KT_CHECK(oracle && json_object_equal(oracle, json.items[0].original),
+                 "plain.json: original equals json-c's reading of the file");
+        KT_CHECK(json_object_equal(yaml.items[0].original, json.items[0].original),
+                 "plain.yaml and plain.json keep the same document");
         char *a = ksv_manifest_canonical_json(&yaml.items[0]);
         char *b = ksv_manifest_canonical_json(&json.items[0]);
-        check(a && b && strcmp(a, b) == 0, "plain.yaml and plain.json: same canonical JSON");
+        KT_CHECK(a && b && strcmp(a, b) == 0, "plain.yaml and plain.json: same canonical JSON");
         free(a);
         free(b);
         json_object_put(oracle);
@@ -208,20 +194,20 @@ static void test_plain(void)
 static void test_canary(void)
 {
     ksv_manifest_list list;
-    check(load("tests/manifests/canary.yaml", &list) == 0 && list.n == 1, "canary.yaml reads");
+    KT_CHECK(load("tests/manifests/canary.yaml", &list) == 0 && list.n == 1, "canary.yaml reads");
     if (list.n != 1)
         return;
     const ksv_isvc *s = &list.items[0];
-    check(s->has_canary && s->canary_percent == 10, "canary: 10%%");
-    check(str_eq(s->namespace_name, "default"), "canary: namespace defaults to default");
-    check(s->storage_kind == KSV_STORAGE_HTTP &&
-              str_eq(s->storage_uri, "https://models.example.com/my-model/v2/model.json"),
-          "canary: https URI kept as written");
-    check(!s->runtime_written && str_eq(s->runtime, "ksv-xgboost") && !s->runtime_mapped,
-          "canary: runtime defaults to ksv-xgboost");
+    KT_CHECK(s->has_canary && s->canary_percent == 10, "canary: 10%%");
+    KT_CHECK(str_eq(s->namespace_name, "default"), "canary: namespace defaults to default");
+    KT_CHECK(s->storage_kind == KSV_STORAGE_HTTP &&
+                 str_eq(s->storage_uri, "https://models.example.com/my-model/v2/model.json"),
+             "canary: https URI kept as written");
+    KT_CHECK(!s->runtime_written && str_eq(s->runtime, "ksv-xgboost") && !s->runtime_mapped,
+             "canary: runtime defaults to ksv-xgboost");
     char *canon = ksv_manifest_canonical_json(s);
-    check(canon && !strstr(canon, "canaryTrafficPercent"),
-          "canary: canaryTrafficPercent is not part of the revision identity");
+    KT_CHECK(canon && !strstr(canon, "canaryTrafficPercent"),
+             "canary: canaryTrafficPercent is not part of the revision identity");
     free(canon);
     ksv_manifest_list_free(&list);
 }
@@ -229,43 +215,43 @@ static void test_canary(void)
 static void test_scale(void)
 {
     ksv_manifest_list list;
-    check(load("tests/manifests/scale.yaml", &list) == 0 && list.n == 1, "scale.yaml reads");
+    KT_CHECK(load("tests/manifests/scale.yaml", &list) == 0 && list.n == 1, "scale.yaml reads");
     if (list.n != 1)
         return;
     const ksv_isvc *s = &list.items[0];
-    check(s->has_min_replicas && s->min_replicas == 0 && s->has_max_replicas &&
-              s->max_replicas == 4,
-          "scale: minReplicas 0, maxReplicas 4");
-    check(s->has_scale_target && s->scale_target == 100 && str_eq(s->scale_metric, "rps"),
-          "scale: scaleMetric rps, scaleTarget 100");
-    check(s->has_container_concurrency && s->container_concurrency == 8 && s->has_timeout &&
-              s->timeout_s == 60,
-          "scale: containerConcurrency 8, timeout 60");
-    check(str_eq(s->model_format, "xgboost") && str_eq(s->model_format_version, "1"),
-          "scale: modelFormat XGBoost read as xgboost, version \"1\"");
-    check(str_eq(s->runtime, "ksv-forest") && !s->runtime_mapped, "scale: ksv-forest accepted");
-    check(str_eq(s->protocol_version, "v2"), "scale: protocolVersion v2");
-    check(s->storage_kind == KSV_STORAGE_LOCAL &&
-              str_eq(s->storage_uri, "/srv/models/flowers/model.json"),
-          "scale: file:// URI becomes its absolute path");
-    check(s->limits.has_gpu && s->limits.gpu == 1 && s->limits.has_memory &&
-              str_eq(s->limits.memory, "2Gi") && s->limits.memory_bytes == 2ull << 30,
-          "scale: limits nvidia.com/gpu \"1\", memory 2Gi = %llu bytes",
-          (unsigned long long)s->limits.memory_bytes);
-    check(s->requests.has_gpu && s->requests.gpu == 1 &&
-              s->requests.memory_bytes == 512ull << 20,
-          "scale: requests nvidia.com/gpu 1, memory 512Mi");
-    check(s->n_nodes == 2 && str_eq(s->nodes[0], "gpu-a") && str_eq(s->nodes[1], "gpu-b"),
-          "scale: ksv.io/nodes split and trimmed");
+    KT_CHECK(s->has_min_replicas && s->min_replicas == 0 && s->has_max_replicas &&
+                 s->max_replicas == 4,
+             "scale: minReplicas 0, maxReplicas 4");
+    KT_CHECK(s->has_scale_target && s->scale_target == 100 && str_eq(s->scale_metric, "rps"),
+             "scale: scaleMetric rps, scaleTarget 100");
+    KT_CHECK(s->has_container_concurrency && s->container_concurrency == 8 && s->has_timeout &&
+                 s->timeout_s == 60,
+             "scale: containerConcurrency 8, timeout 60");
+    KT_CHECK(str_eq(s->model_format, "xgboost") && str_eq(s->model_format_version, "1"),
+             "scale: modelFormat XGBoost read as xgboost, version \"1\"");
+    KT_CHECK(str_eq(s->runtime, "ksv-forest") && !s->runtime_mapped, "scale: ksv-forest accepted");
+    KT_CHECK(str_eq(s->protocol_version, "v2"), "scale: protocolVersion v2");
+    KT_CHECK(s->storage_kind == KSV_STORAGE_LOCAL &&
+                 str_eq(s->storage_uri, "/srv/models/flowers/model.json"),
+             "scale: file:// URI becomes its absolute path");
+    KT_CHECK(s->limits.has_gpu && s->limits.gpu == 1 && s->limits.has_memory &&
+                 str_eq(s->limits.memory, "2Gi") && s->limits.memory_bytes == 2ull << 30,
+             "scale: limits nvidia.com/gpu \"1\", memory 2Gi = %llu bytes",
+             (unsigned long long)s->limits.memory_bytes);
+    KT_CHECK(s->requests.has_gpu && s->requests.gpu == 1 &&
+                 s->requests.memory_bytes == 512ull << 20,
+             "scale: requests nvidia.com/gpu 1, memory 512Mi");
+    KT_CHECK(s->n_nodes == 2 && str_eq(s->nodes[0], "gpu-a") && str_eq(s->nodes[1], "gpu-b"),
+             "scale: ksv.io/nodes split and trimmed");
     char lower[65];
     const char *written = annotation(s, "ksv.io/sha256");
     for (int k = 0; written && k < 64; k++)
         lower[k] = (char)tolower((unsigned char)written[k]);
     lower[64] = '\0';
-    check(written && str_eq(s->sha256, lower), "scale: ksv.io/sha256 kept, lowercased");
-    check(s->rollback_window_s == 600, "scale: ksv.io/rollback-window 10m = 600 s");
-    check(str_eq(annotation(s, "serving.kserve.io/deploymentMode"), "Serverless"),
-          "scale: other annotations kept");
+    KT_CHECK(written && str_eq(s->sha256, lower), "scale: ksv.io/sha256 kept, lowercased");
+    KT_CHECK(s->rollback_window_s == 600, "scale: ksv.io/rollback-window 10m = 600 s");
+    KT_CHECK(str_eq(annotation(s, "serving.kserve.io/deploymentMode"), "Serverless"),
+             "scale: other annotations kept");
 
     static const char *const expect_listed[] = {
         "metadata.labels",
@@ -286,34 +272,35 @@ static void test_scale(void)
         "metadata.annotations[ksv.io/nodes]",  "metadata.name",
     };
     for (size_t k = 0; k < sizeof expect_listed / sizeof *expect_listed; k++)
-        check(has_not_acted(s, expect_listed[k]), "scale: %s listed as not acted on",
-              expect_listed[k]);
+        KT_CHECK(has_not_acted(s, expect_listed[k]), "scale: %s listed as not acted on",
+                 expect_listed[k]);
     for (size_t k = 0; k < sizeof expect_acted / sizeof *expect_acted; k++)
-        check(!has_not_acted(s, expect_acted[k]), "scale: %s is acted on", expect_acted[k]);
-    check(s->n_not_acted_on == sizeof expect_listed / sizeof *expect_listed,
-          "scale: nothing else listed (%zu listed)", s->n_not_acted_on);
+        KT_CHECK(!has_not_acted(s, expect_acted[k]), "scale: %s is acted on", expect_acted[k]);
+    KT_CHECK(s->n_not_acted_on == sizeof expect_listed / sizeof *expect_listed,
+             "scale: nothing else listed (%zu listed)", s->n_not_acted_on);
     ksv_sb notes;
     ksv_sb_init(&notes);
     ksv_manifest_format_notes(&list, &notes);
-    check(notes.data && strstr(notes.data, "ml/flowers-sample: not acted on: metadata.labels, ") &&
-              strstr(notes.data, "spec.predictor.model.resources\n"),
-          "scale: one not-acted-on line");
+    KT_CHECK(notes.data &&
+                 strstr(notes.data, "ml/flowers-sample: not acted on: metadata.labels, ") &&
+                 strstr(notes.data, "spec.predictor.model.resources\n"),
+             "scale: one not-acted-on line");
     ksv_sb_free(&notes);
 
     json_object *logger_mode = jpath(s->original, "spec.predictor.logger.mode");
-    check(str_eq(json_object_get_string(logger_mode), "all"),
-          "scale: unknown field spec.predictor.logger kept in the original");
+    KT_CHECK(str_eq(json_object_get_string(logger_mode), "all"),
+             "scale: unknown field spec.predictor.logger kept in the original");
     char *canon = ksv_manifest_canonical_json(s);
     json_object *parsed = canon ? json_tokener_parse(canon) : NULL;
     json_object *gpu = jpath(parsed, "predictor.model.resources.limits");
     json_object *gpu_count = NULL;
     if (gpu)
         json_object_object_get_ex(gpu, "nvidia.com/gpu", &gpu_count);
-    check(json_object_is_type(gpu_count, json_type_int) && json_object_get_int(gpu_count) == 1,
-          "scale: canonical GPU count is the integer 1");
-    check(str_eq(jstr(parsed, "predictor.logger.url"), "http://message-dumper.default/") &&
-              str_eq(jstr(parsed, "sha256"), s->sha256),
-          "scale: canonical keeps unknown predictor fields and the sha256 pin");
+    KT_CHECK(json_object_is_type(gpu_count, json_type_int) && json_object_get_int(gpu_count) == 1,
+             "scale: canonical GPU count is the integer 1");
+    KT_CHECK(str_eq(jstr(parsed, "predictor.logger.url"), "http://message-dumper.default/") &&
+                 str_eq(jstr(parsed, "sha256"), s->sha256),
+             "scale: canonical keeps unknown predictor fields and the sha256 pin");
     json_object_put(parsed);
     free(canon);
     ksv_manifest_list_free(&list);
@@ -322,49 +309,50 @@ static void test_scale(void)
 static void test_multi(void)
 {
     ksv_manifest_list list;
-    check(load("tests/manifests/multi.yaml", &list) == 0 && list.n == 3,
-          "multi.yaml: three specs, the empty document skipped");
+    KT_CHECK(load("tests/manifests/multi.yaml", &list) == 0 && list.n == 3,
+             "multi.yaml: three specs, the empty document skipped");
     if (list.n != 3)
         return;
-    check(str_eq(list.items[0].name, "fraud") && str_eq(list.items[1].name, "churn") &&
-              str_eq(list.items[2].name, "fraud") &&
-              str_eq(list.items[2].namespace_name, "staging"),
-          "multi: names in file order; fraud twice in two namespaces is fine");
-    check(list.items[0].line == 3 && list.items[1].line == 15 && list.items[2].line == 26,
-          "multi: documents start at lines 3, 15, 26 (got %d, %d, %d)", list.items[0].line,
-          list.items[1].line, list.items[2].line);
-    check(list.items[1].has_canary && list.items[1].canary_percent == 0,
-          "multi: canaryTrafficPercent 0 (a rollback) is kept as set");
-    check(list.items[2].shorthand &&
-              str_eq(list.items[2].storage_uri,
-                     expected_abs("tests/manifests", "models/fraud/model.json")),
-          "multi: shorthand document");
-    check(str_eq(list.items[0].storage_uri, expected_abs("tests/manifests", "models/fraud")),
-          "multi: ./models/fraud normalized (%s)", list.items[0].storage_uri);
+    KT_CHECK(str_eq(list.items[0].name, "fraud") && str_eq(list.items[1].name, "churn") &&
+                 str_eq(list.items[2].name, "fraud") &&
+                 str_eq(list.items[2].namespace_name, "staging"),
+             "multi: names in file order; fraud twice in two namespaces is fine");
+    KT_CHECK(list.items[0].line == 3 && list.items[1].line == 15 && list.items[2].line == 26,
+             "multi: documents start at lines 3, 15, 26 (got %d, %d, %d)", list.items[0].line,
+             list.items[1].line, list.items[2].line);
+    KT_CHECK(list.items[1].has_canary && list.items[1].canary_percent == 0,
+             "multi: canaryTrafficPercent 0 (a rollback) is kept as set");
+    KT_CHECK(list.items[2].shorthand &&
+                 str_eq(list.items[2].storage_uri,
+                        expected_abs("tests/manifests", "models/fraud/model.json")),
+             "multi: shorthand document");
+    KT_CHECK(str_eq(list.items[0].storage_uri, expected_abs("tests/manifests", "models/fraud")),
+             "multi: ./models/fraud normalized (%s)", list.items[0].storage_uri);
     ksv_manifest_list_free(&list);
 }
 
 static void test_list_json(void)
 {
     ksv_manifest_list list;
-    check(load("tests/manifests/list.json", &list) == 0 && list.n == 2, "list.json: two items");
+    KT_CHECK(load("tests/manifests/list.json", &list) == 0 && list.n == 2, "list.json: two items");
     if (list.n != 2)
         return;
-    check(str_eq(list.items[0].name, "iris") && list.items[0].n_nodes == 1 &&
-              str_eq(list.items[0].nodes[0], "local"),
-          "list: iris placed on node local");
-    check(str_eq(list.items[0].storage_uri, expected_abs("tests", "models/iris")),
-          "list: ../models/iris resolved (%s)", list.items[0].storage_uri);
-    check(list.items[0].line == 5 && list.items[1].line == 12,
-          "list: items at lines 5 and 12 (got %d, %d)", list.items[0].line, list.items[1].line);
-    check(list.items[1].has_canary && list.items[1].canary_percent == 25 &&
-              list.items[1].storage_kind == KSV_STORAGE_HTTP,
-          "list: churn canary 25%% over http");
-    check(has_not_acted(&list.items[1], "status"), "list: status kept, listed as not acted on");
+    KT_CHECK(str_eq(list.items[0].name, "iris") && list.items[0].n_nodes == 1 &&
+                 str_eq(list.items[0].nodes[0], "local"),
+             "list: iris placed on node local");
+    KT_CHECK(str_eq(list.items[0].storage_uri, expected_abs("tests", "models/iris")),
+             "list: ../models/iris resolved (%s)", list.items[0].storage_uri);
+    KT_CHECK(list.items[0].line == 5 && list.items[1].line == 12,
+             "list: items at lines 5 and 12 (got %d, %d)", list.items[0].line, list.items[1].line);
+    KT_CHECK(list.items[1].has_canary && list.items[1].canary_percent == 25 &&
+                 list.items[1].storage_kind == KSV_STORAGE_HTTP,
+             "list: churn canary 25%% over http");
+    KT_CHECK(has_not_acted(&list.items[1], "status"), "list: status kept, listed as not acted on");
     json_object *oracle = json_object_from_file(src_path("tests/manifests/list.json"));
     json_object *items = jpath(oracle, "items");
-    check(items && json_object_equal(json_object_array_get_idx(items, 1), list.items[1].original),
-          "list: item original equals json-c's reading");
+    KT_CHECK(items &&
+                 json_object_equal(json_object_array_get_idx(items, 1), list.items[1].original),
+             "list: item original equals json-c's reading");
     json_object_put(oracle);
     ksv_manifest_list_free(&list);
 }
@@ -377,37 +365,38 @@ static void test_shorthand_compat(void)
     int rc = ksv_manifest_load_file(compat, &list, &err);
     char prefix[PATH_MAX + 16];
     snprintf(prefix, sizeof prefix, "%s:9:19: spec.predictor.xgboost.storageUri: ", compat);
-    check(rc != 0 && err.status == 400 && strncmp(err.msg, prefix, strlen(prefix)) == 0 &&
-              strstr(err.msg, "ksv cannot fetch gs:// URIs") && strstr(err.msg, "local path") &&
-              strstr(err.msg, "http(s)://"),
-          "KServe's xgboost.yaml refused for its gs:// URI: %s", err.msg);
+    KT_CHECK(rc != 0 && err.status == 400 && strncmp(err.msg, prefix, strlen(prefix)) == 0 &&
+                 strstr(err.msg, "ksv cannot fetch gs:// URIs") && strstr(err.msg, "local path") &&
+                 strstr(err.msg, "http(s)://"),
+             "KServe's xgboost.yaml refused for its gs:// URI: %s", err.msg);
 
-    check(load("tests/manifests/xgboost-iris-local.yaml", &list) == 0 && list.n == 1,
-          "KServe's xgboost.yaml with a local storageUri reads");
+    KT_CHECK(load("tests/manifests/xgboost-iris-local.yaml", &list) == 0 && list.n == 1,
+             "KServe's xgboost.yaml with a local storageUri reads");
     if (list.n != 1)
         return;
     const ksv_isvc *s = &list.items[0];
-    check(s->shorthand && str_eq(s->name, "xgboost-iris") && str_eq(s->model_format, "xgboost") &&
-              str_eq(s->protocol_version, "v2") && str_eq(s->runtime, "ksv-xgboost"),
-          "compat: shorthand read as an xgboost model, protocol v2");
-    check(str_eq(s->storage_uri, expected_abs("data/compat/kserve-xgboost-iris", "model.json")),
-          "compat: storageUri resolves to the model file (%s)", s->storage_uri);
-    check(has_not_acted(s, "spec.predictor.xgboost.protocolVersion") && s->n_not_acted_on == 1,
-          "compat: protocolVersion listed as not acted on");
+    KT_CHECK(s->shorthand && str_eq(s->name, "xgboost-iris") &&
+                 str_eq(s->model_format, "xgboost") && str_eq(s->protocol_version, "v2") &&
+                 str_eq(s->runtime, "ksv-xgboost"),
+             "compat: shorthand read as an xgboost model, protocol v2");
+    KT_CHECK(str_eq(s->storage_uri, expected_abs("data/compat/kserve-xgboost-iris", "model.json")),
+             "compat: storageUri resolves to the model file (%s)", s->storage_uri);
+    KT_CHECK(has_not_acted(s, "spec.predictor.xgboost.protocolVersion") && s->n_not_acted_on == 1,
+             "compat: protocolVersion listed as not acted on");
     ksv_manifest_list_free(&list);
 }
 
 static void test_anchors(void)
 {
     ksv_manifest_list list;
-    check(load("tests/manifests/anchors.yaml", &list) == 0 && list.n == 1, "anchors.yaml reads");
+    KT_CHECK(load("tests/manifests/anchors.yaml", &list) == 0 && list.n == 1, "anchors.yaml reads");
     if (list.n != 1)
         return;
     const ksv_isvc *s = &list.items[0];
-    check(str_eq(annotation(s, "app"), "anchored") && str_eq(annotation(s, "tier"), "online"),
-          "anchors: merge key fills annotations, the written key wins");
-    check(str_eq(jstr(s->original, "spec.predictor.logger.url"), "models/anchored/model.json"),
-          "anchors: alias resolved to the anchored string");
+    KT_CHECK(str_eq(annotation(s, "app"), "anchored") && str_eq(annotation(s, "tier"), "online"),
+             "anchors: merge key fills annotations, the written key wins");
+    KT_CHECK(str_eq(jstr(s->original, "spec.predictor.logger.url"), "models/anchored/model.json"),
+             "anchors: alias resolved to the anchored string");
     ksv_manifest_list_free(&list);
 }
 
@@ -417,11 +406,11 @@ static void test_canonical(void)
     char *b = canonical_of("tests/manifests/same-b.yaml", 0);
     char *c = canonical_of("tests/manifests/same-c.json", 0);
     char *changed = canonical_of("tests/manifests/same-changed.yaml", 0);
-    check(a && b && strcmp(a, b) == 0,
-          "canonical: shorthand == model form with other key order, file://, ./, .., //, mapped "
-          "runtime, explicit defaults and a canary");
-    check(a && c && strcmp(a, c) == 0, "canonical: YAML shorthand == JSON model form");
-    check(a && changed && strcmp(a, changed) != 0, "canonical: a changed storageUri differs");
+    KT_CHECK(a && b && strcmp(a, b) == 0,
+             "canonical: shorthand == model form with other key order, file://, ./, .., //, mapped "
+             "runtime, explicit defaults and a canary");
+    KT_CHECK(a && c && strcmp(a, c) == 0, "canonical: YAML shorthand == JSON model form");
+    KT_CHECK(a && changed && strcmp(a, changed) != 0, "canonical: a changed storageUri differs");
 
     /* The expected identity, built independently with json-c. */
     json_object *expect = json_object_new_object();
@@ -440,14 +429,15 @@ static void test_canonical(void)
     json_object_object_add(pred, "containerConcurrency", json_object_new_int(0));
     json_object_object_add(expect, "predictor", pred);
     json_object *parsed = a ? json_tokener_parse(a) : NULL;
-    check(parsed && json_object_equal(parsed, expect), "canonical: content is %s", a ? a : "-");
-    check(parsed && keys_sorted(parsed) && !strchr(a, ' ') && !strchr(a, '\n'),
-          "canonical: keys sorted, no whitespace");
+    KT_CHECK(parsed && json_object_equal(parsed, expect), "canonical: content is %s", a ? a : "-");
+    KT_CHECK(parsed && keys_sorted(parsed) && !strchr(a, ' ') && !strchr(a, '\n'),
+             "canonical: keys sorted, no whitespace");
     json_object_put(parsed);
     json_object_put(expect);
 
     char *again = canonical_of("tests/manifests/same-a.yaml", 0);
-    check(a && again && strcmp(a, again) == 0, "canonical: the same file twice gives the same text");
+    KT_CHECK(a && again && strcmp(a, again) == 0,
+             "canonical: the same file twice gives the same text");
     free(again);
     free(a);
     free(b);
@@ -469,7 +459,7 @@ static void test_round_trip(void)
     for (size_t f = 0; f < sizeof files / sizeof *files; f++) {
         ksv_manifest_list list;
         if (load(files[f], &list) != 0) {
-            check(0, "round trip: %s reads", files[f]);
+            KT_CHECK(0, "round trip: %s reads", files[f]);
             continue;
         }
         for (size_t k = 0; k < list.n; k++) {
@@ -499,8 +489,8 @@ static void test_round_trip(void)
             } else if (rc2 == 0) {
                 ksv_manifest_list_free(&back);
             }
-            check(same, "round trip: %s #%zu renders and reads back the same%s%s", files[f], k,
-                  rc2 ? ": " : "", rc2 ? err.msg : "");
+            KT_CHECK(same, "round trip: %s #%zu renders and reads back the same%s%s", files[f], k,
+                     rc2 ? ": " : "", rc2 ? err.msg : "");
             if (!same && yaml.data)
                 printf("%s\n", yaml.data);
             ksv_sb_free(&yaml);
@@ -537,16 +527,18 @@ static void test_demo_manifests(void)
         ksv_manifest_list list;
         int rc = load(demos[k].file, &list);
         const ksv_isvc *s = rc == 0 ? &list.items[0] : NULL;
-        check(s && list.n == 1 && str_eq(s->name, demos[k].name) &&
-                  str_eq(s->storage_uri, expected_abs(demos[k].model_dir, demos[k].model_file)) &&
-                  (demos[k].canary < 0 ? !s->has_canary
-                                       : s->has_canary && s->canary_percent == demos[k].canary),
-              "demo %s: %s at %s", demos[k].file, demos[k].name, s ? s->storage_uri : "-");
+        KT_CHECK(
+            s && list.n == 1 && str_eq(s->name, demos[k].name) &&
+                str_eq(s->storage_uri, expected_abs(demos[k].model_dir, demos[k].model_file)) &&
+                (demos[k].canary < 0 ? !s->has_canary
+                                     : s->has_canary && s->canary_percent == demos[k].canary),
+            "demo %s: %s at %s", demos[k].file, demos[k].name, s ? s->storage_uri : "-");
         if (rc == 0)
             ksv_manifest_list_free(&list);
     }
     ksv_manifest_list list;
-    check(load("data/manifests/demo.yaml", &list) == 0 && list.n == 3, "demo.yaml: three models");
+    KT_CHECK(load("data/manifests/demo.yaml", &list) == 0 && list.n == 3,
+             "demo.yaml: three models");
     if (list.n == 3)
         ksv_manifest_list_free(&list);
 }
@@ -695,11 +687,11 @@ static void test_broken_table(void)
             snprintf(where, sizeof where, "%s:", display);
         bool ok = rc != 0 && list.n == 0 && list.items == NULL && err.status == 400 &&
                   strncmp(err.msg, where, strlen(where)) == 0 && strstr(err.msg, b->reason);
-        check(ok, "broken %-24s -> %s", b->name, err.msg);
+        KT_CHECK(ok, "broken %-24s -> %s", b->name, err.msg);
         if (rc == 0)
             ksv_manifest_list_free(&list);
     }
-    check(n >= 20, "broken table has %zu entries", n);
+    KT_CHECK(n >= 20, "broken table has %zu entries", n);
 
     /* The message format of a file on disk, as `ksv apply` prints it. */
     ksv_manifest_list list;
@@ -708,11 +700,12 @@ static void test_broken_table(void)
     char expect[PATH_MAX + 96];
     snprintf(expect, sizeof expect,
              "%s:11:9: spec.predictor.model.storageUri: expected a string, found a list", path);
-    check(ksv_manifest_load_file(path, &list, &err) != 0 && strcmp(err.msg, expect) == 0,
-          "bad-storage-type.yaml: %s", err.msg);
-    check(ksv_manifest_load_file(src_path("tests/manifests/no-such-file.yaml"), &list, &err) != 0 &&
-              err.status == 404 && strstr(err.msg, "no-such-file.yaml: cannot open"),
-          "missing file: %s", err.msg);
+    KT_CHECK(ksv_manifest_load_file(path, &list, &err) != 0 && strcmp(err.msg, expect) == 0,
+             "bad-storage-type.yaml: %s", err.msg);
+    KT_CHECK(ksv_manifest_load_file(src_path("tests/manifests/no-such-file.yaml"), &list,
+                                    &err) != 0 &&
+                 err.status == 404 && strstr(err.msg, "no-such-file.yaml: cannot open"),
+             "missing file: %s", err.msg);
 }
 
 /* ---- hostile input ------------------------------------------------------------------------ */
@@ -740,8 +733,8 @@ static void test_hostile(void)
         ksv_sb_puts(&bomb, "]\n");
     }
     int rc = parse_text(bomb.data, bomb.len, "bomb.yaml", &err);
-    check(rc != 0 && strstr(err.msg, "bomb.yaml:") && strstr(err.msg, "expands to more than"),
-          "alias bomb refused: %s", err.msg);
+    KT_CHECK(rc != 0 && strstr(err.msg, "bomb.yaml:") && strstr(err.msg, "expands to more than"),
+             "alias bomb refused: %s", err.msg);
     ksv_sb_free(&bomb);
 
     /* A file over the size limit. */
@@ -752,15 +745,15 @@ static void test_hostile(void)
         for (size_t k = 80; k < huge_len; k += 81)
             huge[k] = '\n';
         rc = parse_text(huge, huge_len, "huge.yaml", &err);
-        check(rc != 0 && err.status == 413 && strstr(err.msg, "huge.yaml: "),
-              "huge buffer refused: %s", err.msg);
+        KT_CHECK(rc != 0 && err.status == 413 && strstr(err.msg, "huge.yaml: "),
+                 "huge buffer refused: %s", err.msg);
         FILE *f = fopen("/tmp/ksv-test-manifest-huge.yaml", "wb");
         if (f) {
             fwrite(huge, 1, huge_len, f);
             fclose(f);
             ksv_manifest_list list;
             rc = ksv_manifest_load_file("/tmp/ksv-test-manifest-huge.yaml", &list, &err);
-            check(rc != 0 && err.status == 413, "huge file refused: %s", err.msg);
+            KT_CHECK(rc != 0 && err.status == 413, "huge file refused: %s", err.msg);
             remove("/tmp/ksv-test-manifest-huge.yaml");
         }
         free(huge);
@@ -772,11 +765,11 @@ static void test_hostile(void)
     for (int k = 0; k < 5000; k++)
         ksv_sb_putc(&deep, '[');
     rc = parse_text(deep.data, deep.len, "deep.yaml", &err);
-    check(rc != 0 && strstr(err.msg, "deep.yaml:1:"), "deep YAML nesting refused: %s", err.msg);
+    KT_CHECK(rc != 0 && strstr(err.msg, "deep.yaml:1:"), "deep YAML nesting refused: %s", err.msg);
     for (int k = 0; k < 5000; k++)
         ksv_sb_putc(&deep, ']');
     rc = parse_text(deep.data, deep.len, "deep.json", &err);
-    check(rc != 0 && strstr(err.msg, "deep.json:1:"), "deep JSON nesting refused: %s", err.msg);
+    KT_CHECK(rc != 0 && strstr(err.msg, "deep.json:1:"), "deep JSON nesting refused: %s", err.msg);
     ksv_sb_free(&deep);
 
     /* A map with very many keys, under the node budget. */
@@ -785,7 +778,7 @@ static void test_hostile(void)
     for (int k = 0; k < 20000; k++)
         ksv_sb_printf(&wide, "k%d: %d\n", k, k);
     rc = parse_text(wide.data, wide.len, "wide.yaml", &err);
-    check(rc != 0 && strstr(err.msg, "too many keys"), "20000-key map refused: %s", err.msg);
+    KT_CHECK(rc != 0 && strstr(err.msg, "too many keys"), "20000-key map refused: %s", err.msg);
     ksv_sb_free(&wide);
 
     /* Binary garbage, without NUL bytes so it reaches the parsers. */
@@ -796,12 +789,12 @@ static void test_hostile(void)
         garbage[k] = (char)((state >> 16) % 255 + 1);
     }
     rc = parse_text(garbage, sizeof garbage, "garbage.bin", &err);
-    check(rc != 0 && strncmp(err.msg, "garbage.bin:", 12) == 0, "binary garbage refused: %s",
-          err.msg);
+    KT_CHECK(rc != 0 && strncmp(err.msg, "garbage.bin:", 12) == 0, "binary garbage refused: %s",
+             err.msg);
     garbage[0] = '{';
     rc = parse_text(garbage, sizeof garbage, "garbage.json", &err);
-    check(rc != 0 && strncmp(err.msg, "garbage.json:", 13) == 0,
-          "binary garbage as JSON refused: %s", err.msg);
+    KT_CHECK(rc != 0 && strncmp(err.msg, "garbage.json:", 13) == 0,
+             "binary garbage as JSON refused: %s", err.msg);
 }
 
 static char *slurp(const char *rel, size_t *len)
@@ -828,7 +821,7 @@ static void test_truncated_and_mutated(void)
         size_t len;
         char *text = slurp(files[f], &len);
         if (!text) {
-            check(0, "read %s", files[f]);
+            KT_CHECK(0, "read %s", files[f]);
             continue;
         }
         const char *display = strstr(files[f], ".json") ? "cut.json" : "cut.yaml";
@@ -862,13 +855,14 @@ static void test_truncated_and_mutated(void)
         free(mutated);
         free(text);
     }
-    check(bad_messages == 0 && refused > runs / 2,
-          "truncated and mutated manifests: %zu runs, %zu refused, all with FILE: messages",
-          runs, refused);
+    KT_CHECK(bad_messages == 0 && refused > runs / 2,
+             "truncated and mutated manifests: %zu runs, %zu refused, all with FILE: messages",
+             runs, refused);
 }
 
 int main(void)
 {
+    kt_set_verbose(true);
     FILE *probe = fopen(src_path("tests/manifests/plain.yaml"), "r");
     if (!probe) {
         printf("FAIL: %s not found: set KSV_SRCDIR to the source tree\n",
@@ -889,6 +883,5 @@ int main(void)
     test_broken_table();
     test_hostile();
     test_truncated_and_mutated();
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_manifest");
 }

@@ -18,19 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "ktest.h"
 
 #define T0 1700000000000LL /* a realistic epoch in ms */
 
@@ -167,10 +155,10 @@ static void scrape(ksv_mwin *w, const char *node, int64_t t, fake_rev **revs, si
     ksv_scrape s;
     ksv_err err = {0};
     int rc = ksv_scrape_parse_histograms_json(json, strlen(json), &s, &err);
-    CHECK(rc == 0, "engine document refused: %s", err.msg);
+    KT_CHECK(rc == 0, "engine document refused: %s", err.msg);
     if (rc == 0) {
         rc = ksv_mwin_add_scrape(w, node, t, &s, &err);
-        CHECK(rc == 0, "add_scrape: %s", err.msg);
+        KT_CHECK(rc == 0, "add_scrape: %s", err.msg);
         ksv_scrape_free(&s);
     }
     free(json);
@@ -226,7 +214,7 @@ static void test_steady(void)
 {
     ksv_mwin *w;
     ksv_err err = {0};
-    CHECK(ksv_mwin_new(0, &w, &err) == 0, "new: %s", err.msg);
+    KT_CHECK(ksv_mwin_new(0, &w, &err) == 0, "new: %s", err.msg);
     fake_rev f;
     fake_init(&f, "a", "fraud", "fraud-00001");
     fake_rev *revs[] = {&f};
@@ -242,47 +230,47 @@ static void test_steady(void)
     int64_t now = T0 + 99 * 1000;
     ksv_mwin_sel one = {"a", "fraud", "fraud-00001"};
     ksv_mwin_rate_stats rs;
-    CHECK(ksv_mwin_rates(w, &one, now, KSV_MWIN_RATE_WINDOW_MS, &rs, &err) == 0, "rates");
+    KT_CHECK(ksv_mwin_rates(w, &one, now, KSV_MWIN_RATE_WINDOW_MS, &rs, &err) == 0, "rates");
     printf("steady 53 req/s (50 ok, 2 x 404, 1 x 500): qps %.3f err %.4f%% 4xx %.4f%% span "
            "%lld ms\n", rs.qps, 100 * rs.error_ratio, 100 * rs.client_error_ratio,
            (long long)rs.span_ms);
-    CHECK(rs.has_data && rs.qps == 53.0, "steady qps %.17g", rs.qps);
-    CHECK(rs.qps_2xx == 50.0 && rs.qps_4xx == 2.0 && rs.qps_5xx == 1.0 && rs.qps_other == 0,
-          "class rates");
-    CHECK(rs.requests == 530 && rs.requests_5xx == 10 && rs.requests_4xx == 20, "counts");
-    CHECK(fabs(rs.error_ratio - 1.0 / 53) < 1e-15, "error ratio %.17g", rs.error_ratio);
-    CHECK(fabs(rs.client_error_ratio - 2.0 / 53) < 1e-15, "4xx ratio");
-    CHECK(rs.span_ms == 10000 && rs.newest_ms == now && rs.series == 1 && rs.resets == 0,
-          "span %lld", (long long)rs.span_ms);
+    KT_CHECK(rs.has_data && rs.qps == 53.0, "steady qps %.17g", rs.qps);
+    KT_CHECK(rs.qps_2xx == 50.0 && rs.qps_4xx == 2.0 && rs.qps_5xx == 1.0 && rs.qps_other == 0,
+             "class rates");
+    KT_CHECK(rs.requests == 530 && rs.requests_5xx == 10 && rs.requests_4xx == 20, "counts");
+    KT_CHECK(fabs(rs.error_ratio - 1.0 / 53) < 1e-15, "error ratio %.17g", rs.error_ratio);
+    KT_CHECK(fabs(rs.client_error_ratio - 2.0 / 53) < 1e-15, "4xx ratio");
+    KT_CHECK(rs.span_ms == 10000 && rs.newest_ms == now && rs.series == 1 && rs.resets == 0,
+             "span %lld", (long long)rs.span_ms);
     /* Half a second later the window starts half a second later too: 9 s covered, the same
      * steady rate. */
-    CHECK(ksv_mwin_rates(w, &one, now + 500, 10000, &rs, &err) == 0 && rs.qps == 53.0 &&
-              rs.span_ms == 9000,
-          "later window: qps %g span %lld", rs.qps, (long long)rs.span_ms);
+    KT_CHECK(ksv_mwin_rates(w, &one, now + 500, 10000, &rs, &err) == 0 && rs.qps == 53.0 &&
+                 rs.span_ms == 9000,
+             "later window: qps %g span %lld", rs.qps, (long long)rs.span_ms);
     /* Any selector that covers the series sees the same. */
     ksv_mwin_sel model = {NULL, "fraud", NULL};
-    CHECK(ksv_mwin_rates(w, &model, now, 10000, &rs, &err) == 0 && rs.qps == 53.0, "model");
-    CHECK(ksv_mwin_rates(w, NULL, now, 10000, &rs, &err) == 0 && rs.qps == 53.0, "all");
+    KT_CHECK(ksv_mwin_rates(w, &model, now, 10000, &rs, &err) == 0 && rs.qps == 53.0, "model");
+    KT_CHECK(ksv_mwin_rates(w, NULL, now, 10000, &rs, &err) == 0 && rs.qps == 53.0, "all");
     ksv_mwin_sel other = {NULL, "iris", NULL};
-    CHECK(ksv_mwin_rates(w, &other, now, 10000, &rs, &err) == 0 && !rs.has_data &&
-              isnan(rs.qps) && isnan(rs.error_ratio),
-          "unknown model has no data");
-    CHECK(ksv_mwin_rates(w, &one, now, 0, &rs, &err) == -1 && err.status == 400, "window 0");
+    KT_CHECK(ksv_mwin_rates(w, &other, now, 10000, &rs, &err) == 0 && !rs.has_data &&
+                 isnan(rs.qps) && isnan(rs.error_ratio),
+             "unknown model has no data");
+    KT_CHECK(ksv_mwin_rates(w, &one, now, 0, &rs, &err) == -1 && err.status == 400, "window 0");
     /* Long after the last scrape the node's figures fade to no data. */
-    CHECK(ksv_mwin_rates(w, &one, now + 20000, 10000, &rs, &err) == 0 && !rs.has_data,
-          "stale node");
-    CHECK(ksv_mwin_node_last_ms(w, "a") == now && ksv_mwin_node_last_ms(w, "b") == 0,
-          "node last");
+    KT_CHECK(ksv_mwin_rates(w, &one, now + 20000, 10000, &rs, &err) == 0 && !rs.has_data,
+             "stale node");
+    KT_CHECK(ksv_mwin_node_last_ms(w, "a") == now && ksv_mwin_node_last_ms(w, "b") == 0,
+             "node last");
 
     /* Latency over 60 s = requests in intervals (39, 99]. */
     ksv_mwin_latency_stats ls;
-    CHECK(ksv_mwin_latency(w, &one, now, KSV_MWIN_LATENCY_WINDOW_MS, &ls, &err) == 0, "lat");
+    KT_CHECK(ksv_mwin_latency(w, &one, now, KSV_MWIN_LATENCY_WINDOW_MS, &ls, &err) == 0, "lat");
     ledger *lp[] = {&l};
     double p99 = exact_quantile(lp, 1, 39, 99, 0.99), p50 = exact_quantile(lp, 1, 39, 99, 0.5);
-    CHECK(ls.has_data && ls.count == 60 * 53 && ls.span_ms == 60000, "latency count %llu",
-          (unsigned long long)ls.count);
-    CHECK(rel_err(ls.p99_s, p99) <= 0.02 && rel_err(ls.p50_s, p50) <= 0.02,
-          "p99 %g vs %g, p50 %g vs %g", ls.p99_s, p99, ls.p50_s, p50);
+    KT_CHECK(ls.has_data && ls.count == 60 * 53 && ls.span_ms == 60000, "latency count %llu",
+             (unsigned long long)ls.count);
+    KT_CHECK(rel_err(ls.p99_s, p99) <= 0.02 && rel_err(ls.p50_s, p50) <= 0.02,
+             "p99 %g vs %g, p50 %g vs %g", ls.p99_s, p99, ls.p50_s, p50);
     ksv_mwin_free(w);
     fake_free(&f);
     ledger_free(&l);
@@ -304,18 +292,18 @@ static void test_no_data(void)
     ksv_mwin_latency_stats ls;
     ksv_mwin_rates(w, NULL, T0, 10000, &rs, &err);
     ksv_mwin_latency(w, NULL, T0, 60000, &ls, &err);
-    CHECK(!rs.has_data && isnan(rs.qps) && isnan(rs.error_ratio) && rs.requests == 0,
-          "one scrape: rates must be no data");
-    CHECK(!ls.has_data && isnan(ls.p99_s) && isnan(ls.p50_s), "one scrape: latency no data");
+    KT_CHECK(!rs.has_data && isnan(rs.qps) && isnan(rs.error_ratio) && rs.requests == 0,
+             "one scrape: rates must be no data");
+    KT_CHECK(!ls.has_data && isnan(ls.p99_s) && isnan(ls.p50_s), "one scrape: latency no data");
     /* A second scrape without traffic: a real zero rate, but no ratio and no quantile. */
     scrape(w, "a", T0 + 1000, revs, 1);
     ksv_mwin_rates(w, NULL, T0 + 1000, 10000, &rs, &err);
     ksv_mwin_latency(w, NULL, T0 + 1000, 60000, &ls, &err);
-    CHECK(rs.has_data && rs.qps == 0 && rs.requests == 0 && isnan(rs.error_ratio) &&
-              isnan(rs.client_error_ratio),
-          "idle: qps %g ratio %g", rs.qps, rs.error_ratio);
-    CHECK(ls.has_data && ls.count == 0 && isnan(ls.p99_s) && isnan(ls.mean_s),
-          "idle latency: %g", ls.p99_s);
+    KT_CHECK(rs.has_data && rs.qps == 0 && rs.requests == 0 && isnan(rs.error_ratio) &&
+                 isnan(rs.client_error_ratio),
+             "idle: qps %g ratio %g", rs.qps, rs.error_ratio);
+    KT_CHECK(ls.has_data && ls.count == 0 && isnan(ls.p99_s) && isnan(ls.mean_s),
+             "idle latency: %g", ls.p99_s);
     printf("no data: one scrape -> qps %g; idle -> qps %g, err %g, p99 %g\n", NAN, rs.qps,
            rs.error_ratio, ls.p99_s);
     ksv_mwin_free(w);
@@ -379,12 +367,12 @@ static void test_reset_and_gap(void)
            "qps %.1f, %zu reset(s)\n",
            (unsigned long long)rs.requests_2xx, (unsigned long long)rs.requests_5xx,
            (unsigned long long)want200, (unsigned long long)want500, rs.qps, rs.resets);
-    CHECK(rs.has_data && rs.requests_2xx == want200 && rs.requests_5xx == want500,
-          "reset: %llu/%llu vs %llu/%llu", (unsigned long long)rs.requests_2xx,
-          (unsigned long long)rs.requests_5xx, (unsigned long long)want200,
-          (unsigned long long)want500);
-    CHECK(rs.resets == 1 && rs.qps >= 0 && rs.qps == (double)(want200 + want500) / 10.0,
-          "reset qps %g", rs.qps);
+    KT_CHECK(rs.has_data && rs.requests_2xx == want200 && rs.requests_5xx == want500,
+             "reset: %llu/%llu vs %llu/%llu", (unsigned long long)rs.requests_2xx,
+             (unsigned long long)rs.requests_5xx, (unsigned long long)want200,
+             (unsigned long long)want500);
+    KT_CHECK(rs.resets == 1 && rs.qps >= 0 && rs.qps == (double)(want200 + want500) / 10.0,
+             "reset qps %g", rs.qps);
     /* No window ever shows a negative rate or an increment beyond the ledger. */
     bool sane = true;
     for (size_t k = 1; k <= 40; k++) {
@@ -393,20 +381,20 @@ static void test_reset_and_gap(void)
         sane = sane && rs.qps >= 0 && rs.requests == ledger_count(&l, lo, k, 0) +
                                                          ledger_count(&l, lo, k, 2);
     }
-    CHECK(sane, "every 10 s window matches the ledger exactly");
+    KT_CHECK(sane, "every 10 s window matches the ledger exactly");
 
     /* The gap. */
-    CHECK(ksv_mwin_rates(w, NULL, t[55], 10000, &rs, &err) == 0 && !rs.has_data &&
-              isnan(rs.qps),
-          "inside the gap: no data");
-    CHECK(ksv_mwin_rates(w, NULL, t[70], 10000, &rs, &err) == 0 && !rs.has_data,
-          "first scrape after the gap: no data");
-    CHECK(ksv_mwin_rates(w, NULL, t[71] - 1, 10000, &rs, &err) == 0 && rs.has_data &&
-              rs.requests == 0 && rs.span_ms == 1,
-          "after the gap, two scrapes 1 ms apart");
+    KT_CHECK(ksv_mwin_rates(w, NULL, t[55], 10000, &rs, &err) == 0 && !rs.has_data &&
+                 isnan(rs.qps),
+             "inside the gap: no data");
+    KT_CHECK(ksv_mwin_rates(w, NULL, t[70], 10000, &rs, &err) == 0 && !rs.has_data,
+             "first scrape after the gap: no data");
+    KT_CHECK(ksv_mwin_rates(w, NULL, t[71] - 1, 10000, &rs, &err) == 0 && rs.has_data &&
+                 rs.requests == 0 && rs.span_ms == 1,
+             "after the gap, two scrapes 1 ms apart");
     ksv_err e2 = {0};
-    CHECK(ksv_mwin_add_scrape(w, "a", t[70], &(ksv_scrape){0}, &e2) == -1 && e2.status == 400,
-          "scrape time going backwards refused");
+    KT_CHECK(ksv_mwin_add_scrape(w, "a", t[70], &(ksv_scrape){0}, &e2) == -1 && e2.status == 400,
+             "scrape time going backwards refused");
     ksv_mwin_latency_stats ls;
     /* 60 s back from 79 reaches scrape 19: the gap's traffic is in the window (the engine
      * timed it), as is the restart. */
@@ -416,9 +404,9 @@ static void test_reset_and_gap(void)
     uint64_t want = 0;
     for (int c = 0; c < MAX_CODES; c++)
         want += ledger_count(&l, 19, 79, c);
-    CHECK(ls.has_data && ls.count == want && rel_err(ls.p99_s, p99) <= 0.02,
-          "latency across gap and restart: %llu vs %llu, p99 %g vs %g",
-          (unsigned long long)ls.count, (unsigned long long)want, ls.p99_s, p99);
+    KT_CHECK(ls.has_data && ls.count == want && rel_err(ls.p99_s, p99) <= 0.02,
+             "latency across gap and restart: %llu vs %llu, p99 %g vs %g",
+             (unsigned long long)ls.count, (unsigned long long)want, ls.p99_s, p99);
     printf("gap+restart latency window: %llu requests, p99 %.3f ms (exact %.3f ms)\n",
            (unsigned long long)ls.count, ls.p99_s * 1e3, p99 * 1e3);
     ksv_mwin_free(w);
@@ -458,16 +446,16 @@ static void test_bimodal(void)
         double p50 = exact_quantile(lp, 1, end - 60, end, 0.5);
         double e99 = rel_err(ls.p99_s, p99), e50 = rel_err(ls.p50_s, p50);
         worst = fmax(worst, fmax(e99, e50));
-        CHECK(ls.count == 60 * 200 && e99 <= 0.02 && e50 <= 0.02,
-              "bimodal window ending %zu: p99 %g vs %g, p50 %g vs %g", end, ls.p99_s, p99,
-              ls.p50_s, p50);
+        KT_CHECK(ls.count == 60 * 200 && e99 <= 0.02 && e50 <= 0.02,
+                 "bimodal window ending %zu: p99 %g vs %g, p50 %g vs %g", end, ls.p99_s, p99,
+                 ls.p50_s, p50);
     }
     /* The window's own histogram gives any other quantile. */
     ksv_hist_snap *h = malloc(sizeof *h);
     size_t ns = 0;
     ksv_mwin_window_hist(w, NULL, T0 + 120000, 60000, h, &ns, &err);
     double p90 = exact_quantile(lp, 1, 60, 120, 0.9);
-    CHECK(ns == 1 && rel_err(ksv_hist_quantile(h, 0.9), p90) <= 0.02, "p90");
+    KT_CHECK(ns == 1 && rel_err(ksv_hist_quantile(h, 0.9), p90) <= 0.02, "p90");
     free(h);
     printf("bimodal (95%% ~2 ms, 5%% ~80 ms, 200 req/s, restart at 90 s): worst P50/P99 error "
            "over 13 windows %.3f%%\n", 100 * worst);
@@ -516,23 +504,23 @@ static void test_aggregation(void)
     ksv_mwin_rates(w, &fraud, now, 10000, &rs, &err);
     printf("aggregation: fraud on 2 nodes, 3 series: qps %.1f (want 140.0), err %.3f%%, 4xx "
            "%.3f%%\n", rs.qps, 100 * rs.error_ratio, 100 * rs.client_error_ratio);
-    CHECK(rs.series == 3 && fabs(rs.qps - 140.0) < 1e-9, "fraud qps %.17g", rs.qps);
+    KT_CHECK(rs.series == 3 && fabs(rs.qps - 140.0) < 1e-9, "fraud qps %.17g", rs.qps);
     /* Ratios weigh counts: node a's window covers 9 intervals (900 requests, 18 x 503),
      * node b's 10 (400 requests, 10 x 404). */
-    CHECK(rs.requests == 1300 && fabs(rs.error_ratio - 18.0 / 1300) < 1e-15 &&
-              fabs(rs.client_error_ratio - 10.0 / 1300) < 1e-15,
-          "fraud ratios %g %g over %llu", rs.error_ratio, rs.client_error_ratio,
-          (unsigned long long)rs.requests);
+    KT_CHECK(rs.requests == 1300 && fabs(rs.error_ratio - 18.0 / 1300) < 1e-15 &&
+                 fabs(rs.client_error_ratio - 10.0 / 1300) < 1e-15,
+             "fraud ratios %g %g over %llu", rs.error_ratio, rs.client_error_ratio,
+             (unsigned long long)rs.requests);
     ksv_mwin_sel rev1 = {NULL, "fraud", "fraud-00001"};
     ksv_mwin_rates(w, &rev1, now, 10000, &rs, &err);
-    CHECK(rs.series == 2 && fabs(rs.qps - 130.0) < 1e-9 && rs.requests_5xx == 0,
-          "stable revision over nodes %g", rs.qps);
+    KT_CHECK(rs.series == 2 && fabs(rs.qps - 130.0) < 1e-9 && rs.requests_5xx == 0,
+             "stable revision over nodes %g", rs.qps);
     ksv_mwin_sel node_b = {"b", NULL, NULL};
     ksv_mwin_rates(w, &node_b, now, 10000, &rs, &err);
-    CHECK(rs.series == 2 && fabs(rs.qps - 47.0) < 1e-9, "node b %g", rs.qps);
+    KT_CHECK(rs.series == 2 && fabs(rs.qps - 47.0) < 1e-9, "node b %g", rs.qps);
     ksv_mwin_sel canary = {"a", "fraud", "fraud-00002"};
     ksv_mwin_rates(w, &canary, now, 10000, &rs, &err);
-    CHECK(fabs(rs.qps - 10.0) < 1e-9 && fabs(rs.error_ratio - 0.2) < 1e-12, "canary");
+    KT_CHECK(fabs(rs.qps - 10.0) < 1e-9 && fabs(rs.error_ratio - 0.2) < 1e-12, "canary");
 
     /* Quantiles of the model: the merged histograms vs the union of requests. Node a's 60 s
      * window from `now` reaches its scrape 9 (t = 9000 >= 9400 - 60000 + ...). */
@@ -546,8 +534,8 @@ static void test_aggregation(void)
         n_a += lsa.iv[k].n_lat + lca.iv[k].n_lat;
     for (size_t k = 10; k <= 69; k++)
         n_b += lsb.iv[k].n_lat;
-    CHECK(ls.series == 3 && ls.count == n_a + n_b, "merged count %llu vs %zu",
-          (unsigned long long)ls.count, n_a + n_b);
+    KT_CHECK(ls.series == 3 && ls.count == n_a + n_b, "merged count %llu vs %zu",
+             (unsigned long long)ls.count, n_a + n_b);
     /* Build the union exactly as the windows cover it. */
     size_t n = n_a + n_b, o = 0;
     double *u = malloc(n * sizeof *u);
@@ -562,20 +550,20 @@ static void test_aggregation(void)
     }
     qsort(u, n, sizeof *u, cmp_double);
     double p99 = u[(size_t)ceil(0.99 * (double)n) - 1];
-    CHECK(rel_err(ls.p99_s, p99) <= 0.02, "merged p99 %g vs %g", ls.p99_s, p99);
+    KT_CHECK(rel_err(ls.p99_s, p99) <= 0.02, "merged p99 %g vs %g", ls.p99_s, p99);
     printf("aggregation: fraud P99 %.3f ms vs exact %.3f ms over %zu requests\n",
            ls.p99_s * 1e3, p99 * 1e3, n);
     free(u);
 
     /* Series listing, forgetting a node. */
-    CHECK(ksv_mwin_series_count(w) == 4, "4 series");
+    KT_CHECK(ksv_mwin_series_count(w) == 4, "4 series");
     const char *nn, *mm, *rr;
     ksv_mwin_series_at(w, 1, &nn, &mm, &rr);
-    CHECK(strcmp(nn, "a") == 0 && strcmp(rr, "fraud-00002") == 0, "series order");
+    KT_CHECK(strcmp(nn, "a") == 0 && strcmp(rr, "fraud-00002") == 0, "series order");
     ksv_mwin_forget_node(w, "a");
-    CHECK(ksv_mwin_series_count(w) == 2 && ksv_mwin_node_last_ms(w, "a") == 0, "forget");
+    KT_CHECK(ksv_mwin_series_count(w) == 2 && ksv_mwin_node_last_ms(w, "a") == 0, "forget");
     ksv_mwin_rates(w, &fraud, now, 10000, &rs, &err);
-    CHECK(rs.series == 1 && fabs(rs.qps - 40.0) < 1e-9, "after forgetting a: %g", rs.qps);
+    KT_CHECK(rs.series == 1 && fabs(rs.qps - 40.0) < 1e-9, "after forgetting a: %g", rs.qps);
     ksv_mwin_free(w);
     fake_rev *fs[] = {&sa, &ca, &sb, &ib};
     for (int i = 0; i < 4; i++)
@@ -590,14 +578,14 @@ static void test_store_samples(void)
 {
     char dir[] = "/tmp/ksv-mwin-XXXXXX";
     if (!mkdtemp(dir)) {
-        CHECK(0, "mkdtemp");
+        KT_CHECK(0, "mkdtemp");
         return;
     }
     char path[256];
     snprintf(path, sizeof path, "%s/ksv.db", dir);
     ksv_store *st = NULL;
     ksv_err err = {0};
-    CHECK(ksv_store_open(path, &st, &err) == 0, "store open: %s", err.msg);
+    KT_CHECK(ksv_store_open(path, &st, &err) == 0, "store open: %s", err.msg);
 
     ksv_mwin *w;
     ksv_mwin_new(0, &w, &err);
@@ -623,10 +611,10 @@ static void test_store_samples(void)
         scrape(w, "n1", T0 + (int64_t)k * 1000, revs, k == 3 ? 1 : 2);
         ksv_metric_sample *ms;
         size_t n;
-        CHECK(ksv_mwin_store_samples(w, "n1", &ms, &n, &err) == 0, "samples: %s", err.msg);
+        KT_CHECK(ksv_mwin_store_samples(w, "n1", &ms, &n, &err) == 0, "samples: %s", err.msg);
         /* Scrape 3 skipped revision 2, so scrape 4's revision-2 sample spans 2 s. */
         size_t want_n = k == 0 ? 0 : k == 3 ? 1 : 2;
-        CHECK(n == want_n, "scrape %zu: %zu samples, want %zu", k, n, want_n);
+        KT_CHECK(n == want_n, "scrape %zu: %zu samples, want %zu", k, n, want_n);
         for (size_t i = 0; i < n; i++) {
             ledger *l = strcmp(ms[i].revision, "m-00001") == 0 ? &lf : &lg;
             size_t from = (l == &lg && k == 4) ? 2 : k - 1;
@@ -648,20 +636,20 @@ static void test_store_samples(void)
                 bad++;
         }
         if (st && n) {
-            CHECK(ksv_store_metrics_insert(st, ms, n, &err) == 0, "insert: %s", err.msg);
+            KT_CHECK(ksv_store_metrics_insert(st, ms, n, &err) == 0, "insert: %s", err.msg);
             stored += n;
         }
         ksv_mwin_store_samples_free(ms, n);
     }
-    CHECK(bad == 0, "%zu samples differ from the ledger", bad);
+    KT_CHECK(bad == 0, "%zu samples differ from the ledger", bad);
     printf("store samples: %zu increments over 11 scrapes (one restart, one missed "
            "revision), %zu wrong\n", stored, bad);
     if (st) {
         /* Read back: the sums of increments equal the ledger's totals. */
         ksv_metric_list list;
-        CHECK(ksv_store_metrics_query(st, KSV_METRICS_RAW, "n1", "m", "m-00001", 0,
-                                      T0 + 100000, &list, &err) == 0,
-              "query: %s", err.msg);
+        KT_CHECK(ksv_store_metrics_query(st, KSV_METRICS_RAW, "n1", "m", "m-00001", 0,
+                                         T0 + 100000, &list, &err) == 0,
+                 "query: %s", err.msg);
         uint64_t got[3] = {0}, want[3] = {0};
         for (size_t i = 0; i < list.n; i++) {
             got[0] += list.items[i].requests_2xx;
@@ -671,11 +659,11 @@ static void test_store_samples(void)
         want[0] = ledger_count(&lf, 0, N - 1, 0);
         want[1] = ledger_count(&lf, 0, N - 1, 1);
         want[2] = ledger_count(&lf, 0, N - 1, 2) + ledger_count(&lf, 0, N - 1, 3);
-        CHECK(list.n == N - 1 && memcmp(got, want, sizeof got) == 0,
-              "stored totals %llu/%llu/%llu vs %llu/%llu/%llu over %zu rows",
-              (unsigned long long)got[0], (unsigned long long)got[1],
-              (unsigned long long)got[2], (unsigned long long)want[0],
-              (unsigned long long)want[1], (unsigned long long)want[2], list.n);
+        KT_CHECK(list.n == N - 1 && memcmp(got, want, sizeof got) == 0,
+                 "stored totals %llu/%llu/%llu vs %llu/%llu/%llu over %zu rows",
+                 (unsigned long long)got[0], (unsigned long long)got[1],
+                 (unsigned long long)got[2], (unsigned long long)want[0],
+                 (unsigned long long)want[1], (unsigned long long)want[2], list.n);
         ksv_metric_list_free(&list);
         ksv_store_close(st);
     }
@@ -697,8 +685,8 @@ static void test_capacity_and_eviction(void)
 {
     ksv_mwin *w;
     ksv_err err = {0};
-    CHECK(ksv_mwin_new(1, &w, &err) == -1 && err.status == 400, "capacity 1 refused");
-    CHECK(ksv_mwin_new(16, &w, &err) == 0, "capacity 16");
+    KT_CHECK(ksv_mwin_new(1, &w, &err) == -1 && err.status == 400, "capacity 1 refused");
+    KT_CHECK(ksv_mwin_new(16, &w, &err) == 0, "capacity 16");
     fake_rev f;
     fake_init(&f, "a", "m", "m-00001");
     fake_rev *revs[] = {&f};
@@ -712,15 +700,15 @@ static void test_capacity_and_eviction(void)
     }
     ksv_mwin_latency_stats ls;
     ksv_mwin_latency(w, NULL, T0 + 39000, 60000, &ls, &err);
-    CHECK(ls.span_ms == 15000 && ls.count == 150, "16 scrapes kept: span %lld count %llu",
-          (long long)ls.span_ms, (unsigned long long)ls.count);
+    KT_CHECK(ls.span_ms == 15000 && ls.count == 150, "16 scrapes kept: span %lld count %llu",
+             (long long)ls.span_ms, (unsigned long long)ls.count);
     /* A series not scraped for longer than KSV_MWIN_EVICT_MS goes when another node
      * reports. */
     fake_rev g;
     fake_init(&g, "b", "m", "m-00001");
     fake_rev *revs_b[] = {&g};
     scrape(w, "b", T0 + 39000 + KSV_MWIN_EVICT_MS + 1, revs_b, 1);
-    CHECK(ksv_mwin_series_count(w) == 1, "evicted: %zu series", ksv_mwin_series_count(w));
+    KT_CHECK(ksv_mwin_series_count(w) == 1, "evicted: %zu series", ksv_mwin_series_count(w));
     ksv_mwin_free(w);
     fake_free(&f);
     fake_free(&g);
@@ -762,34 +750,34 @@ static void test_bad_scrapes(void)
         ksv_err err = {0};
         int rc = ksv_scrape_parse_histograms_json(cases[i].json, strlen(cases[i].json), &s,
                                                   &err);
-        CHECK(rc == -1 && err.status == 400 && strstr(err.msg, cases[i].want),
-              "doc case %zu: rc %d '%s'", i, rc, err.msg);
-        CHECK(s.n == 0 && s.revs == NULL, "doc case %zu left data", i);
+        KT_CHECK(rc == -1 && err.status == 400 && strstr(err.msg, cases[i].want),
+                 "doc case %zu: rc %d '%s'", i, rc, err.msg);
+        KT_CHECK(s.n == 0 && s.revs == NULL, "doc case %zu left data", i);
     }
     /* A series without a histogram: rates only. */
     const char *rates_only =
         "{\"series\":[{\"model\":\"m\",\"revision\":\"r\",\"codes\":{\"200\":5}}]}";
     ksv_scrape s;
     ksv_err err = {0};
-    CHECK(ksv_scrape_parse_histograms_json(rates_only, strlen(rates_only), &s, &err) == 0 &&
-              s.n == 1 && s.revs[0].hist == NULL && s.revs[0].codes[0].count == 5,
-          "rates only: %s", err.msg);
+    KT_CHECK(ksv_scrape_parse_histograms_json(rates_only, strlen(rates_only), &s, &err) == 0 &&
+                 s.n == 1 && s.revs[0].hist == NULL && s.revs[0].codes[0].count == 5,
+             "rates only: %s", err.msg);
     ksv_mwin *w;
     ksv_mwin_new(0, &w, &err);
-    CHECK(ksv_mwin_add_scrape(w, "", T0, &s, &err) == -1 && err.status == 400, "empty node");
+    KT_CHECK(ksv_mwin_add_scrape(w, "", T0, &s, &err) == -1 && err.status == 400, "empty node");
     s.revs[0].codes[0].code = 42;
-    CHECK(ksv_mwin_add_scrape(w, "a", T0, &s, &err) == -1 && err.status == 400 &&
-              ksv_mwin_series_count(w) == 0,
-          "code 42 refused, nothing recorded");
+    KT_CHECK(ksv_mwin_add_scrape(w, "a", T0, &s, &err) == -1 && err.status == 400 &&
+                 ksv_mwin_series_count(w) == 0,
+             "code 42 refused, nothing recorded");
     s.revs[0].codes[0].code = 200;
-    CHECK(ksv_mwin_add_scrape(w, "a", T0, &s, &err) == 0, "rates-only scrape");
+    KT_CHECK(ksv_mwin_add_scrape(w, "a", T0, &s, &err) == 0, "rates-only scrape");
     s.revs[0].codes[0].count = 25;
-    CHECK(ksv_mwin_add_scrape(w, "a", T0 + 2000, &s, &err) == 0, "second");
+    KT_CHECK(ksv_mwin_add_scrape(w, "a", T0 + 2000, &s, &err) == 0, "second");
     ksv_mwin_rate_stats rs;
     ksv_mwin_latency_stats ls;
     ksv_mwin_rates(w, NULL, T0 + 2000, 10000, &rs, &err);
     ksv_mwin_latency(w, NULL, T0 + 2000, 60000, &ls, &err);
-    CHECK(rs.qps == 10.0 && !ls.has_data && isnan(ls.p99_s), "rates only: qps %g", rs.qps);
+    KT_CHECK(rs.qps == 10.0 && !ls.has_data && isnan(ls.p99_s), "rates only: qps %g", rs.qps);
     ksv_scrape_free(&s);
     ksv_mwin_free(w);
 }
@@ -801,7 +789,7 @@ static void test_from_prom(void)
     char path[4096];
     snprintf(path, sizeof path, "%s/tests/data/engine-metrics.txt", srcdir ? srcdir : ".");
     FILE *fp = fopen(path, "rb");
-    CHECK(fp != NULL, "cannot open %s", path);
+    KT_CHECK(fp != NULL, "cannot open %s", path);
     if (!fp)
         return;
     static char buf[1 << 16];
@@ -811,16 +799,16 @@ static void test_from_prom(void)
     ksv_prom_rev_list list;
     ksv_scrape s;
     ksv_err err = {0};
-    CHECK(ksv_prom_parse(buf, len, NULL, &doc, &err) == 0 &&
-              ksv_prom_extract_ksv(&doc, &list, &err) == 0 &&
-              ksv_scrape_from_prom(&list, &s, &err) == 0,
-          "capture: %s", err.msg);
-    CHECK(s.n == 1 && strcmp(s.revs[0].model, "iris") == 0 && s.revs[0].n_codes == 2 &&
-              s.revs[0].hist == NULL,
-          "capture scrape");
+    KT_CHECK(ksv_prom_parse(buf, len, NULL, &doc, &err) == 0 &&
+                 ksv_prom_extract_ksv(&doc, &list, &err) == 0 &&
+                 ksv_scrape_from_prom(&list, &s, &err) == 0,
+             "capture: %s", err.msg);
+    KT_CHECK(s.n == 1 && strcmp(s.revs[0].model, "iris") == 0 && s.revs[0].n_codes == 2 &&
+                 s.revs[0].hist == NULL,
+             "capture scrape");
     ksv_mwin *w;
     ksv_mwin_new(0, &w, &err);
-    CHECK(ksv_mwin_add_scrape(w, "local", T0, &s, &err) == 0, "add capture");
+    KT_CHECK(ksv_mwin_add_scrape(w, "local", T0, &s, &err) == 0, "add capture");
     ksv_scrape_free(&s);
     ksv_prom_rev_list_free(&list);
     ksv_prom_doc_free(&doc);
@@ -849,10 +837,10 @@ static void test_figures(void)
         else
             ksv_mwin_format_ratio(buf, cases[i].v);
         if (i == sizeof cases / sizeof cases[0] - 1) /* too long for 32 bytes: truncated */
-            CHECK(strlen(buf) == 31 && strncmp(buf, cases[i].want, 31) == 0, "huge: %s", buf);
+            KT_CHECK(strlen(buf) == 31 && strncmp(buf, cases[i].want, 31) == 0, "huge: %s", buf);
         else
-            CHECK(strcmp(buf, cases[i].want) == 0, "figure %zu: '%s', want '%s'", i, buf,
-                  cases[i].want);
+            KT_CHECK(strcmp(buf, cases[i].want) == 0, "figure %zu: '%s', want '%s'", i, buf,
+                     cases[i].want);
     }
 }
 
@@ -868,6 +856,5 @@ int main(void)
     test_capacity_and_eviction();
     test_bad_scrapes();
     test_from_prom();
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_metrics_window");
 }

@@ -27,14 +27,7 @@
 
 #include "control/prom_source.h"
 
-static int failures;
-
-static void check(int cond, const char *what)
-{
-    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
-    if (!cond)
-        failures++;
-}
+#include "ktest.h"
 
 static double now_s(void)
 {
@@ -60,25 +53,25 @@ static void test_parse_good(void)
     ksv_prom_vector v;
     ksv_err err;
     int rc = ksv_prom_parse_vector(doc, strlen(doc), 200, &v, &err);
-    check(rc == 0 && v.n == 5, "a documented vector answer parses (5 samples)");
+    KT_CHECK(rc == 0 && v.n == 5, "a documented vector answer parses (5 samples)");
     if (rc != 0)
         return;
     /* Sorted by (model, revision). */
-    check(strcmp(v.items[0].model, "big") == 0 && isinf(v.items[0].value),
-          "an overflowing literal is +Inf, not garbage");
-    check(strcmp(v.items[1].model, "churn") == 0 && v.items[1].revision[0] == '\0' &&
-              isinf(v.items[1].value) && v.items[1].value > 0,
-          "a series without revision has revision \"\"; \"+Inf\" is +Inf");
-    check(strcmp(v.items[2].revision, "fraud-00001") == 0 && isnan(v.items[2].value),
-          "\"NaN\" is NaN");
-    check(strcmp(v.items[3].revision, "fraud-00002") == 0 && v.items[3].value == 12.5,
-          "\"12.5\" is 12.5, extra labels ignored");
-    check(isinf(v.items[4].value) && v.items[4].value < 0, "\"-Inf\" is -Inf");
+    KT_CHECK(strcmp(v.items[0].model, "big") == 0 && isinf(v.items[0].value),
+             "an overflowing literal is +Inf, not garbage");
+    KT_CHECK(strcmp(v.items[1].model, "churn") == 0 && v.items[1].revision[0] == '\0' &&
+                 isinf(v.items[1].value) && v.items[1].value > 0,
+             "a series without revision has revision \"\"; \"+Inf\" is +Inf");
+    KT_CHECK(strcmp(v.items[2].revision, "fraud-00001") == 0 && isnan(v.items[2].value),
+             "\"NaN\" is NaN");
+    KT_CHECK(strcmp(v.items[3].revision, "fraud-00002") == 0 && v.items[3].value == 12.5,
+             "\"12.5\" is 12.5, extra labels ignored");
+    KT_CHECK(isinf(v.items[4].value) && v.items[4].value < 0, "\"-Inf\" is -Inf");
     ksv_prom_vector_free(&v);
 
     const char *empty = "{\"status\":\"success\",\"data\":{\"resultType\":\"vector\",\"result\":[]}}";
     rc = ksv_prom_parse_vector(empty, strlen(empty), 200, &v, &err);
-    check(rc == 0 && v.n == 0, "an empty vector is 0 samples, not an error");
+    KT_CHECK(rc == 0 && v.n == 0, "an empty vector is 0 samples, not an error");
     ksv_prom_vector_free(&v);
 
     char longlabel[400];
@@ -87,8 +80,8 @@ static void test_parse_good(void)
              "{\"metric\":{\"model\":\"%0200d\"},\"value\":[1,\"1\"]},"
              "{\"metric\":{\"model\":\"m\"},\"value\":[1,\"2\"]}]}}", 0);
     rc = ksv_prom_parse_vector(longlabel, strlen(longlabel), 200, &v, &err);
-    check(rc == 0 && v.n == 1 && strcmp(v.items[0].model, "m") == 0 && v.items[0].value == 2,
-          "a series with a label too long for a ksv name is skipped");
+    KT_CHECK(rc == 0 && v.n == 1 && strcmp(v.items[0].model, "m") == 0 && v.items[0].value == 2,
+             "a series with a label too long for a ksv name is skipped");
     ksv_prom_vector_free(&v);
 }
 
@@ -181,16 +174,16 @@ static void test_parse_broken(void)
         char what[1024];
         snprintf(what, sizeof what, "broken answer: %s -> error naming \"%s\" (got: %s)", c->what,
                  c->msg_has, rc == 0 ? "success" : err.msg);
-        check(rc == -1 && v.items == NULL && v.n == 0 && strstr(err.msg, c->msg_has) != NULL,
-              what);
+        KT_CHECK(rc == -1 && v.items == NULL && v.n == 0 && strstr(err.msg, c->msg_has) != NULL,
+                 "%s", what);
     }
     /* Bytes after a NUL inside the buffer count: the body is len bytes, not a C string. */
     const char nul[] = OK_HEAD OK_TAIL "\0garbage";
     ksv_prom_vector v;
     ksv_err err;
-    check(ksv_prom_parse_vector(nul, sizeof nul - 1, 200, &v, &err) == -1,
-          "broken answer: a NUL and bytes after the document");
-    check(ksv_prom_parse_vector(NULL, 0, 200, &v, &err) == -1, "broken answer: no body at all");
+    KT_CHECK(ksv_prom_parse_vector(nul, sizeof nul - 1, 200, &v, &err) == -1,
+             "broken answer: a NUL and bytes after the document");
+    KT_CHECK(ksv_prom_parse_vector(NULL, 0, 200, &v, &err) == -1, "broken answer: no body at all");
 }
 
 /* ---- 2. URLs --------------------------------------------------------------------------- */
@@ -230,17 +223,17 @@ static void test_urls(void)
         if (cases[i].want) {
             snprintf(what, sizeof what, "URL \"%s\" accepted as %s (got %s)", cases[i].url,
                      cases[i].want, rc == 0 ? ksv_prom_source_url(s) : err.msg);
-            check(rc == 0 && strcmp(ksv_prom_source_url(s), cases[i].want) == 0, what);
+            KT_CHECK(rc == 0 && strcmp(ksv_prom_source_url(s), cases[i].want) == 0, "%s", what);
         } else {
             snprintf(what, sizeof what, "URL \"%s\" rejected with a message", cases[i].url);
-            check(rc == -1 && s == NULL && err.status == 400 && err.msg[0], what);
+            KT_CHECK(rc == -1 && s == NULL && err.status == 400 && err.msg[0], "%s", what);
         }
         ksv_prom_source_free(s);
     }
     ksv_prom_options none = {.url = NULL};
     ksv_prom_source *s = NULL;
     ksv_err err;
-    check(ksv_prom_source_new(&none, &s, &err) == -1 && s == NULL, "no URL is rejected");
+    KT_CHECK(ksv_prom_source_new(&none, &s, &err) == -1 && s == NULL, "no URL is rejected");
 }
 
 /* ---- 3. rounds against a canned server ------------------------------------------------- */
@@ -390,16 +383,16 @@ static void test_queries(void)
 {
     char q[512];
     ksv_prom_query_rate(q, sizeof q, "model,revision", false, 10);
-    check(strcmp(q, "sum by (model,revision) (rate(ksv_requests_total[10s]))") == 0,
-          "QPS query text");
+    KT_CHECK(strcmp(q, "sum by (model,revision) (rate(ksv_requests_total[10s]))") == 0,
+             "QPS query text");
     ksv_prom_query_rate(q, sizeof q, "model", true, 10);
-    check(strcmp(q, "sum by (model) (rate(ksv_requests_total{code!~\"2..\"}[10s]))") == 0,
-          "error-rate query text");
+    KT_CHECK(strcmp(q, "sum by (model) (rate(ksv_requests_total{code!~\"2..\"}[10s]))") == 0,
+             "error-rate query text");
     ksv_prom_query_quantile(q, sizeof q, "model,revision", 0.99, 60);
-    check(strcmp(q, "histogram_quantile(0.99, sum by (model,revision,le) "
-                    "(rate(ksv_request_duration_seconds_bucket[60s])))") == 0,
-          "P99 query text");
-    check(ksv_prom_query_rate(q, 10, "model", false, 10) == -1, "a too-small buffer is refused");
+    KT_CHECK(strcmp(q, "histogram_quantile(0.99, sum by (model,revision,le) "
+                       "(rate(ksv_request_duration_seconds_bucket[60s])))") == 0,
+             "P99 query text");
+    KT_CHECK(ksv_prom_query_rate(q, 10, "model", false, 10) == -1, "a too-small buffer is refused");
 }
 
 static void test_round_figures(void)
@@ -427,33 +420,33 @@ static void test_round_figures(void)
     };
     server sv = {.answers = answers, .n_answers = sizeof answers / sizeof answers[0]};
     if (server_start(&sv) != 0) {
-        check(0, "test server starts");
+        KT_CHECK(0, "test server starts");
         return;
     }
     ksv_prom_round r;
     ksv_err err;
     int rc = round_with(&sv, 2000, &r, &err);
-    check(rc == 0 && r.error[0] == '\0', "a round of good answers succeeds");
-    check(atomic_load(&sv.requests) == 8, "a round asks 8 queries");
+    KT_CHECK(rc == 0 && r.error[0] == '\0', "a round of good answers succeeds");
+    KT_CHECK(atomic_load(&sv.requests) == 8, "a round asks 8 queries");
     const ksv_prom_figures *f2 = ksv_prom_round_find(&r, "fraud", "fraud-00002");
-    check(f2 && f2->has_rate && f2->qps == 20 && fabs(f2->err_pct - 25) < 1e-9 &&
-              f2->p50_s == 0.002 && f2->p99_s == 0.0125,
-          "fraud-00002: QPS 20, ERR 5/20 = 25%, P50 2 ms, P99 12.5 ms");
+    KT_CHECK(f2 && f2->has_rate && f2->qps == 20 && fabs(f2->err_pct - 25) < 1e-9 &&
+                 f2->p50_s == 0.002 && f2->p99_s == 0.0125,
+             "fraud-00002: QPS 20, ERR 5/20 = 25%%, P50 2 ms, P99 12.5 ms");
     const ksv_prom_figures *f1 = ksv_prom_round_find(&r, "fraud", "fraud-00001");
-    check(f1 && f1->has_rate && f1->qps == 0 && isnan(f1->err_pct) && isnan(f1->p50_s) &&
-              isnan(f1->p99_s),
-          "fraud-00001: QPS 0, ERR% and latency no data (0/0 and NaN are not 0)");
+    KT_CHECK(f1 && f1->has_rate && f1->qps == 0 && isnan(f1->err_pct) && isnan(f1->p50_s) &&
+                 isnan(f1->p99_s),
+             "fraud-00001: QPS 0, ERR%% and latency no data (0/0 and NaN are not 0)");
     const ksv_prom_figures *fm = ksv_prom_round_find(&r, "fraud", NULL);
-    check(fm && fm->has_rate && fm->qps == 20 && fabs(fm->err_pct - 25) < 1e-9 &&
-              fm->p99_s == 0.0125,
-          "fraud's total from the \"by (model)\" queries");
+    KT_CHECK(fm && fm->has_rate && fm->qps == 20 && fabs(fm->err_pct - 25) < 1e-9 &&
+                 fm->p99_s == 0.0125,
+             "fraud's total from the \"by (model)\" queries");
     const ksv_prom_figures *cm = ksv_prom_round_find(&r, "churn", "");
-    check(cm && cm->has_rate && cm->qps == 3 && cm->err_pct == 0 && isnan(cm->p50_s) &&
-              cm->p99_s == 0.004,
-          "churn: no error series means ERR 0%; a +Inf quantile is no data");
-    check(ksv_prom_round_find(&r, "churn", "") == ksv_prom_round_find(&r, "churn", NULL),
-          "revision \"\" and NULL both mean the model total");
-    check(ksv_prom_round_find(&r, "iris", NULL) == NULL, "a model Prometheus never saw: NULL");
+    KT_CHECK(cm && cm->has_rate && cm->qps == 3 && cm->err_pct == 0 && isnan(cm->p50_s) &&
+                 cm->p99_s == 0.004,
+             "churn: no error series means ERR 0%%; a +Inf quantile is no data");
+    KT_CHECK(ksv_prom_round_find(&r, "churn", "") == ksv_prom_round_find(&r, "churn", NULL),
+             "revision \"\" and NULL both mean the model total");
+    KT_CHECK(ksv_prom_round_find(&r, "iris", NULL) == NULL, "a model Prometheus never saw: NULL");
     ksv_prom_round_free(&r);
     server_stop(&sv);
 }
@@ -468,18 +461,18 @@ static void test_round_failures(void)
     };
     server sv = {.answers = err_fails, .n_answers = 2};
     if (server_start(&sv) != 0) {
-        check(0, "test server starts");
+        KT_CHECK(0, "test server starts");
         return;
     }
     ksv_prom_round r;
     ksv_err err;
     int rc = round_with(&sv, 2000, &r, &err);
     const ksv_prom_figures *f = ksv_prom_round_find(&r, "fraud", "r1");
-    check(rc == -1 && strstr(r.error, "query timed out") && strstr(err.msg, "execution"),
-          "an error document fails the round with Prometheus' message");
-    check(f && f->has_rate && f->qps == 7 && isnan(f->err_pct),
-          "a failed errors query leaves ERR% as no data, QPS intact");
-    check(atomic_load(&sv.requests) == 8, "an error document does not end the round");
+    KT_CHECK(rc == -1 && strstr(r.error, "query timed out") && strstr(err.msg, "execution"),
+             "an error document fails the round with Prometheus' message");
+    KT_CHECK(f && f->has_rate && f->qps == 7 && isnan(f->err_pct),
+             "a failed errors query leaves ERR%% as no data, QPS intact");
+    KT_CHECK(atomic_load(&sv.requests) == 8, "an error document does not end the round");
     ksv_prom_round_free(&r);
     server_stop(&sv);
 
@@ -487,19 +480,19 @@ static void test_round_failures(void)
     static const canned garbage[] = {{"", 200, "<html>oops</html>"}};
     server g = {.answers = garbage, .n_answers = 1};
     if (server_start(&g) != 0) {
-        check(0, "test server starts");
+        KT_CHECK(0, "test server starts");
         return;
     }
     rc = round_with(&g, 2000, &r, &err);
-    check(rc == -1 && r.n == 0 && strstr(r.error, "not a JSON"),
-          "garbage answers: no figures and a message");
+    KT_CHECK(rc == -1 && r.n == 0 && strstr(r.error, "not a JSON"),
+             "garbage answers: no figures and a message");
     ksv_prom_round_free(&r);
     server_stop(&g);
 
     /* A server that never answers: the round ends after one timeout, not eight. */
     server h = {.hang = true};
     if (server_start(&h) != 0) {
-        check(0, "test server starts");
+        KT_CHECK(0, "test server starts");
         return;
     }
     double t0 = now_s();
@@ -507,28 +500,29 @@ static void test_round_failures(void)
     double took = now_s() - t0;
     char what[160];
     snprintf(what, sizeof what, "a hung server: the round fails after one timeout (%.2fs)", took);
-    check(rc == -1 && took < 1.5 && r.n == 0 && strstr(r.error, "prometheus"), what);
-    check(atomic_load(&h.requests) == 1, "a hung server gets one request per round");
+    KT_CHECK(rc == -1 && took < 1.5 && r.n == 0 && strstr(r.error, "prometheus"), "%s", what);
+    KT_CHECK(atomic_load(&h.requests) == 1, "a hung server gets one request per round");
     ksv_prom_round_free(&r);
     server_stop(&h);
 
     /* A closed port: fails fast with a message. */
     server c = {0};
     if (server_start(&c) != 0) {
-        check(0, "test server starts");
+        KT_CHECK(0, "test server starts");
         return;
     }
     server_stop(&c); /* the port is closed now */
     t0 = now_s();
     rc = round_with(&c, 2000, &r, &err);
     took = now_s() - t0;
-    check(rc == -1 && took < 1.5 && err.status == 503 && r.n == 0,
-          "a closed port: the round fails at once with 503");
+    KT_CHECK(rc == -1 && took < 1.5 && err.status == 503 && r.n == 0,
+             "a closed port: the round fails at once with 503");
     ksv_prom_round_free(&r);
 }
 
 int main(void)
 {
+    kt_set_verbose(true);
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
         printf("FAIL curl_global_init\n");
         return 1;
@@ -540,10 +534,5 @@ int main(void)
     test_round_figures();
     test_round_failures();
     curl_global_cleanup();
-    if (failures) {
-        printf("%d check(s) failed\n", failures);
-        return 1;
-    }
-    printf("all checks passed\n");
-    return 0;
+    return kt_summary("test_prom_source");
 }

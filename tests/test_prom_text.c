@@ -16,19 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-static int checks;
-
-#define CHECK(cond, ...)                                   \
-    do {                                                   \
-        checks++;                                          \
-        if (!(cond)) {                                     \
-            failures++;                                    \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);    \
-            printf(__VA_ARGS__);                           \
-            printf("\n");                                  \
-        }                                                  \
-    } while (0)
+#include "ktest.h"
 
 typedef struct rng {
     uint64_t state;
@@ -115,29 +103,29 @@ static void test_good(void)
         ksv_prom_doc doc;
         ksv_err err = {0};
         int rc = ksv_prom_parse(c->in, strlen(c->in), NULL, &doc, &err);
-        CHECK(rc == 0, "good case %zu refused: %s", i, err.msg);
+        KT_CHECK(rc == 0, "good case %zu refused: %s", i, err.msg);
         if (rc != 0)
             continue;
-        CHECK(doc.n_samples == c->n_samples, "case %zu: %zu samples, want %zu", i,
-              doc.n_samples, c->n_samples);
+        KT_CHECK(doc.n_samples == c->n_samples, "case %zu: %zu samples, want %zu", i,
+                 doc.n_samples, c->n_samples);
         if (c->n_samples && doc.n_samples) {
             const ksv_prom_sample *s = &doc.samples[0];
-            CHECK(strcmp(s->name, c->name) == 0, "case %zu: name %s", i, s->name);
-            CHECK(s->n_labels == c->n_labels, "case %zu: %zu labels", i, s->n_labels);
+            KT_CHECK(strcmp(s->name, c->name) == 0, "case %zu: name %s", i, s->name);
+            KT_CHECK(s->n_labels == c->n_labels, "case %zu: %zu labels", i, s->n_labels);
             for (size_t k = 0; k < c->n_labels && k < s->n_labels; k++) {
-                CHECK(strcmp(s->labels[k].name, c->labels[k][0]) == 0, "case %zu label %zu", i,
-                      k);
-                CHECK(strcmp(s->labels[k].value, c->labels[k][1]) == 0,
-                      "case %zu label %zu value '%s'", i, k, s->labels[k].value);
-                CHECK(strcmp(ksv_prom_label_value(s, c->labels[k][0]), c->labels[k][1]) == 0,
-                      "case %zu label lookup", i);
+                KT_CHECK(strcmp(s->labels[k].name, c->labels[k][0]) == 0, "case %zu label %zu", i,
+                         k);
+                KT_CHECK(strcmp(s->labels[k].value, c->labels[k][1]) == 0,
+                         "case %zu label %zu value '%s'", i, k, s->labels[k].value);
+                KT_CHECK(strcmp(ksv_prom_label_value(s, c->labels[k][0]), c->labels[k][1]) == 0,
+                         "case %zu label lookup", i);
             }
-            CHECK(same_double(s->value, c->value), "case %zu: value %.17g, want %.17g", i,
-                  s->value, c->value);
-            CHECK(s->has_timestamp == c->has_ts && (!c->has_ts || s->timestamp_ms == c->ts),
-                  "case %zu: timestamp", i);
-            CHECK(s->type == c->type, "case %zu: type %d, want %d", i, s->type, c->type);
-            CHECK(s->line == 1 || c->in[0] == '#', "case %zu: line %zu", i, s->line);
+            KT_CHECK(same_double(s->value, c->value), "case %zu: value %.17g, want %.17g", i,
+                     s->value, c->value);
+            KT_CHECK(s->has_timestamp == c->has_ts && (!c->has_ts || s->timestamp_ms == c->ts),
+                     "case %zu: timestamp", i);
+            KT_CHECK(s->type == c->type, "case %zu: type %d, want %d", i, s->type, c->type);
+            KT_CHECK(s->line == 1 || c->in[0] == '#', "case %zu: line %zu", i, s->line);
         }
         ksv_prom_doc_free(&doc);
     }
@@ -209,18 +197,18 @@ static void test_broken(void)
         int rc = ksv_prom_parse(c->in, len, NULL, &doc, &err);
         char want[160];
         snprintf(want, sizeof want, "line %zu: %s", c->line, c->reason);
-        CHECK(rc == -1, "broken case %zu accepted", i);
-        CHECK(rc != -1 || (err.status == 400 && strstr(err.msg, want)),
-              "broken case %zu: got '%s' (status %d), want '%s'", i, err.msg, err.status, want);
-        CHECK(doc.n_samples == 0 && doc.samples == NULL, "broken case %zu left samples", i);
+        KT_CHECK(rc == -1, "broken case %zu accepted", i);
+        KT_CHECK(rc != -1 || (err.status == 400 && strstr(err.msg, want)),
+                 "broken case %zu: got '%s' (status %d), want '%s'", i, err.msg, err.status, want);
+        KT_CHECK(doc.n_samples == 0 && doc.samples == NULL, "broken case %zu left samples", i);
         ksv_prom_doc_free(&doc);
     }
 
     /* Limits. */
     ksv_prom_limits lim;
     ksv_prom_limits_default(&lim);
-    CHECK(lim.max_line == KSV_PROM_DEFAULT_MAX_LINE && lim.max_samples > 0 && lim.max_labels > 0,
-          "default limits");
+    KT_CHECK(lim.max_line == KSV_PROM_DEFAULT_MAX_LINE && lim.max_samples > 0 && lim.max_labels > 0,
+             "default limits");
     static const struct {
         const char *in;
         size_t max_line, max_samples, max_labels;
@@ -242,8 +230,8 @@ static void test_broken(void)
         ksv_prom_doc doc;
         ksv_err err = {0};
         int rc = ksv_prom_parse(limited[i].in, strlen(limited[i].in), &lim, &doc, &err);
-        CHECK(rc == -1 && strstr(err.msg, limited[i].want), "limit case %zu: rc %d '%s'", i,
-              rc, err.msg);
+        KT_CHECK(rc == -1 && strstr(err.msg, limited[i].want), "limit case %zu: rc %d '%s'", i,
+                 rc, err.msg);
         ksv_prom_doc_free(&doc);
     }
     /* Exactly at the limits is fine: a 32-byte line with CRLF, 2 samples, 2 labels. */
@@ -253,8 +241,8 @@ static void test_broken(void)
     const char *edge = "abcdefghijklmnopqrstuvwxyz0123 1\r\nb{x=\"1\",y=\"2\"} 2\n";
     ksv_prom_doc doc;
     ksv_err err = {0};
-    CHECK(ksv_prom_parse(edge, strlen(edge), &lim, &doc, &err) == 0 && doc.n_samples == 2,
-          "exactly at the limits: %s", err.msg);
+    KT_CHECK(ksv_prom_parse(edge, strlen(edge), &lim, &doc, &err) == 0 && doc.n_samples == 2,
+             "exactly at the limits: %s", err.msg);
     ksv_prom_doc_free(&doc);
 }
 
@@ -314,12 +302,12 @@ static void test_extract_broken(void)
         ksv_prom_doc doc;
         ksv_err err = {0};
         int rc = ksv_prom_parse(cases[i].in, strlen(cases[i].in), NULL, &doc, &err);
-        CHECK(rc == 0, "extract case %zu does not parse: %s", i, err.msg);
+        KT_CHECK(rc == 0, "extract case %zu does not parse: %s", i, err.msg);
         ksv_prom_rev_list list;
         rc = ksv_prom_extract_ksv(&doc, &list, &err);
-        CHECK(rc == -1 && err.status == 400 && strstr(err.msg, cases[i].want),
-              "extract case %zu: rc %d '%s', want '%s'", i, rc, err.msg, cases[i].want);
-        CHECK(list.n == 0 && list.items == NULL, "extract case %zu left records", i);
+        KT_CHECK(rc == -1 && err.status == 400 && strstr(err.msg, cases[i].want),
+                 "extract case %zu: rc %d '%s', want '%s'", i, rc, err.msg, cases[i].want);
+        KT_CHECK(list.n == 0 && list.items == NULL, "extract case %zu left records", i);
         ksv_prom_rev_list_free(&list);
         ksv_prom_doc_free(&doc);
     }
@@ -395,20 +383,20 @@ static void test_engine_capture(void)
 {
     size_t len = 0;
     char *buf = load_capture(&len);
-    CHECK(buf != NULL, "cannot read tests/data/engine-metrics.txt (set srcdir)");
+    KT_CHECK(buf != NULL, "cannot read tests/data/engine-metrics.txt (set srcdir)");
     if (!buf)
         return;
     ksv_prom_doc doc;
     ksv_err err = {0};
     int rc = ksv_prom_parse(buf, len, NULL, &doc, &err);
-    CHECK(rc == 0, "engine capture refused: %s", err.msg);
+    KT_CHECK(rc == 0, "engine capture refused: %s", err.msg);
     if (rc != 0) {
         free(buf);
         return;
     }
     size_t lines = count_sample_lines(buf, len);
     printf("engine capture: %zu bytes, %zu samples\n", len, doc.n_samples);
-    CHECK(doc.n_samples == lines, "%zu samples, %zu sample lines", doc.n_samples, lines);
+    KT_CHECK(doc.n_samples == lines, "%zu samples, %zu sample lines", doc.n_samples, lines);
 
     /* Every value equals strtod of the line's last token (the engine writes no timestamps). */
     size_t k = 0, mismatches = 0;
@@ -430,37 +418,37 @@ static void test_engine_capture(void)
         }
         p = nl + 1;
     }
-    CHECK(mismatches == 0, "%zu values differ from a naive strtod", mismatches);
+    KT_CHECK(mismatches == 0, "%zu values differ from a naive strtod", mismatches);
 
     ksv_prom_rev_list list;
     rc = ksv_prom_extract_ksv(&doc, &list, &err);
-    CHECK(rc == 0, "engine capture extraction: %s", err.msg);
+    KT_CHECK(rc == 0, "engine capture extraction: %s", err.msg);
     if (rc == 0) {
-        CHECK(list.n == 1, "%zu revisions, want 1", list.n);
+        KT_CHECK(list.n == 1, "%zu revisions, want 1", list.n);
         const ksv_prom_rev *r = ksv_prom_rev_find(&list, "iris", "iris-00001");
-        CHECK(r != NULL, "iris/iris-00001 missing");
-        CHECK(ksv_prom_rev_find(&list, "iris", "iris-00009") == NULL, "unknown revision found");
+        KT_CHECK(r != NULL, "iris/iris-00001 missing");
+        KT_CHECK(ksv_prom_rev_find(&list, "iris", "iris-00009") == NULL, "unknown revision found");
         if (r) {
             /* Sent: 20 V2 + 1 V1 good requests, 3 shape errors + 1 bad JSON; the request
              * pinned to an unknown revision (404) belongs to no revision. */
-            CHECK(r->n_codes == 2 && r->codes[0].code == 200 && r->codes[0].count == 21 &&
-                      r->codes[1].code == 400 && r->codes[1].count == 4,
-                  "codes");
-            CHECK(ksv_prom_rev_requests(r, 200, 299) == 21, "2xx");
-            CHECK(ksv_prom_rev_requests(r, 400, 499) == 4, "4xx");
-            CHECK(ksv_prom_rev_requests(r, 500, 599) == 0, "5xx");
-            CHECK(r->has_latency && r->latency_count == 25, "count %llu",
-                  (unsigned long long)r->latency_count);
-            CHECK(r->latency_sum_s > 0 && r->latency_sum_s < 1, "sum %g", r->latency_sum_s);
+            KT_CHECK(r->n_codes == 2 && r->codes[0].code == 200 && r->codes[0].count == 21 &&
+                         r->codes[1].code == 400 && r->codes[1].count == 4,
+                     "codes");
+            KT_CHECK(ksv_prom_rev_requests(r, 200, 299) == 21, "2xx");
+            KT_CHECK(ksv_prom_rev_requests(r, 400, 499) == 4, "4xx");
+            KT_CHECK(ksv_prom_rev_requests(r, 500, 599) == 0, "5xx");
+            KT_CHECK(r->has_latency && r->latency_count == 25, "count %llu",
+                     (unsigned long long)r->latency_count);
+            KT_CHECK(r->latency_sum_s > 0 && r->latency_sum_s < 1, "sum %g", r->latency_sum_s);
             size_t nb = ksv_hist_prom_bucket_count();
-            CHECK(r->n_buckets == nb, "%zu buckets, want %zu", r->n_buckets, nb);
+            KT_CHECK(r->n_buckets == nb, "%zu buckets, want %zu", r->n_buckets, nb);
             for (size_t i = 0; i < r->n_buckets && i < nb; i++)
-                CHECK(r->buckets[i].le == ksv_hist_prom_le(i), "le %zu: %.17g vs %.17g", i,
-                      r->buckets[i].le, ksv_hist_prom_le(i));
-            CHECK(r->n_buckets && r->buckets[r->n_buckets - 1].cumulative == 25, "+Inf");
-            CHECK(r->inflight == 0 && r->ready == 1 && r->traffic_percent == 100,
-                  "gauges %g %g %g", r->inflight, r->ready, r->traffic_percent);
-            CHECK(r->load_seconds == 0.025307, "load %g", r->load_seconds);
+                KT_CHECK(r->buckets[i].le == ksv_hist_prom_le(i), "le %zu: %.17g vs %.17g", i,
+                         r->buckets[i].le, ksv_hist_prom_le(i));
+            KT_CHECK(r->n_buckets && r->buckets[r->n_buckets - 1].cumulative == 25, "+Inf");
+            KT_CHECK(r->inflight == 0 && r->ready == 1 && r->traffic_percent == 100,
+                     "gauges %g %g %g", r->inflight, r->ready, r->traffic_percent);
+            KT_CHECK(r->load_seconds == 0.025307, "load %g", r->load_seconds);
         }
         ksv_prom_rev_list_free(&list);
     }
@@ -495,11 +483,11 @@ static void test_engine_capture(void)
     }
     printf("truncation: %zu cuts parsed as a valid prefix, %zu refused, %zu wrong\n", ok_cuts,
            refused_cuts, wrong);
-    CHECK(wrong == 0, "%zu truncations handled wrongly", wrong);
+    KT_CHECK(wrong == 0, "%zu truncations handled wrongly", wrong);
     size_t newlines = 0;
     for (size_t i = 0; i < len; i++)
         newlines += buf[i] == '\n';
-    CHECK(ok_cuts == newlines + 1, "%zu valid cuts, want %zu", ok_cuts, newlines + 1);
+    KT_CHECK(ok_cuts == newlines + 1, "%zu valid cuts, want %zu", ok_cuts, newlines + 1);
 
     /* Random mutations: flips, deletions, insertions of special bytes. Nothing may crash;
      * whatever is accepted must still be a well-formed document. */
@@ -537,13 +525,13 @@ static void test_engine_capture(void)
             bool sane = m.n_samples <= count_sample_lines(mut, n) + 1;
             for (size_t i = 0; i < m.n_samples; i++)
                 sane = sane && m.samples[i].name && m.samples[i].name[0];
-            CHECK(sane, "mutation %d accepted as a malformed document", iter);
+            KT_CHECK(sane, "mutation %d accepted as a malformed document", iter);
             ksv_prom_rev_list l2;
             if (ksv_prom_extract_ksv(&m, &l2, &e3) == 0)
                 ksv_prom_rev_list_free(&l2);
         } else {
-            CHECK(e3.msg[0] != '\0' && strncmp(e3.msg, "line ", 5) == 0,
-                  "mutation %d: error without a line: '%s'", iter, e3.msg);
+            KT_CHECK(e3.msg[0] != '\0' && strncmp(e3.msg, "line ", 5) == 0,
+                     "mutation %d: error without a line: '%s'", iter, e3.msg);
         }
         ksv_prom_doc_free(&m);
     }
@@ -661,7 +649,7 @@ static void test_round_trip(void)
         ksv_sb_free(&sb);
     }
     printf("round trips: 200 random expositions, %zu failed\n", bad);
-    CHECK(bad == 0, "round trips failed");
+    KT_CHECK(bad == 0, "round trips failed");
     free(snap);
 }
 
@@ -674,17 +662,17 @@ static void test_floats(void)
     for (size_t i = 0; i < sizeof nums / sizeof nums[0]; i++) {
         double v = -1;
         int rc = ksv_prom_parse_float(nums[i], strlen(nums[i]), &v);
-        CHECK(rc == 0 && v == strtod(nums[i], NULL), "float %s", nums[i]);
+        KT_CHECK(rc == 0 && v == strtod(nums[i], NULL), "float %s", nums[i]);
     }
     double v;
-    CHECK(ksv_prom_parse_float("", 0, &v) == -1, "empty float");
-    CHECK(ksv_prom_parse_float("1 ", 2, &v) == -1, "trailing blank");
-    CHECK(ksv_prom_parse_float(" 1", 2, &v) == -1, "leading blank");
-    CHECK(ksv_prom_parse_float("nan(1)", 6, &v) == -1, "nan(...)");
-    CHECK(ksv_prom_parse_float("-nan", 4, &v) == -1, "-nan");
+    KT_CHECK(ksv_prom_parse_float("", 0, &v) == -1, "empty float");
+    KT_CHECK(ksv_prom_parse_float("1 ", 2, &v) == -1, "trailing blank");
+    KT_CHECK(ksv_prom_parse_float(" 1", 2, &v) == -1, "leading blank");
+    KT_CHECK(ksv_prom_parse_float("nan(1)", 6, &v) == -1, "nan(...)");
+    KT_CHECK(ksv_prom_parse_float("-nan", 4, &v) == -1, "-nan");
     char longnum[300];
     memset(longnum, '1', sizeof longnum);
-    CHECK(ksv_prom_parse_float(longnum, sizeof longnum, &v) == -1, "300-digit number");
+    KT_CHECK(ksv_prom_parse_float(longnum, sizeof longnum, &v) == -1, "300-digit number");
 }
 
 int main(void)
@@ -695,6 +683,5 @@ int main(void)
     test_floats();
     test_engine_capture();
     test_round_trip();
-    printf("%d checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_prom_text");
 }

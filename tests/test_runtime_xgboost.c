@@ -10,7 +10,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -25,27 +24,14 @@
 
 #include "engine/runtime.h"
 
+#include "ktest.h"
+
 #ifndef KSV_SRCDIR
 #define KSV_SRCDIR "."
 #endif
 
 static const double TOLERANCE = 1e-6;
 static const char *const POOLS[] = {"per-worker", "shared"};
-
-static int failures;
-
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void check(bool ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s: ", ok ? "ok  " : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    if (!ok)
-        failures++;
-}
 
 /* Rows of floats plus their shape, read from a request or expected file. */
 typedef struct matrix {
@@ -193,24 +179,24 @@ static void check_model(const char *label, const char *objective_name, const cha
         void *model = NULL;
 
         if (ksv_runtime_xgboost.load(model_path, &opts, &model, &info, &err) != 0) {
-            check(false, "%s [%s]: load: %s", label, POOLS[p], err.msg);
+            KT_CHECK(false, "%s [%s]: load: %s", label, POOLS[p], err.msg);
             continue;
         }
-        check(info.num_features == request->cols, "%s [%s]: num_features %zu == %zu", label,
-              POOLS[p], info.num_features, request->cols);
-        check(info.num_outputs == expected->cols, "%s [%s]: num_outputs %zu == %zu", label,
-              POOLS[p], info.num_outputs, expected->cols);
-        check(strcmp(info.version, version) == 0, "%s [%s]: version %s", label, POOLS[p],
-              info.version);
+        KT_CHECK(info.num_features == request->cols, "%s [%s]: num_features %zu == %zu", label,
+                 POOLS[p], info.num_features, request->cols);
+        KT_CHECK(info.num_outputs == expected->cols, "%s [%s]: num_outputs %zu == %zu", label,
+                 POOLS[p], info.num_outputs, expected->cols);
+        KT_CHECK(strcmp(info.version, version) == 0, "%s [%s]: version %s", label, POOLS[p],
+                 info.version);
         if (table_objective != NULL)
-            check(strcmp(info.objective, table_objective) == 0, "%s [%s]: objective %s == %s",
-                  label, POOLS[p], info.objective, table_objective);
+            KT_CHECK(strcmp(info.objective, table_objective) == 0, "%s [%s]: objective %s == %s",
+                     label, POOLS[p], info.objective, table_objective);
         if (file_objective[0] != '\0')
-            check(strcmp(info.objective, file_objective) == 0,
-                  "%s [%s]: objective %s == model file's %s", label, POOLS[p], info.objective,
-                  file_objective);
-        check(table_objective != NULL || file_objective[0] != '\0',
-              "%s: has an objective to check against", label);
+            KT_CHECK(strcmp(info.objective, file_objective) == 0,
+                     "%s [%s]: objective %s == model file's %s", label, POOLS[p], info.objective,
+                     file_objective);
+        KT_CHECK(table_objective != NULL || file_objective[0] != '\0',
+                 "%s: has an objective to check against", label);
 
         bool shapes_ok = info.num_features == request->cols && expected->rows == request->rows &&
                          info.num_outputs == expected->cols;
@@ -226,9 +212,9 @@ static void check_model(const char *label, const char *objective_name, const cha
                 if (!(diff <= worst))
                     worst = isnan(diff) ? INFINITY : diff;
             }
-            check(rc == 0 && worst <= TOLERANCE,
-                  "%s [%s] worker %u: %zu rows match XGBoost (max |diff| %.3g)%s%s", label,
-                  POOLS[p], worker, request->rows, worst, rc ? ": " : "", rc ? err.msg : "");
+            KT_CHECK(rc == 0 && worst <= TOLERANCE,
+                     "%s [%s] worker %u: %zu rows match XGBoost (max |diff| %.3g)%s%s", label,
+                     POOLS[p], worker, request->rows, worst, rc ? ": " : "", rc ? err.msg : "");
             free(out);
         }
         ksv_runtime_xgboost.unload(model);
@@ -261,7 +247,7 @@ static void check_data_models(const char *data_dir)
     size_t n = 0;
     struct dirent *entry;
 
-    check(dir != NULL, "open %s", models_dir);
+    KT_CHECK(dir != NULL, "open %s", models_dir);
     if (dir == NULL)
         return;
     while ((entry = readdir(dir)) != NULL && n < 64) {
@@ -270,7 +256,7 @@ static void check_data_models(const char *data_dir)
     }
     closedir(dir);
     qsort(names, n, sizeof names[0], compare_names);
-    check(n >= 10, "%zu model folders in %s", n, models_dir);
+    KT_CHECK(n >= 10, "%zu model folders in %s", n, models_dir);
 
     for (size_t i = 0; i < n; i++) {
         char folder[800], model_path[900], request_path[1024], expected_path[1024];
@@ -281,8 +267,8 @@ static void check_data_models(const char *data_dir)
         bool have_model = find_model_file(folder, model_path, sizeof model_path) != NULL;
         bool have_request = read_request(request_path, &request);
         bool have_expected = read_expected(expected_path, &expected);
-        check(have_model && have_request && have_expected, "%s: model, request and expected read",
-              names[i]);
+        KT_CHECK(have_model && have_request && have_expected,
+                 "%s: model, request and expected read", names[i]);
         if (have_model && have_request && have_expected)
             check_model(names[i], names[i], model_path, &request, &expected);
         if (have_request)
@@ -302,11 +288,11 @@ static void check_compat(const char *data_dir, const char *compat_dir)
     snprintf(request_path, sizeof request_path, "%s/iris-input.json", compat_dir);
     snprintf(expected_path, sizeof expected_path, "%s/expected/compat-iris.json", data_dir);
     bool ok = read_request(request_path, &request);
-    check(ok, "compat: read %s", request_path);
+    KT_CHECK(ok, "compat: read %s", request_path);
     if (!ok)
         return;
     ok = read_expected(expected_path, &expected);
-    check(ok, "compat: read %s", expected_path);
+    KT_CHECK(ok, "compat: read %s", expected_path);
     if (ok) {
         for (size_t i = 0; i < 3; i++) {
             char model_path[1100], label[64];
@@ -315,8 +301,8 @@ static void check_compat(const char *data_dir, const char *compat_dir)
             check_model(label, "compat-iris", model_path, &request, &expected);
         }
         /* KServe's e2e test asserts class 1 for both rows (compat README). */
-        check(expected.count == 2 && expected.data[0] == 1.0f && expected.data[1] == 1.0f,
-              "compat: expected file says [1, 1] as KServe's test does");
+        KT_CHECK(expected.count == 2 && expected.data[0] == 1.0f && expected.data[1] == 1.0f,
+                 "compat: expected file says [1, 1] as KServe's test does");
         matrix_free(&expected);
     }
     matrix_free(&request);
@@ -367,8 +353,8 @@ static void expect_load_error(const char *label, const char *path, const char *p
     ksv_err err = {0};
     void *model = (void *)&info;  /* must be reset to NULL on failure */
     int rc = ksv_runtime_xgboost.load(path, &opts, &model, &info, &err);
-    check(rc == -1 && model == NULL && err.msg[0] != '\0' && err.status == want_status,
-          "%s: load fails with %d (%d: %s)", label, want_status, err.status, err.msg);
+    KT_CHECK(rc == -1 && model == NULL && err.msg[0] != '\0' && err.status == want_status,
+             "%s: load fails with %d (%d: %s)", label, want_status, err.status, err.msg);
     if (rc == 0)
         ksv_runtime_xgboost.unload(model);
 }
@@ -381,7 +367,7 @@ static void check_errors(const char *data_dir)
     unsigned char noise[4096];
 
     if (mkdtemp(tmp) == NULL) {
-        check(false, "mkdtemp: %s", strerror(errno));
+        KT_CHECK(false, "mkdtemp: %s", strerror(errno));
         return;
     }
     for (size_t i = 0; i < sizeof noise; i++)
@@ -446,7 +432,7 @@ static void check_errors(const char *data_dir)
             size_t len = 0;
             snprintf(source, sizeof source, "%s/models/%s", data_dir, REAL[r].model);
             char *bytes = read_whole(source, &len);
-            check(bytes != NULL, "read %s", source);
+            KT_CHECK(bytes != NULL, "read %s", source);
             if (bytes == NULL)
                 continue;
             static const double FRACTIONS[] = {0.001, 0.1, 0.5, 0.9, 0.999};
@@ -482,7 +468,7 @@ static void check_errors(const char *data_dir)
             unsigned char *bytes = read_whole(source, &len);
             unsigned char *copy = bytes != NULL ? malloc(len) : NULL;
             if (copy == NULL) {
-                check(false, "read %s", source);
+                KT_CHECK(false, "read %s", source);
                 free(bytes);
                 continue;
             }
@@ -509,8 +495,10 @@ static void check_errors(const char *data_dir)
                     printf("  first non-400 refusal: %d %s\n", err.status, err.msg);
                 }
             }
-            check(bad_status == 0, "%d corrupted copies of %s: %zu refused with 400, %zu loaded, "
-                  "%zu other", rounds, MUTATE[r].model, refused, loaded, bad_status);
+            KT_CHECK(bad_status == 0,
+                     "%d corrupted copies of %s: %zu refused with 400, %zu loaded, "
+                     "%zu other",
+                     rounds, MUTATE[r].model, refused, loaded, bad_status);
             unlink(path);
             free(copy);
             free(bytes);
@@ -533,12 +521,13 @@ static void check_errors(const char *data_dir)
             ksv_err err = {0};
             void *model = NULL;
             int rc = ksv_runtime_xgboost.load(path, &opts, &model, &info, &err);
-            check(rc == 0 && info.num_outputs == 3, "JSON model after BOM and whitespace loads%s%s",
-                  rc ? ": " : "", rc ? err.msg : "");
+            KT_CHECK(rc == 0 && info.num_outputs == 3,
+                     "JSON model after BOM and whitespace loads%s%s", rc ? ": " : "",
+                     rc ? err.msg : "");
             if (rc == 0)
                 ksv_runtime_xgboost.unload(model);
         }
-        check(padded != NULL, "read %s", source);
+        KT_CHECK(padded != NULL, "read %s", source);
         free(padded);
         free(bytes);
     }
@@ -550,31 +539,31 @@ static void check_errors(const char *data_dir)
     ksv_model_info info;
     ksv_err err = {0};
     void *model = NULL;
-    check(ksv_runtime_xgboost.load(source, &bad_pool, &model, &info, &err) == -1 &&
-              err.status == 400 && model == NULL,
-          "unknown booster_pool refused (%s)", err.msg);
-    check(ksv_runtime_xgboost.load(source, &bad_threads, &model, &info, &err) == -1 &&
-              err.status == 400 && model == NULL,
-          "negative predict_threads refused (%s)", err.msg);
+    KT_CHECK(ksv_runtime_xgboost.load(source, &bad_pool, &model, &info, &err) == -1 &&
+                 err.status == 400 && model == NULL,
+             "unknown booster_pool refused (%s)", err.msg);
+    KT_CHECK(ksv_runtime_xgboost.load(source, &bad_threads, &model, &info, &err) == -1 &&
+                 err.status == 400 && model == NULL,
+             "negative predict_threads refused (%s)", err.msg);
 
     /* Predict-time errors on a good model. */
     ksv_runtime_options opts = {.workers = 2, .booster_pool = "per-worker"};
     if (ksv_runtime_xgboost.load(source, &opts, &model, &info, &err) == 0) {
         float row[5] = {5, 3, 1, 0.2f, 9}, out[6];
-        check(ksv_runtime_xgboost.predict(model, 0, row, 1, 5, out, &err) == -1 &&
-                  err.status == 400,
-              "5 columns for a 4-feature model refused (%s)", err.msg);
-        check(ksv_runtime_xgboost.predict(model, 0, row, 1, 3, out, &err) == -1 &&
-                  err.status == 400,
-              "3 columns for a 4-feature model refused (%s)", err.msg);
-        check(ksv_runtime_xgboost.predict(model, 2, row, 1, 4, out, &err) == -1 &&
-                  err.status == 500,
-              "worker index 2 of 2 refused (%s)", err.msg);
-        check(ksv_runtime_xgboost.predict(model, 0, row, 0, 4, out, &err) == 0,
-              "zero rows predict nothing and succeed");
+        KT_CHECK(ksv_runtime_xgboost.predict(model, 0, row, 1, 5, out, &err) == -1 &&
+                     err.status == 400,
+                 "5 columns for a 4-feature model refused (%s)", err.msg);
+        KT_CHECK(ksv_runtime_xgboost.predict(model, 0, row, 1, 3, out, &err) == -1 &&
+                     err.status == 400,
+                 "3 columns for a 4-feature model refused (%s)", err.msg);
+        KT_CHECK(ksv_runtime_xgboost.predict(model, 2, row, 1, 4, out, &err) == -1 &&
+                     err.status == 500,
+                 "worker index 2 of 2 refused (%s)", err.msg);
+        KT_CHECK(ksv_runtime_xgboost.predict(model, 0, row, 0, 4, out, &err) == 0,
+                 "zero rows predict nothing and succeed");
         ksv_runtime_xgboost.unload(model);
     } else {
-        check(false, "load %s: %s", source, err.msg);
+        KT_CHECK(false, "load %s: %s", source, err.msg);
     }
     ksv_runtime_xgboost.unload(NULL);
 
@@ -640,7 +629,7 @@ static void check_concurrency(const char *data_dir)
         ksv_err err = {0};
         void *model = NULL;
         if (ksv_runtime_xgboost.load(path, &opts, &model, &info, &err) != 0) {
-            check(false, "concurrency [%s]: load: %s", POOLS[p], err.msg);
+            KT_CHECK(false, "concurrency [%s]: load: %s", POOLS[p], err.msg);
             continue;
         }
         size_t cols = info.num_features, outputs = info.num_outputs;
@@ -655,7 +644,7 @@ static void check_concurrency(const char *data_dir)
         size_t reference_errors = 0;
 
         if (inputs == NULL || reference == NULL || rows == NULL) {
-            check(false, "concurrency: out of memory");
+            KT_CHECK(false, "concurrency: out of memory");
             goto done;
         }
         for (size_t i = 0; i < THREADS * in_per_thread; i++) {
@@ -677,8 +666,8 @@ static void check_concurrency(const char *data_dir)
                     reference_errors++;
             }
         }
-        check(reference_errors == 0, "concurrency [%s]: single-threaded reference computed",
-              POOLS[p]);
+        KT_CHECK(reference_errors == 0, "concurrency [%s]: single-threaded reference computed",
+                 POOLS[p]);
         for (size_t t = 0; t < THREADS; t++) {
             jobs[t] = (thread_job){.model = model, .worker = (unsigned)t, .cols = cols,
                                    .outputs = outputs, .inputs = inputs + t * in_per_thread,
@@ -696,13 +685,13 @@ static void check_concurrency(const char *data_dir)
         }
         for (size_t t = 0; t < started; t++)
             pthread_join(threads[t], NULL);
-        check(started == THREADS, "concurrency [%s]: %d threads started", POOLS[p], THREADS);
+        KT_CHECK(started == THREADS, "concurrency [%s]: %d threads started", POOLS[p], THREADS);
         for (size_t t = 0; t < started; t++) {
-            check(jobs[t].errors == 0 && jobs[t].mismatches == 0,
-                  "concurrency [%s]: thread %zu: %d calls, %zu errors, %zu differ from "
-                  "single-threaded%s%s",
-                  POOLS[p], t, CALLS_PER_THREAD, jobs[t].errors, jobs[t].mismatches,
-                  jobs[t].errors ? ": " : "", jobs[t].first_error);
+            KT_CHECK(jobs[t].errors == 0 && jobs[t].mismatches == 0,
+                     "concurrency [%s]: thread %zu: %d calls, %zu errors, %zu differ from "
+                     "single-threaded%s%s",
+                     POOLS[p], t, CALLS_PER_THREAD, jobs[t].errors, jobs[t].mismatches,
+                     jobs[t].errors ? ": " : "", jobs[t].first_error);
         }
         for (size_t t = 0; t < THREADS; t++)
             free(jobs[t].outputs_buf);
@@ -736,8 +725,8 @@ static void check_threads_option(const char *data_dir)
         double worst = 0;
         for (size_t i = 0; rc == 0 && i < expected.count; i++)
             worst = fmax(worst, fabs((double)out[i] - (double)expected.data[i]));
-        check(rc == 0 && worst <= TOLERANCE, "predict_threads=2: matches XGBoost (%.3g)%s", worst,
-              rc ? err.msg : "");
+        KT_CHECK(rc == 0 && worst <= TOLERANCE, "predict_threads=2: matches XGBoost (%.3g)%s",
+                 worst, rc ? err.msg : "");
         if (model != NULL)
             ksv_runtime_xgboost.unload(model);
         matrix_free(&expected);
@@ -747,13 +736,13 @@ static void check_threads_option(const char *data_dir)
 
 static void check_registry(void)
 {
-    check(ksv_runtime_find("ksv-xgboost") == &ksv_runtime_xgboost, "registry finds ksv-xgboost");
-    check(ksv_runtime_find("ksv-nope") == NULL, "registry: unknown name gives NULL");
-    check(ksv_runtime_find("") == NULL && ksv_runtime_find(NULL) == NULL,
-          "registry: empty and NULL names give NULL");
+    KT_CHECK(ksv_runtime_find("ksv-xgboost") == &ksv_runtime_xgboost, "registry finds ksv-xgboost");
+    KT_CHECK(ksv_runtime_find("ksv-nope") == NULL, "registry: unknown name gives NULL");
+    KT_CHECK(ksv_runtime_find("") == NULL && ksv_runtime_find(NULL) == NULL,
+             "registry: empty and NULL names give NULL");
     const char *names = ksv_runtime_names();
-    check(names != NULL && strstr(names, "ksv-xgboost") != NULL, "registry names: \"%s\"",
-          names ? names : "(null)");
+    KT_CHECK(names != NULL && strstr(names, "ksv-xgboost") != NULL, "registry names: \"%s\"",
+             names ? names : "(null)");
     /* Every listed name resolves to ops carrying that same name. */
     char copy[256];
     snprintf(copy, sizeof copy, "%s", names ? names : "");
@@ -761,11 +750,11 @@ static void check_registry(void)
     for (char *save = NULL, *tok = strtok_r(copy, ", ", &save); tok != NULL;
          tok = strtok_r(NULL, ", ", &save)) {
         const ksv_runtime_ops *ops = ksv_runtime_find(tok);
-        check(ops != NULL && strcmp(ops->name, tok) == 0, "registry: \"%s\" resolves to itself",
-              tok);
+        KT_CHECK(ops != NULL && strcmp(ops->name, tok) == 0, "registry: \"%s\" resolves to itself",
+                 tok);
         listed++;
     }
-    check(listed >= 1, "registry lists %zu runtime(s)", listed);
+    KT_CHECK(listed >= 1, "registry lists %zu runtime(s)", listed);
 }
 
 int main(void)
@@ -782,6 +771,7 @@ int main(void)
     printf("data: %s\ncompat: %s\n", data_dir, compat_dir);
 
     setvbuf(stdout, NULL, _IOLBF, 0);
+    kt_set_verbose(true);
     check_registry();
     check_data_models(data_dir);
     check_compat(data_dir, compat_dir);
@@ -789,6 +779,5 @@ int main(void)
     check_threads_option(data_dir);
     check_concurrency(data_dir);
 
-    printf("%s: %d failure(s)\n", failures ? "FAILED" : "PASSED", failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_runtime_xgboost");
 }

@@ -42,20 +42,7 @@
 #include "common/sha256.h"
 #include "remote/ssh_tunnel.h"
 
-static int failures;
-
-static void check(int ok, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    printf("%s - ", ok ? "ok" : "FAIL");
-    vprintf(fmt, ap);
-    printf("\n");
-    va_end(ap);
-    fflush(stdout);
-    if (!ok)
-        failures++;
-}
+#include "ktest.h"
 
 typedef struct fixture {
     char dir[64];
@@ -334,7 +321,7 @@ static void test_sha256(fixture *fx)
         ksv_sha256_update(&c, v[i].in, strlen(v[i].in));
         ksv_sha256_final(&c, d);
         ksv_sha256_digest_hex(d, hex);
-        check(strcmp(hex, v[i].hex) == 0, "sha256 FIPS vector %zu", i);
+        KT_CHECK(strcmp(hex, v[i].hex) == 0, "sha256 FIPS vector %zu", i);
     }
     /* One million 'a' fed in odd-sized pieces. */
     ksv_sha256 c;
@@ -351,13 +338,13 @@ static void test_sha256(fixture *fx)
     char hex[65];
     ksv_sha256_final(&c, d);
     ksv_sha256_digest_hex(d, hex);
-    check(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0,
-          "sha256 of a million 'a' in 997-byte pieces");
+    KT_CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0,
+             "sha256 of a million 'a' in 997-byte pieces");
     char want[128];
     sh(want, sizeof want, "sha256sum %s | cut -c1-64", fx->model);
     long long size = 0;
-    check(ksv_sha256_file(fx->model, hex, &size, NULL) == 0 && strcmp(hex, want) == 0,
-          "sha256 of model.json equals sha256sum's (%lld bytes)", size);
+    KT_CHECK(ksv_sha256_file(fx->model, hex, &size, NULL) == 0 && strcmp(hex, want) == 0,
+             "sha256 of model.json equals sha256sum's (%lld bytes)", size);
 }
 
 static void test_config_parser(void)
@@ -369,8 +356,8 @@ static void test_config_parser(void)
         {"", "", true},                 {"?", "", false},
     };
     for (size_t i = 0; i < sizeof pats / sizeof pats[0]; i++)
-        check(ksv_ssh_pattern_match(pats[i].pat, pats[i].name) == pats[i].match,
-              "pattern '%s' vs '%s' -> %d", pats[i].pat, pats[i].name, pats[i].match);
+        KT_CHECK(ksv_ssh_pattern_match(pats[i].pat, pats[i].name) == pats[i].match,
+                 "pattern '%s' vs '%s' -> %d", pats[i].pat, pats[i].name, pats[i].match);
 
     const char *cfg =
         "# global\n"
@@ -393,20 +380,20 @@ static void test_config_parser(void)
     const char *home = getenv("HOME") ? getenv("HOME") : "/";
     char want_id[1100];
     snprintf(want_id, sizeof want_id, "%s/.ssh/lab_alice", home);
-    check(rc == 0 && strcmp(c.hostname, "gpu-1.lab.example") == 0 &&
-              strcmp(c.user, "alice") == 0 && c.port == 2201 && c.n_identities == 2 &&
-              strcmp(c.identities[0], want_id) == 0 &&
-              strcmp(c.identities[1], "/keys/with space") == 0,
-          "config: first value wins per key, IdentityFile adds up, Match skipped "
-          "(host %s user %s port %d ids %zu)", c.hostname, c.user, c.port, c.n_identities);
+    KT_CHECK(rc == 0 && strcmp(c.hostname, "gpu-1.lab.example") == 0 &&
+                 strcmp(c.user, "alice") == 0 && c.port == 2201 && c.n_identities == 2 &&
+                 strcmp(c.identities[0], want_id) == 0 &&
+                 strcmp(c.identities[1], "/keys/with space") == 0,
+             "config: first value wins per key, IdentityFile adds up, Match skipped "
+             "(host %s user %s port %d ids %zu)", c.hostname, c.user, c.port, c.n_identities);
     rc = ksv_ssh_config_lookup_text(cfg, "cfg", "gpu-bad", NULL, 0, &c, &e);
-    check(rc == 0 && strcmp(c.hostname, "fallback") == 0 && c.port == 2222 && !c.user[0],
-          "config: a negated pattern excludes a host (%s:%d)", c.hostname, c.port);
+    KT_CHECK(rc == 0 && strcmp(c.hostname, "fallback") == 0 && c.port == 2222 && !c.user[0],
+             "config: a negated pattern excludes a host (%s:%d)", c.hostname, c.port);
     rc = ksv_ssh_config_lookup_text("", "cfg", "plain", NULL, 0, &c, &e);
-    check(rc == 0 && strcmp(c.hostname, "plain") == 0 && c.port == 0 && c.n_identities == 0,
-          "config: no entry leaves the alias as host name");
+    KT_CHECK(rc == 0 && strcmp(c.hostname, "plain") == 0 && c.port == 0 && c.n_identities == 0,
+             "config: no entry leaves the alias as host name");
     rc = ksv_ssh_config_lookup("/nonexistent/ksv/config", "plain", NULL, 0, &c, &e);
-    check(rc == 0 && strcmp(c.hostname, "plain") == 0, "config: a missing file is no error");
+    KT_CHECK(rc == 0 && strcmp(c.hostname, "plain") == 0, "config: a missing file is no error");
 
     const char *broken[] = {
         "Host x\n  Port abc\n",
@@ -421,14 +408,14 @@ static void test_config_parser(void)
     };
     for (size_t i = 0; i < sizeof broken / sizeof broken[0]; i++) {
         rc = ksv_ssh_config_lookup_text(broken[i], "bad", "x", NULL, 0, &c, &e);
-        check(rc != 0 && e.status == 400 && strstr(e.msg, "bad"),
-              "config: broken input %zu refused: %s", i, rc ? e.msg : "(accepted)");
+        KT_CHECK(rc != 0 && e.status == 400 && strstr(e.msg, "bad"),
+                 "config: broken input %zu refused: %s", i, rc ? e.msg : "(accepted)");
     }
     char big[8192];
     memset(big, 'x', sizeof big - 1);
     big[sizeof big - 1] = '\0';
     rc = ksv_ssh_config_lookup_text(big, "bad", "x", NULL, 0, &c, &e);
-    check(rc != 0 && e.status == 400, "config: an over-long line is refused");
+    KT_CHECK(rc != 0 && e.status == 400, "config: an over-long line is refused");
 }
 
 static void test_parse_address(void)
@@ -446,10 +433,10 @@ static void test_parse_address(void)
         ksv_err e;
         int rc = ksv_ssh_parse_address(good[i].in, user, sizeof user, host, sizeof host, &port,
                                        &e);
-        check(rc == 0 && strcmp(user, good[i].user) == 0 && strcmp(host, good[i].host) == 0 &&
-                  port == good[i].port,
-              "address %s -> user '%s' host '%s' port %d", good[i].in, rc == 0 ? user : "?",
-              rc == 0 ? host : e.msg, port);
+        KT_CHECK(rc == 0 && strcmp(user, good[i].user) == 0 && strcmp(host, good[i].host) == 0 &&
+                     port == good[i].port,
+                 "address %s -> user '%s' host '%s' port %d", good[i].in, rc == 0 ? user : "?",
+                 rc == 0 ? host : e.msg, port);
     }
     const char *bad[] = {
         "http://node1", "ssh://", "ssh://@node", "ssh://alice:pw@node", "ssh://node:0",
@@ -462,8 +449,8 @@ static void test_parse_address(void)
         int port;
         ksv_err e;
         int rc = ksv_ssh_parse_address(bad[i], user, sizeof user, host, sizeof host, &port, &e);
-        check(rc != 0 && e.status == 400, "address '%s' refused: %s", bad[i],
-              rc ? e.msg : "(accepted)");
+        KT_CHECK(rc != 0 && e.status == 400, "address '%s' refused: %s", bad[i],
+                 rc ? e.msg : "(accepted)");
     }
 }
 
@@ -484,14 +471,14 @@ static void test_host_keys(fixture *fx)
     int rc = ksv_ssh_session_open(&t, &s, &e);
     char fp[256];
     sh(fp, sizeof fp, "ssh-keygen -l -f %s/host_ed25519.pub | cut -d' ' -f2", fx->dir);
-    check(rc == 0 && strcmp(ksv_ssh_session_get_info(s)->host_key_sha256, fp) == 0 &&
-              strcmp(ksv_ssh_session_get_info(s)->host_key_type, "ssh-ed25519") == 0,
-          "connects with a plain known_hosts entry; fingerprint matches ssh-keygen -l (%s)",
-          rc == 0 ? ksv_ssh_session_get_info(s)->host_key_sha256 : e.msg);
-    check(rc == 0 && strstr(ksv_ssh_session_get_info(s)->auth, "id_user"),
-          "authenticated with the explicit identity (%s)",
-          rc == 0 ? ksv_ssh_session_get_info(s)->auth : "-");
-    check(rc == 0 && ksv_ssh_session_alive(s, &e), "a fresh session is alive");
+    KT_CHECK(rc == 0 && strcmp(ksv_ssh_session_get_info(s)->host_key_sha256, fp) == 0 &&
+                 strcmp(ksv_ssh_session_get_info(s)->host_key_type, "ssh-ed25519") == 0,
+             "connects with a plain known_hosts entry; fingerprint matches ssh-keygen -l (%s)",
+             rc == 0 ? ksv_ssh_session_get_info(s)->host_key_sha256 : e.msg);
+    KT_CHECK(rc == 0 && strstr(ksv_ssh_session_get_info(s)->auth, "id_user"),
+             "authenticated with the explicit identity (%s)",
+             rc == 0 ? ksv_ssh_session_get_info(s)->auth : "-");
+    KT_CHECK(rc == 0 && ksv_ssh_session_alive(s, &e), "a fresh session is alive");
     ksv_ssh_session_close(s);
     s = NULL;
 
@@ -501,8 +488,8 @@ static void test_host_keys(fixture *fx)
     write_text(path, line);
     t = target(fx, path);
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc == 0 && strncmp(ksv_ssh_session_get_info(s)->host_key_type, "ecdsa", 5) == 0,
-          "connects with an ECDSA-only entry (%s)", rc == 0 ? "ecdsa" : e.msg);
+    KT_CHECK(rc == 0 && strncmp(ksv_ssh_session_get_info(s)->host_key_type, "ecdsa", 5) == 0,
+             "connects with an ECDSA-only entry (%s)", rc == 0 ? "ecdsa" : e.msg);
     ksv_ssh_session_close(s);
     s = NULL;
 
@@ -517,12 +504,12 @@ static void test_host_keys(fixture *fx)
     write_text(fx->known, content);
     sh(NULL, 0, "ssh-keygen -H -f %s >/dev/null 2>&1", fx->known);
     char *hashed = read_text(fx->known);
-    check(hashed && strstr(hashed, "|1|") && !strstr(hashed, "127.0.0.1"),
-          "known_hosts hashed by ssh-keygen -H");
+    KT_CHECK(hashed && strstr(hashed, "|1|") && !strstr(hashed, "127.0.0.1"),
+             "known_hosts hashed by ssh-keygen -H");
     free(hashed);
     t = target(fx, fx->known);
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc == 0, "connects with a hashed known_hosts entry (%s)", rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0, "connects with a hashed known_hosts entry (%s)", rc == 0 ? "ok" : e.msg);
     ksv_ssh_session_close(s);
     s = NULL;
 
@@ -532,30 +519,30 @@ static void test_host_keys(fixture *fx)
     rc = ksv_ssh_session_open(&t, &s, &e);
     char fp_ecdsa[256];
     sh(fp_ecdsa, sizeof fp_ecdsa, "ssh-keygen -l -f %s/host_ecdsa.pub | cut -d' ' -f2", fx->dir);
-    check(rc != 0 && e.status == 403 && strstr(e.msg, "not in") &&
-              (strstr(e.msg, fp) || strstr(e.msg, fp_ecdsa)),
-          "an unknown host is refused, naming its fingerprint: %s", rc ? e.msg : "(accepted)");
+    KT_CHECK(rc != 0 && e.status == 403 && strstr(e.msg, "not in") &&
+                 (strstr(e.msg, fp) || strstr(e.msg, fp_ecdsa)),
+             "an unknown host is refused, naming its fingerprint: %s", rc ? e.msg : "(accepted)");
     struct stat st;
-    check(stat(path, &st) != 0, "refusing an unknown host writes nothing");
+    KT_CHECK(stat(path, &st) != 0, "refusing an unknown host writes nothing");
 
     /* trust_new records it (in a folder that does not exist yet), then plain connects. */
     snprintf(path, sizeof path, "%s/new/sub/known_hosts", fx->dir);
     t = target(fx, path);
     t.trust_new = true;
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc == 0 && ksv_ssh_session_get_info(s)->host_key_added,
-          "trust_new accepts an unknown host and records it (%s)", rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0 && ksv_ssh_session_get_info(s)->host_key_added,
+             "trust_new accepts an unknown host and records it (%s)", rc == 0 ? "ok" : e.msg);
     ksv_ssh_session_close(s);
     s = NULL;
     char found[512];
     int kst = sh(found, sizeof found, "ssh-keygen -F '[127.0.0.1]:%d' -f %s | grep -v '^#'",
                  fx->port, path);
-    check(kst == 0 && strstr(found, "[127.0.0.1]:") == found,
-          "ssh-keygen -F finds the recorded entry: %s", found);
+    KT_CHECK(kst == 0 && strstr(found, "[127.0.0.1]:") == found,
+             "ssh-keygen -F finds the recorded entry: %s", found);
     t.trust_new = false;
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc == 0 && !ksv_ssh_session_get_info(s)->host_key_added,
-          "the recorded key is accepted without trust_new (%s)", rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0 && !ksv_ssh_session_get_info(s)->host_key_added,
+             "the recorded key is accepted without trust_new (%s)", rc == 0 ? "ok" : e.msg);
     ksv_ssh_session_close(s);
     s = NULL;
 
@@ -569,10 +556,10 @@ static void test_host_keys(fixture *fx)
     rc = ksv_ssh_session_open(&t, &s, &e);
     char where[PATH_MAX + 100];
     snprintf(where, sizeof where, "%s:4", path);
-    check(rc != 0 && e.status == 403 && strstr(e.msg, where) && strstr(e.msg, "CHANGED"),
-          "a changed host key is refused naming file:line: %s", rc ? e.msg : "(accepted)");
+    KT_CHECK(rc != 0 && e.status == 403 && strstr(e.msg, where) && strstr(e.msg, "CHANGED"),
+             "a changed host key is refused naming file:line: %s", rc ? e.msg : "(accepted)");
     char *after = read_text(path);
-    check(after && strcmp(after, content) == 0, "... and known_hosts is left untouched");
+    KT_CHECK(after && strcmp(after, content) == 0, "... and known_hosts is left untouched");
     free(after);
 }
 
@@ -584,16 +571,16 @@ static void test_auth(fixture *fx)
     t.identity = fx->id_wrong;
     setenv("HOME", fx->dir, 1);   /* no ~/.ssh/id_* of the real user may rescue it */
     int rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc != 0 && e.status == 401 && strstr(e.msg, "id_wrong"),
-          "a key not in authorized_keys is refused: %s", rc ? e.msg : "(accepted)");
+    KT_CHECK(rc != 0 && e.status == 401 && strstr(e.msg, "id_wrong"),
+             "a key not in authorized_keys is refused: %s", rc ? e.msg : "(accepted)");
     ksv_ssh_session_close(s);
     s = NULL;
     char missing[PATH_MAX + 16];
     snprintf(missing, sizeof missing, "%s/no_such_key", fx->dir);
     t.identity = missing;
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc != 0 && e.status == 404, "a missing --identity is reported: %s",
-          rc ? e.msg : "(accepted)");
+    KT_CHECK(rc != 0 && e.status == 404, "a missing --identity is reported: %s",
+             rc ? e.msg : "(accepted)");
     ksv_ssh_session_close(s);
     s = NULL;
 
@@ -605,9 +592,9 @@ static void test_auth(fixture *fx)
        fx->dir, fx->dir, fx->dir, fx->dir);
     t.identity = NULL;
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc == 0 && strstr(ksv_ssh_session_get_info(s)->auth, ".ssh/id_ed25519"),
-          "the default ~/.ssh/id_ed25519 is used (%s)",
-          rc == 0 ? ksv_ssh_session_get_info(s)->auth : e.msg);
+    KT_CHECK(rc == 0 && strstr(ksv_ssh_session_get_info(s)->auth, ".ssh/id_ed25519"),
+             "the default ~/.ssh/id_ed25519 is used (%s)",
+             rc == 0 ? ksv_ssh_session_get_info(s)->auth : e.msg);
     ksv_ssh_session_close(s);
     s = NULL;
     sh(NULL, 0, "rm -rf %s/.ssh", fx->dir);
@@ -622,9 +609,9 @@ static void test_auth(fixture *fx)
         t.identity = fx->id_wrong;   /* the agent comes first, so this is never needed */
         t.no_agent = false;
         rc = ksv_ssh_session_open(&t, &s, &e);
-        check(rc == 0 && strncmp(ksv_ssh_session_get_info(s)->auth, "agent", 5) == 0,
-              "ssh-agent's key authenticates first (%s)",
-              rc == 0 ? ksv_ssh_session_get_info(s)->auth : e.msg);
+        KT_CHECK(rc == 0 && strncmp(ksv_ssh_session_get_info(s)->auth, "agent", 5) == 0,
+                 "ssh-agent's key authenticates first (%s)",
+                 rc == 0 ? ksv_ssh_session_get_info(s)->auth : e.msg);
         ksv_ssh_session_close(s);
         s = NULL;
         unsetenv("SSH_AUTH_SOCK");
@@ -657,17 +644,17 @@ static void test_config_alias(fixture *fx)
     ksv_ssh_session *s = NULL;
     ksv_err e;
     int rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc == 0 && ksv_ssh_session_get_info(s)->port == fx->port &&
-              strcmp(ksv_ssh_session_get_info(s)->user, fx->user) == 0,
-          "a ~/.ssh/config alias supplies HostName, Port, User and IdentityFile (%s)",
-          rc == 0 ? ksv_ssh_session_name(s) : e.msg);
+    KT_CHECK(rc == 0 && ksv_ssh_session_get_info(s)->port == fx->port &&
+                 strcmp(ksv_ssh_session_get_info(s)->user, fx->user) == 0,
+             "a ~/.ssh/config alias supplies HostName, Port, User and IdentityFile (%s)",
+             rc == 0 ? ksv_ssh_session_name(s) : e.msg);
     ksv_ssh_session_close(s);
     s = NULL;
     t.host = "ksv-edge-bad";
     t.connect_timeout_ms = 2000;
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc != 0 && e.status >= 500, "the negated alias falls to Host * (port 1): %s",
-          rc ? e.msg : "(connected)");
+    KT_CHECK(rc != 0 && e.status >= 500, "the negated alias falls to Host * (port 1): %s",
+             rc ? e.msg : "(connected)");
     ksv_ssh_session_close(s);
 }
 
@@ -680,7 +667,7 @@ static void test_silent_server(fixture *fx)
     socklen_t l = sizeof a;
     if (lfd < 0 || bind(lfd, (struct sockaddr *)&a, sizeof a) != 0 || listen(lfd, 4) != 0 ||
         getsockname(lfd, (struct sockaddr *)&a, &l) != 0) {
-        check(0, "silent server: cannot listen");
+        KT_CHECK(0, "silent server: cannot listen");
         if (lfd >= 0)
             close(lfd);
         return;
@@ -693,9 +680,9 @@ static void test_silent_server(fixture *fx)
     double t0 = now_ms();
     int rc = ksv_ssh_session_open(&t, &s, &e);
     double took = now_ms() - t0;
-    check(rc != 0 && e.status == 504 && took >= 900 && took < 2500,
-          "a server that never answers the handshake: 504 after %.0f ms: %s", took,
-          rc ? e.msg : "(connected)");
+    KT_CHECK(rc != 0 && e.status == 504 && took >= 900 && took < 2500,
+             "a server that never answers the handshake: 504 after %.0f ms: %s", took,
+             rc ? e.msg : "(connected)");
     ksv_ssh_session_close(s);
     close(lfd);
 }
@@ -706,40 +693,40 @@ static void test_exec(fixture *fx, ksv_ssh_session *s)
     ksv_ssh_exec_result r;
     ksv_err e;
     int rc = ksv_ssh_exec(s, "echo hello; echo oops >&2; exit 3", NULL, 0, &r, &e);
-    check(rc == 0 && strcmp(r.out, "hello\n") == 0 && strcmp(r.err_text, "oops\n") == 0 &&
-              r.exit_status == 3,
-          "exec captures stdout, stderr and the exit status (%d)", rc == 0 ? r.exit_status : -9);
+    KT_CHECK(rc == 0 && strcmp(r.out, "hello\n") == 0 && strcmp(r.err_text, "oops\n") == 0 &&
+                 r.exit_status == 3,
+             "exec captures stdout, stderr and the exit status (%d)", rc == 0 ? r.exit_status : -9);
     ksv_ssh_exec_result_free(&r);
     rc = ksv_ssh_exec(s, "tr a-z A-Z", "quoted 'input'\n", 0, &r, &e);
-    check(rc == 0 && strcmp(r.out, "QUOTED 'INPUT'\n") == 0 && r.exit_status == 0,
-          "exec feeds stdin");
+    KT_CHECK(rc == 0 && strcmp(r.out, "QUOTED 'INPUT'\n") == 0 && r.exit_status == 0,
+             "exec feeds stdin");
     ksv_ssh_exec_result_free(&r);
     char q[256], cmd[300];
     ksv_ssh_shell_quote("it's $HOME `x` \"y\"", q, sizeof q);
     snprintf(cmd, sizeof cmd, "printf '%%s' %s", q);
     rc = ksv_ssh_exec(s, cmd, NULL, 0, &r, &e);
-    check(rc == 0 && strcmp(r.out, "it's $HOME `x` \"y\"") == 0,
-          "shell quoting survives the remote shell (%s)", rc == 0 ? r.out : e.msg);
+    KT_CHECK(rc == 0 && strcmp(r.out, "it's $HOME `x` \"y\"") == 0,
+             "shell quoting survives the remote shell (%s)", rc == 0 ? r.out : e.msg);
     ksv_ssh_exec_result_free(&r);
     rc = ksv_ssh_exec(s, "kill -TERM $$", NULL, 0, &r, &e);
-    check(rc == 0 && strcmp(r.exit_signal, "TERM") == 0 && r.exit_status == -1,
-          "exec reports a signal death (%s)", rc == 0 ? r.exit_signal : e.msg);
+    KT_CHECK(rc == 0 && strcmp(r.exit_signal, "TERM") == 0 && r.exit_status == -1,
+             "exec reports a signal death (%s)", rc == 0 ? r.exit_signal : e.msg);
     ksv_ssh_exec_result_free(&r);
     rc = ksv_ssh_exec(s, "uname -m", NULL, 0, &r, &e);
     char local[64];
     sh(local, sizeof local, "uname -m");
-    check(rc == 0 && strncmp(r.out, local, strlen(local)) == 0, "uname -m over SSH: %s", local);
+    KT_CHECK(rc == 0 && strncmp(r.out, local, strlen(local)) == 0, "uname -m over SSH: %s", local);
     ksv_ssh_exec_result_free(&r);
     double t0 = now_ms();
     rc = ksv_ssh_exec(s, "sleep 5", NULL, 600, &r, &e);
     double took = now_ms() - t0;
-    check(rc != 0 && e.status == 504 && took < 2500, "a command past its timeout: 504 in %.0f ms",
-          took);
+    KT_CHECK(rc != 0 && e.status == 504 && took < 2500,
+             "a command past its timeout: 504 in %.0f ms", took);
     rc = ksv_ssh_exec(s, "echo still", NULL, 0, &r, &e);
-    check(rc == 0 && strcmp(r.out, "still\n") == 0, "the session is usable after a timeout");
+    KT_CHECK(rc == 0 && strcmp(r.out, "still\n") == 0, "the session is usable after a timeout");
     ksv_ssh_exec_result_free(&r);
     rc = ksv_ssh_exec(s, "head -c 5000000 /dev/zero", NULL, 0, &r, &e);
-    check(rc != 0 && e.status == 413, "output over the cap is refused (413)");
+    KT_CHECK(rc != 0 && e.status == 413, "output over the cap is refused (413)");
     ksv_ssh_exec_result_free(&r);
 }
 
@@ -779,13 +766,13 @@ static void test_sftp(fixture *fx, ksv_ssh_session *s)
     int rc = ksv_ssh_sftp_upload(s, fx->model, cache, count_progress, prog, &u, &e);
     char final[PATH_MAX + 300];
     snprintf(final, sizeof final, "%s/%s", cache, want);
-    check(rc == 0 && !u.skipped && u.sent == u.size && u.resumed_from == 0 &&
-              strcmp(u.remote_path, final) == 0 && same_file(final, fx->model),
-          "SFTP upload of model.json lands at CACHE/SHA256, byte-identical (%lld bytes): %s",
-          u.size, rc == 0 ? "ok" : e.msg);
-    check(prog[0] == u.size && prog[1] == 0, "progress is monotonic and ends at the size");
+    KT_CHECK(rc == 0 && !u.skipped && u.sent == u.size && u.resumed_from == 0 &&
+                 strcmp(u.remote_path, final) == 0 && same_file(final, fx->model),
+             "SFTP upload of model.json lands at CACHE/SHA256, byte-identical (%lld bytes): %s",
+             u.size, rc == 0 ? "ok" : e.msg);
+    KT_CHECK(prog[0] == u.size && prog[1] == 0, "progress is monotonic and ends at the size");
     rc = ksv_ssh_sftp_upload(s, fx->model, cache, NULL, NULL, &u, &e);
-    check(rc == 0 && u.skipped && u.sent == 0, "a second upload is skipped (already there)");
+    KT_CHECK(rc == 0 && u.skipped && u.sent == 0, "a second upload is skipped (already there)");
 
     /* Interrupted upload of a bigger file, then resumed. */
     char big[PATH_MAX + 16], cache2[PATH_MAX + 16];
@@ -801,40 +788,40 @@ static void test_sftp(fixture *fx, ksv_ssh_session *s)
     struct stat st;
     bool part_there = stat(part, &st) == 0;
     long long part_size = part_there ? (long long)st.st_size : -1;
-    check(rc != 0 && e.status == 499 && part_there && part_size > 0 && part_size < 3000000,
-          "a stopped upload leaves a part file (%lld bytes): %s", part_size,
-          rc ? e.msg : "(finished)");
+    KT_CHECK(rc != 0 && e.status == 499 && part_there && part_size > 0 && part_size < 3000000,
+             "a stopped upload leaves a part file (%lld bytes): %s", part_size,
+             rc ? e.msg : "(finished)");
     rc = ksv_ssh_sftp_upload(s, big, cache2, NULL, NULL, &u, &e);
     snprintf(final, sizeof final, "%s/%s", cache2, bigsum);
-    check(rc == 0 && u.resumed_from == part_size && u.sent == u.size - part_size &&
-              same_file(final, big) && stat(part, &st) != 0,
-          "the next upload resumes from %lld bytes, sends %lld, result identical: %s",
-          u.resumed_from, u.sent, rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0 && u.resumed_from == part_size && u.sent == u.size - part_size &&
+                 same_file(final, big) && stat(part, &st) != 0,
+             "the next upload resumes from %lld bytes, sends %lld, result identical: %s",
+             u.resumed_from, u.sent, rc == 0 ? "ok" : e.msg);
 
     /* A hand-made partial file (a prefix) resumes too. */
     unlink(final);
     sh(NULL, 0, "head -c 1000 %s > %s", big, part);
     rc = ksv_ssh_sftp_upload(s, big, cache2, NULL, NULL, &u, &e);
-    check(rc == 0 && u.resumed_from == 1000 && same_file(final, big),
-          "a 1000-byte prefix left on the node is resumed from (%lld)", u.resumed_from);
+    KT_CHECK(rc == 0 && u.resumed_from == 1000 && same_file(final, big),
+             "a 1000-byte prefix left on the node is resumed from (%lld)", u.resumed_from);
 
     /* A damaged part (garbage prefix) fails the node's sha256sum and is removed. */
     unlink(final);
     sh(NULL, 0, "head -c 1000 /dev/zero > %s", part);
     rc = ksv_ssh_sftp_upload(s, big, cache2, NULL, NULL, &u, &e);
-    check(rc != 0 && e.status == 500 && strstr(e.msg, "damaged") && stat(part, &st) != 0 &&
-              stat(final, &st) != 0,
-          "a damaged part is caught by sha256sum on the node and removed: %s",
-          rc ? e.msg : "(accepted)");
+    KT_CHECK(rc != 0 && e.status == 500 && strstr(e.msg, "damaged") && stat(part, &st) != 0 &&
+                 stat(final, &st) != 0,
+             "a damaged part is caught by sha256sum on the node and removed: %s",
+             rc ? e.msg : "(accepted)");
     rc = ksv_ssh_sftp_upload(s, big, cache2, NULL, NULL, &u, &e);
-    check(rc == 0 && u.resumed_from == 0 && same_file(final, big),
-          "... and the next upload starts over and succeeds");
+    KT_CHECK(rc == 0 && u.resumed_from == 0 && same_file(final, big),
+             "... and the next upload starts over and succeeds");
 
     /* A damaged final copy of the right size is replaced, not trusted. */
     sh(NULL, 0, "head -c 3000000 /dev/zero > %s", final);
     rc = ksv_ssh_sftp_upload(s, big, cache2, NULL, NULL, &u, &e);
-    check(rc == 0 && !u.skipped && same_file(final, big),
-          "a same-size but wrong file in the cache is replaced");
+    KT_CHECK(rc == 0 && !u.skipped && same_file(final, big),
+             "a same-size but wrong file in the cache is replaced");
     unlink(big);
 }
 
@@ -897,7 +884,7 @@ static void test_engine_and_tunnel(fixture *fx)
     ksv_ssh_session *s = NULL;
     ksv_ssh_target t = target(fx, fx->known);
     if (ksv_ssh_session_open(&t, &s, &e) != 0) {
-        check(0, "session for the engine: %s", e.msg);
+        KT_CHECK(0, "session for the engine: %s", e.msg);
         return;
     }
     ksv_ssh_engine_options o;
@@ -908,9 +895,9 @@ static void test_engine_and_tunnel(fixture *fx)
     char path_has[PATH_MAX];
     if (sh(path_has, sizeof path_has, "command -v ksv-engine") != 0) {
         int rc = ksv_ssh_ensure_engine(s, &o, &eng, &e);
-        check(rc != 0 && e.status == 404 && strstr(e.msg, "--install"),
-              "no ksv-engine on the node's PATH: 404 suggesting --install: %s",
-              rc ? e.msg : "(found)");
+        KT_CHECK(rc != 0 && e.status == 404 && strstr(e.msg, "--install"),
+                 "no ksv-engine on the node's PATH: 404 suggesting --install: %s",
+                 rc ? e.msg : "(found)");
     }
     o.engine_path = fx->engine;
     int rc = ksv_ssh_ensure_engine(s, &o, &eng, &e);
@@ -919,41 +906,41 @@ static void test_engine_and_tunnel(fixture *fx)
     char *tok = read_text(tokpath);
     if (tok)
         tok[strcspn(tok, "\r\n")] = '\0';
-    check(rc == 0 && eng.started && eng.port == fx->engine_port && tok &&
-              strcmp(tok, eng.token) == 0 && strcmp(eng.engine_path, fx->engine) == 0,
-          "ensure_engine starts ksv-engine detached over SSH; token equals STATE_DIR/token: %s",
-          rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0 && eng.started && eng.port == fx->engine_port && tok &&
+                 strcmp(tok, eng.token) == 0 && strcmp(eng.engine_path, fx->engine) == 0,
+             "ensure_engine starts ksv-engine detached over SSH; token equals STATE_DIR/token: %s",
+             rc == 0 ? "ok" : e.msg);
     free(tok);
-    check(ksv_local_engine_running(fx->engine_state),
-          "the engine holds its state dir's lock (running)");
+    KT_CHECK(ksv_local_engine_running(fx->engine_state),
+             "the engine holds its state dir's lock (running)");
     ksv_ssh_engine again;
     rc = ksv_ssh_ensure_engine(s, &o, &again, &e);
-    check(rc == 0 && !again.started && strcmp(again.token, eng.token) == 0,
-          "a second ensure_engine attaches to the running engine (%s)", rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0 && !again.started && strcmp(again.token, eng.token) == 0,
+             "a second ensure_engine attaches to the running engine (%s)", rc == 0 ? "ok" : e.msg);
     ksv_ssh_engine_options o2 = o;
     char other_state[PATH_MAX + 16];
     snprintf(other_state, sizeof other_state, "%s/engine-other", fx->dir);
     o2.state_dir = other_state;
     rc = ksv_ssh_ensure_engine(s, &o2, &again, &e);
-    check(rc != 0 && e.status == 409, "a port held by another state dir's engine: 409: %s",
-          rc ? e.msg : "(accepted)");
+    KT_CHECK(rc != 0 && e.status == 409, "a port held by another state dir's engine: 409: %s",
+             rc ? e.msg : "(accepted)");
     int code = 0;
     rc = ksv_ssh_http_probe(s, "127.0.0.1", free_port(), "/", 2000, &code, &e);
-    check(rc != 0 && e.status == 503 && ksv_ssh_session_alive(s, NULL),
-          "probing a closed port: 503, session still alive: %s", rc ? e.msg : "(answered)");
+    KT_CHECK(rc != 0 && e.status == 503 && ksv_ssh_session_alive(s, NULL),
+             "probing a closed port: 503, session still alive: %s", rc ? e.msg : "(answered)");
 
     /* Tunnel: the session now belongs to the forwarding thread. */
     ksv_ssh_tunnel *tun = NULL;
     if (ksv_ssh_tunnel_start(s, "127.0.0.1", eng.port, &tun, &e) != 0) {
-        check(0, "tunnel start: %s", e.msg);
+        KT_CHECK(0, "tunnel start: %s", e.msg);
         return;
     }
     const char *base = ksv_ssh_tunnel_base_url(tun);
     ksv_engine_client *c = client_for(base, eng.token);
-    check(c && ksv_engine_client_health(c, &e) == 0, "GET /v2/health/live through %s", base);
+    KT_CHECK(c && ksv_engine_client_health(c, &e) == 0, "GET /v2/health/live through %s", base);
     ksv_engine_node_info info;
-    check(c && ksv_engine_client_get_node(c, &info, &e) == 0 && info.version[0],
-          "GET /ksv/v1/node through the tunnel (engine %s)", c ? info.version : "-");
+    KT_CHECK(c && ksv_engine_client_get_node(c, &info, &e) == 0 && info.version[0],
+             "GET /ksv/v1/node through the tunnel (engine %s)", c ? info.version : "-");
     /* Admin API: put a model and wait for it, through the tunnel. */
     ksv_engine_model_put m;
     ksv_engine_model_put_init(&m);
@@ -963,8 +950,8 @@ static void test_engine_and_tunnel(fixture *fx)
     rc = c ? ksv_engine_client_put_model(c, "fraud", &m, NULL, &e) : -1;
     if (rc == 0)
         rc = ksv_engine_client_wait_applied(c, "fraud", 20000, NULL, &e);
-    check(rc == 0, "PUT a model and wait until applied, through the tunnel: %s",
-          rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0, "PUT a model and wait until applied, through the tunnel: %s",
+             rc == 0 ? "ok" : e.msg);
     char direct_base[64];
     snprintf(direct_base, sizeof direct_base, "http://127.0.0.1:%d", eng.port);
     ksv_engine_client *d = client_for(direct_base, eng.token);
@@ -976,15 +963,15 @@ static void test_engine_and_tunnel(fixture *fx)
         ksv_engine_client_request(d, "GET", "/v2/models/fraud", NULL, 0, &st2, &via_direct,
                                   NULL, &e);
     }
-    check(st1 == 200 && st2 == 200 && via_tunnel && via_direct &&
-              strcmp(via_tunnel, via_direct) == 0,
-          "the tunnel and the engine's own port give the same answer for /v2/models/fraud");
+    KT_CHECK(st1 == 200 && st2 == 200 && via_tunnel && via_direct &&
+                 strcmp(via_tunnel, via_direct) == 0,
+             "the tunnel and the engine's own port give the same answer for /v2/models/fraud");
     free(via_tunnel);
     free(via_direct);
     char *metrics = NULL;
     size_t mlen = 0;
     rc = c ? ksv_engine_client_get_metrics_text(c, &metrics, &mlen, &e) : -1;
-    check(rc == 0 && mlen > 1000, "GET /metrics through the tunnel (%zu bytes)", mlen);
+    KT_CHECK(rc == 0 && mlen > 1000, "GET /metrics through the tunnel (%zu bytes)", mlen);
     free(metrics);
     /* Big bodies both ways, from several threads at once, compared with the direct port. */
     ksv_engine_model_status fs;
@@ -1015,10 +1002,10 @@ static void test_engine_and_tunnel(fixture *fx)
     }
     if (rst != 200)
         printf("note - direct answer %ld: %.300s\n", rst, reference ? reference : e.msg);
-    check(rst == 200 && started == 4 && same == 4 * BIG_ROUNDS,
-          "%d concurrent %zu-byte inferences through the tunnel match the direct answer "
-          "(%zu bytes) byte for byte: %d/%d", 4 * BIG_ROUNDS, body ? strlen(body) : 0,
-          reference ? strlen(reference) : 0, same, 4 * BIG_ROUNDS);
+    KT_CHECK(rst == 200 && started == 4 && same == 4 * BIG_ROUNDS,
+             "%d concurrent %zu-byte inferences through the tunnel match the direct answer "
+             "(%zu bytes) byte for byte: %d/%d", 4 * BIG_ROUNDS, body ? strlen(body) : 0,
+             reference ? strlen(reference) : 0, same, 4 * BIG_ROUNDS);
     free(body);
     free(reference);
 
@@ -1032,17 +1019,17 @@ static void test_engine_and_tunnel(fixture *fx)
             ok += many[i] && ksv_engine_client_health(many[i], &e) == 0;
     long accepted = 0, open_now = 0;
     ksv_ssh_tunnel_counts(tun, &accepted, &open_now);
-    check(ok == 30 && accepted >= 7, "30 requests over 6 kept-alive connections (%ld accepted, "
-                                     "%ld open)", accepted, open_now);
+    KT_CHECK(ok == 30 && accepted >= 7, "30 requests over 6 kept-alive connections (%ld accepted, "
+                                        "%ld open)", accepted, open_now);
     for (int i = 0; i < 6; i++)
         ksv_engine_client_free(many[i]);
-    check(ksv_ssh_tunnel_alive(tun, NULL), "the tunnel is alive");
+    KT_CHECK(ksv_ssh_tunnel_alive(tun, NULL), "the tunnel is alive");
     struct timespec c0, c1;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
     sleep_ms(1500);
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
     double cpu_ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
-    check(cpu_ms < 100, "an idle tunnel does not spin: %.1f ms of CPU in 1.5 s", cpu_ms);
+    KT_CHECK(cpu_ms < 100, "an idle tunnel does not spin: %.1f ms of CPU in 1.5 s", cpu_ms);
 
     /* Frozen link: sshd's session processes stopped, the TCP connection stays open. */
     double t0 = now_ms();
@@ -1052,10 +1039,10 @@ static void test_engine_and_tunnel(fixture *fx)
     double frozen = now_ms() - t0;
     ksv_err why;
     bool alive = ksv_ssh_tunnel_alive(tun, &why);
-    check(!alive && frozen <= 5000, "a frozen link (SIGSTOP) is detected in %.0f ms: %s", frozen,
-          alive ? "(still alive)" : why.msg);
-    check(d && ksv_engine_client_health(d, &e) == 0,
-          "the engine keeps serving on its own port meanwhile");
+    KT_CHECK(!alive && frozen <= 5000, "a frozen link (SIGSTOP) is detected in %.0f ms: %s", frozen,
+             alive ? "(still alive)" : why.msg);
+    KT_CHECK(d && ksv_engine_client_health(d, &e) == 0,
+             "the engine keeps serving on its own port meanwhile");
     signal_sessions(fx, SIGKILL);
     ksv_ssh_tunnel_close(tun);
     tun = NULL;
@@ -1067,39 +1054,40 @@ static void test_engine_and_tunnel(fixture *fx)
     if (rc == 0)
         rc = ksv_ssh_tunnel_start(s, "127.0.0.1", eng.port, &tun, &e);
     c = rc == 0 ? client_for(ksv_ssh_tunnel_base_url(tun), eng.token) : NULL;
-    check(rc == 0 && c && ksv_engine_client_health(c, &e) == 0,
-          "reconnect after the frozen link: a new tunnel serves");
+    KT_CHECK(rc == 0 && c && ksv_engine_client_health(c, &e) == 0,
+             "reconnect after the frozen link: a new tunnel serves");
     t0 = now_ms();
     stop_sshd(fx);
     while (tun && ksv_ssh_tunnel_alive(tun, NULL) && now_ms() - t0 < 8000)
         sleep_ms(20);
     double killed = now_ms() - t0;
     alive = tun && ksv_ssh_tunnel_alive(tun, &why);
-    check(tun && !alive && killed <= 5000, "killing sshd is detected in %.0f ms: %s", killed,
-          alive || !tun ? "(still alive)" : why.msg);
+    KT_CHECK(tun && !alive && killed <= 5000, "killing sshd is detected in %.0f ms: %s", killed,
+             alive || !tun ? "(still alive)" : why.msg);
     rc = c ? ksv_engine_client_health(c, &e) : -1;
-    check(rc != 0 && e.status == 503, "a request through the dead tunnel fails fast with 503: %s",
-          rc ? e.msg : "(answered)");
-    check(d && ksv_engine_client_health(d, &e) == 0,
-          "the engine keeps serving on its own port with sshd gone");
+    KT_CHECK(rc != 0 && e.status == 503,
+             "a request through the dead tunnel fails fast with 503: %s",
+             rc ? e.msg : "(answered)");
+    KT_CHECK(d && ksv_engine_client_health(d, &e) == 0,
+             "the engine keeps serving on its own port with sshd gone");
     ksv_ssh_tunnel_close(tun);
     tun = NULL;
     ksv_engine_client_free(c);
     c = NULL;
     rc = ksv_ssh_session_open(&t, &s, &e);
-    check(rc != 0 && e.status == 503, "no sshd: connecting fails with 503: %s",
-          rc ? e.msg : "(connected)");
+    KT_CHECK(rc != 0 && e.status == 503, "no sshd: connecting fails with 503: %s",
+             rc ? e.msg : "(connected)");
 
     /* Restart sshd on the same port: the caller's reconnect works, with the same engine. */
     rc = start_sshd(fx);
-    check(rc == 0, "sshd restarted on port %d", fx->port);
+    KT_CHECK(rc == 0, "sshd restarted on port %d", fx->port);
     rc = ksv_ssh_session_open(&t, &s, &e);
     ksv_ssh_engine back;
     if (rc == 0)
         rc = ksv_ssh_ensure_engine(s, &o, &back, &e);
-    check(rc == 0 && !back.started && strcmp(back.token, eng.token) == 0,
-          "after reconnecting, ensure_engine finds the same engine still running: %s",
-          rc == 0 ? "ok" : e.msg);
+    KT_CHECK(rc == 0 && !back.started && strcmp(back.token, eng.token) == 0,
+             "after reconnecting, ensure_engine finds the same engine still running: %s",
+             rc == 0 ? "ok" : e.msg);
     if (rc == 0)
         rc = ksv_ssh_tunnel_start(s, "127.0.0.1", eng.port, &tun, &e);
     else
@@ -1107,8 +1095,8 @@ static void test_engine_and_tunnel(fixture *fx)
     c = rc == 0 ? client_for(ksv_ssh_tunnel_base_url(tun), eng.token) : NULL;
     ksv_engine_model_status ms;
     rc = c ? ksv_engine_client_get_model_status(c, "fraud", &ms, &e) : -1;
-    check(rc == 0 && ms.ready, "through the new tunnel the model applied before the cut is "
-                               "still ready");
+    KT_CHECK(rc == 0 && ms.ready, "through the new tunnel the model applied before the cut is "
+                                  "still ready");
     if (rc == 0)
         ksv_engine_model_status_free(&ms);
     /* Synchronous alive() on a plain session sees a killed link too. */
@@ -1120,11 +1108,11 @@ static void test_engine_and_tunnel(fixture *fx)
         t0 = now_ms();
         bool a = ksv_ssh_session_alive(s2, &e);
         double took = now_ms() - t0;
-        check(!a && took < 5000, "ksv_ssh_session_alive reports a cut link in %.0f ms: %s", took,
-              a ? "(alive)" : e.msg);
+        KT_CHECK(!a && took < 5000, "ksv_ssh_session_alive reports a cut link in %.0f ms: %s", took,
+                 a ? "(alive)" : e.msg);
         ksv_ssh_session_close(s2);
     } else {
-        check(0, "second session: %s", e.msg);
+        KT_CHECK(0, "second session: %s", e.msg);
     }
     ksv_engine_client_free(c);
     ksv_engine_client_free(d);
@@ -1137,7 +1125,7 @@ static void test_install(fixture *fx)
     ksv_ssh_session *s = NULL;
     ksv_ssh_target t = target(fx, fx->known);
     if (ksv_ssh_session_open(&t, &s, &e) != 0) {
-        check(0, "session for install: %s", e.msg);
+        KT_CHECK(0, "session for install: %s", e.msg);
         return;
     }
     char state[PATH_MAX + 16], cache[PATH_MAX + 16], want[128];
@@ -1156,11 +1144,11 @@ static void test_install(fixture *fx)
     int rc = ksv_ssh_ensure_engine(s, &o, &eng, &e);
     char expect_path[PATH_MAX + 300];
     snprintf(expect_path, sizeof expect_path, "%s/%s", cache, want);
-    check(rc == 0 && eng.installed && eng.started && strcmp(eng.engine_path, expect_path) == 0 &&
-              same_file(expect_path, fx->engine),
-          "--install uploads this ksv-engine to CACHE/SHA256 and starts it: %s (installed %d, "
-          "started %d, expected %s)",
-          rc == 0 ? eng.engine_path : e.msg, eng.installed, eng.started, want);
+    KT_CHECK(rc == 0 && eng.installed && eng.started && strcmp(eng.engine_path, expect_path) == 0 &&
+                 same_file(expect_path, fx->engine),
+             "--install uploads this ksv-engine to CACHE/SHA256 and starts it: %s (installed %d, "
+             "started %d, expected %s)",
+             rc == 0 ? eng.engine_path : e.msg, eng.installed, eng.started, want);
     ksv_err ignored;
     ksv_local_engine_stop(state, 5000, &ignored);
     ksv_ssh_session_close(s);
@@ -1181,6 +1169,7 @@ int main(int argc, char **argv)
     (void)argc;
     signal(SIGPIPE, SIG_IGN);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    kt_set_verbose(true);
     fixture fx;
     memset(&fx, 0, sizeof fx);
     if (access("/usr/sbin/sshd", X_OK) != 0 || sh(NULL, 0, "command -v ssh-keygen") != 0) {
@@ -1251,7 +1240,7 @@ int main(int argc, char **argv)
         test_sftp(&fx, s);
         ksv_ssh_session_close(s);
     } else {
-        check(0, "session for exec/sftp: %s", e.msg);
+        KT_CHECK(0, "session for exec/sftp: %s", e.msg);
     }
     test_engine_and_tunnel(&fx);
     if (fx.sshd > 0)
@@ -1260,7 +1249,7 @@ int main(int argc, char **argv)
     ksv_err ignored;
     ksv_local_engine_stop(fx.engine_state, 5000, &ignored);
     stop_sshd(&fx);
-    if (failures == 0) {
+    if (kt_failures() == 0) {
         char cmd[PATH_MAX + 16];
         snprintf(cmd, sizeof cmd, "rm -rf %s", fx.dir);
         sh(NULL, 0, "%s", cmd);
@@ -1268,6 +1257,5 @@ int main(int argc, char **argv)
         printf("kept %s for inspection (sshd.log, engine-state/engine.log)\n", fx.dir);
     }
     free(saved_home);
-    printf("%s: %d failure(s)\n", failures ? "FAIL" : "PASS", failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_ssh");
 }

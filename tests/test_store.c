@@ -10,7 +10,6 @@
 #include <inttypes.h>
 #include <signal.h>
 #include <sqlite3.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,37 +22,18 @@
 #include "common/sha256.h"
 #include "store/store.h"
 
-static int failures;
-static int checks;
-
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void check(bool ok, const char *file, int line, const char *fmt, ...)
-{
-    va_list ap;
-    checks++;
-    printf("%s ", ok ? "ok  " : "FAIL");
-    va_start(ap, fmt);
-    vprintf(fmt, ap);
-    va_end(ap);
-    if (!ok) {
-        failures++;
-        printf("  (%s:%d)", file, line);
-    }
-    printf("\n");
-}
-#define CHECK(cond, ...) check((cond), __FILE__, __LINE__, __VA_ARGS__)
+#include "ktest.h"
 
 /* rc must be -1 with err.status == status and msg containing substr. */
-#define EXPECT_ERR(rc, e, status_, substr, desc)                                            \
-    CHECK((rc) == -1 && (e).status == (status_) && strstr((e).msg, (substr)) != NULL,      \
-          "%s -> %d \"%s\"", (desc), (e).status, (e).msg)
+#define EXPECT_ERR(rc, e, status_, substr, desc)                                          \
+    KT_CHECK((rc) == -1 && (e).status == (status_) && strstr((e).msg, (substr)) != NULL,  \
+             "%s -> %d \"%s\"", (desc), (e).status, (e).msg)
 
-#define OK(call, e, desc)                                                                   \
-    do {                                                                                    \
-        ksv_err_clear(&(e));                                                                \
-        int ok_rc_ = (call);                                                                \
-        CHECK(ok_rc_ == 0, "%s%s%s", (desc), (e).msg[0] ? ": " : "", (e).msg);            \
+#define OK(call, e, desc)                                                                 \
+    do {                                                                                  \
+        ksv_err_clear(&(e));                                                              \
+        int ok_rc_ = (call);                                                              \
+        KT_CHECK(ok_rc_ == 0, "%s%s%s", (desc), (e).msg[0] ? ": " : "", (e).msg);         \
     } while (0)
 
 static double mono_s(void)
@@ -81,8 +61,7 @@ static void raw_exec(const char *path, const char *sql)
     char *msg = NULL;
     if (sqlite3_open(path, &db) != SQLITE_OK ||
         sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        printf("FAIL raw sql on %s: %s: %s\n", path, sql, msg ? msg : sqlite3_errmsg(db));
-        failures++;
+        KT_FAIL("raw sql on %s: %s: %s", path, sql, msg ? msg : sqlite3_errmsg(db));
     }
     sqlite3_free(msg);
     sqlite3_close(db);
@@ -122,8 +101,7 @@ static ksv_store *open_ok(const char *path)
     ksv_store *s = NULL;
     ksv_err e = {0};
     if (ksv_store_open(path, &s, &e) < 0) {
-        printf("FAIL opening %s: %s\n", path, e.msg);
-        failures++;
+        KT_FAIL("opening %s: %s", path, e.msg);
         return NULL;
     }
     return s;
@@ -149,8 +127,8 @@ static void test_sha256(void)
     char hex[65];
     for (size_t i = 0; i < sizeof nist / sizeof nist[0]; i++) {
         ksv_sha256_hex(nist[i].in, strlen(nist[i].in), hex);
-        CHECK(strcmp(hex, nist[i].hex) == 0, "sha256 NIST vector %zu (%zu bytes)", i,
-              strlen(nist[i].in));
+        KT_CHECK(strcmp(hex, nist[i].hex) == 0, "sha256 NIST vector %zu (%zu bytes)", i,
+                 strlen(nist[i].in));
     }
     /* one million 'a', fed in uneven pieces */
     char chunk[997];
@@ -167,8 +145,8 @@ static void test_sha256(void)
     ksv_sha256_final(&h, d);
     for (int i = 0; i < 32; i++)
         sprintf(hex + 2 * i, "%02x", d[i]);
-    CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0,
-          "sha256 of a million 'a' fed in uneven pieces");
+    KT_CHECK(strcmp(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0") == 0,
+             "sha256 of a million 'a' fed in uneven pieces");
 
     /* every length across the padding boundaries, against sha256sum(1) */
     unsigned char buf[200];
@@ -197,8 +175,8 @@ static void test_sha256(void)
         unlink(file);
     }
     if (have_tool)
-        CHECK(tried > 100 && agreed == tried, "sha256 agrees with sha256sum on %d/%d lengths "
-              "0..200", agreed, tried);
+        KT_CHECK(tried > 100 && agreed == tried, "sha256 agrees with sha256sum on %d/%d lengths "
+                 "0..200", agreed, tried);
     else
         printf("skip sha256sum comparison: sha256sum not found\n");
 }
@@ -213,17 +191,17 @@ static void test_spec_hash(void)
        "hash the same spec reordered and respaced");
     const char *canon = "{\"a\":1,\"b\":[true,null,\"x\"]}";
     ksv_sha256_hex(canon, strlen(canon), expect);
-    CHECK(strcmp(a, expect) == 0, "hash is sha256 of the hand-written canonical form");
-    CHECK(strcmp(a, b) == 0, "key order, spacing and 1 vs 1.0 do not change the hash");
+    KT_CHECK(strcmp(a, expect) == 0, "hash is sha256 of the hand-written canonical form");
+    KT_CHECK(strcmp(a, b) == 0, "key order, spacing and 1 vs 1.0 do not change the hash");
     OK(ksv_store_spec_hash("{\"a\":2,\"b\":[true,null,\"x\"]}", b, &e), e, "hash a changed spec");
-    CHECK(strcmp(a, b) != 0, "a changed value changes the hash");
+    KT_CHECK(strcmp(a, b) != 0, "a changed value changes the hash");
     OK(ksv_store_spec_hash("{\"b\":[null,true,\"x\"],\"a\":1}", b, &e), e, "hash reordered array");
-    CHECK(strcmp(a, b) != 0, "array order matters");
+    KT_CHECK(strcmp(a, b) != 0, "array order matters");
     OK(ksv_store_spec_hash("{\"x\":\"\\u00e9\\n\\\"\",\"y\":0.1,\"z\":{\"k\":-3e2}}", b, &e), e,
        "hash escapes and fractions");
     const char *canon2 = "{\"x\":\"\xc3\xa9\\u000a\\\"\",\"y\":0.1,\"z\":{\"k\":-300}}";
     ksv_sha256_hex(canon2, strlen(canon2), expect);
-    CHECK(strcmp(b, expect) == 0, "escapes and numbers canonicalized as written by hand");
+    KT_CHECK(strcmp(b, expect) == 0, "escapes and numbers canonicalized as written by hand");
 
     static const char *broken[] = {
         "", "{", "{\"a\":}", "[1,]", "{'a':1}", "{} x", "nul", "\"open", "{\"a\":1}}",
@@ -248,34 +226,34 @@ static void test_open_and_migrations(void)
     ksv_err e = {0};
     const char *path = db_path("nested/deeper/ksv.db");
     ksv_store *s = open_ok(path);
-    CHECK(s != NULL, "open creates missing parent directories");
+    KT_CHECK(s != NULL, "open creates missing parent directories");
     struct stat st;
-    CHECK(stat(db_path("nested/deeper"), &st) == 0 && (st.st_mode & 0777) == 0700,
-          "created directories are mode 0700");
+    KT_CHECK(stat(db_path("nested/deeper"), &st) == 0 && (st.st_mode & 0777) == 0700,
+             "created directories are mode 0700");
     int version = 0;
     OK(ksv_store_schema_version(s, &version, &e), e, "read schema version");
-    CHECK(version == KSV_STORE_SCHEMA_VERSION, "schema version is %d", version);
-    CHECK(strcmp(ksv_store_path(s), path) == 0, "path accessor");
+    KT_CHECK(version == KSV_STORE_SCHEMA_VERSION, "schema version is %d", version);
+    KT_CHECK(strcmp(ksv_store_path(s), path) == 0, "path accessor");
     ksv_node n = {.name = "n1", .kind = KSV_NODE_LOCAL, .address = "local"};
     OK(ksv_store_node_add(s, &n, NULL, &e), e, "write a row");
     ksv_store_close(s);
 
-    CHECK(raw_int(path, "PRAGMA user_version") == KSV_STORE_SCHEMA_VERSION,
-          "user_version recorded in the file");
+    KT_CHECK(raw_int(path, "PRAGMA user_version") == KSV_STORE_SCHEMA_VERSION,
+             "user_version recorded in the file");
     char *mode = raw_text(path, "PRAGMA journal_mode");
-    CHECK(mode && strcmp(mode, "wal") == 0, "journal mode is wal (%s)", mode ? mode : "?");
+    KT_CHECK(mode && strcmp(mode, "wal") == 0, "journal mode is wal (%s)", mode ? mode : "?");
     free(mode);
     char *schema1 = raw_text(path, "SELECT group_concat(sql, ';') FROM sqlite_master");
 
     s = open_ok(path);
-    CHECK(s != NULL, "reopen succeeds");
+    KT_CHECK(s != NULL, "reopen succeeds");
     ksv_node got;
     OK(ksv_store_node_get(s, "n1", &got, &e), e, "data survives reopening");
     ksv_node_clear(&got);
     ksv_store_close(s);
     char *schema2 = raw_text(path, "SELECT group_concat(sql, ';') FROM sqlite_master");
-    CHECK(schema1 && schema2 && strcmp(schema1, schema2) == 0,
-          "reopening does not touch the schema");
+    KT_CHECK(schema1 && schema2 && strcmp(schema1, schema2) == 0,
+             "reopening does not touch the schema");
     free(schema1);
     free(schema2);
 
@@ -288,9 +266,9 @@ static void test_open_and_migrations(void)
     snprintf(expect, sizeof expect,
              "database %s has schema version 7, this ksv knows up to %d: upgrade ksv", path,
              KSV_STORE_SCHEMA_VERSION);
-    CHECK(rc == -1 && s == NULL && strcmp(e.msg, expect) == 0,
-          "newer schema refused: \"%s\"", e.msg);
-    CHECK(raw_int(path, "PRAGMA user_version") == 7, "refusal leaves the file alone");
+    KT_CHECK(rc == -1 && s == NULL && strcmp(e.msg, expect) == 0,
+             "newer schema refused: \"%s\"", e.msg);
+    KT_CHECK(raw_int(path, "PRAGMA user_version") == 7, "refusal leaves the file alone");
 
     /* not ksv databases */
     const char *garbage = db_path("garbage.db");
@@ -308,7 +286,7 @@ static void test_open_and_migrations(void)
     ksv_err_clear(&e);
     rc = ksv_store_open(foreign, &s, &e);
     EXPECT_ERR(rc, e, 500, "not a ksv database", "another program's database refused");
-    CHECK(raw_int(foreign, "SELECT count(*) FROM t") == 1, "and left intact");
+    KT_CHECK(raw_int(foreign, "SELECT count(*) FROM t") == 1, "and left intact");
 
     const char *foreign_id = db_path("foreign-id.db");
     raw_exec(foreign_id, "PRAGMA application_id = 42;");
@@ -357,8 +335,8 @@ static void test_crash(void)
     }
     int status = 0;
     waitpid(pid, &status, 0);
-    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child wrote inside a transaction "
-          "and exited without committing");
+    KT_CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child wrote inside a transaction "
+             "and exited without committing");
     s = open_ok(path);
     ksv_err e = {0};
     ksv_node n;
@@ -367,11 +345,11 @@ static void test_crash(void)
     ksv_metric_list ml;
     OK(ksv_store_metrics_query(s, KSV_METRICS_RAW, NULL, NULL, NULL, 0, INT64_MAX, &ml, &e), e,
        "query metrics after the crash");
-    CHECK(ml.n == 0, "the uncommitted samples are absent (%zu)", ml.n);
+    KT_CHECK(ml.n == 0, "the uncommitted samples are absent (%zu)", ml.n);
     ksv_metric_list_free(&ml);
     ksv_store_close(s);
     char *ok = raw_text(path, "PRAGMA integrity_check");
-    CHECK(ok && strcmp(ok, "ok") == 0, "integrity_check after the crash: %s", ok ? ok : "?");
+    KT_CHECK(ok && strcmp(ok, "ok") == 0, "integrity_check after the crash: %s", ok ? ok : "?");
     free(ok);
 
     /* commit one transaction, then die by SIGKILL in the middle of the next */
@@ -389,7 +367,7 @@ static void test_crash(void)
         _exit(6);
     }
     waitpid(pid, &status, 0);
-    CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child killed mid-transaction");
+    KT_CHECK(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "child killed mid-transaction");
     s = open_ok(path);
     ksv_err_clear(&e);
     OK(ksv_store_node_get(s, "kept", &n, &e), e, "the committed node survived");
@@ -416,7 +394,7 @@ static void test_nodes(ksv_store *s)
                     .engine_path = "/opt/ksv/bin/ksv-engine",
                     .engine_state_dir = "/var/lib/ksv-engine"};
     OK(ksv_store_node_add(s, &ssh, &id, &e), e, "add an ssh node");
-    CHECK(id > 0, "node id returned");
+    KT_CHECK(id > 0, "node id returned");
     OK(ksv_store_node_add(s, &local, NULL, &e), e, "add a local node");
     OK(ksv_store_node_add(s, &http, NULL, &e), e, "add an http node");
 
@@ -454,14 +432,14 @@ static void test_nodes(ksv_store *s)
 
     ksv_node got;
     OK(ksv_store_node_get(s, "gpu-a", &got, &e), e, "get the ssh node");
-    CHECK(got.id == id && got.kind == KSV_NODE_SSH && strcmp(got.address, ssh.address) == 0 &&
-              strcmp(got.ssh_identity, ssh.ssh_identity) == 0 &&
-              strcmp(got.ssh_known_hosts, ssh.ssh_known_hosts) == 0 && got.engine_port == 9090 &&
-              strcmp(got.engine_path, ssh.engine_path) == 0 &&
-              strcmp(got.engine_state_dir, ssh.engine_state_dir) == 0 && !got.token_file &&
-              got.created_at_ms > 0 && got.last_seen_ms == 0 && !got.last_error &&
-              !got.engine_version,
-          "every ssh field round-trips, unset ones are NULL/0");
+    KT_CHECK(got.id == id && got.kind == KSV_NODE_SSH && strcmp(got.address, ssh.address) == 0 &&
+                 strcmp(got.ssh_identity, ssh.ssh_identity) == 0 &&
+                 strcmp(got.ssh_known_hosts, ssh.ssh_known_hosts) == 0 && got.engine_port == 9090 &&
+                 strcmp(got.engine_path, ssh.engine_path) == 0 &&
+                 strcmp(got.engine_state_dir, ssh.engine_state_dir) == 0 && !got.token_file &&
+                 got.created_at_ms > 0 && got.last_seen_ms == 0 && !got.last_error &&
+                 !got.engine_version,
+             "every ssh field round-trips, unset ones are NULL/0");
     ksv_node_clear(&got);
 
     OK(ksv_store_node_set_status(s, "gpu-a", 1700000000123LL, NULL, "0.1.0", &e), e,
@@ -469,17 +447,17 @@ static void test_nodes(ksv_store *s)
     OK(ksv_store_node_set_status(s, "gpu-a", 0, "connection refused", NULL, &e), e,
        "record a failed contact");
     OK(ksv_store_node_get(s, "gpu-a", &got, &e), e, "get after status");
-    CHECK(got.last_seen_ms == 1700000000123LL && got.last_error &&
-              strcmp(got.last_error, "connection refused") == 0 && got.engine_version &&
-              strcmp(got.engine_version, "0.1.0") == 0,
-          "failure keeps last_seen and the version, records the error");
+    KT_CHECK(got.last_seen_ms == 1700000000123LL && got.last_error &&
+                 strcmp(got.last_error, "connection refused") == 0 && got.engine_version &&
+                 strcmp(got.engine_version, "0.1.0") == 0,
+             "failure keeps last_seen and the version, records the error");
     ksv_node_clear(&got);
     OK(ksv_store_node_set_status(s, "gpu-a", 1700000000999LL, NULL, NULL, &e), e,
        "a later success");
     OK(ksv_store_node_get(s, "gpu-a", &got, &e), e, "get after success");
-    CHECK(got.last_seen_ms == 1700000000999LL && !got.last_error && got.engine_version &&
-              strcmp(got.engine_version, "0.1.0") == 0,
-          "success clears the error and keeps a known version when none is given");
+    KT_CHECK(got.last_seen_ms == 1700000000999LL && !got.last_error && got.engine_version &&
+                 strcmp(got.engine_version, "0.1.0") == 0,
+             "success clears the error and keeps a known version when none is given");
     ksv_node_clear(&got);
     rc = ksv_store_node_set_status(s, "nope", 5, NULL, NULL, &e);
     EXPECT_ERR(rc, e, 404, "not found", "status of an unknown node");
@@ -488,11 +466,11 @@ static void test_nodes(ksv_store *s)
 
     ksv_node_list l;
     OK(ksv_store_node_list(s, &l, &e), e, "list nodes");
-    CHECK(l.n == 3 && strcmp(l.items[0].name, "box1") == 0 &&
-              strcmp(l.items[1].name, "box2") == 0 && strcmp(l.items[2].name, "gpu-a") == 0 &&
-              l.items[0].token_file && strcmp(l.items[0].token_file, "/etc/ksv/token") == 0 &&
-              l.items[1].kind == KSV_NODE_HTTP,
-          "three nodes, sorted by name");
+    KT_CHECK(l.n == 3 && strcmp(l.items[0].name, "box1") == 0 &&
+                 strcmp(l.items[1].name, "box2") == 0 && strcmp(l.items[2].name, "gpu-a") == 0 &&
+                 l.items[0].token_file && strcmp(l.items[0].token_file, "/etc/ksv/token") == 0 &&
+                 l.items[1].kind == KSV_NODE_HTTP,
+             "three nodes, sorted by name");
     ksv_node_list_free(&l);
 
     rc = ksv_store_node_get(s, "nope", &got, &e);
@@ -505,11 +483,11 @@ static void test_nodes(ksv_store *s)
     OK(ksv_store_node_add(s, &http, NULL, &e), e, "a removed name can be added again");
 
     ksv_node_kind k;
-    CHECK(ksv_node_kind_parse("ssh", &k) == 0 && k == KSV_NODE_SSH &&
-              ksv_node_kind_parse("ftp", &k) == -1 && ksv_node_kind_parse(NULL, &k) == -1 &&
-              strcmp(ksv_node_kind_name(KSV_NODE_HTTP), "http") == 0 &&
-              strcmp(ksv_node_kind_name((ksv_node_kind)9), "?") == 0,
-          "kind names parse and print");
+    KT_CHECK(ksv_node_kind_parse("ssh", &k) == 0 && k == KSV_NODE_SSH &&
+                 ksv_node_kind_parse("ftp", &k) == -1 && ksv_node_kind_parse(NULL, &k) == -1 &&
+                 strcmp(ksv_node_kind_name(KSV_NODE_HTTP), "http") == 0 &&
+                 strcmp(ksv_node_kind_name((ksv_node_kind)9), "?") == 0,
+             "kind names parse and print");
 }
 
 /* ---------------------------------------------------------------- models, resolution */
@@ -522,8 +500,7 @@ static int64_t upsert(ksv_store *s, const char *ns, const char *name, const char
     ksv_err e = {0};
     int64_t id = 0;
     if (ksv_store_model_upsert(s, &m, &id, NULL, &e) < 0) {
-        printf("FAIL upsert %s/%s: %s\n", ns, name, e.msg);
-        failures++;
+        KT_FAIL("upsert %s/%s: %s", ns, name, e.msg);
     }
     return id;
 }
@@ -540,33 +517,33 @@ static void test_models(ksv_store *s)
     int64_t id = 0, id2 = 0;
     bool created = false;
     OK(ksv_store_model_upsert(s, &in, &id, &created, &e), e, "create a model");
-    CHECK(id > 0 && created, "created, id %lld", (long long)id);
+    KT_CHECK(id > 0 && created, "created, id %lld", (long long)id);
     in.spec_json = "{\"v\":2}";
     in.nodes = (char **)on_box1;
     in.n_nodes = 1;
     OK(ksv_store_model_upsert(s, &in, &id2, &created, &e), e, "update the model");
-    CHECK(id2 == id && !created, "update keeps the id and says it was not created");
+    KT_CHECK(id2 == id && !created, "update keeps the id and says it was not created");
 
     ksv_model m;
     OK(ksv_store_model_get(s, "prod", "fraud", &m, &e), e, "get the model");
-    CHECK(m.id == id && strcmp(m.ns, "prod") == 0 && strcmp(m.name, "fraud") == 0 &&
-              strcmp(m.spec_json, "{\"v\":2}") == 0 &&
-              strcmp(m.annotations_json, "{\"ksv.io/nodes\":\"gpu-a,box1\"}") == 0 &&
-              m.n_nodes == 1 && strcmp(m.nodes[0], "box1") == 0 && m.stable_revision_id == 0 &&
-              m.created_at_ms > 0 && m.updated_at_ms >= m.created_at_ms,
-          "fields round-trip; placement replaced");
+    KT_CHECK(m.id == id && strcmp(m.ns, "prod") == 0 && strcmp(m.name, "fraud") == 0 &&
+                 strcmp(m.spec_json, "{\"v\":2}") == 0 &&
+                 strcmp(m.annotations_json, "{\"ksv.io/nodes\":\"gpu-a,box1\"}") == 0 &&
+                 m.n_nodes == 1 && strcmp(m.nodes[0], "box1") == 0 && m.stable_revision_id == 0 &&
+                 m.created_at_ms > 0 && m.updated_at_ms >= m.created_at_ms,
+             "fields round-trip; placement replaced");
     ksv_model_clear(&m);
 
     upsert(s, "staging", "fraud", "{}", on_two, 0);
     upsert(s, "prod", "iris", "{}", on_two, 2);
     OK(ksv_store_model_get_by_id(s, id, &m, &e), e, "get by id");
-    CHECK(strcmp(m.name, "fraud") == 0 && strcmp(m.annotations_json, "{\"ksv.io/nodes\":"
-          "\"gpu-a,box1\"}") == 0, "get by id finds it");
+    KT_CHECK(strcmp(m.name, "fraud") == 0 && strcmp(m.annotations_json, "{\"ksv.io/nodes\":"
+             "\"gpu-a,box1\"}") == 0, "get by id finds it");
     ksv_model_clear(&m);
     OK(ksv_store_model_get(s, "prod", "iris", &m, &e), e, "get a model on two nodes");
-    CHECK(m.n_nodes == 2 && strcmp(m.nodes[0], "box1") == 0 && strcmp(m.nodes[1], "gpu-a") == 0 &&
-              strcmp(m.annotations_json, "{}") == 0,
-          "placement sorted by node; annotations default to {}");
+    KT_CHECK(m.n_nodes == 2 && strcmp(m.nodes[0], "box1") == 0 &&
+                 strcmp(m.nodes[1], "gpu-a") == 0 && strcmp(m.annotations_json, "{}") == 0,
+             "placement sorted by node; annotations default to {}");
     ksv_model_clear(&m);
 
     /* the same model name in another namespace cannot share a node */
@@ -580,16 +557,16 @@ static void test_models(ksv_store *s)
 
     ksv_model_list l;
     OK(ksv_store_model_list(s, NULL, &l, &e), e, "list all models");
-    CHECK(l.n == 3 && strcmp(l.items[0].ns, "prod") == 0 &&
-              strcmp(l.items[0].name, "fraud") == 0 && strcmp(l.items[1].name, "iris") == 0 &&
-              strcmp(l.items[2].ns, "staging") == 0 && l.items[1].n_nodes == 2,
-          "three models, by namespace then name, with placement");
+    KT_CHECK(l.n == 3 && strcmp(l.items[0].ns, "prod") == 0 &&
+                 strcmp(l.items[0].name, "fraud") == 0 && strcmp(l.items[1].name, "iris") == 0 &&
+                 strcmp(l.items[2].ns, "staging") == 0 && l.items[1].n_nodes == 2,
+             "three models, by namespace then name, with placement");
     ksv_model_list_free(&l);
     OK(ksv_store_model_list(s, "staging", &l, &e), e, "list one namespace");
-    CHECK(l.n == 1 && strcmp(l.items[0].name, "fraud") == 0, "namespace filter");
+    KT_CHECK(l.n == 1 && strcmp(l.items[0].name, "fraud") == 0, "namespace filter");
     ksv_model_list_free(&l);
     OK(ksv_store_model_list(s, "none", &l, &e), e, "list an empty namespace");
-    CHECK(l.n == 0 && l.items == NULL, "empty list");
+    KT_CHECK(l.n == 0 && l.items == NULL, "empty list");
     ksv_model_list_free(&l);
 
     const char *dup[] = {"box1", "box1"};
@@ -631,17 +608,17 @@ static void test_models(ksv_store *s)
 
     printf("== name resolution\n");
     OK(ksv_store_model_resolve(s, "iris", NULL, &m, &e), e, "bare unique name");
-    CHECK(m.ns && strcmp(m.ns, "prod") == 0 && strcmp(m.name, "iris") == 0,
-          "iris resolves to prod");
+    KT_CHECK(m.ns && strcmp(m.ns, "prod") == 0 && strcmp(m.name, "iris") == 0,
+             "iris resolves to prod");
     ksv_model_clear(&m);
     rc = ksv_store_model_resolve(s, "fraud", NULL, &m, &e);
     EXPECT_ERR(rc, e, 409, "(prod, staging)", "a bare name in two namespaces is ambiguous");
-    CHECK(strstr(e.msg, "NAMESPACE/fraud") != NULL, "the message says how to disambiguate");
+    KT_CHECK(strstr(e.msg, "NAMESPACE/fraud") != NULL, "the message says how to disambiguate");
     OK(ksv_store_model_resolve(s, "staging/fraud", NULL, &m, &e), e, "NAMESPACE/NAME");
-    CHECK(strcmp(m.ns, "staging") == 0, "staging/fraud resolves");
+    KT_CHECK(strcmp(m.ns, "staging") == 0, "staging/fraud resolves");
     ksv_model_clear(&m);
     OK(ksv_store_model_resolve(s, "fraud", "prod", &m, &e), e, "bare name with -n");
-    CHECK(strcmp(m.ns, "prod") == 0 && m.id == id, "-n prod picks prod/fraud");
+    KT_CHECK(strcmp(m.ns, "prod") == 0 && m.id == id, "-n prod picks prod/fraud");
     ksv_model_clear(&m);
     rc = ksv_store_model_resolve(s, "iris", "staging", &m, &e);
     EXPECT_ERR(rc, e, 404, "staging/iris not found", "-n restricts the search");
@@ -680,40 +657,40 @@ static void test_revisions_traffic(ksv_store *s)
        "create revision 1");
     char h1[65];
     OK(ksv_store_spec_hash(spec1, h1, &e), e, "hash spec 1");
-    CHECK(r1.id > 0 && r1.model_id == mid && r1.seq == 1 &&
-              strcmp(r1.name, "fraud-00001") == 0 && strcmp(r1.spec_json, spec1) == 0 &&
-              strcmp(r1.spec_sha256, h1) == 0 && strcmp(r1.runtime, "ksv-xgboost") == 0 &&
-              strcmp(r1.storage_uri, "file:///m/1.json") == 0 && r1.created_at_ms > 0 &&
-              r1.rolled_out_at_ms == 0,
-          "revision 1 is fraud-00001 with the spec's hash");
+    KT_CHECK(r1.id > 0 && r1.model_id == mid && r1.seq == 1 &&
+                 strcmp(r1.name, "fraud-00001") == 0 && strcmp(r1.spec_json, spec1) == 0 &&
+                 strcmp(r1.spec_sha256, h1) == 0 && strcmp(r1.runtime, "ksv-xgboost") == 0 &&
+                 strcmp(r1.storage_uri, "file:///m/1.json") == 0 && r1.created_at_ms > 0 &&
+                 r1.rolled_out_at_ms == 0,
+             "revision 1 is fraud-00001 with the spec's hash");
     OK(ksv_store_revision_create(s, mid, spec2, "ksv-xgboost", "file:///m/2.json", &r2, &e), e,
        "create revision 2");
-    CHECK(r2.seq == 2 && strcmp(r2.name, "fraud-00002") == 0, "revision 2 is fraud-00002");
+    KT_CHECK(r2.seq == 2 && strcmp(r2.name, "fraud-00002") == 0, "revision 2 is fraud-00002");
     OK(ksv_store_revision_create(s, other, spec1, "ksv-forest", "file:///m/1.json", &r3, &e), e,
        "a revision of staging/fraud");
-    CHECK(r3.seq == 1 && strcmp(r3.name, "fraud-00001") == 0,
-          "each model numbers its own revisions");
+    KT_CHECK(r3.seq == 1 && strcmp(r3.name, "fraud-00001") == 0,
+             "each model numbers its own revisions");
 
     char h[65];
     OK(ksv_store_spec_hash(spec1_reordered, h, &e), e, "hash the reordered spec");
     int found = ksv_store_revision_find_by_hash(s, mid, h, &got, &e);
-    CHECK(found == 1 && got.id == r1.id, "the same spec reordered finds revision 1");
+    KT_CHECK(found == 1 && got.id == r1.id, "the same spec reordered finds revision 1");
     ksv_revision_clear(&got);
     char zeros[65];
     memset(zeros, '0', 64);
     zeros[64] = '\0';
     found = ksv_store_revision_find_by_hash(s, mid, zeros, &got, &e);
-    CHECK(found == 0 && got.name == NULL, "an unknown hash finds nothing");
+    KT_CHECK(found == 0 && got.name == NULL, "an unknown hash finds nothing");
     found = ksv_store_revision_find_by_hash(s, mid, "ABC", &got, &e);
     EXPECT_ERR(found, e, 400, "sha256", "a malformed hash is refused");
     found = ksv_store_revision_latest(s, mid, &got, &e);
-    CHECK(found == 1 && got.id == r2.id, "latest is revision 2");
+    KT_CHECK(found == 1 && got.id == r2.id, "latest is revision 2");
     ksv_revision_clear(&got);
     OK(ksv_store_revision_get(s, mid, "fraud-00001", &got, &e), e, "get by name");
-    CHECK(got.id == r1.id && strcmp(got.spec_json, spec1) == 0, "by name finds revision 1");
+    KT_CHECK(got.id == r1.id && strcmp(got.spec_json, spec1) == 0, "by name finds revision 1");
     ksv_revision_clear(&got);
     OK(ksv_store_revision_get_by_id(s, r2.id, &got, &e), e, "get by id");
-    CHECK(strcmp(got.name, "fraud-00002") == 0, "by id finds revision 2");
+    KT_CHECK(strcmp(got.name, "fraud-00002") == 0, "by id finds revision 2");
     ksv_revision_clear(&got);
     int rc = ksv_store_revision_get(s, mid, "fraud-00009", &got, &e);
     EXPECT_ERR(rc, e, 404, "fraud-00009 not found", "unknown revision name");
@@ -721,7 +698,7 @@ static void test_revisions_traffic(ksv_store *s)
     EXPECT_ERR(rc, e, 404, "not found", "unknown revision id");
     ksv_revision_list rl;
     OK(ksv_store_revision_list(s, mid, &rl, &e), e, "list revisions");
-    CHECK(rl.n == 2 && rl.items[0].seq == 1 && rl.items[1].seq == 2, "two revisions, by seq");
+    KT_CHECK(rl.n == 2 && rl.items[0].seq == 1 && rl.items[1].seq == 2, "two revisions, by seq");
     ksv_revision_list_free(&rl);
 
     rc = ksv_store_revision_create(s, 987654, spec1, "ksv-xgboost", "x", &got, &e);
@@ -736,17 +713,17 @@ static void test_revisions_traffic(ksv_store *s)
     printf("== traffic\n");
     ksv_traffic t;
     OK(ksv_store_traffic_get(s, mid, &t, &e), e, "traffic of a fresh model");
-    CHECK(t.n == 0, "no split yet");
+    KT_CHECK(t.n == 0, "no split yet");
     ksv_traffic_free(&t);
     ksv_traffic_entry split[] = {{.revision_id = r2.id, .percent = 20},
                                  {.revision_id = r1.id, .percent = 80}};
     OK(ksv_store_traffic_set(s, mid, split, 2, &e), e, "set 80/20");
     OK(ksv_store_traffic_get(s, mid, &t, &e), e, "get the split");
-    CHECK(t.n == 2 && t.items[0].revision_id == r1.id && t.items[0].percent == 80 &&
-              strcmp(t.items[0].revision_name, "fraud-00001") == 0 &&
-              t.items[1].revision_id == r2.id && t.items[1].percent == 20 &&
-              strcmp(t.items[1].revision_name, "fraud-00002") == 0,
-          "split read back, ordered by seq, with names");
+    KT_CHECK(t.n == 2 && t.items[0].revision_id == r1.id && t.items[0].percent == 80 &&
+                 strcmp(t.items[0].revision_name, "fraud-00001") == 0 &&
+                 t.items[1].revision_id == r2.id && t.items[1].percent == 20 &&
+                 strcmp(t.items[1].revision_name, "fraud-00002") == 0,
+             "split read back, ordered by seq, with names");
     ksv_traffic_free(&t);
 
     struct {
@@ -773,15 +750,15 @@ static void test_revisions_traffic(ksv_store *s)
         EXPECT_ERR(rc, e, bad[i].status, bad[i].msg, "invalid split refused");
     }
     OK(ksv_store_traffic_get(s, mid, &t, &e), e, "get the split after refusals");
-    CHECK(t.n == 2 && t.items[0].percent == 80 && t.items[1].percent == 20,
-          "refused splits left the split unchanged");
+    KT_CHECK(t.n == 2 && t.items[0].percent == 80 && t.items[1].percent == 20,
+             "refused splits left the split unchanged");
     ksv_traffic_free(&t);
     ksv_traffic_entry all_one[] = {{.revision_id = r2.id, .percent = 100},
                                    {.revision_id = r1.id, .percent = 0}};
     OK(ksv_store_traffic_set(s, mid, all_one, 2, &e), e, "set 0/100");
     OK(ksv_store_traffic_get(s, mid, &t, &e), e, "get 0/100");
-    CHECK(t.n == 2 && t.items[0].percent == 0 && t.items[1].percent == 100,
-          "a 0%% entry is kept");
+    KT_CHECK(t.n == 2 && t.items[0].percent == 0 && t.items[1].percent == 100,
+             "a 0%% entry is kept");
     ksv_traffic_free(&t);
     rc = ksv_store_traffic_get(s, 987654, &t, &e);
     EXPECT_ERR(rc, e, 404, "not found", "traffic of an unknown model");
@@ -789,31 +766,31 @@ static void test_revisions_traffic(ksv_store *s)
     printf("== stable revision\n");
     int64_t stable = -1;
     OK(ksv_store_stable_get(s, mid, &stable, &e), e, "stable of a fresh model");
-    CHECK(stable == 0, "none rolled out yet");
+    KT_CHECK(stable == 0, "none rolled out yet");
     found = ksv_store_stable_previous(s, mid, &got, &e);
-    CHECK(found == 0, "no previous without a stable revision");
+    KT_CHECK(found == 0, "no previous without a stable revision");
     OK(ksv_store_stable_set(s, mid, r1.id, &e), e, "roll out revision 1");
     OK(ksv_store_stable_set(s, mid, r2.id, &e), e, "roll out revision 2");
     OK(ksv_store_stable_get(s, mid, &stable, &e), e, "stable after two rollouts");
-    CHECK(stable == r2.id, "revision 2 is stable");
+    KT_CHECK(stable == r2.id, "revision 2 is stable");
     found = ksv_store_stable_previous(s, mid, &got, &e);
-    CHECK(found == 1 && got.id == r1.id && got.rolled_out_at_ms > 0,
-          "previous rolled-out revision is 1");
+    KT_CHECK(found == 1 && got.id == r1.id && got.rolled_out_at_ms > 0,
+             "previous rolled-out revision is 1");
     ksv_revision_clear(&got);
     ksv_revision r4;
     OK(ksv_store_revision_create(s, mid, "{\"v\":4}", "ksv-xgboost", "file:///m/4.json", &r4,
                                  &e), e, "create revision 3");
     OK(ksv_store_stable_set(s, mid, r4.id, &e), e, "roll out revision 3");
     found = ksv_store_stable_previous(s, mid, &got, &e);
-    CHECK(found == 1 && got.id == r2.id, "previous of 3 is 2");
+    KT_CHECK(found == 1 && got.id == r2.id, "previous of 3 is 2");
     ksv_revision_clear(&got);
     OK(ksv_store_stable_set(s, mid, r2.id, &e), e, "roll back to 2");
     found = ksv_store_stable_previous(s, mid, &got, &e);
-    CHECK(found == 1 && got.id == r1.id, "after rolling back to 2, previous is 1");
+    KT_CHECK(found == 1 && got.id == r1.id, "after rolling back to 2, previous is 1");
     ksv_revision_clear(&got);
     OK(ksv_store_stable_set(s, mid, r1.id, &e), e, "roll back to 1");
     found = ksv_store_stable_previous(s, mid, &got, &e);
-    CHECK(found == 0, "nothing before 1");
+    KT_CHECK(found == 0, "nothing before 1");
     rc = ksv_store_stable_set(s, mid, r3.id, &e);
     EXPECT_ERR(rc, e, 400, "not a revision of model fraud", "stable must be the model's own");
     rc = ksv_store_stable_set(s, 987654, r1.id, &e);
@@ -845,27 +822,27 @@ static void test_history(ksv_store *s, const char *path)
     int64_t ids[4];
     for (int i = 0; i < 4; i++)
         OK(ksv_store_history_append(s, &entries[i], &ids[i], &e), e, "append history");
-    CHECK(ids[0] < ids[1] && ids[1] < ids[2] && ids[2] < ids[3], "ids increase");
+    KT_CHECK(ids[0] < ids[1] && ids[1] < ids[2] && ids[2] < ids[3], "ids increase");
     ksv_history_list l;
     OK(ksv_store_history_list(s, NULL, 0, &l, &e), e, "list all history");
-    CHECK(l.n == 4 && l.items[0].id == ids[3] && l.items[3].id == ids[0] &&
-              l.items[0].at_ms == 42 && l.items[3].at_ms > 1600000000000LL,
-          "newest first; at 0 means now, an explicit time is kept");
-    CHECK(strcmp(l.items[1].result, "failed: gpu-a timed out") == 0 &&
-              strcmp(l.items[1].old_value, "0") == 0 && strcmp(l.items[1].new_value, "20") == 0 &&
-              strcmp(l.items[1].node_results_json,
-                     "{\"gpu-a\":\"timeout\",\"box1\":\"ok\"}") == 0 &&
-              strcmp(l.items[2].node, "gpu-b") == 0 && l.items[2].model == NULL,
-          "fields round-trip");
+    KT_CHECK(l.n == 4 && l.items[0].id == ids[3] && l.items[3].id == ids[0] &&
+                 l.items[0].at_ms == 42 && l.items[3].at_ms > 1600000000000LL,
+             "newest first; at 0 means now, an explicit time is kept");
+    KT_CHECK(
+        strcmp(l.items[1].result, "failed: gpu-a timed out") == 0 &&
+            strcmp(l.items[1].old_value, "0") == 0 && strcmp(l.items[1].new_value, "20") == 0 &&
+            strcmp(l.items[1].node_results_json, "{\"gpu-a\":\"timeout\",\"box1\":\"ok\"}") == 0 &&
+            strcmp(l.items[2].node, "gpu-b") == 0 && l.items[2].model == NULL,
+        "fields round-trip");
     ksv_history_list_free(&l);
     OK(ksv_store_history_list(s, "prod/fraud", 0, &l, &e), e, "history of one model");
-    CHECK(l.n == 2 && l.items[0].id == ids[2] && l.items[1].id == ids[0], "model filter");
+    KT_CHECK(l.n == 2 && l.items[0].id == ids[2] && l.items[1].id == ids[0], "model filter");
     ksv_history_list_free(&l);
     OK(ksv_store_history_list(s, "prod/fraud", 1, &l, &e), e, "history with a limit");
-    CHECK(l.n == 1 && l.items[0].id == ids[2], "limit keeps the newest");
+    KT_CHECK(l.n == 1 && l.items[0].id == ids[2], "limit keeps the newest");
     ksv_history_list_free(&l);
     OK(ksv_store_history_list(s, NULL, 3, &l, &e), e, "all history, limit 3");
-    CHECK(l.n == 3 && l.items[0].id == ids[3], "limit over all models");
+    KT_CHECK(l.n == 3 && l.items[0].id == ids[3], "limit over all models");
     ksv_history_list_free(&l);
 
     struct {
@@ -894,10 +871,10 @@ static void test_history(ksv_store *s, const char *path)
     int rc1 = sqlite3_exec(db, "UPDATE history SET result = 'rewritten'", NULL, NULL, NULL);
     int rc2 = sqlite3_exec(db, "DELETE FROM history", NULL, NULL, NULL);
     sqlite3_close(db);
-    CHECK(rc1 != SQLITE_OK && rc2 != SQLITE_OK, "history refuses UPDATE and DELETE");
-    CHECK(raw_int(path, "SELECT count(*) FROM history WHERE result = 'rewritten'") == 0 &&
-              raw_int(path, "SELECT count(*) FROM history") == 4,
-          "history unchanged");
+    KT_CHECK(rc1 != SQLITE_OK && rc2 != SQLITE_OK, "history refuses UPDATE and DELETE");
+    KT_CHECK(raw_int(path, "SELECT count(*) FROM history WHERE result = 'rewritten'") == 0 &&
+                 raw_int(path, "SELECT count(*) FROM history") == 4,
+             "history unchanged");
 }
 
 /* ---------------------------------------------------------------- deletion, injection */
@@ -920,19 +897,19 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     snprintf(sql, sizeof sql, "SELECT (SELECT count(*) FROM revisions WHERE model_id = %lld) + "
              "(SELECT count(*) FROM traffic WHERE model_id = %lld) + (SELECT count(*) FROM "
              "placement WHERE model_id = %lld)", (long long)mid, (long long)mid, (long long)mid);
-    CHECK(raw_int(path, sql) == 0, "its revisions, traffic and placement went with it");
+    KT_CHECK(raw_int(path, sql) == 0, "its revisions, traffic and placement went with it");
     ksv_history_list hl;
     OK(ksv_store_history_list(s, "prod/fraud", 0, &hl, &e), e, "history of the deleted model");
-    CHECK(hl.n == 3, "history outlives the model (%zu entries)", hl.n);
+    KT_CHECK(hl.n == 3, "history outlives the model (%zu entries)", hl.n);
     ksv_history_list_free(&hl);
     rc = ksv_store_model_delete(s, mid, &e);
     EXPECT_ERR(rc, e, 404, "not found", "deleting twice");
     OK(ksv_store_model_resolve(s, "fraud", NULL, &m, &e), e,
        "the bare name is unique again after the delete");
-    CHECK(m.ns && strcmp(m.ns, "staging") == 0, "fraud now resolves to staging");
+    KT_CHECK(m.ns && strcmp(m.ns, "staging") == 0, "fraud now resolves to staging");
     ksv_model_clear(&m);
     char *fk = raw_text(path, "SELECT count(*) FROM pragma_foreign_key_check");
-    CHECK(fk && strcmp(fk, "0") == 0, "no foreign key violations");
+    KT_CHECK(fk && strcmp(fk, "0") == 0, "no foreign key violations");
     free(fk);
 
     printf("== injection-looking names\n");
@@ -942,36 +919,36 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     OK(ksv_store_node_add(s, &n, NULL, &e), e, "add a node with a quote-laden name");
     const char *on_evil[] = {evil};
     int64_t id = upsert(s, evil, evil, "{\"x'; DROP TABLE revisions;--\":\"');\"}", on_evil, 1);
-    CHECK(id > 0, "model with that namespace and name stored");
+    KT_CHECK(id > 0, "model with that namespace and name stored");
     char ref[200];
     snprintf(ref, sizeof ref, "%s/%s", evil, evil);
     OK(ksv_store_model_resolve(s, ref, NULL, &m, &e), e, "resolve it as NAMESPACE/NAME");
-    CHECK(strcmp(m.ns, evil) == 0 && strcmp(m.name, evil) == 0 && m.n_nodes == 1 &&
-              strcmp(m.nodes[0], evil) == 0 &&
-              strcmp(m.spec_json, "{\"x'; DROP TABLE revisions;--\":\"');\"}") == 0,
-          "stored verbatim");
+    KT_CHECK(strcmp(m.ns, evil) == 0 && strcmp(m.name, evil) == 0 && m.n_nodes == 1 &&
+                 strcmp(m.nodes[0], evil) == 0 &&
+                 strcmp(m.spec_json, "{\"x'; DROP TABLE revisions;--\":\"');\"}") == 0,
+             "stored verbatim");
     ksv_model_clear(&m);
     ksv_revision r;
     OK(ksv_store_revision_create(s, id, "{}", evil, evil2, &r, &e), e, "revision of it");
     char expect_name[100];
     snprintf(expect_name, sizeof expect_name, "%s-00001", evil);
-    CHECK(strcmp(r.name, expect_name) == 0 && strcmp(r.storage_uri, evil2) == 0,
-          "revision named verbatim");
+    KT_CHECK(strcmp(r.name, expect_name) == 0 && strcmp(r.storage_uri, evil2) == 0,
+             "revision named verbatim");
     ksv_revision_clear(&r);
     ksv_history_entry eh = {.actor = (char *)evil, .action = "apply", .model = ref,
                             .result = (char *)evil2};
     OK(ksv_store_history_append(s, &eh, NULL, &e), e, "history with quotes");
     ksv_history_list l;
     OK(ksv_store_history_list(s, ref, 0, &l, &e), e, "filter history by that model");
-    CHECK(l.n == 1 && strcmp(l.items[0].actor, evil) == 0, "found verbatim");
+    KT_CHECK(l.n == 1 && strcmp(l.items[0].actor, evil) == 0, "found verbatim");
     ksv_history_list_free(&l);
     ksv_node got;
     OK(ksv_store_node_get(s, evil, &got, &e), e, "get the node");
-    CHECK(strcmp(got.address, evil2) == 0, "node address verbatim");
+    KT_CHECK(strcmp(got.address, evil2) == 0, "node address verbatim");
     ksv_node_clear(&got);
-    CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('models', "
-                        "'revisions', 'nodes')") == 3,
-          "every table still exists");
+    KT_CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('models', "
+                           "'revisions', 'nodes')") == 3,
+             "every table still exists");
 }
 
 /* ---------------------------------------------------------------- explicit transactions */
@@ -980,9 +957,9 @@ static void test_transactions(ksv_store *s)
 {
     printf("== transactions\n");
     ksv_err e = {0};
-    CHECK(!ksv_store_in_transaction(s), "not in a transaction");
+    KT_CHECK(!ksv_store_in_transaction(s), "not in a transaction");
     OK(ksv_store_begin(s, &e), e, "begin");
-    CHECK(ksv_store_in_transaction(s), "in a transaction");
+    KT_CHECK(ksv_store_in_transaction(s), "in a transaction");
     int rc = ksv_store_begin(s, &e);
     EXPECT_ERR(rc, e, 409, "already open", "a second begin");
     ksv_node n = {.name = "tx-node", .kind = KSV_NODE_LOCAL, .address = "local"};
@@ -1021,7 +998,7 @@ static void test_transactions(ksv_store *s)
     ksv_node n2 = {.name = "tx-node-2", .kind = KSV_NODE_LOCAL, .address = "local"};
     OK(ksv_store_node_add(s, &n2, NULL, &e), e, "write inside");
     ksv_store *reader = open_ok(ksv_store_path(s));
-    CHECK(reader != NULL, "another handle opens while a writer holds the lock");
+    KT_CHECK(reader != NULL, "another handle opens while a writer holds the lock");
     if (reader) {
         OK(ksv_store_node_get(reader, "tx-node", &got, &e), e, "reader sees committed rows");
         ksv_node_clear(&got);
@@ -1080,26 +1057,26 @@ static void test_metrics_basic(ksv_store *s)
     ksv_metric_list l;
     OK(ksv_store_metrics_query(s, KSV_METRICS_RAW, NULL, NULL, NULL, 0, 10000, &l, &e), e,
        "query all");
-    CHECK(l.n == 3 && l.items[0].at_ms == 2000 && l.items[1].at_ms == 3000 &&
-              l.items[2].at_ms == 4000, "three samples in time order");
+    KT_CHECK(l.n == 3 && l.items[0].at_ms == 2000 && l.items[1].at_ms == 3000 &&
+                 l.items[2].at_ms == 4000, "three samples in time order");
     if (l.n == 3) {
         ksv_metric_sample *a = &l.items[0], *b = &l.items[1], *c = &l.items[2];
-        CHECK(a->span_ms == 1000 && strcmp(a->node, "a") == 0 && strcmp(a->model, "m") == 0 &&
-                  strcmp(a->revision, "m-00001") == 0 && a->requests_2xx == 10 &&
-                  a->requests_4xx == 1 && a->requests_5xx == 2 && a->requests_other == 3 &&
-                  a->latency_sum_s == 0.5 && a->n_buckets == 5 &&
-                  memcmp(a->buckets, b1, sizeof b1) == 0,
-              "sample fields and sparse buckets round-trip");
-        CHECK(b->requests_2xx == INT64_MAX && b->n_buckets == KSV_STORE_MAX_BUCKETS &&
-                  b->buckets[0] == UINT64_MAX && b->buckets[KSV_STORE_MAX_BUCKETS - 1] == 1 &&
-                  b->buckets[1] == 0,
-              "extreme counts and the last bucket index round-trip");
-        CHECK(c->n_buckets == 0 && c->buckets == NULL, "an empty histogram round-trips");
+        KT_CHECK(a->span_ms == 1000 && strcmp(a->node, "a") == 0 && strcmp(a->model, "m") == 0 &&
+                     strcmp(a->revision, "m-00001") == 0 && a->requests_2xx == 10 &&
+                     a->requests_4xx == 1 && a->requests_5xx == 2 && a->requests_other == 3 &&
+                     a->latency_sum_s == 0.5 && a->n_buckets == 5 &&
+                     memcmp(a->buckets, b1, sizeof b1) == 0,
+                 "sample fields and sparse buckets round-trip");
+        KT_CHECK(b->requests_2xx == INT64_MAX && b->n_buckets == KSV_STORE_MAX_BUCKETS &&
+                     b->buckets[0] == UINT64_MAX && b->buckets[KSV_STORE_MAX_BUCKETS - 1] == 1 &&
+                     b->buckets[1] == 0,
+                 "extreme counts and the last bucket index round-trip");
+        KT_CHECK(c->n_buckets == 0 && c->buckets == NULL, "an empty histogram round-trips");
     }
     ksv_metric_list_free(&l);
     OK(ksv_store_metrics_query(s, KSV_METRICS_RAW, "a", NULL, "m-00001", 2000, 4000, &l, &e), e,
        "query a window and a series");
-    CHECK(l.n == 1 && l.items[0].at_ms == 4000, "window is (from, to] and filters apply");
+    KT_CHECK(l.n == 1 && l.items[0].at_ms == 4000, "window is (from, to] and filters apply");
     ksv_metric_list_free(&l);
 
     struct {
@@ -1129,7 +1106,7 @@ static void test_metrics_basic(ksv_store *s)
     }
     OK(ksv_store_metrics_query(s, KSV_METRICS_RAW, NULL, NULL, NULL, 0, 10000, &l, &e), e,
        "query after refusals");
-    CHECK(l.n == 3, "refused batches stored nothing");
+    KT_CHECK(l.n == 3, "refused batches stored nothing");
     ksv_metric_list_free(&l);
     int rc = ksv_store_metrics_query(s, (ksv_metrics_resolution)5, NULL, NULL, NULL, 0, 1, &l, &e);
     EXPECT_ERR(rc, e, 400, "resolution", "unknown resolution");
@@ -1194,7 +1171,7 @@ static void test_metrics_retention(void)
             size_day2 = raw_int(path, "SELECT page_count * page_size FROM pragma_page_count, "
                                       "pragma_page_size");
     }
-    CHECK(ok, "three days inserted and compacted hourly%s%s", e.msg[0] ? ": " : "", e.msg);
+    KT_CHECK(ok, "three days inserted and compacted hourly%s%s", e.msg[0] ? ": " : "", e.msg);
     printf("figure: %d samples inserted in %.2f s (%.1f us each, 240 per transaction); "
            "72 hourly compactions in %.2f s (%.1f ms each)\n", (int)(3 * 2 * day / step),
            insert_s, insert_s * 1e6 / (double)(3 * 2 * day / step), compact_s,
@@ -1204,16 +1181,17 @@ static void test_metrics_retention(void)
 
     long long raw_rows = raw_int(path, "SELECT count(*) FROM metric_samples");
     long long per_day = 2LL * (day / step);
-    CHECK(raw_rows == per_day, "raw rows: %lld, exactly the last 24 h (%lld)", raw_rows, per_day);
+    KT_CHECK(raw_rows == per_day, "raw rows: %lld, exactly the last 24 h (%lld)", raw_rows,
+             per_day);
     char sql[200];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM metric_samples WHERE at <= %lld",
              (long long)(end - day));
-    CHECK(raw_int(path, sql) == 0, "no raw row is 24 h old or older");
-    CHECK(total_rolled == (size_t)(3 * per_day), "every sample was rolled up once (%zu)",
-          total_rolled);
+    KT_CHECK(raw_int(path, sql) == 0, "no raw row is 24 h old or older");
+    KT_CHECK(total_rolled == (size_t)(3 * per_day), "every sample was rolled up once (%zu)",
+             total_rolled);
     long long rollups = raw_int(path, "SELECT count(*) FROM metric_rollups");
-    CHECK(rollups == (long long)(SERIES * minutes), "one rollup per series and minute (%lld)",
-          rollups);
+    KT_CHECK(rollups == (long long)(SERIES * minutes), "one rollup per series and minute (%lld)",
+             rollups);
     /* Deleted raw rows leave free pages that later inserts reuse: the live file stays close
      * to a compacted copy of the same rows (what grows is the rollups, for 30 days). */
     char vac[700];
@@ -1222,9 +1200,9 @@ static void test_metrics_retention(void)
     raw_exec(path, vac);
     struct stat cst;
     long long compacted = stat(copy, &cst) == 0 ? (long long)cst.st_size : -1;
-    CHECK(compacted > 0 && size_day3 <= compacted + compacted / 2,
-          "file stays bounded: %lld bytes after day 2, %lld after day 3, %lld compacted",
-          size_day2, size_day3, compacted);
+    KT_CHECK(compacted > 0 && size_day3 <= compacted + compacted / 2,
+             "file stays bounded: %lld bytes after day 2, %lld after day 3, %lld compacted",
+             size_day2, size_day3, compacted);
 
     ksv_metric_list l;
     OK(ksv_store_metrics_query(s, KSV_METRICS_MINUTE, NULL, NULL, NULL, start, end, &l, &e), e,
@@ -1241,9 +1219,9 @@ static void test_metrics_retention(void)
             same = (b < m->n_buckets ? m->buckets[b] : 0) == exp_b[minute][series][b];
         mismatches += !same;
     }
-    CHECK(l.n == (size_t)(SERIES * minutes) && mismatches == 0,
-          "every rollup equals the sums computed here (%zu rollups, %zu differ)", l.n,
-          mismatches);
+    KT_CHECK(l.n == (size_t)(SERIES * minutes) && mismatches == 0,
+             "every rollup equals the sums computed here (%zu rollups, %zu differ)", l.n,
+             mismatches);
     ksv_metric_list_free(&l);
 
     /* a sample arriving late for a minute already rolled up is added to it */
@@ -1258,11 +1236,11 @@ static void test_metrics_retention(void)
                                late_minute_end - 1, late_minute_end, &l, &e), e,
        "query that minute");
     size_t minute = (size_t)((late_minute_end - 60000 - start) / 60000);
-    CHECK(l.n == 1 && l.items[0].requests_2xx + l.items[0].requests_4xx +
-                              l.items[0].requests_5xx == exp_req[minute][0] + 7 &&
-              l.items[0].latency_sum_s == exp_lat[minute][0] + 0.5 &&
-              l.items[0].buckets[2] == exp_b[minute][0][2] + 5,
-          "late sample merged into its minute");
+    KT_CHECK(l.n == 1 && l.items[0].requests_2xx + l.items[0].requests_4xx +
+                                 l.items[0].requests_5xx == exp_req[minute][0] + 7 &&
+                 l.items[0].latency_sum_s == exp_lat[minute][0] + 0.5 &&
+                 l.items[0].buckets[2] == exp_b[minute][0][2] + 5,
+             "late sample merged into its minute");
     ksv_metric_list_free(&l);
 
     /* a month later: rollups older than 30 days go */
@@ -1270,14 +1248,14 @@ static void test_metrics_retention(void)
     OK(ksv_store_metrics_compact(s, start + 31 * day + 12 * 3600000LL, &st, &e), e,
        "compact 31.5 days after the start");
     long long left = raw_int(path, "SELECT count(*) FROM metric_rollups");
-    CHECK(st.deleted_raw == (size_t)per_day + 1 && left > 0 &&
-              left == (long long)SERIES * (3 * MINUTES_PER_DAY - MINUTES_PER_DAY - 720),
-          "raw all gone (%zu deleted); rollups of the first 1.5 days gone, %lld left",
-          st.deleted_raw, left);
+    KT_CHECK(st.deleted_raw == (size_t)per_day + 1 && left > 0 &&
+                 left == (long long)SERIES * (3 * MINUTES_PER_DAY - MINUTES_PER_DAY - 720),
+             "raw all gone (%zu deleted); rollups of the first 1.5 days gone, %lld left",
+             st.deleted_raw, left);
     OK(ksv_store_metrics_compact(s, start + 40 * day, &st, &e), e, "compact 40 days later");
-    CHECK(raw_int(path, "SELECT count(*) FROM metric_rollups") == 0 &&
-              raw_int(path, "SELECT count(*) FROM metric_samples") == 0,
-          "everything expired");
+    KT_CHECK(raw_int(path, "SELECT count(*) FROM metric_rollups") == 0 &&
+                 raw_int(path, "SELECT count(*) FROM metric_samples") == 0,
+             "everything expired");
     free(exp_req);
     free(exp_b);
     free(exp_lat);
@@ -1314,8 +1292,7 @@ static const char *build_small(const char *name)
                             .n_buckets = 2};
     ksv_store_metrics_insert(s, &ms, 1, &e);
     if (e.msg[0]) {
-        printf("FAIL building %s: %s\n", name, e.msg);
-        failures++;
+        KT_FAIL("building %s: %s", name, e.msg);
     }
     ksv_revision_clear(&r1);
     ksv_revision_clear(&r2);
@@ -1445,8 +1422,8 @@ static void test_tampered(void)
         const char *path = build_small(name);
         ksv_store *s = open_ok(path);
         ksv_err e = {0};
-        CHECK(s && probe(s, cases[i].probe, &e) == 0, "untampered db %zu reads fine%s%s", i,
-              e.msg[0] ? ": " : "", e.msg);
+        KT_CHECK(s && probe(s, cases[i].probe, &e) == 0, "untampered db %zu reads fine%s%s", i,
+                 e.msg[0] ? ": " : "", e.msg);
         ksv_store_close(s);
         raw_exec(path, cases[i].sql);
         const char *msg = cases[i].msg;
@@ -1457,8 +1434,8 @@ static void test_tampered(void)
         s = open_ok(path);
         ksv_err_clear(&e);
         int rc = s ? probe(s, cases[i].probe, &e) : 0;
-        CHECK(rc == -1 && e.status == 500 && strstr(e.msg, "damaged") && strstr(e.msg, msg),
-              "tampered (%s) -> \"%s\"", cases[i].sql, e.msg);
+        KT_CHECK(rc == -1 && e.status == 500 && strstr(e.msg, "damaged") && strstr(e.msg, msg),
+                 "tampered (%s) -> \"%s\"", cases[i].sql, e.msg);
         ksv_store_close(s);
     }
 }
@@ -1475,6 +1452,7 @@ int main(void)
 {
     ksv_log_set_level(KSV_LOG_ERROR);
     setvbuf(stdout, NULL, _IOLBF, 0);
+    kt_set_verbose(true);
     if (!mkdtemp(tmpdir)) {
         perror("mkdtemp");
         return 1;
@@ -1500,6 +1478,5 @@ int main(void)
     test_tampered();
 
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-    printf("%d checks, %d failed\n", checks, failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_store");
 }

@@ -13,23 +13,7 @@
 #include "tui/spark.h"
 #include "tui/widgets.h"
 
-static int passed, failed;
-
-static void check(int cond, const char *what)
-{
-    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
-    if (cond)
-        passed++;
-    else
-        failed++;
-}
-
-static void check_str(const char *got, const char *want, const char *what)
-{
-    char line[512];
-    snprintf(line, sizeof line, "%s: \"%s\" (want \"%s\")", what, got, want);
-    check(strcmp(got, want) == 0, line);
-}
+#include "ktest.h"
 
 /* UTF-8 of one code point, for expected braille strings built from the dot numbering. */
 static void utf8_of(unsigned cp, char *out)
@@ -44,31 +28,31 @@ static void test_format(void)
 {
     char b[64];
     tui_fmt_qps(true, 12.34, b, sizeof b);
-    check_str(b, "12.3", "qps one decimal");
+    KT_CHECK_STR(b, "12.3", "qps one decimal");
     tui_fmt_qps(false, 12.34, b, sizeof b);
-    check_str(b, "-", "qps without data");
+    KT_CHECK_STR(b, "-", "qps without data");
     tui_fmt_qps(true, NAN, b, sizeof b);
-    check_str(b, "-", "qps NaN");
+    KT_CHECK_STR(b, "-", "qps NaN");
     tui_fmt_ms(3.2, b, sizeof b);
-    check_str(b, "3.2ms", "latency ms");
+    KT_CHECK_STR(b, "3.2ms", "latency ms");
     tui_fmt_ms(NAN, b, sizeof b);
-    check_str(b, "-", "latency without data");
+    KT_CHECK_STR(b, "-", "latency without data");
     tui_fmt_pct(0.25, b, sizeof b);
-    check_str(b, "0.25%", "error percent");
+    KT_CHECK_STR(b, "0.25%", "error percent");
     tui_fmt_pct(NAN, b, sizeof b);
-    check_str(b, "-", "error percent without requests");
+    KT_CHECK_STR(b, "-", "error percent without requests");
     tui_fmt_pct(0, b, sizeof b);
-    check_str(b, "0.00%", "zero errors with requests");
+    KT_CHECK_STR(b, "0.00%", "zero errors with requests");
     tui_fmt_age(42000, b, sizeof b);
-    check_str(b, "42s", "age seconds");
+    KT_CHECK_STR(b, "42s", "age seconds");
     tui_fmt_age(5 * 60000, b, sizeof b);
-    check_str(b, "5m", "age minutes");
+    KT_CHECK_STR(b, "5m", "age minutes");
     tui_fmt_age(3 * 3600000LL, b, sizeof b);
-    check_str(b, "3h", "age hours");
+    KT_CHECK_STR(b, "3h", "age hours");
     tui_fmt_age(-1, b, sizeof b);
-    check_str(b, "-", "age unknown");
+    KT_CHECK_STR(b, "-", "age unknown");
     tui_fmt_bytes(1536LL * 1024 * 1024, b, sizeof b);
-    check_str(b, "1.5G", "bytes");
+    KT_CHECK_STR(b, "1.5G", "bytes");
 }
 
 static void test_spark(void)
@@ -78,39 +62,39 @@ static void test_spark(void)
     double full[2] = {4, 4};
     tui_spark_render(full, 2, 1, 4, true, out, sizeof out);
     utf8_of(0x28FF, want);
-    check_str(out, want, "braille full cell");
+    KT_CHECK_STR(out, want, "braille full cell");
     /* Left empty, right full: dots 4,5,6,8 = 0x08|0x10|0x20|0x80. */
     double right[2] = {0, 4};
     tui_spark_render(right, 2, 1, 4, true, out, sizeof out);
     utf8_of(0x2800 + 0x08 + 0x10 + 0x20 + 0x80, want);
-    check_str(out, want, "braille right column");
+    KT_CHECK_STR(out, want, "braille right column");
     /* Level 1 left (dot 7), level 2 right (dots 8 and 6). */
     double low[2] = {1, 2};
     tui_spark_render(low, 2, 1, 4, true, out, sizeof out);
     utf8_of(0x2800 + 0x40 + 0x80 + 0x20, want);
-    check_str(out, want, "braille low levels");
+    KT_CHECK_STR(out, want, "braille low levels");
     /* Three cells for two samples: two blank cells on the left (U+2800), right-aligned. */
     tui_spark_render(full, 2, 3, 4, true, out, sizeof out);
     utf8_of(0x2800, cell);
     snprintf(want, sizeof want, "%s%s", cell, cell);
     utf8_of(0x28FF, cell);
     strcat(want, cell);
-    check_str(out, want, "braille right-aligned history");
+    KT_CHECK_STR(out, want, "braille right-aligned history");
     /* Only the newest samples fit. */
     double many[6] = {4, 4, 4, 4, 0, 0};
     tui_spark_render(many, 6, 1, 4, true, out, sizeof out);
     utf8_of(0x2800, want);
-    check_str(out, want, "braille shows the newest samples");
+    KT_CHECK_STR(out, want, "braille shows the newest samples");
     /* ASCII: one sample per cell, " .-=#". */
     double ramp[5] = {0, 1, 2, 3, 4};
     tui_spark_render(ramp, 5, 5, 4, false, out, sizeof out);
-    check_str(out, " .-=#", "ascii ramp");
+    KT_CHECK_STR(out, " .-=#", "ascii ramp");
     /* Auto scale to the largest sample; NaN is empty. */
     double auto_s[3] = {NAN, 50, 100};
     tui_spark_render(auto_s, 3, 3, 0, false, out, sizeof out);
-    check_str(out, " -#", "ascii auto scale and NaN");
-    check(tui_spark_level(0.001, 100) == 1, "a tiny positive value still shows");
-    check(tui_spark_level(-5, 100) == 0, "negative draws empty");
+    KT_CHECK_STR(out, " -#", "ascii auto scale and NaN");
+    KT_CHECK(tui_spark_level(0.001, 100) == 1, "a tiny positive value still shows");
+    KT_CHECK(tui_spark_level(-5, 100) == 0, "negative draws empty");
 }
 
 static tui_snapshot *make_snapshot(void)
@@ -169,37 +153,37 @@ static void test_view(void)
     tui_view v;
     tui_view_init(&v);
     tui_view_rebuild(&v, s, 100000);
-    check(v.n_rows == 3, "three model rows");
-    check(strcmp(s->models[v.rows[0].model].name, "churn") == 0, "sorted by name first");
+    KT_CHECK(v.n_rows == 3, "three model rows");
+    KT_CHECK(strcmp(s->models[v.rows[0].model].name, "churn") == 0, "sorted by name first");
 
     snprintf(v.filter, sizeof v.filter, "FRA");
     v.force_sort = true;
     tui_view_rebuild(&v, s, 100000);
-    check(v.n_rows == 1 && strcmp(s->models[v.rows[0].model].name, "fraud") == 0,
-          "filter is a case-insensitive substring");
+    KT_CHECK(v.n_rows == 1 && strcmp(s->models[v.rows[0].model].name, "fraud") == 0,
+             "filter is a case-insensitive substring");
     snprintf(v.filter, sizeof v.filter, "!default/");
     tui_view_rebuild(&v, s, 100000);
-    check(v.n_rows == 1 && strcmp(s->models[v.rows[0].model].name, "iris") == 0,
-          "filter ! inverts");
+    KT_CHECK(v.n_rows == 1 && strcmp(s->models[v.rows[0].model].name, "iris") == 0,
+             "filter ! inverts");
     snprintf(v.filter, sizeof v.filter, "team/");
     tui_view_rebuild(&v, s, 100000);
-    check(v.n_rows == 1, "filter matches the namespace");
+    KT_CHECK(v.n_rows == 1, "filter matches the namespace");
     v.filter[0] = '\0';
 
     v.sort = TUI_SORT_QPS;
     v.descending = true;
     v.force_sort = true;
     tui_view_rebuild(&v, s, 100000);
-    check(strcmp(s->models[v.rows[0].model].name, "churn") == 0 &&
-              strcmp(s->models[v.rows[2].model].name, "iris") == 0,
-          "sort by QPS descending, no data last");
+    KT_CHECK(strcmp(s->models[v.rows[0].model].name, "churn") == 0 &&
+                 strcmp(s->models[v.rows[2].model].name, "iris") == 0,
+             "sort by QPS descending, no data last");
     v.sort = TUI_SORT_P99;
     v.descending = false;
     v.force_sort = true;
     tui_view_rebuild(&v, s, 100000);
-    check(strcmp(s->models[v.rows[0].model].name, "iris") == 0 &&
-              strcmp(s->models[v.rows[2].model].name, "fraud") == 0,
-          "sort by P99 ascending");
+    KT_CHECK(strcmp(s->models[v.rows[0].model].name, "iris") == 0 &&
+                 strcmp(s->models[v.rows[2].model].name, "fraud") == 0,
+             "sort by P99 ascending");
 
     /* Rows do not re-sort under the cursor while the operator acts. */
     v.sort = TUI_SORT_QPS;
@@ -211,29 +195,29 @@ static void test_view(void)
     v.last_key_ms = 100000;
     s->models[1].figs.qps = 500; /* fraud now leads */
     tui_view_rebuild(&v, s, 101000);
-    check(strcmp(s->models[v.rows[0].model].name, "churn") == 0, "re-sort deferred after a key");
-    check(strcmp(tui_view_current(&v, s)->name, "fraud") == 0, "cursor stays on its model");
+    KT_CHECK(strcmp(s->models[v.rows[0].model].name, "churn") == 0, "re-sort deferred after a key");
+    KT_CHECK(strcmp(tui_view_current(&v, s)->name, "fraud") == 0, "cursor stays on its model");
     tui_view_rebuild(&v, s, 100000 + TUI_RESORT_DELAY_MS);
-    check(strcmp(s->models[v.rows[0].model].name, "fraud") == 0, "re-sorted once idle");
-    check(strcmp(tui_view_current(&v, s)->name, "fraud") == 0, "cursor followed the model");
+    KT_CHECK(strcmp(s->models[v.rows[0].model].name, "fraud") == 0, "re-sorted once idle");
+    KT_CHECK(strcmp(tui_view_current(&v, s)->name, "fraud") == 0, "cursor followed the model");
 
     /* Expansion adds one row per revision, under its model. */
     tui_view_toggle_expanded(&v, "default/churn");
     tui_view_rebuild(&v, s, 200000);
-    check(v.n_rows == 5, "expanded churn: 3 models + 2 revisions");
+    KT_CHECK(v.n_rows == 5, "expanded churn: 3 models + 2 revisions");
     size_t churn_row = 0;
     for (size_t i = 0; i < v.n_rows; i++)
         if (v.rows[i].rev < 0 && strcmp(s->models[v.rows[i].model].name, "churn") == 0)
             churn_row = i;
-    check(v.rows[churn_row + 1].rev == 0 && v.rows[churn_row + 2].rev == 1,
-          "revision rows follow their model");
+    KT_CHECK(v.rows[churn_row + 1].rev == 0 && v.rows[churn_row + 2].rev == 1,
+             "revision rows follow their model");
     tui_view_toggle_expanded(&v, "default/churn");
     tui_view_rebuild(&v, s, 200000);
-    check(v.n_rows == 3, "collapsed again");
+    KT_CHECK(v.n_rows == 3, "collapsed again");
     tui_view_move(&v, 100);
-    check(v.cursor == 2, "cursor clamps at the last row");
+    KT_CHECK(v.cursor == 2, "cursor clamps at the last row");
     tui_view_move(&v, -100);
-    check(v.cursor == 0, "cursor clamps at the first row");
+    KT_CHECK(v.cursor == 0, "cursor clamps at the first row");
 
     tui_view_free(&v);
     tui_snapshot_unref(s);
@@ -244,48 +228,49 @@ static void test_slider(void)
     tui_snapshot *s = make_snapshot();
     const tui_model *churn = &s->models[0], *fraud = &s->models[1];
     tui_slider sl = {0};
-    check(tui_slider_move(&sl, churn, 5) && sl.pending == 25 && sl.live == 20, "+5 from 20");
+    KT_CHECK(tui_slider_move(&sl, churn, 5) && sl.pending == 25 && sl.live == 20, "+5 from 20");
     tui_slider_move(&sl, churn, 1);
-    check(sl.pending == 26, "]: +1");
+    KT_CHECK(sl.pending == 26, "]: +1");
     tui_slider_move(&sl, churn, -1);
     tui_slider_move(&sl, churn, -5);
-    check(sl.pending == 20, "back to the live share");
+    KT_CHECK(sl.pending == 20, "back to the live share");
     for (int i = 0; i < 30; i++)
         tui_slider_move(&sl, churn, 5);
-    check(sl.pending == 100, "clamped at 100");
+    KT_CHECK(sl.pending == 100, "clamped at 100");
     for (int i = 0; i < 30; i++)
         tui_slider_move(&sl, churn, -5);
-    check(sl.pending == 0, "clamped at 0");
-    check(!tui_slider_move(&sl, fraud, 5), "no canary: nothing moves");
+    KT_CHECK(sl.pending == 0, "clamped at 0");
+    KT_CHECK(!tui_slider_move(&sl, fraud, 5), "no canary: nothing moves");
     tui_slider_cancel(&sl);
-    check(!sl.active, "Esc cancels");
-    check(tui_slider_clamp(-3) == 0 && tui_slider_clamp(103) == 100 && tui_slider_clamp(42) == 42,
-          "clamp");
+    KT_CHECK(!sl.active, "Esc cancels");
+    KT_CHECK(tui_slider_clamp(-3) == 0 && tui_slider_clamp(103) == 100 &&
+                 tui_slider_clamp(42) == 42,
+             "clamp");
 
     char b[64];
     tui_split_text(churn, -1, false, b, sizeof b);
-    check_str(b, "80/20", "live split");
+    KT_CHECK_STR(b, "80/20", "live split");
     tui_split_text(churn, 25, false, b, sizeof b);
-    check_str(b, "80/20->75/25", "pending split (ASCII)");
+    KT_CHECK_STR(b, "80/20->75/25", "pending split (ASCII)");
     tui_split_text(churn, 25, true, b, sizeof b);
-    check_str(b, "80/20\u219275/25", "pending split (UTF-8 arrow)");
+    KT_CHECK_STR(b, "80/20\u219275/25", "pending split (UTF-8 arrow)");
     tui_split_text(fraud, -1, false, b, sizeof b);
-    check_str(b, "100", "one revision serving");
+    KT_CHECK_STR(b, "100", "one revision serving");
 
-    check(tui_rollback_target(churn) == 0, "rollback with a canary serving: the stable one");
-    check(tui_rollback_target(fraud) == 0,
-          "rollback without a canary: the revision rolled out before (00002 never was)");
+    KT_CHECK(tui_rollback_target(churn) == 0, "rollback with a canary serving: the stable one");
+    KT_CHECK(tui_rollback_target(fraud) == 0,
+             "rollback without a canary: the revision rolled out before (00002 never was)");
     tui_snapshot_unref(s);
 }
 
 static void test_keys_and_layout(void)
 {
-    check(tui_key_action('q', TUI_SCREEN_MODELS, NULL) == TUI_ACT_QUIT, "q quits");
+    KT_CHECK(tui_key_action('q', TUI_SCREEN_MODELS, NULL) == TUI_ACT_QUIT, "q quits");
     const tui_binding *b;
-    check(tui_key_action('+', TUI_SCREEN_MODELS, &b) == TUI_ACT_CANARY_UP5 && b->changes,
-          "+ moves the canary and counts as a change");
-    check(tui_key_action('+', TUI_SCREEN_HISTORY, NULL) == TUI_ACT_NONE,
-          "+ does nothing on the history screen");
+    KT_CHECK(tui_key_action('+', TUI_SCREEN_MODELS, &b) == TUI_ACT_CANARY_UP5 && b->changes,
+             "+ moves the canary and counts as a change");
+    KT_CHECK(tui_key_action('+', TUI_SCREEN_HISTORY, NULL) == TUI_ACT_NONE,
+             "+ does nothing on the history screen");
     char **lines;
     size_t n = tui_help_lines(true, &lines), ro = 0, with_p = 0;
     for (size_t i = 0; i < n; i++) {
@@ -294,24 +279,24 @@ static void test_keys_and_layout(void)
         free(lines[i]);
     }
     free(lines);
-    check(n > 10 && ro >= 7 && with_p == 1, "help is generated from the table, readonly marked");
+    KT_CHECK(n > 10 && ro >= 7 && with_p == 1, "help is generated from the table, readonly marked");
 
     tui_column cols[3] = {{"A", 10, false, 3, false}, {"B", 10, false, 1, false},
                           {"C", 5, false, 2, true}};
     int w[3];
     tui_layout_columns(cols, 3, 40, w);
-    check(w[0] == 10 && w[1] == 10 && w[2] == 18, "flex column takes the rest");
+    KT_CHECK(w[0] == 10 && w[1] == 10 && w[2] == 18, "flex column takes the rest");
     tui_layout_columns(cols, 3, 20, w);
-    check(w[0] == 10 && w[1] == 0 && w[2] == 9, "lowest priority dropped first");
+    KT_CHECK(w[0] == 10 && w[1] == 0 && w[2] == 9, "lowest priority dropped first");
 }
 
 int main(void)
 {
+    kt_set_verbose(true);
     test_format();
     test_spark();
     test_view();
     test_slider();
     test_keys_and_layout();
-    printf("%d passed, %d failed\n", passed, failed);
-    return failed ? 1 : 0;
+    return kt_summary("test_tui_model");
 }

@@ -9,29 +9,15 @@
 
 #include <json-c/json.h>
 #include <math.h>
-#include <stdarg.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "ktest.h"
+
 #define BIG_LIMIT ((size_t)1 << 24)
-
-static int failures;
-static long checks;
-
-static void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void fail(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fputs("FAIL: ", stdout);
-    vprintf(fmt, ap);
-    fputc('\n', stdout);
-    va_end(ap);
-    failures++;
-}
 
 /* Deterministic generator (splitmix64) so every run tests the same bodies. */
 static uint64_t rng_state = 0x5eed1234abcdULL;
@@ -207,38 +193,38 @@ static bool oracle_v1(const char *body, size_t len, oracle *o)
 
 static bool compare(const char *label, const ksv_tensor_req *req, const oracle *o, bool v2)
 {
-    checks++;
+    kt_count_check();
     if (v2 && strcmp(req->input_name, o->name) != 0) {
-        fail("%s: name \"%s\", json-c \"%s\"", label, req->input_name, o->name);
+        KT_FAIL("%s: name \"%s\", json-c \"%s\"", label, req->input_name, o->name);
         return false;
     }
     if (req->ndim != o->ndim || memcmp(req->shape, o->shape, sizeof(int64_t) * (size_t)o->ndim)) {
-        fail("%s: shape differs (ndim %d vs %d)", label, req->ndim, o->ndim);
+        KT_FAIL("%s: shape differs (ndim %d vs %d)", label, req->ndim, o->ndim);
         return false;
     }
     if (req->count != o->n) {
-        fail("%s: %zu values, json-c %zu", label, req->count, o->n);
+        KT_FAIL("%s: %zu values, json-c %zu", label, req->count, o->n);
         return false;
     }
     for (size_t i = 0; i < o->n; i++)
         if (!same_float(req->data[i], o->vals[i])) {
-            fail("%s: value %zu is %.9g, json-c %.9g", label, i, (double)req->data[i],
-                 (double)o->vals[i]);
+            KT_FAIL("%s: value %zu is %.9g, json-c %.9g", label, i, (double)req->data[i],
+                    (double)o->vals[i]);
             return false;
         }
     if (v2) {
         if (req->has_id != o->has_id || strcmp(req->id, o->id) != 0) {
-            fail("%s: id \"%s\", json-c \"%s\"", label, req->id, o->id);
+            KT_FAIL("%s: id \"%s\", json-c \"%s\"", label, req->id, o->id);
             return false;
         }
         if (req->n_outputs != o->n_outputs) {
-            fail("%s: %d outputs, json-c %d", label, req->n_outputs, o->n_outputs);
+            KT_FAIL("%s: %d outputs, json-c %d", label, req->n_outputs, o->n_outputs);
             return false;
         }
         for (int i = 0; i < o->n_outputs; i++)
             if (strcmp(req->outputs[i], o->outputs[i]) != 0) {
-                fail("%s: outputs[%d] \"%s\", json-c \"%s\"", label, i, req->outputs[i],
-                     o->outputs[i]);
+                KT_FAIL("%s: outputs[%d] \"%s\", json-c \"%s\"", label, i, req->outputs[i],
+                        o->outputs[i]);
                 return false;
             }
     }
@@ -253,20 +239,20 @@ static void check_good(const char *label, const char *body, size_t len, bool v2,
     ksv_err err = {0};
     bool have_oracle = v2 ? oracle_v2(body, len, o) : oracle_v1(body, len, o);
     if (!have_oracle) {
-        fail("%s: json-c refuses the body (test bug)", label);
+        KT_FAIL("%s: json-c refuses the body (test bug)", label);
         return;
     }
     int rc = v2 ? ksv_v2_decode_infer(body, len, BIG_LIMIT, req, &err)
                 : ksv_v1_decode_predict(body, len, BIG_LIMIT, req, &err);
     if (o->any_inf) {
-        checks++;
+        kt_count_check();
         if (rc != -1 || err.status != 400 || !strstr(err.msg, "out of range"))
-            fail("%s: float overflow accepted (rc %d, %d %s)", label, rc, err.status, err.msg);
+            KT_FAIL("%s: float overflow accepted (rc %d, %d %s)", label, rc, err.status, err.msg);
         return;
     }
     if (rc != 0) {
-        checks++;
-        fail("%s: refused: %d %s", label, err.status, err.msg);
+        kt_count_check();
+        KT_FAIL("%s: refused: %d %s", label, err.status, err.msg);
         return;
     }
     compare(label, req, o, v2);
@@ -354,15 +340,15 @@ static void test_good_bodies(ksv_tensor_req *req, oracle *o)
     /* spot checks that do not depend on json-c's interpretation */
     ksv_err err;
     const char *b = good_v2[N_GOOD_V2 - 1];
-    checks++;
+    kt_count_check();
     if (ksv_v2_decode_infer(b, strlen(b), BIG_LIMIT, req, &err) != 0 || strlen(req->id) != 128 - 1)
-        fail("long id: expected 127 bytes (cut before a 2-byte char), got %zu",
-             strlen(req->id));
+        KT_FAIL("long id: expected 127 bytes (cut before a 2-byte char), got %zu",
+                strlen(req->id));
     b = good_v2[16]; /* the one with escapes in the name */
-    checks++;
+    kt_count_check();
     if (ksv_v2_decode_infer(b, strlen(b), BIG_LIMIT, req, &err) != 0 ||
         strcmp(req->input_name, "in\xc3\xa9\xf0\x9f\x98\x80") != 0)
-        fail("unicode name: got \"%s\"", req->input_name);
+        KT_FAIL("unicode name: got \"%s\"", req->input_name);
     /* data nested to the deepest level allowed: 3 levels above data, 61 arrays */
     char deep[256];
     size_t n = (size_t)snprintf(deep, sizeof deep, "{\"inputs\":[{\"name\":\"x\",\"shape\":"
@@ -534,11 +520,11 @@ static void check_bad(const char *label, const char *body, size_t len, bool v2, 
     ksv_err err = {0};
     int rc = v2 ? ksv_v2_decode_infer(body, len, max_values, req, &err)
                 : ksv_v1_decode_predict(body, len, max_values, req, &err);
-    checks++;
+    kt_count_check();
     if (rc != -1 || err.status != status || err.msg[0] == '\0' ||
         (msg_part && !strstr(err.msg, msg_part)))
-        fail("%s: rc %d status %d \"%s\" (want %d containing \"%s\") body %.80s", label, rc,
-             err.status, err.msg, status, msg_part ? msg_part : "", body);
+        KT_FAIL("%s: rc %d status %d \"%s\" (want %d containing \"%s\") body %.80s", label, rc,
+                err.status, err.msg, status, msg_part ? msg_part : "", body);
 }
 
 static const bad_case bad_v1[] = {
@@ -602,10 +588,10 @@ static void test_bad_bodies(ksv_tensor_req *req)
     for (int i = 0; i < 63; i++)
         deep[n++] = ']';
     snprintf(deep + n, sizeof deep - n, ",\"instances\":[1]}");
-    checks++;
+    kt_count_check();
     ksv_err err;
     if (ksv_v1_decode_predict(deep, strlen(deep), BIG_LIMIT, req, &err) != 0)
-        fail("64 levels refused: %s", err.msg);
+        KT_FAIL("64 levels refused: %s", err.msg);
 
     /* Every proper prefix of valid bodies is a 400. */
     static const char *const whole[] = {
@@ -617,9 +603,9 @@ static void test_bad_bodies(ksv_tensor_req *req)
     size_t prefixes = 0;
     for (size_t w = 0; w < sizeof whole / sizeof whole[0]; w++) {
         size_t len = strlen(whole[w]);
-        checks++;
+        kt_count_check();
         if (ksv_v2_decode_infer(whole[w], len, BIG_LIMIT, req, &err) != 0)
-            fail("prefix base %zu refused: %s", w, err.msg);
+            KT_FAIL("prefix base %zu refused: %s", w, err.msg);
         for (size_t cut = 0; cut < len; cut++) {
             /* a heap copy of exactly `cut` bytes, so ASan catches any read past the end */
             char *copy = malloc(cut ? cut : 1);
@@ -685,15 +671,15 @@ static void test_mutations(ksv_tensor_req *req, oracle *o)
         ksv_err err = {0};
         int rc = ksv_v2_decode_infer(copy, len, BIG_LIMIT, req, &err);
         total++;
-        checks++;
+        kt_count_check();
         if (rc == 0) {
             accepted++;
             if (!oracle_v2(copy, len, o))
-                fail("mutation accepted but json-c refuses: %.*s", (int)len, copy);
+                KT_FAIL("mutation accepted but json-c refuses: %.*s", (int)len, copy);
             else
                 compare("mutation", req, o, true);
         } else if ((err.status != 400 && err.status != 413) || !err.msg[0]) {
-            fail("mutation: status %d \"%s\"", err.status, err.msg);
+            KT_FAIL("mutation: status %d \"%s\"", err.status, err.msg);
         }
         free(copy);
     }
@@ -857,7 +843,7 @@ static void test_numbers(ksv_tensor_req *req, oracle *o)
         ksv_sb_puts(&body, "]}]}");
         ksv_err err;
         if (!oracle_v2(body.data, body.len, o)) {
-            fail("numbers: json-c refuses body %d", b);
+            KT_FAIL("numbers: json-c refuses body %d", b);
             continue;
         }
         /* json-c saturates big integers: put the exact values in the oracle */
@@ -865,9 +851,9 @@ static void test_numbers(ksv_tensor_req *req, oracle *o)
             if (big_pos[i])
                 o->vals[i] = big_expect[k++];
         big += nbig;
-        checks++;
+        kt_count_check();
         if (ksv_v2_decode_infer(body.data, body.len, BIG_LIMIT, req, &err) != 0) {
-            fail("numbers: body %d refused: %s", b, err.msg);
+            KT_FAIL("numbers: body %d refused: %s", b, err.msg);
             continue;
         }
         if (compare("numbers", req, o, true))
@@ -1018,16 +1004,16 @@ static void test_limits_and_reuse(ksv_tensor_req *req)
         ksv_sb_printf(&body, "%s%d.5", i ? "," : "", i);
     ksv_sb_puts(&body, "]}]}");
     ksv_err err;
-    checks++;
+    kt_count_check();
     if (ksv_v2_decode_infer(body.data, body.len, 1280, req, &err) != 0)
-        fail("exactly max_values refused: %s", err.msg);
+        KT_FAIL("exactly max_values refused: %s", err.msg);
     float *kept = req->data;
     size_t cap = req->cap;
     const char *small = T("[1,2]", "FP32", "[1,2]");
-    checks++;
+    kt_count_check();
     if (ksv_v2_decode_infer(small, strlen(small), 1280, req, &err) != 0 || req->data != kept ||
         req->cap != cap || req->count != 2)
-        fail("buffer not kept between calls");
+        KT_FAIL("buffer not kept between calls");
     check_bad("max_values - 1", body.data, body.len, true, 413, "limit", 1279, req);
     ksv_sb_free(&body);
     printf("limits: max_values exact fit accepted, one more is 413; buffer reused\n");
@@ -1085,14 +1071,14 @@ static void test_encoders(void)
         const char *id = ids[iter % 4];
         ksv_sb_reset(&sb);
         ksv_v2_encode_infer(&sb, "iris \"m\"", "rev-\xc3\xa9", id, out, rows, cols);
-        checks++;
+        kt_count_check();
         json_object *root = parse_strict(sb.data, sb.len);
         json_object *v, *outs, *o0, *shape, *data;
         if (!root || !json_object_object_get_ex(root, "outputs", &outs) ||
             json_object_array_length(outs) != 1 || !(o0 = json_object_array_get_idx(outs, 0)) ||
             !json_object_object_get_ex(o0, "shape", &shape) ||
             !json_object_object_get_ex(o0, "data", &data)) {
-            fail("V2 encode: not the documented JSON: %.200s", sb.data);
+            KT_FAIL("V2 encode: not the documented JSON: %.200s", sb.data);
             json_object_put(root);
             free(out);
             continue;
@@ -1108,41 +1094,41 @@ static void test_encoders(void)
             strcmp(json_object_get_string(v), "output-0") ||
             !json_object_object_get_ex(o0, "datatype", &v) ||
             strcmp(json_object_get_string(v), "FP32"))
-            fail("V2 encode: wrong names/id: %.200s", sb.data);
+            KT_FAIL("V2 encode: wrong names/id: %.200s", sb.data);
         size_t want_dims = cols == 1 ? 1 : 2;
         if (json_object_array_length(shape) != want_dims ||
             json_object_get_int64(json_object_array_get_idx(shape, 0)) != (int64_t)rows ||
             (cols > 1 && json_object_get_int64(json_object_array_get_idx(shape, 1)) != (int64_t)cols))
-            fail("V2 encode: shape wrong for %zux%zu", rows, cols);
+            KT_FAIL("V2 encode: shape wrong for %zux%zu", rows, cols);
         if (json_object_array_length(data) != rows * cols)
-            fail("V2 encode: data not flat");
+            KT_FAIL("V2 encode: data not flat");
         else
             for (size_t i = 0; i < rows * cols; i++)
                 if (!value_matches(json_object_array_get_idx(data, i), out[i]))
-                    fail("V2 encode: value %zu (%.9g) does not read back", i, (double)out[i]);
+                    KT_FAIL("V2 encode: value %zu (%.9g) does not read back", i, (double)out[i]);
         json_object_put(root);
 
         ksv_sb_reset(&sb);
         ksv_v1_encode_predict(&sb, out, rows, cols);
-        checks++;
+        kt_count_check();
         root = parse_strict(sb.data, sb.len);
         json_object *pred;
         if (!root || !json_object_object_get_ex(root, "predictions", &pred) ||
             json_object_array_length(pred) != rows) {
-            fail("V1 encode: not the documented JSON: %.200s", sb.data);
+            KT_FAIL("V1 encode: not the documented JSON: %.200s", sb.data);
         } else {
             for (size_t r = 0; r < rows; r++) {
                 json_object *row = json_object_array_get_idx(pred, r);
                 if (cols == 1) {
                     if (!value_matches(row, out[r]))
-                        fail("V1 encode: value %zu does not read back", r);
+                        KT_FAIL("V1 encode: value %zu does not read back", r);
                 } else if (!json_object_is_type(row, json_type_array) ||
                            json_object_array_length(row) != cols) {
-                    fail("V1 encode: row %zu is not a %zu-array", r, cols);
+                    KT_FAIL("V1 encode: row %zu is not a %zu-array", r, cols);
                 } else {
                     for (size_t c = 0; c < cols; c++)
                         if (!value_matches(json_object_array_get_idx(row, c), out[r * cols + c]))
-                            fail("V1 encode: value [%zu][%zu] does not read back", r, c);
+                            KT_FAIL("V1 encode: value [%zu][%zu] does not read back", r, c);
                 }
             }
         }
@@ -1176,10 +1162,10 @@ static void test_compat_iris(ksv_tensor_req *req, oracle *o)
     size_t len = fread(body, 1, sizeof body, f);
     fclose(f);
     check_good("iris-input.json", body, len, true, req, o);
-    checks++;
+    kt_count_check();
     if (req->ndim != 2 || req->shape[0] != 2 || req->shape[1] != 4 || req->count != 8 ||
         strcmp(req->input_name, "input-0") != 0)
-        fail("iris-input.json: expected input-0 with shape [2,4]");
+        KT_FAIL("iris-input.json: expected input-0 with shape [2,4]");
     printf("compat: iris-input.json decodes to input-0 [2,4], values equal to json-c\n");
 }
 
@@ -1199,6 +1185,5 @@ int main(void)
     test_compat_iris(&req, &o);
     ksv_tensor_req_free(&req);
     free(o.vals);
-    printf("%ld checks, %d failures\n", checks, failures);
-    return failures ? 1 : 0;
+    return kt_summary("test_v2_codec");
 }
