@@ -175,7 +175,8 @@ try:
         snap = {}
     edge = [n for n in snap.get("nodes", []) if n.get("name") == "edge"]
     churn = [m for m in snap.get("models", []) if m.get("name") == "churn"]
-    check(edge and edge[0].get("reachable") is True, "ksv-top sees the SSH node reachable")
+    check(r.returncode == 0 and edge and edge[0].get("reachable") is True,
+          "ksv-top sees the SSH node reachable (exit %d)" % r.returncode)
     check(churn and isinstance(churn[0].get("qps"), (int, float)) and churn[0]["qps"] > 0,
           "ksv-top shows live QPS for a model on the SSH node (%s)" % (churn[0].get("qps") if churn else None))
 
@@ -214,7 +215,8 @@ try:
     except ValueError:
         snap = {}
     edge = [n for n in snap.get("nodes", []) if n.get("name") == "edge"]
-    check(edge and edge[0].get("reachable") is False, "ksv-top shows the SSH node unreachable while sshd is down")
+    check(r.returncode == 0 and edge and edge[0].get("reachable") is False,
+          "ksv-top shows the SSH node unreachable while sshd is down (exit %d)" % r.returncode)
     rc, _, err = ksv("--timeout", "5", "rollout", "set-traffic", "churn", "0")
     check(rc == 1, "a change while the link is down fails, naming the node (%s)" % err.strip()[:100])
     rc, hist = ksv_json("history", "churn", "--limit", "2")

@@ -35,6 +35,13 @@ work = tmpdir("ksv-top-ssh-")
 db = os.path.join(work, "ksv.db")
 run_env = {"KSV_DB": db, "HOME": work, "USER": "tester", "XDG_STATE_HOME": os.path.join(work, "state"),
            "KSV_ENGINE": ENGINE, "SSH_AUTH_SOCK": "", "LC_ALL": "C.UTF-8", "TERM": "tmux-256color"}
+if os.environ.get("ASAN_OPTIONS"):
+    # Under the sanitizer build, ksv-top's own report (a leak at exit included) goes to a
+    # file: inside tmux nobody would see its stderr.
+    run_env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":log_path=" + os.path.join(work, "asan")
+    for k in ("LSAN_OPTIONS", "UBSAN_OPTIONS"):
+        if os.environ.get(k):
+            run_env[k] = os.environ[k] + (":log_path=" + os.path.join(work, "ubsan") if k == "UBSAN_OPTIONS" else "")
 env = dict(os.environ, **run_env)
 box = SshNode(work)
 engine_dir = os.path.join(work, "edge-engine")
@@ -195,6 +202,11 @@ try:
         except OSError:
             alive = False
     check(top_pid and not alive, "q exits ksv-top")
+    reports = [f for f in os.listdir(work) if f.startswith(("asan.", "ubsan."))]
+    for f in reports:
+        with open(os.path.join(work, f), errors="replace") as fh:
+            print(fh.read()[:4000])
+    check(not reports, "no sanitizer report from ksv-top (%s)" % reports)
 finally:
     if doorman:
         doorman.close()
