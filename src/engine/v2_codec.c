@@ -480,27 +480,36 @@ static int scan_number(scanner *s, numtok *t)
 
 static int skip_value(scanner *s);
 
-/* Call right after open_container on '{' with *first = true, and again after each member's
- * value. Returns 1 with the member's name in key and s->p at its value, 0 after the closing
- * '}', -1 on error. */
-static int next_member(scanner *s, bool *first, strout *key)
+/* The step shared by objects and arrays: 0 after the closing `close` (the container is
+ * left), 1 with s->p at the next item (past its ',' unless it is the first), -1 on error. */
+static int next_item(scanner *s, bool *first, char close, const char *expected)
 {
     skip_ws(s);
     char c = peek(s);
-    if (c == '}') {
+    if (c == close) {
         s->p++;
         s->depth--;
         return 0;
     }
     if (!*first) {
         if (c != ',')
-            return syntax_error(s, "expected ',' or '}' in an object");
+            return syntax_error(s, expected);
         s->p++;
         skip_ws(s);
-        c = peek(s);
     }
     *first = false;
-    if (c != '"')
+    return 1;
+}
+
+/* Call right after open_container on '{' with *first = true, and again after each member's
+ * value. Returns 1 with the member's name in key and s->p at its value, 0 after the closing
+ * '}', -1 on error. */
+static int next_member(scanner *s, bool *first, strout *key)
+{
+    int more = next_item(s, first, '}', "expected ',' or '}' in an object");
+    if (more <= 0)
+        return more;
+    if (peek(s) != '"')
         return syntax_error(s, "expected a member name (a string)");
     key->len = 0;
     key->truncated = key->has_nul = false;
@@ -519,21 +528,7 @@ static int next_member(scanner *s, bool *first, strout *key)
 /* Like next_member for arrays: 1 with s->p at the next element, 0 after ']', -1 on error. */
 static int next_element(scanner *s, bool *first)
 {
-    skip_ws(s);
-    char c = peek(s);
-    if (c == ']') {
-        s->p++;
-        s->depth--;
-        return 0;
-    }
-    if (!*first) {
-        if (c != ',')
-            return syntax_error(s, "expected ',' or ']' in an array");
-        s->p++;
-        skip_ws(s);
-    }
-    *first = false;
-    return 1;
+    return next_item(s, first, ']', "expected ',' or ']' in an array");
 }
 
 static int skip_value(scanner *s)
