@@ -7,6 +7,7 @@ here), driven inside tmux:
   - a change made through `ksv` while the node is away fails for that node; when sshd comes
     back ksv-top reconnects by itself, catches the node up (a history row), and its status
     line shows the model file's upload;
+  - the canary slider and promote, driven from ksv-top, reach the edge's engine;
   - q exits and closes the tunnel.
 Skips (77) when tmux or openssh-server is missing."""
 import http.client
@@ -190,6 +191,29 @@ try:
           "the catch-up is a history row (%s)" % rows[:2])
     text = term.wait_for(lambda t: edge_row(t)[0].split()[3:4] == ["up"], timeout=10)
     check(edge_row(text)[0].split()[3:4] == ["up"], "edge is up again on the nodes screen")
+
+    # Driven from ksv-top like a local node: the canary slider and promote reach the edge.
+    term.keys("M")
+    term.wait_for(lambda t: "churn" in t and "90/10" in t, timeout=10)
+    term.keys("+")
+    term.wait_for(lambda t: "85/15" in t, timeout=5)
+    term.keys("Enter")
+    deadline = time.time() + 30
+    while time.time() < deadline and engine_split("churn") != {"churn-00001": 85, "churn-00002": 15}:
+        time.sleep(0.3)
+    split = engine_split("churn")
+    check(split == {"churn-00001": 85, "churn-00002": 15}, "+ and Enter in ksv-top move the edge's canary to 15%% (%s)" % split)
+    text = term.wait_for(lambda t: "node edge: ok" in t, timeout=10)
+    check("node edge: ok" in text, "the status line shows the edge's result")
+    term.keys("P")
+    term.wait_for(lambda t: "Promote" in t and "Cancel" in t, timeout=5)
+    term.keys("Tab")
+    term.keys("Enter")
+    deadline = time.time() + 30
+    while time.time() < deadline and engine_split("churn") != {"churn-00002": 100}:
+        time.sleep(0.3)
+    split = engine_split("churn")
+    check(split == {"churn-00002": 100}, "P + confirm in ksv-top promotes the canary on the edge (%s)" % split)
 
     # q exits: the kept tunnel's thread ends with it.
     term.keys("q")
