@@ -1,11 +1,12 @@
 /* strbuf.c: growable buffer with JSON helpers. */
 #include "common/strbuf.h"
 
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "common/float_format.h"
 
 void ksv_sb_init(ksv_sb *sb)
 {
@@ -109,20 +110,15 @@ void ksv_sb_json_str(ksv_sb *sb, const char *s)
 
 void ksv_sb_json_float(ksv_sb *sb, float v)
 {
-    if (!isfinite(v)) {
-        ksv_sb_append(sb, "null", 4);
-        return;
-    }
-    char buf[32];
     /* The shortest of %.6g..%.9g that reads back as the same float: short output for
-     * round numbers (class ids print as 1), exact round-trip for everything else. */
-    for (int prec = 6; prec <= 9; prec++) {
-        int n = snprintf(buf, sizeof buf, "%.*g", prec, (double)v);
-        if (prec == 9 || strtof(buf, NULL) == v) {
-            ksv_sb_append(sb, buf, (size_t)n);
-            return;
-        }
-    }
+     * round numbers (class ids print as 1), exact round-trip for everything else.
+     * ksv_format_float_g computes that text without printf; JSON has no NaN or Inf. */
+    char buf[32];
+    size_t n = ksv_format_float_g(v, buf);
+    if (n == 0)
+        ksv_sb_append(sb, "null", 4);
+    else
+        ksv_sb_append(sb, buf, n);
 }
 
 void ksv_sb_u64(ksv_sb *sb, unsigned long long v)

@@ -24,7 +24,8 @@ void ksv_sb_putc(ksv_sb *sb, char c);
 void ksv_sb_printf(ksv_sb *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Appends s as a JSON string literal, quotes included, escaping as RFC 8259 requires. */
 void ksv_sb_json_str(ksv_sb *sb, const char *s);
-/* Appends a float with enough digits to round-trip (shortest of %.9g), NaN/Inf as null. */
+/* Appends a float with enough digits to round-trip: the first of %.6g .. %.9g that strtof
+ * reads back as v (see ksv_format_float_g), NaN/Inf as null. */
 void ksv_sb_json_float(ksv_sb *sb, float v);
 void ksv_sb_u64(ksv_sb *sb, unsigned long long v);
 /* Returns the buffer (caller frees) and leaves sb empty. */
