@@ -2,8 +2,9 @@
  * with exponential backoff.
  *
  * Why keep them: every connect to an ssh:// node costs a TCP connect, an SSH handshake,
- * a host key check and authentication (100-200 ms on loopback, far more over a WAN link),
- * and makes sshd fork a process and write an auth log line. ksv-top probes every node at
+ * a host key check, authentication and a few exec channels to find the engine (0.8-1 s
+ * against a loopback sshd on the build VM, more over a WAN: docs/BENCHMARKS.md), and makes
+ * sshd fork a process and write an auth log line. ksv-top probes every node at
  * every refresh; paying that each time would be slow and would flood the node's logs. A
  * handle opened with keep_connections keeps each SSH node's session, tunnel and admin client
  * (so successive requests reuse one direct-tcpip channel) for as long as the link holds.
