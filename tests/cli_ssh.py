@@ -86,6 +86,12 @@ try:
     rc, _, err = ksv("node", "add", "edge-i", address, "--install", *inst_args)
     check(rc == 1 and "riscv64" in err and os.uname().machine in err and not os.path.exists(os.path.join(inst_dir, "bin")),
           "--install refuses a node of another architecture, uploading nothing (%s)" % err.strip()[:160])
+    # A node whose answers make no sense (uname prints nothing) is refused with a reason.
+    with open(fake_uname, "w") as f:
+        f.write("#!/bin/sh\nexit 1\n")
+    rc, _, err = ksv("node", "add", "edge-i", address, "--install", *inst_args)
+    check(rc == 1 and "cannot read" in err and "uname -m" in err,
+          "a node that does not answer uname -m is refused, saying so (%s)" % err.strip()[:160])
     os.remove(fake_uname)
     rc, out, err = ksv("node", "add", "edge-i", address, "--install", *inst_args)
     with open(ENGINE, "rb") as f:

@@ -1,5 +1,6 @@
 /* ssh_engine.c: find or install, start and attach to the ksv-engine of an SSH node (see
- * ssh_engine.h). Every remote step is one short shell command over the session. */
+ * ssh_engine.h). Attaching to a running engine is one exec (node_facts_read) and one HTTP
+ * probe through a direct-tcpip channel; installing and starting add a few more. */
 #include "remote/ssh_engine.h"
 
 #include <stdio.h>
@@ -47,32 +48,6 @@ static void sleep_ms(long ms)
 {
     struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
-}
-
-static int find_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o, const char *home,
-                       ksv_ssh_engine *out, ksv_err *err)
-{
-    char cmd[2600], q[2300], line[1100];
-    int st;
-    if (o->engine_path && *o->engine_path) {
-        char path[1100];
-        if (absolute(home, o->engine_path, path, sizeof path) != 0 ||
-            ksv_ssh_shell_quote(path, q, sizeof q) != 0)
-            return ksv_err_set(err, 400, "--engine-path too long");
-        int n = snprintf(cmd, sizeof cmd, "test -f %s && test -x %s && printf '%%s\\n' %s", q,
-                         q, q);
-        if (n < 0 || (size_t)n >= sizeof cmd)
-            return ksv_err_set(err, 400, "--engine-path too long");
-    } else {
-        snprintf(cmd, sizeof cmd, "command -v ksv-engine");
-    }
-    if (run_line(s, cmd, line, sizeof line, &st, NULL, 0, err) != 0)
-        return -1;
-    if (st == 0 && line[0]) {
-        snprintf(out->engine_path, sizeof out->engine_path, "%s", line);
-        return 0;
-    }
-    return 1;
 }
 
 static int install_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
@@ -127,23 +102,99 @@ static int read_state_file(ksv_ssh_session *s, const char *qdir, const char *nam
     return 0;
 }
 
-static int lock_held(ksv_ssh_session *s, const char *qdir, bool *held, ksv_err *err)
+/* A node path as a shell word that the node's shell makes absolute: "/x" stays, "~/x",
+ * "~" and relative paths go under "$HOME" (the exec's working directory is home, but the
+ * engine is started from /). -1 when it does not fit or holds a newline (facts are lines). */
+static int shell_path(const char *path, char *out, size_t cap)
 {
-    char cmd[2600], line[32];
-    int st;
-    /* flock(1) tests the engine's own lock; without it, the pid in the lock file must be
-     * a live ksv-engine. */
-    snprintf(cmd, sizeof cmd,
-             "d=%s; if [ ! -f \"$d/lock\" ]; then echo free; "
-             "elif command -v flock >/dev/null 2>&1; then "
-             "flock -n \"$d/lock\" true && echo free || echo held; "
-             "else p=$(cat \"$d/lock\" 2>/dev/null); "
-             "if [ -n \"$p\" ] && grep -q ksv-engine \"/proc/$p/cmdline\" 2>/dev/null; "
-             "then echo held; else echo free; fi; fi",
-             qdir);
-    if (run_line(s, cmd, line, sizeof line, &st, NULL, 0, err) != 0)
+    if (strchr(path, '\n'))
         return -1;
-    *held = strcmp(line, "held") == 0;
+    const char *rest = path;
+    if (path[0] == '/')
+        return ksv_ssh_shell_quote(path, out, cap);
+    if (path[0] == '~' && (path[1] == '/' || path[1] == '\0'))
+        rest = path[1] ? path + 2 : "";
+    char q[2300];
+    if (ksv_ssh_shell_quote(rest, q, sizeof q) != 0)
+        return -1;
+    int n = snprintf(out, cap, "\"$HOME\"/%s", q);
+    return n < 0 || (size_t)n >= cap ? -1 : 0;
+}
+
+/* What one exec learns about the node, so that attaching to a running engine costs one
+ * exec channel and not five: each channel makes sshd start the user's shell, which reads
+ * its rc files (130-200 ms on the build VM, where ~/.bashrc runs `pyenv init`). */
+typedef struct node_facts {
+    char home[1024];
+    char engine[1100];            /* "" when not found */
+    char address[128];            /* STATE_DIR/address, "" when missing */
+    bool lock_held;               /* an engine holds STATE_DIR/lock */
+} node_facts;
+
+static int node_facts_read(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
+                           ksv_ssh_engine *out, node_facts *f, ksv_err *err)
+{
+    char dir[2400], eng[2400];
+    if (shell_path(o->state_dir && *o->state_dir ? o->state_dir : KSV_SSH_DEFAULT_STATE_DIR,
+                   dir, sizeof dir) != 0)
+        return ksv_err_set(err, 400, "bad --engine-state-dir (too long or a newline in it)");
+    if (o->engine_path && *o->engine_path && shell_path(o->engine_path, eng, sizeof eng) != 0)
+        return ksv_err_set(err, 400, "bad --engine-path (too long or a newline in it)");
+    char cmd[8192];
+    int n = snprintf(cmd, sizeof cmd,
+        "printf 'home=%%s\\n' \"$HOME\"; printf 'arch=%%s\\n' \"$(uname -m)\"; d=%s; "
+        "printf 'dir=%%s\\n' \"$d\"; %s%s%s"
+        "printf 'engine=%%s\\n' \"$e\"; "
+        "printf 'address=%%s\\n' \"$(head -n 1 \"$d/address\" 2>/dev/null)\"; "
+        /* flock(1) tests the engine's own lock; without it, the pid in the lock file must
+         * be a live ksv-engine. */
+        "if [ ! -f \"$d/lock\" ]; then l=free; "
+        "elif command -v flock >/dev/null 2>&1; then "
+        "flock -n \"$d/lock\" true && l=free || l=held; "
+        "else p=$(cat \"$d/lock\" 2>/dev/null); "
+        "if [ -n \"$p\" ] && grep -q ksv-engine \"/proc/$p/cmdline\" 2>/dev/null; "
+        "then l=held; else l=free; fi; fi; printf 'lock=%%s\\n' \"$l\"; "
+        "printf 'token=%%s\\n' \"$(head -n 1 \"$d/token\" 2>/dev/null)\"",
+        dir, o->engine_path && *o->engine_path ? "p=" : "e=$(command -v ksv-engine 2>/dev/null); ",
+        o->engine_path && *o->engine_path ? eng : "",
+        o->engine_path && *o->engine_path ? "; if [ -f \"$p\" ] && [ -x \"$p\" ]; then e=$p; "
+                                            "else e=; fi; " : "");
+    if (n < 0 || (size_t)n >= sizeof cmd)
+        return ksv_err_set(err, 400, "engine path or state dir too long");
+    ksv_ssh_exec_result r;
+    if (ksv_ssh_exec(s, cmd, NULL, 0, &r, err) != 0)
+        return -1;
+    memset(f, 0, sizeof *f);
+    int seen = 0;
+    for (char *line = r.out, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(line, "home") == 0)
+            seen |= 1, snprintf(f->home, sizeof f->home, "%s", v);
+        else if (strcmp(line, "arch") == 0)
+            seen |= 2, snprintf(out->arch, sizeof out->arch, "%s", v);
+        else if (strcmp(line, "dir") == 0)
+            seen |= 4, snprintf(out->state_dir, sizeof out->state_dir, "%s", v);
+        else if (strcmp(line, "engine") == 0)
+            snprintf(f->engine, sizeof f->engine, "%s", v);
+        else if (strcmp(line, "address") == 0)
+            snprintf(f->address, sizeof f->address, "%s", v);
+        else if (strcmp(line, "lock") == 0)
+            seen |= 8, f->lock_held = strcmp(v, "held") == 0;
+        else if (strcmp(line, "token") == 0)
+            snprintf(out->token, sizeof out->token, "%s", v);
+    }
+    int status = r.exit_status;
+    ksv_ssh_exec_result_free(&r);
+    if (seen != 15 || !f->home[0] || !out->arch[0] || out->state_dir[0] != '/')
+        return ksv_err_set(err, 500, "%s: cannot read $HOME, uname -m and the state dir on the "
+                                     "node (exit %d)", s->name, status);
     return 0;
 }
 
@@ -154,34 +205,23 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
     out->port = o->engine_port > 0 ? o->engine_port : KSV_SSH_DEFAULT_ENGINE_PORT;
     if (out->port > 65535)
         return ksv_err_set(err, 400, "bad --engine-port %d", out->port);
-    char line[1100], home[1024], errtext[400];
+    char line[1100], errtext[400];
     int st;
-    ksv_ssh_exec_result r;
-    if (ksv_ssh_exec(s, "printf '%s\\n' \"$HOME\"; uname -m", NULL, 0, &r, err) != 0)
+    node_facts facts;
+    if (node_facts_read(s, o, out, &facts, err) != 0)
         return -1;
-    if (r.exit_status != 0 || sscanf(r.out, "%1023[^\n]\n%63s", home, out->arch) != 2) {
-        ksv_ssh_exec_result_free(&r);
-        return ksv_err_set(err, 500, "%s: cannot read $HOME and uname -m on the node",
-                           s->name);
-    }
-    ksv_ssh_exec_result_free(&r);
-    if (absolute(home, o->state_dir && *o->state_dir ? o->state_dir : KSV_SSH_DEFAULT_STATE_DIR,
-                 out->state_dir, sizeof out->state_dir) != 0)
-        return ksv_err_set(err, 400, "--engine-state-dir too long");
     char qdir[2300];
     if (ksv_ssh_shell_quote(out->state_dir, qdir, sizeof qdir) != 0)
         return ksv_err_set(err, 400, "--engine-state-dir too long");
-
-    int found = find_engine(s, o, home, out, err);
-    if (found < 0)
-        return -1;
-    if (found == 1) {
+    if (facts.engine[0]) {
+        snprintf(out->engine_path, sizeof out->engine_path, "%s", facts.engine);
+    } else {
         if (!o->install)
             return ksv_err_set(err, 404, "%s: no ksv-engine %s%s on the node; pass "
                                          "--engine-path PATH, or --install to upload this one",
                                s->name, o->engine_path ? "at " : "on PATH",
                                o->engine_path ? o->engine_path : "");
-        if (install_engine(s, o, home, out, err) != 0)
+        if (install_engine(s, o, facts.home, out, err) != 0)
             return -1;
     }
 
@@ -196,20 +236,17 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
             *err = probe_err;
         return -1;
     }
-    if (read_state_file(s, qdir, "address", line, sizeof line, err) != 0)
-        return -1;
-    bool held;
-    if (lock_held(s, qdir, &held, err) != 0)
-        return -1;
-    if (up && !(held && strcmp(line, want) == 0))
+    const char *address = facts.address;
+    bool held = facts.lock_held;
+    if (up && !(held && strcmp(address, want) == 0))
         return ksv_err_set(err, 409, "%s: port %d on the node is held by something other "
                                      "than the engine of %s; pick another --engine-port",
                            s->name, out->port, out->state_dir);
     if (!up && held) {
-        if (line[0] && strcmp(line, want) != 0)
+        if (address[0] && strcmp(address, want) != 0)
             return ksv_err_set(err, 409, "%s: the engine of %s listens on %s, not %s; pass "
                                          "--engine-port to match or stop it",
-                               s->name, out->state_dir, line, want);
+                               s->name, out->state_dir, address, want);
         return ksv_err_set(err, 503, "%s: the engine of %s runs but does not answer on %s",
                            s->name, out->state_dir, want);
     }
@@ -254,7 +291,9 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
                                line[0] ? line : "(engine.log is empty)");
         }
     }
-    if (read_state_file(s, qdir, "token", out->token, sizeof out->token, err) != 0)
+    /* An engine this call started wrote its token just now; else the facts have it. */
+    if (out->started &&
+        read_state_file(s, qdir, "token", out->token, sizeof out->token, err) != 0)
         return -1;
     if (!out->token[0])
         return ksv_err_set(err, 503, "%s: cannot read %s/token on the node", s->name,
