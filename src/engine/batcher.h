@@ -28,6 +28,8 @@ typedef struct ksv_batcher ksv_batcher;
 /* cols: the model's features; width: its outputs per row. */
 int ksv_batcher_create(size_t max_rows, unsigned max_delay_us, size_t cols, size_t width,
                        ksv_batcher **out, ksv_err *err);
+/* Only once no ksv_batcher_predict() on b is in progress: a leader still signals its
+ * batch's members after it has let go of the batcher's lock. */
 void ksv_batcher_destroy(ksv_batcher *b);
 
 /* Predicts rows of x into out, possibly together with other callers' rows. The runtime
