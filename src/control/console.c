@@ -160,10 +160,10 @@ int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
         }
         bool kept = conn.borrowed;
         ctl_node_disconnect(&conn);
-        /* The link is up but the engine did not answer: dial afresh next time, which also
-         * finds (and restarts) the engine on the node, as a new connection always does. */
+        /* The engine did not answer through a kept link: dial afresh after the backoff,
+         * which re-reads its token and finds (or restarts) it, as a new connection does. */
         if (rc != 0 && kept)
-            ctl_kept_forget(ctl, name);
+            ctl_kept_failed(ctl, name, e.msg);
     }
     if (!out->reachable)
         snprintf(out->error, sizeof out->error, "%s", e.msg);

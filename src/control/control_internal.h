@@ -68,6 +68,10 @@ typedef struct ctl_kept ctl_kept;
 int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err);
 /* Drops the node's kept connection (the next connect dials again, without waiting). */
 void ctl_kept_forget(ksv_ctl *ctl, const char *name);
+/* The node's kept connection failed a request (why): drop it and back off before the
+ * redial, as after a failed dial, so a node that answers badly is not redialled at every
+ * call. No-op when the node has no kept entry. */
+void ctl_kept_failed(ksv_ctl *ctl, const char *name, const char *why);
 void ctl_kept_close_all(ksv_ctl *ctl);
 /* The wait before reconnect attempt number `failures` (>= 1): min_ms doubled per failure,
  * at most max_ms, times 0.8 + 0.4 * unit (unit in [0,1): the jitter). */

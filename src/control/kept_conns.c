@@ -66,6 +66,8 @@ long ctl_backoff_delay_ms(long min_ms, long max_ms, int failures, double unit)
     if (d > (double)max_ms)
         d = (double)max_ms;
     d *= 0.8 + 0.4 * unit;        /* +-20 % */
+    if (d > (double)max_ms)
+        d = (double)max_ms;       /* the documented longest wait holds, jitter or not */
     return d < 1 ? 1 : (long)d;
 }
 
@@ -101,6 +103,22 @@ static void drop(ctl_kept *k)
     ctl_node_disconnect(&k->conn);
 }
 
+/* Records a failure: no attempt before the backoff delay, and why. The "node NAME: " that
+ * connect errors start with is left out (the messages built from it name the node). */
+static long note_failure(ksv_ctl *ctl, ctl_kept *k, const char *why)
+{
+    size_t nl = strlen(k->node);
+    if (strncmp(why, "node ", 5) == 0 && strncmp(why + 5, k->node, nl) == 0 &&
+        strncmp(why + 5 + nl, ": ", 2) == 0)
+        why += 5 + nl + 2;
+    snprintf(k->last_error, sizeof k->last_error, "%s", why);
+    k->failures++;
+    long delay = ctl_backoff_delay_ms(ctl->reconnect_min_ms, ctl->reconnect_max_ms,
+                                      k->failures, next_unit(&ctl->jitter_state));
+    k->retry_at_ms = mono_ms() + delay;
+    return delay;
+}
+
 int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
 {
     ctl_kept *k = find_or_add(ctl, node->name);
@@ -131,16 +149,15 @@ int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
     }
     int64_t now = mono_ms();
     if (now < k->retry_at_ms)
-        return ksv_err_set(err, 503, "reconnecting in %.1f s; %s",
+        return ksv_err_set(err, 503, "node %s: reconnecting in %.1f s; %s", k->node,
                            (double)(k->retry_at_ms - now) / 1000.0, k->last_error);
     ctl_node_conn fresh;
     if (ctl_node_connect_fresh(ctl, node, &fresh, err) != 0) {
-        k->failures++;
-        snprintf(k->last_error, sizeof k->last_error, "%s", err->msg);
-        long delay = ctl_backoff_delay_ms(ctl->reconnect_min_ms, ctl->reconnect_max_ms,
-                                          k->failures, next_unit(&ctl->jitter_state));
-        k->retry_at_ms = mono_ms() + delay;
-        return ksv_err_set(err, err->status ? err->status : 503, "reconnecting in %.1f s; %s",
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err->msg);
+        long delay = note_failure(ctl, k, why);
+        return ksv_err_set(err, err->status ? err->status : 503,
+                           "node %s: reconnecting in %.1f s; %s", k->node,
                            (double)delay / 1000.0, k->last_error);
     }
     k->conn = fresh;
@@ -150,6 +167,17 @@ int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
     *out = k->conn;
     out->borrowed = true;
     return 0;
+}
+
+void ctl_kept_failed(ksv_ctl *ctl, const char *name, const char *why)
+{
+    for (size_t i = 0; i < ctl->n_kept; i++) {
+        if (strcmp(ctl->kept[i]->node, name) != 0)
+            continue;
+        drop(ctl->kept[i]);
+        note_failure(ctl, ctl->kept[i], why);
+        return;
+    }
 }
 
 void ctl_kept_forget(ksv_ctl *ctl, const char *name)

@@ -172,6 +172,10 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, c
 
 int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
 {
+    /* Whatever happens, *out is something ctl_node_disconnect can take. */
+    memset(out, 0, sizeof *out);
+    if (ctl->keep_connections && node->kind != KSV_NODE_SSH)
+        ctl_kept_forget(ctl, node->name); /* re-added as another kind: drop the old link */
     if (node->kind == KSV_NODE_SSH && ctl->keep_connections && ctl->n_uploads == 0 &&
         !ctl->ssh_trust_new && !ctl->ssh_install)
         return ctl_kept_connect(ctl, node, out, err);

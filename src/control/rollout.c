@@ -91,8 +91,7 @@ static void reconcile_view(ksv_ctl *ctl, const ksv_model_view *v, double timeout
                 rc = ksv_engine_client_wait_applied(conn.client, v->model.name,
                                                     (long)(timeout_s * 1000), NULL, &err);
         }
-        if (conn.client || conn.tunnel)
-            ctl_node_disconnect(&conn);
+        ctl_node_disconnect(&conn); /* zeroed by connect whatever its outcome */
         ksv_sb_free(&mapped);
         node_result(ctl, res, name, rc == 0, rc == 0 ? "in effect" : err.msg);
     }

@@ -121,18 +121,47 @@ static int shell_path(const char *path, char *out, size_t cap)
     return n < 0 || (size_t)n >= cap ? -1 : 0;
 }
 
-/* What one exec learns about the node, so that attaching to a running engine costs one
- * exec channel and not five: each channel makes sshd start the user's shell, which reads
- * its rc files (130-200 ms on the build VM, where ~/.bashrc runs `pyenv init`). */
-typedef struct node_facts {
-    char home[1024];
-    char engine[1100];            /* "" when not found */
-    char address[128];            /* STATE_DIR/address, "" when missing */
-    bool lock_held;               /* an engine holds STATE_DIR/lock */
-} node_facts;
+/* One exec learns all this about the node (ksv_ssh_node_facts), so that attaching to a
+ * running engine costs one exec channel and not five: each channel makes sshd start the
+ * user's shell, which reads its rc files (130-200 ms on the build VM, where ~/.bashrc runs
+ * `pyenv init`). */
+
+int ksv_ssh_parse_node_facts(char *text, ksv_ssh_node_facts *f)
+{
+    memset(f, 0, sizeof *f);
+    int seen = 0;
+    for (char *line = text, *next; line && *line; line = next) {
+        next = strchr(line, '\n');
+        if (next)
+            *next++ = '\0';
+        size_t len = strlen(line);
+        if (len > 0 && line[len - 1] == '\r')
+            line[len - 1] = '\0'; /* a file written on Windows, or a CRLF-emitting shell */
+        char *eq = strchr(line, '=');
+        if (!eq)
+            continue;             /* what the user's rc files print comes first: skipped */
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (strcmp(line, "home") == 0)
+            seen |= 1, snprintf(f->home, sizeof f->home, "%s", v);
+        else if (strcmp(line, "arch") == 0)
+            seen |= 2, snprintf(f->arch, sizeof f->arch, "%s", v);
+        else if (strcmp(line, "dir") == 0)
+            seen |= 4, snprintf(f->state_dir, sizeof f->state_dir, "%s", v);
+        else if (strcmp(line, "engine") == 0)
+            snprintf(f->engine, sizeof f->engine, "%s", v);
+        else if (strcmp(line, "address") == 0)
+            snprintf(f->address, sizeof f->address, "%s", v);
+        else if (strcmp(line, "lock") == 0)
+            seen |= 8, f->lock_held = strcmp(v, "held") == 0;
+        else if (strcmp(line, "token") == 0)
+            snprintf(f->token, sizeof f->token, "%s", v);
+    }
+    return seen == 15 && f->home[0] && f->arch[0] && f->state_dir[0] == '/' ? 0 : -1;
+}
 
 static int node_facts_read(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
-                           ksv_ssh_engine *out, node_facts *f, ksv_err *err)
+                           ksv_ssh_engine *out, ksv_ssh_node_facts *f, ksv_err *err)
 {
     char dir[2400], eng[2400];
     if (shell_path(o->state_dir && *o->state_dir ? o->state_dir : KSV_SSH_DEFAULT_STATE_DIR,
@@ -164,37 +193,15 @@ static int node_facts_read(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
     ksv_ssh_exec_result r;
     if (ksv_ssh_exec(s, cmd, NULL, 0, &r, err) != 0)
         return -1;
-    memset(f, 0, sizeof *f);
-    int seen = 0;
-    for (char *line = r.out, *next; line && *line; line = next) {
-        next = strchr(line, '\n');
-        if (next)
-            *next++ = '\0';
-        char *eq = strchr(line, '=');
-        if (!eq)
-            continue;
-        *eq = '\0';
-        const char *v = eq + 1;
-        if (strcmp(line, "home") == 0)
-            seen |= 1, snprintf(f->home, sizeof f->home, "%s", v);
-        else if (strcmp(line, "arch") == 0)
-            seen |= 2, snprintf(out->arch, sizeof out->arch, "%s", v);
-        else if (strcmp(line, "dir") == 0)
-            seen |= 4, snprintf(out->state_dir, sizeof out->state_dir, "%s", v);
-        else if (strcmp(line, "engine") == 0)
-            snprintf(f->engine, sizeof f->engine, "%s", v);
-        else if (strcmp(line, "address") == 0)
-            snprintf(f->address, sizeof f->address, "%s", v);
-        else if (strcmp(line, "lock") == 0)
-            seen |= 8, f->lock_held = strcmp(v, "held") == 0;
-        else if (strcmp(line, "token") == 0)
-            snprintf(out->token, sizeof out->token, "%s", v);
-    }
+    int bad = ksv_ssh_parse_node_facts(r.out, f);
     int status = r.exit_status;
     ksv_ssh_exec_result_free(&r);
-    if (seen != 15 || !f->home[0] || !out->arch[0] || out->state_dir[0] != '/')
+    if (bad)
         return ksv_err_set(err, 500, "%s: cannot read $HOME, uname -m and the state dir on the "
                                      "node (exit %d)", s->name, status);
+    snprintf(out->arch, sizeof out->arch, "%s", f->arch);
+    snprintf(out->state_dir, sizeof out->state_dir, "%s", f->state_dir);
+    snprintf(out->token, sizeof out->token, "%s", f->token);
     return 0;
 }
 
@@ -207,7 +214,7 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
         return ksv_err_set(err, 400, "bad --engine-port %d", out->port);
     char line[1100], errtext[400];
     int st;
-    node_facts facts;
+    ksv_ssh_node_facts facts;
     if (node_facts_read(s, o, out, &facts, err) != 0)
         return -1;
     char qdir[2300];
@@ -235,6 +242,17 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
         if (err)
             *err = probe_err;
         return -1;
+    }
+    /* The facts were read before the probe. Where they and the probe disagree (an engine
+     * that came up or went away in between, or a real conflict), read them again after it
+     * so that a race is not reported as a conflict: one more exec, on this rare path only. */
+    if ((up && !(facts.lock_held && strcmp(facts.address, want) == 0)) ||
+        (!up && facts.lock_held)) {
+        char engine[sizeof out->engine_path];
+        snprintf(engine, sizeof engine, "%s", out->engine_path);
+        if (node_facts_read(s, o, out, &facts, err) != 0)
+            return -1;
+        snprintf(out->engine_path, sizeof out->engine_path, "%s", engine);
     }
     const char *address = facts.address;
     bool held = facts.lock_held;

@@ -43,6 +43,23 @@ typedef struct ksv_ssh_engine {
     long long installed_sent;
 } ksv_ssh_engine;
 
+/* What one exec tells about the node before anything else is done there. */
+typedef struct ksv_ssh_node_facts {
+    char home[1024];
+    char arch[64];              /* uname -m */
+    char state_dir[1100];       /* the engine's state dir, absolute */
+    char engine[1100];          /* the ksv-engine found ("" none) */
+    char address[128];          /* STATE_DIR/address ("" missing) */
+    bool lock_held;             /* an engine holds STATE_DIR/lock */
+    char token[256];            /* STATE_DIR/token ("" missing) */
+} ksv_ssh_node_facts;
+
+/* Parses the node-facts script's reply: "key=value" lines (home, arch, dir, engine,
+ * address, lock, token); other lines (what the user's rc files print) are skipped, a
+ * trailing '\r' is dropped, and the value is all after the first '='. Modifies text.
+ * 0 when home, arch, an absolute dir and lock were all there; -1 otherwise. */
+int ksv_ssh_parse_node_facts(char *text, ksv_ssh_node_facts *out);
+
 /* Finds (or installs), starts when not running, and reads the token. Errors: 404 no
  * ksv-engine on the node (the message says to pass --engine-path or --install); 409 the
  * node's architecture differs from this machine's (install refused), or the port is held by

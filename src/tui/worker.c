@@ -173,9 +173,15 @@ static void *prober_main(void *arg)
             have = ksv_ctl_node_probe(ctl, slot->name, slash ? slash + 1 : NULL, &p, &err) == 0;
         }
         /* A node that comes back gets what changed while it was away: reconcile the models
-         * placed on it (idempotent; each one is a history row with the node's result). */
-        if (have && p.reachable && slot->was_down && !w->opts.readonly)
-            catch_up(ctl, slot->name, w->opts.change_timeout_s);
+         * placed on it (idempotent; each one is a history row with the node's result).
+         * Through a handle of its own that keeps no connection: a reconcile touches every
+         * node of those models, and the prober's handle keeps only its own node's link. */
+        ksv_ctl *once = NULL;
+        if (have && p.reachable && slot->was_down && !w->opts.readonly &&
+            open_ctl(w, w->opts.node_timeout_ms, false, &once, &err) == 0) {
+            catch_up(once, slot->name, w->opts.change_timeout_s);
+            ksv_ctl_close(once);
+        }
         if (have)
             slot->was_down = !p.reachable;
         pthread_mutex_lock(&w->mu);
