@@ -102,7 +102,10 @@ spec:
     check(ksv("node", "rm", "a2")[0] == 0, "node rm")
     rc, nodes = ksv_json("node", "ls")
     check(rc == 0 and sorted(n["name"] for n in nodes) == ["a", "b"], "node ls -o json lists a and b")
-    check(ksv("node", "add", "a", "local")[0] == 1, "adding a node twice fails (exit 1)")
+    rc, _, err = ksv("node", "add", "a", "local")
+    default_dir = os.path.join(env["XDG_STATE_HOME"], "ksv", "nodes", "a")
+    check(rc == 1 and "already exists" in err, "adding a node twice fails (exit 1): %s" % err.strip())
+    check(lock_pid(default_dir) is None, "the refused add started no engine at %s" % default_dir)
 
     # Manifests: broken ones are refused with file and line.
     bad = manifest(os.path.join(work, "bad.yaml"), "apiVersion: serving.kserve.io/v1beta1\nkind: Deployment\n"

@@ -259,6 +259,15 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
         ctl_local_state_dir(&node, dir, sizeof dir);
         node.engine_state_dir = dir;
     }
+    /* A name taken is refused before anything is reached: connecting a local node starts
+     * its engine, which a refused add must not leave running. */
+    ksv_node existing;
+    ksv_err lookup;
+    if (ksv_store_node_get(ctl->store, name, &existing, &lookup) == 0) {
+        ksv_node_clear(&existing);
+        return ksv_err_set(err, 409, "node %s already exists (ksv node rm %s first)", name,
+                           name);
+    }
     /* Reach it before recording it: a node that never answered is a typo, not a node. */
     ctl_node_conn conn;
     ctl->ssh_trust_new = opts->trust_new;
