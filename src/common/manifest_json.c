@@ -7,6 +7,7 @@
  * walks the same, now known-good, text to build the tree with positions and to refuse
  * duplicate keys as the YAML reader does. */
 #include "common/manifest_tree.h"
+#include "common/utf8.h"
 
 #include <errno.h>
 #include <math.h>
@@ -49,46 +50,6 @@ static void skip_ws(jreader *r)
     }
 }
 
-static void put_utf8(char *out, size_t *n, unsigned cp)
-{
-    if (cp < 0x80) {
-        out[(*n)++] = (char)cp;
-    } else if (cp < 0x800) {
-        out[(*n)++] = (char)(0xC0 | (cp >> 6));
-        out[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    } else if (cp < 0x10000) {
-        out[(*n)++] = (char)(0xE0 | (cp >> 12));
-        out[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    } else {
-        out[(*n)++] = (char)(0xF0 | (cp >> 18));
-        out[(*n)++] = (char)(0x80 | ((cp >> 12) & 0x3F));
-        out[(*n)++] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[(*n)++] = (char)(0x80 | (cp & 0x3F));
-    }
-}
-
-static int hex4(const char *p, size_t avail, unsigned *out)
-{
-    if (avail < 4)
-        return -1;
-    unsigned v = 0;
-    for (int k = 0; k < 4; k++) {
-        char c = p[k];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
 /* Reads a string literal at r->pos (on the opening quote); returns it decoded, or NULL. */
 static char *read_string(jreader *r)
 {
@@ -124,11 +85,11 @@ static char *read_string(jreader *r)
         case 't': out[n++] = '\t'; break;
         case 'u': {
             unsigned cp, low;
-            if (hex4(r->s + k + 1, end - k - 1, &cp) != 0)
+            if (ksv_json_hex4(r->s + k + 1, end - k - 1, &cp) != 0)
                 goto bad_escape;
             k += 4;
             if (cp >= 0xD800 && cp <= 0xDBFF && k + 6 < end && r->s[k + 1] == '\\' &&
-                r->s[k + 2] == 'u' && hex4(r->s + k + 3, end - k - 3, &low) == 0 &&
+                r->s[k + 2] == 'u' && ksv_json_hex4(r->s + k + 3, end - k - 3, &low) == 0 &&
                 low >= 0xDC00 && low <= 0xDFFF) {
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (low - 0xDC00);
                 k += 6;
@@ -140,7 +101,7 @@ static char *read_string(jreader *r)
                 fail_here(r, "a NUL character inside a string is not supported", NULL);
                 return NULL;
             }
-            put_utf8(out, &n, cp);
+            n += ksv_utf8_encode(cp, out + n);
             break;
         }
         default:

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 /* A number longer than this is refused: no exporter writes one, and it keeps the copy that
  * strtod needs on the stack. */
 #define MAX_NUMBER_CHARS 256
@@ -177,35 +179,6 @@ static bool is_name_char(char c, bool colon_ok)
     return is_name_start(c, colon_ok) || is_digit(c);
 }
 
-/* Length of a well-formed UTF-8 sequence starting at p (bounded by n), or 0. */
-static size_t utf8_len(const unsigned char *p, size_t n)
-{
-    unsigned char c = p[0];
-    if (c < 0x80)
-        return 1;
-    size_t need;
-    unsigned int cp;
-    if (c >= 0xC2 && c <= 0xDF)
-        need = 2, cp = c & 0x1F;
-    else if (c >= 0xE0 && c <= 0xEF)
-        need = 3, cp = c & 0x0F;
-    else if (c >= 0xF0 && c <= 0xF4)
-        need = 4, cp = c & 0x07;
-    else
-        return 0;
-    if (n < need)
-        return 0;
-    for (size_t i = 1; i < need; i++) {
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (p[i] & 0x3F);
-    }
-    if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-        (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
-    return need;
-}
-
 /* A quoted string starting at line[*pos] == '"': unescapes it into the arena. */
 static int parse_quoted(parser *ps, const char *line, size_t n, size_t *pos, const char *what,
                         const char **out)
@@ -238,7 +211,7 @@ static int parse_quoted(parser *ps, const char *line, size_t n, size_t *pos, con
         }
         if (c == '\0')
             return fail(ps, "NUL byte in ", what);
-        size_t u = utf8_len((const unsigned char *)line + i, n - i);
+        size_t u = ksv_utf8_seq_len((const unsigned char *)line + i, n - i);
         if (u == 0)
             return fail(ps, "invalid UTF-8 in ", what);
         memcpy(dst + o, line + i, u);

@@ -31,6 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/utf8.h"
+
 #define KSV_JSON_MAX_DEPTH 64
 
 #define LIKELY(x) __builtin_expect(!!(x), 1)
@@ -123,82 +125,6 @@ static void strout_put(strout *o, const char *bytes, size_t n)
     o->buf[o->len] = '\0';
 }
 
-static int hex4(const char *p, unsigned *out)
-{
-    unsigned v = 0;
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9')
-            v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            v |= (unsigned)(c - 'A' + 10);
-        else
-            return -1;
-    }
-    *out = v;
-    return 0;
-}
-
-static size_t utf8_encode(unsigned cp, char *out)
-{
-    if (cp < 0x80) {
-        out[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        out[0] = (char)(0xC0 | (cp >> 6));
-        out[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        out[0] = (char)(0xE0 | (cp >> 12));
-        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (cp >> 18));
-    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
-}
-
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlongs, no surrogates,
- * nothing above U+10FFFF), or 0. */
-static size_t utf8_valid_len(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if ((size_t)(end - p) < n)
-        return 0;
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    return n;
-}
-
 /* s->p is at the opening quote. Decodes into o (may be NULL to only validate). */
 static int scan_string(scanner *s, strout *o)
 {
@@ -224,7 +150,7 @@ static int scan_string(scanner *s, strout *o)
             return syntax_error(s, "control character in a string");
         }
         if (c >= 0x80) {
-            size_t n = utf8_valid_len((const unsigned char *)p, (const unsigned char *)end);
+            size_t n = ksv_utf8_seq_len((const unsigned char *)p, (size_t)(end - p));
             if (n == 0) {
                 s->p = p;
                 return syntax_error(s, "invalid UTF-8 in a string");
@@ -250,7 +176,7 @@ static int scan_string(scanner *s, strout *o)
         case 't': one = '\t'; break;
         case 'u': {
             unsigned cp, lowsur;
-            if (end - p < 6 || hex4(p + 2, &cp) != 0) {
+            if (end - p < 6 || ksv_json_hex4(p + 2, 4, &cp) != 0) {
                 s->p = p;
                 return syntax_error(s, "invalid \\u escape");
             }
@@ -260,7 +186,7 @@ static int scan_string(scanner *s, strout *o)
                 return syntax_error(s, "unpaired low surrogate in \\u escape");
             }
             if (cp >= 0xD800 && cp <= 0xDBFF) {
-                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || hex4(p + 2, &lowsur) != 0 ||
+                if (end - p < 6 || p[0] != '\\' || p[1] != 'u' || ksv_json_hex4(p + 2, 4, &lowsur) != 0 ||
                     lowsur < 0xDC00 || lowsur > 0xDFFF) {
                     s->p = p - 6;
                     return syntax_error(s, "unpaired high surrogate in \\u escape");
@@ -271,7 +197,7 @@ static int scan_string(scanner *s, strout *o)
             if (cp == 0 && o)
                 o->has_nul = true;
             char utf8[4];
-            strout_put(o, utf8, utf8_encode(cp, utf8));
+            strout_put(o, utf8, ksv_utf8_encode(cp, utf8));
             continue;
         }
         default:

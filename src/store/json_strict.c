@@ -3,6 +3,7 @@
  * `ksv ... -o json` can read, so it checks the text itself before json-c builds the tree. */
 #include <string.h>
 
+#include "common/utf8.h"
 #include "store/store_internal.h"
 
 /* json-c refuses deeper nesting anyway; stopping here bounds the recursion. */
@@ -17,45 +18,6 @@ static void skip_ws(json_cursor *c)
 {
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
-}
-
-static bool is_cont(const unsigned char *p, const unsigned char *end, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        if (p + i >= end || (p[i] & 0xc0) != 0x80)
-            return false;
-    return true;
-}
-
-/* One UTF-8 sequence starting at c->p (a byte >= 0x80): no overlongs, no surrogates, at
- * most U+10FFFF. */
-static bool utf8_char(json_cursor *c)
-{
-    const unsigned char *p = c->p;
-    unsigned char b = p[0];
-    size_t extra;
-    unsigned char lo = 0x80, hi = 0xbf; /* range of the second byte */
-    if (b >= 0xc2 && b <= 0xdf) {
-        extra = 1;
-    } else if (b >= 0xe0 && b <= 0xef) {
-        extra = 2;
-        if (b == 0xe0)
-            lo = 0xa0;
-        else if (b == 0xed)
-            hi = 0x9f;
-    } else if (b >= 0xf0 && b <= 0xf4) {
-        extra = 3;
-        if (b == 0xf0)
-            lo = 0x90;
-        else if (b == 0xf4)
-            hi = 0x8f;
-    } else {
-        return false;
-    }
-    if (!is_cont(p + 1, c->end, extra) || p[1] < lo || p[1] > hi)
-        return false;
-    c->p += 1 + extra;
-    return true;
 }
 
 static bool is_hex(unsigned char ch)
@@ -91,8 +53,10 @@ static bool string(json_cursor *c)
                 return false;
             }
         } else if (ch >= 0x80) {
-            if (!utf8_char(c))
+            size_t n = ksv_utf8_seq_len(c->p, (size_t)(c->end - c->p));
+            if (n == 0)
                 return false;
+            c->p += n;
         } else {
             c->p++;
         }
