@@ -121,18 +121,29 @@ static int element_int(json_object *e, int64_t *out)
     return -1;
 }
 
+/* Tree tree_id's member key: an array of exactly n entries (num_nodes), or NULL with err
+ * set. where gets "trees[ID]" for the caller's own messages. */
+static json_object *node_array(json_object *tree, const char *key, size_t n, size_t tree_id,
+                               char where[48], ksv_err *err)
+{
+    snprintf(where, 48, "trees[%zu]", tree_id);
+    json_object *arr = member(tree, key, json_type_array, where, err);
+    if (arr && json_object_array_length(arr) != n) {
+        ksv_err_set(err, 400, "model: %s.%s has %zu entries, num_nodes is %zu", where, key,
+                    json_object_array_length(arr), n);
+        return NULL;
+    }
+    return arr;
+}
+
 /* An array of exactly n integers in [lo, hi], stored as int32. */
 static int read_int_array(json_object *tree, const char *key, size_t n, int64_t lo, int64_t hi,
                           int32_t **out, size_t tree_id, ksv_err *err)
 {
     char where[48];
-    snprintf(where, sizeof where, "trees[%zu]", tree_id);
-    json_object *arr = member(tree, key, json_type_array, where, err);
+    json_object *arr = node_array(tree, key, n, tree_id, where, err);
     if (!arr)
         return -1;
-    if (json_object_array_length(arr) != n)
-        return ksv_err_set(err, 400, "model: %s.%s has %zu entries, num_nodes is %zu", where, key,
-                           json_object_array_length(arr), n);
     int32_t *a = malloc((n ? n : 1) * sizeof *a);
     if (!a)
         return ksv_err_set(err, 500, "model: out of memory");
@@ -154,13 +165,9 @@ static int read_float_array(json_object *tree, const char *key, size_t n, float 
                             size_t tree_id, ksv_err *err)
 {
     char where[48];
-    snprintf(where, sizeof where, "trees[%zu]", tree_id);
-    json_object *arr = member(tree, key, json_type_array, where, err);
+    json_object *arr = node_array(tree, key, n, tree_id, where, err);
     if (!arr)
         return -1;
-    if (json_object_array_length(arr) != n)
-        return ksv_err_set(err, 400, "model: %s.%s has %zu entries, num_nodes is %zu", where, key,
-                           json_object_array_length(arr), n);
     float *a = malloc((n ? n : 1) * sizeof *a);
     if (!a)
         return ksv_err_set(err, 500, "model: out of memory");
