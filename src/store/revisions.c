@@ -120,18 +120,10 @@ static int model_name(ksv_store *s, int64_t model_id, char **name, ksv_err *err)
 {
     sqlite3_stmt *st;
     *name = NULL;
-    if (store_prepare(s, "SELECT name FROM models WHERE id = ?1", &st, err) < 0)
+    if (store_select_model(s, "SELECT name FROM models WHERE id = ?1", model_id,
+                           "reading a model", &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
-    store_bind_int64(&rc, st, 1, model_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = store_col_text(s, st, 0, false, "models.name", name, err);
-    else if (rc == SQLITE_DONE)
-        ksv_err_set(err, 404, "model #%lld not found", (long long)model_id);
-    else
-        store_db_error(s, rc, "reading a model", err);
+    int r = store_col_text(s, st, 0, false, "models.name", name, err);
     sqlite3_finalize(st);
     return r;
 }
@@ -271,19 +263,11 @@ int ksv_store_stable_get(ksv_store *s, int64_t model_id, int64_t *revision_id, k
 {
     *revision_id = 0;
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT stable_revision_id FROM models WHERE id = ?1", &st, err) < 0)
+    if (store_select_model(s, "SELECT stable_revision_id FROM models WHERE id = ?1", model_id,
+                           "reading the stable revision", &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
-    store_bind_int64(&rc, st, 1, model_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = store_col_int64(s, st, 0, true, 1, INT64_MAX, "models.stable_revision_id",
+    int r = store_col_int64(s, st, 0, true, 1, INT64_MAX, "models.stable_revision_id",
                             revision_id, err);
-    else if (rc == SQLITE_DONE)
-        ksv_err_set(err, 404, "model #%lld not found", (long long)model_id);
-    else
-        store_db_error(s, rc, "reading the stable revision", err);
     sqlite3_finalize(st);
     return r;
 }

@@ -70,6 +70,25 @@ int store_step_done(ksv_store *s, sqlite3_stmt *st, const char *what, ksv_err *e
     return store_db_error(s, rc, what, err);
 }
 
+int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const char *what,
+                       sqlite3_stmt **st, ksv_err *err)
+{
+    if (store_prepare(s, sql, st, err) < 0)
+        return -1;
+    int rc = sqlite3_bind_int64(*st, 1, model_id);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_step(*st);
+    if (rc == SQLITE_ROW)
+        return 0;
+    if (rc == SQLITE_DONE)
+        ksv_err_set(err, 404, "model #%lld not found", (long long)model_id);
+    else
+        store_db_error(s, rc, what, err);
+    sqlite3_finalize(*st);
+    *st = NULL;
+    return -1;
+}
+
 void store_bind_text(int *rc, sqlite3_stmt *st, int idx, const char *v)
 {
     if (*rc != SQLITE_OK)

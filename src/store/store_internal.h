@@ -36,6 +36,13 @@ int store_prepare(ksv_store *s, const char *sql, sqlite3_stmt **st, ksv_err *err
 /* Steps a statement that returns no rows. */
 int store_step_done(ksv_store *s, sqlite3_stmt *st, const char *what, ksv_err *err);
 
+/* Runs sql (a SELECT from models with ?1 the model's id) and steps once: 0 with *st on the
+ * row (the caller reads it, then finalizes); -1 with err set and *st finalized: 404
+ * "model #ID not found" when there is no row, else the database error (what says what was
+ * being read). */
+int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const char *what,
+                       sqlite3_stmt **st, ksv_err *err);
+
 /* Sticky binders: do nothing once *rc is not SQLITE_OK, so a run of binds is checked once.
  * A NULL string binds SQL NULL. */
 void store_bind_text(int *rc, sqlite3_stmt *st, int idx, const char *v);

@@ -53,20 +53,11 @@ static int check_revision_of(ksv_store *s, int64_t model_id, int64_t revision_id
 static int model_exists(ksv_store *s, int64_t model_id, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT 1 FROM models WHERE id = ?1", &st, err) < 0)
+    if (store_select_model(s, "SELECT 1 FROM models WHERE id = ?1", model_id, "reading a model",
+                           &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
-    store_bind_int64(&rc, st, 1, model_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = 0;
-    else if (rc == SQLITE_DONE)
-        ksv_err_set(err, 404, "model #%lld not found", (long long)model_id);
-    else
-        store_db_error(s, rc, "reading a model", err);
     sqlite3_finalize(st);
-    return r;
+    return 0;
 }
 
 int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entry *entries,
