@@ -101,6 +101,15 @@ bool ksv_ctl_result_ok(const ksv_ctl_result *r)
     return true;
 }
 
+const char *ctl_skip_node_prefix(const char *message, const char *node)
+{
+    size_t nl = strlen(node);
+    if (strncmp(message, "node ", 5) == 0 && strncmp(message + 5, node, nl) == 0 &&
+        strncmp(message + 5 + nl, ": ", 2) == 0)
+        return message + 5 + nl + 2;
+    return message;
+}
+
 int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *message)
 {
     ksv_node_result *p = realloc(r->nodes, (r->n + 1) * sizeof *p);

@@ -41,6 +41,9 @@ typedef struct ctl_upload {
 
 int64_t ctl_now_ms(void);
 int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *message);
+/* message without the "node NAME: " that connect errors start with, for messages that
+ * name the node already. */
+const char *ctl_skip_node_prefix(const char *message, const char *node);
 
 /* A connected node: its admin client. */
 typedef struct ctl_node_conn {

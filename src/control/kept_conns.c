@@ -107,11 +107,7 @@ static void drop(ctl_kept *k)
  * connect errors start with is left out (the messages built from it name the node). */
 static long note_failure(ksv_ctl *ctl, ctl_kept *k, const char *why)
 {
-    size_t nl = strlen(k->node);
-    if (strncmp(why, "node ", 5) == 0 && strncmp(why + 5, k->node, nl) == 0 &&
-        strncmp(why + 5 + nl, ": ", 2) == 0)
-        why += 5 + nl + 2;
-    snprintf(k->last_error, sizeof k->last_error, "%s", why);
+    snprintf(k->last_error, sizeof k->last_error, "%s", ctl_skip_node_prefix(why, k->node));
     k->failures++;
     long delay = ctl_backoff_delay_ms(ctl->reconnect_min_ms, ctl->reconnect_max_ms,
                                       k->failures, next_unit(&ctl->jitter_state));

@@ -14,12 +14,8 @@
 static void node_result(ksv_ctl *ctl, ksv_ctl_result *res, const char *node, bool ok,
                         const char *message)
 {
-    /* The result is keyed by node already: drop the "node NAME: " that connect errors
-     * carry for callers that name no node. */
-    size_t nl = strlen(node);
-    if (message && strncmp(message, "node ", 5) == 0 && strncmp(message + 5, node, nl) == 0 &&
-        strncmp(message + 5 + nl, ": ", 2) == 0)
-        message += 5 + nl + 2;
+    if (message) /* the result is keyed by node already */
+        message = ctl_skip_node_prefix(message, node);
     ctl_result_add(res, node, ok, message);
     ksv_err ignored;
     ksv_store_node_set_status(ctl->store, node, ctl_now_ms(), ok ? NULL : message, NULL,
