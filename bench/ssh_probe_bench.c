@@ -15,7 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include "control/console.h"
 #include "control/control.h"
 
 static double now_ms(void)

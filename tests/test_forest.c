@@ -401,15 +401,15 @@ static void check_broken(void)
     }
     forest_free(f);
     size_t good_len = strlen(good);
-    const char *tree_tpl =
-        "{\"tree_param\":{\"num_nodes\":\"3\",\"size_leaf_vector\":\"%s\"},"
-        "\"left_children\":%s,\"right_children\":[2,-1,-1],\"split_indices\":%s,"
-        "\"split_conditions\":%s,\"default_left\":[0,0,0],\"split_type\":%s,"
-        "\"categories_nodes\":%s}";
+#define TREE_TPL \
+        "{\"tree_param\":{\"num_nodes\":\"3\",\"size_leaf_vector\":\"%s\"}," \
+        "\"left_children\":%s,\"right_children\":[2,-1,-1],\"split_indices\":%s," \
+        "\"split_conditions\":%s,\"default_left\":[0,0,0],\"split_type\":%s," \
+        "\"categories_nodes\":%s}"
 #define TREE(lv, left, idx, cond, st, cats)                                                   \
     ({                                                                                        \
         static char buf_[1024];                                                               \
-        snprintf(buf_, sizeof buf_, tree_tpl, lv, left, idx, cond, st, cats);                 \
+        snprintf(buf_, sizeof buf_, TREE_TPL, lv, left, idx, cond, st, cats);                 \
         buf_;                                                                                 \
     })
     broken_case cases[] = {

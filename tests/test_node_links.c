@@ -125,8 +125,8 @@ static void test_unreachable_node(const char *dir)
         return;
     }
     /* Port 1 on loopback: nothing listens, connects are refused at once. */
-    ksv_node node = {.name = "edge", .kind = KSV_NODE_SSH, .address = "ssh://tester@127.0.0.1:1"};
-    if (ksv_store_node_add(ksv_ctl_store(ctl), &node, NULL, &err) != 0) {
+    ksv_node node = {.name = (char *)"edge", .kind = KSV_NODE_SSH, .address = (char *)"ssh://tester@127.0.0.1:1"};
+    if (ksv_store_node_add(ctl->store, &node, NULL, &err) != 0) {
         KT_FAIL("node add: %s", err.msg);
         ksv_ctl_close(ctl);
         return;
@@ -170,7 +170,7 @@ static void test_unreachable_node(const char *dir)
         ksv_manifest_list_free(&list);
     }
     ksv_history_list hist;
-    if (ksv_store_history_list(ksv_ctl_store(ctl), "default/churn", 5, &hist, &err) == 0) {
+    if (ksv_store_history_list(ctl->store, "default/churn", 5, &hist, &err) == 0) {
         KT_CHECK(hist.n >= 2 && strcmp(hist.items[0].action, "reconcile") == 0 &&
                      strstr(hist.items[0].result, "failed"),
                  "history records the change and the node's failure (%zu rows)", hist.n);

@@ -234,7 +234,7 @@ static void test_open_and_migrations(void)
     OK(ksv_store_schema_version(s, &version, &e), e, "read schema version");
     KT_CHECK(version == KSV_STORE_SCHEMA_VERSION, "schema version is %d", version);
     KT_CHECK(strcmp(ksv_store_path(s), path) == 0, "path accessor");
-    ksv_node n = {.name = "n1", .kind = KSV_NODE_LOCAL, .address = "local"};
+    ksv_node n = {.name = (char *)"n1", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     OK(ksv_store_node_add(s, &n, NULL, &e), e, "write a row");
     ksv_store_close(s);
 
@@ -321,10 +321,10 @@ static void test_crash(void)
         ksv_err e;
         if (ksv_store_open(path, &c, &e) < 0 || ksv_store_begin(c, &e) < 0)
             _exit(3);
-        ksv_node n = {.name = "ghost", .kind = KSV_NODE_LOCAL, .address = "local"};
-        ksv_model m = {.ns = "default", .name = "ghost-model", .spec_json = "{}"};
-        ksv_metric_sample ms = {.at_ms = 1000, .span_ms = 1000, .node = "ghost",
-                                .model = "m", .revision = "m-00001", .requests_2xx = 1};
+        ksv_node n = {.name = (char *)"ghost", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
+        ksv_model m = {.ns = (char *)"default", .name = (char *)"ghost-model", .spec_json = (char *)"{}"};
+        ksv_metric_sample ms = {.at_ms = 1000, .span_ms = 1000, .node = (char *)"ghost",
+                                .model = (char *)"m", .revision = (char *)"m-00001", .requests_2xx = 1};
         if (ksv_store_node_add(c, &n, NULL, &e) < 0 ||
             ksv_store_model_upsert(c, &m, NULL, NULL, &e) < 0)
             _exit(4);
@@ -357,8 +357,8 @@ static void test_crash(void)
     if (pid == 0) {
         ksv_store *c = NULL;
         ksv_err ce;
-        ksv_node kept = {.name = "kept", .kind = KSV_NODE_LOCAL, .address = "local"};
-        ksv_node lost = {.name = "lost", .kind = KSV_NODE_LOCAL, .address = "local"};
+        ksv_node kept = {.name = (char *)"kept", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
+        ksv_node lost = {.name = (char *)"lost", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
         if (ksv_store_open(path, &c, &ce) < 0 || ksv_store_begin(c, &ce) < 0 ||
             ksv_store_node_add(c, &kept, NULL, &ce) < 0 || ksv_store_commit(c, &ce) < 0 ||
             ksv_store_begin(c, &ce) < 0 || ksv_store_node_add(c, &lost, NULL, &ce) < 0)
@@ -385,14 +385,14 @@ static void test_nodes(ksv_store *s)
     printf("== nodes\n");
     ksv_err e = {0};
     int64_t id = 0;
-    ksv_node local = {.name = "box1", .kind = KSV_NODE_LOCAL, .address = "local",
-                      .token_file = "/etc/ksv/token"};
-    ksv_node http = {.name = "box2", .kind = KSV_NODE_HTTP, .address = "http://10.0.0.2:8080"};
-    ksv_node ssh = {.name = "gpu-a", .kind = KSV_NODE_SSH, .address = "ssh://ops@gpu-a:2222",
-                    .ssh_identity = "/home/ops/.ssh/id_ed25519",
-                    .ssh_known_hosts = "/home/ops/.ssh/known_hosts", .engine_port = 9090,
-                    .engine_path = "/opt/ksv/bin/ksv-engine",
-                    .engine_state_dir = "/var/lib/ksv-engine"};
+    ksv_node local = {.name = (char *)"box1", .kind = KSV_NODE_LOCAL, .address = (char *)"local",
+                      .token_file = (char *)"/etc/ksv/token"};
+    ksv_node http = {.name = (char *)"box2", .kind = KSV_NODE_HTTP, .address = (char *)"http://10.0.0.2:8080"};
+    ksv_node ssh = {.name = (char *)"gpu-a", .kind = KSV_NODE_SSH, .address = (char *)"ssh://ops@gpu-a:2222",
+                    .ssh_identity = (char *)"/home/ops/.ssh/id_ed25519",
+                    .ssh_known_hosts = (char *)"/home/ops/.ssh/known_hosts", .engine_port = 9090,
+                    .engine_path = (char *)"/opt/ksv/bin/ksv-engine",
+                    .engine_state_dir = (char *)"/var/lib/ksv-engine"};
     OK(ksv_store_node_add(s, &ssh, &id, &e), e, "add an ssh node");
     KT_CHECK(id > 0, "node id returned");
     OK(ksv_store_node_add(s, &local, NULL, &e), e, "add a local node");
@@ -406,16 +406,16 @@ static void test_nodes(ksv_store *s)
         int status;
         const char *msg;
     } bad[] = {
-        {{.name = "", .kind = KSV_NODE_LOCAL, .address = "local"}, 400, "empty"},
-        {{.name = NULL, .kind = KSV_NODE_LOCAL, .address = "local"}, 400, "empty"},
-        {{.name = "x", .kind = KSV_NODE_LOCAL, .address = ""}, 400, "address"},
-        {{.name = "x", .kind = KSV_NODE_LOCAL, .address = NULL}, 400, "address"},
-        {{.name = "x", .kind = KSV_NODE_HTTP, .address = "ssh://a"}, 400, "http://"},
-        {{.name = "x", .kind = KSV_NODE_SSH, .address = "http://a"}, 400, "ssh://"},
-        {{.name = "x", .kind = (ksv_node_kind)7, .address = "local"}, 400, "kind"},
-        {{.name = "x", .kind = KSV_NODE_SSH, .address = "ssh://a", .engine_port = 70000}, 400,
+        {{.name = (char *)"", .kind = KSV_NODE_LOCAL, .address = (char *)"local"}, 400, "empty"},
+        {{.name = NULL, .kind = KSV_NODE_LOCAL, .address = (char *)"local"}, 400, "empty"},
+        {{.name = (char *)"x", .kind = KSV_NODE_LOCAL, .address = (char *)""}, 400, "address"},
+        {{.name = (char *)"x", .kind = KSV_NODE_LOCAL, .address = NULL}, 400, "address"},
+        {{.name = (char *)"x", .kind = KSV_NODE_HTTP, .address = (char *)"ssh://a"}, 400, "http://"},
+        {{.name = (char *)"x", .kind = KSV_NODE_SSH, .address = (char *)"http://a"}, 400, "ssh://"},
+        {{.name = (char *)"x", .kind = (ksv_node_kind)7, .address = (char *)"local"}, 400, "kind"},
+        {{.name = (char *)"x", .kind = KSV_NODE_SSH, .address = (char *)"ssh://a", .engine_port = 70000}, 400,
          "port"},
-        {{.name = "x", .kind = KSV_NODE_SSH, .address = "ssh://a", .engine_port = -1}, 400,
+        {{.name = (char *)"x", .kind = KSV_NODE_SSH, .address = (char *)"ssh://a", .engine_port = -1}, 400,
          "port"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -426,7 +426,7 @@ static void test_nodes(ksv_store *s)
     char longname[300];
     memset(longname, 'n', sizeof longname - 1);
     longname[sizeof longname - 1] = '\0';
-    ksv_node lng = {.name = longname, .kind = KSV_NODE_LOCAL, .address = "local"};
+    ksv_node lng = {.name = longname, .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     rc = ksv_store_node_add(s, &lng, NULL, &e);
     EXPECT_ERR(rc, e, 400, "more than 253", "overlong node name refused");
 
@@ -511,14 +511,14 @@ static void test_models(ksv_store *s)
     ksv_err e = {0};
     const char *on_box1[] = {"box1"};
     const char *on_two[] = {"gpu-a", "box1"};
-    ksv_model in = {.ns = "prod", .name = "fraud", .spec_json = "{\"v\":1}",
-                    .annotations_json = "{\"ksv.io/nodes\":\"gpu-a,box1\"}",
+    ksv_model in = {.ns = (char *)"prod", .name = (char *)"fraud", .spec_json = (char *)"{\"v\":1}",
+                    .annotations_json = (char *)"{\"ksv.io/nodes\":\"gpu-a,box1\"}",
                     .nodes = (char **)on_two, .n_nodes = 2};
     int64_t id = 0, id2 = 0;
     bool created = false;
     OK(ksv_store_model_upsert(s, &in, &id, &created, &e), e, "create a model");
     KT_CHECK(id > 0 && created, "created, id %lld", (long long)id);
-    in.spec_json = "{\"v\":2}";
+    in.spec_json = (char *)"{\"v\":2}";
     in.nodes = (char **)on_box1;
     in.n_nodes = 1;
     OK(ksv_store_model_upsert(s, &in, &id2, &created, &e), e, "update the model");
@@ -548,7 +548,7 @@ static void test_models(ksv_store *s)
 
     /* the same model name in another namespace cannot share a node */
     const char *on_gpu[] = {"gpu-a"};
-    ksv_model clash = {.ns = "staging", .name = "iris", .spec_json = "{}",
+    ksv_model clash = {.ns = (char *)"staging", .name = (char *)"iris", .spec_json = (char *)"{}",
                        .nodes = (char **)on_gpu, .n_nodes = 1};
     int rc = ksv_store_model_upsert(s, &clash, NULL, NULL, &e);
     EXPECT_ERR(rc, e, 409, "from namespace prod", "same name, other namespace, same node");
@@ -577,22 +577,22 @@ static void test_models(ksv_store *s)
         int status;
         const char *msg;
     } bad[] = {
-        {{.ns = "", .name = "a", .spec_json = "{}"}, 400, "namespace"},
-        {{.ns = "a/b", .name = "a", .spec_json = "{}"}, 400, "'/'"},
-        {{.ns = "a", .name = "b/c", .spec_json = "{}"}, 400, "'/'"},
-        {{.ns = "a", .name = NULL, .spec_json = "{}"}, 400, "model name"},
-        {{.ns = "a", .name = "b", .spec_json = "[1]"}, 400, "spec"},
-        {{.ns = "a", .name = "b", .spec_json = "{"}, 400, "spec"},
-        {{.ns = "a", .name = "b", .spec_json = NULL}, 400, "spec"},
-        {{.ns = "a", .name = "b", .spec_json = "{}", .annotations_json = "3"}, 400,
+        {{.ns = (char *)"", .name = (char *)"a", .spec_json = (char *)"{}"}, 400, "namespace"},
+        {{.ns = (char *)"a/b", .name = (char *)"a", .spec_json = (char *)"{}"}, 400, "'/'"},
+        {{.ns = (char *)"a", .name = (char *)"b/c", .spec_json = (char *)"{}"}, 400, "'/'"},
+        {{.ns = (char *)"a", .name = NULL, .spec_json = (char *)"{}"}, 400, "model name"},
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"[1]"}, 400, "spec"},
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{"}, 400, "spec"},
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = NULL}, 400, "spec"},
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{}", .annotations_json = (char *)"3"}, 400,
          "annotations"},
-        {{.ns = "a", .name = "b", .spec_json = "{}", .nodes = (char **)dup, .n_nodes = 2}, 400,
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{}", .nodes = (char **)dup, .n_nodes = 2}, 400,
          "twice"},
-        {{.ns = "a", .name = "b", .spec_json = "{}", .nodes = (char **)unknown, .n_nodes = 1},
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{}", .nodes = (char **)unknown, .n_nodes = 1},
          404, "node box9 not found"},
-        {{.ns = "a", .name = "b", .spec_json = "{}", .nodes = (char **)empty_node, .n_nodes = 1},
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{}", .nodes = (char **)empty_node, .n_nodes = 1},
          400, "node name"},
-        {{.ns = "a", .name = "b", .spec_json = "{}", .nodes = NULL, .n_nodes = 1}, 400,
+        {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{}", .nodes = NULL, .n_nodes = 1}, 400,
          "placement"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -811,13 +811,13 @@ static void test_history(ksv_store *s, const char *path)
     printf("== history\n");
     ksv_err e = {0};
     ksv_history_entry entries[] = {
-        {.actor = "ann", .action = "apply", .model = "prod/fraud", .new_value = "fraud-00001",
-         .result = "ok", .node_results_json = "{\"gpu-a\":\"ok\"}"},
-        {.actor = "bob", .action = "node add", .node = "gpu-b", .result = "ok"},
-        {.actor = "ann", .action = "set-traffic", .model = "prod/fraud", .old_value = "0",
-         .new_value = "20", .result = "failed: gpu-a timed out",
-         .node_results_json = "{\"gpu-a\":\"timeout\",\"box1\":\"ok\"}"},
-        {.at_ms = 42, .actor = "cy", .action = "apply", .model = "prod/iris", .result = "ok"},
+        {.actor = (char *)"ann", .action = (char *)"apply", .model = (char *)"prod/fraud", .new_value = (char *)"fraud-00001",
+         .result = (char *)"ok", .node_results_json = (char *)"{\"gpu-a\":\"ok\"}"},
+        {.actor = (char *)"bob", .action = (char *)"node add", .node = (char *)"gpu-b", .result = (char *)"ok"},
+        {.actor = (char *)"ann", .action = (char *)"set-traffic", .model = (char *)"prod/fraud", .old_value = (char *)"0",
+         .new_value = (char *)"20", .result = (char *)"failed: gpu-a timed out",
+         .node_results_json = (char *)"{\"gpu-a\":\"timeout\",\"box1\":\"ok\"}"},
+        {.at_ms = 42, .actor = (char *)"cy", .action = (char *)"apply", .model = (char *)"prod/iris", .result = (char *)"ok"},
     };
     int64_t ids[4];
     for (int i = 0; i < 4; i++)
@@ -849,15 +849,15 @@ static void test_history(ksv_store *s, const char *path)
         ksv_history_entry h;
         const char *msg;
     } bad[] = {
-        {{.action = "apply", .result = "ok"}, "actor"},
-        {{.actor = "", .action = "apply", .result = "ok"}, "actor"},
-        {{.actor = "a", .result = "ok"}, "action"},
-        {{.actor = "a", .action = "apply"}, "result"},
-        {{.actor = "a", .action = "apply", .result = "ok", .node_results_json = "[]"},
+        {{.action = (char *)"apply", .result = (char *)"ok"}, "actor"},
+        {{.actor = (char *)"", .action = (char *)"apply", .result = (char *)"ok"}, "actor"},
+        {{.actor = (char *)"a", .result = (char *)"ok"}, "action"},
+        {{.actor = (char *)"a", .action = (char *)"apply"}, "result"},
+        {{.actor = (char *)"a", .action = (char *)"apply", .result = (char *)"ok", .node_results_json = (char *)"[]"},
          "per-node"},
-        {{.actor = "a", .action = "apply", .result = "ok", .node_results_json = "{"},
+        {{.actor = (char *)"a", .action = (char *)"apply", .result = (char *)"ok", .node_results_json = (char *)"{"},
          "per-node"},
-        {{.at_ms = -5, .actor = "a", .action = "apply", .result = "ok"}, "negative"},
+        {{.at_ms = -5, .actor = (char *)"a", .action = (char *)"apply", .result = (char *)"ok"}, "negative"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ksv_err_clear(&e);
@@ -887,8 +887,8 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     OK(ksv_store_model_get(s, "prod", "fraud", &m, &e), e, "get prod/fraud");
     int64_t mid = m.id;
     ksv_model_clear(&m);
-    ksv_history_entry h = {.actor = "ann", .action = "delete", .model = "prod/fraud",
-                           .result = "ok"};
+    ksv_history_entry h = {.actor = (char *)"ann", .action = (char *)"delete", .model = (char *)"prod/fraud",
+                           .result = (char *)"ok"};
     OK(ksv_store_history_append(s, &h, NULL, &e), e, "log the deletion");
     OK(ksv_store_model_delete(s, mid, &e), e, "delete prod/fraud (with stable, traffic)");
     int rc = ksv_store_model_get(s, "prod", "fraud", &m, &e);
@@ -935,7 +935,7 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     KT_CHECK(strcmp(r.name, expect_name) == 0 && strcmp(r.storage_uri, evil2) == 0,
              "revision named verbatim");
     ksv_revision_clear(&r);
-    ksv_history_entry eh = {.actor = (char *)evil, .action = "apply", .model = ref,
+    ksv_history_entry eh = {.actor = (char *)evil, .action = (char *)"apply", .model = ref,
                             .result = (char *)evil2};
     OK(ksv_store_history_append(s, &eh, NULL, &e), e, "history with quotes");
     ksv_history_list l;
@@ -962,7 +962,7 @@ static void test_transactions(ksv_store *s)
     KT_CHECK(ksv_store_in_transaction(s), "in a transaction");
     int rc = ksv_store_begin(s, &e);
     EXPECT_ERR(rc, e, 409, "already open", "a second begin");
-    ksv_node n = {.name = "tx-node", .kind = KSV_NODE_LOCAL, .address = "local"};
+    ksv_node n = {.name = (char *)"tx-node", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     OK(ksv_store_node_add(s, &n, NULL, &e), e, "add a node inside");
     int64_t id = upsert(s, "tx", "m", "{}", NULL, 0);
     rc = ksv_store_node_add(s, &n, NULL, &e);
@@ -995,7 +995,7 @@ static void test_transactions(ksv_store *s)
 
     /* a second connection reads committed state while the first holds the write lock */
     OK(ksv_store_begin(s, &e), e, "begin, holding the write lock");
-    ksv_node n2 = {.name = "tx-node-2", .kind = KSV_NODE_LOCAL, .address = "local"};
+    ksv_node n2 = {.name = (char *)"tx-node-2", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     OK(ksv_store_node_add(s, &n2, NULL, &e), e, "write inside");
     ksv_store *reader = open_ok(ksv_store_path(s));
     KT_CHECK(reader != NULL, "another handle opens while a writer holds the lock");
@@ -1020,9 +1020,9 @@ static void fill_sample(ksv_metric_sample *m, int64_t at, int series, uint64_t *
     memset(m, 0, sizeof *m);
     m->at_ms = at;
     m->span_ms = 30000;
-    m->node = "gpu-a";
-    m->model = series == 0 ? "fraud" : "iris";
-    m->revision = series == 0 ? "fraud-00001" : "iris-00002";
+    m->node = (char *)"gpu-a";
+    m->model = series == 0 ? (char *)"fraud" : (char *)"iris";
+    m->revision = series == 0 ? (char *)"fraud-00001" : (char *)"iris-00002";
     uint64_t k = (uint64_t)(at / 30000);
     m->requests_2xx = 100 + k % 7;
     m->requests_4xx = k % 3;
@@ -1046,12 +1046,12 @@ static void test_metrics_basic(ksv_store *s)
     big[0] = UINT64_MAX;
     big[KSV_STORE_MAX_BUCKETS - 1] = 1;
     ksv_metric_sample in[] = {
-        {.at_ms = 2000, .span_ms = 1000, .node = "a", .model = "m", .revision = "m-00001",
+        {.at_ms = 2000, .span_ms = 1000, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"m-00001",
          .requests_2xx = 10, .requests_4xx = 1, .requests_5xx = 2, .requests_other = 3,
          .latency_sum_s = 0.5, .buckets = b1, .n_buckets = 5},
-        {.at_ms = 3000, .span_ms = 1000, .node = "b", .model = "m", .revision = "m-00002",
+        {.at_ms = 3000, .span_ms = 1000, .node = (char *)"b", .model = (char *)"m", .revision = (char *)"m-00002",
          .requests_2xx = INT64_MAX, .buckets = big, .n_buckets = KSV_STORE_MAX_BUCKETS},
-        {.at_ms = 4000, .span_ms = 1000, .node = "a", .model = "m", .revision = "m-00001"},
+        {.at_ms = 4000, .span_ms = 1000, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"m-00001"},
     };
     OK(ksv_store_metrics_insert(s, in, 3, &e), e, "insert three samples");
     ksv_metric_list l;
@@ -1083,19 +1083,19 @@ static void test_metrics_basic(ksv_store *s)
         ksv_metric_sample m;
         const char *msg;
     } bad[] = {
-        {{.at_ms = 0, .span_ms = 1, .node = "a", .model = "m", .revision = "r"}, "time"},
-        {{.at_ms = 1, .span_ms = 0, .node = "a", .model = "m", .revision = "r"}, "span"},
-        {{.at_ms = 1, .span_ms = 1, .node = "", .model = "m", .revision = "r"}, "node"},
-        {{.at_ms = 1, .span_ms = 1, .node = "a", .model = NULL, .revision = "r"}, "node"},
-        {{.at_ms = 1, .span_ms = 1, .node = "a", .model = "m", .revision = "r",
+        {{.at_ms = 0, .span_ms = 1, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r"}, "time"},
+        {{.at_ms = 1, .span_ms = 0, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r"}, "span"},
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"", .model = (char *)"m", .revision = (char *)"r"}, "node"},
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"a", .model = NULL, .revision = (char *)"r"}, "node"},
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r",
           .requests_5xx = (uint64_t)INT64_MAX + 1}, "count"},
-        {{.at_ms = 1, .span_ms = 1, .node = "a", .model = "m", .revision = "r",
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r",
           .latency_sum_s = -1}, "latency"},
-        {{.at_ms = 1, .span_ms = 1, .node = "a", .model = "m", .revision = "r",
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r",
           .latency_sum_s = 1.0 / 0.0}, "latency"},
-        {{.at_ms = 1, .span_ms = 1, .node = "a", .model = "m", .revision = "r",
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r",
           .buckets = big, .n_buckets = KSV_STORE_MAX_BUCKETS + 1}, "buckets"},
-        {{.at_ms = 1, .span_ms = 1, .node = "a", .model = "m", .revision = "r",
+        {{.at_ms = 1, .span_ms = 1, .node = (char *)"a", .model = (char *)"m", .revision = (char *)"r",
           .buckets = NULL, .n_buckets = 3}, "buckets"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -1227,8 +1227,8 @@ static void test_metrics_retention(void)
     /* a sample arriving late for a minute already rolled up is added to it */
     int64_t late_minute_end = end - 3600000;
     uint64_t lb[3] = {0, 0, 5};
-    ksv_metric_sample late = {.at_ms = late_minute_end - 10, .span_ms = 10, .node = "gpu-a",
-                              .model = "fraud", .revision = "fraud-00001", .requests_5xx = 7,
+    ksv_metric_sample late = {.at_ms = late_minute_end - 10, .span_ms = 10, .node = (char *)"gpu-a",
+                              .model = (char *)"fraud", .revision = (char *)"fraud-00001", .requests_5xx = 7,
                               .latency_sum_s = 0.5, .buckets = lb, .n_buckets = 3};
     OK(ksv_store_metrics_insert(s, &late, 1, &e), e, "insert a late sample");
     OK(ksv_store_metrics_compact(s, end, NULL, &e), e, "compact again");
@@ -1273,7 +1273,7 @@ static const char *build_small(const char *name)
     if (!s)
         return path;
     ksv_err e = {0};
-    ksv_node n = {.name = "n", .kind = KSV_NODE_LOCAL, .address = "local"};
+    ksv_node n = {.name = (char *)"n", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     ksv_store_node_add(s, &n, NULL, &e);
     const char *on[] = {"n"};
     int64_t id = upsert(s, "ns", "m", "{}", on, 1);
@@ -1283,12 +1283,12 @@ static const char *build_small(const char *name)
     ksv_traffic_entry split[] = {{r1.id, NULL, 50}, {r2.id, NULL, 50}};
     ksv_store_traffic_set(s, id, split, 2, &e);
     ksv_store_stable_set(s, id, r1.id, &e);
-    ksv_history_entry h = {.actor = "a", .action = "apply", .model = "ns/m", .result = "ok",
-                           .node_results_json = "{\"n\":\"ok\"}"};
+    ksv_history_entry h = {.actor = (char *)"a", .action = (char *)"apply", .model = (char *)"ns/m", .result = (char *)"ok",
+                           .node_results_json = (char *)"{\"n\":\"ok\"}"};
     ksv_store_history_append(s, &h, NULL, &e);
     uint64_t b[2] = {1, 2};
-    ksv_metric_sample ms = {.at_ms = 5000, .span_ms = 1000, .node = "n", .model = "m",
-                            .revision = "m-00001", .requests_2xx = 1, .buckets = b,
+    ksv_metric_sample ms = {.at_ms = 5000, .span_ms = 1000, .node = (char *)"n", .model = (char *)"m",
+                            .revision = (char *)"m-00001", .requests_2xx = 1, .buckets = b,
                             .n_buckets = 2};
     ksv_store_metrics_insert(s, &ms, 1, &e);
     if (e.msg[0]) {

@@ -737,8 +737,13 @@ static void random_number_text(char *out, size_t cap, bool *pure_big)
             d = nextafter(d, INFINITY);
         else if (which == 2)
             d = nextafter(d, -INFINITY);
-        static const char *const fmts[] = {"%.17g", "%.17e", "%.20g", "%.25e", "%.16g"};
-        snprintf(out, cap, fmts[rnd_below(5)], d);
+        switch (rnd_below(5)) {
+        case 0: snprintf(out, cap, "%.17g", d); break;
+        case 1: snprintf(out, cap, "%.17e", d); break;
+        case 2: snprintf(out, cap, "%.20g", d); break;
+        case 3: snprintf(out, cap, "%.25e", d); break;
+        default: snprintf(out, cap, "%.16g", d); break;
+        }
         return;
     }
     case 3: { /* random double bits */
@@ -783,11 +788,16 @@ static void random_number_text(char *out, size_t cap, bool *pure_big)
         return;
     }
     case 6: { /* small numbers: subnormal floats and doubles, 0.000... */
-        static const char *const fmts[] = {"%.9g", "%.17g", "%.3e"};
         double mant = (double)(rnd() % 1000000 + 1);
         d = ldexp(mant, -(int)rnd_below(1100));
-        const char *fmt = fmts[rnd_below(3)];
-        snprintf(out, cap, fmt, (rnd() & 1) ? -d : d);
+        unsigned which = rnd_below(3);
+        double v = (rnd() & 1) ? -d : d;
+        if (which == 0)
+            snprintf(out, cap, "%.9g", v);
+        else if (which == 1)
+            snprintf(out, cap, "%.17g", v);
+        else
+            snprintf(out, cap, "%.3e", v);
         return;
     }
     case 8: { /* 18-19 digits next to a double halfway point beside a float halfway point:

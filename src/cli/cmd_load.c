@@ -6,8 +6,6 @@
 
 #include "cli/cli.h"
 #include "common/fileutil.h"
-#include "control/control_internal.h"
-#include "control/loadgen.h"
 
 int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
 {
@@ -54,48 +52,22 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
     ksv_err_clear(&err);
     char *body = NULL;
     size_t body_len = 0;
-    ksv_model_view v;
-    if (ksv_ctl_model_view(ctl, model, cli->ns, &v, &err) != 0) {
+    /* The connection stays open for the run: for an SSH node it is the tunnel the
+     * requests travel through. */
+    ksv_load_target *target;
+    if (ksv_ctl_load_target_open(ctl, model, cli->ns, node_name, !body_file, &target, &err) != 0) {
         ksv_ctl_close(ctl);
         return ksv_fail("%s", err.msg);
     }
-    if (v.model.n_nodes == 0) {
-        ksv_fail("%s is placed on no node", model);
-        goto out;
-    }
-    ksv_node node;
-    if (ksv_store_node_get(ctl->store, node_name ? node_name : v.model.nodes[0], &node, &err) != 0) {
-        ksv_fail("%s", err.msg);
-        goto out;
-    }
-    ctl_node_conn conn;
-    int rc = ctl_node_connect(ctl, &node, &conn, &err);
-    ksv_node_clear(&node);
-    if (rc != 0) {
-        ksv_fail("%s", err.msg);
-        goto out;
-    }
-    char url[1024];
-    snprintf(url, sizeof url, "%s/v2/models/%s/infer", ksv_engine_client_base_url(conn.client),
-             v.model.name);
-    long features = 0;
-    ksv_engine_model_status st;
-    if (!body_file && ksv_engine_client_get_model_status(conn.client, v.model.name, &st, &err) == 0) {
-        for (size_t i = 0; i < st.n_revisions && features <= 0; i++)
-            features = st.revisions[i].num_features;
-        ksv_engine_model_status_free(&st);
-    }
-    /* The connection stays open for the run: for an SSH node it is the tunnel the
-     * requests travel through. */
+    const char *url = ksv_load_target_url(target);
+    long features = ksv_load_target_features(target);
     if (body_file && ksv_read_file(body_file, 64u << 20, &body, &body_len, &err) != 0) {
         ksv_fail("--body: %s", err.msg);
-        ctl_node_disconnect(&conn);
         goto out;
     }
     if (!body && features <= 0) {
         ksv_fail("%s: the engine does not report the input width yet (is it loaded?); pass "
                  "--body FILE", model);
-        ctl_node_disconnect(&conn);
         goto out;
     }
     ksv_load_config cfg = {
@@ -111,13 +83,12 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
     ksv_load_report *report = calloc(1, sizeof *report);
     if (!report) {
         ksv_fail("out of memory");
-        ctl_node_disconnect(&conn);
         goto out;
     }
     if (!cli->json)
         fprintf(stderr, "ksv load: %s for %.0f s, %s, concurrency %ld\n", url, duration,
                 rps > 0 ? "fixed rate" : "as fast as possible", concurrency);
-    rc = ksv_load_run(&cfg, report, &err);
+    int rc = ksv_load_run(&cfg, report, &err);
     if (rc == 0) {
         ksv_load_report_print(report, stdout, cli->json);
         /* Deliberately malformed requests (--bad-fraction) are expected to fail. */
@@ -126,10 +97,9 @@ int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
         ksv_fail("%s", err.msg);
     }
     free(report);
-    ctl_node_disconnect(&conn);
 out:
     free(body);
-    ksv_model_view_free(&v);
+    ksv_load_target_close(target);
     ksv_ctl_close(ctl);
     return code;
 }

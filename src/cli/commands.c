@@ -10,7 +10,7 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
-#include "control/figures.h"
+#include "control/control.h"
 #include "cli/table.h"
 #include "common/fileutil.h"
 #include "common/manifest.h"
@@ -198,7 +198,7 @@ static int node_ls(ksv_cli *cli)
         return 1;
     ksv_node_list list;
     ksv_err err;
-    if (ksv_store_node_list(ksv_ctl_store(ctl), &list, &err) != 0) {
+    if (ksv_ctl_node_list(ctl, &list, &err) != 0) {
         ksv_ctl_close(ctl);
         return ksv_fail("%s", err.msg);
     }
@@ -412,7 +412,7 @@ static int get_models(ksv_cli *cli)
         return 1;
     ksv_model_list list;
     ksv_err err;
-    if (ksv_store_model_list(ksv_ctl_store(ctl), cli->ns, &list, &err) != 0) {
+    if (ksv_ctl_model_list(ctl, cli->ns, &list, &err) != 0) {
         ksv_ctl_close(ctl);
         return ksv_fail("%s", err.msg);
     }
@@ -658,7 +658,7 @@ int ksv_cmd_history(ksv_cli *cli, int argc, char **argv)
     ksv_err err;
     if (model) {
         ksv_model m;
-        if (ksv_store_model_resolve(ksv_ctl_store(ctl), model, cli->ns, &m, &err) == 0) {
+        if (ksv_ctl_model_resolve(ctl, model, cli->ns, &m, &err) == 0) {
             snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
             ksv_model_clear(&m);
         } else if (strchr(model, '/')) {
@@ -668,7 +668,7 @@ int ksv_cmd_history(ksv_cli *cli, int argc, char **argv)
         }
     }
     ksv_history_list list;
-    if (ksv_store_history_list(ksv_ctl_store(ctl), model ? ref : NULL, limit, &list, &err) != 0) {
+    if (ksv_ctl_history_list(ctl, model ? ref : NULL, limit, &list, &err) != 0) {
         ksv_ctl_close(ctl);
         return ksv_fail("%s", err.msg);
     }
@@ -764,7 +764,7 @@ int ksv_cmd_top(ksv_cli *cli, int argc, char **argv)
             }
         }
     }
-    char *args[64] = {"ksv-top"};
+    char *args[64] = {(char *)"ksv-top"};
     for (int i = 0; i < argc && i < 62; i++)
         args[i + 1] = argv[i];
     execvp("ksv-top", args);

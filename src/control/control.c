@@ -70,11 +70,6 @@ void ksv_ctl_close(ksv_ctl *ctl)
     free(ctl);
 }
 
-ksv_store *ksv_ctl_store(ksv_ctl *ctl)
-{
-    return ctl->store;
-}
-
 const char *ksv_ctl_actor(const ksv_ctl *ctl)
 {
     return ctl->actor;

@@ -1,4 +1,7 @@
-/* control.h: ksv's control layer, shared by the `ksv` CLI and `ksv-top`.
+/* control.h: ksv's control layer, shared by the `ksv` CLI and `ksv-top`, and the only
+ * header of src/control (or of anything below it) that src/cli and src/tui include: the
+ * layer's other public headers are included at the end of this one (tests/check_layers.sh
+ * enforces it).
  *
  * Desired state lives in the SQLite store (src/store); this layer changes it (apply,
  * rollout, delete, nodes), records every change in history, and reconciles it onto each
@@ -48,7 +51,6 @@ void ksv_ctl_format_upload(const char *node, const char *file, long long done,
 
 int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err);
 void ksv_ctl_close(ksv_ctl *ctl);
-ksv_store *ksv_ctl_store(ksv_ctl *ctl);
 const char *ksv_ctl_actor(const ksv_ctl *ctl);
 
 /* The result of one change on each node it touched. */
@@ -145,9 +147,38 @@ void ksv_model_view_free(ksv_model_view *v);
 /* The percent of traffic a revision gets in the view (0 when absent). */
 int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id);
 
+/* The model NAME or NAMESPACE/NAME (ns: -n, may be NULL) as stored; free with
+ * ksv_model_clear. 404 when there is none. */
+int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model *out,
+                          ksv_err *err);
+
+/* ---- load generation (ksv load) -------------------------------------------------------- */
+
+/* A connection to the engine serving a model, open for the length of a load run (for an
+ * SSH node it is the tunnel the requests travel through). */
+typedef struct ksv_load_target ksv_load_target;
+
+/* Connects to `node` (NULL: the model's first node) for model NAME or NAMESPACE/NAME; when
+ * want_features, asks the engine for the model's input width (0 when it does not report
+ * one yet). Free with ksv_load_target_close. */
+int ksv_ctl_load_target_open(ksv_ctl *ctl, const char *model, const char *ns, const char *node,
+                             bool want_features, ksv_load_target **out, ksv_err *err);
+/* The model's V2 infer URL through the connection. */
+const char *ksv_load_target_url(const ksv_load_target *t);
+/* The model's input width, 0 when unknown. */
+long ksv_load_target_features(const ksv_load_target *t);
+void ksv_load_target_close(ksv_load_target *t);
+
 /* Appends a history row with the given action and result (used by every change). */
 int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const char *node,
                     const char *old_value, const char *new_value, const ksv_ctl_result *res,
                     const char *result_override, ksv_err *err);
+
+/* The rest of the layer's public interface. */
+#include "control/figures.h"
+#include "control/loadgen.h"
+#include "control/metrics_window.h"
+#include "control/observe.h"
+#include "control/prom_source.h"
 
 #endif

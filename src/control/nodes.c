@@ -1,5 +1,6 @@
 /* nodes.c: registering nodes, connecting to their engines, and their status (reachability,
  * engine version, drift between desired and applied state). */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,10 +333,15 @@ int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv
     return 0;
 }
 
-static void add_drift(ksv_node_status *st, const char *fmt, const char *a, const char *b)
+static void add_drift(ksv_node_status *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void add_drift(ksv_node_status *st, const char *fmt, ...)
 {
     char line[1200];
-    snprintf(line, sizeof line, fmt, a, b);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
     char **p = realloc(st->drift, (st->n_drift + 1) * sizeof *p);
     if (!p)
         return;

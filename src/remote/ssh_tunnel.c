@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,11 +65,19 @@ static bool retry_code(long rc)
     return rc == LIBSSH2_ERROR_EAGAIN || rc == LIBSSH2_ERROR_BAD_USE;
 }
 
-static void link_down(ksv_ssh_tunnel *t, const char *fmt, const char *detail)
+/* Marks the link down; the reason reads "NODE: " and then fmt's text. */
+static void link_down(ksv_ssh_tunnel *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void link_down(ksv_ssh_tunnel *t, const char *fmt, ...)
 {
+    char why[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
     pthread_mutex_lock(&t->mu);
     if (atomic_load(&t->alive))
-        ksv_err_set(&t->down_reason, 503, fmt, t->s->name, detail);
+        ksv_err_set(&t->down_reason, 503, "%s: %s", t->s->name, why);
     pthread_mutex_unlock(&t->mu);
     t->s->broken = true;
     atomic_store(&t->alive, false);
@@ -309,10 +318,8 @@ static void *forward_thread(void *arg)
                 } else if (r < 0) {
                     fatal = r;
                 } else if (now - ping_started > (double)s->dead_after_ms) {
-                    char detail[64];
-                    snprintf(detail, sizeof detail, "%ld", s->dead_after_ms);
-                    link_down(t, "%s: SSH link lost: no keepalive answer within %s ms",
-                              detail);
+                    link_down(t, "SSH link lost: no keepalive answer within %ld ms",
+                              s->dead_after_ms);
                     break;
                 }
             }
@@ -329,7 +336,7 @@ static void *forward_thread(void *arg)
         if (need > pfd_cap) {
             struct pollfd *p = realloc(pfds, need * sizeof *p);
             if (!p) {
-                link_down(t, "%s: tunnel: %s", "out of memory");
+                link_down(t, "tunnel: out of memory");
                 break;
             }
             pfds = p;

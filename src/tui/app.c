@@ -4,6 +4,7 @@
 
 #include <curses.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/fileutil.h"
-#include "control/console.h"
+#include "control/control.h"
 
 #define UI_TICK_MS 100
 #define ESC_KEY 27
@@ -24,9 +25,14 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void set_status(tui_app *a, tui_color c, const char *fmt, const char *arg)
+static void set_status(tui_app *a, tui_color c, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_status(tui_app *a, tui_color c, const char *fmt, ...)
 {
-    snprintf(a->status, sizeof a->status, fmt, arg);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->status, sizeof a->status, fmt, ap);
+    va_end(ap);
     a->status_color = c;
 }
 

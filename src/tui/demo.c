@@ -13,9 +13,7 @@
 
 #include "common/fileutil.h"
 #include "common/manifest.h"
-#include "control/console.h"
 #include "control/control.h"
-#include "control/loadgen.h"
 
 #define DEMO_NODE "demo"
 #define DEMO_RPS 50.0

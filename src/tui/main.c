@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "config.h"
-#include "control/console.h"
+#include "control/control.h"
 #include "tui/app.h"
 #include "tui/crt.h"
 #include "tui/demo.h"

@@ -6,7 +6,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "control/console.h"
+#include "control/control.h"
 #include "tui/app.h"
 #include "tui/format.h"
 #include "tui/spark.h"

@@ -9,10 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "control/console.h"
 #include "control/control.h"
-#include "control/metrics_window.h"
-#include "control/prom_source.h"
 
 #define HISTORY_ROWS 200
 
@@ -137,7 +134,7 @@ static void catch_up(ksv_ctl *ctl, const char *node, double timeout_s)
 {
     ksv_model_list models;
     ksv_err err;
-    if (ksv_ctl_model_list(ctl, &models, &err) != 0)
+    if (ksv_ctl_model_list(ctl, NULL, &models, &err) != 0)
         return;
     for (size_t i = 0; i < models.n; i++) {
         const ksv_model *m = &models.items[i];
@@ -581,7 +578,7 @@ static void collect(tui_worker *w)
     ksv_model_list models = {0};
     ksv_history_list hist = {0};
     if (ksv_ctl_node_list(w->ctl, &nodes, &err) != 0 ||
-        ksv_ctl_model_list(w->ctl, &models, &err) != 0 ||
+        ksv_ctl_model_list(w->ctl, NULL, &models, &err) != 0 ||
         ksv_ctl_history_list(w->ctl, NULL, HISTORY_ROWS, &hist, &err) != 0)
         snprintf(s->error, sizeof s->error, "store: %.240s", err.msg);
 

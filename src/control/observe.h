@@ -1,13 +1,13 @@
-/* console.h: what the console (ksv-top) needs from the control layer besides control.h:
- * listings for display (models, nodes, history) without touching the store from src/tui,
+/* observe.h: the control layer's read side (included by control.h; include that): listings
+ * for display (models, nodes, history) without touching the store from src/tui,
  * an observe-only probe of one node (never starts an engine), the rendering of a model's
  * current spec as KServe YAML for editing, and the local-engine lifecycle of --demo.
  *
  * Threads: a ksv_ctl is used by one thread at a time; a console opens one per thread
  * (each holds its own database handle). The pure functions (spec YAML, validation) touch
  * no handle at all. */
-#ifndef KSV_CONTROL_CONSOLE_H
-#define KSV_CONTROL_CONSOLE_H
+#ifndef KSV_CONTROL_OBSERVE_H
+#define KSV_CONTROL_OBSERVE_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -21,7 +21,8 @@
 
 /* ---- listings (read from the store) ---------------------------------------------- */
 
-int ksv_ctl_model_list(ksv_ctl *ctl, ksv_model_list *out, ksv_err *err);
+/* ns NULL: every namespace. */
+int ksv_ctl_model_list(ksv_ctl *ctl, const char *ns, ksv_model_list *out, ksv_err *err);
 int ksv_ctl_node_list(ksv_ctl *ctl, ksv_node_list *out, ksv_err *err);
 /* model: "namespace/name" or NULL for every entry; limit 0: no limit. Newest first. */
 int ksv_ctl_history_list(ksv_ctl *ctl, const char *model, size_t limit,

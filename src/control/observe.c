@@ -1,5 +1,5 @@
-/* console.c: listings, node probes, spec editing and local-engine control for ksv-top. */
-#include "control/console.h"
+/* observe.c: listings, node probes, spec editing and local-engine control for ksv-top. */
+#include "control/observe.h"
 
 #include <limits.h>
 #include <math.h>
@@ -15,9 +15,15 @@
 
 /* ---- listings ------------------------------------------------------------------------ */
 
-int ksv_ctl_model_list(ksv_ctl *ctl, ksv_model_list *out, ksv_err *err)
+int ksv_ctl_model_list(ksv_ctl *ctl, const char *ns, ksv_model_list *out, ksv_err *err)
 {
-    return ksv_store_model_list(ctl->store, NULL, out, err);
+    return ksv_store_model_list(ctl->store, ns, out, err);
+}
+
+int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model *out,
+                          ksv_err *err)
+{
+    return ksv_store_model_resolve(ctl->store, model, ns, out, err);
 }
 
 int ksv_ctl_node_list(ksv_ctl *ctl, ksv_node_list *out, ksv_err *err)
