@@ -193,6 +193,8 @@ int main(int argc, char **argv)
                : strcmp(opt->gpu, "auto") == 0 ? 0 : atoi(opt->gpu),
         .state_file = path,
         .cache_dir = cache_dir,
+        .fetch_timeout_s = opt->fetch_timeout,
+        .fetch_stall_s = opt->fetch_stall,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0)

@@ -31,6 +31,9 @@ void ksv_engine_usage(FILE *out)
         "  --gpu auto|off|N          GPU for ksv-forest (default auto; CPU when none)\n"
         "  --max-body BYTES          largest request body, K/M/G suffixes (default 64M)\n"
         "  --request-timeout SECS    time a client has to send its body (default 30)\n"
+        "  --fetch-timeout SECS      longest a model download may take (default 3600)\n"
+        "  --fetch-stall SECS        stop a download that moves under 1 KiB in this long\n"
+        "                            (default 30)\n"
         "  --log-level LEVEL         debug, info, warn or error (default info)\n"
         "  --model NAME=URI[,runtime=R]\n"
         "                            serve a model standalone as revision NAME-00001\n"
@@ -160,6 +163,7 @@ static void default_state_dir(char *out, size_t cap)
 int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv_err *err)
 {
     enum { O_LISTEN = 256, O_STATE, O_TOKEN, O_THREADS, O_GPU, O_MAXBODY, O_TIMEOUT, O_LOG,
+           O_FETCH_TIMEOUT, O_FETCH_STALL,
            O_MODEL, O_MODELDIR, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -170,6 +174,8 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         {"max-body", required_argument, NULL, O_MAXBODY},
         {"request-timeout", required_argument, NULL, O_TIMEOUT},
         {"log-level", required_argument, NULL, O_LOG},
+        {"fetch-timeout", required_argument, NULL, O_FETCH_TIMEOUT},
+        {"fetch-stall", required_argument, NULL, O_FETCH_STALL},
         {"model", required_argument, NULL, O_MODEL},
         {"model-dir", required_argument, NULL, O_MODELDIR},
         {"version", no_argument, NULL, O_VERSION},
@@ -181,6 +187,8 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
     opt->gpu = "auto";
     opt->max_body = 64u << 20;
     opt->request_timeout = 30;
+    opt->fetch_timeout = 3600;
+    opt->fetch_stall = 30;
     opt->log_level = KSV_LOG_INFO;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     opt->threads = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -226,6 +234,15 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
             if (*end || !(t > 0 && t <= 3600))
                 return ksv_err_set(err, 2, "--request-timeout: expected seconds in (0, 3600]");
             opt->request_timeout = t;
+            break;
+        }
+        case O_FETCH_TIMEOUT:
+        case O_FETCH_STALL: {
+            double t = strtod(optarg, &end);
+            if (*end || !(t > 0 && t <= 7 * 86400))
+                return ksv_err_set(err, 2, "--%s: expected seconds in (0, 604800]",
+                                   c == O_FETCH_TIMEOUT ? "fetch-timeout" : "fetch-stall");
+            *(c == O_FETCH_TIMEOUT ? &opt->fetch_timeout : &opt->fetch_stall) = t;
             break;
         }
         case O_LOG:

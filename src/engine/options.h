@@ -25,6 +25,8 @@ typedef struct ksv_engine_options {
     const char *gpu;              /* auto | off | N */
     size_t max_body;
     double request_timeout;       /* seconds to deliver a body */
+    double fetch_timeout;         /* seconds one model download may take in all */
+    double fetch_stall;           /* seconds a download may move under 1 KiB */
     ksv_log_level log_level;
     ksv_cli_model models[KSV_MAX_CLI_MODELS];
     size_t n_models;

@@ -11,6 +11,7 @@
 
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "engine/fetch_pool.h"
 #include "engine/storage.h"
 
 #define ERROR_RING 32
@@ -58,6 +59,7 @@ struct ksv_registry {
     int gpu;
     char *state_file;
     char *cache_dir;
+    ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
 
     pthread_t lifecycle;
     pthread_mutex_t lc_mu;
@@ -183,6 +185,7 @@ static void revision_free(ksv_revision *rev, unload_item *it)
     it->handle = rev->handle;
     it->batcher = rev->batcher;
     rev->model->rev_structs--;
+    free(rev->fetched_path);
     free(rev);
 }
 
@@ -301,11 +304,24 @@ static void detach_model(ksv_registry *reg, ksv_model *m)
     m->n_split = 0;
     for (size_t r = 0; r < m->n_revs; r++) {
         m->revs[r]->traffic = m->revs[r]->desired = 0;
+        if (m->revs[r]->fetch_id)
+            ksv_fetch_cancel(reg->fetcher, m->revs[r]->fetch_id, "model deleted");
         /* On allocation failure the revision leaks rather than being freed in use. */
         push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, m->revs[r]);
     }
     m->n_revs = 0;
     push_ptr((void ***)&reg->dead_models, &reg->n_dead_models, &reg->cap_dead_models, m);
+}
+
+/* A revision the new spec no longer lists gets no traffic; one still being fetched or
+ * waiting to load will never serve, so its download stops. Caller holds the write lock. */
+static void stop_unlisted(ksv_registry *reg, ksv_revision *rev)
+{
+    rev->desired = 0;
+    if (rev->fetch_id)
+        ksv_fetch_cancel(reg->fetcher, rev->fetch_id, "revision replaced");
+    if (rev->state == KSV_REV_LOADING)
+        rev->state = KSV_REV_UNLOADED;
 }
 
 static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *err)
@@ -377,7 +393,7 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
         for (size_t j = 0; j < spec->n_revisions; j++)
             listed |= strcmp(spec->revisions[j].name, m->revs[i]->spec.name) == 0;
         if (!listed)
-            m->revs[i]->desired = 0;
+            stop_unlisted(reg, m->revs[i]);
     }
     m->spec = *spec;
     model_apply_traffic(reg, m);
@@ -452,7 +468,60 @@ int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err)
 
 /* --------------------------------------------------------------- lifecycle thread */
 
-/* Loads one revision in state loading, if any. Returns true when it did some work. */
+typedef struct fetch_ticket {
+    ksv_registry *reg;
+    ksv_revision *rev;            /* kept alive while its fetch_id is set (see janitor) */
+} fetch_ticket;
+
+/* Runs on a fetch pool thread when a download ends. */
+static void fetch_done(void *user, uint64_t id, int rc, const char *path, const ksv_err *err)
+{
+    fetch_ticket *t = user;
+    ksv_registry *reg = t->reg;
+    ksv_revision *rev = t->rev;
+    free(t);
+    pthread_rwlock_wrlock(&reg->lock);
+    if (rev->fetch_id == id) {
+        rev->fetch_id = 0;
+        /* A revision replaced or deleted meanwhile no longer waits for the file. */
+        bool waiting = rev->state == KSV_REV_LOADING && !rev->model->deleted;
+        if (rc == 0 && waiting && !(rev->fetched_path = strdup(path)))
+            err = NULL;
+        if (waiting && !rev->fetched_path) {
+            rev->state = KSV_REV_FAILED;
+            snprintf(rev->error, sizeof rev->error, "%s", err ? err->msg : "out of memory");
+            ksv_log(KSV_LOG_ERROR, NULL, "revision %s: %s", rev->spec.name, rev->error);
+        } else if (rc != 0) {
+            ksv_log(KSV_LOG_INFO, NULL, "revision %s: %s", rev->spec.name, err->msg);
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    wake_lifecycle(reg);
+}
+
+/* Hands a revision's download to the fetch pool. Caller holds the write lock. */
+static void start_fetch(ksv_registry *reg, ksv_revision *rev)
+{
+    ksv_err err;
+    fetch_ticket *t = malloc(sizeof *t);
+    if (!t) {
+        rev->state = KSV_REV_FAILED;
+        snprintf(rev->error, sizeof rev->error, "out of memory");
+        return;
+    }
+    *t = (fetch_ticket){reg, rev};
+    rev->fetch_id = ksv_fetch_submit(reg->fetcher, rev->spec.storage_uri, rev->spec.sha256,
+                                     fetch_done, t, &err);
+    if (!rev->fetch_id) {
+        free(t);
+        rev->state = KSV_REV_FAILED;
+        snprintf(rev->error, sizeof rev->error, "%s", err.msg);
+    }
+}
+
+/* Loads one revision in state loading, if any; a revision whose model must be downloaded
+ * first is handed to the fetch pool instead and comes back here when the download ends.
+ * Returns true when it did some work. */
 static bool load_one(ksv_registry *reg)
 {
     ksv_revision *rev = NULL;
@@ -460,16 +529,24 @@ static bool load_one(ksv_registry *reg)
     for (size_t i = 0; i < reg->n_models && !rev; i++) {
         ksv_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs && !rev; r++)
-            if (m->revs[r]->state == KSV_REV_LOADING && !m->revs[r]->loader_busy)
+            if (m->revs[r]->state == KSV_REV_LOADING && !m->revs[r]->loader_busy &&
+                !m->revs[r]->fetch_id)
                 rev = m->revs[r];
     }
     if (!rev) {
         pthread_rwlock_unlock(&reg->lock);
         return false;
     }
+    if (ksv_storage_is_remote(rev->spec.storage_uri) && !rev->fetched_path) {
+        start_fetch(reg, rev);
+        pthread_rwlock_unlock(&reg->lock);
+        return true;
+    }
     rev->loader_busy = true;
     ksv_revision_spec spec = rev->spec;
     const ksv_runtime_ops *ops = rev->ops;
+    char *fetched = rev->fetched_path;
+    rev->fetched_path = NULL; /* each load of a downloaded model checks the cache again */
     pthread_rwlock_unlock(&reg->lock);
 
     ksv_err err;
@@ -485,8 +562,12 @@ static bool load_one(ksv_registry *reg)
         .gpu = reg->gpu,
     };
     double t0 = monotonic_now();
-    int rc = ksv_storage_resolve(spec.storage_uri, reg->cache_dir, spec.sha256, path,
-                                 sizeof path, &err);
+    int rc = 0;
+    if (fetched)
+        snprintf(path, sizeof path, "%s", fetched);
+    else
+        rc = ksv_storage_resolve_local(spec.storage_uri, path, sizeof path, &err);
+    free(fetched);
     if (rc == 0)
         rc = ops->load(path, &opts, &handle, &info, &err);
     double took = monotonic_now() - t0;
@@ -540,7 +621,8 @@ static void janitor(ksv_registry *reg)
     bool work = false;
     pthread_rwlock_rdlock(&reg->lock);
     for (size_t i = 0; i < reg->n_dead && !work; i++)
-        work = atomic_load(&reg->dead_revs[i]->inflight) == 0 && !reg->dead_revs[i]->loader_busy;
+        work = atomic_load(&reg->dead_revs[i]->inflight) == 0 &&
+               !reg->dead_revs[i]->loader_busy && !reg->dead_revs[i]->fetch_id;
     work |= reg->n_dead_models > 0;
     for (size_t i = 0; i < reg->n_models && !work; i++) {
         ksv_model *m = reg->models[i];
@@ -585,7 +667,8 @@ static void janitor(ksv_registry *reg)
     size_t kept = 0;
     for (size_t i = 0; i < reg->n_dead; i++) {
         ksv_revision *rev = reg->dead_revs[i];
-        if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && n_items < 64) {
+        if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && !rev->fetch_id &&
+            n_items < 64) {
             revision_free(rev, &items[n_items]);
             n_items++;
         } else {
@@ -660,6 +743,16 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
     }
+    ksv_fetch_pool_config fcfg = {
+        .threads = cfg->fetch_threads ? cfg->fetch_threads : 4,
+        .deadline_s = cfg->fetch_timeout_s,
+        .stall_s = cfg->fetch_stall_s,
+        .cache_dir = cfg->cache_dir,
+    };
+    if (ksv_fetch_pool_create(&fcfg, &reg->fetcher, err) != 0) {
+        ksv_registry_destroy(reg);
+        return -1;
+    }
     if (pthread_create(&reg->lifecycle, NULL, lifecycle_main, reg) != 0) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "cannot start the lifecycle thread");
@@ -680,6 +773,8 @@ void ksv_registry_destroy(ksv_registry *reg)
         pthread_mutex_unlock(&reg->lc_mu);
         pthread_join(reg->lifecycle, NULL);
     }
+    /* Every download is cancelled and its thread joined before revisions are freed. */
+    ksv_fetch_pool_destroy(reg->fetcher);
     unload_item it;
     for (size_t i = 0; i < reg->n_models; i++) {
         ksv_model *m = reg->models[i];

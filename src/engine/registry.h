@@ -59,6 +59,8 @@ typedef struct ksv_revision {
     double load_seconds;
     double idle_since;            /* monotonic seconds when traffic last went to 0 */
     bool loader_busy;             /* the loader thread holds it outside the lock */
+    uint64_t fetch_id;            /* its download in the fetch pool; 0: none running */
+    char *fetched_path;           /* a finished download, for the next load to take */
     char error[512];              /* last load failure */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
@@ -77,6 +79,9 @@ typedef struct ksv_registry_config {
     int gpu;                      /* device for runtimes that use one; -1: CPU only */
     const char *state_file;       /* applied state, rewritten atomically after each change */
     const char *cache_dir;        /* where http(s) models are fetched to */
+    unsigned fetch_threads;       /* concurrent downloads (0: 4) */
+    double fetch_timeout_s;       /* one download's overall deadline; <= 0: none */
+    double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
 } ksv_registry_config;
 
 int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/model_path.h"
 #include "common/sha256.h"
+#include "engine/http.h"
 
 static bool digest_matches(const char *expected, const char *actual)
 {
@@ -33,7 +34,32 @@ static bool digest_matches(const char *expected, const char *actual)
 typedef struct download {
     FILE *f;
     unsigned long long bytes;
+    const ksv_fetch_ctl *ctl;
+    double window_start;          /* stall rule: when the current window began */
+    unsigned long long window_bytes;
+    const char *stopped;          /* why the progress callback ended the transfer */
 } download;
+
+/* libcurl calls this at least once a second, data or not: cancel, deadline and stall
+ * are judged here, so none of them waits for the peer. */
+static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                       curl_off_t ulnow)
+{
+    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    download *d = user;
+    double now = ksv_now();
+    if (atomic_load(d->ctl->cancel))
+        d->stopped = "cancelled";
+    else if (d->ctl->deadline > 0 && now > d->ctl->deadline)
+        d->stopped = "deadline";
+    else if (d->ctl->stall_s > 0 && now - d->window_start >= d->ctl->stall_s) {
+        if (d->bytes - d->window_bytes < 1024)
+            d->stopped = "stall";
+        d->window_start = now;
+        d->window_bytes = d->bytes;
+    }
+    return d->stopped != NULL;
+}
 
 static size_t write_chunk(char *data, size_t size, size_t n, void *user)
 {
@@ -46,12 +72,14 @@ static size_t write_chunk(char *data, size_t size, size_t n, void *user)
 
 /* Fetches url into path (through a temp file and a rename, so a crash leaves no half
  * file under the final name). */
-static int fetch(const char *url, const char *path, ksv_err *err)
+static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ksv_err *err)
 {
     char tmp[PATH_MAX];
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld", path, (long)getpid()) >= sizeof tmp)
+    static _Atomic unsigned long part_seq;
+    if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld.%lu", path, (long)getpid(),
+                         atomic_fetch_add(&part_seq, 1)) >= sizeof tmp)
         return ksv_err_set(err, 400, "storage %s: cache path too long", url);
-    download d = {.f = fopen(tmp, "wbe")};
+    download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_now()};
     if (!d.f)
         return ksv_err_set(err, 500, "%s: %s", tmp, strerror(errno));
     CURL *c = curl_easy_init();
@@ -76,9 +104,9 @@ static int fetch(const char *url, const char *path, ksv_err *err)
     curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
 #endif
     curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
-    /* A stalled transfer (under 1 KiB/s for 30 s) is abandoned; a slow one is not. */
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
-    curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
+    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &d);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
     CURLcode rc = curl_easy_perform(c);
     long status = 0;
@@ -90,6 +118,14 @@ static int fetch(const char *url, const char *path, ksv_err *err)
         if (d.bytes > KSV_STORAGE_MAX_DOWNLOAD)
             return ksv_err_set(err, 400, "storage %s: larger than %llu bytes", url,
                                KSV_STORAGE_MAX_DOWNLOAD);
+        if (d.stopped && strcmp(d.stopped, "deadline") == 0)
+            return ksv_err_set(err, 504, "storage %s: not fetched within %.0f s (%llu bytes "
+                                         "so far)", url, ctl->deadline_s, d.bytes);
+        if (d.stopped && strcmp(d.stopped, "stall") == 0)
+            return ksv_err_set(err, 504, "storage %s: stalled (under 1 KiB in %.0f s)", url,
+                               ctl->stall_s);
+        if (d.stopped)
+            return ksv_err_set(err, 499, "storage %s: cancelled", url);
         return ksv_err_set(err, status == 404 ? 404 : 503, "storage %s: %s", url,
                            curl_err[0] ? curl_err : curl_easy_strerror(rc));
     }
@@ -103,8 +139,8 @@ static int fetch(const char *url, const char *path, ksv_err *err)
 }
 
 /* http(s): the cached copy, fetched first when missing or not the expected bytes. */
-static int resolve_http(const char *uri, const char *cache_dir, const char *sha256, char *path,
-                        size_t cap, ksv_err *err)
+static int resolve_http(const char *uri, const char *cache_dir, const char *sha256,
+                        const ksv_fetch_ctl *ctl, char *path, size_t cap, ksv_err *err)
 {
     if (!cache_dir)
         return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads", uri);
@@ -153,7 +189,7 @@ static int resolve_http(const char *uri, const char *cache_dir, const char *sha2
             return 0;
         unlink(path); /* cached bytes are not the ones asked for: fetch again */
     }
-    if (fetch(uri, path, err) != 0)
+    if (fetch(uri, path, ctl, err) != 0)
         return -1;
     if (sha256 && *sha256) {
         if (ksv_sha256_file(path, actual, NULL, err) != 0)
@@ -167,18 +203,24 @@ static int resolve_http(const char *uri, const char *cache_dir, const char *sha2
     return 0;
 }
 
-int ksv_storage_resolve(const char *uri, const char *cache_dir, const char *sha256, char *path,
-                        size_t cap, ksv_err *err)
+bool ksv_storage_is_remote(const char *uri)
 {
-    const char *p = uri;
+    return strstr(uri, "://") && strncmp(uri, "file://", 7) != 0;
+}
+
+int ksv_storage_fetch(const char *uri, const char *cache_dir, const char *sha256,
+                      const ksv_fetch_ctl *ctl, char *path, size_t cap, ksv_err *err)
+{
     if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0)
-        return resolve_http(uri, cache_dir, sha256, path, cap, err);
-    if (strncmp(uri, "file://", 7) == 0)
-        p = uri + 7;
-    else if (strstr(uri, "://"))
-        return ksv_err_set(err, 400,
-                           "storage %s: only file://, http:// and https:// URIs and local "
-                           "paths are served (copy the model to the node first)",
-                           uri);
+        return resolve_http(uri, cache_dir, sha256, ctl, path, cap, err);
+    return ksv_err_set(err, 400,
+                       "storage %s: only file://, http:// and https:// URIs and local "
+                       "paths are served (copy the model to the node first)",
+                       uri);
+}
+
+int ksv_storage_resolve_local(const char *uri, char *path, size_t cap, ksv_err *err)
+{
+    const char *p = strncmp(uri, "file://", 7) == 0 ? uri + 7 : uri;
     return ksv_model_path_resolve(p, uri, path, cap, err);
 }

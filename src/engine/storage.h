@@ -9,6 +9,8 @@
 #ifndef KSV_ENGINE_STORAGE_H
 #define KSV_ENGINE_STORAGE_H
 
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "common/error.h"
@@ -16,9 +18,24 @@
 /* Largest model file fetched over HTTP. */
 #define KSV_STORAGE_MAX_DOWNLOAD (8ull << 30)
 
-/* cache_dir: where fetched files go (NULL: http(s) is refused). sha256: expected digest of
- * the file as 64 hex digits, or NULL/"" to accept any. */
-int ksv_storage_resolve(const char *uri, const char *cache_dir, const char *sha256, char *path,
-                        size_t cap, ksv_err *err);
+/* What bounds one fetch: the fetch pool fills it (see fetch_pool.h). */
+typedef struct ksv_fetch_ctl {
+    const _Atomic bool *cancel;   /* set by another thread to stop the transfer */
+    double deadline;              /* CLOCK_MONOTONIC seconds; 0: none */
+    double deadline_s;            /* the same as a length, for the error message */
+    double stall_s;               /* fewer than 1 KiB in this many seconds stops it; 0: none */
+} ksv_fetch_ctl;
+
+/* True when the URI names something to download (http, https...), false for local paths:
+ * those resolve at once, downloads go through the fetch pool. */
+bool ksv_storage_is_remote(const char *uri);
+
+/* A local path or file:// URI: the model file (or folder) to load. */
+int ksv_storage_resolve_local(const char *uri, char *path, size_t cap, ksv_err *err);
+
+/* A remote URI: fetched into cache_dir (reused when already there), checked against sha256
+ * (64 hex digits, or NULL/"" to accept any). Blocks; call from a fetch pool thread. */
+int ksv_storage_fetch(const char *uri, const char *cache_dir, const char *sha256,
+                      const ksv_fetch_ctl *ctl, char *path, size_t cap, ksv_err *err);
 
 #endif
