@@ -3,6 +3,7 @@
  * 1 the operation failed (the message says where and why), 2 usage error. */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,11 +51,15 @@ static const char usage_text[] =
     "\n"
     "Exit codes: 0 success, 1 the operation failed, 2 usage error.\n";
 
-static int usage_error(const char *fmt, const char *arg)
+static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *fmt, ...)
 {
+    va_list ap;
+    va_start(ap, fmt);
     fprintf(stderr, "ksv: ");
-    fprintf(stderr, fmt, arg ? arg : "");
+    vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\nTry 'ksv --help'.\n");
+    va_end(ap);
     return 2;
 }
 
