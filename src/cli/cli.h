@@ -11,6 +11,7 @@ typedef struct ksv_cli {
     const char *ns;
     bool json;
     double timeout_s;
+    int parallel;                 /* --parallel: nodes changed or probed at once */
     const char *argv0;
     const char *usage;            /* the running command's usage line */
 } ksv_cli;

@@ -60,6 +60,7 @@ int ksv_cli_open(ksv_cli *cli, ksv_ctl **ctl)
         .db_path = cli->db,
         .argv0 = cli->argv0,
         .upload_progress = print_upload,
+        .parallel = cli->parallel,
     };
     if (ksv_ctl_open(&opts, ctl, &err) != 0)
         return ksv_fail("%s", err.msg);
@@ -125,7 +126,10 @@ static int report_result(const ksv_cli *cli, const ksv_ctl_result *res, int rc, 
         if (res->summary[0])
             printf("%s\n", res->summary);
         for (size_t i = 0; i < res->n; i++)
-            printf("  node %s: %s%s%s\n", res->nodes[i].node, res->nodes[i].ok ? "ok" : "FAILED",
+            printf("  node %s: %s%s%s\n", res->nodes[i].node,
+                   res->nodes[i].ok            ? "ok"
+                   : res->nodes[i].unconfirmed ? "UNCONFIRMED"
+                                               : "FAILED",
                    res->nodes[i].message[0] ? ": " : "", res->nodes[i].message);
     }
     if (rc != 0) {

@@ -45,7 +45,9 @@ static const char usage_text[] =
     "  --db PATH        database (env KSV_DB; default $XDG_STATE_HOME/ksv/ksv.db)\n"
     "  -o table|json    output format (default table)\n"
     "  -n NAMESPACE     namespace for MODEL arguments (a bare NAME must be unique)\n"
-    "  --timeout SECS   wait for nodes to report changes in effect (default 120)\n"
+    "  --timeout SECS   wait for nodes to report changes in effect (default 120): one\n"
+    "                   deadline for the whole command, however many nodes and models\n"
+    "  --parallel N     nodes changed or probed at once (default 16)\n"
     "  --help           this help; `ksv COMMAND --help` for one command\n"
     "  --version        print the version\n"
     "\n"
@@ -73,12 +75,14 @@ static int parse_globals(int argc, char **argv, ksv_cli *cli)
         const char *val = NULL;
         bool takes = strcmp(a, "--db") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "-n") == 0 ||
                      strcmp(a, "--timeout") == 0 || strcmp(a, "--namespace") == 0 ||
+                     strcmp(a, "--parallel") == 0 ||
                      strcmp(a, "--output") == 0;
         if (takes) {
             if (i + 1 >= argc)
                 return -usage_error("%s needs a value", a);
             val = argv[++i];
         } else if (strncmp(a, "--db=", 5) == 0 || strncmp(a, "--timeout=", 10) == 0 ||
+                   strncmp(a, "--parallel=", 11) == 0 ||
                    strncmp(a, "--output=", 9) == 0 || strncmp(a, "--namespace=", 12) == 0) {
             val = strchr(a, '=') + 1;
         } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
@@ -95,6 +99,12 @@ static int parse_globals(int argc, char **argv, ksv_cli *cli)
             cli->timeout_s = strtod(val, &end);
             if (*end || !(cli->timeout_s > 0))
                 return -usage_error("--timeout: expected seconds, got %s", val);
+        } else if (strncmp(a, "--parallel", 10) == 0) {
+            char *end;
+            long n = strtol(val, &end, 10);
+            if (*end || end == val || n < 1 || n > 1024)
+                return -usage_error("--parallel: expected 1..1024 nodes at once, got %s", val);
+            cli->parallel = (int)n;
         } else if (strcmp(a, "-o") == 0 || strncmp(a, "--output", 8) == 0) {
             if (strcmp(val, "json") == 0)
                 cli->json = true;

@@ -46,6 +46,7 @@ int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
              opts->engine_path ? opts->engine_path : "");
     snprintf(ctl->argv0, sizeof ctl->argv0, "%s", opts->argv0 ? opts->argv0 : "");
     ctl->node_timeout_ms = opts->node_timeout_ms > 0 ? opts->node_timeout_ms : 5000;
+    ctl->parallel = opts->parallel > 0 ? opts->parallel : KSV_CTL_DEFAULT_PARALLEL;
     ctl->upload_progress = opts->upload_progress;
     ctl->upload_progress_user = opts->upload_progress_user;
     ctl->keep_connections = opts->keep_connections;
@@ -82,6 +83,13 @@ int64_t ctl_now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+double ctl_monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+}
+
 void ksv_ctl_result_free(ksv_ctl_result *r)
 {
     free(r->nodes);
@@ -114,6 +122,7 @@ int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *mes
     ksv_node_result *nr = &r->nodes[r->n++];
     snprintf(nr->node, sizeof nr->node, "%s", node);
     nr->ok = ok;
+    nr->unconfirmed = false;
     snprintf(nr->message, sizeof nr->message, "%s", message ? message : "");
     return 0;
 }
@@ -128,13 +137,20 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
     if (result_override) {
         snprintf(result, sizeof result, "%s", result_override);
     } else if (res && res->n > 0) {
-        size_t failed = 0;
-        for (size_t i = 0; i < res->n; i++)
-            failed += !res->nodes[i].ok;
-        if (failed == 0)
+        size_t failed = 0, unsure = 0;
+        for (size_t i = 0; i < res->n; i++) {
+            failed += !res->nodes[i].ok && !res->nodes[i].unconfirmed;
+            unsure += res->nodes[i].unconfirmed;
+        }
+        if (failed == 0 && unsure == 0)
             snprintf(result, sizeof result, "ok on %zu node(s)", res->n);
-        else
+        else if (failed == 0)
+            snprintf(result, sizeof result, "unconfirmed on %zu of %zu node(s)", unsure, res->n);
+        else if (unsure == 0)
             snprintf(result, sizeof result, "failed on %zu of %zu node(s)", failed, res->n);
+        else
+            snprintf(result, sizeof result, "failed on %zu, unconfirmed on %zu of %zu node(s)",
+                     failed, unsure, res->n);
     } else {
         snprintf(result, sizeof result, "ok");
     }
@@ -146,7 +162,10 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
             ksv_sb_json_str(&nodes, res->nodes[i].node);
             ksv_sb_putc(&nodes, ':');
             char line[600];
-            snprintf(line, sizeof line, "%s%s%s", res->nodes[i].ok ? "ok" : "failed",
+            snprintf(line, sizeof line, "%s%s%s",
+                     res->nodes[i].ok            ? "ok"
+                     : res->nodes[i].unconfirmed ? "unconfirmed"
+                                                 : "failed",
                      res->nodes[i].message[0] ? ": " : "", res->nodes[i].message);
             ksv_sb_json_str(&nodes, line);
         }

@@ -26,12 +26,15 @@
 
 typedef struct ksv_ctl ksv_ctl;
 
+#define KSV_CTL_DEFAULT_PARALLEL 16
+
 typedef struct ksv_ctl_options {
     const char *db_path;          /* NULL: $KSV_DB, then $XDG_STATE_HOME/ksv/ksv.db */
     const char *actor;            /* NULL: $USER */
     const char *engine_path;      /* NULL: KSV_ENGINE, beside argv0, then PATH */
     const char *argv0;
     long node_timeout_ms;         /* per admin call; default 5000 */
+    int parallel;                 /* nodes changed or probed at once; <= 0: 16 */
     /* Model files sent to SSH nodes report progress here (may be NULL). */
     void (*upload_progress)(const char *node, const char *file, long long done,
                             long long total, double bytes_per_s, void *user);
@@ -57,6 +60,8 @@ const char *ksv_ctl_actor(const ksv_ctl *ctl);
 typedef struct ksv_node_result {
     char node[64];
     bool ok;
+    bool unconfirmed;             /* !ok: a change was sent but the node gave no answer in
+                                   * time, so it may still take effect (never "failed") */
     char message[512];
 } ksv_node_result;
 

@@ -18,9 +18,7 @@ struct ksv_ctl {
     long node_timeout_ms;
     /* Set only while `node add` connects: trust an unknown host key, install the engine. */
     bool ssh_trust_new, ssh_install;
-    /* Set only while reconcile connects to an SSH node: model files to send first. */
-    struct ctl_upload *uploads;
-    size_t n_uploads;
+    int parallel;                 /* nodes changed or probed at once (fanout.c) */
     void (*upload_progress)(const char *node, const char *file, long long done,
                             long long total, double bytes_per_s, void *user);
     void *upload_progress_user;
@@ -40,6 +38,31 @@ typedef struct ctl_upload {
 } ctl_upload;
 
 int64_t ctl_now_ms(void);
+double ctl_monotonic_ms(void);
+
+/* ---- fan-out (fanout.c) ---- */
+/* Runs job(ctx, i) for every i in [0, n) on up to `parallel` threads (1: on the caller's
+ * thread, in order) and returns when all are done. Jobs must not touch the ctl's store. */
+void ctl_fanout(size_t n, int parallel, void (*job)(void *ctx, size_t i), void *ctx);
+
+/* ---- pushing desired state to nodes (push.c) ---- */
+/* One model to push: its desired state, or its removal. */
+typedef struct ctl_push_model {
+    const ksv_model_view *view;   /* borrowed */
+    bool remove;                  /* DELETE it from its nodes instead of PUT */
+    ksv_ctl_result result;        /* filled: each of its nodes' outcome (caller frees) */
+} ctl_push_model;
+/* Pushes every model to each of its nodes and waits for the change to be in effect: the
+ * nodes in parallel (ctl->parallel at a time), each node's models in turn on one
+ * connection, everything within one deadline timeout_s from now. A node that does not
+ * answer is not asked again in this push (it costs the push one node timeout, not one per
+ * model); every node that gave no answer is asked once more at the end, so a change that
+ * took effect late is recorded as in effect. A change sent to a node that never answered
+ * is "unconfirmed", never "failed": it may still take effect. Records each node's status
+ * in the store; res gets one row per node over all the models (the caller's history row
+ * counts nodes, not models). */
+void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
+              ksv_ctl_result *res);
 int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *message);
 /* message without the "node NAME: " that connect errors start with, for messages that
  * name the node already. */
@@ -57,11 +80,15 @@ typedef struct ctl_node_conn {
 
 /* Connects to a stored node (starting a local engine when it is not running). On a handle
  * with keep_connections, an SSH node's connection is kept and reused (borrowed), except
- * while model files are to be uploaded or the node is being added. */
+ * while the node is being added. */
 int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err);
 /* Always a new connection, owned by the caller. */
 int ctl_node_connect_fresh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
                            ksv_err *err);
+/* The same, sending an SSH node the model files in uploads first (each one's remote path
+ * is filled in). Reads only the ctl's settings: several threads may connect at once. */
+int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
+                               size_t n_uploads, ctl_node_conn *out, ksv_err *err);
 /* Frees what the connection owns; a borrowed one stays with the ctl. */
 void ctl_node_disconnect(ctl_node_conn *c);
 

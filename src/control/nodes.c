@@ -73,16 +73,17 @@ static int on_progress(long long done, long long total, double rate, void *arg)
     return 0;
 }
 
-/* Sends each pending model file to the node's STATE_DIR/models, named by its sha256 (and
+/* Sends each model file to the node's STATE_DIR/models, named by its sha256 (and
  * skipped when already there), and links it as SHA256.d/model.EXT so the engine knows
- * its format. Records the remote path in ctl->uploads. */
+ * its format. Records the remote path in each upload. */
 static int upload_models(ksv_ctl *ctl, const ksv_node *node, ksv_ssh_session *s,
-                         const char *state_dir, ksv_err *err)
+                         const char *state_dir, ctl_upload *uploads, size_t n_uploads,
+                         ksv_err *err)
 {
     char dir[1200];
     snprintf(dir, sizeof dir, "%s/models", state_dir);
-    for (size_t i = 0; i < ctl->n_uploads; i++) {
-        ctl_upload *u = &ctl->uploads[i];
+    for (size_t i = 0; i < n_uploads; i++) {
+        ctl_upload *u = &uploads[i];
         char file[4096];
         if (ksv_model_path_resolve(u->local, u->local, file, sizeof file, err) != 0)
             return ksv_err_prefix(err, "node %s", node->name);
@@ -115,8 +116,9 @@ static int upload_models(ksv_ctl *ctl, const ksv_node *node, ksv_ssh_session *s,
 
 /* One SSH session per connection: host key checked, engine found (or installed) and
  * started on the node's loopback, its token read, and a local port forwarded to it. */
-static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, char *url,
-                       size_t url_cap, char *token, size_t token_cap, ksv_err *err)
+static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
+                       size_t n_uploads, ctl_node_conn *out, char *url, size_t url_cap,
+                       char *token, size_t token_cap, ksv_err *err)
 {
     char user[64], host[256], local_engine[PATH_MAX] = "";
     int port = 0;
@@ -157,7 +159,7 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, c
         return ksv_err_prefix(err, "node %s", node->name);
     }
     /* Model files go up before the tunnel takes the session (libssh2 is one-thread). */
-    if (upload_models(ctl, node, s, eng.state_dir, err) != 0) {
+    if (upload_models(ctl, node, s, eng.state_dir, uploads, n_uploads, err) != 0) {
         ksv_ssh_session_close(s);
         return -1;
     }
@@ -177,14 +179,20 @@ int ctl_node_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
     memset(out, 0, sizeof *out);
     if (ctl->keep_connections && node->kind != KSV_NODE_SSH)
         ctl_kept_forget(ctl, node->name); /* re-added as another kind: drop the old link */
-    if (node->kind == KSV_NODE_SSH && ctl->keep_connections && ctl->n_uploads == 0 &&
-        !ctl->ssh_trust_new && !ctl->ssh_install)
+    if (node->kind == KSV_NODE_SSH && ctl->keep_connections && !ctl->ssh_trust_new &&
+        !ctl->ssh_install)
         return ctl_kept_connect(ctl, node, out, err);
     return ctl_node_connect_fresh(ctl, node, out, err);
 }
 
 int ctl_node_connect_fresh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
                            ksv_err *err)
+{
+    return ctl_node_connect_uploading(ctl, node, NULL, 0, out, err);
+}
+
+int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
+                               size_t n_uploads, ctl_node_conn *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", node->name);
@@ -208,7 +216,8 @@ int ctl_node_connect_fresh(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *ou
             return ksv_err_set(err, 400, "node %s: no --token-file recorded", node->name);
         if (read_token_file(node->token_file, token, sizeof token, err) != 0)
             return ksv_err_prefix(err, "node %s", node->name);
-    } else if (connect_ssh(ctl, node, out, url, sizeof url, token, sizeof token, err) != 0) {
+    } else if (connect_ssh(ctl, node, uploads, n_uploads, out, url, sizeof url, token,
+                           sizeof token, err) != 0) {
         return -1;
     }
     if (ksv_engine_client_new(url, token, ctl->node_timeout_ms, &out->client, err) != 0) {

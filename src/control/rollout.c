@@ -11,132 +11,121 @@
 
 /* ------------------------------------------------------------------ reconcile */
 
-static void node_result(ksv_ctl *ctl, ksv_ctl_result *res, const char *node, bool ok,
-                        const char *message)
+/* Pushes the models to their nodes (in parallel) and writes one history row per model with
+ * its nodes' results. Returns -1 with err naming the first node that failed. */
+static int push_and_record(ksv_ctl *ctl, ctl_push_model *pm, size_t n, double timeout_s,
+                           ksv_ctl_result *res, ksv_err *err)
 {
-    if (message) /* the result is keyed by node already */
-        message = ctl_skip_node_prefix(message, node);
-    ctl_result_add(res, node, ok, message);
+    ctl_push(ctl, pm, n, timeout_s, res);
+    int rc = 0;
+    bool txn = ksv_store_begin(ctl->store, err) == 0;
+    for (size_t i = 0; i < n; i++) {
+        const ksv_model_view *v = pm[i].view;
+        char model[160], traffic[512];
+        snprintf(model, sizeof model, "%s/%s", v->model.ns, v->model.name);
+        ctl_traffic_text(v, traffic, sizeof traffic);
+        ksv_err one;
+        if (ksv_ctl_history(ctl, "reconcile", model, NULL, NULL, traffic, &pm[i].result, NULL,
+                            &one) != 0 &&
+            rc == 0) {
+            *err = one;
+            rc = -1;
+        }
+        for (size_t k = 0; rc == 0 && k < pm[i].result.n; k++) {
+            const ksv_node_result *r = &pm[i].result.nodes[k];
+            if (!r->ok)
+                rc = ksv_err_set(err, 1, "%s: node %s: %s%s", model, r->node,
+                                 r->unconfirmed ? "unconfirmed: " : "", r->message);
+        }
+    }
     ksv_err ignored;
-    ksv_store_node_set_status(ctl->store, node, ctl_now_ms(), ok ? NULL : message, NULL,
-                              &ignored);
-}
-
-/* The local model files the model's revisions name (http(s) URLs are fetched by the
- * engine itself). Returns how many; *out is the caller's. */
-static size_t local_files(const ksv_model_view *v, ctl_upload **out)
-{
-    *out = calloc(v->revisions.n ? v->revisions.n : 1, sizeof **out);
-    size_t n = 0;
-    for (size_t i = 0; *out && i < v->revisions.n; i++) {
-        const char *uri = v->revisions.items[i].storage_uri;
-        if (strncmp(uri, "file://", 7) == 0)
-            uri += 7;
-        if (uri[0] != '/')
-            continue;
-        snprintf((*out)[n].local, sizeof (*out)[n].local, "%s", v->revisions.items[i].storage_uri);
-        n++;
+    if (txn && ksv_store_commit(ctl->store, rc == 0 ? err : &ignored) != 0) {
+        if (ksv_store_in_transaction(ctl->store))
+            ksv_store_rollback(ctl->store, &ignored);
+        rc = -1;
     }
-    return n;
-}
-
-/* Pushes one model's desired state to each of its nodes and waits for it to take effect. */
-static void reconcile_view(ksv_ctl *ctl, const ksv_model_view *v, double timeout_s,
-                           ksv_ctl_result *res)
-{
-    ksv_sb body;
-    ksv_sb_init(&body);
-    ksv_err err;
-    ksv_err_clear(&err);
-    if (ctl_engine_body(ctl, v, &body, &err) != 0) {
-        for (size_t i = 0; i < v->model.n_nodes; i++)
-            ctl_result_add(res, v->model.nodes[i], false, err.msg);
-        ksv_sb_free(&body);
-        return;
-    }
-    for (size_t i = 0; i < v->model.n_nodes; i++) {
-        const char *name = v->model.nodes[i];
-        ksv_node node;
-        ctl_node_conn conn;
-        ksv_err_clear(&err);
-        if (ksv_store_node_get(ctl->store, name, &node, &err) != 0) {
-            ctl_result_add(res, name, false, err.msg);
-            continue;
-        }
-        /* An SSH node gets the model files first, and a body naming its copies. */
-        ctl_upload *uploads = NULL;
-        size_t n_uploads = 0;
-        if (node.kind == KSV_NODE_SSH)
-            n_uploads = local_files(v, &uploads);
-        ctl->uploads = uploads;
-        ctl->n_uploads = n_uploads;
-        int rc = ctl_node_connect(ctl, &node, &conn, &err);
-        ctl->uploads = NULL;
-        ctl->n_uploads = 0;
-        ksv_node_clear(&node);
-        ksv_sb mapped;
-        ksv_sb_init(&mapped);
-        if (rc == 0 && n_uploads > 0)
-            rc = ctl_engine_body_mapped(ctl, v, uploads, n_uploads, &mapped, &err);
-        free(uploads);
-        if (rc == 0) {
-            rc = ksv_engine_client_put_model_json(conn.client, v->model.name,
-                                                  mapped.len ? mapped.data : body.data, NULL,
-                                                  &err);
-            if (rc == 0)
-                rc = ksv_engine_client_wait_applied(conn.client, v->model.name,
-                                                    (long)(timeout_s * 1000), NULL, &err);
-        }
-        ctl_node_disconnect(&conn); /* zeroed by connect whatever its outcome */
-        ksv_sb_free(&mapped);
-        node_result(ctl, res, name, rc == 0, rc == 0 ? "in effect" : err.msg);
-    }
-    ksv_sb_free(&body);
+    for (size_t i = 0; i < n; i++)
+        ksv_ctl_result_free(&pm[i].result);
+    return rc;
 }
 
 static int finish_change(ksv_ctl *ctl, const ksv_model_view *v, double timeout_s,
                          ksv_ctl_result *res, ksv_err *err)
 {
-    reconcile_view(ctl, v, timeout_s, res);
-    char model[160], traffic[512];
-    snprintf(model, sizeof model, "%s/%s", v->model.ns, v->model.name);
-    ctl_traffic_text(v, traffic, sizeof traffic);
-    if (ksv_ctl_history(ctl, "reconcile", model, NULL, NULL, traffic, res, NULL, err) != 0)
-        return -1;
-    if (!ksv_ctl_result_ok(res)) {
-        for (size_t i = 0; i < res->n; i++)
-            if (!res->nodes[i].ok)
-                return ksv_err_set(err, 1, "%s: node %s: %s", model, res->nodes[i].node,
-                                   res->nodes[i].message);
+    ctl_push_model pm = {.view = v};
+    return push_and_record(ctl, &pm, 1, timeout_s, res, err);
+}
+
+/* Views of several models, pushed together (every node in parallel, each once). */
+typedef struct view_set {
+    ksv_model_view *views;
+    size_t n, cap;
+} view_set;
+
+static int view_set_add(ksv_ctl *ctl, view_set *set, const char *ref, ksv_err *err)
+{
+    if (set->n == set->cap) {
+        size_t cap = set->cap ? set->cap * 2 : 8;
+        ksv_model_view *p = realloc(set->views, cap * sizeof *p);
+        if (!p)
+            return ksv_err_set(err, 500, "out of memory");
+        set->views = p;
+        set->cap = cap;
     }
+    if (ksv_ctl_model_view(ctl, ref, NULL, &set->views[set->n], err) != 0)
+        return -1;
+    set->n++;
     return 0;
+}
+
+static int view_set_push(ksv_ctl *ctl, view_set *set, double timeout_s, ksv_ctl_result *res,
+                         ksv_err *err)
+{
+    if (set->n == 0)
+        return 0;
+    ctl_push_model *pm = calloc(set->n, sizeof *pm);
+    if (!pm)
+        return ksv_err_set(err, 500, "out of memory");
+    for (size_t i = 0; i < set->n; i++)
+        pm[i].view = &set->views[i];
+    int rc = push_and_record(ctl, pm, set->n, timeout_s, res, err);
+    free(pm);
+    return rc;
+}
+
+static void view_set_free(view_set *set)
+{
+    for (size_t i = 0; i < set->n; i++)
+        ksv_model_view_free(&set->views[i]);
+    free(set->views);
+    memset(set, 0, sizeof *set);
 }
 
 int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
                       ksv_ctl_result *res, ksv_err *err)
 {
+    view_set set = {0};
+    int rc = 0;
     if (model) {
         ksv_model_view v;
         if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
             return -1;
-        int rc = finish_change(ctl, &v, timeout_s, res, err);
+        rc = finish_change(ctl, &v, timeout_s, res, err);
         ksv_model_view_free(&v);
         return rc;
     }
     ksv_model_list list;
     if (ksv_store_model_list(ctl->store, ns, &list, err) != 0)
         return -1;
-    int rc = 0;
-    for (size_t i = 0; i < list.n; i++) {
+    for (size_t i = 0; i < list.n && rc == 0; i++) {
         char ref[300];
         snprintf(ref, sizeof ref, "%s/%s", list.items[i].ns, list.items[i].name);
-        ksv_err one;
-        if (ksv_ctl_reconcile(ctl, ref, NULL, timeout_s, res, &one) != 0 && rc == 0) {
-            rc = -1;
-            *err = one;
-        }
+        rc = view_set_add(ctl, &set, ref, err);
     }
     ksv_model_list_free(&list);
+    if (rc == 0)
+        rc = view_set_push(ctl, &set, timeout_s, res, err);
+    view_set_free(&set);
     return rc;
 }
 
@@ -332,33 +321,40 @@ out:
 int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_options *opts,
                   ksv_ctl_result *res, ksv_err *err)
 {
+    /* Every spec into the store first, then one push to every node at once. Reconcile even
+     * what did not change: a previous run may have died before the nodes got it, and
+     * reconciling is idempotent. A spec the store refuses stops the rest, but what was
+     * stored before it is still pushed. */
     int rc = 0;
-    size_t changed_count = 0;
+    size_t changed_count = 0, stored = 0;
+    view_set set = {0};
+    ksv_err store_err;
+    ksv_err_clear(&store_err);
     for (size_t i = 0; i < list->n; i++) {
         const ksv_isvc *spec = &list->items[i];
         bool changed;
-        if (apply_one_to_store(ctl, spec, opts, &changed, err) != 0)
-            return -1;
-        changed_count += changed;
-        /* Reconcile even when unchanged: a previous run may have died before the nodes
-         * got it, and reconciling is idempotent. */
         char ref[200];
         snprintf(ref, sizeof ref, "%s/%s", spec->namespace_name, spec->name);
-        ksv_model_view v;
-        if (ksv_ctl_model_view(ctl, ref, NULL, &v, err) != 0)
-            return -1;
-        ksv_err one;
-        ksv_err_clear(&one);
-        if (finish_change(ctl, &v, opts->timeout_s, res, &one) != 0 && rc == 0) {
+        if (apply_one_to_store(ctl, spec, opts, &changed, &store_err) != 0 ||
+            view_set_add(ctl, &set, ref, &store_err) != 0) {
             rc = -1;
-            *err = one;
+            break;
         }
-        ksv_model_view_free(&v);
+        changed_count += changed;
+        stored++;
     }
+    ksv_err push_err;
+    ksv_err_clear(&push_err);
+    int prc = view_set_push(ctl, &set, opts->timeout_s, res, &push_err);
+    view_set_free(&set);
+    if (rc != 0)
+        *err = store_err;
+    else if (prc != 0)
+        *err = push_err;
     res->changed = changed_count > 0;
-    snprintf(res->summary, sizeof res->summary, "%zu model(s) applied, %zu changed", list->n,
+    snprintf(res->summary, sizeof res->summary, "%zu model(s) applied, %zu changed", stored,
              changed_count);
-    return rc;
+    return rc == 0 && prc == 0 ? 0 : -1;
 }
 
 /* -------------------------------------------------------------------- rollout */
@@ -471,7 +467,6 @@ out:
 int ksv_ctl_delete(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
                    ksv_ctl_result *res, ksv_err *err)
 {
-    (void)timeout_s;
     ksv_model_view v;
     if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
         return -1;
@@ -489,27 +484,12 @@ int ksv_ctl_delete(ksv_ctl *ctl, const char *model, const char *ns, double timeo
             ksv_store_rollback(ctl->store, &ignored);
         goto out;
     }
-    for (size_t i = 0; i < v.model.n_nodes; i++) {
-        ksv_node node;
-        ctl_node_conn conn;
-        ksv_err one;
-        ksv_err_clear(&one);
-        int nrc = ksv_store_node_get(ctl->store, v.model.nodes[i], &node, &one);
-        if (nrc == 0) {
-            nrc = ctl_node_connect(ctl, &node, &conn, &one);
-            ksv_node_clear(&node);
-        }
-        if (nrc == 0) {
-            nrc = ksv_engine_client_delete_model(conn.client, v.model.name, &one);
-            if (nrc != 0 && one.status == 404)
-                nrc = 0; /* already gone: the goal is reached */
-            ctl_node_disconnect(&conn);
-        }
-        node_result(ctl, res, v.model.nodes[i], nrc == 0, nrc == 0 ? "deleted" : one.msg);
-    }
+    ctl_push_model pm = {.view = &v, .remove = true};
+    ctl_push(ctl, &pm, 1, timeout_s, res);
     res->changed = true;
     snprintf(res->summary, sizeof res->summary, "deleted %s", ref);
-    rc = ksv_ctl_history(ctl, "reconcile", ref, NULL, NULL, "deleted", res, NULL, err);
+    rc = ksv_ctl_history(ctl, "reconcile", ref, NULL, NULL, "deleted", &pm.result, NULL, err);
+    ksv_ctl_result_free(&pm.result);
     if (rc == 0 && !ksv_ctl_result_ok(res))
         rc = ksv_err_set(err, 1, "%s deleted from the store; some nodes failed", ref);
 out:

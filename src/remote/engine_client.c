@@ -153,6 +153,11 @@ void ksv_engine_client_free(ksv_engine_client *c)
     free(c);
 }
 
+void ksv_engine_client_set_timeout(ksv_engine_client *c, long timeout_ms)
+{
+    c->timeout_ms = timeout_ms > 0 ? timeout_ms : KSV_ENGINE_CLIENT_DEFAULT_TIMEOUT_MS;
+}
+
 const char *ksv_engine_client_base_url(const ksv_engine_client *c)
 {
     return c->base_url;

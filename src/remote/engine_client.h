@@ -39,6 +39,9 @@ int ksv_engine_client_new(const char *base_url, const char *token, long timeout_
                           ksv_engine_client **out, ksv_err *err);
 void ksv_engine_client_free(ksv_engine_client *c);
 const char *ksv_engine_client_base_url(const ksv_engine_client *c);
+/* Changes the limit of each later call (<= 0: the default): a re-check that must not cost
+ * a whole node timeout on an engine that stopped answering. */
+void ksv_engine_client_set_timeout(ksv_engine_client *c, long timeout_ms);
 /* Replies larger than this are refused (502). Default KSV_ENGINE_CLIENT_MAX_REPLY. */
 void ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes);
 /* How many TCP connections this client has opened so far (keep-alive keeps it at 1). */
