@@ -41,7 +41,8 @@ typedef struct ksv_ctl_options {
     void *upload_progress_user;
     /* Keep each SSH node's session and tunnel open between calls instead of dialling per
      * call, and redial a failed node with exponential backoff (kept_conns.c): for long-lived
-     * callers such as ksv-top's probers. */
+     * callers such as ksv-top's probers. Such a handle changes its nodes one at a time (the
+     * kept connections are the handle's, used by one thread). */
     bool keep_connections;
     long reconnect_min_ms;        /* first wait after a failed connect; default 1000 */
     long reconnect_max_ms;        /* the longest wait; default 30000 */

@@ -220,7 +220,12 @@ static void push_node_job(void *arg, size_t i)
     size_t n_uploads = pn->node.kind == KSV_NODE_SSH ? node_uploads(ctx, pn, &uploads) : 0;
     ksv_err err;
     ksv_err_clear(&err);
-    if (ctl_node_connect_uploading(ctx->ctl, &pn->node, uploads, n_uploads, &pn->conn, &err) != 0) {
+    /* A handle that keeps SSH connections lends its own (one thread: see ctl_push). */
+    int crc = ctx->ctl->keep_connections && n_uploads == 0
+                  ? ctl_node_connect(ctx->ctl, &pn->node, &pn->conn, &err)
+                  : ctl_node_connect_uploading(ctx->ctl, &pn->node, uploads, n_uploads,
+                                               &pn->conn, &err);
+    if (crc != 0) {
         for (size_t k = 0; k < pn->n_models; k++)
             set_outcome(&pn->out[k], PUSH_FAILED, pn->name, err.msg);
         free(uploads);
@@ -401,8 +406,10 @@ void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
             pn->n_models++;
         }
     }
-    ctl_fanout(ctx.n_nodes, ctl->parallel, push_node_job, &ctx);
-    ctl_fanout(ctx.n_nodes, ctl->parallel, recheck_node_job, &ctx);
+    /* Kept connections live in a table of the handle that only one thread may touch. */
+    int parallel = ctl->keep_connections ? 1 : ctl->parallel;
+    ctl_fanout(ctx.n_nodes, parallel, push_node_job, &ctx);
+    ctl_fanout(ctx.n_nodes, parallel, recheck_node_job, &ctx);
 
     /* Results, node status and nothing else in the store: the caller writes history. */
     ksv_err ignored;
