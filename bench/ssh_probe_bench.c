@@ -84,7 +84,7 @@ int main(int argc, char **argv)
 
     ksv_err err;
     ksv_err_clear(&err);
-    if (ksv_console_global_init(&err) != 0) {
+    if (ksv_ctl_global_init(&err) != 0) {
         fprintf(stderr, "ssh_probe_bench: %s\n", err.msg);
         return 1;
     }

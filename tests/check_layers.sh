@@ -12,14 +12,6 @@
 # It first proves, on a scratch tree, that each rule catches a violation.
 set -u
 
-# Files that still call libcurl themselves until they move onto src/http (issue 10).
-LEGACY_CURL="src/cli/ksv.c src/control/loadgen.c src/control/observe.c src/control/prom_source.c
-src/engine/main.c src/engine/storage.c src/remote/engine_client.c"
-legacy_curl() {
-    for l in $LEGACY_CURL; do [ "$l" = "$1" ] && return 0; done
-    return 1
-}
-
 check_tree() {
     root=$1
     bad=0
@@ -53,7 +45,7 @@ check_tree() {
             sqlite3.h) [ "$folder" = store ] || complain "$f includes <$inc> outside src/store" ;;
             curses.h | ncurses.h | ncursesw/*) [ "$folder" = tui ] ||
                 complain "$f includes <$inc> outside src/tui" ;;
-            curl/*) [ "$folder" = http ] || legacy_curl "$f" ||
+            curl/*) [ "$folder" = http ] ||
                 complain "$f includes <$inc> outside the HTTP client (src/http)" ;;
             esac
         done

@@ -10,7 +10,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "cli/cli.h"
@@ -130,11 +129,11 @@ int main(int argc, char **argv)
 {
     ksv_cli cli = {.timeout_s = 120.0, .argv0 = argv[0]};
     /* Once per process, before any thread or handle (libcurl's rule). */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+    ksv_err init_err;
+    if (ksv_ctl_global_init(&init_err) != 0) {
         fprintf(stderr, "ksv: libcurl failed to initialise\n");
         return 1;
     }
-    atexit(curl_global_cleanup);
     int n = parse_globals(argc, argv, &cli);
     if (n <= 0)
         return 2;

@@ -1,16 +1,18 @@
 /* loadgen.c: the traffic generator (see loadgen.h for the model of a run).
  *
- * One loop on one thread: issue what is due onto free handles, let libcurl move bytes,
- * harvest finished transfers, then sleep in curl_multi_poll until the next due time, a socket
- * event, a libcurl timer, the next progress tick or the stop-flag check, whichever is first. */
+ * One loop on one thread: issue what is due onto free clients of one src/http batch, let
+ * it move bytes, harvest finished transfers, then sleep in the batch until the next due time,
+ * a socket event, a libcurl timer, the next progress tick or the stop-flag check, whichever
+ * is first. */
 #include "control/loadgen.h"
 
-#include <curl/curl.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+
+#include "http/http_client.h"
 
 /* How often the stop flag is looked at while nothing else wakes the loop. */
 #define STOP_CHECK_S 0.05
@@ -20,17 +22,15 @@
 #define MAX_TIMEOUT_S 1e6
 
 typedef struct load_slot {
-    CURL *easy;
+    ksv_http_client *http;
     double queued;    /* how long the request waited for a free handle after it was due */
     bool busy;
-    char errbuf[CURL_ERROR_SIZE];
 } load_slot;
 
 typedef struct load_run {
     const ksv_load_config *cfg;
     ksv_load_report *rep;
-    CURLM *multi;
-    struct curl_slist *headers;
+    ksv_http_batch *batch;
     load_slot *slots;
     unsigned nslots;
     unsigned *free_slots;     /* stack of idle slot indexes */
@@ -143,51 +143,15 @@ static int check_config(const ksv_load_config *cfg, ksv_err *err)
     return 0;
 }
 
-/* Response bodies are not looked at: the status code is the verdict. */
-static size_t discard_body(char *data, size_t size, size_t nmemb, void *user)
+/* One client per slot; response bodies are not looked at: the status code is the verdict.
+ * Engines are reached directly, never via $http_proxy. */
+static int setup_slot(load_run *run, load_slot *slot, ksv_err *err)
 {
-    (void)data;
-    (void)user;
-    return size * nmemb;
-}
-
-static int setup_easy(load_run *run, load_slot *slot, ksv_err *err)
-{
-    CURL *e = curl_easy_init();
-    if (!e)
-        return ksv_err_set(err, 500, "libcurl could not create a transfer handle");
-    slot->easy = e;
-    long timeout_ms = (long)ceil(run->timeout_s * 1000.0);
-    CURLcode rc = CURLE_OK;
-#define SETOPT(opt, val)                          \
-    do {                                          \
-        if (rc == CURLE_OK)                       \
-            rc = curl_easy_setopt(e, opt, val);   \
-    } while (0)
-    SETOPT(CURLOPT_URL, run->cfg->url);
-    SETOPT(CURLOPT_NOSIGNAL, 1L);
-    SETOPT(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-    SETOPT(CURLOPT_PROXY, "");   /* engines are reached directly, never via $http_proxy */
-#if LIBCURL_VERSION_NUM >= 0x075500
-    SETOPT(CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    SETOPT(CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    SETOPT(CURLOPT_HTTPHEADER, run->headers);
-    SETOPT(CURLOPT_POSTFIELDS, run->body);
-    SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)run->body_len);
-    SETOPT(CURLOPT_WRITEFUNCTION, discard_body);
-    SETOPT(CURLOPT_TIMEOUT_MS, timeout_ms);
-    SETOPT(CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    SETOPT(CURLOPT_TCP_NODELAY, 1L);
-    SETOPT(CURLOPT_USERAGENT, "ksv-load");
-    SETOPT(CURLOPT_ERRORBUFFER, slot->errbuf);
-    SETOPT(CURLOPT_PRIVATE, (void *)slot);
-#undef SETOPT
-    if (rc != CURLE_OK)
-        return ksv_err_set(err, 500, "libcurl refused a transfer option: %s",
-                           curl_easy_strerror(rc));
-    return 0;
+    static const char *const headers[] = {"Content-Type: application/json", NULL};
+    ksv_http_options o = {.timeout_ms = (long)ceil(run->timeout_s * 1000.0),
+                          .proxy = KSV_HTTP_PROXY_NONE, .max_reply = SIZE_MAX, .http1 = true,
+                          .tcp_nodelay = true, .user_agent = "ksv-load", .headers = headers};
+    return ksv_http_client_new(&o, &slot->http, err);
 }
 
 static int setup(load_run *run, ksv_err *err)
@@ -209,24 +173,15 @@ static int setup(load_run *run, ksv_err *err)
     run->grace_s = cfg->grace_s > 0 ? cfg->grace_s : KSV_LOAD_DEFAULT_GRACE_S;
     run->nslots = cfg->concurrency ? cfg->concurrency : KSV_LOAD_DEFAULT_CONCURRENCY;
 
-    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
-    if (h) {
-        run->headers = h;
-        /* No "Expect: 100-continue" round trip for bodies over 1 KiB. */
-        h = curl_slist_append(run->headers, "Expect:");
-    }
-    if (!h)
-        return ksv_err_set(err, 500, "out of memory setting up request headers");
-
-    run->multi = curl_multi_init();
     run->slots = calloc(run->nslots, sizeof *run->slots);
     run->free_slots = calloc(run->nslots, sizeof *run->free_slots);
-    if (!run->multi || !run->slots || !run->free_slots)
+    if (!run->slots || !run->free_slots)
         return ksv_err_set(err, 500, "out of memory setting up %u connections", run->nslots);
     /* Keep one idle connection per handle so every request after the first reuses one. */
-    curl_multi_setopt(run->multi, CURLMOPT_MAXCONNECTS, (long)run->nslots);
+    if (ksv_http_batch_new(run->nslots, &run->batch, err) != 0)
+        return -1;
     for (unsigned i = 0; i < run->nslots; i++) {
-        if (setup_easy(run, &run->slots[i], err) < 0)
+        if (setup_slot(run, &run->slots[i], err) < 0)
             return -1;
         run->free_slots[run->nfree++] = run->nslots - 1 - i;   /* slot 0 is used first */
     }
@@ -235,31 +190,22 @@ static int setup(load_run *run, ksv_err *err)
 
 static void teardown(load_run *run)
 {
-    if (run->slots) {
-        for (unsigned i = 0; i < run->nslots; i++) {
-            load_slot *slot = &run->slots[i];
-            if (slot->busy)
-                curl_multi_remove_handle(run->multi, slot->easy);
-            if (slot->easy)
-                curl_easy_cleanup(slot->easy);
-        }
-    }
-    if (run->multi)
-        curl_multi_cleanup(run->multi);
-    curl_slist_free_all(run->headers);
+    /* The batch first: it lets go of the clients still in flight. */
+    ksv_http_batch_free(run->batch);
+    if (run->slots)
+        for (unsigned i = 0; i < run->nslots; i++)
+            ksv_http_client_free(run->slots[i].http);
     free(run->slots);
     free(run->free_slots);
     ksv_sb_free(&run->built);
 }
 
-static ksv_load_transport classify(CURLcode code)
+static ksv_load_transport classify(ksv_http_failure failure)
 {
-    switch (code) {
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
+    switch (failure) {
+    case KSV_HTTP_E_CONNECT:
         return KSV_LOAD_CONNECT;
-    case CURLE_OPERATION_TIMEDOUT:
+    case KSV_HTTP_E_TIMEOUT:
         return KSV_LOAD_TIMEOUT;
     default:
         return KSV_LOAD_OTHER;
@@ -272,7 +218,7 @@ static void count_transport(ksv_load_report *rep, ksv_load_transport kind, int c
     ksv_load_transport_errors *t = &rep->transport[kind];
     t->count++;
     t->last_curl_code = code;
-    snprintf(t->last_message, sizeof t->last_message, "%s", message);
+    snprintf(t->last_message, sizeof t->last_message, "%.255s", message);
     rep->errors++;
 }
 
@@ -287,23 +233,22 @@ static void record_latency(ksv_load_report *rep, double seconds)
 
 /* Rate mode charges a request the time from when it was due until a handle was free for it,
  * which is the server's doing; not the generator's own timer slack after that (up to 1 ms:
- * curl_multi_poll sleeps in whole milliseconds). */
+ * the batch sleeps in whole milliseconds). */
 static void send_request(load_run *run, double due, double now)
 {
     ksv_load_report *rep = run->rep;
     load_slot *slot = &run->slots[run->free_slots[--run->nfree]];
     double available = run->free_since < now ? run->free_since : now;
     bool bad = run->cfg->bad_fraction > 0 && rng_unit(&run->rng) < run->cfg->bad_fraction;
-    curl_easy_setopt(slot->easy, CURLOPT_POSTFIELDSIZE_LARGE,
-                     (curl_off_t)(bad ? run->bad_len : run->body_len));
+    ksv_http_call req = {.method = "POST", .url = run->cfg->url, .body = run->body,
+                            .body_len = bad ? run->bad_len : run->body_len};
     slot->queued = available > due ? available - due : 0.0;
-    slot->errbuf[0] = '\0';
     rep->sent++;
     if (bad)
         rep->bad_sent++;
-    CURLMcode mc = curl_multi_add_handle(run->multi, slot->easy);
-    if (mc != CURLM_OK) {
-        count_transport(rep, KSV_LOAD_OTHER, 0, curl_multi_strerror(mc));
+    ksv_err err;
+    if (ksv_http_batch_add(run->batch, slot->http, &req, slot, &err) != 0) {
+        count_transport(rep, KSV_LOAD_OTHER, 0, err.msg);
         run->free_slots[run->nfree++] = (unsigned)(slot - run->slots);
         return;
     }
@@ -337,24 +282,19 @@ static void issue_due(load_run *run, double now)
     }
 }
 
-static void finish(load_run *run, load_slot *slot, CURLcode result, double now)
+static void finish(load_run *run, load_slot *slot, const ksv_http_result *res, double now)
 {
     ksv_load_report *rep = run->rep;
-    curl_multi_remove_handle(run->multi, slot->easy);
     slot->busy = false;
     if (run->nfree == 0)
         run->free_since = now;
     run->free_slots[run->nfree++] = (unsigned)(slot - run->slots);
 
-    long status = 0;
-    if (result == CURLE_OK)
-        curl_easy_getinfo(slot->easy, CURLINFO_RESPONSE_CODE, &status);
-    if (result != CURLE_OK || status <= 0) {
-        CURLcode code = result != CURLE_OK ? result : CURLE_WEIRD_SERVER_REPLY;
-        count_transport(rep, classify(code), (int)code,
-                        slot->errbuf[0] ? slot->errbuf : curl_easy_strerror(code));
+    if (res->failure != KSV_HTTP_OK) {
+        count_transport(rep, classify(res->failure), res->code, res->message);
         return;
     }
+    long status = res->status;
     rep->completed++;
     if (status < KSV_LOAD_STATUS_SLOTS)
         rep->status[status]++;
@@ -367,27 +307,17 @@ static void finish(load_run *run, load_slot *slot, CURLcode result, double now)
 
     /* libcurl's own clock for the transfer, plus however long the request waited for a
      * free handle after it was due. */
-    curl_off_t total_us = 0;
-    curl_easy_getinfo(slot->easy, CURLINFO_TOTAL_TIME_T, &total_us);
-    record_latency(rep, slot->queued + (double)total_us * 1e-6);
+    record_latency(rep, slot->queued + res->total_s);
 }
 
 static unsigned harvest(load_run *run, double now)
 {
     unsigned done = 0;
-    CURLMsg *msg;
-    int left;
-    while ((msg = curl_multi_info_read(run->multi, &left))) {
-        if (msg->msg != CURLMSG_DONE)
-            continue;
-        char *priv = NULL;
-        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
-        load_slot *slot = (load_slot *)priv;
-        CURLcode result = msg->data.result;   /* msg is invalid once the handle is removed */
-        if (slot) {
-            finish(run, slot, result, now);
-            done++;
-        }
+    void *tag;
+    ksv_http_result res;
+    while (ksv_http_batch_next_done(run->batch, &tag, &res)) {
+        finish(run, tag, &res, now);
+        done++;
     }
     return done;
 }
@@ -398,7 +328,7 @@ static void abort_in_flight(load_run *run)
         load_slot *slot = &run->slots[i];
         if (!slot->busy)
             continue;
-        curl_multi_remove_handle(run->multi, slot->easy);
+        ksv_http_batch_abort(run->batch, slot->http);
         slot->busy = false;
         run->free_slots[run->nfree++] = i;
         run->rep->aborted++;
@@ -466,8 +396,7 @@ static void run_loop(load_run *run)
                 issue_due(run, now);
             }
         }
-        int running = 0;
-        curl_multi_perform(run->multi, &running);
+        ksv_http_batch_perform(run->batch);
         now = mono_now();
         unsigned done = harvest(run, now);
         if (done)
@@ -499,7 +428,7 @@ static void run_loop(load_run *run)
         }
         if (cfg->progress && ps.next_at < until)
             until = ps.next_at;
-        curl_multi_poll(run->multi, NULL, 0, wait_ms(now, until), NULL);
+        ksv_http_batch_wait(run->batch, wait_ms(now, until));
     }
 
     rep->elapsed_s = (last_end > issue_stopped_at ? last_end : issue_stopped_at) - run->t0;

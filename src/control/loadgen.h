@@ -3,7 +3,7 @@
  * and reports the achieved rate, latency quantiles and failures by HTTP status and by
  * transport error.
  *
- * How it runs: one thread, libcurl's multi interface, `concurrency` easy handles that are
+ * How it runs: one thread, one src/http batch, `concurrency` clients that are
  * reused for the whole run (HTTP/1.1 keep-alive, one connection each). Proxies from the
  * environment are ignored: ksv talks to engines directly. The steady state allocates nothing
  * of its own (libcurl may allocate inside a transfer).
@@ -24,7 +24,8 @@
  * off, not the server). So a run lasts at most duration_s + grace_s, and a stop is noticed
  * within 50 ms.
  *
- * libcurl must be initialised by the program (curl_global_init) before the first run. */
+ * Requests go through src/http (one client per connection, in one batch); best, main()
+ * calls ksv_ctl_global_init before threads start. */
 #ifndef KSV_CONTROL_LOADGEN_H
 #define KSV_CONTROL_LOADGEN_H
 

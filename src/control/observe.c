@@ -7,10 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "control/control_internal.h"
+#include "http/http_client.h"
 #include "remote/local_node.h"
 
 /* ---- listings ------------------------------------------------------------------------ */
@@ -275,11 +275,9 @@ int ksv_ctl_local_node_stop(ksv_ctl *ctl, const char *name, long timeout_ms, ksv
     return ksv_local_engine_stop(dir, timeout_ms, err);
 }
 
-int ksv_console_global_init(ksv_err *err)
+int ksv_ctl_global_init(ksv_err *err)
 {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-        return ksv_err_set(err, 500, "cannot initialise libcurl");
-    return 0;
+    return ksv_http_global_init(err);
 }
 
 int ksv_ctl_store_window_samples(ksv_ctl *ctl, const ksv_mwin *w, const char *node,

@@ -103,9 +103,9 @@ int ksv_console_parse_edit(const char *text, size_t len, const char *ns, const c
 /* The base URL ("http://127.0.0.1:PORT") of the engine of local node `node`. */
 int ksv_ctl_local_node_url(ksv_ctl *ctl, const char *node, char *url, size_t cap,
                            ksv_err *err);
-/* Initialises the HTTP library once per program, before threads start (the load generator
- * needs it: loadgen.h). */
-int ksv_console_global_init(ksv_err *err);
+/* Initialises the HTTP library (src/http) once per program; safe from any thread and to
+ * repeat (every HTTP client calls it too), but best done by main() before threads start. */
+int ksv_ctl_global_init(ksv_err *err);
 
 /* Stores the increments between the node's last two scrapes in w as SQLite samples, and
  * compacts old samples about once a minute (raw 24 h, minute roll-ups 30 days). */

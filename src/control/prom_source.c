@@ -1,4 +1,4 @@
-/* prom_source.c: ksv's figures from Prometheus' HTTP API (libcurl + json-c). */
+/* prom_source.c: ksv's figures from Prometheus' HTTP API (the HTTP client of src/http + json-c). */
 #include "control/prom_source.h"
 
 #include <ctype.h>
@@ -9,10 +9,10 @@
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
 #include <json-c/json.h>
 
 #include "common/strbuf.h"
+#include "http/http_client.h"
 
 /* An answer larger than this is not an instant vector of ksv series; stop reading. */
 #define MAX_ANSWER_BYTES (32u << 20)
@@ -22,8 +22,7 @@ struct ksv_prom_source {
     char base[MAX_URL_LEN];
     long timeout_ms;
     int rate_window_s, latency_window_s;
-    CURL *curl;
-    char curl_error[CURL_ERROR_SIZE];
+    ksv_http_client *http;
 };
 
 /* ---- parsing ------------------------------------------------------------------------- */
@@ -232,39 +231,28 @@ static int validate_url(const char *url, char *base, size_t cap, ksv_err *err)
     if (!sep || sep[3] == '/' || sep[3] == '\0')
         return ksv_err_set(err, 400, "--prometheus: %.200s: not a URL (expected http://HOST:PORT)",
                            url);
-    CURLU *u = curl_url();
-    if (!u)
-        return ksv_err_set(err, 500, "out of memory");
     int rc = 0;
-    char *scheme = NULL, *host = NULL, *query = NULL, *fragment = NULL, *full = NULL;
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK) {
+    ksv_http_url u;
+    ksv_err ignored;
+    if (ksv_http_url_parse(url, &u, &ignored) != 0) {
         rc = ksv_err_set(err, 400, "--prometheus: %.200s: not a URL (expected http://HOST:PORT)",
                          url);
-    } else if (strcmp(scheme, "http") != 0 && strcmp(scheme, "https") != 0) {
+    } else if (strcmp(u.scheme, "http") != 0 && strcmp(u.scheme, "https") != 0) {
         rc = ksv_err_set(err, 400, "--prometheus: %.200s: only http and https are supported", url);
-    } else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+    } else if (!u.host[0]) {
         rc = ksv_err_set(err, 400, "--prometheus: %.200s: no host", url);
-    } else if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK ||
-               curl_url_get(u, CURLUPART_FRAGMENT, &fragment, 0) == CURLUE_OK) {
+    } else if (u.has_query || u.has_fragment) {
         rc = ksv_err_set(err, 400, "--prometheus: %.200s: give the server's base URL, without "
                                    "a query or fragment", url);
-    } else if (curl_url_get(u, CURLUPART_URL, &full, 0) != CURLUE_OK ||
-               strlen(full) >= cap) {
+    } else if (strlen(u.full) >= cap) {
         rc = ksv_err_set(err, 400, "--prometheus: %.200s: not a URL", url);
     } else {
-        size_t len = strlen(full);
-        while (len > 0 && full[len - 1] == '/')
+        size_t len = strlen(u.full);
+        while (len > 0 && u.full[len - 1] == '/')
             len--;
-        memcpy(base, full, len);
+        memcpy(base, u.full, len);
         base[len] = '\0';
     }
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(query);
-    curl_free(fragment);
-    curl_free(full);
-    curl_url_cleanup(u);
     return rc;
 }
 
@@ -281,8 +269,11 @@ int ksv_prom_source_new(const ksv_prom_options *o, ksv_prom_source **out, ksv_er
     s->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 2000;
     s->rate_window_s = o->rate_window_s > 0 ? o->rate_window_s : 10;
     s->latency_window_s = o->latency_window_s > 0 ? o->latency_window_s : 60;
-    s->curl = curl_easy_init();
-    if (!s->curl) {
+    /* Prometheus is a service outside ksv: proxies from the environment apply; a redirect
+     * is not followed (an answer that is not a vector says what went wrong). */
+    ksv_http_options ho = {.timeout_ms = s->timeout_ms, .proxy = KSV_HTTP_PROXY_ENV,
+                           .max_reply = MAX_ANSWER_BYTES, .accept_encoding = true};
+    if (ksv_http_client_new(&ho, &s->http, err) != 0) {
         free(s);
         return ksv_err_set(err, 500, "cannot create an HTTP client");
     }
@@ -294,7 +285,7 @@ void ksv_prom_source_free(ksv_prom_source *s)
 {
     if (!s)
         return;
-    curl_easy_cleanup(s->curl);
+    ksv_http_client_free(s->http);
     free(s);
 }
 
@@ -303,76 +294,38 @@ const char *ksv_prom_source_url(const ksv_prom_source *s)
     return s->base;
 }
 
-typedef struct answer {
-    ksv_sb body;
-    bool too_large;
-} answer;
-
-static size_t on_body(char *data, size_t size, size_t n, void *arg)
-{
-    answer *a = arg;
-    size_t bytes = size * n;
-    if (a->body.len + bytes > MAX_ANSWER_BYTES) {
-        a->too_large = true;
-        return 0;
-    }
-    ksv_sb_append(&a->body, data, bytes);
-    a->too_large = a->body.oom;
-    return a->body.oom ? 0 : bytes;
-}
-
 /* One instant query. -2: the server could not be reached (end the round); -1: it answered
  * something that is not a vector. */
 static int run_query(ksv_prom_source *s, const char *query, ksv_prom_vector *out, ksv_err *err)
 {
     out->items = NULL;
     out->n = 0;
-    char *escaped = curl_easy_escape(s->curl, query, 0);
-    if (!escaped)
-        return ksv_err_set(err, 500, "out of memory");
     ksv_sb url;
-    answer ans = {.too_large = false};
     ksv_sb_init(&url);
-    ksv_sb_init(&ans.body);
-    ksv_sb_printf(&url, "%s/api/v1/query?query=%s", s->base, escaped);
-    curl_free(escaped);
+    ksv_sb_printf(&url, "%s/api/v1/query?query=", s->base);
+    ksv_http_escape(&url, query);
     if (url.oom) {
         ksv_sb_free(&url);
         return ksv_err_set(err, 500, "out of memory");
     }
-    CURL *c = s->curl;
-    curl_easy_reset(c);
-    s->curl_error[0] = '\0';
-    curl_easy_setopt(c, CURLOPT_URL, url.data);
-    curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, s->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, s->timeout_ms);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, s->curl_error);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &ans);
-    curl_easy_setopt(c, CURLOPT_ACCEPT_ENCODING, "");
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    CURLcode cc = curl_easy_perform(c);
+    ksv_http_call req = {.url = url.data};
+    ksv_http_result res;
+    ksv_sb body;
+    ksv_err why;
+    int got = ksv_http_perform(s->http, &req, &body, &res, &why);
     ksv_sb_free(&url);
     int rc;
-    if (cc == CURLE_WRITE_ERROR && ans.too_large) {
+    if (got != 0 && res.failure == KSV_HTTP_E_TOO_LARGE) {
         rc = ksv_err_set(err, 502, "prometheus: answer too large");
-    } else if (cc != CURLE_OK) {
-        ksv_err_set(err, 503, "prometheus %s: %s", s->base,
-                    s->curl_error[0] ? s->curl_error : curl_easy_strerror(cc));
+    } else if (got != 0 && res.failure == KSV_HTTP_E_NOMEM) {
+        rc = ksv_err_set(err, 500, "out of memory");
+    } else if (got != 0) {
+        ksv_err_set(err, 503, "prometheus %s: %s", s->base, res.message);
         rc = -2;
     } else {
-        long status = 0;
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        rc = ksv_prom_parse_vector(ans.body.data, ans.body.len, status, out, err);
+        rc = ksv_prom_parse_vector(body.data, body.len, res.status, out, err);
     }
-    ksv_sb_free(&ans.body);
+    ksv_sb_free(&body);
     return rc;
 }
 

@@ -19,8 +19,8 @@
  * never a crash and never a 0. Each request is bounded by a timeout; the first transport
  * failure ends the round, so a dead server costs one timeout per refresh.
  *
- * Threads: a source is used by one thread at a time. The program calls curl_global_init
- * (ksv_console_global_init) before the first source is made. */
+ * Threads: a source is used by one thread at a time. Best, main() calls ksv_ctl_global_init
+ * before threads start (a source would do it otherwise). */
 #ifndef KSV_CONTROL_PROM_SOURCE_H
 #define KSV_CONTROL_PROM_SOURCE_H
 

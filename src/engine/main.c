@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <xgboost/c_api.h>
 
 #include "common/fileutil.h"
@@ -23,6 +22,7 @@
 #include "engine/options.h"
 #include "engine/registry.h"
 #include "engine/runtime.h"
+#include "http/http_client.h"
 
 #define SHUTDOWN_GRACE_S 10.0
 
@@ -157,12 +157,12 @@ int main(int argc, char **argv)
     }
     ksv_log_set_level(opt->log_level);
     /* Once, before any thread: the loader fetches http(s) models with libcurl. */
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0) {
+    ksv_err init_err;
+    if (ksv_http_global_init(&init_err) != 0) {
         fprintf(stderr, "ksv-engine: libcurl failed to initialise\n");
         free(opt);
         return 1;
     }
-    atexit(curl_global_cleanup);
 
     /* Signals are taken synchronously by this thread; every thread started below
      * inherits the mask. SIGPIPE is ignored: a vanished client is not our death. */

@@ -13,13 +13,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-
 #include "common/fileutil.h"
 #include "common/log.h"
 #include "common/model_path.h"
 #include "common/sha256.h"
 #include "engine/http.h"
+#include "http/http_client.h"
 
 static bool digest_matches(const char *expected, const char *actual)
 {
@@ -38,14 +37,15 @@ typedef struct download {
     double window_start;          /* stall rule: when the current window began */
     unsigned long long window_bytes;
     const char *stopped;          /* why the progress callback ended the transfer */
+    long error_status;            /* the server answered >= 400: nothing is written */
+    bool write_failed;
 } download;
 
-/* libcurl calls this at least once a second, data or not: cancel, deadline and stall
- * are judged here, so none of them waits for the peer. */
-static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
-                       curl_off_t ulnow)
+/* Called at least once a second, data or not: cancel, deadline and stall are judged
+ * here, so none of them waits for the peer. */
+static int on_progress(long long done, long long total, void *user)
 {
-    (void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+    (void)done, (void)total;
     download *d = user;
     double now = ksv_now();
     if (atomic_load(d->ctl->cancel))
@@ -61,13 +61,25 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     return d->stopped != NULL;
 }
 
-static size_t write_chunk(char *data, size_t size, size_t n, void *user)
+static int on_header(long status, const char *line, size_t len, void *user)
 {
     download *d = user;
-    d->bytes += size * n;
-    if (d->bytes > KSV_STORAGE_MAX_DOWNLOAD)
-        return 0;
-    return fwrite(data, size, n, d->f) == n ? size * n : 0;
+    if (status >= 400) {
+        d->error_status = status;
+        return 1; /* no need for the error page */
+    }
+    return 0;
+}
+
+static int write_chunk(const char *data, size_t n, void *user)
+{
+    download *d = user;
+    d->bytes += n;
+    if (fwrite(data, 1, n, d->f) != n) {
+        d->write_failed = true;
+        return 1;
+    }
+    return 0;
 }
 
 /* Fetches url into path (through a temp file and a rename, so a crash leaves no half
@@ -82,40 +94,28 @@ static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ks
     download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_now()};
     if (!d.f)
         return ksv_err_set(err, 500, "%s: %s", tmp, strerror(errno));
-    CURL *c = curl_easy_init();
-    if (!c) {
+    /* Model stores live outside ksv: proxies from the environment apply, redirects are
+     * followed (a few, never from https down to http); cancel, deadline and stall are
+     * on_progress's. */
+    ksv_http_options o = {.connect_timeout_ms = 15000, .max_redirects = 5,
+                          .proxy = KSV_HTTP_PROXY_ENV, .max_reply = KSV_STORAGE_MAX_DOWNLOAD};
+    ksv_http_client *http;
+    if (ksv_http_client_new(&o, &http, err) != 0) {
         fclose(d.f);
         unlink(tmp);
-        return ksv_err_set(err, 500, "storage %s: libcurl failed to start", url);
+        return ksv_err_prefix(err, "storage %s", url);
     }
-    char curl_err[CURL_ERROR_SIZE] = "";
-    curl_easy_setopt(c, CURLOPT_URL, url);
-    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_chunk);
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &d);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
-    curl_easy_setopt(c, CURLOPT_FAILONERROR, 1L);
-    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
-    curl_easy_setopt(c, CURLOPT_MAXREDIRS, 5L);
-#if LIBCURL_VERSION_NUM >= 0x075500
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-#else
-    curl_easy_setopt(c, CURLOPT_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS, (long)(CURLPROTO_HTTP | CURLPROTO_HTTPS));
-#endif
-    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 15L);
-    curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-    curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, on_progress);
-    curl_easy_setopt(c, CURLOPT_XFERINFODATA, &d);
-    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-    CURLcode rc = curl_easy_perform(c);
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-    curl_easy_cleanup(c);
+    ksv_http_call req = {.url = url};
+    ksv_http_stream_fns fns = {.on_header = on_header, .on_data = write_chunk,
+                               .on_progress = on_progress, .user = &d};
+    ksv_http_result res;
+    ksv_err why;
+    int rc = ksv_http_stream(http, &req, &fns, &res, &why);
+    ksv_http_client_free(http);
     int closed = fclose(d.f);
-    if (rc != CURLE_OK || closed != 0) {
+    if (rc != 0 || closed != 0) {
         unlink(tmp);
-        if (d.bytes > KSV_STORAGE_MAX_DOWNLOAD)
+        if (res.failure == KSV_HTTP_E_TOO_LARGE)
             return ksv_err_set(err, 400, "storage %s: larger than %llu bytes", url,
                                KSV_STORAGE_MAX_DOWNLOAD);
         if (d.stopped && strcmp(d.stopped, "deadline") == 0)
@@ -126,8 +126,13 @@ static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ks
                                ctl->stall_s);
         if (d.stopped)
             return ksv_err_set(err, 499, "storage %s: cancelled", url);
-        return ksv_err_set(err, status == 404 ? 404 : 503, "storage %s: %s", url,
-                           curl_err[0] ? curl_err : curl_easy_strerror(rc));
+        if (d.error_status)
+            return ksv_err_set(err, d.error_status == 404 ? 404 : 503,
+                               "storage %s: The requested URL returned error: %ld", url,
+                               d.error_status);
+        if (d.write_failed || (rc == 0 && closed != 0))
+            return ksv_err_set(err, 500, "storage %s: writing %s failed", url, tmp);
+        return ksv_err_set(err, 503, "storage %s: %s", url, res.message);
     }
     if (rename(tmp, path) != 0) {
         int e = errno;

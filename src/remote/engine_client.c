@@ -1,87 +1,22 @@
-/* engine_client.c: HTTP calls to one ksv-engine through a reused libcurl easy handle, and
+/* engine_client.c: HTTP calls to one ksv-engine through one reused src/http client, and
  * the mapping of transport failures, HTTP errors and bad replies onto ksv_err. */
 #include "remote/engine_client.h"
 
-#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
-
-#include "common/strbuf.h"
+#include "http/http_client.h"
 
 struct ksv_engine_client {
-    CURL *curl;
+    ksv_http_client *http;
     char *base_url;                 /* no trailing slash */
-    struct curl_slist *headers;     /* Authorization, Expect:, Accept */
-    struct curl_slist *json_headers;/* the same plus Content-Type: application/json */
     long timeout_ms;
     size_t max_reply;
     long connections;
-    char curl_error[CURL_ERROR_SIZE];
 };
-
-/* curl_global_init is not thread-safe before libcurl 7.84; a once-guard makes the first
- * client creation safe from any thread. The global state is libcurl's, never torn down. */
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-static CURLcode curl_init_result = CURLE_FAILED_INIT;
-
-static void curl_init_once(void)
-{
-    curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-static void free_headers_wiped(struct curl_slist *list)
-{
-    /* The Authorization line holds the token: wipe it before the memory goes back. */
-    for (struct curl_slist *h = list; h; h = h->next)
-        explicit_bzero(h->data, strlen(h->data));
-    curl_slist_free_all(list);
-}
-
-static int build_headers(ksv_engine_client *c, const char *token, ksv_err *err)
-{
-    struct curl_slist *list = NULL, *json = NULL;
-    bool ok = true;
-    for (int pass = 0; pass < 2 && ok; pass++) {
-        struct curl_slist **dst = pass == 0 ? &list : &json;
-        const char *lines[] = {"Expect:", "Accept: application/json, text/plain",
-                               pass == 1 ? "Content-Type: application/json" : NULL};
-        for (size_t i = 0; i < sizeof lines / sizeof *lines && ok; i++) {
-            if (!lines[i])
-                continue;
-            struct curl_slist *next = curl_slist_append(*dst, lines[i]);
-            ok = next != NULL;
-            if (ok)
-                *dst = next;
-        }
-        if (ok && token && *token) {
-            size_t n = strlen(token) + sizeof "Authorization: Bearer ";
-            char *line = malloc(n);
-            ok = line != NULL;
-            if (ok) {
-                snprintf(line, n, "Authorization: Bearer %s", token);
-                struct curl_slist *next = curl_slist_append(*dst, line);
-                explicit_bzero(line, n);
-                free(line);
-                ok = next != NULL;
-                if (ok)
-                    *dst = next;
-            }
-        }
-    }
-    if (!ok) {
-        free_headers_wiped(list);
-        free_headers_wiped(json);
-        return ksv_err_set(err, 500, "out of memory");
-    }
-    c->headers = list;
-    c->json_headers = json;
-    return 0;
-}
 
 /* Accepts http(s)://HOST[:PORT][/] and nothing else, so a path appended later is the
  * engine's path and not a surprise. */
@@ -90,21 +25,10 @@ static int check_base_url(const char *url, ksv_err *err)
     if (!url || (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0))
         return ksv_err_set(err, 400, "node URL \"%s\": expected http://HOST:PORT",
                            url ? url : "(null)");
-    CURLU *u = curl_url();
-    if (!u)
-        return ksv_err_set(err, 500, "out of memory");
-    char *path = NULL, *query = NULL, *user = NULL;
-    CURLUcode rc = curl_url_set(u, CURLUPART_URL, url, 0);
-    if (rc == CURLUE_OK) {
-        curl_url_get(u, CURLUPART_PATH, &path, 0);
-        curl_url_get(u, CURLUPART_QUERY, &query, 0);
-        curl_url_get(u, CURLUPART_USER, &user, 0);
-    }
-    bool bad = rc != CURLUE_OK || (path && strcmp(path, "/") != 0 && path[0]) || query || user;
-    curl_free(path);
-    curl_free(query);
-    curl_free(user);
-    curl_url_cleanup(u);
+    ksv_http_url u;
+    ksv_err ignored;
+    bool bad = ksv_http_url_parse(url, &u, &ignored) != 0 ||
+               (u.path[0] && strcmp(u.path, "/") != 0) || u.has_query || u.has_user;
     if (bad)
         return ksv_err_set(err, 400, "node URL \"%s\": expected http://HOST:PORT", url);
     return 0;
@@ -116,27 +40,37 @@ int ksv_engine_client_new(const char *base_url, const char *token, long timeout_
     *out = NULL;
     if (check_base_url(base_url, err) != 0)
         return -1;
-    pthread_once(&curl_once, curl_init_once);
-    if (curl_init_result != CURLE_OK)
-        return ksv_err_set(err, 500, "libcurl: %s", curl_easy_strerror(curl_init_result));
     ksv_engine_client *c = calloc(1, sizeof *c);
     if (!c)
         return ksv_err_set(err, 500, "out of memory");
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : KSV_ENGINE_CLIENT_DEFAULT_TIMEOUT_MS;
     c->max_reply = KSV_ENGINE_CLIENT_MAX_REPLY;
     c->base_url = strdup(base_url);
-    c->curl = curl_easy_init();
-    if (!c->base_url || !c->curl) {
+    char *auth = NULL;
+    if (token && *token) {
+        size_t n = strlen(token) + sizeof "Authorization: Bearer ";
+        if ((auth = malloc(n)))
+            snprintf(auth, n, "Authorization: Bearer %s", token);
+    }
+    const char *headers[] = {"Accept: application/json, text/plain", auth, NULL};
+    /* Engines are reached directly (a local port or an SSH tunnel), never via a proxy, and
+     * a redirect is reported, not followed. */
+    ksv_http_options o = {.timeout_ms = c->timeout_ms, .max_reply = c->max_reply,
+                          .proxy = KSV_HTTP_PROXY_NONE, .headers = headers};
+    int rc = !c->base_url || (token && *token && !auth)
+                 ? ksv_err_set(err, 500, "out of memory")
+                 : ksv_http_client_new(&o, &c->http, err);
+    if (auth) {
+        explicit_bzero(auth, strlen(auth));
+        free(auth);
+    }
+    if (rc != 0) {
         ksv_engine_client_free(c);
-        return ksv_err_set(err, 500, "out of memory");
+        return -1;
     }
     size_t n = strlen(c->base_url);
     while (n > 0 && c->base_url[n - 1] == '/')
         c->base_url[--n] = '\0';
-    if (build_headers(c, token, err) != 0) {
-        ksv_engine_client_free(c);
-        return -1;
-    }
     *out = c;
     return 0;
 }
@@ -145,10 +79,7 @@ void ksv_engine_client_free(ksv_engine_client *c)
 {
     if (!c)
         return;
-    if (c->curl)
-        curl_easy_cleanup(c->curl);
-    free_headers_wiped(c->headers);
-    free_headers_wiped(c->json_headers);
+    ksv_http_client_free(c->http);
     free(c->base_url);
     free(c);
 }
@@ -166,6 +97,7 @@ const char *ksv_engine_client_base_url(const ksv_engine_client *c)
 void ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes)
 {
     c->max_reply = bytes;
+    ksv_http_client_set_max_reply(c->http, bytes);
 }
 
 long ksv_engine_client_connections_opened(const ksv_engine_client *c)
@@ -175,67 +107,29 @@ long ksv_engine_client_connections_opened(const ksv_engine_client *c)
 
 /* --- one request ---------------------------------------------------------------------- */
 
-typedef struct reply_sink {
-    ksv_sb body;
-    size_t cap;
-    bool over_cap;
-} reply_sink;
-
-static size_t sink_write(char *data, size_t size, size_t nmemb, void *userdata)
-{
-    reply_sink *s = userdata;
-    size_t n = size * nmemb;
-    if (n > s->cap - s->body.len) {
-        s->over_cap = true;
-        return 0; /* makes curl stop with CURLE_WRITE_ERROR */
-    }
-    ksv_sb_append(&s->body, data, n);
-    return s->body.oom ? 0 : n;
-}
-
 /* Percent-encodes one path segment (a model name), so no name can reach another path. */
 static void append_segment(ksv_sb *sb, const char *s)
 {
-    static const char hex[] = "0123456789ABCDEF";
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-            *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-            ksv_sb_putc(sb, (char)*p);
-        } else {
-            ksv_sb_putc(sb, '%');
-            ksv_sb_putc(sb, hex[*p >> 4]);
-            ksv_sb_putc(sb, hex[*p & 15]);
-        }
-    }
+    ksv_http_escape(sb, s);
 }
 
-static int transport_error(ksv_engine_client *c, CURLcode rc, const reply_sink *sink,
-                           long timeout_ms, ksv_err *err)
+static int transport_error(ksv_engine_client *c, const ksv_http_result *res, long timeout_ms,
+                           ksv_err *err)
 {
-    const char *why = c->curl_error[0] ? c->curl_error : curl_easy_strerror(rc);
-    switch (rc) {
-    case CURLE_OPERATION_TIMEDOUT:
+    const char *why = res->message;
+    switch (res->failure) {
+    case KSV_HTTP_E_TIMEOUT:
         return ksv_err_set(err, 503, "node unreachable: %s: no answer within %ld ms (%s)",
                            c->base_url, timeout_ms, why);
-    case CURLE_COULDNT_RESOLVE_HOST:
-    case CURLE_COULDNT_RESOLVE_PROXY:
-    case CURLE_COULDNT_CONNECT:
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-    case CURLE_GOT_NOTHING:
-    case CURLE_SSL_CONNECT_ERROR:
+    case KSV_HTTP_E_CONNECT:
+    case KSV_HTTP_E_BROKEN:
         return ksv_err_set(err, 503, "node unreachable: %s: %s", c->base_url, why);
-    case CURLE_WRITE_ERROR:
-        if (sink->over_cap)
-            return ksv_err_set(err, 502, "bad reply from engine: %s: reply over %zu bytes",
-                               c->base_url, sink->cap);
-        return ksv_err_set(err, 500, "out of memory reading the reply of %s", c->base_url);
-    case CURLE_FILESIZE_EXCEEDED:
+    case KSV_HTTP_E_TOO_LARGE:
         return ksv_err_set(err, 502, "bad reply from engine: %s: reply over %zu bytes",
-                           c->base_url, sink->cap);
-    case CURLE_OUT_OF_MEMORY:
+                           c->base_url, c->max_reply);
+    case KSV_HTTP_E_NOMEM:
         return ksv_err_set(err, 500, "out of memory talking to %s", c->base_url);
-    case CURLE_URL_MALFORMAT:
+    case KSV_HTTP_E_URL:
         return ksv_err_set(err, 400, "bad node URL %s: %s", c->base_url, why);
     default:
         return ksv_err_set(err, 502, "bad reply from engine: %s: %s", c->base_url, why);
@@ -253,61 +147,22 @@ static int perform(ksv_engine_client *c, const char *method, const char *path,
     ksv_sb_init(&url);
     ksv_sb_puts(&url, c->base_url);
     ksv_sb_puts(&url, path);
-    reply_sink sink = {.cap = c->max_reply};
-    ksv_sb_init(&sink.body);
     if (url.oom) {
         ksv_sb_free(&url);
         return ksv_err_set(err, 500, "out of memory");
     }
-
-    CURL *h = c->curl;
-    /* A reset drops every option of the last call but keeps the live connection. */
-    curl_easy_reset(h);
-    c->curl_error[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, url.data);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, c->curl_error);
-    curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-    curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, timeout_ms);
-    curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_reply);
-    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, sink_write);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, body ? c->json_headers : c->headers);
-    if (strcmp(method, "GET") == 0) {
-        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-    } else {
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-        if (body) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, body);
-        } else if (strcmp(method, "DELETE") != 0) {
-            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-            curl_easy_setopt(h, CURLOPT_POSTFIELDS, "");
-        }
-    }
-    CURLcode rc = curl_easy_perform(h);
-    long opened = 0;
-    if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &opened) == CURLE_OK)
-        c->connections += opened;
+    static const char *const json_headers[] = {"Content-Type: application/json", NULL};
+    ksv_http_call req = {.method = method, .url = url.data,
+                            .headers = body ? json_headers : NULL, .body = body,
+                            .body_len = body_len, .timeout_ms = timeout_ms};
+    ksv_http_result res;
+    ksv_err ignored;
+    int rc = ksv_http_perform(c->http, &req, reply, &res, &ignored);
+    c->connections += res.connections_opened;
     ksv_sb_free(&url);
-    if (rc == CURLE_OK && sink.body.oom)
-        rc = CURLE_OUT_OF_MEMORY;
-    if (rc != CURLE_OK) {
-        transport_error(c, rc, &sink, timeout_ms, err);
-        ksv_sb_free(&sink.body);
-        return -1;
-    }
-    ksv_sb_putc(&sink.body, '\0'); /* guarantees data != NULL even for an empty body */
-    sink.body.len--;
-    if (sink.body.oom) {
-        ksv_sb_free(&sink.body);
-        return ksv_err_set(err, 500, "out of memory");
-    }
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, http_status);
-    *reply = sink.body;
+    if (rc != 0)
+        return transport_error(c, &res, timeout_ms, err);
+    *http_status = res.status;
     return 0;
 }
 

@@ -4,7 +4,7 @@
  * the engine's own address; an SSH node will give the local end of a forwarded socket, so
  * nothing here knows how the bytes travel.
  *
- * One libcurl easy handle per client, reused across calls so the connection stays alive.
+ * One src/http client per engine client, reused across calls so the connection stays alive.
  * A client is NOT thread-safe: use one per thread (or serialize calls on it).
  *
  * Every call sets connect and total timeouts, never follows redirects, ignores proxy

@@ -174,7 +174,7 @@ int tui_demo_start(const char *argv0, void (*progress)(const char *line), tui_de
     ksv_ctl_options o = {.db_path = d->db, .argv0 = argv0};
     char engine_dir[PATH_MAX + 16], base[PATH_MAX + 32], canary[PATH_MAX + 32], url[256];
     snprintf(engine_dir, sizeof engine_dir, "%s/engine", d->dir);
-    if (ksv_console_global_init(err) != 0 || ksv_ctl_open(&o, &ctl, err) != 0)
+    if (ksv_ctl_global_init(err) != 0 || ksv_ctl_open(&o, &ctl, err) != 0)
         return -1;
     if (progress)
         progress("ksv-top --demo: starting a local engine");

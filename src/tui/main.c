@@ -166,7 +166,7 @@ int main(int argc, char **argv)
     tui_demo *d = NULL;
     ksv_err err;
     /* libcurl's global state, before any thread (the Prometheus client uses libcurl). */
-    if (prometheus && ksv_console_global_init(&err) != 0) {
+    if (prometheus && ksv_ctl_global_init(&err) != 0) {
         fprintf(stderr, "ksv-top: %s\n", err.msg);
         return 1;
     }
