@@ -13,27 +13,33 @@
 #include "control/control.h"
 #include "cli/table.h"
 #include "common/fileutil.h"
+#include "common/sanitize.h"
 #include "common/manifest.h"
+
+/* "ksv: MESSAGE" on stderr, filtered: messages quote nodes, files and arguments. */
+static void print_message(const char *fmt, va_list ap)
+{
+    char line[2048];
+    vsnprintf(line, sizeof line, fmt, ap);
+    fprintf(stderr, "ksv: %s\n", ksv_sanitize(line));
+}
 
 int ksv_usage(const ksv_cli *cli, const char *fmt, ...)
 {
     va_list ap;
-    fputs("ksv: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_message(fmt, ap);
     va_end(ap);
-    fprintf(stderr, "\nUsage: ksv %s\n", cli->usage ? cli->usage : "--help");
+    fprintf(stderr, "Usage: ksv %s\n", cli->usage ? cli->usage : "--help");
     return 2;
 }
 
 int ksv_fail(const char *fmt, ...)
 {
     va_list ap;
-    fputs("ksv: ", stderr);
     va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
+    print_message(fmt, ap);
     va_end(ap);
-    fputc('\n', stderr);
     return 1;
 }
 
@@ -123,8 +129,9 @@ static int report_result(const ksv_cli *cli, const ksv_ctl_result *res, int rc, 
         print_json(o);
         json_object_put(o);
     } else {
+        char summary[sizeof res->summary];
         if (res->summary[0])
-            printf("%s\n", res->summary);
+            printf("%s\n", (ksv_sanitize_copy(summary, sizeof summary, res->summary), summary));
         for (size_t i = 0; i < res->n; i++)
             printf("  node %s: %s%s%s\n", res->nodes[i].node,
                    res->nodes[i].ok            ? "ok"
@@ -133,7 +140,7 @@ static int report_result(const ksv_cli *cli, const ksv_ctl_result *res, int rc, 
                    res->nodes[i].message[0] ? ": " : "", res->nodes[i].message);
     }
     if (rc != 0) {
-        fprintf(stderr, "ksv: %s\n", err->msg);
+        ksv_fail("%s", err->msg);
         return err->status == 2 ? 2 : 1;
     }
     return 0;
@@ -299,8 +306,10 @@ static int node_status(ksv_cli *cli, const char *name)
                 printf("%s: drift: %s\n", st[i].node.name, st[i].drift[d]);
         }
     }
+    /* Drift is a node that does not serve what was asked: as much a failure to a script
+     * as a node that does not answer. */
     for (size_t i = 0; i < n; i++)
-        if (!st[i].reachable)
+        if (!st[i].reachable || st[i].n_drift > 0)
             code = 1;
     ksv_node_status_free(st, n);
     ksv_ctl_close(ctl);

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sanitize.h"
+
 int ksv_table_init(ksv_table *t, size_t cols, const char *const *headers)
 {
     memset(t, 0, sizeof *t);
@@ -21,8 +23,11 @@ int ksv_table_add(ksv_table *t, const char *const *cells)
         t->cells = p;
         t->cap_rows = cap;
     }
-    for (size_t c = 0; c < t->cols; c++)
-        t->cells[t->rows * t->cols + c] = strdup(cells[c] && *cells[c] ? cells[c] : "-");
+    for (size_t c = 0; c < t->cols; c++) {
+        /* Cells hold text from nodes and files: filtered before the terminal sees them. */
+        char *cell = strdup(cells[c] && *cells[c] ? cells[c] : "-");
+        t->cells[t->rows * t->cols + c] = cell ? ksv_sanitize(cell) : NULL;
+    }
     t->rows++;
     return 0;
 }

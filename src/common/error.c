@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/sanitize.h"
+
 int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
 {
     if (err) {
@@ -13,6 +15,8 @@ int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
+        /* Messages carry text from nodes, files and requests to terminals and logs. */
+        ksv_sanitize(err->msg);
     }
     return -1;
 }
@@ -41,6 +45,7 @@ int ksv_err_prefix(ksv_err *err, const char *fmt, ...)
         m = cap - n;
     memcpy(err->msg + n, old, m);
     err->msg[n + m] = '\0';
+    ksv_sanitize(err->msg);
     return -1;
 }
 

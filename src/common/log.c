@@ -8,6 +8,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/sanitize.h"
+
 /* The one piece of process-wide configuration: set by main() before threads start, read
  * after. Atomic so a read from any thread is well defined. */
 static _Atomic int log_threshold = KSV_LOG_INFO;
@@ -49,6 +51,9 @@ void ksv_log(ksv_log_level level, const char *request_id, const char *fmt, ...)
     int m = vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
     n = (m < 0 || (size_t)(n + m) >= sizeof line - 1) ? (int)sizeof line - 2 : n + m;
+    line[n] = '\0';
+    /* A newline or an escape sequence from a request or a file cannot forge a log line. */
+    n = (int)strlen(ksv_sanitize(line));
     line[n++] = '\n';
     ssize_t w = write(STDERR_FILENO, line, (size_t)n);
     (void)w;

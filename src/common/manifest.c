@@ -17,7 +17,9 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include "common/field_limits.h"
 #include "common/manifest_tree.h"
+#include "common/sanitize.h"
 
 #define MAX_PATH_TEXT 256
 
@@ -155,29 +157,19 @@ static int get_int(vctx *v, const mnode *node, const char *path, int64_t min, in
     return 0;
 }
 
-/* DNS-1123 label: lowercase alphanumerics and '-', alphanumeric at both ends, 1..63. */
-static int check_dns_label(vctx *v, const mnode *node, const char *path, const char *s)
+/* A DNS-1123 label of at most max characters (field_limits.h: the store and the engine
+ * check the same). */
+static int check_dns_label(vctx *v, const mnode *node, const char *path, const char *s,
+                           size_t max)
 {
-    size_t len = strlen(s);
-    if (len == 0)
-        return fail(v, node, path, "must not be empty");
-    if (len > 63)
-        return fail(v, node, path, "\"%.20s...\" is %zu characters long; at most 63 are allowed",
-                    s, len);
-    for (size_t k = 0; k < len; k++) {
-        char c = s[k];
-        bool alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && c != '-')
-            return fail(v, node, path,
-                        "\"%s\" is not a DNS-1123 label: use lowercase letters, digits and '-'",
-                        s);
-        if (!alnum && (k == 0 || k == len - 1))
-            return fail(v, node, path,
-                        "\"%s\" is not a DNS-1123 label: it must start and end with a letter "
-                        "or digit",
-                        s);
-    }
-    return 0;
+    const char *problem = ksv_dns_label_problem(s, max);
+    if (!problem)
+        return 0;
+    if (!*s)
+        return fail(v, node, path, "%s", problem);
+    if (strlen(s) > max)
+        return fail(v, node, path, "\"%.20s...\" (%zu characters) %s", s, strlen(s), problem);
+    return fail(v, node, path, "\"%s\" %s", s, problem);
 }
 
 /* ---- annotations ---------------------------------------------------------------------- */
@@ -198,6 +190,13 @@ static int parse_nodes_annotation(vctx *v, const mnode *at, const char *path, co
             n--;
         if (n == 0)
             return fail(v, at, path, "\"%s\" has an empty node name", text);
+        char name[KSV_NODE_NAME_MAX + 2];
+        snprintf(name, sizeof name, "%.*s", (int)(n < sizeof name - 1 ? n : sizeof name - 1),
+                 start);
+        const char *problem = ksv_dns_label_problem(name, KSV_NODE_NAME_MAX);
+        if (problem)
+            return fail(v, at, path, "node name \"%.*s\" %s", (int)(n > 80 ? 80 : n), start,
+                        problem);
         char **grown = realloc(spec->nodes, (spec->n_nodes + 1) * sizeof *grown);
         if (!grown)
             return oom(v);
@@ -304,13 +303,13 @@ static int read_metadata(vctx *v, const mnode *meta)
             if (is_null(e->value))
                 continue;
             if (get_string(v, e->value, path, &spec->name) ||
-                check_dns_label(v, e->value, path, spec->name))
+                check_dns_label(v, e->value, path, spec->name, KSV_MODEL_NAME_MAX))
                 return -1;
         } else if (strcmp(e->key, "namespace") == 0) {
             if (is_null(e->value))
                 continue;
             if (get_string(v, e->value, path, &spec->namespace_name) ||
-                check_dns_label(v, e->value, path, spec->namespace_name))
+                check_dns_label(v, e->value, path, spec->namespace_name, KSV_NAMESPACE_MAX))
                 return -1;
         } else if (strcmp(e->key, "annotations") == 0) {
             if (!is_null(e->value) && read_annotations(v, e->value))
@@ -758,10 +757,11 @@ static int read_predictor(vctx *v, const mnode *pred)
                 rc = not_acted_on(v, path, value);
         } else if (strcmp(e->key, "containerConcurrency") == 0) {
             spec->has_container_concurrency = true;
-            rc = get_int(v, value, path, 0, INT32_MAX, &spec->container_concurrency);
+            rc = get_int(v, value, path, 0, KSV_CONTAINER_CONCURRENCY_MAX,
+                         &spec->container_concurrency);
         } else if (strcmp(e->key, "timeout") == 0) {
             spec->has_timeout = true;
-            rc = get_int(v, value, path, 1, INT32_MAX, &spec->timeout_s);
+            rc = get_int(v, value, path, 1, KSV_TIMEOUT_S_MAX, &spec->timeout_s);
         } else if (strcmp(e->key, "canaryTrafficPercent") == 0) {
             int64_t percent;
             rc = get_int(v, value, path, 0, 100, &percent);
@@ -1079,20 +1079,36 @@ const char *const *ksv_isvc_not_acted_on(const ksv_isvc *spec, size_t *n)
     return (const char *const *)spec->not_acted_on;
 }
 
+/* Appends one note line, filtered: notes quote the file's keys and values. */
+static void put_note(ksv_sb *out, ksv_sb *line)
+{
+    if (line->oom) {
+        out->oom = true;
+    } else if (line->len) {
+        ksv_sb_puts(out, ksv_sanitize(line->data));
+        ksv_sb_putc(out, '\n');
+    }
+    ksv_sb_reset(line);
+}
+
 void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out)
 {
+    ksv_sb line;
+    ksv_sb_init(&line);
     for (size_t k = 0; k < list->n; k++) {
         const ksv_isvc *spec = &list->items[k];
         if (spec->runtime_mapped)
-            ksv_sb_printf(out, "%s:%d: %s/%s: runtime %s mapped to %s\n", spec->source,
+            ksv_sb_printf(&line, "%s:%d: %s/%s: runtime %s mapped to %s", spec->source,
                           spec->line, spec->namespace_name, spec->name, spec->runtime_written,
                           spec->runtime);
+        put_note(out, &line);
         if (spec->n_not_acted_on == 0)
             continue;
-        ksv_sb_printf(out, "%s:%d: %s/%s: not acted on: ", spec->source, spec->line,
+        ksv_sb_printf(&line, "%s:%d: %s/%s: not acted on: ", spec->source, spec->line,
                       spec->namespace_name, spec->name);
         for (size_t j = 0; j < spec->n_not_acted_on; j++)
-            ksv_sb_printf(out, "%s%s", j ? ", " : "", spec->not_acted_on[j]);
-        ksv_sb_putc(out, '\n');
+            ksv_sb_printf(&line, "%s%s", j ? ", " : "", spec->not_acted_on[j]);
+        put_note(out, &line);
     }
+    ksv_sb_free(&line);
 }

@@ -1,12 +1,14 @@
 /* control.c: opening the control layer, results and history rows. */
 #include "control/control.h"
 
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "common/sanitize.h"
 #include "control/control_internal.h"
 
 static void default_db_path(char *out, size_t cap)
@@ -29,6 +31,25 @@ void ksv_ctl_format_upload(const char *node, const char *file, long long done,
     else
         snprintf(out, cap, "node %s: uploaded %s: %.1f MB (%.1f MB/s)", node, file,
                  (double)total / 1e6, bytes_per_s / 1e6);
+    ksv_sanitize(out);   /* the file name comes from a manifest */
+}
+
+/* Who history rows name: the caller's choice, $USER, then the login name of the uid
+ * ($USER is unset under cron, systemd and some tmux setups), "uid N" when it has none. */
+static void default_actor(const char *chosen, char *out, size_t cap)
+{
+    const char *user = chosen ? chosen : getenv("USER");
+    if (user && *user) {
+        ksv_sanitize_copy(out, cap, user);
+        return;
+    }
+    struct passwd pw, *found = NULL;
+    char buf[4096];
+    uid_t uid = getuid();
+    if (getpwuid_r(uid, &pw, buf, sizeof buf, &found) == 0 && found && found->pw_name[0])
+        ksv_sanitize_copy(out, cap, found->pw_name);
+    else
+        snprintf(out, cap, "uid %lu", (unsigned long)uid);
 }
 
 int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
@@ -40,8 +61,7 @@ int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
         snprintf(ctl->db_path, sizeof ctl->db_path, "%s", opts->db_path);
     else
         default_db_path(ctl->db_path, sizeof ctl->db_path);
-    const char *user = opts->actor ? opts->actor : getenv("USER");
-    snprintf(ctl->actor, sizeof ctl->actor, "%s", user && *user ? user : "unknown");
+    default_actor(opts->actor, ctl->actor, sizeof ctl->actor);
     snprintf(ctl->engine_path, sizeof ctl->engine_path, "%s",
              opts->engine_path ? opts->engine_path : "");
     snprintf(ctl->argv0, sizeof ctl->argv0, "%s", opts->argv0 ? opts->argv0 : "");
@@ -120,10 +140,11 @@ int ctl_result_add(ksv_ctl_result *r, const char *node, bool ok, const char *mes
         return -1;
     r->nodes = p;
     ksv_node_result *nr = &r->nodes[r->n++];
-    snprintf(nr->node, sizeof nr->node, "%s", node);
+    /* Messages quote nodes and files: filtered once here for every caller's terminal. */
+    ksv_sanitize_copy(nr->node, sizeof nr->node, node);
     nr->ok = ok;
     nr->unconfirmed = false;
-    snprintf(nr->message, sizeof nr->message, "%s", message ? message : "");
+    ksv_sanitize_copy(nr->message, sizeof nr->message, message ? message : "");
     return 0;
 }
 

@@ -30,7 +30,7 @@ typedef struct ksv_ctl ksv_ctl;
 
 typedef struct ksv_ctl_options {
     const char *db_path;          /* NULL: $KSV_DB, then $XDG_STATE_HOME/ksv/ksv.db */
-    const char *actor;            /* NULL: $USER */
+    const char *actor;            /* NULL: $USER, else the login name of the uid */
     const char *engine_path;      /* NULL: KSV_ENGINE, beside argv0, then PATH */
     const char *argv0;
     long node_timeout_ms;         /* per admin call; default 5000 */

@@ -8,7 +8,9 @@
 
 #include <json-c/json.h>
 
+#include "common/field_limits.h"
 #include "common/fileutil.h"
+#include "common/sanitize.h"
 #include "control/control_internal.h"
 #include "remote/local_node.h"
 #include "remote/ssh_config.h"
@@ -242,6 +244,11 @@ void ctl_node_disconnect(ctl_node_conn *c)
 int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
                      const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err)
 {
+    /* The name becomes a directory under the state folder (local nodes) and a label in
+     * metrics: a DNS label, checked before anything is created or started. */
+    const char *problem = ksv_dns_label_problem(name, KSV_NODE_NAME_MAX);
+    if (problem)
+        return ksv_err_set(err, 2, "node name '%.80s' %s", name, problem);
     ksv_node node = {0};
     node.name = (char *)name;
     if (strcmp(address, "local") == 0) {
@@ -351,6 +358,7 @@ static void add_drift(ksv_node_status *st, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
     va_end(ap);
+    ksv_sanitize(line);   /* names and states as the node reported them */
     char **p = realloc(st->drift, (st->n_drift + 1) * sizeof *p);
     if (!p)
         return;

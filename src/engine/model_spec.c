@@ -4,13 +4,14 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/field_limits.h"
 #include "engine/batcher.h"
 #include "engine/runtime.h"
 
 bool ksv_valid_name(const char *name)
 {
     size_t n = strlen(name);
-    if (n == 0 || n > 63)
+    if (n == 0 || n > KSV_ENGINE_NAME_MAX)
         return false;
     for (size_t i = 0; i < n; i++) {
         char c = name[i];
@@ -97,9 +98,10 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
         if (copy_string_field(settings, "booster_pool", rev->booster_pool,
                               sizeof rev->booster_pool, false, where, err) ||
             int_field(settings, "predict_threads", 0, 256, &rev->predict_threads, where, err) ||
-            int_field(settings, "container_concurrency", 0, 1000000,
+            int_field(settings, "container_concurrency", 0, KSV_CONTAINER_CONCURRENCY_MAX,
                       &rev->container_concurrency, where, err) ||
-            int_field(settings, "timeout_ms", 0, 86400000, &rev->timeout_ms, where, err) ||
+            int_field(settings, "timeout_ms", 0, KSV_TIMEOUT_MS_MAX, &rev->timeout_ms, where,
+                      err) ||
             int_field(settings, "batch_max_rows", 0, 1 << 20, &rev->batch_max_rows, where,
                       err) ||
             int_field(settings, "batch_max_delay_us", 0, 1000000, &rev->batch_max_delay_us,

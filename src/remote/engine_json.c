@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sanitize.h"
+
 /* --- PUT bodies ------------------------------------------------------------------------ */
 
 void ksv_engine_model_put_init(ksv_engine_model_put *m)
@@ -123,7 +125,7 @@ static int get_string(json_object *o, const char *key, bool required, char *dst,
     if (!json_object_is_type(v, json_type_string))
         return ksv_err_set(err, 502, "bad reply from engine: %s.%s: expected a string", what,
                            key);
-    snprintf(dst, cap, "%s", json_object_get_string(v));
+    ksv_sanitize_copy(dst, cap, json_object_get_string(v));   /* a node's text, never raw */
     return 0;
 }
 

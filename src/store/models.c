@@ -263,8 +263,8 @@ static int set_placement(ksv_store *s, int64_t model_id, const ksv_model *in, ks
 
 static int check_model_input(const ksv_model *in, ksv_err *err)
 {
-    if (store_check_name(in->ns, "namespace", true, err) < 0 ||
-        store_check_name(in->name, "model name", true, err) < 0)
+    if (store_check_label(in->ns, "namespace", KSV_NAMESPACE_MAX, err) < 0 ||
+        store_check_label(in->name, "model name", KSV_MODEL_NAME_MAX, err) < 0)
         return -1;
     if (store_check_json_object(in->spec_json, "the spec", 400, err) < 0)
         return -1;
@@ -275,7 +275,7 @@ static int check_model_input(const ksv_model *in, ksv_err *err)
         return ksv_err_set(err, 400, "model %s/%s: placement has no node names", in->ns,
                            in->name);
     for (size_t i = 0; i < in->n_nodes; i++) {
-        if (store_check_name(in->nodes[i], "node name", false, err) < 0)
+        if (store_check_label(in->nodes[i], "node name", KSV_NODE_NAME_MAX, err) < 0)
             return -1;
         for (size_t j = 0; j < i; j++)
             if (strcmp(in->nodes[i], in->nodes[j]) == 0)

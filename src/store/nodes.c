@@ -71,7 +71,7 @@ static bool has_prefix(const char *s, const char *prefix)
 
 int ksv_store_node_add(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err *err)
 {
-    if (store_check_name(node->name, "node name", false, err) < 0)
+    if (store_check_label(node->name, "node name", KSV_NODE_NAME_MAX, err) < 0)
         return -1;
     if ((unsigned)node->kind > KSV_NODE_SSH)
         return ksv_err_set(err, 400, "node %s: unknown kind %d", node->name, (int)node->kind);

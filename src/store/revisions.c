@@ -168,6 +168,12 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     int64_t seq;
     if (model_name(s, model_id, &mname, err) < 0 || next_seq(s, model_id, &seq, err) < 0)
         goto fail;
+    if (seq > KSV_REVISION_SEQ_MAX) {
+        ksv_err_set(err, 409, "model %s has %d revisions, the most a model may have (its "
+                    "revision names are MODEL-NNNNN); delete and re-apply it", mname,
+                    KSV_REVISION_SEQ_MAX);
+        goto fail;
+    }
     char name[STORE_NAME_MAX + 32];
     snprintf(name, sizeof name, "%s-%05lld", mname, (long long)seq);
     if (store_prepare(s,

@@ -253,17 +253,14 @@ char *store_strdup(const char *v, bool *oom)
     return c;
 }
 
-int store_check_name(const char *v, const char *what, bool no_slash, ksv_err *err)
+int store_check_label(const char *v, const char *what, size_t max, ksv_err *err)
 {
+    const char *problem = ksv_dns_label_problem(v, max);
+    if (!problem)
+        return 0;
     if (!v || !*v)
-        return ksv_err_set(err, 400, "%s must not be empty", what);
-    size_t n = strlen(v);
-    if (n > STORE_NAME_MAX)
-        return ksv_err_set(err, 400, "%s is %zu bytes long, more than %d", what, n,
-                           STORE_NAME_MAX);
-    if (no_slash && strchr(v, '/'))
-        return ksv_err_set(err, 400, "%s '%s' must not contain '/'", what, v);
-    return 0;
+        return ksv_err_set(err, 400, "%s %s", what, problem);
+    return ksv_err_set(err, 400, "%s '%.80s' %s", what, v, problem);
 }
 
 struct json_object *store_json_parse(const char *text)

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/field_limits.h"
 #include "store/store.h"
 
 struct ksv_store {
@@ -79,8 +80,9 @@ void store_tx_abort(ksv_store *s, store_tx *tx);
 int64_t store_now_ms(void);
 /* strdup that maps NULL to NULL; sets *oom on allocation failure of a non-NULL input. */
 char *store_strdup(const char *v, bool *oom);
-/* 400 unless v is non-empty, at most STORE_NAME_MAX bytes and (when no_slash) has no '/'. */
-int store_check_name(const char *v, const char *what, bool no_slash, ksv_err *err);
+/* 400 unless v is a DNS-1123 label of at most max characters (common/field_limits.h: the
+ * manifest reader and the engine check the same limits). */
+int store_check_label(const char *v, const char *what, size_t max, ksv_err *err);
 /* Whether text is exactly one RFC 8259 JSON value (UTF-8, surrounding whitespace allowed). */
 bool store_json_is_strict(const char *text);
 struct json_object;

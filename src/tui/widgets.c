@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/sanitize.h"
+
 size_t tui_text_width(const char *s)
 {
     size_t w = 0;
@@ -36,6 +38,10 @@ int tui_put(int y, int x, int w, const char *s, int attr, bool pad, bool right)
         w = COLS - x;
     if (!s)
         s = "";
+    /* Everything on screen may come from a node or a file: never an escape sequence. */
+    char safe[4096];
+    if (!ksv_is_terminal_safe(s))
+        s = (ksv_sanitize_copy(safe, sizeof safe, s), safe);
     size_t tw = tui_text_width(s);
     size_t shown = tw > (size_t)w ? (size_t)w : tw;
     attron(attr);
