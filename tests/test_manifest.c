@@ -573,7 +573,7 @@ static const broken broken_table[] = {
     {"long-name.yaml",
      HDR "metadata:\n  name: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n"
          PRED MODEL URI,
-     4, 9, "64 characters long; at most 63"},
+     4, 9, "(64 characters) is too long: at most 57"},
     {"v1alpha2.yaml", "apiVersion: serving.kserve.io/v1alpha2\nkind: InferenceService\n" META,
      1, 13, "older InferenceService API"},
     {"apiversion.yaml", "apiVersion: serving.kserve.io/v2\nkind: InferenceService\n" META, 1,
@@ -597,7 +597,8 @@ static const broken broken_table[] = {
      "spec.predictor.minReplicas: must be at least 0, found -2"},
     {"max-below-min.yaml", HDR META PRED "    minReplicas: 3\n    maxReplicas: 2\n" MODEL URI,
      8, 18, "2 is below minReplicas 3"},
-    {"timeout-zero.yaml", HDR META PRED "    timeout: 0\n" MODEL URI, 7, 14, "at least 1"},
+    {"timeout-zero.yaml", HDR META PRED "    timeout: 0\n" MODEL URI, 7, 14,
+     "between 1 and 86400"},
     {"scale-metric.yaml", HDR META PRED "    scaleMetric: qps\n" MODEL URI, 7, 18,
      "\"qps\" is not one of concurrency, rps, cpu, memory"},
     {"spec-list.yaml", HDR META "spec:\n  - predictor\n", 6, 3, "spec: expected a map, found a list"},

@@ -428,7 +428,7 @@ static void test_nodes(ksv_store *s)
     longname[sizeof longname - 1] = '\0';
     ksv_node lng = {.name = longname, .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     rc = ksv_store_node_add(s, &lng, NULL, &e);
-    EXPECT_ERR(rc, e, 400, "more than 253", "overlong node name refused");
+    EXPECT_ERR(rc, e, 400, "at most 63", "overlong node name refused");
 
     ksv_node got;
     OK(ksv_store_node_get(s, "gpu-a", &got, &e), e, "get the ssh node");
@@ -578,8 +578,8 @@ static void test_models(ksv_store *s)
         const char *msg;
     } bad[] = {
         {{.ns = (char *)"", .name = (char *)"a", .spec_json = (char *)"{}"}, 400, "namespace"},
-        {{.ns = (char *)"a/b", .name = (char *)"a", .spec_json = (char *)"{}"}, 400, "'/'"},
-        {{.ns = (char *)"a", .name = (char *)"b/c", .spec_json = (char *)"{}"}, 400, "'/'"},
+        {{.ns = (char *)"a/b", .name = (char *)"a", .spec_json = (char *)"{}"}, 400, "DNS-1123"},
+        {{.ns = (char *)"a", .name = (char *)"b/c", .spec_json = (char *)"{}"}, 400, "DNS-1123"},
         {{.ns = (char *)"a", .name = NULL, .spec_json = (char *)"{}"}, 400, "model name"},
         {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"[1]"}, 400, "spec"},
         {{.ns = (char *)"a", .name = (char *)"b", .spec_json = (char *)"{"}, 400, "spec"},
@@ -915,27 +915,34 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     printf("== injection-looking names\n");
     const char *evil = "x'; DROP TABLE models;--";
     const char *evil2 = "\" OR 1=1 --";
-    ksv_node n = {.name = (char *)evil, .kind = KSV_NODE_LOCAL, .address = (char *)evil2};
-    OK(ksv_store_node_add(s, &n, NULL, &e), e, "add a node with a quote-laden name");
-    const char *on_evil[] = {evil};
-    int64_t id = upsert(s, evil, evil, "{\"x'; DROP TABLE revisions;--\":\"');\"}", on_evil, 1);
-    KT_CHECK(id > 0, "model with that namespace and name stored");
-    char ref[200];
-    snprintf(ref, sizeof ref, "%s/%s", evil, evil);
+    /* Names are DNS labels (common/field_limits.h), so quotes never reach a name column;
+     * the free-text columns still take them, and prepared statements keep them inert. */
+    ksv_node refused = {.name = (char *)evil, .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
+    rc = ksv_store_node_add(s, &refused, NULL, &e);
+    EXPECT_ERR(rc, e, 400, "DNS-1123", "a quote-laden node name is refused");
+    ksv_model refused_model = {.ns = (char *)evil, .name = (char *)"ok", .spec_json = (char *)"{}"};
+    rc = ksv_store_model_upsert(s, &refused_model, NULL, NULL, &e);
+    EXPECT_ERR(rc, e, 400, "DNS-1123", "a quote-laden namespace is refused");
+    const char *node_name = "evil-node";
+    ksv_node n = {.name = (char *)node_name, .kind = KSV_NODE_LOCAL, .address = (char *)evil2};
+    OK(ksv_store_node_add(s, &n, NULL, &e), e, "add a node with a quote-laden address");
+    const char *on_evil[] = {node_name};
+    int64_t id = upsert(s, "evil-ns", "evil-model", "{\"x'; DROP TABLE revisions;--\":\"');\"}",
+                        on_evil, 1);
+    KT_CHECK(id > 0, "model with a quote-laden spec stored");
+    const char *ref = "evil-ns/evil-model";
     OK(ksv_store_model_resolve(s, ref, NULL, &m, &e), e, "resolve it as NAMESPACE/NAME");
-    KT_CHECK(strcmp(m.ns, evil) == 0 && strcmp(m.name, evil) == 0 && m.n_nodes == 1 &&
-                 strcmp(m.nodes[0], evil) == 0 &&
+    KT_CHECK(m.ns && m.n_nodes == 1 && strcmp(m.nodes[0], node_name) == 0 &&
                  strcmp(m.spec_json, "{\"x'; DROP TABLE revisions;--\":\"');\"}") == 0,
              "stored verbatim");
     ksv_model_clear(&m);
     ksv_revision r;
     OK(ksv_store_revision_create(s, id, "{}", evil, evil2, &r, &e), e, "revision of it");
-    char expect_name[100];
-    snprintf(expect_name, sizeof expect_name, "%s-00001", evil);
-    KT_CHECK(strcmp(r.name, expect_name) == 0 && strcmp(r.storage_uri, evil2) == 0,
-             "revision named verbatim");
+    KT_CHECK(strcmp(r.name, "evil-model-00001") == 0 && strcmp(r.runtime, evil) == 0 &&
+                 strcmp(r.storage_uri, evil2) == 0,
+             "runtime and storage URI verbatim");
     ksv_revision_clear(&r);
-    ksv_history_entry eh = {.actor = (char *)evil, .action = (char *)"apply", .model = ref,
+    ksv_history_entry eh = {.actor = (char *)evil, .action = (char *)"apply", .model = (char *)ref,
                             .result = (char *)evil2};
     OK(ksv_store_history_append(s, &eh, NULL, &e), e, "history with quotes");
     ksv_history_list l;
@@ -943,7 +950,7 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     KT_CHECK(l.n == 1 && strcmp(l.items[0].actor, evil) == 0, "found verbatim");
     ksv_history_list_free(&l);
     ksv_node got;
-    OK(ksv_store_node_get(s, evil, &got, &e), e, "get the node");
+    OK(ksv_store_node_get(s, node_name, &got, &e), e, "get the node");
     KT_CHECK(strcmp(got.address, evil2) == 0, "node address verbatim");
     ksv_node_clear(&got);
     KT_CHECK(raw_int(path, "SELECT count(*) FROM sqlite_master WHERE name IN ('models', "
