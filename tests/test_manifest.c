@@ -250,13 +250,16 @@ static void test_scale(void)
     lower[64] = '\0';
     KT_CHECK(written && str_eq(s->sha256, lower), "scale: ksv.io/sha256 kept, lowercased");
     KT_CHECK(s->rollback_window_s == 600, "scale: ksv.io/rollback-window 10m = 600 s");
+    KT_CHECK(s->scale_window_s == 90 && s->scale_retention_s == 120 && s->cold_start_queue == 20,
+             "scale: Knative window 90s, retention 2m, cold-start queue 20 (%lld %lld %lld)",
+             (long long)s->scale_window_s, (long long)s->scale_retention_s,
+             (long long)s->cold_start_queue);
     KT_CHECK(str_eq(annotation(s, "serving.kserve.io/deploymentMode"), "Serverless"),
              "scale: other annotations kept");
 
     static const char *const expect_listed[] = {
         "metadata.labels",
         "metadata.annotations[serving.kserve.io/deploymentMode]",
-        "spec.predictor.minReplicas",
         "spec.predictor.maxReplicas",
         "spec.predictor.scaleMetric",
         "spec.predictor.scaleTarget",
@@ -267,6 +270,7 @@ static void test_scale(void)
     };
     static const char *const expect_acted[] = {
         "spec.predictor.containerConcurrency", "spec.predictor.timeout",
+        "spec.predictor.minReplicas",
         "spec.predictor.model.storageUri",     "spec.predictor.model.runtime",
         "spec.predictor.model.modelFormat",    "spec.predictor.model.modelFormat.name",
         "metadata.annotations[ksv.io/nodes]",  "metadata.name",
@@ -625,6 +629,17 @@ static const broken broken_table[] = {
     {"annotation-int.yaml",
      HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/rollback-window: 600\n" PRED MODEL URI,
      6, 29, "expected a string, found an integer (600; quote it"},
+    {"window.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    autoscaling.knative.dev/window: \"0s\"\n" PRED
+         MODEL URI,
+     6, 37, "expected a duration 1s..1h"},
+    {"retention.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n"
+         "    autoscaling.knative.dev/scale-to-zero-pod-retention-period: \"soon\"\n" PRED MODEL URI,
+     6, 65, "expected a duration 0s..1h"},
+    {"queue.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/cold-start-queue: \"0\"\n" PRED MODEL URI,
+     6, 30, "expected a number of requests 1..100000"},
     {"sha256.yaml", HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/sha256: abc\n" PRED MODEL URI,
      6, 20, "expected 64 hex digits"},
     {"nodes.yaml", HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/nodes: \"a,,b\"\n" PRED MODEL URI,

@@ -233,8 +233,7 @@ static int parse_sha256_annotation(vctx *v, const mnode *at, const char *path, c
     return 0;
 }
 
-/* "600", "600s", "10m" or "1h". */
-static int parse_window_annotation(vctx *v, const mnode *at, const char *path, const char *text)
+int ksv_parse_duration_s(const char *text, int64_t *seconds)
 {
     char *end;
     errno = 0;
@@ -250,8 +249,45 @@ static int parse_window_annotation(vctx *v, const mnode *at, const char *path, c
     }
     if (end == text || *end || errno == ERANGE || value < 0 || value > INT64_MAX / 3600 ||
         !isdigit((unsigned char)text[0]))
+        return -1;
+    *seconds = value * scale;
+    return 0;
+}
+
+/* "600", "600s", "10m" or "1h". */
+static int parse_window_annotation(vctx *v, const mnode *at, const char *path, const char *text)
+{
+    int64_t seconds;
+    if (ksv_parse_duration_s(text, &seconds) != 0)
         return fail(v, at, path, "expected seconds (e.g. \"600\", \"10m\"), found \"%s\"", text);
-    v->spec->rollback_window_s = value * scale;
+    v->spec->rollback_window_s = seconds;
+    return 0;
+}
+
+/* Scale-to-zero annotations: Knative's window (1s..1h; Knative itself wants >= 6s) and
+ * pod retention (0..1h), ksv's cold-start queue length (1..100000). */
+static int parse_scale_annotation(vctx *v, const mnode *at, const char *path, const char *key,
+                                  const char *text)
+{
+    int64_t value;
+    if (strcmp(key, KSV_ANNOTATION_COLD_START_QUEUE) == 0) {
+        char *end;
+        errno = 0;
+        long long n = strtoll(text, &end, 10);
+        if (end == text || *end || errno || n < 1 || n > 100000)
+            return fail(v, at, path, "expected a number of requests 1..100000, found \"%s\"",
+                        text);
+        v->spec->cold_start_queue = n;
+        return 0;
+    }
+    bool window = strcmp(key, KSV_ANNOTATION_SCALE_WINDOW) == 0;
+    if (ksv_parse_duration_s(text, &value) != 0 || value > 3600 || (window && value < 1))
+        return fail(v, at, path, "expected a duration %s..1h (e.g. \"60s\"), found \"%s\"",
+                    window ? "1s" : "0s", text);
+    if (window)
+        v->spec->scale_window_s = value;
+    else
+        v->spec->scale_retention_s = value;
     return 0;
 }
 
@@ -282,6 +318,10 @@ static int read_annotations(vctx *v, const mnode *map)
             rc = parse_sha256_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/rollback-window") == 0)
             rc = parse_window_annotation(v, e->value, path, value);
+        else if (strcmp(e->key, KSV_ANNOTATION_SCALE_WINDOW) == 0 ||
+                 strcmp(e->key, KSV_ANNOTATION_SCALE_RETENTION) == 0 ||
+                 strcmp(e->key, KSV_ANNOTATION_COLD_START_QUEUE) == 0)
+            rc = parse_scale_annotation(v, e->value, path, e->key, value);
         else
             rc = not_acted_on(v, path, e->value);
         if (rc)
@@ -736,8 +776,6 @@ static int read_predictor(vctx *v, const mnode *pred)
         } else if (strcmp(e->key, "minReplicas") == 0) {
             spec->has_min_replicas = true;
             rc = get_int(v, value, path, 0, INT32_MAX, &spec->min_replicas);
-            if (!rc)
-                rc = not_acted_on(v, path, value);
         } else if (strcmp(e->key, "maxReplicas") == 0) {
             spec->has_max_replicas = true;
             rc = get_int(v, value, path, 0, INT32_MAX, &spec->max_replicas);
@@ -818,6 +856,8 @@ static int read_isvc(vctx *v, const mnode *root, int line)
     ksv_isvc *spec = v->spec;
     spec->line = line;
     spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+    spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
+    spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
     spec->min_replicas = 1;
     if (!(spec->source = strdup(v->file)) || !(spec->runtime = strdup(KSV_RUNTIME_XGBOOST)) ||
         !(spec->protocol_version = strdup("v1")))

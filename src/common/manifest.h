@@ -34,6 +34,11 @@
 #define KSV_RUNTIME_XGBOOST "ksv-xgboost"
 #define KSV_RUNTIME_FOREST "ksv-forest"
 #define KSV_DEFAULT_ROLLBACK_WINDOW_S 600
+#define KSV_DEFAULT_SCALE_WINDOW_S 60
+#define KSV_DEFAULT_COLD_START_QUEUE 100
+#define KSV_ANNOTATION_SCALE_WINDOW "autoscaling.knative.dev/window"
+#define KSV_ANNOTATION_SCALE_RETENTION "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
+#define KSV_ANNOTATION_COLD_START_QUEUE "ksv.io/cold-start-queue"
 #define KSV_MANIFEST_MAX_BYTES (4u * 1024u * 1024u) /* larger files are refused */
 
 typedef enum {
@@ -69,6 +74,9 @@ typedef struct ksv_isvc {
     size_t n_nodes;
     char *sha256;                /* ksv.io/sha256, 64 lowercase hex digits; NULL when absent */
     int64_t rollback_window_s;   /* ksv.io/rollback-window, default 600 */
+    int64_t scale_window_s;      /* autoscaling.knative.dev/window, default 60 */
+    int64_t scale_retention_s;   /* ...scale-to-zero-pod-retention-period, default 0 */
+    int64_t cold_start_queue;    /* ksv.io/cold-start-queue, default 100 */
 
     /* spec.predictor, as ksv reads it. Fields marked "effective" hold the default when
      * the manifest leaves them out; the has_ flags say whether it wrote them. */
@@ -144,6 +152,9 @@ char *ksv_manifest_canonical_json(const ksv_isvc *spec);
  * filled, canaryTrafficPercent when set, every other field as written). Parsing the result
  * gives the same canonical JSON. Returns 0, or -1 on allocation failure. */
 int ksv_manifest_to_yaml(const ksv_isvc *spec, ksv_sb *out);
+
+/* "600", "600s", "10m", "1h" in seconds; -1 when it is none of these. */
+int ksv_parse_duration_s(const char *text, int64_t *seconds);
 
 /* Appends json as deterministic JSON: object keys sorted bytewise, no whitespace. */
 void ksv_manifest_write_sorted_json(const json_object *json, ksv_sb *out);

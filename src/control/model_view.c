@@ -68,10 +68,11 @@ void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
 /* Reads predictor settings the engine acts on from a revision's canonical spec, and the
  * model file digest pinned by ksv.io/sha256 ("" when none). */
 static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int64_t *timeout_s,
-                              char sha256[65])
+                              int64_t *min_replicas, char sha256[65])
 {
     *concurrency = 0;
     *timeout_s = 0;
+    *min_replicas = 1;
     sha256[0] = '\0';
     json_object *root = json_tokener_parse(rev->spec_json), *pred, *v;
     if (root && json_object_object_get_ex(root, "sha256", &v) &&
@@ -82,23 +83,50 @@ static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int
             *concurrency = json_object_get_int64(v);
         if (json_object_object_get_ex(pred, "timeout", &v))
             *timeout_s = json_object_get_int64(v);
+        if (json_object_object_get_ex(pred, "minReplicas", &v))
+            *min_replicas = json_object_get_int64(v);
     }
     json_object_put(root);
 }
 
-static int64_t rollback_window(const ksv_model *m)
+/* Model-wide settings the engine acts on, from the annotations (apply validated them). */
+typedef struct model_settings {
+    int64_t rollback_window_s, scale_window_s, scale_retention_s, cold_start_queue;
+} model_settings;
+
+static int64_t duration_annotation(json_object *root, const char *key, int64_t fallback,
+                                   int64_t lo, int64_t hi)
 {
-    int64_t window = KSV_DEFAULT_ROLLBACK_WINDOW_S;
-    json_object *root = json_tokener_parse(m->annotations_json ? m->annotations_json : "{}"), *v;
-    if (root && json_object_object_get_ex(root, "ksv.io/rollback-window", &v)) {
-        const char *s = json_object_get_string(v);
+    json_object *v;
+    int64_t seconds;
+    if (root && json_object_object_get_ex(root, key, &v) &&
+        ksv_parse_duration_s(json_object_get_string(v), &seconds) == 0 && seconds >= lo &&
+        seconds <= hi)
+        return seconds;
+    return fallback;
+}
+
+static model_settings read_model_settings(const ksv_model *m)
+{
+    json_object *root = json_tokener_parse(m->annotations_json ? m->annotations_json : "{}");
+    model_settings s = {
+        .rollback_window_s = duration_annotation(root, "ksv.io/rollback-window",
+                                                 KSV_DEFAULT_ROLLBACK_WINDOW_S, 0, 30 * 86400),
+        .scale_window_s = duration_annotation(root, KSV_ANNOTATION_SCALE_WINDOW,
+                                              KSV_DEFAULT_SCALE_WINDOW_S, 1, 3600),
+        .scale_retention_s = duration_annotation(root, KSV_ANNOTATION_SCALE_RETENTION, 0, 0, 3600),
+        .cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE,
+    };
+    json_object *v;
+    if (root && json_object_object_get_ex(root, KSV_ANNOTATION_COLD_START_QUEUE, &v)) {
+        const char *text = json_object_get_string(v);
         char *end;
-        long long w = strtoll(s, &end, 10);
-        if (end != s && w >= 0 && w <= 30 * 86400)
-            window = w;
+        long long n = strtoll(text, &end, 10);
+        if (end != text && !*end && n >= 1 && n <= 100000)
+            s.cold_start_queue = n;
     }
     json_object_put(root);
-    return window;
+    return s;
 }
 
 int ctl_engine_body(ksv_ctl *ctl, const ksv_model_view *v, ksv_sb *body, ksv_err *err)
@@ -138,9 +166,9 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         if (!keep[i])
             continue;
         const ksv_revision *r = &v->revisions.items[i];
-        int64_t concurrency, timeout_s;
+        int64_t concurrency, timeout_s, min_replicas;
         char sha256[65];
-        revision_settings(r, &concurrency, &timeout_s, sha256);
+        revision_settings(r, &concurrency, &timeout_s, &min_replicas, sha256);
         ksv_sb_puts(body, first ? "{\"name\":" : ",{\"name\":");
         first = false;
         ksv_sb_json_str(body, r->name);
@@ -156,8 +184,11 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
             ksv_sb_puts(body, ",\"sha256\":");
             ksv_sb_json_str(body, sha256);
         }
-        ksv_sb_printf(body, ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld}}",
-                      (long long)concurrency, (long long)timeout_s * 1000);
+        ksv_sb_printf(body,
+                      ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld,"
+                      "\"min_replicas\":%lld}}",
+                      (long long)concurrency, (long long)timeout_s * 1000,
+                      (long long)(min_replicas < 1000 ? min_replicas : 1000));
     }
     ksv_sb_puts(body, "],\"traffic\":{");
     first = true;
@@ -172,7 +203,12 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         ksv_sb_json_str(body, v->revisions.items[i].name);
         ksv_sb_printf(body, ":%d", pct);
     }
-    ksv_sb_printf(body, "},\"rollback_window_s\":%lld}", (long long)rollback_window(&v->model));
+    model_settings ms = read_model_settings(&v->model);
+    ksv_sb_printf(body,
+                  "},\"rollback_window_s\":%lld,\"scale_window_s\":%lld,"
+                  "\"scale_to_zero_retention_s\":%lld,\"cold_start_queue\":%lld}",
+                  (long long)ms.rollback_window_s, (long long)ms.scale_window_s,
+                  (long long)ms.scale_retention_s, (long long)ms.cold_start_queue);
     free(keep);
     if (sum != 100)
         return ksv_err_set(err, 500, "model %s: stored traffic sums to %d", v->model.name, sum);

@@ -6,6 +6,7 @@
 #ifndef KSV_ENGINE_HTTP_H
 #define KSV_ENGINE_HTTP_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -48,6 +49,9 @@ typedef struct ksv_http_request {
     double start;                 /* monotonic seconds when the headers arrived */
     ksv_worker *worker;
     const ksv_engine_info *engine;
+    /* Where a handler that must wait for a cold start says for what (model, revision,
+     * deadline); it then sets resp->wait_cold and the HTTP layer parks the request. */
+    ksv_cold_waiter *cold;
 } ksv_http_request;
 
 typedef struct ksv_http_response {
@@ -55,6 +59,8 @@ typedef struct ksv_http_response {
     ksv_sb body;
     const char *content_type;     /* default application/json */
     char revision[KSV_NAME_MAX];  /* ksv-revision header when non-empty */
+    int retry_after;              /* Retry-After header (seconds) when > 0 */
+    bool wait_cold;               /* not answered yet: wait for req->cold, then dispatch again */
 } ksv_http_response;
 
 /* Sets an error response {"error": message}. */

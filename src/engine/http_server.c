@@ -40,6 +40,10 @@ typedef struct conn_ctx {
     size_t len, cap;
     bool answered;                /* response computed during the upload */
     ksv_http_response resp;
+    /* Cold start: the request is parked (MHD-suspended) until the revision is loaded. */
+    struct MHD_Connection *conn;
+    bool suspended;
+    ksv_cold_waiter waiter;
 } conn_ctx;
 
 double ksv_now(void)
@@ -132,6 +136,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
         MHD_add_response_header(r, "ksv-revision", resp->revision);
     if (resp->status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
+    if (resp->retry_after > 0) {
+        char secs[16];
+        snprintf(secs, sizeof secs, "%d", resp->retry_after);
+        MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, secs);
+    }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
     MHD_destroy_response(r);
     return ret;
@@ -211,11 +220,31 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
         .start = ctx->start,
         .worker = w,
         .engine = srv->engine,
+        .cold = &ctx->waiter,
     };
+    ctx->resp.wait_cold = false;
+    ctx->resp.retry_after = 0;
     if (strncmp(url, "/ksv/v1/", 8) == 0 || strcmp(url, "/ksv/v1") == 0)
         ksv_handle_admin(&req, &ctx->resp);
     else
         ksv_handle_data_plane(&req, &ctx->resp);
+    ctx->answered = true;
+    if (ctx->resp.wait_cold) {
+        /* Parked until a cold start: keep the body, which may be MHD's buffer for now. */
+        if (body != ctx->body && len > 0) {
+            char *copy = malloc(len);
+            if (!copy) {
+                ctx->resp.wait_cold = false;
+                ksv_http_error(&ctx->resp, 503, "out of memory keeping a waiting request");
+                return;
+            }
+            memcpy(copy, body, len);
+            free(ctx->body);
+            ctx->body = copy;
+            ctx->len = ctx->cap = len;
+        }
+        return;
+    }
     int status = ctx->resp.status;
     /* A probe that finds the engine still loading is routine, not an error. */
     bool probe = strncmp(url, "/v2/health/", 11) == 0;
@@ -228,6 +257,81 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
                 (int)(ctx->resp.body.len < 300 ? ctx->resp.body.len : 300),
                 ctx->resp.body.data ? ctx->resp.body.data : "");
     ctx->answered = true;
+}
+
+/* ------------------------------------------------------------ cold-start parking */
+
+static void suspend_conn(void *cookie)
+{
+    conn_ctx *ctx = cookie;
+    ctx->suspended = true;
+    MHD_suspend_connection(ctx->conn);
+}
+
+/* Called once by the cold-start queue; the context may be freed as soon as this returns. */
+static void resume_conn(void *cookie)
+{
+    conn_ctx *ctx = cookie;
+    MHD_resume_connection(ctx->conn);
+}
+
+/* The handler asked to wait for a cold start: queue and suspend the connection, or answer
+ * at once (queue full: 503 with Retry-After; no longer cold: dispatch again). */
+static enum MHD_Result park_cold(ksv_http_server *srv, struct MHD_Connection *conn,
+                                 conn_ctx *ctx, const char *method, const char *url)
+{
+    /* A revision that flips between cold and warm under us is routed a few times at most. */
+    for (int attempt = 0; attempt < 4 && ctx->resp.wait_cold; attempt++) {
+        ctx->conn = conn;
+        ctx->waiter.wake = resume_conn;
+        ctx->waiter.cookie = ctx;
+        int retry_after = 1;
+        ksv_err err;
+        ksv_err_clear(&err);
+        int rc = ksv_registry_cold_wait(srv->engine->registry, &ctx->waiter, suspend_conn, ctx,
+                                        &retry_after, &err);
+        if (rc == 0)
+            return MHD_YES; /* parked; resume_cold answers */
+        ctx->resp.wait_cold = false;
+        if (rc < 0) {
+            ksv_http_error(&ctx->resp, err.status, err.msg);
+            ctx->resp.retry_after = retry_after;
+            return send_response(conn, ctx);
+        }
+        dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
+    }
+    if (ctx->resp.wait_cold) {
+        ctx->resp.wait_cold = false;
+        ksv_http_error(&ctx->resp, 503, "the revision is starting; retry");
+        ctx->resp.retry_after = 1;
+    }
+    return send_response(conn, ctx);
+}
+
+static enum MHD_Result resume_cold(ksv_http_server *srv, struct MHD_Connection *conn,
+                                   conn_ctx *ctx, const char *method, const char *url)
+{
+    ctx->suspended = false;
+    switch (ctx->waiter.outcome) {
+    case KSV_COLD_RETRY:
+        dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
+        if (ctx->resp.wait_cold)
+            return park_cold(srv, conn, ctx, method, url);
+        return send_response(conn, ctx);
+    case KSV_COLD_TIMEOUT: {
+        char msg[256];
+        snprintf(msg, sizeof msg, "revision %s did not start from zero within the request's "
+                                  "timeout", ctx->waiter.revision);
+        ksv_http_error(&ctx->resp, 503, msg);
+        ctx->resp.retry_after = 1;
+        return send_response(conn, ctx);
+    }
+    case KSV_COLD_CLOSED:
+    case KSV_COLD_WAITING:
+        break;
+    }
+    ksv_http_error(&ctx->resp, 503, "the engine is shutting down");
+    return send_response(conn, ctx);
 }
 
 static bool method_has_body(const char *method)
@@ -321,9 +425,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx->len += n;
         return MHD_YES;
     }
-    /* Final call: the body is complete. */
+    /* Final call: the body is complete (or a parked request was resumed). */
+    if (ctx->suspended)
+        return resume_cold(srv, conn, ctx, method, url);
     if (!ctx->answered)
         dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
+    if (ctx->resp.wait_cold)
+        return park_cold(srv, conn, ctx, method, url);
     return send_response(conn, ctx);
 }
 
@@ -456,7 +564,7 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_
      * deadline (request_timeout), checked as data arrives. */
     unsigned idle_timeout = (unsigned)(request_timeout * 2 < 60 ? 60 : request_timeout * 2);
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
-                     MHD_USE_ITC | MHD_USE_ERROR_LOG;
+                     MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, accept_policy, srv, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,

@@ -108,6 +108,18 @@ static int load_token(const ksv_engine_options *opt, char *token, size_t cap, ks
     return 0;
 }
 
+/* KSV_TEST_LOAD_DELAY_MS: milliseconds added to every model load, so that tests (and
+ * demonstrations of the cold-start queue) can hold a load open. Not for production. */
+static int test_load_delay_ms(void)
+{
+    const char *v = getenv("KSV_TEST_LOAD_DELAY_MS");
+    if (!v || !*v)
+        return 0;
+    char *end;
+    long ms = strtol(v, &end, 10);
+    return *end || ms < 0 || ms > 600000 ? 0 : (int)ms;
+}
+
 static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ksv_err *err)
 {
     ksv_model_spec *spec = calloc(1, sizeof *spec);
@@ -125,8 +137,11 @@ static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ks
         snprintf(rev->storage_uri, sizeof rev->storage_uri, "%s", m->uri);
         snprintf(rev->booster_pool, sizeof rev->booster_pool, "shared");
         rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
+        rev->min_replicas = 1; /* command-line models stay loaded */
         spec->traffic[0] = 100;
         spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+        spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
+        spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
         spec->pinned = true;
         rc = ksv_registry_put(reg, spec, err);
     }
@@ -195,6 +210,7 @@ int main(int argc, char **argv)
         .cache_dir = cache_dir,
         .fetch_timeout_s = opt->fetch_timeout,
         .fetch_stall_s = opt->fetch_stall,
+        .load_delay_ms = test_load_delay_ms(),
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0)
@@ -254,8 +270,18 @@ int main(int argc, char **argv)
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
+    /* Requests still waiting for a cold start are answered (503) before the server stops:
+     * a parked connection must be resumed before libmicrohttpd may shut down. */
+    ksv_registry_close_cold_queue(reg);
+    deadline = ksv_now() + 2.0;
+    while (ksv_http_server_active(srv) > 0 && ksv_now() < deadline) {
+        struct timespec ts = {0, 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     rc = 0;
 fail:
+    if (reg && rc != 0)
+        ksv_registry_close_cold_queue(reg);
     if (rc != 0)
         ksv_log(KSV_LOG_ERROR, NULL, "%s", err.msg);
     ksv_http_server_stop(srv);

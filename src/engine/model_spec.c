@@ -69,6 +69,7 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
     strcpy(rev->runtime, "ksv-xgboost");
     strcpy(rev->booster_pool, "shared");
     rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
+    rev->min_replicas = 1;
     if (copy_string_field(obj, "name", rev->name, sizeof rev->name, true, where, err) ||
         copy_string_field(obj, "runtime", rev->runtime, sizeof rev->runtime, false, where,
                           err) ||
@@ -105,7 +106,8 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
             int_field(settings, "batch_max_rows", 0, 1 << 20, &rev->batch_max_rows, where,
                       err) ||
             int_field(settings, "batch_max_delay_us", 0, 1000000, &rev->batch_max_delay_us,
-                      where, err))
+                      where, err) ||
+            int_field(settings, "min_replicas", 0, 1000, &rev->min_replicas, where, err))
             return -1;
         if (strcmp(rev->booster_pool, "per-worker") != 0 &&
             strcmp(rev->booster_pool, "shared") != 0)
@@ -166,6 +168,8 @@ int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec
         return ksv_err_set(err, 400, "\"%s\" is not a valid model name", name);
     snprintf(out->name, sizeof out->name, "%s", name);
     out->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+    out->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
+    out->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
     if (!json_object_is_type(body, json_type_object))
         return ksv_err_set(err, 400, "expected a JSON object");
     json_object *revs;
@@ -186,7 +190,11 @@ int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec
     }
     out->n_revisions = n;
     if (int_field(body, "rollback_window_s", 0, 86400 * 30, &out->rollback_window_s, "model",
-                  err))
+                  err) ||
+        int_field(body, "scale_window_s", 1, 3600, &out->scale_window_s, "model", err) ||
+        int_field(body, "scale_to_zero_retention_s", 0, 86400, &out->scale_retention_s,
+                  "model", err) ||
+        int_field(body, "cold_start_queue", 1, 100000, &out->cold_start_queue, "model", err))
         return -1;
     json_object *t;
     if (!json_object_object_get_ex(body, "traffic", &t) && n == 1) {
@@ -211,9 +219,9 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
     ksv_sb_json_str(sb, rev->booster_pool);
     ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
-                      "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d}}",
+                      "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d,\"min_replicas\":%d}}",
                   rev->predict_threads, rev->container_concurrency, rev->timeout_ms,
-                  rev->batch_max_rows, rev->batch_max_delay_us);
+                  rev->batch_max_rows, rev->batch_max_delay_us, rev->min_replicas);
 }
 
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
@@ -233,7 +241,11 @@ void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
         ksv_sb_json_str(sb, spec->revisions[i].name);
         ksv_sb_printf(sb, ":%d", spec->traffic[i]);
     }
-    ksv_sb_printf(sb, "},\"rollback_window_s\":%d}", spec->rollback_window_s);
+    ksv_sb_printf(sb,
+                  "},\"rollback_window_s\":%d,\"scale_window_s\":%d,"
+                  "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d}",
+                  spec->rollback_window_s, spec->scale_window_s, spec->scale_retention_s,
+                  spec->cold_start_queue);
 }
 
 bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec *b)
@@ -244,5 +256,5 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            a->predict_threads == b->predict_threads &&
            a->container_concurrency == b->container_concurrency &&
            a->timeout_ms == b->timeout_ms && a->batch_max_rows == b->batch_max_rows &&
-           a->batch_max_delay_us == b->batch_max_delay_us;
+           a->batch_max_delay_us == b->batch_max_delay_us && a->min_replicas == b->min_replicas;
 }

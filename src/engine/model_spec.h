@@ -16,6 +16,8 @@
 #define KSV_URI_MAX 1024
 #define KSV_MAX_REVISIONS 16
 #define KSV_DEFAULT_ROLLBACK_WINDOW_S 600
+#define KSV_DEFAULT_SCALE_WINDOW_S 60
+#define KSV_DEFAULT_COLD_START_QUEUE 100
 
 typedef struct ksv_revision_spec {
     char name[KSV_NAME_MAX];         /* MODEL-NNNNN by convention; any valid name accepted */
@@ -29,6 +31,7 @@ typedef struct ksv_revision_spec {
     int timeout_ms;                  /* per-request budget; 0 = none */
     int batch_max_rows;              /* 0: the runtime's choice; 1: off; N: batches of <= N */
     int batch_max_delay_us;          /* how long a lone request waits for company */
+    int min_replicas;                /* 0: may scale to zero (see scale_to_zero.h); default 1 */
 } ksv_revision_spec;
 
 typedef struct ksv_model_spec {
@@ -37,6 +40,13 @@ typedef struct ksv_model_spec {
     ksv_revision_spec revisions[KSV_MAX_REVISIONS];
     int traffic[KSV_MAX_REVISIONS];  /* percent per revision, same order; sums to 100 */
     int rollback_window_s;
+    /* Scale to zero (revisions with min_replicas 0): unload after scale_window_s +
+     * scale_retention_s without requests; at most cold_start_queue requests wait for the
+     * cold start. Knative's autoscaling.knative.dev/window and
+     * scale-to-zero-pod-retention-period, ksv.io/cold-start-queue. */
+    int scale_window_s;
+    int scale_retention_s;
+    int cold_start_queue;
     bool pinned;                     /* from --model/--model-dir: the admin API may not change it */
 } ksv_model_spec;
 
@@ -44,7 +54,8 @@ typedef struct ksv_model_spec {
  * (KServe's DNS-label rule, loosened for '.' and '_' that model repositories use). */
 bool ksv_valid_name(const char *name);
 
-/* Parses an admin PUT body {"revisions":[...],"traffic":{rev:pct},"rollback_window_s":N}
+/* Parses an admin PUT body {"revisions":[...],"traffic":{rev:pct},"rollback_window_s":N,
+ * "scale_window_s":N,"scale_to_zero_retention_s":N,"cold_start_queue":N}
  * for the model `name`. Validates names, runtimes, unique revisions, percents (0..100,
  * summing to 100, only for listed revisions). 400 on any problem. */
 int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec *out,

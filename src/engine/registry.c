@@ -12,11 +12,13 @@
 #include "common/fileutil.h"
 #include "common/log.h"
 #include "engine/fetch_pool.h"
+#include "engine/memory_budget.h"
 #include "engine/storage.h"
 
 #define ERROR_RING 32
 #define MAX_MODEL_REVS (2 * KSV_MAX_REVISIONS)
 #define STATE_FILE_MAX (16u << 20)
+#define COLD_RETRY_S 5 /* a failed cold start is tried again by a request after this */
 
 typedef struct ksv_error_entry {
     double unix_time;
@@ -57,15 +59,21 @@ struct ksv_registry {
     pthread_mutex_t admin_mu;     /* serializes admin changes and state-file writes */
     unsigned workers;
     int gpu;
+    int load_delay_ms;            /* test hook: slows every load (ksv_registry_config) */
     char *state_file;
     char *cache_dir;
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
+
+    ksv_cold_queue cold_queue;    /* requests waiting for scaled-to-zero revisions */
 
     pthread_t lifecycle;
     pthread_mutex_t lc_mu;
     pthread_cond_t lc_cond;
     bool lc_stop, lc_wake, lc_started;
 };
+
+static void push_error(ksv_model *m, int status, const char *revision, const char *request_id,
+                       const char *message);
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -85,8 +93,8 @@ static double unix_now(void)
 
 const char *ksv_rev_state_name(ksv_rev_state s)
 {
-    static const char *names[] = {"loading", "ready", "draining", "standby", "unloaded",
-                                  "failed"};
+    static const char *names[] = {"loading", "ready",  "draining",      "standby",
+                                  "unloaded", "failed", "scaled-to-zero"};
     return (unsigned)s < sizeof names / sizeof names[0] ? names[s] : "unknown";
 }
 
@@ -109,6 +117,12 @@ static bool is_loaded(const ksv_revision *rev)
 {
     return rev->handle && (rev->state == KSV_REV_READY || rev->state == KSV_REV_DRAINING ||
                            rev->state == KSV_REV_STANDBY);
+}
+
+/* Can take requests: loaded, or scaled to zero (a request starts it). */
+static bool routable(const ksv_revision *rev)
+{
+    return is_loaded(rev) || rev->cold.cold;
 }
 
 static void wake_lifecycle(ksv_registry *reg)
@@ -159,6 +173,7 @@ static ksv_revision *revision_new(ksv_model *m, const ksv_revision_spec *spec)
     rev->state = KSV_REV_LOADING;
     rev->ops = ksv_runtime_find(spec->runtime);
     ksv_hist_init(&rev->latency);
+    ksv_cold_state_init(&rev->cold);
     m->rev_structs++;
     return rev;
 }
@@ -175,6 +190,17 @@ static void unload(const unload_item *it)
     ksv_batcher_destroy(it->batcher);
     if (it->handle)
         it->ops->unload(it->handle);
+}
+
+/* Moves what a loaded revision holds into *it, to be unloaded outside the lock. */
+static void take_runtime(ksv_revision *rev, unload_item *it)
+{
+    it->ops = rev->ops;
+    it->handle = rev->handle;
+    it->batcher = rev->batcher;
+    rev->handle = NULL;
+    rev->batcher = NULL;
+    rev->memory_bytes = 0;
 }
 
 /* Frees a revision nobody uses any more; what it had loaded goes to *it, to be unloaded
@@ -211,7 +237,7 @@ static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
             rev->state = KSV_REV_LOADING;
             need_load = true;
         }
-        if (!is_loaded(rev))
+        if (!routable(rev))
             all_ready = false;
     }
     if (need_load)
@@ -228,11 +254,20 @@ static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
         int old = rev->traffic;
         rev->traffic = rev->desired;
         if (rev->traffic > 0) {
-            rev->state = KSV_REV_READY;
+            if (!rev->cold.cold)
+                rev->state = KSV_REV_READY;
             cumulative += rev->traffic;
             m->split[m->n_split].rev = rev;
             m->split[m->n_split].cumulative = cumulative;
             m->n_split++;
+        } else if (rev->cold.cold) {
+            /* Scaled to zero and out of the split: nothing to drain; its waiters route
+             * again, to the new split. */
+            rev->cold.cold = false;
+            if (!rev->cold.loading)
+                rev->state = KSV_REV_UNLOADED;
+            ksv_cold_wake(&reg->cold_queue, &rev->cold, m->spec.name, rev->spec.name,
+                          KSV_COLD_RETRY);
         } else if (old > 0 || rev->state == KSV_REV_READY) {
             rev->state = KSV_REV_DRAINING;
             rev->idle_since = now;
@@ -306,6 +341,11 @@ static void detach_model(ksv_registry *reg, ksv_model *m)
         m->revs[r]->traffic = m->revs[r]->desired = 0;
         if (m->revs[r]->fetch_id)
             ksv_fetch_cancel(reg->fetcher, m->revs[r]->fetch_id, "model deleted");
+        if (m->revs[r]->cold.cold) {
+            m->revs[r]->cold.cold = false;
+            ksv_cold_wake(&reg->cold_queue, &m->revs[r]->cold, m->spec.name,
+                          m->revs[r]->spec.name, KSV_COLD_RETRY);
+        }
         /* On allocation failure the revision leaks rather than being freed in use. */
         push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, m->revs[r]);
     }
@@ -468,6 +508,48 @@ int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err)
 
 /* --------------------------------------------------------------- lifecycle thread */
 
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* A scaled-to-zero revision a request asked for, not being loaded yet. A failed cold start
+ * is retried by the next request once a few seconds have passed. */
+static bool cold_start_wanted(const ksv_revision *rev)
+{
+    return rev->cold.cold && !rev->loader_busy && atomic_load(&rev->cold.requested_ns) != 0 &&
+           (rev->state == KSV_REV_SCALED_TO_ZERO || rev->state == KSV_REV_FAILED);
+}
+
+static void cold_start_done(ksv_revision *rev)
+{
+    ksv_cold_started(&rev->cold);
+    ksv_log(KSV_LOG_INFO, NULL, "revision %s: cold start done (%d request(s) waited)",
+            rev->spec.name, atomic_load(&rev->cold.queue_depth));
+}
+
+/* A cold start that failed (download or load): its waiters hear why, and the next request
+ * after COLD_RETRY_S tries again. Caller holds the write lock. */
+static void cold_load_failed(ksv_registry *reg, ksv_revision *rev)
+{
+    rev->cold.loading = false;
+    rev->cold.failed_at = monotonic_now();
+    atomic_store(&rev->cold.requested_ns, 0);
+    ksv_cold_wake(&reg->cold_queue, &rev->cold, rev->model->spec.name, rev->spec.name,
+                  KSV_COLD_RETRY);
+}
+
+/* min_replicas 0, serving, nothing in flight, idle for the model's window plus retention:
+ * time to scale to zero. Caller holds the lock. */
+static bool idle_to_zero(const ksv_model *m, const ksv_revision *rev, double now)
+{
+    return rev->spec.min_replicas == 0 && rev->state == KSV_REV_READY && rev->handle &&
+           !rev->cold.cold && !rev->loader_busy && atomic_load(&rev->inflight) == 0 &&
+           ksv_cold_idle_seconds(&rev->cold, now) >= ksv_cold_idle_limit(&m->spec);
+}
+
 typedef struct fetch_ticket {
     ksv_registry *reg;
     ksv_revision *rev;            /* kept alive while its fetch_id is set (see janitor) */
@@ -491,6 +573,8 @@ static void fetch_done(void *user, uint64_t id, int rc, const char *path, const 
             rev->state = KSV_REV_FAILED;
             snprintf(rev->error, sizeof rev->error, "%s", err ? err->msg : "out of memory");
             ksv_log(KSV_LOG_ERROR, NULL, "revision %s: %s", rev->spec.name, rev->error);
+            if (rev->cold.cold)
+                cold_load_failed(reg, rev);
         } else if (rc != 0) {
             ksv_log(KSV_LOG_INFO, NULL, "revision %s: %s", rev->spec.name, err->msg);
         }
@@ -526,6 +610,17 @@ static bool load_one(ksv_registry *reg)
 {
     ksv_revision *rev = NULL;
     pthread_rwlock_wrlock(&reg->lock);
+    /* Cold starts first: requests are waiting for them. */
+    for (size_t i = 0; i < reg->n_models && !rev; i++) {
+        ksv_model *m = reg->models[i];
+        for (size_t r = 0; r < m->n_revs && !rev; r++)
+            if (cold_start_wanted(m->revs[r]))
+                rev = m->revs[r];
+    }
+    if (rev) {
+        rev->state = KSV_REV_LOADING;
+        rev->cold.loading = true;
+    }
     for (size_t i = 0; i < reg->n_models && !rev; i++) {
         ksv_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs && !rev; r++)
@@ -568,8 +663,12 @@ static bool load_one(ksv_registry *reg)
     else
         rc = ksv_storage_resolve_local(spec.storage_uri, path, sizeof path, &err);
     free(fetched);
+    uint64_t mem_before = ksv_mem_allocated_bytes();
+    if (rc == 0 && reg->load_delay_ms > 0)
+        sleep_ms(reg->load_delay_ms);
     if (rc == 0)
         rc = ops->load(path, &opts, &handle, &info, &err);
+    uint64_t mem_used = ksv_mem_growth(mem_before, ksv_mem_allocated_bytes());
     double took = monotonic_now() - t0;
     ksv_batcher *batcher = NULL;
     size_t batch_rows = spec.batch_max_rows > 1                             ? (size_t)spec.batch_max_rows
@@ -586,21 +685,34 @@ static bool load_one(ksv_registry *reg)
     bool dead = false;
     for (size_t i = 0; i < reg->n_dead; i++)
         dead |= reg->dead_revs[i] == rev;
+    bool cold_load = rev->cold.loading;
+    rev->cold.loading = false;
     if (rc == 0 && !dead) {
         rev->handle = handle;
         rev->batcher = batcher;
         batcher = NULL;
         rev->info = info;
         rev->load_seconds = took;
+        rev->memory_bytes = mem_used;
         rev->error[0] = '\0';
         rev->state = rev->desired > 0 ? KSV_REV_READY : KSV_REV_STANDBY;
         rev->idle_since = monotonic_now();
         handle = NULL;
+        if (rev->cold.cold || cold_load)
+            cold_start_done(rev);
+        rev->cold.cold = false;
+        ksv_cold_touch(&rev->cold); /* the idle window starts when it is ready */
         model_apply_traffic(reg, rev->model);
     } else if (rc != 0) {
         rev->state = KSV_REV_FAILED;
         snprintf(rev->error, sizeof rev->error, "%s", err.msg);
+        if (rev->cold.cold && !dead)
+            cold_load_failed(reg, rev);
     }
+    /* A loaded cold start: the requests waiting for it route again, to it. */
+    if (rc == 0 && !dead && cold_load)
+        ksv_cold_wake(&reg->cold_queue, &rev->cold, rev->model->spec.name, rev->spec.name,
+                      KSV_COLD_RETRY);
     pthread_rwlock_unlock(&reg->lock);
     ksv_batcher_destroy(batcher);
     if (handle)
@@ -630,7 +742,8 @@ static void janitor(ksv_registry *reg)
             ksv_revision *rev = m->revs[r];
             work = (rev->state == KSV_REV_DRAINING && atomic_load(&rev->inflight) == 0) ||
                    (rev->state == KSV_REV_STANDBY &&
-                    now - rev->idle_since >= m->spec.rollback_window_s);
+                    now - rev->idle_since >= m->spec.rollback_window_s) ||
+                   idle_to_zero(m, rev, now);
         }
     }
     pthread_rwlock_unlock(&reg->lock);
@@ -652,15 +765,18 @@ static void janitor(ksv_registry *reg)
             if (rev->state == KSV_REV_STANDBY && rev->traffic == 0 &&
                 now - rev->idle_since >= m->spec.rollback_window_s &&
                 atomic_load(&rev->inflight) == 0 && n_items < 64) {
-                items[n_items].ops = rev->ops;
-                items[n_items].handle = rev->handle;
-                items[n_items].batcher = rev->batcher;
-                n_items++;
-                rev->handle = NULL;
-                rev->batcher = NULL;
+                take_runtime(rev, &items[n_items++]);
                 rev->state = KSV_REV_UNLOADED;
                 ksv_log(KSV_LOG_INFO, NULL, "revision %s unloaded (rollback window over)",
                         rev->spec.name);
+            }
+            if (idle_to_zero(m, rev, now) && n_items < 64) {
+                take_runtime(rev, &items[n_items++]);
+                rev->cold.cold = true; /* keeps its place in the split and its info */
+                rev->state = KSV_REV_SCALED_TO_ZERO;
+                ksv_log(KSV_LOG_INFO, NULL,
+                        "revision %s scaled to zero after %.0f s without requests",
+                        rev->spec.name, ksv_cold_idle_limit(&m->spec));
             }
         }
     }
@@ -688,6 +804,36 @@ static void janitor(ksv_registry *reg)
     pthread_rwlock_unlock(&reg->lock);
     for (size_t i = 0; i < n_items; i++)
         unload(&items[i]);
+    if (n_items > 0)
+        ksv_mem_return_to_system();
+}
+
+/* A waiting request whose deadline passed: counted as a 503 of its revision. Called with
+ * the registry lock (read) and the queue mutex held. */
+static void cold_timed_out(void *ctx, const ksv_cold_waiter *w)
+{
+    ksv_registry *reg = ctx;
+    ksv_model *m = find_model(reg, w->model);
+    ksv_revision *rev = m ? find_revision(m, w->revision) : NULL;
+    if (!rev) {
+        for (size_t i = 0; i < reg->n_dead && !rev; i++)
+            if (strcmp(reg->dead_revs[i]->spec.name, w->revision) == 0 &&
+                strcmp(reg->dead_revs[i]->model->spec.name, w->model) == 0)
+                rev = reg->dead_revs[i];
+    }
+    if (!rev)
+        return;
+    atomic_fetch_sub(&rev->cold.queue_depth, 1);
+    atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1, memory_order_relaxed);
+    push_error(rev->model, 503, rev->spec.name, NULL, "timed out waiting for a cold start");
+}
+
+static void expire_cold_waiters(void *ctx)
+{
+    ksv_registry *reg = ctx;
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_cold_expire(&reg->cold_queue, monotonic_now(), cold_timed_out, reg);
+    pthread_rwlock_unlock(&reg->lock);
 }
 
 static void *lifecycle_main(void *arg)
@@ -738,6 +884,8 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     pthread_cond_init(&reg->lc_cond, NULL);
     reg->workers = cfg->workers ? cfg->workers : 1;
     reg->gpu = cfg->gpu;
+    reg->load_delay_ms = cfg->load_delay_ms;
+    ksv_cold_queue_init(&reg->cold_queue);
     if ((cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) ||
         (cfg->cache_dir && !(reg->cache_dir = strdup(cfg->cache_dir)))) {
         ksv_registry_destroy(reg);
@@ -752,6 +900,10 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     if (ksv_fetch_pool_create(&fcfg, &reg->fetcher, err) != 0) {
         ksv_registry_destroy(reg);
         return -1;
+    }
+    if (ksv_cold_queue_start(&reg->cold_queue, expire_cold_waiters, reg) != 0) {
+        ksv_registry_destroy(reg);
+        return ksv_err_set(err, 500, "cannot start the cold-start queue's thread");
     }
     if (pthread_create(&reg->lifecycle, NULL, lifecycle_main, reg) != 0) {
         ksv_registry_destroy(reg);
@@ -775,6 +927,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     }
     /* Every download is cancelled and its thread joined before revisions are freed. */
     ksv_fetch_pool_destroy(reg->fetcher);
+    ksv_cold_queue_destroy(&reg->cold_queue); /* its thread uses the registry lock */
     unload_item it;
     for (size_t i = 0; i < reg->n_models; i++) {
         ksv_model *m = reg->models[i];
@@ -859,6 +1012,54 @@ int ksv_registry_restore(ksv_registry *reg, ksv_err *err)
 
 /* ------------------------------------------------------------------- request path */
 
+/* The chosen revision is scaled to zero: the request waits for its cold start, unless the
+ * last one failed moments ago. Caller holds the lock. */
+static int cold_route(ksv_revision *rev, ksv_route *route, ksv_err *err)
+{
+    route->retry_after_s = ksv_cold_retry_after(rev->load_seconds);
+    if (rev->state == KSV_REV_FAILED && monotonic_now() - rev->cold.failed_at < COLD_RETRY_S) {
+        atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1, memory_order_relaxed);
+        route->retry_after_s = COLD_RETRY_S;
+        return ksv_err_set(err, 503, "revision %s could not start from zero: %s",
+                           rev->spec.name, rev->error);
+    }
+    snprintf(route->cold_revision, sizeof route->cold_revision, "%s", rev->spec.name);
+    route->cold_timeout_ms = rev->spec.timeout_ms;
+    route->rev = NULL;
+    route->model = NULL;
+    return KSV_ROUTE_COLD;
+}
+
+int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend)(void *),
+                           void *cookie, int *retry_after_s, ksv_err *err)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, w->model);
+    ksv_revision *rev = m ? find_revision(m, w->revision) : NULL;
+    int rc = 1; /* gone or warm: route again */
+    if (rev && rev->cold.cold) {
+        *retry_after_s = ksv_cold_retry_after(rev->load_seconds);
+        rc = ksv_cold_enqueue(&reg->cold_queue, &rev->cold, m->spec.cold_start_queue, w,
+                              suspend, cookie, err);
+        if (rc == 0) {
+            ksv_cold_request(&rev->cold);
+            wake_lifecycle(reg);
+        } else {
+            atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
+                                      memory_order_relaxed);
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
+
+void ksv_registry_close_cold_queue(ksv_registry *reg)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_cold_close(&reg->cold_queue);
+    pthread_rwlock_unlock(&reg->lock);
+}
+
 static uint64_t next_random(uint64_t *state)
 {
     uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
@@ -876,13 +1077,14 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
     ksv_model *m = find_model(reg, model);
     ksv_revision *rev = NULL;
     int rc = 0;
+    route->retry_after_s = 0;
     if (!m) {
         rc = ksv_err_set(err, 404, "model %s not found", model);
     } else if (revision) {
         rev = find_revision(m, revision);
         if (!rev)
             rc = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
-        else if (!is_loaded(rev))
+        else if (!routable(rev))
             rc = ksv_err_set(err, 503, "revision %s is %s", revision,
                              ksv_rev_state_name(rev->state));
     } else if (m->n_split == 0) {
@@ -893,6 +1095,11 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
         while (i + 1 < m->n_split && pick >= m->split[i].cumulative)
             i++;
         rev = m->split[i].rev;
+    }
+    if (rc == 0 && rev->cold.cold) {
+        rc = cold_route(rev, route, err);
+        pthread_rwlock_unlock(&reg->lock);
+        return rc;
     }
     if (rc == 0) {
         int64_t limit = rev->spec.container_concurrency;
@@ -935,6 +1142,8 @@ void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double
     (void)reg;
     ksv_revision *rev = route->rev;
     atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(status)], 1, memory_order_relaxed);
+    if (rev->spec.min_replicas == 0)
+        ksv_cold_touch(&rev->cold); /* only scale-to-zero revisions watch their idle time */
     ksv_hist_record(&rev->latency, seconds);
     if (status >= 400)
         push_error(route->model, status, rev->spec.name, request_id, message);
@@ -978,7 +1187,7 @@ int ksv_registry_ready(ksv_registry *reg, const char *model, const char *revisio
         rc = -1;
     } else if (revision) {
         ksv_revision *rev = find_revision(m, revision);
-        rc = !rev ? -1 : is_loaded(rev) ? 1 : 0;
+        rc = !rev ? -1 : routable(rev) ? 1 : 0;
     } else {
         rc = m->n_split > 0;
     }
@@ -1041,15 +1250,17 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
         }
         ksv_sb_puts(sb, "],\"platform\":\"xgboost\",\"inputs\":[{\"name\":\"input-0\","
                         "\"datatype\":\"FP32\",\"shape\":[-1");
-        if (rev && rev->handle)
+        /* A scaled-to-zero revision keeps the shape it had when loaded. */
+        bool shaped = rev && (rev->handle || rev->cold.cold);
+        if (shaped)
             ksv_sb_printf(sb, ",%zu", rev->info.num_features);
         ksv_sb_puts(sb, "]}],\"outputs\":[{\"name\":\"output-0\",\"datatype\":\"FP32\","
                         "\"shape\":[-1");
-        if (rev && rev->handle && rev->info.num_outputs > 1)
+        if (shaped && rev->info.num_outputs > 1)
             ksv_sb_printf(sb, ",%zu", rev->info.num_outputs);
         ksv_sb_puts(sb, "]}],\"parameters\":{\"runtime\":");
         ksv_sb_json_str(sb, rev ? rev->spec.runtime : "");
-        if (rev && rev->handle && rev->info.objective[0]) {
+        if (shaped && rev->info.objective[0]) {
             ksv_sb_puts(sb, ",\"objective\":");
             ksv_sb_json_str(sb, rev->info.objective);
         }
@@ -1069,9 +1280,11 @@ static void write_revision_state(ksv_sb *sb, const ksv_revision *rev)
                       "\"inflight\":%lld,\"load_seconds\":%.6f",
                   ksv_rev_state_name(rev->state), rev->traffic, rev->desired,
                   (long long)atomic_load(&rev->inflight), rev->load_seconds);
-    if (rev->handle)
+    if (rev->handle || rev->cold.cold)
         ksv_sb_printf(sb, ",\"num_features\":%zu,\"num_outputs\":%zu", rev->info.num_features,
                       rev->info.num_outputs);
+    ksv_sb_printf(sb, ",\"memory_bytes\":%llu", (unsigned long long)rev->memory_bytes);
+    ksv_cold_write_state(sb, &rev->cold);
     if (rev->error[0]) {
         ksv_sb_puts(sb, ",\"error\":");
         ksv_sb_json_str(sb, rev->error);
@@ -1083,9 +1296,11 @@ static void write_model_state(ksv_sb *sb, const ksv_model *m)
 {
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, m->spec.name);
-    ksv_sb_printf(sb, ",\"pinned\":%s,\"rollback_window_s\":%d,\"ready\":%s,"
+    ksv_sb_printf(sb, ",\"pinned\":%s,\"rollback_window_s\":%d,\"scale_window_s\":%d,"
+                      "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d,\"ready\":%s,"
                       "\"traffic_applied\":%s,\"traffic\":{",
                   m->spec.pinned ? "true" : "false", m->spec.rollback_window_s,
+                  m->spec.scale_window_s, m->spec.scale_retention_s, m->spec.cold_start_queue,
                   m->n_split > 0 ? "true" : "false", m->pending ? "false" : "true");
     for (size_t i = 0; i < m->spec.n_revisions; i++) {
         if (i)
@@ -1287,6 +1502,35 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
     }
 }
 
+/* Memory and cold starts. Cold-start series only for revisions that may scale to zero, so
+ * that always-on revisions do not carry 200 empty histogram lines each. */
+static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap *snap)
+{
+    ksv_sb_puts(sb, "# HELP ksv_model_memory_bytes Memory the loaded revision holds, measured "
+                    "across its load.\n# TYPE ksv_model_memory_bytes gauge\n");
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            const ksv_revision *rev = reg->models[i]->revs[r];
+            ksv_sb_printf(sb, "ksv_model_memory_bytes{model=\"%s\",revision=\"%s\",device=\"cpu\"} "
+                              "%llu\n",
+                          reg->models[i]->spec.name, rev->spec.name,
+                          (unsigned long long)rev->memory_bytes);
+        }
+    for (int f = 0; f < KSV_COLD_FAM_COUNT; f++) {
+        ksv_cold_write_head(sb, (ksv_cold_family)f);
+        for (size_t i = 0; i < reg->n_models; i++)
+            for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+                const ksv_revision *rev = reg->models[i]->revs[r];
+                if (rev->spec.min_replicas != 0 && atomic_load(&rev->cold.cold_starts) == 0)
+                    continue;
+                char labels[2 * KSV_NAME_MAX + 32];
+                snprintf(labels, sizeof labels, "model=\"%s\",revision=\"%s\"",
+                         reg->models[i]->spec.name, rev->spec.name);
+                ksv_cold_write_series(sb, (ksv_cold_family)f, labels, &rev->cold, snap);
+            }
+    }
+}
+
 void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
 {
     ksv_hist_snap *snap = malloc(sizeof *snap);
@@ -1297,6 +1541,7 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
     pthread_rwlock_rdlock(&reg->lock);
     for (int f = FAM_REQUESTS; f <= FAM_BATCH_ROWS; f++)
         write_family(reg, sb, (family)f, snap);
+    write_elastic_families(reg, sb, snap);
     pthread_rwlock_unlock(&reg->lock);
     free(snap);
 }

@@ -25,6 +25,7 @@
 #include "engine/batcher.h"
 #include "engine/model_spec.h"
 #include "engine/runtime.h"
+#include "engine/scale_to_zero.h"
 
 typedef enum {
     KSV_REV_LOADING,
@@ -33,6 +34,7 @@ typedef enum {
     KSV_REV_STANDBY,
     KSV_REV_UNLOADED,
     KSV_REV_FAILED,
+    KSV_REV_SCALED_TO_ZERO,       /* min_replicas 0, idle: unloaded, still in the split */
 } ksv_rev_state;
 
 const char *ksv_rev_state_name(ksv_rev_state s);
@@ -62,6 +64,8 @@ typedef struct ksv_revision {
     uint64_t fetch_id;            /* its download in the fetch pool; 0: none running */
     char *fetched_path;           /* a finished download, for the next load to take */
     char error[512];              /* last load failure */
+    uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
+    ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
     _Atomic uint64_t codes[KSV_CODE_SLOTS];
@@ -72,7 +76,16 @@ typedef struct ksv_revision {
 typedef struct ksv_route {
     ksv_revision *rev;
     ksv_model *model;
+    /* Set when routing answers KSV_ROUTE_COLD: the scaled-to-zero revision chosen, and how
+     * long the request may wait for it. */
+    char cold_revision[KSV_NAME_MAX];
+    int cold_timeout_ms;
+    int retry_after_s;            /* on a 503: when to come back (0: no advice) */
 } ksv_route;
+
+/* ksv_registry_route's answer when the chosen revision is scaled to zero: the request must
+ * wait (ksv_registry_cold_wait), then route again. */
+#define KSV_ROUTE_COLD 1
 
 typedef struct ksv_registry_config {
     unsigned workers;             /* predict() worker indexes, one per HTTP thread */
@@ -82,6 +95,8 @@ typedef struct ksv_registry_config {
     unsigned fetch_threads;       /* concurrent downloads (0: 4) */
     double fetch_timeout_s;       /* one download's overall deadline; <= 0: none */
     double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
+    int load_delay_ms;            /* added to every load: lets tests hold a cold start open
+                                   * (KSV_TEST_LOAD_DELAY_MS); 0 in production */
 } ksv_registry_config;
 
 int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);
@@ -102,6 +117,14 @@ int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err);
  * On success the route must be given back with ksv_registry_finish. */
 int ksv_registry_route(ksv_registry *reg, const char *model, const char *revision,
                        uint64_t *rng, ksv_route *route, ksv_err *err);
+/* Queues a request for the cold start of w->model/w->revision (filled from the route) and
+ * suspends it through suspend(cookie). Returns 0 when queued (w->wake is called later,
+ * exactly once); 1 when the revision is no longer cold (route again now); -1 with a 503
+ * and *retry_after_s when its queue is full or the engine is closing. */
+int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend)(void *),
+                           void *cookie, int *retry_after_s, ksv_err *err);
+/* Shutdown: answers every waiting request and refuses new waiters. */
+void ksv_registry_close_cold_queue(ksv_registry *reg);
 /* Records the outcome; on error status (>= 400) also into the model's error ring. */
 void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double seconds,
                          const char *request_id, const char *message);

@@ -1,0 +1,130 @@
+/* scale_to_zero.h: Knative's scale to zero and its activator queue, on one node.
+ *
+ * A revision whose spec says min_replicas 0 is unloaded (its runtime memory freed, its file
+ * left in the cache) once it has had no request for the model's scale_window_s plus
+ * scale_retention_s. It stays in the traffic split, "cold": readiness and metadata keep
+ * answering as for a loaded revision, as KServe's activator makes a scaled-to-zero revision
+ * look. The first request for a cold revision asks the lifecycle thread to load it (warm-up
+ * inference included) and waits; later ones wait too, up to the model's cold_start_queue of
+ * them, each until its revision's timeout (60 s when none). Past the queue a request is
+ * answered 503 with Retry-After at once. Nothing waits on a thread: the HTTP layer suspends
+ * the connection and the queue resumes it when the load finished (or failed), when the
+ * revision left the split, or when the request's deadline passed.
+ *
+ * Locking: ksv_cold_state.cold and .loading are guarded by the registry lock; the queue by
+ * its own mutex, always taken after the registry lock, never before. */
+#ifndef KSV_ENGINE_SCALE_TO_ZERO_H
+#define KSV_ENGINE_SCALE_TO_ZERO_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/error.h"
+#include "common/histogram.h"
+#include "common/strbuf.h"
+#include "engine/model_spec.h"
+
+#define KSV_COLD_DEFAULT_TIMEOUT_S 60.0
+
+/* Why a waiting request was resumed. */
+typedef enum {
+    KSV_COLD_WAITING,  /* still queued */
+    KSV_COLD_RETRY,    /* route again: the revision loaded, failed, or left the split */
+    KSV_COLD_TIMEOUT,  /* its deadline passed first */
+    KSV_COLD_CLOSED,   /* the engine is shutting down */
+} ksv_cold_outcome;
+
+/* One waiting request. Owned by the HTTP layer (it lives in the connection's context);
+ * linked into the queue between ksv_cold_enqueue and the wake call. */
+typedef struct ksv_cold_waiter {
+    struct ksv_cold_waiter *next;
+    char model[KSV_NAME_MAX];
+    char revision[KSV_NAME_MAX];
+    double deadline;                 /* monotonic seconds */
+    ksv_cold_outcome outcome;        /* written before wake() is called */
+    void (*wake)(void *cookie);      /* resumes the request; called once */
+    void *cookie;
+} ksv_cold_waiter;
+
+/* Per revision; embedded in ksv_revision. */
+typedef struct ksv_cold_state {
+    bool cold;                       /* in the split, not loaded (registry lock) */
+    bool loading;                    /* the lifecycle thread is loading it for a request */
+    double failed_at;                /* monotonic: last failed cold load, 0 if none */
+    _Atomic int64_t requested_ns;    /* monotonic ns when a request first asked; 0: none */
+    _Atomic int64_t last_active_ns;  /* monotonic ns of the last request finished or begun */
+    _Atomic uint64_t cold_starts;    /* cold loads that finished */
+    _Atomic int queue_depth;         /* requests waiting now (queue mutex) */
+    ksv_hist duration;               /* first request to ready, per cold start */
+} ksv_cold_state;
+
+/* Registry-wide queue of waiting requests. */
+typedef struct ksv_cold_queue {
+    pthread_mutex_t mu;
+    ksv_cold_waiter *head;
+    bool closed;                     /* shutting down: no new waiters */
+    /* Deadlines are kept by a thread of the queue's own: the lifecycle thread may spend
+     * the whole wait inside the load the requests are waiting for. */
+    pthread_cond_t cond;             /* a waiter arrived, or stop */
+    pthread_t reaper;
+    bool reaper_started, stop;
+    void (*expire)(void *ctx);       /* calls ksv_cold_expire with the caller's locks */
+    void *expire_ctx;
+} ksv_cold_queue;
+
+void ksv_cold_queue_init(ksv_cold_queue *q);
+/* Starts the deadline thread; expire(ctx) is called whenever a waiter's deadline may have
+ * passed. Returns 0 or -1. */
+int ksv_cold_queue_start(ksv_cold_queue *q, void (*expire)(void *ctx), void *ctx);
+/* Stops the deadline thread (if started) and frees the queue. */
+void ksv_cold_queue_destroy(ksv_cold_queue *q);
+
+void ksv_cold_state_init(ksv_cold_state *c);
+/* Marks the revision busy now (request begun or finished); lock-free. */
+void ksv_cold_touch(ksv_cold_state *c);
+/* Notes that a request asks for a cold start (the first one's time is kept). */
+void ksv_cold_request(ksv_cold_state *c);
+/* Counts a finished cold start; its duration runs from the first request's ask. */
+void ksv_cold_started(ksv_cold_state *c);
+/* Seconds since the last request; monotonic now given. */
+double ksv_cold_idle_seconds(const ksv_cold_state *c, double now);
+
+/* Queues w for the revision (model, revision) whose cold state is c, up to limit waiters,
+ * and calls suspend(cookie) before anyone can wake it. Caller holds the registry lock
+ * (read is enough). Returns 0 queued; -1 with a 503 in err when the queue is full or
+ * closed. */
+int ksv_cold_enqueue(ksv_cold_queue *q, ksv_cold_state *c, int limit, ksv_cold_waiter *w,
+                     void (*suspend)(void *cookie), void *cookie, ksv_err *err);
+/* Resumes every waiter of (model, revision) with outcome; returns how many. */
+size_t ksv_cold_wake(ksv_cold_queue *q, ksv_cold_state *c, const char *model,
+                     const char *revision, ksv_cold_outcome outcome);
+/* Resumes waiters whose deadline passed, with KSV_COLD_TIMEOUT. The callback counts each
+ * timed-out request against its revision (may be NULL). */
+size_t ksv_cold_expire(ksv_cold_queue *q, double now,
+                       void (*timed_out)(void *ctx, const ksv_cold_waiter *w), void *ctx);
+/* Shutdown: resumes everyone with KSV_COLD_CLOSED and refuses new waiters. */
+void ksv_cold_close(ksv_cold_queue *q);
+
+/* The seconds a client should wait before retrying: the last load time, at least 1. */
+int ksv_cold_retry_after(double load_seconds);
+
+/* The model's idle time after which a min_replicas 0 revision is unloaded. */
+double ksv_cold_idle_limit(const ksv_model_spec *m);
+
+/* Prometheus families for the cold start metrics, one revision's lines each; heads are
+ * written by ksv_cold_write_head(family) once. */
+typedef enum {
+    KSV_COLD_FAM_STARTS,
+    KSV_COLD_FAM_DURATION,
+    KSV_COLD_FAM_QUEUE,
+    KSV_COLD_FAM_COUNT,
+} ksv_cold_family;
+void ksv_cold_write_head(ksv_sb *sb, ksv_cold_family f);
+void ksv_cold_write_series(ksv_sb *sb, ksv_cold_family f, const char *labels,
+                           const ksv_cold_state *c, ksv_hist_snap *scratch);
+/* The admin state's fields for one revision: ,"cold_starts":N,... */
+void ksv_cold_write_state(ksv_sb *sb, const ksv_cold_state *c);
+
+#endif
