@@ -48,10 +48,24 @@ typedef struct reader {
     size_t n_kept;
 } reader;
 
+/* fmt holds up to two %s, filled with a and b ("" for NULL), written out by hand so that no
+ * printf sees a format that is not a literal (-Wformat-nonliteral). */
 static int fail_at(reader *r, int line, int col, const char *fmt, const char *a, const char *b)
 {
     char reason[200];
-    snprintf(reason, sizeof reason, fmt, a ? a : "", b ? b : "");
+    const char *args[2] = {a ? a : "", b ? b : ""};
+    size_t n = 0;
+    int used = 0;
+    for (const char *p = fmt; *p && n + 1 < sizeof reason; p++) {
+        if (p[0] == '%' && p[1] == 's' && used < 2) {
+            for (const char *q = args[used++]; *q && n + 1 < sizeof reason; q++)
+                reason[n++] = *q;
+            p++;
+        } else {
+            reason[n++] = *p;
+        }
+    }
+    reason[n] = '\0';
     return ksv_err_set(r->err, 400, "%s:%d:%d: %s", r->name, line, col, reason);
 }
 
