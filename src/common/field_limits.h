@@ -28,6 +28,9 @@ _Static_assert(KSV_MODEL_NAME_MAX + 1 + KSV_REVISION_SEQ_DIGITS == KSV_DNS_LABEL
 /* spec.predictor.timeout (seconds) and the engine's timeout_ms: one day at most. */
 #define KSV_TIMEOUT_S_MAX 86400
 #define KSV_TIMEOUT_MS_MAX (KSV_TIMEOUT_S_MAX * 1000)
+/* spec.predictor.minReplicas / maxReplicas (executor instances on one node) and the
+ * engine's min_replicas. */
+#define KSV_REPLICAS_MAX 1000
 /* spec.predictor.containerConcurrency (0: no limit). */
 #define KSV_CONTAINER_CONCURRENCY_MAX 1000000
 

@@ -775,10 +775,10 @@ static int read_predictor(vctx *v, const mnode *pred)
             rc = read_model(v, value, path, spec->shorthand);
         } else if (strcmp(e->key, "minReplicas") == 0) {
             spec->has_min_replicas = true;
-            rc = get_int(v, value, path, 0, INT32_MAX, &spec->min_replicas);
+            rc = get_int(v, value, path, 0, KSV_REPLICAS_MAX, &spec->min_replicas);
         } else if (strcmp(e->key, "maxReplicas") == 0) {
             spec->has_max_replicas = true;
-            rc = get_int(v, value, path, 0, INT32_MAX, &spec->max_replicas);
+            rc = get_int(v, value, path, 0, KSV_REPLICAS_MAX, &spec->max_replicas);
             if (!rc)
                 rc = not_acted_on(v, path, value);
         } else if (strcmp(e->key, "scaleTarget") == 0) {

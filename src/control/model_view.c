@@ -188,7 +188,7 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
                       ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld,"
                       "\"min_replicas\":%lld}}",
                       (long long)concurrency, (long long)timeout_s * 1000,
-                      (long long)(min_replicas < 1000 ? min_replicas : 1000));
+                      (long long)min_replicas);
     }
     ksv_sb_puts(body, "],\"traffic\":{");
     first = true;

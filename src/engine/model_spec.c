@@ -107,7 +107,8 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
                       err) ||
             int_field(settings, "batch_max_delay_us", 0, 1000000, &rev->batch_max_delay_us,
                       where, err) ||
-            int_field(settings, "min_replicas", 0, 1000, &rev->min_replicas, where, err))
+            int_field(settings, "min_replicas", 0, KSV_REPLICAS_MAX, &rev->min_replicas, where,
+                      err))
             return -1;
         if (strcmp(rev->booster_pool, "per-worker") != 0 &&
             strcmp(rev->booster_pool, "shared") != 0)
