@@ -55,8 +55,12 @@ st, _, resp = eng.request("POST", "/v2/models/web/infer", req)
 check(st == 200 and max_abs_diff(resp["outputs"][0]["data"], expected) <= 1e-6,
       "it answers like XGBoost")
 cache = os.path.join(eng.state_dir, "cache")
-cached = [os.path.join(d, f) for d, _, fs in os.walk(cache) for f in fs]
-check(len(cached) == 1 and cached[0].endswith("/model.json"), "one file in STATE_DIR/cache, named as in the URL")
+cached = [os.path.join(d, f) for d, _, fs in os.walk(os.path.join(cache, "trees")) for f in fs
+          if not f.endswith(".manifest")]
+blobs = os.listdir(os.path.join(cache, "blobs"))
+check(len(cached) == 1 and cached[0].endswith("/model.json") and blobs == [digest] and
+      os.stat(cached[0]).st_ino == os.stat(os.path.join(cache, "blobs", digest)).st_ino,
+      "the cache holds it once, as blobs/SHA256, linked as trees/ID/model.json")
 
 st, _, _ = put("wrongsum", base + "/fraud/model.json", "0" * 64)
 r = state_of("wrongsum")
@@ -88,6 +92,7 @@ st, _, resp = eng.request("POST", "/v2/models/web/infer", req)
 check(st == 200 and max_abs_diff(resp["outputs"][0]["data"], expected) <= 1e-6,
       "the model loads from the cache and answers")
 # A tampered cache file is noticed and refetched (and here, with no server, fails loudly).
+os.chmod(cached[0], 0o644)  # blobs are read-only
 with open(cached[0], "ab") as f:
     f.write(b" ")
 eng.stop()

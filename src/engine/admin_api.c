@@ -94,9 +94,12 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
                   e->threads, e->max_body,
                   (double)ts.tv_sec + ts.tv_nsec * 1e-9 - e->started_unix);
     ksv_gpu_telemetry_write_json(e->gpu, sb);
-    ksv_sb_printf(sb, ",\"load\":{\"inflight\":%lld,\"loadavg\":[%.2f,%.2f,%.2f],\"cpus\":%d}}",
+    ksv_sb_printf(sb, ",\"load\":{\"inflight\":%lld,\"loadavg\":[%.2f,%.2f,%.2f],\"cpus\":%d}",
                   (long long)ksv_registry_total_inflight(e->registry), loads[0], loads[1],
                   loads[2], get_nprocs());
+    ksv_sb_puts(sb, ",\"cache\":");
+    ksv_registry_write_cache(e->registry, sb);
+    ksv_sb_putc(sb, '}');
     resp->status = 200;
 }
 

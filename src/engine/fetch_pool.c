@@ -32,7 +32,8 @@ struct ksv_fetch_pool {
     uint64_t next_id;
     bool stop;
     double deadline_s, stall_s;
-    char *cache_dir;
+    unsigned long long max_bytes;
+    ksv_cache *cache;
     pthread_t threads[MAX_FETCH_THREADS];
     unsigned n_threads;
 };
@@ -56,17 +57,18 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
 {
     ksv_err err;
     ksv_err_clear(&err);
-    char path[4096];
+    ksv_fetch_result *res = malloc(sizeof *res);
     ksv_fetch_ctl ctl = {
         .cancel = &job->cancel,
         .deadline = pool->deadline_s > 0 ? ksv_now() + pool->deadline_s : 0,
         .deadline_s = pool->deadline_s,
         .stall_s = pool->stall_s,
+        .max_bytes = pool->max_bytes,
     };
-    int rc = atomic_load(&job->cancel)
-                 ? -1
-                 : ksv_storage_fetch(job->uri, pool->cache_dir, job->sha256, &ctl, path,
-                                     sizeof path, &err);
+    int rc = !res                       ? ksv_err_set(&err, 500, "out of memory")
+             : atomic_load(&job->cancel) ? -1
+                                        : ksv_storage_fetch(job->uri, pool->cache, job->sha256,
+                                                            &ctl, res, &err);
     pthread_mutex_lock(&pool->mu);
     unlink_running(pool, job);
     bool cancelled = atomic_load(&job->cancel);
@@ -75,7 +77,8 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
     pthread_mutex_unlock(&pool->mu);
     if (rc != 0 && cancelled)
         ksv_err_set(&err, 499, "storage %s: download cancelled (%s)", job->uri, why);
-    job->done(job->user, job->id, rc, rc == 0 ? path : NULL, &err);
+    job->done(job->user, job->id, rc, rc == 0 ? res : NULL, &err);
+    free(res);
     job_free(job);
 }
 
@@ -105,10 +108,10 @@ static void *fetch_thread(void *arg)
 int ksv_fetch_pool_create(const ksv_fetch_pool_config *cfg, ksv_fetch_pool **out, ksv_err *err)
 {
     ksv_fetch_pool *pool = calloc(1, sizeof *pool);
-    if (!pool || (cfg->cache_dir && !(pool->cache_dir = strdup(cfg->cache_dir)))) {
-        free(pool);
+    if (!pool)
         return ksv_err_set(err, 500, "out of memory");
-    }
+    pool->cache = cfg->cache;
+    pool->max_bytes = cfg->max_bytes;
     pthread_mutex_init(&pool->mu, NULL);
     pthread_cond_init(&pool->cond, NULL);
     pool->deadline_s = cfg->deadline_s;
@@ -155,7 +158,6 @@ void ksv_fetch_pool_destroy(ksv_fetch_pool *pool)
     }
     pthread_mutex_destroy(&pool->mu);
     pthread_cond_destroy(&pool->cond);
-    free(pool->cache_dir);
     free(pool);
 }
 

@@ -22,11 +22,13 @@ typedef struct ksv_fetch_pool_config {
     unsigned threads;             /* concurrent transfers */
     double deadline_s;            /* whole fetch, from its start; <= 0: none */
     double stall_s;               /* abandon a transfer that moves under 1 KiB in this long */
-    const char *cache_dir;        /* where fetched files go */
+    unsigned long long max_bytes; /* largest model, downloaded or unpacked; 0: default */
+    ksv_cache *cache;             /* where fetched models go (not owned) */
 } ksv_fetch_pool_config;
 
-/* rc 0: path is the local model; otherwise err says why (status 499 when cancelled). */
-typedef void (*ksv_fetch_done_fn)(void *user, uint64_t id, int rc, const char *path,
+/* rc 0: res holds the local model, its cache tree pinned for the receiver; otherwise err
+ * says why (status 499 when cancelled) and res is NULL. */
+typedef void (*ksv_fetch_done_fn)(void *user, uint64_t id, int rc, const ksv_fetch_result *res,
                                   const ksv_err *err);
 
 int ksv_fetch_pool_create(const ksv_fetch_pool_config *cfg, ksv_fetch_pool **out,

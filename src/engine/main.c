@@ -211,6 +211,8 @@ int main(int argc, char **argv)
         .fetch_timeout_s = opt->fetch_timeout,
         .fetch_stall_s = opt->fetch_stall,
         .load_delay_ms = test_load_delay_ms(),
+        .max_model_bytes = opt->max_model_size,
+        .cache_max = opt->cache_max,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0)

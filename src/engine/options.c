@@ -34,6 +34,11 @@ void ksv_engine_usage(FILE *out)
         "  --fetch-timeout SECS      longest a model download may take (default 3600)\n"
         "  --fetch-stall SECS        stop a download that moves under 1 KiB in this long\n"
         "                            (default 30)\n"
+        "  --cache-max SIZE          cap the model cache (STATE_DIR/cache) at SIZE, K/M/G\n"
+        "                            suffixes; least recently used models go first, never\n"
+        "                            one a revision holds (default: no cap)\n"
+        "  --max-model-size SIZE     largest model downloaded or unpacked from an archive\n"
+        "                            (default 8G)\n"
         "  --log-level LEVEL         debug, info, warn or error (default info)\n"
         "  --model NAME=URI[,runtime=R]\n"
         "                            serve a model standalone as revision NAME-00001\n"
@@ -163,7 +168,7 @@ static void default_state_dir(char *out, size_t cap)
 int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv_err *err)
 {
     enum { O_LISTEN = 256, O_STATE, O_TOKEN, O_THREADS, O_GPU, O_MAXBODY, O_TIMEOUT, O_LOG,
-           O_FETCH_TIMEOUT, O_FETCH_STALL,
+           O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL,
            O_MODEL, O_MODELDIR, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -176,6 +181,8 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         {"log-level", required_argument, NULL, O_LOG},
         {"fetch-timeout", required_argument, NULL, O_FETCH_TIMEOUT},
         {"fetch-stall", required_argument, NULL, O_FETCH_STALL},
+        {"cache-max", required_argument, NULL, O_CACHE_MAX},
+        {"max-model-size", required_argument, NULL, O_MAX_MODEL},
         {"model", required_argument, NULL, O_MODEL},
         {"model-dir", required_argument, NULL, O_MODELDIR},
         {"version", no_argument, NULL, O_VERSION},
@@ -189,6 +196,7 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
     opt->request_timeout = 30;
     opt->fetch_timeout = 3600;
     opt->fetch_stall = 30;
+    opt->max_model_size = KSV_STORAGE_MAX_DOWNLOAD;
     opt->log_level = KSV_LOG_INFO;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     opt->threads = ncpu > 0 ? (unsigned)ncpu : 1;
@@ -245,6 +253,12 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
             *(c == O_FETCH_TIMEOUT ? &opt->fetch_timeout : &opt->fetch_stall) = t;
             break;
         }
+        case O_CACHE_MAX:
+        case O_MAX_MODEL:
+            if (parse_size(optarg, c == O_CACHE_MAX ? &opt->cache_max : &opt->max_model_size))
+                return ksv_err_set(err, 2, "--%s: expected a size like 500M or 20G",
+                                   c == O_CACHE_MAX ? "cache-max" : "max-model-size");
+            break;
         case O_LOG:
             if (ksv_log_parse_level(optarg, &opt->log_level))
                 return ksv_err_set(err, 2, "--log-level: expected debug, info, warn or error");

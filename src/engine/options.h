@@ -27,6 +27,8 @@ typedef struct ksv_engine_options {
     double request_timeout;       /* seconds to deliver a body */
     double fetch_timeout;         /* seconds one model download may take in all */
     double fetch_stall;           /* seconds a download may move under 1 KiB */
+    size_t cache_max;             /* model cache cap in bytes; 0: none */
+    size_t max_model_size;        /* largest model downloaded or unpacked */
     ksv_log_level log_level;
     ksv_cli_model models[KSV_MAX_CLI_MODELS];
     size_t n_models;

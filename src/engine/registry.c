@@ -61,7 +61,7 @@ struct ksv_registry {
     int gpu;
     int load_delay_ms;            /* test hook: slows every load (ksv_registry_config) */
     char *state_file;
-    char *cache_dir;
+    ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
 
     ksv_cold_queue cold_queue;    /* requests waiting for scaled-to-zero revisions */
@@ -205,8 +205,9 @@ static void take_runtime(ksv_revision *rev, unload_item *it)
 
 /* Frees a revision nobody uses any more; what it had loaded goes to *it, to be unloaded
  * outside the lock. */
-static void revision_free(ksv_revision *rev, unload_item *it)
+static void revision_free(ksv_registry *reg, ksv_revision *rev, unload_item *it)
 {
+    ksv_cache_unpin(reg->cache, rev->cache_tree);
     it->ops = rev->ops;
     it->handle = rev->handle;
     it->batcher = rev->batcher;
@@ -556,19 +557,28 @@ typedef struct fetch_ticket {
 } fetch_ticket;
 
 /* Runs on a fetch pool thread when a download ends. */
-static void fetch_done(void *user, uint64_t id, int rc, const char *path, const ksv_err *err)
+static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *res,
+                       const ksv_err *err)
 {
     fetch_ticket *t = user;
     ksv_registry *reg = t->reg;
     ksv_revision *rev = t->rev;
     free(t);
+    const char *unpin = rc == 0 ? res->tree : NULL;
+    char old_pin[65] = "";
     pthread_rwlock_wrlock(&reg->lock);
     if (rev->fetch_id == id) {
         rev->fetch_id = 0;
         /* A revision replaced or deleted meanwhile no longer waits for the file. */
         bool waiting = rev->state == KSV_REV_LOADING && !rev->model->deleted;
-        if (rc == 0 && waiting && !(rev->fetched_path = strdup(path)))
+        if (rc == 0 && waiting && !(rev->fetched_path = strdup(res->path)))
             err = NULL;
+        if (rev->fetched_path) {
+            /* The revision holds this tree from now on (and lets go of the one before). */
+            snprintf(old_pin, sizeof old_pin, "%s", rev->cache_tree);
+            snprintf(rev->cache_tree, sizeof rev->cache_tree, "%s", res->tree);
+            unpin = old_pin;
+        }
         if (waiting && !rev->fetched_path) {
             rev->state = KSV_REV_FAILED;
             snprintf(rev->error, sizeof rev->error, "%s", err ? err->msg : "out of memory");
@@ -580,6 +590,7 @@ static void fetch_done(void *user, uint64_t id, int rc, const char *path, const 
         }
     }
     pthread_rwlock_unlock(&reg->lock);
+    ksv_cache_unpin(reg->cache, unpin);
     wake_lifecycle(reg);
 }
 
@@ -658,10 +669,9 @@ static bool load_one(ksv_registry *reg)
     };
     double t0 = monotonic_now();
     int rc = 0;
-    if (fetched)
-        snprintf(path, sizeof path, "%s", fetched);
-    else
-        rc = ksv_storage_resolve_local(spec.storage_uri, path, sizeof path, &err);
+    /* A fetched model is a folder in the cache, resolved as a local folder is. */
+    rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
+                                   &err);
     free(fetched);
     uint64_t mem_before = ksv_mem_allocated_bytes();
     if (rc == 0 && reg->load_delay_ms > 0)
@@ -785,7 +795,7 @@ static void janitor(ksv_registry *reg)
         ksv_revision *rev = reg->dead_revs[i];
         if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && !rev->fetch_id &&
             n_items < 64) {
-            revision_free(rev, &items[n_items]);
+            revision_free(reg, rev, &items[n_items]);
             n_items++;
         } else {
             reg->dead_revs[kept++] = rev;
@@ -886,16 +896,20 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     reg->gpu = cfg->gpu;
     reg->load_delay_ms = cfg->load_delay_ms;
     ksv_cold_queue_init(&reg->cold_queue);
-    if ((cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) ||
-        (cfg->cache_dir && !(reg->cache_dir = strdup(cfg->cache_dir)))) {
+    if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
+    }
+    if (cfg->cache_dir && ksv_cache_open(cfg->cache_dir, cfg->cache_max, &reg->cache, err) != 0) {
+        ksv_registry_destroy(reg);
+        return -1;
     }
     ksv_fetch_pool_config fcfg = {
         .threads = cfg->fetch_threads ? cfg->fetch_threads : 4,
         .deadline_s = cfg->fetch_timeout_s,
         .stall_s = cfg->fetch_stall_s,
-        .cache_dir = cfg->cache_dir,
+        .max_bytes = cfg->max_model_bytes,
+        .cache = reg->cache,
     };
     if (ksv_fetch_pool_create(&fcfg, &reg->fetcher, err) != 0) {
         ksv_registry_destroy(reg);
@@ -932,13 +946,13 @@ void ksv_registry_destroy(ksv_registry *reg)
     for (size_t i = 0; i < reg->n_models; i++) {
         ksv_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
-            revision_free(m->revs[r], &it);
+            revision_free(reg, m->revs[r], &it);
             unload(&it);
         }
         model_free(m);
     }
     for (size_t i = 0; i < reg->n_dead; i++) {
-        revision_free(reg->dead_revs[i], &it);
+        revision_free(reg, reg->dead_revs[i], &it);
         unload(&it);
     }
     for (size_t i = 0; i < reg->n_dead_models; i++)
@@ -947,7 +961,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     free(reg->dead_revs);
     free(reg->dead_models);
     free(reg->state_file);
-    free(reg->cache_dir);
+    ksv_cache_close(reg->cache);
     pthread_rwlock_destroy(&reg->lock);
     pthread_mutex_destroy(&reg->admin_mu);
     pthread_mutex_destroy(&reg->lc_mu);
@@ -1557,4 +1571,12 @@ int64_t ksv_registry_total_inflight(ksv_registry *reg)
         total += atomic_load(&reg->dead_revs[i]->inflight);
     pthread_rwlock_unlock(&reg->lock);
     return total;
+}
+
+void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb)
+{
+    if (reg->cache)
+        ksv_cache_write_json(reg->cache, sb);
+    else
+        ksv_sb_puts(sb, "null");
 }

@@ -63,6 +63,7 @@ typedef struct ksv_revision {
     bool loader_busy;             /* the loader thread holds it outside the lock */
     uint64_t fetch_id;            /* its download in the fetch pool; 0: none running */
     char *fetched_path;           /* a finished download, for the next load to take */
+    char cache_tree[65];          /* the cache tree it was loaded from, pinned; "" none */
     char error[512];              /* last load failure */
     uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
     ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
@@ -97,6 +98,8 @@ typedef struct ksv_registry_config {
     double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
     int load_delay_ms;            /* added to every load: lets tests hold a cold start open
                                    * (KSV_TEST_LOAD_DELAY_MS); 0 in production */
+    unsigned long long max_model_bytes; /* largest model downloaded or unpacked; 0: default */
+    unsigned long long cache_max; /* cache size cap in bytes; 0: none */
 } ksv_registry_config;
 
 int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);
@@ -147,5 +150,7 @@ int ksv_registry_write_errors(ksv_registry *reg, const char *model, ksv_sb *sb, 
 void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb);
 void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb);
 int64_t ksv_registry_total_inflight(ksv_registry *reg);
+/* The model cache's figures (see ksv_cache_write_json), or null without a cache. */
+void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb);
 
 #endif

@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/model_path.h"
 #include "common/sha256.h"
+#include "engine/archive.h"
 #include "engine/http.h"
 #include "http/http_client.h"
 
@@ -28,7 +29,6 @@ static bool digest_matches(const char *expected, const char *actual)
     return expected[64] == '\0';
 }
 
-#define KSV_URI_KEY_MAX 2200
 
 typedef struct download {
     FILE *f;
@@ -39,6 +39,7 @@ typedef struct download {
     const char *stopped;          /* why the progress callback ended the transfer */
     long error_status;            /* the server answered >= 400: nothing is written */
     bool write_failed;
+    unsigned long long max_bytes;
 } download;
 
 /* Called at least once a second, data or not: cancel, deadline and stall are judged
@@ -91,14 +92,15 @@ static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ks
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld.%lu", path, (long)getpid(),
                          atomic_fetch_add(&part_seq, 1)) >= sizeof tmp)
         return ksv_err_set(err, 400, "storage %s: cache path too long", url);
-    download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_now()};
+    download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_now(),
+                  .max_bytes = ctl->max_bytes ? ctl->max_bytes : KSV_STORAGE_MAX_DOWNLOAD};
     if (!d.f)
         return ksv_err_set(err, 500, "%s: %s", tmp, strerror(errno));
     /* Model stores live outside ksv: proxies from the environment apply, redirects are
      * followed (a few, never from https down to http); cancel, deadline and stall are
      * on_progress's. */
     ksv_http_options o = {.connect_timeout_ms = 15000, .max_redirects = 5,
-                          .proxy = KSV_HTTP_PROXY_ENV, .max_reply = KSV_STORAGE_MAX_DOWNLOAD};
+                          .proxy = KSV_HTTP_PROXY_ENV, .max_reply = d.max_bytes};
     ksv_http_client *http;
     if (ksv_http_client_new(&o, &http, err) != 0) {
         fclose(d.f);
@@ -116,8 +118,8 @@ static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ks
     if (rc != 0 || closed != 0) {
         unlink(tmp);
         if (res.failure == KSV_HTTP_E_TOO_LARGE)
-            return ksv_err_set(err, 400, "storage %s: larger than %llu bytes", url,
-                               KSV_STORAGE_MAX_DOWNLOAD);
+            return ksv_err_set(err, 413, "storage %s: larger than %llu bytes", url,
+                               d.max_bytes);
         if (d.stopped && strcmp(d.stopped, "deadline") == 0)
             return ksv_err_set(err, 504, "storage %s: not fetched within %.0f s (%llu bytes "
                                          "so far)", url, ctl->deadline_s, d.bytes);
@@ -139,15 +141,111 @@ static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ks
         unlink(tmp);
         return ksv_err_set(err, 500, "rename to %s: %s", path, strerror(e));
     }
-    ksv_log(KSV_LOG_INFO, NULL, "fetched %s (%llu bytes) into the cache", url, d.bytes);
     return 0;
 }
 
-/* http(s): the cached copy, fetched first when missing or not the expected bytes. */
-static int resolve_http(const char *uri, const char *cache_dir, const char *sha256,
-                        const ksv_fetch_ctl *ctl, char *path, size_t cap, ksv_err *err)
+/* The last path segment of a URL (before ? and #), the name the fetched file keeps. */
+static int url_file_name(const char *uri, char *name, size_t cap, ksv_err *err)
 {
-    if (!cache_dir)
+    const char *end = uri + strcspn(uri, "?#");
+    const char *start = end;
+    while (start > uri && start[-1] != '/')
+        start--;
+    if ((size_t)(end - start) >= cap || end == start || start[-1] != '/' ||
+        strstr(start - 3, "://") == start - 3)
+        return ksv_err_set(err, 400, "storage %s: the URL must name a model file or an archive",
+                           uri);
+    memcpy(name, start, (size_t)(end - start));
+    name[end - start] = '\0';
+    if (strchr(name, '%') || strcmp(name, "..") == 0 || strcmp(name, ".") == 0)
+        return ksv_err_set(err, 400, "storage %s: the URL must name a model file or an archive",
+                           uri);
+    return 0;
+}
+
+/* http(s): one file into the scratch folder; an archive is unpacked there instead. */
+static int stage_http(const char *uri, ksv_cache *cache, const char *staged, const char *sha256,
+                      const ksv_fetch_ctl *ctl, bool *checked, ksv_err *err)
+{
+    char name[256], path[PATH_MAX];
+    if (url_file_name(uri, name, sizeof name, err) != 0)
+        return -1;
+    ksv_archive_kind kind = ksv_archive_kind_of(name);
+    if (kind == KSV_ARCHIVE_NONE && !ksv_model_file_name(name))
+        return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj or .bst "
+                                     "file, or a .tar, .tar.gz, .tgz or .zip archive",
+                           uri);
+    if (kind == KSV_ARCHIVE_NONE) {
+        if ((size_t)snprintf(path, sizeof path, "%s/%s", staged, name) >= sizeof path)
+            return ksv_err_set(err, 400, "storage %s: path too long", uri);
+        return fetch(uri, path, ctl, err);
+    }
+    char scratch[PATH_MAX];
+    if (ksv_cache_stage(cache, scratch, sizeof scratch, err) != 0)
+        return -1;
+    if ((size_t)snprintf(path, sizeof path, "%s/%s", scratch, name) >= sizeof path) {
+        ksv_cache_discard(scratch);
+        return ksv_err_set(err, 400, "storage %s: path too long", uri);
+    }
+    int rc = fetch(uri, path, ctl, err);
+    if (rc == 0 && sha256 && *sha256) {
+        /* The digest asked for may be the archive's own. */
+        char actual[65];
+        rc = ksv_sha256_file(path, actual, NULL, err);
+        *checked = rc == 0 && digest_matches(sha256, actual);
+    }
+    if (rc == 0) {
+        ksv_archive_limits lim = {
+            .max_bytes = ctl->max_bytes ? ctl->max_bytes : KSV_STORAGE_MAX_DOWNLOAD,
+            .max_entries = 100000,
+            .cancel = ctl->cancel,
+        };
+        rc = ksv_archive_extract(path, kind, staged, uri, &lim, err);
+    }
+    ksv_cache_discard(scratch);
+    return rc;
+}
+
+/* The folder a runtime is given: the tree itself, or the one folder it holds when that is
+ * all it holds (an archive of "model/..."). */
+static void model_root(const char *tree, char *path, size_t cap)
+{
+    snprintf(path, cap, "%s", tree);
+    DIR *d = opendir(tree);
+    if (!d)
+        return;
+    struct dirent *de;
+    int n = 0;
+    char only[256] = "";
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (n++ == 0)
+            snprintf(only, sizeof only, "%s", de->d_name);
+    }
+    closedir(d);
+    char sub[PATH_MAX];
+    struct stat st;
+    if (n == 1 && (size_t)snprintf(sub, sizeof sub, "%s/%s", tree, only) < sizeof sub &&
+        lstat(sub, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(path, cap, "%s", sub);
+}
+
+bool ksv_storage_is_remote(const char *uri)
+{
+    return strstr(uri, "://") && strncmp(uri, "file://", 7) != 0;
+}
+
+int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
+                      const ksv_fetch_ctl *ctl, ksv_fetch_result *out, ksv_err *err)
+{
+    bool http = strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0;
+    if (!http)
+        return ksv_err_set(err, 400,
+                           "storage %s: only file://, http:// and https:// URIs and local "
+                           "paths are served (copy the model to the node first)",
+                           uri);
+    if (!cache)
         return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads", uri);
     if (sha256 && *sha256) {
         bool hex = strlen(sha256) == 64;
@@ -156,72 +254,29 @@ static int resolve_http(const char *uri, const char *cache_dir, const char *sha2
         if (!hex)
             return ksv_err_set(err, 400, "storage %s: sha256 must be 64 hex digits", uri);
     }
-    /* The file keeps the URL's name so the runtime knows its format. */
-    const char *end = uri + strcspn(uri, "?#");
-    const char *name = end;
-    while (name > uri && name[-1] != '/')
-        name--;
-    char base[256];
-    if ((size_t)(end - name) >= sizeof base || end == name)
-        return ksv_err_set(err, 400, "storage %s: the URL must name a model file", uri);
-    memcpy(base, name, (size_t)(end - name));
-    base[end - name] = '\0';
-    if (!ksv_model_file_name(base) || strchr(base, '%'))
-        return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj or .bst file",
-                           uri);
-    /* Keyed by the URL and the digest asked for, so a revision that expects other bytes
-     * never disturbs a good cached copy. */
-    char url_hash[65], dir[PATH_MAX], key[KSV_URI_KEY_MAX];
-    int klen = snprintf(key, sizeof key, "%s\n%s", uri, sha256 ? sha256 : "");
-    if (klen < 0 || (size_t)klen >= sizeof key)
-        return ksv_err_set(err, 400, "storage %s: URL too long", uri);
-    for (char *c = key + strlen(uri) + 1; *c; c++)
-        *c = (char)tolower((unsigned char)*c);
-    ksv_sha256_hex(key, (size_t)klen, url_hash);
-    if ((size_t)snprintf(dir, sizeof dir, "%s/%s", cache_dir, url_hash) >= sizeof dir ||
-        (size_t)snprintf(path, cap, "%s/%s", dir, base) >= cap)
-        return ksv_err_set(err, 400, "storage %s: cache path too long", uri);
-    if (ksv_mkdir_p(dir, 0700, err) != 0)
+    char key[65];
+    ksv_cache_key(uri, sha256, key);
+    ksv_cache_tree tree;
+    int hit = ksv_cache_lookup(cache, key, sha256, &tree, err);
+    if (hit < 0)
         return -1;
-    char actual[65];
-    struct stat st;
-    if (stat(path, &st) == 0) {
-        if (!(sha256 && *sha256))
-            return 0;
-        if (ksv_sha256_file(path, actual, NULL, err) != 0)
+    if (hit == 0) {
+        char staged[PATH_MAX];
+        bool checked = false;
+        if (ksv_cache_stage(cache, staged, sizeof staged, err) != 0)
             return -1;
-        if (digest_matches(sha256, actual))
-            return 0;
-        unlink(path); /* cached bytes are not the ones asked for: fetch again */
-    }
-    if (fetch(uri, path, ctl, err) != 0)
-        return -1;
-    if (sha256 && *sha256) {
-        if (ksv_sha256_file(path, actual, NULL, err) != 0)
+        if (stage_http(uri, cache, staged, sha256, ctl, &checked, err) != 0) {
+            ksv_cache_discard(staged);
             return -1;
-        if (!digest_matches(sha256, actual)) {
-            unlink(path);
-            return ksv_err_set(err, 400, "storage %s: sha256 mismatch: expected %s, got %s",
-                               uri, sha256, actual);
         }
+        if (ksv_cache_commit(cache, staged, key, checked ? NULL : sha256, uri, &tree, err) != 0)
+            return -1;
+        ksv_log(KSV_LOG_INFO, NULL, "fetched %s: %zu file(s), %llu bytes, cached as %.12s", uri,
+                tree.files, (unsigned long long)tree.bytes, tree.id);
     }
+    snprintf(out->tree, sizeof out->tree, "%s", tree.id);
+    model_root(tree.dir, out->path, sizeof out->path);
     return 0;
-}
-
-bool ksv_storage_is_remote(const char *uri)
-{
-    return strstr(uri, "://") && strncmp(uri, "file://", 7) != 0;
-}
-
-int ksv_storage_fetch(const char *uri, const char *cache_dir, const char *sha256,
-                      const ksv_fetch_ctl *ctl, char *path, size_t cap, ksv_err *err)
-{
-    if (strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0)
-        return resolve_http(uri, cache_dir, sha256, ctl, path, cap, err);
-    return ksv_err_set(err, 400,
-                       "storage %s: only file://, http:// and https:// URIs and local "
-                       "paths are served (copy the model to the node first)",
-                       uri);
 }
 
 int ksv_storage_resolve_local(const char *uri, char *path, size_t cap, ksv_err *err)

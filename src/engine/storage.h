@@ -1,11 +1,12 @@
-/* storage.h: turning a revision's storage URI into a local model file.
+/* storage.h: turning a revision's storage URI into a local model.
  *
  * file:///abs/path and /abs/path name a model file (.json, .ubj, .bst) or a folder that
- * holds exactly one, as KServe's model servers accept. http:// and https:// URLs name a
- * model file that the engine fetches once into its cache (STATE_DIR/cache/KEY/, KEY the
- * sha256 of the URL and the digest asked for),
- * checked against the expected sha256 when one is given (the ksv.io/sha256 annotation);
- * a cached copy is reused, so a restarted engine loads without the network. */
+ * holds exactly one, as KServe's model servers accept; they resolve at once.
+ * http:// and https:// URLs name a model file or an archive (.tar, .tar.gz, .tgz, .zip,
+ * unpacked by archive.c); they are downloaded on a fetch pool thread into the engine's
+ * content-addressed cache (cache.c), checked against the expected sha256 when one is given
+ * (the ksv.io/sha256 annotation), and reused from there, so a restarted engine loads
+ * without the network. */
 #ifndef KSV_ENGINE_STORAGE_H
 #define KSV_ENGINE_STORAGE_H
 
@@ -14,6 +15,7 @@
 #include <stddef.h>
 
 #include "common/error.h"
+#include "engine/cache.h"
 
 /* Largest model file fetched over HTTP. */
 #define KSV_STORAGE_MAX_DOWNLOAD (8ull << 30)
@@ -24,7 +26,14 @@ typedef struct ksv_fetch_ctl {
     double deadline;              /* CLOCK_MONOTONIC seconds; 0: none */
     double deadline_s;            /* the same as a length, for the error message */
     double stall_s;               /* fewer than 1 KiB in this many seconds stops it; 0: none */
+    unsigned long long max_bytes; /* largest download, and largest unpacked archive; 0: the
+                                   * default, KSV_STORAGE_MAX_DOWNLOAD */
 } ksv_fetch_ctl;
+
+typedef struct ksv_fetch_result {
+    char path[4096];              /* the model's folder in the cache */
+    char tree[65];                /* its cache tree, pinned: ksv_cache_unpin when done */
+} ksv_fetch_result;
 
 /* True when the URI names something to download (http, https...), false for local paths:
  * those resolve at once, downloads go through the fetch pool. */
@@ -33,9 +42,10 @@ bool ksv_storage_is_remote(const char *uri);
 /* A local path or file:// URI: the model file (or folder) to load. */
 int ksv_storage_resolve_local(const char *uri, char *path, size_t cap, ksv_err *err);
 
-/* A remote URI: fetched into cache_dir (reused when already there), checked against sha256
- * (64 hex digits, or NULL/"" to accept any). Blocks; call from a fetch pool thread. */
-int ksv_storage_fetch(const char *uri, const char *cache_dir, const char *sha256,
-                      const ksv_fetch_ctl *ctl, char *path, size_t cap, ksv_err *err);
+/* A remote URI: fetched into the cache (reused when already there and intact), checked
+ * against sha256 (64 hex digits, or NULL/"" to accept any: a file's digest, a folder's
+ * manifest digest, or an archive's own). Blocks; call from a fetch pool thread. */
+int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
+                      const ksv_fetch_ctl *ctl, ksv_fetch_result *out, ksv_err *err);
 
 #endif
