@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/http.h"
+#include "engine/v2_binary.h"
 
 #define MAX_SEGMENTS 8
 
@@ -111,8 +112,20 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
     ksv_tensor_req *t = &w->tensor;
     /* Every value takes at least two bytes of JSON ("1,"), so the body bounds the count. */
     size_t max_values = req->engine->max_body / 2 + 1;
-    int rc = v1 ? ksv_v1_decode_predict(req->body, req->body_len, max_values, t, err)
-                : ksv_v2_decode_infer(req->body, req->body_len, max_values, t, err);
+    int rc;
+    if (v1) {
+        rc = ksv_v1_decode_predict(req->body, req->body_len, max_values, t, err);
+    } else if (req->inference_header_length) {
+        /* Binary tensor data: at least one byte per value (BOOL, INT8). */
+        size_t header_len;
+        rc = ksv_v2_parse_header_length(req->inference_header_length, req->body_len,
+                                        &header_len, err);
+        if (rc == 0)
+            rc = ksv_v2_decode_binary_infer(req->body, req->body_len, header_len,
+                                            req->engine->max_body, t, err);
+    } else {
+        rc = ksv_v2_decode_infer(req->body, req->body_len, max_values, t, err);
+    }
     if (rc)
         return -1;
     if (!v1) {
@@ -137,6 +150,11 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
         return -1;
     if (v1) {
         ksv_v1_encode_predict(&resp->body, w->out, rows, width);
+    } else if (ksv_v2_wants_binary_output(t)) {
+        const char *id = t->has_id ? t->id : req->request_id;
+        ksv_v2_encode_infer_binary(&resp->body, model, rev->spec.name, id, w->out, rows, width,
+                                   &resp->inference_header_len);
+        resp->content_type = "application/octet-stream";
     } else {
         const char *id = t->has_id ? t->id : req->request_id;
         ksv_v2_encode_infer(&resp->body, model, rev->spec.name, id, w->out, rows, width);
@@ -253,7 +271,7 @@ static void v2(const ksv_http_request *req, const path_parts *pp, ksv_http_respo
         resp->status = 200;
         ksv_sb_puts(&resp->body, "{\"name\":\"ksv-engine\",\"version\":");
         ksv_sb_json_str(&resp->body, req->engine->version);
-        ksv_sb_puts(&resp->body, ",\"extensions\":[\"ksv-admin\",\"ksv-traffic-split\"]}");
+        ksv_sb_puts(&resp->body, ",\"extensions\":[\"binary_tensor_data\",\"ksv-admin\",\"ksv-traffic-split\"]}");
         return;
     }
     if (seg_is(pp, 1, "health") && pp->n == 3) {

@@ -46,6 +46,8 @@ typedef struct ksv_http_request {
     size_t body_len;
     const char *request_id;
     const char *authorization;    /* the Authorization header or NULL */
+    const char *inference_header_length; /* Inference-Header-Content-Length or NULL: the
+                                            body is binary tensor data (v2_binary.h) */
     double start;                 /* monotonic seconds when the headers arrived */
     ksv_worker *worker;
     const ksv_engine_info *engine;
@@ -58,6 +60,8 @@ typedef struct ksv_http_response {
     int status;
     ksv_sb body;
     const char *content_type;     /* default application/json */
+    size_t inference_header_len;  /* > 0: a binary answer whose JSON header is this long
+                                     (sent as Inference-Header-Content-Length) */
     char revision[KSV_NAME_MAX];  /* ksv-revision header when non-empty */
     int retry_after;              /* Retry-After header (seconds) when > 0 */
     bool wait_cold;               /* not answered yet: wait for req->cold, then dispatch again */

@@ -56,6 +56,8 @@ double ksv_now(void)
 void ksv_http_error(ksv_http_response *resp, int status, const char *message)
 {
     resp->status = status;
+    resp->content_type = NULL;     /* errors are JSON, even to a binary request */
+    resp->inference_header_len = 0;
     ksv_sb_reset(&resp->body);
     ksv_sb_puts(&resp->body, "{\"error\":");
     ksv_sb_json_str(&resp->body, message);
@@ -134,6 +136,11 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
     MHD_add_response_header(r, "x-request-id", ctx->request_id);
     if (resp->revision[0])
         MHD_add_response_header(r, "ksv-revision", resp->revision);
+    if (resp->inference_header_len > 0) {
+        char n[24];
+        snprintf(n, sizeof n, "%zu", resp->inference_header_len);
+        MHD_add_response_header(r, "Inference-Header-Content-Length", n);
+    }
     if (resp->status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (resp->retry_after > 0) {
@@ -217,6 +224,8 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
         .request_id = ctx->request_id,
         .authorization =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .inference_header_length =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length"),
         .start = ctx->start,
         .worker = w,
         .engine = srv->engine,

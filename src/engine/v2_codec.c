@@ -32,6 +32,7 @@
 #include <string.h>
 
 #include "common/utf8.h"
+#include "engine/half_float.h"
 
 #define KSV_JSON_MAX_DEPTH 64
 
@@ -556,23 +557,69 @@ static int skip_object_member(scanner *s, const char *what)
     return skip_value(s);
 }
 
+/* One member of a "parameters" object that the codec acts on; the others are checked and
+ * skipped (unknown parameters are ignored, as the protocol says). */
+typedef enum param_kind { PARAM_BOOL, PARAM_SIZE } param_kind;
+
+typedef struct param_pick {
+    const char *name;
+    param_kind kind;
+    bool found;
+    bool flag;      /* PARAM_BOOL */
+    uint64_t size;  /* PARAM_SIZE: a non-negative integer */
+} param_pick;
+
+/* s->p at the value of a "parameters" member named `where` ("inputs[0].parameters"). */
+static int read_parameters(scanner *s, const char *where, param_pick *pick)
+{
+    if (peek(s) != '{')
+        return ksv_err_set(s->err, 400, "%s: expected an object", where);
+    if (open_container(s) != 0)
+        return -1;
+    char name[32];
+    strout key = {.buf = name, .cap = sizeof name};
+    bool first = true;
+    int r;
+    while ((r = next_member(s, &first, &key)) == 1) {
+        bool match = !key.truncated && !key.has_nul && strcmp(name, pick->name) == 0;
+        if (!match) {
+            if (skip_value(s) != 0)
+                return -1;
+            continue;
+        }
+        if (pick->found)
+            return ksv_err_set(s->err, 400, "%s: \"%s\" given more than once", where,
+                               pick->name);
+        pick->found = true;
+        char c = peek(s);
+        if (pick->kind == PARAM_BOOL) {
+            if (c != 't' && c != 'f')
+                return ksv_err_set(s->err, 400, "%s.%s: expected true or false", where,
+                                   pick->name);
+            pick->flag = c == 't';
+            if (match_literal(s, pick->flag ? "true" : "false", pick->flag ? 4 : 5) != 0)
+                return -1;
+        } else {
+            numtok t;
+            if (c != '-' && !is_digit(c))
+                return ksv_err_set(s->err, 400, "%s.%s: expected a number of bytes", where,
+                                   pick->name);
+            if (scan_number(s, &t) != 0)
+                return -1;
+            if (!t.integer || (t.neg && t.mag != 0) || !t.fits_u64)
+                return ksv_err_set(s->err, 400,
+                                   "%s.%s: expected a non-negative integer below 2^64", where,
+                                   pick->name);
+            pick->size = t.mag;
+        }
+    }
+    return r;
+}
+
 /* ---------------------------------------------------------------------------------------- */
 /* Tensor data                                                                              */
 
-typedef enum dtype {
-    DT_NONE,
-    DT_FP32,
-    DT_FP64,
-    DT_BOOL,
-    DT_INT8,
-    DT_INT16,
-    DT_INT32,
-    DT_INT64,
-    DT_UINT8,
-    DT_UINT16,
-    DT_UINT32,
-    DT_UINT64,
-} dtype;
+typedef ksv_datatype dtype;
 
 typedef struct dtype_info {
     const char *name;
@@ -582,17 +629,18 @@ typedef struct dtype_info {
 } dtype_info;
 
 static const dtype_info dtypes[] = {
-    {"FP32", DT_FP32, 0, 0},
-    {"FP64", DT_FP64, 0, 0},
-    {"BOOL", DT_BOOL, 0, 0},
-    {"INT8", DT_INT8, INT8_MAX, 128},
-    {"INT16", DT_INT16, INT16_MAX, 32768},
-    {"INT32", DT_INT32, INT32_MAX, (uint64_t)1 << 31},
-    {"INT64", DT_INT64, INT64_MAX, (uint64_t)1 << 63},
-    {"UINT8", DT_UINT8, UINT8_MAX, 0},
-    {"UINT16", DT_UINT16, UINT16_MAX, 0},
-    {"UINT32", DT_UINT32, UINT32_MAX, 0},
-    {"UINT64", DT_UINT64, UINT64_MAX, 0},
+    {"FP32", KSV_DT_FP32, 0, 0},
+    {"FP64", KSV_DT_FP64, 0, 0},
+    {"FP16", KSV_DT_FP16, 0, 0},
+    {"BOOL", KSV_DT_BOOL, 0, 0},
+    {"INT8", KSV_DT_INT8, INT8_MAX, 128},
+    {"INT16", KSV_DT_INT16, INT16_MAX, 32768},
+    {"INT32", KSV_DT_INT32, INT32_MAX, (uint64_t)1 << 31},
+    {"INT64", KSV_DT_INT64, INT64_MAX, (uint64_t)1 << 63},
+    {"UINT8", KSV_DT_UINT8, UINT8_MAX, 0},
+    {"UINT16", KSV_DT_UINT16, UINT16_MAX, 0},
+    {"UINT32", KSV_DT_UINT32, UINT32_MAX, 0},
+    {"UINT64", KSV_DT_UINT64, UINT64_MAX, 0},
 };
 
 /* Where decoded values go and under which rules. */
@@ -628,17 +676,24 @@ static int grow(scanner *s, data_sink *k)
     return 0;
 }
 
-/* Makes room for n values up front (the shape is known before the data). */
-static int reserve(scanner *s, ksv_tensor_req *req, size_t n)
+int ksv_tensor_req_reserve(ksv_tensor_req *req, size_t n, ksv_err *err)
 {
     if (n <= req->cap)
         return 0;
+    if (n > SIZE_MAX / sizeof(float))
+        return ksv_err_set(err, 500, "out of memory for %zu values", n);
     float *p = realloc(req->data, n * sizeof(float));
     if (!p)
-        return ksv_err_set(s->err, 500, "out of memory for %zu values", n);
+        return ksv_err_set(err, 500, "out of memory for %zu values", n);
     req->data = p;
     req->cap = n;
     return 0;
+}
+
+/* Makes room for n values up front (the shape is known before the data). */
+static int reserve(scanner *s, ksv_tensor_req *req, size_t n)
+{
+    return ksv_tensor_req_reserve(req, n, s->err);
 }
 
 static inline int store(scanner *s, data_sink *k, float v)
@@ -654,11 +709,11 @@ static inline int store(scanner *s, data_sink *k, float v)
  * saying what is wrong with the value. */
 static int number_to_float(const numtok *t, const dtype_info *dt, float *out, const char **why)
 {
-    if (dt->type == DT_BOOL) {
+    if (dt->type == KSV_DT_BOOL) {
         *why = "BOOL data must be true, false or null";
         return -1;
     }
-    if (dt->type >= DT_INT8) {
+    if (dt->type >= KSV_DT_INT8) {
         if (t->integer) {
             if (!t->fits_u64 || t->mag > (t->neg ? dt->max_neg_mag : dt->max_pos)) {
                 if (t->neg && t->mag && dt->max_neg_mag == 0)
@@ -682,6 +737,17 @@ static int number_to_float(const numtok *t, const dtype_info *dt, float *out, co
                 return -1;
             }
         }
+    }
+    if (UNLIKELY(dt->type == KSV_DT_FP16)) {
+        /* The tensor is declared half precision: its value is the number rounded to half,
+         * which is what the binary form of the same tensor carries. */
+        uint16_t h = ksv_double_to_half(t->d);
+        if ((h & 0x7C00) == 0x7C00) {
+            *why = "value out of range for FP16";
+            return -1;
+        }
+        *out = ksv_half_to_float(h);
+        return 0;
     }
     float f = (float)t->d;
     if (UNLIKELY(isinf(f))) {
@@ -737,7 +803,7 @@ static int read_data_value(scanner *s, data_sink *k)
     case 'f':
         if (match_literal(s, c == 't' ? "true" : "false", c == 't' ? 4 : 5) != 0)
             return -1;
-        if (k->dt->type != DT_BOOL)
+        if (k->dt->type != KSV_DT_BOOL)
             return value_error(s, k, "true/false need datatype BOOL");
         return store(s, k, c == 't' ? 1.0f : 0.0f);
     case '"':
@@ -847,13 +913,10 @@ static int read_datatype(scanner *s, const dtype_info **out)
         if (strcmp(name, "BYTES") == 0)
             return ksv_err_set(s->err, 400,
                                "inputs[0].datatype: BYTES input not supported by a numeric model");
-        if (strcmp(name, "FP16") == 0)
-            return ksv_err_set(s->err, 400,
-                               "inputs[0].datatype: FP16 is not supported; send FP32");
     }
     return ksv_err_set(s->err, 400,
                        "inputs[0].datatype: unknown datatype \"%.15s%s\" (expected FP32, FP64, "
-                       "BOOL, INT8..INT64 or UINT8..UINT64)",
+                       "FP16, BOOL, INT8..INT64 or UINT8..UINT64)",
                        name, o.truncated ? "..." : "");
 }
 
@@ -867,9 +930,11 @@ static int read_data(scanner *s, data_sink *k)
     return read_data_array(s, k);
 }
 
-/* s->p at '{' of inputs[0]. */
-static int read_tensor(scanner *s, size_t max_values, ksv_tensor_req *req)
+/* s->p at '{' of inputs[0]. allow_binary: the request has a binary part, so the tensor may
+ * announce parameters.binary_data_size instead of carrying "data". */
+static int read_tensor(scanner *s, size_t max_values, bool allow_binary, ksv_tensor_req *req)
 {
+    param_pick binary_size = {.name = "binary_data_size", .kind = PARAM_SIZE};
     static const char where[] = "inputs[0]";
     if (open_container(s) != 0)
         return -1;
@@ -914,7 +979,7 @@ static int read_tensor(scanner *s, size_t max_values, ksv_tensor_req *req)
             }
         } else if (key_is(&key, "parameters")) {
             if (first_time(s, &seen, SEEN_PARAMETERS, where, "parameters") != 0 ||
-                skip_object_member(s, "inputs[0].parameters") != 0)
+                read_parameters(s, "inputs[0].parameters", &binary_size) != 0)
                 return -1;
         } else if (skip_value(s) != 0) {
             return -1;
@@ -928,8 +993,25 @@ static int read_tensor(scanner *s, size_t max_values, ksv_tensor_req *req)
         return ksv_err_set(s->err, 400, "inputs[0].shape: required");
     if (!(seen & SEEN_DATATYPE))
         return ksv_err_set(s->err, 400, "inputs[0].datatype: required");
+    req->datatype = dt->type;
+    if (binary_size.found) {
+        if (!allow_binary)
+            return ksv_err_set(s->err, 400,
+                               "inputs[0].parameters.binary_data_size: binary tensor data "
+                               "needs the Inference-Header-Content-Length header");
+        if (seen & SEEN_DATA)
+            return ksv_err_set(s->err, 400,
+                               "inputs[0]: give \"data\" or parameters.binary_data_size, "
+                               "not both");
+        req->binary_input = true;
+        req->binary_size = binary_size.size;
+        return 0;
+    }
     if (!(seen & SEEN_DATA))
-        return ksv_err_set(s->err, 400, "inputs[0].data: required");
+        return ksv_err_set(s->err, 400,
+                           allow_binary ? "inputs[0].data: required (or "
+                                          "parameters.binary_data_size)"
+                                        : "inputs[0].data: required");
     if (deferred_data) {
         scanner again = *s;
         again.p = deferred_data;
@@ -949,7 +1031,7 @@ static int read_tensor(scanner *s, size_t max_values, ksv_tensor_req *req)
     return 0;
 }
 
-static int read_inputs(scanner *s, size_t max_values, ksv_tensor_req *req)
+static int read_inputs(scanner *s, size_t max_values, bool allow_binary, ksv_tensor_req *req)
 {
     if (peek(s) != '[') {
         if (skip_value(s) != 0)
@@ -968,7 +1050,7 @@ static int read_inputs(scanner *s, size_t max_values, ksv_tensor_req *req)
                     return -1;
                 return ksv_err_set(s->err, 400, "inputs[0]: expected a tensor object");
             }
-            if (read_tensor(s, max_values, req) != 0)
+            if (read_tensor(s, max_values, allow_binary, req) != 0)
                 return -1;
         } else if (skip_value(s) != 0) {
             return -1;
@@ -1023,6 +1105,14 @@ static int read_outputs(scanner *s, ksv_tensor_req *req)
                     read_string_member(s, what_name, req->outputs[i], sizeof req->outputs[i],
                                        false) != 0)
                     return -1;
+            } else if (key_is(&key, "parameters")) {
+                char what_params[48];
+                snprintf(what_params, sizeof what_params, "outputs[%d].parameters", i);
+                param_pick binary = {.name = "binary_data", .kind = PARAM_BOOL};
+                if (first_time(s, &seen, SEEN_PARAMETERS, what, "parameters") != 0 ||
+                    read_parameters(s, what_params, &binary) != 0)
+                    return -1;
+                req->output_binary[i] = binary.found ? (signed char)binary.flag : -1;
             } else if (skip_value(s) != 0) {
                 return -1;
             }
@@ -1031,6 +1121,8 @@ static int read_outputs(scanner *s, ksv_tensor_req *req)
             return -1;
         if (!(seen & SEEN_NAME))
             return ksv_err_set(s->err, 400, "%s: required", what_name);
+        if (!(seen & SEEN_PARAMETERS))
+            req->output_binary[i] = -1;
         req->n_outputs++;
     }
     return r;
@@ -1044,6 +1136,10 @@ static void req_reset(ksv_tensor_req *req)
     req->ndim = 0;
     req->count = 0;
     req->n_outputs = 0;
+    req->datatype = KSV_DT_NONE;
+    req->binary_input = false;
+    req->binary_size = 0;
+    req->binary_output_all = false;
 }
 
 static int begin_body(scanner *s, const char *body, size_t len, ksv_err *err)
@@ -1062,8 +1158,8 @@ static int begin_body(scanner *s, const char *body, size_t len, ksv_err *err)
     return open_container(s);
 }
 
-int ksv_v2_decode_infer(const char *body, size_t len, size_t max_values, ksv_tensor_req *req,
-                        ksv_err *err)
+static int decode_v2(const char *body, size_t len, size_t max_values, bool allow_binary,
+                     ksv_tensor_req *req, ksv_err *err)
 {
     scanner s;
     req_reset(req);
@@ -1084,15 +1180,17 @@ int ksv_v2_decode_infer(const char *body, size_t len, size_t max_values, ksv_ten
         } else if (key_is(&key, "inputs")) {
             rc = first_time(&s, &seen, SEEN_INPUTS, "", "inputs");
             if (rc == 0)
-                rc = read_inputs(&s, max_values, req);
+                rc = read_inputs(&s, max_values, allow_binary, req);
         } else if (key_is(&key, "outputs")) {
             rc = first_time(&s, &seen, SEEN_OUTPUTS, "", "outputs");
             if (rc == 0)
                 rc = read_outputs(&s, req);
         } else if (key_is(&key, "parameters")) {
+            param_pick binary = {.name = "binary_data_output", .kind = PARAM_BOOL};
             rc = first_time(&s, &seen, SEEN_PARAMETERS, "", "parameters");
             if (rc == 0)
-                rc = skip_object_member(&s, "parameters");
+                rc = read_parameters(&s, "parameters", &binary);
+            req->binary_output_all = binary.found && binary.flag;
         } else {
             rc = skip_value(&s);
         }
@@ -1108,13 +1206,59 @@ int ksv_v2_decode_infer(const char *body, size_t len, size_t max_values, ksv_ten
     return 0;
 fail:
     req->count = 0;
+    req->binary_input = false;
     return -1;
+}
+
+int ksv_v2_decode_infer(const char *body, size_t len, size_t max_values, ksv_tensor_req *req,
+                        ksv_err *err)
+{
+    return decode_v2(body, len, max_values, false, req, err);
+}
+
+int ksv_v2_decode_infer_header(const char *json, size_t len, size_t max_values,
+                               ksv_tensor_req *req, ksv_err *err)
+{
+    return decode_v2(json, len, max_values, true, req, err);
+}
+
+bool ksv_v2_wants_binary_output(const ksv_tensor_req *req)
+{
+    for (int i = 0; i < req->n_outputs; i++)
+        if (strcmp(req->outputs[i], "output-0") == 0 && req->output_binary[i] >= 0)
+            return req->output_binary[i] == 1;
+    return req->binary_output_all;
+}
+
+size_t ksv_datatype_size(ksv_datatype dt)
+{
+    switch (dt) {
+    case KSV_DT_BOOL:
+    case KSV_DT_INT8:
+    case KSV_DT_UINT8:
+        return 1;
+    case KSV_DT_FP16:
+    case KSV_DT_INT16:
+    case KSV_DT_UINT16:
+        return 2;
+    case KSV_DT_FP32:
+    case KSV_DT_INT32:
+    case KSV_DT_UINT32:
+        return 4;
+    case KSV_DT_FP64:
+    case KSV_DT_INT64:
+    case KSV_DT_UINT64:
+        return 8;
+    case KSV_DT_NONE:
+        break;
+    }
+    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------- */
 /* V1                                                                                       */
 
-static const dtype_info v1_dtype = {"FP32", DT_FP32, 0, 0};
+static const dtype_info v1_dtype = {"FP32", KSV_DT_FP32, 0, 0};
 
 static int v1_value(scanner *s, data_sink *k, size_t row, size_t col, bool in_row)
 {
@@ -1284,10 +1428,10 @@ static void put_values(ksv_sb *sb, const float *v, size_t n)
     }
 }
 
-void ksv_v2_encode_infer(ksv_sb *sb, const char *model, const char *revision, const char *id,
-                         const float *out, size_t rows, size_t cols)
+/* Everything of a V2 answer up to output-0's "data" or "parameters". */
+static void put_infer_head(ksv_sb *sb, const char *model, const char *revision, const char *id,
+                           size_t rows, size_t cols)
 {
-    ksv_sb_reserve(sb, 200 + rows * cols * 14);
     ksv_sb_puts(sb, "{\"model_name\":");
     ksv_sb_json_str(sb, model ? model : "");
     ksv_sb_puts(sb, ",\"model_version\":");
@@ -1301,9 +1445,41 @@ void ksv_v2_encode_infer(ksv_sb *sb, const char *model, const char *revision, co
         ksv_sb_putc(sb, ',');
         ksv_sb_u64(sb, cols);
     }
-    ksv_sb_puts(sb, "],\"data\":[");
+    ksv_sb_puts(sb, "],");
+}
+
+void ksv_v2_encode_infer(ksv_sb *sb, const char *model, const char *revision, const char *id,
+                         const float *out, size_t rows, size_t cols)
+{
+    ksv_sb_reserve(sb, 200 + rows * cols * 14);
+    put_infer_head(sb, model, revision, id, rows, cols);
+    ksv_sb_puts(sb, "\"data\":[");
     put_values(sb, out, rows * cols);
     ksv_sb_puts(sb, "]}]}");
+}
+
+void ksv_v2_encode_infer_binary(ksv_sb *sb, const char *model, const char *revision,
+                                const char *id, const float *out, size_t rows, size_t cols,
+                                size_t *header_len)
+{
+    size_t n = rows * cols;
+    ksv_sb_reserve(sb, 240 + n * sizeof(float));
+    size_t start = sb->len;
+    put_infer_head(sb, model, revision, id, rows, cols);
+    ksv_sb_puts(sb, "\"parameters\":{\"binary_data_size\":");
+    ksv_sb_u64(sb, n * sizeof(float));
+    ksv_sb_puts(sb, "}}]}");
+    *header_len = sb->len - start;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    ksv_sb_append(sb, (const char *)out, n * sizeof(float));
+#else
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &out[i], sizeof u);
+        char le[4] = {(char)u, (char)(u >> 8), (char)(u >> 16), (char)(u >> 24)};
+        ksv_sb_append(sb, le, sizeof le);
+    }
+#endif
 }
 
 void ksv_v1_encode_predict(ksv_sb *sb, const float *out, size_t rows, size_t cols)
