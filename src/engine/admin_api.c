@@ -32,7 +32,12 @@ static bool authorized(const ksv_http_request *req)
     return token_matches(h + 7, req->engine->token);
 }
 
-static json_object *parse_body(const ksv_http_request *req, ksv_err *err)
+bool ksv_http_authorized(const ksv_http_request *req)
+{
+    return authorized(req);
+}
+
+json_object *ksv_http_json_body(const ksv_http_request *req, ksv_err *err)
 {
     if (req->body_len == 0) {
         ksv_err_set(err, 400, "a JSON body is required");
@@ -107,7 +112,7 @@ static void put_model(const ksv_http_request *req, const char *name, ksv_http_re
 {
     ksv_err err;
     ksv_err_clear(&err);
-    json_object *body = parse_body(req, &err);
+    json_object *body = ksv_http_json_body(req, &err);
     ksv_model_spec *spec = body ? malloc(sizeof *spec) : NULL;
     int rc = -1;
     if (body && !spec)
@@ -129,7 +134,7 @@ static void put_traffic(const ksv_http_request *req, const char *name, ksv_http_
 {
     ksv_err err;
     ksv_err_clear(&err);
-    json_object *body = parse_body(req, &err);
+    json_object *body = ksv_http_json_body(req, &err);
     int rc = body ? ksv_registry_set_traffic(req->engine->registry, name, body, &err) : -1;
     json_object_put(body);
     if (rc != 0) {

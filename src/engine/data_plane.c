@@ -104,10 +104,13 @@ static int ensure_out(ksv_worker *w, size_t n, ksv_err *err)
     return 0;
 }
 
-/* Decodes, predicts and encodes one request on an already chosen revision. */
+/* Decodes, predicts and encodes one request on an already chosen revision; fills *t with
+ * the phase boundaries and *rows with the rows answered. */
 static int run_inference(const ksv_http_request *req, ksv_revision *rev, const char *model,
-                         bool v1, ksv_http_response *resp, ksv_err *err)
+                         bool v1, ksv_http_response *resp, ksv_infer_timing *tm, size_t *rows_out,
+                         ksv_err *err)
 {
+    tm->decode_start = ksv_now();
     ksv_worker *w = req->worker;
     ksv_tensor_req *t = &w->tensor;
     /* Every value takes at least two bytes of JSON ("1,"), so the body bounds the count. */
@@ -142,12 +145,14 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
                            rev->spec.timeout_ms);
     if (ensure_out(w, rows * width, err))
         return -1;
+    tm->infer_start = ksv_now();
     int prc = rev->batcher ? ksv_batcher_predict(rev->batcher, rev->ops, rev->handle, w->index,
                                                  t->data, rows, w->out, err)
                            : rev->ops->predict(rev->handle, w->index, t->data, rows, features,
                                                w->out, err);
     if (prc)
         return -1;
+    tm->infer_end = ksv_now();
     if (v1) {
         ksv_v1_encode_predict(&resp->body, w->out, rows, width);
     } else if (ksv_v2_wants_binary_output(t)) {
@@ -161,6 +166,8 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
     }
     if (resp->body.oom)
         return ksv_err_set(err, 503, "out of memory encoding the response");
+    tm->encode_end = ksv_now();
+    *rows_out = rows;
     resp->status = 200;
     return 0;
 }
@@ -193,11 +200,16 @@ static void infer(const ksv_http_request *req, const char *model, const char *re
         return;
     }
     snprintf(resp->revision, sizeof resp->revision, "%s", route.rev->spec.name);
-    if (run_inference(req, route.rev, model, v1, resp, &err) != 0) {
+    ksv_infer_timing tm = {.arrived = req->start};
+    size_t rows = 0;
+    if (run_inference(req, route.rev, model, v1, resp, &tm, &rows, &err) != 0) {
         ksv_sb_reset(&resp->body);
         ksv_http_error(resp, err.status ? err.status : 500, err.msg);
     }
-    ksv_registry_finish(reg, &route, resp->status, ksv_now() - req->start, req->request_id,
+    double finished = ksv_now();
+    ksv_infer_stats_record(&route.rev->stats, resp->status < 400, rows,
+                           route.rev->batcher != NULL, &tm, finished);
+    ksv_registry_finish(reg, &route, resp->status, finished - req->start, req->request_id,
                         resp->status >= 400 ? err.msg : NULL);
 }
 
@@ -255,6 +267,8 @@ static void v2_model(const ksv_http_request *req, const path_parts *pp, ksv_http
             return method_not_allowed(resp, "GET");
         return model_ready(req, model, revision, false, resp);
     }
+    if (pp->n == next + 1 && seg_is(pp, next, "stats"))
+        return ksv_handle_v2_stats(req, model, revision, resp);
     if (pp->n == next + 1 && seg_is(pp, next, "infer")) {
         if (!method_is(req, "POST"))
             return method_not_allowed(resp, "POST");
@@ -271,7 +285,9 @@ static void v2(const ksv_http_request *req, const path_parts *pp, ksv_http_respo
         resp->status = 200;
         ksv_sb_puts(&resp->body, "{\"name\":\"ksv-engine\",\"version\":");
         ksv_sb_json_str(&resp->body, req->engine->version);
-        ksv_sb_puts(&resp->body, ",\"extensions\":[\"binary_tensor_data\",\"ksv-admin\",\"ksv-traffic-split\"]}");
+        ksv_sb_puts(&resp->body, ",\"extensions\":[\"binary_tensor_data\","
+                                 "\"model_repository\",\"statistics\",\"ksv-admin\","
+                                 "\"ksv-traffic-split\"]}");
         return;
     }
     if (seg_is(pp, 1, "health") && pp->n == 3) {
@@ -285,7 +301,11 @@ static void v2(const ksv_http_request *req, const path_parts *pp, ksv_http_respo
                               ready ? "{\"ready\":true}" : "{\"ready\":false}");
         }
     }
+    if (seg_is(pp, 1, "repository") && pp->n >= 3)
+        return ksv_handle_v2_repository(req, pp->seg + 2, pp->n - 2, resp);
     if (seg_is(pp, 1, "models")) {
+        if (pp->n == 3 && seg_is(pp, 2, "stats"))
+            return ksv_handle_v2_stats(req, NULL, NULL, resp);
         if (pp->n == 2) {
             if (!method_is(req, "GET"))
                 return method_not_allowed(resp, "GET");
@@ -298,9 +318,11 @@ static void v2(const ksv_http_request *req, const path_parts *pp, ksv_http_respo
     ksv_http_error(resp, 404, "unknown path");
 }
 
-/* /v1/models/{m} and /v1/models/{m}:predict */
+/* /v1/models, /v1/models/{m} and /v1/models/{m}:predict */
 static void v1(const ksv_http_request *req, const path_parts *pp, ksv_http_response *resp)
 {
+    if (pp->n == 2 && seg_is(pp, 1, "models"))
+        return ksv_handle_v1_model_list(req, resp);
     if (pp->n != 3 || !seg_is(pp, 1, "models")) {
         ksv_http_error(resp, 404, "unknown path");
         return;

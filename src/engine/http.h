@@ -14,6 +14,7 @@
 #include "engine/gpu_telemetry.h"
 #include "engine/model_spec.h"
 #include "engine/registry.h"
+#include "engine/repository.h"
 #include "engine/v2_codec.h"
 
 /* Per-thread scratch, reused across requests so the hot path does not allocate. */
@@ -37,6 +38,7 @@ typedef struct ksv_engine_info {
     const char *listen_address;   /* as bound, e.g. 127.0.0.1:8080 */
     const char *state_dir;
     ksv_gpu_telemetry *gpu;       /* GPU gauges; 0 GPUs when NVML is absent */
+    ksv_repository *repository;   /* the V2 repository extension's state */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {
@@ -73,6 +75,19 @@ void ksv_http_error(ksv_http_response *resp, int status, const char *message);
 /* Handlers. Each returns with resp filled. */
 void ksv_handle_data_plane(const ksv_http_request *req, ksv_http_response *resp);
 void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp);
+/* V2 extensions (v2_extensions.c). seg/n: the path's segments after "/v2/repository". */
+void ksv_handle_v2_repository(const ksv_http_request *req, const char *const *seg, int n,
+                              ksv_http_response *resp);
+/* GET /v2/models/stats (model NULL), /v2/models/{m}[/versions/{rev}]/stats. */
+void ksv_handle_v2_stats(const ksv_http_request *req, const char *model, const char *revision,
+                         ksv_http_response *resp);
+/* GET /v1/models: {"models":[...]}. */
+void ksv_handle_v1_model_list(const ksv_http_request *req, ksv_http_response *resp);
+
+/* Whether the request carries the admin bearer token (compared in constant time). */
+bool ksv_http_authorized(const ksv_http_request *req);
+/* The body as one JSON value (json-c; nothing but whitespace after it); NULL with a 400. */
+json_object *ksv_http_json_body(const ksv_http_request *req, ksv_err *err);
 
 /* Monotonic clock in seconds. */
 double ksv_now(void);

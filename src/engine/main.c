@@ -128,21 +128,7 @@ static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ks
     int rc = 0;
     for (size_t i = 0; i < opt->n_models && rc == 0; i++) {
         const ksv_cli_model *m = &opt->models[i];
-        memset(spec, 0, sizeof *spec);
-        snprintf(spec->name, sizeof spec->name, "%s", m->name);
-        spec->n_revisions = 1;
-        ksv_revision_spec *rev = &spec->revisions[0];
-        snprintf(rev->name, sizeof rev->name, "%.80s-00001", m->name);
-        snprintf(rev->runtime, sizeof rev->runtime, "%s", m->runtime);
-        snprintf(rev->storage_uri, sizeof rev->storage_uri, "%s", m->uri);
-        snprintf(rev->booster_pool, sizeof rev->booster_pool, "shared");
-        rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
-        rev->min_replicas = 1; /* command-line models stay loaded */
-        spec->traffic[0] = 100;
-        spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
-        spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
-        spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
-        spec->pinned = true;
+        ksv_model_spec_standalone(spec, m->name, m->uri, m->runtime);
         rc = ksv_registry_put(reg, spec, err);
     }
     free(spec);
@@ -193,6 +179,7 @@ int main(int argc, char **argv)
     ksv_registry *reg = NULL;
     ksv_http_server *srv = NULL;
     ksv_gpu_telemetry *gpu = NULL;
+    ksv_repository *repo = NULL;
     ksv_engine_info info = {0};
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
@@ -215,7 +202,8 @@ int main(int argc, char **argv)
         .cache_max = opt->cache_max,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
-        apply_cli_models(reg, opt, &err) != 0)
+        apply_cli_models(reg, opt, &err) != 0 ||
+        ksv_repository_create(opt->model_dir, "ksv-xgboost", &repo, &err) != 0)
         goto fail;
     if (strcmp(opt->gpu, "off") != 0)
         ksv_log(KSV_LOG_INFO, NULL, "gpu: %s",
@@ -242,6 +230,7 @@ int main(int argc, char **argv)
         .listen_address = bound,
         .state_dir = opt->state_dir,
         .gpu = gpu,
+        .repository = repo,
     };
     if (ksv_http_server_start(&info, listen_fd, opt->request_timeout, &srv, &err) != 0) {
         close(listen_fd);
@@ -289,6 +278,7 @@ fail:
     ksv_http_server_stop(srv);
     ksv_gpu_telemetry_close(gpu);
     ksv_registry_destroy(reg);
+    ksv_repository_destroy(repo);
     if (lock_fd >= 0)
         close(lock_fd);
     free(opt);

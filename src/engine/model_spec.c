@@ -259,3 +259,23 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            a->timeout_ms == b->timeout_ms && a->batch_max_rows == b->batch_max_rows &&
            a->batch_max_delay_us == b->batch_max_delay_us && a->min_replicas == b->min_replicas;
 }
+
+void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const char *uri,
+                               const char *runtime)
+{
+    memset(spec, 0, sizeof *spec);
+    snprintf(spec->name, sizeof spec->name, "%s", name);
+    spec->n_revisions = 1;
+    ksv_revision_spec *rev = &spec->revisions[0];
+    snprintf(rev->name, sizeof rev->name, "%.80s-00001", name);
+    snprintf(rev->runtime, sizeof rev->runtime, "%s", runtime);
+    snprintf(rev->storage_uri, sizeof rev->storage_uri, "%s", uri);
+    snprintf(rev->booster_pool, sizeof rev->booster_pool, "shared");
+    rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
+    rev->min_replicas = 1; /* standalone models stay loaded */
+    spec->traffic[0] = 100;
+    spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+    spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
+    spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
+    spec->pinned = true;
+}

@@ -66,6 +66,12 @@ int ksv_traffic_from_json(json_object *body, const ksv_model_spec *spec, int *tr
 /* Validates that traffic[] holds percents in 0..100 summing to 100. */
 int ksv_traffic_validate(const int *traffic, size_t n, ksv_err *err);
 
+/* The spec of a model served standalone (--model, --model-dir, the repository API's load):
+ * one revision NAME-00001 of the given runtime and storage with 100% of the traffic,
+ * pinned. */
+void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const char *uri,
+                               const char *runtime);
+
 /* Writes the spec as the JSON object ksv_model_spec_from_json reads back. */
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec);
 void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev);

@@ -507,6 +507,32 @@ int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err)
     return rc;
 }
 
+int ksv_registry_take_out(ksv_registry *reg, const char *model, ksv_model_spec *spec,
+                          ksv_err *err)
+{
+    pthread_mutex_lock(&reg->admin_mu);
+    pthread_rwlock_wrlock(&reg->lock);
+    int rc = 0;
+    ksv_model *m = find_model(reg, model);
+    bool pinned = false;
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else {
+        *spec = m->spec;
+        pinned = m->spec.pinned;
+        detach_model(reg, m);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (rc == 0 && !pinned)
+        rc = persist(reg, err);
+    pthread_mutex_unlock(&reg->admin_mu);
+    if (rc == 0) {
+        ksv_log(KSV_LOG_INFO, NULL, "model %s unloaded through the repository API", model);
+        wake_lifecycle(reg);
+    }
+    return rc;
+}
+
 /* --------------------------------------------------------------- lifecycle thread */
 
 static void sleep_ms(int ms)
@@ -1558,6 +1584,41 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
     write_elastic_families(reg, sb, snap);
     pthread_rwlock_unlock(&reg->lock);
     free(snap);
+}
+
+static bool in_split(const ksv_model *m, const ksv_revision *rev)
+{
+    for (size_t i = 0; i < m->n_split; i++)
+        if (m->split[i].rev == rev)
+            return true;
+    return false;
+}
+
+int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revision,
+                       ksv_revision_visitor fn, void *ctx, ksv_err *err)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    int n = 0;
+    ksv_model *only = model ? find_model(reg, model) : NULL;
+    if (model && !only) {
+        n = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (only && revision && !find_revision(only, revision)) {
+        n = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+    } else {
+        for (size_t i = 0; i < reg->n_models; i++) {
+            ksv_model *m = reg->models[i];
+            if (only && m != only)
+                continue;
+            for (size_t r = 0; r < m->n_revs; r++) {
+                if (revision && strcmp(m->revs[r]->spec.name, revision) != 0)
+                    continue;
+                fn(ctx, m->spec.name, m->revs[r], in_split(m, m->revs[r]));
+                n++;
+            }
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return n;
 }
 
 int64_t ksv_registry_total_inflight(ksv_registry *reg)

@@ -23,6 +23,7 @@
 #include "common/histogram.h"
 #include "common/strbuf.h"
 #include "engine/batcher.h"
+#include "engine/infer_stats.h"
 #include "engine/model_spec.h"
 #include "engine/runtime.h"
 #include "engine/scale_to_zero.h"
@@ -71,6 +72,7 @@ typedef struct ksv_revision {
     _Atomic int64_t inflight;
     _Atomic uint64_t codes[KSV_CODE_SLOTS];
     ksv_hist latency;
+    ksv_infer_stats stats;        /* Triton's statistics extension (data_plane.c records) */
 } ksv_revision;
 
 /* What a request holds between begin and finish. */
@@ -115,6 +117,11 @@ int ksv_registry_put(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *err
 int ksv_registry_set_traffic(ksv_registry *reg, const char *model, json_object *body,
                              ksv_err *err);
 int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err);
+/* The repository extension's unload: takes the model out of serving whatever its origin
+ * (command line included) and gives back its spec, so that a later load can put it again.
+ * 404 when unknown. */
+int ksv_registry_take_out(ksv_registry *reg, const char *model, ksv_model_spec *spec,
+                          ksv_err *err);
 
 /* Request path. revision NULL: choose by weight. rng: the caller's per-thread state.
  * On success the route must be given back with ksv_registry_finish. */
@@ -152,5 +159,14 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb);
 int64_t ksv_registry_total_inflight(ksv_registry *reg);
 /* The model cache's figures (see ksv_cache_write_json), or null without a cache. */
 void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb);
+
+/* Calls fn for each revision of `model` (NULL: every model), in order, under the read
+ * lock; `revision` non-NULL picks one. fn must not call back into the registry. Returns
+ * the number of revisions visited, or -1 with a 404 when the model or revision is
+ * unknown. */
+typedef void (*ksv_revision_visitor)(void *ctx, const char *model, const ksv_revision *rev,
+                                     bool serving);
+int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revision,
+                       ksv_revision_visitor fn, void *ctx, ksv_err *err);
 
 #endif
