@@ -85,8 +85,9 @@ check(st == 200 and meta["name"] == "ksv-engine" and "version" in meta and "exte
 st, _, meta = eng.request("GET", "/v2/models/iris")
 check(st == 200 and meta["name"] == "iris" and meta["versions"] == ["iris-00001"] and
       meta["platform"] == "xgboost" and meta["inputs"][0]["shape"] == [-1, 4] and
-      meta["outputs"][0]["shape"] == [-1, 3] and meta["parameters"]["runtime"] == "ksv-xgboost",
-      "/v2/models/iris metadata: versions, platform, inputs, outputs, runtime")
+      meta["outputs"][0]["shape"] == [-1, 3] and meta["parameters"]["runtime"] == "ksv-forest",
+      "/v2/models/iris metadata: versions, platform, inputs, outputs, runtime (auto chose "
+      "ksv-forest)")
 st, _, meta = eng.request("GET", "/v2/models/iris/versions/iris-00001")
 check(st == 200 and meta["versions"] == ["iris-00001"], "versioned metadata")
 check(eng.request("GET", "/v2/models/iris/ready")[2] == {"name": "iris", "ready": True},

@@ -149,9 +149,9 @@ static void test_plain(void)
     KT_CHECK(str_eq(s->name, "xgboost-iris") && str_eq(s->namespace_name, "kserve-test"),
              "plain: name and namespace");
     KT_CHECK(str_eq(s->model_format, "xgboost") && !s->shorthand, "plain: model form, xgboost");
-    KT_CHECK(str_eq(s->runtime, "ksv-xgboost") && s->runtime_mapped &&
+    KT_CHECK(str_eq(s->runtime, "auto") && s->runtime_mapped &&
                  str_eq(s->runtime_written, "kserve-xgbserver"),
-             "plain: kserve-xgbserver mapped to ksv-xgboost");
+             "plain: kserve-xgbserver mapped to auto");
     KT_CHECK(s->storage_kind == KSV_STORAGE_LOCAL &&
                  str_eq(s->storage_uri, expected_abs("tests/manifests", "models/iris/model.json")),
              "plain: relative storageUri resolved against the manifest's folder (%s)",
@@ -167,7 +167,7 @@ static void test_plain(void)
     ksv_sb_init(&notes);
     ksv_manifest_format_notes(&yaml, &notes);
     KT_CHECK(notes.data && strstr(notes.data, "kserve-test/xgboost-iris: runtime kserve-xgbserver "
-                                              "mapped to ksv-xgboost") &&
+                                              "mapped to auto") &&
                  !strstr(notes.data, "not acted on"),
              "plain: notes say the runtime was mapped");
     ksv_sb_free(&notes);
@@ -203,8 +203,8 @@ static void test_canary(void)
     KT_CHECK(s->storage_kind == KSV_STORAGE_HTTP &&
                  str_eq(s->storage_uri, "https://models.example.com/my-model/v2/model.json"),
              "canary: https URI kept as written");
-    KT_CHECK(!s->runtime_written && str_eq(s->runtime, "ksv-xgboost") && !s->runtime_mapped,
-             "canary: runtime defaults to ksv-xgboost");
+    KT_CHECK(!s->runtime_written && str_eq(s->runtime, "auto") && !s->runtime_mapped,
+             "canary: runtime defaults to auto");
     char *canon = ksv_manifest_canonical_json(s);
     KT_CHECK(canon && !strstr(canon, "canaryTrafficPercent"),
              "canary: canaryTrafficPercent is not part of the revision identity");
@@ -381,8 +381,8 @@ static void test_shorthand_compat(void)
     const ksv_isvc *s = &list.items[0];
     KT_CHECK(s->shorthand && str_eq(s->name, "xgboost-iris") &&
                  str_eq(s->model_format, "xgboost") && str_eq(s->protocol_version, "v2") &&
-                 str_eq(s->runtime, "ksv-xgboost"),
-             "compat: shorthand read as an xgboost model, protocol v2");
+                 str_eq(s->runtime, "auto"),
+             "compat: shorthand read as an xgboost model, protocol v2, runtime auto");
     KT_CHECK(str_eq(s->storage_uri, expected_abs("data/compat/kserve-xgboost-iris", "model.json")),
              "compat: storageUri resolves to the model file (%s)", s->storage_uri);
     KT_CHECK(has_not_acted(s, "spec.predictor.xgboost.protocolVersion") && s->n_not_acted_on == 1,
@@ -424,7 +424,7 @@ static void test_canonical(void)
     json_object_object_add(format, "name", json_object_new_string("xgboost"));
     json_object_object_add(model, "modelFormat", format);
     json_object_object_add(model, "protocolVersion", json_object_new_string("v2"));
-    json_object_object_add(model, "runtime", json_object_new_string("ksv-xgboost"));
+    json_object_object_add(model, "runtime", json_object_new_string("auto"));
     json_object_object_add(model, "storageUri", json_object_new_string(
                                                     expected_abs("tests/manifests", "models/same/model.json")));
     json_object_object_add(pred, "model", model);

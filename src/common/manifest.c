@@ -612,15 +612,16 @@ static int read_runtime(vctx *v, const mnode *node, const char *path)
         return -1;
     const char *name = spec->runtime_written;
     const char *runtime = NULL;
-    if (strcmp(name, KSV_RUNTIME_XGBOOST) == 0 || strcmp(name, KSV_RUNTIME_FOREST) == 0) {
+    if (strcmp(name, KSV_RUNTIME_XGBOOST) == 0 || strcmp(name, KSV_RUNTIME_FOREST) == 0 ||
+        strcmp(name, KSV_RUNTIME_AUTO) == 0) {
         runtime = name;
     } else if (IN_LIST(name, mapped_runtimes)) {
-        runtime = KSV_RUNTIME_XGBOOST;
+        runtime = KSV_RUNTIME_AUTO; /* the same model, as fast as it can be served exactly */
         spec->runtime_mapped = true;
     } else {
         return fail(v, node, path,
-                    "runtime \"%s\" is not available: use ksv-xgboost or ksv-forest "
-                    "(kserve-xgbserver and kserve-mlserver map to ksv-xgboost)",
+                    "runtime \"%s\" is not available: use auto, ksv-xgboost or ksv-forest "
+                    "(kserve-xgbserver and kserve-mlserver map to auto)",
                     name);
     }
     free(spec->runtime);
@@ -859,7 +860,7 @@ static int read_isvc(vctx *v, const mnode *root, int line)
     spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
     spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
     spec->min_replicas = 1;
-    if (!(spec->source = strdup(v->file)) || !(spec->runtime = strdup(KSV_RUNTIME_XGBOOST)) ||
+    if (!(spec->source = strdup(v->file)) || !(spec->runtime = strdup(KSV_RUNTIME_AUTO)) ||
         !(spec->protocol_version = strdup("v1")))
         return oom(v);
     if (root->type != MN_MAP)

@@ -33,6 +33,7 @@
 #define KSV_MANIFEST_KIND "InferenceService"
 #define KSV_RUNTIME_XGBOOST "ksv-xgboost"
 #define KSV_RUNTIME_FOREST "ksv-forest"
+#define KSV_RUNTIME_AUTO "auto" /* the default: ksv-forest where bit-equal, else ksv-xgboost */
 #define KSV_DEFAULT_ROLLBACK_WINDOW_S 600
 #define KSV_DEFAULT_SCALE_WINDOW_S 60
 #define KSV_DEFAULT_COLD_START_QUEUE 100
@@ -83,7 +84,7 @@ typedef struct ksv_isvc {
     bool shorthand;              /* written as spec.predictor.xgboost */
     char *model_format;          /* "xgboost" */
     char *model_format_version;  /* NULL when absent */
-    char *runtime;               /* effective: "ksv-xgboost" or "ksv-forest" */
+    char *runtime;               /* effective: "auto" (unless written), "ksv-xgboost", "ksv-forest" */
     char *runtime_written;       /* model.runtime as written; NULL when absent */
     bool runtime_mapped;         /* a KServe runtime name was mapped to `runtime` */
     char *protocol_version;      /* effective: "v1" unless written */

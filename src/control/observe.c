@@ -90,6 +90,8 @@ static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
                     snprintf(pr->revision, sizeof pr->revision, "%s", st.revisions[r].name);
                     snprintf(pr->state, sizeof pr->state, "%s", st.revisions[r].state);
                     snprintf(pr->error, sizeof pr->error, "%s", st.revisions[r].error);
+                    snprintf(pr->runtime, sizeof pr->runtime, "%s",
+                             st.revisions[r].serving_runtime);
                     pr->traffic = st.revisions[r].traffic;
                 }
             }

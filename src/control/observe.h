@@ -43,6 +43,7 @@ typedef struct ksv_probe_rev {
     char model[96];
     char revision[96];
     char state[16];               /* loading|ready|draining|standby|unloaded|failed */
+    char runtime[32];             /* the runtime that answers ("" until loaded) */
     int traffic;                  /* effective percent */
     char error[512];
 } ksv_probe_rev;

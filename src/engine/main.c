@@ -203,7 +203,7 @@ int main(int argc, char **argv)
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0 ||
-        ksv_repository_create(opt->model_dir, "ksv-xgboost", &repo, &err) != 0)
+        ksv_repository_create(opt->model_dir, KSV_DEFAULT_RUNTIME, &repo, &err) != 0)
         goto fail;
     if (strcmp(opt->gpu, "off") != 0)
         ksv_log(KSV_LOG_INFO, NULL, "gpu: %s",

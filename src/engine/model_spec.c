@@ -66,7 +66,7 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
     if (!json_object_is_type(obj, json_type_object))
         return ksv_err_set(err, 400, "%s: expected an object", where);
     memset(rev, 0, sizeof *rev);
-    strcpy(rev->runtime, "ksv-xgboost");
+    strcpy(rev->runtime, KSV_DEFAULT_RUNTIME);
     strcpy(rev->booster_pool, "shared");
     rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
     rev->min_replicas = 1;

@@ -21,7 +21,7 @@
 
 typedef struct ksv_revision_spec {
     char name[KSV_NAME_MAX];         /* MODEL-NNNNN by convention; any valid name accepted */
-    char runtime[32];                /* "ksv-xgboost" | "ksv-forest" */
+    char runtime[32];                /* "auto" (default) | "ksv-xgboost" | "ksv-forest" */
     char storage_uri[KSV_URI_MAX];   /* file:///abs, /abs/path (a file or a folder of one
                                       * model), http(s)://.../model.json (fetched and cached) */
     char sha256[65];                 /* expected digest of the model file; "" = any */

@@ -43,7 +43,9 @@ void ksv_engine_usage(FILE *out)
         "  --model NAME=URI[,runtime=R]\n"
         "                            serve a model standalone as revision NAME-00001\n"
         "                            (repeatable; URI: /path or file:///path to a .json,\n"
-        "                            .ubj or .bst file, or a folder holding one)\n"
+        "                            .ubj or .bst file, or a folder holding one; R: auto\n"
+        "                            (default: ksv-forest where bit-equal to libxgboost,\n"
+        "                            else ksv-xgboost), ksv-forest or ksv-xgboost)\n"
         "  --model-dir DIR           serve every subfolder of DIR as a model named after it\n"
         "  --version                 print the version and build features\n"
         "  --help                    print this help\n"
@@ -113,7 +115,7 @@ static int parse_model_flag(ksv_engine_options *opt, const char *arg, ksv_err *e
         return ksv_err_set(err, 2, "--model %s: expected NAME=URI[,runtime=R]", arg);
     const char *uri = eq + 1;
     const char *comma = strstr(uri, ",runtime=");
-    const char *runtime = "ksv-xgboost";
+    const char *runtime = KSV_DEFAULT_RUNTIME;
     size_t uri_len = strlen(uri);
     if (comma) {
         uri_len = (size_t)(comma - uri);
@@ -147,7 +149,7 @@ int ksv_engine_scan_model_dir(ksv_engine_options *opt, ksv_err *err)
             flagged |= strcmp(opt->models[i].name, de->d_name) == 0;
         if (flagged)
             continue; /* an explicit --model of the same name wins */
-        rc = add_model(opt, de->d_name, strlen(de->d_name), path, strlen(path), "ksv-xgboost",
+        rc = add_model(opt, de->d_name, strlen(de->d_name), path, strlen(path), KSV_DEFAULT_RUNTIME,
                        err);
     }
     closedir(d);

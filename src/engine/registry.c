@@ -125,6 +125,12 @@ static bool routable(const ksv_revision *rev)
     return is_loaded(rev) || rev->cold.cold;
 }
 
+/* The runtime that answers: what `auto` chose at the last load, else the one named. */
+static const char *effective_runtime(const ksv_revision *rev)
+{
+    return rev->info.runtime[0] ? rev->info.runtime : rev->spec.runtime;
+}
+
 static void wake_lifecycle(ksv_registry *reg)
 {
     pthread_mutex_lock(&reg->lc_mu);
@@ -1299,7 +1305,7 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
         if (shaped && rev->info.num_outputs > 1)
             ksv_sb_printf(sb, ",%zu", rev->info.num_outputs);
         ksv_sb_puts(sb, "]}],\"parameters\":{\"runtime\":");
-        ksv_sb_json_str(sb, rev ? rev->spec.runtime : "");
+        ksv_sb_json_str(sb, rev ? effective_runtime(rev) : "");
         if (shaped && rev->info.objective[0]) {
             ksv_sb_puts(sb, ",\"objective\":");
             ksv_sb_json_str(sb, rev->info.objective);
@@ -1320,9 +1326,16 @@ static void write_revision_state(ksv_sb *sb, const ksv_revision *rev)
                       "\"inflight\":%lld,\"load_seconds\":%.6f",
                   ksv_rev_state_name(rev->state), rev->traffic, rev->desired,
                   (long long)atomic_load(&rev->inflight), rev->load_seconds);
-    if (rev->handle || rev->cold.cold)
+    if (rev->handle || rev->cold.cold) {
         ksv_sb_printf(sb, ",\"num_features\":%zu,\"num_outputs\":%zu", rev->info.num_features,
                       rev->info.num_outputs);
+        ksv_sb_puts(sb, ",\"runtime\":");
+        ksv_sb_json_str(sb, effective_runtime(rev));
+        if (rev->info.runtime_note[0]) {
+            ksv_sb_puts(sb, ",\"runtime_reason\":");
+            ksv_sb_json_str(sb, rev->info.runtime_note);
+        }
+    }
     ksv_sb_printf(sb, ",\"memory_bytes\":%llu", (unsigned long long)rev->memory_bytes);
     ksv_cold_write_state(sb, &rev->cold);
     if (rev->error[0]) {

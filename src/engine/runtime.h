@@ -26,6 +26,8 @@ typedef struct ksv_model_info {
     char objective[64];     /* e.g. "binary:logistic"; "" when unknown */
     char version[32];       /* library version that loaded it, e.g. "1.7.4" */
     bool prefers_batches;   /* one call of N rows costs far less than N calls (a GPU) */
+    char runtime[32];       /* set by `auto`: the runtime that answers ("" = the one named) */
+    char runtime_note[240]; /* set by `auto`: why that one */
 } ksv_model_info;
 
 typedef struct ksv_runtime_ops {
@@ -46,5 +48,20 @@ const char *ksv_runtime_names(void);
 
 extern const ksv_runtime_ops ksv_runtime_xgboost;
 extern const ksv_runtime_ops ksv_runtime_forest;
+extern const ksv_runtime_ops ksv_runtime_auto;
+
+/* The runtime a model names when it names none. */
+#define KSV_DEFAULT_RUNTIME "auto"
+
+/* ksv-forest's compiled layout behind one of its handles (runtime_auto.c reads the split
+ * thresholds to build its probe). */
+struct forest;
+const struct forest *ksv_runtime_forest_layout(const void *handle);
+
+/* runtime `auto`'s judge: predicts its probe batch with a ksv-forest handle and a
+ * ksv-xgboost handle of cols features and width outputs; true when every output is
+ * bit-equal, else false with *why saying where they differ. */
+bool ksv_runtime_auto_probe(void *forest_handle, void *xgb_handle, size_t cols, size_t width,
+                            char *why, size_t why_cap);
 
 #endif

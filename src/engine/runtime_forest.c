@@ -138,6 +138,11 @@ static int forest_open(const char *path, const ksv_runtime_options *opts, void *
     return 0;
 }
 
+const struct forest *ksv_runtime_forest_layout(const void *handle)
+{
+    return ((const forest_model *)handle)->f;
+}
+
 const ksv_runtime_ops ksv_runtime_forest = {
     .name = "ksv-forest",
     .load = forest_open,

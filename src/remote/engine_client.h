@@ -136,7 +136,8 @@ typedef struct ksv_engine_revision_status {
     char name[96];
     char state[16];               /* loading|ready|draining|standby|unloaded|failed */
     char error[512];              /* "" unless the engine reported one */
-    char runtime[32];
+    char runtime[32];             /* as the spec names it ("auto" when none) */
+    char serving_runtime[32];     /* the runtime that answers, once loaded ("" before) */
     char storage_uri[1024];
     int traffic;                  /* effective percent (serving now) */
     int desired_traffic;          /* asked-for percent */

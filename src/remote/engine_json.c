@@ -197,7 +197,9 @@ static int parse_revision(json_object *r, ksv_engine_revision_status *out, ksv_e
         get_int(r, "inflight", false, 0, INT64_MAX, &inflight, what, err) ||
         get_number(r, "load_seconds", false, &out->load_seconds, what, err) ||
         get_int(r, "num_features", false, 0, INT32_MAX, &nf, what, err) ||
-        get_int(r, "num_outputs", false, 0, INT32_MAX, &no, what, err))
+        get_int(r, "num_outputs", false, 0, INT32_MAX, &no, what, err) ||
+        get_string(r, "runtime", false, out->serving_runtime, sizeof out->serving_runtime, what,
+                   err))
         return -1;
     out->traffic = (int)traffic;
     out->desired_traffic = (int)desired;

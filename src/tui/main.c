@@ -79,6 +79,8 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
             json_object_object_add(ro, "role", json_object_new_string(
                                                    rv->stable ? "stable" : rv->canary ? "canary" : ""));
             json_object_object_add(ro, "runtime", json_object_new_string(rv->runtime));
+            json_object_object_add(ro, "serving_runtime",
+                                   json_object_new_string(rv->serving_runtime));
             json_object_object_add(ro, "state", json_object_new_string(rv->state));
             figs_json(&rv->figs, ro);
             json_object_array_add(revs, ro);

@@ -33,6 +33,7 @@ typedef struct tui_rev {
     bool stable, canary;
     int64_t created_ms, rolled_out_ms;
     char state[24];             /* as the engines report it: "ready", "loading", ... */
+    char serving_runtime[32];   /* as the engines report it: what `auto` chose */
     tui_figs figs;
 } tui_rev;
 

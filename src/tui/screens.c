@@ -225,7 +225,11 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     tui_fmt_pct(r->figs.err_pct, e, sizeof e);
     snprintf(line, sizeof line, "%s  %d%%  %s", r->name, r->percent, r->state[0] ? r->state : "-");
     tui_put(y + 1, x, w, line, A(a, TUI_C_DEFAULT), true, false);
-    snprintf(line, sizeof line, "runtime %s", r->runtime);
+    /* "runtime auto -> ksv-forest": what the spec names, then what the engine chose. */
+    if (r->serving_runtime[0] && strcmp(r->serving_runtime, r->runtime) != 0)
+        snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
+    else
+        snprintf(line, sizeof line, "runtime %s", r->runtime);
     tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
     snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
     tui_put(y + 3, x, w, line, A(a, TUI_C_DEFAULT), true, false);

@@ -424,8 +424,13 @@ static void model_engine_facts(tui_worker *w, const tui_snapshot *s, tui_model *
             if (strcmp(pr->state, "ready") == 0)
                 ready = true;
             for (size_t i = 0; i < tm->n_revs; i++)
-                if (strcmp(tm->revs[i].name, pr->revision) == 0 && !tm->revs[i].state[0])
-                    snprintf(tm->revs[i].state, sizeof tm->revs[i].state, "%s", pr->state);
+                if (strcmp(tm->revs[i].name, pr->revision) == 0) {
+                    if (!tm->revs[i].state[0])
+                        snprintf(tm->revs[i].state, sizeof tm->revs[i].state, "%s", pr->state);
+                    if (!tm->revs[i].serving_runtime[0])
+                        snprintf(tm->revs[i].serving_runtime,
+                                 sizeof tm->revs[i].serving_runtime, "%s", pr->runtime);
+                }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
         if (!focused || slot->probe.n_errors == 0)
