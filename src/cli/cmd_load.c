@@ -1,49 +1,21 @@
 /* cmd_load.c: `ksv load MODEL`: V2 traffic at the model's first node, through the traffic
- * generator of src/control/loadgen (libcurl multi), printing rate, latency and errors. */
+ * generator of src/control/loadgen, printing rate, latency and errors. */
 #include <stdio.h>
+#include <math.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "cli/cli.h"
 #include "common/fileutil.h"
 
-int ksv_cmd_load(ksv_cli *cli, int argc, char **argv)
+static int load(ksv_cli *cli, const ksv_args *a)
 {
-    const char *model = NULL, *body_file = NULL, *node_name = NULL;
-    double rps = 0, duration = 10, bad = 0;
-    long concurrency = 8;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        char *end = NULL;
-        if (strcmp(a, "--rps") == 0 && has) {
-            rps = strtod(argv[++i], &end);
-            if (*end || rps < 0)
-                return ksv_usage(cli, "--rps: expected a rate >= 0 (0: as fast as possible)");
-        } else if (strcmp(a, "--duration") == 0 && has) {
-            duration = strtod(argv[++i], &end);
-            if (*end || !(duration > 0 && duration <= 86400))
-                return ksv_usage(cli, "--duration: expected seconds in (0, 86400]");
-        } else if (strcmp(a, "--concurrency") == 0 && has) {
-            concurrency = strtol(argv[++i], &end, 10);
-            if (*end || concurrency < 1 || concurrency > 4096)
-                return ksv_usage(cli, "--concurrency: expected 1..4096");
-        } else if (strcmp(a, "--bad-fraction") == 0 && has) {
-            bad = strtod(argv[++i], &end);
-            if (*end || bad < 0 || bad > 1)
-                return ksv_usage(cli, "--bad-fraction: expected 0..1");
-        } else if (strcmp(a, "--body") == 0 && has) {
-            body_file = argv[++i];
-        } else if (strcmp(a, "--node") == 0 && has) {
-            node_name = argv[++i];
-        } else if (a[0] != '-' && !model) {
-            model = a;
-        } else {
-            return ksv_usage(cli, "unexpected argument %s", a);
-        }
-    }
-    if (!model)
-        return ksv_usage(cli, "load needs MODEL");
+    const char *model = ksv_args_pos(a, 0);
+    const char *body_file = ksv_args_get(a, "--body");
+    const char *node_name = ksv_args_get(a, "--node");
+    double rps = ksv_args_number(a, "--rps", 0);
+    double duration = ksv_args_number(a, "--duration", 10);
+    double bad = ksv_args_number(a, "--bad-fraction", 0);
+    long concurrency = (long)ksv_args_number(a, "--concurrency", 8);
     ksv_ctl *ctl;
     if (ksv_cli_open(cli, &ctl))
         return 1;
@@ -103,3 +75,30 @@ out:
     ksv_ctl_close(ctl);
     return code;
 }
+
+static const ksv_opt load_opts[] = {
+    KSV_OPT_NUM("--rps", KSV_OPT_DOUBLE, 0, INFINITY,
+                "--rps: expected a rate >= 0 (0: as fast as possible)"),
+    {.name = "--duration", .kind = KSV_OPT_DOUBLE, .min = 0, .min_exclusive = true, .max = 86400,
+     .bad_value = "--duration: expected seconds in (0, 86400]"},
+    KSV_OPT_NUM("--concurrency", KSV_OPT_LONG, 1, 4096,
+                "--concurrency: expected 1..4096"),
+    KSV_OPT_NUM("--bad-fraction", KSV_OPT_DOUBLE, 0, 1,
+                "--bad-fraction: expected 0..1"),
+    KSV_OPT_STR("--body"),
+    KSV_OPT_STR("--node"),
+    {0},
+};
+
+static const ksv_cmd_entry load_entries[] = {
+    {.opts = load_opts, .min_args = 1, .max_args = 1, .too_few = "load needs MODEL",
+     .exec = load},
+    {0},
+};
+
+const ksv_cmd_group ksv_cmd_group_load = {
+    .name = "load",
+    .usage = "load MODEL [--rps N] [--duration SECONDS] [--concurrency N] [--body FILE] "
+             "[--bad-fraction F]",
+    .entries = load_entries,
+};

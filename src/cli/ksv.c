@@ -1,4 +1,5 @@
-/* ksv.c: the ksv command line (DESIGN.md §6): global options, command dispatch and output.
+/* ksv.c: the ksv command line: global options and command dispatch through the command
+ * table (cli.h, cmd_table.c; docs/ARCHITECTURE.md section 6).
  * Every command goes through the control layer (src/control); exit codes: 0 success,
  * 1 the operation failed (the message says where and why), 2 usage error. */
 #include <errno.h>
@@ -13,7 +14,6 @@
 #include <json-c/json.h>
 
 #include "cli/cli.h"
-#include "cli/table.h"
 #include "config.h"
 
 static const char usage_text[] =
@@ -127,6 +127,42 @@ static bool wants_help(int argc, char **argv)
     return false;
 }
 
+static bool entry_named(const ksv_cmd_entry *e, const char *word)
+{
+    if (strcmp(e->name, word) == 0)
+        return true;
+    for (size_t i = 0; i < sizeof e->aliases / sizeof *e->aliases && e->aliases[i]; i++)
+        if (strcmp(e->aliases[i], word) == 0)
+            return true;
+    return false;
+}
+
+/* Finds the entry the words name, checks the arguments against it, and runs it. */
+static int run_group(ksv_cli *cli, const ksv_cmd_group *g, int argc, char **argv)
+{
+    if (wants_help(argc, argv)) {
+        printf("Usage: ksv %s\n", g->usage);
+        return 0;
+    }
+    cli->usage = g->usage;
+    const ksv_cmd_entry *e = g->entries;
+    if (argc < g->min_words || (e->name && argc == 0))
+        return ksv_usage_text(cli, g->missing ? g->missing : "missing arguments", NULL);
+    if (e->name) {
+        while ((e->exec || e->exec_raw) && !entry_named(e, argv[0]))
+            e++;
+        if (!e->exec && !e->exec_raw)
+            return ksv_usage_text(cli, g->unknown, argv[0]);
+        argc--;
+        argv++;
+    }
+    if (e->raw_args)
+        return e->exec_raw(cli, argc, argv);
+    ksv_args args;
+    int code = ksv_args_parse(cli, e, argc, argv, &args);
+    return code ? code : e->exec(cli, &args);
+}
+
 int main(int argc, char **argv)
 {
     ksv_cli cli = {.timeout_s = 120.0, .argv0 = argv[0]};
@@ -153,35 +189,10 @@ int main(int argc, char **argv)
         printf("ksv %s\n", PACKAGE_VERSION);
         return 0;
     }
-    static const ksv_command commands[] = {
-        {"node", ksv_cmd_node,
-         "node add NAME local|http://HOST:PORT|ssh://[USER@]HOST[:PORT] [--token-file FILE] "
-         "[--identity FILE] [--known-hosts FILE] [--trust-new] [--engine-port N] "
-         "[--engine-path PATH] [--engine-state-dir DIR] [--install]\n"
-         "       ksv node ls | rm NAME | status [NAME]"},
-        {"apply", ksv_cmd_apply, "apply -f FILE [--node NAME]..."},
-        {"get", ksv_cmd_get, "get models | get revisions MODEL"},
-        {"describe", ksv_cmd_describe, "describe MODEL"},
-        {"rollout", ksv_cmd_rollout,
-         "rollout status MODEL | set-traffic MODEL PERCENT | promote MODEL | rollback MODEL "
-         "[--to REV]"},
-        {"history", ksv_cmd_history, "history [MODEL] [--limit N]"},
-        {"delete", ksv_cmd_delete, "delete MODEL"},
-        {"reconcile", ksv_cmd_reconcile, "reconcile [MODEL]"},
-        {"load", ksv_cmd_load,
-         "load MODEL [--rps N] [--duration SECONDS] [--concurrency N] [--body FILE] "
-         "[--bad-fraction F]"},
-        {"top", ksv_cmd_top, "top [ksv-top options]"},
-    };
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(cmd, commands[i].name) != 0)
-            continue;
-        if (wants_help(argc - 2, argv + 2)) {
-            printf("Usage: ksv %s\n", commands[i].usage);
-            return 0;
-        }
-        cli.usage = commands[i].usage;
-        return commands[i].run(&cli, argc - 2, argv + 2);
+    for (size_t i = 0; ksv_cmd_groups[i]; i++) {
+        const ksv_cmd_group *g = ksv_cmd_groups[i];
+        if (strcmp(cmd, g->name) == 0)
+            return run_group(&cli, g, argc - 2, argv + 2);
     }
     return usage_error("unknown command: %s", cmd);
 }

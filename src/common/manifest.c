@@ -1,4 +1,5 @@
-/* manifest.c: reading InferenceService manifests into typed specs (DESIGN.md §4).
+/* manifest.c: reading InferenceService manifests into typed specs (README.md, "Operating
+ * models with ksv"; docs/ARCHITECTURE.md section 2).
  *
  * The readers (manifest_yaml.c, manifest_json.c) give a positioned tree; this file checks
  * it field by field, fills a ksv_isvc, and records every field it keeps without acting on,
@@ -599,7 +600,7 @@ static int read_resources(vctx *v, const mnode *map, const char *prefix)
                 return -1;
         }
     }
-    /* Stored now, acted on when quotas arrive (DESIGN §4). */
+    /* Stored now, acted on when quotas arrive (README.md, "Operating models with ksv"). */
     return not_acted_on(v, prefix, map);
 }
 

@@ -1,5 +1,6 @@
-/* manifest.h: KServe InferenceService manifests (DESIGN.md §4) read into typed specs, their
- * canonical form (the identity of a revision, §5), and rendering back to KServe YAML.
+/* manifest.h: KServe InferenceService manifests (README.md, "Operating models with ksv")
+ * read into typed specs, their canonical form (the identity of a revision), and rendering
+ * back to KServe YAML.
  *
  * Input: YAML (several `---` documents per file) or JSON (one object, several objects one
  * after another, or `{"kind":"List","items":[...]}`). Each document must be an

@@ -1,6 +1,6 @@
 /* prom_source.h: the console's live figures (QPS, ERR%, P50, P99 per model and per
  * revision) read from a Prometheus server's HTTP API instead of scraping the engines
- * (`ksv-top --prometheus URL`, DESIGN §1 and §7). Prometheus already scrapes every engine's
+ * (`ksv-top --prometheus URL`, docs/OPERATIONS.md, "Scraping with Prometheus"). Prometheus already scrapes every engine's
  * /metrics; this module only asks it instant queries (GET /api/v1/query) over the same
  * windows ksv uses itself:
  *

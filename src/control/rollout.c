@@ -260,7 +260,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_appl
     if (f == 1)
         ksv_revision_clear(&found);
     if (same) {
-        /* Same spec: the live split is the operator's (DESIGN §5). */
+        /* Same spec: the live split is the operator's (docs/OPERATIONS.md, "Canary runbook"). */
         if (placement_changed &&
             ksv_ctl_history(ctl, "apply", ref, NULL, NULL, "placement changed", NULL,
                             "recorded", err) != 0)

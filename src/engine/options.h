@@ -1,4 +1,4 @@
-/* options.h: ksv-engine's command line (DESIGN.md §3). */
+/* options.h: ksv-engine's command line (`ksv-engine --help`; docs/OPERATIONS.md). */
 #ifndef KSV_ENGINE_OPTIONS_H
 #define KSV_ENGINE_OPTIONS_H
 

@@ -2,7 +2,7 @@
  * bodies, decoded straight into a float tensor and encoded from the runtime's output.
  *
  * The decoder is a single pass over the body that writes the numbers of `data` directly
- * into the caller's float buffer (json-c costs ~50 MB/s on these bodies; see DESIGN §3).
+ * into the caller's float buffer (json-c costs ~50 MB/s on these bodies; see docs/BENCHMARKS.md).
  * Everything not needed for inference (unknown fields, parameters) is skipped after being
  * checked for well-formedness: a malformed body is always a 400, never a partial answer. */
 #ifndef KSV_ENGINE_V2_CODEC_H

@@ -45,7 +45,7 @@ bool tui_locale_is_utf8(void)
 }
 
 /* Only the character type follows the user's locale (for UTF-8 and braille): numbers keep
- * the C locale's '.' so figures read "12.3" everywhere, as DESIGN §7 writes them. */
+ * the C locale's '.' so figures read "12.3" everywhere, as README.md's console section writes them. */
 void tui_crt_locale_init(void)
 {
     setlocale(LC_CTYPE, "");

@@ -1,4 +1,4 @@
-/* format.h: how ksv-top writes figures (DESIGN §7): QPS with one decimal ("12.3"),
+/* format.h: how ksv-top writes figures (README.md, "The console"): QPS with one decimal ("12.3"),
  * latencies in ms with one decimal ("3.2ms"), error rates in percent with two decimals
  * ("0.25%"), ages ("42s", "5m", "3h", "2d"); "-" wherever a window has no data. Pure
  * functions, no curses, so they are unit-tested directly. */

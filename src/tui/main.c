@@ -1,4 +1,4 @@
-/* main.c: ksv-top, the console (DESIGN §7). Parses flags, starts the worker (and for
+/* main.c: ksv-top, the console (README.md, "The console"). Parses flags, starts the worker (and for
  * --demo the demo), then runs the UI, or prints one snapshot for --once -o json. */
 #include <json-c/json.h>
 #include <math.h>

@@ -192,7 +192,7 @@ int tui_model_canary_percent(const tui_model *m);
  * ("->" without UTF-8). */
 void tui_split_text(const tui_model *m, int pending, bool utf8, char *out, size_t cap);
 
-/* The rollback target as DESIGN §5 says: the stable revision while a canary holds traffic,
+/* The rollback target as docs/OPERATIONS.md's canary runbook says: the stable revision while a canary holds traffic,
  * else the revision rolled out before the stable one. -1 when there is none. */
 int tui_rollback_target(const tui_model *m);
 
