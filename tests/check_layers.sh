@@ -8,7 +8,8 @@
 #     control <- store, remote, http; cli, tui <- control);
 #   - a *_internal.h is included only inside its own folder;
 #   - <sqlite3.h> only in src/store, <curses.h>/<ncurses.h> only in src/tui, <curl/curl.h>
-#     only in the HTTP client (src/http).
+#     only in the HTTP client (src/http), <xgboost/...> only in a runtime
+#     (src/engine/runtime_*.c: the engine learns versions through ksv_runtime_ops).
 # It first proves, on a scratch tree, that each rule catches a violation.
 set -u
 
@@ -45,6 +46,8 @@ check_tree() {
             sqlite3.h) [ "$folder" = store ] || complain "$f includes <$inc> outside src/store" ;;
             curses.h | ncurses.h | ncursesw/*) [ "$folder" = tui ] ||
                 complain "$f includes <$inc> outside src/tui" ;;
+            xgboost/*) case "$f" in src/engine/runtime_*.c) ;; *)
+                complain "$f includes <$inc> outside a runtime (src/engine/runtime_*.c)" ;; esac ;;
             curl/*) [ "$folder" = http ] ||
                 complain "$f includes <$inc> outside the HTTP client (src/http)" ;;
             esac
@@ -73,6 +76,7 @@ self_test() {
         'src/control/a.c:#include <sqlite3.h>' \
         'src/control/a.c:#include <curses.h>' \
         'src/remote/a.c:#include <curl/curl.h>' \
+        'src/engine/admin_api.c:#include <xgboost/c_api.h>' \
         'src/cli/a.c:int f(void) { return ksv_store_node_list(0, 0, 0); }'; do
         file=${case%%:*}
         rm -rf "$scratch/src"

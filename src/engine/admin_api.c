@@ -9,7 +9,6 @@
 #include <time.h>
 
 #include <json-c/json.h>
-#include <xgboost/c_api.h>
 
 #include "config.h"
 #include "engine/http.h"
@@ -73,8 +72,8 @@ json_object *ksv_http_json_body(const ksv_http_request *req, ksv_err *err)
 static void node_info(const ksv_http_request *req, ksv_http_response *resp)
 {
     const ksv_engine_info *e = req->engine;
-    int major, minor, patch;
-    XGBoostVersion(&major, &minor, &patch);
+    ksv_runtime_build build;
+    ksv_runtime_build_info(&build);
     double loads[3] = {0, 0, 0};
     struct sysinfo si;
     if (sysinfo(&si) == 0)
@@ -85,12 +84,13 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
     ksv_sb *sb = &resp->body;
     ksv_sb_puts(sb, "{\"name\":\"ksv-engine\",\"version\":");
     ksv_sb_json_str(sb, e->version);
-    ksv_sb_printf(sb, ",\"xgboost\":\"%d.%d.%d\",\"cuda\":", major, minor, patch);
-#ifdef HAVE_CUDA
-    ksv_sb_json_str(sb, KSV_CUDA_VERSION);
-#else
-    ksv_sb_puts(sb, "null");
-#endif
+    ksv_sb_puts(sb, ",\"xgboost\":");
+    ksv_sb_json_str(sb, build.xgboost);
+    ksv_sb_puts(sb, ",\"cuda\":");
+    if (build.cuda[0])
+        ksv_sb_json_str(sb, build.cuda);
+    else
+        ksv_sb_puts(sb, "null");
     ksv_sb_puts(sb, ",\"runtimes\":");
     ksv_sb_json_str(sb, ksv_runtime_names());
     ksv_sb_puts(sb, ",\"listen\":");

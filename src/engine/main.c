@@ -12,7 +12,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <xgboost/c_api.h>
 
 #include "common/fileutil.h"
 #include "common/log.h"
@@ -28,15 +27,14 @@
 
 static void print_version(void)
 {
-    int major, minor, patch;
-    XGBoostVersion(&major, &minor, &patch);
+    ksv_runtime_build b;
+    ksv_runtime_build_info(&b);
     printf("ksv-engine %s\n", PACKAGE_VERSION);
-#ifdef HAVE_CUDA
-    printf("cuda: yes (%s)\n", KSV_CUDA_VERSION);
-#else
-    printf("cuda: no\n");
-#endif
-    printf("xgboost: %d.%d.%d\n", major, minor, patch);
+    if (b.cuda[0])
+        printf("cuda: yes (%s)\n", b.cuda);
+    else
+        printf("cuda: no\n");
+    printf("xgboost: %s\n", b.xgboost);
     printf("runtimes: %s\n", ksv_runtime_names());
 }
 
@@ -205,14 +203,12 @@ int main(int argc, char **argv)
         apply_cli_models(reg, opt, &err) != 0 ||
         ksv_repository_create(opt->model_dir, KSV_DEFAULT_RUNTIME, &repo, &err) != 0)
         goto fail;
+    ksv_runtime_build build;
+    ksv_runtime_build_info(&build);
     if (strcmp(opt->gpu, "off") != 0)
         ksv_log(KSV_LOG_INFO, NULL, "gpu: %s",
-#ifdef HAVE_CUDA
-                "CUDA build; ksv-forest probes for a device at load"
-#else
-                "this build has no CUDA; every runtime runs on the CPU"
-#endif
-        );
+                build.cuda[0] ? "CUDA build; ksv-forest probes for a device at load"
+                              : "this build has no CUDA; every runtime runs on the CPU");
     /* Monitoring, not inference: GPU gauges are read even with --gpu off. */
     if (ksv_gpu_telemetry_open(getenv("KSV_NVML_LIBRARY"), &gpu) != 0)
         ksv_log(KSV_LOG_WARN, NULL, "gpu telemetry: out of memory; no GPU gauges");

@@ -30,8 +30,18 @@ typedef struct ksv_model_info {
     char runtime_note[240]; /* set by `auto`: why that one */
 } ksv_model_info;
 
+/* What this build's runtimes were built with, for --version and GET /ksv/v1/node; each
+ * runtime fills in what it knows (ksv_runtime_ops.build_info), the engine reports it
+ * without knowing which library or toolkit is behind it. */
+typedef struct ksv_runtime_build {
+    char xgboost[32];       /* the libxgboost a runtime links ("1.7.4"); "" when none does */
+    char cuda[32];          /* the CUDA toolkit a runtime was compiled with; "" without CUDA */
+} ksv_runtime_build;
+
 typedef struct ksv_runtime_ops {
     const char *name;       /* "ksv-xgboost" */
+    /* Adds this runtime's libraries to *b; NULL when it has nothing to say. */
+    void (*build_info)(ksv_runtime_build *b);
     /* path is a local file. On success *model is owned by the caller until unload(). */
     int (*load)(const char *path, const ksv_runtime_options *opts, void **model,
                 ksv_model_info *info, ksv_err *err);
@@ -45,6 +55,8 @@ typedef struct ksv_runtime_ops {
 const ksv_runtime_ops *ksv_runtime_find(const char *name);
 /* Comma-separated list of runtime names, for messages and --version. */
 const char *ksv_runtime_names(void);
+/* Every runtime's build_info, merged. */
+void ksv_runtime_build_info(ksv_runtime_build *out);
 
 extern const ksv_runtime_ops ksv_runtime_xgboost;
 extern const ksv_runtime_ops ksv_runtime_forest;

@@ -143,8 +143,18 @@ const struct forest *ksv_runtime_forest_layout(const void *handle)
     return ((const forest_model *)handle)->f;
 }
 
+static void forest_build_info(ksv_runtime_build *b)
+{
+#ifdef HAVE_CUDA
+    snprintf(b->cuda, sizeof b->cuda, "%s", KSV_CUDA_VERSION);
+#else
+    (void)b;
+#endif
+}
+
 const ksv_runtime_ops ksv_runtime_forest = {
     .name = "ksv-forest",
+    .build_info = forest_build_info,
     .load = forest_open,
     .unload = forest_unload,
     .predict = forest_run,

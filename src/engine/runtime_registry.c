@@ -37,3 +37,11 @@ const char *ksv_runtime_names(void)
 {
     return runtime_names_joined + 2;
 }
+
+void ksv_runtime_build_info(ksv_runtime_build *out)
+{
+    memset(out, 0, sizeof *out);
+    for (size_t i = 0; i < sizeof runtime_table / sizeof runtime_table[0]; i++)
+        if (runtime_table[i]->build_info)
+            runtime_table[i]->build_info(out);
+}

@@ -1239,8 +1239,16 @@ static int xgb_predict(void *handle, unsigned worker, const float *x, size_t row
                            err);
 }
 
+static void xgb_build_info(ksv_runtime_build *b)
+{
+    int major, minor, patch;
+    XGBoostVersion(&major, &minor, &patch);
+    snprintf(b->xgboost, sizeof b->xgboost, "%d.%d.%d", major, minor, patch);
+}
+
 const ksv_runtime_ops ksv_runtime_xgboost = {
     .name = "ksv-xgboost",
+    .build_info = xgb_build_info,
     .load = xgb_load,
     .unload = xgb_unload,
     .predict = xgb_predict,
