@@ -36,6 +36,7 @@
 
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "engine/forest/forest_ubjson.h"
 #include "engine/runtime.h"
 
 /* In-place prediction settings, the same for every model. type 0 is the objective's own
@@ -284,194 +285,46 @@ static const char *legacy_layout_problem(const unsigned char *data, size_t len)
     return NULL;
 }
 
-/* A bounds-checked walk over a UBJSON document. XGBoost 1.7.4's UBJSON reader trusts the
- * lengths in the file (a truncated .ubj makes it read past its buffer, found with ASan), so
- * a document is walked here first: every length and count must fit in the bytes left, and
- * nesting is bounded (the reader recurses). */
-typedef struct ubj_cursor {
-    const unsigned char *p;
-    size_t left;
-} ubj_cursor;
+/* ---- the model document, as XGBoost's loaders would read it --------------------------
+ *
+ * XGBoost 1.7.4 trusts what a model file says: its UBJSON reader trusts lengths (a
+ * truncated .ubj makes it read past its buffer, found with ASan), its loader and predictor
+ * index with node numbers, features and categories unchecked. So the document is read
+ * first with ksv's one model-document reader (json-c for JSON, forest_ubjson for UBJSON,
+ * bounded and strict) and checked here; only then does XGBoost see the bytes. */
 
-enum { UBJ_MAX_DEPTH = 64 };
+enum { MAX_FEATURES = 1 << 24, MAX_TREE_NODES = 1 << 28 };
 
-static size_t ubj_scalar_size(unsigned char marker)
+static json_object *member(json_object *object, const char *key)
 {
-    switch (marker) {
-    case 'i': case 'U': case 'C': return 1;
-    case 'I': return 2;
-    case 'l': case 'd': return 4;
-    case 'L': case 'D': return 8;
-    default: return 0;
-    }
-}
-
-static bool ubj_skip(ubj_cursor *c, uint64_t n)
-{
-    if (n > c->left)
-        return false;
-    c->p += n;
-    c->left -= (size_t)n;
-    return true;
-}
-
-static bool ubj_byte(ubj_cursor *c, unsigned char *out)
-{
-    if (c->left == 0)
-        return false;
-    *out = *c->p;
-    return ubj_skip(c, 1);
-}
-
-/* An integer of UBJSON type `marker` (big-endian). */
-static bool ubj_int(ubj_cursor *c, unsigned char marker, int64_t *out)
-{
-    if (marker != 'i' && marker != 'U' && marker != 'I' && marker != 'l' && marker != 'L')
-        return false;
-    size_t n = ubj_scalar_size(marker);
-    if (c->left < n)
-        return false;
-    uint64_t v = 0;
-    for (size_t i = 0; i < n; i++)
-        v = (v << 8) | c->p[i];
-    if (marker != 'U' && n < 8 && (c->p[0] & 0x80))
-        v |= ~(uint64_t)0 << (8 * n);  /* sign-extend */
-    *out = (int64_t)v;
-    return ubj_skip(c, n);
-}
-
-/* A length or count: an integer with its own type marker, not negative. */
-static bool ubj_count(ubj_cursor *c, uint64_t *out)
-{
-    unsigned char marker;
-    int64_t v;
-    if (!ubj_byte(c, &marker) || !ubj_int(c, marker, &v) || v < 0)
-        return false;
-    *out = (uint64_t)v;
-    return true;
-}
-
-static bool ubj_string(ubj_cursor *c)
-{
-    uint64_t n;
-    return ubj_count(c, &n) && ubj_skip(c, n);
-}
-
-static bool ubj_value(ubj_cursor *c, unsigned char marker, int depth);
-
-static bool ubj_container(ubj_cursor *c, bool object, int depth)
-{
-    unsigned char marker, type;
-    uint64_t count;
-
-    if (depth > UBJ_MAX_DEPTH)
-        return false;
-    if (c->left > 0 && c->p[0] == '$') {
-        /* Typed array, as XGBoost writes its numeric arrays: '$' TYPE '#' COUNT DATA. */
-        size_t size;
-        if (object || !ubj_skip(c, 1) || !ubj_byte(c, &type) ||
-            (size = ubj_scalar_size(type)) == 0 || !ubj_byte(c, &marker) || marker != '#' ||
-            !ubj_count(c, &count) || count > c->left / size)
-            return false;
-        return ubj_skip(c, count * size);
-    }
-    if (c->left > 0 && c->p[0] == '#') {
-        /* Counted container; each element takes at least one byte, so this ends. */
-        if (!ubj_skip(c, 1) || !ubj_count(c, &count))
-            return false;
-        for (uint64_t i = 0; i < count; i++) {
-            if ((object && !ubj_string(c)) || !ubj_byte(c, &marker) ||
-                !ubj_value(c, marker, depth))
-                return false;
-        }
-        return true;
-    }
-    for (;;) {
-        if (c->left == 0)
-            return false;
-        if (c->p[0] == (object ? '}' : ']'))
-            return ubj_skip(c, 1);
-        if ((object && !ubj_string(c)) || !ubj_byte(c, &marker) || !ubj_value(c, marker, depth))
-            return false;
-    }
-}
-
-static bool ubj_value(ubj_cursor *c, unsigned char marker, int depth)
-{
-    switch (marker) {
-    case '{': return ubj_container(c, true, depth + 1);
-    case '[': return ubj_container(c, false, depth + 1);
-    case 'Z': case 'T': case 'F': case 'N': return true;
-    case 'S': case 'H': return ubj_string(c);
-    default: {
-        size_t size = ubj_scalar_size(marker);
-        return size > 0 && ubj_skip(c, size);
-    }
-    }
-}
-
-static bool ubj_document_ok(const unsigned char *data, size_t len)
-{
-    ubj_cursor c = {data, len};
-    unsigned char marker;
-    return ubj_byte(&c, &marker) && marker == '{' && ubj_value(&c, marker, 0);
-}
-
-/* Navigation in a UBJSON document already walked by ubj_document_ok, so lengths are known
- * to fit: a value is its marker and the bytes after it. */
-typedef struct ubj_ref {
-    unsigned char marker;
-    ubj_cursor at;
-} ubj_ref;
-
-static bool ubj_get(ubj_ref object, const char *key, ubj_ref *out)
-{
-    size_t key_len = strlen(key);
-    ubj_cursor c = object.at;
-
-    if (object.marker != '{')
-        return false;
-    while (c.left > 0 && c.p[0] != '}') {
-        uint64_t n;
-        unsigned char marker;
-        if (!ubj_count(&c, &n) || n > c.left)
-            return false;
-        bool match = n == key_len && memcmp(c.p, key, key_len) == 0;
-        if (!ubj_skip(&c, n) || !ubj_byte(&c, &marker))
-            return false;
-        if (match) {
-            *out = (ubj_ref){marker, c};
-            return true;
-        }
-        if (!ubj_value(&c, marker, 1))
-            return false;
-    }
-    return false;
+    json_object *v = NULL;
+    return json_object_is_type(object, json_type_object) &&
+                   json_object_object_get_ex(object, key, &v)
+               ? v
+               : NULL;
 }
 
 /* Follows a NULL-terminated list of keys. */
-static bool ubj_path(ubj_ref from, const char *const *keys, ubj_ref *out)
+static json_object *path_get(json_object *from, const char *const *keys)
 {
-    for (; *keys != NULL; keys++) {
-        if (!ubj_get(from, *keys, &from))
-            return false;
-    }
-    *out = from;
-    return true;
+    for (; from && *keys; keys++)
+        from = member(from, *keys);
+    return from;
 }
 
 /* An integer stored as a number or, as XGBoost writes its parameters, a decimal string. */
-static bool ubj_ref_int(ubj_ref v, int64_t *out)
+static bool doc_int(json_object *v, int64_t *out)
 {
-    if (v.marker != 'S')
-        return ubj_int(&v.at, v.marker, out);
-    uint64_t n;
-    char digits[24];
-    char *end;
-    if (!ubj_count(&v.at, &n) || n == 0 || n >= sizeof digits || n > v.at.left)
+    if (json_object_is_type(v, json_type_int)) {
+        *out = json_object_get_int64(v);
+        return true;
+    }
+    if (!json_object_is_type(v, json_type_string))
         return false;
-    memcpy(digits, v.at.p, (size_t)n);
-    digits[n] = '\0';
+    const char *digits = json_object_get_string(v);
+    char *end;
+    if (!*digits || strlen(digits) >= 24)
+        return false;
     errno = 0;
     long long parsed = strtoll(digits, &end, 10);
     if (errno != 0 || *end != '\0')
@@ -480,104 +333,45 @@ static bool ubj_ref_int(ubj_ref v, int64_t *out)
     return true;
 }
 
-/* The elements of an array, typed ('$' TYPE '#' COUNT), counted ('#' COUNT) or open. */
-typedef struct ubj_items {
-    ubj_cursor c;
-    unsigned char type;     /* typed arrays: the element marker; else 0 */
-    bool counted;
-    uint64_t left;
-} ubj_items;
-
-static bool ubj_items_open(ubj_ref v, ubj_items *it)
+/* The number of elements of an array value, or -1. */
+static int64_t doc_array_length(json_object *v)
 {
-    unsigned char marker;
-    *it = (ubj_items){.c = v.at};
-    if (v.marker != '[')
+    return json_object_is_type(v, json_type_array) ? (int64_t)json_object_array_length(v) : -1;
+}
+
+/* Reads an integer array of exactly n elements into out. */
+static bool doc_read_ints(json_object *v, int64_t n, int32_t *out)
+{
+    if (doc_array_length(v) != n)
         return false;
-    if (it->c.left > 0 && it->c.p[0] == '$') {
-        it->counted = true;
-        return ubj_skip(&it->c, 1) && ubj_byte(&it->c, &it->type) && ubj_byte(&it->c, &marker) &&
-               marker == '#' && ubj_count(&it->c, &it->left);
-    }
-    if (it->c.left > 0 && it->c.p[0] == '#') {
-        it->counted = true;
-        return ubj_skip(&it->c, 1) && ubj_count(&it->c, &it->left);
+    for (int64_t i = 0; i < n; i++) {
+        json_object *item = json_object_array_get_idx(v, (size_t)i);
+        if (!json_object_is_type(item, json_type_int))
+            return false;
+        int64_t value = json_object_get_int64(item);
+        if (value < INT32_MIN || value > INT32_MAX)
+            return false;
+        out[i] = (int32_t)value;
     }
     return true;
 }
 
-/* 1: *out is the next element (its value is skipped over); 0: end; -1: malformed. */
-static int ubj_items_next(ubj_items *it, ubj_ref *out)
-{
-    unsigned char marker = it->type;
-    if (it->counted) {
-        if (it->left == 0)
-            return 0;
-        it->left--;
-    } else {
-        if (it->c.left == 0)
-            return -1;
-        if (it->c.p[0] == ']')
-            return 0;
-    }
-    if (marker == 0 && !ubj_byte(&it->c, &marker))
-        return -1;
-    *out = (ubj_ref){marker, it->c};
-    return ubj_value(&it->c, marker, 1) ? 1 : -1;
-}
-
-/* Reads an integer array of exactly n elements into out. */
-static bool ubj_read_ints(ubj_ref v, int64_t n, int32_t *out)
-{
-    ubj_items it;
-    ubj_ref item;
-    int64_t value, i = 0;
-    int rc;
-
-    if (!ubj_items_open(v, &it))
-        return false;
-    while ((rc = ubj_items_next(&it, &item)) == 1) {
-        if (i >= n || !ubj_int(&item.at, item.marker, &value) || value < INT32_MIN ||
-            value > INT32_MAX)
-            return false;
-        out[i++] = (int32_t)value;
-    }
-    return rc == 0 && i == n;
-}
-
-enum { MAX_FEATURES = 1 << 24, MAX_TREE_NODES = 1 << 28 };
-
 /* Reads an optional integer array of exactly n elements (absent: *present = false). */
-static bool ubj_read_optional_ints(ubj_ref object, const char *key, int64_t n, int32_t *out,
-                                   bool *present)
+static bool doc_read_optional_ints(json_object *object, const char *key, int64_t n,
+                                   int32_t *out, bool *present)
 {
-    ubj_ref ref;
-    *present = ubj_get(object, key, &ref);
-    return !*present || ubj_read_ints(ref, n, out);
-}
-
-/* The number of elements of an array value, or -1. */
-static int64_t ubj_array_length(ubj_ref v)
-{
-    ubj_items it;
-    ubj_ref item;
-    int64_t n = 0;
-    int rc;
-    if (!ubj_items_open(v, &it))
-        return -1;
-    while ((rc = ubj_items_next(&it, &item)) == 1)
-        n++;
-    return rc == 0 ? n : -1;
+    json_object *ref = member(object, key);
+    *present = ref != NULL;
+    return !*present || doc_read_ints(ref, n, out);
 }
 
 /* Categorical splits: node i's categories are categories[segments[k], + sizes[k]) where
  * nodes[k] == i; XGBoost's loader indexes with those numbers unchecked. */
-static const char *check_categories(ubj_ref tree, int64_t n_nodes, const int32_t *split_type,
+static const char *check_categories(json_object *tree, int64_t n_nodes, const int32_t *split_type,
                                     bool have_split_type)
 {
-    ubj_ref nodes_ref, segments_ref, sizes_ref, values_ref;
-    bool have_nodes = ubj_get(tree, "categories_nodes", &nodes_ref);
-    int64_t k = have_nodes ? ubj_array_length(nodes_ref) : 0;
+    json_object *nodes_ref = member(tree, "categories_nodes");
+    int64_t k = nodes_ref ? doc_array_length(nodes_ref) : 0;
     const char *problem = NULL;
 
     if (k < 0)
@@ -589,11 +383,12 @@ static const char *check_categories(ubj_ref tree, int64_t n_nodes, const int32_t
         }
         return NULL;
     }
-    if (k > n_nodes || !ubj_get(tree, "categories_segments", &segments_ref) ||
-        !ubj_get(tree, "categories_sizes", &sizes_ref) ||
-        !ubj_get(tree, "categories", &values_ref))
+    json_object *segments_ref = member(tree, "categories_segments");
+    json_object *sizes_ref = member(tree, "categories_sizes");
+    json_object *values_ref = member(tree, "categories");
+    if (k > n_nodes || !segments_ref || !sizes_ref || !values_ref)
         return "incomplete categories";
-    int64_t n_values = ubj_array_length(values_ref);
+    int64_t n_values = doc_array_length(values_ref);
     int32_t *nodes = malloc((size_t)k * 3 * sizeof(int32_t));
     int32_t *values = n_values > 0 ? malloc((size_t)n_values * sizeof(int32_t)) : NULL;
     if (nodes == NULL || (n_values > 0 && values == NULL)) {
@@ -602,9 +397,9 @@ static const char *check_categories(ubj_ref tree, int64_t n_nodes, const int32_t
         return "out of memory";
     }
     int32_t *segments = nodes + k, *sizes = segments + k;
-    if (n_values < 1 || !ubj_read_ints(nodes_ref, k, nodes) ||
-        !ubj_read_ints(segments_ref, k, segments) || !ubj_read_ints(sizes_ref, k, sizes) ||
-        !ubj_read_ints(values_ref, n_values, values))
+    if (n_values < 1 || !doc_read_ints(nodes_ref, k, nodes) ||
+        !doc_read_ints(segments_ref, k, segments) || !doc_read_ints(sizes_ref, k, sizes) ||
+        !doc_read_ints(values_ref, n_values, values))
         problem = "category arrays disagree";
     for (int64_t i = 0; problem == NULL && i < k; i++) {
         if (nodes[i] < 0 || nodes[i] >= n_nodes || (i > 0 && nodes[i] <= nodes[i - 1]))
@@ -628,14 +423,14 @@ static const char *check_categories(ubj_ref tree, int64_t n_nodes, const int32_t
  * (left != -1) to left, left + 1 (numeric branch) or right (missing values, categorical
  * splits), so right must be left + 1, both in range, each node reached at most once (a
  * cycle would make prediction loop forever), and the feature read in range. */
-static const char *check_tree(ubj_ref tree, int64_t num_feature)
+static const char *check_tree(json_object *tree, int64_t num_feature)
 {
     static const char *const NUM_NODES[] = {"tree_param", "num_nodes", NULL};
-    ubj_ref ref;
     int64_t n;
     bool have_split_type = false, have_parents = false;
+    json_object *ref = path_get(tree, NUM_NODES);
 
-    if (!ubj_path(tree, NUM_NODES, &ref) || !ubj_ref_int(ref, &n) || n < 1 || n > MAX_TREE_NODES)
+    if (!ref || !doc_int(ref, &n) || n < 1 || n > MAX_TREE_NODES)
         return "bad num_nodes";
     int32_t *left = malloc((size_t)n * 6 * sizeof(int32_t));
     if (left == NULL)
@@ -645,18 +440,18 @@ static const char *check_tree(ubj_ref tree, int64_t num_feature)
     unsigned char *seen = calloc((size_t)n, 1);
     const char *problem = NULL;
     size_t depth = 0;
-    ubj_ref left_ref, right_ref, split_ref;
+    json_object *left_ref = member(tree, "left_children");
+    json_object *right_ref = member(tree, "right_children");
+    json_object *split_ref = member(tree, "split_indices");
 
     if (seen == NULL)
         problem = "out of memory";
-    else if (!ubj_get(tree, "left_children", &left_ref) ||
-             !ubj_get(tree, "right_children", &right_ref) ||
-             !ubj_get(tree, "split_indices", &split_ref))
+    else if (!left_ref || !right_ref || !split_ref)
         problem = "missing node arrays";
-    else if (!ubj_read_ints(left_ref, n, left) || !ubj_read_ints(right_ref, n, right) ||
-             !ubj_read_ints(split_ref, n, split) ||
-             !ubj_read_optional_ints(tree, "parents", n, parent, &have_parents) ||
-             !ubj_read_optional_ints(tree, "split_type", n, type, &have_split_type))
+    else if (!doc_read_ints(left_ref, n, left) || !doc_read_ints(right_ref, n, right) ||
+             !doc_read_ints(split_ref, n, split) ||
+             !doc_read_optional_ints(tree, "parents", n, parent, &have_parents) ||
+             !doc_read_optional_ints(tree, "split_type", n, type, &have_split_type))
         problem = "node arrays do not match num_nodes";
     for (int64_t i = 1; problem == NULL && have_parents && i < n; i++) {
         if (parent[i] < 0 || parent[i] >= n)
@@ -694,182 +489,115 @@ static const char *check_tree(ubj_ref tree, int64_t num_feature)
     return problem;
 }
 
-/* Checks an XGBoost model document (UBJSON, already walked by ubj_document_ok) for what
- * XGBoost's loader and predictor use without checking: tree structure, feature indexes,
- * categories, output groups. A corrupt file would otherwise crash the loader or hang or
- * read out of bounds on the request path. Returns NULL or what is wrong. */
-static const char *check_model_document(const unsigned char *bytes, size_t len, char *detail,
-                                        size_t detail_size)
+/* Checks an XGBoost model document for what XGBoost's loader and predictor use without
+ * checking: tree structure, feature indexes, categories, output groups. A corrupt file
+ * would otherwise crash the loader or hang or read out of bounds on the request path.
+ * Returns NULL or what is wrong. */
+static const char *check_model_document(json_object *root, char *detail, size_t detail_size)
 {
     static const char *const MPARAM[] = {"learner", "learner_model_param", NULL};
     static const char *const GBM[] = {"learner", "gradient_booster", NULL};
-    ubj_ref root, mparam, gbm, ref, name_ref, model;
     int64_t num_feature, num_class = 0, num_target = 1;
-    char name[16] = "";
-    uint64_t name_len;
+    json_object *ref;
 
-    if (len < 1 || bytes[0] != '{')
+    if (!json_object_is_type(root, json_type_object))
         return "not a UBJSON object";
-    root = (ubj_ref){'{', {bytes + 1, len - 1}};
-    if (!ubj_path(root, MPARAM, &mparam) || !ubj_get(mparam, "num_feature", &ref) ||
-        !ubj_ref_int(ref, &num_feature) || !ubj_path(root, GBM, &gbm) ||
-        !ubj_get(gbm, "name", &name_ref) || name_ref.marker != 'S')
+    json_object *mparam = path_get(root, MPARAM), *gbm = path_get(root, GBM);
+    json_object *name_ref = member(gbm, "name");
+    if (!(ref = member(mparam, "num_feature")) || !doc_int(ref, &num_feature) ||
+        !json_object_is_type(name_ref, json_type_string))
         return "unexpected model layout";
-    if (ubj_get(mparam, "num_class", &ref) && !ubj_ref_int(ref, &num_class))
+    if ((ref = member(mparam, "num_class")) && !doc_int(ref, &num_class))
         return "bad num_class";
-    if (ubj_get(mparam, "num_target", &ref) && !ubj_ref_int(ref, &num_target))
+    if ((ref = member(mparam, "num_target")) && !doc_int(ref, &num_target))
         return "bad num_target";
     if (num_feature < 1 || num_feature > MAX_FEATURES || num_class < 0 || num_class > 1 << 20 ||
         num_target < 1 || num_target > 1 << 20)
         return "num_feature, num_class or num_target out of range";
     int64_t groups = num_class > num_target ? num_class : num_target;
-    if (!ubj_count(&name_ref.at, &name_len) || name_len >= sizeof name ||
-        name_len > name_ref.at.left)
-        return "unknown booster";
-    memcpy(name, name_ref.at.p, (size_t)name_len);
+    const char *name = json_object_get_string(name_ref);
+    json_object *model;
 
     if (strcmp(name, "gblinear") == 0) {
         /* One weight per feature and output group, plus one bias per group. */
-        if (!ubj_get(gbm, "model", &model) || !ubj_get(model, "weights", &ref) ||
-            ubj_array_length(ref) != (num_feature + 1) * groups)
+        if (!(model = member(gbm, "model")) || !(ref = member(model, "weights")) ||
+            doc_array_length(ref) != (num_feature + 1) * groups)
             return "gblinear weights do not match num_feature";
         return NULL;
     }
     if (strcmp(name, "dart") == 0) {
-        if (!ubj_get(gbm, "gbtree", &ref) || !ubj_get(ref, "model", &model))
+        if (!(model = member(member(gbm, "gbtree"), "model")))
             return "dart without trees";
-    } else if (strcmp(name, "gbtree") != 0 || !ubj_get(gbm, "model", &model)) {
+    } else if (strcmp(name, "gbtree") != 0 || !(model = member(gbm, "model"))) {
         return "unknown booster";
     }
 
     static const char *const NUM_TREES[] = {"gbtree_model_param", "num_trees", NULL};
-    ubj_items trees, info;
-    ubj_ref tree, group_ref;
-    int64_t index = 0, group, num_trees;
-    int rc;
-    if (!ubj_path(model, NUM_TREES, &ref) || !ubj_ref_int(ref, &num_trees) ||
-        !ubj_get(model, "trees", &ref) || ubj_array_length(ref) != num_trees ||
-        !ubj_items_open(ref, &trees) || !ubj_get(model, "tree_info", &ref) ||
-        ubj_array_length(ref) != num_trees || !ubj_items_open(ref, &info))
+    int64_t num_trees;
+    json_object *trees = member(model, "trees"), *info = member(model, "tree_info");
+    if (!(ref = path_get(model, NUM_TREES)) || !doc_int(ref, &num_trees) ||
+        doc_array_length(trees) != num_trees || doc_array_length(info) != num_trees)
         return "trees, tree_info and num_trees disagree";
-    while ((rc = ubj_items_next(&trees, &tree)) == 1) {
+    for (int64_t index = 0; index < num_trees; index++) {
+        json_object *group_ref = json_object_array_get_idx(info, (size_t)index);
         const char *problem = NULL;
-        if (ubj_items_next(&info, &group_ref) != 1 ||
-            !ubj_int(&group_ref.at, group_ref.marker, &group) || group < 0 || group >= groups)
+        int64_t group;
+        if (!json_object_is_type(group_ref, json_type_int) ||
+            (group = json_object_get_int64(group_ref)) < 0 || group >= groups)
             problem = "output group out of range";
         else
-            problem = check_tree(tree, num_feature);
+            problem = check_tree(json_object_array_get_idx(trees, (size_t)index), num_feature);
         if (problem != NULL) {
             snprintf(detail, detail_size, "tree %" PRId64 ": %s", index, problem);
             return detail;
         }
-        index++;
     }
-    return rc == 0 ? NULL : "malformed trees";
+    return NULL;
 }
 
-/* Writes a json-c value as UBJSON, so a JSON model can go through check_model_document. */
-static void json_to_ubj(json_object *value, ksv_sb *out)
+/* Reads a model document with ksv's one reader: JSON text with json-c, UBJSON with
+ * forest_ubjson (which refuses malformed or truncated input without reading past it).
+ * NULL with err set when it is not one. */
+static json_object *read_document(const char *path, const unsigned char *u, size_t len,
+                                  ksv_err *err)
 {
-    unsigned char be[9];
-
-    switch (json_object_get_type(value)) {
-    case json_type_null:
-        ksv_sb_putc(out, 'Z');
-        return;
-    case json_type_boolean:
-        ksv_sb_putc(out, json_object_get_boolean(value) ? 'T' : 'F');
-        return;
-    case json_type_double: {
-        double d = json_object_get_double(value);
-        uint64_t bits;
-        memcpy(&bits, &d, sizeof bits);
-        be[0] = 'D';
-        for (int i = 0; i < 8; i++)
-            be[1 + i] = (unsigned char)(bits >> (56 - 8 * i));
-        ksv_sb_append(out, (const char *)be, 9);
-        return;
-    }
-    case json_type_int: {
-        uint64_t v = (uint64_t)json_object_get_int64(value);
-        be[0] = 'L';
-        for (int i = 0; i < 8; i++)
-            be[1 + i] = (unsigned char)(v >> (56 - 8 * i));
-        ksv_sb_append(out, (const char *)be, 9);
-        return;
-    }
-    case json_type_string: {
-        uint64_t n = (uint64_t)json_object_get_string_len(value);
-        be[0] = 'S';
-        ksv_sb_append(out, (const char *)be, 1);
-        be[0] = 'L';
-        for (int i = 0; i < 8; i++)
-            be[1 + i] = (unsigned char)(n >> (56 - 8 * i));
-        ksv_sb_append(out, (const char *)be, 9);
-        ksv_sb_append(out, json_object_get_string(value), (size_t)n);
-        return;
-    }
-    case json_type_array: {
-        size_t n = json_object_array_length(value);
-        ksv_sb_putc(out, '[');
-        for (size_t i = 0; i < n && !out->oom; i++)
-            json_to_ubj(json_object_array_get_idx(value, i), out);
-        ksv_sb_putc(out, ']');
-        return;
-    }
-    case json_type_object: {
-        ksv_sb_putc(out, '{');
-        json_object_object_foreach(value, key, member) {
-            uint64_t n = strlen(key);
-            be[0] = 'L';
-            for (int i = 0; i < 8; i++)
-                be[1 + i] = (unsigned char)(n >> (56 - 8 * i));
-            ksv_sb_append(out, (const char *)be, 9);
-            ksv_sb_append(out, key, (size_t)n);
-            json_to_ubj(member, out);
-        }
-        ksv_sb_putc(out, '}');
-        return;
-    }
-    }
-}
-
-/* Checks the model file's own document before XGBoost parses it (see check_model_document).
- * JSON text is read with json-c and re-encoded as UBJSON for the same checks. */
-static int check_input_document(const char *path, const char *bytes, size_t len, ksv_err *err)
-{
-    char detail[96];
-    const char *problem;
-    const unsigned char *u = (const unsigned char *)bytes;
-
     if (len >= 2 && u[0] == '{' && (u[1] == '"' || u[1] == '}' || isspace(u[1]))) {
         json_tokener *tok = json_tokener_new();
         json_object *root = NULL;
-        if (tok == NULL)
-            return ksv_err_set(err, 500, "out of memory");
+        if (tok == NULL) {
+            ksv_err_set(err, 500, "out of memory");
+            return NULL;
+        }
         if (len <= INT32_MAX)
-            root = json_tokener_parse_ex(tok, bytes, (int)len);
+            root = json_tokener_parse_ex(tok, (const char *)u, (int)len);
         enum json_tokener_error jerr = json_tokener_get_error(tok);
         json_tokener_free(tok);
         if (root == NULL || jerr != json_tokener_success) {
             json_object_put(root);
-            return ksv_err_set(err, 400, "model file %s: not valid JSON (%s)", path,
-                               len > INT32_MAX ? "too large" : json_tokener_error_desc(jerr));
+            ksv_err_set(err, 400, "model file %s: not valid JSON (%s)", path,
+                        len > INT32_MAX ? "too large" : json_tokener_error_desc(jerr));
+            return NULL;
         }
-        ksv_sb ubj;
-        ksv_sb_init(&ubj);
-        json_to_ubj(root, &ubj);
-        json_object_put(root);
-        if (ubj.oom) {
-            ksv_sb_free(&ubj);
-            return ksv_err_set(err, 500, "out of memory");
-        }
-        problem = check_model_document((const unsigned char *)ubj.data, ubj.len, detail,
-                                       sizeof detail);
-        ksv_sb_free(&ubj);
-    } else {
-        problem = check_model_document(u, len, detail, sizeof detail);
+        return root;
     }
+    ksv_err why;
+    json_object *root = forest_ubjson_parse(u, len, &why);
+    if (root == NULL)
+        ksv_err_set(err, why.status == 500 ? 500 : 400,
+                    why.status == 500 ? "out of memory" : "model file %s: malformed or truncated UBJSON",
+                    path);
+    return root;
+}
+
+/* Checks the model file's own document before XGBoost parses it (see check_model_document). */
+static int check_input_document(const char *path, const char *bytes, size_t len, ksv_err *err)
+{
+    char detail[96];
+    json_object *root = read_document(path, (const unsigned char *)bytes, len, err);
+    if (root == NULL)
+        return -1;
+    const char *problem = check_model_document(root, detail, sizeof detail);
+    json_object_put(root);
     if (problem != NULL)
         return ksv_err_set(err, 400, "model file %s: %s", path, problem);
     return 0;
@@ -885,20 +613,22 @@ static int check_loaded_model(BoosterHandle booster, const char *path, ksv_err *
 
     if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"ubj\"}", &len, &bytes) != 0)
         return xgb_fail(err, 500, "xgboost save model");
-    if (!ubj_document_ok((const unsigned char *)bytes, (size_t)len))
+    ksv_err why;
+    json_object *root = forest_ubjson_parse((const unsigned char *)bytes, (size_t)len, &why);
+    if (root == NULL)
         return ksv_err_set(err, 500, "model file %s: XGBoost's own UBJSON is unreadable", path);
-    const char *problem = check_model_document((const unsigned char *)bytes, (size_t)len, detail,
-                                               sizeof detail);
+    const char *problem = check_model_document(root, detail, sizeof detail);
+    json_object_put(root);
     if (problem != NULL)
         return ksv_err_set(err, 400, "model file %s: %s", path, problem);
     return 0;
 }
 
 /* A look at the content before XGBoost's loaders see it: anything not starting with '{'
- * goes to XGBoost's legacy binary reader, and a UBJSON document to a reader that trusts its
- * lengths. *skip: leading bytes to drop, a UTF-8 byte order mark and whitespace before a
- * JSON document, which XGBoost's buffer loader does not expect. XGBoost tells JSON from
- * UBJSON by content, whatever the file is called, and so does this. */
+ * goes to XGBoost's legacy binary reader. *skip: leading bytes to drop, a UTF-8 byte order
+ * mark and whitespace before a JSON document, which XGBoost's buffer loader does not
+ * expect. XGBoost tells JSON from UBJSON by content, whatever the file is called, and so
+ * does this; the document itself is read by check_input_document. */
 static int check_content(const char *path, model_format format, const char *data, size_t len,
                          size_t *skip, ksv_err *err)
 {
@@ -922,10 +652,6 @@ static int check_content(const char *path, model_format format, const char *data
     if (len < 2 || u[0] != '{')
         return ksv_err_set(err, 400, "model file %s: not an XGBoost %s model", path,
                            format == FORMAT_JSON ? "JSON" : "UBJSON");
-    if (u[1] == '"' || u[1] == '}' || isspace(u[1]))
-        return 0;   /* JSON text: XGBoost's JSON parser checks its own bounds */
-    if (!ubj_document_ok(u, len))
-        return ksv_err_set(err, 400, "model file %s: malformed or truncated UBJSON", path);
     return 0;
 }
 
