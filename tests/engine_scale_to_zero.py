@@ -269,6 +269,9 @@ spec:
       modelFormat:
         name: xgboost
       storageUri: %s/models/fraud/model.json
+      resources:
+        limits:
+          memory: 64Mi
 """
 try:
     rc, out, err = ksv("node", "add", "n1", "local", "--engine-state-dir", node_dir)
@@ -288,10 +291,12 @@ try:
         node.token = f.read().strip()
     st, _, m = node.request("GET", "/ksv/v1/models/fraud", admin=True)
     r = m["revisions"][0]
-    check(st == 200 and r["spec"]["settings"]["min_replicas"] == 0 and m["scale_window_s"] == 3
-          and m["cold_start_queue"] == 7,
-          "the engine got min_replicas 0, window 3 s, queue 7: %s %s %s"
-          % (r["spec"]["settings"].get("min_replicas"), m.get("scale_window_s"), m.get("cold_start_queue")))
+    settings = r["spec"]["settings"]
+    check(st == 200 and settings["min_replicas"] == 0 and m["scale_window_s"] == 3
+          and m["cold_start_queue"] == 7 and settings["memory_limit_bytes"] == 64 << 20,
+          "the engine got min_replicas 0, window 3 s, queue 7, limits.memory 64Mi: %s %s %s %s"
+          % (settings.get("min_replicas"), m.get("scale_window_s"), m.get("cold_start_queue"),
+             settings.get("memory_limit_bytes")))
     r = wait_state(node, "fraud", "scaled-to-zero", 30)
     check(r and r["state"] == "scaled-to-zero", "the applied model scales to zero on the node")
     st, _, resp = node.request("POST", "/v2/models/fraud/infer", FRAUD_REQ, timeout=30)

@@ -482,8 +482,7 @@ static int read_storage_uri(vctx *v, const mnode *node, const char *path)
 
 /* ---- resources ---------------------------------------------------------------------------- */
 
-/* Kubernetes quantity in bytes, rounded up: 512Mi, 2Gi, 1G, 1e9, 1500000. */
-static int parse_memory_quantity(const char *text, uint64_t *bytes)
+int ksv_parse_memory_quantity(const char *text, uint64_t *bytes)
 {
     static const struct {
         const char *suffix;
@@ -567,7 +566,7 @@ static int read_resource_list(vctx *v, const mnode *map, const char *prefix,
             else
                 return fail(v, value, path, "expected a quantity such as \"2Gi\", found %s",
                             mn_type_name(value->type));
-            if (parse_memory_quantity(value->type == MN_STRING ? value->str : text,
+            if (ksv_parse_memory_quantity(value->type == MN_STRING ? value->str : text,
                                       &out->memory_bytes))
                 return fail(v, value, path,
                             "\"%s\" is not a memory quantity (e.g. 512Mi, 2Gi, 1G)",

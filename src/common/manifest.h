@@ -155,6 +155,10 @@ char *ksv_manifest_canonical_json(const ksv_isvc *spec);
  * gives the same canonical JSON. Returns 0, or -1 on allocation failure. */
 int ksv_manifest_to_yaml(const ksv_isvc *spec, ksv_sb *out);
 
+/* A Kubernetes quantity in bytes, rounded up: 512Mi, 2Gi, 1G, 1e9, 1500000; -1 when it is
+ * not one. */
+int ksv_parse_memory_quantity(const char *text, uint64_t *bytes);
+
 /* "600", "600s", "10m", "1h" in seconds; -1 when it is none of these. */
 int ksv_parse_duration_s(const char *text, int64_t *seconds);
 

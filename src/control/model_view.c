@@ -68,11 +68,12 @@ void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
 /* Reads predictor settings the engine acts on from a revision's canonical spec, and the
  * model file digest pinned by ksv.io/sha256 ("" when none). */
 static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int64_t *timeout_s,
-                              int64_t *min_replicas, char sha256[65])
+                              int64_t *min_replicas, uint64_t *memory_limit, char sha256[65])
 {
     *concurrency = 0;
     *timeout_s = 0;
     *min_replicas = 1;
+    *memory_limit = 0;
     sha256[0] = '\0';
     json_object *root = json_tokener_parse(rev->spec_json), *pred, *v;
     if (root && json_object_object_get_ex(root, "sha256", &v) &&
@@ -85,6 +86,13 @@ static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int
             *timeout_s = json_object_get_int64(v);
         if (json_object_object_get_ex(pred, "minReplicas", &v))
             *min_replicas = json_object_get_int64(v);
+        json_object *model, *res, *limits;
+        if (json_object_object_get_ex(pred, "model", &model) &&
+            json_object_object_get_ex(model, "resources", &res) &&
+            json_object_object_get_ex(res, "limits", &limits) &&
+            json_object_object_get_ex(limits, "memory", &v) &&
+            ksv_parse_memory_quantity(json_object_get_string(v), memory_limit) != 0)
+            *memory_limit = 0; /* apply validated it; an old row that does not parse: none */
     }
     json_object_put(root);
 }
@@ -167,8 +175,9 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
             continue;
         const ksv_revision *r = &v->revisions.items[i];
         int64_t concurrency, timeout_s, min_replicas;
+        uint64_t memory_limit;
         char sha256[65];
-        revision_settings(r, &concurrency, &timeout_s, &min_replicas, sha256);
+        revision_settings(r, &concurrency, &timeout_s, &min_replicas, &memory_limit, sha256);
         ksv_sb_puts(body, first ? "{\"name\":" : ",{\"name\":");
         first = false;
         ksv_sb_json_str(body, r->name);
@@ -186,9 +195,9 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         }
         ksv_sb_printf(body,
                       ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld,"
-                      "\"min_replicas\":%lld}}",
+                      "\"min_replicas\":%lld,\"memory_limit_bytes\":%llu}}",
                       (long long)concurrency, (long long)timeout_s * 1000,
-                      (long long)min_replicas);
+                      (long long)min_replicas, (unsigned long long)memory_limit);
     }
     ksv_sb_puts(body, "],\"traffic\":{");
     first = true;

@@ -198,6 +198,7 @@ int main(int argc, char **argv)
         .load_delay_ms = test_load_delay_ms(),
         .max_model_bytes = opt->max_model_size,
         .cache_max = opt->cache_max,
+        .memory_budget = opt->memory_budget,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0 ||

@@ -2,6 +2,8 @@
 #include "engine/memory_budget.h"
 
 #include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define KSV_ASAN 1
@@ -36,4 +38,50 @@ void ksv_mem_return_to_system(void)
 #ifndef KSV_ASAN
     malloc_trim(0);
 #endif
+}
+
+static int by_last_active(const void *a, const void *b)
+{
+    const ksv_mem_candidate *x = a, *y = b;
+    return x->last_active_ns < y->last_active_ns ? -1 : x->last_active_ns > y->last_active_ns;
+}
+
+int ksv_mem_plan_eviction(ksv_mem_candidate *c, size_t n, uint64_t budget, uint64_t used,
+                          uint64_t need)
+{
+    if (used + need <= budget)
+        return 0;
+    qsort(c, n, sizeof *c, by_last_active);
+    uint64_t freed = 0;
+    for (size_t k = 0; k < n; k++) {
+        freed += c[k].bytes;
+        if (used - (freed < used ? freed : used) + need <= budget)
+            return (int)(k + 1);
+    }
+    return -1;
+}
+
+void ksv_mem_format(uint64_t bytes, char *buf, size_t cap)
+{
+    static const char *units[] = {"KiB", "MiB", "GiB", "TiB"};
+    if (bytes < 1024) {
+        snprintf(buf, cap, "%llu B", (unsigned long long)bytes);
+        return;
+    }
+    double v = (double)bytes / 1024.0;
+    size_t u = 0;
+    while (v >= 1024.0 && u + 1 < sizeof units / sizeof *units) {
+        v /= 1024.0;
+        u++;
+    }
+    snprintf(buf, cap, "%.1f %s", v, units[u]);
+}
+
+int ksv_mem_budget_error(ksv_err *err, uint64_t need, uint64_t used, uint64_t budget)
+{
+    char n[32], f[32], b[32];
+    ksv_mem_format(need, n, sizeof n);
+    ksv_mem_format(used < budget ? budget - used : 0, f, sizeof f);
+    ksv_mem_format(budget, b, sizeof b);
+    return ksv_err_set(err, 503, "memory budget: needs %s, free %s of %s", n, f, b);
 }

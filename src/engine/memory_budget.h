@@ -1,14 +1,24 @@
-/* memory_budget.h: what a loaded revision costs the node, measured.
+/* memory_budget.h: what a loaded revision costs the node, measured, and the node's budget.
  *
  * A revision's host memory is the growth of the allocator's in-use bytes across its load
  * (file read, parse, runtime structures, warm-up inference): the lifecycle thread loads one
  * revision at a time, so other allocations during that window are only requests' short-lived
- * buffers. Under AddressSanitizer the sanitizer's allocator is asked instead of glibc's. */
+ * buffers. Under AddressSanitizer the sanitizer's allocator is asked instead of glibc's.
+ *
+ * Budget (ksv-engine --memory-budget): before a load whose size is known (the revision was
+ * loaded before), and right after any load (measured), the revisions loaded must fit. What
+ * does not fit first unloads revisions allowed to scale to zero, least recently used first;
+ * when even that is not enough nothing is evicted and the load fails with
+ * "memory budget: needs X, free Y of Z". A revision loaded for the first time is measured,
+ * so the node may hold it beyond the budget for the duration of that one load. */
 #ifndef KSV_ENGINE_MEMORY_BUDGET_H
 #define KSV_ENGINE_MEMORY_BUDGET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "common/error.h"
 
 /* Bytes the process's allocator has handed out and not had back. */
 uint64_t ksv_mem_allocated_bytes(void);
@@ -17,5 +27,24 @@ uint64_t ksv_mem_growth(uint64_t before, uint64_t after);
 /* Gives freed heap pages back to the system after unloads, so that the node's resident
  * size drops too. */
 void ksv_mem_return_to_system(void);
+
+/* A loaded revision that could be unloaded to make room. */
+typedef struct ksv_mem_candidate {
+    void *owner;                  /* the revision (opaque here) */
+    uint64_t bytes;
+    int64_t last_active_ns;       /* least recently used goes first */
+} ksv_mem_candidate;
+
+/* Orders candidates least recently used first and says how many of them must go so that
+ * `need` fits: used + need - (their bytes) <= budget. Returns that count (0: it fits
+ * already), or -1 when even all of them are not enough (then nothing should be evicted). */
+int ksv_mem_plan_eviction(ksv_mem_candidate *c, size_t n, uint64_t budget, uint64_t used,
+                          uint64_t need);
+
+/* Sets err (status 503) to "memory budget: needs X, free Y of Z". */
+int ksv_mem_budget_error(ksv_err *err, uint64_t need, uint64_t used, uint64_t budget);
+
+/* "1.5 GiB", "512.0 KiB", "100 B". */
+void ksv_mem_format(uint64_t bytes, char *buf, size_t cap);
 
 #endif

@@ -58,6 +58,18 @@ static int int_field(json_object *obj, const char *key, int lo, int hi, int *dst
     return 0;
 }
 
+static int bytes_field(json_object *obj, const char *key, long long *dst, const char *where,
+                       ksv_err *err)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0)
+        return ksv_err_set(err, 400, "%s.%s: expected a number of bytes", where, key);
+    *dst = (long long)json_object_get_int64(v);
+    return 0;
+}
+
 static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec *rev,
                               ksv_err *err)
 {
@@ -108,7 +120,8 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
             int_field(settings, "batch_max_delay_us", 0, 1000000, &rev->batch_max_delay_us,
                       where, err) ||
             int_field(settings, "min_replicas", 0, KSV_REPLICAS_MAX, &rev->min_replicas, where,
-                      err))
+                      err) ||
+            bytes_field(settings, "memory_limit_bytes", &rev->memory_limit_bytes, where, err))
             return -1;
         if (strcmp(rev->booster_pool, "per-worker") != 0 &&
             strcmp(rev->booster_pool, "shared") != 0)
@@ -220,9 +233,11 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
     ksv_sb_json_str(sb, rev->booster_pool);
     ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
-                      "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d,\"min_replicas\":%d}}",
+                      "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d,\"min_replicas\":%d,"
+                      "\"memory_limit_bytes\":%lld}}",
                   rev->predict_threads, rev->container_concurrency, rev->timeout_ms,
-                  rev->batch_max_rows, rev->batch_max_delay_us, rev->min_replicas);
+                  rev->batch_max_rows, rev->batch_max_delay_us, rev->min_replicas,
+                  rev->memory_limit_bytes);
 }
 
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
@@ -257,7 +272,8 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            a->predict_threads == b->predict_threads &&
            a->container_concurrency == b->container_concurrency &&
            a->timeout_ms == b->timeout_ms && a->batch_max_rows == b->batch_max_rows &&
-           a->batch_max_delay_us == b->batch_max_delay_us && a->min_replicas == b->min_replicas;
+           a->batch_max_delay_us == b->batch_max_delay_us && a->min_replicas == b->min_replicas &&
+           a->memory_limit_bytes == b->memory_limit_bytes;
 }
 
 void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const char *uri,

@@ -32,6 +32,8 @@ typedef struct ksv_revision_spec {
     int batch_max_rows;              /* 0: the runtime's choice; 1: off; N: batches of <= N */
     int batch_max_delay_us;          /* how long a lone request waits for company */
     int min_replicas;                /* 0: may scale to zero (see scale_to_zero.h); default 1 */
+    long long memory_limit_bytes;    /* resources.limits.memory: the measured size may not
+                                      * exceed it (0: no limit) */
 } ksv_revision_spec;
 
 typedef struct ksv_model_spec {

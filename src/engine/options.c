@@ -39,6 +39,9 @@ void ksv_engine_usage(FILE *out)
         "                            one a revision holds (default: no cap)\n"
         "  --max-model-size SIZE     largest model downloaded or unpacked from an archive\n"
         "                            (default 8G)\n"
+        "  --memory-budget SIZE      host memory the loaded models may hold (K/M/G; default\n"
+        "                            none): loads first unload minReplicas-0 models, least\n"
+        "                            recently used first, else fail\n"
         "  --log-level LEVEL         debug, info, warn or error (default info)\n"
         "  --model NAME=URI[,runtime=R]\n"
         "                            serve a model standalone as revision NAME-00001\n"
@@ -170,7 +173,7 @@ static void default_state_dir(char *out, size_t cap)
 int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv_err *err)
 {
     enum { O_LISTEN = 256, O_STATE, O_TOKEN, O_THREADS, O_GPU, O_MAXBODY, O_TIMEOUT, O_LOG,
-           O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL,
+           O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL, O_MEMORY_BUDGET,
            O_MODEL, O_MODELDIR, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
@@ -185,6 +188,7 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         {"fetch-stall", required_argument, NULL, O_FETCH_STALL},
         {"cache-max", required_argument, NULL, O_CACHE_MAX},
         {"max-model-size", required_argument, NULL, O_MAX_MODEL},
+        {"memory-budget", required_argument, NULL, O_MEMORY_BUDGET},
         {"model", required_argument, NULL, O_MODEL},
         {"model-dir", required_argument, NULL, O_MODELDIR},
         {"version", no_argument, NULL, O_VERSION},
@@ -238,6 +242,10 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         case O_MAXBODY:
             if (parse_size(optarg, &opt->max_body))
                 return ksv_err_set(err, 2, "--max-body: expected a size like 1048576 or 64M");
+            break;
+        case O_MEMORY_BUDGET:
+            if (parse_size(optarg, &opt->memory_budget))
+                return ksv_err_set(err, 2, "--memory-budget: expected a size like 512M or 8G");
             break;
         case O_TIMEOUT: {
             double t = strtod(optarg, &end);

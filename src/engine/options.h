@@ -24,6 +24,7 @@ typedef struct ksv_engine_options {
     unsigned threads;
     const char *gpu;              /* auto | off | N */
     size_t max_body;
+    size_t memory_budget;         /* --memory-budget bytes; 0: none */
     double request_timeout;       /* seconds to deliver a body */
     double fetch_timeout;         /* seconds one model download may take in all */
     double fetch_stall;           /* seconds a download may move under 1 KiB */

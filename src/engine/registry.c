@@ -60,6 +60,7 @@ struct ksv_registry {
     unsigned workers;
     int gpu;
     int load_delay_ms;            /* test hook: slows every load (ksv_registry_config) */
+    uint64_t memory_budget;       /* --memory-budget; 0: none */
     char *state_file;
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
@@ -583,6 +584,91 @@ static bool idle_to_zero(const ksv_model *m, const ksv_revision *rev, double now
            ksv_cold_idle_seconds(&rev->cold, now) >= ksv_cold_idle_limit(&m->spec);
 }
 
+/* ------------------------------------------------------------ memory budget */
+
+#define MAX_EVICTIONS 64
+
+/* Host memory the loaded revisions hold (removed ones still finishing requests included). */
+static uint64_t memory_in_use(ksv_registry *reg)
+{
+    uint64_t used = 0;
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++)
+            used += reg->models[i]->revs[r]->memory_bytes;
+    for (size_t i = 0; i < reg->n_dead; i++)
+        used += reg->dead_revs[i]->memory_bytes;
+    return used;
+}
+
+/* May be unloaded to make room: allowed to scale to zero, loaded, idle this instant. */
+static bool evictable(const ksv_revision *rev)
+{
+    return rev->spec.min_replicas == 0 && rev->handle && !rev->loader_busy &&
+           atomic_load(&rev->inflight) == 0 &&
+           ((rev->state == KSV_REV_READY && !rev->cold.cold) || rev->state == KSV_REV_STANDBY);
+}
+
+/* Makes room for `need` bytes for revision `for_rev`, unloading revisions allowed to scale
+ * to zero, least recently used first: a serving one scales to zero (its next request is a
+ * cold start), a standby one unloads. Their runtimes go to items[] for the caller to unload
+ * outside the lock. Returns 0, or -1 with the budget message when even all of them would
+ * not make room (then none is touched). Caller holds the write lock. */
+static int make_room(ksv_registry *reg, const ksv_revision *for_rev, uint64_t need,
+                     unload_item *items, size_t *n_items, ksv_err *err)
+{
+    if (!reg->memory_budget)
+        return 0;
+    ksv_mem_candidate cand[MAX_EVICTIONS];
+    size_t n = 0;
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs && n < MAX_EVICTIONS - *n_items; r++) {
+            ksv_revision *rev = reg->models[i]->revs[r];
+            if (rev != for_rev && evictable(rev))
+                cand[n++] = (ksv_mem_candidate){rev, rev->memory_bytes,
+                                                atomic_load(&rev->cold.last_active_ns)};
+        }
+    uint64_t used = memory_in_use(reg);
+    int k = ksv_mem_plan_eviction(cand, n, reg->memory_budget, used, need);
+    if (k < 0)
+        return ksv_mem_budget_error(err, need, used, reg->memory_budget);
+    for (int v = 0; v < k; v++) {
+        ksv_revision *rev = cand[v].owner;
+        take_runtime(rev, &items[(*n_items)++]);
+        if (rev->state == KSV_REV_READY) {
+            rev->cold.cold = true; /* keeps its traffic; the next request starts it */
+            rev->state = KSV_REV_SCALED_TO_ZERO;
+        } else {
+            rev->state = KSV_REV_UNLOADED;
+        }
+        ksv_log(KSV_LOG_INFO, NULL, "revision %s unloaded to make room for %s (memory budget)",
+                rev->spec.name, for_rev->spec.name);
+    }
+    return 0;
+}
+
+/* After a load: the measured size against the revision's own limit, then the node's
+ * budget. Caller holds the write lock. */
+static int admit_measured(ksv_registry *reg, const ksv_revision *rev, uint64_t measured,
+                          unload_item *items, size_t *n_items, ksv_err *err)
+{
+    if (rev->spec.memory_limit_bytes > 0 && measured > (uint64_t)rev->spec.memory_limit_bytes) {
+        char took[32], limit[32];
+        ksv_mem_format(measured, took, sizeof took);
+        ksv_mem_format((uint64_t)rev->spec.memory_limit_bytes, limit, sizeof limit);
+        return ksv_err_set(err, 503, "memory limit: the model takes %s, over its "
+                                     "resources.limits.memory of %s", took, limit);
+    }
+    return make_room(reg, rev, measured, items, n_items, err);
+}
+
+static void unload_evicted(unload_item *items, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        unload(&items[i]);
+    if (n > 0)
+        ksv_mem_return_to_system();
+}
+
 typedef struct fetch_ticket {
     ksv_registry *reg;
     ksv_revision *rev;            /* kept alive while its fetch_id is set (see janitor) */
@@ -680,6 +766,22 @@ static bool load_one(ksv_registry *reg)
         pthread_rwlock_unlock(&reg->lock);
         return true;
     }
+    /* A revision measured before must fit before it loads. */
+    unload_item evicted[MAX_EVICTIONS];
+    size_t n_evicted = 0;
+    ksv_err err;
+    ksv_err_clear(&err);
+    if (rev->last_memory_bytes &&
+        make_room(reg, rev, rev->last_memory_bytes, evicted, &n_evicted, &err) != 0) {
+        rev->state = KSV_REV_FAILED;
+        rev->cold.loading = false;
+        snprintf(rev->error, sizeof rev->error, "%s", err.msg);
+        if (rev->cold.cold)
+            cold_load_failed(reg, rev);
+        pthread_rwlock_unlock(&reg->lock);
+        ksv_log(KSV_LOG_ERROR, NULL, "revision %s not loaded: %s", rev->spec.name, err.msg);
+        return true;
+    }
     rev->loader_busy = true;
     ksv_revision_spec spec = rev->spec;
     const ksv_runtime_ops *ops = rev->ops;
@@ -687,8 +789,6 @@ static bool load_one(ksv_registry *reg)
     rev->fetched_path = NULL; /* each load of a downloaded model checks the cache again */
     pthread_rwlock_unlock(&reg->lock);
 
-    ksv_err err;
-    ksv_err_clear(&err);
     char path[4096];
     void *handle = NULL;
     ksv_model_info info;
@@ -730,6 +830,10 @@ static bool load_one(ksv_registry *reg)
     bool cold_load = rev->cold.loading;
     rev->cold.loading = false;
     if (rc == 0 && !dead) {
+        rev->last_memory_bytes = mem_used;
+        rc = admit_measured(reg, rev, mem_used, evicted, &n_evicted, &err);
+    }
+    if (rc == 0 && !dead) {
         rev->handle = handle;
         rev->batcher = batcher;
         batcher = NULL;
@@ -756,6 +860,7 @@ static bool load_one(ksv_registry *reg)
         ksv_cold_wake(&reg->cold_queue, &rev->cold, rev->model->spec.name, rev->spec.name,
                       KSV_COLD_RETRY);
     pthread_rwlock_unlock(&reg->lock);
+    unload_evicted(evicted, n_evicted);
     ksv_batcher_destroy(batcher);
     if (handle)
         ops->unload(handle); /* loaded for a revision deleted meanwhile */
@@ -927,6 +1032,7 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     reg->workers = cfg->workers ? cfg->workers : 1;
     reg->gpu = cfg->gpu;
     reg->load_delay_ms = cfg->load_delay_ms;
+    reg->memory_budget = cfg->memory_budget;
     ksv_cold_queue_init(&reg->cold_queue);
     if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
@@ -1559,6 +1665,11 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
  * that always-on revisions do not carry 200 empty histogram lines each. */
 static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap *snap)
 {
+    if (reg->memory_budget)
+        ksv_sb_printf(sb, "# HELP ksv_memory_budget_bytes --memory-budget: what loaded revisions "
+                          "may hold.\n# TYPE ksv_memory_budget_bytes gauge\n"
+                          "ksv_memory_budget_bytes{device=\"cpu\"} %llu\n",
+                      (unsigned long long)reg->memory_budget);
     ksv_sb_puts(sb, "# HELP ksv_model_memory_bytes Memory the loaded revision holds, measured "
                     "across its load.\n# TYPE ksv_model_memory_bytes gauge\n");
     for (size_t i = 0; i < reg->n_models; i++)
@@ -1632,6 +1743,14 @@ int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revisio
     }
     pthread_rwlock_unlock(&reg->lock);
     return n;
+}
+
+void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    *used = memory_in_use(reg);
+    *budget = reg->memory_budget;
+    pthread_rwlock_unlock(&reg->lock);
 }
 
 int64_t ksv_registry_total_inflight(ksv_registry *reg)

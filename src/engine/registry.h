@@ -67,6 +67,7 @@ typedef struct ksv_revision {
     char cache_tree[65];          /* the cache tree it was loaded from, pinned; "" none */
     char error[512];              /* last load failure */
     uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
+    uint64_t last_memory_bytes;   /* what its last load measured, kept after unloading */
     ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
@@ -98,6 +99,8 @@ typedef struct ksv_registry_config {
     unsigned fetch_threads;       /* concurrent downloads (0: 4) */
     double fetch_timeout_s;       /* one download's overall deadline; <= 0: none */
     double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
+    uint64_t memory_budget;       /* --memory-budget: host bytes loaded revisions may hold
+                                   * (0: no budget); see memory_budget.h */
     int load_delay_ms;            /* added to every load: lets tests hold a cold start open
                                    * (KSV_TEST_LOAD_DELAY_MS); 0 in production */
     unsigned long long max_model_bytes; /* largest model downloaded or unpacked; 0: default */
@@ -159,6 +162,8 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb);
 int64_t ksv_registry_total_inflight(ksv_registry *reg);
 /* The model cache's figures (see ksv_cache_write_json), or null without a cache. */
 void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb);
+/* Host memory the loaded revisions hold (measured) and --memory-budget (0: none). */
+void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget);
 
 /* Calls fn for each revision of `model` (NULL: every model), in order, under the read
  * lock; `revision` non-NULL picks one. fn must not call back into the registry. Returns
