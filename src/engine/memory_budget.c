@@ -14,7 +14,9 @@
 #endif
 
 #ifdef KSV_ASAN
-#include <sanitizer/allocator_interface.h>
+/* Declared here, not through <sanitizer/allocator_interface.h>: gcc ships no such header
+ * (clang does), while both compilers' ASan runtimes export the function. */
+extern size_t __sanitizer_get_current_allocated_bytes(void);
 #endif
 
 uint64_t ksv_mem_allocated_bytes(void)
