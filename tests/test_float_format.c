@@ -11,6 +11,7 @@
  * about 2 s, as the oracle's snprintf costs 1 to 2 us a float; the whole 2^32 sweep is
  * bench/float_format_bench --check, run by hand. */
 #include "common/float_format.h"
+#include "common/random.h"
 #include "common/strbuf.h"
 
 #include <float.h>
@@ -99,14 +100,6 @@ static void check_around(tally *t, float v, int steps)
     }
 }
 
-static uint64_t splitmix(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
 static void check_edges(tally *t)
 {
     static const float named[] = {
@@ -160,7 +153,7 @@ static void check_ties(tally *t)
             snprintf(text, sizeof text, "%.*s5e%d", p, "9999999999", x - p);
             check_around(t, strtof(text, NULL), 3);
             for (int i = 0; i < 20; i++) {
-                uint64_t d = splitmix(&state) % 9000000000u + 1000000000u;
+                uint64_t d = ksv_splitmix64(&state) % 9000000000u + 1000000000u;
                 char digits[16];
                 snprintf(digits, sizeof digits, "%llu", (unsigned long long)d);
                 snprintf(text, sizeof text, "%.*s5e%d", p, digits, x - p);
@@ -171,7 +164,7 @@ static void check_ties(tally *t)
     /* Floats that are exact ties: integers and halves with 7 to 10 significant digits that
      * end in 5 (a P-digit rounding lands exactly on the midpoint). */
     for (int i = 0; i < 20000; i++) {
-        uint64_t r = splitmix(&state);
+        uint64_t r = ksv_splitmix64(&state);
         check_float(t, (float)(r % 1677721u * 10u + 5u));             /* up to 2^24 */
         check_float(t, (float)(r % 1677721u * 10u + 5u) / 2.0f);
         check_float(t, (float)(r % 1677721u * 10u + 5u) * 0.25f);
@@ -196,12 +189,12 @@ static void check_random(tally *t, unsigned long count)
 {
     uint64_t state = UINT64_C(0x6b73762d666c6f61);
     for (unsigned long i = 0; i < count; i += 2) {
-        uint64_t r = splitmix(&state);
+        uint64_t r = ksv_splitmix64(&state);
         check_one(t, (uint32_t)r);
         check_one(t, (uint32_t)(r >> 32));
     }
     for (unsigned long i = 0; i < count / 2; i++) {
-        uint64_t r = splitmix(&state);
+        uint64_t r = ksv_splitmix64(&state);
         uint32_t field = 117 + (uint32_t)(r >> 32) % 30;
         check_one(t, ((uint32_t)r & 0x807fffffu) | field << 23);
     }

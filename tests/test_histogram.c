@@ -5,6 +5,7 @@
  * with json-c; the text output with a separate line parser. */
 #define _GNU_SOURCE
 #include "common/histogram.h"
+#include "common/random.h"
 
 #include <float.h>
 #include <math.h>
@@ -27,10 +28,7 @@ typedef struct rng {
 
 static uint64_t rng_next(rng *r)
 {
-    uint64_t z = (r->state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
+    return ksv_splitmix64(&r->state);
 }
 
 /* Uniform in (0, 1), never 0 or 1, so log() below is always finite. */

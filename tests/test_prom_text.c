@@ -7,6 +7,7 @@
  * round trips through ksv_hist_write_prometheus and a separate escaper; truncation at every
  * byte offset and random mutations (must never crash: run under ASan/UBSan). */
 #include "common/histogram.h"
+#include "common/random.h"
 #include "control/prom_text.h"
 
 #include <math.h>
@@ -24,10 +25,7 @@ typedef struct rng {
 
 static uint64_t rng_next(rng *r)
 {
-    uint64_t z = (r->state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
+    return ksv_splitmix64(&r->state);
 }
 
 static bool same_double(double a, double b)

@@ -11,6 +11,7 @@
  * - Random truncations and byte flips of good bodies, each copied into an exact-size heap
  *   block so that the sanitizer build sees any read past the end.
  * - The binary answer: its header parses with json-c and its bytes are the floats. */
+#include "common/random.h"
 #include "engine/half_float.h"
 #include "engine/v2_binary.h"
 #include "engine/v2_codec.h"
@@ -30,10 +31,7 @@
 static uint64_t rng_state = 0xb1a5eed5ULL;
 static uint64_t rnd(void)
 {
-    uint64_t z = (rng_state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
+    return ksv_splitmix64(&rng_state);
 }
 
 static bool same_float(float a, float b)

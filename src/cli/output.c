@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/clock.h"
 #include "common/sanitize.h"
 
 /* "ksv: MESSAGE" on stderr, filtered: messages quote nodes, files and arguments. */
@@ -94,9 +95,7 @@ void ksv_cli_format_time(int64_t ms, char *out, size_t cap)
 
 void ksv_cli_format_age(int64_t ms, char *out, size_t cap)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t s = ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - ms) / 1000;
+    int64_t s = (ksv_wall_ms() - ms) / 1000;
     if (ms <= 0 || s < 0)
         snprintf(out, cap, "-");
     else if (s < 120)

@@ -1,4 +1,5 @@
 /* control.c: opening the control layer, results and history rows. */
+#include "common/clock.h"
 #include "control/control.h"
 
 #include <pwd.h>
@@ -94,20 +95,6 @@ void ksv_ctl_close(ksv_ctl *ctl)
 const char *ksv_ctl_actor(const ksv_ctl *ctl)
 {
     return ctl->actor;
-}
-
-int64_t ctl_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-double ctl_monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
 }
 
 void ksv_ctl_result_free(ksv_ctl_result *r)

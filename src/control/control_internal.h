@@ -5,6 +5,7 @@
 #include <limits.h>
 #include <stdint.h>
 
+#include "common/clock.h"
 #include "control/control.h"
 #include "remote/engine_client.h"
 #include "remote/ssh_tunnel.h"
@@ -37,8 +38,6 @@ typedef struct ctl_upload {
     char remote[1300];            /* "" until uploaded */
 } ctl_upload;
 
-int64_t ctl_now_ms(void);
-double ctl_monotonic_ms(void);
 
 /* ---- fan-out (fanout.c) ---- */
 /* Runs job(ctx, i) for every i in [0, n) on up to `parallel` threads (1: on the caller's

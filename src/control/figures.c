@@ -1,5 +1,6 @@
 /* figures.c: live figures from two scrapes of every node, kept in a metrics window and
  * stored as SQLite samples. */
+#include "common/clock.h"
 #include "control/figures.h"
 
 #include <math.h>
@@ -24,7 +25,7 @@ static bool scrape_node(ksv_ctl *ctl, const ksv_node *node, ksv_mwin *w)
     ctl_node_disconnect(&conn);
     ksv_scrape scrape = {0};
     bool ok = rc == 0 && ksv_scrape_parse_histograms_json(text, len, &scrape, &err) == 0 &&
-              ksv_mwin_add_scrape(w, node->name, ctl_now_ms(), &scrape, &err) == 0;
+              ksv_mwin_add_scrape(w, node->name, ksv_wall_ms(), &scrape, &err) == 0;
     if (!ok)
         ksv_log(KSV_LOG_DEBUG, NULL, "figures: node %s: %s", node->name, err.msg);
     ksv_scrape_free(&scrape);
@@ -44,11 +45,11 @@ void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out)
     double interval = env ? atof(env) : 1.0;
     if (!(interval > 0 && interval <= 60))
         interval = 1.0;
-    int64_t t0 = ctl_now_ms();
+    int64_t t0 = ksv_wall_ms();
     bool *up = calloc(nodes.n ? nodes.n : 1, sizeof *up);
     for (size_t i = 0; up && i < nodes.n; i++)
         up[i] = scrape_node(ctl, &nodes.items[i], out->window);
-    int64_t left_ms = (int64_t)(interval * 1000) - (ctl_now_ms() - t0);
+    int64_t left_ms = (int64_t)(interval * 1000) - (ksv_wall_ms() - t0);
     if (left_ms > 0) {
         struct timespec ts = {(time_t)(left_ms / 1000), (long)(left_ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
@@ -64,7 +65,7 @@ void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out)
             ksv_log(KSV_LOG_WARN, NULL, "figures: storing samples: %s", err.msg);
         ksv_mwin_store_samples_free(samples, n);
     }
-    out->now_ms = ctl_now_ms();
+    out->now_ms = ksv_wall_ms();
     out->span_ms = out->now_ms - t0;
     ksv_metrics_compact_stats stats;
     ksv_store_metrics_compact(ctl->store, out->now_ms, &stats, &err);

@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
+#include "common/random.h"
 #include "control/control_internal.h"
 
 struct ctl_kept {
@@ -38,24 +40,13 @@ struct ctl_kept {
     char last_error[512];
 };
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* xorshift64*: jitter only, so its quality matters little; the state lives in the ctl. */
+/* Jitter only, so its quality matters little; the state lives in the ctl, seeded from the
+ * clock and the pid so two consoles do not redial in step. */
 static double next_unit(uint64_t *state)
 {
     if (*state == 0)
-        *state = ((uint64_t)mono_ms() << 20) ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ULL;
-    uint64_t x = *state;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *state = x;
-    return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+        *state = ((uint64_t)ksv_mono_ms() << 20) ^ (uint64_t)getpid() ^ 0x9E3779B97F4A7C15ULL;
+    return ksv_random_unit(state);
 }
 
 long ctl_backoff_delay_ms(long min_ms, long max_ms, int failures, double unit)
@@ -111,7 +102,7 @@ static long note_failure(ksv_ctl *ctl, ctl_kept *k, const char *why)
     k->failures++;
     long delay = ctl_backoff_delay_ms(ctl->reconnect_min_ms, ctl->reconnect_max_ms,
                                       k->failures, next_unit(&ctl->jitter_state));
-    k->retry_at_ms = mono_ms() + delay;
+    k->retry_at_ms = ksv_mono_ms() + delay;
     return delay;
 }
 
@@ -143,7 +134,7 @@ int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
         k->retry_at_ms = 0;
         snprintf(k->last_error, sizeof k->last_error, "link lost: %.480s", why.msg);
     }
-    int64_t now = mono_ms();
+    int64_t now = ksv_mono_ms();
     if (now < k->retry_at_ms)
         return ksv_err_set(err, 503, "node %s: reconnecting in %.1f s; %s", k->node,
                            (double)(k->retry_at_ms - now) / 1000.0, k->last_error);

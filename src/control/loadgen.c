@@ -4,6 +4,8 @@
  * it move bytes, harvest finished transfers, then sleep in the batch until the next due time,
  * a socket event, a libcurl timer, the next progress tick or the stop-flag check, whichever
  * is first. */
+#include "common/clock.h"
+#include "common/random.h"
 #include "control/loadgen.h"
 
 #include <math.h>
@@ -48,28 +50,6 @@ typedef struct load_run {
     uint64_t next_index;      /* rate mode: request i is due at t0 + i / rps */
 } load_run;
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-/* splitmix64: small, seedable, good enough for body values and bad-request draws. */
-static uint64_t rng_next(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-/* Uniform in [0, 1). */
-static double rng_unit(uint64_t *state)
-{
-    return (double)(rng_next(state) >> 11) * 0x1p-53;
-}
-
 const char *ksv_load_transport_name(ksv_load_transport kind)
 {
     switch (kind) {
@@ -100,7 +80,7 @@ int ksv_load_make_body(size_t features, const char *input_name, uint64_t seed, k
         if (i)
             ksv_sb_putc(sb, ',');
         /* Two decimals keep the body short and every value exact enough to read back. */
-        ksv_sb_printf(sb, "%.2f", floor(rng_unit(&state) * 1000.0) / 100.0);
+        ksv_sb_printf(sb, "%.2f", floor(ksv_random_unit(&state) * 1000.0) / 100.0);
     }
     ksv_sb_puts(sb, "]}]}");
     if (sb->oom)
@@ -239,7 +219,7 @@ static void send_request(load_run *run, double due, double now)
     ksv_load_report *rep = run->rep;
     load_slot *slot = &run->slots[run->free_slots[--run->nfree]];
     double available = run->free_since < now ? run->free_since : now;
-    bool bad = run->cfg->bad_fraction > 0 && rng_unit(&run->rng) < run->cfg->bad_fraction;
+    bool bad = run->cfg->bad_fraction > 0 && ksv_random_unit(&run->rng) < run->cfg->bad_fraction;
     ksv_http_call req = {.method = "POST", .url = run->cfg->url, .body = run->body,
                             .body_len = bad ? run->bad_len : run->body_len};
     slot->queued = available > due ? available - due : 0.0;
@@ -372,7 +352,7 @@ static void run_loop(load_run *run)
 {
     const ksv_load_config *cfg = run->cfg;
     ksv_load_report *rep = run->rep;
-    run->t0 = mono_now();
+    run->t0 = ksv_mono_s();
     run->free_since = run->t0;
     run->issue_end = run->t0 + cfg->duration_s;
     progress_state ps = {.next_at = run->t0 + 1.0, .last_at = run->t0, .last_completed = 0};
@@ -382,7 +362,7 @@ static void run_loop(load_run *run)
     double last_end = run->t0;
 
     for (;;) {
-        double now = mono_now();
+        double now = ksv_mono_s();
         if (issuing) {
             bool stop = cfg->stop && atomic_load(cfg->stop);
             bool capped = cfg->max_requests && rep->sent >= cfg->max_requests;
@@ -397,7 +377,7 @@ static void run_loop(load_run *run)
             }
         }
         ksv_http_batch_perform(run->batch);
-        now = mono_now();
+        now = ksv_mono_s();
         unsigned done = harvest(run, now);
         if (done)
             last_end = now;

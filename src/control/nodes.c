@@ -8,6 +8,7 @@
 
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "common/field_limits.h"
 #include "common/fileutil.h"
 #include "common/sanitize.h"
@@ -309,7 +310,7 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
         return -1;
     ctl_result_add(res, name, true, version[0] ? version : "reachable");
     if (ksv_store_node_add(ctl->store, &node, NULL, err) != 0 ||
-        ksv_store_node_set_status(ctl->store, name, ctl_now_ms(), NULL, version, err) != 0 ||
+        ksv_store_node_set_status(ctl->store, name, ksv_wall_ms(), NULL, version, err) != 0 ||
         ksv_ctl_history(ctl, "node add", NULL, name, NULL, address, res, NULL, err) != 0 ||
         ksv_store_commit(ctl->store, err) != 0) {
         ksv_err ignored;
@@ -477,7 +478,7 @@ int ksv_ctl_node_status(ksv_ctl *ctl, const char *name, ksv_node_status **out, s
         if (!st[i].reachable)
             snprintf(st[i].error, sizeof st[i].error, "%s", one.msg);
         ksv_err ignored;
-        ksv_store_node_set_status(ctl->store, st[i].node.name, st[i].reachable ? ctl_now_ms() : 0,
+        ksv_store_node_set_status(ctl->store, st[i].node.name, st[i].reachable ? ksv_wall_ms() : 0,
                                   st[i].reachable ? NULL : st[i].error,
                                   st[i].reachable ? st[i].engine_version : NULL, &ignored);
         json_object_put(state);

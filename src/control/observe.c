@@ -1,4 +1,5 @@
 /* observe.c: listings, node probes, spec editing and local-engine control for ksv-top. */
+#include "common/clock.h"
 #include "control/observe.h"
 
 #include <limits.h>
@@ -175,7 +176,7 @@ int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
     }
     if (!out->reachable)
         snprintf(out->error, sizeof out->error, "%s", e.msg);
-    out->at_ms = ctl_now_ms();
+    out->at_ms = ksv_wall_ms();
     return 0;
 }
 
@@ -291,7 +292,7 @@ int ksv_ctl_store_window_samples(ksv_ctl *ctl, const ksv_mwin *w, const char *no
         return -1;
     int rc = n > 0 ? ksv_store_metrics_insert(ctl->store, samples, n, err) : 0;
     ksv_mwin_store_samples_free(samples, n);
-    int64_t now = ctl_now_ms();
+    int64_t now = ksv_wall_ms();
     if (rc == 0 && now - ctl->last_compact_ms >= 60000) {
         ksv_metrics_compact_stats stats;
         ctl->last_compact_ms = now;

@@ -1,4 +1,5 @@
 /* prom_source.c: ksv's figures from Prometheus' HTTP API (the HTTP client of src/http + json-c). */
+#include "common/clock.h"
 #include "control/prom_source.h"
 
 #include <ctype.h>
@@ -446,13 +447,6 @@ static int merge(ksv_prom_vector vec[2][F_COUNT], const bool answered[2][F_COUNT
     return 0;
 }
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int ksv_prom_source_fetch(ksv_prom_source *s, ksv_prom_round *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -490,7 +484,7 @@ int ksv_prom_source_fetch(ksv_prom_source *s, ksv_prom_round *out, ksv_err *err)
     for (int lvl = 0; lvl < 2; lvl++)
         for (int f = 0; f < F_COUNT; f++)
             ksv_prom_vector_free(&vec[lvl][f]);
-    out->at_ms = wall_ms();
+    out->at_ms = ksv_wall_ms();
     if (first.msg[0]) {
         snprintf(out->error, sizeof out->error, "%s", first.msg);
         rc = ksv_err_set(err, first.status ? first.status : 502, "%s", first.msg);

@@ -12,6 +12,7 @@
 
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "control/control_internal.h"
 
 /* The re-check of a node that gave no answer: short, so a stopped engine costs little. */
@@ -279,14 +280,14 @@ static void push_node_job(void *arg, size_t i)
     free(uploads);
     double pause = 20;
     while (!silent && any_waiting(pn)) {
-        bool final = ctl_monotonic_ms() >= ctx->deadline_ms;
+        bool final = ksv_mono_ms() >= ctx->deadline_ms;
         if (!check_state(ctx, pn, final)) {
             silent = true;
             break;
         }
         if (final)
             break;
-        double left = ctx->deadline_ms - ctl_monotonic_ms();
+        double left = ctx->deadline_ms - ksv_mono_ms();
         sleep_ms(pause < left ? pause : left);
         pause = pause * 1.5 > 250 ? 250 : pause * 1.5;
     }
@@ -351,7 +352,7 @@ void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
               ksv_ctl_result *res)
 {
     push_ctx ctx = {.ctl = ctl, .models = models, .n_models = n};
-    ctx.deadline_ms = ctl_monotonic_ms() + (timeout_s > 0 ? timeout_s : 0) * 1000.0;
+    ctx.deadline_ms = ksv_mono_ms() + (timeout_s > 0 ? timeout_s : 0) * 1000.0;
     ctx.bodies = calloc(n ? n : 1, sizeof *ctx.bodies);
     ctx.body_errors = calloc(n ? n : 1, sizeof *ctx.body_errors);
     /* The nodes, each once, in the order the models name them. */
@@ -429,7 +430,7 @@ void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
         if (res && ctl_result_add(res, row.node, row.ok, row.message) == 0)
             res->nodes[res->n - 1].unconfirmed = row.unconfirmed;
         if (pn->have_node)
-            ksv_store_node_set_status(ctl->store, pn->name, ctl_now_ms(),
+            ksv_store_node_set_status(ctl->store, pn->name, ksv_wall_ms(),
                                       row.ok ? NULL : row.message, NULL, &ignored);
     }
     if (txn && ksv_store_commit(ctl->store, &ignored) != 0 && ksv_store_in_transaction(ctl->store))

@@ -11,6 +11,7 @@
 #include <json-c/json.h>
 
 #include "config.h"
+#include "common/clock.h"
 #include "engine/http.h"
 
 /* Compares in time independent of where the strings differ. */
@@ -79,8 +80,6 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
     if (sysinfo(&si) == 0)
         for (int i = 0; i < 3; i++)
             loads[i] = (double)si.loads[i] / (double)(1 << SI_LOAD_SHIFT);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     ksv_sb *sb = &resp->body;
     ksv_sb_puts(sb, "{\"name\":\"ksv-engine\",\"version\":");
     ksv_sb_json_str(sb, e->version);
@@ -97,7 +96,7 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
     ksv_sb_json_str(sb, e->listen_address);
     ksv_sb_printf(sb, ",\"threads\":%u,\"max_body\":%zu,\"uptime_s\":%.1f,\"gpus\":",
                   e->threads, e->max_body,
-                  (double)ts.tv_sec + ts.tv_nsec * 1e-9 - e->started_unix);
+                  ksv_wall_s() - e->started_unix);
     ksv_gpu_telemetry_write_json(e->gpu, sb);
     uint64_t mem_used, mem_budget;
     ksv_registry_memory(e->registry, &mem_used, &mem_budget);

@@ -22,6 +22,7 @@
  * Where a signal is skipped, or sent after letting go of `mu`, the comment there says why
  * nothing is lost. Spurious wakeups: each wait sits in a loop that tests its predicate
  * again, so a spurious return costs one more test and sleep. */
+#include "common/clock.h"
 #include "engine/batcher.h"
 
 #include <pthread.h>
@@ -204,18 +205,12 @@ static int collect(ksv_batcher *b, batch_slot *s, size_t offset, size_t rows, fl
 
 static struct timespec deadline_after(unsigned us)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += (long)us * 1000L;
-    ts.tv_sec += ts.tv_nsec / 1000000000L;
-    ts.tv_nsec %= 1000000000L;
-    return ts;
+    return ksv_timespec_in(CLOCK_MONOTONIC, (double)us / 1e6);
 }
 
 static bool before(const struct timespec *deadline)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_MONOTONIC, &now);
+    struct timespec now = ksv_timespec_in(CLOCK_MONOTONIC, 0);
     return now.tv_sec < deadline->tv_sec ||
            (now.tv_sec == deadline->tv_sec && now.tv_nsec < deadline->tv_nsec);
 }

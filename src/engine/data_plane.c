@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "engine/http.h"
 #include "engine/v2_binary.h"
 
@@ -110,7 +111,7 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
                          bool v1, ksv_http_response *resp, ksv_infer_timing *tm, size_t *rows_out,
                          ksv_err *err)
 {
-    tm->decode_start = ksv_now();
+    tm->decode_start = ksv_mono_s();
     ksv_worker *w = req->worker;
     ksv_tensor_req *t = &w->tensor;
     /* Every value takes at least two bytes of JSON ("1,"), so the body bounds the count. */
@@ -140,19 +141,19 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
     size_t rows, features = rev->info.num_features, width = rev->info.num_outputs;
     if (tensor_rows(t, features, &rows, err))
         return -1;
-    if (rev->spec.timeout_ms > 0 && (ksv_now() - req->start) * 1000.0 > rev->spec.timeout_ms)
+    if (rev->spec.timeout_ms > 0 && (ksv_mono_s() - req->start) * 1000.0 > rev->spec.timeout_ms)
         return ksv_err_set(err, 503, "timed out after %d ms before prediction",
                            rev->spec.timeout_ms);
     if (ensure_out(w, rows * width, err))
         return -1;
-    tm->infer_start = ksv_now();
+    tm->infer_start = ksv_mono_s();
     int prc = rev->batcher ? ksv_batcher_predict(rev->batcher, rev->ops, rev->handle, w->index,
                                                  t->data, rows, w->out, err)
                            : rev->ops->predict(rev->handle, w->index, t->data, rows, features,
                                                w->out, err);
     if (prc)
         return -1;
-    tm->infer_end = ksv_now();
+    tm->infer_end = ksv_mono_s();
     if (v1) {
         ksv_v1_encode_predict(&resp->body, w->out, rows, width);
     } else if (ksv_v2_wants_binary_output(t)) {
@@ -166,7 +167,7 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
     }
     if (resp->body.oom)
         return ksv_err_set(err, 503, "out of memory encoding the response");
-    tm->encode_end = ksv_now();
+    tm->encode_end = ksv_mono_s();
     *rows_out = rows;
     resp->status = 200;
     return 0;
@@ -206,7 +207,7 @@ static void infer(const ksv_http_request *req, const char *model, const char *re
         ksv_sb_reset(&resp->body);
         ksv_http_error(resp, err.status ? err.status : 500, err.msg);
     }
-    double finished = ksv_now();
+    double finished = ksv_mono_s();
     ksv_infer_stats_record(&route.rev->stats, resp->status < 400, rows,
                            route.rev->batcher != NULL, &tm, finished);
     ksv_registry_finish(reg, &route, resp->status, finished - req->start, req->request_id,

@@ -1,4 +1,5 @@
 /* fetch_pool.c: a fixed set of fetcher threads working through a queue of downloads. */
+#include "common/clock.h"
 #include "engine/fetch_pool.h"
 
 #include <pthread.h>
@@ -60,7 +61,7 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
     ksv_fetch_result *res = malloc(sizeof *res);
     ksv_fetch_ctl ctl = {
         .cancel = &job->cancel,
-        .deadline = pool->deadline_s > 0 ? ksv_now() + pool->deadline_s : 0,
+        .deadline = pool->deadline_s > 0 ? ksv_mono_s() + pool->deadline_s : 0,
         .deadline_s = pool->deadline_s,
         .stall_s = pool->stall_s,
         .max_bytes = pool->max_bytes,

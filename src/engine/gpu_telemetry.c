@@ -1,5 +1,6 @@
 /* gpu_telemetry.c: NVML loaded with dlopen, sampled at most once per cache period, written
  * as Prometheus gauges and as the node info's "gpus" array. See gpu_telemetry.h. */
+#include "common/clock.h"
 #include "engine/gpu_telemetry.h"
 
 #include <dlfcn.h>
@@ -65,13 +66,6 @@ struct ksv_gpu_telemetry {
     double cache_time;         /* CLOCK_MONOTONIC seconds of the last refresh */
     ksv_gpu_reading cache[KSV_GPU_TELEMETRY_MAX_GPUS]; /* index and name set once at open */
 };
-
-static double monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* dlsym returns an object pointer; POSIX guarantees it converts to a function pointer of
  * the same size, and memcpy makes that conversion without a cast C11 leaves undefined. */
@@ -248,7 +242,7 @@ void ksv_gpu_telemetry_read(ksv_gpu_telemetry *t, ksv_gpu_reading *out, size_t m
     if (!t || t->n_devices == 0 || max == 0)
         return;
     pthread_mutex_lock(&t->lock);
-    double now = monotonic_seconds();
+    double now = ksv_mono_s();
     if (!t->cache_valid || now - t->cache_time >= KSV_GPU_TELEMETRY_CACHE_S) {
         refresh(t);
         t->cache_valid = true;

@@ -89,7 +89,5 @@ bool ksv_http_authorized(const ksv_http_request *req);
 /* The body as one JSON value (json-c; nothing but whitespace after it); NULL with a 400. */
 json_object *ksv_http_json_body(const ksv_http_request *req, ksv_err *err);
 
-/* Monotonic clock in seconds. */
-double ksv_now(void);
 
 #endif

@@ -1,5 +1,6 @@
 /* http_server.c: libmicrohttpd glue. Owns connections and bodies; hands complete requests
  * to the handlers; adds ksv-revision and x-request-id to every response. */
+#include "common/clock.h"
 #include "engine/http_server.h"
 
 #include <arpa/inet.h>
@@ -45,13 +46,6 @@ typedef struct conn_ctx {
     bool suspended;
     ksv_cold_waiter waiter;
 } conn_ctx;
-
-double ksv_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 void ksv_http_error(ksv_http_response *resp, int status, const char *message)
 {
@@ -205,7 +199,7 @@ static void set_request_id(conn_ctx *ctx, struct MHD_Connection *conn, ksv_worke
                  (unsigned long long)++w->next_id);
     else
         snprintf(ctx->request_id, sizeof ctx->request_id, "ksv-%llx",
-                 (unsigned long long)(ksv_now() * 1e9));
+                 (unsigned long long)(ksv_mono_s() * 1e9));
 }
 
 static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx *ctx,
@@ -362,7 +356,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         ctx = calloc(1, sizeof *ctx);
         if (!ctx)
             return MHD_NO;
-        ctx->start = ksv_now();
+        ctx->start = ksv_mono_s();
         ksv_sb_init(&ctx->resp.body);
         *con_cls = ctx;
         atomic_fetch_add(&srv->active, 1);
@@ -397,7 +391,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *upload_data_size = 0;
         if (ctx->answered)
             return MHD_YES; /* an early error answer is queued below; discard the rest */
-        if (ksv_now() - ctx->start > srv->request_timeout) {
+        if (ksv_mono_s() - ctx->start > srv->request_timeout) {
             char msg[128];
             snprintf(msg, sizeof msg, "request body not received within %.0f s",
                      srv->request_timeout);

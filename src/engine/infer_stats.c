@@ -1,4 +1,5 @@
 /* infer_stats.c: Triton-style inference statistics, counted per revision. */
+#include "common/clock.h"
 #include "engine/infer_stats.h"
 
 #include <time.h>
@@ -17,11 +18,7 @@ static void add(ksv_stat_pair *p, double seconds)
 void ksv_infer_stats_record(ksv_infer_stats *s, bool ok, uint64_t rows, bool batched,
                             const ksv_infer_timing *t, double finished)
 {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    atomic_store_explicit(&s->last_inference_ms,
-                          (uint64_t)now.tv_sec * 1000u + (uint64_t)now.tv_nsec / 1000000u,
-                          memory_order_relaxed);
+    atomic_store_explicit(&s->last_inference_ms, (uint64_t)ksv_wall_ms(), memory_order_relaxed);
     if (!ok) {
         add(&s->fail, finished - t->arrived);
         return;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 
+#include "common/clock.h"
 #include "common/fileutil.h"
 #include "common/log.h"
 #include "config.h"
@@ -215,15 +216,13 @@ int main(int argc, char **argv)
         ksv_log(KSV_LOG_WARN, NULL, "gpu telemetry: out of memory; no GPU gauges");
     if (ksv_http_listen(opt->listen, &listen_fd, bound, sizeof bound, &err) != 0)
         goto fail;
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
     info = (ksv_engine_info){
         .version = PACKAGE_VERSION,
         .token = token,
         .registry = reg,
         .max_body = opt->max_body,
         .threads = opt->threads,
-        .started_unix = (double)now.tv_sec + now.tv_nsec * 1e-9,
+        .started_unix = ksv_wall_s(),
         .listen_address = bound,
         .state_dir = opt->state_dir,
         .gpu = gpu,
@@ -250,19 +249,19 @@ int main(int argc, char **argv)
     ksv_http_server_quiesce(srv);
     /* Requests already read from keep-alive connections are still answered: wait until
      * none is between its headers and its response, bounded. */
-    double deadline = ksv_now() + SHUTDOWN_GRACE_S;
+    double deadline = ksv_mono_s() + SHUTDOWN_GRACE_S;
     struct timespec settle = {0, 50 * 1000000L};
     nanosleep(&settle, NULL);
     while ((ksv_http_server_active(srv) > 0 || ksv_registry_total_inflight(reg) > 0) &&
-           ksv_now() < deadline) {
+           ksv_mono_s() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }
     /* Requests still waiting for a cold start are answered (503) before the server stops:
      * a parked connection must be resumed before libmicrohttpd may shut down. */
     ksv_registry_close_cold_queue(reg);
-    deadline = ksv_now() + 2.0;
-    while (ksv_http_server_active(srv) > 0 && ksv_now() < deadline) {
+    deadline = ksv_mono_s() + 2.0;
+    while (ksv_http_server_active(srv) > 0 && ksv_mono_s() < deadline) {
         struct timespec ts = {0, 10 * 1000000L};
         nanosleep(&ts, NULL);
     }

@@ -1,5 +1,7 @@
 /* registry.c: models, revisions, traffic split and the lifecycle thread that loads,
  * drains and unloads revisions. See registry.h for the locking rules. */
+#include "common/clock.h"
+#include "common/random.h"
 #include "engine/registry.h"
 
 #include <math.h>
@@ -77,20 +79,6 @@ static void push_error(ksv_model *m, int status, const char *revision, const cha
                        const char *message);
 
 /* ------------------------------------------------------------------ small helpers */
-
-static double monotonic_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double unix_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 const char *ksv_rev_state_name(ksv_rev_state s)
 {
@@ -254,7 +242,7 @@ static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
         m->pending = true;
         return;
     }
-    double now = monotonic_now();
+    double now = ksv_mono_s();
     m->n_split = 0;
     int cumulative = 0;
     for (size_t i = 0; i < m->n_revs; i++) {
@@ -569,7 +557,7 @@ static void cold_start_done(ksv_revision *rev)
 static void cold_load_failed(ksv_registry *reg, ksv_revision *rev)
 {
     rev->cold.loading = false;
-    rev->cold.failed_at = monotonic_now();
+    rev->cold.failed_at = ksv_mono_s();
     atomic_store(&rev->cold.requested_ns, 0);
     ksv_cold_wake(&reg->cold_queue, &rev->cold, rev->model->spec.name, rev->spec.name,
                   KSV_COLD_RETRY);
@@ -799,7 +787,7 @@ static bool load_one(ksv_registry *reg)
         .booster_pool = spec.booster_pool,
         .gpu = reg->gpu,
     };
-    double t0 = monotonic_now();
+    double t0 = ksv_mono_s();
     int rc = 0;
     /* A fetched model is a folder in the cache, resolved as a local folder is. */
     rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
@@ -811,7 +799,7 @@ static bool load_one(ksv_registry *reg)
     if (rc == 0)
         rc = ops->load(path, &opts, &handle, &info, &err);
     uint64_t mem_used = ksv_mem_growth(mem_before, ksv_mem_allocated_bytes());
-    double took = monotonic_now() - t0;
+    double took = ksv_mono_s() - t0;
     ksv_batcher *batcher = NULL;
     size_t batch_rows = spec.batch_max_rows > 1                             ? (size_t)spec.batch_max_rows
                         : spec.batch_max_rows == 0 && info.prefers_batches ? KSV_BATCH_DEFAULT_MAX_ROWS
@@ -842,7 +830,7 @@ static bool load_one(ksv_registry *reg)
         rev->memory_bytes = mem_used;
         rev->error[0] = '\0';
         rev->state = rev->desired > 0 ? KSV_REV_READY : KSV_REV_STANDBY;
-        rev->idle_since = monotonic_now();
+        rev->idle_since = ksv_mono_s();
         handle = NULL;
         if (rev->cold.cold || cold_load)
             cold_start_done(rev);
@@ -876,7 +864,7 @@ static bool load_one(ksv_registry *reg)
  * with nothing in flight are freed. */
 static void janitor(ksv_registry *reg)
 {
-    double now = monotonic_now();
+    double now = ksv_mono_s();
     bool work = false;
     pthread_rwlock_rdlock(&reg->lock);
     for (size_t i = 0; i < reg->n_dead && !work; i++)
@@ -979,7 +967,7 @@ static void expire_cold_waiters(void *ctx)
 {
     ksv_registry *reg = ctx;
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_cold_expire(&reg->cold_queue, monotonic_now(), cold_timed_out, reg);
+    ksv_cold_expire(&reg->cold_queue, ksv_mono_s(), cold_timed_out, reg);
     pthread_rwlock_unlock(&reg->lock);
 }
 
@@ -999,13 +987,8 @@ static void *lifecycle_main(void *arg)
             continue;
         pthread_mutex_lock(&reg->lc_mu);
         if (!reg->lc_wake && !reg->lc_stop) {
-            struct timespec until;
-            clock_gettime(CLOCK_REALTIME, &until);
-            until.tv_nsec += 100 * 1000000L; /* drain checks need no faster tick */
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            /* drain checks need no faster tick */
+            struct timespec until = ksv_timespec_in(CLOCK_REALTIME, 0.1);
             pthread_cond_timedwait(&reg->lc_cond, &reg->lc_mu, &until);
         }
         pthread_mutex_unlock(&reg->lc_mu);
@@ -1169,7 +1152,7 @@ int ksv_registry_restore(ksv_registry *reg, ksv_err *err)
 static int cold_route(ksv_revision *rev, ksv_route *route, ksv_err *err)
 {
     route->retry_after_s = ksv_cold_retry_after(rev->load_seconds);
-    if (rev->state == KSV_REV_FAILED && monotonic_now() - rev->cold.failed_at < COLD_RETRY_S) {
+    if (rev->state == KSV_REV_FAILED && ksv_mono_s() - rev->cold.failed_at < COLD_RETRY_S) {
         atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1, memory_order_relaxed);
         route->retry_after_s = COLD_RETRY_S;
         return ksv_err_set(err, 503, "revision %s could not start from zero: %s",
@@ -1212,16 +1195,6 @@ void ksv_registry_close_cold_queue(ksv_registry *reg)
     pthread_rwlock_unlock(&reg->lock);
 }
 
-static uint64_t next_random(uint64_t *state)
-{
-    uint64_t x = *state ? *state : 0x9E3779B97F4A7C15ull;
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    *state = x;
-    return x;
-}
-
 int ksv_registry_route(ksv_registry *reg, const char *model, const char *revision,
                        uint64_t *rng, ksv_route *route, ksv_err *err)
 {
@@ -1242,7 +1215,7 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
     } else if (m->n_split == 0) {
         rc = ksv_err_set(err, 503, "model %s is not ready: no revision loaded yet", model);
     } else {
-        int pick = (int)(next_random(rng) % 100);
+        int pick = (int)(ksv_splitmix64(rng) % 100);
         size_t i = 0;
         while (i + 1 < m->n_split && pick >= m->split[i].cumulative)
             i++;
@@ -1277,7 +1250,7 @@ static void push_error(ksv_model *m, int status, const char *revision, const cha
 {
     pthread_mutex_lock(&m->errors_mu);
     ksv_error_entry *e = &m->errors[m->errors_next];
-    e->unix_time = unix_now();
+    e->unix_time = ksv_wall_s();
     e->status = status;
     snprintf(e->request_id, sizeof e->request_id, "%s", request_id ? request_id : "");
     snprintf(e->revision, sizeof e->revision, "%s", revision ? revision : "");

@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "engine/forest/forest_layout.h"
+#include "common/random.h"
 #include "engine/runtime.h"
 
 #define PROBE_ROWS 1024
@@ -25,14 +26,6 @@ typedef struct auto_model {
     const ksv_runtime_ops *ops;   /* the runtime that answers */
     void *handle;
 } auto_model;
-
-static uint64_t splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* Split thresholds per feature: feat_start[f]..feat_start[f+1] in values. */
 typedef struct thresholds {
@@ -95,7 +88,7 @@ static void collect_thresholds(const forest *f, thresholds *t)
 
 static float probe_value(uint64_t *rng, const thresholds *t, uint32_t feature)
 {
-    uint64_t r = splitmix(rng);
+    uint64_t r = ksv_splitmix64(rng);
     unsigned pick = (unsigned)(r % 100);
     size_t n = t->feat_start && t->values ? t->feat_start[feature + 1] - t->feat_start[feature]
                                           : 0;
@@ -109,7 +102,7 @@ static float probe_value(uint64_t *rng, const thresholds *t, uint32_t feature)
         return how == 0 ? th : how == 1 ? nextafterf(th, -INFINITY) : nextafterf(th, INFINITY);
     }
     /* A value of any sign and magnitude: mantissa in [-1, 1), exponent in [-20, 20]. */
-    double m = (double)(int64_t)(splitmix(rng) >> 11) * 0x1p-52 - 1.0;
+    double m = (double)(int64_t)(ksv_splitmix64(rng) >> 11) * 0x1p-52 - 1.0;
     return (float)ldexp(m, (int)((r >> 24) % 41) - 20);
 }
 

@@ -1,17 +1,11 @@
 /* scale_to_zero.c: the cold-start queue and the scale-to-zero bookkeeping of a revision.
  * See scale_to_zero.h for the model; registry.c decides when to unload and load. */
+#include "common/clock.h"
 #include "engine/scale_to_zero.h"
 
 #include <math.h>
 #include <string.h>
 #include <time.h>
-
-static int64_t monotonic_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 void ksv_cold_queue_init(ksv_cold_queue *q)
 {
@@ -39,7 +33,7 @@ static void *reaper_main(void *arg)
             pthread_cond_wait(&q->cond, &q->mu);
             continue;
         }
-        double now = (double)monotonic_ns() * 1e-9;
+        double now = (double)ksv_mono_ns() * 1e-9;
         if (earliest > now) {
             /* A little past the deadline, so that it has surely passed when checked. */
             double at = earliest + 0.001;
@@ -82,7 +76,7 @@ void ksv_cold_state_init(ksv_cold_state *c)
 {
     memset(c, 0, sizeof *c);
     atomic_init(&c->requested_ns, 0);
-    atomic_init(&c->last_active_ns, monotonic_ns());
+    atomic_init(&c->last_active_ns, ksv_mono_ns());
     atomic_init(&c->cold_starts, 0);
     atomic_init(&c->queue_depth, 0);
     ksv_hist_init(&c->duration);
@@ -90,13 +84,13 @@ void ksv_cold_state_init(ksv_cold_state *c)
 
 void ksv_cold_touch(ksv_cold_state *c)
 {
-    atomic_store_explicit(&c->last_active_ns, monotonic_ns(), memory_order_relaxed);
+    atomic_store_explicit(&c->last_active_ns, ksv_mono_ns(), memory_order_relaxed);
 }
 
 void ksv_cold_request(ksv_cold_state *c)
 {
     int64_t zero = 0;
-    atomic_compare_exchange_strong(&c->requested_ns, &zero, monotonic_ns());
+    atomic_compare_exchange_strong(&c->requested_ns, &zero, ksv_mono_ns());
 }
 
 void ksv_cold_started(ksv_cold_state *c)
@@ -104,7 +98,7 @@ void ksv_cold_started(ksv_cold_state *c)
     int64_t asked = atomic_exchange(&c->requested_ns, 0);
     atomic_fetch_add(&c->cold_starts, 1);
     if (asked)
-        ksv_hist_record(&c->duration, (double)(monotonic_ns() - asked) * 1e-9);
+        ksv_hist_record(&c->duration, (double)(ksv_mono_ns() - asked) * 1e-9);
 }
 
 double ksv_cold_idle_seconds(const ksv_cold_state *c, double now)

@@ -1,4 +1,5 @@
 /* storage.c: storage URI resolution. */
+#include "common/clock.h"
 #include "engine/storage.h"
 
 #include <ctype.h>
@@ -48,7 +49,7 @@ static int on_progress(long long done, long long total, void *user)
 {
     (void)done, (void)total;
     download *d = user;
-    double now = ksv_now();
+    double now = ksv_mono_s();
     if (atomic_load(d->ctl->cancel))
         d->stopped = "cancelled";
     else if (d->ctl->deadline > 0 && now > d->ctl->deadline)
@@ -92,7 +93,7 @@ static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ks
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld.%lu", path, (long)getpid(),
                          atomic_fetch_add(&part_seq, 1)) >= sizeof tmp)
         return ksv_err_set(err, 400, "storage %s: cache path too long", url);
-    download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_now(),
+    download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_mono_s(),
                   .max_bytes = ctl->max_bytes ? ctl->max_bytes : KSV_STORAGE_MAX_DOWNLOAD};
     if (!d.f)
         return ksv_err_set(err, 500, "%s: %s", tmp, strerror(errno));

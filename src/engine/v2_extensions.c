@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "engine/http.h"
 
 /* How long a load request waits for the model to become ready before answering 503 (the
@@ -72,7 +73,7 @@ static void find_failure(void *ctx, const char *model, const ksv_revision *rev, 
 static void wait_loaded(const ksv_http_request *req, const char *model, ksv_http_response *resp)
 {
     ksv_registry *reg = req->engine->registry;
-    double deadline = ksv_now() + LOAD_WAIT_S;
+    double deadline = ksv_mono_s() + LOAD_WAIT_S;
     for (;;) {
         if (ksv_registry_ready(reg, model, NULL) == 1) {
             resp->status = 200;
@@ -89,7 +90,7 @@ static void wait_loaded(const ksv_http_request *req, const char *model, ksv_http
             ksv_http_error(resp, 400, msg);
             return;
         }
-        if (ksv_now() > deadline) {
+        if (ksv_mono_s() > deadline) {
             char msg[320];
             snprintf(msg, sizeof msg,
                      "model %.96s is still loading after %.0f s; GET /v2/models/%.96s/ready "

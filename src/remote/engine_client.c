@@ -1,5 +1,6 @@
 /* engine_client.c: HTTP calls to one ksv-engine through one reused src/http client, and
  * the mapping of transport failures, HTTP errors and bad replies onto ksv_err. */
+#include "common/clock.h"
 #include "remote/engine_client.h"
 
 #include <stdint.h>
@@ -486,13 +487,6 @@ int ksv_engine_client_get_model_status(ksv_engine_client *c, const char *model,
 
 /* --- waiting for a change to take effect ------------------------------------------------ */
 
-static double monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 static void sleep_ms(double ms)
 {
     if (ms <= 0)
@@ -522,14 +516,14 @@ int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long
 {
     if (state_out)
         *state_out = NULL;
-    double deadline = monotonic_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0);
+    double deadline = ksv_mono_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0);
     double pause = 20;
     char pending[256] = "";
     ksv_err last;
     ksv_err_clear(&last);
     for (;;) {
         /* The last poll may overrun the deadline a little rather than get no time. */
-        double left = deadline - monotonic_ms();
+        double left = deadline - ksv_mono_ms();
         long budget = left < 50 ? 50 : (long)left;
         bool cut_short = budget < c->timeout_ms;
         if (!cut_short)
@@ -576,7 +570,7 @@ int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long
             if (rc != 1)
                 return rc;
         }
-        left = deadline - monotonic_ms();
+        left = deadline - ksv_mono_ms();
         if (left <= 0)
             break;
         sleep_ms(pause < left ? pause : left);

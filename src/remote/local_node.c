@@ -3,6 +3,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* pipe2, close_range */
 #endif
+#include "common/clock.h"
 #include "remote/local_node.h"
 
 #include <errno.h>
@@ -22,13 +23,6 @@
 #include "remote/engine_client.h"
 
 /* --- small helpers ------------------------------------------------------------------------ */
-
-static double monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void sleep_ms(long ms)
 {
@@ -230,7 +224,7 @@ int ksv_local_engine_attach(const char *state_dir, long timeout_ms, ksv_local_en
                             ksv_err *err)
 {
     memset(out, 0, sizeof *out);
-    double deadline = monotonic_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0);
+    double deadline = ksv_mono_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0);
     for (;;) {
         if (!ksv_local_engine_running(state_dir))
             return ksv_err_set(err, 404, "no ksv-engine runs on state dir %s", state_dir);
@@ -243,7 +237,7 @@ int ksv_local_engine_attach(const char *state_dir, long timeout_ms, ksv_local_en
                 *err = why;
             return -1;
         }
-        if (monotonic_ms() >= deadline) {
+        if (ksv_mono_ms() >= deadline) {
             memset(out->token, 0, sizeof out->token);
             return ksv_err_set(err, 503, "the ksv-engine on %s does not answer: %s",
                                state_dir, why.msg);
@@ -423,7 +417,7 @@ static int start_or_attach(const char *engine_path, const char *state_dir,
         state_path(log_path, sizeof log_path, dir, "engine.log", err) != 0)
         return -1;
 
-    double deadline = monotonic_ms() + (double)KSV_LOCAL_ENGINE_START_TIMEOUT_MS;
+    double deadline = ksv_mono_ms() + (double)KSV_LOCAL_ENGINE_START_TIMEOUT_MS;
     pid_t child = 0;
     int spawns = 0;
     ksv_err why;
@@ -483,7 +477,7 @@ static int start_or_attach(const char *engine_path, const char *state_dir,
                 }
             }
         }
-        if (monotonic_ms() >= deadline)
+        if (ksv_mono_ms() >= deadline)
             break;
         sleep_ms(20);
     }
@@ -516,7 +510,7 @@ static bool wait_unlocked(const char *dir, double deadline)
     for (;;) {
         if (!ksv_local_engine_running(dir))
             return true;
-        if (monotonic_ms() >= deadline)
+        if (ksv_mono_ms() >= deadline)
             return false;
         sleep_ms(10);
     }
@@ -536,12 +530,12 @@ int ksv_local_engine_stop(const char *state_dir, long timeout_ms, ksv_err *err)
         return errno == ESRCH ? 0
                               : ksv_err_set(err, 500, "cannot stop ksv-engine pid %ld: %s",
                                             (long)pid, strerror(errno));
-    if (wait_unlocked(state_dir, monotonic_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0)))
+    if (wait_unlocked(state_dir, ksv_mono_ms() + (double)(timeout_ms > 0 ? timeout_ms : 0)))
         return 0;
     if (read_lock_pid(state_dir) == pid && kill(pid, SIGKILL) != 0 && errno != ESRCH)
         return ksv_err_set(err, 500, "cannot kill ksv-engine pid %ld: %s", (long)pid,
                            strerror(errno));
-    if (wait_unlocked(state_dir, monotonic_ms() + 5000))
+    if (wait_unlocked(state_dir, ksv_mono_ms() + 5000))
         return 0;
     return ksv_err_set(err, 500, "ksv-engine pid %ld on %s did not exit", (long)pid,
                        state_dir);

@@ -1,6 +1,7 @@
 /* ssh_engine.c: find or install, start and attach to the ksv-engine of an SSH node (see
  * ssh_engine.h). Attaching to a running engine is one exec (node_facts_read) and one HTTP
  * probe through a direct-tcpip channel; installing and starting add a few more. */
+#include "common/clock.h"
 #include "remote/ssh_engine.h"
 
 #include <stdio.h>
@@ -288,8 +289,8 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
         out->started = true;
         long limit = o->start_timeout_ms > 0 ? o->start_timeout_ms
                                              : KSV_SSH_ENGINE_START_TIMEOUT_MS;
-        double deadline = ksv_ssh_now_ms() + (double)limit;
-        while (!up && ksv_ssh_now_ms() < deadline) {
+        double deadline = ksv_mono_ms() + (double)limit;
+        while (!up && ksv_mono_ms() < deadline) {
             sleep_ms(150);
             up = ksv_ssh_http_probe(s, "127.0.0.1", out->port, "/v2/health/live", 2000, &code,
                                     &probe_err) == 0 && code == 200;

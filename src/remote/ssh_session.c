@@ -3,6 +3,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
+#include "common/clock.h"
 #include "remote/ssh_session_internal.h"
 
 #include <errno.h>
@@ -30,16 +31,9 @@
 
 /* --- shared helpers ------------------------------------------------------------------ */
 
-double ksv_ssh_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 int ksv_ssh_wait(ksv_ssh_session *s, double deadline_ms, const char *what, ksv_err *err)
 {
-    double left = deadline_ms - ksv_ssh_now_ms();
+    double left = deadline_ms - ksv_mono_ms();
     if (left <= 0) {
         s->broken = true;
         return ksv_err_set(err, 504, "%s: %s timed out", s->name, what);
@@ -168,7 +162,7 @@ static int tcp_connect(const char *host, int port, double deadline, int *fd_out,
             struct pollfd p = {.fd = fd, .events = POLLOUT};
             int ready = 0;
             for (;;) {
-                double left = deadline - ksv_ssh_now_ms();
+                double left = deadline - ksv_mono_ms();
                 if (left <= 0)
                     break;
                 ready = poll(&p, 1, (int)left + 1);
@@ -390,7 +384,7 @@ int ksv_ssh_session_open(const ksv_ssh_target *t, ksv_ssh_session **out, ksv_err
 
     long ct = t->connect_timeout_ms > 0 ? t->connect_timeout_ms
                                         : KSV_SSH_DEFAULT_CONNECT_TIMEOUT_MS;
-    double deadline = ksv_ssh_now_ms() + (double)ct;
+    double deadline = ksv_mono_ms() + (double)ct;
     int rc;
     if (tcp_connect(s->info.host, s->info.port, deadline, &s->fd, err) != 0)
         goto fail_prefixed;
@@ -480,7 +474,7 @@ bool ksv_ssh_session_alive(ksv_ssh_session *s, ksv_err *err)
         ksv_err_set(err, 503, "%s: the SSH link is down", s->name);
         return false;
     }
-    double deadline = ksv_ssh_now_ms() + (double)s->dead_after_ms;
+    double deadline = ksv_mono_ms() + (double)s->dead_after_ms;
     for (;;) {
         int rc = ksv_ssh_ping_step(s);
         if (rc == 1)
@@ -581,7 +575,7 @@ int ksv_ssh_exec(ksv_ssh_session *s, const char *command, const char *stdin_data
     memset(out, 0, sizeof *out);
     if (s->broken)
         return ksv_err_set(err, 503, "%s: the SSH link is down", s->name);
-    double deadline = ksv_ssh_now_ms() + (double)(timeout_ms > 0 ? timeout_ms
+    double deadline = ksv_mono_ms() + (double)(timeout_ms > 0 ? timeout_ms
                                                                  : s->io_timeout_ms);
     LIBSSH2_CHANNEL *ch = open_exec_channel(s, command, deadline, err);
     if (!ch)
@@ -672,7 +666,7 @@ int ksv_ssh_exec(ksv_ssh_session *s, const char *command, const char *stdin_data
     } else {
         ksv_ssh_fail(s, rc, 500, "running a command", err);
     }
-    channel_dispose(s, ch, ksv_ssh_now_ms() + (rc == LIBSSH2_ERROR_TIMEOUT ? 200 : 1000));
+    channel_dispose(s, ch, ksv_mono_ms() + (rc == LIBSSH2_ERROR_TIMEOUT ? 200 : 1000));
     if (rc != 0 || o.oom || e.oom) {
         if (rc == 0)
             ksv_err_set(err, 500, "out of memory");
@@ -701,7 +695,7 @@ int ksv_ssh_http_probe(ksv_ssh_session *s, const char *host, int port, const cha
     *http_status = 0;
     if (s->broken)
         return ksv_err_set(err, 503, "%s: the SSH link is down", s->name);
-    double deadline = ksv_ssh_now_ms() + (double)(timeout_ms > 0 ? timeout_ms
+    double deadline = ksv_mono_ms() + (double)(timeout_ms > 0 ? timeout_ms
                                                                  : s->io_timeout_ms);
     LIBSSH2_CHANNEL *ch;
     while (!(ch = libssh2_channel_direct_tcpip_ex(s->ssh, host, port, "127.0.0.1", 0)) &&
@@ -753,13 +747,13 @@ int ksv_ssh_http_probe(ksv_ssh_session *s, const char *host, int port, const cha
             break;
         if (!progress && ksv_ssh_wait(s, deadline, "probing the engine", err) != 0) {
             s->broken = false;   /* only waiting timed out; the channel is disposed below */
-            channel_dispose(s, ch, ksv_ssh_now_ms() + 1000);
+            channel_dispose(s, ch, ksv_mono_ms() + 1000);
             return ksv_err_set(err, 503, "%s: no HTTP answer from %s:%d on the node within "
                                          "%ld ms", s->name, host, port,
                                timeout_ms > 0 ? timeout_ms : s->io_timeout_ms);
         }
     }
-    channel_dispose(s, ch, ksv_ssh_now_ms() + 1000);
+    channel_dispose(s, ch, ksv_mono_ms() + 1000);
     if (rc != 0)
         return ksv_ssh_fail(s, rc, 503, "probing the engine", err);
     int major, minor, code;

@@ -20,10 +20,9 @@ struct ksv_ssh_session {
     char name[400];              /* user@host:port */
 };
 
-double ksv_ssh_now_ms(void);
 
 /* Waits (poll) until the socket is ready in the direction libssh2 is blocked on, or the
- * deadline (ksv_ssh_now_ms() scale) passes: then 504, and the session is marked broken. */
+ * deadline (ksv_mono_ms() scale) passes: then 504, and the session is marked broken. */
 int ksv_ssh_wait(ksv_ssh_session *s, double deadline_ms, const char *what, ksv_err *err);
 
 /* True for libssh2 codes that mean the connection itself is gone or unusable (as opposed

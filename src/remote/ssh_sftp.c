@@ -1,5 +1,6 @@
 /* ssh_sftp.c: resumable, verified uploads into a content-named cache on a node (see
  * ssh_sftp.h). */
+#include "common/clock.h"
 #include "remote/ssh_sftp.h"
 
 #include <ctype.h>
@@ -60,7 +61,7 @@ static int remote_size(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, const char *path,
                        long long *size, ksv_err *err)
 {
     LIBSSH2_SFTP_ATTRIBUTES a;
-    double deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+    double deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
     int rc;
     while ((rc = libssh2_sftp_stat_ex(sftp, path, (unsigned)strlen(path), LIBSSH2_SFTP_STAT,
                                       &a)) == LIBSSH2_ERROR_EAGAIN)
@@ -78,7 +79,7 @@ static int remote_size(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, const char *path,
 static int remote_unlink(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, const char *path,
                          ksv_err *err)
 {
-    double deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+    double deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
     int rc;
     while ((rc = libssh2_sftp_unlink_ex(sftp, path, (unsigned)strlen(path))) ==
            LIBSSH2_ERROR_EAGAIN)
@@ -95,7 +96,7 @@ static int send_part(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, int fd, const char 
                      long long offset, ksv_ssh_progress_fn progress, void *arg,
                      ksv_ssh_upload_result *out, ksv_err *err)
 {
-    double deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+    double deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
     unsigned long flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT;
     if (offset == 0)
         flags |= LIBSSH2_FXF_TRUNC;
@@ -112,7 +113,7 @@ static int send_part(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, int fd, const char 
         libssh2_sftp_close_handle(h);
         return ksv_err_set(err, 500, "seek in the local file: %s", strerror(errno));
     }
-    double started = ksv_ssh_now_ms();
+    double started = ksv_mono_ms();
     long long done = offset;
     int result = 0;
     char *buf = malloc(CHUNK);
@@ -128,7 +129,7 @@ static int send_part(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, int fd, const char 
             break;
         }
         size_t off = 0;
-        deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+        deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
         while (result == 0 && off < (size_t)n) {
             ssize_t w = libssh2_sftp_write(h, buf + off, (size_t)n - off);
             if (w == LIBSSH2_ERROR_EAGAIN) {
@@ -140,11 +141,11 @@ static int send_part(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, int fd, const char 
                 off += (size_t)w;
                 done += w;
                 out->sent += w;
-                deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+                deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
             }
         }
         if (result == 0 && progress) {
-            double secs = (ksv_ssh_now_ms() - started) / 1e3;
+            double secs = (ksv_mono_ms() - started) / 1e3;
             double rate = secs > 0 ? (double)out->sent / secs : 0;
             if (progress(done, out->size, rate, arg) != 0)
                 result = ksv_err_set(err, 499, "%s: upload of %s stopped at %lld of %lld bytes "
@@ -157,13 +158,13 @@ static int send_part(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, int fd, const char 
         return -1;   /* the handle dies with the session */
     int rc;
     if (result == 0) {
-        deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+        deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
         /* fsync@openssh.com where offered; a server without it still gets the close. */
         while ((rc = libssh2_sftp_fsync(h)) == LIBSSH2_ERROR_EAGAIN)
             if (ksv_ssh_wait(s, deadline, "SFTP fsync", err) != 0)
                 return -1;
     }
-    deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+    deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
     while ((rc = libssh2_sftp_close_handle(h)) == LIBSSH2_ERROR_EAGAIN)
         if (ksv_ssh_wait(s, deadline, "SFTP close", err) != 0)
             return -1;
@@ -214,7 +215,7 @@ static int upload(ksv_ssh_session *s, LIBSSH2_SFTP *sftp, int fd, const char *di
                                      "here); removed it, upload again",
                            s->name, part, hex, out->sha256);
     }
-    double deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+    double deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
     int rc;
     while ((rc = libssh2_sftp_rename_ex(sftp, part, (unsigned)strlen(part), out->remote_path,
                                         (unsigned)strlen(out->remote_path),
@@ -262,7 +263,7 @@ int ksv_ssh_sftp_upload(ksv_ssh_session *s, const char *local_path, const char *
     }
     ksv_ssh_exec_result_free(&r);
 
-    double deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+    double deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
     LIBSSH2_SFTP *sftp;
     while (!(sftp = libssh2_sftp_init(s->ssh)) &&
            libssh2_session_last_errno(s->ssh) == LIBSSH2_ERROR_EAGAIN)
@@ -277,7 +278,7 @@ int ksv_ssh_sftp_upload(ksv_ssh_session *s, const char *local_path, const char *
     int rc = upload(s, sftp, fd, remote_dir, progress, progress_arg, out, err);
     close(fd);
     if (!s->broken) {
-        deadline = ksv_ssh_now_ms() + (double)s->io_timeout_ms;
+        deadline = ksv_mono_ms() + (double)s->io_timeout_ms;
         while (libssh2_sftp_shutdown(sftp) == LIBSSH2_ERROR_EAGAIN)
             if (ksv_ssh_wait(s, deadline, "closing SFTP", NULL) != 0)
                 break;

@@ -3,6 +3,7 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE /* accept4, pipe2 */
 #endif
+#include "common/clock.h"
 #include "remote/ssh_tunnel.h"
 
 #include <arpa/inet.h>
@@ -232,7 +233,7 @@ static void *forward_thread(void *arg)
 {
     ksv_ssh_tunnel *t = arg;
     ksv_ssh_session *s = t->s;
-    double last_ping_done = ksv_ssh_now_ms();
+    double last_ping_done = ksv_mono_ms();
     double ping_started = 0;
     bool ping_in_flight = false;
     /* Worst case, a link that freezes right after a ping is declared dead after
@@ -245,7 +246,7 @@ static void *forward_thread(void *arg)
     while (!atomic_load(&t->stop) && atomic_load(&t->alive)) {
         bool progress = false;
         int fatal = 0;
-        double now = ksv_ssh_now_ms();
+        double now = ksv_mono_ms();
 
         /* New local connections. */
         for (;;) {
@@ -314,7 +315,7 @@ static void *forward_thread(void *arg)
                 int r = ksv_ssh_ping_step(s);
                 if (r == 1) {
                     ping_in_flight = false;
-                    last_ping_done = ksv_ssh_now_ms();
+                    last_ping_done = ksv_mono_ms();
                 } else if (r < 0) {
                     fatal = r;
                 } else if (now - ping_started > (double)s->dead_after_ms) {
@@ -373,7 +374,7 @@ static void *forward_thread(void *arg)
          * poll waking at once, again and again. */
         if (ready > 0 && (pfds[2].revents & (POLLIN | POLLHUP | POLLERR)) && !ping_in_flight) {
             ping_in_flight = true;
-            ping_started = ksv_ssh_now_ms();
+            ping_started = ksv_mono_ms();
         }
         if (ready > 0 && (pfds[0].revents & POLLIN)) {
             char drain[64];

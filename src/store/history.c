@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "store/store_internal.h"
 
 int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *id,
@@ -26,7 +27,7 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
                       &st, err) < 0)
         return -1;
     int rc = SQLITE_OK;
-    store_bind_int64(&rc, st, 1, e->at_ms ? e->at_ms : store_now_ms());
+    store_bind_int64(&rc, st, 1, e->at_ms ? e->at_ms : ksv_wall_ms());
     store_bind_text(&rc, st, 2, e->actor);
     store_bind_text(&rc, st, 3, e->action);
     store_bind_text(&rc, st, 4, e->model);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/strbuf.h"
 #include "store/store_internal.h"
 
@@ -295,7 +296,7 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model *in, int64_t *id, bool 
     if (store_tx_begin(s, &tx, true, err) < 0)
         return -1;
     sqlite3_stmt *st = NULL;
-    int64_t model_id = 0, now = store_now_ms();
+    int64_t model_id = 0, now = ksv_wall_ms();
     if (store_prepare(s, "SELECT id FROM models WHERE namespace = ?1 AND name = ?2", &st,
                       err) < 0)
         goto fail;

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/strbuf.h"
 #include "store/store_internal.h"
 
@@ -104,7 +105,7 @@ int ksv_store_node_add(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err 
     store_bind_opt_int64(&rc, st, 7, node->engine_port);
     store_bind_text(&rc, st, 8, node->engine_path);
     store_bind_text(&rc, st, 9, node->engine_state_dir);
-    store_bind_int64(&rc, st, 10, store_now_ms());
+    store_bind_int64(&rc, st, 10, ksv_wall_ms());
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     sqlite3_finalize(st);

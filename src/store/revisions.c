@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "store/store_internal.h"
 
 #define REVISION_COLUMNS                                                                   \
@@ -189,7 +190,7 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     store_bind_text(&rc, st, 5, hash);
     store_bind_text(&rc, st, 6, runtime);
     store_bind_text(&rc, st, 7, storage_uri);
-    store_bind_int64(&rc, st, 8, store_now_ms());
+    store_bind_int64(&rc, st, 8, ksv_wall_ms());
     if (rc != SQLITE_OK) {
         store_db_error(s, rc, "creating a revision", err);
         goto fail;
@@ -315,7 +316,7 @@ int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ks
     if (exec_ids(s, "UPDATE models SET stable_revision_id = ?2 WHERE id = ?1", model_id,
                  revision_id, 0, "setting the stable revision", err) < 0 ||
         exec_ids(s, "UPDATE revisions SET rolled_out_at = coalesce(rolled_out_at, ?2) "
-                 "WHERE id = ?1", revision_id, store_now_ms(), 0, "setting the stable revision",
+                 "WHERE id = ?1", revision_id, ksv_wall_ms(), 0, "setting the stable revision",
                  err) < 0)
         goto fail;
     free(mname);

@@ -1,5 +1,6 @@
 /* sqlutil.c: the helpers every store file uses: SQLite errors as ksv_err, statements,
  * sticky binders, validated column readers, nested-safe transactions, input checks. */
+#include "common/clock.h"
 #include "store/store_internal.h"
 
 #include <json-c/json.h>
@@ -234,13 +235,6 @@ void store_tx_abort(ksv_store *s, store_tx *tx)
         exec_const(s, "ROLLBACK TO ksv_op", NULL);
         exec_const(s, "RELEASE ksv_op", NULL);
     }
-}
-
-int64_t store_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 char *store_strdup(const char *v, bool *oom)

@@ -77,7 +77,6 @@ int store_tx_commit(ksv_store *s, store_tx *tx, ksv_err *err);
 /* Undoes everything since store_tx_begin; safe to call after a failed commit. */
 void store_tx_abort(ksv_store *s, store_tx *tx);
 
-int64_t store_now_ms(void);
 /* strdup that maps NULL to NULL; sets *oom on allocation failure of a non-NULL input. */
 char *store_strdup(const char *v, bool *oom);
 /* 400 unless v is a DNS-1123 label of at most max characters (common/field_limits.h: the

@@ -1,5 +1,6 @@
 /* app.c: the UI loop of ksv-top: keys through the binding table, the confirm dialog, the
  * `/` filter and `:` command lines, the canary slider and the edit flow. */
+#include "common/clock.h"
 #include "tui/app.h"
 
 #include <curses.h>
@@ -17,13 +18,6 @@
 
 #define UI_TICK_MS 100
 #define ESC_KEY 27
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_status(tui_app *a, tui_color c, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -390,7 +384,7 @@ static void normal_key(tui_app *a, int key)
         return;
     }
     if (act != TUI_ACT_REFRESH && act != TUI_ACT_REDRAW)
-        a->view.last_key_ms = now_ms();
+        a->view.last_key_ms = ksv_wall_ms();
     int page = LINES > 6 ? LINES - 5 : 1;
     switch (act) {
     case TUI_ACT_QUIT:
@@ -439,7 +433,7 @@ static void normal_key(tui_app *a, int key)
         const tui_model *m = current_model(a);
         if (m) {
             tui_view_toggle_expanded(&a->view, m->key);
-            tui_view_rebuild(&a->view, a->snap, now_ms());
+            tui_view_rebuild(&a->view, a->snap, ksv_wall_ms());
         }
         break;
     }
@@ -540,7 +534,7 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
             seen = s->seq;
             tui_snapshot_unref(a->snap);
             a->snap = s;
-            tui_view_rebuild(&a->view, a->snap, now_ms());
+            tui_view_rebuild(&a->view, a->snap, ksv_wall_ms());
         } else {
             tui_snapshot_unref(s);
         }
@@ -572,7 +566,7 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
         else
             normal_key(a, key);
         if (a->snap)
-            tui_view_rebuild(&a->view, a->snap, now_ms());
+            tui_view_rebuild(&a->view, a->snap, ksv_wall_ms());
     }
     tui_crt_done(&a->crt);
     tui_snapshot_unref(a->snap);

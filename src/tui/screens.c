@@ -6,18 +6,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "control/control.h"
 #include "tui/app.h"
 #include "tui/format.h"
 #include "tui/spark.h"
 #include "tui/widgets.h"
-
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int A(const tui_app *a, tui_color c)
 {
@@ -33,7 +27,7 @@ static void draw_header(tui_app *a)
 {
     const tui_snapshot *s = a->snap;
     char line[512], qps[32], clock[32];
-    int64_t now = now_ms();
+    int64_t now = ksv_wall_ms();
     tui_fmt_clock(now, now, clock, sizeof clock);
     tui_fill_row(0, A(a, TUI_C_HEADER));
     if (!s) {
@@ -118,7 +112,7 @@ static void draw_models(tui_app *a, int top, int height)
                               "no models yet: ksv apply -f FILE (or ksv-top --demo)",
                 A(a, TUI_C_DIM), false, false);
     }
-    int64_t now = now_ms();
+    int64_t now = ksv_wall_ms();
     for (int i = 0; i < height && a->view.top + (size_t)i < a->view.n_rows; i++) {
         size_t ri = a->view.top + (size_t)i;
         const tui_row *row = &a->view.rows[ri];
@@ -273,7 +267,7 @@ static void draw_detail(tui_app *a, int top, int height)
     for (int i = 0; i < err_rows && (size_t)i < m->n_errors && y + i < bottom; i++) {
         const tui_req_error *e = &m->errors[i];
         char t[32];
-        tui_fmt_clock((int64_t)(e->unix_time * 1000), now_ms(), t, sizeof t);
+        tui_fmt_clock((int64_t)(e->unix_time * 1000), ksv_wall_ms(), t, sizeof t);
         snprintf(line, sizeof line, "%s %.30s %d %.40s %.60s %.200s", t, e->node, e->status, e->request_id,
                  e->revision, e->message);
         tui_put(y + i, 2, COLS - 3, line, A(a, e->status >= 500 ? TUI_C_BAD : TUI_C_WARN), false,
@@ -323,7 +317,7 @@ static void draw_history(tui_app *a, int top, int height)
         return;
     height--;
     scroll_list(a, s->n_history, height);
-    int64_t now = now_ms();
+    int64_t now = ksv_wall_ms();
     for (int i = 0; i < height && a->list_top + (size_t)i < s->n_history; i++) {
         size_t k = a->list_top + (size_t)i;
         const tui_hist_row *h = &s->history[k];

@@ -1,4 +1,5 @@
 /* worker.c: probers, collector and actor threads behind ksv-top. */
+#include "common/clock.h"
 #include "tui/worker.h"
 
 #include <errno.h>
@@ -72,21 +73,10 @@ struct tui_worker {
     size_t n_sparks;
 };
 
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Waits on w->cond until *flag, stop, or ms pass. Called with w->mu held. */
 static void wait_ms(tui_worker *w, const bool *flag, double ms)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    long long ns = (long long)ts.tv_nsec + (long long)(ms * 1e6);
-    ts.tv_sec += (time_t)(ns / 1000000000LL);
-    ts.tv_nsec = (long)(ns % 1000000000LL);
+    struct timespec ts = ksv_timespec_in(CLOCK_REALTIME, ms / 1e3);
     while (!w->stop && !(flag && *flag))
         if (pthread_cond_timedwait(&w->cond, &w->mu, &ts) == ETIMEDOUT)
             break;
@@ -98,7 +88,7 @@ static void on_upload(const char *node, const char *file, long long done, long l
                       double rate, void *user)
 {
     tui_worker *w = user;
-    int64_t now = wall_ms();
+    int64_t now = ksv_wall_ms();
     pthread_mutex_lock(&w->mu);
     if (done >= total || now - w->transfer_ms >= 200) {
         /* The last two parts of the path say which model it is and fit the line. */
@@ -267,7 +257,7 @@ static spark_hist *spark_for(tui_worker *w, const char *key)
     ksv_err err;
     int64_t step = (int64_t)(w->opts.interval_s * 1000);
     if (w->ctl && step > 0 &&
-        ksv_ctl_recent_qps(w->ctl, slash ? slash + 1 : key, wall_ms(), step, TUI_SPARK_LEN,
+        ksv_ctl_recent_qps(w->ctl, slash ? slash + 1 : key, ksv_wall_ms(), step, TUI_SPARK_LEN,
                            seed, &err) == 0) {
         size_t first = 0;
         while (first < TUI_SPARK_LEN && isnan(seed[first]))
@@ -575,7 +565,7 @@ static void collect(tui_worker *w)
         if (ksv_prom_source_fetch(w->prom, &w->prom_round, &perr) != 0)
             snprintf(s->error, sizeof s->error, "%.250s", perr.msg);
     }
-    int64_t now = wall_ms();
+    int64_t now = ksv_wall_ms();
     s->taken_ms = now;
     s->interval_s = w->opts.interval_s;
     ksv_err err;
