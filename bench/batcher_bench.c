@@ -14,9 +14,7 @@
  * 1-3 rows, some larger than a batch (they bypass it) and some that make the runtime fail.
  * Exit status 1 when any check fails.
  *
- * Build (from the repository root), new batcher alone:
- *   gcc -std=gnu11 -O2 -pthread -Isrc bench/batcher_bench.c src/engine/batcher.c \
- *       src/common/error.c -o /tmp/batcher_bench
+ * Build: `make -C build bench` (build/bench/batcher_bench, the new batcher alone).
  * Old against new, side by side: compile the other batcher with its symbols renamed, then
  * link both with -DBATCHER_BENCH_OLD:
  *   git show ae8dbcd:src/engine/batcher.c > /tmp/batcher_old.c   # the broadcast batcher
