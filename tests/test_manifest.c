@@ -266,7 +266,7 @@ static void test_scale(void)
         "spec.predictor.logger",
         "spec.predictor.model.modelFormat.version",
         "spec.predictor.model.protocolVersion",
-        "spec.predictor.model.resources",
+        "spec.predictor.model.resources.limits.cpu",
     };
     static const char *const expect_acted[] = {
         "spec.predictor.containerConcurrency", "spec.predictor.timeout",
@@ -287,7 +287,7 @@ static void test_scale(void)
     ksv_manifest_format_notes(&list, &notes);
     KT_CHECK(notes.data &&
                  strstr(notes.data, "ml/flowers-sample: not acted on: metadata.labels, ") &&
-                 strstr(notes.data, "spec.predictor.model.resources\n"),
+                 strstr(notes.data, "spec.predictor.model.resources.limits.cpu\n"),
              "scale: one not-acted-on line");
     ksv_sb_free(&notes);
 

@@ -137,6 +137,9 @@ void ksv_cli_format_time(int64_t ms, char *out, size_t cap);
 /* "42s", "5m", "3h", "2d" since ms; "-" for 0 or the future. */
 void ksv_cli_format_age(int64_t ms, char *out, size_t cap);
 
+/* `get quota` (cmd_quota.c). */
+int ksv_cli_get_quota(ksv_cli *cli, const ksv_args *a);
+
 /* Model views shared by get, describe and rollout (cmd_get.c). */
 int ksv_cli_with_view(ksv_cli *cli, const char *model,
                       int (*fn)(ksv_cli *cli, const ksv_model_view *v));

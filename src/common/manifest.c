@@ -575,8 +575,9 @@ static int read_resource_list(vctx *v, const mnode *map, const char *prefix,
             free(out->memory);
             if (!(out->memory = strdup(value->type == MN_STRING ? value->str : text)))
                 return oom(v);
+        } else if (not_acted_on(v, path, value)) {
+            return -1; /* cpu and other resources: kept in `original`, not acted on */
         }
-        /* cpu and other resources: kept in `original`, listed with `resources` as a whole. */
     }
     return 0;
 }
@@ -597,10 +598,13 @@ static int read_resources(vctx *v, const mnode *map, const char *prefix)
         } else if (strcmp(e->key, "requests") == 0) {
             if (read_resource_list(v, e->value, path, &v->spec->requests))
                 return -1;
+        } else if (not_acted_on(v, path, e->value)) {
+            return -1;
         }
     }
-    /* Stored now, acted on when quotas arrive (README.md, "Operating models with ksv"). */
-    return not_acted_on(v, prefix, map);
+    /* limits.memory is checked against the measured size; requests (defaulting to limits)
+     * count against namespace quotas. */
+    return 0;
 }
 
 /* ---- predictor ------------------------------------------------------------------------------- */
@@ -873,7 +877,7 @@ static int read_isvc(vctx *v, const mnode *root, int line)
         return fail(v, kind, "kind", "expected a string, found %s", mn_type_name(kind->type));
     if (strcmp(kind->str, KSV_MANIFEST_KIND) != 0)
         return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService "
-                    "manifests only", kind->str);
+                    "and ResourceQuota manifests only", kind->str);
     const mnode *api = require(v, root, "apiVersion", "expected " KSV_MANIFEST_API_VERSION);
     if (!api)
         return -1;
@@ -948,6 +952,11 @@ void ksv_manifest_list_free(ksv_manifest_list *list)
     free(list->items);
     list->items = NULL;
     list->n = 0;
+    for (size_t k = 0; k < list->n_quotas; k++)
+        ksv_resource_quota_free(&list->quotas[k]);
+    free(list->quotas);
+    list->quotas = NULL;
+    list->n_quotas = 0;
 }
 
 static int add_spec(vctx *v, ksv_manifest_list *out, size_t *cap, const mnode *root, int line)
@@ -997,11 +1006,16 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
                     return -1;
             continue;
         }
+        if (kind && kind->type == MN_STRING && strcmp(kind->str, "ResourceQuota") == 0) {
+            if (ksv_manifest_read_quota_(root, root->line, v->file, out, v->err))
+                return -1;
+            continue;
+        }
         /* A document is named by its first line of content, not by its `---`. */
         if (add_spec(v, out, &cap, root, root->line))
             return -1;
     }
-    if (out->n == 0)
+    if (out->n == 0 && out->n_quotas == 0)
         return ksv_err_set(v->err, 400, "%s:1:1: no InferenceService in this file", v->file);
     return 0;
 }
@@ -1015,8 +1029,7 @@ static bool ends_with(const char *s, const char *suffix)
 int ksv_manifest_parse_buffer(const char *text, size_t len, const char *display_name,
                               const char *base_dir, ksv_manifest_list *out, ksv_err *err)
 {
-    out->items = NULL;
-    out->n = 0;
+    memset(out, 0, sizeof *out);
     const char *name = display_name ? display_name : "<manifest>";
     if (!text)
         text = "", len = 0;
@@ -1059,8 +1072,7 @@ int ksv_manifest_parse_buffer(const char *text, size_t len, const char *display_
 
 int ksv_manifest_load_file(const char *path, ksv_manifest_list *out, ksv_err *err)
 {
-    out->items = NULL;
-    out->n = 0;
+    memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f)
         return ksv_err_set(err, 404, "%s: cannot open: %s", path, strerror(errno));
@@ -1132,6 +1144,19 @@ static void put_note(ksv_sb *out, ksv_sb *line)
     ksv_sb_reset(line);
 }
 
+/* "FILE:LINE: [KIND ]NS/NAME: not acted on: a, b" when there is anything to list. */
+static void not_acted_note(ksv_sb *out, ksv_sb *line, const char *source, int at,
+                           const char *kind, const char *ns, const char *name,
+                           char *const *paths, size_t n)
+{
+    if (n == 0)
+        return;
+    ksv_sb_printf(line, "%s:%d: %s%s/%s: not acted on: ", source, at, kind, ns, name);
+    for (size_t j = 0; j < n; j++)
+        ksv_sb_printf(line, "%s%s", j ? ", " : "", paths[j]);
+    put_note(out, line);
+}
+
 void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out)
 {
     ksv_sb line;
@@ -1143,13 +1168,13 @@ void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out)
                           spec->line, spec->namespace_name, spec->name, spec->runtime_written,
                           spec->runtime);
         put_note(out, &line);
-        if (spec->n_not_acted_on == 0)
-            continue;
-        ksv_sb_printf(&line, "%s:%d: %s/%s: not acted on: ", spec->source, spec->line,
-                      spec->namespace_name, spec->name);
-        for (size_t j = 0; j < spec->n_not_acted_on; j++)
-            ksv_sb_printf(&line, "%s%s", j ? ", " : "", spec->not_acted_on[j]);
-        put_note(out, &line);
+        not_acted_note(out, &line, spec->source, spec->line, "", spec->namespace_name,
+                       spec->name, spec->not_acted_on, spec->n_not_acted_on);
+    }
+    for (size_t k = 0; k < list->n_quotas; k++) {
+        const ksv_resource_quota *q = &list->quotas[k];
+        not_acted_note(out, &line, q->source, q->line, "ResourceQuota ", q->namespace_name,
+                       q->name, q->not_acted_on, q->n_not_acted_on);
     }
     ksv_sb_free(&line);
 }

@@ -113,9 +113,31 @@ typedef struct ksv_isvc {
     size_t n_not_acted_on;
 } ksv_isvc;
 
+/* A Kubernetes ResourceQuota (apiVersion v1) for a namespace: the hard limits ksv enforces
+ * at apply (DESIGN.md section 11). */
+#define KSV_QUOTA_COUNT_ISVC "count/inferenceservices.serving.kserve.io"
+#define KSV_QUOTA_REQUESTS_MEMORY "requests.memory"
+#define KSV_QUOTA_REQUESTS_GPU "requests.nvidia.com/gpu"
+typedef struct ksv_resource_quota {
+    char *source;
+    int line;
+    char *name;
+    char *namespace_name;        /* default "default" */
+    bool has_count, has_memory, has_gpu;
+    int64_t count;               /* count/inferenceservices.serving.kserve.io */
+    uint64_t memory_bytes;       /* requests.memory */
+    int64_t gpu;                 /* requests.nvidia.com/gpu */
+    char **not_acted_on;         /* other spec.hard keys and spec fields, as paths */
+    size_t n_not_acted_on;
+} ksv_resource_quota;
+
+void ksv_resource_quota_free(ksv_resource_quota *q);
+
 typedef struct ksv_manifest_list {
     ksv_isvc *items;
     size_t n;
+    ksv_resource_quota *quotas;  /* ResourceQuota documents of the same file */
+    size_t n_quotas;
 } ksv_manifest_list;
 
 /* Reads FILE (at most 4 MiB); relative storage paths resolve against FILE's directory.

@@ -85,4 +85,8 @@ const char *mn_type_name(mn_type type);
 int mn_read_yaml(const char *text, size_t len, const char *name, mn_docs *docs, ksv_err *err);
 int mn_read_json(const char *text, size_t len, const char *name, mn_docs *docs, ksv_err *err);
 
+/* resource_quota.c: reads one ResourceQuota document into out->quotas. */
+int ksv_manifest_read_quota_(const mnode *root, int line, const char *file,
+                             ksv_manifest_list *out, ksv_err *err);
+
 #endif

@@ -158,6 +158,27 @@ int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id);
 int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model *out,
                           ksv_err *err);
 
+/* ---- namespace quotas (ResourceQuota; quota.c) ---------------------------------------- */
+
+/* A stored quota with what its namespace uses now (see quota.c for how usage counts). */
+typedef struct ksv_quota_usage {
+    ksv_quota quota;
+    int64_t used_count;
+    uint64_t used_memory_bytes;
+    int64_t used_gpu;
+} ksv_quota_usage;
+
+typedef struct ksv_quota_usage_list {
+    ksv_quota_usage *items;
+    size_t n;
+} ksv_quota_usage_list;
+
+/* Quotas of namespace ns (NULL: all) with their usage. */
+int ksv_ctl_quota_list(ksv_ctl *ctl, const char *ns, ksv_quota_usage_list *out, ksv_err *err);
+void ksv_quota_usage_list_free(ksv_quota_usage_list *l);
+/* Bytes as Kubernetes writes them: "2Gi", "512Mi", or plain bytes. */
+void ksv_quota_format_bytes(uint64_t bytes, char *out, size_t cap);
+
 /* ---- load generation (ksv load) -------------------------------------------------------- */
 
 /* A connection to the engine serving a model, open for the length of a load run (for an

@@ -42,6 +42,11 @@ typedef struct ctl_upload {
 /* ---- fan-out (fanout.c) ---- */
 /* Runs job(ctx, i) for every i in [0, n) on up to `parallel` threads (1: on the caller's
  * thread, in order) and returns when all are done. Jobs must not touch the ctl's store. */
+/* quota.c: refuses (403, kubectl's "exceeded quota: ..." wording) an apply that would take
+ * a namespace past a ResourceQuota, before anything is stored; then stores the file's
+ * quotas. */
+int ctl_quota_admit(ksv_ctl *ctl, const ksv_manifest_list *list, ksv_err *err);
+
 void ctl_fanout(size_t n, int parallel, void (*job)(void *ctx, size_t i), void *ctx);
 
 /* ---- pushing desired state to nodes (push.c) ---- */

@@ -325,6 +325,8 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
      * what did not change: a previous run may have died before the nodes got it, and
      * reconciling is idempotent. A spec the store refuses stops the rest, but what was
      * stored before it is still pushed. */
+    if (ctl_quota_admit(ctl, list, err) != 0)
+        return -1;
     int rc = 0;
     size_t changed_count = 0, stored = 0;
     view_set set = {0};

@@ -128,7 +128,22 @@ static const char migration_1[] =
 
     "PRAGMA user_version = 1;\n";
 
-const char *const store_migrations[] = {migration_1};
+/* 2: Kubernetes ResourceQuotas per namespace (spec.hard as applied). */
+static const char migration_2[] =
+    "CREATE TABLE quotas (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  namespace TEXT NOT NULL,\n"
+    "  name TEXT NOT NULL,\n"
+    "  count_isvc INTEGER,\n"
+    "  requests_memory INTEGER,\n"
+    "  requests_gpu INTEGER,\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  updated_at INTEGER NOT NULL,\n"
+    "  UNIQUE (namespace, name)\n"
+    ");\n"
+    "PRAGMA user_version = 2;\n";
+
+const char *const store_migrations[] = {migration_1, migration_2};
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == KSV_STORE_SCHEMA_VERSION,

@@ -52,7 +52,7 @@
 
 #include "common/error.h"
 
-#define KSV_STORE_SCHEMA_VERSION 1
+#define KSV_STORE_SCHEMA_VERSION 2
 #define KSV_STORE_RAW_RETENTION_MS (24LL * 3600 * 1000)
 #define KSV_STORE_ROLLUP_RETENTION_MS (30LL * 24 * 3600 * 1000)
 #define KSV_STORE_ROLLUP_STEP_MS 60000LL
@@ -305,5 +305,29 @@ int ksv_store_metrics_compact(ksv_store *s, int64_t now_ms, ksv_metrics_compact_
                               ksv_err *err);
 void ksv_metric_sample_clear(ksv_metric_sample *m);
 void ksv_metric_list_free(ksv_metric_list *l);
+
+/* ---- quotas (ResourceQuota per namespace) ---- */
+
+typedef struct ksv_quota {
+    int64_t id;
+    char *ns;
+    char *name;
+    int64_t count;                /* count/inferenceservices...; -1: not limited */
+    int64_t memory_bytes;         /* requests.memory; -1: not limited */
+    int64_t gpu;                  /* requests.nvidia.com/gpu; -1: not limited */
+    int64_t created_at_ms, updated_at_ms;
+} ksv_quota;
+
+typedef struct ksv_quota_list {
+    ksv_quota *items;
+    size_t n;
+} ksv_quota_list;
+
+void ksv_quota_clear(ksv_quota *q);
+void ksv_quota_list_free(ksv_quota_list *l);
+/* Creates or replaces the quota ns/name (its limits; created_at is kept). */
+int ksv_store_quota_put(ksv_store *s, const ksv_quota *q, ksv_err *err);
+/* Quotas of namespace ns (NULL: all), ordered by namespace and name. */
+int ksv_store_quota_list(ksv_store *s, const char *ns, ksv_quota_list *out, ksv_err *err);
 
 #endif

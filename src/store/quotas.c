@@ -1,0 +1,121 @@
+/* quotas.c: Kubernetes ResourceQuotas, one row per namespace/name, as last applied. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "store/store_internal.h"
+
+void ksv_quota_clear(ksv_quota *q)
+{
+    free(q->ns);
+    free(q->name);
+    memset(q, 0, sizeof *q);
+}
+
+void ksv_quota_list_free(ksv_quota_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        ksv_quota_clear(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+/* A limit column: NULL when the quota does not limit it (-1 here). */
+static void bind_limit(int *rc, sqlite3_stmt *st, int idx, int64_t v)
+{
+    if (*rc != SQLITE_OK)
+        return;
+    *rc = v < 0 ? sqlite3_bind_null(st, idx) : sqlite3_bind_int64(st, idx, v);
+}
+
+int ksv_store_quota_put(ksv_store *s, const ksv_quota *q, ksv_err *err)
+{
+    if (store_check_label(q->ns, "namespace", KSV_NAMESPACE_MAX, err) < 0 ||
+        store_check_label(q->name, "quota name", KSV_DNS_LABEL_MAX, err) < 0)
+        return -1;
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "INSERT INTO quotas (namespace, name, count_isvc, requests_memory, "
+                      "requests_gpu, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
+                      "ON CONFLICT (namespace, name) DO UPDATE SET count_isvc = ?3, "
+                      "requests_memory = ?4, requests_gpu = ?5, updated_at = ?6",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK;
+    store_bind_text(&rc, st, 1, q->ns);
+    store_bind_text(&rc, st, 2, q->name);
+    bind_limit(&rc, st, 3, q->count);
+    bind_limit(&rc, st, 4, q->memory_bytes);
+    bind_limit(&rc, st, 5, q->gpu);
+    store_bind_int64(&rc, st, 6, ksv_wall_ms());
+    if (rc != SQLITE_OK) {
+        sqlite3_finalize(st);
+        return store_db_error(s, rc, "storing a quota", err);
+    }
+    int r = store_step_done(s, st, "storing a quota", err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int read_limit(ksv_store *s, sqlite3_stmt *st, int col, const char *what, int64_t *out,
+                      ksv_err *err)
+{
+    if (sqlite3_column_type(st, col) == SQLITE_NULL) {
+        *out = -1;
+        return 0;
+    }
+    return store_col_int64(s, st, col, false, 0, INT64_MAX, what, out, err);
+}
+
+int ksv_store_quota_list(ksv_store *s, const char *ns, ksv_quota_list *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "SELECT id, namespace, name, count_isvc, requests_memory, requests_gpu, "
+                      "created_at, updated_at FROM quotas WHERE ?1 IS NULL OR namespace = ?1 "
+                      "ORDER BY namespace, name",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK, r = 0;
+    size_t cap = 0;
+    store_bind_text(&rc, st, 1, ns);
+    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
+        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+            break;
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 8;
+            ksv_quota *grown = realloc(out->items, nc * sizeof *grown);
+            if (!grown) {
+                r = ksv_err_set(err, 500, "out of memory");
+                break;
+            }
+            out->items = grown;
+            cap = nc;
+        }
+        ksv_quota *q = &out->items[out->n];
+        memset(q, 0, sizeof *q);
+        if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "quotas.id", &q->id, err) < 0 ||
+            store_col_text(s, st, 1, false, "quotas.namespace", &q->ns, err) < 0 ||
+            store_col_text(s, st, 2, false, "quotas.name", &q->name, err) < 0 ||
+            read_limit(s, st, 3, "quotas.count_isvc", &q->count, err) < 0 ||
+            read_limit(s, st, 4, "quotas.requests_memory", &q->memory_bytes, err) < 0 ||
+            read_limit(s, st, 5, "quotas.requests_gpu", &q->gpu, err) < 0 ||
+            store_col_int64(s, st, 6, false, 0, INT64_MAX, "quotas.created_at",
+                            &q->created_at_ms, err) < 0 ||
+            store_col_int64(s, st, 7, false, 0, INT64_MAX, "quotas.updated_at",
+                            &q->updated_at_ms, err) < 0) {
+            ksv_quota_clear(q);
+            r = -1;
+            break;
+        }
+        out->n++;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "listing quotas", err);
+    sqlite3_finalize(st);
+    if (r < 0)
+        ksv_quota_list_free(out);
+    return r;
+}
