@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from ksvtest import DATA, ENGINE, KSV, SRCDIR, check, finish, free_port, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, KSV, SRCDIR, check, finish, free_port, lock_pid, tmpdir
 
 work = tmpdir("ksv-cli-")
 env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=os.path.join(work, "state"),
@@ -19,17 +19,7 @@ env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=os.pa
 node_dirs = {"a": os.path.join(work, "node-a"), "b": os.path.join(work, "node-b")}
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def ksv_json(*args):
-    rc, out, err = ksv(*args, "-o", "json")
-    try:
-        return rc, json.loads(out)
-    except ValueError:
-        return rc, {"stdout": out, "stderr": err}
+ksv, ksv_json = ksv_cli(env)
 
 
 def engine_state(node, model):

@@ -14,11 +14,10 @@ import http.server
 import json
 import os
 import pwd
-import subprocess
 import threading
 import urllib.request
 
-from ksvtest import DATA, ENGINE, KSV, check, finish, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, check, finish, lock_pid, tmpdir
 
 ESC_VERSION = "\x1b]0;pwned\x07\x1b[2J1.0\u009b31m"
 ESC_ERROR = "\x1b]0;owned\x07\x1b[2Jdisk on fire"
@@ -31,12 +30,7 @@ env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=state
            KSV_ENGINE=ENGINE, USER="tester")
 
 
-def ksv(*args, extra_env=None, drop=(), timeout=120):
-    e = dict(env, **(extra_env or {}))
-    for k in drop:
-        e.pop(k, None)
-    r = subprocess.run([KSV] + list(args), capture_output=True, env=e, timeout=timeout)
-    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+ksv, _ = ksv_cli(env)
 
 
 def raw_free(text):

@@ -12,7 +12,7 @@ import subprocess
 import threading
 import time
 
-from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, free_port, load_json, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, KSV, TOP, check, finish, free_port, load_json, lock_pid, tmpdir
 from sshnode import SshNode, skip_unless_available
 
 skip_unless_available()
@@ -26,17 +26,7 @@ port, known, key, address = box.port, box.known_hosts, box.key, box.address
 start_sshd, stop_sshd = box.start, box.stop
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def ksv_json(*args):
-    rc, out, err = ksv(*args, "-o", "json")
-    try:
-        return rc, json.loads(out)
-    except ValueError:
-        return rc, {"stderr": err}
+ksv, ksv_json = ksv_cli(env)
 
 
 engine_dir = os.path.join(work, "edge-engine")

@@ -18,11 +18,10 @@ import json
 import os
 import re
 import signal
-import subprocess
 import threading
 import time
 
-from ksvtest import (DATA, ENGINE, KSV, Engine, check, finish, load_json, lock_pid,
+from ksvtest import (ksv_cli, DATA, ENGINE, Engine, check, finish, load_json, lock_pid,
                      max_abs_diff, model_path, tmpdir)
 
 FRAUD_REQ = json.dumps(load_json("requests", "fraud.json"))
@@ -249,9 +248,7 @@ env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=os.pa
            KSV_ENGINE=ENGINE, USER="tester")
 
 
-def ksv(*args):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=120)
-    return r.returncode, r.stdout, r.stderr
+ksv, _ = ksv_cli(env)
 
 
 MANIFEST = """\

@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 
-from ksvtest import DATA, ENGINE, KSV, _procs, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, _procs, tmpdir
 
 
 class Fleet:
@@ -44,16 +44,10 @@ class Fleet:
             self.token[name] = open(os.path.join(self.dirs[name], "token")).read().strip()
 
     def ksv(self, *args, timeout=300):
-        r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=self.env,
-                           timeout=timeout)
-        return r.returncode, r.stdout, r.stderr
+        return ksv_cli(self.env)[0](*args, timeout=timeout)
 
     def ksv_json(self, *args, timeout=300):
-        rc, out, err = self.ksv(*args, "-o", "json", timeout=timeout)
-        try:
-            return rc, json.loads(out)
-        except ValueError:
-            return rc, {"stdout": out, "stderr": err}
+        return ksv_cli(self.env)[1](*args, timeout=timeout)
 
     def register(self, extra=()):
         """Registers every engine as an http:// node; returns the names that failed."""

@@ -173,6 +173,35 @@ class Engine:
         self.proc.wait()
 
 
+def run_ksv(env, *args, timeout=120, extra_env=None, drop=()):
+    """Runs the ksv CLI with env (plus extra_env, less the names in drop); returns
+    (exit code, stdout, stderr), output decoded as UTF-8 with bad bytes replaced."""
+    e = dict(env, **(extra_env or {}))
+    for k in drop:
+        e.pop(k, None)
+    r = subprocess.run([KSV] + list(args), capture_output=True, env=e, timeout=timeout)
+    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+
+
+def ksv_cli(env, timeout=120):
+    """The ksv(*args) and ksv_json(*args) helpers of a test that runs ksv in env:
+    ksv returns (rc, stdout, stderr); ksv_json adds -o json and returns (rc, document), the
+    document being {"stdout": ..., "stderr": ...} when the output is not JSON."""
+    default_timeout = timeout
+
+    def ksv(*args, timeout=default_timeout, extra_env=None, drop=()):
+        return run_ksv(env, *args, timeout=timeout, extra_env=extra_env, drop=drop)
+
+    def ksv_json(*args, timeout=default_timeout):
+        rc, out, err = ksv(*args, "-o", "json", timeout=timeout)
+        try:
+            return rc, json.loads(out)
+        except ValueError:
+            return rc, {"stdout": out, "stderr": err}
+
+    return ksv, ksv_json
+
+
 def model_path(name):
     return os.path.join(DATA, "models", name)
 

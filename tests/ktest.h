@@ -17,16 +17,27 @@
  *   kt_summary(name)                    prints "NAME: N checks, M failures: PASS|FAIL" and
  *                                       returns the exit status: 0 without failures, else 1.
  *
+ * Fixture helpers the tests share:
+ *   kt_read_file(path, &len)            the whole file, NUL-terminated (free it); NULL on error.
+ *   kt_write_file(path, data, len)      true when every byte was written and the file closed.
+ *   kt_free_port()                      a loopback TCP port nothing listens on (-1 on error).
+ *   kt_listen_loopback(&port, backlog)  a listening socket on 127.0.0.1 (port 0: any), -1.
+ *
  * A test that cannot run returns 77 from main itself (automake's skip). Counters are atomic,
  * so checks may run in several threads. */
 #ifndef KSV_TESTS_KTEST_H
 #define KSV_TESTS_KTEST_H
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 static struct {
     atomic_int checks;
@@ -134,6 +145,80 @@ static inline int kt_summary(const char *test_name)
            failures ? "FAIL" : "PASS");
     fflush(stdout);
     return failures ? 1 : 0;
+}
+
+/* ---- fixtures ------------------------------------------------------------------------- */
+
+static inline char *kt_read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    char *buf = NULL;
+    size_t cap = 0, n = 0;
+    for (;;) {
+        if (n + 1 >= cap) {
+            size_t grown_cap = cap ? cap * 2 : 65536;
+            char *grown = realloc(buf, grown_cap);
+            if (!grown) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            buf = grown;
+            cap = grown_cap;
+        }
+        size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        n += got;
+        if (got == 0)
+            break;
+    }
+    bool failed = ferror(f) != 0;
+    fclose(f);
+    if (failed) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+static inline bool kt_write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f)
+        return false;
+    bool ok = fwrite(data, 1, len, f) == len;
+    return fclose(f) == 0 && ok;
+}
+
+static inline int kt_listen_loopback(int *port, int backlog)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (fd < 0)
+        return -1;
+    if (bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
+        (backlog > 0 && listen(fd, backlog) != 0) ||
+        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
+        close(fd);
+        return -1;
+    }
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* Bound and closed again: nothing listens there now (a connect is refused at once). */
+static inline int kt_free_port(void)
+{
+    int port = -1, fd = kt_listen_loopback(&port, 0);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return port;
 }
 
 #endif

@@ -30,6 +30,7 @@
 
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "remote/engine_client.h"
 #include "remote/local_node.h"
 
@@ -93,13 +94,6 @@ static void install_cleanup(void)
 
 /* --- small oracles ------------------------------------------------------------------------ */
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
 /* First line of a file, newline stripped; "" when unreadable. */
 static void read_first_line(const char *path, char *out, size_t cap)
 {
@@ -124,8 +118,8 @@ static bool pid_running(pid_t pid)
 
 static bool pid_gone_within(pid_t pid, double ms)
 {
-    double end = now_ms() + ms;
-    while (pid_running(pid) && now_ms() < end)
+    double end = ksv_mono_ms() + ms;
+    while (pid_running(pid) && ksv_mono_ms() < end)
         usleep(10000);
     return !pid_running(pid);
 }
@@ -153,21 +147,6 @@ typedef struct canned_server {
     int connections;
     bool keep_alive;      /* serve several requests per connection */
 } canned_server;
-
-static int listen_loopback(int *port_out, int backlog)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 || listen(fd, backlog) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    *port_out = ntohs(a.sin_port);
-    return fd;
-}
 
 static void *canned_serve(void *arg)
 {
@@ -224,7 +203,7 @@ static int canned_start(canned_server *s)
 {
     memset(s, 0, sizeof *s);
     pthread_mutex_init(&s->lock, NULL);
-    s->listen_fd = listen_loopback(&s->port, 16);
+    s->listen_fd = kt_listen_loopback(&s->port, 16);
     if (s->listen_fd < 0)
         return -1;
     return pthread_create(&s->thread, NULL, canned_serve, s) == 0 ? 0 : -1;
@@ -477,10 +456,10 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
     KT_CHECK(answer && strcmp(json_object_get_string(json_object_object_get(answer, "name")),
                               "churn") == 0, "PUT answers the model's state");
     json_object_put(answer);
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     rc = ksv_engine_client_wait_applied(c, "churn", 10000, &answer, &err);
     KT_CHECK(rc == 0, "wait_applied churn: %s (%.0f ms)", rc == 0 ? "applied" : err.msg,
-             now_ms() - t0);
+             ksv_mono_ms() - t0);
     KT_CHECK(answer && json_object_get_boolean(json_object_object_get(answer, "traffic_applied")),
              "wait_applied hands back the applied state");
     json_object_put(answer);
@@ -639,18 +618,18 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
 static void test_unreachable(void)
 {
     ksv_err err;
-    int port = 0, fd = listen_loopback(&port, 1);
+    int port = 0, fd = kt_listen_loopback(&port, 1);
     close(fd); /* nothing listens there now */
     char url[64];
     snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
     ksv_engine_client *c = NULL;
     ksv_engine_client_new(url, "t", 2000, &c, &err);
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     json_object *state = NULL;
     int rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
     KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && strstr(err.msg, url)
                  && state == NULL,
-             "nothing listening: 503 in %.0f ms (%s)", now_ms() - t0, err.msg);
+             "nothing listening: 503 in %.0f ms (%s)", ksv_mono_ms() - t0, err.msg);
     rc = c ? ksv_engine_client_wait_applied(c, "m", 300, NULL, &err) : 0;
     KT_CHECK(rc != 0 && err.status == 504 && strstr(err.msg, "unreachable"),
              "wait_applied on a dead node: 504 naming the last error (%s)", err.msg);
@@ -658,13 +637,13 @@ static void test_unreachable(void)
 
     /* A listening socket that never accepts: the kernel completes the handshake, so only
      * the total timeout can end the call. */
-    fd = listen_loopback(&port, 4);
+    fd = kt_listen_loopback(&port, 4);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
     c = NULL;
     ksv_engine_client_new(url, "t", 300, &c, &err);
-    t0 = now_ms();
+    t0 = ksv_mono_ms();
     rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
-    double took = now_ms() - t0;
+    double took = ksv_mono_ms() - t0;
     KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && took >= 250 &&
                  took < 300 + 700,
              "a server that never answers: 503 after %.0f ms (timeout 300) (%s)", took, err.msg);
@@ -883,9 +862,9 @@ static void test_bad_replies(void)
                "{\"name\":\"m\",\"pinned\":false,\"ready\":true,\"traffic_applied\":false,"
                "\"revisions\":[{\"name\":\"m-00002\",\"state\":\"loading\",\"traffic\":0,"
                "\"desired_traffic\":100}]}");
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     rc = ksv_engine_client_wait_applied(c, "m", 400, NULL, &err);
-    double took = now_ms() - t0;
+    double took = ksv_mono_ms() - t0;
     KT_CHECK(rc != 0 && err.status == 504 && strstr(err.msg, "m-00002 (loading)") && took >= 390 &&
                  took < 400 + 700,
              "wait_applied times out after %.0f ms (asked 400): %s", took, err.msg);
@@ -988,11 +967,11 @@ static void test_local_node(fixture *fx)
     KT_CHECK(rc != 0 && err.status == 404, "attach with nothing running: 404 (%s)", err.msg);
     KT_CHECK(ksv_local_engine_stop(fx->state_a, 1000, &err) == 0, "stop with nothing running: 0");
 
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     rc = ksv_local_engine_start(fx->engine, fx->state_a, extra, &le, &err);
     KT_CHECK(rc == 0 && le.started && le.pid > 0 &&
                  strncmp(le.base_url, "http://127.0.0.1:", 17) == 0,
-             "start: pid %ld at %s in %.0f ms (%s)", (long)le.pid, le.base_url, now_ms() - t0,
+             "start: pid %ld at %s in %.0f ms (%s)", (long)le.pid, le.base_url, ksv_mono_ms() - t0,
              rc == 0 ? "started" : err.msg);
     if (rc != 0)
         return;
@@ -1011,10 +990,10 @@ static void test_local_node(fixture *fx)
     test_model_lifecycle(fx, &le);
 
     /* Stop: the process goes, the lock frees, the port stops answering. */
-    t0 = now_ms();
+    t0 = ksv_mono_ms();
     rc = ksv_local_engine_stop(fx->state_a, 5000, &err);
     KT_CHECK(rc == 0 && pid_gone_within(le.pid, 2000) && !ksv_local_engine_running(fx->state_a),
-             "stop: pid %ld gone in %.0f ms", (long)le.pid, now_ms() - t0);
+             "stop: pid %ld gone in %.0f ms", (long)le.pid, ksv_mono_ms() - t0);
     ksv_engine_client *c = NULL;
     ksv_engine_client_new(le.base_url, le.token, 1000, &c, &err);
     rc = c ? ksv_engine_client_health(c, &err) : 0;
@@ -1054,11 +1033,11 @@ static void test_local_node(fixture *fx)
     rc = ksv_local_engine_start("/nonexistent/ksv-engine", state_b, NULL, &again, &err);
     KT_CHECK(rc != 0 && err.status == 404, "an engine path that does not exist: 404 (%s)", err.msg);
     const char *bogus[] = {"--no-such-flag", NULL};
-    t0 = now_ms();
+    t0 = ksv_mono_ms();
     rc = ksv_local_engine_start(fx->engine, state_b, bogus, &again, &err);
     KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "exited at start") &&
-                 now_ms() - t0 < 5000,
-             "an engine that exits at once is reported in %.0f ms (%s)", now_ms() - t0, err.msg);
+                 ksv_mono_ms() - t0 < 5000,
+             "an engine that exits at once is reported in %.0f ms (%s)", ksv_mono_ms() - t0, err.msg);
     if (rc == 0)
         remember_pid(again.pid);
 
@@ -1073,9 +1052,9 @@ static void test_local_node(fixture *fx)
         fclose(f);
     }
     const char *token_args[] = {"--token-file", token_file, NULL};
-    t0 = now_ms();
+    t0 = ksv_mono_ms();
     rc = ksv_local_engine_start(fx->engine, state_c, token_args, &again, &err);
-    double took = now_ms() - t0;
+    double took = ksv_mono_ms() - t0;
     pid_t stray = 0;
     char lock_path[PATH_MAX + 32], pid_text[32];
     snprintf(lock_path, sizeof lock_path, "%s/lock", state_c);

@@ -243,32 +243,11 @@ done:
     return 1;
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    char *buf = malloc((size_t)n + 1);
-    if (buf && fread(buf, 1, (size_t)n, fp) != (size_t)n) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(fp);
-    if (buf) {
-        buf[n] = 0;
-        *len = (size_t)n;
-    }
-    return buf;
-}
-
 /* XGBoost 3.1+ writes base_score as "[x]": the same model in that form predicts the same. */
 static void check_bracketed_base_score(const char *path)
 {
     size_t len;
-    char *text = read_file(path, &len);
+    char *text = kt_read_file(path, &len);
     if (!text)
         return;
     const char *key = "\"base_score\":\"";
@@ -510,7 +489,7 @@ static void check_broken(void)
 static void check_ubj_mutations(const char *path)
 {
     size_t len;
-    unsigned char *data = (unsigned char *)read_file(path, &len);
+    unsigned char *data = (unsigned char *)kt_read_file(path, &len);
     if (!data)
         return;
     size_t refused = 0, tried = 0;

@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sys/socket.h>
 
+#include "common/clock.h"
 #include "http/http_client.h"
 
 #include "ktest.h"
@@ -26,13 +27,6 @@ typedef struct fixture {
     int to_child;     /* closing it ends the server */
     int port;
 } fixture;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* Starts http_fixture.py (with TLS when cert is set); waits up to 20 s for its port. */
 static int fixture_start(fixture *f, const char *cert, const char *key)
@@ -61,8 +55,8 @@ static int fixture_start(fixture *f, const char *cert, const char *key)
     f->to_child = in[1];
     char line[64] = "";
     size_t n = 0;
-    double deadline = now_s() + 20;
-    while (n < sizeof line - 1 && !strchr(line, '\n') && now_s() < deadline) {
+    double deadline = ksv_mono_s() + 20;
+    while (n < sizeof line - 1 && !strchr(line, '\n') && ksv_mono_s() < deadline) {
         struct pollfd p = {.fd = out[0], .events = POLLIN};
         if (poll(&p, 1, 200) <= 0)
             continue;
@@ -168,23 +162,11 @@ static void test_buffered(int port)
 
     ksv_http_options quick = {.timeout_ms = 300};
     snprintf(url, sizeof url, "http://127.0.0.1:%d/slow", port);
-    double t0 = now_s();
+    double t0 = ksv_mono_s();
     st = get(&quick, url, &body, &res, &err);
-    double took = now_s() - t0;
+    double took = ksv_mono_s() - t0;
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_TIMEOUT && err.status == 504 && took < 2.5,
              "a slow server hits the timeout in %.2f s: %s\n", took, err.msg);
-}
-
-static int closed_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) != 0)
-        return 1;
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static void test_connect_and_proxy(int port)
@@ -194,7 +176,7 @@ static void test_connect_and_proxy(int port)
     ksv_http_result res;
     ksv_err err;
     ksv_http_options direct = {.timeout_ms = 5000};
-    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", closed_port());
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", kt_free_port());
     long st = get(&direct, url, &body, &res, &err);
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_CONNECT && err.status == 503 &&
                  strstr(err.msg, url),
@@ -202,7 +184,7 @@ static void test_connect_and_proxy(int port)
 
     /* A proxy that does not exist: only the clients that honour the environment use it. */
     char proxy[64];
-    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", closed_port());
+    snprintf(proxy, sizeof proxy, "http://127.0.0.1:%d", kt_free_port());
     setenv("http_proxy", proxy, 1);
     unsetenv("no_proxy");
     unsetenv("NO_PROXY");
@@ -335,9 +317,9 @@ static void test_stream(int port)
     delayed_flag d = {.flag = &cancel, .ms = 200};
     pthread_t th;
     pthread_create(&th, NULL, raise_later, &d);
-    double t0 = now_s();
+    double t0 = ksv_mono_s();
     rc = ksv_http_stream(c, &slow, NULL, &res, &err);
-    double took = now_s() - t0;
+    double took = ksv_mono_s() - t0;
     pthread_join(th, NULL);
     KT_CHECK(rc != 0 && res.failure == KSV_HTTP_E_CANCELLED && took < 2.0,
              "the cancel flag stops a waiting request in %.2f s: %s\n", took, err.msg);
@@ -364,8 +346,8 @@ static void test_batch(int port)
     ksv_http_call call = {.method = "POST", .url = url, .body = "{}", .body_len = 2};
     for (int i = 0; i < 4; i++)
         sent += ksv_http_batch_add(b, cs[i], &call, &tags[i], &err) == 0;
-    double deadline = now_s() + 10;
-    while (done < 20 && now_s() < deadline) {
+    double deadline = ksv_mono_s() + 10;
+    while (done < 20 && ksv_mono_s() < deadline) {
         ksv_http_batch_perform(b);
         void *tag;
         ksv_http_result res;

@@ -8,6 +8,7 @@
  * The engine is $KSV_ENGINE (else KSV_BUILDDIR/src/ksv-engine, else src/ksv-engine); data is
  * $KSV_DATA_DIR, else KSV_SRCDIR/data. */
 #define _GNU_SOURCE
+#include "common/clock.h"
 #include "control/loadgen.h"
 
 #include <arpa/inet.h>
@@ -38,13 +39,6 @@
 #ifndef KSV_SRCDIR
 #define KSV_SRCDIR "."
 #endif
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static void sleep_s(double s)
 {
@@ -135,7 +129,7 @@ static int start_engine(engine *e, const char *engine_path, const char *data_dir
 
     char address_file[PATH_MAX + 32];
     snprintf(address_file, sizeof address_file, "%s/address", state);
-    double deadline = now_s() + 15.0;
+    double deadline = ksv_mono_s() + 15.0;
     while (!read_small_file(address_file, e->address, sizeof e->address)) {
         int st;
         if (waitpid(pid, &st, WNOHANG) == pid) {
@@ -143,7 +137,7 @@ static int start_engine(engine *e, const char *engine_path, const char *data_dir
             printf("ksv-engine exited before listening; see %s\n", log_path);
             return -1;
         }
-        if (now_s() > deadline) {
+        if (ksv_mono_s() > deadline) {
             printf("ksv-engine wrote no address in 15 s; see %s\n", log_path);
             return -1;
         }
@@ -156,7 +150,7 @@ static int start_engine(engine *e, const char *engine_path, const char *data_dir
     ksv_sb body;
     ksv_sb_init(&body);
     long status;
-    while ((status = http_get(url, &body)) != 200 && now_s() < deadline)
+    while ((status = http_get(url, &body)) != 200 && ksv_mono_s() < deadline)
         sleep_s(0.05);
     ksv_sb_free(&body);
     if (status != 200) {
@@ -181,10 +175,10 @@ static void stop_engine(engine *e, bool keep_dir)
 {
     if (e->pid > 0) {
         kill(e->pid, SIGTERM);
-        double deadline = now_s() + 5.0;
+        double deadline = ksv_mono_s() + 5.0;
         int st;
         while (waitpid(e->pid, &st, WNOHANG) == 0) {
-            if (now_s() > deadline) {
+            if (ksv_mono_s() > deadline) {
                 kill(e->pid, SIGKILL);
                 waitpid(e->pid, &st, 0);
                 break;
@@ -225,38 +219,6 @@ static long long engine_count(const engine *e, int code)
     }
     ksv_sb_free(&body);
     return total;
-}
-
-/* A loopback port nothing listens on (bound, read, closed). */
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int port = -1;
-    if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0 &&
-        getsockname(fd, (struct sockaddr *)&a, &len) == 0)
-        port = ntohs(a.sin_port);
-    if (fd >= 0)
-        close(fd);
-    return port;
-}
-
-/* A listening loopback socket; *port gets its port. */
-static int listen_socket(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (fd < 0)
-        return -1;
-    if (bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 64) < 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &len) < 0) {
-        close(fd);
-        return -1;
-    }
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 /* ---- a keep-alive HTTP server that answers every request after a fixed delay, one
@@ -348,10 +310,10 @@ static bool run_load(const ksv_load_config *cfg, ksv_load_report *rep, double *w
 {
     ksv_err err;
     ksv_err_clear(&err);
-    double t = now_s();
+    double t = ksv_mono_s();
     int rc = ksv_load_run(cfg, rep, &err);
     if (wall)
-        *wall = now_s() - t;
+        *wall = ksv_mono_s() - t;
     KT_CHECK(rc == 0, "ksv_load_run failed: %s", err.msg);
     return rc == 0;
 }
@@ -500,7 +462,7 @@ static void test_bad_fraction(const engine *e, ksv_load_report *r)
 
 static void test_connect_refused(ksv_load_report *r)
 {
-    int port = free_port();
+    int port = kt_free_port();
     KT_CHECK(port > 0, "no free port");
     char url[128];
     snprintf(url, sizeof url, "http://127.0.0.1:%d/v2/models/iris/infer", port);
@@ -535,7 +497,7 @@ static void test_connect_refused(ksv_load_report *r)
 static void test_never_answers(void)
 {
     int port;
-    int fd = listen_socket(&port);   /* listens, never accepts: the kernel queues them */
+    int fd = kt_listen_loopback(&port, 64);   /* listens, never accepts: the kernel queues them */
     KT_CHECK(fd >= 0, "no listening socket");
     if (fd < 0)
         return;
@@ -667,7 +629,7 @@ static void test_coordinated_omission(void)
     slow_server s;
     memset(&s, 0, sizeof s);
     s.delay_s = 0.020;
-    s.listen_fd = listen_socket(&s.port);
+    s.listen_fd = kt_listen_loopback(&s.port, 64);
     KT_CHECK(s.listen_fd >= 0, "no listening socket");
     if (s.listen_fd < 0)
         return;
@@ -746,9 +708,9 @@ static void test_bad_configs(void)
         ksv_load_report r;
         ksv_err err;
         ksv_err_clear(&err);
-        double t = now_s();
+        double t = ksv_mono_s();
         int rc = ksv_load_run(&cases[i].c, &r, &err);
-        KT_CHECK(rc == -1 && err.status == 400 && err.msg[0] && r.sent == 0 && now_s() - t < 0.5,
+        KT_CHECK(rc == -1 && err.status == 400 && err.msg[0] && r.sent == 0 && ksv_mono_s() - t < 0.5,
                  "bad config '%s': rc %d status %d sent %llu", cases[i].what, rc, err.status,
                  (unsigned long long)r.sent);
     }

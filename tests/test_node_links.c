@@ -15,19 +15,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "control/control.h"
 #include "control/control_internal.h"
 #include "remote/ssh_engine.h"
 #include "store/store.h"
 
 #include "ktest.h"
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static int parse(const char *reply, ksv_ssh_node_facts *f)
 {
@@ -140,10 +134,10 @@ static void test_unreachable_node(const char *dir)
                  strstr(err.msg, "node edge: reconnecting in 1."),
              "it says when the next try is (first wait 2 s +-20 %%): %s", err.msg);
     ctl_node_disconnect(&conn);
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     memset(&conn, 0xAB, sizeof conn);
     rc = ctl_node_connect(ctl, &node, &conn, &err);
-    double took = now_ms() - t0;
+    double took = ksv_mono_ms() - t0;
     KT_CHECK(rc != 0 && took < 100 && conn.client == NULL && strstr(err.msg, "reconnecting in"),
              "inside the backoff the next call fails at once (%.1f ms): %s", took, err.msg);
     ctl_node_disconnect(&conn);

@@ -25,16 +25,10 @@
 
 #include <curl/curl.h>
 
+#include "common/clock.h"
 #include "control/prom_source.h"
 
 #include "ktest.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 /* ---- 1. parsing ---------------------------------------------------------------------- */
 
@@ -495,9 +489,9 @@ static void test_round_failures(void)
         KT_CHECK(0, "test server starts");
         return;
     }
-    double t0 = now_s();
+    double t0 = ksv_mono_s();
     rc = round_with(&h, 300, &r, &err);
-    double took = now_s() - t0;
+    double took = ksv_mono_s() - t0;
     char what[160];
     snprintf(what, sizeof what, "a hung server: the round fails after one timeout (%.2fs)", took);
     KT_CHECK(rc == -1 && took < 1.5 && r.n == 0 && strstr(r.error, "prometheus"), "%s", what);
@@ -512,9 +506,9 @@ static void test_round_failures(void)
         return;
     }
     server_stop(&c); /* the port is closed now */
-    t0 = now_s();
+    t0 = ksv_mono_s();
     rc = round_with(&c, 2000, &r, &err);
-    took = now_s() - t0;
+    took = ksv_mono_s() - t0;
     KT_CHECK(rc == -1 && took < 1.5 && err.status == 503 && r.n == 0,
              "a closed port: the round fails at once with 503");
     ksv_prom_round_free(&r);

@@ -313,34 +313,6 @@ static void test_extract_broken(void)
 
 /* ---- the real engine scrape ---- */
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 65536;
-            char *grown = realloc(buf, cap);
-            if (!grown) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = grown;
-        }
-        size_t got = fread(buf + n, 1, cap - n, f);
-        if (got == 0)
-            break;
-        n += got;
-    }
-    fclose(f);
-    *len = n;
-    return buf;
-}
-
 static char *load_capture(size_t *len)
 {
     const char *srcdir = getenv("srcdir");
@@ -349,12 +321,12 @@ static char *load_capture(size_t *len)
                                 "../tests/data/engine-metrics.txt"};
     if (srcdir) {
         snprintf(path, sizeof path, "%s/tests/data/engine-metrics.txt", srcdir);
-        char *buf = read_file(path, len);
+        char *buf = kt_read_file(path, len);
         if (buf)
             return buf;
     }
     for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
-        char *buf = read_file(candidates[i], len);
+        char *buf = kt_read_file(candidates[i], len);
         if (buf)
             return buf;
     }

@@ -308,32 +308,6 @@ static void check_compat(const char *data_dir, const char *compat_dir)
     matrix_free(&request);
 }
 
-static bool write_file(const char *path, const void *data, size_t len)
-{
-    FILE *f = fopen(path, "wb");
-    if (f == NULL)
-        return false;
-    bool ok = fwrite(data, 1, len, f) == len;
-    return fclose(f) == 0 && ok;
-}
-
-static void *read_whole(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf = NULL;
-    long size;
-    if (f == NULL)
-        return NULL;
-    if (fseek(f, 0, SEEK_END) == 0 && (size = ftell(f)) > 0 && fseek(f, 0, SEEK_SET) == 0 &&
-        (buf = malloc((size_t)size)) != NULL && fread(buf, 1, (size_t)size, f) != (size_t)size) {
-        free(buf);
-        buf = NULL;
-    }
-    fclose(f);
-    *len = buf != NULL ? (size_t)size : 0;
-    return buf;
-}
-
 /* Deterministic bytes for the garbage files (xorshift; no global state). */
 static uint64_t next_random(uint64_t *state)
 {
@@ -381,10 +355,10 @@ static void check_errors(const char *data_dir)
         expect_load_error("missing folder", path, pool, 404);
         expect_load_error("empty path", "", pool, 400);
         snprintf(path, sizeof path, "%s/model.txt", tmp);
-        write_file(path, "{}", 2);
+        kt_write_file(path, "{}", 2);
         expect_load_error("unsupported extension", path, pool, 400);
         snprintf(path, sizeof path, "%s/noextension", tmp);
-        write_file(path, "{}", 2);
+        kt_write_file(path, "{}", 2);
         expect_load_error("no extension", path, pool, 400);
         snprintf(path, sizeof path, "%s/dir.json", tmp);
         mkdir(path, 0700);
@@ -394,11 +368,11 @@ static void check_errors(const char *data_dir)
         for (size_t e = 0; e < 3; e++) {
             char label[64];
             snprintf(path, sizeof path, "%s/random.%s", tmp, EXTS[e]);
-            write_file(path, noise, sizeof noise);
+            kt_write_file(path, noise, sizeof noise);
             snprintf(label, sizeof label, "random bytes .%s", EXTS[e]);
             expect_load_error(label, path, pool, 400);
             snprintf(path, sizeof path, "%s/empty.%s", tmp, EXTS[e]);
-            write_file(path, "", 0);
+            kt_write_file(path, "", 0);
             snprintf(label, sizeof label, "empty .%s", EXTS[e]);
             expect_load_error(label, path, pool, 400);
         }
@@ -407,7 +381,7 @@ static void check_errors(const char *data_dir)
         memcpy(tagged, noise, sizeof tagged);
         memcpy(tagged, "binf", 4);
         snprintf(path, sizeof path, "%s/binf-noise.bst", tmp);
-        write_file(path, tagged, sizeof tagged);
+        kt_write_file(path, tagged, sizeof tagged);
         expect_load_error("binf + random bytes .bst", path, pool, 400);
 
         static const char *const JSON_BROKEN[] = {
@@ -416,7 +390,7 @@ static void check_errors(const char *data_dir)
         for (size_t j = 0; j < sizeof JSON_BROKEN / sizeof JSON_BROKEN[0]; j++) {
             char label[96];
             snprintf(path, sizeof path, "%s/broken%zu.json", tmp, j);
-            write_file(path, JSON_BROKEN[j], strlen(JSON_BROKEN[j]));
+            kt_write_file(path, JSON_BROKEN[j], strlen(JSON_BROKEN[j]));
             snprintf(label, sizeof label, "broken JSON %s", JSON_BROKEN[j]);
             expect_load_error(label, path, pool, 400);
         }
@@ -431,7 +405,7 @@ static void check_errors(const char *data_dir)
         for (size_t r = 0; r < 3; r++) {
             size_t len = 0;
             snprintf(source, sizeof source, "%s/models/%s", data_dir, REAL[r].model);
-            char *bytes = read_whole(source, &len);
+            char *bytes = kt_read_file(source, &len);
             KT_CHECK(bytes != NULL, "read %s", source);
             if (bytes == NULL)
                 continue;
@@ -440,7 +414,7 @@ static void check_errors(const char *data_dir)
                 char label[96];
                 size_t cut = (size_t)((double)len * FRACTIONS[f]);
                 snprintf(path, sizeof path, "%s/truncated%zu.%s", tmp, f, REAL[r].ext);
-                write_file(path, bytes, cut);
+                kt_write_file(path, bytes, cut);
                 snprintf(label, sizeof label, "%s cut to %zu of %zu bytes", REAL[r].model, cut,
                          len);
                 expect_load_error(label, path, pool, 400);
@@ -465,7 +439,7 @@ static void check_errors(const char *data_dir)
         for (size_t r = 0; r < 3; r++) {
             size_t len = 0, loaded = 0, refused = 0, bad_status = 0;
             snprintf(source, sizeof source, "%s/models/%s", data_dir, MUTATE[r].model);
-            unsigned char *bytes = read_whole(source, &len);
+            unsigned char *bytes = (unsigned char *)kt_read_file(source, &len);
             unsigned char *copy = bytes != NULL ? malloc(len) : NULL;
             if (copy == NULL) {
                 KT_CHECK(false, "read %s", source);
@@ -478,7 +452,7 @@ static void check_errors(const char *data_dir)
                 int flips = 1 + (int)(next_random(&state) % 4);
                 for (int f = 0; f < flips; f++)
                     copy[next_random(&state) % len] = (unsigned char)next_random(&state);
-                write_file(path, copy, len);
+                kt_write_file(path, copy, len);
                 ksv_runtime_options opts = {.workers = 1};
                 ksv_model_info info;
                 ksv_err err = {0};
@@ -509,13 +483,13 @@ static void check_errors(const char *data_dir)
     {
         size_t len = 0;
         snprintf(source, sizeof source, "%s/models/iris/model.json", data_dir);
-        char *bytes = read_whole(source, &len);
+        char *bytes = kt_read_file(source, &len);
         char *padded = bytes != NULL ? malloc(len + 6) : NULL;
         if (padded != NULL) {
             memcpy(padded, "\xef\xbb\xbf \n\t", 6);
             memcpy(padded + 6, bytes, len);
             snprintf(path, sizeof path, "%s/bom.json", tmp);
-            write_file(path, padded, len + 6);
+            kt_write_file(path, padded, len + 6);
             ksv_runtime_options opts = {.workers = 1};
             ksv_model_info info;
             ksv_err err = {0};

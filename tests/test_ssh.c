@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/fileutil.h"
 #include "remote/engine_client.h"
 #include "remote/local_node.h"
@@ -57,13 +58,6 @@ typedef struct fixture {
     char engine_state[PATH_MAX];
     int engine_port;
 } fixture;
-
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static void sleep_ms(long ms)
 {
@@ -95,22 +89,6 @@ static int sh(char *line, size_t cap, const char *fmt, ...)
     }
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t l = sizeof a;
-    if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof a) != 0 ||
-        getsockname(fd, (struct sockaddr *)&a, &l) != 0) {
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
-    close(fd);
-    return ntohs(a.sin_port);
 }
 
 static bool port_accepts(int port)
@@ -677,9 +655,9 @@ static void test_silent_server(fixture *fx)
     t.connect_timeout_ms = 1000;
     ksv_ssh_session *s = NULL;
     ksv_err e;
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     int rc = ksv_ssh_session_open(&t, &s, &e);
-    double took = now_ms() - t0;
+    double took = ksv_mono_ms() - t0;
     KT_CHECK(rc != 0 && e.status == 504 && took >= 900 && took < 2500,
              "a server that never answers the handshake: 504 after %.0f ms: %s", took,
              rc ? e.msg : "(connected)");
@@ -717,9 +695,9 @@ static void test_exec(fixture *fx, ksv_ssh_session *s)
     sh(local, sizeof local, "uname -m");
     KT_CHECK(rc == 0 && strncmp(r.out, local, strlen(local)) == 0, "uname -m over SSH: %s", local);
     ksv_ssh_exec_result_free(&r);
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     rc = ksv_ssh_exec(s, "sleep 5", NULL, 600, &r, &e);
-    double took = now_ms() - t0;
+    double took = ksv_mono_ms() - t0;
     KT_CHECK(rc != 0 && e.status == 504 && took < 2500,
              "a command past its timeout: 504 in %.0f ms", took);
     rc = ksv_ssh_exec(s, "echo still", NULL, 0, &r, &e);
@@ -925,7 +903,7 @@ static void test_engine_and_tunnel(fixture *fx)
     KT_CHECK(rc != 0 && e.status == 409, "a port held by another state dir's engine: 409: %s",
              rc ? e.msg : "(accepted)");
     int code = 0;
-    rc = ksv_ssh_http_probe(s, "127.0.0.1", free_port(), "/", 2000, &code, &e);
+    rc = ksv_ssh_http_probe(s, "127.0.0.1", kt_free_port(), "/", 2000, &code, &e);
     KT_CHECK(rc != 0 && e.status == 503 && ksv_ssh_session_alive(s, NULL),
              "probing a closed port: 503, session still alive: %s", rc ? e.msg : "(answered)");
 
@@ -1032,11 +1010,11 @@ static void test_engine_and_tunnel(fixture *fx)
     KT_CHECK(cpu_ms < 100, "an idle tunnel does not spin: %.1f ms of CPU in 1.5 s", cpu_ms);
 
     /* Frozen link: sshd's session processes stopped, the TCP connection stays open. */
-    double t0 = now_ms();
+    double t0 = ksv_mono_ms();
     signal_sessions(fx, SIGSTOP);
-    while (ksv_ssh_tunnel_alive(tun, NULL) && now_ms() - t0 < 8000)
+    while (ksv_ssh_tunnel_alive(tun, NULL) && ksv_mono_ms() - t0 < 8000)
         sleep_ms(50);
-    double frozen = now_ms() - t0;
+    double frozen = ksv_mono_ms() - t0;
     ksv_err why;
     bool alive = ksv_ssh_tunnel_alive(tun, &why);
     KT_CHECK(!alive && frozen <= 5000, "a frozen link (SIGSTOP) is detected in %.0f ms: %s", frozen,
@@ -1056,11 +1034,11 @@ static void test_engine_and_tunnel(fixture *fx)
     c = rc == 0 ? client_for(ksv_ssh_tunnel_base_url(tun), eng.token) : NULL;
     KT_CHECK(rc == 0 && c && ksv_engine_client_health(c, &e) == 0,
              "reconnect after the frozen link: a new tunnel serves");
-    t0 = now_ms();
+    t0 = ksv_mono_ms();
     stop_sshd(fx);
-    while (tun && ksv_ssh_tunnel_alive(tun, NULL) && now_ms() - t0 < 8000)
+    while (tun && ksv_ssh_tunnel_alive(tun, NULL) && ksv_mono_ms() - t0 < 8000)
         sleep_ms(20);
-    double killed = now_ms() - t0;
+    double killed = ksv_mono_ms() - t0;
     alive = tun && ksv_ssh_tunnel_alive(tun, &why);
     KT_CHECK(tun && !alive && killed <= 5000, "killing sshd is detected in %.0f ms: %s", killed,
              alive || !tun ? "(still alive)" : why.msg);
@@ -1105,9 +1083,9 @@ static void test_engine_and_tunnel(fixture *fx)
     if (rc == 0) {
         signal_sessions(fx, SIGKILL);
         sleep_ms(200);
-        t0 = now_ms();
+        t0 = ksv_mono_ms();
         bool a = ksv_ssh_session_alive(s2, &e);
-        double took = now_ms() - t0;
+        double took = ksv_mono_ms() - t0;
         KT_CHECK(!a && took < 5000, "ksv_ssh_session_alive reports a cut link in %.0f ms: %s", took,
                  a ? "(alive)" : e.msg);
         ksv_ssh_session_close(s2);
@@ -1136,7 +1114,7 @@ static void test_install(fixture *fx)
     memset(&o, 0, sizeof o);
     o.engine_path = "/nonexistent/ksv-engine";
     o.state_dir = state;
-    o.engine_port = free_port();
+    o.engine_port = kt_free_port();
     o.install = true;
     o.local_engine = fx->engine;
     o.cache_dir = cache;
@@ -1210,8 +1188,8 @@ int main(int argc, char **argv)
     test_config_parser();
     test_parse_address();
     test_sha256(&fx);
-    fx.port = free_port();
-    fx.engine_port = free_port();
+    fx.port = kt_free_port();
+    fx.engine_port = kt_free_port();
     snprintf(fx.engine_state, sizeof fx.engine_state, "%s/engine-state", fx.dir);
     if (make_keys(&fx) != 0 || start_sshd(&fx) != 0) {
         char tail[512];

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/sha256.h"
 #include "store/store.h"
@@ -35,13 +36,6 @@
         int ok_rc_ = (call);                                                              \
         KT_CHECK(ok_rc_ == 0, "%s%s%s", (desc), (e).msg[0] ? ": " : "", (e).msg);         \
     } while (0)
-
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static char tmpdir[] = "/tmp/ksv-store-test-XXXXXX";
 
@@ -1146,7 +1140,7 @@ static void test_metrics_retention(void)
     double insert_s = 0, compact_s = 0;
     bool ok = exp_req && exp_b && exp_lat;
     for (int64_t hour_start = start; ok && hour_start < end; hour_start += 3600000) {
-        double t0 = mono_s();
+        double t0 = ksv_mono_s();
         if (ksv_store_begin(s, &e) < 0)
             ok = false;
         for (int64_t at = hour_start + step; at <= hour_start + 3600000; at += step) {
@@ -1167,12 +1161,12 @@ static void test_metrics_retention(void)
         }
         if (ksv_store_commit(s, &e) < 0)
             ok = false;
-        double t1 = mono_s();
+        double t1 = ksv_mono_s();
         ksv_metrics_compact_stats st;
         if (ksv_store_metrics_compact(s, hour_start + 3600000, &st, &e) < 0)
             ok = false;
         insert_s += t1 - t0;
-        compact_s += mono_s() - t1;
+        compact_s += ksv_mono_s() - t1;
         total_rolled += st.rolled_up;
         if (hour_start + 3600000 == start + 2 * day)
             size_day2 = raw_int(path, "SELECT page_count * page_size FROM pragma_page_count, "

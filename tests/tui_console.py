@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 
-from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, KSV, TOP, check, finish, lock_pid, tmpdir
 from tmuxterm import Tmux
 
 if not shutil.which("tmux"):
@@ -30,9 +30,7 @@ term = Tmux("ksvtop")
 tmux, screen, wait_for = term.run, term.screen, term.wait_for
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
+ksv, _ = ksv_cli(env)
 
 
 def engine_split(model):

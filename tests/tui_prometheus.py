@@ -19,7 +19,7 @@ import sys
 import time
 import urllib.parse
 
-from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, free_port, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, KSV, TOP, check, finish, free_port, lock_pid, tmpdir
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 if not os.access(PROMETHEUS, os.X_OK):
@@ -35,9 +35,7 @@ env = dict(os.environ, KSV_DB=db, XDG_STATE_HOME=os.path.join(work, "state"), KS
 socket_name = "ksvprom%d" % os.getpid()
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
+ksv, _ = ksv_cli(env)
 
 
 def top_once(url, timeout=60):

@@ -18,12 +18,11 @@ import shutil
 import signal
 import socket
 import sqlite3
-import subprocess
 import sys
 import threading
 import time
 
-from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, free_port, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, TOP, check, finish, free_port, lock_pid, tmpdir
 from sshnode import SshNode, skip_unless_available
 from tmuxterm import Tmux
 
@@ -50,9 +49,7 @@ engine_port = free_port()
 term = Tmux("ksvtopssh")
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
+ksv, _ = ksv_cli(env)
 
 
 def engine_split(model):
