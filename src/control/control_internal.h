@@ -98,6 +98,18 @@ void ctl_node_disconnect(ctl_node_conn *c);
 
 /* ---- kept connections (kept_conns.c) ---- */
 typedef struct ctl_kept ctl_kept;
+typedef int (*ctl_dial_fn)(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
+                           ksv_err *err);
+/* One node's kept connection outside the ctl's table (a console's probe link: any thread
+ * may use it, one at a time). */
+ctl_kept *ctl_kept_new(const char *name);
+void ctl_kept_free(ctl_kept *k);
+/* The entry's connection, dialled with dial when there is none (SSH nodes: when the
+ * backoff allows it). The connection is lent (borrowed) and stays with the entry. */
+int ctl_kept_entry_connect(ksv_ctl *ctl, ctl_kept *k, const ksv_node *node,
+                           ctl_dial_fn dial, ctl_node_conn *out, ksv_err *err);
+/* A request over the entry's connection failed: drop it (SSH: and back off). */
+void ctl_kept_entry_failed(ksv_ctl *ctl, ctl_kept *k, ksv_node_kind kind, const char *why);
 /* The node's kept connection, dialled when there is none and the backoff allows it. */
 int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err);
 /* Drops the node's kept connection (the next connect dials again, without waiting). */

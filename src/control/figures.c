@@ -12,25 +12,60 @@
 #include "common/log.h"
 #include "control/control_internal.h"
 
-/* Scrapes one node's fine histograms into the window; false when it did not answer. */
-static bool scrape_node(ksv_ctl *ctl, const ksv_node *node, ksv_mwin *w)
+/* One round of scrapes: every node at once (ctl->parallel), each into its own slot. */
+typedef struct scrape_round {
+    ksv_ctl *ctl;
+    const ksv_node_list *nodes;
+    const bool *want;            /* NULL: every node */
+    ksv_scrape *scrapes;
+    int64_t *at_ms;
+    bool *ok;
+} scrape_round;
+
+static void scrape_job(void *arg, size_t i)
 {
+    scrape_round *r = arg;
+    if (r->want && !r->want[i])
+        return;
+    const ksv_node *node = &r->nodes->items[i];
     ctl_node_conn conn;
     ksv_err err;
     char *text = NULL;
     size_t len = 0;
-    if (ctl_node_connect(ctl, node, &conn, &err) != 0)
-        return false;
+    if (ctl_node_connect_fresh(r->ctl, node, &conn, &err) != 0)
+        return;
     int rc = ksv_engine_client_get_histograms_text(conn.client, &text, &len, &err);
     ctl_node_disconnect(&conn);
-    ksv_scrape scrape = {0};
-    bool ok = rc == 0 && ksv_scrape_parse_histograms_json(text, len, &scrape, &err) == 0 &&
-              ksv_mwin_add_scrape(w, node->name, ksv_wall_ms(), &scrape, &err) == 0;
-    if (!ok)
+    r->at_ms[i] = ksv_wall_ms();
+    r->ok[i] = rc == 0 && ksv_scrape_parse_histograms_json(text, len, &r->scrapes[i], &err) == 0;
+    if (!r->ok[i])
         ksv_log(KSV_LOG_DEBUG, NULL, "figures: node %s: %s", node->name, err.msg);
-    ksv_scrape_free(&scrape);
     free(text);
-    return ok;
+}
+
+/* Scrapes the nodes (want[i], or all) in parallel and feeds the window; up[i] tells who
+ * answered. */
+static void scrape_all(ksv_ctl *ctl, const ksv_node_list *nodes, const bool *want, bool *up,
+                       ksv_mwin *w)
+{
+    size_t n = nodes->n;
+    scrape_round r = {ctl, nodes, want, calloc(n ? n : 1, sizeof(ksv_scrape)),
+                      calloc(n ? n : 1, sizeof(int64_t)), up};
+    memset(up, 0, n * sizeof *up);
+    if (r.scrapes && r.at_ms)
+        ctl_fanout(n, ctl->parallel, scrape_job, &r);
+    for (size_t i = 0; i < n; i++) {
+        ksv_err err;
+        if (up[i] && ksv_mwin_add_scrape(w, nodes->items[i].name, r.at_ms[i], &r.scrapes[i],
+                                         &err) != 0) {
+            ksv_log(KSV_LOG_WARN, NULL, "figures: node %s: %s", nodes->items[i].name, err.msg);
+            up[i] = false;
+        }
+        if (r.scrapes)
+            ksv_scrape_free(&r.scrapes[i]);
+    }
+    free(r.scrapes);
+    free(r.at_ms);
 }
 
 void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out)
@@ -45,17 +80,23 @@ void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out)
     double interval = env ? atof(env) : 1.0;
     if (!(interval > 0 && interval <= 60))
         interval = 1.0;
+    /* Two rounds, every node at once, their starts one interval apart (a rate needs two
+     * points in time): the command takes the interval plus one round's time, however many
+     * nodes there are. */
     int64_t t0 = ksv_wall_ms();
     bool *up = calloc(nodes.n ? nodes.n : 1, sizeof *up);
-    for (size_t i = 0; up && i < nodes.n; i++)
-        up[i] = scrape_node(ctl, &nodes.items[i], out->window);
-    int64_t left_ms = (int64_t)(interval * 1000) - (ksv_wall_ms() - t0);
-    if (left_ms > 0) {
-        struct timespec ts = {(time_t)(left_ms / 1000), (long)(left_ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
+    bool *again = calloc(nodes.n ? nodes.n : 1, sizeof *again);
+    if (up && again) {
+        scrape_all(ctl, &nodes, NULL, up, out->window);
+        int64_t left_ms = (int64_t)(interval * 1000) - (ksv_wall_ms() - t0);
+        if (left_ms > 0) {
+            struct timespec ts = {(time_t)(left_ms / 1000), (long)(left_ms % 1000) * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        scrape_all(ctl, &nodes, up, again, out->window);
     }
-    for (size_t i = 0; up && i < nodes.n; i++) {
-        if (!up[i] || !scrape_node(ctl, &nodes.items[i], out->window))
+    for (size_t i = 0; again && i < nodes.n; i++) {
+        if (!again[i])
             continue;
         /* The increments between the two scrapes become samples in SQLite. */
         ksv_metric_sample *samples = NULL;
@@ -70,6 +111,7 @@ void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out)
     ksv_metrics_compact_stats stats;
     ksv_store_metrics_compact(ctl->store, out->now_ms, &stats, &err);
     free(up);
+    free(again);
     ksv_node_list_free(&nodes);
 }
 

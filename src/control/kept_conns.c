@@ -106,11 +106,25 @@ static long note_failure(ksv_ctl *ctl, ctl_kept *k, const char *why)
     return delay;
 }
 
-int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
+ctl_kept *ctl_kept_new(const char *name)
 {
-    ctl_kept *k = find_or_add(ctl, node->name);
+    ctl_kept *k = calloc(1, sizeof *k);
+    if (k)
+        snprintf(k->node, sizeof k->node, "%s", name);
+    return k;
+}
+
+void ctl_kept_free(ctl_kept *k)
+{
     if (!k)
-        return ksv_err_set(err, 500, "out of memory");
+        return;
+    drop(k);
+    free(k);
+}
+
+int ctl_kept_entry_connect(ksv_ctl *ctl, ctl_kept *k, const ksv_node *node,
+                           ctl_dial_fn dial, ctl_node_conn *out, ksv_err *err)
+{
     char identity[sizeof k->identity];
     describe(node, identity, sizeof identity);
     if (strcmp(identity, k->identity) != 0) {
@@ -123,7 +137,8 @@ int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
     if (k->conn.client) {
         ksv_err why;
         ksv_err_clear(&why);
-        if (ksv_ssh_tunnel_alive(k->conn.tunnel, &why)) {
+        /* Only a tunnel can drop under us unseen; an HTTP client reconnects by itself. */
+        if (!k->conn.tunnel || ksv_ssh_tunnel_alive(k->conn.tunnel, &why)) {
             *out = k->conn;
             out->borrowed = true;
             return 0;
@@ -139,7 +154,11 @@ int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
         return ksv_err_set(err, 503, "node %s: reconnecting in %.1f s; %s", k->node,
                            (double)(k->retry_at_ms - now) / 1000.0, k->last_error);
     ctl_node_conn fresh;
-    if (ctl_node_connect_fresh(ctl, node, &fresh, err) != 0) {
+    if (dial(ctl, node, &fresh, err) != 0) {
+        /* Dialling an SSH node is costly and logged on the node: back off. Any other
+         * dial is a file read and a local connect: the next call simply tries again. */
+        if (node->kind != KSV_NODE_SSH)
+            return -1;
         char why[sizeof err->msg];
         snprintf(why, sizeof why, "%s", err->msg);
         long delay = note_failure(ctl, k, why);
@@ -154,6 +173,21 @@ int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv
     *out = k->conn;
     out->borrowed = true;
     return 0;
+}
+
+void ctl_kept_entry_failed(ksv_ctl *ctl, ctl_kept *k, ksv_node_kind kind, const char *why)
+{
+    drop(k);
+    if (kind == KSV_NODE_SSH)
+        note_failure(ctl, k, why);
+}
+
+int ctl_kept_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
+{
+    ctl_kept *k = find_or_add(ctl, node->name);
+    if (!k)
+        return ksv_err_set(err, 500, "out of memory");
+    return ctl_kept_entry_connect(ctl, k, node, ctl_node_connect_fresh, out, err);
 }
 
 void ctl_kept_failed(ksv_ctl *ctl, const char *name, const char *why)

@@ -9,6 +9,8 @@
 
 #include <json-c/json.h>
 
+#include "common/strmap.h"
+
 enum { CLASS_2XX, CLASS_4XX, CLASS_5XX, CLASS_OTHER, N_CLASSES };
 
 static int class_of(int code)
@@ -43,15 +45,44 @@ void ksv_scrape_free(ksv_scrape *s)
     s->n = 0;
 }
 
+/* "model\0revision": names are C strings, so the NUL keeps the pair unambiguous. */
+static size_t pair_key(char *buf, size_t cap, const char *model, const char *revision)
+{
+    size_t a = strlen(model), b = strlen(revision);
+    if (a + b + 1 > cap)
+        return 0;
+    memcpy(buf, model, a);
+    buf[a] = '\0';
+    memcpy(buf + a + 1, revision, b);
+    return a + 1 + b;
+}
+
+/* Each (model, revision) once: hashed, so a scrape of tens of thousands of series is
+ * checked in linear time (a pairwise check took seconds). */
 static int check_unique(const ksv_scrape *s, ksv_err *err)
 {
-    for (size_t i = 0; i < s->n; i++)
-        for (size_t j = 0; j < i; j++)
-            if (strcmp(s->revs[i].model, s->revs[j].model) == 0 &&
-                strcmp(s->revs[i].revision, s->revs[j].revision) == 0)
-                return ksv_err_set(err, 400, "scrape lists %s/%s twice", s->revs[i].model,
-                                   s->revs[i].revision);
-    return 0;
+    ksv_strmap seen;
+    ksv_strmap_init(&seen);
+    int rc = 0;
+    char stack[512];
+    for (size_t i = 0; i < s->n && rc == 0; i++) {
+        const ksv_scrape_rev *r = &s->revs[i];
+        size_t need = strlen(r->model) + strlen(r->revision) + 1;
+        char *key = need <= sizeof stack ? stack : malloc(need);
+        if (!key) {
+            rc = ksv_err_set(err, 500, "out of memory");
+            break;
+        }
+        size_t len = pair_key(key, need, r->model, r->revision);
+        if (ksv_strmap_get(&seen, key, len))
+            rc = ksv_err_set(err, 400, "scrape lists %s/%s twice", r->model, r->revision);
+        else if (ksv_strmap_put(&seen, key, len, (void *)r) != 0)
+            rc = ksv_err_set(err, 500, "out of memory");
+        if (key != stack)
+            free(key);
+    }
+    ksv_strmap_free(&seen);
+    return rc;
 }
 
 static int parse_codes(json_object *codes, ksv_scrape_rev *r, ksv_err *err)
@@ -142,6 +173,13 @@ int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *o
         rc = ksv_err_set(err, 400, "histograms document needs a \"series\" array");
     } else {
         size_t n = json_object_array_length(series);
+        /* Refused before any is read: the window would refuse them anyway, and reading
+         * 200k series only to drop them froze consoles for minutes. */
+        if (n > KSV_MWIN_MAX_SERIES_PER_NODE) {
+            json_object_put(root);
+            return ksv_err_set(err, 413, "the node lists %zu series; ksv keeps at most %d per "
+                               "node (models x revisions)", n, KSV_MWIN_MAX_SERIES_PER_NODE);
+        }
         out->revs = calloc(n ? n : 1, sizeof *out->revs);
         if (!out->revs)
             rc = ksv_err_set(err, 500, "out of memory");
@@ -210,20 +248,35 @@ typedef struct series {
     size_t cap_last_codes;
 } series;
 
+/* Series that share a model or a node, so a query for one reads only those. */
+typedef struct group {
+    series **items;
+    size_t n;
+    size_t cap;
+} group;
+
 typedef struct node_time {
     char *node;
     int64_t last_ms;
+    group series;
 } node_time;
 
 struct ksv_mwin {
     size_t capacity;
-    series **series;
+    series **series;              /* in order of first appearance */
     size_t n_series;
     size_t cap_series;
-    node_time *nodes;
+    ksv_strmap by_key;            /* "node\0model\0revision" -> series */
+    ksv_strmap by_model;          /* model -> group */
+    ksv_strmap by_node;           /* node -> node_time */
+    node_time **nodes;            /* the same, to free them */
     size_t n_nodes;
     size_t cap_nodes;
+    int64_t last_evict_ms;
 };
+
+/* Evictions look at every series: at most once a second of scrape time. */
+#define EVICT_EVERY_MS 1000
 
 /* The k-th oldest scrape of a series (k < s->n). */
 static entry *entry_at(const series *s, size_t k)
@@ -242,6 +295,9 @@ int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err)
     if (!w)
         return ksv_err_set(err, 500, "out of memory");
     w->capacity = capacity;
+    ksv_strmap_init(&w->by_key);
+    ksv_strmap_init(&w->by_model);
+    ksv_strmap_init(&w->by_node);
     *out = w;
     return 0;
 }
@@ -263,25 +319,84 @@ static void series_free(series *s, size_t capacity)
     free(s);
 }
 
+static int group_add(group *g, series *s)
+{
+    if (g->n == g->cap) {
+        size_t cap = g->cap ? g->cap * 2 : 8;
+        series **p = realloc(g->items, cap * sizeof *p);
+        if (!p)
+            return -1;
+        g->items = p;
+        g->cap = cap;
+    }
+    g->items[g->n++] = s;
+    return 0;
+}
+
+static void group_remove(group *g, const series *s)
+{
+    for (size_t i = 0; i < g->n; i++)
+        if (g->items[i] == s) {
+            memmove(&g->items[i], &g->items[i + 1], (g->n - i - 1) * sizeof *g->items);
+            g->n--;
+            return;
+        }
+}
+
+/* The series key, in buf when it fits, else allocated (*heap set; caller frees). */
+static char *series_key(char *buf, size_t cap, const char *node, const char *model,
+                        const char *revision, size_t *len, char **heap)
+{
+    size_t a = strlen(node), b = strlen(model), c = strlen(revision);
+    size_t need = a + b + c + 2;
+    *heap = NULL;
+    char *k = buf;
+    if (need > cap && !(k = *heap = malloc(need)))
+        return NULL;
+    memcpy(k, node, a);
+    k[a] = '\0';
+    memcpy(k + a + 1, model, b);
+    k[a + 1 + b] = '\0';
+    memcpy(k + a + b + 2, revision, c);
+    *len = need;
+    return k;
+}
+
+static void node_time_free(node_time *nt)
+{
+    if (!nt)
+        return;
+    free(nt->series.items);
+    free(nt->node);
+    free(nt);
+}
+
 void ksv_mwin_free(ksv_mwin *w)
 {
     if (!w)
         return;
-    for (size_t i = 0; i < w->n_series; i++)
-        series_free(w->series[i], w->capacity);
+    for (size_t i = 0; i < w->n_series; i++) {
+        series *s = w->series[i];
+        group *g = ksv_strmap_remove(&w->by_model, s->model, strlen(s->model));
+        if (g) {
+            free(g->items);
+            free(g);
+        }
+        series_free(s, w->capacity);
+    }
     free(w->series);
     for (size_t i = 0; i < w->n_nodes; i++)
-        free(w->nodes[i].node);
+        node_time_free(w->nodes[i]);
     free(w->nodes);
+    ksv_strmap_free(&w->by_key);
+    ksv_strmap_free(&w->by_model);
+    ksv_strmap_free(&w->by_node);
     free(w);
 }
 
 static node_time *find_node(const ksv_mwin *w, const char *node)
 {
-    for (size_t i = 0; i < w->n_nodes; i++)
-        if (strcmp(w->nodes[i].node, node) == 0)
-            return &w->nodes[i];
-    return NULL;
+    return ksv_strmap_get(&w->by_node, node, strlen(node));
 }
 
 int64_t ksv_mwin_node_last_ms(const ksv_mwin *w, const char *node)
@@ -310,16 +425,15 @@ void ksv_mwin_series_at(const ksv_mwin *w, size_t i, const char **node, const ch
 static series *find_series(const ksv_mwin *w, const char *node, const char *model,
                            const char *revision)
 {
-    for (size_t i = 0; i < w->n_series; i++) {
-        series *s = w->series[i];
-        if (strcmp(s->node, node) == 0 && strcmp(s->model, model) == 0 &&
-            strcmp(s->revision, revision) == 0)
-            return s;
-    }
-    return NULL;
+    char buf[512], *heap;
+    size_t len;
+    char *key = series_key(buf, sizeof buf, node, model, revision, &len, &heap);
+    series *s = key ? ksv_strmap_get(&w->by_key, key, len) : NULL;
+    free(heap);
+    return s;
 }
 
-static series *add_series(ksv_mwin *w, const char *node, const char *model,
+static series *add_series(ksv_mwin *w, node_time *nt, const char *model,
                           const char *revision)
 {
     if (w->n_series == w->cap_series) {
@@ -330,20 +444,65 @@ static series *add_series(ksv_mwin *w, const char *node, const char *model,
         w->series = grown;
         w->cap_series = cap;
     }
+    group *g = ksv_strmap_get(&w->by_model, model, strlen(model));
+    if (!g) {
+        g = calloc(1, sizeof *g);
+        if (!g || ksv_strmap_put(&w->by_model, model, strlen(model), g) != 0) {
+            free(g);
+            return NULL;
+        }
+    }
     series *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     s->capacity = w->capacity;
     s->ring = calloc(w->capacity, sizeof *s->ring);
-    s->node = strdup(node);
+    s->node = strdup(nt->node);
     s->model = strdup(model);
     s->revision = strdup(revision);
-    if (!s->ring || !s->node || !s->model || !s->revision) {
+    char buf[512], *heap = NULL, *key = NULL;
+    size_t len = 0;
+    if (s->ring && s->node && s->model && s->revision)
+        key = series_key(buf, sizeof buf, s->node, model, revision, &len, &heap);
+    if (!key || group_add(g, s) != 0) {
+        free(heap);
         series_free(s, w->capacity);
         return NULL;
     }
+    if (group_add(&nt->series, s) != 0 || ksv_strmap_put(&w->by_key, key, len, s) != 0) {
+        group_remove(g, s);
+        group_remove(&nt->series, s);
+        free(heap);
+        series_free(s, w->capacity);
+        return NULL;
+    }
+    free(heap);
     w->series[w->n_series++] = s;
     return s;
+}
+
+/* Unlinks s from the key map and its groups, and frees it (not from w->series). */
+static void unlink_series(ksv_mwin *w, series *s)
+{
+    char buf[512], *heap;
+    size_t len;
+    char *key = series_key(buf, sizeof buf, s->node, s->model, s->revision, &len, &heap);
+    if (key)
+        ksv_strmap_remove(&w->by_key, key, len);
+    free(heap);
+    group *g = ksv_strmap_get(&w->by_model, s->model, strlen(s->model));
+    if (g) {
+        group_remove(g, s);
+        if (g->n == 0) {
+            ksv_strmap_remove(&w->by_model, s->model, strlen(s->model));
+            free(g->items);
+            free(g);
+        }
+    }
+    node_time *nt = find_node(w, s->node);
+    if (nt)
+        group_remove(&nt->series, s);
+    series_free(s, w->capacity);
 }
 
 static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_ms)
@@ -354,7 +513,7 @@ static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_m
         bool drop = node ? strcmp(s->node, node) == 0
                          : s->n == 0 || entry_at(s, s->n - 1)->t_ms < older_than_ms;
         if (drop)
-            series_free(s, w->capacity);
+            unlink_series(w, s);
         else
             w->series[kept++] = s;
     }
@@ -364,11 +523,13 @@ static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_m
 void ksv_mwin_forget_node(ksv_mwin *w, const char *node)
 {
     remove_series_if(w, node, 0);
-    node_time *nt = find_node(w, node);
-    if (nt) {
-        free(nt->node);
-        *nt = w->nodes[--w->n_nodes];
-    }
+    node_time *nt = ksv_strmap_remove(&w->by_node, node, strlen(node));
+    for (size_t i = 0; nt && i < w->n_nodes; i++)
+        if (w->nodes[i] == nt) {
+            w->nodes[i] = w->nodes[--w->n_nodes];
+            break;
+        }
+    node_time_free(nt);
 }
 
 static uint64_t code_count(const ksv_code_count *codes, size_t n, int code)
@@ -385,14 +546,16 @@ static int validate_scrape(const ksv_scrape *s, ksv_err *err)
         const ksv_scrape_rev *r = &s->revs[i];
         if (!r->model || !r->revision || !*r->model || !*r->revision)
             return ksv_err_set(err, 400, "scrape entry %zu has no model or revision", i);
+        unsigned char seen[1000 / 8 + 1] = {0};
         for (size_t c = 0; c < r->n_codes; c++) {
-            if (r->codes[c].code < 100 || r->codes[c].code > 999)
+            int code = r->codes[c].code;
+            if (code < 100 || code > 999)
                 return ksv_err_set(err, 400, "%s/%s: code %d is not in 100..999", r->model,
-                                   r->revision, r->codes[c].code);
-            for (size_t d = 0; d < c; d++)
-                if (r->codes[d].code == r->codes[c].code)
-                    return ksv_err_set(err, 400, "%s/%s: code %d listed twice", r->model,
-                                       r->revision, r->codes[c].code);
+                                   r->revision, code);
+            if (seen[code / 8] & (1u << (code % 8)))
+                return ksv_err_set(err, 400, "%s/%s: code %d listed twice", r->model,
+                                   r->revision, code);
+            seen[code / 8] |= (unsigned char)(1u << (code % 8));
         }
     }
     return check_unique(s, err);
@@ -483,33 +646,44 @@ int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv
                            "one (%lld)", node, (long long)now_ms, (long long)nt->last_ms);
     if (validate_scrape(s, err) < 0)
         return -1;
-    remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+    if (now_ms - w->last_evict_ms >= EVICT_EVERY_MS || now_ms < w->last_evict_ms) {
+        remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+        w->last_evict_ms = now_ms;
+    }
     size_t new_series = 0;
     for (size_t i = 0; i < s->n; i++)
         new_series += find_series(w, node, s->revs[i].model, s->revs[i].revision) == NULL;
+    size_t have = nt ? nt->series.n : 0;
+    if (have + new_series > KSV_MWIN_MAX_SERIES_PER_NODE)
+        return ksv_err_set(err, 413, "node %s: %zu series; ksv keeps at most %d per node "
+                           "(models x revisions)", node, have + new_series,
+                           KSV_MWIN_MAX_SERIES_PER_NODE);
     if (w->n_series + new_series > KSV_MWIN_MAX_SERIES)
-        return ksv_err_set(err, 503, "more than %d series to keep", KSV_MWIN_MAX_SERIES);
+        return ksv_err_set(err, 503, "node %s: %zu more series would pass the %d ksv keeps "
+                           "for all nodes together", node, new_series, KSV_MWIN_MAX_SERIES);
     if (!nt) {
         if (w->n_nodes == w->cap_nodes) {
             size_t cap = w->cap_nodes ? w->cap_nodes * 2 : 8;
-            node_time *grown = realloc(w->nodes, cap * sizeof *grown);
+            node_time **grown = realloc(w->nodes, cap * sizeof *grown);
             if (!grown)
                 return ksv_err_set(err, 500, "out of memory");
             w->nodes = grown;
             w->cap_nodes = cap;
         }
-        char *copy = strdup(node);
-        if (!copy)
+        nt = calloc(1, sizeof *nt);
+        if (!nt || !(nt->node = strdup(node)) ||
+            ksv_strmap_put(&w->by_node, node, strlen(node), nt) != 0) {
+            node_time_free(nt);
             return ksv_err_set(err, 500, "out of memory");
-        nt = &w->nodes[w->n_nodes++];
-        nt->node = copy;
+        }
+        w->nodes[w->n_nodes++] = nt;
     }
     nt->last_ms = now_ms;
     for (size_t i = 0; i < s->n; i++) {
         const ksv_scrape_rev *r = &s->revs[i];
         series *se = find_series(w, node, r->model, r->revision);
         if (!se)
-            se = add_series(w, node, r->model, r->revision);
+            se = add_series(w, nt, r->model, r->revision);
         if (!se || record(w, se, now_ms, r) < 0)
             return ksv_err_set(err, 500, "out of memory recording %s/%s", r->model,
                                r->revision);
@@ -518,6 +692,30 @@ int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv
 }
 
 /* ---- queries ---- */
+
+/* The series a selection can match: a model's or a node's (the smaller), else all. */
+static series *const *candidates(const ksv_mwin *w, const ksv_mwin_sel *sel, size_t *n)
+{
+    const group *best = NULL;
+    bool narrowed = false;
+    if (sel && sel->model) {
+        best = ksv_strmap_get(&w->by_model, sel->model, strlen(sel->model));
+        narrowed = true;
+    }
+    if (sel && sel->node) {
+        const node_time *nt = find_node(w, sel->node);
+        const group *g = nt ? &nt->series : NULL;
+        if (!narrowed || !g || (best && g->n < best->n))
+            best = g;
+        narrowed = true;
+    }
+    if (!narrowed) {
+        *n = w->n_series;
+        return w->series;
+    }
+    *n = best ? best->n : 0;
+    return best ? best->items : NULL;
+}
 
 static bool matches(const series *s, const ksv_mwin_sel *sel)
 {
@@ -559,8 +757,10 @@ int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
                            (long long)window_ms);
     double rate[N_CLASSES] = {0};
     uint64_t total[N_CLASSES] = {0};
-    for (size_t i = 0; i < w->n_series; i++) {
-        const series *s = w->series[i];
+    size_t n_cand;
+    series *const *cand = candidates(w, sel, &n_cand);
+    for (size_t i = 0; i < n_cand; i++) {
+        const series *s = cand[i];
         size_t lo, hi;
         if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi) || hi == lo)
             continue;
@@ -646,8 +846,10 @@ int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now
     ksv_hist_snap *scratch = malloc(2 * sizeof *scratch);
     if (!scratch)
         return ksv_err_set(err, 500, "out of memory");
-    for (size_t i = 0; i < w->n_series; i++) {
-        const series *s = w->series[i];
+    size_t n_cand;
+    series *const *cand = candidates(w, sel, &n_cand);
+    for (size_t i = 0; i < n_cand; i++) {
+        const series *s = cand[i];
         size_t lo, hi;
         if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi))
             continue;
@@ -704,9 +906,11 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
             out->p50_s = ksv_hist_quantile(acc, 0.5);
             out->p99_s = ksv_hist_quantile(acc, 0.99);
         }
-        for (size_t i = 0; i < w->n_series; i++) {
+        size_t n_cand;
+        series *const *cand = candidates(w, sel, &n_cand);
+        for (size_t i = 0; i < n_cand; i++) {
             size_t lo, hi;
-            const series *s = w->series[i];
+            const series *s = cand[i];
             if (matches(s, sel) && window_range(s, now_ms, window_ms, &lo, &hi)) {
                 int64_t span = entry_at(s, hi)->t_ms - entry_at(s, lo)->t_ms;
                 if (span > out->span_ms)
@@ -779,10 +983,9 @@ int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sampl
     if (!nt)
         return 0;
     size_t want = 0;
-    for (size_t i = 0; i < w->n_series; i++) {
-        const series *s = w->series[i];
-        want += strcmp(s->node, node) == 0 && s->n >= 2 &&
-                entry_at(s, s->n - 1)->t_ms == nt->last_ms;
+    for (size_t i = 0; i < nt->series.n; i++) {
+        const series *s = nt->series.items[i];
+        want += s->n >= 2 && entry_at(s, s->n - 1)->t_ms == nt->last_ms;
     }
     if (want == 0)
         return 0;
@@ -790,10 +993,9 @@ int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sampl
     if (!samples)
         return ksv_err_set(err, 500, "out of memory");
     size_t got = 0;
-    for (size_t i = 0; i < w->n_series && got < want; i++) {
-        const series *s = w->series[i];
-        if (strcmp(s->node, node) != 0 || s->n < 2 ||
-            entry_at(s, s->n - 1)->t_ms != nt->last_ms)
+    for (size_t i = 0; i < nt->series.n && got < want; i++) {
+        const series *s = nt->series.items[i];
+        if (s->n < 2 || entry_at(s, s->n - 1)->t_ms != nt->last_ms)
             continue;
         const entry *prev = entry_at(s, s->n - 2), *cur = entry_at(s, s->n - 1);
         ksv_metric_sample *m = &samples[got++];

@@ -36,7 +36,10 @@
  *   - Memory: each series keeps a ring of its last `capacity` scrapes (default 128: 60 s at
  *     1 s plus slack; scraping faster than window/capacity shortens the window actually
  *     seen, which span_ms shows). Histograms are stored sparse (non-zero buckets only).
- *     A series not scraped for KSV_MWIN_EVICT_MS is dropped; at most KSV_MWIN_MAX_SERIES.
+ *     A series not scraped for KSV_MWIN_EVICT_MS is dropped; at most
+ *     KSV_MWIN_MAX_SERIES_PER_NODE per node and KSV_MWIN_MAX_SERIES in all. Series are
+ *     found by hash, and queries read only the selected model's (or node's) series, so a
+ *     refresh costs what the fleet holds, not its square.
  *
  * Times are int64 milliseconds (the store's unit); a node's scrapes must come with strictly
  * increasing now_ms. A ksv_mwin is used by one thread at a time. */
@@ -53,7 +56,11 @@
 #include "store/store.h"
 
 #define KSV_MWIN_DEFAULT_CAPACITY 128
-#define KSV_MWIN_MAX_SERIES 4096
+/* Far above a fleet's need (100 nodes x 20 models x 4 revisions = 8,000; one node with 20
+ * models keeps 16 revisions each at most = 320); a node past its cap, or a fleet past the
+ * total, is refused with a message the console shows, never dropped in silence. */
+#define KSV_MWIN_MAX_SERIES_PER_NODE 4096
+#define KSV_MWIN_MAX_SERIES 262144
 #define KSV_MWIN_EVICT_MS (10LL * 60 * 1000)
 #define KSV_MWIN_RATE_WINDOW_MS 10000
 #define KSV_MWIN_LATENCY_WINDOW_MS 60000
@@ -77,7 +84,8 @@ typedef struct ksv_scrape {
  * {"series":[{"model":M,"revision":R,"codes":{"200":N,...},"histogram":{fine json}},...]}.
  * Refused with 400: not that shape, an empty name, a code that is not 100..999, a negative
  * or non-integer count, a (model, revision) twice, a histogram ksv_hist_parse_fine_json
- * refuses. A series without "histogram" gets hist NULL. */
+ * refuses; 413 more than KSV_MWIN_MAX_SERIES_PER_NODE series (refused before any is
+ * read). A series without "histogram" gets hist NULL. */
 int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *out,
                                      ksv_err *err);
 /* Rates-only scrape from a parsed /metrics (hist NULL for every revision). */
@@ -94,7 +102,9 @@ void ksv_mwin_free(ksv_mwin *w);
 
 /* Records node's scrape taken at now_ms. 400: empty node, now_ms not after the node's
  * previous scrape, a (model, revision) twice, a code outside 100..999 or twice; nothing is
- * recorded then. 503: more than KSV_MWIN_MAX_SERIES series. 500: out of memory (the scrape
+ * recorded then. 413: the node would have more than KSV_MWIN_MAX_SERIES_PER_NODE series;
+ * 503: all nodes together more than KSV_MWIN_MAX_SERIES (nothing recorded either way; the
+ * message says which limit). 500: out of memory (the scrape
  * may then be recorded in part). Series of any node not scraped for KSV_MWIN_EVICT_MS before
  * now_ms are dropped. */
 int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv_scrape *s,

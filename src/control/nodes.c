@@ -436,6 +436,37 @@ static void compute_drift(ksv_ctl *ctl, ksv_node_status *st, json_object *applie
     ksv_model_list_free(&models);
 }
 
+typedef struct status_round {
+    ksv_ctl *ctl;
+    ksv_node_status *st;
+    json_object **states;
+} status_round;
+
+/* One node's reachability, engine and applied state (no store access: any thread). */
+static void status_job(void *arg, size_t i)
+{
+    status_round *r = arg;
+    ksv_node_status *st = &r->st[i];
+    ctl_node_conn conn;
+    ksv_err one;
+    ksv_err_clear(&one);
+    ksv_engine_node_info info;
+    int rc = r->ctl->keep_connections ? ctl_node_connect(r->ctl, &st->node, &conn, &one)
+                                      : ctl_node_connect_fresh(r->ctl, &st->node, &conn, &one);
+    if (rc == 0) {
+        if (ksv_engine_client_get_node(conn.client, &info, &one) == 0 &&
+            ksv_engine_client_get_state(conn.client, &r->states[i], &one) == 0) {
+            st->reachable = true;
+            snprintf(st->engine_version, sizeof st->engine_version, "%s", info.version);
+            st->uptime_s = info.uptime_s;
+            st->threads = info.threads;
+        }
+        ctl_node_disconnect(&conn);
+    }
+    if (!st->reachable)
+        snprintf(st->error, sizeof st->error, "%s", one.msg);
+}
+
 int ksv_ctl_node_status(ksv_ctl *ctl, const char *name, ksv_node_status **out, size_t *n,
                         ksv_err *err)
 {
@@ -457,32 +488,31 @@ int ksv_ctl_node_status(ksv_ctl *ctl, const char *name, ksv_node_status **out, s
         ksv_node_list_free(&list);
         return ksv_err_set(err, 500, "out of memory");
     }
-    for (size_t i = 0; i < list.n; i++) {
+    json_object **states = calloc(list.n ? list.n : 1, sizeof *states);
+    if (!states) {
+        free(st);
+        ksv_node_list_free(&list);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    for (size_t i = 0; i < list.n; i++)
         st[i].node = list.items[i];
-        ctl_node_conn conn;
-        ksv_err one;
-        ksv_err_clear(&one);
-        ksv_engine_node_info info;
-        json_object *state = NULL;
-        if (ctl_node_connect(ctl, &st[i].node, &conn, &one) == 0) {
-            if (ksv_engine_client_get_node(conn.client, &info, &one) == 0 &&
-                ksv_engine_client_get_state(conn.client, &state, &one) == 0) {
-                st[i].reachable = true;
-                snprintf(st[i].engine_version, sizeof st[i].engine_version, "%s", info.version);
-                st[i].uptime_s = info.uptime_s;
-                st[i].threads = info.threads;
-                compute_drift(ctl, &st[i], state);
-            }
-            ctl_node_disconnect(&conn);
-        }
-        if (!st[i].reachable)
-            snprintf(st[i].error, sizeof st[i].error, "%s", one.msg);
-        ksv_err ignored;
+    /* Every node asked at once; the drift is then worked out here, from the store. */
+    status_round r = {ctl, st, states};
+    ctl_fanout(list.n, ctl->keep_connections ? 1 : ctl->parallel, status_job, &r);
+    ksv_err ignored;
+    bool txn = ksv_store_begin(ctl->store, &ignored) == 0;
+    for (size_t i = 0; i < list.n; i++) {
+        json_object *state = states[i];
+        if (st[i].reachable)
+            compute_drift(ctl, &st[i], state);
         ksv_store_node_set_status(ctl->store, st[i].node.name, st[i].reachable ? ksv_wall_ms() : 0,
                                   st[i].reachable ? NULL : st[i].error,
                                   st[i].reachable ? st[i].engine_version : NULL, &ignored);
         json_object_put(state);
     }
+    if (txn && ksv_store_commit(ctl->store, &ignored) != 0 && ksv_store_in_transaction(ctl->store))
+        ksv_store_rollback(ctl->store, &ignored);
+    free(states);
     free(list.items); /* the nodes themselves moved into st */
     *out = st;
     *n = list.n;

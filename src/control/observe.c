@@ -32,6 +32,11 @@ int ksv_ctl_node_list(ksv_ctl *ctl, ksv_node_list *out, ksv_err *err)
     return ksv_store_node_list(ctl->store, out, err);
 }
 
+int ksv_ctl_store_version(ksv_ctl *ctl, int64_t *version, ksv_err *err)
+{
+    return ksv_store_data_version(ctl->store, version, err);
+}
+
 int ksv_ctl_history_list(ksv_ctl *ctl, const char *model, size_t limit,
                          ksv_history_list *out, ksv_err *err)
 {
@@ -127,6 +132,108 @@ static void probe_errors(ksv_engine_client *client, const char *model, ksv_node_
     json_object_put(root);
 }
 
+struct ksv_probe_link {
+    ctl_kept *kept;
+    ksv_node node;                /* the node as stored, read on first use */
+    bool have_node;
+};
+
+ksv_probe_link *ksv_probe_link_new(const char *node)
+{
+    ksv_probe_link *l = calloc(1, sizeof *l);
+    if (l && !(l->kept = ctl_kept_new(node))) {
+        free(l);
+        return NULL;
+    }
+    return l;
+}
+
+void ksv_probe_link_free(ksv_probe_link *l)
+{
+    if (!l)
+        return;
+    ctl_kept_free(l->kept);
+    if (l->have_node)
+        ksv_node_clear(&l->node);
+    free(l);
+}
+
+void ksv_probe_link_reread(ksv_probe_link *l)
+{
+    if (l && l->have_node) {
+        ksv_node_clear(&l->node);
+        l->have_node = false;
+    }
+}
+
+/* Reads the node's info, histograms, applied state and (errors_model) recent errors. */
+static int probe_over(ksv_engine_client *client, const char *errors_model, ksv_node_probe *out,
+                      ksv_err *e)
+{
+    ksv_engine_node_info info;
+    if (ksv_engine_client_get_node(client, &info, e) != 0)
+        return -1;
+    out->reachable = true;
+    snprintf(out->engine_version, sizeof out->engine_version, "%s", info.version);
+    out->uptime_s = info.uptime_s;
+    out->threads = info.threads;
+    out->inflight = info.inflight;
+    out->loadavg1 = info.loadavg[0];
+    out->cpus = info.cpus;
+    for (size_t g = 0; g < info.n_gpus && g < KSV_PROBE_MAX_GPUS; g++) {
+        ksv_probe_gpu *pg = &out->gpus[out->n_gpus++];
+        snprintf(pg->name, sizeof pg->name, "%s", info.gpus[g].name);
+        pg->utilization = info.gpus[g].utilization_ratio;
+        pg->mem_used = info.gpus[g].memory_used_bytes;
+        pg->mem_total = info.gpus[g].memory_total_bytes;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    ksv_err fe;
+    ksv_err_clear(&fe);
+    if (ksv_engine_client_get_histograms_text(client, &text, &len, &fe) == 0 &&
+        ksv_scrape_parse_histograms_json(text, len, &out->scrape, &fe) == 0)
+        out->has_scrape = true;
+    else /* the node answers, but its figures cannot be shown: say why, on screen */
+        snprintf(out->figures_error, sizeof out->figures_error, "%.250s", fe.msg);
+    free(text);
+    probe_state(client, out);
+    if (errors_model)
+        probe_errors(client, errors_model, out);
+    return 0;
+}
+
+/* A console's dial: never starts a local engine (probe_connect). */
+static int observe_dial(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out, ksv_err *err)
+{
+    if (node->kind == KSV_NODE_SSH)
+        return ctl_node_connect_fresh(ctl, node, out, err);
+    return probe_connect(ctl, node, out, err);
+}
+
+int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *name,
+                            const char *errors_model, ksv_node_probe *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    if (!link->have_node) {
+        if (ksv_store_node_get(ctl->store, name, &link->node, err) != 0)
+            return -1;
+        link->have_node = true;
+    }
+    ctl_node_conn conn;
+    ksv_err e;
+    ksv_err_clear(&e);
+    if (ctl_kept_entry_connect(ctl, link->kept, &link->node, observe_dial, &conn, &e) == 0 &&
+        probe_over(conn.client, errors_model, out, &e) != 0)
+        /* No answer over the kept connection: drop it; the next probe dials again, which
+         * re-reads a local engine's address and token (it may have restarted). */
+        ctl_kept_entry_failed(ctl, link->kept, link->node.kind, e.msg);
+    if (!out->reachable)
+        snprintf(out->error, sizeof out->error, "%s", ctl_skip_node_prefix(e.msg, name));
+    out->at_ms = ksv_wall_ms();
+    return 0;
+}
+
 int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
                        ksv_node_probe *out, ksv_err *err)
 {
@@ -140,33 +247,7 @@ int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
     int rc = probe_connect(ctl, &node, &conn, &e);
     ksv_node_clear(&node);
     if (rc == 0) {
-        ksv_engine_node_info info;
-        rc = ksv_engine_client_get_node(conn.client, &info, &e);
-        if (rc == 0) {
-            out->reachable = true;
-            snprintf(out->engine_version, sizeof out->engine_version, "%s", info.version);
-            out->uptime_s = info.uptime_s;
-            out->threads = info.threads;
-            out->inflight = info.inflight;
-            out->loadavg1 = info.loadavg[0];
-            out->cpus = info.cpus;
-            for (size_t g = 0; g < info.n_gpus && g < KSV_PROBE_MAX_GPUS; g++) {
-                ksv_probe_gpu *pg = &out->gpus[out->n_gpus++];
-                snprintf(pg->name, sizeof pg->name, "%s", info.gpus[g].name);
-                pg->utilization = info.gpus[g].utilization_ratio;
-                pg->mem_used = info.gpus[g].memory_used_bytes;
-                pg->mem_total = info.gpus[g].memory_total_bytes;
-            }
-            char *text = NULL;
-            size_t len = 0;
-            if (ksv_engine_client_get_histograms_text(conn.client, &text, &len, &e) == 0 &&
-                ksv_scrape_parse_histograms_json(text, len, &out->scrape, &e) == 0)
-                out->has_scrape = true;
-            free(text);
-            probe_state(conn.client, out);
-            if (errors_model)
-                probe_errors(conn.client, errors_model, out);
-        }
+        rc = probe_over(conn.client, errors_model, out, &e);
         bool kept = conn.borrowed;
         ctl_node_disconnect(&conn);
         /* The engine did not answer through a kept link: dial afresh after the backoff,
@@ -286,11 +367,35 @@ int ksv_ctl_global_init(ksv_err *err)
 int ksv_ctl_store_window_samples(ksv_ctl *ctl, const ksv_mwin *w, const char *node,
                                  ksv_err *err)
 {
+    return ksv_ctl_store_window_samples_of(ctl, w, &node, 1, err);
+}
+
+int ksv_ctl_store_window_samples_of(ksv_ctl *ctl, const ksv_mwin *w, const char *const *nodes,
+                                    size_t n_nodes, ksv_err *err)
+{
     ksv_metric_sample *samples = NULL;
     size_t n = 0;
-    if (ksv_mwin_store_samples(w, node, &samples, &n, err) != 0)
-        return -1;
-    int rc = n > 0 ? ksv_store_metrics_insert(ctl->store, samples, n, err) : 0;
+    int rc = 0;
+    for (size_t k = 0; k < n_nodes && rc == 0; k++) {
+        ksv_metric_sample *one = NULL;
+        size_t m = 0;
+        rc = ksv_mwin_store_samples(w, nodes[k], &one, &m, err);
+        if (rc == 0 && m > 0) {
+            ksv_metric_sample *grown = realloc(samples, (n + m) * sizeof *grown);
+            if (!grown) {
+                ksv_mwin_store_samples_free(one, m);
+                rc = ksv_err_set(err, 500, "out of memory");
+                break;
+            }
+            samples = grown;
+            memcpy(samples + n, one, m * sizeof *one);
+            n += m;
+            free(one); /* its strings moved into samples */
+        }
+    }
+    /* One transaction for every node: a refresh is one commit, not one per node. */
+    if (rc == 0 && n > 0)
+        rc = ksv_store_metrics_insert(ctl->store, samples, n, err);
     ksv_mwin_store_samples_free(samples, n);
     int64_t now = ksv_wall_ms();
     if (rc == 0 && now - ctl->last_compact_ms >= 60000) {

@@ -73,6 +73,7 @@ typedef struct ksv_node_probe {
     size_t n_revs;
     bool has_scrape;
     ksv_scrape scrape;            /* cumulative counters and histograms (metrics_window.h) */
+    char figures_error[256];      /* reachable but no scrape: why (shown, never dropped) */
     ksv_probe_error *errors;      /* of errors_model, newest first; owned */
     size_t n_errors;
 } ksv_node_probe;
@@ -86,6 +87,21 @@ typedef struct ksv_node_probe {
 int ksv_ctl_node_probe(ksv_ctl *ctl, const char *node, const char *errors_model,
                        ksv_node_probe *out, ksv_err *err);
 void ksv_node_probe_free(ksv_node_probe *p);
+
+/* One node's connection kept between a console's probes, whatever the node's kind (an
+ * SSH node's session and tunnel, a local or http node's keep-alive HTTP connection), and
+ * the node's stored record. Any thread may probe through it, one at a time. A failed SSH
+ * dial backs off as keep_connections does (control.h); other kinds redial at the next
+ * probe. */
+typedef struct ksv_probe_link ksv_probe_link;
+ksv_probe_link *ksv_probe_link_new(const char *node);
+void ksv_probe_link_free(ksv_probe_link *l);
+/* The node's record changed in the store: read it again at the next probe. */
+void ksv_probe_link_reread(ksv_probe_link *l);
+/* ksv_ctl_node_probe through the link: no store access after the first, no new
+ * connection while the node answers. */
+int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *node,
+                            const char *errors_model, ksv_node_probe *out, ksv_err *err);
 
 /* ---- editing ---------------------------------------------------------------------------- */
 
@@ -112,6 +128,13 @@ int ksv_ctl_global_init(ksv_err *err);
  * compacts old samples about once a minute (raw 24 h, minute roll-ups 30 days). */
 int ksv_ctl_store_window_samples(ksv_ctl *ctl, const ksv_mwin *w, const char *node,
                                  ksv_err *err);
+/* The same for several nodes, in one transaction. */
+int ksv_ctl_store_window_samples_of(ksv_ctl *ctl, const ksv_mwin *w, const char *const *nodes,
+                                    size_t n_nodes, ksv_err *err);
+/* Changes when another handle or process committed to the store since the last call on
+ * this handle (ksv_store_data_version): a console re-reads models, nodes and history only
+ * then. */
+int ksv_ctl_store_version(ksv_ctl *ctl, int64_t *version, ksv_err *err);
 /* A model's QPS over the n steps of step_ms that end at now_ms, oldest first, from the
  * stored samples (every node and revision summed); NaN where no sample covers a step.
  * Sparklines start from it, so they survive a restart of the console. */

@@ -279,3 +279,17 @@ bool ksv_store_in_transaction(const ksv_store *s)
 {
     return s->explicit_tx;
 }
+
+int ksv_store_data_version(ksv_store *s, int64_t *version, ksv_err *err)
+{
+    sqlite3_stmt *st;
+    if (store_prepare(s, "PRAGMA data_version", &st, err) < 0)
+        return -1;
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        *version = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW)
+        return store_db_error(s, rc, "reading the data version", err);
+    return 0;
+}

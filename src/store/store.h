@@ -76,6 +76,10 @@ int ksv_store_begin(ksv_store *s, ksv_err *err);
 int ksv_store_commit(ksv_store *s, ksv_err *err);
 int ksv_store_rollback(ksv_store *s, ksv_err *err);
 bool ksv_store_in_transaction(const ksv_store *s);
+/* A number that changes whenever another connection (another process, or another handle
+ * of this one) has committed a change since the last call on this handle: a reader that
+ * sees it unchanged can keep what it read (SQLite's PRAGMA data_version). */
+int ksv_store_data_version(ksv_store *s, int64_t *version, ksv_err *err);
 
 /* ---- nodes ---- */
 

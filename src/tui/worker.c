@@ -5,29 +5,68 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/strmap.h"
 #include "control/control.h"
 
 #define HISTORY_ROWS 200
+/* Probe threads, whatever the fleet's size: a probe of a node that answers takes a few
+ * milliseconds over its kept connection, so a few threads cover 100 nodes a second, and a
+ * hung node holds up one of them for one node timeout, never the others' nodes. */
+#define PROBERS 6
 
-/* One node's prober and its latest answer. */
+/* A probe shared by the slot and the collector reading it (immutable once published). */
+typedef struct shared_probe {
+    atomic_int refs;
+    ksv_node_probe p;
+} shared_probe;
+
+static shared_probe *probe_ref(shared_probe *p)
+{
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+static void probe_unref(shared_probe *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
+        ksv_node_probe_free(&p->p);
+        free(p);
+    }
+}
+
+/* One node: when it is due, its kept connection and its latest answer. */
 typedef struct node_slot {
     char name[64];
-    pthread_t thread;
-    bool started;
-    bool retired;                /* the node left the store: the prober ends */
-    ksv_node_probe probe;        /* latest, owned; valid when has_probe */
-    bool has_probe;
+    bool retired;                /* the node left the store: freed once no prober has it */
+    bool busy;                   /* a prober is probing it now (it alone uses link) */
+    bool reread;                 /* the store changed: the link re-reads the node */
+    double due_ms;               /* monotonic: probe again no earlier than this */
+    ksv_probe_link *link;
+    shared_probe *probe;         /* latest; NULL before the first */
     uint64_t gen;                /* bumps with each new probe */
     uint64_t fed_gen;            /* the last probe fed into the window (collector's) */
     int64_t last_ok_ms;          /* wall clock of the last successful probe, 0 never */
-    bool was_down;               /* the last probe found it unreachable */
-    struct tui_worker *w;
+    bool was_down;               /* the last probe found it unreachable (the prober's) */
 } node_slot;
+
+/* What the collector read from the store, kept until the store changes. */
+typedef struct store_cache {
+    bool valid;
+    int64_t version;
+    ksv_node_list nodes;
+    ksv_model_list models;
+    ksv_history_list hist;
+    ksv_model_view *views;       /* one per model; NULL entries when it could not be read */
+    bool *have_view;
+    char error[256];
+} store_cache;
 
 typedef struct spark_hist {
     char key[TUI_KEY_LEN];
@@ -47,9 +86,13 @@ struct tui_worker {
     bool refresh;
     tui_snapshot *snap;
     uint64_t snap_seq;
+    uint64_t collections_begun;  /* collections that took the probes so far */
+    uint64_t snap_begun;         /* the number of the one that made snap */
     char focus[TUI_KEY_LEN];
     node_slot **slots;
     size_t n_slots;
+    pthread_t probers[PROBERS];
+    size_t n_probers;
     /* the actor */
     bool job_pending, job_running, result_ready;
     tui_job job;
@@ -66,6 +109,7 @@ struct tui_worker {
 
     /* the collector's own (no lock) */
     ksv_ctl *ctl;
+    store_cache cache;
     ksv_mwin *mwin;
     ksv_prom_source *prom;       /* --prometheus: the figures' source instead of mwin */
     ksv_prom_round prom_round;   /* its latest answers */
@@ -142,92 +186,137 @@ static void catch_up(ksv_ctl *ctl, const char *node, double timeout_s)
     ksv_model_list_free(&models);
 }
 
+/* The slot most overdue that no prober holds, or NULL with *wait_ms until the next. */
+static node_slot *next_due(tui_worker *w, double now, double *wait)
+{
+    node_slot *pick = NULL;
+    *wait = w->opts.interval_s * 1000;
+    for (size_t i = 0; i < w->n_slots; i++) {
+        node_slot *slot = w->slots[i];
+        if (slot->retired || slot->busy)
+            continue;
+        if (slot->due_ms <= now) {
+            if (!pick || slot->due_ms < pick->due_ms)
+                pick = slot;
+        } else if (slot->due_ms - now < *wait) {
+            *wait = slot->due_ms - now;
+        }
+    }
+    return pick;
+}
+
 static void *prober_main(void *arg)
 {
-    node_slot *slot = arg;
-    tui_worker *w = slot->w;
+    tui_worker *w = arg;
     ksv_ctl *ctl = NULL;
     ksv_err err;
     pthread_mutex_lock(&w->mu);
-    while (!w->stop && !slot->retired) {
-        char focus[TUI_KEY_LEN];
+    while (!w->stop) {
+        double wait, started = ksv_mono_ms();
+        node_slot *slot = next_due(w, started, &wait);
+        if (!slot) {
+            wait_ms(w, NULL, wait < 1 ? 1 : wait);
+            continue;
+        }
+        slot->busy = true;
+        bool reread = slot->reread;
+        slot->reread = false;
+        char focus[TUI_KEY_LEN], name[64];
         snprintf(focus, sizeof focus, "%s", w->focus);
+        snprintf(name, sizeof name, "%s", slot->name);
         pthread_mutex_unlock(&w->mu);
-        ksv_node_probe p;
+        if (reread)
+            ksv_probe_link_reread(slot->link);
+        shared_probe *sp = calloc(1, sizeof *sp);
         bool have = false;
-        if (ctl || open_ctl(w, w->opts.node_timeout_ms, true, &ctl, &err) == 0) {
+        if (sp && (ctl || open_ctl(w, w->opts.node_timeout_ms, false, &ctl, &err) == 0)) {
             const char *slash = strchr(focus, '/');
-            have = ksv_ctl_node_probe(ctl, slot->name, slash ? slash + 1 : NULL, &p, &err) == 0;
+            have = ksv_ctl_node_probe_link(ctl, slot->link, name, slash ? slash + 1 : NULL,
+                                           &sp->p, &err) == 0;
         }
         /* A node that comes back gets what changed while it was away: reconcile the models
          * placed on it (idempotent; each one is a history row with the node's result).
-         * Through a handle of its own that keeps no connection: a reconcile touches every
-         * node of those models, and the prober's handle keeps only its own node's link. */
+         * Through a handle of its own: a reconcile touches every node of those models. */
         ksv_ctl *once = NULL;
-        if (have && p.reachable && slot->was_down && !w->opts.readonly &&
+        if (have && sp->p.reachable && slot->was_down && !w->opts.readonly &&
             open_ctl(w, w->opts.node_timeout_ms, false, &once, &err) == 0) {
-            catch_up(once, slot->name, w->opts.change_timeout_s);
+            catch_up(once, name, w->opts.change_timeout_s);
             ksv_ctl_close(once);
         }
         if (have)
-            slot->was_down = !p.reachable;
+            slot->was_down = !sp->p.reachable;
         pthread_mutex_lock(&w->mu);
+        slot->busy = false;
+        slot->due_ms = started + w->opts.interval_s * 1000;
         if (have) {
-            if (slot->has_probe)
-                ksv_node_probe_free(&slot->probe);
-            slot->probe = p;
-            slot->has_probe = true;
+            atomic_init(&sp->refs, 1);
+            probe_unref(slot->probe);
+            slot->probe = sp;
             slot->gen++;
-            if (p.reachable)
-                slot->last_ok_ms = p.at_ms;
+            if (sp->p.reachable)
+                slot->last_ok_ms = sp->p.at_ms;
+        } else {
+            free(sp);
         }
-        wait_ms(w, NULL, w->opts.interval_s * 1000);
+        pthread_cond_broadcast(&w->cond); /* --once waits for rounds of probes */
     }
     pthread_mutex_unlock(&w->mu);
     ksv_ctl_close(ctl);
     return NULL;
 }
 
-/* Starts probers for nodes new to the store and retires those gone. With w->mu held. */
-static void sync_slots(tui_worker *w, const ksv_node_list *nodes)
+static void slot_free(node_slot *s)
 {
+    probe_unref(s->probe);
+    ksv_probe_link_free(s->link);
+    free(s);
+}
+
+/* Adds slots for nodes new to the store, retires those gone (freed once no prober holds
+ * them) and, when the store changed, has every link re-read its node. With w->mu held. */
+static void sync_slots(tui_worker *w, const ksv_node_list *nodes, bool store_changed)
+{
+    ksv_strmap present;
+    ksv_strmap_init(&present);
+    for (size_t k = 0; k < nodes->n; k++)
+        ksv_strmap_put(&present, nodes->items[k].name, strlen(nodes->items[k].name),
+                       (void *)&nodes->items[k]);
+    ksv_strmap known;
+    ksv_strmap_init(&known);
+    size_t kept = 0;
     for (size_t i = 0; i < w->n_slots; i++) {
-        bool present = false;
-        for (size_t k = 0; k < nodes->n && !present; k++)
-            present = strcmp(nodes->items[k].name, w->slots[i]->name) == 0;
-        if (!present)
-            w->slots[i]->retired = true;
+        node_slot *slot = w->slots[i];
+        if (!ksv_strmap_get(&present, slot->name, strlen(slot->name)))
+            slot->retired = true;
+        if (slot->retired && !slot->busy) {
+            slot_free(slot);
+            continue;
+        }
+        if (!slot->retired)
+            ksv_strmap_put(&known, slot->name, strlen(slot->name), slot);
+        slot->reread |= store_changed;
+        w->slots[kept++] = slot;
     }
+    w->n_slots = kept;
     for (size_t k = 0; k < nodes->n; k++) {
-        bool known = false;
-        for (size_t i = 0; i < w->n_slots && !known; i++)
-            known = !w->slots[i]->retired && strcmp(w->slots[i]->name, nodes->items[k].name) == 0;
-        if (known)
+        const char *name = nodes->items[k].name;
+        if (ksv_strmap_get(&known, name, strlen(name)))
             continue;
         node_slot **p = realloc(w->slots, (w->n_slots + 1) * sizeof *p);
         node_slot *s = calloc(1, sizeof *s);
-        if (!p || !s) {
-            if (p)
-                w->slots = p;
+        if (p)
+            w->slots = p;
+        if (!p || !s || !(s->link = ksv_probe_link_new(name))) {
             free(s);
-            return;
+            break;
         }
-        w->slots = p;
-        snprintf(s->name, sizeof s->name, "%s", nodes->items[k].name);
-        s->w = w;
-        if (pthread_create(&s->thread, NULL, prober_main, s) == 0)
-            s->started = true;
+        snprintf(s->name, sizeof s->name, "%s", name);
+        s->due_ms = 0; /* at once */
         w->slots[w->n_slots++] = s;
     }
+    ksv_strmap_free(&present);
+    ksv_strmap_free(&known);
     pthread_cond_broadcast(&w->cond);
-}
-
-static node_slot *find_slot(tui_worker *w, const char *name)
-{
-    for (size_t i = 0; i < w->n_slots; i++)
-        if (!w->slots[i]->retired && strcmp(w->slots[i]->name, name) == 0)
-            return w->slots[i];
-    return NULL;
 }
 
 /* ---- the collector ---- */
@@ -333,39 +422,116 @@ static void prom_figures_for(const tui_worker *w, const char *model, const char 
     out->p99_ms = f->p99_s * 1000;
 }
 
-/* Feeds new scrapes into the window and copies node facts. With w->mu held. */
-static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, tui_snapshot *s, int64_t now)
+/* What the collector took from one node's slot for one collection (no lock needed). */
+typedef struct node_seen {
+    node_slot *slot;             /* valid until the collector's next sync_slots */
+    shared_probe *probe;         /* a reference, or NULL before the first probe */
+    uint64_t gen, fed_gen;
+    int64_t last_ok_ms;
+    tui_node *tn;                /* its row in the snapshot being built */
+} node_seen;
+
+typedef struct collection {
+    node_seen *seen;             /* one per node of the store, in its order */
+    size_t n;
+    ksv_strmap by_name;          /* node name -> node_seen */
+} collection;
+
+static const node_seen *seen_node(const collection *c, const char *name)
+{
+    return ksv_strmap_get(&c->by_name, name, strlen(name));
+}
+
+/* Takes a reference to every node's latest probe. With w->mu held. */
+static void take_probes(tui_worker *w, const ksv_node_list *nodes, collection *c)
+{
+    c->seen = calloc(nodes->n ? nodes->n : 1, sizeof *c->seen);
+    ksv_strmap_init(&c->by_name);
+    if (!c->seen)
+        return;
+    ksv_strmap slots;
+    ksv_strmap_init(&slots);
+    for (size_t i = 0; i < w->n_slots; i++)
+        if (!w->slots[i]->retired)
+            ksv_strmap_put(&slots, w->slots[i]->name, strlen(w->slots[i]->name), w->slots[i]);
+    for (size_t k = 0; k < nodes->n; k++) {
+        const char *name = nodes->items[k].name;
+        node_seen *ns = &c->seen[c->n++];
+        ns->slot = ksv_strmap_get(&slots, name, strlen(name));
+        if (ns->slot) {
+            ns->probe = probe_ref(ns->slot->probe);
+            ns->gen = ns->slot->gen;
+            ns->fed_gen = ns->slot->fed_gen;
+            ns->last_ok_ms = ns->slot->last_ok_ms;
+        }
+        ksv_strmap_put(&c->by_name, name, strlen(name), ns);
+    }
+    ksv_strmap_free(&slots);
+}
+
+static void collection_free(collection *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        probe_unref(c->seen[i].probe);
+    free(c->seen);
+    ksv_strmap_free(&c->by_name);
+}
+
+/* Feeds new scrapes into the window (their samples into the store, in one transaction)
+ * and copies node facts. Off the lock: nothing here holds up the UI or a prober. */
+static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
+                       tui_snapshot *s, int64_t now)
 {
     s->nodes = calloc(nodes->n ? nodes->n : 1, sizeof *s->nodes);
-    if (!s->nodes)
+    const char **fed = calloc(nodes->n ? nodes->n : 1, sizeof *fed);
+    size_t n_fed = 0;
+    if (!s->nodes || !fed || !c->seen) {
+        free(fed);
         return;
+    }
     for (size_t k = 0; k < nodes->n; k++) {
         const ksv_node *n = &nodes->items[k];
+        node_seen *ns = &c->seen[k];
         tui_node *tn = &s->nodes[s->n_nodes++];
+        ns->tn = tn;
         snprintf(tn->name, sizeof tn->name, "%s", n->name);
         snprintf(tn->kind, sizeof tn->kind, "%s", ksv_node_kind_name(n->kind));
         snprintf(tn->address, sizeof tn->address, "%s", n->address);
         tn->age_ms = -1;
-        node_slot *slot = find_slot(w, n->name);
-        if (!slot || !slot->has_probe) {
+        if (!ns->probe) {
             snprintf(tn->error, sizeof tn->error, "not probed yet");
             continue;
         }
-        const ksv_node_probe *p = &slot->probe;
-        if (slot->gen != slot->fed_gen && p->has_scrape && !w->prom) {
+        const ksv_node_probe *p = &ns->probe->p;
+        char figures_error[300] = "";
+        if (p->figures_error[0])
+            snprintf(figures_error, sizeof figures_error, "%s", p->figures_error);
+        if (ns->gen != ns->fed_gen && p->has_scrape && !w->prom) {
             ksv_err err;
             if (ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err) == 0)
-                ksv_ctl_store_window_samples(w->ctl, w->mwin, n->name, &err);
+                fed[n_fed++] = n->name;
+            else
+                snprintf(figures_error, sizeof figures_error, "%.290s", err.msg);
         }
-        slot->fed_gen = slot->gen;
         tn->reachable = p->reachable;
-        tn->age_ms = slot->last_ok_ms ? now - slot->last_ok_ms : -1;
+        /* `now` is read after the probes were taken, so no probe is newer than it; a
+         * clock stepped back is not a node that stopped answering. */
+        tn->age_ms = ns->last_ok_ms ? now - ns->last_ok_ms : -1;
+        if (ns->last_ok_ms && tn->age_ms < 0)
+            tn->age_ms = 0;
         tn->stale = !p->reachable || tn->age_ms < 0 || tn->age_ms > stale_limit_ms(w);
         if (p->reachable && tn->stale)
             snprintf(tn->error, sizeof tn->error, "no answer for %llds",
                      (long long)(tn->age_ms / 1000));
-        else
-            snprintf(tn->error, sizeof tn->error, "%.250s", p->reachable ? "" : p->error);
+        else if (!p->reachable)
+            snprintf(tn->error, sizeof tn->error, "%.250s", p->error);
+        else if (figures_error[0] && !w->prom) {
+            /* A node whose figures cannot be kept says so on screen, never silently. */
+            snprintf(tn->error, sizeof tn->error, "figures not shown: %.230s", figures_error);
+            if (!s->error[0])
+                snprintf(s->error, sizeof s->error, "node %.60s: figures not shown: %.160s",
+                         n->name, figures_error);
+        }
         snprintf(tn->version, sizeof tn->version, "%s", p->engine_version);
         tn->uptime_s = p->uptime_s;
         tn->threads = p->threads;
@@ -380,35 +546,32 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, tui_snapshot *
             tg->mem_total = p->gpus[g].mem_total;
         }
     }
+    ksv_err err;
+    if (n_fed > 0 && ksv_ctl_store_window_samples_of(w->ctl, w->mwin, fed, n_fed, &err) != 0 &&
+        !s->error[0])
+        snprintf(s->error, sizeof s->error, "storing samples: %.230s", err.msg);
+    free(fed);
 }
 
-static const tui_node *snap_node(const tui_snapshot *s, const char *name)
-{
-    for (size_t i = 0; i < s->n_nodes; i++)
-        if (strcmp(s->nodes[i].name, name) == 0)
-            return &s->nodes[i];
-    return NULL;
-}
-
-/* Engine-reported facts about one model: ready nodes, revision states, recent errors.
- * With w->mu held. */
-static void model_engine_facts(tui_worker *w, const tui_snapshot *s, tui_model *tm,
-                               char *const *nodes, size_t n_nodes, bool focused)
+/* Engine-reported facts about one model: ready nodes, revision states, recent errors. */
+static void model_engine_facts(const collection *c, tui_model *tm, char *const *nodes,
+                               size_t n_nodes, bool focused)
 {
     for (size_t k = 0; k < n_nodes; k++) {
-        node_slot *slot = find_slot(w, nodes[k]);
-        const tui_node *tn = snap_node(s, nodes[k]);
+        const node_seen *ns = seen_node(c, nodes[k]);
+        const tui_node *tn = ns ? ns->tn : NULL;
         if (tn && tn->stale) {
             tm->stale = true;
             int64_t age = tn->age_ms < 0 ? -1 : tn->age_ms;
             if (age > tm->stale_age_ms)
                 tm->stale_age_ms = age;
         }
-        if (!slot || !slot->has_probe || !slot->probe.reachable)
+        if (!ns || !ns->probe || !ns->probe->p.reachable)
             continue;
+        const ksv_node_probe *probe = &ns->probe->p;
         bool ready = false;
-        for (size_t r = 0; r < slot->probe.n_revs; r++) {
-            const ksv_probe_rev *pr = &slot->probe.revs[r];
+        for (size_t r = 0; r < probe->n_revs; r++) {
+            const ksv_probe_rev *pr = &probe->revs[r];
             if (strcmp(pr->model, tm->name) != 0)
                 continue;
             if (strcmp(pr->state, "ready") == 0)
@@ -423,14 +586,14 @@ static void model_engine_facts(tui_worker *w, const tui_snapshot *s, tui_model *
                 }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
-        if (!focused || slot->probe.n_errors == 0)
+        if (!focused || probe->n_errors == 0)
             continue;
-        tui_req_error *p = realloc(tm->errors, (tm->n_errors + slot->probe.n_errors) * sizeof *p);
+        tui_req_error *p = realloc(tm->errors, (tm->n_errors + probe->n_errors) * sizeof *p);
         if (!p)
             continue;
         tm->errors = p;
-        for (size_t e = 0; e < slot->probe.n_errors; e++) {
-            const ksv_probe_error *pe = &slot->probe.errors[e];
+        for (size_t e = 0; e < probe->n_errors; e++) {
+            const ksv_probe_error *pe = &probe->errors[e];
             tui_req_error *te = &tm->errors[tm->n_errors++];
             te->unix_time = pe->unix_time;
             te->status = pe->status;
@@ -460,7 +623,7 @@ static bool name_unique(const ksv_model_list *models, const char *name)
     return n <= 1;
 }
 
-static void fill_model(tui_worker *w, tui_snapshot *s, const ksv_model_list *models,
+static void fill_model(tui_worker *w, const collection *c, const ksv_model_list *models,
                        const ksv_model_view *v, tui_model *tm, int64_t now, bool focused)
 {
     snprintf(tm->ns, sizeof tm->ns, "%s", v->model.ns);
@@ -513,7 +676,7 @@ static void fill_model(tui_worker *w, tui_snapshot *s, const ksv_model_list *mod
             figures_for(w, nodes, v->model.n_nodes, tm->name, tm->revs[i].name, now,
                         &tm->revs[i].figs);
     }
-    model_engine_facts(w, s, tm, v->model.nodes, v->model.n_nodes, focused);
+    model_engine_facts(c, tm, v->model.nodes, v->model.n_nodes, focused);
 
     spark_hist *h = spark_for(w, tm->key);
     if (h) {
@@ -552,7 +715,51 @@ static void fill_history(tui_snapshot *s, const ksv_history_list *hl)
     }
 }
 
-/* One collection: reads the store, the probes, builds and publishes a snapshot. */
+static void cache_clear(store_cache *c)
+{
+    for (size_t i = 0; c->views && i < c->models.n; i++)
+        if (c->have_view[i])
+            ksv_model_view_free(&c->views[i]);
+    free(c->views);
+    free(c->have_view);
+    ksv_node_list_free(&c->nodes);
+    ksv_model_list_free(&c->models);
+    ksv_history_list_free(&c->hist);
+    memset(c, 0, sizeof *c);
+}
+
+/* Reads models, nodes, history and each model's view, only when another handle or process
+ * changed the store since the last read (ksv_ctl_store_version): an idle fleet costs one
+ * pragma per refresh, not a dozen statements per model. Returns whether it re-read. */
+static bool refresh_cache(tui_worker *w)
+{
+    store_cache *c = &w->cache;
+    ksv_err err;
+    int64_t version = 0;
+    bool known = ksv_ctl_store_version(w->ctl, &version, &err) == 0;
+    if (c->valid && known && version == c->version)
+        return false;
+    cache_clear(c);
+    c->version = version;
+    c->valid = known;
+    if (ksv_ctl_node_list(w->ctl, &c->nodes, &err) != 0 ||
+        ksv_ctl_model_list(w->ctl, NULL, &c->models, &err) != 0 ||
+        ksv_ctl_history_list(w->ctl, NULL, HISTORY_ROWS, &c->hist, &err) != 0) {
+        snprintf(c->error, sizeof c->error, "store: %.240s", err.msg);
+        c->valid = false; /* read again next time */
+    }
+    c->views = calloc(c->models.n ? c->models.n : 1, sizeof *c->views);
+    c->have_view = calloc(c->models.n ? c->models.n : 1, sizeof *c->have_view);
+    for (size_t i = 0; c->views && c->have_view && i < c->models.n; i++) {
+        char ref[TUI_KEY_LEN];
+        snprintf(ref, sizeof ref, "%s/%s", c->models.items[i].ns, c->models.items[i].name);
+        c->have_view[i] = ksv_ctl_model_view(w->ctl, ref, NULL, &c->views[i], &err) == 0;
+    }
+    return true;
+}
+
+/* One collection: reads the store (when it changed), takes the probes, builds the snapshot
+ * off the lock and publishes it. The lock is held only to copy pointers. */
 static void collect(tui_worker *w)
 {
     tui_snapshot *s = tui_snapshot_new();
@@ -565,42 +772,48 @@ static void collect(tui_worker *w)
         if (ksv_prom_source_fetch(w->prom, &w->prom_round, &perr) != 0)
             snprintf(s->error, sizeof s->error, "%.250s", perr.msg);
     }
-    int64_t now = ksv_wall_ms();
+    bool changed = refresh_cache(w);
+    const store_cache *cache = &w->cache;
+    if (cache->error[0])
+        snprintf(s->error, sizeof s->error, "%s", cache->error);
+
+    collection c = {0};
+    char focus[TUI_KEY_LEN];
+    pthread_mutex_lock(&w->mu);
+    sync_slots(w, &cache->nodes, changed);
+    take_probes(w, &cache->nodes, &c);
+    uint64_t begun = ++w->collections_begun;
+    snprintf(focus, sizeof focus, "%s", w->focus);
+    pthread_mutex_unlock(&w->mu);
+
+    int64_t now = ksv_wall_ms(); /* after the probes were taken: none is newer */
     s->taken_ms = now;
     s->interval_s = w->opts.interval_s;
-    ksv_err err;
-    ksv_node_list nodes = {0};
-    ksv_model_list models = {0};
-    ksv_history_list hist = {0};
-    if (ksv_ctl_node_list(w->ctl, &nodes, &err) != 0 ||
-        ksv_ctl_model_list(w->ctl, NULL, &models, &err) != 0 ||
-        ksv_ctl_history_list(w->ctl, NULL, HISTORY_ROWS, &hist, &err) != 0)
-        snprintf(s->error, sizeof s->error, "store: %.240s", err.msg);
+    feed_nodes(w, &cache->nodes, &c, s, now);
+    s->models = calloc(cache->models.n ? cache->models.n : 1, sizeof *s->models);
+    for (size_t i = 0; s->models && cache->views && i < cache->models.n; i++) {
+        if (!cache->have_view[i])
+            continue;
+        const ksv_model_view *v = &cache->views[i];
+        char ref[TUI_KEY_LEN];
+        snprintf(ref, sizeof ref, "%s/%s", v->model.ns, v->model.name);
+        fill_model(w, &c, &cache->models, v, &s->models[s->n_models++], now,
+                   strcmp(ref, focus) == 0);
+    }
+    fill_history(s, &cache->hist);
 
     pthread_mutex_lock(&w->mu);
-    sync_slots(w, &nodes);
-    feed_nodes(w, &nodes, s, now);
-    char focus[TUI_KEY_LEN];
-    snprintf(focus, sizeof focus, "%s", w->focus);
-    s->models = calloc(models.n ? models.n : 1, sizeof *s->models);
-    for (size_t i = 0; s->models && i < models.n; i++) {
-        char ref[TUI_KEY_LEN];
-        snprintf(ref, sizeof ref, "%s/%s", models.items[i].ns, models.items[i].name);
-        ksv_model_view v;
-        if (ksv_ctl_model_view(w->ctl, ref, NULL, &v, &err) != 0)
-            continue;
-        fill_model(w, s, &models, &v, &s->models[s->n_models++], now, strcmp(ref, focus) == 0);
-        ksv_model_view_free(&v);
-    }
-    fill_history(s, &hist);
+    for (size_t k = 0; k < c.n; k++)
+        if (c.seen[k].slot && c.seen[k].slot->fed_gen < c.seen[k].gen)
+            c.seen[k].slot->fed_gen = c.seen[k].gen;
     s->seq = ++w->snap_seq;
+    w->snap_begun = begun;
     tui_snapshot *old = w->snap;
     w->snap = s;
+    pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->mu);
     tui_snapshot_unref(old);
-    ksv_node_list_free(&nodes);
-    ksv_model_list_free(&models);
-    ksv_history_list_free(&hist);
+    collection_free(&c);
 }
 
 static void *collector_main(void *arg)
@@ -745,6 +958,15 @@ int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err
         return ksv_err_set(err, 500, "cannot start the actor thread");
     }
     w->actor_started = true;
+    for (size_t i = 0; i < PROBERS; i++) {
+        if (pthread_create(&w->probers[i], NULL, prober_main, w) != 0)
+            break;
+        w->n_probers++;
+    }
+    if (w->n_probers == 0) {
+        tui_worker_stop(w);
+        return ksv_err_set(err, 500, "cannot start the probe threads");
+    }
     *out = w;
     return 0;
 }
@@ -761,14 +983,12 @@ void tui_worker_stop(tui_worker *w)
         pthread_join(w->collector, NULL);
     if (w->actor_started)
         pthread_join(w->actor, NULL);
-    for (size_t i = 0; i < w->n_slots; i++) {
-        if (w->slots[i]->started)
-            pthread_join(w->slots[i]->thread, NULL);
-        if (w->slots[i]->has_probe)
-            ksv_node_probe_free(&w->slots[i]->probe);
-        free(w->slots[i]);
-    }
+    for (size_t i = 0; i < w->n_probers; i++)
+        pthread_join(w->probers[i], NULL);
+    for (size_t i = 0; i < w->n_slots; i++)
+        slot_free(w->slots[i]);
     free(w->slots);
+    cache_clear(&w->cache);
     free(w->job_manifest);
     tui_snapshot_unref(w->snap);
     free(w->sparks);
@@ -866,46 +1086,44 @@ bool tui_worker_take_transfer(tui_worker *w, uint64_t *seen, char *out, size_t c
     return fresh;
 }
 
+/* Every node probed twice (the first probe is the rates' baseline) or found down. */
+static bool probed_twice(const tui_worker *w)
+{
+    if (w->snap_seq == 0)
+        return false; /* the slots come with the first collection */
+    for (size_t k = 0; k < w->n_slots; k++) {
+        const node_slot *slot = w->slots[k];
+        if (!slot->retired &&
+            !(slot->probe && (slot->gen >= 2 || !slot->probe->p.reachable)))
+            return false;
+    }
+    return true;
+}
+
 int tui_collect_once(const tui_worker_options *o, tui_snapshot **out, ksv_err *err)
 {
     *out = NULL;
     tui_worker *w;
     if (tui_worker_start(o, &w, err) != 0)
         return -1;
-    /* Two probes of each node, one interval apart, make the first rates. A node behind SSH
-     * takes a handshake per probe, so wait for the probes themselves (a node that does not
-     * answer counts once it has failed), bounded. */
-    double wait_s = w->opts.interval_s * 2 + 0.5;
-    struct timespec ts = {(time_t)wait_s, (long)((wait_s - (double)(time_t)wait_s) * 1e9)};
-    nanosleep(&ts, NULL);
-    for (int i = 0; i < 500; i++) {
-        bool done = true;
-        pthread_mutex_lock(&w->mu);
-        for (size_t k = 0; k < w->n_slots; k++) {
-            const node_slot *slot = w->slots[k];
-            if (!slot->retired && !(slot->has_probe && (slot->gen >= 2 || !slot->probe.reachable)))
-                done = false;
-        }
-        pthread_mutex_unlock(&w->mu);
-        if (done)
-            break;
-        struct timespec step = {0, 20 * 1000000L};
-        nanosleep(&step, NULL);
-    }
-    tui_snapshot *before = tui_worker_snapshot(w);
-    uint64_t seq = before ? before->seq : 0;
-    tui_snapshot_unref(before);
-    tui_worker_refresh(w);
-    for (int i = 0; i < 200; i++) {
-        tui_snapshot *s = tui_worker_snapshot(w);
-        if (s && s->seq > seq) {
-            *out = s;
-            break;
-        }
-        tui_snapshot_unref(s);
-        struct timespec step = {0, 20 * 1000000L};
-        nanosleep(&step, NULL);
-    }
+    /* Two probes of each node, one interval apart, make the first rates: this takes one
+     * interval plus what the probes take (all nodes at once), and no more. A node that
+     * does not answer counts once it has failed; bounded whatever happens. */
+    double deadline = ksv_mono_ms() + (w->opts.interval_s * 2 + 2) * 1000 +
+                      2.0 * (double)w->opts.node_timeout_ms;
+    pthread_mutex_lock(&w->mu);
+    while (!probed_twice(w) && ksv_mono_ms() < deadline)
+        wait_ms(w, NULL, 50);
+    /* A collection that took the probes after they were all in (one already under way
+     * may have taken them before). */
+    uint64_t begun = w->collections_begun;
+    w->refresh = true;
+    pthread_cond_broadcast(&w->cond);
+    while (w->snap_begun <= begun && ksv_mono_ms() < deadline + 5000)
+        wait_ms(w, NULL, 50);
+    if (w->snap_begun > begun)
+        *out = tui_snapshot_ref(w->snap);
+    pthread_mutex_unlock(&w->mu);
     tui_worker_stop(w);
     return *out ? 0 : ksv_err_set(err, 500, "no snapshot was collected");
 }
