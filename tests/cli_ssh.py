@@ -155,9 +155,18 @@ try:
     # ksv-top drives the SSH node like a local one: figures through the tunnel.
     load = subprocess.Popen([KSV, "load", "churn", "--rps", "50", "--duration", "6", "-o", "json"],
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
-    time.sleep(1)
+    # --once takes one refresh plus the probes: start it once the load (which dials the
+    # node first) is sending, seen in the engine's own counters.
+    def churn_requests():
+        st, h = engine_request("GET", "/ksv/v1/histograms")
+        return sum(sum(s["codes"].values()) for s in (h or {}).get("series", []) if s["model"] == "churn")
+    base, deadline = churn_requests(), time.time() + 15
+    while churn_requests() == base and time.time() < deadline:
+        time.sleep(0.1)
+    t0 = time.time()
     r = subprocess.run([TOP, "--once", "-o", "json", "-d", "1"], capture_output=True, text=True,
                        env=env, timeout=60)
+    once_s = time.time() - t0
     load_out, _ = load.communicate(timeout=30)
     try:
         report = json.loads(load_out)
@@ -174,7 +183,8 @@ try:
     check(r.returncode == 0 and edge and edge[0].get("reachable") is True,
           "ksv-top sees the SSH node reachable (exit %d)" % r.returncode)
     check(churn and isinstance(churn[0].get("qps"), (int, float)) and churn[0]["qps"] > 0,
-          "ksv-top shows live QPS for a model on the SSH node (%s)" % (churn[0].get("qps") if churn else None))
+          "ksv-top shows live QPS for a model on the SSH node (%s, --once took %.1f s)" %
+          (churn[0].get("qps") if churn else None, once_s))
 
     # Cut the link while load goes straight to the node's engine.
     req = load_json("requests", "churn-v1.json")

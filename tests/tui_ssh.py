@@ -171,19 +171,22 @@ try:
     status = [l for l in text.splitlines() if "uploaded" in l]
     check(bool(status) and "node edge" in status[0],
           "the status line shows the catch-up's model upload (%s, after %.1f s)" % (status[0].strip()[:100] if status else "none", time.time() - t0))
+    # The catch-up records its row once it has seen the change in effect, a poll after
+    # the engine applied it: wait for both, not for the engine alone.
     deadline = time.time() + 20
-    split = {}
+    split, rows = {}, []
     while time.time() < deadline:
         split = engine_split("churn")
-        if split == {"churn-00001": 90, "churn-00002": 10}:
+        conn = sqlite3.connect(db)
+        rows = conn.execute("select action, result from history where model = 'default/churn' "
+                            "order by id desc limit 3").fetchall()
+        conn.close()
+        if (split == {"churn-00001": 90, "churn-00002": 10} and rows and
+                rows[0][0] == "reconcile" and rows[0][1].startswith("ok")):
             break
         time.sleep(0.3)
     check(split == {"churn-00001": 90, "churn-00002": 10},
           "the node serves the change made while it was away (%s)" % split)
-    conn = sqlite3.connect(db)
-    rows = conn.execute("select action, result from history where model = 'default/churn' "
-                        "order by id desc limit 3").fetchall()
-    conn.close()
     check(rows and rows[0][0] == "reconcile" and rows[0][1].startswith("ok"),
           "the catch-up is a history row (%s)" % rows[:2])
     text = term.wait_for(lambda t: edge_row(t)[0].split()[3:4] == ["up"], timeout=10)

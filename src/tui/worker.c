@@ -50,6 +50,8 @@ typedef struct node_slot {
     double due_ms;               /* monotonic: probe again no earlier than this */
     ksv_probe_link *link;
     shared_probe *probe;         /* latest; NULL before the first */
+    shared_probe *prev;          /* the one before, so a collection that comes late still
+                                  * feeds both scrapes (a rate needs two) */
     uint64_t gen;                /* bumps with each new probe */
     uint64_t fed_gen;            /* the last probe fed into the window (collector's) */
     int64_t last_ok_ms;          /* wall clock of the last successful probe, 0 never */
@@ -250,7 +252,8 @@ static void *prober_main(void *arg)
         slot->due_ms = started + w->opts.interval_s * 1000;
         if (have) {
             atomic_init(&sp->refs, 1);
-            probe_unref(slot->probe);
+            probe_unref(slot->prev);
+            slot->prev = slot->probe;
             slot->probe = sp;
             slot->gen++;
             if (sp->p.reachable)
@@ -268,6 +271,7 @@ static void *prober_main(void *arg)
 static void slot_free(node_slot *s)
 {
     probe_unref(s->probe);
+    probe_unref(s->prev);
     ksv_probe_link_free(s->link);
     free(s);
 }
@@ -426,6 +430,7 @@ static void prom_figures_for(const tui_worker *w, const char *model, const char 
 typedef struct node_seen {
     node_slot *slot;             /* valid until the collector's next sync_slots */
     shared_probe *probe;         /* a reference, or NULL before the first probe */
+    shared_probe *prev;          /* a reference to the one before (gen - 1), or NULL */
     uint64_t gen, fed_gen;
     int64_t last_ok_ms;
     tui_node *tn;                /* its row in the snapshot being built */
@@ -460,6 +465,7 @@ static void take_probes(tui_worker *w, const ksv_node_list *nodes, collection *c
         ns->slot = ksv_strmap_get(&slots, name, strlen(name));
         if (ns->slot) {
             ns->probe = probe_ref(ns->slot->probe);
+            ns->prev = probe_ref(ns->slot->prev);
             ns->gen = ns->slot->gen;
             ns->fed_gen = ns->slot->fed_gen;
             ns->last_ok_ms = ns->slot->last_ok_ms;
@@ -471,8 +477,10 @@ static void take_probes(tui_worker *w, const ksv_node_list *nodes, collection *c
 
 static void collection_free(collection *c)
 {
-    for (size_t i = 0; i < c->n; i++)
+    for (size_t i = 0; i < c->n; i++) {
         probe_unref(c->seen[i].probe);
+        probe_unref(c->seen[i].prev);
+    }
     free(c->seen);
     ksv_strmap_free(&c->by_name);
 }
@@ -508,6 +516,12 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
             snprintf(figures_error, sizeof figures_error, "%s", p->figures_error);
         if (ns->gen != ns->fed_gen && p->has_scrape && !w->prom) {
             ksv_err err;
+            /* Two probes since the last collection: the older one first, or the rate
+             * would wait a refresh for its baseline. */
+            const ksv_node_probe *pp = ns->prev ? &ns->prev->p : NULL;
+            if (pp && ns->gen >= 2 && ns->fed_gen < ns->gen - 1 && pp->has_scrape &&
+                pp->at_ms < p->at_ms)
+                ksv_mwin_add_scrape(w->mwin, n->name, pp->at_ms, &pp->scrape, &err);
             if (ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err) == 0)
                 fed[n_fed++] = n->name;
             else
