@@ -249,7 +249,10 @@ static void *prober_main(void *arg)
             slot->was_down = !sp->p.reachable;
         pthread_mutex_lock(&w->mu);
         slot->busy = false;
-        slot->due_ms = started + w->opts.interval_s * 1000;
+        /* Scrapes about an interval apart: a probe that took long (an SSH dial) is not
+         * followed at once by the next, whose rate would span milliseconds. */
+        double done = ksv_mono_ms(), step = w->opts.interval_s * 1000;
+        slot->due_ms = started + step > done + step / 2 ? started + step : done + step / 2;
         if (have) {
             atomic_init(&sp->refs, 1);
             probe_unref(slot->prev);
