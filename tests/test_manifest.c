@@ -205,6 +205,12 @@ static void test_canary(void)
              "canary: https URI kept as written");
     KT_CHECK(!s->runtime_written && str_eq(s->runtime, "auto") && !s->runtime_mapped,
              "canary: runtime defaults to auto");
+    ksv_manifest_list s3;
+    KT_CHECK(load("tests/manifests/s3.yaml", &s3) == 0 && s3.n == 1 &&
+                 s3.items[0].storage_kind == KSV_STORAGE_HTTP &&
+                 str_eq(s3.items[0].storage_uri, "s3://models/fraud"),
+             "an s3:// URI is kept as written, for the engine to fetch");
+    ksv_manifest_list_free(&s3);
     char *canon = ksv_manifest_canonical_json(s);
     KT_CHECK(canon && !strstr(canon, "canaryTrafficPercent"),
              "canary: canaryTrafficPercent is not part of the revision identity");
@@ -620,8 +626,8 @@ static const broken broken_table[] = {
      "must not be empty"},
     {"gs.yaml", HDR META PRED MODEL "      storageUri: gs://bucket/m\n", 10, 19,
      "ksv cannot fetch gs:// URIs"},
-    {"s3.yaml", HDR META PRED MODEL "      storageUri: s3://bucket/m\n", 10, 19,
-     "ksv cannot fetch s3:// URIs"},
+    {"s3-upper.yaml", HDR META PRED MODEL "      storageUri: S3://bucket/m\n", 10, 19,
+     "ksv cannot fetch S3:// URIs"},
     {"pvc.yaml", HDR META PRED MODEL "      storageUri: pvc://claim/m\n", 10, 19,
      "ksv cannot fetch pvc:// URIs"},
     {"http-nohost.yaml", HDR META PRED MODEL "      storageUri: http:///m\n", 10, 19,

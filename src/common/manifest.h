@@ -45,7 +45,7 @@
 
 typedef enum {
     KSV_STORAGE_LOCAL, /* storage_uri is an absolute, lexically normalized path */
-    KSV_STORAGE_HTTP,  /* storage_uri is an http:// or https:// URL */
+    KSV_STORAGE_HTTP,  /* storage_uri is a URL the engine fetches: http://, https://, s3:// */
 } ksv_storage_kind;
 
 typedef struct ksv_kv {

@@ -31,7 +31,7 @@ ksv_archive_kind ksv_archive_kind_of(const char *name)
 }
 
 /* Why a name inside the archive cannot be unpacked as given, or NULL when it can. */
-static const char *bad_name(const char *p)
+const char *ksv_path_unsafe(const char *p)
 {
     if (!p || !*p)
         return "an empty or unreadable name";
@@ -56,7 +56,7 @@ static const char *bad_name(const char *p)
  * every link pointing down, no chain of links can lead out. */
 static const char *bad_link_target(const char *t)
 {
-    const char *why = bad_name(t);
+    const char *why = ksv_path_unsafe(t);
     if (!why)
         return NULL;
     if (strcmp(why, "an absolute path") == 0 ||
@@ -122,7 +122,7 @@ static int extract_entries(struct archive *in, struct archive *out, const char *
         if (++entries > lim->max_entries)
             return ksv_err_set(err, 413, "archive %s: more than %llu entries; refused", name,
                                (unsigned long long)lim->max_entries);
-        const char *why = bad_name(archive_entry_pathname(e));
+        const char *why = ksv_path_unsafe(archive_entry_pathname(e));
         if (why)
             return refuse(err, name, archive_entry_pathname(e), why);
         /* Kept: the entry's own copy is replaced by the full path below. */
@@ -130,7 +130,7 @@ static int extract_entries(struct archive *in, struct archive *out, const char *
         snprintf(path, sizeof path, "%s", archive_entry_pathname(e));
         mode_t type = archive_entry_filetype(e);
         const char *hardlink = archive_entry_hardlink(e);
-        if (hardlink && (why = bad_name(hardlink)))
+        if (hardlink && (why = ksv_path_unsafe(hardlink)))
             return refuse(err, name, path, why);
         if (type == AE_IFLNK && (why = bad_link_target(archive_entry_symlink(e))))
             return refuse(err, name, path, why);

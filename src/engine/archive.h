@@ -28,6 +28,11 @@ typedef enum {
     KSV_ARCHIVE_ZIP,
 } ksv_archive_kind;
 
+/* Why a relative path from outside (an archive entry, an object key) cannot be used as a
+ * path inside a folder (absolute, a ".." component, control characters, empty or over 1024
+ * bytes), or NULL when it can. */
+const char *ksv_path_unsafe(const char *rel);
+
 /* The archive kind a file name ends with (.tar, .tar.gz, .tgz, .zip), or NONE. */
 ksv_archive_kind ksv_archive_kind_of(const char *name);
 

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common/fileutil.h"
@@ -432,6 +433,19 @@ static void sweep_locked(ksv_cache *c)
     }
     if (d)
         closedir(d);
+    /* Partial downloads resume for a day, then go. */
+    snprintf(path, sizeof path, "%s/partial", c->dir);
+    d = opendir(path);
+    time_t now = time(NULL);
+    while (d && (de = readdir(d)) != NULL) {
+        char f[PATH_MAX];
+        struct stat st;
+        if (de->d_name[0] != '.' && path_join(f, sizeof f, path, de->d_name, NULL) == 0 &&
+            lstat(f, &st) == 0 && now - st.st_mtime > 86400)
+            unlink(f);
+    }
+    if (d)
+        closedir(d);
     snprintf(path, sizeof path, "%s/blobs", c->dir);
     d = opendir(path);
     while (d && (de = readdir(d)) != NULL) {
@@ -447,7 +461,7 @@ static void sweep_locked(ksv_cache *c)
 
 int ksv_cache_open(const char *dir, uint64_t max_bytes, ksv_cache **out, ksv_err *err)
 {
-    static const char *subdirs[] = {"blobs", "trees", "refs", "staging"};
+    static const char *subdirs[] = {"blobs", "trees", "refs", "staging", "partial"};
     for (size_t i = 0; i < sizeof subdirs / sizeof subdirs[0]; i++) {
         char path[PATH_MAX];
         if (path_join(path, sizeof path, dir, subdirs[i], NULL) != 0)
@@ -493,6 +507,13 @@ void ksv_cache_key(const char *uri, const char *expected, char key[65])
         ksv_sb_putc(&sb, (char)tolower((unsigned char)*p));
     ksv_sha256_hex(sb.data ? sb.data : "", sb.len, key);
     ksv_sb_free(&sb);
+}
+
+int ksv_cache_partial(ksv_cache *c, const char *name, char *path, size_t cap, ksv_err *err)
+{
+    if (!is_hex64(name) || (size_t)snprintf(path, cap, "%s/partial/%s", c->dir, name) >= cap)
+        return ksv_err_set(err, 400, "cache %s: bad partial name", c->dir);
+    return 0;
 }
 
 int ksv_cache_stage(ksv_cache *c, char *dir, size_t cap, ksv_err *err)

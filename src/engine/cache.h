@@ -68,6 +68,10 @@ int ksv_cache_commit(ksv_cache *c, const char *staged, const char *key, const ch
 
 void ksv_cache_unpin(ksv_cache *c, const char *id);
 
+/* Where a download named by `name` (64 hex digits: a hash of the object's identity) keeps
+ * its bytes between tries, so that a broken transfer resumes (partial/NAME). */
+int ksv_cache_partial(ksv_cache *c, const char *name, char *path, size_t cap, ksv_err *err);
+
 /* Bytes the blobs take now. */
 uint64_t ksv_cache_bytes(ksv_cache *c);
 

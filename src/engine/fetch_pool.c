@@ -1,5 +1,4 @@
 /* fetch_pool.c: a fixed set of fetcher threads working through a queue of downloads. */
-#include "common/clock.h"
 #include "engine/fetch_pool.h"
 
 #include <pthread.h>
@@ -9,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "common/log.h"
-#include "engine/http.h"
 
 #define MAX_FETCH_THREADS 64
 

@@ -1,5 +1,4 @@
 /* storage.c: storage URI resolution. */
-#include "common/clock.h"
 #include "engine/storage.h"
 
 #include <ctype.h>
@@ -19,8 +18,8 @@
 #include "common/model_path.h"
 #include "common/sha256.h"
 #include "engine/archive.h"
-#include "engine/http.h"
-#include "http/http_client.h"
+#include "engine/fetch_http.h"
+#include "engine/fetch_s3.h"
 
 static bool digest_matches(const char *expected, const char *actual)
 {
@@ -31,118 +30,14 @@ static bool digest_matches(const char *expected, const char *actual)
 }
 
 
-typedef struct download {
-    FILE *f;
-    unsigned long long bytes;
-    const ksv_fetch_ctl *ctl;
-    double window_start;          /* stall rule: when the current window began */
-    unsigned long long window_bytes;
-    const char *stopped;          /* why the progress callback ended the transfer */
-    long error_status;            /* the server answered >= 400: nothing is written */
-    bool write_failed;
-    unsigned long long max_bytes;
-} download;
-
-/* Called at least once a second, data or not: cancel, deadline and stall are judged
- * here, so none of them waits for the peer. */
-static int on_progress(long long done, long long total, void *user)
-{
-    (void)done, (void)total;
-    download *d = user;
-    double now = ksv_mono_s();
-    if (atomic_load(d->ctl->cancel))
-        d->stopped = "cancelled";
-    else if (d->ctl->deadline > 0 && now > d->ctl->deadline)
-        d->stopped = "deadline";
-    else if (d->ctl->stall_s > 0 && now - d->window_start >= d->ctl->stall_s) {
-        if (d->bytes - d->window_bytes < 1024)
-            d->stopped = "stall";
-        d->window_start = now;
-        d->window_bytes = d->bytes;
-    }
-    return d->stopped != NULL;
-}
-
-static int on_header(long status, const char *line, size_t len, void *user)
-{
-    download *d = user;
-    if (status >= 400) {
-        d->error_status = status;
-        return 1; /* no need for the error page */
-    }
-    return 0;
-}
-
-static int write_chunk(const char *data, size_t n, void *user)
-{
-    download *d = user;
-    d->bytes += n;
-    if (fwrite(data, 1, n, d->f) != n) {
-        d->write_failed = true;
-        return 1;
-    }
-    return 0;
-}
-
-/* Fetches url into path (through a temp file and a rename, so a crash leaves no half
- * file under the final name). */
+/* A plain http(s) file: model stores live outside ksv, so proxies from the environment
+ * apply and redirects are followed (a few, never from https down to http). */
 static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ksv_err *err)
 {
-    char tmp[PATH_MAX];
-    static _Atomic unsigned long part_seq;
-    if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld.%lu", path, (long)getpid(),
-                         atomic_fetch_add(&part_seq, 1)) >= sizeof tmp)
-        return ksv_err_set(err, 400, "storage %s: cache path too long", url);
-    download d = {.f = fopen(tmp, "wbe"), .ctl = ctl, .window_start = ksv_mono_s(),
-                  .max_bytes = ctl->max_bytes ? ctl->max_bytes : KSV_STORAGE_MAX_DOWNLOAD};
-    if (!d.f)
-        return ksv_err_set(err, 500, "%s: %s", tmp, strerror(errno));
-    /* Model stores live outside ksv: proxies from the environment apply, redirects are
-     * followed (a few, never from https down to http); cancel, deadline and stall are
-     * on_progress's. */
-    ksv_http_options o = {.connect_timeout_ms = 15000, .max_redirects = 5,
-                          .proxy = KSV_HTTP_PROXY_ENV, .max_reply = d.max_bytes};
-    ksv_http_client *http;
-    if (ksv_http_client_new(&o, &http, err) != 0) {
-        fclose(d.f);
-        unlink(tmp);
-        return ksv_err_prefix(err, "storage %s", url);
-    }
-    ksv_http_call req = {.url = url};
-    ksv_http_stream_fns fns = {.on_header = on_header, .on_data = write_chunk,
-                               .on_progress = on_progress, .user = &d};
-    ksv_http_result res;
-    ksv_err why;
-    int rc = ksv_http_stream(http, &req, &fns, &res, &why);
-    ksv_http_client_free(http);
-    int closed = fclose(d.f);
-    if (rc != 0 || closed != 0) {
-        unlink(tmp);
-        if (res.failure == KSV_HTTP_E_TOO_LARGE)
-            return ksv_err_set(err, 413, "storage %s: larger than %llu bytes", url,
-                               d.max_bytes);
-        if (d.stopped && strcmp(d.stopped, "deadline") == 0)
-            return ksv_err_set(err, 504, "storage %s: not fetched within %.0f s (%llu bytes "
-                                         "so far)", url, ctl->deadline_s, d.bytes);
-        if (d.stopped && strcmp(d.stopped, "stall") == 0)
-            return ksv_err_set(err, 504, "storage %s: stalled (under 1 KiB in %.0f s)", url,
-                               ctl->stall_s);
-        if (d.stopped)
-            return ksv_err_set(err, 499, "storage %s: cancelled", url);
-        if (d.error_status)
-            return ksv_err_set(err, d.error_status == 404 ? 404 : 503,
-                               "storage %s: The requested URL returned error: %ld", url,
-                               d.error_status);
-        if (d.write_failed || (rc == 0 && closed != 0))
-            return ksv_err_set(err, 500, "storage %s: writing %s failed", url, tmp);
-        return ksv_err_set(err, 503, "storage %s: %s", url, res.message);
-    }
-    if (rename(tmp, path) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ksv_err_set(err, 500, "rename to %s: %s", path, strerror(e));
-    }
-    return 0;
+    ksv_http_options o = {.max_redirects = 5, .proxy = KSV_HTTP_PROXY_ENV};
+    ksv_download d = {.url = url, .shown = url, .http = &o, .dest = path, .expect_size = -1,
+                      .ctl = ctl};
+    return ksv_download_file(&d, err);
 }
 
 /* The last path segment of a URL (before ? and #), the name the fetched file keeps. */
@@ -241,10 +136,11 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
                       const ksv_fetch_ctl *ctl, ksv_fetch_result *out, ksv_err *err)
 {
     bool http = strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0;
-    if (!http)
+    bool s3 = strncmp(uri, "s3://", 5) == 0;
+    if (!http && !s3)
         return ksv_err_set(err, 400,
-                           "storage %s: only file://, http:// and https:// URIs and local "
-                           "paths are served (copy the model to the node first)",
+                           "storage %s: only file://, http(s)://, s3:// URIs and local paths "
+                           "are served (copy the model to the node first)",
                            uri);
     if (!cache)
         return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads", uri);
@@ -266,7 +162,9 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
         bool checked = false;
         if (ksv_cache_stage(cache, staged, sizeof staged, err) != 0)
             return -1;
-        if (stage_http(uri, cache, staged, sha256, ctl, &checked, err) != 0) {
+        int rc = http ? stage_http(uri, cache, staged, sha256, ctl, &checked, err)
+                      : ksv_fetch_s3(uri, cache, staged, ctl, err);
+        if (rc != 0) {
             ksv_cache_discard(staged);
             return -1;
         }

@@ -13,8 +13,8 @@
  *   redirects     not followed unless max_redirects > 0; then only to http/https, and a
  *                 request that started on https is never redirected to plain http.
  *   protocols     http and https only (no file://, ftp://, ... from a URL or a redirect).
- *   TLS           peer and host name always verified (ca_file adds a CA bundle); there is
- *                 no switch to turn verification off.
+ *   TLS           peer and host name verified (ca_file adds a CA bundle); only a model
+ *                 store the operator marks S3_VERIFY_SSL=0 turns it off (tls_no_verify).
  *   reply caps    max_reply bounds a buffered reply and a streamed one; a larger answer
  *                 fails with KSV_HTTP_E_TOO_LARGE before or while it arrives.
  *   headers       "Expect:" is always sent empty (no 1 s stall on a POST body). Header
@@ -69,6 +69,13 @@ typedef struct ksv_http_options {
     const char *ca_file;      /* extra CA bundle (PEM) for https; NULL: the system's */
     /* Header lines sent with every request ("Name: value"), NULL-terminated; copied. */
     const char *const *headers;
+    /* AWS Signature V4, by libcurl (S3 and compatible stores): "aws:amz:REGION:SERVICE"
+     * with the access key pair (copied, wiped when freed). NULL: requests are not signed. */
+    const char *aws_sigv4;
+    const char *aws_access_key, *aws_secret_key;
+    /* Skips TLS peer and host verification. Only for an operator's explicit S3_VERIFY_SSL=0
+     * (as KServe's storage initializer honours it); nothing of ksv's own sets it. */
+    bool tls_no_verify;
 } ksv_http_options;
 
 /* What went wrong, when something did (the HTTP status is not a failure here). */
