@@ -12,9 +12,8 @@ Broken quota documents are refused with the file, line and reason.
 import json
 import os
 import sqlite3
-import subprocess
 
-from ksvtest import DATA, ENGINE, KSV, check, finish, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-quota-")
 db = os.path.join(work, "ksv.db")
@@ -24,9 +23,7 @@ node_dir = os.path.join(work, "node")
 MODEL = os.path.join(DATA, "models", "churn-v1", "model.json")
 
 
-def ksv(*args):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=180)
-    return r.returncode, r.stdout, r.stderr
+ksv, _ = ksv_cli(env, timeout=180)
 
 
 def write(name, text):

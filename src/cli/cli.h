@@ -130,6 +130,21 @@ int ksv_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int ksv_cli_open(ksv_cli *cli, ksv_ctl **ctl);
 /* Prints a change's per-node results (table or JSON); returns the exit code. */
 int ksv_cli_report(const ksv_cli *cli, const ksv_ctl_result *res, int rc, const ksv_err *err);
+
+/* One change through the control layer, the shape of every changing command:
+ *     ksv_cli_change c;
+ *     if (ksv_cli_change_begin(cli, &c))
+ *         return 1;
+ *     int rc = ksv_ctl_delete(c.ctl, model, cli->ns, cli->timeout_s, &c.res, &c.err);
+ *     return ksv_cli_change_end(cli, &c, rc);     (reports, frees, closes) */
+typedef struct ksv_cli_change {
+    ksv_ctl *ctl;
+    ksv_ctl_result res;
+    ksv_err err;
+} ksv_cli_change;
+
+int ksv_cli_change_begin(ksv_cli *cli, ksv_cli_change *c);
+int ksv_cli_change_end(const ksv_cli *cli, ksv_cli_change *c, int rc);
 /* Pretty JSON and a newline on stdout. */
 void ksv_cli_print_json(json_object *o);
 /* "2025-01-02 03:04:05" in local time, "-" for 0. */

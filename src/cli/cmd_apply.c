@@ -22,19 +22,15 @@ static int apply(ksv_cli *cli, const ksv_args *a)
     if (notes.len)
         fprintf(stderr, "%s", notes.data);
     ksv_sb_free(&notes);
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl)) {
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c)) {
         ksv_manifest_list_free(&list);
         return 1;
     }
     ksv_apply_options o = {.nodes = nodes, .n_nodes = n_nodes, .timeout_s = cli->timeout_s};
-    ksv_ctl_result res = {0};
-    int rc = ksv_ctl_apply(ctl, &list, &o, &res, &err);
-    int code = ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    ksv_ctl_close(ctl);
+    int rc = ksv_ctl_apply(c.ctl, &list, &o, &c.res, &c.err);
     ksv_manifest_list_free(&list);
-    return code;
+    return ksv_cli_change_end(cli, &c, rc);
 }
 
 static const ksv_opt apply_opts[] = {

@@ -3,17 +3,11 @@
 
 static int delete_model(ksv_cli *cli, const ksv_args *a)
 {
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl))
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c))
         return 1;
-    ksv_ctl_result res = {0};
-    ksv_err err;
-    ksv_err_clear(&err);
-    int rc = ksv_ctl_delete(ctl, ksv_args_pos(a, 0), cli->ns, cli->timeout_s, &res, &err);
-    int code = ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    ksv_ctl_close(ctl);
-    return code;
+    int rc = ksv_ctl_delete(c.ctl, ksv_args_pos(a, 0), cli->ns, cli->timeout_s, &c.res, &c.err);
+    return ksv_cli_change_end(cli, &c, rc);
 }
 
 static const ksv_cmd_entry delete_entries[] = {

@@ -17,18 +17,18 @@ static int node_add(ksv_cli *cli, const ksv_args *a)
         .trust_new = ksv_args_has(a, "--trust-new"),
         .install = ksv_args_has(a, "--install"),
     };
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl))
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c))
         return 1;
-    ksv_ctl_result res = {0};
-    ksv_err err;
-    ksv_err_clear(&err);
-    int rc = ksv_ctl_node_add(ctl, ksv_args_pos(a, 0), ksv_args_pos(a, 1), &o, &res, &err);
-    int code = rc != 0 && err.status == 2 ? ksv_usage(cli, "%s", err.msg)
-                                          : ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    ksv_ctl_close(ctl);
-    return code;
+    int rc = ksv_ctl_node_add(c.ctl, ksv_args_pos(a, 0), ksv_args_pos(a, 1), &o, &c.res, &c.err);
+    if (rc != 0 && c.err.status == 2) {
+        /* The address did not parse: a usage error, not a failed change. */
+        rc = ksv_usage(cli, "%s", c.err.msg);
+        ksv_ctl_result_free(&c.res);
+        ksv_ctl_close(c.ctl);
+        return rc;
+    }
+    return ksv_cli_change_end(cli, &c, rc);
 }
 
 /* ---- node ls ---- */
@@ -173,16 +173,11 @@ static int node_status(ksv_cli *cli, const ksv_args *a)
 
 static int node_rm(ksv_cli *cli, const ksv_args *a)
 {
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl))
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c))
         return 1;
-    ksv_ctl_result res = {0};
-    ksv_err err;
-    int rc = ksv_ctl_node_remove(ctl, ksv_args_pos(a, 0), &res, &err);
-    int code = ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    ksv_ctl_close(ctl);
-    return code;
+    int rc = ksv_ctl_node_remove(c.ctl, ksv_args_pos(a, 0), &c.res, &c.err);
+    return ksv_cli_change_end(cli, &c, rc);
 }
 
 static const ksv_opt node_add_opts[] = {

@@ -6,18 +6,12 @@
 static int reconcile(ksv_cli *cli, const ksv_args *a)
 {
     const char *model = ksv_args_pos(a, 0);
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl))
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c))
         return 1;
-    ksv_ctl_result res = {0};
-    ksv_err err;
-    ksv_err_clear(&err);
-    int rc = ksv_ctl_reconcile(ctl, model, cli->ns, cli->timeout_s, &res, &err);
-    snprintf(res.summary, sizeof res.summary, "reconciled %s", model ? model : "every model");
-    int code = ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    ksv_ctl_close(ctl);
-    return code;
+    int rc = ksv_ctl_reconcile(c.ctl, model, cli->ns, cli->timeout_s, &c.res, &c.err);
+    snprintf(c.res.summary, sizeof c.res.summary, "reconciled %s", model ? model : "every model");
+    return ksv_cli_change_end(cli, &c, rc);
 }
 
 static const ksv_cmd_entry reconcile_entries[] = {

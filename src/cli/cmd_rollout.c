@@ -6,17 +6,11 @@
 /* Runs one rollout change and reports every node's result. */
 static int rollout(ksv_cli *cli, const ksv_rollout_request *req)
 {
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl))
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c))
         return 1;
-    ksv_ctl_result res = {0};
-    ksv_err err;
-    ksv_err_clear(&err);
-    int rc = ksv_ctl_rollout(ctl, req, &res, &err);
-    int code = ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    ksv_ctl_close(ctl);
-    return code;
+    int rc = ksv_ctl_rollout(c.ctl, req, &c.res, &c.err);
+    return ksv_cli_change_end(cli, &c, rc);
 }
 
 static ksv_rollout_request request(const ksv_cli *cli, const ksv_args *a, ksv_rollout_op op)

@@ -108,6 +108,21 @@ void ksv_cli_format_age(int64_t ms, char *out, size_t cap)
         snprintf(out, cap, "%lldd", (long long)(s / 86400));
 }
 
+int ksv_cli_change_begin(ksv_cli *cli, ksv_cli_change *c)
+{
+    memset(c, 0, sizeof *c);
+    ksv_err_clear(&c->err);
+    return ksv_cli_open(cli, &c->ctl);
+}
+
+int ksv_cli_change_end(const ksv_cli *cli, ksv_cli_change *c, int rc)
+{
+    int code = ksv_cli_report(cli, &c->res, rc, &c->err);
+    ksv_ctl_result_free(&c->res);
+    ksv_ctl_close(c->ctl);
+    return code;
+}
+
 int ksv_cli_report(const ksv_cli *cli, const ksv_ctl_result *res, int rc, const ksv_err *err)
 {
     if (cli->json) {
