@@ -23,7 +23,7 @@ HTTP_DIR="$ROOT/bench/http"
 MODEL="data/models/fraud/model.json"
 ENGINE="src/ksv-engine"
 ENGINE_THREADS=""
-ENGINE_RUNTIME="ksv-xgboost"
+ENGINE_RUNTIME="auto"
 DURATION=10
 WARMUP=2
 THREADS=2
@@ -46,7 +46,8 @@ usage: bench/run-http-bench.sh [options]
   --model PATH           XGBoost model (default $MODEL)
   --engine PATH          ksv-engine binary (default $ENGINE)
   --engine-threads N     ksv-engine --threads (default: the engine's own default)
-  --engine-runtime R     ksv-engine runtime for the model: ksv-xgboost (default) or ksv-forest
+  --engine-runtime R     ksv-engine runtime for the model: auto (default, as the engine),
+                         ksv-forest or ksv-xgboost
   -d, --duration SECS    length of each measured wrk run (default $DURATION)
   --warmup SECS          unmeasured wrk run before each measured one (default $WARMUP)
   -t, --threads N        wrk threads (default $THREADS)
@@ -198,7 +199,7 @@ gcc -std=gnu11 -O2 -Wall -Wextra -o "$WORK/openloop" "$HTTP_DIR/openloop.c" -lpt
 # server order in the table; URL of each infer endpoint
 SERVERS=()
 declare -A URL LABEL
-LABEL[ksv]="ksv-engine"
+LABEL[ksv]="ksv-engine ($ENGINE_RUNTIME)"
 LABEL[fastapi-1w]="FastAPI+uvicorn, 1 worker"
 LABEL[fastapi-2w]="FastAPI+uvicorn, 2 workers"
 LABEL[mlserver]="MLServer (mlserver-xgboost)"
@@ -392,6 +393,39 @@ for name in "${MEASURED[@]}"; do
     done
 done
 
+# ksv-engine again with the same rows as binary tensor data (the clients' default mode)
+declare -A RPSB P50B P99B
+if [[ " ${MEASURED[*]} " == *" ksv "* ]]; then
+    for rows in "${ROW_LIST[@]}"; do
+        export KSV_BENCH_BODY="$WORK/req-$rows.bin" KSV_BENCH_HEADER_LEN
+        KSV_BENCH_HEADER_LEN=$(cat "$WORK/req-$rows.bin.hlen")
+        code=$(curl -s -o "$WORK/answer-bin-$rows" -w '%{http_code}' --max-time 10 \
+            -H 'Content-Type: application/octet-stream' \
+            -H "Inference-Header-Content-Length: $KSV_BENCH_HEADER_LEN" \
+            --data-binary @"$KSV_BENCH_BODY" "${URL[ksv]}" || true)
+        if [ "$code" != 200 ]; then
+            echo "  ksv-engine binary, $rows rows: answered $code; not measured"
+            unset KSV_BENCH_HEADER_LEN
+            continue
+        fi
+        if [ "$WARMUP" -gt 0 ]; then
+            timeout $((WARMUP + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
+                -s "$HTTP_DIR/post.lua" "${URL[ksv]}" >/dev/null 2>&1 || true
+        fi
+        log="$WORK/wrk-ksv-bin-$rows.txt"
+        timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+            --timeout 10s -s "$HTTP_DIR/post.lua" "${URL[ksv]}" >"$log" 2>&1 || true
+        unset KSV_BENCH_HEADER_LEN
+        line=$(grep '^KSVBENCH ' "$log" || true)
+        [ -n "$line" ] || { echo "  ksv-engine binary, $rows rows: wrk failed"; continue; }
+        RPSB[$rows]=$(kv rps "$line")
+        P50B[$rows]=$(kv p50_us "$line")
+        P99B[$rows]=$(kv p99_us "$line")
+        printf '  %-28s %3s rows: %8.0f req/s  P50 %-9s  P99 %-9s\n' "ksv-engine, binary tensors" \
+            "$rows" "${RPSB[$rows]}" "$(fmt_us "${P50B[$rows]}")" "$(fmt_us "${P99B[$rows]}")"
+    done
+fi
+
 # fixed-rate run: half of the target's 1-row peak, open loop
 RATE_LINE=""
 first_rows=${ROW_LIST[0]}
@@ -449,7 +483,7 @@ ratio() {
 }
 echo
 if [ -n "${RPS[ksv,$first_rows]:-}" ]; then
-    echo "ratios of req/s (targets at 1 row: >= 4x FastAPI best, >= 10x MLServer, >= 0.40 of nginx):"
+    echo "ratios of req/s (targets: 1 row >= 10x FastAPI 2 workers and >= 0.60 of nginx; 64 rows >= 6x FastAPI; binary 64 rows >= 1.5x JSON):"
     for rows in "${ROW_LIST[@]}"; do
         ksv=${RPS[ksv,$rows]:-}
         [ -n "$ksv" ] || continue
@@ -466,6 +500,12 @@ if [ -n "${RPS[ksv,$first_rows]:-}" ]; then
 else
     echo "ratios: no ksv-engine figure (not built or not measured)"
 fi
+for rows in "${ROW_LIST[@]}"; do
+    [ -n "${RPSB[$rows]:-}" ] && [ -n "${RPS[ksv,$rows]:-}" ] || continue
+    printf '  %s rows: ksv binary/JSON %s (binary: %.0f req/s, P50 %s, P99 %s)\n' "$rows" \
+        "$(ratio "${RPSB[$rows]}" "${RPS[ksv,$rows]}")" "${RPSB[$rows]}" \
+        "$(fmt_us "${P50B[$rows]}")" "$(fmt_us "${P99B[$rows]}")"
+done
 [ -z "$RATE_LINE" ] || { echo; echo "fixed rate: $RATE_LINE"; }
 
 for name in "${SERVERS[@]}"; do

@@ -19,7 +19,14 @@ file:close()
 
 wrk.method = "POST"
 wrk.body = body
-wrk.headers["Content-Type"] = "application/json"
+-- KSV_BENCH_HEADER_LEN: the body is binary tensor data whose JSON header is that long.
+local header_len = os.getenv("KSV_BENCH_HEADER_LEN")
+if header_len and header_len ~= "" then
+   wrk.headers["Content-Type"] = "application/octet-stream"
+   wrk.headers["Inference-Header-Content-Length"] = header_len
+else
+   wrk.headers["Content-Type"] = "application/json"
+end
 
 function done(summary, latency, requests)
    local e = summary.errors

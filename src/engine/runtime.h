@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "common/error.h"
 
@@ -69,6 +70,10 @@ extern const ksv_runtime_ops ksv_runtime_auto;
  * thresholds to build its probe). */
 struct forest;
 const struct forest *ksv_runtime_forest_layout(const void *handle);
+/* Whether a ksv-forest handle has a GPU attached, and how many predictions ran there
+ * (bench/gpu-check.sh checks that large batches really take the GPU path). */
+bool ksv_runtime_forest_on_gpu(const void *handle);
+uint64_t ksv_runtime_forest_gpu_calls(void *handle);
 
 /* runtime `auto`'s judge: predicts its probe batch with a ksv-forest handle and a
  * ksv-xgboost handle of cols features and width outputs; true when every output is

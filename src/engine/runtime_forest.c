@@ -4,6 +4,8 @@
  * concurrent predict() calls with distinct worker indexes share only read-only data. */
 #include "config.h"
 
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +30,7 @@ typedef struct forest_model {
 #ifdef HAVE_CUDA
     forest_cuda *gpu;       /* NULL: CPU only */
 #endif
+    _Atomic uint64_t gpu_calls; /* predictions that ran on the GPU (bench/gpu-check.sh) */
 } forest_model;
 
 static void forest_unload(void *model)
@@ -56,8 +59,10 @@ static int forest_run(void *model, unsigned worker, const float *x, size_t rows,
     if (rows == 0)
         return 0;
 #ifdef HAVE_CUDA
-    if (m->gpu && rows >= FOREST_GPU_MIN_ROWS)
+    if (m->gpu && rows >= FOREST_GPU_MIN_ROWS) {
+        atomic_fetch_add_explicit(&m->gpu_calls, 1, memory_order_relaxed);
         return forest_cuda_predict(m->gpu, worker, x, rows, out, err);
+    }
 #endif
     return forest_predict_parallel(m->f, x, rows, out, m->scratch + worker * m->scratch_floats,
                                    m->threads, err);
@@ -150,6 +155,21 @@ static void forest_build_info(ksv_runtime_build *b)
 #else
     (void)b;
 #endif
+}
+
+bool ksv_runtime_forest_on_gpu(const void *handle)
+{
+#ifdef HAVE_CUDA
+    return ((const forest_model *)handle)->gpu != NULL;
+#else
+    (void)handle;
+    return false;
+#endif
+}
+
+uint64_t ksv_runtime_forest_gpu_calls(void *handle)
+{
+    return atomic_load(&((forest_model *)handle)->gpu_calls);
 }
 
 const ksv_runtime_ops ksv_runtime_forest = {
