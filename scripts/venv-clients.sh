@@ -17,8 +17,10 @@ if [ ! -f "$stamp" ]; then
     if [ ! -f "$stamp" ]; then
         rm -rf "$venv"
         python3 -m venv "$venv" >&2
+        # Pinned: the versions the tests were written against (a newer client is a new
+        # test run, not a surprise in CI).
         "$venv/bin/pip" install --quiet --disable-pip-version-check \
-            'tritonclient[http]' kserve numpy >&2
+            'tritonclient[http]==2.73.0' 'kserve==0.21.0' numpy >&2
         touch "$stamp"
     fi
 fi
