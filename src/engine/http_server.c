@@ -11,9 +11,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -22,30 +24,48 @@
 #include <microhttpd.h>
 
 #include "common/log.h"
+#include "engine/conn_guard.h"
+
+typedef struct conn_ctx conn_ctx;
 
 struct ksv_http_server {
     struct MHD_Daemon *daemon;
     const ksv_engine_info *engine;
+    ksv_http_limits limits;
     double request_timeout;
     pthread_key_t worker_key;
     _Atomic unsigned next_worker;
     _Atomic long active;          /* requests between their headers and their completion */
     _Atomic bool draining;        /* SIGTERM: new connections are turned away */
+    _Atomic size_t inflight;      /* bytes reserved against limits.inflight_bytes */
+    ksv_conn_guard *guard;        /* the header-block deadline */
+    /* Heavy requests wait here for the heavy threads (their connections suspended). */
+    pthread_mutex_t heavy_lock;
+    pthread_cond_t heavy_wake;
+    conn_ctx *heavy_head, *heavy_tail;
+    bool heavy_stop;
+    pthread_t *heavy_threads;
+    unsigned n_heavy;
 };
 
 /* One per connection while a request is being received. */
-typedef struct conn_ctx {
+struct conn_ctx {
     double start;
     char request_id[64];
     char *body;                   /* accumulated body when it arrives in pieces */
     size_t len, cap;
+    size_t reserved;              /* bytes counted in srv->inflight for this request */
     bool answered;                /* response computed during the upload */
+    bool heavy;                   /* inferred on a heavy thread */
+    bool queued;                  /* handed to the heavy threads (connection suspended) */
+    struct MHD_Connection *conn;
+    const char *method, *url;     /* libmicrohttpd's, valid until the request completes */
+    conn_ctx *next_heavy;
     ksv_http_response resp;
     /* Cold start: the request is parked (MHD-suspended) until the revision is loaded. */
-    struct MHD_Connection *conn;
     bool suspended;
     ksv_cold_waiter waiter;
-} conn_ctx;
+};
 
 void ksv_http_error(ksv_http_response *resp, int status, const char *message)
 {
@@ -85,6 +105,22 @@ static uint64_t random_seed(void)
         seed = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)pthread_self();
     }
     return seed | 1;
+}
+
+/* A worker keeps its tensor and output buffers between requests (the hot path does not
+ * allocate), but not the ones a large request grew: kept, 16 large requests once left
+ * 279 MB held after they were answered. */
+#define WORKER_KEEP_FLOATS ((size_t)1 << 20)
+
+static void worker_trim(ksv_worker *w)
+{
+    if (w->tensor.cap > WORKER_KEEP_FLOATS)
+        ksv_tensor_req_free(&w->tensor);
+    if (w->out_cap > WORKER_KEEP_FLOATS) {
+        free(w->out);
+        w->out = NULL;
+        w->out_cap = 0;
+    }
 }
 
 static ksv_worker *current_worker(ksv_http_server *srv)
@@ -259,6 +295,7 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
         ksv_log(KSV_LOG_DEBUG, ctx->request_id, "%s %s -> %d %.*s", method, url, status,
                 (int)(ctx->resp.body.len < 300 ? ctx->resp.body.len : 300),
                 ctx->resp.body.data ? ctx->resp.body.data : "");
+    worker_trim(w);
     ctx->answered = true;
 }
 
@@ -337,6 +374,102 @@ static enum MHD_Result resume_cold(ksv_http_server *srv, struct MHD_Connection *
     return send_response(conn, ctx);
 }
 
+/* ------------------------------------------------------- the in-flight byte budget */
+
+/* Counts `bytes` of body (times the work factor) against the budget; false when that
+ * would pass it. A request alone is always let through when nothing else is in flight,
+ * so the budget never refuses what max_body allows. */
+static bool reserve_body(ksv_http_server *srv, conn_ctx *ctx, size_t bytes)
+{
+    size_t want = bytes * KSV_HTTP_WORK_FACTOR;
+    size_t cur = atomic_load(&srv->inflight);
+    do {
+        if (cur > 0 && cur + want > srv->limits.inflight_bytes)
+            return false;
+    } while (!atomic_compare_exchange_weak(&srv->inflight, &cur, cur + want));
+    ctx->reserved += want;
+    return true;
+}
+
+static void budget_error(ksv_http_server *srv, conn_ctx *ctx)
+{
+    char msg[192];
+    snprintf(msg, sizeof msg,
+             "engine busy: request bodies in flight would pass the %zu MiB budget; retry",
+             srv->limits.inflight_bytes >> 20);
+    ksv_http_error(&ctx->resp, 503, msg);
+}
+
+/* ------------------------------------------------------------ the heavy threads */
+
+static void *heavy_main(void *arg)
+{
+    ksv_http_server *srv = arg;
+    for (;;) {
+        pthread_mutex_lock(&srv->heavy_lock);
+        while (!srv->heavy_head && !srv->heavy_stop)
+            pthread_cond_wait(&srv->heavy_wake, &srv->heavy_lock);
+        conn_ctx *ctx = srv->heavy_head;
+        if (!ctx) {               /* stopping, and nothing is left to answer */
+            pthread_mutex_unlock(&srv->heavy_lock);
+            return NULL;
+        }
+        srv->heavy_head = ctx->next_heavy;
+        if (!srv->heavy_head)
+            srv->heavy_tail = NULL;
+        pthread_mutex_unlock(&srv->heavy_lock);
+        /* The connection is suspended: libmicrohttpd leaves it (and its headers) alone
+         * until it is resumed, and calls on_request again to send the answer. */
+        dispatch(srv, ctx->conn, ctx, ctx->method, ctx->url, ctx->body ? ctx->body : "",
+                 ctx->len);
+        MHD_resume_connection(ctx->conn);
+    }
+}
+
+/* The worker of heavy thread k: indexes after the HTTP threads' (registry sizes for both). */
+static void *heavy_start(void *arg)
+{
+    ksv_http_server *srv = ((void **)arg)[0];
+    unsigned k = (unsigned)(uintptr_t)((void **)arg)[1];
+    free(arg);
+    ksv_worker *w = calloc(1, sizeof *w);
+    if (w) {
+        w->index = srv->engine->threads + k;
+        w->rng = random_seed();
+        snprintf(w->id_prefix, sizeof w->id_prefix, "%08x", (unsigned)(w->rng >> 32));
+        ksv_tensor_req_init(&w->tensor);
+        pthread_setspecific(srv->worker_key, w);
+    }
+    return heavy_main(srv);
+}
+
+unsigned ksv_http_heavy_threads(unsigned threads)
+{
+    return threads >= 4 ? 2 : 1;
+}
+
+/* Suspends the connection and queues the request; false once the heavy threads stopped
+ * (shutting down: the caller infers it itself, as no connection may stay suspended). */
+static bool enqueue_heavy(ksv_http_server *srv, conn_ctx *ctx)
+{
+    pthread_mutex_lock(&srv->heavy_lock);
+    if (srv->heavy_stop || srv->n_heavy == 0) {
+        pthread_mutex_unlock(&srv->heavy_lock);
+        return false;
+    }
+    ctx->queued = true;
+    MHD_suspend_connection(ctx->conn);
+    ctx->next_heavy = NULL;
+    if (srv->heavy_tail)
+        srv->heavy_tail->next_heavy = ctx;
+    else
+        srv->heavy_head = ctx;
+    srv->heavy_tail = ctx;
+    pthread_cond_signal(&srv->heavy_wake);
+    pthread_mutex_unlock(&srv->heavy_lock);
+    return true;
+}
+
 static bool method_has_body(const char *method)
 {
     return strcmp(method, "POST") == 0 || strcmp(method, "PUT") == 0 ||
@@ -357,9 +490,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (!ctx)
             return MHD_NO;
         ctx->start = ksv_mono_s();
+        ctx->conn = conn;
+        ctx->method = method;
+        ctx->url = url;
         ksv_sb_init(&ctx->resp.body);
         *con_cls = ctx;
         atomic_fetch_add(&srv->active, 1);
+        const union MHD_ConnectionInfo *sc =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+        if (sc && sc->socket_context)
+            ksv_conn_guard_headers_done(srv->guard, sc->socket_context);
         set_request_id(ctx, conn, current_worker(srv));
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
@@ -375,6 +515,13 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
                 ctx->answered = true;
                 return send_response(conn, ctx);
             }
+            /* Refused before a byte of the body is read: the budget holds under a flood. */
+            if (n > 0 && !reserve_body(srv, ctx, (size_t)n)) {
+                budget_error(srv, ctx);
+                ctx->answered = true;
+                return send_response(conn, ctx);
+            }
+            ctx->heavy = srv->n_heavy > 0 && n >= srv->limits.heavy_body;
         }
         /* Requests without a body are answered on the next call: a response queued this
          * early makes libmicrohttpd close the connection instead of keeping it alive. */
@@ -407,13 +554,25 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         const char *cl =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-        if (ctx->len == 0 && cl && strtoull(cl, NULL, 10) == n) {
+        unsigned long long declared = cl ? strtoull(cl, NULL, 10) : 0;
+        if (!cl) {
+            /* No Content-Length (chunked): counted against the budget as it arrives. */
+            if (!reserve_body(srv, ctx, n)) {
+                budget_error(srv, ctx);
+                return answer_mid_body(conn, ctx);
+            }
+            ctx->heavy = srv->n_heavy > 0 && ctx->len + n >= srv->limits.heavy_body;
+        }
+        if (ctx->len == 0 && cl && declared == n && !ctx->heavy) {
             /* The whole body in one piece (the common case): parse it in place. */
             dispatch(srv, conn, ctx, method, url, upload_data, n);
             return MHD_YES;
         }
         if (ctx->len + n > ctx->cap) {
+            /* A declared length is allocated once; a chunked body doubles. */
             size_t cap = ctx->cap ? ctx->cap : 4096;
+            if (declared >= ctx->len + n && ctx->cap == 0)
+                cap = (size_t)declared;
             while (cap < ctx->len + n)
                 cap *= 2;
             char *p = realloc(ctx->body, cap);
@@ -431,6 +590,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* Final call: the body is complete (or a parked request was resumed). */
     if (ctx->suspended)
         return resume_cold(srv, conn, ctx, method, url);
+    /* A heavy body is inferred on a heavy thread while this thread goes on serving probes,
+     * metrics and small requests; libmicrohttpd calls again once the heavy thread resumes
+     * the connection (and a cold revision then parks it as any other request). */
+    if (!ctx->answered && ctx->heavy && !ctx->queued && enqueue_heavy(srv, ctx))
+        return MHD_YES;
     if (!ctx->answered)
         dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
     if (ctx->resp.wait_cold)
@@ -442,16 +606,35 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     ksv_http_server *srv = cls;
-    (void)conn;
     (void)toe;
     conn_ctx *ctx = *con_cls;
     if (!ctx)
         return;
     atomic_fetch_sub(&srv->active, 1);
+    atomic_fetch_sub(&srv->inflight, ctx->reserved);
+    const union MHD_ConnectionInfo *sc =
+        MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    if (sc && sc->socket_context)
+        ksv_conn_guard_request_done(srv->guard, sc->socket_context);
     free(ctx->body);
     ksv_sb_free(&ctx->resp.body);
     free(ctx);
     *con_cls = NULL;
+}
+
+/* Connections open and close: the header-block deadline follows each one. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    ksv_http_server *srv = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? ksv_conn_guard_open(srv->guard, ci->connect_fd) : NULL;
+    } else if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+        ksv_conn_guard_close(srv->guard, *socket_context);
+        *socket_context = NULL;
+    }
 }
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
@@ -549,7 +732,58 @@ static void mhd_panic(void *cls, const char *file, unsigned int line, const char
     abort();
 }
 
-int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_timeout,
+/* Descriptors kept for everything but client connections: the listening socket, model
+ * files being read, downloads, the state dir, libraries' own. */
+#define FD_RESERVE 256
+
+/* Raises the soft open-file limit to the hard one (allowed without privileges) and fits
+ * the connection limit under it: past the limit accept() fails and libmicrohttpd spins
+ * on a listening socket it cannot drain. */
+static unsigned fit_connection_limit(unsigned wanted)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return wanted;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            rl = raised;
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (rlim_t)wanted + FD_RESERVE)
+        return wanted;
+    return rl.rlim_cur > FD_RESERVE + 16 ? (unsigned)(rl.rlim_cur - FD_RESERVE) : 16;
+}
+
+static void fill_limits(ksv_http_limits *l, const ksv_engine_info *engine)
+{
+    if (!(l->request_timeout > 0))
+        l->request_timeout = 30;
+    if (!(l->header_timeout > 0))
+        l->header_timeout = 10;
+    if (!l->inflight_bytes)
+        l->inflight_bytes = (size_t)1 << 30;
+    if (l->inflight_bytes < engine->max_body * KSV_HTTP_WORK_FACTOR)
+        l->inflight_bytes = engine->max_body * KSV_HTTP_WORK_FACTOR;
+    l->max_connections = fit_connection_limit(l->max_connections ? l->max_connections : 4096);
+    if (!l->per_ip_connections || l->per_ip_connections > l->max_connections)
+        l->per_ip_connections = l->max_connections / 2 ? l->max_connections / 2 : 1;
+    if (!l->heavy_body)
+        l->heavy_body = (size_t)1 << 20;
+}
+
+static void stop_heavy(ksv_http_server *srv)
+{
+    pthread_mutex_lock(&srv->heavy_lock);
+    srv->heavy_stop = true;
+    pthread_cond_broadcast(&srv->heavy_wake);
+    pthread_mutex_unlock(&srv->heavy_lock);
+    for (unsigned k = 0; k < srv->n_heavy; k++)
+        pthread_join(srv->heavy_threads[k], NULL);
+    free(srv->heavy_threads);
+    srv->heavy_threads = NULL;
+}
+
+int ksv_http_server_start(const ksv_engine_info *engine, int fd, const ksv_http_limits *limits,
                           ksv_http_server **out, ksv_err *err)
 {
     MHD_set_panic_func(mhd_panic, NULL);
@@ -557,30 +791,65 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, double request_
     if (!srv)
         return ksv_err_set(err, 500, "out of memory");
     srv->engine = engine;
-    srv->request_timeout = request_timeout;
+    if (limits)
+        srv->limits = *limits;
+    fill_limits(&srv->limits, engine);
+    srv->request_timeout = srv->limits.request_timeout;
+    double request_timeout = srv->request_timeout;
+    pthread_mutex_init(&srv->heavy_lock, NULL);
+    pthread_cond_init(&srv->heavy_wake, NULL);
     if (pthread_key_create(&srv->worker_key, worker_free) != 0) {
         free(srv);
         return ksv_err_set(err, 500, "pthread_key_create failed");
     }
     unsigned threads = engine->threads ? engine->threads : 1;
     /* Idle keep-alive connections are dropped after a while; bodies have their own
-     * deadline (request_timeout), checked as data arrives. */
+     * deadline (request_timeout), checked as data arrives, and header blocks theirs
+     * (header_timeout, conn_guard.c). */
     unsigned idle_timeout = (unsigned)(request_timeout * 2 < 60 ? 60 : request_timeout * 2);
+    if (ksv_conn_guard_start(srv->limits.header_timeout, idle_timeout, &srv->guard, err) != 0)
+        goto fail;
+    unsigned n_heavy = ksv_http_heavy_threads(threads);
+    srv->heavy_threads = calloc(n_heavy, sizeof *srv->heavy_threads);
+    for (unsigned k = 0; srv->heavy_threads && k < n_heavy; k++) {
+        void **arg = malloc(2 * sizeof *arg);
+        if (!arg)
+            break;
+        arg[0] = srv;
+        arg[1] = (void *)(uintptr_t)k;
+        if (pthread_create(&srv->heavy_threads[k], NULL, heavy_start, arg) != 0) {
+            free(arg);
+            break;
+        }
+        srv->n_heavy++;
+    }
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(
         flags, 0, accept_policy, srv, on_request, srv, MHD_OPTION_LISTEN_SOCKET, fd,
         MHD_OPTION_THREAD_POOL_SIZE, threads, MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv,
-        MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)4096, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024),
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL, MHD_OPTION_END);
+        MHD_OPTION_NOTIFY_CONNECTION, on_connection, srv, MHD_OPTION_CONNECTION_TIMEOUT,
+        idle_timeout, MHD_OPTION_CONNECTION_LIMIT, srv->limits.max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, srv->limits.per_ip_connections,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(16 * 1024), MHD_OPTION_EXTERNAL_LOGGER,
+        mhd_log, NULL, MHD_OPTION_END);
     if (!srv->daemon) {
-        pthread_key_delete(srv->worker_key);
-        free(srv);
-        return ksv_err_set(err, 500, "libmicrohttpd failed to start");
+        ksv_err_set(err, 500, "libmicrohttpd failed to start");
+        goto fail;
     }
     *out = srv;
     return 0;
+fail:
+    stop_heavy(srv);
+    ksv_conn_guard_stop(srv->guard);
+    pthread_key_delete(srv->worker_key);
+    free(srv);
+    return -1;
+}
+
+const ksv_http_limits *ksv_http_server_limits(const ksv_http_server *srv)
+{
+    return &srv->limits;
 }
 
 void ksv_http_server_quiesce(ksv_http_server *srv)
@@ -597,7 +866,11 @@ void ksv_http_server_stop(ksv_http_server *srv)
 {
     if (!srv)
         return;
+    /* Heavy requests still queued are answered first: their connections are suspended,
+     * and libmicrohttpd must not be stopped with a suspended connection. */
+    stop_heavy(srv);
     MHD_stop_daemon(srv->daemon); /* closes the listening socket too */
+    ksv_conn_guard_stop(srv->guard);
     pthread_key_delete(srv->worker_key);
     free(srv);
 }

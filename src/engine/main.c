@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -156,6 +157,10 @@ int main(int argc, char **argv)
         return 0;
     }
     ksv_log_set_level(opt->log_level);
+    /* Bodies, decoded tensors and answers of large requests are mapped and unmapped rather
+     * than kept in the heap: glibc's adaptive threshold would otherwise rise after the first
+     * large free and keep hundreds of MB after a burst of large requests (issue 11). */
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
     /* Once, before any thread: the loader fetches http(s) models with libcurl. */
     ksv_err init_err;
     if (ksv_http_global_init(&init_err) != 0) {
@@ -189,7 +194,8 @@ int main(int argc, char **argv)
     char cache_dir[PATH_MAX];
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", opt->state_dir);
     ksv_registry_config cfg = {
-        .workers = opt->threads,
+        /* The HTTP threads and the heavy-request threads each have a worker index. */
+        .workers = opt->threads + ksv_http_heavy_threads(opt->threads),
         .gpu = strcmp(opt->gpu, "off") == 0 ? -1
                : strcmp(opt->gpu, "auto") == 0 ? 0 : atoi(opt->gpu),
         .state_file = path,
@@ -228,7 +234,14 @@ int main(int argc, char **argv)
         .gpu = gpu,
         .repository = repo,
     };
-    if (ksv_http_server_start(&info, listen_fd, opt->request_timeout, &srv, &err) != 0) {
+    ksv_http_limits limits = {
+        .request_timeout = opt->request_timeout,
+        .header_timeout = opt->header_timeout,
+        .inflight_bytes = opt->max_inflight,
+        .max_connections = opt->max_connections,
+        .per_ip_connections = opt->max_connections_per_ip,
+    };
+    if (ksv_http_server_start(&info, listen_fd, &limits, &srv, &err) != 0) {
         close(listen_fd);
         goto fail;
     }
@@ -241,6 +254,14 @@ int main(int argc, char **argv)
     }
     ksv_log(KSV_LOG_INFO, NULL, "ksv-engine %s serving on http://%s (%u threads, state %s)",
             PACKAGE_VERSION, bound, opt->threads, opt->state_dir);
+    {
+        const ksv_http_limits *l = ksv_http_server_limits(srv);
+        ksv_log(KSV_LOG_INFO, NULL,
+                "limits: %zu MiB of bodies in flight, %u connections (%u per IP), headers "
+                "within %.0f s, bodies within %.0f s",
+                l->inflight_bytes >> 20, l->max_connections, l->per_ip_connections,
+                l->header_timeout, l->request_timeout);
+    }
 
     int sig = 0;
     sigwait(&sigs, &sig);

@@ -31,6 +31,14 @@ void ksv_engine_usage(FILE *out)
         "  --gpu auto|off|N          GPU for ksv-forest (default auto; CPU when none)\n"
         "  --max-body BYTES          largest request body, K/M/G suffixes (default 64M)\n"
         "  --request-timeout SECS    time a client has to send its body (default 30)\n"
+        "  --header-timeout SECS     time a client has to send a request's headers\n"
+        "                            (default 10)\n"
+        "  --max-inflight BYTES      request bodies in flight, all clients together, each\n"
+        "                            counted 4 times (decoded, answered); past it: 503 at\n"
+        "                            once (default 1G, at least 4 x --max-body)\n"
+        "  --max-connections N       open connections (default 4096, kept under the\n"
+        "                            open-file limit, which is raised to its hard limit)\n"
+        "  --max-connections-per-ip N  (default half of --max-connections)\n"
         "  --fetch-timeout SECS      longest a model download may take (default 3600)\n"
         "  --fetch-stall SECS        stop a download that moves under 1 KiB in this long\n"
         "                            (default 30)\n"
@@ -176,7 +184,8 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
 {
     enum { O_LISTEN = 256, O_STATE, O_TOKEN, O_THREADS, O_GPU, O_MAXBODY, O_TIMEOUT, O_LOG,
            O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL, O_MEMORY_BUDGET,
-           O_MODEL, O_MODELDIR, O_VERSION, O_HELP };
+           O_HEADER_TIMEOUT, O_MAX_INFLIGHT, O_MAX_CONNS, O_MAX_CONNS_IP, O_MODEL, O_MODELDIR,
+           O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"state-dir", required_argument, NULL, O_STATE},
@@ -185,6 +194,10 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         {"gpu", required_argument, NULL, O_GPU},
         {"max-body", required_argument, NULL, O_MAXBODY},
         {"request-timeout", required_argument, NULL, O_TIMEOUT},
+        {"header-timeout", required_argument, NULL, O_HEADER_TIMEOUT},
+        {"max-inflight", required_argument, NULL, O_MAX_INFLIGHT},
+        {"max-connections", required_argument, NULL, O_MAX_CONNS},
+        {"max-connections-per-ip", required_argument, NULL, O_MAX_CONNS_IP},
         {"log-level", required_argument, NULL, O_LOG},
         {"fetch-timeout", required_argument, NULL, O_FETCH_TIMEOUT},
         {"fetch-stall", required_argument, NULL, O_FETCH_STALL},
@@ -202,6 +215,7 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
     opt->gpu = "auto";
     opt->max_body = 64u << 20;
     opt->request_timeout = 30;
+    opt->header_timeout = 10;
     opt->fetch_timeout = 3600;
     opt->fetch_stall = 30;
     opt->max_model_size = KSV_STORAGE_MAX_DOWNLOAD;
@@ -249,11 +263,28 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
             if (parse_size(optarg, &opt->memory_budget))
                 return ksv_err_set(err, 2, "--memory-budget: expected a size like 512M or 8G");
             break;
-        case O_TIMEOUT: {
+        case O_TIMEOUT:
+        case O_HEADER_TIMEOUT: {
             double t = strtod(optarg, &end);
             if (*end || !(t > 0 && t <= 3600))
-                return ksv_err_set(err, 2, "--request-timeout: expected seconds in (0, 3600]");
-            opt->request_timeout = t;
+                return ksv_err_set(err, 2, "--%s: expected seconds in (0, 3600]",
+                                   c == O_TIMEOUT ? "request-timeout" : "header-timeout");
+            *(c == O_TIMEOUT ? &opt->request_timeout : &opt->header_timeout) = t;
+            break;
+        }
+        case O_MAX_INFLIGHT:
+            if (parse_size(optarg, &opt->max_inflight) || opt->max_inflight == 0)
+                return ksv_err_set(err, 2, "--max-inflight: expected a size like 512M or 2G");
+            break;
+        case O_MAX_CONNS:
+        case O_MAX_CONNS_IP: {
+            long n = strtol(optarg, &end, 10);
+            if (*end || n < 1 || n > 1000000)
+                return ksv_err_set(err, 2, "--%s: expected 1..1000000, got %s",
+                                   c == O_MAX_CONNS ? "max-connections"
+                                                    : "max-connections-per-ip", optarg);
+            *(c == O_MAX_CONNS ? &opt->max_connections : &opt->max_connections_per_ip) =
+                (unsigned)n;
             break;
         }
         case O_FETCH_TIMEOUT:

@@ -26,6 +26,10 @@ typedef struct ksv_engine_options {
     size_t max_body;
     size_t memory_budget;         /* --memory-budget bytes; 0: none */
     double request_timeout;       /* seconds to deliver a body */
+    double header_timeout;        /* seconds to deliver a request's headers */
+    size_t max_inflight;          /* bodies in flight, all requests together (0: default) */
+    unsigned max_connections;     /* 0: default (4096, under the open-file limit) */
+    unsigned max_connections_per_ip; /* 0: half of max_connections */
     double fetch_timeout;         /* seconds one model download may take in all */
     double fetch_stall;           /* seconds a download may move under 1 KiB */
     size_t cache_max;             /* model cache cap in bytes; 0: none */
