@@ -42,6 +42,9 @@
 #define KSV_ANNOTATION_SCALE_RETENTION "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
 #define KSV_ANNOTATION_COLD_START_QUEUE "ksv.io/cold-start-queue"
 #define KSV_MANIFEST_MAX_BYTES (4u * 1024u * 1024u) /* larger files are refused */
+/* What a file may expand to once YAML aliases are copied: strings, keys and node records.
+ * A node count alone let 150k aliases of one 2 MB string ask for 300 GB (issue 11). */
+#define KSV_MANIFEST_MAX_EXPANDED_BYTES (8u * KSV_MANIFEST_MAX_BYTES)
 
 typedef enum {
     KSV_STORAGE_LOCAL, /* storage_uri is an absolute, lexically normalized path */

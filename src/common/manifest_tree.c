@@ -114,13 +114,36 @@ mnode *mn_map_get(const mnode *map, const char *key)
     return entry ? entry->value : NULL;
 }
 
-mnode *mn_copy(const mnode *node, size_t *budget)
+bool mn_budget_take(mn_budget *b, size_t bytes)
+{
+    bytes += sizeof(mnode);
+    if (b->nodes == 0 || b->bytes < bytes) {
+        b->exhausted = true;
+        return false;
+    }
+    b->nodes--;
+    b->bytes -= bytes;
+    return true;
+}
+
+/* A node's own expanded bytes: its string and its keys (the children are charged apart). */
+static size_t node_bytes(const mnode *node)
+{
+    size_t n = node->str ? strlen(node->str) + 1 : 0;
+    if (node->type == MN_MAP)
+        for (size_t k = 0; k < node->n; k++)
+            n += strlen(node->entries[k].key) + 1 + sizeof(mn_entry);
+    else
+        n += node->n * sizeof(mnode *);
+    return n;
+}
+
+mnode *mn_copy(const mnode *node, mn_budget *budget)
 {
     if (!node)
         return NULL;
-    if (*budget == 0)
+    if (!mn_budget_take(budget, node_bytes(node)))
         return NULL;
-    (*budget)--;
     mnode *copy = mn_new(node->type, node->line, node->col);
     if (!copy)
         return NULL;

@@ -73,8 +73,19 @@ bool mn_seq_add(mnode *seq, mnode *item);
 /* The entry for key, or NULL. */
 mn_entry *mn_map_find(const mnode *map, const char *key);
 mnode *mn_map_get(const mnode *map, const char *key);
-/* A deep copy; *budget is decremented per node and the copy fails when it runs out. */
-mnode *mn_copy(const mnode *node, size_t *budget);
+/* What a document may still expand to. Every node takes one node and its expanded bytes
+ * (its record, its string, its keys): aliases are budgeted by what they cost. */
+typedef struct mn_budget {
+    size_t nodes;
+    size_t bytes;
+    bool exhausted;               /* set when a take was refused */
+} mn_budget;
+/* Takes one node of `bytes` (the record's own size is added); false (and exhausted set)
+ * when either runs out. */
+bool mn_budget_take(mn_budget *b, size_t bytes);
+/* A deep copy, charged to budget; NULL when the budget runs out (budget->exhausted) or on
+ * allocation failure. */
+mnode *mn_copy(const mnode *node, mn_budget *budget);
 /* The tree as json-c objects (caller owns the result); NULL on allocation failure, with
  * *ok set false (a JSON null is also NULL, with *ok left true). */
 json_object *mn_to_json(const mnode *node, bool *ok);

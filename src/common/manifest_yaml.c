@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,31 +42,22 @@ typedef struct reader {
     size_t depth;
     anchor *anchors;
     size_t n_anchors, cap_anchors;
-    size_t budget;
+    mn_budget budget;
     mnode *root;
     /* Merge sources stay alive until the document ends: anchors may point into them. */
     mnode **kept;
     size_t n_kept;
 } reader;
 
-/* fmt holds up to two %s, filled with a and b ("" for NULL), written out by hand so that no
- * printf sees a format that is not a literal (-Wformat-nonliteral). */
-static int fail_at(reader *r, int line, int col, const char *fmt, const char *a, const char *b)
+static int fail_at(reader *r, int line, int col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail_at(reader *r, int line, int col, const char *fmt, ...)
 {
     char reason[200];
-    const char *args[2] = {a ? a : "", b ? b : ""};
-    size_t n = 0;
-    int used = 0;
-    for (const char *p = fmt; *p && n + 1 < sizeof reason; p++) {
-        if (p[0] == '%' && p[1] == 's' && used < 2) {
-            for (const char *q = args[used++]; *q && n + 1 < sizeof reason; q++)
-                reason[n++] = *q;
-            p++;
-        } else {
-            reason[n++] = *p;
-        }
-    }
-    reason[n] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof reason, fmt, ap);
+    va_end(ap);
     return ksv_err_set(r->err, 400, "%s:%d:%d: %s", r->name, line, col, reason);
 }
 
@@ -136,21 +128,18 @@ static void complete_anchor(reader *r, const char *name, const mnode *node)
             r->anchors[k].complete = true;
 }
 
-static bool take_budget(reader *r)
+static bool take_budget(reader *r, size_t bytes)
 {
-    if (r->budget == 0)
-        return false;
-    r->budget--;
-    return true;
+    return mn_budget_take(&r->budget, bytes);
 }
 
 static int fail_budget(reader *r, int line, int col)
 {
-    char limit[32];
-    snprintf(limit, sizeof limit, "%u", KSV_MANIFEST_MAX_NODES);
-    return fail_at(r, line, col,
-                   "document expands to more than %s nodes (aliases nested too deep?)%s", limit,
-                   "");
+    char limit[64];
+    snprintf(limit, sizeof limit, "%u nodes or %u MiB", KSV_MANIFEST_MAX_NODES,
+             KSV_MANIFEST_MAX_EXPANDED_BYTES >> 20);
+    return fail_at(r, line, col, "document expands to more than %s (too many aliases?)",
+                   limit);
 }
 
 /* Places a finished node: as the document root, a list item, a map key or a map value.
@@ -171,8 +160,7 @@ static int place(reader *r, mnode *node)
         if (node->type == MN_MAP || node->type == MN_SEQ) {
             int line = node->line, col = node->col;
             mn_free(node);
-            return fail_at(r, line, col, "a map or list used as a map key is not supported%s%s",
-                           NULL, NULL);
+            return fail_at(r, line, col, "a map or list used as a map key is not supported");
         }
         /* Scalar keys keep their text: `1: x` has the key "1" as JSON would. */
         const char *text = node->str ? node->str : (node->type == MN_NULL ? "null" : "");
@@ -219,7 +207,7 @@ static int place(reader *r, mnode *node)
         int line = f->key_line, col = f->key_col;
         free(key);
         mn_free(node);
-        return fail_at(r, line, col, "map has too many keys%s%s", NULL, NULL);
+        return fail_at(r, line, col, "map has too many keys");
     }
     if (!mn_map_add(f->node, key, f->key_line, f->key_col, node))
         return fail_oom(r);
@@ -236,14 +224,15 @@ static int apply_merges(reader *r, frame *f)
         for (size_t s = 0; s < n_sources; s++) {
             mnode *map = src->type == MN_SEQ ? src->items[s] : src;
             if (map->type != MN_MAP)
-                return fail_at(r, map->line, map->col, "merge key `<<` expects a map, found %s%s",
-                               mn_type_name(map->type), NULL);
+                return fail_at(r, map->line, map->col, "merge key `<<` expects a map, found %s",
+                               mn_type_name(map->type));
             for (size_t k = 0; k < map->n; k++) {
                 if (mn_map_find(f->node, map->entries[k].key))
                     continue;
                 mnode *value = mn_copy(map->entries[k].value, &r->budget);
                 if (!value)
-                    return fail_budget(r, map->line, map->col);
+                    return r->budget.exhausted ? fail_budget(r, map->line, map->col)
+                                               : fail_oom(r);
                 char *key = strdup(map->entries[k].key);
                 if (!key) {
                     mn_free(value);
@@ -352,8 +341,7 @@ static int type_scalar(reader *r, mnode *node, const char *text, mn_type want)
             errno = 0;
             long long value = strtoll(digits, NULL, base);
             if (errno == ERANGE)
-                return fail_at(r, node->line, node->col, "integer %s is out of range%s", text,
-                               NULL);
+                return fail_at(r, node->line, node->col, "integer %s is out of range", text);
             node->type = MN_INT;
             node->i = value;
             return 0;
@@ -362,12 +350,11 @@ static int type_scalar(reader *r, mnode *node, const char *text, mn_type want)
     if (any || want == MN_FLOAT) {
         if (is_non_finite(text))
             return fail_at(r, node->line, node->col,
-                           "non-finite number %s is not supported%s", text, NULL);
+                           "non-finite number %s is not supported", text);
         if (is_core_float(text)) {
             double value = strtod(text, NULL);
             if (!isfinite(value))
-                return fail_at(r, node->line, node->col, "number %s is out of range%s", text,
-                               NULL);
+                return fail_at(r, node->line, node->col, "number %s is out of range", text);
             node->type = MN_FLOAT;
             node->d = value;
             return 0;
@@ -385,9 +372,8 @@ static int on_scalar(reader *r, const yaml_event_t *ev)
     const char *text = (const char *)ev->data.scalar.value;
     size_t len = ev->data.scalar.length;
     if (memchr(text, '\0', len))
-        return fail_at(r, line, col, "a NUL character inside a string is not supported%s%s",
-                       NULL, NULL);
-    if (!take_budget(r))
+        return fail_at(r, line, col, "a NUL character inside a string is not supported");
+    if (!take_budget(r, len + 1))
         return fail_budget(r, line, col);
     mnode *node = mn_new(MN_STRING, line, col);
     if (!node || !(node->str = strdup(text))) {
@@ -416,9 +402,9 @@ static int on_scalar(reader *r, const yaml_event_t *ev)
     } else if (strcmp(tag, YAML_NULL_TAG) == 0) {
         rc = type_scalar(r, node, text, MN_NULL);
         if (rc == 0 && node->type != MN_NULL)
-            rc = fail_at(r, line, col, "\"%s\" is not null%s", text, NULL);
+            rc = fail_at(r, line, col, "\"%s\" is not null", text);
     } else {
-        rc = fail_at(r, line, col, "unsupported YAML tag %s%s", tag, NULL);
+        rc = fail_at(r, line, col, "unsupported YAML tag %s", tag);
     }
     if (rc != 0) {
         mn_free(node);
@@ -437,12 +423,12 @@ static int on_alias(reader *r, const yaml_event_t *ev)
     const char *name = (const char *)ev->data.alias.anchor;
     anchor *a = find_anchor(r, name);
     if (!a)
-        return fail_at(r, line, col, "alias *%s names no anchor%s", name, NULL);
+        return fail_at(r, line, col, "alias *%s names no anchor", name);
     if (!a->complete)
-        return fail_at(r, line, col, "alias *%s refers to a node that contains it%s", name, NULL);
+        return fail_at(r, line, col, "alias *%s refers to a node that contains it", name);
     mnode *copy = mn_copy(a->node, &r->budget);
     if (!copy)
-        return r->budget == 0 ? fail_budget(r, line, col) : fail_oom(r);
+        return r->budget.exhausted ? fail_budget(r, line, col) : fail_oom(r);
     copy->line = line;
     copy->col = col;
     /* An aliased `<<` key stays an ordinary key: merge keys must be written plainly. */
@@ -460,13 +446,13 @@ static int on_collection_start(reader *r, const yaml_event_t *ev, mn_type type)
                                                             : ev->data.sequence_start.anchor);
     if (tag && strcmp(tag, "!") != 0 &&
         strcmp(tag, type == MN_MAP ? YAML_MAP_TAG : YAML_SEQ_TAG) != 0)
-        return fail_at(r, line, col, "unsupported YAML tag %s%s", tag, NULL);
+        return fail_at(r, line, col, "unsupported YAML tag %s", tag);
     if (r->depth >= KSV_MANIFEST_MAX_DEPTH) {
         char limit[16];
         snprintf(limit, sizeof limit, "%d", KSV_MANIFEST_MAX_DEPTH);
-        return fail_at(r, line, col, "nesting deeper than %s levels%s", limit, NULL);
+        return fail_at(r, line, col, "nesting deeper than %s levels", limit);
     }
-    if (!take_budget(r))
+    if (!take_budget(r, 0))
         return fail_budget(r, line, col);
     mnode *node = mn_new(type, line, col);
     if (!node)
@@ -535,7 +521,8 @@ int mn_read_yaml(const char *text, size_t len, const char *name, mn_docs *docs, 
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
     yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
 
-    reader r = {.name = name, .err = err, .budget = KSV_MANIFEST_MAX_NODES};
+    reader r = {.name = name, .err = err,
+                .budget = {KSV_MANIFEST_MAX_NODES, KSV_MANIFEST_MAX_EXPANDED_BYTES}};
     int doc_line = 1;
     int rc = 0;
     bool done = false;

@@ -4,6 +4,7 @@
 #include "common/random.h"
 #include "engine/registry.h"
 
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -857,6 +858,10 @@ static bool load_one(ksv_registry *reg)
                 spec.name, took, info.num_features, info.objective);
     else
         ksv_log(KSV_LOG_ERROR, NULL, "revision %s failed to load: %s", spec.name, err.msg);
+    /* A failed (or replaced) load freed what it built, but glibc keeps freed heap in its
+     * arenas: a hostile model once left 2.2 GB held after its load failed. */
+    if (rc != 0 || handle)
+        malloc_trim(0);
     return true;
 }
 

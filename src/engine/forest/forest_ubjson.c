@@ -7,11 +7,18 @@
 
 /* Nesting deeper than this is not an XGBoost model; refusing it keeps recursion bounded. */
 #define UBJ_MAX_DEPTH 64
+/* Values a document may hold beyond one per byte: every value XGBoost writes takes at
+ * least one byte, but typed containers of Z, T or F elements take none, so a 1.8 KB file
+ * of nested "[$T#l<2^24>" once made 3.5 GB of json-c objects before running out of memory
+ * (issue 11, finding 3). The budget makes the tree proportional to the file. */
+#define UBJ_VALUES_SLACK 4096
 
 typedef struct ubj_reader {
     const unsigned char *p;
     const unsigned char *end;
     ksv_err *err;
+    size_t values_left;           /* the document's budget, counted down per value */
+    size_t doc_len;
 } ubj_reader;
 
 static size_t ubj_left(const ubj_reader *r) { return (size_t)(r->end - r->p); }
@@ -265,6 +272,13 @@ static json_object *ubj_value(ubj_reader *r, unsigned char type, int depth)
         ksv_err_set(r->err, 400, "ubjson: nesting deeper than %d", UBJ_MAX_DEPTH);
         return NULL;
     }
+    if (r->values_left == 0) {
+        ksv_err_set(r->err, 400,
+                    "ubjson: more values than a %zu-byte document can hold (at most one per "
+                    "byte, plus %d)", r->doc_len, UBJ_VALUES_SLACK);
+        return NULL;
+    }
+    r->values_left--;
     switch (type) {
     case '[': return ubj_array(r, depth);
     case '{': return ubj_object(r, depth);
@@ -286,7 +300,7 @@ static json_object *ubj_value(ubj_reader *r, unsigned char type, int depth)
 
 json_object *forest_ubjson_parse(const unsigned char *data, size_t len, ksv_err *err)
 {
-    ubj_reader r = {data, data + len, err};
+    ubj_reader r = {data, data + len, err, len + UBJ_VALUES_SLACK, len};
     unsigned char type = 0;
     if (ubj_byte(&r, &type) < 0)
         return NULL;
