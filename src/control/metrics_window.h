@@ -23,11 +23,14 @@
  *     the post-restart values are that interval's increment (as Prometheus' rate() does).
  *     Deciding per revision rather than per counter also catches restarts after which some
  *     counters already climbed past their old values. No rate is ever negative.
- *   - ERR% is 5xx / all responses (the engine's unclassifiable codes are 599, so 5xx). 4xx
- *     are the client's mistakes (bad input, unknown revision), shown apart as
+ *   - error_ratio is 5xx / all responses (the engine's unclassifiable codes are 599, so 5xx),
+ *     and 4xx, the client's mistakes (bad input, unknown revision), are apart in
  *     client_error_ratio: a canary that answers 400 to a malformed client is healthy, one
- *     that answers 500 is not, as Flagger's request-success-rate also counts only 5xx. With no
- *     request in the window both ratios are NaN ("-"), never 0 %.
+ *     that answers 500 is not, as Flagger's request-success-rate also counts only 5xx. The
+ *     ERR% column that `ksv get models` and ksv-top show is NOT error_ratio: it is
+ *     figures.c's err_pct, every 4xx and 5xx answer (README.md), since a client sending
+ *     malformed requests is an operator's problem too. With no request in the window both
+ *     ratios are NaN ("-"), never 0 %.
  *   - Quantiles come from the fine histogram's window delta (common/histogram.h: within
  *     1.6 % of the exact nearest-rank quantile) and are NaN with no request in the window.
  *   - Totals: rates add up per series (sum of rates, so series scraped at different moments
