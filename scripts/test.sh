@@ -19,3 +19,8 @@ else
     ksv_build "$build" --enable-werror
 fi
 make -C "$build" -j"$(nproc)" check || { cat "$build"/tests/*.log 2>/dev/null | tail -200; exit 1; }
+# Every parser that reads bytes from outside, fuzzed for 20 s each (libFuzzer with ASan and
+# UBSan; bench/fuzz.sh). Once, in the plain pass: the harnesses carry their own sanitizers.
+if [ "${1:-}" != "--sanitize" ]; then
+    sh "$top/bench/fuzz.sh" "${KSV_FUZZ_SECONDS:-20}" "$build"
+fi
