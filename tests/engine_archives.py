@@ -150,22 +150,12 @@ def put(name, file, sha256=None):
     return eng.request("PUT", "/ksv/v1/models/" + name, {"revisions": [rev]}, admin=True)[0]
 
 
-def settled(name, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        st, _, m = eng.request("GET", "/ksv/v1/models/" + name, admin=True)
-        r = m["revisions"][0]
-        if r["state"] != "loading":
-            return r
-        time.sleep(0.05)
-    return r
-
 
 for name, file, sha in [("plain", "plain.tar", None), ("targz", "model.tar.gz", folder_digest),
                         ("tgz", "nested.tgz", None), ("zip", "model.zip", None),
                         ("linked", "linked.tar", None), ("archsum", "model.tar.gz", targz_digest)]:
     check(put(name, file, sha) == 202, "PUT %s" % file)
-    r = settled(name)
+    r = eng.revision_settled(name)
     st, _, resp = eng.request("POST", "/v2/models/%s/infer" % name, req)
     check(r["state"] == "ready" and st == 200 and
           max_abs_diff(resp["outputs"][0]["data"], expected) <= 1e-6,
@@ -174,7 +164,7 @@ for name, file, sha in [("plain", "plain.tar", None), ("targz", "model.tar.gz", 
            " (sha256: the archive's own digest)" if sha else "", r["state"], r.get("error", "")))
 
 put("badsum", "model.tar.gz", "1" * 64)
-r = settled("badsum")
+r = eng.revision_settled("badsum")
 check(r["state"] == "failed" and "sha256 mismatch" in r.get("error", ""),
       "a folder digest that does not match fails the revision (%s)" % r.get("error"))
 
@@ -192,7 +182,7 @@ for name, file, why in [
         ("bombtgz", "bomb.tar.gz", "declares 10737418240 bytes"),
         ("liar", "liar.zip", "unpacks to more than 67108864 bytes")]:
     put(name, file)
-    r = settled(name)
+    r = eng.revision_settled(name)
     err = r.get("error", "")
     check(r["state"] == "failed" and why in err and base + file in err,
           "%s is refused: %s" % (file, err))

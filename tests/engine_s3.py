@@ -94,15 +94,6 @@ def put(eng, name, uri):
     return eng.request("PUT", "/ksv/v1/models/" + name, body, admin=True)[0]
 
 
-def settled(eng, name, timeout=60):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        r = eng.request("GET", "/ksv/v1/models/" + name, admin=True)[2]["revisions"][0]
-        if r["state"] != "loading":
-            return r
-        time.sleep(0.05)
-    return r
-
 
 def answers(eng, name):
     st, _, resp = eng.request("POST", "/v2/models/%s/infer" % name, req)
@@ -111,13 +102,13 @@ def answers(eng, name):
 
 eng = engine(creds)
 put(eng, "one", "s3://models/fraud/model.json")
-r = settled(eng, "one")
+r = eng.revision_settled("one")
 check(r["state"] == "ready" and answers(eng, "one"),
       "s3://models/fraud/model.json: fetched with SigV4, loaded, answers like XGBoost (%s %s)"
       % (r["state"], r.get("error", "")))
 
 put(eng, "many", "s3://models/many")
-r = settled(eng, "many", timeout=120)
+r = eng.revision_settled("many", timeout=120)
 check(r["state"] == "ready" and answers(eng, "many"),
       "s3://models/many: every object under the prefix (%s %s)" % (r["state"], r.get("error", "")))
 trees = os.path.join(eng.state_dir, "cache", "trees")
@@ -129,18 +120,18 @@ check(len(biggest) == 1002 and any(l.endswith("  notes/1000.txt") for l in bigge
       "all 1,002 objects across both listing pages, folder layout kept (%d files)" % len(biggest))
 
 put(eng, "missing", "s3://models/nope/model.json")
-r = settled(eng, "missing")
+r = eng.revision_settled("missing")
 check(r["state"] == "failed" and "s3://models/nope/model.json" in r.get("error", "") and
       "no object" in r.get("error", ""), "a missing key fails with the URI (%s)" % r.get("error"))
 put(eng, "nobucket", "s3://no-such-bucket/model.json")
-r = settled(eng, "nobucket")
+r = eng.revision_settled("nobucket")
 check(r["state"] == "failed" and "HTTP 404 NoSuchBucket" in r.get("error", ""),
       "a missing bucket: HTTP 404 and the S3 code (%s)" % r.get("error"))
 eng.stop()
 
 wrong = engine(dict(creds, AWS_SECRET_ACCESS_KEY="not-the-secret"))
 put(wrong, "w", "s3://models/fraud/model.json")
-r = settled(wrong, "w")
+r = wrong.revision_settled("w")
 err = r.get("error", "")
 check(r["state"] == "failed" and "s3://models/fraud/model.json" in err and "HTTP 403" in err and
       "SignatureDoesNotMatch" in err, "a wrong secret: the URI, HTTP 403 and the S3 code (%s)" % err)
@@ -155,7 +146,7 @@ with open(os.path.join(home, ".aws", "credentials"), "w") as f:
 profiled = engine({"HOME": home, "AWS_PROFILE": "ksv", "S3_ENDPOINT": "127.0.0.1:%d" % port,
                    "S3_USE_HTTPS": "0", "AWS_REGION": "us-east-1"})
 put(profiled, "prof", "s3://models/fraud/model.json")
-r = settled(profiled, "prof")
+r = profiled.revision_settled("prof")
 check(r["state"] == "ready" and answers(profiled, "prof"),
       "credentials from ~/.aws/credentials [ksv] (AWS_PROFILE), S3_ENDPOINT without a scheme "
       "and S3_USE_HTTPS=0 (%s %s)" % (r["state"], r.get("error", "")))
@@ -233,7 +224,7 @@ class Proxy:
 watch = Proxy(0, 64 << 20)
 anonymous = engine({"AWS_ENDPOINT_URL": "http://127.0.0.1:%d" % watch.port, "HOME": tmpdir()})
 put(anonymous, "anon", "s3://models/fraud/model.json")
-r = settled(anonymous, "anon")
+r = anonymous.revision_settled("anon")
 check(watch.heads and not any("authorization:" in h.lower() for h in watch.heads),
       "no credentials: the requests go unsigned")
 check(r["state"] == "failed" and "s3://models/fraud/model.json: HTTP " in r.get("error", ""),
@@ -244,7 +235,7 @@ watch.close()
 proxy = Proxy(0, 4 << 20, cut_after=6 << 20)
 resumer = engine(dict(creds, AWS_ENDPOINT_URL="http://127.0.0.1:%d" % proxy.port))
 put(resumer, "big", "s3://models/big/model.json")
-r = settled(resumer, "big")
+r = resumer.revision_settled("big")
 check(r["state"] == "failed" and "s3://models/big/model.json" in r.get("error", ""),
       "the server went away after %d bytes: the revision fails, naming the URI (%s)" %
       (proxy.sent, r.get("error")))
@@ -253,7 +244,7 @@ kept = sum(os.path.getsize(os.path.join(partial, f)) for f in os.listdir(partial
 check(kept >= 4 << 20, "%d bytes are kept to resume from" % kept)
 proxy2 = Proxy(proxy.port, 64 << 20)
 put(resumer, "big", "s3://models/big/model.json")  # applying it again retries
-r = settled(resumer, "big")
+r = resumer.revision_settled("big")
 gets = [h for h in proxy2.heads if h.startswith("GET /models/big/model.json")]
 check(r["state"] == "ready" and answers(resumer, "big"),
       "once the server is back the download finishes and the model loads (%s %s)" %

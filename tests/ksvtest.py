@@ -158,6 +158,18 @@ class Engine:
             time.sleep(0.05)
         raise RuntimeError("model %s: traffic not applied in %ss: %s" % (model, timeout, state))
 
+    def revision_settled(self, model, timeout=60):
+        """Waits until the model's first revision is no longer loading; returns its state."""
+        deadline = time.time() + timeout
+        r = None
+        while time.time() < deadline:
+            st, _, state = self.request("GET", "/ksv/v1/models/" + model, admin=True)
+            r = state["revisions"][0] if st == 200 else None
+            if r and r["state"] != "loading":
+                return r
+            time.sleep(0.05)
+        return r or {"state": "unknown"}
+
     def stop(self, sig=signal.SIGTERM, timeout=15):
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)

@@ -461,7 +461,9 @@ static int read_storage_uri(vctx *v, const mnode *node, const char *path)
             local = rest;
         } else if ((scheme_len == 4 && strncasecmp(uri, "http", 4) == 0) ||
                    (scheme_len == 5 && strncasecmp(uri, "https", 5) == 0) ||
-                   (scheme_len == 2 && strncmp(uri, "s3", 2) == 0)) {
+                   (scheme_len == 2 && (strncmp(uri, "s3", 2) == 0 ||
+                                        strncmp(uri, "gs", 2) == 0 ||
+                                        strncmp(uri, "hf", 2) == 0))) {
             if (!*rest || *rest == '/' || *rest == '?' || *rest == '#')
                 return fail(v, node, path, "\"%s\" names no host", uri);
             spec->storage_kind = KSV_STORAGE_HTTP;
@@ -471,7 +473,7 @@ static int read_storage_uri(vctx *v, const mnode *node, const char *path)
         } else {
             return fail(v, node, path,
                         "ksv cannot fetch %.*s:// URIs (\"%s\"): download the model and give a "
-                        "local path or file://, or serve it over http(s):// or s3://",
+                        "local path or file://, or serve it over http(s)://, s3://, gs:// or hf://",
                         (int)scheme_len, uri, uri);
         }
     }

@@ -58,8 +58,12 @@ static int on_header(long status, const char *line, size_t len, void *user)
 {
     (void)line, (void)len;
     transfer *t = user;
-    if (t->status == 0) {
+    /* The headers of a redirect being followed come first; the last status is the answer's. */
+    bool after_redirect = t->status >= 300 && t->status < 400;
+    if (t->status != status && (t->status == 0 || after_redirect)) {
         t->status = status;
+        if (status >= 300 && status < 400)
+            return t->write_failed;
         t->resumed = status == 206 && t->base > 0;
         if (status == 200 && t->base > 0 && t->f) {
             /* The store ignored the Range: the whole object comes again. */

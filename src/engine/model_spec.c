@@ -87,8 +87,12 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
                           err) ||
         copy_string_field(obj, "storage_uri", rev->storage_uri, sizeof rev->storage_uri, true,
                           where, err) ||
-        copy_string_field(obj, "sha256", rev->sha256, sizeof rev->sha256, false, where, err))
+        copy_string_field(obj, "sha256", rev->sha256, sizeof rev->sha256, false, where, err) ||
+        copy_string_field(obj, "pinned_storage_uri", rev->pinned_uri, sizeof rev->pinned_uri,
+                          false, where, err))
         return -1;
+    if (rev->pinned_uri[0] && strncmp(rev->pinned_uri, "hf://", 5) != 0)
+        return ksv_err_set(err, 400, "%s.pinned_storage_uri: only hf:// URIs are pinned", where);
     for (size_t i = 0; rev->sha256[i]; i++) {
         char c = rev->sha256[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F')))
@@ -229,6 +233,10 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     if (rev->sha256[0]) {
         ksv_sb_puts(sb, ",\"sha256\":");
         ksv_sb_json_str(sb, rev->sha256);
+    }
+    if (rev->pinned_uri[0]) {
+        ksv_sb_puts(sb, ",\"pinned_storage_uri\":");
+        ksv_sb_json_str(sb, rev->pinned_uri);
     }
     ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
     ksv_sb_json_str(sb, rev->booster_pool);

@@ -25,6 +25,10 @@ typedef struct ksv_revision_spec {
     char storage_uri[KSV_URI_MAX];   /* file:///abs, /abs/path (a file or a folder of one
                                       * model), http(s)://.../model.json (fetched and cached) */
     char sha256[65];                 /* expected digest of the model file; "" = any */
+    char pinned_uri[KSV_URI_MAX];    /* hf://: storage_uri at the commit its revision named
+                                      * when first fetched (kept in the applied state, so a
+                                      * moved branch never changes what is served); not part
+                                      * of the revision's identity */
     char booster_pool[16];           /* xgboost: "shared" (default) | "per-worker" */
     int predict_threads;             /* threads one prediction may use; 0 = runtime default */
     int container_concurrency;       /* in-flight limit; 0 = unlimited */

@@ -433,6 +433,16 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
             stop_unlisted(reg, m->revs[i]);
     }
     m->spec = *spec;
+    /* A re-applied revision keeps the commit it was pinned to. */
+    for (size_t i = 0; i < m->spec.n_revisions; i++) {
+        ksv_revision *rev = find_revision(m, m->spec.revisions[i].name);
+        if (rev && rev->spec.pinned_uri[0])
+            snprintf(m->spec.revisions[i].pinned_uri, sizeof m->spec.revisions[i].pinned_uri,
+                     "%s", rev->spec.pinned_uri);
+        else if (rev && m->spec.revisions[i].pinned_uri[0])
+            snprintf(rev->spec.pinned_uri, sizeof rev->spec.pinned_uri, "%s",
+                     m->spec.revisions[i].pinned_uri);
+    }
     model_apply_traffic(reg, m);
     wake_lifecycle(reg);
     return 0;
@@ -663,6 +673,22 @@ typedef struct fetch_ticket {
     ksv_revision *rev;            /* kept alive while its fetch_id is set (see janitor) */
 } fetch_ticket;
 
+/* Records the commit an hf:// revision resolved to, in the revision and in its model's
+ * spec (which the applied state is written from). Caller holds the write lock. */
+static bool pin_revision(ksv_revision *rev, const char *pinned)
+{
+    if (strlen(pinned) >= sizeof rev->spec.pinned_uri)
+        return false;
+    snprintf(rev->spec.pinned_uri, sizeof rev->spec.pinned_uri, "%s", pinned);
+    ksv_model_spec *ms = &rev->model->spec;
+    for (size_t i = 0; i < ms->n_revisions; i++)
+        if (strcmp(ms->revisions[i].name, rev->spec.name) == 0)
+            snprintf(ms->revisions[i].pinned_uri, sizeof ms->revisions[i].pinned_uri, "%s",
+                     pinned);
+    ksv_log(KSV_LOG_INFO, NULL, "revision %s: pinned to %s", rev->spec.name, pinned);
+    return true;
+}
+
 /* Runs on a fetch pool thread when a download ends. */
 static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *res,
                        const ksv_err *err)
@@ -673,6 +699,7 @@ static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *
     free(t);
     const char *unpin = rc == 0 ? res->tree : NULL;
     char old_pin[65] = "";
+    bool pinned_now = false;
     pthread_rwlock_wrlock(&reg->lock);
     if (rev->fetch_id == id) {
         rev->fetch_id = 0;
@@ -680,6 +707,8 @@ static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *
         bool waiting = rev->state == KSV_REV_LOADING && !rev->model->deleted;
         if (rc == 0 && waiting && !(rev->fetched_path = strdup(res->path)))
             err = NULL;
+        if (rev->fetched_path && res->pinned[0] && !rev->spec.pinned_uri[0])
+            pinned_now = pin_revision(rev, res->pinned);
         if (rev->fetched_path) {
             /* The revision holds this tree from now on (and lets go of the one before). */
             snprintf(old_pin, sizeof old_pin, "%s", rev->cache_tree);
@@ -698,6 +727,12 @@ static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *
     }
     pthread_rwlock_unlock(&reg->lock);
     ksv_cache_unpin(reg->cache, unpin);
+    if (pinned_now) {
+        ksv_err perr;
+        pthread_mutex_lock(&reg->admin_mu);
+        persist(reg, &perr);
+        pthread_mutex_unlock(&reg->admin_mu);
+    }
     wake_lifecycle(reg);
 }
 
@@ -712,8 +747,10 @@ static void start_fetch(ksv_registry *reg, ksv_revision *rev)
         return;
     }
     *t = (fetch_ticket){reg, rev};
-    rev->fetch_id = ksv_fetch_submit(reg->fetcher, rev->spec.storage_uri, rev->spec.sha256,
-                                     fetch_done, t, &err);
+    rev->fetch_id = ksv_fetch_submit(reg->fetcher,
+                                     rev->spec.pinned_uri[0] ? rev->spec.pinned_uri
+                                                             : rev->spec.storage_uri,
+                                     rev->spec.sha256, fetch_done, t, &err);
     if (!rev->fetch_id) {
         free(t);
         rev->state = KSV_REV_FAILED;

@@ -19,6 +19,7 @@
 #include "common/sha256.h"
 #include "engine/archive.h"
 #include "engine/fetch_http.h"
+#include "engine/fetch_hub.h"
 #include "engine/fetch_s3.h"
 
 static bool digest_matches(const char *expected, const char *actual)
@@ -136,11 +137,13 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
                       const ksv_fetch_ctl *ctl, ksv_fetch_result *out, ksv_err *err)
 {
     bool http = strncmp(uri, "http://", 7) == 0 || strncmp(uri, "https://", 8) == 0;
-    bool s3 = strncmp(uri, "s3://", 5) == 0;
-    if (!http && !s3)
+    bool s3 = strncmp(uri, "s3://", 5) == 0, gs = strncmp(uri, "gs://", 5) == 0,
+         hf = strncmp(uri, "hf://", 5) == 0;
+    out->pinned[0] = '\0';
+    if (!http && !s3 && !gs && !hf)
         return ksv_err_set(err, 400,
-                           "storage %s: only file://, http(s)://, s3:// URIs and local paths "
-                           "are served (copy the model to the node first)",
+                           "storage %s: only file://, http(s)://, s3://, gs://, hf:// URIs and "
+                           "local paths are served (copy the model to the node first)",
                            uri);
     if (!cache)
         return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads", uri);
@@ -163,7 +166,9 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
         if (ksv_cache_stage(cache, staged, sizeof staged, err) != 0)
             return -1;
         int rc = http ? stage_http(uri, cache, staged, sha256, ctl, &checked, err)
-                      : ksv_fetch_s3(uri, cache, staged, ctl, err);
+                 : s3 ? ksv_fetch_s3(uri, cache, staged, ctl, err)
+                 : gs ? ksv_fetch_gs(uri, staged, ctl, err)
+                      : ksv_fetch_hf(uri, staged, ctl, out->pinned, sizeof out->pinned, err);
         if (rc != 0) {
             ksv_cache_discard(staged);
             return -1;

@@ -33,6 +33,7 @@ typedef struct ksv_fetch_ctl {
 typedef struct ksv_fetch_result {
     char path[4096];              /* the model's folder in the cache */
     char tree[65];                /* its cache tree, pinned: ksv_cache_unpin when done */
+    char pinned[1024];            /* hf://: the URI at the commit its revision named; "" */
 } ksv_fetch_result;
 
 /* True when the URI names something to download (http, https...), false for local paths:
