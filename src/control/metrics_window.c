@@ -26,12 +26,45 @@ static int class_of(int code)
 
 /* ---- scrapes ---- */
 
+static void scrape_hist_free(ksv_scrape_hist *h)
+{
+    if (!h)
+        return;
+    free(h->idx);
+    free(h->cnt);
+    free(h);
+}
+
 static void scrape_rev_clear(ksv_scrape_rev *r)
 {
     free(r->model);
     free(r->revision);
     free(r->codes);
-    free(r->hist);
+    scrape_hist_free(r->hist);
+}
+
+/* The non-zero buckets of a dense snapshot. NULL when out of memory. */
+static ksv_scrape_hist *sparse_of(const ksv_hist_snap *d)
+{
+    size_t nz = 0;
+    for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
+        nz += d->counts[i] != 0;
+    ksv_scrape_hist *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->idx = malloc((nz ? nz : 1) * sizeof *h->idx);
+    h->cnt = malloc((nz ? nz : 1) * sizeof *h->cnt);
+    if (!h->idx || !h->cnt) {
+        scrape_hist_free(h);
+        return NULL;
+    }
+    for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
+        if (d->counts[i]) {
+            h->idx[h->n] = (uint16_t)i;
+            h->cnt[h->n++] = d->counts[i];
+        }
+    h->sum_seconds = d->sum_seconds;
+    return h;
 }
 
 void ksv_scrape_free(ksv_scrape *s)
@@ -106,7 +139,8 @@ static int parse_codes(json_object *codes, ksv_scrape_rev *r, ksv_err *err)
     return 0;
 }
 
-static int parse_series(json_object *o, size_t i, ksv_scrape_rev *r, ksv_err *err)
+static int parse_series(json_object *o, size_t i, ksv_scrape_rev *r, ksv_hist_snap *dense,
+                        ksv_err *err)
 {
     json_object *model, *revision, *codes, *hist;
     if (!json_object_is_type(o, json_type_object) ||
@@ -128,14 +162,13 @@ static int parse_series(json_object *o, size_t i, ksv_scrape_rev *r, ksv_err *er
         return -1;
     if (!json_object_object_get_ex(o, "histogram", &hist) || json_object_is_type(hist, json_type_null))
         return 0;
-    r->hist = malloc(sizeof *r->hist);
-    if (!r->hist)
-        return ksv_err_set(err, 500, "out of memory");
     const char *text = json_object_to_json_string_ext(hist, JSON_C_TO_STRING_PLAIN);
     ksv_err inner = {0};
-    if (!text || ksv_hist_parse_fine_json(text, r->hist, &inner) < 0)
+    if (!text || ksv_hist_parse_fine_json(text, dense, &inner) < 0)
         return ksv_err_set(err, inner.status ? inner.status : 500, "%s/%s: histogram: %s",
                            r->model, r->revision, inner.msg);
+    if (!(r->hist = sparse_of(dense)))
+        return ksv_err_set(err, 500, "out of memory");
     return 0;
 }
 
@@ -181,12 +214,15 @@ int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *o
                                "node (models x revisions)", n, KSV_MWIN_MAX_SERIES_PER_NODE);
         }
         out->revs = calloc(n ? n : 1, sizeof *out->revs);
-        if (!out->revs)
+        ksv_hist_snap *dense = malloc(sizeof *dense); /* one, reused for every series */
+        if (!out->revs || !dense)
             rc = ksv_err_set(err, 500, "out of memory");
         for (size_t i = 0; i < n && rc == 0; i++) {
             out->n = i + 1;
-            rc = parse_series(json_object_array_get_idx(series, i), i, &out->revs[i], err);
+            rc = parse_series(json_object_array_get_idx(series, i), i, &out->revs[i], dense,
+                              err);
         }
+        free(dense);
         if (rc == 0)
             rc = check_unique(out, err);
     }
@@ -561,34 +597,31 @@ static int validate_scrape(const ksv_scrape *s, ksv_err *err)
     return check_unique(s, err);
 }
 
-/* Fills e's sparse histogram from a snapshot, reusing e's arrays. */
-static int set_hist(entry *e, const ksv_hist_snap *h)
+/* Fills e's sparse histogram from a scraped one, reusing e's arrays. */
+static int set_hist(entry *e, const ksv_scrape_hist *h)
 {
     e->n_nz = 0;
     e->has_hist = h != NULL;
     e->sum_s = h ? h->sum_seconds : 0;
     if (!h)
         return 0;
-    size_t nz = 0;
-    for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
-        nz += h->counts[i] != 0;
-    if (nz > e->cap_nz) {
-        uint16_t *idx = realloc(e->idx, nz * sizeof *idx);
+    if (h->n > e->cap_nz) {
+        uint16_t *idx = realloc(e->idx, h->n * sizeof *idx);
         if (idx)
             e->idx = idx;
-        uint64_t *cnt = idx ? realloc(e->cnt, nz * sizeof *cnt) : NULL;
+        uint64_t *cnt = idx ? realloc(e->cnt, h->n * sizeof *cnt) : NULL;
         if (!cnt) {
             e->has_hist = false;
             return -1;
         }
         e->cnt = cnt;
-        e->cap_nz = nz;
+        e->cap_nz = h->n;
     }
-    for (size_t i = 0; i < KSV_HIST_BUCKETS; i++)
-        if (h->counts[i]) {
-            e->idx[e->n_nz] = (uint16_t)i;
-            e->cnt[e->n_nz++] = h->counts[i];
-        }
+    if (h->n) {
+        memcpy(e->idx, h->idx, h->n * sizeof *h->idx);
+        memcpy(e->cnt, h->cnt, h->n * sizeof *h->cnt);
+    }
+    e->n_nz = h->n;
     return 0;
 }
 
@@ -603,8 +636,14 @@ static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *
         /* A bucket or the sum that went backwards is a restart too. */
         if (!reset && prev->has_hist && r->hist) {
             reset = r->hist->sum_seconds < prev->sum_s;
-            for (size_t i = 0; i < prev->n_nz && !reset; i++)
-                reset = r->hist->counts[prev->idx[i]] < prev->cnt[i];
+            /* Both sparse and increasing: walk them together. */
+            size_t j = 0;
+            for (size_t i = 0; i < prev->n_nz && !reset; i++) {
+                while (j < r->hist->n && r->hist->idx[j] < prev->idx[i])
+                    j++;
+                uint64_t now = j < r->hist->n && r->hist->idx[j] == prev->idx[i] ? r->hist->cnt[j] : 0;
+                reset = now < prev->cnt[i];
+            }
         }
     }
     entry *e;
