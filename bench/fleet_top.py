@@ -63,13 +63,13 @@ def find_top_pid(db):
 
 
 def traffic(fleet, models, stop, rate=20.0):
-    """About `rate` V2 inferences a second, round-robin over nodes and models."""
+    """About `rate` V2 inferences a second, round-robin over models, then nodes."""
     body = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
                                    "data": [6.8, 2.8, 4.8, 1.4]}]}).encode()
     i = 0
     while not stop.is_set():
-        node = fleet.names[i % len(fleet.names)]
-        model = models[(i // len(fleet.names)) % len(models)]
+        model = models[i % len(models)]
+        node = fleet.names[(i // len(models)) % len(fleet.names)]
         try:
             req = urllib.request.Request("http://%s/v2/models/%s/infer" % (fleet.addr[node], model),
                                          data=body, headers={"Content-Type": "application/json"})
