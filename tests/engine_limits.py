@@ -122,14 +122,22 @@ if ok:
           "a large answer has one prediction per row, equal to a small request's")
 worst = max(lat) if lat else 99
 check(worst < 1.0, "/v2/health/live answered within 1 s during the burst (worst %.2f s of %d)" % (worst, len(lat)))
-peak = rss_mb(eng.proc.pid, "VmHWM")
-check(peak < base + 100 + 40, "peak RSS %.0f MB stays under the 100 MB budget (+40 MB, from %.0f MB)" % (peak, base))
-deadline = time.time() + 10
-after = rss_mb(eng.proc.pid)
-while time.time() < deadline and after > base + 40:
-    time.sleep(0.2)
+# RSS is the allocator's figure: under AddressSanitizer (scripts/test.sh --sanitize) freed
+# memory sits in ASan's quarantine by design and glibc's mmap threshold does not apply, so
+# the memory checks are made on the plain build only.
+asan = b"libasan" in subprocess.run(["ldd", ENGINE], capture_output=True).stdout
+if not asan:
+    peak = rss_mb(eng.proc.pid, "VmHWM")
+    check(peak < base + 100 + 40,
+          "peak RSS %.0f MB stays under the 100 MB budget (+40 MB, from %.0f MB)" % (peak, base))
+    deadline = time.time() + 10
     after = rss_mb(eng.proc.pid)
-check(after <= base + 40, "RSS falls back after the burst: %.0f MB (started at %.0f MB)" % (after, base))
+    while time.time() < deadline and after > base + 40:
+        time.sleep(0.2)
+        after = rss_mb(eng.proc.pid)
+    check(after <= base + 40, "RSS falls back after the burst: %.0f MB (started at %.0f MB)" % (after, base))
+else:
+    print("note: AddressSanitizer build: RSS checks skipped (ASan's quarantine holds freed memory)")
 eng.stop()
 
 # ---------------------------------------------------------------- slow headers
