@@ -99,6 +99,8 @@ static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
                     snprintf(pr->runtime, sizeof pr->runtime, "%s",
                              st.revisions[r].serving_runtime);
                     pr->traffic = st.revisions[r].traffic;
+                    pr->memory_bytes = st.revisions[r].memory_bytes;
+                    pr->cold_starts = st.revisions[r].cold_starts;
                 }
             }
             ksv_engine_model_status_free(&st);

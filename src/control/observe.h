@@ -42,8 +42,11 @@ typedef struct ksv_probe_gpu {
 typedef struct ksv_probe_rev {
     char model[96];
     char revision[96];
-    char state[16];               /* loading|ready|draining|standby|unloaded|failed */
+    char state[16];               /* loading|ready|draining|standby|unloaded|failed|
+                                   * scaled-to-zero */
     char runtime[32];             /* the runtime that answers ("" until loaded) */
+    long long memory_bytes;       /* measured host memory it holds; -1: unknown */
+    long long cold_starts;        /* -1: unknown */
     int traffic;                  /* effective percent */
     char error[512];
 } ksv_probe_rev;

@@ -134,8 +134,11 @@ int ksv_engine_client_put_traffic(ksv_engine_client *c, const char *model,
 
 typedef struct ksv_engine_revision_status {
     char name[96];
-    char state[16];               /* loading|ready|draining|standby|unloaded|failed */
+    char state[16];               /* loading|ready|draining|standby|unloaded|failed|
+                                   * scaled-to-zero */
     char error[512];              /* "" unless the engine reported one */
+    long long memory_bytes;       /* measured host memory it holds; -1: not reported */
+    long long cold_starts;        /* cold starts since the engine started; -1: not reported */
     char runtime[32];             /* as the spec names it ("auto" when none) */
     char serving_runtime[32];     /* the runtime that answers, once loaded ("" before) */
     char storage_uri[1024];

@@ -189,6 +189,7 @@ static int parse_revision(json_object *r, ksv_engine_revision_status *out, ksv_e
     if (!json_object_is_type(r, json_type_object))
         return ksv_err_set(err, 502, "bad reply from engine: a revision is not an object");
     long long traffic = 0, desired = 0, inflight = 0, nf = -1, no = -1;
+    out->memory_bytes = out->cold_starts = -1;
     if (get_string(r, "name", true, out->name, sizeof out->name, what, err) ||
         get_string(r, "state", true, out->state, sizeof out->state, what, err) ||
         get_string(r, "error", false, out->error, sizeof out->error, what, err) ||
@@ -198,6 +199,8 @@ static int parse_revision(json_object *r, ksv_engine_revision_status *out, ksv_e
         get_number(r, "load_seconds", false, &out->load_seconds, what, err) ||
         get_int(r, "num_features", false, 0, INT32_MAX, &nf, what, err) ||
         get_int(r, "num_outputs", false, 0, INT32_MAX, &no, what, err) ||
+        get_int(r, "memory_bytes", false, 0, INT64_MAX, &out->memory_bytes, what, err) ||
+        get_int(r, "cold_starts", false, 0, INT64_MAX, &out->cold_starts, what, err) ||
         get_string(r, "runtime", false, out->serving_runtime, sizeof out->serving_runtime, what,
                    err))
         return -1;

@@ -82,6 +82,10 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
             json_object_object_add(ro, "serving_runtime",
                                    json_object_new_string(rv->serving_runtime));
             json_object_object_add(ro, "state", json_object_new_string(rv->state));
+            json_object_object_add(ro, "memory_bytes", rv->memory_bytes < 0 ? NULL :
+                                   json_object_new_int64(rv->memory_bytes));
+            json_object_object_add(ro, "cold_starts", rv->cold_starts < 0 ? NULL :
+                                   json_object_new_int64(rv->cold_starts));
             figs_json(&rv->figs, ro);
             json_object_array_add(revs, ro);
         }

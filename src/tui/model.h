@@ -34,6 +34,8 @@ typedef struct tui_rev {
     int64_t created_ms, rolled_out_ms;
     char state[24];             /* as the engines report it: "ready", "loading", ... */
     char serving_runtime[32];   /* as the engines report it: what `auto` chose */
+    long long memory_bytes;     /* summed over nodes; -1: no engine reported it */
+    long long cold_starts;      /* summed over nodes; -1: no engine reported it */
     tui_figs figs;
 } tui_rev;
 

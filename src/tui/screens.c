@@ -220,10 +220,19 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     snprintf(line, sizeof line, "%s  %d%%  %s", r->name, r->percent, r->state[0] ? r->state : "-");
     tui_put(y + 1, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     /* "runtime auto -> ksv-forest": what the spec names, then what the engine chose. */
+    int len;
     if (r->serving_runtime[0] && strcmp(r->serving_runtime, r->runtime) != 0)
-        snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
+        len = snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
     else
-        snprintf(line, sizeof line, "runtime %s", r->runtime);
+        len = snprintf(line, sizeof line, "runtime %s", r->runtime);
+    /* What it holds and how often it came back from zero. */
+    if (r->memory_bytes >= 0 && len > 0 && (size_t)len < sizeof line) {
+        char mem[32];
+        tui_fmt_bytes(r->memory_bytes, mem, sizeof mem);
+        len += snprintf(line + len, sizeof line - (size_t)len, "  mem %s", mem);
+    }
+    if (r->cold_starts > 0 && len > 0 && (size_t)len < sizeof line)
+        snprintf(line + len, sizeof line - (size_t)len, "  cold starts %lld", r->cold_starts);
     tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
     snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
     tui_put(y + 3, x, w, line, A(a, TUI_C_DEFAULT), true, false);

@@ -570,6 +570,14 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
     free(fed);
 }
 
+/* Sums a figure the engines of several nodes report; -1 (unknown) until one does. */
+static void add_reported(long long *sum, long long value)
+{
+    if (value < 0)
+        return;
+    *sum = *sum < 0 ? value : *sum + value;
+}
+
 /* Engine-reported facts about one model: ready nodes, revision states, recent errors. */
 static void model_engine_facts(const collection *c, tui_model *tm, char *const *nodes,
                                size_t n_nodes, bool focused)
@@ -591,7 +599,8 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
             const ksv_probe_rev *pr = &probe->revs[r];
             if (strcmp(pr->model, tm->name) != 0)
                 continue;
-            if (strcmp(pr->state, "ready") == 0)
+            /* Scaled to zero is ready too: its next request starts it (as Knative). */
+            if (strcmp(pr->state, "ready") == 0 || strcmp(pr->state, "scaled-to-zero") == 0)
                 ready = true;
             for (size_t i = 0; i < tm->n_revs; i++)
                 if (strcmp(tm->revs[i].name, pr->revision) == 0) {
@@ -600,6 +609,8 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
                     if (!tm->revs[i].serving_runtime[0])
                         snprintf(tm->revs[i].serving_runtime,
                                  sizeof tm->revs[i].serving_runtime, "%s", pr->runtime);
+                    add_reported(&tm->revs[i].memory_bytes, pr->memory_bytes);
+                    add_reported(&tm->revs[i].cold_starts, pr->cold_starts);
                 }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
@@ -673,6 +684,7 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_list 
             tr->canary = r->id == v->canary_id;
             tr->created_ms = r->created_at_ms;
             tr->rolled_out_ms = r->rolled_out_at_ms;
+            tr->memory_bytes = tr->cold_starts = -1; /* until an engine reports them */
             if (tr->stable)
                 tm->stable = (int)i;
             if (tr->canary)
