@@ -2,6 +2,7 @@
  * puts and deletes, traffic changes, error rings, fine histograms, node info.
  * docs/API.md documents every body. */
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,49 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
     resp->status = 200;
 }
 
+/* Parses a query argument as a non-negative integer; absent is def. */
+static int query_u64(const ksv_http_request *req, const char *key, uint64_t def, uint64_t *out,
+                     ksv_http_response *resp)
+{
+    const char *v = ksv_http_query(req, key);
+    *out = def;
+    if (!v)
+        return 0;
+    uint64_t n = 0;
+    bool ok = *v != '\0';
+    for (const char *p = v; ok && *p; p++) {
+        ok = *p >= '0' && *p <= '9' && n <= (UINT64_MAX - 9) / 10;
+        n = n * 10 + (uint64_t)(*p - '0');
+    }
+    if (!ok) {
+        char msg[96];
+        snprintf(msg, sizeof msg, "query argument %s must be a non-negative integer", key);
+        ksv_http_error(resp, 400, msg);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static void events_page(const ksv_http_request *req, ksv_http_response *resp)
+{
+    uint64_t since, limit;
+    if (query_u64(req, "since", 0, &since, resp) != 0 ||
+        query_u64(req, "limit", 0, &limit, resp) != 0)
+        return;
+    if (!req->engine->events)
+        return ksv_http_error(resp, 503, "this engine keeps no event log");
+    ksv_err err;
+    ksv_err_clear(&err);
+    if (ksv_events_write_since(req->engine->events, since,
+                               limit > KSV_EVENTS_PAGE_MAX ? KSV_EVENTS_PAGE_MAX : (size_t)limit,
+                               &resp->body, &err) != 0) {
+        ksv_sb_reset(&resp->body);
+        return ksv_http_error(resp, err.status, err.msg);
+    }
+    resp->status = 200;
+}
+
 static void put_model(const ksv_http_request *req, const char *name, ksv_http_response *resp)
 {
     ksv_err err;
@@ -206,6 +250,11 @@ void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
         if (!get)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");
         return node_info(req, resp);
+    }
+    if (strcmp(rest, "/events") == 0) {
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        return events_page(req, resp);
     }
     if (strcmp(rest, "/histograms") == 0) {
         if (!get)

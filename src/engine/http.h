@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/strbuf.h"
+#include "engine/events.h"
 #include "engine/gpu_telemetry.h"
 #include "engine/model_spec.h"
 #include "engine/registry.h"
@@ -39,6 +40,7 @@ typedef struct ksv_engine_info {
     const char *state_dir;
     ksv_gpu_telemetry *gpu;       /* GPU gauges; 0 GPUs when NVML is absent */
     ksv_repository *repository;   /* the V2 repository extension's state */
+    ksv_event_log *events;        /* the state dir's event log (events.h) */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {
@@ -56,7 +58,11 @@ typedef struct ksv_http_request {
     /* Where a handler that must wait for a cold start says for what (model, revision,
      * deadline); it then sets resp->wait_cold and the HTTP layer parks the request. */
     ksv_cold_waiter *cold;
+    void *connection;             /* the server's; read it through ksv_http_query */
 } ksv_http_request;
+
+/* The value of query-string argument key ("?since=5" -> "5"), or NULL when absent. */
+const char *ksv_http_query(const ksv_http_request *req, const char *key);
 
 typedef struct ksv_http_response {
     int status;

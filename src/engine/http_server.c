@@ -260,6 +260,7 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
         .worker = w,
         .engine = srv->engine,
         .cold = &ctx->waiter,
+        .connection = conn,
     };
     ctx->resp.wait_cold = false;
     ctx->resp.retry_after = 0;
@@ -468,6 +469,14 @@ static bool enqueue_heavy(ksv_http_server *srv, conn_ctx *ctx)
     pthread_cond_signal(&srv->heavy_wake);
     pthread_mutex_unlock(&srv->heavy_lock);
     return true;
+}
+
+const char *ksv_http_query(const ksv_http_request *req, const char *key)
+{
+    if (!req->connection)
+        return NULL;
+    return MHD_lookup_connection_value((struct MHD_Connection *)req->connection,
+                                       MHD_GET_ARGUMENT_KIND, key);
 }
 
 static bool method_has_body(const char *method)

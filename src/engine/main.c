@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "config.h"
 #include "engine/batcher.h"
+#include "engine/events.h"
 #include "engine/http_server.h"
 #include "engine/options.h"
 #include "engine/registry.h"
@@ -184,11 +185,13 @@ int main(int argc, char **argv)
     ksv_http_server *srv = NULL;
     ksv_gpu_telemetry *gpu = NULL;
     ksv_repository *repo = NULL;
+    ksv_event_log *events = NULL;
     ksv_engine_info info = {0};
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
         lock_state_dir(opt->state_dir, &lock_fd, &err) != 0 ||
-        load_token(opt, token, sizeof token, &err) != 0)
+        load_token(opt, token, sizeof token, &err) != 0 ||
+        ksv_events_open(opt->state_dir, 0, &events, &err) != 0)
         goto fail;
     snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
     char cache_dir[PATH_MAX];
@@ -206,6 +209,7 @@ int main(int argc, char **argv)
         .max_model_bytes = opt->max_model_size,
         .cache_max = opt->cache_max,
         .memory_budget = opt->memory_budget,
+        .events = events,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0 ||
@@ -233,6 +237,7 @@ int main(int argc, char **argv)
         .state_dir = opt->state_dir,
         .gpu = gpu,
         .repository = repo,
+        .events = events,
     };
     ksv_http_limits limits = {
         .request_timeout = opt->request_timeout,
@@ -252,6 +257,9 @@ int main(int argc, char **argv)
         if (ksv_write_file_atomic(addr_path, line, (size_t)n, 0644, &err) != 0)
             goto fail;
     }
+    ksv_events_append(events, NULL, NULL, "engine-start", NULL,
+                      "ksv-engine %s started on %s (pid %ld)", PACKAGE_VERSION, bound,
+                      (long)getpid());
     ksv_log(KSV_LOG_INFO, NULL, "ksv-engine %s serving on http://%s (%u threads, state %s)",
             PACKAGE_VERSION, bound, opt->threads, opt->state_dir);
     {
@@ -296,6 +304,7 @@ fail:
     ksv_gpu_telemetry_close(gpu);
     ksv_registry_destroy(reg);
     ksv_repository_destroy(repo);
+    ksv_events_close(events);
     if (lock_fd >= 0)
         close(lock_fd);
     free(opt);

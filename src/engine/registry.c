@@ -67,6 +67,7 @@ struct ksv_registry {
     char *state_file;
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
+    ksv_event_log *events;        /* not owned */
 
     ksv_cold_queue cold_queue;    /* requests waiting for scaled-to-zero revisions */
 
@@ -1059,6 +1060,7 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     reg->load_delay_ms = cfg->load_delay_ms;
     reg->memory_budget = cfg->memory_budget;
     ksv_cold_queue_init(&reg->cold_queue);
+    reg->events = cfg->events;
     if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
@@ -1787,4 +1789,9 @@ void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb)
         ksv_cache_write_json(reg->cache, sb);
     else
         ksv_sb_puts(sb, "null");
+}
+
+ksv_event_log *ksv_registry_events(ksv_registry *reg)
+{
+    return reg->events;
 }

@@ -24,6 +24,7 @@
 #include "common/strbuf.h"
 #include "engine/batcher.h"
 #include "engine/infer_stats.h"
+#include "engine/events.h"
 #include "engine/model_spec.h"
 #include "engine/runtime.h"
 #include "engine/scale_to_zero.h"
@@ -105,6 +106,7 @@ typedef struct ksv_registry_config {
                                    * (KSV_TEST_LOAD_DELAY_MS); 0 in production */
     unsigned long long max_model_bytes; /* largest model downloaded or unpacked; 0: default */
     unsigned long long cache_max; /* cache size cap in bytes; 0: none */
+    ksv_event_log *events;        /* where decisions are recorded; NULL: nowhere */
 } ksv_registry_config;
 
 int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);
@@ -164,6 +166,8 @@ int64_t ksv_registry_total_inflight(ksv_registry *reg);
 void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb);
 /* Host memory the loaded revisions hold (measured) and --memory-budget (0: none). */
 void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget);
+/* The event log the registry's modules record into (NULL when none). */
+ksv_event_log *ksv_registry_events(ksv_registry *reg);
 
 /* Calls fn for each revision of `model` (NULL: every model), in order, under the read
  * lock; `revision` non-NULL picks one. fn must not call back into the registry. Returns
