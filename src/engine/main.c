@@ -250,6 +250,10 @@ int main(int argc, char **argv)
         close(listen_fd);
         goto fail;
     }
+    /* Recorded before the address file appears: whoever waits for that sees the event. */
+    ksv_events_append(events, NULL, NULL, "engine-start", NULL,
+                      "ksv-engine %s started on %s (pid %ld)", PACKAGE_VERSION, bound,
+                      (long)getpid());
     {
         char addr_path[PATH_MAX], line[160];
         snprintf(addr_path, sizeof addr_path, "%s/address", opt->state_dir);
@@ -257,9 +261,6 @@ int main(int argc, char **argv)
         if (ksv_write_file_atomic(addr_path, line, (size_t)n, 0644, &err) != 0)
             goto fail;
     }
-    ksv_events_append(events, NULL, NULL, "engine-start", NULL,
-                      "ksv-engine %s started on %s (pid %ld)", PACKAGE_VERSION, bound,
-                      (long)getpid());
     ksv_log(KSV_LOG_INFO, NULL, "ksv-engine %s serving on http://%s (%u threads, state %s)",
             PACKAGE_VERSION, bound, opt->threads, opt->state_dir);
     {
