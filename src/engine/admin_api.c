@@ -192,6 +192,37 @@ static void put_traffic(const ksv_http_request *req, const char *name, ksv_http_
     resp->status = 202;
 }
 
+/* PUT .../rollout (the policy), GET .../rollout, POST .../rollout/ACTION. */
+static void rollout_routes(const ksv_http_request *req, const char *name, const char *action,
+                           ksv_http_response *resp)
+{
+    ksv_gate *gate = req->engine->gate;
+    if (!gate)
+        return ksv_http_error(resp, 503, "this engine runs no release gates");
+    ksv_err err;
+    ksv_err_clear(&err);
+    int rc;
+    if (!action && strcmp(req->method, "PUT") == 0) {
+        json_object *body = parse_body(req, &err);
+        rc = body ? ksv_gate_put(gate, name, body, &err) : -1;
+        json_object_put(body);
+    } else if (!action && strcmp(req->method, "GET") == 0) {
+        rc = 0;
+    } else if (action && strcmp(req->method, "POST") == 0) {
+        rc = ksv_gate_action(gate, name, action, &err);
+    } else {
+        return ksv_http_error(resp, 405, action ? "method not allowed here; use POST"
+                                                : "method not allowed here; use GET or PUT");
+    }
+    if (rc == 0)
+        rc = ksv_gate_write(gate, name, &resp->body, &err);
+    if (rc != 0) {
+        ksv_sb_reset(&resp->body);
+        return ksv_http_error(resp, err.status ? err.status : 400, err.msg);
+    }
+    resp->status = 200;
+}
+
 static void model_routes(const ksv_http_request *req, const char *name, const char *sub,
                          ksv_http_response *resp)
 {
@@ -217,6 +248,8 @@ static void model_routes(const ksv_http_request *req, const char *name, const ch
         if (!put)
             return ksv_http_error(resp, 405, "method not allowed here; use PUT");
         return put_traffic(req, name, resp);
+    } else if (strcmp(sub, "rollout") == 0 || strncmp(sub, "rollout/", 8) == 0) {
+        return rollout_routes(req, name, sub[7] ? sub + 8 : NULL, resp);
     } else if (strcmp(sub, "errors") == 0) {
         if (!get)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");

@@ -363,6 +363,8 @@ void ksv_handle_data_plane(const ksv_http_request *req, ksv_http_response *resp)
         resp->status = 200;
         resp->content_type = "text/plain; version=0.0.4; charset=utf-8";
         ksv_registry_write_prometheus(req->engine->registry, &resp->body);
+        if (req->engine->gate)
+            ksv_gate_write_prometheus(req->engine->gate, &resp->body);
         ksv_gpu_telemetry_write_prometheus(req->engine->gpu, &resp->body);
         return;
     }

@@ -12,6 +12,7 @@
 
 #include "common/strbuf.h"
 #include "engine/events.h"
+#include "engine/gate.h"
 #include "engine/gpu_telemetry.h"
 #include "engine/model_spec.h"
 #include "engine/registry.h"
@@ -41,6 +42,7 @@ typedef struct ksv_engine_info {
     ksv_gpu_telemetry *gpu;       /* GPU gauges; 0 GPUs when NVML is absent */
     ksv_repository *repository;   /* the V2 repository extension's state */
     ksv_event_log *events;        /* the state dir's event log (events.h) */
+    ksv_gate *gate;               /* release gates (gate.h) */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {

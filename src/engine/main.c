@@ -20,6 +20,7 @@
 #include "config.h"
 #include "engine/batcher.h"
 #include "engine/events.h"
+#include "engine/gate.h"
 #include "engine/http_server.h"
 #include "engine/options.h"
 #include "engine/registry.h"
@@ -186,6 +187,7 @@ int main(int argc, char **argv)
     ksv_gpu_telemetry *gpu = NULL;
     ksv_repository *repo = NULL;
     ksv_event_log *events = NULL;
+    ksv_gate *gate = NULL;
     ksv_engine_info info = {0};
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
@@ -214,6 +216,7 @@ int main(int argc, char **argv)
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0 ||
         ksv_repository_create(opt->model_dir, KSV_DEFAULT_RUNTIME, &repo, &err) != 0)
+        ksv_gate_create(reg, events, opt->state_dir, &gate, &err) != 0)
         goto fail;
     ksv_runtime_build build;
     ksv_runtime_build_info(&build);
@@ -238,6 +241,7 @@ int main(int argc, char **argv)
         .gpu = gpu,
         .repository = repo,
         .events = events,
+        .gate = gate,
     };
     ksv_http_limits limits = {
         .request_timeout = opt->request_timeout,
@@ -302,6 +306,7 @@ fail:
     if (rc != 0)
         ksv_log(KSV_LOG_ERROR, NULL, "%s", err.msg);
     ksv_http_server_stop(srv);
+    ksv_gate_destroy(gate);
     ksv_gpu_telemetry_close(gpu);
     ksv_registry_destroy(reg);
     ksv_repository_destroy(repo);

@@ -68,6 +68,8 @@ struct ksv_registry {
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
     ksv_event_log *events;        /* not owned */
+    ksv_model_state_extra_fn state_extra; /* set once before serving */
+    void *state_extra_ctx;
 
     ksv_cold_queue cold_queue;    /* requests waiting for scaled-to-zero revisions */
 
@@ -1468,7 +1470,7 @@ static void write_revision_state(ksv_sb *sb, const ksv_revision *rev)
     ksv_sb_putc(sb, '}');
 }
 
-static void write_model_state(ksv_sb *sb, const ksv_model *m)
+static void write_model_state(const ksv_registry *reg, ksv_sb *sb, const ksv_model *m)
 {
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, m->spec.name);
@@ -1497,7 +1499,10 @@ static void write_model_state(ksv_sb *sb, const ksv_model *m)
             ksv_sb_putc(sb, ',');
         write_revision_state(sb, m->revs[i]);
     }
-    ksv_sb_puts(sb, "]}");
+    ksv_sb_putc(sb, ']');
+    if (reg->state_extra)
+        reg->state_extra(reg->state_extra_ctx, m->spec.name, sb);
+    ksv_sb_putc(sb, '}');
 }
 
 void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb)
@@ -1507,7 +1512,7 @@ void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb)
     for (size_t i = 0; i < reg->n_models; i++) {
         if (i)
             ksv_sb_putc(sb, ',');
-        write_model_state(sb, reg->models[i]);
+        write_model_state(reg, sb, reg->models[i]);
     }
     ksv_sb_puts(sb, "]}");
     pthread_rwlock_unlock(&reg->lock);
@@ -1518,7 +1523,7 @@ int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, k
     pthread_rwlock_rdlock(&reg->lock);
     ksv_model *m = find_model(reg, model);
     if (m)
-        write_model_state(sb, m);
+        write_model_state(reg, sb, m);
     pthread_rwlock_unlock(&reg->lock);
     return m ? 0 : ksv_err_set(err, 404, "model %s not found", model);
 }
@@ -1794,4 +1799,104 @@ void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb)
 ksv_event_log *ksv_registry_events(ksv_registry *reg)
 {
     return reg->events;
+}
+
+/* ------------------------------------------------------------ release gate hooks */
+
+int ksv_registry_sample(ksv_registry *reg, const char *model, const char *revision,
+                        ksv_rev_sample *out, ksv_hist_snap *hist, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    ksv_revision *rev = m ? find_revision(m, revision) : NULL;
+    if (rev) {
+        out->state = rev->state;
+        out->traffic = rev->traffic;
+        out->desired = rev->desired;
+        out->loaded = is_loaded(rev);
+        for (int s = 0; s < KSV_CODE_SLOTS; s++) {
+            uint64_t c = atomic_load_explicit(&rev->codes[s], memory_order_relaxed);
+            int code = ksv_code_of_slot(s);
+            out->total += c;
+            if (code >= 200 && code < 300)
+                out->ok += c;
+        }
+        snprintf(out->error, sizeof out->error, "%s", rev->error);
+        if (hist)
+            ksv_hist_snapshot(&rev->latency, hist);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    if (!m)
+        return ksv_err_set(err, 404, "model %s not found", model);
+    if (!rev)
+        return ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+    return 0;
+}
+
+int ksv_registry_main_revision(ksv_registry *reg, const char *model, const char *except,
+                               char out[KSV_NAME_MAX], ksv_err *err)
+{
+    out[0] = '\0';
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    int best = -1;
+    for (size_t i = 0; m && i < m->spec.n_revisions; i++) {
+        if (strcmp(m->spec.revisions[i].name, except) == 0 || m->spec.traffic[i] <= best)
+            continue;
+        best = m->spec.traffic[i];
+        snprintf(out, KSV_NAME_MAX, "%s", m->spec.revisions[i].name);
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return m ? 0 : ksv_err_set(err, 404, "model %s not found", model);
+}
+
+int ksv_registry_set_canary_weight(ksv_registry *reg, const char *model, const char *stable,
+                                   const char *canary, int weight, ksv_err *err)
+{
+    pthread_mutex_lock(&reg->admin_mu);
+    pthread_rwlock_wrlock(&reg->lock);
+    int rc = 0;
+    ksv_model *m = find_model(reg, model);
+    ksv_model_spec *spec = m ? malloc(sizeof *spec) : NULL;
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (!spec) {
+        rc = ksv_err_set(err, 500, "out of memory");
+    } else if (m->spec.pinned) {
+        rc = ksv_err_set(err, 409, "model %s is served from the command line; its traffic "
+                                   "cannot change", model);
+    } else {
+        *spec = m->spec;
+        bool has_stable = false, has_canary = false, changed = false;
+        for (size_t i = 0; i < spec->n_revisions; i++) {
+            const char *name = spec->revisions[i].name;
+            int want = strcmp(name, canary) == 0   ? weight
+                       : strcmp(name, stable) == 0 ? 100 - weight
+                                                   : 0;
+            has_stable |= strcmp(name, stable) == 0;
+            has_canary |= strcmp(name, canary) == 0;
+            changed |= spec->traffic[i] != want;
+            spec->traffic[i] = want;
+        }
+        if (!has_stable || !has_canary)
+            rc = ksv_err_set(err, 404, "model %s has no revision %s", model,
+                             has_canary ? stable : canary);
+        else if (changed)
+            rc = put_locked(reg, spec, err);
+        else
+            rc = 1; /* already so: nothing to persist */
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    free(spec);
+    if (rc == 0)
+        rc = persist(reg, err);
+    pthread_mutex_unlock(&reg->admin_mu);
+    return rc < 0 ? -1 : 0;
+}
+
+void ksv_registry_set_state_extra(ksv_registry *reg, ksv_model_state_extra_fn fn, void *ctx)
+{
+    reg->state_extra = fn;
+    reg->state_extra_ctx = ctx;
 }

@@ -166,6 +166,33 @@ int64_t ksv_registry_total_inflight(ksv_registry *reg);
 void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb);
 /* Host memory the loaded revisions hold (measured) and --memory-budget (0: none). */
 void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget);
+/* What a release gate reads of one revision: where it stands and its counters so far
+ * (since the engine started). hist may be NULL when only the counts are wanted. */
+typedef struct ksv_rev_sample {
+    ksv_rev_state state;
+    int traffic;                  /* effective percent now */
+    int desired;                  /* percent asked for */
+    bool loaded;
+    uint64_t ok;                  /* 2xx answers */
+    uint64_t total;               /* all answers */
+    char error[512];              /* last load failure, "" when none */
+} ksv_rev_sample;
+
+/* 404 when the model or revision is unknown. */
+int ksv_registry_sample(ksv_registry *reg, const char *model, const char *revision,
+                        ksv_rev_sample *out, ksv_hist_snap *hist, ksv_err *err);
+/* The revision with the largest desired share other than `except` ("" when none). */
+int ksv_registry_main_revision(ksv_registry *reg, const char *model, const char *except,
+                               char out[KSV_NAME_MAX], ksv_err *err);
+/* Gives `canary` weight percent and `stable` the rest, every other revision 0; persisted
+ * like a traffic change. 404 unknown, 409 pinned. */
+int ksv_registry_set_canary_weight(ksv_registry *reg, const char *model, const char *stable,
+                                   const char *canary, int weight, ksv_err *err);
+/* A writer that appends fields to each model's admin state (",\"rollout\":{...}"). It is
+ * called with the registry's read lock held: it must not call back into the registry. */
+typedef void (*ksv_model_state_extra_fn)(void *ctx, const char *model, ksv_sb *sb);
+void ksv_registry_set_state_extra(ksv_registry *reg, ksv_model_state_extra_fn fn, void *ctx);
+
 /* The event log the registry's modules record into (NULL when none). */
 ksv_event_log *ksv_registry_events(ksv_registry *reg);
 
