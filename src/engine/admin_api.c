@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "common/log.h"
 #include "config.h"
 #include "common/clock.h"
 #include "engine/http.h"
@@ -164,8 +165,12 @@ static void put_model(const ksv_http_request *req, const char *name, ksv_http_re
     int rc = -1;
     if (body && !spec)
         ksv_err_set(&err, 500, "out of memory");
-    if (spec && ksv_model_spec_from_json(name, body, spec, &err) == 0)
+    if (spec && ksv_model_spec_from_json(name, body, spec, &err) == 0) {
+        if (req->engine->gate && ksv_gate_hold_split(req->engine->gate, spec))
+            ksv_log(KSV_LOG_DEBUG, req->request_id, "model %s: a release gate holds its split",
+                    name);
         rc = ksv_registry_put(req->engine->registry, spec, &err);
+    }
     free(spec);
     json_object_put(body);
     if (rc != 0) {

@@ -635,6 +635,28 @@ static void state_extra(void *ctx, const char *model, ksv_sb *sb)
     pthread_mutex_unlock(&g->mu);
 }
 
+bool ksv_gate_hold_split(ksv_gate *g, ksv_model_spec *spec)
+{
+    pthread_mutex_lock(&g->mu);
+    rollout *r = find(g, spec->name);
+    int canary = -1, stable = -1;
+    for (size_t i = 0; r && i < spec->n_revisions; i++) {
+        if (strcmp(spec->revisions[i].name, r->policy.canary) == 0)
+            canary = (int)i;
+        if (strcmp(spec->revisions[i].name, r->policy.stable) == 0)
+            stable = (int)i;
+    }
+    bool hold = r && ksv_gate_phase_active(r->prog.phase) && canary >= 0 && stable >= 0;
+    if (hold) {
+        for (size_t i = 0; i < spec->n_revisions; i++)
+            spec->traffic[i] = 0;
+        spec->traffic[canary] = r->prog.set_weight;
+        spec->traffic[stable] = 100 - r->prog.set_weight;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return hold;
+}
+
 int ksv_gate_write(ksv_gate *g, const char *model, ksv_sb *sb, ksv_err *err)
 {
     pthread_mutex_lock(&g->mu);

@@ -17,6 +17,8 @@
 #ifndef KSV_ENGINE_GATE_H
 #define KSV_ENGINE_GATE_H
 
+#include <stdbool.h>
+
 #include <json-c/json.h>
 
 #include "common/error.h"
@@ -37,6 +39,9 @@ void ksv_gate_destroy(ksv_gate *g);
 int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err);
 /* pause | resume | abort | retry | promote; 409 when the phase does not allow it. */
 int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err *err);
+/* The gate owns the split of an active rollout: a model PUT that still lists its canary
+ * and stable gets the gate's weights instead of its own (true when it changed spec). */
+bool ksv_gate_hold_split(ksv_gate *g, ksv_model_spec *spec);
 /* The model's rollout object, 404 when it has none. */
 int ksv_gate_write(ksv_gate *g, const char *model, ksv_sb *sb, ksv_err *err);
 /* ksv_canary_status, ksv_canary_weight, ksv_canary_checks_total. */
