@@ -881,6 +881,8 @@ static int read_isvc(vctx *v, const mnode *root, int line)
     if (strcmp(kind->str, KSV_MANIFEST_KIND) != 0)
         return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService "
                     "and ResourceQuota manifests only", kind->str);
+        return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService and "
+                    "Canary (flagger.app/v1beta1) manifests only", kind->str);
     const mnode *api = require(v, root, "apiVersion", "expected " KSV_MANIFEST_API_VERSION);
     if (!api)
         return -1;
@@ -960,6 +962,11 @@ void ksv_manifest_list_free(ksv_manifest_list *list)
     free(list->quotas);
     list->quotas = NULL;
     list->n_quotas = 0;
+    for (size_t k = 0; k < list->n_canaries; k++)
+        ksv_canary_free(&list->canaries[k]);
+    free(list->canaries);
+    list->canaries = NULL;
+    list->n_canaries = 0;
 }
 
 static int add_spec(vctx *v, ksv_manifest_list *out, size_t *cap, const mnode *root, int line)
@@ -1011,6 +1018,8 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
         }
         if (kind && kind->type == MN_STRING && strcmp(kind->str, "ResourceQuota") == 0) {
             if (ksv_manifest_read_quota_(root, root->line, v->file, out, v->err))
+        if (kind && kind->type == MN_STRING && strcmp(kind->str, "Canary") == 0) {
+            if (ksv_manifest_read_canary_(root, root->line, v->file, out, v->err))
                 return -1;
             continue;
         }
@@ -1019,6 +1028,7 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
             return -1;
     }
     if (out->n == 0 && out->n_quotas == 0)
+    if (out->n == 0 && out->n_canaries == 0)
         return ksv_err_set(v->err, 400, "%s:1:1: no InferenceService in this file", v->file);
     return 0;
 }
@@ -1178,6 +1188,16 @@ void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out)
         const ksv_resource_quota *q = &list->quotas[k];
         not_acted_note(out, &line, q->source, q->line, "ResourceQuota ", q->namespace_name,
                        q->name, q->not_acted_on, q->n_not_acted_on);
+    }
+    for (size_t k = 0; k < list->n_canaries; k++) {
+        const ksv_canary *c = &list->canaries[k];
+        if (c->n_not_acted_on == 0)
+            continue;
+        ksv_sb_printf(&line, "%s:%d: Canary %s/%s: not acted on: ", c->source, c->line,
+                      c->namespace_name, c->name);
+        for (size_t j = 0; j < c->n_not_acted_on; j++)
+            ksv_sb_printf(&line, "%s%s", j ? ", " : "", c->not_acted_on[j]);
+        put_note(out, &line);
     }
     ksv_sb_free(&line);
 }

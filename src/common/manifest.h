@@ -122,6 +122,18 @@ typedef struct ksv_isvc {
 #define KSV_QUOTA_REQUESTS_MEMORY "requests.memory"
 #define KSV_QUOTA_REQUESTS_GPU "requests.nvidia.com/gpu"
 typedef struct ksv_resource_quota {
+/* A Flagger Canary's metric (spec.analysis.metrics[]): a built-in ksv measures itself. */
+typedef struct ksv_canary_metric {
+    char *name;                  /* request-success-rate | request-duration | prediction-disagreement */
+    bool has_min, has_max;
+    double min, max;             /* thresholdRange */
+    double interval_s;           /* 0: the analysis interval */
+    int64_t min_requests;        /* ksv's minRequests, default 100 */
+} ksv_canary_metric;
+
+/* A Flagger Canary (apiVersion flagger.app/v1beta1) whose targetRef names an
+ * InferenceService: the release gate for that model (DESIGN.md section 10). */
+typedef struct ksv_canary {
     char *source;
     int line;
     char *name;
@@ -135,13 +147,40 @@ typedef struct ksv_resource_quota {
 } ksv_resource_quota;
 
 void ksv_resource_quota_free(ksv_resource_quota *q);
+    char *target;                /* spec.targetRef.name (an InferenceService in namespace) */
+    int target_line, target_col; /* where targetRef.name is, for messages */
+    double progress_deadline_s;  /* default 600 */
+    double interval_s;           /* analysis.interval, >= 1 */
+    int64_t threshold;           /* default 5 */
+    int64_t step_weight, max_weight; /* 0 when not written */
+    int64_t *step_weights;       /* analysis.stepWeights */
+    size_t n_step_weights;
+    bool mirror;
+    int64_t mirror_weight;       /* default 100 */
+    int64_t iterations;
+    ksv_canary_metric *metrics;
+    size_t n_metrics;
+    json_object *original;       /* the document as written */
+    char **not_acted_on;         /* Flagger fields ksv keeps but does not act on */
+    size_t n_not_acted_on;
+} ksv_canary;
 
 typedef struct ksv_manifest_list {
     ksv_isvc *items;
     size_t n;
     ksv_resource_quota *quotas;  /* ResourceQuota documents of the same file */
     size_t n_quotas;
+    ksv_canary *canaries;        /* Canary documents of the same file(s) */
+    size_t n_canaries;
 } ksv_manifest_list;
+
+/* The engine's rollout policy for a canary (docs/API.md, PUT .../rollout) rolling the
+ * revision `canary` out over `stable` (NULL: the engine picks); caller frees. */
+char *ksv_canary_policy_json(const ksv_canary *c, const char *canary, const char *stable);
+/* The Canary in list whose target is NS/NAME, or NULL. */
+const ksv_canary *ksv_manifest_find_canary(const ksv_manifest_list *list, const char *ns,
+                                           const char *name);
+void ksv_canary_free(ksv_canary *c);
 
 /* Reads FILE (at most 4 MiB); relative storage paths resolve against FILE's directory.
  * On success *out holds at least one spec (caller frees); on failure *out is empty. */
