@@ -1191,6 +1191,16 @@ void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out)
     }
     for (size_t k = 0; k < list->n_canaries; k++) {
         const ksv_canary *c = &list->canaries[k];
+        for (size_t i = 0; i < list->n; i++) {
+            const ksv_isvc *spec = &list->items[i];
+            if (spec->has_canary && strcmp(spec->name, c->target) == 0 &&
+                strcmp(spec->namespace_name, c->namespace_name) == 0) {
+                ksv_sb_printf(&line, "%s:%d: %s/%s: canaryTrafficPercent ignored: Canary %s "
+                              "gates its rollouts", spec->source, spec->line,
+                              spec->namespace_name, spec->name, c->name);
+                put_note(out, &line);
+            }
+        }
         if (c->n_not_acted_on == 0)
             continue;
         ksv_sb_printf(&line, "%s:%d: Canary %s/%s: not acted on: ", c->source, c->line,

@@ -19,6 +19,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <json-c/json.h>
+
 #include "common/error.h"
 #include "common/manifest.h"
 #include "common/strbuf.h"
@@ -200,6 +202,24 @@ void ksv_load_target_close(ksv_load_target *t);
 int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const char *node,
                     const char *old_value, const char *new_value, const ksv_ctl_result *res,
                     const char *result_override, ksv_err *err);
+
+/* ---- release gates (run by the engines; DESIGN.md section 10) ---------------------- */
+/* {"model":"NS/NAME","canary":NAME|null,"nodes":[{"node":..,"rollout":{..}|null,
+ * "error":..}]}: each node's rollout as its engine reports it (caller json_object_put()s).
+ * Imports every node's new events into history first. */
+int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
+                        ksv_err *err);
+/* pause | resume | abort | retry | promote on every node holding the model. */
+int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const char *action,
+                        ksv_ctl_result *res, ksv_err *err);
+/* Waits until the rollout is Succeeded or Failed on every node: 0 Succeeded, -1 with err
+ * (status 1) on Failed (the reason) or after timeout_s. phase_out gets the outcome. */
+int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
+                      char *phase_out, size_t phase_cap, ksv_err *err);
+/* Reads a node's (NULL: every node's) new events into history, once each (keyed by node
+ * and seq; actor gate@NODE or engine@NODE, action the event's kind), and moves the desired
+ * split to what a gate decided. An unreachable node is read next time. */
+int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err);
 
 /* The rest of the layer's public interface. */
 #include "control/figures.h"

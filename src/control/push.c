@@ -99,6 +99,8 @@ static size_t node_uploads(const push_ctx *ctx, const push_node *pn, ctl_upload 
  * the engine's older split, which may be applied too). */
 static bool shows_desired(const ksv_engine_model_status *s, const ksv_model_view *v)
 {
+    if (s->gated)
+        return true; /* the engine's release gate owns the split while it rolls out */
     for (size_t i = 0; i < v->revisions.n; i++) {
         int want = ksv_model_view_percent(v, v->revisions.items[i].id);
         if (want == 0)

@@ -7,6 +7,7 @@
 
 #include <json-c/json.h>
 
+#include "common/field_limits.h"
 #include "control/control_internal.h"
 
 /* ------------------------------------------------------------------ reconcile */
@@ -191,12 +192,47 @@ static int placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options
     return *nodes ? 0 : ksv_err_set(err, 500, "out of memory");
 }
 
+/* A gated rollout to start on the nodes once the new revision is there. */
+typedef struct gate_start {
+    bool start;
+    char model_ref[200];
+    char canary[KSV_DNS_LABEL_MAX + 1];
+    char stable[KSV_DNS_LABEL_MAX + 1];
+    char *policy;                 /* the stored Canary's policy template */
+} gate_start;
+
+/* Saves the Canary gating model_id (from this apply) and returns the policy that gates it
+ * (this apply's, else the stored one; NULL when the model is not gated). */
+static int gate_policy(ksv_ctl *ctl, int64_t model_id, const ksv_canary *canary, char **policy,
+                       ksv_err *err)
+{
+    *policy = NULL;
+    if (canary) {
+        char *p = ksv_canary_policy_json(canary, "pending", NULL);
+        if (!p)
+            return ksv_err_set(err, 500, "out of memory");
+        if (ksv_store_canary_set(ctl->store, model_id, canary->name, p, err) != 0) {
+            free(p);
+            return -1;
+        }
+        *policy = p;
+        return 0;
+    }
+    char *name = NULL;
+    int f = ksv_store_canary_get(ctl->store, model_id, &name, policy, err);
+    free(name);
+    return f < 0 ? -1 : 0;
+}
+
 /* One InferenceService into the store: the new desired state and its history row, in one
- * transaction. Sets *changed when anything changed. */
-static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
-                              bool *changed, ksv_err *err)
+ * transaction. Sets *changed when anything changed; fills *gs when a Canary gates the new
+ * revision (its traffic then starts at 0% and the engine's gate moves it). */
+static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_canary *canary,
+                              const ksv_apply_options *opts, bool *changed, gate_start *gs,
+                              ksv_err *err)
 {
     *changed = false;
+    char *policy = NULL;
     char **nodes = NULL;
     size_t n_nodes = 0;
     if (placement(ctl, spec, opts, &nodes, &n_nodes, err) != 0)
@@ -269,6 +305,8 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_appl
         rc = ksv_store_commit(ctl->store, err);
         goto out;
     }
+    if (gate_policy(ctl, model_id, canary, &policy, err) != 0)
+        goto rollback;
     int64_t stable = 0;
     if (ksv_store_stable_get(ctl->store, model_id, &stable, err) != 0)
         goto rollback;
@@ -285,7 +323,22 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_appl
         }
     }
     int trc;
-    if (stable && spec->has_canary) {
+    ksv_revision stable_rev;
+    if (stable && policy &&
+        ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
+        /* A Canary gates it: the new revision starts at 0% and the engine's gate moves it
+         * (canaryTrafficPercent is ignored; the manifest notes say so). */
+        trc = set_traffic_pair(ctl, model_id, stable, 100, rev.id, 0, err);
+        snprintf(new_text, sizeof new_text, "%s gated rollout over %s", rev.name,
+                 stable_rev.name);
+        gs->start = true;
+        snprintf(gs->model_ref, sizeof gs->model_ref, "%s", ref);
+        snprintf(gs->canary, sizeof gs->canary, "%s", rev.name);
+        snprintf(gs->stable, sizeof gs->stable, "%s", stable_rev.name);
+        gs->policy = policy;
+        policy = NULL;
+        ksv_revision_clear(&stable_rev);
+    } else if (stable && spec->has_canary) {
         /* KServe: the new revision gets N%, the last rolled-out one keeps the rest. */
         trc = set_traffic_pair(ctl, model_id, stable, 100 - spec->canary_percent, rev.id,
                                spec->canary_percent, err);
@@ -309,6 +362,7 @@ rollback:
         ksv_store_rollback(ctl->store, &ignored);
     }
 out:
+    free(policy);
     for (size_t i = 0; i < n_nodes; i++)
         free(nodes[i]);
     free(nodes);
@@ -332,12 +386,43 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     view_set set = {0};
     ksv_err store_err;
     ksv_err_clear(&store_err);
+    /* A Canary must gate something: an InferenceService of this apply or one ksv knows.
+     * Checked before anything is stored, so a bad file applies nothing. */
+    for (size_t i = 0; i < list->n_canaries; i++) {
+        const ksv_canary *c = &list->canaries[i];
+        bool here = false;
+        for (size_t k = 0; k < list->n && !here; k++)
+            here = strcmp(list->items[k].name, c->target) == 0 &&
+                   strcmp(list->items[k].namespace_name, c->namespace_name) == 0;
+        ksv_model known;
+        if (!here && ksv_store_model_get(ctl->store, c->namespace_name, c->target, &known,
+                                         err) != 0)
+            return ksv_err_set(err, 400, "%s:%d:%d: spec.targetRef.name: no InferenceService "
+                               "%s/%s in this apply or in ksv's database",
+                               c->source, c->target_line, c->target_col, c->namespace_name,
+                               c->target);
+        if (!here) {
+            /* A Canary alone: it gates the next change of a model ksv already has. */
+            char *p = ksv_canary_policy_json(c, "pending", NULL);
+            int src = p ? ksv_store_canary_set(ctl->store, known.id, c->name, p, err)
+                        : ksv_err_set(err, 500, "out of memory");
+            free(p);
+            ksv_model_clear(&known);
+            if (src != 0)
+                return -1;
+        }
+    }
+    gate_start *gates = calloc(list->n ? list->n : 1, sizeof *gates);
+    if (!gates)
+        return ksv_err_set(err, 500, "out of memory");
     for (size_t i = 0; i < list->n; i++) {
         const ksv_isvc *spec = &list->items[i];
         bool changed;
         char ref[200];
         snprintf(ref, sizeof ref, "%s/%s", spec->namespace_name, spec->name);
-        if (apply_one_to_store(ctl, spec, opts, &changed, &store_err) != 0 ||
+        if (apply_one_to_store(ctl, spec,
+                               ksv_manifest_find_canary(list, spec->namespace_name, spec->name),
+                               opts, &changed, &gates[i], &store_err) != 0 ||
             view_set_add(ctl, &set, ref, &store_err) != 0) {
             rc = -1;
             break;
@@ -349,6 +434,22 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     ksv_err_clear(&push_err);
     int prc = view_set_push(ctl, &set, opts->timeout_s, res, &push_err);
     view_set_free(&set);
+    /* The new revisions are loaded on their nodes: each gate starts there. */
+    for (size_t i = 0; i < list->n; i++) {
+        if (gates[i].start && prc == 0 && rc == 0) {
+            ksv_model m;
+            if (ksv_store_model_resolve(ctl->store, gates[i].model_ref, NULL, &m, &push_err) != 0) {
+                prc = -1;
+            } else {
+                if (ctl_gate_start(ctl, &m, gates[i].canary, gates[i].stable, gates[i].policy,
+                                   NULL, &push_err) != 0)
+                    prc = -1;
+                ksv_model_clear(&m);
+            }
+        }
+        free(gates[i].policy);
+    }
+    free(gates);
     if (rc != 0)
         *err = store_err;
     else if (prc != 0)

@@ -156,6 +156,7 @@ typedef struct ksv_engine_model_status {
     bool ready;
     bool traffic_applied;
     int rollback_window_s;
+    bool gated;                   /* a release gate is rolling it out: the gate owns the split */
     size_t n_revisions;
     ksv_engine_revision_status *revisions;   /* owned; ksv_engine_model_status_free */
 } ksv_engine_model_status;

@@ -247,6 +247,13 @@ int ksv_engine_model_status_parse(json_object *model, ksv_engine_model_status *o
         get_int(model, "rollback_window_s", false, 0, INT32_MAX, &window, what, err))
         return -1;
     out->rollback_window_s = (int)window;
+    json_object *rollout, *phase;
+    if (json_object_object_get_ex(model, "rollout", &rollout) &&
+        json_object_object_get_ex(rollout, "phase", &phase) &&
+        json_object_is_type(phase, json_type_string)) {
+        const char *p = json_object_get_string(phase);
+        out->gated = strcmp(p, "Succeeded") != 0 && strcmp(p, "Failed") != 0;
+    }
     if (!json_object_object_get_ex(model, "revisions", &revs) ||
         !json_object_is_type(revs, json_type_array))
         return ksv_err_set(err, 502, "bad reply from engine: model %s: no \"revisions\" array",

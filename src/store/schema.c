@@ -140,6 +140,19 @@ static const char migration_2[] =
     "  created_at INTEGER NOT NULL,\n"
     "  updated_at INTEGER NOT NULL,\n"
     "  UNIQUE (namespace, name)\n"
+/* Release gates: the Canary that gates a model's rollouts (its engine policy, without the
+ * revisions) and, per node, how far the node's event log has been read into history. */
+static const char migration_2[] =
+    "CREATE TABLE canaries (\n"
+    "  model_id INTEGER PRIMARY KEY REFERENCES models (id) ON DELETE CASCADE,\n"
+    "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 253),\n"
+    "  policy TEXT NOT NULL,\n"
+    "  updated_at INTEGER NOT NULL\n"
+    ");\n"
+    "CREATE TABLE event_cursors (\n"
+    "  node TEXT PRIMARY KEY CHECK (length(node) BETWEEN 1 AND 253),\n"
+    "  log_id TEXT NOT NULL,\n"
+    "  last_seq INTEGER NOT NULL CHECK (last_seq >= 0)\n"
     ");\n"
     "PRAGMA user_version = 2;\n";
 

@@ -238,6 +238,20 @@ int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ks
 int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision *out,
                               ksv_err *err);
 
+/* ---- release gates ---- */
+
+/* The Canary gating a model: its name and the engine policy JSON (without canary/stable).
+ * get: 1 found (caller frees both), 0 none. */
+int ksv_store_canary_set(ksv_store *s, int64_t model_id, const char *name, const char *policy,
+                         ksv_err *err);
+int ksv_store_canary_get(ksv_store *s, int64_t model_id, char **name, char **policy,
+                         ksv_err *err);
+/* How far a node's event log was read into history: 1 found (*log_id caller frees), 0 none. */
+int ksv_store_event_cursor_get(ksv_store *s, const char *node, char **log_id, int64_t *seq,
+                               ksv_err *err);
+int ksv_store_event_cursor_set(ksv_store *s, const char *node, const char *log_id, int64_t seq,
+                               ksv_err *err);
+
 /* ---- history ---- */
 
 typedef struct ksv_history_entry {

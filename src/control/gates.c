@@ -1,0 +1,420 @@
+/* gates.c: the console's side of release gates run by the engines (DESIGN.md section 10):
+ * starting a gated rollout on each node after an apply, reading its state, operator
+ * actions, waiting for the outcome, and importing each node's event log into history once
+ * (keyed by node and seq, actor gate@NODE), which also moves the desired split to what the
+ * gate decided so a later reconcile never undoes it. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "control/control_internal.h"
+
+#define EVENTS_PAGE 1000
+#define IMPORT_PAGES_MAX 100
+
+/* A rollout's phase is final. */
+static bool phase_done(const char *phase)
+{
+    return strcmp(phase, "Succeeded") == 0 || strcmp(phase, "Failed") == 0;
+}
+
+static int connect_node(ksv_ctl *ctl, const char *name, ctl_node_conn *conn, ksv_err *err)
+{
+    ksv_node node;
+    if (ksv_store_node_get(ctl->store, name, &node, err) != 0)
+        return -1;
+    int rc = ctl_node_connect(ctl, &node, conn, err);
+    ksv_node_clear(&node);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ starting one */
+
+int ctl_gate_start(ksv_ctl *ctl, const ksv_model *m, const char *canary, const char *stable,
+                   const char *policy_template, ksv_ctl_result *res, ksv_err *err)
+{
+    json_object *policy = json_tokener_parse(policy_template);
+    if (!policy || !json_object_is_type(policy, json_type_object)) {
+        json_object_put(policy);
+        return ksv_err_set(err, 500, "the stored Canary of %s/%s is not a JSON object", m->ns,
+                           m->name);
+    }
+    json_object_object_add(policy, "canary", json_object_new_string(canary));
+    if (stable)
+        json_object_object_add(policy, "stable", json_object_new_string(stable));
+    const char *body = json_object_to_json_string_ext(policy, JSON_C_TO_STRING_PLAIN);
+    char path[256];
+    snprintf(path, sizeof path, "/ksv/v1/models/%s/rollout", m->name);
+    int rc = 0;
+    for (size_t i = 0; i < m->n_nodes; i++) {
+        ctl_node_conn conn;
+        json_object *reply = NULL;
+        ksv_err one;
+        int r = connect_node(ctl, m->nodes[i], &conn, &one);
+        if (r == 0) {
+            r = ksv_engine_client_call_json(conn.client, "PUT", path, body, &reply, &one);
+            ctl_node_disconnect(&conn);
+        }
+        json_object_put(reply);
+        if (res)
+            ctl_result_add(res, m->nodes[i], r == 0, r == 0 ? "gated rollout started" : one.msg);
+        if (r != 0 && rc == 0)
+            rc = ksv_err_set(err, 1, "%s/%s: node %s: starting the gate: %s", m->ns, m->name,
+                             m->nodes[i], ctl_skip_node_prefix(one.msg, m->nodes[i]));
+    }
+    json_object_put(policy);
+    return rc;
+}
+
+/* --------------------------------------------------------------- reading state */
+
+int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
+                        ksv_err *err)
+{
+    *out = NULL;
+    ksv_model m;
+    if (ksv_store_model_resolve(ctl->store, model, ns, &m, err) != 0)
+        return -1;
+    ksv_err ignored;
+    ksv_ctl_import_events(ctl, NULL, NULL, &ignored); /* history and the split catch up */
+    json_object *root = json_object_new_object(), *nodes = json_object_new_array();
+    char ref[300];
+    snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
+    json_object_object_add(root, "model", json_object_new_string(ref));
+    char *cname = NULL, *policy = NULL;
+    int has = ksv_store_canary_get(ctl->store, m.id, &cname, &policy, &ignored);
+    json_object_object_add(root, "canary",
+                           has == 1 ? json_object_new_string(cname) : NULL);
+    free(cname);
+    free(policy);
+    char path[256];
+    snprintf(path, sizeof path, "/ksv/v1/models/%s", m.name);
+    for (size_t i = 0; i < m.n_nodes; i++) {
+        json_object *entry = json_object_new_object(), *state = NULL, *ro = NULL;
+        json_object_object_add(entry, "node", json_object_new_string(m.nodes[i]));
+        ctl_node_conn conn;
+        ksv_err one;
+        int r = connect_node(ctl, m.nodes[i], &conn, &one);
+        if (r == 0) {
+            r = ksv_engine_client_call_json(conn.client, "GET", path, NULL, &state, &one);
+            ctl_node_disconnect(&conn);
+        }
+        if (r == 0 && json_object_object_get_ex(state, "rollout", &ro))
+            json_object_object_add(entry, "rollout", json_object_get(ro));
+        else
+            json_object_object_add(entry, "rollout", NULL);
+        if (r != 0)
+            json_object_object_add(entry, "error",
+                                   json_object_new_string(ctl_skip_node_prefix(one.msg, m.nodes[i])));
+        json_object_put(state);
+        json_object_array_add(nodes, entry);
+    }
+    json_object_object_add(root, "nodes", nodes);
+    ksv_model_clear(&m);
+    *out = root;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------- actions */
+
+int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const char *action,
+                        ksv_ctl_result *res, ksv_err *err)
+{
+    static const char *const actions[] = {"pause", "resume", "abort", "retry", "promote"};
+    bool known = false;
+    for (size_t i = 0; i < sizeof actions / sizeof *actions; i++)
+        known |= strcmp(actions[i], action) == 0;
+    if (!known)
+        return ksv_err_set(err, 2, "unknown rollout action %s", action);
+    ksv_model m;
+    if (ksv_store_model_resolve(ctl->store, model, ns, &m, err) != 0)
+        return -1;
+    char path[256], ref[300];
+    snprintf(path, sizeof path, "/ksv/v1/models/%s/rollout/%s", m.name, action);
+    snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
+    int rc = 0;
+    for (size_t i = 0; i < m.n_nodes; i++) {
+        ctl_node_conn conn;
+        json_object *reply = NULL;
+        ksv_err one;
+        int r = connect_node(ctl, m.nodes[i], &conn, &one);
+        if (r == 0) {
+            r = ksv_engine_client_call_json(conn.client, "POST", path, "", &reply, &one);
+            ctl_node_disconnect(&conn);
+        }
+        json_object *phase;
+        char msg[200];
+        snprintf(msg, sizeof msg, "%s", r == 0 && json_object_object_get_ex(reply, "phase", &phase)
+                                            ? json_object_get_string(phase)
+                                            : ctl_skip_node_prefix(one.msg, m.nodes[i]));
+        json_object_put(reply);
+        ctl_result_add(res, m.nodes[i], r == 0, msg);
+        if (r != 0 && rc == 0)
+            rc = ksv_err_set(err, one.status == 409 || one.status == 404 ? 1 : 1,
+                             "%s: node %s: %s", ref, m.nodes[i], msg);
+    }
+    char action_name[48];
+    snprintf(action_name, sizeof action_name, "rollout %s", action);
+    ksv_err herr;
+    if (ksv_ctl_history(ctl, action_name, ref, NULL, NULL, action, res, NULL, &herr) != 0 &&
+        rc == 0) {
+        *err = herr;
+        rc = -1;
+    }
+    snprintf(res->summary, sizeof res->summary, "%s: rollout %s on %zu node(s)", ref, action,
+             m.n_nodes);
+    ksv_model_clear(&m);
+    return rc;
+}
+
+int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
+                      char *phase_out, size_t phase_cap, ksv_err *err)
+{
+    struct timespec start;
+    clock_gettime(CLOCK_MONOTONIC, &start);
+    for (;;) {
+        json_object *st;
+        if (ksv_ctl_gate_status(ctl, model, ns, &st, err) != 0)
+            return -1;
+        json_object *nodes = json_object_object_get(st, "nodes");
+        bool all_done = true, any_failed = false, any = false;
+        char reason[400] = "";
+        for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+            json_object *ro = json_object_object_get(json_object_array_get_idx(nodes, i),
+                                                     "rollout");
+            if (!ro) {
+                all_done = false;
+                continue;
+            }
+            any = true;
+            const char *phase = json_object_get_string(json_object_object_get(ro, "phase"));
+            if (!phase || !phase_done(phase))
+                all_done = false;
+            else if (strcmp(phase, "Failed") == 0 && !any_failed) {
+                any_failed = true;
+                snprintf(reason, sizeof reason, "node %s: %s",
+                         json_object_get_string(json_object_object_get(
+                             json_object_array_get_idx(nodes, i), "node")),
+                         json_object_get_string(json_object_object_get(ro, "reason")));
+            }
+        }
+        json_object_put(st);
+        if (any && all_done) {
+            snprintf(phase_out, phase_cap, "%s", any_failed ? "Failed" : "Succeeded");
+            if (any_failed)
+                return ksv_err_set(err, 1, "%s", reason);
+            return 0;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double waited = (double)(now.tv_sec - start.tv_sec) +
+                        (double)(now.tv_nsec - start.tv_nsec) * 1e-9;
+        if (waited >= timeout_s) {
+            snprintf(phase_out, phase_cap, "%s", "Progressing");
+            return ksv_err_set(err, 1, "the gated rollout of %s did not finish within %.0f s",
+                               model, timeout_s);
+        }
+        struct timespec nap = {0, 300 * 1000000L};
+        nanosleep(&nap, NULL);
+    }
+}
+
+/* ---------------------------------------------------------------- event import */
+
+/* The console's model that node serves under engine name `name` (0 when none). */
+static int64_t model_on_node(ksv_ctl *ctl, const char *node, const char *name, char *ref,
+                             size_t cap)
+{
+    ksv_model_list list;
+    ksv_err err;
+    int64_t id = 0;
+    if (ksv_store_model_list(ctl->store, NULL, &list, &err) != 0)
+        return 0;
+    for (size_t i = 0; i < list.n && !id; i++) {
+        if (strcmp(list.items[i].name, name) != 0)
+            continue;
+        for (size_t k = 0; k < list.items[i].n_nodes && !id; k++)
+            if (strcmp(list.items[i].nodes[k], node) == 0) {
+                id = list.items[i].id;
+                snprintf(ref, cap, "%s/%s", list.items[i].ns, list.items[i].name);
+            }
+    }
+    ksv_model_list_free(&list);
+    return id;
+}
+
+/* What the gate decided becomes the desired split: a promotion makes the canary the
+ * rolled-out revision at 100%; a rollback gives the stable revision 100%. */
+static int follow_gate(ksv_ctl *ctl, int64_t model_id, const char *kind, const char *revision,
+                       ksv_err *err)
+{
+    bool promoted = strcmp(kind, "gate-succeeded") == 0;
+    bool rolled_back = strcmp(kind, "gate-rollback") == 0 || strcmp(kind, "gate-abort") == 0;
+    if ((!promoted && !rolled_back) || !revision)
+        return 0;
+    ksv_revision rev;
+    if (ksv_store_revision_get(ctl->store, model_id, revision, &rev, err) != 0)
+        return 0; /* a revision the console does not know: nothing to follow */
+    int rc = 0;
+    if (promoted) {
+        ksv_traffic_entry e = {.revision_id = rev.id, .percent = 100};
+        rc = ksv_store_traffic_set(ctl->store, model_id, &e, 1, err);
+        if (rc == 0)
+            rc = ksv_store_stable_set(ctl->store, model_id, rev.id, err);
+    } else {
+        int64_t stable = 0;
+        rc = ksv_store_stable_get(ctl->store, model_id, &stable, err);
+        if (rc == 0 && stable && stable != rev.id) {
+            ksv_traffic_entry e = {.revision_id = stable, .percent = 100};
+            rc = ksv_store_traffic_set(ctl->store, model_id, &e, 1, err);
+        }
+    }
+    ksv_revision_clear(&rev);
+    return rc;
+}
+
+/* One event into history (and the split); caller holds the transaction. */
+static int import_one(ksv_ctl *ctl, const char *node, json_object *e, ksv_err *err)
+{
+    const char *kind = json_object_get_string(json_object_object_get(e, "kind"));
+    const char *model = json_object_get_string(json_object_object_get(e, "model"));
+    const char *revision = json_object_get_string(json_object_object_get(e, "revision"));
+    const char *message = json_object_get_string(json_object_object_get(e, "message"));
+    double t = json_object_get_double(json_object_object_get(e, "time"));
+    if (!kind || !*kind)
+        return 0;
+    char actor[96], ref[300] = "";
+    snprintf(actor, sizeof actor, "%s@%s", strncmp(kind, "gate-", 5) == 0 ? "gate" : "engine",
+             node);
+    int64_t model_id = model ? model_on_node(ctl, node, model, ref, sizeof ref) : 0;
+    if (model && !model_id)
+        snprintf(ref, sizeof ref, "%s", model);
+    json_object *figures = json_object_object_get(e, "figures");
+    char *node_results = NULL;
+    if (figures && json_object_is_type(figures, json_type_object)) {
+        json_object *wrap = json_object_new_object();
+        json_object_object_add(wrap, node, json_object_get(figures));
+        node_results = strdup(json_object_to_json_string_ext(wrap, JSON_C_TO_STRING_PLAIN));
+        json_object_put(wrap);
+    }
+    char seq_text[64], result[] = "ok";
+    snprintf(seq_text, sizeof seq_text, "event %lld",
+             (long long)json_object_get_int64(json_object_object_get(e, "seq")));
+    ksv_history_entry h = {
+        .at_ms = t > 0 ? (int64_t)(t * 1000.0) : 0,
+        .actor = actor,
+        .action = (char *)kind,
+        .model = ref[0] ? ref : NULL,
+        .node = (char *)node,
+        .old_value = seq_text,
+        .new_value = (char *)(message ? message : "-"),
+        .result = result,
+        .node_results_json = node_results,
+    };
+    int rc = ksv_store_history_append(ctl->store, &h, NULL, err);
+    free(node_results);
+    if (rc == 0 && model_id)
+        rc = follow_gate(ctl, model_id, kind, revision, err);
+    return rc;
+}
+
+static int import_node(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err)
+{
+    ctl_node_conn conn;
+    if (connect_node(ctl, node, &conn, err) != 0)
+        return -1;
+    int rc = 0;
+    for (int page = 0; page < IMPORT_PAGES_MAX && rc == 0; page++) {
+        char *log_id = NULL;
+        int64_t since = 0;
+        if (ksv_store_event_cursor_get(ctl->store, node, &log_id, &since, err) < 0) {
+            rc = -1;
+            break;
+        }
+        char path[128];
+        snprintf(path, sizeof path, "/ksv/v1/events?since=%lld&limit=%d", (long long)since,
+                 EVENTS_PAGE);
+        json_object *reply = NULL;
+        if (ksv_engine_client_call_json(conn.client, "GET", path, NULL, &reply, err) != 0) {
+            free(log_id);
+            rc = -1;
+            break;
+        }
+        const char *id = json_object_get_string(json_object_object_get(reply, "log_id"));
+        if (!id) {
+            free(log_id);
+            json_object_put(reply);
+            rc = ksv_err_set(err, 502, "node %s: bad events reply (no log_id)", node);
+            break;
+        }
+        if (log_id && strcmp(log_id, id) != 0 && since > 0) {
+            /* The node's log was reset: read it again from its start. */
+            free(log_id);
+            json_object_put(reply);
+            ksv_err e2;
+            if (ksv_store_event_cursor_set(ctl->store, node, id, 0, &e2) != 0) {
+                *err = e2;
+                rc = -1;
+            }
+            continue;
+        }
+        free(log_id);
+        json_object *events = json_object_object_get(reply, "events");
+        size_t n = json_object_is_type(events, json_type_array) ? json_object_array_length(events)
+                                                                 : 0;
+        int64_t last = since;
+        if (n > 0 && (rc = ksv_store_begin(ctl->store, err)) == 0) {
+            for (size_t i = 0; i < n && rc == 0; i++) {
+                json_object *e = json_object_array_get_idx(events, i);
+                int64_t seq = json_object_get_int64(json_object_object_get(e, "seq"));
+                if (seq <= last)
+                    continue; /* never twice, even from a confused node */
+                rc = import_one(ctl, node, e, err);
+                last = seq;
+                if (rc == 0 && imported)
+                    (*imported)++;
+            }
+            if (rc == 0)
+                rc = ksv_store_event_cursor_set(ctl->store, node, id, last, err);
+            ksv_err ignored;
+            if (rc == 0)
+                rc = ksv_store_commit(ctl->store, err);
+            else if (ksv_store_in_transaction(ctl->store))
+                ksv_store_rollback(ctl->store, &ignored);
+        } else if (n == 0 && !json_object_get_boolean(json_object_object_get(reply, "more"))) {
+            rc = ksv_store_event_cursor_set(ctl->store, node, id, since, err);
+            json_object_put(reply);
+            break;
+        }
+        bool more = json_object_get_boolean(json_object_object_get(reply, "more"));
+        json_object_put(reply);
+        if (!more)
+            break;
+    }
+    ctl_node_disconnect(&conn);
+    return rc;
+}
+
+int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err)
+{
+    if (imported)
+        *imported = 0;
+    if (node)
+        return import_node(ctl, node, imported, err);
+    ksv_node_list nodes;
+    if (ksv_store_node_list(ctl->store, &nodes, err) != 0)
+        return -1;
+    int rc = 0;
+    for (size_t i = 0; i < nodes.n; i++) {
+        ksv_err one;
+        if (import_node(ctl, nodes.items[i].name, imported, &one) != 0 && rc == 0) {
+            *err = one; /* an unreachable node is read next time; the others still are */
+            rc = -1;
+        }
+    }
+    ksv_node_list_free(&nodes);
+    return rc;
+}
