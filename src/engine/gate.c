@@ -361,12 +361,16 @@ static void fail(ksv_gate *g, rollout *r, ksv_gate_progress *p, const char *kind
     p->phase = KSV_PHASE_FAILED;
     p->set_weight = 0;
     p->waiting_since = 0;
-    snprintf(p->reason, sizeof p->reason, "%s", reason);
-    commit(g, r, p);
-    persist(g);
-    event(g, r, p, kind, "rolled back to %s: %s", r->policy.stable, reason);
+    char why[sizeof p->reason];
+    snprintf(why, sizeof why, "%s", reason);
+    /* Stable first: whoever sees Failed sees the traffic already back (a crash before the
+     * record below resumes the step, whose checks fail again). */
     ksv_gate_progress q = *p;
     apply_weight(g, r, &q);
+    snprintf(p->reason, sizeof p->reason, "%s", why);
+    commit(g, r, p);
+    persist(g);
+    event(g, r, p, kind, "rolled back to %s: %s", r->policy.stable, why);
 }
 
 /* Moves to the next step, or to Promoting after the last one. */
