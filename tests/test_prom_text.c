@@ -645,8 +645,30 @@ static void test_floats(void)
     KT_CHECK(ksv_prom_parse_float(longnum, sizeof longnum, &v) == -1, "300-digit number");
 }
 
+/* A release gate's shadow copies (mirrored="true") never reach a client's figures. */
+static void test_mirrored_skipped(void)
+{
+    static const char text[] =
+        "ksv_requests_total{model=\"m\",revision=\"m-2\",code=\"200\"} 3\n"
+        "ksv_requests_total{model=\"m\",revision=\"m-2\",code=\"200\",mirrored=\"true\"} 500\n"
+        "ksv_requests_total{model=\"m\",revision=\"m-2\",code=\"400\",mirrored=\"true\"} 7\n";
+    ksv_prom_doc doc;
+    ksv_err err = {0};
+    ksv_prom_rev_list revs = {0};
+    int rc = ksv_prom_parse(text, sizeof text - 1, NULL, &doc, &err);
+    if (rc == 0)
+        rc = ksv_prom_extract_ksv(&doc, &revs, &err);
+    const ksv_prom_rev *r = rc == 0 ? ksv_prom_rev_find(&revs, "m", "m-2") : NULL;
+    KT_CHECK(r && ksv_prom_rev_requests(r, 100, 999) == 3,
+             "mirrored series are left out of the revision's requests (%s)", err.msg);
+    if (rc == 0 || revs.items)
+        ksv_prom_rev_list_free(&revs);
+    ksv_prom_doc_free(&doc);
+}
+
 int main(void)
 {
+    test_mirrored_skipped();
     test_good();
     test_broken();
     test_extract_broken();

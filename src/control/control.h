@@ -216,9 +216,10 @@ int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const c
  * (status 1) on Failed (the reason) or after timeout_s. phase_out gets the outcome. */
 int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
                       char *phase_out, size_t phase_cap, ksv_err *err);
-/* Reads a node's (NULL: every node's) new events into history, once each (keyed by node
- * and seq; actor gate@NODE or engine@NODE, action the event's kind), and moves the desired
- * split to what a gate decided. An unreachable node is read next time. */
+/* Reads a node's (NULL: every node holding a model a Canary gates) new events into history,
+ * once each (keyed by node and seq; actor gate@NODE or engine@NODE, action the event's
+ * kind), and moves the desired split to what a gate decided. An unreachable node is read
+ * next time. */
 int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err);
 
 /* The rest of the layer's public interface. */

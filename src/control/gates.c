@@ -79,7 +79,8 @@ int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_ob
     if (ksv_store_model_resolve(ctl->store, model, ns, &m, err) != 0)
         return -1;
     ksv_err ignored;
-    ksv_ctl_import_events(ctl, NULL, NULL, &ignored); /* history and the split catch up */
+    for (size_t i = 0; i < m.n_nodes; i++) /* history and the split catch up */
+        ksv_ctl_import_events(ctl, m.nodes[i], NULL, &ignored);
     json_object *root = json_object_new_object(), *nodes = json_object_new_array();
     char ref[300];
     snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
@@ -292,14 +293,7 @@ static int import_one(ksv_ctl *ctl, const char *node, json_object *e, ksv_err *e
     int64_t model_id = model ? model_on_node(ctl, node, model, ref, sizeof ref) : 0;
     if (model && !model_id)
         snprintf(ref, sizeof ref, "%s", model);
-    json_object *figures = json_object_object_get(e, "figures");
-    char *node_results = NULL;
-    if (figures && json_object_is_type(figures, json_type_object)) {
-        json_object *wrap = json_object_new_object();
-        json_object_object_add(wrap, node, json_object_get(figures));
-        node_results = strdup(json_object_to_json_string_ext(wrap, JSON_C_TO_STRING_PLAIN));
-        json_object_put(wrap);
-    }
+    /* The figures stay in the node's log (GET /ksv/v1/events); the row names the event. */
     char seq_text[64], result[] = "ok";
     snprintf(seq_text, sizeof seq_text, "event %lld",
              (long long)json_object_get_int64(json_object_object_get(e, "seq")));
@@ -312,10 +306,8 @@ static int import_one(ksv_ctl *ctl, const char *node, json_object *e, ksv_err *e
         .old_value = seq_text,
         .new_value = (char *)(message ? message : "-"),
         .result = result,
-        .node_results_json = node_results,
     };
     int rc = ksv_store_history_append(ctl->store, &h, NULL, err);
-    free(node_results);
     if (rc == 0 && model_id)
         rc = follow_gate(ctl, model_id, kind, revision, err);
     return rc;
@@ -404,17 +396,36 @@ int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_
         *imported = 0;
     if (node)
         return import_node(ctl, node, imported, err);
-    ksv_node_list nodes;
-    if (ksv_store_node_list(ctl->store, &nodes, err) != 0)
+    /* Every node that holds a model a Canary gates (others have no gate to report). */
+    ksv_model_list models;
+    if (ksv_store_model_list(ctl->store, NULL, &models, err) != 0)
         return -1;
+    char **done = NULL;
+    size_t n_done = 0;
     int rc = 0;
-    for (size_t i = 0; i < nodes.n; i++) {
+    for (size_t i = 0; i < models.n; i++) {
+        char *name = NULL, *policy = NULL;
         ksv_err one;
-        if (import_node(ctl, nodes.items[i].name, imported, &one) != 0 && rc == 0) {
-            *err = one; /* an unreachable node is read next time; the others still are */
-            rc = -1;
+        int gated = ksv_store_canary_get(ctl->store, models.items[i].id, &name, &policy, &one);
+        free(name);
+        free(policy);
+        for (size_t k = 0; gated == 1 && k < models.items[i].n_nodes; k++) {
+            const char *node_name = models.items[i].nodes[k];
+            bool seen = false;
+            for (size_t j = 0; j < n_done && !seen; j++)
+                seen = strcmp(done[j], node_name) == 0;
+            char **grown = seen ? NULL : realloc(done, (n_done + 1) * sizeof *grown);
+            if (seen || !grown)
+                continue;
+            done = grown;
+            done[n_done++] = models.items[i].nodes[k];
+            if (import_node(ctl, node_name, imported, &one) != 0 && rc == 0) {
+                *err = one; /* an unreachable node is read next time; the others still are */
+                rc = -1;
+            }
         }
     }
-    ksv_node_list_free(&nodes);
+    free(done);
+    ksv_model_list_free(&models);
     return rc;
 }

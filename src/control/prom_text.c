@@ -760,6 +760,9 @@ static int collect_sample(collector *c, const ksv_prom_sample *s, ksv_family f)
     if (!model || !revision)
         return ksv_err_set(err, 400, "line %zu: %s without %s label", s->line, s->name,
                            model ? "a revision" : "a model");
+    const char *mirrored = ksv_prom_label_value(s, "mirrored");
+    if (mirrored && strcmp(mirrored, "true") == 0)
+        return 0; /* a release gate's shadow copies: never a client's figures */
     size_t idx;
     ksv_prom_rev *r = find_or_add(c, model, revision, &idx);
     if (!r)

@@ -24,8 +24,10 @@
 /* The canary's counters at one moment (monotonic seconds). */
 typedef struct gate_sample {
     double mono;
-    uint64_t ok, total;
-    ksv_hist_snap *hist;
+    uint64_t ok, total;           /* the canary's answers to clients */
+    uint64_t m_ok, m_total;       /* its answers to mirrored copies */
+    uint64_t rows, diff_rows;     /* mirrored rows compared with stable's, and differing */
+    ksv_hist_snap *hist, *mhist;
 } gate_sample;
 
 typedef struct rollout {
@@ -36,6 +38,7 @@ typedef struct rollout {
     uint64_t checks_total[KSV_GATE_MAX_METRICS][4]; /* by verdict, since the engine started */
     /* Only the apply_mu holder touches these. */
     double hold_mono;             /* when the current hold began; 0: begin one next tick */
+    bool mirroring;               /* the registry copies requests to the canary now */
     gate_sample ring[RING];       /* one sample per judgement, the window's baselines */
     size_t ring_n, ring_next;
 } rollout;
@@ -80,7 +83,8 @@ static void ring_clear(rollout *r)
 {
     for (size_t i = 0; i < RING; i++) {
         free(r->ring[i].hist);
-        r->ring[i].hist = NULL;
+        free(r->ring[i].mhist);
+        r->ring[i].hist = r->ring[i].mhist = NULL;
     }
     r->ring_n = r->ring_next = 0;
 }
@@ -201,13 +205,19 @@ static int take_sample(ksv_gate *g, const rollout *r, double now, gate_sample *s
 {
     ksv_rev_sample rs;
     ksv_err err;
-    if (!s->hist && !(s->hist = malloc(sizeof *s->hist)))
+    if ((!s->hist && !(s->hist = malloc(sizeof *s->hist))) ||
+        (!s->mhist && !(s->mhist = malloc(sizeof *s->mhist))))
         return -1;
-    if (ksv_registry_sample(g->reg, r->model, r->policy.canary, &rs, s->hist, &err) != 0)
+    if (ksv_registry_sample(g->reg, r->model, r->policy.canary, &rs, s->hist, s->mhist,
+                            &err) != 0)
         return -1;
     s->mono = now;
     s->ok = rs.ok;
     s->total = rs.total;
+    s->m_ok = rs.mirror_ok;
+    s->m_total = rs.mirror_total;
+    s->rows = rs.mirror_rows;
+    s->diff_rows = rs.mirror_diff_rows;
     return 0;
 }
 
@@ -247,7 +257,7 @@ static bool in_range(const ksv_gate_metric *m, double v)
 }
 
 /* Judges every metric over its window; fills checks[]. */
-static void judge(const rollout *r, const gate_sample *now_s, double wall,
+static void judge(const rollout *r, const gate_sample *now_s, double wall, bool mirrored,
                   ksv_gate_check *checks, ksv_hist_snap *scratch)
 {
     const ksv_gate_policy *pol = &r->policy;
@@ -259,17 +269,27 @@ static void judge(const rollout *r, const gate_sample *now_s, double wall,
         c->time = wall;
         c->value = NAN;
         c->requests = 0;
-        if (m->kind == KSV_METRIC_DISAGREEMENT || !b) {
-            c->verdict = KSV_VERDICT_INCONCLUSIVE; /* nothing compared yet */
+        if (m->kind == KSV_METRIC_DISAGREEMENT && !mirrored) {
+            c->verdict = KSV_VERDICT_NONE; /* judged on mirrored traffic only */
             continue;
         }
-        uint64_t total = now_s->total - b->total, ok = now_s->ok - b->ok;
+        if (!b) {
+            c->verdict = KSV_VERDICT_INCONCLUSIVE; /* nothing to compare with yet */
+            continue;
+        }
+        /* In mirrored iterations the canary serves no client: its copies are judged. */
+        uint64_t total = mirrored ? now_s->m_total - b->m_total : now_s->total - b->total;
+        uint64_t ok = mirrored ? now_s->m_ok - b->m_ok : now_s->ok - b->ok;
         c->requests = total;
         if (m->kind == KSV_METRIC_SUCCESS_RATE) {
             c->value = total ? 100.0 * (double)ok / (double)total : NAN;
-        } else {
-            ksv_hist_snap_delta(now_s->hist, b->hist, scratch);
+        } else if (m->kind == KSV_METRIC_DURATION) {
+            ksv_hist_snap_delta(mirrored ? now_s->mhist : now_s->hist,
+                                mirrored ? b->mhist : b->hist, scratch);
             c->value = total ? 1000.0 * ksv_hist_quantile(scratch, 0.99) : NAN;
+        } else {
+            uint64_t rows = now_s->rows - b->rows, diff = now_s->diff_rows - b->diff_rows;
+            c->value = rows ? (double)diff / (double)rows : NAN;
         }
         c->verdict = total < m->min_requests ? KSV_VERDICT_INCONCLUSIVE
                      : in_range(m, c->value) ? KSV_VERDICT_PASS
@@ -419,7 +439,7 @@ static void judge_step(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now
         free(scratch);
         return; /* tried again next tick */
     }
-    judge(r, s, wall, p->checks, scratch);
+    judge(r, s, wall, p->step < 0, p->checks, scratch);
     free(scratch);
     r->hold_mono = now;
     int fails = 0, holds = 0, first_fail = -1, first_hold = -1;
@@ -480,14 +500,29 @@ static void judge_step(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now
     advance(g, r, p, now);
 }
 
+/* Copies of stable's requests go to the canary during mirrored iterations only. */
+static void set_mirroring(ksv_gate *g, rollout *r, bool on)
+{
+    if (r->mirroring == on)
+        return;
+    ksv_err err;
+    if (ksv_registry_set_mirror(g->reg, r->model, on ? r->policy.canary : NULL,
+                                r->policy.mirror_weight, &err) == 0)
+        r->mirroring = on;
+    else if (on)
+        ksv_log(KSV_LOG_WARN, NULL, "gate: model %s: cannot mirror: %s", r->model, err.msg);
+    else
+        r->mirroring = false; /* the model is gone: nothing is mirrored */
+}
+
 /* One rollout's tick. Caller holds apply_mu. */
 static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
 {
     ksv_gate_progress p = r->prog;
     ksv_rev_sample cs, ss;
     ksv_err err;
-    if (ksv_registry_sample(g->reg, r->model, r->policy.canary, &cs, NULL, &err) != 0 ||
-        ksv_registry_sample(g->reg, r->model, r->policy.stable, &ss, NULL, &err) != 0) {
+    if (ksv_registry_sample(g->reg, r->model, r->policy.canary, &cs, NULL, NULL, &err) != 0 ||
+        ksv_registry_sample(g->reg, r->model, r->policy.stable, &ss, NULL, NULL, &err) != 0) {
         char reason[sizeof p.reason];
         snprintf(reason, sizeof reason, "canceled: %.300s (the model changed under the rollout)",
                  err.msg);
@@ -551,6 +586,9 @@ static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
     case KSV_PHASE_FAILED:
         break;
     }
+    set_mirroring(g, r, r->policy.mirror && r->prog.step < 0 &&
+                            (r->prog.phase == KSV_PHASE_PROGRESSING ||
+                             r->prog.phase == KSV_PHASE_WAITING));
 }
 
 static void tick(ksv_gate *g)
@@ -563,10 +601,11 @@ static void tick(ksv_gate *g)
             tick_one(g, r, now, wall);
             continue;
         }
+        set_mirroring(g, r, false);
         /* A finished rollout's weight is still shown (and an operator may move it). */
         ksv_rev_sample cs;
         ksv_err err;
-        int w = ksv_registry_sample(g->reg, r->model, r->policy.canary, &cs, NULL, &err) == 0
+        int w = ksv_registry_sample(g->reg, r->model, r->policy.canary, &cs, NULL, NULL, &err) == 0
                     ? cs.traffic
                     : 0;
         pthread_mutex_lock(&g->mu);
@@ -581,9 +620,14 @@ static void *gate_main(void *arg)
     ksv_gate *g = arg;
     pthread_mutex_lock(&g->wake_mu);
     while (!g->stop) {
+        pthread_mutex_lock(&g->mu);
+        bool idle = g->n == 0;
+        pthread_mutex_unlock(&g->mu);
         struct timespec until;
         clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_nsec += TICK_NS;
+        /* No rollout: a slow tick (a PUT wakes the thread at once). */
+        until.tv_sec += idle ? 1 : 0;
+        until.tv_nsec += idle ? 0 : TICK_NS;
         if (until.tv_nsec >= 1000000000L) {
             until.tv_sec++;
             until.tv_nsec -= 1000000000L;
@@ -693,7 +737,7 @@ int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err
     int rc = ksv_gate_policy_from_json(body, pol, err);
     ksv_rev_sample rs;
     if (rc == 0)
-        rc = ksv_registry_sample(g->reg, model, pol->canary, &rs, NULL, err);
+        rc = ksv_registry_sample(g->reg, model, pol->canary, &rs, NULL, NULL, err);
     if (rc == 0 && !pol->stable[0]) {
         rc = ksv_registry_main_revision(g->reg, model, pol->canary, pol->stable, err);
         if (rc == 0 && !pol->stable[0])
@@ -701,7 +745,7 @@ int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err
                                        "keep serving: give stable", model, pol->canary);
     }
     if (rc == 0)
-        rc = ksv_registry_sample(g->reg, model, pol->stable, &rs, NULL, err);
+        rc = ksv_registry_sample(g->reg, model, pol->stable, &rs, NULL, NULL, err);
     rollout *old = rc == 0 ? find(g, model) : NULL;
     if (rc == 0 && old && strcmp(old->policy.canary, pol->canary) == 0 &&
         strcmp(old->policy.stable, pol->stable) == 0) {
@@ -768,6 +812,9 @@ int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err
         persist(g);
         event(g, r, &r->prog, "gate-start", "rollout of %s begins (stable %s, %d step(s)%s)",
               pol->canary, pol->stable, pol->n_steps, pol->mirror ? ", mirrored first" : "");
+        pthread_mutex_lock(&g->wake_mu);
+        pthread_cond_signal(&g->wake);
+        pthread_mutex_unlock(&g->wake_mu);
         r = NULL;
     }
     rollout_free(r);
@@ -892,6 +939,23 @@ void ksv_gate_write_prometheus(ksv_gate *g, ksv_sb *sb)
                               r->model, ksv_gate_metric_name(r->policy.metrics[m].kind),
                               ksv_verdict_name(shown[v]),
                               (unsigned long long)r->checks_total[m][shown[v]]);
+    }
+    bool head = false;
+    for (size_t i = 0; i < g->n; i++) {
+        const rollout *r = g->items[i];
+        for (int m = 0; m < r->policy.n_metrics; m++) {
+            const ksv_gate_check *c = &r->prog.checks[m];
+            if (r->policy.metrics[m].kind != KSV_METRIC_DISAGREEMENT || !isfinite(c->value) ||
+                c->verdict == KSV_VERDICT_NONE)
+                continue;
+            if (!head)
+                ksv_sb_puts(sb, "# HELP ksv_prediction_disagreement Share of mirrored rows "
+                                "answered differently from stable (last window).\n"
+                                "# TYPE ksv_prediction_disagreement gauge\n");
+            head = true;
+            ksv_sb_printf(sb, "ksv_prediction_disagreement{model=\"%s\",revision=\"%s\"} %.6g\n",
+                          r->model, r->policy.canary, c->value);
+        }
     }
     pthread_mutex_unlock(&g->mu);
 }

@@ -13,6 +13,7 @@
 #include "common/strbuf.h"
 #include "engine/events.h"
 #include "engine/gate.h"
+#include "engine/mirror.h"
 #include "engine/gpu_telemetry.h"
 #include "engine/model_spec.h"
 #include "engine/registry.h"
@@ -43,6 +44,7 @@ typedef struct ksv_engine_info {
     ksv_repository *repository;   /* the V2 repository extension's state */
     ksv_event_log *events;        /* the state dir's event log (events.h) */
     ksv_gate *gate;               /* release gates (gate.h) */
+    ksv_mirror *mirror;           /* their shadow traffic (mirror.h) */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {

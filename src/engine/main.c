@@ -21,6 +21,7 @@
 #include "engine/batcher.h"
 #include "engine/events.h"
 #include "engine/gate.h"
+#include "engine/mirror.h"
 #include "engine/http_server.h"
 #include "engine/options.h"
 #include "engine/registry.h"
@@ -188,6 +189,7 @@ int main(int argc, char **argv)
     ksv_repository *repo = NULL;
     ksv_event_log *events = NULL;
     ksv_gate *gate = NULL;
+    ksv_mirror *mirror = NULL;
     ksv_engine_info info = {0};
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
@@ -217,6 +219,8 @@ int main(int argc, char **argv)
         apply_cli_models(reg, opt, &err) != 0 ||
         ksv_repository_create(opt->model_dir, KSV_DEFAULT_RUNTIME, &repo, &err) != 0)
         ksv_gate_create(reg, events, opt->state_dir, &gate, &err) != 0)
+        ksv_gate_create(reg, events, opt->state_dir, &gate, &err) != 0 ||
+        ksv_mirror_start(reg, &mirror, &err) != 0)
         goto fail;
     ksv_runtime_build build;
     ksv_runtime_build_info(&build);
@@ -242,6 +246,7 @@ int main(int argc, char **argv)
         .repository = repo,
         .events = events,
         .gate = gate,
+        .mirror = mirror,
     };
     ksv_http_limits limits = {
         .request_timeout = opt->request_timeout,
@@ -307,6 +312,7 @@ fail:
         ksv_log(KSV_LOG_ERROR, NULL, "%s", err.msg);
     ksv_http_server_stop(srv);
     ksv_gate_destroy(gate);
+    ksv_mirror_stop(mirror);
     ksv_gpu_telemetry_close(gpu);
     ksv_registry_destroy(reg);
     ksv_repository_destroy(repo);

@@ -45,6 +45,8 @@ struct ksv_model {
     bool pending;                 /* desired split not in effect yet */
     bool deleted;
     int rev_structs;              /* revisions (live or dead) pointing at this model */
+    ksv_revision *mirror;         /* where a release gate copies requests; NULL: nowhere */
+    int mirror_weight;            /* percent of requests copied */
     pthread_mutex_t errors_mu;    /* error path only */
     ksv_error_entry errors[ERROR_RING];
     size_t errors_next, errors_count;
@@ -172,6 +174,7 @@ static ksv_revision *revision_new(ksv_model *m, const ksv_revision_spec *spec)
     rev->state = KSV_REV_LOADING;
     rev->ops = ksv_runtime_find(spec->runtime);
     ksv_hist_init(&rev->latency);
+    ksv_hist_init(&rev->mirror_latency);
     ksv_cold_state_init(&rev->cold);
     m->rev_structs++;
     return rev;
@@ -282,8 +285,11 @@ static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
         for (size_t j = 0; j < m->spec.n_revisions; j++)
             listed |= strcmp(m->spec.revisions[j].name, rev->spec.name) == 0;
         if (!listed && rev->traffic == 0 &&
-            push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, rev))
+            push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, rev)) {
+            if (m->mirror == rev)
+                m->mirror = NULL; /* a revision leaving the model is mirrored to no more */
             continue;
+        }
         m->revs[kept++] = rev;
     }
     m->n_revs = kept;
@@ -823,7 +829,7 @@ static bool load_one(ksv_registry *reg)
     ksv_model_info info;
     memset(&info, 0, sizeof info);
     ksv_runtime_options opts = {
-        .workers = reg->workers,
+        .workers = reg->workers + 1, /* the last index is the mirror thread's */
         .predict_threads = spec.predict_threads,
         .booster_pool = spec.booster_pool,
         .gpu = reg->gpu,
@@ -1600,6 +1606,14 @@ void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb)
         sb->oom = true;
 }
 
+static bool has_mirrored(ksv_revision *rev)
+{
+    for (int s = 0; s < KSV_CODE_SLOTS; s++)
+        if (atomic_load_explicit(&rev->mirror_codes[s], memory_order_relaxed))
+            return true;
+    return false;
+}
+
 typedef enum {
     FAM_REQUESTS,
     FAM_DURATION,
@@ -1648,10 +1662,27 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
                                       ksv_code_of_slot(s) ? ksv_code_of_slot(s) : 599,
                                       (unsigned long long)c);
                 }
+                /* Shadow copies a release gate sent: their own series, never the clients'. */
+                for (int s = 0; has_mirrored(rev) && s < KSV_CODE_SLOTS; s++) {
+                    uint64_t c =
+                        atomic_load_explicit(&rev->mirror_codes[s], memory_order_relaxed);
+                    if (c)
+                        ksv_sb_printf(sb,
+                                      "ksv_requests_total{%s,code=\"%d\",mirrored=\"true\"} "
+                                      "%llu\n",
+                                      labels, ksv_code_of_slot(s) ? ksv_code_of_slot(s) : 599,
+                                      (unsigned long long)c);
+                }
                 break;
             case FAM_DURATION:
                 ksv_hist_snapshot(&rev->latency, snap);
                 ksv_hist_write_prometheus(sb, "ksv_request_duration_seconds", labels, snap);
+                if (has_mirrored(rev)) {
+                    char mlabels[sizeof labels + 20];
+                    snprintf(mlabels, sizeof mlabels, "%s,mirrored=\"true\"", labels);
+                    ksv_hist_snapshot(&rev->mirror_latency, snap);
+                    ksv_hist_write_prometheus(sb, "ksv_request_duration_seconds", mlabels, snap);
+                }
                 break;
             case FAM_INFLIGHT:
                 ksv_sb_printf(sb, "ksv_inflight_requests{%s} %lld\n", labels,
@@ -1804,7 +1835,8 @@ ksv_event_log *ksv_registry_events(ksv_registry *reg)
 /* ------------------------------------------------------------ release gate hooks */
 
 int ksv_registry_sample(ksv_registry *reg, const char *model, const char *revision,
-                        ksv_rev_sample *out, ksv_hist_snap *hist, ksv_err *err)
+                        ksv_rev_sample *out, ksv_hist_snap *hist, ksv_hist_snap *mirror_hist,
+                        ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&reg->lock);
@@ -1822,9 +1854,20 @@ int ksv_registry_sample(ksv_registry *reg, const char *model, const char *revisi
             if (code >= 200 && code < 300)
                 out->ok += c;
         }
+        for (int s = 0; s < KSV_CODE_SLOTS; s++) {
+            uint64_t c = atomic_load_explicit(&rev->mirror_codes[s], memory_order_relaxed);
+            int code = ksv_code_of_slot(s);
+            out->mirror_total += c;
+            if (code >= 200 && code < 300)
+                out->mirror_ok += c;
+        }
+        out->mirror_rows = atomic_load(&rev->mirror_rows);
+        out->mirror_diff_rows = atomic_load(&rev->mirror_diff_rows);
         snprintf(out->error, sizeof out->error, "%s", rev->error);
         if (hist)
             ksv_hist_snapshot(&rev->latency, hist);
+        if (mirror_hist)
+            ksv_hist_snapshot(&rev->mirror_latency, mirror_hist);
     }
     pthread_rwlock_unlock(&reg->lock);
     if (!m)
@@ -1899,4 +1942,62 @@ void ksv_registry_set_state_extra(ksv_registry *reg, ksv_model_state_extra_fn fn
 {
     reg->state_extra = fn;
     reg->state_extra_ctx = ctx;
+}
+
+/* ------------------------------------------------------------------ mirroring */
+
+int ksv_registry_set_mirror(ksv_registry *reg, const char *model, const char *revision,
+                            int weight, ksv_err *err)
+{
+    pthread_rwlock_wrlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    ksv_revision *rev = m && revision ? find_revision(m, revision) : NULL;
+    int rc = 0;
+    if (!m)
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    else if (revision && !rev)
+        rc = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+    else {
+        m->mirror = rev;
+        m->mirror_weight = weight < 0 ? 0 : weight > 100 ? 100 : weight;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
+
+bool ksv_registry_mirror_route(ksv_registry *reg, const ksv_route *served, uint64_t *rng,
+                               ksv_route *out)
+{
+    bool due = false;
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = served->model;
+    ksv_revision *rev = m && !m->deleted ? m->mirror : NULL;
+    if (rev && rev != served->rev && is_loaded(rev) &&
+        (int)(next_random(rng) % 100) < m->mirror_weight) {
+        atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
+        out->rev = rev;
+        out->model = m;
+        due = true;
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return due;
+}
+
+void ksv_registry_finish_mirror(ksv_route *route, int status, double seconds, uint64_t rows,
+                                uint64_t diff_rows)
+{
+    ksv_revision *rev = route->rev;
+    atomic_fetch_add_explicit(&rev->mirror_codes[ksv_code_slot(status)], 1,
+                              memory_order_relaxed);
+    ksv_hist_record(&rev->mirror_latency, seconds);
+    atomic_fetch_add_explicit(&rev->mirror_rows, rows, memory_order_relaxed);
+    atomic_fetch_add_explicit(&rev->mirror_diff_rows, diff_rows, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
+    route->rev = NULL;
+    route->model = NULL;
+}
+
+unsigned ksv_registry_mirror_worker(const ksv_registry *reg)
+{
+    return reg->workers;
 }

@@ -75,6 +75,11 @@ typedef struct ksv_revision {
     _Atomic uint64_t codes[KSV_CODE_SLOTS];
     ksv_hist latency;
     ksv_infer_stats stats;        /* Triton's statistics extension (data_plane.c records) */
+    /* Mirrored (shadow) requests a release gate copied to it: never in the client-facing
+     * series above. rows: answers compared with stable's; diff_rows: those that differed. */
+    _Atomic uint64_t mirror_codes[KSV_CODE_SLOTS];
+    ksv_hist mirror_latency;
+    _Atomic uint64_t mirror_rows, mirror_diff_rows;
 } ksv_revision;
 
 /* What a request holds between begin and finish. */
@@ -175,12 +180,28 @@ typedef struct ksv_rev_sample {
     bool loaded;
     uint64_t ok;                  /* 2xx answers */
     uint64_t total;               /* all answers */
+    uint64_t mirror_ok, mirror_total; /* the same for mirrored requests */
+    uint64_t mirror_rows, mirror_diff_rows; /* mirrored rows compared, and differing */
     char error[512];              /* last load failure, "" when none */
 } ksv_rev_sample;
 
 /* 404 when the model or revision is unknown. */
 int ksv_registry_sample(ksv_registry *reg, const char *model, const char *revision,
-                        ksv_rev_sample *out, ksv_hist_snap *hist, ksv_err *err);
+                        ksv_rev_sample *out, ksv_hist_snap *hist, ksv_hist_snap *mirror_hist,
+                        ksv_err *err);
+/* Mirroring: copies of the requests other revisions answer go to `revision` (NULL: none)
+ * for weight percent of them. */
+int ksv_registry_set_mirror(ksv_registry *reg, const char *model, const char *revision,
+                            int weight, ksv_err *err);
+/* For a request `served` answered: the mirror revision to copy it to (the route holds it
+ * until ksv_registry_finish_mirror), or false when none is due. */
+bool ksv_registry_mirror_route(ksv_registry *reg, const ksv_route *served, uint64_t *rng,
+                               ksv_route *out);
+void ksv_registry_finish_mirror(ksv_route *route, int status, double seconds, uint64_t rows,
+                                uint64_t diff_rows);
+/* The predict() worker index kept for the mirror thread (runtimes are loaded for one more
+ * worker than the HTTP threads). */
+unsigned ksv_registry_mirror_worker(const ksv_registry *reg);
 /* The revision with the largest desired share other than `except` ("" when none). */
 int ksv_registry_main_revision(ksv_registry *reg, const char *model, const char *except,
                                char out[KSV_NAME_MAX], ksv_err *err);
