@@ -164,9 +164,9 @@ json_object *ksv_cli_view_json(const ksv_model_view *v);
 void ksv_cli_split_text(const ksv_model_view *v, char *out, size_t cap);
 void ksv_cli_nodes_text(const ksv_model *m, char *out, size_t cap);
 
-/* cmd_gate.c: release gates. status prints the gate section (into: adds "gate" to a JSON
- * object instead); active: some node runs a gated rollout (or a Failed one, when asked);
- * wait: blocks until Succeeded (0) or Failed (1, with the reason). */
+/* Release gates (cmd_gate.c). status prints the gate section of `rollout status` (into: adds
+ * "gate" to that JSON object instead); active: some node runs a gated rollout (or a Failed
+ * one, when asked); wait: until Succeeded (0) or Failed (1, with the reason). */
 int ksv_cli_gate_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_object *into);
 bool ksv_cli_gate_active(ksv_cli *cli, ksv_ctl *ctl, const char *model, bool include_failed);
 int ksv_cli_gate_wait(ksv_cli *cli, ksv_ctl *ctl, const char *model);

@@ -1,4 +1,5 @@
-/* cmd_apply.c: `ksv apply -f FILE [--node NAME]...`: InferenceService manifests in. */
+/* cmd_apply.c: `ksv apply -f FILE [--node NAME]... [--wait]`: InferenceService and Flagger
+ * Canary manifests in; --wait blocks until each gated rollout they started ends. */
 #include <stdio.h>
 
 #include "cli/cli.h"
@@ -29,6 +30,23 @@ static int apply(ksv_cli *cli, const ksv_args *a)
     }
     ksv_apply_options o = {.nodes = nodes, .n_nodes = n_nodes, .timeout_s = cli->timeout_s};
     int rc = ksv_ctl_apply(c.ctl, &list, &o, &c.res, &c.err);
+    ksv_ctl_result res = {0};
+    int rc = ksv_ctl_apply(ctl, &list, &o, &res, &err);
+    int code = ksv_cli_report(cli, &res, rc, &err);
+    ksv_ctl_result_free(&res);
+    /* --wait: until each gated rollout of this apply ends (0 Succeeded, 1 Failed). */
+    for (size_t i = 0; ksv_args_has(a, "--wait") && code == 0 && i < list.n; i++) {
+        char ref[300];
+        snprintf(ref, sizeof ref, "%s/%s", list.items[i].namespace_name, list.items[i].name);
+        json_object *st = NULL;
+        ksv_err gerr;
+        bool gated = ksv_ctl_gate_status(ctl, ref, NULL, &st, &gerr) == 0 &&
+                     json_object_object_get(st, "canary") != NULL;
+        json_object_put(st);
+        if (gated)
+            code = ksv_cli_gate_wait(cli, ctl, ref);
+    }
+    ksv_ctl_close(ctl);
     ksv_manifest_list_free(&list);
     return ksv_cli_change_end(cli, &c, rc);
 }
@@ -36,6 +54,7 @@ static int apply(ksv_cli *cli, const ksv_args *a)
 static const ksv_opt apply_opts[] = {
     {.name = "--filename", .alias = "-f", .kind = KSV_OPT_STRING},
     {.name = "--node", .kind = KSV_OPT_LIST},
+    {.name = "--wait", .kind = KSV_OPT_FLAG},
     {0},
 };
 
@@ -46,6 +65,6 @@ static const ksv_cmd_entry apply_entries[] = {
 
 const ksv_cmd_group ksv_cmd_group_apply = {
     .name = "apply",
-    .usage = "apply -f FILE [--node NAME]...",
+    .usage = "apply -f FILE [--node NAME]... [--wait]",
     .entries = apply_entries,
 };

@@ -60,6 +60,9 @@ static int history(ksv_cli *cli, const ksv_args *a)
     ksv_ctl *ctl;
     if (ksv_cli_open(cli, &ctl))
         return 1;
+    /* What the engines decided alone (release gates) enters history first, once each. */
+    ksv_err ierr;
+    ksv_ctl_import_events(ctl, NULL, NULL, &ierr);
     char ref[300] = "";
     ksv_err err;
     if (model) {

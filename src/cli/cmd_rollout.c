@@ -1,5 +1,7 @@
-/* cmd_rollout.c: `ksv rollout status | set-traffic | promote | rollback`: canary traffic. */
+/* cmd_rollout.c: `ksv rollout status | set-traffic | promote | rollback`: canary traffic;
+ * `ksv rollout pause | resume | abort | retry`: the engines' release gate (cmd_gate.c). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "cli/cli.h"
 
@@ -13,15 +15,98 @@ static int rollout(ksv_cli *cli, const ksv_rollout_request *req)
     return ksv_cli_change_end(cli, &c, rc);
 }
 
+/* pause | resume | abort | retry | promote of the engines' release gate. */
+static int gate_action(ksv_cli *cli, ksv_ctl *ctl, const char *model, const char *action)
+{
+    ksv_ctl_result res = {0};
+    ksv_err err;
+    ksv_err_clear(&err);
+    int rc = ksv_ctl_gate_action(ctl, model, cli->ns, action, &res, &err);
+    int code = ksv_cli_report(cli, &res, rc, &err);
+    ksv_ctl_result_free(&res);
+    return code;
+}
+
+/* While an engine's gate rolls the model out it owns the split: promote overrides the gate
+ * (recorded as manual) and rollback aborts it. Returns -1 when no gate is involved. */
+static int gate_override(ksv_cli *cli, const ksv_rollout_request *req)
+{
+    ksv_ctl *ctl;
+    if (ksv_cli_open(cli, &ctl))
+        return 1;
+    bool promote = req->op == KSV_ROLLOUT_PROMOTE;
+    int code = -1;
+    if ((promote || (req->op == KSV_ROLLOUT_ROLLBACK && !req->to_revision)) &&
+        ksv_cli_gate_active(cli, ctl, req->model, promote))
+        code = gate_action(cli, ctl, req->model, promote ? "promote" : "abort");
+    ksv_ctl_close(ctl);
+    return code;
+}
+
 static ksv_rollout_request request(const ksv_cli *cli, const ksv_args *a, ksv_rollout_op op)
 {
     return (ksv_rollout_request){.op = op, .model = ksv_args_pos(a, 0), .ns = cli->ns,
                                  .timeout_s = cli->timeout_s};
 }
 
+/* The revisions and their split, then the release gate on each node (if any). */
 static int rollout_status(ksv_cli *cli, const ksv_args *a)
 {
-    return ksv_cli_with_view(cli, ksv_args_pos(a, 0), ksv_cli_print_revisions);
+    const char *model = ksv_args_pos(a, 0);
+    ksv_ctl *ctl;
+    if (ksv_cli_open(cli, &ctl))
+        return 1;
+    ksv_model_view v;
+    ksv_err err;
+    if (ksv_ctl_model_view(ctl, model, cli->ns, &v, &err) != 0) {
+        ksv_ctl_close(ctl);
+        return ksv_fail("%s", err.msg);
+    }
+    int code;
+    if (cli->json) {
+        json_object *o = ksv_cli_view_json(&v);
+        code = ksv_cli_gate_status(cli, ctl, model, o);
+        if (code == 0)
+            ksv_cli_print_json(o);
+        json_object_put(o);
+    } else {
+        code = ksv_cli_print_revisions(cli, &v);
+        if (code == 0)
+            code = ksv_cli_gate_status(cli, ctl, model, NULL);
+    }
+    ksv_model_view_free(&v);
+    ksv_ctl_close(ctl);
+    return code;
+}
+
+static int rollout_gate(ksv_cli *cli, const ksv_args *a, const char *action)
+{
+    ksv_ctl *ctl;
+    if (ksv_cli_open(cli, &ctl))
+        return 1;
+    int code = gate_action(cli, ctl, ksv_args_pos(a, 0), action);
+    ksv_ctl_close(ctl);
+    return code;
+}
+
+static int rollout_pause(ksv_cli *cli, const ksv_args *a)
+{
+    return rollout_gate(cli, a, "pause");
+}
+
+static int rollout_resume(ksv_cli *cli, const ksv_args *a)
+{
+    return rollout_gate(cli, a, "resume");
+}
+
+static int rollout_abort(ksv_cli *cli, const ksv_args *a)
+{
+    return rollout_gate(cli, a, "abort");
+}
+
+static int rollout_retry(ksv_cli *cli, const ksv_args *a)
+{
+    return rollout_gate(cli, a, "retry");
 }
 
 static int rollout_set_traffic(ksv_cli *cli, const ksv_args *a)
@@ -41,14 +126,16 @@ static int rollout_set_traffic(ksv_cli *cli, const ksv_args *a)
 static int rollout_promote(ksv_cli *cli, const ksv_args *a)
 {
     ksv_rollout_request req = request(cli, a, KSV_ROLLOUT_PROMOTE);
-    return rollout(cli, &req);
+    int code = gate_override(cli, &req);
+    return code >= 0 ? code : rollout(cli, &req);
 }
 
 static int rollout_rollback(ksv_cli *cli, const ksv_args *a)
 {
     ksv_rollout_request req = request(cli, a, KSV_ROLLOUT_ROLLBACK);
     req.to_revision = ksv_args_get(a, "--to");
-    return rollout(cli, &req);
+    int code = gate_override(cli, &req);
+    return code >= 0 ? code : rollout(cli, &req);
 }
 
 static const ksv_opt rollback_opts[] = {
@@ -66,13 +153,21 @@ static const ksv_cmd_entry rollout_entries[] = {
      .exec = rollout_promote},
     {.name = "rollback", .opts = rollback_opts, .min_args = 1, .max_args = 1,
      .too_few = "rollout needs a subcommand and MODEL", .exec = rollout_rollback},
+    {.name = "pause", .min_args = 1, .max_args = 1, .too_many = "rollout pause takes MODEL",
+     .exec = rollout_pause},
+    {.name = "resume", .min_args = 1, .max_args = 1, .too_many = "rollout resume takes MODEL",
+     .exec = rollout_resume},
+    {.name = "abort", .min_args = 1, .max_args = 1, .too_many = "rollout abort takes MODEL",
+     .exec = rollout_abort},
+    {.name = "retry", .min_args = 1, .max_args = 1, .too_many = "rollout retry takes MODEL",
+     .exec = rollout_retry},
     {0},
 };
 
 const ksv_cmd_group ksv_cmd_group_rollout = {
     .name = "rollout",
     .usage = "rollout status MODEL | set-traffic MODEL PERCENT | promote MODEL | rollback MODEL "
-             "[--to REV]",
+             "[--to REV]\n       ksv rollout pause|resume|abort|retry MODEL",
     .min_words = 2,
     .missing = "rollout needs a subcommand and MODEL",
     .unknown = "unknown rollout subcommand %s",

@@ -199,35 +199,6 @@ int main(int argc, char **argv)
         const ksv_cmd_group *g = ksv_cmd_groups[i];
         if (strcmp(cmd, g->name) == 0)
             return run_group(&cli, g, argc - 2, argv + 2);
-    static const ksv_command commands[] = {
-        {"node", ksv_cmd_node,
-         "node add NAME local|http://HOST:PORT|ssh://[USER@]HOST[:PORT] [--token-file FILE] "
-         "[--identity FILE] [--known-hosts FILE] [--trust-new] [--engine-port N] "
-         "[--engine-path PATH] [--engine-state-dir DIR] [--install]\n"
-         "       ksv node ls | rm NAME | status [NAME]"},
-        {"apply", ksv_cmd_apply, "apply -f FILE [--node NAME]... [--wait]"},
-        {"get", ksv_cmd_get, "get models | get revisions MODEL"},
-        {"describe", ksv_cmd_describe, "describe MODEL"},
-        {"rollout", ksv_cmd_rollout,
-         "rollout status MODEL | set-traffic MODEL PERCENT | promote MODEL | rollback MODEL "
-         "[--to REV]\n       ksv rollout pause|resume|abort|retry MODEL"},
-        {"history", ksv_cmd_history, "history [MODEL] [--limit N]"},
-        {"delete", ksv_cmd_delete, "delete MODEL"},
-        {"reconcile", ksv_cmd_reconcile, "reconcile [MODEL]"},
-        {"load", ksv_cmd_load,
-         "load MODEL [--rps N] [--duration SECONDS] [--concurrency N] [--body FILE] "
-         "[--bad-fraction F]"},
-        {"top", ksv_cmd_top, "top [ksv-top options]"},
-    };
-    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        if (strcmp(cmd, commands[i].name) != 0)
-            continue;
-        if (wants_help(argc - 2, argv + 2)) {
-            printf("Usage: ksv %s\n", commands[i].usage);
-            return 0;
-        }
-        cli.usage = commands[i].usage;
-        return commands[i].run(&cli, argc - 2, argv + 2);
     }
     return usage_error("unknown command: %s", cmd);
 }

@@ -208,7 +208,7 @@ static void rollout_routes(const ksv_http_request *req, const char *name, const 
     ksv_err_clear(&err);
     int rc;
     if (!action && strcmp(req->method, "PUT") == 0) {
-        json_object *body = parse_body(req, &err);
+        json_object *body = ksv_http_json_body(req, &err);
         rc = body ? ksv_gate_put(gate, name, body, &err) : -1;
         json_object_put(body);
     } else if (!action && strcmp(req->method, "GET") == 0) {

@@ -110,7 +110,6 @@ static int ensure_out(ksv_worker *w, size_t n, ksv_err *err)
 static int run_inference(const ksv_http_request *req, ksv_revision *rev, const char *model,
                          bool v1, ksv_http_response *resp, ksv_infer_timing *tm, size_t *rows_out,
                          ksv_err *err)
-                         bool v1, ksv_http_response *resp, size_t *rows_out, ksv_err *err)
 {
     tm->decode_start = ksv_mono_s();
     ksv_worker *w = req->worker;
@@ -171,7 +170,6 @@ static int run_inference(const ksv_http_request *req, ksv_revision *rev, const c
     tm->encode_end = ksv_mono_s();
     *rows_out = rows;
     resp->status = 200;
-    *rows_out = rows;
     return 0;
 }
 
@@ -206,8 +204,6 @@ static void infer(const ksv_http_request *req, const char *model, const char *re
     ksv_infer_timing tm = {.arrived = req->start};
     size_t rows = 0;
     if (run_inference(req, route.rev, model, v1, resp, &tm, &rows, &err) != 0) {
-    size_t rows = 0;
-    if (run_inference(req, route.rev, model, v1, resp, &rows, &err) != 0) {
         ksv_sb_reset(&resp->body);
         ksv_http_error(resp, err.status ? err.status : 500, err.msg);
     } else if (req->engine->mirror) {

@@ -217,8 +217,7 @@ int main(int argc, char **argv)
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0 ||
-        ksv_repository_create(opt->model_dir, KSV_DEFAULT_RUNTIME, &repo, &err) != 0)
-        ksv_gate_create(reg, events, opt->state_dir, &gate, &err) != 0)
+        ksv_repository_create(opt->model_dir, KSV_DEFAULT_RUNTIME, &repo, &err) != 0 ||
         ksv_gate_create(reg, events, opt->state_dir, &gate, &err) != 0 ||
         ksv_mirror_start(reg, &mirror, &err) != 0)
         goto fail;
