@@ -73,6 +73,64 @@ static void copy_str(char *dst, size_t cap, json_object *obj, const char *key)
         snprintf(dst, cap, "%s", json_object_get_string(v));
 }
 
+static double json_num(json_object *o, const char *key)
+{
+    json_object *v;
+    return json_object_object_get_ex(o, key, &v) &&
+                   (json_object_is_type(v, json_type_double) || json_object_is_type(v, json_type_int))
+               ? json_object_get_double(v)
+               : NAN;
+}
+
+static void copy_json_str(char *dst, size_t cap, json_object *o, const char *key)
+{
+    json_object *v;
+    snprintf(dst, cap, "%s",
+             json_object_object_get_ex(o, key, &v) && json_object_is_type(v, json_type_string)
+                 ? json_object_get_string(v)
+                 : "");
+}
+
+/* A model's "rollout" object into out->gates (the release gate on this node). */
+static void probe_gate(json_object *model, const char *name, ksv_node_probe *out)
+{
+    json_object *ro, *checks;
+    if (!json_object_object_get_ex(model, "rollout", &ro) ||
+        !json_object_is_type(ro, json_type_object))
+        return;
+    ksv_probe_gate *p = realloc(out->gates, (out->n_gates + 1) * sizeof *p);
+    if (!p)
+        return;
+    out->gates = p;
+    ksv_probe_gate *g = &out->gates[out->n_gates++];
+    memset(g, 0, sizeof *g);
+    snprintf(g->model, sizeof g->model, "%s", name);
+    copy_json_str(g->canary, sizeof g->canary, ro, "canary");
+    copy_json_str(g->phase, sizeof g->phase, ro, "phase");
+    copy_json_str(g->reason, sizeof g->reason, ro, "reason");
+    g->step = (int)json_num(ro, "step");
+    g->steps = (int)json_num(ro, "steps");
+    g->set_weight = (int)json_num(ro, "set_weight");
+    g->actual_weight = (int)json_num(ro, "actual_weight");
+    g->failed_checks = (int)json_num(ro, "failed_checks");
+    g->threshold = (int)json_num(ro, "threshold");
+    if (!json_object_object_get_ex(ro, "checks", &checks) ||
+        !json_object_is_type(checks, json_type_array))
+        return;
+    for (size_t i = 0; i < json_object_array_length(checks) && g->n_checks < KSV_PROBE_GATE_CHECKS;
+         i++) {
+        json_object *c = json_object_array_get_idx(checks, i);
+        size_t k = g->n_checks++;
+        copy_json_str(g->checks[k].metric, sizeof g->checks[k].metric, c, "metric");
+        copy_json_str(g->checks[k].verdict, sizeof g->checks[k].verdict, c, "verdict");
+        g->checks[k].value = json_num(c, "value");
+        g->checks[k].min = json_num(c, "min");
+        g->checks[k].max = json_num(c, "max");
+        double req = json_num(c, "requests");
+        g->checks[k].requests = isnan(req) ? 0 : (long long)req;
+    }
+}
+
 static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
 {
     json_object *root = NULL, *models;
@@ -86,6 +144,7 @@ static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
             if (ksv_engine_model_status_parse(json_object_array_get_idx(models, i), &st,
                                               &err) != 0)
                 continue;
+            probe_gate(json_object_array_get_idx(models, i), st.name, out);
             ksv_probe_rev *p = realloc(out->revs, (out->n_revs + st.n_revisions + 1) * sizeof *p);
             if (p) {
                 out->revs = p;
@@ -266,6 +325,7 @@ int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
 void ksv_node_probe_free(ksv_node_probe *p)
 {
     free(p->revs);
+    free(p->gates);
     free(p->errors);
     if (p->has_scrape)
         ksv_scrape_free(&p->scrape);

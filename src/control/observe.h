@@ -60,6 +60,24 @@ typedef struct ksv_probe_error {
     char message[256];
 } ksv_probe_error;
 
+/* A model's release gate as the engine reports it (GET .../models/{m} "rollout"). */
+#define KSV_PROBE_GATE_CHECKS 8
+typedef struct ksv_probe_gate {
+    char model[96];
+    char canary[96];
+    char phase[16];               /* Initializing..Failed (Flagger's names) */
+    char reason[256];
+    int step, steps;              /* step counts from 0 (negative: mirrored iterations) */
+    int set_weight, actual_weight, failed_checks, threshold;
+    size_t n_checks;
+    struct {
+        char metric[32];
+        char verdict[16];
+        double value, min, max;   /* NaN: none */
+        long long requests;
+    } checks[KSV_PROBE_GATE_CHECKS];
+} ksv_probe_gate;
+
 typedef struct ksv_node_probe {
     int64_t at_ms;                /* wall clock when the answers were read */
     bool reachable;
@@ -74,6 +92,8 @@ typedef struct ksv_node_probe {
     ksv_probe_gpu gpus[KSV_PROBE_MAX_GPUS];
     ksv_probe_rev *revs;          /* owned */
     size_t n_revs;
+    ksv_probe_gate *gates;        /* models with a release gate; owned */
+    size_t n_gates;
     bool has_scrape;
     ksv_scrape scrape;            /* cumulative counters and histograms (metrics_window.h) */
     char figures_error[256];      /* reachable but no scrape: why (shown, never dropped) */

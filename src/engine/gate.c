@@ -140,6 +140,9 @@ static void persist(ksv_gate *g)
     ksv_sb_free(&sb);
 }
 
+static void event(ksv_gate *g, const rollout *r, const ksv_gate_progress *p, const char *kind,
+                  const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
 static int restore(ksv_gate *g, ksv_err *err)
 {
     char *text = NULL;
@@ -185,11 +188,13 @@ static int restore(ksv_gate *g, ksv_err *err)
             }
             if (rc == 0) {
                 g->items[g->n++] = r;
+                /* Recorded, so the log shows where the rollout went on even when the
+                 * engine died between saving a step and recording it. */
                 if (ksv_gate_phase_active(r->prog.phase))
-                    ksv_log(KSV_LOG_INFO, NULL, "gate: model %s: resuming a rollout of %s (%s, "
-                                                "step %d, weight %d%%)",
-                            r->model, r->policy.canary, ksv_gate_phase_name(r->prog.phase),
-                            r->prog.step + 1, r->prog.set_weight);
+                    event(g, r, &r->prog, "gate-restart",
+                          "engine restarted: the rollout of %s resumes %s at step %d, %d%%",
+                          r->policy.canary, ksv_gate_phase_name(r->prog.phase),
+                          r->prog.step + 1, r->prog.set_weight);
                 r = NULL;
             }
         }

@@ -104,6 +104,58 @@ static void open_change_dialog(tui_app *a, const tui_model *m, tui_job_kind kind
     a->mode = TUI_MODE_DIALOG;
 }
 
+static bool gate_active(const tui_gate *g)
+{
+    return g->present && strcmp(g->phase, "Succeeded") != 0 && strcmp(g->phase, "Failed") != 0;
+}
+
+/* The release gate's pause/resume or abort, shown as exactly as rollback's dialog. */
+static void open_gate_dialog(tui_app *a, const tui_model *m, bool abort_it)
+{
+    const tui_gate *g = &m->gate;
+    if (!gate_active(g)) {
+        set_status(a, TUI_C_WARN, "%s: no release gate is rolling it out", m->key);
+        return;
+    }
+    bool resume = !abort_it && strcmp(g->phase, "Paused") == 0;
+    tui_job_kind kind = abort_it ? TUI_JOB_GATE_ABORT : resume ? TUI_JOB_GATE_RESUME
+                                                                : TUI_JOB_GATE_PAUSE;
+    const char *verb = abort_it ? "Abort" : resume ? "Resume" : "Pause";
+    char line[256];
+    a->dialog_n = 0;
+    snprintf(a->dialog_title, sizeof a->dialog_title, " %s the gate of %.60s? ", verb, m->key);
+    snprintf(line, sizeof line, "model:   %s", m->key);
+    dialog_line(a, line);
+    snprintf(line, sizeof line, "node(s): %s", m->nodes[0] ? m->nodes : "-");
+    dialog_line(a, line);
+    snprintf(line, sizeof line, "from:    %s, %.60s at %d%%", g->phase, g->canary, g->actual_weight);
+    dialog_line(a, line);
+    if (abort_it)
+        snprintf(line, sizeof line, "to:      Failed, %.60s at 0%% (stable takes 100%%)", g->canary);
+    else if (resume)
+        snprintf(line, sizeof line, "to:      %s, judged again from now", "Progressing");
+    else
+        snprintf(line, sizeof line, "to:      Paused, %.60s held at %d%%", g->canary, g->set_weight);
+    dialog_line(a, line);
+    snprintf(a->dialog_ok, sizeof a->dialog_ok, "%s", verb);
+    a->dialog_focus = 0;
+    memset(&a->dialog_job, 0, sizeof a->dialog_job);
+    a->dialog_job.kind = kind;
+    snprintf(a->dialog_job.model, sizeof a->dialog_job.model, "%s", m->key);
+    a->mode = TUI_MODE_DIALOG;
+}
+
+static const char *job_doing(tui_job_kind kind)
+{
+    switch (kind) {
+    case TUI_JOB_PROMOTE: return "promoting";
+    case TUI_JOB_GATE_PAUSE: return "pausing the gate";
+    case TUI_JOB_GATE_RESUME: return "resuming the gate";
+    case TUI_JOB_GATE_ABORT: return "aborting the gate";
+    default: return "rolling back";
+    }
+}
+
 static void dialog_key(tui_app *a, int key)
 {
     switch (key) {
@@ -120,8 +172,7 @@ static void dialog_key(tui_app *a, int key)
     case KEY_ENTER:
         a->mode = TUI_MODE_NORMAL;
         if (a->dialog_focus == 1)
-            submit(a, &a->dialog_job, a->dialog_job.kind == TUI_JOB_PROMOTE ? "promoting"
-                                                                          : "rolling back");
+            submit(a, &a->dialog_job, job_doing(a->dialog_job.kind));
         else
             set_status(a, TUI_C_DIM, "%s", "cancelled");
         break;
@@ -460,6 +511,13 @@ static void normal_key(tui_app *a, int key)
         const tui_model *m = current_model(a);
         if (m)
             open_change_dialog(a, m, act == TUI_ACT_PROMOTE ? TUI_JOB_PROMOTE : TUI_JOB_ROLLBACK);
+        break;
+    }
+    case TUI_ACT_GATE_PAUSE:
+    case TUI_ACT_GATE_ABORT: {
+        const tui_model *m = current_model(a);
+        if (m)
+            open_gate_dialog(a, m, act == TUI_ACT_GATE_ABORT);
         break;
     }
     case TUI_ACT_EDIT: {

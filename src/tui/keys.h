@@ -34,6 +34,8 @@ typedef enum {
     TUI_ACT_CANARY_DOWN1,
     TUI_ACT_PROMOTE,
     TUI_ACT_ROLLBACK,
+    TUI_ACT_GATE_PAUSE,    /* pause or resume the release gate (confirm dialog) */
+    TUI_ACT_GATE_ABORT,    /* abort the release gate (confirm dialog) */
     TUI_ACT_EDIT,
     TUI_ACT_MODELS,
     TUI_ACT_HISTORY,

@@ -48,6 +48,24 @@ typedef struct tui_req_error {
     char message[256];
 } tui_req_error;
 
+/* A model's release gate as one of its nodes reports it (the first node that has one). */
+#define TUI_GATE_CHECKS 8
+typedef struct tui_gate {
+    bool present;
+    char node[64];
+    char canary[96];
+    char phase[16];
+    char reason[256];
+    int step, steps, set_weight, actual_weight, failed_checks, threshold;
+    size_t n_checks;
+    struct {
+        char metric[32];
+        char verdict[16];
+        double value, min, max;   /* NaN: none */
+        long long requests;
+    } checks[TUI_GATE_CHECKS];
+} tui_gate;
+
 typedef struct tui_model {
     char key[TUI_KEY_LEN];      /* "namespace/name" */
     char ns[64];
@@ -68,6 +86,7 @@ typedef struct tui_model {
     char *spec_json;            /* the document as last applied */
     tui_req_error *errors;      /* recent failed requests, newest first (focus model only) */
     size_t n_errors;
+    tui_gate gate;              /* the engines' release gate, when one rolls it out */
 } tui_model;
 
 typedef struct tui_gpu {

@@ -136,6 +136,23 @@ static void draw_models(tui_app *a, int top, int height)
             tui_split_text(m, pending, a->crt.utf8, c_traffic, sizeof c_traffic);
             if (pending >= 0 && !sel)
                 attrs[C_TRAFFIC] = A(a, TUI_C_PENDING);
+            /* A release gate at work (or halted): its phase and the canary's weight. */
+            if (pending < 0 && m->gate.present && strcmp(m->gate.phase, "Succeeded") != 0) {
+                /* Short phase names, so phase and weight fit the column. */
+                static const char *const shortname[][2] = {
+                    {"Initializing", "Init"}, {"Progressing", "Prog"}, {"Waiting", "Wait"},
+                    {"Promoting", "Promo"}};
+                const char *label = m->gate.phase;
+                for (size_t k = 0; k < sizeof shortname / sizeof *shortname; k++)
+                    if (strcmp(label, shortname[k][0]) == 0)
+                        label = shortname[k][1];
+                snprintf(c_traffic, sizeof c_traffic, "%s %d%%", label, m->gate.actual_weight);
+                if (!sel)
+                    attrs[C_TRAFFIC] = A(a, strcmp(m->gate.phase, "Failed") == 0 ? TUI_C_BAD
+                                            : strcmp(m->gate.phase, "Paused") == 0
+                                                ? TUI_C_WARN
+                                                : TUI_C_CANARY);
+            }
             if (m->stale) {
                 char age[16];
                 tui_fmt_age(m->stale_age_ms, age, sizeof age);
@@ -241,6 +258,54 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     return 5;
 }
 
+/* The release gate's section of the detail screen: phase, step, set vs actual weight, the
+ * check table and why it halted. Returns the next free row. */
+static int draw_gate(tui_app *a, const tui_model *m, int y, int bottom)
+{
+    const tui_gate *g = &m->gate;
+    if (!g->present || y >= bottom)
+        return y;
+    char line[512];
+    tui_put(y++, 0, COLS, " RELEASE GATE (p: pause/resume, A: abort)", A(a, TUI_C_TITLE), true,
+            false);
+    bool failed = strcmp(g->phase, "Failed") == 0;
+    snprintf(line, sizeof line, "%s  node %s  canary %s  step %d/%d  weight set %d%% actual %d%%"
+             "  failed checks %d/%d", g->phase, g->node, g->canary, g->step + 1, g->steps,
+             g->set_weight, g->actual_weight, g->failed_checks, g->threshold);
+    tui_put(y++, 2, COLS - 3, line, A(a, failed ? TUI_C_BAD : TUI_C_CANARY), false, false);
+    if (g->n_checks && y < bottom) {
+        snprintf(line, sizeof line, "%-24s %10s %8s %8s  %-12s %s", "METRIC", "VALUE", "MIN",
+                 "MAX", "VERDICT", "REQUESTS");
+        tui_put(y++, 2, COLS - 3, line, A(a, TUI_C_DIM), false, false);
+    }
+    for (size_t i = 0; i < g->n_checks && y < bottom; i++) {
+        char v[32], lo[32], hi[32];
+        if (isnan(g->checks[i].value))
+            snprintf(v, sizeof v, "-");
+        else
+            snprintf(v, sizeof v, "%.2f", g->checks[i].value);
+        if (isnan(g->checks[i].min))
+            snprintf(lo, sizeof lo, "-");
+        else
+            snprintf(lo, sizeof lo, "%g", g->checks[i].min);
+        if (isnan(g->checks[i].max))
+            snprintf(hi, sizeof hi, "-");
+        else
+            snprintf(hi, sizeof hi, "%g", g->checks[i].max);
+        snprintf(line, sizeof line, "%-24s %10s %8s %8s  %-12s %lld", g->checks[i].metric, v, lo,
+                 hi, g->checks[i].verdict, g->checks[i].requests);
+        int attr = strcmp(g->checks[i].verdict, "fail") == 0 ? TUI_C_BAD
+                   : strcmp(g->checks[i].verdict, "pass") == 0 ? TUI_C_OK
+                                                                : TUI_C_WARN;
+        tui_put(y++, 2, COLS - 3, line, A(a, attr), false, false);
+    }
+    if (g->reason[0] && y < bottom) {
+        snprintf(line, sizeof line, "why: %s", g->reason);
+        tui_put(y++, 2, COLS - 3, line, A(a, failed ? TUI_C_BAD : TUI_C_WARN), false, false);
+    }
+    return y;
+}
+
 static void draw_detail(tui_app *a, int top, int height)
 {
     const tui_model *m = tui_snapshot_find(a->snap, a->detail_key);
@@ -269,6 +334,7 @@ static void draw_detail(tui_app *a, int top, int height)
     tui_put(y, 0, 10, " P99", A(a, TUI_C_TITLE), true, false);
     tui_put(y++, 11, sw, spark, A(a, TUI_C_WARN), true, false);
     int bottom = top + height;
+    y = draw_gate(a, m, y, bottom);
     tui_put(y++, 0, COLS, " RECENT ERRORS (request id)", A(a, TUI_C_TITLE), true, false);
     int err_rows = m->n_errors ? (int)(m->n_errors < 5 ? m->n_errors : 5) : 1;
     if (!m->n_errors)

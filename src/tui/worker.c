@@ -615,6 +615,35 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
         }
         tm->ready_nodes += ready && tn && !tn->stale;
         if (!focused || probe->n_errors == 0)
+        for (size_t gi = 0; gi < slot->probe.n_gates && !tm->gate.present; gi++) {
+            const ksv_probe_gate *pg = &slot->probe.gates[gi];
+            if (strcmp(pg->model, tm->name) != 0)
+                continue;
+            tui_gate *g = &tm->gate;
+            g->present = true;
+            snprintf(g->node, sizeof g->node, "%s", nodes[k]);
+            snprintf(g->canary, sizeof g->canary, "%s", pg->canary);
+            snprintf(g->phase, sizeof g->phase, "%s", pg->phase);
+            snprintf(g->reason, sizeof g->reason, "%s", pg->reason);
+            g->step = pg->step;
+            g->steps = pg->steps;
+            g->set_weight = pg->set_weight;
+            g->actual_weight = pg->actual_weight;
+            g->failed_checks = pg->failed_checks;
+            g->threshold = pg->threshold;
+            g->n_checks = pg->n_checks < TUI_GATE_CHECKS ? pg->n_checks : TUI_GATE_CHECKS;
+            for (size_t c = 0; c < g->n_checks; c++) {
+                snprintf(g->checks[c].metric, sizeof g->checks[c].metric, "%s",
+                         pg->checks[c].metric);
+                snprintf(g->checks[c].verdict, sizeof g->checks[c].verdict, "%s",
+                         pg->checks[c].verdict);
+                g->checks[c].value = pg->checks[c].value;
+                g->checks[c].min = pg->checks[c].min;
+                g->checks[c].max = pg->checks[c].max;
+                g->checks[c].requests = pg->checks[c].requests;
+            }
+        }
+        if (!focused || slot->probe.n_errors == 0)
             continue;
         tui_req_error *p = realloc(tm->errors, (tm->n_errors + probe->n_errors) * sizeof *p);
         if (!p)
@@ -895,6 +924,13 @@ static void run_job(ksv_ctl *ctl, const tui_job *job, const char *manifest, doub
             rc = ksv_ctl_apply(ctl, &list, &o, &res, &err);
             ksv_manifest_list_free(&list);
         }
+    } else if (job->kind == TUI_JOB_GATE_PAUSE || job->kind == TUI_JOB_GATE_RESUME ||
+               job->kind == TUI_JOB_GATE_ABORT) {
+        rc = ksv_ctl_gate_action(ctl, job->model, NULL,
+                                 job->kind == TUI_JOB_GATE_PAUSE    ? "pause"
+                                 : job->kind == TUI_JOB_GATE_RESUME ? "resume"
+                                                                    : "abort",
+                                 &res, &err);
     } else {
         ksv_rollout_request req = {
             .op = job->kind == TUI_JOB_SET_TRAFFIC ? KSV_ROLLOUT_SET_TRAFFIC

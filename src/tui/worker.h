@@ -40,7 +40,15 @@ typedef struct tui_worker_options {
     bool readonly;               /* never change a node, not even to catch one up */
 } tui_worker_options;
 
-typedef enum { TUI_JOB_SET_TRAFFIC, TUI_JOB_PROMOTE, TUI_JOB_ROLLBACK, TUI_JOB_APPLY } tui_job_kind;
+typedef enum {
+    TUI_JOB_SET_TRAFFIC,
+    TUI_JOB_PROMOTE,
+    TUI_JOB_ROLLBACK,
+    TUI_JOB_APPLY,
+    TUI_JOB_GATE_PAUSE,           /* the engines' release gate: pause, resume, abort */
+    TUI_JOB_GATE_RESUME,
+    TUI_JOB_GATE_ABORT,
+} tui_job_kind;
 
 typedef struct tui_job {
     tui_job_kind kind;

@@ -1,0 +1,194 @@
+"""ksv-top and a release gate, driven inside tmux: the models list shows the gate's phase
+and the canary's weight, the detail screen its step, set vs actual weight, check table and
+reason; `p` pauses and resumes it and `A` aborts it, each through the confirm dialog (focus on
+Cancel, as rollback's), and the engine's state follows."""
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, load_json, lock_pid, tmpdir
+from tmuxterm import Tmux
+
+if not shutil.which("tmux"):
+    print("SKIP: tmux is not installed")
+    sys.exit(77)
+
+work = tmpdir("ksv-top-gate-")
+node_dir = os.path.join(work, "node-a")
+db = os.path.join(work, "ksv.db")
+run_env = {"KSV_DB": db, "XDG_STATE_HOME": os.path.join(work, "state"), "KSV_ENGINE": ENGINE,
+           "USER": "tester", "LC_ALL": "C.UTF-8", "TERM": "tmux-256color"}
+if os.environ.get("ASAN_OPTIONS"):
+    run_env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":log_path=" + os.path.join(work, "asan")
+    for k in ("LSAN_OPTIONS", "UBSAN_OPTIONS"):
+        if os.environ.get(k):
+            run_env[k] = os.environ[k]
+env = dict(os.environ, **run_env)
+MODELS = os.path.join(DATA, "models")
+BODY = json.dumps(load_json("requests", "churn-v1.json"))
+term = Tmux("ksvtopgate")
+
+
+def ksv(*args, timeout=120):
+    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+    return r.returncode, r.stdout, r.stderr
+
+
+def write(name, text):
+    path = os.path.join(work, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def isvc(model_dir):
+    return ("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: churn}\n"
+            "spec:\n  predictor:\n    model:\n      modelFormat: {name: xgboost}\n"
+            "      storageUri: %s/%s/model.json\n" % (MODELS, model_dir))
+
+
+CANARY = """---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: churn}
+spec:
+  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: churn}
+  analysis:
+    interval: 2s
+    threshold: 3
+    stepWeights: [10, 20, 30, 40, 50, 60, 70, 80, 90]
+    metrics:
+    - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 5}
+"""
+
+
+def engine():
+    with open(os.path.join(node_dir, "address")) as f:
+        host, port = f.read().strip().rsplit(":", 1)
+    with open(os.path.join(node_dir, "token")) as f:
+        token = f.read().strip()
+    return host, int(port), token
+
+
+def gate_line(text):
+    """The detail screen's line under RELEASE GATE (phase, node, step, weights)."""
+    lines = text.splitlines()
+    for i, l in enumerate(lines):
+        if "RELEASE GATE" in l and i + 1 < len(lines):
+            return lines[i + 1].strip()
+    return ""
+
+
+def engine_rollout():
+    host, port, token = engine()
+    c = http.client.HTTPConnection(host, port, timeout=10)
+    c.request("GET", "/ksv/v1/models/churn", headers={"Authorization": "Bearer " + token})
+    body = json.loads(c.getresponse().read())
+    c.close()
+    return body.get("rollout") or {}
+
+
+stop = threading.Event()
+
+
+def traffic():
+    host, port, _ = engine()
+    conn = None
+    while not stop.is_set():
+        try:
+            if conn is None:
+                conn = http.client.HTTPConnection(host, port, timeout=10)
+            conn.request("POST", "/v2/models/churn/infer", body=BODY,
+                         headers={"Content-Type": "application/json"})
+            conn.getresponse().read()
+        except (OSError, http.client.HTTPException):
+            conn = None
+        stop.wait(0.02)
+
+
+loader = None
+try:
+    check(ksv("node", "add", "a", "local", "--engine-state-dir", node_dir)[0] == 0, "node added")
+    check(ksv("apply", "-f", write("v1.yaml", isvc("churn-v1")))[0] == 0, "v1 applied")
+    loader = threading.Thread(target=traffic)
+    loader.start()
+    rc, out, err = ksv("apply", "-f", write("v2.yaml", isvc("churn-v2") + CANARY))
+    check(rc == 0, "gated rollout started (%s)" % err.strip()[-200:])
+    term.start([TOP, "-d", "1"], run_env, cols=120, lines=36)
+
+    text = term.wait_for(lambda t: "Prog " in t or "Wait " in t, timeout=20)
+    row = [l for l in text.splitlines() if "churn" in l]
+    check(row and ("Prog " in row[0] or "Wait " in row[0]) and "%" in row[0],
+          "the models list shows the gate's phase and weight: %s" % (row[0].strip() if row else text))
+
+    term.keys("Enter")
+    text = term.wait_for(lambda t: "RELEASE GATE" in t and "request-success-rate" in t, timeout=15)
+    check("RELEASE GATE" in text and "weight set" in text and "actual" in text and "step" in text,
+          "the detail screen shows step, set and actual weight")
+    check("request-success-rate" in text and "VERDICT" in text, "and the check table:\n" + text)
+
+    term.keys("?")
+    text = term.wait_for(lambda t: "pause / resume the release gate" in t, timeout=10)
+    check("pause / resume the release gate" in text and "abort the release gate" in text,
+          "? documents p and A")
+    term.keys("Escape")
+
+    term.keys("p")
+    text = term.wait_for(lambda t: "Pause the gate" in t, timeout=10)
+    check("Pause the gate" in text and "Paused" in text, "p opens the pause dialog:\n" + text)
+    term.keys("Enter")  # focus starts on Cancel
+    time.sleep(1.0)
+    check(engine_rollout().get("phase") != "Paused", "Enter on Cancel changes nothing")
+    term.keys("p")
+    term.wait_for(lambda t: "Pause the gate" in t, timeout=10)
+    term.keys("Tab", "Enter")
+    deadline = time.time() + 15
+    while time.time() < deadline and engine_rollout().get("phase") != "Paused":
+        time.sleep(0.2)
+    ro = engine_rollout()
+    check(ro.get("phase") == "Paused", "p + confirm pauses the engine's gate (%s)" % ro.get("phase"))
+    text = term.wait_for(lambda t: gate_line(t).startswith("Paused"), timeout=20)
+    check(gate_line(text).startswith("Paused"), "the detail screen shows Paused: %s" % gate_line(text))
+
+    term.keys("p")
+    text = term.wait_for(lambda t: "Resume the gate" in t, timeout=10)
+    term.keys("Tab", "Enter")
+    deadline = time.time() + 15
+    while time.time() < deadline and engine_rollout().get("phase") == "Paused":
+        time.sleep(0.2)
+    check(engine_rollout().get("phase") in ("Progressing", "Waiting"), "p + confirm resumes it")
+
+    term.keys("A")
+    text = term.wait_for(lambda t: "Abort the gate" in t, timeout=10)
+    check("Abort the gate" in text and "stable takes 100%" in text, "A opens the abort dialog:\n" + text)
+    term.keys("Tab", "Enter")
+    deadline = time.time() + 15
+    while time.time() < deadline and engine_rollout().get("phase") != "Failed":
+        time.sleep(0.2)
+    ro = engine_rollout()
+    check(ro.get("phase") == "Failed" and "aborted" in ro.get("reason", ""),
+          "A + confirm aborts the gate (%s)" % ro.get("reason"))
+    text = term.wait_for(lambda t: "Failed" in t and "aborted" in t, timeout=15)
+    check("why: " in text and "aborted" in text, "the detail screen says why it halted")
+    term.keys("q")
+    time.sleep(0.5)
+finally:
+    stop.set()
+    if loader:
+        loader.join(15)
+    term.kill()
+    pid = lock_pid(node_dir)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+asan = [f for f in os.listdir(work) if f.startswith("asan")]
+check(not asan, "no sanitizer report from ksv-top (%s)" % asan)
+finish()
