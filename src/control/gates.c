@@ -10,6 +10,7 @@
 
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "control/control_internal.h"
 
 #define EVENTS_PAGE 1000
@@ -174,8 +175,7 @@ int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const c
 int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
                       char *phase_out, size_t phase_cap, ksv_err *err)
 {
-    struct timespec start;
-    clock_gettime(CLOCK_MONOTONIC, &start);
+    double start = ksv_mono_s();
     for (;;) {
         json_object *st;
         if (ksv_ctl_gate_status(ctl, model, ns, &st, err) != 0)
@@ -209,11 +209,7 @@ int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double ti
                 return ksv_err_set(err, 1, "%s", reason);
             return 0;
         }
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        double waited = (double)(now.tv_sec - start.tv_sec) +
-                        (double)(now.tv_nsec - start.tv_nsec) * 1e-9;
-        if (waited >= timeout_s) {
+        if (ksv_mono_s() - start >= timeout_s) {
             snprintf(phase_out, phase_cap, "%s", "Progressing");
             return ksv_err_set(err, 1, "the gated rollout of %s did not finish within %.0f s",
                                model, timeout_s);

@@ -18,6 +18,7 @@
 
 #include <json-c/json.h>
 
+#include "common/clock.h"
 #include "common/fileutil.h"
 #include "common/log.h"
 #include "common/utf8.h"
@@ -398,14 +399,13 @@ uint64_t ksv_events_append(ksv_event_log *log, const char *model, const char *re
     va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now_ms = ksv_wall_ms();
 
     /* Everything but the seq is formatted before taking the lock. */
     ksv_sb tail;
     ksv_sb_init(&tail);
-    ksv_sb_printf(&tail, ",\"time\":%lld.%03ld,\"model\":", (long long)ts.tv_sec,
-                  ts.tv_nsec / 1000000L);
+    ksv_sb_printf(&tail, ",\"time\":%lld.%03lld,\"model\":", (long long)(now_ms / 1000),
+                  (long long)(now_ms % 1000));
     if (model)
         json_text(&tail, model, 256);
     else

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/fileutil.h"
 #include "common/histogram.h"
 #include "common/log.h"
@@ -57,19 +58,6 @@ struct ksv_gate {
     bool stop, started;
 };
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static double wall_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static rollout *find(ksv_gate *g, const char *model)
 {
@@ -599,7 +587,7 @@ static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
 static void tick(ksv_gate *g)
 {
     pthread_mutex_lock(&g->apply_mu);
-    double now = mono_now(), wall = wall_now();
+    double now = ksv_mono_s(), wall = ksv_wall_s();
     for (size_t i = 0; i < g->n; i++) {
         rollout *r = g->items[i];
         if (ksv_gate_phase_active(r->prog.phase)) {
@@ -793,7 +781,7 @@ int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err
         r->policy = *pol;
         r->prog.phase = KSV_PHASE_INITIALIZING;
         r->prog.paused_from = KSV_PHASE_PROGRESSING;
-        r->prog.started = r->prog.step_started = wall_now();
+        r->prog.started = r->prog.step_started = ksv_wall_s();
         r->prog.step = -pol->iterations;
         r->actual_weight = 0;
         ksv_gate_progress p = r->prog;
@@ -857,7 +845,7 @@ int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err 
         }
         p.phase = p.paused_from;
         if (p.waiting_since > 0)
-            p.waiting_since = wall_now(); /* time paused does not count against the deadline */
+            p.waiting_since = ksv_wall_s(); /* time paused does not count against the deadline */
         r->hold_mono = 0;
         ring_clear(r);
         commit(g, r, &p);
@@ -879,7 +867,7 @@ int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err 
         p.phase = KSV_PHASE_INITIALIZING;
         p.paused_from = KSV_PHASE_PROGRESSING;
         p.step = -r->policy.iterations;
-        p.started = p.step_started = wall_now();
+        p.started = p.step_started = ksv_wall_s();
         r->hold_mono = 0;
         ring_clear(r);
         commit(g, r, &p);

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 
 typedef struct mirror_job {
@@ -29,12 +30,6 @@ struct ksv_mirror {
     _Atomic uint64_t dropped;
 };
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static bool is_classifier(const char *objective)
 {
@@ -81,7 +76,7 @@ uint64_t ksv_mirror_count_diff(const char *objective, const float *a, const floa
 static void run_job(ksv_mirror *m, mirror_job *j)
 {
     ksv_revision *rev = j->route.rev;
-    double t0 = now_s();
+    double t0 = ksv_mono_s();
     int status = 200;
     uint64_t diff = 0, rows = 0;
     ksv_err err;
@@ -102,7 +97,7 @@ static void run_job(ksv_mirror *m, mirror_job *j)
                                  : j->rows; /* another output shape: every row differs */
     }
     free(out);
-    ksv_registry_finish_mirror(&j->route, status, now_s() - t0, rows, diff);
+    ksv_registry_finish_mirror(&j->route, status, ksv_mono_s() - t0, rows, diff);
 }
 
 static void *mirror_main(void *arg)

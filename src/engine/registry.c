@@ -1973,7 +1973,7 @@ bool ksv_registry_mirror_route(ksv_registry *reg, const ksv_route *served, uint6
     ksv_model *m = served->model;
     ksv_revision *rev = m && !m->deleted ? m->mirror : NULL;
     if (rev && rev != served->rev && is_loaded(rev) &&
-        (int)(next_random(rng) % 100) < m->mirror_weight) {
+        (int)(ksv_splitmix64(rng) % 100) < m->mirror_weight) {
         atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
         out->rev = rev;
         out->model = m;

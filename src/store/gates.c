@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "store/store_internal.h"
 
 int ksv_store_canary_set(ksv_store *s, int64_t model_id, const char *name, const char *policy,
@@ -24,7 +25,7 @@ int ksv_store_canary_set(ksv_store *s, int64_t model_id, const char *name, const
     store_bind_int64(&rc, st, 1, model_id);
     store_bind_text(&rc, st, 2, name);
     store_bind_text(&rc, st, 3, policy);
-    store_bind_int64(&rc, st, 4, store_now_ms());
+    store_bind_int64(&rc, st, 4, ksv_wall_ms());
     int r = rc == SQLITE_OK ? store_step_done(s, st, "saving a Canary", err)
                             : store_db_error(s, rc, "saving a Canary", err);
     sqlite3_finalize(st);
