@@ -880,9 +880,7 @@ static int read_isvc(vctx *v, const mnode *root, int line)
         return fail(v, kind, "kind", "expected a string, found %s", mn_type_name(kind->type));
     if (strcmp(kind->str, KSV_MANIFEST_KIND) != 0)
         return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService "
-                    "and ResourceQuota manifests only", kind->str);
-        return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService and "
-                    "Canary (flagger.app/v1beta1) manifests only", kind->str);
+                    "ResourceQuota and Canary (flagger.app/v1beta1) manifests only", kind->str);
     const mnode *api = require(v, root, "apiVersion", "expected " KSV_MANIFEST_API_VERSION);
     if (!api)
         return -1;
@@ -1016,10 +1014,13 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
                     return -1;
             continue;
         }
-        if (kind && kind->type == MN_STRING && strcmp(kind->str, "ResourceQuota") == 0) {
-            if (ksv_manifest_read_quota_(root, root->line, v->file, out, v->err))
         if (kind && kind->type == MN_STRING && strcmp(kind->str, "Canary") == 0) {
             if (ksv_manifest_read_canary_(root, root->line, v->file, out, v->err))
+                return -1;
+            continue;
+        }
+        if (kind && kind->type == MN_STRING && strcmp(kind->str, "ResourceQuota") == 0) {
+            if (ksv_manifest_read_quota_(root, root->line, v->file, out, v->err))
                 return -1;
             continue;
         }
@@ -1027,8 +1028,7 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
         if (add_spec(v, out, &cap, root, root->line))
             return -1;
     }
-    if (out->n == 0 && out->n_quotas == 0)
-    if (out->n == 0 && out->n_canaries == 0)
+    if (out->n == 0 && out->n_quotas == 0 && out->n_canaries == 0)
         return ksv_err_set(v->err, 400, "%s:1:1: no InferenceService in this file", v->file);
     return 0;
 }
@@ -1201,13 +1201,8 @@ void ksv_manifest_format_notes(const ksv_manifest_list *list, ksv_sb *out)
                 put_note(out, &line);
             }
         }
-        if (c->n_not_acted_on == 0)
-            continue;
-        ksv_sb_printf(&line, "%s:%d: Canary %s/%s: not acted on: ", c->source, c->line,
-                      c->namespace_name, c->name);
-        for (size_t j = 0; j < c->n_not_acted_on; j++)
-            ksv_sb_printf(&line, "%s%s", j ? ", " : "", c->not_acted_on[j]);
-        put_note(out, &line);
+        not_acted_note(out, &line, c->source, c->line, "Canary ", c->namespace_name, c->name,
+                       c->not_acted_on, c->n_not_acted_on);
     }
     ksv_sb_free(&line);
 }

@@ -122,6 +122,20 @@ typedef struct ksv_isvc {
 #define KSV_QUOTA_REQUESTS_MEMORY "requests.memory"
 #define KSV_QUOTA_REQUESTS_GPU "requests.nvidia.com/gpu"
 typedef struct ksv_resource_quota {
+    char *source;
+    int line;
+    char *name;
+    char *namespace_name;        /* default "default" */
+    bool has_count, has_memory, has_gpu;
+    int64_t count;               /* count/inferenceservices.serving.kserve.io */
+    uint64_t memory_bytes;       /* requests.memory */
+    int64_t gpu;                 /* requests.nvidia.com/gpu */
+    char **not_acted_on;         /* other spec.hard keys and spec fields, as paths */
+    size_t n_not_acted_on;
+} ksv_resource_quota;
+
+void ksv_resource_quota_free(ksv_resource_quota *q);
+
 /* A Flagger Canary's metric (spec.analysis.metrics[]): a built-in ksv measures itself. */
 typedef struct ksv_canary_metric {
     char *name;                  /* request-success-rate | request-duration | prediction-disagreement */
@@ -138,15 +152,6 @@ typedef struct ksv_canary {
     int line;
     char *name;
     char *namespace_name;        /* default "default" */
-    bool has_count, has_memory, has_gpu;
-    int64_t count;               /* count/inferenceservices.serving.kserve.io */
-    uint64_t memory_bytes;       /* requests.memory */
-    int64_t gpu;                 /* requests.nvidia.com/gpu */
-    char **not_acted_on;         /* other spec.hard keys and spec fields, as paths */
-    size_t n_not_acted_on;
-} ksv_resource_quota;
-
-void ksv_resource_quota_free(ksv_resource_quota *q);
     char *target;                /* spec.targetRef.name (an InferenceService in namespace) */
     int target_line, target_col; /* where targetRef.name is, for messages */
     double progress_deadline_s;  /* default 600 */
@@ -165,22 +170,23 @@ void ksv_resource_quota_free(ksv_resource_quota *q);
     size_t n_not_acted_on;
 } ksv_canary;
 
+/* The engine's rollout policy for a canary (docs/API.md, PUT .../rollout) rolling the
+ * revision `canary` out over `stable` (NULL: the engine picks); caller frees. */
+char *ksv_canary_policy_json(const ksv_canary *c, const char *canary, const char *stable);
+void ksv_canary_free(ksv_canary *c);
+
 typedef struct ksv_manifest_list {
     ksv_isvc *items;
     size_t n;
     ksv_resource_quota *quotas;  /* ResourceQuota documents of the same file */
     size_t n_quotas;
-    ksv_canary *canaries;        /* Canary documents of the same file(s) */
+    ksv_canary *canaries;        /* Canary documents of the same file */
     size_t n_canaries;
 } ksv_manifest_list;
 
-/* The engine's rollout policy for a canary (docs/API.md, PUT .../rollout) rolling the
- * revision `canary` out over `stable` (NULL: the engine picks); caller frees. */
-char *ksv_canary_policy_json(const ksv_canary *c, const char *canary, const char *stable);
 /* The Canary in list whose target is NS/NAME, or NULL. */
 const ksv_canary *ksv_manifest_find_canary(const ksv_manifest_list *list, const char *ns,
                                            const char *name);
-void ksv_canary_free(ksv_canary *c);
 
 /* Reads FILE (at most 4 MiB); relative storage paths resolve against FILE's directory.
  * On success *out holds at least one spec (caller frees); on failure *out is empty. */

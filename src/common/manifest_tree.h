@@ -99,6 +99,7 @@ int mn_read_json(const char *text, size_t len, const char *name, mn_docs *docs, 
 /* resource_quota.c: reads one ResourceQuota document into out->quotas. */
 int ksv_manifest_read_quota_(const mnode *root, int line, const char *file,
                              ksv_manifest_list *out, ksv_err *err);
+
 /* manifest_canary.c: reads one Canary document into out->canaries. */
 int ksv_manifest_read_canary_(const mnode *root, int line, const char *file,
                               ksv_manifest_list *out, ksv_err *err);

@@ -140,9 +140,12 @@ static const char migration_2[] =
     "  created_at INTEGER NOT NULL,\n"
     "  updated_at INTEGER NOT NULL,\n"
     "  UNIQUE (namespace, name)\n"
-/* Release gates: the Canary that gates a model's rollouts (its engine policy, without the
+    ");\n"
+    "PRAGMA user_version = 2;\n";
+
+/* 3: release gates: the Canary that gates a model's rollouts (its engine policy, without the
  * revisions) and, per node, how far the node's event log has been read into history. */
-static const char migration_2[] =
+static const char migration_3[] =
     "CREATE TABLE canaries (\n"
     "  model_id INTEGER PRIMARY KEY REFERENCES models (id) ON DELETE CASCADE,\n"
     "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 253),\n"
@@ -154,9 +157,9 @@ static const char migration_2[] =
     "  log_id TEXT NOT NULL,\n"
     "  last_seq INTEGER NOT NULL CHECK (last_seq >= 0)\n"
     ");\n"
-    "PRAGMA user_version = 2;\n";
+    "PRAGMA user_version = 3;\n";
 
-const char *const store_migrations[] = {migration_1, migration_2};
+const char *const store_migrations[] = {migration_1, migration_2, migration_3};
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == KSV_STORE_SCHEMA_VERSION,

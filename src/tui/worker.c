@@ -614,9 +614,8 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
                 }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
-        if (!focused || probe->n_errors == 0)
-        for (size_t gi = 0; gi < slot->probe.n_gates && !tm->gate.present; gi++) {
-            const ksv_probe_gate *pg = &slot->probe.gates[gi];
+        for (size_t gi = 0; gi < probe->n_gates && !tm->gate.present; gi++) {
+            const ksv_probe_gate *pg = &probe->gates[gi];
             if (strcmp(pg->model, tm->name) != 0)
                 continue;
             tui_gate *g = &tm->gate;
@@ -632,18 +631,18 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
             g->failed_checks = pg->failed_checks;
             g->threshold = pg->threshold;
             g->n_checks = pg->n_checks < TUI_GATE_CHECKS ? pg->n_checks : TUI_GATE_CHECKS;
-            for (size_t c = 0; c < g->n_checks; c++) {
-                snprintf(g->checks[c].metric, sizeof g->checks[c].metric, "%s",
-                         pg->checks[c].metric);
-                snprintf(g->checks[c].verdict, sizeof g->checks[c].verdict, "%s",
-                         pg->checks[c].verdict);
-                g->checks[c].value = pg->checks[c].value;
-                g->checks[c].min = pg->checks[c].min;
-                g->checks[c].max = pg->checks[c].max;
-                g->checks[c].requests = pg->checks[c].requests;
+            for (size_t ci = 0; ci < g->n_checks; ci++) {
+                snprintf(g->checks[ci].metric, sizeof g->checks[ci].metric, "%s",
+                         pg->checks[ci].metric);
+                snprintf(g->checks[ci].verdict, sizeof g->checks[ci].verdict, "%s",
+                         pg->checks[ci].verdict);
+                g->checks[ci].value = pg->checks[ci].value;
+                g->checks[ci].min = pg->checks[ci].min;
+                g->checks[ci].max = pg->checks[ci].max;
+                g->checks[ci].requests = pg->checks[ci].requests;
             }
         }
-        if (!focused || slot->probe.n_errors == 0)
+        if (!focused || probe->n_errors == 0)
             continue;
         tui_req_error *p = realloc(tm->errors, (tm->n_errors + probe->n_errors) * sizeof *p);
         if (!p)
