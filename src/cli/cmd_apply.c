@@ -1,5 +1,5 @@
-/* cmd_apply.c: `ksv apply -f FILE [--node NAME]... [--wait]`: InferenceService and Flagger
- * Canary manifests in; --wait blocks until each gated rollout they started ends. */
+/* cmd_apply.c: `ksv apply -f FILE [--node NAME]... [--wait]`: InferenceService (and Flagger
+ * Canary) manifests in; --wait blocks until each gated rollout they started ends. */
 #include <stdio.h>
 
 #include "cli/cli.h"
@@ -30,25 +30,27 @@ static int apply(ksv_cli *cli, const ksv_args *a)
     }
     ksv_apply_options o = {.nodes = nodes, .n_nodes = n_nodes, .timeout_s = cli->timeout_s};
     int rc = ksv_ctl_apply(c.ctl, &list, &o, &c.res, &c.err);
-    ksv_ctl_result res = {0};
-    int rc = ksv_ctl_apply(ctl, &list, &o, &res, &err);
-    int code = ksv_cli_report(cli, &res, rc, &err);
-    ksv_ctl_result_free(&res);
-    /* --wait: until each gated rollout of this apply ends (0 Succeeded, 1 Failed). */
-    for (size_t i = 0; ksv_args_has(a, "--wait") && code == 0 && i < list.n; i++) {
+    if (!ksv_args_has(a, "--wait")) {
+        ksv_manifest_list_free(&list);
+        return ksv_cli_change_end(cli, &c, rc);
+    }
+    int code = ksv_cli_report(cli, &c.res, rc, &c.err);
+    ksv_ctl_result_free(&c.res);
+    /* Until each gated rollout of this apply ends: 0 Succeeded, 1 Failed (with why). */
+    for (size_t i = 0; code == 0 && i < list.n; i++) {
         char ref[300];
         snprintf(ref, sizeof ref, "%s/%s", list.items[i].namespace_name, list.items[i].name);
         json_object *st = NULL;
         ksv_err gerr;
-        bool gated = ksv_ctl_gate_status(ctl, ref, NULL, &st, &gerr) == 0 &&
+        bool gated = ksv_ctl_gate_status(c.ctl, ref, NULL, &st, &gerr) == 0 &&
                      json_object_object_get(st, "canary") != NULL;
         json_object_put(st);
         if (gated)
-            code = ksv_cli_gate_wait(cli, ctl, ref);
+            code = ksv_cli_gate_wait(cli, c.ctl, ref);
     }
-    ksv_ctl_close(ctl);
+    ksv_ctl_close(c.ctl);
     ksv_manifest_list_free(&list);
-    return ksv_cli_change_end(cli, &c, rc);
+    return code;
 }
 
 static const ksv_opt apply_opts[] = {
