@@ -666,8 +666,23 @@ static void test_mirrored_skipped(void)
     ksv_prom_doc_free(&doc);
 }
 
+/* Found by fuzz_prom_text: samples without labels left the label pool NULL, and the parser
+ * added an offset to it (undefined behaviour that UBSan stops on). */
+static void test_no_labels(void)
+{
+    static const char text[] = "x 1\ny 2\n";
+    ksv_prom_doc doc;
+    ksv_err err = {0};
+    int rc = ksv_prom_parse(text, sizeof text - 1, NULL, &doc, &err);
+    KT_CHECK(rc == 0 && doc.n_samples == 2 && doc.samples[1].value == 2.0,
+             "a document whose samples have no labels parses (%s)", err.msg);
+    if (rc == 0)
+        ksv_prom_doc_free(&doc);
+}
+
 int main(void)
 {
+    test_no_labels();
     test_mirrored_skipped();
     test_good();
     test_broken();

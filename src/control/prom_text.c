@@ -547,8 +547,10 @@ int ksv_prom_parse(const char *buf, size_t len, const ksv_prom_limits *limits,
             goto failed;
         at = (size_t)(nl - buf) + 1;
     }
+    /* A document whose samples carry no labels has no pool: NULL + 0 is undefined in C. */
     for (size_t k = 0; k < out->n_samples; k++)
-        out->samples[k].labels = out->label_pool + out->samples[k].label_off;
+        out->samples[k].labels =
+            out->label_pool ? out->label_pool + out->samples[k].label_off : NULL;
     return 0;
 
 failed:
