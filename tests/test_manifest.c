@@ -16,6 +16,7 @@
 #include <json-c/json.h>
 
 #include "common/manifest.h"
+#include "common/manifest_tree.h"
 
 #include "ktest.h"
 
@@ -882,9 +883,32 @@ static void test_truncated_and_mutated(void)
              runs, refused);
 }
 
+/* A plain `true` reads as true, `false` as false, and `<<` still marks a merge key: the
+ * merge-key mark once overwrote every plain boolean with false (so a Canary's
+ * `mirror: true` read as false). */
+static void test_plain_booleans(void)
+{
+    static const char text[] = "a: true\nb: false\nc: True\nd: \"true\"\n";
+    mn_docs docs = {0};
+    ksv_err err = {0};
+    int rc = mn_read_yaml(text, sizeof text - 1, "bools.yaml", &docs, &err);
+    const mnode *root = rc == 0 && docs.n == 1 ? docs.docs[0].root : NULL;
+    const mnode *a = root ? mn_map_get(root, "a") : NULL;
+    const mnode *b = root ? mn_map_get(root, "b") : NULL;
+    const mnode *c = root ? mn_map_get(root, "c") : NULL;
+    const mnode *d = root ? mn_map_get(root, "d") : NULL;
+    KT_CHECK(a && a->type == MN_BOOL && a->b, "plain true reads as true (%s)", err.msg);
+    KT_CHECK(b && b->type == MN_BOOL && !b->b, "plain false reads as false");
+    KT_CHECK(c && c->type == MN_BOOL && c->b, "plain True reads as true");
+    KT_CHECK(d && d->type == MN_STRING && !d->b, "a quoted \"true\" stays a string");
+    if (rc == 0)
+        mn_docs_free(&docs);
+}
+
 int main(void)
 {
     kt_set_verbose(true);
+    test_plain_booleans();
     FILE *probe = fopen(src_path("tests/manifests/plain.yaml"), "r");
     if (!probe) {
         printf("FAIL: %s not found: set KSV_SRCDIR to the source tree\n",

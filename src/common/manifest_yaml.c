@@ -386,7 +386,9 @@ static int on_scalar(reader *r, const yaml_event_t *ev)
     if (!tag) {
         if (plain)
             rc = type_scalar(r, node, text, MN_NULL);
-        node->b = node->type == MN_STRING && plain && strcmp(text, "<<") == 0;
+        /* b marks a plain `<<` on strings only: on a boolean it is the value itself. */
+        if (node->type == MN_STRING)
+            node->b = plain && strcmp(text, "<<") == 0;
     } else if (strcmp(tag, "!") == 0 || strcmp(tag, YAML_STR_TAG) == 0) {
         node->type = MN_STRING;
     } else if (strcmp(tag, YAML_INT_TAG) == 0) {
