@@ -624,12 +624,13 @@ static int read_runtime(vctx *v, const mnode *node, const char *path)
         runtime = name;
     } else if (IN_LIST(name, mapped_runtimes)) {
         runtime = KSV_RUNTIME_AUTO; /* the same model, as fast as it can be served exactly */
-        spec->runtime_mapped = true;
+        spec->runtime_mapped = true; /* for xgboost models; read_model undoes it for others */
     } else {
-        return fail(v, node, path,
-                    "runtime \"%s\" is not available: use auto, ksv-xgboost or ksv-forest "
-                    "(kserve-xgbserver and kserve-mlserver map to auto)",
-                    name);
+        /* A ServingRuntime by name, resolved when applied (DESIGN §12). */
+        if (!*name || strlen(name) > 63)
+            return fail(v, node, path, "expected a runtime name of 1 to 63 characters");
+        runtime = name;
+        spec->runtime_external = true;
     }
     free(spec->runtime);
     if (!(spec->runtime = strdup(runtime)))
@@ -654,17 +655,16 @@ static int read_model_format(vctx *v, const mnode *map, const char *prefix)
                 continue;
             if (get_string(v, name, path, &text))
                 return -1;
-            bool xgboost = strcasecmp(text, "xgboost") == 0;
-            if (!xgboost) {
-                fail(v, name, path,
-                     "model format \"%s\" is not supported: ksv serves xgboost models", text);
+            /* xgboost runs in the engine; any other format needs a ServingRuntime. */
+            if (!*text || strlen(text) > 63) {
+                fail(v, name, path, "expected a model format name (xgboost, sklearn, ...)");
                 free(text);
                 return -1;
             }
-            free(text);
+            for (char *p = text; *p; p++)
+                *p = (char)tolower((unsigned char)*p);
             free(spec->model_format);
-            if (!(spec->model_format = strdup("xgboost")))
-                return oom(v);
+            spec->model_format = text;
         } else if (strcmp(e->key, "version") == 0) {
             if (is_null(e->value))
                 continue;
@@ -736,6 +736,19 @@ static int read_model(vctx *v, const mnode *model, const char *prefix, bool shor
         char path[MAX_PATH_TEXT];
         join_path(path, prefix, "storageUri");
         return fail(v, model, path, "missing: say where the model file is");
+    }
+    if (strcmp(spec->model_format, "xgboost") != 0 && !spec->runtime_external) {
+        /* Another format: served by a ServingRuntime, named or chosen by format at apply.
+         * A KServe name mapped for xgboost keeps its own meaning here. */
+        if (spec->runtime_written && !spec->runtime_mapped)
+            return fail(v, mn_map_get(model, "runtime"), "spec.predictor.model.runtime",
+                        "%s serves xgboost models only; model format %s needs a ServingRuntime "
+                        "(see data/runtimes)", spec->runtime_written, spec->model_format);
+        free(spec->runtime);
+        spec->runtime_mapped = false;
+        spec->runtime_external = true;
+        if (!(spec->runtime = strdup(spec->runtime_written ? spec->runtime_written : "")))
+            return oom(v);
     }
     return 0;
 }
@@ -879,8 +892,9 @@ static int read_isvc(vctx *v, const mnode *root, int line)
     if (kind->type != MN_STRING)
         return fail(v, kind, "kind", "expected a string, found %s", mn_type_name(kind->type));
     if (strcmp(kind->str, KSV_MANIFEST_KIND) != 0)
-        return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService "
-                    "ResourceQuota and Canary (flagger.app/v1beta1) manifests only", kind->str);
+        return fail(v, kind, "kind", "kind \"%s\" is not supported: ksv applies InferenceService, "
+                    "ServingRuntime, ResourceQuota and Canary (flagger.app/v1beta1) manifests "
+                    "only", kind->str);
     const mnode *api = require(v, root, "apiVersion", "expected " KSV_MANIFEST_API_VERSION);
     if (!api)
         return -1;
@@ -965,6 +979,11 @@ void ksv_manifest_list_free(ksv_manifest_list *list)
     free(list->canaries);
     list->canaries = NULL;
     list->n_canaries = 0;
+    for (size_t k = 0; k < list->n_runtimes; k++)
+        ksv_serving_runtime_free(&list->runtimes[k]);
+    free(list->runtimes);
+    list->runtimes = NULL;
+    list->n_runtimes = 0;
 }
 
 static int add_spec(vctx *v, ksv_manifest_list *out, size_t *cap, const mnode *root, int line)
@@ -991,6 +1010,32 @@ static int add_spec(vctx *v, ksv_manifest_list *out, size_t *cap, const mnode *r
                         "%s/%s is defined twice in this file (first at line %d)",
                         spec->namespace_name, spec->name, other->line);
     }
+    return 0;
+}
+
+static int add_runtime(vctx *v, ksv_manifest_list *out, const mnode *root)
+{
+    bool ok = true;
+    json_object *doc = mn_to_json(root, &ok);
+    if (!ok)
+        return oom(v);
+    ksv_serving_runtime *grown = realloc(out->runtimes, (out->n_runtimes + 1) * sizeof *grown);
+    if (!grown) {
+        json_object_put(doc);
+        return oom(v);
+    }
+    out->runtimes = grown;
+    char where[600];
+    snprintf(where, sizeof where, "%s:%d", v->file, root->line);
+    ksv_serving_runtime *rt = &out->runtimes[out->n_runtimes];
+    int rc = ksv_serving_runtime_from_json(doc, where, rt, v->err);
+    json_object_put(doc);
+    if (rc != 0)
+        return -1;
+    out->n_runtimes++;
+    rt->line = root->line;
+    if (!(rt->source = strdup(v->file)))
+        return oom(v);
     return 0;
 }
 
@@ -1024,12 +1069,18 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
                 return -1;
             continue;
         }
+        if (kind && kind->type == MN_STRING && ksv_is_serving_runtime_kind(kind->str)) {
+            if (add_runtime(v, out, root))
+                return -1;
+            continue;
+        }
         /* A document is named by its first line of content, not by its `---`. */
         if (add_spec(v, out, &cap, root, root->line))
             return -1;
     }
-    if (out->n == 0 && out->n_quotas == 0 && out->n_canaries == 0)
-        return ksv_err_set(v->err, 400, "%s:1:1: no InferenceService in this file", v->file);
+    if (out->n == 0 && out->n_quotas == 0 && out->n_canaries == 0 && out->n_runtimes == 0)
+        return ksv_err_set(v->err, 400, "%s:1:1: no InferenceService or ServingRuntime in this "
+                           "file", v->file);
     return 0;
 }
 

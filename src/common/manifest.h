@@ -28,6 +28,7 @@
 #include <json-c/json.h>
 
 #include "common/error.h"
+#include "common/serving_runtime.h"
 #include "common/strbuf.h"
 
 #define KSV_MANIFEST_API_VERSION "serving.kserve.io/v1beta1"
@@ -91,6 +92,8 @@ typedef struct ksv_isvc {
     char *runtime;               /* effective: "auto" (unless written), "ksv-xgboost", "ksv-forest" */
     char *runtime_written;       /* model.runtime as written; NULL when absent */
     bool runtime_mapped;         /* a KServe runtime name was mapped to `runtime` */
+    bool runtime_external;       /* served by a ServingRuntime: `runtime` names it, or is ""
+                                  * to choose one by model format when applied */
     char *protocol_version;      /* effective: "v1" unless written */
     char *runtime_version;       /* NULL when absent */
     char *storage_uri;           /* normalized: see ksv_storage_kind */
@@ -182,6 +185,8 @@ typedef struct ksv_manifest_list {
     size_t n_quotas;
     ksv_canary *canaries;        /* Canary documents of the same file */
     size_t n_canaries;
+    ksv_serving_runtime *runtimes;  /* ServingRuntime / ClusterServingRuntime documents */
+    size_t n_runtimes;
 } ksv_manifest_list;
 
 /* The Canary in list whose target is NS/NAME, or NULL. */

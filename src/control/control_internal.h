@@ -38,6 +38,20 @@ typedef struct ctl_upload {
     char remote[1300];            /* "" until uploaded */
 } ctl_upload;
 
+/* ---- serving runtimes (runtimes.c) ---- */
+/* data/runtimes of this installation; -1 when none is found. */
+int ctl_runtimes_dir(char *out, size_t cap);
+/* Stores the list's ServingRuntime documents (history row per changed one). */
+int ctl_runtimes_store(ksv_ctl *ctl, const ksv_manifest_list *list, size_t *changed,
+                       ksv_err *err);
+/* Chooses spec's runtime (spec->runtime_external) and adds it to *canonical (replaced):
+ * predictor.model.runtime and the engine block "servingRuntime"; runtime gets its name. */
+int ctl_runtime_resolve(ksv_ctl *ctl, const ksv_isvc *spec, char **canonical, char *runtime,
+                        size_t runtime_cap, ksv_err *err);
+/* A revision's engine "external" block from its canonical spec (malloc'd), or NULL when it
+ * runs in the engine. */
+char *ctl_revision_external(const char *spec_json);
+
 
 /* ---- fan-out (fanout.c) ---- */
 /* Runs job(ctx, i) for every i in [0, n) on up to `parallel` threads (1: on the caller's

@@ -182,7 +182,13 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         first = false;
         ksv_sb_json_str(body, r->name);
         ksv_sb_puts(body, ",\"runtime\":");
-        ksv_sb_json_str(body, r->runtime);
+        char *external = ctl_revision_external(r->spec_json);
+        ksv_sb_json_str(body, external ? "external" : r->runtime);
+        if (external) {
+            ksv_sb_puts(body, ",\"external\":");
+            ksv_sb_puts(body, external);
+            free(external);
+        }
         ksv_sb_puts(body, ",\"storage_uri\":");
         const char *uri = r->storage_uri;
         for (size_t k = 0; k < n_map; k++)

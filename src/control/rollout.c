@@ -238,6 +238,16 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     if (placement(ctl, spec, opts, &nodes, &n_nodes, err) != 0)
         return -1;
     char *canonical = ksv_manifest_canonical_json(spec);
+    char runtime[128];
+    snprintf(runtime, sizeof runtime, "%s", spec->runtime);
+    if (canonical && spec->runtime_external &&
+        ctl_runtime_resolve(ctl, spec, &canonical, runtime, sizeof runtime, err) != 0) {
+        for (size_t i = 0; i < n_nodes; i++)
+            free(nodes[i]);
+        free(nodes);
+        free(canonical);
+        return -1;
+    }
     ksv_sb original, annotations;
     ksv_sb_init(&original);
     ksv_sb_init(&annotations);
@@ -311,7 +321,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     if (ksv_store_stable_get(ctl->store, model_id, &stable, err) != 0)
         goto rollback;
     ksv_revision rev;
-    if (ksv_store_revision_create(ctl->store, model_id, canonical, spec->runtime,
+    if (ksv_store_revision_create(ctl->store, model_id, canonical, runtime,
                                   spec->storage_uri, &rev, err) != 0)
         goto rollback;
     char old_text[512] = "none", new_text[512];
@@ -382,7 +392,7 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     if (ctl_quota_admit(ctl, list, err) != 0)
         return -1;
     int rc = 0;
-    size_t changed_count = 0, stored = 0;
+    size_t changed_count = 0, stored = 0, runtimes_changed = 0;
     view_set set = {0};
     ksv_err store_err;
     ksv_err_clear(&store_err);
@@ -415,6 +425,11 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     gate_start *gates = calloc(list->n ? list->n : 1, sizeof *gates);
     if (!gates)
         return ksv_err_set(err, 500, "out of memory");
+    /* Runtimes first: models of the same file may use them. */
+    if (ctl_runtimes_store(ctl, list, &runtimes_changed, err) != 0) {
+        free(gates);
+        return -1;
+    }
     for (size_t i = 0; i < list->n; i++) {
         const ksv_isvc *spec = &list->items[i];
         bool changed;
@@ -454,9 +469,14 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
         *err = store_err;
     else if (prc != 0)
         *err = push_err;
-    res->changed = changed_count > 0;
-    snprintf(res->summary, sizeof res->summary, "%zu model(s) applied, %zu changed", stored,
-             changed_count);
+    res->changed = changed_count > 0 || runtimes_changed > 0;
+    if (list->n_runtimes)
+        snprintf(res->summary, sizeof res->summary,
+                 "%zu runtime(s) applied, %zu changed; %zu model(s) applied, %zu changed",
+                 list->n_runtimes, runtimes_changed, stored, changed_count);
+    else
+        snprintf(res->summary, sizeof res->summary, "%zu model(s) applied, %zu changed", stored,
+                 changed_count);
     return rc == 0 && prc == 0 ? 0 : -1;
 }
 

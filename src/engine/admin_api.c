@@ -255,6 +255,18 @@ static void model_routes(const ksv_http_request *req, const char *name, const ch
         return put_traffic(req, name, resp);
     } else if (strcmp(sub, "rollout") == 0 || strncmp(sub, "rollout/", 8) == 0) {
         return rollout_routes(req, name, sub[7] ? sub + 8 : NULL, resp);
+    } else if (strncmp(sub, "revisions/", 10) == 0) {
+        /* revisions/{rev}/logs: an external runtime's output. */
+        char revision[KSV_NAME_MAX + 1];
+        const char *r = sub + 10, *slash = strchr(r, '/');
+        size_t n = slash ? (size_t)(slash - r) : 0;
+        if (n == 0 || n >= sizeof revision || strcmp(slash, "/logs") != 0)
+            return ksv_http_error(resp, 404, "unknown admin path; use revisions/REV/logs");
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        memcpy(revision, r, n);
+        revision[n] = '\0';
+        rc = ksv_registry_write_runtime_logs(reg, name, revision, &resp->body, &err);
     } else if (strcmp(sub, "errors") == 0) {
         if (!get)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");

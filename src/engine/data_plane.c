@@ -9,6 +9,8 @@
 #include "common/clock.h"
 #include "engine/http.h"
 #include "engine/v2_binary.h"
+#include "engine/openai_api.h"
+#include "engine/proxy.h"
 
 #define MAX_SEGMENTS 8
 
@@ -200,6 +202,8 @@ static void infer(const ksv_http_request *req, const char *model, const char *re
         resp->retry_after = err.status == 503 ? route.retry_after_s : 0;
         return;
     }
+    if (route.rev->ops->proxied)
+        return ksv_proxy_forward_infer(req, &route, model, v1, resp);
     snprintf(resp->revision, sizeof resp->revision, "%s", route.rev->spec.name);
     ksv_infer_timing tm = {.arrived = req->start};
     size_t rows = 0;
@@ -358,6 +362,8 @@ void ksv_handle_data_plane(const ksv_http_request *req, ksv_http_response *resp)
         ksv_http_error(resp, 404, "unknown path");
         return;
     }
+    if (seg_is(&pp, 0, "openai"))
+        return ksv_handle_openai(req, resp);
     if (seg_is(&pp, 0, "v2"))
         return v2(req, &pp, resp);
     if (seg_is(&pp, 0, "v1"))

@@ -31,6 +31,8 @@ typedef struct ksv_worker {
     size_t out_cap;
 } ksv_worker;
 
+typedef struct ksv_proxy ksv_proxy;
+
 typedef struct ksv_engine_info {
     const char *version;
     const char *token;            /* admin bearer token */
@@ -45,6 +47,7 @@ typedef struct ksv_engine_info {
     ksv_event_log *events;        /* the state dir's event log (events.h) */
     ksv_gate *gate;               /* release gates (gate.h) */
     ksv_mirror *mirror;           /* their shadow traffic (mirror.h) */
+    ksv_proxy *proxy;             /* forwards requests to external runtimes (proxy.h) */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {
@@ -67,6 +70,33 @@ typedef struct ksv_http_request {
 
 /* The value of query-string argument key ("?since=5" -> "5"), or NULL when absent. */
 const char *ksv_http_query(const ksv_http_request *req, const char *key);
+/* A response completed off the HTTP thread (proxy.c). A handler that sets resp->async
+ * hands the request to a job; the server then suspends the connection instead of answering,
+ * and calls, in this order:
+ *   start   once, with wake(wake_arg) that resumes the connection. The job calls wake once
+ *           when head() can answer, and later (streams) each time after read() returned 0.
+ *           wake is only ever called under the job's own lock, never after finish.
+ *   head    on the HTTP thread after the first wake: fills status, content_type, revision
+ *           and, unless it returns true (a stream), the whole body.
+ *   read    streams only, on the HTTP thread: copies up to max bytes and returns how many;
+ *           0: nothing yet (it called park(park_arg) under its lock, suspending the
+ *           connection until the next wake); -1: the end; -2: the stream broke.
+ *   finish  once, when the connection is done with it (ok false: the client left or the
+ *           request failed): cancels what still runs and drops the server's reference.
+ * finish is also called, without start, when the connection ends before start. */
+struct ksv_http_response;
+
+typedef struct ksv_http_async_ops {
+    void (*start)(void *job, void (*wake)(void *), void *wake_arg);
+    bool (*head)(void *job, struct ksv_http_response *resp);
+    long (*read)(void *job, char *buf, size_t max, void (*park)(void *), void *park_arg);
+    void (*finish)(void *job, bool ok);
+} ksv_http_async_ops;
+
+typedef struct ksv_http_async {
+    const ksv_http_async_ops *ops;  /* NULL: an ordinary response */
+    void *job;
+} ksv_http_async;
 
 typedef struct ksv_http_response {
     int status;
@@ -77,6 +107,7 @@ typedef struct ksv_http_response {
     char revision[KSV_NAME_MAX];  /* ksv-revision header when non-empty */
     int retry_after;              /* Retry-After header (seconds) when > 0 */
     bool wait_cold;               /* not answered yet: wait for req->cold, then dispatch again */
+    ksv_http_async async;         /* set by a handler that answers later */
 } ksv_http_response;
 
 /* Sets an error response {"error": message}. */

@@ -61,6 +61,7 @@ struct conn_ctx {
     struct MHD_Connection *conn;
     const char *method, *url;     /* libmicrohttpd's, valid until the request completes */
     conn_ctx *next_heavy;
+    bool async_started;           /* resp.async's job runs; the connection waits for it */
     ksv_http_response resp;
     /* Cold start: the request is parked (MHD-suspended) until the revision is loaded. */
     bool suspended;
@@ -179,6 +180,61 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
         MHD_add_response_header(r, MHD_HTTP_HEADER_RETRY_AFTER, secs);
     }
     enum MHD_Result ret = MHD_queue_response(conn, (unsigned)resp->status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+/* ------------------------------------------------------- responses finished later */
+
+static void async_wake(void *conn)
+{
+    MHD_resume_connection(conn);
+}
+
+static void async_park(void *conn)
+{
+    MHD_suspend_connection(conn);
+}
+
+/* libmicrohttpd pulls a streamed body through this; a job with nothing to give parks the
+ * connection (suspends it) and resumes it when data comes, so no thread spins or blocks. */
+static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    conn_ctx *ctx = cls;
+    (void)pos;
+    long n = ctx->resp.async.ops->read(ctx->resp.async.job, buf, max, async_park, ctx->conn);
+    if (n > 0)
+        return (ssize_t)n;
+    if (n == 0)
+        return 0;
+    return n == -1 ? MHD_CONTENT_READER_END_OF_STREAM : MHD_CONTENT_READER_END_WITH_ERROR;
+}
+
+/* The handler handed the request to a job: park the connection until the job's head is
+ * ready, then answer with its buffered body or its stream. */
+static enum MHD_Result answer_async(struct MHD_Connection *conn, conn_ctx *ctx)
+{
+    const ksv_http_async *a = &ctx->resp.async;
+    if (!ctx->async_started) {
+        ctx->async_started = true;
+        ctx->conn = conn;
+        MHD_suspend_connection(conn);
+        a->ops->start(a->job, async_wake, conn);
+        return MHD_YES;
+    }
+    if (!a->ops->head(a->job, &ctx->resp))
+        return send_response(conn, ctx);
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, read_stream, ctx, NULL);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            ctx->resp.content_type ? ctx->resp.content_type : "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "x-request-id", ctx->request_id);
+    if (ctx->resp.revision[0])
+        MHD_add_response_header(r, "ksv-revision", ctx->resp.revision);
+    enum MHD_Result ret = MHD_queue_response(conn, (unsigned)ctx->resp.status, r);
     MHD_destroy_response(r);
     return ret;
 }
@@ -346,6 +402,8 @@ static enum MHD_Result park_cold(ksv_http_server *srv, struct MHD_Connection *co
         ksv_http_error(&ctx->resp, 503, "the revision is starting; retry");
         ctx->resp.retry_after = 1;
     }
+    if (ctx->resp.async.ops)
+        return answer_async(conn, ctx);
     return send_response(conn, ctx);
 }
 
@@ -358,6 +416,8 @@ static enum MHD_Result resume_cold(ksv_http_server *srv, struct MHD_Connection *
         dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
         if (ctx->resp.wait_cold)
             return park_cold(srv, conn, ctx, method, url);
+        if (ctx->resp.async.ops) /* loaded now, on an external runtime */
+            return answer_async(conn, ctx);
         return send_response(conn, ctx);
     case KSV_COLD_TIMEOUT: {
         char msg[256];
@@ -608,6 +668,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         dispatch(srv, conn, ctx, method, url, ctx->body ? ctx->body : "", ctx->len);
     if (ctx->resp.wait_cold)
         return park_cold(srv, conn, ctx, method, url);
+    if (ctx->resp.async.ops)
+        return answer_async(conn, ctx);
     return send_response(conn, ctx);
 }
 
@@ -615,10 +677,11 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
     ksv_http_server *srv = cls;
-    (void)toe;
     conn_ctx *ctx = *con_cls;
     if (!ctx)
         return;
+    if (ctx->resp.async.ops)
+        ctx->resp.async.ops->finish(ctx->resp.async.job, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
     atomic_fetch_sub(&srv->active, 1);
     atomic_fetch_sub(&srv->inflight, ctx->reserved);
     const union MHD_ConnectionInfo *sc =
@@ -832,6 +895,7 @@ int ksv_http_server_start(const ksv_engine_info *engine, int fd, const ksv_http_
         }
         srv->n_heavy++;
     }
+    /* Suspend/resume: proxied requests wait for their runtime off the HTTP threads. */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO |
                      MHD_USE_ITC | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
     srv->daemon = MHD_start_daemon(

@@ -23,6 +23,7 @@
 #include "engine/gate.h"
 #include "engine/mirror.h"
 #include "engine/http_server.h"
+#include "engine/proxy.h"
 #include "engine/options.h"
 #include "engine/registry.h"
 #include "engine/runtime.h"
@@ -190,6 +191,7 @@ int main(int argc, char **argv)
     ksv_event_log *events = NULL;
     ksv_gate *gate = NULL;
     ksv_mirror *mirror = NULL;
+    ksv_proxy *proxy = NULL;
     ksv_engine_info info = {0};
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
@@ -230,7 +232,8 @@ int main(int argc, char **argv)
     /* Monitoring, not inference: GPU gauges are read even with --gpu off. */
     if (ksv_gpu_telemetry_open(getenv("KSV_NVML_LIBRARY"), &gpu) != 0)
         ksv_log(KSV_LOG_WARN, NULL, "gpu telemetry: out of memory; no GPU gauges");
-    if (ksv_http_listen(opt->listen, &listen_fd, bound, sizeof bound, &err) != 0)
+    if (ksv_proxy_create(&proxy, &err) != 0 ||
+        ksv_http_listen(opt->listen, &listen_fd, bound, sizeof bound, &err) != 0)
         goto fail;
     info = (ksv_engine_info){
         .version = PACKAGE_VERSION,
@@ -246,6 +249,7 @@ int main(int argc, char **argv)
         .events = events,
         .gate = gate,
         .mirror = mirror,
+        .proxy = proxy,
     };
     ksv_http_limits limits = {
         .request_timeout = opt->request_timeout,
@@ -309,9 +313,13 @@ fail:
         ksv_registry_close_cold_queue(reg);
     if (rc != 0)
         ksv_log(KSV_LOG_ERROR, NULL, "%s", err.msg);
+    /* Forwarded requests still running are cancelled (their connections resume and
+     * close) before the server stops; runtimes stop with the registry. */
+    ksv_proxy_shutdown(proxy);
     ksv_http_server_stop(srv);
     ksv_gate_destroy(gate);
     ksv_mirror_stop(mirror);
+    ksv_proxy_destroy(proxy);
     ksv_gpu_telemetry_close(gpu);
     ksv_registry_destroy(reg);
     ksv_repository_destroy(repo);

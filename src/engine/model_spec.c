@@ -106,6 +106,19 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
     if (!ksv_runtime_find(rev->runtime))
         return ksv_err_set(err, 400, "%s.runtime: unknown runtime \"%s\" (known: %s)", where,
                            rev->runtime, ksv_runtime_names());
+    json_object *external;
+    bool has_external = json_object_object_get_ex(obj, "external", &external) &&
+                        !json_object_is_type(external, json_type_null);
+    if (ksv_runtime_find(rev->runtime)->proxied != has_external)
+        return ksv_err_set(err, 400, has_external ? "%s.external: only runtime \"external\" takes one"
+                                                  : "%s.external is required with runtime \"external\"",
+                           where);
+    if (has_external) {
+        char ext_where[64];
+        snprintf(ext_where, sizeof ext_where, "%s.external", where);
+        if (ksv_ext_spec_from_json(external, ext_where, rev->external, sizeof rev->external, err))
+            return -1;
+    }
     json_object *settings;
     if (json_object_object_get_ex(obj, "settings", &settings) &&
         !json_object_is_type(settings, json_type_null)) {
@@ -238,6 +251,10 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
         ksv_sb_puts(sb, ",\"pinned_storage_uri\":");
         ksv_sb_json_str(sb, rev->pinned_uri);
     }
+    if (rev->external[0]) {
+        ksv_sb_puts(sb, ",\"external\":");
+        ksv_sb_puts(sb, rev->external);
+    }
     ksv_sb_puts(sb, ",\"settings\":{\"booster_pool\":");
     ksv_sb_json_str(sb, rev->booster_pool);
     ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
@@ -281,7 +298,8 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            a->container_concurrency == b->container_concurrency &&
            a->timeout_ms == b->timeout_ms && a->batch_max_rows == b->batch_max_rows &&
            a->batch_max_delay_us == b->batch_max_delay_us && a->min_replicas == b->min_replicas &&
-           a->memory_limit_bytes == b->memory_limit_bytes;
+           a->memory_limit_bytes == b->memory_limit_bytes &&
+           strcmp(a->external, b->external) == 0;
 }
 
 void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const char *uri,

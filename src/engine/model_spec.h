@@ -11,6 +11,7 @@
 
 #include "common/error.h"
 #include "common/strbuf.h"
+#include "engine/ext_runtime.h"
 
 #define KSV_NAME_MAX 96
 #define KSV_URI_MAX 1024
@@ -38,6 +39,9 @@ typedef struct ksv_revision_spec {
     int min_replicas;                /* 0: may scale to zero (see scale_to_zero.h); default 1 */
     long long memory_limit_bytes;    /* resources.limits.memory: the measured size may not
                                       * exceed it (0: no limit) */
+    /* runtime "external": the ServingRuntime to run, as validated compact JSON
+     * (ext_runtime.h); "" for the built-in runtimes. */
+    char external[KSV_EXT_SPEC_MAX];
 } ksv_revision_spec;
 
 typedef struct ksv_model_spec {

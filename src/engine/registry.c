@@ -176,6 +176,13 @@ static ksv_revision *revision_new(ksv_model *m, const ksv_revision_spec *spec)
     ksv_hist_init(&rev->latency);
     ksv_hist_init(&rev->mirror_latency);
     ksv_cold_state_init(&rev->cold);
+    if (rev->ops && rev->ops->proxied) {
+        if (!(rev->llm = malloc(sizeof *rev->llm))) {
+            free(rev);
+            return NULL;
+        }
+        ksv_llm_stats_init(rev->llm);
+    }
     m->rev_structs++;
     return rev;
 }
@@ -215,6 +222,7 @@ static void revision_free(ksv_registry *reg, ksv_revision *rev, unload_item *it)
     it->batcher = rev->batcher;
     rev->model->rev_structs--;
     free(rev->fetched_path);
+    free(rev->llm);
     free(rev);
 }
 
@@ -822,6 +830,8 @@ static bool load_one(ksv_registry *reg)
     const ksv_runtime_ops *ops = rev->ops;
     char *fetched = rev->fetched_path;
     rev->fetched_path = NULL; /* each load of a downloaded model checks the cache again */
+    char model_name[KSV_NAME_MAX];
+    snprintf(model_name, sizeof model_name, "%s", rev->model->spec.name);
     pthread_rwlock_unlock(&reg->lock);
 
     char path[4096];
@@ -833,12 +843,19 @@ static bool load_one(ksv_registry *reg)
         .predict_threads = spec.predict_threads,
         .booster_pool = spec.booster_pool,
         .gpu = reg->gpu,
+        .external = spec.external,
+        .model_name = model_name,
+        .revision = spec.name,
     };
     double t0 = ksv_mono_s();
     int rc = 0;
-    /* A fetched model is a folder in the cache, resolved as a local folder is. */
-    rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
-                                   &err);
+    /* A fetched model is a folder in the cache, resolved as a local folder is; an external
+     * runtime's model is any file or folder: the runtime reads it, not the engine. */
+    if (!fetched && ops->proxied)
+        rc = ksv_ext_model_path(spec.storage_uri, path, sizeof path, &err);
+    else
+        rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
+                                       &err);
     free(fetched);
     uint64_t mem_before = ksv_mem_allocated_bytes();
     if (rc == 0 && reg->load_delay_ms > 0)
@@ -1596,6 +1613,8 @@ void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb)
             ksv_sb_puts(sb, "},\"histogram\":");
             ksv_hist_snapshot(&rev->latency, snap);
             ksv_hist_write_fine_json(sb, snap);
+            if (rev->llm)
+                ksv_llm_stats_write_json(sb, rev->llm, snap);
             ksv_sb_putc(sb, '}');
         }
     }
@@ -1623,6 +1642,11 @@ typedef enum {
     FAM_TRAFFIC,
     FAM_BATCHES,
     FAM_BATCH_ROWS,
+    FAM_RUNTIME_RESTARTS,
+    FAM_LLM_TTFT,
+    FAM_LLM_TPOT,
+    FAM_LLM_PROMPT,
+    FAM_LLM_GENERATION,
 } family;
 
 static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap *snap)
@@ -1644,8 +1668,14 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
         "# TYPE ksv_batches_total counter\n",
         "# HELP ksv_batch_rows_total Rows predicted through those calls.\n"
         "# TYPE ksv_batch_rows_total counter\n",
+        "# HELP ksv_runtime_restarts_total Restarts of the revision's external runtime "
+        "process after it exited.\n# TYPE ksv_runtime_restarts_total counter\n",
+        "", "", "", "", /* llm_stats writes its own heads */
     };
-    ksv_sb_puts(sb, heads[f]);
+    bool llm = f >= FAM_LLM_TTFT;
+    if (!llm)
+        ksv_sb_puts(sb, heads[f]);
+    bool first_llm = true;
     for (size_t i = 0; i < reg->n_models; i++) {
         ksv_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
@@ -1697,6 +1727,22 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
                 break;
             case FAM_TRAFFIC:
                 ksv_sb_printf(sb, "ksv_traffic_percent{%s} %d\n", labels, rev->traffic);
+                break;
+            case FAM_RUNTIME_RESTARTS:
+                if (rev->ops && rev->ops->proxied)
+                    ksv_sb_printf(sb, "ksv_runtime_restarts_total{%s} %llu\n", labels,
+                                  (unsigned long long)(rev->handle ? ksv_ext_restarts(rev->handle)
+                                                                   : 0));
+                break;
+            case FAM_LLM_TTFT:
+            case FAM_LLM_TPOT:
+            case FAM_LLM_PROMPT:
+            case FAM_LLM_GENERATION:
+                if (rev->llm) {
+                    ksv_llm_stats_write_prometheus(sb, (int)(f - FAM_LLM_TTFT) | (first_llm ? 0x10 : 0),
+                                                   labels, rev->llm, snap);
+                    first_llm = false;
+                }
                 break;
             case FAM_BATCHES:
             case FAM_BATCH_ROWS:
@@ -1756,7 +1802,7 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
         return;
     }
     pthread_rwlock_rdlock(&reg->lock);
-    for (int f = FAM_REQUESTS; f <= FAM_BATCH_ROWS; f++)
+    for (int f = FAM_REQUESTS; f <= FAM_LLM_GENERATION; f++)
         write_family(reg, sb, (family)f, snap);
     write_elastic_families(reg, sb, snap);
     pthread_rwlock_unlock(&reg->lock);
@@ -1960,6 +2006,36 @@ int ksv_registry_set_mirror(ksv_registry *reg, const char *model, const char *re
     else {
         m->mirror = rev;
         m->mirror_weight = weight < 0 ? 0 : weight > 100 ? 100 : weight;
+int ksv_registry_write_runtime_logs(ksv_registry *reg, const char *model, const char *revision,
+                                    ksv_sb *sb, ksv_err *err)
+{
+    int rc = 0;
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_model *m = find_model(reg, model);
+    ksv_revision *rev = m ? find_revision(m, revision) : NULL;
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (!rev) {
+        rc = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+    } else if (!rev->ops || !rev->ops->proxied) {
+        rc = ksv_err_set(err, 409, "revision %s runs in the engine (%s); only external "
+                                   "runtimes have logs", revision, rev->spec.runtime);
+    } else {
+        ksv_sb_puts(sb, "{\"model\":");
+        ksv_sb_json_str(sb, model);
+        ksv_sb_puts(sb, ",\"revision\":");
+        ksv_sb_json_str(sb, revision);
+        ksv_sb_printf(sb, ",\"revision_state\":\"%s\"", ksv_rev_state_name(rev->state));
+        if (rev->error[0]) {
+            ksv_sb_puts(sb, ",\"error\":");
+            ksv_sb_json_str(sb, rev->error);
+        }
+        ksv_sb_puts(sb, ",\"runtime\":");
+        if (rev->handle && !rev->loader_busy)
+            ksv_ext_write_logs(rev->handle, sb);
+        else
+            ksv_sb_puts(sb, "null");
+        ksv_sb_putc(sb, '}');
     }
     pthread_rwlock_unlock(&reg->lock);
     return rc;
@@ -2000,4 +2076,24 @@ void ksv_registry_finish_mirror(ksv_route *route, int status, double seconds, ui
 unsigned ksv_registry_mirror_worker(const ksv_registry *reg)
 {
     return reg->workers;
+void ksv_registry_write_openai_models(ksv_registry *reg, ksv_sb *sb)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    ksv_sb_puts(sb, "{\"object\":\"list\",\"data\":[");
+    bool first = true;
+    for (size_t i = 0; i < reg->n_models; i++) {
+        ksv_model *m = reg->models[i];
+        bool openai = false;
+        for (size_t r = 0; r < m->n_revs && !openai; r++)
+            openai = (ksv_ext_spec_protocols(m->revs[r]->spec.external) & KSV_PROTO_OPENAI) != 0;
+        if (!openai)
+            continue;
+        ksv_sb_puts(sb, first ? "{\"id\":" : ",{\"id\":");
+        first = false;
+        ksv_sb_json_str(sb, m->spec.name);
+        ksv_sb_printf(sb, ",\"object\":\"model\",\"owned_by\":\"ksv\",\"ready\":%s}",
+                      m->n_split > 0 ? "true" : "false");
+    }
+    ksv_sb_puts(sb, "]}");
+    pthread_rwlock_unlock(&reg->lock);
 }

@@ -25,6 +25,7 @@
 #include "engine/batcher.h"
 #include "engine/infer_stats.h"
 #include "engine/events.h"
+#include "engine/llm_stats.h"
 #include "engine/model_spec.h"
 #include "engine/runtime.h"
 #include "engine/scale_to_zero.h"
@@ -80,6 +81,7 @@ typedef struct ksv_revision {
     _Atomic uint64_t mirror_codes[KSV_CODE_SLOTS];
     ksv_hist mirror_latency;
     _Atomic uint64_t mirror_rows, mirror_diff_rows;
+    ksv_llm_stats *llm;           /* external runtimes only: token figures (OpenAI routes) */
 } ksv_revision;
 
 /* What a request holds between begin and finish. */
@@ -225,5 +227,11 @@ typedef void (*ksv_revision_visitor)(void *ctx, const char *model, const ksv_rev
                                      bool serving);
 int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revision,
                        ksv_revision_visitor fn, void *ctx, ksv_err *err);
+/* GET /openai/v1/models: the models with a revision whose runtime speaks OpenAI. */
+void ksv_registry_write_openai_models(ksv_registry *reg, ksv_sb *sb);
+/* An external runtime's last output lines and supervision state
+ * (GET /ksv/v1/models/{m}/revisions/{rev}/logs); 404 unknown, 409 not an external one. */
+int ksv_registry_write_runtime_logs(ksv_registry *reg, const char *model, const char *revision,
+                                    ksv_sb *sb, ksv_err *err);
 
 #endif

@@ -19,6 +19,10 @@ typedef struct ksv_runtime_options {
     int predict_threads;    /* threads one predict() call may use (0: runtime default, 1) */
     const char *booster_pool; /* xgboost: "shared" (default) or "per-worker" */
     int gpu;                /* ksv-forest: device index, -1 = CPU only (--gpu off) */
+    /* external: the revision's runtime definition (ext_runtime.h) and names. */
+    const char *external;
+    const char *model_name;
+    const char *revision;
 } ksv_runtime_options;
 
 typedef struct ksv_model_info {
@@ -43,6 +47,9 @@ typedef struct ksv_runtime_ops {
     const char *name;       /* "ksv-xgboost" */
     /* Adds this runtime's libraries to *b; NULL when it has nothing to say. */
     void (*build_info)(ksv_runtime_build *b);
+    /* true: the model is served by another process and requests are forwarded to it
+     * (proxy.c); predict() is never called and path may be a folder or any file. */
+    bool proxied;
     /* path is a local file. On success *model is owned by the caller until unload(). */
     int (*load)(const char *path, const ksv_runtime_options *opts, void **model,
                 ksv_model_info *info, ksv_err *err);
@@ -80,5 +87,6 @@ uint64_t ksv_runtime_forest_gpu_calls(void *handle);
  * bit-equal, else false with *why saying where they differ. */
 bool ksv_runtime_auto_probe(void *forest_handle, void *xgb_handle, size_t cols, size_t width,
                             char *why, size_t why_cap);
+extern const ksv_runtime_ops ksv_runtime_external;
 
 #endif

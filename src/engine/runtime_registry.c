@@ -10,7 +10,8 @@
 #define KSV_RUNTIME_LIST(X) \
     X(ksv_runtime_xgboost, "ksv-xgboost") \
     X(ksv_runtime_forest, "ksv-forest") \
-    X(ksv_runtime_auto, "auto")
+    X(ksv_runtime_auto, "auto") \
+    X(ksv_runtime_external, "external")
 
 #define KSV_RUNTIME_AS_POINTER(ops, name) &ops,
 #define KSV_RUNTIME_AS_NAME(ops, name) ", " name

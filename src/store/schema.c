@@ -159,7 +159,22 @@ static const char migration_3[] =
     ");\n"
     "PRAGMA user_version = 3;\n";
 
-const char *const store_migrations[] = {migration_1, migration_2, migration_3};
+/* 4: ServingRuntime / ClusterServingRuntime documents applied with `ksv apply` (DESIGN §12).
+ * namespace is '' for a ClusterServingRuntime. */
+static const char migration_4[] =
+    "CREATE TABLE serving_runtimes (\n"
+    "  id INTEGER PRIMARY KEY,\n"
+    "  cluster INTEGER NOT NULL CHECK (cluster IN (0, 1)),\n"
+    "  namespace TEXT NOT NULL CHECK ((cluster = 1) = (namespace = '')),\n"
+    "  name TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 253),\n"
+    "  spec TEXT NOT NULL,\n"
+    "  created_at INTEGER NOT NULL,\n"
+    "  updated_at INTEGER NOT NULL,\n"
+    "  UNIQUE (cluster, namespace, name)\n"
+    ");\n"
+    "PRAGMA user_version = 4;\n";
+
+const char *const store_migrations[] = {migration_1, migration_2, migration_3, migration_4};
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == KSV_STORE_SCHEMA_VERSION,

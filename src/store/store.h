@@ -19,6 +19,8 @@
  *                   percents in 0..100 summing to 100, replaced as a whole.
  *   history         append-only log of every change (triggers refuse UPDATE and DELETE);
  *                   the model is kept as "namespace/name" text so entries outlive the model.
+ *   serving_runtimes  ServingRuntime (namespace) and ClusterServingRuntime (namespace '')
+ *                   documents as applied, one row per (kind, namespace, name).
  *   metric_samples  raw observations, kept 24 h; metric_rollups: the same summed per minute,
  *                   kept 30 days. A sample is an *increment* over (at - span, at], not a
  *                   cumulative counter: the scraper subtracts its previous scrape (a decrease
@@ -52,7 +54,7 @@
 
 #include "common/error.h"
 
-#define KSV_STORE_SCHEMA_VERSION 3
+#define KSV_STORE_SCHEMA_VERSION 4
 #define KSV_STORE_RAW_RETENTION_MS (24LL * 3600 * 1000)
 #define KSV_STORE_ROLLUP_RETENTION_MS (30LL * 24 * 3600 * 1000)
 #define KSV_STORE_ROLLUP_STEP_MS 60000LL
@@ -60,6 +62,28 @@
 #define KSV_STORE_MAX_BUCKETS 65536
 
 typedef struct ksv_store ksv_store;
+
+/* ---- serving runtimes ---- */
+
+typedef struct ksv_runtime_row {
+    bool cluster;
+    char *ns;                     /* "" for a ClusterServingRuntime */
+    char *name;
+    char *spec_json;              /* the document as applied (a JSON object) */
+    int64_t updated_at_ms;
+} ksv_runtime_row;
+
+typedef struct ksv_runtime_rows {
+    ksv_runtime_row *items;
+    size_t n;
+} ksv_runtime_rows;
+
+/* Inserts or replaces one document; *changed is false when it was stored already. */
+int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char *name,
+                          const char *spec_json, bool *changed, ksv_err *err);
+/* Every stored runtime, namespaced ones first, by namespace and name. */
+int ksv_store_runtime_list(ksv_store *s, ksv_runtime_rows *out, ksv_err *err);
+void ksv_runtime_rows_free(ksv_runtime_rows *rows);
 
 /* ---- database ---- */
 

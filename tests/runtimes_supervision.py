@@ -1,0 +1,285 @@
+"""External runtimes supervised by the engine (DESIGN §12), end to end through the CLI: a
+ServingRuntime applied with `ksv apply`, chosen by model format, run as a child process of
+a real local engine (tests/data/toy_runtime.py, a real HTTP server that misbehaves on
+demand), requests forwarded with the revision as model_version, its output kept, restarted
+after kill -9 with ksv_runtime_restarts_total counting it, and every failure a clear error
+with the stable revision untouched: unknown format, no command, a command that is missing, a
+crash while loading, never ready, garbage (502), a hang (504). Delete, SIGTERM and kill -9 of
+the engine leave no runtime process behind."""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from ksvtest import ENGINE, KSV, SRCDIR, check, finish, lock_pid, tmpdir
+
+work = tmpdir("ksv-runtimes-")
+node_dir = os.path.join(work, "node")
+env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=os.path.join(work, "state"),
+           KSV_ENGINE=ENGINE, USER="tester")
+TOY = os.path.join(SRCDIR, "tests", "data", "toy_runtime.py")
+model_dir = os.path.join(work, "model")
+os.makedirs(model_dir)
+
+
+def ksv(*args, timeout=120):
+    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
+    return r.returncode, r.stdout + r.stderr
+
+
+def write(name, text):
+    path = os.path.join(work, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def runtime_doc(name, mode, fmt="toy", extra=""):
+    return """\
+apiVersion: serving.kserve.io/v1alpha1
+kind: ServingRuntime
+metadata:
+  name: %s
+spec:
+  supportedModelFormats:
+    - name: %s
+      autoSelect: %s
+  protocolVersions: [v1, v2, openai]
+  containers:
+    - name: kserve-container
+      command: [%s, %s]
+      args: [/mnt/models, "{{.Name}}"]
+      env:
+        - name: TOY_MODE
+          value: %s
+      readinessProbe:
+        httpGet:
+          path: /health
+%s""" % (name, fmt, "true" if mode == "ok" else "false", sys.executable, TOY, mode, extra)
+
+
+def isvc_doc(name, runtime=None, fmt="toy", timeout=None, canary=None):
+    pred = ""
+    if timeout:
+        pred += "    timeout: %d\n" % timeout
+    if canary is not None:
+        pred += "    canaryTrafficPercent: %d\n" % canary
+    return """\
+apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: %s
+  annotations:
+    ksv.io/rollback-window: "60"
+spec:
+  predictor:
+%s    model:
+      modelFormat:
+        name: %s
+%s      storageUri: %s
+""" % (name, pred, fmt, "      runtime: %s\n" % runtime if runtime else "", model_dir)
+
+
+def engine():
+    with open(os.path.join(node_dir, "address")) as f:
+        addr = f.read().strip()
+    with open(os.path.join(node_dir, "token")) as f:
+        token = f.read().strip()
+    return addr, token
+
+
+def call(method, path, body=None, admin=False, headers=None, timeout=30):
+    addr, token = engine()
+    c = http.client.HTTPConnection(*addr.rsplit(":", 1), timeout=timeout)
+    h = dict(headers or {})
+    if admin:
+        h["Authorization"] = "Bearer " + token
+    c.request(method, path, body=json.dumps(body) if body is not None else None, headers=h)
+    r = c.getresponse()
+    data = r.read()
+    c.close()
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        parsed = {"raw": data.decode("utf-8", "replace")}
+    return r.status, parsed, dict(r.getheaders())
+
+
+def infer(model, rows):
+    return call("POST", "/v2/models/%s/infer" % model,
+                {"inputs": [{"name": "x", "datatype": "FP64", "shape": [len(rows), len(rows[0])],
+                             "data": [v for r in rows for v in r]}]})
+
+
+def logs(model, rev):
+    return call("GET", "/ksv/v1/models/%s/revisions/%s/logs" % (model, rev), admin=True)
+
+
+def metric(name, model):
+    st, body, _ = call("GET", "/metrics")
+    text = body.get("raw", "")
+    for line in text.splitlines():
+        if line.startswith(name + "{") and 'model="%s"' % model in line:
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
+def wait_for(cond, timeout, step=0.1):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(step)
+    return cond()
+
+
+def children_of(pid):
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def toy_pids():
+    out = subprocess.run(["pgrep", "-f", TOY], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone for our purpose.
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+try:
+    rc, out = ksv("node", "add", "local", "local", "--engine-state-dir", node_dir)
+    check(rc == 0, "node add local: " + out.strip())
+
+    # --- a runtime chosen by model format serves through the engine --------------------
+    rc, out = ksv("apply", "-f", write("toy.yaml", runtime_doc("toy", "ok") + "---\n" + isvc_doc("toy")))
+    check(rc == 0 and "1 runtime(s) applied" in out, "apply a ServingRuntime and a model of its format: " + out.strip())
+    st, body, hdr = infer("toy", [[1, 2, 3], [4, 5, 6]])
+    check(st == 200 and body.get("outputs", [{}])[0].get("data") == [6, 15],
+          "V2 infer forwarded to the runtime: %d %s" % (st, body))
+    check(body.get("model_version") == "toy-00001" and body.get("model_name") == "toy",
+          "the answer's model_version is the ksv revision: %s" % body.get("model_version"))
+    check(hdr.get("ksv-revision") == "toy-00001", "ksv-revision header on a forwarded answer")
+    check(body.get("request_id_seen") and body.get("request_id_seen") == hdr.get("x-request-id"),
+          "the request id reaches the runtime: %s" % body.get("request_id_seen"))
+    st, body, _ = call("POST", "/v1/models/toy:predict", {"instances": [[1, 1], [2, 2]]})
+    check(st == 200 and body.get("predictions") == [2, 4], "V1 predict forwarded: %d %s" % (st, body))
+    check(metric("ksv_requests_total", "toy") is not None and metric("ksv_requests_total", "toy") >= 2,
+          "forwarded requests counted in ksv_requests_total")
+    rc, out = ksv("get", "revisions", "toy")
+    check(rc == 0 and "toy" in out.split("\n")[1], "ksv get revisions shows the runtime's name:\n" + out)
+
+    st, lg, _ = logs("toy", "toy-00001")
+    lines = lg.get("runtime", {}).get("lines", [])
+    check(st == 200 and any("toy runtime: mode ok, model toy at %s" % model_dir in l for l in lines),
+          "logs: the runtime's own output, with /mnt/models and {{.Name}} substituted")
+    check(any("CUDA_VISIBLE_DEVICES=None" not in l and "CUDA_VISIBLE_DEVICES='" in l for l in lines),
+          "CUDA_VISIBLE_DEVICES is set from the node's GPU choice")
+    check(any("ready after" in l for l in lines), "logs: the readiness probe's success")
+    st, _, _ = call("GET", "/ksv/v1/models/toy/revisions/toy-00001/logs")
+    check(st == 401, "logs need the admin token")
+
+    # --- kill -9 of the runtime: restarted with backoff, counted ----------------------
+    watcher = lg["runtime"]["pid"]
+    victims = children_of(watcher)
+    check(len(victims) == 1, "one runtime process under its watcher: %s" % victims)
+    os.kill(victims[0], signal.SIGKILL)
+    st, body, _ = infer("toy", [[1]])
+    check(st in (200, 503, 502), "a request while the runtime is down is answered: %d %s" % (st, body))
+    ok = wait_for(lambda: infer("toy", [[1, 1]])[0] == 200, 15)
+    check(ok, "serves again after the restart")
+    check(metric("ksv_runtime_restarts_total", "toy") == 1, "ksv_runtime_restarts_total counts it")
+    st, lg, _ = logs("toy", "toy-00001")
+    check(any("restarting in 1 s" in l for l in lg["runtime"]["lines"]), "logs say: restarting in 1 s")
+
+    # --- failures: each a clear error, the stable revision untouched --------------------
+    rc, out = ksv("apply", "-f", write("nofmt.yaml", isvc_doc("other", fmt="onnx-ish")))
+    check(rc != 0 and "no runtime serves model format onnx-ish" in out, "unknown format refused: " + out.strip())
+    rc, out = ksv("apply", "-f", write("nocmd.yaml", runtime_doc("toy", "ok").replace(
+        "      command: [%s, %s]\n" % (sys.executable, TOY), "      image: toy:1\n")))
+    check(rc != 0 and "command: missing" in out, "a runtime without a command refused: " + out.strip())
+    rc, out = ksv("apply", "-f", write("noname.yaml", isvc_doc("toy", runtime="no-such-runtime")))
+    check(rc != 0 and "runtime no-such-runtime not found" in out, "an unknown runtime name refused: " + out.strip())
+
+    rc, out = ksv("apply", "-f", write("crash.yaml", runtime_doc("toy-crash", "crash-start") + "---\n" +
+                                       isvc_doc("toy", runtime="toy-crash", canary=50)))
+    check(rc != 0 and "before it became ready" in out and "tensor blk.0 is truncated" in out,
+          "a runtime that crashes while loading: revision failed with its last lines: " + out.strip()[-300:])
+    st, body, _ = infer("toy", [[2, 2]])
+    check(st == 200 and body.get("model_version") == "toy-00001", "the stable revision still serves all traffic")
+
+    rc, out = ksv("apply", "-f", write("missing.yaml", runtime_doc("toy-missing", "ok").replace(
+        "command: [%s, %s]" % (sys.executable, TOY), "command: [no-such-binary-ksv]") + "---\n" +
+        isvc_doc("toy", runtime="toy-missing", canary=50)))
+    check(rc != 0 and "no-such-binary-ksv\" not found" in out, "a missing command: " + out.strip()[-200:])
+
+    t0 = time.time()
+    rc, out = ksv("apply", "-f", write("never.yaml", runtime_doc("toy-never", "never-ready",
+        extra="      startupProbe:\n        failureThreshold: 2\n        periodSeconds: 1\n") + "---\n" +
+        isvc_doc("toy", runtime="toy-never", canary=50)))
+    check(rc != 0 and "not ready after 2 s" in out, "never ready: the startupProbe's limit: " + out.strip()[-200:])
+    check(time.time() - t0 < 30, "never ready fails within its limit (%.1f s)" % (time.time() - t0))
+    st, body, _ = infer("toy", [[3]])
+    check(st == 200 and body.get("model_version") == "toy-00001", "the stable revision is untouched")
+
+    rc, out = ksv("apply", "-f", write("junk.yaml", runtime_doc("toy-garbage", "garbage") + "---\n" +
+                                       isvc_doc("junk", runtime="toy-garbage")))
+    check(rc == 0, "a runtime that answers garbage still starts: " + out.strip())
+    st, body, _ = infer("junk", [[1]])
+    check(st == 502 and "not a JSON object" in body.get("error", ""), "garbage answer: 502 JSON error: %d %s" % (st, body))
+    st, errs, _ = call("GET", "/ksv/v1/models/junk/errors", admin=True)
+    check(any(e["status"] == 502 for e in errs.get("errors", [])), "the 502 is in the model's error ring")
+
+    rc, out = ksv("apply", "-f", write("slow.yaml", runtime_doc("toy-hang", "hang") + "---\n" +
+                                       isvc_doc("slow", runtime="toy-hang", timeout=2)))
+    t0 = time.time()
+    st, body, _ = infer("slow", [[1]])
+    took = time.time() - t0
+    check(st == 504 and "did not answer within 2000 ms" in body.get("error", ""),
+          "a hung runtime: 504 JSON error: %d %s" % (st, body))
+    check(1.5 < took < 10, "the 504 comes at the model's timeout (%.1f s)" % took)
+
+    # --- history -----------------------------------------------------------------------
+    rc, out = ksv("history")
+    check(rc == 0 and "apply-runtime" in out and "toy-garbage" in out, "history records applied runtimes")
+
+    # --- stop: delete, engine SIGTERM, engine kill -9 ----------------------------------
+    before = toy_pids()
+    check(len(before) >= 3, "toy, junk and slow runtimes run: %s" % before)
+    st, lg, _ = logs("toy", "toy-00001")
+    toy_pid = children_of(lg["runtime"]["pid"])
+    rc, out = ksv("delete", "toy")
+    check(rc == 0, "delete toy: " + out.strip())
+    check(wait_for(lambda: not any(alive(p) for p in toy_pid), 15), "delete stops the runtime process")
+
+    engine_pid = lock_pid(node_dir)
+    running = toy_pids()
+    os.kill(engine_pid, signal.SIGKILL)
+    check(wait_for(lambda: not any(alive(p) for p in running), 10),
+          "kill -9 of the engine leaves no runtime process behind (was %s)" % running)
+finally:
+    pid = lock_pid(node_dir)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for p in toy_pids():
+        try:
+            os.kill(p, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+finish()
