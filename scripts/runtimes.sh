@@ -108,6 +108,13 @@ install_llama_server() {
 
 case "${1:-}" in
     install)
+        # One install at a time per venv: a second caller waits for the first to finish.
+        mkdir -p "$(dirname "$venv")"
+        exec 9>"$venv.lock"
+        if ! flock -n 9; then
+            say "another install is running; waiting for it"
+            flock 9
+        fi
         install_venv
         install_llama_server
         say "ready: $venv"

@@ -6,6 +6,9 @@ set -eu
 top=$(cd "$(dirname "$0")/.." && pwd)
 . "$top/scripts/deps.sh"
 ksv_install_deps $KSV_TEST_DEPS
+# The external runtimes the tests serve through (MLServer, llama.cpp's server), installed
+# once per machine into a venv outside the clone; a second run finds them cached.
+sh "$top/scripts/runtimes.sh" install
 if [ "${1:-}" = "--sanitize" ]; then
     build="$top/build-sanitize"
     san="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined"

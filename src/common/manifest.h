@@ -4,9 +4,12 @@
  *
  * Input: YAML (several `---` documents per file) or JSON (one object, several objects one
  * after another, or `{"kind":"List","items":[...]}`). Each document must be an
- * `apiVersion: serving.kserve.io/v1beta1`, `kind: InferenceService` serving an xgboost model,
- * written either in the model form (`spec.predictor.model`) or in KServe's older framework
- * shorthand (`spec.predictor.xgboost`). Anything refused is reported as
+ * `apiVersion: serving.kserve.io/v1beta1`, `kind: InferenceService`, written either in the
+ * model form (`spec.predictor.model`) or in KServe's older framework shorthand
+ * (`spec.predictor.xgboost`), or a ServingRuntime / ClusterServingRuntime
+ * (serving_runtime.h; kept in `runtimes`). An xgboost model runs in the engine; any other
+ * model format is served by a ServingRuntime, named or chosen by format when applied
+ * (`runtime_external`). Anything refused is reported as
  * "FILE:LINE:COL: FIELD: reason" in ksv_err (status 400; 404 when the file cannot be read,
  * 413 when it is too large).
  *
