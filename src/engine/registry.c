@@ -1672,8 +1672,14 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
         "process after it exited.\n# TYPE ksv_runtime_restarts_total counter\n",
         "", "", "", "", /* llm_stats writes its own heads */
     };
-    bool llm = f >= FAM_LLM_TTFT;
-    if (!llm)
+    /* External runtimes' families appear only when such a revision exists. */
+    bool external_only = f >= FAM_RUNTIME_RESTARTS, any_external = false;
+    for (size_t i = 0; i < reg->n_models && external_only && !any_external; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++)
+            any_external |= reg->models[i]->revs[r]->llm != NULL;
+    if (external_only && !any_external)
+        return;
+    if (f < FAM_LLM_TTFT)
         ksv_sb_puts(sb, heads[f]);
     bool first_llm = true;
     for (size_t i = 0; i < reg->n_models; i++) {
