@@ -191,6 +191,18 @@ try:
     check(any("ready after" in l for l in lines), "logs: the readiness probe's success")
     st, _, _ = call("GET", "/ksv/v1/models/toy/revisions/toy-00001/logs")
     check(st == 401, "logs need the admin token")
+    rc, out = ksv("logs", "toy")
+    check(rc == 0 and "== node local, revision toy-00001" in out and "toy runtime: mode ok" in out,
+          "ksv logs MODEL prints the runtime's lines per node:\n" + out[:300])
+    rc, out = ksv("logs", "toy", "--revision", "toy-00009")
+    check(rc == 1 and "no revision toy-00009" in out, "ksv logs --revision of an unknown one: " + out.strip())
+    rc, out = ksv("logs", "toy", "-o", "json")
+    try:
+        entries = json.loads(out)
+    except ValueError:
+        entries = []
+    check(rc == 0 and entries and entries[0].get("runtime", {}).get("state") == "ready",
+          "ksv logs -o json has the supervision state")
 
     # --- kill -9 of the runtime: restarted with backoff, counted ----------------------
     watcher = lg["runtime"]["pid"]

@@ -42,6 +42,7 @@ static const char usage_text[] =
     "                                     steer the engines' release gate (a Canary);\n"
     "                                     status shows its phase, weights and checks\n"
     "  history [MODEL] [--limit N]        every change, newest first\n"
+    "  logs MODEL [--revision R]          an external runtime's last output lines (per node)\n"
     "  delete MODEL                       remove a model from ksv and its nodes\n"
     "  reconcile [MODEL]                  push the desired state to the nodes again\n"
     "  load MODEL [--rps N] [--duration S] [--concurrency N] [--body FILE]\n"

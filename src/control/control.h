@@ -198,6 +198,13 @@ const char *ksv_load_target_url(const ksv_load_target *t);
 long ksv_load_target_features(const ksv_load_target *t);
 void ksv_load_target_close(ksv_load_target *t);
 
+/* An external runtime's last output lines on every node of the model: one object per
+ * (node, revision) with the engine's answer (docs/API.md, .../revisions/{rev}/logs) and
+ * "node", or "error" when the node could not say. revision NULL: every revision with
+ * traffic. *out is a JSON array the caller puts. */
+int ksv_ctl_runtime_logs(ksv_ctl *ctl, const char *model, const char *ns, const char *revision,
+                         json_object **out, ksv_err *err);
+
 /* Appends a history row with the given action and result (used by every change). */
 int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const char *node,
                     const char *old_value, const char *new_value, const ksv_ctl_result *res,

@@ -315,3 +315,56 @@ int ctl_runtimes_store(ksv_ctl *ctl, const ksv_manifest_list *list, size_t *chan
     }
     return 0;
 }
+
+int ksv_ctl_runtime_logs(ksv_ctl *ctl, const char *model, const char *ns, const char *revision,
+                         json_object **out, ksv_err *err)
+{
+    *out = NULL;
+    ksv_model_view v;
+    if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
+        return -1;
+    /* Which revisions: the one asked for, else every one with traffic. */
+    const char *revs[64];
+    size_t n_revs = 0;
+    for (size_t i = 0; i < v.revisions.n && n_revs < 64; i++) {
+        const ksv_revision *r = &v.revisions.items[i];
+        if (revision ? strcmp(r->name, revision) == 0 : ksv_model_view_percent(&v, r->id) > 0)
+            revs[n_revs++] = r->name;
+    }
+    if (n_revs == 0) {
+        ksv_err_set(err, 404, "%s/%s has no revision %s", v.model.ns, v.model.name,
+                    revision ? revision : "with traffic");
+        ksv_model_view_free(&v);
+        return -1;
+    }
+    json_object *all = json_object_new_array();
+    for (size_t k = 0; k < v.model.n_nodes; k++) {
+        ksv_node node;
+        ksv_err one;
+        ctl_node_conn conn;
+        bool connected = false;
+        if (ksv_store_node_get(ctl->store, v.model.nodes[k], &node, &one) == 0) {
+            connected = ctl_node_connect(ctl, &node, &conn, &one) == 0;
+            ksv_node_clear(&node);
+        }
+        for (size_t r = 0; r < n_revs; r++) {
+            json_object *entry = NULL;
+            char path[512];
+            snprintf(path, sizeof path, "/ksv/v1/models/%s/revisions/%s/logs", v.model.name,
+                     revs[r]);
+            if (!connected ||
+                ksv_engine_client_call_json(conn.client, "GET", path, NULL, &entry, &one) != 0) {
+                entry = json_object_new_object();
+                json_object_object_add(entry, "revision", json_object_new_string(revs[r]));
+                json_object_object_add(entry, "error", json_object_new_string(one.msg));
+            }
+            json_object_object_add(entry, "node", json_object_new_string(v.model.nodes[k]));
+            json_object_array_add(all, entry);
+        }
+        if (connected)
+            ctl_node_disconnect(&conn);
+    }
+    ksv_model_view_free(&v);
+    *out = all;
+    return 0;
+}

@@ -27,7 +27,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "common/utf8.h"
+#include "common/sanitize.h"
 #include "engine/runtime.h"
 
 extern char **environ;
@@ -449,27 +449,13 @@ static int pick_port(void)
 
 static void push_line_locked(ksv_ext_runtime *rt, const char *s, size_t n)
 {
-    char *dst = rt->lines[rt->head];
-    size_t o = 0;
-    /* Printable ASCII and valid UTF-8 are kept; control bytes and broken sequences become
-     * '?', so the line is safe in JSON and on a terminal. */
-    for (size_t i = 0; i < n && o + 5 < LINE_MAX_BYTES;) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 0x80) {
-            size_t k = ksv_utf8_seq_len((const unsigned char *)s + i, n - i);
-            if (k > 0) {
-                memcpy(dst + o, s + i, k);
-                o += k;
-                i += k;
-                continue;
-            }
-            dst[o++] = '?';
-        } else {
-            dst[o++] = (c < 0x20 && c != '\t') || c == 0x7f ? '?' : (char)c;
-        }
-        i++;
-    }
-    dst[o] = '\0';
+    char raw[LINE_MAX_BYTES];
+    if (n >= sizeof raw)
+        n = sizeof raw - 1;
+    memcpy(raw, s, n);
+    raw[n] = '\0';
+    /* The one terminal filter: the line is safe in JSON, on a terminal and in a log. */
+    ksv_sanitize_copy(rt->lines[rt->head], LINE_MAX_BYTES, raw);
     rt->head = (rt->head + 1) % KSV_EXT_LOG_LINES;
     if (rt->count < KSV_EXT_LOG_LINES)
         rt->count++;
