@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/sanitize.h"
 #include "engine/runtime.h"
@@ -80,12 +81,6 @@ struct ksv_ext_runtime {
     size_t partial_len;
 };
 
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* ------------------------------------------------------------------ the JSON block */
 
@@ -683,9 +678,9 @@ static bool health_ok(int port, const char *path)
         char resp[64];
         size_t got = 0;
         if (send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
-            double deadline = mono_now() + 2.0;
+            double deadline = ksv_mono_s() + 2.0;
             p.events = POLLIN;
-            while (got < 12 && mono_now() < deadline && poll(&p, 1, 200) >= 0) {
+            while (got < 12 && ksv_mono_s() < deadline && poll(&p, 1, 200) >= 0) {
                 if (!(p.revents & POLLIN))
                     continue;
                 ssize_t r = recv(fd, resp + got, sizeof resp - 1 - got, 0);
@@ -722,9 +717,9 @@ static int terminate_group(ksv_ext_runtime *rt, pid_t w, int out_fd, double grac
 {
     int status = 0;
     kill(w, SIGTERM);
-    double deadline = mono_now() + grace_s;
+    double deadline = ksv_mono_s() + grace_s;
     pid_t r = 0;
-    while ((r = waitpid(w, &status, WNOHANG)) == 0 && mono_now() < deadline) {
+    while ((r = waitpid(w, &status, WNOHANG)) == 0 && ksv_mono_s() < deadline) {
         struct pollfd p = {.fd = out_fd, .events = POLLIN};
         if (poll(&p, 1, 50) > 0)
             drain_pipe(rt, out_fd);
@@ -796,7 +791,7 @@ static bool run_once(ksv_ext_runtime *rt)
 
     char *health_path = substitute(rt->def.health_path, rt, port);
     bool ready = false, restart = false;
-    double started = mono_now(), next_probe = started;
+    double started = ksv_mono_s(), next_probe = started;
     int status = 0;
     for (;;) {
         struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
@@ -827,7 +822,7 @@ static bool run_once(ksv_ext_runtime *rt)
             }
             break;
         }
-        double now = mono_now();
+        double now = ksv_mono_s();
         if (!ready && now >= next_probe) {
             next_probe = now + HEALTH_INTERVAL_S;
             if (health_ok(port, health_path ? health_path : rt->def.health_path)) {
@@ -867,19 +862,17 @@ static void *monitor_main(void *arg)
     ksv_ext_runtime *rt = arg;
     double backoff = BACKOFF_MIN_S;
     for (;;) {
-        double began = mono_now();
+        double began = ksv_mono_s();
         if (!run_once(rt))
             break;
         /* A runtime that served for a while before crashing starts over at 1 s. */
-        if (mono_now() - began > BACKOFF_MAX_S)
+        if (ksv_mono_s() - began > BACKOFF_MAX_S)
             backoff = BACKOFF_MIN_S;
         atomic_fetch_add(&rt->restarts, 1);
         note(rt, "restarting in %.0f s", backoff);
         pthread_mutex_lock(&rt->mu);
         rt->state = ST_BACKOFF;
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
-        until.tv_sec += (time_t)backoff;
+        struct timespec until = ksv_timespec_in(CLOCK_REALTIME, backoff);
         while (!rt->stop && pthread_cond_timedwait(&rt->cond, &rt->mu, &until) == 0)
             ;
         bool stop = rt->stop;

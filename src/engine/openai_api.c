@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "engine/ext_runtime.h"
 #include "engine/proxy.h"
 #include "engine/scale_to_zero.h"
@@ -225,7 +226,7 @@ static void completion(const ksv_http_request *req, bool chat, ksv_http_response
         snprintf(msg, sizeof msg, "model %s revision %s is not served by a runtime that speaks "
                                   "the OpenAI protocol", model, rev->spec.name);
         ksv_http_error(resp, 400, msg);
-        ksv_registry_finish(reg, &route, 400, ksv_now() - req->start, req->request_id, msg);
+        ksv_registry_finish(reg, &route, 400, ksv_mono_s() - req->start, req->request_id, msg);
         return;
     }
     token_meter *m = calloc(1, sizeof *m);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "engine/ext_runtime.h"
 #include "http/http_client.h"
@@ -229,7 +230,7 @@ static int on_data(const char *data, size_t len, void *user)
     bool streaming = j->streaming;
     pthread_mutex_unlock(&j->mu);
     if (!stop && streaming && j->obs.on_data)
-        j->obs.on_data(j->obs.self, data, len, ksv_now() - j->start);
+        j->obs.on_data(j->obs.self, data, len, ksv_mono_s() - j->start);
     return stop ? 1 : 0;
 }
 
@@ -354,8 +355,8 @@ static void *job_main(void *arg)
     long final = j->err_status ? j->err_status : j->status;
     if (j->obs.on_done)
         j->obs.on_done(j->obs.self, final, streaming || j->err_status ? NULL : j->data.data,
-                       streaming ? 0 : j->data.len, ksv_now() - j->start, j->route.rev);
-    ksv_registry_finish(j->reg, &j->route, (int)final, ksv_now() - j->start, j->request_id,
+                       streaming ? 0 : j->data.len, ksv_mono_s() - j->start, j->route.rev);
+    ksv_registry_finish(j->reg, &j->route, (int)final, ksv_mono_s() - j->start, j->request_id,
                         j->err_status ? j->err_msg : NULL);
 
     pthread_mutex_lock(&j->mu);
@@ -389,7 +390,7 @@ static void job_fail_now(proxy_job *j, int status, const char *msg)
 {
     j->err_status = status;
     snprintf(j->err_msg, sizeof j->err_msg, "%s", msg);
-    ksv_registry_finish(j->reg, &j->route, status, ksv_now() - j->start, j->request_id, msg);
+    ksv_registry_finish(j->reg, &j->route, status, ksv_mono_s() - j->start, j->request_id, msg);
     j->done = j->head_ready = true;
 }
 
@@ -506,7 +507,7 @@ static void job_finish(void *job, bool ok)
     bool started = j->started;
     pthread_mutex_unlock(&j->mu);
     if (!started) /* the connection ended before the job ran: give the route back */
-        ksv_registry_finish(j->reg, &j->route, 499, ksv_now() - j->start, j->request_id,
+        ksv_registry_finish(j->reg, &j->route, 499, ksv_mono_s() - j->start, j->request_id,
                             "the client went away");
     job_release(j);
 }
@@ -543,7 +544,7 @@ int ksv_proxy_forward(const ksv_http_request *req, ksv_route *route, const ksv_p
         free(j);
         ksv_http_error(resp, fail_status, fail);
         snprintf(resp->revision, sizeof resp->revision, "%s", rev->spec.name);
-        ksv_registry_finish(reg, route, fail_status, ksv_now() - req->start, req->request_id,
+        ksv_registry_finish(reg, route, fail_status, ksv_mono_s() - req->start, req->request_id,
                             fail);
         return -1;
     }
@@ -587,7 +588,7 @@ void ksv_proxy_forward_infer(const ksv_http_request *req, ksv_route *route, cons
                  route->rev->spec.name, v1 ? "V1" : "V2");
         ksv_http_error(resp, 400, msg);
         snprintf(resp->revision, sizeof resp->revision, "%s", route->rev->spec.name);
-        ksv_registry_finish(req->engine->registry, route, 400, ksv_now() - req->start,
+        ksv_registry_finish(req->engine->registry, route, 400, ksv_mono_s() - req->start,
                             req->request_id, msg);
         return;
     }

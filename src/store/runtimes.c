@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/clock.h"
 #include "store/store_internal.h"
 
 int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char *name,
@@ -38,7 +39,7 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
         return store_db_error(s, rc, "reading a serving runtime", err);
     }
     if (!same) {
-        int64_t now = store_now_ms();
+        int64_t now = ksv_wall_ms();
         if (store_prepare(s, "INSERT INTO serving_runtimes (cluster, namespace, name, spec, "
                              "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
                              "ON CONFLICT (cluster, namespace, name) DO UPDATE SET "
