@@ -2012,6 +2012,12 @@ int ksv_registry_set_mirror(ksv_registry *reg, const char *model, const char *re
     else {
         m->mirror = rev;
         m->mirror_weight = weight < 0 ? 0 : weight > 100 ? 100 : weight;
+
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
+
 int ksv_registry_write_runtime_logs(ksv_registry *reg, const char *model, const char *revision,
                                     ksv_sb *sb, ksv_err *err)
 {
@@ -2082,6 +2088,8 @@ void ksv_registry_finish_mirror(ksv_route *route, int status, double seconds, ui
 unsigned ksv_registry_mirror_worker(const ksv_registry *reg)
 {
     return reg->workers;
+}
+
 void ksv_registry_write_openai_models(ksv_registry *reg, ksv_sb *sb)
 {
     pthread_rwlock_rdlock(&reg->lock);
