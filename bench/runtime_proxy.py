@@ -144,13 +144,17 @@ try:
         ksv("apply", "-f", os.path.join(work, "llm.yaml"), "--timeout", "300")
         _, logs = admin("/ksv/v1/models/chat/revisions/chat-00001/logs")
         lport = logs["runtime"]["port"]
+        # No prompt cache (llama.cpp would answer the second of a pair from it), and the
+        # order alternates so neither side always runs first.
         req = {"model": "chat", "stream": True, "max_tokens": 128, "temperature": 0,
-               "messages": [{"role": "user", "content": "tell me a story"}]}
+               "cache_prompt": False, "messages": [{"role": "user", "content": "tell me a story"}]}
         rows = {"llama-server direct": [], "through ksv-engine": []}
-        for _ in range(10):
-            rows["llama-server direct"].append(stream_once("127.0.0.1", lport, "/v1/chat/completions", req))
-            rows["through ksv-engine"].append(stream_once(ehost, int(eport), "/openai/v1/chat/completions", req))
-        print("\nllama.cpp, tiny GGUF, 10 streamed chat completions of 128 tokens each side")
+        sides = [("llama-server direct", "127.0.0.1", lport, "/v1/chat/completions"),
+                 ("through ksv-engine", ehost, int(eport), "/openai/v1/chat/completions")]
+        for i in range(20):
+            for name, host, port, path in (sides if i % 2 == 0 else sides[::-1]):
+                rows[name].append(stream_once(host, port, path, req))
+        print("\nllama.cpp, tiny GGUF, 20 streamed chat completions of 128 tokens each side, alternating")
         print("%-22s %12s %12s" % ("", "TTFT p50 ms", "tokens/s p50"))
         for name, xs in rows.items():
             print("%-22s %12.2f %12.0f" % (name, statistics.median(t for t, _ in xs) * 1e3,
