@@ -54,7 +54,10 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
         store_bind_text(&rc, st, 3, name);
         store_bind_text(&rc, st, 4, spec_json);
         store_bind_int64(&rc, st, 5, now);
-        if (store_step_done(s, st, "storing a serving runtime", err) < 0) {
+        int step = rc == SQLITE_OK ? store_step_done(s, st, "storing a serving runtime", err)
+                                   : store_db_error(s, rc, "storing a serving runtime", err);
+        sqlite3_finalize(st);
+        if (step < 0) {
             store_tx_abort(s, &tx);
             return -1;
         }
