@@ -316,7 +316,7 @@ static void test_crash(void)
         if (ksv_store_open(path, &c, &e) < 0 || ksv_store_begin(c, &e) < 0)
             _exit(3);
         ksv_node n = {.name = (char *)"ghost", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
-        ksv_model m = {.ns = (char *)"default", .name = (char *)"ghost-model", .spec_json = (char *)"{}"};
+        ksv_model_record m = {.ns = (char *)"default", .name = (char *)"ghost-model", .spec_json = (char *)"{}"};
         ksv_metric_sample ms = {.at_ms = 1000, .span_ms = 1000, .node = (char *)"ghost",
                                 .model = (char *)"m", .revision = (char *)"m-00001", .requests_2xx = 1};
         if (ksv_store_node_add(c, &n, NULL, &e) < 0 ||
@@ -489,7 +489,7 @@ static void test_nodes(ksv_store *s)
 static int64_t upsert(ksv_store *s, const char *ns, const char *name, const char *spec,
                       const char **nodes, size_t n_nodes)
 {
-    ksv_model m = {.ns = (char *)ns, .name = (char *)name, .spec_json = (char *)spec,
+    ksv_model_record m = {.ns = (char *)ns, .name = (char *)name, .spec_json = (char *)spec,
                    .nodes = (char **)nodes, .n_nodes = n_nodes};
     ksv_err e = {0};
     int64_t id = 0;
@@ -505,7 +505,7 @@ static void test_models(ksv_store *s)
     ksv_err e = {0};
     const char *on_box1[] = {"box1"};
     const char *on_two[] = {"gpu-a", "box1"};
-    ksv_model in = {.ns = (char *)"prod", .name = (char *)"fraud", .spec_json = (char *)"{\"v\":1}",
+    ksv_model_record in = {.ns = (char *)"prod", .name = (char *)"fraud", .spec_json = (char *)"{\"v\":1}",
                     .annotations_json = (char *)"{\"ksv.io/nodes\":\"gpu-a,box1\"}",
                     .nodes = (char **)on_two, .n_nodes = 2};
     int64_t id = 0, id2 = 0;
@@ -518,7 +518,7 @@ static void test_models(ksv_store *s)
     OK(ksv_store_model_upsert(s, &in, &id2, &created, &e), e, "update the model");
     KT_CHECK(id2 == id && !created, "update keeps the id and says it was not created");
 
-    ksv_model m;
+    ksv_model_record m;
     OK(ksv_store_model_get(s, "prod", "fraud", &m, &e), e, "get the model");
     KT_CHECK(m.id == id && strcmp(m.ns, "prod") == 0 && strcmp(m.name, "fraud") == 0 &&
                  strcmp(m.spec_json, "{\"v\":2}") == 0 &&
@@ -526,48 +526,48 @@ static void test_models(ksv_store *s)
                  m.n_nodes == 1 && strcmp(m.nodes[0], "box1") == 0 && m.stable_revision_id == 0 &&
                  m.created_at_ms > 0 && m.updated_at_ms >= m.created_at_ms,
              "fields round-trip; placement replaced");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
 
     upsert(s, "staging", "fraud", "{}", on_two, 0);
     upsert(s, "prod", "iris", "{}", on_two, 2);
     OK(ksv_store_model_get_by_id(s, id, &m, &e), e, "get by id");
     KT_CHECK(strcmp(m.name, "fraud") == 0 && strcmp(m.annotations_json, "{\"ksv.io/nodes\":"
              "\"gpu-a,box1\"}") == 0, "get by id finds it");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     OK(ksv_store_model_get(s, "prod", "iris", &m, &e), e, "get a model on two nodes");
     KT_CHECK(m.n_nodes == 2 && strcmp(m.nodes[0], "box1") == 0 &&
                  strcmp(m.nodes[1], "gpu-a") == 0 && strcmp(m.annotations_json, "{}") == 0,
              "placement sorted by node; annotations default to {}");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
 
     /* the same model name in another namespace cannot share a node */
     const char *on_gpu[] = {"gpu-a"};
-    ksv_model clash = {.ns = (char *)"staging", .name = (char *)"iris", .spec_json = (char *)"{}",
+    ksv_model_record clash = {.ns = (char *)"staging", .name = (char *)"iris", .spec_json = (char *)"{}",
                        .nodes = (char **)on_gpu, .n_nodes = 1};
     int rc = ksv_store_model_upsert(s, &clash, NULL, NULL, &e);
     EXPECT_ERR(rc, e, 409, "from namespace prod", "same name, other namespace, same node");
     rc = ksv_store_model_get(s, "staging", "iris", &m, &e);
     EXPECT_ERR(rc, e, 404, "not found", "the refused model was not half-created");
 
-    ksv_model_list l;
+    ksv_model_record_list l;
     OK(ksv_store_model_list(s, NULL, &l, &e), e, "list all models");
     KT_CHECK(l.n == 3 && strcmp(l.items[0].ns, "prod") == 0 &&
                  strcmp(l.items[0].name, "fraud") == 0 && strcmp(l.items[1].name, "iris") == 0 &&
                  strcmp(l.items[2].ns, "staging") == 0 && l.items[1].n_nodes == 2,
              "three models, by namespace then name, with placement");
-    ksv_model_list_free(&l);
+    ksv_model_record_list_free(&l);
     OK(ksv_store_model_list(s, "staging", &l, &e), e, "list one namespace");
     KT_CHECK(l.n == 1 && strcmp(l.items[0].name, "fraud") == 0, "namespace filter");
-    ksv_model_list_free(&l);
+    ksv_model_record_list_free(&l);
     OK(ksv_store_model_list(s, "none", &l, &e), e, "list an empty namespace");
     KT_CHECK(l.n == 0 && l.items == NULL, "empty list");
-    ksv_model_list_free(&l);
+    ksv_model_record_list_free(&l);
 
     const char *dup[] = {"box1", "box1"};
     const char *unknown[] = {"box9"};
     const char *empty_node[] = {""};
     struct {
-        ksv_model m;
+        ksv_model_record m;
         int status;
         const char *msg;
     } bad[] = {
@@ -604,16 +604,16 @@ static void test_models(ksv_store *s)
     OK(ksv_store_model_resolve(s, "iris", NULL, &m, &e), e, "bare unique name");
     KT_CHECK(m.ns && strcmp(m.ns, "prod") == 0 && strcmp(m.name, "iris") == 0,
              "iris resolves to prod");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     rc = ksv_store_model_resolve(s, "fraud", NULL, &m, &e);
     EXPECT_ERR(rc, e, 409, "(prod, staging)", "a bare name in two namespaces is ambiguous");
     KT_CHECK(strstr(e.msg, "NAMESPACE/fraud") != NULL, "the message says how to disambiguate");
     OK(ksv_store_model_resolve(s, "staging/fraud", NULL, &m, &e), e, "NAMESPACE/NAME");
     KT_CHECK(strcmp(m.ns, "staging") == 0, "staging/fraud resolves");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     OK(ksv_store_model_resolve(s, "fraud", "prod", &m, &e), e, "bare name with -n");
     KT_CHECK(strcmp(m.ns, "prod") == 0 && m.id == id, "-n prod picks prod/fraud");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     rc = ksv_store_model_resolve(s, "iris", "staging", &m, &e);
     EXPECT_ERR(rc, e, 404, "staging/iris not found", "-n restricts the search");
     rc = ksv_store_model_resolve(s, "ghost", NULL, &m, &e);
@@ -634,15 +634,15 @@ static void test_revisions_traffic(ksv_store *s)
 {
     printf("== revisions\n");
     ksv_err e = {0};
-    ksv_model m;
+    ksv_model_record m;
     OK(ksv_store_model_get(s, "prod", "fraud", &m, &e), e, "get prod/fraud");
     int64_t mid = m.id;
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     OK(ksv_store_model_get(s, "staging", "fraud", &m, &e), e, "get staging/fraud");
     int64_t other = m.id;
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
 
-    ksv_revision r1, r2, r3, got;
+    ksv_revision_record r1, r2, r3, got;
     const char *spec1 = "{\"storageUri\":\"file:///m/1.json\",\"runtime\":\"ksv-xgboost\"}";
     const char *spec1_reordered = "{ \"runtime\" : \"ksv-xgboost\", \"storageUri\": "
                                   "\"file:///m/1.json\" }";
@@ -669,7 +669,7 @@ static void test_revisions_traffic(ksv_store *s)
     OK(ksv_store_spec_hash(spec1_reordered, h, &e), e, "hash the reordered spec");
     int found = ksv_store_revision_find_by_hash(s, mid, h, &got, &e);
     KT_CHECK(found == 1 && got.id == r1.id, "the same spec reordered finds revision 1");
-    ksv_revision_clear(&got);
+    ksv_revision_record_clear(&got);
     char zeros[65];
     memset(zeros, '0', 64);
     zeros[64] = '\0';
@@ -679,21 +679,21 @@ static void test_revisions_traffic(ksv_store *s)
     EXPECT_ERR(found, e, 400, "sha256", "a malformed hash is refused");
     found = ksv_store_revision_latest(s, mid, &got, &e);
     KT_CHECK(found == 1 && got.id == r2.id, "latest is revision 2");
-    ksv_revision_clear(&got);
+    ksv_revision_record_clear(&got);
     OK(ksv_store_revision_get(s, mid, "fraud-00001", &got, &e), e, "get by name");
     KT_CHECK(got.id == r1.id && strcmp(got.spec_json, spec1) == 0, "by name finds revision 1");
-    ksv_revision_clear(&got);
+    ksv_revision_record_clear(&got);
     OK(ksv_store_revision_get_by_id(s, r2.id, &got, &e), e, "get by id");
     KT_CHECK(strcmp(got.name, "fraud-00002") == 0, "by id finds revision 2");
-    ksv_revision_clear(&got);
+    ksv_revision_record_clear(&got);
     int rc = ksv_store_revision_get(s, mid, "fraud-00009", &got, &e);
     EXPECT_ERR(rc, e, 404, "fraud-00009 not found", "unknown revision name");
     rc = ksv_store_revision_get_by_id(s, 987654, &got, &e);
     EXPECT_ERR(rc, e, 404, "not found", "unknown revision id");
-    ksv_revision_list rl;
+    ksv_revision_record_list rl;
     OK(ksv_store_revision_list(s, mid, &rl, &e), e, "list revisions");
     KT_CHECK(rl.n == 2 && rl.items[0].seq == 1 && rl.items[1].seq == 2, "two revisions, by seq");
-    ksv_revision_list_free(&rl);
+    ksv_revision_record_list_free(&rl);
 
     rc = ksv_store_revision_create(s, 987654, spec1, "ksv-xgboost", "x", &got, &e);
     EXPECT_ERR(rc, e, 404, "not found", "revision of an unknown model");
@@ -770,18 +770,18 @@ static void test_revisions_traffic(ksv_store *s)
     found = ksv_store_stable_previous(s, mid, &got, &e);
     KT_CHECK(found == 1 && got.id == r1.id && got.rolled_out_at_ms > 0,
              "previous rolled-out revision is 1");
-    ksv_revision_clear(&got);
-    ksv_revision r4;
+    ksv_revision_record_clear(&got);
+    ksv_revision_record r4;
     OK(ksv_store_revision_create(s, mid, "{\"v\":4}", "ksv-xgboost", "file:///m/4.json", &r4,
                                  &e), e, "create revision 3");
     OK(ksv_store_stable_set(s, mid, r4.id, &e), e, "roll out revision 3");
     found = ksv_store_stable_previous(s, mid, &got, &e);
     KT_CHECK(found == 1 && got.id == r2.id, "previous of 3 is 2");
-    ksv_revision_clear(&got);
+    ksv_revision_record_clear(&got);
     OK(ksv_store_stable_set(s, mid, r2.id, &e), e, "roll back to 2");
     found = ksv_store_stable_previous(s, mid, &got, &e);
     KT_CHECK(found == 1 && got.id == r1.id, "after rolling back to 2, previous is 1");
-    ksv_revision_clear(&got);
+    ksv_revision_record_clear(&got);
     OK(ksv_store_stable_set(s, mid, r1.id, &e), e, "roll back to 1");
     found = ksv_store_stable_previous(s, mid, &got, &e);
     KT_CHECK(found == 0, "nothing before 1");
@@ -792,10 +792,10 @@ static void test_revisions_traffic(ksv_store *s)
     rc = ksv_store_stable_get(s, 987654, &stable, &e);
     EXPECT_ERR(rc, e, 404, "not found", "stable get of an unknown model");
 
-    ksv_revision_clear(&r1);
-    ksv_revision_clear(&r2);
-    ksv_revision_clear(&r3);
-    ksv_revision_clear(&r4);
+    ksv_revision_record_clear(&r1);
+    ksv_revision_record_clear(&r2);
+    ksv_revision_record_clear(&r3);
+    ksv_revision_record_clear(&r4);
 }
 
 /* ---------------------------------------------------------------- history */
@@ -877,10 +877,10 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
 {
     printf("== model deletion\n");
     ksv_err e = {0};
-    ksv_model m;
+    ksv_model_record m;
     OK(ksv_store_model_get(s, "prod", "fraud", &m, &e), e, "get prod/fraud");
     int64_t mid = m.id;
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     ksv_history_entry h = {.actor = (char *)"ann", .action = (char *)"delete", .model = (char *)"prod/fraud",
                            .result = (char *)"ok"};
     OK(ksv_store_history_append(s, &h, NULL, &e), e, "log the deletion");
@@ -901,7 +901,7 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     OK(ksv_store_model_resolve(s, "fraud", NULL, &m, &e), e,
        "the bare name is unique again after the delete");
     KT_CHECK(m.ns && strcmp(m.ns, "staging") == 0, "fraud now resolves to staging");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     char *fk = raw_text(path, "SELECT count(*) FROM pragma_foreign_key_check");
     KT_CHECK(fk && strcmp(fk, "0") == 0, "no foreign key violations");
     free(fk);
@@ -914,7 +914,7 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     ksv_node refused = {.name = (char *)evil, .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
     rc = ksv_store_node_add(s, &refused, NULL, &e);
     EXPECT_ERR(rc, e, 400, "DNS-1123", "a quote-laden node name is refused");
-    ksv_model refused_model = {.ns = (char *)evil, .name = (char *)"ok", .spec_json = (char *)"{}"};
+    ksv_model_record refused_model = {.ns = (char *)evil, .name = (char *)"ok", .spec_json = (char *)"{}"};
     rc = ksv_store_model_upsert(s, &refused_model, NULL, NULL, &e);
     EXPECT_ERR(rc, e, 400, "DNS-1123", "a quote-laden namespace is refused");
     const char *node_name = "evil-node";
@@ -929,13 +929,13 @@ static void test_delete_and_injection(ksv_store *s, const char *path)
     KT_CHECK(m.ns && m.n_nodes == 1 && strcmp(m.nodes[0], node_name) == 0 &&
                  strcmp(m.spec_json, "{\"x'; DROP TABLE revisions;--\":\"');\"}") == 0,
              "stored verbatim");
-    ksv_model_clear(&m);
-    ksv_revision r;
+    ksv_model_record_clear(&m);
+    ksv_revision_record r;
     OK(ksv_store_revision_create(s, id, "{}", evil, evil2, &r, &e), e, "revision of it");
     KT_CHECK(strcmp(r.name, "evil-model-00001") == 0 && strcmp(r.runtime, evil) == 0 &&
                  strcmp(r.storage_uri, evil2) == 0,
              "runtime and storage URI verbatim");
-    ksv_revision_clear(&r);
+    ksv_revision_record_clear(&r);
     ksv_history_entry eh = {.actor = (char *)evil, .action = (char *)"apply", .model = (char *)ref,
                             .result = (char *)evil2};
     OK(ksv_store_history_append(s, &eh, NULL, &e), e, "history with quotes");
@@ -977,7 +977,7 @@ static void test_transactions(ksv_store *s)
     OK(ksv_store_rollback(s, &e), e, "rollback");
     rc = ksv_store_node_get(s, "tx-node", &got, &e);
     EXPECT_ERR(rc, e, 404, "not found", "rolled back node is absent");
-    ksv_model m;
+    ksv_model_record m;
     rc = ksv_store_model_get(s, "tx", "m", &m, &e);
     EXPECT_ERR(rc, e, 404, "not found", "rolled back model is absent");
 
@@ -988,7 +988,7 @@ static void test_transactions(ksv_store *s)
     OK(ksv_store_node_get(s, "tx-node", &got, &e), e, "committed node present");
     ksv_node_clear(&got);
     OK(ksv_store_model_get(s, "tx", "m", &m, &e), e, "committed model present");
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     rc = ksv_store_commit(s, &e);
     EXPECT_ERR(rc, e, 409, "no transaction", "commit without begin");
     rc = ksv_store_rollback(s, &e);
@@ -1278,7 +1278,7 @@ static const char *build_small(const char *name)
     ksv_store_node_add(s, &n, NULL, &e);
     const char *on[] = {"n"};
     int64_t id = upsert(s, "ns", "m", "{}", on, 1);
-    ksv_revision r1, r2;
+    ksv_revision_record r1, r2;
     ksv_store_revision_create(s, id, "{\"a\":1}", "ksv-xgboost", "file:///a", &r1, &e);
     ksv_store_revision_create(s, id, "{\"a\":2}", "ksv-xgboost", "file:///b", &r2, &e);
     ksv_traffic_entry split[] = {{r1.id, NULL, 50}, {r2.id, NULL, 50}};
@@ -1295,8 +1295,8 @@ static const char *build_small(const char *name)
     if (e.msg[0]) {
         KT_FAIL("building %s: %s", name, e.msg);
     }
-    ksv_revision_clear(&r1);
-    ksv_revision_clear(&r2);
+    ksv_revision_record_clear(&r1);
+    ksv_revision_record_clear(&r2);
     ksv_store_close(s);
     return path;
 }
@@ -1308,13 +1308,13 @@ static int probe(ksv_store *s, enum probe p, ksv_err *e)
 {
     ksv_node n;
     ksv_node_list nl;
-    ksv_model m;
-    ksv_model_list ml;
-    ksv_revision_list rl;
+    ksv_model_record m;
+    ksv_model_record_list ml;
+    ksv_revision_record_list rl;
     ksv_traffic t;
     ksv_history_list hl;
     ksv_metric_list mel;
-    ksv_revision r;
+    ksv_revision_record r;
     int rc = -1;
     switch (p) {
     case P_NODE:
@@ -1327,15 +1327,15 @@ static int probe(ksv_store *s, enum probe p, ksv_err *e)
         break;
     case P_MODEL:
         rc = ksv_store_model_get(s, "ns", "m", &m, e);
-        ksv_model_clear(&m);
+        ksv_model_record_clear(&m);
         break;
     case P_MODELS:
         rc = ksv_store_model_list(s, NULL, &ml, e);
-        ksv_model_list_free(&ml);
+        ksv_model_record_list_free(&ml);
         break;
     case P_REVS:
         rc = ksv_store_revision_list(s, 1, &rl, e);
-        ksv_revision_list_free(&rl);
+        ksv_revision_record_list_free(&rl);
         break;
     case P_TRAFFIC:
         rc = ksv_store_traffic_get(s, 1, &t, e);
@@ -1351,11 +1351,11 @@ static int probe(ksv_store *s, enum probe p, ksv_err *e)
         break;
     case P_RESOLVE:
         rc = ksv_store_model_resolve(s, "m", NULL, &m, e);
-        ksv_model_clear(&m);
+        ksv_model_record_clear(&m);
         break;
     case P_PREVIOUS:
         rc = ksv_store_stable_previous(s, 1, &r, e);
-        ksv_revision_clear(&r);
+        ksv_revision_record_clear(&r);
         rc = rc < 0 ? -1 : 0;
         break;
     }

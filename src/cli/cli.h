@@ -162,7 +162,7 @@ int ksv_cli_print_revisions(ksv_cli *cli, const ksv_model_view *v);
 json_object *ksv_cli_view_json(const ksv_model_view *v);
 /* "00001:90,00002:10" and "a,b": a model's traffic split and nodes in one cell. */
 void ksv_cli_split_text(const ksv_model_view *v, char *out, size_t cap);
-void ksv_cli_nodes_text(const ksv_model *m, char *out, size_t cap);
+void ksv_cli_nodes_text(const ksv_model_record *m, char *out, size_t cap);
 
 /* Release gates (cmd_gate.c). status prints the gate section of `rollout status` (into: adds
  * "gate" to that JSON object instead); active: some node runs a gated rollout (or a Failed

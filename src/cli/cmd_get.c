@@ -24,7 +24,7 @@ void ksv_cli_split_text(const ksv_model_view *v, char *out, size_t cap)
     }
 }
 
-void ksv_cli_nodes_text(const ksv_model *m, char *out, size_t cap)
+void ksv_cli_nodes_text(const ksv_model_record *m, char *out, size_t cap)
 {
     size_t len = 0;
     out[0] = '\0';
@@ -40,7 +40,7 @@ void ksv_cli_nodes_text(const ksv_model *m, char *out, size_t cap)
 
 /* One listed model: its view and figures, gathered before printing. */
 typedef struct model_row {
-    const ksv_model *m;
+    const ksv_model_record *m;
     ksv_model_view v;
     ksv_model_figures f;
     char nodes[256];
@@ -124,7 +124,7 @@ static int get_models(ksv_cli *cli, const ksv_args *a)
     ksv_ctl *ctl;
     if (ksv_cli_open(cli, &ctl))
         return 1;
-    ksv_model_list list;
+    ksv_model_record_list list;
     ksv_err err;
     if (ksv_ctl_model_list(ctl, cli->ns, &list, &err) != 0) {
         ksv_ctl_close(ctl);
@@ -154,7 +154,7 @@ static int get_models(ksv_cli *cli, const ksv_args *a)
         ksv_model_view_free(&rows[i].v);
     free(rows);
     ksv_figures_free(&figs);
-    ksv_model_list_free(&list);
+    ksv_model_record_list_free(&list);
     ksv_ctl_close(ctl);
     return code;
 }
@@ -163,7 +163,7 @@ static int get_models(ksv_cli *cli, const ksv_args *a)
 
 typedef struct revision_row {
     const ksv_model_view *v;
-    const ksv_revision *r;
+    const ksv_revision_record *r;
 } revision_row;
 
 static const char *rev_name_text(const void *row, char *buf, size_t cap)
@@ -203,7 +203,7 @@ static const char *rev_created_text(const void *row, char *buf, size_t cap)
 static void rev_json(const void *row, const char *key, json_object *o)
 {
     const revision_row *rr = row;
-    const ksv_revision *r = rr->r;
+    const ksv_revision_record *r = rr->r;
     json_object *v;
     if (strcmp(key, "name") == 0)
         v = json_object_new_string(r->name);

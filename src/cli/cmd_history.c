@@ -66,10 +66,10 @@ static int history(ksv_cli *cli, const ksv_args *a)
     char ref[300] = "";
     ksv_err err;
     if (model) {
-        ksv_model m;
+        ksv_model_record m;
         if (ksv_ctl_model_resolve(ctl, model, cli->ns, &m, &err) == 0) {
             snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
-            ksv_model_clear(&m);
+            ksv_model_record_clear(&m);
         } else if (strchr(model, '/')) {
             snprintf(ref, sizeof ref, "%s", model); /* deleted models keep their history */
         } else {

@@ -142,8 +142,8 @@ int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double ti
 
 /* A model's desired state in one view: revisions with traffic, the stable one. */
 typedef struct ksv_model_view {
-    ksv_model model;
-    ksv_revision_list revisions;
+    ksv_model_record model;
+    ksv_revision_record_list revisions;
     ksv_traffic traffic;
     int64_t stable_id;
     int64_t canary_id;            /* newest revision when it is not the stable one; 0 none */
@@ -156,8 +156,8 @@ void ksv_model_view_free(ksv_model_view *v);
 int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id);
 
 /* The model NAME or NAMESPACE/NAME (ns: -n, may be NULL) as stored; free with
- * ksv_model_clear. 404 when there is none. */
-int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model *out,
+ * ksv_model_record_clear. 404 when there is none. */
+int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model_record *out,
                           ksv_err *err);
 
 /* ---- namespace quotas (ResourceQuota; quota.c) ---------------------------------------- */

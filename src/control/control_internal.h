@@ -149,7 +149,7 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
 void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap);
 
 /* gates.c: PUTs the stored Canary's policy for canary (over stable) to every node of m. */
-int ctl_gate_start(ksv_ctl *ctl, const ksv_model *m, const char *canary, const char *stable,
+int ctl_gate_start(ksv_ctl *ctl, const ksv_model_record *m, const char *canary, const char *stable,
                    const char *policy_template, ksv_ctl_result *res, ksv_err *err);
 
 #endif

@@ -115,7 +115,7 @@ void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out)
     ksv_node_list_free(&nodes);
 }
 
-void ksv_figures_model(const ksv_figures *f, const ksv_model *m, ksv_model_figures *out)
+void ksv_figures_model(const ksv_figures *f, const ksv_model_record *m, ksv_model_figures *out)
 {
     memset(out, 0, sizeof *out);
     out->qps = out->p50_s = out->p99_s = out->err_pct = out->client_err_pct = NAN;

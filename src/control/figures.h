@@ -31,7 +31,7 @@ typedef struct ksv_model_figures {
 } ksv_model_figures;
 
 void ksv_figures_collect(ksv_ctl *ctl, ksv_figures *out);
-void ksv_figures_model(const ksv_figures *f, const ksv_model *m, ksv_model_figures *out);
+void ksv_figures_model(const ksv_figures *f, const ksv_model_record *m, ksv_model_figures *out);
 /* Formats as README.md's console section says: "12.3", "3.2ms", "0.25%", "-" without data. */
 void ksv_figures_format(const ksv_model_figures *f, char *qps, char *p50, char *p99, char *err,
                         size_t cap);

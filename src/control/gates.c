@@ -34,7 +34,7 @@ static int connect_node(ksv_ctl *ctl, const char *name, ctl_node_conn *conn, ksv
 
 /* ------------------------------------------------------------------ starting one */
 
-int ctl_gate_start(ksv_ctl *ctl, const ksv_model *m, const char *canary, const char *stable,
+int ctl_gate_start(ksv_ctl *ctl, const ksv_model_record *m, const char *canary, const char *stable,
                    const char *policy_template, ksv_ctl_result *res, ksv_err *err)
 {
     json_object *policy = json_tokener_parse(policy_template);
@@ -76,7 +76,7 @@ int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_ob
                         ksv_err *err)
 {
     *out = NULL;
-    ksv_model m;
+    ksv_model_record m;
     if (ksv_store_model_resolve(ctl->store, model, ns, &m, err) != 0)
         return -1;
     ksv_err ignored;
@@ -115,7 +115,7 @@ int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_ob
         json_object_array_add(nodes, entry);
     }
     json_object_object_add(root, "nodes", nodes);
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     *out = root;
     return 0;
 }
@@ -131,7 +131,7 @@ int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const c
         known |= strcmp(actions[i], action) == 0;
     if (!known)
         return ksv_err_set(err, 2, "unknown rollout action %s", action);
-    ksv_model m;
+    ksv_model_record m;
     if (ksv_store_model_resolve(ctl->store, model, ns, &m, err) != 0)
         return -1;
     char path[256], ref[300];
@@ -168,7 +168,7 @@ int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const c
     }
     snprintf(res->summary, sizeof res->summary, "%s: rollout %s on %zu node(s)", ref, action,
              m.n_nodes);
-    ksv_model_clear(&m);
+    ksv_model_record_clear(&m);
     return rc;
 }
 
@@ -225,7 +225,7 @@ int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double ti
 static int64_t model_on_node(ksv_ctl *ctl, const char *node, const char *name, char *ref,
                              size_t cap)
 {
-    ksv_model_list list;
+    ksv_model_record_list list;
     ksv_err err;
     int64_t id = 0;
     if (ksv_store_model_list(ctl->store, NULL, &list, &err) != 0)
@@ -239,7 +239,7 @@ static int64_t model_on_node(ksv_ctl *ctl, const char *node, const char *name, c
                 snprintf(ref, cap, "%s/%s", list.items[i].ns, list.items[i].name);
             }
     }
-    ksv_model_list_free(&list);
+    ksv_model_record_list_free(&list);
     return id;
 }
 
@@ -252,7 +252,7 @@ static int follow_gate(ksv_ctl *ctl, int64_t model_id, const char *kind, const c
     bool rolled_back = strcmp(kind, "gate-rollback") == 0 || strcmp(kind, "gate-abort") == 0;
     if ((!promoted && !rolled_back) || !revision)
         return 0;
-    ksv_revision rev;
+    ksv_revision_record rev;
     if (ksv_store_revision_get(ctl->store, model_id, revision, &rev, err) != 0)
         return 0; /* a revision the console does not know: nothing to follow */
     int rc = 0;
@@ -269,7 +269,7 @@ static int follow_gate(ksv_ctl *ctl, int64_t model_id, const char *kind, const c
             rc = ksv_store_traffic_set(ctl->store, model_id, &e, 1, err);
         }
     }
-    ksv_revision_clear(&rev);
+    ksv_revision_record_clear(&rev);
     return rc;
 }
 
@@ -393,7 +393,7 @@ int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_
     if (node)
         return import_node(ctl, node, imported, err);
     /* Every node that holds a model a Canary gates (others have no gate to report). */
-    ksv_model_list models;
+    ksv_model_record_list models;
     if (ksv_store_model_list(ctl->store, NULL, &models, err) != 0)
         return -1;
     char **done = NULL;
@@ -422,6 +422,6 @@ int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_
         }
     }
     free(done);
-    ksv_model_list_free(&models);
+    ksv_model_record_list_free(&models);
     return rc;
 }

@@ -25,7 +25,7 @@ int ksv_ctl_model_view(ksv_ctl *ctl, const char *model, const char *ns, ksv_mode
     }
     out->stable_id = out->model.stable_revision_id;
     if (out->revisions.n > 0) {
-        const ksv_revision *newest = &out->revisions.items[out->revisions.n - 1];
+        const ksv_revision_record *newest = &out->revisions.items[out->revisions.n - 1];
         if (newest->id != out->stable_id)
             out->canary_id = newest->id;
     }
@@ -34,8 +34,8 @@ int ksv_ctl_model_view(ksv_ctl *ctl, const char *model, const char *ns, ksv_mode
 
 void ksv_model_view_free(ksv_model_view *v)
 {
-    ksv_model_clear(&v->model);
-    ksv_revision_list_free(&v->revisions);
+    ksv_model_record_clear(&v->model);
+    ksv_revision_record_list_free(&v->revisions);
     ksv_traffic_free(&v->traffic);
     memset(v, 0, sizeof *v);
 }
@@ -67,8 +67,9 @@ void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
 
 /* Reads predictor settings the engine acts on from a revision's canonical spec, and the
  * model file digest pinned by ksv.io/sha256 ("" when none). */
-static void revision_settings(const ksv_revision *rev, int64_t *concurrency, int64_t *timeout_s,
-                              int64_t *min_replicas, uint64_t *memory_limit, char sha256[65])
+static void revision_settings(const ksv_revision_record *rev, int64_t *concurrency,
+                              int64_t *timeout_s, int64_t *min_replicas,
+                              uint64_t *memory_limit, char sha256[65])
 {
     *concurrency = 0;
     *timeout_s = 0;
@@ -114,7 +115,7 @@ static int64_t duration_annotation(json_object *root, const char *key, int64_t f
     return fallback;
 }
 
-static model_settings read_model_settings(const ksv_model *m)
+static model_settings read_model_settings(const ksv_model_record *m)
 {
     json_object *root = json_tokener_parse(m->annotations_json ? m->annotations_json : "{}");
     model_settings s = {
@@ -154,7 +155,7 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
     /* Traffic first, then the stable one, then the newest few, up to the engine's limit. */
     for (size_t pass = 0; pass < 3; pass++) {
         for (size_t i = n; i-- > 0 && kept < ENGINE_MAX_REVISIONS;) {
-            const ksv_revision *r = &v->revisions.items[i];
+            const ksv_revision_record *r = &v->revisions.items[i];
             bool want = pass == 0   ? ksv_model_view_percent(v, r->id) > 0
                         : pass == 1 ? r->id == v->stable_id
                                     : i + KEEP_RECENT >= n;
@@ -173,7 +174,7 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
     for (size_t i = 0; i < n; i++) {
         if (!keep[i])
             continue;
-        const ksv_revision *r = &v->revisions.items[i];
+        const ksv_revision_record *r = &v->revisions.items[i];
         int64_t concurrency, timeout_s, min_replicas;
         uint64_t memory_limit;
         char sha256[65];

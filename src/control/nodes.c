@@ -370,7 +370,7 @@ static void add_drift(ksv_node_status *st, const char *fmt, ...)
 /* Compares the node's applied state with the desired state of the models placed on it. */
 static void compute_drift(ksv_ctl *ctl, ksv_node_status *st, json_object *applied)
 {
-    ksv_model_list models;
+    ksv_model_record_list models;
     ksv_err err;
     if (ksv_store_model_list(ctl->store, NULL, &models, &err) != 0)
         return;
@@ -379,7 +379,7 @@ static void compute_drift(ksv_ctl *ctl, ksv_node_status *st, json_object *applie
     size_t n_applied = arr ? json_object_array_length(arr) : 0;
     bool *matched = calloc(n_applied + 1, sizeof *matched);
     for (size_t i = 0; i < models.n; i++) {
-        ksv_model *m = &models.items[i];
+        ksv_model_record *m = &models.items[i];
         bool placed = false;
         for (size_t j = 0; j < m->n_nodes; j++)
             placed |= strcmp(m->nodes[j], st->node.name) == 0;
@@ -433,7 +433,7 @@ static void compute_drift(ksv_ctl *ctl, ksv_node_status *st, json_object *applie
                       is_pinned ? " (served from the engine's command line)" : "");
     }
     free(matched);
-    ksv_model_list_free(&models);
+    ksv_model_record_list_free(&models);
 }
 
 typedef struct status_round {

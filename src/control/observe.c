@@ -16,12 +16,12 @@
 
 /* ---- listings ------------------------------------------------------------------------ */
 
-int ksv_ctl_model_list(ksv_ctl *ctl, const char *ns, ksv_model_list *out, ksv_err *err)
+int ksv_ctl_model_list(ksv_ctl *ctl, const char *ns, ksv_model_record_list *out, ksv_err *err)
 {
     return ksv_store_model_list(ctl->store, ns, out, err);
 }
 
-int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model *out,
+int ksv_ctl_model_resolve(ksv_ctl *ctl, const char *model, const char *ns, ksv_model_record *out,
                           ksv_err *err)
 {
     return ksv_store_model_resolve(ctl->store, model, ns, out, err);

@@ -22,7 +22,7 @@
 /* ---- listings (read from the store) ---------------------------------------------- */
 
 /* ns NULL: every namespace. */
-int ksv_ctl_model_list(ksv_ctl *ctl, const char *ns, ksv_model_list *out, ksv_err *err);
+int ksv_ctl_model_list(ksv_ctl *ctl, const char *ns, ksv_model_record_list *out, ksv_err *err);
 int ksv_ctl_node_list(ksv_ctl *ctl, ksv_node_list *out, ksv_err *err);
 /* model: "namespace/name" or NULL for every entry; limit 0: no limit. Newest first. */
 int ksv_ctl_history_list(ksv_ctl *ctl, const char *model, size_t limit,

@@ -380,7 +380,7 @@ void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
         }
     }
     for (size_t i = 0; i < n; i++) {
-        const ksv_model *m = &models[i].view->model;
+        const ksv_model_record *m = &models[i].view->model;
         for (size_t j = 0; j < m->n_nodes; j++) {
             push_node *pn = NULL;
             for (size_t k = 0; k < ctx.n_nodes && !pn; k++)

@@ -79,7 +79,7 @@ static int namespace_usage(ksv_ctl *ctl, const char *ns, const ksv_manifest_list
                            usage *u, ksv_err *err)
 {
     memset(u, 0, sizeof *u);
-    ksv_model_list models;
+    ksv_model_record_list models;
     if (ksv_store_model_list(ctl->store, ns, &models, err) != 0)
         return -1;
     int rc = 0;
@@ -87,16 +87,16 @@ static int namespace_usage(ksv_ctl *ctl, const char *ns, const ksv_manifest_list
         u->count++;
         if (list && in_file(list, ns, models.items[i].name))
             continue;
-        ksv_revision rev;
+        ksv_revision_record rev;
         int f = ksv_store_revision_latest(ctl->store, models.items[i].id, &rev, err);
         if (f < 0) {
             rc = -1;
         } else if (f == 1) {
             revision_usage(rev.spec_json, u);
-            ksv_revision_clear(&rev);
+            ksv_revision_record_clear(&rev);
         }
     }
-    ksv_model_list_free(&models);
+    ksv_model_record_list_free(&models);
     return rc;
 }
 
@@ -169,10 +169,10 @@ static int check_namespace(ksv_ctl *ctl, const char *ns, const ksv_manifest_list
         const ksv_isvc *spec = &list->items[i];
         if (strcmp(spec->namespace_name, ns) != 0)
             continue;
-        ksv_model existing;
+        ksv_model_record existing;
         ksv_err ignored;
         if (ksv_store_model_get(ctl->store, ns, spec->name, &existing, &ignored) == 0)
-            ksv_model_clear(&existing);
+            ksv_model_record_clear(&existing);
         else
             asked.count++; /* a new InferenceService */
         isvc_usage(spec, &asked);

@@ -115,7 +115,7 @@ int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double ti
         ksv_model_view_free(&v);
         return rc;
     }
-    ksv_model_list list;
+    ksv_model_record_list list;
     if (ksv_store_model_list(ctl->store, ns, &list, err) != 0)
         return -1;
     for (size_t i = 0; i < list.n && rc == 0; i++) {
@@ -123,7 +123,7 @@ int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double ti
         snprintf(ref, sizeof ref, "%s/%s", list.items[i].ns, list.items[i].name);
         rc = view_set_add(ctl, &set, ref, err);
     }
-    ksv_model_list_free(&list);
+    ksv_model_record_list_free(&list);
     if (rc == 0)
         rc = view_set_push(ctl, &set, timeout_s, res, err);
     view_set_free(&set);
@@ -268,7 +268,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     }
     if (ksv_store_begin(ctl->store, err) != 0)
         goto out;
-    ksv_model existing;
+    ksv_model_record existing;
     bool had_model = ksv_store_model_get(ctl->store, spec->namespace_name, spec->name,
                                          &existing, err) == 0;
     bool placement_changed = !had_model || existing.n_nodes != n_nodes;
@@ -279,8 +279,8 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
         placement_changed = !found;
     }
     if (had_model)
-        ksv_model_clear(&existing);
-    ksv_model m = {
+        ksv_model_record_clear(&existing);
+    ksv_model_record m = {
         .ns = spec->namespace_name,
         .name = spec->name,
         .spec_json = original.data,
@@ -291,7 +291,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     int64_t model_id;
     bool created;
     char hash[65];
-    ksv_revision found;
+    ksv_revision_record found;
     if (ksv_store_model_upsert(ctl->store, &m, &model_id, &created, err) != 0 ||
         ksv_store_spec_hash(canonical, hash, err) != 0)
         goto rollback;
@@ -304,7 +304,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     snprintf(ref, sizeof ref, "%s/%s", spec->namespace_name, spec->name);
     bool same = f == 1 && strcmp(found.spec_sha256, hash) == 0;
     if (f == 1)
-        ksv_revision_clear(&found);
+        ksv_revision_record_clear(&found);
     if (same) {
         /* Same spec: the live split is the operator's (docs/OPERATIONS.md, "Canary runbook"). */
         if (placement_changed &&
@@ -320,7 +320,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     int64_t stable = 0;
     if (ksv_store_stable_get(ctl->store, model_id, &stable, err) != 0)
         goto rollback;
-    ksv_revision rev;
+    ksv_revision_record rev;
     if (ksv_store_revision_create(ctl->store, model_id, canonical, runtime,
                                   spec->storage_uri, &rev, err) != 0)
         goto rollback;
@@ -333,7 +333,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
         }
     }
     int trc;
-    ksv_revision stable_rev;
+    ksv_revision_record stable_rev;
     if (stable && policy &&
         ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
         /* A Canary gates it: the new revision starts at 0% and the engine's gate moves it
@@ -347,7 +347,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
         snprintf(gs->stable, sizeof gs->stable, "%s", stable_rev.name);
         gs->policy = policy;
         policy = NULL;
-        ksv_revision_clear(&stable_rev);
+        ksv_revision_record_clear(&stable_rev);
     } else if (stable && spec->has_canary) {
         /* KServe: the new revision gets N%, the last rolled-out one keeps the rest. */
         trc = set_traffic_pair(ctl, model_id, stable, 100 - spec->canary_percent, rev.id,
@@ -359,7 +359,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
             trc = ksv_store_stable_set(ctl->store, model_id, rev.id, err);
         snprintf(new_text, sizeof new_text, "%s at 100%%", rev.name);
     }
-    ksv_revision_clear(&rev);
+    ksv_revision_record_clear(&rev);
     if (trc != 0 ||
         ksv_ctl_history(ctl, "apply", ref, NULL, old_text, new_text, NULL, "recorded", err) != 0)
         goto rollback;
@@ -404,7 +404,7 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
         for (size_t k = 0; k < list->n && !here; k++)
             here = strcmp(list->items[k].name, c->target) == 0 &&
                    strcmp(list->items[k].namespace_name, c->namespace_name) == 0;
-        ksv_model known;
+        ksv_model_record known;
         if (!here && ksv_store_model_get(ctl->store, c->namespace_name, c->target, &known,
                                          err) != 0)
             return ksv_err_set(err, 400, "%s:%d:%d: spec.targetRef.name: no InferenceService "
@@ -417,7 +417,7 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
             int src = p ? ksv_store_canary_set(ctl->store, known.id, c->name, p, err)
                         : ksv_err_set(err, 500, "out of memory");
             free(p);
-            ksv_model_clear(&known);
+            ksv_model_record_clear(&known);
             if (src != 0)
                 return -1;
         }
@@ -452,14 +452,14 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     /* The new revisions are loaded on their nodes: each gate starts there. */
     for (size_t i = 0; i < list->n; i++) {
         if (gates[i].start && prc == 0 && rc == 0) {
-            ksv_model m;
+            ksv_model_record m;
             if (ksv_store_model_resolve(ctl->store, gates[i].model_ref, NULL, &m, &push_err) != 0) {
                 prc = -1;
             } else {
                 if (ctl_gate_start(ctl, &m, gates[i].canary, gates[i].stable, gates[i].policy,
                                    NULL, &push_err) != 0)
                     prc = -1;
-                ksv_model_clear(&m);
+                ksv_model_record_clear(&m);
             }
         }
         free(gates[i].policy);
@@ -482,7 +482,7 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
 
 /* -------------------------------------------------------------------- rollout */
 
-static const ksv_revision *view_revision(const ksv_model_view *v, int64_t id)
+static const ksv_revision_record *view_revision(const ksv_model_view *v, int64_t id)
 {
     for (size_t i = 0; i < v->revisions.n; i++)
         if (v->revisions.items[i].id == id)
@@ -505,8 +505,8 @@ int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result
     int rc = -1;
     if (ksv_store_begin(ctl->store, err) != 0)
         goto out;
-    const ksv_revision *canary = view_revision(&v, v.canary_id);
-    const ksv_revision *stable = view_revision(&v, v.stable_id);
+    const ksv_revision_record *canary = view_revision(&v, v.canary_id);
+    const ksv_revision_record *stable = view_revision(&v, v.stable_id);
     switch (req->op) {
     case KSV_ROLLOUT_SET_TRAFFIC:
         if (req->percent < 0 || req->percent > 100) {
@@ -534,7 +534,7 @@ int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result
         snprintf(new_text, sizeof new_text, "%s=100 (promoted)", canary->name);
         break;
     case KSV_ROLLOUT_ROLLBACK: {
-        ksv_revision target;
+        ksv_revision_record target;
         bool have_target = false;
         if (req->to_revision) {
             if (ksv_store_revision_get(ctl->store, v.model.id, req->to_revision, &target, err) != 0)
@@ -561,7 +561,7 @@ int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result
             trc = ksv_store_stable_set(ctl->store, v.model.id, target.id, err);
         snprintf(new_text, sizeof new_text, "%s=100 (rolled back)", target.name);
         if (have_target)
-            ksv_revision_clear(&target);
+            ksv_revision_record_clear(&target);
         if (trc != 0)
             goto rollback;
         break;

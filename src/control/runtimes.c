@@ -327,7 +327,7 @@ int ksv_ctl_runtime_logs(ksv_ctl *ctl, const char *model, const char *ns, const 
     const char *revs[64];
     size_t n_revs = 0;
     for (size_t i = 0; i < v.revisions.n && n_revs < 64; i++) {
-        const ksv_revision *r = &v.revisions.items[i];
+        const ksv_revision_record *r = &v.revisions.items[i];
         if (revision ? strcmp(r->name, revision) == 0 : ksv_model_view_percent(&v, r->id) > 0)
             revs[n_revs++] = r->name;
     }

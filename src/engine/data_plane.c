@@ -109,7 +109,7 @@ static int ensure_out(ksv_worker *w, size_t n, ksv_err *err)
 
 /* Decodes, predicts and encodes one request on an already chosen revision; fills *t with
  * the phase boundaries and *rows with the rows answered. */
-static int run_inference(const ksv_http_request *req, ksv_revision *rev, const char *model,
+static int run_inference(const ksv_http_request *req, ksv_engine_revision *rev, const char *model,
                          bool v1, ksv_http_response *resp, ksv_infer_timing *tm, size_t *rows_out,
                          ksv_err *err)
 {

@@ -75,7 +75,7 @@ uint64_t ksv_mirror_count_diff(const char *objective, const float *a, const floa
 
 static void run_job(ksv_mirror *m, mirror_job *j)
 {
-    ksv_revision *rev = j->route.rev;
+    ksv_engine_revision *rev = j->route.rev;
     double t0 = ksv_mono_s();
     int status = 200;
     uint64_t diff = 0, rows = 0;

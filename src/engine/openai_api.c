@@ -121,7 +121,7 @@ static void meter_on_data(void *self, const char *data, size_t len, double t)
 }
 
 static void meter_on_done(void *self, long status, const char *body, size_t len, double t,
-                          ksv_revision *rev)
+                          ksv_engine_revision *rev)
 {
     token_meter *m = self;
     (void)rev;
@@ -220,7 +220,7 @@ static void completion(const ksv_http_request *req, bool chat, ksv_http_response
         resp->retry_after = err.status == 503 ? route.retry_after_s : 0;
         return;
     }
-    ksv_revision *rev = route.rev;
+    ksv_engine_revision *rev = route.rev;
     if (!rev->ops->proxied || !(ksv_ext_protocols(rev->handle) & KSV_PROTO_OPENAI)) {
         char msg[320];
         snprintf(msg, sizeof msg, "model %s revision %s is not served by a runtime that speaks "

@@ -522,7 +522,7 @@ static const ksv_http_async_ops job_ops = {
 int ksv_proxy_forward(const ksv_http_request *req, ksv_route *route, const ksv_proxy_call *call,
                       ksv_http_response *resp)
 {
-    ksv_revision *rev = route->rev;
+    ksv_engine_revision *rev = route->rev;
     ksv_registry *reg = req->engine->registry;
     const char *fail = NULL;
     int fail_status = 503;

@@ -38,7 +38,7 @@ typedef enum {
 typedef struct ksv_proxy_observer {
     void (*on_data)(void *self, const char *data, size_t len, double seconds);
     void (*on_done)(void *self, long status, const char *body, size_t len, double seconds,
-                    ksv_revision *rev);
+                    ksv_engine_revision *rev);
     void (*free)(void *self);
     void *self;
 } ksv_proxy_observer;

@@ -32,20 +32,21 @@ typedef struct ksv_error_entry {
 } ksv_error_entry;
 
 typedef struct split_slot {
-    ksv_revision *rev;
+    ksv_engine_revision *rev;
     int cumulative;               /* upper bound (exclusive) of this slot in 0..100 */
 } split_slot;
 
-struct ksv_model {
+struct ksv_engine_model {
     ksv_model_spec spec;          /* desired state, as last put */
-    ksv_revision *revs[MAX_MODEL_REVS]; /* spec's revisions, then removed ones still serving */
+    /* The spec's revisions, then removed ones still serving. */
+    ksv_engine_revision *revs[MAX_MODEL_REVS];
     size_t n_revs;
     split_slot split[MAX_MODEL_REVS];
     size_t n_split;               /* 0: nothing ready yet */
     bool pending;                 /* desired split not in effect yet */
     bool deleted;
     int rev_structs;              /* revisions (live or dead) pointing at this model */
-    ksv_revision *mirror;         /* where a release gate copies requests; NULL: nowhere */
+    ksv_engine_revision *mirror;         /* where a release gate copies requests; NULL: nowhere */
     int mirror_weight;            /* percent of requests copied */
     pthread_mutex_t errors_mu;    /* error path only */
     ksv_error_entry errors[ERROR_RING];
@@ -54,11 +55,11 @@ struct ksv_model {
 
 struct ksv_registry {
     pthread_rwlock_t lock;
-    ksv_model **models;
+    ksv_engine_model **models;
     size_t n_models, cap_models;
-    ksv_revision **dead_revs;     /* removed revisions waiting for in-flight requests */
+    ksv_engine_revision **dead_revs;     /* removed revisions waiting for in-flight requests */
     size_t n_dead, cap_dead;
-    ksv_model **dead_models;
+    ksv_engine_model **dead_models;
     size_t n_dead_models, cap_dead_models;
 
     pthread_mutex_t admin_mu;     /* serializes admin changes and state-file writes */
@@ -81,8 +82,8 @@ struct ksv_registry {
     bool lc_stop, lc_wake, lc_started;
 };
 
-static void push_error(ksv_model *m, int status, const char *revision, const char *request_id,
-                       const char *message);
+static void push_error(ksv_engine_model *m, int status, const char *revision,
+                       const char *request_id, const char *message);
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -108,20 +109,20 @@ int ksv_code_of_slot(int slot)
     return code_values[slot];
 }
 
-static bool is_loaded(const ksv_revision *rev)
+static bool is_loaded(const ksv_engine_revision *rev)
 {
     return rev->handle && (rev->state == KSV_REV_READY || rev->state == KSV_REV_DRAINING ||
                            rev->state == KSV_REV_STANDBY);
 }
 
 /* Can take requests: loaded, or scaled to zero (a request starts it). */
-static bool routable(const ksv_revision *rev)
+static bool routable(const ksv_engine_revision *rev)
 {
     return is_loaded(rev) || rev->cold.cold;
 }
 
 /* The runtime that answers: what `auto` chose at the last load, else the one named. */
-static const char *effective_runtime(const ksv_revision *rev)
+static const char *effective_runtime(const ksv_engine_revision *rev)
 {
     return rev->info.runtime[0] ? rev->info.runtime : rev->spec.runtime;
 }
@@ -148,7 +149,7 @@ static bool push_ptr(void ***arr, size_t *n, size_t *cap, void *p)
     return true;
 }
 
-static ksv_model *find_model(ksv_registry *reg, const char *name)
+static ksv_engine_model *find_model(ksv_registry *reg, const char *name)
 {
     for (size_t i = 0; i < reg->n_models; i++)
         if (strcmp(reg->models[i]->spec.name, name) == 0)
@@ -156,7 +157,7 @@ static ksv_model *find_model(ksv_registry *reg, const char *name)
     return NULL;
 }
 
-static ksv_revision *find_revision(ksv_model *m, const char *name)
+static ksv_engine_revision *find_revision(ksv_engine_model *m, const char *name)
 {
     for (size_t i = 0; i < m->n_revs; i++)
         if (strcmp(m->revs[i]->spec.name, name) == 0)
@@ -164,9 +165,9 @@ static ksv_revision *find_revision(ksv_model *m, const char *name)
     return NULL;
 }
 
-static ksv_revision *revision_new(ksv_model *m, const ksv_revision_spec *spec)
+static ksv_engine_revision *revision_new(ksv_engine_model *m, const ksv_revision_spec *spec)
 {
-    ksv_revision *rev = calloc(1, sizeof *rev);
+    ksv_engine_revision *rev = calloc(1, sizeof *rev);
     if (!rev)
         return NULL;
     rev->spec = *spec;
@@ -202,7 +203,7 @@ static void unload(const unload_item *it)
 }
 
 /* Moves what a loaded revision holds into *it, to be unloaded outside the lock. */
-static void take_runtime(ksv_revision *rev, unload_item *it)
+static void take_runtime(ksv_engine_revision *rev, unload_item *it)
 {
     it->ops = rev->ops;
     it->handle = rev->handle;
@@ -214,7 +215,7 @@ static void take_runtime(ksv_revision *rev, unload_item *it)
 
 /* Frees a revision nobody uses any more; what it had loaded goes to *it, to be unloaded
  * outside the lock. */
-static void revision_free(ksv_registry *reg, ksv_revision *rev, unload_item *it)
+static void revision_free(ksv_registry *reg, ksv_engine_revision *rev, unload_item *it)
 {
     ksv_cache_unpin(reg->cache, rev->cache_tree);
     it->ops = rev->ops;
@@ -226,7 +227,7 @@ static void revision_free(ksv_registry *reg, ksv_revision *rev, unload_item *it)
     free(rev);
 }
 
-static void model_free(ksv_model *m)
+static void model_free(ksv_engine_model *m)
 {
     pthread_mutex_destroy(&m->errors_mu);
     free(m);
@@ -237,11 +238,11 @@ static void model_free(ksv_model *m)
 /* Moves the effective split to the desired one when every revision it names is loaded;
  * otherwise starts loading what is missing and leaves the old split serving.
  * Caller holds the write lock. */
-static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
+static void model_apply_traffic(ksv_registry *reg, ksv_engine_model *m)
 {
     bool all_ready = true, need_load = false;
     for (size_t i = 0; i < m->n_revs; i++) {
-        ksv_revision *rev = m->revs[i];
+        ksv_engine_revision *rev = m->revs[i];
         if (rev->desired <= 0)
             continue;
         if (rev->state == KSV_REV_UNLOADED) {
@@ -261,7 +262,7 @@ static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
     m->n_split = 0;
     int cumulative = 0;
     for (size_t i = 0; i < m->n_revs; i++) {
-        ksv_revision *rev = m->revs[i];
+        ksv_engine_revision *rev = m->revs[i];
         int old = rev->traffic;
         rev->traffic = rev->desired;
         if (rev->traffic > 0) {
@@ -288,7 +289,7 @@ static void model_apply_traffic(ksv_registry *reg, ksv_model *m)
     /* Revisions the spec no longer lists leave the model once they carry no traffic. */
     size_t kept = 0;
     for (size_t i = 0; i < m->n_revs; i++) {
-        ksv_revision *rev = m->revs[i];
+        ksv_engine_revision *rev = m->revs[i];
         bool listed = false;
         for (size_t j = 0; j < m->spec.n_revisions; j++)
             listed |= strcmp(m->spec.revisions[j].name, rev->spec.name) == 0;
@@ -343,7 +344,7 @@ static int persist(ksv_registry *reg, ksv_err *err)
 
 /* Takes a model out of the table; it and its revisions are freed by the janitor once
  * nothing is in flight. Caller holds the write lock. */
-static void detach_model(ksv_registry *reg, ksv_model *m)
+static void detach_model(ksv_registry *reg, ksv_engine_model *m)
 {
     size_t i = 0;
     while (reg->models[i] != m)
@@ -369,7 +370,7 @@ static void detach_model(ksv_registry *reg, ksv_model *m)
 
 /* A revision the new spec no longer lists gets no traffic; one still being fetched or
  * waiting to load will never serve, so its download stops. Caller holds the write lock. */
-static void stop_unlisted(ksv_registry *reg, ksv_revision *rev)
+static void stop_unlisted(ksv_registry *reg, ksv_engine_revision *rev)
 {
     rev->desired = 0;
     if (rev->fetch_id)
@@ -380,7 +381,7 @@ static void stop_unlisted(ksv_registry *reg, ksv_revision *rev)
 
 static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *err)
 {
-    ksv_model *m = find_model(reg, spec->name);
+    ksv_engine_model *m = find_model(reg, spec->name);
     if (m && m->spec.pinned && !spec->pinned)
         return ksv_err_set(err, 409,
                            "model %s is served from the command line (--model/--model-dir); "
@@ -394,7 +395,7 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
     for (size_t i = 0; i < spec->n_revisions; i++) {
         if (!ksv_runtime_find(spec->revisions[i].runtime))
             return ksv_err_set(err, 400, "unknown runtime %s", spec->revisions[i].runtime);
-        ksv_revision *old = m ? find_revision(m, spec->revisions[i].name) : NULL;
+        ksv_engine_revision *old = m ? find_revision(m, spec->revisions[i].name) : NULL;
         if (old && !ksv_revision_spec_equal(&old->spec, &spec->revisions[i]))
             return ksv_err_set(err, 409,
                                "revision %s already exists with a different spec: revisions "
@@ -428,7 +429,7 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
         return ksv_err_set(err, 409, "model %s: too many revisions still draining; retry",
                            spec->name);
     for (size_t i = 0; i < spec->n_revisions; i++) {
-        ksv_revision *rev = find_revision(m, spec->revisions[i].name);
+        ksv_engine_revision *rev = find_revision(m, spec->revisions[i].name);
         if (!rev) {
             rev = revision_new(m, &spec->revisions[i]);
             if (!rev) {
@@ -452,7 +453,7 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
     m->spec = *spec;
     /* A re-applied revision keeps the commit it was pinned to. */
     for (size_t i = 0; i < m->spec.n_revisions; i++) {
-        ksv_revision *rev = find_revision(m, m->spec.revisions[i].name);
+        ksv_engine_revision *rev = find_revision(m, m->spec.revisions[i].name);
         if (rev && rev->spec.pinned_uri[0])
             snprintf(m->spec.revisions[i].pinned_uri, sizeof m->spec.revisions[i].pinned_uri,
                      "%s", rev->spec.pinned_uri);
@@ -486,7 +487,7 @@ int ksv_registry_set_traffic(ksv_registry *reg, const char *model, json_object *
     pthread_mutex_lock(&reg->admin_mu);
     pthread_rwlock_wrlock(&reg->lock);
     int rc;
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     if (!m) {
         rc = ksv_err_set(err, 404, "model %s not found", model);
     } else if (m->spec.pinned) {
@@ -510,7 +511,7 @@ int ksv_registry_delete(ksv_registry *reg, const char *model, ksv_err *err)
     pthread_mutex_lock(&reg->admin_mu);
     pthread_rwlock_wrlock(&reg->lock);
     int rc = 0;
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     if (!m) {
         rc = ksv_err_set(err, 404, "model %s not found", model);
     } else if (m->spec.pinned) {
@@ -536,7 +537,7 @@ int ksv_registry_take_out(ksv_registry *reg, const char *model, ksv_model_spec *
     pthread_mutex_lock(&reg->admin_mu);
     pthread_rwlock_wrlock(&reg->lock);
     int rc = 0;
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     bool pinned = false;
     if (!m) {
         rc = ksv_err_set(err, 404, "model %s not found", model);
@@ -567,13 +568,13 @@ static void sleep_ms(int ms)
 
 /* A scaled-to-zero revision a request asked for, not being loaded yet. A failed cold start
  * is retried by the next request once a few seconds have passed. */
-static bool cold_start_wanted(const ksv_revision *rev)
+static bool cold_start_wanted(const ksv_engine_revision *rev)
 {
     return rev->cold.cold && !rev->loader_busy && atomic_load(&rev->cold.requested_ns) != 0 &&
            (rev->state == KSV_REV_SCALED_TO_ZERO || rev->state == KSV_REV_FAILED);
 }
 
-static void cold_start_done(ksv_revision *rev)
+static void cold_start_done(ksv_engine_revision *rev)
 {
     ksv_cold_started(&rev->cold);
     ksv_log(KSV_LOG_INFO, NULL, "revision %s: cold start done (%d request(s) waited)",
@@ -582,7 +583,7 @@ static void cold_start_done(ksv_revision *rev)
 
 /* A cold start that failed (download or load): its waiters hear why, and the next request
  * after COLD_RETRY_S tries again. Caller holds the write lock. */
-static void cold_load_failed(ksv_registry *reg, ksv_revision *rev)
+static void cold_load_failed(ksv_registry *reg, ksv_engine_revision *rev)
 {
     rev->cold.loading = false;
     rev->cold.failed_at = ksv_mono_s();
@@ -593,7 +594,7 @@ static void cold_load_failed(ksv_registry *reg, ksv_revision *rev)
 
 /* min_replicas 0, serving, nothing in flight, idle for the model's window plus retention:
  * time to scale to zero. Caller holds the lock. */
-static bool idle_to_zero(const ksv_model *m, const ksv_revision *rev, double now)
+static bool idle_to_zero(const ksv_engine_model *m, const ksv_engine_revision *rev, double now)
 {
     return rev->spec.min_replicas == 0 && rev->state == KSV_REV_READY && rev->handle &&
            !rev->cold.cold && !rev->loader_busy && atomic_load(&rev->inflight) == 0 &&
@@ -617,7 +618,7 @@ static uint64_t memory_in_use(ksv_registry *reg)
 }
 
 /* May be unloaded to make room: allowed to scale to zero, loaded, idle this instant. */
-static bool evictable(const ksv_revision *rev)
+static bool evictable(const ksv_engine_revision *rev)
 {
     return rev->spec.min_replicas == 0 && rev->handle && !rev->loader_busy &&
            atomic_load(&rev->inflight) == 0 &&
@@ -629,7 +630,7 @@ static bool evictable(const ksv_revision *rev)
  * cold start), a standby one unloads. Their runtimes go to items[] for the caller to unload
  * outside the lock. Returns 0, or -1 with the budget message when even all of them would
  * not make room (then none is touched). Caller holds the write lock. */
-static int make_room(ksv_registry *reg, const ksv_revision *for_rev, uint64_t need,
+static int make_room(ksv_registry *reg, const ksv_engine_revision *for_rev, uint64_t need,
                      unload_item *items, size_t *n_items, ksv_err *err)
 {
     if (!reg->memory_budget)
@@ -638,7 +639,7 @@ static int make_room(ksv_registry *reg, const ksv_revision *for_rev, uint64_t ne
     size_t n = 0;
     for (size_t i = 0; i < reg->n_models; i++)
         for (size_t r = 0; r < reg->models[i]->n_revs && n < MAX_EVICTIONS - *n_items; r++) {
-            ksv_revision *rev = reg->models[i]->revs[r];
+            ksv_engine_revision *rev = reg->models[i]->revs[r];
             if (rev != for_rev && evictable(rev))
                 cand[n++] = (ksv_mem_candidate){rev, rev->memory_bytes,
                                                 atomic_load(&rev->cold.last_active_ns)};
@@ -648,7 +649,7 @@ static int make_room(ksv_registry *reg, const ksv_revision *for_rev, uint64_t ne
     if (k < 0)
         return ksv_mem_budget_error(err, need, used, reg->memory_budget);
     for (int v = 0; v < k; v++) {
-        ksv_revision *rev = cand[v].owner;
+        ksv_engine_revision *rev = cand[v].owner;
         take_runtime(rev, &items[(*n_items)++]);
         if (rev->state == KSV_REV_READY) {
             rev->cold.cold = true; /* keeps its traffic; the next request starts it */
@@ -664,7 +665,7 @@ static int make_room(ksv_registry *reg, const ksv_revision *for_rev, uint64_t ne
 
 /* After a load: the measured size against the revision's own limit, then the node's
  * budget. Caller holds the write lock. */
-static int admit_measured(ksv_registry *reg, const ksv_revision *rev, uint64_t measured,
+static int admit_measured(ksv_registry *reg, const ksv_engine_revision *rev, uint64_t measured,
                           unload_item *items, size_t *n_items, ksv_err *err)
 {
     if (rev->spec.memory_limit_bytes > 0 && measured > (uint64_t)rev->spec.memory_limit_bytes) {
@@ -687,12 +688,12 @@ static void unload_evicted(unload_item *items, size_t n)
 
 typedef struct fetch_ticket {
     ksv_registry *reg;
-    ksv_revision *rev;            /* kept alive while its fetch_id is set (see janitor) */
+    ksv_engine_revision *rev;            /* kept alive while its fetch_id is set (see janitor) */
 } fetch_ticket;
 
 /* Records the commit an hf:// revision resolved to, in the revision and in its model's
  * spec (which the applied state is written from). Caller holds the write lock. */
-static bool pin_revision(ksv_revision *rev, const char *pinned)
+static bool pin_revision(ksv_engine_revision *rev, const char *pinned)
 {
     if (strlen(pinned) >= sizeof rev->spec.pinned_uri)
         return false;
@@ -712,7 +713,7 @@ static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *
 {
     fetch_ticket *t = user;
     ksv_registry *reg = t->reg;
-    ksv_revision *rev = t->rev;
+    ksv_engine_revision *rev = t->rev;
     free(t);
     const char *unpin = rc == 0 ? res->tree : NULL;
     char old_pin[65] = "";
@@ -754,7 +755,7 @@ static void fetch_done(void *user, uint64_t id, int rc, const ksv_fetch_result *
 }
 
 /* Hands a revision's download to the fetch pool. Caller holds the write lock. */
-static void start_fetch(ksv_registry *reg, ksv_revision *rev)
+static void start_fetch(ksv_registry *reg, ksv_engine_revision *rev)
 {
     ksv_err err;
     fetch_ticket *t = malloc(sizeof *t);
@@ -780,11 +781,11 @@ static void start_fetch(ksv_registry *reg, ksv_revision *rev)
  * Returns true when it did some work. */
 static bool load_one(ksv_registry *reg)
 {
-    ksv_revision *rev = NULL;
+    ksv_engine_revision *rev = NULL;
     pthread_rwlock_wrlock(&reg->lock);
     /* Cold starts first: requests are waiting for them. */
     for (size_t i = 0; i < reg->n_models && !rev; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs && !rev; r++)
             if (cold_start_wanted(m->revs[r]))
                 rev = m->revs[r];
@@ -794,7 +795,7 @@ static bool load_one(ksv_registry *reg)
         rev->cold.loading = true;
     }
     for (size_t i = 0; i < reg->n_models && !rev; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs && !rev; r++)
             if (m->revs[r]->state == KSV_REV_LOADING && !m->revs[r]->loader_busy &&
                 !m->revs[r]->fetch_id)
@@ -940,9 +941,9 @@ static void janitor(ksv_registry *reg)
                !reg->dead_revs[i]->loader_busy && !reg->dead_revs[i]->fetch_id;
     work |= reg->n_dead_models > 0;
     for (size_t i = 0; i < reg->n_models && !work; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs && !work; r++) {
-            ksv_revision *rev = m->revs[r];
+            ksv_engine_revision *rev = m->revs[r];
             work = (rev->state == KSV_REV_DRAINING && atomic_load(&rev->inflight) == 0) ||
                    (rev->state == KSV_REV_STANDBY &&
                     now - rev->idle_since >= m->spec.rollback_window_s) ||
@@ -957,9 +958,9 @@ static void janitor(ksv_registry *reg)
     size_t n_items = 0;
     pthread_rwlock_wrlock(&reg->lock);
     for (size_t i = 0; i < reg->n_models; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
-            ksv_revision *rev = m->revs[r];
+            ksv_engine_revision *rev = m->revs[r];
             if (rev->state == KSV_REV_DRAINING && atomic_load(&rev->inflight) == 0) {
                 rev->state = KSV_REV_STANDBY;
                 ksv_log(KSV_LOG_INFO, NULL, "revision %s drained; standby for %d s",
@@ -985,7 +986,7 @@ static void janitor(ksv_registry *reg)
     }
     size_t kept = 0;
     for (size_t i = 0; i < reg->n_dead; i++) {
-        ksv_revision *rev = reg->dead_revs[i];
+        ksv_engine_revision *rev = reg->dead_revs[i];
         if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && !rev->fetch_id &&
             n_items < 64) {
             revision_free(reg, rev, &items[n_items]);
@@ -997,7 +998,7 @@ static void janitor(ksv_registry *reg)
     reg->n_dead = kept;
     kept = 0;
     for (size_t i = 0; i < reg->n_dead_models; i++) {
-        ksv_model *m = reg->dead_models[i];
+        ksv_engine_model *m = reg->dead_models[i];
         if (m->rev_structs == 0)
             model_free(m);
         else
@@ -1016,8 +1017,8 @@ static void janitor(ksv_registry *reg)
 static void cold_timed_out(void *ctx, const ksv_cold_waiter *w)
 {
     ksv_registry *reg = ctx;
-    ksv_model *m = find_model(reg, w->model);
-    ksv_revision *rev = m ? find_revision(m, w->revision) : NULL;
+    ksv_engine_model *m = find_model(reg, w->model);
+    ksv_engine_revision *rev = m ? find_revision(m, w->revision) : NULL;
     if (!rev) {
         for (size_t i = 0; i < reg->n_dead && !rev; i++)
             if (strcmp(reg->dead_revs[i]->spec.name, w->revision) == 0 &&
@@ -1134,7 +1135,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     ksv_cold_queue_destroy(&reg->cold_queue); /* its thread uses the registry lock */
     unload_item it;
     for (size_t i = 0; i < reg->n_models; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
             revision_free(reg, m->revs[r], &it);
             unload(&it);
@@ -1218,7 +1219,7 @@ int ksv_registry_restore(ksv_registry *reg, ksv_err *err)
 
 /* The chosen revision is scaled to zero: the request waits for its cold start, unless the
  * last one failed moments ago. Caller holds the lock. */
-static int cold_route(ksv_revision *rev, ksv_route *route, ksv_err *err)
+static int cold_route(ksv_engine_revision *rev, ksv_route *route, ksv_err *err)
 {
     route->retry_after_s = ksv_cold_retry_after(rev->load_seconds);
     if (rev->state == KSV_REV_FAILED && ksv_mono_s() - rev->cold.failed_at < COLD_RETRY_S) {
@@ -1238,8 +1239,8 @@ int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend
                            void *cookie, int *retry_after_s, ksv_err *err)
 {
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, w->model);
-    ksv_revision *rev = m ? find_revision(m, w->revision) : NULL;
+    ksv_engine_model *m = find_model(reg, w->model);
+    ksv_engine_revision *rev = m ? find_revision(m, w->revision) : NULL;
     int rc = 1; /* gone or warm: route again */
     if (rev && rev->cold.cold) {
         *retry_after_s = ksv_cold_retry_after(rev->load_seconds);
@@ -1268,8 +1269,8 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
                        uint64_t *rng, ksv_route *route, ksv_err *err)
 {
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
-    ksv_revision *rev = NULL;
+    ksv_engine_model *m = find_model(reg, model);
+    ksv_engine_revision *rev = NULL;
     int rc = 0;
     route->retry_after_s = 0;
     if (!m) {
@@ -1314,8 +1315,8 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
     return rc;
 }
 
-static void push_error(ksv_model *m, int status, const char *revision, const char *request_id,
-                       const char *message)
+static void push_error(ksv_engine_model *m, int status, const char *revision,
+                       const char *request_id, const char *message)
 {
     pthread_mutex_lock(&m->errors_mu);
     ksv_error_entry *e = &m->errors[m->errors_next];
@@ -1334,7 +1335,7 @@ void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double
                          const char *request_id, const char *message)
 {
     (void)reg;
-    ksv_revision *rev = route->rev;
+    ksv_engine_revision *rev = route->rev;
     atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(status)], 1, memory_order_relaxed);
     if (rev->spec.min_replicas == 0)
         ksv_cold_touch(&rev->cold); /* only scale-to-zero revisions watch their idle time */
@@ -1351,7 +1352,7 @@ void ksv_registry_record_model_error(ksv_registry *reg, const char *model, int s
                                      const char *request_id, const char *message)
 {
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     if (m)
         push_error(m, status, NULL, request_id, message);
     pthread_rwlock_unlock(&reg->lock);
@@ -1364,7 +1365,7 @@ bool ksv_registry_all_ready(ksv_registry *reg)
     bool ready = true;
     pthread_rwlock_rdlock(&reg->lock);
     for (size_t i = 0; i < reg->n_models; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         if (m->n_split == 0)
             ready = false;
     }
@@ -1376,11 +1377,11 @@ int ksv_registry_ready(ksv_registry *reg, const char *model, const char *revisio
 {
     int rc;
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     if (!m) {
         rc = -1;
     } else if (revision) {
-        ksv_revision *rev = find_revision(m, revision);
+        ksv_engine_revision *rev = find_revision(m, revision);
         rc = !rev ? -1 : routable(rev) ? 1 : 0;
     } else {
         rc = m->n_split > 0;
@@ -1404,11 +1405,11 @@ void ksv_registry_write_model_list(ksv_registry *reg, ksv_sb *sb)
 
 /* The revision whose shape describes the model: the largest share, else the newest
  * loaded one. */
-static ksv_revision *describing_revision(ksv_model *m)
+static ksv_engine_revision *describing_revision(ksv_engine_model *m)
 {
-    ksv_revision *best = NULL;
+    ksv_engine_revision *best = NULL;
     for (size_t i = 0; i < m->n_revs; i++) {
-        ksv_revision *rev = m->revs[i];
+        ksv_engine_revision *rev = m->revs[i];
         if (!best || rev->traffic > best->traffic ||
             (rev->traffic == best->traffic && is_loaded(rev) && !is_loaded(best)))
             best = rev;
@@ -1421,8 +1422,8 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
 {
     int rc = 0;
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
-    ksv_revision *rev = NULL;
+    ksv_engine_model *m = find_model(reg, model);
+    ksv_engine_revision *rev = NULL;
     if (!m)
         rc = ksv_err_set(err, 404, "model %s not found", model);
     else if (revision && !(rev = find_revision(m, revision)))
@@ -1464,7 +1465,7 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
     return rc;
 }
 
-static void write_revision_state(ksv_sb *sb, const ksv_revision *rev)
+static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
 {
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, rev->spec.name);
@@ -1493,7 +1494,7 @@ static void write_revision_state(ksv_sb *sb, const ksv_revision *rev)
     ksv_sb_putc(sb, '}');
 }
 
-static void write_model_state(const ksv_registry *reg, ksv_sb *sb, const ksv_model *m)
+static void write_model_state(const ksv_registry *reg, ksv_sb *sb, const ksv_engine_model *m)
 {
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, m->spec.name);
@@ -1544,7 +1545,7 @@ void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb)
 int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err)
 {
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     if (m)
         write_model_state(reg, sb, m);
     pthread_rwlock_unlock(&reg->lock);
@@ -1554,7 +1555,7 @@ int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, k
 int ksv_registry_write_errors(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err)
 {
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     if (m) {
         pthread_mutex_lock(&m->errors_mu);
         ksv_sb_puts(sb, "{\"model\":");
@@ -1589,9 +1590,9 @@ void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb)
     ksv_sb_puts(sb, "{\"series\":[");
     bool first = true;
     for (size_t i = 0; i < reg->n_models && snap; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
-            ksv_revision *rev = m->revs[r];
+            ksv_engine_revision *rev = m->revs[r];
             if (!first)
                 ksv_sb_putc(sb, ',');
             first = false;
@@ -1625,7 +1626,7 @@ void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb)
         sb->oom = true;
 }
 
-static bool has_mirrored(ksv_revision *rev)
+static bool has_mirrored(ksv_engine_revision *rev)
 {
     for (int s = 0; s < KSV_CODE_SLOTS; s++)
         if (atomic_load_explicit(&rev->mirror_codes[s], memory_order_relaxed))
@@ -1683,9 +1684,9 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
         ksv_sb_puts(sb, heads[f]);
     bool first_llm = true;
     for (size_t i = 0; i < reg->n_models; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         for (size_t r = 0; r < m->n_revs; r++) {
-            ksv_revision *rev = m->revs[r];
+            ksv_engine_revision *rev = m->revs[r];
             char labels[2 * KSV_NAME_MAX + 32];
             snprintf(labels, sizeof labels, "model=\"%s\",revision=\"%s\"", m->spec.name,
                      rev->spec.name);
@@ -1779,7 +1780,7 @@ static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap 
                     "across its load.\n# TYPE ksv_model_memory_bytes gauge\n");
     for (size_t i = 0; i < reg->n_models; i++)
         for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
-            const ksv_revision *rev = reg->models[i]->revs[r];
+            const ksv_engine_revision *rev = reg->models[i]->revs[r];
             ksv_sb_printf(sb, "ksv_model_memory_bytes{model=\"%s\",revision=\"%s\",device=\"cpu\"} "
                               "%llu\n",
                           reg->models[i]->spec.name, rev->spec.name,
@@ -1789,7 +1790,7 @@ static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap 
         ksv_cold_write_head(sb, (ksv_cold_family)f);
         for (size_t i = 0; i < reg->n_models; i++)
             for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
-                const ksv_revision *rev = reg->models[i]->revs[r];
+                const ksv_engine_revision *rev = reg->models[i]->revs[r];
                 if (rev->spec.min_replicas != 0 && atomic_load(&rev->cold.cold_starts) == 0)
                     continue;
                 char labels[2 * KSV_NAME_MAX + 32];
@@ -1815,7 +1816,7 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb)
     free(snap);
 }
 
-static bool in_split(const ksv_model *m, const ksv_revision *rev)
+static bool in_split(const ksv_engine_model *m, const ksv_engine_revision *rev)
 {
     for (size_t i = 0; i < m->n_split; i++)
         if (m->split[i].rev == rev)
@@ -1828,14 +1829,14 @@ int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revisio
 {
     pthread_rwlock_rdlock(&reg->lock);
     int n = 0;
-    ksv_model *only = model ? find_model(reg, model) : NULL;
+    ksv_engine_model *only = model ? find_model(reg, model) : NULL;
     if (model && !only) {
         n = ksv_err_set(err, 404, "model %s not found", model);
     } else if (only && revision && !find_revision(only, revision)) {
         n = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
     } else {
         for (size_t i = 0; i < reg->n_models; i++) {
-            ksv_model *m = reg->models[i];
+            ksv_engine_model *m = reg->models[i];
             if (only && m != only)
                 continue;
             for (size_t r = 0; r < m->n_revs; r++) {
@@ -1892,8 +1893,8 @@ int ksv_registry_sample(ksv_registry *reg, const char *model, const char *revisi
 {
     memset(out, 0, sizeof *out);
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
-    ksv_revision *rev = m ? find_revision(m, revision) : NULL;
+    ksv_engine_model *m = find_model(reg, model);
+    ksv_engine_revision *rev = m ? find_revision(m, revision) : NULL;
     if (rev) {
         out->state = rev->state;
         out->traffic = rev->traffic;
@@ -1934,7 +1935,7 @@ int ksv_registry_main_revision(ksv_registry *reg, const char *model, const char 
 {
     out[0] = '\0';
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     int best = -1;
     for (size_t i = 0; m && i < m->spec.n_revisions; i++) {
         if (strcmp(m->spec.revisions[i].name, except) == 0 || m->spec.traffic[i] <= best)
@@ -1952,7 +1953,7 @@ int ksv_registry_set_canary_weight(ksv_registry *reg, const char *model, const c
     pthread_mutex_lock(&reg->admin_mu);
     pthread_rwlock_wrlock(&reg->lock);
     int rc = 0;
-    ksv_model *m = find_model(reg, model);
+    ksv_engine_model *m = find_model(reg, model);
     ksv_model_spec *spec = m ? malloc(sizeof *spec) : NULL;
     if (!m) {
         rc = ksv_err_set(err, 404, "model %s not found", model);
@@ -2002,8 +2003,8 @@ int ksv_registry_set_mirror(ksv_registry *reg, const char *model, const char *re
                             int weight, ksv_err *err)
 {
     pthread_rwlock_wrlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
-    ksv_revision *rev = m && revision ? find_revision(m, revision) : NULL;
+    ksv_engine_model *m = find_model(reg, model);
+    ksv_engine_revision *rev = m && revision ? find_revision(m, revision) : NULL;
     int rc = 0;
     if (!m)
         rc = ksv_err_set(err, 404, "model %s not found", model);
@@ -2023,8 +2024,8 @@ int ksv_registry_write_runtime_logs(ksv_registry *reg, const char *model, const 
 {
     int rc = 0;
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = find_model(reg, model);
-    ksv_revision *rev = m ? find_revision(m, revision) : NULL;
+    ksv_engine_model *m = find_model(reg, model);
+    ksv_engine_revision *rev = m ? find_revision(m, revision) : NULL;
     if (!m) {
         rc = ksv_err_set(err, 404, "model %s not found", model);
     } else if (!rev) {
@@ -2058,8 +2059,8 @@ bool ksv_registry_mirror_route(ksv_registry *reg, const ksv_route *served, uint6
 {
     bool due = false;
     pthread_rwlock_rdlock(&reg->lock);
-    ksv_model *m = served->model;
-    ksv_revision *rev = m && !m->deleted ? m->mirror : NULL;
+    ksv_engine_model *m = served->model;
+    ksv_engine_revision *rev = m && !m->deleted ? m->mirror : NULL;
     if (rev && rev != served->rev && is_loaded(rev) &&
         (int)(ksv_splitmix64(rng) % 100) < m->mirror_weight) {
         atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
@@ -2074,7 +2075,7 @@ bool ksv_registry_mirror_route(ksv_registry *reg, const ksv_route *served, uint6
 void ksv_registry_finish_mirror(ksv_route *route, int status, double seconds, uint64_t rows,
                                 uint64_t diff_rows)
 {
-    ksv_revision *rev = route->rev;
+    ksv_engine_revision *rev = route->rev;
     atomic_fetch_add_explicit(&rev->mirror_codes[ksv_code_slot(status)], 1,
                               memory_order_relaxed);
     ksv_hist_record(&rev->mirror_latency, seconds);
@@ -2096,7 +2097,7 @@ void ksv_registry_write_openai_models(ksv_registry *reg, ksv_sb *sb)
     ksv_sb_puts(sb, "{\"object\":\"list\",\"data\":[");
     bool first = true;
     for (size_t i = 0; i < reg->n_models; i++) {
-        ksv_model *m = reg->models[i];
+        ksv_engine_model *m = reg->models[i];
         bool openai = false;
         for (size_t r = 0; r < m->n_revs && !openai; r++)
             openai = (ksv_ext_spec_protocols(m->revs[r]->spec.external) & KSV_PROTO_OPENAI) != 0;

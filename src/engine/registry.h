@@ -47,12 +47,14 @@ enum { KSV_CODE_SLOTS = 9 };
 int ksv_code_slot(int status);
 int ksv_code_of_slot(int slot); /* 0 for the catch-all slot */
 
-typedef struct ksv_model ksv_model;
+/* "engine" keeps the live, loaded objects apart from the operator's stored
+ * ksv_model_record / ksv_revision_record (src/store/store.h). */
+typedef struct ksv_engine_model ksv_engine_model;
 typedef struct ksv_registry ksv_registry;
 
-typedef struct ksv_revision {
+typedef struct ksv_engine_revision {
     ksv_revision_spec spec;
-    ksv_model *model;
+    ksv_engine_model *model;
     /* Guarded by the registry lock. */
     ksv_rev_state state;
     const ksv_runtime_ops *ops;
@@ -82,12 +84,12 @@ typedef struct ksv_revision {
     ksv_hist mirror_latency;
     _Atomic uint64_t mirror_rows, mirror_diff_rows;
     ksv_llm_stats *llm;           /* external runtimes only: token figures (OpenAI routes) */
-} ksv_revision;
+} ksv_engine_revision;
 
 /* What a request holds between begin and finish. */
 typedef struct ksv_route {
-    ksv_revision *rev;
-    ksv_model *model;
+    ksv_engine_revision *rev;
+    ksv_engine_model *model;
     /* Set when routing answers KSV_ROUTE_COLD: the scaled-to-zero revision chosen, and how
      * long the request may wait for it. */
     char cold_revision[KSV_NAME_MAX];
@@ -223,7 +225,7 @@ ksv_event_log *ksv_registry_events(ksv_registry *reg);
  * lock; `revision` non-NULL picks one. fn must not call back into the registry. Returns
  * the number of revisions visited, or -1 with a 404 when the model or revision is
  * unknown. */
-typedef void (*ksv_revision_visitor)(void *ctx, const char *model, const ksv_revision *rev,
+typedef void (*ksv_revision_visitor)(void *ctx, const char *model, const ksv_engine_revision *rev,
                                      bool serving);
 int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revision,
                        ksv_revision_visitor fn, void *ctx, ksv_err *err);

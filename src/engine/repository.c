@@ -165,7 +165,8 @@ static void put_entry(index_ctx *c, const char *model, const char *version, cons
     ksv_sb_putc(c->sb, '}');
 }
 
-static void index_revision(void *ctx, const char *model, const ksv_revision *rev, bool serving)
+static void index_revision(void *ctx, const char *model, const ksv_engine_revision *rev,
+                           bool serving)
 {
     (void)serving;
     const char *state = "UNAVAILABLE", *reason = "";

@@ -48,7 +48,7 @@ typedef struct ksv_cold_waiter {
     void *cookie;
 } ksv_cold_waiter;
 
-/* Per revision; embedded in ksv_revision. */
+/* Per revision; embedded in ksv_engine_revision. */
 typedef struct ksv_cold_state {
     bool cold;                       /* in the split, not loaded (registry lock) */
     bool loading;                    /* the lifecycle thread is loading it for a request */

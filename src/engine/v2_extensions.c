@@ -58,7 +58,7 @@ typedef struct failure_probe {
     char reason[512];
 } failure_probe;
 
-static void find_failure(void *ctx, const char *model, const ksv_revision *rev, bool serving)
+static void find_failure(void *ctx, const char *model, const ksv_engine_revision *rev, bool serving)
 {
     failure_probe *p = ctx;
     (void)model;
@@ -157,7 +157,7 @@ typedef struct stats_ctx {
     bool first;
 } stats_ctx;
 
-static void write_stats(void *ctx, const char *model, const ksv_revision *rev, bool serving)
+static void write_stats(void *ctx, const char *model, const ksv_engine_revision *rev, bool serving)
 {
     stats_ctx *c = ctx;
     (void)serving;

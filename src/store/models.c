@@ -11,7 +11,7 @@
 #define MODEL_COLUMNS                                                                      \
     "id, namespace, name, spec, annotations, stable_revision_id, created_at, updated_at"
 
-static int read_model(ksv_store *s, sqlite3_stmt *st, ksv_model *m, ksv_err *err)
+static int read_model(ksv_store *s, sqlite3_stmt *st, ksv_model_record *m, ksv_err *err)
 {
     memset(m, 0, sizeof *m);
     int r = 0;
@@ -38,11 +38,11 @@ static int read_model(ksv_store *s, sqlite3_stmt *st, ksv_model *m, ksv_err *err
                           m->ns, m->name);
     }
     if (r < 0)
-        ksv_model_clear(m);
+        ksv_model_record_clear(m);
     return r;
 }
 
-static int load_placement(ksv_store *s, ksv_model *m, ksv_err *err)
+static int load_placement(ksv_store *s, ksv_model_record *m, ksv_err *err)
 {
     sqlite3_stmt *st;
     if (store_prepare(s,
@@ -87,7 +87,7 @@ static int load_placement(ksv_store *s, ksv_model *m, ksv_err *err)
 /* Runs a SELECT of MODEL_COLUMNS bound to (text1, text2) or id, filling out; 404 when no
  * row. Placement included. */
 static int get_model(ksv_store *s, const char *sql, const char *t1, const char *t2, int64_t id,
-                     ksv_model *out, const char *what, ksv_err *err)
+                     ksv_model_record *out, const char *what, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     store_tx tx;
@@ -116,14 +116,14 @@ static int get_model(ksv_store *s, const char *sql, const char *t1, const char *
         store_db_error(s, rc, "reading a model", err);
     sqlite3_finalize(st);
     if (r == 0 && load_placement(s, out, err) < 0) {
-        ksv_model_clear(out);
+        ksv_model_record_clear(out);
         r = -1;
     }
     store_tx_abort(s, &tx); /* read only: ending it is all */
     return r;
 }
 
-int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_model *out,
+int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_model_record *out,
                         ksv_err *err)
 {
     char what[2 * STORE_NAME_MAX + 8];
@@ -132,7 +132,7 @@ int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_mode
                      ns ? ns : "", name ? name : "", 0, out, what, err);
 }
 
-int ksv_store_model_get_by_id(ksv_store *s, int64_t id, ksv_model *out, ksv_err *err)
+int ksv_store_model_get_by_id(ksv_store *s, int64_t id, ksv_model_record *out, ksv_err *err)
 {
     char what[32];
     snprintf(what, sizeof what, "#%lld", (long long)id);
@@ -140,7 +140,7 @@ int ksv_store_model_get_by_id(ksv_store *s, int64_t id, ksv_model *out, ksv_err 
                      out, what, err);
 }
 
-int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_list *out, ksv_err *err)
+int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_record_list *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     store_tx tx;
@@ -159,7 +159,7 @@ int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_list *out, ksv_
     store_bind_text(&rc, st, 1, ns);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rc = SQLITE_OK;
-        ksv_model *m = store_list_push((void **)&out->items, &out->n, &cap, sizeof *m);
+        ksv_model_record *m = store_list_push((void **)&out->items, &out->n, &cap, sizeof *m);
         if (!m) {
             r = ksv_err_set(err, 500, "out of memory listing models");
             break;
@@ -174,7 +174,7 @@ int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_list *out, ksv_
     sqlite3_finalize(st);
     store_tx_abort(s, &tx);
     if (r < 0)
-        ksv_model_list_free(out);
+        ksv_model_record_list_free(out);
     return r;
 }
 
@@ -244,7 +244,7 @@ static int run_bound(ksv_store *s, const char *sql, int64_t a, int64_t b, const 
     return r;
 }
 
-static int set_placement(ksv_store *s, int64_t model_id, const ksv_model *in, ksv_err *err)
+static int set_placement(ksv_store *s, int64_t model_id, const ksv_model_record *in, ksv_err *err)
 {
     if (run_bound(s, "DELETE FROM placement WHERE model_id = ?1", model_id, 0, NULL,
                   "clearing a placement", err) < 0)
@@ -262,7 +262,7 @@ static int set_placement(ksv_store *s, int64_t model_id, const ksv_model *in, ks
     return 0;
 }
 
-static int check_model_input(const ksv_model *in, ksv_err *err)
+static int check_model_input(const ksv_model_record *in, ksv_err *err)
 {
     if (store_check_label(in->ns, "namespace", KSV_NAMESPACE_MAX, err) < 0 ||
         store_check_label(in->name, "model name", KSV_MODEL_NAME_MAX, err) < 0)
@@ -286,7 +286,7 @@ static int check_model_input(const ksv_model *in, ksv_err *err)
     return 0;
 }
 
-int ksv_store_model_upsert(ksv_store *s, const ksv_model *in, int64_t *id, bool *created,
+int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id, bool *created,
                            ksv_err *err)
 {
     if (check_model_input(in, err) < 0)
@@ -375,7 +375,7 @@ int ksv_store_model_delete(ksv_store *s, int64_t id, ksv_err *err)
 }
 
 int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_ns,
-                            ksv_model *out, ksv_err *err)
+                            ksv_model_record *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!ref || !*ref)
@@ -439,7 +439,7 @@ int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_n
     return r;
 }
 
-void ksv_model_clear(ksv_model *m)
+void ksv_model_record_clear(ksv_model_record *m)
 {
     if (!m)
         return;
@@ -453,12 +453,12 @@ void ksv_model_clear(ksv_model *m)
     memset(m, 0, sizeof *m);
 }
 
-void ksv_model_list_free(ksv_model_list *l)
+void ksv_model_record_list_free(ksv_model_record_list *l)
 {
     if (!l)
         return;
     for (size_t i = 0; i < l->n; i++)
-        ksv_model_clear(&l->items[i]);
+        ksv_model_record_clear(&l->items[i]);
     free(l->items);
     l->items = NULL;
     l->n = 0;

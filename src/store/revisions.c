@@ -21,7 +21,7 @@ static bool is_sha256_hex(const char *h)
     return i == 64;
 }
 
-static int read_revision(ksv_store *s, sqlite3_stmt *st, ksv_revision *r, ksv_err *err)
+static int read_revision(ksv_store *s, sqlite3_stmt *st, ksv_revision_record *r, ksv_err *err)
 {
     memset(r, 0, sizeof *r);
     char *hash = NULL;
@@ -52,14 +52,14 @@ static int read_revision(ksv_store *s, sqlite3_stmt *st, ksv_revision *r, ksv_er
     }
     free(hash);
     if (res < 0)
-        ksv_revision_clear(r);
+        ksv_revision_record_clear(r);
     return res;
 }
 
 /* Runs sql with ?1 = id and, when the statement has them, ?2 = text and ?3 = id3; collects
  * every row. */
 static int select_revisions(ksv_store *s, const char *sql, int64_t id, const char *text,
-                            int64_t id3, ksv_revision_list *out, ksv_err *err)
+                            int64_t id3, ksv_revision_record_list *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
@@ -74,7 +74,8 @@ static int select_revisions(ksv_store *s, const char *sql, int64_t id, const cha
         store_bind_int64(&rc, st, 3, id3);
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rc = SQLITE_OK;
-        ksv_revision *rev = store_list_push((void **)&out->items, &out->n, &cap, sizeof *rev);
+        ksv_revision_record *rev =
+            store_list_push((void **)&out->items, &out->n, &cap, sizeof *rev);
         if (!rev) {
             r = ksv_err_set(err, 500, "out of memory reading revisions");
             break;
@@ -89,16 +90,16 @@ static int select_revisions(ksv_store *s, const char *sql, int64_t id, const cha
         r = store_db_error(s, rc, "reading revisions", err);
     sqlite3_finalize(st);
     if (r < 0)
-        ksv_revision_list_free(out);
+        ksv_revision_record_list_free(out);
     return r;
 }
 
 /* The first row of select_revisions into out: 1 found, 0 none. */
 static int select_one3(ksv_store *s, const char *sql, int64_t id, const char *text, int64_t id3,
-                       ksv_revision *out, ksv_err *err)
+                       ksv_revision_record *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
-    ksv_revision_list l;
+    ksv_revision_record_list l;
     if (select_revisions(s, sql, id, text, id3, &l, err) < 0)
         return -1;
     int found = l.n > 0;
@@ -106,12 +107,12 @@ static int select_one3(ksv_store *s, const char *sql, int64_t id, const char *te
         *out = l.items[0];
         memset(&l.items[0], 0, sizeof l.items[0]);
     }
-    ksv_revision_list_free(&l);
+    ksv_revision_record_list_free(&l);
     return found;
 }
 
 static int select_one(ksv_store *s, const char *sql, int64_t id, const char *text,
-                      ksv_revision *out, ksv_err *err)
+                      ksv_revision_record *out, ksv_err *err)
 {
     return select_one3(s, sql, id, text, 0, out, err);
 }
@@ -150,7 +151,7 @@ static int next_seq(ksv_store *s, int64_t model_id, int64_t *seq, ksv_err *err)
 
 int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_json,
                               const char *runtime, const char *storage_uri,
-                              ksv_revision *out, ksv_err *err)
+                              ksv_revision_record *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     char hash[65];
@@ -202,13 +203,13 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     int64_t id = sqlite3_last_insert_rowid(s->db);
     if (select_one(s, "SELECT " REVISION_COLUMNS " FROM revisions WHERE id = ?1", id, NULL, out,
                    err) != 1) {
-        ksv_revision_clear(out);
+        ksv_revision_record_clear(out);
         if (err && err->status == 0)
             ksv_err_set(err, 500, "database %s: a new revision vanished", s->path);
         goto fail;
     }
     if (store_tx_commit(s, &tx, err) < 0) {
-        ksv_revision_clear(out);
+        ksv_revision_record_clear(out);
         free(mname);
         return -1;
     }
@@ -222,7 +223,7 @@ fail:
 }
 
 int ksv_store_revision_get(ksv_store *s, int64_t model_id, const char *name,
-                           ksv_revision *out, ksv_err *err)
+                           ksv_revision_record *out, ksv_err *err)
 {
     int r = select_one(s, "SELECT " REVISION_COLUMNS " FROM revisions "
                        "WHERE model_id = ?1 AND name = ?2", model_id, name, out, err);
@@ -231,7 +232,7 @@ int ksv_store_revision_get(ksv_store *s, int64_t model_id, const char *name,
     return r < 0 ? -1 : 0;
 }
 
-int ksv_store_revision_get_by_id(ksv_store *s, int64_t id, ksv_revision *out, ksv_err *err)
+int ksv_store_revision_get_by_id(ksv_store *s, int64_t id, ksv_revision_record *out, ksv_err *err)
 {
     int r = select_one(s, "SELECT " REVISION_COLUMNS " FROM revisions WHERE id = ?1", id, NULL,
                        out, err);
@@ -240,7 +241,7 @@ int ksv_store_revision_get_by_id(ksv_store *s, int64_t id, ksv_revision *out, ks
     return r < 0 ? -1 : 0;
 }
 
-int ksv_store_revision_list(ksv_store *s, int64_t model_id, ksv_revision_list *out,
+int ksv_store_revision_list(ksv_store *s, int64_t model_id, ksv_revision_record_list *out,
                             ksv_err *err)
 {
     return select_revisions(s, "SELECT " REVISION_COLUMNS " FROM revisions WHERE model_id = ?1 "
@@ -248,7 +249,7 @@ int ksv_store_revision_list(ksv_store *s, int64_t model_id, ksv_revision_list *o
 }
 
 int ksv_store_revision_find_by_hash(ksv_store *s, int64_t model_id, const char *sha256_hex,
-                                    ksv_revision *out, ksv_err *err)
+                                    ksv_revision_record *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     if (!sha256_hex || !is_sha256_hex(sha256_hex))
@@ -259,7 +260,7 @@ int ksv_store_revision_find_by_hash(ksv_store *s, int64_t model_id, const char *
                       out, err);
 }
 
-int ksv_store_revision_latest(ksv_store *s, int64_t model_id, ksv_revision *out,
+int ksv_store_revision_latest(ksv_store *s, int64_t model_id, ksv_revision_record *out,
                               ksv_err *err)
 {
     return select_one(s, "SELECT " REVISION_COLUMNS " FROM revisions WHERE model_id = ?1 "
@@ -301,13 +302,13 @@ int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ks
     store_tx tx;
     if (store_tx_begin(s, &tx, true, err) < 0)
         return -1;
-    ksv_revision rev;
+    ksv_revision_record rev;
     char *mname = NULL;
     if (model_name(s, model_id, &mname, err) < 0 ||
         ksv_store_revision_get_by_id(s, revision_id, &rev, err) < 0)
         goto fail;
     bool ours = rev.model_id == model_id;
-    ksv_revision_clear(&rev);
+    ksv_revision_record_clear(&rev);
     if (!ours) {
         ksv_err_set(err, 400, "revision #%lld is not a revision of model %s",
                     (long long)revision_id, mname);
@@ -327,7 +328,7 @@ fail:
     return -1;
 }
 
-int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision *out,
+int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision_record *out,
                               ksv_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -335,7 +336,7 @@ int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision *out,
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
     int64_t stable_id = 0;
-    ksv_revision stable;
+    ksv_revision_record stable;
     int r = ksv_store_stable_get(s, model_id, &stable_id, err);
     if (r == 0 && stable_id != 0) {
         r = ksv_store_revision_get_by_id(s, stable_id, &stable, err);
@@ -344,14 +345,14 @@ int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision *out,
                             "WHERE model_id = ?1 AND rolled_out_at IS NOT NULL AND seq < ?3 "
                             "ORDER BY seq DESC LIMIT 1", model_id, NULL,
                             stable.seq, out, err);
-            ksv_revision_clear(&stable);
+            ksv_revision_record_clear(&stable);
         }
     }
     store_tx_abort(s, &tx);
     return r;
 }
 
-void ksv_revision_clear(ksv_revision *r)
+void ksv_revision_record_clear(ksv_revision_record *r)
 {
     if (!r)
         return;
@@ -362,12 +363,12 @@ void ksv_revision_clear(ksv_revision *r)
     memset(r, 0, sizeof *r);
 }
 
-void ksv_revision_list_free(ksv_revision_list *l)
+void ksv_revision_record_list_free(ksv_revision_record_list *l)
 {
     if (!l)
         return;
     for (size_t i = 0; i < l->n; i++)
-        ksv_revision_clear(&l->items[i]);
+        ksv_revision_record_clear(&l->items[i]);
     free(l->items);
     l->items = NULL;
     l->n = 0;

@@ -152,7 +152,9 @@ void ksv_node_list_free(ksv_node_list *l);
 
 /* ---- models ---- */
 
-typedef struct ksv_model {
+/* A model and a revision as the operator's history stores them: "record" keeps them apart
+ * from the engine's live ksv_engine_model / ksv_engine_revision (src/engine/registry.h). */
+typedef struct ksv_model_record {
     int64_t id;
     char *ns;                 /* namespace */
     char *name;
@@ -163,35 +165,35 @@ typedef struct ksv_model {
     int64_t stable_revision_id; /* 0: none rolled out yet */
     int64_t created_at_ms;
     int64_t updated_at_ms;
-} ksv_model;
+} ksv_model_record;
 
-typedef struct ksv_model_list {
-    ksv_model *items;
+typedef struct ksv_model_record_list {
+    ksv_model_record *items;
     size_t n;
-} ksv_model_list;
+} ksv_model_record_list;
 
 /* Creates or updates the model (ns, name): spec, annotations (NULL: "{}") and placement
  * (replaced by nodes[0..n_nodes), each a registered node). Namespace and name are non-empty,
  * at most 253 bytes, without '/'. *id and *created may be NULL. */
-int ksv_store_model_upsert(ksv_store *s, const ksv_model *in, int64_t *id, bool *created,
+int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id, bool *created,
                            ksv_err *err);
-int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_model *out,
+int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_model_record *out,
                         ksv_err *err);
-int ksv_store_model_get_by_id(ksv_store *s, int64_t id, ksv_model *out, ksv_err *err);
+int ksv_store_model_get_by_id(ksv_store *s, int64_t id, ksv_model_record *out, ksv_err *err);
 /* ns NULL: every namespace. Ordered by namespace, then name. */
-int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_list *out, ksv_err *err);
+int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_record_list *out, ksv_err *err);
 /* Deletes the model with its placement, revisions and traffic; history stays. */
 int ksv_store_model_delete(ksv_store *s, int64_t id, ksv_err *err);
 /* ref is "NAME" or "NAMESPACE/NAME". A bare NAME looks in default_ns when it is non-NULL,
  * else across namespaces, where it must be unique (409 listing the namespaces otherwise). */
 int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_ns,
-                            ksv_model *out, ksv_err *err);
-void ksv_model_clear(ksv_model *m);
-void ksv_model_list_free(ksv_model_list *l);
+                            ksv_model_record *out, ksv_err *err);
+void ksv_model_record_clear(ksv_model_record *m);
+void ksv_model_record_list_free(ksv_model_record_list *l);
 
 /* ---- revisions ---- */
 
-typedef struct ksv_revision {
+typedef struct ksv_revision_record {
     int64_t id;
     int64_t model_id;
     int64_t seq;              /* 1, 2, ... per model */
@@ -202,12 +204,12 @@ typedef struct ksv_revision {
     char *storage_uri;
     int64_t created_at_ms;
     int64_t rolled_out_at_ms; /* 0: never stable */
-} ksv_revision;
+} ksv_revision_record;
 
-typedef struct ksv_revision_list {
-    ksv_revision *items;
+typedef struct ksv_revision_record_list {
+    ksv_revision_record *items;
     size_t n;
-} ksv_revision_list;
+} ksv_revision_record_list;
 
 /* sha256 hex of spec_json's canonical form (objects' keys sorted bytewise, no whitespace,
  * integral numbers below 2^53 as integers, other numbers in shortest round-trip form).
@@ -216,21 +218,21 @@ int ksv_store_spec_hash(const char *spec_json, char hex[65], ksv_err *err);
 /* Creates the model's next revision (seq = last + 1). runtime and storage_uri non-empty. */
 int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_json,
                               const char *runtime, const char *storage_uri,
-                              ksv_revision *out, ksv_err *err);
+                              ksv_revision_record *out, ksv_err *err);
 int ksv_store_revision_get(ksv_store *s, int64_t model_id, const char *name,
-                           ksv_revision *out, ksv_err *err);
-int ksv_store_revision_get_by_id(ksv_store *s, int64_t id, ksv_revision *out, ksv_err *err);
+                           ksv_revision_record *out, ksv_err *err);
+int ksv_store_revision_get_by_id(ksv_store *s, int64_t id, ksv_revision_record *out, ksv_err *err);
 /* Ordered by seq, oldest first. */
-int ksv_store_revision_list(ksv_store *s, int64_t model_id, ksv_revision_list *out,
+int ksv_store_revision_list(ksv_store *s, int64_t model_id, ksv_revision_record_list *out,
                             ksv_err *err);
 /* The newest revision whose spec hash is sha256_hex: 1 found (out filled), 0 none. */
 int ksv_store_revision_find_by_hash(ksv_store *s, int64_t model_id, const char *sha256_hex,
-                                    ksv_revision *out, ksv_err *err);
+                                    ksv_revision_record *out, ksv_err *err);
 /* The model's newest revision: 1 found, 0 the model has none. */
-int ksv_store_revision_latest(ksv_store *s, int64_t model_id, ksv_revision *out,
+int ksv_store_revision_latest(ksv_store *s, int64_t model_id, ksv_revision_record *out,
                               ksv_err *err);
-void ksv_revision_clear(ksv_revision *r);
-void ksv_revision_list_free(ksv_revision_list *l);
+void ksv_revision_record_clear(ksv_revision_record *r);
+void ksv_revision_record_list_free(ksv_revision_record_list *l);
 
 /* ---- traffic and the stable revision ---- */
 
@@ -259,7 +261,7 @@ int ksv_store_stable_get(ksv_store *s, int64_t model_id, int64_t *revision_id, k
 int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ksv_err *err);
 /* The revision rolled out before the current stable one: the once-rolled-out revision with
  * the highest seq below the stable's. 1 found, 0 none (or no stable revision). */
-int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision *out,
+int ksv_store_stable_previous(ksv_store *s, int64_t model_id, ksv_revision_record *out,
                               ksv_err *err);
 
 /* ---- release gates ---- */

@@ -63,7 +63,7 @@ typedef struct store_cache {
     bool valid;
     int64_t version;
     ksv_node_list nodes;
-    ksv_model_list models;
+    ksv_model_record_list models;
     ksv_history_list hist;
     ksv_model_view *views;       /* one per model; NULL entries when it could not be read */
     bool *have_view;
@@ -168,12 +168,12 @@ static int open_ctl(tui_worker *w, long timeout_ms, bool keep, ksv_ctl **ctl, ks
 
 static void catch_up(ksv_ctl *ctl, const char *node, double timeout_s)
 {
-    ksv_model_list models;
+    ksv_model_record_list models;
     ksv_err err;
     if (ksv_ctl_model_list(ctl, NULL, &models, &err) != 0)
         return;
     for (size_t i = 0; i < models.n; i++) {
-        const ksv_model *m = &models.items[i];
+        const ksv_model_record *m = &models.items[i];
         bool placed = false;
         for (size_t k = 0; k < m->n_nodes; k++)
             placed |= strcmp(m->nodes[k], node) == 0;
@@ -185,7 +185,7 @@ static void catch_up(ksv_ctl *ctl, const char *node, double timeout_s)
         ksv_ctl_reconcile(ctl, ref, NULL, timeout_s > 0 ? timeout_s : 60, &res, &err);
         ksv_ctl_result_free(&res);
     }
-    ksv_model_list_free(&models);
+    ksv_model_record_list_free(&models);
 }
 
 /* The slot most overdue that no prober holds, or NULL with *wait_ms until the next. */
@@ -671,7 +671,7 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
     }
 }
 
-static bool name_unique(const ksv_model_list *models, const char *name)
+static bool name_unique(const ksv_model_record_list *models, const char *name)
 {
     size_t n = 0;
     for (size_t i = 0; i < models->n; i++)
@@ -679,7 +679,7 @@ static bool name_unique(const ksv_model_list *models, const char *name)
     return n <= 1;
 }
 
-static void fill_model(tui_worker *w, const collection *c, const ksv_model_list *models,
+static void fill_model(tui_worker *w, const collection *c, const ksv_model_record_list *models,
                        const ksv_model_view *v, tui_model *tm, int64_t now, bool focused)
 {
     snprintf(tm->ns, sizeof tm->ns, "%s", v->model.ns);
@@ -701,7 +701,7 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_list 
     tm->revs = calloc(v->revisions.n ? v->revisions.n : 1, sizeof *tm->revs);
     if (tm->revs) {
         for (size_t i = 0; i < v->revisions.n; i++) {
-            const ksv_revision *r = &v->revisions.items[i];
+            const ksv_revision_record *r = &v->revisions.items[i];
             tui_rev *tr = &tm->revs[tm->n_revs++];
             snprintf(tr->name, sizeof tr->name, "%s", r->name);
             snprintf(tr->runtime, sizeof tr->runtime, "%s", r->runtime);
@@ -780,7 +780,7 @@ static void cache_clear(store_cache *c)
     free(c->views);
     free(c->have_view);
     ksv_node_list_free(&c->nodes);
-    ksv_model_list_free(&c->models);
+    ksv_model_record_list_free(&c->models);
     ksv_history_list_free(&c->hist);
     memset(c, 0, sizeof *c);
 }
