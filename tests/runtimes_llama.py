@@ -3,7 +3,7 @@ with gguf-py (tests/data/make_tiny_gguf.py: random weights, a real BPE tokenizer
 the shipped llama-cpp runtime (llama-server from scripts/runtimes.sh) chosen by model format.
 Covers the OpenAI routes (models, completions, chat), streaming relayed chunk by chunk (the
 first chunks reach the client well before the last), a client that disconnects cancelling
-the upstream generation, the token metrics, a canary between two GGUF revisions with the
+the upstream generation, the token metrics and ksv-top's TTFT P99 and tokens/s, a canary between two GGUF revisions with the
 split respected, a runtime that crashes while loading (a truncated GGUF: the revision fails
 with llama.cpp's own last lines, the split stays), and history."""
 import http.client
@@ -12,9 +12,10 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 
-from ksvtest import ENGINE, KSV, SRCDIR, check, finish, lock_pid, tmpdir
+from ksvtest import ENGINE, KSV, SRCDIR, TOP, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-llama-")
 node_dir = os.path.join(work, "node")
@@ -176,6 +177,59 @@ try:
            metric("ksv_llm_prompt_tokens_total", ['model="chat"'])))
     check(metric("ksv_llm_time_per_output_token_seconds_count", ['model="chat"']) >= 1,
           "ksv_llm_time_per_output_token_seconds has a sample")
+
+    # --- ksv-top: TTFT P99 and tokens/s, from the engine's token figures -------------------
+    # Streams run in the background while ksv-top takes its two probes; the client side
+    # times each stream's first event and counts its tokens, the yardsticks for ksv-top's.
+    stop, firsts, produced = threading.Event(), [], []
+
+    def generated(event):
+        try:
+            c = json.loads(event).get("choices") or [{}]
+        except ValueError:
+            return False
+        return bool(c[0].get("delta", {}).get("content"))
+
+    def traffic():
+        while not stop.is_set():
+            t_start = time.time()
+            _, evs, _ = stream({"model": "chat", "stream": True, "max_tokens": 24, "temperature": 0,
+                                "messages": [{"role": "user", "content": "count"}]})
+            gen = [t for t, e in evs if generated(e)]
+            if gen:
+                firsts.append(gen[0])  # the first event that carries generated text
+                produced.append((t_start, time.time(), len(gen)))
+
+    bg = threading.Thread(target=traffic)
+    bg.start()
+    try:
+        time.sleep(1.5)
+        r = subprocess.run([TOP, "--once", "-o", "json", "-d", "2"], capture_output=True, text=True,
+                           env=env, timeout=120)
+    finally:
+        stop.set()
+        bg.join(120)
+    snap = json.loads(r.stdout) if r.returncode == 0 else {}
+    chat = [m for m in snap.get("models", []) if m.get("name") == "chat"]
+    ttft = chat[0].get("ttft_p99_ms") if chat else None
+    tps = chat[0].get("tokens_per_s") if chat else None
+    span = produced[-1][1] - produced[0][0] if produced else 0
+    client_tps = sum(p[2] for p in produced) / span if span > 0 else 0
+    print("ksv-top: TTFT P99 %s ms (client's slowest first event %.1f ms), %s tokens/s "
+          "(client side %.1f)" % (ttft, max(firsts or [0]) * 1000, tps, client_tps))
+    check(r.returncode == 0 and chat and isinstance(ttft, float) and isinstance(tps, float),
+          "ksv-top --once -o json shows ttft_p99_ms and tokens_per_s for the GGUF model: %s" %
+          (chat[0] if chat else r.stderr[-300:]))
+    # Only streams that ended between ksv-top's two probes are in its window. The engine
+    # times the first token from the request's arrival to the chunk's arrival from
+    # llama.cpp, inside what the client saw from its send to its read; the fine histogram's
+    # quantile is within 1.6 %.
+    check(ttft is not None and 0 < ttft <= max(firsts or [0]) * 1000 * 1.02 + 1,
+          "TTFT P99 within what the clients measured")
+    check(tps is not None and 0.3 * client_tps <= tps <= 3 * client_tps,
+          "tokens/s agrees with the clients' own count (%.1f vs %.1f)" % (tps or 0, client_tps))
+    revs = chat[0].get("revisions", []) if chat else []
+    check(revs and all("ttft_p99_ms" in rv for rv in revs), "and per revision")
 
     # --- a client that leaves cancels the upstream generation ------------------------------
     status, events, _ = stream({"model": "chat", "stream": True, "max_tokens": 1900, "temperature": 0,

@@ -744,6 +744,17 @@ static void test_bad_scrapes(void)
          "{\"model\":\"m\",\"revision\":\"r\",\"codes\":{}}]}",
          "twice"},
         {"{\"series\":[]} x", "text after"},
+        {"{\"series\":[{\"model\":\"m\",\"revision\":\"r\",\"codes\":{},\"ttft\":{}}]}",
+         "ttft"},
+        {"{\"series\":[{\"model\":\"m\",\"revision\":\"r\",\"codes\":{},"
+         "\"prompt_tokens\":3}]}",
+         "both"},
+        {"{\"series\":[{\"model\":\"m\",\"revision\":\"r\",\"codes\":{},"
+         "\"prompt_tokens\":3,\"generation_tokens\":-2}]}",
+         "non-negative"},
+        {"{\"series\":[{\"model\":\"m\",\"revision\":\"r\",\"codes\":{},"
+         "\"prompt_tokens\":\"3\",\"generation_tokens\":2}]}",
+         "non-negative"},
     };
     printf("broken histogram documents: %zu cases\n", sizeof cases / sizeof cases[0]);
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -780,6 +791,111 @@ static void test_bad_scrapes(void)
     ksv_mwin_latency(w, NULL, T0 + 2000, 60000, &ls, &err);
     KT_CHECK(rs.qps == 10.0 && !ls.has_data && isnan(ls.p99_s), "rates only: qps %g", rs.qps);
     ksv_scrape_free(&s);
+    ksv_mwin_free(w);
+}
+
+/* A generative revision: the engine's document also carries "ttft" (a fine histogram) and
+ * the token counters. Ledger: every first-token time and every token of each interval; the
+ * engine restarts before scrape 15 (all its counters start over). */
+static void test_llm(void)
+{
+    enum { N = 40, RESTART = 15 };
+    ksv_mwin *w;
+    ksv_err err = {0};
+    ksv_mwin_new(0, &w, &err);
+    ksv_hist *ttft = malloc(sizeof *ttft), *lat = malloc(sizeof *lat);
+    ksv_hist_init(ttft);
+    ksv_hist_init(lat);
+    ksv_hist_snap *snap = malloc(sizeof *snap);
+    uint64_t prompt = 0, gen = 0, ok = 0;
+    uint64_t gen_in[N] = {0};
+    ledger l;
+    ledger_init(&l, N);
+    rng r = {11};
+    for (size_t k = 0; k < N; k++) {
+        if (k == RESTART) {
+            ksv_hist_init(ttft);
+            ksv_hist_init(lat);
+            prompt = gen = ok = 0;
+        }
+        if (k > 0)
+            for (int i = 0; i < 6; i++) {
+                double first = rng_lognormal(&r, 0.08, 0.4);
+                uint64_t tokens = 1 + rng_next(&r) % 64;
+                ksv_hist_record(ttft, first);
+                ksv_hist_record(lat, first + 0.01 * (double)tokens);
+                prompt += 5;
+                gen += tokens;
+                gen_in[k] += tokens;
+                ok++;
+                interval *iv = &l.iv[k];
+                if (iv->n_lat == iv->cap_lat) {
+                    iv->cap_lat = iv->cap_lat ? iv->cap_lat * 2 : 64;
+                    iv->lat = realloc(iv->lat, iv->cap_lat * sizeof *iv->lat);
+                }
+                iv->lat[iv->n_lat++] = first;
+            }
+        ksv_sb sb;
+        ksv_sb_init(&sb);
+        ksv_sb_printf(&sb, "{\"series\":[{\"model\":\"chat\",\"revision\":\"chat-00001\","
+                      "\"codes\":{\"200\":%llu},\"histogram\":", (unsigned long long)ok);
+        ksv_hist_snapshot(lat, snap);
+        ksv_hist_write_fine_json(&sb, snap);
+        ksv_sb_puts(&sb, ",\"ttft\":");
+        ksv_hist_snapshot(ttft, snap);
+        ksv_hist_write_fine_json(&sb, snap);
+        ksv_sb_printf(&sb, ",\"prompt_tokens\":%llu,\"generation_tokens\":%llu},"
+                      "{\"model\":\"xgb\",\"revision\":\"xgb-00001\",\"codes\":{\"200\":%zu}}]}",
+                      (unsigned long long)prompt, (unsigned long long)gen, k);
+        char *json = ksv_sb_steal(&sb, NULL);
+        ksv_scrape sc;
+        int rc = ksv_scrape_parse_histograms_json(json, strlen(json), &sc, &err);
+        KT_CHECK(rc == 0 && sc.revs[0].ttft && sc.revs[0].has_tokens && !sc.revs[1].ttft &&
+                     !sc.revs[1].has_tokens,
+                 "llm document read: %s", err.msg);
+        if (rc == 0) {
+            KT_CHECK(ksv_mwin_add_scrape(w, "a", T0 + (int64_t)k * 1000, &sc, &err) == 0,
+                     "llm scrape %zu: %s", k, err.msg);
+            ksv_scrape_free(&sc);
+        }
+        free(json);
+    }
+    ledger *lp[] = {&l};
+    /* Windows ending at every scrape from 10 on, the restart inside some of them. */
+    bool all_exact = true;
+    for (size_t end = 10; end < N; end++) {
+        ksv_mwin_llm_stats g;
+        ksv_mwin_sel sel = {NULL, "chat", NULL};
+        int rc = ksv_mwin_llm(w, &sel, T0 + (int64_t)end * 1000, 10000, 20000, &g, &err);
+        uint64_t want = 0;
+        for (size_t k = end - 9; k <= end; k++)
+            want += gen_in[k];
+        double p99 = exact_quantile(lp, 1, end >= 20 ? end - 20 : 0, end, 0.99);
+        bool exact = rc == 0 && g.has_data && g.generation_tokens == want &&
+                     g.tokens_per_s == (double)want / 10.0 && g.prompt_tokens == 5 * 6 * 10 &&
+                     rel_err(g.ttft_p99_s, p99) <= 0.02;
+        if (!exact)
+            printf("window ending %zu: tokens %llu vs %llu, %.2f/s, ttft p99 %g vs %g\n", end,
+                   (unsigned long long)g.generation_tokens, (unsigned long long)want,
+                   g.tokens_per_s, g.ttft_p99_s, p99);
+        all_exact = all_exact && exact;
+    }
+    KT_CHECK(all_exact, "tokens/s exact and TTFT P99 within 2%% of the ledger in every window, "
+                        "restart included");
+    ksv_mwin_llm_stats g;
+    ksv_mwin_sel xgb = {NULL, "xgb", NULL};
+    KT_CHECK(ksv_mwin_llm(w, &xgb, T0 + 30000, 10000, 60000, &g, &err) == 0 && !g.has_data &&
+                 isnan(g.tokens_per_s) && isnan(g.ttft_p99_s),
+             "a revision without token counters: no data, not 0");
+    KT_CHECK(ksv_mwin_llm(w, NULL, T0 + 30000, 0, 60000, &g, &err) == -1 && err.status == 400,
+             "a zero window is refused");
+    ksv_mwin_llm(w, NULL, T0 + 30000, 10000, 60000, &g, &err);
+    printf("llm: %.1f tokens/s, TTFT P99 %.1f ms over %llu first tokens\n", g.tokens_per_s,
+           g.ttft_p99_s * 1e3, (unsigned long long)g.ttft_count);
+    ledger_free(&l);
+    free(snap);
+    free(ttft);
+    free(lat);
     ksv_mwin_free(w);
 }
 
@@ -979,5 +1095,6 @@ int main(void)
     test_capacity_and_eviction();
     test_bad_scrapes();
     test_from_prom();
+    test_llm();
     return kt_summary("test_metrics_window");
 }

@@ -41,6 +41,7 @@ static void scrape_rev_clear(ksv_scrape_rev *r)
     free(r->revision);
     free(r->codes);
     scrape_hist_free(r->hist);
+    scrape_hist_free(r->ttft);
 }
 
 /* The non-zero buckets of a dense snapshot. NULL when out of memory. */
@@ -139,10 +140,28 @@ static int parse_codes(json_object *codes, ksv_scrape_rev *r, ksv_err *err)
     return 0;
 }
 
+/* An optional fine histogram field of a series ("histogram", "ttft"); absent or null
+ * leaves *out NULL. */
+static int parse_hist_field(json_object *o, const char *key, const ksv_scrape_rev *r,
+                            ksv_scrape_hist **out, ksv_hist_snap *dense, ksv_err *err)
+{
+    json_object *hist;
+    if (!json_object_object_get_ex(o, key, &hist) || json_object_is_type(hist, json_type_null))
+        return 0;
+    const char *text = json_object_to_json_string_ext(hist, JSON_C_TO_STRING_PLAIN);
+    ksv_err inner = {0};
+    if (!text || ksv_hist_parse_fine_json(text, dense, &inner) < 0)
+        return ksv_err_set(err, inner.status ? inner.status : 500, "%s/%s: %s: %s",
+                           r->model, r->revision, key, inner.msg);
+    if (!(*out = sparse_of(dense)))
+        return ksv_err_set(err, 500, "out of memory");
+    return 0;
+}
+
 static int parse_series(json_object *o, size_t i, ksv_scrape_rev *r, ksv_hist_snap *dense,
                         ksv_err *err)
 {
-    json_object *model, *revision, *codes, *hist;
+    json_object *model, *revision, *codes;
     if (!json_object_is_type(o, json_type_object) ||
         !json_object_object_get_ex(o, "model", &model) ||
         !json_object_object_get_ex(o, "revision", &revision) ||
@@ -160,15 +179,23 @@ static int parse_series(json_object *o, size_t i, ksv_scrape_rev *r, ksv_hist_sn
         return ksv_err_set(err, 400, "%s/%s: needs a \"codes\" object", r->model, r->revision);
     if (parse_codes(codes, r, err) < 0)
         return -1;
-    if (!json_object_object_get_ex(o, "histogram", &hist) || json_object_is_type(hist, json_type_null))
+    if (parse_hist_field(o, "histogram", r, &r->hist, dense, err) < 0 ||
+        parse_hist_field(o, "ttft", r, &r->ttft, dense, err) < 0)
+        return -1;
+    /* A generative revision's token counters: both or neither. */
+    json_object *prompt, *generated;
+    bool has_p = json_object_object_get_ex(o, "prompt_tokens", &prompt);
+    bool has_g = json_object_object_get_ex(o, "generation_tokens", &generated);
+    if (!has_p && !has_g)
         return 0;
-    const char *text = json_object_to_json_string_ext(hist, JSON_C_TO_STRING_PLAIN);
-    ksv_err inner = {0};
-    if (!text || ksv_hist_parse_fine_json(text, dense, &inner) < 0)
-        return ksv_err_set(err, inner.status ? inner.status : 500, "%s/%s: histogram: %s",
-                           r->model, r->revision, inner.msg);
-    if (!(r->hist = sparse_of(dense)))
-        return ksv_err_set(err, 500, "out of memory");
+    if (!has_p || !has_g || !json_object_is_type(prompt, json_type_int) ||
+        !json_object_is_type(generated, json_type_int) || json_object_get_int64(prompt) < 0 ||
+        json_object_get_int64(generated) < 0)
+        return ksv_err_set(err, 400, "%s/%s: \"prompt_tokens\" and \"generation_tokens\" "
+                           "need non-negative integer counts, both", r->model, r->revision);
+    r->has_tokens = true;
+    r->prompt_tokens = (uint64_t)json_object_get_int64(prompt);
+    r->generation_tokens = (uint64_t)json_object_get_int64(generated);
     return 0;
 }
 
@@ -259,16 +286,24 @@ int ksv_scrape_from_prom(const ksv_prom_rev_list *list, ksv_scrape *out, ksv_err
 /* ---- window storage ---- */
 
 /* One scrape of one series: cumulative class totals and the sparse fine histogram. */
-typedef struct entry {
-    int64_t t_ms;
-    bool reset; /* some counter went backwards since the series' previous scrape */
-    uint64_t classes[N_CLASSES];
-    bool has_hist;
+/* A cumulative fine histogram as a series keeps it: sparse, its arrays reused. */
+typedef struct stored_hist {
+    bool has;      /* the scrape carried this histogram */
     double sum_s;
     uint16_t *idx; /* non-zero buckets, increasing index */
     uint64_t *cnt;
     size_t n_nz;
     size_t cap_nz;
+} stored_hist;
+
+typedef struct entry {
+    int64_t t_ms;
+    bool reset; /* some counter went backwards since the series' previous scrape */
+    uint64_t classes[N_CLASSES];
+    stored_hist lat;  /* request latency */
+    stored_hist ttft; /* a generative revision's time to first token */
+    bool has_tokens;  /* a generative revision's token counters came with the scrape */
+    uint64_t prompt_tokens, generation_tokens;
 } entry;
 
 typedef struct series {
@@ -344,8 +379,10 @@ static void series_free(series *s, size_t capacity)
         return;
     if (s->ring)
         for (size_t i = 0; i < capacity; i++) {
-            free(s->ring[i].idx);
-            free(s->ring[i].cnt);
+            free(s->ring[i].lat.idx);
+            free(s->ring[i].lat.cnt);
+            free(s->ring[i].ttft.idx);
+            free(s->ring[i].ttft.cnt);
         }
     free(s->ring);
     free(s->last_codes);
@@ -597,11 +634,12 @@ static int validate_scrape(const ksv_scrape *s, ksv_err *err)
     return check_unique(s, err);
 }
 
-/* Fills e's sparse histogram from a scraped one, reusing e's arrays. */
-static int set_hist(entry *e, const ksv_scrape_hist *h)
+/* Fills a stored histogram from a scraped one (NULL: the scrape had none), reusing its
+ * arrays. */
+static int set_hist(stored_hist *e, const ksv_scrape_hist *h)
 {
     e->n_nz = 0;
-    e->has_hist = h != NULL;
+    e->has = h != NULL;
     e->sum_s = h ? h->sum_seconds : 0;
     if (!h)
         return 0;
@@ -611,7 +649,7 @@ static int set_hist(entry *e, const ksv_scrape_hist *h)
             e->idx = idx;
         uint64_t *cnt = idx ? realloc(e->cnt, h->n * sizeof *cnt) : NULL;
         if (!cnt) {
-            e->has_hist = false;
+            e->has = false;
             return -1;
         }
         e->cnt = cnt;
@@ -625,6 +663,25 @@ static int set_hist(entry *e, const ksv_scrape_hist *h)
     return 0;
 }
 
+/* A bucket or the sum of a cumulative histogram that went backwards: a restart. */
+static bool hist_went_back(const stored_hist *prev, const ksv_scrape_hist *now)
+{
+    if (!prev->has || !now)
+        return false;
+    if (now->sum_seconds < prev->sum_s)
+        return true;
+    /* Both sparse and increasing: walk them together. */
+    size_t j = 0;
+    for (size_t i = 0; i < prev->n_nz; i++) {
+        while (j < now->n && now->idx[j] < prev->idx[i])
+            j++;
+        uint64_t c = j < now->n && now->idx[j] == prev->idx[i] ? now->cnt[j] : 0;
+        if (c < prev->cnt[i])
+            return true;
+    }
+    return false;
+}
+
 static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *r)
 {
     entry *prev = s->n ? entry_at(s, s->n - 1) : NULL;
@@ -633,18 +690,12 @@ static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *
         for (size_t c = 0; c < s->n_last_codes && !reset; c++)
             reset = code_count(r->codes, r->n_codes, s->last_codes[c].code) <
                     s->last_codes[c].count;
-        /* A bucket or the sum that went backwards is a restart too. */
-        if (!reset && prev->has_hist && r->hist) {
-            reset = r->hist->sum_seconds < prev->sum_s;
-            /* Both sparse and increasing: walk them together. */
-            size_t j = 0;
-            for (size_t i = 0; i < prev->n_nz && !reset; i++) {
-                while (j < r->hist->n && r->hist->idx[j] < prev->idx[i])
-                    j++;
-                uint64_t now = j < r->hist->n && r->hist->idx[j] == prev->idx[i] ? r->hist->cnt[j] : 0;
-                reset = now < prev->cnt[i];
-            }
-        }
+        /* A bucket, a sum or a token count that went backwards is a restart too. */
+        reset = reset || hist_went_back(&prev->lat, r->hist) ||
+                hist_went_back(&prev->ttft, r->ttft) ||
+                (prev->has_tokens && r->has_tokens &&
+                 (r->prompt_tokens < prev->prompt_tokens ||
+                  r->generation_tokens < prev->generation_tokens));
     }
     entry *e;
     if (s->n == w->capacity) {
@@ -659,8 +710,11 @@ static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *
     memset(e->classes, 0, sizeof e->classes);
     for (size_t c = 0; c < r->n_codes; c++)
         e->classes[class_of(r->codes[c].code)] += r->codes[c].count;
-    if (set_hist(e, r->hist) < 0)
+    if (set_hist(&e->lat, r->hist) < 0 || set_hist(&e->ttft, r->ttft) < 0)
         return -1;
+    e->has_tokens = r->has_tokens;
+    e->prompt_tokens = r->prompt_tokens;
+    e->generation_tokens = r->generation_tokens;
     if (r->n_codes > s->cap_last_codes) {
         ksv_code_count *grown = realloc(s->last_codes, r->n_codes * sizeof *grown);
         if (!grown)
@@ -849,7 +903,7 @@ int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     return 0;
 }
 
-static void expand(const entry *e, ksv_hist_snap *out)
+static void expand(const stored_hist *e, ksv_hist_snap *out)
 {
     ksv_hist_snap_clear(out);
     for (size_t i = 0; i < e->n_nz; i++) {
@@ -861,7 +915,7 @@ static void expand(const entry *e, ksv_hist_snap *out)
 
 /* acc += the histogram increments of one segment: last - base, or all of last when the
  * segment starts at a restart (base NULL). */
-static void add_segment(const entry *base, const entry *last, ksv_hist_snap *scratch,
+static void add_segment(const stored_hist *base, const stored_hist *last, ksv_hist_snap *scratch,
                         ksv_hist_snap *scratch2, ksv_hist_snap *acc)
 {
     expand(last, scratch);
@@ -872,9 +926,17 @@ static void add_segment(const entry *base, const entry *last, ksv_hist_snap *scr
     ksv_hist_snap_merge(acc, scratch);
 }
 
-int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
-                         int64_t window_ms, ksv_hist_snap *out, size_t *n_series,
-                         ksv_err *err)
+/* Which of a scrape's histograms a window query reads. */
+typedef enum { HIST_LATENCY, HIST_TTFT } hist_kind;
+
+static const stored_hist *hist_of(const entry *e, hist_kind kind)
+{
+    return kind == HIST_TTFT ? &e->ttft : &e->lat;
+}
+
+static int window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                       int64_t window_ms, hist_kind kind, ksv_hist_snap *out,
+                       size_t *n_series, ksv_err *err)
 {
     ksv_hist_snap_clear(out);
     if (n_series)
@@ -896,24 +958,25 @@ int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now
          * scrape, or zero after a restart) to the last histogram scrape before the next
          * restart. Scrapes without a histogram only mark restarts. */
         bool in_segment = false;
-        const entry *base = NULL, *last = NULL;
+        const stored_hist *base = NULL, *last = NULL;
         size_t hist_scrapes = 0;
         for (size_t k = lo; k <= hi; k++) {
             const entry *e = entry_at(s, k);
+            const stored_hist *h = hist_of(e, kind);
             if (k > lo && e->reset) {
                 if (in_segment && last && last != base)
                     add_segment(base, last, &scratch[0], &scratch[1], out);
                 in_segment = true;
                 base = last = NULL;
             }
-            if (!e->has_hist)
+            if (!h->has)
                 continue;
             hist_scrapes++;
             if (!in_segment) {
                 in_segment = true;
-                base = last = e;
+                base = last = h;
             } else {
-                last = e;
+                last = h;
             }
         }
         if (in_segment && last && last != base)
@@ -923,6 +986,13 @@ int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now
     }
     free(scratch);
     return 0;
+}
+
+int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                         int64_t window_ms, ksv_hist_snap *out, size_t *n_series,
+                         ksv_err *err)
+{
+    return window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, out, n_series, err);
 }
 
 int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
@@ -961,6 +1031,76 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     return rc;
 }
 
+/* The increase of a token counter over a series' scrapes lo..hi, those that carried the
+ * counters only; a restart (reset) starts it again from zero. *span_ms: first to last such
+ * scrape; false when fewer than two carried them. */
+static bool token_increase(const series *s, size_t lo, size_t hi, uint64_t *prompt,
+                           uint64_t *generated, int64_t *span_ms)
+{
+    const entry *first = NULL, *prev = NULL;
+    *prompt = *generated = 0;
+    for (size_t k = lo; k <= hi; k++) {
+        const entry *e = entry_at(s, k);
+        if (!e->has_tokens)
+            continue;
+        if (!first) {
+            first = prev = e;
+            continue;
+        }
+        bool reset = e->reset || e->prompt_tokens < prev->prompt_tokens ||
+                     e->generation_tokens < prev->generation_tokens;
+        *prompt += reset ? e->prompt_tokens : e->prompt_tokens - prev->prompt_tokens;
+        *generated += reset ? e->generation_tokens
+                            : e->generation_tokens - prev->generation_tokens;
+        prev = e;
+    }
+    if (!first || prev == first)
+        return false;
+    *span_ms = prev->t_ms - first->t_ms;
+    return *span_ms > 0;
+}
+
+int ksv_mwin_llm(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                 int64_t rate_window_ms, int64_t latency_window_ms, ksv_mwin_llm_stats *out,
+                 ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    out->ttft_p50_s = out->ttft_p99_s = out->tokens_per_s = NAN;
+    if (rate_window_ms <= 0 || latency_window_ms <= 0)
+        return ksv_err_set(err, 400, "windows must be positive, not %lld and %lld ms",
+                           (long long)rate_window_ms, (long long)latency_window_ms);
+    double rate = 0;
+    size_t n_cand;
+    series *const *cand = candidates(w, sel, &n_cand);
+    for (size_t i = 0; i < n_cand; i++) {
+        const series *s = cand[i];
+        size_t lo, hi;
+        uint64_t prompt, generated;
+        int64_t span;
+        if (!matches(s, sel) || !window_range(s, now_ms, rate_window_ms, &lo, &hi) ||
+            !token_increase(s, lo, hi, &prompt, &generated, &span))
+            continue;
+        out->has_data = true;
+        out->prompt_tokens += prompt;
+        out->generation_tokens += generated;
+        rate += (double)generated * 1000.0 / (double)span;
+    }
+    if (out->has_data)
+        out->tokens_per_s = rate;
+    ksv_hist_snap *acc = malloc(sizeof *acc);
+    if (!acc)
+        return ksv_err_set(err, 500, "out of memory");
+    size_t n_series = 0;
+    int rc = window_hist(w, sel, now_ms, latency_window_ms, HIST_TTFT, acc, &n_series, err);
+    if (rc == 0 && n_series && acc->count) {
+        out->ttft_count = acc->count;
+        out->ttft_p50_s = ksv_hist_quantile(acc, 0.5);
+        out->ttft_p99_s = ksv_hist_quantile(acc, 0.99);
+    }
+    free(acc);
+    return rc;
+}
+
 /* ---- persistence ---- */
 
 void ksv_mwin_store_samples_free(ksv_metric_sample *samples, size_t n)
@@ -983,27 +1123,27 @@ static int bucket_increments(const entry *prev, const entry *cur, bool reset,
 {
     m->n_buckets = 0;
     m->buckets = NULL;
-    if (!cur->has_hist || (!reset && !prev->has_hist))
+    if (!cur->lat.has || (!reset && !prev->lat.has))
         return 0;
     size_t top = 0;
-    for (size_t i = 0; i < cur->n_nz; i++)
-        if ((size_t)cur->idx[i] + 1 > top)
-            top = (size_t)cur->idx[i] + 1;
+    for (size_t i = 0; i < cur->lat.n_nz; i++)
+        if ((size_t)cur->lat.idx[i] + 1 > top)
+            top = (size_t)cur->lat.idx[i] + 1;
     if (top == 0)
         return 0;
     m->buckets = calloc(top, sizeof *m->buckets);
     if (!m->buckets)
         return -1;
-    for (size_t i = 0; i < cur->n_nz; i++)
-        m->buckets[cur->idx[i]] = cur->cnt[i];
+    for (size_t i = 0; i < cur->lat.n_nz; i++)
+        m->buckets[cur->lat.idx[i]] = cur->lat.cnt[i];
     if (!reset)
-        for (size_t i = 0; i < prev->n_nz; i++)
-            if (prev->idx[i] < top)
-                m->buckets[prev->idx[i]] = sat_sub(m->buckets[prev->idx[i]], prev->cnt[i]);
+        for (size_t i = 0; i < prev->lat.n_nz; i++)
+            if (prev->lat.idx[i] < top)
+                m->buckets[prev->lat.idx[i]] = sat_sub(m->buckets[prev->lat.idx[i]], prev->lat.cnt[i]);
     while (top > 0 && m->buckets[top - 1] == 0)
         top--;
     m->n_buckets = top;
-    m->latency_sum_s = reset ? cur->sum_s : cur->sum_s - prev->sum_s;
+    m->latency_sum_s = reset ? cur->lat.sum_s : cur->lat.sum_s - prev->lat.sum_s;
     if (m->latency_sum_s < 0)
         m->latency_sum_s = 0;
     if (top == 0) {

@@ -85,6 +85,11 @@ typedef struct ksv_scrape_rev {
     ksv_code_count *codes; /* cumulative requests by status code */
     size_t n_codes;
     ksv_scrape_hist *hist; /* cumulative fine histogram; NULL when the scrape had none */
+    /* A generative revision (OpenAI routes) also reports its time to first token and its
+     * token counters; ttft NULL and has_tokens false for any other. */
+    ksv_scrape_hist *ttft;
+    bool has_tokens;
+    uint64_t prompt_tokens, generation_tokens;
 } ksv_scrape_rev;
 
 typedef struct ksv_scrape {
@@ -97,7 +102,9 @@ typedef struct ksv_scrape {
  * Refused with 400: not that shape, an empty name, a code that is not 100..999, a negative
  * or non-integer count, a (model, revision) twice, a histogram ksv_hist_parse_fine_json
  * refuses; 413 more than KSV_MWIN_MAX_SERIES_PER_NODE series (refused before any is
- * read). A series without "histogram" gets hist NULL. */
+ * read). A series without "histogram" gets hist NULL. Optional, for a generative revision:
+ * "ttft" (a fine histogram, refused like "histogram") and "prompt_tokens" with
+ * "generation_tokens" (non-negative integers, both or neither). */
 int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *out,
                                      ksv_err *err);
 /* Rates-only scrape from a parsed /metrics (hist NULL for every revision). */
@@ -174,6 +181,24 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
  * *series (may be NULL) receives how many series had data; 0 means "no data". */
 int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
                          int64_t window_ms, ksv_hist_snap *out, size_t *series, ksv_err *err);
+
+/* A generative revision's token figures (the engine reports them for revisions served
+ * through the OpenAI routes): time to first token over latency_window_ms, merged like
+ * latency, and generated tokens per second over rate_window_ms, summed like QPS, counter
+ * resets handled as for requests. Series without token counters do not take part. */
+typedef struct ksv_mwin_llm_stats {
+    bool has_data;              /* some matching series had >= 2 scrapes with token counters */
+    double tokens_per_s;        /* generated tokens per second; NaN without data */
+    uint64_t prompt_tokens;     /* increments over the rate window */
+    uint64_t generation_tokens;
+    uint64_t ttft_count;        /* first tokens timed in the latency window */
+    double ttft_p50_s, ttft_p99_s; /* NaN when none was */
+} ksv_mwin_llm_stats;
+
+/* -1: 400 for a window <= 0, 500 out of memory. */
+int ksv_mwin_llm(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
+                 int64_t rate_window_ms, int64_t latency_window_ms, ksv_mwin_llm_stats *out,
+                 ksv_err *err);
 
 /* ---- figures ---- */
 

@@ -45,6 +45,10 @@ static void figs_json(const tui_figs *f, json_object *o)
     json_object_object_add(o, "p50_ms", num_or_null(f->p50_ms));
     json_object_object_add(o, "p99_ms", num_or_null(f->p99_ms));
     json_object_object_add(o, "error_pct", num_or_null(f->err_pct));
+    if (f->has_llm) {
+        json_object_object_add(o, "ttft_p99_ms", num_or_null(f->ttft_p99_ms));
+        json_object_object_add(o, "tokens_per_s", num_or_null(f->tokens_per_s));
+    }
 }
 
 static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)

@@ -22,6 +22,10 @@ typedef struct tui_figs {
     double qps;
     double err_pct;             /* NaN: no requests */
     double p50_ms, p99_ms;      /* NaN: no data */
+    /* A generative revision's (OpenAI routes): time to first token and generated tokens
+     * per second; has_llm false, both NaN for any other. */
+    bool has_llm;
+    double ttft_p99_ms, tokens_per_s;
 } tui_figs;
 
 typedef struct tui_rev {

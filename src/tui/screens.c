@@ -251,7 +251,13 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     if (r->cold_starts > 0 && len > 0 && (size_t)len < sizeof line)
         snprintf(line + len, sizeof line - (size_t)len, "  cold starts %lld", r->cold_starts);
     tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
-    snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
+    len = snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
+    if (r->figs.has_llm && len > 0 && (size_t)len < sizeof line) {
+        char ttft[32], tps[32];
+        tui_fmt_ms(r->figs.ttft_p99_ms, ttft, sizeof ttft);
+        tui_fmt_qps(true, r->figs.tokens_per_s, tps, sizeof tps);
+        snprintf(line + len, sizeof line - (size_t)len, "  TTFT P99 %s  %s tok/s", ttft, tps);
+    }
     tui_put(y + 3, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     snprintf(line, sizeof line, "ERR %s", e);
     tui_put(y + 4, x, w, line, A(a, err_color(r->figs.err_pct)), true, false);

@@ -378,9 +378,10 @@ static void spark_push(double *ring, size_t n, double v)
 static void figures_for(tui_worker *w, const char *const *nodes, size_t n_nodes,
                         const char *model, const char *revision, int64_t now, tui_figs *out)
 {
-    out->has_rate = false;
+    out->has_rate = out->has_llm = false;
     out->qps = out->err_pct = out->p50_ms = out->p99_ms = NAN;
-    double qps = 0;
+    out->ttft_p99_ms = out->tokens_per_s = NAN;
+    double qps = 0, tokens = 0;
     uint64_t requests = 0, e5 = 0;
     bool lat_any = false;
     size_t loops = nodes ? n_nodes : 1;
@@ -406,7 +407,19 @@ static void figures_for(tui_worker *w, const char *const *nodes, size_t n_nodes,
             }
             lat_any = true;
         }
+        ksv_mwin_llm_stats g;
+        if (ksv_mwin_llm(w->mwin, &sel, now, KSV_MWIN_RATE_WINDOW_MS,
+                         KSV_MWIN_LATENCY_WINDOW_MS, &g, &err) == 0 && g.has_data) {
+            out->has_llm = true;
+            tokens += g.tokens_per_s;
+            /* The worst node's, as for P99. */
+            if (!isnan(g.ttft_p99_s) &&
+                (isnan(out->ttft_p99_ms) || g.ttft_p99_s * 1000 > out->ttft_p99_ms))
+                out->ttft_p99_ms = g.ttft_p99_s * 1000;
+        }
     }
+    if (out->has_llm)
+        out->tokens_per_s = tokens;
     if (out->has_rate) {
         out->qps = qps;
         out->err_pct = requests ? 100.0 * (double)e5 / (double)requests : NAN;
@@ -417,8 +430,9 @@ static void figures_for(tui_worker *w, const char *const *nodes, size_t n_nodes,
 static void prom_figures_for(const tui_worker *w, const char *model, const char *revision,
                              tui_figs *out)
 {
-    out->has_rate = false;
+    out->has_rate = out->has_llm = false;
     out->qps = out->err_pct = out->p50_ms = out->p99_ms = NAN;
+    out->ttft_p99_ms = out->tokens_per_s = NAN; /* not read from Prometheus */
     const ksv_prom_figures *f = ksv_prom_round_find(&w->prom_round, model, revision);
     if (!f)
         return;
