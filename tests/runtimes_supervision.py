@@ -4,14 +4,18 @@ a real local engine (tests/data/toy_runtime.py, a real HTTP server that misbehav
 demand), requests forwarded with the revision as model_version, its output kept, restarted
 after kill -9 with ksv_runtime_restarts_total counting it, and every failure a clear error
 with the stable revision untouched: unknown format, no command, a command that is missing, a
-crash while loading, never ready, garbage (502), a hang (504). Delete, SIGTERM and kill -9 of
+crash while loading, never ready, garbage (502), a hang (504). The release gate promotes a
+healthy external canary and rolls back one whose runtime answers garbage; scale to zero stops
+the runtime process and a cold start answers every waiting request. Delete, SIGTERM and kill -9 of
 the engine leave no runtime process behind."""
+import collections
 import http.client
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from ksvtest import ENGINE, KSV, SRCDIR, check, finish, lock_pid, tmpdir
@@ -61,8 +65,11 @@ spec:
 %s""" % (name, fmt, "true" if mode == "ok" else "false", sys.executable, TOY, mode, extra)
 
 
-def isvc_doc(name, runtime=None, fmt="toy", timeout=None, canary=None):
+def isvc_doc(name, runtime=None, fmt="toy", timeout=None, canary=None, uri=None, min_replicas=None,
+             window=None):
     pred = ""
+    if min_replicas is not None:
+        pred += "    minReplicas: %d\n" % min_replicas
     if timeout:
         pred += "    timeout: %d\n" % timeout
     if canary is not None:
@@ -74,13 +81,59 @@ metadata:
   name: %s
   annotations:
     ksv.io/rollback-window: "60"
-spec:
+%sspec:
   predictor:
 %s    model:
       modelFormat:
         name: %s
 %s      storageUri: %s
-""" % (name, pred, fmt, "      runtime: %s\n" % runtime if runtime else "", model_dir)
+""" % (name, '    autoscaling.knative.dev/window: "%s"\n' % window if window else "", pred, fmt,
+       "      runtime: %s\n" % runtime if runtime else "", uri or model_dir)
+
+
+CANARY = """\
+---
+apiVersion: flagger.app/v1beta1
+kind: Canary
+metadata: {name: gated-gate}
+spec:
+  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: gated}
+  progressDeadlineSeconds: 60
+  analysis:
+    interval: 1s
+    threshold: 2
+    stepWeights: [25, 50]
+    metrics:
+    - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 10}
+"""
+
+
+class Traffic:
+    """V2 requests to one model from two threads at about 100/s; counts (revision, status)."""
+
+    def __init__(self, model):
+        self.model, self.stop_ev, self.counts = model, threading.Event(), collections.Counter()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        while not self.stop_ev.is_set():
+            try:
+                st, body, hdr = infer(self.model, [[1, 2]])
+                key = (hdr.get("ksv-revision"), st)
+            except (OSError, http.client.HTTPException):
+                key = ("exception", 0)
+            with self.lock:
+                self.counts[key] += 1
+            self.stop_ev.wait(1 / 50.0)
+
+    def stop(self):
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(30)
+        return collections.Counter(self.counts)
 
 
 def engine():
@@ -263,6 +316,63 @@ try:
     check(st == 504 and "did not answer within 2000 ms" in body.get("error", ""),
           "a hung runtime: 504 JSON error: %d %s" % (st, body))
     check(1.5 < took < 10, "the 504 comes at the model's timeout (%.1f s)" % took)
+
+    # --- the release gate over an external runtime ---------------------------------------
+    model_dir2 = os.path.join(work, "model-2")
+    os.makedirs(model_dir2)
+    rc, out = ksv("apply", "-f", write("gated1.yaml", isvc_doc("gated")))
+    check(rc == 0, "gated: the stable revision on the toy runtime: " + out.strip())
+    load = Traffic("gated")
+    rc, out = ksv("apply", "-f", write("gated2.yaml", isvc_doc("gated", uri=model_dir2) + CANARY), "--wait",
+                  timeout=180)
+    counts = load.stop()
+    check(rc == 0 and "Succeeded" in out, "a healthy external canary: the gate promotes it (apply --wait): " +
+          out.strip()[-300:])
+    check(sum(n for (r, st), n in counts.items() if st != 200) == 0 and counts[("gated-00002", 200)] > 0 and
+          counts[("gated-00001", 200)] > 0, "both runtimes served during the steps, nothing failed: %s" % dict(counts))
+    load = Traffic("gated")
+    rc, out = ksv("apply", "-f", write("gated3.yaml", isvc_doc("gated", runtime="toy-garbage") + CANARY),
+                  "--wait", timeout=180)
+    counts = load.stop()
+    check(rc == 1 and "Failed" in out and "request-success-rate" in out,
+          "a canary whose runtime answers garbage: the gate rolls it back (exit 1): " + out.strip()[-300:])
+    bad = {k: n for k, n in counts.items() if k[1] != 200}
+    check(bad and all(r == "gated-00003" and st == 502 for r, st in bad),
+          "only the bad canary's requests failed, with 502: %s" % dict(counts))
+    st, body, _ = infer("gated", [[5, 5]])
+    check(st == 200 and body.get("model_version") == "gated-00002" and body["outputs"][0]["data"] == [10],
+          "the promoted external revision serves all traffic after the rollback")
+
+    # --- scale to zero stops the runtime process; a cold start loses no request -------------
+    rc, out = ksv("apply", "-f", write("idle.yaml", isvc_doc("idle", min_replicas=0, window="2s")))
+    check(rc == 0, "idle: an external revision with minReplicas 0 and a 2 s window: " + out.strip())
+    st, lg, _ = logs("idle", "idle-00001")
+    first = children_of(lg["runtime"]["pid"]) if st == 200 else []
+    check(len(first) == 1, "its runtime process runs: %s" % first)
+
+    def idle_state():
+        st, m, _ = call("GET", "/ksv/v1/models/idle", admin=True)
+        return m["revisions"][0]["state"] if st == 200 and m.get("revisions") else None
+
+    check(wait_for(lambda: idle_state() == "scaled-to-zero", 30), "idle scales to zero: %s" % idle_state())
+    check(wait_for(lambda: not any(alive(p) for p in first), 15),
+          "scaled to zero, its runtime process is stopped (was %s)" % first)
+    results = []
+    threads = [threading.Thread(target=lambda i=i: results.append(infer("idle", [[i, 1]])))
+               for i in range(20)]
+    t0 = time.time()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    answers = sorted(b["outputs"][0]["data"][0] for st, b, _ in results if st == 200)
+    check(answers == [i + 1 for i in range(20)],
+          "20 concurrent requests across the cold start: all 200 with the runtime's answers (%.1f s): %s"
+          % (time.time() - t0, [st for st, _, _ in results]))
+    st, lg, _ = logs("idle", "idle-00001")
+    again = children_of(lg["runtime"]["pid"]) if st == 200 else []
+    check(idle_state() == "ready" and len(again) == 1 and again != first,
+          "a fresh runtime process serves it: %s" % again)
 
     # --- history -----------------------------------------------------------------------
     rc, out = ksv("history")
