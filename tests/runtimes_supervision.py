@@ -9,7 +9,9 @@ healthy external canary and rolls back one whose runtime answers garbage; scale 
 the runtime process and a cold start answers every waiting request. Delete, SIGTERM and kill -9 of
 the engine leave no runtime process behind."""
 import collections
+import functools
 import http.client
+import http.server
 import json
 import os
 import signal
@@ -106,6 +108,11 @@ spec:
     metrics:
     - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 10}
 """
+
+
+class Quiet(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
 
 
 class Traffic:
@@ -373,6 +380,31 @@ try:
     again = children_of(lg["runtime"]["pid"]) if st == 200 else []
     check(idle_state() == "ready" and len(again) == 1 and again != first,
           "a fresh runtime process serves it: %s" % again)
+
+    # --- a downloaded model: /mnt/models is the engine's cached copy ----------------------
+    served = os.path.join(work, "served")
+    os.makedirs(served)
+    with open(os.path.join(served, "weights.bin"), "w") as f:
+        f.write("toy weights v7 " + "x" * 1000)
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(
+        Quiet, directory=served))
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        uri = "http://127.0.0.1:%d/weights.bin" % srv.server_address[1]
+        rc, out = ksv("apply", "-f", write("remote.yaml", isvc_doc("remote", uri=uri)))
+        check(rc == 0, "an external revision whose model is downloaded (http): " + out.strip())
+        st, lg, _ = logs("remote", "remote-00001")
+        lines = lg.get("runtime", {}).get("lines", []) if st == 200 else []
+        at = [l for l in lines if "mode ok, model remote at " in l]
+        check(at and at[0].split(" at ", 1)[1].startswith(os.path.join(node_dir, "cache")) and
+              "/weights.bin," in at[0], "/mnt/models is the file in the engine's cache: %s" % at)
+        check(any("the model file begins 'toy weights v7" in l for l in lines),
+              "and the runtime reads the downloaded bytes")
+        st, body, _ = infer("remote", [[1, 2]])
+        check(st == 200 and body["outputs"][0]["data"] == [3], "and serves")
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
     # --- history -----------------------------------------------------------------------
     rc, out = ksv("history")

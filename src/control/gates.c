@@ -204,6 +204,13 @@ int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double ti
         }
         json_object_put(st);
         if (any && all_done) {
+            /* This round imported events before it read the phases: once more, so the
+             * terminal event (the engine appends it before the phase shows) is in history
+             * and the desired split follows it before the caller's next change. */
+            json_object *again = NULL;
+            ksv_err ignored;
+            if (ksv_ctl_gate_status(ctl, model, ns, &again, &ignored) == 0)
+                json_object_put(again);
             snprintf(phase_out, phase_cap, "%s", any_failed ? "Failed" : "Succeeded");
             if (any_failed)
                 return ksv_err_set(err, 1, "%s", reason);

@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include "engine/ext_runtime.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -1014,6 +1015,30 @@ const ksv_runtime_ops ksv_runtime_external = {
     .unload = external_unload,
     .predict = external_predict,
 };
+
+int ksv_ext_fetched_path(const char *folder, char *out, size_t cap, ksv_err *err)
+{
+    DIR *d = opendir(folder);
+    if (!d)
+        return ksv_err_set(err, 500, "model cache folder %s: %s", folder, strerror(errno));
+    char only[256] = "";
+    int entries = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && entries < 2) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (entries++ == 0)
+            snprintf(only, sizeof only, "%s", de->d_name);
+    }
+    closedir(d);
+    struct stat st;
+    int n = entries == 1 ? snprintf(out, cap, "%s/%s", folder, only) : -1;
+    if (n >= 0 && (size_t)n < cap && stat(out, &st) == 0 && S_ISREG(st.st_mode))
+        return 0;
+    if ((size_t)snprintf(out, cap, "%s", folder) >= cap)
+        return ksv_err_set(err, 400, "model cache folder %s: path too long", folder);
+    return 0;
+}
 
 int ksv_ext_model_path(const char *uri, char *out, size_t cap, ksv_err *err)
 {

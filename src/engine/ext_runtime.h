@@ -51,6 +51,13 @@ int ksv_ext_runtimes_bin_dir(char *out, size_t cap);
  * (a model file or a folder), which must exist. */
 int ksv_ext_model_path(const char *uri, char *out, size_t cap, ksv_err *err);
 
+/* The path that /mnt/models stands for when the engine downloaded the model (s3://, gs://,
+ * hf://, http(s)://) into its cache folder: the one file when the folder holds exactly one
+ * regular file (a single .gguf, which llama.cpp wants as a file), else the folder itself
+ * (an archive's or a bucket prefix's contents, as KServe's storage initializer lays
+ * them out under /mnt/models). */
+int ksv_ext_fetched_path(const char *folder, char *out, size_t cap, ksv_err *err);
+
 typedef struct ksv_ext_launch {
     const char *model;            /* {{.Name}} */
     const char *revision;         /* for log lines */

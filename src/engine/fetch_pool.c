@@ -18,6 +18,7 @@ typedef struct fetch_job {
     uint64_t id;
     char *uri;
     char sha256[65];
+    bool any_file;
     ksv_fetch_done_fn done;
     void *user;
     _Atomic bool cancel;
@@ -64,6 +65,7 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
         .deadline_s = pool->deadline_s,
         .stall_s = pool->stall_s,
         .max_bytes = pool->max_bytes,
+        .any_file = job->any_file,
     };
     int rc = !res                       ? ksv_err_set(&err, 500, "out of memory")
              : atomic_load(&job->cancel) ? -1
@@ -162,7 +164,7 @@ void ksv_fetch_pool_destroy(ksv_fetch_pool *pool)
 }
 
 uint64_t ksv_fetch_submit(ksv_fetch_pool *pool, const char *uri, const char *sha256,
-                          ksv_fetch_done_fn done, void *user, ksv_err *err)
+                          bool any_file, ksv_fetch_done_fn done, void *user, ksv_err *err)
 {
     fetch_job *job = calloc(1, sizeof *job);
     if (!job || !(job->uri = strdup(uri))) {
@@ -171,6 +173,7 @@ uint64_t ksv_fetch_submit(ksv_fetch_pool *pool, const char *uri, const char *sha
         return 0;
     }
     snprintf(job->sha256, sizeof job->sha256, "%s", sha256 ? sha256 : "");
+    job->any_file = any_file;
     job->done = done;
     job->user = user;
     atomic_init(&job->cancel, false);

@@ -86,6 +86,10 @@ static void rollout_free(rollout *r)
 }
 
 /* Publishes a new progress for readers. Caller holds apply_mu. */
+/* Publishes a new progress to readers (GET state). Every transition appends its event
+ * first, then commits, then persists: whoever sees a phase can already read its event (a
+ * console importing events when it sees Succeeded finds gate-succeeded), and a crash
+ * before the save repeats the transition and its event rather than losing the event. */
 static void commit(ksv_gate *g, rollout *r, const ksv_gate_progress *p)
 {
     pthread_mutex_lock(&g->mu);
@@ -381,9 +385,9 @@ static void fail(ksv_gate *g, rollout *r, ksv_gate_progress *p, const char *kind
     ksv_gate_progress q = *p;
     apply_weight(g, r, &q);
     snprintf(p->reason, sizeof p->reason, "%s", why);
+    event(g, r, p, kind, "rolled back to %s: %s", r->policy.stable, why);
     commit(g, r, p);
     persist(g);
-    event(g, r, p, kind, "rolled back to %s: %s", r->policy.stable, why);
 }
 
 /* Moves to the next step, or to Promoting after the last one. */
@@ -393,20 +397,20 @@ static void advance(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now)
     r->hold_mono = now;
     if (p->step < r->policy.n_steps) {
         p->set_weight = p->step >= 0 ? r->policy.steps[p->step] : 0;
-        commit(g, r, p);
-        persist(g);
         char label[64];
         step_label(r, p, label, sizeof label);
         event(g, r, p, "gate-step", "%s: canary %s at %d%%", label, r->policy.canary,
               p->set_weight);
+        commit(g, r, p);
+        persist(g);
     } else {
         p->step = r->policy.n_steps > 0 ? r->policy.n_steps - 1 : 0;
         p->phase = KSV_PHASE_PROMOTING;
         p->set_weight = 100;
-        commit(g, r, p);
-        persist(g);
         event(g, r, p, "gate-promote", "every step passed: promoting %s to 100%%",
               r->policy.canary);
+        commit(g, r, p);
+        persist(g);
     }
     if (!apply_weight(g, r, p))
         fail(g, r, p, "gate-rollback", p->reason);
@@ -455,8 +459,8 @@ static void judge_step(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now
         describe_check(&r->policy.metrics[first_fail], &p->checks[first_fail], why, sizeof why);
         snprintf(p->reason, sizeof p->reason, "%s (failed check %d of %d)", why,
                  p->failed_checks, r->policy.threshold);
-        commit(g, r, p);
         event(g, r, p, "gate-check", "%s failed: %s", label, p->reason);
+        commit(g, r, p);
         if (p->failed_checks >= r->policy.threshold) {
             char reason[sizeof p->reason];
             snprintf(reason, sizeof reason, "%d failed checks (threshold %d); last: %s",
@@ -481,9 +485,9 @@ static void judge_step(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now
             fail(g, r, p, "gate-rollback", reason);
             return;
         }
+        event(g, r, p, "gate-check", "%s inconclusive: %s", label, why);
         commit(g, r, p);
         persist(g);
-        event(g, r, p, "gate-check", "%s inconclusive: %s", label, why);
         return;
     }
     p->phase = KSV_PHASE_PROGRESSING;
@@ -521,9 +525,9 @@ static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
                  err.msg);
         p.phase = KSV_PHASE_FAILED;
         snprintf(p.reason, sizeof p.reason, "%s", reason);
+        event(g, r, &p, "gate-cancel", "%s", reason);
         commit(g, r, &p);
         persist(g);
-        event(g, r, &p, "gate-cancel", "%s", reason);
         return;
     }
     pthread_mutex_lock(&g->mu);
@@ -568,10 +572,10 @@ static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
         } else if (cs.traffic == 100) {
             p.phase = KSV_PHASE_SUCCEEDED;
             p.reason[0] = '\0';
-            commit(g, r, &p);
-            persist(g);
             event(g, r, &p, "gate-succeeded", "%s serves 100%%%s", r->policy.canary,
                   p.manual ? " (promoted by an operator)" : "");
+            commit(g, r, &p);
+            persist(g);
         }
         break;
     case KSV_PHASE_PAUSED:
@@ -835,9 +839,9 @@ int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err 
         }
         p.paused_from = p.phase;
         p.phase = KSV_PHASE_PAUSED;
+        event(g, r, &p, "gate-pause", "paused by an operator at %d%%", p.set_weight);
         commit(g, r, &p);
         persist(g);
-        event(g, r, &p, "gate-pause", "paused by an operator at %d%%", p.set_weight);
     } else if (strcmp(action, "resume") == 0) {
         if (p.phase != KSV_PHASE_PAUSED) {
             rc = ksv_err_set(err, 409, "cannot resume a rollout that is %s", phase);
@@ -848,9 +852,9 @@ int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err 
             p.waiting_since = ksv_wall_s(); /* time paused does not count against the deadline */
         r->hold_mono = 0;
         ring_clear(r);
+        event(g, r, &p, "gate-resume", "resumed by an operator");
         commit(g, r, &p);
         persist(g);
-        event(g, r, &p, "gate-resume", "resumed by an operator");
     } else if (strcmp(action, "abort") == 0) {
         if (!active) {
             rc = ksv_err_set(err, 409, "cannot abort a rollout that is %s", phase);
@@ -870,9 +874,9 @@ int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err 
         p.started = p.step_started = ksv_wall_s();
         r->hold_mono = 0;
         ring_clear(r);
+        event(g, r, &p, "gate-retry", "retried by an operator: the gate starts again");
         commit(g, r, &p);
         persist(g);
-        event(g, r, &p, "gate-retry", "retried by an operator: the gate starts again");
     } else if (strcmp(action, "promote") == 0) {
         if (p.phase == KSV_PHASE_SUCCEEDED || p.phase == KSV_PHASE_PROMOTING) {
             rc = ksv_err_set(err, 409, "the rollout is already %s", phase);
@@ -882,9 +886,9 @@ int ksv_gate_action(ksv_gate *g, const char *model, const char *action, ksv_err 
         p.set_weight = 100;
         p.manual = true;
         p.reason[0] = '\0';
+        event(g, r, &p, "gate-promote", "promoted by an operator (manual override of the gate)");
         commit(g, r, &p);
         persist(g);
-        event(g, r, &p, "gate-promote", "promoted by an operator (manual override of the gate)");
         if (!apply_weight(g, r, &p))
             fail(g, r, &p, "gate-rollback", p.reason);
     } else {

@@ -768,7 +768,7 @@ static void start_fetch(ksv_registry *reg, ksv_engine_revision *rev)
     rev->fetch_id = ksv_fetch_submit(reg->fetcher,
                                      rev->spec.pinned_uri[0] ? rev->spec.pinned_uri
                                                              : rev->spec.storage_uri,
-                                     rev->spec.sha256, fetch_done, t, &err);
+                                     rev->spec.sha256, rev->ops->proxied, fetch_done, t, &err);
     if (!rev->fetch_id) {
         free(t);
         rev->state = KSV_REV_FAILED;
@@ -851,9 +851,11 @@ static bool load_one(ksv_registry *reg)
     double t0 = ksv_mono_s();
     int rc = 0;
     /* A fetched model is a folder in the cache, resolved as a local folder is; an external
-     * runtime's model is any file or folder: the runtime reads it, not the engine. */
-    if (!fetched && ops->proxied)
-        rc = ksv_ext_model_path(spec.storage_uri, path, sizeof path, &err);
+     * runtime's model is any file or folder (the runtime reads it, not the engine), the
+     * downloaded one included. */
+    if (ops->proxied)
+        rc = fetched ? ksv_ext_fetched_path(fetched, path, sizeof path, &err)
+                     : ksv_ext_model_path(spec.storage_uri, path, sizeof path, &err);
     else
         rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
                                        &err);

@@ -68,7 +68,7 @@ static int stage_http(const char *uri, ksv_cache *cache, const char *staged, con
     if (url_file_name(uri, name, sizeof name, err) != 0)
         return -1;
     ksv_archive_kind kind = ksv_archive_kind_of(name);
-    if (kind == KSV_ARCHIVE_NONE && !ksv_model_file_name(name))
+    if (kind == KSV_ARCHIVE_NONE && !ctl->any_file && !ksv_model_file_name(name))
         return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj or .bst "
                                      "file, or a .tar, .tar.gz, .tgz or .zip archive",
                            uri);

@@ -28,6 +28,8 @@ typedef struct ksv_fetch_ctl {
     double stall_s;               /* fewer than 1 KiB in this many seconds stops it; 0: none */
     unsigned long long max_bytes; /* largest download, and largest unpacked archive; 0: the
                                    * default, KSV_STORAGE_MAX_DOWNLOAD */
+    bool any_file;                /* an http(s) URL may name any file, not only a model file
+                                   * or an archive: an external runtime reads it, not ksv */
 } ksv_fetch_ctl;
 
 typedef struct ksv_fetch_result {

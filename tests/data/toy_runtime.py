@@ -23,6 +23,9 @@ port = int(os.environ["PORT"])
 model_path, model_name = sys.argv[1], sys.argv[2]
 print("toy runtime: mode %s, model %s at %s, port %d, CUDA_VISIBLE_DEVICES=%r" %
       (mode, model_name, model_path, port, os.environ.get("CUDA_VISIBLE_DEVICES")), flush=True)
+if os.path.isfile(model_path):
+    with open(model_path, "rb") as f:
+        print("toy runtime: the model file begins %r" % f.read(40).decode("ascii", "replace"), flush=True)
 if mode == "crash-start":
     print("toy runtime: loading weights... failed: tensor blk.0 is truncated", flush=True)
     sys.exit(3)
