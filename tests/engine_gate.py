@@ -125,8 +125,9 @@ def put_model(eng, model, revs, traffic):
 
 
 def events_of(eng, model, kinds_only=True):
+    """The model's release-gate events (its residency events, model-load..., left out)."""
     st, _, page = eng.request("GET", "/ksv/v1/events?since=0&limit=5000", admin=True)
-    evs = [e for e in page["events"] if e["model"] == model]
+    evs = [e for e in page["events"] if e["model"] == model and e["kind"].startswith("gate-")]
     return [e["kind"] for e in evs] if kinds_only else evs
 
 

@@ -50,3 +50,33 @@ struct timespec ksv_timespec_in(clockid_t clock, double seconds)
     ts.tv_nsec = (long)(ns % 1000000000LL);
     return ts;
 }
+
+void ksv_clock_init(ksv_clock *c, double offset_s)
+{
+    atomic_init(&c->offset_ns, (int64_t)(offset_s * 1e9));
+}
+
+void ksv_clock_advance(ksv_clock *c, double seconds)
+{
+    atomic_fetch_add(&c->offset_ns, (int64_t)(seconds * 1e9));
+}
+
+static int64_t offset_of(const ksv_clock *c)
+{
+    return c ? atomic_load_explicit(&((ksv_clock *)c)->offset_ns, memory_order_relaxed) : 0;
+}
+
+int64_t ksv_clock_mono_ns(const ksv_clock *c)
+{
+    return ksv_mono_ns() + offset_of(c);
+}
+
+double ksv_clock_mono_s(const ksv_clock *c)
+{
+    return (double)ksv_clock_mono_ns(c) * 1e-9;
+}
+
+int64_t ksv_clock_wall_ms(const ksv_clock *c)
+{
+    return ksv_wall_ms() + offset_of(c) / 1000000;
+}

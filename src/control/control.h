@@ -15,6 +15,7 @@
 #ifndef KSV_CONTROL_CONTROL_H
 #define KSV_CONTROL_CONTROL_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -25,6 +26,7 @@
 #include "common/manifest.h"
 #include "common/strbuf.h"
 #include "store/store.h"
+#include "control/cost.h"
 
 typedef struct ksv_ctl ksv_ctl;
 
@@ -228,6 +230,33 @@ int ksv_ctl_gate_wait(ksv_ctl *ctl, const char *model, const char *ns, double ti
  * kind), and moves the desired split to what a gate decided. An unreachable node is read
  * next time. */
 int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err);
+
+/* ---- settings (settings.c) ------------------------------------------------------------ */
+
+/* ksv's config file: KSV_CONFIG, else $XDG_CONFIG_HOME/ksv/config, else
+ * ~/.config/ksv/config. Lines "KEY = VALUE" ('#' starts a comment): gpu-hour-price,
+ * gb-hour-price (for `ksv cost`). A missing file is no error (found false, all 0); a bad
+ * line is, with FILE:LINE. */
+typedef struct ksv_settings {
+    char path[PATH_MAX];
+    bool found;
+    double gpu_hour_price, gb_hour_price;
+} ksv_settings;
+
+int ksv_ctl_settings_load(ksv_settings *out, ksv_err *err);
+
+/* ---- cost (cost.c; cost.h says what each figure means) ------------------------------- */
+
+typedef struct ksv_cost_query {
+    double since_s;               /* the window: the last since_s seconds; <= 0: all */
+    const char *ns;               /* one namespace, or NULL */
+    double gpu_hour_price, gb_hour_price; /* < 0: from the config file (else 0) */
+} ksv_cost_query;
+
+/* Reads every node's new events into the store (an unreachable node becomes a warning and
+ * its stored events still count), asks each node for its open residencies, and computes
+ * the report. Free it with ksv_cost_report_free. */
+int ksv_ctl_cost(ksv_ctl *ctl, const ksv_cost_query *q, ksv_cost_report *out, ksv_err *err);
 
 /* The rest of the layer's public interface. */
 #include "control/figures.h"

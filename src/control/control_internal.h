@@ -148,6 +148,11 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
 /* "a-00001=90,a-00002=10" */
 void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap);
 
+/* cost.c: stores one imported event when it is a residency event (engine/usage.h);
+ * model_ref is "NS/NAME" when the store knows the model on that node, else NULL. */
+int ctl_usage_import(ksv_ctl *ctl, const char *node, const char *log_id, json_object *e,
+                     const char *model_ref, ksv_err *err);
+
 /* gates.c: PUTs the stored Canary's policy for canary (over stable) to every node of m. */
 int ctl_gate_start(ksv_ctl *ctl, const ksv_model_record *m, const char *canary, const char *stable,
                    const char *policy_template, ksv_ctl_result *res, ksv_err *err);

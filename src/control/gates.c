@@ -281,7 +281,8 @@ static int follow_gate(ksv_ctl *ctl, int64_t model_id, const char *kind, const c
 }
 
 /* One event into history (and the split); caller holds the transaction. */
-static int import_one(ksv_ctl *ctl, const char *node, json_object *e, ksv_err *err)
+static int import_one(ksv_ctl *ctl, const char *node, const char *log_id, json_object *e,
+                      ksv_err *err)
 {
     const char *kind = json_object_get_string(json_object_object_get(e, "kind"));
     const char *model = json_object_get_string(json_object_object_get(e, "model"));
@@ -311,6 +312,8 @@ static int import_one(ksv_ctl *ctl, const char *node, json_object *e, ksv_err *e
         .result = result,
     };
     int rc = ksv_store_history_append(ctl->store, &h, NULL, err);
+    if (rc == 0)
+        rc = ctl_usage_import(ctl, node, log_id, e, model_id ? ref : NULL, err);
     if (rc == 0 && model_id)
         rc = follow_gate(ctl, model_id, kind, revision, err);
     return rc;
@@ -367,7 +370,7 @@ static int import_node(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err
                 int64_t seq = json_object_get_int64(json_object_object_get(e, "seq"));
                 if (seq <= last)
                     continue; /* never twice, even from a confused node */
-                rc = import_one(ctl, node, e, err);
+                rc = import_one(ctl, node, id, e, err);
                 last = seq;
                 if (rc == 0 && imported)
                     (*imported)++;

@@ -156,6 +156,32 @@ static void events_page(const ksv_http_request *req, ksv_http_response *resp)
     resp->status = 200;
 }
 
+/* POST /ksv/v1/test/clock {"advance_s":N}: moves the engine's test clock forward (only
+ * when it was started with KSV_TEST_CLOCK; otherwise the path does not exist). */
+static void advance_test_clock(const ksv_http_request *req, ksv_http_response *resp)
+{
+    if (!req->engine->clock)
+        return ksv_http_error(resp, 404, "unknown admin path");
+    if (strcmp(req->method, "POST") != 0)
+        return ksv_http_error(resp, 405, "method not allowed here; use POST");
+    ksv_err err;
+    ksv_err_clear(&err);
+    json_object *body = ksv_http_json_body(req, &err);
+    if (!body)
+        return ksv_http_error(resp, err.status, err.msg);
+    json_object *v = json_object_object_get(body, "advance_s");
+    double s = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)
+                   ? json_object_get_double(v)
+                   : -1;
+    json_object_put(body);
+    if (!(s >= 0 && s <= 10 * 365 * 86400.0))
+        return ksv_http_error(resp, 400, "advance_s: expected seconds, 0 to ten years");
+    ksv_clock_advance(req->engine->clock, s);
+    ksv_sb_printf(&resp->body, "{\"offset_s\":%.3f}",
+                  (double)atomic_load(&req->engine->clock->offset_ns) * 1e-9);
+    resp->status = 200;
+}
+
 static void put_model(const ksv_http_request *req, const char *name, ksv_http_response *resp)
 {
     ksv_err err;
@@ -306,6 +332,15 @@ void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");
         return events_page(req, resp);
     }
+    if (strcmp(rest, "/usage") == 0) {
+        if (!get)
+            return ksv_http_error(resp, 405, "method not allowed here; use GET");
+        ksv_registry_write_usage(req->engine->registry, &resp->body);
+        resp->status = 200;
+        return;
+    }
+    if (strcmp(rest, "/test/clock") == 0)
+        return advance_test_clock(req, resp);
     if (strcmp(rest, "/histograms") == 0) {
         if (!get)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");

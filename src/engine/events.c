@@ -47,6 +47,7 @@ struct ksv_event_log {
     uint64_t cur_first_seq;       /* oldest seq in events.log; 0: none */
     ring_entry ring[RING_EVENTS]; /* the newest events, ring[(seq) % RING_EVENTS] */
     size_t ring_count;
+    const ksv_clock *clock;       /* event times; NULL: the real wall clock */
 };
 
 /* ------------------------------------------------------------------- line format */
@@ -385,8 +386,46 @@ static bool write_all(int fd, const char *data, size_t len)
     return true;
 }
 
+void ksv_events_set_clock(ksv_event_log *log, const ksv_clock *clock)
+{
+    if (log)
+        log->clock = clock;
+}
+
+int64_t ksv_events_now_ms(const ksv_event_log *log)
+{
+    return ksv_clock_wall_ms(log ? log->clock : NULL);
+}
+
+static uint64_t append_v(ksv_event_log *log, int64_t now_ms, const char *model,
+                         const char *revision, const char *kind, const char *figures_json,
+                         const char *fmt, va_list ap) __attribute__((format(printf, 7, 0)));
+
 uint64_t ksv_events_append(ksv_event_log *log, const char *model, const char *revision,
                            const char *kind, const char *figures_json, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint64_t seq = append_v(log, ksv_events_now_ms(log), model, revision, kind, figures_json,
+                            fmt, ap);
+    va_end(ap);
+    return seq;
+}
+
+uint64_t ksv_events_append_at(ksv_event_log *log, int64_t at_ms, const char *model,
+                              const char *revision, const char *kind, const char *figures_json,
+                              const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    uint64_t seq = append_v(log, at_ms, model, revision, kind, figures_json, fmt, ap);
+    va_end(ap);
+    return seq;
+}
+
+static uint64_t append_v(ksv_event_log *log, int64_t now_ms, const char *model,
+                         const char *revision, const char *kind, const char *figures_json,
+                         const char *fmt, va_list ap)
 {
     if (!log)
         return 0;
@@ -395,11 +434,7 @@ uint64_t ksv_events_append(ksv_event_log *log, const char *model, const char *re
         return 0;
     }
     char message[KSV_EVENT_MESSAGE_MAX + 1];
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(message, sizeof message, fmt, ap);
-    va_end(ap);
-    int64_t now_ms = ksv_wall_ms();
 
     /* Everything but the seq is formatted before taking the lock. */
     ksv_sb tail;

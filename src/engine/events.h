@@ -25,6 +25,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/clock.h"
 #include "common/error.h"
 #include "common/strbuf.h"
 
@@ -52,6 +53,16 @@ void ksv_events_close(ksv_event_log *log);
 uint64_t ksv_events_append(ksv_event_log *log, const char *model, const char *revision,
                            const char *kind, const char *figures_json, const char *fmt, ...)
     __attribute__((format(printf, 6, 7)));
+
+/* The same, stamped with the time at_ms (wall ms) when the decision was taken rather than
+ * when it is written: modules that decide under a lock write their events after it. */
+uint64_t ksv_events_append_at(ksv_event_log *log, int64_t at_ms, const char *model,
+                              const char *revision, const char *kind, const char *figures_json,
+                              const char *fmt, ...) __attribute__((format(printf, 7, 8)));
+/* Event times come from clock (NULL: the real wall clock; see ksv_clock). */
+void ksv_events_set_clock(ksv_event_log *log, const ksv_clock *clock);
+/* Now, on the log's clock, in wall milliseconds. */
+int64_t ksv_events_now_ms(const ksv_event_log *log);
 
 /* Writes {"log_id":ID,"first_seq":F,"last_seq":L,"events":[...],"more":BOOL}: the events
  * with seq > since, oldest first, at most limit of them (0: the default page). first_seq is

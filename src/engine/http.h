@@ -48,6 +48,7 @@ typedef struct ksv_engine_info {
     ksv_gate *gate;               /* release gates (gate.h) */
     ksv_mirror *mirror;           /* their shadow traffic (mirror.h) */
     ksv_proxy *proxy;             /* forwards requests to external runtimes (proxy.h) */
+    ksv_clock *clock;             /* the test clock (KSV_TEST_CLOCK); NULL in production */
 } ksv_engine_info;
 
 typedef struct ksv_http_request {

@@ -124,6 +124,19 @@ static int test_load_delay_ms(void)
     return *end || ms < 0 || ms > 600000 ? 0 : (int)ms;
 }
 
+/* KSV_TEST_CLOCK=OFFSET_S: the engine's elastic bookkeeping runs on a clock that starts
+ * OFFSET_S seconds from now and that POST /ksv/v1/test/clock moves forward, so that tests
+ * play hours of residency in seconds (common/clock.h). Not for production. */
+static bool test_clock_offset(double *offset_s)
+{
+    const char *v = getenv("KSV_TEST_CLOCK");
+    if (!v || !*v)
+        return false;
+    char *end;
+    *offset_s = strtod(v, &end);
+    return !*end && *offset_s >= -10 * 365 * 86400.0 && *offset_s <= 10 * 365 * 86400.0;
+}
+
 static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ksv_err *err)
 {
     ksv_model_spec *spec = calloc(1, sizeof *spec);
@@ -193,12 +206,20 @@ int main(int argc, char **argv)
     ksv_mirror *mirror = NULL;
     ksv_proxy *proxy = NULL;
     ksv_engine_info info = {0};
+    ksv_clock test_clock;
+    double clock_offset = 0;
+    bool use_test_clock = test_clock_offset(&clock_offset);
+    ksv_clock_init(&test_clock, clock_offset);
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
         lock_state_dir(opt->state_dir, &lock_fd, &err) != 0 ||
         load_token(opt, token, sizeof token, &err) != 0 ||
         ksv_events_open(opt->state_dir, 0, &events, &err) != 0)
         goto fail;
+    if (use_test_clock) {
+        ksv_log(KSV_LOG_WARN, NULL, "KSV_TEST_CLOCK: a test clock, %+.0f s from now", clock_offset);
+        ksv_events_set_clock(events, &test_clock);
+    }
     snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
     char cache_dir[PATH_MAX];
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", opt->state_dir);
@@ -216,6 +237,7 @@ int main(int argc, char **argv)
         .cache_max = opt->cache_max,
         .memory_budget = opt->memory_budget,
         .events = events,
+        .clock = use_test_clock ? &test_clock : NULL,
     };
     if (ksv_registry_create(&cfg, &reg, &err) != 0 || ksv_registry_restore(reg, &err) != 0 ||
         apply_cli_models(reg, opt, &err) != 0 ||
@@ -250,6 +272,7 @@ int main(int argc, char **argv)
         .gate = gate,
         .mirror = mirror,
         .proxy = proxy,
+        .clock = use_test_clock ? &test_clock : NULL,
     };
     ksv_http_limits limits = {
         .request_timeout = opt->request_timeout,

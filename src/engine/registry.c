@@ -17,6 +17,7 @@
 #include "engine/fetch_pool.h"
 #include "engine/memory_budget.h"
 #include "engine/storage.h"
+#include "engine/usage.h"
 
 #define ERROR_RING 32
 #define MAX_MODEL_REVS (2 * KSV_MAX_REVISIONS)
@@ -71,6 +72,8 @@ struct ksv_registry {
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
     ksv_event_log *events;        /* not owned */
+    const ksv_clock *clock;       /* elastic bookkeeping's clock; NULL: the real one */
+    ksv_usage_queue usage;        /* residency events waiting to be written (usage.h) */
     ksv_model_state_extra_fn state_extra; /* set once before serving */
     void *state_extra_ctx;
 
@@ -84,6 +87,63 @@ struct ksv_registry {
 
 static void push_error(ksv_engine_model *m, int status, const char *revision,
                        const char *request_id, const char *message);
+
+/* Times of the elastic bookkeeping (idle windows, residencies): the registry's clock. */
+static int64_t reg_now_ns(const ksv_registry *reg)
+{
+    return ksv_clock_mono_ns(reg->clock);
+}
+
+static double reg_now_s(const ksv_registry *reg)
+{
+    return ksv_clock_mono_s(reg->clock);
+}
+
+/* The gap without requests that counts as idle time: the model's stable window. */
+static int64_t idle_gap_ns(const ksv_model_spec *m)
+{
+    int w = m->scale_window_s > 0 ? m->scale_window_s : KSV_DEFAULT_SCALE_WINDOW_S;
+    return (int64_t)w * 1000000000LL;
+}
+
+/* Every answer the revision gave (client-facing), since the engine started. */
+static uint64_t answers(const ksv_engine_revision *rev)
+{
+    uint64_t n = 0;
+    for (int i = 0; i < KSV_CODE_SLOTS; i++)
+        n += atomic_load_explicit(&((ksv_engine_revision *)rev)->codes[i], memory_order_relaxed);
+    return n;
+}
+
+/* Queues a residency event (usage.h) for the revision; memory is what it holds (or held
+ * until this moment). A "model-load" or "cold-start" begins a residency; any other kind
+ * ends the current one, with its requests and idle time. Caller holds the write lock. */
+static void note_usage(ksv_registry *reg, ksv_engine_revision *rev, const char *kind,
+                       const char *reason, uint64_t memory)
+{
+    ksv_usage_note u = {
+        .kind = kind,
+        .reason = reason,
+        .at_ms = ksv_clock_wall_ms(reg->clock),
+        .memory_bytes = memory,
+        .load_seconds = rev->load_seconds,
+    };
+    snprintf(u.model, sizeof u.model, "%s", rev->model->spec.name);
+    snprintf(u.revision, sizeof u.revision, "%s", rev->spec.name);
+    bool begins = strcmp(kind, "model-load") == 0 || strcmp(kind, "cold-start") == 0;
+    if (begins) {
+        rev->resident_since_ms = u.at_ms;
+        rev->requests_at_load = answers(rev);
+        ksv_cold_residency_start(&rev->cold, reg_now_ns(reg));
+    } else if (rev->resident_since_ms) {
+        u.requests = answers(rev) - rev->requests_at_load;
+        u.idle_seconds = (double)ksv_cold_idle_ns(&rev->cold, reg_now_ns(reg),
+                                                  atomic_load(&rev->idle_gap_ns)) * 1e-9;
+        u.resident_seconds = (double)(u.at_ms - rev->resident_since_ms) * 1e-3;
+        rev->resident_since_ms = 0;
+    }
+    ksv_usage_push(&reg->usage, &u);
+}
 
 /* ------------------------------------------------------------------ small helpers */
 
@@ -165,7 +225,7 @@ static ksv_engine_revision *find_revision(ksv_engine_model *m, const char *name)
     return NULL;
 }
 
-static ksv_engine_revision *revision_new(ksv_engine_model *m, const ksv_revision_spec *spec)
+static ksv_engine_revision *revision_new(ksv_registry *reg, ksv_engine_model *m, const ksv_revision_spec *spec)
 {
     ksv_engine_revision *rev = calloc(1, sizeof *rev);
     if (!rev)
@@ -176,7 +236,8 @@ static ksv_engine_revision *revision_new(ksv_engine_model *m, const ksv_revision
     rev->ops = ksv_runtime_find(spec->runtime);
     ksv_hist_init(&rev->latency);
     ksv_hist_init(&rev->mirror_latency);
-    ksv_cold_state_init(&rev->cold);
+    ksv_cold_state_init(&rev->cold, reg_now_ns(reg));
+    atomic_init(&rev->idle_gap_ns, idle_gap_ns(&m->spec));
     if (rev->ops && rev->ops->proxied) {
         if (!(rev->llm = malloc(sizeof *rev->llm))) {
             free(rev);
@@ -258,7 +319,7 @@ static void model_apply_traffic(ksv_registry *reg, ksv_engine_model *m)
         m->pending = true;
         return;
     }
-    double now = ksv_mono_s();
+    double now = reg_now_s(reg);
     m->n_split = 0;
     int cumulative = 0;
     for (size_t i = 0; i < m->n_revs; i++) {
@@ -275,6 +336,7 @@ static void model_apply_traffic(ksv_registry *reg, ksv_engine_model *m)
         } else if (rev->cold.cold) {
             /* Scaled to zero and out of the split: nothing to drain; its waiters route
              * again, to the new split. */
+            note_usage(reg, rev, "model-unload", "left-split", 0);
             rev->cold.cold = false;
             if (!rev->cold.loading)
                 rev->state = KSV_REV_UNLOADED;
@@ -357,6 +419,7 @@ static void detach_model(ksv_registry *reg, ksv_engine_model *m)
         if (m->revs[r]->fetch_id)
             ksv_fetch_cancel(reg->fetcher, m->revs[r]->fetch_id, "model deleted");
         if (m->revs[r]->cold.cold) {
+            note_usage(reg, m->revs[r], "model-unload", "removed", 0);
             m->revs[r]->cold.cold = false;
             ksv_cold_wake(&reg->cold_queue, &m->revs[r]->cold, m->spec.name,
                           m->revs[r]->spec.name, KSV_COLD_RETRY);
@@ -431,7 +494,7 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
     for (size_t i = 0; i < spec->n_revisions; i++) {
         ksv_engine_revision *rev = find_revision(m, spec->revisions[i].name);
         if (!rev) {
-            rev = revision_new(m, &spec->revisions[i]);
+            rev = revision_new(reg, m, &spec->revisions[i]);
             if (!rev) {
                 if (created)
                     reg->n_models--;
@@ -451,6 +514,8 @@ static int put_locked(ksv_registry *reg, const ksv_model_spec *spec, ksv_err *er
             stop_unlisted(reg, m->revs[i]);
     }
     m->spec = *spec;
+    for (size_t i = 0; i < m->n_revs; i++)
+        atomic_store(&m->revs[i]->idle_gap_ns, idle_gap_ns(&m->spec));
     /* A re-applied revision keeps the commit it was pinned to. */
     for (size_t i = 0; i < m->spec.n_revisions; i++) {
         ksv_engine_revision *rev = find_revision(m, m->spec.revisions[i].name);
@@ -650,6 +715,8 @@ static int make_room(ksv_registry *reg, const ksv_engine_revision *for_rev, uint
         return ksv_mem_budget_error(err, need, used, reg->memory_budget);
     for (int v = 0; v < k; v++) {
         ksv_engine_revision *rev = cand[v].owner;
+        note_usage(reg, rev, rev->state == KSV_REV_READY ? "scale-to-zero" : "model-unload",
+                   "memory-budget", rev->memory_bytes);
         take_runtime(rev, &items[(*n_items)++]);
         if (rev->state == KSV_REV_READY) {
             rev->cold.cold = true; /* keeps its traffic; the next request starts it */
@@ -897,12 +964,15 @@ static bool load_one(ksv_registry *reg)
         rev->memory_bytes = mem_used;
         rev->error[0] = '\0';
         rev->state = rev->desired > 0 ? KSV_REV_READY : KSV_REV_STANDBY;
-        rev->idle_since = ksv_mono_s();
+        rev->idle_since = reg_now_s(reg);
         handle = NULL;
-        if (rev->cold.cold || cold_load)
+        bool woke = rev->cold.cold || cold_load;
+        if (woke)
             cold_start_done(rev);
         rev->cold.cold = false;
-        ksv_cold_touch(&rev->cold); /* the idle window starts when it is ready */
+        /* The idle window starts when it is ready. */
+        note_usage(reg, rev, woke ? "cold-start" : "model-load", woke ? "cold-start" : "load",
+                   mem_used);
         model_apply_traffic(reg, rev->model);
     } else if (rc != 0) {
         rev->state = KSV_REV_FAILED;
@@ -935,7 +1005,7 @@ static bool load_one(ksv_registry *reg)
  * with nothing in flight are freed. */
 static void janitor(ksv_registry *reg)
 {
-    double now = ksv_mono_s();
+    double now = reg_now_s(reg);
     bool work = false;
     pthread_rwlock_rdlock(&reg->lock);
     for (size_t i = 0; i < reg->n_dead && !work; i++)
@@ -971,12 +1041,14 @@ static void janitor(ksv_registry *reg)
             if (rev->state == KSV_REV_STANDBY && rev->traffic == 0 &&
                 now - rev->idle_since >= m->spec.rollback_window_s &&
                 atomic_load(&rev->inflight) == 0 && n_items < 64) {
+                note_usage(reg, rev, "model-unload", "rollback-window", rev->memory_bytes);
                 take_runtime(rev, &items[n_items++]);
                 rev->state = KSV_REV_UNLOADED;
                 ksv_log(KSV_LOG_INFO, NULL, "revision %s unloaded (rollback window over)",
                         rev->spec.name);
             }
             if (idle_to_zero(m, rev, now) && n_items < 64) {
+                note_usage(reg, rev, "scale-to-zero", "idle", rev->memory_bytes);
                 take_runtime(rev, &items[n_items++]);
                 rev->cold.cold = true; /* keeps its place in the split and its info */
                 rev->state = KSV_REV_SCALED_TO_ZERO;
@@ -991,6 +1063,8 @@ static void janitor(ksv_registry *reg)
         ksv_engine_revision *rev = reg->dead_revs[i];
         if (atomic_load(&rev->inflight) == 0 && !rev->loader_busy && !rev->fetch_id &&
             n_items < 64) {
+            if (rev->handle)
+                note_usage(reg, rev, "model-unload", "removed", rev->memory_bytes);
             revision_free(reg, rev, &items[n_items]);
             n_items++;
         } else {
@@ -1054,6 +1128,7 @@ static void *lifecycle_main(void *arg)
             break;
         bool busy = load_one(reg);
         janitor(reg);
+        ksv_usage_flush(&reg->usage, reg->events); /* outside the registry lock */
         if (busy)
             continue;
         pthread_mutex_lock(&reg->lc_mu);
@@ -1088,7 +1163,9 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     reg->load_delay_ms = cfg->load_delay_ms;
     reg->memory_budget = cfg->memory_budget;
     ksv_cold_queue_init(&reg->cold_queue);
+    ksv_usage_init(&reg->usage);
     reg->events = cfg->events;
+    reg->clock = cfg->clock;
     if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
@@ -1135,6 +1212,19 @@ void ksv_registry_destroy(ksv_registry *reg)
     /* Every download is cancelled and its thread joined before revisions are freed. */
     ksv_fetch_pool_destroy(reg->fetcher);
     ksv_cold_queue_destroy(&reg->cold_queue); /* its thread uses the registry lock */
+    /* Each residency (and time at zero) ends here, in the log. */
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            ksv_engine_revision *rev = reg->models[i]->revs[r];
+            if (rev->handle || rev->cold.cold)
+                note_usage(reg, rev, "model-unload", "shutdown", rev->memory_bytes);
+        }
+    for (size_t i = 0; i < reg->n_dead; i++)
+        if (reg->dead_revs[i]->handle)
+            note_usage(reg, reg->dead_revs[i], "model-unload", "shutdown",
+                       reg->dead_revs[i]->memory_bytes);
+    ksv_usage_flush(&reg->usage, reg->events);
+    ksv_usage_destroy(&reg->usage);
     unload_item it;
     for (size_t i = 0; i < reg->n_models; i++) {
         ksv_engine_model *m = reg->models[i];
@@ -1313,6 +1403,7 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
     if (rc == 0) {
         route->rev = rev;
         route->model = m;
+        ksv_cold_touch(&rev->cold, reg_now_ns(reg), atomic_load(&rev->idle_gap_ns));
     }
     return rc;
 }
@@ -1336,11 +1427,9 @@ static void push_error(ksv_engine_model *m, int status, const char *revision,
 void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double seconds,
                          const char *request_id, const char *message)
 {
-    (void)reg;
     ksv_engine_revision *rev = route->rev;
     atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(status)], 1, memory_order_relaxed);
-    if (rev->spec.min_replicas == 0)
-        ksv_cold_touch(&rev->cold); /* only scale-to-zero revisions watch their idle time */
+    ksv_cold_touch(&rev->cold, reg_now_ns(reg), atomic_load(&rev->idle_gap_ns));
     ksv_hist_record(&rev->latency, seconds);
     if (status >= 400)
         push_error(route->model, status, rev->spec.name, request_id, message);
@@ -1540,6 +1629,35 @@ void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb)
             ksv_sb_putc(sb, ',');
         write_model_state(reg, sb, reg->models[i]);
     }
+    ksv_sb_puts(sb, "]}");
+    pthread_rwlock_unlock(&reg->lock);
+}
+
+void ksv_registry_write_usage(ksv_registry *reg, ksv_sb *sb)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    int64_t now_ns = reg_now_ns(reg);
+    ksv_sb_printf(sb, "{\"now\":%.3f,\"revisions\":[",
+                  (double)ksv_clock_wall_ms(reg->clock) * 1e-3);
+    bool first = true;
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            ksv_engine_revision *rev = reg->models[i]->revs[r];
+            if (!rev->resident_since_ms)
+                continue;
+            ksv_sb_puts(sb, first ? "{\"model\":" : ",{\"model\":");
+            first = false;
+            ksv_sb_json_str(sb, reg->models[i]->spec.name);
+            ksv_sb_puts(sb, ",\"revision\":");
+            ksv_sb_json_str(sb, rev->spec.name);
+            int64_t idle = ksv_cold_idle_ns(&rev->cold, now_ns, atomic_load(&rev->idle_gap_ns));
+            ksv_sb_printf(sb, ",\"since\":%.3f,\"memory_bytes\":%llu,\"requests\":%llu,"
+                              "\"idle_seconds\":%.3f}",
+                          (double)rev->resident_since_ms * 1e-3,
+                          (unsigned long long)rev->memory_bytes,
+                          (unsigned long long)(answers(rev) - rev->requests_at_load),
+                          (double)idle * 1e-9);
+        }
     ksv_sb_puts(sb, "]}");
     pthread_rwlock_unlock(&reg->lock);
 }

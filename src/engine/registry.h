@@ -73,6 +73,11 @@ typedef struct ksv_engine_revision {
     uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
     uint64_t last_memory_bytes;   /* what its last load measured, kept after unloading */
     ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
+    _Atomic int64_t idle_gap_ns;  /* its model's window: a longer gap between requests is
+                                   * idle time (set under the write lock, read by requests) */
+    int64_t resident_since_ms;    /* wall ms (registry clock) its residency began; 0: not
+                                   * loaded (usage.h) */
+    uint64_t requests_at_load;    /* answers() when the residency began */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
     _Atomic uint64_t codes[KSV_CODE_SLOTS];
@@ -116,6 +121,8 @@ typedef struct ksv_registry_config {
     unsigned long long max_model_bytes; /* largest model downloaded or unpacked; 0: default */
     unsigned long long cache_max; /* cache size cap in bytes; 0: none */
     ksv_event_log *events;        /* where decisions are recorded; NULL: nowhere */
+    const ksv_clock *clock;       /* idle windows and residency times; NULL: the real clocks
+                                   * (tests move it: see ksv_clock) */
 } ksv_registry_config;
 
 int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_err *err);
@@ -167,6 +174,11 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
 /* Admin views. */
 void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb);
 int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err);
+/* The open residencies (usage.h) so far, for `ksv cost`: {"now":T,"revisions":[{"model",
+ * "revision","since","memory_bytes","requests","idle_seconds"}]}; times are wall seconds on
+ * the registry's clock. Kept out of the state so that the state stays unchanged while
+ * nothing changes. */
+void ksv_registry_write_usage(ksv_registry *reg, ksv_sb *sb);
 int ksv_registry_write_errors(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err);
 void ksv_registry_write_histograms(ksv_registry *reg, ksv_sb *sb);
 void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb);

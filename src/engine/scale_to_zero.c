@@ -72,19 +72,35 @@ void ksv_cold_queue_destroy(ksv_cold_queue *q)
     pthread_mutex_destroy(&q->mu);
 }
 
-void ksv_cold_state_init(ksv_cold_state *c)
+void ksv_cold_state_init(ksv_cold_state *c, int64_t now_ns)
 {
     memset(c, 0, sizeof *c);
     atomic_init(&c->requested_ns, 0);
-    atomic_init(&c->last_active_ns, ksv_mono_ns());
+    atomic_init(&c->last_active_ns, now_ns);
+    atomic_init(&c->idle_ns, 0);
     atomic_init(&c->cold_starts, 0);
     atomic_init(&c->queue_depth, 0);
     ksv_hist_init(&c->duration);
 }
 
-void ksv_cold_touch(ksv_cold_state *c)
+void ksv_cold_touch(ksv_cold_state *c, int64_t now_ns, int64_t idle_gap_ns)
 {
-    atomic_store_explicit(&c->last_active_ns, ksv_mono_ns(), memory_order_relaxed);
+    int64_t before = atomic_exchange_explicit(&c->last_active_ns, now_ns, memory_order_relaxed);
+    if (idle_gap_ns > 0 && now_ns - before >= idle_gap_ns)
+        atomic_fetch_add_explicit(&c->idle_ns, now_ns - before, memory_order_relaxed);
+}
+
+void ksv_cold_residency_start(ksv_cold_state *c, int64_t now_ns)
+{
+    atomic_store(&c->last_active_ns, now_ns);
+    atomic_store(&c->idle_ns, 0);
+}
+
+int64_t ksv_cold_idle_ns(const ksv_cold_state *c, int64_t now_ns, int64_t idle_gap_ns)
+{
+    int64_t idle = atomic_load_explicit(&c->idle_ns, memory_order_relaxed);
+    int64_t open = now_ns - atomic_load_explicit(&c->last_active_ns, memory_order_relaxed);
+    return idle + (idle_gap_ns > 0 && open >= idle_gap_ns ? open : 0);
 }
 
 void ksv_cold_request(ksv_cold_state *c)

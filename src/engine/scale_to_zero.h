@@ -54,7 +54,9 @@ typedef struct ksv_cold_state {
     bool loading;                    /* the lifecycle thread is loading it for a request */
     double failed_at;                /* monotonic: last failed cold load, 0 if none */
     _Atomic int64_t requested_ns;    /* monotonic ns when a request first asked; 0: none */
-    _Atomic int64_t last_active_ns;  /* monotonic ns of the last request finished or begun */
+    _Atomic int64_t last_active_ns;  /* monotonic ns (registry clock) of the last request
+                                      * finished or begun, or of the load */
+    _Atomic int64_t idle_ns;         /* this residency's idle gaps so far (see touch) */
     _Atomic uint64_t cold_starts;    /* cold loads that finished */
     _Atomic int queue_depth;         /* requests waiting now (queue mutex) */
     ksv_hist duration;               /* first request to ready, per cold start */
@@ -81,9 +83,17 @@ int ksv_cold_queue_start(ksv_cold_queue *q, void (*expire)(void *ctx), void *ctx
 /* Stops the deadline thread (if started) and frees the queue. */
 void ksv_cold_queue_destroy(ksv_cold_queue *q);
 
-void ksv_cold_state_init(ksv_cold_state *c);
-/* Marks the revision busy now (request begun or finished); lock-free. */
-void ksv_cold_touch(ksv_cold_state *c);
+void ksv_cold_state_init(ksv_cold_state *c, int64_t now_ns);
+/* Marks the revision busy at now_ns (request begun or finished); lock-free. A gap since
+ * the last request of at least idle_gap_ns (the model's window) counts whole as idle time
+ * of the residency: "loaded with no traffic" in `ksv cost`. Shorter gaps are the ordinary
+ * spacing of traffic. (A single request running longer than the window would count as
+ * idle too.) */
+void ksv_cold_touch(ksv_cold_state *c, int64_t now_ns, int64_t idle_gap_ns);
+/* A residency (a load) begins at now_ns: no idle time yet. */
+void ksv_cold_residency_start(ksv_cold_state *c, int64_t now_ns);
+/* Idle time of the residency up to now_ns, the open gap included when it is long enough. */
+int64_t ksv_cold_idle_ns(const ksv_cold_state *c, int64_t now_ns, int64_t idle_gap_ns);
 /* Notes that a request asks for a cold start (the first one's time is kept). */
 void ksv_cold_request(ksv_cold_state *c);
 /* Counts a finished cold start; its duration runs from the first request's ask. */

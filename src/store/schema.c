@@ -174,7 +174,31 @@ static const char migration_4[] =
     ");\n"
     "PRAGMA user_version = 4;\n";
 
-const char *const store_migrations[] = {migration_1, migration_2, migration_3, migration_4};
+/* 5: residency events (model-load, cold-start, model-unload, scale-to-zero, engine-start)
+ * read from the nodes' event logs with their figures, for `ksv cost`. namespace and model
+ * are the store's names when the event was imported (the model may be deleted since). */
+static const char migration_5[] =
+    "CREATE TABLE usage_events (\n"
+    "  node TEXT NOT NULL CHECK (length(node) BETWEEN 1 AND 253),\n"
+    "  log_id TEXT NOT NULL,\n"
+    "  seq INTEGER NOT NULL CHECK (seq >= 1),\n"
+    "  at INTEGER NOT NULL CHECK (at >= 0),\n"
+    "  kind TEXT NOT NULL CHECK (length(kind) BETWEEN 1 AND 40),\n"
+    "  namespace TEXT,\n"
+    "  model TEXT,\n"
+    "  revision TEXT,\n"
+    "  reason TEXT,\n"
+    "  memory_bytes INTEGER NOT NULL CHECK (memory_bytes >= 0),\n"
+    "  gpu_memory_bytes INTEGER NOT NULL CHECK (gpu_memory_bytes >= 0),\n"
+    "  requests INTEGER NOT NULL CHECK (requests >= 0),\n"
+    "  idle_seconds REAL NOT NULL CHECK (idle_seconds >= 0),\n"
+    "  PRIMARY KEY (node, log_id, seq)\n"
+    ");\n"
+    "CREATE INDEX usage_events_by_time ON usage_events (at);\n"
+    "PRAGMA user_version = 5;\n";
+
+const char *const store_migrations[] = {migration_1, migration_2, migration_3, migration_4,
+                                        migration_5};
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == KSV_STORE_SCHEMA_VERSION,

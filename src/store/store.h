@@ -21,6 +21,8 @@
  *                   the model is kept as "namespace/name" text so entries outlive the model.
  *   serving_runtimes  ServingRuntime (namespace) and ClusterServingRuntime (namespace '')
  *                   documents as applied, one row per (kind, namespace, name).
+ *   usage_events    what each node's engine held and when (residency events from its event
+ *                   log, with their figures), imported once each, for `ksv cost`.
  *   metric_samples  raw observations, kept 24 h; metric_rollups: the same summed per minute,
  *                   kept 30 days. A sample is an *increment* over (at - span, at], not a
  *                   cumulative counter: the scraper subtracts its previous scrape (a decrease
@@ -54,7 +56,7 @@
 
 #include "common/error.h"
 
-#define KSV_STORE_SCHEMA_VERSION 4
+#define KSV_STORE_SCHEMA_VERSION 5
 #define KSV_STORE_RAW_RETENTION_MS (24LL * 3600 * 1000)
 #define KSV_STORE_ROLLUP_RETENTION_MS (30LL * 24 * 3600 * 1000)
 #define KSV_STORE_ROLLUP_STEP_MS 60000LL
@@ -277,6 +279,35 @@ int ksv_store_event_cursor_get(ksv_store *s, const char *node, char **log_id, in
                                ksv_err *err);
 int ksv_store_event_cursor_set(ksv_store *s, const char *node, const char *log_id, int64_t seq,
                                ksv_err *err);
+
+/* ---- residency (usage) events, for cost ---- */
+
+typedef struct ksv_usage_event {
+    char *node;
+    char *log_id;
+    int64_t seq;
+    int64_t at_ms;
+    char *kind;               /* model-load, cold-start, model-unload, scale-to-zero,
+                               * engine-start */
+    char *ns;                 /* NULL: the model was not in the store when imported */
+    char *model;              /* the engine's model name; NULL for engine-start */
+    char *revision;
+    char *reason;             /* NULL: none given */
+    int64_t memory_bytes, gpu_memory_bytes, requests;
+    double idle_seconds;
+} ksv_usage_event;
+
+typedef struct ksv_usage_event_list {
+    ksv_usage_event *items;
+    size_t n;
+} ksv_usage_event_list;
+
+/* Adds one event; one already stored (same node, log and seq) is left as it is. */
+int ksv_store_usage_add(ksv_store *s, const ksv_usage_event *e, ksv_err *err);
+/* Every stored event, by node, then time, then seq. */
+int ksv_store_usage_list(ksv_store *s, ksv_usage_event_list *out, ksv_err *err);
+void ksv_usage_event_clear(ksv_usage_event *e);
+void ksv_usage_event_list_free(ksv_usage_event_list *l);
 
 /* ---- history ---- */
 

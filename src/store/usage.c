@@ -1,0 +1,130 @@
+/* usage.c: residency events imported from the nodes' event logs (store.h), the facts
+ * behind `ksv cost`. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_internal.h"
+
+void ksv_usage_event_clear(ksv_usage_event *e)
+{
+    free(e->node);
+    free(e->log_id);
+    free(e->kind);
+    free(e->ns);
+    free(e->model);
+    free(e->revision);
+    free(e->reason);
+    memset(e, 0, sizeof *e);
+}
+
+void ksv_usage_event_list_free(ksv_usage_event_list *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        ksv_usage_event_clear(&l->items[i]);
+    free(l->items);
+    l->items = NULL;
+    l->n = 0;
+}
+
+int ksv_store_usage_add(ksv_store *s, const ksv_usage_event *e, ksv_err *err)
+{
+    if (!e->node || !e->log_id || !e->kind || e->seq < 1 || e->at_ms < 0 ||
+        e->memory_bytes < 0 || e->gpu_memory_bytes < 0 || e->requests < 0 ||
+        !(e->idle_seconds >= 0) || !isfinite(e->idle_seconds))
+        return ksv_err_set(err, 400, "a usage event needs a node, log, seq and kind, and "
+                                     "figures that are not negative");
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "INSERT INTO usage_events (node, log_id, seq, at, kind, namespace, model, "
+                      "revision, reason, memory_bytes, gpu_memory_bytes, requests, idle_seconds) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+                      "ON CONFLICT (node, log_id, seq) DO NOTHING",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_OK;
+    store_bind_text(&rc, st, 1, e->node);
+    store_bind_text(&rc, st, 2, e->log_id);
+    store_bind_int64(&rc, st, 3, e->seq);
+    store_bind_int64(&rc, st, 4, e->at_ms);
+    store_bind_text(&rc, st, 5, e->kind);
+    store_bind_text(&rc, st, 6, e->ns);
+    store_bind_text(&rc, st, 7, e->model);
+    store_bind_text(&rc, st, 8, e->revision);
+    store_bind_text(&rc, st, 9, e->reason);
+    store_bind_int64(&rc, st, 10, e->memory_bytes);
+    store_bind_int64(&rc, st, 11, e->gpu_memory_bytes);
+    store_bind_int64(&rc, st, 12, e->requests);
+    store_bind_double(&rc, st, 13, e->idle_seconds);
+    int r = rc == SQLITE_OK ? store_step_done(s, st, "storing a usage event", err)
+                            : store_db_error(s, rc, "storing a usage event", err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+static int read_row(ksv_store *s, sqlite3_stmt *st, ksv_usage_event *e, ksv_err *err)
+{
+    return store_col_text(s, st, 0, false, "usage_events.node", &e->node, err) < 0 ||
+                   store_col_text(s, st, 1, false, "usage_events.log_id", &e->log_id, err) < 0 ||
+                   store_col_int64(s, st, 2, false, 1, INT64_MAX, "usage_events.seq", &e->seq,
+                                   err) < 0 ||
+                   store_col_int64(s, st, 3, false, 0, INT64_MAX, "usage_events.at",
+                                   &e->at_ms, err) < 0 ||
+                   store_col_text(s, st, 4, false, "usage_events.kind", &e->kind, err) < 0 ||
+                   store_col_text(s, st, 5, true, "usage_events.namespace", &e->ns, err) < 0 ||
+                   store_col_text(s, st, 6, true, "usage_events.model", &e->model, err) < 0 ||
+                   store_col_text(s, st, 7, true, "usage_events.revision", &e->revision,
+                                  err) < 0 ||
+                   store_col_text(s, st, 8, true, "usage_events.reason", &e->reason, err) < 0 ||
+                   store_col_int64(s, st, 9, false, 0, INT64_MAX, "usage_events.memory_bytes",
+                                   &e->memory_bytes, err) < 0 ||
+                   store_col_int64(s, st, 10, false, 0, INT64_MAX,
+                                   "usage_events.gpu_memory_bytes", &e->gpu_memory_bytes,
+                                   err) < 0 ||
+                   store_col_int64(s, st, 11, false, 0, INT64_MAX, "usage_events.requests",
+                                   &e->requests, err) < 0 ||
+                   store_col_double(s, st, 12, "usage_events.idle_seconds", &e->idle_seconds,
+                                    err) < 0
+               ? -1
+               : 0;
+}
+
+int ksv_store_usage_list(ksv_store *s, ksv_usage_event_list *out, ksv_err *err)
+{
+    memset(out, 0, sizeof *out);
+    sqlite3_stmt *st;
+    if (store_prepare(s,
+                      "SELECT node, log_id, seq, at, kind, namespace, model, revision, reason, "
+                      "memory_bytes, gpu_memory_bytes, requests, idle_seconds FROM usage_events "
+                      "ORDER BY node, at, seq",
+                      &st, err) < 0)
+        return -1;
+    int rc = SQLITE_ROW, r = 0;
+    size_t cap = 0;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (out->n == cap) {
+            size_t nc = cap ? cap * 2 : 64;
+            ksv_usage_event *grown = realloc(out->items, nc * sizeof *grown);
+            if (!grown) {
+                r = ksv_err_set(err, 500, "out of memory");
+                break;
+            }
+            out->items = grown;
+            cap = nc;
+        }
+        ksv_usage_event *e = &out->items[out->n];
+        memset(e, 0, sizeof *e);
+        if (read_row(s, st, e, err) < 0) {
+            ksv_usage_event_clear(e);
+            r = -1;
+            break;
+        }
+        out->n++;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, "listing usage events", err);
+    sqlite3_finalize(st);
+    if (r < 0)
+        ksv_usage_event_list_free(out);
+    return r;
+}
