@@ -160,7 +160,8 @@ try:
         f.write(isvc("fraud", "team-a", model_path("fraud"), 0) + "---\n" +
                 isvc("iris", "team-b", model_path("iris"), 1))
     rc, out, err = ksv("apply", "-f", path, "--node", "n1")
-    check(rc == 0, "both models applied (%s)" % (err.strip() or out.strip()))
+    if not check(rc == 0, "both models applied (%s)" % (err.strip() or out.strip())):
+        print(eng.log_text())
     check(eng.wait_applied("fraud") and eng.wait_applied("iris"), "both loaded")
 
     # --- the day ---

@@ -267,9 +267,6 @@ static void test_scale(void)
     static const char *const expect_listed[] = {
         "metadata.labels",
         "metadata.annotations[serving.kserve.io/deploymentMode]",
-        "spec.predictor.maxReplicas",
-        "spec.predictor.scaleMetric",
-        "spec.predictor.scaleTarget",
         "spec.predictor.logger",
         "spec.predictor.model.modelFormat.version",
         "spec.predictor.model.protocolVersion",
@@ -277,7 +274,8 @@ static void test_scale(void)
     };
     static const char *const expect_acted[] = {
         "spec.predictor.containerConcurrency", "spec.predictor.timeout",
-        "spec.predictor.minReplicas",
+        "spec.predictor.minReplicas",          "spec.predictor.maxReplicas",
+        "spec.predictor.scaleMetric",          "spec.predictor.scaleTarget",
         "spec.predictor.model.storageUri",     "spec.predictor.model.runtime",
         "spec.predictor.model.modelFormat",    "spec.predictor.model.modelFormat.name",
         "metadata.annotations[ksv.io/nodes]",  "metadata.name",

@@ -800,19 +800,17 @@ static int read_predictor(vctx *v, const mnode *pred)
         } else if (strcmp(e->key, "maxReplicas") == 0) {
             spec->has_max_replicas = true;
             rc = get_int(v, value, path, 0, KSV_REPLICAS_MAX, &spec->max_replicas);
-            if (!rc)
-                rc = not_acted_on(v, path, value);
         } else if (strcmp(e->key, "scaleTarget") == 0) {
             spec->has_scale_target = true;
             rc = get_int(v, value, path, 1, INT32_MAX, &spec->scale_target);
-            if (!rc)
-                rc = not_acted_on(v, path, value);
         } else if (strcmp(e->key, "scaleMetric") == 0) {
             rc = get_string(v, value, path, &spec->scale_metric);
             if (!rc && !IN_LIST(spec->scale_metric, scale_metrics))
                 rc = fail(v, value, path, "\"%s\" is not one of concurrency, rps, cpu, memory",
                           spec->scale_metric);
-            if (!rc)
+            /* The KPA scales on concurrency or rps; cpu and memory are the HPA's. */
+            if (!rc && strcmp(spec->scale_metric, "concurrency") != 0 &&
+                strcmp(spec->scale_metric, "rps") != 0)
                 rc = not_acted_on(v, path, value);
         } else if (strcmp(e->key, "containerConcurrency") == 0) {
             spec->has_container_concurrency = true;

@@ -67,10 +67,16 @@ void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
 
 /* Reads predictor settings the engine acts on from a revision's canonical spec, and the
  * model file digest pinned by ksv.io/sha256 ("" when none). */
+typedef struct scale_settings {
+    int64_t max_replicas, scale_target; /* 0: none given */
+    char metric[16];                    /* "concurrency", "rps" or "" */
+} scale_settings;
+
 static void revision_settings(const ksv_revision_record *rev, int64_t *concurrency,
                               int64_t *timeout_s, int64_t *min_replicas,
-                              uint64_t *memory_limit, char sha256[65])
+                              uint64_t *memory_limit, char sha256[65], scale_settings *scale)
 {
+    memset(scale, 0, sizeof *scale);
     *concurrency = 0;
     *timeout_s = 0;
     *min_replicas = 1;
@@ -87,6 +93,14 @@ static void revision_settings(const ksv_revision_record *rev, int64_t *concurren
             *timeout_s = json_object_get_int64(v);
         if (json_object_object_get_ex(pred, "minReplicas", &v))
             *min_replicas = json_object_get_int64(v);
+        if (json_object_object_get_ex(pred, "maxReplicas", &v))
+            scale->max_replicas = json_object_get_int64(v);
+        if (json_object_object_get_ex(pred, "scaleTarget", &v))
+            scale->scale_target = json_object_get_int64(v);
+        if (json_object_object_get_ex(pred, "scaleMetric", &v) &&
+            (strcmp(json_object_get_string(v), "concurrency") == 0 ||
+             strcmp(json_object_get_string(v), "rps") == 0))
+            snprintf(scale->metric, sizeof scale->metric, "%s", json_object_get_string(v));
         json_object *model, *res, *limits;
         if (json_object_object_get_ex(pred, "model", &model) &&
             json_object_object_get_ex(model, "resources", &res) &&
@@ -178,7 +192,9 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         int64_t concurrency, timeout_s, min_replicas;
         uint64_t memory_limit;
         char sha256[65];
-        revision_settings(r, &concurrency, &timeout_s, &min_replicas, &memory_limit, sha256);
+        scale_settings scale;
+        revision_settings(r, &concurrency, &timeout_s, &min_replicas, &memory_limit, sha256,
+                          &scale);
         ksv_sb_puts(body, first ? "{\"name\":" : ",{\"name\":");
         first = false;
         ksv_sb_json_str(body, r->name);
@@ -202,9 +218,12 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         }
         ksv_sb_printf(body,
                       ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld,"
-                      "\"min_replicas\":%lld,\"memory_limit_bytes\":%llu}}",
+                      "\"min_replicas\":%lld,\"memory_limit_bytes\":%llu,"
+                      "\"max_replicas\":%lld,\"scale_target\":%lld,\"scale_metric\":\"%s\"}}",
                       (long long)concurrency, (long long)timeout_s * 1000,
-                      (long long)min_replicas, (unsigned long long)memory_limit);
+                      (long long)min_replicas, (unsigned long long)memory_limit,
+                      (long long)scale.max_replicas, (long long)scale.scale_target,
+                      scale.metric[0] ? scale.metric : "concurrency");
     }
     ksv_sb_puts(body, "],\"traffic\":{");
     first = true;

@@ -82,6 +82,7 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
     strcpy(rev->booster_pool, "shared");
     rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
     rev->min_replicas = 1;
+    strcpy(rev->scale_metric, "concurrency");
     if (copy_string_field(obj, "name", rev->name, sizeof rev->name, true, where, err) ||
         copy_string_field(obj, "runtime", rev->runtime, sizeof rev->runtime, false, where,
                           err) ||
@@ -138,8 +139,19 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
                       where, err) ||
             int_field(settings, "min_replicas", 0, KSV_REPLICAS_MAX, &rev->min_replicas, where,
                       err) ||
-            bytes_field(settings, "memory_limit_bytes", &rev->memory_limit_bytes, where, err))
+            bytes_field(settings, "memory_limit_bytes", &rev->memory_limit_bytes, where, err) ||
+            int_field(settings, "max_replicas", 0, KSV_REPLICAS_MAX, &rev->max_replicas, where,
+                      err) ||
+            int_field(settings, "scale_target", 0, 1000000000, &rev->scale_target, where,
+                      err) ||
+            copy_string_field(settings, "scale_metric", rev->scale_metric,
+                              sizeof rev->scale_metric, false, where, err))
             return -1;
+        if (strcmp(rev->scale_metric, "concurrency") != 0 && strcmp(rev->scale_metric, "rps") != 0)
+            return ksv_err_set(err, 400, "%s.scale_metric: expected concurrency or rps", where);
+        if (rev->max_replicas > 0 && rev->max_replicas < rev->min_replicas)
+            return ksv_err_set(err, 400, "%s.max_replicas: %d is below min_replicas %d", where,
+                               rev->max_replicas, rev->min_replicas);
         if (strcmp(rev->booster_pool, "per-worker") != 0 &&
             strcmp(rev->booster_pool, "shared") != 0)
             return ksv_err_set(err, 400, "%s.booster_pool: expected \"per-worker\" or \"shared\"",
@@ -259,10 +271,12 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     ksv_sb_json_str(sb, rev->booster_pool);
     ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
                       "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d,\"min_replicas\":%d,"
-                      "\"memory_limit_bytes\":%lld}}",
+                      "\"memory_limit_bytes\":%lld,\"max_replicas\":%d,\"scale_target\":%d,"
+                      "\"scale_metric\":\"%s\"}}",
                   rev->predict_threads, rev->container_concurrency, rev->timeout_ms,
                   rev->batch_max_rows, rev->batch_max_delay_us, rev->min_replicas,
-                  rev->memory_limit_bytes);
+                  rev->memory_limit_bytes, rev->max_replicas, rev->scale_target,
+                  rev->scale_metric);
 }
 
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
@@ -299,6 +313,8 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            a->timeout_ms == b->timeout_ms && a->batch_max_rows == b->batch_max_rows &&
            a->batch_max_delay_us == b->batch_max_delay_us && a->min_replicas == b->min_replicas &&
            a->memory_limit_bytes == b->memory_limit_bytes &&
+           a->max_replicas == b->max_replicas && a->scale_target == b->scale_target &&
+           strcmp(a->scale_metric, b->scale_metric) == 0 &&
            strcmp(a->external, b->external) == 0;
 }
 
@@ -315,6 +331,7 @@ void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const cha
     snprintf(rev->booster_pool, sizeof rev->booster_pool, "shared");
     rev->batch_max_delay_us = KSV_BATCH_DEFAULT_DELAY_US;
     rev->min_replicas = 1; /* standalone models stay loaded */
+    strcpy(rev->scale_metric, "concurrency");
     spec->traffic[0] = 100;
     spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
     spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;

@@ -39,6 +39,11 @@ typedef struct ksv_revision_spec {
     int min_replicas;                /* 0: may scale to zero (see scale_to_zero.h); default 1 */
     long long memory_limit_bytes;    /* resources.limits.memory: the measured size may not
                                       * exceed it (0: no limit) */
+    /* Replicas (autoscaler.h): maxReplicas (0: no bound), scaleTarget per replica (0: the
+     * default, 100) and scaleMetric. */
+    int max_replicas;
+    int scale_target;
+    char scale_metric[16];           /* "concurrency" (default) | "rps" */
     /* runtime "external": the ServingRuntime to run, as validated compact JSON
      * (ext_runtime.h); "" for the built-in runtimes. */
     char external[KSV_EXT_SPEC_MAX];

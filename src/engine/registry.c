@@ -106,6 +106,20 @@ static int64_t idle_gap_ns(const ksv_model_spec *m)
     return (int64_t)w * 1000000000LL;
 }
 
+/* The revision's autoscaler settings; the stable window is its model's. */
+static ksv_kpa_params kpa_params(const ksv_engine_revision *rev)
+{
+    const ksv_model_spec *m = &rev->model->spec;
+    return (ksv_kpa_params){
+        .min_replicas = rev->spec.min_replicas,
+        .max_replicas = rev->spec.max_replicas,
+        .target = rev->spec.scale_target > 0 ? rev->spec.scale_target : KSV_DEFAULT_SCALE_TARGET,
+        .metric = strcmp(rev->spec.scale_metric, "rps") == 0 ? KSV_SCALE_RPS
+                                                              : KSV_SCALE_CONCURRENCY,
+        .window_s = m->scale_window_s > 0 ? m->scale_window_s : KSV_DEFAULT_SCALE_WINDOW_S,
+    };
+}
+
 /* Every answer the revision gave (client-facing), since the engine started. */
 static uint64_t answers(const ksv_engine_revision *rev)
 {
@@ -134,6 +148,10 @@ static void note_usage(ksv_registry *reg, ksv_engine_revision *rev, const char *
     if (begins) {
         rev->resident_since_ms = u.at_ms;
         rev->requests_at_load = answers(rev);
+        ksv_kpa_params p = kpa_params(rev);
+        if (ksv_kpa_start(&rev->kpa, &p, rev->requests_at_load) != 0)
+            ksv_log(KSV_LOG_WARN, NULL, "revision %s: no autoscaler (out of memory)",
+                    rev->spec.name);
         ksv_cold_residency_start(&rev->cold, reg_now_ns(reg));
     } else if (rev->resident_since_ms) {
         u.requests = answers(rev) - rev->requests_at_load;
@@ -141,6 +159,7 @@ static void note_usage(ksv_registry *reg, ksv_engine_revision *rev, const char *
                                                   atomic_load(&rev->idle_gap_ns)) * 1e-9;
         u.resident_seconds = (double)(u.at_ms - rev->resident_since_ms) * 1e-3;
         rev->resident_since_ms = 0;
+        ksv_kpa_stop(&rev->kpa);
     }
     ksv_usage_push(&reg->usage, &u);
 }
@@ -279,6 +298,7 @@ static void take_runtime(ksv_engine_revision *rev, unload_item *it)
 static void revision_free(ksv_registry *reg, ksv_engine_revision *rev, unload_item *it)
 {
     ksv_cache_unpin(reg->cache, rev->cache_tree);
+    ksv_kpa_stop(&rev->kpa);
     it->ops = rev->ops;
     it->handle = rev->handle;
     it->batcher = rev->batcher;
@@ -1088,6 +1108,26 @@ static void janitor(ksv_registry *reg)
         ksv_mem_return_to_system();
 }
 
+/* One autoscaler sample for every loaded revision: requests in flight (and those refused
+ * at the limit since the last sample, whose demand must be seen too). Only this thread
+ * starts, ticks and stops autoscalers, so the read lock is enough. */
+static void autoscale(ksv_registry *reg)
+{
+    double now = reg_now_s(reg);
+    pthread_rwlock_rdlock(&reg->lock);
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            ksv_engine_revision *rev = reg->models[i]->revs[r];
+            if (!rev->handle || !rev->kpa.ring)
+                continue;
+            double demand = (double)atomic_load(&rev->inflight) +
+                            (double)atomic_exchange(&rev->refused_at_limit, 0);
+            ksv_kpa_params p = kpa_params(rev);
+            ksv_kpa_tick(&rev->kpa, &p, now, demand, answers(rev));
+        }
+    pthread_rwlock_unlock(&reg->lock);
+}
+
 /* A waiting request whose deadline passed: counted as a 503 of its revision. Called with
  * the registry lock (read) and the queue mutex held. */
 static void cold_timed_out(void *ctx, const ksv_cold_waiter *w)
@@ -1128,6 +1168,7 @@ static void *lifecycle_main(void *arg)
             break;
         bool busy = load_one(reg);
         janitor(reg);
+        autoscale(reg);
         ksv_usage_flush(&reg->usage, reg->events); /* outside the registry lock */
         if (busy)
             continue;
@@ -1389,14 +1430,21 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
         return rc;
     }
     if (rc == 0) {
-        int64_t limit = rev->spec.container_concurrency;
+        /* containerConcurrency is per replica (KServe): the revision may run that many
+         * requests per replica the autoscaler gives it at once. */
+        int replicas = ksv_kpa_replicas(&rev->kpa);
+        int64_t limit = (int64_t)rev->spec.container_concurrency * (replicas > 1 ? replicas : 1);
         int64_t before = atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
         if (limit > 0 && before >= limit) {
             atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
             atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
                                       memory_order_relaxed);
-            rc = ksv_err_set(err, 503, "revision %s is at its concurrency limit (%lld)",
-                             rev->spec.name, (long long)limit);
+            atomic_fetch_add_explicit(&rev->refused_at_limit, 1, memory_order_relaxed);
+            route->retry_after_s = 1;
+            rc = ksv_err_set(err, 503, "revision %s is at its concurrency limit (%lld: %d "
+                                       "replica(s) x containerConcurrency %d)",
+                             rev->spec.name, (long long)limit, replicas > 1 ? replicas : 1,
+                             rev->spec.container_concurrency);
         }
     }
     pthread_rwlock_unlock(&reg->lock);
@@ -1577,6 +1625,7 @@ static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
         }
     }
     ksv_sb_printf(sb, ",\"memory_bytes\":%llu", (unsigned long long)rev->memory_bytes);
+    ksv_kpa_write_state(sb, &rev->kpa);
     ksv_cold_write_state(sb, &rev->cold);
     if (rev->error[0]) {
         ksv_sb_puts(sb, ",\"error\":");
@@ -1905,6 +1954,16 @@ static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap 
                               "%llu\n",
                           reg->models[i]->spec.name, rev->spec.name,
                           (unsigned long long)rev->memory_bytes);
+        }
+    ksv_sb_puts(sb, "# HELP ksv_revision_replicas Executor instances of the revision (Knative "
+                    "KPA; 0 when scaled to zero or unloaded).\n"
+                    "# TYPE ksv_revision_replicas gauge\n");
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            const ksv_engine_revision *rev = reg->models[i]->revs[r];
+            ksv_sb_printf(sb, "ksv_revision_replicas{model=\"%s\",revision=\"%s\"} %d\n",
+                          reg->models[i]->spec.name, rev->spec.name,
+                          ksv_kpa_replicas(&rev->kpa));
         }
     for (int f = 0; f < KSV_COLD_FAM_COUNT; f++) {
         ksv_cold_write_head(sb, (ksv_cold_family)f);

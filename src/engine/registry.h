@@ -22,6 +22,7 @@
 #include "common/error.h"
 #include "common/histogram.h"
 #include "common/strbuf.h"
+#include "engine/autoscaler.h"
 #include "engine/batcher.h"
 #include "engine/infer_stats.h"
 #include "engine/events.h"
@@ -78,6 +79,9 @@ typedef struct ksv_engine_revision {
     int64_t resident_since_ms;    /* wall ms (registry clock) its residency began; 0: not
                                    * loaded (usage.h) */
     uint64_t requests_at_load;    /* answers() when the residency began */
+    ksv_kpa kpa;                  /* its replicas while loaded (autoscaler.h) */
+    _Atomic uint64_t refused_at_limit; /* 503s at replicas x containerConcurrency since the
+                                   * autoscaler's last sample: demand it must see */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
     _Atomic uint64_t codes[KSV_CODE_SLOTS];

@@ -1,0 +1,200 @@
+"""Replicas: Knative's KPA on a real ksv-engine (DESIGN.md §11, issue 13 item 3).
+
+A replica is an executor instance of the revision: on the CPU it lets containerConcurrency
+more requests run the revision at once (src/engine/autoscaler.h). Under bounded load:
+
+1. concurrency: fraud with containerConcurrency 1, minReplicas 1, maxReplicas 4,
+   scaleTarget 1 and a 6 s window. Six clients send requests back to back for 4 s: the
+   demand (requests in flight plus those refused at the limit) is at least twice the target
+   per replica, so the autoscaler panics and scales to 4 within the load, never past 4;
+   ksv_revision_replicas and the state agree; refusals are 503 with Retry-After and say
+   why; every 200 carries XGBoost's own prediction. When the load stops, replicas return to
+   1 after the stable window.
+2. rps: iris with scaleMetric rps, scaleTarget 10, maxReplicas 3 and no containerConcurrency
+   (replicas advisory): a paced 40 requests/s for 5 s takes it to 3; nothing is refused.
+3. minReplicas 0: 0 replicas once scaled to zero, 1 again after the cold start.
+4. Bad settings are refused with the field (max below min, an unknown metric).
+5. Through ksv: maxReplicas, scaleTarget and scaleMetric of a manifest reach the engine and
+   are no longer listed as "not acted on".
+"""
+import json
+import os
+import re
+import threading
+import time
+
+from ksvtest import (ksv_cli, ENGINE, Engine, check, finish, load_json, max_abs_diff, model_path,
+                     tmpdir)
+
+FRAUD = load_json("requests", "fraud.json")
+FRAUD_WANT = load_json("expected", "fraud.json")["data"]
+IRIS = load_json("requests", "iris.json")
+
+
+def rev(name, uri, **settings):
+    return {"name": name, "runtime": "ksv-xgboost", "storage_uri": uri, "settings": settings}
+
+
+def put(eng, model, r, window=6):
+    st, _, body = eng.request("PUT", "/ksv/v1/models/" + model, admin=True,
+                              body={"revisions": [r], "traffic": {r["name"]: 100},
+                                    "scale_window_s": window})
+    return st, body
+
+
+def metric(eng, model):
+    st, _, text = eng.request("GET", "/metrics")
+    m = re.search(r'^ksv_revision_replicas\{model="%s",revision="[^"]+"\} (\d+)$' % model, text,
+                  re.M)
+    return int(m.group(1)) if m else None
+
+
+def state(eng, model):
+    return eng.request("GET", "/ksv/v1/models/" + model, admin=True)[2]["revisions"][0]
+
+
+def wait_replicas(eng, model, want, timeout):
+    deadline = time.time() + timeout
+    seen = None
+    while time.time() < deadline:
+        seen = metric(eng, model)
+        if seen == want:
+            return True, seen
+        time.sleep(0.1)
+    return False, seen
+
+
+try:
+    eng = Engine(threads=8)
+    st, body = put(eng, "fraud", rev("fraud-00001", model_path("fraud"), container_concurrency=1,
+                                     min_replicas=1, max_replicas=4, scale_target=1))
+    check(st == 202, "fraud put (%s)" % body)
+    eng.wait_applied("fraud")
+    check(metric(eng, "fraud") == 1, "one replica before any load")
+    r = state(eng, "fraud")
+    check(r.get("replicas") == 1 and r.get("autoscaler", {}).get("mode") == "stable",
+          "state: 1 replica, stable mode (%s)" % r.get("autoscaler"))
+
+    # 1. Six clients back to back for 4 s (bounded), sampling replicas meanwhile.
+    stop = time.time() + 4.0
+    lock = threading.Lock()
+    codes, bad, refusals = {}, [], []
+
+    def client():
+        c = eng.conn(10)
+        while time.time() < stop:
+            try:
+                st, hdrs, out = eng.request("POST", "/v2/models/fraud/infer", FRAUD, conn=c)
+            except OSError:
+                c.close()
+                c = eng.conn(10)
+                continue
+            with lock:
+                codes[st] = codes.get(st, 0) + 1
+                if st == 200 and max_abs_diff(out["outputs"][0]["data"], FRAUD_WANT) > 1e-5:
+                    bad.append(out)
+                if st == 503 and len(refusals) < 3:
+                    refusals.append((hdrs.get("retry-after"), out))
+        c.close()
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for t in threads:
+        t.start()
+    samples = []
+    while time.time() < stop:
+        samples.append(metric(eng, "fraud"))
+        time.sleep(0.1)
+    for t in threads:
+        t.join(30)
+    check(not any(t.is_alive() for t in threads), "every client finished (nothing hangs)")
+    check(max(samples) == 4, "under load the KPA scaled fraud to maxReplicas 4 (samples %s)" %
+          samples[::4])
+    check(all(s is not None and 1 <= s <= 4 for s in samples), "never below 1 nor above 4")
+    check(codes.get(200, 0) > 0 and not bad,
+          "%d answers 200, each with XGBoost's prediction" % codes.get(200, 0))
+    check(set(codes) <= {200, 503}, "only 200 and 503 answers (%s)" % codes)
+    if refusals:
+        ra, out = refusals[0]
+        check(ra == "1" and "replica(s) x containerConcurrency" in json.dumps(out),
+              "a refusal: 503, Retry-After 1, names replicas x containerConcurrency (%s)" % out)
+    ok, seen = wait_replicas(eng, "fraud", 1, 30)
+    check(ok, "load over: back to 1 replica after the stable window (%s)" % seen)
+    check(state(eng, "fraud").get("autoscaler", {}).get("mode") == "stable", "stable mode again")
+
+    # 2. rps: a paced 40/s for 5 s.
+    st, body = put(eng, "iris", rev("iris-00001", model_path("iris"), min_replicas=1,
+                                    max_replicas=3, scale_target=10, scale_metric="rps"))
+    check(st == 202, "iris put (%s)" % body)
+    eng.wait_applied("iris")
+    c = eng.conn(10)
+    t0 = time.time()
+    sent, iris_codes, peak = 0, {}, 0
+    while time.time() - t0 < 5.0:
+        due = t0 + sent / 40.0
+        if time.time() < due:
+            time.sleep(due - time.time())
+        st = eng.request("POST", "/v2/models/iris/infer", IRIS, conn=c)[0]
+        iris_codes[st] = iris_codes.get(st, 0) + 1
+        sent += 1
+        if sent % 10 == 0:
+            peak = max(peak, metric(eng, "iris") or 0)
+    c.close()
+    check(peak == 3, "40 requests/s over a target of 10: iris scaled to maxReplicas 3 (peak %d)"
+          % peak)
+    check(iris_codes == {200: sent}, "without containerConcurrency nothing is refused (%s)" %
+          iris_codes)
+
+    # 3. minReplicas 0.
+    st, body = put(eng, "churn", rev("churn-00001", model_path("churn-v1"), min_replicas=0,
+                                     max_replicas=2), window=1)
+    eng.wait_applied("churn")
+    deadline = time.time() + 20
+    while time.time() < deadline and state(eng, "churn")["state"] != "scaled-to-zero":
+        time.sleep(0.1)
+    check(state(eng, "churn")["state"] == "scaled-to-zero" and metric(eng, "churn") == 0,
+          "scaled to zero: 0 replicas")
+    st = eng.request("POST", "/v2/models/churn/infer", load_json("requests", "churn-v1.json"))[0]
+    check(st == 200 and metric(eng, "churn") == 1, "after the cold start: 1 replica")
+
+    # 4. Bad settings.
+    st, body = put(eng, "bad", rev("bad-00001", model_path("iris"), min_replicas=3, max_replicas=2))
+    check(st == 400 and "max_replicas" in json.dumps(body), "max below min: 400 (%s)" % body)
+    st, body = put(eng, "bad", rev("bad-00001", model_path("iris"), scale_metric="cpu"))
+    check(st == 400 and "scale_metric" in json.dumps(body), "metric cpu: 400 (%s)" % body)
+
+    # 5. Through ksv.
+    work = tmpdir("ksv-replicas-")
+    env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), KSV_ENGINE=ENGINE,
+               XDG_STATE_HOME=os.path.join(work, "state"), USER="tester")
+    ksv, _ = ksv_cli(env)
+    rc, _, err = ksv("node", "add", "n1", "http://127.0.0.1:%d" % eng.port, "--token-file",
+                     os.path.join(eng.state_dir, "token"))
+    path = os.path.join(work, "m.yaml")
+    with open(path, "w") as f:
+        f.write("""apiVersion: serving.kserve.io/v1beta1
+kind: InferenceService
+metadata:
+  name: scaled
+spec:
+  predictor:
+    minReplicas: 2
+    maxReplicas: 5
+    scaleTarget: 7
+    scaleMetric: rps
+    model:
+      modelFormat:
+        name: xgboost
+      storageUri: %s
+""" % model_path("iris"))
+    rc, out, err = ksv("apply", "-f", path, "--node", "n1")
+    check(rc == 0 and "not acted on" not in out + err, "apply: the scale fields are acted on "
+          "(%s)" % (out + err).strip())
+    r = state(eng, "scaled")
+    s = r["spec"]["settings"]
+    check((s.get("min_replicas"), s.get("max_replicas"), s.get("scale_target"),
+           s.get("scale_metric")) == (2, 5, 7, "rps"),
+          "the engine got minReplicas 2, maxReplicas 5, scaleTarget 7, rps (%s)" % s)
+    check(r.get("replicas") == 2, "and runs 2 replicas (its minimum) idle (%s)" % r.get("replicas"))
+finally:
+    pass
+finish()
