@@ -1,5 +1,5 @@
 /* fuzz_model_forest.c: XGBoost models as ksv-forest reads them, JSON and UBJSON
- * (src/engine/forest/forest_load.c, forest_ubjson.c). The first byte picks the format. */
+ * (src/engine/forest/forest_load.c, model_document.c, ubjson.c). The first byte picks the format. */
 #include <stddef.h>
 #include <stdint.h>
 

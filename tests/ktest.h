@@ -149,6 +149,15 @@ static inline int kt_summary(const char *test_name)
 
 /* ---- fixtures ------------------------------------------------------------------------- */
 
+#ifdef KSV_SRCDIR
+/* The test data folder (models, compat samples): $KSV_DATA_DIR, else KSV_SRCDIR/data. */
+static inline void kt_data_dir(char *out, size_t cap)
+{
+    const char *env = getenv("KSV_DATA_DIR");
+    snprintf(out, cap, "%s", env && *env ? env : KSV_SRCDIR "/data");
+}
+#endif
+
 static inline char *kt_read_file(const char *path, size_t *len)
 {
     FILE *f = fopen(path, "rb");

@@ -422,14 +422,16 @@ static void check_broken(void)
          FOREST_FORMAT_JSON, "categorical"},
         {"categorical split with NaN token",
          model_text(NULL, NULL, NULL, TREE("1", "[1,-1,-1]", "[1,0,0]", "[NaN,1E0,2E0]",
-                                           "[1,0,0]", "[0]"), NULL, NULL),
+                                           "[1,0,0]", "[0],\"categories_segments\":[0],"
+                                           "\"categories_sizes\":[1],\"categories\":[3]"),
+                    NULL, NULL),
          0, FOREST_FORMAT_JSON, "categorical"},
         {"child out of range",
          model_text(NULL, NULL, NULL, TREE("1", "[7,-1,-1]", "[1,0,0]", "[1,1,1]", "[0,0,0]", "[]"),
-                    NULL, NULL), 0, FOREST_FORMAT_JSON, "invalid child"},
+                    NULL, NULL), 0, FOREST_FORMAT_JSON, "child index out of range"},
         {"cycle",
          model_text(NULL, NULL, NULL, TREE("1", "[0,-1,-1]", "[1,0,0]", "[1,1,1]", "[0,0,0]", "[]"),
-                    NULL, NULL), 0, FOREST_FORMAT_JSON, "invalid child"},
+                    NULL, NULL), 0, FOREST_FORMAT_JSON, "child index out of range"},
         {"feature out of range",
          model_text(NULL, NULL, NULL, TREE("1", "[1,-1,-1]", "[9,0,0]", "[1,1,1]", "[0,0,0]", "[]"),
                     NULL, NULL), 0, FOREST_FORMAT_JSON, "feature"},
@@ -442,7 +444,7 @@ static void check_broken(void)
          0, FOREST_FORMAT_JSON, "not a number"},
         {"wrong array type",
          model_text(NULL, NULL, NULL, TREE("1", "\"x\"", "[1,0,0]", "[1,1,1]", "[0,0,0]", "[]"),
-                    NULL, NULL), 0, FOREST_FORMAT_JSON, "wrong type"},
+                    NULL, NULL), 0, FOREST_FORMAT_JSON, "not an array"},
         {"vector leaves",
          model_text(NULL, NULL, NULL, TREE("3", "[1,-1,-1]", "[1,0,0]", "[1,1,1]", "[0,0,0]", "[]"),
                     NULL, NULL), 0, FOREST_FORMAT_JSON, "vector leaves"},
@@ -522,9 +524,8 @@ static void check_ubj_mutations(const char *path)
 
 int main(void)
 {
-    const char *env = getenv("KSV_DATA_DIR");
     char data[4096], dir[4200];
-    snprintf(data, sizeof data, "%s", env && *env ? env : KSV_SRCDIR "/data");
+    kt_data_dir(data, sizeof data);
     int major, minor, patch;
     XGBoostVersion(&major, &minor, &patch);
     printf("test_forest: data %s, libxgboost %d.%d.%d\n", data, major, minor, patch);

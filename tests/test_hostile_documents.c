@@ -16,7 +16,7 @@
 
 #include "common/manifest.h"
 #include "common/strbuf.h"
-#include "engine/forest/forest_ubjson.h"
+#include "engine/ubjson.h"
 
 #include "ktest.h"
 
@@ -57,7 +57,7 @@ static void test_ubjson(void)
     KT_CHECK(doc.len < 2000, "the hostile document is %zu bytes", doc.len);
     ksv_err err = {0};
     double t = now_s();
-    json_object *root = forest_ubjson_parse((const unsigned char *)doc.data, doc.len, &err);
+    json_object *root = ksv_ubjson_parse((const unsigned char *)doc.data, doc.len, &err);
     double took = now_s() - t;
     KT_CHECK(!root && err.status == 400 && strstr(err.msg, "more values than"),
              "nested zero-size typed arrays are refused: %s", err.msg);
@@ -68,7 +68,7 @@ static void test_ubjson(void)
     /* The same trick one level down: a typed array of typed arrays. */
     unsigned char nested[] = {'[', '$', '[', '#', 'l', 0, 0, 0x10, 0, '$', 'F', '#', 'l', 1, 0, 0, 0};
     ksv_err_clear(&err);
-    root = forest_ubjson_parse(nested, sizeof nested, &err);
+    root = ksv_ubjson_parse(nested, sizeof nested, &err);
     KT_CHECK(!root && err.status == 400, "a typed array of typed arrays is refused: %s", err.msg);
     json_object_put(root);
 
@@ -77,7 +77,7 @@ static void test_ubjson(void)
     KT_CHECK(model && len > 0, "read data/models/iris-ubj/model.ubj");
     if (model) {
         ksv_err_clear(&err);
-        root = forest_ubjson_parse(model, len, &err);
+        root = ksv_ubjson_parse(model, len, &err);
         KT_CHECK(root != NULL, "a real XGBoost UBJSON model fits the budget: %s", err.msg);
         json_object_put(root);
     }

@@ -929,10 +929,8 @@ int main(void)
         printf("SKIP: no ksv-engine at %s (set KSV_ENGINE)\n", engine_path);
         return 77;
     }
-    const char *data_env = getenv("KSV_DATA_DIR");
     char data_rel[PATH_MAX], data_dir[PATH_MAX];
-    snprintf(data_rel, sizeof data_rel, "%s", data_env && *data_env ? data_env
-                                                                     : KSV_SRCDIR "/data");
+    kt_data_dir(data_rel, sizeof data_rel);
     if (!realpath(data_rel, data_dir)) {
         printf("FAIL: data folder %s: %s\n", data_rel, strerror(errno));
         return 1;

@@ -102,8 +102,7 @@ static void check_probe_says_no(void)
 
 int main(void)
 {
-    const char *env = getenv("KSV_DATA_DIR");
-    snprintf(data_dir, sizeof data_dir, "%s", env && *env ? env : KSV_SRCDIR "/data");
+    kt_data_dir(data_dir, sizeof data_dir);
     static const char *const forest_models[][2] = {
         {"fraud", "model.json"},    {"iris", "model.json"},     {"iris-ubj", "model.ubj"},
         {"churn-v1", "model.json"}, {"churn-v2", "model.json"}, {"softmax", "model.json"},

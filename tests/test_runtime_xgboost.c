@@ -479,32 +479,7 @@ static void check_errors(const char *data_dir)
         }
     }
 
-    /* A JSON model behind a byte order mark and whitespace still loads. */
-    {
-        size_t len = 0;
-        snprintf(source, sizeof source, "%s/models/iris/model.json", data_dir);
-        char *bytes = kt_read_file(source, &len);
-        char *padded = bytes != NULL ? malloc(len + 6) : NULL;
-        if (padded != NULL) {
-            memcpy(padded, "\xef\xbb\xbf \n\t", 6);
-            memcpy(padded + 6, bytes, len);
-            snprintf(path, sizeof path, "%s/bom.json", tmp);
-            kt_write_file(path, padded, len + 6);
-            ksv_runtime_options opts = {.workers = 1};
-            ksv_model_info info;
-            ksv_err err = {0};
-            void *model = NULL;
-            int rc = ksv_runtime_xgboost.load(path, &opts, &model, &info, &err);
-            KT_CHECK(rc == 0 && info.num_outputs == 3,
-                     "JSON model after BOM and whitespace loads%s%s", rc ? ": " : "",
-                     rc ? err.msg : "");
-            if (rc == 0)
-                ksv_runtime_xgboost.unload(model);
-        }
-        KT_CHECK(padded != NULL, "read %s", source);
-        free(padded);
-        free(bytes);
-    }
+    /* A JSON model behind a byte-order mark: test_model_document, for both runtimes. */
 
     /* Options that are wrong whatever the file. */
     snprintf(source, sizeof source, "%s/models/iris/model.json", data_dir);
@@ -731,97 +706,12 @@ static void check_registry(void)
     KT_CHECK(listed >= 1, "registry lists %zu runtime(s)", listed);
 }
 
-/* One structural corruption of iris/model.json (60 trees, 3 classes, 4 features): where to
- * write what, and the words the refusal must contain. Each is a model XGBoost 1.7.4 would
- * load and then crash, hang or read out of bounds on. */
-typedef struct doc_corruption {
-    const char *label;
-    const char *const keys[8];    /* path from learner.gradient_booster.model */
-    int index;                    /* array element to replace, -1: replace the value */
-    const char *json;             /* the new value */
-    const char *want;
-} doc_corruption;
-
-static json_object *json_at(json_object *o, const char *const *keys)
-{
-    for (; o && *keys; keys++) {
-        if (json_object_is_type(o, json_type_array))
-            o = json_object_array_get_idx(o, (size_t)atoi(*keys));
-        else if (!json_object_object_get_ex(o, *keys, &o))
-            return NULL;
-    }
-    return o;
-}
-
-static void check_document_validator(const char *data_dir)
-{
-    static const doc_corruption CASES[] = {
-        {"a child out of range", {"trees", "0", "left_children"}, 0, "7", "tree 0: child index out of range"},
-        {"right not left + 1", {"trees", "0", "right_children"}, 0, "1", "tree 0: child index out of range"},
-        {"a split feature out of range", {"trees", "1", "split_indices"}, 0, "4",
-         "tree 1: split feature out of range"},
-        {"a parent out of range", {"trees", "0", "parents"}, 1, "9", "tree 0: parent index out of range"},
-        {"an unknown split type", {"trees", "0", "split_type"}, 0, "2", "tree 0: unknown split type"},
-        {"a categorical split without categories", {"trees", "0", "split_type"}, 0, "1",
-         "tree 0: categorical split without categories"},
-        {"num_nodes larger than the arrays", {"trees", "2", "tree_param", "num_nodes"}, -1, "\"99\"",
-         "tree 2: node arrays do not match num_nodes"},
-        {"an output group out of range", {"tree_info"}, 5, "3", "tree 5: output group out of range"},
-        {"num_trees that disagrees", {"gbtree_model_param", "num_trees"}, -1, "\"61\"",
-         "trees, tree_info and num_trees disagree"},
-        {"a tree that is not an object", {"trees"}, 3, "[]", "tree 3: bad num_nodes"},
-    };
-    char tmp[] = "/tmp/ksv-test-xgb-doc-XXXXXX", source[1024], path[1100];
-    if (mkdtemp(tmp) == NULL) {
-        KT_CHECK(false, "mkdtemp: %s", strerror(errno));
-        return;
-    }
-    snprintf(source, sizeof source, "%s/models/iris/model.json", data_dir);
-    snprintf(path, sizeof path, "%s/model.json", tmp);
-    for (size_t i = 0; i < sizeof CASES / sizeof *CASES; i++) {
-        const doc_corruption *c = &CASES[i];
-        json_object *root = json_object_from_file(source), *model = NULL;
-        static const char *const MODEL[] = {"learner", "gradient_booster", "model", NULL};
-        model = json_at(root, MODEL);
-        const char *parent_keys[8] = {NULL};
-        size_t depth = 0;
-        while (c->keys[depth])
-            depth++;
-        for (size_t k = 0; k + (c->index < 0 ? 1 : 0) < depth; k++)
-            parent_keys[k] = c->keys[k];
-        json_object *at = json_at(model, parent_keys), *value = json_tokener_parse(c->json);
-        bool placed = at && value &&
-                      (c->index >= 0 ? json_object_array_put_idx(at, (size_t)c->index, value) == 0
-                                     : json_object_object_add(at, c->keys[depth - 1], value) == 0);
-        KT_CHECK(placed, "%s: the corruption is placed", c->label);
-        if (!placed) {
-            json_object_put(value);
-            json_object_put(root);
-            continue;
-        }
-        json_object_to_file(path, root);
-        json_object_put(root);
-        ksv_runtime_options opts = {.workers = 1, .booster_pool = "shared"};
-        ksv_model_info info;
-        ksv_err err = {0};
-        void *handle = NULL;
-        int rc = ksv_runtime_xgboost.load(path, &opts, &handle, &info, &err);
-        KT_CHECK(rc == -1 && err.status == 400 && strstr(err.msg, c->want),
-                 "%s is refused before XGBoost reads it (%d: %s)", c->label, err.status, err.msg);
-        if (rc == 0)
-            ksv_runtime_xgboost.unload(handle);
-    }
-    unlink(path);
-    rmdir(tmp);
-}
-
 int main(void)
 {
-    const char *env_data = getenv("KSV_DATA_DIR");
     const char *env_compat = getenv("KSV_COMPAT_DIR");
     char data_dir[400], compat_dir[600];
 
-    snprintf(data_dir, sizeof data_dir, "%s", env_data && *env_data ? env_data : KSV_SRCDIR "/data");
+    kt_data_dir(data_dir, sizeof data_dir);
     if (env_compat && *env_compat)
         snprintf(compat_dir, sizeof compat_dir, "%s", env_compat);
     else
@@ -834,7 +724,6 @@ int main(void)
     check_data_models(data_dir);
     check_compat(data_dir, compat_dir);
     check_errors(data_dir);
-    check_document_validator(data_dir);
     check_threads_option(data_dir);
     check_concurrency(data_dir);
 

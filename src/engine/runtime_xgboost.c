@@ -18,25 +18,19 @@
  * so such a model predicts through a DMatrix made for each call.
  * Each booster's "nthread" is set to predict_threads (default 1): the engine already runs
  * one request per core, and OpenMP inside a call only adds overhead there. */
-#include <ctype.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <json-c/json.h>
 #include <xgboost/c_api.h>
 
 #include "common/log.h"
 #include "common/strbuf.h"
-#include "engine/forest/forest_ubjson.h"
+#include "engine/model_document.h"
 #include "engine/runtime.h"
 
 /* In-place prediction settings, the same for every model. type 0 is the objective's own
@@ -62,8 +56,6 @@ typedef struct xgb_model {
     size_t num_outputs;
 } xgb_model;
 
-typedef enum { FORMAT_JSON, FORMAT_UBJ, FORMAT_LEGACY } model_format;
-
 /* Copies the first line of XGBoost's last error into err, without its "[HH:MM:SS] "
  * prefix and with bytes outside printable ASCII replaced, since it ends up in a JSON
  * response and XGBoost may quote raw model bytes. */
@@ -86,81 +78,6 @@ static int xgb_fail(ksv_err *err, int status, const char *what)
     }
     clean[n] = '\0';
     return ksv_err_set(err, status, "%s: %s", what, n > 0 ? clean : "unknown xgboost error");
-}
-
-static int format_from_path(const char *path, model_format *format, ksv_err *err)
-{
-    const char *dot = strrchr(path, '.');
-    const char *slash = strrchr(path, '/');
-
-    if (dot != NULL && (slash == NULL || dot > slash)) {
-        if (strcasecmp(dot, ".json") == 0) {
-            *format = FORMAT_JSON;
-            return 0;
-        }
-        if (strcasecmp(dot, ".ubj") == 0) {
-            *format = FORMAT_UBJ;
-            return 0;
-        }
-        if (strcasecmp(dot, ".bst") == 0) {
-            *format = FORMAT_LEGACY;
-            return 0;
-        }
-    }
-    return ksv_err_set(err, 400, "model file %s: unsupported extension (want .json, .ubj or .bst)",
-                       path);
-}
-
-/* Reads the whole file; *data is malloc'd and owned by the caller. */
-static int read_model_file(const char *path, char **data, size_t *len, ksv_err *err)
-{
-    struct stat st;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-    if (fd < 0) {
-        int status = (errno == ENOENT || errno == ENOTDIR) ? 404 : 400;
-        return ksv_err_set(err, status, "model file %s: %s", path, strerror(errno));
-    }
-    if (fstat(fd, &st) != 0) {
-        int saved = errno;
-        close(fd);
-        return ksv_err_set(err, 500, "model file %s: %s", path, strerror(saved));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return ksv_err_set(err, 400, "model file %s: not a regular file", path);
-    }
-    if (st.st_size == 0) {
-        close(fd);
-        return ksv_err_set(err, 400, "model file %s: empty", path);
-    }
-    if ((uintmax_t)st.st_size > (uintmax_t)SIZE_MAX / 2) {
-        close(fd);
-        return ksv_err_set(err, 400, "model file %s: too large", path);
-    }
-    size_t size = (size_t)st.st_size;
-    char *buf = malloc(size);
-    if (buf == NULL) {
-        close(fd);
-        return ksv_err_set(err, 500, "model file %s: out of memory for %zu bytes", path, size);
-    }
-    size_t got = 0;
-    while (got < size) {
-        ssize_t n = read(fd, buf + got, size - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            int saved = n < 0 ? errno : EIO;
-            free(buf);
-            close(fd);
-            return ksv_err_set(err, 500, "model file %s: read: %s", path, strerror(saved));
-        }
-        got += (size_t)n;
-    }
-    close(fd);
-    *data = buf;
-    *len = size;
-    return 0;
 }
 
 static uint64_t read_le64(const unsigned char *p)
@@ -285,323 +202,15 @@ static const char *legacy_layout_problem(const unsigned char *data, size_t len)
     return NULL;
 }
 
-/* ---- the model document, as XGBoost's loaders would read it --------------------------
+/* ---- the model document ----------------------------------------------------------------
  *
  * XGBoost 1.7.4 trusts what a model file says: its UBJSON reader trusts lengths (a
  * truncated .ubj makes it read past its buffer, found with ASan), its loader and predictor
- * index with node numbers, features and categories unchecked. So the document is read
- * first with ksv's one model-document reader (json-c for JSON, forest_ubjson for UBJSON,
- * bounded and strict) and checked here; only then does XGBoost see the bytes. */
-
-enum { MAX_FEATURES = 1 << 24, MAX_TREE_NODES = 1 << 28 };
-
-static json_object *member(json_object *object, const char *key)
-{
-    json_object *v = NULL;
-    return json_object_is_type(object, json_type_object) &&
-                   json_object_object_get_ex(object, key, &v)
-               ? v
-               : NULL;
-}
-
-/* Follows a NULL-terminated list of keys. */
-static json_object *path_get(json_object *from, const char *const *keys)
-{
-    for (; from && *keys; keys++)
-        from = member(from, *keys);
-    return from;
-}
-
-/* An integer stored as a number or, as XGBoost writes its parameters, a decimal string. */
-static bool doc_int(json_object *v, int64_t *out)
-{
-    if (json_object_is_type(v, json_type_int)) {
-        *out = json_object_get_int64(v);
-        return true;
-    }
-    if (!json_object_is_type(v, json_type_string))
-        return false;
-    const char *digits = json_object_get_string(v);
-    char *end;
-    if (!*digits || strlen(digits) >= 24)
-        return false;
-    errno = 0;
-    long long parsed = strtoll(digits, &end, 10);
-    if (errno != 0 || *end != '\0')
-        return false;
-    *out = parsed;
-    return true;
-}
-
-/* The number of elements of an array value, or -1. */
-static int64_t doc_array_length(json_object *v)
-{
-    return json_object_is_type(v, json_type_array) ? (int64_t)json_object_array_length(v) : -1;
-}
-
-/* Reads an integer array of exactly n elements into out. */
-static bool doc_read_ints(json_object *v, int64_t n, int32_t *out)
-{
-    if (doc_array_length(v) != n)
-        return false;
-    for (int64_t i = 0; i < n; i++) {
-        json_object *item = json_object_array_get_idx(v, (size_t)i);
-        if (!json_object_is_type(item, json_type_int))
-            return false;
-        int64_t value = json_object_get_int64(item);
-        if (value < INT32_MIN || value > INT32_MAX)
-            return false;
-        out[i] = (int32_t)value;
-    }
-    return true;
-}
-
-/* Reads an optional integer array of exactly n elements (absent: *present = false). */
-static bool doc_read_optional_ints(json_object *object, const char *key, int64_t n,
-                                   int32_t *out, bool *present)
-{
-    json_object *ref = member(object, key);
-    *present = ref != NULL;
-    return !*present || doc_read_ints(ref, n, out);
-}
-
-/* Categorical splits: node i's categories are categories[segments[k], + sizes[k]) where
- * nodes[k] == i; XGBoost's loader indexes with those numbers unchecked. */
-static const char *check_categories(json_object *tree, int64_t n_nodes, const int32_t *split_type,
-                                    bool have_split_type)
-{
-    json_object *nodes_ref = member(tree, "categories_nodes");
-    int64_t k = nodes_ref ? doc_array_length(nodes_ref) : 0;
-    const char *problem = NULL;
-
-    if (k < 0)
-        return "bad categories_nodes";
-    if (k == 0) {
-        for (int64_t i = 0; have_split_type && i < n_nodes; i++) {
-            if (split_type[i] != 0)
-                return "categorical split without categories";
-        }
-        return NULL;
-    }
-    json_object *segments_ref = member(tree, "categories_segments");
-    json_object *sizes_ref = member(tree, "categories_sizes");
-    json_object *values_ref = member(tree, "categories");
-    if (k > n_nodes || !segments_ref || !sizes_ref || !values_ref)
-        return "incomplete categories";
-    int64_t n_values = doc_array_length(values_ref);
-    int32_t *nodes = malloc((size_t)k * 3 * sizeof(int32_t));
-    int32_t *values = n_values > 0 ? malloc((size_t)n_values * sizeof(int32_t)) : NULL;
-    if (nodes == NULL || (n_values > 0 && values == NULL)) {
-        free(nodes);
-        free(values);
-        return "out of memory";
-    }
-    int32_t *segments = nodes + k, *sizes = segments + k;
-    if (n_values < 1 || !doc_read_ints(nodes_ref, k, nodes) ||
-        !doc_read_ints(segments_ref, k, segments) || !doc_read_ints(sizes_ref, k, sizes) ||
-        !doc_read_ints(values_ref, n_values, values))
-        problem = "category arrays disagree";
-    for (int64_t i = 0; problem == NULL && i < k; i++) {
-        if (nodes[i] < 0 || nodes[i] >= n_nodes || (i > 0 && nodes[i] <= nodes[i - 1]))
-            problem = "categorical node out of range";
-        else if (segments[i] < 0 || sizes[i] < 1 || segments[i] > n_values ||
-                 sizes[i] > n_values - segments[i])
-            problem = "category segment out of range";
-    }
-    /* XGBoost keeps categories as exact integers in a float: below 2^24. */
-    for (int64_t i = 0; problem == NULL && i < n_values; i++) {
-        if (values[i] < 0 || values[i] >= (1 << 24))
-            problem = "category value out of range";
-    }
-    free(nodes);
-    free(values);
-    return problem;
-}
-
-/* One tree as XGBoost loads and walks it. Loading links every node to its parent
- * (parents[i] must be a node); prediction goes from node 0 through internal nodes
- * (left != -1) to left, left + 1 (numeric branch) or right (missing values, categorical
- * splits), so right must be left + 1, both in range, each node reached at most once (a
- * cycle would make prediction loop forever), and the feature read in range. */
-static const char *check_tree(json_object *tree, int64_t num_feature)
-{
-    static const char *const NUM_NODES[] = {"tree_param", "num_nodes", NULL};
-    int64_t n;
-    bool have_split_type = false, have_parents = false;
-    json_object *ref = path_get(tree, NUM_NODES);
-
-    if (!ref || !doc_int(ref, &n) || n < 1 || n > MAX_TREE_NODES)
-        return "bad num_nodes";
-    int32_t *left = malloc((size_t)n * 6 * sizeof(int32_t));
-    if (left == NULL)
-        return "out of memory";
-    int32_t *right = left + n, *split = right + n, *parent = split + n, *type = parent + n;
-    int32_t *stack = type + n;
-    unsigned char *seen = calloc((size_t)n, 1);
-    const char *problem = NULL;
-    size_t depth = 0;
-    json_object *left_ref = member(tree, "left_children");
-    json_object *right_ref = member(tree, "right_children");
-    json_object *split_ref = member(tree, "split_indices");
-
-    if (seen == NULL)
-        problem = "out of memory";
-    else if (!left_ref || !right_ref || !split_ref)
-        problem = "missing node arrays";
-    else if (!doc_read_ints(left_ref, n, left) || !doc_read_ints(right_ref, n, right) ||
-             !doc_read_ints(split_ref, n, split) ||
-             !doc_read_optional_ints(tree, "parents", n, parent, &have_parents) ||
-             !doc_read_optional_ints(tree, "split_type", n, type, &have_split_type))
-        problem = "node arrays do not match num_nodes";
-    for (int64_t i = 1; problem == NULL && have_parents && i < n; i++) {
-        if (parent[i] < 0 || parent[i] >= n)
-            problem = "parent index out of range";
-    }
-    for (int64_t i = 0; problem == NULL && have_split_type && i < n; i++) {
-        if (type[i] != 0 && type[i] != 1)
-            problem = "unknown split type";
-    }
-    if (problem == NULL)
-        problem = check_categories(tree, n, type, have_split_type);
-    if (problem == NULL)
-        stack[depth++] = 0;
-    while (problem == NULL && depth > 0) {
-        int32_t node = stack[--depth];
-        if (seen[node]) {
-            problem = "a node is reached twice (cycle)";
-            break;
-        }
-        seen[node] = 1;
-        if (left[node] == -1)
-            continue;
-        if (left[node] <= 0 || left[node] >= n - 1 || right[node] != left[node] + 1)
-            problem = "child index out of range";
-        else if (split[node] < 0 || split[node] >= num_feature)
-            problem = "split feature out of range";
-        else {
-            /* Each node is pushed at most once before `seen` stops the walk: depth <= n. */
-            stack[depth++] = left[node];
-            stack[depth++] = right[node];
-        }
-    }
-    free(seen);
-    free(left);
-    return problem;
-}
-
-/* Checks an XGBoost model document for what XGBoost's loader and predictor use without
- * checking: tree structure, feature indexes, categories, output groups. A corrupt file
- * would otherwise crash the loader or hang or read out of bounds on the request path.
- * Returns NULL or what is wrong. */
-static const char *check_model_document(json_object *root, char *detail, size_t detail_size)
-{
-    static const char *const MPARAM[] = {"learner", "learner_model_param", NULL};
-    static const char *const GBM[] = {"learner", "gradient_booster", NULL};
-    int64_t num_feature, num_class = 0, num_target = 1;
-    json_object *ref;
-
-    if (!json_object_is_type(root, json_type_object))
-        return "not a UBJSON object";
-    json_object *mparam = path_get(root, MPARAM), *gbm = path_get(root, GBM);
-    json_object *name_ref = member(gbm, "name");
-    if (!(ref = member(mparam, "num_feature")) || !doc_int(ref, &num_feature) ||
-        !json_object_is_type(name_ref, json_type_string))
-        return "unexpected model layout";
-    if ((ref = member(mparam, "num_class")) && !doc_int(ref, &num_class))
-        return "bad num_class";
-    if ((ref = member(mparam, "num_target")) && !doc_int(ref, &num_target))
-        return "bad num_target";
-    if (num_feature < 1 || num_feature > MAX_FEATURES || num_class < 0 || num_class > 1 << 20 ||
-        num_target < 1 || num_target > 1 << 20)
-        return "num_feature, num_class or num_target out of range";
-    int64_t groups = num_class > num_target ? num_class : num_target;
-    const char *name = json_object_get_string(name_ref);
-    json_object *model;
-
-    if (strcmp(name, "gblinear") == 0) {
-        /* One weight per feature and output group, plus one bias per group. */
-        if (!(model = member(gbm, "model")) || !(ref = member(model, "weights")) ||
-            doc_array_length(ref) != (num_feature + 1) * groups)
-            return "gblinear weights do not match num_feature";
-        return NULL;
-    }
-    if (strcmp(name, "dart") == 0) {
-        if (!(model = member(member(gbm, "gbtree"), "model")))
-            return "dart without trees";
-    } else if (strcmp(name, "gbtree") != 0 || !(model = member(gbm, "model"))) {
-        return "unknown booster";
-    }
-
-    static const char *const NUM_TREES[] = {"gbtree_model_param", "num_trees", NULL};
-    int64_t num_trees;
-    json_object *trees = member(model, "trees"), *info = member(model, "tree_info");
-    if (!(ref = path_get(model, NUM_TREES)) || !doc_int(ref, &num_trees) ||
-        doc_array_length(trees) != num_trees || doc_array_length(info) != num_trees)
-        return "trees, tree_info and num_trees disagree";
-    for (int64_t index = 0; index < num_trees; index++) {
-        json_object *group_ref = json_object_array_get_idx(info, (size_t)index);
-        const char *problem = NULL;
-        int64_t group;
-        if (!json_object_is_type(group_ref, json_type_int) ||
-            (group = json_object_get_int64(group_ref)) < 0 || group >= groups)
-            problem = "output group out of range";
-        else
-            problem = check_tree(json_object_array_get_idx(trees, (size_t)index), num_feature);
-        if (problem != NULL) {
-            snprintf(detail, detail_size, "tree %" PRId64 ": %s", index, problem);
-            return detail;
-        }
-    }
-    return NULL;
-}
-
-/* Reads a model document with ksv's one reader: JSON text with json-c, UBJSON with
- * forest_ubjson (which refuses malformed or truncated input without reading past it).
- * NULL with err set when it is not one. */
-static json_object *read_document(const char *path, const unsigned char *u, size_t len,
-                                  ksv_err *err)
-{
-    if (len >= 2 && u[0] == '{' && (u[1] == '"' || u[1] == '}' || isspace(u[1]))) {
-        json_tokener *tok = json_tokener_new();
-        json_object *root = NULL;
-        if (tok == NULL) {
-            ksv_err_set(err, 500, "out of memory");
-            return NULL;
-        }
-        if (len <= INT32_MAX)
-            root = json_tokener_parse_ex(tok, (const char *)u, (int)len);
-        enum json_tokener_error jerr = json_tokener_get_error(tok);
-        json_tokener_free(tok);
-        if (root == NULL || jerr != json_tokener_success) {
-            json_object_put(root);
-            ksv_err_set(err, 400, "model file %s: not valid JSON (%s)", path,
-                        len > INT32_MAX ? "too large" : json_tokener_error_desc(jerr));
-            return NULL;
-        }
-        return root;
-    }
-    ksv_err why;
-    json_object *root = forest_ubjson_parse(u, len, &why);
-    if (root == NULL)
-        ksv_err_set(err, why.status == 500 ? 500 : 400,
-                    why.status == 500 ? "out of memory" : "model file %s: malformed or truncated UBJSON",
-                    path);
-    return root;
-}
-
-/* Checks the model file's own document before XGBoost parses it (see check_model_document). */
-static int check_input_document(const char *path, const char *bytes, size_t len, ksv_err *err)
-{
-    char detail[96];
-    json_object *root = read_document(path, (const unsigned char *)bytes, len, err);
-    if (root == NULL)
-        return -1;
-    const char *problem = check_model_document(root, detail, sizeof detail);
-    json_object_put(root);
-    if (problem != NULL)
-        return ksv_err_set(err, 400, "model file %s: %s", path, problem);
-    return 0;
-}
+ * index with node numbers, features and categories unchecked. So a JSON or UBJSON document
+ * is read and checked first by ksv's one model-document reader (model_document.h, which
+ * ksv-forest uses too); only then does XGBoost see the bytes. A legacy binary model has its
+ * layout walked before XGBoost reads it, then the model as XGBoost holds it goes through
+ * the same checks. */
 
 /* Checks the model as XGBoost holds it after loading (for the legacy binary format, whose
  * nodes XGBoost reads as raw structs), re-serialized as UBJSON by XGBoost itself. */
@@ -609,50 +218,30 @@ static int check_loaded_model(BoosterHandle booster, const char *path, ksv_err *
 {
     bst_ulong len = 0;
     const char *bytes = NULL;
-    char detail[96];
+    ksv_model_doc doc;
 
     if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"ubj\"}", &len, &bytes) != 0)
         return xgb_fail(err, 500, "xgboost save model");
-    ksv_err why;
-    json_object *root = forest_ubjson_parse((const unsigned char *)bytes, (size_t)len, &why);
-    if (root == NULL)
-        return ksv_err_set(err, 500, "model file %s: XGBoost's own UBJSON is unreadable", path);
-    const char *problem = check_model_document(root, detail, sizeof detail);
-    json_object_put(root);
-    if (problem != NULL)
-        return ksv_err_set(err, 400, "model file %s: %s", path, problem);
-    return 0;
+    int rc = ksv_model_doc_parse(path, bytes, (size_t)len, KSV_DOC_UBJSON_BYTES, &doc, err);
+    ksv_model_doc_free(&doc);
+    return rc;
 }
 
-/* A look at the content before XGBoost's loaders see it: anything not starting with '{'
- * goes to XGBoost's legacy binary reader. *skip: leading bytes to drop, a UTF-8 byte order
- * mark and whitespace before a JSON document, which XGBoost's buffer loader does not
- * expect. XGBoost tells JSON from UBJSON by content, whatever the file is called, and so
- * does this; the document itself is read by check_input_document. */
-static int check_content(const char *path, model_format format, const char *data, size_t len,
-                         size_t *skip, ksv_err *err)
+/* Reads and checks the file's document (see above). *skip: leading bytes XGBoost's buffer
+ * loader does not expect (a byte-order mark, white space) before a JSON or UBJSON one. */
+static int check_content(const char *path, ksv_model_format format, const char *data,
+                         size_t len, size_t *skip, ksv_err *err)
 {
-    const unsigned char *u = (const unsigned char *)data;
-
     *skip = 0;
-    if (format == FORMAT_LEGACY) {
-        const char *problem = legacy_layout_problem(u, len);
-        if (problem == NULL)
-            return 0;
-        return ksv_err_set(err, 400, "model file %s: %s", path, problem);
+    if (format == KSV_MODEL_LEGACY) {
+        const char *problem = legacy_layout_problem((const unsigned char *)data, len);
+        return problem ? ksv_model_fail(err, path, 400, "%s", problem) : 0;
     }
-    if (format == FORMAT_JSON) {
-        if (len >= 3 && memcmp(u, "\xef\xbb\xbf", 3) == 0)
-            *skip = 3;
-        while (*skip < len && isspace(u[*skip]))
-            (*skip)++;
-        u += *skip;
-        len -= *skip;
-    }
-    if (len < 2 || u[0] != '{')
-        return ksv_err_set(err, 400, "model file %s: not an XGBoost %s model", path,
-                           format == FORMAT_JSON ? "JSON" : "UBJSON");
-    return 0;
+    ksv_model_doc doc;
+    int rc = ksv_model_doc_parse(path, data, len, KSV_DOC_SNIFF, &doc, err);
+    ksv_model_doc_free(&doc);
+    *skip = ksv_model_doc_lead(data, len);
+    return rc;
 }
 
 /* Copies a prediction out of XGBoost's buffer after checking its shape: `width`
@@ -843,7 +432,7 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
     bool want_shared = false, is_tree = false;
     unsigned workers = 1;
     char nthread[16];
-    model_format format = FORMAT_JSON;
+    ksv_model_format format = KSV_MODEL_JSON;
     char *data = NULL;
     size_t len = 0;
     bst_ulong num_features = 0;
@@ -856,8 +445,8 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
     if (path == NULL || path[0] == '\0')
         return ksv_err_set(err, 400, "model file: empty path");
     if (parse_options(opts, &want_shared, &workers, nthread, sizeof nthread, err) != 0 ||
-        format_from_path(path, &format, err) != 0 ||
-        read_model_file(path, &data, &len, err) != 0)
+        ksv_model_file_format(path, &format, err) != 0 ||
+        ksv_model_file_read(path, &data, &len, err) != 0)
         return -1;
     size_t skip = 0;
     if (check_content(path, format, data, len, &skip, err) != 0) {
@@ -866,10 +455,6 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
     }
     const char *model_bytes = data + skip;
     size_t model_len = len - skip;
-    if (format != FORMAT_LEGACY && check_input_document(path, model_bytes, model_len, err) != 0) {
-        free(data);
-        return -1;
-    }
 
     xgb_model *model = calloc(1, sizeof *model);
     BoosterHandle first = NULL;
@@ -893,7 +478,7 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
         XGBoosterFree(first);
         goto fail;
     }
-    if (format == FORMAT_LEGACY && check_loaded_model(first, path, err) != 0) {
+    if (format == KSV_MODEL_LEGACY && check_loaded_model(first, path, err) != 0) {
         XGBoosterFree(first);
         goto fail;
     }

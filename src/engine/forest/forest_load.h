@@ -1,8 +1,9 @@
-/* forest_load.h: reads an XGBoost model file (JSON or UBJSON, XGBoost 1.7 through 3.x) and
- * compiles it into ksv-forest's layout (forest_layout.h). Everything the predictor relies on
- * (array lengths, child ids, feature indexes, tree groups) is validated here, so prediction
- * needs no checks. Unsupported models (categorical splits, dart, gblinear, vector leaves,
- * objectives other than those listed in docs/FOREST.md) are refused with a message. */
+/* forest_load.h: compiles an XGBoost model file (JSON or UBJSON, XGBoost 1.7 through 3.x)
+ * into ksv-forest's layout (forest_layout.h). The file is read and its structure checked by
+ * the one model-document reader (engine/model_document.h), which ksv-xgboost uses too, so
+ * prediction needs no checks and a broken file is refused in the same words by both.
+ * What ksv-forest cannot serve (categorical splits, dart, vector leaves, objectives other
+ * than those listed in docs/FOREST.md) is refused here with a message. */
 #ifndef KSV_ENGINE_FOREST_LOAD_H
 #define KSV_ENGINE_FOREST_LOAD_H
 
@@ -18,8 +19,9 @@ typedef enum {
 
 typedef enum { FOREST_FORMAT_SNIFF, FOREST_FORMAT_JSON, FOREST_FORMAT_UBJSON } forest_format;
 
-/* Loads `path`; the format comes from the extension (.json, .ubj), else from the content.
- * On success *out is a new forest owned by the caller (forest_free). */
+/* Loads `path` (.json or .ubj; the document is told by its content, as XGBoost does). On
+ * success *out is a new forest owned by the caller (forest_free). forest_load_buffer is for
+ * tests and fuzzing: FOREST_FORMAT_JSON/UBJSON pick one parser, SNIFF goes by content. */
 int forest_load_file(const char *path, forest_layout_pref pref, forest **out, ksv_err *err);
 int forest_load_buffer(const void *data, size_t len, forest_format format, forest_layout_pref pref,
                        forest **out, ksv_err *err);

@@ -1,5 +1,5 @@
-/* forest_ubjson.c: UBJSON (ubjson.org, draft 12, as written by XGBoost) into json-c objects. */
-#include "engine/forest/forest_ubjson.h"
+/* ubjson.c: UBJSON (ubjson.org, draft 12, as written by XGBoost) into json-c objects. */
+#include "engine/ubjson.h"
 
 #include <math.h>
 #include <stdint.h>
@@ -298,7 +298,7 @@ static json_object *ubj_value(ubj_reader *r, unsigned char type, int depth)
     return ubj_scalar(r, type);
 }
 
-json_object *forest_ubjson_parse(const unsigned char *data, size_t len, ksv_err *err)
+json_object *ksv_ubjson_parse(const unsigned char *data, size_t len, ksv_err *err)
 {
     ubj_reader r = {data, data + len, err, len + UBJ_VALUES_SLACK, len};
     unsigned char type = 0;
