@@ -29,10 +29,13 @@
 #define KSV_TESTS_KTEST_H
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,6 +220,25 @@ static inline int kt_listen_loopback(int *port, int backlog)
         return -1;
     }
     *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A listener whose accept queue is full (backlog 0, one connection queued and never
+ * accepted): the kernel drops further SYNs, so a connect to it can only time out. */
+static inline int kt_listen_full(int *port, int *filler)
+{
+    int fd = kt_listen_loopback(port, 0);
+    *filler = -1;
+    if (fd < 0 || listen(fd, 0) != 0)
+        return fd;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)*port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    *filler = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (*filler >= 0 && connect(*filler, (struct sockaddr *)&a, sizeof a) != 0 &&
+        errno == EINPROGRESS) {
+        struct pollfd p = {.fd = *filler, .events = POLLOUT};
+        poll(&p, 1, 2000); /* queued once the handshake completes */
+    }
     return fd;
 }
 

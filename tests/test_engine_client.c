@@ -644,14 +644,33 @@ static void test_unreachable(void)
     t0 = ksv_mono_ms();
     rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
     double took = ksv_mono_ms() - t0;
-    KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "unreachable") && took >= 250 &&
-                 took < 300 + 700,
-             "a server that never answers: 503 after %.0f ms (timeout 300) (%s)", took, err.msg);
+    KT_CHECK(rc != 0 && err.status == 504 && ksv_engine_client_no_answer(&err) &&
+                 strstr(err.msg, "no answer within 300 ms") && took >= 250 && took < 300 + 700,
+             "a server that never answers: 504 (sent, it may still act) after %.0f ms (%s)", took,
+             err.msg);
     KT_CHECK(c && strcmp(ksv_engine_client_base_url(c), url) != 0 &&
                  strncmp(ksv_engine_client_base_url(c), url, strlen(url) - 1) == 0,
              "the base URL's trailing slash is dropped");
     ksv_engine_client_free(c);
     close(fd);
+
+    /* A connect that times out sent nothing: 503 (push.c records FAILED, not UNCONFIRMED). */
+    int filler = -1;
+    fd = kt_listen_full(&port, &filler);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
+    c = NULL;
+    ksv_engine_client_new(url, "t", 300, &c, &err);
+    t0 = ksv_mono_ms();
+    rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
+    took = ksv_mono_ms() - t0;
+    KT_CHECK(rc != 0 && err.status == 503 && ksv_engine_client_no_answer(&err) &&
+                 strstr(err.msg, "unreachable") && took >= 250 && took < 300 + 700,
+             "a connect that times out: 503 (nothing sent) after %.0f ms (%s)", took, err.msg);
+    ksv_engine_client_free(c);
+    if (filler >= 0)
+        close(filler);
+    if (fd >= 0)
+        close(fd);
 
     const char *bad_urls[] = {"", "ftp://127.0.0.1:1", "127.0.0.1:8080", "http://",
                               "http://127.0.0.1:8080/ksv", "http://user@127.0.0.1:1",

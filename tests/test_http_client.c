@@ -167,6 +167,22 @@ static void test_buffered(int port)
     double took = ksv_mono_s() - t0;
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_TIMEOUT && err.status == 504 && took < 2.5,
              "a slow server hits the timeout in %.2f s: %s\n", took, err.msg);
+
+    /* A connect that times out sent nothing: KSV_HTTP_E_CONNECT (503), never the 504 that
+     * tells a caller the peer may have got the request. */
+    int full_port = 0, filler = -1, full = kt_listen_full(&full_port, &filler);
+    snprintf(url, sizeof url, "http://127.0.0.1:%d/", full_port);
+    t0 = ksv_mono_s();
+    st = get(&quick, url, &body, &res, &err);
+    took = ksv_mono_s() - t0;
+    KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_CONNECT && err.status == 503 && took >= 0.25 &&
+                 took < 2.5,
+             "a connect that times out: %s in %.2f s: %s\n", ksv_http_failure_name(res.failure),
+             took, err.msg);
+    if (filler >= 0)
+        close(filler);
+    if (full >= 0)
+        close(full);
 }
 
 static void test_connect_and_proxy(int port)

@@ -53,11 +53,12 @@ static void set_outcome(push_outcome *o, push_state state, const char *node, con
     snprintf(o->message, sizeof o->message, "%s", ctl_skip_node_prefix(msg ? msg : "", node));
 }
 
-/* The request was sent and no answer came in time: the engine may still act on it. A
- * refused connection, by contrast, delivered nothing. */
+/* The request was sent and no answer came in time (504 from the HTTP client): the engine
+ * may still act on it. A refused or timed-out connection (503), by contrast, delivered
+ * nothing. */
 static bool sent_without_answer(const ksv_err *e)
 {
-    return e->status == 503 && strstr(e->msg, "no answer within") != NULL;
+    return e->status == 504;
 }
 
 static void sleep_ms(double ms)
@@ -123,7 +124,7 @@ static bool check_state(push_ctx *ctx, push_node *pn, bool final)
     json_object *root = NULL, *arr = NULL;
     ksv_err err;
     if (ksv_engine_client_get_state(pn->conn.client, &root, &err) != 0) {
-        bool no_answer = err.status == 503;
+        bool no_answer = ksv_engine_client_no_answer(&err);
         char msg[512];
         snprintf(msg, sizeof msg, "%s%.440s",
                  no_answer ? "sent, no answer since (it may still take effect): " : "",

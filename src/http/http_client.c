@@ -400,6 +400,12 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
         res->failure = KSV_HTTP_E_CANCELLED;
     else
         res->failure = classify(rc);
+    /* A timeout before the request went out (connecting) delivered nothing: say so, so a
+     * caller can tell it from a request the peer may have received (KSV_HTTP_E_TIMEOUT). */
+    long sent = 0;
+    if (res->failure == KSV_HTTP_E_TIMEOUT &&
+        curl_easy_getinfo(c->curl, CURLINFO_REQUEST_SIZE, &sent) == CURLE_OK && sent == 0)
+        res->failure = KSV_HTTP_E_CONNECT;
     snprintf(res->message, sizeof res->message, "%s",
              c->error[0] ? c->error : curl_easy_strerror(rc));
     const char *url = t->req->url;

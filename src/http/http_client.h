@@ -20,9 +20,13 @@
  *   headers       "Expect:" is always sent empty (no 1 s stall on a POST body). Header
  *                 lines are wiped from memory when freed: they may hold tokens.
  *   errors        a failure sets ksv_err to "URL: what went wrong" with a status (503
- *                 unreachable, 504 timeout, 502 bad answer or over the cap, 400 bad URL,
- *                 499 cancelled, 500 no memory), and ksv_http_result tells the kind and
- *                 libcurl's own words, for callers that phrase errors their own way.
+ *                 unreachable, 504 sent and no answer in time, 502 bad answer or over
+ *                 the cap, 400 bad URL, 499 cancelled, 500 no memory), and
+ *                 ksv_http_result tells the kind and libcurl's own words, for callers
+ *                 that phrase errors their own way. A timeout before any byte of the
+ *                 request went out (while connecting) is KSV_HTTP_E_CONNECT, 503: the
+ *                 peer got nothing. Only KSV_HTTP_E_TIMEOUT (504) says the peer may have
+ *                 received the request and may still act on it.
  *
  * Three forms:
  *   ksv_http_perform   buffered: the whole reply in memory (admin calls, queries).
@@ -81,9 +85,11 @@ typedef struct ksv_http_options {
 /* What went wrong, when something did (the HTTP status is not a failure here). */
 typedef enum ksv_http_failure {
     KSV_HTTP_OK = 0,
-    KSV_HTTP_E_CONNECT,       /* could not resolve or connect (nothing listening, refused) */
+    KSV_HTTP_E_CONNECT,       /* could not resolve or connect (nothing listening, refused,
+                               * or the connect timed out): nothing was sent */
     KSV_HTTP_E_BROKEN,        /* the connection broke: reset, TLS handshake, no answer */
-    KSV_HTTP_E_TIMEOUT,       /* timeout_ms or the low-speed limit ran out */
+    KSV_HTTP_E_TIMEOUT,       /* the request went out, and timeout_ms or the low-speed
+                               * limit ran out before the answer was in */
     KSV_HTTP_E_TOO_LARGE,     /* the reply is over max_reply */
     KSV_HTTP_E_CANCELLED,     /* a callback or the cancel flag stopped it */
     KSV_HTTP_E_URL,           /* a malformed URL */

@@ -106,6 +106,11 @@ long ksv_engine_client_connections_opened(const ksv_engine_client *c)
     return c->connections;
 }
 
+bool ksv_engine_client_no_answer(const ksv_err *err)
+{
+    return err->status == 503 || err->status == 504;
+}
+
 /* --- one request ---------------------------------------------------------------------- */
 
 /* Percent-encodes one path segment (a model name), so no name can reach another path. */
@@ -120,7 +125,8 @@ static int transport_error(ksv_engine_client *c, const ksv_http_result *res, lon
     const char *why = res->message;
     switch (res->failure) {
     case KSV_HTTP_E_TIMEOUT:
-        return ksv_err_set(err, 503, "node unreachable: %s: no answer within %ld ms (%s)",
+        /* 504, not 503: the request went out and the engine may still act on it. */
+        return ksv_err_set(err, 504, "node unreachable: %s: no answer within %ld ms (%s)",
                            c->base_url, timeout_ms, why);
     case KSV_HTTP_E_CONNECT:
     case KSV_HTTP_E_BROKEN:
@@ -531,7 +537,7 @@ int ksv_engine_client_wait_applied(ksv_engine_client *c, const char *model, long
         json_object *state = NULL;
         ksv_err call_err;
         if (model_call(c, "GET", model, "", NULL, budget, &state, &call_err) != 0) {
-            if (call_err.status != 503) {
+            if (!ksv_engine_client_no_answer(&call_err)) {
                 if (err)
                     *err = call_err;
                 return -1;

@@ -10,7 +10,11 @@
  * Every call sets connect and total timeouts, never follows redirects, ignores proxy
  * settings from the environment, sends "Authorization: Bearer TOKEN" (the token is never
  * logged or put into a message) and refuses replies over a size cap. Errors (ksv_err):
- *   503 "node unreachable: URL: ..."       connection refused, DNS, reset, timeout
+ *   503 "node unreachable: URL: ..."       connection refused or timed out, DNS, reset:
+ *                                          the request did not reach the engine
+ *   504 "node unreachable: URL: no answer within N ms"
+ *                                          the request went out and no answer came in
+ *                                          time: the engine may still act on it
  *   the engine's status + its message      an HTTP error answer {"error": "..."}
  *   502 "bad reply from engine: URL: ..."  malformed JSON, garbage, reply over the cap
  *   504                                    wait_applied ran out of time
@@ -47,11 +51,15 @@ void ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes);
 /* How many TCP connections this client has opened so far (keep-alive keeps it at 1). */
 long ksv_engine_client_connections_opened(const ksv_engine_client *c);
 
+/* True when err says a call got no answer from the engine: unreachable (503) or silent
+ * past the timeout (504). */
+bool ksv_engine_client_no_answer(const ksv_err *err);
+
 /* --- raw calls ---------------------------------------------------------------------- */
 
 /* Any request: method "GET", "PUT", "POST", "DELETE"; path starts with '/'; body may be
  * NULL. Returns 0 on ANY HTTP answer, with *http_status and the reply (NUL-terminated,
- * caller frees; reply/reply_len may be NULL); -1 only when no answer came (503/502/400). */
+ * caller frees; reply/reply_len may be NULL); -1 only when no answer came (503/504/502/400). */
 int ksv_engine_client_request(ksv_engine_client *c, const char *method, const char *path,
                               const char *body, size_t body_len, long *http_status,
                               char **reply, size_t *reply_len, ksv_err *err);
