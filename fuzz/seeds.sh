@@ -35,3 +35,30 @@ done
 seed fuzz_model_forest iris.ubj '\001' < "$src/data/models/iris-ubj/model.ubj"
 printf '{"models":[{"name":"iris","revisions":[{"name":"iris-00001","runtime":"ksv-forest","storage_uri":"/m/iris/model.json","settings":{"timeout_ms":100,"container_concurrency":4}}],"traffic":{"iris-00001":100},"rollback_window_s":600}]}' |
     seed fuzz_applied_state state.json
+# known_hosts: plain, [host]:port, hashed (|1|salt|HMAC-SHA1 of "edge"), comma list, a
+# marker line, a comment; the harness presents the ed25519 key of the first line.
+k1=AAAAC3NzaC1lZDI1NTE5AAAAIAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8g
+k2=AAAAC3NzaC1lZDI1NTE5AAAAICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj9A
+printf '# hosts\nedge ssh-ed25519 %s\n[10.0.0.7]:2222 ssh-ed25519 %s\n' "$k1" "$k2" |
+    seed fuzz_known_hosts plain
+printf '|1|AAECAwQFBgcICQoLDA0ODxAREhM=|a0Wv+v/40jmk19iauoZydADqL/0= ssh-ed25519 %s\n' "$k1" |
+    seed fuzz_known_hosts hashed
+printf 'a,edge,[10.0.0.7]:2222 ssh-ed25519 %s comment\n@cert-authority * ssh-ed25519 %s\n' \
+    "$k2" "$k1" | seed fuzz_known_hosts list
+# Binary tensors: two bytes of header length (little-endian), the JSON header, the tensors.
+binary_seed() { # NAME HEADER TENSOR-BYTES (printf escapes)
+    n=${#2}
+    { printf "\\$(printf %03o $((n % 256)))\\$(printf %03o $((n / 256)))"; printf '%s' "$2"
+      printf "$3"; } | seed fuzz_v2_binary "$1"
+}
+binary_seed fp32 '{"inputs":[{"name":"x","shape":[1,4],"datatype":"FP32","parameters":{"binary_data_size":16}}],"outputs":[{"name":"y","parameters":{"binary_data":true}}]}' \
+    '\000\000\200\077\000\000\000\100\000\000\100\100\000\000\200\100'
+binary_seed fp16-bool '{"inputs":[{"name":"a","shape":[2],"datatype":"FP16","parameters":{"binary_data_size":4}},{"name":"b","shape":[2],"datatype":"BOOL","parameters":{"binary_data_size":2}}]}' \
+    '\000\074\000\300\001\000'
+binary_seed int64-json '{"inputs":[{"name":"a","shape":[1],"datatype":"INT64","parameters":{"binary_data_size":8}},{"name":"b","shape":[1,2],"datatype":"FP64","data":[1.5,2]}]}' \
+    '\377\377\377\377\377\377\377\177'
+# ksv-xgboost model files: the first byte picks the extension (0 .bst, 1 .json, 2 .ubj).
+seed fuzz_model_xgboost iris.bst '\000' < "$src/data/models/iris-bst/model.bst"
+seed fuzz_model_xgboost linear.json '\001' < "$src/data/models/linear/model.json"
+seed fuzz_model_xgboost softmax.json '\001' < "$src/data/models/softmax/model.json"
+seed fuzz_model_xgboost iris.ubj '\002' < "$src/data/models/iris-ubj/model.ubj"

@@ -10,6 +10,8 @@ node enforces (timeout 86401, containerConcurrency 1000001, a 60-character name)
 refused at apply with FILE:LINE and the field, and a 57-character name, the longest
 allowed, is served by a real engine as NAME-00001. Drift makes `ksv node status` exit 1.
 History counts nodes, not models, and names the uid's login when $USER is unset."""
+import hashlib
+import hmac
 import http.server
 import json
 import os
@@ -23,6 +25,7 @@ ESC_VERSION = "\x1b]0;pwned\x07\x1b[2J1.0\u009b31m"
 ESC_ERROR = "\x1b]0;owned\x07\x1b[2Jdisk on fire"
 ESC_MODEL = "ghost\x1b[2J"
 RAW = ("\x1b", "\x07", "\x9b", "\u009b")
+TOKEN = "t" * 32
 
 work = tmpdir("ksv-hostile-")
 state_home = os.path.join(work, "a", "b", "c", "state")
@@ -49,7 +52,16 @@ class HostileNode(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     def do_GET(self):
-        if self.path == "/ksv/v1/node":
+        if self.path.startswith("/ksv/v1/identity?challenge="):
+            # A compromised engine holds the token, so it passes ksv's identity check
+            # (tests/cli_identity.py has the impostors that do not).
+            challenge = self.path.split("=", 1)[1]
+            nonce = "ab" * 32
+            listen = "127.0.0.1:%d" % self.server.server_address[1]
+            msg = "ksv-engine-identity-v1\n%s\n%s\n%s" % (challenge, nonce, listen)
+            proof = hmac.new(TOKEN.encode(), msg.encode(), hashlib.sha256).hexdigest()
+            self.answer(200, {"listen": listen, "nonce": nonce, "proof": proof})
+        elif self.path == "/ksv/v1/node":
             self.answer(200, {"version": ESC_VERSION, "threads": 1, "uptime_s": 5.0})
         elif self.path == "/ksv/v1/state":
             self.answer(200, {"models": [{"name": ESC_MODEL, "revisions": []}]})
@@ -70,7 +82,7 @@ server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), HostileNode)
 threading.Thread(target=server.serve_forever, daemon=True).start()
 token_file = os.path.join(work, "token")
 with open(token_file, "w") as f:
-    f.write("t" * 32 + "\n")
+    f.write(TOKEN + "\n")
 url = "http://127.0.0.1:%d" % server.server_address[1]
 iris = os.path.join(DATA, "models", "iris", "model.json")
 

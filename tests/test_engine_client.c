@@ -31,6 +31,8 @@
 #include <json-c/json.h>
 
 #include "common/clock.h"
+#include "common/engine_identity.h"
+#include "common/sha256.h"
 #include "remote/engine_client.h"
 #include "remote/local_node.h"
 
@@ -146,7 +148,29 @@ typedef struct canned_server {
     int requests;
     int connections;
     bool keep_alive;      /* serve several requests per connection */
+    /* The token this server proves it holds at GET /ksv/v1/identity (a canned engine is
+     * the right engine; test_identity has the wrong ones). "": it proves nothing. */
+    char token[64];
+    int identity_requests;
+    char all[32768];      /* every byte of every request it received (truncated) */
+    size_t all_len;
 } canned_server;
+
+/* The answer of an engine that holds token to GET /ksv/v1/identity?challenge=C. */
+static size_t identity_answer(const char *request, const char *token, int port, char *out,
+                              size_t cap)
+{
+    char challenge[200] = "", nonce[65], proof[65], listen[64], body[400];
+    sscanf(request, "GET /ksv/v1/identity?challenge=%199[0-9a-f]", challenge);
+    ksv_identity_random_hex(nonce, sizeof nonce, 32);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", port);
+    ksv_identity_proof(token, challenge, nonce, listen, proof);
+    snprintf(body, sizeof body, "{\"listen\":\"%s\",\"nonce\":\"%s\",\"proof\":\"%s\"}",
+             listen, nonce, proof);
+    int n = snprintf(out, cap, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               "Content-Length: %zu\r\n\r\n%s", strlen(body), body);
+    return n > 0 && (size_t)n < cap ? (size_t)n : 0;
+}
 
 static void *canned_serve(void *arg)
 {
@@ -183,16 +207,33 @@ static void *canned_serve(void *arg)
             if (!complete)
                 break;
             pthread_mutex_lock(&s->lock);
-            memcpy(s->last_request, req, n + 1);
-            s->requests++;
+            size_t room = sizeof s->all - 1 - s->all_len;
+            memcpy(s->all + s->all_len, req, n < room ? n : room);
+            s->all_len += n < room ? n : room;
+            s->all[s->all_len] = '\0';
+            /* The identity check is answered apart, on a connection kept open for the
+             * request it clears (as an engine keeps it). */
+            bool identity = s->token[0] && strncmp(req, "GET /ksv/v1/identity?", 21) == 0;
+            char proof_reply[1024];
+            const char *reply = s->reply;
+            size_t reply_len = s->reply_len;
+            if (identity) {
+                s->identity_requests++;
+                reply = proof_reply;
+                reply_len = identity_answer(req, s->token, s->port, proof_reply,
+                                            sizeof proof_reply);
+            } else {
+                memcpy(s->last_request, req, n + 1);
+                s->requests++;
+            }
             size_t off = 0;
-            while (off < s->reply_len) {
-                ssize_t w = write(fd, s->reply + off, s->reply_len - off);
+            while (off < reply_len) {
+                ssize_t w = write(fd, reply + off, reply_len - off);
                 if (w <= 0)
                     break;
                 off += (size_t)w;
             }
-            again = s->keep_alive;
+            again = s->keep_alive || identity;
             pthread_mutex_unlock(&s->lock);
         }
         close(fd);
@@ -597,16 +638,50 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
            ksv_engine_client_connections_opened(c));
     ksv_engine_client_free(c);
 
-    /* Wrong and missing tokens. */
+    /* Wrong and missing tokens. A client with a wrong token finds that the engine cannot
+     * prove it holds that token, and sends it nowhere; the engine itself refuses a wrong
+     * token (401) sent by hand. */
     ksv_engine_client *bad = NULL;
     KT_CHECK(ksv_engine_client_new(le->base_url, "not-the-token", 2000, &bad, &err) == 0,
              "client with a wrong token");
     rc = bad ? ksv_engine_client_get_state(bad, &state, &err) : -1;
-    KT_CHECK(rc != 0 && err.status == 401 && err.msg[0] && !strstr(err.msg, le->token),
-             "wrong token: 401 (%s)", err.msg);
+    KT_CHECK(rc != 0 && err.status == 502 && strstr(err.msg, "not proven") &&
+                 strstr(err.msg, "token was not sent") && !strstr(err.msg, le->token) &&
+                 !strstr(err.msg, "not-the-token"),
+             "wrong token: not proven, not sent (%s)", err.msg);
     ksv_engine_client_free(bad);
     KT_CHECK(ksv_engine_client_new(le->base_url, NULL, 2000, &bad, &err) == 0,
              "client without a token");
+    /* The identity route needs no token, refuses a bad challenge, and proves the token
+     * with a proof computed here from the engine's token file and address. */
+    long http_status = 0;
+    char *reply = NULL;
+    rc = bad ? ksv_engine_client_request(bad, "GET", "/ksv/v1/identity?challenge=xyz", NULL, 0,
+                                         &http_status, NULL, NULL, &err) : -1;
+    KT_CHECK(rc == 0 && http_status == 400, "identity: a bad challenge is a 400 (%ld)",
+             http_status);
+    const char *challenge = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+    char path[200];
+    snprintf(path, sizeof path, "/ksv/v1/identity?challenge=%s", challenge);
+    rc = bad ? ksv_engine_client_request(bad, "GET", path, NULL, 0, &http_status, &reply, NULL,
+                                         &err) : -1;
+    json_object *id = rc == 0 && http_status == 200 ? json_tokener_parse(reply) : NULL, *v;
+    const char *listen = NULL, *nonce = NULL, *proof = NULL;
+    if (id && json_object_object_get_ex(id, "listen", &v))
+        listen = json_object_get_string(v);
+    if (id && json_object_object_get_ex(id, "nonce", &v))
+        nonce = json_object_get_string(v);
+    if (id && json_object_object_get_ex(id, "proof", &v))
+        proof = json_object_get_string(v);
+    char want[65] = "";
+    if (listen && nonce && proof)
+        ksv_identity_proof(le->token, challenge, nonce, listen, want);
+    KT_CHECK(proof && strcmp(proof, want) == 0 && strcmp(listen, le->base_url + 7) == 0 &&
+                 !strstr(reply, le->token),
+             "identity: the engine proves its token for %s without sending it (%s)",
+             listen ? listen : "?", reply ? reply : err.msg);
+    json_object_put(id);
+    free(reply);
     rc = bad ? ksv_engine_client_get_node(bad, &node, &err) : -1;
     KT_CHECK(rc != 0 && err.status == 401, "no token: 401 (%s)", err.msg);
     KT_CHECK(bad && ksv_engine_client_health(bad, &err) == 0, "health needs no token");
@@ -741,6 +816,7 @@ static void test_bad_replies(void)
     ksv_engine_client *c = NULL;
     ksv_err err;
     const char *token = "s3cret-token-value";
+    snprintf(srv.token, sizeof srv.token, "%s", token);
     ksv_engine_client_new(url, token, 1000, &c, &err);
     if (!c) {
         KT_CHECK(false, "client for the canned server");
@@ -906,9 +982,16 @@ static void test_bad_replies(void)
     /* Keep-alive: a server that keeps the connection open gets every call on one. */
     pthread_mutex_lock(&srv.lock);
     srv.keep_alive = true;
-    int conns_before = srv.connections;
     pthread_mutex_unlock(&srv.lock);
     canned_set(&srv, 200, "{\"models\":[]}");
+    /* The first call finds the last connection closed: it proves a new one (the connection
+     * it opened for itself is dropped unused, the token not sent on it: test_identity). */
+    json_object *first = NULL;
+    ksv_engine_client_get_state(c, &first, &err);
+    json_object_put(first);
+    pthread_mutex_lock(&srv.lock);
+    int conns_before = srv.connections;
+    pthread_mutex_unlock(&srv.lock);
     long opened_before = ksv_engine_client_connections_opened(c);
     int good = 0;
     for (int i = 0; i < 5; i++) {
@@ -921,11 +1004,116 @@ static void test_bad_replies(void)
     srv.keep_alive = false;
     pthread_mutex_unlock(&srv.lock);
     long opened = ksv_engine_client_connections_opened(c) - opened_before;
-    KT_CHECK(good == 5 && conns == 1 && opened == 1,
-             "5 calls on one kept-alive connection (server saw %d, client opened %ld)", conns,
-             opened);
+    KT_CHECK(good == 5 && conns == 0 && opened == 0,
+             "5 more calls on the one kept-alive connection (server saw %d new, client opened "
+             "%ld)", conns, opened);
 
     ksv_engine_client_free(c);
+    canned_stop(&srv);
+}
+
+/* HMAC-SHA-256 against RFC 4231's test cases 1, 2 and 6 (a key longer than a block). */
+static void test_hmac(void)
+{
+    struct { const char *key, *msg, *want; size_t key_len; } cases[] = {
+        {"\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b\x0b",
+         "Hi There", "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7", 20},
+        {"Jefe", "what do ya want for nothing?",
+         "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843", 4},
+        {NULL, "Test Using Larger Than Block-Size Key - Hash Key First",
+         "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54", 131},
+    };
+    char big_key[131];
+    memset(big_key, 0xaa, sizeof big_key);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        uint8_t mac[32];
+        char hex[65];
+        const char *key = cases[i].key ? cases[i].key : big_key;
+        ksv_hmac_sha256(key, cases[i].key_len, cases[i].msg, strlen(cases[i].msg), mac);
+        ksv_sha256_digest_hex(mac, hex);
+        KT_CHECK(strcmp(hex, cases[i].want) == 0, "HMAC-SHA-256, RFC 4231 case %zu", i);
+    }
+}
+
+/* Finding 10 of issue 11: the token goes only to a peer that proves it holds it. Each
+ * wrong peer here records every byte it receives; none may hold the token. */
+static void test_identity(void)
+{
+    const char *token = "the-one-admin-token-0123456789";
+    ksv_err err;
+    struct { const char *what, *peer_token, *expect; } wrong[] = {
+        {"a process that answers 200 to everything", "", NULL},
+        {"an engine with another token", "some-other-engines-token", NULL},
+        {"the right engine, but not where this node's engine listens", token, "127.0.0.1:1"},
+    };
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        canned_server srv;
+        if (canned_start(&srv) != 0) {
+            KT_CHECK(false, "start the canned server");
+            return;
+        }
+        snprintf(srv.token, sizeof srv.token, "%s", wrong[i].peer_token);
+        canned_set(&srv, 200, "{\"models\":[],\"version\":\"1\",\"threads\":1,"
+                              "\"uptime_s\":1}");
+        char url[64];
+        snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+        ksv_engine_client *c = NULL;
+        ksv_engine_client_new(url, token, 2000, &c, &err);
+        if (c && wrong[i].expect)
+            ksv_engine_client_expect_listen(c, wrong[i].expect);
+        json_object *state = NULL;
+        int rc1 = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
+        json_object_put(state);
+        ksv_engine_model_put m;
+        ksv_engine_model_put_init(&m);
+        ksv_engine_revision_put rev = {.name = "m-00001", .storage_uri = "/m", .traffic = 100};
+        ksv_engine_model_put_add(&m, &rev, &err);
+        ksv_err err2;
+        int rc2 = c ? ksv_engine_client_put_model(c, "m", &m, NULL, &err2) : 0;
+        ksv_engine_client_free(c);
+        pthread_mutex_lock(&srv.lock);
+        bool leaked = strstr(srv.all, token) != NULL || strcasestr(srv.all, "Authorization");
+        bool asked = strstr(srv.all, "GET /ksv/v1/identity?challenge=") != NULL;
+        bool only_identity = !strstr(srv.all, "/ksv/v1/state");
+        pthread_mutex_unlock(&srv.lock);
+        KT_CHECK(rc1 != 0 && rc2 != 0 && err.status == 502 && strstr(err.msg, "not proven") &&
+                     strstr(err.msg, "the token was not sent") && !strstr(err.msg, token),
+                 "%s: refused (%s)", wrong[i].what, err.msg);
+        KT_CHECK(asked && !leaked && only_identity && !strstr(srv.all, "PUT "),
+                 "%s: it was asked for a proof and received no token and no change",
+                 wrong[i].what);
+        canned_stop(&srv);
+    }
+
+    /* The right engine, closing the connection after each answer: every new connection is
+     * proven again before the token travels on it, and calls still succeed. */
+    canned_server srv;
+    if (canned_start(&srv) != 0) {
+        KT_CHECK(false, "start the canned server");
+        return;
+    }
+    snprintf(srv.token, sizeof srv.token, "%s", token);
+    canned_set(&srv, 200, "{\"models\":[]}");
+    char url[64], listen[64];
+    snprintf(url, sizeof url, "http://127.0.0.1:%d", srv.port);
+    snprintf(listen, sizeof listen, "127.0.0.1:%d", srv.port);
+    ksv_engine_client *c = NULL;
+    ksv_engine_client_new(url, token, 2000, &c, &err);
+    if (c)
+        ksv_engine_client_expect_listen(c, listen);
+    int good = 0;
+    for (int i = 0; i < 4; i++) {
+        json_object *state = NULL;
+        good += c && ksv_engine_client_get_state(c, &state, &err) == 0;
+        json_object_put(state);
+    }
+    ksv_engine_client_free(c);
+    pthread_mutex_lock(&srv.lock);
+    int proofs = srv.identity_requests, requests = srv.requests;
+    pthread_mutex_unlock(&srv.lock);
+    KT_CHECK(good == 4 && requests == 4 && proofs == 4,
+             "an engine that closes each connection: %d of 4 calls, each after its own proof "
+             "(%d proofs)", good, proofs);
     canned_stop(&srv);
 }
 
@@ -1115,6 +1303,8 @@ int main(int argc, char **argv)
 
     check_find_engine(&fx, argv[0]);
     test_put_builder_errors();
+    test_hmac();
+    test_identity();
     test_unreachable();
     test_bad_replies();
     test_local_node(&fx);

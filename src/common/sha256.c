@@ -166,3 +166,36 @@ int ksv_sha256_file(const char *path, char hex[65], long long *size_out, ksv_err
     ksv_sha256_digest_hex(d, hex);
     return 0;
 }
+
+/* RFC 2104 with SHA-256 (64-byte blocks): H((K ^ opad) || H((K ^ ipad) || msg)), a key
+ * longer than a block hashed first. */
+void ksv_hmac_sha256(const void *key, size_t key_len, const void *msg, size_t msg_len,
+                     uint8_t out[32])
+{
+    uint8_t block[64] = {0}, inner[32];
+    if (key_len > sizeof block) {
+        ksv_sha256 k;
+        ksv_sha256_init(&k);
+        ksv_sha256_update(&k, key, key_len);
+        ksv_sha256_final(&k, block);
+    } else if (key_len > 0) {
+        memcpy(block, key, key_len);
+    }
+    uint8_t pad[64];
+    ksv_sha256 h;
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = block[i] ^ 0x36;
+    ksv_sha256_init(&h);
+    ksv_sha256_update(&h, pad, sizeof pad);
+    ksv_sha256_update(&h, msg, msg_len);
+    ksv_sha256_final(&h, inner);
+    for (size_t i = 0; i < sizeof pad; i++)
+        pad[i] = block[i] ^ 0x5c;
+    ksv_sha256_init(&h);
+    ksv_sha256_update(&h, pad, sizeof pad);
+    ksv_sha256_update(&h, inner, sizeof inner);
+    ksv_sha256_final(&h, out);
+    /* The padded key is the token: not left on the stack. */
+    explicit_bzero(block, sizeof block);
+    explicit_bzero(pad, sizeof pad);
+}

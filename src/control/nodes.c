@@ -121,7 +121,8 @@ static int upload_models(ksv_ctl *ctl, const ksv_node *node, ksv_ssh_session *s,
  * started on the node's loopback, its token read, and a local port forwarded to it. */
 static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
                        size_t n_uploads, ctl_node_conn *out, char *url, size_t url_cap,
-                       char *token, size_t token_cap, ksv_err *err)
+                       char *token, size_t token_cap, char *listen, size_t listen_cap,
+                       ksv_err *err)
 {
     char user[64], host[256], local_engine[PATH_MAX] = "";
     int port = 0;
@@ -171,6 +172,7 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
         return ksv_err_prefix(err, "node %s", node->name);
     snprintf(url, url_cap, "%s", ksv_ssh_tunnel_base_url(out->tunnel));
     snprintf(token, token_cap, "%s", eng.token);
+    snprintf(listen, listen_cap, "127.0.0.1:%d", eng.port); /* on the node, as it binds */
     snprintf(out->engine_path, sizeof out->engine_path, "%s", eng.engine_path);
     out->engine_installed = eng.installed;
     return 0;
@@ -199,7 +201,9 @@ int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *u
 {
     memset(out, 0, sizeof *out);
     snprintf(out->name, sizeof out->name, "%s", node->name);
-    char url[512], token[256];
+    /* listen: where the node's engine binds, when ksv knows it (local and SSH nodes); the
+     * engine must prove its token there before the token is sent (engine_client.h). */
+    char url[512], token[256], listen[160] = "";
     if (node->kind == KSV_NODE_LOCAL) {
         char dir[PATH_MAX], engine[PATH_MAX];
         ctl_local_state_dir(node, dir, sizeof dir);
@@ -210,6 +214,7 @@ int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *u
             return ksv_err_prefix(err, "node %s", node->name);
         snprintf(url, sizeof url, "%s", le.base_url);
         snprintf(token, sizeof token, "%s", le.token);
+        snprintf(listen, sizeof listen, "%s", le.listen);
     } else if (node->kind == KSV_NODE_HTTP) {
         snprintf(url, sizeof url, "%s", node->address);
         size_t n = strlen(url);
@@ -220,13 +225,16 @@ int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *u
         if (read_token_file(node->token_file, token, sizeof token, err) != 0)
             return ksv_err_prefix(err, "node %s", node->name);
     } else if (connect_ssh(ctl, node, uploads, n_uploads, out, url, sizeof url, token,
-                           sizeof token, err) != 0) {
+                           sizeof token, listen, sizeof listen, err) != 0) {
         return -1;
     }
-    if (ksv_engine_client_new(url, token, ctl->node_timeout_ms, &out->client, err) != 0) {
+    int rc = ksv_engine_client_new(url, token, ctl->node_timeout_ms, &out->client, err);
+    explicit_bzero(token, sizeof token);
+    if (rc != 0) {
         ctl_node_disconnect(out);
         return -1;
     }
+    ksv_engine_client_expect_listen(out->client, listen);
     return 0;
 }
 

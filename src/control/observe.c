@@ -61,8 +61,12 @@ static int probe_connect(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *conn
             ksv_err_set(err, 503, "engine not running (state dir %s)", dir);
         return -1;
     }
-    return ksv_engine_client_new(le.base_url, le.token, ctl->node_timeout_ms, &conn->client,
-                                 err);
+    int rc = ksv_engine_client_new(le.base_url, le.token, ctl->node_timeout_ms, &conn->client,
+                                   err);
+    explicit_bzero(le.token, sizeof le.token);
+    if (rc == 0)
+        ksv_engine_client_expect_listen(conn->client, le.listen);
+    return rc;
 }
 
 static void copy_str(char *dst, size_t cap, json_object *obj, const char *key)

@@ -11,6 +11,7 @@
 
 #include <json-c/json.h>
 
+#include "common/engine_identity.h"
 #include "common/log.h"
 #include "config.h"
 #include "common/clock.h"
@@ -307,8 +308,32 @@ static void model_routes(const ksv_http_request *req, const char *name, const ch
     resp->status = 200;
 }
 
+/* GET /ksv/v1/identity?challenge=HEX, the one admin route without the token: the engine
+ * proves it holds the token (common/engine_identity.h) so that ksv sends the token only
+ * to it. */
+static void identity(const ksv_http_request *req, ksv_http_response *resp)
+{
+    if (strcmp(req->method, "GET") != 0)
+        return ksv_http_error(resp, 405, "method not allowed here; use GET");
+    const char *challenge = ksv_http_query(req, "challenge");
+    if (!challenge || !ksv_identity_hex_ok(challenge))
+        return ksv_http_error(resp, 400, "identity: challenge must be 32 to 128 lowercase hex "
+                                         "digits");
+    char nonce[2 * KSV_IDENTITY_RANDOM_BYTES + 1], proof[65];
+    if (ksv_identity_random_hex(nonce, sizeof nonce, KSV_IDENTITY_RANDOM_BYTES) != 0)
+        return ksv_http_error(resp, 503, "identity: no random bytes from the kernel");
+    const char *listen = req->engine->listen_address ? req->engine->listen_address : "";
+    ksv_identity_proof(req->engine->token, challenge, nonce, listen, proof);
+    ksv_sb_puts(&resp->body, "{\"listen\":");
+    ksv_sb_json_str(&resp->body, listen);
+    ksv_sb_printf(&resp->body, ",\"nonce\":\"%s\",\"proof\":\"%s\"}", nonce, proof);
+    resp->status = 200;
+}
+
 void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
 {
+    if (strcmp(req->path, KSV_IDENTITY_PATH) == 0)
+        return identity(req, resp);
     if (!authorized(req)) {
         ksv_http_error(resp, 401, "admin API: missing or wrong bearer token");
         return;

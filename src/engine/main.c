@@ -213,13 +213,17 @@ int main(int argc, char **argv)
 
     if (ksv_mkdir_p(opt->state_dir, 0700, &err) != 0 ||
         lock_state_dir(opt->state_dir, &lock_fd, &err) != 0 ||
-        load_token(opt, token, sizeof token, &err) != 0 ||
         ksv_events_open(opt->state_dir, 0, &events, &err) != 0)
         goto fail;
     if (use_test_clock) {
         ksv_log(KSV_LOG_WARN, NULL, "KSV_TEST_CLOCK: a test clock, %+.0f s from now", clock_offset);
         ksv_events_set_clock(events, &test_clock);
     }
+    /* The address file says where the engine that holds the lock listens: one left by an
+     * earlier run must not vouch for a port this run has not bound (yet, or ever). */
+    snprintf(path, sizeof path, "%s/address", opt->state_dir);
+    if (unlink(path) != 0 && errno != ENOENT)
+        ksv_log(KSV_LOG_WARN, NULL, "cannot remove the old %s: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
     char cache_dir[PATH_MAX];
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", opt->state_dir);
@@ -254,9 +258,15 @@ int main(int argc, char **argv)
     /* Monitoring, not inference: GPU gauges are read even with --gpu off. */
     if (ksv_gpu_telemetry_open(getenv("KSV_NVML_LIBRARY"), &gpu) != 0)
         ksv_log(KSV_LOG_WARN, NULL, "gpu telemetry: out of memory; no GPU gauges");
+    /* The port is bound before a first token is made: a node whose port someone else
+     * holds never gets a token written for an engine that is not there. */
     if (ksv_proxy_create(&proxy, &err) != 0 ||
         ksv_http_listen(opt->listen, &listen_fd, bound, sizeof bound, &err) != 0)
         goto fail;
+    if (load_token(opt, token, sizeof token, &err) != 0) {
+        close(listen_fd);
+        goto fail;
+    }
     info = (ksv_engine_info){
         .version = PACKAGE_VERSION,
         .token = token,

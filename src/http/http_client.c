@@ -18,6 +18,8 @@ typedef struct transfer {
     const ksv_http_stream_fns *fns;
     long long received;
     bool over_cap, stopped, oom;
+    bool new_socket;       /* a connection was opened for this request */
+    bool unpinned;         /* reuse_port refused the connection this request got */
     /* batch */
     void *tag;
     /* a copy of the request for batch transfers, whose caller's struct may go away */
@@ -210,6 +212,30 @@ static int on_progress(void *user, curl_off_t dltotal, curl_off_t dlnow, curl_of
     return 0;
 }
 
+/* Called for every socket libcurl opens: the request that opened it is not on a kept one. */
+static int on_socket(void *user, curl_socket_t fd, curlsocktype purpose)
+{
+    (void)fd;
+    transfer *t = user;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        t->new_socket = true;
+    return CURL_SOCKOPT_OK;
+}
+
+/* Called once connected, before the request is sent: reuse_port refuses any connection
+ * but the one it names. */
+static int on_prereq(void *user, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port)
+{
+    (void)primary_ip, (void)local_ip, (void)primary_port;
+    transfer *t = user;
+    if (t->new_socket || local_port != t->req->reuse_port) {
+        t->unpinned = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
+
 /* Applies the client's policies and the request to the easy handle. */
 static CURLcode setup(transfer *t)
 {
@@ -285,6 +311,12 @@ static CURLcode setup(transfer *t)
     SET(CURLOPT_HTTPHEADER, t->extra_headers ? t->extra_headers : c->headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, t);
+    SET(CURLOPT_SOCKOPTFUNCTION, on_socket);
+    SET(CURLOPT_SOCKOPTDATA, t);
+    if (req->reuse_port > 0) {
+        SET(CURLOPT_PREREQFUNCTION, on_prereq);
+        SET(CURLOPT_PREREQDATA, t);
+    }
     if (t->fns && t->fns->on_header) {
         SET(CURLOPT_HEADERFUNCTION, on_header_line);
         SET(CURLOPT_HEADERDATA, t);
@@ -382,6 +414,7 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
     if (curl_easy_getinfo(c->curl, CURLINFO_TOTAL_TIME_T, &total_us) == CURLE_OK)
         res->total_s = (double)total_us / 1e6;
     curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &res->status);
+    curl_easy_getinfo(c->curl, CURLINFO_LOCAL_PORT, &res->local_port);
     free_headers_wiped(t->extra_headers);
     t->extra_headers = NULL;
     if (rc == CURLE_OK && t->oom)
@@ -396,6 +429,8 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
         res->failure = KSV_HTTP_E_TOO_LARGE;
     else if (rc == CURLE_WRITE_ERROR && t->oom)
         res->failure = KSV_HTTP_E_NOMEM;
+    else if (rc == CURLE_ABORTED_BY_CALLBACK && t->unpinned)
+        res->failure = KSV_HTTP_E_NEW_CONNECTION;
     else if ((rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK) && t->stopped)
         res->failure = KSV_HTTP_E_CANCELLED;
     else
@@ -419,6 +454,9 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
         return ksv_err_set(err, 502, "%s: reply over %zu bytes", url, c->o.max_reply);
     case KSV_HTTP_E_CANCELLED:
         return ksv_err_set(err, 499, "%s: cancelled", url);
+    case KSV_HTTP_E_NEW_CONNECTION:
+        return ksv_err_set(err, 503, "%s: the connection checked before was closed; the "
+                                     "request was not sent on a new one", url);
     case KSV_HTTP_E_URL:
         return ksv_err_set(err, 400, "%s: %s", url, res->message);
     case KSV_HTTP_E_NOMEM:
@@ -703,6 +741,7 @@ const char *ksv_http_failure_name(ksv_http_failure f)
     case KSV_HTTP_E_TIMEOUT: return "timeout";
     case KSV_HTTP_E_TOO_LARGE: return "too large";
     case KSV_HTTP_E_CANCELLED: return "cancelled";
+    case KSV_HTTP_E_NEW_CONNECTION: return "new connection";
     case KSV_HTTP_E_URL: return "url";
     case KSV_HTTP_E_TLS: return "tls";
     case KSV_HTTP_E_NOMEM: return "out of memory";

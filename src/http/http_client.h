@@ -95,6 +95,8 @@ typedef enum ksv_http_failure {
     KSV_HTTP_E_URL,           /* a malformed URL */
     KSV_HTTP_E_TLS,           /* the peer's certificate did not verify */
     KSV_HTTP_E_NOMEM,
+    KSV_HTTP_E_NEW_CONNECTION,/* reuse_port was set and the request would have gone on
+                               * another connection: closed before a byte was sent */
     KSV_HTTP_E_OTHER,         /* a malformed answer (no HTTP status, HTTP/0.9), a refused
                                * protocol or redirect, and anything else */
 } ksv_http_failure;
@@ -106,6 +108,7 @@ typedef struct ksv_http_result {
     char message[256];        /* libcurl's words for the failure, "" when none */
     long connections_opened;  /* new connections this request opened (0: one was reused) */
     double total_s;           /* the transfer's own duration, connect included */
+    long local_port;          /* this end's port of the connection used (0: none) */
 } ksv_http_result;
 
 typedef struct ksv_http_call {
@@ -116,6 +119,11 @@ typedef struct ksv_http_call {
     size_t body_len;
     long timeout_ms;          /* > 0: overrides the client's for this request */
     const atomic_bool *cancel; /* optional: set true from any thread to stop the transfer */
+    /* > 0: the request goes only on the connection an earlier request of this client left
+     * open, whose local port (ksv_http_result.local_port) this is. Any other connection
+     * fails it with KSV_HTTP_E_NEW_CONNECTION before a byte of it is sent: for a secret
+     * that may only reach a peer checked on that connection (remote/engine_client.c). */
+    long reuse_port;
 } ksv_http_call;
 
 typedef struct ksv_http_client ksv_http_client;

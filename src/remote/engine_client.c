@@ -3,12 +3,15 @@
 #include "common/clock.h"
 #include "remote/engine_client.h"
 
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "common/engine_identity.h"
+#include "common/sanitize.h"
 #include "http/http_client.h"
 
 struct ksv_engine_client {
@@ -17,6 +20,11 @@ struct ksv_engine_client {
     long timeout_ms;
     size_t max_reply;
     long connections;
+    /* The token and its header line (wiped when freed): sent only on a connection whose
+     * peer proved it holds the token (GET /ksv/v1/identity, common/engine_identity.h). */
+    char *token, *auth;
+    char expect_listen[KSV_IDENTITY_LISTEN_MAX + 1]; /* "" when any address will do */
+    long proven_port;               /* local port of the proven connection; 0: none yet */
 };
 
 /* Accepts http(s)://HOST[:PORT][/] and nothing else, so a path appended later is the
@@ -35,6 +43,14 @@ static int check_base_url(const char *url, ksv_err *err)
     return 0;
 }
 
+static void free_secret(char *s)
+{
+    if (s) {
+        explicit_bzero(s, strlen(s));
+        free(s);
+    }
+}
+
 int ksv_engine_client_new(const char *base_url, const char *token, long timeout_ms,
                           ksv_engine_client **out, ksv_err *err)
 {
@@ -47,24 +63,21 @@ int ksv_engine_client_new(const char *base_url, const char *token, long timeout_
     c->timeout_ms = timeout_ms > 0 ? timeout_ms : KSV_ENGINE_CLIENT_DEFAULT_TIMEOUT_MS;
     c->max_reply = KSV_ENGINE_CLIENT_MAX_REPLY;
     c->base_url = strdup(base_url);
-    char *auth = NULL;
+    bool oom = !c->base_url;
     if (token && *token) {
         size_t n = strlen(token) + sizeof "Authorization: Bearer ";
-        if ((auth = malloc(n)))
-            snprintf(auth, n, "Authorization: Bearer %s", token);
+        c->token = strdup(token);
+        if ((c->auth = malloc(n)))
+            snprintf(c->auth, n, "Authorization: Bearer %s", token);
+        oom = oom || !c->token || !c->auth;
     }
-    const char *headers[] = {"Accept: application/json, text/plain", auth, NULL};
+    const char *headers[] = {"Accept: application/json, text/plain", NULL};
     /* Engines are reached directly (a local port or an SSH tunnel), never via a proxy, and
-     * a redirect is reported, not followed. */
+     * a redirect is reported, not followed. The token goes per request (perform). */
     ksv_http_options o = {.timeout_ms = c->timeout_ms, .max_reply = c->max_reply,
                           .proxy = KSV_HTTP_PROXY_NONE, .headers = headers};
-    int rc = !c->base_url || (token && *token && !auth)
-                 ? ksv_err_set(err, 500, "out of memory")
+    int rc = oom ? ksv_err_set(err, 500, "out of memory")
                  : ksv_http_client_new(&o, &c->http, err);
-    if (auth) {
-        explicit_bzero(auth, strlen(auth));
-        free(auth);
-    }
     if (rc != 0) {
         ksv_engine_client_free(c);
         return -1;
@@ -76,12 +89,20 @@ int ksv_engine_client_new(const char *base_url, const char *token, long timeout_
     return 0;
 }
 
+void ksv_engine_client_expect_listen(ksv_engine_client *c, const char *listen)
+{
+    snprintf(c->expect_listen, sizeof c->expect_listen, "%s", listen ? listen : "");
+    c->proven_port = 0;
+}
+
 void ksv_engine_client_free(ksv_engine_client *c)
 {
     if (!c)
         return;
     ksv_http_client_free(c->http);
     free(c->base_url);
+    free_secret(c->token);
+    free_secret(c->auth);
     free(c);
 }
 
@@ -131,6 +152,10 @@ static int transport_error(ksv_engine_client *c, const ksv_http_result *res, lon
     case KSV_HTTP_E_CONNECT:
     case KSV_HTTP_E_BROKEN:
         return ksv_err_set(err, 503, "node unreachable: %s: %s", c->base_url, why);
+    case KSV_HTTP_E_NEW_CONNECTION:
+        return ksv_err_set(err, 503, "node unreachable: %s: the connection closed between "
+                                     "the identity check and the request, twice",
+                           c->base_url);
     case KSV_HTTP_E_TOO_LARGE:
         return ksv_err_set(err, 502, "bad reply from engine: %s: reply over %zu bytes",
                            c->base_url, c->max_reply);
@@ -143,7 +168,97 @@ static int transport_error(ksv_engine_client *c, const ksv_http_result *res, lon
     }
 }
 
-/* Performs one request with a total budget of timeout_ms; see ksv_engine_client_request. */
+/* One HTTP exchange of url with the given extra header lines; see ksv_http_call for
+ * reuse_port. */
+static int exchange(ksv_engine_client *c, const char *method, const char *url,
+                    const char *const *headers, const char *body, size_t body_len,
+                    long timeout_ms, long reuse_port, ksv_http_result *res, ksv_sb *reply)
+{
+    ksv_http_call req = {.method = method, .url = url, .headers = headers, .body = body,
+                         .body_len = body_len, .timeout_ms = timeout_ms,
+                         .reuse_port = reuse_port};
+    ksv_err ignored;
+    int rc = ksv_http_perform(c->http, &req, reply, res, &ignored);
+    c->connections += res->connections_opened;
+    return rc;
+}
+
+static int not_proven(const ksv_engine_client *c, ksv_err *err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int not_proven(const ksv_engine_client *c, ksv_err *err, const char *fmt, ...)
+{
+    char why[300];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    return ksv_err_set(err, 502, "%s is not proven to be the ksv-engine that holds the admin "
+                                 "token (%s); the token was not sent",
+                       c->base_url, why);
+}
+
+/* GET /ksv/v1/identity with a fresh challenge, without the token: the peer must answer
+ * with a proof only the token's holder can make (common/engine_identity.h). On success the
+ * connection it came on is the one the token may travel on (c->proven_port). */
+static int prove_identity(ksv_engine_client *c, long timeout_ms, ksv_err *err)
+{
+    c->proven_port = 0;
+    char challenge[2 * KSV_IDENTITY_RANDOM_BYTES + 1];
+    if (ksv_identity_random_hex(challenge, sizeof challenge, KSV_IDENTITY_RANDOM_BYTES) != 0)
+        return ksv_err_set(err, 500, "no random bytes from the kernel for a challenge");
+    ksv_sb url, reply;
+    ksv_sb_init(&url);
+    ksv_sb_printf(&url, "%s%s?challenge=%s", c->base_url, KSV_IDENTITY_PATH, challenge);
+    if (url.oom) {
+        ksv_sb_free(&url);
+        return ksv_err_set(err, 500, "out of memory");
+    }
+    ksv_http_result res;
+    int rc = exchange(c, "GET", url.data, NULL, NULL, 0, timeout_ms, 0, &res, &reply);
+    ksv_sb_free(&url);
+    if (rc != 0)
+        return transport_error(c, &res, timeout_ms, err);
+    json_object *root = NULL, *v;
+    if (res.status == 200)
+        root = json_tokener_parse(reply.data);
+    ksv_sb_free(&reply);
+    const char *listen = NULL, *nonce = NULL, *proof = NULL;
+    if (root && json_object_is_type(root, json_type_object)) {
+        if (json_object_object_get_ex(root, "listen", &v) && json_object_is_type(v, json_type_string))
+            listen = json_object_get_string(v);
+        if (json_object_object_get_ex(root, "nonce", &v) && json_object_is_type(v, json_type_string))
+            nonce = json_object_get_string(v);
+        if (json_object_object_get_ex(root, "proof", &v) && json_object_is_type(v, json_type_string))
+            proof = json_object_get_string(v);
+    }
+    if (res.status != 200 || !listen || !nonce || !proof || !ksv_identity_hex_ok(nonce) ||
+        strlen(listen) > KSV_IDENTITY_LISTEN_MAX) {
+        json_object_put(root);
+        return not_proven(c, err, "GET %s answered %ld without a proof: not a ksv-engine, or "
+                                  "one older than this ksv", KSV_IDENTITY_PATH, res.status);
+    }
+    char expected[65];
+    ksv_identity_proof(c->token, challenge, nonce, listen, expected);
+    bool good = ksv_identity_proof_equal(expected, proof);
+    char shown[KSV_IDENTITY_LISTEN_MAX + 1];
+    ksv_sanitize_copy(shown, sizeof shown, listen);
+    bool elsewhere = c->expect_listen[0] && strcmp(listen, c->expect_listen) != 0;
+    json_object_put(root);
+    if (!good)
+        return not_proven(c, err, "its proof does not match the token: another process holds "
+                                  "the port, or the token is not this engine's");
+    if (elsewhere)
+        return not_proven(c, err, "the engine that answered listens on %s, not on %s", shown,
+                          c->expect_listen);
+    if (res.local_port <= 0)
+        return not_proven(c, err, "no connection to send the token on");
+    c->proven_port = res.local_port;
+    return 0;
+}
+
+/* Performs one request with a total budget of timeout_ms; see ksv_engine_client_request.
+ * With a token, the request goes only on a connection whose peer proved it holds the
+ * token: proven first, and proven again when that connection has closed since. */
 static int perform(ksv_engine_client *c, const char *method, const char *path,
                    const char *body, size_t body_len, long timeout_ms, long *http_status,
                    ksv_sb *reply, ksv_err *err)
@@ -158,17 +273,30 @@ static int perform(ksv_engine_client *c, const char *method, const char *path,
         ksv_sb_free(&url);
         return ksv_err_set(err, 500, "out of memory");
     }
-    static const char *const json_headers[] = {"Content-Type: application/json", NULL};
-    ksv_http_call req = {.method = method, .url = url.data,
-                            .headers = body ? json_headers : NULL, .body = body,
-                            .body_len = body_len, .timeout_ms = timeout_ms};
+    const char *headers[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    if (body)
+        headers[n++] = "Content-Type: application/json";
+    if (c->auth)
+        headers[n++] = c->auth;
     ksv_http_result res;
-    ksv_err ignored;
-    int rc = ksv_http_perform(c->http, &req, reply, &res, &ignored);
-    c->connections += res.connections_opened;
+    int rc = -1;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->token && c->proven_port == 0 && prove_identity(c, timeout_ms, err) != 0) {
+            ksv_sb_free(&url);
+            return -1;
+        }
+        rc = exchange(c, method, url.data, n ? headers : NULL, body, body_len, timeout_ms,
+                      c->token ? c->proven_port : 0, &res, reply);
+        if (rc == 0 || res.failure != KSV_HTTP_E_NEW_CONNECTION)
+            break;
+        c->proven_port = 0; /* the proven connection closed: prove the new one */
+    }
     ksv_sb_free(&url);
-    if (rc != 0)
+    if (rc != 0) {
+        c->proven_port = 0;
         return transport_error(c, &res, timeout_ms, err);
+    }
     *http_status = res.status;
     return 0;
 }

@@ -9,9 +9,19 @@
  *
  * Every call sets connect and total timeouts, never follows redirects, ignores proxy
  * settings from the environment, sends "Authorization: Bearer TOKEN" (the token is never
- * logged or put into a message) and refuses replies over a size cap. Errors (ksv_err):
- *   503 "node unreachable: URL: ..."       connection refused or timed out, DNS, reset:
- *                                          the request did not reach the engine
+ * logged or put into a message) and refuses replies over a size cap.
+ *
+ * The token goes only to the engine that holds it (issue 11, finding 10): before the first
+ * request that carries it, the client asks GET /ksv/v1/identity with a fresh challenge
+ * (no token) and checks the engine's HMAC proof (common/engine_identity.h); the token then
+ * travels only on that same connection, and a new connection is proven again before it
+ * carries the token. A peer that cannot prove it (another process on the port, an engine
+ * with another token, an engine older than this ksv) gets no token: 502 "... is not
+ * proven to be the ksv-engine that holds the admin token (...)"; one that does not answer
+ * the check in time was sent nothing: 503. Errors (ksv_err):
+ *   503 "node unreachable: URL: ..."       connection refused or timed out, DNS, reset, no
+ *                                          answer to the identity check: the request did
+ *                                          not reach the engine
  *   504 "node unreachable: URL: no answer within N ms"
  *                                          the request went out and no answer came in
  *                                          time: the engine may still act on it
@@ -42,6 +52,10 @@ typedef struct ksv_engine_client ksv_engine_client;
 int ksv_engine_client_new(const char *base_url, const char *token, long timeout_ms,
                           ksv_engine_client **out, ksv_err *err);
 void ksv_engine_client_free(ksv_engine_client *c);
+/* The address the engine must say it bound ("127.0.0.1:8080", as in STATE_DIR/address),
+ * for a node whose engine's address ksv knows (local and SSH nodes): an engine that proves
+ * the token but listens elsewhere (a relay to it) gets no token either. NULL or "": any. */
+void ksv_engine_client_expect_listen(ksv_engine_client *c, const char *listen);
 const char *ksv_engine_client_base_url(const ksv_engine_client *c);
 /* Changes the limit of each later call (<= 0: the default): a re-check that must not cost
  * a whole node timeout on an engine that stopped answering. */

@@ -88,7 +88,8 @@ static pid_t read_lock_pid(const char *dir)
 
 /* Reads STATE_DIR/address ("HOST:PORT") into a base URL. A wildcard bind is reached on
  * the matching loopback. 404 while the file does not exist yet. */
-static int read_address(const char *dir, char *url, size_t cap, ksv_err *err)
+static int read_address(const char *dir, char *url, size_t cap, char *listen,
+                        size_t listen_cap, ksv_err *err)
 {
     char path[PATH_MAX], *text = NULL;
     if (state_path(path, sizeof path, dir, "address", err) != 0 ||
@@ -110,6 +111,7 @@ static int read_address(const char *dir, char *url, size_t cap, ksv_err *err)
             host = "127.0.0.1", host_len = 9;
         else if (strncmp(text, "[::]:", 5) == 0)
             host = "[::1]", host_len = 5;
+        snprintf(listen, listen_cap, "%s", text);
         int w = snprintf(url, cap, "http://%.*s:%s", host_len, host, port);
         if (w < 0 || (size_t)w >= cap)
             rc = ksv_err_set(err, 500, "%s: address too long", path);
@@ -205,7 +207,8 @@ static bool process_alive(pid_t pid)
 static int try_attach(const char *dir, ksv_local_engine *out, ksv_err *err)
 {
     ksv_engine_client *c = NULL;
-    if (read_address(dir, out->base_url, sizeof out->base_url, err) != 0 ||
+    if (read_address(dir, out->base_url, sizeof out->base_url, out->listen,
+                     sizeof out->listen, err) != 0 ||
         ksv_engine_client_new(out->base_url, NULL, 1000, &c, err) != 0)
         return -1;
     int rc = ksv_engine_client_health(c, err);

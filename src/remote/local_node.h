@@ -19,6 +19,8 @@
 
 typedef struct ksv_local_engine {
     char base_url[160];   /* "http://127.0.0.1:PORT", for ksv_engine_client_new */
+    char listen[128];     /* STATE_DIR/address as written ("0.0.0.0:PORT" stays so), for
+                           * ksv_engine_client_expect_listen */
     char token[256];      /* the admin token read from STATE_DIR/token */
     pid_t pid;            /* the engine's pid, from STATE_DIR/lock */
     bool started;         /* true: this call launched it; false: it was already running */

@@ -206,6 +206,34 @@ static int node_facts_read(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
     return 0;
 }
 
+/* After an engine this call started: something answers on want, but is it that engine?
+ * Only if it holds the state dir's lock and has written want into STATE_DIR/address (the
+ * engine removes an old address file when it takes the lock and writes the new one once
+ * it has bound the port). Otherwise another process holds the port: nothing is read from
+ * the state dir for it, and the engine client's identity check would refuse it anyway. */
+static int confirm_started(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
+                           ksv_ssh_engine *out, const char *want, ksv_err *err)
+{
+    double deadline = ksv_mono_ms() + 5000.0;
+    for (;;) {
+        ksv_ssh_node_facts facts;
+        if (node_facts_read(s, o, out, &facts, err) != 0)
+            return -1;
+        if (facts.lock_held && strcmp(facts.address, want) == 0)
+            return 0;
+        if (!facts.lock_held)
+            return ksv_err_set(err, 409, "%s: something answers on %s, but the engine started "
+                                         "there is not running: another process holds the "
+                                         "port (see %s/engine.log); pick another "
+                                         "--engine-port", s->name, want, out->state_dir);
+        if (ksv_mono_ms() >= deadline)
+            return ksv_err_set(err, 503, "%s: the engine of %s holds its lock but has not "
+                                         "written that it listens on %s", s->name,
+                               out->state_dir, want);
+        sleep_ms(100);
+    }
+}
+
 int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
                           ksv_ssh_engine *out, ksv_err *err)
 {
@@ -310,6 +338,8 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
                                line[0] ? line : "(engine.log is empty)");
         }
     }
+    if (out->started && confirm_started(s, o, out, want, err) != 0)
+        return -1;
     /* An engine this call started wrote its token just now; else the facts have it. */
     if (out->started &&
         read_state_file(s, qdir, "token", out->token, sizeof out->token, err) != 0)

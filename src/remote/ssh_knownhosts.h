@@ -34,4 +34,21 @@ int ksv_ssh_known_hosts_prefer(LIBSSH2_SESSION *ssh, const char *file, const cha
 int ksv_ssh_known_hosts_verify(LIBSSH2_SESSION *ssh, const char *file, const char *host,
                                int port, bool trust_new, ksv_ssh_host_key *key, ksv_err *err);
 
+/* The two checks above on known_hosts text already read (no I/O, so the parsing can be
+ * fuzzed: fuzz/fuzz_known_hosts.c). text may be NULL (no file). */
+/* The host key algorithms text records for host:port, comma-separated; "" when none. */
+void ksv_ssh_known_hosts_methods_text(LIBSSH2_SESSION *ssh, const char *text,
+                                      const char *host, int port, char *methods, size_t cap);
+enum {
+    KSV_KNOWN_HOST_MATCH = 0,     /* the entry for host:port holds this key */
+    KSV_KNOWN_HOST_UNKNOWN = 1,   /* no entry for host:port with this key type */
+    KSV_KNOWN_HOST_CHANGED = 2,   /* an entry holds another key (*line: its line number) */
+    KSV_KNOWN_HOST_ERROR = -1,    /* a key type ksv cannot check, no key, or no memory */
+};
+/* How key (raw, as the server sent it; hostkey_type LIBSSH2_HOSTKEY_TYPE_*) compares with
+ * the entries of text for host:port. */
+int ksv_ssh_known_hosts_check_text(LIBSSH2_SESSION *ssh, const char *text, const char *host,
+                                   int port, const char *key, size_t keylen, int hostkey_type,
+                                   int *line);
+
 #endif
