@@ -19,7 +19,7 @@ import pwd
 import threading
 import urllib.request
 
-from ksvtest import ksv_cli, DATA, ENGINE, check, finish, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, check, finish, stop_engine, tmpdir
 
 ESC_VERSION = "\x1b]0;pwned\x07\x1b[2J1.0\u009b31m"
 ESC_ERROR = "\x1b]0;owned\x07\x1b[2Jdisk on fire"
@@ -201,10 +201,6 @@ finally:
     # Every engine ksv started under this test's folder (also those a build without the
     # name check started outside the state folder).
     for d, dirs, files in os.walk(work):
-        pid = lock_pid(d) if "lock" in files else None
-        if pid:
-            try:
-                os.kill(pid, 15)
-            except OSError:
-                pass
+        if "lock" in files:
+            stop_engine(d)
 finish()

@@ -13,7 +13,7 @@ import json
 import os
 import sqlite3
 
-from ksvtest import ksv_cli, DATA, ENGINE, check, finish, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, check, finish, stop_engine, tmpdir
 
 work = tmpdir("ksv-quota-")
 db = os.path.join(work, "ksv.db")
@@ -155,10 +155,5 @@ spec:
     names = [(x["namespace"], x["name"]) for x in json.loads(out)] if rc == 0 else []
     check(names == [("team-a", "team-a-quota"), ("team-g", "gpus")], "get quota lists both: %s" % names)
 finally:
-    pid = lock_pid(node_dir)
-    if pid:
-        try:
-            os.kill(pid, 15)
-        except OSError:
-            pass
+    stop_engine(node_dir)
 finish()

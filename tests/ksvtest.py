@@ -254,3 +254,13 @@ def lock_pid(state_dir):
             return int(f.read().strip())
     except (OSError, ValueError):
         return None
+
+
+def stop_engine(state_dir):
+    """SIGTERM to the engine holding STATE_DIR/lock, if one does (a test's teardown)."""
+    pid = lock_pid(state_dir)
+    if pid:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass

@@ -130,12 +130,24 @@ try:
     check(engine_split("churn").get("churn-00002") == 25, "Enter on the default (Cancel) changes nothing")
     tmux("send-keys", "-t", "top", "R")
     wait_for(lambda t: "Rollback" in t, 5)
+    # The reason field: Tab twice reaches it (Cancel, the action, the reason); what is typed
+    # there goes to history; Enter moves to the action button, a second Enter confirms.
     tmux("send-keys", "-t", "top", "Tab")
+    tmux("send-keys", "-t", "top", "Tab")
+    tmux("send-keys", "-t", "top", "-l", "p99 doubled (hq)")
+    text = wait_for(lambda t: "reason:  p99 doubled (hq)_" in t, 5)
+    check("reason:  p99 doubled (hq)_" in text, "the dialog's reason field shows what is typed")
+    tmux("send-keys", "-t", "top", "Enter")
     tmux("send-keys", "-t", "top", "Enter")
     got = wait_split("churn", {"churn-00001": 100})
     check(got == {"churn-00001": 100}, "rollback + confirm sends 100%% to the stable revision: %s" % got)
     text = wait_for(lambda t: "rolled back" in t or "rollback" in t, 10)
     check("node a: ok" in text, "the per-node result shows in the status line")
+    rc, out, _ = ksv("history", "churn", "-o", "json", "--limit", "5")
+    rows = json.loads(out) if rc == 0 else []
+    check(any(r.get("action") == "rollback" and r.get("reason") == "p99 doubled (hq)"
+              for r in rows),
+          "the rollback's history row carries the reason typed in the dialog")
 
     # Edit: the EDITOR script changes the storage URI: a new revision.
     tmux("send-keys", "-t", "top", "e")

@@ -26,6 +26,7 @@ typedef struct ksv_cli {
     bool json;
     double timeout_s;
     int parallel;                 /* --parallel: nodes changed at once (0: the default) */
+    const char *reason;           /* --reason: recorded in history with the change; NULL */
     const char *argv0;
     const char *usage;            /* the running command's usage line */
 } ksv_cli;
@@ -98,6 +99,8 @@ typedef struct ksv_cmd_entry {
     bool named_option_errors;
     /* Takes argv untouched, parses nothing (`ksv top` hands it to ksv-top). */
     bool raw_args;
+    /* Changes something (history records it): the global --reason is accepted here only. */
+    bool changes;
     int (*exec)(ksv_cli *cli, const ksv_args *args);
     int (*exec_raw)(ksv_cli *cli, int argc, char **argv);
 } ksv_cmd_entry;

@@ -61,7 +61,7 @@ static const ksv_opt apply_opts[] = {
 };
 
 static const ksv_cmd_entry apply_entries[] = {
-    {.opts = apply_opts, .max_args = 0, .exec = apply},
+    {.opts = apply_opts, .max_args = 0, .exec = apply, .changes = true},
     {0},
 };
 

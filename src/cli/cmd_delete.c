@@ -12,7 +12,7 @@ static int delete_model(ksv_cli *cli, const ksv_args *a)
 
 static const ksv_cmd_entry delete_entries[] = {
     {.min_args = 1, .max_args = 1, .too_few = "delete needs MODEL",
-     .too_many = "delete needs MODEL", .exec = delete_model},
+     .too_many = "delete needs MODEL", .exec = delete_model, .changes = true},
     {0},
 };
 

@@ -50,6 +50,7 @@ static const ksv_column history_columns[] = {
     KSV_COL_STR("OLD", "old", ksv_history_entry, old_value),
     KSV_COL_STR("NEW", "new", ksv_history_entry, new_value),
     KSV_COL_STR("RESULT", "result", ksv_history_entry, result),
+    KSV_COL_STR("REASON", "reason", ksv_history_entry, reason),
     KSV_COL_FN(NULL, "nodes", NULL, nodes_json),
 };
 

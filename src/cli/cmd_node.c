@@ -196,13 +196,13 @@ static const ksv_opt node_add_opts[] = {
 static const ksv_cmd_entry node_entries[] = {
     {.name = "add", .opts = node_add_opts, .min_args = 2, .max_args = 2,
      .too_few = "node add needs NAME and ADDRESS", .named_option_errors = true,
-     .exec = node_add},
+     .exec = node_add, .changes = true},
     {.name = "ls", .aliases = {"list"}, .max_args = 0,
      .too_many = "node ls takes no arguments", .exec = node_ls},
     {.name = "status", .max_args = 1, .too_many = "node status takes at most one NAME",
      .exec = node_status},
     {.name = "rm", .aliases = {"remove"}, .min_args = 1, .max_args = 1,
-     .too_few = "node rm needs NAME", .too_many = "node rm needs NAME", .exec = node_rm},
+     .too_few = "node rm needs NAME", .too_many = "node rm needs NAME", .exec = node_rm, .changes = true},
     {0},
 };
 

@@ -15,7 +15,7 @@ static int reconcile(ksv_cli *cli, const ksv_args *a)
 }
 
 static const ksv_cmd_entry reconcile_entries[] = {
-    {.max_args = 1, .too_many = "reconcile takes at most one MODEL", .exec = reconcile},
+    {.max_args = 1, .too_many = "reconcile takes at most one MODEL", .exec = reconcile, .changes = true},
     {0},
 };
 

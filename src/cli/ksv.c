@@ -61,6 +61,9 @@ static const char usage_text[] =
     "  --timeout SECS   wait for nodes to report changes in effect (default 120): one\n"
     "                   deadline for the whole command, however many nodes and models\n"
     "  --parallel N     nodes changed or probed at once (default 16)\n"
+    "  --reason TEXT    why: recorded with the change in history (apply, delete,\n"
+    "                   rollout set-traffic|promote|rollback|pause|resume|abort|retry,\n"
+    "                   reconcile, node add|rm); `ksv history` shows it\n"
     "  --help           this help; `ksv COMMAND --help` for one command\n"
     "  --version        print the version\n"
     "\n"
@@ -88,14 +91,14 @@ static int parse_globals(int argc, char **argv, ksv_cli *cli)
         const char *val = NULL;
         bool takes = strcmp(a, "--db") == 0 || strcmp(a, "-o") == 0 || strcmp(a, "-n") == 0 ||
                      strcmp(a, "--timeout") == 0 || strcmp(a, "--namespace") == 0 ||
-                     strcmp(a, "--parallel") == 0 ||
+                     strcmp(a, "--parallel") == 0 || strcmp(a, "--reason") == 0 ||
                      strcmp(a, "--output") == 0;
         if (takes) {
             if (i + 1 >= argc)
                 return -usage_error("%s needs a value", a);
             val = argv[++i];
         } else if (strncmp(a, "--db=", 5) == 0 || strncmp(a, "--timeout=", 10) == 0 ||
-                   strncmp(a, "--parallel=", 11) == 0 ||
+                   strncmp(a, "--parallel=", 11) == 0 || strncmp(a, "--reason=", 9) == 0 ||
                    strncmp(a, "--output=", 9) == 0 || strncmp(a, "--namespace=", 12) == 0) {
             val = strchr(a, '=') + 1;
         } else if (strncmp(a, "-o", 2) == 0 && a[2]) {
@@ -107,6 +110,11 @@ static int parse_globals(int argc, char **argv, ksv_cli *cli)
         }
         if (strncmp(a, "--db", 4) == 0) {
             cli->db = val;
+        } else if (strncmp(a, "--reason", 8) == 0) {
+            const char *problem = ksv_ctl_reason_problem(val);
+            if (problem)
+                return -usage_error("--reason: the text %s", problem);
+            cli->reason = val;
         } else if (strncmp(a, "--timeout", 9) == 0) {
             char *end;
             cli->timeout_s = strtod(val, &end);
@@ -168,6 +176,9 @@ static int run_group(ksv_cli *cli, const ksv_cmd_group *g, int argc, char **argv
         argc--;
         argv++;
     }
+    /* A reason is recorded with a change; on anything else it would be lost unseen. */
+    if (cli->reason && !e->changes)
+        return ksv_usage_text(cli, "--reason is for commands that change something", NULL);
     if (e->raw_args)
         return e->exec_raw(cli, argc, argv);
     ksv_args args;

@@ -69,6 +69,7 @@ int ksv_cli_open(ksv_cli *cli, ksv_ctl **ctl)
         .argv0 = cli->argv0,
         .upload_progress = print_upload,
         .parallel = cli->parallel,
+        .reason = cli->reason,
     };
     if (ksv_ctl_open(&opts, ctl, &err) != 0)
         return ksv_fail("%s", err.msg);

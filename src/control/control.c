@@ -63,6 +63,10 @@ int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err)
     else
         default_db_path(ctl->db_path, sizeof ctl->db_path);
     default_actor(opts->actor, ctl->actor, sizeof ctl->actor);
+    if (ksv_ctl_set_reason(ctl, opts->reason, err) != 0) {
+        free(ctl);
+        return -1;
+    }
     snprintf(ctl->engine_path, sizeof ctl->engine_path, "%s",
              opts->engine_path ? opts->engine_path : "");
     snprintf(ctl->argv0, sizeof ctl->argv0, "%s", opts->argv0 ? opts->argv0 : "");
@@ -95,6 +99,26 @@ void ksv_ctl_close(ksv_ctl *ctl)
 const char *ksv_ctl_actor(const ksv_ctl *ctl)
 {
     return ctl->actor;
+}
+
+const char *ksv_ctl_reason_problem(const char *reason)
+{
+    if (!reason)
+        return NULL;
+    if (strlen(reason) > KSV_CTL_REASON_MAX)
+        return "is longer than 500 bytes";
+    if (!ksv_is_terminal_safe(reason))
+        return "holds control characters or bytes that are not UTF-8";
+    return NULL;
+}
+
+int ksv_ctl_set_reason(ksv_ctl *ctl, const char *reason, ksv_err *err)
+{
+    const char *problem = ksv_ctl_reason_problem(reason);
+    if (problem)
+        return ksv_err_set(err, 400, "the reason %s", problem);
+    snprintf(ctl->reason, sizeof ctl->reason, "%s", reason ? reason : "");
+    return 0;
 }
 
 void ksv_ctl_result_free(ksv_ctl_result *r)
@@ -188,6 +212,7 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
         .new_value = (char *)new_value,
         .result = result,
         .node_results_json = nodes.len ? nodes.data : NULL,
+        .reason = ctl->reason[0] ? ctl->reason : NULL,
     };
     int rc = ksv_store_history_append(ctl->store, &e, NULL, err);
     ksv_sb_free(&nodes);

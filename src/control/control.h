@@ -35,6 +35,9 @@ typedef struct ksv_ctl ksv_ctl;
 typedef struct ksv_ctl_options {
     const char *db_path;          /* NULL: $KSV_DB, then $XDG_STATE_HOME/ksv/ksv.db */
     const char *actor;            /* NULL: $USER, else the login name of the uid */
+    /* Why the changes of this handle are made (`--reason TEXT`): recorded in every history
+     * row it writes; NULL or "": none. Must pass ksv_ctl_reason_problem. */
+    const char *reason;
     const char *engine_path;      /* NULL: KSV_ENGINE, beside argv0, then PATH */
     const char *argv0;
     long node_timeout_ms;         /* per admin call; default 5000 */
@@ -60,6 +63,14 @@ void ksv_ctl_format_upload(const char *node, const char *file, long long done,
 int ksv_ctl_open(const ksv_ctl_options *opts, ksv_ctl **out, ksv_err *err);
 void ksv_ctl_close(ksv_ctl *ctl);
 const char *ksv_ctl_actor(const ksv_ctl *ctl);
+
+#define KSV_CTL_REASON_MAX 500
+/* NULL when reason may be recorded, else why not: at most KSV_CTL_REASON_MAX bytes of
+ * printable UTF-8 (no control characters, so it cannot rewrite a terminal later). */
+const char *ksv_ctl_reason_problem(const char *reason);
+/* Changes the reason of the history rows this handle writes from now on (NULL or "": none):
+ * ksv-top's confirm dialogs set it for one change. 400 when reason_problem refuses it. */
+int ksv_ctl_set_reason(ksv_ctl *ctl, const char *reason, ksv_err *err);
 
 /* The result of one change on each node it touched. */
 typedef struct ksv_node_result {

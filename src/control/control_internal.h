@@ -14,6 +14,7 @@ struct ksv_ctl {
     ksv_store *store;
     char db_path[PATH_MAX];
     char actor[64];
+    char reason[KSV_CTL_REASON_MAX + 1]; /* "" when none (ksv_ctl_set_reason) */
     char engine_path[PATH_MAX];
     char argv0[PATH_MAX];
     long node_timeout_ms;

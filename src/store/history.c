@@ -23,7 +23,8 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
     sqlite3_stmt *st;
     if (store_prepare(s,
                       "INSERT INTO history (at, actor, action, model, node, old_value, new_value, "
-                      "result, node_results) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                      "result, node_results, reason) "
+                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                       &st, err) < 0)
         return -1;
     int rc = SQLITE_OK;
@@ -36,6 +37,7 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
     store_bind_text(&rc, st, 7, e->new_value);
     store_bind_text(&rc, st, 8, e->result);
     store_bind_text(&rc, st, 9, e->node_results_json);
+    store_bind_text(&rc, st, 10, e->reason && *e->reason ? e->reason : NULL);
     int r = rc == SQLITE_OK ? store_step_done(s, st, "appending history", err)
                             : store_db_error(s, rc, "appending history", err);
     sqlite3_finalize(st);
@@ -45,7 +47,7 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
 }
 
 #define HISTORY_COLUMNS                                                                    \
-    "id, at, actor, action, model, node, old_value, new_value, result, node_results"
+    "id, at, actor, action, model, node, old_value, new_value, result, node_results, reason"
 
 static int read_entry(ksv_store *s, sqlite3_stmt *st, ksv_history_entry *e, ksv_err *err)
 {
@@ -60,7 +62,8 @@ static int read_entry(ksv_store *s, sqlite3_stmt *st, ksv_history_entry *e, ksv_
         store_col_text(s, st, 7, true, "history.new_value", &e->new_value, err) < 0 ||
         store_col_text(s, st, 8, false, "history.result", &e->result, err) < 0 ||
         store_col_text(s, st, 9, true, "history.node_results", &e->node_results_json,
-                       err) < 0) {
+                       err) < 0 ||
+        store_col_text(s, st, 10, true, "history.reason", &e->reason, err) < 0) {
         ksv_history_entry_clear(e);
         return -1;
     }
@@ -125,6 +128,7 @@ void ksv_history_entry_clear(ksv_history_entry *e)
     free(e->new_value);
     free(e->result);
     free(e->node_results_json);
+    free(e->reason);
     memset(e, 0, sizeof *e);
 }
 

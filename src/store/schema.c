@@ -197,8 +197,14 @@ static const char migration_5[] =
     "CREATE INDEX usage_events_by_time ON usage_events (at);\n"
     "PRAGMA user_version = 5;\n";
 
+/* 6: why a change was made (`--reason TEXT`, ksv-top's confirm dialogs; kubectl's
+ * change-cause). NULL for rows written before, and for changes given no reason. */
+static const char migration_6[] =
+    "ALTER TABLE history ADD COLUMN reason TEXT;\n"
+    "PRAGMA user_version = 6;\n";
+
 const char *const store_migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                        migration_5};
+                                        migration_5, migration_6};
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == KSV_STORE_SCHEMA_VERSION,

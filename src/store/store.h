@@ -56,7 +56,7 @@
 
 #include "common/error.h"
 
-#define KSV_STORE_SCHEMA_VERSION 5
+#define KSV_STORE_SCHEMA_VERSION 6
 #define KSV_STORE_RAW_RETENTION_MS (24LL * 3600 * 1000)
 #define KSV_STORE_ROLLUP_RETENTION_MS (30LL * 24 * 3600 * 1000)
 #define KSV_STORE_ROLLUP_STEP_MS 60000LL
@@ -322,6 +322,7 @@ typedef struct ksv_history_entry {
     char *new_value;          /* NULL: none */
     char *result;             /* required: "ok", "failed: ..." */
     char *node_results_json;  /* NULL or a JSON object {"node": "result", ...} */
+    char *reason;             /* why (--reason); NULL: none given */
 } ksv_history_entry;
 
 typedef struct ksv_history_list {

@@ -98,6 +98,8 @@ static void open_change_dialog(tui_app *a, const tui_model *m, tui_job_kind kind
     dialog_line(a, line);
     snprintf(a->dialog_ok, sizeof a->dialog_ok, "%s", kind == TUI_JOB_PROMOTE ? "Promote" : "Rollback");
     a->dialog_focus = 0;
+    a->dialog_reason[0] = '\0';
+    a->dialog_reason_len = 0;
     memset(&a->dialog_job, 0, sizeof a->dialog_job);
     a->dialog_job.kind = kind;
     snprintf(a->dialog_job.model, sizeof a->dialog_job.model, "%s", m->key);
@@ -139,6 +141,8 @@ static void open_gate_dialog(tui_app *a, const tui_model *m, bool abort_it)
     dialog_line(a, line);
     snprintf(a->dialog_ok, sizeof a->dialog_ok, "%s", verb);
     a->dialog_focus = 0;
+    a->dialog_reason[0] = '\0';
+    a->dialog_reason_len = 0;
     memset(&a->dialog_job, 0, sizeof a->dialog_job);
     a->dialog_job.kind = kind;
     snprintf(a->dialog_job.model, sizeof a->dialog_job.model, "%s", m->key);
@@ -156,11 +160,39 @@ static const char *job_doing(tui_job_kind kind)
     }
 }
 
+/* The reason field (focus 2) takes what is typed; Enter there moves to the action button,
+ * so a reason is never sent by the key that ends it. */
+static void reason_key(tui_app *a, int key)
+{
+    if (key == '\t' || key == '\n' || key == '\r' || key == KEY_ENTER) {
+        a->dialog_focus = key == '\t' ? 0 : 1;
+    } else if (key == KEY_BTAB) {
+        a->dialog_focus = 1;
+    } else if (key == ESC_KEY) {
+        a->mode = TUI_MODE_NORMAL;
+        set_status(a, TUI_C_DIM, "%s", "cancelled");
+    } else if ((key == KEY_BACKSPACE || key == 127 || key == 8) && a->dialog_reason_len > 0) {
+        a->dialog_reason[--a->dialog_reason_len] = '\0';
+    } else if (key >= 32 && key < 127 && a->dialog_reason_len + 1 < sizeof a->dialog_reason) {
+        a->dialog_reason[a->dialog_reason_len++] = (char)key;
+        a->dialog_reason[a->dialog_reason_len] = '\0';
+    }
+}
+
 static void dialog_key(tui_app *a, int key)
 {
+    if (a->dialog_focus == 2)
+        return reason_key(a, key);
     switch (key) {
     case '\t':
+        a->dialog_focus = (a->dialog_focus + 1) % 3; /* Cancel, the action, the reason */
+        break;
     case KEY_BTAB:
+        a->dialog_focus = (a->dialog_focus + 2) % 3;
+        break;
+    case 'r':
+        a->dialog_focus = 2;
+        break;
     case KEY_LEFT:
     case KEY_RIGHT:
     case 'h':
@@ -171,10 +203,12 @@ static void dialog_key(tui_app *a, int key)
     case '\r':
     case KEY_ENTER:
         a->mode = TUI_MODE_NORMAL;
-        if (a->dialog_focus == 1)
+        if (a->dialog_focus == 1) {
+            snprintf(a->dialog_job.reason, sizeof a->dialog_job.reason, "%s", a->dialog_reason);
             submit(a, &a->dialog_job, job_doing(a->dialog_job.kind));
-        else
+        } else {
             set_status(a, TUI_C_DIM, "%s", "cancelled");
+        }
         break;
     case ESC_KEY:
     case 'q':

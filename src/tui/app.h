@@ -35,7 +35,9 @@ typedef struct tui_app {
     char dialog_lines[8][256];
     size_t dialog_n;
     char dialog_ok[24];
-    int dialog_focus;              /* 0: Cancel (the default), 1: the action */
+    int dialog_focus;              /* 0: Cancel (the default), 1: the action, 2: the reason */
+    char dialog_reason[200];       /* why, typed in the dialog: recorded in history */
+    size_t dialog_reason_len;
     tui_job dialog_job;
     /* the status line */
     char status[1024];

@@ -551,11 +551,22 @@ void tui_draw(tui_app *a)
         break;
     }
     if (a->mode == TUI_MODE_DIALOG) {
-        const char *lines[8];
-        for (size_t i = 0; i < a->dialog_n; i++)
-            lines[i] = a->dialog_lines[i];
+        const char *lines[9];
+        size_t n = 0;
+        for (; n < a->dialog_n && n < 8; n++)
+            lines[n] = a->dialog_lines[n];
+        /* The reason field: what is typed goes to history with the change. */
+        char reason[sizeof a->dialog_reason + 40];
+        if (a->dialog_focus == 2)
+            snprintf(reason, sizeof reason, "reason:  %s_", a->dialog_reason);
+        else
+            snprintf(reason, sizeof reason, "reason:  %s", a->dialog_reason_len
+                                                                ? a->dialog_reason
+                                                                : "(r or Tab to type one)");
+        lines[n++] = reason;
         const char *buttons[2] = {"Cancel", a->dialog_ok};
-        tui_draw_dialog(&a->crt, a->dialog_title, lines, a->dialog_n, buttons, 2, a->dialog_focus);
+        tui_draw_dialog(&a->crt, a->dialog_title, lines, n, buttons, 2,
+                        a->dialog_focus == 2 ? -1 : a->dialog_focus);
     }
     draw_bottom(a);
     refresh();

@@ -927,7 +927,12 @@ static void run_job(ksv_ctl *ctl, const tui_job *job, const char *manifest, doub
     ksv_ctl_result res = {0};
     ksv_err err;
     ksv_err_clear(&err);
-    int rc;
+    /* The reason is this change's alone: set for it, cleared after it. */
+    int rc = ksv_ctl_set_reason(ctl, job->reason, &err);
+    if (rc != 0) {
+        describe_result(&res, rc, &err, out);
+        return;
+    }
     if (job->kind == TUI_JOB_APPLY) {
         ksv_manifest_list list;
         rc = ksv_manifest_parse_buffer(manifest, strlen(manifest), "edited.yaml", NULL, &list,
@@ -955,6 +960,7 @@ static void run_job(ksv_ctl *ctl, const tui_job *job, const char *manifest, doub
         };
         rc = ksv_ctl_rollout(ctl, &req, &res, &err);
     }
+    ksv_ctl_set_reason(ctl, NULL, NULL);
     describe_result(&res, rc, &err, out);
     ksv_ctl_result_free(&res);
 }

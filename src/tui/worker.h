@@ -56,6 +56,7 @@ typedef struct tui_job {
     int percent;                 /* set-traffic */
     const char *manifest;        /* apply: the document (copied by submit) */
     size_t manifest_len;
+    char reason[256];            /* typed in the confirm dialog: recorded in history; "" */
 } tui_job;
 
 typedef struct tui_job_result {
