@@ -184,12 +184,12 @@ def listen_once_the_engine_failed():
             pass
         time.sleep(0.02)
     impostor.listen(16)
-    listening.set()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", engine_port), Recorder,
                                           bind_and_activate=False)
     srv.socket.close()
     srv.socket = impostor
     impostor_server.append(srv)
+    listening.set()
     srv.serve_forever()
 
 
@@ -206,6 +206,26 @@ for srv in impostor_server:
     srv.shutdown()
     srv.server_close()
 impostor.close()
+
+
+def bindable(port):
+    """Whether the engine could bind port now (it sets SO_REUSEADDR, as here)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+# The impostor's last connections close after their threads end: wait for the port itself.
+deadline = time.monotonic() + 20
+while time.monotonic() < deadline and not bindable(engine_port):
+    time.sleep(0.05)
+check(bindable(engine_port), "ssh node: the impostor is gone and the port is free")
 
 # With the port free again, the same node is added and serves: the check is no obstacle.
 rc, out, err = ksv("node", "add", "edge", box.address, *common)

@@ -2,9 +2,10 @@
 
 Changes go to every node in parallel within one deadline. Two engines are frozen with
 SIGSTOP during an apply: the command still ends in about one node timeout (not one per
-model, not one per frozen node), names both, and records their change as unconfirmed,
-never failed; after SIGCONT the change they had already been sent takes effect, and a
-reconcile records every node in effect. History rows count nodes, not models."""
+model, not one per frozen node) and names both. A frozen engine cannot answer the identity
+check that comes before the admin token (issue 11, finding 10), so it is sent nothing: its
+change is recorded failed, "not sent", and after SIGCONT it has indeed not acted on anything;
+a reconcile then records every node in effect. History rows count nodes, not models."""
 import json
 import os
 import time
@@ -61,39 +62,39 @@ try:
     took = time.time() - t0
     print("apply with two frozen nodes: %.1f s (reference %.1f s), rc %d" % (took, reference, rc))
     print(out[-600:], err[-400:])
-    # A frozen node costs one node timeout (5 s) and one re-check (2 s), whatever the number
-    # of models or of frozen nodes; one timeout per model and node would be 2 x 5 x 5 s.
+    # A frozen node costs one node timeout (5 s), whatever the number of models or of frozen
+    # nodes; one timeout per model and node would be 2 x 5 x 5 s. (The bound keeps room for
+    # the 2 s re-check a node that was sent a change and then went silent costs.)
     bound = reference + 5 + 2 + max(5, reference / 2)
     check(rc == 1 and took < bound and took < 50,
           "the apply ends in about one node timeout: %.1f s (bound %.1f s) and exits 1" % (took, bound))
     for n in frozen:
         line = [l for l in out.splitlines() if l.strip().startswith("node %s:" % n)]
-        check(line and "UNCONFIRMED" in line[0], "node %s is reported unconfirmed: %s" % (n, line[:1]))
+        check(line and "FAILED" in line[0] and "not sent" in line[0],
+              "node %s is reported failed, not sent: %s" % (n, line[:1]))
     ok_lines = [l for l in out.splitlines() if l.strip().startswith("node ") and ": ok" in l]
     check(len(ok_lines) == N_NODES - 2, "the other %d nodes report ok (%d)" % (N_NODES - 2, len(ok_lines)))
     rc, hist = fleet.ksv_json("history", MODELS[0], "--limit", "1")
     row = hist[0] if rc == 0 and hist else {}
-    check(row.get("result") == "unconfirmed on 2 of %d node(s)" % N_NODES,
-          "history: the first model is unconfirmed on the frozen nodes, not failed (%s)" % row.get("result"))
-    check(all(row.get("nodes", {}).get(n, "").startswith("unconfirmed") for n in frozen),
-          "history names each frozen node unconfirmed")
+    check(row.get("result") == "failed on 2 of %d node(s)" % N_NODES,
+          "history: the first model failed on the 2 frozen nodes (%s)" % row.get("result"))
+    check(all(row.get("nodes", {}).get(n, "").startswith("failed") and
+              "not sent" in row.get("nodes", {}).get(n, "") for n in frozen),
+          "history names each frozen node failed, not sent (%s)" % row.get("nodes", {}).get(frozen[0]))
     rc, hist = fleet.ksv_json("history", MODELS[1], "--limit", "1")
     row = hist[0] if rc == 0 and hist else {}
     check(all("not sent" in row.get("nodes", {}).get(n, "") for n in frozen),
           "a model never sent to a frozen node is recorded as not sent (%s)" % row.get("nodes", {}).get(frozen[0]))
 
-    # 4. Thawed, the frozen engines act on the request they had been sent.
+    # 4. Thawed, the frozen engines answer again, and were indeed sent nothing: they still
+    # serve the second revision alone.
     for n in frozen:
         fleet.cont(n)
-    deadline = time.time() + 30
-    late = {}
-    while time.time() < deadline and len(late) < 2:
-        for n in frozen:
-            st = fleet.model_state(n, MODELS[0])
-            if st and st.get("traffic_applied") and st.get("effective_traffic") == {MODELS[0] + "-00002": 80, MODELS[0] + "-00003": 20}:
-                late[n] = True
-        time.sleep(0.1)
-    check(len(late) == 2, "after SIGCONT both frozen engines applied the change they were sent")
+    states = {n: fleet.model_state(n, MODELS[0]) for n in frozen}
+    check(all(st and st.get("effective_traffic") == {MODELS[0] + "-00002": 100}
+              for st in states.values()),
+          "after SIGCONT the frozen engines have acted on nothing (%s)"
+          % {n: (st or {}).get("effective_traffic") for n, st in states.items()})
     rc, hist = fleet.ksv_json("history", "--limit", "200")
     wrong = [h for h in hist if any(v.startswith("failed") and "not sent" not in v
                                     for k, v in (h.get("nodes") or {}).items() if k in frozen)]

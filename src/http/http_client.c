@@ -311,9 +311,9 @@ static CURLcode setup(transfer *t)
     SET(CURLOPT_HTTPHEADER, t->extra_headers ? t->extra_headers : c->headers);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, t);
-    SET(CURLOPT_SOCKOPTFUNCTION, on_socket);
-    SET(CURLOPT_SOCKOPTDATA, t);
     if (req->reuse_port > 0) {
+        SET(CURLOPT_SOCKOPTFUNCTION, on_socket);
+        SET(CURLOPT_SOCKOPTDATA, t);
         SET(CURLOPT_PREREQFUNCTION, on_prereq);
         SET(CURLOPT_PREREQDATA, t);
     }

@@ -216,6 +216,12 @@ static int prove_identity(ksv_engine_client *c, long timeout_ms, ksv_err *err)
     ksv_http_result res;
     int rc = exchange(c, "GET", url.data, NULL, NULL, 0, timeout_ms, 0, &res, &reply);
     ksv_sb_free(&url);
+    /* A peer that does not answer the check has been sent nothing else: the request is
+     * not sent, and said so, so that no caller takes it for a change that may yet land
+     * (push.c's "unconfirmed"). */
+    if (rc != 0 && res.failure == KSV_HTTP_E_TIMEOUT)
+        return ksv_err_set(err, 503, "node unreachable: %s: no proof of identity within %ld ms, "
+                                     "so the request was not sent", c->base_url, timeout_ms);
     if (rc != 0)
         return transport_error(c, &res, timeout_ms, err);
     json_object *root = NULL, *v;
