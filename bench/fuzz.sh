@@ -31,11 +31,12 @@ if [ $# -gt 0 ]; then
         harnesses="$harnesses $build/fuzz/$n"
     done
 else
-    harnesses=$(ls "$build"/fuzz/fuzz_* 2>/dev/null | grep -v '\.' || true)
+    harnesses=$(ls "$build"/fuzz/fuzz_* 2>/dev/null || true)
 fi
 for h in $harnesses; do
-    [ -x "$h" ] || continue
     name=$(basename "$h")
+    case $name in *.*) continue ;; esac   # fuzz_x.d: make's dependency files
+    [ -x "$h" ] || continue
     corpus=$work/corpus/$name crashes=$work/crashes/$name log=$work/$name.log
     mkdir -p "$corpus" "$crashes" "$work/seeds/$name"
     # -rss_limit_mb: a parser that needs more than this for one input has a bug too.
