@@ -711,11 +711,12 @@ static void test_unreachable(void)
     ksv_engine_client_free(c);
 
     /* A listening socket that never accepts: the kernel completes the handshake, so only
-     * the total timeout can end the call. */
+     * the total timeout can end the call. Without a token the request itself goes out:
+     * 504, the peer may still act on it. */
     fd = kt_listen_loopback(&port, 4);
     snprintf(url, sizeof url, "http://127.0.0.1:%d/", port);
     c = NULL;
-    ksv_engine_client_new(url, "t", 300, &c, &err);
+    ksv_engine_client_new(url, NULL, 300, &c, &err);
     t0 = ksv_mono_ms();
     rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
     double took = ksv_mono_ms() - t0;
@@ -723,6 +724,18 @@ static void test_unreachable(void)
                  strstr(err.msg, "no answer within 300 ms") && took >= 250 && took < 300 + 700,
              "a server that never answers: 504 (sent, it may still act) after %.0f ms (%s)", took,
              err.msg);
+    ksv_engine_client_free(c);
+    /* With a token, what goes out first is the identity check: no answer to it, and the
+     * request was never sent (503, not 504: nothing can come of it). */
+    c = NULL;
+    ksv_engine_client_new(url, "t", 300, &c, &err);
+    t0 = ksv_mono_ms();
+    rc = c ? ksv_engine_client_get_state(c, &state, &err) : 0;
+    took = ksv_mono_ms() - t0;
+    KT_CHECK(rc != 0 && err.status == 503 && strstr(err.msg, "no proof of identity within 300 ms") &&
+                 strstr(err.msg, "not sent") && took >= 250 && took < 300 + 700,
+             "with a token, no answer to the identity check: 503, not sent, after %.0f ms (%s)",
+             took, err.msg);
     KT_CHECK(c && strcmp(ksv_engine_client_base_url(c), url) != 0 &&
                  strncmp(ksv_engine_client_base_url(c), url, strlen(url) - 1) == 0,
              "the base URL's trailing slash is dropped");
