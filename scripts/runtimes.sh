@@ -17,7 +17,8 @@
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
-venv=${KSV_RUNTIMES_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/ksv/venv-runtimes}
+. "$top/scripts/venv.sh"
+venv=${KSV_RUNTIMES_VENV:-$(ksv_venv_dir runtimes)}
 
 # Pinned so that a cache filled today and a clean machine tomorrow run the same code.
 MLSERVER_VERSION=1.7.1
@@ -31,29 +32,13 @@ llama_stamp="$venv/.ksv-llama-server-$LLAMA_CPP_PYTHON_VERSION"
 say() { printf 'runtimes: %s\n' "$*"; }
 now() { date +%s; }
 
-pick_python() {
-    # Debian's interpreter first: it is what a clean Debian 12 has.
-    for py in /usr/bin/python3 python3; do
-        if command -v "$py" >/dev/null 2>&1 && "$py" -c 'import venv, ensurepip' 2>/dev/null; then
-            echo "$py"; return 0
-        fi
-    done
-    return 1
-}
-
 ensure_system_packages() {
-    # python3-venv for the venv, cmake and g++ for llama.cpp.
+    # cmake and g++ for llama.cpp.
     . "$top/scripts/deps.sh"
-    ksv_install_deps python3-venv cmake g++
+    ksv_install_deps cmake g++
 }
 
 install_venv() {
-    if [ ! -x "$venv/bin/python" ]; then
-        py=$(pick_python) || { ensure_system_packages; py=$(pick_python); }
-        say "creating virtual environment $venv ($py)"
-        mkdir -p "$(dirname "$venv")"
-        "$py" -m venv "$venv"
-    fi
     if [ -f "$pip_stamp" ]; then
         say "MLServer $MLSERVER_VERSION, gguf $GGUF_VERSION: already installed"
         return 0
@@ -61,8 +46,8 @@ install_venv() {
     t0=$(now)
     say "installing $PIP_PACKAGES"
     # pip's own progress (one line per package) is the progress shown.
-    "$venv/bin/python" -m pip install --progress-bar off $PIP_PACKAGES
-    touch "$pip_stamp"
+    ksv_venv_install "$venv" "$(basename "$pip_stamp")" $PIP_PACKAGES ||
+        { say "installing the python packages failed"; exit 1; }
     say "python packages installed in $(( $(now) - t0 )) s"
 }
 
@@ -109,12 +94,7 @@ install_llama_server() {
 case "${1:-}" in
     install)
         # One install at a time per venv: a second caller waits for the first to finish.
-        mkdir -p "$(dirname "$venv")"
-        exec 9>"$venv.lock"
-        if ! flock -n 9; then
-            say "another install is running; waiting for it"
-            flock 9
-        fi
+        ksv_venv_lock "$venv"
         install_venv
         install_llama_server
         say "ready: $venv"
