@@ -1,7 +1,7 @@
 """External runtimes supervised by the engine (DESIGN §12), end to end through the CLI: a
 ServingRuntime applied with `ksv apply`, chosen by model format, run as a child process of
 a real local engine (tests/data/toy_runtime.py, a real HTTP server that misbehaves on
-demand), requests forwarded with the revision as model_version, its output kept, restarted
+demand), its output shown by `ksv logs` and ksv-top's detail screen, requests forwarded with the revision as model_version, its output kept, restarted
 after kill -9 with ksv_runtime_restarts_total counting it, and every failure a clear error
 with the stable revision untouched: unknown format, no command, a command that is missing, a
 crash while loading, never ready, garbage (502), a hang (504). The release gate promotes a
@@ -14,13 +14,15 @@ import http.client
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-from ksvtest import ENGINE, KSV, SRCDIR, check, finish, lock_pid, tmpdir
+from tmuxterm import Tmux
+from ksvtest import ENGINE, KSV, SRCDIR, TOP, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-runtimes-")
 node_dir = os.path.join(work, "node")
@@ -263,6 +265,23 @@ try:
         entries = []
     check(rc == 0 and entries and entries[0].get("runtime", {}).get("state") == "ready",
           "ksv logs -o json has the supervision state")
+
+    # --- ksv-top's detail screen shows the runtime's last lines --------------------------
+    if shutil.which("tmux"):
+        term = Tmux("ksvrt")
+        try:
+            term.start([TOP, "-d", "0.5"], dict(env, LC_ALL="C.UTF-8"), cols=140, lines=40)
+            term.wait_for(lambda t: "toy" in t, 15)
+            term.keys("/", "toy", "Enter")
+            term.wait_for(lambda t: "+junk" not in t, 5)
+            term.keys("Enter")
+            text = term.wait_for(lambda t: "RUNTIME OUTPUT" in t and "toy runtime:" in t, 15)
+            check("RUNTIME OUTPUT  node local  revision toy-00001  ready  restarts 0" in text and
+                  "toy runtime:" in text, "ksv-top's detail screen shows the runtime's output:\n" + text)
+        finally:
+            term.kill()
+    else:
+        check(False, "tmux is installed (scripts/deps.sh puts it there)")
 
     # --- kill -9 of the runtime: restarted with backoff, counted ----------------------
     watcher = lg["runtime"]["pid"]

@@ -197,6 +197,46 @@ static void probe_errors(ksv_engine_client *client, const char *model, ksv_node_
     json_object_put(root);
 }
 
+/* The last output lines of model's revisions that an external runtime serves. */
+static void probe_runtime_logs(ksv_engine_client *client, const char *model, ksv_node_probe *out)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < out->n_revs; i++)
+        n += strcmp(out->revs[i].model, model) == 0 && strcmp(out->revs[i].runtime, "external") == 0;
+    if (n == 0 || !(out->runtime_logs = calloc(n, sizeof *out->runtime_logs)))
+        return;
+    for (size_t i = 0; i < out->n_revs; i++) {
+        const ksv_probe_rev *r = &out->revs[i];
+        if (strcmp(r->model, model) != 0 || strcmp(r->runtime, "external") != 0)
+            continue;
+        char path[512];
+        snprintf(path, sizeof path, "/ksv/v1/models/%s/revisions/%s/logs", r->model, r->revision);
+        json_object *root = NULL, *rt, *lines, *v;
+        ksv_err err;
+        if (ksv_engine_client_call_json(client, "GET", path, NULL, &root, &err) != 0)
+            continue;
+        ksv_probe_runtime_log *pl = &out->runtime_logs[out->n_runtime_logs++];
+        snprintf(pl->revision, sizeof pl->revision, "%s", r->revision);
+        if (json_object_object_get_ex(root, "runtime", &rt) &&
+            json_object_is_type(rt, json_type_object)) {
+            copy_str(pl->state, sizeof pl->state, rt, "state");
+            if (json_object_object_get_ex(rt, "restarts", &v))
+                pl->restarts = json_object_get_int64(v);
+            if (json_object_object_get_ex(rt, "lines", &lines) &&
+                json_object_is_type(lines, json_type_array)) {
+                size_t total = json_object_array_length(lines);
+                size_t from = total > KSV_PROBE_LOG_LINES ? total - KSV_PROBE_LOG_LINES : 0;
+                for (size_t k = from; k < total; k++) {
+                    const char *line = json_object_get_string(json_object_array_get_idx(lines, k));
+                    snprintf(pl->lines[pl->n_lines++], sizeof pl->lines[0], "%s",
+                             line ? line : "");
+                }
+            }
+        }
+        json_object_put(root);
+    }
+}
+
 struct ksv_probe_link {
     ctl_kept *kept;
     ksv_node node;                /* the node as stored, read on first use */
@@ -263,8 +303,10 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, ksv_n
         snprintf(out->figures_error, sizeof out->figures_error, "%.250s", fe.msg);
     free(text);
     probe_state(client, out);
-    if (errors_model)
+    if (errors_model) {
         probe_errors(client, errors_model, out);
+        probe_runtime_logs(client, errors_model, out);
+    }
     return 0;
 }
 
@@ -331,6 +373,7 @@ void ksv_node_probe_free(ksv_node_probe *p)
     free(p->revs);
     free(p->gates);
     free(p->errors);
+    free(p->runtime_logs);
     if (p->has_scrape)
         ksv_scrape_free(&p->scrape);
     memset(p, 0, sizeof *p);

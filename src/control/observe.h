@@ -78,6 +78,18 @@ typedef struct ksv_probe_gate {
     } checks[KSV_PROBE_GATE_CHECKS];
 } ksv_probe_gate;
 
+/* An external runtime's last output lines (GET .../revisions/{r}/logs), for the console's
+ * detail screen. */
+#define KSV_PROBE_LOG_LINES 8
+typedef struct ksv_probe_runtime_log {
+    char revision[96];
+    char state[24];               /* the supervisor's: starting|ready|restarting|... */
+    long long restarts;
+    size_t n_lines;
+    char lines[KSV_PROBE_LOG_LINES][256]; /* the last ones, oldest first, as sent: the
+                                           * terminal layer sanitizes what it shows */
+} ksv_probe_runtime_log;
+
 typedef struct ksv_node_probe {
     int64_t at_ms;                /* wall clock when the answers were read */
     bool reachable;
@@ -99,10 +111,13 @@ typedef struct ksv_node_probe {
     char figures_error[256];      /* reachable but no scrape: why (shown, never dropped) */
     ksv_probe_error *errors;      /* of errors_model, newest first; owned */
     size_t n_errors;
+    ksv_probe_runtime_log *runtime_logs; /* errors_model's revisions on an external runtime */
+    size_t n_runtime_logs;
 } ksv_node_probe;
 
 /* Reads node's info, applied state and histograms (and, when errors_model is non-NULL, the
- * engine's recent errors for that model), each call bounded by the handle's node_timeout_ms
+ * engine's recent errors for that model and the output of its revisions served by an
+ * external runtime), each call bounded by the handle's node_timeout_ms
  * (ksv_ctl_options). Observe only: a
  * local node whose engine is not running is reported unreachable, never started. Returns 0
  * with out->reachable telling the outcome; -1 only for an unknown node (404) or no memory.

@@ -32,6 +32,7 @@ void tui_snapshot_unref(tui_snapshot *s)
         free(s->models[i].revs);
         free(s->models[i].spec_json);
         free(s->models[i].errors);
+        free(s->models[i].logs);
     }
     free(s->models);
     free(s->nodes);

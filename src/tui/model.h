@@ -43,6 +43,17 @@ typedef struct tui_rev {
     tui_figs figs;
 } tui_rev;
 
+/* An external runtime's last output lines on one node (focus model only). */
+#define TUI_LOG_LINES 8
+typedef struct tui_runtime_log {
+    char node[64];
+    char revision[96];
+    char state[24];
+    long long restarts;
+    size_t n_lines;
+    char lines[TUI_LOG_LINES][256];  /* oldest first, unsanitized: tui_put filters */
+} tui_runtime_log;
+
 typedef struct tui_req_error {
     double unix_time;
     int status;
@@ -90,6 +101,8 @@ typedef struct tui_model {
     char *spec_json;            /* the document as last applied */
     tui_req_error *errors;      /* recent failed requests, newest first (focus model only) */
     size_t n_errors;
+    tui_runtime_log *logs;      /* external runtimes' output (focus model only) */
+    size_t n_logs;
     tui_gate gate;              /* the engines' release gate, when one rolls it out */
 } tui_model;
 

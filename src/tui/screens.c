@@ -312,6 +312,24 @@ static int draw_gate(tui_app *a, const tui_model *m, int y, int bottom)
     return y;
 }
 
+/* Each external runtime's last output lines (ksv logs MODEL has all 200). Returns the next
+ * free row. */
+static int draw_runtime_logs(tui_app *a, const tui_model *m, int y, int bottom)
+{
+    char line[512];
+    for (size_t i = 0; i < m->n_logs && y < bottom; i++) {
+        const tui_runtime_log *l = &m->logs[i];
+        snprintf(line, sizeof line, " RUNTIME OUTPUT  node %.60s  revision %.90s  %s  restarts %lld",
+                 l->node, l->revision, l->state[0] ? l->state : "-", l->restarts);
+        tui_put(y++, 0, COLS, line, A(a, TUI_C_TITLE), true, false);
+        /* The newest lines that fit, at most 5 per runtime. */
+        size_t show = l->n_lines < 5 ? l->n_lines : 5;
+        for (size_t k = l->n_lines - show; k < l->n_lines && y < bottom; k++)
+            tui_put(y++, 2, COLS - 3, l->lines[k], A(a, TUI_C_DIM), false, false);
+    }
+    return y;
+}
+
 static void draw_detail(tui_app *a, int top, int height)
 {
     const tui_model *m = tui_snapshot_find(a->snap, a->detail_key);
@@ -355,6 +373,7 @@ static void draw_detail(tui_app *a, int top, int height)
                 false);
     }
     y += err_rows;
+    y = draw_runtime_logs(a, m, y, bottom);
     if (y >= bottom)
         return;
     tui_put(y++, 0, COLS, " SPEC (e: edit)", A(a, TUI_C_TITLE), true, false);

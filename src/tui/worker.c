@@ -592,6 +592,28 @@ static void add_reported(long long *sum, long long value)
     *sum = *sum < 0 ? value : *sum + value;
 }
 
+/* Appends a node's runtime output of the focus model to tm->logs. */
+static void copy_runtime_logs(tui_model *tm, const char *node, const ksv_node_probe *probe)
+{
+    if (probe->n_runtime_logs == 0)
+        return;
+    tui_runtime_log *p = realloc(tm->logs, (tm->n_logs + probe->n_runtime_logs) * sizeof *p);
+    if (!p)
+        return;
+    tm->logs = p;
+    for (size_t i = 0; i < probe->n_runtime_logs; i++) {
+        const ksv_probe_runtime_log *pl = &probe->runtime_logs[i];
+        tui_runtime_log *tl = &tm->logs[tm->n_logs++];
+        memset(tl, 0, sizeof *tl);
+        snprintf(tl->node, sizeof tl->node, "%s", node);
+        snprintf(tl->revision, sizeof tl->revision, "%s", pl->revision);
+        snprintf(tl->state, sizeof tl->state, "%s", pl->state);
+        tl->restarts = pl->restarts;
+        for (size_t k = 0; k < pl->n_lines && k < TUI_LOG_LINES; k++)
+            snprintf(tl->lines[tl->n_lines++], sizeof tl->lines[0], "%s", pl->lines[k]);
+    }
+}
+
 /* Engine-reported facts about one model: ready nodes, revision states, recent errors. */
 static void model_engine_facts(const collection *c, tui_model *tm, char *const *nodes,
                                size_t n_nodes, bool focused)
@@ -656,6 +678,8 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
                 g->checks[ci].requests = pg->checks[ci].requests;
             }
         }
+        if (focused)
+            copy_runtime_logs(tm, nodes[k], probe);
         if (!focused || probe->n_errors == 0)
             continue;
         tui_req_error *p = realloc(tm->errors, (tm->n_errors + probe->n_errors) * sizeof *p);
