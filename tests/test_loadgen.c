@@ -657,13 +657,19 @@ static void test_coordinated_omission(void)
     KT_CHECK(r.completed == atomic_load(&s.served) && r.errors == 0,
              "completed %llu, server answered %u, errors %llu", (unsigned long long)r.completed,
              atomic_load(&s.served), (unsigned long long)r.errors);
-    KT_CHECK(r.completed >= 35 && r.completed <= 52, "completed %llu, want ~50 (one per 20 ms)",
+    /* At least the server's 20 ms per request; more on a loaded machine (then fewer finish). */
+    KT_CHECK(r.completed >= 10 && r.completed <= 52, "completed %llu, want <= ~50 (one per 20 ms)",
              (unsigned long long)r.completed);
+    /* Request k goes out after k service times s but was due at k x 10 ms, so from its due
+     * time it took k (s - 10 ms) + s. s is what this run measured (the server's 20 ms plus
+     * whatever the machine's load added), not the 20 ms assumed: the median, k = n/2, is
+     * then what a loadgen that measures from the due time must report. */
     double n = (double)r.completed;
-    double want_p50 = 0.010 * (n / 2) + 0.020;
-    KT_CHECK(r.p50_s >= 0.6 * want_p50 && r.p50_s <= 1.4 * want_p50,
-             "p50 %.1f ms, want ~%.1f ms measured from the due time", r.p50_s * 1e3,
-             want_p50 * 1e3);
+    double service = r.elapsed_s / n;
+    double want_p50 = (n / 2) * (service - 0.010) + service;
+    KT_CHECK(service >= 0.019 && r.p50_s >= 0.75 * want_p50 && r.p50_s <= 1.25 * want_p50,
+             "p50 %.1f ms, want ~%.1f ms measured from the due time (service %.1f ms)",
+             r.p50_s * 1e3, want_p50 * 1e3, service * 1e3);
     KT_CHECK(r.max_s >= 0.010 * (n - 1), "max %.1f ms, want >= %.1f ms", r.max_s * 1e3,
              10 * (n - 1));
     KT_CHECK(r.achieved_rps < 60, "achieved %.1f req/s cannot beat 1/20 ms", r.achieved_rps);
