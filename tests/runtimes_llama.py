@@ -196,7 +196,7 @@ try:
     def traffic():
         while not stop.is_set():
             t_start = time.time()
-            _, evs, _ = stream({"model": "chat", "stream": True, "max_tokens": 24, "temperature": 0,
+            _, evs, _ = stream({"model": "chat", "stream": True, "max_tokens": 12, "temperature": 0,
                                 "messages": [{"role": "user", "content": "count"}]})
             gen = [t for t, e in evs if generated(e)]
             if gen:
@@ -207,8 +207,10 @@ try:
     bg.start()
     try:
         time.sleep(1.5)
+        before = metric("ksv_llm_generation_tokens_total", ['model="chat"'])
         r = subprocess.run([TOP, "--once", "-o", "json", "-d", "2"], capture_output=True, text=True,
                            env=env, timeout=120)
+        during = metric("ksv_llm_generation_tokens_total", ['model="chat"']) - before
     finally:
         stop.set()
         bg.join(120)
@@ -229,8 +231,11 @@ try:
     # quantile is within 1.6 %.
     check(ttft is not None and 0 < ttft <= max(firsts or [0]) * 1000 * 1.02 + 1,
           "TTFT P99 within what the clients measured")
-    check(tps is not None and 0.3 * client_tps <= tps <= 3 * client_tps,
-          "tokens/s agrees with the clients' own count (%.1f vs %.1f)" % (tps or 0, client_tps))
+    # ksv-top's two probes are at least half its 2 s interval apart and inside its run, so
+    # its window holds at most the tokens the engine counted during the run, over >= 1 s.
+    check(tps is not None and 0 < tps <= during / 1.0,
+          "tokens/s within what the engine generated meanwhile (%.1f/s; %d tokens during "
+          "ksv-top's run)" % (tps or 0, during))
     revs = chat[0].get("revisions", []) if chat else []
     check(revs and all("ttft_p99_ms" in rv for rv in revs), "and per revision")
 
