@@ -155,6 +155,8 @@ int ksv_ctl_cost(ksv_ctl *ctl, const ksv_cost_query *q, ksv_cost_report *out, ks
     for (size_t i = 0; i < nodes.n && rc == 0; i++) {
         const char *name = nodes.items[i].name;
         now[i].node = name;
+        if (q->stored_only)
+            continue;
         ksv_err one;
         /* Events first: a residency that ended a moment ago is in the log, not live. */
         if (ksv_ctl_import_events(ctl, name, NULL, &one) != 0) {
