@@ -709,14 +709,16 @@ static uint64_t memory_in_use(ksv_registry *reg, bool gpu)
 }
 
 /* The GPU memory a loaded revision holds: what its spec declares (resources.limits
- * ksv.io/gpu-memory); with none declared, a ksv-forest model running on the GPU holds about
- * its host layout again on the device. A node without a GPU accounts the declared figure
+ * ksv.io/gpu-memory); with none declared, a revision whose runtime is ksv-forest by name,
+ * running on the GPU, holds about its host layout again on the device (one that `auto`
+ * chose is not estimated). A node without a GPU accounts the declared figure
  * all the same (the budget is then a simulation: tests say so). */
 static uint64_t gpu_bytes_of(const ksv_engine_revision *rev, void *handle, uint64_t host_bytes)
 {
     if (rev->spec.gpu_memory_bytes > 0)
         return (uint64_t)rev->spec.gpu_memory_bytes;
-    if (handle && strcmp(effective_runtime(rev), "ksv-forest") == 0 &&
+    /* Only a handle ksv-forest made itself (`auto` wraps its choice in its own handle). */
+    if (handle && rev->ops == ksv_runtime_find("ksv-forest") &&
         ksv_runtime_forest_on_gpu(handle))
         return host_bytes;
     return 0;
