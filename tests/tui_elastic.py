@@ -87,6 +87,13 @@ try:
     while time.time() < deadline and state(eng, "fraud") != "scaled-to-zero":
         time.sleep(0.05)
     check(state(eng, "fraud") == "scaled-to-zero", "fraud scaled to zero after the hour")
+    st = eng.request("POST", "/v2/models/fraud/infer", load_json("requests", "fraud.json"))[0]
+    check(st == 200, "a cold start brings it back")
+    eng.request("POST", "/ksv/v1/test/clock", {"advance_s": 600}, admin=True)
+    deadline = time.time() + 20
+    while time.time() < deadline and state(eng, "fraud") != "scaled-to-zero":
+        time.sleep(0.05)
+    check(state(eng, "fraud") == "scaled-to-zero", "and scales to zero again")
     rc, cost = ksv_json("cost")
     check(rc == 0 and len(cost) == 2, "ksv cost read the events (%s)" % cost)
     want = {r["model"]: r for r in cost} if isinstance(cost, list) else {}
@@ -107,14 +114,32 @@ try:
     got = {c["model"]: c for c in snap.get("cost") or []}
     f = got.get("fraud", {})
     check(abs(f.get("loaded_hours", -1) - want.get("fraud", {}).get("loaded_hours", -2)) < 2e-3
-          and f.get("requests") == 5 and f.get("namespace") == "team-a",
+          and f.get("requests") == 6 and f.get("namespace") == "team-a",
           "cost rows as ksv cost computed them (fraud %s vs %s)" % (f, want.get("fraud")))
+
+    revs = {r["name"]: r for m in snap.get("models", []) for r in m["revisions"]}
+    fr, ir = revs.get("fraud-00001", {}), revs.get("iris-00001", {})
+    check(fr.get("cold_starts") == 1 and (fr.get("cold_start_p99_ms") or 0) > 0 and
+          fr.get("replicas") == 0 and ir.get("replicas") == 1,
+          "--once: fraud 1 cold start with its P99, 0 replicas at zero; iris 1 replica (%s, %s)"
+          % ({k: fr.get(k) for k in ("cold_starts", "cold_start_p99_ms", "replicas")},
+             ir.get("replicas")))
 
     # The screens in tmux.
     term.start([TOP, "-d", "1"], {"KSV_DB": db, "XDG_STATE_HOME": env["XDG_STATE_HOME"],
                                   "XDG_CONFIG_HOME": env["XDG_CONFIG_HOME"], "LC_ALL": "C.UTF-8",
                                   "TERM": "tmux-256color"}, cols=120, lines=30)
     term.wait_for(lambda t: "fraud" in t)
+    term.keys(" ")  # the cursor is on fraud (first by name): its revisions
+    text = term.wait_for(lambda t: re.search(r"fraud-00001.*zero", t))
+    check(re.search(r"fraud-00001.*zero", text), "the list shows fraud-00001 at zero")
+    term.keys("Enter")
+    text = term.wait_for(lambda t: "cold starts 1 (P99 " in t)
+    check(re.search(r"mem 0B  replicas 0  cold starts 1 \(P99 [0-9.]+ms\)", text),
+          "detail: replicas and cold starts with their P99")
+    if not re.search(r"replicas 0  cold starts 1", text):
+        print(text)
+    term.keys("Escape")
     term.keys("Q")
     text = term.wait_for(lambda t: re.search(r"team-a\s+1\s+1\s+1\s.*isvc 1/3", t))
     row = [l for l in text.splitlines() if l.strip().startswith("team-a")]
@@ -130,6 +155,7 @@ try:
     text = term.wait_for(lambda t: "QUOTA used/hard" in t)
     check("QUOTA used/hard" in text, ":namespaces opens the namespaces screen")
     term.kill()
+    term = Tmux("ksvelastic80x24")
     term.start([TOP, "-d", "1"], {"KSV_DB": db, "XDG_STATE_HOME": env["XDG_STATE_HOME"],
                                   "XDG_CONFIG_HOME": env["XDG_CONFIG_HOME"], "LC_ALL": "C.UTF-8",
                                   "TERM": "tmux-256color"}, cols=80, lines=24)
@@ -138,6 +164,8 @@ try:
     text = term.wait_for(lambda t: "fraud-00001" in t and "TOTAL" in t)
     check("fraud-00001" in text and "TOTAL" in text and "too small" not in text,
           ":cost at 80x24 shows the rows and the total")
+    if "TOTAL" not in text:
+        print(text)
 finally:
     term.kill()
 finish()

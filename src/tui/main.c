@@ -90,6 +90,10 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
                                    json_object_new_int64(rv->memory_bytes));
             json_object_object_add(ro, "cold_starts", rv->cold_starts < 0 ? NULL :
                                    json_object_new_int64(rv->cold_starts));
+            json_object_object_add(ro, "cold_start_p99_ms", rv->cold_p99_ms < 0 ? NULL :
+                                   json_object_new_double(rv->cold_p99_ms));
+            json_object_object_add(ro, "replicas", rv->replicas < 0 ? NULL :
+                                   json_object_new_int64(rv->replicas));
             figs_json(&rv->figs, ro);
             json_object_array_add(revs, ro);
         }

@@ -42,6 +42,8 @@ typedef struct tui_rev {
     char serving_runtime[32];   /* as the engines report it: what `auto` chose */
     long long memory_bytes;     /* summed over nodes; -1: no engine reported it */
     long long cold_starts;      /* summed over nodes; -1: no engine reported it */
+    double cold_p99_ms;         /* the slowest node's P99 cold start; -1: none */
+    long long replicas;         /* summed over nodes; -1: no engine reported it */
     tui_figs figs;
 } tui_rev;
 

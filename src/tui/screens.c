@@ -179,7 +179,14 @@ static void draw_models(tui_app *a, int top, int height)
                      r->stable ? "stable" : r->canary ? "canary" : "");
             if (r->canary && !sel)
                 attrs[C_TRAFFIC] = A(a, TUI_C_CANARY);
-            snprintf(c_ready, sizeof c_ready, "%s", r->state[0] ? r->state : "-");
+            /* The revision's state; a loaded one with more than one replica says how many. */
+            if (r->replicas > 1 && strcmp(r->state, "ready") == 0)
+                snprintf(c_ready, sizeof c_ready, "ready x%lld", r->replicas);
+            else
+                snprintf(c_ready, sizeof c_ready, "%s",
+                         strcmp(r->state, "scaled-to-zero") == 0 ? "zero"
+                         : r->state[0]                           ? r->state
+                                                                 : "-");
             if (!sel)
                 attrs[C_READY] = A(a, strcmp(r->state, "ready") == 0 ? TUI_C_OK :
                                       strcmp(r->state, "failed") == 0 ? TUI_C_BAD : TUI_C_DIM);
@@ -237,20 +244,28 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     snprintf(line, sizeof line, "%s  %d%%  %s", r->name, r->percent, r->state[0] ? r->state : "-");
     tui_put(y + 1, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     /* "runtime auto -> ksv-forest": what the spec names, then what the engine chose. */
-    int len;
     if (r->serving_runtime[0] && strcmp(r->serving_runtime, r->runtime) != 0)
-        len = snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
+        snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
     else
-        len = snprintf(line, sizeof line, "runtime %s", r->runtime);
-    /* What it holds and how often it came back from zero. */
-    if (r->memory_bytes >= 0 && len > 0 && (size_t)len < sizeof line) {
+        snprintf(line, sizeof line, "runtime %s", r->runtime);
+    tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
+    /* What it holds, its replicas, and how often (and how slowly) it came back from zero. */
+    int len = 0;
+    line[0] = '\0';
+    if (r->memory_bytes >= 0) {
         char mem[32];
         tui_fmt_bytes(r->memory_bytes, mem, sizeof mem);
-        len += snprintf(line + len, sizeof line - (size_t)len, "  mem %s", mem);
+        len = snprintf(line, sizeof line, "mem %s  ", mem);
     }
-    if (r->cold_starts > 0 && len > 0 && (size_t)len < sizeof line)
-        snprintf(line + len, sizeof line - (size_t)len, "  cold starts %lld", r->cold_starts);
-    tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
+    if (r->replicas >= 0 && len >= 0 && (size_t)len < sizeof line)
+        len += snprintf(line + len, sizeof line - (size_t)len, "replicas %lld  ", r->replicas);
+    if (r->cold_starts > 0 && len >= 0 && (size_t)len < sizeof line) {
+        char cold_p99[32];
+        tui_fmt_ms(r->cold_p99_ms >= 0 ? r->cold_p99_ms : NAN, cold_p99, sizeof cold_p99);
+        snprintf(line + len, sizeof line - (size_t)len, "cold starts %lld (P99 %s)",
+                 r->cold_starts, cold_p99);
+    }
+    tui_put(y + 3, x, w, line[0] ? line : "-", A(a, TUI_C_DIM), true, false);
     len = snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
     if (r->figs.has_llm && len > 0 && (size_t)len < sizeof line) {
         char ttft[32], tps[32];
@@ -258,10 +273,10 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
         tui_fmt_qps(true, r->figs.tokens_per_s, tps, sizeof tps);
         snprintf(line + len, sizeof line - (size_t)len, "  TTFT P99 %s  %s tok/s", ttft, tps);
     }
-    tui_put(y + 3, x, w, line, A(a, TUI_C_DEFAULT), true, false);
+    tui_put(y + 4, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     snprintf(line, sizeof line, "ERR %s", e);
-    tui_put(y + 4, x, w, line, A(a, err_color(r->figs.err_pct)), true, false);
-    return 5;
+    tui_put(y + 5, x, w, line, A(a, err_color(r->figs.err_pct)), true, false);
+    return 6;
 }
 
 /* The release gate's section of the detail screen: phase, step, set vs actual weight, the

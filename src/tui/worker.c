@@ -632,6 +632,10 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
                                  sizeof tm->revs[i].serving_runtime, "%s", pr->runtime);
                     add_reported(&tm->revs[i].memory_bytes, pr->memory_bytes);
                     add_reported(&tm->revs[i].cold_starts, pr->cold_starts);
+                    add_reported(&tm->revs[i].replicas, pr->replicas);
+                    if (pr->cold_start_p99_s >= 0 &&
+                        pr->cold_start_p99_s * 1000 > tm->revs[i].cold_p99_ms)
+                        tm->revs[i].cold_p99_ms = pr->cold_start_p99_s * 1000;
                 }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
@@ -733,7 +737,8 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_recor
             tr->canary = r->id == v->canary_id;
             tr->created_ms = r->created_at_ms;
             tr->rolled_out_ms = r->rolled_out_at_ms;
-            tr->memory_bytes = tr->cold_starts = -1; /* until an engine reports them */
+            tr->memory_bytes = tr->cold_starts = tr->replicas = -1; /* until an engine reports */
+            tr->cold_p99_ms = -1;
             if (tr->stable)
                 tm->stable = (int)i;
             if (tr->canary)
