@@ -290,6 +290,57 @@ static void test_keys_and_layout(void)
     KT_CHECK(w[0] == 10 && w[1] == 0 && w[2] == 9, "lowest priority dropped first");
 }
 
+/* The namespaces screen: models and quotas of each namespace in one row, by name; quota
+ * keys shortened; unknown memory (-1) not summed. */
+static void test_namespaces(void)
+{
+    tui_snapshot *s = tui_snapshot_new();
+    tui_rev revs[3] = {0};
+    snprintf(revs[0].state, sizeof revs[0].state, "ready");
+    revs[0].memory_bytes = 1000;
+    revs[0].cold_starts = 0;
+    snprintf(revs[1].state, sizeof revs[1].state, "scaled-to-zero");
+    revs[1].memory_bytes = 0;
+    revs[1].cold_starts = 2;
+    snprintf(revs[2].state, sizeof revs[2].state, "ready");
+    revs[2].memory_bytes = -1;
+    revs[2].cold_starts = -1;
+    tui_model models[2] = {0};
+    snprintf(models[0].ns, sizeof models[0].ns, "team-b");
+    models[0].revs = &revs[0];
+    models[0].n_revs = 2;
+    models[0].figs.has_rate = true;
+    models[0].figs.qps = 2.5;
+    snprintf(models[1].ns, sizeof models[1].ns, "team-a");
+    models[1].revs = &revs[2];
+    models[1].n_revs = 1;
+    tui_quota q = {.ns = "team-c", .name = "q",
+                   .request = "count/inferenceservices.serving.kserve.io: 0/3, "
+                              "requests.memory: 0/1Gi, requests.nvidia.com/gpu: 0/1"};
+    s->models = models;
+    s->n_models = 2;
+    s->quotas = &q;
+    s->n_quotas = 1;
+    tui_ns_row *rows;
+    size_t n = tui_namespaces(s, &rows);
+    KT_CHECK(n == 3 && strcmp(rows[0].ns, "team-a") == 0 && strcmp(rows[2].ns, "team-c") == 0,
+             "namespaces: three rows by name");
+    KT_CHECK(n == 3 && rows[1].models == 1 && rows[1].revisions == 2 &&
+                 rows[1].scaled_to_zero == 1 && rows[1].memory_bytes == 1000 &&
+                 rows[1].cold_starts == 2 && rows[1].has_qps && rows[1].qps == 2.5,
+             "namespaces: team-b sums its revisions");
+    KT_CHECK(n == 3 && rows[0].memory_bytes == 0 && !rows[0].has_qps,
+             "namespaces: unknown figures are not summed");
+    KT_CHECK(n == 3 && strcmp(rows[2].quota, "q: isvc 0/3, memory 0/1Gi, gpu 0/1") == 0,
+             "namespaces: a quota-only namespace, keys shortened (%s)", n == 3 ? rows[2].quota : "");
+    free(rows);
+    s->models = NULL;
+    s->n_models = 0;
+    s->quotas = NULL;
+    s->n_quotas = 0;
+    tui_snapshot_unref(s);
+}
+
 int main(void)
 {
     kt_set_verbose(true);
@@ -298,5 +349,6 @@ int main(void)
     test_view();
     test_slider();
     test_keys_and_layout();
+    test_namespaces();
     return kt_summary("test_tui_model");
 }

@@ -68,36 +68,6 @@ static const ksv_column quota_columns[] = {
     KSV_COL_FN(NULL, "quota", NULL, quota_json),
 };
 
-static void request_text(const ksv_quota_usage *u, char *out, size_t cap)
-{
-    const ksv_quota *q = &u->quota;
-    size_t len = 0;
-    out[0] = '\0';
-    char used[32], hard[32];
-    for (int k = 0; k < 3; k++) {
-        const char *key;
-        if (k == 0 && q->count >= 0) {
-            key = KSV_QUOTA_COUNT_ISVC;
-            snprintf(used, sizeof used, "%" PRId64, u->used_count);
-            snprintf(hard, sizeof hard, "%" PRId64, q->count);
-        } else if (k == 1 && q->memory_bytes >= 0) {
-            key = KSV_QUOTA_REQUESTS_MEMORY;
-            ksv_quota_format_bytes(u->used_memory_bytes, used, sizeof used);
-            ksv_quota_format_bytes((uint64_t)q->memory_bytes, hard, sizeof hard);
-        } else if (k == 2 && q->gpu >= 0) {
-            key = KSV_QUOTA_REQUESTS_GPU;
-            snprintf(used, sizeof used, "%" PRId64, u->used_gpu);
-            snprintf(hard, sizeof hard, "%" PRId64, q->gpu);
-        } else {
-            continue;
-        }
-        int n = snprintf(out + len, cap - len, "%s%s: %s/%s", len ? ", " : "", key, used, hard);
-        if (n < 0 || (size_t)n >= cap - len)
-            break;
-        len += (size_t)n;
-    }
-}
-
 int ksv_cli_get_quota(ksv_cli *cli, const ksv_args *a)
 {
     (void)a;
@@ -117,7 +87,7 @@ int ksv_cli_get_quota(ksv_cli *cli, const ksv_args *a)
     } else {
         for (size_t i = 0; i < list.n; i++) {
             rows[i].q = &list.items[i];
-            request_text(&list.items[i], rows[i].request, sizeof rows[i].request);
+            ksv_quota_usage_text(&list.items[i], rows[i].request, sizeof rows[i].request);
         }
         ksv_listing_print(cli, quota_columns, sizeof quota_columns / sizeof *quota_columns, rows,
                           list.n, sizeof *rows);

@@ -560,6 +560,11 @@ static int read_resource_list(vctx *v, const mnode *map, const char *prefix,
             }
             out->has_gpu = true;
             out->gpu = count;
+        } else if (strcmp(e->key, "ksv.io/gpu-memory") == 0) {
+            if (value->type != MN_STRING ||
+                ksv_parse_memory_quantity(value->str, &out->gpu_memory_bytes))
+                return fail(v, value, path, "expected a quantity such as \"2Gi\"");
+            out->has_gpu_memory = true;
         } else if (strcmp(e->key, "memory") == 0) {
             char text[64];
             if (value->type == MN_INT && value->i >= 0)

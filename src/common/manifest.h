@@ -67,6 +67,9 @@ typedef struct ksv_resource_list {
     bool has_memory;
     char *memory;           /* as written, e.g. "2Gi" */
     uint64_t memory_bytes;  /* the same quantity in bytes (rounded up) */
+    bool has_gpu_memory;
+    uint64_t gpu_memory_bytes; /* ksv.io/gpu-memory: GPU memory the model needs (an
+                                * extended resource of ksv's: Kubernetes has no such field) */
 } ksv_resource_list;
 
 typedef struct ksv_isvc {

@@ -191,6 +191,9 @@ typedef struct ksv_quota_usage_list {
 /* Quotas of namespace ns (NULL: all) with their usage. */
 int ksv_ctl_quota_list(ksv_ctl *ctl, const char *ns, ksv_quota_usage_list *out, ksv_err *err);
 void ksv_quota_usage_list_free(ksv_quota_usage_list *l);
+/* kubectl's REQUEST cell: "count/inferenceservices.serving.kserve.io: 2/3, requests.memory:
+ * 1Gi/2Gi" (used/hard of each limit the quota sets). */
+void ksv_quota_usage_text(const ksv_quota_usage *u, char *out, size_t cap);
 /* Bytes as Kubernetes writes them: "2Gi", "512Mi", or plain bytes. */
 void ksv_quota_format_bytes(uint64_t bytes, char *out, size_t cap);
 
@@ -262,6 +265,9 @@ typedef struct ksv_cost_query {
     double since_s;               /* the window: the last since_s seconds; <= 0: all */
     const char *ns;               /* one namespace, or NULL */
     double gpu_hour_price, gb_hour_price; /* < 0: from the config file (else 0) */
+    /* Contact no node: only the events already stored (a console's prober imports them),
+     * open residencies ending now without their live requests and idle time. */
+    bool stored_only;
 } ksv_cost_query;
 
 /* Reads every node's new events into the store (an unreachable node becomes a warning and

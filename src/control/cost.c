@@ -155,15 +155,19 @@ int ksv_ctl_cost(ksv_ctl *ctl, const ksv_cost_query *q, ksv_cost_report *out, ks
     for (size_t i = 0; i < nodes.n && rc == 0; i++) {
         const char *name = nodes.items[i].name;
         now[i].node = name;
-        ksv_err one;
-        /* Events first: a residency that ended a moment ago is in the log, not live. */
-        if (ksv_ctl_import_events(ctl, name, NULL, &one) != 0) {
-            if (!add_warning(out, name, "events not read", one.msg))
-                rc = ksv_err_set(err, 500, "out of memory");
+        if (q->stored_only)
             continue;
+        ksv_err one;
+        /* Live figures first, then the events: a residency that ends between the two reads
+         * is closed by its event (with its own figures), and one still open after the
+         * events were read was open when the live figures were taken. */
+        if (read_live(ctl, &nodes.items[i], &ls, &now[i], &one) != 0) {
+            if (!add_warning(out, name, "open residencies not read", one.msg))
+                rc = ksv_err_set(err, 500, "out of memory");
+            continue; /* unreachable: its stored events still count */
         }
-        if (read_live(ctl, &nodes.items[i], &ls, &now[i], &one) != 0 &&
-            !add_warning(out, name, "open residencies not read", one.msg))
+        if (ksv_ctl_import_events(ctl, name, NULL, &one) != 0 &&
+            !add_warning(out, name, "events not read", one.msg))
             rc = ksv_err_set(err, 500, "out of memory");
     }
     ksv_usage_event_list events = {0};

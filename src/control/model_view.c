@@ -70,6 +70,7 @@ void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
 typedef struct scale_settings {
     int64_t max_replicas, scale_target; /* 0: none given */
     char metric[16];                    /* "concurrency", "rps" or "" */
+    uint64_t gpu_memory;                /* resources.limits ksv.io/gpu-memory; 0: none */
 } scale_settings;
 
 static void revision_settings(const ksv_revision_record *rev, int64_t *concurrency,
@@ -108,6 +109,12 @@ static void revision_settings(const ksv_revision_record *rev, int64_t *concurren
             json_object_object_get_ex(limits, "memory", &v) &&
             ksv_parse_memory_quantity(json_object_get_string(v), memory_limit) != 0)
             *memory_limit = 0; /* apply validated it; an old row that does not parse: none */
+        if (json_object_object_get_ex(pred, "model", &model) &&
+            json_object_object_get_ex(model, "resources", &res) &&
+            json_object_object_get_ex(res, "limits", &limits) &&
+            json_object_object_get_ex(limits, "ksv.io/gpu-memory", &v) &&
+            ksv_parse_memory_quantity(json_object_get_string(v), &scale->gpu_memory) != 0)
+            scale->gpu_memory = 0;
     }
     json_object_put(root);
 }
@@ -219,11 +226,13 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
         ksv_sb_printf(body,
                       ",\"settings\":{\"container_concurrency\":%lld,\"timeout_ms\":%lld,"
                       "\"min_replicas\":%lld,\"memory_limit_bytes\":%llu,"
-                      "\"max_replicas\":%lld,\"scale_target\":%lld,\"scale_metric\":\"%s\"}}",
+                      "\"max_replicas\":%lld,\"scale_target\":%lld,\"scale_metric\":\"%s\","
+                      "\"gpu_memory_bytes\":%llu}}",
                       (long long)concurrency, (long long)timeout_s * 1000,
                       (long long)min_replicas, (unsigned long long)memory_limit,
                       (long long)scale.max_replicas, (long long)scale.scale_target,
-                      scale.metric[0] ? scale.metric : "concurrency");
+                      scale.metric[0] ? scale.metric : "concurrency",
+                      (unsigned long long)scale.gpu_memory);
     }
     ksv_sb_puts(body, "],\"traffic\":{");
     first = true;

@@ -164,6 +164,8 @@ static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
                     pr->traffic = st.revisions[r].traffic;
                     pr->memory_bytes = st.revisions[r].memory_bytes;
                     pr->cold_starts = st.revisions[r].cold_starts;
+                    pr->cold_start_p99_s = st.revisions[r].cold_start_p99_s;
+                    pr->replicas = st.revisions[r].replicas;
                 }
             }
             ksv_engine_model_status_free(&st);

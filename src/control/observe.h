@@ -47,6 +47,8 @@ typedef struct ksv_probe_rev {
     char runtime[32];             /* the runtime that answers ("" until loaded) */
     long long memory_bytes;       /* measured host memory it holds; -1: unknown */
     long long cold_starts;        /* -1: unknown */
+    double cold_start_p99_s;      /* -1: unknown */
+    long long replicas;           /* -1: unknown */
     int traffic;                  /* effective percent */
     char error[512];
 } ksv_probe_rev;

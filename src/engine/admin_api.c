@@ -101,10 +101,12 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
                   e->threads, e->max_body,
                   ksv_wall_s() - e->started_unix);
     ksv_gpu_telemetry_write_json(e->gpu, sb);
-    uint64_t mem_used, mem_budget;
-    ksv_registry_memory(e->registry, &mem_used, &mem_budget);
-    ksv_sb_printf(sb, ",\"memory\":{\"used_bytes\":%llu,\"budget_bytes\":%llu}",
-                  (unsigned long long)mem_used, (unsigned long long)mem_budget);
+    uint64_t mem_used, mem_budget, gpu_used, gpu_budget;
+    ksv_registry_memory(e->registry, &mem_used, &mem_budget, &gpu_used, &gpu_budget);
+    ksv_sb_printf(sb, ",\"memory\":{\"used_bytes\":%llu,\"budget_bytes\":%llu,"
+                      "\"gpu_used_bytes\":%llu,\"gpu_budget_bytes\":%llu}",
+                  (unsigned long long)mem_used, (unsigned long long)mem_budget,
+                  (unsigned long long)gpu_used, (unsigned long long)gpu_budget);
     ksv_sb_printf(sb, ",\"load\":{\"inflight\":%lld,\"loadavg\":[%.2f,%.2f,%.2f],\"cpus\":%d}",
                   (long long)ksv_registry_total_inflight(e->registry), loads[0], loads[1],
                   loads[2], get_nprocs());

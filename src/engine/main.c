@@ -240,6 +240,7 @@ int main(int argc, char **argv)
         .max_model_bytes = opt->max_model_size,
         .cache_max = opt->cache_max,
         .memory_budget = opt->memory_budget,
+        .gpu_memory_budget = opt->gpu_memory_budget,
         .events = events,
         .clock = use_test_clock ? &test_clock : NULL,
     };

@@ -4,6 +4,7 @@
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define KSV_ASAN 1
@@ -48,18 +49,27 @@ static int by_last_active(const void *a, const void *b)
     return x->last_active_ns < y->last_active_ns ? -1 : x->last_active_ns > y->last_active_ns;
 }
 
-int ksv_mem_plan_eviction(ksv_mem_candidate *c, size_t n, uint64_t budget, uint64_t used,
-                          uint64_t need)
+/* Whether the pool's need fits once `freed` bytes are given back. */
+static bool fits(const ksv_mem_pool *p, uint64_t freed)
 {
-    if (used + need <= budget)
+    return !p->budget || p->used - (freed < p->used ? freed : p->used) + p->need <= p->budget;
+}
+
+int ksv_mem_plan_eviction(ksv_mem_candidate *c, size_t n, const ksv_mem_pool *host,
+                          const ksv_mem_pool *gpu, bool *gpu_short)
+{
+    *gpu_short = false;
+    if (fits(host, 0) && fits(gpu, 0))
         return 0;
     qsort(c, n, sizeof *c, by_last_active);
-    uint64_t freed = 0;
+    uint64_t freed = 0, gpu_freed = 0;
     for (size_t k = 0; k < n; k++) {
         freed += c[k].bytes;
-        if (used - (freed < used ? freed : used) + need <= budget)
+        gpu_freed += c[k].gpu_bytes;
+        if (fits(host, freed) && fits(gpu, gpu_freed))
             return (int)(k + 1);
     }
+    *gpu_short = !fits(gpu, gpu_freed);
     return -1;
 }
 
@@ -79,11 +89,12 @@ void ksv_mem_format(uint64_t bytes, char *buf, size_t cap)
     snprintf(buf, cap, "%.1f %s", v, units[u]);
 }
 
-int ksv_mem_budget_error(ksv_err *err, uint64_t need, uint64_t used, uint64_t budget)
+int ksv_mem_budget_error(ksv_err *err, const char *device, const ksv_mem_pool *pool)
 {
     char n[32], f[32], b[32];
-    ksv_mem_format(need, n, sizeof n);
-    ksv_mem_format(used < budget ? budget - used : 0, f, sizeof f);
-    ksv_mem_format(budget, b, sizeof b);
-    return ksv_err_set(err, 503, "memory budget: needs %s, free %s of %s", n, f, b);
+    ksv_mem_format(pool->need, n, sizeof n);
+    ksv_mem_format(pool->used < pool->budget ? pool->budget - pool->used : 0, f, sizeof f);
+    ksv_mem_format(pool->budget, b, sizeof b);
+    return ksv_err_set(err, 503, "%smemory budget: needs %s, free %s of %s",
+                       strcmp(device, "gpu") == 0 ? "gpu " : "", n, f, b);
 }

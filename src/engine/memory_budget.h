@@ -31,18 +31,27 @@ void ksv_mem_return_to_system(void);
 /* A loaded revision that could be unloaded to make room. */
 typedef struct ksv_mem_candidate {
     void *owner;                  /* the revision (opaque here) */
-    uint64_t bytes;
+    uint64_t bytes;               /* host memory it holds */
+    uint64_t gpu_bytes;           /* GPU memory it holds */
     int64_t last_active_ns;       /* least recently used goes first */
 } ksv_mem_candidate;
 
-/* Orders candidates least recently used first and says how many of them must go so that
- * `need` fits: used + need - (their bytes) <= budget. Returns that count (0: it fits
- * already), or -1 when even all of them are not enough (then nothing should be evicted). */
-int ksv_mem_plan_eviction(ksv_mem_candidate *c, size_t n, uint64_t budget, uint64_t used,
-                          uint64_t need);
+/* One budget: what is held, what the load needs, and the bound (0: none). */
+typedef struct ksv_mem_pool {
+    uint64_t budget, used, need;
+} ksv_mem_pool;
 
-/* Sets err (status 503) to "memory budget: needs X, free Y of Z". */
-int ksv_mem_budget_error(ksv_err *err, uint64_t need, uint64_t used, uint64_t budget);
+/* Orders candidates least recently used first and says how many of them must go so that
+ * the need fits both budgets: used + need - (their bytes) <= budget, host and GPU. Returns
+ * that count (0: it fits already), or -1 when even all of them are not enough (then
+ * nothing should be evicted) with *gpu_short true when the GPU budget is the one that
+ * cannot be met. */
+int ksv_mem_plan_eviction(ksv_mem_candidate *c, size_t n, const ksv_mem_pool *host,
+                          const ksv_mem_pool *gpu, bool *gpu_short);
+
+/* Sets err (status 503) to "memory budget: needs X, free Y of Z" (device "gpu": "gpu memory
+ * budget: ..."). */
+int ksv_mem_budget_error(ksv_err *err, const char *device, const ksv_mem_pool *pool);
 
 /* "1.5 GiB", "512.0 KiB", "100 B". */
 void ksv_mem_format(uint64_t bytes, char *buf, size_t cap);

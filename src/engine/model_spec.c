@@ -140,6 +140,7 @@ static int revision_from_json(json_object *obj, size_t index, ksv_revision_spec 
             int_field(settings, "min_replicas", 0, KSV_REPLICAS_MAX, &rev->min_replicas, where,
                       err) ||
             bytes_field(settings, "memory_limit_bytes", &rev->memory_limit_bytes, where, err) ||
+            bytes_field(settings, "gpu_memory_bytes", &rev->gpu_memory_bytes, where, err) ||
             int_field(settings, "max_replicas", 0, KSV_REPLICAS_MAX, &rev->max_replicas, where,
                       err) ||
             int_field(settings, "scale_target", 0, 1000000000, &rev->scale_target, where,
@@ -272,11 +273,11 @@ void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
     ksv_sb_printf(sb, ",\"predict_threads\":%d,\"container_concurrency\":%d,\"timeout_ms\":%d,"
                       "\"batch_max_rows\":%d,\"batch_max_delay_us\":%d,\"min_replicas\":%d,"
                       "\"memory_limit_bytes\":%lld,\"max_replicas\":%d,\"scale_target\":%d,"
-                      "\"scale_metric\":\"%s\"}}",
+                      "\"scale_metric\":\"%s\",\"gpu_memory_bytes\":%lld}}",
                   rev->predict_threads, rev->container_concurrency, rev->timeout_ms,
                   rev->batch_max_rows, rev->batch_max_delay_us, rev->min_replicas,
                   rev->memory_limit_bytes, rev->max_replicas, rev->scale_target,
-                  rev->scale_metric);
+                  rev->scale_metric, rev->gpu_memory_bytes);
 }
 
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
@@ -315,6 +316,7 @@ bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec
            a->memory_limit_bytes == b->memory_limit_bytes &&
            a->max_replicas == b->max_replicas && a->scale_target == b->scale_target &&
            strcmp(a->scale_metric, b->scale_metric) == 0 &&
+           a->gpu_memory_bytes == b->gpu_memory_bytes &&
            strcmp(a->external, b->external) == 0;
 }
 

@@ -43,6 +43,8 @@ typedef struct ksv_revision_spec {
      * default, 100) and scaleMetric. */
     int max_replicas;
     int scale_target;
+    long long gpu_memory_bytes;      /* declared GPU memory (resources.limits
+                                      * ksv.io/gpu-memory); 0: none declared */
     char scale_metric[16];           /* "concurrency" (default) | "rps" */
     /* runtime "external": the ServingRuntime to run, as validated compact JSON
      * (ext_runtime.h); "" for the built-in runtimes. */

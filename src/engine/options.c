@@ -50,6 +50,9 @@ void ksv_engine_usage(FILE *out)
         "  --memory-budget SIZE      host memory the loaded models may hold (K/M/G; default\n"
         "                            none): loads first unload minReplicas-0 models, least\n"
         "                            recently used first, else fail\n"
+        "  --gpu-memory-budget SIZE  the same for GPU memory: what revisions declare\n"
+        "                            (resources.limits ksv.io/gpu-memory) or, on a GPU,\n"
+        "                            what their runtime holds there\n"
         "  --log-level LEVEL         debug, info, warn or error (default info)\n"
         "  --model NAME=URI[,runtime=R]\n"
         "                            serve a model standalone as revision NAME-00001\n"
@@ -184,7 +187,7 @@ static void default_state_dir(char *out, size_t cap)
 int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv_err *err)
 {
     enum { O_LISTEN = 256, O_STATE, O_TOKEN, O_THREADS, O_GPU, O_MAXBODY, O_TIMEOUT, O_LOG,
-           O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL, O_MEMORY_BUDGET,
+           O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL, O_MEMORY_BUDGET, O_GPU_MEMORY_BUDGET,
            O_HEADER_TIMEOUT, O_MAX_INFLIGHT, O_MAX_CONNS, O_MAX_CONNS_IP, O_MODEL, O_MODELDIR,
            O_VERSION, O_HELP };
     static const struct option longopts[] = {
@@ -205,6 +208,7 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         {"cache-max", required_argument, NULL, O_CACHE_MAX},
         {"max-model-size", required_argument, NULL, O_MAX_MODEL},
         {"memory-budget", required_argument, NULL, O_MEMORY_BUDGET},
+        {"gpu-memory-budget", required_argument, NULL, O_GPU_MEMORY_BUDGET},
         {"model", required_argument, NULL, O_MODEL},
         {"model-dir", required_argument, NULL, O_MODELDIR},
         {"version", no_argument, NULL, O_VERSION},
@@ -263,6 +267,11 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         case O_MEMORY_BUDGET:
             if (parse_size(optarg, &opt->memory_budget))
                 return ksv_err_set(err, 2, "--memory-budget: expected a size like 512M or 8G");
+            break;
+        case O_GPU_MEMORY_BUDGET:
+            if (parse_size(optarg, &opt->gpu_memory_budget))
+                return ksv_err_set(err, 2,
+                                   "--gpu-memory-budget: expected a size like 512M or 8G");
             break;
         case O_TIMEOUT:
         case O_HEADER_TIMEOUT: {

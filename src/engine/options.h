@@ -25,6 +25,7 @@ typedef struct ksv_engine_options {
     const char *gpu;              /* auto | off | N */
     size_t max_body;
     size_t memory_budget;         /* --memory-budget bytes; 0: none */
+    size_t gpu_memory_budget;     /* --gpu-memory-budget bytes; 0: none */
     double request_timeout;       /* seconds to deliver a body */
     double header_timeout;        /* seconds to deliver a request's headers */
     size_t max_inflight;          /* bodies in flight, all requests together (0: default) */

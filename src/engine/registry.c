@@ -68,6 +68,7 @@ struct ksv_registry {
     int gpu;
     int load_delay_ms;            /* test hook: slows every load (ksv_registry_config) */
     uint64_t memory_budget;       /* --memory-budget; 0: none */
+    uint64_t gpu_memory_budget;   /* --gpu-memory-budget; 0: none */
     char *state_file;
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
@@ -140,6 +141,7 @@ static void note_usage(ksv_registry *reg, ksv_engine_revision *rev, const char *
         .reason = reason,
         .at_ms = ksv_clock_wall_ms(reg->clock),
         .memory_bytes = memory,
+        .gpu_memory_bytes = rev->gpu_memory_bytes,
         .load_seconds = rev->load_seconds,
     };
     snprintf(u.model, sizeof u.model, "%s", rev->model->spec.name);
@@ -291,6 +293,7 @@ static void take_runtime(ksv_engine_revision *rev, unload_item *it)
     rev->handle = NULL;
     rev->batcher = NULL;
     rev->memory_bytes = 0;
+    rev->gpu_memory_bytes = 0;
 }
 
 /* Frees a revision nobody uses any more; what it had loaded goes to *it, to be unloaded
@@ -690,16 +693,35 @@ static bool idle_to_zero(const ksv_engine_model *m, const ksv_engine_revision *r
 
 #define MAX_EVICTIONS 64
 
-/* Host memory the loaded revisions hold (removed ones still finishing requests included). */
-static uint64_t memory_in_use(ksv_registry *reg)
+/* Host (or GPU) memory the loaded revisions hold, removed ones still finishing requests
+ * included. */
+static uint64_t memory_in_use(ksv_registry *reg, bool gpu)
 {
     uint64_t used = 0;
     for (size_t i = 0; i < reg->n_models; i++)
-        for (size_t r = 0; r < reg->models[i]->n_revs; r++)
-            used += reg->models[i]->revs[r]->memory_bytes;
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            const ksv_engine_revision *rev = reg->models[i]->revs[r];
+            used += gpu ? rev->gpu_memory_bytes : rev->memory_bytes;
+        }
     for (size_t i = 0; i < reg->n_dead; i++)
-        used += reg->dead_revs[i]->memory_bytes;
+        used += gpu ? reg->dead_revs[i]->gpu_memory_bytes : reg->dead_revs[i]->memory_bytes;
     return used;
+}
+
+/* The GPU memory a loaded revision holds: what its spec declares (resources.limits
+ * ksv.io/gpu-memory); with none declared, a revision whose runtime is ksv-forest by name,
+ * running on the GPU, holds about its host layout again on the device (one that `auto`
+ * chose is not estimated). A node without a GPU accounts the declared figure
+ * all the same (the budget is then a simulation: tests say so). */
+static uint64_t gpu_bytes_of(const ksv_engine_revision *rev, void *handle, uint64_t host_bytes)
+{
+    if (rev->spec.gpu_memory_bytes > 0)
+        return (uint64_t)rev->spec.gpu_memory_bytes;
+    /* Only a handle ksv-forest made itself (`auto` wraps its choice in its own handle). */
+    if (handle && rev->ops == ksv_runtime_find("ksv-forest") &&
+        ksv_runtime_forest_on_gpu(handle))
+        return host_bytes;
+    return 0;
 }
 
 /* May be unloaded to make room: allowed to scale to zero, loaded, idle this instant. */
@@ -710,15 +732,16 @@ static bool evictable(const ksv_engine_revision *rev)
            ((rev->state == KSV_REV_READY && !rev->cold.cold) || rev->state == KSV_REV_STANDBY);
 }
 
-/* Makes room for `need` bytes for revision `for_rev`, unloading revisions allowed to scale
- * to zero, least recently used first: a serving one scales to zero (its next request is a
- * cold start), a standby one unloads. Their runtimes go to items[] for the caller to unload
- * outside the lock. Returns 0, or -1 with the budget message when even all of them would
- * not make room (then none is touched). Caller holds the write lock. */
+/* Makes room for `need` host and `need_gpu` GPU bytes for revision `for_rev`, unloading
+ * revisions allowed to scale to zero, least recently used first: a serving one scales to
+ * zero (its next request is a cold start), a standby one unloads. Their runtimes go to
+ * items[] for the caller to unload outside the lock. Returns 0, or -1 with the budget
+ * message when even all of them would not make room (then none is touched). Caller holds
+ * the write lock. */
 static int make_room(ksv_registry *reg, const ksv_engine_revision *for_rev, uint64_t need,
-                     unload_item *items, size_t *n_items, ksv_err *err)
+                     uint64_t need_gpu, unload_item *items, size_t *n_items, ksv_err *err)
 {
-    if (!reg->memory_budget)
+    if (!reg->memory_budget && !reg->gpu_memory_budget)
         return 0;
     ksv_mem_candidate cand[MAX_EVICTIONS];
     size_t n = 0;
@@ -726,13 +749,15 @@ static int make_room(ksv_registry *reg, const ksv_engine_revision *for_rev, uint
         for (size_t r = 0; r < reg->models[i]->n_revs && n < MAX_EVICTIONS - *n_items; r++) {
             ksv_engine_revision *rev = reg->models[i]->revs[r];
             if (rev != for_rev && evictable(rev))
-                cand[n++] = (ksv_mem_candidate){rev, rev->memory_bytes,
+                cand[n++] = (ksv_mem_candidate){rev, rev->memory_bytes, rev->gpu_memory_bytes,
                                                 atomic_load(&rev->cold.last_active_ns)};
         }
-    uint64_t used = memory_in_use(reg);
-    int k = ksv_mem_plan_eviction(cand, n, reg->memory_budget, used, need);
+    ksv_mem_pool host = {reg->memory_budget, memory_in_use(reg, false), need};
+    ksv_mem_pool gpu = {reg->gpu_memory_budget, memory_in_use(reg, true), need_gpu};
+    bool gpu_short;
+    int k = ksv_mem_plan_eviction(cand, n, &host, &gpu, &gpu_short);
     if (k < 0)
-        return ksv_mem_budget_error(err, need, used, reg->memory_budget);
+        return ksv_mem_budget_error(err, gpu_short ? "gpu" : "cpu", gpu_short ? &gpu : &host);
     for (int v = 0; v < k; v++) {
         ksv_engine_revision *rev = cand[v].owner;
         note_usage(reg, rev, rev->state == KSV_REV_READY ? "scale-to-zero" : "model-unload",
@@ -753,7 +778,7 @@ static int make_room(ksv_registry *reg, const ksv_engine_revision *for_rev, uint
 /* After a load: the measured size against the revision's own limit, then the node's
  * budget. Caller holds the write lock. */
 static int admit_measured(ksv_registry *reg, const ksv_engine_revision *rev, uint64_t measured,
-                          unload_item *items, size_t *n_items, ksv_err *err)
+                          uint64_t gpu, unload_item *items, size_t *n_items, ksv_err *err)
 {
     if (rev->spec.memory_limit_bytes > 0 && measured > (uint64_t)rev->spec.memory_limit_bytes) {
         char took[32], limit[32];
@@ -762,7 +787,7 @@ static int admit_measured(ksv_registry *reg, const ksv_engine_revision *rev, uin
         return ksv_err_set(err, 503, "memory limit: the model takes %s, over its "
                                      "resources.limits.memory of %s", took, limit);
     }
-    return make_room(reg, rev, measured, items, n_items, err);
+    return make_room(reg, rev, measured, gpu, items, n_items, err);
 }
 
 static void unload_evicted(unload_item *items, size_t n)
@@ -897,13 +922,16 @@ static bool load_one(ksv_registry *reg)
         pthread_rwlock_unlock(&reg->lock);
         return true;
     }
-    /* A revision measured before must fit before it loads. */
+    /* A revision measured before (or one that declares its GPU memory) must fit before it
+     * loads. */
     unload_item evicted[MAX_EVICTIONS];
     size_t n_evicted = 0;
     ksv_err err;
     ksv_err_clear(&err);
-    if (rev->last_memory_bytes &&
-        make_room(reg, rev, rev->last_memory_bytes, evicted, &n_evicted, &err) != 0) {
+    if ((rev->last_memory_bytes || rev->spec.gpu_memory_bytes > 0) &&
+        make_room(reg, rev, rev->last_memory_bytes,
+                  (uint64_t)(rev->spec.gpu_memory_bytes > 0 ? rev->spec.gpu_memory_bytes : 0),
+                  evicted, &n_evicted, &err) != 0) {
         rev->state = KSV_REV_FAILED;
         rev->cold.loading = false;
         snprintf(rev->error, sizeof rev->error, "%s", err.msg);
@@ -971,9 +999,10 @@ static bool load_one(ksv_registry *reg)
         dead |= reg->dead_revs[i] == rev;
     bool cold_load = rev->cold.loading;
     rev->cold.loading = false;
+    uint64_t gpu_used = rc == 0 ? gpu_bytes_of(rev, handle, mem_used) : 0;
     if (rc == 0 && !dead) {
         rev->last_memory_bytes = mem_used;
-        rc = admit_measured(reg, rev, mem_used, evicted, &n_evicted, &err);
+        rc = admit_measured(reg, rev, mem_used, gpu_used, evicted, &n_evicted, &err);
     }
     if (rc == 0 && !dead) {
         rev->handle = handle;
@@ -982,6 +1011,7 @@ static bool load_one(ksv_registry *reg)
         rev->info = info;
         rev->load_seconds = took;
         rev->memory_bytes = mem_used;
+        rev->gpu_memory_bytes = gpu_used;
         rev->error[0] = '\0';
         rev->state = rev->desired > 0 ? KSV_REV_READY : KSV_REV_STANDBY;
         rev->idle_since = reg_now_s(reg);
@@ -1203,6 +1233,7 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     reg->gpu = cfg->gpu;
     reg->load_delay_ms = cfg->load_delay_ms;
     reg->memory_budget = cfg->memory_budget;
+    reg->gpu_memory_budget = cfg->gpu_memory_budget;
     ksv_cold_queue_init(&reg->cold_queue);
     ksv_usage_init(&reg->usage);
     reg->events = cfg->events;
@@ -1624,7 +1655,9 @@ static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
             ksv_sb_json_str(sb, rev->info.runtime_note);
         }
     }
-    ksv_sb_printf(sb, ",\"memory_bytes\":%llu", (unsigned long long)rev->memory_bytes);
+    ksv_sb_printf(sb, ",\"memory_bytes\":%llu,\"gpu_memory_bytes\":%llu",
+                  (unsigned long long)rev->memory_bytes,
+                  (unsigned long long)rev->gpu_memory_bytes);
     ksv_kpa_write_state(sb, &rev->kpa);
     ksv_cold_write_state(sb, &rev->cold);
     if (rev->error[0]) {
@@ -1940,11 +1973,17 @@ static void write_family(ksv_registry *reg, ksv_sb *sb, family f, ksv_hist_snap 
  * that always-on revisions do not carry 200 empty histogram lines each. */
 static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap *snap)
 {
+    char gpu_device[16];
+    snprintf(gpu_device, sizeof gpu_device, "gpu%d", reg->gpu > 0 ? reg->gpu : 0);
+    if (reg->memory_budget || reg->gpu_memory_budget)
+        ksv_sb_puts(sb, "# HELP ksv_memory_budget_bytes --memory-budget and --gpu-memory-budget: "
+                        "what loaded revisions may hold.\n# TYPE ksv_memory_budget_bytes gauge\n");
     if (reg->memory_budget)
-        ksv_sb_printf(sb, "# HELP ksv_memory_budget_bytes --memory-budget: what loaded revisions "
-                          "may hold.\n# TYPE ksv_memory_budget_bytes gauge\n"
-                          "ksv_memory_budget_bytes{device=\"cpu\"} %llu\n",
+        ksv_sb_printf(sb, "ksv_memory_budget_bytes{device=\"cpu\"} %llu\n",
                       (unsigned long long)reg->memory_budget);
+    if (reg->gpu_memory_budget)
+        ksv_sb_printf(sb, "ksv_memory_budget_bytes{device=\"%s\"} %llu\n", gpu_device,
+                      (unsigned long long)reg->gpu_memory_budget);
     ksv_sb_puts(sb, "# HELP ksv_model_memory_bytes Memory the loaded revision holds, measured "
                     "across its load.\n# TYPE ksv_model_memory_bytes gauge\n");
     for (size_t i = 0; i < reg->n_models; i++)
@@ -1954,6 +1993,11 @@ static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap 
                               "%llu\n",
                           reg->models[i]->spec.name, rev->spec.name,
                           (unsigned long long)rev->memory_bytes);
+            if (rev->gpu_memory_bytes || rev->spec.gpu_memory_bytes > 0)
+                ksv_sb_printf(sb, "ksv_model_memory_bytes{model=\"%s\",revision=\"%s\","
+                                  "device=\"%s\"} %llu\n",
+                              reg->models[i]->spec.name, rev->spec.name, gpu_device,
+                              (unsigned long long)rev->gpu_memory_bytes);
         }
     ksv_sb_puts(sb, "# HELP ksv_revision_replicas Executor instances of the revision (Knative "
                     "KPA; 0 when scaled to zero or unloaded).\n"
@@ -2030,11 +2074,14 @@ int ksv_registry_visit(ksv_registry *reg, const char *model, const char *revisio
     return n;
 }
 
-void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget)
+void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget,
+                         uint64_t *gpu_used, uint64_t *gpu_budget)
 {
     pthread_rwlock_rdlock(&reg->lock);
-    *used = memory_in_use(reg);
+    *used = memory_in_use(reg, false);
     *budget = reg->memory_budget;
+    *gpu_used = memory_in_use(reg, true);
+    *gpu_budget = reg->gpu_memory_budget;
     pthread_rwlock_unlock(&reg->lock);
 }
 

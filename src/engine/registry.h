@@ -73,6 +73,8 @@ typedef struct ksv_engine_revision {
     char error[512];              /* last load failure */
     uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
     uint64_t last_memory_bytes;   /* what its last load measured, kept after unloading */
+    uint64_t gpu_memory_bytes;    /* GPU memory it holds: declared, or estimated when a
+                                   * runtime runs it on the GPU; 0 unloaded */
     ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
     _Atomic int64_t idle_gap_ns;  /* its model's window: a longer gap between requests is
                                    * idle time (set under the write lock, read by requests) */
@@ -120,6 +122,7 @@ typedef struct ksv_registry_config {
     double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
     uint64_t memory_budget;       /* --memory-budget: host bytes loaded revisions may hold
                                    * (0: no budget); see memory_budget.h */
+    uint64_t gpu_memory_budget;   /* --gpu-memory-budget: GPU bytes they may hold (0: none) */
     int load_delay_ms;            /* added to every load: lets tests hold a cold start open
                                    * (KSV_TEST_LOAD_DELAY_MS); 0 in production */
     unsigned long long max_model_bytes; /* largest model downloaded or unpacked; 0: default */
@@ -189,8 +192,10 @@ void ksv_registry_write_prometheus(ksv_registry *reg, ksv_sb *sb);
 int64_t ksv_registry_total_inflight(ksv_registry *reg);
 /* The model cache's figures (see ksv_cache_write_json), or null without a cache. */
 void ksv_registry_write_cache(ksv_registry *reg, ksv_sb *sb);
-/* Host memory the loaded revisions hold (measured) and --memory-budget (0: none). */
-void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget);
+/* Host memory the loaded revisions hold (measured) and --memory-budget (0: none); the same
+ * for GPU memory and --gpu-memory-budget. */
+void ksv_registry_memory(ksv_registry *reg, uint64_t *used, uint64_t *budget,
+                         uint64_t *gpu_used, uint64_t *gpu_budget);
 /* What a release gate reads of one revision: where it stands and its counters so far
  * (since the engine started). hist may be NULL when only the counts are wanted. */
 typedef struct ksv_rev_sample {

@@ -4,6 +4,7 @@
 #include "engine/scale_to_zero.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -279,7 +280,15 @@ void ksv_cold_write_series(ksv_sb *sb, ksv_cold_family f, const char *labels,
 
 void ksv_cold_write_state(ksv_sb *sb, const ksv_cold_state *c)
 {
+    uint64_t starts = atomic_load(&((ksv_cold_state *)c)->cold_starts);
     ksv_sb_printf(sb, ",\"cold_starts\":%llu,\"cold_start_queue_depth\":%d",
-                  (unsigned long long)atomic_load(&c->cold_starts),
-                  atomic_load(&c->queue_depth));
+                  (unsigned long long)starts, atomic_load(&((ksv_cold_state *)c)->queue_depth));
+    /* P99 of the cold starts' durations, for consoles (the histogram is in /metrics). */
+    ksv_hist_snap *snap = starts ? malloc(sizeof *snap) : NULL;
+    if (snap) {
+        ksv_hist_snapshot(&c->duration, snap);
+        if (snap->count)
+            ksv_sb_printf(sb, ",\"cold_start_p99_seconds\":%.6f", ksv_hist_quantile(snap, 0.99));
+        free(snap);
+    }
 }

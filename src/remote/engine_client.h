@@ -161,6 +161,8 @@ typedef struct ksv_engine_revision_status {
     char error[512];              /* "" unless the engine reported one */
     long long memory_bytes;       /* measured host memory it holds; -1: not reported */
     long long cold_starts;        /* cold starts since the engine started; -1: not reported */
+    double cold_start_p99_s;      /* their P99 duration; -1: none reported */
+    long long replicas;           /* executor instances now (KPA); -1: not reported */
     char runtime[32];             /* as the spec names it ("auto" when none) */
     char serving_runtime[32];     /* the runtime that answers, once loaded ("" before) */
     char storage_uri[1024];

@@ -189,7 +189,8 @@ static int parse_revision(json_object *r, ksv_engine_revision_status *out, ksv_e
     if (!json_object_is_type(r, json_type_object))
         return ksv_err_set(err, 502, "bad reply from engine: a revision is not an object");
     long long traffic = 0, desired = 0, inflight = 0, nf = -1, no = -1;
-    out->memory_bytes = out->cold_starts = -1;
+    out->memory_bytes = out->cold_starts = out->replicas = -1;
+    out->cold_start_p99_s = -1;
     if (get_string(r, "name", true, out->name, sizeof out->name, what, err) ||
         get_string(r, "state", true, out->state, sizeof out->state, what, err) ||
         get_string(r, "error", false, out->error, sizeof out->error, what, err) ||
@@ -201,6 +202,8 @@ static int parse_revision(json_object *r, ksv_engine_revision_status *out, ksv_e
         get_int(r, "num_outputs", false, 0, INT32_MAX, &no, what, err) ||
         get_int(r, "memory_bytes", false, 0, INT64_MAX, &out->memory_bytes, what, err) ||
         get_int(r, "cold_starts", false, 0, INT64_MAX, &out->cold_starts, what, err) ||
+        get_int(r, "replicas", false, 0, INT32_MAX, &out->replicas, what, err) ||
+        get_number(r, "cold_start_p99_seconds", false, &out->cold_start_p99_s, what, err) ||
         get_string(r, "runtime", false, out->serving_runtime, sizeof out->serving_runtime, what,
                    err))
         return -1;

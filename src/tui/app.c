@@ -362,6 +362,10 @@ static void run_command(tui_app *a, char *line)
         a->screen = TUI_SCREEN_HISTORY;
     } else if (strcmp(cmd, "nodes") == 0) {
         a->screen = TUI_SCREEN_NODES;
+    } else if (strcmp(cmd, "namespaces") == 0 || strcmp(cmd, "ns") == 0) {
+        a->screen = TUI_SCREEN_NAMESPACES;
+    } else if (strcmp(cmd, "cost") == 0) {
+        a->screen = TUI_SCREEN_COST;
     } else if (strcmp(cmd, "help") == 0) {
         a->screen = TUI_SCREEN_HELP;
     } else if (strcmp(cmd, "rollback") == 0 || strcmp(cmd, "promote") == 0 ||
@@ -566,7 +570,12 @@ static void normal_key(tui_app *a, int key)
         break;
     case TUI_ACT_HISTORY:
     case TUI_ACT_NODES:
-        a->screen = act == TUI_ACT_HISTORY ? TUI_SCREEN_HISTORY : TUI_SCREEN_NODES;
+    case TUI_ACT_NAMESPACES:
+    case TUI_ACT_COST:
+        a->screen = act == TUI_ACT_HISTORY      ? TUI_SCREEN_HISTORY
+                    : act == TUI_ACT_NODES      ? TUI_SCREEN_NODES
+                    : act == TUI_ACT_NAMESPACES ? TUI_SCREEN_NAMESPACES
+                                                : TUI_SCREEN_COST;
         a->list_cursor = a->list_top = 0;
         break;
     case TUI_ACT_FILTER:

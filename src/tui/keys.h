@@ -12,7 +12,9 @@ typedef enum {
     TUI_SCREEN_HISTORY = 1 << 2,
     TUI_SCREEN_NODES = 1 << 3,
     TUI_SCREEN_HELP = 1 << 4,
-    TUI_SCREEN_ALL = 0x1f,
+    TUI_SCREEN_NAMESPACES = 1 << 5,
+    TUI_SCREEN_COST = 1 << 6,
+    TUI_SCREEN_ALL = 0x7f,
 } tui_screen;
 
 typedef enum {
@@ -40,6 +42,8 @@ typedef enum {
     TUI_ACT_MODELS,
     TUI_ACT_HISTORY,
     TUI_ACT_NODES,
+    TUI_ACT_NAMESPACES,
+    TUI_ACT_COST,
     TUI_ACT_FILTER,
     TUI_ACT_COMMAND,
     TUI_ACT_SORT_NEXT,

@@ -90,6 +90,10 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
                                    json_object_new_int64(rv->memory_bytes));
             json_object_object_add(ro, "cold_starts", rv->cold_starts < 0 ? NULL :
                                    json_object_new_int64(rv->cold_starts));
+            json_object_object_add(ro, "cold_start_p99_ms", rv->cold_p99_ms < 0 ? NULL :
+                                   json_object_new_double(rv->cold_p99_ms));
+            json_object_object_add(ro, "replicas", rv->replicas < 0 ? NULL :
+                                   json_object_new_int64(rv->replicas));
             figs_json(&rv->figs, ro);
             json_object_array_add(revs, ro);
         }
@@ -108,6 +112,44 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
     }
     json_object_object_add(root, "models", models);
     json_object_object_add(root, "nodes", nodes);
+    /* The namespaces and cost screens' rows. */
+    json_object *spaces = json_object_new_array();
+    tui_ns_row *ns_rows;
+    size_t n_ns = tui_namespaces(s, &ns_rows);
+    for (size_t i = 0; i < n_ns; i++) {
+        const tui_ns_row *r = &ns_rows[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "namespace", json_object_new_string(r->ns));
+        json_object_object_add(o, "models", json_object_new_int64((int64_t)r->models));
+        json_object_object_add(o, "revisions", json_object_new_int64((int64_t)r->revisions));
+        json_object_object_add(o, "scaled_to_zero",
+                               json_object_new_int64((int64_t)r->scaled_to_zero));
+        json_object_object_add(o, "memory_bytes", json_object_new_int64(r->memory_bytes));
+        json_object_object_add(o, "cold_starts", json_object_new_int64(r->cold_starts));
+        json_object_object_add(o, "quota", json_object_new_string(r->quota));
+        json_object_array_add(spaces, o);
+    }
+    free(ns_rows);
+    json_object_object_add(root, "namespaces", spaces);
+    json_object *cost = NULL;
+    if (s->has_cost) {
+        cost = json_object_new_array();
+        for (size_t i = 0; i < s->cost.n; i++) {
+            const ksv_cost_row *r = &s->cost.rows[i];
+            json_object *o = json_object_new_object();
+            json_object_object_add(o, "namespace", json_object_new_string(r->ns));
+            json_object_object_add(o, "model", json_object_new_string(r->model));
+            json_object_object_add(o, "revision", json_object_new_string(r->revision));
+            json_object_object_add(o, "loaded_hours", json_object_new_double(r->loaded_hours));
+            json_object_object_add(o, "scaled_to_zero_hours",
+                                   json_object_new_double(r->scaled_to_zero_hours));
+            json_object_object_add(o, "memory_gb_hours",
+                                   json_object_new_double(r->memory_gb_hours));
+            json_object_object_add(o, "requests", json_object_new_double(r->requests));
+            json_object_array_add(cost, o);
+        }
+    }
+    json_object_object_add(root, "cost", cost);
     if (s->error[0])
         json_object_object_add(root, "error", json_object_new_string(s->error));
     printf("%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |

@@ -37,7 +37,88 @@ void tui_snapshot_unref(tui_snapshot *s)
     free(s->models);
     free(s->nodes);
     free(s->history);
+    free(s->quotas);
+    free(s->cost.rows); /* a snapshot's copy has no warnings */
     free(s);
+}
+
+static tui_ns_row *ns_row(tui_ns_row *rows, size_t *n, const char *ns)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (strcmp(rows[i].ns, ns) == 0)
+            return &rows[i];
+    tui_ns_row *r = &rows[(*n)++];
+    memset(r, 0, sizeof *r);
+    snprintf(r->ns, sizeof r->ns, "%s", ns);
+    return r;
+}
+
+/* Appends quota usage text with kubectl's long keys shortened for a screen row:
+ * "count/inferenceservices.serving.kserve.io: 1/3" -> "isvc 1/3". */
+static void append_short_usage(char *out, size_t cap, const char *text)
+{
+    static const struct {
+        const char *key, *shown;
+    } keys[] = {{"count/inferenceservices.serving.kserve.io: ", "isvc "},
+                {"requests.nvidia.com/gpu: ", "gpu "},
+                {"requests.memory: ", "memory "}};
+    size_t len = strlen(out);
+    while (*text && len + 1 < cap) {
+        bool replaced = false;
+        for (size_t k = 0; k < sizeof keys / sizeof *keys && !replaced; k++) {
+            size_t kl = strlen(keys[k].key);
+            if (strncmp(text, keys[k].key, kl) == 0) {
+                snprintf(out + len, cap - len, "%s", keys[k].shown);
+                len = strlen(out);
+                text += kl;
+                replaced = true;
+            }
+        }
+        if (!replaced && len + 1 < cap) {
+            out[len++] = *text++;
+            out[len] = '\0';
+        }
+    }
+}
+
+static int by_ns(const void *a, const void *b)
+{
+    return strcmp(((const tui_ns_row *)a)->ns, ((const tui_ns_row *)b)->ns);
+}
+
+size_t tui_namespaces(const tui_snapshot *s, tui_ns_row **out)
+{
+    *out = calloc(s->n_models + s->n_quotas + 1, sizeof **out);
+    if (!*out)
+        return 0;
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_models; i++) {
+        const tui_model *m = &s->models[i];
+        tui_ns_row *r = ns_row(*out, &n, m->ns);
+        r->models++;
+        if (m->figs.has_rate) {
+            r->qps += m->figs.qps;
+            r->has_qps = true;
+        }
+        for (size_t k = 0; k < m->n_revs; k++) {
+            const tui_rev *v = &m->revs[k];
+            r->revisions++;
+            r->scaled_to_zero += strcmp(v->state, "scaled-to-zero") == 0;
+            if (v->memory_bytes >= 0)
+                r->memory_bytes += v->memory_bytes;
+            if (v->cold_starts >= 0)
+                r->cold_starts += v->cold_starts;
+        }
+    }
+    for (size_t i = 0; i < s->n_quotas; i++) {
+        tui_ns_row *r = ns_row(*out, &n, s->quotas[i].ns);
+        size_t len = strlen(r->quota);
+        snprintf(r->quota + len, sizeof r->quota - len, "%s%s: ", len ? "; " : "",
+                 s->quotas[i].name);
+        append_short_usage(r->quota, sizeof r->quota, s->quotas[i].request);
+    }
+    qsort(*out, n, sizeof **out, by_ns);
+    return n;
 }
 
 const tui_model *tui_snapshot_find(const tui_snapshot *s, const char *key)

@@ -14,6 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "control/control.h" /* ksv_cost_report (control/cost.h) */
+
 #define TUI_SPARK_LEN 120       /* samples of history kept per model */
 #define TUI_KEY_LEN 160         /* "namespace/name" */
 
@@ -40,6 +42,8 @@ typedef struct tui_rev {
     char serving_runtime[32];   /* as the engines report it: what `auto` chose */
     long long memory_bytes;     /* summed over nodes; -1: no engine reported it */
     long long cold_starts;      /* summed over nodes; -1: no engine reported it */
+    double cold_p99_ms;         /* the slowest node's P99 cold start; -1: none */
+    long long replicas;         /* summed over nodes; -1: no engine reported it */
     tui_figs figs;
 } tui_rev;
 
@@ -140,6 +144,24 @@ typedef struct tui_hist_row {
     char result[256];
 } tui_hist_row;
 
+/* A namespace's ResourceQuota with its usage: "count/...: 2/3, requests.memory: 1Gi/2Gi". */
+typedef struct tui_quota {
+    char ns[64];
+    char name[64];
+    char request[512];
+} tui_quota;
+
+/* One row of the namespaces screen (tui_namespaces). */
+typedef struct tui_ns_row {
+    char ns[64];
+    size_t models, revisions, scaled_to_zero;
+    long long memory_bytes;     /* held by the loaded revisions, over nodes; -1 unknown */
+    long long cold_starts;      /* -1 unknown */
+    double qps;
+    bool has_qps;
+    char quota[512];            /* its quotas' usage, "" when it has none */
+} tui_ns_row;
+
 typedef struct tui_snapshot {
     atomic_int refs;
     uint64_t seq;
@@ -151,6 +173,11 @@ typedef struct tui_snapshot {
     size_t n_nodes;
     tui_hist_row *history;      /* newest first */
     size_t n_history;
+    tui_quota *quotas;          /* by namespace, name */
+    size_t n_quotas;
+    ksv_cost_report cost;       /* the last 24 h from the stored residency events */
+    bool has_cost;
+    char cost_error[256];
     char error[256];            /* "" or why the store could not be read */
 } tui_snapshot;
 
@@ -161,6 +188,10 @@ const tui_model *tui_snapshot_find(const tui_snapshot *s, const char *key);
 /* Totals over models: the sum of QPS of models with data; *has false when none had any. */
 double tui_snapshot_total_qps(const tui_snapshot *s, bool *has);
 size_t tui_snapshot_nodes_up(const tui_snapshot *s);
+
+/* One row per namespace of the snapshot's models and quotas, by name; *out is malloc'd.
+ * Returns the count (0 on allocation failure, with *out NULL). */
+size_t tui_namespaces(const tui_snapshot *s, tui_ns_row **out);
 
 /* ---- the view ---- */
 

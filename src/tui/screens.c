@@ -179,7 +179,14 @@ static void draw_models(tui_app *a, int top, int height)
                      r->stable ? "stable" : r->canary ? "canary" : "");
             if (r->canary && !sel)
                 attrs[C_TRAFFIC] = A(a, TUI_C_CANARY);
-            snprintf(c_ready, sizeof c_ready, "%s", r->state[0] ? r->state : "-");
+            /* The revision's state; a loaded one with more than one replica says how many. */
+            if (r->replicas > 1 && strcmp(r->state, "ready") == 0)
+                snprintf(c_ready, sizeof c_ready, "ready x%lld", r->replicas);
+            else
+                snprintf(c_ready, sizeof c_ready, "%s",
+                         strcmp(r->state, "scaled-to-zero") == 0 ? "zero"
+                         : r->state[0]                           ? r->state
+                                                                 : "-");
             if (!sel)
                 attrs[C_READY] = A(a, strcmp(r->state, "ready") == 0 ? TUI_C_OK :
                                       strcmp(r->state, "failed") == 0 ? TUI_C_BAD : TUI_C_DIM);
@@ -237,20 +244,28 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     snprintf(line, sizeof line, "%s  %d%%  %s", r->name, r->percent, r->state[0] ? r->state : "-");
     tui_put(y + 1, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     /* "runtime auto -> ksv-forest": what the spec names, then what the engine chose. */
-    int len;
     if (r->serving_runtime[0] && strcmp(r->serving_runtime, r->runtime) != 0)
-        len = snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
+        snprintf(line, sizeof line, "runtime %s -> %s", r->runtime, r->serving_runtime);
     else
-        len = snprintf(line, sizeof line, "runtime %s", r->runtime);
-    /* What it holds and how often it came back from zero. */
-    if (r->memory_bytes >= 0 && len > 0 && (size_t)len < sizeof line) {
+        snprintf(line, sizeof line, "runtime %s", r->runtime);
+    tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
+    /* What it holds, its replicas, and how often (and how slowly) it came back from zero. */
+    int len = 0;
+    line[0] = '\0';
+    if (r->memory_bytes >= 0) {
         char mem[32];
         tui_fmt_bytes(r->memory_bytes, mem, sizeof mem);
-        len += snprintf(line + len, sizeof line - (size_t)len, "  mem %s", mem);
+        len = snprintf(line, sizeof line, "mem %s  ", mem);
     }
-    if (r->cold_starts > 0 && len > 0 && (size_t)len < sizeof line)
-        snprintf(line + len, sizeof line - (size_t)len, "  cold starts %lld", r->cold_starts);
-    tui_put(y + 2, x, w, line, A(a, TUI_C_DIM), true, false);
+    if (r->replicas >= 0 && len >= 0 && (size_t)len < sizeof line)
+        len += snprintf(line + len, sizeof line - (size_t)len, "replicas %lld  ", r->replicas);
+    if (r->cold_starts > 0 && len >= 0 && (size_t)len < sizeof line) {
+        char cold_p99[32];
+        tui_fmt_ms(r->cold_p99_ms >= 0 ? r->cold_p99_ms : NAN, cold_p99, sizeof cold_p99);
+        snprintf(line + len, sizeof line - (size_t)len, "cold starts %lld (P99 %s)",
+                 r->cold_starts, cold_p99);
+    }
+    tui_put(y + 3, x, w, line[0] ? line : "-", A(a, TUI_C_DIM), true, false);
     len = snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
     if (r->figs.has_llm && len > 0 && (size_t)len < sizeof line) {
         char ttft[32], tps[32];
@@ -258,10 +273,10 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
         tui_fmt_qps(true, r->figs.tokens_per_s, tps, sizeof tps);
         snprintf(line + len, sizeof line - (size_t)len, "  TTFT P99 %s  %s tok/s", ttft, tps);
     }
-    tui_put(y + 3, x, w, line, A(a, TUI_C_DEFAULT), true, false);
+    tui_put(y + 4, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     snprintf(line, sizeof line, "ERR %s", e);
-    tui_put(y + 4, x, w, line, A(a, err_color(r->figs.err_pct)), true, false);
-    return 5;
+    tui_put(y + 5, x, w, line, A(a, err_color(r->figs.err_pct)), true, false);
+    return 6;
 }
 
 /* The release gate's section of the detail screen: phase, step, set vs actual weight, the
@@ -482,6 +497,78 @@ static void draw_nodes(tui_app *a, int top, int height)
     }
 }
 
+/* Namespaces: what each team's models hold and use, with its quotas (`ksv get quota`). */
+static void draw_namespaces(tui_app *a, int top, int height)
+{
+    char head[256];
+    snprintf(head, sizeof head, " %-16s %6s %5s %6s %10s %6s %8s  %s", "NAMESPACE", "MODELS",
+             "REVS", "ZERO", "MEMORY", "COLD", "QPS", "QUOTA used/hard");
+    tui_fill_row(top, A(a, TUI_C_TITLE));
+    tui_put(top, 0, COLS, head, A(a, TUI_C_TITLE), false, false);
+    const tui_snapshot *s = a->snap;
+    if (!s)
+        return;
+    tui_ns_row *rows;
+    size_t n = tui_namespaces(s, &rows);
+    scroll_list(a, n, height - 1);
+    for (int i = 0; i + 1 < height && a->list_top + (size_t)i < n; i++) {
+        size_t k = a->list_top + (size_t)i;
+        const tui_ns_row *r = &rows[k];
+        char mem[16], qps[16], cold[24], line[900];
+        tui_fmt_bytes(r->models ? r->memory_bytes : -1, mem, sizeof mem);
+        snprintf(qps, sizeof qps, r->has_qps ? "%.1f" : "-", r->qps);
+        snprintf(cold, sizeof cold, "%lld", r->cold_starts);
+        snprintf(line, sizeof line, " %-16.16s %6zu %5zu %6zu %10s %6s %8s  %s", r->ns, r->models,
+                 r->revisions, r->scaled_to_zero, mem, cold, qps, r->quota[0] ? r->quota : "-");
+        tui_put(top + 1 + i, 0, COLS, line,
+                k == a->list_cursor ? A(a, TUI_C_SELECTED) : A(a, TUI_C_DEFAULT), true, false);
+    }
+    free(rows);
+}
+
+/* Cost: `ksv cost` for the last 24 h, from the residency events the store holds. */
+static void draw_cost(tui_app *a, int top, int height)
+{
+    char head[256];
+    snprintf(head, sizeof head, " %-12s %-14s %-16s %8s %7s %7s %9s %9s %9s %8s %9s", "NAMESPACE",
+             "MODEL", "REVISION", "LOADED-H", "IDLE-H", "ZERO-H", "GB-H", "GPU-GB-H",
+             "SAVED-GB-H", "REQUESTS", "COST");
+    tui_fill_row(top, A(a, TUI_C_TITLE));
+    tui_put(top, 0, COLS, head, A(a, TUI_C_TITLE), false, false);
+    const tui_snapshot *s = a->snap;
+    if (!s)
+        return;
+    if (!s->has_cost) {
+        tui_put(top + 1, 1, COLS - 2, s->cost_error[0] ? s->cost_error : "no cost figures yet",
+                A(a, TUI_C_BAD), true, false);
+        return;
+    }
+    const ksv_cost_report *c = &s->cost;
+    size_t n = c->n + 1; /* the total last */
+    scroll_list(a, n, height - 2);
+    for (int i = 0; i + 2 < height && a->list_top + (size_t)i < n; i++) {
+        size_t k = a->list_top + (size_t)i;
+        const ksv_cost_row *r = k < c->n ? &c->rows[k] : &c->total;
+        char line[512];
+        snprintf(line, sizeof line,
+                 " %-12.12s %-14.14s %-16.16s %8.2f %7.2f %7.2f %9.4f %9.4f %9.4f %8.0f %9.2f",
+                 k < c->n ? (r->ns[0] ? r->ns : "-") : "TOTAL", k < c->n ? r->model : "",
+                 k < c->n ? r->revision : "", r->loaded_hours, r->idle_loaded_hours,
+                 r->scaled_to_zero_hours, r->memory_gb_hours, r->gpu_memory_gb_hours,
+                 r->saved_gb_hours, r->requests, r->cost);
+        int attr = k == a->list_cursor ? A(a, TUI_C_SELECTED)
+                   : k < c->n          ? A(a, TUI_C_DEFAULT)
+                                       : A(a, TUI_C_TITLE);
+        tui_put(top + 1 + i, 0, COLS, line, attr, true, false);
+    }
+    char note[256];
+    snprintf(note, sizeof note,
+             " last 24 h, prices %.4f/GB-h %.4f/GPU-h (config file); requests of residencies "
+             "still open: `ksv cost` reads them live",
+             c->gb_hour_price, c->gpu_hour_price);
+    tui_put(top + height - 1, 0, COLS, note, A(a, TUI_C_DIM), true, false);
+}
+
 static void draw_help(tui_app *a, int top, int height)
 {
     char **lines;
@@ -561,6 +648,12 @@ void tui_draw(tui_app *a)
         break;
     case TUI_SCREEN_NODES:
         draw_nodes(a, top, height);
+        break;
+    case TUI_SCREEN_NAMESPACES:
+        draw_namespaces(a, top, height);
+        break;
+    case TUI_SCREEN_COST:
+        draw_cost(a, top, height);
         break;
     case TUI_SCREEN_HELP:
         draw_help(a, top, height);

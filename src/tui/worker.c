@@ -15,6 +15,7 @@
 #include "control/control.h"
 
 #define HISTORY_ROWS 200
+#define COST_EVERY_MS 10000
 /* Probe threads, whatever the fleet's size: a probe of a node that answers takes a few
  * milliseconds over its kept connection, so a few threads cover 100 nodes a second, and a
  * hung node holds up one of them for one node timeout, never the others' nodes. */
@@ -65,6 +66,12 @@ typedef struct store_cache {
     ksv_node_list nodes;
     ksv_model_record_list models;
     ksv_history_list hist;
+    ksv_quota_usage_list quotas;
+    ksv_cost_report cost;        /* from the stored residency events (recomputed every
+                                  * COST_EVERY_MS: hours grow while nothing changes) */
+    bool has_cost;
+    int64_t cost_ms;
+    char cost_error[256];
     ksv_model_view *views;       /* one per model; NULL entries when it could not be read */
     bool *have_view;
     char error[256];
@@ -647,6 +654,10 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
                                  sizeof tm->revs[i].serving_runtime, "%s", pr->runtime);
                     add_reported(&tm->revs[i].memory_bytes, pr->memory_bytes);
                     add_reported(&tm->revs[i].cold_starts, pr->cold_starts);
+                    add_reported(&tm->revs[i].replicas, pr->replicas);
+                    if (pr->cold_start_p99_s >= 0 &&
+                        pr->cold_start_p99_s * 1000 > tm->revs[i].cold_p99_ms)
+                        tm->revs[i].cold_p99_ms = pr->cold_start_p99_s * 1000;
                 }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
@@ -750,7 +761,8 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_recor
             tr->canary = r->id == v->canary_id;
             tr->created_ms = r->created_at_ms;
             tr->rolled_out_ms = r->rolled_out_at_ms;
-            tr->memory_bytes = tr->cold_starts = -1; /* until an engine reports them */
+            tr->memory_bytes = tr->cold_starts = tr->replicas = -1; /* until an engine reports */
+            tr->cold_p99_ms = -1;
             if (tr->stable)
                 tm->stable = (int)i;
             if (tr->canary)
@@ -820,6 +832,8 @@ static void cache_clear(store_cache *c)
     ksv_node_list_free(&c->nodes);
     ksv_model_record_list_free(&c->models);
     ksv_history_list_free(&c->hist);
+    ksv_quota_usage_list_free(&c->quotas);
+    ksv_cost_report_free(&c->cost);
     memset(c, 0, sizeof *c);
 }
 
@@ -843,6 +857,8 @@ static bool refresh_cache(tui_worker *w)
         snprintf(c->error, sizeof c->error, "store: %.240s", err.msg);
         c->valid = false; /* read again next time */
     }
+    if (ksv_ctl_quota_list(w->ctl, NULL, &c->quotas, &err) != 0)
+        memset(&c->quotas, 0, sizeof c->quotas); /* the namespaces screen shows none */
     c->views = calloc(c->models.n ? c->models.n : 1, sizeof *c->views);
     c->have_view = calloc(c->models.n ? c->models.n : 1, sizeof *c->have_view);
     for (size_t i = 0; c->views && c->have_view && i < c->models.n; i++) {
@@ -851,6 +867,46 @@ static bool refresh_cache(tui_worker *w)
         c->have_view[i] = ksv_ctl_model_view(w->ctl, ref, NULL, &c->views[i], &err) == 0;
     }
     return true;
+}
+
+/* The cost of the last 24 h from what the store holds: no node is contacted here (the
+ * probers import the engines' events). */
+static void refresh_cost(tui_worker *w, int64_t now)
+{
+    store_cache *c = &w->cache;
+    if (c->has_cost && now - c->cost_ms < COST_EVERY_MS)
+        return;
+    ksv_cost_report_free(&c->cost);
+    ksv_cost_query q = {.since_s = 86400, .gpu_hour_price = -1, .gb_hour_price = -1,
+                        .stored_only = true};
+    ksv_err err;
+    c->has_cost = ksv_ctl_cost(w->ctl, &q, &c->cost, &err) == 0;
+    snprintf(c->cost_error, sizeof c->cost_error, "%.250s", c->has_cost ? "" : err.msg);
+    c->cost_ms = now;
+}
+
+static void fill_quotas_and_cost(tui_snapshot *s, const store_cache *c)
+{
+    s->quotas = calloc(c->quotas.n ? c->quotas.n : 1, sizeof *s->quotas);
+    for (size_t i = 0; s->quotas && i < c->quotas.n; i++) {
+        tui_quota *q = &s->quotas[s->n_quotas++];
+        snprintf(q->ns, sizeof q->ns, "%s", c->quotas.items[i].quota.ns);
+        snprintf(q->name, sizeof q->name, "%s", c->quotas.items[i].quota.name);
+        ksv_quota_usage_text(&c->quotas.items[i], q->request, sizeof q->request);
+    }
+    snprintf(s->cost_error, sizeof s->cost_error, "%s", c->cost_error);
+    if (!c->has_cost)
+        return;
+    s->cost = c->cost;
+    s->cost.warnings = NULL;
+    s->cost.n_warnings = 0;
+    s->cost.rows = malloc((c->cost.n ? c->cost.n : 1) * sizeof *s->cost.rows);
+    if (!s->cost.rows) {
+        s->cost.n = 0;
+        return;
+    }
+    memcpy(s->cost.rows, c->cost.rows, c->cost.n * sizeof *s->cost.rows);
+    s->has_cost = true;
 }
 
 /* One collection: reads the store (when it changed), takes the probes, builds the snapshot
@@ -868,6 +924,7 @@ static void collect(tui_worker *w)
             snprintf(s->error, sizeof s->error, "%.250s", perr.msg);
     }
     bool changed = refresh_cache(w);
+    refresh_cost(w, ksv_wall_ms());
     const store_cache *cache = &w->cache;
     if (cache->error[0])
         snprintf(s->error, sizeof s->error, "%s", cache->error);
@@ -896,6 +953,7 @@ static void collect(tui_worker *w)
                    strcmp(ref, focus) == 0);
     }
     fill_history(s, &cache->hist);
+    fill_quotas_and_cost(s, cache);
 
     pthread_mutex_lock(&w->mu);
     for (size_t k = 0; k < c.n; k++)
