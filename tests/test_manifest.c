@@ -920,10 +920,45 @@ static void test_plain_booleans(void)
         mn_docs_free(&docs);
 }
 
+/* An anchor on a map key (`&k key: v`): the key's node was freed once its text was copied,
+ * and a later `*k` copied freed memory (fuzz_manifest found it: heap-use-after-free under
+ * ASan; build-sanitize fails this test on the old code). The alias now reads the key's
+ * text, as YAML says; the fuzzer's own input is replayed too. */
+static void test_anchored_keys(void)
+{
+    static const char text[] = "&k team: a\nowner: *k\nlist: [*k, *k]\n";
+    mn_docs docs = {0};
+    ksv_err err = {0};
+    int rc = mn_read_yaml(text, sizeof text - 1, "keys.yaml", &docs, &err);
+    const mnode *root = rc == 0 && docs.n == 1 ? docs.docs[0].root : NULL;
+    const mnode *owner = root ? mn_map_get(root, "owner") : NULL;
+    const mnode *list = root ? mn_map_get(root, "list") : NULL;
+    KT_CHECK(owner && owner->type == MN_STRING && strcmp(owner->str, "team") == 0 && list &&
+                 list->n == 2 && strcmp(list->items[1]->str, "team") == 0,
+             "an alias of an anchored map key reads the key (%s)", rc ? err.msg : "ok");
+    if (rc == 0)
+        mn_docs_free(&docs);
+    /* The fuzzer's input (tests/data/fuzz/, the harness's selector byte taken off):
+     * anchored `<<` keys, then aliases of them. */
+    size_t len = 0;
+    char *found = kt_read_file(src_path("tests/data/fuzz/manifest-anchored-merge-key.yaml"), &len);
+    KT_CHECK(found != NULL, "read the fuzzer's input");
+    if (!found)
+        return;
+    mn_docs d2 = {0};
+    rc = mn_read_yaml(found, len, "found.yaml", &d2, &err);
+    if (rc == 0)
+        mn_docs_free(&d2);
+    KT_CHECK(rc == 0 || err.status == 400, "the fuzzer's input is read or refused with a 400, "
+             "no crash (%s)", rc ? err.msg : "read");
+    free(found);
+}
+
 int main(void)
 {
     kt_set_verbose(true);
     test_plain_booleans();
+    test_anchored_keys();
     FILE *probe = fopen(src_path("tests/manifests/plain.yaml"), "r");
     if (!probe) {
         printf("FAIL: %s not found: set KSV_SRCDIR to the source tree\n",

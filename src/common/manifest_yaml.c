@@ -142,6 +142,34 @@ static int fail_budget(reader *r, int line, int col)
                    limit);
 }
 
+/* Frees a node the document does not keep (a map key, once its text is copied; a node
+ * refused with an error), unless an anchor names it: an alias later in the document copies
+ * it (`&k key: v`, then `*k`), so it stays alive with the merge sources until the document
+ * ends. Freeing it here left the anchor dangling: found by fuzz_manifest, a
+ * heap-use-after-free (tests/test_manifest.c, test_anchored_keys). */
+static int discard(reader *r, mnode *node)
+{
+    bool anchored = false;
+    for (size_t k = 0; k < r->n_anchors && !anchored; k++)
+        anchored = r->anchors[k].node == node;
+    if (!anchored) {
+        mn_free(node);
+        return 0;
+    }
+    mnode **kept = realloc(r->kept, (r->n_kept + 1) * sizeof *kept);
+    if (!kept) {
+        /* No room to keep it: the anchors forget it (the parse stops on this error). */
+        for (size_t k = 0; k < r->n_anchors; k++)
+            if (r->anchors[k].node == node)
+                r->anchors[k].complete = false, r->anchors[k].node = NULL;
+        mn_free(node);
+        return fail_oom(r);
+    }
+    r->kept = kept;
+    r->kept[r->n_kept++] = node;
+    return 0;
+}
+
 /* Places a finished node: as the document root, a list item, a map key or a map value.
  * Takes ownership of node in every case. */
 static int place(reader *r, mnode *node)
@@ -159,7 +187,7 @@ static int place(reader *r, mnode *node)
     if (!f->have_key) {
         if (node->type == MN_MAP || node->type == MN_SEQ) {
             int line = node->line, col = node->col;
-            mn_free(node);
+            discard(r, node);
             return fail_at(r, line, col, "a map or list used as a map key is not supported");
         }
         /* Scalar keys keep their text: `1: x` has the key "1" as JSON would. */
@@ -168,7 +196,11 @@ static int place(reader *r, mnode *node)
         f->key_line = node->line;
         f->key_col = node->col;
         f->key_is_merge = node->type == MN_STRING && node->b; /* b marks a plain `<<` */
-        mn_free(node);
+        if (discard(r, node) != 0) {
+            free(f->key);
+            f->key = NULL;
+            return -1;
+        }
         if (!f->key)
             return fail_oom(r);
         f->have_key = true;
@@ -200,13 +232,13 @@ static int place(reader *r, mnode *node)
         int rc = fail_at(r, f->key_line, f->key_col, "duplicate key \"%s\" (first at line %s)", key,
                          first);
         free(key);
-        mn_free(node);
+        discard(r, node);
         return rc;
     }
     if (f->node->n >= MAX_KEYS_PER_MAP) {
         int line = f->key_line, col = f->key_col;
         free(key);
-        mn_free(node);
+        discard(r, node);
         return fail_at(r, line, col, "map has too many keys");
     }
     if (!mn_map_add(f->node, key, f->key_line, f->key_col, node))
