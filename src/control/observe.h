@@ -99,6 +99,8 @@ typedef struct ksv_node_probe {
     char figures_error[256];      /* reachable but no scrape: why (shown, never dropped) */
     ksv_probe_error *errors;      /* of errors_model, newest first; owned */
     size_t n_errors;
+    char events_log_id[64];       /* the node's event log: its id and last seq (-1 when the */
+    long long events_last_seq;    /* engine did not say), to import only when it grew */
 } ksv_node_probe;
 
 /* Reads node's info, applied state and histograms (and, when errors_model is non-NULL, the
@@ -125,6 +127,11 @@ void ksv_probe_link_reread(ksv_probe_link *l);
  * connection while the node answers. */
 int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *node,
                             const char *errors_model, ksv_node_probe *out, ksv_err *err);
+/* ksv_ctl_import_events for one node through its link (a console's: no second SSH session,
+ * never starts a local engine), as `ksv history` imports: only when the node holds a model
+ * a Canary gates (0 and nothing imported otherwise). */
+int ksv_ctl_import_events_link(ksv_ctl *ctl, ksv_probe_link *link, const char *node,
+                               size_t *imported, ksv_err *err);
 
 /* ---- editing ---------------------------------------------------------------------------- */
 

@@ -1,6 +1,7 @@
 /* main.c: ksv-top, the console (README.md, "The console"). Parses flags, starts the worker (and for
  * --demo the demo), then runs the UI, or prints one snapshot for --once -o json. */
 #include <json-c/json.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "tui/app.h"
 #include "tui/crt.h"
 #include "tui/demo.h"
+#include "tui/quit_signal.h"
 #include "tui/worker.h"
 
 static const char usage[] =
@@ -32,7 +34,12 @@ static const char usage[] =
     "  --help, --version\n"
     "SSH nodes: each node's session and tunnel stay open between refreshes; a node that\n"
     "cannot be reached is redialled with backoff (1 s doubling to 30 s), and one that comes\n"
-    "back is caught up with what changed meanwhile. Model uploads show in the status line.\n";
+    "back is caught up with what changed meanwhile. Model uploads show in the status line.\n"
+    "The engine events of nodes holding a gated model (release gates' steps, promotions,\n"
+    "rollbacks) are copied into history as `ksv history` does, as soon as a probe sees the\n"
+    "node's event log grow.\n"
+    "--demo: churn's canary is rolled out by the engine's release gate; type :badcanary\n"
+    "to apply a canary that fails every request and watch the gate roll it back.\n";
 
 static json_object *num_or_null(double v)
 {
@@ -169,6 +176,10 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Before any thread: the quit signals become a clean quit (quit_signal.h). Static, so
+     * the watcher never outlives what it writes to. */
+    static tui_quit_signal quit;
+    tui_quit_signal_start(&quit);
     /* The terminal's locale while this is the only thread (crt.h says why). --once keeps
      * the C locale: its JSON numbers must not take a locale's decimal comma. */
     if (!once)
@@ -216,9 +227,16 @@ int main(int argc, char **argv)
                 host = at + 1;
             if (prometheus)
                 snprintf(banner, sizeof banner, "%s[prom %.40s]", demo ? "[demo] " : "", host);
+            char bad_canary[PATH_MAX + 32] = "";
+            if (d)
+                snprintf(bad_canary, sizeof bad_canary, "%s/churn-bad-canary.yaml",
+                         tui_demo_dir(d));
             tui_app_options ao = {.readonly = readonly, .mono = mono,
-                                  .banner = prometheus ? banner : demo ? "[demo]" : NULL};
-            code = tui_app_run(w, &ao);
+                                  .banner = prometheus ? banner : demo ? "[demo] :badcanary" : NULL,
+                                  .demo_bad_canary = d ? bad_canary : NULL,
+                                  .quit = &quit};
+            if (!tui_quit_requested(&quit))
+                code = tui_app_run(w, &ao);
             tui_worker_stop(w);
         }
     }
