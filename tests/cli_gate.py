@@ -153,11 +153,23 @@ try:
     rc, out, err = ksv("apply", "-f", nowhere)
     check(rc != 0 and "spec.targetRef.name" in err and "nowhere.yaml:" in err,
           "a Canary whose targetRef names nothing is refused: %s" % err.strip()[:160])
+    # The same inside kubectl's `kind: List`: the item's line and field, nothing applied.
+    def as_list(*docs):
+        items = []
+        for d in docs:
+            lines = [l for l in d.splitlines() if l and l != "---"]
+            items.append("\n".join(("- " if i == 0 else "  ") + l for i, l in enumerate(lines)))
+        return "apiVersion: v1\nkind: List\nitems:\n" + "\n".join(items) + "\n"
+    bad_list = write("bad-list.yaml", as_list(isvc("churn-v2"), CANARY.replace(
+        "stepWeights: [25, 50]", "stepWeight: 0")))
+    rc, out, err = ksv("apply", "-f", bad_list)
+    check(rc != 0 and "bad-list.yaml:22:" in err and "spec.analysis.stepWeight" in err,
+          "a bad Canary inside a List is refused with its line and field: %s" % err.strip()[:200])
     check(len(revisions() or []) == 1, "nothing was applied by the refused files")
 
     # --- a healthy canary, gated: apply returns once it started; --wait until Succeeded -------
     load = Traffic(host, port)
-    good = write("v2.yaml", isvc("churn-v2", canary_pct=10) + CANARY)
+    good = write("v2.yaml", as_list(isvc("churn-v2", canary_pct=10), CANARY))
     t0 = time.time()
     rc, out, err = ksv("apply", "-f", good, "--wait")
     took = time.time() - t0

@@ -133,8 +133,11 @@ try:
     check(not os.path.exists(d), "q removes the demo's directory")
 
     # Closing the terminal (tmux's server goes: SIGHUP) quits as q does: nothing is left.
+    # A server of its own: the first one may still be on its way out.
+    term.kill()
+    term = Tmux("ksvtopdemo2")
     term.start([TOP, "--demo", "-d", "1"], run_env, cols=130, lines=48)
-    term.wait_for(lambda t: "churn" in churn_row(t), timeout=90)
+    term.wait_for(lambda t: "[demo]" in t and churn_row(t).startswith("default"), timeout=90)
     d = demo_dir()
     pid = lock_pid(os.path.join(d, "engine")) if d else None
     check(d and pid, "a second demo runs (engine pid %s)" % pid)
