@@ -40,6 +40,7 @@ typedef struct rollout {
     /* Only the apply_mu holder touches these. */
     double hold_mono;             /* when the current hold began; 0: begin one next tick */
     bool mirroring;               /* the registry copies requests to the canary now */
+    bool warm_held;               /* canary and stable are held loaded (hold_warm) */
     gate_sample ring[RING];       /* one sample per judgement, the window's baselines */
     size_t ring_n, ring_next;
 } rollout;
@@ -512,6 +513,33 @@ static void set_mirroring(ksv_gate *g, rollout *r, bool on)
         r->mirroring = false; /* the model is gone: nothing is mirrored */
 }
 
+/* While a rollout is active its canary and stable stay loaded: not scaled to zero, not
+ * evicted for the memory budget, not unloaded after the rollback window; one that already
+ * is, is loaded at once. Why: a check judges the model, and a cold start (a load) inside a
+ * check's window would be judged as the canary's latency, or a request that waited for it
+ * as its failure; a rollback must put the traffic on a stable that answers at once, not on
+ * one that starts from zero as things go wrong; and a canary unloaded after a Failed
+ * rollout's rollback window must load again for `retry`. Let go when the rollout ends:
+ * then the revisions scale to zero by their own rules again. An event says so once when
+ * scale to zero was allowed (minReplicas 0), since it changes what the operator sees. */
+static void hold_warm(ksv_gate *g, rollout *r, bool on)
+{
+    if (r->warm_held == on)
+        return;
+    bool canary_scales = false, stable_scales = false;
+    ksv_err err;
+    int rc = ksv_registry_hold_warm(g->reg, r->model, r->policy.canary, on, &canary_scales,
+                                    &err);
+    int rs = ksv_registry_hold_warm(g->reg, r->model, r->policy.stable, on, &stable_scales,
+                                    &err);
+    r->warm_held = on; /* a revision that is gone: the tick cancels the rollout */
+    if (on && rc == 0 && rs == 0 && (canary_scales || stable_scales))
+        event(g, r, &r->prog, "gate-warm",
+              "scale to zero held off for %s and %s while the gate judges (minReplicas 0 "
+              "applies again when the rollout ends)",
+              r->policy.stable, r->policy.canary);
+}
+
 /* One rollout's tick. Caller holds apply_mu. */
 static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
 {
@@ -595,9 +623,12 @@ static void tick(ksv_gate *g)
     for (size_t i = 0; i < g->n; i++) {
         rollout *r = g->items[i];
         if (ksv_gate_phase_active(r->prog.phase)) {
+            hold_warm(g, r, true);
             tick_one(g, r, now, wall);
+            hold_warm(g, r, ksv_gate_phase_active(r->prog.phase));
             continue;
         }
+        hold_warm(g, r, false);
         set_mirroring(g, r, false);
         /* A finished rollout's weight is still shown (and an operator may move it). */
         ksv_rev_sample cs;
@@ -796,6 +827,14 @@ int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err
         if (old && ksv_gate_phase_active(old->prog.phase))
             event(g, old, &old->prog, "gate-cancel", "superseded by a rollout of %s",
                   pol->canary);
+        /* The old rollout's warm holds go, except on revisions the new one judges too
+         * (they stay loaded without a gap; the new rollout holds them at its first tick). */
+        for (int k = 0; old && old->warm_held && k < 2; k++) {
+            const char *rev = k ? old->policy.stable : old->policy.canary;
+            ksv_err ignored;
+            if (strcmp(rev, pol->canary) != 0 && strcmp(rev, pol->stable) != 0)
+                ksv_registry_hold_warm(g->reg, model, rev, false, NULL, &ignored);
+        }
         pthread_mutex_lock(&g->mu);
         if (old) {
             for (size_t i = 0; i < g->n; i++)
