@@ -58,6 +58,39 @@ static void figs_json(const tui_figs *f, json_object *o)
     }
 }
 
+/* The model's release gate as the console shows it (null when none): phase, weights,
+ * step, the check table and why it halted, for scripts that watch a rollout. */
+static json_object *gate_json(const tui_gate *g)
+{
+    if (!g->present)
+        return NULL;
+    json_object *o = json_object_new_object(), *checks = json_object_new_array();
+    json_object_object_add(o, "node", json_object_new_string(g->node));
+    json_object_object_add(o, "canary", json_object_new_string(g->canary));
+    json_object_object_add(o, "phase", json_object_new_string(g->phase));
+    /* As the engine counts (and `ksv rollout status -o json` shows): from 0, negative for
+     * mirrored iterations. */
+    json_object_object_add(o, "step", json_object_new_int(g->step));
+    json_object_object_add(o, "steps", json_object_new_int(g->steps));
+    json_object_object_add(o, "set_weight", json_object_new_int(g->set_weight));
+    json_object_object_add(o, "actual_weight", json_object_new_int(g->actual_weight));
+    json_object_object_add(o, "failed_checks", json_object_new_int(g->failed_checks));
+    json_object_object_add(o, "threshold", json_object_new_int(g->threshold));
+    json_object_object_add(o, "reason", g->reason[0] ? json_object_new_string(g->reason) : NULL);
+    for (size_t i = 0; i < g->n_checks; i++) {
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "metric", json_object_new_string(g->checks[i].metric));
+        json_object_object_add(c, "verdict", json_object_new_string(g->checks[i].verdict));
+        json_object_object_add(c, "value", num_or_null(g->checks[i].value));
+        json_object_object_add(c, "min", num_or_null(g->checks[i].min));
+        json_object_object_add(c, "max", num_or_null(g->checks[i].max));
+        json_object_object_add(c, "requests", json_object_new_int64(g->checks[i].requests));
+        json_object_array_add(checks, c);
+    }
+    json_object_object_add(o, "checks", checks);
+    return o;
+}
+
 static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
 {
     json_c_set_serialization_double_format("%.3f", JSON_C_OPTION_THREAD);
@@ -101,6 +134,7 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
             json_object_array_add(revs, ro);
         }
         json_object_object_add(o, "revisions", revs);
+        json_object_object_add(o, "gate", gate_json(&m->gate));
         json_object_array_add(models, o);
     }
     for (size_t i = 0; i < s->n_nodes; i++) {
