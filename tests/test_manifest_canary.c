@@ -132,6 +132,23 @@ static void test_good(void)
     KT_CHECK(parse(good, &list, &err) == 0 && list.n == 0 && list.n_canaries == 1,
              "a Canary alone in a file is read");
     ksv_manifest_list_free(&list);
+
+    /* Flagger's skipAnalysis is acted on (the engine promotes once ready), not listed. */
+    char skip[4096];
+    const char *at = strstr(good, "  progressDeadlineSeconds");
+    snprintf(skip, sizeof skip, "%.*s  skipAnalysis: true\n%s", (int)(at - good), good, at);
+    int rc = parse(skip, &list, &err);
+    c = rc == 0 ? ksv_manifest_find_canary(&list, "default", "churn") : NULL;
+    policy = c ? ksv_canary_policy_json(c, "churn-00002", NULL) : NULL;
+    bool listed = false;
+    for (size_t i = 0; c && i < c->n_not_acted_on; i++)
+        listed |= strcmp(c->not_acted_on[i], "spec.skipAnalysis") == 0;
+    KT_CHECK(c && c->skip_analysis && !listed && policy &&
+                 strstr(policy, "\"skip_analysis\":true"),
+             "skipAnalysis: true reaches the engine policy: %s", policy ? policy : err.msg);
+    free(policy);
+    if (rc == 0)
+        ksv_manifest_list_free(&list);
 }
 
 static void test_bad(void)
@@ -152,6 +169,8 @@ static void test_bad(void)
         {"flagger.app/v1beta1", "flagger.app/v1alpha3", "apiVersion"},
         {"request-success-rate, thresholdRange: {min: 99}", "prediction-disagreement, thresholdRange: {max: 0.1}", "spec.analysis.mirror"},
         {"maxWeight: 50", "maxWeight: 5", "above maxWeight"},
+        {"  progressDeadlineSeconds", "  skipAnalysis: sometimes\n  progressDeadlineSeconds",
+         "gate.yaml:7:17: spec.skipAnalysis"},
     };
     check_refused(good, cases, sizeof cases / sizeof *cases, "case");
 }

@@ -391,6 +391,17 @@ static void fail(ksv_gate *g, rollout *r, ksv_gate_progress *p, const char *kind
     persist(g);
 }
 
+/* Promoting: 100% to the canary is recorded (the caller then applies it). */
+static void begin_promotion(ksv_gate *g, rollout *r, ksv_gate_progress *p, const char *why)
+{
+    p->step = r->policy.n_steps > 0 ? r->policy.n_steps - 1 : 0;
+    p->phase = KSV_PHASE_PROMOTING;
+    p->set_weight = 100;
+    event(g, r, p, "gate-promote", "%s: promoting %s to 100%%", why, r->policy.canary);
+    commit(g, r, p);
+    persist(g);
+}
+
 /* Moves to the next step, or to Promoting after the last one. */
 static void advance(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now)
 {
@@ -405,13 +416,7 @@ static void advance(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now)
         commit(g, r, p);
         persist(g);
     } else {
-        p->step = r->policy.n_steps > 0 ? r->policy.n_steps - 1 : 0;
-        p->phase = KSV_PHASE_PROMOTING;
-        p->set_weight = 100;
-        event(g, r, p, "gate-promote", "every step passed: promoting %s to 100%%",
-              r->policy.canary);
-        commit(g, r, p);
-        persist(g);
+        begin_promotion(g, r, p, "every step passed");
     }
     if (!apply_weight(g, r, p))
         fail(g, r, p, "gate-rollback", p->reason);
@@ -427,6 +432,16 @@ static void start_steps(ksv_gate *g, rollout *r, ksv_gate_progress *p, double no
     ring_clear(r);
     advance(g, r, p, now);
     r->hold_mono = 0; /* the first hold begins with a baseline sample next tick */
+}
+
+/* Flagger's skipAnalysis: the canary is ready, so it takes 100% at once; no step is held
+ * or judged, and the rollout still ends Succeeded (or Failed when the weight cannot be
+ * set) with its events, so history and `apply --wait` read as for any rollout. */
+static void promote_unjudged(ksv_gate *g, rollout *r, ksv_gate_progress *p)
+{
+    begin_promotion(g, r, p, "skipAnalysis, no analysis");
+    if (!apply_weight(g, r, p))
+        fail(g, r, p, "gate-rollback", p->reason);
 }
 
 static void judge_step(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now, double wall)
@@ -568,6 +583,8 @@ static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
             snprintf(reason, sizeof reason, "canary %s failed to load: %.250s", r->policy.canary,
                      cs.error);
             fail(g, r, &p, "gate-rollback", reason);
+        } else if (cs.loaded && r->policy.skip_analysis) {
+            promote_unjudged(g, r, &p);
         } else if (cs.loaded) {
             start_steps(g, r, &p, now);
         } else if (wall - p.started >= r->policy.progress_deadline_s) {
@@ -684,9 +701,10 @@ static void write_rollout_view(ksv_sb *sb, const rollout *r)
                   r->actual_weight, pol->n_steps);
     for (int i = 0; i < pol->n_steps; i++)
         ksv_sb_printf(sb, "%s%d", i ? "," : "", pol->steps[i]);
-    ksv_sb_printf(sb, "],\"iterations\":%d,\"mirror\":%s,\"interval_s\":%g,"
-                      "\"progress_deadline_s\":%g,",
-                  pol->iterations, pol->mirror ? "true" : "false", pol->interval_s,
+    ksv_sb_printf(sb, "],\"iterations\":%d,\"mirror\":%s,\"skip_analysis\":%s,"
+                      "\"interval_s\":%g,\"progress_deadline_s\":%g,",
+                  pol->iterations, pol->mirror ? "true" : "false",
+                  pol->skip_analysis ? "true" : "false", pol->interval_s,
                   pol->progress_deadline_s);
     ksv_sb prog;
     ksv_sb_init(&prog);
