@@ -153,11 +153,23 @@ try:
     rc, out, err = ksv("apply", "-f", nowhere)
     check(rc != 0 and "spec.targetRef.name" in err and "nowhere.yaml:" in err,
           "a Canary whose targetRef names nothing is refused: %s" % err.strip()[:160])
+    # The same inside kubectl's `kind: List`: the item's line and field, nothing applied.
+    def as_list(*docs):
+        items = []
+        for d in docs:
+            lines = [l for l in d.splitlines() if l and l != "---"]
+            items.append("\n".join(("- " if i == 0 else "  ") + l for i, l in enumerate(lines)))
+        return "apiVersion: v1\nkind: List\nitems:\n" + "\n".join(items) + "\n"
+    bad_list = write("bad-list.yaml", as_list(isvc("churn-v2"), CANARY.replace(
+        "stepWeights: [25, 50]", "stepWeight: 0")))
+    rc, out, err = ksv("apply", "-f", bad_list)
+    check(rc != 0 and "bad-list.yaml:22:" in err and "spec.analysis.stepWeight" in err,
+          "a bad Canary inside a List is refused with its line and field: %s" % err.strip()[:200])
     check(len(revisions() or []) == 1, "nothing was applied by the refused files")
 
     # --- a healthy canary, gated: apply returns once it started; --wait until Succeeded -------
     load = Traffic(host, port)
-    good = write("v2.yaml", isvc("churn-v2", canary_pct=10) + CANARY)
+    good = write("v2.yaml", as_list(isvc("churn-v2", canary_pct=10), CANARY))
     t0 = time.time()
     rc, out, err = ksv("apply", "-f", good, "--wait")
     took = time.time() - t0
@@ -233,6 +245,45 @@ try:
         check(a in acts, "history has %s" % a)
     rc, out, err = ksv("rollout", "frobnicate", "churn")
     check(rc == 2, "an unknown rollout subcommand is a usage error")
+
+    # --- a gate that finishes while no ksv runs: the next apply starts from what it decided ---
+    # churn-v1 again (a new revision), gated; only the engine is watched until it promotes,
+    # so ksv's store still says the old revision is stable when the next apply comes.
+    load = Traffic(host, port)
+    rc, out, err = ksv("apply", "-f", write("v5.yaml", isvc("churn-v1", canary_pct=5) + CANARY))
+    check(rc == 0, "gated rollout of churn-v1 started (%s)" % err.strip()[-200:])
+    with open(os.path.join(node_dir, "token")) as f:
+        token = f.read().strip()
+
+    def engine_model():
+        c = http.client.HTTPConnection(host, port, timeout=10)
+        c.request("GET", "/ksv/v1/models/churn", headers={"Authorization": "Bearer " + token})
+        body = json.loads(c.getresponse().read())
+        c.close()
+        return body
+
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        ro = engine_model().get("rollout") or {}
+        if ro.get("phase") in ("Succeeded", "Failed"):
+            break
+        time.sleep(0.2)
+    promoted = ro.get("canary")
+    check(ro.get("phase") == "Succeeded", "the gate promoted %s with no ksv running (%s)" %
+          (promoted, ro.get("phase")))
+    rc, out, err = ksv("apply", "-f", write("v6.yaml", isvc("churn-v2", canary_pct=5) + CANARY))
+    check(rc == 0, "the next gated apply (%s)" % err.strip()[-200:])
+    body = engine_model()
+    ro = body.get("rollout") or {}
+    traffic = {r["name"]: r["traffic"] for r in body.get("revisions", [])}
+    check(ro.get("stable") == promoted and traffic.get(promoted, 0) > 0,
+          "it rolls out over the revision the gate promoted, %s, which keeps serving "
+          "(stable %s, split %s)" % (promoted, ro.get("stable"), traffic))
+    rc, hist = ksv_json("history", "churn", "--limit", "400")
+    succeeded = [h for h in hist if h["actor"] == "gate@edge" and h["action"] == "gate-succeeded"]
+    check(len(succeeded) == 3, "each promotion is in history once (%d gate-succeeded rows)" %
+          len(succeeded))
+    load.stop()
 finally:
     pid = lock_pid(node_dir)
     if pid:

@@ -349,6 +349,23 @@ resumed = [e["figures"]["step"] for e in evs if e["kind"] == "gate-restart"]
 check(len(resumed) == 1 and resumed[0] == saved["step"] + 1, "the restart is recorded at step %s" % resumed)
 check(len(entered) == len(set(entered)) and sorted(set(entered) | set(resumed)) == [1, 2, 3, 4, 5],
       "each of the 5 steps entered once across the restart (%s, resumed at %s)" % (entered, resumed))
+
+# Flagger's skipAnalysis: promoted as soon as the canary is ready; no step is held or judged
+# (with 60 s intervals, a judged step could not finish within the 20 s waited here).
+put_model(eng, "skip", [rev("skip-00001", "churn-v1"), rev("skip-00002", "churn-v2")],
+          {"skip-00001": 100, "skip-00002": 0})
+st, _, ans = eng.request("PUT", "/ksv/v1/models/skip/rollout", admin=True,
+                         body={"canary": "skip-00002", "step_weight": 10, "skip_analysis": "yes"})
+check(st == 400 and "skip_analysis" in ans.get("error", ""), "skip_analysis must be a boolean: %s" % ans)
+st, _, ro = eng.request("PUT", "/ksv/v1/models/skip/rollout", admin=True, body={
+    "canary": "skip-00002", "step_weight": 10, "interval_s": 60, "skip_analysis": True,
+    "metrics": [SUCCESS]})
+check(st == 200 and ro.get("skip_analysis") is True, "a skip_analysis rollout starts (%d)" % st)
+ro = wait_phase(eng, "skip", ("Succeeded", "Failed"), 20)
+check(ro and ro["phase"] == "Succeeded" and ro["actual_weight"] == 100,
+      "skip_analysis promotes the ready canary at once (%s %s)" % (ro and ro["phase"], ro and ro["actual_weight"]))
+check(events_of(eng, "skip") == ["gate-start", "gate-promote", "gate-succeeded"],
+      "with no step or check in between: %s" % events_of(eng, "skip"))
 eng.stop()
 
 # A damaged rollouts.json stops the engine with a clear message rather than losing the gate.

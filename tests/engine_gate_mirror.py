@@ -8,6 +8,9 @@ Canaries are built at test time by tests/gate_models.py (Debian's python3-xgboos
   mirrored="true", never in the client-facing series.
 - a healthy retrain (churn-v2) passes the same mirrored phase (its disagreement, measured
   by the engine, is compared with the share computed here from XGBoost's own answers).
+- regression (data/models/regression retrained one round longer): its answers differ from
+  stable's by 0.07% to 1.5%, so the share of rows past the 1e-3 relative difference is a
+  fraction the engine must measure exactly, as computed here from XGBoost's answers.
 - slow: 300 trees of depth 8: fails request-duration at its first live step.
 The disagreement oracle is XGBoost itself: the expected share of differing classes for the
 request rows is computed in this test from the two models' predictions (Python xgboost)."""
@@ -48,19 +51,28 @@ BIG["inputs"][0]["shape"] = [n_rows * reps, ROWS["inputs"][0]["shape"][1]]
 BIG_BODY = json.dumps(BIG)
 
 
-def expected_disagreement(a_dir, b_dir):
-    """Share of the request's rows whose class differs, by XGBoost's own predictions."""
+def xgb_compare(request, a_dir, b_dir, expr):
+    """Evaluates expr (Python, over p[0] and p[1]: XGBoost's own predictions of the two
+    models for the request's rows, as float64, and rel: their relative difference) with
+    Debian's xgboost; returns its numbers."""
     code = ("import json,sys,numpy as np,xgboost as xgb\n"
             "r=json.load(open(sys.argv[1]))['inputs'][0]\n"
             "x=np.array([np.nan if v is None else v for v in r['data']],dtype=np.float32)"
             ".reshape(r['shape'])\n"
-            "p=[xgb.Booster(model_file=f).predict(xgb.DMatrix(x,missing=np.nan)) for f in sys.argv[2:]]\n"
-            "print(float(np.mean((p[0]>0.5)!=(p[1]>0.5))))\n")
+            "p=[xgb.Booster(model_file=f).predict(xgb.DMatrix(x,missing=np.nan))"
+            ".astype(np.float64) for f in sys.argv[2:]]\n"
+            "rel=np.abs(p[0]-p[1])/np.maximum(np.maximum(np.abs(p[0]),np.abs(p[1])),1e-30)\n"
+            "print(*(float(v) for v in (%s)))\n" % expr)
     out = subprocess.run(["/usr/bin/python3", "-c", code,
-                          os.path.join(SRCDIR, "data", "requests", "churn-v1.json"),
+                          os.path.join(SRCDIR, "data", "requests", request),
                           os.path.join(a_dir, "model.json"), os.path.join(b_dir, "model.json")],
                          capture_output=True, text=True, check=True)
-    return float(out.stdout.strip())
+    return [float(v) for v in out.stdout.split()]
+
+
+def expected_disagreement(a_dir, b_dir):
+    """Share of churn's request rows whose class differs, by XGBoost's own predictions."""
+    return xgb_compare("churn-v1.json", a_dir, b_dir, "[np.mean((p[0]>0.5)!=(p[1]>0.5))]")[0]
 
 
 class Traffic:
@@ -179,6 +191,33 @@ ro, seen = wait_phase(eng, "good", ("Failed", "Succeeded"), 40)
 load.stop()
 check(ro and ro["phase"] == "Succeeded", "the healthy canary passes mirroring and is promoted (%s)" % (ro and ro["reason"]))
 check((-2, 0) in seen and (-1, 0) in seen and (0, 50) in seen, "mirrored iterations, then 50%%: %s" % sorted(seen))
+
+# --- regression: a row differs when its relative difference exceeds 1e-3 ----------------------
+REG = os.path.join(work, "regression")
+REG_BODY = json.dumps(load_json("requests", "regression.json"))
+want_reg, rel_min, rel_max = xgb_compare(
+    "regression.json", model_path("regression"), REG,
+    "[np.mean(rel>1e-3), rel.min(), rel.max()]")
+check(0 < want_reg < 1 and rel_min < 1e-3 < rel_max,
+      "the retrained regression differs by %.2g..%.2g relatively: %.0f%% of rows past 1e-3" %
+      (rel_min, rel_max, 100 * want_reg))
+put_model(eng, "reg", [rev("reg-00001", model_path("regression")), rev("reg-00002", REG)])
+load = Traffic(eng, "reg", REG_BODY, rps=100)
+eng.request("PUT", "/ksv/v1/models/reg/rollout", admin=True, body={
+    "canary": "reg-00002", "interval_s": 1, "threshold": 2, "step_weights": [50],
+    "mirror": True, "iterations": 2,
+    "metrics": [{"name": "prediction-disagreement", "max": want_reg + 0.05, "min_requests": 10}]})
+ro, seen = wait_phase(eng, "reg", ("Failed", "Succeeded"), 40)
+load.stop()
+check(ro and ro["phase"] == "Succeeded", "a close regression canary passes its mirrored phase (%s)" %
+      (ro and ro["reason"]))
+st, _, page = eng.request("GET", "/ksv/v1/events?since=0&limit=5000", admin=True)
+values = [c["value"] for e in page["events"] if e["model"] == "reg" and e["kind"] == "gate-check"
+          for c in (e.get("figures") or {}).get("checks", [])
+          if c["metric"] == "prediction-disagreement" and c["value"] is not None]
+check(len(values) >= 2 and all(abs(v - want_reg) < 1e-6 for v in values),
+      "each mirrored window measured %.2f, the 1e-3 rule applied to XGBoost's own answers: %s" %
+      (want_reg, values))
 
 # --- slow canary: fails request-duration at its first live step ----------------------------
 put_model(eng, "slow", [rev("slow-00001", model_path("churn-v1")), rev("slow-00002", SLOW)])

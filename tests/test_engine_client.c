@@ -845,7 +845,8 @@ static void test_bad_replies(void)
     static const char node_ok[] =
         "{\"version\":\"0.1.0\",\"threads\":2,\"uptime_s\":1.5,\"gpus\":[{\"index\":0,"
         "\"name\":\"H100\",\"utilization_ratio\":0.5,\"memory_used_bytes\":10,"
-        "\"memory_total_bytes\":80}],\"load\":{\"inflight\":3,\"loadavg\":[1,2,3],\"cpus\":16}}";
+        "\"memory_total_bytes\":80}],\"load\":{\"inflight\":3,\"loadavg\":[1,2,3],\"cpus\":16},"
+        "\"events\":{\"log_id\":\"ab12\",\"last_seq\":42}}";
     const bad_reply_case cases[] = {
         {"5 bytes of {{{{{", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n{{{{{", 0, 0, NULL,
          CALL_STATE, 502, "bad reply from engine"},
@@ -881,6 +882,15 @@ static void test_bad_replies(void)
          CALL_NODE, 502, "loadavg"},
         {"node: gpus is an object", NULL, 0, 200,
          "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1,\"gpus\":{}}", CALL_NODE, 502, "gpus"},
+        {"node: events is a number", NULL, 0, 200,
+         "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1,\"events\":7}", CALL_NODE, 502,
+         "node.events"},
+        {"node: events without last_seq", NULL, 0, 200,
+         "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1,\"events\":{\"log_id\":\"a\"}}",
+         CALL_NODE, 502, "last_seq"},
+        {"node: negative last_seq", NULL, 0, 200,
+         "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1,\"events\":{\"log_id\":\"a\","
+         "\"last_seq\":-1}}", CALL_NODE, 502, "out of range"},
         {"node: negative threads", NULL, 0, 200,
          "{\"version\":\"1\",\"threads\":-4,\"uptime_s\":1}", CALL_NODE, 502, "out of range"},
         {"model: only a name", NULL, 0, 200, "{\"name\":\"m\"}", CALL_MODEL_STATUS, 502, "pinned"},
@@ -921,8 +931,13 @@ static void test_bad_replies(void)
     int rc = ksv_engine_client_get_node(c, &node, &err);
     KT_CHECK(rc == 0 && node.n_gpus == 1 && node.gpus[0].utilization_ratio == 0.5 &&
                  node.gpus[0].memory_total_bytes == 80 && strcmp(node.gpus[0].name, "H100") == 0 &&
-                 node.inflight == 3 && node.loadavg[2] == 3 && node.cpus == 16 && node.cuda[0] == 0,
-             "node with a GPU parses");
+                 node.inflight == 3 && node.loadavg[2] == 3 && node.cpus == 16 && node.cuda[0] == 0 &&
+                 node.events_last_seq == 42 && strcmp(node.events_log_id, "ab12") == 0,
+             "node with a GPU and an event log parses");
+    canned_set(&srv, 200, "{\"version\":\"1\",\"threads\":1,\"uptime_s\":1}");
+    rc = ksv_engine_client_get_node(c, &node, &err);
+    KT_CHECK(rc == 0 && node.events_last_seq == -1 && node.events_log_id[0] == 0,
+             "an engine without an event log says so (-1)");
 
     /* The request itself: method, path encoding, bearer token, no Expect. */
     char req[8192];

@@ -46,6 +46,36 @@ static int parse(const char *text, ksv_manifest_list *list, ksv_err *err)
     return ksv_manifest_parse_buffer(text, strlen(text), "gate.yaml", "/base", list, err);
 }
 
+/* A broken variant of doc (find replaced by replace) is refused, the error naming want. */
+typedef struct refused_case {
+    const char *find, *replace; /* an edit of the good document */
+    const char *want;           /* text the error must contain (line and field) */
+} refused_case;
+
+static void check_refused(const char *doc, const refused_case *cases, size_t n,
+                          const char *label)
+{
+    for (size_t i = 0; i < n; i++) {
+        char text[4096];
+        const char *at = strstr(doc, cases[i].find);
+        if (!at) {
+            KT_FAIL("%s %zu: %s not in the document", label, i, cases[i].find);
+            continue;
+        }
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - doc), doc, cases[i].replace,
+                 at + strlen(cases[i].find));
+        ksv_manifest_list list;
+        ksv_err err;
+        ksv_err_clear(&err);
+        int rc = parse(text, &list, &err);
+        KT_CHECK(rc != 0 && strstr(err.msg, cases[i].want) && strstr(err.msg, "gate.yaml:"),
+                 "%s %zu refused naming %s: %s", label, i, cases[i].want,
+                 rc ? err.msg : "(accepted)");
+        if (rc == 0)
+            ksv_manifest_list_free(&list);
+    }
+}
+
 static void test_good(void)
 {
     char text[4096];
@@ -102,16 +132,28 @@ static void test_good(void)
     KT_CHECK(parse(good, &list, &err) == 0 && list.n == 0 && list.n_canaries == 1,
              "a Canary alone in a file is read");
     ksv_manifest_list_free(&list);
-}
 
-typedef struct bad_case {
-    const char *find, *replace; /* an edit of the good document */
-    const char *want;           /* text the error must contain (line and field) */
-} bad_case;
+    /* Flagger's skipAnalysis is acted on (the engine promotes once ready), not listed. */
+    char skip[4096];
+    const char *at = strstr(good, "  progressDeadlineSeconds");
+    snprintf(skip, sizeof skip, "%.*s  skipAnalysis: true\n%s", (int)(at - good), good, at);
+    int rc = parse(skip, &list, &err);
+    c = rc == 0 ? ksv_manifest_find_canary(&list, "default", "churn") : NULL;
+    policy = c ? ksv_canary_policy_json(c, "churn-00002", NULL) : NULL;
+    bool listed = false;
+    for (size_t i = 0; c && i < c->n_not_acted_on; i++)
+        listed |= strcmp(c->not_acted_on[i], "spec.skipAnalysis") == 0;
+    KT_CHECK(c && c->skip_analysis && !listed && policy &&
+                 strstr(policy, "\"skip_analysis\":true"),
+             "skipAnalysis: true reaches the engine policy: %s", policy ? policy : err.msg);
+    free(policy);
+    if (rc == 0)
+        ksv_manifest_list_free(&list);
+}
 
 static void test_bad(void)
 {
-    static const bad_case cases[] = {
+    static const refused_case cases[] = {
         {"request-duration\n", "request-latency\n", "gate.yaml:17:"},
         {"request-duration\n", "request-latency\n", "unknown metric"},
         {"name: churn}\n  progress", "name: nothing_here}\n  progress", "spec.targetRef.name"},
@@ -127,30 +169,103 @@ static void test_bad(void)
         {"flagger.app/v1beta1", "flagger.app/v1alpha3", "apiVersion"},
         {"request-success-rate, thresholdRange: {min: 99}", "prediction-disagreement, thresholdRange: {max: 0.1}", "spec.analysis.mirror"},
         {"maxWeight: 50", "maxWeight: 5", "above maxWeight"},
+        {"  progressDeadlineSeconds", "  skipAnalysis: sometimes\n  progressDeadlineSeconds",
+         "gate.yaml:7:17: spec.skipAnalysis"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        char text[4096];
-        const char *at = strstr(good, cases[i].find);
-        if (!at) {
-            KT_FAIL("case %zu: %s not in the document", i, cases[i].find);
-            continue;
-        }
-        snprintf(text, sizeof text, "%.*s%s%s", (int)(at - good), good, cases[i].replace,
-                 at + strlen(cases[i].find));
-        ksv_manifest_list list;
-        ksv_err err;
-        ksv_err_clear(&err);
-        int rc = parse(text, &list, &err);
-        KT_CHECK(rc != 0 && strstr(err.msg, cases[i].want) && strstr(err.msg, "gate.yaml:"),
-                 "case %zu refused naming %s: %s", i, cases[i].want, rc ? err.msg : "(accepted)");
-        if (rc == 0)
-            ksv_manifest_list_free(&list);
+    check_refused(good, cases, sizeof cases / sizeof *cases, "case");
+}
+
+/* kubectl's `kind: List`: Canary (and ResourceQuota) documents sit among its items, in
+ * YAML or JSON, and a broken one is refused with the line inside the List. */
+static void test_list(void)
+{
+    static const char yaml_list[] =
+        "apiVersion: v1\n"
+        "kind: List\n"
+        "items:\n"
+        "- apiVersion: serving.kserve.io/v1beta1\n"
+        "  kind: InferenceService\n"
+        "  metadata: {name: churn}\n"
+        "  spec:\n"
+        "    predictor:\n"
+        "      model: {modelFormat: {name: xgboost}, storageUri: /models/churn}\n"
+        "- apiVersion: flagger.app/v1beta1\n"
+        "  kind: Canary\n"
+        "  metadata: {name: churn-gate}\n"
+        "  spec:\n"
+        "    targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, "
+        "name: churn}\n"
+        "    analysis:\n"
+        "      interval: 10s\n"
+        "      stepWeights: [20, 60]\n"
+        "      metrics:\n"
+        "      - {name: request-success-rate, thresholdRange: {min: 99}}\n"
+        "- apiVersion: v1\n"
+        "  kind: ResourceQuota\n"
+        "  metadata: {name: q}\n"
+        "  spec: {hard: {count/inferenceservices.serving.kserve.io: \"4\"}}\n";
+    ksv_manifest_list list;
+    ksv_err err;
+    int rc = parse(yaml_list, &list, &err);
+    KT_CHECK(rc == 0 && list.n == 1 && list.n_canaries == 1 && list.n_quotas == 1,
+             "a YAML List with an InferenceService, a Canary and a ResourceQuota: %s",
+             rc ? err.msg : "read");
+    if (rc == 0) {
+        const ksv_canary *c = ksv_manifest_find_canary(&list, "default", "churn");
+        KT_CHECK(c && c->line == 10 && c->n_step_weights == 2 && c->step_weights[1] == 60 &&
+                     c->interval_s == 10,
+                 "the Canary in the List gates churn, named by its own line (%d)",
+                 c ? c->line : -1);
+        ksv_manifest_list_free(&list);
     }
+
+    static const char json_list[] =
+        "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": [\n"
+        " {\"apiVersion\": \"flagger.app/v1beta1\", \"kind\": \"Canary\",\n"
+        "  \"metadata\": {\"name\": \"g\", \"namespace\": \"prod\"},\n"
+        "  \"spec\": {\"targetRef\": {\"apiVersion\": \"serving.kserve.io/v1beta1\",\n"
+        "   \"kind\": \"InferenceService\", \"name\": \"churn\"},\n"
+        "   \"analysis\": {\"interval\": \"5s\", \"stepWeight\": 25, \"maxWeight\": 50,\n"
+        "    \"metrics\": [{\"name\": \"request-duration\", \"thresholdRange\": {\"max\": 20}}]}}}\n"
+        "]}\n";
+    rc = ksv_manifest_parse_buffer(json_list, strlen(json_list), "gate.json", "/base", &list,
+                                   &err);
+    KT_CHECK(rc == 0 && list.n == 0 && list.n_canaries == 1 &&
+                 ksv_manifest_find_canary(&list, "prod", "churn"),
+             "a JSON List holding a Canary alone: %s", rc ? err.msg : "read");
+    if (rc == 0)
+        ksv_manifest_list_free(&list);
+
+    /* Broken input inside a List: file, the line inside the List, and the field. */
+    static const refused_case list_cases[] = {
+        {"stepWeights: [20, 60]", "stepWeight: 0", "gate.yaml:17:19: spec.analysis.stepWeight"},
+        {"interval: 10s", "interval: 100ms", "gate.yaml:16:17: spec.analysis.interval"},
+        {"request-success-rate, thresholdRange: {min: 99}", "request-latency",
+         "gate.yaml:19:"},
+        {"kind: InferenceService, name: churn}", "kind: Deployment, name: churn}",
+         "spec.targetRef.kind"},
+        {"- apiVersion: flagger.app/v1beta1\n  kind: Canary\n",
+         "- apiVersion: v1\n  kind: List\n", "gate.yaml:11:9: kind: a List inside a List"},
+        {"- apiVersion: v1\n  kind: ResourceQuota", "- null\n- apiVersion: v1\n  kind: ResourceQuota",
+         "gate.yaml:20:"},
+    };
+    check_refused(yaml_list, list_cases, sizeof list_cases / sizeof *list_cases, "list case");
+
+    /* A List and a second document gating the same model: refused, nothing half-read. */
+    char twice[4096];
+    snprintf(twice, sizeof twice, "%s%s", yaml_list, good);
+    ksv_err_clear(&err);
+    rc = parse(twice, &list, &err);
+    KT_CHECK(rc != 0 && strstr(err.msg, "gated twice"), "two Canaries for churn: %s",
+             rc ? err.msg : "(accepted)");
+    if (rc == 0)
+        ksv_manifest_list_free(&list);
 }
 
 int main(void)
 {
     test_good();
     test_bad();
+    test_list();
     return kt_summary("test_manifest_canary");
 }

@@ -120,6 +120,15 @@ try:
     loader.start()
     rc, out, err = ksv("apply", "-f", write("v2.yaml", isvc("churn-v2") + CANARY))
     check(rc == 0, "gated rollout started (%s)" % err.strip()[-200:])
+    # The one-shot snapshot carries the gate too, for scripts.
+    snap = subprocess.run([TOP, "--once", "-o", "json"], capture_output=True, text=True,
+                          env=env, timeout=60)
+    churn = [m for m in json.loads(snap.stdout or "{}").get("models", []) if m["name"] == "churn"]
+    gate = churn[0].get("gate") if churn else None
+    check(gate and gate["phase"] in ("Initializing", "Progressing", "Waiting") and
+          gate["canary"] == "churn-00002" and gate["node"] == "a" and
+          [c["metric"] for c in gate["checks"]] == ["request-success-rate"],
+          "ksv-top --once -o json has the model's gate: %s" % gate)
     term.start([TOP, "-d", "1"], run_env, cols=120, lines=36)
 
     text = term.wait_for(lambda t: "Prog " in t or "Wait " in t, timeout=20)

@@ -1042,6 +1042,39 @@ static int add_runtime(vctx *v, ksv_manifest_list *out, const mnode *root)
     return 0;
 }
 
+/* One document, or one item of a List: dispatched on its kind. */
+static int read_document(vctx *v, ksv_manifest_list *out, size_t *cap, const mnode *root,
+                         bool in_list)
+{
+    const mnode *kind = root->type == MN_MAP ? mn_map_get(root, "kind") : NULL;
+    const char *k = kind && kind->type == MN_STRING ? kind->str : "";
+    if (strcmp(k, "List") == 0) {
+        if (in_list)
+            return fail(v, kind, "kind", "a List inside a List is not supported: put its "
+                        "items in the outer List");
+        const mnode *items = mn_map_get(root, "items");
+        if (is_null(items))
+            return 0;
+        if (items->type != MN_SEQ)
+            return fail(v, items, "items", "expected a list, found %s",
+                        mn_type_name(items->type));
+        for (size_t i = 0; i < items->n; i++)
+            if (read_document(v, out, cap, items->items[i], true))
+                return -1;
+        return 0;
+    }
+    /* Canary, ResourceQuota and ServingRuntime documents sit in a List as kubectl allows, like
+     * InferenceServices; each is named by its own first line. */
+    if (strcmp(k, "Canary") == 0)
+        return ksv_manifest_read_canary_(root, root->line, v->file, out, v->err);
+    if (strcmp(k, "ResourceQuota") == 0)
+        return ksv_manifest_read_quota_(root, root->line, v->file, out, v->err);
+    if (ksv_is_serving_runtime_kind(k))
+        return add_runtime(v, out, root);
+    /* A document is named by its first line of content, not by its `---`. */
+    return add_spec(v, out, cap, root, root->line);
+}
+
 static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
 {
     size_t cap = 0;
@@ -1049,36 +1082,7 @@ static int read_documents(vctx *v, const mn_docs *docs, ksv_manifest_list *out)
         const mnode *root = docs->docs[d].root;
         if (is_null(root))
             continue; /* an empty document, as between two `---` */
-        const mnode *kind = root->type == MN_MAP ? mn_map_get(root, "kind") : NULL;
-        if (kind && kind->type == MN_STRING && strcmp(kind->str, "List") == 0) {
-            const mnode *items = mn_map_get(root, "items");
-            if (is_null(items))
-                continue;
-            if (items->type != MN_SEQ)
-                return fail(v, items, "items", "expected a list, found %s",
-                            mn_type_name(items->type));
-            for (size_t k = 0; k < items->n; k++)
-                if (add_spec(v, out, &cap, items->items[k], items->items[k]->line))
-                    return -1;
-            continue;
-        }
-        if (kind && kind->type == MN_STRING && strcmp(kind->str, "Canary") == 0) {
-            if (ksv_manifest_read_canary_(root, root->line, v->file, out, v->err))
-                return -1;
-            continue;
-        }
-        if (kind && kind->type == MN_STRING && strcmp(kind->str, "ResourceQuota") == 0) {
-            if (ksv_manifest_read_quota_(root, root->line, v->file, out, v->err))
-                return -1;
-            continue;
-        }
-        if (kind && kind->type == MN_STRING && ksv_is_serving_runtime_kind(kind->str)) {
-            if (add_runtime(v, out, root))
-                return -1;
-            continue;
-        }
-        /* A document is named by its first line of content, not by its `---`. */
-        if (add_spec(v, out, &cap, root, root->line))
+        if (read_document(v, out, &cap, root, false))
             return -1;
     }
     if (out->n == 0 && out->n_quotas == 0 && out->n_canaries == 0 && out->n_runtimes == 0)

@@ -170,6 +170,7 @@ typedef struct ksv_canary {
     int64_t *step_weights;       /* analysis.stepWeights */
     size_t n_step_weights;
     bool mirror;
+    bool skip_analysis;          /* spec.skipAnalysis: promote once ready, no checks */
     int64_t mirror_weight;       /* default 100 */
     int64_t iterations;
     ksv_canary_metric *metrics;

@@ -2,6 +2,7 @@
  * and the engine rollout policy made from one (DESIGN.md section 10).
  *
  * Fields acted on: spec.targetRef (an InferenceService), spec.progressDeadlineSeconds,
+ * spec.skipAnalysis (Flagger's: the canary is promoted once ready, without checks),
  * spec.analysis.{interval, threshold, stepWeight, maxWeight, stepWeights, mirror,
  * mirrorWeight, iterations, metrics[].{name, thresholdRange.min/max, interval, minRequests}}.
  * Other fields of Flagger's schema are kept and listed once as not acted on. Refused with
@@ -371,6 +372,10 @@ static int read_canary(cctx *v, const mnode *root)
         if (strcmp(e->key, "analysis") == 0) {
             if (read_analysis(v, e->value))
                 return -1;
+        } else if (strcmp(e->key, "skipAnalysis") == 0) {
+            if (want(v, e->value, MN_BOOL, path))
+                return -1;
+            c->skip_analysis = e->value->b;
         } else if (strcmp(e->key, "progressDeadlineSeconds") == 0) {
             int64_t s;
             if (int_in(v, e->value, path, 1, 30 * 86400, &s))
@@ -471,6 +476,8 @@ char *ksv_canary_policy_json(const ksv_canary *c, const char *canary, const char
     if (c->mirror)
         ksv_sb_printf(&sb, ",\"mirror\":true,\"mirror_weight\":%lld,\"iterations\":%lld",
                       (long long)c->mirror_weight, (long long)c->iterations);
+    if (c->skip_analysis)
+        ksv_sb_puts(&sb, ",\"skip_analysis\":true");
     ksv_sb_puts(&sb, ",\"metrics\":[");
     for (size_t i = 0; i < c->n_metrics; i++) {
         const ksv_canary_metric *m = &c->metrics[i];

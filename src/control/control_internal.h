@@ -157,5 +157,15 @@ int ctl_usage_import(ksv_ctl *ctl, const char *node, const char *log_id, json_ob
 /* gates.c: PUTs the stored Canary's policy for canary (over stable) to every node of m. */
 int ctl_gate_start(ksv_ctl *ctl, const ksv_model_record *m, const char *canary, const char *stable,
                    const char *policy_template, ksv_ctl_result *res, ksv_err *err);
+/* Imports the events of each node of a gated model (one with a stored Canary) before a
+ * change computes its split from the store: a gate that promoted or rolled back while no
+ * console was connected moved the split on the node, and the store must follow first, or
+ * the change would push the old split back. Unreachable nodes are skipped. */
+void ctl_gate_catch_up(ksv_ctl *ctl, int64_t model_id);
+/* The node holds a model a Canary gates (so it has gate events to report). */
+bool ctl_node_has_gate(ksv_ctl *ctl, const char *node);
+/* The event import over a connection the caller holds (a console's kept probe link). */
+int ctl_gate_import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
+                         size_t *imported, ksv_err *err);
 
 #endif

@@ -319,81 +319,149 @@ static int import_one(ksv_ctl *ctl, const char *node, const char *log_id, json_o
     return rc;
 }
 
-static int import_node(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err)
+/* One page of events, inserted in one transaction. The cursor is read again inside it: a
+ * console and a CLI may import the same node at once, and whichever commits second must
+ * skip what the first wrote (each event once). Returns 1 when the node has more. */
+static int import_page(ksv_ctl *ctl, const char *node, json_object *reply, const char *id,
+                       size_t *imported, ksv_err *err)
 {
-    ctl_node_conn conn;
-    if (connect_node(ctl, node, &conn, err) != 0)
+    if (ksv_store_begin(ctl->store, err) != 0)
         return -1;
+    char *log_id = NULL;
+    int64_t last = 0;
+    int rc = ksv_store_event_cursor_get(ctl->store, node, &log_id, &last, err) < 0 ? -1 : 0;
+    if (rc == 0 && log_id && strcmp(log_id, id) != 0)
+        last = 0; /* another log (the node's was reset): its events are new */
+    free(log_id);
+    json_object *events = json_object_object_get(reply, "events");
+    size_t n = json_object_is_type(events, json_type_array) ? json_object_array_length(events)
+                                                             : 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        json_object *e = json_object_array_get_idx(events, i);
+        int64_t seq = json_object_get_int64(json_object_object_get(e, "seq"));
+        if (seq <= last)
+            continue; /* never twice, even from a confused node or a second importer */
+        rc = import_one(ctl, node, id, e, err);
+        last = seq;
+        if (rc == 0 && imported)
+            (*imported)++;
+    }
+    if (rc == 0)
+        rc = ksv_store_event_cursor_set(ctl->store, node, id, last, err);
+    ksv_err ignored;
+    if (rc == 0)
+        rc = ksv_store_commit(ctl->store, err);
+    else if (ksv_store_in_transaction(ctl->store))
+        ksv_store_rollback(ctl->store, &ignored);
+    if (rc != 0)
+        return -1;
+    return json_object_get_boolean(json_object_object_get(reply, "more")) ? 1 : 0;
+}
+
+/* Reads the node's new events over conn, page by page, into history. */
+static int import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
+                       size_t *imported, ksv_err *err)
+{
     int rc = 0;
     for (int page = 0; page < IMPORT_PAGES_MAX && rc == 0; page++) {
         char *log_id = NULL;
         int64_t since = 0;
-        if (ksv_store_event_cursor_get(ctl->store, node, &log_id, &since, err) < 0) {
-            rc = -1;
-            break;
-        }
+        if (ksv_store_event_cursor_get(ctl->store, node, &log_id, &since, err) < 0)
+            return -1;
         char path[128];
         snprintf(path, sizeof path, "/ksv/v1/events?since=%lld&limit=%d", (long long)since,
                  EVENTS_PAGE);
         json_object *reply = NULL;
-        if (ksv_engine_client_call_json(conn.client, "GET", path, NULL, &reply, err) != 0) {
+        if (ksv_engine_client_call_json(client, "GET", path, NULL, &reply, err) != 0) {
             free(log_id);
-            rc = -1;
-            break;
+            return -1;
         }
         const char *id = json_object_get_string(json_object_object_get(reply, "log_id"));
         if (!id) {
             free(log_id);
             json_object_put(reply);
-            rc = ksv_err_set(err, 502, "node %s: bad events reply (no log_id)", node);
-            break;
+            return ksv_err_set(err, 502, "node %s: bad events reply (no log_id)", node);
         }
-        if (log_id && strcmp(log_id, id) != 0 && since > 0) {
+        bool same_log = log_id && strcmp(log_id, id) == 0;
+        free(log_id);
+        if (!same_log && since > 0) {
             /* The node's log was reset: read it again from its start. */
-            free(log_id);
+            rc = ksv_store_event_cursor_set(ctl->store, node, id, 0, err);
             json_object_put(reply);
-            ksv_err e2;
-            if (ksv_store_event_cursor_set(ctl->store, node, id, 0, &e2) != 0) {
-                *err = e2;
-                rc = -1;
-            }
             continue;
         }
-        free(log_id);
         json_object *events = json_object_object_get(reply, "events");
-        size_t n = json_object_is_type(events, json_type_array) ? json_object_array_length(events)
-                                                                 : 0;
-        int64_t last = since;
-        if (n > 0 && (rc = ksv_store_begin(ctl->store, err)) == 0) {
-            for (size_t i = 0; i < n && rc == 0; i++) {
-                json_object *e = json_object_array_get_idx(events, i);
-                int64_t seq = json_object_get_int64(json_object_object_get(e, "seq"));
-                if (seq <= last)
-                    continue; /* never twice, even from a confused node */
-                rc = import_one(ctl, node, id, e, err);
-                last = seq;
-                if (rc == 0 && imported)
-                    (*imported)++;
-            }
-            if (rc == 0)
-                rc = ksv_store_event_cursor_set(ctl->store, node, id, last, err);
-            ksv_err ignored;
-            if (rc == 0)
-                rc = ksv_store_commit(ctl->store, err);
-            else if (ksv_store_in_transaction(ctl->store))
-                ksv_store_rollback(ctl->store, &ignored);
-        } else if (n == 0 && !json_object_get_boolean(json_object_object_get(reply, "more"))) {
-            rc = ksv_store_event_cursor_set(ctl->store, node, id, since, err);
+        if (!json_object_is_type(events, json_type_array) ||
+            json_object_array_length(events) == 0) {
+            /* Nothing new: no write (consoles and `--wait` ask often), except to learn the
+             * log's id the first time. */
+            rc = same_log ? 0 : ksv_store_event_cursor_set(ctl->store, node, id, since, err);
             json_object_put(reply);
-            break;
+            return rc;
         }
-        bool more = json_object_get_boolean(json_object_object_get(reply, "more"));
+        int more = import_page(ctl, node, reply, id, imported, err);
         json_object_put(reply);
-        if (!more)
-            break;
+        if (more <= 0)
+            return more;
     }
+    return rc;
+}
+
+static int import_node(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err)
+{
+    ctl_node_conn conn;
+    if (connect_node(ctl, node, &conn, err) != 0)
+        return -1;
+    int rc = import_over(ctl, node, conn.client, imported, err);
     ctl_node_disconnect(&conn);
     return rc;
+}
+
+int ctl_gate_import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
+                         size_t *imported, ksv_err *err)
+{
+    if (imported)
+        *imported = 0;
+    return import_over(ctl, node, client, imported, err);
+}
+
+void ctl_gate_catch_up(ksv_ctl *ctl, int64_t model_id)
+{
+    char *name = NULL, *policy = NULL;
+    ksv_err ignored;
+    int gated = ksv_store_canary_get(ctl->store, model_id, &name, &policy, &ignored);
+    free(name);
+    free(policy);
+    if (gated != 1)
+        return;
+    ksv_model_record m;
+    if (ksv_store_model_get_by_id(ctl->store, model_id, &m, &ignored) != 0)
+        return;
+    /* A node that cannot be reached now is read the next time; the change goes on. */
+    for (size_t i = 0; i < m.n_nodes; i++)
+        import_node(ctl, m.nodes[i], NULL, &ignored);
+    ksv_model_record_clear(&m);
+}
+
+bool ctl_node_has_gate(ksv_ctl *ctl, const char *node)
+{
+    ksv_model_record_list models;
+    ksv_err ignored;
+    if (ksv_store_model_list(ctl->store, NULL, &models, &ignored) != 0)
+        return false;
+    bool gated = false;
+    for (size_t i = 0; i < models.n && !gated; i++) {
+        bool placed = false;
+        for (size_t k = 0; k < models.items[i].n_nodes && !placed; k++)
+            placed = strcmp(models.items[i].nodes[k], node) == 0;
+        char *name = NULL, *policy = NULL;
+        gated = placed && ksv_store_canary_get(ctl->store, models.items[i].id, &name, &policy,
+                                               &ignored) == 1;
+        free(name);
+        free(policy);
+    }
+    ksv_model_record_list_free(&models);
+    return gated;
 }
 
 int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err)

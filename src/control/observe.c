@@ -282,6 +282,8 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, ksv_n
         return -1;
     out->reachable = true;
     snprintf(out->engine_version, sizeof out->engine_version, "%s", info.version);
+    snprintf(out->events_log_id, sizeof out->events_log_id, "%s", info.events_log_id);
+    out->events_last_seq = info.events_last_seq;
     out->uptime_s = info.uptime_s;
     out->threads = info.threads;
     out->inflight = info.inflight;
@@ -324,6 +326,7 @@ int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *name
                             const char *errors_model, ksv_node_probe *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
+    out->events_last_seq = -1;
     if (!link->have_node) {
         if (ksv_store_node_get(ctl->store, name, &link->node, err) != 0)
             return -1;
@@ -343,10 +346,32 @@ int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *name
     return 0;
 }
 
+int ksv_ctl_import_events_link(ksv_ctl *ctl, ksv_probe_link *link, const char *name,
+                               size_t *imported, ksv_err *err)
+{
+    if (imported)
+        *imported = 0;
+    /* As `ksv history` does: the nodes of gated models (others have no gate to report). */
+    if (!ctl_node_has_gate(ctl, name))
+        return 0;
+    if (!link->have_node) {
+        if (ksv_store_node_get(ctl->store, name, &link->node, err) != 0)
+            return -1;
+        link->have_node = true;
+    }
+    ctl_node_conn conn;
+    if (ctl_kept_entry_connect(ctl, link->kept, &link->node, observe_dial, &conn, err) != 0)
+        return -1;
+    int rc = ctl_gate_import_over(ctl, name, conn.client, imported, err);
+    ctl_node_disconnect(&conn);
+    return rc;
+}
+
 int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
                        ksv_node_probe *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
+    out->events_last_seq = -1;
     ksv_node node;
     if (ksv_store_node_get(ctl->store, name, &node, err) != 0)
         return -1;

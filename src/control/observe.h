@@ -115,6 +115,8 @@ typedef struct ksv_node_probe {
     size_t n_errors;
     ksv_probe_runtime_log *runtime_logs; /* errors_model's revisions on an external runtime */
     size_t n_runtime_logs;
+    char events_log_id[64];       /* the node's event log: its id and last seq (-1 when the */
+    long long events_last_seq;    /* engine did not say), to import only when it grew */
 } ksv_node_probe;
 
 /* Reads node's info, applied state and histograms (and, when errors_model is non-NULL, the
@@ -142,6 +144,11 @@ void ksv_probe_link_reread(ksv_probe_link *l);
  * connection while the node answers. */
 int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *node,
                             const char *errors_model, ksv_node_probe *out, ksv_err *err);
+/* ksv_ctl_import_events for one node through its link (a console's: no second SSH session,
+ * never starts a local engine), as `ksv history` imports: only when the node holds a model
+ * a Canary gates (0 and nothing imported otherwise). */
+int ksv_ctl_import_events_link(ksv_ctl *ctl, ksv_probe_link *link, const char *node,
+                               size_t *imported, ksv_err *err);
 
 /* ---- editing ---------------------------------------------------------------------------- */
 

@@ -102,12 +102,24 @@ static void view_set_free(view_set *set)
     memset(set, 0, sizeof *set);
 }
 
+/* What a release gate decided on the model's nodes, into the store first (gates.c). */
+static void gate_catch_up(ksv_ctl *ctl, const char *model, const char *ns)
+{
+    ksv_model_record m;
+    ksv_err ignored;
+    if (ksv_store_model_resolve(ctl->store, model, ns, &m, &ignored) != 0)
+        return; /* the change itself reports it */
+    ctl_gate_catch_up(ctl, m.id);
+    ksv_model_record_clear(&m);
+}
+
 int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
                       ksv_ctl_result *res, ksv_err *err)
 {
     view_set set = {0};
     int rc = 0;
     if (model) {
+        gate_catch_up(ctl, model, ns);
         ksv_model_view v;
         if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
             return -1;
@@ -121,6 +133,7 @@ int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double ti
     for (size_t i = 0; i < list.n && rc == 0; i++) {
         char ref[300];
         snprintf(ref, sizeof ref, "%s/%s", list.items[i].ns, list.items[i].name);
+        ctl_gate_catch_up(ctl, list.items[i].id);
         rc = view_set_add(ctl, &set, ref, err);
     }
     ksv_model_record_list_free(&list);
@@ -422,6 +435,11 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
                 return -1;
         }
     }
+    for (size_t i = 0; i < list->n; i++) {
+        char ref[300];
+        snprintf(ref, sizeof ref, "%s/%s", list->items[i].namespace_name, list->items[i].name);
+        gate_catch_up(ctl, ref, NULL);
+    }
     gate_start *gates = calloc(list->n ? list->n : 1, sizeof *gates);
     if (!gates)
         return ksv_err_set(err, 500, "out of memory");
@@ -493,6 +511,7 @@ static const ksv_revision_record *view_revision(const ksv_model_view *v, int64_t
 int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result *res,
                     ksv_err *err)
 {
+    gate_catch_up(ctl, req->model, req->ns);
     ksv_model_view v;
     if (ksv_ctl_model_view(ctl, req->model, req->ns, &v, err) != 0)
         return -1;

@@ -112,6 +112,10 @@ static void node_info(const ksv_http_request *req, ksv_http_response *resp)
                   loads[2], get_nprocs());
     ksv_sb_puts(sb, ",\"cache\":");
     ksv_registry_write_cache(e->registry, sb);
+    if (e->events) {
+        ksv_sb_puts(sb, ",\"events\":");
+        ksv_events_write_position(e->events, sb);
+    }
     ksv_sb_putc(sb, '}');
     resp->status = 200;
 }

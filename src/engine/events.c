@@ -503,6 +503,13 @@ uint64_t ksv_events_last_seq(ksv_event_log *log)
     return s;
 }
 
+void ksv_events_write_position(ksv_event_log *log, ksv_sb *sb)
+{
+    ksv_sb_puts(sb, "{\"log_id\":");
+    ksv_sb_json_str(sb, log->log_id); /* written once at open, never changed */
+    ksv_sb_printf(sb, ",\"last_seq\":%llu}", (unsigned long long)ksv_events_last_seq(log));
+}
+
 /* ------------------------------------------------------------------------ reading */
 
 typedef struct page_ctx {

@@ -73,5 +73,8 @@ int ksv_events_write_since(ksv_event_log *log, uint64_t since, size_t limit, ksv
 
 /* The last seq written (0 when the log is empty). */
 uint64_t ksv_events_last_seq(ksv_event_log *log);
+/* Writes {"log_id":ID,"last_seq":L}: what a console compares with its cursor to learn,
+ * without reading the log, whether there is anything new (GET /ksv/v1/node). */
+void ksv_events_write_position(ksv_event_log *log, ksv_sb *sb);
 
 #endif

@@ -40,6 +40,7 @@ typedef struct rollout {
     /* Only the apply_mu holder touches these. */
     double hold_mono;             /* when the current hold began; 0: begin one next tick */
     bool mirroring;               /* the registry copies requests to the canary now */
+    bool warm_held;               /* canary and stable are held loaded (hold_warm) */
     gate_sample ring[RING];       /* one sample per judgement, the window's baselines */
     size_t ring_n, ring_next;
 } rollout;
@@ -390,6 +391,17 @@ static void fail(ksv_gate *g, rollout *r, ksv_gate_progress *p, const char *kind
     persist(g);
 }
 
+/* Promoting: 100% to the canary is recorded (the caller then applies it). */
+static void begin_promotion(ksv_gate *g, rollout *r, ksv_gate_progress *p, const char *why)
+{
+    p->step = r->policy.n_steps > 0 ? r->policy.n_steps - 1 : 0;
+    p->phase = KSV_PHASE_PROMOTING;
+    p->set_weight = 100;
+    event(g, r, p, "gate-promote", "%s: promoting %s to 100%%", why, r->policy.canary);
+    commit(g, r, p);
+    persist(g);
+}
+
 /* Moves to the next step, or to Promoting after the last one. */
 static void advance(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now)
 {
@@ -404,13 +416,7 @@ static void advance(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now)
         commit(g, r, p);
         persist(g);
     } else {
-        p->step = r->policy.n_steps > 0 ? r->policy.n_steps - 1 : 0;
-        p->phase = KSV_PHASE_PROMOTING;
-        p->set_weight = 100;
-        event(g, r, p, "gate-promote", "every step passed: promoting %s to 100%%",
-              r->policy.canary);
-        commit(g, r, p);
-        persist(g);
+        begin_promotion(g, r, p, "every step passed");
     }
     if (!apply_weight(g, r, p))
         fail(g, r, p, "gate-rollback", p->reason);
@@ -426,6 +432,16 @@ static void start_steps(ksv_gate *g, rollout *r, ksv_gate_progress *p, double no
     ring_clear(r);
     advance(g, r, p, now);
     r->hold_mono = 0; /* the first hold begins with a baseline sample next tick */
+}
+
+/* Flagger's skipAnalysis: the canary is ready, so it takes 100% at once; no step is held
+ * or judged, and the rollout still ends Succeeded (or Failed when the weight cannot be
+ * set) with its events, so history and `apply --wait` read as for any rollout. */
+static void promote_unjudged(ksv_gate *g, rollout *r, ksv_gate_progress *p)
+{
+    begin_promotion(g, r, p, "skipAnalysis, no analysis");
+    if (!apply_weight(g, r, p))
+        fail(g, r, p, "gate-rollback", p->reason);
 }
 
 static void judge_step(ksv_gate *g, rollout *r, ksv_gate_progress *p, double now, double wall)
@@ -512,6 +528,33 @@ static void set_mirroring(ksv_gate *g, rollout *r, bool on)
         r->mirroring = false; /* the model is gone: nothing is mirrored */
 }
 
+/* While a rollout is active its canary and stable stay loaded: not scaled to zero, not
+ * evicted for the memory budget, not unloaded after the rollback window; one that already
+ * is, is loaded at once. Why: a check judges the model, and a cold start (a load) inside a
+ * check's window would be judged as the canary's latency, or a request that waited for it
+ * as its failure; a rollback must put the traffic on a stable that answers at once, not on
+ * one that starts from zero as things go wrong; and a canary unloaded after a Failed
+ * rollout's rollback window must load again for `retry`. Let go when the rollout ends:
+ * then the revisions scale to zero by their own rules again. An event says so once when
+ * scale to zero was allowed (minReplicas 0), since it changes what the operator sees. */
+static void hold_warm(ksv_gate *g, rollout *r, bool on)
+{
+    if (r->warm_held == on)
+        return;
+    bool canary_scales = false, stable_scales = false;
+    ksv_err err;
+    int rc = ksv_registry_hold_warm(g->reg, r->model, r->policy.canary, on, &canary_scales,
+                                    &err);
+    int rs = ksv_registry_hold_warm(g->reg, r->model, r->policy.stable, on, &stable_scales,
+                                    &err);
+    r->warm_held = on; /* a revision that is gone: the tick cancels the rollout */
+    if (on && rc == 0 && rs == 0 && (canary_scales || stable_scales))
+        event(g, r, &r->prog, "gate-warm",
+              "scale to zero held off for %s and %s while the gate judges (minReplicas 0 "
+              "applies again when the rollout ends)",
+              r->policy.stable, r->policy.canary);
+}
+
 /* One rollout's tick. Caller holds apply_mu. */
 static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
 {
@@ -540,6 +583,8 @@ static void tick_one(ksv_gate *g, rollout *r, double now, double wall)
             snprintf(reason, sizeof reason, "canary %s failed to load: %.250s", r->policy.canary,
                      cs.error);
             fail(g, r, &p, "gate-rollback", reason);
+        } else if (cs.loaded && r->policy.skip_analysis) {
+            promote_unjudged(g, r, &p);
         } else if (cs.loaded) {
             start_steps(g, r, &p, now);
         } else if (wall - p.started >= r->policy.progress_deadline_s) {
@@ -595,9 +640,12 @@ static void tick(ksv_gate *g)
     for (size_t i = 0; i < g->n; i++) {
         rollout *r = g->items[i];
         if (ksv_gate_phase_active(r->prog.phase)) {
+            hold_warm(g, r, true);
             tick_one(g, r, now, wall);
+            hold_warm(g, r, ksv_gate_phase_active(r->prog.phase));
             continue;
         }
+        hold_warm(g, r, false);
         set_mirroring(g, r, false);
         /* A finished rollout's weight is still shown (and an operator may move it). */
         ksv_rev_sample cs;
@@ -653,9 +701,10 @@ static void write_rollout_view(ksv_sb *sb, const rollout *r)
                   r->actual_weight, pol->n_steps);
     for (int i = 0; i < pol->n_steps; i++)
         ksv_sb_printf(sb, "%s%d", i ? "," : "", pol->steps[i]);
-    ksv_sb_printf(sb, "],\"iterations\":%d,\"mirror\":%s,\"interval_s\":%g,"
-                      "\"progress_deadline_s\":%g,",
-                  pol->iterations, pol->mirror ? "true" : "false", pol->interval_s,
+    ksv_sb_printf(sb, "],\"iterations\":%d,\"mirror\":%s,\"skip_analysis\":%s,"
+                      "\"interval_s\":%g,\"progress_deadline_s\":%g,",
+                  pol->iterations, pol->mirror ? "true" : "false",
+                  pol->skip_analysis ? "true" : "false", pol->interval_s,
                   pol->progress_deadline_s);
     ksv_sb prog;
     ksv_sb_init(&prog);
@@ -796,6 +845,14 @@ int ksv_gate_put(ksv_gate *g, const char *model, json_object *body, ksv_err *err
         if (old && ksv_gate_phase_active(old->prog.phase))
             event(g, old, &old->prog, "gate-cancel", "superseded by a rollout of %s",
                   pol->canary);
+        /* The old rollout's warm holds go, except on revisions the new one judges too
+         * (they stay loaded without a gap; the new rollout holds them at its first tick). */
+        for (int k = 0; old && old->warm_held && k < 2; k++) {
+            const char *rev = k ? old->policy.stable : old->policy.canary;
+            ksv_err ignored;
+            if (strcmp(rev, pol->canary) != 0 && strcmp(rev, pol->stable) != 0)
+                ksv_registry_hold_warm(g->reg, model, rev, false, NULL, &ignored);
+        }
         pthread_mutex_lock(&g->mu);
         if (old) {
             for (size_t i = 0; i < g->n; i++)

@@ -92,7 +92,7 @@ static int name_field(json_object *obj, const char *key, bool required, char *ds
 static const char *const policy_keys[] = {
     "canary",  "stable",        "progress_deadline_s", "interval_s", "threshold",
     "step_weight", "max_weight", "step_weights",       "mirror",     "mirror_weight",
-    "iterations", "metrics",     NULL};
+    "iterations", "metrics",     "skip_analysis", NULL};
 static const char *const metric_keys[] = {"name", "min", "max", "interval_s", "min_requests",
                                           NULL};
 
@@ -187,11 +187,16 @@ int ksv_gate_policy_from_json(json_object *body, ksv_gate_policy *p, ksv_err *er
         int_field(body, "mirror_weight", 1, 100, &p->mirror_weight, NULL, "", err) ||
         int_field(body, "iterations", 0, 1000, &p->iterations, NULL, "", err))
         return -1;
-    json_object *mirror = field(body, "mirror");
+    json_object *mirror = field(body, "mirror"), *skip = field(body, "skip_analysis");
     if (mirror) {
         if (!json_object_is_type(mirror, json_type_boolean))
             return ksv_err_set(err, 400, "mirror: expected true or false");
         p->mirror = json_object_get_boolean(mirror);
+    }
+    if (skip) {
+        if (!json_object_is_type(skip, json_type_boolean))
+            return ksv_err_set(err, 400, "skip_analysis: expected true or false");
+        p->skip_analysis = json_object_get_boolean(skip);
     }
     if (p->mirror && p->iterations == 0)
         p->iterations = 1;
@@ -262,8 +267,10 @@ void ksv_gate_policy_to_json(ksv_sb *sb, const ksv_gate_policy *p)
     ksv_sb_puts(sb, ",\"step_weights\":[");
     for (int i = 0; i < p->n_steps; i++)
         ksv_sb_printf(sb, "%s%d", i ? "," : "", p->steps[i]);
-    ksv_sb_printf(sb, "],\"mirror\":%s,\"mirror_weight\":%d,\"iterations\":%d,\"metrics\":[",
-                  p->mirror ? "true" : "false", p->mirror_weight, p->iterations);
+    ksv_sb_printf(sb, "],\"mirror\":%s,\"mirror_weight\":%d,\"iterations\":%d,"
+                      "\"skip_analysis\":%s,\"metrics\":[",
+                  p->mirror ? "true" : "false", p->mirror_weight, p->iterations,
+                  p->skip_analysis ? "true" : "false");
     for (int i = 0; i < p->n_metrics; i++) {
         const ksv_gate_metric *m = &p->metrics[i];
         ksv_sb_printf(sb, "%s{\"name\":\"%s\"", i ? "," : "", ksv_gate_metric_name(m->kind));

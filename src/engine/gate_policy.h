@@ -46,6 +46,8 @@ typedef struct ksv_gate_policy {
     int steps[KSV_GATE_MAX_STEPS];/* canary weights, increasing, last one < 100 or == 100 */
     int n_steps;
     bool mirror;                  /* copy stable's requests to the canary first */
+    bool skip_analysis;           /* Flagger's skipAnalysis: promote once the canary is
+                                   * ready, with no steps and no checks */
     int mirror_weight;            /* percent of stable's requests copied */
     int iterations;               /* mirrored intervals before live weight */
     double progress_deadline_s;   /* longest wait for a conclusive verdict */

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -36,20 +37,38 @@ static bool is_classifier(const char *objective)
     return strncmp(objective, "binary:", 7) == 0 || strncmp(objective, "multi:", 6) == 0;
 }
 
+/* An answer that names no class (NaN, infinite, a negative or absurd class index): it
+ * differs from every real class. Converting such a float to size_t would be undefined. */
+#define NO_CLASS SIZE_MAX
+
 /* The class a row's answer names. */
 static size_t row_class(const char *objective, const float *v, size_t width)
 {
     if (width > 1) {
-        size_t best = 0;
-        for (size_t k = 1; k < width; k++)
-            if (v[k] > v[best])
+        size_t best = NO_CLASS;
+        for (size_t k = 0; k < width; k++)
+            if (!isnan(v[k]) && (best == NO_CLASS || v[k] > v[best]))
                 best = k;
         return best;
     }
     if (strcmp(objective, "multi:softmax") == 0)
-        return (size_t)(v[0] < 0 ? 0 : v[0]);
+        return isfinite(v[0]) && v[0] >= 0 && v[0] < 1e9 ? (size_t)v[0] : NO_CLASS;
+    if (isnan(v[0]))
+        return NO_CLASS;
     double cut = strcmp(objective, "binary:logitraw") == 0 ? 0.0 : 0.5;
     return v[0] > cut;
+}
+
+/* Regression answers differ when their relative difference exceeds 1e-3; NaN equals only
+ * NaN and an infinity only itself (the relative difference is undefined for both). */
+static bool values_differ(double p, double q)
+{
+    if (isnan(p) || isnan(q))
+        return isnan(p) != isnan(q);
+    if (isinf(p) || isinf(q))
+        return p != q;
+    double scale = fmax(fabs(p), fabs(q));
+    return scale > 0 && fabs(p - q) / scale > 1e-3;
 }
 
 uint64_t ksv_mirror_count_diff(const char *objective, const float *a, const float *b,
@@ -63,10 +82,8 @@ uint64_t ksv_mirror_count_diff(const char *objective, const float *a, const floa
         if (classes) {
             differs = row_class(objective, x, width) != row_class(objective, y, width);
         } else {
-            for (size_t k = 0; k < width && !differs; k++) {
-                double p = x[k], q = y[k], scale = fmax(fabs(p), fabs(q));
-                differs = isnan(p) != isnan(q) || (scale > 0 && fabs(p - q) / scale > 1e-3);
-            }
+            for (size_t k = 0; k < width && !differs; k++)
+                differs = values_differ(x[k], y[k]);
         }
         diff += differs;
     }

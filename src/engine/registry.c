@@ -685,7 +685,8 @@ static void cold_load_failed(ksv_registry *reg, ksv_engine_revision *rev)
 static bool idle_to_zero(const ksv_engine_model *m, const ksv_engine_revision *rev, double now)
 {
     return rev->spec.min_replicas == 0 && rev->state == KSV_REV_READY && rev->handle &&
-           !rev->cold.cold && !rev->loader_busy && atomic_load(&rev->inflight) == 0 &&
+           !rev->cold.cold && !rev->loader_busy && !rev->held_warm &&
+           atomic_load(&rev->inflight) == 0 &&
            ksv_cold_idle_seconds(&rev->cold, now) >= ksv_cold_idle_limit(&m->spec);
 }
 
@@ -728,7 +729,7 @@ static uint64_t gpu_bytes_of(const ksv_engine_revision *rev, void *handle, uint6
 static bool evictable(const ksv_engine_revision *rev)
 {
     return rev->spec.min_replicas == 0 && rev->handle && !rev->loader_busy &&
-           atomic_load(&rev->inflight) == 0 &&
+           !rev->held_warm && atomic_load(&rev->inflight) == 0 &&
            ((rev->state == KSV_REV_READY && !rev->cold.cold) || rev->state == KSV_REV_STANDBY);
 }
 
@@ -1067,7 +1068,7 @@ static void janitor(ksv_registry *reg)
         for (size_t r = 0; r < m->n_revs && !work; r++) {
             ksv_engine_revision *rev = m->revs[r];
             work = (rev->state == KSV_REV_DRAINING && atomic_load(&rev->inflight) == 0) ||
-                   (rev->state == KSV_REV_STANDBY &&
+                   (rev->state == KSV_REV_STANDBY && !rev->held_warm &&
                     now - rev->idle_since >= m->spec.rollback_window_s) ||
                    idle_to_zero(m, rev, now);
         }
@@ -1088,7 +1089,7 @@ static void janitor(ksv_registry *reg)
                 ksv_log(KSV_LOG_INFO, NULL, "revision %s drained; standby for %d s",
                         rev->spec.name, m->spec.rollback_window_s);
             }
-            if (rev->state == KSV_REV_STANDBY && rev->traffic == 0 &&
+            if (rev->state == KSV_REV_STANDBY && rev->traffic == 0 && !rev->held_warm &&
                 now - rev->idle_since >= m->spec.rollback_window_s &&
                 atomic_load(&rev->inflight) == 0 && n_items < 64) {
                 note_usage(reg, rev, "model-unload", "rollback-window", rev->memory_bytes);
@@ -2224,6 +2225,33 @@ void ksv_registry_set_state_extra(ksv_registry *reg, ksv_model_state_extra_fn fn
 }
 
 /* ------------------------------------------------------------------ mirroring */
+
+int ksv_registry_hold_warm(ksv_registry *reg, const char *model, const char *revision,
+                           bool hold, bool *may_scale, ksv_err *err)
+{
+    pthread_rwlock_wrlock(&reg->lock);
+    ksv_engine_model *m = find_model(reg, model);
+    ksv_engine_revision *rev = m ? find_revision(m, revision) : NULL;
+    int rc = 0;
+    if (!m) {
+        rc = ksv_err_set(err, 404, "model %s not found", model);
+    } else if (!rev) {
+        rc = ksv_err_set(err, 404, "model %s has no revision %s", model, revision);
+    } else {
+        rev->held_warm = hold;
+        if (may_scale)
+            *may_scale = rev->spec.min_replicas == 0;
+        if (hold && rev->cold.cold && !rev->cold.loading) {
+            ksv_cold_request(&rev->cold); /* loaded as a cold start, before any request */
+            wake_lifecycle(reg);
+        } else if (hold && rev->state == KSV_REV_UNLOADED) {
+            rev->state = KSV_REV_LOADING; /* out of the split since its rollback window */
+            wake_lifecycle(reg);
+        }
+    }
+    pthread_rwlock_unlock(&reg->lock);
+    return rc;
+}
 
 int ksv_registry_set_mirror(ksv_registry *reg, const char *model, const char *revision,
                             int weight, ksv_err *err)

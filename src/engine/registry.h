@@ -84,6 +84,8 @@ typedef struct ksv_engine_revision {
     ksv_kpa kpa;                  /* its replicas while loaded (autoscaler.h) */
     _Atomic uint64_t refused_at_limit; /* 503s at replicas x containerConcurrency since the
                                    * autoscaler's last sample: demand it must see */
+    bool held_warm;               /* a release gate judges it: never scaled to zero,
+                                   * evicted or unloaded meanwhile */
     /* Lock-free counters, updated by requests. */
     _Atomic int64_t inflight;
     _Atomic uint64_t codes[KSV_CODE_SLOTS];
@@ -230,6 +232,14 @@ unsigned ksv_registry_mirror_worker(const ksv_registry *reg);
 /* The revision with the largest desired share other than `except` ("" when none). */
 int ksv_registry_main_revision(ksv_registry *reg, const char *model, const char *except,
                                char out[KSV_NAME_MAX], ksv_err *err);
+/* A release gate holds the revisions it judges warm (hold) or lets them go (!hold): a held
+ * revision is never scaled to zero, evicted for the memory budget or unloaded after its
+ * rollback window, and holding one that is scaled to zero or unloaded loads it at once
+ * (counted as a cold start), so checks measure the model rather than its cold starts and a
+ * rollback lands on a loaded stable. *may_scale (may be NULL): its spec allows scale to
+ * zero (min_replicas 0). Not persisted: the gate holds again after a restart. 404 unknown. */
+int ksv_registry_hold_warm(ksv_registry *reg, const char *model, const char *revision,
+                           bool hold, bool *may_scale, ksv_err *err);
 /* Gives `canary` weight percent and `stable` the rest, every other revision 0; persisted
  * like a traffic change. 404 unknown, 409 pinned. */
 int ksv_registry_set_canary_weight(ksv_registry *reg, const char *model, const char *stable,

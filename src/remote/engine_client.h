@@ -217,6 +217,8 @@ typedef struct ksv_engine_node_info {
     int cpus;                     /* load.cpus */
     size_t n_gpus;                /* at most KSV_ENGINE_MAX_GPUS are kept */
     ksv_engine_gpu_info gpus[KSV_ENGINE_MAX_GPUS];
+    char events_log_id[64];       /* events.log_id; "" when the engine did not say */
+    long long events_last_seq;    /* events.last_seq; -1 when the engine did not say */
 } ksv_engine_node_info;
 
 /* GET /ksv/v1/node, parsed (version, threads and uptime_s are required). */

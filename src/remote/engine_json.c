@@ -341,6 +341,18 @@ int ksv_engine_node_info_parse(json_object *node, ksv_engine_node_info *out, ksv
     }
     out->inflight = inflight;
     out->cpus = (int)cpus;
+    out->events_last_seq = -1;
+    json_object *events;
+    if (json_object_object_get_ex(node, "events", &events)) {
+        long long last = -1;
+        if (!json_object_is_type(events, json_type_object))
+            return ksv_err_set(err, 502, "bad reply from engine: node.events is not an object");
+        if (get_string(events, "log_id", true, out->events_log_id, sizeof out->events_log_id,
+                       "node.events", err) ||
+            get_int(events, "last_seq", true, 0, INT64_MAX, &last, "node.events", err))
+            return -1;
+        out->events_last_seq = last;
+    }
     if (json_object_object_get_ex(node, "gpus", &gpus) &&
         !json_object_is_type(gpus, json_type_null)) {
         if (!json_object_is_type(gpus, json_type_array))

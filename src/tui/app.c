@@ -235,6 +235,7 @@ static int run_editor(const char *path)
         return -1;
     if (pid == 0) {
         /* Through the shell, as git and kubectl do, so EDITOR may carry arguments. */
+        tui_quit_signal_unblock_in_child();
         execl("/bin/sh", "sh", "-c", "exec $0 \"$1\"", ed, path, (char *)NULL);
         _exit(127);
     }
@@ -368,6 +369,23 @@ static void run_command(tui_app *a, char *line)
         a->screen = TUI_SCREEN_COST;
     } else if (strcmp(cmd, "help") == 0) {
         a->screen = TUI_SCREEN_HELP;
+    } else if (strcmp(cmd, "badcanary") == 0) {
+        /* --demo: a canary that answers 400 to everything, for the gate to roll back. */
+        char *text = NULL;
+        size_t len = 0;
+        ksv_err err;
+        if (!a->demo_bad_canary) {
+            set_status(a, TUI_C_WARN, "%s", ":badcanary is a --demo command");
+        } else if (a->readonly) {
+            set_status(a, TUI_C_WARN, "%s: disabled by --readonly", cmd);
+        } else if (ksv_read_file(a->demo_bad_canary, 1u << 20, &text, &len, &err) != 0) {
+            set_status(a, TUI_C_BAD, "%s", err.msg);
+        } else {
+            tui_job job = {.kind = TUI_JOB_APPLY, .manifest = text, .manifest_len = len};
+            snprintf(job.model, sizeof job.model, "%s", "default/churn");
+            submit(a, &job, "applying a bad canary (the gate should roll it back)");
+        }
+        free(text);
     } else if (strcmp(cmd, "rollback") == 0 || strcmp(cmd, "promote") == 0 ||
                strcmp(cmd, "traffic") == 0) {
         if (a->readonly) {
@@ -621,6 +639,7 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
     a->worker = w;
     a->readonly = o->readonly;
     a->banner = o->banner;
+    a->demo_bad_canary = o->demo_bad_canary;
     a->screen = a->back = TUI_SCREEN_MODELS;
     tui_view_init(&a->view);
     if (tui_crt_init(&a->crt, o->mono) != 0) {
@@ -629,7 +648,7 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
         return 1;
     }
     uint64_t seen = 0, transfer_seen = 0;
-    while (!a->quit) {
+    while (!a->quit && !(o->quit && tui_quit_requested(o->quit))) {
         tui_snapshot *s = tui_worker_snapshot(w);
         if (s && s->seq != seen) {
             seen = s->seq;

@@ -10,6 +10,7 @@
 #include "tui/crt.h"
 #include "tui/keys.h"
 #include "tui/model.h"
+#include "tui/quit_signal.h"
 #include "tui/worker.h"
 
 #define TUI_MIN_COLS 80
@@ -45,12 +46,15 @@ typedef struct tui_app {
     /* scroll positions of the list screens */
     size_t list_cursor, list_top;
     const char *banner;            /* "demo" etc., shown in the header */
+    const char *demo_bad_canary;   /* --demo: the manifest `:badcanary` applies */
 } tui_app;
 
 typedef struct tui_app_options {
     bool readonly;
     bool mono;
     const char *banner;
+    const char *demo_bad_canary;  /* --demo: a bad canary's manifest for `:badcanary` */
+    const tui_quit_signal *quit;  /* a quit signal ends the loop as q does; NULL: none */
 } tui_app_options;
 
 /* Runs the console on worker w until q. Returns the exit status. */

@@ -94,17 +94,41 @@ static int write_manifests(const char *dir, const char *data, char *base, char *
     snprintf(base, cap, "%s/demo.yaml", dir);
     int rc = ksv_write_file_atomic(base, sb.data, sb.len, 0600, err);
     ksv_sb_reset(&sb);
+    /* A release gate rolls the canary out in the engine: 10% more every 5 s, judged on its
+     * success rate (the demo traffic's 1% malformed requests stay above 95%) and P99. */
+    static const char gate[] =
+        "---\napiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: churn\n"
+        "spec:\n  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, "
+        "name: churn}\n  analysis:\n    interval: 5s\n    threshold: 2\n"
+        "    stepWeights: [10, 20, 30, 40, 50]\n    metrics:\n"
+        "    - {name: request-success-rate, thresholdRange: {min: 95}, minRequests: 20}\n"
+        "    - {name: request-duration, thresholdRange: {max: 500}, minRequests: 20}\n";
     ksv_sb_printf(&sb,
-                  "# ksv-top --demo: churn's canary, on ksv-xgboost (measurably slower)\n"
+                  "# ksv-top --demo: churn's canary, on ksv-xgboost (measurably slower),\n"
+                  "# rolled out by the engine's release gate\n"
                   "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
-                  "metadata:\n  name: churn\nspec:\n  predictor:\n    canaryTrafficPercent: 20\n"
+                  "metadata:\n  name: churn\nspec:\n  predictor:\n"
                   "    model:\n      modelFormat:\n        name: xgboost\n"
                   "      runtime: ksv-xgboost\n"
-                  "      storageUri: %s/models/churn-v2/model.json\n",
-                  data);
+                  "      storageUri: %s/models/churn-v2/model.json\n%s",
+                  data, gate);
     snprintf(canary, cap, "%s/churn-canary.yaml", dir);
     if (rc == 0)
         rc = ksv_write_file_atomic(canary, sb.data, sb.len, 0600, err);
+    /* `:badcanary` applies this one: a model of another feature count, every answer a 400,
+     * which the gate rolls back by itself. */
+    ksv_sb_reset(&sb);
+    ksv_sb_printf(&sb,
+                  "# ksv-top --demo, :badcanary: a canary that rejects churn's requests\n"
+                  "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+                  "metadata:\n  name: churn\nspec:\n  predictor:\n"
+                  "    model:\n      modelFormat:\n        name: xgboost\n"
+                  "      storageUri: %s/models/fraud/model.json\n%s",
+                  data, gate);
+    char bad[PATH_MAX + 32];
+    snprintf(bad, sizeof bad, "%s/churn-bad-canary.yaml", dir);
+    if (rc == 0)
+        rc = ksv_write_file_atomic(bad, sb.data, sb.len, 0600, err);
     ksv_sb_free(&sb);
     return rc;
 }
@@ -213,6 +237,11 @@ int tui_demo_start(const char *argv0, void (*progress)(const char *line), tui_de
     if (progress)
         progress("ksv-top --demo: demo traffic running (50 rps per model, 1% malformed)");
     return 0;
+}
+
+const char *tui_demo_dir(const tui_demo *d)
+{
+    return d->dir;
 }
 
 const char *tui_demo_db(const tui_demo *d)

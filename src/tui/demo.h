@@ -14,6 +14,8 @@ typedef struct tui_demo tui_demo;
 int tui_demo_start(const char *argv0, void (*progress)(const char *line), tui_demo **out,
                    ksv_err *err);
 const char *tui_demo_db(const tui_demo *d);
+/* The demo's folder: its manifests, churn-bad-canary.yaml among them (`:badcanary`). */
+const char *tui_demo_dir(const tui_demo *d);
 /* Stops the traffic and the engine and deletes the directory. NULL is a no-op. */
 void tui_demo_stop(tui_demo *d);
 

@@ -67,7 +67,7 @@ static const tui_binding bindings[] = {
     {'/', "/", TUI_SCREEN_ALL & ~TUI_SCREEN_HELP, TUI_ACT_FILTER, false, "filter models (!text inverts)"},
     {':', ":", TUI_SCREEN_ALL, TUI_ACT_COMMAND, false,
      "command: rollback M, promote M, traffic M PCT, models, history, nodes, namespaces, "
-     "cost, quit"},
+     "cost, quit; --demo: badcanary"},
     {'>', ">", TUI_SCREEN_MODELS, TUI_ACT_SORT_NEXT, false, "sort by the next column"},
     {'<', "<", TUI_SCREEN_MODELS, TUI_ACT_SORT_PREV, false, "sort by the previous column"},
     {'I', "I", TUI_SCREEN_MODELS, TUI_ACT_SORT_INVERT, false, "invert the sort order"},

@@ -1,6 +1,7 @@
 /* main.c: ksv-top, the console (README.md, "The console"). Parses flags, starts the worker (and for
  * --demo the demo), then runs the UI, or prints one snapshot for --once -o json. */
 #include <json-c/json.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include "tui/app.h"
 #include "tui/crt.h"
 #include "tui/demo.h"
+#include "tui/quit_signal.h"
 #include "tui/worker.h"
 
 static const char usage[] =
@@ -32,7 +34,12 @@ static const char usage[] =
     "  --help, --version\n"
     "SSH nodes: each node's session and tunnel stay open between refreshes; a node that\n"
     "cannot be reached is redialled with backoff (1 s doubling to 30 s), and one that comes\n"
-    "back is caught up with what changed meanwhile. Model uploads show in the status line.\n";
+    "back is caught up with what changed meanwhile. Model uploads show in the status line.\n"
+    "The engine events of nodes holding a gated model (release gates' steps, promotions,\n"
+    "rollbacks) are copied into history as `ksv history` does, as soon as a probe sees the\n"
+    "node's event log grow.\n"
+    "--demo: churn's canary is rolled out by the engine's release gate; type :badcanary\n"
+    "to apply a canary that fails every request and watch the gate roll it back.\n";
 
 static json_object *num_or_null(double v)
 {
@@ -49,6 +56,39 @@ static void figs_json(const tui_figs *f, json_object *o)
         json_object_object_add(o, "ttft_p99_ms", num_or_null(f->ttft_p99_ms));
         json_object_object_add(o, "tokens_per_s", num_or_null(f->tokens_per_s));
     }
+}
+
+/* The model's release gate as the console shows it (null when none): phase, weights,
+ * step, the check table and why it halted, for scripts that watch a rollout. */
+static json_object *gate_json(const tui_gate *g)
+{
+    if (!g->present)
+        return NULL;
+    json_object *o = json_object_new_object(), *checks = json_object_new_array();
+    json_object_object_add(o, "node", json_object_new_string(g->node));
+    json_object_object_add(o, "canary", json_object_new_string(g->canary));
+    json_object_object_add(o, "phase", json_object_new_string(g->phase));
+    /* As the engine counts (and `ksv rollout status -o json` shows): from 0, negative for
+     * mirrored iterations. */
+    json_object_object_add(o, "step", json_object_new_int(g->step));
+    json_object_object_add(o, "steps", json_object_new_int(g->steps));
+    json_object_object_add(o, "set_weight", json_object_new_int(g->set_weight));
+    json_object_object_add(o, "actual_weight", json_object_new_int(g->actual_weight));
+    json_object_object_add(o, "failed_checks", json_object_new_int(g->failed_checks));
+    json_object_object_add(o, "threshold", json_object_new_int(g->threshold));
+    json_object_object_add(o, "reason", g->reason[0] ? json_object_new_string(g->reason) : NULL);
+    for (size_t i = 0; i < g->n_checks; i++) {
+        json_object *c = json_object_new_object();
+        json_object_object_add(c, "metric", json_object_new_string(g->checks[i].metric));
+        json_object_object_add(c, "verdict", json_object_new_string(g->checks[i].verdict));
+        json_object_object_add(c, "value", num_or_null(g->checks[i].value));
+        json_object_object_add(c, "min", num_or_null(g->checks[i].min));
+        json_object_object_add(c, "max", num_or_null(g->checks[i].max));
+        json_object_object_add(c, "requests", json_object_new_int64(g->checks[i].requests));
+        json_object_array_add(checks, c);
+    }
+    json_object_object_add(o, "checks", checks);
+    return o;
 }
 
 static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
@@ -98,6 +138,7 @@ static void print_snapshot(const tui_snapshot *s, const char *prometheus_url)
             json_object_array_add(revs, ro);
         }
         json_object_object_add(o, "revisions", revs);
+        json_object_object_add(o, "gate", gate_json(&m->gate));
         json_object_array_add(models, o);
     }
     for (size_t i = 0; i < s->n_nodes; i++) {
@@ -211,6 +252,10 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    /* Before any thread: the quit signals become a clean quit (quit_signal.h). Static, so
+     * the watcher never outlives what it writes to. */
+    static tui_quit_signal quit;
+    tui_quit_signal_start(&quit);
     /* The terminal's locale while this is the only thread (crt.h says why). --once keeps
      * the C locale: its JSON numbers must not take a locale's decimal comma. */
     if (!once)
@@ -258,9 +303,16 @@ int main(int argc, char **argv)
                 host = at + 1;
             if (prometheus)
                 snprintf(banner, sizeof banner, "%s[prom %.40s]", demo ? "[demo] " : "", host);
+            char bad_canary[PATH_MAX + 32] = "";
+            if (d)
+                snprintf(bad_canary, sizeof bad_canary, "%s/churn-bad-canary.yaml",
+                         tui_demo_dir(d));
             tui_app_options ao = {.readonly = readonly, .mono = mono,
-                                  .banner = prometheus ? banner : demo ? "[demo]" : NULL};
-            code = tui_app_run(w, &ao);
+                                  .banner = prometheus ? banner : demo ? "[demo] :badcanary" : NULL,
+                                  .demo_bad_canary = d ? bad_canary : NULL,
+                                  .quit = &quit};
+            if (!tui_quit_requested(&quit))
+                code = tui_app_run(w, &ao);
             tui_worker_stop(w);
         }
     }

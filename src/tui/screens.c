@@ -241,7 +241,17 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     tui_fmt_ms(r->figs.p50_ms, p50, sizeof p50);
     tui_fmt_ms(r->figs.p99_ms, p99, sizeof p99);
     tui_fmt_pct(r->figs.err_pct, e, sizeof e);
-    snprintf(line, sizeof line, "%s  %d%%  %s", r->name, r->percent, r->state[0] ? r->state : "-");
+    /* While a release gate moves the split, the engine's weights are the truth (the
+     * desired split keeps the canary at 0% until the gate's outcome is imported). */
+    int pct = r->percent;
+    bool gating = m->gate.present && strcmp(m->gate.phase, "Succeeded") != 0 &&
+                  strcmp(m->gate.phase, "Failed") != 0;
+    if (gating && strcmp(r->name, m->gate.canary) == 0)
+        pct = m->gate.actual_weight;
+    else if (gating && idx == m->stable)
+        pct = 100 - m->gate.actual_weight;
+    snprintf(line, sizeof line, "%s  %d%%%s  %s", r->name, pct,
+             pct != r->percent ? " (gate)" : "", r->state[0] ? r->state : "-");
     tui_put(y + 1, x, w, line, A(a, TUI_C_DEFAULT), true, false);
     /* "runtime auto -> ksv-forest": what the spec names, then what the engine chose. */
     if (r->serving_runtime[0] && strcmp(r->serving_runtime, r->runtime) != 0)
@@ -423,7 +433,8 @@ static void scroll_list(tui_app *a, size_t n, int height)
 static void draw_history(tui_app *a, int top, int height)
 {
     char head[256];
-    snprintf(head, sizeof head, " %-19s %-10s %-12s %-18s %-22s %s", "TIME", "ACTOR", "ACTION",
+    /* Wide enough for "gate@NODE" actors and "gate-succeeded" / "rollout promote" actions. */
+    snprintf(head, sizeof head, " %-19s %-14s %-16s %-18s %-22s %s", "TIME", "ACTOR", "ACTION",
              "MODEL/NODE", "OLD -> NEW", "RESULT");
     tui_fill_row(top, A(a, TUI_C_TITLE));
     tui_put(top, 0, COLS, head, A(a, TUI_C_TITLE), false, false);
@@ -440,7 +451,7 @@ static void draw_history(tui_app *a, int top, int height)
         tui_fmt_clock(h->at_ms, now, t, sizeof t);
         snprintf(change, sizeof change, "%s -> %s", h->old_value[0] ? h->old_value : "-",
                  h->new_value[0] ? h->new_value : "-");
-        snprintf(line, sizeof line, " %-19s %-10.10s %-12.12s %-18.18s %-22s %s", t, h->actor,
+        snprintf(line, sizeof line, " %-19s %-14.14s %-16.16s %-18.18s %-22s %s", t, h->actor,
                  h->action, h->target, change, h->result);
         bool ok = strncmp(h->result, "ok", 2) == 0 || strcmp(h->result, "requested") == 0;
         int attr = k == a->list_cursor ? A(a, TUI_C_SELECTED) : A(a, ok ? TUI_C_DEFAULT : TUI_C_BAD);

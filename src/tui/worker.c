@@ -57,6 +57,11 @@ typedef struct node_slot {
     uint64_t fed_gen;            /* the last probe fed into the window (collector's) */
     int64_t last_ok_ms;          /* wall clock of the last successful probe, 0 never */
     bool was_down;               /* the last probe found it unreachable (the prober's) */
+    /* The prober's (it holds the slot busy): the node's event log position as last imported
+     * into history, and when a failed import may be tried again. */
+    char events_log_id[64];
+    long long events_seq;        /* -1: not imported by this console yet */
+    double events_retry_ms;
 } node_slot;
 
 /* What the collector read from the store, kept until the store changes. */
@@ -195,6 +200,29 @@ static void catch_up(ksv_ctl *ctl, const char *node, double timeout_s)
     ksv_model_record_list_free(&models);
 }
 
+/* What the node's engine decided by itself (a release gate's steps, promotion, rollback)
+ * goes into history, as `ksv history` does it, when its event log grew since this console
+ * last read it: a gate that finished while nobody ran the CLI shows up from the console
+ * too, and the desired split follows the gate before anything reconciles the node. Not
+ * --readonly-dependent: it changes no node, it records what the node did. */
+static void import_events(ksv_ctl *ctl, node_slot *slot, const char *name,
+                          const ksv_node_probe *p)
+{
+    if (p->events_last_seq < 0 || (p->events_last_seq == slot->events_seq &&
+                                   strcmp(p->events_log_id, slot->events_log_id) == 0))
+        return;
+    double now = ksv_mono_ms();
+    if (now < slot->events_retry_ms)
+        return;
+    ksv_err err;
+    if (ksv_ctl_import_events_link(ctl, slot->link, name, NULL, &err) != 0) {
+        slot->events_retry_ms = now + 10000; /* a locked or read-only database: later */
+        return;
+    }
+    slot->events_seq = p->events_last_seq;
+    snprintf(slot->events_log_id, sizeof slot->events_log_id, "%s", p->events_log_id);
+}
+
 /* The slot most overdue that no prober holds, or NULL with *wait_ms until the next. */
 static node_slot *next_due(tui_worker *w, double now, double *wait)
 {
@@ -254,6 +282,8 @@ static void *prober_main(void *arg)
         }
         if (have)
             slot->was_down = !sp->p.reachable;
+        if (have && sp->p.reachable)
+            import_events(ctl, slot, name, &sp->p);
         pthread_mutex_lock(&w->mu);
         slot->busy = false;
         /* Scrapes about an interval apart: a probe that took long (an SSH dial) is not
@@ -326,6 +356,7 @@ static void sync_slots(tui_worker *w, const ksv_node_list *nodes, bool store_cha
         }
         snprintf(s->name, sizeof s->name, "%s", name);
         s->due_ms = 0; /* at once */
+        s->events_seq = -1;
         w->slots[w->n_slots++] = s;
     }
     ksv_strmap_free(&present);
