@@ -377,11 +377,10 @@ static int import_node(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err
             }
             if (rc == 0)
                 rc = ksv_store_event_cursor_set(ctl->store, node, id, last, err);
-            ksv_err ignored;
             if (rc == 0)
                 rc = ksv_store_commit(ctl->store, err);
-            else if (ksv_store_in_transaction(ctl->store))
-                ksv_store_rollback(ctl->store, &ignored);
+            else
+                ksv_store_abandon(ctl->store);
         } else if (n == 0 && !json_object_get_boolean(json_object_object_get(reply, "more"))) {
             rc = ksv_store_event_cursor_set(ctl->store, node, id, since, err);
             json_object_put(reply);
