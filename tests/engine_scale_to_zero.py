@@ -1,4 +1,4 @@
-"""Scale to zero on a real ksv-engine (DESIGN.md §11).
+"""Scale to zero on a real ksv-engine (docs/OPERATIONS.md, "Scale to zero").
 
 1. A revision with min_replicas 0 and a 3 s window unloads after idling: state
    scaled-to-zero, ksv_model_memory_bytes 0, readiness and metadata still 200. A model without

@@ -1,4 +1,4 @@
-"""A real llama.cpp server through ksv (DESIGN §12): two tiny GGUF llama models written here
+"""A real llama.cpp server through ksv (docs/OPERATIONS.md): two tiny GGUF llama models written here
 with gguf-py (tests/data/make_tiny_gguf.py: random weights, a real BPE tokenizer), served by
 the shipped llama-cpp runtime (llama-server from scripts/runtimes.sh) chosen by model format.
 Covers the OpenAI routes (models, completions, chat), streaming relayed chunk by chunk (the

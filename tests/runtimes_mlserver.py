@@ -1,4 +1,4 @@
-"""Real MLServer through ksv (DESIGN §12): an sklearn classifier and a LightGBM model trained
+"""Real MLServer through ksv (docs/OPERATIONS.md): an sklearn classifier and a LightGBM model trained
 here (tests/data/train_tabular.py, in the runtimes venv that scripts/runtimes.sh installs),
 applied as InferenceServices with `ksv apply`; the shipped kserve-mlserver runtime is chosen
 by model format (sklearn) and by name (lightgbm). Answers through the engine equal the

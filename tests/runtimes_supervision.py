@@ -1,4 +1,4 @@
-"""External runtimes supervised by the engine (DESIGN §12), end to end through the CLI: a
+"""External runtimes supervised by the engine (docs/OPERATIONS.md), end to end through the CLI: a
 ServingRuntime applied with `ksv apply`, chosen by model format, run as a child process of
 a real local engine (tests/data/toy_runtime.py, a real HTTP server that misbehaves on
 demand), requests forwarded with the revision as model_version, its output kept, restarted

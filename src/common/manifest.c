@@ -626,7 +626,8 @@ static int read_runtime(vctx *v, const mnode *node, const char *path)
         runtime = KSV_RUNTIME_AUTO; /* the same model, as fast as it can be served exactly */
         spec->runtime_mapped = true; /* for xgboost models; read_model undoes it for others */
     } else {
-        /* A ServingRuntime by name, resolved when applied (DESIGN §12). */
+        /* A ServingRuntime by name, resolved when applied (docs/OPERATIONS.md, "External
+         * runtimes"). */
         if (!*name || strlen(name) > 63)
             return fail(v, node, path, "expected a runtime name of 1 to 63 characters");
         runtime = name;
