@@ -220,6 +220,18 @@ def ksv_cli(env, timeout=120):
     return ksv, ksv_json
 
 
+def ksv_cli_merged(env, timeout=120):
+    """The ksv(*args) of a test that reads what ksv printed as one text: it returns
+    (exit code, stdout + stderr)."""
+    default_timeout = timeout
+
+    def ksv(*args, timeout=default_timeout):
+        rc, out, err = run_ksv(env, *args, timeout=timeout)
+        return rc, out + err
+
+    return ksv
+
+
 def model_path(name):
     return os.path.join(DATA, "models", name)
 

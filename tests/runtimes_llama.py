@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from ksvtest import ENGINE, KSV, SRCDIR, TOP, check, finish, lock_pid, tmpdir
+from ksvtest import ENGINE, ksv_cli_merged, SRCDIR, TOP, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-llama-")
 node_dir = os.path.join(work, "node")
@@ -25,9 +25,7 @@ venv = subprocess.run(["sh", os.path.join(SRCDIR, "scripts", "runtimes.sh"), "pa
                       capture_output=True, text=True).stdout.strip()
 
 
-def ksv(*args, timeout=300):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout + r.stderr
+ksv = ksv_cli_merged(env, timeout=300)
 
 
 def address():

@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 
-from ksvtest import ENGINE, KSV, SRCDIR, check, finish, lock_pid, tmpdir
+from ksvtest import ENGINE, ksv_cli_merged, SRCDIR, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-mlserver-")
 node_dir = os.path.join(work, "node")
@@ -23,9 +23,7 @@ venv = subprocess.run(["sh", os.path.join(SRCDIR, "scripts", "runtimes.sh"), "pa
 mlserver = os.path.join(venv, "bin", "mlserver")
 
 
-def ksv(*args, timeout=300):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout + r.stderr
+ksv = ksv_cli_merged(env, timeout=300)
 
 
 def call(method, path, body=None, admin=False):
