@@ -9,7 +9,9 @@
 #   - a *_internal.h is included only inside its own folder;
 #   - <sqlite3.h> only in src/store, <curses.h>/<ncurses.h> only in src/tui, <curl/curl.h>
 #     only in the HTTP client (src/http), <xgboost/...> only in a runtime
-#     (src/engine/runtime_*.c: the engine learns versions through ksv_runtime_ops).
+#     (src/engine/runtime_*.c: the engine learns versions through ksv_runtime_ops);
+#   - comments cite documents in the tree (docs/, README.md), never DESIGN.md's sections:
+#     that file is not in the repository.
 # It first proves, on a scratch tree, that each rule catches a violation.
 set -u
 
@@ -52,6 +54,9 @@ check_tree() {
                 complain "$f includes <$inc> outside the HTTP client (src/http)" ;;
             esac
         done
+        if grep -n 'DESIGN\(\.md\)\{0,1\}[[:space:]]*\(§\|section\)' "$root/$f" >/dev/null; then
+            complain "$f cites DESIGN.md, which is not in the tree (cite docs/ instead)"
+        fi
         case "$folder" in
         cli | tui)
             if grep -n 'ksv_store_[a-z_0-9]*[[:space:]]*(' "$root/$f" >/dev/null; then
@@ -77,7 +82,9 @@ self_test() {
         'src/control/a.c:#include <curses.h>' \
         'src/remote/a.c:#include <curl/curl.h>' \
         'src/engine/admin_api.c:#include <xgboost/c_api.h>' \
-        'src/cli/a.c:int f(void) { return ksv_store_node_list(0, 0, 0); }'; do
+        'src/cli/a.c:int f(void) { return ksv_store_node_list(0, 0, 0); }' \
+        'src/engine/a.c:/* as DESIGN.md section 4 says */' \
+        'src/engine/a.c:/* as DESIGN §4 says */'; do
         file=${case%%:*}
         rm -rf "$scratch/src"
         mkdir -p "$scratch/$(dirname "$file")"

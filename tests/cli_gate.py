@@ -4,16 +4,13 @@ gate promoting or rolling back, `ksv rollout status|pause|resume|abort|retry|pro
 once each (actor gate@NODE). One real local engine as node `edge`, a real SQLite file, real
 models from data/ (churn-v2: a healthy retrain; fraud: another feature count, every answer
 400). Bad Canary documents are refused with file, line and field, and nothing is applied."""
-import collections
-import http.client
+import functools
 import json
 import os
-import signal
-import subprocess
-import threading
 import time
 
-from ksvtest import DATA, ENGINE, KSV, check, finish, load_json, lock_pid, tmpdir
+from ksvtest import (DATA, ENGINE, Traffic, canary_yaml, check, finish, isvc_yaml, ksv_cli, load_json,
+                     stop_engine, tmpdir, write_file)
 
 work = tmpdir("ksv-gate-cli-")
 node_dir = os.path.join(work, "node-edge")
@@ -21,99 +18,18 @@ env = dict(os.environ, KSV_DB=os.path.join(work, "ksv.db"), XDG_STATE_HOME=os.pa
            KSV_ENGINE=ENGINE, USER="tester")
 MODELS = os.path.join(DATA, "models")
 BODY = json.dumps(load_json("requests", "churn-v1.json"))
-
-
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def ksv_json(*args):
-    rc, out, err = ksv(*args, "-o", "json")
-    try:
-        return rc, json.loads(out)
-    except ValueError:
-        return rc, {"stdout": out, "stderr": err}
-
-
-def write(name, text):
-    path = os.path.join(work, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+ksv, ksv_json = ksv_cli(env)
+write = functools.partial(write_file, work)
 
 
 def isvc(model_dir, canary_pct=None):
-    extra = "    canaryTrafficPercent: %d\n" % canary_pct if canary_pct is not None else ""
-    return """\
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: churn
-spec:
-  predictor:
-%s    model:
-      modelFormat: {name: xgboost}
-      storageUri: %s/%s/model.json
-""" % (extra, MODELS, model_dir)
+    return isvc_yaml("churn", "%s/%s/model.json" % (MODELS, model_dir), canary_pct)
 
 
-CANARY = """\
----
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: churn-gate}
-spec:
-  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: churn}
-  progressDeadlineSeconds: 60
-  analysis:
-    interval: 1s
-    threshold: 2
-    stepWeights: [25, 50]
-    webhooks: []
-    metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 10}
-    - {name: request-duration, thresholdRange: {max: 500}, interval: 2s, minRequests: 10}
-"""
-
-
-class Traffic:
-    """Posts churn rows to the engine at about 150/s; counts (revision, status)."""
-
-    def __init__(self, host, port):
-        self.host, self.port = host, port
-        self.stop_ev = threading.Event()
-        self.counts = collections.Counter()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        conn = None
-        while not self.stop_ev.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
-                conn.request("POST", "/v2/models/churn/infer", body=BODY,
-                             headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                r.read()
-                key = (r.getheader("ksv-revision"), r.status)
-            except (OSError, http.client.HTTPException):
-                key = ("exception", 0)
-                if conn:
-                    conn.close()
-                conn = None
-            with self.lock:
-                self.counts[key] += 1
-            self.stop_ev.wait(1 / 75.0)
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(15)
-        return collections.Counter(self.counts)
+CANARY = canary_yaml("churn", [25, 50], threshold=2, min_requests=10, name="churn-gate", deadline=60,
+                     analysis=["webhooks: []"],
+                     metrics=["{name: request-duration, thresholdRange: {max: 500}, interval: 2s, "
+                              "minRequests: 10}"])
 
 
 def revisions():
@@ -168,7 +84,7 @@ try:
     check(len(revisions() or []) == 1, "nothing was applied by the refused files")
 
     # --- a healthy canary, gated: apply returns once it started; --wait until Succeeded -------
-    load = Traffic(host, port)
+    load = Traffic(host, port, "churn", BODY, rps=150)
     good = write("v2.yaml", as_list(isvc("churn-v2", canary_pct=10), CANARY))
     t0 = time.time()
     rc, out, err = ksv("apply", "-f", good, "--wait")
@@ -205,7 +121,7 @@ try:
           "the desired split follows the promotion, so reconcile keeps it (%s)" % sp)
 
     # --- a canary that answers 400 to everything: apply --wait exits 1, stable unharmed -------
-    load = Traffic(host, port)
+    load = Traffic(host, port, "churn", BODY, rps=150)
     bad_model = write("v3.yaml", isvc("fraud") + CANARY)
     rc, out, err = ksv("apply", "-f", bad_model, "--wait")
     counts = load.stop()
@@ -285,10 +201,5 @@ try:
           len(succeeded))
     load.stop()
 finally:
-    pid = lock_pid(node_dir)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    stop_engine(node_dir)
 finish()

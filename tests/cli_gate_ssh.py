@@ -7,12 +7,10 @@ import collections
 import http.client
 import json
 import os
-import signal
-import subprocess
-import threading
 import time
 
-from ksvtest import DATA, ENGINE, KSV, check, finish, free_port, load_json, lock_pid, tmpdir
+from ksvtest import (DATA, ENGINE, Traffic, canary_yaml, check, finish, free_port, isvc_yaml, ksv_cli,
+                     load_json, stop_engine, tmpdir, write_file)
 from sshnode import SshNode, skip_unless_available
 
 skip_unless_available()
@@ -26,19 +24,7 @@ engine_dir = os.path.join(work, "edge-engine")
 engine_port = free_port()
 BODY = json.dumps(load_json("requests", "churn-v1.json"))
 MODELS = os.path.join(DATA, "models")
-
-
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def ksv_json(*args):
-    rc, out, err = ksv(*args, "-o", "json")
-    try:
-        return rc, json.loads(out)
-    except ValueError:
-        return rc, {"stderr": err}
+ksv, ksv_json = ksv_cli(env)
 
 
 def engine_rollout():
@@ -52,66 +38,10 @@ def engine_rollout():
 
 
 def manifest(name, model_dir, canary=False):
-    text = """\
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata: {name: churn}
-spec:
-  predictor:
-    model:
-      modelFormat: {name: xgboost}
-      storageUri: %s/%s/model.json
-""" % (MODELS, model_dir)
+    text = isvc_yaml("churn", "%s/%s/model.json" % (MODELS, model_dir))
     if canary:
-        text += """\
----
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: churn}
-spec:
-  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: churn}
-  analysis:
-    interval: 1s
-    threshold: 3
-    stepWeights: [10, 20, 30, 40, 50, 60, 70]
-    metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 5}
-"""
-    path = os.path.join(work, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
-class Traffic:
-    """Clients of the edge: they call its engine directly, never through the console."""
-
-    def __init__(self):
-        self.stop_ev = threading.Event()
-        self.counts = collections.Counter()
-        self.thread = threading.Thread(target=self.run)
-        self.thread.start()
-
-    def run(self):
-        conn = None
-        while not self.stop_ev.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection("127.0.0.1", engine_port, timeout=10)
-                conn.request("POST", "/v2/models/churn/infer", body=BODY,
-                             headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                r.read()
-                self.counts[r.status] += 1
-            except (OSError, http.client.HTTPException):
-                self.counts["exception"] += 1
-                conn = None
-            self.stop_ev.wait(0.01)
-
-    def stop(self):
-        self.stop_ev.set()
-        self.thread.join(15)
-        return self.counts
+        text += canary_yaml("churn", [10, 20, 30, 40, 50, 60, 70])
+    return write_file(work, name, text)
 
 
 try:
@@ -121,7 +51,8 @@ try:
     check(rc == 0, "edge added over SSH (%s)" % err.strip()[-200:])
     rc, out, err = ksv("apply", "-f", manifest("v1.yaml", "churn-v1"))
     check(rc == 0, "v1 applied over SSH (%s)" % err.strip()[-200:])
-    load = Traffic()
+    # Clients of the edge: they call its engine directly, never through the console.
+    load = Traffic("127.0.0.1", engine_port, "churn", BODY, rps=100, clients=1)
     rc, out, err = ksv("apply", "-f", manifest("v2.yaml", "churn-v2", canary=True))
     check(rc == 0, "the gated rollout starts over SSH (%s)" % err.strip()[-200:])
     deadline = time.time() + 30
@@ -142,7 +73,9 @@ try:
         if ro and ro["phase"] in ("Succeeded", "Failed"):
             break
         time.sleep(0.2)
-    counts = load.stop()
+    counts = collections.Counter()
+    for (_, status), n in load.stop().items():
+        counts[status] += n
     check(ro and ro["phase"] == "Succeeded", "the edge finished the rollout alone (%s)" % (ro and ro["phase"]))
     check(counts[200] > 0 and set(counts) == {200}, "its clients were served throughout (%s)" % dict(counts))
 
@@ -161,11 +94,6 @@ try:
     split = {r["name"]: r["traffic"] for r in st.get("revisions", [])}
     check(split.get("churn-00002") == 100, "the desired split follows what the edge decided: %s" % split)
 finally:
-    pid = lock_pid(engine_dir)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    stop_engine(engine_dir)
     box.stop()
 finish()

@@ -1,5 +1,5 @@
 """Namespace quotas end to end: Kubernetes ResourceQuota documents in `ksv apply`, a real
-SQLite database and a real local engine (DESIGN.md §11).
+SQLite database and a real local engine (docs/OPERATIONS.md, "Namespace quotas").
 
 team-a gets count/inferenceservices.serving.kserve.io: 3 and requests.memory: 1Gi. Three
 models fit; a fourth is refused with kubectl's wording and exit 1, and nothing is stored

@@ -1,4 +1,5 @@
-"""Release gates run by ksv-engine itself (DESIGN.md section 10), on real engines and models.
+"""Release gates run by ksv-engine itself (docs/API.md, "PUT .../rollout"), on real engines
+and models.
 
 1. A healthy canary (churn retrained with other settings, same 8 features) is promoted
    through every step to 100% while no ksv process runs: the test only drives traffic and

@@ -14,16 +14,13 @@ Canaries are built at test time by tests/gate_models.py (Debian's python3-xgboos
 - slow: 300 trees of depth 8: fails request-duration at its first live step.
 The disagreement oracle is XGBoost itself: the expected share of differing classes for the
 request rows is computed in this test from the two models' predictions (Python xgboost)."""
-import collections
-import http.client
 import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
-from ksvtest import SRCDIR, Engine, check, finish, load_json, model_path, tmpdir
+from ksvtest import SRCDIR, Engine, Traffic, check, finish, load_json, model_path, tmpdir
 
 try:
     subprocess.run(["/usr/bin/python3", "-c", "import xgboost, numpy"], check=True,
@@ -75,43 +72,6 @@ def expected_disagreement(a_dir, b_dir):
     return xgb_compare("churn-v1.json", a_dir, b_dir, "[np.mean((p[0]>0.5)!=(p[1]>0.5))]")[0]
 
 
-class Traffic:
-    def __init__(self, eng, model, body, rps):
-        self.eng, self.model, self.body, self.rps = eng, model, body, rps
-        self.stop_ev = threading.Event()
-        self.counts = collections.Counter()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        conn = None
-        while not self.stop_ev.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.eng.host, self.eng.port, timeout=10)
-                conn.request("POST", "/v2/models/%s/infer" % self.model, body=self.body,
-                             headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                r.read()
-                key = (r.getheader("ksv-revision"), r.status)
-            except (OSError, http.client.HTTPException):
-                key = ("exception", 0)
-                if conn:
-                    conn.close()
-                conn = None
-            with self.lock:
-                self.counts[key] += 1
-            self.stop_ev.wait(2.0 / self.rps)
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(15)
-        return collections.Counter(self.counts)
-
-
 def rev(name, path):
     return {"name": name, "runtime": "ksv-xgboost", "storage_uri": path}
 
@@ -149,7 +109,7 @@ SHUFFLED, SLOW = os.path.join(work, "shuffled"), os.path.join(work, "slow")
 want = expected_disagreement(model_path("churn-v1"), SHUFFLED)
 check(want > 0.1, "the shuffled model disagrees with churn-v1 on %.0f%% of the request rows" % (100 * want))
 put_model(eng, "wrong", [rev("wrong-00001", model_path("churn-v1")), rev("wrong-00002", SHUFFLED)])
-load = Traffic(eng, "wrong", BODY, rps=100)
+load = Traffic(eng.host, eng.port, "wrong", BODY, rps=100)
 st, _, ro = eng.request("PUT", "/ksv/v1/models/wrong/rollout", admin=True, body={
     "canary": "wrong-00002", "interval_s": 1, "threshold": 2, "step_weights": [20, 50],
     "mirror": True, "iterations": 3,
@@ -181,7 +141,7 @@ check(state["effective_traffic"] == {"wrong-00001": 100}, "stable keeps 100%")
 # --- a healthy retrain passes the mirrored phase and goes live ------------------------------
 want_ok = expected_disagreement(model_path("churn-v1"), model_path("churn-v2"))
 put_model(eng, "good", [rev("good-00001", model_path("churn-v1")), rev("good-00002", model_path("churn-v2"))])
-load = Traffic(eng, "good", BODY, rps=100)
+load = Traffic(eng.host, eng.port, "good", BODY, rps=100)
 eng.request("PUT", "/ksv/v1/models/good/rollout", admin=True, body={
     "canary": "good-00002", "interval_s": 1, "threshold": 2, "step_weights": [50],
     "mirror": True, "iterations": 2,
@@ -221,7 +181,7 @@ check(len(values) >= 2 and all(abs(v - want_reg) < 1e-6 for v in values),
 
 # --- slow canary: fails request-duration at its first live step ----------------------------
 put_model(eng, "slow", [rev("slow-00001", model_path("churn-v1")), rev("slow-00002", SLOW)])
-load = Traffic(eng, "slow", BIG_BODY, rps=60)
+load = Traffic(eng.host, eng.port, "slow", BIG_BODY, rps=60)
 eng.request("PUT", "/ksv/v1/models/slow/rollout", admin=True, body={
     "canary": "slow-00002", "interval_s": 1, "threshold": 2, "step_weights": [50],
     "metrics": [{"name": "request-duration", "max": 1, "min_requests": 10},

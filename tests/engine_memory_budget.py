@@ -1,4 +1,4 @@
-"""Memory accounting and budgets on real ksv-engines (DESIGN.md §11).
+"""Memory accounting and budgets on real ksv-engines (docs/OPERATIONS.md, "Memory budgets").
 
 A first engine without a budget measures three models loaded in order: A (churn-v2,
 min_replicas 0), B (regression), C (fraud). A second engine gets --memory-budget of

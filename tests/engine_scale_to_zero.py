@@ -1,4 +1,4 @@
-"""Scale to zero on a real ksv-engine (DESIGN.md §11).
+"""Scale to zero on a real ksv-engine (docs/OPERATIONS.md, "Scale to zero").
 
 1. A revision with min_replicas 0 and a 3 s window unloads after idling: state
    scaled-to-zero, ksv_model_memory_bytes 0, readiness and metadata still 200. A model without
@@ -22,8 +22,8 @@ import subprocess
 import threading
 import time
 
-from ksvtest import (ksv_cli, DATA, ENGINE, TOP, Engine, check, finish, load_json, lock_pid,
-                     max_abs_diff, model_path, tmpdir)
+from ksvtest import (ksv_cli, DATA, ENGINE, TOP, Engine, check, finish, load_json,
+                     max_abs_diff, model_path, stop_engine, tmpdir)
 
 FRAUD_REQ = json.dumps(load_json("requests", "fraud.json"))
 FRAUD_WANT = load_json("expected", "fraud.json")["data"]  # written by XGBoost itself
@@ -337,10 +337,5 @@ try:
           % {k: tr.get(k) for k in ("state", "memory_bytes", "cold_starts")})
 finally:
     ksv("node", "rm", "n1")
-    pid = lock_pid(node_dir)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    stop_engine(node_dir)
 finish()

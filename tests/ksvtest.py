@@ -3,8 +3,13 @@
 Every test starts real ksv-engine processes on 127.0.0.1 with port 0 (the engine picks a
 free port and writes it to STATE_DIR/address), talks HTTP to them with the standard library
 only, and stops what it started by PID, even when an assertion fails.
+
+Here: check/finish, Engine (a ksv-engine of the test's own), ksv_cli (the ksv runner),
+write_file, stop_engine (an engine ksv started for a node), isvc_yaml and canary_yaml
+(manifests), Traffic (clients posting to a model in the background), data helpers.
 """
 import atexit
+import collections
 import http.client
 import json
 import os
@@ -14,6 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 SRCDIR = os.environ.get("KSV_SRCDIR", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -214,6 +220,18 @@ def ksv_cli(env, timeout=120):
     return ksv, ksv_json
 
 
+def ksv_cli_merged(env, timeout=120):
+    """The ksv(*args) of a test that reads what ksv printed as one text: it returns
+    (exit code, stdout + stderr)."""
+    default_timeout = timeout
+
+    def ksv(*args, timeout=default_timeout):
+        rc, out, err = run_ksv(env, *args, timeout=timeout)
+        return rc, out + err
+
+    return ksv
+
+
 def model_path(name):
     return os.path.join(DATA, "models", name)
 
@@ -256,11 +274,91 @@ def lock_pid(state_dir):
         return None
 
 
-def stop_engine(state_dir):
-    """SIGTERM to the engine holding STATE_DIR/lock, if one does (a test's teardown)."""
+def stop_engine(state_dir, sig=signal.SIGTERM):
+    """Signals (SIGTERM unless sig says otherwise) the ksv-engine holding STATE_DIR/lock, if
+    one does (an engine ksv started for a node): a test's teardown."""
     pid = lock_pid(state_dir)
     if pid:
         try:
-            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, sig)
         except OSError:
             pass
+
+
+def write_file(directory, name, text):
+    """Writes text to DIRECTORY/NAME; returns the path."""
+    path = os.path.join(directory, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def isvc_yaml(name, storage_uri, canary_pct=None):
+    """A KServe InferenceService for an XGBoost model file, as YAML."""
+    canary = "    canaryTrafficPercent: %d\n" % canary_pct if canary_pct is not None else ""
+    return ("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+            "metadata: {name: %s}\nspec:\n  predictor:\n%s    model:\n"
+            "      modelFormat: {name: xgboost}\n      storageUri: %s\n" % (name, canary, storage_uri))
+
+
+def canary_yaml(target, step_weights, interval="1s", threshold=3, min_requests=5, name=None,
+                deadline=None, analysis=(), metrics=()):
+    """A Flagger Canary gating the InferenceService `target`, as a YAML document that starts
+    with '---' (to follow an InferenceService in one file): request-success-rate of at least
+    99 % over min_requests, then `metrics` (flow-style metric lines); `analysis`: more lines
+    of spec.analysis; deadline: progressDeadlineSeconds."""
+    text = ("---\napiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata: {name: %s}\nspec:\n"
+            "  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, "
+            "name: %s}\n" % (name or target, target))
+    if deadline is not None:
+        text += "  progressDeadlineSeconds: %d\n" % deadline
+    text += "  analysis:\n    interval: %s\n    threshold: %d\n    stepWeights: [%s]\n" % (
+        interval, threshold, ", ".join(str(w) for w in step_weights))
+    text += "".join("    %s\n" % line for line in analysis)
+    text += ("    metrics:\n    - {name: request-success-rate, thresholdRange: {min: 99}, "
+             "minRequests: %d}\n" % min_requests)
+    return text + "".join("    - %s\n" % m for m in metrics)
+
+
+class Traffic:
+    """Clients of one model: `clients` threads post body to host:port's
+    /v2/models/MODEL/infer over kept-alive connections, each waiting clients/rps seconds
+    after an answer (about rps requests a second in all), and count the answers by
+    (ksv-revision header, status); a request that failed counts as ("exception", 0)."""
+
+    def __init__(self, host, port, model, body, rps, clients=2):
+        self.host, self.port, self.model, self.body = host, port, model, body
+        self.pause = clients / float(rps)
+        self.stop_ev = threading.Event()
+        self.counts = collections.Counter()
+        self.lock = threading.Lock()
+        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def run(self):
+        conn = None
+        while not self.stop_ev.is_set():
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(self.host, self.port, timeout=10)
+                conn.request("POST", "/v2/models/%s/infer" % self.model, body=self.body,
+                             headers={"Content-Type": "application/json"})
+                r = conn.getresponse()
+                r.read()
+                key = (r.getheader("ksv-revision"), r.status)
+            except (OSError, http.client.HTTPException):
+                key = ("exception", 0)
+                if conn:
+                    conn.close()
+                conn = None
+            with self.lock:
+                self.counts[key] += 1
+            self.stop_ev.wait(self.pause)
+
+    def stop(self):
+        """Stops the clients; returns the counts."""
+        self.stop_ev.set()
+        for t in self.threads:
+            t.join(15)
+        return collections.Counter(self.counts)

@@ -1,4 +1,4 @@
-"""A real llama.cpp server through ksv (DESIGN §12): two tiny GGUF llama models written here
+"""A real llama.cpp server through ksv (docs/OPERATIONS.md): two tiny GGUF llama models written here
 with gguf-py (tests/data/make_tiny_gguf.py: random weights, a real BPE tokenizer), served by
 the shipped llama-cpp runtime (llama-server from scripts/runtimes.sh) chosen by model format.
 Covers the OpenAI routes (models, completions, chat), streaming relayed chunk by chunk (the
@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from ksvtest import ENGINE, KSV, SRCDIR, TOP, check, finish, lock_pid, tmpdir
+from ksvtest import ENGINE, ksv_cli_merged, SRCDIR, TOP, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-llama-")
 node_dir = os.path.join(work, "node")
@@ -25,9 +25,7 @@ venv = subprocess.run(["sh", os.path.join(SRCDIR, "scripts", "runtimes.sh"), "pa
                       capture_output=True, text=True).stdout.strip()
 
 
-def ksv(*args, timeout=300):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout + r.stderr
+ksv = ksv_cli_merged(env, timeout=300)
 
 
 def address():

@@ -1,4 +1,4 @@
-"""Real MLServer through ksv (DESIGN §12): an sklearn classifier and a LightGBM model trained
+"""Real MLServer through ksv (docs/OPERATIONS.md): an sklearn classifier and a LightGBM model trained
 here (tests/data/train_tabular.py, in the runtimes venv that scripts/runtimes.sh installs),
 applied as InferenceServices with `ksv apply`; the shipped kserve-mlserver runtime is chosen
 by model format (sklearn) and by name (lightgbm). Answers through the engine equal the
@@ -12,7 +12,7 @@ import signal
 import subprocess
 import time
 
-from ksvtest import ENGINE, KSV, SRCDIR, check, finish, lock_pid, tmpdir
+from ksvtest import ENGINE, ksv_cli_merged, SRCDIR, check, finish, lock_pid, tmpdir
 
 work = tmpdir("ksv-mlserver-")
 node_dir = os.path.join(work, "node")
@@ -23,9 +23,7 @@ venv = subprocess.run(["sh", os.path.join(SRCDIR, "scripts", "runtimes.sh"), "pa
 mlserver = os.path.join(venv, "bin", "mlserver")
 
 
-def ksv(*args, timeout=300):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout + r.stderr
+ksv = ksv_cli_merged(env, timeout=300)
 
 
 def call(method, path, body=None, admin=False):

@@ -1,4 +1,4 @@
-"""External runtimes supervised by the engine (DESIGN §12), end to end through the CLI: a
+"""External runtimes supervised by the engine (docs/OPERATIONS.md), end to end through the CLI: a
 ServingRuntime applied with `ksv apply`, chosen by model format, run as a child process of
 a real local engine (tests/data/toy_runtime.py, a real HTTP server that misbehaves on
 demand), its output shown by `ksv logs` and ksv-top's detail screen, requests forwarded with the revision as model_version, its output kept, restarted
@@ -22,7 +22,8 @@ import threading
 import time
 
 from tmuxterm import Tmux
-from ksvtest import ENGINE, KSV, SRCDIR, TOP, check, finish, lock_pid, tmpdir
+from ksvtest import (ENGINE, SRCDIR, TOP, canary_yaml, check, finish, ksv_cli_merged, lock_pid,
+                     stop_engine, tmpdir, write_file)
 
 work = tmpdir("ksv-runtimes-")
 node_dir = os.path.join(work, "node")
@@ -33,16 +34,8 @@ model_dir = os.path.join(work, "model")
 os.makedirs(model_dir)
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout + r.stderr
-
-
-def write(name, text):
-    path = os.path.join(work, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+ksv = ksv_cli_merged(env)
+write = functools.partial(write_file, work)
 
 
 def runtime_doc(name, mode, fmt="toy", extra=""):
@@ -95,21 +88,7 @@ metadata:
        "      runtime: %s\n" % runtime if runtime else "", uri or model_dir)
 
 
-CANARY = """\
----
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: gated-gate}
-spec:
-  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: gated}
-  progressDeadlineSeconds: 60
-  analysis:
-    interval: 1s
-    threshold: 2
-    stepWeights: [25, 50]
-    metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 10}
-"""
+CANARY = canary_yaml("gated", [25, 50], threshold=2, min_requests=10, name="gated-gate", deadline=60)
 
 
 class Quiet(http.server.SimpleHTTPRequestHandler):
@@ -444,12 +423,7 @@ try:
     check(wait_for(lambda: not any(alive(p) for p in running), 10),
           "kill -9 of the engine leaves no runtime process behind (was %s)" % running)
 finally:
-    pid = lock_pid(node_dir)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    stop_engine(node_dir, signal.SIGKILL)
     for p in toy_pids():
         try:
             os.kill(p, signal.SIGKILL)

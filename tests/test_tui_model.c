@@ -1,5 +1,5 @@
-/* test_tui_model.c: ksv-top's screen model without a terminal: figure formatting (DESIGN
- * §7's examples), sparklines against the Unicode braille dot numbering, filter, sort, the
+/* test_tui_model.c: ksv-top's screen model without a terminal: figure formatting (QPS,
+ * latencies, ages), sparklines against the Unicode braille dot numbering, filter, sort, the
  * deferred re-sort, row expansion, the canary slider's arithmetic, rollback targets, the
  * key table and column layout. */
 #include <math.h>

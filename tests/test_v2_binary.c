@@ -305,31 +305,42 @@ static void test_hostile(ksv_tensor_req *req)
     expect_bad(req, "no tensor bytes at all", h, n, bytes, 0, n, 400, "the body has 0");
     expect_bad(req, "trailing bytes", h, n, bytes, 20, n, 400, "4 bytes after the last tensor");
 
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":12");
-    expect_bad(req, "binary_data_size below the shape", h, n, bytes, 12, n, 400,
-               "shape and datatype make 4 elements of 4 bytes (16)");
-    n = header(h, sizeof h, "[1,4]", "FP64", "\"binary_data_size\":16");
-    expect_bad(req, "binary_data_size of FP32 for FP64", h, n, bytes, 16, n, 400, "(32)");
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":18446744073709551615");
-    expect_bad(req, "binary_data_size 2^64-1", h, n, bytes, 16, n, 400, "binary_data_size");
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":18446744073709551616");
-    expect_bad(req, "binary_data_size past 2^64", h, n, bytes, 16, n, 400, "below 2^64");
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":-16");
-    expect_bad(req, "negative binary_data_size", h, n, bytes, 16, n, 400, "non-negative");
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":16.5");
-    expect_bad(req, "fractional binary_data_size", h, n, bytes, 16, n, 400, "non-negative");
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":\"16\"");
-    expect_bad(req, "binary_data_size as a string", h, n, bytes, 16, n, 400,
-               "expected a number of bytes");
-    n = header(h, sizeof h, "[1,4]", "FP32", "\"binary_data_size\":16,\"binary_data_size\":16");
-    expect_bad(req, "binary_data_size twice", h, n, bytes, 16, n, 400, "more than once");
-    /* Element count times element size past 2^64: the shape check stops it first. */
-    n = header(h, sizeof h, "[4294967296,4294967296]", "FP64", "\"binary_data_size\":0");
-    expect_bad(req, "shape whose bytes overflow", h, n, bytes, 0, n, 400, "overflows");
-    n = header(h, sizeof h, "[2305843009213693952]", "FP64", "\"binary_data_size\":0");
-    expect_bad(req, "shape past the limit", h, n, bytes, 0, n, 413, "limit");
-    n = header(h, sizeof h, "[1,4]", "BYTES", "\"binary_data_size\":16");
-    expect_bad(req, "BYTES", h, n, bytes, 16, n, 400, "BYTES input not supported");
+    /* One header each, then its tensor bytes; the header length is the header's own. */
+    static const struct {
+        const char *label, *shape, *datatype, *params;
+        size_t tensor_bytes;
+        int status;
+        const char *want;
+    } HEADERS[] = {
+        {"binary_data_size below the shape", "[1,4]", "FP32", "\"binary_data_size\":12", 12, 400,
+         "shape and datatype make 4 elements of 4 bytes (16)"},
+        {"binary_data_size of FP32 for FP64", "[1,4]", "FP64", "\"binary_data_size\":16", 16, 400,
+         "(32)"},
+        {"binary_data_size 2^64-1", "[1,4]", "FP32", "\"binary_data_size\":18446744073709551615",
+         16, 400, "binary_data_size"},
+        {"binary_data_size past 2^64", "[1,4]", "FP32",
+         "\"binary_data_size\":18446744073709551616", 16, 400, "below 2^64"},
+        {"negative binary_data_size", "[1,4]", "FP32", "\"binary_data_size\":-16", 16, 400,
+         "non-negative"},
+        {"fractional binary_data_size", "[1,4]", "FP32", "\"binary_data_size\":16.5", 16, 400,
+         "non-negative"},
+        {"binary_data_size as a string", "[1,4]", "FP32", "\"binary_data_size\":\"16\"", 16, 400,
+         "expected a number of bytes"},
+        {"binary_data_size twice", "[1,4]", "FP32",
+         "\"binary_data_size\":16,\"binary_data_size\":16", 16, 400, "more than once"},
+        /* Element count times element size past 2^64: the shape check stops it first. */
+        {"shape whose bytes overflow", "[4294967296,4294967296]", "FP64",
+         "\"binary_data_size\":0", 0, 400, "overflows"},
+        {"shape past the limit", "[2305843009213693952]", "FP64", "\"binary_data_size\":0", 0,
+         413, "limit"},
+        {"BYTES", "[1,4]", "BYTES", "\"binary_data_size\":16", 16, 400,
+         "BYTES input not supported"},
+    };
+    for (size_t i = 0; i < sizeof HEADERS / sizeof *HEADERS; i++) {
+        n = header(h, sizeof h, HEADERS[i].shape, HEADERS[i].datatype, HEADERS[i].params);
+        expect_bad(req, HEADERS[i].label, h, n, bytes, HEADERS[i].tensor_bytes, n,
+                   HEADERS[i].status, HEADERS[i].want);
+    }
     n = (size_t)snprintf(h, sizeof h,
                          "{\"inputs\":[{\"name\":\"x\",\"shape\":[1,2],\"datatype\":\"FP32\","
                          "\"data\":[1,2],\"parameters\":{\"binary_data_size\":8}}]}");

@@ -2,17 +2,17 @@
 and the canary's weight, the detail screen its step, set vs actual weight, check table and
 reason; `p` pauses and resumes it and `A` aborts it, each through the confirm dialog (focus on
 Cancel, as rollback's), and the engine's state follows."""
+import functools
 import http.client
 import json
 import os
 import shutil
-import signal
-import subprocess
 import sys
 import threading
 import time
 
-from ksvtest import DATA, ENGINE, KSV, TOP, check, finish, load_json, lock_pid, tmpdir
+from ksvtest import (DATA, ENGINE, TOP, canary_yaml, check, finish, isvc_yaml, ksv_cli, load_json,
+                     stop_engine, tmpdir, write_file)
 from tmuxterm import Tmux
 
 if not shutil.which("tmux"):
@@ -35,37 +35,15 @@ BODY = json.dumps(load_json("requests", "churn-v1.json"))
 term = Tmux("ksvtopgate")
 
 
-def ksv(*args, timeout=120):
-    r = subprocess.run([KSV] + list(args), capture_output=True, text=True, env=env, timeout=timeout)
-    return r.returncode, r.stdout, r.stderr
-
-
-def write(name, text):
-    path = os.path.join(work, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
+ksv = ksv_cli(env)[0]
+write = functools.partial(write_file, work)
 
 
 def isvc(model_dir):
-    return ("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata: {name: churn}\n"
-            "spec:\n  predictor:\n    model:\n      modelFormat: {name: xgboost}\n"
-            "      storageUri: %s/%s/model.json\n" % (MODELS, model_dir))
+    return isvc_yaml("churn", "%s/%s/model.json" % (MODELS, model_dir))
 
 
-CANARY = """---
-apiVersion: flagger.app/v1beta1
-kind: Canary
-metadata: {name: churn}
-spec:
-  targetRef: {apiVersion: serving.kserve.io/v1beta1, kind: InferenceService, name: churn}
-  analysis:
-    interval: 2s
-    threshold: 3
-    stepWeights: [10, 20, 30, 40, 50, 60, 70, 80, 90]
-    metrics:
-    - {name: request-success-rate, thresholdRange: {min: 99}, minRequests: 5}
-"""
+CANARY = canary_yaml("churn", [10, 20, 30, 40, 50, 60, 70, 80, 90], interval="2s")
 
 
 def engine():
@@ -192,12 +170,7 @@ finally:
     if loader:
         loader.join(15)
     term.kill()
-    pid = lock_pid(node_dir)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    stop_engine(node_dir)
 asan = [f for f in os.listdir(work) if f.startswith("asan")]
 check(not asan, "no sanitizer report from ksv-top (%s)" % asan)
 finish()

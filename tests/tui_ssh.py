@@ -15,14 +15,13 @@ import json
 import os
 import re
 import shutil
-import signal
 import socket
 import sqlite3
 import sys
 import threading
 import time
 
-from ksvtest import ksv_cli, DATA, ENGINE, TOP, check, finish, free_port, lock_pid, tmpdir
+from ksvtest import ksv_cli, DATA, ENGINE, TOP, check, finish, free_port, stop_engine, tmpdir
 from sshnode import SshNode, skip_unless_available
 from tmuxterm import Tmux
 
@@ -235,11 +234,6 @@ finally:
     if doorman:
         doorman.close()
     term.kill()
-    pid = lock_pid(engine_dir)
-    if pid:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except OSError:
-            pass
+    stop_engine(engine_dir)
     box.stop()
 finish()

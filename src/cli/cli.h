@@ -158,9 +158,13 @@ void ksv_cli_format_age(int64_t ms, char *out, size_t cap);
 /* `get quota` (cmd_quota.c). */
 int ksv_cli_get_quota(ksv_cli *cli, const ksv_args *a);
 
-/* Model views shared by get, describe and rollout (cmd_get.c). */
-int ksv_cli_with_view(ksv_cli *cli, const char *model,
-                      int (*fn)(ksv_cli *cli, const ksv_model_view *v));
+/* Model views shared by get, describe and rollout (cmd_get.c). ksv_cli_with_view opens the
+ * control layer, reads MODEL's view (spec, revisions, split) and hands both to fn, whose
+ * exit code it returns; the one listing step of `get revisions`, `describe` and `rollout
+ * status`. */
+typedef int (*ksv_cli_view_fn)(ksv_cli *cli, ksv_ctl *ctl, const char *model,
+                               const ksv_model_view *v);
+int ksv_cli_with_view(ksv_cli *cli, const char *model, ksv_cli_view_fn fn);
 int ksv_cli_print_revisions(ksv_cli *cli, const ksv_model_view *v);
 json_object *ksv_cli_view_json(const ksv_model_view *v);
 /* "00001:90,00002:10" and "a,b": a model's traffic split and nodes in one cell. */

@@ -3,8 +3,11 @@
 
 #include "cli/cli.h"
 
-static int print_describe(ksv_cli *cli, const ksv_model_view *v)
+static int print_describe(ksv_cli *cli, ksv_ctl *ctl, const char *model,
+                          const ksv_model_view *v)
 {
+    (void)ctl;
+    (void)model;
     json_object *spec = json_tokener_parse(v->model.spec_json);
     if (cli->json) {
         json_object *o = ksv_cli_view_json(v);

@@ -280,8 +280,7 @@ int ksv_cli_print_revisions(ksv_cli *cli, const ksv_model_view *v)
     return 0;
 }
 
-int ksv_cli_with_view(ksv_cli *cli, const char *model,
-                      int (*fn)(ksv_cli *cli, const ksv_model_view *v))
+int ksv_cli_with_view(ksv_cli *cli, const char *model, ksv_cli_view_fn fn)
 {
     ksv_ctl *ctl;
     if (ksv_cli_open(cli, &ctl))
@@ -292,15 +291,23 @@ int ksv_cli_with_view(ksv_cli *cli, const char *model,
         ksv_ctl_close(ctl);
         return ksv_fail("%s", err.msg);
     }
-    int code = fn(cli, &v);
+    int code = fn(cli, ctl, model, &v);
     ksv_model_view_free(&v);
     ksv_ctl_close(ctl);
     return code;
 }
 
+static int print_revisions(ksv_cli *cli, ksv_ctl *ctl, const char *model,
+                           const ksv_model_view *v)
+{
+    (void)ctl;
+    (void)model;
+    return ksv_cli_print_revisions(cli, v);
+}
+
 static int get_revisions(ksv_cli *cli, const ksv_args *a)
 {
-    return ksv_cli_with_view(cli, ksv_args_pos(a, 0), ksv_cli_print_revisions);
+    return ksv_cli_with_view(cli, ksv_args_pos(a, 0), print_revisions);
 }
 
 #define GET_USAGE "expected `get models`, `get revisions MODEL` or `get quota`"

@@ -50,33 +50,24 @@ static ksv_rollout_request request(const ksv_cli *cli, const ksv_args *a, ksv_ro
 }
 
 /* The revisions and their split, then the release gate on each node (if any). */
+static int print_rollout_status(ksv_cli *cli, ksv_ctl *ctl, const char *model,
+                                const ksv_model_view *v)
+{
+    if (!cli->json) {
+        int code = ksv_cli_print_revisions(cli, v);
+        return code ? code : ksv_cli_gate_status(cli, ctl, model, NULL);
+    }
+    json_object *o = ksv_cli_view_json(v);
+    int code = ksv_cli_gate_status(cli, ctl, model, o);
+    if (code == 0)
+        ksv_cli_print_json(o);
+    json_object_put(o);
+    return code;
+}
+
 static int rollout_status(ksv_cli *cli, const ksv_args *a)
 {
-    const char *model = ksv_args_pos(a, 0);
-    ksv_ctl *ctl;
-    if (ksv_cli_open(cli, &ctl))
-        return 1;
-    ksv_model_view v;
-    ksv_err err;
-    if (ksv_ctl_model_view(ctl, model, cli->ns, &v, &err) != 0) {
-        ksv_ctl_close(ctl);
-        return ksv_fail("%s", err.msg);
-    }
-    int code;
-    if (cli->json) {
-        json_object *o = ksv_cli_view_json(&v);
-        code = ksv_cli_gate_status(cli, ctl, model, o);
-        if (code == 0)
-            ksv_cli_print_json(o);
-        json_object_put(o);
-    } else {
-        code = ksv_cli_print_revisions(cli, &v);
-        if (code == 0)
-            code = ksv_cli_gate_status(cli, ctl, model, NULL);
-    }
-    ksv_model_view_free(&v);
-    ksv_ctl_close(ctl);
-    return code;
+    return ksv_cli_with_view(cli, ksv_args_pos(a, 0), print_rollout_status);
 }
 
 static int rollout_gate(ksv_cli *cli, const ksv_args *a, const char *action)

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -133,4 +134,13 @@ int ksv_mkdir_p(const char *path, int mode, ksv_err *err)
     if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode))
         return ksv_err_set(err, 500, "%s: not a folder", buf);
     return 0;
+}
+
+const char *ksv_home_dir(void)
+{
+    const char *home = getenv("HOME");
+    if (home && *home)
+        return home;
+    struct passwd *pw = getpwuid(getuid());
+    return pw && pw->pw_dir ? pw->pw_dir : "/";
 }

@@ -1,4 +1,4 @@
-/* fileutil.h: whole-file reads and crash-safe writes. */
+/* fileutil.h: whole-file reads, crash-safe writes, folders. */
 #ifndef KSV_COMMON_FILEUTIL_H
 #define KSV_COMMON_FILEUTIL_H
 
@@ -15,5 +15,8 @@ int ksv_write_file_atomic(const char *path, const void *data, size_t len, int mo
                           ksv_err *err);
 /* mkdir -p with the given mode for folders it creates. */
 int ksv_mkdir_p(const char *path, int mode, ksv_err *err);
+/* The user's home folder, as OpenSSH finds it: $HOME, else this uid's entry in the password
+ * database, else "/". */
+const char *ksv_home_dir(void);
 
 #endif

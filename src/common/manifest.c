@@ -20,6 +20,7 @@
 
 #include "common/field_limits.h"
 #include "common/manifest_tree.h"
+#include "common/records.h"
 #include "common/sanitize.h"
 
 #define MAX_PATH_TEXT 256
@@ -631,7 +632,8 @@ static int read_runtime(vctx *v, const mnode *node, const char *path)
         runtime = KSV_RUNTIME_AUTO; /* the same model, as fast as it can be served exactly */
         spec->runtime_mapped = true; /* for xgboost models; read_model undoes it for others */
     } else {
-        /* A ServingRuntime by name, resolved when applied (DESIGN §12). */
+        /* A ServingRuntime by name, resolved when applied (docs/OPERATIONS.md, "External
+         * runtimes"). */
         if (!*name || strlen(name) > 63)
             return fail(v, node, path, "expected a runtime name of 1 to 63 characters");
         runtime = name;
@@ -967,26 +969,10 @@ void ksv_isvc_free(ksv_isvc *spec)
 
 void ksv_manifest_list_free(ksv_manifest_list *list)
 {
-    for (size_t k = 0; k < list->n; k++)
-        ksv_isvc_free(&list->items[k]);
-    free(list->items);
-    list->items = NULL;
-    list->n = 0;
-    for (size_t k = 0; k < list->n_quotas; k++)
-        ksv_resource_quota_free(&list->quotas[k]);
-    free(list->quotas);
-    list->quotas = NULL;
-    list->n_quotas = 0;
-    for (size_t k = 0; k < list->n_canaries; k++)
-        ksv_canary_free(&list->canaries[k]);
-    free(list->canaries);
-    list->canaries = NULL;
-    list->n_canaries = 0;
-    for (size_t k = 0; k < list->n_runtimes; k++)
-        ksv_serving_runtime_free(&list->runtimes[k]);
-    free(list->runtimes);
-    list->runtimes = NULL;
-    list->n_runtimes = 0;
+    KSV_RECORDS_FREE(list->items, list->n, ksv_isvc_free);
+    KSV_RECORDS_FREE(list->quotas, list->n_quotas, ksv_resource_quota_free);
+    KSV_RECORDS_FREE(list->canaries, list->n_canaries, ksv_canary_free);
+    KSV_RECORDS_FREE(list->runtimes, list->n_runtimes, ksv_serving_runtime_free);
 }
 
 static int add_spec(vctx *v, ksv_manifest_list *out, size_t *cap, const mnode *root, int line)

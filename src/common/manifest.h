@@ -126,7 +126,7 @@ typedef struct ksv_isvc {
 } ksv_isvc;
 
 /* A Kubernetes ResourceQuota (apiVersion v1) for a namespace: the hard limits ksv enforces
- * at apply (DESIGN.md section 11). */
+ * at apply (docs/OPERATIONS.md, "Namespace quotas"). */
 #define KSV_QUOTA_COUNT_ISVC "count/inferenceservices.serving.kserve.io"
 #define KSV_QUOTA_REQUESTS_MEMORY "requests.memory"
 #define KSV_QUOTA_REQUESTS_GPU "requests.nvidia.com/gpu"
@@ -155,7 +155,7 @@ typedef struct ksv_canary_metric {
 } ksv_canary_metric;
 
 /* A Flagger Canary (apiVersion flagger.app/v1beta1) whose targetRef names an
- * InferenceService: the release gate for that model (DESIGN.md section 10). */
+ * InferenceService: the release gate for that model (docs/API.md, "PUT .../rollout"). */
 typedef struct ksv_canary {
     char *source;
     int line;

@@ -1,5 +1,5 @@
 /* manifest_canary.c: Flagger `Canary` documents (flagger.app/v1beta1) read into ksv_canary,
- * and the engine rollout policy made from one (DESIGN.md section 10).
+ * and the engine rollout policy made from one (docs/API.md, "PUT .../rollout").
  *
  * Fields acted on: spec.targetRef (an InferenceService), spec.progressDeadlineSeconds,
  * spec.skipAnalysis (Flagger's: the canary is promoted once ready, without checks),

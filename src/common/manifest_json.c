@@ -132,6 +132,17 @@ static mnode *new_node(jreader *r, mn_type type)
     return node;
 }
 
+/* After an element of an object or array: 0 at ',' (another follows), 1 at `close` (the
+ * container ends), -1 with the error set otherwise. Consumes what it read. */
+static int after_element(jreader *r, char close)
+{
+    skip_ws(r);
+    if (r->pos < r->len && (r->s[r->pos] == ',' || r->s[r->pos] == close))
+        return r->s[r->pos++] == close;
+    fail_here(r, close == '}' ? "expected ',' or '}'" : "expected ',' or ']'", NULL);
+    return -1;
+}
+
 static mnode *read_object(jreader *r, int depth)
 {
     mnode *map = new_node(r, MN_MAP);
@@ -177,17 +188,11 @@ static mnode *read_object(jreader *r, int depth)
             ksv_err_set(r->err, 500, "%s: out of memory reading JSON", r->name);
             goto fail;
         }
-        skip_ws(r);
-        if (r->pos < r->len && r->s[r->pos] == ',') {
-            r->pos++;
-            continue;
-        }
-        if (r->pos < r->len && r->s[r->pos] == '}') {
-            r->pos++;
+        int next = after_element(r, '}');
+        if (next > 0)
             return map;
-        }
-        fail_here(r, "expected ',' or '}'", NULL);
-        goto fail;
+        if (next < 0)
+            goto fail;
     }
 fail:
     mn_free(map);
@@ -214,17 +219,11 @@ static mnode *read_array(jreader *r, int depth)
             ksv_err_set(r->err, 500, "%s: out of memory reading JSON", r->name);
             goto fail;
         }
-        skip_ws(r);
-        if (r->pos < r->len && r->s[r->pos] == ',') {
-            r->pos++;
-            continue;
-        }
-        if (r->pos < r->len && r->s[r->pos] == ']') {
-            r->pos++;
+        int next = after_element(r, ']');
+        if (next > 0)
             return seq;
-        }
-        fail_here(r, "expected ',' or ']'", NULL);
-        goto fail;
+        if (next < 0)
+            goto fail;
     }
 fail:
     mn_free(seq);

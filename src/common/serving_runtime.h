@@ -1,5 +1,6 @@
 /* serving_runtime.h: KServe ServingRuntime / ClusterServingRuntime documents
- * (serving.kserve.io/v1alpha1), which ksv runs as processes on a node (DESIGN.md §12).
+ * (serving.kserve.io/v1alpha1), which ksv runs as processes on a node (docs/OPERATIONS.md,
+ * "External runtimes").
  *
  * What ksv reads of one:
  *   metadata.name, metadata.namespace (ServingRuntime only; default "default")

@@ -3,7 +3,8 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+
+#include "common/clock.h"
 
 struct ksv_strmap_entry {
     ksv_strmap_entry *next;
@@ -31,9 +32,8 @@ static uint64_t hash_bytes(uint64_t seed, const void *key, size_t len)
 void ksv_strmap_init(ksv_strmap *m)
 {
     memset(m, 0, sizeof *m);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    m->seed = ((uint64_t)ts.tv_nsec << 32) ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)m;
+    /* A per-map seed, so a peer cannot pick keys that all collide. */
+    m->seed = (uint64_t)ksv_mono_ns() * 0x9E3779B97F4A7C15ull ^ (uint64_t)(uintptr_t)m;
 }
 
 void ksv_strmap_free(ksv_strmap *m)

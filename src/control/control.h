@@ -226,7 +226,7 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
                     const char *old_value, const char *new_value, const ksv_ctl_result *res,
                     const char *result_override, ksv_err *err);
 
-/* ---- release gates (run by the engines; DESIGN.md section 10) ---------------------- */
+/* ---- release gates (run by the engines; docs/API.md, "PUT .../rollout") ------------ */
 /* {"model":"NS/NAME","canary":NAME|null,"nodes":[{"node":..,"rollout":{..}|null,
  * "error":..}]}: each node's rollout as its engine reports it (caller json_object_put()s).
  * Imports every node's new events into history first. */

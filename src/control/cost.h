@@ -1,4 +1,4 @@
-/* cost.h: what the models cost (`ksv cost`, ksv-top's cost screen; DESIGN.md section 11),
+/* cost.h: what the models cost (`ksv cost`, ksv-top's cost screen; docs/OPERATIONS.md),
  * from the residency events the engines record (engine/usage.h) and keep in the store.
  *
  * Per revision, over the window [since, until]:

@@ -1,4 +1,4 @@
-/* gates.c: the console's side of release gates run by the engines (DESIGN.md section 10):
+/* gates.c: the console's side of release gates run by the engines (docs/API.md, "PUT .../rollout"):
  * starting a gated rollout on each node after an apply, reading its state, operator
  * actions, waiting for the outcome, and importing each node's event log into history once
  * (keyed by node and seq, actor gate@NODE), which also moves the desired split to what the

@@ -321,9 +321,7 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
         ksv_store_node_set_status(ctl->store, name, ksv_wall_ms(), NULL, version, err) != 0 ||
         ksv_ctl_history(ctl, "node add", NULL, name, NULL, address, res, NULL, err) != 0 ||
         ksv_store_commit(ctl->store, err) != 0) {
-        ksv_err ignored;
-        if (ksv_store_in_transaction(ctl->store))
-            ksv_store_rollback(ctl->store, &ignored);
+        ksv_store_abandon(ctl->store);
         return -1;
     }
     snprintf(res->summary, sizeof res->summary, "node %s added (%s, engine %s%s%.1100s)", name,
@@ -346,9 +344,7 @@ int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv
     if (ksv_store_node_remove(ctl->store, name, err) != 0 ||
         ksv_ctl_history(ctl, "node rm", NULL, name, address, NULL, NULL, "ok", err) != 0 ||
         ksv_store_commit(ctl->store, err) != 0) {
-        ksv_err ignored;
-        if (ksv_store_in_transaction(ctl->store))
-            ksv_store_rollback(ctl->store, &ignored);
+        ksv_store_abandon(ctl->store);
         return -1;
     }
     ctl_kept_forget(ctl, name);
@@ -518,8 +514,8 @@ int ksv_ctl_node_status(ksv_ctl *ctl, const char *name, ksv_node_status **out, s
                                   st[i].reachable ? st[i].engine_version : NULL, &ignored);
         json_object_put(state);
     }
-    if (txn && ksv_store_commit(ctl->store, &ignored) != 0 && ksv_store_in_transaction(ctl->store))
-        ksv_store_rollback(ctl->store, &ignored);
+    if (txn && ksv_store_commit(ctl->store, &ignored) != 0)
+        ksv_store_abandon(ctl->store);
     free(states);
     free(list.items); /* the nodes themselves moved into st */
     *out = st;

@@ -436,8 +436,8 @@ void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
             ksv_store_node_set_status(ctl->store, pn->name, ksv_wall_ms(),
                                       row.ok ? NULL : row.message, NULL, &ignored);
     }
-    if (txn && ksv_store_commit(ctl->store, &ignored) != 0 && ksv_store_in_transaction(ctl->store))
-        ksv_store_rollback(ctl->store, &ignored);
+    if (txn && ksv_store_commit(ctl->store, &ignored) != 0)
+        ksv_store_abandon(ctl->store);
 out:
     for (size_t k = 0; ctx.nodes && k < ctx.n_nodes; k++) {
         ksv_node_clear(&ctx.nodes[k].node);

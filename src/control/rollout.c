@@ -41,8 +41,7 @@ static int push_and_record(ksv_ctl *ctl, ctl_push_model *pm, size_t n, double ti
     }
     ksv_err ignored;
     if (txn && ksv_store_commit(ctl->store, rc == 0 ? err : &ignored) != 0) {
-        if (ksv_store_in_transaction(ctl->store))
-            ksv_store_rollback(ctl->store, &ignored);
+        ksv_store_abandon(ctl->store);
         rc = -1;
     }
     for (size_t i = 0; i < n; i++)
@@ -380,10 +379,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     rc = ksv_store_commit(ctl->store, err);
     goto out;
 rollback:
-    if (ksv_store_in_transaction(ctl->store)) {
-        ksv_err ignored;
-        ksv_store_rollback(ctl->store, &ignored);
-    }
+    ksv_store_abandon(ctl->store);
 out:
     free(policy);
     for (size_t i = 0; i < n_nodes; i++)
@@ -597,10 +593,7 @@ int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result
     rc = finish_change(ctl, &v, req->timeout_s, res, err);
     goto out;
 rollback:
-    if (ksv_store_in_transaction(ctl->store)) {
-        ksv_err ignored;
-        ksv_store_rollback(ctl->store, &ignored);
-    }
+    ksv_store_abandon(ctl->store);
 out:
     ksv_model_view_free(&v);
     return rc;
@@ -621,9 +614,7 @@ int ksv_ctl_delete(ksv_ctl *ctl, const char *model, const char *ns, double timeo
     if (ksv_store_model_delete(ctl->store, v.model.id, err) != 0 ||
         ksv_ctl_history(ctl, "delete", ref, NULL, old_text, NULL, NULL, "recorded", err) != 0 ||
         ksv_store_commit(ctl->store, err) != 0) {
-        ksv_err ignored;
-        if (ksv_store_in_transaction(ctl->store))
-            ksv_store_rollback(ctl->store, &ignored);
+        ksv_store_abandon(ctl->store);
         goto out;
     }
     ctl_push_model pm = {.view = &v, .remove = true};

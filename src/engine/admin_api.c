@@ -189,6 +189,17 @@ static void advance_test_clock(const ksv_http_request *req, ksv_http_response *r
     resp->status = 200;
 }
 
+/* The answer to a model or traffic change: the error (400 unless it says otherwise), or 202
+ * with the model's state: loading runs in the background, the body says where it stands. */
+static void answer_change(const ksv_http_request *req, const char *name, int rc, ksv_err *err,
+                          ksv_http_response *resp)
+{
+    if (rc != 0)
+        return ksv_http_error(resp, err->status ? err->status : 400, err->msg);
+    ksv_registry_write_model(req->engine->registry, name, &resp->body, err);
+    resp->status = 202;
+}
+
 static void put_model(const ksv_http_request *req, const char *name, ksv_http_response *resp)
 {
     ksv_err err;
@@ -206,13 +217,7 @@ static void put_model(const ksv_http_request *req, const char *name, ksv_http_re
     }
     free(spec);
     json_object_put(body);
-    if (rc != 0) {
-        ksv_http_error(resp, err.status ? err.status : 400, err.msg);
-        return;
-    }
-    /* Accepted: loading runs in the background; the body says where it stands. */
-    ksv_registry_write_model(req->engine->registry, name, &resp->body, &err);
-    resp->status = 202;
+    answer_change(req, name, rc, &err, resp);
 }
 
 static void put_traffic(const ksv_http_request *req, const char *name, ksv_http_response *resp)
@@ -222,12 +227,7 @@ static void put_traffic(const ksv_http_request *req, const char *name, ksv_http_
     json_object *body = ksv_http_json_body(req, &err);
     int rc = body ? ksv_registry_set_traffic(req->engine->registry, name, body, &err) : -1;
     json_object_put(body);
-    if (rc != 0) {
-        ksv_http_error(resp, err.status ? err.status : 400, err.msg);
-        return;
-    }
-    ksv_registry_write_model(req->engine->registry, name, &resp->body, &err);
-    resp->status = 202;
+    answer_change(req, name, rc, &err, resp);
 }
 
 /* PUT .../rollout (the policy), GET .../rollout, POST .../rollout/ACTION. */

@@ -175,6 +175,35 @@ static int run_inference(const ksv_http_request *req, ksv_engine_revision *rev, 
     return 0;
 }
 
+bool ksv_data_plane_route(const ksv_http_request *req, const char *model,
+                          const char *revision, ksv_route *route, ksv_http_response *resp)
+{
+    ksv_registry *reg = req->engine->registry;
+    ksv_err err;
+    ksv_err_clear(&err);
+    int rc = ksv_registry_route(reg, model, revision, &req->worker->rng, route, &err);
+    if (rc == KSV_ROUTE_COLD && req->cold) {
+        /* Scaled to zero: wait for the cold start (the HTTP layer parks the request). */
+        ksv_cold_waiter *w = req->cold;
+        snprintf(w->model, sizeof w->model, "%s", model);
+        snprintf(w->revision, sizeof w->revision, "%s", route->cold_revision);
+        w->deadline = req->start + (route->cold_timeout_ms > 0 ? route->cold_timeout_ms / 1000.0
+                                                               : KSV_COLD_DEFAULT_TIMEOUT_S);
+        resp->wait_cold = true;
+        return false;
+    }
+    if (rc == KSV_ROUTE_COLD)
+        rc = ksv_err_set(&err, 503, "revision %s is scaled to zero", route->cold_revision);
+    if (rc != 0) {
+        if (err.status != 404)
+            ksv_registry_record_model_error(reg, model, err.status, req->request_id, err.msg);
+        ksv_http_error(resp, err.status, err.msg);
+        resp->retry_after = err.status == 503 ? route->retry_after_s : 0;
+        return false;
+    }
+    return true;
+}
+
 static void infer(const ksv_http_request *req, const char *model, const char *revision, bool v1,
                   ksv_http_response *resp)
 {
@@ -182,26 +211,8 @@ static void infer(const ksv_http_request *req, const char *model, const char *re
     ksv_route route;
     ksv_err err;
     ksv_err_clear(&err);
-    int rc = ksv_registry_route(reg, model, revision, &req->worker->rng, &route, &err);
-    if (rc == KSV_ROUTE_COLD && req->cold) {
-        /* Scaled to zero: wait for the cold start (the HTTP layer parks the request). */
-        ksv_cold_waiter *w = req->cold;
-        snprintf(w->model, sizeof w->model, "%s", model);
-        snprintf(w->revision, sizeof w->revision, "%s", route.cold_revision);
-        w->deadline = req->start + (route.cold_timeout_ms > 0 ? route.cold_timeout_ms / 1000.0
-                                                              : KSV_COLD_DEFAULT_TIMEOUT_S);
-        resp->wait_cold = true;
+    if (!ksv_data_plane_route(req, model, revision, &route, resp))
         return;
-    }
-    if (rc == KSV_ROUTE_COLD)
-        rc = ksv_err_set(&err, 503, "revision %s is scaled to zero", route.cold_revision);
-    if (rc != 0) {
-        if (err.status != 404)
-            ksv_registry_record_model_error(reg, model, err.status, req->request_id, err.msg);
-        ksv_http_error(resp, err.status, err.msg);
-        resp->retry_after = err.status == 503 ? route.retry_after_s : 0;
-        return;
-    }
     if (route.rev->ops->proxied)
         return ksv_proxy_forward_infer(req, &route, model, v1, resp);
     snprintf(resp->revision, sizeof resp->revision, "%s", route.rev->spec.name);

@@ -668,15 +668,8 @@ static void *gate_main(void *arg)
         pthread_mutex_lock(&g->mu);
         bool idle = g->n == 0;
         pthread_mutex_unlock(&g->mu);
-        struct timespec until;
-        clock_gettime(CLOCK_REALTIME, &until);
         /* No rollout: a slow tick (a PUT wakes the thread at once). */
-        until.tv_sec += idle ? 1 : 0;
-        until.tv_nsec += idle ? 0 : TICK_NS;
-        if (until.tv_nsec >= 1000000000L) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000L;
-        }
+        struct timespec until = ksv_timespec_in(CLOCK_REALTIME, idle ? 1.0 : TICK_NS / 1e9);
         pthread_cond_timedwait(&g->wake, &g->wake_mu, &until);
         if (g->stop)
             break;

@@ -1,4 +1,4 @@
-/* gate.h: release gates run by the engine itself (DESIGN.md section 10).
+/* gate.h: release gates run by the engine itself (docs/API.md, "PUT .../rollout").
  *
  * A gate rolls one model's new revision (the canary) out step by step: each step's weight
  * is held for one analysis interval, then judged by metrics read from the engine's own

@@ -1,6 +1,6 @@
 /* gate_policy.h: a release gate's policy (what PUT /ksv/v1/models/{m}/rollout says) and its
  * progress (where the rollout stands), with their JSON forms. The policy mirrors the
- * fields of a Flagger Canary's analysis that ksv acts on (DESIGN.md section 10); the
+ * fields of a Flagger Canary's analysis that ksv acts on (docs/API.md, "PUT .../rollout"); the
  * progress is what the engine persists so a restarted engine resumes the rollout.
  * docs/API.md documents both bodies. */
 #ifndef KSV_ENGINE_GATE_POLICY_H

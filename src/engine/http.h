@@ -125,6 +125,13 @@ void ksv_handle_v2_stats(const ksv_http_request *req, const char *model, const c
                          ksv_http_response *resp);
 /* GET /v1/models: {"models":[...]}. */
 void ksv_handle_v1_model_list(const ksv_http_request *req, ksv_http_response *resp);
+/* Picks the revision of model (revision NULL: by its traffic split) that answers req, as
+ * every inference route does (data_plane.c): true with *route held (the caller ends it
+ * with ksv_registry_finish); false when resp is settled: an error (recorded against the
+ * model unless 404; Retry-After on 503), or the request parked until a scaled-to-zero
+ * revision is back (resp->wait_cold). */
+bool ksv_data_plane_route(const ksv_http_request *req, const char *model,
+                          const char *revision, ksv_route *route, ksv_http_response *resp);
 
 /* Whether the request carries the admin bearer token (compared in constant time). */
 bool ksv_http_authorized(const ksv_http_request *req);

@@ -100,11 +100,8 @@ static uint64_t random_seed(void)
             seed = 0;
         close(fd);
     }
-    if (!seed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        seed = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)pthread_self();
-    }
+    if (!seed)
+        seed = (uint64_t)ksv_mono_ns() * 0x9E3779B97F4A7C15ull ^ (uint64_t)pthread_self();
     return seed | 1;
 }
 

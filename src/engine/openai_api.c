@@ -198,28 +198,8 @@ static void completion(const ksv_http_request *req, bool chat, ksv_http_response
 
     ksv_registry *reg = req->engine->registry;
     ksv_route route;
-    ksv_err err;
-    ksv_err_clear(&err);
-    int rc = ksv_registry_route(reg, model, NULL, &req->worker->rng, &route, &err);
-    if (rc == KSV_ROUTE_COLD && req->cold) {
-        /* Scaled to zero: the HTTP layer parks the request until the runtime is back. */
-        ksv_cold_waiter *w = req->cold;
-        snprintf(w->model, sizeof w->model, "%s", model);
-        snprintf(w->revision, sizeof w->revision, "%s", route.cold_revision);
-        w->deadline = req->start + (route.cold_timeout_ms > 0 ? route.cold_timeout_ms / 1000.0
-                                                              : KSV_COLD_DEFAULT_TIMEOUT_S);
-        resp->wait_cold = true;
+    if (!ksv_data_plane_route(req, model, NULL, &route, resp))
         return;
-    }
-    if (rc == KSV_ROUTE_COLD)
-        rc = ksv_err_set(&err, 503, "revision %s is scaled to zero", route.cold_revision);
-    if (rc != 0) {
-        if (err.status != 404)
-            ksv_registry_record_model_error(reg, model, err.status, req->request_id, err.msg);
-        ksv_http_error(resp, err.status, err.msg);
-        resp->retry_after = err.status == 503 ? route.retry_after_s : 0;
-        return;
-    }
     ksv_engine_revision *rev = route.rev;
     if (!rev->ops->proxied || !(ksv_ext_protocols(rev->handle) & KSV_PROTO_OPENAI)) {
         char msg[320];

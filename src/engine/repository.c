@@ -180,7 +180,8 @@ static void index_revision(void *ctx, const char *model, const ksv_engine_revisi
         state = "READY";
         break;
     case KSV_REV_SCALED_TO_ZERO:
-        state = "READY"; /* it takes requests: the first one loads it (DESIGN §11) */
+        /* It takes requests: the first one loads it (docs/OPERATIONS.md, "Scale to zero"). */
+        state = "READY";
         reason = "scaled to zero";
         break;
     case KSV_REV_UNLOADED:

@@ -25,6 +25,7 @@
 #include "engine/v2_codec.h"
 
 #include <float.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -496,6 +497,25 @@ static int skip_value(scanner *s)
     }
 }
 
+/* The value ahead must open a `kind` container ('[' or '{'); else it is skipped (so a
+ * malformed value is reported as such first) and the error is fmt. Consumes nothing when
+ * it matches. */
+static int expect_opener(scanner *s, char kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int expect_opener(scanner *s, char kind, const char *fmt, ...)
+{
+    if (peek(s) == kind)
+        return 0;
+    if (skip_value(s) != 0)
+        return -1;
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return ksv_err_set(s->err, 400, "%s", what);
+}
+
 /* Checks that the body holds nothing but whitespace after the top-level value. */
 static int expect_end(scanner *s)
 {
@@ -922,11 +942,8 @@ static int read_datatype(scanner *s, const dtype_info **out)
 
 static int read_data(scanner *s, data_sink *k)
 {
-    if (peek(s) != '[') {
-        if (skip_value(s) != 0)
-            return -1;
-        return ksv_err_set(s->err, 400, "inputs[0].data: expected an array");
-    }
+    if (expect_opener(s, '[', "inputs[0].data: expected an array") != 0)
+        return -1;
     return read_data_array(s, k);
 }
 
@@ -1033,24 +1050,16 @@ static int read_tensor(scanner *s, size_t max_values, bool allow_binary, ksv_ten
 
 static int read_inputs(scanner *s, size_t max_values, bool allow_binary, ksv_tensor_req *req)
 {
-    if (peek(s) != '[') {
-        if (skip_value(s) != 0)
-            return -1;
-        return ksv_err_set(s->err, 400, "inputs: expected an array of tensors");
-    }
-    if (open_container(s) != 0)
+    if (expect_opener(s, '[', "inputs: expected an array of tensors") != 0 ||
+        open_container(s) != 0)
         return -1;
     bool first = true;
     size_t n = 0;
     int r;
     while ((r = next_element(s, &first)) == 1) {
         if (n == 0) {
-            if (peek(s) != '{') {
-                if (skip_value(s) != 0)
-                    return -1;
-                return ksv_err_set(s->err, 400, "inputs[0]: expected a tensor object");
-            }
-            if (read_tensor(s, max_values, allow_binary, req) != 0)
+            if (expect_opener(s, '{', "inputs[0]: expected a tensor object") != 0 ||
+                read_tensor(s, max_values, allow_binary, req) != 0)
                 return -1;
         } else if (skip_value(s) != 0) {
             return -1;
@@ -1069,12 +1078,8 @@ static int read_inputs(scanner *s, size_t max_values, bool allow_binary, ksv_ten
 
 static int read_outputs(scanner *s, ksv_tensor_req *req)
 {
-    if (peek(s) != '[') {
-        if (skip_value(s) != 0)
-            return -1;
-        return ksv_err_set(s->err, 400, "outputs: expected an array of {\"name\": ...} objects");
-    }
-    if (open_container(s) != 0)
+    if (expect_opener(s, '[', "outputs: expected an array of {\"name\": ...} objects") != 0 ||
+        open_container(s) != 0)
         return -1;
     bool first = true;
     int r;
@@ -1083,12 +1088,8 @@ static int read_outputs(scanner *s, ksv_tensor_req *req)
         if (i == KSV_MAX_REQUESTED_OUTPUTS)
             return ksv_err_set(s->err, 400, "outputs: more than %d requested outputs",
                                KSV_MAX_REQUESTED_OUTPUTS);
-        if (peek(s) != '{') {
-            if (skip_value(s) != 0)
-                return -1;
-            return ksv_err_set(s->err, 400, "outputs[%d]: expected an object", i);
-        }
-        if (open_container(s) != 0)
+        if (expect_opener(s, '{', "outputs[%d]: expected an object", i) != 0 ||
+            open_container(s) != 0)
             return -1;
         char what[32];
         snprintf(what, sizeof what, "outputs[%d]", i);
@@ -1294,12 +1295,8 @@ static int v1_value(scanner *s, data_sink *k, size_t row, size_t col, bool in_ro
 
 static int read_instances(scanner *s, size_t max_values, ksv_tensor_req *req)
 {
-    if (peek(s) != '[') {
-        if (skip_value(s) != 0)
-            return -1;
-        return ksv_err_set(s->err, 400, "instances: expected an array of rows");
-    }
-    if (open_container(s) != 0)
+    if (expect_opener(s, '[', "instances: expected an array of rows") != 0 ||
+        open_container(s) != 0)
         return -1;
     data_sink sink = {.req = req, .max_values = max_values, .dt = &v1_dtype,
                       .where = "instances"};

@@ -113,15 +113,25 @@ int ksv_engine_model_put_to_json(const ksv_engine_model_put *m, char **out, ksv_
 
 /* Field readers: `required` fields that are missing or mistyped fail with 502; optional
  * ones leave the default in place. */
+/* Member key of o into *v: 1 when it is there (and not null), 0 when an optional one is
+ * not, -1 (502) when a required one is not. */
+static int field(json_object *o, const char *key, bool required, const char *what,
+                 json_object **v, ksv_err *err)
+{
+    if (json_object_object_get_ex(o, key, v) && !json_object_is_type(*v, json_type_null))
+        return 1;
+    if (required)
+        return ksv_err_set(err, 502, "bad reply from engine: %s without \"%s\"", what, key);
+    return 0;
+}
+
 static int get_string(json_object *o, const char *key, bool required, char *dst, size_t cap,
                       const char *what, ksv_err *err)
 {
     json_object *v;
-    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
-        if (required)
-            return ksv_err_set(err, 502, "bad reply from engine: %s without \"%s\"", what, key);
-        return 0;
-    }
+    int present = field(o, key, required, what, &v, err);
+    if (present <= 0)
+        return present;
     if (!json_object_is_type(v, json_type_string))
         return ksv_err_set(err, 502, "bad reply from engine: %s.%s: expected a string", what,
                            key);
@@ -133,11 +143,9 @@ static int get_number(json_object *o, const char *key, bool required, double *ds
                       const char *what, ksv_err *err)
 {
     json_object *v;
-    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
-        if (required)
-            return ksv_err_set(err, 502, "bad reply from engine: %s without \"%s\"", what, key);
-        return 0;
-    }
+    int present = field(o, key, required, what, &v, err);
+    if (present <= 0)
+        return present;
     if (!json_object_is_type(v, json_type_int) && !json_object_is_type(v, json_type_double))
         return ksv_err_set(err, 502, "bad reply from engine: %s.%s: expected a number", what,
                            key);
@@ -154,11 +162,9 @@ static int get_int(json_object *o, const char *key, bool required, long long lo,
                    long long *dst, const char *what, ksv_err *err)
 {
     json_object *v;
-    if (!json_object_object_get_ex(o, key, &v) || json_object_is_type(v, json_type_null)) {
-        if (required)
-            return ksv_err_set(err, 502, "bad reply from engine: %s without \"%s\"", what, key);
-        return 0;
-    }
+    int present = field(o, key, required, what, &v, err);
+    if (present <= 0)
+        return present;
     if (!json_object_is_type(v, json_type_int))
         return ksv_err_set(err, 502, "bad reply from engine: %s.%s: expected an integer",
                            what, key);

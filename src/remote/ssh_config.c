@@ -101,15 +101,6 @@ static bool host_line_matches(char **patterns, int n, const char *alias)
     return matched;
 }
 
-static const char *home_dir(void)
-{
-    const char *home = getenv("HOME");
-    if (home && *home)
-        return home;
-    struct passwd *pw = getpwuid(getuid());
-    return pw && pw->pw_dir ? pw->pw_dir : "/";
-}
-
 static const char *local_user(void)
 {
     const char *u = getenv("USER");
@@ -129,7 +120,7 @@ static int expand_tokens(const char *in, const char *allowed, const char *alias,
     snprintf(portbuf, sizeof portbuf, "%d", port > 0 ? port : 22);
     const char *p = in;
     if (strchr(allowed, '~') && p[0] == '~' && (p[1] == '/' || p[1] == '\0')) {
-        int w = snprintf(out, cap, "%s", home_dir());
+        int w = snprintf(out, cap, "%s", ksv_home_dir());
         if (w < 0 || (size_t)w >= cap)
             return -1;
         n = (size_t)w;
@@ -149,7 +140,7 @@ static int expand_tokens(const char *in, const char *allowed, const char *alias,
             case '%': piece = "%"; break;
             case 'h': piece = host; break;
             case 'n': piece = alias; break;
-            case 'd': piece = home_dir(); break;
+            case 'd': piece = ksv_home_dir(); break;
             case 'u': piece = local_user(); break;
             case 'r': piece = ruser && *ruser ? ruser : local_user(); break;
             case 'p': piece = portbuf; break;
@@ -267,7 +258,7 @@ int ksv_ssh_config_lookup(const char *path, const char *alias, const char *remot
 {
     char def[PATH_MAX];
     if (!path) {
-        snprintf(def, sizeof def, "%s/.ssh/config", home_dir());
+        snprintf(def, sizeof def, "%s/.ssh/config", ksv_home_dir());
         path = def;
     }
     char *text = NULL;

@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/fileutil.h"
 #include "common/strbuf.h"
 #include "remote/ssh_config.h"
 #include "remote/ssh_knownhosts.h"
@@ -127,15 +128,6 @@ int ksv_ssh_ping_step(ksv_ssh_session *s)
 static void libssh2_init_once(void)
 {
     libssh2_init(0);
-}
-
-static const char *home_dir(void)
-{
-    const char *home = getenv("HOME");
-    if (home && *home)
-        return home;
-    struct passwd *pw = getpwuid(getuid());
-    return pw && pw->pw_dir ? pw->pw_dir : "/";
 }
 
 static int tcp_connect(const char *host, int port, double deadline, int *fd_out, ksv_err *err)
@@ -311,7 +303,7 @@ static int authenticate(ksv_ssh_session *s, const ksv_ssh_target *t,
         } else if (i <= cfg->n_identities) {
             snprintf(cand, sizeof cand, "%s", cfg->identities[i - 1]);
         } else {
-            snprintf(cand, sizeof cand, "%s/.ssh/%s", home_dir(),
+            snprintf(cand, sizeof cand, "%s/.ssh/%s", ksv_home_dir(),
                      defaults[i - 1 - cfg->n_identities]);
         }
         bool dup = false;
@@ -379,7 +371,7 @@ int ksv_ssh_session_open(const ksv_ssh_target *t, ksv_ssh_session **out, ksv_err
         snprintf(s->info.known_hosts, sizeof s->info.known_hosts, "%s", t->known_hosts);
     else
         snprintf(s->info.known_hosts, sizeof s->info.known_hosts, "%s/.ssh/known_hosts",
-                 home_dir());
+                 ksv_home_dir());
     snprintf(s->name, sizeof s->name, "%s@%s:%d", s->info.user, s->info.host, s->info.port);
 
     long ct = t->connect_timeout_ms > 0 ? t->connect_timeout_ms

@@ -134,11 +134,5 @@ void ksv_history_entry_clear(ksv_history_entry *e)
 
 void ksv_history_list_free(ksv_history_list *l)
 {
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        ksv_history_entry_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_history_entry_clear);
 }

@@ -437,11 +437,5 @@ void ksv_metric_sample_clear(ksv_metric_sample *m)
 
 void ksv_metric_list_free(ksv_metric_list *l)
 {
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        ksv_metric_sample_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_metric_sample_clear);
 }

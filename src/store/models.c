@@ -455,11 +455,5 @@ void ksv_model_record_clear(ksv_model_record *m)
 
 void ksv_model_record_list_free(ksv_model_record_list *l)
 {
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        ksv_model_record_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_model_record_clear);
 }

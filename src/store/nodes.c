@@ -283,11 +283,5 @@ void ksv_node_clear(ksv_node *n)
 
 void ksv_node_list_free(ksv_node_list *l)
 {
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        ksv_node_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_node_clear);
 }

@@ -14,11 +14,7 @@ void ksv_quota_clear(ksv_quota *q)
 
 void ksv_quota_list_free(ksv_quota_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
-        ksv_quota_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_quota_clear);
 }
 
 /* A limit column: NULL when the quota does not limit it (-1 here). */

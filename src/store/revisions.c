@@ -365,11 +365,5 @@ void ksv_revision_record_clear(ksv_revision_record *r)
 
 void ksv_revision_record_list_free(ksv_revision_record_list *l)
 {
-    if (!l)
-        return;
-    for (size_t i = 0; i < l->n; i++)
-        ksv_revision_record_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_revision_record_clear);
 }

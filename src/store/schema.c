@@ -159,7 +159,8 @@ static const char migration_3[] =
     ");\n"
     "PRAGMA user_version = 3;\n";
 
-/* 4: ServingRuntime / ClusterServingRuntime documents applied with `ksv apply` (DESIGN §12).
+/* 4: ServingRuntime / ClusterServingRuntime documents applied with `ksv apply`
+ * (docs/OPERATIONS.md, "External runtimes").
  * namespace is '' for a ClusterServingRuntime. */
 static const char migration_4[] =
     "CREATE TABLE serving_runtimes (\n"

@@ -280,6 +280,13 @@ bool ksv_store_in_transaction(const ksv_store *s)
     return s->explicit_tx;
 }
 
+void ksv_store_abandon(ksv_store *s)
+{
+    ksv_err ignored;
+    if (s->explicit_tx)
+        ksv_store_rollback(s, &ignored);
+}
+
 int ksv_store_data_version(ksv_store *s, int64_t *version, ksv_err *err)
 {
     sqlite3_stmt *st;

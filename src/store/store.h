@@ -102,6 +102,9 @@ int ksv_store_begin(ksv_store *s, ksv_err *err);
 int ksv_store_commit(ksv_store *s, ksv_err *err);
 int ksv_store_rollback(ksv_store *s, ksv_err *err);
 bool ksv_store_in_transaction(const ksv_store *s);
+/* Rolls back the open transaction, if there is one, for an error path: what made the caller
+ * give up is the error it reports, so a failure here is ignored. */
+void ksv_store_abandon(ksv_store *s);
 /* A number that changes whenever another connection (another process, or another handle
  * of this one) has committed a change since the last call on this handle: a reader that
  * sees it unchanged can keep what it read (SQLite's PRAGMA data_version). */

@@ -10,6 +10,7 @@
 
 #include "common/error.h"
 #include "common/field_limits.h"
+#include "common/records.h"
 #include "store/store.h"
 
 struct ksv_store {
@@ -92,5 +93,12 @@ struct json_object *store_json_parse(const char *text);
 int store_check_json_object(const char *json, const char *what, int status, ksv_err *err);
 /* Grows *items (of elem_size bytes each, *n used, *cap allocated) by one zeroed slot. */
 void *store_list_push(void **items, size_t *n, size_t *cap, size_t elem_size);
+/* Frees a list of records (l->items, l->n; l may be NULL): the one body of every
+ * ksv_*_list_free. */
+#define STORE_LIST_FREE(l, clear)                                                          \
+    do {                                                                                   \
+        if (l)                                                                             \
+            KSV_RECORDS_FREE((l)->items, (l)->n, clear);                                   \
+    } while (0)
 
 #endif

@@ -20,11 +20,7 @@ void ksv_usage_event_clear(ksv_usage_event *e)
 
 void ksv_usage_event_list_free(ksv_usage_event_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
-        ksv_usage_event_clear(&l->items[i]);
-    free(l->items);
-    l->items = NULL;
-    l->n = 0;
+    STORE_LIST_FREE(l, ksv_usage_event_clear);
 }
 
 int ksv_store_usage_add(ksv_store *s, const ksv_usage_event *e, ksv_err *err)
