@@ -165,7 +165,7 @@ try:
     # --- a gate that finishes while no ksv runs: the next apply starts from what it decided ---
     # churn-v1 again (a new revision), gated; only the engine is watched until it promotes,
     # so ksv's store still says the old revision is stable when the next apply comes.
-    load = Traffic(host, port)
+    load = Traffic(host, port, "churn", BODY, rps=150)
     rc, out, err = ksv("apply", "-f", write("v5.yaml", isvc("churn-v1", canary_pct=5) + CANARY))
     check(rc == 0, "gated rollout of churn-v1 started (%s)" % err.strip()[-200:])
     with open(os.path.join(node_dir, "token")) as f:
