@@ -1043,8 +1043,12 @@ int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err
     snprintf(w->argv0, sizeof w->argv0, "%s", o->argv0 ? o->argv0 : "");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
+    /* Scrapes kept per series: the latency window's worth at this refresh and some spare
+     * (a late collection feeds two), not a fixed 128: a fleet has thousands of series. */
+    double per_window = ceil(KSV_MWIN_LATENCY_WINDOW_MS / (w->opts.interval_s * 1000));
+    size_t keep = per_window + 8 < 16 ? 16 : per_window + 8 > 65536 ? 65536 : (size_t)per_window + 8;
     if (open_ctl(w, w->opts.node_timeout_ms, false, &w->ctl, err) != 0 ||
-        ksv_mwin_new(0, &w->mwin, err) != 0) {
+        ksv_mwin_new(keep, &w->mwin, err) != 0) {
         tui_worker_stop(w);
         return -1;
     }
