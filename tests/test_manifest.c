@@ -666,6 +666,14 @@ static const broken broken_table[] = {
      6, 20, "expected 64 hex digits"},
     {"nodes.yaml", HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/nodes: \"a,,b\"\n" PRED MODEL URI,
      6, 19, "empty node name"},
+    {"selector.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/node-selector: \"region=eu,,x\"\n" PRED
+         MODEL URI,
+     6, 27, "selector: an empty term"},
+    {"selector-both.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/nodes: a\n"
+         "    ksv.io/node-selector: \"region=eu\"\n" PRED MODEL URI,
+     6, 5, "ksv.io/nodes and ksv.io/node-selector both place the model"},
     {"memory.yaml", HDR META PRED MODEL URI "      resources:\n        limits:\n          memory: lots\n",
      13, 19, "\"lots\" is not a memory quantity"},
     {"gpu.yaml", HDR META PRED MODEL URI "      resources:\n        limits:\n          nvidia.com/gpu: half\n",

@@ -157,6 +157,9 @@ void ksv_cli_format_age(int64_t ms, char *out, size_t cap);
 
 /* `get quota` (cmd_quota.c). */
 int ksv_cli_get_quota(ksv_cli *cli, const ksv_args *a);
+/* `node ls` and `get nodes` (cmd_node.c): [--show-labels] [-l SELECTOR]. */
+int ksv_cli_node_ls(ksv_cli *cli, const ksv_args *a);
+extern const ksv_opt ksv_cli_node_ls_opts[];
 
 /* Model views shared by get, describe and rollout (cmd_get.c). */
 int ksv_cli_with_view(ksv_cli *cli, const char *model,

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/field_limits.h"
+#include "common/labels.h"
 #include "common/manifest_tree.h"
 #include "common/sanitize.h"
 
@@ -216,6 +217,18 @@ static int parse_nodes_annotation(vctx *v, const mnode *at, const char *path, co
     return 0;
 }
 
+static int parse_selector_annotation(vctx *v, const mnode *at, const char *path,
+                                     const char *text)
+{
+    ksv_selector sel;
+    ksv_err why;
+    if (ksv_selector_parse(text, &sel, &why) != 0)
+        return fail(v, at, path, "%s", why.msg);
+    if (!(v->spec->node_selector = strdup(text)))
+        return oom(v);
+    return 0;
+}
+
 static int parse_sha256_annotation(vctx *v, const mnode *at, const char *path, const char *text)
 {
     if (strlen(text) != 64)
@@ -315,6 +328,8 @@ static int read_annotations(vctx *v, const mnode *map)
         int rc;
         if (strcmp(e->key, "ksv.io/nodes") == 0)
             rc = parse_nodes_annotation(v, e->value, path, value);
+        else if (strcmp(e->key, "ksv.io/node-selector") == 0)
+            rc = parse_selector_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/sha256") == 0)
             rc = parse_sha256_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/rollback-window") == 0)
@@ -328,6 +343,9 @@ static int read_annotations(vctx *v, const mnode *map)
         if (rc)
             return -1;
     }
+    if (spec->n_nodes && spec->node_selector)
+        return fail(v, map, "metadata.annotations", "ksv.io/nodes and ksv.io/node-selector "
+                    "both place the model: keep one");
     return 0;
 }
 
@@ -941,6 +959,7 @@ void ksv_isvc_free(ksv_isvc *spec)
     for (size_t k = 0; k < spec->n_nodes; k++)
         free(spec->nodes[k]);
     free(spec->nodes);
+    free(spec->node_selector);
     free(spec->sha256);
     free(spec->model_format);
     free(spec->model_format_version);

@@ -81,6 +81,8 @@ typedef struct ksv_isvc {
     /* Annotations ksv acts on, decoded. */
     char **nodes;                /* ksv.io/nodes split at commas; NULL when absent */
     size_t n_nodes;
+    char *node_selector;         /* ksv.io/node-selector as written (common/labels.h syntax,
+                                  * checked); NULL when absent. Not with ksv.io/nodes. */
     char *sha256;                /* ksv.io/sha256, 64 lowercase hex digits; NULL when absent */
     int64_t rollback_window_s;   /* ksv.io/rollback-window, default 600 */
     int64_t scale_window_s;      /* autoscaling.knative.dev/window, default 60 */

@@ -100,12 +100,22 @@ typedef struct ksv_node_add_options {
     const char *identity, *known_hosts;
     int engine_port;
     bool trust_new, install;
+    const char *const *labels;    /* "KEY=VALUE" (--label), n_labels of them */
+    size_t n_labels;
 } ksv_node_add_options;
 
 /* local: starts (or attaches to) an engine on this machine; http://: checks it answers. */
 int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
                      const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err);
 int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv_err *err);
+/* `ksv node label NAME KEY=VALUE|KEY-...`: sets and removes labels in one change, with a
+ * history row (before and after). Status 2 for a malformed argument. */
+int ksv_ctl_node_label(ksv_ctl *ctl, const char *name, const char *const *args, size_t n,
+                       ksv_ctl_result *res, ksv_err *err);
+/* The registered nodes whose labels satisfy selector (common/labels.h), sorted by name;
+ * *names (each and the array) for the caller to free. 400 for a malformed selector. */
+int ksv_ctl_nodes_selected(ksv_ctl *ctl, const char *selector, char ***names, size_t *n,
+                           ksv_err *err);
 
 typedef struct ksv_node_status {
     ksv_node node;                /* from the store */
@@ -127,6 +137,8 @@ void ksv_node_status_free(ksv_node_status *st, size_t n);
 typedef struct ksv_apply_options {
     const char *const *nodes;     /* --node NAME..., overrides ksv.io/nodes */
     size_t n_nodes;
+    const char *selector;         /* -l SELECTOR: the nodes it picks, overrides both
+                                   * annotations (not with nodes) */
     double timeout_s;             /* wait for nodes to report the change in effect */
 } ksv_apply_options;
 

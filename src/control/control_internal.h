@@ -112,6 +112,18 @@ int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *u
 void ctl_node_disconnect(ctl_node_conn *c);
 
 /* ---- kept connections (kept_conns.c) ---- */
+/* Labels parsed from KEY=VALUE (and, allow_remove, KEY-: value NULL) arguments. */
+typedef struct ctl_labels {
+    char **keys;
+    char **values;
+    size_t n;
+} ctl_labels;
+int ctl_labels_parse(const char *const *args, size_t n, bool allow_remove, ctl_labels *out,
+                     ksv_err *err);
+void ctl_labels_free(ctl_labels *l);
+/* "k=v,k2-" into out. */
+void ctl_labels_text(char *const *keys, char *const *values, size_t n, ksv_sb *out);
+
 typedef struct ctl_kept ctl_kept;
 typedef int (*ctl_dial_fn)(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
                            ksv_err *err);

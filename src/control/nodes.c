@@ -250,6 +250,10 @@ void ctl_node_disconnect(ctl_node_conn *c)
     c->tunnel = NULL;
 }
 
+static int node_add_labelled(ksv_ctl *ctl, const char *name, const char *address,
+                             const ksv_node_add_options *opts, ksv_node *nodep,
+                             ksv_ctl_result *res, ksv_err *err);
+
 int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
                      const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err)
 {
@@ -280,6 +284,24 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
     node.engine_port = opts->engine_port;
     node.ssh_identity = (char *)opts->identity;
     node.ssh_known_hosts = (char *)opts->known_hosts;
+    ctl_labels labels;
+    if (ctl_labels_parse(opts->labels, opts->n_labels, false, &labels, err) != 0) {
+        err->status = err->status == 400 ? 2 : err->status;
+        return -1;
+    }
+    node.label_keys = labels.keys;
+    node.label_values = labels.values;
+    node.n_labels = labels.n;
+    int rc = node_add_labelled(ctl, name, address, opts, &node, res, err);
+    ctl_labels_free(&labels);
+    return rc;
+}
+
+static int node_add_labelled(ksv_ctl *ctl, const char *name, const char *address,
+                             const ksv_node_add_options *opts, ksv_node *nodep,
+                             ksv_ctl_result *res, ksv_err *err)
+{
+    ksv_node node = *nodep;
     char dir[PATH_MAX];
     if (node.kind == KSV_NODE_LOCAL && !node.engine_state_dir) {
         ctl_local_state_dir(&node, dir, sizeof dir);

@@ -144,13 +144,30 @@ static int set_traffic_pair(ksv_ctl *ctl, int64_t model_id, int64_t stable_id, i
     return ksv_store_traffic_set(ctl->store, model_id, e, n, err);
 }
 
-/* Where a spec is placed: --node, else ksv.io/nodes, else the only registered node. */
+/* Where a spec is placed: --node, else -l SELECTOR, else ksv.io/nodes or
+ * ksv.io/node-selector, else the only registered node. */
 static int placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
                      char ***nodes, size_t *n, ksv_err *err)
 {
     const char *const *src = NULL;
     size_t count = 0;
     ksv_node_list all = {0};
+    const char *selector = opts->n_nodes ? NULL
+                           : opts->selector ? opts->selector
+                           : spec->n_nodes ? NULL
+                                           : spec->node_selector;
+    if (selector) {
+        if (ksv_ctl_nodes_selected(ctl, selector, nodes, n, err) != 0)
+            return ksv_err_prefix(err, "%s/%s", spec->namespace_name, spec->name);
+        if (*n == 0) {
+            free(*nodes);
+            *nodes = NULL;
+            return ksv_err_set(err, 400, "%s/%s: node selector \"%s\" matches no registered "
+                               "node (ksv node ls --show-labels)", spec->namespace_name,
+                               spec->name, selector);
+        }
+        return 0;
+    }
     if (opts->n_nodes) {
         src = opts->nodes;
         count = opts->n_nodes;

@@ -41,6 +41,7 @@ typedef enum {
     TUI_ACT_HISTORY,
     TUI_ACT_NODES,
     TUI_ACT_FILTER,
+    TUI_ACT_GROUP,         /* nodes screen: group by the next label key (then none) */
     TUI_ACT_COMMAND,
     TUI_ACT_SORT_NEXT,
     TUI_ACT_SORT_PREV,

@@ -522,6 +522,16 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
         snprintf(tn->name, sizeof tn->name, "%s", n->name);
         snprintf(tn->kind, sizeof tn->kind, "%s", ksv_node_kind_name(n->kind));
         snprintf(tn->address, sizeof tn->address, "%s", n->address);
+        size_t ll = 0;
+        for (size_t l = 0; l < n->n_labels && ll < sizeof tn->labels; l++) {
+            int wr = snprintf(tn->labels + ll, sizeof tn->labels - ll, "%s%s=%s", l ? "," : "",
+                             n->label_keys[l], n->label_values[l]);
+            if (wr < 0 || (size_t)wr >= sizeof tn->labels - ll) {
+                tn->labels[ll] = '\0'; /* whole labels only */
+                break;
+            }
+            ll += (size_t)wr;
+        }
         tn->age_ms = -1;
         if (!ns->probe) {
             snprintf(tn->error, sizeof tn->error, "not probed yet");
