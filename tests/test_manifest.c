@@ -670,6 +670,16 @@ static const broken broken_table[] = {
      HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/node-selector: \"region=eu,,x\"\n" PRED
          MODEL URI,
      6, 27, "selector: an empty term"},
+    {"waves.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/waves: \"25%,10%\"\n" PRED MODEL URI,
+     6, 19, "each wave must be larger than the one before"},
+    {"waves-huge.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/waves: \"99999999999999999999\"\n" PRED
+         MODEL URI,
+     6, 19, "expected wave sizes"},
+    {"soak.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/wave-soak: \"2d\"\n" PRED MODEL URI,
+     6, 23, "expected a duration 0s..24h"},
     {"selector-both.yaml",
      HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/nodes: a\n"
          "    ksv.io/node-selector: \"region=eu\"\n" PRED MODEL URI,

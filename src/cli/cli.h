@@ -174,6 +174,9 @@ void ksv_cli_nodes_text(const ksv_model_record *m, char *out, size_t cap);
  * "gate" to that JSON object instead); active: some node runs a gated rollout (or a Failed
  * one, when asked); wait: until Succeeded (0) or Failed (1, with the reason). */
 int ksv_cli_gate_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_object *into);
+/* The newest waved rollout's nodes, waves and phases: printed, or added to into ("waves",
+ * null when none). */
+int ksv_cli_wave_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_object *into);
 bool ksv_cli_gate_active(ksv_cli *cli, ksv_ctl *ctl, const char *model, bool include_failed);
 int ksv_cli_gate_wait(ksv_cli *cli, ksv_ctl *ctl, const char *model);
 

@@ -67,12 +67,16 @@ static int rollout_status(ksv_cli *cli, const ksv_args *a)
         json_object *o = ksv_cli_view_json(&v);
         code = ksv_cli_gate_status(cli, ctl, model, o);
         if (code == 0)
+            code = ksv_cli_wave_status(cli, ctl, model, o);
+        if (code == 0)
             ksv_cli_print_json(o);
         json_object_put(o);
     } else {
         code = ksv_cli_print_revisions(cli, &v);
         if (code == 0)
             code = ksv_cli_gate_status(cli, ctl, model, NULL);
+        if (code == 0)
+            code = ksv_cli_wave_status(cli, ctl, model, NULL);
     }
     ksv_model_view_free(&v);
     ksv_ctl_close(ctl);

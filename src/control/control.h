@@ -241,6 +241,11 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
  * Imports every node's new events into history first. */
 int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
                         ksv_err *err);
+/* The newest waved rollout of the model (ksv.io/waves), from history:
+ * {"revision":R,"waves":M,"nodes":[{"node":N,"wave":K,"phase":"succeeded|in progress|
+ * pending|failed, rolled back|rolled back|not started"}]}; *out NULL when it had none. */
+int ksv_ctl_wave_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
+                        ksv_err *err);
 /* pause | resume | abort | retry | promote on every node holding the model. */
 int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const char *action,
                         ksv_ctl_result *res, ksv_err *err);

@@ -124,6 +124,14 @@ void ctl_labels_free(ctl_labels *l);
 /* "k=v,k2-" into out. */
 void ctl_labels_text(char *const *keys, char *const *values, size_t n, ksv_sb *out);
 
+/* waves.c: the cumulative wave ends for n_nodes (ksv.io/waves; the last is n_nodes), and the
+ * waved rollout of model ref from revision stable to fresh (the store holds the new desired
+ * state; each wave's nodes get it in turn). -1 with err when a wave failed (the model was
+ * rolled back) or a step could not be recorded. */
+void ctl_waves_plan(const ksv_isvc *spec, size_t n_nodes, size_t *ends, size_t *n_waves);
+int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
+                  const char *fresh, double timeout_s, ksv_ctl_result *res, ksv_err *err);
+
 typedef struct ctl_kept ctl_kept;
 typedef int (*ctl_dial_fn)(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
                            ksv_err *err);

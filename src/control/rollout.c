@@ -216,6 +216,8 @@ typedef struct gate_start {
     char canary[KSV_DNS_LABEL_MAX + 1];
     char stable[KSV_DNS_LABEL_MAX + 1];
     char *policy;                 /* the stored Canary's policy template */
+    /* ksv.io/waves: the new revision (canary) goes out wave by wave over stable */
+    bool waved;
 } gate_start;
 
 /* Saves the Canary gating model_id (from this apply) and returns the policy that gates it
@@ -351,6 +353,21 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     }
     int trc;
     ksv_revision_record stable_rev;
+    if (stable && policy && spec->n_waves) {
+        ksv_err_set(err, 400, "%s:%d: %s: ksv.io/waves with a Canary is not supported yet: "
+                    "waves soak without a release gate (remove one of them)", spec->source,
+                    spec->line, ref);
+        ksv_revision_record_clear(&rev);
+        goto rollback;
+    }
+    if (stable && spec->n_waves &&
+        ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
+        gs->waved = true;
+        snprintf(gs->model_ref, sizeof gs->model_ref, "%s", ref);
+        snprintf(gs->canary, sizeof gs->canary, "%s", rev.name);
+        snprintf(gs->stable, sizeof gs->stable, "%s", stable_rev.name);
+        ksv_revision_record_clear(&stable_rev);
+    }
     if (stable && policy &&
         ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
         /* A Canary gates it: the new revision starts at 0% and the engine's gate moves it
@@ -455,7 +472,7 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
         if (apply_one_to_store(ctl, spec,
                                ksv_manifest_find_canary(list, spec->namespace_name, spec->name),
                                opts, &changed, &gates[i], &store_err) != 0 ||
-            view_set_add(ctl, &set, ref, &store_err) != 0) {
+            (!gates[i].waved && view_set_add(ctl, &set, ref, &store_err) != 0)) {
             rc = -1;
             break;
         }
@@ -466,6 +483,17 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     ksv_err_clear(&push_err);
     int prc = view_set_push(ctl, &set, opts->timeout_s, res, &push_err);
     view_set_free(&set);
+    /* Waved models after the rest, one at a time: each soaks between its waves. */
+    for (size_t i = 0; i < list->n && rc == 0; i++) {
+        ksv_err werr;
+        if (gates[i].waved &&
+            ctl_waves_run(ctl, &list->items[i], gates[i].model_ref, gates[i].stable,
+                          gates[i].canary, opts->timeout_s, res, &werr) != 0 &&
+            prc == 0) {
+            prc = -1;
+            push_err = werr;
+        }
+    }
     /* The new revisions are loaded on their nodes: each gate starts there. */
     for (size_t i = 0; i < list->n; i++) {
         if (gates[i].start && prc == 0 && rc == 0) {
