@@ -94,6 +94,7 @@ typedef struct ctl_node_conn {
     ksv_ssh_tunnel *tunnel;       /* ssh nodes: the forwarded port the client talks to */
     char engine_path[1100];       /* ssh nodes: the engine found or installed */
     bool engine_installed;        /* ssh nodes: this connect uploaded it (--install) */
+    char unit_note[1400];         /* ssh nodes, --install: what became of the systemd unit */
     bool borrowed;                /* kept by the ctl (kept_conns.c): disconnect leaves it */
 } ctl_node_conn;
 

@@ -175,6 +175,20 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
     snprintf(listen, listen_cap, "127.0.0.1:%d", eng.port); /* on the node, as it binds */
     snprintf(out->engine_path, sizeof out->engine_path, "%s", eng.engine_path);
     out->engine_installed = eng.installed;
+    out->unit_note[0] = '\0';
+    if (eng.unit_written) {
+        const ksv_ssh_unit *u = &eng.unit;
+        if (u->enabled)
+            snprintf(out->unit_note, sizeof out->unit_note, "; systemd unit %.600s enabled%s%s",
+                     u->path, u->user ? (u->linger ? ", lingering" : ", no linger: it starts "
+                                                     "at login, not at boot") : "",
+                     eng.started ? " and started" : "");
+        else
+            snprintf(out->unit_note, sizeof out->unit_note, "; systemd unit written to %.600s but "
+                     "not enabled (%s): the engine was started without it and will not come "
+                     "back after a reboot", u->path,
+                     u->note[0] ? u->note : "the node runs no systemd");
+    }
     return 0;
 }
 
@@ -327,6 +341,8 @@ static int node_add_labelled(ksv_ctl *ctl, const char *name, const char *address
     char found_engine[1100];
     snprintf(found_engine, sizeof found_engine, "%s", conn.engine_path);
     bool installed = conn.engine_installed;
+    char unit_note[sizeof conn.unit_note];
+    snprintf(unit_note, sizeof unit_note, "%s", conn.unit_note);
     if (node.kind == KSV_NODE_SSH && found_engine[0])
         node.engine_path = found_engine; /* later connects start the same binary */
     ksv_engine_node_info info;
@@ -351,6 +367,8 @@ static int node_add_labelled(ksv_ctl *ctl, const char *name, const char *address
     snprintf(res->summary, sizeof res->summary, "node %s added (%s, engine %s%s%.1100s)", name,
              address, version[0] ? version : "?", installed ? ", installed at " : "",
              installed ? found_engine : "");
+    size_t used = strlen(res->summary);
+    snprintf(res->summary + used, sizeof res->summary - used, "%s", unit_note);
     res->changed = true;
     return 0;
 }
