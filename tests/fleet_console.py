@@ -32,9 +32,7 @@ sender = threading.Thread(target=traffic, args=(fleet, models, stop, 10.0), daem
 term = Tmux("ksvfleet")
 try:
     sender.start()
-    env = {"KSV_DB": fleet.env["KSV_DB"], "XDG_STATE_HOME": fleet.env["XDG_STATE_HOME"],
-           "USER": "tester", "TERM": "tmux-256color", "LC_ALL": "C.UTF-8"}
-    term.start([TOP, "-d", "0.5"], env, cols=160, lines=N_NODES * 2 + 8)
+    term.start([TOP, "-d", "0.5"], fleet.console_env(), cols=160, lines=N_NODES * 2 + 8)
     term.keys("N")
     def rows_up(t):
         return sum(1 for l in t.splitlines() if re.match(r"^\s*n\d{3}\s", l) and " up " in l)

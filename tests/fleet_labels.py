@@ -163,9 +163,7 @@ try:
     if shutil.which("tmux"):
         term = Tmux("ksvlabels")
         try:
-            env = {"KSV_DB": fleet.env["KSV_DB"], "XDG_STATE_HOME": fleet.env["XDG_STATE_HOME"],
-                   "USER": "tester", "TERM": "tmux-256color", "LC_ALL": "C.UTF-8"}
-            term.start([TOP, "-d", "0.5"], env, cols=200, lines=40)
+            term.start([TOP, "-d", "0.5"], fleet.console_env(), cols=200, lines=40)
             term.keys("N")
             rows = lambda t: [l for l in t.splitlines() if re.match(r"^\s*n\d{3}\s", l)]
             scr = term.wait_for(lambda t: len(rows(t)) == N and " up " in t, timeout=30)

@@ -5,15 +5,18 @@ waves in order (1 node, then 13, then the other 36; each wave's history row name
 its nodes), and every engine ends serving it; `ksv rollout status` shows each node's wave
 and phase. A bad revision (a model that refuses the traffic's rows) fails its soak at
 wave 1: the command exits 1 naming the wave and why, the model is rolled back, and no
-engine serves the bad revision afterwards (asked of each engine). Malformed annotations are
+engine serves the bad revision afterwards (asked of each engine), and ksv-top's detail screen
+(tmux, when installed) shows each wave's phase and nodes. Malformed annotations are
 refused with file and line, and nothing is applied."""
 import json
 import os
+import shutil
 import threading
 import urllib.request
 
 from fleetnodes import Fleet
-from ksvtest import DATA, check, finish
+from ksvtest import DATA, TOP, check, finish
+from tmuxterm import Tmux
 
 N = 50
 BODY = json.dumps({"inputs": [{"name": "input-0", "shape": [1, 4], "datatype": "FP32",
@@ -138,6 +141,22 @@ try:
     check(actions[:4] == ["reconcile", "rollback", "wave", "waves"] and
           hist[2]["result"].startswith("failed") and sorted(hist[2]["nodes"]) == ["n000"],
           "history: the plan, the failed wave (n000), the rollback and its push (%s)" % actions[:4])
+
+    # ksv-top's detail screen of the model shows each wave's nodes and phase.
+    if shutil.which("tmux"):
+        term = Tmux("ksvwaves")
+        try:
+            term.start([TOP, "-d", "1"], fleet.console_env(), cols=160, lines=50)
+            term.wait_for(lambda t: " wv " in t or "default/wv" in t or "\nwv" in t or " wv\n" in t, timeout=20)
+            term.keys("Enter")
+            scr = term.wait_for(lambda t: "WAVES wv-00003 in 3 waves" in t and "wave 3/3" in t, timeout=20)
+            check("WAVES wv-00003 in 3 waves" in scr and "wave 1/3 failed, rolled back: n000" in scr and
+                  "wave 2/3 not started: n001, n002, n003, n004, ... (12 nodes)" in scr and
+                  "wave 3/3 not started: n013" in scr,
+                  "ksv-top: the model's waves, each with its phase and nodes (%s)"
+                  % [l.strip() for l in scr.splitlines() if "wave" in l.lower()][:4])
+        finally:
+            term.kill()
 
     # Malformed annotations: file and line, nothing applied.
     for waves, soak, why in (("0", "2s", "expected wave sizes"), ("25%,10%", "2s", "larger than the one before"),

@@ -81,6 +81,8 @@ typedef struct tui_gate {
     } checks[TUI_GATE_CHECKS];
 } tui_gate;
 
+#define TUI_WAVE_LINES 8
+
 typedef struct tui_model {
     char key[TUI_KEY_LEN];      /* "namespace/name" */
     char ns[64];
@@ -104,6 +106,11 @@ typedef struct tui_model {
     tui_runtime_log *logs;      /* external runtimes' output (focus model only) */
     size_t n_logs;
     tui_gate gate;              /* the engines' release gate, when one rolls it out */
+    /* The newest waved rollout (ksv.io/waves), focus model only: "REV in M waves" and one
+     * line per wave, "wave K/M PHASE: nodes". n_wave_lines 0: none. */
+    char waves_title[96];
+    char wave_lines[TUI_WAVE_LINES][240];
+    size_t n_wave_lines;
 } tui_model;
 
 typedef struct tui_gpu {

@@ -359,6 +359,16 @@ static void draw_detail(tui_app *a, int top, int height)
     tui_put(y++, 11, sw, spark, A(a, TUI_C_WARN), true, false);
     int bottom = top + height;
     y = draw_gate(a, m, y, bottom);
+    if (m->n_wave_lines && y < bottom) {
+        char title[160];
+        snprintf(title, sizeof title, " WAVES %s", m->waves_title);
+        tui_put(y++, 0, COLS, title, A(a, TUI_C_TITLE), true, false);
+        for (size_t i = 0; i < m->n_wave_lines && y < bottom; i++) {
+            bool bad = strstr(m->wave_lines[i], "failed") != NULL;
+            tui_put(y++, 2, COLS - 3, m->wave_lines[i], A(a, bad ? TUI_C_BAD : TUI_C_DEFAULT),
+                    true, false);
+        }
+    }
     tui_put(y++, 0, COLS, " RECENT ERRORS (request id)", A(a, TUI_C_TITLE), true, false);
     int err_rows = m->n_errors ? (int)(m->n_errors < 5 ? m->n_errors : 5) : 1;
     if (!m->n_errors)

@@ -117,6 +117,12 @@ struct tui_worker {
     ksv_prom_round prom_round;   /* its latest answers */
     spark_hist *sparks;
     size_t n_sparks;
+    /* the focus model's waves, read from history again only when it or the store changes */
+    char waves_of[TUI_KEY_LEN];
+    int64_t waves_version;
+    char waves_title[96];
+    char wave_lines[TUI_WAVE_LINES][240];
+    size_t n_wave_lines;
 };
 
 /* Waits on w->cond until *flag, stop, or ms pass. Called with w->mu held. */
@@ -801,6 +807,47 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_recor
     }
 }
 
+/* The focus model's waves as lines, one per wave: "wave 2/3 succeeded: n001, n002 (12)". */
+static void read_waves(tui_worker *w, const char *ref)
+{
+    if (strcmp(w->waves_of, ref) == 0 && w->waves_version == w->cache.version)
+        return;
+    snprintf(w->waves_of, sizeof w->waves_of, "%s", ref);
+    w->waves_version = w->cache.version;
+    w->n_wave_lines = 0;
+    w->waves_title[0] = '\0';
+    json_object *st = NULL;
+    ksv_err err;
+    if (!*ref || ksv_ctl_wave_status(w->ctl, ref, NULL, &st, &err) != 0 || !st)
+        return;
+    int waves = json_object_get_int(json_object_object_get(st, "waves"));
+    snprintf(w->waves_title, sizeof w->waves_title, "%s in %d waves",
+             json_object_get_string(json_object_object_get(st, "revision")), waves);
+    json_object *nodes = json_object_object_get(st, "nodes");
+    for (int k = 1; k <= waves && w->n_wave_lines < TUI_WAVE_LINES; k++) {
+        char *line = w->wave_lines[w->n_wave_lines];
+        size_t len = 0, count = 0;
+        for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+            json_object *e = json_object_array_get_idx(nodes, i);
+            if (json_object_get_int(json_object_object_get(e, "wave")) != k)
+                continue;
+            const char *node = json_object_get_string(json_object_object_get(e, "node"));
+            if (count++ == 0)
+                len = (size_t)snprintf(line, sizeof w->wave_lines[0], "wave %d/%d %s: %s", k,
+                                       waves,
+                                       json_object_get_string(json_object_object_get(e, "phase")),
+                                       node);
+            else if (count <= 4 && len < sizeof w->wave_lines[0])
+                len += (size_t)snprintf(line + len, sizeof w->wave_lines[0] - len, ", %s", node);
+        }
+        if (count > 4 && len < sizeof w->wave_lines[0])
+            snprintf(line + len, sizeof w->wave_lines[0] - len, ", ... (%zu nodes)", count);
+        if (count)
+            w->n_wave_lines++;
+    }
+    json_object_put(st);
+}
+
 static void fill_history(tui_snapshot *s, const ksv_history_list *hl)
 {
     s->history = calloc(hl->n ? hl->n : 1, sizeof *s->history);
@@ -902,8 +949,15 @@ static void collect(tui_worker *w)
         const ksv_model_view *v = &cache->views[i];
         char ref[TUI_KEY_LEN];
         snprintf(ref, sizeof ref, "%s/%s", v->model.ns, v->model.name);
-        fill_model(w, &c, &cache->models, v, &s->models[s->n_models++], now,
-                   strcmp(ref, focus) == 0);
+        bool focused = strcmp(ref, focus) == 0;
+        tui_model *tm = &s->models[s->n_models++];
+        fill_model(w, &c, &cache->models, v, tm, now, focused);
+        if (focused) {
+            read_waves(w, ref);
+            snprintf(tm->waves_title, sizeof tm->waves_title, "%s", w->waves_title);
+            memcpy(tm->wave_lines, w->wave_lines, sizeof tm->wave_lines);
+            tm->n_wave_lines = w->n_wave_lines;
+        }
     }
     fill_history(s, &cache->hist);
 
