@@ -357,15 +357,25 @@ static void block_unref(hist_block *b)
         free(b);
 }
 
-/* A cumulative fine histogram as a series keeps it: sparse, in a shared block. */
+/* A cumulative fine histogram as a series keeps it: sparse, in a shared block (its counts
+ * and increasing bucket indexes: sh_cnt, sh_idx). 24 bytes: a console keeps 4,000 series x
+ * a minute of scrapes x two of these. */
 typedef struct stored_hist {
-    double sum_s;
     hist_block *blk;     /* owns a reference; NULL when empty or none */
-    const uint16_t *idx; /* non-zero buckets, increasing index (in blk) */
-    const uint64_t *cnt;
+    double sum_s;
     uint16_t n_nz;
     bool has;            /* the scrape carried this histogram */
 } stored_hist;
+
+static const uint64_t *sh_cnt(const stored_hist *h)
+{
+    return h->blk ? h->blk->cnt : NULL;
+}
+
+static const uint16_t *sh_idx(const stored_hist *h)
+{
+    return h->blk ? block_idx(h->blk) : NULL;
+}
 
 /* One scrape of one series: cumulative class totals and the sparse fine histograms. */
 typedef struct entry {
@@ -710,8 +720,6 @@ static int set_hist(stored_hist *e, const stored_hist *prev, const ksv_scrape_hi
 {
     block_unref(e->blk);
     e->blk = NULL;
-    e->idx = NULL;
-    e->cnt = NULL;
     e->n_nz = 0;
     e->has = h != NULL;
     e->sum_s = h ? h->sum_seconds : 0;
@@ -736,8 +744,6 @@ static int set_hist(stored_hist *e, const stored_hist *prev, const ksv_scrape_hi
     }
     b->refs++;
     e->blk = b;
-    e->cnt = b->cnt;
-    e->idx = block_idx(b);
     e->n_nz = b->n;
     return 0;
 }
@@ -750,12 +756,14 @@ static bool hist_went_back(const stored_hist *prev, const ksv_scrape_hist *now)
     if (now->sum_seconds < prev->sum_s)
         return true;
     /* Both sparse and increasing: walk them together. */
+    const uint16_t *pidx = sh_idx(prev);
+    const uint64_t *pcnt = sh_cnt(prev);
     size_t j = 0;
     for (size_t i = 0; i < prev->n_nz; i++) {
-        while (j < now->n && now->idx[j] < prev->idx[i])
+        while (j < now->n && now->idx[j] < pidx[i])
             j++;
-        uint64_t c = j < now->n && now->idx[j] == prev->idx[i] ? now->cnt[j] : 0;
-        if (c < prev->cnt[i])
+        uint64_t c = j < now->n && now->idx[j] == pidx[i] ? now->cnt[j] : 0;
+        if (c < pcnt[i])
             return true;
     }
     return false;
@@ -992,23 +1000,25 @@ int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
 static void add_segment(const stored_hist *base, const stored_hist *last, ksv_hist_snap *acc)
 {
     bool whole = !base || last->sum_s < base->sum_s;
+    const uint16_t *bi = base ? sh_idx(base) : NULL, *li = sh_idx(last);
+    const uint64_t *bc = base ? sh_cnt(base) : NULL, *lc = sh_cnt(last);
     for (size_t i = 0, j = 0; base && !whole && i < base->n_nz; i++) {
-        while (j < last->n_nz && last->idx[j] < base->idx[i])
+        while (j < last->n_nz && li[j] < bi[i])
             j++;
-        uint64_t now = j < last->n_nz && last->idx[j] == base->idx[i] ? last->cnt[j] : 0;
-        whole = now < base->cnt[i];
+        uint64_t now = j < last->n_nz && li[j] == bi[i] ? lc[j] : 0;
+        whole = now < bc[i];
     }
     uint64_t added = 0;
     for (size_t i = 0, j = 0; i < last->n_nz; i++) {
         uint64_t before = 0;
         if (!whole) {
-            while (j < base->n_nz && base->idx[j] < last->idx[i])
+            while (j < base->n_nz && bi[j] < li[i])
                 j++;
-            if (j < base->n_nz && base->idx[j] == last->idx[i])
-                before = base->cnt[j];
+            if (j < base->n_nz && bi[j] == li[i])
+                before = bc[j];
         }
-        uint64_t d = last->cnt[i] - before;
-        acc->counts[last->idx[i]] += d;
+        uint64_t d = lc[i] - before;
+        acc->counts[li[i]] += d;
         added += d;
     }
     acc->count += added;
@@ -1210,21 +1220,23 @@ static int bucket_increments(const entry *prev, const entry *cur, bool reset,
     m->buckets = NULL;
     if (!cur->lat.has || (!reset && !prev->lat.has))
         return 0;
+    const uint16_t *ci = sh_idx(&cur->lat), *pi = prev ? sh_idx(&prev->lat) : NULL;
+    const uint64_t *cc = sh_cnt(&cur->lat), *pc = prev ? sh_cnt(&prev->lat) : NULL;
     size_t top = 0;
     for (size_t i = 0; i < cur->lat.n_nz; i++)
-        if ((size_t)cur->lat.idx[i] + 1 > top)
-            top = (size_t)cur->lat.idx[i] + 1;
+        if ((size_t)ci[i] + 1 > top)
+            top = (size_t)ci[i] + 1;
     if (top == 0)
         return 0;
     m->buckets = calloc(top, sizeof *m->buckets);
     if (!m->buckets)
         return -1;
     for (size_t i = 0; i < cur->lat.n_nz; i++)
-        m->buckets[cur->lat.idx[i]] = cur->lat.cnt[i];
+        m->buckets[ci[i]] = cc[i];
     if (!reset)
         for (size_t i = 0; i < prev->lat.n_nz; i++)
-            if (prev->lat.idx[i] < top)
-                m->buckets[prev->lat.idx[i]] = sat_sub(m->buckets[prev->lat.idx[i]], prev->lat.cnt[i]);
+            if (pi[i] < top)
+                m->buckets[pi[i]] = sat_sub(m->buckets[pi[i]], pc[i]);
     while (top > 0 && m->buckets[top - 1] == 0)
         top--;
     m->n_buckets = top;
