@@ -3,7 +3,9 @@ with a canary, light traffic. In tmux, on the nodes screen at a 0.5 s refresh, n
 shown down or stale over 60 refreshes while all are up (the negative-age bug showed
 healthy nodes down). `ksv-top --once -o json` agrees with what each engine reports: every
 node reachable with the engine's version, every model ready on all 50 nodes, each
-revision's state and traffic as the engines serve them. Skips (77) when tmux is missing."""
+revision's state and traffic as the engines serve them. A model applied while it watches
+reaches the screen (ready on every node): the console's cached state, refreshed through
+If-None-Match, does not go stale. Skips (77) when tmux is missing."""
 import json
 import os
 import re
@@ -30,9 +32,7 @@ sender = threading.Thread(target=traffic, args=(fleet, models, stop, 10.0), daem
 term = Tmux("ksvfleet")
 try:
     sender.start()
-    env = {"KSV_DB": fleet.env["KSV_DB"], "XDG_STATE_HOME": fleet.env["XDG_STATE_HOME"],
-           "USER": "tester", "TERM": "tmux-256color", "LC_ALL": "C.UTF-8"}
-    term.start([TOP, "-d", "0.5"], env, cols=160, lines=N_NODES * 2 + 8)
+    term.start([TOP, "-d", "0.5"], fleet.console_env(), cols=160, lines=N_NODES * 2 + 8)
     term.keys("N")
     def rows_up(t):
         return sum(1 for l in t.splitlines() if re.match(r"^\s*n\d{3}\s", l) and " up " in l)
@@ -51,6 +51,18 @@ try:
         time.sleep(0.25)
     check(bad_captures == 0, "no node shown down or stale in %d captures over 60 refreshes (%s)"
           % (captures, first_bad))
+    # The console keeps each node's state and histograms and asks the engine for them with
+    # If-None-Match (304 while unchanged): a change made now must still reach the screen.
+    # A model applied while it watches shows ready on all nodes, from the engines' new state.
+    path = fleet.manifest(os.path.join(fleet.work, "late.yaml"), ["late"], fleet.names)
+    rc, _, err = fleet.ksv("--timeout", "120", "apply", "-f", path, timeout=300)
+    check(rc == 0, "a model applied while the console watches (%s)" % err[-300:])
+    term.keys("M")
+    want = re.compile(r"\blate\b.*\b%d/%d\b" % (N_NODES, N_NODES))
+    late = term.wait_for(lambda t: want.search(t), timeout=30)
+    check(want.search(late), "the console shows it ready on %d/%d nodes" % (N_NODES, N_NODES))
+    rc, _, err = fleet.ksv("--timeout", "120", "delete", "late", timeout=300)
+    check(rc == 0, "the late model deleted (%s)" % err[-300:])
     term.keys("q")
 
     r = subprocess.run([TOP, "--once", "-o", "json"], capture_output=True, text=True,

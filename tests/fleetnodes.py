@@ -78,6 +78,11 @@ class Fleet:
             f.write("---\n".join(docs))
         return path
 
+    def console_env(self):
+        """The environment ksv-top runs in, inside tmux, to watch this fleet."""
+        return {"KSV_DB": self.env["KSV_DB"], "XDG_STATE_HOME": self.env["XDG_STATE_HOME"],
+                "USER": "tester", "TERM": "tmux-256color", "LC_ALL": "C.UTF-8"}
+
     def admin(self, name, method, path, body=None, timeout=10):
         host, port = self.addr[name].rsplit(":", 1)
         c = http.client.HTTPConnection(host, int(port), timeout=timeout)

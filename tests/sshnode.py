@@ -51,6 +51,7 @@ class SshNode:
         self.log = os.path.join(work, "sshd.log")
         self.bin = os.path.join(work, "node-bin")
         os.makedirs(self.bin, exist_ok=True)
+        self.unit_dir = os.path.join(work, "node-units")
         self.conf = os.path.join(work, "sshd_config")
         with open(self.conf, "w") as f:
             f.write("ListenAddress 127.0.0.1\nHostKey %s/host_ed25519\n"
@@ -61,7 +62,10 @@ class SshNode:
                     # The node's PATH: our own bin first (a test can shadow a command there,
                     # e.g. uname), and no /usr/local, so a ksv-engine installed on this machine
                     # does not stand in for the one a test expects ksv to find or install.
-                    "SetEnv PATH=%s:/usr/bin:/bin\n" % (work, work, work, self.bin))
+                    # and --install's systemd unit goes under work, never into the
+                    # machine's /etc/systemd/system or ~/.config/systemd/user.
+                    "SetEnv PATH=%s:/usr/bin:/bin KSV_UNIT_DIR=%s\n"
+                    % (work, work, work, self.bin, self.unit_dir))
         os.makedirs("/run/sshd", exist_ok=True)
         self.proc = None
         self.address = "ssh://%s@127.0.0.1:%d" % (self.user, self.port)

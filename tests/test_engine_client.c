@@ -455,6 +455,108 @@ static long hist_code_count(json_object *h, const char *model, const char *rev)
     return -1;
 }
 
+/* Requests model churn answered, both revisions (the split sends one either way). */
+static long churn_requests(json_object *h)
+{
+    long a = hist_code_count(h, "churn", "churn-00001"), b = hist_code_count(h, "churn", "churn-00002");
+    return (a > 0 ? a : 0) + (b > 0 ? b : 0); /* -1: no request answered 200 yet */
+}
+
+/* GETs of /state and /histograms with If-None-Match: 304 (no body) while the answer is the
+ * one the client holds, a new body and tag when it changed. Model "churn" is loaded. */
+static void test_conditional_gets(ksv_engine_client *c, const char *uri, long features)
+{
+    ksv_err err;
+    char etag[KSV_ENGINE_ETAG_MAX] = "", first[KSV_ENGINE_ETAG_MAX];
+    char *text = NULL;
+    size_t len = 0;
+    int rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/state", etag, sizeof etag, &text,
+                                              &len, &err);
+    json_object *whole = NULL, *tagged = text ? json_tokener_parse(text) : NULL;
+    KT_CHECK(rc == 0 && text && etag[0] == '"' && etag[strlen(etag) - 1] == '"',
+             "state without a tag: the whole answer and its ETag %s", etag);
+    KT_CHECK(ksv_engine_client_get_state(c, &whole, &err) == 0 && tagged &&
+                 json_object_equal(whole, tagged), "it is the state a plain GET answers");
+    json_object_put(whole);
+    json_object_put(tagged);
+    free(text);
+    snprintf(first, sizeof first, "%s", etag);
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/state", etag, sizeof etag, &text, &len,
+                                          &err);
+    KT_CHECK(rc == 0 && !text && strcmp(etag, first) == 0, "state again with its tag: 304");
+
+    char hist[KSV_ENGINE_ETAG_MAX] = "", hist0[KSV_ENGINE_ETAG_MAX];
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/histograms", hist, sizeof hist, &text,
+                                          &len, &err);
+    json_object *h0 = text ? json_tokener_parse(text) : NULL;
+    KT_CHECK(rc == 0 && text && hist[0], "histograms: the whole answer and ETag %s", hist);
+    free(text);
+    snprintf(hist0, sizeof hist0, "%s", hist);
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/histograms", hist, sizeof hist, &text,
+                                          &len, &err);
+    KT_CHECK(rc == 0 && !text, "histograms again with their tag: 304");
+    KT_CHECK(infer_rows(c, features, 1) == 1, "one more inference");
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/histograms", hist, sizeof hist, &text,
+                                          &len, &err);
+    json_object *h1 = text ? json_tokener_parse(text) : NULL;
+    KT_CHECK(rc == 0 && h1 && strcmp(hist, hist0) != 0 &&
+                 churn_requests(h1) == churn_requests(h0) + 1,
+             "after it, the histograms come whole with a new tag and one more request");
+    json_object_put(h0);
+    json_object_put(h1);
+    free(text);
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/state", etag, sizeof etag, &text, &len,
+                                          &err);
+    KT_CHECK(rc == 0 && !text, "traffic alone leaves the state unchanged: 304");
+
+    /* A tag in a list, weak, or "*" matches; another tag or a header-breaking one does not. */
+    const struct { const char *sent; bool match; } forms[] = {
+        {"\"0000\", ", true}, {"W/", true}, {"*", true}, {"\"0000\"", false}, {"\r\nX: y", false},
+    };
+    for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+        char sent[KSV_ENGINE_ETAG_MAX];
+        if (strcmp(forms[i].sent, "*") == 0 || !forms[i].match)
+            snprintf(sent, sizeof sent, "%s", forms[i].sent);
+        else
+            snprintf(sent, sizeof sent, "%s%s", forms[i].sent, first);
+        rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/state", sent, sizeof sent, &text,
+                                              &len, &err);
+        KT_CHECK(rc == 0 && (forms[i].match ? !text : text && strcmp(sent, first) == 0),
+                 "If-None-Match form %zu: %s", i, forms[i].match ? "304" : "200 and the tag");
+        free(text);
+    }
+
+    /* A change of state changes the tag; undoing it brings the same content and tag back. */
+    ksv_engine_model_put put;
+    ksv_engine_model_put_init(&put);
+    ksv_engine_revision_put r = {.name = "tagged-00001", .storage_uri = uri, .traffic = 100};
+    ksv_engine_model_put_add(&put, &r, &err);
+    rc = ksv_engine_client_put_model(c, "tagged", &put, NULL, &err);
+    if (rc == 0)
+        rc = ksv_engine_client_wait_applied(c, "tagged", 10000, NULL, &err);
+    KT_CHECK(rc == 0, "a second model loads: %s", rc == 0 ? "ok" : err.msg);
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/state", etag, sizeof etag, &text, &len,
+                                          &err);
+    KT_CHECK(rc == 0 && text && strstr(text, "tagged-00001") && strcmp(etag, first) != 0,
+             "a new model: the new state with a new tag");
+    free(text);
+    KT_CHECK(ksv_engine_client_delete_model(c, "tagged", &err) == 0, "delete it");
+    rc = ksv_engine_client_get_if_changed(c, "/ksv/v1/state", etag, sizeof etag, &text, &len,
+                                          &err);
+    KT_CHECK(rc == 0 && text && !strstr(text, "tagged-00001") && strcmp(etag, first) == 0,
+             "deleted: the first state again, with the first tag");
+    free(text);
+    json_object *st = NULL;
+    char was[KSV_ENGINE_ETAG_MAX];
+    snprintf(was, sizeof was, "%s", etag);
+    rc = ksv_engine_client_get_state_if_changed(c, etag, sizeof etag, &st, &err);
+    KT_CHECK(rc == 0 && !st && strcmp(etag, was) == 0, "the parsed form: unchanged, no object");
+    etag[0] = '\0';
+    rc = ksv_engine_client_get_state_if_changed(c, etag, sizeof etag, &st, &err);
+    KT_CHECK(rc == 0 && st && strcmp(etag, was) == 0, "the parsed form without a tag: the state");
+    json_object_put(st);
+}
+
 static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
 {
     ksv_engine_client *c = NULL;
@@ -599,6 +701,7 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
     KT_CHECK(rc != 0 && err.status == 502 && strstr(err.msg, "over 100 bytes") && text == NULL,
              "a reply over the cap: 502 (%s)", err.msg);
     ksv_engine_client_set_max_reply(c, KSV_ENGINE_CLIENT_MAX_REPLY);
+    test_conditional_gets(c, uri1, features);
 
     /* A revision whose file is not a model: the load fails and wait_applied says so. */
     char bad_dir[PATH_MAX + 16], bad_file[PATH_MAX + 32];

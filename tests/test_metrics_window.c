@@ -150,6 +150,26 @@ static char *histograms_json(fake_rev **revs, size_t n)
     return ksv_sb_steal(&sb, NULL);
 }
 
+/* Field by field, in separate memory (no pointer shared: each is freed on its own). */
+static bool scrapes_equal(const ksv_scrape *a, const ksv_scrape *b)
+{
+    if (a->n != b->n)
+        return false;
+    for (size_t i = 0; i < a->n; i++) {
+        const ksv_scrape_rev *x = &a->revs[i], *y = &b->revs[i];
+        if (strcmp(x->model, y->model) != 0 || strcmp(x->revision, y->revision) != 0 ||
+            x->model == y->model || x->n_codes != y->n_codes || !x->hist != !y->hist ||
+            memcmp(x->codes, y->codes, x->n_codes * sizeof *x->codes) != 0)
+            return false;
+        if (x->hist && (x->hist == y->hist || x->hist->n != y->hist->n ||
+                        x->hist->sum_seconds != y->hist->sum_seconds ||
+                        memcmp(x->hist->idx, y->hist->idx, x->hist->n * sizeof *x->hist->idx) ||
+                        memcmp(x->hist->cnt, y->hist->cnt, x->hist->n * sizeof *x->hist->cnt)))
+            return false;
+    }
+    return true;
+}
+
 static void scrape(ksv_mwin *w, const char *node, int64_t t, fake_rev **revs, size_t n)
 {
     char *json = histograms_json(revs, n);
@@ -158,9 +178,15 @@ static void scrape(ksv_mwin *w, const char *node, int64_t t, fake_rev **revs, si
     int rc = ksv_scrape_parse_histograms_json(json, strlen(json), &s, &err);
     KT_CHECK(rc == 0, "engine document refused: %s", err.msg);
     if (rc == 0) {
-        rc = ksv_mwin_add_scrape(w, node, t, &s, &err);
-        KT_CHECK(rc == 0, "add_scrape: %s", err.msg);
+        /* The window gets a copy, as a console's probe does while the engine answers 304:
+         * every figure checked below then comes through ksv_scrape_copy. */
+        ksv_scrape copy;
+        rc = ksv_scrape_copy(&s, &copy, &err);
+        KT_CHECK(rc == 0 && scrapes_equal(&s, &copy), "the copy is the scrape: %s", err.msg);
         ksv_scrape_free(&s);
+        rc = rc == 0 ? ksv_mwin_add_scrape(w, node, t, &copy, &err) : -1;
+        KT_CHECK(rc == 0, "add_scrape: %s", err.msg);
+        ksv_scrape_free(&copy);
     }
     free(json);
 }

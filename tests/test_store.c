@@ -252,17 +252,20 @@ static void test_open_and_migrations(void)
     free(schema2);
 
     /* a database from a newer ksv */
-    raw_exec(path, "PRAGMA user_version = 7");
+    char newer[64];
+    snprintf(newer, sizeof newer, "PRAGMA user_version = %d", KSV_STORE_SCHEMA_VERSION + 1);
+    raw_exec(path, newer);
     ksv_err_clear(&e);
     s = NULL;
     int rc = ksv_store_open(path, &s, &e);
     char expect[600];
     snprintf(expect, sizeof expect,
-             "database %s has schema version 7, this ksv knows up to %d: upgrade ksv", path,
-             KSV_STORE_SCHEMA_VERSION);
+             "database %s has schema version %d, this ksv knows up to %d: upgrade ksv", path,
+             KSV_STORE_SCHEMA_VERSION + 1, KSV_STORE_SCHEMA_VERSION);
     KT_CHECK(rc == -1 && s == NULL && strcmp(e.msg, expect) == 0,
              "newer schema refused: \"%s\"", e.msg);
-    KT_CHECK(raw_int(path, "PRAGMA user_version") == 7, "refusal leaves the file alone");
+    KT_CHECK(raw_int(path, "PRAGMA user_version") == KSV_STORE_SCHEMA_VERSION + 1,
+             "refusal leaves the file alone");
 
     /* not ksv databases */
     const char *garbage = db_path("garbage.db");
@@ -475,6 +478,53 @@ static void test_nodes(ksv_store *s)
     rc = ksv_store_node_get(s, "box2", &got, &e);
     EXPECT_ERR(rc, e, 404, "not found", "removed node is gone");
     OK(ksv_store_node_add(s, &http, NULL, &e), e, "a removed name can be added again");
+
+    /* Labels: stored with the node, set and removed as one change, gone with the node. */
+    char *lk[] = {(char *)"region", (char *)"ksv.io/gpu"}, *lv[] = {(char *)"eu", (char *)"a100"};
+    ksv_node lab = {.name = (char *)"edge1", .kind = KSV_NODE_LOCAL, .address = (char *)"local",
+                    .label_keys = lk, .label_values = lv, .n_labels = 2};
+    OK(ksv_store_node_add(s, &lab, NULL, &e), e, "add a node with two labels");
+    OK(ksv_store_node_get(s, "edge1", &got, &e), e, "get it");
+    KT_CHECK(got.n_labels == 2 && strcmp(got.label_keys[0], "ksv.io/gpu") == 0 &&
+                 strcmp(got.label_values[0], "a100") == 0 &&
+                 strcmp(ksv_node_label(&got, "region"), "eu") == 0 && !ksv_node_label(&got, "x"),
+             "its labels, sorted by key");
+    ksv_node_clear(&got);
+    const char *sk[] = {"region", "ksv.io/gpu", "tier"}, *sv[] = {"us", NULL, "edge"};
+    OK(ksv_store_node_label(s, "edge1", sk, sv, 3, &e), e, "change one, remove one, add one");
+    const char *bk[] = {"tier", "bad key"}, *bv[] = {"core", "x"};
+    rc = ksv_store_node_label(s, "edge1", bk, bv, 2, &e);
+    EXPECT_ERR(rc, e, 400, "label key", "a bad key refuses the whole change");
+    rc = ksv_store_node_label(s, "nope", sk, sv, 1, &e);
+    EXPECT_ERR(rc, e, 404, "not found", "labels of an unknown node");
+    OK(ksv_store_node_list(s, &l, &e), e, "list with labels");
+    const ksv_node *e1 = NULL, *b1 = NULL;
+    for (size_t i = 0; i < l.n; i++) {
+        if (strcmp(l.items[i].name, "edge1") == 0)
+            e1 = &l.items[i];
+        if (strcmp(l.items[i].name, "box1") == 0)
+            b1 = &l.items[i];
+    }
+    ksv_selector sel;
+    ksv_selector_parse("region=us,tier=edge,!ksv.io/gpu", &sel, &e);
+    KT_CHECK(e1 && e1->n_labels == 2 && strcmp(ksv_node_label(e1, "tier"), "edge") == 0 &&
+                 strcmp(ksv_node_label(e1, "region"), "us") == 0 && ksv_node_selected(e1, &sel) &&
+                 b1 && b1->n_labels == 0 && !ksv_node_selected(b1, &sel),
+             "the listing: edge1 region=us tier=edge (the bad change left nothing), box1 none");
+    ksv_node_list_free(&l);
+    OK(ksv_store_node_remove(s, "edge1", &e), e, "remove the labelled node");
+    ksv_node plain = {.name = (char *)"edge1", .kind = KSV_NODE_LOCAL, .address = (char *)"local"};
+    OK(ksv_store_node_add(s, &plain, NULL, &e), e, "add the name again, no labels");
+    OK(ksv_store_node_get(s, "edge1", &got, &e), e, "get it");
+    KT_CHECK(got.n_labels == 0, "its old labels went with the old node");
+    ksv_node_clear(&got);
+    char *badk[] = {(char *)"-x"}, *badv[] = {(char *)"1"};
+    ksv_node badlab = {.name = (char *)"edge2", .kind = KSV_NODE_LOCAL, .address = (char *)"local",
+                       .label_keys = badk, .label_values = badv, .n_labels = 1};
+    rc = ksv_store_node_add(s, &badlab, NULL, &e);
+    EXPECT_ERR(rc, e, 400, "label key", "a node with a bad label is not added");
+    rc = ksv_store_node_get(s, "edge2", &got, &e);
+    EXPECT_ERR(rc, e, 404, "not found", "... not even without its labels");
 
     ksv_node_kind k;
     KT_CHECK(ksv_node_kind_parse("ssh", &k) == 0 && k == KSV_NODE_SSH &&
@@ -1384,6 +1434,8 @@ static void test_tampered(void)
         {"PRAGMA ignore_check_constraints = ON; UPDATE nodes SET engine_port = 70000;", P_NODE,
          "engine_port"},
         {"UPDATE nodes SET created_at = 'yesterday';", P_NODE, "not an integer"},
+        {"INSERT INTO node_labels SELECT id, 'bad key', 'v' FROM nodes;", P_NODE, "node_labels"},
+        {"INSERT INTO node_labels SELECT id, 'k', 'a b' FROM nodes;", P_NODES, "node_labels"},
         {"UPDATE nodes SET name = X'6E00';", P_NODES, "not text"},
         {"UPDATE models SET spec = 'not json';", P_MODEL, "not a JSON object"},
         {"UPDATE models SET spec = '[1,2]';", P_MODELS, "not a JSON object"},

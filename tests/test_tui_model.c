@@ -341,9 +341,63 @@ static void test_namespaces(void)
     tui_snapshot_unref(s);
 }
 
+/* The nodes screen's filter (a name or a label selector) and grouping by a label key. */
+static void test_nodes_view(void)
+{
+    tui_snapshot *s = tui_snapshot_new();
+    const char *names[5] = {"edge-b", "edge-a", "core1", "edge-c", "lab"};
+    const char *labels[5] = {"region=eu,tier=edge", "region=us,tier=edge", "region=eu",
+                             "gpu=a100,region=us", ""};
+    s->n_nodes = 5;
+    s->nodes = calloc(5, sizeof *s->nodes);
+    for (int i = 0; i < 5; i++) {
+        snprintf(s->nodes[i].name, sizeof s->nodes[i].name, "%s", names[i]);
+        snprintf(s->nodes[i].labels, sizeof s->nodes[i].labels, "%s", labels[i]);
+    }
+    size_t order[5];
+    char why[256], got[128], key[80];
+#define ORDER(N)                                                                          \
+    do {                                                                                  \
+        got[0] = '\0';                                                                    \
+        for (size_t q = 0; q < (N); q++)                                                  \
+            snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", q ? " " : "",   \
+                     s->nodes[order[q]].name);                                            \
+    } while (0)
+    const struct { const char *filter, *group, *want, *what; } cases[] = {
+        {"", "", "core1 edge-a edge-b edge-c lab", "no filter: all, by name"},
+        {"edge", NULL, "edge-a edge-b edge-c", "a name filter"},
+        {"!edge", NULL, "core1 lab", "an inverted name filter"},
+        {"region=eu", NULL, "core1 edge-b", "a selector"},
+        {"region!=eu,!gpu", NULL, "edge-a lab", "!= and !K (an unlabelled node has no region)"},
+        {"", "region", "core1 edge-b edge-a edge-c lab", "grouped by region, nodes without it last"},
+    };
+    size_t n;
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        n = tui_nodes_view(s, cases[c].filter, cases[c].group, order, why, sizeof why);
+        ORDER(n);
+        KT_CHECK_STR(got, cases[c].want, "%s", cases[c].what);
+    }
+    n = tui_nodes_view(s, "a=b=c", "tier", order, why, sizeof why);
+    ORDER(n);
+    KT_CHECK(n == 5 && strstr(why, "label value") != NULL, "a bad selector keeps all: %s", why);
+    KT_CHECK_STR(got, "edge-a edge-b core1 edge-c lab", "grouped by tier");
+    KT_CHECK(tui_node_label(&s->nodes[3], "gpu", key, sizeof key) && strcmp(key, "a100") == 0 &&
+                 !tui_node_label(&s->nodes[4], "gpu", key, sizeof key) && key[0] == '\0',
+             "a node's label value");
+    tui_next_group_key(s, "", key, sizeof key);
+    KT_CHECK_STR(key, "gpu", "L: the first key");
+    tui_next_group_key(s, "gpu", key, sizeof key);
+    KT_CHECK_STR(key, "region", "L: the next key");
+    tui_next_group_key(s, "tier", key, sizeof key);
+    KT_CHECK_STR(key, "", "L after the last key: no grouping");
+#undef ORDER
+    tui_snapshot_unref(s);
+}
+
 int main(void)
 {
     kt_set_verbose(true);
+    test_nodes_view();
     test_format();
     test_spark();
     test_view();

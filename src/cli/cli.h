@@ -157,6 +157,9 @@ void ksv_cli_format_age(int64_t ms, char *out, size_t cap);
 
 /* `get quota` (cmd_quota.c). */
 int ksv_cli_get_quota(ksv_cli *cli, const ksv_args *a);
+/* `node ls` and `get nodes` (cmd_node.c): [--show-labels] [-l SELECTOR]. */
+int ksv_cli_node_ls(ksv_cli *cli, const ksv_args *a);
+extern const ksv_opt ksv_cli_node_ls_opts[];
 
 /* Model views shared by get, describe and rollout (cmd_get.c). ksv_cli_with_view opens the
  * control layer, reads MODEL's view (spec, revisions, split) and hands both to fn, whose
@@ -175,6 +178,9 @@ void ksv_cli_nodes_text(const ksv_model_record *m, char *out, size_t cap);
  * "gate" to that JSON object instead); active: some node runs a gated rollout (or a Failed
  * one, when asked); wait: until Succeeded (0) or Failed (1, with the reason). */
 int ksv_cli_gate_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_object *into);
+/* The newest waved rollout's nodes, waves and phases: printed, or added to into ("waves",
+ * null when none). */
+int ksv_cli_wave_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_object *into);
 bool ksv_cli_gate_active(ksv_cli *cli, ksv_ctl *ctl, const char *model, bool include_failed);
 int ksv_cli_gate_wait(ksv_cli *cli, ksv_ctl *ctl, const char *model);
 

@@ -8,12 +8,17 @@
 static int apply(ksv_cli *cli, const ksv_args *a)
 {
     const char *file = ksv_args_get(a, "--filename");
+    ksv_err err;
     if (!file)
         return ksv_usage(cli, "apply needs -f FILE");
     size_t n_nodes;
     const char *const *nodes = ksv_args_list(a, "--node", &n_nodes);
+    if (n_nodes && ksv_args_get(a, "--selector"))
+        return ksv_usage(cli, "apply: --node and -l both place the models: give one");
+    ksv_selector sel;
+    if (ksv_args_get(a, "--selector") && ksv_selector_parse(ksv_args_get(a, "--selector"), &sel, &err) != 0)
+        return ksv_usage(cli, "-l: %s", err.msg);
     ksv_manifest_list list;
-    ksv_err err;
     ksv_err_clear(&err);
     if (ksv_manifest_load_file(file, &list, &err) != 0)
         return ksv_fail("%s", err.msg);
@@ -28,7 +33,9 @@ static int apply(ksv_cli *cli, const ksv_args *a)
         ksv_manifest_list_free(&list);
         return 1;
     }
-    ksv_apply_options o = {.nodes = nodes, .n_nodes = n_nodes, .timeout_s = cli->timeout_s};
+    const char *selector = ksv_args_get(a, "--selector");
+    ksv_apply_options o = {.nodes = nodes, .n_nodes = n_nodes, .selector = selector,
+                           .timeout_s = cli->timeout_s};
     int rc = ksv_ctl_apply(c.ctl, &list, &o, &c.res, &c.err);
     if (!ksv_args_has(a, "--wait")) {
         ksv_manifest_list_free(&list);
@@ -56,6 +63,7 @@ static int apply(ksv_cli *cli, const ksv_args *a)
 static const ksv_opt apply_opts[] = {
     {.name = "--filename", .alias = "-f", .kind = KSV_OPT_STRING},
     {.name = "--node", .kind = KSV_OPT_LIST},
+    {.name = "--selector", .alias = "-l", .kind = KSV_OPT_STRING},
     {.name = "--wait", .kind = KSV_OPT_FLAG},
     {0},
 };
@@ -67,6 +75,6 @@ static const ksv_cmd_entry apply_entries[] = {
 
 const ksv_cmd_group ksv_cmd_group_apply = {
     .name = "apply",
-    .usage = "apply -f FILE [--node NAME]... [--wait]",
+    .usage = "apply -f FILE [--node NAME]... [-l SELECTOR] [--wait]",
     .entries = apply_entries,
 };

@@ -114,6 +114,32 @@ int ksv_cli_gate_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_obje
     return 0;
 }
 
+int ksv_cli_wave_status(ksv_cli *cli, ksv_ctl *ctl, const char *model, json_object *into)
+{
+    json_object *st;
+    ksv_err err;
+    if (ksv_ctl_wave_status(ctl, model, cli->ns, &st, &err) != 0)
+        return ksv_fail("%s", err.msg);
+    if (into) {
+        json_object_object_add(into, "waves", st);
+        return 0;
+    }
+    if (!st)
+        return 0;
+    safe_text a, b;
+    int waves = json_object_get_int(json_object_object_get(st, "waves"));
+    printf("\nWaves (%s, %d):\n", safe(&a, str(st, "revision")), waves);
+    json_object *nodes = json_object_object_get(st, "nodes");
+    for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+        json_object *e = json_object_array_get_idx(nodes, i);
+        printf("  node %s: wave %d/%d %s\n", safe(&a, str(e, "node")),
+               json_object_get_int(json_object_object_get(e, "wave")), waves,
+               safe(&b, str(e, "phase")));
+    }
+    json_object_put(st);
+    return 0;
+}
+
 /* Whether some node runs (or ran and failed) a gated rollout of the model. */
 bool ksv_cli_gate_active(ksv_cli *cli, ksv_ctl *ctl, const char *model, bool include_failed)
 {

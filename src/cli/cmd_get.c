@@ -310,13 +310,15 @@ static int get_revisions(ksv_cli *cli, const ksv_args *a)
     return ksv_cli_with_view(cli, ksv_args_pos(a, 0), print_revisions);
 }
 
-#define GET_USAGE "expected `get models`, `get revisions MODEL` or `get quota`"
+#define GET_USAGE "expected `get models`, `get revisions MODEL`, `get nodes` or `get quota`"
 
 static const ksv_cmd_entry get_entries[] = {
     {.name = "models", .aliases = {"model", "isvc"}, .max_args = 0, .too_many = GET_USAGE,
      .exec = get_models},
     {.name = "revisions", .aliases = {"revision"}, .min_args = 1, .max_args = 1,
      .too_few = GET_USAGE, .too_many = GET_USAGE, .exec = get_revisions},
+    {.name = "nodes", .aliases = {"node"}, .opts = ksv_cli_node_ls_opts, .max_args = 0,
+     .too_many = GET_USAGE, .named_option_errors = true, .exec = ksv_cli_node_ls},
     {.name = "quota", .aliases = {"quotas", "resourcequota"}, .max_args = 0,
      .too_many = GET_USAGE, .exec = ksv_cli_get_quota},
     {0},
@@ -324,7 +326,8 @@ static const ksv_cmd_entry get_entries[] = {
 
 const ksv_cmd_group ksv_cmd_group_get = {
     .name = "get",
-    .usage = "get models | get revisions MODEL | get quota [-n NS]",
+    .usage = "get models | get revisions MODEL | get nodes [--show-labels] [-l SELECTOR] | "
+             "get quota [-n NS]",
     .min_words = 1,
     .missing = GET_USAGE,
     .unknown = GET_USAGE,

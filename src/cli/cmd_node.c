@@ -1,9 +1,22 @@
-/* cmd_node.c: `ksv node add | ls | rm | status`: the nodes ksv manages. */
+/* cmd_node.c: `ksv node add | ls | label | rm | status`: the nodes ksv manages. */
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/listing.h"
+
+/* Ends a node change; status 2 (an address or label that did not parse) is a usage error,
+ * not a failed change. */
+static int change_end(ksv_cli *cli, ksv_cli_change *c, int rc)
+{
+    if (rc != 0 && c->err.status == 2) {
+        rc = ksv_usage(cli, "%s", c->err.msg);
+        ksv_ctl_result_free(&c->res);
+        ksv_ctl_close(c->ctl);
+        return rc;
+    }
+    return ksv_cli_change_end(cli, c, rc);
+}
 
 static int node_add(ksv_cli *cli, const ksv_args *a)
 {
@@ -17,18 +30,12 @@ static int node_add(ksv_cli *cli, const ksv_args *a)
         .trust_new = ksv_args_has(a, "--trust-new"),
         .install = ksv_args_has(a, "--install"),
     };
+    o.labels = ksv_args_list(a, "--label", &o.n_labels);
     ksv_cli_change c;
     if (ksv_cli_change_begin(cli, &c))
         return 1;
     int rc = ksv_ctl_node_add(c.ctl, ksv_args_pos(a, 0), ksv_args_pos(a, 1), &o, &c.res, &c.err);
-    if (rc != 0 && c.err.status == 2) {
-        /* The address did not parse: a usage error, not a failed change. */
-        rc = ksv_usage(cli, "%s", c.err.msg);
-        ksv_ctl_result_free(&c.res);
-        ksv_ctl_close(c.ctl);
-        return rc;
-    }
-    return ksv_cli_change_end(cli, &c, rc);
+    return change_end(cli, &c, rc);
 }
 
 /* ---- node ls ---- */
@@ -54,6 +61,31 @@ static void kind_json(const void *row, const char *key, json_object *o)
     json_object_object_add(o, key, json_object_new_string(kind_text(row, NULL, 0)));
 }
 
+static const char *labels_text(const void *row, char *buf, size_t cap)
+{
+    const ksv_node *n = row;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n->n_labels && len < cap; i++) {
+        int w = snprintf(buf + len, cap - len, "%s%s=%s", i ? "," : "", n->label_keys[i],
+                         n->label_values[i]);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+    return buf[0] ? buf : NULL;
+}
+
+static void labels_json(const void *row, const char *key, json_object *o)
+{
+    const ksv_node *n = row;
+    json_object *labels = json_object_new_object();
+    for (size_t i = 0; i < n->n_labels; i++)
+        json_object_object_add(labels, n->label_keys[i],
+                               json_object_new_string(n->label_values[i]));
+    json_object_object_add(o, key, labels);
+}
+
 static const ksv_column node_columns[] = {
     KSV_COL_STR("NAME", "name", ksv_node, name),
     KSV_COL_FN("KIND", "kind", kind_text, kind_json),
@@ -64,22 +96,58 @@ static const ksv_column node_columns[] = {
     KSV_COL_STR(NULL, "engine_version", ksv_node, engine_version),
 };
 
-static int node_ls(ksv_cli *cli, const ksv_args *a)
+int ksv_cli_node_ls(ksv_cli *cli, const ksv_args *a)
 {
+    const char *selector = ksv_args_get(a, "--selector");
+    ksv_selector sel;
+    ksv_err err;
+    if (selector && ksv_selector_parse(selector, &sel, &err) != 0)
+        return ksv_usage(cli, "-l: %s", err.msg);
     ksv_ctl *ctl;
     if (ksv_cli_open(cli, &ctl))
         return 1;
     ksv_node_list list;
-    ksv_err err;
     if (ksv_ctl_node_list(ctl, &list, &err) != 0) {
         ksv_ctl_close(ctl);
         return ksv_fail("%s", err.msg);
     }
-    ksv_listing_print(cli, node_columns, sizeof node_columns / sizeof *node_columns, list.items,
-                      list.n, sizeof *list.items);
+    /* -l: only the nodes it picks, in order. */
+    size_t kept = 0;
+    for (size_t i = 0; i < list.n; i++) {
+        if (selector && !ksv_node_selected(&list.items[i], &sel)) {
+            ksv_node_clear(&list.items[i]);
+            continue;
+        }
+        list.items[kept++] = list.items[i];
+    }
+    list.n = kept;
+    /* LABELS in the table with --show-labels; "labels" in JSON always. */
+    enum { BASE = sizeof node_columns / sizeof *node_columns };
+    ksv_column cols[BASE + 2];
+    memcpy(cols, node_columns, sizeof node_columns);
+    size_t n_cols = BASE;
+    if (ksv_args_has(a, "--show-labels"))
+        cols[n_cols++] = (ksv_column)KSV_COL_FN("LABELS", NULL, labels_text, NULL);
+    cols[n_cols++] = (ksv_column)KSV_COL_FN(NULL, "labels", NULL, labels_json);
+    ksv_listing_print(cli, cols, n_cols, list.items, list.n, sizeof *list.items);
     ksv_node_list_free(&list);
     ksv_ctl_close(ctl);
     return 0;
+}
+
+/* ---- node label ---- */
+
+static int node_label(ksv_cli *cli, const ksv_args *a)
+{
+    const char *args[KSV_ARGS_MAX_POS];
+    size_t n = 0;
+    for (int i = 1; ksv_args_pos(a, i); i++)
+        args[n++] = ksv_args_pos(a, i);
+    ksv_cli_change c;
+    if (ksv_cli_change_begin(cli, &c))
+        return 1;
+    int rc = ksv_ctl_node_label(c.ctl, ksv_args_pos(a, 0), args, n, &c.res, &c.err);
+    return change_end(cli, &c, rc);
 }
 
 /* ---- node status ---- */
@@ -190,6 +258,13 @@ static const ksv_opt node_add_opts[] = {
                 "--engine-port: expected 1..65535"),
     {.name = "--trust-new", .kind = KSV_OPT_FLAG},
     {.name = "--install", .kind = KSV_OPT_FLAG},
+    {.name = "--label", .kind = KSV_OPT_LIST},
+    {0},
+};
+
+const ksv_opt ksv_cli_node_ls_opts[] = {
+    {.name = "--show-labels", .kind = KSV_OPT_FLAG},
+    {.name = "--selector", .alias = "-l", .kind = KSV_OPT_STRING},
     {0},
 };
 
@@ -197,8 +272,13 @@ static const ksv_cmd_entry node_entries[] = {
     {.name = "add", .opts = node_add_opts, .min_args = 2, .max_args = 2,
      .too_few = "node add needs NAME and ADDRESS", .named_option_errors = true,
      .exec = node_add, .changes = true},
-    {.name = "ls", .aliases = {"list"}, .max_args = 0,
-     .too_many = "node ls takes no arguments", .exec = node_ls},
+    {.name = "ls", .aliases = {"list"}, .opts = ksv_cli_node_ls_opts, .max_args = 0,
+     .too_many = "node ls takes no arguments", .named_option_errors = true,
+     .exec = ksv_cli_node_ls},
+    {.name = "label", .min_args = 2, .max_args = KSV_ARGS_MAX_POS,
+     .too_few = "node label needs NAME and KEY=VALUE or KEY- (remove)",
+     .too_many = "node label takes at most 7 labels at once", .exec = node_label,
+     .changes = true},
     {.name = "status", .max_args = 1, .too_many = "node status takes at most one NAME",
      .exec = node_status},
     {.name = "rm", .aliases = {"remove"}, .min_args = 1, .max_args = 1,
@@ -210,8 +290,9 @@ const ksv_cmd_group ksv_cmd_group_node = {
     .name = "node",
     .usage = "node add NAME local|http://HOST:PORT|ssh://[USER@]HOST[:PORT] [--token-file FILE] "
              "[--identity FILE] [--known-hosts FILE] [--trust-new] [--engine-port N] "
-             "[--engine-path PATH] [--engine-state-dir DIR] [--install]\n"
-             "       ksv node ls | rm NAME | status [NAME]",
+             "[--engine-path PATH] [--engine-state-dir DIR] [--install] [--label KEY=VALUE]...\n"
+             "       ksv node ls [--show-labels] [-l SELECTOR] | rm NAME | status [NAME]\n"
+             "       ksv node label NAME KEY=VALUE|KEY-...",
     .min_words = 1,
     .missing = "node needs a subcommand",
     .unknown = "unknown node subcommand %s",

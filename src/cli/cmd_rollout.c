@@ -55,10 +55,14 @@ static int print_rollout_status(ksv_cli *cli, ksv_ctl *ctl, const char *model,
 {
     if (!cli->json) {
         int code = ksv_cli_print_revisions(cli, v);
-        return code ? code : ksv_cli_gate_status(cli, ctl, model, NULL);
+        if (code == 0)
+            code = ksv_cli_gate_status(cli, ctl, model, NULL);
+        return code ? code : ksv_cli_wave_status(cli, ctl, model, NULL);
     }
     json_object *o = ksv_cli_view_json(v);
     int code = ksv_cli_gate_status(cli, ctl, model, o);
+    if (code == 0)
+        code = ksv_cli_wave_status(cli, ctl, model, o);
     if (code == 0)
         ksv_cli_print_json(o);
     json_object_put(o);

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "common/field_limits.h"
+#include "common/labels.h"
 #include "common/manifest_tree.h"
 #include "common/records.h"
 #include "common/sanitize.h"
@@ -217,6 +218,62 @@ static int parse_nodes_annotation(vctx *v, const mnode *at, const char *path, co
     return 0;
 }
 
+static int parse_selector_annotation(vctx *v, const mnode *at, const char *path,
+                                     const char *text)
+{
+    ksv_selector sel;
+    ksv_err why;
+    if (ksv_selector_parse(text, &sel, &why) != 0)
+        return fail(v, at, path, "%s", why.msg);
+    if (!(v->spec->node_selector = strdup(text)))
+        return oom(v);
+    return 0;
+}
+
+/* "1,25%,100%": counts or percents, each at least the one before when both are of a kind. */
+static int parse_waves_annotation(vctx *v, const mnode *at, const char *path, const char *text)
+{
+    ksv_isvc *spec = v->spec;
+    const char *p = text;
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        char *end;
+        errno = 0;
+        long n = strtol(p, &end, 10);
+        bool percent = *end == '%';
+        if (end == p || errno || n < 1 || (percent && n > 100) || n > 100000)
+            return fail(v, at, path, "\"%s\": expected wave sizes such as \"1,25%%,100%%\" "
+                        "(node counts from 1, percents 1..100, cumulative)", text);
+        if (spec->n_waves == KSV_MANIFEST_MAX_WAVES)
+            return fail(v, at, path, "more than %d waves", KSV_MANIFEST_MAX_WAVES);
+        if (spec->n_waves > 0 && spec->waves[spec->n_waves - 1].percent == percent &&
+            spec->waves[spec->n_waves - 1].value >= n)
+            return fail(v, at, path, "\"%s\": each wave must be larger than the one before "
+                        "(sizes are cumulative)", text);
+        spec->waves[spec->n_waves].value = (int)n;
+        spec->waves[spec->n_waves++].percent = percent;
+        p = end + percent;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (!*p)
+            return 0;
+        if (*p != ',')
+            return fail(v, at, path, "\"%s\": expected a comma after a wave size", text);
+        p++;
+    }
+}
+
+static int parse_soak_annotation(vctx *v, const mnode *at, const char *path, const char *text)
+{
+    int64_t seconds;
+    if (ksv_parse_duration_s(text, &seconds) != 0 || seconds > 86400)
+        return fail(v, at, path, "expected a duration 0s..24h (e.g. \"60s\", \"5m\"), found "
+                    "\"%s\"", text);
+    v->spec->wave_soak_s = seconds;
+    return 0;
+}
+
 static int parse_sha256_annotation(vctx *v, const mnode *at, const char *path, const char *text)
 {
     if (strlen(text) != 64)
@@ -316,6 +373,12 @@ static int read_annotations(vctx *v, const mnode *map)
         int rc;
         if (strcmp(e->key, "ksv.io/nodes") == 0)
             rc = parse_nodes_annotation(v, e->value, path, value);
+        else if (strcmp(e->key, "ksv.io/node-selector") == 0)
+            rc = parse_selector_annotation(v, e->value, path, value);
+        else if (strcmp(e->key, "ksv.io/waves") == 0)
+            rc = parse_waves_annotation(v, e->value, path, value);
+        else if (strcmp(e->key, "ksv.io/wave-soak") == 0)
+            rc = parse_soak_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/sha256") == 0)
             rc = parse_sha256_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/rollback-window") == 0)
@@ -329,6 +392,9 @@ static int read_annotations(vctx *v, const mnode *map)
         if (rc)
             return -1;
     }
+    if (spec->n_nodes && spec->node_selector)
+        return fail(v, map, "metadata.annotations", "ksv.io/nodes and ksv.io/node-selector "
+                    "both place the model: keep one");
     return 0;
 }
 
@@ -882,6 +948,7 @@ static int read_isvc(vctx *v, const mnode *root, int line)
     ksv_isvc *spec = v->spec;
     spec->line = line;
     spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
+    spec->wave_soak_s = 60;
     spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
     spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
     spec->min_replicas = 1;
@@ -948,6 +1015,7 @@ void ksv_isvc_free(ksv_isvc *spec)
     for (size_t k = 0; k < spec->n_nodes; k++)
         free(spec->nodes[k]);
     free(spec->nodes);
+    free(spec->node_selector);
     free(spec->sha256);
     free(spec->model_format);
     free(spec->model_format_version);

@@ -72,6 +72,8 @@ typedef struct ksv_resource_list {
                                 * extended resource of ksv's: Kubernetes has no such field) */
 } ksv_resource_list;
 
+#define KSV_MANIFEST_MAX_WAVES 16
+
 typedef struct ksv_isvc {
     char *source;          /* display name of the file it came from */
     int line;              /* line where its document (or List item) starts */
@@ -84,6 +86,16 @@ typedef struct ksv_isvc {
     /* Annotations ksv acts on, decoded. */
     char **nodes;                /* ksv.io/nodes split at commas; NULL when absent */
     size_t n_nodes;
+    char *node_selector;         /* ksv.io/node-selector as written (common/labels.h syntax,
+                                  * checked); NULL when absent. Not with ksv.io/nodes. */
+    /* ksv.io/waves "1,25%,100%": cumulative wave sizes, a node count or a percent of the
+     * model's nodes each (n_waves 0: no waves); ksv.io/wave-soak, seconds (default 60). */
+    size_t n_waves;
+    struct {
+        int value;               /* nodes, or percent 1..100 when percent */
+        bool percent;
+    } waves[KSV_MANIFEST_MAX_WAVES];
+    int64_t wave_soak_s;
     char *sha256;                /* ksv.io/sha256, 64 lowercase hex digits; NULL when absent */
     int64_t rollback_window_s;   /* ksv.io/rollback-window, default 600 */
     int64_t scale_window_s;      /* autoscaling.knative.dev/window, default 60 */

@@ -100,12 +100,22 @@ typedef struct ksv_node_add_options {
     const char *identity, *known_hosts;
     int engine_port;
     bool trust_new, install;
+    const char *const *labels;    /* "KEY=VALUE" (--label), n_labels of them */
+    size_t n_labels;
 } ksv_node_add_options;
 
 /* local: starts (or attaches to) an engine on this machine; http://: checks it answers. */
 int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
                      const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err);
 int ksv_ctl_node_remove(ksv_ctl *ctl, const char *name, ksv_ctl_result *res, ksv_err *err);
+/* `ksv node label NAME KEY=VALUE|KEY-...`: sets and removes labels in one change, with a
+ * history row (before and after). Status 2 for a malformed argument. */
+int ksv_ctl_node_label(ksv_ctl *ctl, const char *name, const char *const *args, size_t n,
+                       ksv_ctl_result *res, ksv_err *err);
+/* The registered nodes whose labels satisfy selector (common/labels.h), sorted by name;
+ * *names (each and the array) for the caller to free. 400 for a malformed selector. */
+int ksv_ctl_nodes_selected(ksv_ctl *ctl, const char *selector, char ***names, size_t *n,
+                           ksv_err *err);
 
 typedef struct ksv_node_status {
     ksv_node node;                /* from the store */
@@ -127,6 +137,8 @@ void ksv_node_status_free(ksv_node_status *st, size_t n);
 typedef struct ksv_apply_options {
     const char *const *nodes;     /* --node NAME..., overrides ksv.io/nodes */
     size_t n_nodes;
+    const char *selector;         /* -l SELECTOR: the nodes it picks, overrides both
+                                   * annotations (not with nodes) */
     double timeout_s;             /* wait for nodes to report the change in effect */
 } ksv_apply_options;
 
@@ -231,6 +243,11 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
  * "error":..}]}: each node's rollout as its engine reports it (caller json_object_put()s).
  * Imports every node's new events into history first. */
 int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
+                        ksv_err *err);
+/* The newest waved rollout of the model (ksv.io/waves), from history:
+ * {"revision":R,"waves":M,"nodes":[{"node":N,"wave":K,"phase":"succeeded|in progress|
+ * pending|failed, rolled back|rolled back|not started"}]}; *out NULL when it had none. */
+int ksv_ctl_wave_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
                         ksv_err *err);
 /* pause | resume | abort | retry | promote on every node holding the model. */
 int ksv_ctl_gate_action(ksv_ctl *ctl, const char *model, const char *ns, const char *action,

@@ -94,6 +94,7 @@ typedef struct ctl_node_conn {
     ksv_ssh_tunnel *tunnel;       /* ssh nodes: the forwarded port the client talks to */
     char engine_path[1100];       /* ssh nodes: the engine found or installed */
     bool engine_installed;        /* ssh nodes: this connect uploaded it (--install) */
+    char unit_note[1400];         /* ssh nodes, --install: what became of the systemd unit */
     bool borrowed;                /* kept by the ctl (kept_conns.c): disconnect leaves it */
 } ctl_node_conn;
 
@@ -112,6 +113,26 @@ int ctl_node_connect_uploading(ksv_ctl *ctl, const ksv_node *node, ctl_upload *u
 void ctl_node_disconnect(ctl_node_conn *c);
 
 /* ---- kept connections (kept_conns.c) ---- */
+/* Labels parsed from KEY=VALUE (and, allow_remove, KEY-: value NULL) arguments. */
+typedef struct ctl_labels {
+    char **keys;
+    char **values;
+    size_t n;
+} ctl_labels;
+int ctl_labels_parse(const char *const *args, size_t n, bool allow_remove, ctl_labels *out,
+                     ksv_err *err);
+void ctl_labels_free(ctl_labels *l);
+/* "k=v,k2-" into out. */
+void ctl_labels_text(char *const *keys, char *const *values, size_t n, ksv_sb *out);
+
+/* waves.c: the cumulative wave ends for n_nodes (ksv.io/waves; the last is n_nodes), and the
+ * waved rollout of model ref from revision stable to fresh (the store holds the new desired
+ * state; each wave's nodes get it in turn). -1 with err when a wave failed (the model was
+ * rolled back) or a step could not be recorded. */
+void ctl_waves_plan(const ksv_isvc *spec, size_t n_nodes, size_t *ends, size_t *n_waves);
+int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
+                  const char *fresh, double timeout_s, ksv_ctl_result *res, ksv_err *err);
+
 typedef struct ctl_kept ctl_kept;
 typedef int (*ctl_dial_fn)(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
                            ksv_err *err);

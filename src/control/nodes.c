@@ -175,6 +175,20 @@ static int connect_ssh(ksv_ctl *ctl, const ksv_node *node, ctl_upload *uploads,
     snprintf(listen, listen_cap, "127.0.0.1:%d", eng.port); /* on the node, as it binds */
     snprintf(out->engine_path, sizeof out->engine_path, "%s", eng.engine_path);
     out->engine_installed = eng.installed;
+    out->unit_note[0] = '\0';
+    if (eng.unit_written) {
+        const ksv_ssh_unit *u = &eng.unit;
+        if (u->enabled)
+            snprintf(out->unit_note, sizeof out->unit_note, "; systemd unit %.600s enabled%s%s",
+                     u->path, u->user ? (u->linger ? ", lingering" : ", no linger: it starts "
+                                                     "at login, not at boot") : "",
+                     eng.started ? " and started" : "");
+        else
+            snprintf(out->unit_note, sizeof out->unit_note, "; systemd unit written to %.600s but "
+                     "not enabled (%s): the engine was started without it and will not come "
+                     "back after a reboot", u->path,
+                     u->note[0] ? u->note : "the node runs no systemd");
+    }
     return 0;
 }
 
@@ -250,6 +264,10 @@ void ctl_node_disconnect(ctl_node_conn *c)
     c->tunnel = NULL;
 }
 
+static int node_add_labelled(ksv_ctl *ctl, const char *name, const char *address,
+                             const ksv_node_add_options *opts, ksv_node *nodep,
+                             ksv_ctl_result *res, ksv_err *err);
+
 int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
                      const ksv_node_add_options *opts, ksv_ctl_result *res, ksv_err *err)
 {
@@ -280,6 +298,24 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
     node.engine_port = opts->engine_port;
     node.ssh_identity = (char *)opts->identity;
     node.ssh_known_hosts = (char *)opts->known_hosts;
+    ctl_labels labels;
+    if (ctl_labels_parse(opts->labels, opts->n_labels, false, &labels, err) != 0) {
+        err->status = err->status == 400 ? 2 : err->status;
+        return -1;
+    }
+    node.label_keys = labels.keys;
+    node.label_values = labels.values;
+    node.n_labels = labels.n;
+    int rc = node_add_labelled(ctl, name, address, opts, &node, res, err);
+    ctl_labels_free(&labels);
+    return rc;
+}
+
+static int node_add_labelled(ksv_ctl *ctl, const char *name, const char *address,
+                             const ksv_node_add_options *opts, ksv_node *nodep,
+                             ksv_ctl_result *res, ksv_err *err)
+{
+    ksv_node node = *nodep;
     char dir[PATH_MAX];
     if (node.kind == KSV_NODE_LOCAL && !node.engine_state_dir) {
         ctl_local_state_dir(&node, dir, sizeof dir);
@@ -305,6 +341,8 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
     char found_engine[1100];
     snprintf(found_engine, sizeof found_engine, "%s", conn.engine_path);
     bool installed = conn.engine_installed;
+    char unit_note[sizeof conn.unit_note];
+    snprintf(unit_note, sizeof unit_note, "%s", conn.unit_note);
     if (node.kind == KSV_NODE_SSH && found_engine[0])
         node.engine_path = found_engine; /* later connects start the same binary */
     ksv_engine_node_info info;
@@ -327,6 +365,8 @@ int ksv_ctl_node_add(ksv_ctl *ctl, const char *name, const char *address,
     snprintf(res->summary, sizeof res->summary, "node %s added (%s, engine %s%s%.1100s)", name,
              address, version[0] ? version : "?", installed ? ", installed at " : "",
              installed ? found_engine : "");
+    size_t used = strlen(res->summary);
+    snprintf(res->summary + used, sizeof res->summary - used, "%s", unit_note);
     res->changed = true;
     return 0;
 }

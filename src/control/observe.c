@@ -135,12 +135,11 @@ static void probe_gate(json_object *model, const char *name, ksv_node_probe *out
     }
 }
 
-static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
+/* The engine's applied state (a GET /ksv/v1/state answer) into out->revs and out->gates. */
+static void probe_state_of(json_object *root, ksv_node_probe *out)
 {
-    json_object *root = NULL, *models;
+    json_object *models;
     ksv_err err;
-    if (ksv_engine_client_get_state(client, &root, &err) != 0)
-        return;
     if (json_object_object_get_ex(root, "models", &models) &&
         json_object_is_type(models, json_type_array)) {
         for (size_t i = 0; i < json_object_array_length(models); i++) {
@@ -171,7 +170,6 @@ static void probe_state(ksv_engine_client *client, ksv_node_probe *out)
             ksv_engine_model_status_free(&st);
         }
     }
-    json_object_put(root);
 }
 
 static void probe_errors(ksv_engine_client *client, const char *model, ksv_node_probe *out)
@@ -239,10 +237,118 @@ static void probe_runtime_logs(ksv_engine_client *client, const char *model, ksv
     }
 }
 
+/* A node's last state and histograms as parsed, with the engine's ETags for them: while
+ * the engine answers 304 (nothing changed) a probe copies these instead of transferring
+ * and parsing the answers again, which was most of a console's cost per node. */
+typedef struct probe_cache {
+    char state_etag[KSV_ENGINE_ETAG_MAX];  /* "" when nothing is cached */
+    ksv_probe_rev *revs;
+    size_t n_revs;
+    ksv_probe_gate *gates;
+    size_t n_gates;
+    char hist_etag[KSV_ENGINE_ETAG_MAX];   /* "" when nothing is cached */
+    ksv_scrape scrape;
+} probe_cache;
+
+static void probe_cache_clear_state(probe_cache *pc)
+{
+    free(pc->revs);
+    free(pc->gates);
+    pc->revs = NULL;
+    pc->gates = NULL;
+    pc->n_revs = pc->n_gates = 0;
+    pc->state_etag[0] = '\0';
+}
+
+static void probe_cache_clear_hist(probe_cache *pc)
+{
+    ksv_scrape_free(&pc->scrape);
+    pc->hist_etag[0] = '\0';
+}
+
+static void *copy_array(const void *src, size_t n, size_t size, bool *ok)
+{
+    if (n == 0)
+        return NULL;
+    void *p = malloc(n * size);
+    if (p)
+        memcpy(p, src, n * size);
+    else
+        *ok = false;
+    return p;
+}
+
+/* State: through the cache when there is one (pc), else a whole GET every time. */
+static void probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out)
+{
+    json_object *root = NULL;
+    ksv_err err;
+    if (!pc) {
+        if (ksv_engine_client_get_state(client, &root, &err) == 0)
+            probe_state_of(root, out);
+        json_object_put(root);
+        return;
+    }
+    if (ksv_engine_client_get_state_if_changed(client, pc->state_etag, sizeof pc->state_etag,
+                                               &root, &err) != 0) {
+        probe_cache_clear_state(pc);
+        return;
+    }
+    bool ok = true;
+    if (!root) { /* unchanged: the cached copy is the engine's state */
+        out->revs = copy_array(pc->revs, pc->n_revs, sizeof *pc->revs, &ok);
+        out->gates = copy_array(pc->gates, pc->n_gates, sizeof *pc->gates, &ok);
+        out->n_revs = out->revs ? pc->n_revs : 0;
+        out->n_gates = out->gates ? pc->n_gates : 0;
+        return;
+    }
+    probe_state_of(root, out);
+    json_object_put(root);
+    char etag[KSV_ENGINE_ETAG_MAX];
+    snprintf(etag, sizeof etag, "%s", pc->state_etag);
+    probe_cache_clear_state(pc);
+    pc->revs = copy_array(out->revs, out->n_revs, sizeof *out->revs, &ok);
+    pc->gates = copy_array(out->gates, out->n_gates, sizeof *out->gates, &ok);
+    pc->n_revs = out->n_revs;
+    pc->n_gates = out->n_gates;
+    if (ok)
+        snprintf(pc->state_etag, sizeof pc->state_etag, "%s", etag);
+    else
+        probe_cache_clear_state(pc);
+}
+
+/* Histograms into out->scrape, through the cache when there is one; false with fe set when
+ * the node's figures cannot be read. */
+static bool probe_histograms(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out,
+                             ksv_err *fe)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = pc ? ksv_engine_client_get_if_changed(client, "/ksv/v1/histograms", pc->hist_etag,
+                                                   sizeof pc->hist_etag, &text, &len, fe)
+                : ksv_engine_client_get_histograms_text(client, &text, &len, fe);
+    if (rc == 0 && pc && !text) /* unchanged */
+        rc = ksv_scrape_copy(&pc->scrape, &out->scrape, fe);
+    else if (rc == 0)
+        rc = ksv_scrape_parse_histograms_json(text, len, &out->scrape, fe);
+    free(text);
+    if (pc && rc != 0) {
+        probe_cache_clear_hist(pc);
+    } else if (pc && len > 0) { /* a new answer: keep it for the next 304 */
+        char etag[KSV_ENGINE_ETAG_MAX];
+        snprintf(etag, sizeof etag, "%s", pc->hist_etag);
+        probe_cache_clear_hist(pc);
+        if (ksv_scrape_copy(&out->scrape, &pc->scrape, fe) == 0)
+            snprintf(pc->hist_etag, sizeof pc->hist_etag, "%s", etag);
+    }
+    return rc == 0;
+}
+
 struct ksv_probe_link {
     ctl_kept *kept;
     ksv_node node;                /* the node as stored, read on first use */
     bool have_node;
+    probe_cache cache;
 };
 
 ksv_probe_link *ksv_probe_link_new(const char *node)
@@ -260,6 +366,8 @@ void ksv_probe_link_free(ksv_probe_link *l)
     if (!l)
         return;
     ctl_kept_free(l->kept);
+    probe_cache_clear_state(&l->cache);
+    probe_cache_clear_hist(&l->cache);
     if (l->have_node)
         ksv_node_clear(&l->node);
     free(l);
@@ -273,9 +381,10 @@ void ksv_probe_link_reread(ksv_probe_link *l)
     }
 }
 
-/* Reads the node's info, histograms, applied state and (errors_model) recent errors. */
-static int probe_over(ksv_engine_client *client, const char *errors_model, ksv_node_probe *out,
-                      ksv_err *e)
+/* Reads the node's info, histograms, applied state and (errors_model) recent errors; pc:
+ * the link's cache, or NULL for whole answers. */
+static int probe_over(ksv_engine_client *client, const char *errors_model, probe_cache *pc,
+                      ksv_node_probe *out, ksv_err *e)
 {
     ksv_engine_node_info info;
     if (ksv_engine_client_get_node(client, &info, e) != 0)
@@ -296,17 +405,13 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, ksv_n
         pg->mem_used = info.gpus[g].memory_used_bytes;
         pg->mem_total = info.gpus[g].memory_total_bytes;
     }
-    char *text = NULL;
-    size_t len = 0;
     ksv_err fe;
     ksv_err_clear(&fe);
-    if (ksv_engine_client_get_histograms_text(client, &text, &len, &fe) == 0 &&
-        ksv_scrape_parse_histograms_json(text, len, &out->scrape, &fe) == 0)
+    if (probe_histograms(client, pc, out, &fe))
         out->has_scrape = true;
     else /* the node answers, but its figures cannot be shown: say why, on screen */
         snprintf(out->figures_error, sizeof out->figures_error, "%.250s", fe.msg);
-    free(text);
-    probe_state(client, out);
+    probe_state(client, pc, out);
     if (errors_model) {
         probe_errors(client, errors_model, out);
         probe_runtime_logs(client, errors_model, out);
@@ -336,7 +441,7 @@ int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *name
     ksv_err e;
     ksv_err_clear(&e);
     if (ctl_kept_entry_connect(ctl, link->kept, &link->node, observe_dial, &conn, &e) == 0 &&
-        probe_over(conn.client, errors_model, out, &e) != 0)
+        probe_over(conn.client, errors_model, &link->cache, out, &e) != 0)
         /* No answer over the kept connection: drop it; the next probe dials again, which
          * re-reads a local engine's address and token (it may have restarted). */
         ctl_kept_entry_failed(ctl, link->kept, link->node.kind, e.msg);
@@ -381,7 +486,7 @@ int ksv_ctl_node_probe(ksv_ctl *ctl, const char *name, const char *errors_model,
     int rc = probe_connect(ctl, &node, &conn, &e);
     ksv_node_clear(&node);
     if (rc == 0) {
-        rc = probe_over(conn.client, errors_model, out, &e);
+        rc = probe_over(conn.client, errors_model, NULL, out, &e);
         bool kept = conn.borrowed;
         ctl_node_disconnect(&conn);
         /* The engine did not answer through a kept link: dial afresh after the backoff,

@@ -156,13 +156,30 @@ static int set_traffic_pair(ksv_ctl *ctl, int64_t model_id, int64_t stable_id, i
     return ksv_store_traffic_set(ctl->store, model_id, e, n, err);
 }
 
-/* Where a spec is placed: --node, else ksv.io/nodes, else the only registered node. */
+/* Where a spec is placed: --node, else -l SELECTOR, else ksv.io/nodes or
+ * ksv.io/node-selector, else the only registered node. */
 static int placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
                      char ***nodes, size_t *n, ksv_err *err)
 {
     const char *const *src = NULL;
     size_t count = 0;
     ksv_node_list all = {0};
+    const char *selector = opts->n_nodes ? NULL
+                           : opts->selector ? opts->selector
+                           : spec->n_nodes ? NULL
+                                           : spec->node_selector;
+    if (selector) {
+        if (ksv_ctl_nodes_selected(ctl, selector, nodes, n, err) != 0)
+            return ksv_err_prefix(err, "%s/%s", spec->namespace_name, spec->name);
+        if (*n == 0) {
+            free(*nodes);
+            *nodes = NULL;
+            return ksv_err_set(err, 400, "%s/%s: node selector \"%s\" matches no registered "
+                               "node (ksv node ls --show-labels)", spec->namespace_name,
+                               spec->name, selector);
+        }
+        return 0;
+    }
     if (opts->n_nodes) {
         src = opts->nodes;
         count = opts->n_nodes;
@@ -211,6 +228,8 @@ typedef struct gate_start {
     char canary[KSV_DNS_LABEL_MAX + 1];
     char stable[KSV_DNS_LABEL_MAX + 1];
     char *policy;                 /* the stored Canary's policy template */
+    /* ksv.io/waves: the new revision (canary) goes out wave by wave over stable */
+    bool waved;
 } gate_start;
 
 /* Saves the Canary gating model_id (from this apply) and returns the policy that gates it
@@ -346,6 +365,21 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     }
     int trc;
     ksv_revision_record stable_rev;
+    if (stable && policy && spec->n_waves) {
+        ksv_err_set(err, 400, "%s:%d: %s: ksv.io/waves with a Canary is not supported yet: "
+                    "waves soak without a release gate (remove one of them)", spec->source,
+                    spec->line, ref);
+        ksv_revision_record_clear(&rev);
+        goto rollback;
+    }
+    if (stable && spec->n_waves &&
+        ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
+        gs->waved = true;
+        snprintf(gs->model_ref, sizeof gs->model_ref, "%s", ref);
+        snprintf(gs->canary, sizeof gs->canary, "%s", rev.name);
+        snprintf(gs->stable, sizeof gs->stable, "%s", stable_rev.name);
+        ksv_revision_record_clear(&stable_rev);
+    }
     if (stable && policy &&
         ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
         /* A Canary gates it: the new revision starts at 0% and the engine's gate moves it
@@ -452,7 +486,7 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
         if (apply_one_to_store(ctl, spec,
                                ksv_manifest_find_canary(list, spec->namespace_name, spec->name),
                                opts, &changed, &gates[i], &store_err) != 0 ||
-            view_set_add(ctl, &set, ref, &store_err) != 0) {
+            (!gates[i].waved && view_set_add(ctl, &set, ref, &store_err) != 0)) {
             rc = -1;
             break;
         }
@@ -463,6 +497,17 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
     ksv_err_clear(&push_err);
     int prc = view_set_push(ctl, &set, opts->timeout_s, res, &push_err);
     view_set_free(&set);
+    /* Waved models after the rest, one at a time: each soaks between its waves. */
+    for (size_t i = 0; i < list->n && rc == 0; i++) {
+        ksv_err werr;
+        if (gates[i].waved &&
+            ctl_waves_run(ctl, &list->items[i], gates[i].model_ref, gates[i].stable,
+                          gates[i].canary, opts->timeout_s, res, &werr) != 0 &&
+            prc == 0) {
+            prc = -1;
+            push_err = werr;
+        }
+    }
     /* The new revisions are loaded on their nodes: each gate starts there. */
     for (size_t i = 0; i < list->n; i++) {
         if (gates[i].start && prc == 0 && rc == 0) {

@@ -336,6 +336,49 @@ static void identity(const ksv_http_request *req, ksv_http_response *resp)
     resp->status = 200;
 }
 
+/* True when the If-None-Match list names etag (or is "*"). Entries are quoted tags
+ * separated by commas; a weak one (W/"...") matches too, as RFC 9110 asks for GET. */
+static bool etag_listed(const char *list, const char *etag)
+{
+    size_t n = strlen(etag);
+    for (const char *p = list; p && *p;) {
+        while (*p == ' ' || *p == '\t' || *p == ',')
+            p++;
+        if (*p == '*')
+            return true;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        const char *end = p;
+        if (*p == '"') {
+            end = strchr(p + 1, '"');
+            end = end ? end + 1 : p + strlen(p);
+        } else {
+            while (*end && *end != ',')
+                end++;
+        }
+        if ((size_t)(end - p) == n && strncmp(p, etag, n) == 0)
+            return true;
+        p = end;
+    }
+    return false;
+}
+
+/* A rendered GET answer with its ETag (a hash of the body, so it changes exactly when the
+ * content does); 304 and no body when the client already holds this one. A console probing
+ * 100 nodes a second then transfers and parses only what changed. */
+static void answer_tagged(const ksv_http_request *req, ksv_http_response *resp)
+{
+    uint64_t h = 14695981039346656037ull; /* FNV-1a, 64 bits */
+    for (size_t i = 0; i < resp->body.len; i++)
+        h = (h ^ (unsigned char)resp->body.data[i]) * 1099511628211ull;
+    snprintf(resp->etag, sizeof resp->etag, "\"%016llx\"", (unsigned long long)h);
+    resp->status = 200;
+    if (!resp->body.oom && req->if_none_match && etag_listed(req->if_none_match, resp->etag)) {
+        ksv_sb_reset(&resp->body);
+        resp->status = 304;
+    }
+}
+
 void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
 {
     if (strcmp(req->path, KSV_IDENTITY_PATH) == 0)
@@ -350,8 +393,7 @@ void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
         if (!get)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");
         ksv_registry_write_state(req->engine->registry, &resp->body);
-        resp->status = 200;
-        return;
+        return answer_tagged(req, resp);
     }
     if (strcmp(rest, "/node") == 0) {
         if (!get)
@@ -376,8 +418,7 @@ void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
         if (!get)
             return ksv_http_error(resp, 405, "method not allowed here; use GET");
         ksv_registry_write_histograms(req->engine->registry, &resp->body);
-        resp->status = 200;
-        return;
+        return answer_tagged(req, resp);
     }
     if (strncmp(rest, "/models/", 8) == 0) {
         char name[KSV_NAME_MAX + 1];

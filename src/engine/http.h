@@ -60,6 +60,7 @@ typedef struct ksv_http_request {
     const char *authorization;    /* the Authorization header or NULL */
     const char *inference_header_length; /* Inference-Header-Content-Length or NULL: the
                                             body is binary tensor data (v2_binary.h) */
+    const char *if_none_match;    /* the If-None-Match header or NULL (admin GETs answer 304) */
     double start;                 /* monotonic seconds when the headers arrived */
     ksv_worker *worker;
     const ksv_engine_info *engine;
@@ -107,6 +108,7 @@ typedef struct ksv_http_response {
                                      (sent as Inference-Header-Content-Length) */
     char revision[KSV_NAME_MAX];  /* ksv-revision header when non-empty */
     int retry_after;              /* Retry-After header (seconds) when > 0 */
+    char etag[24];                /* ETag header (quoted) when non-empty */
     bool wait_cold;               /* not answered yet: wait for req->cold, then dispatch again */
     ksv_http_async async;         /* set by a handler that answers later */
 } ksv_http_response;

@@ -169,6 +169,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
         snprintf(n, sizeof n, "%zu", resp->inference_header_len);
         MHD_add_response_header(r, "Inference-Header-Content-Length", n);
     }
+    if (resp->etag[0])
+        MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, resp->etag);
     if (resp->status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (resp->retry_after > 0) {
@@ -309,6 +311,8 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
         .inference_header_length =
             MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Inference-Header-Content-Length"),
+        .if_none_match =
+            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH),
         .start = ctx->start,
         .worker = w,
         .engine = srv->engine,
@@ -317,6 +321,7 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
     };
     ctx->resp.wait_cold = false;
     ctx->resp.retry_after = 0;
+    ctx->resp.etag[0] = '\0';
     if (strncmp(url, "/ksv/v1/", 8) == 0 || strcmp(url, "/ksv/v1") == 0)
         ksv_handle_admin(&req, &ctx->resp);
     else

@@ -403,6 +403,21 @@ static ksv_http_failure classify(CURLcode rc)
 }
 
 /* Fills res from a finished transfer and sets err for a failure; returns 0 or -1. */
+/* The final answer's ETag, for conditional GETs (libcurl 7.83 reads headers back; an
+ * older one reports none, and callers then fetch whole answers every time). */
+static void read_etag(CURL *curl, ksv_http_result *res)
+{
+#if LIBCURL_VERSION_NUM >= 0x075300
+    struct curl_header *h = NULL;
+    if (curl_easy_header(curl, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h && h->value &&
+        strlen(h->value) < sizeof res->etag)
+        snprintf(res->etag, sizeof res->etag, "%s", h->value);
+#else
+    (void)curl;
+    (void)res;
+#endif
+}
+
 static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err)
 {
     ksv_http_client *c = t->c;
@@ -422,8 +437,10 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
     if (rc == CURLE_OK && res->status <= 0)
         rc = CURLE_WEIRD_SERVER_REPLY; /* an answer without an HTTP status */
     res->code = (int)rc;
-    if (rc == CURLE_OK)
+    if (rc == CURLE_OK) {
+        read_etag(c->curl, res);
         return 0;
+    }
     /* The write callback refused a chunk: say why in the caller's terms. */
     if (rc == CURLE_WRITE_ERROR && t->over_cap)
         res->failure = KSV_HTTP_E_TOO_LARGE;

@@ -109,6 +109,8 @@ typedef struct ksv_http_result {
     long connections_opened;  /* new connections this request opened (0: one was reused) */
     double total_s;           /* the transfer's own duration, connect included */
     long local_port;          /* this end's port of the connection used (0: none) */
+    char etag[96];            /* the answer's ETag header as sent (quotes kept), "" when none
+                               * or longer; a later request can send it as If-None-Match */
 } ksv_http_result;
 
 typedef struct ksv_http_call {

@@ -265,9 +265,10 @@ static int prove_identity(ksv_engine_client *c, long timeout_ms, ksv_err *err)
 /* Performs one request with a total budget of timeout_ms; see ksv_engine_client_request.
  * With a token, the request goes only on a connection whose peer proved it holds the
  * token: proven first, and proven again when that connection has closed since. */
-static int perform(ksv_engine_client *c, const char *method, const char *path,
-                   const char *body, size_t body_len, long timeout_ms, long *http_status,
-                   ksv_sb *reply, ksv_err *err)
+static int perform_ex(ksv_engine_client *c, const char *method, const char *path,
+                      const char *body, size_t body_len, long timeout_ms, const char *extra,
+                      long *http_status, ksv_sb *reply, char *etag_out, size_t etag_cap,
+                      ksv_err *err)
 {
     if (!method || !path || path[0] != '/')
         return ksv_err_set(err, 400, "request path must start with '/'");
@@ -279,12 +280,14 @@ static int perform(ksv_engine_client *c, const char *method, const char *path,
         ksv_sb_free(&url);
         return ksv_err_set(err, 500, "out of memory");
     }
-    const char *headers[3] = {NULL, NULL, NULL};
+    const char *headers[4] = {NULL, NULL, NULL, NULL};
     size_t n = 0;
     if (body)
         headers[n++] = "Content-Type: application/json";
     if (c->auth)
         headers[n++] = c->auth;
+    if (extra)
+        headers[n++] = extra;
     ksv_http_result res;
     int rc = -1;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -304,7 +307,20 @@ static int perform(ksv_engine_client *c, const char *method, const char *path,
         return transport_error(c, &res, timeout_ms, err);
     }
     *http_status = res.status;
+    if (etag_out)
+        snprintf(etag_out, etag_cap, "%s", res.etag);
     return 0;
+}
+
+/* Performs one request with a total budget of timeout_ms; see ksv_engine_client_request.
+ * With a token, the request goes only on a connection whose peer proved it holds the
+ * token: proven first, and proven again when that connection has closed since. */
+static int perform(ksv_engine_client *c, const char *method, const char *path,
+                   const char *body, size_t body_len, long timeout_ms, long *http_status,
+                   ksv_sb *reply, ksv_err *err)
+{
+    return perform_ex(c, method, path, body, body_len, timeout_ms, NULL, http_status, reply,
+                      NULL, 0, err);
 }
 
 int ksv_engine_client_request(ksv_engine_client *c, const char *method, const char *path,
@@ -477,12 +493,12 @@ static int model_call(ksv_engine_client *c, const char *method, const char *mode
 
 /* --- admin API -------------------------------------------------------------------------- */
 
-int ksv_engine_client_get_state(ksv_engine_client *c, json_object **out, ksv_err *err)
+/* The state answer must be an object with a "models" array; *out is freed otherwise. */
+static int check_state(ksv_engine_client *c, json_object **out, ksv_err *err)
 {
-    if (call_object(c, "GET", "/ksv/v1/state", NULL, c->timeout_ms, out, err) != 0)
-        return -1;
     json_object *models;
-    if (!json_object_object_get_ex(*out, "models", &models) ||
+    if (!json_object_is_type(*out, json_type_object) ||
+        !json_object_object_get_ex(*out, "models", &models) ||
         !json_object_is_type(models, json_type_array)) {
         json_object_put(*out);
         *out = NULL;
@@ -490,6 +506,37 @@ int ksv_engine_client_get_state(ksv_engine_client *c, json_object **out, ksv_err
                            "array", c->base_url);
     }
     return 0;
+}
+
+int ksv_engine_client_get_state(ksv_engine_client *c, json_object **out, ksv_err *err)
+{
+    if (call_object(c, "GET", "/ksv/v1/state", NULL, c->timeout_ms, out, err) != 0)
+        return -1;
+    return check_state(c, out, err);
+}
+
+int ksv_engine_client_get_state_if_changed(ksv_engine_client *c, char *etag, size_t etag_cap,
+                                           json_object **out, ksv_err *err)
+{
+    *out = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    char was[KSV_ENGINE_ETAG_MAX];
+    snprintf(was, sizeof was, "%s", etag);
+    if (ksv_engine_client_get_if_changed(c, "/ksv/v1/state", etag, etag_cap, &text, &len,
+                                         err) != 0)
+        return -1;
+    if (!text)
+        return 0;
+    const char *why = NULL;
+    *out = parse_reply(text, len, &why);
+    free(text);
+    if (!*out) {
+        snprintf(etag, etag_cap, "%s", was);
+        return ksv_err_set(err, 502, "bad reply from engine: %s: GET /ksv/v1/state: %s",
+                           c->base_url, why);
+    }
+    return check_state(c, out, err);
 }
 
 int ksv_engine_client_get_model(ksv_engine_client *c, const char *model, json_object **out,
@@ -586,6 +633,39 @@ int ksv_engine_client_get_histograms_text(ksv_engine_client *c, char **text, siz
                                           ksv_err *err)
 {
     return call_text(c, "/ksv/v1/histograms", text, len, err);
+}
+
+int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, char *etag,
+                                     size_t etag_cap, char **text, size_t *len, ksv_err *err)
+{
+    *text = NULL;
+    if (len)
+        *len = 0;
+    char cond[KSV_ENGINE_ETAG_MAX + sizeof "If-None-Match: "];
+    bool have = etag[0] && strlen(etag) < KSV_ENGINE_ETAG_MAX &&
+                strcspn(etag, "\r\n") == strlen(etag); /* a header line, nothing more */
+    if (have)
+        snprintf(cond, sizeof cond, "If-None-Match: %s", etag);
+    char got[KSV_ENGINE_ETAG_MAX];
+    ksv_sb reply;
+    long status = 0;
+    if (perform_ex(c, "GET", path, NULL, 0, c->timeout_ms, have ? cond : NULL, &status, &reply,
+                   got, sizeof got, err) != 0)
+        return -1;
+    if (status == 304 && have) {
+        ksv_sb_free(&reply);
+        return 0; /* unchanged: etag stays, *text stays NULL */
+    }
+    if (status < 200 || status > 299) {
+        http_error(c, status, "GET", path, &reply, err);
+        ksv_sb_free(&reply);
+        return -1;
+    }
+    snprintf(etag, etag_cap, "%s", got);
+    if (len)
+        *len = reply.len;
+    *text = ksv_sb_steal(&reply, NULL);
+    return 0;
 }
 
 int ksv_engine_client_get_metrics_text(ksv_engine_client *c, char **text, size_t *len,

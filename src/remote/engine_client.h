@@ -98,6 +98,18 @@ int ksv_engine_client_put_model_json(ksv_engine_client *c, const char *model,
                                      const char *body, json_object **state_out, ksv_err *err);
 /* DELETE /ksv/v1/models/{model}. */
 int ksv_engine_client_delete_model(ksv_engine_client *c, const char *model, ksv_err *err);
+/* A conditional GET of an answer the engine tags (/ksv/v1/state, /ksv/v1/histograms):
+ * etag holds the tag of the copy the caller keeps ("" for none). When the engine's answer
+ * is still that one (304), returns 0 with *text NULL and etag unchanged; otherwise *text
+ * gets the new body (caller frees) and etag its tag ("" when the engine sent none, as an
+ * older engine does). etag_cap at least KSV_ENGINE_ETAG_MAX. */
+#define KSV_ENGINE_ETAG_MAX 96
+int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, char *etag,
+                                     size_t etag_cap, char **text, size_t *len, ksv_err *err);
+/* The same for /ksv/v1/state, parsed and checked as ksv_engine_client_get_state does:
+ * *out NULL when unchanged. */
+int ksv_engine_client_get_state_if_changed(ksv_engine_client *c, char *etag, size_t etag_cap,
+                                           json_object **out, ksv_err *err);
 /* GET /ksv/v1/histograms, parsed, or as the raw JSON text (caller frees). */
 int ksv_engine_client_get_histograms(ksv_engine_client *c, json_object **out, ksv_err *err);
 int ksv_engine_client_get_histograms_text(ksv_engine_client *c, char **text, size_t *len,

@@ -297,7 +297,16 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
         return ksv_err_set(err, 503, "%s: the engine of %s runs but does not answer on %s",
                            s->name, out->state_dir, want);
     }
-    if (!up) {
+    /* --install: the unit, enabled, so the engine comes back after a reboot; where systemd
+     * runs and the engine is not up yet, systemd starts it now. */
+    if (o->install) {
+        if (ksv_ssh_unit_install(s, out->engine_path, out->port, out->state_dir, !up,
+                                 &out->unit, err) != 0)
+            return -1;
+        out->unit_written = true;
+    }
+    bool by_systemd = !up && out->unit_written && out->unit.enabled;
+    if (!up && !by_systemd) {
         char qeng[2300], cmd[12000];
         if (ksv_ssh_shell_quote(out->engine_path, qeng, sizeof qeng) != 0)
             return ksv_err_set(err, 400, "engine path too long");
@@ -314,6 +323,8 @@ int ksv_ssh_ensure_engine(ksv_ssh_session *s, const ksv_ssh_engine_options *o,
         if (st != 0)
             return ksv_err_set(err, 503, "%s: cannot start %s: %s", s->name, out->engine_path,
                                errtext);
+    }
+    if (!up) {
         out->started = true;
         long limit = o->start_timeout_ms > 0 ? o->start_timeout_ms
                                              : KSV_SSH_ENGINE_START_TIMEOUT_MS;

@@ -13,6 +13,7 @@
 #include "common/error.h"
 #include "remote/ssh_session.h"
 #include "remote/ssh_sftp.h"
+#include "remote/ssh_unit.h"
 
 #define KSV_SSH_DEFAULT_ENGINE_PORT 8080
 #define KSV_SSH_DEFAULT_STATE_DIR ".local/state/ksv/engine"   /* under the remote home */
@@ -22,7 +23,8 @@ typedef struct ksv_ssh_engine_options {
     const char *engine_path;    /* --engine-path; NULL: `command -v ksv-engine` on the node */
     const char *state_dir;      /* --engine-state-dir; NULL: ~/KSV_SSH_DEFAULT_STATE_DIR */
     int engine_port;            /* --engine-port; 0: KSV_SSH_DEFAULT_ENGINE_PORT */
-    bool install;               /* --install: upload local_engine when none is found */
+    bool install;               /* --install: upload local_engine when none is found, and
+                                 * write and enable the systemd unit (ssh_unit.h) */
     const char *local_engine;   /* this build's ksv-engine (required with install) */
     const char *cache_dir;      /* where --install puts the binary, named by its sha256;
                                    NULL: STATE_DIR/bin, so removing the state dir removes
@@ -41,6 +43,8 @@ typedef struct ksv_ssh_engine {
     bool started;               /* this call started it */
     bool installed;             /* this call uploaded it (installed_sent bytes) */
     long long installed_sent;
+    bool unit_written;          /* --install: the systemd unit was written (unit says more) */
+    ksv_ssh_unit unit;
 } ksv_ssh_engine;
 
 /* What one exec tells about the node before anything else is done there. */

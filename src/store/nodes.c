@@ -65,6 +65,8 @@ static int read_node(ksv_store *s, sqlite3_stmt *st, ksv_node *n, ksv_err *err)
     return r;
 }
 
+static int insert_node(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err *err);
+
 static bool has_prefix(const char *s, const char *prefix)
 {
     return strncmp(s, prefix, strlen(prefix)) == 0;
@@ -88,6 +90,24 @@ int ksv_store_node_add(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err 
     if (node->engine_port < 0 || node->engine_port > 65535)
         return ksv_err_set(err, 400, "node %s: engine port %d is not in 1..65535", node->name,
                            node->engine_port);
+    store_tx tx;
+    if (store_tx_begin(s, &tx, true, err) < 0)
+        return -1;
+    int64_t new_id = 0;
+    if (insert_node(s, node, &new_id, err) < 0 ||
+        store_node_labels_write(s, new_id, (const char *const *)node->label_keys,
+                                (const char *const *)node->label_values, node->n_labels,
+                                err) < 0) {
+        store_tx_abort(s, &tx);
+        return -1;
+    }
+    if (id)
+        *id = new_id;
+    return store_tx_commit(s, &tx, err);
+}
+
+static int insert_node(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err *err)
+{
     sqlite3_stmt *st;
     if (store_prepare(s,
                       "INSERT INTO nodes (name, kind, address, token_file, ssh_identity, "
@@ -113,8 +133,7 @@ int ksv_store_node_add(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err 
         return ksv_err_set(err, 409, "node %s already exists", node->name);
     if (rc != SQLITE_DONE)
         return store_db_error(s, rc, "adding a node", err);
-    if (id)
-        *id = sqlite3_last_insert_rowid(s->db);
+    *id = sqlite3_last_insert_rowid(s->db);
     return 0;
 }
 
@@ -135,15 +154,25 @@ int ksv_store_node_get(ksv_store *s, const char *name, ksv_node *out, ksv_err *e
     else
         store_db_error(s, rc, "reading a node", err);
     sqlite3_finalize(st);
+    if (r == 0 && store_node_labels_read(s, out, 1, err) < 0) {
+        ksv_node_clear(out);
+        r = -1;
+    }
     return r;
 }
 
 int ksv_store_node_list(ksv_store *s, ksv_node_list *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
-    sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, err) < 0)
+    /* The nodes and their labels from one snapshot. */
+    store_tx tx;
+    if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
+    sqlite3_stmt *st;
+    if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, err) < 0) {
+        store_tx_abort(s, &tx);
+        return -1;
+    }
     size_t cap = 0;
     int rc, r = 0;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -160,6 +189,12 @@ int ksv_store_node_list(ksv_store *s, ksv_node_list *out, ksv_err *err)
     if (r == 0 && rc != SQLITE_DONE)
         r = store_db_error(s, rc, "listing nodes", err);
     sqlite3_finalize(st);
+    if (r == 0)
+        r = store_node_labels_read(s, out->items, out->n, err);
+    if (r == 0)
+        r = store_tx_commit(s, &tx, err);
+    else
+        store_tx_abort(s, &tx);
     if (r < 0)
         ksv_node_list_free(out);
     return r;
@@ -278,6 +313,12 @@ void ksv_node_clear(ksv_node *n)
     free(n->engine_state_dir);
     free(n->last_error);
     free(n->engine_version);
+    for (size_t i = 0; i < n->n_labels; i++) {
+        free(n->label_keys[i]);
+        free(n->label_values[i]);
+    }
+    free(n->label_keys);
+    free(n->label_values);
     memset(n, 0, sizeof *n);
 }
 

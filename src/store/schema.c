@@ -204,8 +204,18 @@ static const char migration_6[] =
     "ALTER TABLE history ADD COLUMN reason TEXT;\n"
     "PRAGMA user_version = 6;\n";
 
+/* 7: node labels (issue 14): placement by selector, fleet listings by label. */
+static const char migration_7[] =
+    "CREATE TABLE node_labels (\n"
+    "  node_id INTEGER NOT NULL REFERENCES nodes (id) ON DELETE CASCADE,\n"
+    "  key TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 317),\n"
+    "  value TEXT NOT NULL CHECK (length(value) <= 63),\n"
+    "  PRIMARY KEY (node_id, key)\n"
+    ") WITHOUT ROWID;\n"
+    "PRAGMA user_version = 7;\n";
+
 const char *const store_migrations[] = {migration_1, migration_2, migration_3, migration_4,
-                                        migration_5, migration_6};
+                                        migration_5, migration_6, migration_7};
 const int store_n_migrations = (int)(sizeof store_migrations / sizeof store_migrations[0]);
 
 _Static_assert(sizeof store_migrations / sizeof store_migrations[0] == KSV_STORE_SCHEMA_VERSION,

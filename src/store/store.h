@@ -55,8 +55,9 @@
 #include <stdint.h>
 
 #include "common/error.h"
+#include "common/labels.h"
 
-#define KSV_STORE_SCHEMA_VERSION 6
+#define KSV_STORE_SCHEMA_VERSION 7
 #define KSV_STORE_RAW_RETENTION_MS (24LL * 3600 * 1000)
 #define KSV_STORE_ROLLUP_RETENTION_MS (30LL * 24 * 3600 * 1000)
 #define KSV_STORE_ROLLUP_STEP_MS 60000LL
@@ -129,6 +130,10 @@ typedef struct ksv_node {
     int64_t last_seen_ms;   /* 0: never reached */
     char *last_error;       /* NULL: the last contact succeeded (or none yet) */
     char *engine_version;   /* NULL: unknown */
+    /* Labels (common/labels.h), sorted by key; node_add stores them with the node. */
+    char **label_keys;
+    char **label_values;
+    size_t n_labels;
 } ksv_node;
 
 typedef struct ksv_node_list {
@@ -152,6 +157,14 @@ int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err);
  * last_seen is kept. */
 int ksv_store_node_set_status(ksv_store *s, const char *name, int64_t seen_ms,
                               const char *error, const char *engine_version, ksv_err *err);
+/* Sets (values[i] non-NULL) or removes (NULL) each keys[i] of the node's labels, all or none:
+ * 404 unknown node, 400 a key or value common/labels.h refuses. */
+int ksv_store_node_label(ksv_store *s, const char *name, const char *const *keys,
+                         const char *const *values, size_t n, ksv_err *err);
+/* The node's value of label key, NULL when it has none. */
+const char *ksv_node_label(const ksv_node *n, const char *key);
+/* Whether the node's labels satisfy sel. */
+bool ksv_node_selected(const ksv_node *n, const ksv_selector *sel);
 void ksv_node_clear(ksv_node *n);
 void ksv_node_list_free(ksv_node_list *l);
 

@@ -78,6 +78,13 @@ int store_tx_commit(ksv_store *s, store_tx *tx, ksv_err *err);
 /* Undoes everything since store_tx_begin; safe to call after a failed commit. */
 void store_tx_abort(ksv_store *s, store_tx *tx);
 
+/* node_labels.c: fills the labels of nodes[0..n) (one node: by its id; a listing: in the
+ * listing's order, nodes sorted by name), and sets or removes (values[i] NULL) labels of
+ * a node inside the caller's transaction. */
+int store_node_labels_read(ksv_store *s, ksv_node *nodes, size_t n, ksv_err *err);
+int store_node_labels_write(ksv_store *s, int64_t node_id, const char *const *keys,
+                            const char *const *values, size_t n, ksv_err *err);
+
 /* strdup that maps NULL to NULL; sets *oom on allocation failure of a non-NULL input. */
 char *store_strdup(const char *v, bool *oom);
 /* 400 unless v is a DNS-1123 label of at most max characters (common/field_limits.h: the

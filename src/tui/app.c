@@ -427,7 +427,9 @@ static void run_command(tui_app *a, char *line)
 static void input_key(tui_app *a, int key)
 {
     if (key == ESC_KEY) {
-        if (a->mode == TUI_MODE_FILTER) {
+        if (a->mode == TUI_MODE_FILTER && a->filter_nodes) {
+            a->node_filter[0] = '\0';
+        } else if (a->mode == TUI_MODE_FILTER) {
             a->view.filter[0] = '\0';
             a->view.force_sort = true;
         }
@@ -447,7 +449,10 @@ static void input_key(tui_app *a, int key)
         a->input[a->input_len++] = (char)key;
         a->input[a->input_len] = '\0';
     }
-    if (a->mode == TUI_MODE_FILTER) {
+    if (a->mode == TUI_MODE_FILTER && a->filter_nodes) {
+        snprintf(a->node_filter, sizeof a->node_filter, "%.63s", a->input);
+        a->list_cursor = a->list_top = 0;
+    } else if (a->mode == TUI_MODE_FILTER) {
         snprintf(a->view.filter, sizeof a->view.filter, "%.63s", a->input);
         a->view.force_sort = true;
     }
@@ -550,6 +555,9 @@ static void normal_key(tui_app *a, int key)
             set_status(a, TUI_C_DIM, "%s", "canary change cancelled");
         } else if (a->screen == TUI_SCREEN_HELP) {
             a->screen = a->back;
+        } else if (a->screen == TUI_SCREEN_NODES && a->node_filter[0]) {
+            a->node_filter[0] = '\0'; /* the nodes' filter first, as the models' */
+            a->list_cursor = a->list_top = 0;
         } else if (a->screen != TUI_SCREEN_MODELS) {
             a->screen = TUI_SCREEN_MODELS;
             tui_worker_set_focus(a->worker, NULL);
@@ -596,14 +604,24 @@ static void normal_key(tui_app *a, int key)
                                                 : TUI_SCREEN_COST;
         a->list_cursor = a->list_top = 0;
         break;
+    case TUI_ACT_GROUP:
+        if (a->snap) {
+            char next[sizeof a->node_group];
+            tui_next_group_key(a->snap, a->node_group, next, sizeof next);
+            snprintf(a->node_group, sizeof a->node_group, "%s", next);
+            a->list_cursor = a->list_top = 0;
+        }
+        break;
     case TUI_ACT_FILTER:
     case TUI_ACT_COMMAND:
-        if (act == TUI_ACT_FILTER && a->screen != TUI_SCREEN_MODELS) {
+        a->filter_nodes = act == TUI_ACT_FILTER && a->screen == TUI_SCREEN_NODES;
+        if (act == TUI_ACT_FILTER && a->screen != TUI_SCREEN_MODELS && !a->filter_nodes) {
             a->screen = TUI_SCREEN_MODELS;
             tui_worker_set_focus(a->worker, NULL);
         }
         a->mode = act == TUI_ACT_FILTER ? TUI_MODE_FILTER : TUI_MODE_COMMAND;
-        snprintf(a->input, sizeof a->input, "%.63s", act == TUI_ACT_FILTER ? a->view.filter : "");
+        snprintf(a->input, sizeof a->input, "%.63s",
+                 act != TUI_ACT_FILTER ? "" : a->filter_nodes ? a->node_filter : a->view.filter);
         a->input_len = strlen(a->input);
         break;
     case TUI_ACT_SORT_NEXT:

@@ -45,6 +45,10 @@ typedef struct tui_app {
     tui_color status_color;
     /* scroll positions of the list screens */
     size_t list_cursor, list_top;
+    /* the nodes screen: `/` there filters nodes (a label selector or a name), `L` groups */
+    char node_filter[64];
+    char node_group[80];
+    bool filter_nodes;             /* the filter line being typed is the nodes screen's */
     const char *banner;            /* "demo" etc., shown in the header */
     const char *demo_bad_canary;   /* --demo: the manifest `:badcanary` applies */
 } tui_app;

@@ -64,7 +64,9 @@ static const tui_binding bindings[] = {
      "namespaces: models, memory, cold starts, quota used/hard"},
     {'C', "C", TUI_SCREEN_ALL, TUI_ACT_COST, false,
      "cost of the last 24 h: hours loaded, idle, at zero, GB-hours, requests"},
-    {'/', "/", TUI_SCREEN_ALL & ~TUI_SCREEN_HELP, TUI_ACT_FILTER, false, "filter models (!text inverts)"},
+    {'/', "/", TUI_SCREEN_ALL & ~TUI_SCREEN_HELP, TUI_ACT_FILTER, false,
+     "filter models (!text inverts); on nodes: a name or a label selector (region=eu,gpu)"},
+    {'L', "L", TUI_SCREEN_NODES, TUI_ACT_GROUP, false, "nodes: group by the next label key, then none"},
     {':', ":", TUI_SCREEN_ALL, TUI_ACT_COMMAND, false,
      "command: rollback M, promote M, traffic M PCT, models, history, nodes, namespaces, "
      "cost, quit; --demo: badcanary"},

@@ -45,6 +45,7 @@ typedef enum {
     TUI_ACT_NAMESPACES,
     TUI_ACT_COST,
     TUI_ACT_FILTER,
+    TUI_ACT_GROUP,         /* nodes screen: group by the next label key (then none) */
     TUI_ACT_COMMAND,
     TUI_ACT_SORT_NEXT,
     TUI_ACT_SORT_PREV,

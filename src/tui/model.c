@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/labels.h"
+
 /* ---- snapshots ---- */
 
 tui_snapshot *tui_snapshot_new(void)
@@ -191,6 +193,128 @@ bool tui_filter_match(const char *filter, const tui_model *m)
     if (!*f)
         return true;
     return contains_nocase(m->key, f) != invert;
+}
+
+bool tui_node_label(const tui_node *n, const char *key, char *buf, size_t cap)
+{
+    size_t klen = strlen(key);
+    buf[0] = '\0';
+    for (const char *p = n->labels; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', len);
+        if (eq && (size_t)(eq - p) == klen && strncmp(p, key, klen) == 0) {
+            snprintf(buf, cap, "%.*s", (int)(len - klen - 1), eq + 1);
+            return true;
+        }
+        p = end ? end + 1 : p + len;
+    }
+    return false;
+}
+
+/* The labels of n as arrays for ksv_selector_matches (pointers into copy). */
+static size_t split_labels(const tui_node *n, char *copy, size_t cap, const char **keys,
+                           const char **values, size_t max)
+{
+    snprintf(copy, cap, "%s", n->labels);
+    size_t count = 0;
+    for (char *p = copy; *p && count < max;) {
+        char *end = strchr(p, ',');
+        if (end)
+            *end = '\0';
+        char *eq = strchr(p, '=');
+        if (eq) {
+            *eq = '\0';
+            keys[count] = p;
+            values[count++] = eq + 1;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    return count;
+}
+
+/* A row to sort: everything the order needs, so qsort needs no context. */
+typedef struct node_key {
+    size_t index;
+    bool has;                     /* has the grouping label */
+    char value[80];
+    const char *name;
+} node_key;
+
+static int node_key_cmp(const void *pa, const void *pb)
+{
+    const node_key *a = pa, *b = pb;
+    if (a->has != b->has)
+        return a->has ? -1 : 1;
+    int c = strcmp(a->value, b->value);
+    return c ? c : strcmp(a->name, b->name);
+}
+
+size_t tui_nodes_view(const tui_snapshot *s, const char *filter, const char *group_key,
+                      size_t *order, char *why, size_t why_cap)
+{
+    why[0] = '\0';
+    ksv_selector sel;
+    bool by_labels = filter && strchr(filter, '=');
+    if (by_labels) {
+        ksv_err err;
+        if (ksv_selector_parse(filter, &sel, &err) != 0) {
+            snprintf(why, why_cap, "%s", err.msg);
+            by_labels = false;
+            filter = NULL;
+        }
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        const tui_node *node = &s->nodes[i];
+        bool keep = true;
+        if (by_labels) {
+            char copy[sizeof node->labels];
+            const char *keys[64], *values[64];
+            size_t nl = split_labels(node, copy, sizeof copy, keys, values, 64);
+            keep = ksv_selector_matches(&sel, keys, values, nl);
+        } else if (filter && *filter) {
+            bool invert = filter[0] == '!';
+            const char *f = invert ? filter + 1 : filter;
+            keep = !*f || contains_nocase(node->name, f) != invert;
+        }
+        if (keep)
+            order[n++] = i;
+    }
+    node_key *keys = n ? malloc(n * sizeof *keys) : NULL;
+    if (!keys)
+        return n; /* unsorted rather than none */
+    for (size_t i = 0; i < n; i++) {
+        const tui_node *node = &s->nodes[order[i]];
+        keys[i].index = order[i];
+        keys[i].name = node->name;
+        keys[i].has = group_key && *group_key &&
+                      tui_node_label(node, group_key, keys[i].value, sizeof keys[i].value);
+        if (!keys[i].has)
+            keys[i].value[0] = '\0';
+    }
+    qsort(keys, n, sizeof *keys, node_key_cmp);
+    for (size_t i = 0; i < n; i++)
+        order[i] = keys[i].index;
+    free(keys);
+    return n;
+}
+
+void tui_next_group_key(const tui_snapshot *s, const char *current, char *out, size_t cap)
+{
+    /* The smallest key greater than current over every node's labels. */
+    char best[80] = "";
+    for (size_t i = 0; i < s->n_nodes; i++) {
+        char copy[sizeof s->nodes[i].labels];
+        const char *keys[64], *values[64];
+        size_t nl = split_labels(&s->nodes[i], copy, sizeof copy, keys, values, 64);
+        for (size_t k = 0; k < nl; k++)
+            if (strcmp(keys[k], current) > 0 && (!best[0] || strcmp(keys[k], best) < 0))
+                snprintf(best, sizeof best, "%s", keys[k]);
+    }
+    snprintf(out, cap, "%s", best);
 }
 
 bool tui_view_is_expanded(const tui_view *v, const char *key)

@@ -85,6 +85,8 @@ typedef struct tui_gate {
     } checks[TUI_GATE_CHECKS];
 } tui_gate;
 
+#define TUI_WAVE_LINES 8
+
 typedef struct tui_model {
     char key[TUI_KEY_LEN];      /* "namespace/name" */
     char ns[64];
@@ -108,6 +110,11 @@ typedef struct tui_model {
     tui_runtime_log *logs;      /* external runtimes' output (focus model only) */
     size_t n_logs;
     tui_gate gate;              /* the engines' release gate, when one rolls it out */
+    /* The newest waved rollout (ksv.io/waves), focus model only: "REV in M waves" and one
+     * line per wave, "wave K/M PHASE: nodes". n_wave_lines 0: none. */
+    char waves_title[96];
+    char wave_lines[TUI_WAVE_LINES][240];
+    size_t n_wave_lines;
 } tui_model;
 
 typedef struct tui_gpu {
@@ -132,6 +139,7 @@ typedef struct tui_node {
     size_t n_gpus;
     tui_gpu gpus[8];
     size_t n_models;
+    char labels[512];           /* "k=v,k2=v2" sorted by key, "" without labels */
 } tui_node;
 
 typedef struct tui_hist_row {
@@ -229,6 +237,20 @@ typedef struct tui_view {
 void tui_view_init(tui_view *v);
 void tui_view_free(tui_view *v);
 bool tui_filter_match(const char *filter, const tui_model *m);
+
+/* The nodes screen's rows: the indexes into s->nodes of the nodes that filter keeps, grouped
+ * by the value of label group_key ("" or NULL: no grouping; nodes without it last), by
+ * name within a group. filter: with '=' a label selector (common/labels.h: region=eu,
+ * gpu!=t4, ...), else a substring of the name ('!' inverts); a malformed selector keeps
+ * every node and says why in why (else why is ""). Returns the number of rows in order
+ * (which holds s->n_nodes entries). */
+size_t tui_nodes_view(const tui_snapshot *s, const char *filter, const char *group_key,
+                      size_t *order, char *why, size_t why_cap);
+/* Node n's value of label key into buf ("" when absent); false when it has none. */
+bool tui_node_label(const tui_node *n, const char *key, char *buf, size_t cap);
+/* The label key after `current` in the snapshot's nodes (sorted, each once), "" after the
+ * last: the nodes screen's `L` cycles no grouping, then each key. */
+void tui_next_group_key(const tui_snapshot *s, const char *current, char *out, size_t cap);
 /* Rebuilds v->rows for s: filter, order (re-sorted only when force_sort is set or no key
  * came for TUI_RESORT_DELAY_MS), expansion; the cursor stays on the same model/revision. */
 int tui_view_rebuild(tui_view *v, const tui_snapshot *s, int64_t now_ms);

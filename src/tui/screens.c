@@ -384,6 +384,16 @@ static void draw_detail(tui_app *a, int top, int height)
     tui_put(y++, 11, sw, spark, A(a, TUI_C_WARN), true, false);
     int bottom = top + height;
     y = draw_gate(a, m, y, bottom);
+    if (m->n_wave_lines && y < bottom) {
+        char title[160];
+        snprintf(title, sizeof title, " WAVES %s", m->waves_title);
+        tui_put(y++, 0, COLS, title, A(a, TUI_C_TITLE), true, false);
+        for (size_t i = 0; i < m->n_wave_lines && y < bottom; i++) {
+            bool bad = strstr(m->wave_lines[i], "failed") != NULL;
+            tui_put(y++, 2, COLS - 3, m->wave_lines[i], A(a, bad ? TUI_C_BAD : TUI_C_DEFAULT),
+                    true, false);
+        }
+    }
     tui_put(y++, 0, COLS, " RECENT ERRORS (request id)", A(a, TUI_C_TITLE), true, false);
     int err_rows = m->n_errors ? (int)(m->n_errors < 5 ? m->n_errors : 5) : 1;
     if (!m->n_errors)
@@ -461,19 +471,60 @@ static void draw_history(tui_app *a, int top, int height)
 
 static void draw_nodes(tui_app *a, int top, int height)
 {
-    char head[256];
-    snprintf(head, sizeof head, " %-12s %-6s %-22s %-12s %-8s %-7s %-6s %s", "NAME", "KIND",
-             "ADDRESS", "STATUS", "ENGINE", "UPTIME", "LOAD", "GPU util/mem");
+    char head[512];
+    snprintf(head, sizeof head, " %-12s %-6s %-22s %-12s %-8s %-7s %-6s %-20s %s", "NAME", "KIND",
+             "ADDRESS", "STATUS", "ENGINE", "UPTIME", "LOAD", "GPU util/mem", "LABELS");
     tui_fill_row(top, A(a, TUI_C_TITLE));
     tui_put(top, 0, COLS, head, A(a, TUI_C_TITLE), false, false);
     const tui_snapshot *s = a->snap;
     if (!s)
         return;
+    size_t *order = malloc((s->n_nodes ? s->n_nodes : 1) * sizeof *order);
+    if (!order)
+        return;
+    char why[256];
+    size_t shown = tui_nodes_view(s, a->node_filter, a->node_group, order, why, sizeof why);
+    if (a->node_filter[0] || a->node_group[0] || why[0]) {
+        /* What narrows or orders the list, on the title row's right. */
+        char info[700];
+        snprintf(info, sizeof info, " %zu of %zu%s%s%s%s%s%s ", shown, s->n_nodes,
+                 a->node_filter[0] ? " filter:" : "", a->node_filter,
+                 a->node_group[0] ? " group:" : "", a->node_group, why[0] ? " " : "", why);
+        int w = (int)strlen(info);
+        tui_put(top, COLS - w > 0 ? COLS - w : 0, COLS, info,
+                A(a, why[0] ? TUI_C_WARN : TUI_C_TITLE), false, false);
+    }
     int y = top + 1, bottom = top + height;
-    scroll_list(a, s->n_nodes, height - 1);
-    for (size_t k = 0; k < s->n_nodes && y < bottom; k++) {
+    scroll_list(a, shown, height - 1);
+    char group[96] = "\001"; /* no group drawn yet */
+    for (size_t r = 0; r < shown && y < bottom; r++) {
+        size_t k = order[r];
         const tui_node *n = &s->nodes[k];
-        char status[48], up[16], load[16], gpu[128] = "-", line[600];
+        if (a->node_group[0]) {
+            char value[80], line[200];
+            bool has = tui_node_label(n, a->node_group, value, sizeof value);
+            char this_group[96];
+            snprintf(this_group, sizeof this_group, "%s%s", has ? "=" : "", value);
+            if (strcmp(this_group, group) != 0) {
+                snprintf(group, sizeof group, "%s", this_group);
+                size_t count = 0;
+                for (size_t q = r; q < shown; q++) {
+                    char v2[80];
+                    bool h2 = tui_node_label(&s->nodes[order[q]], a->node_group, v2, sizeof v2);
+                    if (h2 != has || strcmp(v2, value) != 0)
+                        break;
+                    count++;
+                }
+                if (has)
+                    snprintf(line, sizeof line, " -- %s=%s (%zu)", a->node_group, value, count);
+                else
+                    snprintf(line, sizeof line, " -- without %s (%zu)", a->node_group, count);
+                tui_put(y++, 0, COLS, line, A(a, TUI_C_TITLE), true, false);
+                if (y >= bottom)
+                    break;
+            }
+        }
+        char status[48], up[16], load[16], gpu[128] = "-", line[1200];
         if (n->reachable && !n->stale)
             snprintf(status, sizeof status, "up");
         else {
@@ -496,9 +547,10 @@ static void draw_nodes(tui_app *a, int top, int height)
                 break;
             gl += (size_t)w;
         }
-        snprintf(line, sizeof line, " %-12.12s %-6s %-22.22s %-12s %-8.8s %-7s %-6s %s", n->name,
-                 n->kind, n->address, status, n->version[0] ? n->version : "-", up, load, gpu);
-        int attr = k == a->list_cursor ? A(a, TUI_C_SELECTED)
+        snprintf(line, sizeof line, " %-12.12s %-6s %-22.22s %-12s %-8.8s %-7s %-6s %-20.20s %s",
+                 n->name, n->kind, n->address, status, n->version[0] ? n->version : "-", up, load,
+                 gpu, n->labels[0] ? n->labels : "-");
+        int attr = r == a->list_cursor ? A(a, TUI_C_SELECTED)
                    : (n->reachable && !n->stale) ? A(a, TUI_C_OK) : A(a, TUI_C_BAD);
         tui_put(y++, 0, COLS, line, attr, true, false);
         if (n->error[0] && y < bottom) {
@@ -506,6 +558,7 @@ static void draw_nodes(tui_app *a, int top, int height)
             tui_put(y++, 0, COLS, line, A(a, TUI_C_BAD), true, false);
         }
     }
+    free(order);
 }
 
 /* Namespaces: what each team's models hold and use, with its quotas (`ksv get quota`). */

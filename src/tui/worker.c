@@ -129,6 +129,12 @@ struct tui_worker {
     ksv_prom_round prom_round;   /* its latest answers */
     spark_hist *sparks;
     size_t n_sparks;
+    /* the focus model's waves, read from history again only when it or the store changes */
+    char waves_of[TUI_KEY_LEN];
+    int64_t waves_version;
+    char waves_title[96];
+    char wave_lines[TUI_WAVE_LINES][240];
+    size_t n_wave_lines;
 };
 
 /* Waits on w->cond until *flag, stop, or ms pass. Called with w->mu held. */
@@ -560,6 +566,16 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
         snprintf(tn->name, sizeof tn->name, "%s", n->name);
         snprintf(tn->kind, sizeof tn->kind, "%s", ksv_node_kind_name(n->kind));
         snprintf(tn->address, sizeof tn->address, "%s", n->address);
+        size_t ll = 0;
+        for (size_t l = 0; l < n->n_labels && ll < sizeof tn->labels; l++) {
+            int wr = snprintf(tn->labels + ll, sizeof tn->labels - ll, "%s%s=%s", l ? "," : "",
+                             n->label_keys[l], n->label_values[l]);
+            if (wr < 0 || (size_t)wr >= sizeof tn->labels - ll) {
+                tn->labels[ll] = '\0'; /* whole labels only */
+                break;
+            }
+            ll += (size_t)wr;
+        }
         tn->age_ms = -1;
         if (!ns->probe) {
             snprintf(tn->error, sizeof tn->error, "not probed yet");
@@ -834,6 +850,47 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_recor
     }
 }
 
+/* The focus model's waves as lines, one per wave: "wave 2/3 succeeded: n001, n002 (12)". */
+static void read_waves(tui_worker *w, const char *ref)
+{
+    if (strcmp(w->waves_of, ref) == 0 && w->waves_version == w->cache.version)
+        return;
+    snprintf(w->waves_of, sizeof w->waves_of, "%s", ref);
+    w->waves_version = w->cache.version;
+    w->n_wave_lines = 0;
+    w->waves_title[0] = '\0';
+    json_object *st = NULL;
+    ksv_err err;
+    if (!*ref || ksv_ctl_wave_status(w->ctl, ref, NULL, &st, &err) != 0 || !st)
+        return;
+    int waves = json_object_get_int(json_object_object_get(st, "waves"));
+    snprintf(w->waves_title, sizeof w->waves_title, "%s in %d waves",
+             json_object_get_string(json_object_object_get(st, "revision")), waves);
+    json_object *nodes = json_object_object_get(st, "nodes");
+    for (int k = 1; k <= waves && w->n_wave_lines < TUI_WAVE_LINES; k++) {
+        char *line = w->wave_lines[w->n_wave_lines];
+        size_t len = 0, count = 0;
+        for (size_t i = 0; i < json_object_array_length(nodes); i++) {
+            json_object *e = json_object_array_get_idx(nodes, i);
+            if (json_object_get_int(json_object_object_get(e, "wave")) != k)
+                continue;
+            const char *node = json_object_get_string(json_object_object_get(e, "node"));
+            if (count++ == 0)
+                len = (size_t)snprintf(line, sizeof w->wave_lines[0], "wave %d/%d %s: %s", k,
+                                       waves,
+                                       json_object_get_string(json_object_object_get(e, "phase")),
+                                       node);
+            else if (count <= 4 && len < sizeof w->wave_lines[0])
+                len += (size_t)snprintf(line + len, sizeof w->wave_lines[0] - len, ", %s", node);
+        }
+        if (count > 4 && len < sizeof w->wave_lines[0])
+            snprintf(line + len, sizeof w->wave_lines[0] - len, ", ... (%zu nodes)", count);
+        if (count)
+            w->n_wave_lines++;
+    }
+    json_object_put(st);
+}
+
 static void fill_history(tui_snapshot *s, const ksv_history_list *hl)
 {
     s->history = calloc(hl->n ? hl->n : 1, sizeof *s->history);
@@ -980,8 +1037,15 @@ static void collect(tui_worker *w)
         const ksv_model_view *v = &cache->views[i];
         char ref[TUI_KEY_LEN];
         snprintf(ref, sizeof ref, "%s/%s", v->model.ns, v->model.name);
-        fill_model(w, &c, &cache->models, v, &s->models[s->n_models++], now,
-                   strcmp(ref, focus) == 0);
+        bool focused = strcmp(ref, focus) == 0;
+        tui_model *tm = &s->models[s->n_models++];
+        fill_model(w, &c, &cache->models, v, tm, now, focused);
+        if (focused) {
+            read_waves(w, ref);
+            snprintf(tm->waves_title, sizeof tm->waves_title, "%s", w->waves_title);
+            memcpy(tm->wave_lines, w->wave_lines, sizeof tm->wave_lines);
+            tm->n_wave_lines = w->n_wave_lines;
+        }
     }
     fill_history(s, &cache->hist);
     fill_quotas_and_cost(s, cache);
@@ -1132,8 +1196,12 @@ int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err
     snprintf(w->argv0, sizeof w->argv0, "%s", o->argv0 ? o->argv0 : "");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
+    /* Scrapes kept per series: the latency window's worth at this refresh and some spare
+     * (a late collection feeds two), not a fixed 128: a fleet has thousands of series. */
+    double per_window = ceil(KSV_MWIN_LATENCY_WINDOW_MS / (w->opts.interval_s * 1000));
+    size_t keep = per_window + 8 < 16 ? 16 : per_window + 8 > 65536 ? 65536 : (size_t)per_window + 8;
     if (open_ctl(w, w->opts.node_timeout_ms, false, &w->ctl, err) != 0 ||
-        ksv_mwin_new(0, &w->mwin, err) != 0) {
+        ksv_mwin_new(keep, &w->mwin, err) != 0) {
         tui_worker_stop(w);
         return -1;
     }

@@ -1,0 +1,275 @@
+/* waves.c: a model's new revision rolled out over its nodes in waves (ksv.io/waves,
+ * ksv.io/wave-soak): each wave's nodes get the new desired state, the wave soaks, and the
+ * next starts only when the new revision's figures on the nodes so far are within the
+ * stable revision's; a failed wave rolls the model back and stops. Every step is a history
+ * row, which is also where `ksv rollout status` reads each node's wave and phase from. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <json-c/json.h>
+
+#include "common/clock.h"
+#include "control/control_internal.h"
+
+/* Soak verdict tolerances (docs/OPERATIONS.md, "Waves"). */
+#define ERROR_SLACK 0.01          /* the new revision's error share may pass stable's by 1 pt */
+#define P99_FACTOR 2.0            /* ... and its P99 twice stable's plus P99_SLACK_S */
+#define P99_SLACK_S 0.005
+#define P99_MIN_REQUESTS 20       /* fewer answers on either side: P99 is not compared */
+
+void ctl_waves_plan(const ksv_isvc *spec, size_t n_nodes, size_t *ends, size_t *n_waves)
+{
+    *n_waves = 0;
+    size_t prev = 0;
+    for (size_t i = 0; i < spec->n_waves; i++) {
+        size_t c = spec->waves[i].percent
+                       ? (size_t)ceil((double)spec->waves[i].value * (double)n_nodes / 100.0)
+                       : (size_t)spec->waves[i].value;
+        if (c > n_nodes)
+            c = n_nodes;
+        if (c <= prev)
+            continue; /* 25% of 3 nodes and 1 node are the same wave */
+        ends[(*n_waves)++] = c;
+        prev = c;
+    }
+    if (prev < n_nodes) /* the last wave is everything that remains */
+        ends[(*n_waves)++] = n_nodes;
+}
+
+typedef struct rev_figures {
+    uint64_t requests, bad;       /* answers, and those not 2xx */
+    double p99_s;                 /* NaN: no latency figures */
+} rev_figures;
+
+static void sleep_s(double s)
+{
+    struct timespec ts = {.tv_sec = (time_t)s, .tv_nsec = (long)((s - (double)(time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/* Scrapes every node of the model into w (a node that does not answer: err, -1). */
+static int scrape_all(ksv_ctl *ctl, char *const *nodes, size_t n, ksv_mwin *w, ksv_err *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        ksv_node_probe p;
+        if (ksv_ctl_node_probe(ctl, nodes[i], NULL, &p, err) != 0)
+            return -1;
+        int rc = !p.reachable ? ksv_err_set(err, 503, "node %s did not answer: %s", nodes[i],
+                                            p.error)
+                 : !p.has_scrape ? ksv_err_set(err, 502, "node %s: no figures: %s", nodes[i],
+                                               p.figures_error)
+                                 : ksv_mwin_add_scrape(w, nodes[i], p.at_ms, &p.scrape, err);
+        ksv_node_probe_free(&p);
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void figures_of(const ksv_mwin *w, const char *model, const char *revision,
+                       int64_t now_ms, int64_t window_ms, rev_figures *out)
+{
+    ksv_mwin_sel sel = {NULL, model, revision};
+    ksv_mwin_rate_stats r;
+    ksv_mwin_latency_stats l;
+    ksv_err ignored;
+    memset(out, 0, sizeof *out);
+    out->p99_s = NAN;
+    if (ksv_mwin_rates(w, &sel, now_ms, window_ms, &r, &ignored) == 0 && r.has_data) {
+        out->requests = r.requests;
+        out->bad = r.requests - r.requests_2xx;
+    }
+    if (ksv_mwin_latency(w, &sel, now_ms, window_ms, &l, &ignored) == 0 && l.has_data)
+        out->p99_s = l.p99_s;
+}
+
+/* Soaks soak_s and judges the new revision against the stable one over that time, on every
+ * node of the model (the new one runs only on the waves so far). 0 with verdict "ok: ..."
+ * or "failed: ..." in why; -1 when the figures could not be read. */
+static int soak(ksv_ctl *ctl, const ksv_model_view *v, const char *stable, const char *fresh,
+                double soak_s, bool *ok, char *why, size_t cap, ksv_err *err)
+{
+    ksv_mwin *w;
+    if (ksv_mwin_new(4, &w, err) != 0)
+        return -1;
+    int64_t t0 = ksv_wall_ms();
+    int rc = scrape_all(ctl, v->model.nodes, v->model.n_nodes, w, err);
+    if (rc == 0) {
+        sleep_s(soak_s > 0 ? soak_s : 0.05);
+        rc = scrape_all(ctl, v->model.nodes, v->model.n_nodes, w, err);
+    }
+    if (rc != 0) {
+        ksv_mwin_free(w);
+        *ok = false;
+        snprintf(why, cap, "failed: %s", err->msg);
+        return 0; /* a node of the wave stopped answering: the wave failed */
+    }
+    int64_t now = ksv_wall_ms(), window = now - t0 + 1;
+    rev_figures s, f;
+    figures_of(w, v->model.name, stable, now, window, &s);
+    figures_of(w, v->model.name, fresh, now, window, &f);
+    ksv_mwin_free(w);
+    double s_err = s.requests ? (double)s.bad / (double)s.requests : 0,
+           f_err = f.requests ? (double)f.bad / (double)f.requests : 0;
+    *ok = true;
+    if (f.bad > 0 && f_err > s_err + ERROR_SLACK) {
+        *ok = false;
+        snprintf(why, cap, "failed: %s answered %llu of %llu requests with errors (%.1f%%; "
+                 "%s %.1f%%)", fresh, (unsigned long long)f.bad, (unsigned long long)f.requests,
+                 100 * f_err, stable, 100 * s_err);
+    } else if (f.requests >= P99_MIN_REQUESTS && s.requests >= P99_MIN_REQUESTS &&
+               !isnan(f.p99_s) && !isnan(s.p99_s) && f.p99_s > P99_FACTOR * s.p99_s + P99_SLACK_S) {
+        *ok = false;
+        snprintf(why, cap, "failed: %s P99 %.1f ms (%s %.1f ms)", fresh, f.p99_s * 1e3, stable,
+                 s.p99_s * 1e3);
+    } else if (f.requests == 0) {
+        snprintf(why, cap, "succeeded: no requests reached %s in the %.0f s soak", fresh, soak_s);
+    } else {
+        snprintf(why, cap, "succeeded: %s %llu requests, %.1f%% errors (%s %.1f%%)", fresh,
+                 (unsigned long long)f.requests, 100 * f_err, stable, 100 * s_err);
+    }
+    return 0;
+}
+
+/* The view with only nodes[from, to) (borrowed pointers; the copy owns nothing). */
+static ksv_model_view wave_view(const ksv_model_view *v, size_t from, size_t to)
+{
+    ksv_model_view w = *v;
+    w.model.nodes = v->model.nodes + from;
+    w.model.n_nodes = to - from;
+    return w;
+}
+
+int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
+                  const char *fresh, double timeout_s, ksv_ctl_result *res, ksv_err *err)
+{
+    ksv_model_view v;
+    if (ksv_ctl_model_view(ctl, ref, NULL, &v, err) != 0)
+        return -1;
+    size_t ends[KSV_MANIFEST_MAX_WAVES + 1], n_waves;
+    ctl_waves_plan(spec, v.model.n_nodes, ends, &n_waves);
+    /* The plan first: every node and its wave, so `rollout status` can show what waits. */
+    ksv_ctl_result plan = {0};
+    for (size_t k = 0, i = 0; k < n_waves; k++)
+        for (; i < ends[k]; i++) {
+            char wave[32];
+            snprintf(wave, sizeof wave, "wave %zu", k + 1);
+            ctl_result_add(&plan, v.model.nodes[i], true, wave);
+        }
+    char text[256];
+    snprintf(text, sizeof text, "%s in %zu waves", fresh, n_waves);
+    int rc = ksv_ctl_history(ctl, "waves", ref, NULL, stable, text, &plan, "planned", err);
+    ksv_ctl_result_free(&plan);
+    for (size_t k = 0; rc == 0 && k < n_waves; k++) {
+        size_t from = k ? ends[k - 1] : 0;
+        ksv_model_view wv = wave_view(&v, from, ends[k]);
+        ctl_push_model pm = {.view = &wv};
+        ctl_push(ctl, &pm, 1, timeout_s, res);
+        bool ok = true;
+        char why[600] = "";
+        for (size_t i = 0; i < pm.result.n && ok; i++)
+            if (!pm.result.nodes[i].ok) {
+                ok = false;
+                snprintf(why, sizeof why, "failed: node %.64s: %s%.400s", pm.result.nodes[i].node,
+                         pm.result.nodes[i].unconfirmed ? "unconfirmed: " : "",
+                         pm.result.nodes[i].message);
+            }
+        if (ok && soak(ctl, &v, stable, fresh, (double)spec->wave_soak_s, &ok, why, sizeof why,
+                       err) != 0)
+            ok = false;
+        snprintf(text, sizeof text, "%s wave %zu/%zu", fresh, k + 1, n_waves);
+        rc = ksv_ctl_history(ctl, "wave", ref, NULL, stable, text, &pm.result, why, err);
+        ksv_ctl_result_free(&pm.result);
+        if (rc == 0 && !ok) {
+            /* The revision failed here: the whole model goes back to the stable revision
+             * (the earlier waves too, so the store describes one state again). */
+            ksv_rollout_request back = {.op = KSV_ROLLOUT_ROLLBACK, .model = ref,
+                                        .timeout_s = timeout_s};
+            ksv_ctl_result rb = {0};
+            ksv_err rerr;
+            int brc = ksv_ctl_rollout(ctl, &back, &rb, &rerr);
+            ksv_ctl_result_free(&rb);
+            rc = ksv_err_set(err, 1, "%s: wave %zu/%zu %s; %s", ref, k + 1, n_waves, why,
+                             brc == 0 ? "rolled back to the stable revision"
+                                      : "the rollback failed too (ksv rollout rollback)");
+        }
+    }
+    ksv_model_view_free(&v);
+    return rc;
+}
+
+/* ---- status ---- */
+
+/* Each node's wave and phase of the newest waved rollout of the model, from history. */
+int ksv_ctl_wave_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,
+                        ksv_err *err)
+{
+    *out = NULL;
+    ksv_model_record m;
+    if (ksv_ctl_model_resolve(ctl, model, ns, &m, err) != 0)
+        return -1;
+    char ref[300];
+    snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
+    ksv_model_record_clear(&m);
+    ksv_history_list h;
+    if (ksv_store_history_list(ctl->store, ref, 5000, &h, err) != 0)
+        return -1;
+    /* Newest first: find the newest plan, then read forward (towards newer) from it. */
+    size_t plan = h.n;
+    for (size_t i = 0; i < h.n && plan == h.n; i++)
+        if (strcmp(h.items[i].action, "waves") == 0)
+            plan = i;
+    if (plan == h.n) {
+        ksv_history_list_free(&h);
+        return 0;
+    }
+    const ksv_history_entry *p = &h.items[plan];
+    char rev[128] = "";
+    sscanf(p->new_value ? p->new_value : "", "%127s", rev);
+    json_object *nodes = p->node_results_json ? json_tokener_parse(p->node_results_json) : NULL;
+    json_object *o = json_object_new_object(), *list = json_object_new_array();
+    json_object_object_add(o, "revision", json_object_new_string(rev));
+    size_t total = 0;
+    sscanf(p->new_value ? p->new_value : "", "%*s in %zu waves", &total);
+    json_object_object_add(o, "waves", json_object_new_int((int)total));
+    /* Outcome of each wave: 0 not reached, 1 succeeded, -1 failed. */
+    int outcome[KSV_MANIFEST_MAX_WAVES + 2] = {0};
+    size_t failed_wave = 0;
+    for (size_t i = plan; i-- > 0;) {
+        const ksv_history_entry *e = &h.items[i];
+        size_t k = 0, of = 0;
+        if (strcmp(e->action, "wave") != 0 || !e->new_value ||
+            sscanf(e->new_value, "%*s wave %zu/%zu", &k, &of) != 2 || k < 1 ||
+            k > KSV_MANIFEST_MAX_WAVES + 1)
+            continue;
+        outcome[k] = strncmp(e->result, "succeeded", 9) == 0 ? 1 : -1;
+        if (outcome[k] < 0 && !failed_wave)
+            failed_wave = k;
+    }
+    json_object_object_foreach(nodes, node, val)
+    {
+        size_t k = 0;
+        sscanf(json_object_get_string(val), "ok: wave %zu", &k);
+        const char *phase = k > KSV_MANIFEST_MAX_WAVES + 1 ? "unknown"
+                            : failed_wave && k == failed_wave ? "failed, rolled back"
+                            : failed_wave && k < failed_wave  ? "rolled back"
+                            : failed_wave                      ? "not started"
+                            : outcome[k] > 0                   ? "succeeded"
+                            : k > 0 && (k == 1 || outcome[k - 1] > 0) ? "in progress"
+                                                               : "pending";
+        json_object *n = json_object_new_object();
+        json_object_object_add(n, "node", json_object_new_string(node));
+        json_object_object_add(n, "wave", json_object_new_int((int)k));
+        json_object_object_add(n, "phase", json_object_new_string(phase));
+        json_object_array_add(list, n);
+    }
+    json_object_object_add(o, "nodes", list);
+    json_object_put(nodes);
+    ksv_history_list_free(&h);
+    *out = o;
+    return 0;
+}
