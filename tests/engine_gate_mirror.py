@@ -162,7 +162,7 @@ check(0 < want_reg < 1 and rel_min < 1e-3 < rel_max,
       "the retrained regression differs by %.2g..%.2g relatively: %.0f%% of rows past 1e-3" %
       (rel_min, rel_max, 100 * want_reg))
 put_model(eng, "reg", [rev("reg-00001", model_path("regression")), rev("reg-00002", REG)])
-load = Traffic(eng, "reg", REG_BODY, rps=100)
+load = Traffic(eng.host, eng.port, "reg", REG_BODY, rps=100)
 eng.request("PUT", "/ksv/v1/models/reg/rollout", admin=True, body={
     "canary": "reg-00002", "interval_s": 1, "threshold": 2, "step_weights": [50],
     "mirror": True, "iterations": 2,
