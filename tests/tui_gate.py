@@ -5,6 +5,7 @@ Cancel, as rollback's), and the engine's state follows."""
 import functools
 import http.client
 import json
+import subprocess
 import os
 import shutil
 import sys
