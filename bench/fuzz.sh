@@ -12,6 +12,7 @@ secs=${1:-20}
 build=$(cd "${2:-build}" && pwd)
 [ $# -ge 2 ] && shift 2 || shift $#
 runs=${KSV_FUZZ_RUNS:--1}
+seed=${KSV_FUZZ_SEED:-}   # libFuzzer's -seed; empty: a fresh one each run
 src=$(cd "$(dirname "$0")/.." && pwd)
 work=$build/fuzz/run
 case $secs in ''|*[!0-9]*) echo "bench/fuzz.sh: SECONDS must be a whole number" >&2; exit 2 ;; esac
@@ -40,7 +41,7 @@ for h in $harnesses; do
     corpus=$work/corpus/$name crashes=$work/crashes/$name log=$work/$name.log
     mkdir -p "$corpus" "$crashes" "$work/seeds/$name"
     # -rss_limit_mb: a parser that needs more than this for one input has a bug too.
-    "$h" -max_total_time="$secs" -runs="$runs" -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
+    "$h" -max_total_time="$secs" -runs="$runs" ${seed:+-seed="$seed"} -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$crashes/" "$corpus" "$work/seeds/$name" >"$log" 2>&1 || true
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
