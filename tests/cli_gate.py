@@ -5,6 +5,7 @@ once each (actor gate@NODE). One real local engine as node `edge`, a real SQLite
 models from data/ (churn-v2: a healthy retrain; fraud: another feature count, every answer
 400). Bad Canary documents are refused with file, line and field, and nothing is applied."""
 import functools
+import http.client
 import json
 import os
 import time
