@@ -77,10 +77,11 @@ try:
             lines = [l for l in d.splitlines() if l and l != "---"]
             items.append("\n".join(("- " if i == 0 else "  ") + l for i, l in enumerate(lines)))
         return "apiVersion: v1\nkind: List\nitems:\n" + "\n".join(items) + "\n"
-    bad_list = write("bad-list.yaml", as_list(isvc("churn-v2"), CANARY.replace(
-        "stepWeights: [25, 50]", "stepWeight: 0")))
+    bad_text = as_list(isvc("churn-v2"), CANARY.replace("stepWeights: [25, 50]", "stepWeight: 0"))
+    bad_line = next(i + 1 for i, l in enumerate(bad_text.splitlines()) if "stepWeight: 0" in l)
+    bad_list = write("bad-list.yaml", bad_text)
     rc, out, err = ksv("apply", "-f", bad_list)
-    check(rc != 0 and "bad-list.yaml:22:" in err and "spec.analysis.stepWeight" in err,
+    check(rc != 0 and "bad-list.yaml:%d:" % bad_line in err and "spec.analysis.stepWeight" in err,
           "a bad Canary inside a List is refused with its line and field: %s" % err.strip()[:200])
     check(len(revisions() or []) == 1, "nothing was applied by the refused files")
 
