@@ -332,7 +332,7 @@ class Traffic:
         self.stop_ev = threading.Event()
         self.counts = collections.Counter()
         self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(clients)]
+        self.threads = [threading.Thread(target=self.run, daemon=True) for _ in range(clients)]
         for t in self.threads:
             t.start()
 
