@@ -37,6 +37,7 @@ fi
 for h in $harnesses; do
     name=$(basename "$h")
     case $name in *.*) continue ;; esac   # fuzz_x.d: make's dependency files
+    case " ${KSV_FUZZ_SKIP:-} " in *" $name "*) echo "$name: skipped (KSV_FUZZ_SKIP)"; continue ;; esac
     [ -x "$h" ] || continue
     corpus=$work/corpus/$name crashes=$work/crashes/$name log=$work/$name.log
     mkdir -p "$corpus" "$crashes" "$work/seeds/$name"
