@@ -73,7 +73,11 @@ def parse_size(text):
 
 
 # ------------------------------------------------------------ measure without a budget
-free = Engine(threads=2)
+# glibc's per-thread cache makes a load's measured size jump by ~120 KiB from one engine to
+# the next (the budget below has ~115 KiB of slack): off here, so the sizes this test budgets
+# with are the sizes the engine measures (elastic's finding, docs: issue 13's note).
+STEADY = {"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+free = Engine(threads=2, extra_env=STEADY)
 sizes = load_all(free)
 check(all(v > 0 for v in sizes.values()), "each model's memory is measured: %s" % sizes)
 st, _, metrics = free.request("GET", "/metrics")
@@ -92,7 +96,7 @@ budget = a + b + c - a // 2
 print("   sizes a=%d b=%d c=%d, budget %d" % (a, b, c, budget))
 
 # ------------------------------------------------------------------- the same under a budget
-eng = Engine("--memory-budget", str(budget), threads=2)
+eng = Engine("--memory-budget", str(budget), threads=2, extra_env=STEADY)
 sizes2 = load_all(eng)
 ra = wait_rev(eng, "a", "a-00001", ("scaled-to-zero",), timeout=5)
 check(ra and ra["state"] == "scaled-to-zero" and ra["memory_bytes"] == 0,
@@ -144,7 +148,7 @@ check(ok, "with room again, A comes back on a request and answers XGBoost's outp
 check(eng.stop() == 0, "budgeted engine exits 0")
 
 # ------------------------------------------------------- resources.limits.memory per revision
-lim = Engine(threads=2)
+lim = Engine(threads=2, extra_env=STEADY)
 check(put(lim, "c", [rev("c-00001", "fraud", memory_limit_bytes=64 * 1024)]) == 202,
       "PUT fraud with a 64 KiB memory limit")
 r = wait_rev(lim, "c", "c-00001", ("failed", "ready"))
