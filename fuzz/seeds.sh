@@ -62,3 +62,8 @@ seed fuzz_model_xgboost iris.bst '\000' < "$src/data/models/iris-bst/model.bst"
 seed fuzz_model_xgboost linear.json '\001' < "$src/data/models/linear/model.json"
 seed fuzz_model_xgboost softmax.json '\001' < "$src/data/models/softmax/model.json"
 seed fuzz_model_xgboost iris.ubj '\002' < "$src/data/models/iris-ubj/model.ubj"
+# What the harnesses found once, kept as seeds so every run replays it (the selector byte is
+# already in front): tests/data/fuzz/HARNESS-SUFFIX-what.ext, e.g. model_xgboost-*.
+for f in "$src"/tests/data/fuzz/model_xgboost-*; do
+    seed fuzz_model_xgboost "$(basename "$f")" < "$f"
+done

@@ -201,6 +201,30 @@ def run_ksv(env, *args, timeout=120, extra_env=None, drop=()):
     return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
 
 
+def sanitizer_env(work):
+    """Under the sanitizer build, the options that send ksv-top's own reports (ASan, LSan at
+    exit, UBSan) to files in `work`: inside tmux nobody would see its stderr, and a UBSan
+    halt would look like a blank screen. Empty on the plain build."""
+    extra = {}
+    if os.environ.get("ASAN_OPTIONS"):
+        extra["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":log_path=" + os.path.join(work, "asan")
+    if os.environ.get("LSAN_OPTIONS"):
+        extra["LSAN_OPTIONS"] = os.environ["LSAN_OPTIONS"]
+    if os.environ.get("UBSAN_OPTIONS"):
+        extra["UBSAN_OPTIONS"] = os.environ["UBSAN_OPTIONS"] + ":log_path=" + os.path.join(work, "ubsan")
+    return extra
+
+
+def sanitizer_reports(work):
+    """The report files sanitizer_env's options left in `work`, each printed (a failed check
+    should say where), as a list of names."""
+    reports = sorted(f for f in os.listdir(work) if f.startswith(("asan.", "ubsan.")))
+    for f in reports:
+        with open(os.path.join(work, f), errors="replace") as fh:
+            print(fh.read()[:4000])
+    return reports
+
+
 def ksv_cli(env, timeout=120):
     """The ksv(*args) and ksv_json(*args) helpers of a test that runs ksv in env:
     ksv returns (rc, stdout, stderr); ksv_json adds -o json and returns (rc, document), the

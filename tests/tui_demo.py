@@ -12,7 +12,7 @@ import shutil
 import sys
 import time
 
-from ksvtest import TOP, check, finish, lock_pid, tmpdir
+from ksvtest import TOP, check, finish, lock_pid, sanitizer_env, sanitizer_reports, tmpdir
 from tmuxterm import Tmux
 
 if not shutil.which("tmux"):
@@ -24,11 +24,7 @@ run_env = {"TMPDIR": work, "LC_ALL": "C.UTF-8", "TERM": "tmux-256color", "USER":
            "XDG_STATE_HOME": os.path.join(work, "state")}
 if os.environ.get("KSV_DATA_DIR"):
     run_env["KSV_DATA_DIR"] = os.environ["KSV_DATA_DIR"]
-if os.environ.get("ASAN_OPTIONS"):
-    run_env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":log_path=" + os.path.join(work, "asan")
-    for k in ("LSAN_OPTIONS", "UBSAN_OPTIONS"):
-        if os.environ.get(k):
-            run_env[k] = os.environ[k]
+run_env.update(sanitizer_env(work))
 term = Tmux("ksvtopdemo")
 
 
@@ -156,6 +152,6 @@ try:
     check(not alive, "and stops its engine")
 finally:
     term.kill()
-asan = [f for f in os.listdir(work) if f.startswith("asan")]
+asan = sanitizer_reports(work)
 check(not asan, "no sanitizer report from ksv-top (%s)" % asan)
 finish()

@@ -13,7 +13,7 @@ import threading
 import time
 
 from ksvtest import (DATA, ENGINE, TOP, canary_yaml, check, finish, isvc_yaml, ksv_cli, load_json,
-                     stop_engine, tmpdir, write_file)
+                     sanitizer_env, sanitizer_reports, stop_engine, tmpdir, write_file)
 from tmuxterm import Tmux
 
 if not shutil.which("tmux"):
@@ -25,11 +25,7 @@ node_dir = os.path.join(work, "node-a")
 db = os.path.join(work, "ksv.db")
 run_env = {"KSV_DB": db, "XDG_STATE_HOME": os.path.join(work, "state"), "KSV_ENGINE": ENGINE,
            "USER": "tester", "LC_ALL": "C.UTF-8", "TERM": "tmux-256color"}
-if os.environ.get("ASAN_OPTIONS"):
-    run_env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":log_path=" + os.path.join(work, "asan")
-    for k in ("LSAN_OPTIONS", "UBSAN_OPTIONS"):
-        if os.environ.get(k):
-            run_env[k] = os.environ[k]
+run_env.update(sanitizer_env(work))
 env = dict(os.environ, **run_env)
 MODELS = os.path.join(DATA, "models")
 BODY = json.dumps(load_json("requests", "churn-v1.json"))
@@ -172,6 +168,6 @@ finally:
         loader.join(15)
     term.kill()
     stop_engine(node_dir)
-asan = [f for f in os.listdir(work) if f.startswith("asan")]
+asan = sanitizer_reports(work)
 check(not asan, "no sanitizer report from ksv-top (%s)" % asan)
 finish()

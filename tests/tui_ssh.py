@@ -21,7 +21,8 @@ import sys
 import threading
 import time
 
-from ksvtest import ksv_cli, DATA, ENGINE, TOP, check, finish, free_port, stop_engine, tmpdir
+from ksvtest import (ksv_cli, DATA, ENGINE, TOP, check, finish, free_port, sanitizer_env,
+                     sanitizer_reports, stop_engine, tmpdir)
 from sshnode import SshNode, skip_unless_available
 from tmuxterm import Tmux
 
@@ -34,13 +35,7 @@ work = tmpdir("ksv-top-ssh-")
 db = os.path.join(work, "ksv.db")
 run_env = {"KSV_DB": db, "HOME": work, "USER": "tester", "XDG_STATE_HOME": os.path.join(work, "state"),
            "KSV_ENGINE": ENGINE, "SSH_AUTH_SOCK": "", "LC_ALL": "C.UTF-8", "TERM": "tmux-256color"}
-if os.environ.get("ASAN_OPTIONS"):
-    # Under the sanitizer build, ksv-top's own report (a leak at exit included) goes to a
-    # file: inside tmux nobody would see its stderr.
-    run_env["ASAN_OPTIONS"] = os.environ["ASAN_OPTIONS"] + ":log_path=" + os.path.join(work, "asan")
-    for k in ("LSAN_OPTIONS", "UBSAN_OPTIONS"):
-        if os.environ.get(k):
-            run_env[k] = os.environ[k] + (":log_path=" + os.path.join(work, "ubsan") if k == "UBSAN_OPTIONS" else "")
+run_env.update(sanitizer_env(work))
 env = dict(os.environ, **run_env)
 box = SshNode(work)
 engine_dir = os.path.join(work, "edge-engine")
@@ -225,10 +220,7 @@ try:
         except OSError:
             alive = False
     check(top_pid and not alive, "q exits ksv-top")
-    reports = [f for f in os.listdir(work) if f.startswith(("asan.", "ubsan."))]
-    for f in reports:
-        with open(os.path.join(work, f), errors="replace") as fh:
-            print(fh.read()[:4000])
+    reports = sanitizer_reports(work)
     check(not reports, "no sanitizer report from ksv-top (%s)" % reports)
 finally:
     if doorman:

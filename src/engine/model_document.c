@@ -480,9 +480,15 @@ static int read_booster(json_object *learner, ksv_model_doc *doc, const char *na
             group >= doc->num_groups)
             return ksv_model_fail(err, name, 400, "tree %zu: output group (tree_info) out of range", i);
         doc->trees[i].group = (int32_t)group;
-        if (read_tree(json_object_array_get_idx(trees, i), i, doc->num_feature, &doc->trees[i],
-                      name, err) < 0)
+        json_object *tree = json_object_array_get_idx(trees, i);
+        if (read_tree(tree, i, doc->num_feature, &doc->trees[i], name, err) < 0)
             return -1;
+        /* XGBoost's loader stores each tree at trees[id] unchecked: a repeated id leaves a
+         * slot empty and its predictor dereferences it. It always writes id == position. */
+        json_object *id = member(tree, "id");
+        if (!json_object_is_type(id, json_type_int) || json_object_get_int64(id) != (int64_t)i)
+            return ksv_model_fail(err, name, 400, "tree %zu: id is %s, not its position %zu", i,
+                                  id ? "wrong" : "missing", i);
     }
     return 0;
 }

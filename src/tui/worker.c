@@ -993,7 +993,8 @@ static void fill_quotas_and_cost(tui_snapshot *s, const store_cache *c)
         s->cost.n = 0;
         return;
     }
-    memcpy(s->cost.rows, c->cost.rows, c->cost.n * sizeof *s->cost.rows);
+    if (c->cost.n) /* no rows is a NULL array, which memcpy may not be given */
+        memcpy(s->cost.rows, c->cost.rows, c->cost.n * sizeof *s->cost.rows);
     s->has_cost = true;
 }
 
