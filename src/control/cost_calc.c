@@ -89,18 +89,26 @@ static bool wanted(const calc *c, const open_rev *o)
     return !c->ns_filter || strcmp(c->ns_filter, text(o->ns)) == 0;
 }
 
+/* The row an interval of o's from since_ms to at is charged to, with the interval clipped to
+ * the window: its hours and the fraction of it inside. NULL when the namespace is filtered
+ * out or memory ran out. */
+static ksv_cost_row *charge(calc *c, const open_rev *o, int64_t since_ms, int64_t at,
+                            double *hours, double *fraction)
+{
+    double ms = clip(c, since_ms, at, fraction);
+    *hours = ms / MS_PER_HOUR;
+    return wanted(c, o) ? row_for(c, text(o->ns), o->model, o->revision) : NULL;
+}
+
 static void end_residency(calc *c, open_rev *o, int64_t at, double requests, double idle_s)
 {
     if (!o->resident)
         return;
     o->resident = false;
-    double f, ms = clip(c, o->since_ms, at, &f);
-    if (!wanted(c, o))
-        return;
-    ksv_cost_row *row = row_for(c, text(o->ns), o->model, o->revision);
+    double f, hours;
+    ksv_cost_row *row = charge(c, o, o->since_ms, at, &hours, &f);
     if (!row)
         return;
-    double hours = ms / MS_PER_HOUR;
     row->loaded_hours += hours;
     row->memory_gb_hours += (double)o->memory / GB * hours;
     row->gpu_memory_gb_hours += (double)o->gpu_memory / GB * hours;
@@ -116,13 +124,10 @@ static void end_zero(calc *c, open_rev *o, int64_t at)
     if (!o->zero)
         return;
     o->zero = false;
-    double f, ms = clip(c, o->zero_since_ms, at, &f);
-    if (!wanted(c, o))
-        return;
-    ksv_cost_row *row = row_for(c, text(o->ns), o->model, o->revision);
+    double f, hours;
+    ksv_cost_row *row = charge(c, o, o->zero_since_ms, at, &hours, &f);
     if (!row)
         return;
-    double hours = ms / MS_PER_HOUR;
     row->scaled_to_zero_hours += hours;
     row->saved_gb_hours += (double)o->zero_memory / GB * hours;
 }

@@ -72,6 +72,31 @@ static void split_line(const tui_model *m, int stable_pct_override, int target, 
         snprintf(out, cap, "-");
 }
 
+/* Every confirm dialog about a model starts with its title and the model's and nodes' lines... */
+static void dialog_begin(tui_app *a, const char *title, const tui_model *m)
+{
+    char line[256];
+    a->dialog_n = 0;
+    snprintf(a->dialog_title, sizeof a->dialog_title, " %s? ", title);
+    snprintf(line, sizeof line, "model:   %s", m->key);
+    dialog_line(a, line);
+    snprintf(line, sizeof line, "node(s): %s", m->nodes[0] ? m->nodes : "-");
+    dialog_line(a, line);
+}
+
+/* ...and ends the same way: focus on Cancel, an empty reason, the job it will run on OK. */
+static void dialog_finish(tui_app *a, const tui_model *m, tui_job_kind kind, const char *ok)
+{
+    snprintf(a->dialog_ok, sizeof a->dialog_ok, "%s", ok);
+    a->dialog_focus = 0;
+    a->dialog_reason[0] = '\0';
+    a->dialog_reason_len = 0;
+    memset(&a->dialog_job, 0, sizeof a->dialog_job);
+    a->dialog_job.kind = kind;
+    snprintf(a->dialog_job.model, sizeof a->dialog_job.model, "%s", m->key);
+    a->mode = TUI_MODE_DIALOG;
+}
+
 static void open_change_dialog(tui_app *a, const tui_model *m, tui_job_kind kind)
 {
     char line[256], from[200], to[200];
@@ -82,13 +107,10 @@ static void open_change_dialog(tui_app *a, const tui_model *m, tui_job_kind kind
                    m->key);
         return;
     }
-    a->dialog_n = 0;
-    snprintf(a->dialog_title, sizeof a->dialog_title, " %s %.80s? ",
-             kind == TUI_JOB_PROMOTE ? "Promote" : "Roll back", m->key);
-    snprintf(line, sizeof line, "model:   %s", m->key);
-    dialog_line(a, line);
-    snprintf(line, sizeof line, "node(s): %s", m->nodes[0] ? m->nodes : "-");
-    dialog_line(a, line);
+    char title[200];
+    snprintf(title, sizeof title, "%s %.80s", kind == TUI_JOB_PROMOTE ? "Promote" : "Roll back",
+             m->key);
+    dialog_begin(a, title, m);
     split_line(m, -1, -1, from, sizeof from);
     split_line(m, 100, target, to, sizeof to);
     snprintf(line, sizeof line, "from:    %s", from);
@@ -96,19 +118,12 @@ static void open_change_dialog(tui_app *a, const tui_model *m, tui_job_kind kind
     snprintf(line, sizeof line, "to:      %s%s", to,
              kind == TUI_JOB_PROMOTE ? " (becomes stable)" : "");
     dialog_line(a, line);
-    snprintf(a->dialog_ok, sizeof a->dialog_ok, "%s", kind == TUI_JOB_PROMOTE ? "Promote" : "Rollback");
-    a->dialog_focus = 0;
-    a->dialog_reason[0] = '\0';
-    a->dialog_reason_len = 0;
-    memset(&a->dialog_job, 0, sizeof a->dialog_job);
-    a->dialog_job.kind = kind;
-    snprintf(a->dialog_job.model, sizeof a->dialog_job.model, "%s", m->key);
-    a->mode = TUI_MODE_DIALOG;
+    dialog_finish(a, m, kind, kind == TUI_JOB_PROMOTE ? "Promote" : "Rollback");
 }
 
 static bool gate_active(const tui_gate *g)
 {
-    return g->present && strcmp(g->phase, "Succeeded") != 0 && strcmp(g->phase, "Failed") != 0;
+    return g->present && strcmp(g->state.phase, "Succeeded") != 0 && strcmp(g->state.phase, "Failed") != 0;
 }
 
 /* The release gate's pause/resume or abort, shown as exactly as rollback's dialog. */
@@ -119,34 +134,24 @@ static void open_gate_dialog(tui_app *a, const tui_model *m, bool abort_it)
         set_status(a, TUI_C_WARN, "%s: no release gate is rolling it out", m->key);
         return;
     }
-    bool resume = !abort_it && strcmp(g->phase, "Paused") == 0;
+    bool resume = !abort_it && strcmp(g->state.phase, "Paused") == 0;
     tui_job_kind kind = abort_it ? TUI_JOB_GATE_ABORT : resume ? TUI_JOB_GATE_RESUME
                                                                 : TUI_JOB_GATE_PAUSE;
     const char *verb = abort_it ? "Abort" : resume ? "Resume" : "Pause";
     char line[256];
-    a->dialog_n = 0;
-    snprintf(a->dialog_title, sizeof a->dialog_title, " %s the gate of %.60s? ", verb, m->key);
-    snprintf(line, sizeof line, "model:   %s", m->key);
-    dialog_line(a, line);
-    snprintf(line, sizeof line, "node(s): %s", m->nodes[0] ? m->nodes : "-");
-    dialog_line(a, line);
-    snprintf(line, sizeof line, "from:    %s, %.60s at %d%%", g->phase, g->canary, g->actual_weight);
+    char title[200];
+    snprintf(title, sizeof title, "%s the gate of %.60s", verb, m->key);
+    dialog_begin(a, title, m);
+    snprintf(line, sizeof line, "from:    %s, %.60s at %d%%", g->state.phase, g->state.canary, g->state.actual_weight);
     dialog_line(a, line);
     if (abort_it)
-        snprintf(line, sizeof line, "to:      Failed, %.60s at 0%% (stable takes 100%%)", g->canary);
+        snprintf(line, sizeof line, "to:      Failed, %.60s at 0%% (stable takes 100%%)", g->state.canary);
     else if (resume)
         snprintf(line, sizeof line, "to:      %s, judged again from now", "Progressing");
     else
-        snprintf(line, sizeof line, "to:      Paused, %.60s held at %d%%", g->canary, g->set_weight);
+        snprintf(line, sizeof line, "to:      Paused, %.60s held at %d%%", g->state.canary, g->state.set_weight);
     dialog_line(a, line);
-    snprintf(a->dialog_ok, sizeof a->dialog_ok, "%s", verb);
-    a->dialog_focus = 0;
-    a->dialog_reason[0] = '\0';
-    a->dialog_reason_len = 0;
-    memset(&a->dialog_job, 0, sizeof a->dialog_job);
-    a->dialog_job.kind = kind;
-    snprintf(a->dialog_job.model, sizeof a->dialog_job.model, "%s", m->key);
-    a->mode = TUI_MODE_DIALOG;
+    dialog_finish(a, m, kind, verb);
 }
 
 static const char *job_doing(tui_job_kind kind)

@@ -66,25 +66,25 @@ static json_object *gate_json(const tui_gate *g)
         return NULL;
     json_object *o = json_object_new_object(), *checks = json_object_new_array();
     json_object_object_add(o, "node", json_object_new_string(g->node));
-    json_object_object_add(o, "canary", json_object_new_string(g->canary));
-    json_object_object_add(o, "phase", json_object_new_string(g->phase));
+    json_object_object_add(o, "canary", json_object_new_string(g->state.canary));
+    json_object_object_add(o, "phase", json_object_new_string(g->state.phase));
     /* As the engine counts (and `ksv rollout status -o json` shows): from 0, negative for
      * mirrored iterations. */
-    json_object_object_add(o, "step", json_object_new_int(g->step));
-    json_object_object_add(o, "steps", json_object_new_int(g->steps));
-    json_object_object_add(o, "set_weight", json_object_new_int(g->set_weight));
-    json_object_object_add(o, "actual_weight", json_object_new_int(g->actual_weight));
-    json_object_object_add(o, "failed_checks", json_object_new_int(g->failed_checks));
-    json_object_object_add(o, "threshold", json_object_new_int(g->threshold));
-    json_object_object_add(o, "reason", g->reason[0] ? json_object_new_string(g->reason) : NULL);
-    for (size_t i = 0; i < g->n_checks; i++) {
+    json_object_object_add(o, "step", json_object_new_int(g->state.step));
+    json_object_object_add(o, "steps", json_object_new_int(g->state.steps));
+    json_object_object_add(o, "set_weight", json_object_new_int(g->state.set_weight));
+    json_object_object_add(o, "actual_weight", json_object_new_int(g->state.actual_weight));
+    json_object_object_add(o, "failed_checks", json_object_new_int(g->state.failed_checks));
+    json_object_object_add(o, "threshold", json_object_new_int(g->state.threshold));
+    json_object_object_add(o, "reason", g->state.reason[0] ? json_object_new_string(g->state.reason) : NULL);
+    for (size_t i = 0; i < g->state.n_checks; i++) {
         json_object *c = json_object_new_object();
-        json_object_object_add(c, "metric", json_object_new_string(g->checks[i].metric));
-        json_object_object_add(c, "verdict", json_object_new_string(g->checks[i].verdict));
-        json_object_object_add(c, "value", num_or_null(g->checks[i].value));
-        json_object_object_add(c, "min", num_or_null(g->checks[i].min));
-        json_object_object_add(c, "max", num_or_null(g->checks[i].max));
-        json_object_object_add(c, "requests", json_object_new_int64(g->checks[i].requests));
+        json_object_object_add(c, "metric", json_object_new_string(g->state.checks[i].metric));
+        json_object_object_add(c, "verdict", json_object_new_string(g->state.checks[i].verdict));
+        json_object_object_add(c, "value", num_or_null(g->state.checks[i].value));
+        json_object_object_add(c, "min", num_or_null(g->state.checks[i].min));
+        json_object_object_add(c, "max", num_or_null(g->state.checks[i].max));
+        json_object_object_add(c, "requests", json_object_new_int64(g->state.checks[i].requests));
         json_object_array_add(checks, c);
     }
     json_object_object_add(o, "checks", checks);

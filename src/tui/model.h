@@ -68,21 +68,10 @@ typedef struct tui_req_error {
 } tui_req_error;
 
 /* A model's release gate as one of its nodes reports it (the first node that has one). */
-#define TUI_GATE_CHECKS 8
 typedef struct tui_gate {
     bool present;
     char node[64];
-    char canary[96];
-    char phase[16];
-    char reason[256];
-    int step, steps, set_weight, actual_weight, failed_checks, threshold;
-    size_t n_checks;
-    struct {
-        char metric[32];
-        char verdict[16];
-        double value, min, max;   /* NaN: none */
-        long long requests;
-    } checks[TUI_GATE_CHECKS];
+    ksv_probe_gate state;       /* as the engine sent it */
 } tui_gate;
 
 #define TUI_WAVE_LINES 8

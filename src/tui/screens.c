@@ -137,19 +137,19 @@ static void draw_models(tui_app *a, int top, int height)
             if (pending >= 0 && !sel)
                 attrs[C_TRAFFIC] = A(a, TUI_C_PENDING);
             /* A release gate at work (or halted): its phase and the canary's weight. */
-            if (pending < 0 && m->gate.present && strcmp(m->gate.phase, "Succeeded") != 0) {
+            if (pending < 0 && m->gate.present && strcmp(m->gate.state.phase, "Succeeded") != 0) {
                 /* Short phase names, so phase and weight fit the column. */
                 static const char *const shortname[][2] = {
                     {"Initializing", "Init"}, {"Progressing", "Prog"}, {"Waiting", "Wait"},
                     {"Promoting", "Promo"}};
-                const char *label = m->gate.phase;
+                const char *label = m->gate.state.phase;
                 for (size_t k = 0; k < sizeof shortname / sizeof *shortname; k++)
                     if (strcmp(label, shortname[k][0]) == 0)
                         label = shortname[k][1];
-                snprintf(c_traffic, sizeof c_traffic, "%s %d%%", label, m->gate.actual_weight);
+                snprintf(c_traffic, sizeof c_traffic, "%s %d%%", label, m->gate.state.actual_weight);
                 if (!sel)
-                    attrs[C_TRAFFIC] = A(a, strcmp(m->gate.phase, "Failed") == 0 ? TUI_C_BAD
-                                            : strcmp(m->gate.phase, "Paused") == 0
+                    attrs[C_TRAFFIC] = A(a, strcmp(m->gate.state.phase, "Failed") == 0 ? TUI_C_BAD
+                                            : strcmp(m->gate.state.phase, "Paused") == 0
                                                 ? TUI_C_WARN
                                                 : TUI_C_CANARY);
             }
@@ -244,12 +244,12 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
     /* While a release gate moves the split, the engine's weights are the truth (the
      * desired split keeps the canary at 0% until the gate's outcome is imported). */
     int pct = r->percent;
-    bool gating = m->gate.present && strcmp(m->gate.phase, "Succeeded") != 0 &&
-                  strcmp(m->gate.phase, "Failed") != 0;
-    if (gating && strcmp(r->name, m->gate.canary) == 0)
-        pct = m->gate.actual_weight;
+    bool gating = m->gate.present && strcmp(m->gate.state.phase, "Succeeded") != 0 &&
+                  strcmp(m->gate.state.phase, "Failed") != 0;
+    if (gating && strcmp(r->name, m->gate.state.canary) == 0)
+        pct = m->gate.state.actual_weight;
     else if (gating && idx == m->stable)
-        pct = 100 - m->gate.actual_weight;
+        pct = 100 - m->gate.state.actual_weight;
     snprintf(line, sizeof line, "%s  %d%%%s  %s", r->name, pct,
              pct != r->percent ? " (gate)" : "", r->state[0] ? r->state : "-");
     tui_put(y + 1, x, w, line, A(a, TUI_C_DEFAULT), true, false);
@@ -299,39 +299,39 @@ static int draw_gate(tui_app *a, const tui_model *m, int y, int bottom)
     char line[512];
     tui_put(y++, 0, COLS, " RELEASE GATE (p: pause/resume, A: abort)", A(a, TUI_C_TITLE), true,
             false);
-    bool failed = strcmp(g->phase, "Failed") == 0;
+    bool failed = strcmp(g->state.phase, "Failed") == 0;
     snprintf(line, sizeof line, "%s  node %s  canary %s  step %d/%d  weight set %d%% actual %d%%"
-             "  failed checks %d/%d", g->phase, g->node, g->canary, g->step + 1, g->steps,
-             g->set_weight, g->actual_weight, g->failed_checks, g->threshold);
+             "  failed checks %d/%d", g->state.phase, g->node, g->state.canary, g->state.step + 1, g->state.steps,
+             g->state.set_weight, g->state.actual_weight, g->state.failed_checks, g->state.threshold);
     tui_put(y++, 2, COLS - 3, line, A(a, failed ? TUI_C_BAD : TUI_C_CANARY), false, false);
-    if (g->n_checks && y < bottom) {
+    if (g->state.n_checks && y < bottom) {
         snprintf(line, sizeof line, "%-24s %10s %8s %8s  %-12s %s", "METRIC", "VALUE", "MIN",
                  "MAX", "VERDICT", "REQUESTS");
         tui_put(y++, 2, COLS - 3, line, A(a, TUI_C_DIM), false, false);
     }
-    for (size_t i = 0; i < g->n_checks && y < bottom; i++) {
+    for (size_t i = 0; i < g->state.n_checks && y < bottom; i++) {
         char v[32], lo[32], hi[32];
-        if (isnan(g->checks[i].value))
+        if (isnan(g->state.checks[i].value))
             snprintf(v, sizeof v, "-");
         else
-            snprintf(v, sizeof v, "%.2f", g->checks[i].value);
-        if (isnan(g->checks[i].min))
+            snprintf(v, sizeof v, "%.2f", g->state.checks[i].value);
+        if (isnan(g->state.checks[i].min))
             snprintf(lo, sizeof lo, "-");
         else
-            snprintf(lo, sizeof lo, "%g", g->checks[i].min);
-        if (isnan(g->checks[i].max))
+            snprintf(lo, sizeof lo, "%g", g->state.checks[i].min);
+        if (isnan(g->state.checks[i].max))
             snprintf(hi, sizeof hi, "-");
         else
-            snprintf(hi, sizeof hi, "%g", g->checks[i].max);
-        snprintf(line, sizeof line, "%-24s %10s %8s %8s  %-12s %lld", g->checks[i].metric, v, lo,
-                 hi, g->checks[i].verdict, g->checks[i].requests);
-        int attr = strcmp(g->checks[i].verdict, "fail") == 0 ? TUI_C_BAD
-                   : strcmp(g->checks[i].verdict, "pass") == 0 ? TUI_C_OK
+            snprintf(hi, sizeof hi, "%g", g->state.checks[i].max);
+        snprintf(line, sizeof line, "%-24s %10s %8s %8s  %-12s %lld", g->state.checks[i].metric, v, lo,
+                 hi, g->state.checks[i].verdict, g->state.checks[i].requests);
+        int attr = strcmp(g->state.checks[i].verdict, "fail") == 0 ? TUI_C_BAD
+                   : strcmp(g->state.checks[i].verdict, "pass") == 0 ? TUI_C_OK
                                                                 : TUI_C_WARN;
         tui_put(y++, 2, COLS - 3, line, A(a, attr), false, false);
     }
-    if (g->reason[0] && y < bottom) {
-        snprintf(line, sizeof line, "why: %s", g->reason);
+    if (g->state.reason[0] && y < bottom) {
+        snprintf(line, sizeof line, "why: %s", g->state.reason);
         tui_put(y++, 2, COLS - 3, line, A(a, failed ? TUI_C_BAD : TUI_C_WARN), false, false);
     }
     return y;

@@ -715,26 +715,7 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
             tui_gate *g = &tm->gate;
             g->present = true;
             snprintf(g->node, sizeof g->node, "%s", nodes[k]);
-            snprintf(g->canary, sizeof g->canary, "%s", pg->canary);
-            snprintf(g->phase, sizeof g->phase, "%s", pg->phase);
-            snprintf(g->reason, sizeof g->reason, "%s", pg->reason);
-            g->step = pg->step;
-            g->steps = pg->steps;
-            g->set_weight = pg->set_weight;
-            g->actual_weight = pg->actual_weight;
-            g->failed_checks = pg->failed_checks;
-            g->threshold = pg->threshold;
-            g->n_checks = pg->n_checks < TUI_GATE_CHECKS ? pg->n_checks : TUI_GATE_CHECKS;
-            for (size_t ci = 0; ci < g->n_checks; ci++) {
-                snprintf(g->checks[ci].metric, sizeof g->checks[ci].metric, "%s",
-                         pg->checks[ci].metric);
-                snprintf(g->checks[ci].verdict, sizeof g->checks[ci].verdict, "%s",
-                         pg->checks[ci].verdict);
-                g->checks[ci].value = pg->checks[ci].value;
-                g->checks[ci].min = pg->checks[ci].min;
-                g->checks[ci].max = pg->checks[ci].max;
-                g->checks[ci].requests = pg->checks[ci].requests;
-            }
+            g->state = *pg;
         }
         if (focused)
             copy_runtime_logs(tm, nodes[k], probe);
