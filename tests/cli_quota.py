@@ -9,11 +9,13 @@ of one nvidia.com/gpu admits one model with a GPU limit and refuses a second. An
 namespace is not limited. `ksv get quota` shows used and hard, as a table and -o json.
 Broken quota documents are refused with the file, line and reason.
 """
+import functools
 import json
 import os
 import sqlite3
 
-from ksvtest import ksv_cli, DATA, ENGINE, check, finish, stop_engine, tmpdir
+from ksvtest import (ksv_cli, DATA, ENGINE, check, finish, isvc_yaml, quota_yaml, stop_engine,
+                     tmpdir, write_file)
 
 work = tmpdir("ksv-quota-")
 db = os.path.join(work, "ksv.db")
@@ -21,39 +23,15 @@ env = dict(os.environ, KSV_DB=db, XDG_STATE_HOME=os.path.join(work, "state"), KS
            USER="tester")
 node_dir = os.path.join(work, "node")
 MODEL = os.path.join(DATA, "models", "churn-v1", "model.json")
+write = functools.partial(write_file, work)
 
 
 ksv, _ = ksv_cli(env, timeout=180)
 
 
-def write(name, text):
-    path = os.path.join(work, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path
-
-
 def isvc(name, ns, memory=None, gpu=None):
-    res = ""
-    if memory or gpu:
-        res = "      resources:\n"
-        if memory:
-            res += "        requests:\n          memory: %s\n" % memory
-        if gpu:
-            res += "        limits:\n          nvidia.com/gpu: %d\n" % gpu
-    return """\
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: %s
-  namespace: %s
-spec:
-  predictor:
-    model:
-      modelFormat:
-        name: xgboost
-      storageUri: %s
-%s""" % (name, ns, MODEL, res)
+    return isvc_yaml(name, MODEL, namespace=ns, requests={"memory": memory} if memory else None,
+                     limits={"nvidia.com/gpu": gpu} if gpu else None)
 
 
 def counts():
@@ -65,18 +43,9 @@ def counts():
         c.close()
 
 
-QUOTA = """\
-apiVersion: v1
-kind: ResourceQuota
-metadata:
-  name: team-a-quota
-  namespace: team-a
-spec:
-  hard:
-    count/inferenceservices.serving.kserve.io: "3"
-    requests.memory: 1Gi
-    requests.cpu: "4"
-"""
+QUOTA = quota_yaml("team-a-quota", "team-a", {
+    "count/inferenceservices.serving.kserve.io": '"3"', "requests.memory": "1Gi",
+    "requests.cpu": '"4"'})
 try:
     rc, out, err = ksv("node", "add", "n1", "local", "--engine-state-dir", node_dir)
     check(rc == 0, "node add n1 local (%s)" % err.strip())
@@ -132,17 +101,7 @@ try:
     check(rc == 0, "team-b has no quota: its model applies (%s)" % err.strip()[:200])
 
     # GPUs, with the quota in the same file as the models: one fits, a second does not.
-    gq = """\
-apiVersion: v1
-kind: ResourceQuota
-metadata:
-  name: gpus
-  namespace: team-g
-spec:
-  hard:
-    requests.nvidia.com/gpu: 1
----
-"""
+    gq = quota_yaml("gpus", "team-g", {"requests.nvidia.com/gpu": 1}) + "---\n"
     rc, out, err = ksv("apply", "-f", write("g1.yaml", gq + isvc("g1", "team-g", gpu=1)))
     check(rc == 0, "a quota of 1 GPU and a model with nvidia.com/gpu: 1 in one file (%s)" % err.strip()[:200])
     before = counts()

@@ -13,15 +13,12 @@ and models.
 5. Operator actions: pause holds the weight, resume goes on, abort rolls back, retry starts
    again, promote overrides; bad policies are refused with the field named.
 Every decision shows up in GET /ksv/v1/events, and the metrics ksv_canary_* follow."""
-import collections
-import http.client
 import json
 import os
 import subprocess
-import threading
 import time
 
-from ksvtest import Engine, check, finish, load_json, model_path
+from ksvtest import Engine, Traffic, check, finish, load_json, model_path
 
 BODY = json.dumps(load_json("requests", "churn-v1.json"))
 EXPECTED = {"churn-v1": load_json("expected", "churn-v1.json")["data"],
@@ -32,58 +29,15 @@ def rev(name, model_dir):
     return {"name": name, "runtime": "ksv-xgboost", "storage_uri": model_path(model_dir)}
 
 
-class Traffic:
-    """Posts churn rows at about `rps` requests a second over keep-alive connections and
-    counts answers by (revision, status)."""
+def gate_load(eng, model, rps, clients=2):
+    """churn rows to `model` at about rps requests a second (ksvtest.Traffic)."""
+    return Traffic(eng.host, eng.port, model, BODY, rps, clients)
 
-    def __init__(self, eng, model, rps, clients=2):
-        self.eng, self.model, self.rps = eng, model, rps
-        self.stop_ev = threading.Event()
-        self.lock = threading.Lock()
-        self.counts = collections.Counter()
-        self.exceptions = 0
-        self.threads = [threading.Thread(target=self.run, args=(clients,)) for _ in range(clients)]
-        for t in self.threads:
-            t.start()
 
-    def run(self, clients):
-        period = clients / float(self.rps)
-        conn = None
-        next_at = time.time()
-        while not self.stop_ev.is_set():
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.eng.host, self.eng.port, timeout=10)
-                conn.request("POST", "/v2/models/%s/infer" % self.model, body=BODY,
-                             headers={"Content-Type": "application/json"})
-                r = conn.getresponse()
-                r.read()
-                key = (r.getheader("ksv-revision") or "-", r.status)
-            except (OSError, http.client.HTTPException):
-                key = None
-                if conn is not None:
-                    conn.close()
-                conn = None
-            with self.lock:
-                if key is None:
-                    self.exceptions += 1
-                else:
-                    self.counts[key] += 1
-            next_at += period
-            delay = next_at - time.time()
-            if delay > 0:
-                self.stop_ev.wait(delay)
-            else:
-                next_at = time.time()
-        if conn is not None:
-            conn.close()
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(15)
-        with self.lock:
-            return collections.Counter(self.counts), self.exceptions
+def stop_load(load):
+    """Stops the load: (answers by (revision, status), requests that got no answer)."""
+    counts = load.stop()
+    return counts, counts.pop(("exception", 0), 0)
 
 
 def curl_json(eng, path):
@@ -191,7 +145,7 @@ check(st == 200 and ro["phase"] in ("Initializing", "Progressing") and ro["stabl
       "PUT rollout starts it with stable chosen (%d %s)" % (st, ro and ro.get("phase")))
 st, _, again = eng.request("PUT", "/ksv/v1/models/churn/rollout", admin=True, body=policy)
 check(st == 200 and again["started"] == ro["started"], "the same policy again is a no-op")
-load = Traffic(eng, "churn", rps=120)
+load = gate_load(eng, "churn", rps=120)
 t0 = time.time()
 seen_weights = set()
 
@@ -204,7 +158,7 @@ def poll_churn():
 
 
 ro = wait_phase(eng, "churn", ("Succeeded", "Failed"), 60, poll=poll_churn)
-counts, exc = load.stop()
+counts, exc = stop_load(load)
 check(ro and ro["phase"] == "Succeeded", "healthy canary Succeeded in %.1f s (%s)" %
       (time.time() - t0, ro and (ro["phase"], ro["reason"])))
 check({20, 50, 80, 100} <= seen_weights, "every step's weight was set: %s" % sorted(seen_weights))
@@ -228,7 +182,7 @@ check(any(line.startswith('ksv_canary_checks_total{model="churn",metric="request
 # --- 2. a canary that rejects every request is rolled back within threshold intervals ------
 put_model(eng, "bad", [rev("bad-00001", "churn-v1"), rev("bad-00002", "fraud")],
           {"bad-00001": 100, "bad-00002": 0})
-load = Traffic(eng, "bad", rps=150)
+load = gate_load(eng, "bad", rps=150)
 st, _, ro = eng.request("PUT", "/ksv/v1/models/bad/rollout", admin=True, body={
     "canary": "bad-00002", "interval_s": 1, "threshold": 2, "step_weights": [20, 60],
     "metrics": [SUCCESS, DURATION]})
@@ -238,7 +192,7 @@ t_prog = time.time()
 ro = wait_phase(eng, "bad", ("Failed", "Succeeded"), 20)
 took = time.time() - t_prog
 time.sleep(0.5)
-counts, exc = load.stop()
+counts, exc = stop_load(load)
 check(ro and ro["phase"] == "Failed", "bad canary Failed (%s)" % (ro and ro["phase"]))
 check(took <= 2 * 1 + 2.5, "rolled back within threshold intervals (+ slack): %.1f s" % took)
 check(ro and "request-success-rate" in ro["reason"] and "threshold 2" in ro["reason"],
@@ -264,7 +218,7 @@ check(fails and int(fails[0].split()[-1]) == 2, "ksv_canary_checks_total counts 
 # --- 3. too little traffic: Waiting, then the progress deadline rolls back ------------------
 put_model(eng, "quiet", [rev("quiet-00001", "churn-v1"), rev("quiet-00002", "churn-v2")],
           {"quiet-00001": 100, "quiet-00002": 0})
-load = Traffic(eng, "quiet", rps=4, clients=1)
+load = gate_load(eng, "quiet", rps=4, clients=1)
 st, _, ro = eng.request("PUT", "/ksv/v1/models/quiet/rollout", admin=True, body={
     "canary": "quiet-00002", "interval_s": 1, "threshold": 2, "step_weights": [50],
     "progress_deadline_s": 3, "metrics": [{"name": "request-success-rate", "min": 99}]})
@@ -310,7 +264,7 @@ for k in ("gate-retry", "gate-pause", "gate-resume", "gate-abort", "gate-promote
 # --- 4. kill -9 mid-rollout resumes at the same step ----------------------------------------
 put_model(eng, "crash", [rev("crash-00001", "churn-v1"), rev("crash-00002", "churn-v2")],
           {"crash-00001": 100, "crash-00002": 0})
-load = Traffic(eng, "crash", rps=120)
+load = gate_load(eng, "crash", rps=120)
 st, _, ro = eng.request("PUT", "/ksv/v1/models/crash/rollout", admin=True, body={
     "canary": "crash-00002", "interval_s": 2, "threshold": 2, "step_weights": [10, 20, 30, 40, 50],
     "metrics": [SUCCESS]})
@@ -339,7 +293,7 @@ st, _, body = eng.request("PUT", "/ksv/v1/models/crash", admin=True, body={
     "traffic": {"crash-00001": 100, "crash-00002": 0}})
 check(st == 202 and body["traffic"]["crash-00002"] == body["rollout"]["set_weight"] > 0,
       "a model PUT mid-rollout keeps the gate's split (%s)" % (body.get("traffic"),))
-load = Traffic(eng, "crash", rps=120)
+load = gate_load(eng, "crash", rps=120)
 ro = wait_phase(eng, "crash", ("Succeeded", "Failed"), 60)
 load.stop()
 check(ro and ro["phase"] == "Succeeded", "the resumed rollout finishes (%s)" % (ro and ro["reason"]))

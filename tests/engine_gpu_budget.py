@@ -25,7 +25,7 @@ import os
 import re
 import time
 
-from ksvtest import (ksv_cli, ENGINE, Engine, check, finish, load_json, max_abs_diff,
+from ksvtest import (ksv_cli, ENGINE, Engine, check, finish, isvc_yaml, load_json, max_abs_diff,
                      model_path, tmpdir)
 
 MI = 1 << 20
@@ -133,30 +133,19 @@ try:
     ksv, _ = ksv_cli(env)
     ksv("node", "add", "n1", "http://127.0.0.1:%d" % eng.port, "--token-file",
         os.path.join(eng.state_dir, "token"))
-    manifest = """apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: d
-spec:
-  predictor:
-    model:
-      modelFormat:
-        name: xgboost
-      storageUri: %s
-      resources:
-        limits:
-          ksv.io/gpu-memory: %s
-"""
+    def manifest(memory):
+        return isvc_yaml("d", model_path("iris"), limits={"ksv.io/gpu-memory": memory})
+
     path = os.path.join(work, "d.yaml")
     with open(path, "w") as f:
-        f.write(manifest % (model_path("iris"), "100Mi"))
+        f.write(manifest("100Mi"))
     rc, out, err = ksv("apply", "-f", path, "--node", "n1")
     check(rc == 0 and "not acted on" not in out + err, "apply with ksv.io/gpu-memory (%s)" %
           (out + err).strip())
     check(revisions(eng, "d")["d-00001"]["spec"]["settings"].get("gpu_memory_bytes") == 100 * MI,
           "the engine got 100Mi of declared GPU memory")
     with open(path, "w") as f:
-        f.write(manifest % (model_path("iris"), "lots"))
+        f.write(manifest("lots"))
     rc, out, err = ksv("apply", "-f", path, "--node", "n1")
     check(rc == 1 and "ksv.io/gpu-memory" in err and "d.yaml:" in err,
           "a bad quantity is refused with file and field (%s)" % err.strip())

@@ -317,12 +317,36 @@ def write_file(directory, name, text):
     return path
 
 
-def isvc_yaml(name, storage_uri, canary_pct=None):
-    """A KServe InferenceService for an XGBoost model file, as YAML."""
-    canary = "    canaryTrafficPercent: %d\n" % canary_pct if canary_pct is not None else ""
+def isvc_yaml(name, storage_uri, canary_pct=None, namespace=None, annotations=None,
+              min_replicas=None, requests=None, limits=None):
+    """A KServe InferenceService for an XGBoost model file, as YAML. requests and limits are
+    resources as dicts ({"memory": "128Mi"}); each option adds its own line only when given,
+    so the lines of a plain one stay where tests that cite FILE:LINE expect them."""
+    meta = ["name: %s" % name]
+    if namespace:
+        meta.append("namespace: %s" % namespace)
+    if annotations:
+        meta.append("annotations: {%s}" % ", ".join('%s: "%s"' % kv for kv in annotations.items()))
+    predictor = ""
+    if min_replicas is not None:
+        predictor += "    minReplicas: %d\n" % min_replicas
+    if canary_pct is not None:
+        predictor += "    canaryTrafficPercent: %d\n" % canary_pct
+    resources = ", ".join("%s: {%s}" % (kind, ", ".join("%s: %s" % kv for kv in vals.items()))
+                          for kind, vals in (("requests", requests), ("limits", limits)) if vals)
     return ("apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
-            "metadata: {name: %s}\nspec:\n  predictor:\n%s    model:\n"
-            "      modelFormat: {name: xgboost}\n      storageUri: %s\n" % (name, canary, storage_uri))
+            "metadata: {%s}\nspec:\n  predictor:\n%s    model:\n"
+            "      modelFormat: {name: xgboost}\n      storageUri: %s\n%s"
+            % (", ".join(meta), predictor, storage_uri,
+               "      resources: {%s}\n" % resources if resources else ""))
+
+
+def quota_yaml(name, namespace, hard):
+    """A Kubernetes ResourceQuota document, one spec.hard line per entry of hard (in order,
+    values as given: quote them yourself where YAML would read a number)."""
+    return ("apiVersion: v1\nkind: ResourceQuota\nmetadata:\n  name: %s\n  namespace: %s\n"
+            "spec:\n  hard:\n%s" % (name, namespace,
+                                   "".join("    %s: %s\n" % kv for kv in hard.items())))
 
 
 def canary_yaml(target, step_weights, interval="1s", threshold=3, min_requests=5, name=None,

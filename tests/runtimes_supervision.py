@@ -8,7 +8,6 @@ crash while loading, never ready, garbage (502), a hang (504). The release gate 
 healthy external canary and rolls back one whose runtime answers garbage; scale to zero stops
 the runtime process and a cold start answers every waiting request. Delete, SIGTERM and kill -9 of
 the engine leave no runtime process behind."""
-import collections
 import functools
 import http.client
 import http.server
@@ -22,7 +21,7 @@ import threading
 import time
 
 from tmuxterm import Tmux
-from ksvtest import (ENGINE, SRCDIR, TOP, canary_yaml, check, finish, ksv_cli_merged, lock_pid,
+from ksvtest import (ENGINE, SRCDIR, TOP, Traffic, canary_yaml, check, finish, ksv_cli_merged, lock_pid,
                      stop_engine, tmpdir, write_file)
 
 work = tmpdir("ksv-runtimes-")
@@ -96,32 +95,11 @@ class Quiet(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-class Traffic:
-    """V2 requests to one model from two threads at about 100/s; counts (revision, status)."""
-
-    def __init__(self, model):
-        self.model, self.stop_ev, self.counts = model, threading.Event(), collections.Counter()
-        self.lock = threading.Lock()
-        self.threads = [threading.Thread(target=self.run) for _ in range(2)]
-        for t in self.threads:
-            t.start()
-
-    def run(self):
-        while not self.stop_ev.is_set():
-            try:
-                st, body, hdr = infer(self.model, [[1, 2]])
-                key = (hdr.get("ksv-revision"), st)
-            except (OSError, http.client.HTTPException):
-                key = ("exception", 0)
-            with self.lock:
-                self.counts[key] += 1
-            self.stop_ev.wait(1 / 50.0)
-
-    def stop(self):
-        self.stop_ev.set()
-        for t in self.threads:
-            t.join(30)
-        return collections.Counter(self.counts)
+def gated_load():
+    """V2 requests to the gated model from two clients at about 100/s (ksvtest.Traffic)."""
+    host, port = engine()[0].rsplit(":", 1)
+    body = json.dumps({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 2], "data": [1, 2]}]})
+    return Traffic(host, int(port), "gated", body, rps=100)
 
 
 def engine():
@@ -327,7 +305,7 @@ try:
     os.makedirs(model_dir2)
     rc, out = ksv("apply", "-f", write("gated1.yaml", isvc_doc("gated")))
     check(rc == 0, "gated: the stable revision on the toy runtime: " + out.strip())
-    load = Traffic("gated")
+    load = gated_load()
     rc, out = ksv("apply", "-f", write("gated2.yaml", isvc_doc("gated", uri=model_dir2) + CANARY), "--wait",
                   timeout=180)
     counts = load.stop()
@@ -335,7 +313,7 @@ try:
           out.strip()[-300:])
     check(sum(n for (r, st), n in counts.items() if st != 200) == 0 and counts[("gated-00002", 200)] > 0 and
           counts[("gated-00001", 200)] > 0, "both runtimes served during the steps, nothing failed: %s" % dict(counts))
-    load = Traffic("gated")
+    load = gated_load()
     rc, out = ksv("apply", "-f", write("gated3.yaml", isvc_doc("gated", runtime="toy-garbage") + CANARY),
                   "--wait", timeout=180)
     counts = load.stop()

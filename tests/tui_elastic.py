@@ -16,7 +16,8 @@ import re
 import subprocess
 import time
 
-from ksvtest import ksv_cli, ENGINE, TOP, Engine, check, finish, load_json, model_path, tmpdir
+from ksvtest import (ksv_cli, ENGINE, TOP, Engine, check, finish, isvc_yaml, load_json, model_path,
+                     quota_yaml, tmpdir)
 from tmuxterm import Tmux
 
 work = tmpdir("ksv-tui-elastic-")
@@ -27,44 +28,12 @@ env.pop("KSV_CONFIG", None)
 ksv, ksv_json = ksv_cli(env)
 term = Tmux("ksvelastic")
 
-MANIFESTS = """apiVersion: v1
-kind: ResourceQuota
-metadata:
-  name: team-a-quota
-  namespace: team-a
-spec:
-  hard:
-    count/inferenceservices.serving.kserve.io: "3"
-    requests.memory: 1Gi
----
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: fraud
-  namespace: team-a
-spec:
-  predictor:
-    minReplicas: 0
-    model:
-      modelFormat:
-        name: xgboost
-      storageUri: %s
-      resources:
-        requests:
-          memory: 128Mi
----
-apiVersion: serving.kserve.io/v1beta1
-kind: InferenceService
-metadata:
-  name: iris
-  namespace: team-b
-spec:
-  predictor:
-    model:
-      modelFormat:
-        name: xgboost
-      storageUri: %s
-""" % (model_path("fraud"), model_path("iris"))
+MANIFESTS = "---\n".join([
+    quota_yaml("team-a-quota", "team-a", {"count/inferenceservices.serving.kserve.io": '"3"',
+                                          "requests.memory": "1Gi"}),
+    isvc_yaml("fraud", model_path("fraud"), namespace="team-a", min_replicas=0,
+              requests={"memory": "128Mi"}),
+    isvc_yaml("iris", model_path("iris"), namespace="team-b")])
 
 
 def state(eng, model):
