@@ -28,7 +28,5 @@ if [ "${1:-}" != "--sanitize" ]; then
     # A fixed seed: the suite's 20 s are a reproducible regression pass (the same inputs on
     # every machine); exploring with fresh seeds is `bench/fuzz.sh SECONDS` by hand
     # (docs/FUZZING.md), and what it finds becomes a seed here.
-    # fuzz_model_xgboost is left out until the open libxgboost crash (docs/FUZZING.md) is
-    # refused by ksv's checks: it finds it within seconds, with any seed.
-    KSV_FUZZ_SKIP=${KSV_FUZZ_SKIP-fuzz_model_xgboost} KSV_FUZZ_SEED=${KSV_FUZZ_SEED:-1} sh "$top/bench/fuzz.sh" "${KSV_FUZZ_SECONDS:-20}" "$build"
+    KSV_FUZZ_SEED=${KSV_FUZZ_SEED:-1} sh "$top/bench/fuzz.sh" "${KSV_FUZZ_SECONDS:-20}" "$build"
 fi
