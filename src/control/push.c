@@ -126,11 +126,18 @@ static bool check_state(push_ctx *ctx, push_node *pn, bool final)
     if (ksv_engine_client_get_state(pn->conn.client, &root, &err) != 0) {
         bool no_answer = ksv_engine_client_no_answer(&err);
         char msg[512];
+        /* The change itself went out: what failed is reading the state after it, whose
+         * error may well say that *that* request was not sent. */
         snprintf(msg, sizeof msg, "%s%.440s",
-                 no_answer ? "sent, no answer since (it may still take effect): " : "",
+                 no_answer ? "sent, no answer since (it may still take effect); reading its "
+                             "state: "
+                           : "",
                  ctl_skip_node_prefix(err.msg, pn->name));
+        /* A change already unconfirmed stays so: a re-check that cannot read the state
+         * does not make what was sent fail. */
         for (size_t k = 0; final && k < pn->n_models; k++)
-            if (pn->out[k].state == PUSH_PENDING || pn->out[k].state == PUSH_UNCONFIRMED)
+            if (pn->out[k].state == PUSH_PENDING ||
+                (pn->out[k].state == PUSH_UNCONFIRMED && no_answer))
                 set_outcome(&pn->out[k], no_answer ? PUSH_UNCONFIRMED : PUSH_FAILED, pn->name,
                             msg);
         return !no_answer;
