@@ -26,9 +26,7 @@ int ksv_store_canary_set(ksv_store *s, int64_t model_id, const char *name, const
     store_bind_text(&rc, st, 2, name);
     store_bind_text(&rc, st, 3, policy);
     store_bind_int64(&rc, st, 4, ksv_wall_ms());
-    int r = rc == SQLITE_OK ? store_step_done(s, st, "saving a Canary", err)
-                            : store_db_error(s, rc, "saving a Canary", err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, "saving a Canary", err);
     return r;
 }
 
@@ -41,9 +39,8 @@ int ksv_store_canary_get(ksv_store *s, int64_t model_id, char **name, char **pol
         return -1;
     int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, model_id);
-    int step = rc == SQLITE_OK ? sqlite3_step(st) : rc;
-    int r = 0;
-    if (step == SQLITE_ROW) {
+    int r = store_step_row(s, st, rc, "reading a Canary", err);
+    if (r > 0) {
         if (store_col_text(s, st, 0, false, "canaries.name", name, err) < 0 ||
             store_col_text(s, st, 1, false, "canaries.policy", policy, err) < 0) {
             free(*name);
@@ -55,11 +52,7 @@ int ksv_store_canary_get(ksv_store *s, int64_t model_id, char **name, char **pol
             *name = *policy = NULL;
             r = store_corrupt(s, err, "the Canary of model #%lld is not a JSON object",
                               (long long)model_id);
-        } else {
-            r = 1;
         }
-    } else if (step != SQLITE_DONE) {
-        r = store_db_error(s, step, "reading a Canary", err);
     }
     sqlite3_finalize(st);
     return r;
@@ -76,20 +69,13 @@ int ksv_store_event_cursor_get(ksv_store *s, const char *node, char **log_id, in
         return -1;
     int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, node);
-    int step = rc == SQLITE_OK ? sqlite3_step(st) : rc;
-    int r = 0;
-    if (step == SQLITE_ROW) {
-        r = store_col_text(s, st, 0, false, "event_cursors.log_id", log_id, err) < 0 ||
-                    store_col_int64(s, st, 1, false, 0, INT64_MAX, "event_cursors.last_seq",
-                                    seq, err) < 0
-                ? -1
-                : 1;
-        if (r < 0) {
-            free(*log_id);
-            *log_id = NULL;
-        }
-    } else if (step != SQLITE_DONE) {
-        r = store_db_error(s, step, "reading an event cursor", err);
+    int r = store_step_row(s, st, rc, "reading an event cursor", err);
+    if (r > 0 && (store_col_text(s, st, 0, false, "event_cursors.log_id", log_id, err) < 0 ||
+                  store_col_int64(s, st, 1, false, 0, INT64_MAX, "event_cursors.last_seq",
+                                  seq, err) < 0)) {
+        free(*log_id);
+        *log_id = NULL;
+        r = -1;
     }
     sqlite3_finalize(st);
     return r;
@@ -111,8 +97,6 @@ int ksv_store_event_cursor_set(ksv_store *s, const char *node, const char *log_i
     store_bind_text(&rc, st, 1, node);
     store_bind_text(&rc, st, 2, log_id);
     store_bind_int64(&rc, st, 3, seq);
-    int r = rc == SQLITE_OK ? store_step_done(s, st, "saving an event cursor", err)
-                            : store_db_error(s, rc, "saving an event cursor", err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, "saving an event cursor", err);
     return r;
 }

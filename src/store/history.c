@@ -38,9 +38,7 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
     store_bind_text(&rc, st, 8, e->result);
     store_bind_text(&rc, st, 9, e->node_results_json);
     store_bind_text(&rc, st, 10, e->reason && *e->reason ? e->reason : NULL);
-    int r = rc == SQLITE_OK ? store_step_done(s, st, "appending history", err)
-                            : store_db_error(s, rc, "appending history", err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, "appending history", err);
     if (r == 0 && id)
         *id = sqlite3_last_insert_rowid(s->db);
     return r;
@@ -49,9 +47,11 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
 #define HISTORY_COLUMNS                                                                    \
     "id, at, actor, action, model, node, old_value, new_value, result, node_results, reason"
 
-static int read_entry(ksv_store *s, sqlite3_stmt *st, ksv_history_entry *e, ksv_err *err)
+static int read_entry(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                      ksv_err *err)
 {
-    memset(e, 0, sizeof *e);
+    (void)ctx;
+    ksv_history_entry *e = elem;
     if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "history.id", &e->id, err) < 0 ||
         store_col_int64(s, st, 1, false, 0, INT64_MAX, "history.at", &e->at_ms, err) < 0 ||
         store_col_text(s, st, 2, false, "history.actor", &e->actor, err) < 0 ||
@@ -91,29 +91,16 @@ int ksv_store_history_list(ksv_store *s, const char *model, size_t limit,
                               "ORDER BY id DESC LIMIT ?2",
                       &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
-    size_t cap = 0;
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, model);
     /* LIMIT -1 is SQLite's "no limit" */
     store_bind_int64(&rc, st, 2, limit == 0 || (uint64_t)limit > (uint64_t)INT64_MAX ? -1 : (int64_t)limit);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        ksv_history_entry *e = store_list_push((void **)&out->items, &out->n, &cap, sizeof *e);
-        if (!e) {
-            r = ksv_err_set(err, 500, "out of memory reading history");
-            break;
-        }
-        if (read_entry(s, st, e, err) < 0) {
-            r = -1;
-            break;
-        }
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "reading history", err);
-    sqlite3_finalize(st);
-    if (r < 0)
+    if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
+                        read_entry, NULL, "reading history", err) < 0) {
         ksv_history_list_free(out);
-    return r;
+        return -1;
+    }
+    return 0;
 }
 
 void ksv_history_entry_clear(ksv_history_entry *e)

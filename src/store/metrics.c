@@ -16,6 +16,10 @@
 #define SAMPLE_COLUMNS                                                                     \
     "at, span, node, model, revision, requests_2xx, requests_4xx, requests_5xx, "          \
     "requests_other, latency_sum, buckets"
+/* A rollup read as a sample: its span is always one minute. */
+#define ROLLUP_COLUMNS                                                                     \
+    "at, 60000, node, model, revision, requests_2xx, requests_4xx, requests_5xx, "         \
+    "requests_other, latency_sum, buckets"
 
 static void put_varint(ksv_sb *sb, uint64_t v)
 {
@@ -156,7 +160,7 @@ int ksv_store_metrics_insert(ksv_store *s, const ksv_metric_sample *samples, siz
         sqlite3_reset(st);
         r = bind_sample(s, st, &samples[i], &blob, err);
         if (r == 0)
-            r = store_step_done(s, st, "storing a metric sample", err);
+            r = store_step_done(s, st, SQLITE_OK, "storing a metric sample", err);
     }
     sqlite3_finalize(st);
     ksv_sb_free(&blob);
@@ -167,9 +171,12 @@ int ksv_store_metrics_insert(ksv_store *s, const ksv_metric_sample *samples, siz
     return store_tx_commit(s, &tx, err);
 }
 
-static int read_sample(ksv_store *s, sqlite3_stmt *st, const char *table, ksv_metric_sample *m,
+/* Reads a row of SAMPLE_COLUMNS into elem (a ksv_metric_sample); ctx names the table. */
+static int read_sample(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
                        ksv_err *err)
 {
+    ksv_metric_sample *m = elem;
+    const char *table = ctx;
     memset(m, 0, sizeof *m);
     int64_t req[4];
     char what[64];
@@ -216,39 +223,25 @@ int ksv_store_metrics_query(ksv_store *s, ksv_metrics_resolution res, const char
         raw ? "SELECT " SAMPLE_COLUMNS " FROM metric_samples WHERE at > ?1 AND at <= ?2 "
               "AND (?3 IS NULL OR node = ?3) AND (?4 IS NULL OR model = ?4) "
               "AND (?5 IS NULL OR revision = ?5) ORDER BY at, node, model, revision, id"
-            : "SELECT at, 60000, node, model, revision, requests_2xx, requests_4xx, "
-              "requests_5xx, requests_other, latency_sum, buckets FROM metric_rollups "
-              "WHERE at > ?1 AND at <= ?2 "
+            : "SELECT " ROLLUP_COLUMNS " FROM metric_rollups WHERE at > ?1 AND at <= ?2 "
               "AND (?3 IS NULL OR node = ?3) AND (?4 IS NULL OR model = ?4) "
               "AND (?5 IS NULL OR revision = ?5) ORDER BY at, node, model, revision";
     sqlite3_stmt *st;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
-    size_t cap = 0;
+    int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, from_ms);
     store_bind_int64(&rc, st, 2, to_ms);
     store_bind_text(&rc, st, 3, node);
     store_bind_text(&rc, st, 4, model);
     store_bind_text(&rc, st, 5, revision);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        ksv_metric_sample *m = store_list_push((void **)&out->items, &out->n, &cap, sizeof *m);
-        if (!m) {
-            r = ksv_err_set(err, 500, "out of memory reading metrics");
-            break;
-        }
-        if (read_sample(s, st, raw ? "metric_samples" : "metric_rollups", m, err) < 0) {
-            r = -1;
-            break;
-        }
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "reading metrics", err);
-    sqlite3_finalize(st);
-    if (r < 0)
+    if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
+                        read_sample, raw ? "metric_samples" : "metric_rollups",
+                        "reading metrics", err) < 0) {
         ksv_metric_list_free(out);
-    return r;
+        return -1;
+    }
+    return 0;
 }
 
 static uint64_t add_sat(uint64_t a, uint64_t b, uint64_t max)
@@ -283,30 +276,23 @@ static int accumulate(ksv_metric_sample *a, const ksv_metric_sample *b)
 static int flush_rollup(ksv_store *s, ksv_metric_sample *acc, ksv_sb *blob, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT at, 60000, node, model, revision, requests_2xx, "
-                      "requests_4xx, requests_5xx, requests_other, latency_sum, buckets "
-                      "FROM metric_rollups "
-                      "WHERE node = ?1 AND model = ?2 AND revision = ?3 AND at = ?4",
-                      &st, err) < 0)
+    if (store_prepare(s, "SELECT " ROLLUP_COLUMNS " FROM metric_rollups "
+                      "WHERE node = ?1 AND model = ?2 AND revision = ?3 AND at = ?4", &st,
+                      err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, acc->node);
     store_bind_text(&rc, st, 2, acc->model);
     store_bind_text(&rc, st, 3, acc->revision);
     store_bind_int64(&rc, st, 4, acc->at_ms);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        ksv_metric_sample old;
-        r = read_sample(s, st, "metric_rollups", &old, err);
-        if (r == 0 && accumulate(acc, &old) < 0)
-            r = ksv_err_set(err, 500, "out of memory rolling metrics up");
-        ksv_metric_sample_clear(&old);
-    } else if (rc != SQLITE_DONE) {
-        r = store_db_error(s, rc, "reading a metrics rollup", err);
-    }
-    sqlite3_finalize(st);
-    if (r < 0)
+    ksv_metric_sample old;
+    memset(&old, 0, sizeof old);
+    int found = store_read_one(s, st, rc, read_sample, &old, "metric_rollups",
+                               "reading a metrics rollup", err);
+    if (found > 0 && accumulate(acc, &old) < 0)
+        found = ksv_err_set(err, 500, "out of memory rolling metrics up");
+    ksv_metric_sample_clear(&old);
+    if (found < 0)
         return -1;
     if (store_prepare(s, "INSERT OR REPLACE INTO metric_rollups (at, node, model, revision, "
                       "requests_2xx, requests_4xx, requests_5xx, requests_other, latency_sum, "
@@ -314,9 +300,9 @@ static int flush_rollup(ksv_store *s, ksv_metric_sample *acc, ksv_sb *blob, ksv_
                       err) < 0)
         return -1;
     /* ?2 (span) is unused here: a rollup's span is always one minute. */
-    r = bind_sample(s, st, acc, blob, err);
+    int r = bind_sample(s, st, acc, blob, err);
     if (r == 0)
-        r = store_step_done(s, st, "writing a metrics rollup", err);
+        r = store_step_done(s, st, SQLITE_OK, "writing a metrics rollup", err);
     sqlite3_finalize(st);
     return r;
 }
@@ -328,6 +314,44 @@ static bool same_series_minute(const ksv_metric_sample *acc, const ksv_metric_sa
            strcmp(acc->model, m->model) == 0 && strcmp(acc->revision, m->revision) == 0;
 }
 
+/* roll_up's running minute between rows. */
+typedef struct rollup_state {
+    ksv_metric_sample acc;
+    bool have;
+    ksv_sb blob;
+    size_t *rolled;
+} rollup_state;
+
+static int roll_up_row(ksv_store *s, sqlite3_stmt *st, void *p, ksv_err *err)
+{
+    rollup_state *ru = p;
+    ksv_metric_sample m;
+    if (read_sample(s, st, &m, "metric_samples", err) < 0)
+        return -1;
+    /* at is the end of the sample's interval: (at - 1) lies inside it */
+    int64_t minute_end = (m.at_ms - 1) / KSV_STORE_ROLLUP_STEP_MS * KSV_STORE_ROLLUP_STEP_MS +
+                         KSV_STORE_ROLLUP_STEP_MS;
+    int r = 0;
+    if (ru->have && !same_series_minute(&ru->acc, &m, minute_end)) {
+        r = flush_rollup(s, &ru->acc, &ru->blob, err);
+        ksv_metric_sample_clear(&ru->acc);
+        ru->have = false;
+    }
+    if (r == 0 && !ru->have) {
+        ru->acc = m;
+        ru->acc.at_ms = minute_end;
+        ru->acc.span_ms = KSV_STORE_ROLLUP_STEP_MS;
+        memset(&m, 0, sizeof m); /* acc took its strings and buckets */
+        ru->have = true;
+    } else if (r == 0 && accumulate(&ru->acc, &m) < 0) {
+        r = ksv_err_set(err, 500, "out of memory rolling metrics up");
+    }
+    ksv_metric_sample_clear(&m);
+    if (r == 0)
+        (*ru->rolled)++;
+    return r;
+}
+
 /* Folds every not yet rolled-up sample with at <= boundary into its minute's rollup. */
 static int roll_up(ksv_store *s, int64_t boundary, size_t *rolled, ksv_err *err)
 {
@@ -336,50 +360,17 @@ static int roll_up(ksv_store *s, int64_t boundary, size_t *rolled, ksv_err *err)
                       "WHERE rolled_up = 0 AND at <= ?1 ORDER BY node, model, revision, at",
                       &st, err) < 0)
         return -1;
-    ksv_metric_sample acc;
-    memset(&acc, 0, sizeof acc);
-    bool have = false;
-    ksv_sb blob;
-    ksv_sb_init(&blob);
-    int rc = SQLITE_OK, r = 0;
+    rollup_state ru;
+    memset(&ru, 0, sizeof ru);
+    ksv_sb_init(&ru.blob);
+    ru.rolled = rolled;
+    int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, boundary);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        ksv_metric_sample m;
-        if (read_sample(s, st, "metric_samples", &m, err) < 0) {
-            r = -1;
-            break;
-        }
-        /* at is the end of the sample's interval: (at - 1) lies inside it */
-        int64_t minute_end =
-            (m.at_ms - 1) / KSV_STORE_ROLLUP_STEP_MS * KSV_STORE_ROLLUP_STEP_MS +
-            KSV_STORE_ROLLUP_STEP_MS;
-        if (have && !same_series_minute(&acc, &m, minute_end)) {
-            r = flush_rollup(s, &acc, &blob, err);
-            ksv_metric_sample_clear(&acc);
-            have = false;
-        }
-        if (r == 0 && !have) {
-            acc = m;
-            acc.at_ms = minute_end;
-            acc.span_ms = KSV_STORE_ROLLUP_STEP_MS;
-            memset(&m, 0, sizeof m); /* acc took its strings and buckets */
-            have = true;
-        } else if (r == 0 && accumulate(&acc, &m) < 0) {
-            r = ksv_err_set(err, 500, "out of memory rolling metrics up");
-        }
-        ksv_metric_sample_clear(&m);
-        if (r < 0)
-            break;
-        (*rolled)++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "reading metric samples", err);
-    sqlite3_finalize(st);
-    if (r == 0 && have)
-        r = flush_rollup(s, &acc, &blob, err);
-    ksv_metric_sample_clear(&acc);
-    ksv_sb_free(&blob);
+    int r = store_each_row(s, st, rc, roll_up_row, &ru, "reading metric samples", err);
+    if (r == 0 && ru.have)
+        r = flush_rollup(s, &ru.acc, &ru.blob, err);
+    ksv_metric_sample_clear(&ru.acc);
+    ksv_sb_free(&ru.blob);
     return r;
 }
 
@@ -390,9 +381,7 @@ static int exec_at(ksv_store *s, const char *sql, int64_t at, size_t *changes, k
         return -1;
     int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, at);
-    int r = rc == SQLITE_OK ? store_step_done(s, st, "compacting metrics", err)
-                            : store_db_error(s, rc, "compacting metrics", err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, "compacting metrics", err);
     if (r == 0 && changes)
         *changes = (size_t)sqlite3_changes(s->db);
     return r;

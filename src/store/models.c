@@ -11,8 +11,11 @@
 #define MODEL_COLUMNS                                                                      \
     "id, namespace, name, spec, annotations, stable_revision_id, created_at, updated_at"
 
-static int read_model(ksv_store *s, sqlite3_stmt *st, ksv_model_record *m, ksv_err *err)
+static int read_model(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                      ksv_err *err)
 {
+    (void)ctx;
+    ksv_model_record *m = elem;
     memset(m, 0, sizeof *m);
     int r = 0;
     if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "models.id", &m->id, err) < 0 ||
@@ -42,6 +45,24 @@ static int read_model(ksv_store *s, sqlite3_stmt *st, ksv_model_record *m, ksv_e
     return r;
 }
 
+/* A node the model (ctx) is placed on, into elem (a char *). */
+static int read_placement(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                          ksv_err *err)
+{
+    const ksv_model_record *m = ctx;
+    char **node = elem, *model_name = NULL;
+    if (store_col_text(s, st, 0, false, "nodes.name", node, err) < 0 ||
+        store_col_text(s, st, 1, false, "placement.model_name", &model_name, err) < 0)
+        return -1;
+    bool same = strcmp(model_name, m->name) == 0;
+    free(model_name);
+    if (!same)
+        return store_corrupt(s, err, "the placement of model %s/%s on node %s names another "
+                             "model", m->ns, m->name, *node);
+    return 0;
+}
+
+/* Fills m->nodes; on failure what it read stays there for ksv_model_record_clear. */
 static int load_placement(ksv_store *s, ksv_model_record *m, ksv_err *err)
 {
     sqlite3_stmt *st;
@@ -50,38 +71,17 @@ static int load_placement(ksv_store *s, ksv_model_record *m, ksv_err *err)
                       "ON n.id = p.node_id WHERE p.model_id = ?1 ORDER BY n.name",
                       &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
-    size_t cap = 0;
+    int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, m->id);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        char *node = NULL, *model_name = NULL;
-        if (store_col_text(s, st, 0, false, "nodes.name", &node, err) < 0 ||
-            store_col_text(s, st, 1, false, "placement.model_name", &model_name, err) < 0) {
-            free(node);
-            r = -1;
-            break;
-        }
-        bool same = strcmp(model_name, m->name) == 0;
-        free(model_name);
-        if (!same) {
-            r = store_corrupt(s, err, "the placement of model %s/%s on node %s names another "
-                              "model", m->ns, m->name, node);
-            free(node);
-            break;
-        }
-        char **slot = store_list_push((void **)&m->nodes, &m->n_nodes, &cap, sizeof *slot);
-        if (!slot) {
-            free(node);
-            r = ksv_err_set(err, 500, "out of memory");
-            break;
-        }
-        *slot = node;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "reading a model's placement", err);
-    sqlite3_finalize(st);
-    return r;
+    return store_read_rows(s, st, rc, (void **)&m->nodes, &m->n_nodes, sizeof *m->nodes,
+                           read_placement, m, "reading a model's placement", err);
+}
+
+/* A model with its placement (on failure, what was read stays in elem). */
+static int read_placed_model(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                             ksv_err *err)
+{
+    return read_model(s, st, elem, ctx, err) < 0 || load_placement(s, elem, err) < 0 ? -1 : 0;
 }
 
 /* Runs a SELECT of MODEL_COLUMNS bound to (text1, text2) or id, filling out; 404 when no
@@ -94,7 +94,6 @@ static int get_model(ksv_store *s, const char *sql, const char *t1, const char *
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    int r = -1;
     if (store_prepare(s, sql, &st, err) < 0) {
         store_tx_abort(s, &tx);
         return -1;
@@ -106,21 +105,13 @@ static int get_model(ksv_store *s, const char *sql, const char *t1, const char *
     } else {
         store_bind_int64(&rc, st, 1, id);
     }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = read_model(s, st, out, err);
-    else if (rc == SQLITE_DONE)
+    int found = store_read_one(s, st, rc, read_placed_model, out, NULL, "reading a model", err);
+    if (found == 0)
         ksv_err_set(err, 404, "model %s not found", what);
-    else
-        store_db_error(s, rc, "reading a model", err);
-    sqlite3_finalize(st);
-    if (r == 0 && load_placement(s, out, err) < 0) {
+    if (found < 0)
         ksv_model_record_clear(out);
-        r = -1;
-    }
     store_tx_abort(s, &tx); /* read only: ending it is all */
-    return r;
+    return found > 0 ? 0 : -1;
 }
 
 int ksv_store_model_get(ksv_store *s, const char *ns, const char *name, ksv_model_record *out,
@@ -154,24 +145,10 @@ int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_record_list *ou
         store_tx_abort(s, &tx);
         return -1;
     }
-    int rc = SQLITE_OK, r = 0;
-    size_t cap = 0;
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, ns);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        ksv_model_record *m = store_list_push((void **)&out->items, &out->n, &cap, sizeof *m);
-        if (!m) {
-            r = ksv_err_set(err, 500, "out of memory listing models");
-            break;
-        }
-        if (read_model(s, st, m, err) < 0 || load_placement(s, m, err) < 0) {
-            r = -1;
-            break;
-        }
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "listing models", err);
-    sqlite3_finalize(st);
+    int r = store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
+                            read_placed_model, NULL, "listing models", err);
     store_tx_abort(s, &tx);
     if (r < 0)
         ksv_model_record_list_free(out);
@@ -184,18 +161,13 @@ static int node_id_by_name(ksv_store *s, const char *name, int64_t *id, ksv_err 
     sqlite3_stmt *st;
     if (store_prepare(s, "SELECT id FROM nodes WHERE name = ?1", &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, name);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = store_col_int64(s, st, 0, false, 1, INT64_MAX, "nodes.id", id, err);
-    else if (rc == SQLITE_DONE)
-        ksv_err_set(err, 404, "node %s not found (add it with `ksv node add`)", name);
-    else
-        store_db_error(s, rc, "looking a node up", err);
-    sqlite3_finalize(st);
-    return r;
+    int found = store_read_one(s, st, rc, store_read_id, id, "nodes.id", "looking a node up",
+                               err);
+    if (found == 0)
+        return ksv_err_set(err, 404, "node %s not found (add it with `ksv node add`)", name);
+    return found < 0 ? -1 : 0;
 }
 
 /* 409 when node_id already serves a model called name from another namespace. */
@@ -209,22 +181,19 @@ static int check_name_free_on_node(ksv_store *s, int64_t model_id, const char *n
                       "WHERE p.node_id = ?1 AND p.model_name = ?2 AND p.model_id <> ?3",
                       &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
+    int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, node_id);
     store_bind_text(&rc, st, 2, name);
     store_bind_int64(&rc, st, 3, model_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
+    int taken = store_step_row(s, st, rc, "checking a placement", err);
+    if (taken > 0) {
         const unsigned char *other = sqlite3_column_text(st, 0);
-        r = ksv_err_set(err, 409, "node %s already serves a model named %s from namespace "
-                        "%s; engines address models by name, so %s/%s cannot share that node",
-                        node, name, other ? (const char *)other : "?", ns, name);
-    } else if (rc != SQLITE_DONE) {
-        r = store_db_error(s, rc, "checking a placement", err);
+        ksv_err_set(err, 409, "node %s already serves a model named %s from namespace %s; "
+                    "engines address models by name, so %s/%s cannot share that node",
+                    node, name, other ? (const char *)other : "?", ns, name);
     }
     sqlite3_finalize(st);
-    return r;
+    return taken == 0 ? 0 : -1;
 }
 
 static int run_bound(ksv_store *s, const char *sql, int64_t a, int64_t b, const char *text,
@@ -239,8 +208,7 @@ static int run_bound(ksv_store *s, const char *sql, int64_t a, int64_t b, const 
         store_bind_int64(&rc, st, 2, b);
     if (sqlite3_bind_parameter_count(st) >= 3)
         store_bind_text(&rc, st, 3, text);
-    int r = rc == SQLITE_OK ? store_step_done(s, st, what, err) : store_db_error(s, rc, what, err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, what, err);
     return r;
 }
 
@@ -303,18 +271,12 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
     int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, in->ns);
     store_bind_text(&rc, st, 2, in->name);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "models.id", &model_id, err) < 0)
-            goto fail;
-    } else if (rc != SQLITE_DONE) {
-        store_db_error(s, rc, "looking a model up", err);
-        goto fail;
-    }
-    sqlite3_finalize(st);
+    int found = store_read_one(s, st, rc, store_read_id, &model_id, "models.id",
+                               "looking a model up", err);
     st = NULL;
-    bool is_new = model_id == 0;
+    if (found < 0)
+        goto fail;
+    bool is_new = found == 0;
     if (store_prepare(s,
                       is_new ? "INSERT INTO models (namespace, name, spec, annotations, "
                                "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
@@ -328,14 +290,10 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
     store_bind_text(&rc, st, 3, in->spec_json);
     store_bind_text(&rc, st, 4, annotations);
     store_bind_int64(&rc, st, 5, now);
-    if (rc != SQLITE_OK) {
-        store_db_error(s, rc, "writing a model", err);
-        goto fail;
-    }
-    if (store_step_done(s, st, "writing a model", err) < 0)
-        goto fail;
-    sqlite3_finalize(st);
+    int done = store_run(s, st, rc, "writing a model", err);
     st = NULL;
+    if (done < 0)
+        goto fail;
     if (is_new)
         model_id = sqlite3_last_insert_rowid(s->db);
     if (set_placement(s, model_id, in, err) < 0)
@@ -374,6 +332,27 @@ int ksv_store_model_delete(ksv_store *s, int64_t id, ksv_err *err)
     return store_tx_commit(s, &tx, err);
 }
 
+/* The namespaces holding a model name, as ksv_store_model_resolve reads them. */
+typedef struct name_matches {
+    ksv_sb namespaces; /* "a, b" for the message */
+    size_t count;
+    char *only;        /* the first one */
+} name_matches;
+
+static int match_namespace(ksv_store *s, sqlite3_stmt *st, void *ctx, ksv_err *err)
+{
+    name_matches *found = ctx;
+    char *ns = NULL;
+    if (store_col_text(s, st, 0, false, "models.namespace", &ns, err) < 0)
+        return -1;
+    ksv_sb_printf(&found->namespaces, "%s%s", found->count ? ", " : "", ns);
+    if (found->count++ == 0)
+        found->only = ns;
+    else
+        free(ns);
+    return 0;
+}
+
 int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_ns,
                             ksv_model_record *out, ksv_err *err)
 {
@@ -403,38 +382,22 @@ int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_n
         store_tx_abort(s, &tx);
         return -1;
     }
-    ksv_sb namespaces;
-    ksv_sb_init(&namespaces);
-    size_t count = 0;
-    char *only = NULL;
-    int rc = SQLITE_OK, r = 0;
+    name_matches found;
+    memset(&found, 0, sizeof found);
+    ksv_sb_init(&found.namespaces);
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, ref);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        char *ns = NULL;
-        if (store_col_text(s, st, 0, false, "models.namespace", &ns, err) < 0) {
-            r = -1;
-            break;
-        }
-        ksv_sb_printf(&namespaces, "%s%s", count ? ", " : "", ns);
-        if (count++ == 0)
-            only = ns;
-        else
-            free(ns);
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "resolving a model name", err);
-    sqlite3_finalize(st);
-    if (r == 0 && count == 0)
+    int r = store_each_row(s, st, rc, match_namespace, &found, "resolving a model name", err);
+    if (r == 0 && found.count == 0)
         r = ksv_err_set(err, 404, "model %s not found", ref);
-    else if (r == 0 && count > 1)
+    else if (r == 0 && found.count > 1)
         r = ksv_err_set(err, 409, "model name %s is in %zu namespaces (%s): write "
-                        "NAMESPACE/%s or use -n NAMESPACE", ref, count,
-                        namespaces.data ? namespaces.data : "", ref);
+                        "NAMESPACE/%s or use -n NAMESPACE", ref, found.count,
+                        found.namespaces.data ? found.namespaces.data : "", ref);
     else if (r == 0)
-        r = ksv_store_model_get(s, only, ref, out, err);
-    free(only);
-    ksv_sb_free(&namespaces);
+        r = ksv_store_model_get(s, found.only, ref, out, err);
+    free(found.only);
+    ksv_sb_free(&found.namespaces);
     store_tx_abort(s, &tx);
     return r;
 }

@@ -45,6 +45,43 @@ static int read_row(ksv_store *s, sqlite3_stmt *st, int col, char **key, char **
     return 0;
 }
 
+/* store_node_labels_read's place in the nodes between rows. */
+typedef struct label_cursor {
+    ksv_node *nodes;
+    size_t n;
+    size_t at;  /* the node the last row went to; rows come in the nodes' order */
+    size_t cap; /* what nodes[at]'s label arrays hold */
+} label_cursor;
+
+static int add_label_row(ksv_store *s, sqlite3_stmt *st, void *ctx, ksv_err *err)
+{
+    label_cursor *c = ctx;
+    int64_t id = sqlite3_column_int64(st, 0);
+    size_t k = c->at;
+    while (k < c->n && c->nodes[k].id != id)
+        k++;
+    if (k == c->n) /* not a node of this listing */
+        return 0;
+    if (k != c->at) {
+        c->at = k;
+        c->cap = 0;
+    }
+    char *key, *value;
+    if (read_row(s, st, 1, &key, &value, err) < 0) {
+        free(key);
+        free(value);
+        return -1;
+    }
+    ksv_node *node = &c->nodes[c->at];
+    c->cap = node->n_labels > c->cap ? node->n_labels : c->cap;
+    int pushed = push_label(node, key, value, &c->cap);
+    free(key);
+    free(value);
+    if (pushed < 0)
+        return ksv_err_set(err, 500, "out of memory reading node labels");
+    return 0;
+}
+
 int store_node_labels_read(ksv_store *s, ksv_node *nodes, size_t n, ksv_err *err)
 {
     if (n == 0)
@@ -57,42 +94,11 @@ int store_node_labels_read(ksv_store *s, ksv_node *nodes, size_t n, ksv_err *err
                                "ON n.id = l.node_id ORDER BY n.name, l.key";
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
+    int rc = SQLITE_OK;
     if (n == 1)
         store_bind_int64(&rc, st, 1, nodes[0].id);
-    size_t at = 0, cap = 0;
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        int64_t id = sqlite3_column_int64(st, 0);
-        size_t k = at;
-        while (k < n && nodes[k].id != id)
-            k++;
-        if (k == n) /* not a node of this listing */
-            continue;
-        if (k != at) {
-            at = k;
-            cap = 0;
-        }
-        char *key, *value;
-        if (read_row(s, st, 1, &key, &value, err) < 0) {
-            free(key);
-            free(value);
-            r = -1;
-            break;
-        }
-        cap = nodes[at].n_labels > cap ? nodes[at].n_labels : cap;
-        int pushed = push_label(&nodes[at], key, value, &cap);
-        free(key);
-        free(value);
-        if (pushed < 0) {
-            r = ksv_err_set(err, 500, "out of memory reading node labels");
-            break;
-        }
-    }
-    if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW && rc != SQLITE_OK)
-        r = store_db_error(s, rc, "reading node labels", err);
-    sqlite3_finalize(st);
-    return r;
+    label_cursor c = {nodes, n, 0, 0};
+    return store_each_row(s, st, rc, add_label_row, &c, "reading node labels", err);
 }
 
 int store_node_labels_write(ksv_store *s, int64_t node_id, const char *const *keys,
@@ -114,13 +120,7 @@ int store_node_labels_write(ksv_store *s, int64_t node_id, const char *const *ke
         store_bind_text(&rc, st, 2, keys[i]);
         if (values[i])
             store_bind_text(&rc, st, 3, values[i]);
-        if (rc != SQLITE_OK) {
-            sqlite3_finalize(st);
-            return store_db_error(s, rc, "changing a node label", err);
-        }
-        int done = store_step_done(s, st, "changing a node label", err);
-        sqlite3_finalize(st);
-        if (done < 0)
+        if (store_run(s, st, rc, "changing a node label", err) < 0)
             return -1;
     }
     return 0;

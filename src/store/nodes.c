@@ -30,8 +30,11 @@ int ksv_node_kind_parse(const char *name, ksv_node_kind *out)
     "id, name, kind, address, token_file, ssh_identity, ssh_known_hosts, engine_port, "    \
     "engine_path, engine_state_dir, created_at, last_seen, last_error, engine_version"
 
-static int read_node(ksv_store *s, sqlite3_stmt *st, ksv_node *n, ksv_err *err)
+static int read_node(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                     ksv_err *err)
 {
+    (void)ctx;
+    ksv_node *n = elem;
     memset(n, 0, sizeof *n);
     char *kind = NULL;
     int64_t port = 0;
@@ -143,17 +146,13 @@ int ksv_store_node_get(ksv_store *s, const char *name, ksv_node *out, ksv_err *e
     sqlite3_stmt *st;
     if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?1", &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, name ? name : "");
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = read_node(s, st, out, err);
-    else if (rc == SQLITE_DONE)
-        ksv_err_set(err, 404, "node %s not found", name ? name : "(null)");
-    else
-        store_db_error(s, rc, "reading a node", err);
-    sqlite3_finalize(st);
+    int r = store_read_one(s, st, rc, read_node, out, NULL, "reading a node", err);
+    if (r == 0)
+        r = ksv_err_set(err, 404, "node %s not found", name ? name : "(null)");
+    else if (r > 0)
+        r = 0;
     if (r == 0 && store_node_labels_read(s, out, 1, err) < 0) {
         ksv_node_clear(out);
         r = -1;
@@ -173,22 +172,8 @@ int ksv_store_node_list(ksv_store *s, ksv_node_list *out, ksv_err *err)
         store_tx_abort(s, &tx);
         return -1;
     }
-    size_t cap = 0;
-    int rc, r = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        ksv_node *n = store_list_push((void **)&out->items, &out->n, &cap, sizeof *n);
-        if (!n) {
-            r = ksv_err_set(err, 500, "out of memory listing nodes");
-            break;
-        }
-        if (read_node(s, st, n, err) < 0) {
-            r = -1;
-            break;
-        }
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "listing nodes", err);
-    sqlite3_finalize(st);
+    int r = store_read_rows(s, st, SQLITE_OK, (void **)&out->items, &out->n,
+                            sizeof *out->items, read_node, NULL, "listing nodes", err);
     if (r == 0)
         r = store_node_labels_read(s, out->items, out->n, err);
     if (r == 0)
@@ -200,7 +185,25 @@ int ksv_store_node_list(ksv_store *s, ksv_node_list *out, ksv_err *err)
     return r;
 }
 
-/* "ns/a, ns/b" of the models placed on node_id, into sb. */
+/* The models placed on a node, as ksv_store_node_remove names them. */
+typedef struct placed_list {
+    ksv_sb *names; /* "ns/a, ns/b" */
+    size_t *count;
+} placed_list;
+
+static int add_placed(ksv_store *s, sqlite3_stmt *st, void *ctx, ksv_err *err)
+{
+    (void)s;
+    (void)err;
+    placed_list *l = ctx;
+    const unsigned char *ns = sqlite3_column_text(st, 0);
+    const unsigned char *name = sqlite3_column_text(st, 1);
+    ksv_sb_printf(l->names, "%s%s/%s", *l->count ? ", " : "", ns ? (const char *)ns : "?",
+                  name ? (const char *)name : "?");
+    (*l->count)++;
+    return 0;
+}
+
 static int placed_models(ksv_store *s, int64_t node_id, ksv_sb *sb, size_t *count,
                          ksv_err *err)
 {
@@ -213,18 +216,8 @@ static int placed_models(ksv_store *s, int64_t node_id, ksv_sb *sb, size_t *coun
         return -1;
     int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, node_id);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *ns = sqlite3_column_text(st, 0);
-        const unsigned char *name = sqlite3_column_text(st, 1);
-        ksv_sb_printf(sb, "%s%s/%s", *count ? ", " : "", ns ? (const char *)ns : "?",
-                      name ? (const char *)name : "?");
-        (*count)++;
-        rc = SQLITE_OK;
-    }
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return store_db_error(s, rc, "listing a node's models", err);
-    return 0;
+    placed_list l = {sb, count};
+    return store_each_row(s, st, rc, add_placed, &l, "listing a node's models", err);
 }
 
 int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
@@ -253,13 +246,10 @@ int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
         goto fail;
     int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, node_id);
-    if (rc != SQLITE_OK) {
-        store_db_error(s, rc, "removing a node", err);
+    int done = store_run(s, st, rc, "removing a node", err);
+    st = NULL;
+    if (done < 0)
         goto fail;
-    }
-    if (store_step_done(s, st, "removing a node", err) < 0)
-        goto fail;
-    sqlite3_finalize(st);
     ksv_sb_free(&models);
     return store_tx_commit(s, &tx, err);
 fail:
@@ -290,11 +280,8 @@ int ksv_store_node_set_status(ksv_store *s, const char *name, int64_t seen_ms,
         store_bind_int64(&rc, st, 2, seen_ms);
         store_bind_text(&rc, st, 3, engine_version);
     }
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    sqlite3_finalize(st);
-    if (rc != SQLITE_DONE)
-        return store_db_error(s, rc, "recording a node's status", err);
+    if (store_run(s, st, rc, "recording a node's status", err) < 0)
+        return -1;
     if (sqlite3_changes(s->db) == 0)
         return ksv_err_set(err, 404, "node %s not found", name ? name : "(null)");
     return 0;

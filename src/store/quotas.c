@@ -45,13 +45,7 @@ int ksv_store_quota_put(ksv_store *s, const ksv_quota *q, ksv_err *err)
     bind_limit(&rc, st, 4, q->memory_bytes);
     bind_limit(&rc, st, 5, q->gpu);
     store_bind_int64(&rc, st, 6, ksv_wall_ms());
-    if (rc != SQLITE_OK) {
-        sqlite3_finalize(st);
-        return store_db_error(s, rc, "storing a quota", err);
-    }
-    int r = store_step_done(s, st, "storing a quota", err);
-    sqlite3_finalize(st);
-    return r;
+    return store_run(s, st, rc, "storing a quota", err);
 }
 
 static int read_limit(ksv_store *s, sqlite3_stmt *st, int col, const char *what, int64_t *out,
@@ -64,6 +58,25 @@ static int read_limit(ksv_store *s, sqlite3_stmt *st, int col, const char *what,
     return store_col_int64(s, st, col, false, 0, INT64_MAX, what, out, err);
 }
 
+static int read_quota(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                      ksv_err *err)
+{
+    (void)ctx;
+    ksv_quota *q = elem;
+    return store_col_int64(s, st, 0, false, 1, INT64_MAX, "quotas.id", &q->id, err) < 0 ||
+                   store_col_text(s, st, 1, false, "quotas.namespace", &q->ns, err) < 0 ||
+                   store_col_text(s, st, 2, false, "quotas.name", &q->name, err) < 0 ||
+                   read_limit(s, st, 3, "quotas.count_isvc", &q->count, err) < 0 ||
+                   read_limit(s, st, 4, "quotas.requests_memory", &q->memory_bytes, err) < 0 ||
+                   read_limit(s, st, 5, "quotas.requests_gpu", &q->gpu, err) < 0 ||
+                   store_col_int64(s, st, 6, false, 0, INT64_MAX, "quotas.created_at",
+                                   &q->created_at_ms, err) < 0 ||
+                   store_col_int64(s, st, 7, false, 0, INT64_MAX, "quotas.updated_at",
+                                   &q->updated_at_ms, err) < 0
+               ? -1
+               : 0;
+}
+
 int ksv_store_quota_list(ksv_store *s, const char *ns, ksv_quota_list *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -74,44 +87,12 @@ int ksv_store_quota_list(ksv_store *s, const char *ns, ksv_quota_list *out, ksv_
                       "ORDER BY namespace, name",
                       &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
-    size_t cap = 0;
+    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, ns);
-    while (rc == SQLITE_OK || rc == SQLITE_ROW) {
-        if ((rc = sqlite3_step(st)) != SQLITE_ROW)
-            break;
-        if (out->n == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            ksv_quota *grown = realloc(out->items, nc * sizeof *grown);
-            if (!grown) {
-                r = ksv_err_set(err, 500, "out of memory");
-                break;
-            }
-            out->items = grown;
-            cap = nc;
-        }
-        ksv_quota *q = &out->items[out->n];
-        memset(q, 0, sizeof *q);
-        if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "quotas.id", &q->id, err) < 0 ||
-            store_col_text(s, st, 1, false, "quotas.namespace", &q->ns, err) < 0 ||
-            store_col_text(s, st, 2, false, "quotas.name", &q->name, err) < 0 ||
-            read_limit(s, st, 3, "quotas.count_isvc", &q->count, err) < 0 ||
-            read_limit(s, st, 4, "quotas.requests_memory", &q->memory_bytes, err) < 0 ||
-            read_limit(s, st, 5, "quotas.requests_gpu", &q->gpu, err) < 0 ||
-            store_col_int64(s, st, 6, false, 0, INT64_MAX, "quotas.created_at",
-                            &q->created_at_ms, err) < 0 ||
-            store_col_int64(s, st, 7, false, 0, INT64_MAX, "quotas.updated_at",
-                            &q->updated_at_ms, err) < 0) {
-            ksv_quota_clear(q);
-            r = -1;
-            break;
-        }
-        out->n++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "listing quotas", err);
-    sqlite3_finalize(st);
-    if (r < 0)
+    if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
+                        read_quota, NULL, "listing quotas", err) < 0) {
         ksv_quota_list_free(out);
-    return r;
+        return -1;
+    }
+    return 0;
 }

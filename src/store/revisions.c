@@ -21,9 +21,11 @@ static bool is_sha256_hex(const char *h)
     return i == 64;
 }
 
-static int read_revision(ksv_store *s, sqlite3_stmt *st, ksv_revision_record *r, ksv_err *err)
+static int read_revision(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                         ksv_err *err)
 {
-    memset(r, 0, sizeof *r);
+    (void)ctx;
+    ksv_revision_record *r = elem;
     char *hash = NULL;
     int res = 0;
     if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "revisions.id", &r->id, err) < 0 ||
@@ -65,33 +67,18 @@ static int select_revisions(ksv_store *s, const char *sql, int64_t id, const cha
     sqlite3_stmt *st;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = 0;
-    size_t cap = 0;
+    int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, id);
     if (sqlite3_bind_parameter_count(st) >= 2)
         store_bind_text(&rc, st, 2, text ? text : "");
     if (sqlite3_bind_parameter_count(st) >= 3)
         store_bind_int64(&rc, st, 3, id3);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        ksv_revision_record *rev =
-            store_list_push((void **)&out->items, &out->n, &cap, sizeof *rev);
-        if (!rev) {
-            r = ksv_err_set(err, 500, "out of memory reading revisions");
-            break;
-        }
-        if (read_revision(s, st, rev, err) < 0) {
-            out->n--; /* the failed slot was cleared by read_revision */
-            r = -1;
-            break;
-        }
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "reading revisions", err);
-    sqlite3_finalize(st);
-    if (r < 0)
+    if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
+                        read_revision, NULL, "reading revisions", err) < 0) {
         ksv_revision_record_list_free(out);
-    return r;
+        return -1;
+    }
+    return 0;
 }
 
 /* The first row of select_revisions into out: 1 found, 0 none. */
@@ -135,15 +122,14 @@ static int next_seq(ksv_store *s, int64_t model_id, int64_t *seq, ksv_err *err)
     sqlite3_stmt *st;
     if (store_prepare(s, "SELECT max(seq) FROM revisions WHERE model_id = ?1", &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
+    int rc = SQLITE_OK;
     int64_t last = 0;
     store_bind_int64(&rc, st, 1, model_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
+    int r = store_step_row(s, st, rc, "numbering a revision", err);
+    if (r > 0)
         r = store_col_int64(s, st, 0, true, 1, INT64_MAX - 1, "revisions.seq", &last, err);
-    else
-        store_db_error(s, rc, "numbering a revision", err);
+    else if (r == 0) /* max() answers one row, even over no revisions */
+        r = store_db_error(s, SQLITE_DONE, "numbering a revision", err);
     sqlite3_finalize(st);
     *seq = last + 1;
     return r;
@@ -192,14 +178,10 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     store_bind_text(&rc, st, 6, runtime);
     store_bind_text(&rc, st, 7, storage_uri);
     store_bind_int64(&rc, st, 8, ksv_wall_ms());
-    if (rc != SQLITE_OK) {
-        store_db_error(s, rc, "creating a revision", err);
-        goto fail;
-    }
-    if (store_step_done(s, st, "creating a revision", err) < 0)
-        goto fail;
-    sqlite3_finalize(st);
+    int done = store_run(s, st, rc, "creating a revision", err);
     st = NULL;
+    if (done < 0)
+        goto fail;
     int64_t id = sqlite3_last_insert_rowid(s->db);
     if (select_one(s, "SELECT " REVISION_COLUMNS " FROM revisions WHERE id = ?1", id, NULL, out,
                    err) != 1) {
@@ -292,8 +274,7 @@ static int exec_ids(ksv_store *s, const char *sql, int64_t a, int64_t b, int64_t
         store_bind_int64(&rc, st, 2, b);
     if (n >= 3)
         store_bind_int64(&rc, st, 3, c);
-    int r = rc == SQLITE_OK ? store_step_done(s, st, what, err) : store_db_error(s, rc, what, err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, what, err);
     return r;
 }
 

@@ -27,16 +27,13 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
     store_bind_int64(&rc, st, 1, cluster);
     store_bind_text(&rc, st, 2, ns);
     store_bind_text(&rc, st, 3, name);
-    bool same = false;
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const unsigned char *old = sqlite3_column_text(st, 0);
-        same = old && strcmp((const char *)old, spec_json) == 0;
-        rc = SQLITE_DONE;
-    }
+    int found = store_step_row(s, st, rc, "reading a serving runtime", err);
+    const unsigned char *old = found > 0 ? sqlite3_column_text(st, 0) : NULL;
+    bool same = old && strcmp((const char *)old, spec_json) == 0;
     sqlite3_finalize(st);
-    if (rc != SQLITE_DONE) {
+    if (found < 0) {
         store_tx_abort(s, &tx);
-        return store_db_error(s, rc, "reading a serving runtime", err);
+        return -1;
     }
     if (!same) {
         int64_t now = ksv_wall_ms();
@@ -54,9 +51,7 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
         store_bind_text(&rc, st, 3, name);
         store_bind_text(&rc, st, 4, spec_json);
         store_bind_int64(&rc, st, 5, now);
-        int step = rc == SQLITE_OK ? store_step_done(s, st, "storing a serving runtime", err)
-                                   : store_db_error(s, rc, "storing a serving runtime", err);
-        sqlite3_finalize(st);
+        int step = store_run(s, st, rc, "storing a serving runtime", err);
         if (step < 0) {
             store_tx_abort(s, &tx);
             return -1;
@@ -79,6 +74,25 @@ void ksv_runtime_rows_free(ksv_runtime_rows *rows)
     memset(rows, 0, sizeof *rows);
 }
 
+/* Any damage in the row is reported as the row's. */
+static int read_runtime(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                        ksv_err *err)
+{
+    (void)ctx;
+    ksv_runtime_row *row = elem;
+    int64_t cluster;
+    if (store_col_int64(s, st, 0, false, 0, 1, "serving_runtimes.cluster", &cluster, err) < 0 ||
+        store_col_text(s, st, 1, false, "serving_runtimes.namespace", &row->ns, err) < 0 ||
+        store_col_text(s, st, 2, false, "serving_runtimes.name", &row->name, err) < 0 ||
+        store_col_text(s, st, 3, false, "serving_runtimes.spec", &row->spec_json, err) < 0 ||
+        store_col_int64(s, st, 4, false, 0, INT64_MAX, "serving_runtimes.updated_at",
+                        &row->updated_at_ms, err) < 0 ||
+        store_check_json_object(row->spec_json, "", 500, NULL) < 0)
+        return store_corrupt(s, err, "a serving runtime row is damaged");
+    row->cluster = cluster == 1;
+    return 0;
+}
+
 int ksv_store_runtime_list(ksv_store *s, ksv_runtime_rows *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
@@ -86,42 +100,10 @@ int ksv_store_runtime_list(ksv_store *s, ksv_runtime_rows *out, ksv_err *err)
     if (store_prepare(s, "SELECT cluster, namespace, name, spec, updated_at FROM "
                          "serving_runtimes ORDER BY cluster, namespace, name", &st, err) < 0)
         return -1;
-    int rc, r = 0;
-    size_t cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (out->n == cap) {
-            size_t nc = cap ? cap * 2 : 8;
-            ksv_runtime_row *grown = realloc(out->items, nc * sizeof *grown);
-            if (!grown) {
-                r = ksv_err_set(err, 500, "out of memory");
-                break;
-            }
-            out->items = grown;
-            cap = nc;
-        }
-        ksv_runtime_row *row = &out->items[out->n];
-        memset(row, 0, sizeof *row);
-        int64_t cluster;
-        if (store_col_int64(s, st, 0, false, 0, 1, "serving_runtimes.cluster", &cluster, err) < 0 ||
-            store_col_text(s, st, 1, false, "serving_runtimes.namespace", &row->ns, err) < 0 ||
-            store_col_text(s, st, 2, false, "serving_runtimes.name", &row->name, err) < 0 ||
-            store_col_text(s, st, 3, false, "serving_runtimes.spec", &row->spec_json, err) < 0 ||
-            store_col_int64(s, st, 4, false, 0, INT64_MAX, "serving_runtimes.updated_at",
-                            &row->updated_at_ms, err) < 0 ||
-            store_check_json_object(row->spec_json, "", 500, NULL) < 0) {
-            free(row->ns);
-            free(row->name);
-            free(row->spec_json);
-            r = r < 0 ? r : store_corrupt(s, err, "a serving runtime row is damaged");
-            break;
-        }
-        row->cluster = cluster == 1;
-        out->n++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "listing serving runtimes", err);
-    sqlite3_finalize(st);
-    if (r < 0)
+    if (store_read_rows(s, st, SQLITE_OK, (void **)&out->items, &out->n, sizeof *out->items,
+                        read_runtime, NULL, "listing serving runtimes", err) < 0) {
         ksv_runtime_rows_free(out);
-    return r;
+        return -1;
+    }
+    return 0;
 }

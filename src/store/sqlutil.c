@@ -61,14 +61,46 @@ int store_prepare(ksv_store *s, const char *sql, sqlite3_stmt **st, ksv_err *err
     return 0;
 }
 
-int store_step_done(ksv_store *s, sqlite3_stmt *st, const char *what, ksv_err *err)
+int store_step_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what,
+                   ksv_err *err)
 {
-    int rc = sqlite3_step(st);
+    int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
+    if (rc == SQLITE_ROW)
+        return 1;
     if (rc == SQLITE_DONE)
         return 0;
-    if (rc == SQLITE_ROW)
-        return ksv_err_set(err, 500, "database %s: %s: unexpected row", s->path, what);
     return store_db_error(s, rc, what, err);
+}
+
+int store_step_done(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what,
+                    ksv_err *err)
+{
+    int row = store_step_row(s, st, bind_rc, what, err);
+    if (row > 0)
+        return ksv_err_set(err, 500, "database %s: %s: unexpected row", s->path, what);
+    return row;
+}
+
+int store_run(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what, ksv_err *err)
+{
+    int r = store_step_done(s, st, bind_rc, what, err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+int store_read_one(ksv_store *s, sqlite3_stmt *st, int bind_rc, store_read_fn read,
+                   void *elem, const void *ctx, const char *what, ksv_err *err)
+{
+    int found = store_step_row(s, st, bind_rc, what, err);
+    if (found > 0 && read(s, st, elem, ctx, err) < 0)
+        found = -1;
+    sqlite3_finalize(st);
+    return found;
+}
+
+int store_read_id(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx, ksv_err *err)
+{
+    return store_col_int64(s, st, 0, false, 1, INT64_MAX, ctx, elem, err);
 }
 
 int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const char *what,
@@ -76,18 +108,60 @@ int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const ch
 {
     if (store_prepare(s, sql, st, err) < 0)
         return -1;
-    int rc = sqlite3_bind_int64(*st, 1, model_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(*st);
-    if (rc == SQLITE_ROW)
+    int found = store_step_row(s, *st, sqlite3_bind_int64(*st, 1, model_id), what, err);
+    if (found > 0)
         return 0;
-    if (rc == SQLITE_DONE)
+    if (found == 0)
         ksv_err_set(err, 404, "model #%lld not found", (long long)model_id);
-    else
-        store_db_error(s, rc, what, err);
     sqlite3_finalize(*st);
     *st = NULL;
     return -1;
+}
+
+int store_each_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, store_row_fn fn, void *ctx,
+                   const char *what, ksv_err *err)
+{
+    int rc = bind_rc, r = 0;
+    while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        if (fn(s, st, ctx, err) < 0) {
+            r = -1;
+            break;
+        }
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = store_db_error(s, rc, what, err);
+    sqlite3_finalize(st);
+    return r;
+}
+
+/* store_read_rows' state between rows. */
+typedef struct store_collect {
+    void **items;
+    size_t *n;
+    size_t cap;
+    size_t elem_size;
+    store_read_fn read;
+    const void *ctx;
+    const char *what;
+} store_collect;
+
+static int collect_row(ksv_store *s, sqlite3_stmt *st, void *p, ksv_err *err)
+{
+    store_collect *c = p;
+    void *elem = store_list_push(c->items, c->n, &c->cap, c->elem_size);
+    if (!elem)
+        return ksv_err_set(err, 500, "out of memory %s", c->what);
+    return c->read(s, st, elem, c->ctx, err);
+}
+
+int store_read_rows(ksv_store *s, sqlite3_stmt *st, int bind_rc, void **items, size_t *n,
+                    size_t elem_size, store_read_fn read, const void *ctx, const char *what,
+                    ksv_err *err)
+{
+    /* What is allocated holds at least *n: growing from there is safe. */
+    store_collect c = {items, n, *n, elem_size, read, ctx, what};
+    return store_each_row(s, st, bind_rc, collect_row, &c, what, err);
 }
 
 void store_bind_text(int *rc, sqlite3_stmt *st, int idx, const char *v)
@@ -188,9 +262,7 @@ static int exec_const(ksv_store *s, const char *sql, ksv_err *err)
     sqlite3_stmt *st;
     if (store_prepare(s, sql, &st, err) < 0)
         return -1;
-    int r = store_step_done(s, st, sql, err);
-    sqlite3_finalize(st);
-    return r;
+    return store_run(s, st, SQLITE_OK, sql, err);
 }
 
 int store_tx_begin(ksv_store *s, store_tx *tx, bool write, ksv_err *err)

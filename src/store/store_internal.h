@@ -35,8 +35,21 @@ int store_corrupt(ksv_store *s, ksv_err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 int store_prepare(ksv_store *s, const char *sql, sqlite3_stmt **st, ksv_err *err);
-/* Steps a statement that returns no rows. */
-int store_step_done(ksv_store *s, sqlite3_stmt *st, const char *what, ksv_err *err);
+
+/* In the steppers below, st is prepared and bound, and bind_rc is what the sticky binders
+ * left (SQLITE_OK, or the first bind's failure, reported as the database error); `what`
+ * says what was being done ("storing a quota") in a database error. */
+
+/* Steps a statement that returns no rows; st stays open (a loop resets and binds it again).
+ * 0, or -1 with err set (a row is 500 "unexpected row"). */
+int store_step_done(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what,
+                    ksv_err *err);
+/* store_step_done, then finalizes st in every case. */
+int store_run(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what, ksv_err *err);
+/* Steps once, for a statement that returns at most the one row read: 1 with st on the row,
+ * 0 when there is none, -1 with err set. st stays open: the caller finalizes it. */
+int store_step_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what,
+                   ksv_err *err);
 
 /* Runs sql (a SELECT from models with ?1 the model's id) and steps once: 0 with *st on the
  * row (the caller reads it, then finalizes); -1 with err set and *st finalized: 404
@@ -44,6 +57,39 @@ int store_step_done(ksv_store *s, sqlite3_stmt *st, const char *what, ksv_err *e
  * being read). */
 int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const char *what,
                        sqlite3_stmt **st, ksv_err *err);
+
+/* Every row of a statement, the one stepping loop of src/store. st is prepared and bound;
+ * bind_rc is what the sticky binders left (SQLITE_OK, or the first bind's failure). It
+ * calls fn on each row (fn returns 0 to go on, -1 with err set to stop), then finalizes st
+ * in every case. Returns 0 once the rows are done; -1 with err set: the bind's or a step's
+ * database error (store_db_error with `what`, e.g. "reading history"), or fn's own. */
+typedef int (*store_row_fn)(ksv_store *s, sqlite3_stmt *st, void *ctx, ksv_err *err);
+int store_each_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, store_row_fn fn, void *ctx,
+                   const char *what, ksv_err *err);
+
+/* Reads the row st is on into elem (zeroed by the caller; ctx is the caller's, read only).
+ * Returns 0, or -1 with err set; what it allocated in elem before failing may stay there,
+ * for the owner of elem to clear. */
+typedef int (*store_read_fn)(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                             ksv_err *err);
+
+/* store_step_row that reads the row into elem with read (ctx passed on), then finalizes st
+ * in every case: 1 read, 0 no row (elem untouched), -1 with err set (what read left in
+ * elem stays for the caller to clear). */
+int store_read_one(ksv_store *s, sqlite3_stmt *st, int bind_rc, store_read_fn read,
+                   void *elem, const void *ctx, const char *what, ksv_err *err);
+/* A store_read_fn for a row whose first column is a row id (INTEGER >= 1): into elem, an
+ * int64_t; ctx is the column's name for messages ("nodes.id"). */
+int store_read_id(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx, ksv_err *err);
+
+/* store_each_row that collects a listing: for each row it appends one zeroed element of
+ * elem_size bytes to the array *items of *n elements (a list that already holds elements
+ * grows) and read fills it, in the statement's order. On -1 every element appended stays in
+ * the list, the failed one included (zeroed or partly read), so the caller's list free
+ * releases them all; a list that cannot grow is 500 "out of memory WHAT". */
+int store_read_rows(ksv_store *s, sqlite3_stmt *st, int bind_rc, void **items, size_t *n,
+                    size_t elem_size, store_read_fn read, const void *ctx, const char *what,
+                    ksv_err *err);
 
 /* Sticky binders: do nothing once *rc is not SQLITE_OK, so a run of binds is checked once.
  * A NULL string binds SQL NULL. */

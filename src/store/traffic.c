@@ -32,22 +32,17 @@ static int check_revision_of(ksv_store *s, int64_t model_id, int64_t revision_id
     sqlite3_stmt *st;
     if (store_prepare(s, "SELECT model_id FROM revisions WHERE id = ?1", &st, err) < 0)
         return -1;
-    int rc = SQLITE_OK, r = -1;
+    int rc = SQLITE_OK;
     int64_t owner = 0;
     store_bind_int64(&rc, st, 1, revision_id);
-    if (rc == SQLITE_OK)
-        rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        r = store_col_int64(s, st, 0, false, 1, INT64_MAX, "revisions.model_id", &owner, err);
-    else if (rc == SQLITE_DONE)
-        ksv_err_set(err, 404, "revision #%lld not found", (long long)revision_id);
-    else
-        store_db_error(s, rc, "checking a revision", err);
-    sqlite3_finalize(st);
-    if (r == 0 && owner != model_id)
-        r = ksv_err_set(err, 400, "revision #%lld belongs to another model",
-                        (long long)revision_id);
-    return r;
+    int found = store_read_one(s, st, rc, store_read_id, &owner, "revisions.model_id",
+                               "checking a revision", err);
+    if (found == 0)
+        return ksv_err_set(err, 404, "revision #%lld not found", (long long)revision_id);
+    if (found > 0 && owner != model_id)
+        return ksv_err_set(err, 400, "revision #%lld belongs to another model",
+                           (long long)revision_id);
+    return found < 0 ? -1 : 0;
 }
 
 static int model_exists(ksv_store *s, int64_t model_id, ksv_err *err)
@@ -78,14 +73,10 @@ int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entr
         goto fail;
     int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, model_id);
-    if (rc != SQLITE_OK) {
-        store_db_error(s, rc, "replacing a traffic split", err);
-        goto fail;
-    }
-    if (store_step_done(s, st, "replacing a traffic split", err) < 0)
-        goto fail;
-    sqlite3_finalize(st);
+    int done = store_run(s, st, rc, "replacing a traffic split", err);
     st = NULL;
+    if (done < 0)
+        goto fail;
     if (store_prepare(s, "INSERT INTO traffic (model_id, revision_id, percent) "
                       "VALUES (?1, ?2, ?3)", &st, err) < 0)
         goto fail;
@@ -95,11 +86,7 @@ int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entr
         store_bind_int64(&rc, st, 1, model_id);
         store_bind_int64(&rc, st, 2, entries[i].revision_id);
         store_bind_int64(&rc, st, 3, entries[i].percent);
-        if (rc != SQLITE_OK) {
-            store_db_error(s, rc, "writing a traffic split", err);
-            goto fail;
-        }
-        if (store_step_done(s, st, "writing a traffic split", err) < 0)
+        if (store_step_done(s, st, rc, "writing a traffic split", err) < 0)
             goto fail;
     }
     sqlite3_finalize(st);
@@ -108,6 +95,26 @@ fail:
     sqlite3_finalize(st);
     store_tx_abort(s, &tx);
     return -1;
+}
+
+/* A split entry; ctx is the model's id (for the message when the revision is not its). */
+static int read_entry(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx,
+                      ksv_err *err)
+{
+    ksv_traffic_entry *e = elem;
+    int64_t model_id = *(const int64_t *)ctx, percent = 0;
+    if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "traffic.revision_id",
+                        &e->revision_id, err) < 0 ||
+        store_col_int64(s, st, 2, false, 0, 100, "traffic.percent", &percent, err) < 0)
+        return -1;
+    if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+        return store_corrupt(s, err, "traffic of model #%lld names revision #%lld, which is "
+                             "not one of its revisions", (long long)model_id,
+                             (long long)e->revision_id);
+    if (store_col_text(s, st, 1, false, "revisions.name", &e->revision_name, err) < 0)
+        return -1;
+    e->percent = (int)percent;
+    return 0;
 }
 
 int ksv_store_traffic_get(ksv_store *s, int64_t model_id, ksv_traffic *out, ksv_err *err)
@@ -125,44 +132,18 @@ int ksv_store_traffic_get(ksv_store *s, int64_t model_id, ksv_traffic *out, ksv_
                           "LEFT JOIN revisions r ON r.id = t.revision_id AND r.model_id = t.model_id "
                           "WHERE t.model_id = ?1 ORDER BY r.seq, t.revision_id",
                           &st, err);
-    int rc = SQLITE_OK;
-    size_t cap = 0;
-    long sum = 0;
-    if (r == 0)
+    if (r == 0) {
+        int rc = SQLITE_OK;
         store_bind_int64(&rc, st, 1, model_id);
-    while (r == 0 && rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        rc = SQLITE_OK;
-        ksv_traffic_entry *e = store_list_push((void **)&out->items, &out->n, &cap, sizeof *e);
-        int64_t percent = 0;
-        if (!e) {
-            r = ksv_err_set(err, 500, "out of memory reading traffic");
-            break;
-        }
-        if (store_col_int64(s, st, 0, false, 1, INT64_MAX, "traffic.revision_id",
-                            &e->revision_id, err) < 0 ||
-            store_col_int64(s, st, 2, false, 0, 100, "traffic.percent", &percent, err) < 0) {
-            r = -1;
-            break;
-        }
-        if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
-            r = store_corrupt(s, err, "traffic of model #%lld names revision #%lld, which is "
-                              "not one of its revisions", (long long)model_id,
-                              (long long)e->revision_id);
-            break;
-        }
-        if (store_col_text(s, st, 1, false, "revisions.name", &e->revision_name, err) < 0) {
-            r = -1;
-            break;
-        }
-        e->percent = (int)percent;
-        sum += percent;
+        r = store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
+                            read_entry, &model_id, "reading traffic", err);
     }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "reading traffic", err);
+    long sum = 0;
+    for (size_t i = 0; r == 0 && i < out->n; i++)
+        sum += out->items[i].percent;
     if (r == 0 && out->n > 0 && sum != 100)
         r = store_corrupt(s, err, "traffic of model #%lld sums to %ld%%", (long long)model_id,
                           sum);
-    sqlite3_finalize(st);
     store_tx_abort(s, &tx);
     if (r < 0)
         ksv_traffic_free(out);

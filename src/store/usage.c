@@ -52,14 +52,14 @@ int ksv_store_usage_add(ksv_store *s, const ksv_usage_event *e, ksv_err *err)
     store_bind_int64(&rc, st, 11, e->gpu_memory_bytes);
     store_bind_int64(&rc, st, 12, e->requests);
     store_bind_double(&rc, st, 13, e->idle_seconds);
-    int r = rc == SQLITE_OK ? store_step_done(s, st, "storing a usage event", err)
-                            : store_db_error(s, rc, "storing a usage event", err);
-    sqlite3_finalize(st);
+    int r = store_run(s, st, rc, "storing a usage event", err);
     return r;
 }
 
-static int read_row(ksv_store *s, sqlite3_stmt *st, ksv_usage_event *e, ksv_err *err)
+static int read_row(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx, ksv_err *err)
 {
+    (void)ctx;
+    ksv_usage_event *e = elem;
     return store_col_text(s, st, 0, false, "usage_events.node", &e->node, err) < 0 ||
                    store_col_text(s, st, 1, false, "usage_events.log_id", &e->log_id, err) < 0 ||
                    store_col_int64(s, st, 2, false, 1, INT64_MAX, "usage_events.seq", &e->seq,
@@ -95,32 +95,10 @@ int ksv_store_usage_list(ksv_store *s, ksv_usage_event_list *out, ksv_err *err)
                       "ORDER BY node, at, seq",
                       &st, err) < 0)
         return -1;
-    int rc = SQLITE_ROW, r = 0;
-    size_t cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (out->n == cap) {
-            size_t nc = cap ? cap * 2 : 64;
-            ksv_usage_event *grown = realloc(out->items, nc * sizeof *grown);
-            if (!grown) {
-                r = ksv_err_set(err, 500, "out of memory");
-                break;
-            }
-            out->items = grown;
-            cap = nc;
-        }
-        ksv_usage_event *e = &out->items[out->n];
-        memset(e, 0, sizeof *e);
-        if (read_row(s, st, e, err) < 0) {
-            ksv_usage_event_clear(e);
-            r = -1;
-            break;
-        }
-        out->n++;
-    }
-    if (r == 0 && rc != SQLITE_DONE)
-        r = store_db_error(s, rc, "listing usage events", err);
-    sqlite3_finalize(st);
-    if (r < 0)
+    if (store_read_rows(s, st, SQLITE_OK, (void **)&out->items, &out->n, sizeof *out->items,
+                        read_row, NULL, "listing usage events", err) < 0) {
         ksv_usage_event_list_free(out);
-    return r;
+        return -1;
+    }
+    return 0;
 }
