@@ -107,15 +107,8 @@ void ksv_history_entry_clear(ksv_history_entry *e)
 {
     if (!e)
         return;
-    free(e->actor);
-    free(e->action);
-    free(e->model);
-    free(e->node);
-    free(e->old_value);
-    free(e->new_value);
-    free(e->result);
-    free(e->node_results_json);
-    free(e->reason);
+    STORE_FREE_STRINGS(e->actor, e->action, e->model, e->node, e->old_value, e->new_value,
+                       e->result, e->node_results_json, e->reason);
     memset(e, 0, sizeof *e);
 }
 

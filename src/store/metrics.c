@@ -417,9 +417,7 @@ void ksv_metric_sample_clear(ksv_metric_sample *m)
 {
     if (!m)
         return;
-    free(m->node);
-    free(m->model);
-    free(m->revision);
+    STORE_FREE_STRINGS(m->node, m->model, m->revision);
     free(m->buckets);
     memset(m, 0, sizeof *m);
 }

@@ -406,10 +406,7 @@ void ksv_model_record_clear(ksv_model_record *m)
 {
     if (!m)
         return;
-    free(m->ns);
-    free(m->name);
-    free(m->spec_json);
-    free(m->annotations_json);
+    STORE_FREE_STRINGS(m->ns, m->name, m->spec_json, m->annotations_json);
     for (size_t i = 0; i < m->n_nodes; i++)
         free(m->nodes[i]);
     free(m->nodes);

@@ -291,15 +291,8 @@ void ksv_node_clear(ksv_node *n)
 {
     if (!n)
         return;
-    free(n->name);
-    free(n->address);
-    free(n->token_file);
-    free(n->ssh_identity);
-    free(n->ssh_known_hosts);
-    free(n->engine_path);
-    free(n->engine_state_dir);
-    free(n->last_error);
-    free(n->engine_version);
+    STORE_FREE_STRINGS(n->name, n->address, n->token_file, n->ssh_identity, n->ssh_known_hosts,
+                       n->engine_path, n->engine_state_dir, n->last_error, n->engine_version);
     for (size_t i = 0; i < n->n_labels; i++) {
         free(n->label_keys[i]);
         free(n->label_values[i]);

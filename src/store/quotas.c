@@ -7,8 +7,7 @@
 
 void ksv_quota_clear(ksv_quota *q)
 {
-    free(q->ns);
-    free(q->name);
+    STORE_FREE_STRINGS(q->ns, q->name);
     memset(q, 0, sizeof *q);
 }
 

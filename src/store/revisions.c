@@ -337,10 +337,7 @@ void ksv_revision_record_clear(ksv_revision_record *r)
 {
     if (!r)
         return;
-    free(r->name);
-    free(r->spec_json);
-    free(r->runtime);
-    free(r->storage_uri);
+    STORE_FREE_STRINGS(r->name, r->spec_json, r->runtime, r->storage_uri);
     memset(r, 0, sizeof *r);
 }
 

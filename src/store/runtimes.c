@@ -63,15 +63,15 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
     return 0;
 }
 
+static void runtime_row_clear(ksv_runtime_row *row)
+{
+    STORE_FREE_STRINGS(row->ns, row->name, row->spec_json);
+    memset(row, 0, sizeof *row);
+}
+
 void ksv_runtime_rows_free(ksv_runtime_rows *rows)
 {
-    for (size_t i = 0; i < rows->n; i++) {
-        free(rows->items[i].ns);
-        free(rows->items[i].name);
-        free(rows->items[i].spec_json);
-    }
-    free(rows->items);
-    memset(rows, 0, sizeof *rows);
+    STORE_LIST_FREE(rows, runtime_row_clear);
 }
 
 /* Any damage in the row is reported as the row's. */

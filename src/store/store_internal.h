@@ -146,6 +146,14 @@ struct json_object *store_json_parse(const char *text);
 int store_check_json_object(const char *json, const char *what, int status, ksv_err *err);
 /* Grows *items (of elem_size bytes each, *n used, *cap allocated) by one zeroed slot. */
 void *store_list_push(void **items, size_t *n, size_t *cap, size_t elem_size);
+/* Frees the strings a record owns, each listed once in the record's clear function:
+ * STORE_FREE_STRINGS(e->actor, e->action). NULL ones are skipped, as free() does. */
+#define STORE_FREE_STRINGS(...)                                                            \
+    do {                                                                                   \
+        char *owned_[] = {__VA_ARGS__};                                                    \
+        for (size_t k_ = 0; k_ < sizeof owned_ / sizeof *owned_; k_++)                     \
+            free(owned_[k_]);                                                              \
+    } while (0)
 /* Frees a list of records (l->items, l->n; l may be NULL): the one body of every
  * ksv_*_list_free. */
 #define STORE_LIST_FREE(l, clear)                                                          \

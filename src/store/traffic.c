@@ -150,13 +150,13 @@ int ksv_store_traffic_get(ksv_store *s, int64_t model_id, ksv_traffic *out, ksv_
     return r;
 }
 
+static void traffic_entry_clear(ksv_traffic_entry *e)
+{
+    free(e->revision_name);
+    e->revision_name = NULL;
+}
+
 void ksv_traffic_free(ksv_traffic *t)
 {
-    if (!t)
-        return;
-    for (size_t i = 0; i < t->n; i++)
-        free(t->items[i].revision_name);
-    free(t->items);
-    t->items = NULL;
-    t->n = 0;
+    STORE_LIST_FREE(t, traffic_entry_clear);
 }

@@ -8,13 +8,7 @@
 
 void ksv_usage_event_clear(ksv_usage_event *e)
 {
-    free(e->node);
-    free(e->log_id);
-    free(e->kind);
-    free(e->ns);
-    free(e->model);
-    free(e->revision);
-    free(e->reason);
+    STORE_FREE_STRINGS(e->node, e->log_id, e->kind, e->ns, e->model, e->revision, e->reason);
     memset(e, 0, sizeof *e);
 }
 
