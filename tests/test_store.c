@@ -1493,6 +1493,50 @@ static void test_tampered(void)
     }
 }
 
+/* A statement that cannot be prepared (its table is gone) is reported once, as the
+ * prepare's error, whether the statement lists rows, reads one, or writes: the sticky
+ * rc from store_prepare through the binders to the step (src/store/store_internal.h). */
+static void test_missing_table(void)
+{
+    printf("== statements that cannot be prepared\n");
+    struct {
+        const char *sql;
+        enum probe probe;
+    } cases[] = {
+        {"DROP TABLE history;", P_HISTORY},     /* a listing */
+        {"DROP TABLE traffic;", P_TRAFFIC},     /* a listing after a single-row read */
+        {"DROP TABLE placement;", P_MODEL},     /* a listing inside a single-row read */
+        {"DROP TABLE node_labels;", P_NODES},   /* a row loop after a listing */
+        {"PRAGMA foreign_keys = OFF; DROP TABLE traffic; DROP TABLE placement; "
+         "DROP TABLE nodes;", P_NODE},          /* a single-row read */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char name[32];
+        snprintf(name, sizeof name, "noprep-%zu.db", i);
+        const char *path = build_small(name);
+        raw_exec(path, cases[i].sql);
+        ksv_store *s = open_ok(path);
+        ksv_err e = {0};
+        int rc = s ? probe(s, cases[i].probe, &e) : 0;
+        KT_CHECK(rc == -1 && e.status == 500 && strstr(e.msg, "preparing a statement") &&
+                     strstr(e.msg, "no such table"),
+                 "%s -> \"%s\"", cases[i].sql, e.msg);
+        ksv_store_close(s);
+    }
+    /* a write */
+    const char *path = build_small("noprep-write.db");
+    raw_exec(path, "DROP TABLE history;");
+    ksv_store *s = open_ok(path);
+    ksv_err e = {0};
+    ksv_history_entry h = {.actor = (char *)"a", .action = (char *)"apply",
+                           .result = (char *)"ok"};
+    int rc = s ? ksv_store_history_append(s, &h, NULL, &e) : 0;
+    KT_CHECK(rc == -1 && e.status == 500 && strstr(e.msg, "preparing a statement") &&
+                 strstr(e.msg, "no such table"),
+             "appending history without its table -> \"%s\"", e.msg);
+    ksv_store_close(s);
+}
+
 static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;
@@ -1529,6 +1573,7 @@ int main(void)
     }
     test_metrics_retention();
     test_tampered();
+    test_missing_table();
 
     nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
     return kt_summary("test_store");

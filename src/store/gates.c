@@ -14,14 +14,12 @@ int ksv_store_canary_set(ksv_store *s, int64_t model_id, const char *name, const
     if (store_check_json_object(policy, "the Canary policy", 400, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "INSERT INTO canaries (model_id, name, policy, updated_at) "
-                      "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (model_id) DO UPDATE SET "
-                      "name = excluded.name, policy = excluded.policy, "
-                      "updated_at = excluded.updated_at",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO canaries (model_id, name, policy, updated_at) "
+                           "VALUES (?1, ?2, ?3, ?4) ON CONFLICT (model_id) DO UPDATE SET "
+                           "name = excluded.name, policy = excluded.policy, "
+                           "updated_at = excluded.updated_at",
+                           &st, err);
     store_bind_int64(&rc, st, 1, model_id);
     store_bind_text(&rc, st, 2, name);
     store_bind_text(&rc, st, 3, policy);
@@ -35,9 +33,7 @@ int ksv_store_canary_get(ksv_store *s, int64_t model_id, char **name, char **pol
 {
     *name = *policy = NULL;
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT name, policy FROM canaries WHERE model_id = ?1", &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT name, policy FROM canaries WHERE model_id = ?1", &st, err);
     store_bind_int64(&rc, st, 1, model_id);
     int r = store_step_row(s, st, rc, "reading a Canary", err);
     if (r > 0) {
@@ -64,10 +60,8 @@ int ksv_store_event_cursor_get(ksv_store *s, const char *node, char **log_id, in
     *log_id = NULL;
     *seq = 0;
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT log_id, last_seq FROM event_cursors WHERE node = ?1", &st,
-                      err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT log_id, last_seq FROM event_cursors WHERE node = ?1", &st,
+                           err);
     store_bind_text(&rc, st, 1, node);
     int r = store_step_row(s, st, rc, "reading an event cursor", err);
     if (r > 0 && (store_col_text(s, st, 0, false, "event_cursors.log_id", log_id, err) < 0 ||
@@ -87,13 +81,11 @@ int ksv_store_event_cursor_set(ksv_store *s, const char *node, const char *log_i
     if (seq < 0)
         return ksv_err_set(err, 400, "an event cursor is not negative");
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "INSERT INTO event_cursors (node, log_id, last_seq) VALUES (?1, ?2, ?3) "
-                      "ON CONFLICT (node) DO UPDATE SET log_id = excluded.log_id, "
-                      "last_seq = excluded.last_seq",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO event_cursors (node, log_id, last_seq) VALUES (?1, ?2, ?3) "
+                           "ON CONFLICT (node) DO UPDATE SET log_id = excluded.log_id, "
+                           "last_seq = excluded.last_seq",
+                           &st, err);
     store_bind_text(&rc, st, 1, node);
     store_bind_text(&rc, st, 2, log_id);
     store_bind_int64(&rc, st, 3, seq);

@@ -21,13 +21,11 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
         store_check_json_object(e->node_results_json, "the per-node results", 400, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "INSERT INTO history (at, actor, action, model, node, old_value, new_value, "
-                      "result, node_results, reason) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO history (at, actor, action, model, node, old_value, "
+                           "new_value, result, node_results, reason) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           &st, err);
     store_bind_int64(&rc, st, 1, e->at_ms ? e->at_ms : ksv_wall_ms());
     store_bind_text(&rc, st, 2, e->actor);
     store_bind_text(&rc, st, 3, e->action);
@@ -84,14 +82,12 @@ int ksv_store_history_list(ksv_store *s, const char *model, size_t limit,
     sqlite3_stmt *st;
     /* Two statements rather than "?1 IS NULL OR model = ?1", so the filtered one can walk
      * the (model, id) index. */
-    if (store_prepare(s,
-                      model ? "SELECT " HISTORY_COLUMNS " FROM history WHERE model = ?1 "
-                              "ORDER BY id DESC LIMIT ?2"
-                            : "SELECT " HISTORY_COLUMNS " FROM history WHERE ?1 IS NULL "
-                              "ORDER BY id DESC LIMIT ?2",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           model ? "SELECT " HISTORY_COLUMNS " FROM history WHERE model = ?1 "
+                                   "ORDER BY id DESC LIMIT ?2"
+                                 : "SELECT " HISTORY_COLUMNS " FROM history WHERE ?1 IS NULL "
+                                   "ORDER BY id DESC LIMIT ?2",
+                           &st, err);
     store_bind_text(&rc, st, 1, model);
     /* LIMIT -1 is SQLite's "no limit" */
     store_bind_int64(&rc, st, 2, limit == 0 || (uint64_t)limit > (uint64_t)INT64_MAX ? -1 : (int64_t)limit);

@@ -151,7 +151,7 @@ int ksv_store_metrics_insert(ksv_store *s, const ksv_metric_sample *samples, siz
     ksv_sb blob;
     ksv_sb_init(&blob);
     if (store_prepare(s, "INSERT INTO metric_samples (" SAMPLE_COLUMNS ") VALUES "
-                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)", &st, err) < 0) {
+                      "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)", &st, err) != SQLITE_OK) {
         store_tx_abort(s, &tx);
         return -1;
     }
@@ -227,9 +227,7 @@ int ksv_store_metrics_query(ksv_store *s, ksv_metrics_resolution res, const char
               "AND (?3 IS NULL OR node = ?3) AND (?4 IS NULL OR model = ?4) "
               "AND (?5 IS NULL OR revision = ?5) ORDER BY at, node, model, revision";
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     store_bind_int64(&rc, st, 1, from_ms);
     store_bind_int64(&rc, st, 2, to_ms);
     store_bind_text(&rc, st, 3, node);
@@ -276,11 +274,9 @@ static int accumulate(ksv_metric_sample *a, const ksv_metric_sample *b)
 static int flush_rollup(ksv_store *s, ksv_metric_sample *acc, ksv_sb *blob, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT " ROLLUP_COLUMNS " FROM metric_rollups "
-                      "WHERE node = ?1 AND model = ?2 AND revision = ?3 AND at = ?4", &st,
-                      err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT " ROLLUP_COLUMNS " FROM metric_rollups "
+                           "WHERE node = ?1 AND model = ?2 AND revision = ?3 AND at = ?4", &st,
+                           err);
     store_bind_text(&rc, st, 1, acc->node);
     store_bind_text(&rc, st, 2, acc->model);
     store_bind_text(&rc, st, 3, acc->revision);
@@ -297,7 +293,7 @@ static int flush_rollup(ksv_store *s, ksv_metric_sample *acc, ksv_sb *blob, ksv_
     if (store_prepare(s, "INSERT OR REPLACE INTO metric_rollups (at, node, model, revision, "
                       "requests_2xx, requests_4xx, requests_5xx, requests_other, latency_sum, "
                       "buckets) VALUES (?1, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)", &st,
-                      err) < 0)
+                      err) != SQLITE_OK)
         return -1;
     /* ?2 (span) is unused here: a rollup's span is always one minute. */
     int r = bind_sample(s, st, acc, blob, err);
@@ -356,15 +352,13 @@ static int roll_up_row(ksv_store *s, sqlite3_stmt *st, void *p, ksv_err *err)
 static int roll_up(ksv_store *s, int64_t boundary, size_t *rolled, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT " SAMPLE_COLUMNS " FROM metric_samples "
-                      "WHERE rolled_up = 0 AND at <= ?1 ORDER BY node, model, revision, at",
-                      &st, err) < 0)
-        return -1;
+    int rc = store_prepare(s, "SELECT " SAMPLE_COLUMNS " FROM metric_samples "
+                           "WHERE rolled_up = 0 AND at <= ?1 ORDER BY node, model, revision, at",
+                           &st, err);
     rollup_state ru;
     memset(&ru, 0, sizeof ru);
     ksv_sb_init(&ru.blob);
     ru.rolled = rolled;
-    int rc = SQLITE_OK;
     store_bind_int64(&rc, st, 1, boundary);
     int r = store_each_row(s, st, rc, roll_up_row, &ru, "reading metric samples", err);
     if (r == 0 && ru.have)
@@ -377,9 +371,7 @@ static int roll_up(ksv_store *s, int64_t boundary, size_t *rolled, ksv_err *err)
 static int exec_at(ksv_store *s, const char *sql, int64_t at, size_t *changes, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     store_bind_int64(&rc, st, 1, at);
     int r = store_run(s, st, rc, "compacting metrics", err);
     if (r == 0 && changes)

@@ -66,12 +66,10 @@ static int read_placement(ksv_store *s, sqlite3_stmt *st, void *elem, const void
 static int load_placement(ksv_store *s, ksv_model_record *m, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "SELECT n.name, p.model_name FROM placement p JOIN nodes n "
-                      "ON n.id = p.node_id WHERE p.model_id = ?1 ORDER BY n.name",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "SELECT n.name, p.model_name FROM placement p JOIN nodes n "
+                           "ON n.id = p.node_id WHERE p.model_id = ?1 ORDER BY n.name",
+                           &st, err);
     store_bind_int64(&rc, st, 1, m->id);
     return store_read_rows(s, st, rc, (void **)&m->nodes, &m->n_nodes, sizeof *m->nodes,
                            read_placement, m, "reading a model's placement", err);
@@ -94,11 +92,7 @@ static int get_model(ksv_store *s, const char *sql, const char *t1, const char *
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0) {
-        store_tx_abort(s, &tx);
-        return -1;
-    }
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     if (t1) {
         store_bind_text(&rc, st, 1, t1);
         store_bind_text(&rc, st, 2, t2);
@@ -138,14 +132,9 @@ int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_record_list *ou
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "SELECT " MODEL_COLUMNS " FROM models WHERE ?1 IS NULL OR namespace = ?1 "
-                      "ORDER BY namespace, name",
-                      &st, err) < 0) {
-        store_tx_abort(s, &tx);
-        return -1;
-    }
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT " MODEL_COLUMNS " FROM models "
+                           "WHERE ?1 IS NULL OR namespace = ?1 ORDER BY namespace, name",
+                           &st, err);
     store_bind_text(&rc, st, 1, ns);
     int r = store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
                             read_placed_model, NULL, "listing models", err);
@@ -159,9 +148,7 @@ int ksv_store_model_list(ksv_store *s, const char *ns, ksv_model_record_list *ou
 static int node_id_by_name(ksv_store *s, const char *name, int64_t *id, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT id FROM nodes WHERE name = ?1", &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT id FROM nodes WHERE name = ?1", &st, err);
     store_bind_text(&rc, st, 1, name);
     int found = store_read_one(s, st, rc, store_read_id, id, "nodes.id", "looking a node up",
                                err);
@@ -176,12 +163,10 @@ static int check_name_free_on_node(ksv_store *s, int64_t model_id, const char *n
                                    ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "SELECT m.namespace FROM placement p JOIN models m ON m.id = p.model_id "
-                      "WHERE p.node_id = ?1 AND p.model_name = ?2 AND p.model_id <> ?3",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "SELECT m.namespace FROM placement p JOIN models m ON m.id = p.model_id "
+                           "WHERE p.node_id = ?1 AND p.model_name = ?2 AND p.model_id <> ?3",
+                           &st, err);
     store_bind_int64(&rc, st, 1, node_id);
     store_bind_text(&rc, st, 2, name);
     store_bind_int64(&rc, st, 3, model_id);
@@ -200,9 +185,7 @@ static int run_bound(ksv_store *s, const char *sql, int64_t a, int64_t b, const 
                      const char *what, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     store_bind_int64(&rc, st, 1, a);
     if (sqlite3_bind_parameter_count(st) >= 2)
         store_bind_int64(&rc, st, 2, b);
@@ -265,10 +248,8 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
         return -1;
     sqlite3_stmt *st = NULL;
     int64_t model_id = 0, now = ksv_wall_ms();
-    if (store_prepare(s, "SELECT id FROM models WHERE namespace = ?1 AND name = ?2", &st,
-                      err) < 0)
-        goto fail;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT id FROM models WHERE namespace = ?1 AND name = ?2", &st,
+                           err);
     store_bind_text(&rc, st, 1, in->ns);
     store_bind_text(&rc, st, 2, in->name);
     int found = store_read_one(s, st, rc, store_read_id, &model_id, "models.id",
@@ -277,14 +258,12 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
     if (found < 0)
         goto fail;
     bool is_new = found == 0;
-    if (store_prepare(s,
-                      is_new ? "INSERT INTO models (namespace, name, spec, annotations, "
-                               "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
-                             : "UPDATE models SET spec = ?3, annotations = ?4, updated_at = ?5 "
-                               "WHERE namespace = ?1 AND name = ?2",
-                      &st, err) < 0)
-        goto fail;
-    rc = SQLITE_OK;
+    rc = store_prepare(s,
+                       is_new ? "INSERT INTO models (namespace, name, spec, annotations, "
+                                "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5)"
+                              : "UPDATE models SET spec = ?3, annotations = ?4, updated_at = ?5 "
+                                "WHERE namespace = ?1 AND name = ?2",
+                       &st, err);
     store_bind_text(&rc, st, 1, in->ns);
     store_bind_text(&rc, st, 2, in->name);
     store_bind_text(&rc, st, 3, in->spec_json);
@@ -377,15 +356,11 @@ int ksv_store_model_resolve(ksv_store *s, const char *ref, const char *default_n
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT namespace FROM models WHERE name = ?1 ORDER BY namespace", &st,
-                      err) < 0) {
-        store_tx_abort(s, &tx);
-        return -1;
-    }
+    int rc = store_prepare(s, "SELECT namespace FROM models WHERE name = ?1 ORDER BY namespace",
+                           &st, err);
     name_matches found;
     memset(&found, 0, sizeof found);
     ksv_sb_init(&found.namespaces);
-    int rc = SQLITE_OK;
     store_bind_text(&rc, st, 1, ref);
     int r = store_each_row(s, st, rc, match_namespace, &found, "resolving a model name", err);
     if (r == 0 && found.count == 0)

@@ -92,9 +92,7 @@ int store_node_labels_read(ksv_store *s, ksv_node *nodes, size_t n, ksv_err *err
                                "ORDER BY key"
                              : "SELECT l.node_id, l.key, l.value FROM node_labels l JOIN nodes n "
                                "ON n.id = l.node_id ORDER BY n.name, l.key";
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     if (n == 1)
         store_bind_int64(&rc, st, 1, nodes[0].id);
     label_cursor c = {nodes, n, 0, 0};
@@ -113,9 +111,7 @@ int store_node_labels_write(ksv_store *s, int64_t node_id, const char *const *ke
                               ? "INSERT INTO node_labels (node_id, key, value) VALUES (?1, ?2, ?3) "
                                 "ON CONFLICT (node_id, key) DO UPDATE SET value = excluded.value"
                               : "DELETE FROM node_labels WHERE node_id = ?1 AND key = ?2";
-        if (store_prepare(s, sql, &st, err) < 0)
-            return -1;
-        int rc = SQLITE_OK;
+        int rc = store_prepare(s, sql, &st, err);
         store_bind_int64(&rc, st, 1, node_id);
         store_bind_text(&rc, st, 2, keys[i]);
         if (values[i])

@@ -112,13 +112,14 @@ int ksv_store_node_add(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err 
 static int insert_node(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "INSERT INTO nodes (name, kind, address, token_file, ssh_identity, "
-                      "ssh_known_hosts, engine_port, engine_path, engine_state_dir, created_at) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO nodes (name, kind, address, token_file, ssh_identity, "
+                           "ssh_known_hosts, engine_port, engine_path, engine_state_dir, "
+                           "created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                           &st, err);
+    if (!st)
+        return -1; /* store_prepare said why; the step below names a duplicate node */
     store_bind_text(&rc, st, 1, node->name);
     store_bind_text(&rc, st, 2, ksv_node_kind_name(node->kind));
     store_bind_text(&rc, st, 3, node->address);
@@ -144,9 +145,7 @@ int ksv_store_node_get(ksv_store *s, const char *name, ksv_node *out, ksv_err *e
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?1", &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes WHERE name = ?1", &st, err);
     store_bind_text(&rc, st, 1, name ? name : "");
     int r = store_read_one(s, st, rc, read_node, out, NULL, "reading a node", err);
     if (r == 0)
@@ -168,11 +167,8 @@ int ksv_store_node_list(ksv_store *s, ksv_node_list *out, ksv_err *err)
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, err) < 0) {
-        store_tx_abort(s, &tx);
-        return -1;
-    }
-    int r = store_read_rows(s, st, SQLITE_OK, (void **)&out->items, &out->n,
+    int rc = store_prepare(s, "SELECT " NODE_COLUMNS " FROM nodes ORDER BY name", &st, err);
+    int r = store_read_rows(s, st, rc, (void **)&out->items, &out->n,
                             sizeof *out->items, read_node, NULL, "listing nodes", err);
     if (r == 0)
         r = store_node_labels_read(s, out->items, out->n, err);
@@ -209,12 +205,10 @@ static int placed_models(ksv_store *s, int64_t node_id, ksv_sb *sb, size_t *coun
 {
     sqlite3_stmt *st;
     *count = 0;
-    if (store_prepare(s,
-                      "SELECT m.namespace, m.name FROM placement p JOIN models m "
-                      "ON m.id = p.model_id WHERE p.node_id = ?1 ORDER BY m.namespace, m.name",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "SELECT m.namespace, m.name FROM placement p JOIN models m "
+                           "ON m.id = p.model_id WHERE p.node_id = ?1 ORDER BY m.namespace, m.name",
+                           &st, err);
     store_bind_int64(&rc, st, 1, node_id);
     placed_list l = {sb, count};
     return store_each_row(s, st, rc, add_placed, &l, "listing a node's models", err);
@@ -242,9 +236,7 @@ int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
                     models.data ? models.data : "");
         goto fail;
     }
-    if (store_prepare(s, "DELETE FROM nodes WHERE id = ?1", &st, err) < 0)
-        goto fail;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "DELETE FROM nodes WHERE id = ?1", &st, err);
     store_bind_int64(&rc, st, 1, node_id);
     int done = store_run(s, st, rc, "removing a node", err);
     st = NULL;
@@ -270,9 +262,7 @@ int ksv_store_node_set_status(ksv_store *s, const char *name, int64_t seen_ms,
         error ? "UPDATE nodes SET last_error = ?2 WHERE name = ?1"
               : "UPDATE nodes SET last_seen = ?2, last_error = NULL, "
                 "engine_version = coalesce(?3, engine_version) WHERE name = ?1";
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     store_bind_text(&rc, st, 1, name ? name : "");
     if (error) {
         store_bind_text(&rc, st, 2, error);

@@ -30,14 +30,13 @@ int ksv_store_quota_put(ksv_store *s, const ksv_quota *q, ksv_err *err)
         store_check_label(q->name, "quota name", KSV_DNS_LABEL_MAX, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "INSERT INTO quotas (namespace, name, count_isvc, requests_memory, "
-                      "requests_gpu, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
-                      "ON CONFLICT (namespace, name) DO UPDATE SET count_isvc = ?3, "
-                      "requests_memory = ?4, requests_gpu = ?5, updated_at = ?6",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO quotas (namespace, name, count_isvc, requests_memory, "
+                           "requests_gpu, created_at, updated_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) "
+                           "ON CONFLICT (namespace, name) DO UPDATE SET count_isvc = ?3, "
+                           "requests_memory = ?4, requests_gpu = ?5, updated_at = ?6",
+                           &st, err);
     store_bind_text(&rc, st, 1, q->ns);
     store_bind_text(&rc, st, 2, q->name);
     bind_limit(&rc, st, 3, q->count);
@@ -80,13 +79,11 @@ int ksv_store_quota_list(ksv_store *s, const char *ns, ksv_quota_list *out, ksv_
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "SELECT id, namespace, name, count_isvc, requests_memory, requests_gpu, "
-                      "created_at, updated_at FROM quotas WHERE ?1 IS NULL OR namespace = ?1 "
-                      "ORDER BY namespace, name",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "SELECT id, namespace, name, count_isvc, requests_memory, requests_gpu, "
+                           "created_at, updated_at FROM quotas WHERE ?1 IS NULL OR namespace = ?1 "
+                           "ORDER BY namespace, name",
+                           &st, err);
     store_bind_text(&rc, st, 1, ns);
     if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
                         read_quota, NULL, "listing quotas", err) < 0) {

@@ -65,9 +65,7 @@ static int select_revisions(ksv_store *s, const char *sql, int64_t id, const cha
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, sql, &st, err);
     store_bind_int64(&rc, st, 1, id);
     if (sqlite3_bind_parameter_count(st) >= 2)
         store_bind_text(&rc, st, 2, text ? text : "");
@@ -120,9 +118,7 @@ static int model_name(ksv_store *s, int64_t model_id, char **name, ksv_err *err)
 static int next_seq(ksv_store *s, int64_t model_id, int64_t *seq, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT max(seq) FROM revisions WHERE model_id = ?1", &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT max(seq) FROM revisions WHERE model_id = ?1", &st, err);
     int64_t last = 0;
     store_bind_int64(&rc, st, 1, model_id);
     int r = store_step_row(s, st, rc, "numbering a revision", err);
@@ -164,12 +160,11 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     }
     char name[STORE_NAME_MAX + 32];
     snprintf(name, sizeof name, "%s-%05lld", mname, (long long)seq);
-    if (store_prepare(s,
-                      "INSERT INTO revisions (model_id, seq, name, spec, spec_sha256, runtime, "
-                      "storage_uri, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                      &st, err) < 0)
-        goto fail;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO revisions (model_id, seq, name, spec, spec_sha256, "
+                           "runtime, storage_uri, created_at) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                           &st, err);
     store_bind_int64(&rc, st, 1, model_id);
     store_bind_int64(&rc, st, 2, seq);
     store_bind_text(&rc, st, 3, name);
@@ -266,16 +261,13 @@ static int exec_ids(ksv_store *s, const char *sql, int64_t a, int64_t b, int64_t
                     const char *what, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK, n = sqlite3_bind_parameter_count(st);
+    int rc = store_prepare(s, sql, &st, err), n = sqlite3_bind_parameter_count(st);
     store_bind_int64(&rc, st, 1, a);
     if (n >= 2)
         store_bind_int64(&rc, st, 2, b);
     if (n >= 3)
         store_bind_int64(&rc, st, 3, c);
-    int r = store_run(s, st, rc, what, err);
-    return r;
+    return store_run(s, st, rc, what, err);
 }
 
 int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ksv_err *err)

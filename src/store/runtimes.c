@@ -18,12 +18,8 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
     if (store_tx_begin(s, &tx, true, err) < 0)
         return -1;
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT spec FROM serving_runtimes WHERE cluster = ?1 AND "
-                         "namespace = ?2 AND name = ?3", &st, err) < 0) {
-        store_tx_abort(s, &tx);
-        return -1;
-    }
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT spec FROM serving_runtimes WHERE cluster = ?1 AND "
+                              "namespace = ?2 AND name = ?3", &st, err);
     store_bind_int64(&rc, st, 1, cluster);
     store_bind_text(&rc, st, 2, ns);
     store_bind_text(&rc, st, 3, name);
@@ -37,15 +33,11 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
     }
     if (!same) {
         int64_t now = ksv_wall_ms();
-        if (store_prepare(s, "INSERT INTO serving_runtimes (cluster, namespace, name, spec, "
-                             "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
-                             "ON CONFLICT (cluster, namespace, name) DO UPDATE SET "
-                             "spec = excluded.spec, updated_at = excluded.updated_at",
-                          &st, err) < 0) {
-            store_tx_abort(s, &tx);
-            return -1;
-        }
-        rc = SQLITE_OK;
+        rc = store_prepare(s, "INSERT INTO serving_runtimes (cluster, namespace, name, spec, "
+                              "created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?5) "
+                              "ON CONFLICT (cluster, namespace, name) DO UPDATE SET "
+                              "spec = excluded.spec, updated_at = excluded.updated_at",
+                           &st, err);
         store_bind_int64(&rc, st, 1, cluster);
         store_bind_text(&rc, st, 2, ns);
         store_bind_text(&rc, st, 3, name);
@@ -97,10 +89,9 @@ int ksv_store_runtime_list(ksv_store *s, ksv_runtime_rows *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT cluster, namespace, name, spec, updated_at FROM "
-                         "serving_runtimes ORDER BY cluster, namespace, name", &st, err) < 0)
-        return -1;
-    if (store_read_rows(s, st, SQLITE_OK, (void **)&out->items, &out->n, sizeof *out->items,
+    int rc = store_prepare(s, "SELECT cluster, namespace, name, spec, updated_at FROM "
+                              "serving_runtimes ORDER BY cluster, namespace, name", &st, err);
+    if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
                         read_runtime, NULL, "listing serving runtimes", err) < 0) {
         ksv_runtime_rows_free(out);
         return -1;

@@ -53,17 +53,21 @@ int store_prepare(ksv_store *s, const char *sql, sqlite3_stmt **st, ksv_err *err
 {
     *st = NULL;
     int rc = sqlite3_prepare_v2(s->db, sql, -1, st, NULL);
+    if (rc == SQLITE_OK && !*st)
+        rc = SQLITE_MISUSE; /* no statement in sql: a bug here, never data */
     if (rc != SQLITE_OK) {
         sqlite3_finalize(*st);
         *st = NULL;
-        return store_db_error(s, rc, "preparing a statement", err);
+        store_db_error(s, rc, "preparing a statement", err);
     }
-    return 0;
+    return rc;
 }
 
 int store_step_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what,
                    ksv_err *err)
 {
+    if (!st)
+        return -1; /* store_prepare failed and said why */
     int rc = bind_rc == SQLITE_OK ? sqlite3_step(st) : bind_rc;
     if (rc == SQLITE_ROW)
         return 1;
@@ -106,9 +110,9 @@ int store_read_id(ksv_store *s, sqlite3_stmt *st, void *elem, const void *ctx, k
 int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const char *what,
                        sqlite3_stmt **st, ksv_err *err)
 {
-    if (store_prepare(s, sql, st, err) < 0)
-        return -1;
-    int found = store_step_row(s, *st, sqlite3_bind_int64(*st, 1, model_id), what, err);
+    int rc = store_prepare(s, sql, st, err);
+    store_bind_int64(&rc, *st, 1, model_id);
+    int found = store_step_row(s, *st, rc, what, err);
     if (found > 0)
         return 0;
     if (found == 0)
@@ -121,6 +125,8 @@ int store_select_model(ksv_store *s, const char *sql, int64_t model_id, const ch
 int store_each_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, store_row_fn fn, void *ctx,
                    const char *what, ksv_err *err)
 {
+    if (!st)
+        return -1; /* store_prepare failed and said why */
     int rc = bind_rc, r = 0;
     while (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         rc = SQLITE_OK;
@@ -260,9 +266,8 @@ int store_col_double(ksv_store *s, sqlite3_stmt *st, int col, const char *what, 
 static int exec_const(ksv_store *s, const char *sql, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
-        return -1;
-    return store_run(s, st, SQLITE_OK, sql, err);
+    int rc = store_prepare(s, sql, &st, err);
+    return store_run(s, st, rc, sql, err);
 }
 
 int store_tx_begin(ksv_store *s, store_tx *tx, bool write, ksv_err *err)

@@ -49,7 +49,7 @@ static int pragma(ksv_store *s, const char *sql, int64_t *int_out, char *text_ou
                   size_t text_cap, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, sql, &st, err) < 0)
+    if (store_prepare(s, sql, &st, err) != SQLITE_OK)
         return -1;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -290,7 +290,7 @@ void ksv_store_abandon(ksv_store *s)
 int ksv_store_data_version(ksv_store *s, int64_t *version, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "PRAGMA data_version", &st, err) < 0)
+    if (store_prepare(s, "PRAGMA data_version", &st, err) != SQLITE_OK)
         return -1;
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)

@@ -34,11 +34,19 @@ int store_db_error(ksv_store *s, int rc, const char *what, ksv_err *err);
 int store_corrupt(ksv_store *s, ksv_err *err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* Prepares sql (constant text; values are bound) into *st and returns SQLITE_OK. On failure
+ * *st is NULL, err says so (store_db_error, "preparing a statement") and the failure is
+ * returned: it starts the sticky binders' rc, so a statement reads
+ *     int rc = store_prepare(s, sql, &st, err);
+ *     store_bind_text(&rc, st, 1, name);
+ *     return store_run(s, st, rc, "storing a name", err);
+ * and is checked once, where it runs. */
 int store_prepare(ksv_store *s, const char *sql, sqlite3_stmt **st, ksv_err *err);
 
-/* In the steppers below, st is prepared and bound, and bind_rc is what the sticky binders
- * left (SQLITE_OK, or the first bind's failure, reported as the database error); `what`
- * says what was being done ("storing a quota") in a database error. */
+/* In the steppers below, st is what store_prepare gave (NULL: -1, store_prepare's error
+ * kept) and bind_rc what the sticky binders left (SQLITE_OK, or the first bind's failure,
+ * reported as the database error); `what` says what was being done ("storing a quota") in
+ * a database error. */
 
 /* Steps a statement that returns no rows; st stays open (a loop resets and binds it again).
  * 0, or -1 with err set (a row is 500 "unexpected row"). */

@@ -30,9 +30,7 @@ static int check_split(int64_t model_id, const ksv_traffic_entry *e, size_t n, k
 static int check_revision_of(ksv_store *s, int64_t model_id, int64_t revision_id, ksv_err *err)
 {
     sqlite3_stmt *st;
-    if (store_prepare(s, "SELECT model_id FROM revisions WHERE id = ?1", &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "SELECT model_id FROM revisions WHERE id = ?1", &st, err);
     int64_t owner = 0;
     store_bind_int64(&rc, st, 1, revision_id);
     int found = store_read_one(s, st, rc, store_read_id, &owner, "revisions.model_id",
@@ -69,16 +67,14 @@ int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entr
     for (size_t i = 0; i < n; i++)
         if (check_revision_of(s, model_id, entries[i].revision_id, err) < 0)
             goto fail;
-    if (store_prepare(s, "DELETE FROM traffic WHERE model_id = ?1", &st, err) < 0)
-        goto fail;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s, "DELETE FROM traffic WHERE model_id = ?1", &st, err);
     store_bind_int64(&rc, st, 1, model_id);
     int done = store_run(s, st, rc, "replacing a traffic split", err);
     st = NULL;
     if (done < 0)
         goto fail;
     if (store_prepare(s, "INSERT INTO traffic (model_id, revision_id, percent) "
-                      "VALUES (?1, ?2, ?3)", &st, err) < 0)
+                      "VALUES (?1, ?2, ?3)", &st, err) != SQLITE_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(st);
@@ -123,17 +119,16 @@ int ksv_store_traffic_get(ksv_store *s, int64_t model_id, ksv_traffic *out, ksv_
     store_tx tx;
     if (store_tx_begin(s, &tx, false, err) < 0)
         return -1;
-    sqlite3_stmt *st = NULL;
     int r = model_exists(s, model_id, err);
-    /* LEFT JOIN: a row pointing at a missing revision is damage to report, not to skip. */
-    if (r == 0)
-        r = store_prepare(s,
-                          "SELECT t.revision_id, r.name, t.percent FROM traffic t "
-                          "LEFT JOIN revisions r ON r.id = t.revision_id AND r.model_id = t.model_id "
-                          "WHERE t.model_id = ?1 ORDER BY r.seq, t.revision_id",
-                          &st, err);
     if (r == 0) {
-        int rc = SQLITE_OK;
+        sqlite3_stmt *st;
+        /* LEFT JOIN: a row pointing at a missing revision is damage to report, not to skip. */
+        int rc = store_prepare(s,
+                               "SELECT t.revision_id, r.name, t.percent FROM traffic t "
+                               "LEFT JOIN revisions r ON r.id = t.revision_id "
+                               "AND r.model_id = t.model_id "
+                               "WHERE t.model_id = ?1 ORDER BY r.seq, t.revision_id",
+                               &st, err);
         store_bind_int64(&rc, st, 1, model_id);
         r = store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
                             read_entry, &model_id, "reading traffic", err);

@@ -25,14 +25,13 @@ int ksv_store_usage_add(ksv_store *s, const ksv_usage_event *e, ksv_err *err)
         return ksv_err_set(err, 400, "a usage event needs a node, log, seq and kind, and "
                                      "figures that are not negative");
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "INSERT INTO usage_events (node, log_id, seq, at, kind, namespace, model, "
-                      "revision, reason, memory_bytes, gpu_memory_bytes, requests, idle_seconds) "
-                      "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
-                      "ON CONFLICT (node, log_id, seq) DO NOTHING",
-                      &st, err) < 0)
-        return -1;
-    int rc = SQLITE_OK;
+    int rc = store_prepare(s,
+                           "INSERT INTO usage_events (node, log_id, seq, at, kind, namespace, "
+                           "model, revision, reason, memory_bytes, gpu_memory_bytes, requests, "
+                           "idle_seconds) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
+                           "ON CONFLICT (node, log_id, seq) DO NOTHING",
+                           &st, err);
     store_bind_text(&rc, st, 1, e->node);
     store_bind_text(&rc, st, 2, e->log_id);
     store_bind_int64(&rc, st, 3, e->seq);
@@ -83,13 +82,12 @@ int ksv_store_usage_list(ksv_store *s, ksv_usage_event_list *out, ksv_err *err)
 {
     memset(out, 0, sizeof *out);
     sqlite3_stmt *st;
-    if (store_prepare(s,
-                      "SELECT node, log_id, seq, at, kind, namespace, model, revision, reason, "
-                      "memory_bytes, gpu_memory_bytes, requests, idle_seconds FROM usage_events "
-                      "ORDER BY node, at, seq",
-                      &st, err) < 0)
-        return -1;
-    if (store_read_rows(s, st, SQLITE_OK, (void **)&out->items, &out->n, sizeof *out->items,
+    int rc = store_prepare(s,
+                           "SELECT node, log_id, seq, at, kind, namespace, model, revision, "
+                           "reason, memory_bytes, gpu_memory_bytes, requests, idle_seconds "
+                           "FROM usage_events ORDER BY node, at, seq",
+                           &st, err);
+    if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
                         read_row, NULL, "listing usage events", err) < 0) {
         ksv_usage_event_list_free(out);
         return -1;
