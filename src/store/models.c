@@ -246,7 +246,7 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
     store_tx tx;
     if (store_tx_begin(s, &tx, true, err) < 0)
         return -1;
-    sqlite3_stmt *st = NULL;
+    sqlite3_stmt *st;
     int64_t model_id = 0, now = ksv_wall_ms();
     int rc = store_prepare(s, "SELECT id FROM models WHERE namespace = ?1 AND name = ?2", &st,
                            err);
@@ -254,7 +254,6 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
     store_bind_text(&rc, st, 2, in->name);
     int found = store_read_one(s, st, rc, store_read_id, &model_id, "models.id",
                                "looking a model up", err);
-    st = NULL;
     if (found < 0)
         goto fail;
     bool is_new = found == 0;
@@ -269,9 +268,7 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
     store_bind_text(&rc, st, 3, in->spec_json);
     store_bind_text(&rc, st, 4, annotations);
     store_bind_int64(&rc, st, 5, now);
-    int done = store_run(s, st, rc, "writing a model", err);
-    st = NULL;
-    if (done < 0)
+    if (store_run(s, st, rc, "writing a model", err) < 0)
         goto fail;
     if (is_new)
         model_id = sqlite3_last_insert_rowid(s->db);
@@ -285,7 +282,6 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
         *created = is_new;
     return 0;
 fail:
-    sqlite3_finalize(st);
     store_tx_abort(s, &tx);
     return -1;
 }

@@ -223,7 +223,6 @@ int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
     ksv_sb models;
     ksv_sb_init(&models);
     size_t count = 0;
-    sqlite3_stmt *st = NULL;
     if (ksv_store_node_get(s, name, &node, err) < 0)
         goto fail;
     int64_t node_id = node.id;
@@ -236,16 +235,14 @@ int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
                     models.data ? models.data : "");
         goto fail;
     }
+    sqlite3_stmt *st;
     int rc = store_prepare(s, "DELETE FROM nodes WHERE id = ?1", &st, err);
     store_bind_int64(&rc, st, 1, node_id);
-    int done = store_run(s, st, rc, "removing a node", err);
-    st = NULL;
-    if (done < 0)
+    if (store_run(s, st, rc, "removing a node", err) < 0)
         goto fail;
     ksv_sb_free(&models);
     return store_tx_commit(s, &tx, err);
 fail:
-    sqlite3_finalize(st);
     ksv_sb_free(&models);
     store_tx_abort(s, &tx);
     return -1;

@@ -148,7 +148,6 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     if (store_tx_begin(s, &tx, true, err) < 0)
         return -1;
     char *mname = NULL;
-    sqlite3_stmt *st = NULL;
     int64_t seq;
     if (model_name(s, model_id, &mname, err) < 0 || next_seq(s, model_id, &seq, err) < 0)
         goto fail;
@@ -160,6 +159,7 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     }
     char name[STORE_NAME_MAX + 32];
     snprintf(name, sizeof name, "%s-%05lld", mname, (long long)seq);
+    sqlite3_stmt *st;
     int rc = store_prepare(s,
                            "INSERT INTO revisions (model_id, seq, name, spec, spec_sha256, "
                            "runtime, storage_uri, created_at) "
@@ -173,9 +173,7 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     store_bind_text(&rc, st, 6, runtime);
     store_bind_text(&rc, st, 7, storage_uri);
     store_bind_int64(&rc, st, 8, ksv_wall_ms());
-    int done = store_run(s, st, rc, "creating a revision", err);
-    st = NULL;
-    if (done < 0)
+    if (store_run(s, st, rc, "creating a revision", err) < 0)
         goto fail;
     int64_t id = sqlite3_last_insert_rowid(s->db);
     if (select_one(s, "SELECT " REVISION_COLUMNS " FROM revisions WHERE id = ?1", id, NULL, out,
@@ -193,7 +191,6 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
     free(mname);
     return 0;
 fail:
-    sqlite3_finalize(st);
     free(mname);
     store_tx_abort(s, &tx);
     return -1;

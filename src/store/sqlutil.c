@@ -202,18 +202,26 @@ void store_bind_blob(int *rc, sqlite3_stmt *st, int idx, const void *p, int n)
         *rc = sqlite3_bind_blob(st, idx, n > 0 ? p : "", n, SQLITE_TRANSIENT);
 }
 
+/* Whether column col holds a value of SQLite type `type` (1), an allowed NULL (0), or
+ * neither (-1, err: "WHAT is NULL" or "WHAT is not KIND"). */
+static int col_has(ksv_store *s, sqlite3_stmt *st, int col, int type, const char *kind,
+                   bool nullable, const char *what, ksv_err *err)
+{
+    int found = sqlite3_column_type(st, col);
+    if (found == type)
+        return 1;
+    if (found != SQLITE_NULL)
+        return store_corrupt(s, err, "%s is not %s", what, kind);
+    return nullable ? 0 : store_corrupt(s, err, "%s is NULL", what);
+}
+
 int store_col_text(ksv_store *s, sqlite3_stmt *st, int col, bool nullable, const char *what,
                    char **out, ksv_err *err)
 {
     *out = NULL;
-    int type = sqlite3_column_type(st, col);
-    if (type == SQLITE_NULL) {
-        if (nullable)
-            return 0;
-        return store_corrupt(s, err, "%s is NULL", what);
-    }
-    if (type != SQLITE_TEXT)
-        return store_corrupt(s, err, "%s is not text", what);
+    int has = col_has(s, st, col, SQLITE_TEXT, "text", nullable, what, err);
+    if (has <= 0)
+        return has;
     const unsigned char *p = sqlite3_column_text(st, col);
     int n = sqlite3_column_bytes(st, col);
     if (!p || n < 0)
@@ -233,14 +241,9 @@ int store_col_int64(ksv_store *s, sqlite3_stmt *st, int col, bool nullable, int6
                     int64_t max, const char *what, int64_t *out, ksv_err *err)
 {
     *out = 0;
-    int type = sqlite3_column_type(st, col);
-    if (type == SQLITE_NULL) {
-        if (nullable)
-            return 0;
-        return store_corrupt(s, err, "%s is NULL", what);
-    }
-    if (type != SQLITE_INTEGER)
-        return store_corrupt(s, err, "%s is not an integer", what);
+    int has = col_has(s, st, col, SQLITE_INTEGER, "an integer", nullable, what, err);
+    if (has <= 0)
+        return has;
     int64_t v = sqlite3_column_int64(st, col);
     if (v < min || v > max)
         return store_corrupt(s, err, "%s is %lld, outside [%lld, %lld]", what, (long long)v,

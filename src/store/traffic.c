@@ -67,11 +67,10 @@ int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entr
     for (size_t i = 0; i < n; i++)
         if (check_revision_of(s, model_id, entries[i].revision_id, err) < 0)
             goto fail;
-    int rc = store_prepare(s, "DELETE FROM traffic WHERE model_id = ?1", &st, err);
-    store_bind_int64(&rc, st, 1, model_id);
-    int done = store_run(s, st, rc, "replacing a traffic split", err);
-    st = NULL;
-    if (done < 0)
+    sqlite3_stmt *clear;
+    int rc = store_prepare(s, "DELETE FROM traffic WHERE model_id = ?1", &clear, err);
+    store_bind_int64(&rc, clear, 1, model_id);
+    if (store_run(s, clear, rc, "replacing a traffic split", err) < 0)
         goto fail;
     if (store_prepare(s, "INSERT INTO traffic (model_id, revision_id, percent) "
                       "VALUES (?1, ?2, ?3)", &st, err) != SQLITE_OK)
