@@ -20,10 +20,8 @@ int ksv_store_canary_set(ksv_store *s, int64_t model_id, const char *name, const
                            "name = excluded.name, policy = excluded.policy, "
                            "updated_at = excluded.updated_at",
                            &st, err);
-    store_bind_int64(&rc, st, 1, model_id);
-    store_bind_text(&rc, st, 2, name);
-    store_bind_text(&rc, st, 3, policy);
-    store_bind_int64(&rc, st, 4, ksv_wall_ms());
+    STORE_BIND(&rc, st, STORE_INT(model_id), STORE_TEXT(name), STORE_TEXT(policy),
+               STORE_INT(ksv_wall_ms()));
     int r = store_run(s, st, rc, "saving a Canary", err);
     return r;
 }
@@ -86,9 +84,7 @@ int ksv_store_event_cursor_set(ksv_store *s, const char *node, const char *log_i
                            "ON CONFLICT (node) DO UPDATE SET log_id = excluded.log_id, "
                            "last_seq = excluded.last_seq",
                            &st, err);
-    store_bind_text(&rc, st, 1, node);
-    store_bind_text(&rc, st, 2, log_id);
-    store_bind_int64(&rc, st, 3, seq);
+    STORE_BIND(&rc, st, STORE_TEXT(node), STORE_TEXT(log_id), STORE_INT(seq));
     int r = store_run(s, st, rc, "saving an event cursor", err);
     return r;
 }

@@ -26,16 +26,11 @@ int ksv_store_history_append(ksv_store *s, const ksv_history_entry *e, int64_t *
                            "new_value, result, node_results, reason) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                            &st, err);
-    store_bind_int64(&rc, st, 1, e->at_ms ? e->at_ms : ksv_wall_ms());
-    store_bind_text(&rc, st, 2, e->actor);
-    store_bind_text(&rc, st, 3, e->action);
-    store_bind_text(&rc, st, 4, e->model);
-    store_bind_text(&rc, st, 5, e->node);
-    store_bind_text(&rc, st, 6, e->old_value);
-    store_bind_text(&rc, st, 7, e->new_value);
-    store_bind_text(&rc, st, 8, e->result);
-    store_bind_text(&rc, st, 9, e->node_results_json);
-    store_bind_text(&rc, st, 10, e->reason && *e->reason ? e->reason : NULL);
+    STORE_BIND(&rc, st, STORE_INT(e->at_ms ? e->at_ms : ksv_wall_ms()), STORE_TEXT(e->actor),
+               STORE_TEXT(e->action), STORE_TEXT(e->model), STORE_TEXT(e->node),
+               STORE_TEXT(e->old_value), STORE_TEXT(e->new_value), STORE_TEXT(e->result),
+               STORE_TEXT(e->node_results_json),
+               STORE_TEXT(e->reason && *e->reason ? e->reason : NULL));
     int r = store_run(s, st, rc, "appending history", err);
     if (r == 0 && id)
         *id = sqlite3_last_insert_rowid(s->db);

@@ -120,17 +120,11 @@ static int bind_sample(ksv_store *s, sqlite3_stmt *st, const ksv_metric_sample *
     if (blob->len > (size_t)INT32_MAX)
         return ksv_err_set(err, 400, "a histogram is too large to store");
     int rc = SQLITE_OK;
-    store_bind_int64(&rc, st, 1, m->at_ms);
-    store_bind_int64(&rc, st, 2, m->span_ms);
-    store_bind_text(&rc, st, 3, m->node);
-    store_bind_text(&rc, st, 4, m->model);
-    store_bind_text(&rc, st, 5, m->revision);
-    store_bind_int64(&rc, st, 6, (int64_t)m->requests_2xx);
-    store_bind_int64(&rc, st, 7, (int64_t)m->requests_4xx);
-    store_bind_int64(&rc, st, 8, (int64_t)m->requests_5xx);
-    store_bind_int64(&rc, st, 9, (int64_t)m->requests_other);
-    store_bind_double(&rc, st, 10, m->latency_sum_s);
-    store_bind_blob(&rc, st, 11, blob->data, (int)blob->len);
+    STORE_BIND(&rc, st, STORE_INT(m->at_ms), STORE_INT(m->span_ms), STORE_TEXT(m->node),
+               STORE_TEXT(m->model), STORE_TEXT(m->revision), STORE_INT((int64_t)m->requests_2xx),
+               STORE_INT((int64_t)m->requests_4xx), STORE_INT((int64_t)m->requests_5xx),
+               STORE_INT((int64_t)m->requests_other), STORE_REAL(m->latency_sum_s),
+               STORE_BLOB(blob->data, (int)blob->len));
     if (rc != SQLITE_OK)
         return store_db_error(s, rc, "storing a metric sample", err);
     return 0;
@@ -228,11 +222,8 @@ int ksv_store_metrics_query(ksv_store *s, ksv_metrics_resolution res, const char
               "AND (?5 IS NULL OR revision = ?5) ORDER BY at, node, model, revision";
     sqlite3_stmt *st;
     int rc = store_prepare(s, sql, &st, err);
-    store_bind_int64(&rc, st, 1, from_ms);
-    store_bind_int64(&rc, st, 2, to_ms);
-    store_bind_text(&rc, st, 3, node);
-    store_bind_text(&rc, st, 4, model);
-    store_bind_text(&rc, st, 5, revision);
+    STORE_BIND(&rc, st, STORE_INT(from_ms), STORE_INT(to_ms), STORE_TEXT(node), STORE_TEXT(model),
+               STORE_TEXT(revision));
     if (store_read_rows(s, st, rc, (void **)&out->items, &out->n, sizeof *out->items,
                         read_sample, raw ? "metric_samples" : "metric_rollups",
                         "reading metrics", err) < 0) {
@@ -277,10 +268,8 @@ static int flush_rollup(ksv_store *s, ksv_metric_sample *acc, ksv_sb *blob, ksv_
     int rc = store_prepare(s, "SELECT " ROLLUP_COLUMNS " FROM metric_rollups "
                            "WHERE node = ?1 AND model = ?2 AND revision = ?3 AND at = ?4", &st,
                            err);
-    store_bind_text(&rc, st, 1, acc->node);
-    store_bind_text(&rc, st, 2, acc->model);
-    store_bind_text(&rc, st, 3, acc->revision);
-    store_bind_int64(&rc, st, 4, acc->at_ms);
+    STORE_BIND(&rc, st, STORE_TEXT(acc->node), STORE_TEXT(acc->model), STORE_TEXT(acc->revision),
+               STORE_INT(acc->at_ms));
     ksv_metric_sample old;
     memset(&old, 0, sizeof old);
     int found = store_read_one(s, st, rc, read_sample, &old, "metric_rollups",

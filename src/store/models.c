@@ -167,9 +167,7 @@ static int check_name_free_on_node(ksv_store *s, int64_t model_id, const char *n
                            "SELECT m.namespace FROM placement p JOIN models m ON m.id = p.model_id "
                            "WHERE p.node_id = ?1 AND p.model_name = ?2 AND p.model_id <> ?3",
                            &st, err);
-    store_bind_int64(&rc, st, 1, node_id);
-    store_bind_text(&rc, st, 2, name);
-    store_bind_int64(&rc, st, 3, model_id);
+    STORE_BIND(&rc, st, STORE_INT(node_id), STORE_TEXT(name), STORE_INT(model_id));
     int taken = store_step_row(s, st, rc, "checking a placement", err);
     if (taken > 0) {
         const unsigned char *other = sqlite3_column_text(st, 0);
@@ -263,11 +261,8 @@ int ksv_store_model_upsert(ksv_store *s, const ksv_model_record *in, int64_t *id
                               : "UPDATE models SET spec = ?3, annotations = ?4, updated_at = ?5 "
                                 "WHERE namespace = ?1 AND name = ?2",
                        &st, err);
-    store_bind_text(&rc, st, 1, in->ns);
-    store_bind_text(&rc, st, 2, in->name);
-    store_bind_text(&rc, st, 3, in->spec_json);
-    store_bind_text(&rc, st, 4, annotations);
-    store_bind_int64(&rc, st, 5, now);
+    STORE_BIND(&rc, st, STORE_TEXT(in->ns), STORE_TEXT(in->name), STORE_TEXT(in->spec_json),
+               STORE_TEXT(annotations), STORE_INT(now));
     if (store_run(s, st, rc, "writing a model", err) < 0)
         goto fail;
     if (is_new)

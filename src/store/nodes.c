@@ -120,16 +120,11 @@ static int insert_node(ksv_store *s, const ksv_node *node, int64_t *id, ksv_err 
                            &st, err);
     if (!st)
         return -1; /* store_prepare said why; the step below names a duplicate node */
-    store_bind_text(&rc, st, 1, node->name);
-    store_bind_text(&rc, st, 2, ksv_node_kind_name(node->kind));
-    store_bind_text(&rc, st, 3, node->address);
-    store_bind_text(&rc, st, 4, node->token_file);
-    store_bind_text(&rc, st, 5, node->ssh_identity);
-    store_bind_text(&rc, st, 6, node->ssh_known_hosts);
-    store_bind_opt_int64(&rc, st, 7, node->engine_port);
-    store_bind_text(&rc, st, 8, node->engine_path);
-    store_bind_text(&rc, st, 9, node->engine_state_dir);
-    store_bind_int64(&rc, st, 10, ksv_wall_ms());
+    STORE_BIND(&rc, st, STORE_TEXT(node->name), STORE_TEXT(ksv_node_kind_name(node->kind)),
+               STORE_TEXT(node->address), STORE_TEXT(node->token_file),
+               STORE_TEXT(node->ssh_identity), STORE_TEXT(node->ssh_known_hosts),
+               store_opt_int(node->engine_port), STORE_TEXT(node->engine_path),
+               STORE_TEXT(node->engine_state_dir), STORE_INT(ksv_wall_ms()));
     if (rc == SQLITE_OK)
         rc = sqlite3_step(st);
     sqlite3_finalize(st);

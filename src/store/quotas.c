@@ -17,11 +17,9 @@ void ksv_quota_list_free(ksv_quota_list *l)
 }
 
 /* A limit column: NULL when the quota does not limit it (-1 here). */
-static void bind_limit(int *rc, sqlite3_stmt *st, int idx, int64_t v)
+static store_value limit_value(int64_t v)
 {
-    if (*rc != SQLITE_OK)
-        return;
-    *rc = v < 0 ? sqlite3_bind_null(st, idx) : sqlite3_bind_int64(st, idx, v);
+    return v < 0 ? STORE_NULL : STORE_INT(v);
 }
 
 int ksv_store_quota_put(ksv_store *s, const ksv_quota *q, ksv_err *err)
@@ -37,12 +35,8 @@ int ksv_store_quota_put(ksv_store *s, const ksv_quota *q, ksv_err *err)
                            "ON CONFLICT (namespace, name) DO UPDATE SET count_isvc = ?3, "
                            "requests_memory = ?4, requests_gpu = ?5, updated_at = ?6",
                            &st, err);
-    store_bind_text(&rc, st, 1, q->ns);
-    store_bind_text(&rc, st, 2, q->name);
-    bind_limit(&rc, st, 3, q->count);
-    bind_limit(&rc, st, 4, q->memory_bytes);
-    bind_limit(&rc, st, 5, q->gpu);
-    store_bind_int64(&rc, st, 6, ksv_wall_ms());
+    STORE_BIND(&rc, st, STORE_TEXT(q->ns), STORE_TEXT(q->name), limit_value(q->count),
+               limit_value(q->memory_bytes), limit_value(q->gpu), STORE_INT(ksv_wall_ms()));
     return store_run(s, st, rc, "storing a quota", err);
 }
 

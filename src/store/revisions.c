@@ -165,14 +165,9 @@ int ksv_store_revision_create(ksv_store *s, int64_t model_id, const char *spec_j
                            "runtime, storage_uri, created_at) "
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                            &st, err);
-    store_bind_int64(&rc, st, 1, model_id);
-    store_bind_int64(&rc, st, 2, seq);
-    store_bind_text(&rc, st, 3, name);
-    store_bind_text(&rc, st, 4, spec_json);
-    store_bind_text(&rc, st, 5, hash);
-    store_bind_text(&rc, st, 6, runtime);
-    store_bind_text(&rc, st, 7, storage_uri);
-    store_bind_int64(&rc, st, 8, ksv_wall_ms());
+    STORE_BIND(&rc, st, STORE_INT(model_id), STORE_INT(seq), STORE_TEXT(name),
+               STORE_TEXT(spec_json), STORE_TEXT(hash), STORE_TEXT(runtime),
+               STORE_TEXT(storage_uri), STORE_INT(ksv_wall_ms()));
     if (store_run(s, st, rc, "creating a revision", err) < 0)
         goto fail;
     int64_t id = sqlite3_last_insert_rowid(s->db);

@@ -20,9 +20,7 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
     sqlite3_stmt *st;
     int rc = store_prepare(s, "SELECT spec FROM serving_runtimes WHERE cluster = ?1 AND "
                               "namespace = ?2 AND name = ?3", &st, err);
-    store_bind_int64(&rc, st, 1, cluster);
-    store_bind_text(&rc, st, 2, ns);
-    store_bind_text(&rc, st, 3, name);
+    STORE_BIND(&rc, st, STORE_INT(cluster), STORE_TEXT(ns), STORE_TEXT(name));
     int found = store_step_row(s, st, rc, "reading a serving runtime", err);
     const unsigned char *old = found > 0 ? sqlite3_column_text(st, 0) : NULL;
     bool same = old && strcmp((const char *)old, spec_json) == 0;
@@ -38,11 +36,8 @@ int ksv_store_runtime_put(ksv_store *s, bool cluster, const char *ns, const char
                               "ON CONFLICT (cluster, namespace, name) DO UPDATE SET "
                               "spec = excluded.spec, updated_at = excluded.updated_at",
                            &st, err);
-        store_bind_int64(&rc, st, 1, cluster);
-        store_bind_text(&rc, st, 2, ns);
-        store_bind_text(&rc, st, 3, name);
-        store_bind_text(&rc, st, 4, spec_json);
-        store_bind_int64(&rc, st, 5, now);
+        STORE_BIND(&rc, st, STORE_INT(cluster), STORE_TEXT(ns), STORE_TEXT(name),
+                   STORE_TEXT(spec_json), STORE_INT(now));
         int step = store_run(s, st, rc, "storing a serving runtime", err);
         if (step < 0) {
             store_tx_abort(s, &tx);

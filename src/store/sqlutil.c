@@ -183,13 +183,6 @@ void store_bind_int64(int *rc, sqlite3_stmt *st, int idx, int64_t v)
         *rc = sqlite3_bind_int64(st, idx, v);
 }
 
-void store_bind_opt_int64(int *rc, sqlite3_stmt *st, int idx, int64_t v)
-{
-    if (*rc != SQLITE_OK)
-        return;
-    *rc = v ? sqlite3_bind_int64(st, idx, v) : sqlite3_bind_null(st, idx);
-}
-
 void store_bind_double(int *rc, sqlite3_stmt *st, int idx, double v)
 {
     if (*rc == SQLITE_OK)
@@ -200,6 +193,37 @@ void store_bind_blob(int *rc, sqlite3_stmt *st, int idx, const void *p, int n)
 {
     if (*rc == SQLITE_OK)
         *rc = sqlite3_bind_blob(st, idx, n > 0 ? p : "", n, SQLITE_TRANSIENT);
+}
+
+store_value store_opt_int(int64_t v)
+{
+    return v ? STORE_INT(v) : STORE_NULL;
+}
+
+void store_bind_values(int *rc, sqlite3_stmt *st, const store_value *values)
+{
+    int idx = 1;
+    for (const store_value *v = values; v->type != STORE_V_END && *rc == SQLITE_OK; v++, idx++) {
+        switch (v->type) {
+        case STORE_V_NULL:
+            *rc = sqlite3_bind_null(st, idx);
+            break;
+        case STORE_V_INT:
+            store_bind_int64(rc, st, idx, v->i);
+            break;
+        case STORE_V_REAL:
+            store_bind_double(rc, st, idx, v->d);
+            break;
+        case STORE_V_TEXT:
+            store_bind_text(rc, st, idx, v->p);
+            break;
+        case STORE_V_BLOB:
+            store_bind_blob(rc, st, idx, v->p, v->n);
+            break;
+        case STORE_V_END:
+            break;
+        }
+    }
 }
 
 /* Whether column col holds a value of SQLite type `type` (1), an allowed NULL (0), or

@@ -103,10 +103,31 @@ int store_read_rows(ksv_store *s, sqlite3_stmt *st, int bind_rc, void **items, s
  * A NULL string binds SQL NULL. */
 void store_bind_text(int *rc, sqlite3_stmt *st, int idx, const char *v);
 void store_bind_int64(int *rc, sqlite3_stmt *st, int idx, int64_t v);
-/* Binds NULL when v is 0 (optional ids and times). */
-void store_bind_opt_int64(int *rc, sqlite3_stmt *st, int idx, int64_t v);
 void store_bind_double(int *rc, sqlite3_stmt *st, int idx, double v);
 void store_bind_blob(int *rc, sqlite3_stmt *st, int idx, const void *p, int n);
+
+/* A statement's parameters in one call: STORE_BIND(&rc, st, STORE_INT(id), STORE_TEXT(name))
+ * binds ?1, ?2, ... in order, sticky as the binders above (nothing once rc is not
+ * SQLITE_OK). STORE_TEXT(NULL) binds SQL NULL. Each argument is evaluated once. */
+typedef struct store_value {
+    enum { STORE_V_NULL, STORE_V_INT, STORE_V_REAL, STORE_V_TEXT, STORE_V_BLOB, STORE_V_END } type;
+    int64_t i;
+    double d;
+    const void *p;
+    int n;
+} store_value;
+#define STORE_NULL ((store_value){.type = STORE_V_NULL})
+#define STORE_INT(v) ((store_value){.type = STORE_V_INT, .i = (v)})
+#define STORE_REAL(v) ((store_value){.type = STORE_V_REAL, .d = (v)})
+#define STORE_TEXT(v) ((store_value){.type = STORE_V_TEXT, .p = (v)})
+#define STORE_BLOB(v, len) ((store_value){.type = STORE_V_BLOB, .p = (v), .n = (len)})
+/* An optional id or time: NULL when v is 0. */
+store_value store_opt_int(int64_t v);
+/* values ends with a STORE_V_END element (STORE_BIND adds it). */
+void store_bind_values(int *rc, sqlite3_stmt *st, const store_value *values);
+#define STORE_BIND(rc, st, ...)                                                            \
+    store_bind_values((rc), (st),                                                          \
+                      (const store_value[]){__VA_ARGS__, {.type = STORE_V_END}})
 
 /* Validated column readers. `what` names the column ("nodes.address") in messages.
  * Text: must be TEXT (or NULL when nullable, giving *out NULL), without NUL bytes; *out is

@@ -78,9 +78,8 @@ int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entr
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(st);
         rc = SQLITE_OK;
-        store_bind_int64(&rc, st, 1, model_id);
-        store_bind_int64(&rc, st, 2, entries[i].revision_id);
-        store_bind_int64(&rc, st, 3, entries[i].percent);
+        STORE_BIND(&rc, st, STORE_INT(model_id), STORE_INT(entries[i].revision_id),
+                   STORE_INT(entries[i].percent));
         if (store_step_done(s, st, rc, "writing a traffic split", err) < 0)
             goto fail;
     }

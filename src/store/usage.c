@@ -32,19 +32,10 @@ int ksv_store_usage_add(ksv_store *s, const ksv_usage_event *e, ksv_err *err)
                            "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) "
                            "ON CONFLICT (node, log_id, seq) DO NOTHING",
                            &st, err);
-    store_bind_text(&rc, st, 1, e->node);
-    store_bind_text(&rc, st, 2, e->log_id);
-    store_bind_int64(&rc, st, 3, e->seq);
-    store_bind_int64(&rc, st, 4, e->at_ms);
-    store_bind_text(&rc, st, 5, e->kind);
-    store_bind_text(&rc, st, 6, e->ns);
-    store_bind_text(&rc, st, 7, e->model);
-    store_bind_text(&rc, st, 8, e->revision);
-    store_bind_text(&rc, st, 9, e->reason);
-    store_bind_int64(&rc, st, 10, e->memory_bytes);
-    store_bind_int64(&rc, st, 11, e->gpu_memory_bytes);
-    store_bind_int64(&rc, st, 12, e->requests);
-    store_bind_double(&rc, st, 13, e->idle_seconds);
+    STORE_BIND(&rc, st, STORE_TEXT(e->node), STORE_TEXT(e->log_id), STORE_INT(e->seq),
+               STORE_INT(e->at_ms), STORE_TEXT(e->kind), STORE_TEXT(e->ns), STORE_TEXT(e->model),
+               STORE_TEXT(e->revision), STORE_TEXT(e->reason), STORE_INT(e->memory_bytes),
+               STORE_INT(e->gpu_memory_bytes), STORE_INT(e->requests), STORE_REAL(e->idle_seconds));
     int r = store_run(s, st, rc, "storing a usage event", err);
     return r;
 }
