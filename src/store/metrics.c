@@ -357,12 +357,10 @@ static int roll_up(ksv_store *s, int64_t boundary, size_t *rolled, ksv_err *err)
     return r;
 }
 
+/* One compaction step: sql with ?1 = at; *changes (when not NULL) the rows it changed. */
 static int exec_at(ksv_store *s, const char *sql, int64_t at, size_t *changes, ksv_err *err)
 {
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st, err);
-    store_bind_int64(&rc, st, 1, at);
-    int r = store_run(s, st, rc, "compacting metrics", err);
+    int r = store_exec_ids(s, sql, at, 0, "compacting metrics", err);
     if (r == 0 && changes)
         *changes = (size_t)sqlite3_changes(s->db);
     return r;

@@ -179,33 +179,27 @@ static int check_name_free_on_node(ksv_store *s, int64_t model_id, const char *n
     return taken == 0 ? 0 : -1;
 }
 
-static int run_bound(ksv_store *s, const char *sql, int64_t a, int64_t b, const char *text,
-                     const char *what, ksv_err *err)
+static int place_model(ksv_store *s, int64_t model_id, int64_t node_id, const char *name,
+                       ksv_err *err)
 {
     sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st, err);
-    store_bind_int64(&rc, st, 1, a);
-    if (sqlite3_bind_parameter_count(st) >= 2)
-        store_bind_int64(&rc, st, 2, b);
-    if (sqlite3_bind_parameter_count(st) >= 3)
-        store_bind_text(&rc, st, 3, text);
-    int r = store_run(s, st, rc, what, err);
-    return r;
+    int rc = store_prepare(s, "INSERT INTO placement (model_id, node_id, model_name) "
+                              "VALUES (?1, ?2, ?3)", &st, err);
+    STORE_BIND(&rc, st, STORE_INT(model_id), STORE_INT(node_id), STORE_TEXT(name));
+    return store_run(s, st, rc, "placing a model", err);
 }
 
 static int set_placement(ksv_store *s, int64_t model_id, const ksv_model_record *in, ksv_err *err)
 {
-    if (run_bound(s, "DELETE FROM placement WHERE model_id = ?1", model_id, 0, NULL,
-                  "clearing a placement", err) < 0)
+    if (store_exec_ids(s, "DELETE FROM placement WHERE model_id = ?1", model_id, 0,
+                       "clearing a placement", err) < 0)
         return -1;
     for (size_t i = 0; i < in->n_nodes; i++) {
         int64_t node_id;
         if (node_id_by_name(s, in->nodes[i], &node_id, err) < 0 ||
             check_name_free_on_node(s, model_id, in->ns, in->name, in->nodes[i], node_id,
                                     err) < 0 ||
-            run_bound(s, "INSERT INTO placement (model_id, node_id, model_name) "
-                      "VALUES (?1, ?2, ?3)", model_id, node_id, in->name, "placing a model",
-                      err) < 0)
+            place_model(s, model_id, node_id, in->name, err) < 0)
             return -1;
     }
     return 0;
@@ -288,10 +282,10 @@ int ksv_store_model_delete(ksv_store *s, int64_t id, ksv_err *err)
         return -1;
     /* Drop the model's reference to its stable revision first, so the cascade that deletes
      * the revisions never sees a model still pointing at one. */
-    if (run_bound(s, "UPDATE models SET stable_revision_id = NULL WHERE id = ?1", id, 0, NULL,
-                  "deleting a model", err) < 0 ||
-        run_bound(s, "DELETE FROM models WHERE id = ?1", id, 0, NULL, "deleting a model",
-                  err) < 0) {
+    if (store_exec_ids(s, "UPDATE models SET stable_revision_id = NULL WHERE id = ?1", id, 0,
+                       "deleting a model", err) < 0 ||
+        store_exec_ids(s, "DELETE FROM models WHERE id = ?1", id, 0, "deleting a model",
+                       err) < 0) {
         store_tx_abort(s, &tx);
         return -1;
     }

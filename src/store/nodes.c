@@ -230,10 +230,8 @@ int ksv_store_node_remove(ksv_store *s, const char *name, ksv_err *err)
                     models.data ? models.data : "");
         goto fail;
     }
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, "DELETE FROM nodes WHERE id = ?1", &st, err);
-    store_bind_int64(&rc, st, 1, node_id);
-    if (store_run(s, st, rc, "removing a node", err) < 0)
+    if (store_exec_ids(s, "DELETE FROM nodes WHERE id = ?1", node_id, 0, "removing a node",
+                       err) < 0)
         goto fail;
     ksv_sb_free(&models);
     return store_tx_commit(s, &tx, err);

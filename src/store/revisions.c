@@ -249,19 +249,6 @@ int ksv_store_stable_get(ksv_store *s, int64_t model_id, int64_t *revision_id, k
     return r;
 }
 
-static int exec_ids(ksv_store *s, const char *sql, int64_t a, int64_t b, int64_t c,
-                    const char *what, ksv_err *err)
-{
-    sqlite3_stmt *st;
-    int rc = store_prepare(s, sql, &st, err), n = sqlite3_bind_parameter_count(st);
-    store_bind_int64(&rc, st, 1, a);
-    if (n >= 2)
-        store_bind_int64(&rc, st, 2, b);
-    if (n >= 3)
-        store_bind_int64(&rc, st, 3, c);
-    return store_run(s, st, rc, what, err);
-}
-
 int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ksv_err *err)
 {
     store_tx tx;
@@ -279,11 +266,11 @@ int ksv_store_stable_set(ksv_store *s, int64_t model_id, int64_t revision_id, ks
                     (long long)revision_id, mname);
         goto fail;
     }
-    if (exec_ids(s, "UPDATE models SET stable_revision_id = ?2 WHERE id = ?1", model_id,
-                 revision_id, 0, "setting the stable revision", err) < 0 ||
-        exec_ids(s, "UPDATE revisions SET rolled_out_at = coalesce(rolled_out_at, ?2) "
-                 "WHERE id = ?1", revision_id, ksv_wall_ms(), 0, "setting the stable revision",
-                 err) < 0)
+    if (store_exec_ids(s, "UPDATE models SET stable_revision_id = ?2 WHERE id = ?1", model_id,
+                       revision_id, "setting the stable revision", err) < 0 ||
+        store_exec_ids(s, "UPDATE revisions SET rolled_out_at = coalesce(rolled_out_at, ?2) "
+                       "WHERE id = ?1", revision_id, ksv_wall_ms(),
+                       "setting the stable revision", err) < 0)
         goto fail;
     free(mname);
     return store_tx_commit(s, &tx, err);

@@ -92,6 +92,17 @@ int store_run(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what, ksv
     return r;
 }
 
+int store_exec_ids(ksv_store *s, const char *sql, int64_t a, int64_t b, const char *what,
+                   ksv_err *err)
+{
+    sqlite3_stmt *st;
+    int rc = store_prepare(s, sql, &st, err);
+    store_bind_int64(&rc, st, 1, a);
+    if (sqlite3_bind_parameter_count(st) >= 2)
+        store_bind_int64(&rc, st, 2, b);
+    return store_run(s, st, rc, what, err);
+}
+
 int store_read_one(ksv_store *s, sqlite3_stmt *st, int bind_rc, store_read_fn read,
                    void *elem, const void *ctx, const char *what, ksv_err *err)
 {

@@ -54,6 +54,10 @@ int store_step_done(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *wha
                     ksv_err *err);
 /* store_step_done, then finalizes st in every case. */
 int store_run(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what, ksv_err *err);
+/* Runs a write whose parameters are ids or times: ?1 = a and, when sql has a second, ?2 = b
+ * (store_prepare, the binds and store_run in one call). */
+int store_exec_ids(ksv_store *s, const char *sql, int64_t a, int64_t b, const char *what,
+                   ksv_err *err);
 /* Steps once, for a statement that returns at most the one row read: 1 with st on the row,
  * 0 when there is none, -1 with err set. st stays open: the caller finalizes it. */
 int store_step_row(ksv_store *s, sqlite3_stmt *st, int bind_rc, const char *what,

@@ -67,17 +67,15 @@ int ksv_store_traffic_set(ksv_store *s, int64_t model_id, const ksv_traffic_entr
     for (size_t i = 0; i < n; i++)
         if (check_revision_of(s, model_id, entries[i].revision_id, err) < 0)
             goto fail;
-    sqlite3_stmt *clear;
-    int rc = store_prepare(s, "DELETE FROM traffic WHERE model_id = ?1", &clear, err);
-    store_bind_int64(&rc, clear, 1, model_id);
-    if (store_run(s, clear, rc, "replacing a traffic split", err) < 0)
+    if (store_exec_ids(s, "DELETE FROM traffic WHERE model_id = ?1", model_id, 0,
+                       "replacing a traffic split", err) < 0)
         goto fail;
     if (store_prepare(s, "INSERT INTO traffic (model_id, revision_id, percent) "
                       "VALUES (?1, ?2, ?3)", &st, err) != SQLITE_OK)
         goto fail;
     for (size_t i = 0; i < n; i++) {
         sqlite3_reset(st);
-        rc = SQLITE_OK;
+        int rc = SQLITE_OK;
         STORE_BIND(&rc, st, STORE_INT(model_id), STORE_INT(entries[i].revision_id),
                    STORE_INT(entries[i].percent));
         if (store_step_done(s, st, rc, "writing a traffic split", err) < 0)
