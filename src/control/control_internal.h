@@ -54,6 +54,11 @@ int ctl_runtime_resolve(ksv_ctl *ctl, const ksv_isvc *spec, char **canonical, ch
 char *ctl_revision_external(const char *spec_json);
 
 
+/* rollout.c: the nodes a spec is placed on: --node, else -l SELECTOR, else ksv.io/nodes
+ * or ksv.io/node-selector, else the only registered node (*nodes for the caller to free). */
+int ctl_placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
+                  char ***nodes, size_t *n, ksv_err *err);
+
 /* ---- fan-out (fanout.c) ---- */
 /* Runs job(ctx, i) for every i in [0, n) on up to `parallel` threads (1: on the caller's
  * thread, in order) and returns when all are done. Jobs must not touch the ctl's store. */

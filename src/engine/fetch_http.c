@@ -38,8 +38,10 @@ typedef struct transfer {
  * so none of them waits for the peer. */
 static int on_progress(long long done, long long total, void *user)
 {
-    (void)done, (void)total;
+    (void)done;
     transfer *t = user;
+    if (t->f && total > 0 && t->status >= 200 && t->status < 300)
+        ksv_fetch_progress_expect(t->ctl, (long long)t->base + total, false);
     double now = ksv_mono_s();
     if (t->ctl->cancel && atomic_load(t->ctl->cancel))
         t->stopped = "cancelled";
@@ -67,6 +69,7 @@ static int on_header(long status, const char *line, size_t len, void *user)
         t->resumed = status == 206 && t->base > 0;
         if (status == 200 && t->base > 0 && t->f) {
             /* The store ignored the Range: the whole object comes again. */
+            ksv_fetch_progress_add(t->ctl, -(long long)t->base, 0);
             t->restart = true;
             t->base = 0;
             if (fflush(t->f) != 0 || ftruncate(fileno(t->f), 0) != 0 ||
@@ -97,6 +100,7 @@ static int on_data(const char *data, size_t n, void *user)
             t->write_failed = true;
             return 1;
         }
+        ksv_fetch_progress_add(t->ctl, (long long)n, (long long)n);
     } else {
         if (t->text->len + n > t->text_max) {
             t->too_large = true;
@@ -198,6 +202,7 @@ int ksv_download_file(const ksv_download *d, ksv_err *err)
             t.write_failed = true;
         from = t.base = 0;
     }
+    ksv_fetch_progress_add(d->ctl, (long long)from, 0);
     ksv_http_result res;
     memset(&res, 0, sizeof res);
     int rc = 0;

@@ -148,6 +148,15 @@ static int fetch_files(const file_list *f, const char *path, const char *uri, co
     bool exact = false;
     for (size_t i = 0; i < f->n; i++)
         exact |= strcmp(f->name[i], path) == 0;
+    /* The listing's sizes are the whole transfer's: progress shows bytes of that total. */
+    long long expect = 0;
+    for (size_t i = 0; i < f->n && expect >= 0; i++) {
+        const char *rel = relative(f->name[i], path, exact);
+        if (rel && *rel && rel[strlen(rel) - 1] != '/')
+            expect = f->size[i] < 0 ? -1 : expect + f->size[i];
+    }
+    if (expect >= 0)
+        ksv_fetch_progress_expect(ctl, expect, true);
     size_t fetched = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < f->n; i++) {
