@@ -110,6 +110,7 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
         .max_bytes = pool->max_bytes,
         .any_file = job->any_file,
         .progress = p,
+        .cache = pool->cache,
     };
     int rc = !res                       ? ksv_err_set(&err, 500, "out of memory")
              : atomic_load(&job->cancel) ? -1

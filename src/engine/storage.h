@@ -44,6 +44,8 @@ typedef struct ksv_fetch_ctl {
     bool any_file;                /* an http(s) URL may name any file, not only a model file
                                    * or an archive: an external runtime reads it, not ksv */
     ksv_fetch_progress *progress; /* NULL: nobody watches */
+    ksv_cache *cache;             /* where a broken transfer keeps its bytes to resume from
+                                   * (cache/partial); NULL: nowhere */
 } ksv_fetch_ctl;
 
 /* The transfers report here (each a no-op when ctl->progress is NULL). */
