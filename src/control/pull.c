@@ -89,8 +89,7 @@ static int plan_manifests(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *
     return 0;
 }
 
-/* The sha256 a stored revision's spec pins ("" when none). */
-static void revision_sha256(const char *spec_json, char out[65])
+void ctl_revision_sha256(const char *spec_json, char out[65])
 {
     out[0] = '\0';
     json_object *root = spec_json ? json_tokener_parse(spec_json) : NULL, *v;
@@ -134,7 +133,7 @@ static int plan_model(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *p, k
         if (!wanted || !rev->storage_uri || !remote_uri(rev->storage_uri))
             continue;
         char sha[65];
-        revision_sha256(rev->spec_json, sha);
+        ctl_revision_sha256(rev->spec_json, sha);
         for (size_t k = 0; rc == 0 && k < n_nodes; k++)
             rc = plan_add(p, nodes[k], model, rev->storage_uri, sha, err);
     }
