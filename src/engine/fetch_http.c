@@ -181,9 +181,10 @@ static int transfer_error(const transfer *t, const char *shown, const ksv_http_r
 
 /* Runs one GET with the client's policies plus `headers` and, when range_from > 0, a
  * Range for the rest of the object. */
-static int run(const char *url, const ksv_http_options *http, const char *const *headers,
-               unsigned long long range_from, const char *if_range, transfer *t,
-               ksv_http_result *res, ksv_err *err)
+static int run_request(const char *method, const char *url, const ksv_http_options *http,
+                       const char *const *headers, const char *body, size_t body_len,
+                       unsigned long long range_from, const char *if_range, transfer *t,
+                       ksv_http_result *res, ksv_err *err)
 {
     const char *lines[MAX_HEADERS + 3];
     size_t n = 0;
@@ -208,13 +209,21 @@ static int run(const char *url, const ksv_http_options *http, const char *const 
     ksv_http_client *c;
     if (ksv_http_client_new(&o, &c, err) != 0)
         return -1;
-    ksv_http_call req = {.url = url, .headers = lines};
+    ksv_http_call req = {.method = method, .url = url, .headers = lines, .body = body,
+                         .body_len = body_len};
     ksv_http_stream_fns fns = {.on_header = on_header, .on_data = on_data,
                                .on_progress = on_progress, .user = t};
     ksv_err why;
     int rc = ksv_http_stream(c, &req, &fns, res, &why);
     ksv_http_client_free(c);
     return rc;
+}
+
+static int run(const char *url, const ksv_http_options *http, const char *const *headers,
+               unsigned long long range_from, const char *if_range, transfer *t,
+               ksv_http_result *res, ksv_err *err)
+{
+    return run_request(NULL, url, http, headers, NULL, 0, range_from, if_range, t, res, err);
 }
 
 /* The validator kept beside a partial file (PARTIAL.v): what the bytes are a prefix of. */
@@ -400,9 +409,10 @@ int ksv_download_file(const ksv_download *d, ksv_err *err)
     return 0;
 }
 
-int ksv_download_text(const char *url, const char *shown, const ksv_http_options *http,
-                      const char *const *headers, const ksv_fetch_ctl *ctl, size_t max,
-                      ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err)
+int ksv_upload_text(const char *url, const char *shown, const char *method,
+                    const ksv_http_options *http, const char *const *headers, const char *body,
+                    size_t body_len, const ksv_fetch_ctl *ctl, size_t max,
+                    ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err)
 {
     transfer t = {
         .text = out,
@@ -414,12 +424,20 @@ int ksv_download_text(const char *url, const char *shown, const ksv_http_options
     ksv_sb_init(&t.error_body);
     ksv_http_result res;
     memset(&res, 0, sizeof res);
-    int rc = run(url, http, headers, 0, NULL, &t, &res, err);
+    int rc = run_request(method, url, http, headers, body, body_len, 0, NULL, &t, &res, err);
     if (rc != 0 || t.stopped || t.too_large || out->oom || t.status < 200 || t.status >= 300)
         rc = out->oom ? ksv_err_set(err, 500, "out of memory")
                       : transfer_error(&t, shown, &res, error_code, err);
     ksv_sb_free(&t.error_body);
     return rc;
+}
+
+int ksv_download_text(const char *url, const char *shown, const ksv_http_options *http,
+                      const char *const *headers, const ksv_fetch_ctl *ctl, size_t max,
+                      ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err)
+{
+    return ksv_upload_text(url, shown, NULL, http, headers, NULL, 0, ctl, max, error_code, out,
+                           err);
 }
 
 void ksv_url_encode(ksv_sb *sb, const char *s, bool keep_slash)
