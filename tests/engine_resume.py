@@ -9,10 +9,11 @@ sha256 check."""
 import hashlib
 import http.server
 import os
+import subprocess
 import threading
 import urllib.parse
 
-from ksvtest import DATA, Engine, check, finish, load_json, max_abs_diff
+from ksvtest import DATA, ENGINE, Engine, check, finish, load_json, max_abs_diff, tmpdir
 
 
 def read(name):
@@ -25,7 +26,9 @@ commit = hashlib.sha1(b"resume").hexdigest()
 # path -> content; the Hub's resolve URL redirects to /cdn/COMMIT/FILE as the Hub does.
 objects = {"/files/model.json": fraud, "/again/model.json": fraud, "/changed/model.json": fraud,
            "/liar/model.json": fraud, "/weak/model.json": fraud, "/gcs/models/fraud/model.json": fraud,
-           "/cdn/%s/model.json" % commit: fraud}
+           "/cdn/%s/model.json" % commit: fraud,
+           # Past the HTTP client's 64 MiB default reply cap, which every download once hit.
+           "/large/model.json": os.urandom(70 << 20)}
 plans = {}                       # path -> list of actions for its next GETs: ("cut", N) | 503
 gets = []                        # (path, range header, if-range header)
 lock = threading.Lock()
@@ -206,5 +209,23 @@ r = eng.revision_settled("liar")
 check(r["state"] == "failed" and "sha256" in r.get("error", ""),
       "a spliced file fails its sha256 check (%s)" % r.get("error"))
 check(eng.stop() == 0, "SIGTERM: exit 0")
+
+# A 70 MiB model, cut at 40 MiB: `ksv-engine --fetch` (what ksv runs for ksv.io/fetch:
+# operator) resumes it and prints the cached file, byte for byte the object.
+path = "/large/model.json"
+plans[path] = [("cut", 40 << 20)]
+large = objects[path]
+r = subprocess.run([ENGINE, "--fetch", base + path, "--sha256", hashlib.sha256(large).hexdigest(),
+                    "--state-dir", tmpdir("ksv-fetch-once-"), "--log-level", "warn"],
+                   capture_output=True, text=True, timeout=120)
+got = r.stdout.strip()
+same = r.returncode == 0 and os.path.isfile(got) and os.path.getsize(got) == len(large)
+if same:
+    with open(got, "rb") as f:
+        same = hashlib.sha256(f.read()).hexdigest() == hashlib.sha256(large).hexdigest()
+seen = gets_of(path)
+check(same and len(seen) == 2 and seen[1][1] == "bytes=%d-" % (40 << 20),
+      "a 70 MiB model cut at 40 MiB: fetched whole, the rest asked with Range (%s %s %s)"
+      % (r.returncode, r.stderr.strip()[-200:], [g[1] for g in seen]))
 server.shutdown()
 finish()

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,7 +204,9 @@ static int run_request(const char *method, const char *url, const ksv_http_optio
     }
     lines[n] = NULL;
     ksv_http_options o = *http;
-    o.max_reply = 0; /* the cap is judged in on_data, across resumed parts */
+    /* The cap is judged in on_data, across resumed parts; the client's own cap is only set
+     * as high (its 0 would mean its 64 MiB default, and every larger model failed). */
+    o.max_reply = t->max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)t->max_bytes;
     if (o.connect_timeout_ms == 0)
         o.connect_timeout_ms = 15000;
     ksv_http_client *c;
