@@ -4,7 +4,7 @@
 set -eu
 KSV_BUILD_DEPS="build-essential autoconf automake pkg-config \
  libmicrohttpd-dev libjson-c-dev libcurl4-openssl-dev libsqlite3-dev libncurses-dev \
- libssh2-1-dev libyaml-dev libxgboost-dev libarchive-dev"
+ libssh2-1-dev libyaml-dev libxgboost-dev libarchive-dev libssl-dev"
 KSV_RUN_DEPS="curl python3"
 KSV_TEST_DEPS="tmux procps systemd openssh-server openssh-client prometheus clang libclang-rt-14-dev python3-xgboost"
 

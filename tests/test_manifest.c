@@ -664,6 +664,11 @@ static const broken broken_table[] = {
      6, 30, "expected a number of requests 1..100000"},
     {"sha256.yaml", HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/sha256: abc\n" PRED MODEL URI,
      6, 20, "expected 64 hex digits"},
+    {"fetch.yaml", HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/fetch: Operator\n" PRED MODEL URI,
+     6, 19, "expected node or operator, found \"Operator\""},
+    {"fetch-ctl.yaml",
+     HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/fetch: \"op\\u001b[2J\"\n" PRED MODEL URI,
+     6, 19, "expected node or operator"},
     {"nodes.yaml", HDR "metadata:\n  name: m\n  annotations:\n    ksv.io/nodes: \"a,,b\"\n" PRED MODEL URI,
      6, 19, "empty node name"},
     {"selector.yaml",
@@ -972,11 +977,37 @@ static void test_anchored_keys(void)
     free(found);
 }
 
+/* ksv.io/fetch: where an SSH node's model from a store is fetched. */
+static void test_fetch_annotation(void)
+{
+    static const char text[] =
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+        "metadata:\n  name: m\n  annotations:\n    ksv.io/fetch: operator\n"
+        "spec:\n  predictor:\n    model:\n      modelFormat: {name: xgboost}\n"
+        "      storageUri: s3://bucket/m/model.json\n";
+    ksv_manifest_list list;
+    ksv_err err = {0};
+    int rc = ksv_manifest_parse_buffer(text, sizeof text - 1, "fetch.yaml", "/base", &list, &err);
+    KT_CHECK(rc == 0 && list.n == 1 && list.items[0].fetch_on_operator,
+             "ksv.io/fetch: operator is read (%s)", rc ? err.msg : "");
+    if (rc == 0)
+        ksv_manifest_list_free(&list);
+    char node[sizeof text + 8];
+    snprintf(node, sizeof node, "%.*snode%s", (int)(strstr(text, "operator") - text), text,
+             strstr(text, "operator") + strlen("operator"));
+    rc = ksv_manifest_parse_buffer(node, strlen(node), "fetch.yaml", "/base", &list, &err);
+    KT_CHECK(rc == 0 && list.n == 1 && !list.items[0].fetch_on_operator,
+             "ksv.io/fetch: node is the default behaviour (%s)", rc ? err.msg : "");
+    if (rc == 0)
+        ksv_manifest_list_free(&list);
+}
+
 int main(void)
 {
     kt_set_verbose(true);
     test_plain_booleans();
     test_anchored_keys();
+    test_fetch_annotation();
     FILE *probe = fopen(src_path("tests/manifests/plain.yaml"), "r");
     if (!probe) {
         printf("FAIL: %s not found: set KSV_SRCDIR to the source tree\n",

@@ -274,6 +274,14 @@ static int parse_soak_annotation(vctx *v, const mnode *at, const char *path, con
     return 0;
 }
 
+static int parse_fetch_annotation(vctx *v, const mnode *at, const char *path, const char *text)
+{
+    if (strcmp(text, "node") != 0 && strcmp(text, "operator") != 0)
+        return fail(v, at, path, "expected node or operator, found \"%s\"", text);
+    v->spec->fetch_on_operator = strcmp(text, "operator") == 0;
+    return 0;
+}
+
 static int parse_sha256_annotation(vctx *v, const mnode *at, const char *path, const char *text)
 {
     if (strlen(text) != 64)
@@ -381,6 +389,8 @@ static int read_annotations(vctx *v, const mnode *map)
             rc = parse_soak_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/sha256") == 0)
             rc = parse_sha256_annotation(v, e->value, path, value);
+        else if (strcmp(e->key, KSV_ANNOTATION_FETCH) == 0)
+            rc = parse_fetch_annotation(v, e->value, path, value);
         else if (strcmp(e->key, "ksv.io/rollback-window") == 0)
             rc = parse_window_annotation(v, e->value, path, value);
         else if (strcmp(e->key, KSV_ANNOTATION_SCALE_WINDOW) == 0 ||

@@ -45,6 +45,9 @@
 #define KSV_ANNOTATION_SCALE_WINDOW "autoscaling.knative.dev/window"
 #define KSV_ANNOTATION_SCALE_RETENTION "autoscaling.knative.dev/scale-to-zero-pod-retention-period"
 #define KSV_ANNOTATION_COLD_START_QUEUE "ksv.io/cold-start-queue"
+/* Where a model stored elsewhere (s3://, gs://, hf://, http(s)://) is fetched for an SSH
+ * node: "node" (the default: its engine fetches) or "operator" (ksv fetches, sends by SFTP). */
+#define KSV_ANNOTATION_FETCH "ksv.io/fetch"
 #define KSV_MANIFEST_MAX_BYTES (4u * 1024u * 1024u) /* larger files are refused */
 /* What a file may expand to once YAML aliases are copied: strings, keys and node records.
  * A node count alone let 150k aliases of one 2 MB string ask for 300 GB (issue 11). */
@@ -97,6 +100,7 @@ typedef struct ksv_isvc {
     } waves[KSV_MANIFEST_MAX_WAVES];
     int64_t wave_soak_s;
     char *sha256;                /* ksv.io/sha256, 64 lowercase hex digits; NULL when absent */
+    bool fetch_on_operator;      /* ksv.io/fetch: operator */
     int64_t rollback_window_s;   /* ksv.io/rollback-window, default 600 */
     int64_t scale_window_s;      /* autoscaling.knative.dev/window, default 60 */
     int64_t scale_retention_s;   /* ...scale-to-zero-pod-retention-period, default 0 */

@@ -165,6 +165,39 @@ int ksv_ctl_delete(ksv_ctl *ctl, const char *model, const char *ns, double timeo
 int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double timeout_s,
                       ksv_ctl_result *res, ksv_err *err);
 
+/* ---- pulls (pull.c): models fetched into nodes' caches ahead of a rollout ---- */
+
+/* One pull on one node as it goes, for progress lines (strings valid during the call). */
+typedef struct ksv_pull_report {
+    const char *node, *model, *uri;
+    const char *state;            /* "queued", "pulling", "done", "failed" */
+    long long bytes, total;       /* total -1 while unknown */
+    double bytes_per_s, seconds;
+    const char *error;            /* "" unless failed */
+} ksv_pull_report;
+
+typedef struct ksv_pull_request {
+    const ksv_manifest_list *list; /* -f FILE: each InferenceService's storage URI; or ... */
+    const char *model;            /* ... MODEL: the stored model's revisions that serve or
+                                   * may serve (traffic, stable, canary) */
+    const char *ns;
+    const char *const *nodes;     /* --node: overrides the placement */
+    size_t n_nodes;
+    const char *selector;         /* -l: the same */
+    double timeout_s;             /* for every pull to end; <= 0: 3600 */
+    /* Called about twice a second for each running pull, and once when it ends. */
+    void (*progress)(const ksv_pull_report *r, void *user);
+    void *user;
+} ksv_pull_request;
+
+/* Asks each node's engine to fetch the models into its cache (POST /ksv/v1/pulls) and
+ * waits for them: res gets one row per (node, storage URI). Local paths are skipped (an
+ * SSH node gets its copy at apply). Nothing is loaded and no desired state changes. */
+int ksv_ctl_pull(ksv_ctl *ctl, const ksv_pull_request *req, ksv_ctl_result *res, ksv_err *err);
+/* "node edge: s3://b/m.json: 1.2/5.0 MB (3.1 MB/s)", "...: pulled 5.0 MB in 1.6 s
+ * (3.1 MB/s)", "...: failed: WHY". Sanitized for a terminal. */
+void ksv_ctl_format_pull(const ksv_pull_report *r, char *out, size_t cap);
+
 /* A model's desired state in one view: revisions with traffic, the stable one. */
 typedef struct ksv_model_view {
     ksv_model_record model;

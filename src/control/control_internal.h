@@ -36,8 +36,22 @@ struct ksv_ctl {
 /* A local model file and where it lives on an SSH node once uploaded. */
 typedef struct ctl_upload {
     char local[4096];             /* the revision's storage URI as stored */
+    char fetched[4096];           /* the file to send when local is a store's URI that ksv
+                                   * fetched (ksv.io/fetch: operator); "" otherwise */
     char remote[1300];            /* "" until uploaded */
 } ctl_upload;
+
+/* pull.c: the sha256 a stored revision's spec pins ("" when none). */
+void ctl_revision_sha256(const char *spec_json, char out[65]);
+
+/* ---- ksv.io/fetch: operator (operator_fetch.c) ---- */
+/* The model asks for its store's models to be fetched here and sent to SSH nodes. */
+bool ctl_fetch_on_operator(const ksv_model_record *m);
+/* Fetches uri (checked against sha256 when set) on this machine with `ksv-engine --fetch`
+ * into $XDG_CACHE_HOME/ksv/operator-fetch; path gets the model file. 502 with the engine's
+ * reason when it fails. */
+int ctl_operator_fetch(ksv_ctl *ctl, const char *uri, const char *sha256, char *path, size_t cap,
+                       ksv_err *err);
 
 /* ---- serving runtimes (runtimes.c) ---- */
 /* data/runtimes of this installation; -1 when none is found. */
@@ -53,6 +67,11 @@ int ctl_runtime_resolve(ksv_ctl *ctl, const ksv_isvc *spec, char **canonical, ch
  * runs in the engine. */
 char *ctl_revision_external(const char *spec_json);
 
+
+/* rollout.c: the nodes a spec is placed on: --node, else -l SELECTOR, else ksv.io/nodes
+ * or ksv.io/node-selector, else the only registered node (*nodes for the caller to free). */
+int ctl_placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
+                  char ***nodes, size_t *n, ksv_err *err);
 
 /* ---- fan-out (fanout.c) ---- */
 /* Runs job(ctx, i) for every i in [0, n) on up to `parallel` threads (1: on the caller's

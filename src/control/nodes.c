@@ -88,7 +88,8 @@ static int upload_models(ksv_ctl *ctl, const ksv_node *node, ksv_ssh_session *s,
     for (size_t i = 0; i < n_uploads; i++) {
         ctl_upload *u = &uploads[i];
         char file[4096];
-        if (ksv_model_path_resolve(u->local, u->local, file, sizeof file, err) != 0)
+        const char *src = u->fetched[0] ? u->fetched : u->local;
+        if (ksv_model_path_resolve(src, u->local, file, sizeof file, err) != 0)
             return ksv_err_prefix(err, "node %s", node->name);
         progress_ctx pc = {ctl, node->name, file};
         ksv_ssh_upload_result res;

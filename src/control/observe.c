@@ -135,6 +135,39 @@ static void probe_gate(json_object *model, const char *name, ksv_node_probe *out
     }
 }
 
+/* The state's "pulls" (the newest KSV_PROBE_MAX_PULLS) into out->pulls. */
+static void probe_pulls(json_object *root, ksv_node_probe *out)
+{
+    json_object *pulls;
+    if (!json_object_object_get_ex(root, "pulls", &pulls) ||
+        !json_object_is_type(pulls, json_type_array))
+        return;
+    size_t n = json_object_array_length(pulls);
+    size_t first = n > KSV_PROBE_MAX_PULLS ? n - KSV_PROBE_MAX_PULLS : 0;
+    if (n == 0 || !(out->pulls = calloc(n - first, sizeof *out->pulls)))
+        return;
+    for (size_t i = first; i < n; i++) {
+        json_object *e = json_object_array_get_idx(pulls, i), *progress;
+        if (!json_object_is_type(e, json_type_object))
+            continue;
+        ksv_probe_pull *p = &out->pulls[out->n_pulls++];
+        copy_json_str(p->model, sizeof p->model, e, "model");
+        copy_json_str(p->uri, sizeof p->uri, e, "storage_uri");
+        copy_json_str(p->state, sizeof p->state, e, "state");
+        copy_json_str(p->error, sizeof p->error, e, "error");
+        p->bytes = 0;
+        p->total = -1;
+        p->rate = 0;
+        if (json_object_object_get_ex(e, "progress", &progress)) {
+            double b = json_num(progress, "bytes"), t = json_num(progress, "total"),
+                   r = json_num(progress, "bytes_per_s");
+            p->bytes = isnan(b) || b < 0 ? 0 : (long long)b;
+            p->total = isnan(t) || t < 0 ? -1 : (long long)t;
+            p->rate = isnan(r) || r < 0 ? 0 : r;
+        }
+    }
+}
+
 /* The engine's applied state (a GET /ksv/v1/state answer) into out->revs and out->gates. */
 static void probe_state_of(json_object *root, ksv_node_probe *out)
 {
@@ -165,11 +198,15 @@ static void probe_state_of(json_object *root, ksv_node_probe *out)
                     pr->cold_starts = st.revisions[r].cold_starts;
                     pr->cold_start_p99_s = st.revisions[r].cold_start_p99_s;
                     pr->replicas = st.revisions[r].replicas;
+                    pr->download_bytes = st.revisions[r].download_bytes;
+                    pr->download_total = st.revisions[r].download_total;
+                    pr->download_rate = st.revisions[r].download_rate;
                 }
             }
             ksv_engine_model_status_free(&st);
         }
     }
+    probe_pulls(root, out);
 }
 
 static void probe_errors(ksv_engine_client *client, const char *model, ksv_node_probe *out)
@@ -246,6 +283,8 @@ typedef struct probe_cache {
     size_t n_revs;
     ksv_probe_gate *gates;
     size_t n_gates;
+    ksv_probe_pull *pulls;
+    size_t n_pulls;
     char hist_etag[KSV_ENGINE_ETAG_MAX];   /* "" when nothing is cached */
     ksv_scrape scrape;
 } probe_cache;
@@ -254,9 +293,11 @@ static void probe_cache_clear_state(probe_cache *pc)
 {
     free(pc->revs);
     free(pc->gates);
+    free(pc->pulls);
     pc->revs = NULL;
     pc->gates = NULL;
-    pc->n_revs = pc->n_gates = 0;
+    pc->pulls = NULL;
+    pc->n_revs = pc->n_gates = pc->n_pulls = 0;
     pc->state_etag[0] = '\0';
 }
 
@@ -298,8 +339,10 @@ static void probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_pro
     if (!root) { /* unchanged: the cached copy is the engine's state */
         out->revs = copy_array(pc->revs, pc->n_revs, sizeof *pc->revs, &ok);
         out->gates = copy_array(pc->gates, pc->n_gates, sizeof *pc->gates, &ok);
+        out->pulls = copy_array(pc->pulls, pc->n_pulls, sizeof *pc->pulls, &ok);
         out->n_revs = out->revs ? pc->n_revs : 0;
         out->n_gates = out->gates ? pc->n_gates : 0;
+        out->n_pulls = out->pulls ? pc->n_pulls : 0;
         return;
     }
     probe_state_of(root, out);
@@ -309,8 +352,10 @@ static void probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_pro
     probe_cache_clear_state(pc);
     pc->revs = copy_array(out->revs, out->n_revs, sizeof *out->revs, &ok);
     pc->gates = copy_array(out->gates, out->n_gates, sizeof *out->gates, &ok);
+    pc->pulls = copy_array(out->pulls, out->n_pulls, sizeof *out->pulls, &ok);
     pc->n_revs = out->n_revs;
     pc->n_gates = out->n_gates;
+    pc->n_pulls = out->n_pulls;
     if (ok)
         snprintf(pc->state_etag, sizeof pc->state_etag, "%s", etag);
     else
@@ -506,6 +551,7 @@ void ksv_node_probe_free(ksv_node_probe *p)
     free(p->gates);
     free(p->errors);
     free(p->runtime_logs);
+    free(p->pulls);
     if (p->has_scrape)
         ksv_scrape_free(&p->scrape);
     memset(p, 0, sizeof *p);

@@ -51,7 +51,21 @@ typedef struct ksv_probe_rev {
     long long replicas;           /* -1: unknown */
     int traffic;                  /* effective percent */
     char error[512];
+    long long download_bytes;     /* its model's download now: -1 when none runs */
+    long long download_total;     /* -1: unknown */
+    double download_rate;         /* bytes/s */
 } ksv_probe_rev;
+
+/* A pull (`ksv pull`) the engine lists in its state: fetched into its cache, not loaded. */
+#define KSV_PROBE_MAX_PULLS 16
+typedef struct ksv_probe_pull {
+    char model[320];              /* "NAMESPACE/NAME" as ksv pull sent it ("" none) */
+    char uri[512];
+    char state[16];               /* queued|pulling|done|failed */
+    long long bytes, total;       /* total -1: unknown */
+    double rate;                  /* bytes/s */
+    char error[256];
+} ksv_probe_pull;
 
 /* One recent failed request, as the engine remembers it. */
 typedef struct ksv_probe_error {
@@ -108,6 +122,9 @@ typedef struct ksv_node_probe {
     size_t n_revs;
     ksv_probe_gate *gates;        /* models with a release gate; owned */
     size_t n_gates;
+    ksv_probe_pull *pulls;        /* the newest pulls (at most KSV_PROBE_MAX_PULLS), oldest
+                                   * first; owned, NULL when none */
+    size_t n_pulls;
     bool has_scrape;
     ksv_scrape scrape;            /* cumulative counters and histograms (metrics_window.h) */
     char figures_error[256];      /* reachable but no scrape: why (shown, never dropped) */

@@ -45,6 +45,9 @@ typedef struct push_ctx {
     push_node *nodes;
     size_t n_nodes;
     double deadline_ms;           /* monotonic */
+    ctl_upload *fetched;          /* store URIs fetched here for SSH nodes (ksv.io/fetch:
+                                   * operator): local is the URI, fetched the file */
+    size_t n_fetched;
 } push_ctx;
 
 static void set_outcome(push_outcome *o, push_state state, const char *node, const char *msg)
@@ -83,12 +86,18 @@ static size_t node_uploads(const push_ctx *ctx, const push_node *pn, ctl_upload 
         for (size_t r = 0; r < m->view->revisions.n; r++) {
             const char *stored = m->view->revisions.items[r].storage_uri;
             const char *uri = strncmp(stored, "file://", 7) == 0 ? stored + 7 : stored;
-            if (uri[0] != '/')
+            const ctl_upload *here = NULL;
+            for (size_t j = 0; j < ctx->n_fetched && !here; j++)
+                if (strcmp(ctx->fetched[j].local, stored) == 0)
+                    here = &ctx->fetched[j];
+            if (uri[0] != '/' && !here)
                 continue;
             bool seen = false;
             for (size_t j = 0; j < n && !seen; j++)
                 seen = strcmp((*out)[j].local, stored) == 0;
-            if (!seen)
+            if (!seen && here)
+                (*out)[n++] = *here;
+            else if (!seen)
                 snprintf((*out)[n++].local, sizeof (*out)[n].local, "%s", stored);
         }
     }
@@ -358,6 +367,53 @@ static void node_summary(const push_ctx *ctx, const push_node *pn, ksv_node_resu
                  worst->message);
 }
 
+/* ksv.io/fetch: operator: each store URI of such a model on an SSH node is fetched here
+ * once, before the nodes are contacted; the upload then sends it as a local file. A fetch
+ * that fails fails the model (its nodes cannot fetch it themselves: that is why it is set). */
+static void fetch_for_ssh_nodes(push_ctx *ctx)
+{
+    for (size_t i = 0; i < ctx->n_models; i++) {
+        const ksv_model_view *v = ctx->models[i].view;
+        if (ctx->models[i].remove || !ctx->bodies[i] || !ctl_fetch_on_operator(&v->model))
+            continue;
+        bool ssh = false;
+        for (size_t k = 0; k < ctx->n_nodes && !ssh; k++)
+            for (size_t j = 0; j < ctx->nodes[k].n_models && !ssh; j++)
+                ssh = ctx->nodes[k].models[j] == i && ctx->nodes[k].have_node &&
+                      ctx->nodes[k].node.kind == KSV_NODE_SSH;
+        for (size_t r = 0; ssh && r < v->revisions.n && ctx->bodies[i]; r++) {
+            const ksv_revision_record *rev = &v->revisions.items[r];
+            const char *uri = rev->storage_uri;
+            bool have = !uri || !strstr(uri, "://") || strncmp(uri, "file://", 7) == 0;
+            for (size_t j = 0; j < ctx->n_fetched && !have; j++)
+                have = strcmp(ctx->fetched[j].local, uri) == 0;
+            if (have)
+                continue;
+            ctl_upload *grown = realloc(ctx->fetched, (ctx->n_fetched + 1) * sizeof *grown);
+            ksv_err err;
+            char sha[65];
+            ctl_revision_sha256(rev->spec_json, sha);
+            if (grown) {
+                ctx->fetched = grown;
+                ctl_upload *u = &grown[ctx->n_fetched];
+                memset(u, 0, sizeof *u);
+                snprintf(u->local, sizeof u->local, "%s", uri);
+                if (ctl_operator_fetch(ctx->ctl, uri, sha, u->fetched, sizeof u->fetched,
+                                       &err) == 0) {
+                    ctx->n_fetched++;
+                    continue;
+                }
+            } else {
+                ksv_err_set(&err, 500, "out of memory");
+            }
+            free(ctx->bodies[i]);
+            ctx->bodies[i] = NULL;
+            free(ctx->body_errors[i]);
+            ctx->body_errors[i] = strdup(err.msg);
+        }
+    }
+}
+
 void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
               ksv_ctl_result *res)
 {
@@ -417,6 +473,7 @@ void ctl_push(ksv_ctl *ctl, ctl_push_model *models, size_t n, double timeout_s,
             pn->n_models++;
         }
     }
+    fetch_for_ssh_nodes(&ctx);
     /* Kept connections live in a table of the handle that only one thread may touch. */
     int parallel = ctl->keep_connections ? 1 : ctl->parallel;
     ctl_fanout(ctx.n_nodes, parallel, push_node_job, &ctx);
@@ -458,4 +515,5 @@ out:
     free(ctx.nodes);
     free(ctx.bodies);
     free(ctx.body_errors);
+    free(ctx.fetched);
 }

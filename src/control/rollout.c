@@ -158,7 +158,7 @@ static int set_traffic_pair(ksv_ctl *ctl, int64_t model_id, int64_t stable_id, i
 
 /* Where a spec is placed: --node, else -l SELECTOR, else ksv.io/nodes or
  * ksv.io/node-selector, else the only registered node. */
-static int placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
+int ctl_placement(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_apply_options *opts,
                      char ***nodes, size_t *n, ksv_err *err)
 {
     const char *const *src = NULL;
@@ -266,7 +266,7 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     char *policy = NULL;
     char **nodes = NULL;
     size_t n_nodes = 0;
-    if (placement(ctl, spec, opts, &nodes, &n_nodes, err) != 0)
+    if (ctl_placement(ctl, spec, opts, &nodes, &n_nodes, err) != 0)
         return -1;
     char *canonical = ksv_manifest_canonical_json(spec);
     char runtime[128];

@@ -379,6 +379,31 @@ static void answer_tagged(const ksv_http_request *req, ksv_http_response *resp)
     }
 }
 
+/* GET /ksv/v1/pulls, POST /ksv/v1/pulls: fetches into the cache ahead of a rollout. */
+static void pulls_route(const ksv_http_request *req, ksv_http_response *resp)
+{
+    ksv_pulls *pulls = ksv_registry_pulls(req->engine->registry);
+    if (strcmp(req->method, "GET") == 0) {
+        ksv_sb_puts(&resp->body, "{\"pulls\":");
+        ksv_pulls_write(pulls, &resp->body);
+        ksv_sb_putc(&resp->body, '}');
+        resp->status = 200;
+        return;
+    }
+    if (strcmp(req->method, "POST") != 0)
+        return ksv_http_error(resp, 405, "method not allowed here; use GET or POST");
+    ksv_err err;
+    json_object *body = ksv_http_json_body(req, &err);
+    bool created = false;
+    if (!body || ksv_pulls_start(pulls, body, &created, &resp->body, &err) != 0) {
+        json_object_put(body);
+        ksv_sb_reset(&resp->body);
+        return ksv_http_error(resp, err.status, err.msg);
+    }
+    json_object_put(body);
+    resp->status = created ? 202 : 200;
+}
+
 void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
 {
     if (strcmp(req->path, KSV_IDENTITY_PATH) == 0)
@@ -412,6 +437,8 @@ void ksv_handle_admin(const ksv_http_request *req, ksv_http_response *resp)
         resp->status = 200;
         return;
     }
+    if (strcmp(rest, "/pulls") == 0)
+        return pulls_route(req, resp);
     if (strcmp(rest, "/test/clock") == 0)
         return advance_test_clock(req, resp);
     if (strcmp(rest, "/histograms") == 0) {

@@ -4,17 +4,25 @@
 #include <errno.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/sha256.h"
 
 #define ERROR_BODY_MAX (16u << 10)
 #define MAX_HEADERS 16
+/* A transfer that breaks after moving bytes is resumed at once this many times (each try
+ * must move bytes again) before the fetch fails; the bytes stay for a later try. */
+#define MAX_RESUMES 5
+#define VALIDATOR_MAX 200
 
 typedef struct transfer {
     FILE *f;                      /* NULL: into `text` */
@@ -32,14 +40,39 @@ typedef struct transfer {
     bool restart;                 /* a 200 answered the Range: start the file again */
     bool too_large, write_failed;
     ksv_sb error_body;            /* the reply of a status >= 400, capped */
+    char etag[VALIDATOR_MAX];     /* the answer's strong ETag, "" when none */
+    char last_modified[VALIDATOR_MAX]; /* its Last-Modified, "" when none */
 } transfer;
+
+/* Copies the value of header line `name: value` into out when line is that header. */
+static void header_value(const char *line, size_t len, const char *name, char *out, size_t cap)
+{
+    size_t n = strlen(name);
+    if (len <= n + 1 || strncasecmp(line, name, n) != 0 || line[n] != ':')
+        return;
+    const char *v = line + n + 1, *end = line + len;
+    while (v < end && (*v == ' ' || *v == '\t'))
+        v++;
+    while (end > v && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+        end--;
+    size_t vlen = (size_t)(end - v);
+    bool printable = vlen > 0 && vlen < cap;
+    for (size_t i = 0; printable && i < vlen; i++)
+        printable = (unsigned char)v[i] >= ' ' && v[i] != 0x7f;
+    if (printable) {
+        memcpy(out, v, vlen);
+        out[vlen] = '\0';
+    }
+}
 
 /* Called at least once a second, data or not: cancel, deadline and stall are judged here,
  * so none of them waits for the peer. */
 static int on_progress(long long done, long long total, void *user)
 {
-    (void)done, (void)total;
+    (void)done;
     transfer *t = user;
+    if (t->f && total > 0 && t->status >= 200 && t->status < 300)
+        ksv_fetch_progress_expect(t->ctl, (long long)t->base + total, false);
     double now = ksv_mono_s();
     if (t->ctl->cancel && atomic_load(t->ctl->cancel))
         t->stopped = "cancelled";
@@ -56,8 +89,16 @@ static int on_progress(long long done, long long total, void *user)
 
 static int on_header(long status, const char *line, size_t len, void *user)
 {
-    (void)line, (void)len;
     transfer *t = user;
+    if (status == 200 || status == 206) {
+        /* What names this version of the object, for an If-Range when resuming later. A
+         * weak ETag cannot be used there (RFC 9110 13.1.5). */
+        char etag[VALIDATOR_MAX] = "";
+        header_value(line, len, "ETag", etag, sizeof etag);
+        if (etag[0] == '"')
+            snprintf(t->etag, sizeof t->etag, "%s", etag);
+        header_value(line, len, "Last-Modified", t->last_modified, sizeof t->last_modified);
+    }
     /* The headers of a redirect being followed come first; the last status is the answer's. */
     bool after_redirect = t->status >= 300 && t->status < 400;
     if (t->status != status && (t->status == 0 || after_redirect)) {
@@ -67,6 +108,7 @@ static int on_header(long status, const char *line, size_t len, void *user)
         t->resumed = status == 206 && t->base > 0;
         if (status == 200 && t->base > 0 && t->f) {
             /* The store ignored the Range: the whole object comes again. */
+            ksv_fetch_progress_add(t->ctl, -(long long)t->base, 0);
             t->restart = true;
             t->base = 0;
             if (fflush(t->f) != 0 || ftruncate(fileno(t->f), 0) != 0 ||
@@ -97,6 +139,7 @@ static int on_data(const char *data, size_t n, void *user)
             t->write_failed = true;
             return 1;
         }
+        ksv_fetch_progress_add(t->ctl, (long long)n, (long long)n);
     } else {
         if (t->text->len + n > t->text_max) {
             t->too_large = true;
@@ -139,27 +182,38 @@ static int transfer_error(const transfer *t, const char *shown, const ksv_http_r
 
 /* Runs one GET with the client's policies plus `headers` and, when range_from > 0, a
  * Range for the rest of the object. */
-static int run(const char *url, const ksv_http_options *http, const char *const *headers,
-               unsigned long long range_from, transfer *t, ksv_http_result *res, ksv_err *err)
+static int run_request(const char *method, const char *url, const ksv_http_options *http,
+                       const char *const *headers, const char *body, size_t body_len,
+                       unsigned long long range_from, const char *if_range, transfer *t,
+                       ksv_http_result *res, ksv_err *err)
 {
-    const char *lines[MAX_HEADERS + 2];
+    const char *lines[MAX_HEADERS + 3];
     size_t n = 0;
     for (size_t i = 0; headers && headers[i] && n < MAX_HEADERS; i++)
         lines[n++] = headers[i];
-    char range[64];
+    char range[64], cond[VALIDATOR_MAX + 16];
     if (range_from > 0) {
         snprintf(range, sizeof range, "Range: bytes=%llu-", range_from);
         lines[n++] = range;
+        if (if_range && *if_range) {
+            /* The rest only if the object is still the one the bytes came from; a changed
+             * one comes whole (200), and the file starts again. */
+            snprintf(cond, sizeof cond, "If-Range: %s", if_range);
+            lines[n++] = cond;
+        }
     }
     lines[n] = NULL;
     ksv_http_options o = *http;
-    o.max_reply = 0; /* the cap is judged in on_data, across resumed parts */
+    /* The cap is judged in on_data, across resumed parts; the client's own cap is only set
+     * as high (its 0 would mean its 64 MiB default, and every larger model failed). */
+    o.max_reply = t->max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)t->max_bytes;
     if (o.connect_timeout_ms == 0)
         o.connect_timeout_ms = 15000;
     ksv_http_client *c;
     if (ksv_http_client_new(&o, &c, err) != 0)
         return -1;
-    ksv_http_call req = {.url = url, .headers = lines};
+    ksv_http_call req = {.method = method, .url = url, .headers = lines, .body = body,
+                         .body_len = body_len};
     ksv_http_stream_fns fns = {.on_header = on_header, .on_data = on_data,
                                .on_progress = on_progress, .user = t};
     ksv_err why;
@@ -168,20 +222,98 @@ static int run(const char *url, const ksv_http_options *http, const char *const 
     return rc;
 }
 
+static int run(const char *url, const ksv_http_options *http, const char *const *headers,
+               unsigned long long range_from, const char *if_range, transfer *t,
+               ksv_http_result *res, ksv_err *err)
+{
+    return run_request(NULL, url, http, headers, NULL, 0, range_from, if_range, t, res, err);
+}
+
+/* The validator kept beside a partial file (PARTIAL.v): what the bytes are a prefix of. */
+static void validator_path(const char *part, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s.v", part);
+}
+
+static void read_validator(const char *part, char *out, size_t cap)
+{
+    char path[PATH_MAX + 4];
+    validator_path(part, path, sizeof path);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;
+    if (!fgets(out, (int)cap, f))
+        out[0] = '\0';
+    out[strcspn(out, "\r\n")] = '\0';
+    fclose(f);
+}
+
+static void write_validator(const char *part, const char *validator)
+{
+    char path[PATH_MAX + 4];
+    validator_path(part, path, sizeof path);
+    FILE *f = validator[0] ? fopen(path, "w") : NULL;
+    if (!f || fprintf(f, "%s\n", validator) < 0 || fclose(f) != 0) {
+        if (f)
+            fclose(f);
+        unlink(path);
+    }
+}
+
+/* Opens the file the bytes go to: the partial file kept between tries (locked, so two
+ * downloads of one object never write into one file), else a temp file beside dest. */
+static FILE *open_target(const ksv_download *d, char *part, size_t cap, bool *kept,
+                         ksv_err *err)
+{
+    static _Atomic unsigned long seq;
+    *kept = false;
+    if (d->partial) {
+        snprintf(part, cap, "%s", d->partial);
+        *kept = true;
+    } else if (d->ctl->cache) {
+        /* Named by the URL and the listed size: a later try of the same object finds it. */
+        char id[2200], name[65];
+        snprintf(id, sizeof id, "%s\n%lld", d->url, d->expect_size);
+        ksv_sha256_hex(id, strlen(id), name);
+        ksv_err ignored;
+        *kept = ksv_cache_partial(d->ctl->cache, name, part, cap, &ignored) == 0;
+    }
+    if (*kept) {
+        FILE *f = fopen(part, "ab");
+        if (f && flock(fileno(f), LOCK_EX | LOCK_NB) == 0)
+            return f;
+        if (f)
+            fclose(f); /* another download of this object holds it: this one goes alone */
+        *kept = false;
+    }
+    if ((size_t)snprintf(part, cap, "%s.part.%ld.%lu", d->dest, (long)getpid(),
+                         atomic_fetch_add(&seq, 1)) >= cap) {
+        ksv_err_set(err, 400, "storage %s: path too long", d->shown);
+        return NULL;
+    }
+    FILE *f = fopen(part, "wb");
+    if (!f)
+        ksv_err_set(err, 500, "%s: %s", part, strerror(errno));
+    return f;
+}
+
+/* Whether a failed try may go on from where it broke: the store was sending the object
+ * (200/206), bytes came, and nothing but the connection stopped it. */
+static bool resumable(const transfer *t, int rc, const ksv_http_result *res)
+{
+    return rc != 0 && t->bytes > 0 && (t->status == 200 || t->status == 206) && !t->stopped &&
+           !t->too_large && !t->write_failed &&
+           (res->failure == KSV_HTTP_E_BROKEN || res->failure == KSV_HTTP_E_OTHER);
+}
+
 int ksv_download_file(const ksv_download *d, ksv_err *err)
 {
-    char tmp[PATH_MAX];
-    static _Atomic unsigned long seq;
-    const char *part = d->partial;
-    if (!part) {
-        if ((size_t)snprintf(tmp, sizeof tmp, "%s.part.%ld.%lu", d->dest, (long)getpid(),
-                             atomic_fetch_add(&seq, 1)) >= sizeof tmp)
-            return ksv_err_set(err, 400, "storage %s: path too long", d->shown);
-        part = tmp;
-    }
-    FILE *f = fopen(part, d->partial ? "ab" : "wb");
+    char part[PATH_MAX];
+    bool kept;
+    FILE *f = open_target(d, part, sizeof part, &kept, err);
     if (!f)
-        return ksv_err_set(err, 500, "%s: %s", part, strerror(errno));
+        return -1;
     long have = ftell(f);
     transfer t = {
         .f = f,
@@ -191,19 +323,52 @@ int ksv_download_file(const ksv_download *d, ksv_err *err)
         .window_start = ksv_mono_s(),
     };
     ksv_sb_init(&t.error_body);
+    /* Without a listed size, only a validator says the bytes are a prefix of this object. */
+    char validator[VALIDATOR_MAX] = "";
+    if (kept && d->expect_size < 0)
+        read_validator(part, validator, sizeof validator);
     unsigned long long from = t.base;
-    if (d->expect_size >= 0 && (long long)from > d->expect_size) {
-        /* More bytes than the object has: not a prefix of it. */
+    if ((d->expect_size >= 0 && (long long)from > d->expect_size) ||
+        (d->expect_size < 0 && from > 0 && !validator[0])) {
+        /* More bytes than the object has, or no way to tell what they are: start over. */
         if (ftruncate(fileno(f), 0) != 0 || fseek(f, 0, SEEK_SET) != 0)
             t.write_failed = true;
         from = t.base = 0;
     }
+    ksv_fetch_progress_add(d->ctl, (long long)from, 0);
+    unsigned long long first_from = from;
     ksv_http_result res;
     memset(&res, 0, sizeof res);
     int rc = 0;
     bool complete = d->expect_size >= 0 && (long long)from == d->expect_size && from > 0;
-    if (!complete && !t.write_failed)
-        rc = run(d->url, d->http, d->headers, from, &t, &res, err);
+    bool resumed = false;
+    for (int attempt = 0; !complete && !t.write_failed; attempt++) {
+        rc = run(d->url, d->http, d->headers, from, d->expect_size < 0 ? validator : NULL, &t,
+                 &res, err);
+        resumed |= t.resumed;
+        if (t.etag[0] || t.last_modified[0])
+            snprintf(validator, sizeof validator, "%s", t.etag[0] ? t.etag : t.last_modified);
+        bool can_go_on = d->expect_size >= 0 || validator[0];
+        if (attempt >= MAX_RESUMES || !can_go_on || !resumable(&t, rc, &res))
+            break;
+        if (fflush(f) != 0) {
+            t.write_failed = true;
+            break;
+        }
+        from = t.base + t.bytes;
+        ksv_log(KSV_LOG_INFO, NULL, "storage %s: the transfer broke at byte %llu (%s); "
+                                    "resuming from there", d->shown, from,
+                res.message[0] ? res.message : ksv_http_failure_name(res.failure));
+        /* The next try's answer is judged on its own; the bytes so far stay counted. */
+        t.base = from;
+        t.bytes = 0;
+        t.status = 0;
+        t.resumed = t.restart = false;
+        t.etag[0] = t.last_modified[0] = '\0';
+        t.window_start = ksv_mono_s();
+        t.window_bytes = 0;
+        memset(&res, 0, sizeof res);
+    }
     if (t.status == 416 && d->expect_size >= 0 && (long long)from == d->expect_size)
         rc = 0, t.status = 206; /* the partial file already held it all */
     int closed = fclose(f);
@@ -217,16 +382,28 @@ int ksv_download_file(const ksv_download *d, ksv_err *err)
         rc = transfer_error(&t, d->shown, &res, d->error_code, err);
     ksv_sb_free(&t.error_body);
     if (!ok) {
-        /* A partial file is kept for the next try unless it is no prefix of the object. */
-        if (!d->partial || t.status >= 300 || t.write_failed)
-            unlink(part);
-        else if (total > 0)
+        /* A partial file is kept for the next try unless the store says the object is
+         * gone or refused (4xx: it may be no prefix of what comes next), or nothing will
+         * tell the next try what it is a prefix of. A 5xx is the store's passing trouble. */
+        bool refused = t.status >= 400 && t.status < 500;
+        bool keep = kept && !refused && !t.write_failed && total > 0 &&
+                    (d->expect_size >= 0 || validator[0]);
+        if (keep && d->expect_size < 0)
+            write_validator(part, validator);
+        if (keep) {
             ksv_log(KSV_LOG_INFO, NULL, "storage %s: %llu bytes kept to resume from", d->shown,
                     total);
+        } else {
+            unlink(part);
+            if (kept)
+                write_validator(part, "");
+        }
         return -1;
     }
-    if (t.resumed)
-        ksv_log(KSV_LOG_INFO, NULL, "storage %s: resumed at byte %llu", d->shown, from);
+    if (resumed)
+        ksv_log(KSV_LOG_INFO, NULL, "storage %s: resumed at byte %llu", d->shown, first_from);
+    if (kept)
+        write_validator(part, ""); /* removes it */
     if (rename(part, d->dest) != 0) {
         int e = errno;
         unlink(part);
@@ -235,9 +412,10 @@ int ksv_download_file(const ksv_download *d, ksv_err *err)
     return 0;
 }
 
-int ksv_download_text(const char *url, const char *shown, const ksv_http_options *http,
-                      const char *const *headers, const ksv_fetch_ctl *ctl, size_t max,
-                      ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err)
+int ksv_upload_text(const char *url, const char *shown, const char *method,
+                    const ksv_http_options *http, const char *const *headers, const char *body,
+                    size_t body_len, const ksv_fetch_ctl *ctl, size_t max,
+                    ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err)
 {
     transfer t = {
         .text = out,
@@ -249,12 +427,20 @@ int ksv_download_text(const char *url, const char *shown, const ksv_http_options
     ksv_sb_init(&t.error_body);
     ksv_http_result res;
     memset(&res, 0, sizeof res);
-    int rc = run(url, http, headers, 0, &t, &res, err);
+    int rc = run_request(method, url, http, headers, body, body_len, 0, NULL, &t, &res, err);
     if (rc != 0 || t.stopped || t.too_large || out->oom || t.status < 200 || t.status >= 300)
         rc = out->oom ? ksv_err_set(err, 500, "out of memory")
                       : transfer_error(&t, shown, &res, error_code, err);
     ksv_sb_free(&t.error_body);
     return rc;
+}
+
+int ksv_download_text(const char *url, const char *shown, const ksv_http_options *http,
+                      const char *const *headers, const ksv_fetch_ctl *ctl, size_t max,
+                      ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err)
+{
+    return ksv_upload_text(url, shown, NULL, http, headers, NULL, 0, ctl, max, error_code, out,
+                           err);
 }
 
 void ksv_url_encode(ksv_sb *sb, const char *s, bool keep_slash)

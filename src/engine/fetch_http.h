@@ -41,6 +41,13 @@ int ksv_download_text(const char *url, const char *shown, const ksv_http_options
                       const char *const *headers, const ksv_fetch_ctl *ctl, size_t max,
                       ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err);
 
+/* The same with a method and a body (a POST of a form...): method NULL is GET, or POST
+ * when body is set. */
+int ksv_upload_text(const char *url, const char *shown, const char *method,
+                    const ksv_http_options *http, const char *const *headers, const char *body,
+                    size_t body_len, const ksv_fetch_ctl *ctl, size_t max,
+                    ksv_store_error_fn error_code, ksv_sb *out, ksv_err *err);
+
 /* Percent-encodes s for a URL path (keeping '/' when keep_slash) into sb. */
 void ksv_url_encode(ksv_sb *sb, const char *s, bool keep_slash);
 

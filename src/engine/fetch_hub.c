@@ -14,6 +14,7 @@
 #include "common/strbuf.h"
 #include "engine/archive.h"
 #include "engine/fetch_http.h"
+#include "engine/gcp_auth.h"
 
 #define LISTING_MAX (16u << 20)
 #define MAX_FILES 100000
@@ -44,6 +45,24 @@ static void bearer_from(const char *var, char *buf, size_t cap, const char *hdrs
         snprintf(buf, cap, "Authorization: Bearer %s", env(var));
         hdrs[0] = buf;
     }
+}
+
+/* GOOGLE_APPLICATION_CREDENTIALS: the service account's token, got once per fetch. */
+static int service_account_bearer(const char *key_file, const ksv_fetch_ctl *ctl, char *buf,
+                                  size_t cap, const char *hdrs[2], ksv_err *err)
+{
+    ksv_gcp_account a;
+    char token[4096];
+    if (ksv_gcp_account_load(key_file, &a, err) != 0)
+        return -1;
+    int rc = ksv_gcp_access_token(&a, ctl, token, sizeof token, err);
+    ksv_gcp_account_free(&a);
+    if (rc == 0) {
+        snprintf(buf, cap, "Authorization: Bearer %s", token);
+        hdrs[0] = buf;
+    }
+    explicit_bzero(token, sizeof token);
+    return rc;
 }
 
 /* {"error":{"message":"..."}} (GCS) or {"error":"..."} (the Hub): the message. */
@@ -148,6 +167,15 @@ static int fetch_files(const file_list *f, const char *path, const char *uri, co
     bool exact = false;
     for (size_t i = 0; i < f->n; i++)
         exact |= strcmp(f->name[i], path) == 0;
+    /* The listing's sizes are the whole transfer's: progress shows bytes of that total. */
+    long long expect = 0;
+    for (size_t i = 0; i < f->n && expect >= 0; i++) {
+        const char *rel = relative(f->name[i], path, exact);
+        if (rel && *rel && rel[strlen(rel) - 1] != '/')
+            expect = f->size[i] < 0 ? -1 : expect + f->size[i];
+    }
+    if (expect >= 0)
+        ksv_fetch_progress_expect(ctl, expect, true);
     size_t fetched = 0;
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < f->n; i++) {
@@ -218,6 +246,10 @@ int ksv_fetch_gs(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
     endpoint_from("STORAGE_EMULATOR_HOST", "https://storage.googleapis.com", endpoint,
                   sizeof endpoint);
     bearer_from("GOOGLE_OAUTH_ACCESS_TOKEN", auth, sizeof auth, hdrs);
+    if (!hdrs[0] && env("GOOGLE_APPLICATION_CREDENTIALS") &&
+        service_account_bearer(env("GOOGLE_APPLICATION_CREDENTIALS"), ctl, auth, sizeof auth,
+                               hdrs, err) != 0)
+        return ksv_err_prefix(err, "storage %s", uri);
     ksv_http_options o = {.proxy = KSV_HTTP_PROXY_ENV, .max_redirects = 5};
     file_list files = {0};
     int rc = 0;

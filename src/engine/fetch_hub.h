@@ -5,7 +5,8 @@
  *                       PATH/ (folder layout kept). Endpoint STORAGE_EMULATOR_HOST (as
  *                       Google's client libraries read it; default
  *                       https://storage.googleapis.com); public objects need nothing, others
- *                       a bearer token in GOOGLE_OAUTH_ACCESS_TOKEN.
+ *                       a bearer token in GOOGLE_OAUTH_ACCESS_TOKEN, or a service account
+ *                       key file in GOOGLE_APPLICATION_CREDENTIALS (gcp_auth.h).
  *   hf://ORG/REPO[:REVISION][/PATH]
  *                       a Hugging Face Hub model repository: the revision (default main) is
  *                       resolved to its commit first, and every file is fetched from that

@@ -19,6 +19,7 @@ typedef struct fetch_job {
     char *uri;
     char sha256[65];
     bool any_file;
+    ksv_fetch_progress *progress; /* the submitter's; NULL: none */
     ksv_fetch_done_fn done;
     void *user;
     _Atomic bool cancel;
@@ -38,6 +39,40 @@ struct ksv_fetch_pool {
     pthread_t threads[MAX_FETCH_THREADS];
     unsigned n_threads;
 };
+
+static long long mono_us(void)
+{
+    return (long long)(ksv_mono_s() * 1e6);
+}
+
+void ksv_fetch_progress_add(const ksv_fetch_ctl *ctl, long long bytes, long long moved)
+{
+    if (!ctl->progress)
+        return;
+    atomic_fetch_add(&ctl->progress->bytes, bytes);
+    atomic_fetch_add(&ctl->progress->moved, moved);
+}
+
+void ksv_fetch_progress_expect(const ksv_fetch_ctl *ctl, long long total, bool force)
+{
+    if (!ctl->progress)
+        return;
+    long long unknown = -1;
+    if (force)
+        atomic_store(&ctl->progress->total, total);
+    else
+        atomic_compare_exchange_strong(&ctl->progress->total, &unknown, total);
+}
+
+void ksv_fetch_progress_json(const ksv_fetch_progress *p, ksv_sb *sb)
+{
+    long long started = atomic_load(&p->started_us), ended = atomic_load(&p->ended_us);
+    double seconds = started ? (double)((ended ? ended : mono_us()) - started) * 1e-6 : 0;
+    long long moved = atomic_load(&p->moved);
+    ksv_sb_printf(sb, "{\"bytes\":%lld,\"total\":%lld,\"bytes_per_s\":%.0f,\"seconds\":%.3f}",
+                  atomic_load(&p->bytes), atomic_load(&p->total),
+                  seconds > 0.001 ? (double)moved / seconds : 0.0, seconds);
+}
 
 static void job_free(fetch_job *job)
 {
@@ -59,6 +94,14 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
     ksv_err err;
     ksv_err_clear(&err);
     ksv_fetch_result *res = malloc(sizeof *res);
+    ksv_fetch_progress *p = job->progress;
+    if (p) {
+        atomic_store(&p->bytes, 0);
+        atomic_store(&p->moved, 0);
+        atomic_store(&p->total, -1);
+        atomic_store(&p->ended_us, 0);
+        atomic_store(&p->started_us, mono_us());
+    }
     ksv_fetch_ctl ctl = {
         .cancel = &job->cancel,
         .deadline = pool->deadline_s > 0 ? ksv_mono_s() + pool->deadline_s : 0,
@@ -66,11 +109,15 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
         .stall_s = pool->stall_s,
         .max_bytes = pool->max_bytes,
         .any_file = job->any_file,
+        .progress = p,
+        .cache = pool->cache,
     };
     int rc = !res                       ? ksv_err_set(&err, 500, "out of memory")
              : atomic_load(&job->cancel) ? -1
                                         : ksv_storage_fetch(job->uri, pool->cache, job->sha256,
                                                             &ctl, res, &err);
+    if (p)
+        atomic_store(&p->ended_us, mono_us());
     pthread_mutex_lock(&pool->mu);
     unlink_running(pool, job);
     bool cancelled = atomic_load(&job->cancel);
@@ -164,7 +211,8 @@ void ksv_fetch_pool_destroy(ksv_fetch_pool *pool)
 }
 
 uint64_t ksv_fetch_submit(ksv_fetch_pool *pool, const char *uri, const char *sha256,
-                          bool any_file, ksv_fetch_done_fn done, void *user, ksv_err *err)
+                          bool any_file, ksv_fetch_progress *progress, ksv_fetch_done_fn done,
+                          void *user, ksv_err *err)
 {
     fetch_job *job = calloc(1, sizeof *job);
     if (!job || !(job->uri = strdup(uri))) {
@@ -174,6 +222,7 @@ uint64_t ksv_fetch_submit(ksv_fetch_pool *pool, const char *uri, const char *sha
     }
     snprintf(job->sha256, sizeof job->sha256, "%s", sha256 ? sha256 : "");
     job->any_file = any_file;
+    job->progress = progress;
     job->done = done;
     job->user = user;
     atomic_init(&job->cancel, false);

@@ -38,10 +38,12 @@ int ksv_fetch_pool_create(const ksv_fetch_pool_config *cfg, ksv_fetch_pool **out
 void ksv_fetch_pool_destroy(ksv_fetch_pool *pool);
 
 /* Queues the fetch of uri (checked against sha256 when not empty; any_file as in
- * ksv_fetch_ctl). Returns a job id > 0, or 0 with err set when the job cannot even be
- * queued. */
+ * ksv_fetch_ctl). progress (may be NULL) is the caller's and must stay valid until `done`
+ * has run; the job resets it when it starts and reports into it. Returns a job id > 0, or
+ * 0 with err set when the job cannot even be queued. */
 uint64_t ksv_fetch_submit(ksv_fetch_pool *pool, const char *uri, const char *sha256,
-                          bool any_file, ksv_fetch_done_fn done, void *user, ksv_err *err);
+                          bool any_file, ksv_fetch_progress *progress, ksv_fetch_done_fn done,
+                          void *user, ksv_err *err);
 /* Asks a job to stop; its `done` still runs (with status 499). Unknown ids are ignored. */
 void ksv_fetch_cancel(ksv_fetch_pool *pool, uint64_t id, const char *why);
 

@@ -296,6 +296,8 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
     }
     if (rc == 0 && wanted == 0)
         rc = ksv_err_set(err, 404, "storage %s: no object at or under this key", uri);
+    if (rc == 0)
+        ksv_fetch_progress_expect(ctl, (long long)total, true);
     for (size_t i = 0; rc == 0 && i < list.n; i++) {
         if (list.v[i].size < 0)
             continue;

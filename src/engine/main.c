@@ -20,6 +20,7 @@
 #include "config.h"
 #include "engine/batcher.h"
 #include "engine/events.h"
+#include "engine/fetch_once.h"
 #include "engine/gate.h"
 #include "engine/mirror.h"
 #include "engine/http_server.h"
@@ -184,6 +185,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "ksv-engine: libcurl failed to initialise\n");
         free(opt);
         return 1;
+    }
+
+    if (opt->fetch_uri) {
+        int code = ksv_fetch_once(opt);
+        free(opt);
+        return code;
     }
 
     /* Signals are taken synchronously by this thread; every thread started below

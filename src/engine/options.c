@@ -39,6 +39,10 @@ void ksv_engine_usage(FILE *out)
         "  --max-connections N       open connections (default 4096, kept under the\n"
         "                            open-file limit, which is raised to its hard limit)\n"
         "  --max-connections-per-ip N  (default half of --max-connections)\n"
+        "  --fetch URI [--sha256 HEX]\n"
+        "                            fetch one model (s3://, gs://, hf://, http(s)://) into\n"
+        "                            STATE_DIR/cache, print its local path and exit: serves\n"
+        "                            nothing (ksv runs it for ksv.io/fetch: operator)\n"
         "  --fetch-timeout SECS      longest a model download may take (default 3600)\n"
         "  --fetch-stall SECS        stop a download that moves under 1 KiB in this long\n"
         "                            (default 30)\n"
@@ -189,7 +193,7 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
     enum { O_LISTEN = 256, O_STATE, O_TOKEN, O_THREADS, O_GPU, O_MAXBODY, O_TIMEOUT, O_LOG,
            O_FETCH_TIMEOUT, O_FETCH_STALL, O_CACHE_MAX, O_MAX_MODEL, O_MEMORY_BUDGET, O_GPU_MEMORY_BUDGET,
            O_HEADER_TIMEOUT, O_MAX_INFLIGHT, O_MAX_CONNS, O_MAX_CONNS_IP, O_MODEL, O_MODELDIR,
-           O_VERSION, O_HELP };
+           O_FETCH, O_SHA256, O_VERSION, O_HELP };
     static const struct option longopts[] = {
         {"listen", required_argument, NULL, O_LISTEN},
         {"state-dir", required_argument, NULL, O_STATE},
@@ -211,6 +215,8 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         {"gpu-memory-budget", required_argument, NULL, O_GPU_MEMORY_BUDGET},
         {"model", required_argument, NULL, O_MODEL},
         {"model-dir", required_argument, NULL, O_MODELDIR},
+        {"fetch", required_argument, NULL, O_FETCH},
+        {"sha256", required_argument, NULL, O_SHA256},
         {"version", no_argument, NULL, O_VERSION},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
@@ -323,6 +329,12 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
         case O_MODELDIR:
             opt->model_dir = optarg;
             break;
+        case O_FETCH:
+            opt->fetch_uri = optarg;
+            break;
+        case O_SHA256:
+            opt->fetch_sha256 = optarg;
+            break;
         case O_VERSION:
             opt->show_version = true;
             break;
@@ -338,5 +350,10 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
     }
     if (optind < argc)
         return ksv_err_set(err, 2, "unexpected argument: %s", argv[optind]);
+    if (opt->fetch_sha256 && !opt->fetch_uri)
+        return ksv_err_set(err, 2, "--sha256 goes with --fetch URI");
+    if (opt->fetch_uri && (opt->n_models || opt->model_dir))
+        return ksv_err_set(err, 2, "--fetch fetches one model and exits: no --model or "
+                                   "--model-dir with it");
     return 0;
 }

@@ -3,6 +3,7 @@
 #define KSV_ENGINE_OPTIONS_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 
 #include "common/error.h"
@@ -39,6 +40,10 @@ typedef struct ksv_engine_options {
     ksv_cli_model models[KSV_MAX_CLI_MODELS];
     size_t n_models;
     const char *model_dir;
+    /* --fetch URI [--sha256 HEX]: fetch one model into STATE_DIR/cache, print its local
+     * path, exit (what `ksv` runs on the operator's side for ksv.io/fetch: operator). */
+    const char *fetch_uri;
+    const char *fetch_sha256;
     bool show_help, show_version;
 } ksv_engine_options;
 

@@ -72,6 +72,7 @@ struct ksv_registry {
     char *state_file;
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
+    ksv_pulls *pulls;             /* fetches ahead of a rollout (the pool runs them) */
     ksv_event_log *events;        /* not owned */
     const ksv_clock *clock;       /* elastic bookkeeping's clock; NULL: the real one */
     ksv_usage_queue usage;        /* residency events waiting to be written (usage.h) */
@@ -881,7 +882,8 @@ static void start_fetch(ksv_registry *reg, ksv_engine_revision *rev)
     rev->fetch_id = ksv_fetch_submit(reg->fetcher,
                                      rev->spec.pinned_uri[0] ? rev->spec.pinned_uri
                                                              : rev->spec.storage_uri,
-                                     rev->spec.sha256, rev->ops->proxied, fetch_done, t, &err);
+                                     rev->spec.sha256, rev->ops->proxied, &rev->download,
+                                     fetch_done, t, &err);
     if (!rev->fetch_id) {
         free(t);
         rev->state = KSV_REV_FAILED;
@@ -1254,7 +1256,8 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
         .max_bytes = cfg->max_model_bytes,
         .cache = reg->cache,
     };
-    if (ksv_fetch_pool_create(&fcfg, &reg->fetcher, err) != 0) {
+    if (ksv_fetch_pool_create(&fcfg, &reg->fetcher, err) != 0 ||
+        ksv_pulls_create(reg->fetcher, reg->cache, &reg->pulls, err) != 0) {
         ksv_registry_destroy(reg);
         return -1;
     }
@@ -1284,6 +1287,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     }
     /* Every download is cancelled and its thread joined before revisions are freed. */
     ksv_fetch_pool_destroy(reg->fetcher);
+    ksv_pulls_destroy(reg->pulls); /* after the pool: its jobs report into the pulls */
     ksv_cold_queue_destroy(&reg->cold_queue); /* its thread uses the registry lock */
     /* Each residency (and time at zero) ends here, in the log. */
     for (size_t i = 0; i < reg->n_models; i++)
@@ -1661,6 +1665,10 @@ static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
                   (unsigned long long)rev->gpu_memory_bytes);
     ksv_kpa_write_state(sb, &rev->kpa);
     ksv_cold_write_state(sb, &rev->cold);
+    if (rev->fetch_id) {
+        ksv_sb_puts(sb, ",\"download\":");
+        ksv_fetch_progress_json(&rev->download, sb);
+    }
     if (rev->error[0]) {
         ksv_sb_puts(sb, ",\"error\":");
         ksv_sb_json_str(sb, rev->error);
@@ -1712,8 +1720,24 @@ void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb)
             ksv_sb_putc(sb, ',');
         write_model_state(reg, sb, reg->models[i]);
     }
-    ksv_sb_puts(sb, "]}");
     pthread_rwlock_unlock(&reg->lock);
+    ksv_sb_putc(sb, ']');
+    /* Only an engine that was asked to pull lists pulls: the state of one that never was
+     * reads as before. */
+    ksv_sb pulls;
+    ksv_sb_init(&pulls);
+    ksv_pulls_write(reg->pulls, &pulls);
+    if (pulls.len > 2) {
+        ksv_sb_puts(sb, ",\"pulls\":");
+        ksv_sb_append(sb, pulls.data, pulls.len);
+    }
+    ksv_sb_free(&pulls);
+    ksv_sb_putc(sb, '}');
+}
+
+ksv_pulls *ksv_registry_pulls(ksv_registry *reg)
+{
+    return reg->pulls;
 }
 
 void ksv_registry_write_usage(ksv_registry *reg, ksv_sb *sb)

@@ -28,6 +28,7 @@
 #include "engine/events.h"
 #include "engine/llm_stats.h"
 #include "engine/model_spec.h"
+#include "engine/pulls.h"
 #include "engine/runtime.h"
 #include "engine/scale_to_zero.h"
 
@@ -68,6 +69,7 @@ typedef struct ksv_engine_revision {
     double idle_since;            /* monotonic seconds when traffic last went to 0 */
     bool loader_busy;             /* the loader thread holds it outside the lock */
     uint64_t fetch_id;            /* its download in the fetch pool; 0: none running */
+    ksv_fetch_progress download;  /* that download's progress (valid while fetch_id) */
     char *fetched_path;           /* a finished download, for the next load to take */
     char cache_tree[65];          /* the cache tree it was loaded from, pinned; "" none */
     char error[512];              /* last load failure */
@@ -182,6 +184,8 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
                                 ksv_sb *sb, ksv_err *err);
 /* Admin views. */
 void ksv_registry_write_state(ksv_registry *reg, ksv_sb *sb);
+/* The engine's pulls (`ksv pull`): fetches into its cache that load nothing. */
+ksv_pulls *ksv_registry_pulls(ksv_registry *reg);
 int ksv_registry_write_model(ksv_registry *reg, const char *model, ksv_sb *sb, ksv_err *err);
 /* The open residencies (usage.h) so far, for `ksv cost`: {"now":T,"revisions":[{"model",
  * "revision","since","memory_bytes","requests","idle_seconds"}]}; times are wall seconds on

@@ -177,6 +177,9 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
             return -1;
         ksv_log(KSV_LOG_INFO, NULL, "fetched %s: %zu file(s), %llu bytes, cached as %.12s", uri,
                 tree.files, (unsigned long long)tree.bytes, tree.id);
+    } else {
+        ksv_fetch_progress_expect(ctl, (long long)tree.bytes, true);
+        ksv_fetch_progress_add(ctl, (long long)tree.bytes, 0);
     }
     snprintf(out->tree, sizeof out->tree, "%s", tree.id);
     model_root(tree.dir, out->path, sizeof out->path);

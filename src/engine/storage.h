@@ -15,10 +15,23 @@
 #include <stddef.h>
 
 #include "common/error.h"
+#include "common/strbuf.h"
 #include "engine/cache.h"
 
 /* Largest model file fetched over HTTP. */
 #define KSV_STORAGE_MAX_DOWNLOAD (8ull << 30)
+
+/* How far one fetch has come, read by other threads while it runs (the state JSON's
+ * "download", GET /ksv/v1/pulls). Owned by whoever asked for the fetch; the fetch pool
+ * resets it when the job starts and stamps its end. */
+typedef struct ksv_fetch_progress {
+    _Atomic long long bytes;      /* in place so far: downloaded, resumed from a partial
+                                   * file, or found in the cache */
+    _Atomic long long total;      /* the bytes expected; -1 while unknown */
+    _Atomic long long moved;      /* bytes this fetch received over the network */
+    _Atomic long long started_us; /* CLOCK_MONOTONIC microseconds; 0: not started */
+    _Atomic long long ended_us;   /* 0 while running */
+} ksv_fetch_progress;
 
 /* What bounds one fetch: the fetch pool fills it (see fetch_pool.h). */
 typedef struct ksv_fetch_ctl {
@@ -30,7 +43,18 @@ typedef struct ksv_fetch_ctl {
                                    * default, KSV_STORAGE_MAX_DOWNLOAD */
     bool any_file;                /* an http(s) URL may name any file, not only a model file
                                    * or an archive: an external runtime reads it, not ksv */
+    ksv_fetch_progress *progress; /* NULL: nobody watches */
+    ksv_cache *cache;             /* where a broken transfer keeps its bytes to resume from
+                                   * (cache/partial); NULL: nowhere */
 } ksv_fetch_ctl;
+
+/* The transfers report here (each a no-op when ctl->progress is NULL). */
+void ksv_fetch_progress_add(const ksv_fetch_ctl *ctl, long long bytes, long long moved);
+/* Sets the expected total: only when unknown so far, unless force (a store's listing). */
+void ksv_fetch_progress_expect(const ksv_fetch_ctl *ctl, long long total, bool force);
+/* {"bytes":B,"total":T,"bytes_per_s":R,"seconds":S}: total -1 while unknown; the rate is
+ * the bytes received over the network per second since the fetch started. */
+void ksv_fetch_progress_json(const ksv_fetch_progress *p, ksv_sb *sb);
 
 typedef struct ksv_fetch_result {
     char path[4096];              /* the model's folder in the cache */

@@ -184,6 +184,10 @@ typedef struct ksv_engine_revision_status {
     double load_seconds;
     long num_features;            /* -1 when not loaded */
     long num_outputs;             /* -1 when not loaded */
+    /* Its model's download while one runs ("download" in the state): bytes so far, the
+     * total (-1 unknown), bytes/s; download_bytes -1 when none runs. */
+    long long download_bytes, download_total;
+    double download_rate;
 } ksv_engine_revision_status;
 
 typedef struct ksv_engine_model_status {

@@ -213,6 +213,18 @@ static int parse_revision(json_object *r, ksv_engine_revision_status *out, ksv_e
         get_string(r, "runtime", false, out->serving_runtime, sizeof out->serving_runtime, what,
                    err))
         return -1;
+    out->download_bytes = out->download_total = -1;
+    json_object *dl;
+    if (json_object_object_get_ex(r, "download", &dl)) {
+        const char *dwhat = "revision download";
+        if (!json_object_is_type(dl, json_type_object))
+            return ksv_err_set(err, 502, "bad reply from engine: revision %s: download is not "
+                               "an object", out->name);
+        if (get_int(dl, "bytes", true, 0, INT64_MAX, &out->download_bytes, dwhat, err) ||
+            get_int(dl, "total", false, -1, INT64_MAX, &out->download_total, dwhat, err) ||
+            get_number(dl, "bytes_per_s", false, &out->download_rate, dwhat, err))
+            return -1;
+    }
     out->traffic = (int)traffic;
     out->desired_traffic = (int)desired;
     out->inflight = inflight;

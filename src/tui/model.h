@@ -44,6 +44,11 @@ typedef struct tui_rev {
     long long cold_starts;      /* summed over nodes; -1: no engine reported it */
     double cold_p99_ms;         /* the slowest node's P99 cold start; -1: none */
     long long replicas;         /* summed over nodes; -1: no engine reported it */
+    /* Its model's download while nodes fetch it: bytes, totals and rates summed over
+     * them; download_nodes 0: none runs. */
+    long long download_bytes, download_total;  /* total -1: some node does not know it */
+    double download_rate;
+    size_t download_nodes;
     tui_figs figs;
 } tui_rev;
 
@@ -75,6 +80,7 @@ typedef struct tui_gate {
 } tui_gate;
 
 #define TUI_WAVE_LINES 8
+#define TUI_PULL_LINES 4
 
 typedef struct tui_model {
     char key[TUI_KEY_LEN];      /* "namespace/name" */
@@ -104,6 +110,10 @@ typedef struct tui_model {
     char waves_title[96];
     char wave_lines[TUI_WAVE_LINES][240];
     size_t n_wave_lines;
+    /* Pulls of it (`ksv pull`) queued, running or failed on its nodes: "node a: URI
+     * 0.2/0.5 MB (0.1 MB/s)", one a line, unsanitized (tui_put filters). */
+    char pull_lines[TUI_PULL_LINES][300];
+    size_t n_pull_lines;
 } tui_model;
 
 typedef struct tui_gpu {

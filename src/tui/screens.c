@@ -275,7 +275,19 @@ static int draw_rev_box(tui_app *a, const tui_model *m, int idx, const char *rol
         snprintf(line + len, sizeof line - (size_t)len, "cold starts %lld (P99 %s)",
                  r->cold_starts, cold_p99);
     }
-    tui_put(y + 3, x, w, line[0] ? line : "-", A(a, TUI_C_DIM), true, false);
+    if (r->download_nodes > 0) {
+        /* Fetching its model: that is what it waits for. */
+        if (r->download_total >= 0)
+            snprintf(line, sizeof line, "fetching %.1f/%.1f MB (%.1f MB/s)",
+                     (double)r->download_bytes / 1e6, (double)r->download_total / 1e6,
+                     r->download_rate / 1e6);
+        else
+            snprintf(line, sizeof line, "fetching %.1f MB (%.1f MB/s)",
+                     (double)r->download_bytes / 1e6, r->download_rate / 1e6);
+        tui_put(y + 3, x, w, line, A(a, TUI_C_WARN), true, false);
+    } else {
+        tui_put(y + 3, x, w, line[0] ? line : "-", A(a, TUI_C_DIM), true, false);
+    }
     len = snprintf(line, sizeof line, "QPS %s  P50 %s  P99 %s", q, p50, p99);
     if (r->figs.has_llm && len > 0 && (size_t)len < sizeof line) {
         char ttft[32], tps[32];
@@ -391,6 +403,14 @@ static void draw_detail(tui_app *a, int top, int height)
         for (size_t i = 0; i < m->n_wave_lines && y < bottom; i++) {
             bool bad = strstr(m->wave_lines[i], "failed") != NULL;
             tui_put(y++, 2, COLS - 3, m->wave_lines[i], A(a, bad ? TUI_C_BAD : TUI_C_DEFAULT),
+                    true, false);
+        }
+    }
+    if (m->n_pull_lines && y < bottom) {
+        tui_put(y++, 0, COLS, " PULLS (ksv pull)", A(a, TUI_C_TITLE), true, false);
+        for (size_t i = 0; i < m->n_pull_lines && y < bottom; i++) {
+            bool bad = strstr(m->pull_lines[i], " failed: ") != NULL;
+            tui_put(y++, 2, COLS - 3, m->pull_lines[i], A(a, bad ? TUI_C_BAD : TUI_C_DEFAULT),
                     true, false);
         }
     }

@@ -668,6 +668,28 @@ static void copy_runtime_logs(tui_model *tm, const char *node, const ksv_node_pr
     }
 }
 
+/* The node's pulls of tm that have not finished well, as lines for its detail screen. */
+static void copy_pulls(tui_model *tm, const char *node, const ksv_node_probe *probe)
+{
+    for (size_t i = 0; i < probe->n_pulls && tm->n_pull_lines < TUI_PULL_LINES; i++) {
+        const ksv_probe_pull *p = &probe->pulls[i];
+        if (strcmp(p->model, tm->key) != 0 || strcmp(p->state, "done") == 0)
+            continue;
+        char *line = tm->pull_lines[tm->n_pull_lines++];
+        size_t cap = sizeof tm->pull_lines[0];
+        if (strcmp(p->state, "failed") == 0)
+            snprintf(line, cap, "node %.63s: %.120s failed: %.100s", node, p->uri,
+                     p->error);
+        else if (p->total >= 0)
+            snprintf(line, cap, "node %.63s: %.160s %.1f/%.1f MB (%.1f MB/s) %s", node,
+                     p->uri,
+                     (double)p->bytes / 1e6, (double)p->total / 1e6, p->rate / 1e6, p->state);
+        else
+            snprintf(line, cap, "node %.63s: %.160s %.1f MB (%.1f MB/s) %s", node, p->uri,
+                     (double)p->bytes / 1e6, p->rate / 1e6, p->state);
+    }
+}
+
 /* Engine-reported facts about one model: ready nodes, revision states, recent errors. */
 static void model_engine_facts(const collection *c, tui_model *tm, char *const *nodes,
                                size_t n_nodes, bool focused)
@@ -702,12 +724,23 @@ static void model_engine_facts(const collection *c, tui_model *tm, char *const *
                     add_reported(&tm->revs[i].memory_bytes, pr->memory_bytes);
                     add_reported(&tm->revs[i].cold_starts, pr->cold_starts);
                     add_reported(&tm->revs[i].replicas, pr->replicas);
+                    if (pr->download_bytes >= 0) {
+                        tui_rev *tr = &tm->revs[i];
+                        tr->download_total = pr->download_total < 0 || (tr->download_nodes &&
+                                             tr->download_total < 0)
+                                                 ? -1
+                                                 : tr->download_total + pr->download_total;
+                        tr->download_bytes += pr->download_bytes;
+                        tr->download_rate += pr->download_rate;
+                        tr->download_nodes++;
+                    }
                     if (pr->cold_start_p99_s >= 0 &&
                         pr->cold_start_p99_s * 1000 > tm->revs[i].cold_p99_ms)
                         tm->revs[i].cold_p99_ms = pr->cold_start_p99_s * 1000;
                 }
         }
         tm->ready_nodes += ready && tn && !tn->stale;
+        copy_pulls(tm, nodes[k], probe);
         for (size_t gi = 0; gi < probe->n_gates && !tm->gate.present; gi++) {
             const ksv_probe_gate *pg = &probe->gates[gi];
             if (strcmp(pg->model, tm->name) != 0)
@@ -790,6 +823,7 @@ static void fill_model(tui_worker *w, const collection *c, const ksv_model_recor
             tr->created_ms = r->created_at_ms;
             tr->rolled_out_ms = r->rolled_out_at_ms;
             tr->memory_bytes = tr->cold_starts = tr->replicas = -1; /* until an engine reports */
+            tr->download_total = 0;
             tr->cold_p99_ms = -1;
             if (tr->stable)
                 tm->stable = (int)i;

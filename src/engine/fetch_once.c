@@ -1,0 +1,51 @@
+/* fetch_once.c: `ksv-engine --fetch URI` (see fetch_once.h). */
+#include "engine/fetch_once.h"
+
+#include <limits.h>
+#include <stdio.h>
+
+#include "common/clock.h"
+#include "common/fileutil.h"
+#include "common/model_path.h"
+#include "engine/cache.h"
+#include "engine/storage.h"
+
+int ksv_fetch_once(const ksv_engine_options *opt)
+{
+    ksv_err err;
+    ksv_err_clear(&err);
+    char dir[PATH_MAX], file[4096];
+    ksv_cache *cache = NULL;
+    ksv_fetch_result res = {0};
+    int rc = -1;
+    if ((size_t)snprintf(dir, sizeof dir, "%s/cache", opt->state_dir) >= sizeof dir) {
+        ksv_err_set(&err, 400, "--state-dir: path too long");
+    } else if (!ksv_storage_is_remote(opt->fetch_uri)) {
+        ksv_err_set(&err, 400, "--fetch %s: not a URI to fetch (s3://, gs://, hf://, http(s)://)",
+                    opt->fetch_uri);
+    } else if (ksv_mkdir_p(dir, 0700, &err) == 0 &&
+               ksv_cache_open(dir, opt->cache_max, &cache, &err) == 0) {
+        ksv_fetch_ctl ctl = {
+            .deadline = ksv_mono_s() + opt->fetch_timeout,
+            .deadline_s = opt->fetch_timeout,
+            .stall_s = opt->fetch_stall,
+            .max_bytes = opt->max_model_size,
+            .any_file = true,
+            .cache = cache,
+        };
+        rc = ksv_storage_fetch(opt->fetch_uri, cache, opt->fetch_sha256, &ctl, &res, &err);
+        /* One file goes to the node: the model itself, found as a folder's one model file. */
+        if (rc == 0)
+            rc = ksv_model_path_resolve(res.path, opt->fetch_uri, file, sizeof file, &err);
+        if (rc == 0)
+            printf("%s\n", file);
+        if (res.tree[0])
+            ksv_cache_unpin(cache, res.tree);
+    }
+    ksv_cache_close(cache);
+    if (rc != 0) {
+        fprintf(stderr, "ksv-engine: %s\n", err.msg);
+        return 1;
+    }
+    return fflush(stdout) == 0 ? 0 : 1;
+}
