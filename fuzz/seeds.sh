@@ -71,3 +71,6 @@ seed fuzz_model_xgboost iris.ubj '\002' < "$src/data/models/iris-ubj/model.ubj"
 for f in "$src"/tests/data/fuzz/model_xgboost-*; do
     seed fuzz_model_xgboost "$(basename "$f")" < "$f"
 done
+for f in "$src"/tests/data/fuzz/model_lightgbm-*; do
+    seed fuzz_model_lightgbm "$(basename "$f")" < "$f"
+done

@@ -45,13 +45,18 @@ int ksv_model_path_resolve(const char *p, const char *shown, char *path, size_t 
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] == '.' || !ksv_model_file_name(de->d_name))
             continue;
+        /* In a folder, a .txt counts only as LightGBM's own name for it, so that notes or
+         * requirements.txt beside model.json do not make the folder ambiguous. */
+        size_t n = strlen(de->d_name);
+        if (strcmp(de->d_name + n - 4, ".txt") == 0 && strcmp(de->d_name, "model.txt") != 0)
+            continue;
         if (count++ == 0)
             snprintf(found, sizeof found, "%s", de->d_name);
     }
     closedir(d);
     if (count == 0)
         return ksv_err_set(err, 404, "storage %s: the folder holds no model file "
-                                     "(.json, .ubj, .bst, .txt)", shown);
+                                     "(.json, .ubj, .bst, model.txt)", shown);
     if (count > 1)
         return ksv_err_set(err, 400, "storage %s: the folder holds %d model files; name one",
                            shown, count);

@@ -39,8 +39,12 @@ typedef struct grow {
     size_t len, cap, size;   /* elements used, elements allocated, bytes per element */
 } grow;
 
+/* Room for count more elements at the end; NULL when memory is refused (or, for a count
+ * of 0, when nothing was ever allocated: an offset on NULL is undefined). */
 static void *grow_push(grow *g, size_t count)
 {
+    if (count == 0)
+        return g->data ? (char *)g->data + g->len * g->size : NULL;
     if (count > SIZE_MAX / g->size - g->len)
         return NULL;
     if (g->len + count > g->cap) {
@@ -638,8 +642,18 @@ int forest_lightgbm_parse(const char *name, const void *data, size_t len, forest
             memset(&p.cat_start, 0, sizeof p.cat_start);
             memset(&p.node_start, 0, sizeof p.node_start);
             memset(&p.leaf_start, 0, sizeof p.leaf_start);
+            /* Never read when empty, but never NULL: the walk adds offsets to them, and an
+             * offset on NULL is undefined (found by fuzz_model_lightgbm: a forest of
+             * single-leaf trees has no nodes). */
+            if (!f->lnodes)
+                f->lnodes = calloc(1, sizeof *f->lnodes);
             if (!f->cat_words)
-                f->cat_words = calloc(1, sizeof *f->cat_words); /* never read; not NULL */
+                f->cat_words = calloc(1, sizeof *f->cat_words);
+            if (!f->lnodes || !f->cat_words) {
+                forest_free(f);
+                parse_free(&p);
+                return oom(&p);
+            }
             *out = f;
             p.f = NULL;
         }
