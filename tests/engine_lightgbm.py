@@ -5,7 +5,9 @@ Trained here with PyPI's lightgbm (scripts/venv-lightgbm.sh, a cached venv outsi
 tree): a binary model with a categorical feature (bitset splits) and NaN missing values,
 saved as model.bst in a folder as KServe names it; a 3-class multiclass model saved as
 model.txt; a regression without missing-value handling (missing type None: NaN is 0) and
-one with zero_as_missing (missing type Zero). The inputs mix NaN, zeros, values within
+one with zero_as_missing (missing type Zero); and one model per other output transform
+(poisson, multiclassova with sigmoid 0.7, cross_entropy, cross_entropy_lambda, regression with
+reg_sqrt, and boosting=rf's average_output). The inputs mix NaN, zeros, values within
 1e-35 of 0, every split threshold and its float neighbours, negative, huge and fractional
 categories. The engine answers FP32; LightGBM predicts in double from the same float32
 values: every answer must be within 1e-6 relative (issue 15's bar), and is in fact
@@ -73,6 +75,18 @@ models = {
                                lgb.Dataset(X, y_reg), 30), "model.txt"),
     "lgb-reg-zero": (lgb.train(dict(common, objective="regression", zero_as_missing=True),
                                lgb.Dataset(X, y_reg), 30), "model.txt"),
+    # Every other output transform ksv-forest claims (docs/FOREST.md), a few trees each.
+    "lgb-poisson": (lgb.train(dict(common, objective="poisson"), lgb.Dataset(X, np.abs(y_reg)), 8), "model.txt"),
+    "lgb-ova": (lgb.train(dict(common, objective="multiclassova", num_class=3, sigmoid=0.7),
+                          lgb.Dataset(X, y_cls), 5), "model.txt"),
+    "lgb-xent": (lgb.train(dict(common, objective="cross_entropy"),
+                           lgb.Dataset(X, 1 / (1 + np.exp(-y_reg / 4))), 8), "model.txt"),
+    "lgb-xentlambda": (lgb.train(dict(common, objective="cross_entropy_lambda"),
+                                 lgb.Dataset(X, 1 / (1 + np.exp(-y_reg / 4))), 8), "model.txt"),
+    "lgb-sqrt": (lgb.train(dict(common, objective="regression", reg_sqrt=True), lgb.Dataset(X, y_reg - 2), 8),
+                 "model.txt"),
+    "lgb-rf": (lgb.train(dict(common, boosting="rf", objective="regression", bagging_fraction=0.7,
+                              bagging_freq=1), lgb.Dataset(X, y_reg), 6), "model.txt"),
 }
 dirs = {name: save(b, name, fn) for name, (b, fn) in models.items()}
 # Notes beside a model do not make its folder ambiguous: only model.txt counts as a .txt model.
@@ -85,6 +99,12 @@ check("decision_type=" in texts["lgb-reg-zero"] and
       any(int(v) >> 2 & 3 == 1 for line in texts["lgb-reg-zero"].splitlines()
           if line.startswith("decision_type=") for v in line[14:].split()),
       "the zero_as_missing model has missing type Zero splits")
+
+
+header = {name: t.split("\nTree=")[0].splitlines() for name, t in texts.items()}
+check("objective=regression sqrt" in header["lgb-sqrt"] and "average_output" in header["lgb-rf"] and
+      "objective=multiclassova num_class:3 sigmoid:0.7" in header["lgb-ova"],
+      "the transform models carry what they test: sqrt, average_output, sigmoid:0.7")
 
 
 def thresholds(booster):
