@@ -2,6 +2,7 @@
 #include "engine/forest/forest_predict.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <math.h>
@@ -154,11 +155,33 @@ static void lightgbm_rows(const forest *f, const float *x, size_t rows, float *o
                           double *margin)
 {
     const uint32_t cols = f->num_features, groups = f->num_groups;
+    const uint32_t full = f->num_trees - f->num_trees % FOREST_TREE_LANES;
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * cols;
         for (uint32_t g = 0; g < groups; g++)
             margin[g] = 0.0;
-        for (uint32_t t = 0; t < f->num_trees; t++) {
+        /* FOREST_TREE_LANES trees walk side by side, so their node loads overlap; their
+         * leaves are then added in tree order, as LightGBM adds them. */
+        for (uint32_t t = 0; t < full; t += FOREST_TREE_LANES) {
+            const forest_lnode *nodes[FOREST_TREE_LANES];
+            int32_t at[FOREST_TREE_LANES];
+            for (int j = 0; j < FOREST_TREE_LANES; j++) {
+                nodes[j] = f->lnodes + f->lnode_start[t + j];
+                at[j] = f->lnode_start[t + j + 1] > f->lnode_start[t + j] ? 0 : ~0;
+            }
+            for (bool walking = true; walking;) {
+                walking = false;
+                for (int j = 0; j < FOREST_TREE_LANES; j++) {
+                    if (at[j] < 0)
+                        continue;
+                    at[j] = forest_lgb_next(&nodes[j][at[j]], f->cat_words, f->cat_start, row);
+                    walking = true;
+                }
+            }
+            for (int j = 0; j < FOREST_TREE_LANES; j++)
+                margin[(t + j) % groups] += f->lleaves[f->lleaf_start[t + j] + (uint32_t)~at[j]];
+        }
+        for (uint32_t t = full; t < f->num_trees; t++) {
             uint32_t first = f->lnode_start[t];
             uint32_t leaf = forest_lgb_leaf(f->lnodes + first, f->lnode_start[t + 1] - first,
                                             f->cat_words, f->cat_start, row);
