@@ -812,9 +812,10 @@ static int read_model(vctx *v, const mnode *model, const char *prefix, bool shor
         return fail(v, model, path, "missing: say where the model file is");
     }
     if (strcmp(spec->model_format, "lightgbm") == 0 && !spec->runtime_external) {
-        /* LightGBM's text model runs in the engine too, on ksv-forest (DESIGN.md §13); KServe's
-         * own runtime for it, kserve-lgbserver, means the same. kserve-mlserver (mapped
-         * above for xgboost) and any other name stay ServingRuntimes. */
+        /* LightGBM's text model runs in the engine too, on ksv-forest (docs/FOREST.md,
+         * "LightGBM"); KServe's own runtime for it, kserve-lgbserver, means the same.
+         * kserve-mlserver (mapped above for xgboost) and any other name stay
+         * ServingRuntimes. */
         const char *w = spec->runtime_written;
         if (w && strcmp(w, KSV_RUNTIME_XGBOOST) == 0)
             return fail(v, mn_map_get(model, "runtime"), "spec.predictor.model.runtime",
