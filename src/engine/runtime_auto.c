@@ -1,9 +1,9 @@
 /* runtime_auto.c: the runtime `auto`, the default when a model names none: ksv-forest when it
  * supports the model and answers a probe batch bit for bit as libxgboost does, else
- * ksv-xgboost; a LightGBM model, which only ksv-forest reads, goes to ksv-forest. The choice is made once, at load; requests then go straight to the chosen
- * runtime (one indirect call). The log says why a model fell back, and
- * ksv_model_info.runtime says which runtime answers (metadata parameters.runtime, the admin
- * state, ksv-top).
+ * ksv-xgboost; a LightGBM model, which only ksv-forest reads, goes to ksv-forest. The choice
+ * is made once, at load; requests then go straight to the chosen runtime (one indirect call).
+ * The log says why a model fell back, and ksv_model_info.runtime says which runtime answers
+ * (metadata parameters.runtime, the admin state, ksv-top).
  *
  * The probe: PROBE_ROWS rows mixing missing values, the forest's own split thresholds (the
  * values where a `<` against `<=` or a float/double difference would show), their float

@@ -1,7 +1,8 @@
 /* runtime_forest.c: the ksv-forest runtime: XGBoost and LightGBM models compiled into
- * ksv-forest's own layout (engine/forest/), predicted on the CPU, or on a GPU with CUDA kernels when the build
- * has CUDA (HAVE_CUDA) and a device is present. Each worker owns its scratch block, so
- * concurrent predict() calls with distinct worker indexes share only read-only data. */
+ * ksv-forest's own layout (engine/forest/), predicted on the CPU, or (XGBoost models) on a GPU
+ * with CUDA kernels when the build has CUDA (HAVE_CUDA) and a device is present. Each worker
+ * owns its scratch block, so concurrent predict() calls with distinct worker indexes share
+ * only read-only data. */
 #include "config.h"
 
 #include <stdatomic.h>

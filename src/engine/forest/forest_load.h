@@ -1,9 +1,10 @@
 /* forest_load.h: compiles an XGBoost model file (JSON or UBJSON, XGBoost 1.7 through 3.x)
- * or a LightGBM text model (forest_lightgbm.h) into ksv-forest's layout (forest_layout.h). The file is read and its structure checked by
- * the one model-document reader (engine/model_document.h), which ksv-xgboost uses too, so
- * prediction needs no checks and a broken file is refused in the same words by both.
- * What ksv-forest cannot serve (categorical splits, dart, vector leaves, objectives other
- * than those listed in docs/FOREST.md) is refused here with a message. */
+ * or a LightGBM text model (forest_lightgbm.h) into ksv-forest's layout (forest_layout.h).
+ * An XGBoost file is read and its structure checked by the one model-document reader
+ * (engine/model_document.h), which ksv-xgboost uses too, so prediction needs no checks and
+ * a broken file is refused in the same words by both. What ksv-forest cannot serve
+ * (XGBoost's categorical splits, dart, vector leaves, objectives other than those listed in
+ * docs/FOREST.md; LightGBM's linear trees) is refused here with a message. */
 #ifndef KSV_ENGINE_FOREST_LOAD_H
 #define KSV_ENGINE_FOREST_LOAD_H
 
