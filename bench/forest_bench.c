@@ -1,6 +1,8 @@
 /* forest_bench.c: rows/s of ksv-forest's CPU path against libxgboost on the same model and
  * rows, same thread count, side by side. Usage: forest_bench [MODEL] [THREADS]
- * (default $KSV_DATA_DIR/models/fraud/model.json, or KSV_SRCDIR/data/..., and 1 thread). */
+ * (default $KSV_DATA_DIR/models/fraud/model.json, or KSV_SRCDIR/data/..., and 1 thread).
+ * A LightGBM model is timed on ksv-forest alone (bench/lightgbm_bench.py puts LightGBM's own
+ * predict beside it). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,6 +75,40 @@ static double time_calls(int (*fn)(bench_ctx *), bench_ctx *c)
     return elapsed / calls;
 }
 
+/* The rows every measurement predicts: 10% NaN, the rest uniform in [-3, 3), fixed seed. */
+static float *bench_rows(size_t rows, uint32_t cols)
+{
+    float *x = malloc(rows * cols * sizeof *x);
+    uint64_t s = 12345;
+    for (size_t i = 0; x && i < rows * cols; i++) {
+        s = s * 6364136223846793005ull + 1442695040888963407ull;
+        double u = (double)(s >> 11) / 9007199254740992.0;
+        x[i] = u < 0.1 ? NAN : (float)(u * 6.0 - 3.0);
+    }
+    return x;
+}
+
+static int bench_lightgbm(const char *path, forest *f, unsigned threads)
+{
+    printf("model %s: %u trees, %u features, %s (LightGBM); threads %u\n", path, f->num_trees,
+           f->num_features, f->objective, threads);
+    printf("%7s  %14s  %10s\n", "rows", "forest rows/s", "forest us");
+    static const size_t batches[] = {1, 64, 10000};
+    float *x = bench_rows(10000, f->num_features);
+    float *out = malloc(10000 * f->num_outputs * sizeof *out);
+    float *scratch = malloc(forest_scratch_floats(f) * sizeof *scratch);
+    for (size_t b = 0; x && out && scratch && b < sizeof batches / sizeof batches[0]; b++) {
+        bench_ctx c = {f, scratch, NULL, x, batches[b], out, threads, {0}};
+        double t = time_calls(run_forest, &c);
+        printf("%7zu  %14.0f  %10.2f\n", c.rows, c.rows / t, t * 1e6);
+    }
+    free(x);
+    free(out);
+    free(scratch);
+    forest_free(f);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char path[4096];
@@ -91,6 +127,10 @@ int main(int argc, char **argv)
         forest_load_file(path, FOREST_PREFER_SPARSE, &layouts[1], &err) != 0) {
         fprintf(stderr, "forest_bench: %s\n", err.msg);
         return 1;
+    }
+    if (layouts[0]->layout == FOREST_LAYOUT_LIGHTGBM) {
+        forest_free(layouts[1]); /* one layout only */
+        return bench_lightgbm(path, layouts[0], threads);
     }
     BoosterHandle booster;
     char nthread[16];
@@ -111,15 +151,9 @@ int main(int argc, char **argv)
 
     static const size_t batches[] = {1, 64, 10000};
     size_t max_rows = 10000;
-    float *x = malloc(max_rows * f->num_features * sizeof *x);
+    float *x = bench_rows(max_rows, f->num_features);
     float *out = malloc(max_rows * f->num_outputs * sizeof *out);
     float *scratch = malloc(forest_scratch_floats(f) * sizeof *scratch);
-    uint64_t s = 12345;
-    for (size_t i = 0; i < max_rows * f->num_features; i++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        double u = (double)(s >> 11) / 9007199254740992.0;
-        x[i] = u < 0.1 ? NAN : (float)(u * 6.0 - 3.0);
-    }
     for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
         bench_ctx c = {f, scratch, booster, x, batches[b], out, threads, {0}};
         snprintf(c.array, sizeof c.array,

@@ -33,6 +33,10 @@ for m in iris linear softmax; do
     seed fuzz_model_forest "$m.json" '\000' < "$src/data/models/$m/model.json"
 done
 seed fuzz_model_forest iris.ubj '\001' < "$src/data/models/iris-ubj/model.ubj"
+# LightGBM text models (no selector byte): categorical bitsets, multiclass, zero-as-missing.
+for f in "$src"/tests/data/lightgbm/*.txt; do
+    seed fuzz_model_lightgbm "$(basename "$f")" < "$f"
+done
 printf '{"models":[{"name":"iris","revisions":[{"name":"iris-00001","runtime":"ksv-forest","storage_uri":"/m/iris/model.json","settings":{"timeout_ms":100,"container_concurrency":4}}],"traffic":{"iris-00001":100},"rollback_window_s":600}]}' |
     seed fuzz_applied_state state.json
 # known_hosts: plain, [host]:port, hashed (|1|salt|HMAC-SHA1 of "edge"), comma list, a
@@ -66,4 +70,7 @@ seed fuzz_model_xgboost iris.ubj '\002' < "$src/data/models/iris-ubj/model.ubj"
 # already in front): tests/data/fuzz/HARNESS-SUFFIX-what.ext, e.g. model_xgboost-*.
 for f in "$src"/tests/data/fuzz/model_xgboost-*; do
     seed fuzz_model_xgboost "$(basename "$f")" < "$f"
+done
+for f in "$src"/tests/data/fuzz/model_lightgbm-*; do
+    seed fuzz_model_lightgbm "$(basename "$f")" < "$f"
 done

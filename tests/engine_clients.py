@@ -8,21 +8,13 @@ after N requests, error answers. Predictions are compared with XGBoost's own ans
 Run by the suite's python3, this script re-executes itself with the venv's python; without
 the venv (no route to PyPI) it is skipped (77) and says so."""
 import os
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-if os.environ.get("KSV_CLIENT_VENV") != "1":
-    script = os.path.join(os.environ.get("KSV_SRCDIR", os.path.dirname(HERE)), "scripts",
-                          "venv-clients.sh")
-    r = subprocess.run(["sh", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, timeout=900)
-    if r.returncode != 0:
-        print("SKIP: the client venv could not be made:\n" + r.stderr[-2000:])
-        sys.exit(77)
-    os.environ["KSV_CLIENT_VENV"] = "1"
-    py = r.stdout.strip()
-    os.execv(py, [py] + sys.argv)
+sys.path.insert(0, HERE)
+from ksvtest import reexec_in_venv  # noqa: E402
+
+reexec_in_venv("venv-clients.sh", "KSV_CLIENT_VENV", "client")
 
 import asyncio  # noqa: E402
 
@@ -30,7 +22,6 @@ import numpy as np  # noqa: E402
 import tritonclient.http as httpclient  # noqa: E402
 from tritonclient.utils import InferenceServerException  # noqa: E402
 
-sys.path.insert(0, HERE)
 from ksvtest import Engine, check, finish, load_json, model_path  # noqa: E402
 
 eng = Engine("--model", "fraud=%s" % model_path("fraud"),

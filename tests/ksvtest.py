@@ -45,6 +45,22 @@ def _cleanup():
 atexit.register(_cleanup)
 
 
+def reexec_in_venv(script, flag, what):
+    """Runs the calling test again under the python of the venv that scripts/SCRIPT makes
+    (or finds cached) and prints; FLAG in the environment marks the second run. Without the
+    venv (no route to PyPI) the test is skipped (77) and says so."""
+    if os.environ.get(flag) == "1":
+        return
+    r = subprocess.run(["sh", os.path.join(SRCDIR, "scripts", script)], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=900)
+    if r.returncode != 0:
+        print("SKIP: the %s venv could not be made:\n" % what + r.stderr[-2000:])
+        sys.exit(77)
+    os.environ[flag] = "1"
+    py = r.stdout.strip()
+    os.execv(py, [py] + sys.argv)
+
+
 def tmpdir(prefix="ksv-test-"):
     d = tempfile.mkdtemp(prefix=prefix)
     _tmpdirs.append(d)

@@ -386,7 +386,7 @@ static void check_broken(void)
     forest_free(f);
     size_t good_len = strlen(good);
 #define TREE_TPL \
-        "{\"tree_param\":{\"num_nodes\":\"3\",\"size_leaf_vector\":\"%s\"}," \
+        "{\"id\":0,\"tree_param\":{\"num_nodes\":\"3\",\"size_leaf_vector\":\"%s\"}," \
         "\"left_children\":%s,\"right_children\":[2,-1,-1],\"split_indices\":%s," \
         "\"split_conditions\":%s,\"default_left\":[0,0,0],\"split_type\":%s," \
         "\"categories_nodes\":%s}"

@@ -608,7 +608,10 @@ static const broken broken_table[] = {
      "      runtime: ksv-xgboost\n" URI,
      10, 16, "ksv-xgboost serves xgboost models only; model format sklearn needs a ServingRuntime"},
     {"sklearn-shorthand.yaml", HDR META PRED "    sklearn:\n      storageUri: gs://x\n", 7, 5,
-     "spec.predictor.sklearn: model format sklearn is not supported"},
+     "spec.predictor.sklearn: the sklearn shorthand is not read: write spec.predictor.model"},
+    {"lightgbm-xgboost.yaml", HDR META PRED "    model:\n      modelFormat:\n        name: lightgbm\n"
+     "      runtime: ksv-xgboost\n" URI,
+     10, 16, "ksv-xgboost serves xgboost models only; model format lightgbm runs on ksv-forest"},
     {"canary-101.yaml", HDR META PRED "    canaryTrafficPercent: 101\n" MODEL URI, 7, 27,
      "canaryTrafficPercent: must be between 0 and 100, found 101"},
     {"canary-neg.yaml", HDR META PRED "    canaryTrafficPercent: -1\n" MODEL URI, 7, 27,
@@ -726,6 +729,43 @@ static size_t broken_text_len(const broken *b)
     if (strcmp(b->name, "nul.yaml") == 0)
         return sizeof(HDR "metadata:\n  name: m\0\n") - 1;
     return strlen(b->text);
+}
+
+/* modelFormat lightgbm runs in the engine on ksv-forest (DESIGN.md §13): with no runtime, with
+ * ksv-forest or auto, and with KServe's kserve-lgbserver; kserve-mlserver stays MLServer. */
+static void test_lightgbm(void)
+{
+    static const struct {
+        const char *runtime_line, *runtime;
+        bool external, mapped;
+    } cases[] = {
+        {"", "ksv-forest", false, false},
+        {"      runtime: ksv-forest\n", "ksv-forest", false, false},
+        {"      runtime: auto\n", "ksv-forest", false, false},
+        {"      runtime: kserve-lgbserver\n", "ksv-forest", false, true},
+        {"      runtime: kserve-mlserver\n", "kserve-mlserver", true, false},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof *cases; k++) {
+        char text[1024];
+        snprintf(text, sizeof text,
+                 "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\n"
+                 "metadata:\n  name: value-lgb\nspec:\n  predictor:\n    model:\n"
+                 "      modelFormat:\n        name: LightGBM\n%s"
+                 "      storageUri: /srv/models/value/model.txt\n",
+                 cases[k].runtime_line);
+        ksv_manifest_list list;
+        ksv_err err = {0};
+        int rc = ksv_manifest_parse_buffer(text, strlen(text), "lgb.yaml", "/base", &list, &err);
+        const ksv_isvc *s = rc == 0 && list.n == 1 ? &list.items[0] : NULL;
+        KT_CHECK(s && str_eq(s->model_format, "lightgbm") && str_eq(s->runtime, cases[k].runtime) &&
+                     s->runtime_external == cases[k].external &&
+                     s->runtime_mapped == cases[k].mapped,
+                 "lightgbm with runtime \"%.30s\" -> %s%s (%s)", cases[k].runtime_line,
+                 cases[k].runtime, cases[k].external ? " (ServingRuntime)" : "",
+                 s ? s->runtime : err.msg);
+        if (rc == 0)
+            ksv_manifest_list_free(&list);
+    }
 }
 
 static void test_broken_table(void)
@@ -1025,6 +1065,7 @@ int main(void)
     test_canonical();
     test_round_trip();
     test_demo_manifests();
+    test_lightgbm();
     test_broken_table();
     test_hostile();
     test_truncated_and_mutated();

@@ -275,7 +275,7 @@ static void check_bytes(const char *data_dir, const char *tmp)
         {"a UBJSON count past the data", "count.ubj", "{L\x7f\xff\xff\xff\xff\xff\xff\xff",
          "ubjson"},
         {"JSON null", "null.json", "{\"learner\":null}", "learner is missing"},
-        {"an unknown extension", "model.txt", "{}", "unsupported extension"},
+        {"an unknown extension", "model.xml", "{}", "unsupported extension"},
     };
     for (size_t i = 0; i < sizeof RAW / sizeof *RAW; i++) {
         snprintf(path, sizeof path, "%s/%s", tmp, RAW[i].name);

@@ -33,7 +33,8 @@ static const char *const framework_keys[] = {
 };
 
 /* KServe runtime names that serve xgboost, mapped to ksv's own runtime. */
-static const char *const mapped_runtimes[] = {"kserve-xgbserver", "kserve-mlserver"};
+static const char *const mapped_runtimes[] = {"kserve-xgbserver", "kserve-mlserver",
+                                              "kserve-lgbserver"};
 
 static const char *const scale_metrics[] = {"concurrency", "rps", "cpu", "memory"};
 static const char *const protocol_versions[] = {"v1", "v2", "grpc-v1", "grpc-v2"};
@@ -820,6 +821,23 @@ static int read_model(vctx *v, const mnode *model, const char *prefix, bool shor
         join_path(path, prefix, "storageUri");
         return fail(v, model, path, "missing: say where the model file is");
     }
+    if (strcmp(spec->model_format, "lightgbm") == 0 && !spec->runtime_external) {
+        /* LightGBM's text model runs in the engine too, on ksv-forest (docs/FOREST.md,
+         * "LightGBM"); KServe's own runtime for it, kserve-lgbserver, means the same.
+         * kserve-mlserver (mapped above for xgboost) and any other name stay
+         * ServingRuntimes. */
+        const char *w = spec->runtime_written;
+        if (w && strcmp(w, KSV_RUNTIME_XGBOOST) == 0)
+            return fail(v, mn_map_get(model, "runtime"), "spec.predictor.model.runtime",
+                        "ksv-xgboost serves xgboost models only; model format lightgbm runs on "
+                        "ksv-forest (leave runtime out)");
+        if (!w || !spec->runtime_mapped || strcmp(w, "kserve-lgbserver") == 0) {
+            free(spec->runtime);
+            if (!(spec->runtime = strdup(KSV_RUNTIME_FOREST)))
+                return oom(v);
+            return 0;
+        }
+    }
     if (strcmp(spec->model_format, "xgboost") != 0 && !spec->runtime_external) {
         /* Another format: served by a ServingRuntime, named or chosen by format at apply.
          * A KServe name mapped for xgboost keeps its own meaning here. */
@@ -856,7 +874,8 @@ static int read_predictor(vctx *v, const mnode *pred)
         const mnode key_at = {.line = e->line, .col = e->col};
         if (!is_model && strcmp(e->key, "xgboost") != 0)
             return fail(v, &key_at, path,
-                        "model format %s is not supported: ksv serves xgboost models", e->key);
+                        "the %s shorthand is not read: write spec.predictor.model with "
+                        "modelFormat.name: %s", e->key, e->key);
         if (impl)
             return fail(v, &key_at, path, "only one of spec.predictor.%s and spec.predictor.%s "
                         "may be given", impl->key, e->key);

@@ -1,5 +1,6 @@
 /* model_path.h: a local model path as KServe's model servers read it: a model file
- * (.json, .ubj, .bst) or a folder that holds exactly one. Shared by the engine (loading)
+ * (.json, .ubj, .bst; .txt for LightGBM) or a folder that holds exactly one (where a .txt
+ * counts only as model.txt, LightGBM's own name). Shared by the engine (loading)
  * and ksv (uploading to SSH nodes). */
 #ifndef KSV_COMMON_MODEL_PATH_H
 #define KSV_COMMON_MODEL_PATH_H

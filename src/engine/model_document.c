@@ -43,6 +43,10 @@ int ksv_model_file_format(const char *path, ksv_model_format *out, ksv_err *err)
             *out = KSV_MODEL_UBJSON;
         else if (strcasecmp(dot, ".bst") == 0)
             *out = KSV_MODEL_LEGACY;
+        else if (strcasecmp(dot, ".txt") == 0)
+            return ksv_model_fail(err, path, 400, "a .txt model is a LightGBM text model: runtime "
+                                  "ksv-forest (or auto) serves it; XGBoost's formats are .json, "
+                                  ".ubj and .bst");
         else
             dot = NULL;
         if (dot)

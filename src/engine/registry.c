@@ -1618,10 +1618,12 @@ int ksv_registry_write_metadata(ksv_registry *reg, const char *model, const char
                 ksv_sb_json_str(sb, m->revs[i]->spec.name);
             }
         }
-        ksv_sb_puts(sb, "],\"platform\":\"xgboost\",\"inputs\":[{\"name\":\"input-0\","
-                        "\"datatype\":\"FP32\",\"shape\":[-1");
         /* A scaled-to-zero revision keeps the shape it had when loaded. */
         bool shaped = rev && (rev->handle || rev->cold.cold);
+        ksv_sb_puts(sb, "],\"platform\":");
+        ksv_sb_json_str(sb, shaped && rev->info.platform[0] ? rev->info.platform : "xgboost");
+        ksv_sb_puts(sb, ",\"inputs\":[{\"name\":\"input-0\","
+                        "\"datatype\":\"FP32\",\"shape\":[-1");
         if (shaped)
             ksv_sb_printf(sb, ",%zu", rev->info.num_features);
         ksv_sb_puts(sb, "]}],\"outputs\":[{\"name\":\"output-0\",\"datatype\":\"FP32\","

@@ -30,6 +30,7 @@ typedef struct ksv_model_info {
     size_t num_outputs;     /* values per row: 1 gives shape [N], K gives [N, K] */
     char objective[64];     /* e.g. "binary:logistic"; "" when unknown */
     char version[32];       /* library version that loaded it, e.g. "1.7.4" */
+    char platform[16];      /* V2 metadata `platform`: "lightgbm"; "" = "xgboost" */
     bool prefers_batches;   /* one call of N rows costs far less than N calls (a GPU) */
     char runtime[32];       /* set by `auto`: the runtime that answers ("" = the one named) */
     char runtime_note[240]; /* set by `auto`: why that one */

@@ -1,9 +1,9 @@
 /* runtime_auto.c: the runtime `auto`, the default when a model names none: ksv-forest when it
  * supports the model and answers a probe batch bit for bit as libxgboost does, else
- * ksv-xgboost. The choice is made once, at load; requests then go straight to the chosen
- * runtime (one indirect call). The log says why a model fell back, and
- * ksv_model_info.runtime says which runtime answers (metadata parameters.runtime, the admin
- * state, ksv-top).
+ * ksv-xgboost; a LightGBM model, which only ksv-forest reads, goes to ksv-forest. The choice
+ * is made once, at load; requests then go straight to the chosen runtime (one indirect call).
+ * The log says why a model fell back, and ksv_model_info.runtime says which runtime answers
+ * (metadata parameters.runtime, the admin state, ksv-top).
  *
  * The probe: PROBE_ROWS rows mixing missing values, the forest's own split thresholds (the
  * values where a `<` against `<=` or a float/double difference would show), their float
@@ -17,6 +17,7 @@
 
 #include "common/log.h"
 #include "engine/forest/forest_layout.h"
+#include "engine/forest/forest_load.h"
 #include "common/random.h"
 #include "engine/runtime.h"
 
@@ -185,6 +186,23 @@ static int auto_load(const char *path, const ksv_runtime_options *opts, void **m
     ksv_err ferr = {0}, xerr = {0};
     char note[sizeof info->runtime_note];
     int frc = ksv_runtime_forest.load(path, opts, &fh, &finfo, &ferr);
+    if (frc == 0 && ksv_runtime_forest_layout(fh)->layout == FOREST_LAYOUT_LIGHTGBM) {
+        /* LightGBM: only ksv-forest reads it; its answers are LightGBM's own rules. */
+        m->ops = &ksv_runtime_forest;
+        m->handle = fh;
+        *info = finfo;
+        snprintf(info->runtime, sizeof info->runtime, "%s", m->ops->name);
+        snprintf(info->runtime_note, sizeof info->runtime_note,
+                 "a LightGBM model: ksv-forest serves it (libxgboost does not read LightGBM)");
+        ksv_log(KSV_LOG_INFO, NULL, "runtime auto: %s uses ksv-forest: %s", path,
+                info->runtime_note);
+        *model = m;
+        return 0;
+    }
+    if (frc != 0 && forest_file_is_lightgbm(path)) {
+        free(m);
+        return ksv_err_set(err, ferr.status ? ferr.status : 400, "%s", ferr.msg);
+    }
     int xrc = ksv_runtime_xgboost.load(path, opts, &xh, &xinfo, &xerr);
     if (frc != 0 && xrc != 0) {
         free(m);

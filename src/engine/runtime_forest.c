@@ -1,7 +1,8 @@
-/* runtime_forest.c: the ksv-forest runtime: XGBoost models compiled into ksv-forest's own
- * layout (engine/forest/), predicted on the CPU, or on a GPU with CUDA kernels when the build
- * has CUDA (HAVE_CUDA) and a device is present. Each worker owns its scratch block, so
- * concurrent predict() calls with distinct worker indexes share only read-only data. */
+/* runtime_forest.c: the ksv-forest runtime: XGBoost and LightGBM models compiled into
+ * ksv-forest's own layout (engine/forest/), predicted on the CPU, or (XGBoost models) on a GPU
+ * with CUDA kernels when the build has CUDA (HAVE_CUDA) and a device is present. Each worker
+ * owns its scratch block, so concurrent predict() calls with distinct worker indexes share
+ * only read-only data. */
 #include "config.h"
 
 #include <stdatomic.h>
@@ -114,7 +115,8 @@ static int forest_open(const char *path, const ksv_runtime_options *opts, void *
         return ksv_err_set(err, 500, "out of memory");
     }
 #ifdef HAVE_CUDA
-    if (m->f->layout != FOREST_LAYOUT_LINEAR) /* a linear model is cheaper than a launch */
+    /* A linear model is cheaper than a launch; LightGBM's rules have no kernel yet. */
+    if (m->f->layout != FOREST_LAYOUT_LINEAR && m->f->layout != FOREST_LAYOUT_LIGHTGBM)
         forest_attach_gpu(m, opts ? opts->gpu : 0, path);
 #endif
     /* Warm-up: one prediction per worker's scratch so first requests pay no page faults. */
@@ -136,6 +138,8 @@ static int forest_open(const char *path, const ksv_runtime_options *opts, void *
     info->num_outputs = m->f->num_outputs;
     snprintf(info->objective, sizeof info->objective, "%s", m->f->objective);
     snprintf(info->version, sizeof info->version, "%s", m->f->version);
+    if (m->f->layout == FOREST_LAYOUT_LIGHTGBM)
+        snprintf(info->platform, sizeof info->platform, "lightgbm");
 #ifdef HAVE_CUDA
     info->prefers_batches = m->gpu != NULL;
 #endif

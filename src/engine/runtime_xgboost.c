@@ -30,6 +30,7 @@
 
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "engine/forest/forest_lightgbm.h"
 #include "engine/model_document.h"
 #include "engine/runtime.h"
 
@@ -449,6 +450,11 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
         ksv_model_file_read(path, &data, &len, err) != 0)
         return -1;
     size_t skip = 0;
+    if (forest_lightgbm_sniff(data, len)) {
+        free(data);
+        return ksv_model_fail(err, path, 400, "a LightGBM text model: runtime ksv-forest (or "
+                              "auto) serves it; ksv-xgboost reads XGBoost models only");
+    }
     if (check_content(path, format, data, len, &skip, err) != 0) {
         free(data);
         return -1;

@@ -69,8 +69,8 @@ static int stage_http(const char *uri, ksv_cache *cache, const char *staged, con
         return -1;
     ksv_archive_kind kind = ksv_archive_kind_of(name);
     if (kind == KSV_ARCHIVE_NONE && !ctl->any_file && !ksv_model_file_name(name))
-        return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj or .bst "
-                                     "file, or a .tar, .tar.gz, .tgz or .zip archive",
+        return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj, .bst or "
+                                     ".txt file, or a .tar, .tar.gz, .tgz or .zip archive",
                            uri);
     if (kind == KSV_ARCHIVE_NONE) {
         if ((size_t)snprintf(path, sizeof path, "%s/%s", staged, name) >= sizeof path)

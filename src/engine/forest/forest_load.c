@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "engine/forest/forest_lightgbm.h"
 #include "engine/model_document.h"
 
 void forest_free(forest *f)
@@ -24,6 +26,12 @@ void forest_free(forest *f)
     free(f->snodes);
     free(f->tree_start);
     free(f->linear);
+    free(f->lnodes);
+    free(f->lnode_start);
+    free(f->lleaves);
+    free(f->lleaf_start);
+    free(f->cat_words);
+    free(f->cat_start);
     free(f);
 }
 
@@ -293,6 +301,9 @@ int forest_load_buffer(const void *data, size_t len, forest_format format, fores
                                         [FOREST_FORMAT_UBJSON] = KSV_DOC_UBJSON_BYTES};
     ksv_model_doc doc;
     *out = NULL;
+    if (format == FOREST_FORMAT_LIGHTGBM ||
+        (format == FOREST_FORMAT_SNIFF && forest_lightgbm_sniff(data, len)))
+        return forest_lightgbm_parse(NULL, data, len, out, err);
     if (ksv_model_doc_parse(NULL, data, len, HOW[format], &doc, err) < 0)
         return -1;
     int rc = build_forest(NULL, &doc, pref, out, err);
@@ -300,10 +311,49 @@ int forest_load_buffer(const void *data, size_t len, forest_format format, fores
     return rc;
 }
 
+/* A LightGBM text model: any .txt file, or a .bst file whose content is one (KServe's name
+ * for it; XGBoost's own .bst is binary). 1: it was one (*out or err set), 0: not one. */
+static int load_lightgbm_file(const char *path, forest **out, ksv_err *err)
+{
+    const char *dot = strrchr(path, '.'), *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash) ||
+        (strcasecmp(dot, ".txt") != 0 && strcasecmp(dot, ".bst") != 0))
+        return 0;
+    char *data;
+    size_t len;
+    if (ksv_model_file_read(path, &data, &len, err) < 0)
+        return 1;
+    bool text_name = strcasecmp(dot, ".txt") == 0;
+    int rc = 0;
+    if (forest_lightgbm_sniff(data, len)) {
+        forest_lightgbm_parse(path, data, len, out, err);
+        rc = 1;
+    } else if (text_name) {
+        ksv_model_fail(err, path, 400, "a .txt model must be a LightGBM text model (its "
+                       "first line \"tree\")");
+        rc = 1;
+    }
+    free(data);
+    return rc;
+}
+
+bool forest_file_is_lightgbm(const char *path)
+{
+    char head[8];
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return false;
+    size_t n = fread(head, 1, sizeof head, fp);
+    fclose(fp);
+    return forest_lightgbm_sniff(head, n);
+}
+
 int forest_load_file(const char *path, forest_layout_pref pref, forest **out, ksv_err *err)
 {
     ksv_model_doc doc;
     *out = NULL;
+    if (load_lightgbm_file(path, out, err))
+        return *out ? 0 : -1;
     if (ksv_model_doc_read_file(path, &doc, err) < 0)
         return -1;
     int rc = build_forest(path, &doc, pref, out, err);

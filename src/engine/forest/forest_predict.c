@@ -2,6 +2,7 @@
 #include "engine/forest/forest_predict.h"
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <math.h>
@@ -18,6 +19,10 @@
 
 size_t forest_scratch_floats(const forest *f)
 {
+    /* LIGHTGBM sums in double: one row's margins, as doubles (an even count of floats keeps
+     * every worker's slice of a shared scratch array 8-byte aligned). */
+    if (f->layout == FOREST_LAYOUT_LIGHTGBM)
+        return 2 * (size_t)f->num_groups;
     return (size_t)FOREST_BLOCK_ROWS * f->num_groups;
 }
 
@@ -102,6 +107,93 @@ static void sparse_rows(const forest *f, const float *x, size_t rows, float *acc
     }
 }
 
+/* LightGBM's ConvertOutput, in double, then rounded once to the float answer. */
+static void lightgbm_output(const forest *f, double *m, float *out)
+{
+    const uint32_t k = f->num_groups;
+    switch (f->lgb_output) {
+    case FOREST_LGB_IDENTITY:
+        break;
+    case FOREST_LGB_SIGNED_SQUARE:
+        for (uint32_t g = 0; g < k; g++) {
+            double sign = (double)((m[g] > 0.0) - (m[g] < 0.0));
+            m[g] = sign * m[g] * m[g];
+        }
+        break;
+    case FOREST_LGB_SIGMOID:
+        for (uint32_t g = 0; g < k; g++)
+            m[g] = 1.0 / (1.0 + exp(-f->lgb_sigmoid * m[g]));
+        break;
+    case FOREST_LGB_SOFTMAX: {
+        double wmax = m[0], wsum = 0.0;
+        for (uint32_t g = 1; g < k; g++)
+            wmax = m[g] > wmax ? m[g] : wmax;
+        for (uint32_t g = 0; g < k; g++) {
+            m[g] = exp(m[g] - wmax);
+            wsum += m[g];
+        }
+        for (uint32_t g = 0; g < k; g++)
+            m[g] /= wsum;
+        break;
+    }
+    case FOREST_LGB_EXP:
+        for (uint32_t g = 0; g < k; g++)
+            m[g] = exp(m[g]);
+        break;
+    case FOREST_LGB_LOG1P_EXP:
+        for (uint32_t g = 0; g < k; g++)
+            m[g] = log1p(exp(m[g]));
+        break;
+    }
+    for (uint32_t g = 0; g < k; g++)
+        out[g] = (float)m[g];
+}
+
+/* LightGBM's PredictRaw: leaves summed in double, in tree order, per class (tree t adds to
+ * class t % K), then divided by the iterations for average_output. */
+static void lightgbm_rows(const forest *f, const float *x, size_t rows, float *out,
+                          double *margin)
+{
+    const uint32_t cols = f->num_features, groups = f->num_groups;
+    const uint32_t full = f->num_trees - f->num_trees % FOREST_TREE_LANES;
+    for (size_t r = 0; r < rows; r++) {
+        const float *row = x + r * cols;
+        for (uint32_t g = 0; g < groups; g++)
+            margin[g] = 0.0;
+        /* FOREST_TREE_LANES trees walk side by side, so their node loads overlap; their
+         * leaves are then added in tree order, as LightGBM adds them. */
+        for (uint32_t t = 0; t < full; t += FOREST_TREE_LANES) {
+            const forest_lnode *nodes[FOREST_TREE_LANES];
+            int32_t at[FOREST_TREE_LANES];
+            for (int j = 0; j < FOREST_TREE_LANES; j++) {
+                nodes[j] = f->lnodes + f->lnode_start[t + j];
+                at[j] = f->lnode_start[t + j + 1] > f->lnode_start[t + j] ? 0 : ~0;
+            }
+            for (bool walking = true; walking;) {
+                walking = false;
+                for (int j = 0; j < FOREST_TREE_LANES; j++) {
+                    if (at[j] < 0)
+                        continue;
+                    at[j] = forest_lgb_next(&nodes[j][at[j]], f->cat_words, f->cat_start, row);
+                    walking = true;
+                }
+            }
+            for (int j = 0; j < FOREST_TREE_LANES; j++)
+                margin[(t + j) % groups] += f->lleaves[f->lleaf_start[t + j] + (uint32_t)~at[j]];
+        }
+        for (uint32_t t = full; t < f->num_trees; t++) {
+            uint32_t first = f->lnode_start[t];
+            uint32_t leaf = forest_lgb_leaf(f->lnodes + first, f->lnode_start[t + 1] - first,
+                                            f->cat_words, f->cat_start, row);
+            margin[t % groups] += f->lleaves[f->lleaf_start[t] + leaf];
+        }
+        if (f->lgb_divisor != 1.0)
+            for (uint32_t g = 0; g < groups; g++)
+                margin[g] /= f->lgb_divisor;
+        lightgbm_output(f, margin, out + r * f->num_outputs);
+    }
+}
+
 void forest_transform_row(const forest *f, const float *margin, float *out)
 {
     forest_output_row(f->output, f->num_groups, margin, out);
@@ -110,6 +202,10 @@ void forest_transform_row(const forest *f, const float *margin, float *out)
 void forest_predict(const forest *f, const float *x, size_t rows, float *out, float *scratch)
 {
     const size_t cols = f->num_features;
+    if (f->layout == FOREST_LAYOUT_LIGHTGBM) {
+        lightgbm_rows(f, x, rows, out, (double *)(void *)scratch);
+        return;
+    }
     for (size_t begin = 0; begin < rows; begin += FOREST_BLOCK_ROWS) {
         size_t n = rows - begin < FOREST_BLOCK_ROWS ? rows - begin : FOREST_BLOCK_ROWS;
         const float *xb = x + begin * cols;

@@ -16,7 +16,8 @@
 size_t forest_scratch_floats(const forest *f);
 
 /* x: rows * f->num_features floats, NaN = missing. out: rows * f->num_outputs floats.
- * scratch: forest_scratch_floats(f) floats owned by the calling thread. Cannot fail. */
+ * scratch: forest_scratch_floats(f) floats owned by the calling thread, 8-byte aligned (a
+ * LightGBM forest sums in double there; malloc's memory is). Cannot fail. */
 void forest_predict(const forest *f, const float *x, size_t rows, float *out, float *scratch);
 
 /* Same, spread over up to `threads` threads (the caller's thread included, using `scratch`);
