@@ -669,6 +669,15 @@ static void test_store_samples(void)
         ksv_mwin_store_samples_free(ms, n);
     }
     KT_CHECK(bad == 0, "%zu samples differ from the ledger", bad);
+    {
+        /* A scrape in which neither revision answered anything: nothing to store. */
+        scrape(w, "n1", T0 + (int64_t)N * 1000, revs, 2);
+        ksv_metric_sample *ms;
+        size_t n;
+        KT_CHECK(ksv_mwin_store_samples(w, "n1", &ms, &n, &err) == 0 && n == 0,
+                 "an idle scrape gives no samples (%zu)", n);
+        ksv_mwin_store_samples_free(ms, n);
+    }
     printf("store samples: %zu increments over 11 scrapes (one restart, one missed "
            "revision), %zu wrong\n", stored, bad);
     if (st) {

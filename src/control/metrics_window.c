@@ -1250,6 +1250,15 @@ static int bucket_increments(const entry *prev, const entry *cur, bool reset,
     return 0;
 }
 
+/* No request answered between prev and cur (a restart with zero counts is none too). */
+static bool same_classes(const entry *prev, const entry *cur)
+{
+    for (int c = 0; c < N_CLASSES; c++)
+        if (cur->reset ? cur->classes[c] != 0 : cur->classes[c] != prev->classes[c])
+            return false;
+    return true;
+}
+
 int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sample **out,
                            size_t *n, ksv_err *err)
 {
@@ -1261,7 +1270,8 @@ int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sampl
     size_t want = 0;
     for (size_t i = 0; i < nt->series.n; i++) {
         const series *s = nt->series.items[i];
-        want += s->n >= 2 && entry_at(s, s->n - 1)->t_ms == nt->last_ms;
+        want += s->n >= 2 && entry_at(s, s->n - 1)->t_ms == nt->last_ms &&
+                !same_classes(entry_at(s, s->n - 2), entry_at(s, s->n - 1));
     }
     if (want == 0)
         return 0;
@@ -1274,15 +1284,21 @@ int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sampl
         if (s->n < 2 || entry_at(s, s->n - 1)->t_ms != nt->last_ms)
             continue;
         const entry *prev = entry_at(s, s->n - 2), *cur = entry_at(s, s->n - 1);
+        /* A scrape in which the series answered nothing is not stored: a sample holds
+         * increments and that one has none (rollups are per minute whatever the samples;
+         * ksv_ctl_recent_qps reads a step no sample covers as idle). A console watching
+         * 100 nodes x 40 revisions stored 4,000 such rows a second, most of them empty. */
+        if (same_classes(prev, cur))
+            continue;
+        uint64_t inc[N_CLASSES];
+        for (int c = 0; c < N_CLASSES; c++)
+            inc[c] = cur->reset ? cur->classes[c] : sat_sub(cur->classes[c], prev->classes[c]);
         ksv_metric_sample *m = &samples[got++];
         m->at_ms = cur->t_ms;
         m->span_ms = cur->t_ms - prev->t_ms;
         m->node = strdup(s->node);
         m->model = strdup(s->model);
         m->revision = strdup(s->revision);
-        uint64_t inc[N_CLASSES];
-        for (int c = 0; c < N_CLASSES; c++)
-            inc[c] = cur->reset ? cur->classes[c] : sat_sub(cur->classes[c], prev->classes[c]);
         m->requests_2xx = inc[CLASS_2XX];
         m->requests_4xx = inc[CLASS_4XX];
         m->requests_5xx = inc[CLASS_5XX];

@@ -287,7 +287,16 @@ typedef struct probe_cache {
     size_t n_pulls;
     char hist_etag[KSV_ENGINE_ETAG_MAX];   /* "" when nothing is cached */
     ksv_scrape scrape;
+    ksv_engine_node_info info;             /* GET /ksv/v1/node, as of info_ms */
+    bool have_info;
+    double info_ms;                        /* monotonic */
 } probe_cache;
+
+/* How long a probe through a link reuses the node's facts (version, load, GPUs, event log
+ * position) instead of asking for them: they matter on the nodes screen at this pace, and
+ * a change of the applied state (a gate's step writes one) asks at once. Reachability is
+ * still checked on every probe, by the state's conditional GET. */
+#define NODE_INFO_EVERY_MS 5000
 
 static void probe_cache_clear_state(probe_cache *pc)
 {
@@ -319,21 +328,23 @@ static void *copy_array(const void *src, size_t n, size_t size, bool *ok)
     return p;
 }
 
-/* State: through the cache when there is one (pc), else a whole GET every time. */
-static void probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out)
+/* State: through the cache when there is one (pc), else a whole GET every time. Returns
+ * 0 unchanged (304), 1 a new answer, -1 none. */
+static int probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out)
 {
     json_object *root = NULL;
     ksv_err err;
     if (!pc) {
-        if (ksv_engine_client_get_state(client, &root, &err) == 0)
+        int rc = ksv_engine_client_get_state(client, &root, &err) == 0 ? 1 : -1;
+        if (rc == 1)
             probe_state_of(root, out);
         json_object_put(root);
-        return;
+        return rc;
     }
     if (ksv_engine_client_get_state_if_changed(client, pc->state_etag, sizeof pc->state_etag,
                                                &root, &err) != 0) {
         probe_cache_clear_state(pc);
-        return;
+        return -1;
     }
     bool ok = true;
     if (!root) { /* unchanged: the cached copy is the engine's state */
@@ -343,7 +354,7 @@ static void probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_pro
         out->n_revs = out->revs ? pc->n_revs : 0;
         out->n_gates = out->gates ? pc->n_gates : 0;
         out->n_pulls = out->pulls ? pc->n_pulls : 0;
-        return;
+        return 0;
     }
     probe_state_of(root, out);
     json_object_put(root);
@@ -360,6 +371,7 @@ static void probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_pro
         snprintf(pc->state_etag, sizeof pc->state_etag, "%s", etag);
     else
         probe_cache_clear_state(pc);
+    return 1;
 }
 
 /* Histograms into out->scrape, through the cache when there is one; false with fe set when
@@ -432,8 +444,27 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, probe
                       ksv_node_probe *out, ksv_err *e)
 {
     ksv_engine_node_info info;
-    if (ksv_engine_client_get_node(client, &info, e) != 0)
-        return -1;
+    double now = ksv_mono_ms();
+    int state = -1; /* probe_state's answer, -1 until asked */
+    bool reuse = pc && pc->have_info && now - pc->info_ms < NODE_INFO_EVERY_MS;
+    if (reuse) {
+        /* The state's conditional GET says the node answers; a new state (or no answer)
+         * asks for the node's facts too, and no answer there is the node's error. */
+        state = probe_state(client, pc, out);
+        reuse = state == 0;
+    }
+    if (reuse) {
+        info = pc->info;
+        info.uptime_s += (now - pc->info_ms) / 1000.0;
+    } else {
+        if (ksv_engine_client_get_node(client, &info, e) != 0)
+            return -1;
+        if (pc) {
+            pc->info = info;
+            pc->have_info = true;
+            pc->info_ms = now;
+        }
+    }
     out->reachable = true;
     snprintf(out->engine_version, sizeof out->engine_version, "%s", info.version);
     snprintf(out->events_log_id, sizeof out->events_log_id, "%s", info.events_log_id);
@@ -456,7 +487,8 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, probe
         out->has_scrape = true;
     else /* the node answers, but its figures cannot be shown: say why, on screen */
         snprintf(out->figures_error, sizeof out->figures_error, "%.250s", fe.msg);
-    probe_state(client, pc, out);
+    if (state < 0)
+        probe_state(client, pc, out);
     if (errors_model) {
         probe_errors(client, errors_model, out);
         probe_runtime_logs(client, errors_model, out);
@@ -490,8 +522,10 @@ int ksv_ctl_node_probe_link(ksv_ctl *ctl, ksv_probe_link *link, const char *name
         /* No answer over the kept connection: drop it; the next probe dials again, which
          * re-reads a local engine's address and token (it may have restarted). */
         ctl_kept_entry_failed(ctl, link->kept, link->node.kind, e.msg);
-    if (!out->reachable)
+    if (!out->reachable) {
+        link->cache.have_info = false; /* the node that answers next: its facts afresh */
         snprintf(out->error, sizeof out->error, "%s", ctl_skip_node_prefix(e.msg, name));
+    }
     out->at_ms = ksv_wall_ms();
     return 0;
 }
@@ -705,20 +739,33 @@ int ksv_ctl_recent_qps(ksv_ctl *ctl, const char *model, int64_t now_ms, int64_t 
     if (ksv_store_metrics_query(ctl->store, KSV_METRICS_RAW, NULL, model, NULL, from, now_ms,
                                 &list, err) != 0)
         return -1;
-    /* Each sample's requests spread over its span; a step gets the rate of what ended in it. */
+    /* Each sample's requests spread over its span, (at - span, at]; a step's rate is what
+     * fell in it over the step's length, every series summed (dividing by the summed spans
+     * gave a model on two revisions half its rate). Idle scrapes are not stored, so a step
+     * no sample overlaps stays NaN: the caller reads it as idle or unknown. */
     double *requests = calloc(n, sizeof *requests), *covered = calloc(n, sizeof *covered);
     for (size_t i = 0; requests && covered && i < list.n; i++) {
         const ksv_metric_sample *m = &list.items[i];
-        int64_t step = (m->at_ms - 1 - from) / step_ms;
-        if (step < 0 || (size_t)step >= n)
-            continue;
-        requests[step] += (double)(m->requests_2xx + m->requests_4xx + m->requests_5xx +
-                                   m->requests_other);
-        covered[step] += (double)m->span_ms;
+        int64_t span = m->span_ms > 0 ? m->span_ms : 1, start = m->at_ms - span;
+        double total = (double)(m->requests_2xx + m->requests_4xx + m->requests_5xx +
+                                m->requests_other);
+        int64_t first = (start - from) / step_ms, last = (m->at_ms - 1 - from) / step_ms;
+        if (start < from)
+            first = 0;
+        for (int64_t k = first; k <= last && k < (int64_t)n; k++) {
+            if (k < 0)
+                continue;
+            int64_t lo = from + k * step_ms, hi = lo + step_ms;
+            int64_t a = start > lo ? start : lo, b = m->at_ms < hi ? m->at_ms : hi;
+            if (b <= a)
+                continue;
+            requests[k] += total * (double)(b - a) / (double)span;
+            covered[k] += (double)(b - a);
+        }
     }
     for (size_t i = 0; requests && covered && i < n; i++)
         if (covered[i] > 0)
-            out[i] = requests[i] / (covered[i] / 1000.0);
+            out[i] = requests[i] / ((double)step_ms / 1000.0);
     free(requests);
     free(covered);
     ksv_metric_list_free(&list);

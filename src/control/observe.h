@@ -200,7 +200,8 @@ int ksv_ctl_store_window_samples_of(ksv_ctl *ctl, const ksv_mwin *w, const char 
  * then. */
 int ksv_ctl_store_version(ksv_ctl *ctl, int64_t *version, ksv_err *err);
 /* A model's QPS over the n steps of step_ms that end at now_ms, oldest first, from the
- * stored samples (every node and revision summed); NaN where no sample covers a step.
+ * stored samples (every node and revision summed); NaN where no sample covers a step
+ * (idle scrapes are not stored: read NaN as idle when the console ran).
  * Sparklines start from it, so they survive a restart of the console. */
 int ksv_ctl_recent_qps(ksv_ctl *ctl, const char *model, int64_t now_ms, int64_t step_ms,
                        size_t n, double *out, ksv_err *err);

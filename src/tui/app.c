@@ -28,6 +28,7 @@ static void set_status(tui_app *a, tui_color c, const char *fmt, ...)
     vsnprintf(a->status, sizeof a->status, fmt, ap);
     va_end(ap);
     a->status_color = c;
+    a->dirty = true;
 }
 
 static const tui_model *current_model(tui_app *a)
@@ -671,6 +672,8 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
         return 1;
     }
     uint64_t seen = 0, transfer_seen = 0;
+    int64_t drawn_s = -1;
+    a->dirty = true;
     while (!a->quit && !(o->quit && tui_quit_requested(o->quit))) {
         tui_snapshot *s = tui_worker_snapshot(w);
         if (s && s->seq != seen) {
@@ -678,6 +681,7 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
             tui_snapshot_unref(a->snap);
             a->snap = s;
             tui_view_rebuild(&a->view, a->snap, ksv_wall_ms());
+            a->dirty = true;
         } else {
             tui_snapshot_unref(s);
         }
@@ -689,10 +693,19 @@ int tui_app_run(tui_worker *w, const tui_app_options *o)
         tui_job_result r;
         if (tui_worker_take_result(w, &r))
             set_status(a, r.ok ? TUI_C_OK : TUI_C_BAD, "%s", r.text);
-        tui_draw(a);
+        /* Drawn again only when something changed (a snapshot, a key, the status line) or
+         * the header's clock moved on: a 200-line nodes screen redrawn ten times a second
+         * for nothing was a good part of the console's cost at 100 nodes. */
+        int64_t now_s = ksv_wall_ms() / 1000;
+        if (a->dirty || now_s != drawn_s) {
+            tui_draw(a);
+            a->dirty = false;
+            drawn_s = now_s;
+        }
         int key = tui_crt_getkey(UI_TICK_MS);
         if (key == ERR)
             continue;
+        a->dirty = true;
         if (key == KEY_RESIZE) {
             clearok(stdscr, TRUE);
             continue;

@@ -43,6 +43,7 @@ typedef struct tui_app {
     /* the status line */
     char status[1024];
     tui_color status_color;
+    bool dirty;                    /* the screen shows less than the state: draw it again */
     /* scroll positions of the list screens */
     size_t list_cursor, list_top;
     /* the nodes screen: `/` there filters nodes (a label selector or a name), `L` groups */

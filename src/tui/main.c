@@ -2,6 +2,7 @@
  * --demo the demo), then runs the UI, or prints one snapshot for --once -o json. */
 #include <json-c/json.h>
 #include <limits.h>
+#include <malloc.h>
 #include <math.h>
 #include <signal.h>
 #include <stdio.h>
@@ -205,6 +206,10 @@ static void progress_line(const char *line)
 
 int main(int argc, char **argv)
 {
+    /* Two malloc arenas, not glibc's eight per core: the probers' copies are freed by the
+     * collector, and at 100 nodes every thread's arena kept its own free pages (107 MB
+     * resident for ~60 MB in use; one or two arenas: 68 MB, at no measurable CPU cost). */
+    mallopt(M_ARENA_MAX, 2);
     const char *db = NULL, *output = NULL, *prometheus = NULL;
     double interval = 1;
     bool demo = false, readonly = false, mono = false, once = false;

@@ -95,7 +95,12 @@ struct tui_worker {
     char argv0[4096];
 
     pthread_mutex_t mu;          /* guards everything below except the collector's own */
-    pthread_cond_t cond;         /* wakes the collector, the probers and the actor */
+    pthread_cond_t cond;         /* wakes the collector, the actor and --once's waiter */
+    pthread_cond_t probe_cond;   /* wakes the probers: new slots, stop, the timer handed on */
+    bool timer_held;             /* one idle prober waits for the next slot's time; the
+                                  * others sleep until woken, so a due slot wakes one
+                                  * thread, not all six */
+    bool rounds_watched;         /* --once waits for probes: each one wakes it */
     bool stop;
     bool refresh;
     tui_snapshot *snap;
@@ -137,13 +142,18 @@ struct tui_worker {
     size_t n_wave_lines;
 };
 
-/* Waits on w->cond until *flag, stop, or ms pass. Called with w->mu held. */
-static void wait_ms(tui_worker *w, const bool *flag, double ms)
+/* Waits on cond until *flag, stop, or ms pass. Called with w->mu held. */
+static void wait_on(tui_worker *w, pthread_cond_t *cond, const bool *flag, double ms)
 {
     struct timespec ts = ksv_timespec_in(CLOCK_REALTIME, ms / 1e3);
     while (!w->stop && !(flag && *flag))
-        if (pthread_cond_timedwait(&w->cond, &w->mu, &ts) == ETIMEDOUT)
+        if (pthread_cond_timedwait(cond, &w->mu, &ts) == ETIMEDOUT)
             break;
+}
+
+static void wait_ms(tui_worker *w, const bool *flag, double ms)
+{
+    wait_on(w, &w->cond, flag, ms);
 }
 
 /* Model files sent to SSH nodes (by a prober catching a node up, or by the actor): the
@@ -254,12 +264,23 @@ static void *prober_main(void *arg)
     ksv_ctl *ctl = NULL;
     ksv_err err;
     pthread_mutex_lock(&w->mu);
+    bool holder = false; /* this thread holds the timer */
     while (!w->stop) {
         double wait, started = ksv_mono_ms();
         node_slot *slot = next_due(w, started, &wait);
         if (!slot) {
-            wait_ms(w, NULL, wait < 1 ? 1 : wait);
+            /* One prober sleeps until the next slot is due; the others until it hands the
+             * timer on (or a safety interval passes). A timed wait in every prober woke
+             * all six for each of 100 slots a second. */
+            if (!holder && !w->timer_held)
+                holder = w->timer_held = true;
+            wait_on(w, &w->probe_cond, NULL,
+                    holder ? (wait < 1 ? 1 : wait) : w->opts.interval_s * 1000);
             continue;
+        }
+        if (holder) { /* off to probe: another idle prober keeps time */
+            holder = w->timer_held = false;
+            pthread_cond_signal(&w->probe_cond);
         }
         slot->busy = true;
         bool reread = slot->reread;
@@ -307,8 +328,11 @@ static void *prober_main(void *arg)
         } else {
             free(sp);
         }
-        pthread_cond_broadcast(&w->cond); /* --once waits for rounds of probes */
+        if (w->rounds_watched)
+            pthread_cond_broadcast(&w->cond); /* --once waits for rounds of probes */
     }
+    if (holder)
+        w->timer_held = false;
     pthread_mutex_unlock(&w->mu);
     ksv_ctl_close(ctl);
     return NULL;
@@ -367,7 +391,8 @@ static void sync_slots(tui_worker *w, const ksv_node_list *nodes, bool store_cha
     }
     ksv_strmap_free(&present);
     ksv_strmap_free(&known);
-    pthread_cond_broadcast(&w->cond);
+    if (w->n_slots != kept) /* new nodes, due at once */
+        pthread_cond_broadcast(&w->probe_cond);
 }
 
 /* ---- the collector ---- */
@@ -1212,6 +1237,7 @@ int tui_worker_start(const tui_worker_options *o, tui_worker **out, ksv_err *err
     snprintf(w->argv0, sizeof w->argv0, "%s", o->argv0 ? o->argv0 : "");
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cond, NULL);
+    pthread_cond_init(&w->probe_cond, NULL);
     /* Scrapes kept per series: the latency window's worth at this refresh and some spare
      * (a late collection feeds two), not a fixed 128: a fleet has thousands of series. */
     double per_window = ceil(KSV_MWIN_LATENCY_WINDOW_MS / (w->opts.interval_s * 1000));
@@ -1259,6 +1285,7 @@ void tui_worker_stop(tui_worker *w)
     pthread_mutex_lock(&w->mu);
     w->stop = true;
     pthread_cond_broadcast(&w->cond);
+    pthread_cond_broadcast(&w->probe_cond);
     pthread_mutex_unlock(&w->mu);
     if (w->collector_started)
         pthread_join(w->collector, NULL);
@@ -1278,6 +1305,7 @@ void tui_worker_stop(tui_worker *w)
     ksv_prom_source_free(w->prom);
     ksv_ctl_close(w->ctl);
     pthread_cond_destroy(&w->cond);
+    pthread_cond_destroy(&w->probe_cond);
     pthread_mutex_destroy(&w->mu);
     free(w);
 }
@@ -1393,6 +1421,7 @@ int tui_collect_once(const tui_worker_options *o, tui_snapshot **out, ksv_err *e
     double deadline = ksv_mono_ms() + (w->opts.interval_s * 2 + 2) * 1000 +
                       2.0 * (double)w->opts.node_timeout_ms;
     pthread_mutex_lock(&w->mu);
+    w->rounds_watched = true;
     while (!probed_twice(w) && ksv_mono_ms() < deadline)
         wait_ms(w, NULL, 50);
     /* A collection that took the probes after they were all in (one already under way
