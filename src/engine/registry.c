@@ -111,13 +111,16 @@ static int64_t idle_gap_ns(const ksv_model_spec *m)
 static ksv_kpa_params kpa_params(const ksv_engine_revision *rev)
 {
     const ksv_model_spec *m = &rev->model->spec;
+    ksv_scale_metric metric =
+        strcmp(rev->spec.scale_metric, "rps") == 0 ? KSV_SCALE_RPS : KSV_SCALE_CONCURRENCY;
     return (ksv_kpa_params){
         .min_replicas = rev->spec.min_replicas,
         .max_replicas = rev->spec.max_replicas,
-        .target = rev->spec.scale_target > 0 ? rev->spec.scale_target : KSV_DEFAULT_SCALE_TARGET,
-        .metric = strcmp(rev->spec.scale_metric, "rps") == 0 ? KSV_SCALE_RPS
-                                                              : KSV_SCALE_CONCURRENCY,
+        .target = ksv_kpa_target(metric, rev->spec.scale_target,
+                                 rev->spec.container_concurrency, m->target_utilization),
+        .metric = metric,
         .window_s = m->scale_window_s > 0 ? m->scale_window_s : KSV_DEFAULT_SCALE_WINDOW_S,
+        .scale_down_delay_s = m->scale_down_delay_s,
     };
 }
 
@@ -1673,10 +1676,12 @@ static void write_model_state(const ksv_registry *reg, ksv_sb *sb, const ksv_eng
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, m->spec.name);
     ksv_sb_printf(sb, ",\"pinned\":%s,\"rollback_window_s\":%d,\"scale_window_s\":%d,"
-                      "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d,\"ready\":%s,"
+                      "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d,"
+                      "\"target_utilization_percent\":%g,\"scale_down_delay_s\":%d,\"ready\":%s,"
                       "\"traffic_applied\":%s,\"traffic\":{",
                   m->spec.pinned ? "true" : "false", m->spec.rollback_window_s,
                   m->spec.scale_window_s, m->spec.scale_retention_s, m->spec.cold_start_queue,
+                  m->spec.target_utilization, m->spec.scale_down_delay_s,
                   m->n_split > 0 ? "true" : "false", m->pending ? "false" : "true");
     for (size_t i = 0; i < m->spec.n_revisions; i++) {
         if (i)

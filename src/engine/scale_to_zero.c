@@ -126,7 +126,10 @@ double ksv_cold_idle_seconds(const ksv_cold_state *c, double now)
 
 double ksv_cold_idle_limit(const ksv_model_spec *m)
 {
-    return (double)m->scale_window_s + (double)m->scale_retention_s;
+    /* Knative: the stable window empties, the scale-down delay holds the last count, then
+     * the pod lingers for its retention period. */
+    return (double)m->scale_window_s + (double)m->scale_down_delay_s +
+           (double)m->scale_retention_s;
 }
 
 int ksv_cold_retry_after(double load_seconds)

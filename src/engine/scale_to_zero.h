@@ -2,7 +2,7 @@
  *
  * A revision whose spec says min_replicas 0 is unloaded (its runtime memory freed, its file
  * left in the cache) once it has had no request for the model's scale_window_s plus
- * scale_retention_s. It stays in the traffic split, "cold": readiness and metadata keep
+ * scale_down_delay_s plus scale_retention_s. It stays in the traffic split, "cold": readiness and metadata keep
  * answering as for a loaded revision, as KServe's activator makes a scaled-to-zero revision
  * look. The first request for a cold revision asks the lifecycle thread to load it (warm-up
  * inference included) and waits; later ones wait too, up to the model's cold_start_queue of
@@ -120,7 +120,8 @@ void ksv_cold_close(ksv_cold_queue *q);
 /* The seconds a client should wait before retrying: the last load time, at least 1. */
 int ksv_cold_retry_after(double load_seconds);
 
-/* The model's idle time after which a min_replicas 0 revision is unloaded. */
+/* The model's idle time after which a min_replicas 0 revision is unloaded: its window,
+ * scale-down delay and retention period. */
 double ksv_cold_idle_limit(const ksv_model_spec *m);
 
 /* Prometheus families for the cold start metrics, one revision's lines each; heads are
