@@ -6,11 +6,13 @@ more requests run the revision at once (src/engine/autoscaler.h). Under bounded 
 1. concurrency: fraud with containerConcurrency 1, minReplicas 1, maxReplicas 3,
    scaleTarget 1 and a 6 s window. Eight clients send heavy requests (3000 rows each, so a
    request stays in the engine while its client waits, whatever the machine's load) back to
-   back for 4 s: the demand (requests in flight plus those refused at the limit) is at least
+   back for 4 s: the demand (requests in flight plus those waiting at the limit) is at least
    twice the target per replica, so the autoscaler panics and scales to 3 within the load,
    never past 3;
-   ksv_revision_replicas and the state agree; refusals are 503 with Retry-After and say
-   why; every 200 carries XGBoost's own prediction. When the load stops, replicas return to
+   ksv_revision_replicas and the state agree; requests past the limit wait in the
+   revision's queue (tests/engine_queue.py) and count as demand; a refusal, if the queue
+   ever fills, is 503 with Retry-After and says why; every 200 carries XGBoost's own
+   prediction. When the load stops, replicas return to
    1 after the stable window.
 2. rps: iris with scaleMetric rps, scaleTarget 10, maxReplicas 3 and no containerConcurrency
    (replicas advisory): a paced 40 requests/s for 5 s takes it to 3; nothing is refused.

@@ -4,12 +4,14 @@
  * containerConcurrency more requests to run it at once (KServe's per-replica limit; with no
  * containerConcurrency a replica sets no limit and the count is advisory); on a GPU it
  * would be a CUDA stream with its own buffers (not built: no device here). The revision may
- * run replicas x containerConcurrency requests at once; more get 503 with Retry-After and
- * count as demand, so that the autoscaler sees them.
+ * run replicas x containerConcurrency requests at once; more wait in its queue
+ * (scale_to_zero.h; past the queue 503 with Retry-After) and count as demand, so that the
+ * autoscaler sees them.
  *
  * The rule, as Knative's KPA (pkg/autoscaler/scaling/autoscaler.go):
  *   - every second holds the average observed concurrency (requests in flight, sampled at
- *     each tick, plus those refused at the limit) and the requests answered;
+ *     each tick, plus those waiting at the limit or refused past its queue) and the
+ *     requests answered;
  *   - stable value: the average over the stable window (autoscaling.knative.dev/window,
  *     60 s by default); panic value: over the panic window, 10% of it (6 s);
  *   - metric concurrency: value = concurrency; rps: value = requests per second;

@@ -4,6 +4,7 @@
 #include "common/random.h"
 #include "engine/registry.h"
 
+#include <limits.h>
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>
@@ -199,6 +200,45 @@ static bool is_loaded(const ksv_engine_revision *rev)
                            rev->state == KSV_REV_STANDBY);
 }
 
+/* How many requests the revision may run at once: containerConcurrency per replica the
+ * autoscaler gives it (KServe's containerConcurrency is per replica); 0: no limit. */
+static int64_t concurrency_limit(const ksv_engine_revision *rev)
+{
+    int replicas = ksv_kpa_replicas(&rev->kpa);
+    return (int64_t)rev->spec.container_concurrency * (replicas > 1 ? replicas : 1);
+}
+
+/* Reserves one of the revision's in-flight slots if one is free (ksv_cold_grant's take). */
+static bool take_slot(void *arg)
+{
+    ksv_engine_revision *rev = arg;
+    int64_t limit = concurrency_limit(rev);
+    int64_t now = atomic_load(&rev->inflight);
+    while (limit <= 0 || now < limit)
+        if (atomic_compare_exchange_weak(&rev->inflight, &now, now + 1))
+            return true;
+    return false;
+}
+
+/* Hands the revision's free slots to its oldest waiting requests. Caller holds the lock. */
+static void grant_slots(ksv_registry *reg, ksv_engine_revision *rev)
+{
+    if (atomic_load(&rev->cold.capacity_depth) > 0)
+        ksv_cold_grant(&reg->cold_queue, &rev->cold, rev->model->spec.name, rev->spec.name,
+                       take_slot, rev, rev);
+}
+
+/* Gives back a slot of a revision with a concurrency limit: the oldest waiting request
+ * gets it. Under the read lock, so that the revision cannot be freed between the two
+ * steps; sequentially consistent against ksv_cold_enqueue_capacity's count and take. */
+static void release_slot(ksv_registry *reg, ksv_engine_revision *rev)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    atomic_fetch_sub(&rev->inflight, 1);
+    grant_slots(reg, rev);
+    pthread_rwlock_unlock(&reg->lock);
+}
+
 /* Can take requests: loaded, or scaled to zero (a request starts it). */
 static bool routable(const ksv_engine_revision *rev)
 {
@@ -371,6 +411,9 @@ static void model_apply_traffic(ksv_registry *reg, ksv_engine_model *m)
         } else if (old > 0 || rev->state == KSV_REV_READY) {
             rev->state = KSV_REV_DRAINING;
             rev->idle_since = now;
+            /* Requests waiting for one of its slots route again, to the new split. */
+            ksv_cold_wake(&reg->cold_queue, &rev->cold, m->spec.name, rev->spec.name,
+                          KSV_COLD_RETRY);
         }
     }
     m->pending = false;
@@ -447,9 +490,10 @@ static void detach_model(ksv_registry *reg, ksv_engine_model *m)
         if (m->revs[r]->cold.cold) {
             note_usage(reg, m->revs[r], "model-unload", "removed", 0);
             m->revs[r]->cold.cold = false;
-            ksv_cold_wake(&reg->cold_queue, &m->revs[r]->cold, m->spec.name,
-                          m->revs[r]->spec.name, KSV_COLD_RETRY);
         }
+        /* Its waiters (for a cold start or a slot) hear that the model is gone. */
+        ksv_cold_wake(&reg->cold_queue, &m->revs[r]->cold, m->spec.name, m->revs[r]->spec.name,
+                      KSV_COLD_RETRY);
         /* On allocation failure the revision leaks rather than being freed in use. */
         push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, m->revs[r]);
     }
@@ -1142,8 +1186,9 @@ static void janitor(ksv_registry *reg)
         ksv_mem_return_to_system();
 }
 
-/* One autoscaler sample for every loaded revision: requests in flight (and those refused
- * at the limit since the last sample, whose demand must be seen too). Only this thread
+/* One autoscaler sample for every loaded revision: requests in flight (and those waiting
+ * for a slot, or refused past the queue since the last sample, whose demand must be seen
+ * too). Only this thread
  * starts, ticks and stops autoscalers, so the read lock is enough. */
 static void autoscale(ksv_registry *reg)
 {
@@ -1155,9 +1200,11 @@ static void autoscale(ksv_registry *reg)
             if (!rev->handle || !rev->kpa.ring)
                 continue;
             double demand = (double)atomic_load(&rev->inflight) +
+                            (double)atomic_load(&rev->cold.capacity_depth) +
                             (double)atomic_exchange(&rev->refused_at_limit, 0);
             ksv_kpa_params p = kpa_params(rev);
             ksv_kpa_tick(&rev->kpa, &p, now, demand, answers(rev));
+            grant_slots(reg, rev); /* a replica more: room for the waiting */
         }
     pthread_rwlock_unlock(&reg->lock);
 }
@@ -1177,9 +1224,11 @@ static void cold_timed_out(void *ctx, const ksv_cold_waiter *w)
     }
     if (!rev)
         return;
-    atomic_fetch_sub(&rev->cold.queue_depth, 1);
+    atomic_fetch_sub(w->for_capacity ? &rev->cold.capacity_depth : &rev->cold.queue_depth, 1);
     atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1, memory_order_relaxed);
-    push_error(rev->model, 503, rev->spec.name, NULL, "timed out waiting for a cold start");
+    push_error(rev->model, 503, rev->spec.name, NULL,
+               w->for_capacity ? "timed out waiting for a free slot at the concurrency limit"
+                               : "timed out waiting for a cold start");
 }
 
 static void expire_cold_waiters(void *ctx)
@@ -1410,7 +1459,28 @@ int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend
     ksv_engine_model *m = find_model(reg, w->model);
     ksv_engine_revision *rev = m ? find_revision(m, w->revision) : NULL;
     int rc = 1; /* gone or warm: route again */
-    if (rev && rev->cold.cold) {
+    if (rev && w->for_capacity) {
+        /* At its limit: wait for a slot, up to KSV_QUEUE_PER_SLOT per slot (Knative's
+         * queue-proxy: 10 x containerConcurrency per pod). */
+        *retry_after_s = 1;
+        int64_t limit = concurrency_limit(rev);
+        if (!rev->cold.cold && is_loaded(rev) && limit > 0) {
+            int64_t most = limit * KSV_QUEUE_PER_SLOT;
+            int bound = most < INT_MAX ? (int)most : INT_MAX;
+            char why[128];
+            int replicas = ksv_kpa_replicas(&rev->kpa);
+            snprintf(why, sizeof why, "%lld: %d replica(s) x containerConcurrency %d",
+                     (long long)limit, replicas > 1 ? replicas : 1,
+                     rev->spec.container_concurrency);
+            rc = ksv_cold_enqueue_capacity(&reg->cold_queue, &rev->cold, bound, w, suspend,
+                                           cookie, take_slot, rev, rev, why, err);
+            if (rc != 0) {
+                atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
+                                          memory_order_relaxed);
+                atomic_fetch_add_explicit(&rev->refused_at_limit, 1, memory_order_relaxed);
+            }
+        }
+    } else if (rev && rev->cold.cold) {
         *retry_after_s = ksv_cold_retry_after(rev->load_seconds);
         rc = ksv_cold_enqueue(&reg->cold_queue, &rev->cold, m->spec.cold_start_queue, w,
                               suspend, cookie, err);
@@ -1464,23 +1534,19 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
         pthread_rwlock_unlock(&reg->lock);
         return rc;
     }
-    if (rc == 0) {
-        /* containerConcurrency is per replica (KServe): the revision may run that many
-         * requests per replica the autoscaler gives it at once. */
-        int replicas = ksv_kpa_replicas(&rev->kpa);
-        int64_t limit = (int64_t)rev->spec.container_concurrency * (replicas > 1 ? replicas : 1);
-        int64_t before = atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
-        if (limit > 0 && before >= limit) {
-            atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
-            atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&rev->refused_at_limit, 1, memory_order_relaxed);
+    if (rc == 0 && rev->spec.container_concurrency > 0) {
+        /* At the limit, or others already waiting (first come, first served): the request
+         * waits for a slot, as behind Knative's queue-proxy. */
+        if (atomic_load(&rev->cold.capacity_depth) > 0 || !take_slot(rev)) {
+            snprintf(route->cold_revision, sizeof route->cold_revision, "%s", rev->spec.name);
+            route->cold_timeout_ms = rev->spec.timeout_ms;
             route->retry_after_s = 1;
-            rc = ksv_err_set(err, 503, "revision %s is at its concurrency limit (%lld: %d "
-                                       "replica(s) x containerConcurrency %d)",
-                             rev->spec.name, (long long)limit, replicas > 1 ? replicas : 1,
-                             rev->spec.container_concurrency);
+            ksv_err_set(err, 503, "revision %s is at its concurrency limit", rev->spec.name);
+            pthread_rwlock_unlock(&reg->lock);
+            return KSV_ROUTE_QUEUE;
         }
+    } else if (rc == 0) {
+        atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
     }
     pthread_rwlock_unlock(&reg->lock);
     if (rc == 0) {
@@ -1517,9 +1583,30 @@ void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double
     if (status >= 400)
         push_error(route->model, status, rev->spec.name, request_id, message);
     /* Last: once this reaches zero the revision may be unloaded or freed. */
-    atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
+    if (rev->spec.container_concurrency > 0)
+        release_slot(reg, rev);
+    else
+        atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
     route->rev = NULL;
     route->model = NULL;
+}
+
+void ksv_registry_route_granted(ksv_registry *reg, ksv_cold_waiter *w, ksv_route *route)
+{
+    ksv_engine_revision *rev = w->granted; /* alive: the slot it holds keeps it */
+    w->granted = NULL;
+    route->rev = rev;
+    route->model = rev->model;
+    route->retry_after_s = 0;
+    ksv_cold_touch(&rev->cold, reg_now_ns(reg), atomic_load(&rev->idle_gap_ns));
+}
+
+void ksv_registry_release_grant(ksv_registry *reg, ksv_cold_waiter *w)
+{
+    ksv_engine_revision *rev = w->granted;
+    w->granted = NULL;
+    if (rev)
+        release_slot(reg, rev);
 }
 
 void ksv_registry_record_model_error(ksv_registry *reg, const char *model, int status,
@@ -2014,6 +2101,17 @@ static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap 
             ksv_sb_printf(sb, "ksv_revision_replicas{model=\"%s\",revision=\"%s\"} %d\n",
                           reg->models[i]->spec.name, rev->spec.name,
                           ksv_kpa_replicas(&rev->kpa));
+        }
+    ksv_sb_puts(sb, "# HELP ksv_request_queue_depth Requests waiting for a free slot at the "
+                    "revision's concurrency limit (replicas x containerConcurrency).\n"
+                    "# TYPE ksv_request_queue_depth gauge\n");
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            const ksv_engine_revision *rev = reg->models[i]->revs[r];
+            if (rev->spec.container_concurrency > 0)
+                ksv_sb_printf(sb, "ksv_request_queue_depth{model=\"%s\",revision=\"%s\"} %d\n",
+                              reg->models[i]->spec.name, rev->spec.name,
+                              atomic_load(&((ksv_engine_revision *)rev)->cold.capacity_depth));
         }
     for (int f = 0; f < KSV_COLD_FAM_COUNT; f++) {
         ksv_cold_write_head(sb, (ksv_cold_family)f);

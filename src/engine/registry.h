@@ -82,8 +82,9 @@ typedef struct ksv_engine_revision {
                                    * loaded (usage.h) */
     uint64_t requests_at_load;    /* answers() when the residency began */
     ksv_kpa kpa;                  /* its replicas while loaded (autoscaler.h) */
-    _Atomic uint64_t refused_at_limit; /* 503s at replicas x containerConcurrency since the
-                                   * autoscaler's last sample: demand it must see */
+    _Atomic uint64_t refused_at_limit; /* 503s past the queue at replicas x
+                                   * containerConcurrency since the autoscaler's last
+                                   * sample: demand it must see (as are the queued ones) */
     bool held_warm;               /* a release gate judges it: never scaled to zero,
                                    * evicted or unloaded meanwhile */
     /* Lock-free counters, updated by requests. */
@@ -103,8 +104,8 @@ typedef struct ksv_engine_revision {
 typedef struct ksv_route {
     ksv_engine_revision *rev;
     ksv_engine_model *model;
-    /* Set when routing answers KSV_ROUTE_COLD: the scaled-to-zero revision chosen, and how
-     * long the request may wait for it. */
+    /* Set when routing answers KSV_ROUTE_COLD or KSV_ROUTE_QUEUE: the revision chosen, and
+     * how long the request may wait for it. */
     char cold_revision[KSV_NAME_MAX];
     int cold_timeout_ms;
     int retry_after_s;            /* on a 503: when to come back (0: no advice) */
@@ -113,6 +114,10 @@ typedef struct ksv_route {
 /* ksv_registry_route's answer when the chosen revision is scaled to zero: the request must
  * wait (ksv_registry_cold_wait), then route again. */
 #define KSV_ROUTE_COLD 1
+/* Its answer when the chosen revision is at its concurrency limit (replicas x
+ * containerConcurrency) or others already wait for it: the request waits for a slot
+ * (ksv_registry_cold_wait with w->for_capacity), the route fields as for KSV_ROUTE_COLD. */
+#define KSV_ROUTE_QUEUE 2
 
 typedef struct ksv_registry_config {
     unsigned workers;             /* predict() worker indexes, one per HTTP thread */
@@ -158,11 +163,18 @@ int ksv_registry_take_out(ksv_registry *reg, const char *model, ksv_model_spec *
 int ksv_registry_route(ksv_registry *reg, const char *model, const char *revision,
                        uint64_t *rng, ksv_route *route, ksv_err *err);
 /* Queues a request for the cold start of w->model/w->revision (filled from the route) and
- * suspends it through suspend(cookie). Returns 0 when queued (w->wake is called later,
- * exactly once); 1 when the revision is no longer cold (route again now); -1 with a 503
- * and *retry_after_s when its queue is full or the engine is closing. */
+ * suspends it through suspend(cookie); with w->for_capacity, for a free slot of that
+ * loaded revision instead. Returns 0 when queued (w->wake is called later, exactly once;
+ * with outcome KSV_COLD_RETRY and w->granted set when a slot was handed to it); 1 when the
+ * revision is no longer cold (or no longer loaded and serving: route again now); -1 with a
+ * 503 and *retry_after_s when its queue is full or the engine is closing. */
 int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend)(void *),
                            void *cookie, int *retry_after_s, ksv_err *err);
+/* A request resumed with w->granted: its route is that revision, whose slot it holds
+ * (give it back with ksv_registry_finish). Clears w->granted. */
+void ksv_registry_route_granted(ksv_registry *reg, ksv_cold_waiter *w, ksv_route *route);
+/* A granted slot the request never used (its connection ended first): hands it on. */
+void ksv_registry_release_grant(ksv_registry *reg, ksv_cold_waiter *w);
 /* Shutdown: answers every waiting request and refuses new waiters. */
 void ksv_registry_close_cold_queue(ksv_registry *reg);
 /* Records the outcome; on error status (>= 400) also into the model's error ring. */
