@@ -4,6 +4,8 @@
 #include "common/random.h"
 #include "engine/registry.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <limits.h>
 #include <malloc.h>
 #include <math.h>
@@ -12,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "engine/fetch_pool.h"
 #include "engine/memory_budget.h"
 #include "engine/storage.h"
@@ -71,6 +75,7 @@ struct ksv_registry {
     uint64_t memory_budget;       /* --memory-budget; 0: none */
     uint64_t gpu_memory_budget;   /* --gpu-memory-budget; 0: none */
     char *state_file;
+    char *reload_dir;             /* runtimes' fast-reload copies (runtime.h); NULL: none */
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
     ksv_event_log *events;        /* not owned */
@@ -352,6 +357,51 @@ static void revision_free(ksv_registry *reg, ksv_engine_revision *rev, unload_it
     free(rev->fetched_path);
     free(rev->llm);
     free(rev);
+}
+
+static bool uses_copy(const ksv_engine_revision *o, const ksv_engine_revision *rev,
+                      const uint8_t source[32])
+{
+    return o != rev && o->has_reload_sha256 &&
+           memcmp(o->checked_sha256, source, sizeof o->checked_sha256) == 0;
+}
+
+/* The fast-reload copy of the checked bytes `source` that rev had, now of no use to it (it
+ * is freed, or its file changed): removed unless another revision (the same file) still
+ * counts on it. Caller holds the write lock. */
+static void drop_reload_copy(ksv_registry *reg, const ksv_engine_revision *rev,
+                             const uint8_t source[32])
+{
+    if (!reg->reload_dir || !rev->has_reload_sha256)
+        return;
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++)
+            if (uses_copy(reg->models[i]->revs[r], rev, source))
+                return;
+    for (size_t i = 0; i < reg->n_dead; i++)
+        if (uses_copy(reg->dead_revs[i], rev, source))
+            return;
+    char hex[65], path[4096];
+    ksv_sha256_digest_hex(source, hex);
+    snprintf(path, sizeof path, "%s/%s.bst", reg->reload_dir, hex);
+    if (unlink(path) != 0 && errno != ENOENT)
+        ksv_log(KSV_LOG_WARN, NULL, "cannot remove %s: %s", path, strerror(errno));
+}
+
+/* Copies left by an earlier run: their digests were in its memory only, so they are of no
+ * use (and never read) now. */
+static void clear_reload_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n > 4 && strcmp(de->d_name + n - 4, ".bst") == 0 && de->d_name[0] != '.')
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
 }
 
 static void model_free(ksv_engine_model *m)
@@ -936,6 +986,24 @@ static void start_fetch(ksv_registry *reg, ksv_engine_revision *rev)
     }
 }
 
+/* One runtime load, run on a thread of its own so that its size is measured without the
+ * allocator's per-thread cache (ksv_mem_measure). */
+typedef struct load_call {
+    const ksv_runtime_ops *ops;
+    const char *path;
+    const ksv_runtime_options *opts;
+    void **handle;
+    ksv_model_info *info;
+    ksv_err *err;
+    int rc;
+} load_call;
+
+static void run_load(void *arg)
+{
+    load_call *c = arg;
+    c->rc = c->ops->load(c->path, c->opts, c->handle, c->info, c->err);
+}
+
 /* Loads one revision in state loading, if any; a revision whose model must be downloaded
  * first is handed to the fetch pool instead and comes back here when the download ends.
  * Returns true when it did some work. */
@@ -996,6 +1064,10 @@ static bool load_one(ksv_registry *reg)
     rev->fetched_path = NULL; /* each load of a downloaded model checks the cache again */
     char model_name[KSV_NAME_MAX];
     snprintf(model_name, sizeof model_name, "%s", rev->model->spec.name);
+    uint8_t checked[32], copy[32];
+    bool has_checked = rev->has_checked_sha256, has_copy = rev->has_reload_sha256;
+    memcpy(checked, rev->checked_sha256, sizeof checked);
+    memcpy(copy, rev->reload_sha256, sizeof copy);
     pthread_rwlock_unlock(&reg->lock);
 
     char path[4096];
@@ -1010,6 +1082,9 @@ static bool load_one(ksv_registry *reg)
         .external = spec.external,
         .model_name = model_name,
         .revision = spec.name,
+        .checked_sha256 = has_checked ? checked : NULL,
+        .reload_dir = reg->reload_dir,
+        .reload_sha256 = has_copy ? copy : NULL,
     };
     double t0 = ksv_mono_s();
     int rc = 0;
@@ -1023,12 +1098,12 @@ static bool load_one(ksv_registry *reg)
         rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
                                        &err);
     free(fetched);
-    uint64_t mem_before = ksv_mem_allocated_bytes();
     if (rc == 0 && reg->load_delay_ms > 0)
         sleep_ms(reg->load_delay_ms);
+    load_call call = {ops, path, &opts, &handle, &info, &err, -1};
+    uint64_t mem_used = rc == 0 ? ksv_mem_measure(run_load, &call) : 0;
     if (rc == 0)
-        rc = ops->load(path, &opts, &handle, &info, &err);
-    uint64_t mem_used = ksv_mem_growth(mem_before, ksv_mem_allocated_bytes());
+        rc = call.rc;
     double took = ksv_mono_s() - t0;
     ksv_batcher *batcher = NULL;
     size_t batch_rows = spec.batch_max_rows > 1                             ? (size_t)spec.batch_max_rows
@@ -1050,6 +1125,13 @@ static bool load_one(ksv_registry *reg)
     uint64_t gpu_used = rc == 0 ? gpu_bytes_of(rev, handle, mem_used) : 0;
     if (rc == 0 && !dead) {
         rev->last_memory_bytes = mem_used;
+        if (rev->has_reload_sha256 &&
+            memcmp(rev->checked_sha256, info.checked_sha256, sizeof rev->checked_sha256) != 0)
+            drop_reload_copy(reg, rev, rev->checked_sha256); /* its file changed */
+        rev->has_checked_sha256 = info.has_checked_sha256;
+        memcpy(rev->checked_sha256, info.checked_sha256, sizeof rev->checked_sha256);
+        rev->has_reload_sha256 = info.has_reload_sha256;
+        memcpy(rev->reload_sha256, info.reload_sha256, sizeof rev->reload_sha256);
         rc = admit_measured(reg, rev, mem_used, gpu_used, evicted, &n_evicted, &err);
     }
     if (rc == 0 && !dead) {
@@ -1163,6 +1245,7 @@ static void janitor(ksv_registry *reg)
             n_items < 64) {
             if (rev->handle)
                 note_usage(reg, rev, "model-unload", "removed", rev->memory_bytes);
+            drop_reload_copy(reg, rev, rev->checked_sha256);
             revision_free(reg, rev, &items[n_items]);
             n_items++;
         } else {
@@ -1291,6 +1374,16 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     ksv_usage_init(&reg->usage);
     reg->events = cfg->events;
     reg->clock = cfg->clock;
+    if (cfg->reload_dir) {
+        ksv_err derr;
+        ksv_err_clear(&derr);
+        if (ksv_mkdir_p(cfg->reload_dir, 0700, &derr) == 0 &&
+            (reg->reload_dir = strdup(cfg->reload_dir)) != NULL)
+            clear_reload_dir(reg->reload_dir);
+        else
+            ksv_log(KSV_LOG_WARN, NULL, "no fast-reload copies for cold starts: %s",
+                    derr.msg[0] ? derr.msg : "out of memory");
+    }
     if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
@@ -1369,6 +1462,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     free(reg->dead_revs);
     free(reg->dead_models);
     free(reg->state_file);
+    free(reg->reload_dir);
     ksv_cache_close(reg->cache);
     pthread_rwlock_destroy(&reg->lock);
     pthread_mutex_destroy(&reg->admin_mu);
@@ -1733,9 +1827,10 @@ static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
     ksv_sb_puts(sb, ",\"spec\":");
     ksv_revision_spec_to_json(sb, &rev->spec);
     ksv_sb_printf(sb, ",\"state\":\"%s\",\"traffic\":%d,\"desired_traffic\":%d,"
-                      "\"inflight\":%lld,\"load_seconds\":%.6f",
+                      "\"inflight\":%lld,\"load_seconds\":%.6f,\"reload_copy\":%s",
                   ksv_rev_state_name(rev->state), rev->traffic, rev->desired,
-                  (long long)atomic_load(&rev->inflight), rev->load_seconds);
+                  (long long)atomic_load(&rev->inflight), rev->load_seconds,
+                  rev->info.from_reload_copy ? "true" : "false");
     if (rev->handle || rev->cold.cold) {
         ksv_sb_printf(sb, ",\"num_features\":%zu,\"num_outputs\":%zu", rev->info.num_features,
                       rev->info.num_outputs);

@@ -73,6 +73,12 @@ typedef struct ksv_engine_revision {
     char error[512];              /* last load failure */
     uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
     uint64_t last_memory_bytes;   /* what its last load measured, kept after unloading */
+    /* SHA-256 of the model bytes its runtime checked at a load, kept after unloading, so
+     * that a cold start of the same bytes skips that check (runtime.h). */
+    bool has_checked_sha256;
+    uint8_t checked_sha256[32];
+    bool has_reload_sha256;       /* its runtime's fast-reload copy of those bytes */
+    uint8_t reload_sha256[32];
     uint64_t gpu_memory_bytes;    /* GPU memory it holds: declared, or estimated when a
                                    * runtime runs it on the GPU; 0 unloaded */
     ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
@@ -124,6 +130,8 @@ typedef struct ksv_registry_config {
     int gpu;                      /* device for runtimes that use one; -1: CPU only */
     const char *state_file;       /* applied state, rewritten atomically after each change */
     const char *cache_dir;        /* where http(s) models are fetched to */
+    const char *reload_dir;       /* where runtimes keep fast-reload copies for cold starts
+                                   * (emptied at start); NULL: none */
     unsigned fetch_threads;       /* concurrent downloads (0: 4) */
     double fetch_timeout_s;       /* one download's overall deadline; <= 0: none */
     double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
