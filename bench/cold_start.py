@@ -12,6 +12,7 @@ container, image pull or scheduler included, so a lower bound for a pod's cold s
 Prints a Markdown table; medians of REPS.
 
     python3 bench/cold_start.py [--engine build/src/ksv-engine] [--reps 7]
+        [--models fraud,iris] [--no-peer]
 """
 import argparse
 import http.client
@@ -117,9 +118,13 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--engine", default=os.environ.get("KSV_ENGINE", "build/src/ksv-engine"))
     ap.add_argument("--reps", type=int, default=7)
+    ap.add_argument("--models", help="comma-separated demo models (default: all)")
+    ap.add_argument("--no-peer", action="store_true", help="skip the fresh-process peer")
     args = ap.parse_args()
     eng = Engine(args.engine)
     models = sorted(os.listdir(os.path.join(DATA, "models")))
+    if args.models:
+        models = [m for m in args.models.split(",") if m in models]
     print("| model | file | memory | file read | load+warm (loaded) | cold start (engine) "
           "| first request (client) | warm request | client pays | peer: fresh process |")
     print("|---|---|---|---|---|---|---|---|---|---|")
@@ -158,7 +163,8 @@ def main():
             path = model_file(name)
             read = statistics.median(read_seconds(path) for _ in range(5))
             med = statistics.median
-            fresh = med(fresh_process_seconds(args.engine, name, body) for _ in range(args.reps))
+            fresh = (float("nan") if args.no_peer else
+                     med(fresh_process_seconds(args.engine, name, body) for _ in range(args.reps)))
             print("| %s | %.0f KiB | %.0f KiB | %.2f ms | %.1f ms | %.1f ms | %.1f ms | %.2f ms "
                   "| +%.1f ms | %.1f ms |"
                   % (name, os.path.getsize(path) / 1024, med(mems) / 1024, read * 1e3,

@@ -6,18 +6,25 @@ more requests run the revision at once (src/engine/autoscaler.h). Under bounded 
 1. concurrency: fraud with containerConcurrency 1, minReplicas 1, maxReplicas 3,
    scaleTarget 1 and a 6 s window. Eight clients send heavy requests (3000 rows each, so a
    request stays in the engine while its client waits, whatever the machine's load) back to
-   back for 4 s: the demand (requests in flight plus those refused at the limit) is at least
+   back for 4 s: the demand (requests in flight plus those waiting at the limit) is at least
    twice the target per replica, so the autoscaler panics and scales to 3 within the load,
    never past 3;
-   ksv_revision_replicas and the state agree; refusals are 503 with Retry-After and say
-   why; every 200 carries XGBoost's own prediction. When the load stops, replicas return to
+   ksv_revision_replicas and the state agree; requests past the limit wait in the
+   revision's queue (tests/engine_queue.py) and count as demand; a refusal, if the queue
+   ever fills, is 503 with Retry-After and says why; every 200 carries XGBoost's own
+   prediction. When the load stops, replicas return to
    1 after the stable window.
 2. rps: iris with scaleMetric rps, scaleTarget 10, maxReplicas 3 and no containerConcurrency
    (replicas advisory): a paced 40 requests/s for 5 s takes it to 3; nothing is refused.
 3. minReplicas 0: 0 replicas once scaled to zero, 1 again after the cold start.
 4. Bad settings are refused with the field (max below min, an unknown metric).
 5. Through ksv: maxReplicas, scaleTarget and scaleMetric of a manifest reach the engine and
-   are no longer listed as "not acted on".
+   are no longer listed as "not acted on"; so do Knative's target-utilization-percentage
+   and scale-down-delay annotations (a bad percent is refused by apply).
+6. Target utilization and scale-down delay on an engine with a test clock (KSV_TEST_CLOCK):
+   fraud's per-replica target is 70% of scaleTarget 1 (0.7); under load it reaches 3
+   replicas; once the load stops and the stable window drained, the rule wants 1 but the
+   30 s scale-down delay holds 3; moving the clock 31 s on lets it fall to 1.
 """
 import json
 import os
@@ -182,6 +189,9 @@ try:
 kind: InferenceService
 metadata:
   name: scaled
+  annotations:
+    autoscaling.knative.dev/target-utilization-percentage: "50"
+    autoscaling.knative.dev/scale-down-delay: "2m"
 spec:
   predictor:
     minReplicas: 2
@@ -202,6 +212,67 @@ spec:
            s.get("scale_metric")) == (2, 5, 7, "rps"),
           "the engine got minReplicas 2, maxReplicas 5, scaleTarget 7, rps (%s)" % s)
     check(r.get("replicas") == 2, "and runs 2 replicas (its minimum) idle (%s)" % r.get("replicas"))
+    m = eng.request("GET", "/ksv/v1/models/scaled", admin=True)[2]
+    check((m.get("target_utilization_percent"), m.get("scale_down_delay_s")) == (50, 120),
+          "the engine got target utilization 50%% and a 120 s scale-down delay (%s, %s)" %
+          (m.get("target_utilization_percent"), m.get("scale_down_delay_s")))
+    check(abs(r["autoscaler"]["target"] - 3.5) < 1e-6,
+          "rps target 7 at 50%%: 3.5 per replica (%s)" % r["autoscaler"])
+    with open(path) as f:
+        text = f.read()
+    with open(path, "w") as f:
+        f.write(text.replace('"50"', '"150"'))
+    rc, out, err = ksv("apply", "-f", path, "--node", "n1")
+    check(rc != 0 and "target-utilization-percentage" in err and "1..100" in err,
+          "a percent of 150 is refused with the annotation named (%s)" % err.strip())
+    eng.stop()
+
+    # 6. Target utilization and scale-down delay, on a test clock.
+    eng = Engine(threads=8, extra_env={"KSV_TEST_CLOCK": "0"})
+    st, _, body = eng.request("PUT", "/ksv/v1/models/fraud", admin=True, body={
+        "revisions": [rev("fraud-00001", model_path("fraud"), container_concurrency=1,
+                          min_replicas=1, max_replicas=3, scale_target=1)],
+        "traffic": {"fraud-00001": 100}, "scale_window_s": 6, "scale_down_delay_s": 30})
+    check(st == 202, "fraud put with a 30 s scale-down delay (%s)" % body)
+    eng.wait_applied("fraud")
+    a = state(eng, "fraud")["autoscaler"]
+    check(abs(a["target"] - 0.7) < 1e-6, "target: 70%% of scaleTarget 1 = 0.7 (%s)" % a)
+    stop_ev = threading.Event()
+
+    def loader():
+        c = eng.conn(10)
+        while not stop_ev.is_set():
+            try:
+                eng.request("POST", "/v2/models/fraud/infer", HEAVY, conn=c,
+                            headers={"Content-Type": "application/json"})
+            except OSError:
+                c.close()
+                c = eng.conn(10)
+        c.close()
+
+    threads = [threading.Thread(target=loader, daemon=True) for _ in range(6)]
+    for t in threads:
+        t.start()
+    ok, seen = wait_replicas(eng, "fraud", 3, 30)
+    stop_ev.set()
+    for t in threads:
+        t.join(30)
+    check(ok, "under load: 3 replicas (%s)" % seen)
+    deadline = time.time() + 40
+    a, reps = {}, None
+    while time.time() < deadline:
+        r = state(eng, "fraud")
+        a, reps = r["autoscaler"], r["replicas"]
+        if a.get("undelayed") == 1:
+            break
+        time.sleep(0.1)
+    check(a.get("undelayed") == 1 and reps == 3,
+          "load over, window drained: the rule wants 1, the delay holds 3 (%s, replicas %s)" %
+          (a, reps))
+    st = eng.request("POST", "/ksv/v1/test/clock", {"advance_s": 31}, admin=True)[0]
+    check(st == 200, "test clock moved 31 s")
+    ok, seen = wait_replicas(eng, "fraud", 1, 10)
+    check(ok, "31 s later on the clock: 1 replica (%s)" % seen)
 finally:
     pass
 finish()

@@ -332,8 +332,21 @@ static int parse_window_annotation(vctx *v, const mnode *at, const char *path, c
     return 0;
 }
 
-/* Scale-to-zero annotations: Knative's window (1s..1h; Knative itself wants >= 6s) and
- * pod retention (0..1h), ksv's cold-start queue length (1..100000). */
+/* Knative's "1".."100" (decimals allowed), as its validation accepts. */
+int ksv_parse_utilization_percent(const char *text, double *percent)
+{
+    char *end;
+    errno = 0;
+    double x = strtod(text, &end);
+    if (end == text || *end || errno || !(x >= 1 && x <= 100) || !isdigit((unsigned char)*text))
+        return -1;
+    *percent = x;
+    return 0;
+}
+
+/* Autoscaling annotations: Knative's window (1s..1h; Knative itself wants >= 6s), pod
+ * retention and scale-down delay (0..1h), target utilization (1..100 percent), ksv's
+ * cold-start queue length (1..100000). */
 static int parse_scale_annotation(vctx *v, const mnode *at, const char *path, const char *key,
                                   const char *text)
 {
@@ -348,12 +361,20 @@ static int parse_scale_annotation(vctx *v, const mnode *at, const char *path, co
         v->spec->cold_start_queue = n;
         return 0;
     }
+    if (strcmp(key, KSV_ANNOTATION_TARGET_UTILIZATION) == 0) {
+        if (ksv_parse_utilization_percent(text, &v->spec->target_utilization) != 0)
+            return fail(v, at, path, "expected a percent 1..100 (e.g. \"70\"), found \"%s\"",
+                        text);
+        return 0;
+    }
     bool window = strcmp(key, KSV_ANNOTATION_SCALE_WINDOW) == 0;
     if (ksv_parse_duration_s(text, &value) != 0 || value > 3600 || (window && value < 1))
         return fail(v, at, path, "expected a duration %s..1h (e.g. \"60s\"), found \"%s\"",
                     window ? "1s" : "0s", text);
     if (window)
         v->spec->scale_window_s = value;
+    else if (strcmp(key, KSV_ANNOTATION_SCALE_DOWN_DELAY) == 0)
+        v->spec->scale_down_delay_s = value;
     else
         v->spec->scale_retention_s = value;
     return 0;
@@ -396,6 +417,8 @@ static int read_annotations(vctx *v, const mnode *map)
             rc = parse_window_annotation(v, e->value, path, value);
         else if (strcmp(e->key, KSV_ANNOTATION_SCALE_WINDOW) == 0 ||
                  strcmp(e->key, KSV_ANNOTATION_SCALE_RETENTION) == 0 ||
+                 strcmp(e->key, KSV_ANNOTATION_SCALE_DOWN_DELAY) == 0 ||
+                 strcmp(e->key, KSV_ANNOTATION_TARGET_UTILIZATION) == 0 ||
                  strcmp(e->key, KSV_ANNOTATION_COLD_START_QUEUE) == 0)
             rc = parse_scale_annotation(v, e->value, path, e->key, value);
         else
@@ -980,6 +1003,7 @@ static int read_isvc(vctx *v, const mnode *root, int line)
     spec->wave_soak_s = 60;
     spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
     spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
+    spec->target_utilization = KSV_DEFAULT_TARGET_UTILIZATION_PERCENT;
     spec->min_replicas = 1;
     if (!(spec->source = strdup(v->file)) || !(spec->runtime = strdup(KSV_RUNTIME_AUTO)) ||
         !(spec->protocol_version = strdup("v1")))

@@ -48,6 +48,10 @@
 /* Where a model stored elsewhere (s3://, gs://, hf://, http(s)://) is fetched for an SSH
  * node: "node" (the default: its engine fetches) or "operator" (ksv fetches, sends by SFTP). */
 #define KSV_ANNOTATION_FETCH "ksv.io/fetch"
+#define KSV_ANNOTATION_TARGET_UTILIZATION "autoscaling.knative.dev/target-utilization-percentage"
+#define KSV_ANNOTATION_SCALE_DOWN_DELAY "autoscaling.knative.dev/scale-down-delay"
+#define KSV_DEFAULT_TARGET_UTILIZATION_PERCENT 70.0
+#define KSV_MAX_SCALE_DOWN_DELAY_S 3600
 #define KSV_MANIFEST_MAX_BYTES (4u * 1024u * 1024u) /* larger files are refused */
 /* What a file may expand to once YAML aliases are copied: strings, keys and node records.
  * A node count alone let 150k aliases of one 2 MB string ask for 300 GB (issue 11). */
@@ -105,6 +109,8 @@ typedef struct ksv_isvc {
     int64_t scale_window_s;      /* autoscaling.knative.dev/window, default 60 */
     int64_t scale_retention_s;   /* ...scale-to-zero-pod-retention-period, default 0 */
     int64_t cold_start_queue;    /* ksv.io/cold-start-queue, default 100 */
+    double target_utilization;   /* ...target-utilization-percentage, 1..100, default 70 */
+    int64_t scale_down_delay_s;  /* ...scale-down-delay, 0..1h, default 0 */
 
     /* spec.predictor, as ksv reads it. Fields marked "effective" hold the default when
      * the manifest leaves them out; the has_ flags say whether it wrote them. */
@@ -259,6 +265,9 @@ int ksv_parse_memory_quantity(const char *text, uint64_t *bytes);
 
 /* "600", "600s", "10m", "1h" in seconds; -1 when it is none of these. */
 int ksv_parse_duration_s(const char *text, int64_t *seconds);
+
+/* Knative's target-utilization-percentage: "1".."100", decimals allowed; -1 otherwise. */
+int ksv_parse_utilization_percent(const char *text, double *percent);
 
 /* Appends json as deterministic JSON: object keys sorted bytewise, no whitespace. */
 void ksv_manifest_write_sorted_json(const json_object *json, ksv_sb *out);

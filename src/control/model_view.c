@@ -122,6 +122,8 @@ static void revision_settings(const ksv_revision_record *rev, int64_t *concurren
 /* Model-wide settings the engine acts on, from the annotations (apply validated them). */
 typedef struct model_settings {
     int64_t rollback_window_s, scale_window_s, scale_retention_s, cold_start_queue;
+    int64_t scale_down_delay_s;
+    double target_utilization;
 } model_settings;
 
 static int64_t duration_annotation(json_object *root, const char *key, int64_t fallback,
@@ -146,8 +148,14 @@ static model_settings read_model_settings(const ksv_model_record *m)
                                               KSV_DEFAULT_SCALE_WINDOW_S, 1, 3600),
         .scale_retention_s = duration_annotation(root, KSV_ANNOTATION_SCALE_RETENTION, 0, 0, 3600),
         .cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE,
+        .scale_down_delay_s = duration_annotation(root, KSV_ANNOTATION_SCALE_DOWN_DELAY, 0, 0,
+                                                  KSV_MAX_SCALE_DOWN_DELAY_S),
+        .target_utilization = KSV_DEFAULT_TARGET_UTILIZATION_PERCENT,
     };
     json_object *v;
+    if (root && json_object_object_get_ex(root, KSV_ANNOTATION_TARGET_UTILIZATION, &v) &&
+        ksv_parse_utilization_percent(json_object_get_string(v), &s.target_utilization) != 0)
+        s.target_utilization = KSV_DEFAULT_TARGET_UTILIZATION_PERCENT;
     if (root && json_object_object_get_ex(root, KSV_ANNOTATION_COLD_START_QUEUE, &v)) {
         const char *text = json_object_get_string(v);
         char *end;
@@ -250,9 +258,11 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
     model_settings ms = read_model_settings(&v->model);
     ksv_sb_printf(body,
                   "},\"rollback_window_s\":%lld,\"scale_window_s\":%lld,"
-                  "\"scale_to_zero_retention_s\":%lld,\"cold_start_queue\":%lld}",
+                  "\"scale_to_zero_retention_s\":%lld,\"cold_start_queue\":%lld,"
+                  "\"target_utilization_percent\":%g,\"scale_down_delay_s\":%lld}",
                   (long long)ms.rollback_window_s, (long long)ms.scale_window_s,
-                  (long long)ms.scale_retention_s, (long long)ms.cold_start_queue);
+                  (long long)ms.scale_retention_s, (long long)ms.cold_start_queue,
+                  ms.target_utilization, (long long)ms.scale_down_delay_s);
     free(keep);
     if (sum != 100)
         return ksv_err_set(err, 500, "model %s: stored traffic sums to %d", v->model.name, sum);

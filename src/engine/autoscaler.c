@@ -21,17 +21,46 @@ static int clamp(const ksv_kpa_params *p, int n)
     return n;
 }
 
+double ksv_kpa_target(ksv_scale_metric metric, int scale_target, int container_concurrency,
+                      double utilization_percent)
+{
+    double total;
+    if (metric == KSV_SCALE_RPS)
+        total = scale_target > 0 ? scale_target : KSV_DEFAULT_RPS_TARGET;
+    else if (scale_target > 0)
+        total = container_concurrency > 0 && container_concurrency < scale_target
+                    ? container_concurrency
+                    : scale_target;
+    else
+        total = container_concurrency > 0 ? container_concurrency : KSV_DEFAULT_SCALE_TARGET;
+    double tu = utilization_percent > 0 && utilization_percent <= 100
+                    ? utilization_percent
+                    : KSV_DEFAULT_TARGET_UTILIZATION;
+    double target = total * tu / 100.0;
+    return target < 0.01 ? 0.01 : target;
+}
+
 int ksv_kpa_start(ksv_kpa *k, const ksv_kpa_params *p, uint64_t answers)
 {
     ksv_kpa_stop(k);
     int len = p->window_s > 0 ? p->window_s : 60;
     k->ring = malloc((size_t)len * sizeof *k->ring);
-    if (!k->ring)
+    /* The delay's window holds the seconds [now - delay, now]. */
+    int delay = p->scale_down_delay_s > 0 ? p->scale_down_delay_s + 1 : 0;
+    k->delay_ring = delay ? malloc((size_t)delay * sizeof *k->delay_ring) : NULL;
+    if (!k->ring || (delay && !k->delay_ring)) {
+        ksv_kpa_stop(k);
         return -1;
+    }
     for (int i = 0; i < len; i++)
         k->ring[i] = (ksv_kpa_second){.second = INT64_MIN};
+    for (int i = 0; i < delay; i++)
+        k->delay_ring[i] = (ksv_kpa_decision){.second = INT64_MIN};
     k->ring_len = len;
+    k->delay_len = delay;
     k->last_answers = answers;
+    atomic_store(&k->target, p->target);
+    atomic_store(&k->undelayed, lower_bound(p));
     atomic_store(&k->replicas, lower_bound(p));
     return 0;
 }
@@ -39,12 +68,37 @@ int ksv_kpa_start(ksv_kpa *k, const ksv_kpa_params *p, uint64_t answers)
 void ksv_kpa_stop(ksv_kpa *k)
 {
     free(k->ring);
+    free(k->delay_ring);
     k->ring = NULL;
-    k->ring_len = 0;
+    k->delay_ring = NULL;
+    k->ring_len = k->delay_len = 0;
     atomic_store(&k->panic, false);
     atomic_store(&k->stable_value, 0.0);
     atomic_store(&k->panic_value, 0.0);
+    atomic_store(&k->undelayed, 0);
     atomic_store(&k->replicas, 0);
+}
+
+/* Knative's max time window: records this second's decision and answers the highest one
+ * of the delay's window. */
+static int delayed(ksv_kpa *k, int64_t second, int desired)
+{
+    if (!k->delay_ring)
+        return desired;
+    int64_t i = second % k->delay_len;
+    ksv_kpa_decision *slot = &k->delay_ring[i < 0 ? i + k->delay_len : i];
+    if (slot->second != second)
+        *slot = (ksv_kpa_decision){.second = second, .desired = desired};
+    else if (desired > slot->desired)
+        slot->desired = desired;
+    int highest = desired;
+    for (int j = 0; j < k->delay_len; j++) {
+        const ksv_kpa_decision *d = &k->delay_ring[j];
+        if (d->second != INT64_MIN && d->second <= second &&
+            second - d->second < k->delay_len && d->desired > highest)
+            highest = d->desired;
+    }
+    return highest;
 }
 
 /* The ring slot of a second; seconds may be negative (a clock moved back by a test). */
@@ -94,7 +148,8 @@ int ksv_kpa_tick(ksv_kpa *k, const ksv_kpa_params *p, double now_s, double concu
     int panic_window = (int)lround(window * 0.1);
     if (panic_window < 1)
         panic_window = 1;
-    double target = p->target > 0 ? p->target : KSV_DEFAULT_SCALE_TARGET;
+    double target = p->target >= 0.01 ? p->target : 0.01;
+    atomic_store(&k->target, target);
     double stable = average(k, p, second, window), panic = average(k, p, second, panic_window);
     atomic_store(&k->stable_value, stable);
     atomic_store(&k->panic_value, panic);
@@ -113,6 +168,8 @@ int ksv_kpa_tick(ksv_kpa *k, const ksv_kpa_params *p, double now_s, double concu
     atomic_store(&k->panic, in_panic);
     int want = in_panic ? (want_panic > current ? want_panic : current) : want_stable;
     want = clamp(p, want);
+    atomic_store(&k->undelayed, want);
+    want = delayed(k, second, want);
     atomic_store(&k->replicas, want);
     return want;
 }
@@ -124,9 +181,10 @@ int ksv_kpa_replicas(const ksv_kpa *k)
 
 void ksv_kpa_write_state(ksv_sb *sb, const ksv_kpa *k)
 {
+    ksv_kpa *m = (ksv_kpa *)k; /* atomics are read through a non-const pointer */
     ksv_sb_printf(sb, ",\"replicas\":%d,\"autoscaler\":{\"mode\":\"%s\",\"stable\":%.3f,"
-                      "\"panic\":%.3f}",
-                  ksv_kpa_replicas(k), atomic_load(&((ksv_kpa *)k)->panic) ? "panic" : "stable",
-                  atomic_load(&((ksv_kpa *)k)->stable_value),
-                  atomic_load(&((ksv_kpa *)k)->panic_value));
+                      "\"panic\":%.3f,\"target\":%.3f,\"undelayed\":%d}",
+                  ksv_kpa_replicas(k), atomic_load(&m->panic) ? "panic" : "stable",
+                  atomic_load(&m->stable_value), atomic_load(&m->panic_value),
+                  atomic_load(&m->target), atomic_load(&m->undelayed));
 }

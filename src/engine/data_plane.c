@@ -181,10 +181,17 @@ bool ksv_data_plane_route(const ksv_http_request *req, const char *model,
     ksv_registry *reg = req->engine->registry;
     ksv_err err;
     ksv_err_clear(&err);
+    if (req->cold && req->cold->granted) {
+        /* Back from the queue with a slot handed over: the revision it waited for. */
+        ksv_registry_route_granted(reg, req->cold, route);
+        return true;
+    }
     int rc = ksv_registry_route(reg, model, revision, &req->worker->rng, route, &err);
-    if (rc == KSV_ROUTE_COLD && req->cold) {
-        /* Scaled to zero: wait for the cold start (the HTTP layer parks the request). */
+    if ((rc == KSV_ROUTE_COLD || rc == KSV_ROUTE_QUEUE) && req->cold) {
+        /* Scaled to zero, or at its concurrency limit: wait for the cold start or a slot
+         * (the HTTP layer parks the request). */
         ksv_cold_waiter *w = req->cold;
+        w->for_capacity = rc == KSV_ROUTE_QUEUE;
         snprintf(w->model, sizeof w->model, "%s", model);
         snprintf(w->revision, sizeof w->revision, "%s", route->cold_revision);
         w->deadline = req->start + (route->cold_timeout_ms > 0 ? route->cold_timeout_ms / 1000.0
@@ -194,6 +201,8 @@ bool ksv_data_plane_route(const ksv_http_request *req, const char *model,
     }
     if (rc == KSV_ROUTE_COLD)
         rc = ksv_err_set(&err, 503, "revision %s is scaled to zero", route->cold_revision);
+    else if (rc == KSV_ROUTE_QUEUE)
+        rc = -1; /* err says it: at the concurrency limit */
     if (rc != 0) {
         if (err.status != 404)
             ksv_registry_record_model_error(reg, model, err.status, req->request_id, err.msg);

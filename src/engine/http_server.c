@@ -63,7 +63,8 @@ struct conn_ctx {
     conn_ctx *next_heavy;
     bool async_started;           /* resp.async's job runs; the connection waits for it */
     ksv_http_response resp;
-    /* Cold start: the request is parked (MHD-suspended) until the revision is loaded. */
+    /* Cold start or concurrency limit: the request is parked (MHD-suspended) until the
+     * revision is loaded or a slot is handed to it. */
     bool suspended;
     ksv_cold_waiter waiter;
 };
@@ -423,8 +424,12 @@ static enum MHD_Result resume_cold(ksv_http_server *srv, struct MHD_Connection *
         return send_response(conn, ctx);
     case KSV_COLD_TIMEOUT: {
         char msg[256];
-        snprintf(msg, sizeof msg, "revision %s did not start from zero within the request's "
-                                  "timeout", ctx->waiter.revision);
+        if (ctx->waiter.for_capacity)
+            snprintf(msg, sizeof msg, "revision %s had no free slot at its concurrency limit "
+                                      "within the request's timeout", ctx->waiter.revision);
+        else
+            snprintf(msg, sizeof msg, "revision %s did not start from zero within the "
+                                      "request's timeout", ctx->waiter.revision);
         ksv_http_error(&ctx->resp, 503, msg);
         ctx->resp.retry_after = 1;
         return send_response(conn, ctx);
@@ -684,6 +689,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         return;
     if (ctx->resp.async.ops)
         ctx->resp.async.ops->finish(ctx->resp.async.job, toe == MHD_REQUEST_TERMINATED_COMPLETED_OK);
+    /* A slot handed to a request whose connection ended before it ran goes on to the next. */
+    if (ctx->waiter.granted)
+        ksv_registry_release_grant(srv->engine->registry, &ctx->waiter);
     atomic_fetch_sub(&srv->active, 1);
     atomic_fetch_sub(&srv->inflight, ctx->reserved);
     const union MHD_ConnectionInfo *sc =

@@ -232,8 +232,9 @@ int main(int argc, char **argv)
     if (unlink(path) != 0 && errno != ENOENT)
         ksv_log(KSV_LOG_WARN, NULL, "cannot remove the old %s: %s", path, strerror(errno));
     snprintf(path, sizeof path, "%s/state.json", opt->state_dir);
-    char cache_dir[PATH_MAX];
+    char cache_dir[PATH_MAX], reload_dir[PATH_MAX];
     snprintf(cache_dir, sizeof cache_dir, "%s/cache", opt->state_dir);
+    snprintf(reload_dir, sizeof reload_dir, "%s/reload", opt->state_dir);
     ksv_registry_config cfg = {
         /* The HTTP threads and the heavy-request threads each have a worker index. */
         .workers = opt->threads + ksv_http_heavy_threads(opt->threads),
@@ -241,6 +242,7 @@ int main(int argc, char **argv)
                : strcmp(opt->gpu, "auto") == 0 ? 0 : atoi(opt->gpu),
         .state_file = path,
         .cache_dir = cache_dir,
+        .reload_dir = reload_dir,
         .fetch_timeout_s = opt->fetch_timeout,
         .fetch_stall_s = opt->fetch_stall,
         .load_delay_ms = test_load_delay_ms(),

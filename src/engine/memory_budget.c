@@ -2,6 +2,7 @@
 #include "engine/memory_budget.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,30 @@ uint64_t ksv_mem_allocated_bytes(void)
     struct mallinfo2 mi = mallinfo2();
     return (uint64_t)mi.uordblks + (uint64_t)mi.hblkhd;
 #endif
+}
+
+typedef struct measured_call {
+    void (*fn)(void *);
+    void *arg;
+} measured_call;
+
+static void *measured_main(void *p)
+{
+    measured_call *c = p;
+    c->fn(c->arg);
+    return NULL;
+}
+
+uint64_t ksv_mem_measure(void (*fn)(void *arg), void *arg)
+{
+    measured_call c = {fn, arg};
+    uint64_t before = ksv_mem_allocated_bytes();
+    pthread_t t;
+    if (pthread_create(&t, NULL, measured_main, &c) == 0)
+        pthread_join(t, NULL);
+    else
+        fn(arg);
+    return ksv_mem_growth(before, ksv_mem_allocated_bytes());
 }
 
 uint64_t ksv_mem_growth(uint64_t before, uint64_t after)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/field_limits.h"
+#include "engine/autoscaler.h"
 #include "engine/batcher.h"
 #include "engine/runtime.h"
 
@@ -55,6 +56,21 @@ static int int_field(json_object *obj, const char *key, int lo, int hi, int *dst
         return ksv_err_set(err, 400, "%s.%s: %lld is outside %d..%d", where, key,
                            (long long)x, lo, hi);
     *dst = (int)x;
+    return 0;
+}
+
+static int percent_field(json_object *obj, const char *key, double *dst, const char *where,
+                         ksv_err *err)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null))
+        return 0;
+    double x = json_object_is_type(v, json_type_int) || json_object_is_type(v, json_type_double)
+                   ? json_object_get_double(v)
+                   : -1;
+    if (!(x >= 1 && x <= 100))
+        return ksv_err_set(err, 400, "%s.%s: expected a percent 1..100", where, key);
+    *dst = x;
     return 0;
 }
 
@@ -214,6 +230,7 @@ int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec
     out->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
     out->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
     out->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
+    out->target_utilization = KSV_DEFAULT_TARGET_UTILIZATION;
     if (!json_object_is_type(body, json_type_object))
         return ksv_err_set(err, 400, "expected a JSON object");
     json_object *revs;
@@ -238,7 +255,11 @@ int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec
         int_field(body, "scale_window_s", 1, 3600, &out->scale_window_s, "model", err) ||
         int_field(body, "scale_to_zero_retention_s", 0, 86400, &out->scale_retention_s,
                   "model", err) ||
-        int_field(body, "cold_start_queue", 1, 100000, &out->cold_start_queue, "model", err))
+        int_field(body, "cold_start_queue", 1, 100000, &out->cold_start_queue, "model", err) ||
+        percent_field(body, "target_utilization_percent", &out->target_utilization, "model",
+                      err) ||
+        int_field(body, "scale_down_delay_s", 0, KSV_MAX_SCALE_DOWN_DELAY_S,
+                  &out->scale_down_delay_s, "model", err))
         return -1;
     json_object *t;
     if (!json_object_object_get_ex(body, "traffic", &t) && n == 1) {
@@ -299,9 +320,10 @@ void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
     }
     ksv_sb_printf(sb,
                   "},\"rollback_window_s\":%d,\"scale_window_s\":%d,"
-                  "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d}",
+                  "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d,"
+                  "\"target_utilization_percent\":%g,\"scale_down_delay_s\":%d}",
                   spec->rollback_window_s, spec->scale_window_s, spec->scale_retention_s,
-                  spec->cold_start_queue);
+                  spec->cold_start_queue, spec->target_utilization, spec->scale_down_delay_s);
 }
 
 bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec *b)
@@ -338,5 +360,6 @@ void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const cha
     spec->rollback_window_s = KSV_DEFAULT_ROLLBACK_WINDOW_S;
     spec->scale_window_s = KSV_DEFAULT_SCALE_WINDOW_S;
     spec->cold_start_queue = KSV_DEFAULT_COLD_START_QUEUE;
+    spec->target_utilization = KSV_DEFAULT_TARGET_UTILIZATION;
     spec->pinned = true;
 }

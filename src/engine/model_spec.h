@@ -64,6 +64,11 @@ typedef struct ksv_model_spec {
     int scale_window_s;
     int scale_retention_s;
     int cold_start_queue;
+    /* Knative's autoscaling.knative.dev/target-utilization-percentage (1..100, default 70)
+     * and scale-down-delay (seconds, default 0): see autoscaler.h. The delay postpones
+     * scale to zero too. */
+    double target_utilization;
+    int scale_down_delay_s;
     bool pinned;                     /* from --model/--model-dir: the admin API may not change it */
 } ksv_model_spec;
 
@@ -72,7 +77,8 @@ typedef struct ksv_model_spec {
 bool ksv_valid_name(const char *name);
 
 /* Parses an admin PUT body {"revisions":[...],"traffic":{rev:pct},"rollback_window_s":N,
- * "scale_window_s":N,"scale_to_zero_retention_s":N,"cold_start_queue":N}
+ * "scale_window_s":N,"scale_to_zero_retention_s":N,"cold_start_queue":N,
+ * "target_utilization_percent":X,"scale_down_delay_s":N}
  * for the model `name`. Validates names, runtimes, unique revisions, percents (0..100,
  * summing to 100, only for listed revisions). 400 on any problem. */
 int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec *out,

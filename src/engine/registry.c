@@ -4,6 +4,9 @@
 #include "common/random.h"
 #include "engine/registry.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <math.h>
 #include <pthread.h>
@@ -11,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "engine/fetch_pool.h"
 #include "engine/memory_budget.h"
 #include "engine/storage.h"
@@ -70,6 +75,7 @@ struct ksv_registry {
     uint64_t memory_budget;       /* --memory-budget; 0: none */
     uint64_t gpu_memory_budget;   /* --gpu-memory-budget; 0: none */
     char *state_file;
+    char *reload_dir;             /* runtimes' fast-reload copies (runtime.h); NULL: none */
     ksv_cache *cache;             /* fetched models; NULL without a cache folder */
     ksv_fetch_pool *fetcher;      /* downloads, off the lifecycle thread */
     ksv_pulls *pulls;             /* fetches ahead of a rollout (the pool runs them) */
@@ -112,13 +118,16 @@ static int64_t idle_gap_ns(const ksv_model_spec *m)
 static ksv_kpa_params kpa_params(const ksv_engine_revision *rev)
 {
     const ksv_model_spec *m = &rev->model->spec;
+    ksv_scale_metric metric =
+        strcmp(rev->spec.scale_metric, "rps") == 0 ? KSV_SCALE_RPS : KSV_SCALE_CONCURRENCY;
     return (ksv_kpa_params){
         .min_replicas = rev->spec.min_replicas,
         .max_replicas = rev->spec.max_replicas,
-        .target = rev->spec.scale_target > 0 ? rev->spec.scale_target : KSV_DEFAULT_SCALE_TARGET,
-        .metric = strcmp(rev->spec.scale_metric, "rps") == 0 ? KSV_SCALE_RPS
-                                                              : KSV_SCALE_CONCURRENCY,
+        .target = ksv_kpa_target(metric, rev->spec.scale_target,
+                                 rev->spec.container_concurrency, m->target_utilization),
+        .metric = metric,
         .window_s = m->scale_window_s > 0 ? m->scale_window_s : KSV_DEFAULT_SCALE_WINDOW_S,
+        .scale_down_delay_s = m->scale_down_delay_s,
     };
 }
 
@@ -195,6 +204,45 @@ static bool is_loaded(const ksv_engine_revision *rev)
 {
     return rev->handle && (rev->state == KSV_REV_READY || rev->state == KSV_REV_DRAINING ||
                            rev->state == KSV_REV_STANDBY);
+}
+
+/* How many requests the revision may run at once: containerConcurrency per replica the
+ * autoscaler gives it (KServe's containerConcurrency is per replica); 0: no limit. */
+static int64_t concurrency_limit(const ksv_engine_revision *rev)
+{
+    int replicas = ksv_kpa_replicas(&rev->kpa);
+    return (int64_t)rev->spec.container_concurrency * (replicas > 1 ? replicas : 1);
+}
+
+/* Reserves one of the revision's in-flight slots if one is free (ksv_cold_grant's take). */
+static bool take_slot(void *arg)
+{
+    ksv_engine_revision *rev = arg;
+    int64_t limit = concurrency_limit(rev);
+    int64_t now = atomic_load(&rev->inflight);
+    while (limit <= 0 || now < limit)
+        if (atomic_compare_exchange_weak(&rev->inflight, &now, now + 1))
+            return true;
+    return false;
+}
+
+/* Hands the revision's free slots to its oldest waiting requests. Caller holds the lock. */
+static void grant_slots(ksv_registry *reg, ksv_engine_revision *rev)
+{
+    if (atomic_load(&rev->cold.capacity_depth) > 0)
+        ksv_cold_grant(&reg->cold_queue, &rev->cold, rev->model->spec.name, rev->spec.name,
+                       take_slot, rev, rev);
+}
+
+/* Gives back a slot of a revision with a concurrency limit: the oldest waiting request
+ * gets it. Under the read lock, so that the revision cannot be freed between the two
+ * steps; sequentially consistent against ksv_cold_enqueue_capacity's count and take. */
+static void release_slot(ksv_registry *reg, ksv_engine_revision *rev)
+{
+    pthread_rwlock_rdlock(&reg->lock);
+    atomic_fetch_sub(&rev->inflight, 1);
+    grant_slots(reg, rev);
+    pthread_rwlock_unlock(&reg->lock);
 }
 
 /* Can take requests: loaded, or scaled to zero (a request starts it). */
@@ -312,6 +360,51 @@ static void revision_free(ksv_registry *reg, ksv_engine_revision *rev, unload_it
     free(rev);
 }
 
+static bool uses_copy(const ksv_engine_revision *o, const ksv_engine_revision *rev,
+                      const uint8_t source[32])
+{
+    return o != rev && o->has_reload_sha256 &&
+           memcmp(o->checked_sha256, source, sizeof o->checked_sha256) == 0;
+}
+
+/* The fast-reload copy of the checked bytes `source` that rev had, now of no use to it (it
+ * is freed, or its file changed): removed unless another revision (the same file) still
+ * counts on it. Caller holds the write lock. */
+static void drop_reload_copy(ksv_registry *reg, const ksv_engine_revision *rev,
+                             const uint8_t source[32])
+{
+    if (!reg->reload_dir || !rev->has_reload_sha256)
+        return;
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++)
+            if (uses_copy(reg->models[i]->revs[r], rev, source))
+                return;
+    for (size_t i = 0; i < reg->n_dead; i++)
+        if (uses_copy(reg->dead_revs[i], rev, source))
+            return;
+    char hex[65], path[4096];
+    ksv_sha256_digest_hex(source, hex);
+    snprintf(path, sizeof path, "%s/%s.bst", reg->reload_dir, hex);
+    if (unlink(path) != 0 && errno != ENOENT)
+        ksv_log(KSV_LOG_WARN, NULL, "cannot remove %s: %s", path, strerror(errno));
+}
+
+/* Copies left by an earlier run: their digests were in its memory only, so they are of no
+ * use (and never read) now. */
+static void clear_reload_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        size_t n = strlen(de->d_name);
+        if (n > 4 && strcmp(de->d_name + n - 4, ".bst") == 0 && de->d_name[0] != '.')
+            unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
 static void model_free(ksv_engine_model *m)
 {
     pthread_mutex_destroy(&m->errors_mu);
@@ -369,6 +462,9 @@ static void model_apply_traffic(ksv_registry *reg, ksv_engine_model *m)
         } else if (old > 0 || rev->state == KSV_REV_READY) {
             rev->state = KSV_REV_DRAINING;
             rev->idle_since = now;
+            /* Requests waiting for one of its slots route again, to the new split. */
+            ksv_cold_wake(&reg->cold_queue, &rev->cold, m->spec.name, rev->spec.name,
+                          KSV_COLD_RETRY);
         }
     }
     m->pending = false;
@@ -445,9 +541,10 @@ static void detach_model(ksv_registry *reg, ksv_engine_model *m)
         if (m->revs[r]->cold.cold) {
             note_usage(reg, m->revs[r], "model-unload", "removed", 0);
             m->revs[r]->cold.cold = false;
-            ksv_cold_wake(&reg->cold_queue, &m->revs[r]->cold, m->spec.name,
-                          m->revs[r]->spec.name, KSV_COLD_RETRY);
         }
+        /* Its waiters (for a cold start or a slot) hear that the model is gone. */
+        ksv_cold_wake(&reg->cold_queue, &m->revs[r]->cold, m->spec.name, m->revs[r]->spec.name,
+                      KSV_COLD_RETRY);
         /* On allocation failure the revision leaks rather than being freed in use. */
         push_ptr((void ***)&reg->dead_revs, &reg->n_dead, &reg->cap_dead, m->revs[r]);
     }
@@ -891,6 +988,24 @@ static void start_fetch(ksv_registry *reg, ksv_engine_revision *rev)
     }
 }
 
+/* One runtime load, run on a thread of its own so that its size is measured without the
+ * allocator's per-thread cache (ksv_mem_measure). */
+typedef struct load_call {
+    const ksv_runtime_ops *ops;
+    const char *path;
+    const ksv_runtime_options *opts;
+    void **handle;
+    ksv_model_info *info;
+    ksv_err *err;
+    int rc;
+} load_call;
+
+static void run_load(void *arg)
+{
+    load_call *c = arg;
+    c->rc = c->ops->load(c->path, c->opts, c->handle, c->info, c->err);
+}
+
 /* Loads one revision in state loading, if any; a revision whose model must be downloaded
  * first is handed to the fetch pool instead and comes back here when the download ends.
  * Returns true when it did some work. */
@@ -951,6 +1066,10 @@ static bool load_one(ksv_registry *reg)
     rev->fetched_path = NULL; /* each load of a downloaded model checks the cache again */
     char model_name[KSV_NAME_MAX];
     snprintf(model_name, sizeof model_name, "%s", rev->model->spec.name);
+    uint8_t checked[32], copy[32];
+    bool has_checked = rev->has_checked_sha256, has_copy = rev->has_reload_sha256;
+    memcpy(checked, rev->checked_sha256, sizeof checked);
+    memcpy(copy, rev->reload_sha256, sizeof copy);
     pthread_rwlock_unlock(&reg->lock);
 
     char path[4096];
@@ -965,6 +1084,9 @@ static bool load_one(ksv_registry *reg)
         .external = spec.external,
         .model_name = model_name,
         .revision = spec.name,
+        .checked_sha256 = has_checked ? checked : NULL,
+        .reload_dir = reg->reload_dir,
+        .reload_sha256 = has_copy ? copy : NULL,
     };
     double t0 = ksv_mono_s();
     int rc = 0;
@@ -978,12 +1100,12 @@ static bool load_one(ksv_registry *reg)
         rc = ksv_storage_resolve_local(fetched ? fetched : spec.storage_uri, path, sizeof path,
                                        &err);
     free(fetched);
-    uint64_t mem_before = ksv_mem_allocated_bytes();
     if (rc == 0 && reg->load_delay_ms > 0)
         sleep_ms(reg->load_delay_ms);
+    load_call call = {ops, path, &opts, &handle, &info, &err, -1};
+    uint64_t mem_used = rc == 0 ? ksv_mem_measure(run_load, &call) : 0;
     if (rc == 0)
-        rc = ops->load(path, &opts, &handle, &info, &err);
-    uint64_t mem_used = ksv_mem_growth(mem_before, ksv_mem_allocated_bytes());
+        rc = call.rc;
     double took = ksv_mono_s() - t0;
     ksv_batcher *batcher = NULL;
     size_t batch_rows = spec.batch_max_rows > 1                             ? (size_t)spec.batch_max_rows
@@ -1005,6 +1127,13 @@ static bool load_one(ksv_registry *reg)
     uint64_t gpu_used = rc == 0 ? gpu_bytes_of(rev, handle, mem_used) : 0;
     if (rc == 0 && !dead) {
         rev->last_memory_bytes = mem_used;
+        if (rev->has_reload_sha256 &&
+            memcmp(rev->checked_sha256, info.checked_sha256, sizeof rev->checked_sha256) != 0)
+            drop_reload_copy(reg, rev, rev->checked_sha256); /* its file changed */
+        rev->has_checked_sha256 = info.has_checked_sha256;
+        memcpy(rev->checked_sha256, info.checked_sha256, sizeof rev->checked_sha256);
+        rev->has_reload_sha256 = info.has_reload_sha256;
+        memcpy(rev->reload_sha256, info.reload_sha256, sizeof rev->reload_sha256);
         rc = admit_measured(reg, rev, mem_used, gpu_used, evicted, &n_evicted, &err);
     }
     if (rc == 0 && !dead) {
@@ -1118,6 +1247,7 @@ static void janitor(ksv_registry *reg)
             n_items < 64) {
             if (rev->handle)
                 note_usage(reg, rev, "model-unload", "removed", rev->memory_bytes);
+            drop_reload_copy(reg, rev, rev->checked_sha256);
             revision_free(reg, rev, &items[n_items]);
             n_items++;
         } else {
@@ -1141,8 +1271,9 @@ static void janitor(ksv_registry *reg)
         ksv_mem_return_to_system();
 }
 
-/* One autoscaler sample for every loaded revision: requests in flight (and those refused
- * at the limit since the last sample, whose demand must be seen too). Only this thread
+/* One autoscaler sample for every loaded revision: requests in flight (and those waiting
+ * for a slot, or refused past the queue since the last sample, whose demand must be seen
+ * too). Only this thread
  * starts, ticks and stops autoscalers, so the read lock is enough. */
 static void autoscale(ksv_registry *reg)
 {
@@ -1154,9 +1285,11 @@ static void autoscale(ksv_registry *reg)
             if (!rev->handle || !rev->kpa.ring)
                 continue;
             double demand = (double)atomic_load(&rev->inflight) +
+                            (double)atomic_load(&rev->cold.capacity_depth) +
                             (double)atomic_exchange(&rev->refused_at_limit, 0);
             ksv_kpa_params p = kpa_params(rev);
             ksv_kpa_tick(&rev->kpa, &p, now, demand, answers(rev));
+            grant_slots(reg, rev); /* a replica more: room for the waiting */
         }
     pthread_rwlock_unlock(&reg->lock);
 }
@@ -1176,9 +1309,11 @@ static void cold_timed_out(void *ctx, const ksv_cold_waiter *w)
     }
     if (!rev)
         return;
-    atomic_fetch_sub(&rev->cold.queue_depth, 1);
+    atomic_fetch_sub(w->for_capacity ? &rev->cold.capacity_depth : &rev->cold.queue_depth, 1);
     atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1, memory_order_relaxed);
-    push_error(rev->model, 503, rev->spec.name, NULL, "timed out waiting for a cold start");
+    push_error(rev->model, 503, rev->spec.name, NULL,
+               w->for_capacity ? "timed out waiting for a free slot at the concurrency limit"
+                               : "timed out waiting for a cold start");
 }
 
 static void expire_cold_waiters(void *ctx)
@@ -1241,6 +1376,16 @@ int ksv_registry_create(const ksv_registry_config *cfg, ksv_registry **out, ksv_
     ksv_usage_init(&reg->usage);
     reg->events = cfg->events;
     reg->clock = cfg->clock;
+    if (cfg->reload_dir) {
+        ksv_err derr;
+        ksv_err_clear(&derr);
+        if (ksv_mkdir_p(cfg->reload_dir, 0700, &derr) == 0 &&
+            (reg->reload_dir = strdup(cfg->reload_dir)) != NULL)
+            clear_reload_dir(reg->reload_dir);
+        else
+            ksv_log(KSV_LOG_WARN, NULL, "no fast-reload copies for cold starts: %s",
+                    derr.msg[0] ? derr.msg : "out of memory");
+    }
     if (cfg->state_file && !(reg->state_file = strdup(cfg->state_file))) {
         ksv_registry_destroy(reg);
         return ksv_err_set(err, 500, "out of memory");
@@ -1321,6 +1466,7 @@ void ksv_registry_destroy(ksv_registry *reg)
     free(reg->dead_revs);
     free(reg->dead_models);
     free(reg->state_file);
+    free(reg->reload_dir);
     ksv_cache_close(reg->cache);
     pthread_rwlock_destroy(&reg->lock);
     pthread_mutex_destroy(&reg->admin_mu);
@@ -1411,7 +1557,28 @@ int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend
     ksv_engine_model *m = find_model(reg, w->model);
     ksv_engine_revision *rev = m ? find_revision(m, w->revision) : NULL;
     int rc = 1; /* gone or warm: route again */
-    if (rev && rev->cold.cold) {
+    if (rev && w->for_capacity) {
+        /* At its limit: wait for a slot, up to KSV_QUEUE_PER_SLOT per slot (Knative's
+         * queue-proxy: 10 x containerConcurrency per pod). */
+        *retry_after_s = 1;
+        int64_t limit = concurrency_limit(rev);
+        if (!rev->cold.cold && is_loaded(rev) && limit > 0) {
+            int64_t most = limit * KSV_QUEUE_PER_SLOT;
+            int bound = most < INT_MAX ? (int)most : INT_MAX;
+            char why[128];
+            int replicas = ksv_kpa_replicas(&rev->kpa);
+            snprintf(why, sizeof why, "%lld: %d replica(s) x containerConcurrency %d",
+                     (long long)limit, replicas > 1 ? replicas : 1,
+                     rev->spec.container_concurrency);
+            rc = ksv_cold_enqueue_capacity(&reg->cold_queue, &rev->cold, bound, w, suspend,
+                                           cookie, take_slot, rev, rev, why, err);
+            if (rc != 0) {
+                atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
+                                          memory_order_relaxed);
+                atomic_fetch_add_explicit(&rev->refused_at_limit, 1, memory_order_relaxed);
+            }
+        }
+    } else if (rev && rev->cold.cold) {
         *retry_after_s = ksv_cold_retry_after(rev->load_seconds);
         rc = ksv_cold_enqueue(&reg->cold_queue, &rev->cold, m->spec.cold_start_queue, w,
                               suspend, cookie, err);
@@ -1465,23 +1632,19 @@ int ksv_registry_route(ksv_registry *reg, const char *model, const char *revisio
         pthread_rwlock_unlock(&reg->lock);
         return rc;
     }
-    if (rc == 0) {
-        /* containerConcurrency is per replica (KServe): the revision may run that many
-         * requests per replica the autoscaler gives it at once. */
-        int replicas = ksv_kpa_replicas(&rev->kpa);
-        int64_t limit = (int64_t)rev->spec.container_concurrency * (replicas > 1 ? replicas : 1);
-        int64_t before = atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
-        if (limit > 0 && before >= limit) {
-            atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
-            atomic_fetch_add_explicit(&rev->codes[ksv_code_slot(503)], 1,
-                                      memory_order_relaxed);
-            atomic_fetch_add_explicit(&rev->refused_at_limit, 1, memory_order_relaxed);
+    if (rc == 0 && rev->spec.container_concurrency > 0) {
+        /* At the limit, or others already waiting (first come, first served): the request
+         * waits for a slot, as behind Knative's queue-proxy. */
+        if (atomic_load(&rev->cold.capacity_depth) > 0 || !take_slot(rev)) {
+            snprintf(route->cold_revision, sizeof route->cold_revision, "%s", rev->spec.name);
+            route->cold_timeout_ms = rev->spec.timeout_ms;
             route->retry_after_s = 1;
-            rc = ksv_err_set(err, 503, "revision %s is at its concurrency limit (%lld: %d "
-                                       "replica(s) x containerConcurrency %d)",
-                             rev->spec.name, (long long)limit, replicas > 1 ? replicas : 1,
-                             rev->spec.container_concurrency);
+            ksv_err_set(err, 503, "revision %s is at its concurrency limit", rev->spec.name);
+            pthread_rwlock_unlock(&reg->lock);
+            return KSV_ROUTE_QUEUE;
         }
+    } else if (rc == 0) {
+        atomic_fetch_add_explicit(&rev->inflight, 1, memory_order_acq_rel);
     }
     pthread_rwlock_unlock(&reg->lock);
     if (rc == 0) {
@@ -1518,9 +1681,30 @@ void ksv_registry_finish(ksv_registry *reg, ksv_route *route, int status, double
     if (status >= 400)
         push_error(route->model, status, rev->spec.name, request_id, message);
     /* Last: once this reaches zero the revision may be unloaded or freed. */
-    atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
+    if (rev->spec.container_concurrency > 0)
+        release_slot(reg, rev);
+    else
+        atomic_fetch_sub_explicit(&rev->inflight, 1, memory_order_acq_rel);
     route->rev = NULL;
     route->model = NULL;
+}
+
+void ksv_registry_route_granted(ksv_registry *reg, ksv_cold_waiter *w, ksv_route *route)
+{
+    ksv_engine_revision *rev = w->granted; /* alive: the slot it holds keeps it */
+    w->granted = NULL;
+    route->rev = rev;
+    route->model = rev->model;
+    route->retry_after_s = 0;
+    ksv_cold_touch(&rev->cold, reg_now_ns(reg), atomic_load(&rev->idle_gap_ns));
+}
+
+void ksv_registry_release_grant(ksv_registry *reg, ksv_cold_waiter *w)
+{
+    ksv_engine_revision *rev = w->granted;
+    w->granted = NULL;
+    if (rev)
+        release_slot(reg, rev);
 }
 
 void ksv_registry_record_model_error(ksv_registry *reg, const char *model, int status,
@@ -1649,9 +1833,10 @@ static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
     ksv_sb_puts(sb, ",\"spec\":");
     ksv_revision_spec_to_json(sb, &rev->spec);
     ksv_sb_printf(sb, ",\"state\":\"%s\",\"traffic\":%d,\"desired_traffic\":%d,"
-                      "\"inflight\":%lld,\"load_seconds\":%.6f",
+                      "\"inflight\":%lld,\"load_seconds\":%.6f,\"reload_copy\":%s",
                   ksv_rev_state_name(rev->state), rev->traffic, rev->desired,
-                  (long long)atomic_load(&rev->inflight), rev->load_seconds);
+                  (long long)atomic_load(&rev->inflight), rev->load_seconds,
+                  rev->info.from_reload_copy ? "true" : "false");
     if (rev->handle || rev->cold.cold) {
         ksv_sb_printf(sb, ",\"num_features\":%zu,\"num_outputs\":%zu", rev->info.num_features,
                       rev->info.num_outputs);
@@ -1683,10 +1868,12 @@ static void write_model_state(const ksv_registry *reg, ksv_sb *sb, const ksv_eng
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, m->spec.name);
     ksv_sb_printf(sb, ",\"pinned\":%s,\"rollback_window_s\":%d,\"scale_window_s\":%d,"
-                      "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d,\"ready\":%s,"
+                      "\"scale_to_zero_retention_s\":%d,\"cold_start_queue\":%d,"
+                      "\"target_utilization_percent\":%g,\"scale_down_delay_s\":%d,\"ready\":%s,"
                       "\"traffic_applied\":%s,\"traffic\":{",
                   m->spec.pinned ? "true" : "false", m->spec.rollback_window_s,
                   m->spec.scale_window_s, m->spec.scale_retention_s, m->spec.cold_start_queue,
+                  m->spec.target_utilization, m->spec.scale_down_delay_s,
                   m->n_split > 0 ? "true" : "false", m->pending ? "false" : "true");
     for (size_t i = 0; i < m->spec.n_revisions; i++) {
         if (i)
@@ -2035,6 +2222,17 @@ static void write_elastic_families(ksv_registry *reg, ksv_sb *sb, ksv_hist_snap 
             ksv_sb_printf(sb, "ksv_revision_replicas{model=\"%s\",revision=\"%s\"} %d\n",
                           reg->models[i]->spec.name, rev->spec.name,
                           ksv_kpa_replicas(&rev->kpa));
+        }
+    ksv_sb_puts(sb, "# HELP ksv_request_queue_depth Requests waiting for a free slot at the "
+                    "revision's concurrency limit (replicas x containerConcurrency).\n"
+                    "# TYPE ksv_request_queue_depth gauge\n");
+    for (size_t i = 0; i < reg->n_models; i++)
+        for (size_t r = 0; r < reg->models[i]->n_revs; r++) {
+            const ksv_engine_revision *rev = reg->models[i]->revs[r];
+            if (rev->spec.container_concurrency > 0)
+                ksv_sb_printf(sb, "ksv_request_queue_depth{model=\"%s\",revision=\"%s\"} %d\n",
+                              reg->models[i]->spec.name, rev->spec.name,
+                              atomic_load(&((ksv_engine_revision *)rev)->cold.capacity_depth));
         }
     for (int f = 0; f < KSV_COLD_FAM_COUNT; f++) {
         ksv_cold_write_head(sb, (ksv_cold_family)f);

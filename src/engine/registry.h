@@ -75,6 +75,12 @@ typedef struct ksv_engine_revision {
     char error[512];              /* last load failure */
     uint64_t memory_bytes;        /* host memory its load took (measured); 0 unloaded */
     uint64_t last_memory_bytes;   /* what its last load measured, kept after unloading */
+    /* SHA-256 of the model bytes its runtime checked at a load, kept after unloading, so
+     * that a cold start of the same bytes skips that check (runtime.h). */
+    bool has_checked_sha256;
+    uint8_t checked_sha256[32];
+    bool has_reload_sha256;       /* its runtime's fast-reload copy of those bytes */
+    uint8_t reload_sha256[32];
     uint64_t gpu_memory_bytes;    /* GPU memory it holds: declared, or estimated when a
                                    * runtime runs it on the GPU; 0 unloaded */
     ksv_cold_state cold;          /* scale to zero and cold starts (scale_to_zero.h) */
@@ -84,8 +90,9 @@ typedef struct ksv_engine_revision {
                                    * loaded (usage.h) */
     uint64_t requests_at_load;    /* answers() when the residency began */
     ksv_kpa kpa;                  /* its replicas while loaded (autoscaler.h) */
-    _Atomic uint64_t refused_at_limit; /* 503s at replicas x containerConcurrency since the
-                                   * autoscaler's last sample: demand it must see */
+    _Atomic uint64_t refused_at_limit; /* 503s past the queue at replicas x
+                                   * containerConcurrency since the autoscaler's last
+                                   * sample: demand it must see (as are the queued ones) */
     bool held_warm;               /* a release gate judges it: never scaled to zero,
                                    * evicted or unloaded meanwhile */
     /* Lock-free counters, updated by requests. */
@@ -105,8 +112,8 @@ typedef struct ksv_engine_revision {
 typedef struct ksv_route {
     ksv_engine_revision *rev;
     ksv_engine_model *model;
-    /* Set when routing answers KSV_ROUTE_COLD: the scaled-to-zero revision chosen, and how
-     * long the request may wait for it. */
+    /* Set when routing answers KSV_ROUTE_COLD or KSV_ROUTE_QUEUE: the revision chosen, and
+     * how long the request may wait for it. */
     char cold_revision[KSV_NAME_MAX];
     int cold_timeout_ms;
     int retry_after_s;            /* on a 503: when to come back (0: no advice) */
@@ -115,12 +122,18 @@ typedef struct ksv_route {
 /* ksv_registry_route's answer when the chosen revision is scaled to zero: the request must
  * wait (ksv_registry_cold_wait), then route again. */
 #define KSV_ROUTE_COLD 1
+/* Its answer when the chosen revision is at its concurrency limit (replicas x
+ * containerConcurrency) or others already wait for it: the request waits for a slot
+ * (ksv_registry_cold_wait with w->for_capacity), the route fields as for KSV_ROUTE_COLD. */
+#define KSV_ROUTE_QUEUE 2
 
 typedef struct ksv_registry_config {
     unsigned workers;             /* predict() worker indexes, one per HTTP thread */
     int gpu;                      /* device for runtimes that use one; -1: CPU only */
     const char *state_file;       /* applied state, rewritten atomically after each change */
     const char *cache_dir;        /* where http(s) models are fetched to */
+    const char *reload_dir;       /* where runtimes keep fast-reload copies for cold starts
+                                   * (emptied at start); NULL: none */
     unsigned fetch_threads;       /* concurrent downloads (0: 4) */
     double fetch_timeout_s;       /* one download's overall deadline; <= 0: none */
     double fetch_stall_s;         /* a download moving under 1 KiB in this long stops */
@@ -160,11 +173,18 @@ int ksv_registry_take_out(ksv_registry *reg, const char *model, ksv_model_spec *
 int ksv_registry_route(ksv_registry *reg, const char *model, const char *revision,
                        uint64_t *rng, ksv_route *route, ksv_err *err);
 /* Queues a request for the cold start of w->model/w->revision (filled from the route) and
- * suspends it through suspend(cookie). Returns 0 when queued (w->wake is called later,
- * exactly once); 1 when the revision is no longer cold (route again now); -1 with a 503
- * and *retry_after_s when its queue is full or the engine is closing. */
+ * suspends it through suspend(cookie); with w->for_capacity, for a free slot of that
+ * loaded revision instead. Returns 0 when queued (w->wake is called later, exactly once;
+ * with outcome KSV_COLD_RETRY and w->granted set when a slot was handed to it); 1 when the
+ * revision is no longer cold (or no longer loaded and serving: route again now); -1 with a
+ * 503 and *retry_after_s when its queue is full or the engine is closing. */
 int ksv_registry_cold_wait(ksv_registry *reg, ksv_cold_waiter *w, void (*suspend)(void *),
                            void *cookie, int *retry_after_s, ksv_err *err);
+/* A request resumed with w->granted: its route is that revision, whose slot it holds
+ * (give it back with ksv_registry_finish). Clears w->granted. */
+void ksv_registry_route_granted(ksv_registry *reg, ksv_cold_waiter *w, ksv_route *route);
+/* A granted slot the request never used (its connection ended first): hands it on. */
+void ksv_registry_release_grant(ksv_registry *reg, ksv_cold_waiter *w);
 /* Shutdown: answers every waiting request and refuses new waiters. */
 void ksv_registry_close_cold_queue(ksv_registry *reg);
 /* Records the outcome; on error status (>= 400) also into the model's error ring. */

@@ -23,6 +23,16 @@ typedef struct ksv_runtime_options {
     const char *external;
     const char *model_name;
     const char *revision;
+    /* SHA-256 of model bytes an earlier load of this revision already checked
+     * (ksv_model_info.checked_sha256), or NULL. A runtime may skip its document check
+     * for bytes with exactly this digest: a cold start re-reads the file it checked. */
+    const uint8_t *checked_sha256;
+    /* Where a runtime may keep a fast-reload copy of a model it loaded from checked bytes
+     * (a folder of the engine's own; NULL: none), and the SHA-256 of the copy an earlier
+     * load wrote (ksv_model_info.reload_sha256), or NULL. A copy whose digest is not this
+     * one is never read. */
+    const char *reload_dir;
+    const uint8_t *reload_sha256;
 } ksv_runtime_options;
 
 typedef struct ksv_model_info {
@@ -34,6 +44,11 @@ typedef struct ksv_model_info {
     bool prefers_batches;   /* one call of N rows costs far less than N calls (a GPU) */
     char runtime[32];       /* set by `auto`: the runtime that answers ("" = the one named) */
     char runtime_note[240]; /* set by `auto`: why that one */
+    bool has_checked_sha256; /* the runtime checked the model document of these bytes */
+    uint8_t checked_sha256[32];
+    bool has_reload_sha256; /* it keeps a fast-reload copy in reload_dir with this digest */
+    uint8_t reload_sha256[32];
+    bool from_reload_copy;  /* this load read that copy instead of the model file */
 } ksv_model_info;
 
 /* What this build's runtimes were built with, for --version and GET /ksv/v1/node; each

@@ -203,7 +203,12 @@ static int auto_load(const char *path, const ksv_runtime_options *opts, void **m
         free(m);
         return ksv_err_set(err, ferr.status ? ferr.status : 400, "%s", ferr.msg);
     }
-    int xrc = ksv_runtime_xgboost.load(path, opts, &xh, &xinfo, &xerr);
+    /* No fast-reload copy: `auto` parses the document for ksv-forest at every load anyway,
+     * and a copy of a model ksv-forest then serves would only be left behind. */
+    ksv_runtime_options xopts = opts ? *opts : (ksv_runtime_options){0};
+    xopts.reload_dir = NULL;
+    xopts.reload_sha256 = NULL;
+    int xrc = ksv_runtime_xgboost.load(path, &xopts, &xh, &xinfo, &xerr);
     if (frc != 0 && xrc != 0) {
         free(m);
         return ksv_err_set(err, xerr.status ? xerr.status : 400, "%s (ksv-forest: %s)",
@@ -246,6 +251,12 @@ static int auto_load(const char *path, const ksv_runtime_options *opts, void **m
             ksv_runtime_forest.unload(fh);
         ksv_log(KSV_LOG_WARN, NULL, "runtime auto: %s falls back to ksv-xgboost: %s", path,
                 note);
+    }
+    if (xrc == 0 && xinfo.has_checked_sha256) {
+        /* The next load (a cold start) may skip libxgboost's side of the document check. */
+        info->has_checked_sha256 = true;
+        memcpy(info->checked_sha256, xinfo.checked_sha256, sizeof info->checked_sha256);
+
     }
     snprintf(info->runtime, sizeof info->runtime, "%s", m->ops->name);
     snprintf(info->runtime_note, sizeof info->runtime_note, "%s", note);

@@ -17,7 +17,16 @@
  * in-place prediction for gblinear ("Inplace predict is not supported by current booster"),
  * so such a model predicts through a DMatrix made for each call.
  * Each booster's "nthread" is set to predict_threads (default 1): the engine already runs
- * one request per core, and OpenMP inside a call only adds overhead there. */
+ * one request per core, and OpenMP inside a call only adds overhead there.
+ *
+ * Cold starts (a scaled-to-zero revision loaded again): bytes whose SHA-256 an earlier load
+ * checked are not checked again, and a model first read from JSON or UBJSON is read back
+ * from a copy in XGBoost's own binary format that the first load wrote into
+ * ksv_runtime_options.reload_dir (named by the source's digest, read only when its own
+ * digest is the one that load reported). libxgboost 1.7 parses fraud's 452 KiB of JSON in
+ * ~30 ms and the binary copy in ~0.1 ms, with bit-equal predictions and configuration
+ * (docs/BENCHMARKS.md, "Cold starts"). A model XGBoost cannot write in that format (e.g.
+ * categorical splits) simply has no copy. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -28,7 +37,9 @@
 #include <json-c/json.h>
 #include <xgboost/c_api.h>
 
+#include "common/fileutil.h"
 #include "common/log.h"
+#include "common/sha256.h"
 #include "common/strbuf.h"
 #include "engine/forest/forest_lightgbm.h"
 #include "engine/model_document.h"
@@ -229,11 +240,17 @@ static int check_loaded_model(BoosterHandle booster, const char *path, ksv_err *
 }
 
 /* Reads and checks the file's document (see above). *skip: leading bytes XGBoost's buffer
- * loader does not expect (a byte-order mark, white space) before a JSON or UBJSON one. */
+ * loader does not expect (a byte-order mark, white space) before a JSON or UBJSON one.
+ * checked: these very bytes passed the check at an earlier load (their SHA-256 matched):
+ * the check, half of a cold start's time for a 100-tree JSON model, is not done again. */
 static int check_content(const char *path, ksv_model_format format, const char *data,
-                         size_t len, size_t *skip, ksv_err *err)
+                         size_t len, bool checked, size_t *skip, ksv_err *err)
 {
     *skip = 0;
+    if (checked) {
+        *skip = format == KSV_MODEL_LEGACY ? 0 : ksv_model_doc_lead(data, len);
+        return 0;
+    }
     if (format == KSV_MODEL_LEGACY) {
         const char *problem = legacy_layout_problem((const unsigned char *)data, len);
         return problem ? ksv_model_fail(err, path, 400, "%s", problem) : 0;
@@ -427,6 +444,62 @@ static int parse_options(const ksv_runtime_options *opts, bool *want_shared, uns
     return 0;
 }
 
+/* ---- the fast-reload copy (see the top) ------------------------------------------------ */
+
+static void reload_copy_path(const char *dir, const uint8_t source[32], char *out, size_t cap)
+{
+    char hex[65];
+    ksv_sha256_digest_hex(source, hex);
+    snprintf(out, cap, "%s/%s.bst", dir, hex);
+}
+
+static void digest_of(const void *data, size_t len, uint8_t out[32])
+{
+    ksv_sha256 h;
+    ksv_sha256_init(&h);
+    ksv_sha256_update(&h, data, len);
+    ksv_sha256_final(&h, out);
+}
+
+/* The copy of the checked source `source`, if it is there with the digest `want`. */
+static char *read_reload_copy(const char *dir, const uint8_t source[32], const uint8_t want[32],
+                              size_t *len)
+{
+    char path[4096];
+    reload_copy_path(dir, source, path, sizeof path);
+    char *data = NULL;
+    ksv_err err = {0};
+    uint8_t got[32];
+    if (ksv_model_file_read(path, &data, len, &err) != 0)
+        return NULL;
+    digest_of(data, *len, got);
+    if (memcmp(got, want, sizeof got) != 0) {
+        free(data);
+        return NULL;
+    }
+    return data;
+}
+
+/* Writes the booster's binary copy for the checked source `source`; true with its digest. */
+static bool write_reload_copy(BoosterHandle booster, const char *dir, const uint8_t source[32],
+                              uint8_t digest[32])
+{
+    bst_ulong len = 0;
+    const char *bytes = NULL;
+    if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"deprecated\"}", &len, &bytes) != 0 ||
+        len == 0)
+        return false;
+    char path[4096];
+    reload_copy_path(dir, source, path, sizeof path);
+    ksv_err err = {0};
+    if (ksv_write_file_atomic(path, bytes, (size_t)len, 0600, &err) != 0) {
+        ksv_log(KSV_LOG_WARN, NULL, "no fast-reload copy of a model: %s", err.msg);
+        return false;
+    }
+    digest_of(bytes, (size_t)len, digest);
+    return true;
+}
+
 static int xgb_load(const char *path, const ksv_runtime_options *opts, void **out_model,
                     ksv_model_info *info, ksv_err *err)
 {
@@ -449,13 +522,30 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
         ksv_model_file_format(path, &format, err) != 0 ||
         ksv_model_file_read(path, &data, &len, err) != 0)
         return -1;
+    uint8_t digest[32];
+    digest_of(data, len, digest);
+    bool checked = opts && opts->checked_sha256 &&
+                   memcmp(opts->checked_sha256, digest, sizeof digest) == 0;
+    /* The same checked bytes as before: load them from the binary copy if it is intact. */
+    bool from_copy = false;
+    if (checked && format != KSV_MODEL_LEGACY && opts->reload_dir && opts->reload_sha256) {
+        size_t copy_len = 0;
+        char *copy = read_reload_copy(opts->reload_dir, digest, opts->reload_sha256, &copy_len);
+        if (copy) {
+            free(data);
+            data = copy;
+            len = copy_len;
+            format = KSV_MODEL_LEGACY;
+            from_copy = true;
+        }
+    }
     size_t skip = 0;
-    if (forest_lightgbm_sniff(data, len)) {
+    if (!from_copy && forest_lightgbm_sniff(data, len)) {
         free(data);
         return ksv_model_fail(err, path, 400, "a LightGBM text model: runtime ksv-forest (or "
                               "auto) serves it; ksv-xgboost reads XGBoost models only");
     }
-    if (check_content(path, format, data, len, &skip, err) != 0) {
+    if (check_content(path, format, data, len, checked, &skip, err) != 0) {
         free(data);
         return -1;
     }
@@ -484,7 +574,7 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
         XGBoosterFree(first);
         goto fail;
     }
-    if (format == KSV_MODEL_LEGACY && check_loaded_model(first, path, err) != 0) {
+    if (format == KSV_MODEL_LEGACY && !checked && check_loaded_model(first, path, err) != 0) {
         XGBoosterFree(first);
         goto fail;
     }
@@ -517,6 +607,16 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
     snprintf(fresh.version, sizeof fresh.version, "%d.%d.%d", major, minor, patch);
     fresh.num_features = model->num_features;
     fresh.num_outputs = model->num_outputs;
+    fresh.has_checked_sha256 = true;
+    memcpy(fresh.checked_sha256, digest, sizeof digest);
+    if (from_copy) {
+        fresh.from_reload_copy = true;
+        fresh.has_reload_sha256 = true;
+        memcpy(fresh.reload_sha256, opts->reload_sha256, sizeof fresh.reload_sha256);
+    } else if (format != KSV_MODEL_LEGACY && opts && opts->reload_dir) {
+        fresh.has_reload_sha256 = write_reload_copy(model->boosters[0], opts->reload_dir,
+                                                    digest, fresh.reload_sha256);
+    }
     *info = fresh;
     *out_model = model;
     return 0;

@@ -81,6 +81,7 @@ void ksv_cold_state_init(ksv_cold_state *c, int64_t now_ns)
     atomic_init(&c->idle_ns, 0);
     atomic_init(&c->cold_starts, 0);
     atomic_init(&c->queue_depth, 0);
+    atomic_init(&c->capacity_depth, 0);
     ksv_hist_init(&c->duration);
 }
 
@@ -126,13 +127,30 @@ double ksv_cold_idle_seconds(const ksv_cold_state *c, double now)
 
 double ksv_cold_idle_limit(const ksv_model_spec *m)
 {
-    return (double)m->scale_window_s + (double)m->scale_retention_s;
+    /* Knative: the stable window empties, the scale-down delay holds the last count, then
+     * the pod lingers for its retention period. */
+    return (double)m->scale_window_s + (double)m->scale_down_delay_s +
+           (double)m->scale_retention_s;
 }
 
 int ksv_cold_retry_after(double load_seconds)
 {
     double s = ceil(load_seconds);
     return s < 1 ? 1 : s > 3600 ? 3600 : (int)s;
+}
+
+/* Links w last (the queue is oldest first) and tells the reaper its deadline. Caller holds
+ * q->mu. */
+static void append(ksv_cold_queue *q, ksv_cold_waiter *w)
+{
+    w->outcome = KSV_COLD_WAITING;
+    w->next = NULL;
+    if (q->tail)
+        q->tail->next = w;
+    else
+        q->head = w;
+    q->tail = w;
+    pthread_cond_signal(&q->cond); /* the reaper learns the new deadline */
 }
 
 int ksv_cold_enqueue(ksv_cold_queue *q, ksv_cold_state *c, int limit, ksv_cold_waiter *w,
@@ -149,15 +167,96 @@ int ksv_cold_enqueue(ksv_cold_queue *q, ksv_cold_state *c, int limit, ksv_cold_w
                            "full (%d waiting); retry later",
                            w->revision, depth);
     }
-    w->outcome = KSV_COLD_WAITING;
-    w->next = q->head;
-    q->head = w;
+    w->for_capacity = false;
+    w->granted = NULL;
+    append(q, w);
     atomic_store(&c->queue_depth, depth + 1);
-    pthread_cond_signal(&q->cond); /* the reaper learns the new deadline */
     /* Under the mutex, so that no waker can resume the request before it is suspended. */
     suspend(cookie);
     pthread_mutex_unlock(&q->mu);
     return 0;
+}
+
+/* The counter of waiters w was counted in. */
+static _Atomic int *depth_of(ksv_cold_state *c, const ksv_cold_waiter *w)
+{
+    return w->for_capacity ? &c->capacity_depth : &c->queue_depth;
+}
+
+/* Unlinks w, whose predecessor is prev (NULL: the head). Caller holds q->mu. */
+static void unlink_waiter(ksv_cold_queue *q, ksv_cold_waiter *prev, ksv_cold_waiter *w)
+{
+    if (prev)
+        prev->next = w->next;
+    else
+        q->head = w->next;
+    if (q->tail == w)
+        q->tail = prev;
+    w->next = NULL;
+}
+
+/* Hands slots to the oldest capacity waiters of (model, revision). Caller holds q->mu. The
+ * waiter's memory belongs to a request that may finish the moment it is woken. */
+static size_t grant_locked(ksv_cold_queue *q, ksv_cold_state *c, const char *model,
+                           const char *revision, bool (*take)(void *), void *arg, void *granted)
+{
+    size_t n = 0;
+    ksv_cold_waiter *prev = NULL, *w = q->head;
+    while (w && atomic_load(&c->capacity_depth) > 0) {
+        if (!w->for_capacity || strcmp(w->revision, revision) != 0 ||
+            strcmp(w->model, model) != 0) {
+            prev = w;
+            w = w->next;
+            continue;
+        }
+        if (!take(arg))
+            break;
+        ksv_cold_waiter *next = w->next;
+        unlink_waiter(q, prev, w);
+        atomic_fetch_sub(&c->capacity_depth, 1);
+        w->granted = granted;
+        w->outcome = KSV_COLD_RETRY;
+        w->wake(w->cookie);
+        n++;
+        w = next;
+    }
+    return n;
+}
+
+int ksv_cold_enqueue_capacity(ksv_cold_queue *q, ksv_cold_state *c, int limit,
+                              ksv_cold_waiter *w, void (*suspend)(void *cookie), void *cookie,
+                              bool (*take)(void *arg), void *arg, void *granted,
+                              const char *limit_text, ksv_err *err)
+{
+    pthread_mutex_lock(&q->mu);
+    int depth = atomic_load(&c->capacity_depth);
+    if (q->closed || depth >= limit) {
+        pthread_mutex_unlock(&q->mu);
+        if (q->closed)
+            return ksv_err_set(err, 503, "the engine is shutting down");
+        return ksv_err_set(err, 503, "revision %s is at its concurrency limit (%s) and its "
+                                     "queue is full (%d waiting); retry later",
+                           w->revision, limit_text, depth);
+    }
+    w->for_capacity = true;
+    w->granted = NULL;
+    append(q, w);
+    /* Counted before the slots are looked at: a request finishing meanwhile either sees
+     * this waiter or left its slot for take() below (both sequentially consistent). */
+    atomic_fetch_add(&c->capacity_depth, 1);
+    suspend(cookie);
+    grant_locked(q, c, w->model, w->revision, take, arg, granted);
+    pthread_mutex_unlock(&q->mu);
+    return 0;
+}
+
+size_t ksv_cold_grant(ksv_cold_queue *q, ksv_cold_state *c, const char *model,
+                      const char *revision, bool (*take)(void *arg), void *arg, void *granted)
+{
+    pthread_mutex_lock(&q->mu);
+    size_t n = grant_locked(q, c, model, revision, take, arg, granted);
+    pthread_mutex_unlock(&q->mu);
+    return n;
 }
 
 /* Unlinks and resumes the waiters `match` selects. Caller holds q->mu. The waiter's memory
@@ -167,16 +266,17 @@ static size_t wake_matching(ksv_cold_queue *q, bool (*match)(const ksv_cold_wait
                             void (*timed_out)(void *, const ksv_cold_waiter *), void *ctx)
 {
     size_t n = 0;
-    ksv_cold_waiter **link = &q->head;
-    while (*link) {
-        ksv_cold_waiter *w = *link;
+    ksv_cold_waiter *prev = NULL, *w = q->head;
+    while (w) {
+        ksv_cold_waiter *next = w->next;
         if (!match(w, arg)) {
-            link = &w->next;
+            prev = w;
+            w = next;
             continue;
         }
-        *link = w->next;
+        unlink_waiter(q, prev, w);
         if (c)
-            atomic_fetch_sub(&c->queue_depth, 1);
+            atomic_fetch_sub(depth_of(c, w), 1);
         if (timed_out)
             timed_out(ctx, w);
         w->outcome = outcome;
@@ -184,6 +284,7 @@ static size_t wake_matching(ksv_cold_queue *q, bool (*match)(const ksv_cold_wait
         void *cookie = w->cookie;
         wake(cookie);
         n++;
+        w = next;
     }
     return n;
 }
@@ -281,8 +382,10 @@ void ksv_cold_write_series(ksv_sb *sb, ksv_cold_family f, const char *labels,
 void ksv_cold_write_state(ksv_sb *sb, const ksv_cold_state *c)
 {
     uint64_t starts = atomic_load(&((ksv_cold_state *)c)->cold_starts);
-    ksv_sb_printf(sb, ",\"cold_starts\":%llu,\"cold_start_queue_depth\":%d",
-                  (unsigned long long)starts, atomic_load(&((ksv_cold_state *)c)->queue_depth));
+    ksv_sb_printf(sb, ",\"cold_starts\":%llu,\"cold_start_queue_depth\":%d,"
+                      "\"queue_depth\":%d",
+                  (unsigned long long)starts, atomic_load(&((ksv_cold_state *)c)->queue_depth),
+                  atomic_load(&((ksv_cold_state *)c)->capacity_depth));
     /* P99 of the cold starts' durations, for consoles (the histogram is in /metrics). */
     ksv_hist_snap *snap = starts ? malloc(sizeof *snap) : NULL;
     if (snap) {

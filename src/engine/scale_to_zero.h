@@ -2,14 +2,22 @@
  *
  * A revision whose spec says min_replicas 0 is unloaded (its runtime memory freed, its file
  * left in the cache) once it has had no request for the model's scale_window_s plus
- * scale_retention_s. It stays in the traffic split, "cold": readiness and metadata keep
- * answering as for a loaded revision, as KServe's activator makes a scaled-to-zero revision
- * look. The first request for a cold revision asks the lifecycle thread to load it (warm-up
- * inference included) and waits; later ones wait too, up to the model's cold_start_queue of
- * them, each until its revision's timeout (60 s when none). Past the queue a request is
- * answered 503 with Retry-After at once. Nothing waits on a thread: the HTTP layer suspends
- * the connection and the queue resumes it when the load finished (or failed), when the
- * revision left the split, or when the request's deadline passed.
+ * scale_down_delay_s plus scale_retention_s. It stays in the traffic split, "cold":
+ * readiness and metadata keep answering as for a loaded revision, as KServe's activator
+ * makes a scaled-to-zero revision look. The first request for a cold revision asks the
+ * lifecycle thread to load it (warm-up inference included) and waits; later ones wait too,
+ * up to the model's cold_start_queue of them, each until its revision's timeout (60 s when
+ * none). Past the queue a request is answered 503 with Retry-After at once. Nothing waits
+ * on a thread: the HTTP layer suspends the connection and the queue resumes it when the
+ * load finished (or failed), when the revision left the split, or when the request's
+ * deadline passed.
+ *
+ * The same queue holds requests for a loaded revision that is at its concurrency limit
+ * (replicas x containerConcurrency), as Knative's queue-proxy and activator buffer them:
+ * "capacity" waiters, first come first served, at most KSV_QUEUE_PER_SLOT per slot of the
+ * limit. A slot that frees (a request finished, or the autoscaler added a replica) is
+ * handed to the oldest waiter of the revision directly (ksv_cold_grant), so a request that
+ * arrives later cannot take it first.
  *
  * Locking: ksv_cold_state.cold and .loading are guarded by the registry lock; the queue by
  * its own mutex, always taken after the registry lock, never before. */
@@ -27,6 +35,8 @@
 #include "engine/model_spec.h"
 
 #define KSV_COLD_DEFAULT_TIMEOUT_S 60.0
+/* Knative's queue-proxy queues 10 x containerConcurrency requests per pod. */
+#define KSV_QUEUE_PER_SLOT 10
 
 /* Why a waiting request was resumed. */
 typedef enum {
@@ -43,6 +53,10 @@ typedef struct ksv_cold_waiter {
     char model[KSV_NAME_MAX];
     char revision[KSV_NAME_MAX];
     double deadline;                 /* monotonic seconds */
+    bool for_capacity;               /* waits for a free slot, not for a cold start */
+    void *granted;                   /* capacity: the revision whose slot it was handed
+                                      * (counted in its in-flight requests; outcome
+                                      * KSV_COLD_RETRY), NULL if none */
     ksv_cold_outcome outcome;        /* written before wake() is called */
     void (*wake)(void *cookie);      /* resumes the request; called once */
     void *cookie;
@@ -59,13 +73,14 @@ typedef struct ksv_cold_state {
     _Atomic int64_t idle_ns;         /* this residency's idle gaps so far (see touch) */
     _Atomic uint64_t cold_starts;    /* cold loads that finished */
     _Atomic int queue_depth;         /* requests waiting now (queue mutex) */
+    _Atomic int capacity_depth;      /* requests waiting for a free slot (queue mutex) */
     ksv_hist duration;               /* first request to ready, per cold start */
 } ksv_cold_state;
 
 /* Registry-wide queue of waiting requests. */
 typedef struct ksv_cold_queue {
     pthread_mutex_t mu;
-    ksv_cold_waiter *head;
+    ksv_cold_waiter *head, *tail;    /* oldest first */
     bool closed;                     /* shutting down: no new waiters */
     /* Deadlines are kept by a thread of the queue's own: the lifecycle thread may spend
      * the whole wait inside the load the requests are waiting for. */
@@ -107,6 +122,19 @@ double ksv_cold_idle_seconds(const ksv_cold_state *c, double now);
  * closed. */
 int ksv_cold_enqueue(ksv_cold_queue *q, ksv_cold_state *c, int limit, ksv_cold_waiter *w,
                      void (*suspend)(void *cookie), void *cookie, ksv_err *err);
+/* Queues w (for_capacity) for a free slot of the revision whose state is c, up to limit
+ * waiters, and suspends it; then hands out what take(arg) still finds free, oldest first,
+ * as ksv_cold_grant (w itself may be resumed at once that way). Caller holds the registry
+ * lock (read). Returns 0 queued; -1 with a 503 in err when the queue is full or closed
+ * (limit_text, e.g. "2: 2 replica(s) x containerConcurrency 1", says what is full). */
+int ksv_cold_enqueue_capacity(ksv_cold_queue *q, ksv_cold_state *c, int limit,
+                              ksv_cold_waiter *w, void (*suspend)(void *cookie), void *cookie,
+                              bool (*take)(void *arg), void *arg, void *granted,
+                              const char *limit_text, ksv_err *err);
+/* While take(arg) reserves a slot, resumes the oldest capacity waiter of (model, revision)
+ * with KSV_COLD_RETRY and w->granted = granted. Returns how many. */
+size_t ksv_cold_grant(ksv_cold_queue *q, ksv_cold_state *c, const char *model,
+                      const char *revision, bool (*take)(void *arg), void *arg, void *granted);
 /* Resumes every waiter of (model, revision) with outcome; returns how many. */
 size_t ksv_cold_wake(ksv_cold_queue *q, ksv_cold_state *c, const char *model,
                      const char *revision, ksv_cold_outcome outcome);
@@ -120,7 +148,8 @@ void ksv_cold_close(ksv_cold_queue *q);
 /* The seconds a client should wait before retrying: the last load time, at least 1. */
 int ksv_cold_retry_after(double load_seconds);
 
-/* The model's idle time after which a min_replicas 0 revision is unloaded. */
+/* The model's idle time after which a min_replicas 0 revision is unloaded: its window,
+ * scale-down delay and retention period. */
 double ksv_cold_idle_limit(const ksv_model_spec *m);
 
 /* Prometheus families for the cold start metrics, one revision's lines each; heads are
@@ -134,7 +163,7 @@ typedef enum {
 void ksv_cold_write_head(ksv_sb *sb, ksv_cold_family f);
 void ksv_cold_write_series(ksv_sb *sb, ksv_cold_family f, const char *labels,
                            const ksv_cold_state *c, ksv_hist_snap *scratch);
-/* The admin state's fields for one revision: ,"cold_starts":N,... */
+/* The admin state's fields for one revision: ,"cold_starts":N,...,"queue_depth":N */
 void ksv_cold_write_state(ksv_sb *sb, const ksv_cold_state *c);
 
 #endif
