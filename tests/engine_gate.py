@@ -302,8 +302,12 @@ entered = [e["figures"]["step"] for e in evs if e["kind"] == "gate-step"]
 resumed = [e["figures"]["step"] for e in evs if e["kind"] == "gate-restart"]
 # A kill between saving a step and recording it leaves the step to the restart's record.
 check(len(resumed) == 1 and resumed[0] == saved["step"] + 1, "the restart is recorded at step %s" % resumed)
-check(len(entered) == len(set(entered)) and sorted(set(entered) | set(resumed)) == [1, 2, 3, 4, 5],
-      "each of the 5 steps entered once across the restart (%s, resumed at %s)" % (entered, resumed))
+# A kill between recording a step and saving it repeats that one step after the restart (the
+# event comes first so it is never lost: gate.c's commit order); no other step repeats.
+repeated = sorted({x for x in entered if entered.count(x) > 1})
+check(repeated in ([], [saved["step"] + 2]) and sorted(set(entered) | set(resumed)) == [1, 2, 3, 4, 5],
+      "each of the 5 steps entered once across the restart, but the one in flight at the kill "
+      "(%s, resumed at %s)" % (entered, resumed))
 
 # Flagger's skipAnalysis: promoted as soon as the canary is ready; no step is held or judged
 # (with 60 s intervals, a judged step could not finish within the 20 s waited here).
