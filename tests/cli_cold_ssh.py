@@ -98,7 +98,7 @@ spec:
             results[i] = ("error", str(e))
         c.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+    threads = [threading.Thread(daemon=True, target=client, args=(i,)) for i in range(20)]
     for t in threads:
         t.start()
     for t in threads:

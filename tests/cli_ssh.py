@@ -205,7 +205,7 @@ try:
                 c = http.client.HTTPConnection("127.0.0.1", engine_port, timeout=10)
             time.sleep(0.002)
 
-    t = threading.Thread(target=load)
+    t = threading.Thread(daemon=True, target=load)
     t.start()
     time.sleep(0.5)
     stop_sshd()

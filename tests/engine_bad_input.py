@@ -292,9 +292,9 @@ def dribble(result):
 
 stop = threading.Event()
 lat = []
-prober = threading.Thread(target=probe_latencies, args=(stop, lat))
+prober = threading.Thread(daemon=True, target=probe_latencies, args=(stop, lat))
 result = {}
-slow = threading.Thread(target=dribble, args=(result,))
+slow = threading.Thread(daemon=True, target=dribble, args=(result,))
 prober.start()
 slow.start()
 slow.join(30)

@@ -47,7 +47,7 @@ for runtime in ("ksv-xgboost", "ksv-forest"):
                     wrong[0] += 1
         conn.close()
 
-    threads = [threading.Thread(target=client, args=(s,)) for s in range(8)]
+    threads = [threading.Thread(daemon=True, target=client, args=(s,)) for s in range(8)]
     for t in threads:
         t.start()
     for t in threads:

@@ -77,7 +77,7 @@ class Bursts:
         self.stop_ev = threading.Event()
         self.statuses = []
         self.seen = set()
-        self.thread = threading.Thread(target=self.run)
+        self.thread = threading.Thread(daemon=True, target=self.run)
         self.thread.start()
 
     def run(self):

@@ -87,10 +87,10 @@ check(eng.wait_ready(), "engine ready")
 body = ('{"instances":[' + ROW * (ROWS - 1) + ROW[:-1] + ']}').encode()
 base = rss_mb(eng.proc.pid)
 lat, stop = [], threading.Event()
-prober = threading.Thread(target=probe_loop, args=(eng.host, eng.port, lat, stop))
+prober = threading.Thread(daemon=True, target=probe_loop, args=(eng.host, eng.port, lat, stop))
 prober.start()
 answers = []
-senders = [threading.Thread(target=post_large, args=(eng.host, eng.port, body, answers)) for _ in range(6)]
+senders = [threading.Thread(daemon=True, target=post_large, args=(eng.host, eng.port, body, answers)) for _ in range(6)]
 for t in senders:
     t.start()
 # While the first ones are in flight, a client that waits for 100-continue is refused at once.
@@ -154,7 +154,7 @@ for i in range(40):
     except OSError:
         break
 lat, stop = [], threading.Event()
-prober = threading.Thread(target=probe_loop, args=(eng.host, eng.port, lat, stop, "127.0.0.2"))
+prober = threading.Thread(daemon=True, target=probe_loop, args=(eng.host, eng.port, lat, stop, "127.0.0.2"))
 prober.start()
 opened = time.time()
 cut_at = {}

@@ -49,7 +49,7 @@ class Load:
         self.counts = [collections.Counter() for _ in range(CLIENTS)]
         self.wrong = [[] for _ in range(CLIENTS)]      # answers whose numbers are wrong
         self.errors = [collections.Counter() for _ in range(CLIENTS)]  # exceptions by phase
-        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(CLIENTS)]
+        self.threads = [threading.Thread(target=self.run, args=(i,), daemon=True) for i in range(CLIENTS)]
 
     def set_phase(self, name):
         with self.lock:

@@ -111,7 +111,7 @@ try:
                     refusals.append((hdrs.get("retry-after"), out))
         c.close()
 
-    threads = [threading.Thread(target=client) for _ in range(8)]
+    threads = [threading.Thread(daemon=True, target=client) for _ in range(8)]
     for t in threads:
         t.start()
     samples = []

@@ -86,7 +86,7 @@ def burst(eng, model, n, body, timeout=30):
         finally:
             conns[i].close()
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    threads = [threading.Thread(daemon=True, target=one, args=(i,)) for i in range(n)]
     for t in threads:
         t.start()
     for t in threads:
@@ -234,7 +234,7 @@ def late(i):
         answers.append(str(e))
 
 
-waiters = [threading.Thread(target=late, args=(i,)) for i in range(3)]
+waiters = [threading.Thread(daemon=True, target=late, args=(i,)) for i in range(3)]
 for t in waiters:
     t.start()
 deadline = time.time() + 10

@@ -201,7 +201,7 @@ try:
                 firsts.append(gen[0])  # the first event that carries generated text
                 produced.append((t_start, time.time(), len(gen)))
 
-    bg = threading.Thread(target=traffic)
+    bg = threading.Thread(daemon=True, target=traffic)
     bg.start()
     try:
         time.sleep(1.5)

@@ -341,7 +341,7 @@ try:
     check(wait_for(lambda: not any(alive(p) for p in first), 15),
           "scaled to zero, its runtime process is stopped (was %s)" % first)
     results = []
-    threads = [threading.Thread(target=lambda i=i: results.append(infer("idle", [[i, 1]])))
+    threads = [threading.Thread(daemon=True, target=lambda i=i: results.append(infer("idle", [[i, 1]])))
                for i in range(20)]
     t0 = time.time()
     for t in threads:

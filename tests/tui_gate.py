@@ -91,7 +91,7 @@ loader = None
 try:
     check(ksv("node", "add", "a", "local", "--engine-state-dir", node_dir)[0] == 0, "node added")
     check(ksv("apply", "-f", write("v1.yaml", isvc("churn-v1")))[0] == 0, "v1 applied")
-    loader = threading.Thread(target=traffic)
+    loader = threading.Thread(daemon=True, target=traffic)
     loader.start()
     rc, out, err = ksv("apply", "-f", write("v2.yaml", isvc("churn-v2") + CANARY))
     check(rc == 0, "gated rollout started (%s)" % err.strip()[-200:])

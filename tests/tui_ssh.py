@@ -87,7 +87,7 @@ class Doorman:
         self.sock.settimeout(0.2)
         self.accepted = 0
         self.stopping = False
-        self.thread = threading.Thread(target=self._run)
+        self.thread = threading.Thread(daemon=True, target=self._run)
         self.thread.start()
 
     def _run(self):

@@ -363,7 +363,7 @@ static void revision_free(ksv_registry *reg, ksv_engine_revision *rev, unload_it
 static bool uses_copy(const ksv_engine_revision *o, const ksv_engine_revision *rev,
                       const uint8_t source[32])
 {
-    return o != rev && o->has_reload_sha256 &&
+    return o && o != rev && o->has_reload_sha256 &&
            memcmp(o->checked_sha256, source, sizeof o->checked_sha256) == 0;
 }
 
@@ -1249,6 +1249,9 @@ static void janitor(ksv_registry *reg)
                 note_usage(reg, rev, "model-unload", "removed", rev->memory_bytes);
             drop_reload_copy(reg, rev, rev->checked_sha256);
             revision_free(reg, rev, &items[n_items]);
+            /* drop_reload_copy scans dead_revs up to n_dead, this slot included, until
+             * the compaction below ends: no freed pointer may stay in it. */
+            reg->dead_revs[i] = NULL;
             n_items++;
         } else {
             reg->dead_revs[kept++] = rev;
