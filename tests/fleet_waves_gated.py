@@ -7,7 +7,8 @@ promoted: each engine's own event log shows wave 2's gates starting after wave 1
 promoted, and wave 3's after wave 2's. A bad revision's gate fails at wave 1: exit 1 naming
 the wave, rolled back, and no engine serves it. An apply killed after its first wave, run
 again with the same file, resumes at the wave it stopped at (history: one plan, one row
-per wave, a wave-resume row) and ends with every engine on the new revision."""
+per wave, a wave-resume row) and ends with every engine on the new revision: for the gated
+model and for a second one whose waves only soak."""
 import http.client
 import json
 import signal
@@ -26,10 +27,10 @@ CANARY = canary_yaml("wv", [50], interval="1s", threshold=2, min_requests=5, nam
                      deadline=120)
 
 
-def doc(model_file, canary=True, soak="1s"):
+def doc(model_file, canary=True, soak="1s", name="wv"):
     ann = {"ksv.io/nodes": ",".join(fleet.names), "ksv.io/waves": "1,50%,100%", "ksv.io/wave-soak": soak}
     lines = ["apiVersion: serving.kserve.io/v1beta1", "kind: InferenceService",
-             "metadata:", "  name: wv", "  annotations:"]
+             "metadata:", "  name: " + name, "  annotations:"]
     lines += ['    %s: "%s"' % kv for kv in ann.items()]
     lines += ["spec:", "  predictor:", "    model:", "      modelFormat:", "        name: xgboost",
               "      storageUri: %s/models/%s" % (DATA, model_file)]
@@ -69,8 +70,8 @@ def first_time(events, kinds):
     return min(ts) if ts else None
 
 
-def ksv_rows():
-    rc, hist = fleet.ksv_json("history", "wv", "--limit", "2000")
+def ksv_rows(model="wv"):
+    rc, hist = fleet.ksv_json("history", model, "--limit", "2000")
     return [h for h in hist if not h["actor"].startswith(("engine@", "gate@"))] if rc == 0 else []
 
 
@@ -135,36 +136,41 @@ try:
     later = [n for n in fleet.names[1:] if gate_events(n, "wv-00003")]
     check(not later, "no gate of wv-00003 ran past wave 1 (%s)" % later)
 
-    # An interrupted apply: killed once wave 1 succeeded, resumed by the same command.
-    # A 3 s soak: the apply is still in wave 2 when the poll below sees wave 1's row.
-    path = fleet.write("v4.yaml", doc("iris/model.json", soak="3s"))
-    env = fleet.env
-    p = subprocess.Popen([KSV, "--timeout", "120", "apply", "-f", path], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    killed = False
-    while time.time() < deadline and p.poll() is None:
-        if any(h["action"] == "wave" and h["new"] == "wv-00004 wave 1/3" for h in ksv_rows()):
-            p.send_signal(signal.SIGKILL)
-            killed = True
-            break
-        time.sleep(0.2)
-    p.communicate(timeout=30)
-    check(killed, "the apply was killed after wave 1 of wv-00004")
-    rc, out, err = fleet.ksv("--timeout", "120", "apply", "-f", path, timeout=400)
-    check(rc == 0, "the same apply again resumes and ends (%s)" % err.strip()[-400:])
-    rows = [h for h in ksv_rows() if "wv-00004" in (h["new"] or "")]
-    names = [(h["action"], h["new"]) for h in rows[::-1] if h["action"] in ("waves", "wave", "wave-resume")]
-    check(names == [("waves", "wv-00004 in 3 waves, gated"), ("wave", "wv-00004 wave 1/3"),
-                    ("wave-resume", "wv-00004 from wave 2/3"), ("wave", "wv-00004 wave 2/3"),
-                    ("wave", "wv-00004 wave 3/3")],
-          "history: one plan, wave 1 once, the resume, then waves 2 and 3 (%s)" % names)
-    now = fleet.serving("wv")
-    check(all(v == {"wv-00004": 100} for v in now.values()), "every engine serves wv-00004 (%s)" % now)
+    # An interrupted apply: killed once wave 1 succeeded, resumed by the same command, for
+    # the gated model and for one whose waves soak (no Canary).
+    rc, _, err = fleet.ksv("--timeout", "120", "apply", "-f",
+                           fleet.write("n1.yaml", doc("iris/model.json", canary=False, name="wn")),
+                           timeout=300)
+    check(rc == 0, "wn's first revision everywhere (%s)" % err.strip()[-300:])
+    for model, rev, model_file, plan in (("wv", "wv-00004", "iris/model.json", "wv-00004 in 3 waves, gated"),
+                                         ("wn", "wn-00002", "iris-ubj/model.ubj", "wn-00002 in 3 waves")):
+        # A 3 s soak: the apply is still in wave 2 when the poll below sees wave 1's row.
+        path = fleet.write(model + "-resume.yaml", doc(model_file, canary=model == "wv", soak="3s", name=model))
+        p = subprocess.Popen([KSV, "--timeout", "120", "apply", "-f", path], env=fleet.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.time() + 120
+        killed = False
+        while time.time() < deadline and p.poll() is None:
+            if any(h["action"] == "wave" and h["new"] == rev + " wave 1/3" for h in ksv_rows(model)):
+                p.send_signal(signal.SIGKILL)
+                killed = True
+                break
+            time.sleep(0.2)
+        p.communicate(timeout=30)
+        check(killed, "the apply was killed after wave 1 of %s" % rev)
+        rc, out, err = fleet.ksv("--timeout", "120", "apply", "-f", path, timeout=400)
+        check(rc == 0, "the same apply again resumes %s and ends (%s)" % (model, err.strip()[-400:]))
+        rows = [h for h in ksv_rows(model) if rev in (h["new"] or "")]
+        names = [(h["action"], h["new"]) for h in rows[::-1] if h["action"] in ("waves", "wave", "wave-resume")]
+        check(names == [("waves", plan), ("wave", rev + " wave 1/3"), ("wave-resume", rev + " from wave 2/3"),
+                        ("wave", rev + " wave 2/3"), ("wave", rev + " wave 3/3")],
+              "%s history: one plan, wave 1 once, the resume, then waves 2 and 3 (%s)" % (model, names))
+        now = fleet.serving(model)
+        check(all(v == {rev: 100} for v in now.values()), "every engine serves %s (%s)" % (rev, now))
+        rc, out, err = fleet.ksv("--timeout", "60", "apply", "-f", path, timeout=200)
+        check(rc == 0 and not any(h["action"] == "wave-resume" for h in ksv_rows(model)[:3]),
+              "a finished waved rollout of %s is not resumed again (%s)" % (model, err.strip()[-200:]))
     check_order("wv-00004", "resumed")
-    rc, out, err = fleet.ksv("--timeout", "60", "apply", "-f", path, timeout=200)
-    check(rc == 0 and not any(h["action"] == "wave-resume" for h in ksv_rows()[:3]),
-          "a finished waved rollout is not resumed again (%s)" % err.strip()[-200:])
 finally:
     stop.set()
     fleet.close()
