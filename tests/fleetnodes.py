@@ -95,6 +95,17 @@ class Fleet:
         finally:
             c.close()
 
+    def write(self, name, text):
+        """A file in the fleet's work dir; returns its path."""
+        path = os.path.join(self.work, name)
+        with open(path, "w") as f:
+            f.write(text)
+        return path
+
+    def serving(self, model):
+        """Each engine's effective split of model (None where it has none)."""
+        return {n: (self.model_state(n, model) or {}).get("effective_traffic") for n in self.names}
+
     def model_state(self, name, model):
         st, body = self.admin(name, "GET", "/ksv/v1/models/" + model)
         return body if st == 200 else None

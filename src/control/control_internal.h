@@ -146,11 +146,22 @@ void ctl_labels_text(char *const *keys, char *const *values, size_t n, ksv_sb *o
 
 /* waves.c: the cumulative wave ends for n_nodes (ksv.io/waves; the last is n_nodes), and the
  * waved rollout of model ref from revision stable to fresh (the store holds the new desired
- * state; each wave's nodes get it in turn). -1 with err when a wave failed (the model was
- * rolled back) or a step could not be recorded. */
+ * state; each wave's nodes get it in turn). policy: the stored Canary's policy when a
+ * Canary gates fresh (each wave's nodes then load fresh at 0% and run the gate, and the
+ * wave succeeds when every gate promotes), NULL for soaked waves. first_wave: 0 for a new
+ * rollout (the plan goes into history), else the wave an interrupted one resumes at.
+ * -1 with err when a wave failed (the model was rolled back) or a step could not be
+ * recorded. */
 void ctl_waves_plan(const ksv_isvc *spec, size_t n_nodes, size_t *ends, size_t *n_waves);
 int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
-                  const char *fresh, double timeout_s, ksv_ctl_result *res, ksv_err *err);
+                  const char *fresh, const char *policy, size_t first_wave, double timeout_s,
+                  ksv_ctl_result *res, ksv_err *err);
+/* An interrupted waved rollout of ref that an apply of the same spec resumes: its plan is
+ * the newest, fresh is still the newest revision, no wave failed, not every wave ended and
+ * no operator change (rollback, promote, set-traffic) came after it. 1 with the revisions
+ * and the wave to run next (0-based), 0 when there is none, -1 on error. */
+int ctl_waves_unfinished(ksv_ctl *ctl, const char *ref, char *stable, size_t stable_cap,
+                         char *fresh, size_t fresh_cap, size_t *next_wave, ksv_err *err);
 
 typedef struct ctl_kept ctl_kept;
 typedef int (*ctl_dial_fn)(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,
@@ -197,6 +208,11 @@ int ctl_usage_import(ksv_ctl *ctl, const char *node, const char *log_id, json_ob
 /* gates.c: PUTs the stored Canary's policy for canary (over stable) to every node of m. */
 int ctl_gate_start(ksv_ctl *ctl, const ksv_model_record *m, const char *canary, const char *stable,
                    const char *policy_template, ksv_ctl_result *res, ksv_err *err);
+/* Waits until the gated rollout of canary on each of nodes ends (the engines' phase
+ * Succeeded or Failed), polling each node's model state, at most timeout_s: 1 when every
+ * one succeeded, 0 when one failed or time ran out (why says which, "failed: ..."). */
+int ctl_gate_wait_nodes(ksv_ctl *ctl, const char *model, const char *canary,
+                        char *const *nodes, size_t n, double timeout_s, char *why, size_t cap);
 /* Imports the events of each node of a gated model (one with a stored Canary) before a
  * change computes its split from the store: a gate that promoted or rolled back while no
  * console was connected moved the split on the node, and the store must follow first, or

@@ -70,6 +70,69 @@ int ctl_gate_start(ksv_ctl *ctl, const ksv_model_record *m, const char *canary, 
     return rc;
 }
 
+/* ------------------------------------------------------------ a wave's gates */
+
+int ctl_gate_wait_nodes(ksv_ctl *ctl, const char *model, const char *canary,
+                        char *const *nodes, size_t n, double timeout_s, char *why, size_t cap)
+{
+    char path[256];
+    snprintf(path, sizeof path, "/ksv/v1/models/%s", model);
+    bool *done = calloc(n ? n : 1, sizeof *done);
+    if (!done) {
+        snprintf(why, cap, "failed: out of memory");
+        return 0;
+    }
+    double deadline = ksv_mono_s() + timeout_s;
+    size_t left = n;
+    int verdict = 1;
+    while (left > 0 && verdict == 1) {
+        for (size_t i = 0; i < n && verdict == 1; i++) {
+            if (done[i])
+                continue;
+            ctl_node_conn conn;
+            json_object *state = NULL, *ro;
+            ksv_err one;
+            int r = connect_node(ctl, nodes[i], &conn, &one);
+            if (r == 0) {
+                r = ksv_engine_client_call_json(conn.client, "GET", path, NULL, &state, &one);
+                ctl_node_disconnect(&conn);
+            }
+            /* The rollout of this canary only: a node may still show the last one's. */
+            if (r == 0 && json_object_object_get_ex(state, "rollout", &ro) &&
+                json_object_is_type(ro, json_type_object)) {
+                const char *c = json_object_get_string(json_object_object_get(ro, "canary"));
+                const char *phase = json_object_get_string(json_object_object_get(ro, "phase"));
+                if (c && phase && strcmp(c, canary) == 0 && phase_done(phase)) {
+                    done[i] = true;
+                    left--;
+                    if (strcmp(phase, "Failed") == 0) {
+                        const char *reason =
+                            json_object_get_string(json_object_object_get(ro, "reason"));
+                        snprintf(why, cap, "failed: node %.64s: gate Failed: %.400s", nodes[i],
+                                 reason ? reason : "");
+                        verdict = 0;
+                    }
+                }
+            }
+            json_object_put(state);
+        }
+        if (left > 0 && verdict == 1) {
+            if (ksv_mono_s() >= deadline) {
+                snprintf(why, cap, "failed: %zu of %zu node(s)' gates did not finish within "
+                         "%.0f s", left, n, timeout_s);
+                verdict = 0;
+                break;
+            }
+            struct timespec nap = {0, 300 * 1000000L};
+            nanosleep(&nap, NULL);
+        }
+    }
+    if (verdict == 1)
+        snprintf(why, cap, "succeeded: every gate of the wave promoted %s", canary);
+    free(done);
+    return verdict;
+}
+
 /* --------------------------------------------------------------- reading state */
 
 int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_object **out,

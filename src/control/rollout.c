@@ -228,8 +228,10 @@ typedef struct gate_start {
     char canary[KSV_DNS_LABEL_MAX + 1];
     char stable[KSV_DNS_LABEL_MAX + 1];
     char *policy;                 /* the stored Canary's policy template */
-    /* ksv.io/waves: the new revision (canary) goes out wave by wave over stable */
+    /* ksv.io/waves: the new revision (canary) goes out wave by wave over stable (gated
+     * wave by wave when policy is set: start is then false, the waves start the gates) */
     bool waved;
+    size_t first_wave;            /* an interrupted waved rollout resumes at this wave */
 } gate_start;
 
 /* Saves the Canary gating model_id (from this apply) and returns the policy that gates it
@@ -337,7 +339,25 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     if (f == 1)
         ksv_revision_record_clear(&found);
     if (same) {
-        /* Same spec: the live split is the operator's (docs/OPERATIONS.md, "Canary runbook"). */
+        /* Same spec: the live split is the operator's (docs/OPERATIONS.md, "Canary runbook"),
+         * but a waved rollout of it that was interrupted goes on from the wave it stopped
+         * at, never to every node at once. */
+        size_t next = 0;
+        int unfinished = spec->n_waves && !placement_changed
+                             ? ctl_waves_unfinished(ctl, ref, gs->stable, sizeof gs->stable,
+                                                    gs->canary, sizeof gs->canary, &next, err)
+                             : 0;
+        if (unfinished < 0)
+            goto rollback;
+        if (unfinished == 1) {
+            gs->waved = true;
+            gs->first_wave = next;
+            snprintf(gs->model_ref, sizeof gs->model_ref, "%s", ref);
+            if (gate_policy(ctl, model_id, canary, &policy, err) != 0)
+                goto rollback;
+            gs->policy = policy; /* NULL: soaked waves */
+            policy = NULL;
+        }
         if (placement_changed &&
             ksv_ctl_history(ctl, "apply", ref, NULL, NULL, "placement changed", NULL,
                             "recorded", err) != 0)
@@ -365,13 +385,6 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
     }
     int trc;
     ksv_revision_record stable_rev;
-    if (stable && policy && spec->n_waves) {
-        ksv_err_set(err, 400, "%s:%d: %s: ksv.io/waves with a Canary is not supported yet: "
-                    "waves soak without a release gate (remove one of them)", spec->source,
-                    spec->line, ref);
-        ksv_revision_record_clear(&rev);
-        goto rollback;
-    }
     if (stable && spec->n_waves &&
         ksv_store_revision_get_by_id(ctl->store, stable, &stable_rev, err) == 0) {
         gs->waved = true;
@@ -385,9 +398,9 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
         /* A Canary gates it: the new revision starts at 0% and the engine's gate moves it
          * (canaryTrafficPercent is ignored; the manifest notes say so). */
         trc = set_traffic_pair(ctl, model_id, stable, 100, rev.id, 0, err);
-        snprintf(new_text, sizeof new_text, "%s gated rollout over %s", rev.name,
-                 stable_rev.name);
-        gs->start = true;
+        snprintf(new_text, sizeof new_text, "%s gated rollout over %s%s", rev.name,
+                 stable_rev.name, gs->waved ? " in waves" : "");
+        gs->start = !gs->waved; /* waves start their gates one wave at a time */
         snprintf(gs->model_ref, sizeof gs->model_ref, "%s", ref);
         snprintf(gs->canary, sizeof gs->canary, "%s", rev.name);
         snprintf(gs->stable, sizeof gs->stable, "%s", stable_rev.name);
@@ -502,7 +515,8 @@ int ksv_ctl_apply(ksv_ctl *ctl, const ksv_manifest_list *list, const ksv_apply_o
         ksv_err werr;
         if (gates[i].waved &&
             ctl_waves_run(ctl, &list->items[i], gates[i].model_ref, gates[i].stable,
-                          gates[i].canary, opts->timeout_s, res, &werr) != 0 &&
+                          gates[i].canary, gates[i].policy, gates[i].first_wave,
+                          opts->timeout_s, res, &werr) != 0 &&
             prc == 0) {
             prc = -1;
             push_err = werr;

@@ -144,29 +144,76 @@ static ksv_model_view wave_view(const ksv_model_view *v, size_t from, size_t to)
     return w;
 }
 
+/* The revision named name in v (NULL when the view has none). */
+static const ksv_revision_record *revision_named(const ksv_model_view *v, const char *name)
+{
+    for (size_t i = 0; i < v->revisions.n; i++)
+        if (strcmp(v->revisions.items[i].name, name) == 0)
+            return &v->revisions.items[i];
+    return NULL;
+}
+
+/* After the gates of some waves promoted: their events into history (the store follows
+ * each gate), the model's nodes read once each. */
+static void import_gate_events(ksv_ctl *ctl, const ksv_model_view *v)
+{
+    ksv_err ignored;
+    for (size_t i = 0; i < v->model.n_nodes; i++)
+        ksv_ctl_import_events(ctl, v->model.nodes[i], NULL, &ignored);
+}
+
 int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
-                  const char *fresh, double timeout_s, ksv_ctl_result *res, ksv_err *err)
+                  const char *fresh, const char *policy, size_t first_wave, double timeout_s,
+                  ksv_ctl_result *res, ksv_err *err)
 {
     ksv_model_view v;
     if (ksv_ctl_model_view(ctl, ref, NULL, &v, err) != 0)
         return -1;
     size_t ends[KSV_MANIFEST_MAX_WAVES + 1], n_waves;
     ctl_waves_plan(spec, v.model.n_nodes, ends, &n_waves);
-    /* The plan first: every node and its wave, so `rollout status` can show what waits. */
-    ksv_ctl_result plan = {0};
-    for (size_t k = 0, i = 0; k < n_waves; k++)
-        for (; i < ends[k]; i++) {
-            char wave[32];
-            snprintf(wave, sizeof wave, "wave %zu", k + 1);
-            ctl_result_add(&plan, v.model.nodes[i], true, wave);
+    /* Gated: every wave's nodes load fresh at 0% beside stable, and their gate moves the
+     * weight. The split is set here, not read from the store: a console importing the
+     * first waves' promotions moves the store's split to fresh at 100%, which pushed to
+     * the next wave would skip its gate. */
+    ksv_traffic_entry gated_split[2];
+    const ksv_revision_record *st_rev = revision_named(&v, stable),
+                              *fr_rev = revision_named(&v, fresh);
+    if (policy) {
+        if (!st_rev || !fr_rev) {
+            ksv_model_view_free(&v);
+            return ksv_err_set(err, 409, "%s: revision %s or %s is no longer stored", ref,
+                               stable, fresh);
         }
+        gated_split[0] = (ksv_traffic_entry){.revision_id = st_rev->id, .percent = 100};
+        gated_split[1] = (ksv_traffic_entry){.revision_id = fr_rev->id, .percent = 0};
+    }
     char text[256];
-    snprintf(text, sizeof text, "%s in %zu waves", fresh, n_waves);
-    int rc = ksv_ctl_history(ctl, "waves", ref, NULL, stable, text, &plan, "planned", err);
-    ksv_ctl_result_free(&plan);
-    for (size_t k = 0; rc == 0 && k < n_waves; k++) {
+    int rc = 0;
+    if (first_wave == 0) {
+        /* The plan first: every node and its wave, so `rollout status` can show what waits. */
+        ksv_ctl_result plan = {0};
+        for (size_t k = 0, i = 0; k < n_waves; k++)
+            for (; i < ends[k]; i++) {
+                char wave[32];
+                snprintf(wave, sizeof wave, "wave %zu", k + 1);
+                ctl_result_add(&plan, v.model.nodes[i], true, wave);
+            }
+        snprintf(text, sizeof text, "%s in %zu waves%s", fresh, n_waves,
+                 policy ? ", gated" : "");
+        rc = ksv_ctl_history(ctl, "waves", ref, NULL, stable, text, &plan, "planned", err);
+        ksv_ctl_result_free(&plan);
+    } else {
+        snprintf(text, sizeof text, "%s from wave %zu/%zu", fresh, first_wave + 1, n_waves);
+        rc = ksv_ctl_history(ctl, "wave-resume", ref, NULL, stable, text, NULL, "resumed",
+                             err);
+    }
+    for (size_t k = first_wave; rc == 0 && k < n_waves; k++) {
         size_t from = k ? ends[k - 1] : 0;
         ksv_model_view wv = wave_view(&v, from, ends[k]);
+        if (policy) {
+            wv.traffic.items = gated_split;
+            wv.traffic.n = 2;
+        }
         ctl_push_model pm = {.view = &wv};
         ctl_push(ctl, &pm, 1, timeout_s, res);
         bool ok = true;
@@ -178,16 +225,35 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
                          pm.result.nodes[i].unconfirmed ? "unconfirmed: " : "",
                          pm.result.nodes[i].message);
             }
-        if (ok && soak(ctl, &v, stable, fresh, (double)spec->wave_soak_s, &ok, why, sizeof why,
-                       err) != 0)
+        if (ok && policy) {
+            /* The wave's gates: started on its nodes only, and all must promote. The
+             * soak, when one is set, still passes after them before the next wave. */
+            ksv_model_record wm = wv.model;
+            ksv_err gerr;
+            if (ctl_gate_start(ctl, &wm, fresh, stable, policy, NULL, &gerr) != 0) {
+                ok = false;
+                snprintf(why, sizeof why, "failed: %.500s", gerr.msg);
+            } else {
+                ok = ctl_gate_wait_nodes(ctl, v.model.name, fresh, wm.nodes, wm.n_nodes,
+                                         timeout_s, why, sizeof why) == 1;
+            }
+            if (ok && spec->wave_soak_s > 0)
+                sleep_s((double)spec->wave_soak_s);
+        } else if (ok && soak(ctl, &v, stable, fresh, (double)spec->wave_soak_s, &ok, why,
+                              sizeof why, err) != 0) {
             ok = false;
+        }
         snprintf(text, sizeof text, "%s wave %zu/%zu", fresh, k + 1, n_waves);
         rc = ksv_ctl_history(ctl, "wave", ref, NULL, stable, text, &pm.result, why, err);
         ksv_ctl_result_free(&pm.result);
         if (rc == 0 && !ok) {
             /* The revision failed here: the whole model goes back to the stable revision
-             * (the earlier waves too, so the store describes one state again). */
+             * (the earlier waves too, so the store describes one state again). The gates'
+             * events first, so what they decided is in history before the rollback. */
+            if (policy)
+                import_gate_events(ctl, &v);
             ksv_rollout_request back = {.op = KSV_ROLLOUT_ROLLBACK, .model = ref,
+                                        .to_revision = policy ? stable : NULL,
                                         .timeout_s = timeout_s};
             ksv_ctl_result rb = {0};
             ksv_err rerr;
@@ -198,8 +264,60 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
                                       : "the rollback failed too (ksv rollout rollback)");
         }
     }
+    if (rc == 0 && policy) /* every gate promoted: the store follows them */
+        import_gate_events(ctl, &v);
     ksv_model_view_free(&v);
     return rc;
+}
+
+int ctl_waves_unfinished(ksv_ctl *ctl, const char *ref, char *stable, size_t stable_cap,
+                         char *fresh, size_t fresh_cap, size_t *next_wave, ksv_err *err)
+{
+    *next_wave = 0;
+    ksv_history_list h;
+    if (ksv_store_history_list(ctl->store, ref, 5000, &h, err) != 0)
+        return -1;
+    /* Newest first: the operator's changes and the waves after the newest plan. */
+    size_t plan = h.n, succeeded = 0;
+    bool ended = false;
+    for (size_t i = 0; i < h.n && plan == h.n; i++) {
+        const ksv_history_entry *e = &h.items[i];
+        if (strcmp(e->action, "waves") == 0)
+            plan = i;
+        else if (strcmp(e->action, "wave") == 0 && strncmp(e->result, "succeeded", 9) == 0)
+            succeeded++;
+        else if (strcmp(e->action, "wave") == 0) /* a failed wave: rolled back, over */
+            ended = true;
+        else if (strcmp(e->action, "rollback") == 0 || strcmp(e->action, "promote") == 0 ||
+                 strcmp(e->action, "set-traffic") == 0)
+            ended = true;
+    }
+    int found = 0;
+    size_t total = 0;
+    char rev[128] = "";
+    if (plan < h.n && !ended &&
+        sscanf(h.items[plan].new_value ? h.items[plan].new_value : "", "%127s in %zu waves",
+               rev, &total) == 2 && succeeded < total && h.items[plan].old_value) {
+        ksv_model_view v;
+        if (ksv_ctl_model_view(ctl, ref, NULL, &v, err) != 0) {
+            ksv_history_list_free(&h);
+            return -1;
+        }
+        /* Still the newest revision: a newer spec's apply starts its own waves. */
+        const ksv_revision_record *newest = NULL;
+        for (size_t i = 0; i < v.revisions.n; i++)
+            if (!newest || v.revisions.items[i].seq > newest->seq)
+                newest = &v.revisions.items[i];
+        if (newest && strcmp(newest->name, rev) == 0) {
+            snprintf(fresh, fresh_cap, "%s", rev);
+            snprintf(stable, stable_cap, "%s", h.items[plan].old_value);
+            *next_wave = succeeded;
+            found = 1;
+        }
+        ksv_model_view_free(&v);
+    }
+    ksv_history_list_free(&h);
+    return found;
 }
 
 /* ---- status ---- */

@@ -153,8 +153,25 @@ static int apply_cli_models(ksv_registry *reg, const ksv_engine_options *opt, ks
     return rc;
 }
 
+/* libxgboost's OpenMP runtime spins its idle workers after each parallel region (it does
+ * some while loading a model, whatever the booster's nthread), which was half of an
+ * engine's CPU while a fleet applied 20 small models: 19 ms of CPU per load, 9 ms with
+ * passive waiting (docs/BENCHMARKS.md, "A fleet"). libgomp reads OMP_WAIT_POLICY when it
+ * is loaded, before main, so an engine started without it sets it and starts itself again,
+ * once. An operator's own OMP_WAIT_POLICY is kept; where /proc/self/exe cannot be run
+ * the engine goes on as it is. */
+static void passive_openmp(char **argv)
+{
+    if (getenv("OMP_WAIT_POLICY"))
+        return;
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    passive_openmp(argv);
     ksv_engine_options *opt = calloc(1, sizeof *opt);
     ksv_err err;
     ksv_err_clear(&err);
