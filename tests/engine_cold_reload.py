@@ -1,7 +1,7 @@
 """Fast cold starts on a real ksv-engine (src/engine/runtime_xgboost.c, docs/BENCHMARKS.md
 "Cold starts").
 
-A ksv-xgboost revision first loaded from JSON leaves a copy in XGBoost's binary format in
+A ksv-xgboost revision first loaded from JSON leaves a UBJSON copy of its booster in
 STATE_DIR/reload; its cold starts read that copy (and skip the document check of bytes
 already checked) only when both the model file and the copy have the digests the first load
 recorded.
@@ -55,7 +55,7 @@ def answers_right(eng, model):
 
 def copies(eng):
     d = os.path.join(eng.state_dir, "reload")
-    return sorted(f for f in os.listdir(d) if f.endswith(".bst")) if os.path.isdir(d) else []
+    return sorted(f for f in os.listdir(d) if f.endswith(".ubj")) if os.path.isdir(d) else []
 
 
 def cold_start(eng, model):

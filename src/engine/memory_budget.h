@@ -1,9 +1,8 @@
 /* memory_budget.h: what a loaded revision costs the node, measured, and the node's budget.
  *
- * A revision's host memory is the growth of the allocator's in-use bytes across its load
- * (file read, parse, runtime structures, warm-up inference): the lifecycle thread loads one
- * revision at a time, so other allocations during that window are only requests' short-lived
- * buffers. Under AddressSanitizer the sanitizer's allocator is asked instead of glibc's.
+ * A revision's host memory is what its load (file read, parse, runtime structures, warm-up
+ * inference) allocated and still holds, counted on the thread that ran it
+ * (ksv_mem_measure). Under AddressSanitizer the sanitizer's allocator is asked instead.
  *
  * Budget (ksv-engine --memory-budget): before a load whose size is known (the revision was
  * loaded before), and right after any load (measured), the revisions loaded must fit. What
@@ -22,11 +21,15 @@
 
 /* Bytes the process's allocator has handed out and not had back. */
 uint64_t ksv_mem_allocated_bytes(void);
-/* Runs fn(arg) on a thread of its own, waits for it, and returns the growth of the
- * allocator's in-use bytes across it. The thread's exit hands its per-thread cache (glibc's
- * tcache) back to the arenas, so chunks the work freed do not count as held: measured on
- * the calling thread, the same model's size moved by ~120 KiB from one load to the next.
- * When no thread can be started, fn runs on the caller's thread (measured as before). */
+/* Runs fn(arg) on a thread of its own (OpenMP limited to that one thread), waits for it, and
+ * returns what that thread allocated and did not free: the usable size of every block it
+ * got from malloc and friends, less what it freed, its exit included. Counted by the
+ * engine's malloc wrappers (memory_budget.c) on that thread only, so other threads'
+ * requests, glibc's per-thread cache and its arenas' slack do not count: the same model
+ * measures the same to a few bytes from one load, and one engine, to the next (the
+ * allocator's process-wide in-use growth, used before, moved by ~120 KiB under load).
+ * Under AddressSanitizer (no wrappers) it is the sanitizer's process-wide growth. When no
+ * thread can be started, fn runs on the caller's thread, measured that way too. */
 uint64_t ksv_mem_measure(void (*fn)(void *arg), void *arg);
 /* growth = after - before, clamped at 0 (a load that freed more than it took). */
 uint64_t ksv_mem_growth(uint64_t before, uint64_t after);

@@ -384,7 +384,7 @@ static void drop_reload_copy(ksv_registry *reg, const ksv_engine_revision *rev,
             return;
     char hex[65], path[4096];
     ksv_sha256_digest_hex(source, hex);
-    snprintf(path, sizeof path, "%s/%s.bst", reg->reload_dir, hex);
+    snprintf(path, sizeof path, "%s/%s.ubj", reg->reload_dir, hex);
     if (unlink(path) != 0 && errno != ENOENT)
         ksv_log(KSV_LOG_WARN, NULL, "cannot remove %s: %s", path, strerror(errno));
 }
@@ -399,7 +399,7 @@ static void clear_reload_dir(const char *dir)
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         size_t n = strlen(de->d_name);
-        if (n > 4 && strcmp(de->d_name + n - 4, ".bst") == 0 && de->d_name[0] != '.')
+        if (n > 4 && strcmp(de->d_name + n - 4, ".ubj") == 0 && de->d_name[0] != '.')
             unlinkat(dirfd(d), de->d_name, 0);
     }
     closedir(d);

@@ -20,13 +20,13 @@
  * one request per core, and OpenMP inside a call only adds overhead there.
  *
  * Cold starts (a scaled-to-zero revision loaded again): bytes whose SHA-256 an earlier load
- * checked are not checked again, and a model first read from JSON or UBJSON is read back
- * from a copy in XGBoost's own binary format that the first load wrote into
- * ksv_runtime_options.reload_dir (named by the source's digest, read only when its own
- * digest is the one that load reported). libxgboost 1.7 parses fraud's 452 KiB of JSON in
- * ~30 ms and the binary copy in ~0.1 ms, with bit-equal predictions and configuration
- * (docs/BENCHMARKS.md, "Cold starts"). A model XGBoost cannot write in that format (e.g.
- * categorical splits) simply has no copy. */
+ * checked are not checked again, and a model first read from JSON is read back from a
+ * UBJSON copy that the first load wrote into ksv_runtime_options.reload_dir (named by the
+ * source's digest, read only when its own digest is the one that load reported): libxgboost
+ * 1.7 reads it 3-14x faster than the JSON (fraud: ~4 ms against ~24-45), the booster holds
+ * the same memory (memory_budget.h counts it to a few bytes) and predicts bit for bit as the
+ * JSON one (docs/BENCHMARKS.md, "Cold starts"). XGBoost's older binary format reads faster
+ * still (~0.1 ms) but is deprecated by XGBoost and cannot hold categorical splits. */
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -450,7 +450,7 @@ static void reload_copy_path(const char *dir, const uint8_t source[32], char *ou
 {
     char hex[65];
     ksv_sha256_digest_hex(source, hex);
-    snprintf(out, cap, "%s/%s.bst", dir, hex);
+    snprintf(out, cap, "%s/%s.ubj", dir, hex);
 }
 
 static void digest_of(const void *data, size_t len, uint8_t out[32])
@@ -480,13 +480,13 @@ static char *read_reload_copy(const char *dir, const uint8_t source[32], const u
     return data;
 }
 
-/* Writes the booster's binary copy for the checked source `source`; true with its digest. */
+/* Writes the booster's UBJSON copy for the checked source `source`; true with its digest. */
 static bool write_reload_copy(BoosterHandle booster, const char *dir, const uint8_t source[32],
                               uint8_t digest[32])
 {
     bst_ulong len = 0;
     const char *bytes = NULL;
-    if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"deprecated\"}", &len, &bytes) != 0 ||
+    if (XGBoosterSaveModelToBuffer(booster, "{\"format\":\"ubj\"}", &len, &bytes) != 0 ||
         len == 0)
         return false;
     char path[4096];
@@ -526,16 +526,16 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
     digest_of(data, len, digest);
     bool checked = opts && opts->checked_sha256 &&
                    memcmp(opts->checked_sha256, digest, sizeof digest) == 0;
-    /* The same checked bytes as before: load them from the binary copy if it is intact. */
+    /* The same checked bytes as before: load them from the UBJSON copy if it is intact. */
     bool from_copy = false;
-    if (checked && format != KSV_MODEL_LEGACY && opts->reload_dir && opts->reload_sha256) {
+    if (checked && format == KSV_MODEL_JSON && opts->reload_dir && opts->reload_sha256) {
         size_t copy_len = 0;
         char *copy = read_reload_copy(opts->reload_dir, digest, opts->reload_sha256, &copy_len);
         if (copy) {
             free(data);
             data = copy;
             len = copy_len;
-            format = KSV_MODEL_LEGACY;
+            format = KSV_MODEL_UBJSON;
             from_copy = true;
         }
     }
@@ -613,7 +613,7 @@ static int xgb_load(const char *path, const ksv_runtime_options *opts, void **ou
         fresh.from_reload_copy = true;
         fresh.has_reload_sha256 = true;
         memcpy(fresh.reload_sha256, opts->reload_sha256, sizeof fresh.reload_sha256);
-    } else if (format != KSV_MODEL_LEGACY && opts && opts->reload_dir) {
+    } else if (format == KSV_MODEL_JSON && opts && opts->reload_dir) {
         fresh.has_reload_sha256 = write_reload_copy(model->boosters[0], opts->reload_dir,
                                                     digest, fresh.reload_sha256);
     }
