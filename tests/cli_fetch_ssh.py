@@ -8,6 +8,7 @@ import http.client
 import http.server
 import json
 import os
+import re
 import threading
 
 from ksvtest import (ENGINE, check, finish, free_port, ksv_cli, load_json, max_abs_diff,
@@ -119,6 +120,19 @@ try:
     rc, out, err = ksv("reconcile", "byop")
     check(rc == 0 and gets == ["/m/model.json"],
           "pushing it again fetches nothing (the operator's cache) (%s)" % gets)
+
+    # ksv pull of such a model: fetched here (the operator's cache has it) and sent by SFTP;
+    # the edge's own engine is never asked to reach the store.
+    rc, out, err = ksv("pull", "byop")
+    check(rc == 0 and re.search(r"node edge: %s: pulled 0\.5 MB" % re.escape(uri), err) and
+          gets == ["/m/model.json"], "ksv pull of an operator-fetched model sends it by SFTP (%s)"
+          % (out + err).strip()[-300:])
+    st, pulls = edge("GET", "/ksv/v1/pulls")
+    check(st == 200 and pulls["pulls"] == [], "and the edge's engine was asked to pull nothing")
+    rc, out, err = ksv("pull", "byedge")
+    check(rc == 1 and str(dead_proxy) in out + err,
+          "ksv pull of a model the edge fetches itself: the edge's engine pulls, and here cannot (%s)"
+          % (out + err).strip()[-200:])
 
     # A failed fetch on the operator's side fails the model, naming why.
     rc, out, err = ksv("--timeout", "20", "apply", "-f",

@@ -227,5 +227,24 @@ seen = gets_of(path)
 check(same and len(seen) == 2 and seen[1][1] == "bytes=%d-" % (40 << 20),
       "a 70 MiB model cut at 40 MiB: fetched whole, the rest asked with Range (%s %s %s)"
       % (r.returncode, r.stderr.strip()[-200:], [g[1] for g in seen]))
+
+# Two at once on one state dir take turns (opening the cache empties its staging folder):
+# both print the same file, fetched once. Beside an engine serving from it: refused.
+shared = tmpdir("ksv-fetch-twice-")
+argv = [ENGINE, "--fetch", base + path, "--state-dir", shared, "--log-level", "warn"]
+first = len(gets_of(path))
+both = [subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+outs = [p.communicate(timeout=120) for p in both]
+before = len(gets_of(path))
+check(all(p.returncode == 0 for p in both) and outs[0][0] == outs[1][0] and outs[0][0].strip() and
+      before == first + 1,
+      "two --fetch at once on one state dir: one GET, both print the same cached file (%s %d)"
+      % ([o[1][-100:] for o in outs], before - first))
+serving = Engine()
+r = subprocess.run([ENGINE, "--fetch", base + path, "--state-dir", serving.state_dir],
+                   capture_output=True, text=True, timeout=60)
+check(r.returncode == 1 and "an engine serves from it" in r.stderr and len(gets_of(path)) == before,
+      "--fetch on a serving engine's state dir is refused (%s)" % r.stderr.strip())
+serving.stop()
 server.shutdown()
 finish()

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <json-c/json.h>
@@ -22,6 +23,7 @@ typedef struct pull_target {
     char uri[2100];
     char sha256[65];
     long long id;                 /* the engine's pull id; 0: not started there */
+    bool operator_side;           /* ksv.io/fetch: operator: an SSH node gets it by SFTP */
     bool finished;
 } pull_target;
 
@@ -36,7 +38,7 @@ static bool remote_uri(const char *uri)
 }
 
 static int plan_add(pull_plan *p, const char *node, const char *model, const char *uri,
-                    const char *sha256, ksv_err *err)
+                    const char *sha256, bool operator_side, ksv_err *err)
 {
     for (size_t i = 0; i < p->n; i++)
         if (strcmp(p->v[i].node, node) == 0 && strcmp(p->v[i].uri, uri) == 0 &&
@@ -58,6 +60,7 @@ static int plan_add(pull_plan *p, const char *node, const char *model, const cha
     snprintf(t->model, sizeof t->model, "%s", model);
     snprintf(t->uri, sizeof t->uri, "%s", uri);
     snprintf(t->sha256, sizeof t->sha256, "%s", sha256 ? sha256 : "");
+    t->operator_side = operator_side;
     return 0;
 }
 
@@ -79,7 +82,8 @@ static int plan_manifests(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *
         int rc = 0;
         for (size_t k = 0; k < n; k++) {
             if (rc == 0)
-                rc = plan_add(p, nodes[k], model, spec->storage_uri, spec->sha256, err);
+                rc = plan_add(p, nodes[k], model, spec->storage_uri, spec->sha256,
+                              spec->fetch_on_operator, err);
             free(nodes[k]);
         }
         free(nodes);
@@ -126,6 +130,7 @@ static int plan_model(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *p, k
     }
     char model[320];
     snprintf(model, sizeof model, "%s/%s", v.model.ns, v.model.name);
+    bool operator_side = ctl_fetch_on_operator(&v.model);
     for (size_t r = 0; rc == 0 && r < v.revisions.n; r++) {
         const ksv_revision_record *rev = &v.revisions.items[r];
         bool wanted = ksv_model_view_percent(&v, rev->id) > 0 || rev->id == v.stable_id ||
@@ -135,7 +140,7 @@ static int plan_model(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *p, k
         char sha[65];
         ctl_revision_sha256(rev->spec_json, sha);
         for (size_t k = 0; rc == 0 && k < n_nodes; k++)
-            rc = plan_add(p, nodes[k], model, rev->storage_uri, sha, err);
+            rc = plan_add(p, nodes[k], model, rev->storage_uri, sha, operator_side, err);
     }
     for (size_t k = 0; k < n_chosen; k++)
         free(chosen[k]);
@@ -193,17 +198,63 @@ static void settle(ksv_ctl_result *res, const ksv_pull_request *req, pull_target
     ctl_result_add(res, t->node, ok, ctl_skip_node_prefix(line, t->node));
 }
 
+/* An SSH node's pulls marked ksv.io/fetch: operator: fetched here and sent by SFTP as the
+ * node connects (conn); they are settled here, the others go on as the engine's pulls. */
+static bool send_from_here(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *p,
+                           const ksv_node *node, ctl_node_conn *conn, ksv_ctl_result *res,
+                           ksv_err *err)
+{
+    size_t n = 0;
+    ctl_upload *uploads = calloc(p->n, sizeof *uploads);
+    size_t *which = calloc(p->n, sizeof *which);
+    double started = ksv_mono_ms();
+    for (size_t i = 0; uploads && which && i < p->n; i++) {
+        pull_target *t = &p->v[i];
+        if (strcmp(t->node, node->name) != 0 || t->finished || !t->operator_side)
+            continue;
+        ksv_err ferr;
+        snprintf(uploads[n].local, sizeof uploads[n].local, "%s", t->uri);
+        if (ctl_operator_fetch(ctl, t->uri, t->sha256, uploads[n].fetched,
+                               sizeof uploads[n].fetched, &ferr) == 0)
+            which[n++] = i;
+        else
+            settle(res, req, t, false, "failed", NULL, ferr.msg);
+    }
+    bool ok = uploads && which &&
+              ctl_node_connect_uploading(ctl, node, uploads, n, conn, err) == 0;
+    if (!uploads || !which)
+        ksv_err_set(err, 500, "out of memory");
+    double seconds = (ksv_mono_ms() - started) / 1000;
+    for (size_t k = 0; ok && k < n; k++) {
+        struct stat st;
+        long long bytes = stat(uploads[k].fetched, &st) == 0 ? (long long)st.st_size : 0;
+        json_object *progress = json_object_new_object();
+        json_object_object_add(progress, "bytes", json_object_new_int64(bytes));
+        json_object_object_add(progress, "total", json_object_new_int64(bytes));
+        json_object_object_add(progress, "seconds", json_object_new_double(seconds));
+        json_object_object_add(progress, "bytes_per_s",
+                               json_object_new_double(seconds > 0 ? bytes / seconds : 0));
+        settle(res, req, &p->v[which[k]], true, "done", progress, NULL);
+        json_object_put(progress);
+    }
+    free(uploads);
+    free(which);
+    return ok;
+}
+
 /* Starts the node's pulls; false (each settled as failed) when the node cannot be asked. */
 static bool start_node(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *p,
                        const char *node, ctl_node_conn *conn, ksv_ctl_result *res)
 {
     ksv_node stored;
     ksv_err err;
-    bool ok = ksv_store_node_get(ctl->store, node, &stored, &err) == 0;
-    if (ok) {
+    bool have = ksv_store_node_get(ctl->store, node, &stored, &err) == 0, ok = false;
+    if (have && stored.kind == KSV_NODE_SSH)
+        ok = send_from_here(ctl, req, p, &stored, conn, res, &err);
+    else if (have)
         ok = ctl_node_connect(ctl, &stored, conn, &err) == 0;
+    if (have)
         ksv_node_clear(&stored);
-    }
     for (size_t i = 0; i < p->n; i++) {
         pull_target *t = &p->v[i];
         if (strcmp(t->node, node) != 0 || t->finished)
