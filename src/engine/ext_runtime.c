@@ -602,9 +602,12 @@ static void spawn_args_free(spawn_args *a)
 
 static bool env_overridden(const ksv_ext_runtime *rt, const char *entry)
 {
-    static const char *ours[] = {"PORT", "CUDA_VISIBLE_DEVICES"};
-    size_t n = strcspn(entry, "=");
-    for (size_t i = 0; i < 2; i++)
+    /* PORT and CUDA_VISIBLE_DEVICES are set below; OMP_WAIT_POLICY is left out when the
+     * engine set it for itself (main.c), with its marker. */
+    static const char *ours[] = {"PORT", "CUDA_VISIBLE_DEVICES", "OMP_WAIT_POLICY",
+                                 KSV_ENGINE_OMP_MARKER};
+    size_t n = strcspn(entry, "="), n_ours = getenv(KSV_ENGINE_OMP_MARKER) ? 4 : 2;
+    for (size_t i = 0; i < n_ours; i++)
         if (strlen(ours[i]) == n && strncmp(entry, ours[i], n) == 0)
             return true;
     for (int i = 0; i < rt->def.n_env; i++)

@@ -28,6 +28,9 @@
 #define KSV_EXT_LOG_LINES 200
 #define KSV_EXT_MAX_ARGS 64
 #define KSV_EXT_MAX_ENV 64
+/* Set beside OMP_WAIT_POLICY when the engine chose that setting for itself (main.c): runtimes
+ * are started without both. */
+#define KSV_ENGINE_OMP_MARKER "KSV_ENGINE_SET_OMP_WAIT_POLICY"
 
 /* Protocols a runtime speaks (ServingRuntime protocolVersions). */
 enum {

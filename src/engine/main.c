@@ -20,6 +20,7 @@
 #include "config.h"
 #include "engine/batcher.h"
 #include "engine/events.h"
+#include "engine/ext_runtime.h"
 #include "engine/fetch_once.h"
 #include "engine/gate.h"
 #include "engine/mirror.h"
@@ -164,7 +165,11 @@ static void passive_openmp(char **argv)
 {
     if (getenv("OMP_WAIT_POLICY"))
         return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0)
+    /* The marker tells the external runtimes' supervisor that the setting is the engine's
+     * own, not the operator's: a runtime (llama.cpp's server runs on OpenMP) gets the
+     * environment the engine was started with. */
+    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) != 0 ||
+        setenv(KSV_ENGINE_OMP_MARKER, "1", 1) != 0)
         return;
     execv("/proc/self/exe", argv);
 }
