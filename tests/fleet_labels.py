@@ -171,7 +171,9 @@ try:
             check(len(rows(scr)) == N and "LABELS" in scr and n000 and n000[0].rstrip().endswith("region=eu,tier=edge"),
                   "nodes screen: every node, a LABELS column (%s)" % n000)
             term.keys("/", "region=us,!gpu", "Enter")
-            scr = term.wait_for(lambda t: len(rows(t)) == 5, timeout=10)
+            # The list filters as the selector is typed; "5 of 12" shows once Enter closed
+            # the prompt, which a loaded machine may process a frame after the 5th row.
+            scr = term.wait_for(lambda t: len(rows(t)) == 5 and "5 of 12" in t, timeout=10)
             names = sorted(l.split()[0] for l in rows(scr))
             check(names == US[:-1] and "5 of 12" in scr,
                   "/region=us,!gpu on the nodes screen: the 5 US nodes without a GPU (%s)" % names)
