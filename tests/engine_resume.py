@@ -13,6 +13,7 @@ import subprocess
 import threading
 import urllib.parse
 
+from http_fixture import Handler
 from ksvtest import DATA, ENGINE, Engine, check, finish, load_json, max_abs_diff, tmpdir
 
 
@@ -38,20 +39,7 @@ def etag(body):
     return '"%s"' % hashlib.sha256(body).hexdigest()[:16]
 
 
-class Store(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def reply(self, status, body, headers=()):
-        self.send_response(status)
-        for k, v in headers:
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
+class Store(Handler):
     def media(self, path):
         body = objects[path]
         rng, cond = self.headers.get("Range"), self.headers.get("If-Range")
@@ -59,7 +47,7 @@ class Store(http.server.BaseHTTPRequestHandler):
             gets.append((path, rng, cond))
             action = plans[path].pop(0) if plans.get(path) else None
         if action == 503:
-            return self.reply(503, b"try later")
+            return self.send(503, b"try later")
         start = 0
         # /liar/ honours Range whatever If-Range says (a broken store).
         if rng and (cond is None or cond == etag(body) or path.startswith("/liar/")):
@@ -91,15 +79,15 @@ class Store(http.server.BaseHTTPRequestHandler):
         parts = u.path.split("/")
         if u.path.startswith("/storage/v1/b/models/o"):
             if len(parts) == 6:  # the listing
-                return self.reply(200, (b'{"items":[{"name":"fraud/model.json","size":"%d"}]}' % len(fraud)))
+                return self.send(200, (b'{"items":[{"name":"fraud/model.json","size":"%d"}]}' % len(fraud)))
             return self.media("/gcs/models/" + urllib.parse.unquote(parts[6]))
         if u.path.startswith("/api/models/org/repo/revision/"):
-            return self.reply(200, b'{"sha":"%s","siblings":[{"rfilename":"model.json"}]}' % commit.encode())
+            return self.send(200, b'{"sha":"%s","siblings":[{"rfilename":"model.json"}]}' % commit.encode())
         if u.path == "/org/repo/resolve/%s/model.json" % commit:
-            return self.reply(302, b"", [("Location", "/cdn/%s/model.json" % commit)])
+            return self.send(302, b"", [("Location", "/cdn/%s/model.json" % commit)])
         if u.path in objects:
             return self.media(u.path)
-        self.reply(404, b"not here")
+        self.send(404, b"not here")
 
 
 server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Store)
