@@ -180,7 +180,9 @@ try:
             term.keys("Escape")
             term.wait_for(lambda t: len(rows(t)) == N, timeout=10)
             term.keys("L", "L")   # the label keys sorted: gpu, then region
-            scr = term.wait_for(lambda t: "-- region=eu (6)" in t, timeout=10)
+            # Both headers: a capture may catch the regrouped screen half drawn.
+            scr = term.wait_for(lambda t: "-- region=eu (6)" in t and "-- region=us (6)" in t,
+                                timeout=10)
             lines = scr.splitlines()
             heads = [l.strip() for l in lines if l.strip().startswith("-- ")]
             check(heads == ["-- region=eu (6)", "-- region=us (6)"] and "group:region" in scr,
