@@ -253,8 +253,15 @@ static int write_lgb_model(const char *path, uint32_t trees, uint32_t leaves, ui
         free(left), free(right), free(parent);
         return -1;
     }
+    /* The header LightGBM's own loader wants too, so the file can be checked with it. */
     fprintf(fp, "tree\nversion=v4\nnum_class=1\nnum_tree_per_iteration=1\nlabel_index=0\n"
-                "max_feature_idx=%u\nobjective=binary sigmoid:1\n\n", features - 1);
+                "max_feature_idx=%u\nobjective=binary sigmoid:1\nfeature_names=", features - 1);
+    for (uint32_t c = 0; c < features; c++)
+        fprintf(fp, "%sColumn_%u", c ? " " : "", c);
+    fprintf(fp, "\nfeature_infos=");
+    for (uint32_t c = 0; c < features; c++)
+        fprintf(fp, "%s[-64:64]", c ? " " : "");
+    fprintf(fp, "\n\n");
     for (uint32_t t = 0; t < trees; t++) {
         /* parent[l]: 2 * node + side of the pointer to leaf l (the root leaf has none). */
         uint32_t inner = leaves - 1, cats = 0;
@@ -279,11 +286,11 @@ static int write_lgb_model(const char *path, uint32_t trees, uint32_t leaves, ui
             uint64_t draw = kinds;
             fprintf(fp, pass == 0 ? "\nthreshold=" : "\ndecision_type=");
             for (uint32_t n = 0, c = 0; n < inner; n++) {
-                uint64_t r = splitmix(&draw);
+                uint64_t r = splitmix(&draw), r2 = splitmix(&draw);
                 bool categorical = r % 10 == 0;
                 unsigned missing = (unsigned)(r >> 8) % 3, default_left = (unsigned)(r >> 16) & 1;
-                double threshold = ldexp((double)(int64_t)(r >> 24 & 0xffff) / 32768.0 - 1.0,
-                                         (int)(r >> 40) % 5 - 1);
+                /* Full double mantissas: most are no float, as LightGBM's thresholds. */
+                double threshold = ldexp((double)(r2 >> 11) * 0x1p-52 - 1.0, (int)(r2 % 5) - 1);
                 if (pass == 0 && categorical)
                     fprintf(fp, "%s%u", n ? " " : "", c++);
                 else if (pass == 0)
