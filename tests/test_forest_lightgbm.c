@@ -4,8 +4,9 @@
  * categorical bitset splits, a 3-class multiclass one, a zero_as_missing regression; written
  * by train_small.py there) answer LightGBM's own Booster.predict, stored in expected.json
  * with the float32 probe rows it was given (NaN, zeros, values within 1e-35 of 0, negative
- * and out-of-range categories), to LightGBM's double rounded to float: bit for bit. Also
- * through the runtime interface (the engine's path) from a file named .bst and .txt.
+ * and out-of-range categories), to LightGBM's double rounded to float: bit for bit; so does
+ * forest_lgb_row, the CUDA kernel's per-row code, run here on the host. Also through the
+ * runtime interface (the engine's path) from a file named .bst and .txt.
  *
  * Hostile models: every kind of broken text (counts that lie, children out of range or in a
  * cycle, a node reached twice, bitsets out of range, huge numbers, NaN, missing keys, a
@@ -21,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "engine/forest/forest_lightgbm.h"
+#include "engine/forest/forest_lightgbm_traverse.h"
 #include "engine/forest/forest_load.h"
 #include "engine/forest/forest_predict.h"
 #include "engine/runtime.h"
@@ -71,13 +73,19 @@ static void check_against_lightgbm(json_object *expected, const char *name)
             x[r * cols + c] = v ? (float)json_object_get_double(v) : NAN;
         }
     }
-    /* All rows at once, and one at a time (the engine's 1-row path). */
-    for (int pass = 0; pass < 2; pass++) {
+    /* All rows at once, one at a time (the engine's 1-row path), and each row through
+     * forest_lgb_row: the code forest_cuda.cu's kernel runs per thread, here on the host. */
+    static const char *const passes[] = {"one batch", "row by row", "the CUDA kernel's row code"};
+    forest_lgb_view view = forest_lgb_view_of(f);
+    for (int pass = 0; pass < 3; pass++) {
         if (pass == 0)
             forest_predict(f, x, n, out, scratch);
-        else
+        else if (pass == 1)
             for (size_t r = 0; r < n; r++)
                 forest_predict(f, x + r * cols, 1, out + r * k, scratch);
+        else
+            for (size_t r = 0; r < n; r++)
+                forest_lgb_row(&view, x + r * cols, (double *)(void *)scratch, out + r * k);
         size_t same = 0, first_diff = n * k;
         for (size_t r = 0; r < n; r++) {
             json_object *w = json_object_array_get_idx(want, r);
@@ -91,7 +99,7 @@ static void check_against_lightgbm(json_object *expected, const char *name)
             }
         }
         KT_CHECK(same == n * k, "%s (%s): %zu of %zu answers are LightGBM's, bit for bit "
-                 "(first miss at %zu)", name, pass ? "row by row" : "one batch", same, n * k,
+                 "(first miss at %zu)", name, passes[pass], same, n * k,
                  first_diff);
     }
     free(x);

@@ -1,5 +1,5 @@
 /* runtime_forest.c: the ksv-forest runtime: XGBoost and LightGBM models compiled into
- * ksv-forest's own layout (engine/forest/), predicted on the CPU, or (XGBoost models) on a GPU
+ * ksv-forest's own layout (engine/forest/), predicted on the CPU, or (tree models) on a GPU
  * with CUDA kernels when the build has CUDA (HAVE_CUDA) and a device is present. Each worker
  * owns its scratch block, so concurrent predict() calls with distinct worker indexes share
  * only read-only data. */
@@ -115,8 +115,8 @@ static int forest_open(const char *path, const ksv_runtime_options *opts, void *
         return ksv_err_set(err, 500, "out of memory");
     }
 #ifdef HAVE_CUDA
-    /* A linear model is cheaper than a launch; LightGBM's rules have no kernel yet. */
-    if (m->f->layout != FOREST_LAYOUT_LINEAR && m->f->layout != FOREST_LAYOUT_LIGHTGBM)
+    /* A linear model is cheaper than a launch. */
+    if (m->f->layout != FOREST_LAYOUT_LINEAR)
         forest_attach_gpu(m, opts ? opts->gpu : 0, path);
 #endif
     /* Warm-up: one prediction per worker's scratch so first requests pay no page faults. */

@@ -1,6 +1,10 @@
 /* forest_cuda.cu: ksv-forest on a GPU. One thread per row walks every tree in order and sums
- * leaves in float from the base margin (the CPU path's order, so results agree to the last
- * few ulps of expf), then applies the objective's transform in the same kernel. */
+ * leaves from the base margin, then applies the objective's transform in the same kernel:
+ * XGBoost layouts in float (forest_traverse.h), the LIGHTGBM layout in double with
+ * LightGBM's rules (forest_lightgbm_traverse.h's forest_lgb_row, which the CPU tests run on
+ * the host). Same code, same order of operations as the CPU path, no fused multiply-adds
+ * (Makefile.am's --fmad=false): the answers are the CPU's bits, as bench/gpu-check.sh checks
+ * on a device. */
 #include <cuda_runtime.h>
 
 #include <stdint.h>
@@ -11,6 +15,7 @@ extern "C" {
 #include "common/error.h"
 }
 #include "engine/forest/forest_cuda.h"
+#include "engine/forest/forest_lightgbm_traverse.h"
 #include "engine/forest/forest_traverse.h"
 
 #define FOREST_CUDA_THREADS 128
@@ -26,18 +31,28 @@ typedef struct forest_dev {
     const uint32_t *tree_start;
     const uint32_t *tree_group;
     const float *base_margin;
+    forest_lgb_view lgb;    /* LIGHTGBM: its arrays' device copies */
 } forest_dev;
+
+/* The device allocations of one forest, freed together. */
+enum {
+    SLOT_PNODES, SLOT_PLEAVES, SLOT_SNODES, SLOT_TREE_START, SLOT_TREE_GROUP, SLOT_BASE_MARGIN,
+    SLOT_LNODES, SLOT_LNODE_START, SLOT_LLEAVES, SLOT_LLEAF_START, SLOT_CAT_WORDS,
+    SLOT_CAT_START, SLOT_COUNT
+};
 
 typedef struct forest_cuda_worker {
     cudaStream_t stream;
-    float *d_x, *d_margin, *d_out;
+    float *d_x, *d_out;
+    void *d_margin;         /* per row K margins: float, or double for LIGHTGBM */
     size_t cap_rows;
 } forest_cuda_worker;
 
 struct forest_cuda {
     int device;
     forest_dev dev;
-    void *allocations[6];
+    size_t margin_size;     /* bytes of one margin */
+    void *allocations[SLOT_COUNT];
     unsigned workers;
     forest_cuda_worker *worker;
 };
@@ -62,6 +77,16 @@ __global__ void forest_predict_kernel(forest_dev f, const float *x, size_t rows,
             m[f.tree_group[t]] += forest_sparse_leaf(f.snodes + f.tree_start[t], row);
     }
     forest_output_row(f.output, f.num_groups, m, out + r * f.num_outputs);
+}
+
+/* LightGBM: the CPU's row code, per thread (margin: K doubles per row). */
+__global__ void forest_lgb_kernel(forest_lgb_view v, uint32_t cols, const float *x, size_t rows,
+                                  double *margin, float *out)
+{
+    size_t r = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (r >= rows)
+        return;
+    forest_lgb_row(&v, x + r * cols, margin + r * v.num_groups, out + r * v.num_groups);
 }
 
 static int cuda_fail(ksv_err *err, const char *what, cudaError_t rc)
@@ -107,7 +132,7 @@ extern "C" void forest_cuda_destroy(forest_cuda *g)
         if (k->stream)
             cudaStreamDestroy(k->stream);
     }
-    for (int i = 0; i < 6; i++)
+    for (int i = 0; i < SLOT_COUNT; i++)
         cudaFree(g->allocations[i]);
     free(g->worker);
     free(g);
@@ -138,24 +163,60 @@ extern "C" int forest_cuda_create(const forest *f, int device, unsigned workers,
     d->num_features = f->num_features;
     d->num_groups = f->num_groups;
     d->num_outputs = f->num_outputs;
+    g->margin_size = sizeof(float);
     int ok = 0;
+    void **a = g->allocations;
     if (f->layout == FOREST_LAYOUT_PERFECT) {
         size_t inner = forest_perfect_inner(f->depth), nleaves = forest_perfect_leaves(f->depth);
-        ok = upload(g, 0, f->pnodes, f->num_trees * inner * sizeof *f->pnodes, err) == 0 &&
-             upload(g, 1, f->pleaves, f->num_trees * nleaves * sizeof *f->pleaves, err) == 0;
-        d->pnodes = (const forest_pnode *)g->allocations[0];
-        d->pleaves = (const float *)g->allocations[1];
-    } else {
+        ok = upload(g, SLOT_PNODES, f->pnodes, f->num_trees * inner * sizeof *f->pnodes, err) ==
+                 0 &&
+             upload(g, SLOT_PLEAVES, f->pleaves, f->num_trees * nleaves * sizeof *f->pleaves,
+                    err) == 0;
+        d->pnodes = (const forest_pnode *)a[SLOT_PNODES];
+        d->pleaves = (const float *)a[SLOT_PLEAVES];
+    } else if (f->layout == FOREST_LAYOUT_SPARSE) {
         size_t total = f->tree_start[f->num_trees];
-        ok = upload(g, 2, f->snodes, total * sizeof *f->snodes, err) == 0 &&
-             upload(g, 3, f->tree_start, (f->num_trees + 1) * sizeof *f->tree_start, err) == 0;
-        d->snodes = (const forest_snode *)g->allocations[2];
-        d->tree_start = (const uint32_t *)g->allocations[3];
+        ok = upload(g, SLOT_SNODES, f->snodes, total * sizeof *f->snodes, err) == 0 &&
+             upload(g, SLOT_TREE_START, f->tree_start,
+                    (f->num_trees + 1) * sizeof *f->tree_start, err) == 0;
+        d->snodes = (const forest_snode *)a[SLOT_SNODES];
+        d->tree_start = (const uint32_t *)a[SLOT_TREE_START];
+    } else if (f->layout == FOREST_LAYOUT_LIGHTGBM) {
+        /* The host view's numbers, the device copies' pointers; no base margin, no groups
+         * (tree t adds to class t % K). */
+        size_t trees = (size_t)f->num_trees + 1;
+        ok = upload(g, SLOT_LNODES, f->lnodes, f->lnode_start[f->num_trees] * sizeof *f->lnodes,
+                    err) == 0 &&
+             upload(g, SLOT_LNODE_START, f->lnode_start, trees * sizeof *f->lnode_start, err) ==
+                 0 &&
+             upload(g, SLOT_LLEAVES, f->lleaves,
+                    f->lleaf_start[f->num_trees] * sizeof *f->lleaves, err) == 0 &&
+             upload(g, SLOT_LLEAF_START, f->lleaf_start, trees * sizeof *f->lleaf_start, err) ==
+                 0 &&
+             upload(g, SLOT_CAT_WORDS, f->cat_words,
+                    f->cat_start[f->num_cat] * sizeof *f->cat_words, err) == 0 &&
+             upload(g, SLOT_CAT_START, f->cat_start, ((size_t)f->num_cat + 1) *
+                    sizeof *f->cat_start, err) == 0;
+        d->lgb = forest_lgb_view_of(f);
+        d->lgb.nodes = (const forest_lnode *)a[SLOT_LNODES];
+        d->lgb.node_start = (const uint32_t *)a[SLOT_LNODE_START];
+        d->lgb.leaves = (const double *)a[SLOT_LLEAVES];
+        d->lgb.leaf_start = (const uint32_t *)a[SLOT_LLEAF_START];
+        d->lgb.cat_words = (const uint32_t *)a[SLOT_CAT_WORDS];
+        d->lgb.cat_start = (const uint32_t *)a[SLOT_CAT_START];
+        g->margin_size = sizeof(double);
+    } else {
+        ksv_err_set(err, 500, "cuda: no kernel for this layout (gblinear runs on the CPU)");
     }
-    ok = ok && upload(g, 4, f->tree_group, f->num_trees * sizeof *f->tree_group, err) == 0 &&
-         upload(g, 5, f->base_margin, f->num_groups * sizeof *f->base_margin, err) == 0;
-    d->tree_group = (const uint32_t *)g->allocations[4];
-    d->base_margin = (const float *)g->allocations[5];
+    if (f->layout != FOREST_LAYOUT_LIGHTGBM) {
+        ok = ok &&
+             upload(g, SLOT_TREE_GROUP, f->tree_group, f->num_trees * sizeof *f->tree_group,
+                    err) == 0 &&
+             upload(g, SLOT_BASE_MARGIN, f->base_margin,
+                    f->num_groups * sizeof *f->base_margin, err) == 0;
+        d->tree_group = (const uint32_t *)a[SLOT_TREE_GROUP];
+        d->base_margin = (const float *)a[SLOT_BASE_MARGIN];
+    }
     for (unsigned w = 0; ok && w < g->workers; w++) {
         if ((rc = cudaStreamCreateWithFlags(&g->worker[w].stream, cudaStreamNonBlocking)) !=
             cudaSuccess) {
@@ -181,11 +242,13 @@ static int grow_worker(forest_cuda *g, forest_cuda_worker *k, size_t rows, ksv_e
     cudaFree(k->d_x);
     cudaFree(k->d_margin);
     cudaFree(k->d_out);
-    k->d_x = k->d_margin = k->d_out = NULL;
+    k->d_x = k->d_out = NULL;
+    k->d_margin = NULL;
     k->cap_rows = 0;
     cudaError_t rc;
     if ((rc = cudaMalloc(&k->d_x, cap * g->dev.num_features * sizeof(float))) != cudaSuccess ||
-        (rc = cudaMalloc(&k->d_margin, cap * g->dev.num_groups * sizeof(float))) != cudaSuccess ||
+        (rc = cudaMalloc(&k->d_margin, cap * g->dev.num_groups * g->margin_size)) !=
+            cudaSuccess ||
         (rc = cudaMalloc(&k->d_out, cap * g->dev.num_outputs * sizeof(float))) != cudaSuccess)
         return cuda_fail(err, "cudaMalloc", rc);
     k->cap_rows = cap;
@@ -211,8 +274,12 @@ extern "C" int forest_cuda_predict(forest_cuda *g, unsigned worker, const float 
         cudaSuccess)
         return cuda_fail(err, "cudaMemcpyAsync", rc);
     unsigned blocks = (unsigned)((rows + FOREST_CUDA_THREADS - 1) / FOREST_CUDA_THREADS);
-    forest_predict_kernel<<<blocks, FOREST_CUDA_THREADS, 0, k->stream>>>(g->dev, k->d_x, rows,
-                                                                          k->d_margin, k->d_out);
+    if (g->dev.layout == FOREST_LAYOUT_LIGHTGBM)
+        forest_lgb_kernel<<<blocks, FOREST_CUDA_THREADS, 0, k->stream>>>(
+            g->dev.lgb, g->dev.num_features, k->d_x, rows, (double *)k->d_margin, k->d_out);
+    else
+        forest_predict_kernel<<<blocks, FOREST_CUDA_THREADS, 0, k->stream>>>(
+            g->dev, k->d_x, rows, (float *)k->d_margin, k->d_out);
     if ((rc = cudaGetLastError()) != cudaSuccess)
         return cuda_fail(err, "kernel launch", rc);
     if ((rc = cudaMemcpyAsync(out, k->d_out, out_bytes, cudaMemcpyDeviceToHost, k->stream)) !=

@@ -1,7 +1,8 @@
 /* forest_cuda.h: C API of ksv-forest's CUDA kernels (forest_cuda.cu, built only when nvcc is
- * found; callers use it only under HAVE_CUDA). The kernels walk the same layout with the same
- * traversal header as the CPU path. Per-worker streams and buffers make predict() safe to
- * call concurrently with distinct worker indexes. */
+ * found; callers use it only under HAVE_CUDA). The kernels walk the same layouts (XGBoost's
+ * PERFECT and SPARSE, LIGHTGBM) with the same traversal headers as the CPU path; gblinear is
+ * refused (it stays on the CPU). Per-worker streams and buffers make predict() safe to call
+ * concurrently with distinct worker indexes. */
 #ifndef KSV_ENGINE_FOREST_CUDA_H
 #define KSV_ENGINE_FOREST_CUDA_H
 

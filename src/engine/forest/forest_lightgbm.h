@@ -1,6 +1,6 @@
 /* forest_lightgbm.h: LightGBM's text model format (model.txt, as Booster.save_model writes
  * it; KServe's convention names it model.bst) compiled into ksv-forest's LIGHTGBM layout
- * (forest_layout.h), predicted with LightGBM's own rules (forest_traverse.h).
+ * (forest_layout.h), predicted with LightGBM's own rules (forest_lightgbm_traverse.h).
  *
  * The file is untrusted: every count is checked against the text that carries it before
  * anything is allocated (memory stays a small multiple of the file), every child index is

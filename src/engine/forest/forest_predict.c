@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "engine/forest/forest_lightgbm_traverse.h"
 #include "engine/forest/forest_traverse.h"
 
 /* Trees walked side by side for one row: enough independent loads to hide L1/L2 latency. */
@@ -107,90 +108,41 @@ static void sparse_rows(const forest *f, const float *x, size_t rows, float *acc
     }
 }
 
-/* LightGBM's ConvertOutput, in double, then rounded once to the float answer. */
-static void lightgbm_output(const forest *f, double *m, float *out)
-{
-    const uint32_t k = f->num_groups;
-    switch (f->lgb_output) {
-    case FOREST_LGB_IDENTITY:
-        break;
-    case FOREST_LGB_SIGNED_SQUARE:
-        for (uint32_t g = 0; g < k; g++) {
-            double sign = (double)((m[g] > 0.0) - (m[g] < 0.0));
-            m[g] = sign * m[g] * m[g];
-        }
-        break;
-    case FOREST_LGB_SIGMOID:
-        for (uint32_t g = 0; g < k; g++)
-            m[g] = 1.0 / (1.0 + exp(-f->lgb_sigmoid * m[g]));
-        break;
-    case FOREST_LGB_SOFTMAX: {
-        double wmax = m[0], wsum = 0.0;
-        for (uint32_t g = 1; g < k; g++)
-            wmax = m[g] > wmax ? m[g] : wmax;
-        for (uint32_t g = 0; g < k; g++) {
-            m[g] = exp(m[g] - wmax);
-            wsum += m[g];
-        }
-        for (uint32_t g = 0; g < k; g++)
-            m[g] /= wsum;
-        break;
-    }
-    case FOREST_LGB_EXP:
-        for (uint32_t g = 0; g < k; g++)
-            m[g] = exp(m[g]);
-        break;
-    case FOREST_LGB_LOG1P_EXP:
-        for (uint32_t g = 0; g < k; g++)
-            m[g] = log1p(exp(m[g]));
-        break;
-    }
-    for (uint32_t g = 0; g < k; g++)
-        out[g] = (float)m[g];
-}
-
-/* LightGBM's PredictRaw: leaves summed in double, in tree order, per class (tree t adds to
- * class t % K), then divided by the iterations for average_output. */
+/* LightGBM's PredictRaw then ConvertOutput (forest_lightgbm_traverse.h, the CUDA kernel's
+ * code): per row, FOREST_TREE_LANES trees walk side by side, so their node loads overlap;
+ * their leaves are then added in tree order, as LightGBM adds them; the trees left over and
+ * the transform run the shared row code itself. */
 static void lightgbm_rows(const forest *f, const float *x, size_t rows, float *out,
                           double *margin)
 {
+    const forest_lgb_view v = forest_lgb_view_of(f);
     const uint32_t cols = f->num_features, groups = f->num_groups;
     const uint32_t full = f->num_trees - f->num_trees % FOREST_TREE_LANES;
     for (size_t r = 0; r < rows; r++) {
         const float *row = x + r * cols;
         for (uint32_t g = 0; g < groups; g++)
             margin[g] = 0.0;
-        /* FOREST_TREE_LANES trees walk side by side, so their node loads overlap; their
-         * leaves are then added in tree order, as LightGBM adds them. */
         for (uint32_t t = 0; t < full; t += FOREST_TREE_LANES) {
             const forest_lnode *nodes[FOREST_TREE_LANES];
             int32_t at[FOREST_TREE_LANES];
             for (int j = 0; j < FOREST_TREE_LANES; j++) {
-                nodes[j] = f->lnodes + f->lnode_start[t + j];
-                at[j] = f->lnode_start[t + j + 1] > f->lnode_start[t + j] ? 0 : ~0;
+                nodes[j] = v.nodes + v.node_start[t + j];
+                at[j] = v.node_start[t + j + 1] > v.node_start[t + j] ? 0 : ~0;
             }
             for (bool walking = true; walking;) {
                 walking = false;
                 for (int j = 0; j < FOREST_TREE_LANES; j++) {
                     if (at[j] < 0)
                         continue;
-                    at[j] = forest_lgb_next(&nodes[j][at[j]], f->cat_words, f->cat_start, row);
+                    at[j] = forest_lgb_next(&nodes[j][at[j]], v.cat_words, v.cat_start, row);
                     walking = true;
                 }
             }
             for (int j = 0; j < FOREST_TREE_LANES; j++)
-                margin[(t + j) % groups] += f->lleaves[f->lleaf_start[t + j] + (uint32_t)~at[j]];
+                margin[(t + j) % groups] += v.leaves[v.leaf_start[t + j] + (uint32_t)~at[j]];
         }
-        for (uint32_t t = full; t < f->num_trees; t++) {
-            uint32_t first = f->lnode_start[t];
-            uint32_t leaf = forest_lgb_leaf(f->lnodes + first, f->lnode_start[t + 1] - first,
-                                            f->cat_words, f->cat_start, row);
-            margin[t % groups] += f->lleaves[f->lleaf_start[t] + leaf];
-        }
-        if (f->lgb_divisor != 1.0)
-            for (uint32_t g = 0; g < groups; g++)
-                margin[g] /= f->lgb_divisor;
-        lightgbm_output(f, margin, out + r * f->num_outputs);
+        forest_lgb_add_trees(&v, full, f->num_trees, row, margin);
+        forest_lgb_finish(&v, margin, out + r * f->num_outputs);
     }
 }
 

@@ -1,5 +1,6 @@
 /* forest_traverse.h: the node-walking rules of ksv-forest, shared by the C CPU predictor and
- * the CUDA kernels so both targets make exactly the same decisions.
+ * the CUDA kernels so both targets make exactly the same decisions (LightGBM's rules:
+ * forest_lightgbm_traverse.h, on the same FOREST_HD).
  *
  * XGBoost's rule: a missing value (NaN) follows the node's default direction; otherwise go
  * left iff value < threshold, compared in float. FOREST_HD expands to __host__ __device__
@@ -55,47 +56,6 @@ FOREST_HD float forest_sparse_leaf(const forest_snode *nodes, const float *row)
         n = nodes[n.left + forest_goes_right(n.feature, n.value, v)];
     }
     return n.value;
-}
-
-/* LightGBM's decision at one split (its Tree::Decision for the dense rows its predictor
- * builds): a value within FOREST_LGB_ZERO of 0 is 0; numerical: NaN (and 0 under
- * zero-as-missing) takes the default side, else left iff value <= threshold; categorical:
- * left iff the value truncated to an int is a non-negative category in the bitset; NaN and
- * values outside int's range go right, as LightGBM's int conversion makes them on x86-64. */
-FOREST_HD int32_t forest_lgb_next(const forest_lnode *n, const uint32_t *cat_words,
-                                  const uint32_t *cat_start, const float *row)
-{
-    float v = row[n->word & FOREST_LGB_FEATURE_MASK];
-    if (fabsf(v) <= FOREST_LGB_ZERO)
-        v = 0.0f;
-    if (n->word & FOREST_LGB_CATEGORICAL) {
-        if (!(v < 2147483648.0f && v > -2147483648.0f))
-            return n->child[1];
-        int32_t category = (int32_t)v;
-        if (category < 0)
-            return n->child[1];
-        uint32_t word = (uint32_t)category / 32, first = cat_start[n->u.cat];
-        if (word >= cat_start[n->u.cat + 1] - first)
-            return n->child[1];
-        return n->child[(cat_words[first + word] >> (category % 32) & 1) ? 0 : 1];
-    }
-    if (v != v || (v == 0.0f && (n->word & FOREST_LGB_ZERO_MISSING)))
-        return n->child[(n->word & FOREST_DEFAULT_LEFT) ? 0 : 1];
-    return n->child[v <= n->u.threshold ? 0 : 1];
-}
-
-/* The leaf index one row reaches in a LIGHTGBM tree (nodes: its first node; a tree of one
- * leaf has no nodes and answers leaf 0). The loader has checked that every walk ends. */
-FOREST_HD uint32_t forest_lgb_leaf(const forest_lnode *nodes, uint32_t num_nodes,
-                                   const uint32_t *cat_words, const uint32_t *cat_start,
-                                   const float *row)
-{
-    if (num_nodes == 0)
-        return 0;
-    int32_t at = 0;
-    while (at >= 0)
-        at = forest_lgb_next(&nodes[at], cat_words, cat_start, row);
-    return (uint32_t)~at;
 }
 
 /* XGBoost's common::Sigmoid (1.7 .. 3.x), in float. */
