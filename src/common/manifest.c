@@ -272,6 +272,7 @@ static int parse_soak_annotation(vctx *v, const mnode *at, const char *path, con
         return fail(v, at, path, "expected a duration 0s..24h (e.g. \"60s\", \"5m\"), found "
                     "\"%s\"", text);
     v->spec->wave_soak_s = seconds;
+    v->spec->wave_soak_set = true;
     return 0;
 }
 

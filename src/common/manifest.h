@@ -96,13 +96,15 @@ typedef struct ksv_isvc {
     char *node_selector;         /* ksv.io/node-selector as written (common/labels.h syntax,
                                   * checked); NULL when absent. Not with ksv.io/nodes. */
     /* ksv.io/waves "1,25%,100%": cumulative wave sizes, a node count or a percent of the
-     * model's nodes each (n_waves 0: no waves); ksv.io/wave-soak, seconds (default 60). */
+     * model's nodes each (n_waves 0: no waves); ksv.io/wave-soak, seconds (default 60;
+     * wave_soak_set: the annotation was given, since gated waves soak only then). */
     size_t n_waves;
     struct {
         int value;               /* nodes, or percent 1..100 when percent */
         bool percent;
     } waves[KSV_MANIFEST_MAX_WAVES];
     int64_t wave_soak_s;
+    bool wave_soak_set;
     char *sha256;                /* ksv.io/sha256, 64 lowercase hex digits; NULL when absent */
     bool fetch_on_operator;      /* ksv.io/fetch: operator */
     int64_t rollback_window_s;   /* ksv.io/rollback-window, default 600 */

@@ -8,7 +8,11 @@
 
 #include "control/control_internal.h"
 
-/* Revisions the engine keeps besides those with traffic, so a rollback is instant. */
+/* Revisions the engine keeps besides those with traffic, so a rollback is instant. Only
+ * revisions that were once rolled out (stable) qualify: a candidate that never was (a
+ * canary or a wave that failed and was rolled back) is not something to roll back to, and
+ * sending it would load a failed revision on nodes that never had it, e.g. the later
+ * waves' nodes when the rollback after a failed first wave reaches every node. */
 #define KEEP_RECENT 4
 #define ENGINE_MAX_REVISIONS 16
 
@@ -46,6 +50,16 @@ int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id)
         if (v->traffic.items[i].revision_id == revision_id)
             return v->traffic.items[i].percent;
     return 0;
+}
+
+/* Whether the view's split names the revision, even at 0% (a gated canary that starts
+ * there, which the engines must load for their gate). */
+static bool in_split(const ksv_model_view *v, int64_t revision_id)
+{
+    for (size_t i = 0; i < v->traffic.n; i++)
+        if (v->traffic.items[i].revision_id == revision_id)
+            return true;
+    return false;
 }
 
 void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap)
@@ -181,13 +195,15 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
     if (!keep)
         return ksv_err_set(err, 500, "out of memory");
     size_t kept = 0;
-    /* Traffic first, then the stable one, then the newest few, up to the engine's limit. */
+    /* Traffic first, then the stable one, then the newest few (once rolled out, or named
+     * by the split), up to the engine's limit. */
     for (size_t pass = 0; pass < 3; pass++) {
         for (size_t i = n; i-- > 0 && kept < ENGINE_MAX_REVISIONS;) {
             const ksv_revision_record *r = &v->revisions.items[i];
             bool want = pass == 0   ? ksv_model_view_percent(v, r->id) > 0
                         : pass == 1 ? r->id == v->stable_id
-                                    : i + KEEP_RECENT >= n;
+                                    : i + KEEP_RECENT >= n &&
+                                          (r->rolled_out_at_ms > 0 || in_split(v, r->id));
             if (want && !keep[i]) {
                 keep[i] = true;
                 kept++;

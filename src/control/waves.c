@@ -227,7 +227,9 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
             }
         if (ok && policy) {
             /* The wave's gates: started on its nodes only, and all must promote. The
-             * soak, when one is set, still passes after them before the next wave. */
+             * soak, when the manifest sets one, still passes after them before the next
+             * wave; the 60 s default is for waves without a gate, whose soak is their
+             * only judge (the gate has judged these already). */
             ksv_model_record wm = wv.model;
             ksv_err gerr;
             if (ctl_gate_start(ctl, &wm, fresh, stable, policy, NULL, &gerr) != 0) {
@@ -237,7 +239,7 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
                 ok = ctl_gate_wait_nodes(ctl, v.model.name, fresh, wm.nodes, wm.n_nodes,
                                          timeout_s, why, sizeof why) == 1;
             }
-            if (ok && spec->wave_soak_s > 0)
+            if (ok && spec->wave_soak_set && spec->wave_soak_s > 0)
                 sleep_s((double)spec->wave_soak_s);
         } else if (ok && soak(ctl, &v, stable, fresh, (double)spec->wave_soak_s, &ok, why,
                               sizeof why, err) != 0) {
