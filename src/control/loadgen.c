@@ -367,6 +367,12 @@ static void run_loop(load_run *run)
             bool stop = cfg->stop && atomic_load(cfg->stop);
             bool capped = cfg->max_requests && rep->sent >= cfg->max_requests;
             if (stop || capped || now >= run->issue_end) {
+                /* Requests due inside the window that a free handle could take are still
+                 * sent: a loop that woke late (a busy machine) must not drop them. Those
+                 * that wait for a handle (the target is slower than the rate) are not:
+                 * the window bounds how long the load lasts. */
+                if (!stop && !capped)
+                    issue_due(run, now);
                 issuing = false;
                 rep->stopped = stop;
                 /* The window's end, not the (slightly later) moment the loop noticed it. */
