@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "common/uri_redact.h"
+
 typedef struct transfer {
     struct ksv_http_client *c;
     const ksv_http_call *req;
@@ -460,7 +462,10 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
         res->failure = KSV_HTTP_E_CONNECT;
     snprintf(res->message, sizeof res->message, "%s",
              c->error[0] ? c->error : curl_easy_strerror(rc));
-    const char *url = t->req->url;
+    /* The message names the URL by its display form: a presigned query's signature or a
+     * password in it stays out of errors (uri_redact.h). */
+    char url[KSV_URI_SHOWN_MAX];
+    ksv_uri_redact(url, sizeof url, t->req->url);
     switch (res->failure) {
     case KSV_HTTP_E_TIMEOUT:
         return ksv_err_set(err, 504, "%s: %s", url, res->message);
