@@ -118,7 +118,8 @@ int main(void)
 
     /* Long, and every cut. */
     char longuri[4000];
-    int n = snprintf(longuri, sizeof longuri, "https://u:SECRETPW@host/model.json?X-Amz-Signature=");
+    int n = snprintf(longuri, sizeof longuri,
+                     "https://u:SECRETPW@host/model.json?X-Amz-Signature=");
     memset(longuri + n, 'S', sizeof longuri - (size_t)n - 1);
     memcpy(longuri + n, "SECRETSIG", 9);
     longuri[sizeof longuri - 1] = '\0';
