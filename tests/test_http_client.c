@@ -197,6 +197,12 @@ static void test_connect_and_proxy(int port)
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_CONNECT && err.status == 503 &&
                  strstr(err.msg, url),
              "nothing listening: %s\n", err.msg);
+    /* The error names the URL by its display form: no query value, no password. */
+    snprintf(url, sizeof url, "http://u:PW1@127.0.0.1:%d/ok?token=TOK1", kt_free_port());
+    st = get(&direct, url, &body, &res, &err);
+    KT_CHECK(st == 0 && !strstr(err.msg, "TOK1") && !strstr(err.msg, "PW1") &&
+                 strstr(err.msg, "?token=REDACTED") && strstr(err.msg, "u:REDACTED@"),
+             "an error keeps a URL's credentials out: %s\n", err.msg);
 
     /* A proxy that does not exist: only the clients that honour the environment use it. */
     char proxy[64];
