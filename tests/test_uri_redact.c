@@ -82,6 +82,8 @@ int main(void)
     check("https://u:p@ss@host/x", "https://u:REDACTED@host/x", "an '@' in the password");
     check("https://u:@host/x", "https://u:REDACTED@host/x", "an empty password");
     check("https://user:pass", "https://user:REDACTED", "a cut userinfo (a port not a number)");
+    check("https://u:pa/ss@host/m.json?a=1", "https://u:REDACTED/REDACTED",
+          "a '/' in a password: nothing after the odd port is shown");
     check("https://[::1]:9000/x.json?a=1", "https://[::1]:9000/x.json?a=REDACTED", "IPv6");
     check("https://host/p?u=a@b", "https://host/p?u=REDACTED", "an '@' in the query");
     check("https://host/a@b/m.json", "https://host/a@b/m.json", "an '@' in the path is no user");

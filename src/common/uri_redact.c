@@ -86,8 +86,9 @@ static bool plain_key(const char *k, size_t n)
 }
 
 /* host[:port], the userinfo already gone: a port that is not a number is what a cut
- * "user:password" looks like. */
-static void put_host(out *o, const char *h, size_t n)
+ * "user:password" looks like (or one whose unencoded '/' ended the authority early).
+ * Returns false then: what follows may be the rest of the password. */
+static bool put_host(out *o, const char *h, size_t n)
 {
     size_t from = 0;
     if (n && h[0] == '[') { /* an IPv6 literal: its colons are not a port's */
@@ -102,7 +103,7 @@ static void put_host(out *o, const char *h, size_t n)
         }
     if (!colon) {
         put(o, h, n);
-        return;
+        return true;
     }
     bool number = true;
     for (const char *p = colon + 1; p < h + n; p++)
@@ -110,6 +111,7 @@ static void put_host(out *o, const char *h, size_t n)
     put(o, h, number ? n : (size_t)(colon - h) + 1);
     if (!number)
         puts_(o, KSV_URI_REDACTED);
+    return number;
 }
 
 /* The query's parameters, between '?' and '#' or the end. */
@@ -172,10 +174,15 @@ static void redact(out *o, const char *uri, size_t n)
         a = at + 1;
     }
     /* Without a scheme there is no authority: what precedes the first '/' is a path. */
-    if (s)
-        put_host(o, a, (size_t)(ae - a));
-    else
+    if (!s) {
         put(o, a, (size_t)(ae - a));
+    } else if (!put_host(o, a, (size_t)(ae - a))) {
+        if (ae < end)
+            puts_(o, "/" KSV_URI_REDACTED);
+        if (trouble)
+            puts_(o, "?" KSV_URI_REDACTED);
+        return;
+    }
     const char *pe = ae + strcspn(ae, "?#");
     if (pe > end)
         pe = end;

@@ -16,10 +16,13 @@
  *     digits, - _ . ~ [ ], at most 64 bytes: no '%', so no key can smuggle an encoded '=')
  *     becomes REDACTED whole;
  *   - a fragment becomes #REDACTED (an OAuth implicit grant puts its token there);
- *   - a port that is not all digits (what a cut "user:pass" looks like) becomes REDACTED.
+ *   - a port that is not all digits (what a cut "user:pass" looks like, or one whose
+ *     unencoded '/' ended the authority early) becomes REDACTED, and so does all after it.
  * It never fails open: a URI with a space or a control byte is cut at the first of those,
  * '?' or '#', the rest replaced by "?REDACTED". Scheme, host and path pass unchanged: a
- * store that puts a secret in the path itself cannot be told apart from a folder name.
+ * store that puts a secret in the path itself cannot be told apart from a folder name, nor
+ * can a user name with an unencoded '/' (RFC 3986 wants it %2F; libcurl would read such a
+ * URL's host as the part before the '/' too).
  * The output is bounded by the caller's buffer; a cut ends in "..." and, since only the
  * display form is ever written, can never expose what it cut. */
 #ifndef KSV_COMMON_URI_REDACT_H
