@@ -74,3 +74,8 @@ done
 for f in "$src"/tests/data/fuzz/model_lightgbm-*; do
     seed fuzz_model_lightgbm "$(basename "$f")" < "$f"
 done
+# Storage URIs with credentials: presigned, userinfo, fragment, ssh (selector byte: 0, the
+# harness's full buffer; 40, a cut).
+printf 'https://u:pw@b.s3.amazonaws.com/m/model.json?X-Amz-Credential=AKIA%%2Fx&X-Amz-Signature=abc&&e=#frag' |
+    seed fuzz_uri_redact presigned '\000'
+printf 'see https://h/p?sig=s, then ssh://ops@[::1]:22/ and x://a:b@c' | seed fuzz_uri_redact text '\050'

@@ -696,11 +696,11 @@ static void test_model_lifecycle(const fixture *fx, const ksv_local_engine *le)
              n_infer);
     free(text);
 
-    ksv_engine_client_set_max_reply(c, 100);
+    ksv_engine_client_set_max_reply(c, 100, &err);
     rc = ksv_engine_client_get_metrics_text(c, &text, &len, &err);
     KT_CHECK(rc != 0 && err.status == 502 && strstr(err.msg, "over 100 bytes") && text == NULL,
              "a reply over the cap: 502 (%s)", err.msg);
-    ksv_engine_client_set_max_reply(c, KSV_ENGINE_CLIENT_MAX_REPLY);
+    ksv_engine_client_set_max_reply(c, KSV_ENGINE_CLIENT_MAX_REPLY, &err);
     test_conditional_gets(c, uri1, features);
 
     /* A revision whose file is not a model: the load fails and wait_applied says so. */

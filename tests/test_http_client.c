@@ -109,7 +109,7 @@ static void test_buffered(int port)
     ksv_sb body;
     ksv_http_result res;
     ksv_err err;
-    ksv_http_options plain = {.timeout_ms = 5000};
+    ksv_http_options plain = {.timeout_ms = 5000, .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
 
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", port);
     long st = get(&plain, url, &body, &res, &err);
@@ -160,7 +160,7 @@ static void test_buffered(int port)
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_TOO_LARGE,
              "a chunked reply growing over the cap: %s\n", err.msg);
 
-    ksv_http_options quick = {.timeout_ms = 300};
+    ksv_http_options quick = {.timeout_ms = 300, .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     snprintf(url, sizeof url, "http://127.0.0.1:%d/slow", port);
     double t0 = ksv_mono_s();
     st = get(&quick, url, &body, &res, &err);
@@ -191,12 +191,18 @@ static void test_connect_and_proxy(int port)
     ksv_sb body;
     ksv_http_result res;
     ksv_err err;
-    ksv_http_options direct = {.timeout_ms = 5000};
+    ksv_http_options direct = {.timeout_ms = 5000, .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     snprintf(url, sizeof url, "http://127.0.0.1:%d/ok", kt_free_port());
     long st = get(&direct, url, &body, &res, &err);
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_CONNECT && err.status == 503 &&
                  strstr(err.msg, url),
              "nothing listening: %s\n", err.msg);
+    /* The error names the URL by its display form: no query value, no password. */
+    snprintf(url, sizeof url, "http://u:PW1@127.0.0.1:%d/ok?token=TOK1", kt_free_port());
+    st = get(&direct, url, &body, &res, &err);
+    KT_CHECK(st == 0 && !strstr(err.msg, "TOK1") && !strstr(err.msg, "PW1") &&
+                 strstr(err.msg, "?token=REDACTED") && strstr(err.msg, "u:REDACTED@"),
+             "an error keeps a URL's credentials out: %s\n", err.msg);
 
     /* A proxy that does not exist: only the clients that honour the environment use it. */
     char proxy[64];
@@ -210,7 +216,8 @@ static void test_connect_and_proxy(int port)
              st ? "" : err.msg);
     if (st)
         ksv_sb_free(&body);
-    ksv_http_options env = {.timeout_ms = 5000, .proxy = KSV_HTTP_PROXY_ENV};
+    ksv_http_options env = {.timeout_ms = 5000, .proxy = KSV_HTTP_PROXY_ENV,
+                            .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     st = get(&env, url, &body, &res, &err);
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_CONNECT,
              "KSV_HTTP_PROXY_ENV goes through $http_proxy: %ld %s\n", st, st ? "" : err.msg);
@@ -226,12 +233,13 @@ static void test_redirects(int port)
     ksv_http_result res;
     ksv_err err;
     snprintf(url, sizeof url, "http://127.0.0.1:%d/redirect?to=/ok", port);
-    ksv_http_options none = {.timeout_ms = 5000};
+    ksv_http_options none = {.timeout_ms = 5000, .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     long st = get(&none, url, &body, &res, &err);
     KT_CHECK(st == 302, "a redirect is an answer unless following is asked for: %ld\n", st);
     if (st)
         ksv_sb_free(&body);
-    ksv_http_options follow = {.timeout_ms = 5000, .max_redirects = 3};
+    ksv_http_options follow = {.timeout_ms = 5000, .max_redirects = 3,
+                               .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     st = get(&follow, url, &body, &res, &err);
     KT_CHECK(st == 200 && strcmp(body.data, "hello") == 0, "max_redirects 3 follows it: %ld\n",
              st);
@@ -312,8 +320,15 @@ static void test_stream(int port)
              "a stream over max_reply stops at %zu bytes: %s\n", s.bytes, err.msg);
     ksv_http_client_free(c);
 
+    /* A cap of 0 is refused, not read as a default: a silent 64 MiB once stopped every
+     * larger model download. */
     o.max_reply = 0;
+    KT_CHECK(ksv_http_client_new(&o, &c, &err) != 0 && err.status == 400 && c == NULL,
+             "max_reply 0 is refused: %s\n", err.msg);
+    o.max_reply = KSV_HTTP_NO_REPLY_CAP;
     c = client(&o);
+    KT_CHECK(c && ksv_http_client_set_max_reply(c, 0, &err) != 0 && err.status == 400,
+             "set_max_reply 0 is refused: %s\n", err.msg);
     s = (seen){.all_y = true};
     rc = ksv_http_stream(c, &call, &fns, &res, &err);
     KT_CHECK(rc == 0 && res.status == 200 && s.status == 200 && s.chunked_header &&
@@ -352,7 +367,8 @@ static void test_batch(int port)
         KT_FAIL("batch: %s\n", err.msg);
         return;
     }
-    ksv_http_options o = {.timeout_ms = 5000, .http1 = true};
+    ksv_http_options o = {.timeout_ms = 5000, .http1 = true,
+                          .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     ksv_http_client *cs[4];
     int tags[4], ok = 0, done = 0, sent = 0;
     for (int i = 0; i < 4; i++) {
@@ -414,12 +430,13 @@ static void test_tls(int http_port)
     ksv_http_result res;
     ksv_err err;
     snprintf(url, sizeof url, "https://127.0.0.1:%d/ok", tls.port);
-    ksv_http_options system_cas = {.timeout_ms = 5000};
+    ksv_http_options system_cas = {.timeout_ms = 5000, .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     long st = get(&system_cas, url, &body, &res, &err);
     KT_CHECK(st == 0 && res.failure == KSV_HTTP_E_TLS,
              "a certificate no CA vouches for is refused: %s (%s)\n", err.msg,
              ksv_http_failure_name(res.failure));
-    ksv_http_options ours = {.timeout_ms = 5000, .ca_file = cert, .max_redirects = 3};
+    ksv_http_options ours = {.timeout_ms = 5000, .ca_file = cert, .max_redirects = 3,
+                             .max_reply = KSV_HTTP_DEFAULT_MAX_REPLY};
     st = get(&ours, url, &body, &res, &err);
     KT_CHECK(st == 200 && strcmp(body.data, "hello") == 0, "with its CA it verifies: %ld %s\n",
              st, st ? "" : err.msg);

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/listing.h"
+#include "common/uri_redact.h"
 
 void ksv_cli_split_text(const ksv_model_view *v, char *out, size_t cap)
 {
@@ -189,9 +190,11 @@ static const char *rev_runtime_text(const void *row, char *buf, size_t cap)
     return ((const revision_row *)row)->r->runtime;
 }
 
+/* The display form: a presigned URL's signature or a password stays in the database. */
 static const char *rev_storage_text(const void *row, char *buf, size_t cap)
 {
-    return ((const revision_row *)row)->r->storage_uri;
+    ksv_uri_redact(buf, cap, ((const revision_row *)row)->r->storage_uri);
+    return buf;
 }
 
 static const char *rev_created_text(const void *row, char *buf, size_t cap)
@@ -209,8 +212,11 @@ static void rev_json(const void *row, const char *key, json_object *o)
         v = json_object_new_string(r->name);
     else if (strcmp(key, "runtime") == 0)
         v = json_object_new_string(r->runtime);
-    else if (strcmp(key, "storage_uri") == 0)
-        v = json_object_new_string(r->storage_uri);
+    else if (strcmp(key, "storage_uri") == 0) {
+        char shown[KSV_URI_SHOWN_MAX];
+        ksv_uri_redact(shown, sizeof shown, r->storage_uri);
+        v = json_object_new_string(shown);
+    }
     else if (strcmp(key, "traffic") == 0)
         v = json_object_new_int(ksv_model_view_percent(rr->v, r->id));
     else if (strcmp(key, "stable") == 0)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/sanitize.h"
+#include "common/uri_redact.h"
 
 int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
 {
@@ -15,7 +16,10 @@ int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
         va_start(ap, fmt);
         vsnprintf(err->msg, sizeof err->msg, fmt, ap);
         va_end(ap);
-        /* Messages carry text from nodes, files and requests to terminals and logs. */
+        /* Messages reach terminals, logs and API replies: a storage URI's credentials
+         * (a presigned query, a password) never do, even from a caller that formatted the
+         * URI itself; and text from nodes, files and requests is filtered. */
+        ksv_uri_redact_text(err->msg, sizeof err->msg);
         ksv_sanitize(err->msg);
     }
     return -1;
@@ -45,6 +49,7 @@ int ksv_err_prefix(ksv_err *err, const char *fmt, ...)
         m = cap - n;
     memcpy(err->msg + n, old, m);
     err->msg[n + m] = '\0';
+    ksv_uri_redact_text(err->msg, sizeof err->msg);
     ksv_sanitize(err->msg);
     return -1;
 }

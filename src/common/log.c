@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/sanitize.h"
+#include "common/uri_redact.h"
 
 /* The one piece of process-wide configuration: set by main() before threads start, read
  * after. Atomic so a read from any thread is well defined. */
@@ -52,6 +53,9 @@ void ksv_log(ksv_log_level level, const char *request_id, const char *fmt, ...)
     va_end(ap);
     n = (m < 0 || (size_t)(n + m) >= sizeof line - 1) ? (int)sizeof line - 2 : n + m;
     line[n] = '\0';
+    /* A storage URI's credentials never reach the log, whoever formatted the line (room
+     * is kept for the newline). */
+    ksv_uri_redact_text(line, sizeof line - 1);
     /* A newline or an escape sequence from a request or a file cannot forge a log line. */
     n = (int)strlen(ksv_sanitize(line));
     line[n++] = '\n';

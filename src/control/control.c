@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/sanitize.h"
+#include "common/uri_redact.h"
 #include "control/control_internal.h"
 
 static void default_db_path(char *out, size_t cap)
@@ -199,6 +200,8 @@ int ksv_ctl_history(ksv_ctl *ctl, const char *action, const char *model, const c
                      : res->nodes[i].unconfirmed ? "unconfirmed"
                                                  : "failed",
                      res->nodes[i].message[0] ? ": " : "", res->nodes[i].message);
+            /* The history keeps no storage URI's credentials, whoever wrote the message. */
+            ksv_uri_redact_text(line, sizeof line);
             ksv_sb_json_str(&nodes, line);
         }
         ksv_sb_putc(&nodes, '}');

@@ -129,8 +129,9 @@ static int setup_slot(load_run *run, load_slot *slot, ksv_err *err)
 {
     static const char *const headers[] = {"Content-Type: application/json", NULL};
     ksv_http_options o = {.timeout_ms = (long)ceil(run->timeout_s * 1000.0),
-                          .proxy = KSV_HTTP_PROXY_NONE, .max_reply = SIZE_MAX, .http1 = true,
-                          .tcp_nodelay = true, .user_agent = "ksv-load", .headers = headers};
+                          .proxy = KSV_HTTP_PROXY_NONE, .max_reply = KSV_HTTP_NO_REPLY_CAP,
+                          .http1 = true, .tcp_nodelay = true, .user_agent = "ksv-load",
+                          .headers = headers};
     return ksv_http_client_new(&o, &slot->http, err);
 }
 

@@ -72,6 +72,39 @@ static void drain(int out_fd, int err_fd, char *out, char *errs)
     }
 }
 
+extern char **environ;
+
+/* ksv's environment (the store's settings: AWS_*, HF_TOKEN...) with KSV_FETCH_URI=uri in
+ * place of any it had; built before fork, as the child may only exec. NULL: no memory. */
+static char **child_env(const char *uri)
+{
+    size_t n = 0;
+    while (environ[n])
+        n++;
+    char **env = calloc(n + 2, sizeof *env);
+    size_t len = strlen(uri) + sizeof "KSV_FETCH_URI=";
+    char *mine = env ? malloc(len) : NULL;
+    if (!mine) {
+        free(env);
+        return NULL;
+    }
+    snprintf(mine, len, "KSV_FETCH_URI=%s", uri);
+    size_t k = 0;
+    env[k++] = mine;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "KSV_FETCH_URI=", 14) != 0)
+            env[k++] = environ[i];
+    return env;
+}
+
+static void free_env(char **env)
+{
+    if (env)
+        explicit_bzero(env[0], strlen(env[0]));
+    free(env ? env[0] : NULL);
+    free(env);
+}
+
 int ctl_operator_fetch(ksv_ctl *ctl, const char *uri, const char *sha256, char *path, size_t cap,
                        ksv_err *err)
 {
@@ -84,13 +117,22 @@ int ctl_operator_fetch(ksv_ctl *ctl, const char *uri, const char *sha256, char *
     cache_dir(dir, sizeof dir);
     if (ksv_mkdir_p(dir, 0700, err) != 0)
         return -1;
-    const char *argv[] = {engine, "--fetch", uri, "--state-dir", dir, "--log-level", "warn",
+    /* The URI goes in the child's environment, not its command line: any local user can
+     * read a command line (ps), only the owner an environment, and a presigned URL's
+     * signature is a credential. */
+    const char *argv[] = {engine, "--fetch", "-", "--state-dir", dir, "--log-level", "warn",
                           sha256 && *sha256 ? "--sha256" : NULL, sha256, NULL};
+    char **envp = child_env(uri);
+    if (!envp)
+        return ksv_err_set(err, 500, "out of memory");
     int out_pipe[2], err_pipe[2];
-    if (pipe2(out_pipe, O_CLOEXEC) != 0)
+    if (pipe2(out_pipe, O_CLOEXEC) != 0) {
+        free_env(envp);
         return ksv_err_set(err, 500, "pipe: %s", strerror(errno));
+    }
     if (pipe2(err_pipe, O_CLOEXEC) != 0) {
         close(out_pipe[0]), close(out_pipe[1]);
+        free_env(envp);
         return ksv_err_set(err, 500, "pipe: %s", strerror(errno));
     }
     pid_t pid = fork();
@@ -99,9 +141,10 @@ int ctl_operator_fetch(ksv_ctl *ctl, const char *uri, const char *sha256, char *
         if (null < 0 || dup2(null, 0) < 0 || dup2(out_pipe[1], 1) < 0 ||
             dup2(err_pipe[1], 2) < 0)
             _exit(127);
-        execv(engine, (char *const *)argv);
+        execve(engine, (char *const *)argv, envp);
         _exit(127);
     }
+    free_env(envp);
     close(out_pipe[1]);
     close(err_pipe[1]);
     if (pid < 0) {

@@ -12,6 +12,7 @@
 
 #include "common/clock.h"
 #include "common/sanitize.h"
+#include "common/uri_redact.h"
 #include "control/control_internal.h"
 
 #define POLL_MS 500
@@ -149,12 +150,14 @@ static int plan_model(ksv_ctl *ctl, const ksv_pull_request *req, pull_plan *p, k
     return rc;
 }
 
-/* The engine's error without its "storage URI: " lead: the line names the URI already. */
-static const char *engine_error(const char *msg, const char *uri)
+/* The engine's error without its "storage URI: " lead: the line names the URI already
+ * (the engine names it by its display form). */
+static const char *engine_error(const char *msg, const char *real_uri)
 {
     if (!msg)
         return "failed";
-    size_t n = strlen(uri);
+    char uri[KSV_URI_SHOWN_MAX];
+    size_t n = ksv_uri_redact(uri, sizeof uri, real_uri);
     if (strncmp(msg, "storage ", 8) == 0 && strncmp(msg + 8, uri, n) == 0 &&
         strncmp(msg + 8 + n, ": ", 2) == 0)
         return msg + 10 + n;
@@ -411,17 +414,19 @@ int ksv_ctl_pull(ksv_ctl *ctl, const ksv_pull_request *req, ksv_ctl_result *res,
 void ksv_ctl_format_pull(const ksv_pull_report *r, char *out, size_t cap)
 {
     double mb = (double)r->bytes / 1e6, rate = r->bytes_per_s / 1e6;
+    char uri[KSV_URI_SHOWN_MAX]; /* a presigned URL's signature stays off the terminal */
+    ksv_uri_redact(uri, sizeof uri, r->uri);
     if (strcmp(r->state, "done") == 0)
-        snprintf(out, cap, "node %s: %s: pulled %.1f MB in %.1f s (%.1f MB/s)", r->node, r->uri,
+        snprintf(out, cap, "node %s: %s: pulled %.1f MB in %.1f s (%.1f MB/s)", r->node, uri,
                  mb, r->seconds, rate);
     else if (strcmp(r->state, "failed") == 0)
-        snprintf(out, cap, "node %s: %s: failed: %s", r->node, r->uri, r->error);
+        snprintf(out, cap, "node %s: %s: failed: %s", r->node, uri, r->error);
     else if (strcmp(r->state, "queued") == 0)
-        snprintf(out, cap, "node %s: %s: queued", r->node, r->uri);
+        snprintf(out, cap, "node %s: %s: queued", r->node, uri);
     else if (r->total >= 0)
-        snprintf(out, cap, "node %s: %s: %.1f/%.1f MB (%.1f MB/s)", r->node, r->uri, mb,
+        snprintf(out, cap, "node %s: %s: %.1f/%.1f MB (%.1f MB/s)", r->node, uri, mb,
                  (double)r->total / 1e6, rate);
     else
-        snprintf(out, cap, "node %s: %s: %.1f MB (%.1f MB/s)", r->node, r->uri, mb, rate);
+        snprintf(out, cap, "node %s: %s: %.1f MB (%.1f MB/s)", r->node, uri, mb, rate);
     ksv_sanitize(out); /* the URI comes from a manifest, the error from a node */
 }

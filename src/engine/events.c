@@ -21,6 +21,7 @@
 #include "common/clock.h"
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "common/uri_redact.h"
 #include "common/utf8.h"
 
 #define RING_EVENTS 1024
@@ -435,6 +436,8 @@ static uint64_t append_v(ksv_event_log *log, int64_t now_ms, const char *model,
     }
     char message[KSV_EVENT_MESSAGE_MAX + 1];
     vsnprintf(message, sizeof message, fmt, ap);
+    /* Events reach the API, ksv and its database: no storage URI's credentials. */
+    ksv_uri_redact_text(message, sizeof message);
 
     /* Everything but the seq is formatted before taking the lock. */
     ksv_sb tail;

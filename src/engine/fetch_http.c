@@ -205,8 +205,8 @@ static int run_request(const char *method, const char *url, const ksv_http_optio
     lines[n] = NULL;
     ksv_http_options o = *http;
     /* The cap is judged in on_data, across resumed parts; the client's own cap is only set
-     * as high (its 0 would mean its 64 MiB default, and every larger model failed). */
-    o.max_reply = t->max_bytes > SIZE_MAX ? SIZE_MAX : (size_t)t->max_bytes;
+     * as high (a cap left to a default once stopped every model over 64 MiB). */
+    o.max_reply = t->max_bytes >= SIZE_MAX ? KSV_HTTP_NO_REPLY_CAP : (size_t)t->max_bytes;
     if (o.connect_timeout_ms == 0)
         o.connect_timeout_ms = 15000;
     ksv_http_client *c;

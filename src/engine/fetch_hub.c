@@ -11,6 +11,7 @@
 
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "common/uri_redact.h"
 #include "common/strbuf.h"
 #include "engine/archive.h"
 #include "engine/fetch_http.h"
@@ -229,6 +230,9 @@ static void gs_object_url(ksv_sb *url, const char *name, const void *p)
 
 int ksv_fetch_gs(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, ksv_err *err)
 {
+    /* Messages name the URI by its display form (uri_redact.h); it is parsed as given. */
+    char shown[KSV_URI_SHOWN_MAX];
+    ksv_uri_redact(shown, sizeof shown, uri);
     const char *b = uri + strlen("gs://");
     size_t n = strcspn(b, "/");
     char bucket[224];
@@ -249,7 +253,7 @@ int ksv_fetch_gs(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
     if (!hdrs[0] && env("GOOGLE_APPLICATION_CREDENTIALS") &&
         service_account_bearer(env("GOOGLE_APPLICATION_CREDENTIALS"), ctl, auth, sizeof auth,
                                hdrs, err) != 0)
-        return ksv_err_prefix(err, "storage %s", uri);
+        return ksv_err_prefix(err, "storage %s", shown);
     ksv_http_options o = {.proxy = KSV_HTTP_PROXY_ENV, .max_redirects = 5};
     file_list files = {0};
     int rc = 0;
@@ -266,9 +270,9 @@ int ksv_fetch_gs(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
         }
         free(token);
         token = NULL;
-        rc = ksv_download_text(url.data, uri, &o, hdrs, ctl, LISTING_MAX, json_error_message,
+        rc = ksv_download_text(url.data, shown, &o, hdrs, ctl, LISTING_MAX, json_error_message,
                                &body, err);
-        json_object *root = rc == 0 ? parse_json(&body, uri, err) : NULL;
+        json_object *root = rc == 0 ? parse_json(&body, shown, err) : NULL;
         json_object *items, *next;
         if (rc == 0 && !root)
             rc = -1;
@@ -280,7 +284,7 @@ int ksv_fetch_gs(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
                     !json_object_is_type(nm, json_type_string) ||
                     !json_object_object_get_ex(it, "size", &sz)) {
                     rc = ksv_err_set(err, 502, "storage %s: a listed object without a name or "
-                                               "size", uri);
+                                               "size", shown);
                     break;
                 }
                 long long size = json_object_is_type(sz, json_type_string)
@@ -299,7 +303,7 @@ int ksv_fetch_gs(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
     free(token);
     gs_ctx g = {endpoint, bucket};
     if (rc == 0)
-        rc = fetch_files(&files, path, uri, staged, &o, hdrs, ctl, gs_object_url, &g, err);
+        rc = fetch_files(&files, path, shown, staged, &o, hdrs, ctl, gs_object_url, &g, err);
     files_free(&files);
     explicit_bzero(auth, sizeof auth);
     return rc;
@@ -326,6 +330,9 @@ static bool repo_char(char c)
 int ksv_fetch_hf(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, char *pinned,
                  size_t pinned_cap, ksv_err *err)
 {
+    /* Messages name the URI by its display form (uri_redact.h); it is parsed as given. */
+    char shown[KSV_URI_SHOWN_MAX];
+    ksv_uri_redact(shown, sizeof shown, uri);
     /* hf://ORG/REPO[:REVISION][/PATH] */
     const char *p = uri + strlen("hf://");
     char repo[200], revision[256] = "main";
@@ -352,7 +359,7 @@ int ksv_fetch_hf(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
     const char *hdrs[2];
     endpoint_from("HF_ENDPOINT", "https://huggingface.co", endpoint, sizeof endpoint);
     if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
-        return ksv_err_set(err, 400, "storage %s: HF_ENDPOINT must be an http(s) URL", uri);
+        return ksv_err_set(err, 400, "storage %s: HF_ENDPOINT must be an http(s) URL", shown);
     bearer_from("HF_TOKEN", auth, sizeof auth, hdrs);
     ksv_http_options o = {.proxy = KSV_HTTP_PROXY_ENV, .max_redirects = 5};
     ksv_sb url, body;
@@ -360,9 +367,9 @@ int ksv_fetch_hf(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
     ksv_sb_init(&body);
     ksv_sb_printf(&url, "%s/api/models/%s/revision/", endpoint, repo);
     ksv_url_encode(&url, revision, false);
-    int rc = ksv_download_text(url.data, uri, &o, hdrs, ctl, LISTING_MAX, json_error_message,
+    int rc = ksv_download_text(url.data, shown, &o, hdrs, ctl, LISTING_MAX, json_error_message,
                                &body, err);
-    json_object *root = rc == 0 ? parse_json(&body, uri, err) : NULL;
+    json_object *root = rc == 0 ? parse_json(&body, shown, err) : NULL;
     json_object *sha, *siblings;
     char commit[64] = "";
     file_list files = {0};
@@ -372,13 +379,13 @@ int ksv_fetch_hf(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
         if (!json_object_object_get_ex(root, "sha", &sha) ||
             !json_object_is_type(sha, json_type_string) ||
             strlen(json_object_get_string(sha)) != 40)
-            rc = ksv_err_set(err, 502, "storage %s: the Hub named no commit for %s", uri,
+            rc = ksv_err_set(err, 502, "storage %s: the Hub named no commit for %s", shown,
                              revision);
         else
             snprintf(commit, sizeof commit, "%s", json_object_get_string(sha));
         for (size_t i = 0; rc == 0 && commit[i]; i++)
             if (!isxdigit((unsigned char)commit[i]))
-                rc = ksv_err_set(err, 502, "storage %s: the Hub's commit is not hex", uri);
+                rc = ksv_err_set(err, 502, "storage %s: the Hub's commit is not hex", shown);
     }
     if (rc == 0 && json_object_object_get_ex(root, "siblings", &siblings) &&
         json_object_is_type(siblings, json_type_array)) {
@@ -399,11 +406,11 @@ int ksv_fetch_hf(const char *uri, const char *staged, const ksv_fetch_ctl *ctl, 
     ksv_sb_free(&body);
     hf_ctx h = {endpoint, repo, commit};
     if (rc == 0)
-        rc = fetch_files(&files, path, uri, staged, &o, hdrs, ctl, hf_file_url, &h, err);
+        rc = fetch_files(&files, path, shown, staged, &o, hdrs, ctl, hf_file_url, &h, err);
     if (rc == 0) {
         snprintf(pinned, pinned_cap, "hf://%s:%s%s%s", repo, commit, *path ? "/" : "", path);
         if (strcmp(revision, commit) != 0)
-            ksv_log(KSV_LOG_INFO, NULL, "storage %s: revision %s is commit %s", uri, revision,
+            ksv_log(KSV_LOG_INFO, NULL, "storage %s: revision %s is commit %s", shown, revision,
                     commit);
     }
     files_free(&files);

@@ -13,6 +13,7 @@
 #include "common/clock.h"
 #include "common/fileutil.h"
 #include "common/model_path.h"
+#include "common/uri_redact.h"
 #include "engine/cache.h"
 #include "engine/storage.h"
 
@@ -51,11 +52,13 @@ int ksv_fetch_once(const ksv_engine_options *opt)
     ksv_cache *cache = NULL;
     ksv_fetch_result res = {0};
     int rc = -1, lock_fd = -1;
+    char shown[KSV_URI_SHOWN_MAX]; /* what messages and the output name: no credentials */
+    ksv_uri_redact(shown, sizeof shown, opt->fetch_uri);
     if ((size_t)snprintf(dir, sizeof dir, "%s/cache", opt->state_dir) >= sizeof dir) {
         ksv_err_set(&err, 400, "--state-dir: path too long");
     } else if (!ksv_storage_is_remote(opt->fetch_uri)) {
         ksv_err_set(&err, 400, "--fetch %s: not a URI to fetch (s3://, gs://, hf://, http(s)://)",
-                    opt->fetch_uri);
+                    shown);
     } else if (ksv_mkdir_p(dir, 0700, &err) == 0 && hold_cache(opt->state_dir, &lock_fd, &err) == 0 &&
                ksv_cache_open(dir, opt->cache_max, &cache, &err) == 0) {
         ksv_fetch_ctl ctl = {
@@ -69,7 +72,7 @@ int ksv_fetch_once(const ksv_engine_options *opt)
         rc = ksv_storage_fetch(opt->fetch_uri, cache, opt->fetch_sha256, &ctl, &res, &err);
         /* One file goes to the node: the model itself, found as a folder's one model file. */
         if (rc == 0)
-            rc = ksv_model_path_resolve(res.path, opt->fetch_uri, file, sizeof file, &err);
+            rc = ksv_model_path_resolve(res.path, shown, file, sizeof file, &err);
         if (rc == 0)
             printf("%s\n", file);
         if (res.tree[0])

@@ -10,6 +10,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/uri_redact.h"
 
 #define MAX_FETCH_THREADS 64
 
@@ -124,8 +125,11 @@ static void run_job(ksv_fetch_pool *pool, fetch_job *job)
     char why[sizeof job->why];
     snprintf(why, sizeof why, "%s", job->why);
     pthread_mutex_unlock(&pool->mu);
-    if (rc != 0 && cancelled)
-        ksv_err_set(&err, 499, "storage %s: download cancelled (%s)", job->uri, why);
+    if (rc != 0 && cancelled) {
+        char shown[KSV_URI_SHOWN_MAX];
+        ksv_uri_redact(shown, sizeof shown, job->uri);
+        ksv_err_set(&err, 499, "storage %s: download cancelled (%s)", shown, why);
+    }
     job->done(job->user, job->id, rc, rc == 0 ? res : NULL, &err);
     free(res);
     job_free(job);
@@ -199,8 +203,10 @@ void ksv_fetch_pool_destroy(ksv_fetch_pool *pool)
     while (queued) {
         fetch_job *next = queued->next;
         ksv_err err;
+        char shown[KSV_URI_SHOWN_MAX];
+        ksv_uri_redact(shown, sizeof shown, queued->uri);
         ksv_err_set(&err, 499, "storage %s: download cancelled (the engine is shutting down)",
-                    queued->uri);
+                    shown);
         queued->done(queued->user, queued->id, -1, NULL, &err);
         job_free(queued);
         queued = next;
@@ -230,7 +236,9 @@ uint64_t ksv_fetch_submit(ksv_fetch_pool *pool, const char *uri, const char *sha
     if (pool->stop) {
         pthread_mutex_unlock(&pool->mu);
         job_free(job);
-        ksv_err_set(err, 503, "storage %s: the engine is shutting down", uri);
+        char shown[KSV_URI_SHOWN_MAX];
+        ksv_uri_redact(shown, sizeof shown, uri);
+        ksv_err_set(err, 503, "storage %s: the engine is shutting down", shown);
         return 0;
     }
     job->id = pool->next_id++;

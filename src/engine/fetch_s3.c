@@ -10,6 +10,7 @@
 
 #include "common/fileutil.h"
 #include "common/log.h"
+#include "common/uri_redact.h"
 #include "common/sha256.h"
 #include "common/strbuf.h"
 #include "engine/archive.h"
@@ -237,6 +238,9 @@ static int list_objects(const s3_config *c, const ksv_http_options *o, const cha
 int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
                  const ksv_fetch_ctl *ctl, ksv_err *err)
 {
+    /* Messages name the URI by its display form (uri_redact.h); it is parsed as given. */
+    char shown[KSV_URI_SHOWN_MAX];
+    ksv_uri_redact(shown, sizeof shown, uri);
     char bucket[64];
     const char *path = "";
     if (parse_uri(uri, bucket, sizeof bucket, &path, err) != 0)
@@ -244,7 +248,7 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
     s3_config *c = malloc(sizeof *c);
     if (!c)
         return ksv_err_set(err, 500, "out of memory");
-    if (load_config(c, uri, err) != 0) {
+    if (load_config(c, shown, err) != 0) {
         wipe_config(c);
         free(c);
         return -1;
@@ -261,7 +265,7 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
             hdrs[nh++] = c->token_header;
     }
     ksv_s3_list list = {0};
-    int rc = list_objects(c, &o, hdrs, uri, bucket, path, ctl, &list, err);
+    int rc = list_objects(c, &o, hdrs, shown, bucket, path, ctl, &list, err);
     /* Which listed objects to fetch: the key itself, else everything under PATH/. */
     size_t plen = strlen(path);
     bool folder = plen == 0 || path[plen - 1] == '/';
@@ -286,16 +290,16 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
         }
         const char *why = ksv_path_unsafe(rel);
         if (why)
-            rc = ksv_err_set(err, 400, "storage %s: object \"%.200s\": %s; refused", uri, key,
+            rc = ksv_err_set(err, 400, "storage %s: object \"%.200s\": %s; refused", shown, key,
                              why);
         total += (unsigned long long)list.v[i].size;
         wanted++;
         if (rc == 0 && total > cap)
             rc = ksv_err_set(err, 413, "storage %s: the objects add up to more than %llu bytes",
-                             uri, cap);
+                             shown, cap);
     }
     if (rc == 0 && wanted == 0)
-        rc = ksv_err_set(err, 404, "storage %s: no object at or under this key", uri);
+        rc = ksv_err_set(err, 404, "storage %s: no object at or under this key", shown);
     if (rc == 0)
         ksv_fetch_progress_expect(ctl, (long long)total, true);
     for (size_t i = 0; rc == 0 && i < list.n; i++) {
@@ -307,7 +311,7 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
                                    : key + plen + 1;
         char dest[PATH_MAX], partial[PATH_MAX], part_name[65];
         if ((size_t)snprintf(dest, sizeof dest, "%s/%s", staged, rel) >= sizeof dest) {
-            rc = ksv_err_set(err, 400, "storage %s: object \"%.200s\": path too long", uri, key);
+            rc = ksv_err_set(err, 400, "storage %s: object \"%.200s\": path too long", shown, key);
             break;
         }
         char *slash = strrchr(dest, '/');
@@ -324,10 +328,11 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
         ksv_sb_printf(&id, "%s\n%s\n%lld", url.data ? url.data : "", list.v[i].etag,
                       list.v[i].size);
         ksv_sha256_hex(id.data ? id.data : "", id.len, part_name);
-        char shown[1400];
-        snprintf(shown, sizeof shown, "s3://%s/%s", bucket, key);
+        char object_shown[1400];
+        snprintf(object_shown, sizeof object_shown, "s3://%s/%s", bucket, key);
         if (rc == 0 && ksv_cache_partial(cache, part_name, partial, sizeof partial, err) == 0) {
-            ksv_download d = {.url = url.data, .shown = shown, .http = &o, .headers = hdrs,
+            ksv_download d = {.url = url.data, .shown = object_shown, .http = &o,
+                              .headers = hdrs,
                               .partial = partial, .dest = dest,
                               .expect_size = list.v[i].size, .ctl = ctl,
                               .error_code = ksv_s3_error_code};
@@ -339,7 +344,7 @@ int ksv_fetch_s3(const char *uri, ksv_cache *cache, const char *staged,
         ksv_sb_free(&id);
     }
     if (rc == 0)
-        ksv_log(KSV_LOG_INFO, NULL, "storage %s: %zu object(s), %llu bytes", uri, wanted, total);
+        ksv_log(KSV_LOG_INFO, NULL, "storage %s: %zu object(s), %llu bytes", shown, wanted, total);
     ksv_s3_list_free(&list);
     wipe_config(c);
     free(c);

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common/field_limits.h"
+#include "common/uri_redact.h"
 #include "engine/autoscaler.h"
 #include "engine/batcher.h"
 #include "engine/runtime.h"
@@ -269,21 +270,30 @@ int ksv_model_spec_from_json(const char *name, json_object *body, ksv_model_spec
     return ksv_traffic_from_json(body, out, out->traffic, err);
 }
 
-void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev)
+/* A storage URI as given, or its display form. */
+static void uri_json(ksv_sb *sb, const char *uri, bool shown)
+{
+    char display[KSV_URI_SHOWN_MAX];
+    if (shown)
+        ksv_uri_redact(display, sizeof display, uri);
+    ksv_sb_json_str(sb, shown ? display : uri);
+}
+
+void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev, bool shown)
 {
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, rev->name);
     ksv_sb_puts(sb, ",\"runtime\":");
     ksv_sb_json_str(sb, rev->runtime);
     ksv_sb_puts(sb, ",\"storage_uri\":");
-    ksv_sb_json_str(sb, rev->storage_uri);
+    uri_json(sb, rev->storage_uri, shown);
     if (rev->sha256[0]) {
         ksv_sb_puts(sb, ",\"sha256\":");
         ksv_sb_json_str(sb, rev->sha256);
     }
     if (rev->pinned_uri[0]) {
         ksv_sb_puts(sb, ",\"pinned_storage_uri\":");
-        ksv_sb_json_str(sb, rev->pinned_uri);
+        uri_json(sb, rev->pinned_uri, shown);
     }
     if (rev->external[0]) {
         ksv_sb_puts(sb, ",\"external\":");
@@ -309,7 +319,7 @@ void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec)
     for (size_t i = 0; i < spec->n_revisions; i++) {
         if (i)
             ksv_sb_putc(sb, ',');
-        ksv_revision_spec_to_json(sb, &spec->revisions[i]);
+        ksv_revision_spec_to_json(sb, &spec->revisions[i], false);
     }
     ksv_sb_puts(sb, "],\"traffic\":{");
     for (size_t i = 0; i < spec->n_revisions; i++) {

@@ -95,9 +95,13 @@ int ksv_traffic_validate(const int *traffic, size_t n, ksv_err *err);
 void ksv_model_spec_standalone(ksv_model_spec *spec, const char *name, const char *uri,
                                const char *runtime);
 
-/* Writes the spec as the JSON object ksv_model_spec_from_json reads back. */
+/* Writes the spec as the JSON object ksv_model_spec_from_json reads back: the applied state
+ * the engine resumes from, with the storage URIs as given (a presigned URL's signature
+ * included: the state file is 0600 in the state dir, readable by the engine's user only). */
 void ksv_model_spec_to_json(ksv_sb *sb, const ksv_model_spec *spec);
-void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev);
+/* One revision's spec; shown: the storage URIs in their display form (uri_redact.h), for
+ * status documents, which reach the API, the CLI and ksv-top; not to be read back. */
+void ksv_revision_spec_to_json(ksv_sb *sb, const ksv_revision_spec *rev, bool shown);
 bool ksv_revision_spec_equal(const ksv_revision_spec *a, const ksv_revision_spec *b);
 
 #endif

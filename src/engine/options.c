@@ -44,7 +44,8 @@ void ksv_engine_usage(FILE *out)
         "                            fetch one model (s3://, gs://, hf://, http(s)://) into\n"
         "                            STATE_DIR/cache, print its local path and exit: serves\n"
         "                            nothing (ksv runs it for ksv.io/fetch: operator);\n"
-        "                            not on a serving engine's state dir\n"
+        "                            not on a serving engine's state dir; URI - reads it\n"
+        "                            from $KSV_FETCH_URI (a presigned URL stays out of ps)\n"
         "  --fetch-timeout SECS      longest a model download may take (default 3600)\n"
         "  --fetch-stall SECS        stop a download that moves under 1 KiB in this long\n"
         "                            (default 30)\n"
@@ -355,6 +356,13 @@ int ksv_engine_parse_options(int argc, char **argv, ksv_engine_options *opt, ksv
     }
     if (optind < argc)
         return ksv_err_set(err, 2, "unexpected argument: %s", argv[optind]);
+    if (opt->fetch_uri && strcmp(opt->fetch_uri, "-") == 0) {
+        /* The command line is every local user's to read (ps, /proc/PID/cmdline); the
+         * environment only the process owner's: a presigned URL's signature goes there. */
+        opt->fetch_uri = getenv("KSV_FETCH_URI");
+        if (!opt->fetch_uri || !*opt->fetch_uri)
+            return ksv_err_set(err, 2, "--fetch -: KSV_FETCH_URI is not set");
+    }
     if (opt->fetch_sha256 && !opt->fetch_uri)
         return ksv_err_set(err, 2, "--sha256 goes with --fetch URI");
     if (opt->fetch_uri && (opt->n_models || opt->model_dir))

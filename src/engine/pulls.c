@@ -10,13 +10,15 @@
 #include <string.h>
 
 #include "common/log.h"
+#include "common/uri_redact.h"
 
 typedef enum { PULL_RUNNING, PULL_DONE, PULL_FAILED } pull_state;
 
 typedef struct pull {
     struct ksv_pulls *owner;
     uint64_t id;
-    char uri[KSV_PULL_URI_MAX + 1];
+    char uri[KSV_PULL_URI_MAX + 1];  /* what is fetched */
+    char shown[KSV_URI_SHOWN_MAX];   /* its display form: logs and GET /ksv/v1/pulls */
     char sha256[65];
     char model[KSV_PULL_MODEL_MAX + 1];
     pull_state state;             /* guarded by the owner's mutex */
@@ -69,10 +71,10 @@ static void pull_done(void *user, uint64_t id, int rc, const ksv_fetch_result *r
         /* Nothing loads it now: the cache may evict it once a revision needs the room, as
          * with any tree that no loaded revision uses. */
         ksv_cache_unpin(p->cache, res->tree);
-        ksv_log(KSV_LOG_INFO, NULL, "pull %s: in the cache (%lld bytes)", pl->uri,
+        ksv_log(KSV_LOG_INFO, NULL, "pull %s: in the cache (%lld bytes)", pl->shown,
                 atomic_load(&pl->progress.bytes));
     } else {
-        ksv_log(KSV_LOG_WARN, NULL, "pull %s: %s", pl->uri, err ? err->msg : "failed");
+        ksv_log(KSV_LOG_WARN, NULL, "pull %s: %s", pl->shown, err ? err->msg : "failed");
     }
     pthread_mutex_lock(&p->mu);
     snprintf(pl->error, sizeof pl->error, "%s", rc == 0 ? "" : err ? err->msg : "failed");
@@ -93,7 +95,7 @@ static const char *state_name(const pull *pl)
 static void write_pull(const pull *pl, ksv_sb *sb)
 {
     ksv_sb_printf(sb, "{\"id\":%llu,\"storage_uri\":", (unsigned long long)pl->id);
-    ksv_sb_json_str(sb, pl->uri);
+    ksv_sb_json_str(sb, pl->shown);
     ksv_sb_puts(sb, ",\"sha256\":");
     ksv_sb_json_str(sb, pl->sha256);
     ksv_sb_puts(sb, ",\"model\":");
@@ -197,6 +199,7 @@ static int read_body(json_object *body, pull *pl, ksv_err *err)
         memcpy(pl->model, model, n + 1);
     }
     memcpy(pl->uri, uri, len + 1);
+    ksv_uri_redact(pl->shown, sizeof pl->shown, uri);
     return 0;
 }
 
@@ -261,7 +264,7 @@ int ksv_pulls_start(ksv_pulls *p, json_object *body, bool *created, ksv_sb *answ
         snprintf(pl->error, sizeof pl->error, "%s", why.msg);
     }
     write_pull(pl, answer);
-    ksv_log(KSV_LOG_INFO, NULL, "pull %s: started%s%s", pl->uri, pl->model[0] ? " for model " : "",
+    ksv_log(KSV_LOG_INFO, NULL, "pull %s: started%s%s", pl->shown, pl->model[0] ? " for model " : "",
             pl->model);
     pl->starting = false;
     pthread_mutex_unlock(&p->mu);

@@ -489,6 +489,10 @@ static void model_apply_traffic(ksv_registry *reg, ksv_engine_model *m)
 
 /* ------------------------------------------------------------------- persistence */
 
+/* The applied state keeps the storage URIs as given: the engine fetches from them again
+ * after a restart. That includes a presigned URL's signature, acceptable in a file the
+ * engine writes 0600 into its own state dir; every status document shows the display
+ * form instead (write_revision_state). */
 static void write_specs_json(ksv_registry *reg, ksv_sb *sb)
 {
     ksv_sb_puts(sb, "{\"version\":1,\"models\":[");
@@ -1834,7 +1838,7 @@ static void write_revision_state(ksv_sb *sb, const ksv_engine_revision *rev)
     ksv_sb_puts(sb, "{\"name\":");
     ksv_sb_json_str(sb, rev->spec.name);
     ksv_sb_puts(sb, ",\"spec\":");
-    ksv_revision_spec_to_json(sb, &rev->spec);
+    ksv_revision_spec_to_json(sb, &rev->spec, true);
     ksv_sb_printf(sb, ",\"state\":\"%s\",\"traffic\":%d,\"desired_traffic\":%d,"
                       "\"inflight\":%lld,\"load_seconds\":%.6f,\"reload_copy\":%s",
                   ksv_rev_state_name(rev->state), rev->traffic, rev->desired,

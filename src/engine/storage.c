@@ -17,6 +17,7 @@
 #include "common/log.h"
 #include "common/model_path.h"
 #include "common/sha256.h"
+#include "common/uri_redact.h"
 #include "engine/archive.h"
 #include "engine/fetch_http.h"
 #include "engine/fetch_hub.h"
@@ -32,17 +33,21 @@ static bool digest_matches(const char *expected, const char *actual)
 
 
 /* A plain http(s) file: model stores live outside ksv, so proxies from the environment
- * apply and redirects are followed (a few, never from https down to http). */
-static int fetch(const char *url, const char *path, const ksv_fetch_ctl *ctl, ksv_err *err)
+ * apply and redirects are followed (a few, never from https down to http). The URL is
+ * fetched as given; messages name it by its display form (a presigned query's signature,
+ * a password, stay out of logs and replies). */
+static int fetch(const char *url, const char *shown, const char *path,
+                 const ksv_fetch_ctl *ctl, ksv_err *err)
 {
     ksv_http_options o = {.max_redirects = 5, .proxy = KSV_HTTP_PROXY_ENV};
-    ksv_download d = {.url = url, .shown = url, .http = &o, .dest = path, .expect_size = -1,
+    ksv_download d = {.url = url, .shown = shown, .http = &o, .dest = path, .expect_size = -1,
                       .ctl = ctl};
     return ksv_download_file(&d, err);
 }
 
 /* The last path segment of a URL (before ? and #), the name the fetched file keeps. */
-static int url_file_name(const char *uri, char *name, size_t cap, ksv_err *err)
+static int url_file_name(const char *uri, const char *shown, char *name, size_t cap,
+                         ksv_err *err)
 {
     const char *end = uri + strcspn(uri, "?#");
     const char *start = end;
@@ -51,40 +56,41 @@ static int url_file_name(const char *uri, char *name, size_t cap, ksv_err *err)
     if ((size_t)(end - start) >= cap || end == start || start[-1] != '/' ||
         strstr(start - 3, "://") == start - 3)
         return ksv_err_set(err, 400, "storage %s: the URL must name a model file or an archive",
-                           uri);
+                           shown);
     memcpy(name, start, (size_t)(end - start));
     name[end - start] = '\0';
     if (strchr(name, '%') || strcmp(name, "..") == 0 || strcmp(name, ".") == 0)
         return ksv_err_set(err, 400, "storage %s: the URL must name a model file or an archive",
-                           uri);
+                           shown);
     return 0;
 }
 
 /* http(s): one file into the scratch folder; an archive is unpacked there instead. */
-static int stage_http(const char *uri, ksv_cache *cache, const char *staged, const char *sha256,
-                      const ksv_fetch_ctl *ctl, bool *checked, ksv_err *err)
+static int stage_http(const char *uri, const char *shown, ksv_cache *cache, const char *staged,
+                      const char *sha256, const ksv_fetch_ctl *ctl, bool *checked,
+                      ksv_err *err)
 {
     char name[256], path[PATH_MAX];
-    if (url_file_name(uri, name, sizeof name, err) != 0)
+    if (url_file_name(uri, shown, name, sizeof name, err) != 0)
         return -1;
     ksv_archive_kind kind = ksv_archive_kind_of(name);
     if (kind == KSV_ARCHIVE_NONE && !ctl->any_file && !ksv_model_file_name(name))
         return ksv_err_set(err, 400, "storage %s: the URL must name a .json, .ubj, .bst or "
                                      ".txt file, or a .tar, .tar.gz, .tgz or .zip archive",
-                           uri);
+                           shown);
     if (kind == KSV_ARCHIVE_NONE) {
         if ((size_t)snprintf(path, sizeof path, "%s/%s", staged, name) >= sizeof path)
-            return ksv_err_set(err, 400, "storage %s: path too long", uri);
-        return fetch(uri, path, ctl, err);
+            return ksv_err_set(err, 400, "storage %s: path too long", shown);
+        return fetch(uri, shown, path, ctl, err);
     }
     char scratch[PATH_MAX];
     if (ksv_cache_stage(cache, scratch, sizeof scratch, err) != 0)
         return -1;
     if ((size_t)snprintf(path, sizeof path, "%s/%s", scratch, name) >= sizeof path) {
         ksv_cache_discard(scratch);
-        return ksv_err_set(err, 400, "storage %s: path too long", uri);
+        return ksv_err_set(err, 400, "storage %s: path too long", shown);
     }
-    int rc = fetch(uri, path, ctl, err);
+    int rc = fetch(uri, shown, path, ctl, err);
     if (rc == 0 && sha256 && *sha256) {
         /* The digest asked for may be the archive's own. */
         char actual[65];
@@ -97,7 +103,7 @@ static int stage_http(const char *uri, ksv_cache *cache, const char *staged, con
             .max_entries = 100000,
             .cancel = ctl->cancel,
         };
-        rc = ksv_archive_extract(path, kind, staged, uri, &lim, err);
+        rc = ksv_archive_extract(path, kind, staged, shown, &lim, err);
     }
     ksv_cache_discard(scratch);
     return rc;
@@ -140,19 +146,24 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
     bool s3 = strncmp(uri, "s3://", 5) == 0, gs = strncmp(uri, "gs://", 5) == 0,
          hf = strncmp(uri, "hf://", 5) == 0;
     out->pinned[0] = '\0';
+    /* The URI itself is fetched and keys the cache (unchanged, so cached models stay
+     * found); every message names its display form. */
+    char shown[KSV_URI_SHOWN_MAX];
+    ksv_uri_redact(shown, sizeof shown, uri);
     if (!http && !s3 && !gs && !hf)
         return ksv_err_set(err, 400,
                            "storage %s: only file://, http(s)://, s3://, gs://, hf:// URIs and "
                            "local paths are served (copy the model to the node first)",
-                           uri);
+                           shown);
     if (!cache)
-        return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads", uri);
+        return ksv_err_set(err, 400, "storage %s: this engine has no cache for downloads",
+                           shown);
     if (sha256 && *sha256) {
         bool hex = strlen(sha256) == 64;
         for (size_t i = 0; hex && i < 64; i++)
             hex = isxdigit((unsigned char)sha256[i]) != 0;
         if (!hex)
-            return ksv_err_set(err, 400, "storage %s: sha256 must be 64 hex digits", uri);
+            return ksv_err_set(err, 400, "storage %s: sha256 must be 64 hex digits", shown);
     }
     char key[65];
     ksv_cache_key(uri, sha256, key);
@@ -165,7 +176,7 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
         bool checked = false;
         if (ksv_cache_stage(cache, staged, sizeof staged, err) != 0)
             return -1;
-        int rc = http ? stage_http(uri, cache, staged, sha256, ctl, &checked, err)
+        int rc = http ? stage_http(uri, shown, cache, staged, sha256, ctl, &checked, err)
                  : s3 ? ksv_fetch_s3(uri, cache, staged, ctl, err)
                  : gs ? ksv_fetch_gs(uri, staged, ctl, err)
                       : ksv_fetch_hf(uri, staged, ctl, out->pinned, sizeof out->pinned, err);
@@ -173,9 +184,10 @@ int ksv_storage_fetch(const char *uri, ksv_cache *cache, const char *sha256,
             ksv_cache_discard(staged);
             return -1;
         }
-        if (ksv_cache_commit(cache, staged, key, checked ? NULL : sha256, uri, &tree, err) != 0)
+        if (ksv_cache_commit(cache, staged, key, checked ? NULL : sha256, shown, &tree,
+                             err) != 0)
             return -1;
-        ksv_log(KSV_LOG_INFO, NULL, "fetched %s: %zu file(s), %llu bytes, cached as %.12s", uri,
+        ksv_log(KSV_LOG_INFO, NULL, "fetched %s: %zu file(s), %llu bytes, cached as %.12s", shown,
                 tree.files, (unsigned long long)tree.bytes, tree.id);
     } else {
         ksv_fetch_progress_expect(ctl, (long long)tree.bytes, true);

@@ -8,6 +8,8 @@
 
 #include <curl/curl.h>
 
+#include "common/uri_redact.h"
+
 typedef struct transfer {
     struct ksv_http_client *c;
     const ksv_http_call *req;
@@ -101,6 +103,10 @@ static char *join_credentials(const char *key, const char *secret)
 int ksv_http_client_new(const ksv_http_options *o, ksv_http_client **out, ksv_err *err)
 {
     *out = NULL;
+    if (o && o->max_reply == 0)
+        return ksv_err_set(err, 400, "HTTP client: max_reply is not set (name a cap: "
+                                     "KSV_HTTP_DEFAULT_MAX_REPLY, a size, or "
+                                     "KSV_HTTP_NO_REPLY_CAP)");
     if (ksv_http_global_init(err) != 0)
         return -1;
     ksv_http_client *c = calloc(1, sizeof *c);
@@ -110,7 +116,7 @@ int ksv_http_client_new(const ksv_http_options *o, ksv_http_client **out, ksv_er
         c->o = *o;
     c->o.headers = NULL;
     c->o.aws_sigv4 = c->o.aws_access_key = c->o.aws_secret_key = NULL;
-    if (c->o.max_reply == 0)
+    if (!o)
         c->o.max_reply = KSV_HTTP_DEFAULT_MAX_REPLY;
     static const char *const expect[] = {"Expect:", NULL};
     bool ok = (c->curl = curl_easy_init()) != NULL &&
@@ -147,9 +153,12 @@ void ksv_http_client_free(ksv_http_client *c)
     free(c);
 }
 
-void ksv_http_client_set_max_reply(ksv_http_client *c, size_t bytes)
+int ksv_http_client_set_max_reply(ksv_http_client *c, size_t bytes, ksv_err *err)
 {
-    c->o.max_reply = bytes > 0 ? bytes : KSV_HTTP_DEFAULT_MAX_REPLY;
+    if (bytes == 0)
+        return ksv_err_set(err, 400, "HTTP client: a reply cap of 0");
+    c->o.max_reply = bytes;
+    return 0;
 }
 
 /* ---- one transfer ---------------------------------------------------------------------- */
@@ -460,7 +469,10 @@ static int conclude(transfer *t, CURLcode rc, ksv_http_result *res, ksv_err *err
         res->failure = KSV_HTTP_E_CONNECT;
     snprintf(res->message, sizeof res->message, "%s",
              c->error[0] ? c->error : curl_easy_strerror(rc));
-    const char *url = t->req->url;
+    /* The message names the URL by its display form: a presigned query's signature or a
+     * password in it stays out of errors (uri_redact.h). */
+    char url[KSV_URI_SHOWN_MAX];
+    ksv_uri_redact(url, sizeof url, t->req->url);
     switch (res->failure) {
     case KSV_HTTP_E_TIMEOUT:
         return ksv_err_set(err, 504, "%s: %s", url, res->message);

@@ -16,7 +16,11 @@
  *   TLS           peer and host name verified (ca_file adds a CA bundle); only a model
  *                 store the operator marks S3_VERIFY_SSL=0 turns it off (tls_no_verify).
  *   reply caps    max_reply bounds a buffered reply and a streamed one; a larger answer
- *                 fails with KSV_HTTP_E_TOO_LARGE before or while it arrives.
+ *                 fails with KSV_HTTP_E_TOO_LARGE before or while it arrives. Every caller
+ *                 names its cap: KSV_HTTP_DEFAULT_MAX_REPLY for an API reply, its own for
+ *                 a download, KSV_HTTP_NO_REPLY_CAP where it bounds the bytes itself; 0 is
+ *                 refused (it once meant a silent 64 MiB default, and every model download
+ *                 over 64 MiB failed).
  *   headers       "Expect:" is always sent empty (no 1 s stall on a POST body). Header
  *                 lines are wiped from memory when freed: they may hold tokens.
  *   errors        a failure sets ksv_err to "URL: what went wrong" with a status (503
@@ -56,7 +60,11 @@ typedef enum ksv_http_proxy {
     KSV_HTTP_PROXY_ENV,       /* http_proxy, https_proxy, no_proxy as libcurl reads them */
 } ksv_http_proxy;
 
+/* A cap for replies read into memory (API answers, listings); also what a client made
+ * without options (o NULL) gets. */
 #define KSV_HTTP_DEFAULT_MAX_REPLY ((size_t)64 << 20)
+/* No cap: only for a caller that bounds what it keeps itself (a stream it counts). */
+#define KSV_HTTP_NO_REPLY_CAP SIZE_MAX
 
 typedef struct ksv_http_options {
     long timeout_ms;          /* whole request; 0: none (then set low_speed_*) */
@@ -65,7 +73,7 @@ typedef struct ksv_http_options {
     long low_speed_s;         /* ... for this many seconds (0: never) */
     int max_redirects;        /* 0: a redirect is returned as the answer, not followed */
     ksv_http_proxy proxy;
-    size_t max_reply;         /* reply body cap; 0: KSV_HTTP_DEFAULT_MAX_REPLY */
+    size_t max_reply;         /* reply body cap, required (see "reply caps"); 0 is refused */
     bool accept_encoding;     /* offer gzip/deflate/...; the reply arrives decoded */
     bool http1;               /* force HTTP/1.1 (one connection per handle, keep-alive) */
     bool tcp_nodelay;
@@ -133,8 +141,8 @@ typedef struct ksv_http_client ksv_http_client;
 /* One reusable connection with the given policies (copied; o may be NULL: defaults). */
 int ksv_http_client_new(const ksv_http_options *o, ksv_http_client **out, ksv_err *err);
 void ksv_http_client_free(ksv_http_client *c);
-/* Changes the reply cap of later requests (0: the default). */
-void ksv_http_client_set_max_reply(ksv_http_client *c, size_t bytes);
+/* Changes the reply cap of later requests; 0 is refused (400) and the cap stays. */
+int ksv_http_client_set_max_reply(ksv_http_client *c, size_t bytes, ksv_err *err);
 
 /* Buffered: *reply gets the body (NUL-terminated, reply->len without it; free with
  * ksv_sb_free), res the outcome. Returns 0 when an HTTP answer came (any status), -1 with

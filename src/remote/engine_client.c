@@ -116,10 +116,14 @@ const char *ksv_engine_client_base_url(const ksv_engine_client *c)
     return c->base_url;
 }
 
-void ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes)
+int ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes, ksv_err *err)
 {
+    if (c->http && ksv_http_client_set_max_reply(c->http, bytes, err) != 0)
+        return -1;
+    if (bytes == 0)
+        return ksv_err_set(err, 400, "engine client: a reply cap of 0");
     c->max_reply = bytes;
-    ksv_http_client_set_max_reply(c->http, bytes);
+    return 0;
 }
 
 long ksv_engine_client_connections_opened(const ksv_engine_client *c)

@@ -60,8 +60,9 @@ const char *ksv_engine_client_base_url(const ksv_engine_client *c);
 /* Changes the limit of each later call (<= 0: the default): a re-check that must not cost
  * a whole node timeout on an engine that stopped answering. */
 void ksv_engine_client_set_timeout(ksv_engine_client *c, long timeout_ms);
-/* Replies larger than this are refused (502). Default KSV_ENGINE_CLIENT_MAX_REPLY. */
-void ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes);
+/* Replies larger than this are refused (502). Default KSV_ENGINE_CLIENT_MAX_REPLY; 0 is
+ * refused (400) and the cap stays. */
+int ksv_engine_client_set_max_reply(ksv_engine_client *c, size_t bytes, ksv_err *err);
 /* How many TCP connections this client has opened so far (keep-alive keeps it at 1). */
 long ksv_engine_client_connections_opened(const ksv_engine_client *c);
 

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "common/clock.h"
+#include "common/uri_redact.h"
 #include "control/control.h"
 #include "tui/app.h"
 #include "tui/format.h"
@@ -435,9 +436,14 @@ static void draw_detail(tui_app *a, int top, int height)
     ksv_sb yaml;
     ksv_sb_init(&yaml);
     ksv_err err;
-    const char *uri = m->n_revs ? m->revs[m->n_revs - 1].storage_uri : NULL;
-    const char *text = ksv_console_spec_yaml(m->spec_json, uri, &yaml, &err) == 0 ? yaml.data
-                                                                               : m->spec_json;
+    /* Shown in its display form; the editor ('e') gets the real one, to apply it again. */
+    char uri[KSV_URI_SHOWN_MAX];
+    if (m->n_revs)
+        ksv_uri_redact(uri, sizeof uri, m->revs[m->n_revs - 1].storage_uri);
+    const char *text = ksv_console_spec_yaml(m->spec_json, m->n_revs ? uri : NULL, &yaml,
+                                             &err) == 0
+                           ? yaml.data
+                           : m->spec_json;
     while (text && *text && y < bottom) {
         const char *nl = strchr(text, '\n');
         size_t len = nl ? (size_t)(nl - text) : strlen(text);
