@@ -19,26 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "krng.h"
 #include "ktest.h"
 
 #define T0 1700000000000LL /* a realistic epoch in ms */
-
-typedef struct rng {
-    uint64_t state;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(rng *r)
-{
-    return ((double)(rng_next(r) >> 11) + 0.5) * 0x1p-53;
-}
 
 static double rng_lognormal(rng *r, double median, double sigma)
 {

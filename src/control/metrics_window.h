@@ -36,9 +36,13 @@
  *   - Totals: rates add up per series (sum of rates, so series scraped at different moments
  *     combine correctly); ratios are ratios of summed counts; quantiles are those of the
  *     merged window histograms.
- *   - Memory: each series keeps a ring of its last `capacity` scrapes (default 128: 60 s at
- *     1 s plus slack; scraping faster than window/capacity shortens the window actually
- *     seen, which span_ms shows). Histograms are stored sparse (non-zero buckets only).
+ *   - Memory: each series keeps its last `capacity` scrapes (default 128: 60 s at 1 s plus
+ *     slack; scraping faster than window/capacity shortens the window actually seen, which
+ *     span_ms shows). A run of identical consecutive scrapes (nothing answered, nothing
+ *     restarted) is kept as one entry with its first and last time and its count, the times
+ *     in between read from the node's own scrape times: an idle series costs one entry, and
+ *     every figure is the one the scrapes kept one by one would give. Rings grow on demand.
+ *     Histograms are stored sparse (non-zero buckets only).
  *     A series not scraped for KSV_MWIN_EVICT_MS is dropped; at most
  *     KSV_MWIN_MAX_SERIES_PER_NODE per node and KSV_MWIN_MAX_SERIES in all. Series are
  *     found by hash, and queries read only the selected model's (or node's) series, so a
@@ -121,6 +125,14 @@ typedef struct ksv_mwin ksv_mwin;
 /* capacity: scrapes kept per series, 2..65536 (0 for the default). */
 int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err);
 void ksv_mwin_free(ksv_mwin *w);
+
+/* Whether identical consecutive scrapes of a series share one entry (a run: first and last
+ * time and a count), true by default: an idle series then costs one entry. false keeps one
+ * entry per scrape, as before runs; tests compare the two, figure by figure. Set it before
+ * the first scrape. */
+void ksv_mwin_set_runs(ksv_mwin *w, bool runs);
+/* Entries all series hold now (a run is one), for tests of the window's memory. */
+size_t ksv_mwin_entry_count(const ksv_mwin *w);
 
 /* Records node's scrape taken at now_ms. 400: empty node, now_ms not after the node's
  * previous scrape, a (model, revision) twice, a code outside 100..999 or twice; nothing is
