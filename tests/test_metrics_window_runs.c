@@ -243,7 +243,8 @@ static void run_scenario(const scenario *sc)
     static const int64_t windows[] = {1, 700, 1000, 2500, 3300, KSV_MWIN_RATE_WINDOW_MS,
                                       17000, KSV_MWIN_LATENCY_WINDOW_MS, 600000};
     int64_t t = T0;
-    size_t restarts = 0, after_idle = 0, absent = 0, silent = 0;
+    size_t restarts = 0, after_idle = 0, absent = 0, silent = 0, repeats = 0;
+    char *last_doc[NODES] = {NULL};
     for (size_t k = 0; k < sc->scrapes; k++) {
         int64_t jitter = sc->step_ms / 3;
         t += sc->step_ms - jitter + (int64_t)rng_below(&r, (uint64_t)(2 * jitter + 1));
@@ -270,13 +271,24 @@ static void run_scenario(const scenario *sc)
             char *json = document(fakes[n], present, REVS);
             ksv_scrape s;
             int rc = ksv_scrape_parse_histograms_json(json, strlen(json), &s, &err);
-            free(json);
+            /* The same document as the node's last one: the window with runs gets it as a
+             * repeat, as a console does when the engine answers 304. */
+            int ra = 1;
+            if (rc == 0 && last_doc[n] && strcmp(last_doc[n], json) == 0) {
+                ra = ksv_mwin_add_repeat(runs, nodes[n], t, &err);
+                repeats += ra == 0;
+            }
+            free(last_doc[n]);
+            last_doc[n] = json;
             if (rc != 0) {
                 KT_FAIL("%s: the engine document is refused: %s", sc->name, err.msg);
                 break;
             }
-            int ra = ksv_mwin_add_scrape(runs, nodes[n], t, &s, &err);
+            if (ra == 1)
+                ra = ksv_mwin_add_scrape(runs, nodes[n], t, &s, &err);
             int rb = ksv_mwin_add_scrape(plain, nodes[n], t, &s, &err);
+            KT_CHECK(ksv_mwin_add_repeat(plain, nodes[n], t + 1, &err) == 1,
+                     "no repeats without runs");
             ksv_scrape_free(&s);
             if (ra != 0 || rb != 0) {
                 KT_FAIL("%s: add_scrape: %s", sc->name, err.msg);
@@ -312,11 +324,14 @@ static void run_scenario(const scenario *sc)
             ksv_mwin_forget_node(plain, nodes[1]);
         }
     }
+    for (int n = 0; n < NODES; n++)
+        free(last_doc[n]);
+    KT_CHECK(repeats > 0, "%s: some scrapes were repeats (%zu)", sc->name, repeats);
     size_t e_runs = ksv_mwin_entry_count(runs), e_plain = ksv_mwin_entry_count(plain);
     printf("%s: %zu scrapes x %d nodes, %zu restarts (%zu after an idle stretch), %zu "
-           "revisions missing, %zu nodes silent; entries %zu with runs, %zu without\n",
-           sc->name, sc->scrapes, NODES, restarts, after_idle, absent, silent, e_runs,
-           e_plain);
+           "revisions missing, %zu nodes silent, %zu repeats; entries %zu with runs, %zu "
+           "without\n", sc->name, sc->scrapes, NODES, restarts, after_idle, absent, silent,
+           repeats, e_runs, e_plain);
     KT_CHECK(e_runs < e_plain, "%s: runs hold fewer entries (%zu, %zu)", sc->name, e_runs,
              e_plain);
     for (int n = 0; n < NODES; n++)

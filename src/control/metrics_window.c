@@ -3,6 +3,7 @@
 #include "control/metrics_window.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,6 +130,45 @@ int ksv_scrape_copy(const ksv_scrape *src, ksv_scrape *dst, ksv_err *err)
         }
     }
     return 0;
+}
+
+struct ksv_scrape_shared {
+    atomic_int refs;
+    ksv_scrape s;
+};
+
+ksv_scrape_shared *ksv_scrape_share(ksv_scrape *s)
+{
+    ksv_scrape_shared *p = malloc(sizeof *p);
+    if (!p) {
+        ksv_scrape_free(s);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->s = *s;
+    s->revs = NULL;
+    s->n = 0;
+    return p;
+}
+
+ksv_scrape_shared *ksv_scrape_shared_ref(ksv_scrape_shared *p)
+{
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    return p;
+}
+
+void ksv_scrape_shared_unref(ksv_scrape_shared *p)
+{
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
+        ksv_scrape_free(&p->s);
+        free(p);
+    }
+}
+
+const ksv_scrape *ksv_scrape_shared_get(const ksv_scrape_shared *p)
+{
+    return &p->s;
 }
 
 /* "model\0revision": names are C strings, so the NUL keeps the pair unambiguous. */
@@ -410,6 +450,9 @@ typedef struct series {
     size_t head;      /* oldest entry */
     size_t n;         /* entries */
     size_t scrapes;   /* scrapes the entries stand for, <= the window's capacity */
+    uint64_t stamp;   /* the last scrape that listed it (lookup_series) */
+    bool generative;  /* some scrape carried token counters or a TTFT histogram: only such
+                       * series take part in ksv_mwin_llm, which then skips the others */
     ksv_code_count *last_codes; /* the newest scrape's codes, to detect resets */
     size_t n_last_codes;
     size_t cap_last_codes;
@@ -436,6 +479,12 @@ typedef struct node_time {
     uint64_t t_seq0;
     uint64_t next_seq; /* the number the node's next scrape gets */
     size_t t_trim_at;  /* t_n past which the unneeded oldest times are dropped */
+    /* The series the node's last scrape listed, in its order, for ksv_mwin_add_repeat;
+     * listed_ok false when that scrape was refused or recorded in part, or one of the
+     * node's series was dropped since. */
+    struct series **listed;
+    size_t n_listed;
+    bool listed_ok;
 } node_time;
 
 struct ksv_mwin {
@@ -451,6 +500,7 @@ struct ksv_mwin {
     size_t n_nodes;
     size_t cap_nodes;
     int64_t last_evict_ms;
+    uint64_t stamp;               /* lookup_series' mark, one per scrape */
 };
 
 /* Evictions look at every series: at most once a second of scrape time. */
@@ -621,6 +671,7 @@ static void node_time_free(node_time *nt)
     if (!nt)
         return;
     free(nt->series.items);
+    free(nt->listed);
     free(nt->times);
     free(nt->node);
     free(nt);
@@ -754,12 +805,16 @@ static void unlink_series(ksv_mwin *w, series *s)
         }
     }
     node_time *nt = find_node(w, s->node);
-    if (nt)
+    if (nt) {
         group_remove(&nt->series, s);
+        nt->listed_ok = false;
+    }
     series_free(s);
 }
 
-static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_ms)
+/* Removes node's series, or (node NULL) those not scraped since older_than_ms; returns
+ * how many. */
+static size_t remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_ms)
 {
     size_t kept = 0;
     for (size_t i = 0; i < w->n_series; i++) {
@@ -771,7 +826,9 @@ static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_m
         else
             w->series[kept++] = s;
     }
+    size_t removed = w->n_series - kept;
     w->n_series = kept;
+    return removed;
 }
 
 void ksv_mwin_forget_node(ksv_mwin *w, const char *node)
@@ -812,7 +869,41 @@ static int validate_scrape(const ksv_scrape *s, ksv_err *err)
             seen[code / 8] |= (unsigned char)(1u << (code % 8));
         }
     }
-    return check_unique(s, err);
+    return 0;
+}
+
+/* Each scrape's series, looked up once (found[i]: NULL for a new one), and each
+ * (model, revision) listed once: a series already known is marked with the scrape's stamp
+ * when met, so a second mention is found without building a map of every name (which cost
+ * a console an allocation per series per node per second); only new ones are checked by
+ * name. */
+static int lookup_series(ksv_mwin *w, const char *node, const ksv_scrape *s, series **found,
+                         size_t *new_series, ksv_err *err)
+{
+    uint64_t stamp = ++w->stamp;
+    *new_series = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const ksv_scrape_rev *r = &s->revs[i];
+        series *se = found[i] = find_series(w, node, r->model, r->revision);
+        if (!se) {
+            (*new_series)++;
+        } else if (se->stamp == stamp) {
+            return ksv_err_set(err, 400, "scrape lists %s/%s twice", r->model, r->revision);
+        } else {
+            se->stamp = stamp;
+        }
+    }
+    if (*new_series < 2)
+        return 0;
+    ksv_scrape fresh = {calloc(*new_series, sizeof *fresh.revs), 0};
+    if (!fresh.revs)
+        return ksv_err_set(err, 500, "out of memory");
+    for (size_t i = 0; i < s->n; i++)
+        if (!found[i])
+            fresh.revs[fresh.n++] = s->revs[i]; /* borrowed names, not freed here */
+    int rc = check_unique(&fresh, err);
+    free(fresh.revs);
+    return rc;
 }
 
 /* Fills a stored histogram from a scraped one (NULL: the scrape had none): prev's block
@@ -968,6 +1059,7 @@ static int record(ksv_mwin *w, series *s, uint64_t seq, int64_t now_ms,
         e->generation_tokens = r->generation_tokens;
     }
     s->scrapes++;
+    s->generative = s->generative || r->has_tokens || r->ttft;
     if (r->n_codes > s->cap_last_codes) {
         ksv_code_count *grown = realloc(s->last_codes, r->n_codes * sizeof *grown);
         if (!grown)
@@ -1010,6 +1102,9 @@ static int node_time_add(const ksv_mwin *w, node_time *nt, int64_t now_ms, uint6
     return 0;
 }
 
+static int add_found(ksv_mwin *w, const char *node, node_time *nt, int64_t now_ms,
+                     const ksv_scrape *s, series **found, size_t new_series, ksv_err *err);
+
 int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv_scrape *s,
                         ksv_err *err)
 {
@@ -1021,13 +1116,35 @@ int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv
                            "one (%lld)", node, (long long)now_ms, (long long)nt->last_ms);
     if (validate_scrape(s, err) < 0)
         return -1;
+    series **found = malloc((s->n ? s->n : 1) * sizeof *found);
+    if (!found)
+        return ksv_err_set(err, 500, "out of memory");
+    size_t new_series;
+    if (lookup_series(w, node, s, found, &new_series, err) < 0) {
+        free(found);
+        return -1;
+    }
+    /* Evictions after the checks (a refused scrape changes nothing); what they removed may
+     * be among the series just found. */
     if (now_ms - w->last_evict_ms >= EVICT_EVERY_MS || now_ms < w->last_evict_ms) {
-        remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+        if (remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS) > 0) {
+            new_series = 0;
+            for (size_t i = 0; i < s->n; i++) {
+                found[i] = find_series(w, node, s->revs[i].model, s->revs[i].revision);
+                new_series += !found[i];
+            }
+        }
         w->last_evict_ms = now_ms;
     }
-    size_t new_series = 0;
-    for (size_t i = 0; i < s->n; i++)
-        new_series += find_series(w, node, s->revs[i].model, s->revs[i].revision) == NULL;
+    int rc = add_found(w, node, nt, now_ms, s, found, new_series, err);
+    free(found);
+    return rc;
+}
+
+/* ksv_mwin_add_scrape once the scrape is checked and its series looked up. */
+static int add_found(ksv_mwin *w, const char *node, node_time *nt, int64_t now_ms,
+                     const ksv_scrape *s, series **found, size_t new_series, ksv_err *err)
+{
     size_t have = nt ? nt->series.n : 0;
     if (have + new_series > KSV_MWIN_MAX_SERIES_PER_NODE)
         return ksv_err_set(err, 413, "node %s: %zu series; ksv keeps at most %d per node "
@@ -1054,17 +1171,60 @@ int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv
         w->nodes[w->n_nodes++] = nt;
     }
     nt->last_ms = now_ms;
+    nt->listed_ok = false;
     uint64_t seq;
     if (node_time_add(w, nt, now_ms, &seq) < 0)
         return ksv_err_set(err, 500, "out of memory");
     for (size_t i = 0; i < s->n; i++) {
         const ksv_scrape_rev *r = &s->revs[i];
-        series *se = find_series(w, node, r->model, r->revision);
+        series *se = found[i];
         if (!se)
-            se = add_series(w, nt, r->model, r->revision);
+            se = found[i] = add_series(w, nt, r->model, r->revision);
         if (!se || record(w, se, seq, now_ms, r) < 0)
             return ksv_err_set(err, 500, "out of memory recording %s/%s", r->model,
                                r->revision);
+    }
+    series **listed = realloc(nt->listed, (s->n ? s->n : 1) * sizeof *listed);
+    if (listed) { /* else no repeats for this node: its scrapes are read whole */
+        memcpy(listed, found, s->n * sizeof *listed);
+        nt->listed = listed;
+        nt->n_listed = s->n;
+        nt->listed_ok = true;
+    }
+    return 0;
+}
+
+int ksv_mwin_add_repeat(ksv_mwin *w, const char *node, int64_t now_ms, ksv_err *err)
+{
+    if (!node || !*node)
+        return ksv_err_set(err, 400, "a scrape needs a node name");
+    node_time *nt = find_node(w, node);
+    if (!nt || !w->runs || !nt->listed_ok)
+        return 1;
+    if (now_ms <= nt->last_ms)
+        return ksv_err_set(err, 400, "node %s: scrape time %lld is not after the previous "
+                           "one (%lld)", node, (long long)now_ms, (long long)nt->last_ms);
+    if (now_ms - w->last_evict_ms >= EVICT_EVERY_MS || now_ms < w->last_evict_ms) {
+        remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+        w->last_evict_ms = now_ms;
+        if (!nt->listed_ok) /* one of them went: the whole scrape is needed */
+            return 1;
+    }
+    uint64_t seq;
+    if (node_time_add(w, nt, now_ms, &seq) < 0)
+        return ksv_err_set(err, 500, "out of memory");
+    nt->last_ms = now_ms;
+    /* What record() does with a scrape equal to the previous one: no reset (nothing went
+     * back), and the same values extend the run that ended with the node's previous
+     * scrape, which listed every one of these series. */
+    for (size_t i = 0; i < nt->n_listed; i++) {
+        series *s = nt->listed[i];
+        if (s->scrapes == w->capacity)
+            drop_oldest(s);
+        entry *e = entry_at(s, s->n - 1);
+        e->count++;
+        e->t_ms = now_ms;
+        s->scrapes++;
     }
     return 0;
 }
@@ -1262,13 +1422,18 @@ static const stored_hist *hist_of(const entry *e, hist_kind kind)
     return kind == HIST_TTFT ? &e->ttft : &e->lat;
 }
 
+/* The merged window histogram of the selection; *span_ms (may be NULL) the longest span
+ * any matching series' scrapes in the window cover, histograms or not (the latency's
+ * span_ms), found in the same walk. */
 static int window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
                        int64_t window_ms, hist_kind kind, ksv_hist_snap *out,
-                       size_t *n_series, ksv_err *err)
+                       size_t *n_series, int64_t *span_ms, ksv_err *err)
 {
     ksv_hist_snap_clear(out);
     if (n_series)
         *n_series = 0;
+    if (span_ms)
+        *span_ms = 0;
     if (window_ms <= 0)
         return ksv_err_set(err, 400, "window must be positive, not %lld ms",
                            (long long)window_ms);
@@ -1277,8 +1442,12 @@ static int window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_m
     for (size_t i = 0; i < n_cand; i++) {
         const series *s = cand[i];
         pos lo, hi;
-        if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi))
+        /* TTFT: a series that never carried one adds nothing and counts for nothing. */
+        if ((kind == HIST_TTFT && !s->generative) || !matches(s, sel) ||
+            !window_range(s, now_ms, window_ms, &lo, &hi))
             continue;
+        if (span_ms && pos_time(s, hi) - pos_time(s, lo) > *span_ms)
+            *span_ms = pos_time(s, hi) - pos_time(s, lo);
         /* Walk the window's scrapes; a segment runs from a baseline (the first histogram
          * scrape, or zero after a restart) to the last histogram scrape before the next
          * restart. Scrapes without a histogram only mark restarts. A run is its scrapes in
@@ -1323,7 +1492,7 @@ int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now
                          int64_t window_ms, ksv_hist_snap *out, size_t *n_series,
                          ksv_err *err)
 {
-    return window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, out, n_series, err);
+    return window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, out, n_series, NULL, err);
 }
 
 int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
@@ -1335,7 +1504,8 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     if (!acc)
         return ksv_err_set(err, 500, "out of memory");
     size_t n_series = 0;
-    int rc = ksv_mwin_window_hist(w, sel, now_ms, window_ms, acc, &n_series, err);
+    int64_t span = 0;
+    int rc = window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, acc, &n_series, &span, err);
     if (rc == 0 && n_series) {
         out->has_data = true;
         out->series = n_series;
@@ -1346,17 +1516,7 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
             out->p50_s = ksv_hist_quantile(acc, 0.5);
             out->p99_s = ksv_hist_quantile(acc, 0.99);
         }
-        size_t n_cand;
-        series *const *cand = candidates(w, sel, &n_cand);
-        for (size_t i = 0; i < n_cand; i++) {
-            pos lo, hi;
-            const series *s = cand[i];
-            if (matches(s, sel) && window_range(s, now_ms, window_ms, &lo, &hi)) {
-                int64_t span = pos_time(s, hi) - pos_time(s, lo);
-                if (span > out->span_ms)
-                    out->span_ms = span;
-            }
-        }
+        out->span_ms = span;
     }
     free(acc);
     return rc;
@@ -1414,7 +1574,8 @@ int ksv_mwin_llm(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
         pos lo, hi;
         uint64_t prompt, generated;
         int64_t span;
-        if (!matches(s, sel) || !window_range(s, now_ms, rate_window_ms, &lo, &hi) ||
+        if (!s->generative || !matches(s, sel) ||
+            !window_range(s, now_ms, rate_window_ms, &lo, &hi) ||
             !token_increase(s, lo, hi, &prompt, &generated, &span))
             continue;
         out->has_data = true;
@@ -1428,7 +1589,8 @@ int ksv_mwin_llm(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     if (!acc)
         return ksv_err_set(err, 500, "out of memory");
     size_t n_series = 0;
-    int rc = window_hist(w, sel, now_ms, latency_window_ms, HIST_TTFT, acc, &n_series, err);
+    int rc = window_hist(w, sel, now_ms, latency_window_ms, HIST_TTFT, acc, &n_series, NULL,
+                         err);
     if (rc == 0 && n_series && acc->count) {
         out->ttft_count = acc->count;
         out->ttft_p50_s = ksv_hist_quantile(acc, 0.5);

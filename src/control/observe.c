@@ -286,7 +286,7 @@ typedef struct probe_cache {
     ksv_probe_pull *pulls;
     size_t n_pulls;
     char hist_etag[KSV_ENGINE_ETAG_MAX];   /* "" when nothing is cached */
-    ksv_scrape scrape;
+    ksv_scrape_shared *scrape;             /* a reference; NULL when nothing is cached */
     ksv_engine_node_info info;             /* GET /ksv/v1/node, as of info_ms */
     bool have_info;
     double info_ms;                        /* monotonic */
@@ -312,7 +312,8 @@ static void probe_cache_clear_state(probe_cache *pc)
 
 static void probe_cache_clear_hist(probe_cache *pc)
 {
-    ksv_scrape_free(&pc->scrape);
+    ksv_scrape_shared_unref(pc->scrape);
+    pc->scrape = NULL;
     pc->hist_etag[0] = '\0';
 }
 
@@ -384,10 +385,16 @@ static bool probe_histograms(ksv_engine_client *client, probe_cache *pc, ksv_nod
     int rc = pc ? ksv_engine_client_get_if_changed(client, "/ksv/v1/histograms", pc->hist_etag,
                                                    sizeof pc->hist_etag, &text, &len, fe)
                 : ksv_engine_client_get_histograms_text(client, &text, &len, fe);
-    if (rc == 0 && pc && !text) /* unchanged */
-        rc = ksv_scrape_copy(&pc->scrape, &out->scrape, fe);
-    else if (rc == 0)
-        rc = ksv_scrape_parse_histograms_json(text, len, &out->scrape, fe);
+    if (rc == 0 && pc && !text) { /* unchanged: the cached scrape, shared */
+        out->scrape = ksv_scrape_shared_ref(pc->scrape);
+        if (!out->scrape)
+            rc = ksv_err_set(fe, 502, "the engine said unchanged, but nothing is cached");
+    } else if (rc == 0) {
+        ksv_scrape parsed;
+        rc = ksv_scrape_parse_histograms_json(text, len, &parsed, fe);
+        if (rc == 0 && !(out->scrape = ksv_scrape_share(&parsed)))
+            rc = ksv_err_set(fe, 500, "out of memory");
+    }
     free(text);
     if (pc && rc != 0) {
         probe_cache_clear_hist(pc);
@@ -395,8 +402,8 @@ static bool probe_histograms(ksv_engine_client *client, probe_cache *pc, ksv_nod
         char etag[KSV_ENGINE_ETAG_MAX];
         snprintf(etag, sizeof etag, "%s", pc->hist_etag);
         probe_cache_clear_hist(pc);
-        if (ksv_scrape_copy(&out->scrape, &pc->scrape, fe) == 0)
-            snprintf(pc->hist_etag, sizeof pc->hist_etag, "%s", etag);
+        pc->scrape = ksv_scrape_shared_ref(out->scrape);
+        snprintf(pc->hist_etag, sizeof pc->hist_etag, "%s", etag);
     }
     return rc == 0;
 }
@@ -586,8 +593,7 @@ void ksv_node_probe_free(ksv_node_probe *p)
     free(p->errors);
     free(p->runtime_logs);
     free(p->pulls);
-    if (p->has_scrape)
-        ksv_scrape_free(&p->scrape);
+    ksv_scrape_shared_unref(p->scrape);
     memset(p, 0, sizeof *p);
 }
 

@@ -62,7 +62,8 @@ static int scrape_all(ksv_ctl *ctl, char *const *nodes, size_t n, ksv_mwin *w, k
                                             p.error)
                  : !p.has_scrape ? ksv_err_set(err, 502, "node %s: no figures: %s", nodes[i],
                                                p.figures_error)
-                                 : ksv_mwin_add_scrape(w, nodes[i], p.at_ms, &p.scrape, err);
+                                 : ksv_mwin_add_scrape(w, nodes[i], p.at_ms,
+                                                       ksv_scrape_shared_get(p.scrape), err);
         ksv_node_probe_free(&p);
         if (rc != 0)
             return -1;
