@@ -329,6 +329,18 @@ static void *copy_array(const void *src, size_t n, size_t size, bool *ok)
     return p;
 }
 
+/* The cached state as the probe's (the engine said it is still its state). */
+static void state_from_cache(const probe_cache *pc, ksv_node_probe *out)
+{
+    bool ok = true;
+    out->revs = copy_array(pc->revs, pc->n_revs, sizeof *pc->revs, &ok);
+    out->gates = copy_array(pc->gates, pc->n_gates, sizeof *pc->gates, &ok);
+    out->pulls = copy_array(pc->pulls, pc->n_pulls, sizeof *pc->pulls, &ok);
+    out->n_revs = out->revs ? pc->n_revs : 0;
+    out->n_gates = out->gates ? pc->n_gates : 0;
+    out->n_pulls = out->pulls ? pc->n_pulls : 0;
+}
+
 /* State: through the cache when there is one (pc), else a whole GET every time. Returns
  * 0 unchanged (304), 1 a new answer, -1 none. */
 static int probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out)
@@ -349,12 +361,7 @@ static int probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_prob
     }
     bool ok = true;
     if (!root) { /* unchanged: the cached copy is the engine's state */
-        out->revs = copy_array(pc->revs, pc->n_revs, sizeof *pc->revs, &ok);
-        out->gates = copy_array(pc->gates, pc->n_gates, sizeof *pc->gates, &ok);
-        out->pulls = copy_array(pc->pulls, pc->n_pulls, sizeof *pc->pulls, &ok);
-        out->n_revs = out->revs ? pc->n_revs : 0;
-        out->n_gates = out->gates ? pc->n_gates : 0;
-        out->n_pulls = out->pulls ? pc->n_pulls : 0;
+        state_from_cache(pc, out);
         return 0;
     }
     probe_state_of(root, out);
@@ -376,14 +383,17 @@ static int probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_prob
 }
 
 /* Histograms into out->scrape, through the cache when there is one; false with fe set when
- * the node's figures cannot be read. */
+ * the node's figures cannot be read. told: the state's ETag the engine told with them ("",
+ * none), through the cache only. */
 static bool probe_histograms(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out,
-                             ksv_err *fe)
+                             char told[KSV_ENGINE_ETAG_MAX], ksv_err *fe)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = pc ? ksv_engine_client_get_if_changed(client, "/ksv/v1/histograms", pc->hist_etag,
-                                                   sizeof pc->hist_etag, &text, &len, fe)
+    told[0] = '\0';
+    int rc = pc ? ksv_engine_client_get_histograms_if_changed(
+                      client, pc->hist_etag, sizeof pc->hist_etag, &text, &len, told,
+                      KSV_ENGINE_ETAG_MAX, fe)
                 : ksv_engine_client_get_histograms_text(client, &text, &len, fe);
     if (rc == 0 && pc && !text) { /* unchanged: the cached scrape, shared */
         out->scrape = ksv_scrape_shared_ref(pc->scrape);
@@ -454,7 +464,25 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, probe
     double now = ksv_mono_ms();
     int state = -1; /* probe_state's answer, -1 until asked */
     bool reuse = pc && pc->have_info && now - pc->info_ms < NODE_INFO_EVERY_MS;
-    if (reuse) {
+    bool hist_done = false;
+    ksv_err fe;
+    ksv_err_clear(&fe);
+    char told[KSV_ENGINE_ETAG_MAX];
+    if (reuse && pc->state_etag[0]) {
+        /* The histograms first: they say the node answers, and the state's ETag they
+         * carry says whether the cached state is still the engine's, so a node where
+         * nothing but traffic changed costs one round trip, not two. An engine that does
+         * not tell it (older), or a new state, is asked for its state as before; no
+         * answer goes to the node's facts, whose failure is the node's error. */
+        hist_done = probe_histograms(client, pc, out, told, &fe);
+        if (hist_done && told[0] && strcmp(told, pc->state_etag) == 0) {
+            state_from_cache(pc, out);
+            state = 0;
+        } else if (hist_done) {
+            state = probe_state(client, pc, out);
+        }
+        reuse = state == 0;
+    } else if (reuse) {
         /* The state's conditional GET says the node answers; a new state (or no answer)
          * asks for the node's facts too, and no answer there is the node's error. */
         state = probe_state(client, pc, out);
@@ -488,9 +516,7 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, probe
         pg->mem_used = info.gpus[g].memory_used_bytes;
         pg->mem_total = info.gpus[g].memory_total_bytes;
     }
-    ksv_err fe;
-    ksv_err_clear(&fe);
-    if (probe_histograms(client, pc, out, &fe))
+    if (hist_done || probe_histograms(client, pc, out, told, &fe))
         out->has_scrape = true;
     else /* the node answers, but its figures cannot be shown: say why, on screen */
         snprintf(out->figures_error, sizeof out->figures_error, "%.250s", fe.msg);
