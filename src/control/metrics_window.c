@@ -80,58 +80,6 @@ void ksv_scrape_free(ksv_scrape *s)
     s->n = 0;
 }
 
-static void *dup_bytes(const void *src, size_t n)
-{
-    void *p = malloc(n ? n : 1);
-    if (p && n)
-        memcpy(p, src, n);
-    return p;
-}
-
-/* A copy of h (NULL stays NULL); false when out of memory. */
-static bool copy_hist(const ksv_scrape_hist *h, ksv_scrape_hist **out)
-{
-    *out = NULL;
-    if (!h)
-        return true;
-    ksv_scrape_hist *c = calloc(1, sizeof *c);
-    if (!c)
-        return false;
-    c->idx = dup_bytes(h->idx, h->n * sizeof *h->idx);
-    c->cnt = dup_bytes(h->cnt, h->n * sizeof *h->cnt);
-    c->n = h->n;
-    c->sum_seconds = h->sum_seconds;
-    *out = c;
-    return c->idx && c->cnt;
-}
-
-int ksv_scrape_copy(const ksv_scrape *src, ksv_scrape *dst, ksv_err *err)
-{
-    dst->n = 0;
-    dst->revs = src->n ? calloc(src->n, sizeof *dst->revs) : NULL;
-    if (src->n && !dst->revs)
-        return ksv_err_set(err, 500, "out of memory");
-    for (size_t i = 0; i < src->n; i++) {
-        const ksv_scrape_rev *a = &src->revs[i];
-        ksv_scrape_rev *b = &dst->revs[dst->n++];
-        b->model = strdup(a->model);
-        b->revision = strdup(a->revision);
-        b->codes = dup_bytes(a->codes, a->n_codes * sizeof *a->codes);
-        b->n_codes = a->n_codes;
-        b->has_tokens = a->has_tokens;
-        b->prompt_tokens = a->prompt_tokens;
-        b->generation_tokens = a->generation_tokens;
-        bool ok = b->model && b->revision && b->codes;
-        ok = copy_hist(a->hist, &b->hist) && ok;
-        ok = copy_hist(a->ttft, &b->ttft) && ok;
-        if (!ok) {
-            ksv_scrape_free(dst);
-            return ksv_err_set(err, 500, "out of memory");
-        }
-    }
-    return 0;
-}
-
 struct ksv_scrape_shared {
     atomic_int refs;
     ksv_scrape s;

@@ -113,9 +113,6 @@ int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *o
                                      ksv_err *err);
 /* Rates-only scrape from a parsed /metrics (hist NULL for every revision). */
 int ksv_scrape_from_prom(const ksv_prom_rev_list *list, ksv_scrape *out, ksv_err *err);
-/* A deep copy of src into dst (a console keeps a node's last scrape and reuses it while the
- * engine answers "unchanged"). 500 when out of memory, dst then empty. */
-int ksv_scrape_copy(const ksv_scrape *src, ksv_scrape *dst, ksv_err *err);
 void ksv_scrape_free(ksv_scrape *s);
 
 /* A scrape several holders read and none changes: a console's probe link keeps the node's

@@ -275,8 +275,9 @@ static void probe_runtime_logs(ksv_engine_client *client, const char *model, ksv
 }
 
 /* A node's last state and histograms as parsed, with the engine's ETags for them: while
- * the engine answers 304 (nothing changed) a probe copies these instead of transferring
- * and parsing the answers again, which was most of a console's cost per node. */
+ * the engine answers 304 (nothing changed) a probe copies the state and shares the scrape
+ * instead of transferring and parsing the answers again, which was most of a console's
+ * cost per node. */
 typedef struct probe_cache {
     char state_etag[KSV_ENGINE_ETAG_MAX];  /* "" when nothing is cached */
     ksv_probe_rev *revs;
