@@ -168,6 +168,24 @@ check(st == 200 and series and series[0]["histogram"]["count"] >= 8500 and
 st, _, node = eng.request("GET", "/ksv/v1/node", admin=True)
 check(st == 200 and node["version"] and node["threads"] == 2 and "load" in node, "node info")
 
+# The histograms tell the state's ETag (X-Ksv-State-ETag), the one GET /ksv/v1/state
+# answers with, on a 200 and on a 304 alike; a change of the state changes it.
+_, sh, _ = eng.request("GET", "/ksv/v1/state", admin=True)
+st, hh, _ = eng.request("GET", "/ksv/v1/histograms", admin=True)
+check(st == 200 and sh.get("etag") and hh.get("x-ksv-state-etag") == sh["etag"],
+      "the histograms carry the state's ETag (%s, %s)" % (hh.get("x-ksv-state-etag"), sh.get("etag")))
+st, h304, body = eng.request("GET", "/ksv/v1/histograms", admin=True,
+                             headers={"If-None-Match": hh["etag"]})
+check(st == 304 and not body and h304.get("x-ksv-state-etag") == sh["etag"],
+      "and so does the histograms' 304 (%d)" % st)
+eng.request("PUT", "/ksv/v1/models/fraud", {"revisions": [rev("fraud-00001", model_path("fraud"))]},
+            admin=True)
+eng.wait_applied("fraud")
+_, sh2, _ = eng.request("GET", "/ksv/v1/state", admin=True)
+_, hh2, _ = eng.request("GET", "/ksv/v1/histograms", admin=True, headers={"If-None-Match": hh["etag"]})
+check(sh2["etag"] != sh["etag"] and hh2.get("x-ksv-state-etag") == sh2["etag"],
+      "a new state: the histograms tell its new ETag")
+
 # Applied state survives kill -9: restore the last good spec first.
 spec = {"revisions": [rev("churn-00001", V1), rev("churn-00002", V2)],
         "traffic": {"churn-00001": 70, "churn-00002": 30}, "rollback_window_s": 30}

@@ -8,7 +8,8 @@ promoted, and wave 3's after wave 2's. A bad revision's gate fails at wave 1: ex
 the wave, rolled back, and no engine serves it. An apply killed after its first wave, run
 again with the same file, resumes at the wave it stopped at (history: one plan, one row
 per wave, a wave-resume row) and ends with every engine on the new revision: for the gated
-model and for a second one whose waves only soak."""
+model and for a second one whose waves only soak. `ksv reconcile` of the interrupted rollout
+pushes to wave 1's node only and reports the others as left for the apply to resume."""
 import http.client
 import json
 import signal
@@ -158,6 +159,16 @@ try:
             time.sleep(0.2)
         p.communicate(timeout=30)
         check(killed, "the apply was killed after wave 1 of %s" % rev)
+        # A reconcile meanwhile (or ksv-top catching a node up) keeps to the waves: wave 1's
+        # node keeps the new revision, the nodes the waves have not reached are left alone.
+        rc, out, err = fleet.ksv("--timeout", "60", "reconcile", model, timeout=200)
+        now = fleet.serving(model)
+        reached = [n for n in WAVES[0] if rev in (now.get(n) or {})]
+        late = [n for n in WAVES[2] if rev in (now.get(n) or {})]
+        left = [n for n in WAVES[1] + WAVES[2] if "node %s: ok: left as it is" % n in out]
+        check(rc == 0 and reached == WAVES[0] and not late and left == WAVES[1] + WAVES[2],
+              "ksv reconcile of the unfinished %s: wave 1 reconciled, waves 2 and 3 left for the "
+              "apply (late %s, left %s; %s)" % (rev, late, left, (out + err).strip()[-300:]))
         rc, out, err = fleet.ksv("--timeout", "120", "apply", "-f", path, timeout=400)
         check(rc == 0, "the same apply again resumes %s and ends (%s)" % (model, err.strip()[-400:]))
         rows = [h for h in ksv_rows(model) if rev in (h["new"] or "")]

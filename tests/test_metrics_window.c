@@ -19,26 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "krng.h"
 #include "ktest.h"
 
 #define T0 1700000000000LL /* a realistic epoch in ms */
-
-typedef struct rng {
-    uint64_t state;
-} rng;
-
-static uint64_t rng_next(rng *r)
-{
-    uint64_t z = (r->state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-static double rng_unit(rng *r)
-{
-    return ((double)(rng_next(r) >> 11) + 0.5) * 0x1p-53;
-}
 
 static double rng_lognormal(rng *r, double median, double sigma)
 {
@@ -150,26 +134,6 @@ static char *histograms_json(fake_rev **revs, size_t n)
     return ksv_sb_steal(&sb, NULL);
 }
 
-/* Field by field, in separate memory (no pointer shared: each is freed on its own). */
-static bool scrapes_equal(const ksv_scrape *a, const ksv_scrape *b)
-{
-    if (a->n != b->n)
-        return false;
-    for (size_t i = 0; i < a->n; i++) {
-        const ksv_scrape_rev *x = &a->revs[i], *y = &b->revs[i];
-        if (strcmp(x->model, y->model) != 0 || strcmp(x->revision, y->revision) != 0 ||
-            x->model == y->model || x->n_codes != y->n_codes || !x->hist != !y->hist ||
-            memcmp(x->codes, y->codes, x->n_codes * sizeof *x->codes) != 0)
-            return false;
-        if (x->hist && (x->hist == y->hist || x->hist->n != y->hist->n ||
-                        x->hist->sum_seconds != y->hist->sum_seconds ||
-                        memcmp(x->hist->idx, y->hist->idx, x->hist->n * sizeof *x->hist->idx) ||
-                        memcmp(x->hist->cnt, y->hist->cnt, x->hist->n * sizeof *x->hist->cnt)))
-            return false;
-    }
-    return true;
-}
-
 static void scrape(ksv_mwin *w, const char *node, int64_t t, fake_rev **revs, size_t n)
 {
     char *json = histograms_json(revs, n);
@@ -178,15 +142,17 @@ static void scrape(ksv_mwin *w, const char *node, int64_t t, fake_rev **revs, si
     int rc = ksv_scrape_parse_histograms_json(json, strlen(json), &s, &err);
     KT_CHECK(rc == 0, "engine document refused: %s", err.msg);
     if (rc == 0) {
-        /* The window gets a copy, as a console's probe does while the engine answers 304:
-         * every figure checked below then comes through ksv_scrape_copy. */
-        ksv_scrape copy;
-        rc = ksv_scrape_copy(&s, &copy, &err);
-        KT_CHECK(rc == 0 && scrapes_equal(&s, &copy), "the copy is the scrape: %s", err.msg);
-        ksv_scrape_free(&s);
-        rc = rc == 0 ? ksv_mwin_add_scrape(w, node, t, &copy, &err) : -1;
+        /* The window reads it shared, as a console's probe holds it: every figure checked
+         * below then comes through ksv_scrape_share, which takes the parsed scrape whole. */
+        size_t n_revs = s.n;
+        ksv_scrape_shared *sh = ksv_scrape_share(&s);
+        KT_CHECK(sh && s.n == 0 && s.revs == NULL && ksv_scrape_shared_get(sh)->n == n_revs,
+                 "the shared scrape took the parsed one");
+        ksv_scrape_shared *again = ksv_scrape_shared_ref(sh);
+        ksv_scrape_shared_unref(sh); /* the second reference keeps it */
+        rc = again ? ksv_mwin_add_scrape(w, node, t, ksv_scrape_shared_get(again), &err) : -1;
         KT_CHECK(rc == 0, "add_scrape: %s", err.msg);
-        ksv_scrape_free(&copy);
+        ksv_scrape_shared_unref(again);
     }
     free(json);
 }

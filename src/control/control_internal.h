@@ -162,6 +162,15 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
  * and the wave to run next (0-based), 0 when there is none, -1 on error. */
 int ctl_waves_unfinished(ksv_ctl *ctl, const char *ref, char *stable, size_t stable_cap,
                          char *fresh, size_t fresh_cap, size_t *next_wave, ksv_err *err);
+/* For a reconcile of v's model: when a waved rollout of it is unfinished, the nodes its
+ * waves have not reached (the interrupted wave's and those after it) leave v (freed) and
+ * go to held as results that say so, and what says it in one line. A reconcile pushes
+ * the model's one desired state, the new revision's, which would take it to every node
+ * at once; advancing the waves (their soaks, their gates) is the apply's to do, and a
+ * console catching a returning node up must not start that. 1 when nodes were held, 0
+ * when there is no unfinished waved rollout, -1 on error. */
+int ctl_waves_hold(ksv_ctl *ctl, ksv_model_view *v, ksv_ctl_result *held, char *what,
+                   size_t what_cap, ksv_err *err);
 
 typedef struct ctl_kept ctl_kept;
 typedef int (*ctl_dial_fn)(ksv_ctl *ctl, const ksv_node *node, ctl_node_conn *out,

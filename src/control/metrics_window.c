@@ -3,6 +3,7 @@
 #include "control/metrics_window.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,56 +80,43 @@ void ksv_scrape_free(ksv_scrape *s)
     s->n = 0;
 }
 
-static void *dup_bytes(const void *src, size_t n)
+struct ksv_scrape_shared {
+    atomic_int refs;
+    ksv_scrape s;
+};
+
+ksv_scrape_shared *ksv_scrape_share(ksv_scrape *s)
 {
-    void *p = malloc(n ? n : 1);
-    if (p && n)
-        memcpy(p, src, n);
+    ksv_scrape_shared *p = malloc(sizeof *p);
+    if (!p) {
+        ksv_scrape_free(s);
+        return NULL;
+    }
+    atomic_init(&p->refs, 1);
+    p->s = *s;
+    s->revs = NULL;
+    s->n = 0;
     return p;
 }
 
-/* A copy of h (NULL stays NULL); false when out of memory. */
-static bool copy_hist(const ksv_scrape_hist *h, ksv_scrape_hist **out)
+ksv_scrape_shared *ksv_scrape_shared_ref(ksv_scrape_shared *p)
 {
-    *out = NULL;
-    if (!h)
-        return true;
-    ksv_scrape_hist *c = calloc(1, sizeof *c);
-    if (!c)
-        return false;
-    c->idx = dup_bytes(h->idx, h->n * sizeof *h->idx);
-    c->cnt = dup_bytes(h->cnt, h->n * sizeof *h->cnt);
-    c->n = h->n;
-    c->sum_seconds = h->sum_seconds;
-    *out = c;
-    return c->idx && c->cnt;
+    if (p)
+        atomic_fetch_add(&p->refs, 1);
+    return p;
 }
 
-int ksv_scrape_copy(const ksv_scrape *src, ksv_scrape *dst, ksv_err *err)
+void ksv_scrape_shared_unref(ksv_scrape_shared *p)
 {
-    dst->n = 0;
-    dst->revs = src->n ? calloc(src->n, sizeof *dst->revs) : NULL;
-    if (src->n && !dst->revs)
-        return ksv_err_set(err, 500, "out of memory");
-    for (size_t i = 0; i < src->n; i++) {
-        const ksv_scrape_rev *a = &src->revs[i];
-        ksv_scrape_rev *b = &dst->revs[dst->n++];
-        b->model = strdup(a->model);
-        b->revision = strdup(a->revision);
-        b->codes = dup_bytes(a->codes, a->n_codes * sizeof *a->codes);
-        b->n_codes = a->n_codes;
-        b->has_tokens = a->has_tokens;
-        b->prompt_tokens = a->prompt_tokens;
-        b->generation_tokens = a->generation_tokens;
-        bool ok = b->model && b->revision && b->codes;
-        ok = copy_hist(a->hist, &b->hist) && ok;
-        ok = copy_hist(a->ttft, &b->ttft) && ok;
-        if (!ok) {
-            ksv_scrape_free(dst);
-            return ksv_err_set(err, 500, "out of memory");
-        }
+    if (p && atomic_fetch_sub(&p->refs, 1) == 1) {
+        ksv_scrape_free(&p->s);
+        free(p);
     }
-    return 0;
+}
+
+const ksv_scrape *ksv_scrape_shared_get(const ksv_scrape_shared *p)
+{
+    return &p->s;
 }
 
 /* "model\0revision": names are C strings, so the NUL keeps the pair unambiguous. */
@@ -377,25 +365,42 @@ static const uint16_t *sh_idx(const stored_hist *h)
     return h->blk ? block_idx(h->blk) : NULL;
 }
 
-/* One scrape of one series: cumulative class totals and the sparse fine histograms. */
+/* One run of identical consecutive scrapes of one series: the cumulative class totals and
+ * sparse fine histograms they all carried, the time of the run's first and last scrape, and
+ * how many there were. Most series of a fleet are idle most seconds, and a ring of one
+ * entry per scrape (a minute of them, preallocated for each of 4,000 series) was most of a
+ * console's memory; an idle series now holds one entry however long it stays idle. The
+ * scrapes inside a run are those of the node's consecutive scrapes seq .. seq + count - 1,
+ * so their times are the node's (node_time.times). The window math reads a run as the
+ * `count` scrapes it stands for: every figure is the one the scrapes one by one give. */
 typedef struct entry {
-    int64_t t_ms;
+    int64_t t_first;  /* the run's first scrape */
+    int64_t t_ms;     /* its last */
+    uint64_t seq;     /* the node's scrape number of the first */
+    uint32_t count;   /* scrapes in the run, >= 1 */
     uint64_t classes[N_CLASSES];
     stored_hist lat;  /* request latency */
     stored_hist ttft; /* a generative revision's time to first token */
     uint64_t prompt_tokens, generation_tokens;
-    bool reset;       /* some counter went backwards since the series' previous scrape */
-    bool has_tokens;  /* a generative revision's token counters came with the scrape */
+    bool reset;       /* the run's first scrape: a counter went backwards since the one before */
+    bool has_tokens;  /* a generative revision's token counters came with the scrapes */
 } entry;
+
+struct node_time;
 
 typedef struct series {
     char *node;
     char *model;
     char *revision;
-    entry *ring; /* capacity entries; oldest at head */
-    size_t capacity;
-    size_t head;
-    size_t n;
+    struct node_time *nt; /* its node, for the times inside a run */
+    entry *ring;      /* cap_ring entries, grown on demand up to the window's capacity */
+    size_t cap_ring;
+    size_t head;      /* oldest entry */
+    size_t n;         /* entries */
+    size_t scrapes;   /* scrapes the entries stand for, <= the window's capacity */
+    uint64_t stamp;   /* the last scrape that listed it (lookup_series) */
+    bool generative;  /* some scrape carried token counters or a TTFT histogram: only such
+                       * series take part in ksv_mwin_llm, which then skips the others */
     ksv_code_count *last_codes; /* the newest scrape's codes, to detect resets */
     size_t n_last_codes;
     size_t cap_last_codes;
@@ -408,14 +413,31 @@ typedef struct group {
     size_t cap;
 } group;
 
+/* A node's scrape times, numbered: the times inside its series' runs. Kept from the oldest
+ * scrape any of its series' entries starts at (trimmed now and then), so a few hundred bytes
+ * per node rather than a time per series per scrape. */
 typedef struct node_time {
     char *node;
     int64_t last_ms;
     group series;
+    int64_t *times;   /* ring: times[(t_head + i) % t_cap] is scrape number t_seq0 + i */
+    size_t t_cap;
+    size_t t_head;
+    size_t t_n;
+    uint64_t t_seq0;
+    uint64_t next_seq; /* the number the node's next scrape gets */
+    size_t t_trim_at;  /* t_n past which the unneeded oldest times are dropped */
+    /* The series the node's last scrape listed, in its order, for ksv_mwin_add_repeat;
+     * listed_ok false when that scrape was refused or recorded in part, or one of the
+     * node's series was dropped since. */
+    struct series **listed;
+    size_t n_listed;
+    bool listed_ok;
 } node_time;
 
 struct ksv_mwin {
     size_t capacity;
+    bool runs;                    /* identical consecutive scrapes share an entry */
     series **series;              /* in order of first appearance */
     size_t n_series;
     size_t cap_series;
@@ -426,15 +448,75 @@ struct ksv_mwin {
     size_t n_nodes;
     size_t cap_nodes;
     int64_t last_evict_ms;
+    uint64_t stamp;               /* lookup_series' mark, one per scrape */
 };
 
 /* Evictions look at every series: at most once a second of scrape time. */
 #define EVICT_EVERY_MS 1000
 
-/* The k-th oldest scrape of a series (k < s->n). */
+/* A ring of `elem`-byte items grown (or shrunk, to at least n) to new_cap, its oldest
+ * item moved to index 0. -1 when out of memory (the ring unchanged). */
+static int ring_resize(void **buf, size_t elem, size_t *cap, size_t *head, size_t n,
+                       size_t new_cap)
+{
+    char *p = malloc(new_cap * elem);
+    if (!p)
+        return -1;
+    size_t first = *cap ? (*cap - *head < n ? *cap - *head : n) : 0;
+    if (first)
+        memcpy(p, (char *)*buf + *head * elem, first * elem);
+    if (n > first)
+        memcpy(p + first * elem, *buf, (n - first) * elem);
+    free(*buf);
+    *buf = p;
+    *cap = new_cap;
+    *head = 0;
+    return 0;
+}
+
+/* The k-th oldest entry of a series (k < s->n). */
 static entry *entry_at(const series *s, size_t k)
 {
-    return &s->ring[(s->head + k) % s->capacity];
+    return &s->ring[(s->head + k) % s->cap_ring];
+}
+
+/* The time of node scrape number seq (kept: some entry's run covers it). */
+static int64_t node_time_of(const node_time *nt, uint64_t seq)
+{
+    return nt->times[(nt->t_head + (size_t)(seq - nt->t_seq0)) % nt->t_cap];
+}
+
+/* A scrape of a series: entry e, the off-th scrape of its run. */
+typedef struct pos {
+    size_t e;
+    uint32_t off;
+} pos;
+
+static int64_t entry_time(const series *s, const entry *en, uint32_t off)
+{
+    if (off == 0)
+        return en->t_first;
+    if (off + 1 == en->count)
+        return en->t_ms;
+    return node_time_of(s->nt, en->seq + off);
+}
+
+static int64_t pos_time(const series *s, pos p)
+{
+    return entry_time(s, entry_at(s, p.e), p.off);
+}
+
+static bool pos_eq(pos a, pos b)
+{
+    return a.e == b.e && a.off == b.off;
+}
+
+/* The scrapes of entry k inside [lo, hi]: offsets *first .. *last. */
+static void entry_span(const series *s, size_t k, pos lo, pos hi, uint32_t *first,
+                       uint32_t *last)
+{
+    *first = k == lo.e ? lo.off : 0;
+    *last = k == hi.e ? hi.off : entry_at(s, k)->count - 1;
 }
 
 int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err)
@@ -448,6 +530,7 @@ int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err)
     if (!w)
         return ksv_err_set(err, 500, "out of memory");
     w->capacity = capacity;
+    w->runs = true;
     ksv_strmap_init(&w->by_key);
     ksv_strmap_init(&w->by_model);
     ksv_strmap_init(&w->by_node);
@@ -455,15 +538,31 @@ int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err)
     return 0;
 }
 
-static void series_free(series *s, size_t capacity)
+void ksv_mwin_set_runs(ksv_mwin *w, bool runs)
+{
+    w->runs = runs;
+}
+
+size_t ksv_mwin_entry_count(const ksv_mwin *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->n_series; i++)
+        n += w->series[i]->n;
+    return n;
+}
+
+static void entry_release(entry *e)
+{
+    block_unref(e->lat.blk);
+    block_unref(e->ttft.blk);
+}
+
+static void series_free(series *s)
 {
     if (!s)
         return;
-    if (s->ring)
-        for (size_t i = 0; i < capacity; i++) {
-            block_unref(s->ring[i].lat.blk);
-            block_unref(s->ring[i].ttft.blk);
-        }
+    for (size_t k = 0; k < s->n; k++)
+        entry_release(entry_at(s, k));
     free(s->ring);
     free(s->last_codes);
     free(s->node);
@@ -520,6 +619,8 @@ static void node_time_free(node_time *nt)
     if (!nt)
         return;
     free(nt->series.items);
+    free(nt->listed);
+    free(nt->times);
     free(nt->node);
     free(nt);
 }
@@ -535,7 +636,7 @@ void ksv_mwin_free(ksv_mwin *w)
             free(g->items);
             free(g);
         }
-        series_free(s, w->capacity);
+        series_free(s);
     }
     free(w->series);
     for (size_t i = 0; i < w->n_nodes; i++)
@@ -608,25 +709,24 @@ static series *add_series(ksv_mwin *w, node_time *nt, const char *model,
     series *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
-    s->capacity = w->capacity;
-    s->ring = calloc(w->capacity, sizeof *s->ring);
+    s->nt = nt;
     s->node = strdup(nt->node);
     s->model = strdup(model);
     s->revision = strdup(revision);
     char buf[512], *heap = NULL, *key = NULL;
     size_t len = 0;
-    if (s->ring && s->node && s->model && s->revision)
+    if (s->node && s->model && s->revision)
         key = series_key(buf, sizeof buf, s->node, model, revision, &len, &heap);
     if (!key || group_add(g, s) != 0) {
         free(heap);
-        series_free(s, w->capacity);
+        series_free(s);
         return NULL;
     }
     if (group_add(&nt->series, s) != 0 || ksv_strmap_put(&w->by_key, key, len, s) != 0) {
         group_remove(g, s);
         group_remove(&nt->series, s);
         free(heap);
-        series_free(s, w->capacity);
+        series_free(s);
         return NULL;
     }
     free(heap);
@@ -653,12 +753,16 @@ static void unlink_series(ksv_mwin *w, series *s)
         }
     }
     node_time *nt = find_node(w, s->node);
-    if (nt)
+    if (nt) {
         group_remove(&nt->series, s);
-    series_free(s, w->capacity);
+        nt->listed_ok = false;
+    }
+    series_free(s);
 }
 
-static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_ms)
+/* Removes node's series, or (node NULL) those not scraped since older_than_ms; returns
+ * how many. */
+static size_t remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_ms)
 {
     size_t kept = 0;
     for (size_t i = 0; i < w->n_series; i++) {
@@ -670,7 +774,9 @@ static void remove_series_if(ksv_mwin *w, const char *node, int64_t older_than_m
         else
             w->series[kept++] = s;
     }
+    size_t removed = w->n_series - kept;
     w->n_series = kept;
+    return removed;
 }
 
 void ksv_mwin_forget_node(ksv_mwin *w, const char *node)
@@ -711,7 +817,41 @@ static int validate_scrape(const ksv_scrape *s, ksv_err *err)
             seen[code / 8] |= (unsigned char)(1u << (code % 8));
         }
     }
-    return check_unique(s, err);
+    return 0;
+}
+
+/* Each scrape's series, looked up once (found[i]: NULL for a new one), and each
+ * (model, revision) listed once: a series already known is marked with the scrape's stamp
+ * when met, so a second mention is found without building a map of every name (which cost
+ * a console an allocation per series per node per second); only new ones are checked by
+ * name. */
+static int lookup_series(ksv_mwin *w, const char *node, const ksv_scrape *s, series **found,
+                         size_t *new_series, ksv_err *err)
+{
+    uint64_t stamp = ++w->stamp;
+    *new_series = 0;
+    for (size_t i = 0; i < s->n; i++) {
+        const ksv_scrape_rev *r = &s->revs[i];
+        series *se = found[i] = find_series(w, node, r->model, r->revision);
+        if (!se) {
+            (*new_series)++;
+        } else if (se->stamp == stamp) {
+            return ksv_err_set(err, 400, "scrape lists %s/%s twice", r->model, r->revision);
+        } else {
+            se->stamp = stamp;
+        }
+    }
+    if (*new_series < 2)
+        return 0;
+    ksv_scrape fresh = {calloc(*new_series, sizeof *fresh.revs), 0};
+    if (!fresh.revs)
+        return ksv_err_set(err, 500, "out of memory");
+    for (size_t i = 0; i < s->n; i++)
+        if (!found[i])
+            fresh.revs[fresh.n++] = s->revs[i]; /* borrowed names, not freed here */
+    int rc = check_unique(&fresh, err);
+    free(fresh.revs);
+    return rc;
 }
 
 /* Fills a stored histogram from a scraped one (NULL: the scrape had none): prev's block
@@ -769,8 +909,59 @@ static bool hist_went_back(const stored_hist *prev, const ksv_scrape_hist *now)
     return false;
 }
 
-static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *r)
+/* The scraped histogram h (NULL: none) is the one e stores. */
+static bool same_hist(const stored_hist *e, const ksv_scrape_hist *h)
 {
+    if (e->has != (h != NULL))
+        return false;
+    if (!h)
+        return true;
+    if (memcmp(&e->sum_s, &h->sum_seconds, sizeof e->sum_s) != 0 || e->n_nz != h->n)
+        return false;
+    return h->n == 0 || (memcmp(sh_cnt(e), h->cnt, h->n * sizeof *h->cnt) == 0 &&
+                         memcmp(sh_idx(e), h->idx, h->n * sizeof *h->idx) == 0);
+}
+
+/* The scrape r (with these class totals) repeats e's, which ended with the node's scrape
+ * right before this one: it then extends e's run. */
+static bool repeats(const entry *e, uint64_t seq, const uint64_t classes[N_CLASSES],
+                    const ksv_scrape_rev *r)
+{
+    return e->seq + e->count == seq && e->count < UINT32_MAX &&
+           memcmp(e->classes, classes, sizeof e->classes) == 0 &&
+           e->has_tokens == r->has_tokens &&
+           (!r->has_tokens || (e->prompt_tokens == r->prompt_tokens &&
+                               e->generation_tokens == r->generation_tokens)) &&
+           same_hist(&e->lat, r->hist) && same_hist(&e->ttft, r->ttft);
+}
+
+/* Forgets the series' oldest scrape (its ring holds the window's capacity). */
+static void drop_oldest(series *s)
+{
+    entry *o = entry_at(s, 0);
+    s->scrapes--;
+    if (o->count > 1) {
+        /* The run's next scrape is a repeat: no reset. */
+        o->count--;
+        o->seq++;
+        o->t_first = o->count == 1 ? o->t_ms : node_time_of(s->nt, o->seq);
+        o->reset = false;
+        return;
+    }
+    entry_release(o);
+    s->head = (s->head + 1) % s->cap_ring;
+    s->n--;
+    /* A series that was busy and went idle gives back most of its ring. */
+    if (s->cap_ring >= 16 && s->n <= s->cap_ring / 4)
+        ring_resize((void **)&s->ring, sizeof *s->ring, &s->cap_ring, &s->head, s->n,
+                    s->cap_ring / 2);
+}
+
+static int record(ksv_mwin *w, series *s, uint64_t seq, int64_t now_ms,
+                  const ksv_scrape_rev *r)
+{
+    if (s->scrapes == w->capacity)
+        drop_oldest(s);
     entry *prev = s->n ? entry_at(s, s->n - 1) : NULL;
     bool reset = false;
     if (prev) {
@@ -784,25 +975,39 @@ static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *
                  (r->prompt_tokens < prev->prompt_tokens ||
                   r->generation_tokens < prev->generation_tokens));
     }
-    entry *e;
-    if (s->n == w->capacity) {
-        e = entry_at(s, 0);
-        s->head = (s->head + 1) % w->capacity;
-    } else {
-        e = entry_at(s, s->n);
-        s->n++;
-    }
-    e->t_ms = now_ms;
-    e->reset = reset;
-    memset(e->classes, 0, sizeof e->classes);
+    uint64_t classes[N_CLASSES] = {0};
     for (size_t c = 0; c < r->n_codes; c++)
-        e->classes[class_of(r->codes[c].code)] += r->codes[c].count;
-    if (set_hist(&e->lat, prev ? &prev->lat : NULL, r->hist) < 0 ||
-        set_hist(&e->ttft, prev ? &prev->ttft : NULL, r->ttft) < 0)
-        return -1;
-    e->has_tokens = r->has_tokens;
-    e->prompt_tokens = r->prompt_tokens;
-    e->generation_tokens = r->generation_tokens;
+        classes[class_of(r->codes[c].code)] += r->codes[c].count;
+    if (prev && w->runs && !reset && repeats(prev, seq, classes, r)) {
+        prev->count++;
+        prev->t_ms = now_ms;
+    } else {
+        if (s->n == s->cap_ring) {
+            size_t cap = s->cap_ring ? s->cap_ring * 2 : 2;
+            if (cap > w->capacity)
+                cap = w->capacity;
+            if (ring_resize((void **)&s->ring, sizeof *s->ring, &s->cap_ring, &s->head, s->n,
+                            cap) < 0)
+                return -1;
+            prev = s->n ? entry_at(s, s->n - 1) : NULL;
+        }
+        entry *e = entry_at(s, s->n);
+        memset(e, 0, sizeof *e);
+        s->n++;
+        e->t_first = e->t_ms = now_ms;
+        e->seq = seq;
+        e->count = 1;
+        e->reset = reset;
+        memcpy(e->classes, classes, sizeof classes);
+        if (set_hist(&e->lat, prev ? &prev->lat : NULL, r->hist) < 0 ||
+            set_hist(&e->ttft, prev ? &prev->ttft : NULL, r->ttft) < 0)
+            return -1;
+        e->has_tokens = r->has_tokens;
+        e->prompt_tokens = r->prompt_tokens;
+        e->generation_tokens = r->generation_tokens;
+    }
+    s->scrapes++;
+    s->generative = s->generative || r->has_tokens || r->ttft;
     if (r->n_codes > s->cap_last_codes) {
         ksv_code_count *grown = realloc(s->last_codes, r->n_codes * sizeof *grown);
         if (!grown)
@@ -816,6 +1021,38 @@ static int record(ksv_mwin *w, series *s, int64_t now_ms, const ksv_scrape_rev *
     return 0;
 }
 
+/* Numbers node's scrape at now_ms and keeps its time; drops the times no entry of the
+ * node's series needs any more when the ring has doubled since the last look (so the look
+ * over the node's series is paid once per that many scrapes). */
+static int node_time_add(const ksv_mwin *w, node_time *nt, int64_t now_ms, uint64_t *seq)
+{
+    if (nt->t_n >= nt->t_trim_at && nt->t_n) {
+        uint64_t keep = nt->next_seq;
+        for (size_t i = 0; i < nt->series.n; i++) {
+            const series *s = nt->series.items[i];
+            if (s->n && entry_at(s, 0)->seq < keep)
+                keep = entry_at(s, 0)->seq;
+        }
+        size_t drop = (size_t)(keep - nt->t_seq0);
+        nt->t_head = (nt->t_head + drop) % nt->t_cap;
+        nt->t_n -= drop;
+        nt->t_seq0 = keep;
+        nt->t_trim_at = 2 * (nt->t_n > w->capacity ? nt->t_n : w->capacity);
+    }
+    if (nt->t_n == nt->t_cap &&
+        ring_resize((void **)&nt->times, sizeof *nt->times, &nt->t_cap, &nt->t_head, nt->t_n,
+                    nt->t_cap ? nt->t_cap * 2 : 8) < 0)
+        return -1;
+    if (nt->t_n == 0)
+        nt->t_seq0 = nt->next_seq;
+    nt->times[(nt->t_head + nt->t_n++) % nt->t_cap] = now_ms;
+    *seq = nt->next_seq++;
+    return 0;
+}
+
+static int add_found(ksv_mwin *w, const char *node, node_time *nt, int64_t now_ms,
+                     const ksv_scrape *s, series **found, size_t new_series, ksv_err *err);
+
 int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv_scrape *s,
                         ksv_err *err)
 {
@@ -827,13 +1064,35 @@ int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv
                            "one (%lld)", node, (long long)now_ms, (long long)nt->last_ms);
     if (validate_scrape(s, err) < 0)
         return -1;
+    series **found = malloc((s->n ? s->n : 1) * sizeof *found);
+    if (!found)
+        return ksv_err_set(err, 500, "out of memory");
+    size_t new_series;
+    if (lookup_series(w, node, s, found, &new_series, err) < 0) {
+        free(found);
+        return -1;
+    }
+    /* Evictions after the checks (a refused scrape changes nothing); what they removed may
+     * be among the series just found. */
     if (now_ms - w->last_evict_ms >= EVICT_EVERY_MS || now_ms < w->last_evict_ms) {
-        remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+        if (remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS) > 0) {
+            new_series = 0;
+            for (size_t i = 0; i < s->n; i++) {
+                found[i] = find_series(w, node, s->revs[i].model, s->revs[i].revision);
+                new_series += !found[i];
+            }
+        }
         w->last_evict_ms = now_ms;
     }
-    size_t new_series = 0;
-    for (size_t i = 0; i < s->n; i++)
-        new_series += find_series(w, node, s->revs[i].model, s->revs[i].revision) == NULL;
+    int rc = add_found(w, node, nt, now_ms, s, found, new_series, err);
+    free(found);
+    return rc;
+}
+
+/* ksv_mwin_add_scrape once the scrape is checked and its series looked up. */
+static int add_found(ksv_mwin *w, const char *node, node_time *nt, int64_t now_ms,
+                     const ksv_scrape *s, series **found, size_t new_series, ksv_err *err)
+{
     size_t have = nt ? nt->series.n : 0;
     if (have + new_series > KSV_MWIN_MAX_SERIES_PER_NODE)
         return ksv_err_set(err, 413, "node %s: %zu series; ksv keeps at most %d per node "
@@ -860,14 +1119,60 @@ int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv
         w->nodes[w->n_nodes++] = nt;
     }
     nt->last_ms = now_ms;
+    nt->listed_ok = false;
+    uint64_t seq;
+    if (node_time_add(w, nt, now_ms, &seq) < 0)
+        return ksv_err_set(err, 500, "out of memory");
     for (size_t i = 0; i < s->n; i++) {
         const ksv_scrape_rev *r = &s->revs[i];
-        series *se = find_series(w, node, r->model, r->revision);
+        series *se = found[i];
         if (!se)
-            se = add_series(w, nt, r->model, r->revision);
-        if (!se || record(w, se, now_ms, r) < 0)
+            se = found[i] = add_series(w, nt, r->model, r->revision);
+        if (!se || record(w, se, seq, now_ms, r) < 0)
             return ksv_err_set(err, 500, "out of memory recording %s/%s", r->model,
                                r->revision);
+    }
+    series **listed = realloc(nt->listed, (s->n ? s->n : 1) * sizeof *listed);
+    if (listed) { /* else no repeats for this node: its scrapes are read whole */
+        memcpy(listed, found, s->n * sizeof *listed);
+        nt->listed = listed;
+        nt->n_listed = s->n;
+        nt->listed_ok = true;
+    }
+    return 0;
+}
+
+int ksv_mwin_add_repeat(ksv_mwin *w, const char *node, int64_t now_ms, ksv_err *err)
+{
+    if (!node || !*node)
+        return ksv_err_set(err, 400, "a scrape needs a node name");
+    node_time *nt = find_node(w, node);
+    if (!nt || !w->runs || !nt->listed_ok)
+        return 1;
+    if (now_ms <= nt->last_ms)
+        return ksv_err_set(err, 400, "node %s: scrape time %lld is not after the previous "
+                           "one (%lld)", node, (long long)now_ms, (long long)nt->last_ms);
+    if (now_ms - w->last_evict_ms >= EVICT_EVERY_MS || now_ms < w->last_evict_ms) {
+        remove_series_if(w, NULL, now_ms - KSV_MWIN_EVICT_MS);
+        w->last_evict_ms = now_ms;
+        if (!nt->listed_ok) /* one of them went: the whole scrape is needed */
+            return 1;
+    }
+    uint64_t seq;
+    if (node_time_add(w, nt, now_ms, &seq) < 0)
+        return ksv_err_set(err, 500, "out of memory");
+    nt->last_ms = now_ms;
+    /* What record() does with a scrape equal to the previous one: no reset (nothing went
+     * back), and the same values extend the run that ended with the node's previous
+     * scrape, which listed every one of these series. */
+    for (size_t i = 0; i < nt->n_listed; i++) {
+        series *s = nt->listed[i];
+        if (s->scrapes == w->capacity)
+            drop_oldest(s);
+        entry *e = entry_at(s, s->n - 1);
+        e->count++;
+        e->t_ms = now_ms;
+        s->scrapes++;
     }
     return 0;
 }
@@ -905,20 +1210,48 @@ static bool matches(const series *s, const ksv_mwin_sel *sel)
                     (!sel->revision || strcmp(sel->revision, s->revision) == 0));
 }
 
-/* The scrapes of s inside [now - window, now]: indexes [*lo, *hi]; false when none. */
-static bool window_range(const series *s, int64_t now_ms, int64_t window_ms, size_t *lo,
-                         size_t *hi)
+/* The scrapes of s inside [now - window, now]: positions lo..hi; false when none. A run
+ * the window's edge cuts is searched for the first (last) of its scrapes inside. */
+static bool window_range(const series *s, int64_t now_ms, int64_t window_ms, pos *lo,
+                         pos *hi)
 {
+    int64_t edge = now_ms - window_ms;
     size_t k = 0;
-    while (k < s->n && entry_at(s, k)->t_ms < now_ms - window_ms)
+    while (k < s->n && entry_at(s, k)->t_ms < edge)
         k++;
     size_t last = s->n;
-    while (last > k && entry_at(s, last - 1)->t_ms > now_ms)
+    while (last > k && entry_at(s, last - 1)->t_first > now_ms)
         last--;
     if (last == k)
         return false;
-    *lo = k;
-    *hi = last - 1;
+    const entry *a = entry_at(s, k), *b = entry_at(s, last - 1);
+    uint32_t from = 0, to = b->count - 1;
+    if (a->t_first < edge) { /* the first of a's scrapes at or after the edge: t_ms is */
+        uint32_t l = 1, r = a->count - 1;
+        while (l < r) {
+            uint32_t m = l + (r - l) / 2;
+            if (entry_time(s, a, m) >= edge)
+                r = m;
+            else
+                l = m + 1;
+        }
+        from = l;
+    }
+    if (b->t_ms > now_ms) { /* the last of b's scrapes at or before now: t_first is */
+        uint32_t l = 0, r = b->count - 2;
+        while (l < r) {
+            uint32_t m = r - (r - l) / 2;
+            if (entry_time(s, b, m) <= now_ms)
+                l = m;
+            else
+                r = m - 1;
+        }
+        to = l;
+    }
+    if (last - 1 == k && to < from)
+        return false;
+    *lo = (pos){k, from};
+    *hi = (pos){last - 1, to};
     return true;
 }
 
@@ -942,12 +1275,15 @@ int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     series *const *cand = candidates(w, sel, &n_cand);
     for (size_t i = 0; i < n_cand; i++) {
         const series *s = cand[i];
-        size_t lo, hi;
-        if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi) || hi == lo)
+        pos lo, hi;
+        if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi) ||
+            pos_eq(hi, lo))
             continue;
         uint64_t base[N_CLASSES], inc[N_CLASSES] = {0};
-        memcpy(base, entry_at(s, lo)->classes, sizeof base);
-        for (size_t k = lo + 1; k <= hi; k++) {
+        memcpy(base, entry_at(s, lo.e)->classes, sizeof base);
+        /* Only a run's first scrape can be a restart, and the repeats after it add
+         * nothing: the runs after lo's are what the scrapes one by one would give. */
+        for (size_t k = lo.e + 1; k <= hi.e; k++) {
             const entry *e = entry_at(s, k);
             if (!e->reset)
                 continue;
@@ -958,8 +1294,9 @@ int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
             memset(base, 0, sizeof base);
             out->resets++;
         }
-        const entry *last = entry_at(s, hi);
-        int64_t span = last->t_ms - entry_at(s, lo)->t_ms;
+        const entry *last = entry_at(s, hi.e);
+        int64_t t_last = pos_time(s, hi);
+        int64_t span = t_last - pos_time(s, lo);
         for (int c = 0; c < N_CLASSES; c++) {
             inc[c] += sat_sub(last->classes[c], base[c]);
             total[c] += inc[c];
@@ -969,8 +1306,8 @@ int ksv_mwin_rates(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
         out->series++;
         if (span > out->span_ms)
             out->span_ms = span;
-        if (last->t_ms > out->newest_ms)
-            out->newest_ms = last->t_ms;
+        if (t_last > out->newest_ms)
+            out->newest_ms = t_last;
     }
     if (!out->has_data)
         return 0;
@@ -1033,13 +1370,18 @@ static const stored_hist *hist_of(const entry *e, hist_kind kind)
     return kind == HIST_TTFT ? &e->ttft : &e->lat;
 }
 
+/* The merged window histogram of the selection; *span_ms (may be NULL) the longest span
+ * any matching series' scrapes in the window cover, histograms or not (the latency's
+ * span_ms), found in the same walk. */
 static int window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
                        int64_t window_ms, hist_kind kind, ksv_hist_snap *out,
-                       size_t *n_series, ksv_err *err)
+                       size_t *n_series, int64_t *span_ms, ksv_err *err)
 {
     ksv_hist_snap_clear(out);
     if (n_series)
         *n_series = 0;
+    if (span_ms)
+        *span_ms = 0;
     if (window_ms <= 0)
         return ksv_err_set(err, 400, "window must be positive, not %lld ms",
                            (long long)window_ms);
@@ -1047,35 +1389,46 @@ static int window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_m
     series *const *cand = candidates(w, sel, &n_cand);
     for (size_t i = 0; i < n_cand; i++) {
         const series *s = cand[i];
-        size_t lo, hi;
-        if (!matches(s, sel) || !window_range(s, now_ms, window_ms, &lo, &hi))
+        pos lo, hi;
+        /* TTFT: a series that never carried one adds nothing and counts for nothing. */
+        if ((kind == HIST_TTFT && !s->generative) || !matches(s, sel) ||
+            !window_range(s, now_ms, window_ms, &lo, &hi))
             continue;
+        if (span_ms && pos_time(s, hi) - pos_time(s, lo) > *span_ms)
+            *span_ms = pos_time(s, hi) - pos_time(s, lo);
         /* Walk the window's scrapes; a segment runs from a baseline (the first histogram
          * scrape, or zero after a restart) to the last histogram scrape before the next
-         * restart. Scrapes without a histogram only mark restarts. */
+         * restart. Scrapes without a histogram only mark restarts. A run is its scrapes in
+         * the window: only its first can be a restart, and the segment's baseline is its
+         * first, the segment's end its last (base_at and last_at say which scrape, so a
+         * segment of one scrape adds nothing, as before runs). */
         bool in_segment = false;
         const stored_hist *base = NULL, *last = NULL;
+        pos base_at = {0, 0}, last_at = {0, 0};
         size_t hist_scrapes = 0;
-        for (size_t k = lo; k <= hi; k++) {
+        for (size_t k = lo.e; k <= hi.e; k++) {
             const entry *e = entry_at(s, k);
             const stored_hist *h = hist_of(e, kind);
-            if (k > lo && e->reset) {
-                if (in_segment && last && last != base)
+            if (k > lo.e && e->reset) {
+                if (in_segment && last && (!base || !pos_eq(last_at, base_at)))
                     add_segment(base, last, out);
                 in_segment = true;
                 base = last = NULL;
             }
             if (!h->has)
                 continue;
-            hist_scrapes++;
+            uint32_t first_off, last_off;
+            entry_span(s, k, lo, hi, &first_off, &last_off);
+            hist_scrapes += (size_t)(last_off - first_off) + 1;
             if (!in_segment) {
                 in_segment = true;
-                base = last = h;
-            } else {
-                last = h;
+                base = h;
+                base_at = (pos){k, first_off};
             }
+            last = h;
+            last_at = (pos){k, last_off};
         }
-        if (in_segment && last && last != base)
+        if (in_segment && last && (!base || !pos_eq(last_at, base_at)))
             add_segment(base, last, out);
         if (hist_scrapes >= 2 && n_series)
             (*n_series)++;
@@ -1087,7 +1440,7 @@ int ksv_mwin_window_hist(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now
                          int64_t window_ms, ksv_hist_snap *out, size_t *n_series,
                          ksv_err *err)
 {
-    return window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, out, n_series, err);
+    return window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, out, n_series, NULL, err);
 }
 
 int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
@@ -1099,7 +1452,8 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     if (!acc)
         return ksv_err_set(err, 500, "out of memory");
     size_t n_series = 0;
-    int rc = ksv_mwin_window_hist(w, sel, now_ms, window_ms, acc, &n_series, err);
+    int64_t span = 0;
+    int rc = window_hist(w, sel, now_ms, window_ms, HIST_LATENCY, acc, &n_series, &span, err);
     if (rc == 0 && n_series) {
         out->has_data = true;
         out->series = n_series;
@@ -1110,17 +1464,7 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
             out->p50_s = ksv_hist_quantile(acc, 0.5);
             out->p99_s = ksv_hist_quantile(acc, 0.99);
         }
-        size_t n_cand;
-        series *const *cand = candidates(w, sel, &n_cand);
-        for (size_t i = 0; i < n_cand; i++) {
-            size_t lo, hi;
-            const series *s = cand[i];
-            if (matches(s, sel) && window_range(s, now_ms, window_ms, &lo, &hi)) {
-                int64_t span = entry_at(s, hi)->t_ms - entry_at(s, lo)->t_ms;
-                if (span > out->span_ms)
-                    out->span_ms = span;
-            }
-        }
+        out->span_ms = span;
     }
     free(acc);
     return rc;
@@ -1128,30 +1472,36 @@ int ksv_mwin_latency(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
 
 /* The increase of a token counter over a series' scrapes lo..hi, those that carried the
  * counters only; a restart (reset) starts it again from zero. *span_ms: first to last such
- * scrape; false when fewer than two carried them. */
-static bool token_increase(const series *s, size_t lo, size_t hi, uint64_t *prompt,
+ * scrape; false when fewer than two carried them. A run's repeats add nothing. */
+static bool token_increase(const series *s, pos lo, pos hi, uint64_t *prompt,
                            uint64_t *generated, int64_t *span_ms)
 {
-    const entry *first = NULL, *prev = NULL;
+    const entry *prev = NULL;
+    int64_t t_first = 0, t_prev = 0;
+    size_t scrapes = 0;
     *prompt = *generated = 0;
-    for (size_t k = lo; k <= hi; k++) {
+    for (size_t k = lo.e; k <= hi.e; k++) {
         const entry *e = entry_at(s, k);
         if (!e->has_tokens)
             continue;
-        if (!first) {
-            first = prev = e;
-            continue;
+        uint32_t first_off, last_off;
+        entry_span(s, k, lo, hi, &first_off, &last_off);
+        scrapes += (size_t)(last_off - first_off) + 1;
+        if (!prev) {
+            t_first = entry_time(s, e, first_off);
+        } else {
+            bool reset = e->reset || e->prompt_tokens < prev->prompt_tokens ||
+                         e->generation_tokens < prev->generation_tokens;
+            *prompt += reset ? e->prompt_tokens : e->prompt_tokens - prev->prompt_tokens;
+            *generated += reset ? e->generation_tokens
+                                : e->generation_tokens - prev->generation_tokens;
         }
-        bool reset = e->reset || e->prompt_tokens < prev->prompt_tokens ||
-                     e->generation_tokens < prev->generation_tokens;
-        *prompt += reset ? e->prompt_tokens : e->prompt_tokens - prev->prompt_tokens;
-        *generated += reset ? e->generation_tokens
-                            : e->generation_tokens - prev->generation_tokens;
         prev = e;
+        t_prev = entry_time(s, e, last_off);
     }
-    if (!first || prev == first)
+    if (scrapes < 2)
         return false;
-    *span_ms = prev->t_ms - first->t_ms;
+    *span_ms = t_prev - t_first;
     return *span_ms > 0;
 }
 
@@ -1169,10 +1519,11 @@ int ksv_mwin_llm(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     series *const *cand = candidates(w, sel, &n_cand);
     for (size_t i = 0; i < n_cand; i++) {
         const series *s = cand[i];
-        size_t lo, hi;
+        pos lo, hi;
         uint64_t prompt, generated;
         int64_t span;
-        if (!matches(s, sel) || !window_range(s, now_ms, rate_window_ms, &lo, &hi) ||
+        if (!s->generative || !matches(s, sel) ||
+            !window_range(s, now_ms, rate_window_ms, &lo, &hi) ||
             !token_increase(s, lo, hi, &prompt, &generated, &span))
             continue;
         out->has_data = true;
@@ -1186,7 +1537,8 @@ int ksv_mwin_llm(const ksv_mwin *w, const ksv_mwin_sel *sel, int64_t now_ms,
     if (!acc)
         return ksv_err_set(err, 500, "out of memory");
     size_t n_series = 0;
-    int rc = window_hist(w, sel, now_ms, latency_window_ms, HIST_TTFT, acc, &n_series, err);
+    int rc = window_hist(w, sel, now_ms, latency_window_ms, HIST_TTFT, acc, &n_series, NULL,
+                         err);
     if (rc == 0 && n_series && acc->count) {
         out->ttft_count = acc->count;
         out->ttft_p50_s = ksv_hist_quantile(acc, 0.5);
@@ -1259,6 +1611,21 @@ static bool same_classes(const entry *prev, const entry *cur)
     return true;
 }
 
+/* The series' newest scrape is the node's newest (last_ms) and the series answered
+ * something since its scrape before. A scrape in which the series answered nothing is not
+ * stored: a sample holds increments and that one has none (rollups are per minute whatever
+ * the samples; ksv_ctl_recent_qps reads a step no sample covers as idle). A console
+ * watching 100 nodes x 40 revisions stored 4,000 such rows a second, most of them empty.
+ * A run's repeat is such a scrape; a run of one is compared with the run before, whose
+ * last scrape is the series' previous one. */
+static bool answered_now(const series *s, int64_t last_ms)
+{
+    if (s->n < 2)
+        return false;
+    const entry *cur = entry_at(s, s->n - 1);
+    return cur->count == 1 && cur->t_ms == last_ms && !same_classes(entry_at(s, s->n - 2), cur);
+}
+
 int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sample **out,
                            size_t *n, ksv_err *err)
 {
@@ -1268,11 +1635,8 @@ int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sampl
     if (!nt)
         return 0;
     size_t want = 0;
-    for (size_t i = 0; i < nt->series.n; i++) {
-        const series *s = nt->series.items[i];
-        want += s->n >= 2 && entry_at(s, s->n - 1)->t_ms == nt->last_ms &&
-                !same_classes(entry_at(s, s->n - 2), entry_at(s, s->n - 1));
-    }
+    for (size_t i = 0; i < nt->series.n; i++)
+        want += answered_now(nt->series.items[i], nt->last_ms);
     if (want == 0)
         return 0;
     ksv_metric_sample *samples = calloc(want, sizeof *samples);
@@ -1281,15 +1645,9 @@ int ksv_mwin_store_samples(const ksv_mwin *w, const char *node, ksv_metric_sampl
     size_t got = 0;
     for (size_t i = 0; i < nt->series.n && got < want; i++) {
         const series *s = nt->series.items[i];
-        if (s->n < 2 || entry_at(s, s->n - 1)->t_ms != nt->last_ms)
+        if (!answered_now(s, nt->last_ms))
             continue;
         const entry *prev = entry_at(s, s->n - 2), *cur = entry_at(s, s->n - 1);
-        /* A scrape in which the series answered nothing is not stored: a sample holds
-         * increments and that one has none (rollups are per minute whatever the samples;
-         * ksv_ctl_recent_qps reads a step no sample covers as idle). A console watching
-         * 100 nodes x 40 revisions stored 4,000 such rows a second, most of them empty. */
-        if (same_classes(prev, cur))
-            continue;
         uint64_t inc[N_CLASSES];
         for (int c = 0; c < N_CLASSES; c++)
             inc[c] = cur->reset ? cur->classes[c] : sat_sub(cur->classes[c], prev->classes[c]);

@@ -36,9 +36,13 @@
  *   - Totals: rates add up per series (sum of rates, so series scraped at different moments
  *     combine correctly); ratios are ratios of summed counts; quantiles are those of the
  *     merged window histograms.
- *   - Memory: each series keeps a ring of its last `capacity` scrapes (default 128: 60 s at
- *     1 s plus slack; scraping faster than window/capacity shortens the window actually
- *     seen, which span_ms shows). Histograms are stored sparse (non-zero buckets only).
+ *   - Memory: each series keeps its last `capacity` scrapes (default 128: 60 s at 1 s plus
+ *     slack; scraping faster than window/capacity shortens the window actually seen, which
+ *     span_ms shows). A run of identical consecutive scrapes (nothing answered, nothing
+ *     restarted) is kept as one entry with its first and last time and its count, the times
+ *     in between read from the node's own scrape times: an idle series costs one entry, and
+ *     every figure is the one the scrapes kept one by one would give. Rings grow on demand.
+ *     Histograms are stored sparse (non-zero buckets only).
  *     A series not scraped for KSV_MWIN_EVICT_MS is dropped; at most
  *     KSV_MWIN_MAX_SERIES_PER_NODE per node and KSV_MWIN_MAX_SERIES in all. Series are
  *     found by hash, and queries read only the selected model's (or node's) series, so a
@@ -109,10 +113,18 @@ int ksv_scrape_parse_histograms_json(const char *json, size_t len, ksv_scrape *o
                                      ksv_err *err);
 /* Rates-only scrape from a parsed /metrics (hist NULL for every revision). */
 int ksv_scrape_from_prom(const ksv_prom_rev_list *list, ksv_scrape *out, ksv_err *err);
-/* A deep copy of src into dst (a console keeps a node's last scrape and reuses it while the
- * engine answers "unchanged"). 500 when out of memory, dst then empty. */
-int ksv_scrape_copy(const ksv_scrape *src, ksv_scrape *dst, ksv_err *err);
 void ksv_scrape_free(ksv_scrape *s);
+
+/* A scrape several holders read and none changes: a console's probe link keeps the node's
+ * last one, and each probe while the engine answers "unchanged" (304) takes a reference
+ * instead of a deep copy (a copy per node per second was 6 % of a console's CPU at 100
+ * nodes). Freed with its last reference; references are thread-safe. */
+typedef struct ksv_scrape_shared ksv_scrape_shared;
+/* Takes s's contents (s is left empty). NULL when out of memory (s then freed). */
+ksv_scrape_shared *ksv_scrape_share(ksv_scrape *s);
+ksv_scrape_shared *ksv_scrape_shared_ref(ksv_scrape_shared *p); /* NULL stays NULL */
+void ksv_scrape_shared_unref(ksv_scrape_shared *p);                /* NULL is a no-op */
+const ksv_scrape *ksv_scrape_shared_get(const ksv_scrape_shared *p);
 
 /* ---- the window ---- */
 
@@ -121,6 +133,14 @@ typedef struct ksv_mwin ksv_mwin;
 /* capacity: scrapes kept per series, 2..65536 (0 for the default). */
 int ksv_mwin_new(size_t capacity, ksv_mwin **out, ksv_err *err);
 void ksv_mwin_free(ksv_mwin *w);
+
+/* Whether identical consecutive scrapes of a series share one entry (a run: first and last
+ * time and a count), true by default: an idle series then costs one entry. false keeps one
+ * entry per scrape, as before runs; tests compare the two, figure by figure. Set it before
+ * the first scrape. */
+void ksv_mwin_set_runs(ksv_mwin *w, bool runs);
+/* Entries all series hold now (a run is one), for tests of the window's memory. */
+size_t ksv_mwin_entry_count(const ksv_mwin *w);
 
 /* Records node's scrape taken at now_ms. 400: empty node, now_ms not after the node's
  * previous scrape, a (model, revision) twice, a code outside 100..999 or twice; nothing is
@@ -131,6 +151,14 @@ void ksv_mwin_free(ksv_mwin *w);
  * now_ms are dropped. */
 int ksv_mwin_add_scrape(ksv_mwin *w, const char *node, int64_t now_ms, const ksv_scrape *s,
                         ksv_err *err);
+/* Records node's scrape taken at now_ms when it is the same as node's previous recorded
+ * scrape (the engine said its histograms did not change): every series that scrape listed
+ * gets a repeat, without reading or checking the scrape again, and the figures are those
+ * ksv_mwin_add_scrape with that scrape gives. Returns 0 when recorded; 1 when it cannot
+ * stand in (no previous scrape, it was refused or recorded in part, one of its series was
+ * dropped since, or runs are off): the caller then records the scrape itself. 400 and 500
+ * as for ksv_mwin_add_scrape. */
+int ksv_mwin_add_repeat(ksv_mwin *w, const char *node, int64_t now_ms, ksv_err *err);
 /* Drops everything about node (node removed). */
 void ksv_mwin_forget_node(ksv_mwin *w, const char *node);
 /* Time of node's last recorded scrape, 0 when none. */

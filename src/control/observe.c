@@ -275,8 +275,9 @@ static void probe_runtime_logs(ksv_engine_client *client, const char *model, ksv
 }
 
 /* A node's last state and histograms as parsed, with the engine's ETags for them: while
- * the engine answers 304 (nothing changed) a probe copies these instead of transferring
- * and parsing the answers again, which was most of a console's cost per node. */
+ * the engine answers 304 (nothing changed) a probe copies the state and shares the scrape
+ * instead of transferring and parsing the answers again, which was most of a console's
+ * cost per node. */
 typedef struct probe_cache {
     char state_etag[KSV_ENGINE_ETAG_MAX];  /* "" when nothing is cached */
     ksv_probe_rev *revs;
@@ -286,7 +287,7 @@ typedef struct probe_cache {
     ksv_probe_pull *pulls;
     size_t n_pulls;
     char hist_etag[KSV_ENGINE_ETAG_MAX];   /* "" when nothing is cached */
-    ksv_scrape scrape;
+    ksv_scrape_shared *scrape;             /* a reference; NULL when nothing is cached */
     ksv_engine_node_info info;             /* GET /ksv/v1/node, as of info_ms */
     bool have_info;
     double info_ms;                        /* monotonic */
@@ -312,7 +313,8 @@ static void probe_cache_clear_state(probe_cache *pc)
 
 static void probe_cache_clear_hist(probe_cache *pc)
 {
-    ksv_scrape_free(&pc->scrape);
+    ksv_scrape_shared_unref(pc->scrape);
+    pc->scrape = NULL;
     pc->hist_etag[0] = '\0';
 }
 
@@ -326,6 +328,18 @@ static void *copy_array(const void *src, size_t n, size_t size, bool *ok)
     else
         *ok = false;
     return p;
+}
+
+/* The cached state as the probe's (the engine said it is still its state). */
+static void state_from_cache(const probe_cache *pc, ksv_node_probe *out)
+{
+    bool ok = true;
+    out->revs = copy_array(pc->revs, pc->n_revs, sizeof *pc->revs, &ok);
+    out->gates = copy_array(pc->gates, pc->n_gates, sizeof *pc->gates, &ok);
+    out->pulls = copy_array(pc->pulls, pc->n_pulls, sizeof *pc->pulls, &ok);
+    out->n_revs = out->revs ? pc->n_revs : 0;
+    out->n_gates = out->gates ? pc->n_gates : 0;
+    out->n_pulls = out->pulls ? pc->n_pulls : 0;
 }
 
 /* State: through the cache when there is one (pc), else a whole GET every time. Returns
@@ -348,12 +362,7 @@ static int probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_prob
     }
     bool ok = true;
     if (!root) { /* unchanged: the cached copy is the engine's state */
-        out->revs = copy_array(pc->revs, pc->n_revs, sizeof *pc->revs, &ok);
-        out->gates = copy_array(pc->gates, pc->n_gates, sizeof *pc->gates, &ok);
-        out->pulls = copy_array(pc->pulls, pc->n_pulls, sizeof *pc->pulls, &ok);
-        out->n_revs = out->revs ? pc->n_revs : 0;
-        out->n_gates = out->gates ? pc->n_gates : 0;
-        out->n_pulls = out->pulls ? pc->n_pulls : 0;
+        state_from_cache(pc, out);
         return 0;
     }
     probe_state_of(root, out);
@@ -375,19 +384,28 @@ static int probe_state(ksv_engine_client *client, probe_cache *pc, ksv_node_prob
 }
 
 /* Histograms into out->scrape, through the cache when there is one; false with fe set when
- * the node's figures cannot be read. */
+ * the node's figures cannot be read. told: the state's ETag the engine told with them ("",
+ * none), through the cache only. */
 static bool probe_histograms(ksv_engine_client *client, probe_cache *pc, ksv_node_probe *out,
-                             ksv_err *fe)
+                             char told[KSV_ENGINE_ETAG_MAX], ksv_err *fe)
 {
     char *text = NULL;
     size_t len = 0;
-    int rc = pc ? ksv_engine_client_get_if_changed(client, "/ksv/v1/histograms", pc->hist_etag,
-                                                   sizeof pc->hist_etag, &text, &len, fe)
+    told[0] = '\0';
+    int rc = pc ? ksv_engine_client_get_histograms_if_changed(
+                      client, pc->hist_etag, sizeof pc->hist_etag, &text, &len, told,
+                      KSV_ENGINE_ETAG_MAX, fe)
                 : ksv_engine_client_get_histograms_text(client, &text, &len, fe);
-    if (rc == 0 && pc && !text) /* unchanged */
-        rc = ksv_scrape_copy(&pc->scrape, &out->scrape, fe);
-    else if (rc == 0)
-        rc = ksv_scrape_parse_histograms_json(text, len, &out->scrape, fe);
+    if (rc == 0 && pc && !text) { /* unchanged: the cached scrape, shared */
+        out->scrape = ksv_scrape_shared_ref(pc->scrape);
+        if (!out->scrape)
+            rc = ksv_err_set(fe, 502, "the engine said unchanged, but nothing is cached");
+    } else if (rc == 0) {
+        ksv_scrape parsed;
+        rc = ksv_scrape_parse_histograms_json(text, len, &parsed, fe);
+        if (rc == 0 && !(out->scrape = ksv_scrape_share(&parsed)))
+            rc = ksv_err_set(fe, 500, "out of memory");
+    }
     free(text);
     if (pc && rc != 0) {
         probe_cache_clear_hist(pc);
@@ -395,8 +413,8 @@ static bool probe_histograms(ksv_engine_client *client, probe_cache *pc, ksv_nod
         char etag[KSV_ENGINE_ETAG_MAX];
         snprintf(etag, sizeof etag, "%s", pc->hist_etag);
         probe_cache_clear_hist(pc);
-        if (ksv_scrape_copy(&out->scrape, &pc->scrape, fe) == 0)
-            snprintf(pc->hist_etag, sizeof pc->hist_etag, "%s", etag);
+        pc->scrape = ksv_scrape_shared_ref(out->scrape);
+        snprintf(pc->hist_etag, sizeof pc->hist_etag, "%s", etag);
     }
     return rc == 0;
 }
@@ -447,7 +465,25 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, probe
     double now = ksv_mono_ms();
     int state = -1; /* probe_state's answer, -1 until asked */
     bool reuse = pc && pc->have_info && now - pc->info_ms < NODE_INFO_EVERY_MS;
-    if (reuse) {
+    bool hist_done = false;
+    ksv_err fe;
+    ksv_err_clear(&fe);
+    char told[KSV_ENGINE_ETAG_MAX];
+    if (reuse && pc->state_etag[0]) {
+        /* The histograms first: they say the node answers, and the state's ETag they
+         * carry says whether the cached state is still the engine's, so a node where
+         * nothing but traffic changed costs one round trip, not two. An engine that does
+         * not tell it (older), or a new state, is asked for its state as before; no
+         * answer goes to the node's facts, whose failure is the node's error. */
+        hist_done = probe_histograms(client, pc, out, told, &fe);
+        if (hist_done && told[0] && strcmp(told, pc->state_etag) == 0) {
+            state_from_cache(pc, out);
+            state = 0;
+        } else if (hist_done) {
+            state = probe_state(client, pc, out);
+        }
+        reuse = state == 0;
+    } else if (reuse) {
         /* The state's conditional GET says the node answers; a new state (or no answer)
          * asks for the node's facts too, and no answer there is the node's error. */
         state = probe_state(client, pc, out);
@@ -481,9 +517,7 @@ static int probe_over(ksv_engine_client *client, const char *errors_model, probe
         pg->mem_used = info.gpus[g].memory_used_bytes;
         pg->mem_total = info.gpus[g].memory_total_bytes;
     }
-    ksv_err fe;
-    ksv_err_clear(&fe);
-    if (probe_histograms(client, pc, out, &fe))
+    if (hist_done || probe_histograms(client, pc, out, told, &fe))
         out->has_scrape = true;
     else /* the node answers, but its figures cannot be shown: say why, on screen */
         snprintf(out->figures_error, sizeof out->figures_error, "%.250s", fe.msg);
@@ -586,8 +620,7 @@ void ksv_node_probe_free(ksv_node_probe *p)
     free(p->errors);
     free(p->runtime_logs);
     free(p->pulls);
-    if (p->has_scrape)
-        ksv_scrape_free(&p->scrape);
+    ksv_scrape_shared_unref(p->scrape);
     memset(p, 0, sizeof *p);
 }
 

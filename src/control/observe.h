@@ -126,7 +126,11 @@ typedef struct ksv_node_probe {
                                    * first; owned, NULL when none */
     size_t n_pulls;
     bool has_scrape;
-    ksv_scrape scrape;            /* cumulative counters and histograms (metrics_window.h) */
+    ksv_scrape_shared *scrape;    /* cumulative counters and histograms (metrics_window.h),
+                                   * read with ksv_scrape_shared_get; a reference, NULL
+                                   * without has_scrape. Through a probe link, the same one
+                                   * as the link's previous probe while the engine answers
+                                   * that its histograms did not change */
     char figures_error[256];      /* reachable but no scrape: why (shown, never dropped) */
     ksv_probe_error *errors;      /* of errors_model, newest first; owned */
     size_t n_errors;

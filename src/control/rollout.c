@@ -62,7 +62,8 @@ typedef struct view_set {
     size_t n, cap;
 } view_set;
 
-static int view_set_add(ksv_ctl *ctl, view_set *set, const char *ref, ksv_err *err)
+/* Room for one more view in set. */
+static int view_set_grow(view_set *set, ksv_err *err)
 {
     if (set->n == set->cap) {
         size_t cap = set->cap ? set->cap * 2 : 8;
@@ -72,9 +73,53 @@ static int view_set_add(ksv_ctl *ctl, view_set *set, const char *ref, ksv_err *e
         set->views = p;
         set->cap = cap;
     }
-    if (ksv_ctl_model_view(ctl, ref, NULL, &set->views[set->n], err) != 0)
+    return 0;
+}
+
+static int view_set_add(ksv_ctl *ctl, view_set *set, const char *ref, ksv_err *err)
+{
+    if (view_set_grow(set, err) != 0 ||
+        ksv_ctl_model_view(ctl, ref, NULL, &set->views[set->n], err) != 0)
         return -1;
     set->n++;
+    return 0;
+}
+
+/* v into set (set owns it then, or it is freed). */
+static int view_set_take(view_set *set, ksv_model_view *v, ksv_err *err)
+{
+    if (view_set_grow(set, err) != 0) {
+        ksv_model_view_free(v);
+        return -1;
+    }
+    set->views[set->n++] = *v;
+    return 0;
+}
+
+/* The model's view as a reconcile pushes it: less the nodes an unfinished waved rollout has
+ * not reached (ctl_waves_hold), which go into history as held and into res. 0, or -1 (v
+ * then freed). */
+static int reconcile_view(ksv_ctl *ctl, const char *ref, const char *ns, ksv_model_view *v,
+                          ksv_ctl_result *res, ksv_err *err)
+{
+    if (ksv_ctl_model_view(ctl, ref, ns, v, err) != 0)
+        return -1;
+    ksv_ctl_result held = {0};
+    char what[512] = "";
+    int rc = ctl_waves_hold(ctl, v, &held, what, sizeof what, err);
+    if (rc == 1) {
+        char model[300];
+        snprintf(model, sizeof model, "%s/%s", v->model.ns, v->model.name);
+        rc = ksv_ctl_history(ctl, "reconcile", model, NULL, NULL, what, &held, "held", err);
+        for (size_t i = 0; rc == 0 && res && i < held.n; i++)
+            if (ctl_result_add(res, held.nodes[i].node, true, held.nodes[i].message) != 0)
+                rc = ksv_err_set(err, 500, "out of memory");
+    }
+    ksv_ctl_result_free(&held);
+    if (rc < 0) {
+        ksv_model_view_free(v);
+        return -1;
+    }
     return 0;
 }
 
@@ -120,9 +165,10 @@ int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double ti
     if (model) {
         gate_catch_up(ctl, model, ns);
         ksv_model_view v;
-        if (ksv_ctl_model_view(ctl, model, ns, &v, err) != 0)
+        if (reconcile_view(ctl, model, ns, &v, res, err) != 0)
             return -1;
-        rc = finish_change(ctl, &v, timeout_s, res, err);
+        if (v.model.n_nodes > 0) /* every node held: nothing to push */
+            rc = finish_change(ctl, &v, timeout_s, res, err);
         ksv_model_view_free(&v);
         return rc;
     }
@@ -133,7 +179,12 @@ int ksv_ctl_reconcile(ksv_ctl *ctl, const char *model, const char *ns, double ti
         char ref[300];
         snprintf(ref, sizeof ref, "%s/%s", list.items[i].ns, list.items[i].name);
         ctl_gate_catch_up(ctl, list.items[i].id);
-        rc = view_set_add(ctl, &set, ref, err);
+        ksv_model_view v;
+        rc = reconcile_view(ctl, ref, NULL, &v, res, err);
+        if (rc == 0 && v.model.n_nodes == 0)
+            ksv_model_view_free(&v);
+        else if (rc == 0)
+            rc = view_set_take(&set, &v, err);
     }
     ksv_model_record_list_free(&list);
     if (rc == 0)

@@ -62,7 +62,8 @@ static int scrape_all(ksv_ctl *ctl, char *const *nodes, size_t n, ksv_mwin *w, k
                                             p.error)
                  : !p.has_scrape ? ksv_err_set(err, 502, "node %s: no figures: %s", nodes[i],
                                                p.figures_error)
-                                 : ksv_mwin_add_scrape(w, nodes[i], p.at_ms, &p.scrape, err);
+                                 : ksv_mwin_add_scrape(w, nodes[i], p.at_ms,
+                                                       ksv_scrape_shared_get(p.scrape), err);
         ksv_node_probe_free(&p);
         if (rc != 0)
             return -1;
@@ -320,6 +321,65 @@ int ctl_waves_unfinished(ksv_ctl *ctl, const char *ref, char *stable, size_t sta
     }
     ksv_history_list_free(&h);
     return found;
+}
+
+/* ---- reconcile ---- */
+
+int ctl_waves_hold(ksv_ctl *ctl, ksv_model_view *v, ksv_ctl_result *held, char *what,
+                   size_t what_cap, ksv_err *err)
+{
+    const char *ann = v->model.annotations_json;
+    if (!ann || !strstr(ann, "\"ksv.io/waves\"")) /* no waves: no history to read */
+        return 0;
+    char ref[300], stable[128], fresh[128];
+    snprintf(ref, sizeof ref, "%s/%s", v->model.ns, v->model.name);
+    size_t next = 0;
+    int u = ctl_waves_unfinished(ctl, ref, stable, sizeof stable, fresh, sizeof fresh, &next,
+                                 err);
+    if (u != 1)
+        return u;
+    /* The newest plan says each node's wave ("ok: wave K"); waves 1..next succeeded. */
+    ksv_history_list h;
+    if (ksv_store_history_list(ctl->store, ref, 5000, &h, err) != 0)
+        return -1;
+    json_object *plan = NULL;
+    size_t total = 0;
+    for (size_t i = 0; i < h.n && !plan; i++)
+        if (strcmp(h.items[i].action, "waves") == 0) {
+            plan = h.items[i].node_results_json
+                       ? json_tokener_parse(h.items[i].node_results_json)
+                       : json_object_new_object();
+            sscanf(h.items[i].new_value ? h.items[i].new_value : "", "%*s in %zu waves",
+                   &total);
+        }
+    ksv_history_list_free(&h);
+    if (!plan)
+        return ksv_err_set(err, 500, "%s: the waves' plan cannot be read", ref);
+    size_t kept = 0;
+    int rc = 0;
+    for (size_t i = 0; i < v->model.n_nodes; i++) {
+        char *node = v->model.nodes[i];
+        json_object *val;
+        size_t k = 0;
+        if (json_object_object_get_ex(plan, node, &val))
+            sscanf(json_object_get_string(val), "ok: wave %zu", &k);
+        if (k <= next) { /* its wave succeeded (or it came after the plan): reconciled */
+            v->model.nodes[kept++] = node;
+            continue;
+        }
+        char msg[300];
+        snprintf(msg, sizeof msg, "left as it is: wave %zu/%zu of %s %s (ksv apply of the "
+                 "same manifest resumes the waves)", k, total, fresh,
+                 k == next + 1 ? "did not finish" : "has not started");
+        if (rc == 0 && ctl_result_add(held, node, true, msg) != 0)
+            rc = ksv_err_set(err, 500, "out of memory");
+        free(node);
+    }
+    v->model.n_nodes = kept;
+    json_object_put(plan);
+    snprintf(what, what_cap, "%s in %zu waves, unfinished after %zu: %zu node(s) left as "
+             "they are for ksv apply to resume", fresh, total, next, held->n);
+    return rc < 0 ? -1 : 1;
 }
 
 /* ---- status ---- */

@@ -109,6 +109,8 @@ typedef struct ksv_http_response {
     char revision[KSV_NAME_MAX];  /* ksv-revision header when non-empty */
     int retry_after;              /* Retry-After header (seconds) when > 0 */
     char etag[24];                /* ETag header (quoted) when non-empty */
+    char state_etag[24];          /* X-Ksv-State-ETag header when non-empty: the state's ETag
+                                   * told with the histograms (docs/API.md) */
     bool wait_cold;               /* not answered yet: wait for req->cold, then dispatch again */
     ksv_http_async async;         /* set by a handler that answers later */
 } ksv_http_response;

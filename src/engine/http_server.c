@@ -172,6 +172,8 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, conn_ctx *ctx)
     }
     if (resp->etag[0])
         MHD_add_response_header(r, MHD_HTTP_HEADER_ETAG, resp->etag);
+    if (resp->state_etag[0])
+        MHD_add_response_header(r, "X-Ksv-State-ETag", resp->state_etag);
     if (resp->status == 401)
         MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer");
     if (resp->retry_after > 0) {
@@ -323,6 +325,7 @@ static void dispatch(ksv_http_server *srv, struct MHD_Connection *conn, conn_ctx
     ctx->resp.wait_cold = false;
     ctx->resp.retry_after = 0;
     ctx->resp.etag[0] = '\0';
+    ctx->resp.state_etag[0] = '\0';
     if (strncmp(url, "/ksv/v1/", 8) == 0 || strcmp(url, "/ksv/v1") == 0)
         ksv_handle_admin(&req, &ctx->resp);
     else

@@ -421,6 +421,10 @@ static void read_etag(CURL *curl, ksv_http_result *res)
     if (curl_easy_header(curl, "ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK && h && h->value &&
         strlen(h->value) < sizeof res->etag)
         snprintf(res->etag, sizeof res->etag, "%s", h->value);
+    h = NULL;
+    if (curl_easy_header(curl, "X-Ksv-State-ETag", 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+        h && h->value && strlen(h->value) < sizeof res->state_etag)
+        snprintf(res->state_etag, sizeof res->state_etag, "%s", h->value);
 #else
     (void)curl;
     (void)res;

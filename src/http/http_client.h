@@ -119,6 +119,8 @@ typedef struct ksv_http_result {
     long local_port;          /* this end's port of the connection used (0: none) */
     char etag[96];            /* the answer's ETag header as sent (quotes kept), "" when none
                                * or longer; a later request can send it as If-None-Match */
+    char state_etag[96];      /* its X-Ksv-State-ETag header, likewise: a ksv-engine tells
+                               * its state's ETag with its histograms (docs/API.md) */
 } ksv_http_result;
 
 typedef struct ksv_http_call {

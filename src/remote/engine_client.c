@@ -271,7 +271,7 @@ static int prove_identity(ksv_engine_client *c, long timeout_ms, ksv_err *err)
  * token: proven first, and proven again when that connection has closed since. */
 static int perform_ex(ksv_engine_client *c, const char *method, const char *path,
                       const char *body, size_t body_len, long timeout_ms, const char *extra,
-                      long *http_status, ksv_sb *reply, char *etag_out, size_t etag_cap,
+                      long *http_status, ksv_sb *reply, ksv_http_result *res_out,
                       ksv_err *err)
 {
     if (!method || !path || path[0] != '/')
@@ -311,8 +311,8 @@ static int perform_ex(ksv_engine_client *c, const char *method, const char *path
         return transport_error(c, &res, timeout_ms, err);
     }
     *http_status = res.status;
-    if (etag_out)
-        snprintf(etag_out, etag_cap, "%s", res.etag);
+    if (res_out)
+        *res_out = res;
     return 0;
 }
 
@@ -324,7 +324,7 @@ static int perform(ksv_engine_client *c, const char *method, const char *path,
                    ksv_sb *reply, ksv_err *err)
 {
     return perform_ex(c, method, path, body, body_len, timeout_ms, NULL, http_status, reply,
-                      NULL, 0, err);
+                      NULL, err);
 }
 
 int ksv_engine_client_request(ksv_engine_client *c, const char *method, const char *path,
@@ -639,9 +639,14 @@ int ksv_engine_client_get_histograms_text(ksv_engine_client *c, char **text, siz
     return call_text(c, "/ksv/v1/histograms", text, len, err);
 }
 
-int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, char *etag,
-                                     size_t etag_cap, char **text, size_t *len, ksv_err *err)
+/* ksv_engine_client_get_if_changed; state_etag (may be NULL) receives the answer's
+ * X-Ksv-State-ETag, "" when none, whatever the status. */
+static int get_if_changed(ksv_engine_client *c, const char *path, char *etag, size_t etag_cap,
+                          char **text, size_t *len, char *state_etag, size_t state_etag_cap,
+                          ksv_err *err)
 {
+    if (state_etag)
+        state_etag[0] = '\0';
     *text = NULL;
     if (len)
         *len = 0;
@@ -650,12 +655,14 @@ int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, cha
                 strcspn(etag, "\r\n") == strlen(etag); /* a header line, nothing more */
     if (have)
         snprintf(cond, sizeof cond, "If-None-Match: %s", etag);
-    char got[KSV_ENGINE_ETAG_MAX];
+    ksv_http_result res;
     ksv_sb reply;
     long status = 0;
     if (perform_ex(c, "GET", path, NULL, 0, c->timeout_ms, have ? cond : NULL, &status, &reply,
-                   got, sizeof got, err) != 0)
+                   &res, err) != 0)
         return -1;
+    if (state_etag)
+        snprintf(state_etag, state_etag_cap, "%s", res.state_etag);
     if (status == 304 && have) {
         ksv_sb_free(&reply);
         return 0; /* unchanged: etag stays, *text stays NULL */
@@ -665,11 +672,26 @@ int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, cha
         ksv_sb_free(&reply);
         return -1;
     }
-    snprintf(etag, etag_cap, "%s", got);
+    snprintf(etag, etag_cap, "%s", res.etag);
     if (len)
         *len = reply.len;
     *text = ksv_sb_steal(&reply, NULL);
     return 0;
+}
+
+int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, char *etag,
+                                     size_t etag_cap, char **text, size_t *len, ksv_err *err)
+{
+    return get_if_changed(c, path, etag, etag_cap, text, len, NULL, 0, err);
+}
+
+int ksv_engine_client_get_histograms_if_changed(ksv_engine_client *c, char *etag,
+                                                size_t etag_cap, char **text, size_t *len,
+                                                char *state_etag, size_t state_etag_cap,
+                                                ksv_err *err)
+{
+    return get_if_changed(c, "/ksv/v1/histograms", etag, etag_cap, text, len, state_etag,
+                          state_etag_cap, err);
 }
 
 int ksv_engine_client_get_metrics_text(ksv_engine_client *c, char **text, size_t *len,

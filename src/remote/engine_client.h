@@ -111,6 +111,14 @@ int ksv_engine_client_get_if_changed(ksv_engine_client *c, const char *path, cha
  * *out NULL when unchanged. */
 int ksv_engine_client_get_state_if_changed(ksv_engine_client *c, char *etag, size_t etag_cap,
                                            json_object **out, ksv_err *err);
+/* GET /ksv/v1/histograms through ksv_engine_client_get_if_changed; state_etag receives the
+ * engine's state's ETag the answer carried (X-Ksv-State-ETag, 200 or 304; "" from an engine
+ * that does not send it), so a console holding that state need not ask for it again.
+ * state_etag_cap at least KSV_ENGINE_ETAG_MAX. */
+int ksv_engine_client_get_histograms_if_changed(ksv_engine_client *c, char *etag,
+                                                size_t etag_cap, char **text, size_t *len,
+                                                char *state_etag, size_t state_etag_cap,
+                                                ksv_err *err);
 /* GET /ksv/v1/histograms, parsed, or as the raw JSON text (caller frees). */
 int ksv_engine_client_get_histograms(ksv_engine_client *c, json_object **out, ksv_err *err);
 int ksv_engine_client_get_histograms_text(ksv_engine_client *c, char **text, size_t *len,

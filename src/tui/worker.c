@@ -55,6 +55,9 @@ typedef struct node_slot {
                                   * feeds both scrapes (a rate needs two) */
     uint64_t gen;                /* bumps with each new probe */
     uint64_t fed_gen;            /* the last probe fed into the window (collector's) */
+    ksv_scrape_shared *fed_scrape; /* the scrape it fed, a reference (collector's): a probe
+                                  * with the same one (the engine said "unchanged") is fed
+                                  * as a repeat, without reading the scrape again */
     int64_t last_ok_ms;          /* wall clock of the last successful probe, 0 never */
     bool was_down;               /* the last probe found it unreachable (the prober's) */
     /* The prober's (it holds the slot busy): the node's event log position as last imported
@@ -340,6 +343,7 @@ static void *prober_main(void *arg)
 
 static void slot_free(node_slot *s)
 {
+    ksv_scrape_shared_unref(s->fed_scrape);
     probe_unref(s->probe);
     probe_unref(s->prev);
     ksv_probe_link_free(s->link);
@@ -571,6 +575,22 @@ static void collection_free(collection *c)
     ksv_strmap_free(&c->by_name);
 }
 
+/* One probe's scrape into the window: a repeat when it is the one fed last for this node
+ * (most nodes most seconds: nothing answered since), else the scrape itself. */
+static int feed_scrape(tui_worker *w, node_slot *slot, const char *node,
+                       const ksv_node_probe *p, ksv_err *err)
+{
+    int rc = 1;
+    if (slot->fed_scrape && slot->fed_scrape == p->scrape)
+        rc = ksv_mwin_add_repeat(w->mwin, node, p->at_ms, err);
+    if (rc == 1)
+        rc = ksv_mwin_add_scrape(w->mwin, node, p->at_ms, ksv_scrape_shared_get(p->scrape),
+                                 err);
+    ksv_scrape_shared_unref(slot->fed_scrape);
+    slot->fed_scrape = rc == 0 ? ksv_scrape_shared_ref(p->scrape) : NULL;
+    return rc;
+}
+
 /* Feeds new scrapes into the window (their samples into the store, in one transaction)
  * and copies node facts. Off the lock: nothing here holds up the UI or a prober. */
 static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
@@ -617,8 +637,8 @@ static void feed_nodes(tui_worker *w, const ksv_node_list *nodes, collection *c,
             const ksv_node_probe *pp = ns->prev ? &ns->prev->p : NULL;
             if (pp && ns->gen >= 2 && ns->fed_gen < ns->gen - 1 && pp->has_scrape &&
                 pp->at_ms < p->at_ms)
-                ksv_mwin_add_scrape(w->mwin, n->name, pp->at_ms, &pp->scrape, &err);
-            if (ksv_mwin_add_scrape(w->mwin, n->name, p->at_ms, &p->scrape, &err) == 0)
+                feed_scrape(w, ns->slot, n->name, pp, &err);
+            if (feed_scrape(w, ns->slot, n->name, p, &err) == 0)
                 fed[n_fed++] = n->name;
             else
                 snprintf(figures_error, sizeof figures_error, "%.290s", err.msg);
