@@ -199,6 +199,9 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
                            size_t n_map, ksv_sb *body, ksv_err *err);
 /* "a-00001=90,a-00002=10" */
 void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap);
+/* Whether the view's split names the revision, even at 0% (a gated canary starts there,
+ * and the engines must load it for their gate). */
+bool ctl_model_view_in_split(const ksv_model_view *v, int64_t revision_id);
 
 /* cost.c: stores one imported event when it is a residency event (engine/usage.h);
  * model_ref is "NS/NAME" when the store knows the model on that node, else NULL. */
