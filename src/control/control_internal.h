@@ -223,6 +223,12 @@ int ctl_gate_wait_nodes(ksv_ctl *ctl, const char *model, const char *canary,
 void ctl_gate_catch_up(ksv_ctl *ctl, int64_t model_id);
 /* The node holds a model a Canary gates (so it has gate events to report). */
 bool ctl_node_has_gate(ksv_ctl *ctl, const char *node);
+/* Imports each node's new events into history (and the split, following the gates), the
+ * nodes read side by side (ctl->parallel at a time) and written on the caller's thread,
+ * in order per node, each event once. -1 with err naming the first node that could not
+ * be read or stored; the others are imported all the same. */
+int ctl_gate_import_nodes(ksv_ctl *ctl, char *const *nodes, size_t n, size_t *imported,
+                          ksv_err *err);
 /* The event import over a connection the caller holds (a console's kept probe link). */
 int ctl_gate_import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
                          size_t *imported, ksv_err *err);

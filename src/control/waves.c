@@ -154,12 +154,11 @@ static const ksv_revision_record *revision_named(const ksv_model_view *v, const 
 }
 
 /* After the gates of some waves promoted: their events into history (the store follows
- * each gate), the model's nodes read once each. */
+ * each gate), the model's nodes read side by side, each once. */
 static void import_gate_events(ksv_ctl *ctl, const ksv_model_view *v)
 {
     ksv_err ignored;
-    for (size_t i = 0; i < v->model.n_nodes; i++)
-        ksv_ctl_import_events(ctl, v->model.nodes[i], NULL, &ignored);
+    ctl_gate_import_nodes(ctl, v->model.nodes, v->model.n_nodes, NULL, &ignored);
 }
 
 int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
