@@ -5,7 +5,10 @@ waves in order (1 node, then 13, then the other 36; each wave's history row name
 its nodes), and every engine ends serving it; `ksv rollout status` shows each node's wave
 and phase. A bad revision (a model that refuses the traffic's rows) fails its soak at
 wave 1: the command exits 1 naming the wave and why, the model is rolled back, and no
-engine serves the bad revision afterwards (asked of each engine), and ksv-top's detail screen
+engine serves the bad revision afterwards (asked of each engine); the engines of waves 2
+and 3 never loaded it, by their own state and event log, after the rollback and after a
+`ksv reconcile` (it never was rolled out: the promotion comes after the last wave only),
+and ksv-top's detail screen
 (tmux, when installed) shows each wave's phase and nodes. Malformed annotations are
 refused with file and line, and nothing is applied."""
 import json
@@ -108,6 +111,16 @@ try:
           "each naming exactly its nodes (%s)" % [(g[0], len(g[1])) for g in got])
     check(all(h["result"].startswith("succeeded") for h in waves),
           "each wave succeeded after its soak (%s)" % [h["result"] for h in waves])
+    # wv-00002 became the rolled-out revision only once every wave succeeded: the apply
+    # stored it beside the stable one, the promotion came after wave 3/3.
+    newest = [(h["action"], h["new"]) for h in hist[:7]][::-1] if rc == 0 else []
+    check(newest == [("apply", "wv-00002 in waves over wv-00001"), ("waves", "wv-00002 in 3 waves"),
+                     ("wave", "wv-00002 wave 1/3"), ("wave", "wv-00002 wave 2/3"), ("wave", "wv-00002 wave 3/3"),
+                     ("promote", "wv-00002=100 (promoted)"), ("reconcile", "wv-00002=100")],
+          "history: apply, plan, three waves, then the promotion and its push (%s)" % newest)
+    if rc == 0 and len(hist) > 2:
+        print("the promotion and its push to %d nodes: %.2f s after wave 3/3's row"
+              % (N, (hist[0]["at_ms"] - hist[2]["at_ms"]) / 1000.0))
     check(any("requests" in h["result"] and "0.0% errors" in h["result"] for h in waves),
           "the soak judged real traffic (%s)" % waves[0]["result"] if waves else "")
     rc, st = fleet.ksv_json("rollout", "status", "wv")
@@ -141,6 +154,25 @@ try:
     check(actions[:4] == ["reconcile", "rollback", "wave", "waves"] and
           hist[2]["result"].startswith("failed") and sorted(hist[2]["nodes"]) == ["n000"],
           "history: the plan, the failed wave (n000), the rollback and its push (%s)" % actions[:4])
+    # The failed revision left no trace on the nodes of the waves that never ran, by their
+    # own state and event log (the rollback reached every node: it must not have sent
+    # wv-00003 along as a standby copy), and a reconcile sends it nowhere either.
+    for when in ("after the rollback", "after ksv reconcile"):
+        if when == "after ksv reconcile":
+            rc, _, err = fleet.ksv("--timeout", "120", "reconcile", "wv", timeout=300)
+            check(rc == 0, "ksv reconcile wv: exit 0 (%s)" % err.strip()[-300:])
+        loaded = [n for n in fleet.names[1:] if any(e.get("revision") == "wv-00003" for e in fleet.events(n))]
+        check(not loaded, "%s: no engine of waves 2 and 3 has an event about wv-00003, no model-load "
+              "(%d of %d: %s)" % (when, len(loaded), N - 1, loaded[:3]))
+        held = [n for n in fleet.names
+                if any(r["name"] == "wv-00003" for r in (fleet.model_state(n, "wv") or {}).get("revisions", []))]
+        check(not held, "%s: no engine holds wv-00003 in its state, n000 included (%s)" % (when, held[:3]))
+        now = serving()
+        check(all(v == {"wv-00002": 100} for v in now.values()), "%s: every engine serves wv-00002 (%s)"
+              % (when, [(n, v) for n, v in now.items() if v != {"wv-00002": 100}][:3]))
+    ev0 = [e["kind"] for e in fleet.events("n000") if e.get("revision") == "wv-00003"]
+    check(ev0[:1] == ["model-load"] and "model-unload" in ev0,
+          "wave 1's engine loaded wv-00003 and unloaded it at the rollback (%s)" % ev0)
 
     # ksv-top's detail screen of the model shows each wave's nodes and phase.
     if shutil.which("tmux"):

@@ -86,11 +86,6 @@ class FleetLoad:
         return self.take()
 
 
-def events(node):
-    st, body = fleet.admin(node, "GET", "/ksv/v1/events?since=0&limit=5000")
-    return body.get("events", []) if st == 200 and body else []
-
-
 def ksv_rows():
     rc, hist = fleet.ksv_json("history", "wv", "--limit", "3000")
     return [h for h in hist if not h["actor"].startswith(("engine@", "gate@"))] if rc == 0 else []
@@ -143,7 +138,7 @@ try:
     check(got == [("wv-00002 wave %d/3" % (k + 1), groups[k], "succeeded") for k in range(3)],
           "history: waves of 1, 12 and 39 nodes in order, each succeeded (%s)"
           % [(w, len(n), r) for w, n, r in got])
-    ev = {n: [e for e in events(n) if e.get("revision") == "wv-00002"] for n in fleet.names}
+    ev = {n: [e for e in fleet.events(n) if e.get("revision") == "wv-00002"] for n in fleet.names}
     gates = {n: [e for e in ev[n] if e["kind"].startswith("gate-")] for n in fleet.names}
     began = [min((e["time"] for n in g for e in gates[n]), default=None) for g in groups]
     first = [[min((e["time"] for e in gates[n]), default=None) for n in g] for g in groups]
@@ -162,6 +157,24 @@ try:
             print("wave %d (%2d nodes): gates %.1f-%.1f s after the apply began (%.1f s)"
                   % (k + 1, len(groups[k]), began[k] - t0, max(done[k]) - t0, max(done[k]) - began[k]))
     print("good revision, 3 gated waves: %.1f s" % t_v2)
+    # The engines' events in history (read from the nodes side by side, written on one
+    # thread): each node's in its own order, each once, by the engine's own seq numbers.
+    rc, hist = fleet.ksv_json("history", "wv", "--limit", "50000")
+    seqs = collections.defaultdict(list)
+    for h in reversed(hist if rc == 0 else []):
+        if h["node"] and h["actor"] in ("gate@" + h["node"], "engine@" + h["node"]):
+            seqs[h["node"]].append(int(h["old"].split()[1]))
+    ev_all = {n: [e for e in fleet.events(n) if e.get("model") == "wv"] for n in fleet.names}
+    own = {n: [e["seq"] for e in ev_all[n]] for n in fleet.names}
+    # A prefix: an engine may log more after `ksv history` read it, never less; the gates'
+    # steps of wv-00002 all in it.
+    wrong = [n for n in fleet.names if seqs[n] != own[n][:len(seqs[n])] or not
+             {e["seq"] for e in ev_all[n] if e["kind"].startswith("gate-") and e.get("revision") == "wv-00002"}
+             <= set(seqs[n]) or not any(e["kind"] == "gate-succeeded" for e in ev_all[n])]
+    check(not wrong, "history holds each engine's events in its order, each once (%d of %d nodes; %s)"
+          % (N - len(wrong), N, [(n, seqs[n][:8], own[n][:8]) for n in wrong[:2]]))
+    if None not in done[2]:
+        print("the apply ended %.2f s after wave 3's last gate promoted" % (t0 + t_v2 - max(done[2])))
 
     # --- a bad revision: wave 1's gate fails, nothing goes on --------------------------
     rows_before = len(ksv_rows())
@@ -185,13 +198,13 @@ try:
     check(all(v == {"wv-00002": 100} for v in now.values()),
           "every engine serves wv-00002 alone again (%s)"
           % {n: v for n, v in now.items() if v != {"wv-00002": 100}})
-    touched = [n for n in fleet.names[1:] if any(e.get("revision") == "wv-00003" for e in events(n))]
+    touched = [n for n in fleet.names[1:] if any(e.get("revision") == "wv-00003" for e in fleet.events(n))]
     check(not touched, "no engine of waves 2 and 3 has an event about wv-00003: never loaded, "
           "never gated (%s)" % touched[:3])
     held = [n for n in fleet.names[1:]
             if any(r["name"] == "wv-00003" for r in (fleet.model_state(n, "wv") or {}).get("revisions", []))]
     check(not held, "no engine of waves 2 and 3 holds wv-00003 in its state (%s)" % held[:3])
-    ev0 = [e["kind"] for e in events(fleet.names[0]) if e.get("revision") == "wv-00003"]
+    ev0 = [e["kind"] for e in fleet.events(fleet.names[0]) if e.get("revision") == "wv-00003"]
     check("model-load" in ev0 and "gate-rollback" in ev0,
           "wave 1's engine loaded wv-00003 and its gate rolled it back (%s)" % ev0)
     rows = ksv_rows()

@@ -110,6 +110,11 @@ class Fleet:
         st, body = self.admin(name, "GET", "/ksv/v1/models/" + model)
         return body if st == 200 else None
 
+    def events(self, name):
+        """The engine's own event log (GET /ksv/v1/events, the admin token), oldest first."""
+        st, body = self.admin(name, "GET", "/ksv/v1/events?since=0&limit=5000")
+        return body.get("events", []) if st == 200 and body else []
+
     def stop(self, name):
         os.kill(self.procs[name].pid, signal.SIGSTOP)
 

@@ -67,7 +67,7 @@ static const char usage_text[] =
     "  -n NAMESPACE     namespace for MODEL arguments (a bare NAME must be unique)\n"
     "  --timeout SECS   wait for nodes to report changes in effect (default 120): one\n"
     "                   deadline for the whole command, however many nodes and models\n"
-    "  --parallel N     nodes changed or probed at once (default 16)\n"
+    "  --parallel N     nodes changed, probed or read at once (default 16)\n"
     "  --reason TEXT    why: recorded with the change in history (apply, delete,\n"
     "                   rollout set-traffic|promote|rollback|pause|resume|abort|retry,\n"
     "                   reconcile, node add|rm); `ksv history` shows it\n"

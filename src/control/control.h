@@ -153,7 +153,8 @@ typedef struct ksv_rollout_request {
     const char *model;            /* NAME or NAMESPACE/NAME */
     const char *ns;               /* -n, may be NULL */
     int percent;                  /* set-traffic */
-    const char *to_revision;      /* rollback --to, may be NULL */
+    const char *to_revision;      /* rollback --to; promote: the canary it must be (the
+                                   * waves' revision); may be NULL */
     double timeout_s;
 } ksv_rollout_request;
 

@@ -208,6 +208,9 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
                            size_t n_map, ksv_sb *body, ksv_err *err);
 /* "a-00001=90,a-00002=10" */
 void ctl_traffic_text(const ksv_model_view *v, char *out, size_t cap);
+/* Whether the view's split names the revision, even at 0% (a gated canary starts there,
+ * and the engines must load it for their gate). */
+bool ctl_model_view_in_split(const ksv_model_view *v, int64_t revision_id);
 
 /* cost.c: stores one imported event when it is a residency event (engine/usage.h);
  * model_ref is "NS/NAME" when the store knows the model on that node, else NULL. */
@@ -229,6 +232,12 @@ int ctl_gate_wait_nodes(ksv_ctl *ctl, const char *model, const char *canary,
 void ctl_gate_catch_up(ksv_ctl *ctl, int64_t model_id);
 /* The node holds a model a Canary gates (so it has gate events to report). */
 bool ctl_node_has_gate(ksv_ctl *ctl, const char *node);
+/* Imports each node's new events into history (and the split, following the gates), the
+ * nodes read side by side (ctl->parallel at a time) and written on the caller's thread,
+ * in order per node, each event once. -1 with err naming the first node that could not
+ * be read or stored; the others are imported all the same. */
+int ctl_gate_import_nodes(ksv_ctl *ctl, char *const *nodes, size_t n, size_t *imported,
+                          ksv_err *err);
 /* The event import over a connection the caller holds (a console's kept probe link). */
 int ctl_gate_import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
                          size_t *imported, ksv_err *err);

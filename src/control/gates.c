@@ -143,8 +143,7 @@ int ksv_ctl_gate_status(ksv_ctl *ctl, const char *model, const char *ns, json_ob
     if (ksv_store_model_resolve(ctl->store, model, ns, &m, err) != 0)
         return -1;
     ksv_err ignored;
-    for (size_t i = 0; i < m.n_nodes; i++) /* history and the split catch up */
-        ksv_ctl_import_events(ctl, m.nodes[i], NULL, &ignored);
+    ctl_gate_import_nodes(ctl, m.nodes, m.n_nodes, NULL, &ignored); /* history, split */
     json_object *root = json_object_new_object(), *nodes = json_object_new_array();
     char ref[300];
     snprintf(ref, sizeof ref, "%s/%s", m.ns, m.name);
@@ -382,14 +381,13 @@ static int import_one(ksv_ctl *ctl, const char *node, const char *log_id, json_o
     return rc;
 }
 
-/* One page of events, inserted in one transaction. The cursor is read again inside it: a
- * console and a CLI may import the same node at once, and whichever commits second must
- * skip what the first wrote (each event once). Returns 1 when the node has more. */
-static int import_page(ksv_ctl *ctl, const char *node, json_object *reply, const char *id,
-                       size_t *imported, ksv_err *err)
+/* One page of events into history; the caller holds the transaction. The cursor is read
+ * again inside it: a console and a CLI may import the same node at once, and whichever
+ * commits second must skip what the first wrote (each event once). Returns 1 when the node
+ * has more. */
+static int import_events(ksv_ctl *ctl, const char *node, json_object *reply, const char *id,
+                         size_t *imported, ksv_err *err)
 {
-    if (ksv_store_begin(ctl->store, err) != 0)
-        return -1;
     char *log_id = NULL;
     int64_t last = 0;
     int rc = ksv_store_event_cursor_get(ctl->store, node, &log_id, &last, err) < 0 ? -1 : 0;
@@ -411,73 +409,217 @@ static int import_page(ksv_ctl *ctl, const char *node, json_object *reply, const
     }
     if (rc == 0)
         rc = ksv_store_event_cursor_set(ctl->store, node, id, last, err);
-    ksv_err ignored;
-    if (rc == 0)
-        rc = ksv_store_commit(ctl->store, err);
-    else if (ksv_store_in_transaction(ctl->store))
-        ksv_store_rollback(ctl->store, &ignored);
     if (rc != 0)
         return -1;
     return json_object_get_boolean(json_object_object_get(reply, "more")) ? 1 : 0;
 }
 
-/* Reads the node's new events over conn, page by page, into history. */
-static int import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
-                       size_t *imported, ksv_err *err)
+/* Whether a page read with the cursor (cursor_log, ...) writes anything: nothing new from
+ * the same log does not (consoles and `--wait` ask often), a reply without a log id is an
+ * error. */
+static bool page_writes(json_object *reply, const char *cursor_log)
 {
-    int rc = 0;
-    for (int page = 0; page < IMPORT_PAGES_MAX && rc == 0; page++) {
-        char *log_id = NULL;
-        int64_t since = 0;
-        if (ksv_store_event_cursor_get(ctl->store, node, &log_id, &since, err) < 0)
-            return -1;
-        char path[128];
-        snprintf(path, sizeof path, "/ksv/v1/events?since=%lld&limit=%d", (long long)since,
-                 EVENTS_PAGE);
-        json_object *reply = NULL;
-        if (ksv_engine_client_call_json(client, "GET", path, NULL, &reply, err) != 0) {
-            free(log_id);
-            return -1;
+    const char *id = json_object_get_string(json_object_object_get(reply, "log_id"));
+    json_object *events = json_object_object_get(reply, "events");
+    return id && (!cursor_log || strcmp(cursor_log, id) != 0 ||
+                  (json_object_is_type(events, json_type_array) &&
+                   json_object_array_length(events) > 0));
+}
+
+/* A page of the node's events, read from the cursor (cursor_log, since), into the store;
+ * the caller holds the transaction when page_writes. 1: the node has more to read (the
+ * rest of its log, or all of it again when it was reset), 0: read to its end, -1: err. */
+static int page_into_store(ksv_ctl *ctl, const char *node, json_object *reply,
+                           const char *cursor_log, int64_t since, size_t *imported,
+                           ksv_err *err)
+{
+    const char *id = json_object_get_string(json_object_object_get(reply, "log_id"));
+    if (!id)
+        return ksv_err_set(err, 502, "node %s: bad events reply (no log_id)", node);
+    bool same_log = cursor_log && strcmp(cursor_log, id) == 0;
+    if (!same_log && since > 0) /* the node's log was reset: read it again from its start */
+        return ksv_store_event_cursor_set(ctl->store, node, id, 0, err) == 0 ? 1 : -1;
+    if (!page_writes(reply, cursor_log))
+        return 0;
+    json_object *events = json_object_object_get(reply, "events");
+    if (!json_object_is_type(events, json_type_array) || json_object_array_length(events) == 0)
+        /* nothing new: the log's id, learnt the first time */
+        return ksv_store_event_cursor_set(ctl->store, node, id, since, err) == 0 ? 0 : -1;
+    return import_events(ctl, node, reply, id, imported, err);
+}
+
+/* ---- importing several nodes at once ----
+ * Each round reads every node's cursor, fetches the next page of each node's events side
+ * by side (the fan-out: jobs touch no store), then writes the pages here, on the caller's
+ * thread, node after node, in one transaction. What a fleet's import cost was mostly its
+ * writes, a commit per node (52 nodes: ~0.14 s of 0.18 s here, the reads ~0.04 s; a busy
+ * disk makes each commit slower), now one per round. */
+
+typedef enum { JOB_READING, JOB_DONE, JOB_FAILED } job_state;
+
+typedef struct import_job {
+    const char *name;             /* borrowed */
+    ksv_node node;
+    bool have_node;
+    ctl_node_conn conn;
+    bool connected;
+    ksv_engine_client *client;    /* the conn's, or the caller's (ctl_gate_import_over) */
+    char *cursor_log;             /* the cursor this round's page was read from */
+    int64_t since;
+    json_object *reply;           /* this round's page, NULL: none */
+    job_state state;
+    ksv_err err;                  /* JOB_FAILED: why */
+    int more;                     /* this round's outcome, kept once its transaction commits */
+    size_t count;
+} import_job;
+
+typedef struct import_ctx {
+    ksv_ctl *ctl;
+    import_job *jobs;
+} import_ctx;
+
+static void fetch_job(void *arg, size_t i)
+{
+    import_ctx *ctx = arg;
+    import_job *j = &ctx->jobs[i];
+    if (j->state != JOB_READING)
+        return;
+    if (!j->client) {
+        /* A handle that keeps connections lends its own (one thread: see the caller). */
+        if ((ctx->ctl->keep_connections
+                 ? ctl_node_connect(ctx->ctl, &j->node, &j->conn, &j->err)
+                 : ctl_node_connect_fresh(ctx->ctl, &j->node, &j->conn, &j->err)) != 0) {
+            j->state = JOB_FAILED;
+            return;
         }
-        const char *id = json_object_get_string(json_object_object_get(reply, "log_id"));
-        if (!id) {
-            free(log_id);
-            json_object_put(reply);
-            return ksv_err_set(err, 502, "node %s: bad events reply (no log_id)", node);
-        }
-        bool same_log = log_id && strcmp(log_id, id) == 0;
-        free(log_id);
-        if (!same_log && since > 0) {
-            /* The node's log was reset: read it again from its start. */
-            rc = ksv_store_event_cursor_set(ctl->store, node, id, 0, err);
-            json_object_put(reply);
-            continue;
-        }
-        json_object *events = json_object_object_get(reply, "events");
-        if (!json_object_is_type(events, json_type_array) ||
-            json_object_array_length(events) == 0) {
-            /* Nothing new: no write (consoles and `--wait` ask often), except to learn the
-             * log's id the first time. */
-            rc = same_log ? 0 : ksv_store_event_cursor_set(ctl->store, node, id, since, err);
-            json_object_put(reply);
-            return rc;
-        }
-        int more = import_page(ctl, node, reply, id, imported, err);
-        json_object_put(reply);
-        if (more <= 0)
-            return more;
+        j->connected = true;
+        j->client = j->conn.client;
     }
+    char path[128];
+    snprintf(path, sizeof path, "/ksv/v1/events?since=%lld&limit=%d", (long long)j->since,
+             EVENTS_PAGE);
+    if (ksv_engine_client_call_json(j->client, "GET", path, NULL, &j->reply, &j->err) != 0) {
+        j->reply = NULL;
+        j->state = JOB_FAILED;
+    }
+}
+
+/* The pages of jobs[0, n) in one transaction. 0: committed, or nothing could be (every
+ * job with a page failed: the transaction did not begin or commit); -1: a page could not
+ * be stored, the transaction was undone and the jobs are as before. */
+static int store_jobs(ksv_ctl *ctl, import_job *jobs, size_t n)
+{
+    bool writes = false;
+    for (size_t i = 0; i < n; i++)
+        writes |= jobs[i].reply && page_writes(jobs[i].reply, jobs[i].cursor_log);
+    ksv_err terr;
+    ksv_err_clear(&terr);
+    int rc = writes ? ksv_store_begin(ctl->store, &terr) : 0;
+    bool page_failed = false;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        import_job *j = &jobs[i];
+        j->count = 0;
+        if (j->reply && (j->more = page_into_store(ctl, j->name, j->reply, j->cursor_log,
+                                                   j->since, &j->count, &terr)) < 0) {
+            page_failed = true;
+            rc = -1;
+            if (n == 1) { /* alone: the error is this node's */
+                j->err = terr;
+                j->state = JOB_FAILED;
+            }
+        }
+    }
+    if (writes && rc == 0 && ksv_store_commit(ctl->store, &terr) != 0)
+        rc = -1;
+    if (rc != 0) {
+        ksv_store_abandon(ctl->store);
+        for (size_t i = 0; i < n && !page_failed; i++)
+            if (jobs[i].reply) { /* begin or commit failed: every node's page with it */
+                jobs[i].err = terr;
+                jobs[i].state = JOB_FAILED;
+            }
+        return page_failed && n > 1 ? -1 : 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (jobs[i].reply && jobs[i].more == 0)
+            jobs[i].state = JOB_DONE;
+    return 0;
+}
+
+/* Reads the jobs' nodes' new events into history, up to `parallel` nodes at a time. Each
+ * failed job's err says why; the others are imported all the same. */
+static void import_jobs(ksv_ctl *ctl, import_job *jobs, size_t n, int parallel,
+                        size_t *imported)
+{
+    import_ctx ctx = {.ctl = ctl, .jobs = jobs};
+    for (int page = 0; page < IMPORT_PAGES_MAX; page++) {
+        bool reading = false;
+        for (size_t i = 0; i < n; i++) {
+            import_job *j = &jobs[i];
+            free(j->cursor_log);
+            j->cursor_log = NULL;
+            if (j->state == JOB_READING &&
+                ksv_store_event_cursor_get(ctl->store, j->name, &j->cursor_log, &j->since,
+                                           &j->err) < 0)
+                j->state = JOB_FAILED;
+            reading |= j->state == JOB_READING;
+        }
+        if (!reading)
+            break;
+        ctl_fanout(n, parallel, fetch_job, &ctx);
+        /* A page that cannot be stored undoes the round: then each node alone, so only
+         * the node whose event cannot be stored stays behind. */
+        if (store_jobs(ctl, jobs, n) != 0)
+            for (size_t i = 0; i < n; i++)
+                store_jobs(ctl, &jobs[i], 1);
+        for (size_t i = 0; i < n; i++) {
+            if (jobs[i].reply && jobs[i].state != JOB_FAILED && imported)
+                *imported += jobs[i].count;
+            json_object_put(jobs[i].reply);
+            jobs[i].reply = NULL;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(jobs[i].cursor_log);
+        jobs[i].cursor_log = NULL;
+    }
+}
+
+int ctl_gate_import_nodes(ksv_ctl *ctl, char *const *nodes, size_t n, size_t *imported,
+                          ksv_err *err)
+{
+    if (imported)
+        *imported = 0;
+    import_job *jobs = calloc(n ? n : 1, sizeof *jobs);
+    if (!jobs)
+        return ksv_err_set(err, 500, "out of memory");
+    for (size_t i = 0; i < n; i++) {
+        jobs[i].name = nodes[i];
+        jobs[i].have_node = ksv_store_node_get(ctl->store, nodes[i], &jobs[i].node,
+                                               &jobs[i].err) == 0;
+        jobs[i].state = jobs[i].have_node ? JOB_READING : JOB_FAILED;
+    }
+    /* Kept connections live in a table of the handle that only one thread may touch. */
+    import_jobs(ctl, jobs, n, ctl->keep_connections ? 1 : ctl->parallel, imported);
+    int rc = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (jobs[i].state == JOB_FAILED && rc == 0) {
+            *err = jobs[i].err;
+            rc = -1;
+        }
+        if (jobs[i].connected)
+            ctl_node_disconnect(&jobs[i].conn);
+        if (jobs[i].have_node)
+            ksv_node_clear(&jobs[i].node);
+    }
+    free(jobs);
     return rc;
 }
 
 static int import_node(ksv_ctl *ctl, const char *node, size_t *imported, ksv_err *err)
 {
-    ctl_node_conn conn;
-    if (connect_node(ctl, node, &conn, err) != 0)
-        return -1;
-    int rc = import_over(ctl, node, conn.client, imported, err);
-    ctl_node_disconnect(&conn);
-    return rc;
+    char *one[] = {(char *)node};
+    return ctl_gate_import_nodes(ctl, one, 1, imported, err);
 }
 
 int ctl_gate_import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *client,
@@ -485,7 +627,11 @@ int ctl_gate_import_over(ksv_ctl *ctl, const char *node, ksv_engine_client *clie
 {
     if (imported)
         *imported = 0;
-    return import_over(ctl, node, client, imported, err);
+    import_job job = {.name = node, .client = client, .state = JOB_READING};
+    import_jobs(ctl, &job, 1, 1, imported);
+    if (job.state == JOB_FAILED)
+        *err = job.err;
+    return job.state == JOB_FAILED ? -1 : 0;
 }
 
 void ctl_gate_catch_up(ksv_ctl *ctl, int64_t model_id)
@@ -501,8 +647,7 @@ void ctl_gate_catch_up(ksv_ctl *ctl, int64_t model_id)
     if (ksv_store_model_get_by_id(ctl->store, model_id, &m, &ignored) != 0)
         return;
     /* A node that cannot be reached now is read the next time; the change goes on. */
-    for (size_t i = 0; i < m.n_nodes; i++)
-        import_node(ctl, m.nodes[i], NULL, &ignored);
+    ctl_gate_import_nodes(ctl, m.nodes, m.n_nodes, NULL, &ignored);
     ksv_model_record_clear(&m);
 }
 
@@ -537,9 +682,8 @@ int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_
     ksv_model_record_list models;
     if (ksv_store_model_list(ctl->store, NULL, &models, err) != 0)
         return -1;
-    char **done = NULL;
-    size_t n_done = 0;
-    int rc = 0;
+    char **nodes = NULL;
+    size_t n_nodes = 0;
     for (size_t i = 0; i < models.n; i++) {
         char *name = NULL, *policy = NULL;
         ksv_err one;
@@ -547,22 +691,20 @@ int ksv_ctl_import_events(ksv_ctl *ctl, const char *node, size_t *imported, ksv_
         free(name);
         free(policy);
         for (size_t k = 0; gated == 1 && k < models.items[i].n_nodes; k++) {
-            const char *node_name = models.items[i].nodes[k];
+            char *node_name = models.items[i].nodes[k];
             bool seen = false;
-            for (size_t j = 0; j < n_done && !seen; j++)
-                seen = strcmp(done[j], node_name) == 0;
-            char **grown = seen ? NULL : realloc(done, (n_done + 1) * sizeof *grown);
+            for (size_t j = 0; j < n_nodes && !seen; j++)
+                seen = strcmp(nodes[j], node_name) == 0;
+            char **grown = seen ? NULL : realloc(nodes, (n_nodes + 1) * sizeof *grown);
             if (seen || !grown)
                 continue;
-            done = grown;
-            done[n_done++] = models.items[i].nodes[k];
-            if (import_node(ctl, node_name, imported, &one) != 0 && rc == 0) {
-                *err = one; /* an unreachable node is read next time; the others still are */
-                rc = -1;
-            }
+            nodes = grown;
+            nodes[n_nodes++] = node_name;
         }
     }
-    free(done);
+    /* An unreachable node is read next time; the others still are. */
+    int rc = ctl_gate_import_nodes(ctl, nodes, n_nodes, imported, err);
+    free(nodes);
     ksv_model_record_list_free(&models);
     return rc;
 }

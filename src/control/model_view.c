@@ -52,9 +52,7 @@ int ksv_model_view_percent(const ksv_model_view *v, int64_t revision_id)
     return 0;
 }
 
-/* Whether the view's split names the revision, even at 0% (a gated canary that starts
- * there, which the engines must load for their gate). */
-static bool in_split(const ksv_model_view *v, int64_t revision_id)
+bool ctl_model_view_in_split(const ksv_model_view *v, int64_t revision_id)
 {
     for (size_t i = 0; i < v->traffic.n; i++)
         if (v->traffic.items[i].revision_id == revision_id)
@@ -203,7 +201,8 @@ int ctl_engine_body_mapped(ksv_ctl *ctl, const ksv_model_view *v, const ctl_uplo
             bool want = pass == 0   ? ksv_model_view_percent(v, r->id) > 0
                         : pass == 1 ? r->id == v->stable_id
                                     : i + KEEP_RECENT >= n &&
-                                          (r->rolled_out_at_ms > 0 || in_split(v, r->id));
+                                          (r->rolled_out_at_ms > 0 ||
+                                           ctl_model_view_in_split(v, r->id));
             if (want && !keep[i]) {
                 keep[i] = true;
                 kept++;

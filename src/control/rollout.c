@@ -463,6 +463,13 @@ static int apply_one_to_store(ksv_ctl *ctl, const ksv_isvc *spec, const ksv_cana
         trc = set_traffic_pair(ctl, model_id, stable, 100 - spec->canary_percent, rev.id,
                                spec->canary_percent, err);
         snprintf(new_text, sizeof new_text, "%s canary at %d%%", rev.name, spec->canary_percent);
+    } else if (gs->waved) {
+        /* Soaked waves (waves.c): the waves carry the new revision to their nodes, and it
+         * becomes the rolled-out one only when the last wave succeeded. Until then the
+         * store keeps the stable revision's split, so the rollback of a failed wave, or a
+         * reconcile, never sends it to nodes no wave reached, not even as a standby copy. */
+        trc = set_traffic_pair(ctl, model_id, stable, 100, 0, 0, err);
+        snprintf(new_text, sizeof new_text, "%s in waves over %s", rev.name, gs->stable);
     } else {
         trc = set_traffic_pair(ctl, model_id, rev.id, 100, 0, 0, err);
         if (trc == 0)
@@ -651,6 +658,12 @@ int ksv_ctl_rollout(ksv_ctl *ctl, const ksv_rollout_request *req, ksv_ctl_result
     case KSV_ROLLOUT_PROMOTE:
         if (!canary) {
             ksv_err_set(err, 409, "%s has no canary to promote", ref);
+            goto rollback;
+        }
+        if (req->to_revision && strcmp(req->to_revision, canary->name) != 0) {
+            /* The waves promote the revision they rolled out, not a newer one. */
+            ksv_err_set(err, 409, "%s: %s is no longer the newest revision (%s is)", ref,
+                        req->to_revision, canary->name);
             goto rollback;
         }
         if (set_traffic_pair(ctl, v.model.id, canary->id, 100, 0, 0, err) != 0 ||

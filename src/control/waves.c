@@ -155,12 +155,11 @@ static const ksv_revision_record *revision_named(const ksv_model_view *v, const 
 }
 
 /* After the gates of some waves promoted: their events into history (the store follows
- * each gate), the model's nodes read once each. */
+ * each gate), the model's nodes read side by side, each once. */
 static void import_gate_events(ksv_ctl *ctl, const ksv_model_view *v)
 {
     ksv_err ignored;
-    for (size_t i = 0; i < v->model.n_nodes; i++)
-        ksv_ctl_import_events(ctl, v->model.nodes[i], NULL, &ignored);
+    ctl_gate_import_nodes(ctl, v->model.nodes, v->model.n_nodes, NULL, &ignored);
 }
 
 int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const char *stable,
@@ -188,6 +187,12 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
         gated_split[0] = (ksv_traffic_entry){.revision_id = st_rev->id, .percent = 100};
         gated_split[1] = (ksv_traffic_entry){.revision_id = fr_rev->id, .percent = 0};
     }
+    /* Soaked waves of a whole rollout (no Canary, no canaryTrafficPercent): the store keeps
+     * the stable revision's split until every wave succeeded (rollout.c), so each wave's
+     * nodes get fresh at 100% from this split, and the store follows with a promotion
+     * after the last wave. */
+    bool whole = !policy && fr_rev && !ctl_model_view_in_split(&v, fr_rev->id);
+    ksv_traffic_entry whole_split = {.revision_id = fr_rev ? fr_rev->id : 0, .percent = 100};
     char text[256];
     int rc = 0;
     if (first_wave == 0) {
@@ -211,9 +216,9 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
     for (size_t k = first_wave; rc == 0 && k < n_waves; k++) {
         size_t from = k ? ends[k - 1] : 0;
         ksv_model_view wv = wave_view(&v, from, ends[k]);
-        if (policy) {
-            wv.traffic.items = gated_split;
-            wv.traffic.n = 2;
+        if (policy || whole) {
+            wv.traffic.items = policy ? gated_split : &whole_split;
+            wv.traffic.n = policy ? 2 : 1;
         }
         ctl_push_model pm = {.view = &wv};
         ctl_push(ctl, &pm, 1, timeout_s, res);
@@ -256,8 +261,7 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
             if (policy)
                 import_gate_events(ctl, &v);
             ksv_rollout_request back = {.op = KSV_ROLLOUT_ROLLBACK, .model = ref,
-                                        .to_revision = policy ? stable : NULL,
-                                        .timeout_s = timeout_s};
+                                        .to_revision = stable, .timeout_s = timeout_s};
             ksv_ctl_result rb = {0};
             ksv_err rerr;
             int brc = ksv_ctl_rollout(ctl, &back, &rb, &rerr);
@@ -266,6 +270,16 @@ int ctl_waves_run(ksv_ctl *ctl, const ksv_isvc *spec, const char *ref, const cha
                              brc == 0 ? "rolled back to the stable revision"
                                       : "the rollback failed too (ksv rollout rollback)");
         }
+    }
+    if (rc == 0 && whole) {
+        /* Every wave succeeded: fresh is the rolled-out revision now, in the store too. */
+        ksv_rollout_request up = {.op = KSV_ROLLOUT_PROMOTE, .model = ref,
+                                  .to_revision = fresh, .timeout_s = timeout_s};
+        ksv_ctl_result pr = {0};
+        rc = ksv_ctl_rollout(ctl, &up, &pr, err);
+        ksv_ctl_result_free(&pr);
+        if (rc != 0)
+            ksv_err_prefix(err, "%s: every wave succeeded; promoting %s", ref, fresh);
     }
     if (rc == 0 && policy) /* every gate promoted: the store follows them */
         import_gate_events(ctl, &v);
