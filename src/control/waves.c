@@ -391,6 +391,15 @@ int ctl_waves_hold(ksv_ctl *ctl, ksv_model_view *v, ksv_ctl_result *held, char *
     }
     v->model.n_nodes = kept;
     json_object_put(plan);
+    /* Soaked waves keep the stable revision's split in the store until the last wave
+     * succeeded (ctl_waves_run sends fresh at 100% to each wave's nodes through its own
+     * split): the nodes of the waves that succeeded are reconciled to that, not sent back
+     * to the stable revision they were moved off. */
+    const ksv_revision_record *fr_rev = revision_named(v, fresh);
+    if (rc == 0 && fr_rev && !ctl_model_view_in_split(v, fr_rev->id) && v->traffic.n >= 1) {
+        v->traffic.items[0] = (ksv_traffic_entry){.revision_id = fr_rev->id, .percent = 100};
+        v->traffic.n = 1;
+    }
     snprintf(what, what_cap, "%s in %zu waves, unfinished after %zu: %zu node(s) left as "
              "they are for ksv apply to resume", fresh, total, next, held->n);
     return rc < 0 ? -1 : 1;
