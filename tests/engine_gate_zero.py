@@ -162,7 +162,14 @@ try:
     ro = wait(lambda: (model().get("rollout") or {}).get("phase") not in (None, "Initializing")
               and model()["rollout"], 20)
     took = time.time() - t0
-    r = revs()
+
+    def both_loaded():
+        r = revs()
+        return r if (r["churn-00002"]["state"] == "ready" and
+                     r["churn-00003"]["state"] in ("ready", "standby")) else None
+    # The gate moves on once its canary is loaded; the stable, scaled to zero meanwhile,
+    # may still be loading then (a loaded machine): the hold must bring it back too.
+    r = wait(both_loaded, 20) or revs()
     check(ro and ro["phase"] in ("Progressing", "Waiting") and took < 15,
           "retry loads the unloaded canary itself: the gate leaves Initializing in %.1f s "
           "(%s), not at the 60 s deadline" % (took, ro and ro["phase"]))
