@@ -396,8 +396,16 @@ int ctl_waves_hold(ksv_ctl *ctl, ksv_model_view *v, ksv_ctl_result *held, char *
      * split): the nodes of the waves that succeeded are reconciled to that, not sent back
      * to the stable revision they were moved off. */
     const ksv_revision_record *fr_rev = revision_named(v, fresh);
-    if (rc == 0 && fr_rev && !ctl_model_view_in_split(v, fr_rev->id) && v->traffic.n >= 1) {
-        v->traffic.items[0] = (ksv_traffic_entry){.revision_id = fr_rev->id, .percent = 100};
+    bool whole = rc == 0 && fr_rev && !ctl_model_view_in_split(v, fr_rev->id) &&
+                 v->traffic.n >= 1;
+    char *fresh_name = whole ? strdup(fresh) : NULL;
+    if (whole && !fresh_name) {
+        rc = ksv_err_set(err, 500, "out of memory");
+    } else if (whole) {
+        for (size_t i = 0; i < v->traffic.n; i++) /* the view owns the entries' names */
+            free(v->traffic.items[i].revision_name);
+        v->traffic.items[0] = (ksv_traffic_entry){
+            .revision_id = fr_rev->id, .revision_name = fresh_name, .percent = 100};
         v->traffic.n = 1;
     }
     snprintf(what, what_cap, "%s in %zu waves, unfinished after %zu: %zu node(s) left as "
