@@ -38,6 +38,8 @@ FASTAPI_PREDICT="dmatrix"
 RATE_TARGET="ksv"
 RATE=""
 KEEP=0
+SERVER_CPUS=
+CLIENT_CPUS=
 PY=/usr/bin/python3
 
 usage() {
@@ -66,6 +68,10 @@ usage: bench/run-http-bench.sh [options]
                          when ksv is absent, to show the method works)
   --rate RPS             fixed rate (default: half the target's measured 1-row req/s)
   --keep                 keep the work directory (bodies, answers, logs)
+  --server-cpus LIST     pin every server to these CPUs (taskset -c LIST, e.g. 0)
+  --client-cpus LIST     pin wrk and the open-loop client to these CPUs (e.g. 1): with both,
+                         the clients stand in for another machine instead of taking the
+                         servers' cores (say so when quoting the figures)
 Paths are relative to the repository root. Every wait and run is bounded; every process
 started is stopped by its process-group id on exit, Ctrl-C included.
 EOF
@@ -78,6 +84,8 @@ while [ $# -gt 0 ]; do
     --model) MODEL=$2; shift 2 ;;
     --engine) ENGINE=$2; shift 2 ;;
     --engine-threads) ENGINE_THREADS=$2; shift 2 ;;
+    --server-cpus) SERVER_CPUS=$2; shift 2 ;;
+    --client-cpus) CLIENT_CPUS=$2; shift 2 ;;
     --engine-runtime) ENGINE_RUNTIME=$2; shift 2 ;;
     -d|--duration) DURATION=${2%s}; shift 2 ;;
     --warmup) WARMUP=${2%s}; shift 2 ;;
@@ -149,12 +157,19 @@ trap cleanup EXIT
 trap 'echo "run-http-bench: interrupted" >&2; exit 130' INT
 trap 'exit 143' TERM
 
+SERVER_PIN=() CLIENT_PIN=()
+[ -n "$SERVER_CPUS" ] && SERVER_PIN=(taskset -c "$SERVER_CPUS")
+[ -n "$CLIENT_CPUS" ] && CLIENT_PIN=(taskset -c "$CLIENT_CPUS")
+if [ -n "$SERVER_CPUS$CLIENT_CPUS" ]; then
+    command -v taskset >/dev/null || die "taskset is needed for --server-cpus/--client-cpus (util-linux)"
+fi
+
 # start_server NAME CMD...: runs CMD in a new session, output in $WORK/NAME.log.
 # In a non-interactive shell a background job is no group leader, so setsid does not fork
 # and $! is the server's pid and its process-group id.
 start_server() {
     local name=$1; shift
-    setsid "$@" >"$WORK/$name.log" 2>&1 </dev/null &
+    setsid "${SERVER_PIN[@]}" "$@" >"$WORK/$name.log" 2>&1 </dev/null &
     SERVER_PID=$!
     GROUPS_STARTED+=("$SERVER_PID")
 }
@@ -371,11 +386,11 @@ for name in "${MEASURED[@]}"; do
     for rows in "${ROW_LIST[@]}"; do
         export KSV_BENCH_BODY="$WORK/req-$rows.json"
         if [ "$WARMUP" -gt 0 ]; then
-            timeout $((WARMUP + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
+            timeout $((WARMUP + 30)) "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
                 -s "$HTTP_DIR/post.lua" "${URL[$name]}" >/dev/null 2>&1 || true
         fi
         log="$WORK/wrk-$name-$rows.txt"
-        timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+        timeout $((DURATION + 30)) "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
             --timeout 10s -s "$HTTP_DIR/post.lua" "${URL[$name]}" >"$log" 2>&1 || true
         line=$(grep '^KSVBENCH ' "$log" || true)
         if [ -z "$line" ]; then
@@ -409,11 +424,11 @@ if [[ " ${MEASURED[*]} " == *" ksv "* ]]; then
             continue
         fi
         if [ "$WARMUP" -gt 0 ]; then
-            timeout $((WARMUP + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
+            timeout $((WARMUP + 30)) "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${WARMUP}s" \
                 -s "$HTTP_DIR/post.lua" "${URL[ksv]}" >/dev/null 2>&1 || true
         fi
         log="$WORK/wrk-ksv-bin-$rows.txt"
-        timeout $((DURATION + 30)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
+        timeout $((DURATION + 30)) "${CLIENT_PIN[@]}" wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency \
             --timeout 10s -s "$HTTP_DIR/post.lua" "${URL[ksv]}" >"$log" 2>&1 || true
         unset KSV_BENCH_HEADER_LEN
         line=$(grep '^KSVBENCH ' "$log" || true)
@@ -444,14 +459,14 @@ if [ "$RATE_TARGET" != none ]; then
         [ "$rate" -ge 1 ] || rate=1
         echo
         echo "== fixed rate: $rate req/s, $first_rows row, to $target (open loop: bench/http/openloop.c)"
-        out=$(timeout $((DURATION + 40)) "$WORK/openloop" -u "${URL[$target]}" \
+        out=$(timeout $((DURATION + 40)) "${CLIENT_PIN[@]}" "$WORK/openloop" -u "${URL[$target]}" \
             -b "$WORK/req-$first_rows.json" -r "$rate" -d "$DURATION" -w 1 \
             -c "$CONNECTIONS" -t "$THREADS" 2>&1 || true)
         echo "  $out"
         if [[ $out == openloop:* ]]; then
             p99=$(kv p99_us "$out")
             RATE_LINE=$(printf '%s at %s req/s (%s), %s row, open loop: P50 %s, P99 %s, P99.9 %s, errors %s' \
-                "${LABEL[$target]}" "$rate" "${RATE:+as asked}${RATE:-half its peak}" "$first_rows" \
+                "${LABEL[$target]}" "$rate" "$([ -n "$RATE" ] && echo "as asked" || echo "half its peak")" "$first_rows" \
                 "$(fmt_us "$(kv p50_us "$out")")" "$(fmt_us "$p99")" \
                 "$(fmt_us "$(kv p999_us "$out")")" "$(( $(kv errors "$out") + $(kv unfinished "$out") ))")
             [ "$target" != ksv ] || RATE_LINE+=$(awk -v p="$p99" 'BEGIN { print (p < 1000) ? "  [target P99 < 1 ms: met]" : "  [target P99 < 1 ms: NOT met]" }')
@@ -461,7 +476,7 @@ fi
 
 # ---------------------------------------------------------------------------------------
 echo
-echo "== results: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) CPUs, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== results: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, $(nproc) CPUs${SERVER_CPUS:+, servers on CPU $SERVER_CPUS}${CLIENT_CPUS:+, clients on CPU $CLIENT_CPUS}, load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 echo "| server | rows | req/s | P50 | P99 |"
 echo "|---|---:|---:|---:|---:|"
