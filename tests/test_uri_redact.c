@@ -142,14 +142,28 @@ int main(void)
     ksv_err_set(&err, 404, "storage %s: HTTP 404", "https://u:SECRETPW@h/m.json?sig=SECRET1");
     KT_CHECK_STR(err.msg, "storage https://u:REDACTED@h/m.json?sig=REDACTED: HTTP 404",
                  "ksv_err_set redacts a URI and keeps the sentence's colon");
-    ksv_err_set(&err, 400, "{\"a\":\"http://h/x?t=SECRET\", (see https://h/y?t=SECRET).}");
+    ksv_err_set(&err, 400, "%s", "{\"a\":\"http://h/x?t=SECRET\", (see https://h/y?t=SECRET).}");
     KT_CHECK_STR(err.msg, "{\"a\":\"http://h/x?t=REDACTED\", (see https://h/y?t=REDACTED).}",
                  "quotes and trailing punctuation end a URI in text");
     ksv_err_prefix(&err, "pull %s", "gs://b/o?X-Goog-Signature=SECRET");
     KT_CHECK(!strstr(err.msg, "SECRET"), "ksv_err_prefix redacts: %s", err.msg);
-    ksv_err_set(&err, 500, "odd ://x?y=1 and 9http://h/p?s=SECRET");
+    ksv_err_set(&err, 500, "%s", "odd ://x?y=1 and 9http://h/p?s=SECRET");
     KT_CHECK(!strstr(err.msg, "SECRET") && strstr(err.msg, "://x?y=1"),
              "a '://' without a scheme is no URI, the next one still is: %s", err.msg);
+    /* A URI written in the format itself is the programmer's: a placeholder hint stays as
+     * written (the redactor would take "PORT" for a password), its arguments do not. */
+    ksv_err_set(&err, 400, "%s: not a URL (expected http://HOST:PORT)", "127.0.0.1:9090");
+    KT_CHECK_STR(err.msg, "127.0.0.1:9090: not a URL (expected http://HOST:PORT)",
+                 "a hint in the format is kept");
+    ksv_err_set(&err, 400, "%s (expected http://HOST:PORT)", "http://u:SECRETPW@h:80/");
+    KT_CHECK(!strstr(err.msg, "SECRET") && strstr(err.msg, "expected http://HOST:PORT"),
+             "the argument's URI is redacted, the format's kept: %s", err.msg);
+    ksv_err_set(&err, 400, "node %s: address must be local, http://HOST:PORT or "
+                "ssh://[USER@]HOST[:PORT]", "n1");
+    ksv_err_prefix(&err, "node add %s", "https://h/x?sig=SECRET");
+    KT_CHECK(!strstr(err.msg, "SECRET") && strstr(err.msg, "http://HOST:PORT or "
+                                                  "ssh://[USER@]HOST[:PORT]"),
+             "ksv_err_prefix keeps the message it prefixes and redacts its own: %s", err.msg);
     char text[600];
     memset(text, 'a', sizeof text);
     memcpy(text + 490, " https://h/p?sig=SECRET", 23);

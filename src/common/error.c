@@ -18,8 +18,10 @@ int ksv_err_set(ksv_err *err, int status, const char *fmt, ...)
         va_end(ap);
         /* Messages reach terminals, logs and API replies: a storage URI's credentials
          * (a presigned query, a password) never do, even from a caller that formatted the
-         * URI itself; and text from nodes, files and requests is filtered. */
-        ksv_uri_redact_text(err->msg, sizeof err->msg);
+         * URI itself (a URI written in the format itself is the programmer's, e.g. a
+         * "http://HOST:PORT" hint, and stays); and text from nodes, files and requests is
+         * filtered. */
+        ksv_uri_redact_text_keep(err->msg, sizeof err->msg, fmt);
         ksv_sanitize(err->msg);
     }
     return -1;
@@ -49,7 +51,8 @@ int ksv_err_prefix(ksv_err *err, const char *fmt, ...)
         m = cap - n;
     memcpy(err->msg + n, old, m);
     err->msg[n + m] = '\0';
-    ksv_uri_redact_text(err->msg, sizeof err->msg);
+    /* The old message was redacted when it was set: only the prefix's URIs are new. */
+    ksv_uri_redact_text_keep(err->msg, sizeof err->msg, old);
     ksv_sanitize(err->msg);
     return -1;
 }

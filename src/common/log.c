@@ -55,7 +55,7 @@ void ksv_log(ksv_log_level level, const char *request_id, const char *fmt, ...)
     line[n] = '\0';
     /* A storage URI's credentials never reach the log, whoever formatted the line (room
      * is kept for the newline). */
-    ksv_uri_redact_text(line, sizeof line - 1);
+    ksv_uri_redact_text_keep(line, sizeof line - 1, fmt);
     /* A newline or an escape sequence from a request or a file cannot forge a log line. */
     n = (int)strlen(ksv_sanitize(line));
     line[n++] = '\n';

@@ -210,7 +210,21 @@ size_t ksv_uri_redact(char *dst, size_t cap, const char *uri)
     return finish(&o);
 }
 
+/* Whether the n bytes at t occur in keep. */
+static bool kept_literal(const char *keep, const char *t, size_t n)
+{
+    for (const char *k = keep; k && n && (k = strchr(k, *t)) != NULL; k++)
+        if (strncmp(k, t, n) == 0)
+            return true;
+    return false;
+}
+
 void ksv_uri_redact_text(char *s, size_t cap)
+{
+    ksv_uri_redact_text_keep(s, cap, NULL);
+}
+
+void ksv_uri_redact_text_keep(char *s, size_t cap, const char *keep)
 {
     if (cap == 0 || !strstr(s, "://"))
         return;
@@ -241,7 +255,10 @@ void ksv_uri_redact_text(char *s, size_t cap)
             end++;
         while (end > sep + 3 && strchr(".,;:)]}", end[-1]))
             end--;
-        redact(&o, start, (size_t)(end - start));
+        if (kept_literal(keep, start, (size_t)(end - start)))
+            put(&o, start, (size_t)(end - start));
+        else
+            redact(&o, start, (size_t)(end - start));
         p = end;
     }
     puts_(&o, p);

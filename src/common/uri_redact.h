@@ -46,4 +46,10 @@ size_t ksv_uri_redact(char *dst, size_t cap, const char *uri);
  * cut ("..."), never left unredacted. */
 void ksv_uri_redact_text(char *s, size_t cap);
 
+/* ksv_uri_redact_text, leaving alone a URI whose text appears verbatim in `keep` (NULL:
+ * none): the literal part of a message, its printf format, is the programmer's and holds
+ * no secret, while a placeholder like "http://HOST:PORT" would look like a password to the
+ * redactor. Secrets come through the format's arguments, and are redacted. */
+void ksv_uri_redact_text_keep(char *s, size_t cap, const char *keep);
+
 #endif
